@@ -1,0 +1,110 @@
+//! A blocking facade for code without an async runtime.
+//!
+//! Proxies' plain `fn` methods block their caller. On a thread that is
+//! running async tasks that would deadlock, so they return
+//! [`Error::BlockingInAsync`] there instead.
+//!
+//! tokio offers no public way to tell a runtime worker thread from one of
+//! its blocking-pool threads, so a thread inside a runtime context counts as
+//! async unless the call runs inside [`allow_blocking`]. Handlers of blocking
+//! methods are run that way automatically; wrap your own
+//! `spawn_blocking` closures in it if they call blocking proxies.
+
+use std::cell::Cell;
+use std::future::Future;
+
+use crate::{Error, RemoteErrorType};
+
+thread_local! {
+    static ALLOWED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with blocking remote calls allowed on this thread (for use in
+/// `tokio::task::spawn_blocking` closures).
+///
+/// ```
+/// let n = remote_core::blocking::allow_blocking(|| 1 + 1);
+/// assert_eq!(n, 2);
+/// ```
+pub fn allow_blocking<R>(f: impl FnOnce() -> R) -> R {
+    let prev = ALLOWED.with(|a| a.replace(true));
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            ALLOWED.with(|a| a.set(self.0));
+        }
+    }
+    let _reset = Reset(prev);
+    f()
+}
+
+/// Whether a blocking call here would risk a deadlock.
+pub fn in_async_context() -> bool {
+    tokio::runtime::Handle::try_current().is_ok() && !ALLOWED.with(Cell::get)
+}
+
+/// Runs `fut` on `rt` and blocks this thread until it finishes.
+pub fn block_on_call<T, E>(
+    rt: &tokio::runtime::Handle,
+    fut: impl Future<Output = Result<T, E>> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: RemoteErrorType,
+{
+    if in_async_context() {
+        return Err(E::from_error(Error::BlockingInAsync));
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv().unwrap_or_else(|_| {
+        Err(E::from_error(Error::ConnectionLost(
+            "the runtime driving the connection shut down".into(),
+        )))
+    })
+}
+
+/// A runtime of its own for programs without one: connect, then call
+/// proxies' async methods through [`Blocking::wait`].
+///
+/// ```no_run
+/// let rt = remote_core::blocking::Blocking::new()?;
+/// let conn = rt.wait(remote_core::Connection::connect("tcp://127.0.0.1:7000"))?;
+/// # Ok::<(), remote_core::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Blocking {
+    rt: tokio::runtime::Runtime,
+}
+
+impl Blocking {
+    /// Starts a small background runtime (one worker thread).
+    pub fn new() -> Result<Self, Error> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .thread_name("remote-blocking")
+            .build()?;
+        Ok(Blocking { rt })
+    }
+
+    /// Runs `fut` to completion on the background runtime. Returns
+    /// [`Error::BlockingInAsync`] if called from an async runtime thread.
+    pub fn wait<T, E>(
+        &self,
+        fut: impl Future<Output = Result<T, E>> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: RemoteErrorType,
+    {
+        block_on_call(self.rt.handle(), fut)
+    }
+
+    /// The runtime's handle.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        self.rt.handle()
+    }
+}

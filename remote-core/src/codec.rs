@@ -1,0 +1,260 @@
+//! Encoding values in the context of a connection.
+//!
+//! References (`Remote<T>`) need the connection's object tables while serde
+//! runs. The runtime sets a thread-local context around every encode and
+//! decode it performs; serde code never awaits, so the context cannot leak
+//! across tasks.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::{self, DeserializeOwned, Visitor};
+use serde::{Deserializer, Serialize, Serializer};
+
+use crate::driver::Shared;
+use crate::proto::{ImportRef, ObjectId, EXT_RECEIVER_OWN, EXT_SENDER_EXPORT};
+use crate::remote::Interface;
+use crate::Error;
+
+/// Whose table a reference indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RefTag {
+    /// The sender's export table: the receiver imports it.
+    SenderExport,
+    /// The receiver's own export table: handed back.
+    ReceiverOwn,
+}
+
+struct EncodeCx {
+    conn: Arc<Shared>,
+}
+
+struct DecodeCx {
+    conn: Arc<Shared>,
+    refs: Vec<ImportRef>,
+}
+
+thread_local! {
+    static ENCODE: RefCell<Option<EncodeCx>> = const { RefCell::new(None) };
+    static DECODE: RefCell<Option<DecodeCx>> = const { RefCell::new(None) };
+}
+
+/// Restores the previous context on drop (also on panic inside serde code).
+struct Restore<'a, T: 'static>(
+    &'static std::thread::LocalKey<RefCell<Option<T>>>,
+    Option<T>,
+    std::marker::PhantomData<&'a ()>,
+);
+
+impl<T: 'static> Drop for Restore<'_, T> {
+    fn drop(&mut self) {
+        let prev = self.1.take();
+        self.0.with(|c| *c.borrow_mut() = prev);
+    }
+}
+
+/// Serializes `value` (msgpack) onto `buf` with `conn` as the reference context.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    conn: &Arc<Shared>,
+    value: &T,
+    buf: &mut Vec<u8>,
+    what: &'static str,
+) -> Result<(), Error> {
+    let prev = ENCODE.with(|c| c.borrow_mut().replace(EncodeCx { conn: conn.clone() }));
+    let _restore = Restore(&ENCODE, prev, std::marker::PhantomData);
+    let mut ser = rmp_serde::Serializer::new(buf);
+    value.serialize(&mut ser).map_err(|e| Error::Encode {
+        what,
+        message: e.to_string(),
+    })
+}
+
+/// Deserializes `bytes` with `conn` and the message's pre-registered imports.
+pub(crate) fn decode_from<T: DeserializeOwned>(
+    conn: &Arc<Shared>,
+    bytes: &[u8],
+    refs: Vec<ImportRef>,
+    what: &'static str,
+) -> Result<T, Error> {
+    let prev = DECODE.with(|c| {
+        c.borrow_mut().replace(DecodeCx {
+            conn: conn.clone(),
+            refs,
+        })
+    });
+    let _restore = Restore(&DECODE, prev, std::marker::PhantomData);
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    T::deserialize(&mut de).map_err(|e| Error::Decode {
+        what,
+        message: e.to_string(),
+    })
+}
+
+/// Encodes a value that may not contain references.
+pub(crate) fn encode_detached<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
+    let prev = ENCODE.with(|c| c.borrow_mut().take());
+    let _restore = Restore(&ENCODE, prev, std::marker::PhantomData);
+    rmp_serde::to_vec(value).map_err(|e| Error::Encode {
+        what: "value",
+        message: e.to_string(),
+    })
+}
+
+/// Decodes a value that may not contain references.
+pub(crate) fn decode_detached<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let prev = DECODE.with(|c| c.borrow_mut().take());
+    let _restore = Restore(&DECODE, prev, std::marker::PhantomData);
+    rmp_serde::from_slice(bytes).map_err(|e| Error::Decode {
+        what: "value",
+        message: e.to_string(),
+    })
+}
+
+/// Registers `obj` for sending on the current encode connection.
+pub(crate) fn export<T: ?Sized + Interface>(obj: &Arc<T>) -> Result<(RefTag, ObjectId), Error> {
+    ENCODE.with(|c| {
+        let c = c.borrow();
+        let Some(cx) = c.as_ref() else {
+            return Err(Error::Encode {
+                what: "remote reference",
+                message: "a Remote<_> can only be sent as part of a remote call or reply".into(),
+            });
+        };
+        if let Some(h) = T::handle(obj) {
+            if Arc::ptr_eq(h.shared(), &cx.conn) {
+                // The peer's own object: hand it back by its id.
+                return Ok((RefTag::ReceiverOwn, h.target_id()));
+            }
+        }
+        cx.conn
+            .export::<T>(obj)
+            .map(|id| (RefTag::SenderExport, id))
+    })
+}
+
+/// Resolves a reference to the sender's export (we hold a proxy).
+pub(crate) fn import<T: ?Sized + Interface>(id: ObjectId) -> Result<Arc<T>, String> {
+    DECODE.with(|c| {
+        let c = c.borrow();
+        let cx = c
+            .as_ref()
+            .ok_or("a Remote<_> can only be received in a remote call or reply")?;
+        let r = cx
+            .refs
+            .iter()
+            .find(|r| r.id() == id)
+            .ok_or_else(|| format!("reference to object {id} was not registered"))?;
+        Ok(T::proxy(crate::Handle::imported(
+            cx.conn.clone(),
+            r.clone(),
+        )))
+    })
+}
+
+/// Resolves a reference to one of our own exports handed back.
+pub(crate) fn own<T: ?Sized + Interface>(id: ObjectId) -> Result<Arc<T>, String> {
+    DECODE.with(|c| {
+        let c = c.borrow();
+        let cx = c
+            .as_ref()
+            .ok_or("a Remote<_> can only be received in a remote call or reply")?;
+        let d = cx
+            .conn
+            .lookup_export(id)
+            .ok_or_else(|| format!("unknown object id {id}"))?;
+        T::from_dispatch(&d).ok_or_else(|| {
+            format!(
+                "object {id} is a {}, not a {}",
+                d.interface_name(),
+                T::name()
+            )
+        })
+    })
+}
+
+pub(crate) fn serialize_ref<S: Serializer>(
+    s: S,
+    tag: RefTag,
+    id: ObjectId,
+) -> Result<S::Ok, S::Error> {
+    let code = match tag {
+        RefTag::SenderExport => EXT_SENDER_EXPORT,
+        RefTag::ReceiverOwn => EXT_RECEIVER_OWN,
+    };
+    let payload = id.0.to_be_bytes();
+    s.serialize_newtype_struct(
+        rmp_serde::MSGPACK_EXT_STRUCT_NAME,
+        &(code, ExtBytes(&payload)),
+    )
+}
+
+struct ExtBytes<'a>(&'a [u8]);
+
+impl Serialize for ExtBytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+pub(crate) fn deserialize_ref<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<(RefTag, ObjectId), D::Error> {
+    struct RefVisitor;
+    impl<'de> Visitor<'de> for RefVisitor {
+        type Value = (RefTag, ObjectId);
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a remote reference (msgpack ext type 1 or 2 with a 4-byte id)")
+        }
+        fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_tuple(2, self)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let code: i8 = seq
+                .next_element()?
+                .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+            let bytes: serde_bytes_compat::Buf = seq
+                .next_element()?
+                .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+            let tag = match code {
+                EXT_SENDER_EXPORT => RefTag::SenderExport,
+                EXT_RECEIVER_OWN => RefTag::ReceiverOwn,
+                other => return Err(de::Error::custom(format!("unknown extension type {other}"))),
+            };
+            let arr: [u8; 4] = bytes.0.as_slice().try_into().map_err(|_| {
+                de::Error::custom(format!(
+                    "reference payload must be 4 bytes, got {}",
+                    bytes.0.len()
+                ))
+            })?;
+            Ok((tag, ObjectId(u32::from_be_bytes(arr))))
+        }
+    }
+    d.deserialize_newtype_struct(rmp_serde::MSGPACK_EXT_STRUCT_NAME, RefVisitor)
+}
+
+mod serde_bytes_compat {
+    use serde::de::{Deserialize, Deserializer, Visitor};
+    use std::fmt;
+
+    pub(super) struct Buf(pub(super) Vec<u8>);
+
+    impl<'de> Deserialize<'de> for Buf {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Buf;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("bytes")
+                }
+                fn visit_bytes<E>(self, v: &[u8]) -> Result<Buf, E> {
+                    Ok(Buf(v.to_vec()))
+                }
+                fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Buf, E> {
+                    Ok(Buf(v))
+                }
+            }
+            d.deserialize_bytes(V)
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! Making calls (proxy side) and answering them (serving side).
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::conn::{Control, Incoming, Shared};
+use crate::codec;
+use crate::proto::{encode, CallId, ImportRef, ObjectId};
+use crate::remote::BoxFuture;
+use crate::{Connection, Error, RemoteErrorType, Wire};
+
+type Prepared = (
+    CallId,
+    Vec<u8>,
+    Instant,
+    std::time::Duration,
+    tokio::sync::oneshot::Receiver<Result<Incoming, Error>>,
+);
+
+/// A proxy's link to one object of a peer: the connection, the object's
+/// id, and the counted hold that keeps it alive at the peer.
+///
+/// Generated proxies (`ChatClient`) wrap one. Clones share the hold; when
+/// the last one is dropped a release is queued for the connection task.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+    target: ObjectId,
+    _hold: Option<ImportRef>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("object", &self.target.0)
+            .field("conn", &self.shared)
+            .finish()
+    }
+}
+
+struct CancelOnDrop<'a> {
+    shared: &'a Shared,
+    id: CallId,
+    sent: bool,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            // Queued, not sent from here: Drop does no I/O and takes no lock.
+            let _ = self.shared.ctl.send(Control::Cancel {
+                id: self.id,
+                sent: self.sent,
+            });
+        }
+    }
+}
+
+impl Handle {
+    pub(crate) fn root(shared: Arc<Shared>) -> Self {
+        Handle {
+            shared,
+            target: ObjectId::ROOT,
+            _hold: None,
+        }
+    }
+
+    pub(crate) fn imported(shared: Arc<Shared>, hold: ImportRef) -> Self {
+        Handle {
+            target: hold.id(),
+            shared,
+            _hold: Some(hold),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub(crate) fn target_id(&self) -> ObjectId {
+        self.target
+    }
+
+    /// The peer's id of the object.
+    pub fn object_id(&self) -> u32 {
+        self.target.0
+    }
+
+    /// The connection the object lives behind.
+    pub fn connection(&self) -> Connection {
+        Connection {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Whether both handles name the same object on the same connection.
+    pub fn same_target(&self, other: &Handle) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared) && self.target == other.target
+    }
+
+    /// Calls `method` with `args` (a tuple) and decodes the result.
+    ///
+    /// The call's deadline is the one inherited from an enclosing call or
+    /// [`with_timeout`](crate::with_timeout), else
+    /// [`Limits::default_deadline`](crate::Limits::default_deadline).
+    /// Dropping the future cancels the call at the peer.
+    pub fn call<A, T, E>(&self, method: &'static str, args: A) -> BoxFuture<'static, Result<T, E>>
+    where
+        A: Serialize + Send + 'static,
+        T: Wire,
+        E: RemoteErrorType,
+    {
+        let h = self.clone();
+        Box::pin(async move {
+            let prepared = h.prepare(method, &args);
+            drop(args);
+            match h.call_raw(prepared).await {
+                Ok(inc) => h.finish(inc),
+                Err(e) => Err(E::from_error(e)),
+            }
+        })
+    }
+
+    /// Like [`call`](Handle::call), blocking the current thread. Returns
+    /// [`Error::BlockingInAsync`] on an async runtime thread instead of
+    /// deadlocking.
+    pub fn call_blocking<A, T, E>(&self, method: &'static str, args: A) -> Result<T, E>
+    where
+        A: Serialize + Send + 'static,
+        T: Wire,
+        E: RemoteErrorType,
+    {
+        crate::blocking::block_on_call(&self.shared.runtime, self.call(method, args))
+    }
+
+    async fn call_raw(&self, prepared: Result<Prepared, Error>) -> Result<Incoming, Error> {
+        // Arguments were encoded synchronously by `prepare`: they are not
+        // held across an await, so they need not be `Sync`.
+        let (id, frame, deadline, budget, rx) = prepared?;
+        let shared = &*self.shared;
+        let mut guard = CancelOnDrop {
+            shared,
+            id,
+            sent: false,
+            armed: true,
+        };
+        shared.send(frame)?;
+        guard.sent = true;
+        match tokio::time::timeout_at(deadline, rx).await {
+            Err(_) => Err(Error::DeadlineExceeded(budget)),
+            Ok(Err(_)) => {
+                guard.armed = false;
+                Err(shared.lost())
+            }
+            Ok(Ok(r)) => {
+                guard.armed = false;
+                r
+            }
+        }
+    }
+
+    fn prepare<A: Serialize>(&self, method: &str, args: &A) -> Result<Prepared, Error> {
+        let shared = &*self.shared;
+        let now = Instant::now();
+        let deadline = super::current_deadline().unwrap_or(now + shared.limits.default_deadline);
+        let budget = deadline.saturating_duration_since(now);
+        if budget.is_zero() {
+            return Err(Error::DeadlineExceeded(budget));
+        }
+        let timeout_ms = u32::try_from(budget.as_millis().max(1)).unwrap_or(u32::MAX);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let id = shared.core().start_call(tx)?;
+        let guard = CancelOnDrop {
+            shared,
+            id,
+            sent: false,
+            armed: true,
+        };
+        let mut buf = encode::begin(64);
+        encode::call_head(&mut buf, id, self.target, method, timeout_ms);
+        let args_at = buf.len();
+        codec::encode_into(&self.shared, args, &mut buf, "arguments")?;
+        if buf[args_at..] == [0xc0] {
+            // `()` encodes as nil; arguments are always an array.
+            buf[args_at] = 0x90;
+        }
+        let len = encode::finish(&mut buf);
+        if len > shared.limits.max_frame_len {
+            return Err(Error::limit(
+                "max_frame_len",
+                shared.limits.max_frame_len as u64,
+                format!("call to {method} encodes to {len} bytes"),
+            ));
+        }
+        std::mem::forget(guard);
+        Ok((id, buf, deadline, budget, rx))
+    }
+
+    fn finish<T: Wire, E: RemoteErrorType>(&self, inc: Incoming) -> Result<T, E> {
+        match inc.result {
+            Ok(range) => {
+                codec::decode_from(&self.shared, &inc.frame[range], inc.refs, "return value")
+                    .map_err(E::from_error)
+            }
+            Err(remote) => Err(E::from_remote(remote)),
+        }
+    }
+}
+
+/// The encoded arguments of an incoming call.
+pub struct Args {
+    shared: Arc<Shared>,
+    frame: Bytes,
+    range: Range<usize>,
+    refs: Vec<ImportRef>,
+}
+
+impl fmt::Debug for Args {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Args")
+            .field("len", &self.range.len())
+            .field("refs", &self.refs.len())
+            .finish()
+    }
+}
+
+impl Args {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        frame: Bytes,
+        range: Range<usize>,
+        refs: Vec<ImportRef>,
+    ) -> Self {
+        Args {
+            shared,
+            frame,
+            range,
+            refs,
+        }
+    }
+
+    /// Decodes the arguments as a tuple (`()` for none).
+    pub fn decode<A: DeserializeOwned>(self) -> Result<A, Error> {
+        let bytes = &self.frame[self.range.clone()];
+        let bytes: &[u8] = if bytes == [0x90] { &[0xc0] } else { bytes };
+        codec::decode_from(&self.shared, bytes, self.refs, "arguments")
+    }
+}
+
+/// Context of an incoming call: encodes its reply, runs blocking methods.
+pub struct CallCx {
+    shared: Arc<Shared>,
+    id: CallId,
+    deadline: Instant,
+}
+
+impl fmt::Debug for CallCx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallCx").field("id", &self.id).finish()
+    }
+}
+
+/// The encoded reply of a finished handler.
+#[derive(Debug)]
+pub struct Reply(pub(crate) Vec<u8>);
+
+impl CallCx {
+    pub(crate) fn new(shared: Arc<Shared>, id: CallId, deadline: Instant) -> Self {
+        CallCx {
+            shared,
+            id,
+            deadline,
+        }
+    }
+
+    /// The caller's deadline.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Whether the connection authenticated in its handshake.
+    pub fn is_authenticated(&self) -> bool {
+        self.shared.is_authenticated()
+    }
+
+    /// `Err` unless the connection is authenticated (for
+    /// `#[remote(requires_auth)]` methods).
+    pub fn require_auth(&self, method: &str) -> Result<(), Error> {
+        if self.is_authenticated() {
+            Ok(())
+        } else {
+            Err(Error::Handshake(format!(
+                "method {method} requires an authenticated connection"
+            )))
+        }
+    }
+
+    /// Encodes a method's result.
+    pub fn reply<T: Wire, E: RemoteErrorType>(&self, r: Result<T, E>) -> Reply {
+        let mut buf = encode::begin(64);
+        match r {
+            Ok(v) => {
+                encode::return_head(&mut buf, self.id);
+                if let Err(e) = codec::encode_into(&self.shared, &v, &mut buf, "return value") {
+                    return Reply(encode::error(self.id, &e.to_remote()));
+                }
+            }
+            Err(e) => {
+                let re = e.to_remote();
+                encode::error_head(&mut buf, self.id, &re);
+                match &re.data {
+                    Some(d) => buf.extend_from_slice(d),
+                    None => buf.push(0xc0),
+                }
+            }
+        }
+        let len = encode::finish(&mut buf);
+        if len > self.shared.limits.max_frame_len {
+            let e = Error::limit(
+                "max_frame_len",
+                self.shared.limits.max_frame_len as u64,
+                format!("reply encodes to {len} bytes"),
+            );
+            return Reply(encode::error(self.id, &e.to_remote()));
+        }
+        Reply(buf)
+    }
+
+    /// Runs a blocking method on tokio's blocking pool with this call's
+    /// deadline inherited (and blocking proxies allowed). A panic in `f`
+    /// propagates to the caller as a remote `panic` error.
+    pub async fn blocking<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> R {
+        let deadline = self.deadline;
+        let task = tokio::task::spawn_blocking(move || {
+            crate::blocking::allow_blocking(|| super::deadline::blocking_scope(deadline, f))
+        });
+        match task.await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => std::panic::resume_unwind(Box::new("blocking method was cancelled")),
+        }
+    }
+}
+
+impl Error {
+    /// The error for a method name the interface does not have.
+    pub fn unknown_method(interface: &str, method: &str) -> Error {
+        Error::Remote(Box::new(crate::RemoteError::new(
+            "unknown_method",
+            "remote_core::Error",
+            format!("interface {interface} has no method {method:?}"),
+        )))
+    }
+}

@@ -1,0 +1,710 @@
+//! Connections: the shared state, the reader task, and the public handle.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use super::call::{Args, CallCx, Handle, Reply};
+use super::io::{write_loop, BoxRead, BoxWrite};
+use crate::proto::{
+    encode, CallId, Event, ExportKey, FrameCodec, FrameError, ImportRef, ObjectId, ReleaseSink,
+    State,
+};
+use crate::remote::{Dispatch, Interface};
+use crate::{Error, Limits, Remote, RemoteError};
+
+pub(crate) type Waiter = oneshot::Sender<Result<Incoming, Error>>;
+pub(crate) type Core = State<Arc<dyn Dispatch>, Waiter>;
+
+/// A reply to one of our calls, still encoded.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    pub(crate) frame: Bytes,
+    pub(crate) result: Result<Range<usize>, RemoteError>,
+    pub(crate) refs: Vec<ImportRef>,
+}
+
+/// Work queued for the connection task (from `Drop`s and other tasks).
+#[derive(Debug)]
+pub(crate) enum Control {
+    Release {
+        id: ObjectId,
+        generation: u64,
+        count: u32,
+    },
+    Cancel {
+        id: CallId,
+        sent: bool,
+    },
+    CallDone(CallId),
+}
+
+struct CtlSink(mpsc::UnboundedSender<Control>);
+
+impl ReleaseSink for CtlSink {
+    fn release(&self, id: ObjectId, generation: u64, count: u32) {
+        // Lock-free queue push; the connection task sends the frame.
+        let _ = self.0.send(Control::Release {
+            id,
+            generation,
+            count,
+        });
+    }
+}
+
+/// State shared by a connection's tasks, proxies and handlers.
+pub(crate) struct Shared {
+    core: Mutex<Core>,
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    pub(crate) queued: AtomicUsize,
+    pub(crate) ctl: mpsc::UnboundedSender<Control>,
+    pub(crate) limits: Limits,
+    closed: CancellationToken,
+    close_reason: Mutex<Option<Error>>,
+    running: Mutex<HashMap<CallId, AbortHandle>>,
+    pub(crate) runtime: tokio::runtime::Handle,
+    peer: String,
+    authenticated: AtomicBool,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("peer", &self.peer)
+            .field("closed", &self.closed.is_cancelled())
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave the protected
+    // state inconsistent (no user code runs under them), so poisoning is
+    // ignored.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn core(&self) -> MutexGuard<'_, Core> {
+        lock(&self.core)
+    }
+
+    pub(crate) fn closed_token(&self) -> &CancellationToken {
+        &self.closed
+    }
+
+    pub(crate) fn is_authenticated(&self) -> bool {
+        self.authenticated.load(Ordering::Acquire)
+    }
+
+    /// Queues a complete frame for the writer.
+    pub(crate) fn send(&self, frame: Vec<u8>) -> Result<(), Error> {
+        if self.closed.is_cancelled() {
+            return Err(self.lost());
+        }
+        let queued = self.queued.fetch_add(frame.len(), Ordering::AcqRel) + frame.len();
+        if queued > self.limits.max_write_queue {
+            let e = Error::limit(
+                "max_write_queue",
+                self.limits.max_write_queue as u64,
+                format!("{queued} bytes queued for a peer that is not reading"),
+            );
+            self.close(e.clone());
+            return Err(e);
+        }
+        self.out.send(frame).map_err(|_| self.lost())
+    }
+
+    /// Marks the connection closed (first reason wins) and stops its tasks.
+    pub(crate) fn close(&self, reason: Error) {
+        {
+            let mut r = lock(&self.close_reason);
+            if r.is_none() {
+                *r = Some(reason);
+            }
+        }
+        self.closed.cancel();
+    }
+
+    /// The error pending calls fail with.
+    pub(crate) fn lost(&self) -> Error {
+        match &*lock(&self.close_reason) {
+            Some(Error::ConnectionLost(m)) => Error::ConnectionLost(m.clone()),
+            Some(other) => Error::ConnectionLost(other.to_string()),
+            None => Error::ConnectionLost("connection closed".into()),
+        }
+    }
+
+    /// Exports a local object (one more send), returning its id.
+    pub(crate) fn export<T: ?Sized + Interface>(&self, obj: &Arc<T>) -> Result<ObjectId, Error> {
+        let key = ExportKey {
+            addr: Arc::as_ptr(obj) as *const () as usize,
+            interface: TypeId::of::<T>(),
+        };
+        let limit = self.limits.max_exports;
+        self.core()
+            .export(key, || T::into_dispatch(obj.clone()))
+            .map_err(|e| Error::limit("max_exports", limit as u64, e.to_string()))
+    }
+
+    pub(crate) fn lookup_export(&self, id: ObjectId) -> Option<Arc<dyn Dispatch>> {
+        self.core().exports().get(id).cloned()
+    }
+
+    fn handle_ctl(&self, c: Control) {
+        match c {
+            Control::Release {
+                id,
+                generation,
+                count,
+            } => {
+                let frame = self.core().import_released(id, generation, count);
+                if let Some(f) = frame {
+                    let _ = self.send(f);
+                }
+            }
+            Control::Cancel { id, sent } => {
+                if self.core().cancel_call(id) && sent {
+                    let _ = self.send(encode::cancel(id));
+                }
+            }
+            Control::CallDone(id) => {
+                self.core().call_done(id);
+                lock(&self.running).remove(&id);
+            }
+        }
+    }
+
+    /// Handles one frame; `Err` closes the connection with that reason
+    /// (after a goodbye was queued where the peer deserves one).
+    fn on_frame(self: &Arc<Self>, frame: Bytes) -> Result<(), Error> {
+        let event = self.core().handle_frame(&frame);
+        let event = match event {
+            Ok(ev) => ev,
+            Err(v) => {
+                tracing::debug!(peer = %self.peer, "protocol violation: {v}");
+                let _ = self.send(encode::goodbye(&format!("protocol violation: {v}")));
+                return Err(Error::Protocol(v.0));
+            }
+        };
+        match event {
+            Event::Opened { .. } => {}
+            Event::Call {
+                id,
+                target,
+                method,
+                timeout_ms,
+                args,
+                refs,
+            } => {
+                let method = method.to_owned();
+                self.start_incoming(id, target, &method, timeout_ms, frame.clone(), args, refs);
+            }
+            Event::Reject { frame } => {
+                let _ = self.send(frame);
+            }
+            Event::Reply {
+                waiter,
+                result,
+                refs,
+            } => {
+                let _ = waiter.send(Ok(Incoming {
+                    frame: frame.clone(),
+                    result,
+                    refs,
+                }));
+            }
+            Event::Released(obj) => drop(obj),
+            Event::Cancel(id) => {
+                if let Some(h) = lock(&self.running).get(&id) {
+                    h.abort();
+                }
+            }
+            Event::Goodbye(reason) => {
+                return Err(Error::ConnectionLost(format!(
+                    "peer closed the connection: {reason}"
+                )));
+            }
+            Event::Nothing => {}
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_incoming(
+        self: &Arc<Self>,
+        id: CallId,
+        target: Arc<dyn Dispatch>,
+        method: &str,
+        timeout_ms: u32,
+        frame: Bytes,
+        args: Range<usize>,
+        refs: Vec<ImportRef>,
+    ) {
+        let deadline = Instant::now() + std::time::Duration::from_millis(u64::from(timeout_ms));
+        let args = Args::new(self.clone(), frame, args, refs);
+        let cx = CallCx::new(self.clone(), id, deadline);
+        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            target.call(method, args, cx)
+        }));
+        let mut fut = match started {
+            Ok(Ok(fut)) => fut,
+            Ok(Err(e)) => {
+                self.core().call_done(id);
+                let _ = self.send(encode::error(id, &dispatch_error(&e)));
+                return;
+            }
+            Err(panic) => {
+                self.core().call_done(id);
+                let _ = self.send(encode::error(id, &panic_error(panic)));
+                return;
+            }
+        };
+        // Fast path: most handlers finish without waiting; run them here
+        // without spawning a task.
+        let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            super::deadline::sync_scope(deadline, || (&mut fut).now_or_never())
+        }));
+        match first {
+            Ok(Some(reply)) => {
+                self.core().call_done(id);
+                let _ = self.send(reply.into_frame());
+            }
+            Err(panic) => {
+                self.core().call_done(id);
+                let _ = self.send(encode::error(id, &panic_error(panic)));
+            }
+            Ok(None) => {
+                let shared = self.clone();
+                let task = tokio::spawn(async move {
+                    let _done = DoneGuard {
+                        ctl: shared.ctl.clone(),
+                        id,
+                    };
+                    let run = std::panic::AssertUnwindSafe(fut).catch_unwind();
+                    let res =
+                        super::deadline::scope(deadline, tokio::time::timeout_at(deadline, run))
+                            .await;
+                    let frame = match res {
+                        Ok(Ok(reply)) => reply.into_frame(),
+                        Ok(Err(panic)) => encode::error(id, &panic_error(panic)),
+                        Err(_) => encode::error(
+                            id,
+                            &RemoteError::new(
+                                "deadline_exceeded",
+                                "remote_core::Error",
+                                format!("deadline of {timeout_ms} ms passed; the call was stopped"),
+                            ),
+                        ),
+                    };
+                    let _ = shared.send(frame);
+                });
+                lock(&self.running).insert(id, task.abort_handle());
+            }
+        }
+    }
+
+    /// Connection lost or closed: fail every waiter, abort every handler,
+    /// drop every exported object.
+    fn disconnect(&self, reason: Error) {
+        self.close(reason);
+        let (waiters, objects) = self.core().close();
+        let lost = self.lost();
+        for w in waiters {
+            let _ = w.send(Err(lost.clone()));
+        }
+        let running: Vec<_> = lock(&self.running).drain().collect();
+        for (_, h) in running {
+            h.abort();
+        }
+        // Dropped last and outside every lock: destructors may re-enter.
+        drop(objects);
+    }
+}
+
+struct DoneGuard {
+    ctl: mpsc::UnboundedSender<Control>,
+    id: CallId,
+}
+
+impl Drop for DoneGuard {
+    fn drop(&mut self) {
+        let _ = self.ctl.send(Control::CallDone(self.id));
+    }
+}
+
+fn dispatch_error(e: &Error) -> RemoteError {
+    let kind = match e {
+        Error::Decode { .. } => "bad_arguments",
+        Error::Remote(r) => return (**r).clone(),
+        other => other.kind_code(),
+    };
+    RemoteError::new(kind, "remote_core::Error", e.to_string())
+}
+
+pub(crate) fn panic_error(panic: Box<dyn std::any::Any + Send>) -> RemoteError {
+    let msg = if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    };
+    RemoteError::new("panic", "panic", msg)
+}
+
+/// A connection to a peer. Cheap to clone; all clones share it.
+///
+/// Both sides of a connection are equal: each may serve a root object
+/// (object 0) and call the other's. Dropping every `Connection` clone and
+/// proxy does not close it while the peer keeps it open; call
+/// [`close`](Connection::close).
+///
+/// ```no_run
+/// # async fn demo() -> remote_core::Result<()> {
+/// let conn = remote_core::Connection::connect("tcp://127.0.0.1:7000").await?;
+/// // let chat = conn.root::<dyn Chat>();
+/// conn.close();
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.shared.fmt(f)
+    }
+}
+
+impl Connection {
+    /// Connects to `addr` (`tcp://host:port`, `unix:///path`) serving nothing.
+    pub async fn connect(addr: &str) -> Result<Connection, Error> {
+        ConnectionBuilder::new().connect(addr).await
+    }
+
+    /// A connected in-memory pair; `a` and `b` configure each side.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> remote_core::Result<()> {
+    /// use remote_core::{Connection, ConnectionBuilder};
+    /// let (a, b) = Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new()).await?;
+    /// assert!(!a.is_closed() && !b.is_closed());
+    /// # Ok(()) }
+    /// ```
+    pub async fn pair(
+        a: ConnectionBuilder,
+        b: ConnectionBuilder,
+    ) -> Result<(Connection, Connection), Error> {
+        let (x, y) = tokio::io::duplex(64 << 10);
+        let (xr, xw) = tokio::io::split(x);
+        let (yr, yw) = tokio::io::split(y);
+        let (ca, cb) = tokio::join!(a.over(xr, xw, "memory"), b.over(yr, yw, "memory"));
+        Ok((ca?, cb?))
+    }
+
+    /// A proxy for the peer's root object (object 0).
+    pub fn root<T: ?Sized + Interface>(&self) -> Remote<T> {
+        Remote::new(T::proxy(Handle::root(self.shared.clone())))
+    }
+
+    /// Closes the connection: sends a goodbye, fails pending calls, drops
+    /// exported objects.
+    pub fn close(&self) {
+        let _ = self.shared.send(encode::goodbye("closed by peer"));
+        self.shared
+            .close(Error::ConnectionLost("closed locally".into()));
+    }
+
+    /// Whether the connection is closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.is_cancelled()
+    }
+
+    /// Waits until the connection is closed, returning why.
+    pub async fn closed(&self) -> Error {
+        self.shared.closed.cancelled().await;
+        // Give the reader task a moment to record the reason and release.
+        self.shared.lost()
+    }
+
+    /// A description of the peer (address or transport).
+    pub fn peer(&self) -> &str {
+        &self.shared.peer
+    }
+
+    /// Whether the peer authenticated during the handshake.
+    pub fn is_authenticated(&self) -> bool {
+        self.shared.is_authenticated()
+    }
+
+    /// Objects currently exported to the peer (not counting the root).
+    pub fn exported_objects(&self) -> usize {
+        self.shared.core().exports().len()
+    }
+
+    /// Peer objects currently imported (proxies alive).
+    pub fn imported_objects(&self) -> usize {
+        self.shared.core().imports().len()
+    }
+
+    /// Incoming calls currently running.
+    pub fn calls_in_flight(&self) -> usize {
+        self.shared.core().calls_in_flight()
+    }
+}
+
+/// A check of the peer's handshake token; `Err` refuses the connection.
+pub(crate) type Authenticator = Arc<dyn Fn(Option<&[u8]>) -> Result<(), String> + Send + Sync>;
+
+/// Configures a connection: what it serves, its limits, its token.
+#[derive(Clone, Default)]
+pub struct ConnectionBuilder {
+    pub(crate) limits: Limits,
+    pub(crate) root: Option<Arc<dyn Dispatch>>,
+    pub(crate) token: Option<Vec<u8>>,
+    pub(crate) authenticator: Option<Authenticator>,
+}
+
+impl fmt::Debug for ConnectionBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionBuilder")
+            .field("limits", &self.limits)
+            .field("serves_root", &self.root.is_some())
+            .finish()
+    }
+}
+
+impl ConnectionBuilder {
+    /// Defaults: no root, default limits, no token.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves `root` as this side's object 0.
+    pub fn serve<T: ?Sized + Interface>(mut self, root: Remote<T>) -> Self {
+        self.root = Some(T::into_dispatch(root.into_arc()));
+        self
+    }
+
+    /// Sets the limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sends `token` in the handshake's authentication slot.
+    pub fn auth_token(mut self, token: impl Into<Vec<u8>>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Checks the peer's handshake token; an `Err` refuses the connection
+    /// with that message. A connection whose check passed is authenticated.
+    pub fn authenticate(
+        mut self,
+        check: impl Fn(Option<&[u8]>) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.authenticator = Some(Arc::new(check));
+        self
+    }
+
+    /// Connects to an address: `tcp://host:port` or `unix:///path`.
+    pub async fn connect(self, addr: &str) -> Result<Connection, Error> {
+        let (r, w, peer) = crate::transport::dial(addr).await?;
+        self.over_boxed(r, w, peer).await
+    }
+
+    /// Runs the protocol over any pair of byte streams.
+    pub async fn over<R, W>(self, reader: R, writer: W, peer: &str) -> Result<Connection, Error>
+    where
+        R: tokio::io::AsyncRead + Send + Unpin + 'static,
+        W: tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        self.over_boxed(Box::new(reader), Box::new(writer), peer.to_owned())
+            .await
+    }
+
+    /// Serves on this process's own stdin/stdout (the child side of
+    /// [`spawn_child`](ConnectionBuilder::spawn_child)).
+    pub async fn stdio(self) -> Result<Connection, Error> {
+        self.over(tokio::io::stdin(), tokio::io::stdout(), "stdio")
+            .await
+    }
+
+    /// Spawns `cmd` with piped stdin/stdout and connects to it. The child
+    /// should serve with [`stdio`](ConnectionBuilder::stdio).
+    pub async fn spawn_child(
+        self,
+        mut cmd: tokio::process::Command,
+    ) -> Result<(Connection, tokio::process::Child), Error> {
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn()?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(Error::Io("child has no stdin/stdout pipes".into()));
+        };
+        let peer = format!("child process {}", child.id().unwrap_or(0));
+        let conn = self.over(stdout, stdin, &peer).await?;
+        Ok((conn, child))
+    }
+
+    pub(crate) async fn over_boxed(
+        self,
+        reader: BoxRead,
+        writer: BoxWrite,
+        peer: String,
+    ) -> Result<Connection, Error> {
+        let limits = self.limits.clone();
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+        let sink: Arc<dyn ReleaseSink> = Arc::new(CtlSink(ctl_tx.clone()));
+        let shared = Arc::new(Shared {
+            core: Mutex::new(State::new(self.root, limits.clone(), sink)),
+            out: out_tx,
+            queued: AtomicUsize::new(0),
+            ctl: ctl_tx,
+            limits: limits.clone(),
+            closed: CancellationToken::new(),
+            close_reason: Mutex::new(None),
+            running: Mutex::new(HashMap::new()),
+            runtime: tokio::runtime::Handle::current(),
+            peer,
+            authenticated: AtomicBool::new(false),
+        });
+        tokio::spawn(write_loop(writer, out_rx, shared.clone()));
+        shared.send(encode::hello(&Core::hello(self.token.as_deref())))?;
+
+        let mut framed =
+            FramedRead::with_capacity(reader, FrameCodec::new(limits.max_handshake_frame_len), 512);
+        match handshake(&shared, &mut framed, self.authenticator.as_ref()).await {
+            Ok(()) => {}
+            Err(e) => {
+                shared.disconnect(e.clone());
+                return Err(e);
+            }
+        }
+        framed.decoder_mut().set_max_len(limits.max_frame_len);
+        tokio::spawn(read_loop(shared.clone(), framed, ctl_rx));
+        Ok(Connection { shared })
+    }
+}
+
+async fn handshake(
+    shared: &Arc<Shared>,
+    framed: &mut FramedRead<BoxRead, FrameCodec>,
+    auth: Option<&Authenticator>,
+) -> Result<(), Error> {
+    let limit = shared.limits.handshake_timeout;
+    let first = match tokio::time::timeout(limit, framed.next()).await {
+        Err(_) => {
+            let msg = format!("no handshake within handshake_timeout = {limit:?}");
+            let _ = shared.send(encode::goodbye(&msg));
+            return Err(Error::Handshake(msg));
+        }
+        Ok(None) => {
+            return Err(Error::Handshake(
+                "peer closed the connection before the handshake".into(),
+            ))
+        }
+        Ok(Some(Err(FrameError::TooLarge { len, max }))) => {
+            let msg =
+                format!("handshake frame of {len} bytes exceeds max_handshake_frame_len = {max}");
+            let _ = shared.send(encode::goodbye(&msg));
+            return Err(Error::Handshake(msg));
+        }
+        Ok(Some(Err(FrameError::Io(e)))) => {
+            return Err(Error::Handshake(format!("i/o error: {e}")))
+        }
+        Ok(Some(Ok(frame))) => frame,
+    };
+    let token = {
+        let mut core = shared.core();
+        match core.handle_frame(&first) {
+            Ok(Event::Opened { auth, .. }) => auth.map(<[u8]>::to_vec),
+            Ok(_) => return Err(Error::Handshake("unexpected first message".into())),
+            Err(v) => {
+                drop(core);
+                let _ = shared.send(encode::goodbye(&format!("handshake refused: {v}")));
+                return Err(Error::Handshake(v.0));
+            }
+        }
+    };
+    if let Some(check) = auth {
+        if let Err(why) = check(token.as_deref()) {
+            let _ = shared.send(encode::goodbye(&format!("authentication failed: {why}")));
+            return Err(Error::Handshake(format!("authentication failed: {why}")));
+        }
+        shared.authenticated.store(true, Ordering::Release);
+    }
+    Ok(())
+}
+
+async fn read_loop(
+    shared: Arc<Shared>,
+    mut framed: FramedRead<BoxRead, FrameCodec>,
+    mut ctl: mpsc::UnboundedReceiver<Control>,
+) {
+    let idle = shared.limits.idle_timeout;
+    let mut idle_at = Instant::now() + idle;
+    let reason = loop {
+        tokio::select! {
+            biased;
+            _ = shared.closed.cancelled() => break shared.lost(),
+            Some(c) = ctl.recv() => shared.handle_ctl(c),
+            item = framed.next() => {
+                idle_at = Instant::now() + idle;
+                match item {
+                    None => break Error::ConnectionLost("peer closed the connection".into()),
+                    Some(Err(FrameError::TooLarge { len, max })) => {
+                        let msg = format!("frame of {len} bytes exceeds max_frame_len = {max}");
+                        let _ = shared.send(encode::goodbye(&msg));
+                        break Error::limit("max_frame_len", max as u64, format!("peer sent a frame of {len} bytes"));
+                    }
+                    Some(Err(FrameError::Io(e))) => break Error::ConnectionLost(format!("read failed: {e}")),
+                    Some(Ok(frame)) => {
+                        if let Err(e) = shared.on_frame(frame.freeze()) {
+                            break e;
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(idle_at) => {
+                let busy = {
+                    let core = shared.core();
+                    core.calls_in_flight() > 0 || core.calls_waiting() > 0
+                };
+                if busy {
+                    idle_at = Instant::now() + idle;
+                } else {
+                    let msg = format!("no traffic for idle_timeout = {idle:?}");
+                    let _ = shared.send(encode::goodbye(&msg));
+                    break Error::ConnectionLost(msg);
+                }
+            }
+        }
+    };
+    tracing::debug!(peer = %shared.peer, "connection closing: {reason}");
+    shared.disconnect(reason);
+    // Late releases from proxies dropped during shutdown are discarded.
+    ctl.close();
+}
+
+/// Hook for [`Reply`]: a finished handler's frame.
+impl Reply {
+    pub(crate) fn into_frame(self) -> Vec<u8> {
+        self.0
+    }
+}

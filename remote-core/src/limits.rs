@@ -1,0 +1,108 @@
+//! Resource limits. Every limit has a finite default; breaking one gets the
+//! offender an error naming the limit, or a closed connection, and nobody
+//! else notices.
+
+use std::time::Duration;
+
+/// Per-connection and per-server limits.
+///
+/// ```
+/// use std::time::Duration;
+/// use remote_core::Limits;
+/// let limits = Limits { max_calls_in_flight: 16, ..Limits::default() };
+/// assert_eq!(limits.max_frame_len, 1 << 20);
+/// assert_eq!(limits.default_deadline, Duration::from_secs(10));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Largest frame accepted after the handshake, in bytes (default 1 MiB).
+    /// A larger length prefix closes the connection before anything is
+    /// allocated for it.
+    pub max_frame_len: usize,
+    /// Largest frame accepted before the handshake completes (default 4 KiB).
+    pub max_handshake_frame_len: usize,
+    /// Deepest nesting of arrays and maps in a value (default 64).
+    pub max_depth: usize,
+    /// Incoming calls running at once on one connection (default 128).
+    /// Calls beyond it are answered at once with a `limit_exceeded` error.
+    /// A cancelled call counts until its handler has really stopped.
+    pub max_calls_in_flight: usize,
+    /// Outgoing calls waiting for replies on one connection (default 1024).
+    pub max_outgoing_calls: usize,
+    /// Objects exported to one peer at once (default 10,000).
+    pub max_exports: usize,
+    /// Distinct peer objects imported at once (default 10,000).
+    pub max_imports: usize,
+    /// Connections a server holds at once (default 1,024). Further ones are
+    /// sent a goodbye naming the limit and closed.
+    pub max_connections: usize,
+    /// Time for a peer to complete the handshake (default 10 s).
+    pub handshake_timeout: Duration,
+    /// A connection with no traffic and no calls in flight for this long is
+    /// closed (default 300 s).
+    pub idle_timeout: Duration,
+    /// Bytes queued for a peer that does not read (default 16 MiB). Over it,
+    /// the connection is closed.
+    pub max_write_queue: usize,
+    /// Deadline of a call made without one (default 10 s).
+    pub default_deadline: Duration,
+    /// Longest deadline a peer may ask for on a call we serve (default 600 s).
+    pub max_deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_len: 1 << 20,
+            max_handshake_frame_len: 4 << 10,
+            max_depth: 64,
+            max_calls_in_flight: 128,
+            max_outgoing_calls: 1024,
+            max_exports: 10_000,
+            max_imports: 10_000,
+            max_connections: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            max_write_queue: 16 << 20,
+            default_deadline: Duration::from_secs(10),
+            max_deadline: Duration::from_secs(600),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_default_is_finite_and_explicit() {
+        let l = Limits::default();
+        let sizes = [
+            ("max_frame_len", l.max_frame_len, 1 << 20),
+            ("max_handshake_frame_len", l.max_handshake_frame_len, 4096),
+            ("max_depth", l.max_depth, 64),
+            ("max_calls_in_flight", l.max_calls_in_flight, 128),
+            ("max_outgoing_calls", l.max_outgoing_calls, 1024),
+            ("max_exports", l.max_exports, 10_000),
+            ("max_imports", l.max_imports, 10_000),
+            ("max_connections", l.max_connections, 1024),
+            ("max_write_queue", l.max_write_queue, 16 << 20),
+        ];
+        for (name, got, want) in sizes {
+            assert_eq!(got, want, "{name}");
+            assert!(got > 0 && got < usize::MAX / 2, "{name} must be finite");
+        }
+        for (name, d, want) in [
+            ("handshake_timeout", l.handshake_timeout, 10),
+            ("idle_timeout", l.idle_timeout, 300),
+            ("default_deadline", l.default_deadline, 10),
+            ("max_deadline", l.max_deadline, 600),
+        ] {
+            assert_eq!(d, Duration::from_secs(want), "{name}");
+        }
+        // A frame can never exceed what a u32 length prefix can say.
+        assert!(l.max_frame_len <= u32::MAX as usize);
+        assert!(l.max_handshake_frame_len < l.max_frame_len);
+    }
+}

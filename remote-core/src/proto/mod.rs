@@ -1,0 +1,69 @@
+//! The protocol as a sans-IO state machine.
+//!
+//! Nothing in this module touches a socket, a clock or a runtime: frames come
+//! in as bytes, and what to send or do comes out as values. The async
+//! [`driver`](crate::driver) is a thin loop around it. See `PROTOCOL.md` for
+//! the wire format.
+
+mod frame;
+mod msg;
+mod state;
+mod tables;
+mod value;
+
+#[cfg(test)]
+mod tests;
+
+pub use frame::{FrameCodec, FrameError};
+pub use msg::{encode, Hello, Message, WireError, PROTOCOL_MAGIC, PROTOCOL_VERSION};
+pub use state::{Event, Phase, State, Violation};
+pub use tables::{ExportKey, ExportTable, ImportInner, ImportRef, ImportTable, ReleaseSink};
+pub use value::{Malformed, Reader};
+
+/// Message kind codes (first element of every message array).
+pub mod kind {
+    /// Handshake.
+    pub const HELLO: u8 = 0;
+    /// Call a method.
+    pub const CALL: u8 = 1;
+    /// A call's result.
+    pub const RETURN: u8 = 2;
+    /// A call's error.
+    pub const ERROR: u8 = 3;
+    /// Release references.
+    pub const RELEASE: u8 = 4;
+    /// Cancel a call.
+    pub const CANCEL: u8 = 5;
+    /// Closing the connection.
+    pub const GOODBYE: u8 = 6;
+}
+
+/// msgpack extension type of a reference into the sender's export table.
+pub const EXT_SENDER_EXPORT: i8 = 1;
+/// msgpack extension type of a reference into the receiver's export table.
+pub const EXT_RECEIVER_OWN: i8 = 2;
+
+/// Index into one peer's export table. `0` is the connection's root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectId(pub u32);
+
+impl ObjectId {
+    /// The root object every connection starts with.
+    pub const ROOT: ObjectId = ObjectId(0);
+}
+
+impl std::fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Identifies a call among the caller's calls in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CallId(pub u32);
+
+impl std::fmt::Display for CallId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}

@@ -1,0 +1,342 @@
+//! Messages: parsing a frame into a [`Message`], and building frames.
+
+use std::ops::Range;
+
+use super::value::{enc, FoundRef, Malformed, Reader};
+use super::{kind, CallId, ObjectId};
+
+/// The string every handshake starts with.
+pub const PROTOCOL_MAGIC: &str = "remote";
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A handshake: `[0, "remote", min_version, max_version, [features], auth]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello<'a> {
+    /// Lowest version the sender speaks.
+    pub min_version: u32,
+    /// Highest version the sender speaks.
+    pub max_version: u32,
+    /// Feature names the sender supports.
+    pub features: Vec<&'a str>,
+    /// Authentication token, if any.
+    pub auth: Option<&'a [u8]>,
+}
+
+/// An error as carried by an error message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError<'a> {
+    /// Error kind code.
+    pub kind: &'a str,
+    /// Remote type name.
+    pub type_name: &'a str,
+    /// Display text.
+    pub message: &'a str,
+    /// Source chain.
+    pub chain: Vec<&'a str>,
+    /// Remote backtrace.
+    pub backtrace: Option<&'a str>,
+    /// Byte range of the application error value, if any.
+    pub data: Option<Range<usize>>,
+}
+
+/// One parsed message. Byte ranges index the frame it was parsed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// Handshake.
+    Hello(Hello<'a>),
+    /// `[1, call_id, target, method, timeout_ms, args]`.
+    Call {
+        /// Caller's id for the call.
+        id: CallId,
+        /// Object in the receiver's export table.
+        target: ObjectId,
+        /// Method wire name.
+        method: &'a str,
+        /// Milliseconds left before the caller's deadline.
+        timeout_ms: u32,
+        /// Byte range of the argument array.
+        args: Range<usize>,
+    },
+    /// `[2, call_id, value]`.
+    Return {
+        /// The call answered.
+        id: CallId,
+        /// Byte range of the value.
+        value: Range<usize>,
+    },
+    /// `[3, call_id, error]`.
+    Error {
+        /// The call answered.
+        id: CallId,
+        /// The error.
+        error: WireError<'a>,
+    },
+    /// `[4, object_id, count]`.
+    Release {
+        /// Object in the receiver's export table.
+        id: ObjectId,
+        /// How many receipts this releases.
+        count: u32,
+    },
+    /// `[5, call_id]`.
+    Cancel {
+        /// The caller's id of the call to cancel.
+        id: CallId,
+    },
+    /// `[6, reason]`.
+    Goodbye {
+        /// Why the sender is closing.
+        reason: &'a str,
+    },
+}
+
+impl<'a> Message<'a> {
+    /// Parses one frame's payload. References inside values are appended to
+    /// `refs` in order. `max_depth` bounds value nesting.
+    pub(crate) fn parse(
+        frame: &'a [u8],
+        max_depth: usize,
+        refs: &mut Vec<FoundRef>,
+    ) -> Result<Message<'a>, Malformed> {
+        let mut r = Reader::new(frame);
+        let n = r.array_len()?;
+        if n == 0 {
+            return Err(r.err("empty message"));
+        }
+        let k = r.uint()?;
+        let want = match k {
+            0 => 6,
+            1 => 6,
+            2 => 3,
+            3 => 3,
+            4 => 3,
+            5 => 2,
+            6 => 2,
+            other => return Err(r.err(format!("unknown message kind {other}"))),
+        };
+        if n != want {
+            return Err(r.err(format!("message kind {k} has {want} fields, got {n}")));
+        }
+        let msg = match k as u8 {
+            kind::HELLO => {
+                let magic = r.str()?;
+                if magic != PROTOCOL_MAGIC {
+                    return Err(r.err(format!("bad magic {magic:?}, expected {PROTOCOL_MAGIC:?}")));
+                }
+                let min_version = r.u32()?;
+                let max_version = r.u32()?;
+                let nf = r.array_len()?;
+                if nf > 64 {
+                    return Err(r.err("more than 64 features"));
+                }
+                let mut features = Vec::with_capacity(nf);
+                for _ in 0..nf {
+                    features.push(r.str()?);
+                }
+                let auth = if r.nil()? { None } else { Some(r.bin()?) };
+                Message::Hello(Hello {
+                    min_version,
+                    max_version,
+                    features,
+                    auth,
+                })
+            }
+            kind::CALL => {
+                let id = CallId(r.u32()?);
+                let target = ObjectId(r.u32()?);
+                let method = r.str()?;
+                let timeout_ms = r.u32()?;
+                let start = r.pos();
+                let m = r.clone().array_len()?;
+                let _ = m;
+                let args = r.skip_value(max_depth, refs)?;
+                debug_assert_eq!(args.start, start);
+                Message::Call {
+                    id,
+                    target,
+                    method,
+                    timeout_ms,
+                    args,
+                }
+            }
+            kind::RETURN => {
+                let id = CallId(r.u32()?);
+                let value = r.skip_value(max_depth, refs)?;
+                Message::Return { id, value }
+            }
+            kind::ERROR => {
+                let id = CallId(r.u32()?);
+                let n = r.array_len()?;
+                if n != 6 {
+                    return Err(r.err(format!("error value has 6 fields, got {n}")));
+                }
+                let kind = r.str()?;
+                let type_name = r.str()?;
+                let message = r.str()?;
+                let nc = r.array_len()?;
+                let mut chain = Vec::with_capacity(nc.min(64));
+                for _ in 0..nc {
+                    chain.push(r.str()?);
+                }
+                let backtrace = if r.nil()? { None } else { Some(r.str()?) };
+                let data = if r.nil()? {
+                    None
+                } else {
+                    Some(r.skip_value(max_depth, refs)?)
+                };
+                Message::Error {
+                    id,
+                    error: WireError {
+                        kind,
+                        type_name,
+                        message,
+                        chain,
+                        backtrace,
+                        data,
+                    },
+                }
+            }
+            kind::RELEASE => {
+                let id = ObjectId(r.u32()?);
+                let count = r.u32()?;
+                Message::Release { id, count }
+            }
+            kind::CANCEL => Message::Cancel {
+                id: CallId(r.u32()?),
+            },
+            _ => Message::Goodbye { reason: r.str()? },
+        };
+        if r.remaining() != 0 {
+            return Err(r.err(format!(
+                "{} trailing bytes after the message",
+                r.remaining()
+            )));
+        }
+        Ok(msg)
+    }
+}
+
+/// Builders for framed messages: 4-byte big-endian length, then msgpack.
+pub mod encode {
+    use super::*;
+
+    /// Starts a frame (reserves the length prefix).
+    pub fn begin(capacity: usize) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(capacity.max(16));
+        buf.extend_from_slice(&[0, 0, 0, 0]);
+        buf
+    }
+
+    /// Fills in the length prefix. Returns the payload length.
+    pub fn finish(buf: &mut [u8]) -> usize {
+        let len = buf.len() - 4;
+        let prefix = u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes();
+        buf[..4].copy_from_slice(&prefix);
+        len
+    }
+
+    /// A complete handshake frame.
+    pub fn hello(h: &Hello<'_>) -> Vec<u8> {
+        let mut b = begin(32);
+        enc::array_len(&mut b, 6);
+        enc::uint(&mut b, u64::from(kind::HELLO));
+        enc::str(&mut b, PROTOCOL_MAGIC);
+        enc::uint(&mut b, u64::from(h.min_version));
+        enc::uint(&mut b, u64::from(h.max_version));
+        enc::array_len(&mut b, h.features.len());
+        for f in &h.features {
+            enc::str(&mut b, f);
+        }
+        match h.auth {
+            Some(a) => enc::bin(&mut b, a),
+            None => enc::nil(&mut b),
+        }
+        finish(&mut b);
+        b
+    }
+
+    /// Starts a call frame up to its arguments; append the argument array
+    /// (msgpack) and then call [`finish`].
+    pub fn call_head(
+        buf: &mut Vec<u8>,
+        id: CallId,
+        target: ObjectId,
+        method: &str,
+        timeout_ms: u32,
+    ) {
+        enc::array_len(buf, 6);
+        enc::uint(buf, u64::from(kind::CALL));
+        enc::uint(buf, u64::from(id.0));
+        enc::uint(buf, u64::from(target.0));
+        enc::str(buf, method);
+        enc::uint(buf, u64::from(timeout_ms));
+    }
+
+    /// Starts a return frame; append the value, then [`finish`].
+    pub fn return_head(buf: &mut Vec<u8>, id: CallId) {
+        enc::array_len(buf, 3);
+        enc::uint(buf, u64::from(kind::RETURN));
+        enc::uint(buf, u64::from(id.0));
+    }
+
+    /// Starts an error frame up to the `data` field; append the data value
+    /// (or nil), then [`finish`].
+    pub fn error_head(buf: &mut Vec<u8>, id: CallId, e: &crate::RemoteError) {
+        enc::array_len(buf, 3);
+        enc::uint(buf, u64::from(kind::ERROR));
+        enc::uint(buf, u64::from(id.0));
+        enc::array_len(buf, 6);
+        enc::str(buf, &e.kind);
+        enc::str(buf, &e.type_name);
+        enc::str(buf, &e.message);
+        enc::array_len(buf, e.chain.len());
+        for c in &e.chain {
+            enc::str(buf, c);
+        }
+        match &e.backtrace {
+            Some(bt) => enc::str(buf, bt),
+            None => enc::nil(buf),
+        }
+    }
+
+    /// A complete error frame without application data.
+    pub fn error(id: CallId, e: &crate::RemoteError) -> Vec<u8> {
+        let mut b = begin(64 + e.message.len());
+        error_head(&mut b, id, e);
+        enc::nil(&mut b);
+        finish(&mut b);
+        b
+    }
+
+    /// A complete release frame.
+    pub fn release(id: ObjectId, count: u32) -> Vec<u8> {
+        let mut b = begin(16);
+        enc::array_len(&mut b, 3);
+        enc::uint(&mut b, u64::from(kind::RELEASE));
+        enc::uint(&mut b, u64::from(id.0));
+        enc::uint(&mut b, u64::from(count));
+        finish(&mut b);
+        b
+    }
+
+    /// A complete cancel frame.
+    pub fn cancel(id: CallId) -> Vec<u8> {
+        let mut b = begin(16);
+        enc::array_len(&mut b, 2);
+        enc::uint(&mut b, u64::from(kind::CANCEL));
+        enc::uint(&mut b, u64::from(id.0));
+        finish(&mut b);
+        b
+    }
+
+    /// A complete goodbye frame.
+    pub fn goodbye(reason: &str) -> Vec<u8> {
+        let mut b = begin(16 + reason.len());
+        enc::array_len(&mut b, 2);
+        enc::uint(&mut b, u64::from(kind::GOODBYE));
+        enc::str(&mut b, reason);
+        finish(&mut b);
+        b
+    }
+}

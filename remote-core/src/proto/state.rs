@@ -1,0 +1,388 @@
+//! The per-connection protocol state machine.
+//!
+//! ```text
+//!                 our Hello sent by the driver
+//!   AwaitingHello ──── peer Hello, versions overlap ───► Open
+//!        │                                                │
+//!        │ anything else / no overlap                     │ Goodbye, violation,
+//!        ▼                                                ▼ local close
+//!     Closed ◄─────────────────────────────────────────── (drain)
+//! ```
+//!
+//! Calls, from the receiving side: `Call` → running (counted in
+//! `max_calls_in_flight`) → the handler finishes (`call_done`) → gone. A
+//! `Cancel` asks the driver to abort the handler, but the call stays counted
+//! until `call_done`. From the calling side: `start_call` → waiting → a
+//! `Return`/`Error` hands the waiter back, or `cancel_call` removes it
+//! (a late reply is then ignored).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::msg::{Hello, Message, PROTOCOL_VERSION};
+use super::tables::{ExportKey, ExportTable, ImportRef, ImportTable, ReleaseSink, TableError};
+use super::{CallId, ObjectId};
+use crate::{Limits, RemoteError};
+
+/// Where the connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for the peer's handshake.
+    AwaitingHello,
+    /// Handshake done at this protocol version.
+    Open(u32),
+    /// Closed; nothing more is processed.
+    Closed,
+}
+
+/// The peer broke the protocol: send it a goodbye with this reason and close.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Violation(pub String);
+
+impl From<super::Malformed> for Violation {
+    fn from(m: super::Malformed) -> Self {
+        Violation(m.to_string())
+    }
+}
+
+/// What the driver must do about one incoming frame.
+#[derive(Debug)]
+pub enum Event<'a, O, W> {
+    /// Handshake completed.
+    Opened {
+        /// Negotiated version.
+        version: u32,
+        /// The peer's authentication token.
+        auth: Option<&'a [u8]>,
+        /// Features both sides support.
+        features: Vec<String>,
+    },
+    /// Run a call. The refs keep the argument's imports counted until the
+    /// arguments are decoded.
+    Call {
+        /// Caller's id.
+        id: CallId,
+        /// The target object.
+        target: O,
+        /// Method wire name.
+        method: &'a str,
+        /// Deadline requested by the caller, in ms (already capped).
+        timeout_ms: u32,
+        /// Byte range of the arguments in the frame.
+        args: std::ops::Range<usize>,
+        /// Imports referenced by the arguments.
+        refs: Vec<ImportRef>,
+    },
+    /// Answer this call at once with an error frame (no handler runs).
+    Reject {
+        /// The complete error frame.
+        frame: Vec<u8>,
+    },
+    /// A reply for one of our calls.
+    Reply {
+        /// The waiter registered by `start_call`.
+        waiter: W,
+        /// The value's byte range, or the error.
+        result: Result<std::ops::Range<usize>, RemoteError>,
+        /// Imports referenced by the value.
+        refs: Vec<ImportRef>,
+    },
+    /// The peer released references; drop this object (outside locks) if set.
+    Released(Option<O>),
+    /// Abort the handler of this incoming call.
+    Cancel(CallId),
+    /// The peer is closing.
+    Goodbye(String),
+    /// Nothing to do (e.g. a late reply to a cancelled call).
+    Nothing,
+}
+
+/// The connection's protocol state: handshake, object tables, calls.
+#[derive(Debug)]
+pub struct State<O, W> {
+    phase: Phase,
+    limits: Limits,
+    exports: ExportTable<O>,
+    imports: ImportTable,
+    outgoing: HashMap<CallId, W>,
+    next_call: u32,
+    incoming: HashMap<CallId, ()>,
+    scratch: Vec<(bool, ObjectId)>,
+}
+
+fn reject(id: CallId, kind: &str, message: String) -> Vec<u8> {
+    super::encode::error(id, &RemoteError::new(kind, "remote_core::Error", message))
+}
+
+impl<O: Clone, W> State<O, W> {
+    /// A new connection serving `root` as object 0.
+    pub fn new(root: Option<O>, limits: Limits, sink: Arc<dyn ReleaseSink>) -> Self {
+        State {
+            phase: Phase::AwaitingHello,
+            exports: ExportTable::new(root, limits.max_exports),
+            imports: ImportTable::new(sink, limits.max_imports),
+            limits,
+            outgoing: HashMap::new(),
+            next_call: 0,
+            incoming: HashMap::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Our handshake.
+    pub fn hello<'a>(auth: Option<&'a [u8]>) -> Hello<'a> {
+        Hello {
+            min_version: PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+            features: vec![],
+            auth,
+        }
+    }
+
+    /// Incoming calls currently counted as running.
+    pub fn calls_in_flight(&self) -> usize {
+        self.incoming.len()
+    }
+
+    /// Our calls waiting for replies.
+    pub fn calls_waiting(&self) -> usize {
+        self.outgoing.len()
+    }
+
+    /// The export table.
+    pub fn exports(&self) -> &ExportTable<O> {
+        &self.exports
+    }
+
+    /// The import table.
+    pub fn imports(&self) -> &ImportTable {
+        &self.imports
+    }
+
+    /// Records one send of an object.
+    pub fn export(
+        &mut self,
+        key: ExportKey,
+        make: impl FnOnce() -> O,
+    ) -> Result<ObjectId, TableError> {
+        self.exports.export(key, make)
+    }
+
+    /// Registers an outgoing call, returning its id.
+    pub fn start_call(&mut self, waiter: W) -> Result<CallId, crate::Error> {
+        if self.phase == Phase::Closed {
+            return Err(crate::Error::ConnectionLost("connection is closed".into()));
+        }
+        if self.outgoing.len() >= self.limits.max_outgoing_calls {
+            return Err(crate::Error::limit(
+                "max_outgoing_calls",
+                self.limits.max_outgoing_calls as u64,
+                "too many calls waiting for replies on this connection",
+            ));
+        }
+        loop {
+            let id = CallId(self.next_call);
+            self.next_call = self.next_call.wrapping_add(1);
+            if !self.outgoing.contains_key(&id) {
+                self.outgoing.insert(id, waiter);
+                return Ok(id);
+            }
+        }
+    }
+
+    /// Forgets an outgoing call (cancelled or timed out). Returns `true` if
+    /// it was still waiting, so a cancel frame should be sent.
+    pub fn cancel_call(&mut self, id: CallId) -> bool {
+        self.outgoing.remove(&id).is_some()
+    }
+
+    /// An incoming call's handler has stopped (finished or aborted).
+    pub fn call_done(&mut self, id: CallId) {
+        self.incoming.remove(&id);
+    }
+
+    /// Handles a queued release of an import; returns the release frame.
+    pub fn import_released(
+        &mut self,
+        id: ObjectId,
+        generation: u64,
+        count: u32,
+    ) -> Option<Vec<u8>> {
+        if self.phase == Phase::Closed {
+            return None;
+        }
+        self.imports.released(id, generation);
+        Some(super::encode::release(id, count))
+    }
+
+    /// Closes: fails nothing itself, but returns every waiter (to fail) and
+    /// every exported object (to drop after releasing locks).
+    pub fn close(&mut self) -> (Vec<W>, Vec<O>) {
+        self.phase = Phase::Closed;
+        self.imports.clear();
+        self.incoming.clear();
+        let waiters = self.outgoing.drain().map(|(_, w)| w).collect();
+        (waiters, self.exports.drain())
+    }
+
+    fn take_refs(&mut self) -> Result<Vec<ImportRef>, Violation> {
+        let mut out = Vec::new();
+        let found = std::mem::take(&mut self.scratch);
+        for &(sender_export, id) in &found {
+            if sender_export {
+                out.push(
+                    self.imports
+                        .receive(id)
+                        .map_err(|e| Violation(e.to_string()))?,
+                );
+            } else if self.exports.get(id).is_none() {
+                self.scratch = found;
+                self.scratch.clear();
+                return Err(Violation(format!(
+                    "reference to unknown object id {id} of ours"
+                )));
+            }
+        }
+        self.scratch = found;
+        self.scratch.clear();
+        Ok(out)
+    }
+
+    /// Processes one frame from the peer.
+    pub fn handle_frame<'a>(&mut self, frame: &'a [u8]) -> Result<Event<'a, O, W>, Violation> {
+        if self.phase == Phase::Closed {
+            return Ok(Event::Nothing);
+        }
+        self.scratch.clear();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let parsed = Message::parse(frame, self.limits.max_depth, &mut scratch);
+        self.scratch = scratch;
+        let msg = parsed?;
+        if self.phase == Phase::AwaitingHello {
+            let Message::Hello(h) = msg else {
+                return Err(Violation(
+                    "expected a handshake (message kind 0) first".into(),
+                ));
+            };
+            let version = h.max_version.min(PROTOCOL_VERSION);
+            if version < h.min_version.max(PROTOCOL_VERSION) {
+                return Err(Violation(format!(
+                    "no common protocol version: peer speaks {}..={}, we speak {PROTOCOL_VERSION}..={PROTOCOL_VERSION}",
+                    h.min_version, h.max_version
+                )));
+            }
+            self.phase = Phase::Open(version);
+            return Ok(Event::Opened {
+                version,
+                auth: h.auth,
+                features: Vec::new(),
+            });
+        }
+        match msg {
+            Message::Hello(_) => Err(Violation("handshake sent twice".into())),
+            Message::Call {
+                id,
+                target,
+                method,
+                timeout_ms,
+                args,
+            } => {
+                if self.incoming.contains_key(&id) {
+                    return Err(Violation(format!("call id {id} is already in flight")));
+                }
+                let refs = match self.take_refs() {
+                    Ok(r) => r,
+                    Err(v) => {
+                        return Ok(Event::Reject {
+                            frame: reject(id, "unknown_object", v.0),
+                        })
+                    }
+                };
+                if self.incoming.len() >= self.limits.max_calls_in_flight {
+                    let msg = format!(
+                        "limit exceeded: max_calls_in_flight = {} (call {id} refused)",
+                        self.limits.max_calls_in_flight
+                    );
+                    return Ok(Event::Reject {
+                        frame: reject(id, "limit_exceeded", msg),
+                    });
+                }
+                let Some(obj) = self.exports.get(target).cloned() else {
+                    let msg = format!("no object with id {target} on this connection");
+                    return Ok(Event::Reject {
+                        frame: reject(id, "unknown_object", msg),
+                    });
+                };
+                let cap = u32::try_from(self.limits.max_deadline.as_millis()).unwrap_or(u32::MAX);
+                self.incoming.insert(id, ());
+                Ok(Event::Call {
+                    id,
+                    target: obj,
+                    method,
+                    timeout_ms: timeout_ms.min(cap),
+                    args,
+                    refs,
+                })
+            }
+            Message::Return { id, value } => {
+                let refs = self.take_refs()?;
+                match self.outgoing.remove(&id) {
+                    Some(waiter) => Ok(Event::Reply {
+                        waiter,
+                        result: Ok(value),
+                        refs,
+                    }),
+                    None => Ok(Event::Nothing),
+                }
+            }
+            Message::Error { id, error } => {
+                let refs = self.take_refs()?;
+                let Some(waiter) = self.outgoing.remove(&id) else {
+                    return Ok(Event::Nothing);
+                };
+                let e = RemoteError {
+                    kind: error.kind.to_owned(),
+                    type_name: error.type_name.to_owned(),
+                    message: error.message.to_owned(),
+                    chain: error.chain.iter().map(|s| (*s).to_owned()).collect(),
+                    backtrace: error.backtrace.map(str::to_owned),
+                    data: error.data.map(|r| frame[r].to_vec()),
+                };
+                Ok(Event::Reply {
+                    waiter,
+                    result: Err(e),
+                    refs,
+                })
+            }
+            Message::Release { id, count } => {
+                let obj = self
+                    .exports
+                    .release(id, count)
+                    .map_err(|e| Violation(e.to_string()))?;
+                Ok(Event::Released(obj))
+            }
+            Message::Cancel { id } => {
+                if self.incoming.contains_key(&id) {
+                    Ok(Event::Cancel(id))
+                } else {
+                    Ok(Event::Nothing)
+                }
+            }
+            Message::Goodbye { reason } => {
+                self.phase = Phase::Closed;
+                Ok(Event::Goodbye(reason.to_owned()))
+            }
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! Object tables: what this side exported (counted sends) and what it
+//! imported (counted receipts).
+//!
+//! The exporter counts how many times it sent each reference; the importer
+//! counts how many times it received it, and releases with that count when
+//! its last proxy is gone. A release that crosses a new send on the wire
+//! leaves the count above zero, so a live reference is never freed.
+
+use std::any::TypeId;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
+
+use super::ObjectId;
+
+/// Identity of an exported object: its allocation and its interface, so the
+/// same object exported twice reuses its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ExportKey {
+    /// Address of the object's allocation.
+    pub addr: usize,
+    /// The interface it is exported as.
+    pub interface: TypeId,
+}
+
+#[derive(Debug)]
+struct ExportEntry<O> {
+    obj: O,
+    key: Option<ExportKey>,
+    count: u32,
+}
+
+/// Objects this side has sent references to, indexed by [`ObjectId`].
+///
+/// Ids are allocated lowest-free-first from 1; id 0 is the root, which is
+/// never counted or released.
+#[derive(Debug)]
+pub struct ExportTable<O> {
+    root: Option<O>,
+    slots: Vec<Option<ExportEntry<O>>>,
+    free: BinaryHeap<Reverse<u32>>,
+    index: HashMap<ExportKey, ObjectId>,
+    len: usize,
+    max: usize,
+}
+
+/// Why an export or a release was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TableError {
+    /// Too many exported objects.
+    #[error("max_exports = {0} objects already exported on this connection")]
+    Full(usize),
+    /// A release named an id that is not exported.
+    #[error("release of unknown object id {0}")]
+    UnknownObject(ObjectId),
+    /// A release's count exceeded the number of sends.
+    #[error("release of object {id} with count {count}, but only {held} were sent")]
+    Underflow {
+        /// The object.
+        id: ObjectId,
+        /// Count in the release.
+        count: u32,
+        /// Outstanding sends.
+        held: u32,
+    },
+    /// The root cannot be released.
+    #[error("object 0 (the root) cannot be released")]
+    Root,
+    /// A count overflowed.
+    #[error("reference count of object {0} overflowed")]
+    Overflow(ObjectId),
+}
+
+impl<O> ExportTable<O> {
+    /// An empty table holding at most `max` objects besides the root.
+    pub fn new(root: Option<O>, max: usize) -> Self {
+        ExportTable {
+            root,
+            slots: Vec::new(),
+            free: BinaryHeap::new(),
+            index: HashMap::new(),
+            len: 0,
+            max,
+        }
+    }
+
+    /// Number of exported objects (not counting the root).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing besides the root is exported.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The object with this id.
+    pub fn get(&self, id: ObjectId) -> Option<&O> {
+        if id == ObjectId::ROOT {
+            return self.root.as_ref();
+        }
+        self.slots.get(id.0 as usize - 1)?.as_ref().map(|e| &e.obj)
+    }
+
+    /// How many sends of `id` are outstanding (0 if none).
+    pub fn count(&self, id: ObjectId) -> u32 {
+        if id == ObjectId::ROOT {
+            return 0;
+        }
+        self.slots
+            .get(id.0 as usize - 1)
+            .and_then(|s| s.as_ref())
+            .map_or(0, |e| e.count)
+    }
+
+    /// Records one send of the object with identity `key`, creating its
+    /// entry with `make` if it is not exported yet.
+    pub fn export(
+        &mut self,
+        key: ExportKey,
+        make: impl FnOnce() -> O,
+    ) -> Result<ObjectId, TableError> {
+        if let Some(&id) = self.index.get(&key) {
+            let e = self.slots[id.0 as usize - 1]
+                .as_mut()
+                .expect("indexed slot is occupied");
+            e.count = e.count.checked_add(1).ok_or(TableError::Overflow(id))?;
+            return Ok(id);
+        }
+        if self.len >= self.max {
+            return Err(TableError::Full(self.max));
+        }
+        let entry = ExportEntry {
+            obj: make(),
+            key: Some(key),
+            count: 1,
+        };
+        let id = match self.free.pop() {
+            Some(Reverse(id)) => {
+                self.slots[id as usize - 1] = Some(entry);
+                ObjectId(id)
+            }
+            None => {
+                self.slots.push(Some(entry));
+                ObjectId(self.slots.len() as u32)
+            }
+        };
+        self.index.insert(key, id);
+        self.len += 1;
+        Ok(id)
+    }
+
+    /// Applies a peer's release of `count` receipts. Returns the object if
+    /// this was its last outstanding send (drop it outside any lock).
+    pub fn release(&mut self, id: ObjectId, count: u32) -> Result<Option<O>, TableError> {
+        if id == ObjectId::ROOT {
+            return Err(TableError::Root);
+        }
+        let slot = self
+            .slots
+            .get_mut((id.0 as usize).wrapping_sub(1))
+            .ok_or(TableError::UnknownObject(id))?;
+        let e = slot.as_mut().ok_or(TableError::UnknownObject(id))?;
+        if count > e.count || count == 0 {
+            return Err(TableError::Underflow {
+                id,
+                count,
+                held: e.count,
+            });
+        }
+        e.count -= count;
+        if e.count > 0 {
+            return Ok(None);
+        }
+        let e = slot.take().expect("checked above");
+        if let Some(key) = e.key {
+            self.index.remove(&key);
+        }
+        self.free.push(Reverse(id.0));
+        self.len -= 1;
+        Ok(Some(e.obj))
+    }
+
+    /// Empties the table (connection lost), returning every object so the
+    /// caller drops them after releasing its locks.
+    pub fn drain(&mut self) -> Vec<O> {
+        let mut out: Vec<O> = self.slots.drain(..).flatten().map(|e| e.obj).collect();
+        out.extend(self.root.take());
+        self.free.clear();
+        self.index.clear();
+        self.len = 0;
+        out
+    }
+}
+
+/// Where an import's release goes when its last proxy is dropped.
+///
+/// Implementations must not block, lock or do I/O: `release` runs inside
+/// `Drop`. The driver queues it for the connection task.
+pub trait ReleaseSink: Send + Sync + 'static {
+    /// The import `(id, generation)` is gone after `count` receipts.
+    fn release(&self, id: ObjectId, generation: u64, count: u32);
+}
+
+/// One imported reference, shared by every proxy for it.
+pub struct ImportInner {
+    id: ObjectId,
+    generation: u64,
+    count: AtomicU32,
+    sink: Arc<dyn ReleaseSink>,
+}
+
+/// A counted hold on an import.
+pub type ImportRef = Arc<ImportInner>;
+
+impl ImportInner {
+    /// The peer's object id.
+    pub fn id(&self) -> ObjectId {
+        self.id
+    }
+
+    /// Receipts counted so far.
+    pub fn count(&self) -> u32 {
+        self.count.load(Ordering::Acquire)
+    }
+}
+
+impl fmt::Debug for ImportInner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImportInner")
+            .field("id", &self.id)
+            .field("generation", &self.generation)
+            .field("count", &self.count())
+            .finish()
+    }
+}
+
+impl Drop for ImportInner {
+    fn drop(&mut self) {
+        self.sink
+            .release(self.id, self.generation, *self.count.get_mut());
+    }
+}
+
+/// References this side holds into the peer's export table.
+pub struct ImportTable {
+    map: HashMap<ObjectId, (u64, Weak<ImportInner>)>,
+    next_generation: u64,
+    sink: Arc<dyn ReleaseSink>,
+    max: usize,
+}
+
+impl fmt::Debug for ImportTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImportTable")
+            .field("len", &self.map.len())
+            .field("max", &self.max)
+            .finish()
+    }
+}
+
+impl ImportTable {
+    /// An empty table; releases go to `sink`. At most `max` distinct imports.
+    pub fn new(sink: Arc<dyn ReleaseSink>, max: usize) -> Self {
+        ImportTable {
+            map: HashMap::new(),
+            next_generation: 0,
+            sink,
+            max,
+        }
+    }
+
+    /// Number of live imports.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Counts one receipt of `id`, returning the shared hold on it.
+    pub fn receive(&mut self, id: ObjectId) -> Result<ImportRef, TableError> {
+        if let Some((_, weak)) = self.map.get(&id) {
+            if let Some(strong) = weak.upgrade() {
+                strong.count.fetch_add(1, Ordering::AcqRel);
+                return Ok(strong);
+            }
+        }
+        // Either new, or the previous proxy is being dropped and its release
+        // (with its own count) is still queued: start a new generation.
+        if !self.map.contains_key(&id) && self.map.len() >= self.max {
+            return Err(TableError::Full(self.max));
+        }
+        self.next_generation += 1;
+        let inner = Arc::new(ImportInner {
+            id,
+            generation: self.next_generation,
+            count: AtomicU32::new(1),
+            sink: self.sink.clone(),
+        });
+        self.map
+            .insert(id, (self.next_generation, Arc::downgrade(&inner)));
+        Ok(inner)
+    }
+
+    /// Handles a queued release: forgets the entry if it is still this
+    /// generation. The caller sends `Release(id, count)` either way.
+    pub fn released(&mut self, id: ObjectId, generation: u64) {
+        if let Some((g, _)) = self.map.get(&id) {
+            if *g == generation {
+                self.map.remove(&id);
+            }
+        }
+    }
+
+    /// Forgets everything (connection lost): no releases are sent.
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+}

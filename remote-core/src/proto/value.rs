@@ -1,0 +1,354 @@
+//! A bounded msgpack reader and writer.
+//!
+//! The reader never allocates from a peer's declared length: every declared
+//! string, binary, array or map length is checked against the bytes left in
+//! the frame (an array of N elements needs at least N bytes), nesting depth
+//! is limited, and all arithmetic is checked. The walker also collects the
+//! references inside a value so they are counted in message order.
+
+use super::{ObjectId, EXT_RECEIVER_OWN, EXT_SENDER_EXPORT};
+
+/// Why bytes are not a well-formed message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed message at byte {offset}: {reason}")]
+pub struct Malformed {
+    /// Byte offset in the frame.
+    pub offset: usize,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// A reference found inside a value: `(is_sender_export, id)`.
+pub(crate) type FoundRef = (bool, ObjectId);
+
+/// A cursor over one frame's bytes.
+#[derive(Debug, Clone)]
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// Reads from the start of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    /// Current offset.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Bytes left.
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// An error at the current offset.
+    pub fn err(&self, reason: impl Into<String>) -> Malformed {
+        Malformed {
+            offset: self.pos,
+            reason: reason.into(),
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
+        if n > self.remaining() {
+            return Err(self.err(format!("needs {n} more bytes, {} left", self.remaining())));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn byte(&mut self) -> Result<u8, Malformed> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn be(&mut self, n: usize) -> Result<u64, Malformed> {
+        Ok(self
+            .take(n)?
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+    }
+
+    fn peek(&self) -> Result<u8, Malformed> {
+        self.buf
+            .get(self.pos)
+            .copied()
+            .ok_or_else(|| self.err("unexpected end of frame"))
+    }
+
+    /// Whether the next value is nil (consumes it if so).
+    pub fn nil(&mut self) -> Result<bool, Malformed> {
+        if self.peek()? == 0xc0 {
+            self.pos += 1;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    /// Reads a non-negative integer.
+    pub fn uint(&mut self) -> Result<u64, Malformed> {
+        let m = self.byte()?;
+        match m {
+            0x00..=0x7f => Ok(u64::from(m)),
+            0xcc => self.be(1),
+            0xcd => self.be(2),
+            0xce => self.be(4),
+            0xcf => self.be(8),
+            // Signed encodings of non-negative values are accepted.
+            0xd0 | 0xd1 | 0xd2 | 0xd3 => {
+                let n = 1usize << (m - 0xd0);
+                let v = self.be(n)?;
+                let shift = 64 - 8 * n as u32;
+                let signed = ((v << shift) as i64) >> shift;
+                u64::try_from(signed).map_err(|_| self.err("expected a non-negative integer"))
+            }
+            _ => {
+                self.pos -= 1;
+                Err(self.err(format!("expected an integer, found marker 0x{m:02x}")))
+            }
+        }
+    }
+
+    /// Reads an integer that must fit in `u32`.
+    pub fn u32(&mut self) -> Result<u32, Malformed> {
+        let start = self.pos;
+        let v = self.uint()?;
+        u32::try_from(v).map_err(|_| Malformed {
+            offset: start,
+            reason: format!("{v} does not fit in u32"),
+        })
+    }
+
+    /// Reads an array header.
+    pub fn array_len(&mut self) -> Result<usize, Malformed> {
+        let m = self.byte()?;
+        let n = match m {
+            0x90..=0x9f => usize::from(m & 0x0f),
+            0xdc => self.be(2)? as usize,
+            0xdd => self.be(4)? as usize,
+            _ => {
+                self.pos -= 1;
+                return Err(self.err(format!("expected an array, found marker 0x{m:02x}")));
+            }
+        };
+        if n > self.remaining() {
+            return Err(self.err(format!(
+                "array of {n} elements cannot fit in {} bytes",
+                self.remaining()
+            )));
+        }
+        Ok(n)
+    }
+
+    /// Reads a string.
+    pub fn str(&mut self) -> Result<&'a str, Malformed> {
+        let m = self.byte()?;
+        let n = match m {
+            0xa0..=0xbf => usize::from(m & 0x1f),
+            0xd9 => self.be(1)? as usize,
+            0xda => self.be(2)? as usize,
+            0xdb => self.be(4)? as usize,
+            _ => {
+                self.pos -= 1;
+                return Err(self.err(format!("expected a string, found marker 0x{m:02x}")));
+            }
+        };
+        let start = self.pos;
+        let bytes = self.take(n)?;
+        std::str::from_utf8(bytes).map_err(|_| Malformed {
+            offset: start,
+            reason: "string is not UTF-8".into(),
+        })
+    }
+
+    /// Reads a binary blob.
+    pub fn bin(&mut self) -> Result<&'a [u8], Malformed> {
+        let m = self.byte()?;
+        let n = match m {
+            0xc4 => self.be(1)? as usize,
+            0xc5 => self.be(2)? as usize,
+            0xc6 => self.be(4)? as usize,
+            _ => {
+                self.pos -= 1;
+                return Err(self.err(format!("expected binary, found marker 0x{m:02x}")));
+            }
+        };
+        self.take(n)
+    }
+
+    /// Skips one value of any type, checking it is well formed, no deeper
+    /// than `depth`, and collecting references into `refs`. Returns the
+    /// value's byte range.
+    pub(crate) fn skip_value(
+        &mut self,
+        depth: usize,
+        refs: &mut Vec<FoundRef>,
+    ) -> Result<std::ops::Range<usize>, Malformed> {
+        let start = self.pos;
+        // An explicit stack instead of recursion: depth cannot overflow ours.
+        let mut pending: Vec<usize> = Vec::new();
+        let mut todo: usize = 1;
+        loop {
+            while todo == 0 {
+                match pending.pop() {
+                    Some(t) => todo = t,
+                    None => return Ok(start..self.pos),
+                }
+            }
+            todo -= 1;
+            let m = self.byte()?;
+            let children: usize = match m {
+                0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => 0,
+                0x80..=0x8f => usize::from(m & 0x0f) * 2,
+                0x90..=0x9f => usize::from(m & 0x0f),
+                0xa0..=0xbf => {
+                    self.take(usize::from(m & 0x1f))?;
+                    0
+                }
+                0xc4 | 0xd9 => {
+                    let n = self.be(1)? as usize;
+                    self.take(n)?;
+                    0
+                }
+                0xc5 | 0xda => {
+                    let n = self.be(2)? as usize;
+                    self.take(n)?;
+                    0
+                }
+                0xc6 | 0xdb => {
+                    let n = self.be(4)? as usize;
+                    self.take(n)?;
+                    0
+                }
+                0xcc | 0xd0 => {
+                    self.take(1)?;
+                    0
+                }
+                0xcd | 0xd1 => {
+                    self.take(2)?;
+                    0
+                }
+                0xca | 0xce | 0xd2 => {
+                    self.take(4)?;
+                    0
+                }
+                0xcb | 0xcf | 0xd3 => {
+                    self.take(8)?;
+                    0
+                }
+                0xdc => self.be(2)? as usize,
+                0xdd => self.be(4)? as usize,
+                0xde => (self.be(2)? as usize) * 2,
+                0xdf => (self.be(4)? as usize)
+                    .checked_mul(2)
+                    .ok_or_else(|| self.err("map length overflows"))?,
+                0xd6 => {
+                    let ty = self.byte()? as i8;
+                    let payload = self.take(4)?;
+                    let id = ObjectId(u32::from_be_bytes([
+                        payload[0], payload[1], payload[2], payload[3],
+                    ]));
+                    match ty {
+                        EXT_SENDER_EXPORT => refs.push((true, id)),
+                        EXT_RECEIVER_OWN => refs.push((false, id)),
+                        _ => return Err(self.err(format!("unknown extension type {ty}"))),
+                    }
+                    0
+                }
+                0xd4 | 0xd5 | 0xd7 | 0xd8 | 0xc7 | 0xc8 | 0xc9 => {
+                    self.pos -= 1;
+                    return Err(
+                        self.err("extension types other than 4-byte references are not allowed")
+                    );
+                }
+                0xc1 => {
+                    self.pos -= 1;
+                    return Err(self.err("marker 0xc1 is never used in msgpack"));
+                }
+            };
+            if children > 0 {
+                if children > self.remaining() {
+                    return Err(self.err(format!(
+                        "container of {children} items cannot fit in {} bytes",
+                        self.remaining()
+                    )));
+                }
+                if pending.len() + 1 >= depth {
+                    return Err(self.err(format!("nesting deeper than max_depth = {depth}")));
+                }
+                pending.push(todo);
+                todo = children;
+            }
+        }
+    }
+}
+
+/// Appends msgpack encodings to a buffer.
+pub(crate) mod enc {
+    pub(crate) fn uint(buf: &mut Vec<u8>, v: u64) {
+        if v < 0x80 {
+            buf.push(v as u8);
+        } else if v <= 0xff {
+            buf.extend_from_slice(&[0xcc, v as u8]);
+        } else if v <= 0xffff {
+            buf.push(0xcd);
+            buf.extend_from_slice(&(v as u16).to_be_bytes());
+        } else if v <= 0xffff_ffff {
+            buf.push(0xce);
+            buf.extend_from_slice(&(v as u32).to_be_bytes());
+        } else {
+            buf.push(0xcf);
+            buf.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+
+    pub(crate) fn array_len(buf: &mut Vec<u8>, n: usize) {
+        if n < 16 {
+            buf.push(0x90 | n as u8);
+        } else if n <= 0xffff {
+            buf.push(0xdc);
+            buf.extend_from_slice(&(n as u16).to_be_bytes());
+        } else {
+            buf.push(0xdd);
+            buf.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+    }
+
+    pub(crate) fn str(buf: &mut Vec<u8>, s: &str) {
+        let n = s.len();
+        if n < 32 {
+            buf.push(0xa0 | n as u8);
+        } else if n <= 0xff {
+            buf.extend_from_slice(&[0xd9, n as u8]);
+        } else if n <= 0xffff {
+            buf.push(0xda);
+            buf.extend_from_slice(&(n as u16).to_be_bytes());
+        } else {
+            buf.push(0xdb);
+            buf.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+        buf.extend_from_slice(s.as_bytes());
+    }
+
+    pub(crate) fn bin(buf: &mut Vec<u8>, b: &[u8]) {
+        let n = b.len();
+        if n <= 0xff {
+            buf.extend_from_slice(&[0xc4, n as u8]);
+        } else if n <= 0xffff {
+            buf.push(0xc5);
+            buf.extend_from_slice(&(n as u16).to_be_bytes());
+        } else {
+            buf.push(0xc6);
+            buf.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+        buf.extend_from_slice(b);
+    }
+
+    pub(crate) fn nil(buf: &mut Vec<u8>) {
+        buf.push(0xc0);
+    }
+}

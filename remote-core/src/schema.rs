@@ -1,0 +1,385 @@
+//! Interface descriptors: the structure of every remote trait and every type
+//! that crosses the wire, as data.
+//!
+//! `#[remote]` submits an [`InterfaceEntry`] (for each non-generic trait or
+//! inherent impl) and an [`ImplEntry`] (for each `#[remote] impl Trait for
+//! Type`) with [`inventory`]. [`collect`] walks them into a [`Schema`], which
+//! is what `remote-policy` checks and what `remote-policy schema` exports as
+//! JSON (format `"remote-schema"`, version [`SCHEMA_VERSION`]).
+//!
+//! Type structure is produced by [`Wire::describe`](crate::Wire::describe),
+//! so generic parameters are already resolved: `Option<Vec<Secret>>` shows
+//! up as `Option(Seq(Named("app::Secret")))`.
+//!
+//! ```
+//! use remote_core::schema::{SchemaBuilder, Ty};
+//! let mut b = SchemaBuilder::new();
+//! let ty = b.ty::<Option<Vec<String>>>();
+//! assert_eq!(
+//!     ty,
+//!     Ty::Option(Box::new(Ty::Seq { elem: Box::new(Ty::String { max_len: None }), max_len: None }))
+//! );
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Wire;
+
+/// Version of the schema format produced by [`collect`].
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The structure of a type crossing the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Ty {
+    /// `()`.
+    Unit,
+    /// `bool`.
+    Bool,
+    /// An integer.
+    Int {
+        /// Width in bits.
+        bits: u8,
+        /// Whether it is signed.
+        signed: bool,
+    },
+    /// A float.
+    Float {
+        /// Width in bits.
+        bits: u8,
+    },
+    /// `char`.
+    Char,
+    /// A UTF-8 string.
+    String {
+        /// Maximum length in bytes, where the type enforces one.
+        max_len: Option<u64>,
+    },
+    /// A byte buffer.
+    Bytes {
+        /// Maximum length, where the type enforces one.
+        max_len: Option<u64>,
+    },
+    /// A sequence (`Vec`, `VecDeque`, sets).
+    Seq {
+        /// Element type.
+        elem: Box<Ty>,
+        /// Maximum length, where the type enforces one.
+        max_len: Option<u64>,
+    },
+    /// A fixed-size array.
+    Array {
+        /// Element type.
+        elem: Box<Ty>,
+        /// Length.
+        len: u64,
+    },
+    /// A map.
+    Map {
+        /// Key type.
+        key: Box<Ty>,
+        /// Value type.
+        value: Box<Ty>,
+        /// Maximum number of entries, where the type enforces one.
+        max_len: Option<u64>,
+    },
+    /// `Option<T>`.
+    Option(Box<Ty>),
+    /// `Result<T, E>` as a value.
+    Result {
+        /// Ok type.
+        ok: Box<Ty>,
+        /// Err type.
+        err: Box<Ty>,
+    },
+    /// A tuple.
+    Tuple(Vec<Ty>),
+    /// A user struct or enum, defined in [`Schema::types`] under this key.
+    Named {
+        /// Key in [`Schema::types`].
+        path: String,
+    },
+    /// A capability (`Remote<dyn Trait>`), defined in [`Schema::interfaces`].
+    Capability {
+        /// Key in [`Schema::interfaces`].
+        interface: String,
+    },
+    /// A remote stream of items, pulled lazily by the receiver.
+    Stream {
+        /// Item type.
+        item: Box<Ty>,
+    },
+    /// The toolkit's own error type (`remote_core::Error`).
+    RemoteError,
+    /// A type implementing `Wire` by hand without describing itself.
+    Opaque {
+        /// Rust type name.
+        name: String,
+    },
+}
+
+/// Where an item is defined in source.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Location {
+    /// Source file, as `file!()` gives it.
+    pub file: String,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub column: u32,
+}
+
+/// A remote interface (trait, or inherent impl exposed with `#[remote]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceDef {
+    /// Unique key: module path and name, with concrete generic arguments.
+    pub path: String,
+    /// Short name (`Chat`).
+    pub name: String,
+    /// Methods, in declaration order.
+    pub methods: Vec<MethodDef>,
+    /// Where the trait is declared.
+    pub location: Location,
+    /// Doc comment.
+    #[serde(default)]
+    pub doc: String,
+}
+
+/// One method of a remote interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MethodDef {
+    /// Rust name.
+    pub name: String,
+    /// Identifier on the wire (the `method` field of a call).
+    pub wire_name: String,
+    /// `true` for `async fn`, `false` for a blocking `fn`.
+    pub is_async: bool,
+    /// Arguments, in order.
+    pub args: Vec<ArgDef>,
+    /// The `T` of `Result<T, E>`.
+    pub returns: Ty,
+    /// The `E` of `Result<T, E>`.
+    pub error: Ty,
+    /// Marked `#[remote(requires_auth)]`: callable only on an authenticated connection.
+    #[serde(default)]
+    pub requires_auth: bool,
+    /// Where the method is declared.
+    pub location: Location,
+    /// Doc comment.
+    #[serde(default)]
+    pub doc: String,
+}
+
+/// One argument of a method.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArgDef {
+    /// Argument name.
+    pub name: String,
+    /// Its type.
+    pub ty: Ty,
+}
+
+/// A user struct or enum that crosses by value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeDef {
+    /// Unique key (Rust type name with generic arguments).
+    pub path: String,
+    /// Short name.
+    pub name: String,
+    /// Struct fields or enum variants.
+    pub kind: TypeKind,
+    /// Marked `#[wire(secret)]`: must never flow to a peer.
+    #[serde(default)]
+    pub secret: bool,
+    /// Where it is declared.
+    pub location: Location,
+}
+
+/// Shape of a [`TypeDef`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TypeKind {
+    /// A struct (tuple struct fields are named `0`, `1`, ...).
+    Struct {
+        /// Fields.
+        fields: Vec<FieldDef>,
+    },
+    /// An enum.
+    Enum {
+        /// Variants.
+        variants: Vec<VariantDef>,
+    },
+}
+
+/// A struct field or enum variant field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldDef {
+    /// Field name (`0`, `1`, ... for tuple fields).
+    pub name: String,
+    /// Its type.
+    pub ty: Ty,
+    /// Marked `#[wire(secret)]`.
+    #[serde(default)]
+    pub secret: bool,
+}
+
+/// An enum variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariantDef {
+    /// Variant name.
+    pub name: String,
+    /// Its fields (empty for a unit variant).
+    pub fields: Vec<FieldDef>,
+}
+
+/// A concrete type served through an interface (`#[remote] impl Chat for ChatRoom`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImplDef {
+    /// The implementing type.
+    pub type_name: String,
+    /// Key in [`Schema::interfaces`].
+    pub interface: String,
+    /// Where the impl is.
+    pub location: Location,
+}
+
+/// Every interface, type and implementation known to a program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schema {
+    /// Always `"remote-schema"`.
+    pub format: String,
+    /// [`SCHEMA_VERSION`].
+    pub version: u32,
+    /// Interfaces by key.
+    pub interfaces: BTreeMap<String, InterfaceDef>,
+    /// Types by key.
+    pub types: BTreeMap<String, TypeDef>,
+    /// Implementations registered with `#[remote] impl Trait for Type`.
+    pub impls: Vec<ImplDef>,
+}
+
+impl Default for Schema {
+    fn default() -> Self {
+        Schema {
+            format: "remote-schema".to_owned(),
+            version: SCHEMA_VERSION,
+            interfaces: BTreeMap::new(),
+            types: BTreeMap::new(),
+            impls: Vec::new(),
+        }
+    }
+}
+
+/// Builds a [`Schema`], following types and capabilities transitively.
+///
+/// Recursive types and cyclic capabilities are fine: a key is defined once.
+#[derive(Debug, Default)]
+pub struct SchemaBuilder {
+    schema: Schema,
+    in_progress: BTreeSet<String>,
+}
+
+impl SchemaBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Describes `T` (and everything it refers to).
+    pub fn ty<T: Wire + ?Sized>(&mut self) -> Ty {
+        T::describe(self)
+    }
+
+    /// Defines a named type once; returns `Ty::Named` for it.
+    pub fn define_type(&mut self, path: String, f: impl FnOnce(&mut Self) -> TypeDef) -> Ty {
+        if !self.schema.types.contains_key(&path) && self.in_progress.insert(path.clone()) {
+            let def = f(self);
+            self.in_progress.remove(&path);
+            self.schema.types.insert(path.clone(), def);
+        }
+        Ty::Named { path }
+    }
+
+    /// Defines an interface once; returns `Ty::Capability` for it.
+    pub fn define_interface(
+        &mut self,
+        path: String,
+        f: impl FnOnce(&mut Self) -> InterfaceDef,
+    ) -> Ty {
+        if !self.schema.interfaces.contains_key(&path) && self.in_progress.insert(path.clone()) {
+            let def = f(self);
+            self.in_progress.remove(&path);
+            self.schema.interfaces.insert(path.clone(), def);
+        }
+        Ty::Capability { interface: path }
+    }
+
+    /// Records a served implementation.
+    pub fn add_impl(&mut self, def: ImplDef) {
+        if !self.schema.impls.contains(&def) {
+            self.schema.impls.push(def);
+        }
+    }
+
+    /// The schema built so far.
+    pub fn finish(self) -> Schema {
+        self.schema
+    }
+}
+
+/// Submitted by `#[remote]` for every non-generic interface.
+#[derive(Debug)]
+pub struct InterfaceEntry {
+    /// Defines the interface in a builder and returns its `Ty::Capability`.
+    pub describe: fn(&mut SchemaBuilder) -> Ty,
+}
+
+/// Submitted by `#[remote] impl Trait for Type`.
+#[derive(Debug)]
+pub struct ImplEntry {
+    /// The implementing type's name.
+    pub type_name: &'static str,
+    /// Defines the interface; returns its `Ty::Capability`.
+    pub interface: fn(&mut SchemaBuilder) -> Ty,
+    /// Source file.
+    pub file: &'static str,
+    /// Source line.
+    pub line: u32,
+}
+
+inventory::collect!(InterfaceEntry);
+inventory::collect!(ImplEntry);
+
+/// Collects every interface and implementation registered in this program.
+pub fn collect() -> Schema {
+    let mut b = SchemaBuilder::new();
+    for entry in inventory::iter::<InterfaceEntry> {
+        (entry.describe)(&mut b);
+    }
+    for entry in inventory::iter::<ImplEntry> {
+        let interface = match (entry.interface)(&mut b) {
+            Ty::Capability { interface } => interface,
+            other => format!("{other:?}"),
+        };
+        b.add_impl(ImplDef {
+            type_name: entry.type_name.to_owned(),
+            interface,
+            location: Location {
+                file: entry.file.to_owned(),
+                line: entry.line,
+                column: 1,
+            },
+        });
+    }
+    b.finish()
+}
+
+/// A short name from a Rust type path (`app::chat::Chat<u8>` → `Chat<u8>`).
+pub fn short_name(path: &str) -> String {
+    let base = path.split('<').next().unwrap_or(path);
+    let start = base.rfind("::").map(|i| i + 2).unwrap_or(0);
+    path[start..].to_owned()
+}

@@ -1,0 +1,241 @@
+//! Servers: accept connections on an address, give each its own root and
+//! tables, enforce limits, shut down gracefully.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::proto::encode;
+use crate::remote::Interface;
+use crate::transport::Listener;
+use crate::{Connection, ConnectionBuilder, Error, Limits, Remote};
+
+/// Configures a [`Server`].
+#[derive(Debug, Default)]
+pub struct ServerBuilder {
+    conn: ConnectionBuilder,
+}
+
+impl ServerBuilder {
+    /// Sets the limits for the server and each connection.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.conn = self.conn.limits(limits);
+        self
+    }
+
+    /// Checks each client's handshake token; see
+    /// [`ConnectionBuilder::authenticate`].
+    pub fn authenticate(
+        mut self,
+        check: impl Fn(Option<&[u8]>) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.conn = self.conn.authenticate(check);
+        self
+    }
+
+    /// Binds `addr` (`tcp://127.0.0.1:0` picks a free port).
+    pub async fn bind(self, addr: &str) -> Result<Server, Error> {
+        Ok(Server {
+            listener: Listener::bind(addr).await?,
+            conn: self.conn,
+        })
+    }
+}
+
+/// A bound, not yet serving server.
+///
+/// ```no_run
+/// # async fn demo() -> remote_core::Result<()> {
+/// use remote_core::Server;
+/// let server = Server::bind("tcp://127.0.0.1:0").await?;
+/// println!("listening on {}", server.local_addr());
+/// // let handle = server.serve(|| Remote::new(Arc::new(ChatRoom::default()) as Arc<dyn Chat>));
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    listener: Listener,
+    conn: ConnectionBuilder,
+}
+
+impl Server {
+    /// A builder for limits and authentication.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// Binds `addr` with default limits.
+    pub async fn bind(addr: &str) -> Result<Server, Error> {
+        ServerBuilder::default().bind(addr).await
+    }
+
+    /// The address clients connect to (with the real port).
+    pub fn local_addr(&self) -> String {
+        self.listener.local_addr()
+    }
+
+    /// Starts serving: every connection gets the root `factory` returns.
+    pub fn serve<T, F>(self, factory: F) -> ServerHandle
+    where
+        T: ?Sized + Interface,
+        F: Fn() -> Remote<T> + Send + Sync + 'static,
+    {
+        let inner = Arc::new(Inner {
+            addr: self.listener.local_addr(),
+            stop: CancellationToken::new(),
+            active: AtomicUsize::new(0),
+            conns: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(0),
+            idle: tokio::sync::Notify::new(),
+        });
+        let task = tokio::spawn(accept_loop(
+            self.listener,
+            self.conn,
+            inner.clone(),
+            move || T::into_dispatch(factory().into_arc()),
+        ));
+        ServerHandle {
+            inner,
+            task: Some(task),
+        }
+    }
+}
+
+struct Inner {
+    addr: String,
+    stop: CancellationToken,
+    active: AtomicUsize,
+    conns: Mutex<HashMap<u64, Connection>>,
+    next: AtomicU64,
+    idle: tokio::sync::Notify,
+}
+
+async fn accept_loop(
+    listener: Listener,
+    conn: ConnectionBuilder,
+    inner: Arc<Inner>,
+    factory: impl Fn() -> Arc<dyn crate::Dispatch> + Send + Sync + 'static,
+) {
+    let max = conn.limits.max_connections;
+    loop {
+        let accepted = tokio::select! {
+            _ = inner.stop.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (r, mut w, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // E.g. out of file descriptors: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if inner.active.load(Ordering::Acquire) >= max {
+            tokio::spawn(async move {
+                let frame = encode::goodbye(&format!("limit exceeded: max_connections = {max}"));
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    let _ = w.write_all(&frame).await;
+                    let _ = w.shutdown().await;
+                })
+                .await;
+                drop(r);
+            });
+            continue;
+        }
+        inner.active.fetch_add(1, Ordering::AcqRel);
+        let mut builder = conn.clone();
+        builder.root = Some(factory());
+        let inner2 = inner.clone();
+        tokio::spawn(async move {
+            if let Ok(c) = builder.over_boxed(r, w, peer).await {
+                let id = inner2.next.fetch_add(1, Ordering::Relaxed);
+                inner2
+                    .conns
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id, c.clone());
+                if inner2.stop.is_cancelled() {
+                    c.close();
+                }
+                c.closed().await;
+                inner2
+                    .conns
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+            }
+            inner2.active.fetch_sub(1, Ordering::AcqRel);
+            inner2.idle.notify_waiters();
+        });
+    }
+}
+
+/// A running server. Dropping it stops accepting (existing connections
+/// continue); [`shutdown`](ServerHandle::shutdown) also closes them.
+#[derive(Debug)]
+pub struct ServerHandle {
+    inner: Arc<Inner>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .field("active", &self.active)
+            .finish()
+    }
+}
+
+impl ServerHandle {
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> &str {
+        &self.inner.addr
+    }
+
+    /// Connections currently open.
+    pub fn connections(&self) -> usize {
+        self.inner.active.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting, says goodbye to every client, and waits (up to
+    /// `grace`) for their connections to close.
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.inner.stop.cancel();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        let conns: Vec<Connection> = self
+            .inner
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for c in conns {
+            c.close();
+        }
+        let _ = tokio::time::timeout(grace, async {
+            while self.inner.active.load(Ordering::Acquire) > 0 {
+                let notified = self.inner.idle.notified();
+                if self.inner.active.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                notified.await;
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.inner.stop.cancel();
+    }
+}

@@ -1,0 +1,350 @@
+//! The [`Wire`] trait: values that cross a connection by value.
+//!
+//! Implemented for primitives, `String`, byte buffers, `Vec`, `VecDeque`,
+//! `HashMap`/`BTreeMap`, `HashSet`/`BTreeSet`, `Option`, `Result`, tuples,
+//! arrays, [`Bounded`] collections, and capability handles
+//! ([`Remote`](crate::Remote)). User structs and enums opt in with
+//! `#[derive(Wire)]`, which also implements serde's traits for them.
+//!
+//! ```
+//! use remote_core::Wire;
+//! fn crosses<T: Wire>() {}
+//! crosses::<Vec<(String, Option<u64>)>>();
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::schema::{SchemaBuilder, Ty};
+
+/// A value that crosses a connection by value.
+///
+/// `Wire` types are plain data: serde serializes them to msgpack. Capability
+/// handles (`Remote<dyn Trait>`) are `Wire` too and cross by reference.
+/// [`describe`](Wire::describe) gives the type's structure to the policy
+/// checker and the schema export.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot cross a remote connection: it does not implement `Wire`",
+    label = "not a wire type",
+    note = "add `#[derive(remote_core::Wire)]` to a struct or enum of your own so it crosses by value",
+    note = "or pass an object by reference as `remote_core::Remote<dyn YourTrait>` (the trait needs `#[remote]`)"
+)]
+pub trait Wire: Serialize + DeserializeOwned + Send + 'static {
+    /// Describes this type's structure for the policy checker and schema.
+    fn describe(b: &mut SchemaBuilder) -> Ty {
+        let _ = b;
+        Ty::Opaque {
+            name: std::any::type_name::<Self>().to_owned(),
+        }
+    }
+}
+
+macro_rules! prim {
+    ($($t:ty => $e:expr;)*) => {$(
+        impl Wire for $t {
+            fn describe(_: &mut SchemaBuilder) -> Ty { $e }
+        }
+    )*};
+}
+
+prim! {
+    () => Ty::Unit;
+    bool => Ty::Bool;
+    u8 => Ty::Int { bits: 8, signed: false };
+    u16 => Ty::Int { bits: 16, signed: false };
+    u32 => Ty::Int { bits: 32, signed: false };
+    u64 => Ty::Int { bits: 64, signed: false };
+    u128 => Ty::Int { bits: 128, signed: false };
+    usize => Ty::Int { bits: 64, signed: false };
+    i8 => Ty::Int { bits: 8, signed: true };
+    i16 => Ty::Int { bits: 16, signed: true };
+    i32 => Ty::Int { bits: 32, signed: true };
+    i64 => Ty::Int { bits: 64, signed: true };
+    i128 => Ty::Int { bits: 128, signed: true };
+    isize => Ty::Int { bits: 64, signed: true };
+    f32 => Ty::Float { bits: 32 };
+    f64 => Ty::Float { bits: 64 };
+    char => Ty::Char;
+    String => Ty::String { max_len: None };
+    bytes::Bytes => Ty::Bytes { max_len: None };
+    std::time::Duration => Ty::Tuple(vec![Ty::Int { bits: 64, signed: false }, Ty::Int { bits: 32, signed: false }]);
+}
+
+impl<T: Wire> Wire for Vec<T> {
+    fn describe(b: &mut SchemaBuilder) -> Ty {
+        Ty::Seq {
+            elem: Box::new(T::describe(b)),
+            max_len: None,
+        }
+    }
+}
+impl<T: Wire> Wire for VecDeque<T> {
+    fn describe(b: &mut SchemaBuilder) -> Ty {
+        Ty::Seq {
+            elem: Box::new(T::describe(b)),
+            max_len: None,
+        }
+    }
+}
+impl<T: Wire + Ord> Wire for BTreeSet<T> {
+    fn describe(b: &mut SchemaBuilder) -> Ty {
+        Ty::Seq {
+            elem: Box::new(T::describe(b)),
+            max_len: None,
+        }
+    }
+}
+impl<T: Wire + Eq + Hash, S: BuildHasher + Default + Send + 'static> Wire for HashSet<T, S> {
+    fn describe(b: &mut SchemaBuilder) -> Ty {
+        Ty::Seq {
+            elem: Box::new(T::describe(b)),
+            max_len: None,
+        }
+    }
+}
+impl<K: Wire + Ord, V: Wire> Wire for BTreeMap<K, V> {
+    fn describe(b: &mut SchemaBuilder) -> Ty {
+        Ty::Map {
+            key: Box::new(K::describe(b)),
+            value: Box::new(V::describe(b)),
+            max_len: None,
+        }
+    }
+}
+impl<K: Wire + Eq + Hash, V: Wire, S: BuildHasher + Default + Send + 'static> Wire
+    for HashMap<K, V, S>
+{
+    fn describe(b: &mut SchemaBuilder) -> Ty {
+        Ty::Map {
+            key: Box::new(K::describe(b)),
+            value: Box::new(V::describe(b)),
+            max_len: None,
+        }
+    }
+}
+impl<T: Wire> Wire for Option<T> {
+    fn describe(b: &mut SchemaBuilder) -> Ty {
+        Ty::Option(Box::new(T::describe(b)))
+    }
+}
+impl<T: Wire, E: Wire> Wire for Result<T, E> {
+    fn describe(b: &mut SchemaBuilder) -> Ty {
+        Ty::Result {
+            ok: Box::new(T::describe(b)),
+            err: Box::new(E::describe(b)),
+        }
+    }
+}
+impl<T: Wire> Wire for Box<T> {
+    fn describe(b: &mut SchemaBuilder) -> Ty {
+        T::describe(b)
+    }
+}
+impl<T: Wire + Sync> Wire for Arc<T> {
+    fn describe(b: &mut SchemaBuilder) -> Ty {
+        T::describe(b)
+    }
+}
+
+macro_rules! arrays {
+    ($($n:literal)*) => {$(
+        impl<T: Wire> Wire for [T; $n] {
+            fn describe(b: &mut SchemaBuilder) -> Ty {
+                Ty::Array { elem: Box::new(T::describe(b)), len: $n }
+            }
+        }
+    )*};
+}
+arrays!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32);
+
+macro_rules! tuples {
+    ($(($($t:ident)+))*) => {$(
+        impl<$($t: Wire),+> Wire for ($($t,)+) {
+            fn describe(b: &mut SchemaBuilder) -> Ty {
+                Ty::Tuple(vec![$($t::describe(b)),+])
+            }
+        }
+    )*};
+}
+tuples! {
+    (A) (A B) (A B C) (A B C D) (A B C D E) (A B C D E F) (A B C D E F G) (A B C D E F G H)
+    (A B C D E F G H I) (A B C D E F G H I J) (A B C D E F G H I J K) (A B C D E F G H I J K L)
+}
+
+/// A collection or string whose length is checked when it is decoded.
+///
+/// `Bounded<String, 64>` refuses a peer's string longer than 64 bytes before
+/// your method runs, and tells the policy checker that the argument has a
+/// size bound.
+///
+/// ```
+/// use remote_core::wire::Bounded;
+/// let name: Bounded<String, 8> = Bounded::new("alice".to_owned()).unwrap();
+/// assert_eq!(name.as_str(), "alice");
+/// assert!(Bounded::<String, 3>::new("alice".to_owned()).is_err());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Bounded<T, const N: usize>(T);
+
+/// Types with a length that [`Bounded`] can limit.
+pub trait HasLen {
+    /// Number of elements (bytes for strings).
+    fn len(&self) -> usize;
+    /// Whether it is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The bounded version of this type's structure.
+    fn bounded_ty(unbounded: Ty, max: u64) -> Ty {
+        match unbounded {
+            Ty::String { .. } => Ty::String { max_len: Some(max) },
+            Ty::Bytes { .. } => Ty::Bytes { max_len: Some(max) },
+            Ty::Seq { elem, .. } => Ty::Seq {
+                elem,
+                max_len: Some(max),
+            },
+            Ty::Map { key, value, .. } => Ty::Map {
+                key,
+                value,
+                max_len: Some(max),
+            },
+            other => other,
+        }
+    }
+}
+
+impl HasLen for String {
+    fn len(&self) -> usize {
+        String::len(self)
+    }
+}
+impl HasLen for bytes::Bytes {
+    fn len(&self) -> usize {
+        bytes::Bytes::len(self)
+    }
+}
+impl<T> HasLen for Vec<T> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+}
+impl<T> HasLen for VecDeque<T> {
+    fn len(&self) -> usize {
+        VecDeque::len(self)
+    }
+}
+impl<K, V> HasLen for BTreeMap<K, V> {
+    fn len(&self) -> usize {
+        BTreeMap::len(self)
+    }
+}
+impl<K, V, S> HasLen for HashMap<K, V, S> {
+    fn len(&self) -> usize {
+        HashMap::len(self)
+    }
+}
+impl<T> HasLen for BTreeSet<T> {
+    fn len(&self) -> usize {
+        BTreeSet::len(self)
+    }
+}
+impl<T, S> HasLen for HashSet<T, S> {
+    fn len(&self) -> usize {
+        HashSet::len(self)
+    }
+}
+
+/// The error of [`Bounded::new`]: the value was longer than the bound.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("length {len} exceeds the bound of {max}")]
+pub struct TooLong {
+    /// Actual length.
+    pub len: usize,
+    /// The bound.
+    pub max: usize,
+}
+
+impl<T: HasLen, const N: usize> Bounded<T, N> {
+    /// Wraps `value` if its length is at most `N`.
+    pub fn new(value: T) -> Result<Self, TooLong> {
+        let len = value.len();
+        if len > N {
+            return Err(TooLong { len, max: N });
+        }
+        Ok(Bounded(value))
+    }
+
+    /// The inner value.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<const N: usize> Bounded<String, N> {
+    /// The string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<T, const N: usize> std::ops::Deref for Bounded<T, N> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: Serialize, const N: usize> Serialize for Bounded<T, N> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de, T: Deserialize<'de> + HasLen, const N: usize> Deserialize<'de> for Bounded<T, N> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // The frame walker has already checked that declared lengths fit in
+        // the frame, so decoding before checking cannot over-allocate.
+        let value = T::deserialize(d)?;
+        Bounded::new(value).map_err(D::Error::custom)
+    }
+}
+
+impl<T: Wire + HasLen, const N: usize> Wire for Bounded<T, N> {
+    fn describe(b: &mut SchemaBuilder) -> Ty {
+        T::bounded_ty(T::describe(b), N as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_refuses_long_values_on_decode() {
+        let long = rmp_serde::to_vec(&"abcdef").unwrap();
+        let err = rmp_serde::from_slice::<Bounded<String, 3>>(&long).unwrap_err();
+        assert!(err.to_string().contains("exceeds the bound of 3"), "{err}");
+        let ok = rmp_serde::from_slice::<Bounded<String, 6>>(&long).unwrap();
+        assert_eq!(ok.as_str(), "abcdef");
+    }
+
+    #[test]
+    fn describe_nested_generics() {
+        let mut b = SchemaBuilder::new();
+        let ty = b.ty::<Bounded<Vec<Option<u8>>, 4>>();
+        assert_eq!(
+            ty,
+            Ty::Seq {
+                elem: Box::new(Ty::Option(Box::new(Ty::Int {
+                    bits: 8,
+                    signed: false
+                }))),
+                max_len: Some(4)
+            }
+        );
+    }
+}

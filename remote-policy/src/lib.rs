@@ -1,0 +1,1 @@
+//! remote-policy: checks the capability graph of remote interfaces.
