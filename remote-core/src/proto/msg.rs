@@ -148,8 +148,8 @@ impl<'a> Message<'a> {
                 let method = r.str()?;
                 let timeout_ms = r.u32()?;
                 let start = r.pos();
-                let m = r.clone().array_len()?;
-                let _ = m;
+                // Arguments are always an array (checked, not decoded here).
+                r.clone().array_len()?;
                 let args = r.skip_value(max_depth, refs)?;
                 debug_assert_eq!(args.start, start);
                 Message::Call {
