@@ -72,6 +72,7 @@ where
 /// ```no_run
 /// let rt = remote_core::blocking::Blocking::new()?;
 /// let conn = rt.wait(remote_core::Connection::connect("tcp://127.0.0.1:7000"))?;
+/// println!("connected to {}", conn.peer());
 /// # Ok::<(), remote_core::Error>(())
 /// ```
 #[derive(Debug)]

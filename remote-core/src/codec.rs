@@ -12,8 +12,8 @@ use std::sync::Arc;
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde::{Deserializer, Serialize, Serializer};
 
-use crate::driver::Shared;
-use crate::proto::{ImportRef, ObjectId, EXT_RECEIVER_OWN, EXT_SENDER_EXPORT};
+use crate::driver::{Held, Shared};
+use crate::proto::{ObjectId, EXT_RECEIVER_OWN, EXT_SENDER_EXPORT};
 use crate::remote::Interface;
 use crate::Error;
 
@@ -32,7 +32,7 @@ struct EncodeCx {
 
 struct DecodeCx {
     conn: Arc<Shared>,
-    refs: Vec<ImportRef>,
+    held: Held,
 }
 
 thread_local! {
@@ -74,13 +74,13 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 pub(crate) fn decode_from<T: DeserializeOwned>(
     conn: &Arc<Shared>,
     bytes: &[u8],
-    refs: Vec<ImportRef>,
+    held: Held,
     what: &'static str,
 ) -> Result<T, Error> {
     let prev = DECODE.with(|c| {
         c.borrow_mut().replace(DecodeCx {
             conn: conn.clone(),
-            refs,
+            held,
         })
     });
     let _restore = Restore(&DECODE, prev, std::marker::PhantomData);
@@ -141,6 +141,7 @@ pub(crate) fn import<T: ?Sized + Interface>(id: ObjectId) -> Result<Arc<T>, Stri
             .as_ref()
             .ok_or("a Remote<_> can only be received in a remote call or reply")?;
         let r = cx
+            .held
             .refs
             .iter()
             .find(|r| r.id() == id)
@@ -159,10 +160,15 @@ pub(crate) fn own<T: ?Sized + Interface>(id: ObjectId) -> Result<Arc<T>, String>
         let cx = c
             .as_ref()
             .ok_or("a Remote<_> can only be received in a remote call or reply")?;
+        // Resolved when the message arrived (a release processed since then
+        // cannot have freed it).
         let d = cx
-            .conn
-            .lookup_export(id)
-            .ok_or_else(|| format!("unknown object id {id}"))?;
+            .held
+            .owns
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, d)| d.clone())
+            .ok_or_else(|| format!("reference to our object {id} was not registered"))?;
         T::from_dispatch(&d).ok_or_else(|| {
             format!(
                 "object {id} is a {}, not a {}",

@@ -13,8 +13,10 @@ use std::time::Duration;
 /// assert_eq!(limits.max_frame_len, 1 << 20);
 /// assert_eq!(limits.default_deadline, Duration::from_secs(10));
 /// ```
+///
+/// Fields are public so a limit is changed with struct update syntax;
+/// new limits arrive in minor releases of this 0.x crate.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Limits {
     /// Largest frame accepted after the handshake, in bytes (default 1 MiB).
     /// A larger length prefix closes the connection before anything is

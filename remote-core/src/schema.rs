@@ -289,7 +289,7 @@ impl SchemaBuilder {
     }
 
     /// Describes `T` (and everything it refers to).
-    pub fn ty<T: Wire + ?Sized>(&mut self) -> Ty {
+    pub fn ty<T: Wire>(&mut self) -> Ty {
         T::describe(self)
     }
 

@@ -54,6 +54,7 @@ impl ServerBuilder {
 /// let server = Server::bind("tcp://127.0.0.1:0").await?;
 /// println!("listening on {}", server.local_addr());
 /// // let handle = server.serve(|| Remote::new(Arc::new(ChatRoom::default()) as Arc<dyn Chat>));
+/// # drop(server);
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]

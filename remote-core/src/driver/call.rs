@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::conn::{Control, Incoming, Shared};
+use super::conn::{Control, Held, Incoming, Shared};
 use crate::codec;
 use crate::proto::{encode, CallId, ImportRef, ObjectId};
 use crate::remote::BoxFuture;
@@ -204,11 +204,17 @@ impl Handle {
     }
 
     fn finish<T: Wire, E: RemoteErrorType>(&self, inc: Incoming) -> Result<T, E> {
+        let held = Held {
+            refs: inc.refs,
+            owns: inc.owns,
+        };
         match inc.result {
-            Ok(range) => {
-                codec::decode_from(&self.shared, &inc.frame[range], inc.refs, "return value")
-                    .map_err(E::from_error)
-            }
+            Ok(range) => codec::decode_from(&self.shared, &inc.frame[range], held, "return value")
+                .map_err(E::from_error),
+            // The server's own timer may beat ours by a millisecond.
+            Err(remote) if remote.kind == "deadline_exceeded" => Err(E::from_error(
+                Error::DeadlineExceeded(std::time::Duration::ZERO),
+            )),
             Err(remote) => Err(E::from_remote(remote)),
         }
     }
@@ -219,30 +225,25 @@ pub struct Args {
     shared: Arc<Shared>,
     frame: Bytes,
     range: Range<usize>,
-    refs: Vec<ImportRef>,
+    held: Held,
 }
 
 impl fmt::Debug for Args {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Args")
             .field("len", &self.range.len())
-            .field("refs", &self.refs.len())
+            .field("refs", &self.held.refs.len())
             .finish()
     }
 }
 
 impl Args {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        frame: Bytes,
-        range: Range<usize>,
-        refs: Vec<ImportRef>,
-    ) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, frame: Bytes, range: Range<usize>, held: Held) -> Self {
         Args {
             shared,
             frame,
             range,
-            refs,
+            held,
         }
     }
 
@@ -250,7 +251,7 @@ impl Args {
     pub fn decode<A: DeserializeOwned>(self) -> Result<A, Error> {
         let bytes = &self.frame[self.range.clone()];
         let bytes: &[u8] = if bytes == [0x90] { &[0xc0] } else { bytes };
-        codec::decode_from(&self.shared, bytes, self.refs, "arguments")
+        codec::decode_from(&self.shared, bytes, self.held, "arguments")
     }
 }
 

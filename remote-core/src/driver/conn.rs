@@ -28,11 +28,18 @@ pub(crate) type Waiter = oneshot::Sender<Result<Incoming, Error>>;
 pub(crate) type Core = State<Arc<dyn Dispatch>, Waiter>;
 
 /// A reply to one of our calls, still encoded.
-#[derive(Debug)]
 pub(crate) struct Incoming {
     pub(crate) frame: Bytes,
     pub(crate) result: Result<Range<usize>, RemoteError>,
     pub(crate) refs: Vec<ImportRef>,
+    pub(crate) owns: Vec<(ObjectId, Arc<dyn Dispatch>)>,
+}
+
+/// References resolved when a message arrived, held until it is decoded.
+#[derive(Default)]
+pub(crate) struct Held {
+    pub(crate) refs: Vec<ImportRef>,
+    pub(crate) owns: Vec<(ObjectId, Arc<dyn Dispatch>)>,
 }
 
 /// Work queued for the connection task (from `Drop`s and other tasks).
@@ -157,10 +164,6 @@ impl Shared {
             .map_err(|e| Error::limit("max_exports", limit as u64, e.to_string()))
     }
 
-    pub(crate) fn lookup_export(&self, id: ObjectId) -> Option<Arc<dyn Dispatch>> {
-        self.core().exports().get(id).cloned()
-    }
-
     fn handle_ctl(&self, c: Control) {
         match c {
             Control::Release {
@@ -206,9 +209,11 @@ impl Shared {
                 timeout_ms,
                 args,
                 refs,
+                owns,
             } => {
                 let method = method.to_owned();
-                self.start_incoming(id, target, &method, timeout_ms, frame.clone(), args, refs);
+                let held = Held { refs, owns };
+                self.start_incoming(id, target, &method, timeout_ms, frame.clone(), args, held);
             }
             Event::Reject { frame } => {
                 let _ = self.send(frame);
@@ -217,11 +222,13 @@ impl Shared {
                 waiter,
                 result,
                 refs,
+                owns,
             } => {
                 let _ = waiter.send(Ok(Incoming {
                     frame: frame.clone(),
                     result,
                     refs,
+                    owns,
                 }));
             }
             Event::Released(obj) => drop(obj),
@@ -249,10 +256,10 @@ impl Shared {
         timeout_ms: u32,
         frame: Bytes,
         args: Range<usize>,
-        refs: Vec<ImportRef>,
+        held: Held,
     ) {
         let deadline = Instant::now() + std::time::Duration::from_millis(u64::from(timeout_ms));
-        let args = Args::new(self.clone(), frame, args, refs);
+        let args = Args::new(self.clone(), frame, args, held);
         let cx = CallCx::new(self.clone(), id, deadline);
         let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             target.call(method, args, cx)
@@ -630,6 +637,16 @@ async fn handshake(
         }
         Ok(Some(Ok(frame))) => frame,
     };
+    // A server refusing us (e.g. over max_connections) says goodbye instead
+    // of hello: report its reason.
+    let mut found = Vec::new();
+    if let Ok(crate::proto::Message::Goodbye { reason }) =
+        crate::proto::Message::parse(&first, 4, &mut found)
+    {
+        return Err(Error::Handshake(format!(
+            "peer refused the connection: {reason}"
+        )));
+    }
     let token = {
         let mut core = shared.core();
         match core.handle_frame(&first) {

@@ -27,11 +27,14 @@ pub(crate) fn current_deadline() -> Option<Instant> {
 /// later than a deadline inherited from an enclosing call).
 ///
 /// ```no_run
-/// # async fn demo(chat: remote_core::Connection) {
+/// # async fn demo() {
 /// use std::time::Duration;
-/// let r = remote_core::with_timeout(Duration::from_millis(200), async {
+/// let answer = remote_core::with_timeout(Duration::from_millis(200), async {
 ///     // every remote call made here must finish within 200 ms
-/// }).await;
+///     42
+/// })
+/// .await;
+/// assert_eq!(answer, 42);
 /// # }
 /// ```
 pub async fn with_timeout<F: Future>(timeout: Duration, fut: F) -> F::Output {

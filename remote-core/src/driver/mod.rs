@@ -10,7 +10,7 @@ pub(crate) mod io_types {
     pub(crate) use super::io::{BoxRead, BoxWrite};
 }
 
-pub(crate) use conn::Shared;
 pub use conn::{Connection, ConnectionBuilder};
+pub(crate) use conn::{Held, Shared};
 pub(crate) use deadline::current_deadline;
 pub use deadline::with_timeout;

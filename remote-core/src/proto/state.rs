@@ -73,6 +73,8 @@ pub enum Event<'a, O, W> {
         args: std::ops::Range<usize>,
         /// Imports referenced by the arguments.
         refs: Vec<ImportRef>,
+        /// Our own objects handed back in the arguments, held until decoded.
+        owns: Vec<(ObjectId, O)>,
     },
     /// Answer this call at once with an error frame (no handler runs).
     Reject {
@@ -87,6 +89,8 @@ pub enum Event<'a, O, W> {
         result: Result<std::ops::Range<usize>, RemoteError>,
         /// Imports referenced by the value.
         refs: Vec<ImportRef>,
+        /// Our own objects handed back in the value, held until decoded.
+        owns: Vec<(ObjectId, O)>,
     },
     /// The peer released references; drop this object (outside locks) if set.
     Released(Option<O>),
@@ -194,8 +198,8 @@ impl<O: Clone, W> State<O, W> {
         loop {
             let id = CallId(self.next_call);
             self.next_call = self.next_call.wrapping_add(1);
-            if !self.outgoing.contains_key(&id) {
-                self.outgoing.insert(id, waiter);
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.outgoing.entry(id) {
+                slot.insert(waiter);
                 return Ok(id);
             }
         }
@@ -236,27 +240,39 @@ impl<O: Clone, W> State<O, W> {
         (waiters, self.exports.drain())
     }
 
-    fn take_refs(&mut self) -> Result<Vec<ImportRef>, Violation> {
-        let mut out = Vec::new();
+    /// Resolves the references found in a message, in message order: imports
+    /// are counted, and our own objects handed back are held, so a release
+    /// processed before the value is decoded cannot free them.
+    #[allow(clippy::type_complexity)]
+    fn take_refs(&mut self) -> Result<(Vec<ImportRef>, Vec<(ObjectId, O)>), Violation> {
         let found = std::mem::take(&mut self.scratch);
+        let mut refs = Vec::new();
+        let mut owns = Vec::new();
+        let mut result = Ok(());
         for &(sender_export, id) in &found {
             if sender_export {
-                out.push(
-                    self.imports
-                        .receive(id)
-                        .map_err(|e| Violation(e.to_string()))?,
-                );
-            } else if self.exports.get(id).is_none() {
-                self.scratch = found;
-                self.scratch.clear();
-                return Err(Violation(format!(
-                    "reference to unknown object id {id} of ours"
-                )));
+                match self.imports.receive(id) {
+                    Ok(r) => refs.push(r),
+                    Err(e) => {
+                        result = Err(Violation(e.to_string()));
+                        break;
+                    }
+                }
+            } else {
+                match self.exports.get(id) {
+                    Some(o) => owns.push((id, o.clone())),
+                    None => {
+                        result = Err(Violation(format!(
+                            "reference to unknown object id {id} of ours"
+                        )));
+                        break;
+                    }
+                }
             }
         }
         self.scratch = found;
         self.scratch.clear();
-        Ok(out)
+        result.map(|()| (refs, owns))
     }
 
     /// Processes one frame from the peer.
@@ -301,7 +317,7 @@ impl<O: Clone, W> State<O, W> {
                 if self.incoming.contains_key(&id) {
                     return Err(Violation(format!("call id {id} is already in flight")));
                 }
-                let refs = match self.take_refs() {
+                let (refs, owns) = match self.take_refs() {
                     Ok(r) => r,
                     Err(v) => {
                         return Ok(Event::Reject {
@@ -333,21 +349,23 @@ impl<O: Clone, W> State<O, W> {
                     timeout_ms: timeout_ms.min(cap),
                     args,
                     refs,
+                    owns,
                 })
             }
             Message::Return { id, value } => {
-                let refs = self.take_refs()?;
+                let (refs, owns) = self.take_refs()?;
                 match self.outgoing.remove(&id) {
                     Some(waiter) => Ok(Event::Reply {
                         waiter,
                         result: Ok(value),
                         refs,
+                        owns,
                     }),
                     None => Ok(Event::Nothing),
                 }
             }
             Message::Error { id, error } => {
-                let refs = self.take_refs()?;
+                let (refs, owns) = self.take_refs()?;
                 let Some(waiter) = self.outgoing.remove(&id) else {
                     return Ok(Event::Nothing);
                 };
@@ -363,6 +381,7 @@ impl<O: Clone, W> State<O, W> {
                     waiter,
                     result: Err(e),
                     refs,
+                    owns,
                 })
             }
             Message::Release { id, count } => {

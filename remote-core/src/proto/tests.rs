@@ -136,6 +136,7 @@ fn call_to_root_becomes_a_call_event() {
             timeout_ms,
             args,
             refs,
+            ..
         } => {
             assert_eq!(
                 (id, target, method, timeout_ms),
@@ -410,7 +411,14 @@ fn own_object_handed_back_is_checked_against_our_exports() {
     let mut args = vec![0x91];
     args.extend(ext_ref(EXT_RECEIVER_OWN, id.0));
     match s.handle_frame(&call(1, 0, "m", &args)).unwrap() {
-        Event::Call { refs, .. } => assert!(refs.is_empty(), "own objects are not imports"),
+        Event::Call { refs, owns, .. } => {
+            assert!(refs.is_empty(), "own objects are not imports");
+            assert_eq!(
+                owns,
+                vec![(id, "mine")],
+                "held until the arguments are decoded"
+            );
+        }
         other => panic!("{other:?}"),
     }
     let mut args = vec![0x91];

@@ -99,7 +99,7 @@ impl<'a> Reader<'a> {
             0xce => self.be(4),
             0xcf => self.be(8),
             // Signed encodings of non-negative values are accepted.
-            0xd0 | 0xd1 | 0xd2 | 0xd3 => {
+            0xd0..=0xd3 => {
                 let n = 1usize << (m - 0xd0);
                 let v = self.be(n)?;
                 let shift = 64 - 8 * n as u32;

@@ -1,0 +1,296 @@
+//! A misbehaving peer gets a clear error and a closed connection; other
+//! clients of the same server never notice.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use remote_core::proto::{encode, CallId, ObjectId};
+use remote_core::{Connection, Error, Limits, Server, ServerHandle};
+use support::{Calc, Counter, Stats};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn serve(limits: Limits) -> ServerHandle {
+    let stats = Arc::new(Stats::default());
+    Server::builder()
+        .limits(limits)
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(move || Counter::remote(0, stats.clone()))
+}
+
+fn hello() -> Vec<u8> {
+    encode::hello(&remote_core::proto::Hello {
+        min_version: 1,
+        max_version: 1,
+        features: vec![],
+        auth: None,
+    })
+}
+
+/// Connects a raw socket; optionally completes the handshake.
+async fn raw(server: &ServerHandle, handshake: bool) -> TcpStream {
+    let addr = server
+        .local_addr()
+        .strip_prefix("tcp://")
+        .unwrap()
+        .to_owned();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    if handshake {
+        s.write_all(&hello()).await.unwrap();
+    }
+    s
+}
+
+/// Reads frames until a goodbye (returning its reason) or EOF (None).
+async fn goodbye_reason(s: &mut TcpStream) -> Option<String> {
+    let read = async {
+        loop {
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len).await.ok()?;
+            let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+            s.read_exact(&mut frame).await.ok()?;
+            // [6, reason]: 0x92 0x06 <str>
+            if frame.len() > 2 && frame[0] == 0x92 && frame[1] == 0x06 {
+                let mut r = remote_core::proto::Reader::new(&frame[2..]);
+                return Some(r.str().unwrap().to_owned());
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("server neither said goodbye nor closed")
+}
+
+/// Asserts the server still serves a well-behaved client.
+async fn still_serves(server: &ServerHandle) {
+    let c = Connection::connect(server.local_addr()).await.unwrap();
+    assert_eq!(c.root::<dyn Calc>().add(20, 22).await.unwrap(), 42);
+}
+
+#[tokio::test]
+async fn oversized_length_prefix_is_refused_without_allocating() {
+    let server = serve(Limits::default()).await;
+    let good = Connection::connect(server.local_addr()).await.unwrap();
+    // Before the handshake: the pre-auth limit applies.
+    let mut s = raw(&server, false).await;
+    s.write_all(&[0xff, 0xff, 0xff, 0xff]).await.unwrap();
+    let reason = goodbye_reason(&mut s).await.unwrap();
+    assert_eq!(
+        reason,
+        "handshake frame of 4294967295 bytes exceeds max_handshake_frame_len = 4096"
+    );
+    // After the handshake: the frame limit applies.
+    let mut s = raw(&server, true).await;
+    s.write_all(&[0xff, 0xff, 0xff, 0xff]).await.unwrap();
+    let reason = goodbye_reason(&mut s).await.unwrap();
+    assert_eq!(
+        reason,
+        "frame of 4294967295 bytes exceeds max_frame_len = 1048576"
+    );
+    assert_eq!(
+        good.root::<dyn Calc>().add(1, 1).await.unwrap(),
+        2,
+        "an existing client is unaffected"
+    );
+    still_serves(&server).await;
+}
+
+#[tokio::test]
+async fn truncated_frame_then_eof_only_closes_that_connection() {
+    let server = serve(Limits::default()).await;
+    let mut s = raw(&server, true).await;
+    s.write_all(&[0, 0, 0, 50, 0x96, 0x01]).await.unwrap();
+    s.shutdown().await.unwrap();
+    assert_eq!(goodbye_reason(&mut s).await, None);
+    still_serves(&server).await;
+}
+
+#[tokio::test]
+async fn incomplete_frame_must_finish_within_the_idle_timeout() {
+    let limits = Limits {
+        idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let server = serve(limits).await;
+    let mut s = raw(&server, true).await;
+    s.write_all(&[0, 0, 0, 50, 0x96]).await.unwrap();
+    let reason = goodbye_reason(&mut s).await.unwrap();
+    assert!(reason.contains("idle_timeout"), "{reason}");
+    still_serves(&server).await;
+}
+
+#[tokio::test]
+async fn garbage_and_unknown_kinds_get_a_clear_goodbye() {
+    let server = serve(Limits::default()).await;
+    for (bytes, want) in [
+        (vec![0xc1, 0xc1], "expected an array, found marker 0xc1"),
+        (vec![0x92, 0x2a, 0x00], "unknown message kind 42"),
+        (vec![0x91, 0xa3, b'a', b'b', b'c'], "expected an integer"),
+        (
+            vec![0x93, 0x04, 0x05, 0x01],
+            "release of unknown object id 5",
+        ),
+    ] {
+        let mut s = raw(&server, true).await;
+        let mut frame = (bytes.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&bytes);
+        s.write_all(&frame).await.unwrap();
+        let reason = goodbye_reason(&mut s).await.unwrap();
+        assert!(
+            reason.starts_with("protocol violation:") && reason.contains(want),
+            "{reason:?} vs {want:?}"
+        );
+    }
+    still_serves(&server).await;
+}
+
+#[tokio::test]
+async fn wrong_protocol_version_is_refused_in_the_handshake() {
+    let server = serve(Limits::default()).await;
+    let mut s = raw(&server, false).await;
+    let bad = encode::hello(&remote_core::proto::Hello {
+        min_version: 7,
+        max_version: 9,
+        features: vec![],
+        auth: None,
+    });
+    s.write_all(&bad).await.unwrap();
+    let reason = goodbye_reason(&mut s).await.unwrap();
+    assert!(
+        reason.contains("no common protocol version: peer speaks 7..=9, we speak 1..=1"),
+        "{reason}"
+    );
+    still_serves(&server).await;
+}
+
+#[tokio::test]
+async fn silent_peer_times_out_in_the_handshake() {
+    let limits = Limits {
+        handshake_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let server = serve(limits).await;
+    let mut s = raw(&server, false).await;
+    let reason = goodbye_reason(&mut s).await.unwrap();
+    assert_eq!(reason, "no handshake within handshake_timeout = 200ms");
+    still_serves(&server).await;
+}
+
+#[tokio::test]
+async fn unknown_method_and_bad_arguments_are_call_errors_not_disconnects() {
+    let server = serve(Limits::default()).await;
+    let mut s = raw(&server, true).await;
+    for (id, method, args) in [
+        (1u32, "nope", vec![0x90]),
+        (2, "add", vec![0x91, 0xa1, b'x']),
+    ] {
+        let mut f = encode::begin(32);
+        encode::call_head(&mut f, CallId(id), ObjectId(0), method, 1000);
+        f.extend_from_slice(&args);
+        encode::finish(&mut f);
+        s.write_all(&f).await.unwrap();
+    }
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await.unwrap();
+        let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut frame).await.unwrap();
+        let mut r = remote_core::proto::Reader::new(&frame);
+        if r.array_len().unwrap() == 3 && r.uint().unwrap() == 3 {
+            let id = r.uint().unwrap();
+            r.array_len().unwrap();
+            kinds.push((id, r.str().unwrap().to_owned(), {
+                r.str().unwrap();
+                r.str().unwrap().to_owned()
+            }));
+        }
+    }
+    kinds.sort();
+    assert_eq!(kinds[0].1, "unknown_method");
+    assert!(
+        kinds[0].2.contains("interface Calc has no method \"nope\""),
+        "{:?}",
+        kinds[0]
+    );
+    assert_eq!(kinds[1].1, "bad_arguments");
+    assert!(
+        kinds[1].2.contains("cannot decode arguments"),
+        "{:?}",
+        kinds[1]
+    );
+    still_serves(&server).await;
+}
+
+#[tokio::test]
+async fn connections_over_the_server_limit_are_told_which_limit() {
+    let limits = Limits {
+        max_connections: 1,
+        ..Limits::default()
+    };
+    let server = serve(limits).await;
+    let first = Connection::connect(server.local_addr()).await.unwrap();
+    let err = Connection::connect(server.local_addr()).await.unwrap_err();
+    match err {
+        Error::Handshake(m) => assert!(m.contains("max_connections = 1"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(first.root::<dyn Calc>().add(1, 2).await.unwrap(), 3);
+    assert_eq!(server.connections(), 1);
+}
+
+#[tokio::test]
+async fn frame_over_the_servers_limit_closes_only_that_client_with_the_limit_named() {
+    let limits = Limits {
+        max_frame_len: 64 << 10,
+        ..Limits::default()
+    };
+    let server = serve(limits).await;
+    let big = Connection::connect(server.local_addr()).await.unwrap();
+    let err = big
+        .root::<dyn Calc>()
+        .echo(vec![1u8; 100 << 10])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("max_frame_len = 65536"), "{err}");
+    still_serves(&server).await;
+}
+
+#[tokio::test]
+async fn authentication_hook_refuses_bad_tokens() {
+    let stats = Arc::new(Stats::default());
+    let server = Server::builder()
+        .authenticate(|t| {
+            if t == Some(&b"open sesame"[..]) {
+                Ok(())
+            } else {
+                Err("bad token".into())
+            }
+        })
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(move || Counter::remote(0, stats.clone()));
+    let err = remote_core::ConnectionBuilder::new()
+        .auth_token("guess")
+        .connect(server.local_addr())
+        .await;
+    let err = match err {
+        Err(e) => e,
+        Ok(c) => c.root::<dyn Calc>().add(1, 1).await.unwrap_err(),
+    };
+    assert!(
+        err.to_string().contains("authentication failed: bad token"),
+        "{err}"
+    );
+    let ok = remote_core::ConnectionBuilder::new()
+        .auth_token("open sesame")
+        .connect(server.local_addr())
+        .await
+        .unwrap();
+    assert_eq!(ok.root::<dyn Calc>().add(1, 1).await.unwrap(), 2);
+}
