@@ -63,7 +63,9 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 ) -> Result<(), Error> {
     let prev = ENCODE.with(|c| c.borrow_mut().replace(EncodeCx { conn: conn.clone() }));
     let _restore = Restore(&ENCODE, prev, std::marker::PhantomData);
-    let mut ser = rmp_serde::Serializer::new(buf);
+    // Structs as maps keyed by field name: self-describing for clients in
+    // other languages, and tolerant of added optional fields.
+    let mut ser = rmp_serde::Serializer::new(buf).with_struct_map();
     value.serialize(&mut ser).map_err(|e| Error::Encode {
         what,
         message: e.to_string(),
@@ -95,7 +97,7 @@ pub(crate) fn decode_from<T: DeserializeOwned>(
 pub(crate) fn encode_detached<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
     let prev = ENCODE.with(|c| c.borrow_mut().take());
     let _restore = Restore(&ENCODE, prev, std::marker::PhantomData);
-    rmp_serde::to_vec(value).map_err(|e| Error::Encode {
+    rmp_serde::to_vec_named(value).map_err(|e| Error::Encode {
         what: "value",
         message: e.to_string(),
     })
@@ -262,5 +264,63 @@ mod serde_bytes_compat {
             }
             d.deserialize_bytes(V)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Message {
+        id: u64,
+        text: String,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    enum Shape {
+        Empty,
+        Circle(u8),
+        Rect { w: u8, h: u8 },
+    }
+
+    /// The value encodings PROTOCOL.md documents.
+    #[test]
+    fn value_encodings_are_as_documented() {
+        let m = super::encode_detached(&Message {
+            id: 1,
+            text: "hi".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            m,
+            [0x82, 0xa2, b'i', b'd', 0x01, 0xa4, b't', b'e', b'x', b't', 0xa2, b'h', b'i']
+        );
+        let e = super::encode_detached(&Shape::Empty).unwrap();
+        assert_eq!(e, [0xa5, b'E', b'm', b'p', b't', b'y']);
+        let c = super::encode_detached(&Shape::Circle(3)).unwrap();
+        assert_eq!(c, [0x81, 0xa6, b'C', b'i', b'r', b'c', b'l', b'e', 0x03]);
+        let r = super::encode_detached(&Shape::Rect { w: 1, h: 2 }).unwrap();
+        assert_eq!(
+            r,
+            [0x81, 0xa4, b'R', b'e', b'c', b't', 0x82, 0xa1, b'w', 0x01, 0xa1, b'h', 0x02]
+        );
+        let o: Option<u8> = None;
+        assert_eq!(super::encode_detached(&o).unwrap(), [0xc0]);
+        assert_eq!(super::encode_detached(&Some(5u8)).unwrap(), [0x05]);
+        assert_eq!(
+            super::encode_detached(&(1u8, "a")).unwrap(),
+            [0x92, 0x01, 0xa1, b'a']
+        );
+        assert_eq!(super::encode_detached(&()).unwrap(), [0xc0]);
+        // Structs also decode from arrays (positional), as serde allows.
+        let back: Message = super::decode_detached(&[0x92, 0x07, 0xa1, b'x']).unwrap();
+        assert_eq!(
+            back,
+            Message {
+                id: 7,
+                text: "x".into()
+            }
+        );
     }
 }

@@ -644,3 +644,48 @@ mod props {
         }
     }
 }
+
+/// The worked example in PROTOCOL.md, byte for byte.
+#[test]
+fn protocol_md_worked_example() {
+    let hello = encode::hello(&S::hello(None));
+    assert_eq!(
+        hex(&hello),
+        "0000000d 96 00 a6 72 65 6d 6f 74 65 01 01 90 c0"
+    );
+    let mut call = encode::begin(16);
+    encode::call_head(&mut call, CallId(0), ObjectId(0), "add", 10_000);
+    call.extend_from_slice(&[0x92, 0x02, 0x03]);
+    encode::finish(&mut call);
+    assert_eq!(
+        hex(&call),
+        "0000000e 96 01 00 00 a3 61 64 64 cd 27 10 92 02 03"
+    );
+    let mut ret = encode::begin(8);
+    encode::return_head(&mut ret, CallId(0));
+    ret.push(0x05);
+    encode::finish(&mut ret);
+    assert_eq!(hex(&ret), "00000004 93 02 00 05");
+    let err = encode::error(
+        CallId(1),
+        &crate::RemoteError::new("unknown_method", "remote_core::Error", "no"),
+    );
+    assert_eq!(
+        hex(&err),
+        "0000002c 93 03 01 96 ae 75 6e 6b 6e 6f 77 6e 5f 6d 65 74 68 6f 64 b2 72 65 6d 6f 74 65 5f 63 6f 72 65 3a 3a 45 72 72 6f 72 a2 6e 6f 90 c0 c0"
+    );
+    assert_eq!(
+        hex(&encode::release(ObjectId(3), 2)),
+        "00000004 93 04 03 02"
+    );
+    assert_eq!(hex(&encode::cancel(CallId(9))), "00000003 92 05 09");
+    assert_eq!(hex(&encode::goodbye("bye")), "00000006 92 06 a3 62 79 65");
+}
+
+fn hex(frame: &[u8]) -> String {
+    let mut s: String = frame[..4].iter().map(|b| format!("{b:02x}")).collect();
+    for b in &frame[4..] {
+        s.push_str(&format!(" {b:02x}"));
+    }
+    s
+}
