@@ -21,6 +21,7 @@ pub mod proto;
 mod remote;
 pub mod schema;
 pub mod server;
+pub mod stream;
 pub mod transport;
 pub mod wire;
 

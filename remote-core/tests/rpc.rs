@@ -284,6 +284,33 @@ on_every_transport!(server_disconnect_mid_call_fails_pending_calls, |fx| {
     assert!(reason.to_string().contains("closed"), "{reason}");
 });
 
+on_every_transport!(streams_are_pulled_lazily_in_batches, |fx| {
+    use futures_util::StreamExt;
+    // The receiver picks its window: at most 4 items per round trip.
+    let mut s = fx.root.numbers(1000, 4).await.unwrap().with_batch(4);
+    assert!(s.is_remote());
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.push(s.next().await.unwrap().unwrap());
+    }
+    assert_eq!(got, vec![0, 1, 2, 3, 4]);
+    // Two batches of 4 were pulled; the producer was not polled any further.
+    assert_eq!(fx.server_stats.produced.load(SeqCst), 8);
+    // Drain a short stream completely.
+    let all: Vec<u32> = fx
+        .root
+        .numbers(10, 3)
+        .await
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+    assert_eq!(all, (0..10).collect::<Vec<_>>());
+    drop(s);
+    // The abandoned stream's source is released.
+    assert!(eventually(5, || fx.client.imported_objects() == 0).await);
+});
+
 #[tokio::test]
 async fn sending_a_reference_outside_a_call_is_an_error() {
     let stats = Arc::new(Stats::default());

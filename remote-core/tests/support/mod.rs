@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use remote_core::__private::{Args, CallCx, CallFuture};
 use remote_core::schema::{InterfaceDef, Location, SchemaBuilder, Ty};
+use remote_core::stream::RemoteStream;
 use remote_core::{BoxFuture, Dispatch, Error, Handle, Interface, Remote};
 
 /// A typed application error.
@@ -38,6 +39,7 @@ pub trait Calc: Send + Sync + 'static {
     fn call_kept(&self, x: i64) -> BoxFuture<'_, Result<i64, Error>>;
     fn blocking_add(&self, a: i64, b: i64) -> Result<i64, Error>;
     fn echo(&self, data: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, Error>>;
+    fn numbers(&self, n: u32, batch: u32) -> BoxFuture<'_, Result<RemoteStream<u32>, Error>>;
     #[doc(hidden)]
     fn __remote_handle(&self) -> Option<&Handle> {
         None
@@ -82,6 +84,9 @@ impl Calc for CalcClient {
     }
     fn echo(&self, data: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, Error>> {
         self.handle.call("echo", (data,))
+    }
+    fn numbers(&self, n: u32, batch: u32) -> BoxFuture<'_, Result<RemoteStream<u32>, Error>> {
+        self.handle.call("numbers", (n, batch))
     }
     fn __remote_handle(&self) -> Option<&Handle> {
         Some(&self.handle)
@@ -147,6 +152,10 @@ impl Dispatch for CalcDispatch {
                 let (d,): (Vec<u8>,) = args.decode()?;
                 Box::pin(async move { cx.reply(obj.echo(d).await) })
             }
+            "numbers" => {
+                let (n, b): (u32, u32) = args.decode()?;
+                Box::pin(async move { cx.reply(obj.numbers(n, b).await) })
+            }
             _ => return Err(Error::unknown_method("Calc", method)),
         })
     }
@@ -188,6 +197,8 @@ pub struct Stats {
     pub made: AtomicUsize,
     /// `sleep` handlers currently running (decremented when aborted too).
     pub sleeping: AtomicUsize,
+    /// Items produced by `numbers` streams.
+    pub produced: Arc<AtomicUsize>,
 }
 
 struct Sleeping(Arc<Stats>);
@@ -283,6 +294,15 @@ impl Calc for Counter {
     }
     fn echo(&self, data: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, Error>> {
         Box::pin(async move { Ok(data) })
+    }
+    fn numbers(&self, n: u32, batch: u32) -> BoxFuture<'_, Result<RemoteStream<u32>, Error>> {
+        let produced = self.stats.produced.clone();
+        Box::pin(async move {
+            let items = (0..n).inspect(move |_| {
+                produced.fetch_add(1, Ordering::SeqCst);
+            });
+            Ok(RemoteStream::from_iter(items).with_batch(batch))
+        })
     }
 }
 

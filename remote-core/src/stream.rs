@@ -1,0 +1,303 @@
+//! Remote streams: a method returns a stream whose items the receiver pulls
+//! lazily, in batches, with backpressure.
+//!
+//! [`RemoteStream<T>`] crosses the wire by reference (to a source object
+//! living with the sender). The receiver pulls at most one batch at a time
+//! (`batch` items, default 32), only when it has consumed the previous one,
+//! so a fast producer never floods a slow consumer: the producer is simply
+//! not polled.
+//!
+//! ```
+//! # #[tokio::main] async fn main() {
+//! use futures_util::StreamExt;
+//! use remote_core::stream::RemoteStream;
+//! let s = RemoteStream::from_iter(1..=3u32);
+//! let items: Vec<u32> = s.map(|r| r.unwrap()).collect().await;
+//! assert_eq!(items, vec![1, 2, 3]);
+//! # }
+//! ```
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::fmt;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+use futures_util::{FutureExt, StreamExt};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::__private::{Args, CallCx, CallFuture};
+use crate::schema::{InterfaceDef, Location, MethodDef, SchemaBuilder, Ty};
+use crate::{BoxFuture, Dispatch, Error, Handle, Interface, Remote, Wire};
+
+/// Default number of items pulled per round trip.
+pub const DEFAULT_BATCH: u32 = 32;
+/// Largest batch a source hands out per pull, whatever the puller asks.
+pub const MAX_BATCH: u32 = 1024;
+
+/// The serving side of a remote stream (wire name of its one method:
+/// `next_batch`, argument: max items (u32), result: array of items; an empty
+/// array means the stream ended).
+pub trait StreamSource<T: Wire>: Send + Sync + 'static {
+    /// Up to `max` next items; waits for at least one unless the stream ended
+    /// (then returns none).
+    fn next_batch(&self, max: u32) -> BoxFuture<'_, Result<Vec<T>, Error>>;
+    #[doc(hidden)]
+    fn __remote_handle(&self) -> Option<&Handle> {
+        None
+    }
+}
+
+struct LocalSource<T> {
+    inner: tokio::sync::Mutex<Pin<Box<dyn Stream<Item = T> + Send>>>,
+}
+
+impl<T: Wire> StreamSource<T> for LocalSource<T> {
+    fn next_batch(&self, max: u32) -> BoxFuture<'_, Result<Vec<T>, Error>> {
+        Box::pin(async move {
+            let max = max.clamp(1, MAX_BATCH) as usize;
+            let mut s = self.inner.lock().await;
+            let mut out = Vec::new();
+            match s.next().await {
+                None => return Ok(out),
+                Some(x) => out.push(x),
+            }
+            // Then whatever is ready now, without waiting.
+            while out.len() < max {
+                match s.next().now_or_never() {
+                    Some(Some(x)) => out.push(x),
+                    _ => break,
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+struct SourceClient<T> {
+    handle: Handle,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Wire> StreamSource<T> for SourceClient<T> {
+    fn next_batch(&self, max: u32) -> BoxFuture<'_, Result<Vec<T>, Error>> {
+        self.handle.call("next_batch", (max,))
+    }
+    fn __remote_handle(&self) -> Option<&Handle> {
+        Some(&self.handle)
+    }
+}
+
+struct SourceDispatch<T>(Arc<dyn StreamSource<T>>);
+
+impl<T: Wire> Dispatch for SourceDispatch<T> {
+    fn interface_name(&self) -> &'static str {
+        "StreamSource"
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn call(&self, method: &str, args: Args, cx: CallCx) -> Result<CallFuture, Error> {
+        match method {
+            "next_batch" => {
+                let (max,): (u32,) = args.decode()?;
+                let obj = self.0.clone();
+                Ok(Box::pin(async move {
+                    let r = obj.next_batch(max).await;
+                    cx.reply(r)
+                }))
+            }
+            _ => Err(Error::unknown_method("StreamSource", method)),
+        }
+    }
+}
+
+impl<T: Wire> Interface for dyn StreamSource<T> {
+    fn name() -> &'static str {
+        "StreamSource"
+    }
+    fn into_dispatch(this: Arc<Self>) -> Arc<dyn Dispatch> {
+        Arc::new(SourceDispatch(this))
+    }
+    fn from_dispatch(d: &Arc<dyn Dispatch>) -> Option<Arc<Self>> {
+        d.as_any()
+            .downcast_ref::<SourceDispatch<T>>()
+            .map(|s| s.0.clone())
+    }
+    fn proxy(handle: Handle) -> Arc<Self> {
+        Arc::new(SourceClient {
+            handle,
+            _t: PhantomData,
+        })
+    }
+    fn handle(this: &Self) -> Option<&Handle> {
+        this.__remote_handle()
+    }
+    fn describe(b: &mut SchemaBuilder) -> Ty {
+        let path = format!(
+            "remote_core::stream::StreamSource<{}>",
+            std::any::type_name::<T>()
+        );
+        b.define_interface(path.clone(), |b| {
+            let item = T::describe(b);
+            InterfaceDef {
+                path,
+                name: "StreamSource".into(),
+                methods: vec![MethodDef {
+                    name: "next_batch".into(),
+                    wire_name: "next_batch".into(),
+                    is_async: true,
+                    args: vec![crate::schema::ArgDef {
+                        name: "max".into(),
+                        ty: Ty::Int {
+                            bits: 32,
+                            signed: false,
+                        },
+                    }],
+                    returns: Ty::Seq {
+                        elem: Box::new(item),
+                        max_len: Some(u64::from(MAX_BATCH)),
+                    },
+                    error: Ty::RemoteError,
+                    requires_auth: false,
+                    location: Location {
+                        file: file!().into(),
+                        line: line!(),
+                        column: 1,
+                    },
+                    doc: "Up to `max` next items; empty when the stream ended.".into(),
+                }],
+                location: Location {
+                    file: file!().into(),
+                    line: line!(),
+                    column: 1,
+                },
+                doc: "The serving side of a remote stream.".into(),
+            }
+        })
+    }
+}
+
+/// A stream that can be returned from (or passed to) a remote method.
+///
+/// Locally it is a `Stream<Item = Result<T, Error>>`; sent over a
+/// connection, the receiver gets a proxy that pulls batches from the
+/// sender's source.
+pub struct RemoteStream<T: Wire> {
+    source: Remote<dyn StreamSource<T>>,
+    buf: VecDeque<T>,
+    pending: Option<BoxFuture<'static, Result<Vec<T>, Error>>>,
+    done: bool,
+    batch: u32,
+}
+
+// Nothing in a RemoteStream is address-sensitive (the pending future is boxed).
+impl<T: Wire> Unpin for RemoteStream<T> {}
+
+impl<T: Wire> fmt::Debug for RemoteStream<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteStream")
+            .field("remote", &self.source.is_remote())
+            .field("buffered", &self.buf.len())
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl<T: Wire> RemoteStream<T> {
+    /// Serves `stream`'s items to whoever receives this.
+    pub fn new(stream: impl Stream<Item = T> + Send + 'static) -> Self {
+        let src: Arc<dyn StreamSource<T>> = Arc::new(LocalSource {
+            inner: tokio::sync::Mutex::new(Box::pin(stream)),
+        });
+        Self::from_source(Remote::new(src))
+    }
+
+    /// Serves an iterator's items.
+    pub fn from_iter<I>(iter: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
+    {
+        Self::new(futures_util::stream::iter(iter))
+    }
+
+    fn from_source(source: Remote<dyn StreamSource<T>>) -> Self {
+        RemoteStream {
+            source,
+            buf: VecDeque::new(),
+            pending: None,
+            done: false,
+            batch: DEFAULT_BATCH,
+        }
+    }
+
+    /// Pulls up to `n` items per round trip (1..=1024).
+    pub fn with_batch(mut self, n: u32) -> Self {
+        self.batch = n.clamp(1, MAX_BATCH);
+        self
+    }
+
+    /// Whether the items come from a peer.
+    pub fn is_remote(&self) -> bool {
+        self.source.is_remote()
+    }
+}
+
+impl<T: Wire> Stream for RemoteStream<T> {
+    type Item = Result<T, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(x) = this.buf.pop_front() {
+                return Poll::Ready(Some(Ok(x)));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            let fut = this.pending.get_or_insert_with(|| {
+                let src = this.source.clone();
+                let n = this.batch;
+                Box::pin(async move { src.next_batch(n).await })
+            });
+            match fut.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(r) => {
+                    this.pending = None;
+                    match r {
+                        Ok(items) if items.is_empty() => this.done = true,
+                        Ok(items) => this.buf.extend(items),
+                        Err(e) => {
+                            this.done = true;
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<T: Wire> Serialize for RemoteStream<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.source.serialize(s)
+    }
+}
+
+impl<'de, T: Wire> Deserialize<'de> for RemoteStream<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Remote::<dyn StreamSource<T>>::deserialize(d).map(Self::from_source)
+    }
+}
+
+impl<T: Wire> Wire for RemoteStream<T> {
+    fn describe(b: &mut SchemaBuilder) -> Ty {
+        Ty::Stream {
+            item: Box::new(T::describe(b)),
+        }
+    }
+}
