@@ -66,4 +66,32 @@ pub mod __private {
     pub fn assert_wire<T: Wire>() {}
     /// Asserts at compile time that a type can be a remote method's error.
     pub fn assert_error<E: RemoteErrorType>() {}
+
+    // The three below bound the argument tuple by `Wire` rather than serde's
+    // traits, so a non-wire argument type is reported with `Wire`'s message
+    // ("cannot cross a remote connection") instead of serde's advice to
+    // derive `Serialize`.
+
+    /// [`Handle::call`] for generated proxies.
+    pub fn call<A: Wire, T: Wire, E: RemoteErrorType>(
+        handle: &Handle,
+        method: &'static str,
+        args: A,
+    ) -> BoxFuture<'static, Result<T, E>> {
+        handle.call(method, args)
+    }
+
+    /// [`Handle::call_blocking`] for generated proxies.
+    pub fn call_blocking<A: Wire, T: Wire, E: RemoteErrorType>(
+        handle: &Handle,
+        method: &'static str,
+        args: A,
+    ) -> Result<T, E> {
+        handle.call_blocking(method, args)
+    }
+
+    /// [`Args::decode`] for generated dispatchers.
+    pub fn decode_args<A: Wire>(args: Args) -> Result<A, Error> {
+        args.decode()
+    }
 }

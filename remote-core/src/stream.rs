@@ -11,7 +11,7 @@
 //! # #[tokio::main] async fn main() {
 //! use futures_util::StreamExt;
 //! use remote_core::stream::RemoteStream;
-//! let s = RemoteStream::from_iter(1..=3u32);
+//! let s = RemoteStream::from_items(1..=3u32);
 //! let items: Vec<u32> = s.map(|r| r.unwrap()).collect().await;
 //! assert_eq!(items, vec![1, 2, 3]);
 //! # }
@@ -217,7 +217,7 @@ impl<T: Wire> RemoteStream<T> {
     }
 
     /// Serves an iterator's items.
-    pub fn from_iter<I>(iter: I) -> Self
+    pub fn from_items<I>(iter: I) -> Self
     where
         I: IntoIterator<Item = T>,
         I::IntoIter: Send + 'static,

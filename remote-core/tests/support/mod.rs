@@ -301,7 +301,7 @@ impl Calc for Counter {
             let items = (0..n).inspect(move |_| {
                 produced.fetch_add(1, Ordering::SeqCst);
             });
-            Ok(RemoteStream::from_iter(items).with_batch(batch))
+            Ok(RemoteStream::from_items(items).with_batch(batch))
         })
     }
 }
