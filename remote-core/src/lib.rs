@@ -25,7 +25,7 @@ pub mod stream;
 pub mod transport;
 pub mod wire;
 
-pub use driver::{with_timeout, Connection, ConnectionBuilder};
+pub use driver::{remaining, with_timeout, Connection, ConnectionBuilder};
 pub use error::{Error, RemoteError, RemoteErrorType};
 pub use limits::Limits;
 pub use remote::{BoxFuture, Dispatch, Handle, Interface, Remote};

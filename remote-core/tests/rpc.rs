@@ -162,6 +162,18 @@ on_every_transport!(deadline_expires_for_caller_and_server, |fx| {
     assert!(r.is_err());
 });
 
+on_every_transport!(nested_calls_inherit_what_is_left_of_the_deadline, |fx| {
+    let mine = Counter::remote(0, Arc::new(Stats::default()));
+    // Default deadline (10 s) when nothing is set.
+    let seen = fx.root.relay_time_left(mine.clone()).await.unwrap();
+    assert!(seen > 5_000 && seen <= 10_000, "{seen}");
+    // A 2 s deadline: the server's outgoing call gets what is left of it.
+    let seen = remote_core::with_timeout(Duration::from_secs(2), fx.root.relay_time_left(mine))
+        .await
+        .unwrap();
+    assert!(seen > 0 && seen < 2_000, "nested call saw {seen} ms");
+});
+
 on_every_transport!(returned_objects_live_until_the_proxy_is_dropped, |fx| {
     let made = fx.root.make().await.unwrap();
     assert!(made.is_remote());
@@ -334,4 +346,15 @@ async fn call_too_large_for_the_frame_limit_fails_locally_naming_the_limit() {
         other => panic!("{other:?}"),
     }
     assert_eq!(fx.root.echo(vec![1, 2, 3]).await.unwrap(), vec![1, 2, 3]);
+}
+
+#[test]
+fn handles_and_connections_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Remote<dyn Calc>>();
+    assert_send_sync::<Connection>();
+    assert_send_sync::<remote_core::Handle>();
+    assert_send_sync::<support::CalcClient>();
+    fn assert_send<T: Send>() {}
+    assert_send::<remote_core::stream::RemoteStream<u32>>();
 }

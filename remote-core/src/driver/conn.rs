@@ -359,6 +359,28 @@ fn dispatch_error(e: &Error) -> RemoteError {
     RemoteError::new(kind, "remote_core::Error", e.to_string())
 }
 
+thread_local! {
+    static PANIC_BACKTRACE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Chains a panic hook (once per process) that keeps the backtrace of a
+/// panic on this thread, when backtraces are enabled (`RUST_BACKTRACE`), so
+/// a panicking handler's remote error can carry it. The previous hook still
+/// runs.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let bt = std::backtrace::Backtrace::capture();
+            if bt.status() == std::backtrace::BacktraceStatus::Captured {
+                PANIC_BACKTRACE.with(|b| *b.borrow_mut() = Some(bt.to_string()));
+            }
+            prev(info);
+        }));
+    });
+}
+
 pub(crate) fn panic_error(panic: Box<dyn std::any::Any + Send>) -> RemoteError {
     let msg = if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
@@ -367,7 +389,9 @@ pub(crate) fn panic_error(panic: Box<dyn std::any::Any + Send>) -> RemoteError {
     } else {
         "panic with a non-string payload".to_owned()
     };
-    RemoteError::new("panic", "panic", msg)
+    let mut e = RemoteError::new("panic", "panic", msg);
+    e.backtrace = PANIC_BACKTRACE.with(|b| b.borrow_mut().take());
+    e
 }
 
 /// A connection to a peer. Cheap to clone; all clones share it.
@@ -574,6 +598,7 @@ impl ConnectionBuilder {
         writer: BoxWrite,
         peer: String,
     ) -> Result<Connection, Error> {
+        install_panic_hook();
         let limits = self.limits.clone();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();

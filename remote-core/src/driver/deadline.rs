@@ -45,6 +45,16 @@ pub async fn with_timeout<F: Future>(timeout: Duration, fut: F) -> F::Output {
     DEADLINE.scope(deadline, fut).await
 }
 
+/// Time left before the deadline of the call being served here (or of an
+/// enclosing [`with_timeout`]); `None` outside both.
+///
+/// ```
+/// assert_eq!(remote_core::remaining(), None);
+/// ```
+pub fn remaining() -> Option<Duration> {
+    current_deadline().map(|d| d.saturating_duration_since(Instant::now()))
+}
+
 /// Runs `fut` with `deadline` as the inherited deadline.
 pub(crate) fn scope<F: Future>(deadline: Instant, fut: F) -> impl Future<Output = F::Output> {
     DEADLINE.scope(deadline, fut)

@@ -13,4 +13,4 @@ pub(crate) mod io_types {
 pub use conn::{Connection, ConnectionBuilder};
 pub(crate) use conn::{Held, Shared};
 pub(crate) use deadline::current_deadline;
-pub use deadline::with_timeout;
+pub use deadline::{remaining, with_timeout};

@@ -40,6 +40,10 @@ pub trait Calc: Send + Sync + 'static {
     fn blocking_add(&self, a: i64, b: i64) -> Result<i64, Error>;
     fn echo(&self, data: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, Error>>;
     fn numbers(&self, n: u32, batch: u32) -> BoxFuture<'_, Result<RemoteStream<u32>, Error>>;
+    /// Milliseconds left of the deadline this handler inherited.
+    fn time_left(&self) -> BoxFuture<'_, Result<u64, Error>>;
+    /// Calls `cb.time_left()` and returns what the callee saw.
+    fn relay_time_left(&self, cb: Remote<dyn Calc>) -> BoxFuture<'_, Result<u64, Error>>;
     #[doc(hidden)]
     fn __remote_handle(&self) -> Option<&Handle> {
         None
@@ -87,6 +91,12 @@ impl Calc for CalcClient {
     }
     fn numbers(&self, n: u32, batch: u32) -> BoxFuture<'_, Result<RemoteStream<u32>, Error>> {
         self.handle.call("numbers", (n, batch))
+    }
+    fn time_left(&self) -> BoxFuture<'_, Result<u64, Error>> {
+        self.handle.call("time_left", ())
+    }
+    fn relay_time_left(&self, cb: Remote<dyn Calc>) -> BoxFuture<'_, Result<u64, Error>> {
+        self.handle.call("relay_time_left", (cb,))
     }
     fn __remote_handle(&self) -> Option<&Handle> {
         Some(&self.handle)
@@ -155,6 +165,14 @@ impl Dispatch for CalcDispatch {
             "numbers" => {
                 let (n, b): (u32, u32) = args.decode()?;
                 Box::pin(async move { cx.reply(obj.numbers(n, b).await) })
+            }
+            "time_left" => {
+                let (): () = args.decode()?;
+                Box::pin(async move { cx.reply(obj.time_left().await) })
+            }
+            "relay_time_left" => {
+                let (cb,): (Remote<dyn Calc>,) = args.decode()?;
+                Box::pin(async move { cx.reply(obj.relay_time_left(cb).await) })
             }
             _ => return Err(Error::unknown_method("Calc", method)),
         })
@@ -302,6 +320,17 @@ impl Calc for Counter {
                 produced.fetch_add(1, Ordering::SeqCst);
             });
             Ok(RemoteStream::from_items(items).with_batch(batch))
+        })
+    }
+    fn time_left(&self) -> BoxFuture<'_, Result<u64, Error>> {
+        Box::pin(
+            async move { Ok(remote_core::remaining().map_or(u64::MAX, |d| d.as_millis() as u64)) },
+        )
+    }
+    fn relay_time_left(&self, cb: Remote<dyn Calc>) -> BoxFuture<'_, Result<u64, Error>> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            cb.time_left().await
         })
     }
 }
