@@ -14,8 +14,10 @@ extern crate self as remote_core;
 
 pub mod blocking;
 mod codec;
+pub mod collections;
 pub mod driver;
 mod error;
+pub mod guide;
 pub mod limits;
 pub mod proto;
 mod remote;
@@ -61,6 +63,11 @@ pub mod __private {
     pub use std::sync::Arc;
     pub use std::vec::Vec;
     pub use std::{column, concat, file, line, module_path, stringify};
+
+    /// Decodes a value that holds no references (fuzzing and tests).
+    pub fn decode_value<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+        crate::codec::decode_detached(bytes)
+    }
 
     /// Asserts at compile time that a type crosses the wire (for spans in errors).
     pub fn assert_wire<T: Wire>() {}

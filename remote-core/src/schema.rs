@@ -86,7 +86,8 @@ pub enum Ty {
         /// Maximum number of entries, where the type enforces one.
         max_len: Option<u64>,
     },
-    /// `Option<T>`.
+    /// `Option<T>`. Serialized as `{"kind": "option", "inner": ...}`.
+    #[serde(with = "serde_option")]
     Option(Box<Ty>),
     /// `Result<T, E>` as a value.
     Result {
@@ -95,7 +96,8 @@ pub enum Ty {
         /// Err type.
         err: Box<Ty>,
     },
-    /// A tuple.
+    /// A tuple. Serialized as `{"kind": "tuple", "items": [...]}`.
+    #[serde(with = "serde_tuple")]
     Tuple(Vec<Ty>),
     /// A user struct or enum, defined in [`Schema::types`] under this key.
     Named {
@@ -382,4 +384,77 @@ pub fn short_name(path: &str) -> String {
     let base = path.split('<').next().unwrap_or(path);
     let start = base.rfind("::").map(|i| i + 2).unwrap_or(0);
     path[start..].to_owned()
+}
+
+// `Ty` is internally tagged; its two newtype variants are written as objects
+// with one field instead. Derived, `Option(Box<Ty>)` would serialize its
+// inner `Ty` through serde's tagging serializer, which wraps the outer one,
+// so every nesting level asks for a new serializer type and any crate that
+// serializes a `Ty` fails to compile (E0275); and a tagged newtype cannot
+// hold a sequence at all, so `Tuple(Vec<Ty>)` would fail at run time.
+mod serde_option {
+    use super::Ty;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize)]
+    struct Ref<'a> {
+        inner: &'a Ty,
+    }
+
+    #[derive(Deserialize)]
+    struct Own {
+        inner: Box<Ty>,
+    }
+
+    #[allow(clippy::borrowed_box)] // the signature serde's `with` requires
+    pub(super) fn serialize<S: Serializer>(inner: &Box<Ty>, s: S) -> Result<S::Ok, S::Error> {
+        Ref { inner }.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Box<Ty>, D::Error> {
+        Own::deserialize(d).map(|o| o.inner)
+    }
+}
+
+mod serde_tuple {
+    use super::Ty;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize)]
+    struct Ref<'a> {
+        items: &'a [Ty],
+    }
+
+    #[derive(Deserialize)]
+    struct Own {
+        items: Vec<Ty>,
+    }
+
+    pub(super) fn serialize<S: Serializer>(items: &[Ty], s: S) -> Result<S::Ok, S::Error> {
+        Ref { items }.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Ty>, D::Error> {
+        Own::deserialize(d).map(|o| o.items)
+    }
+}
+
+#[cfg(test)]
+mod serde_tests {
+    use super::Ty;
+
+    #[test]
+    fn nested_option_and_tuple_round_trip_through_json() {
+        let ty = Ty::Option(Box::new(Ty::Tuple(vec![
+            Ty::Option(Box::new(Ty::Unit)),
+            Ty::Tuple(vec![]),
+            Ty::String { max_len: Some(3) },
+        ])));
+        let json = serde_json::to_string(&ty).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"option","inner":{"kind":"tuple","items":[{"kind":"option","inner":{"kind":"unit"}},{"kind":"tuple","items":[]},{"kind":"string","max_len":3}]}}"#
+        );
+        assert_eq!(serde_json::from_str::<Ty>(&json).unwrap(), ty);
+    }
 }

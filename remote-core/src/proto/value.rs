@@ -19,7 +19,19 @@ pub struct Malformed {
 }
 
 /// A reference found inside a value: `(is_sender_export, id)`.
-pub(crate) type FoundRef = (bool, ObjectId);
+pub type FoundRef = (bool, ObjectId);
+
+/// Checks that the next value in `r` is well formed (lengths fit, depth at
+/// most `max_depth`, only reference extension types), collecting the
+/// references in it. This is what every peer value goes through before
+/// serde sees it.
+pub fn walk(
+    r: &mut Reader<'_>,
+    max_depth: usize,
+    refs: &mut Vec<FoundRef>,
+) -> Result<(), Malformed> {
+    r.skip_value(max_depth, refs).map(|_| ())
+}
 
 /// A cursor over one frame's bytes.
 #[derive(Debug, Clone)]
