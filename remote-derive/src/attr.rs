@@ -1,0 +1,188 @@
+//! Arguments of our attributes: `#[remote(...)]` on an item or a method,
+//! `#[wire(...)]` on a type or a field. Parsed with `syn::meta::parser`
+//! style (`Attribute::parse_nested_meta`), every mistake recorded in the
+//! [`Ctxt`].
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, ToTokens};
+use syn::{Attribute, LitStr, Path};
+
+use crate::ctxt::Ctxt;
+
+/// Arguments of the outer `#[remote(...)]` attribute (trait or impl block).
+pub(crate) struct ItemArgs {
+    /// `crate = "path"`: where `remote_core` is, for renamed dependencies.
+    pub(crate) krate: Option<Path>,
+}
+
+impl ItemArgs {
+    /// Parses the tokens between the parentheses of `#[remote(...)]`.
+    pub(crate) fn parse(cx: &mut Ctxt, args: TokenStream) -> ItemArgs {
+        let mut out = ItemArgs { krate: None };
+        if args.is_empty() {
+            return out;
+        }
+        let parser = syn::meta::parser(|meta| {
+            if meta.path.is_ident("crate") {
+                let lit: LitStr = meta.value()?.parse()?;
+                out.krate = Some(lit.parse()?);
+                Ok(())
+            } else {
+                Err(meta.error(format!(
+                    "unknown option `{}` for `#[remote]` on an item; the only option here is \
+                     `crate = \"path::to::remote_core\"` (method options such as `name` and \
+                     `requires_auth` go on the methods)",
+                    path_text(&meta.path)
+                )))
+            }
+        });
+        if let Err(e) = syn::parse::Parser::parse2(parser, args) {
+            cx.push(e);
+        }
+        out
+    }
+
+    /// The path generated code uses for the runtime crate's private module.
+    pub(crate) fn private_path(&self) -> TokenStream {
+        match &self.krate {
+            Some(p) => quote!(#p::__private),
+            None => quote!(::remote_core::__private),
+        }
+    }
+}
+
+/// Options of `#[remote(...)]` on one method.
+#[derive(Default)]
+pub(crate) struct MethodArgs {
+    /// `name = "wire_name"`.
+    pub(crate) name: Option<LitStr>,
+    /// `requires_auth`.
+    pub(crate) requires_auth: bool,
+    /// `skip` (inherent impls only): keep the method local.
+    pub(crate) skip: Option<Span>,
+}
+
+/// Where a method's attributes were found, for the list of allowed options.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MethodPlace {
+    Trait,
+    Inherent,
+}
+
+/// Reads and removes every `#[remote(...)]` attribute of a method.
+pub(crate) fn take_method_args(
+    cx: &mut Ctxt,
+    attrs: &mut Vec<Attribute>,
+    place: MethodPlace,
+) -> MethodArgs {
+    let mut out = MethodArgs::default();
+    let mut kept = Vec::with_capacity(attrs.len());
+    for attr in attrs.drain(..) {
+        if !attr.path().is_ident("remote") {
+            kept.push(attr);
+            continue;
+        }
+        if let syn::Meta::Path(_) = attr.meta {
+            cx.error(
+                &attr,
+                "a bare `#[remote]` on a method does nothing; write options such as \
+                 `#[remote(name = \"wire_name\")]` or `#[remote(requires_auth)]`, or remove it",
+            );
+            continue;
+        }
+        let res = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("name") {
+                let lit: LitStr = meta.value()?.parse()?;
+                if lit.value().is_empty() {
+                    return Err(syn::Error::new(lit.span(), "the wire name must not be empty"));
+                }
+                out.name = Some(lit);
+            } else if meta.path.is_ident("requires_auth") {
+                out.requires_auth = true;
+            } else if meta.path.is_ident("skip") && place == MethodPlace::Inherent {
+                out.skip = Some(syn::spanned::Spanned::span(&meta.path));
+            } else {
+                let allowed = match place {
+                    MethodPlace::Trait => "`name = \"wire_name\"` and `requires_auth`",
+                    MethodPlace::Inherent => "`name = \"wire_name\"`, `requires_auth` and `skip`",
+                };
+                return Err(meta.error(format!(
+                    "unknown option `{}` in `#[remote(...)]` on a method; the options are {allowed}",
+                    path_text(&meta.path)
+                )));
+            }
+            Ok(())
+        });
+        if let Err(e) = res {
+            cx.push(e);
+        }
+    }
+    *attrs = kept;
+    out
+}
+
+/// Options of `#[wire(...)]` on a type or a field.
+#[derive(Default)]
+pub(crate) struct WireArgs {
+    /// `secret`: the value must never flow to a peer (checked by remote-policy).
+    pub(crate) secret: bool,
+    /// `crate = "path"` (on the type only): where `remote_core` is.
+    pub(crate) krate: Option<Path>,
+}
+
+/// Reads every `#[wire(...)]` attribute in `attrs` (they are derive helpers,
+/// so they stay on the item). `on_type` allows `crate = "..."`.
+pub(crate) fn wire_args(cx: &mut Ctxt, attrs: &[Attribute], on_type: bool) -> WireArgs {
+    let mut out = WireArgs::default();
+    for attr in attrs.iter().filter(|a| a.path().is_ident("wire")) {
+        let res = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("secret") {
+                out.secret = true;
+                Ok(())
+            } else if meta.path.is_ident("crate") && on_type {
+                let lit: LitStr = meta.value()?.parse()?;
+                out.krate = Some(lit.parse()?);
+                Ok(())
+            } else {
+                let allowed = if on_type {
+                    "the options here are `secret` and `crate = \"path::to::remote_core\"`"
+                } else {
+                    "the only option on a field is `secret`"
+                };
+                Err(meta.error(format!(
+                    "unknown option `{}` in `#[wire(...)]`; {allowed}",
+                    path_text(&meta.path)
+                )))
+            }
+        });
+        if let Err(e) = res {
+            cx.push(e);
+        }
+    }
+    out
+}
+
+/// The doc comment of an item, lines joined with `\n`.
+pub(crate) fn doc_string(attrs: &[Attribute]) -> String {
+    let mut lines = Vec::new();
+    for attr in attrs {
+        if !attr.path().is_ident("doc") {
+            continue;
+        }
+        if let syn::Meta::NameValue(nv) = &attr.meta {
+            if let syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s),
+                ..
+            }) = &nv.value
+            {
+                let v = s.value();
+                lines.push(v.strip_prefix(' ').unwrap_or(&v).trim_end().to_owned());
+            }
+        }
+    }
+    lines.join("\n").trim().to_owned()
+}
+
+fn path_text(p: &Path) -> String {
+    p.to_token_stream().to_string().replace(' ', "")
+}

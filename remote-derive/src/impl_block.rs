@@ -1,0 +1,178 @@
+//! `#[remote]` on impl blocks: `impl Trait for Type` (async methods boxed,
+//! implementation registered) and inherent `impl Type` (an interface made
+//! from the methods, for prototyping).
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{FnArg, ImplItem, ItemImpl, ItemTrait, TraitItem, Type, Visibility};
+
+use crate::ast::{Method, RemoteTrait};
+use crate::attr::{self, MethodPlace};
+use crate::ctxt::Ctxt;
+use crate::{expand, valid};
+
+/// `#[remote] impl Chat for ChatRoom { async fn ... }`.
+pub(crate) fn trait_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) -> TokenStream {
+    if let Some((Some(bang), _, _)) = &item.trait_ {
+        cx.error(bang, "`#[remote]` does not apply to negative impls");
+    }
+    for ii in &mut item.items {
+        let ImplItem::Fn(f) = ii else { continue };
+        let before = f.attrs.len();
+        f.attrs.retain(|a| !a.path().is_ident("remote"));
+        if f.attrs.len() != before {
+            cx.error(
+                &f.sig.ident,
+                "`#[remote(...)]` options belong on the method in the trait, not in its impl",
+            );
+        }
+        if f.sig.asyncness.is_some() {
+            f.sig.asyncness = None;
+            let ret = expand::return_type(&f.sig.output);
+            f.sig.output = syn::parse_quote_spanned!(ret.span()=> -> #p::BoxFuture<'_, #ret>);
+            let body = expand::boxed_body(&ret, &f.block, p);
+            f.block = syn::parse_quote!({ #body });
+        }
+    }
+    let register = if item.generics.params.is_empty() {
+        let (_, trait_path, _) = item.trait_.as_ref().expect("checked by the caller");
+        let self_ty = &item.self_ty;
+        let span = self_ty.span();
+        quote_spanned! {span=>
+            #p::inventory::submit! {
+                #p::ImplEntry {
+                    type_name: #p::concat!(#p::module_path!(), "::", #p::stringify!(#self_ty)),
+                    interface: <dyn #trait_path as #p::Interface>::describe,
+                    file: ::core::file!(),
+                    line: ::core::line!(),
+                }
+            }
+        }
+    } else {
+        quote!()
+    };
+    quote!(#item #register)
+}
+
+/// `#[remote] impl ChatRoom { ... }`: the methods with a `&self` receiver
+/// (except `#[remote(skip)]` ones) become the trait `ChatRoomRemote`,
+/// implemented for `ChatRoom` by calling the inherent methods, with
+/// `ChatRoomClient` as its proxy.
+pub(crate) fn inherent_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) -> TokenStream {
+    let type_ident = match &*item.self_ty {
+        Type::Path(tp) if tp.qself.is_none() => tp.path.segments.last().map(|s| s.ident.clone()),
+        _ => None,
+    };
+    let Some(type_ident) = type_ident else {
+        cx.error(
+            &item.self_ty,
+            "`#[remote]` on an inherent impl needs a named type, such as `impl ChatRoom`",
+        );
+        return quote!(#item);
+    };
+    if !item.generics.params.is_empty() {
+        cx.error(
+            &item.generics,
+            "`#[remote]` on an inherent impl cannot be generic; declare a `#[remote]` trait \
+             (`trait Store<T: Wire>`) and implement it instead",
+        );
+    }
+    let trait_ident = format_ident!("{}Remote", type_ident);
+    let mut methods = Vec::new();
+    let mut trait_items = Vec::new();
+    let mut vis: Option<Visibility> = None;
+    for ii in &mut item.items {
+        let ImplItem::Fn(f) = ii else { continue };
+        let opts = attr::take_method_args(cx, &mut f.attrs, MethodPlace::Inherent);
+        let has_receiver = matches!(f.sig.inputs.first(), Some(FnArg::Receiver(_)));
+        if opts.skip.is_some() || !has_receiver {
+            continue;
+        }
+        vis.get_or_insert_with(|| f.vis.clone());
+        let docs = f.attrs.iter().filter(|a| a.path().is_ident("doc"));
+        let mut sig = f.sig.clone();
+        // A declaration without a body takes plain names, not patterns.
+        for (i, arg) in sig
+            .inputs
+            .iter_mut()
+            .filter(|a| matches!(a, FnArg::Typed(_)))
+            .enumerate()
+        {
+            if let FnArg::Typed(t) = arg {
+                if !matches!(&*t.pat, syn::Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() && pi.mutability.is_none())
+                {
+                    let name = match &*t.pat {
+                        syn::Pat::Ident(pi) => pi.ident.clone(),
+                        _ => format_ident!("arg{}", i),
+                    };
+                    *t.pat = syn::parse_quote!(#name);
+                }
+            }
+        }
+        let tf: syn::TraitItemFn = syn::parse_quote!(#(#docs)* #sig;);
+        methods.push(Method::new(tf.clone(), opts.name, opts.requires_auth));
+        trait_items.push(TraitItem::Fn(tf));
+    }
+    if methods.is_empty() {
+        cx.error(
+            &item.self_ty,
+            "this `#[remote]` impl has no method with a `&self` receiver to expose; add one, or \
+             remove `#[remote]`",
+        );
+        return quote!(#item);
+    }
+    let vis = vis.unwrap_or(Visibility::Inherited);
+    let doc = format!(
+        "Remote interface of [`{type_ident}`], made by `#[remote]` from its inherent methods.\n\n\
+         Serve an object with `Remote::<dyn {trait_ident}>::new(Arc::new(obj))`; a peer \
+         calls it through [`{type_ident}Client`] (import this trait to call its methods)."
+    );
+    let trait_item: ItemTrait = syn::parse_quote! {
+        #[doc = #doc]
+        #vis trait #trait_ident { #(#trait_items)* }
+    };
+    let client = format_ident!("{}Client", type_ident);
+    let rt = RemoteTrait {
+        item: trait_item,
+        doc: attr::doc_string(&item.attrs),
+        methods,
+        client,
+    };
+    valid::check_trait(cx, &rt);
+    if !cx.is_ok() {
+        return quote!(#item);
+    }
+    let self_ty = &item.self_ty;
+    let delegates = rt.methods.iter().map(|m| {
+        let ident = &m.ident;
+        let args = m.args.iter().map(|a| {
+            let (i, ty) = (&a.ident, &a.ty);
+            quote!(#i: #ty)
+        });
+        let names = m.args.iter().map(|a| &a.ident);
+        let ret = expand::return_type(&m.item.sig.output);
+        let span = m.ident.span();
+        if m.is_async {
+            quote_spanned! {span=>
+                fn #ident(&self, #(#args),*) -> #p::BoxFuture<'_, #ret> {
+                    #p::Box::pin(<#self_ty>::#ident(self, #(#names),*))
+                }
+            }
+        } else {
+            quote_spanned! {span=>
+                fn #ident(&self, #(#args),*) -> #ret {
+                    <#self_ty>::#ident(self, #(#names),*)
+                }
+            }
+        }
+    });
+    let generated = expand::expand_trait(&rt, p);
+    quote! {
+        #item
+        #generated
+        impl #trait_ident for #self_ty {
+            #(#delegates)*
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! `#[derive(Wire)]`: serde's traits through a hidden shadow copy of the type
+//! (serde's `remote = "..."` derive gives correct code for every shape), plus
+//! `Wire` with a `describe` that defines the type's `TypeDef`.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Attribute, Data, DeriveInput, Fields, GenericParam, Ident};
+
+use crate::attr;
+use crate::ctxt::Ctxt;
+
+/// The whole derive; errors come back as `compile_error!`s.
+pub(crate) fn derive(input: DeriveInput) -> TokenStream {
+    let mut cx = Ctxt::default();
+    let type_args = attr::wire_args(&mut cx, &input.attrs, true);
+    let p = match &type_args.krate {
+        Some(path) => quote!(#path::__private),
+        None => quote!(::remote_core::__private),
+    };
+    for gp in &input.generics.params {
+        if let GenericParam::Lifetime(l) = gp {
+            cx.error(
+                l,
+                "a `Wire` type cannot have lifetime parameters: values that cross the wire own \
+                 their data; use owned types such as `String` and `Vec<T>`",
+            );
+        }
+    }
+    let kind = match &input.data {
+        Data::Struct(s) => {
+            let fields = field_defs(&mut cx, &s.fields, &p);
+            quote!(#p::TypeKind::Struct { fields: #fields })
+        }
+        Data::Enum(e) => {
+            let variants = e.variants.iter().map(|v| {
+                let name = v.ident.to_string();
+                let fields = field_defs(&mut cx, &v.fields, &p);
+                quote!(#p::VariantDef { name: #p::ToString::to_string(#name), fields: #fields })
+            });
+            let variants = crate::expand::vec_expr(variants.collect(), &p);
+            quote!(#p::TypeKind::Enum { variants: #variants })
+        }
+        Data::Union(u) => {
+            cx.error(
+                u.union_token,
+                "`#[derive(Wire)]` supports structs and enums, not unions: a union's active \
+                 field is unknown, so it cannot be encoded",
+            );
+            quote!()
+        }
+    };
+    if !cx.is_ok() {
+        return cx.to_compile_errors();
+    }
+    let asserts = wire_asserts(&input.data, &p);
+    let shadow = shadow(&input, &p);
+    let serde_impls = serde_impls(&input, &p);
+    let ident = &input.ident;
+    let name = ident.to_string();
+    let secret = type_args.secret;
+    let mut generics = input.generics.clone();
+    for tp in generics.type_params_mut() {
+        tp.bounds.push(syn::parse_quote!(#p::Wire));
+    }
+    let (impl_g, ty_g, where_clause) = generics.split_for_impl();
+    let span = ident.span();
+    let location = quote_spanned! {span=>
+        #p::Location {
+            file: #p::ToString::to_string(::core::file!()),
+            line: ::core::line!(),
+            column: ::core::column!(),
+        }
+    };
+    quote! {
+        const _: () = {
+            #[allow(dead_code)]
+            fn __assert_fields_are_wire #impl_g () #where_clause {
+                #asserts
+            }
+            #shadow
+            #serde_impls
+
+            impl #impl_g #p::Wire for #ident #ty_g #where_clause {
+                fn describe(b: &mut #p::SchemaBuilder) -> #p::Ty {
+                    let path = #p::ToString::to_string(::core::any::type_name::<Self>());
+                    b.define_type(::core::clone::Clone::clone(&path), |b| #p::TypeDef {
+                        path,
+                        name: #p::ToString::to_string(#name),
+                        kind: #kind,
+                        secret: #secret,
+                        location: #location,
+                    })
+                }
+            }
+        };
+    }
+}
+
+/// Whether serde skips this field entirely (`#[serde(skip)]`), so it need
+/// not be `Wire`.
+fn serde_skipped(attrs: &[Attribute]) -> bool {
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("serde"))
+        .any(|a| {
+            let Ok(list) = a.meta.require_list() else {
+                return false;
+            };
+            list.tokens
+                .clone()
+                .into_iter()
+                .any(|t| matches!(t, proc_macro2::TokenTree::Ident(i) if i == "skip"))
+        })
+}
+
+/// `Vec<FieldDef>` expression for a struct's or variant's fields.
+fn field_defs(cx: &mut Ctxt, fields: &Fields, p: &TokenStream) -> TokenStream {
+    let defs: Vec<TokenStream> = fields
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !serde_skipped(&f.attrs))
+        .map(|(i, f)| {
+            let args = attr::wire_args(cx, &f.attrs, false);
+            let name = match &f.ident {
+                Some(id) => id.to_string().trim_start_matches("r#").to_owned(),
+                None => i.to_string(),
+            };
+            let (ty, secret) = (&f.ty, args.secret);
+            quote! {
+                #p::FieldDef { name: #p::ToString::to_string(#name), ty: b.ty::<#ty>(), secret: #secret }
+            }
+        })
+        .collect();
+    crate::expand::vec_expr(defs, p)
+}
+
+/// A spanned `assert_wire::<FieldTy>()` for every field serde encodes.
+fn wire_asserts(data: &Data, p: &TokenStream) -> TokenStream {
+    let fields: Vec<&syn::Field> = match data {
+        Data::Struct(s) => s.fields.iter().collect(),
+        Data::Enum(e) => e.variants.iter().flat_map(|v| &v.fields).collect(),
+        Data::Union(_) => Vec::new(),
+    };
+    fields
+        .into_iter()
+        .filter(|f| !serde_skipped(&f.attrs))
+        .map(|f| {
+            let ty = &f.ty;
+            quote_spanned!(ty.span()=> #p::assert_wire::<#ty>();)
+        })
+        .collect()
+}
+
+fn shadow_ident(ident: &Ident) -> Ident {
+    format_ident!("__Wire{}", ident)
+}
+
+/// Only `serde` and `cfg` attributes survive on the shadow copy.
+fn keep_attrs(attrs: &[Attribute]) -> Vec<&Attribute> {
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("serde") || a.path().is_ident("cfg"))
+        .collect()
+}
+
+/// The hidden copy that serde derives `remote = "Type<..>"` code for.
+fn shadow(input: &DeriveInput, p: &TokenStream) -> TokenStream {
+    let ident = &input.ident;
+    let shadow = shadow_ident(ident);
+    let generics = &input.generics;
+    let where_clause = &generics.where_clause;
+    // serde adds the generic arguments itself.
+    let remote = ident.to_string();
+    let serde_crate = format!("{p}::serde").replace(' ', "");
+    let attrs = keep_attrs(&input.attrs);
+    let fields = |fields: &Fields| -> TokenStream {
+        let fs = fields.iter().map(|f| {
+            let attrs = keep_attrs(&f.attrs);
+            let ty = &f.ty;
+            match &f.ident {
+                Some(id) => quote!(#(#attrs)* #id: #ty),
+                None => quote!(#(#attrs)* #ty),
+            }
+        });
+        match fields {
+            Fields::Named(_) => quote!({ #(#fs,)* }),
+            Fields::Unnamed(_) => quote!(( #(#fs,)* )),
+            Fields::Unit => quote!(),
+        }
+    };
+    let body = match &input.data {
+        Data::Struct(s) => {
+            let fs = fields(&s.fields);
+            match &s.fields {
+                Fields::Named(_) => quote!(struct #shadow #generics #where_clause #fs),
+                _ => quote!(struct #shadow #generics #fs #where_clause;),
+            }
+        }
+        Data::Enum(e) => {
+            let vs = e.variants.iter().map(|v| {
+                let attrs = keep_attrs(&v.attrs);
+                let vi = &v.ident;
+                let fs = fields(&v.fields);
+                let disc = v.discriminant.as_ref().map(|(eq, d)| quote!(#eq #d));
+                quote!(#(#attrs)* #vi #fs #disc)
+            });
+            quote!(enum #shadow #generics #where_clause { #(#vs,)* })
+        }
+        Data::Union(_) => quote!(),
+    };
+    quote! {
+        #[derive(#p::serde::Serialize, #p::serde::Deserialize)]
+        #[serde(crate = #serde_crate, remote = #remote)]
+        #(#attrs)*
+        #[allow(dead_code, non_camel_case_types, clippy::all)]
+        #body
+    }
+}
+
+/// `Serialize` and `Deserialize` for the real type, delegating to the
+/// shadow's generated functions.
+fn serde_impls(input: &DeriveInput, p: &TokenStream) -> TokenStream {
+    let ident = &input.ident;
+    let shadow = shadow_ident(ident);
+    let mut ser_g = input.generics.clone();
+    for tp in ser_g.type_params_mut() {
+        tp.bounds.push(syn::parse_quote!(#p::serde::Serialize));
+    }
+    let mut de_g = input.generics.clone();
+    for tp in de_g.type_params_mut() {
+        tp.bounds
+            .push(syn::parse_quote!(#p::serde::Deserialize<'de>));
+    }
+    de_g.params.insert(0, syn::parse_quote!('de));
+    let (ser_impl, ty_g, ser_where) = ser_g.split_for_impl();
+    let (de_impl, _, de_where) = de_g.split_for_impl();
+    quote! {
+        impl #ser_impl #p::serde::Serialize for #ident #ty_g #ser_where {
+            fn serialize<__S>(&self, serializer: __S) -> #p::Result<__S::Ok, __S::Error>
+            where
+                __S: #p::serde::Serializer,
+            {
+                #shadow::serialize(self, serializer)
+            }
+        }
+        impl #de_impl #p::serde::Deserialize<'de> for #ident #ty_g #de_where {
+            fn deserialize<__D>(deserializer: __D) -> #p::Result<Self, __D::Error>
+            where
+                __D: #p::serde::Deserializer<'de>,
+            {
+                #shadow::deserialize(deserializer)
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+use remote_core::remote;
+
+#[remote]
+pub struct Message {
+    pub text: String,
+}
+
+fn main() {}
