@@ -71,6 +71,9 @@ pub enum Error {
     /// The handshake failed (version, authentication, timeout).
     #[error("handshake failed: {0}")]
     Handshake(String),
+    /// The method requires an authenticated connection and this one is not.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
     /// A blocking call was made on an async runtime thread, where it would
     /// deadlock.
     #[error(
@@ -108,15 +111,13 @@ impl Error {
             Error::LimitExceeded { .. } => "limit_exceeded",
             Error::DeadlineExceeded(_) => "deadline_exceeded",
             Error::Cancelled => "cancelled",
-            Error::Remote(r) => match r.kind.as_str() {
-                "application" | "panic" => "remote",
-                _ => "remote",
-            },
+            Error::Remote(_) => "remote",
             Error::Encode { .. } => "encode",
             Error::Decode { .. } => "bad_arguments",
             Error::Io(_) => "io",
             Error::Address { .. } => "address",
             Error::Handshake(_) => "handshake",
+            Error::Unauthenticated(_) => "unauthenticated",
             Error::BlockingInAsync => "blocking_in_async",
         }
     }
@@ -197,6 +198,25 @@ impl fmt::Display for RemoteError {
 }
 
 impl std::error::Error for RemoteError {}
+
+/// `RemoteError` crosses by value, so an application error type can carry a
+/// toolkit error: `#[error(transparent)] Remote(RemoteError)` with
+/// `impl From<remote_core::Error> for MyError { fn from(e) -> Self { MyError::Remote(e.into()) } }`.
+impl crate::Wire for RemoteError {
+    fn describe(_: &mut SchemaBuilder) -> Ty {
+        Ty::RemoteError
+    }
+}
+
+impl From<Error> for RemoteError {
+    /// The wire form of a toolkit error (a remote error keeps its traceback).
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Remote(r) => *r,
+            other => other.to_remote(),
+        }
+    }
+}
 
 impl RemoteError {
     pub(crate) fn new(kind: &str, type_name: &str, message: impl Into<String>) -> Self {
@@ -282,5 +302,22 @@ where
     }
     fn describe(b: &mut SchemaBuilder) -> Ty {
         E::describe(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_error_crosses_by_value_for_application_errors() {
+        let e: RemoteError = Error::limit("max_exports", 3, "too many").into();
+        assert_eq!(e.kind, "limit_exceeded");
+        assert!(e.message.contains("max_exports = 3"));
+        let bytes = crate::codec::encode_detached(&e).unwrap();
+        let back: RemoteError = crate::codec::decode_detached(&bytes).unwrap();
+        assert_eq!(back, e);
+        let unauth = Error::Unauthenticated("no".into());
+        assert_eq!(RemoteError::from(unauth).kind, "unauthenticated");
     }
 }

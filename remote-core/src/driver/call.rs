@@ -297,7 +297,7 @@ impl CallCx {
         if self.is_authenticated() {
             Ok(())
         } else {
-            Err(Error::Handshake(format!(
+            Err(Error::Unauthenticated(format!(
                 "method {method} requires an authenticated connection"
             )))
         }
