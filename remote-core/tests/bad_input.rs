@@ -294,3 +294,33 @@ async fn authentication_hook_refuses_bad_tokens() {
         .unwrap();
     assert_eq!(ok.root::<dyn Calc>().add(1, 1).await.unwrap(), 2);
 }
+
+#[tokio::test]
+async fn a_peer_cannot_name_another_connections_objects() {
+    let server = serve(Limits::default()).await;
+    // Connection A gets object 1 exported to it.
+    let a = Connection::connect(server.local_addr()).await.unwrap();
+    let made = a.root::<dyn Calc>().make().await.unwrap();
+    assert_eq!(made.handle().unwrap().object_id(), 1);
+    // Connection B names object 1: it does not exist in B's table.
+    let mut s = raw(&server, true).await;
+    let mut f = encode::begin(32);
+    encode::call_head(&mut f, CallId(0), ObjectId(1), "add", 1000);
+    f.extend_from_slice(&[0x92, 0x01, 0x01]);
+    encode::finish(&mut f);
+    s.write_all(&f).await.unwrap();
+    loop {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await.unwrap();
+        let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut frame).await.unwrap();
+        let mut r = remote_core::proto::Reader::new(&frame);
+        if r.array_len().unwrap() == 3 && r.uint().unwrap() == 3 {
+            assert_eq!(r.uint().unwrap(), 0);
+            r.array_len().unwrap();
+            assert_eq!(r.str().unwrap(), "unknown_object");
+            break;
+        }
+    }
+    assert!(made.add(1, 1).await.unwrap() >= 1000);
+}
