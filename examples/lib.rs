@@ -232,8 +232,8 @@ pub mod inherent {
         }
     }
 
-    // Helpers go in a plain impl block: in a `#[remote]` one, every `&self`
-    // method (even a private one) is exposed unless marked `#[remote(skip)]`.
+    // Helpers may live in a plain impl block too; in a `#[remote]` one, only
+    // `pub` methods are exposed, so a private helper would stay local as well.
     impl Notebook {
         fn notes(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
             self.notes.lock().unwrap_or_else(|p| p.into_inner())

@@ -55,8 +55,9 @@ pub(crate) fn trait_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) -> 
     quote!(#item #register)
 }
 
-/// `#[remote] impl ChatRoom { ... }`: the methods with a `&self` receiver
-/// (except `#[remote(skip)]` ones) become the trait `ChatRoomRemote`,
+/// `#[remote] impl ChatRoom { ... }`: the `pub` methods with a `&self`
+/// receiver (except `#[remote(skip)]` ones) become the trait `ChatRoomRemote`,
+/// (private helpers stay local: exposing is opt-in by visibility),
 /// implemented for `ChatRoom` by calling the inherent methods, with
 /// `ChatRoomClient` as its proxy.
 pub(crate) fn inherent_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) -> TokenStream {
@@ -86,7 +87,10 @@ pub(crate) fn inherent_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) 
         let ImplItem::Fn(f) = ii else { continue };
         let opts = attr::take_method_args(cx, &mut f.attrs, MethodPlace::Inherent);
         let has_receiver = matches!(f.sig.inputs.first(), Some(FnArg::Receiver(_)));
-        if opts.skip.is_some() || !has_receiver {
+        // Only methods the type makes public are exposed to peers: a private
+        // helper never becomes remotely callable by accident.
+        let public = !matches!(f.vis, Visibility::Inherited);
+        if opts.skip.is_some() || !has_receiver || !public {
             continue;
         }
         vis.get_or_insert_with(|| f.vis.clone());
@@ -117,8 +121,8 @@ pub(crate) fn inherent_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) 
     if methods.is_empty() {
         cx.error(
             &item.self_ty,
-            "this `#[remote]` impl has no method with a `&self` receiver to expose; add one, or \
-             remove `#[remote]`",
+            "this `#[remote]` impl has no `pub` method with a `&self` receiver to expose; only \
+             public methods are exposed to peers: make one `pub`, or remove `#[remote]`",
         );
         return quote!(#item);
     }

@@ -140,8 +140,25 @@ pub struct Counter {
 #[remote]
 impl Counter {
     pub async fn bump(&self, by: u64) -> Result<u64, Error> {
-        Ok(self.n.fetch_add(by, SeqCst) + by)
+        Ok(self.n.fetch_add(by, SeqCst) + by + self.offset())
     }
+
+    /// Private: stays local (it would not even be a valid remote method).
+    fn offset(&self) -> u64 {
+        0
+    }
+}
+
+#[test]
+fn inherent_impls_expose_only_public_methods() {
+    let schema = remote_core::schema::collect();
+    let iface = schema
+        .interfaces
+        .values()
+        .find(|i| i.name == "CounterRemote")
+        .expect("registered");
+    let names: Vec<&str> = iface.methods.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["bump"]);
 }
 
 fn greeter(name: &str) -> (Remote<dyn Greeter>, Arc<AtomicU64>) {
