@@ -41,8 +41,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time for a peer to complete the handshake (default 10 s).
     pub handshake_timeout: Duration,
-    /// A connection with no traffic and no calls in flight for this long is
-    /// closed (default 300 s).
+    /// A connection with no traffic, no calls in flight and no references
+    /// held either way for this long is closed; so is one whose partial
+    /// frame stalls this long (default 300 s).
     pub idle_timeout: Duration,
     /// Bytes queued for a peer that does not read (default 16 MiB). Over it,
     /// the connection is closed.

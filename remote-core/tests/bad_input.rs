@@ -324,3 +324,33 @@ async fn a_peer_cannot_name_another_connections_objects() {
     }
     assert!(made.add(1, 1).await.unwrap() >= 1000);
 }
+
+#[tokio::test]
+async fn idle_connections_close_unless_they_hold_references() {
+    let limits = Limits {
+        idle_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let server = serve(limits).await;
+    let quiet = Connection::connect(server.local_addr()).await.unwrap();
+    let subscribed = Connection::connect(server.local_addr()).await.unwrap();
+    // The server holds a reference into `subscribed` (like a subscription).
+    subscribed
+        .root::<dyn Calc>()
+        .keep(Counter::remote(1, Arc::new(Stats::default())))
+        .await
+        .unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(5), quiet.closed())
+        .await
+        .expect("idle connection closed");
+    assert!(
+        reason.to_string().contains("idle_timeout = 200ms"),
+        "{reason}"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !subscribed.is_closed(),
+        "a connection whose objects are in use stays open"
+    );
+    assert_eq!(subscribed.root::<dyn Calc>().call_kept(1).await.unwrap(), 2);
+}

@@ -1,7 +1,6 @@
 //! Connections: the shared state, the reader task, and the public handle.
 
 use std::any::TypeId;
-use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -79,7 +78,7 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     closed: CancellationToken,
     close_reason: Mutex<Option<Error>>,
-    running: Mutex<HashMap<CallId, AbortHandle>>,
+    running: Mutex<crate::proto::IdMap<CallId, AbortHandle>>,
     pub(crate) runtime: tokio::runtime::Handle,
     peer: String,
     authenticated: AtomicBool,
@@ -211,9 +210,8 @@ impl Shared {
                 refs,
                 owns,
             } => {
-                let method = method.to_owned();
                 let held = Held { refs, owns };
-                self.start_incoming(id, target, &method, timeout_ms, frame.clone(), args, held);
+                self.start_incoming(id, target, method, timeout_ms, frame.clone(), args, held);
             }
             Event::Reject { frame } => {
                 let _ = self.send(frame);
@@ -611,7 +609,7 @@ impl ConnectionBuilder {
             limits: limits.clone(),
             closed: CancellationToken::new(),
             close_reason: Mutex::new(None),
-            running: Mutex::new(HashMap::new()),
+            running: Mutex::new(crate::proto::IdMap::default()),
             runtime: tokio::runtime::Handle::current(),
             peer,
             authenticated: AtomicBool::new(false),
@@ -700,14 +698,20 @@ async fn read_loop(
     mut ctl: mpsc::UnboundedReceiver<Control>,
 ) {
     let idle = shared.limits.idle_timeout;
-    let mut idle_at = Instant::now() + idle;
+    // Created once, not per loop iteration: the hot path re-arms no timer
+    // and builds no cancellation future per frame.
+    let cancelled = shared.closed.cancelled();
+    tokio::pin!(cancelled);
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
+    let (mut frames, mut frames_at_check) = (0u64, 0u64);
     let reason = loop {
         tokio::select! {
             biased;
-            _ = shared.closed.cancelled() => break shared.lost(),
+            _ = &mut cancelled => break shared.lost(),
             Some(c) = ctl.recv() => shared.handle_ctl(c),
             item = framed.next() => {
-                idle_at = Instant::now() + idle;
+                frames += 1;
                 match item {
                     None => break Error::ConnectionLost("peer closed the connection".into()),
                     Some(Err(FrameError::TooLarge { len, max })) => {
@@ -723,13 +727,24 @@ async fn read_loop(
                     }
                 }
             }
-            _ = tokio::time::sleep_until(idle_at) => {
-                let busy = {
+            _ = &mut idle_timer => {
+                let progressed = frames != frames_at_check;
+                frames_at_check = frames;
+                let stalled_frame = !progressed && !framed.read_buffer().is_empty();
+                let in_use = {
                     let core = shared.core();
-                    core.calls_in_flight() > 0 || core.calls_waiting() > 0
+                    core.calls_in_flight() > 0
+                        || core.calls_waiting() > 0
+                        || !core.exports().is_empty()
+                        || !core.imports().is_empty()
                 };
-                if busy {
-                    idle_at = Instant::now() + idle;
+                if stalled_frame {
+                    let msg = format!("incomplete frame did not complete within idle_timeout = {idle:?}");
+                    let _ = shared.send(encode::goodbye(&msg));
+                    break Error::ConnectionLost(msg);
+                }
+                if progressed || in_use {
+                    idle_timer.as_mut().reset(Instant::now() + idle);
                 } else {
                     let msg = format!("no traffic for idle_timeout = {idle:?}");
                     let _ = shared.send(encode::goodbye(&msg));

@@ -25,11 +25,13 @@ pub(crate) async fn write_loop(
     shared: Arc<Shared>,
 ) {
     let mut buf: Vec<u8> = Vec::new();
+    let cancelled = shared.closed_token().cancelled();
+    tokio::pin!(cancelled);
     loop {
         let first = tokio::select! {
             biased;
             f = rx.recv() => f,
-            _ = shared.closed_token().cancelled() => None,
+            _ = &mut cancelled => None,
         };
         let Some(first) = first else { break };
         shared.queued.fetch_sub(first.len(), Ordering::AcqRel);

@@ -67,3 +67,28 @@ impl std::fmt::Display for CallId {
         self.0.fmt(f)
     }
 }
+
+/// A fast hasher for maps keyed by ids this side allocates, or by ids whose
+/// map size a limit bounds (calls in flight): no SipHash on the hot path.
+/// Maps keyed by ids a peer chooses freely (imports) keep the default,
+/// collision-resistant hasher.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A map with [`IdHasher`].
+pub(crate) type IdMap<K, V> =
+    std::collections::HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;

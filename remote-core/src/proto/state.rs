@@ -16,7 +16,6 @@
 //! `Return`/`Error` hands the waiter back, or `cancel_call` removes it
 //! (a late reply is then ignored).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::msg::{Hello, Message, PROTOCOL_VERSION};
@@ -109,9 +108,9 @@ pub struct State<O, W> {
     limits: Limits,
     exports: ExportTable<O>,
     imports: ImportTable,
-    outgoing: HashMap<CallId, W>,
+    outgoing: super::IdMap<CallId, W>,
     next_call: u32,
-    incoming: HashMap<CallId, ()>,
+    incoming: super::IdMap<CallId, ()>,
     scratch: Vec<(bool, ObjectId)>,
 }
 
@@ -127,9 +126,9 @@ impl<O: Clone, W> State<O, W> {
             exports: ExportTable::new(root, limits.max_exports),
             imports: ImportTable::new(sink, limits.max_imports),
             limits,
-            outgoing: HashMap::new(),
+            outgoing: super::IdMap::default(),
             next_call: 0,
-            incoming: HashMap::new(),
+            incoming: super::IdMap::default(),
             scratch: Vec::new(),
         }
     }

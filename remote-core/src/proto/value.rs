@@ -202,7 +202,8 @@ impl<'a> Reader<'a> {
     ) -> Result<std::ops::Range<usize>, Malformed> {
         let start = self.pos;
         // An explicit stack instead of recursion: depth cannot overflow ours.
-        let mut pending: Vec<usize> = Vec::new();
+        // The first levels live inline, so a typical value allocates nothing.
+        let mut pending = Stack::default();
         let mut todo: usize = 1;
         loop {
             while todo == 0 {
@@ -296,6 +297,38 @@ impl<'a> Reader<'a> {
                 todo = children;
             }
         }
+    }
+}
+
+/// A stack of pending element counts: 16 levels inline, then the heap.
+#[derive(Default)]
+struct Stack {
+    inline: [usize; 16],
+    len: usize,
+    spill: Vec<usize>,
+}
+
+impl Stack {
+    fn len(&self) -> usize {
+        self.len + self.spill.len()
+    }
+    fn push(&mut self, v: usize) {
+        if self.len < self.inline.len() && self.spill.is_empty() {
+            self.inline[self.len] = v;
+            self.len += 1;
+        } else {
+            self.spill.push(v);
+        }
+    }
+    fn pop(&mut self) -> Option<usize> {
+        if let Some(v) = self.spill.pop() {
+            return Some(v);
+        }
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        Some(self.inline[self.len])
     }
 }
 
