@@ -76,6 +76,10 @@ pub mod chat {
     /// What a chat client talks to: the server's list of messages.
     pub type Chat = dyn RemoteList<Message>;
 
+    // A generic interface instance: registered so the schema export and the
+    // policy checker see the chat server's root.
+    remote_core::register_interface!(Chat);
+
     /// One chat message.
     #[derive(Debug, Clone, PartialEq, Eq, Wire)]
     pub struct Message {

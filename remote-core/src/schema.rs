@@ -355,6 +355,29 @@ pub struct ImplEntry {
 inventory::collect!(InterfaceEntry);
 inventory::collect!(ImplEntry);
 
+/// Registers concrete instances of generic interfaces, so the schema and
+/// the policy checker see them: `#[remote]` registers every non-generic
+/// trait by itself, but `dyn RemoteList<Message>` only exists once a program
+/// names it.
+///
+/// ```
+/// use remote_core::collections::RemoteList;
+/// remote_core::register_interface!(dyn RemoteList<String>);
+///
+/// let schema = remote_core::schema::collect();
+/// assert!(schema.interfaces.values().any(|i| i.path.contains("RemoteList")));
+/// ```
+#[macro_export]
+macro_rules! register_interface {
+    ($($ty:ty),+ $(,)?) => {
+        $(
+            $crate::__private::inventory::submit! {
+                $crate::schema::InterfaceEntry { describe: <$ty as $crate::Interface>::describe }
+            }
+        )+
+    };
+}
+
 /// Collects every interface and implementation registered in this program.
 pub fn collect() -> Schema {
     let mut b = SchemaBuilder::new();
