@@ -79,7 +79,7 @@ pub async fn client(
     }
     let (me, screen) = (name.to_owned(), out.clone());
     chat.subscribe(on_push(move |_, msg: Message| {
-        if msg.user != me {
+        if msg.user.as_str() != me {
             say!(screen, "{msg}");
         }
     }))

@@ -1,1 +1,359 @@
-//! remote-policy: checks the capability graph of remote interfaces.
+//! The security lint and schema export of [`remote_core`] interfaces.
+//!
+//! `remote-policy` reads the interface descriptors that `#[remote]` and
+//! `#[derive(Wire)]` record (a [`Schema`]), walks the capability graph from
+//! every served root with the direction of each value ([`graph`]), checks it
+//! against a policy file ([`policy`], [`rules`]) and prints a report for
+//! people or machines ([`report`]). It also exports the schema as JSON
+//! ([`export`]) and generates Python stubs from it ([`stubs`]).
+//!
+//! In a crate that defines `#[remote]` traits, one file runs the whole check
+//! (see the README for the CI line):
+//!
+//! ```no_run
+//! // src/bin/remote-policy.rs
+//! # #![allow(unused_imports)]
+//! # extern crate remote_core as my_app;
+//! use my_app as _; // links the crate, and so its descriptors
+//! fn main() -> std::process::ExitCode {
+//!     remote_policy::run_cli(remote_core::schema::collect())
+//! }
+//! ```
+//!
+//! As a library:
+//!
+//! ```
+//! use remote_policy::testing::*;
+//! use remote_policy::{check, Policy, Rule};
+//!
+//! let schema = schema_with(
+//!     vec![iface("app::Chat", vec![method("whoami", vec![], named("app::User"))])],
+//!     vec![strukt("app::User", vec![field("name", string()), secret_field("password", string())])],
+//! );
+//! let report = check(&schema, &Policy::default()).unwrap();
+//! assert!(report.failed());
+//! assert_eq!(report.findings[0].rule, Rule::SecretFlowsOut);
+//! assert_eq!(report.findings[0].at, "app::User.password");
+//! assert_eq!(
+//!     report.findings[0].chain_text(),
+//!     "root Chat → Chat.whoami() → returns → User → .password"
+//! );
+//! ```
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![doc(test(attr(deny(warnings))))]
+
+use std::collections::BTreeSet;
+
+pub use remote_core::schema::Schema;
+
+mod cli;
+mod error;
+pub mod export;
+pub mod graph;
+pub mod policy;
+pub mod report;
+pub mod rules;
+pub mod stubs;
+pub mod testing;
+
+pub use cli::{run_cli, run_cli_with};
+pub use error::Error;
+pub use policy::Policy;
+pub use report::Report;
+pub use rules::{Finding, Rule};
+
+use graph::{field_key, position_key, Direction, Event, Exposure, Graph, TypeWalk};
+use policy::matches;
+use remote_core::schema::{Ty, TypeKind};
+use report::{RootSurface, Surface, SurfaceInterface};
+
+/// [`remote_core::schema::collect()`] plus what `describe` adds to a
+/// builder. Use it for interfaces that `#[remote]` cannot register on its
+/// own: generic ones (`RemoteList<T>` and the other ready-made collections)
+/// that you serve as a root.
+///
+/// ```
+/// use remote_core::collections::RemoteList;
+/// use remote_core::Remote;
+///
+/// let schema = remote_policy::collect_with(|b| {
+///     b.ty::<Remote<dyn RemoteList<String>>>();
+/// });
+/// assert!(schema.interfaces.keys().any(|k| k.contains("RemoteList")));
+/// ```
+pub fn collect_with(describe: impl FnOnce(&mut remote_core::schema::SchemaBuilder)) -> Schema {
+    let mut schema = remote_core::schema::collect();
+    let mut b = remote_core::schema::SchemaBuilder::new();
+    describe(&mut b);
+    let extra = b.finish();
+    for (k, v) in extra.interfaces {
+        schema.interfaces.entry(k).or_insert(v);
+    }
+    for (k, v) in extra.types {
+        schema.types.entry(k).or_insert(v);
+    }
+    for i in extra.impls {
+        if !schema.impls.contains(&i) {
+            schema.impls.push(i);
+        }
+    }
+    schema
+}
+
+/// Checks a schema against a policy.
+///
+/// Fails only when the check cannot run (a root the policy names does not
+/// exist); what the check finds is in the [`Report`].
+pub fn check(schema: &Schema, policy: &Policy) -> Result<Report, Error> {
+    let mut warnings = Vec::new();
+    let roots = roots(schema, policy, &mut warnings)?;
+    let graph = Graph::build(schema, &roots)?;
+    let sites = graph.sites(schema);
+    let mut findings = rules::evaluate(schema, &graph, &sites, policy);
+    policy_warnings(schema, policy, &mut warnings);
+    allow(&mut findings, policy, &mut warnings);
+    let surface = surface(schema, &graph, &sites);
+    Ok(Report {
+        findings,
+        warnings,
+        surface,
+    })
+}
+
+/// The roots to check: the policy's `roots` patterns, else every interface
+/// with a `#[remote] impl`, else every interface.
+///
+/// ```
+/// use remote_policy::testing::*;
+/// let schema = schema_with(vec![iface("app::Chat", vec![]), iface("app::Room", vec![])], vec![]);
+/// let policy = remote_policy::Policy::from_toml("roots = [\"Room\"]").unwrap();
+/// assert_eq!(remote_policy::roots(&schema, &policy, &mut Vec::new()).unwrap(), ["app::Room"]);
+/// ```
+pub fn roots(
+    schema: &Schema,
+    policy: &Policy,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<String>, Error> {
+    if !policy.roots.is_empty() {
+        let mut out = Vec::new();
+        for pattern in &policy.roots {
+            let hits: Vec<&String> = schema
+                .interfaces
+                .keys()
+                .filter(|k| matches(pattern, k))
+                .collect();
+            if hits.is_empty() {
+                return Err(Error::UnknownRoot(pattern.clone()));
+            }
+            for h in hits {
+                if !out.contains(h) {
+                    out.push(h.clone());
+                }
+            }
+        }
+        return Ok(out);
+    }
+    let mut served = BTreeSet::new();
+    for imp in &schema.impls {
+        if schema.interfaces.contains_key(&imp.interface) {
+            served.insert(imp.interface.clone());
+        } else {
+            warnings.push(format!(
+                "`{}` implements `{}`, which is not in the schema",
+                imp.type_name, imp.interface
+            ));
+        }
+    }
+    if served.is_empty() {
+        Ok(schema.interfaces.keys().cloned().collect())
+    } else {
+        Ok(served.into_iter().collect())
+    }
+}
+
+/// Every key a policy pattern can name, to warn about patterns naming nothing.
+struct Keys {
+    interfaces: Vec<String>,
+    types: Vec<String>,
+    fields: Vec<String>,
+    sites: Vec<String>,
+}
+
+fn keys(schema: &Schema) -> Keys {
+    let mut types: BTreeSet<String> = schema.types.keys().cloned().collect();
+    let mut fields = Vec::new();
+    for t in schema.types.values() {
+        match &t.kind {
+            TypeKind::Struct { fields: fs } => {
+                fields.extend(fs.iter().map(|f| field_key(&t.path, None, &f.name)));
+            }
+            TypeKind::Enum { variants } => {
+                for v in variants {
+                    fields.extend(
+                        v.fields
+                            .iter()
+                            .map(|f| field_key(&t.path, Some(&v.name), &f.name)),
+                    );
+                }
+            }
+        }
+    }
+    let mut sites = Vec::new();
+    let mut walk = TypeWalk::new(schema);
+    for i in schema.interfaces.values() {
+        for m in &i.methods {
+            let mut tys: Vec<&Ty> = m.args.iter().map(|a| &a.ty).collect();
+            tys.extend([&m.returns, &m.error]);
+            for ty in tys {
+                walk.walk(ty, &mut |e, _| {
+                    if let Event::Ty(Ty::Opaque { name }) = e {
+                        types.insert(name.clone());
+                    }
+                    true
+                });
+            }
+            sites.extend(
+                m.args
+                    .iter()
+                    .map(|a| position_key(&i.path, &m.name, &graph::Position::Arg(a.name.clone()))),
+            );
+            sites.push(position_key(&i.path, &m.name, &graph::Position::Returns));
+            sites.push(position_key(&i.path, &m.name, &graph::Position::Error));
+        }
+    }
+    Keys {
+        interfaces: schema.interfaces.keys().cloned().collect(),
+        types: types.into_iter().collect(),
+        fields,
+        sites,
+    }
+}
+
+fn policy_warnings(schema: &Schema, policy: &Policy, warnings: &mut Vec<String>) {
+    let k = keys(schema);
+    let none = |pattern: &str, sets: &[&Vec<String>]| {
+        !sets
+            .iter()
+            .any(|set| set.iter().any(|key| matches(pattern, key)))
+    };
+    for p in &policy.secrets.types {
+        if none(p, &[&k.types]) {
+            warnings.push(format!(
+                "[secrets] type `{p}` matches no type of the schema"
+            ));
+        }
+    }
+    for p in &policy.secrets.fields {
+        if none(p, &[&k.fields]) {
+            warnings.push(format!(
+                "[secrets] field `{p}` matches no field of the schema"
+            ));
+        }
+    }
+    for c in &policy.capability {
+        if none(&c.interface, &[&k.interfaces]) {
+            warnings.push(format!(
+                "[[capability]] `{}` matches no interface of the schema",
+                c.interface
+            ));
+        }
+        for r in &c.roots {
+            if none(r, &[&k.interfaces]) {
+                warnings.push(format!(
+                    "[[capability]] root `{r}` matches no interface of the schema"
+                ));
+            }
+        }
+    }
+    for b in &policy.bound {
+        if none(&b.at, &[&k.sites, &k.fields, &k.types]) {
+            warnings.push(format!(
+                "[[bound]] `{}` matches no argument, field or type of the schema",
+                b.at
+            ));
+        }
+    }
+}
+
+fn allow(findings: &mut [Finding], policy: &Policy, warnings: &mut Vec<String>) {
+    let mut used = vec![false; policy.allow.len()];
+    for f in findings.iter_mut() {
+        let hit = policy.allow.iter().position(|a| {
+            (a.rule == "*" || a.rule == f.rule.id())
+                && matches(&a.at, &f.at)
+                && a.root.as_deref().is_none_or(|r| matches(r, &f.root))
+                && a.via.as_deref().is_none_or(|v| {
+                    f.site.as_deref().is_some_and(|s| matches(v, s))
+                        || f.chain.iter().any(|h| match h {
+                            graph::Hop::Method {
+                                interface, method, ..
+                            } => matches(v, &format!("{interface}.{method}")),
+                            _ => false,
+                        })
+                })
+        });
+        if let Some(i) = hit {
+            used[i] = true;
+            f.allowed = Some(policy.allow[i].reason.clone());
+        }
+    }
+    for (i, a) in policy.allow.iter().enumerate() {
+        if !used[i] {
+            warnings.push(format!(
+                "[[allow]] entry {} (rule `{}`, at `{}`) matches no finding",
+                i + 1,
+                a.rule,
+                a.at
+            ));
+        }
+    }
+}
+
+fn surface(schema: &Schema, graph: &Graph, sites: &[graph::Site<'_>]) -> Surface {
+    let roots = graph
+        .roots
+        .iter()
+        .map(|reach| RootSurface {
+            root: reach.root.clone(),
+            interfaces: reach
+                .nodes
+                .iter()
+                .map(|n| SurfaceInterface {
+                    interface: n.interface.clone(),
+                    exposure: n.exposure,
+                    pre_auth: n.pre_auth,
+                    methods: schema.interfaces[&n.interface]
+                        .methods
+                        .iter()
+                        .map(|m| {
+                            if n.exposure == Exposure::Served && m.requires_auth {
+                                format!("{} (auth)", m.name)
+                            } else {
+                                m.name.clone()
+                            }
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    let (mut out, mut inn) = (BTreeSet::new(), BTreeSet::new());
+    for site in sites {
+        let set = if site.direction == Direction::Out {
+            &mut out
+        } else {
+            &mut inn
+        };
+        TypeWalk::new(schema).walk(site.ty, &mut |e, _| {
+            if let Event::Named(def) = e {
+                set.insert(def.path.clone());
+            }
+            true
+        });
+    }
+    Surface {
+        roots,
+        types_out: out.into_iter().collect(),
+        types_in: inn.into_iter().collect(),
+    }
+}

@@ -1,0 +1,54 @@
+//! The schema as JSON (format `remote-schema`, documented in `SCHEMA.md`).
+//!
+//! ```
+//! use remote_core::schema::Schema;
+//! use remote_policy::export;
+//! let schema = Schema::default();
+//! let json = export::to_json(&schema);
+//! assert!(json.contains("\"format\": \"remote-schema\""));
+//! assert_eq!(export::from_json(&json).unwrap(), schema);
+//! assert!(export::from_json(&json.replace("\"version\": 1", "\"version\": 9")).is_err());
+//! ```
+
+use std::path::Path;
+
+use remote_core::schema::{Schema, SCHEMA_VERSION};
+
+use crate::Error;
+
+/// The schema as pretty-printed JSON, ending with a newline.
+pub fn to_json(schema: &Schema) -> String {
+    let mut s = serde_json::to_string_pretty(schema).expect("a schema always serializes");
+    s.push('\n');
+    s
+}
+
+/// Parses a schema and checks its format and version.
+pub fn from_json(text: &str) -> Result<Schema, Error> {
+    #[derive(serde::Deserialize)]
+    struct Header {
+        format: String,
+        version: u32,
+    }
+    let header: Header = serde_json::from_str(text).map_err(Error::SchemaSyntax)?;
+    if header.format != "remote-schema" || header.version != SCHEMA_VERSION {
+        return Err(Error::SchemaVersion {
+            format: header.format,
+            version: header.version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    serde_json::from_str(text).map_err(Error::SchemaSyntax)
+}
+
+/// Reads a schema file.
+pub fn load(path: &Path) -> Result<Schema, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    from_json(&text).map_err(|e| Error::InFile {
+        path: path.to_owned(),
+        source: Box::new(e),
+    })
+}

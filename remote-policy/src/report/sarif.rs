@@ -1,0 +1,140 @@
+//! The report as SARIF 2.1.0, for code-scanning dashboards.
+//!
+//! Each finding is a `result` with the offending trait or type as its
+//! location, the method where the value crosses as a related location, and
+//! the chain from the root as a `codeFlow`. An allowed finding carries an
+//! `external` suppression whose justification is the policy's reason.
+//! Paths are relative to the workspace root (`%SRCROOT%`), as `file!()`
+//! gives them.
+
+use remote_core::schema::{Location, Schema};
+use serde_json::{json, Value};
+
+use super::Report;
+use crate::graph::{hop_location, Hop};
+use crate::policy::Level;
+use crate::rules::{Finding, Rule};
+
+/// Renders the report as a SARIF 2.1.0 log. `schema` gives the source
+/// locations of the hops in each chain.
+///
+/// ```
+/// use remote_core::schema::Schema;
+/// let schema = Schema::default();
+/// let report = remote_policy::check(&schema, &Default::default()).unwrap();
+/// let log: serde_json::Value =
+///     serde_json::from_str(&remote_policy::report::sarif::render(&report, &schema)).unwrap();
+/// assert_eq!(log["version"], "2.1.0");
+/// assert_eq!(log["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap().len(), 5);
+/// ```
+pub fn render(report: &Report, schema: &Schema) -> String {
+    let rules: Vec<Value> = Rule::ALL
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id(),
+                "name": camel(r.id()),
+                "shortDescription": { "text": r.summary() },
+                "fullDescription": { "text": r.summary() },
+                "help": { "text": r.help() },
+                "defaultConfiguration": { "level": "error" },
+            })
+        })
+        .collect();
+    let results: Vec<Value> = report.findings.iter().map(|f| result(f, schema)).collect();
+    let log = json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "remote-policy",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": env!("CARGO_PKG_REPOSITORY"),
+                "rules": rules,
+            }},
+            "columnKind": "unicodeCodePoints",
+            "results": results,
+        }],
+    });
+    let mut s = serde_json::to_string_pretty(&log).expect("a SARIF log always serializes");
+    s.push('\n');
+    s
+}
+
+fn camel(id: &str) -> String {
+    id.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|h| h.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn physical(loc: &Location) -> Value {
+    let mut region = json!({ "startLine": loc.line.max(1) });
+    if loc.column > 0 {
+        region["startColumn"] = json!(loc.column);
+    }
+    json!({
+        "artifactLocation": { "uri": loc.file.replace('\\', "/"), "uriBaseId": "%SRCROOT%" },
+        "region": region,
+    })
+}
+
+fn location(loc: Option<&Location>, message: Option<String>) -> Value {
+    let mut v = json!({});
+    if let Some(loc) = loc.filter(|l| !l.file.is_empty()) {
+        v["physicalLocation"] = physical(loc);
+    }
+    if let Some(m) = message {
+        v["message"] = json!({ "text": m });
+    }
+    v
+}
+
+fn result(f: &Finding, schema: &Schema) -> Value {
+    let level = match f.level {
+        Level::Warning => "warning",
+        _ => "error",
+    };
+    let rule_index = Rule::ALL.iter().position(|r| *r == f.rule).unwrap_or(0);
+    let mut r = json!({
+        "ruleId": f.rule.id(),
+        "ruleIndex": rule_index,
+        "level": level,
+        "message": { "text": format!("{} (chain: {})", f.message, f.chain_text()) },
+        "partialFingerprints": { "remotePolicy/v1": f.fingerprint() },
+        "properties": { "at": f.at, "root": f.root, "preAuth": f.pre_auth },
+    });
+    if let Some(site) = &f.site {
+        r["properties"]["site"] = json!(site);
+    }
+    if let Some(loc) = &f.location {
+        r["locations"] = json!([location(Some(loc), None)]);
+    }
+    let method = f
+        .chain
+        .iter()
+        .rev()
+        .find(|h| matches!(h, Hop::Method { .. }));
+    if let Some(loc) = method.and_then(|h| hop_location(schema, h)) {
+        r["relatedLocations"] = json!([{
+            "id": 1,
+            "physicalLocation": physical(loc),
+            "message": { "text": format!("the value crosses here: {}", method.map(Hop::to_string).unwrap_or_default()) },
+        }]);
+    }
+    let steps: Vec<Value> = f
+        .chain
+        .iter()
+        .map(|h| json!({ "location": location(hop_location(schema, h), Some(h.to_string())) }))
+        .collect();
+    r["codeFlows"] = json!([{ "threadFlows": [{ "locations": steps }] }]);
+    if let Some(reason) = &f.allowed {
+        r["suppressions"] =
+            json!([{ "kind": "external", "status": "accepted", "justification": reason }]);
+    }
+    r
+}

@@ -1,0 +1,181 @@
+//! `[[allow]]` entries, rule levels and unchecked types.
+
+use remote_core::schema::Ty;
+use remote_policy::policy::Level;
+use remote_policy::testing::*;
+
+use crate::fixtures::*;
+
+fn leaky() -> remote_core::schema::Schema {
+    schema(
+        vec![iface(
+            "app::Api",
+            vec![
+                method("get", vec![], secret_ty()),
+                method("debug", vec![], secret_ty()),
+                method("post", vec![("text", string())], Ty::Unit),
+            ],
+        )],
+        vec![],
+    )
+}
+
+#[test]
+fn an_allowed_finding_is_reported_with_its_reason_and_does_not_fail() {
+    let policy = r#"
+[[allow]]
+rule = "secret-flows-out"
+at = "app::Secret"
+via = "app::Api.debug"
+reason = "debug is compiled out of release builds"
+[[allow]]
+rule = "unbounded-input"
+at = "Api.post(*)"
+reason = "frame limit"
+"#;
+    let report = run(&leaky(), policy);
+    assert_eq!(
+        rows(&report),
+        [
+            row(
+                "allowed secret-flows-out",
+                "app::Secret",
+                "root Api → Api.debug() → returns → Secret",
+                "app.rs:100"
+            ),
+            row(
+                "secret-flows-out",
+                "app::Secret",
+                "root Api → Api.get() → returns → Secret",
+                "app.rs:100"
+            ),
+            row(
+                "allowed unbounded-input",
+                "app::Api.post(text)",
+                "root Api → Api.post() → arg text",
+                "fixtures.rs:2"
+            ),
+        ]
+    );
+    assert_eq!(
+        report.findings[0].allowed.as_deref(),
+        Some("debug is compiled out of release builds")
+    );
+    assert!(report.failed(), "the get() leak is not allowed");
+    assert_eq!(report.counts(), (1, 0, 2));
+    let text = remote_policy::report::text::render(&report);
+    assert!(text.contains("allowed[secret-flows-out]"), "{text}");
+    assert!(
+        text.contains("   = allowed: debug is compiled out of release builds\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn allowing_everything_passes_and_unused_allows_are_warned_about() {
+    let policy = r#"
+[[allow]]
+rule = "*"
+at = "*"
+reason = "prototype"
+[[allow]]
+rule = "forbidden-capability"
+at = "app::Admin"
+reason = "never used"
+"#;
+    let report = run(&leaky(), policy);
+    assert!(!report.failed());
+    assert!(report
+        .findings
+        .iter()
+        .all(|f| f.allowed.as_deref() == Some("prototype")));
+    assert_eq!(
+        report.warnings,
+        ["[[allow]] entry 2 (rule `forbidden-capability`, at `app::Admin`) matches no finding"]
+    );
+}
+
+#[test]
+fn allow_root_must_match() {
+    let policy = "[[allow]]\nrule = \"*\"\nat = \"*\"\nroot = \"app::Other\"\nreason = \"r\"";
+    let report = run(&leaky(), policy);
+    assert!(report.findings.iter().all(|f| f.allowed.is_none()));
+}
+
+#[test]
+fn levels_turn_rules_into_warnings_or_off() {
+    let report = run(
+        &leaky(),
+        "[rules]\nsecret-flows-out = \"warning\"\nunbounded-input = \"off\"",
+    );
+    assert_eq!(report.findings.len(), 2);
+    assert!(report.findings.iter().all(|f| f.level == Level::Warning));
+    assert!(!report.failed());
+    assert_eq!(report.counts(), (0, 2, 0));
+}
+
+#[test]
+fn opaque_and_missing_types_are_unchecked() {
+    let s = schema(
+        vec![iface(
+            "app::Api",
+            vec![
+                method(
+                    "blob",
+                    vec![],
+                    Ty::Opaque {
+                        name: "vendor::Blob".into(),
+                    },
+                ),
+                method("lost", vec![("x", option(named("app::Lost")))], Ty::Unit),
+            ],
+        )],
+        vec![],
+    );
+    let report = run(&s, "");
+    assert_eq!(
+        rows(&report),
+        [
+            row(
+                "unchecked-type",
+                "app::Lost",
+                "root Api → Api.lost() → arg x → Some → Lost",
+                "fixtures.rs:2"
+            ),
+            row(
+                "unchecked-type",
+                "vendor::Blob",
+                "root Api → Api.blob() → returns",
+                "fixtures.rs:2"
+            ),
+        ]
+    );
+    assert!(report.findings[1]
+        .message
+        .starts_with("type `vendor::Blob` implements Wire without describing itself"));
+}
+
+#[test]
+fn policy_entries_that_match_nothing_are_warned_about() {
+    let policy = r#"
+[secrets]
+types = ["app::Scret"]
+fields = ["app::Secret.kye"]
+[[capability]]
+interface = "app::Amdin"
+reachable = "never"
+"#;
+    let report = run(
+        &leaky(),
+        &format!("{policy}[rules]\nunbounded-input = \"off\"\nsecret-flows-out = \"off\""),
+    );
+    assert_eq!(
+        report.warnings,
+        [
+            "[secrets] type `app::Scret` matches no type of the schema",
+            "[secrets] field `app::Secret.kye` matches no field of the schema",
+            "[[capability]] `app::Amdin` matches no interface of the schema",
+        ]
+    );
+    assert!(report.findings.is_empty());
+}
