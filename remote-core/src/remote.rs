@@ -65,9 +65,42 @@ pub type CallFuture = BoxFuture<'static, Reply>;
 /// reference: the receiver gets a proxy, and the owner keeps the object alive
 /// while any peer holds one. Cloning is cheap (an `Arc` clone).
 ///
-/// ```ignore
-/// let listener: Remote<dyn Listener> = Remote::new(Arc::new(MyListener));
-/// chat.subscribe(listener).await?;
+/// ```
+/// use std::sync::Arc;
+/// use remote_core::{remote, Connection, ConnectionBuilder, Error, Remote};
+///
+/// #[remote]
+/// pub trait Listener {
+///     async fn said(&self, text: String) -> Result<(), Error>;
+/// }
+/// #[remote]
+/// pub trait Room {
+///     async fn join(&self, who: Remote<dyn Listener>) -> Result<(), Error>;
+/// }
+///
+/// struct Shout;
+/// #[remote]
+/// impl Room for Shout {
+///     async fn join(&self, who: Remote<dyn Listener>) -> Result<(), Error> {
+///         who.said("welcome".into()).await // calls back into the peer
+///     }
+/// }
+///
+/// struct Print;
+/// #[remote]
+/// impl Listener for Print {
+///     async fn said(&self, text: String) -> Result<(), Error> {
+///         assert_eq!(text, "welcome");
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main] async fn main() -> Result<(), Error> {
+/// let room: Remote<dyn Room> = Remote::new(Arc::new(Shout));
+/// let (_server, client) = Connection::pair(ConnectionBuilder::new().serve(room), ConnectionBuilder::new()).await?;
+/// let listener: Remote<dyn Listener> = Remote::new(Arc::new(Print));
+/// client.root::<dyn Room>().join(listener).await?; // passed by reference
+/// # Ok(()) }
 /// ```
 pub struct Remote<T: ?Sized> {
     inner: Arc<T>,
