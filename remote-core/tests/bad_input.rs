@@ -65,6 +65,24 @@ async fn goodbye_reason(s: &mut TcpStream) -> Option<String> {
         .expect("server neither said goodbye nor closed")
 }
 
+/// Reads frames until an error message: `(call id, kind, message)`.
+async fn next_error(s: &mut TcpStream) -> (u64, String, String) {
+    loop {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await.unwrap();
+        let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut frame).await.unwrap();
+        let mut r = remote_core::proto::Reader::new(&frame);
+        if r.array_len().unwrap() == 3 && r.uint().unwrap() == 3 {
+            let id = r.uint().unwrap();
+            r.array_len().unwrap();
+            let kind = r.str().unwrap().to_owned();
+            r.str().unwrap(); // type
+            return (id, kind, r.str().unwrap().to_owned());
+        }
+    }
+}
+
 /// Asserts the server still serves a well-behaved client.
 async fn still_serves(server: &ServerHandle) {
     let c = Connection::connect(server.local_addr()).await.unwrap();
@@ -194,22 +212,7 @@ async fn unknown_method_and_bad_arguments_are_call_errors_not_disconnects() {
         encode::finish(&mut f);
         s.write_all(&f).await.unwrap();
     }
-    let mut kinds = Vec::new();
-    while kinds.len() < 2 {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).await.unwrap();
-        let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
-        s.read_exact(&mut frame).await.unwrap();
-        let mut r = remote_core::proto::Reader::new(&frame);
-        if r.array_len().unwrap() == 3 && r.uint().unwrap() == 3 {
-            let id = r.uint().unwrap();
-            r.array_len().unwrap();
-            kinds.push((id, r.str().unwrap().to_owned(), {
-                r.str().unwrap();
-                r.str().unwrap().to_owned()
-            }));
-        }
-    }
+    let mut kinds = vec![next_error(&mut s).await, next_error(&mut s).await];
     kinds.sort();
     assert_eq!(kinds[0].1, "unknown_method");
     assert!(
@@ -309,19 +312,8 @@ async fn a_peer_cannot_name_another_connections_objects() {
     f.extend_from_slice(&[0x92, 0x01, 0x01]);
     encode::finish(&mut f);
     s.write_all(&f).await.unwrap();
-    loop {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).await.unwrap();
-        let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
-        s.read_exact(&mut frame).await.unwrap();
-        let mut r = remote_core::proto::Reader::new(&frame);
-        if r.array_len().unwrap() == 3 && r.uint().unwrap() == 3 {
-            assert_eq!(r.uint().unwrap(), 0);
-            r.array_len().unwrap();
-            assert_eq!(r.str().unwrap(), "unknown_object");
-            break;
-        }
-    }
+    let (id, kind, _) = next_error(&mut s).await;
+    assert_eq!((id, kind.as_str()), (0, "unknown_object"));
     assert!(made.add(1, 1).await.unwrap() >= 1000);
 }
 

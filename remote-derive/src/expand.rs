@@ -390,13 +390,7 @@ fn describe_body(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     let methods = vec_expr(t.methods.iter().map(|m| method_def(m, p)).collect(), p);
     let doc = &t.doc;
     let span = ident.span();
-    let location = quote_spanned! {span=>
-        #p::Location {
-            file: #p::ToString::to_string(::core::file!()),
-            line: ::core::line!(),
-            column: ::core::column!(),
-        }
-    };
+    let location = location(span, p);
     quote! {
         let name: #p::String = #name;
         let key: #p::String = #key;
@@ -480,13 +474,7 @@ fn method_def(m: &Method, p: &TokenStream) -> TokenStream {
         None => (quote!(#p::Ty::Unit), quote!(#p::Ty::RemoteError)),
     };
     let span = m.ident.span();
-    let location = quote_spanned! {span=>
-        #p::Location {
-            file: #p::ToString::to_string(::core::file!()),
-            line: ::core::line!(),
-            column: ::core::column!(),
-        }
-    };
+    let location = location(span, p);
     quote! {
         #p::MethodDef {
             name: #p::ToString::to_string(#name),
@@ -523,5 +511,17 @@ pub(crate) fn vec_expr(items: Vec<TokenStream>, p: &TokenStream) -> TokenStream 
         quote!(#p::Vec::new())
     } else {
         quote!(<[_]>::into_vec(#p::Box::new([#(#items),*])))
+    }
+}
+
+/// A `Location` expression for the item at `span` (`file!`/`line!` spanned
+/// there, so they name the user's item, not the `#[remote]` line).
+pub(crate) fn location(span: proc_macro2::Span, p: &TokenStream) -> TokenStream {
+    quote_spanned! {span=>
+        #p::Location {
+            file: #p::ToString::to_string(::core::file!()),
+            line: ::core::line!(),
+            column: ::core::column!(),
+        }
     }
 }

@@ -65,13 +65,7 @@ pub(crate) fn derive(input: DeriveInput) -> TokenStream {
     }
     let (impl_g, ty_g, where_clause) = generics.split_for_impl();
     let span = ident.span();
-    let location = quote_spanned! {span=>
-        #p::Location {
-            file: #p::ToString::to_string(::core::file!()),
-            line: ::core::line!(),
-            column: ::core::column!(),
-        }
-    };
+    let location = crate::expand::location(span, &p);
     quote! {
         const _: () = {
             #[allow(dead_code)]
