@@ -212,7 +212,7 @@ async fn unknown_method_and_bad_arguments_are_call_errors_not_disconnects() {
         encode::finish(&mut f);
         s.write_all(&f).await.unwrap();
     }
-    let mut kinds = vec![next_error(&mut s).await, next_error(&mut s).await];
+    let mut kinds = [next_error(&mut s).await, next_error(&mut s).await];
     kinds.sort();
     assert_eq!(kinds[0].1, "unknown_method");
     assert!(
