@@ -346,3 +346,48 @@ async fn idle_connections_close_unless_they_hold_references() {
     );
     assert_eq!(subscribed.root::<dyn Calc>().call_kept(1).await.unwrap(), 2);
 }
+
+#[tokio::test]
+async fn a_peer_that_never_reads_is_cut_off_at_the_write_queue_limit() {
+    let limits = Limits {
+        max_write_queue: 256 << 10,
+        ..Limits::default()
+    };
+    let server = serve(limits).await;
+    let mut s = raw(&server, true).await;
+    // 400 echo calls of 40 KB each: 16 MB of replies that we never read.
+    let mut args = vec![0x91, 0xdc];
+    args.extend_from_slice(&40_000u16.to_be_bytes());
+    args.extend(std::iter::repeat_n(0x01, 40_000));
+    let mut sent = 0;
+    for id in 0..400u32 {
+        let mut f = encode::begin(args.len() + 32);
+        encode::call_head(&mut f, CallId(id), ObjectId(0), "echo", 10_000);
+        f.extend_from_slice(&args);
+        encode::finish(&mut f);
+        match tokio::time::timeout(Duration::from_secs(5), s.write_all(&f)).await {
+            Ok(Ok(())) => sent += 1,
+            _ => break, // the server stopped reading us: it has cut us off
+        }
+    }
+    assert!(sent > 0);
+    // Now drain: the server must have closed this connection (EOF), not
+    // buffered 16 MB for us.
+    let drained = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0usize;
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await
+    .expect("the server closed the connection");
+    assert!(
+        drained < 16_000_000,
+        "only part of the replies were ever queued ({drained} bytes)"
+    );
+    still_serves(&server).await;
+}

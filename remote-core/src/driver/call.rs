@@ -17,11 +17,28 @@ use crate::{Connection, Error, RemoteErrorType, Wire};
 
 type Prepared = (
     CallId,
-    Vec<u8>,
     Instant,
     std::time::Duration,
     tokio::sync::oneshot::Receiver<Result<Incoming, Error>>,
 );
+
+thread_local! {
+    /// A reusable encode buffer: frames are encoded here, then appended to
+    /// the connection's write buffer, so a call allocates no frame.
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's scratch buffer (an empty one if it is in use
+/// further up the stack).
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut buf = SCRATCH.take();
+    buf.clear();
+    let r = f(&mut buf);
+    if buf.capacity() <= 64 << 10 {
+        SCRATCH.set(buf);
+    }
+    r
+}
 
 /// A proxy's link to one object of a peer: the connection, the object's
 /// id, and the counted hold that keeps it alive at the peer.
@@ -143,16 +160,14 @@ impl Handle {
     async fn call_raw(&self, prepared: Result<Prepared, Error>) -> Result<Incoming, Error> {
         // Arguments were encoded synchronously by `prepare`: they are not
         // held across an await, so they need not be `Sync`.
-        let (id, frame, deadline, budget, rx) = prepared?;
+        let (id, deadline, budget, rx) = prepared?;
         let shared = &*self.shared;
         let mut guard = CancelOnDrop {
             shared,
             id,
-            sent: false,
+            sent: true,
             armed: true,
         };
-        shared.send(frame)?;
-        guard.sent = true;
         match tokio::time::timeout_at(deadline, rx).await {
             Err(_) => Err(Error::DeadlineExceeded(budget)),
             Ok(Err(_)) => {
@@ -183,24 +198,27 @@ impl Handle {
             sent: false,
             armed: true,
         };
-        let mut buf = encode::begin(64);
-        encode::call_head(&mut buf, id, self.target, method, timeout_ms);
-        let args_at = buf.len();
-        codec::encode_into(&self.shared, args, &mut buf, "arguments")?;
-        if buf[args_at..] == [0xc0] {
-            // `()` encodes as nil; arguments are always an array.
-            buf[args_at] = 0x90;
-        }
-        let len = encode::finish(&mut buf);
-        if len > shared.limits.max_frame_len {
-            return Err(Error::limit(
-                "max_frame_len",
-                shared.limits.max_frame_len as u64,
-                format!("call to {method} encodes to {len} bytes"),
-            ));
-        }
+        with_scratch(|buf| {
+            encode::begin_in(buf);
+            encode::call_head(buf, id, self.target, method, timeout_ms);
+            let args_at = buf.len();
+            codec::encode_into(&self.shared, args, buf, "arguments")?;
+            if buf[args_at..] == [0xc0] {
+                // `()` encodes as nil; arguments are always an array.
+                buf[args_at] = 0x90;
+            }
+            let len = encode::finish(buf);
+            if len > shared.limits.max_frame_len {
+                return Err(Error::limit(
+                    "max_frame_len",
+                    shared.limits.max_frame_len as u64,
+                    format!("call to {method} encodes to {len} bytes"),
+                ));
+            }
+            shared.send(buf)
+        })?;
         std::mem::forget(guard);
-        Ok((id, buf, deadline, budget, rx))
+        Ok((id, deadline, budget, rx))
     }
 
     fn finish<T: Wire, E: RemoteErrorType>(&self, inc: Incoming) -> Result<T, E> {
@@ -268,9 +286,11 @@ impl fmt::Debug for CallCx {
     }
 }
 
-/// The encoded reply of a finished handler.
+/// Proof that a handler's reply was queued ([`CallCx::reply`] makes it).
 #[derive(Debug)]
-pub struct Reply(pub(crate) Vec<u8>);
+pub struct Reply {
+    pub(crate) _queued: (),
+}
 
 impl CallCx {
     pub(crate) fn new(shared: Arc<Shared>, id: CallId, deadline: Instant) -> Self {
@@ -303,35 +323,41 @@ impl CallCx {
         }
     }
 
-    /// Encodes a method's result.
+    /// Encodes a method's result and queues it for the caller.
     pub fn reply<T: Wire, E: RemoteErrorType>(&self, r: Result<T, E>) -> Reply {
-        let mut buf = encode::begin(64);
-        match r {
-            Ok(v) => {
-                encode::return_head(&mut buf, self.id);
-                if let Err(e) = codec::encode_into(&self.shared, &v, &mut buf, "return value") {
-                    return Reply(encode::error(self.id, &e.to_remote()));
+        let frame_error = |e: Error| encode::error(self.id, &e.to_remote());
+        let sent = with_scratch(|buf| {
+            encode::begin_in(buf);
+            match r {
+                Ok(v) => {
+                    encode::return_head(buf, self.id);
+                    if let Err(e) = codec::encode_into(&self.shared, &v, buf, "return value") {
+                        return self.shared.send(&frame_error(e));
+                    }
+                }
+                Err(e) => {
+                    let re = e.to_remote();
+                    encode::error_head(buf, self.id, &re);
+                    match &re.data {
+                        Some(d) => buf.extend_from_slice(d),
+                        None => buf.push(0xc0),
+                    }
                 }
             }
-            Err(e) => {
-                let re = e.to_remote();
-                encode::error_head(&mut buf, self.id, &re);
-                match &re.data {
-                    Some(d) => buf.extend_from_slice(d),
-                    None => buf.push(0xc0),
-                }
+            let len = encode::finish(buf);
+            if len > self.shared.limits.max_frame_len {
+                return self.shared.send(&frame_error(Error::limit(
+                    "max_frame_len",
+                    self.shared.limits.max_frame_len as u64,
+                    format!("reply encodes to {len} bytes"),
+                )));
             }
-        }
-        let len = encode::finish(&mut buf);
-        if len > self.shared.limits.max_frame_len {
-            let e = Error::limit(
-                "max_frame_len",
-                self.shared.limits.max_frame_len as u64,
-                format!("reply encodes to {len} bytes"),
-            );
-            return Reply(encode::error(self.id, &e.to_remote()));
-        }
-        Reply(buf)
+            self.shared.send(buf)
+        });
+        // A reply that cannot be queued means the connection is gone; the
+        // caller learns that from the connection itself.
+        let _ = sent;
+        Reply { _queued: () }
     }
 
     /// Runs a blocking method on tokio's blocking pool with this call's

@@ -3,7 +3,7 @@
 use std::any::TypeId;
 use std::fmt;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -54,6 +54,8 @@ pub(crate) enum Control {
         sent: bool,
     },
     CallDone(CallId),
+    /// `Shared::close` was called: stop reading.
+    Closed,
 }
 
 struct CtlSink(mpsc::UnboundedSender<Control>);
@@ -72,8 +74,15 @@ impl ReleaseSink for CtlSink {
 /// State shared by a connection's tasks, proxies and handlers.
 pub(crate) struct Shared {
     core: Mutex<Core>,
-    out: mpsc::UnboundedSender<Vec<u8>>,
-    pub(crate) queued: AtomicUsize,
+    /// Frames waiting for the writer, appended in order; the writer swaps
+    /// it with its own (emptied) buffer, so no frame is allocated or
+    /// channelled on its own.
+    pub(crate) out: Mutex<Vec<u8>>,
+    /// Set when `out` went from empty to not empty; the writer clears it.
+    pub(crate) out_ready: AtomicBool,
+    pub(crate) out_waker: futures_util::task::AtomicWaker,
+    /// Mirrors `closed` without the token's lock, for the hot path.
+    is_closed: AtomicBool,
     pub(crate) ctl: mpsc::UnboundedSender<Control>,
     pub(crate) limits: Limits,
     closed: CancellationToken,
@@ -105,8 +114,8 @@ impl Shared {
         lock(&self.core)
     }
 
-    pub(crate) fn closed_token(&self) -> &CancellationToken {
-        &self.closed
+    pub(crate) fn is_closed(&self) -> bool {
+        self.is_closed.load(Ordering::Acquire)
     }
 
     pub(crate) fn is_authenticated(&self) -> bool {
@@ -114,21 +123,34 @@ impl Shared {
     }
 
     /// Queues a complete frame for the writer.
-    pub(crate) fn send(&self, frame: Vec<u8>) -> Result<(), Error> {
-        if self.closed.is_cancelled() {
+    pub(crate) fn send(&self, frame: &[u8]) -> Result<(), Error> {
+        if self.is_closed.load(Ordering::Acquire) {
             return Err(self.lost());
         }
-        let queued = self.queued.fetch_add(frame.len(), Ordering::AcqRel) + frame.len();
-        if queued > self.limits.max_write_queue {
-            let e = Error::limit(
-                "max_write_queue",
-                self.limits.max_write_queue as u64,
-                format!("{queued} bytes queued for a peer that is not reading"),
-            );
-            self.close(e.clone());
-            return Err(e);
+        let was_empty = {
+            let mut out = lock(&self.out);
+            let queued = out.len() + frame.len();
+            if queued > self.limits.max_write_queue {
+                drop(out);
+                let e = Error::limit(
+                    "max_write_queue",
+                    self.limits.max_write_queue as u64,
+                    format!("{queued} bytes queued for a peer that is not reading"),
+                );
+                self.close(e.clone());
+                return Err(e);
+            }
+            let was_empty = out.is_empty();
+            out.extend_from_slice(frame);
+            was_empty
+        };
+        if was_empty {
+            // The writer takes everything queued when it wakes: one wake-up
+            // per batch, not per frame.
+            self.out_ready.store(true, Ordering::Release);
+            self.out_waker.wake();
         }
-        self.out.send(frame).map_err(|_| self.lost())
+        Ok(())
     }
 
     /// Marks the connection closed (first reason wins) and stops its tasks.
@@ -139,6 +161,11 @@ impl Shared {
                 *r = Some(reason);
             }
         }
+        self.is_closed.store(true, Ordering::Release);
+        // Wake both loops without them polling the token on every turn.
+        let _ = self.ctl.send(Control::Closed);
+        self.out_ready.store(true, Ordering::Release);
+        self.out_waker.wake();
         self.closed.cancel();
     }
 
@@ -172,18 +199,19 @@ impl Shared {
             } => {
                 let frame = self.core().import_released(id, generation, count);
                 if let Some(f) = frame {
-                    let _ = self.send(f);
+                    let _ = self.send(&f);
                 }
             }
             Control::Cancel { id, sent } => {
                 if self.core().cancel_call(id) && sent {
-                    let _ = self.send(encode::cancel(id));
+                    let _ = self.send(&encode::cancel(id));
                 }
             }
             Control::CallDone(id) => {
                 self.core().call_done(id);
                 lock(&self.running).remove(&id);
             }
+            Control::Closed => {}
         }
     }
 
@@ -195,7 +223,7 @@ impl Shared {
             Ok(ev) => ev,
             Err(v) => {
                 tracing::debug!(peer = %self.peer, "protocol violation: {v}");
-                let _ = self.send(encode::goodbye(&format!("protocol violation: {v}")));
+                let _ = self.send(&encode::goodbye(&format!("protocol violation: {v}")));
                 return Err(Error::Protocol(v.0));
             }
         };
@@ -214,7 +242,7 @@ impl Shared {
                 self.start_incoming(id, target, method, timeout_ms, frame.clone(), args, held);
             }
             Event::Reject { frame } => {
-                let _ = self.send(frame);
+                let _ = self.send(&frame);
             }
             Event::Reply {
                 waiter,
@@ -266,12 +294,12 @@ impl Shared {
             Ok(Ok(fut)) => fut,
             Ok(Err(e)) => {
                 self.core().call_done(id);
-                let _ = self.send(encode::error(id, &dispatch_error(&e)));
+                let _ = self.send(&encode::error(id, &dispatch_error(&e)));
                 return;
             }
             Err(panic) => {
                 self.core().call_done(id);
-                let _ = self.send(encode::error(id, &panic_error(panic)));
+                let _ = self.send(&encode::error(id, &panic_error(panic)));
                 return;
             }
         };
@@ -281,13 +309,13 @@ impl Shared {
             super::deadline::sync_scope(deadline, || (&mut fut).now_or_never())
         }));
         match first {
-            Ok(Some(reply)) => {
+            Ok(Some(Reply { .. })) => {
+                // `CallCx::reply` already queued the reply frame.
                 self.core().call_done(id);
-                let _ = self.send(reply.into_frame());
             }
             Err(panic) => {
                 self.core().call_done(id);
-                let _ = self.send(encode::error(id, &panic_error(panic)));
+                let _ = self.send(&encode::error(id, &panic_error(panic)));
             }
             Ok(None) => {
                 let shared = self.clone();
@@ -301,7 +329,7 @@ impl Shared {
                         super::deadline::scope(deadline, tokio::time::timeout_at(deadline, run))
                             .await;
                     let frame = match res {
-                        Ok(Ok(reply)) => reply.into_frame(),
+                        Ok(Ok(Reply { .. })) => return, // queued by `CallCx::reply`
                         Ok(Err(panic)) => encode::error(id, &panic_error(panic)),
                         Err(_) => encode::error(
                             id,
@@ -312,7 +340,7 @@ impl Shared {
                             ),
                         ),
                     };
-                    let _ = shared.send(frame);
+                    let _ = shared.send(&frame);
                 });
                 lock(&self.running).insert(id, task.abort_handle());
             }
@@ -451,14 +479,14 @@ impl Connection {
     /// Closes the connection: sends a goodbye, fails pending calls, drops
     /// exported objects.
     pub fn close(&self) {
-        let _ = self.shared.send(encode::goodbye("closed by peer"));
+        let _ = self.shared.send(&encode::goodbye("closed by peer"));
         self.shared
             .close(Error::ConnectionLost("closed locally".into()));
     }
 
     /// Whether the connection is closed.
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.is_cancelled()
+        self.shared.is_closed.load(Ordering::Acquire)
     }
 
     /// Waits until the connection is closed, returning why.
@@ -598,13 +626,14 @@ impl ConnectionBuilder {
     ) -> Result<Connection, Error> {
         install_panic_hook();
         let limits = self.limits.clone();
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
         let sink: Arc<dyn ReleaseSink> = Arc::new(CtlSink(ctl_tx.clone()));
         let shared = Arc::new(Shared {
             core: Mutex::new(State::new(self.root, limits.clone(), sink)),
-            out: out_tx,
-            queued: AtomicUsize::new(0),
+            out: Mutex::new(Vec::new()),
+            out_ready: AtomicBool::new(false),
+            out_waker: futures_util::task::AtomicWaker::new(),
+            is_closed: AtomicBool::new(false),
             ctl: ctl_tx,
             limits: limits.clone(),
             closed: CancellationToken::new(),
@@ -614,8 +643,8 @@ impl ConnectionBuilder {
             peer,
             authenticated: AtomicBool::new(false),
         });
-        tokio::spawn(write_loop(writer, out_rx, shared.clone()));
-        shared.send(encode::hello(&Core::hello(self.token.as_deref())))?;
+        tokio::spawn(write_loop(writer, shared.clone()));
+        shared.send(&encode::hello(&Core::hello(self.token.as_deref())))?;
 
         let mut framed =
             FramedRead::with_capacity(reader, FrameCodec::new(limits.max_handshake_frame_len), 512);
@@ -641,7 +670,7 @@ async fn handshake(
     let first = match tokio::time::timeout(limit, framed.next()).await {
         Err(_) => {
             let msg = format!("no handshake within handshake_timeout = {limit:?}");
-            let _ = shared.send(encode::goodbye(&msg));
+            let _ = shared.send(&encode::goodbye(&msg));
             return Err(Error::Handshake(msg));
         }
         Ok(None) => {
@@ -652,7 +681,7 @@ async fn handshake(
         Ok(Some(Err(FrameError::TooLarge { len, max }))) => {
             let msg =
                 format!("handshake frame of {len} bytes exceeds max_handshake_frame_len = {max}");
-            let _ = shared.send(encode::goodbye(&msg));
+            let _ = shared.send(&encode::goodbye(&msg));
             return Err(Error::Handshake(msg));
         }
         Ok(Some(Err(FrameError::Io(e)))) => {
@@ -677,14 +706,14 @@ async fn handshake(
             Ok(_) => return Err(Error::Handshake("unexpected first message".into())),
             Err(v) => {
                 drop(core);
-                let _ = shared.send(encode::goodbye(&format!("handshake refused: {v}")));
+                let _ = shared.send(&encode::goodbye(&format!("handshake refused: {v}")));
                 return Err(Error::Handshake(v.0));
             }
         }
     };
     if let Some(check) = auth {
         if let Err(why) = check(token.as_deref()) {
-            let _ = shared.send(encode::goodbye(&format!("authentication failed: {why}")));
+            let _ = shared.send(&encode::goodbye(&format!("authentication failed: {why}")));
             return Err(Error::Handshake(format!("authentication failed: {why}")));
         }
         shared.authenticated.store(true, Ordering::Release);
@@ -699,24 +728,26 @@ async fn read_loop(
 ) {
     let idle = shared.limits.idle_timeout;
     // Created once, not per loop iteration: the hot path re-arms no timer
-    // and builds no cancellation future per frame.
-    let cancelled = shared.closed.cancelled();
-    tokio::pin!(cancelled);
+    // per frame. A local close arrives as `Control::Closed`.
     let idle_timer = tokio::time::sleep(idle);
     tokio::pin!(idle_timer);
     let (mut frames, mut frames_at_check) = (0u64, 0u64);
     let reason = loop {
         tokio::select! {
             biased;
-            _ = &mut cancelled => break shared.lost(),
-            Some(c) = ctl.recv() => shared.handle_ctl(c),
+            Some(c) = ctl.recv() => {
+                if matches!(c, Control::Closed) {
+                    break shared.lost();
+                }
+                shared.handle_ctl(c);
+            }
             item = framed.next() => {
                 frames += 1;
                 match item {
                     None => break Error::ConnectionLost("peer closed the connection".into()),
                     Some(Err(FrameError::TooLarge { len, max })) => {
                         let msg = format!("frame of {len} bytes exceeds max_frame_len = {max}");
-                        let _ = shared.send(encode::goodbye(&msg));
+                        let _ = shared.send(&encode::goodbye(&msg));
                         break Error::limit("max_frame_len", max as u64, format!("peer sent a frame of {len} bytes"));
                     }
                     Some(Err(FrameError::Io(e))) => break Error::ConnectionLost(format!("read failed: {e}")),
@@ -740,14 +771,14 @@ async fn read_loop(
                 };
                 if stalled_frame {
                     let msg = format!("incomplete frame did not complete within idle_timeout = {idle:?}");
-                    let _ = shared.send(encode::goodbye(&msg));
+                    let _ = shared.send(&encode::goodbye(&msg));
                     break Error::ConnectionLost(msg);
                 }
                 if progressed || in_use {
                     idle_timer.as_mut().reset(Instant::now() + idle);
                 } else {
                     let msg = format!("no traffic for idle_timeout = {idle:?}");
-                    let _ = shared.send(encode::goodbye(&msg));
+                    let _ = shared.send(&encode::goodbye(&msg));
                     break Error::ConnectionLost(msg);
                 }
             }
@@ -757,11 +788,4 @@ async fn read_loop(
     shared.disconnect(reason);
     // Late releases from proxies dropped during shutdown are discarded.
     ctl.close();
-}
-
-/// Hook for [`Reply`]: a finished handler's frame.
-impl Reply {
-    pub(crate) fn into_frame(self) -> Vec<u8> {
-        self.0
-    }
 }

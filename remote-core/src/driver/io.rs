@@ -1,11 +1,10 @@
-//! The writer task: drains the connection's outgoing queue, coalescing
-//! queued frames into one write.
+//! The writer task: drains the connection's outgoing buffer, writing every
+//! frame queued since the last write in one go.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 use super::conn::Shared;
 
@@ -13,59 +12,63 @@ use super::conn::Shared;
 pub(crate) type BoxRead = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
-/// Writes are coalesced up to this many bytes.
-const COALESCE: usize = 64 << 10;
 /// A write buffer grown past this is freed after use, so idle connections
 /// hold little memory.
 const KEEP_CAPACITY: usize = 8 << 10;
 
-pub(crate) async fn write_loop(
-    mut w: BoxWrite,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
-    shared: Arc<Shared>,
-) {
+pub(crate) async fn write_loop(mut w: BoxWrite, shared: Arc<Shared>) {
     let mut buf: Vec<u8> = Vec::new();
-    let cancelled = shared.closed_token().cancelled();
-    tokio::pin!(cancelled);
     loop {
-        let first = tokio::select! {
-            biased;
-            f = rx.recv() => f,
-            _ = &mut cancelled => None,
-        };
-        let Some(first) = first else { break };
-        shared.queued.fetch_sub(first.len(), Ordering::AcqRel);
-        buf.extend_from_slice(&first);
-        while buf.len() < COALESCE {
-            match rx.try_recv() {
-                Ok(more) => {
-                    shared.queued.fetch_sub(more.len(), Ordering::AcqRel);
-                    buf.extend_from_slice(&more);
+        // `Shared::close` also raises the flag, so one wake-up source serves.
+        ready(&shared).await;
+        if shared.is_closed() {
+            break;
+        }
+        // Take everything queued (frames are whole: senders append complete
+        // frames under the lock), write it in one go, repeat until empty.
+        loop {
+            {
+                let mut out = shared.out.lock().unwrap_or_else(|p| p.into_inner());
+                if out.is_empty() {
+                    break;
                 }
-                Err(_) => break,
+                std::mem::swap(&mut *out, &mut buf);
             }
-        }
-        if let Err(e) = w.write_all(&buf).await {
-            shared.close(crate::Error::ConnectionLost(format!("write failed: {e}")));
-            return;
-        }
-        if rx.is_empty() {
-            if let Err(e) = w.flush().await {
-                shared.close(crate::Error::ConnectionLost(format!("flush failed: {e}")));
+            if let Err(e) = w.write_all(&buf).await {
+                shared.close(crate::Error::ConnectionLost(format!("write failed: {e}")));
                 return;
             }
+            buf.clear();
+            if buf.capacity() > KEEP_CAPACITY {
+                buf = Vec::new();
+            }
         }
-        buf.clear();
-        if buf.capacity() > KEEP_CAPACITY {
-            buf = Vec::new();
+        if let Err(e) = w.flush().await {
+            shared.close(crate::Error::ConnectionLost(format!("flush failed: {e}")));
+            return;
         }
     }
     // Closing: write what is already queued (e.g. a goodbye), then shut down.
-    while let Ok(more) = rx.try_recv() {
-        buf.extend_from_slice(&more);
-    }
-    if !buf.is_empty() {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), w.write_all(&buf)).await;
+    let rest = std::mem::take(&mut *shared.out.lock().unwrap_or_else(|p| p.into_inner()));
+    if !rest.is_empty() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), w.write_all(&rest)).await;
     }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), w.shutdown()).await;
+}
+
+/// Resolves when a sender has queued frames since the last time.
+fn ready(shared: &Shared) -> impl std::future::Future<Output = ()> + '_ {
+    std::future::poll_fn(move |cx| {
+        if shared.out_ready.swap(false, Ordering::AcqRel) {
+            return std::task::Poll::Ready(());
+        }
+        shared.out_waker.register(cx.waker());
+        // Checked again after registering: a sender may have set the flag
+        // (and woken nobody) in between.
+        if shared.out_ready.swap(false, Ordering::AcqRel) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
 }

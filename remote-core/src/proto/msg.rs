@@ -228,6 +228,11 @@ pub mod encode {
         buf
     }
 
+    /// Starts a frame in a reused buffer (which must be empty).
+    pub fn begin_in(buf: &mut Vec<u8>) {
+        buf.extend_from_slice(&[0, 0, 0, 0]);
+    }
+
     /// Fills in the length prefix. Returns the payload length.
     pub fn finish(buf: &mut [u8]) -> usize {
         let len = buf.len() - 4;
