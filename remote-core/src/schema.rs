@@ -7,7 +7,7 @@
 //! is what `remote-policy` checks and what `remote-policy schema` exports as
 //! JSON (format `"remote-schema"`, version [`SCHEMA_VERSION`]).
 //!
-//! Type structure is produced by [`Wire::describe`](crate::Wire::describe),
+//! Type structure is produced by [`Wire::describe`],
 //! so generic parameters are already resolved: `Option<Vec<Secret>>` shows
 //! up as `Option(Seq(Named("app::Secret")))`.
 //!
