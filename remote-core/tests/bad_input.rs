@@ -391,3 +391,46 @@ async fn a_peer_that_never_reads_is_cut_off_at_the_write_queue_limit() {
     );
     still_serves(&server).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_connection_frees_its_tasks_even_if_the_peer_never_reads() {
+    let limits = Limits {
+        max_write_queue: 256 << 10,
+        ..Limits::default()
+    };
+    let server = serve(limits).await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let baseline = metrics.num_alive_tasks();
+    let mut s = raw(&server, true).await;
+    let mut args = vec![0x91, 0xdc];
+    args.extend_from_slice(&40_000u16.to_be_bytes());
+    args.extend(std::iter::repeat_n(0x01, 40_000));
+    for id in 0..400u32 {
+        let mut f = encode::begin(args.len() + 32);
+        encode::call_head(&mut f, CallId(id), ObjectId(0), "echo", 10_000);
+        f.extend_from_slice(&args);
+        encode::finish(&mut f);
+        if tokio::time::timeout(Duration::from_secs(2), s.write_all(&f))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    // The server cut us off; while we still never read, its reader and
+    // writer tasks must end (the writer gives up on the blocked write).
+    let mut freed = false;
+    for _ in 0..100 {
+        if server.connections() == 0 && metrics.num_alive_tasks() <= baseline {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        freed,
+        "tasks still alive: {} (baseline {baseline})",
+        metrics.num_alive_tasks()
+    );
+    drop(s);
+}

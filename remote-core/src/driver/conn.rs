@@ -118,6 +118,10 @@ impl Shared {
         self.is_closed.load(Ordering::Acquire)
     }
 
+    pub(crate) fn closed_token(&self) -> &CancellationToken {
+        &self.closed
+    }
+
     pub(crate) fn is_authenticated(&self) -> bool {
         self.authenticated.load(Ordering::Acquire)
     }

@@ -34,21 +34,32 @@ pub(crate) async fn write_loop(mut w: BoxWrite, shared: Arc<Shared>) {
                 }
                 std::mem::swap(&mut *out, &mut buf);
             }
-            if let Err(e) = w.write_all(&buf).await {
-                shared.close(crate::Error::ConnectionLost(format!("write failed: {e}")));
-                return;
+            match until_closed(&shared, w.write_all(&buf)).await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    shared.close(crate::Error::ConnectionLost(format!("write failed: {e}")));
+                    return;
+                }
+                // Closed while a peer that does not read blocks the write:
+                // give up on it after the grace period below.
+                None => break,
             }
             buf.clear();
             if buf.capacity() > KEEP_CAPACITY {
                 buf = Vec::new();
             }
         }
-        if let Err(e) = w.flush().await {
-            shared.close(crate::Error::ConnectionLost(format!("flush failed: {e}")));
-            return;
+        match until_closed(&shared, w.flush()).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                shared.close(crate::Error::ConnectionLost(format!("flush failed: {e}")));
+                return;
+            }
+            None => break,
         }
     }
-    // Closing: write what is already queued (e.g. a goodbye), then shut down.
+    // Closing: write what is already queued (e.g. a goodbye) within a grace
+    // period, then shut down; the socket is dropped either way.
     let rest = std::mem::take(&mut *shared.out.lock().unwrap_or_else(|p| p.into_inner()));
     if !rest.is_empty() {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), w.write_all(&rest)).await;
@@ -71,4 +82,14 @@ fn ready(shared: &Shared) -> impl std::future::Future<Output = ()> + '_ {
             std::task::Poll::Pending
         }
     })
+}
+
+/// Runs `io` unless the connection closes first (`None`). The close signal
+/// is only polled while the write is blocked, not on the hot path.
+async fn until_closed<F: std::future::Future>(shared: &Shared, io: F) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        r = io => Some(r),
+        _ = shared.closed_token().cancelled() => None,
+    }
 }
