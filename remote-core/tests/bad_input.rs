@@ -434,3 +434,31 @@ async fn a_closed_connection_frees_its_tasks_even_if_the_peer_never_reads() {
     );
     drop(s);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoning_a_connect_mid_handshake_leaves_no_task_behind() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let baseline = metrics.num_alive_tasks();
+    // A peer that accepts the bytes but never says hello.
+    let (ours, _silent) = tokio::io::duplex(1024);
+    let (r, w) = tokio::io::split(ours);
+    let attempt = tokio::time::timeout(
+        Duration::from_millis(100),
+        remote_core::ConnectionBuilder::new().over(r, w, "silent"),
+    )
+    .await;
+    assert!(attempt.is_err(), "the handshake cannot complete");
+    let mut freed = false;
+    for _ in 0..100 {
+        if metrics.num_alive_tasks() <= baseline {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        freed,
+        "writer task still alive: {} (baseline {baseline})",
+        metrics.num_alive_tasks()
+    );
+}

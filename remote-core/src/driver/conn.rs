@@ -369,6 +369,23 @@ impl Shared {
     }
 }
 
+/// Closes a connection whose set-up was abandoned.
+struct CloseOnDrop(Option<Arc<Shared>>);
+
+impl CloseOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.close(Error::ConnectionLost("connection set-up abandoned".into()));
+        }
+    }
+}
+
 struct DoneGuard {
     ctl: mpsc::UnboundedSender<Control>,
     id: CallId,
@@ -648,6 +665,9 @@ impl ConnectionBuilder {
             authenticated: AtomicBool::new(false),
         });
         tokio::spawn(write_loop(writer, shared.clone()));
+        // If this future is dropped before the handshake ends (e.g. a
+        // timeout around `connect`), close so the writer task ends too.
+        let guard = CloseOnDrop(Some(shared.clone()));
         shared.send(&encode::hello(&Core::hello(self.token.as_deref())))?;
 
         let mut framed =
@@ -661,6 +681,7 @@ impl ConnectionBuilder {
         }
         framed.decoder_mut().set_max_len(limits.max_frame_len);
         tokio::spawn(read_loop(shared.clone(), framed, ctl_rx));
+        guard.disarm();
         Ok(Connection { shared })
     }
 }

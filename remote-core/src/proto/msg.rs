@@ -146,7 +146,8 @@ impl<'a> Message<'a> {
                 let id = CallId(r.u32()?);
                 let target = ObjectId(r.u32()?);
                 let method = r.str()?;
-                let timeout_ms = r.u32()?;
+                // 0 is not a valid deadline (§3.2); read it as 1 ms.
+                let timeout_ms = r.u32()?.max(1);
                 let start = r.pos();
                 // Arguments are always an array (checked, not decoded here).
                 r.clone().array_len()?;

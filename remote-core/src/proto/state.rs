@@ -45,6 +45,24 @@ impl From<super::Malformed> for Violation {
     }
 }
 
+/// Why the references in a message could not all be resolved.
+#[derive(Debug)]
+enum RefError {
+    /// A type-2 reference names none of our objects: the call is refused.
+    UnknownOwn(String),
+    /// Connection-level (import limit, reference to object 0).
+    Violation(Violation),
+}
+
+impl From<RefError> for Violation {
+    fn from(e: RefError) -> Self {
+        match e {
+            RefError::UnknownOwn(m) => Violation(m),
+            RefError::Violation(v) => v,
+        }
+    }
+}
+
 /// What the driver must do about one incoming frame.
 #[derive(Debug)]
 pub enum Event<'a, O, W> {
@@ -243,35 +261,45 @@ impl<O: Clone, W> State<O, W> {
     /// are counted, and our own objects handed back are held, so a release
     /// processed before the value is decoded cannot free them.
     #[allow(clippy::type_complexity)]
-    fn take_refs(&mut self) -> Result<(Vec<ImportRef>, Vec<(ObjectId, O)>), Violation> {
+    fn take_refs(&mut self) -> Result<(Vec<ImportRef>, Vec<(ObjectId, O)>), RefError> {
         let found = std::mem::take(&mut self.scratch);
         let mut refs = Vec::new();
         let mut owns = Vec::new();
-        let mut result = Ok(());
+        let mut first_error = None;
+        // Every reference of the sender's is counted even after an error:
+        // the sender counted each send, and dropping `refs` releases them.
         for &(sender_export, id) in &found {
             if sender_export {
+                if id == ObjectId::ROOT {
+                    first_error.get_or_insert(RefError::Violation(Violation(
+                        "a reference (ext type 1) to object 0: the root is never sent as a reference".into(),
+                    )));
+                    continue;
+                }
                 match self.imports.receive(id) {
                     Ok(r) => refs.push(r),
                     Err(e) => {
-                        result = Err(Violation(e.to_string()));
-                        break;
+                        // Too many imports is connection-level, whatever the message.
+                        first_error = Some(RefError::Violation(Violation(e.to_string())));
                     }
                 }
             } else {
                 match self.exports.get(id) {
                     Some(o) => owns.push((id, o.clone())),
                     None => {
-                        result = Err(Violation(format!(
+                        first_error.get_or_insert(RefError::UnknownOwn(format!(
                             "reference to unknown object id {id} of ours"
                         )));
-                        break;
                     }
                 }
             }
         }
         self.scratch = found;
         self.scratch.clear();
-        result.map(|()| (refs, owns))
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok((refs, owns)),
+        }
     }
 
     /// Processes one frame from the peer.
@@ -318,11 +346,12 @@ impl<O: Clone, W> State<O, W> {
                 }
                 let (refs, owns) = match self.take_refs() {
                     Ok(r) => r,
-                    Err(v) => {
+                    Err(RefError::UnknownOwn(m)) => {
                         return Ok(Event::Reject {
-                            frame: reject(id, "unknown_object", v.0),
+                            frame: reject(id, "unknown_object", m),
                         })
                     }
+                    Err(RefError::Violation(v)) => return Err(v),
                 };
                 if self.incoming.len() >= self.limits.max_calls_in_flight {
                     let msg = format!(

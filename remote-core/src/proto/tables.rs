@@ -53,6 +53,9 @@ pub enum TableError {
     /// Too many exported objects.
     #[error("max_exports = {0} objects already exported on this connection")]
     Full(usize),
+    /// Too many distinct imports.
+    #[error("max_imports = {0} distinct peer objects already imported on this connection")]
+    ImportsFull(usize),
     /// A release named an id that is not exported.
     #[error("release of unknown object id {0}")]
     UnknownObject(ObjectId),
@@ -294,7 +297,7 @@ impl ImportTable {
         // Either new, or the previous proxy is being dropped and its release
         // (with its own count) is still queued: start a new generation.
         if !self.map.contains_key(&id) && self.map.len() >= self.max {
-            return Err(TableError::Full(self.max));
+            return Err(TableError::ImportsFull(self.max));
         }
         self.next_generation += 1;
         let inner = Arc::new(ImportInner {

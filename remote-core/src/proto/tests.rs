@@ -437,11 +437,36 @@ fn import_limit_is_a_violation() {
     args.extend(ext_ref(EXT_SENDER_EXPORT, 1));
     args.extend(ext_ref(EXT_SENDER_EXPORT, 2));
     let f = call(1, 0, "m", &args);
-    let msg = reject_kind(s.handle_frame(&f).unwrap());
-    assert!(
-        msg.contains("max_exports = 1") || msg.contains("= 1"),
-        "{msg}"
+    let err = s.handle_frame(&f).unwrap_err();
+    assert_eq!(
+        err.0,
+        "max_imports = 1 distinct peer objects already imported on this connection"
     );
+}
+
+#[test]
+fn references_after_a_bad_one_are_still_counted_and_released() {
+    let (mut s, sink) = state();
+    // A bad handed-back reference first, then one of the sender's.
+    let mut args = vec![0x92];
+    args.extend(ext_ref(EXT_RECEIVER_OWN, 99));
+    args.extend(ext_ref(EXT_SENDER_EXPORT, 5));
+    let f = call(1, 0, "m", &args);
+    let msg = reject_kind(s.handle_frame(&f).unwrap());
+    assert!(msg.starts_with("unknown_object"), "{msg}");
+    // The sender counted its send of 5: it must get a release back.
+    let released: Vec<_> = sink.0.lock().unwrap().iter().map(|r| (r.0, r.2)).collect();
+    assert_eq!(released, vec![(ObjectId(5), 1)]);
+}
+
+#[test]
+fn a_counted_reference_to_the_root_is_a_violation() {
+    let (mut s, _) = state();
+    let mut args = vec![0x91];
+    args.extend(ext_ref(EXT_SENDER_EXPORT, 0));
+    let f = call(1, 0, "m", &args);
+    let err = s.handle_frame(&f).unwrap_err();
+    assert!(err.0.contains("object 0"), "{err}");
 }
 
 #[test]
