@@ -28,6 +28,23 @@ pub(crate) enum RefTag {
 
 struct EncodeCx {
     conn: Arc<Shared>,
+    /// Sends counted by this encode, to undo if the message is never sent.
+    exported: Vec<ObjectId>,
+}
+
+/// References counted while encoding one message. If the message is not
+/// sent after all, [`Exported::undo`] gives the counts back.
+#[derive(Debug, Default)]
+#[must_use = "undo the exports if the message is not sent"]
+pub(crate) struct Exported(Vec<ObjectId>);
+
+impl Exported {
+    /// The message was not sent: release what its encoding counted.
+    pub(crate) fn undo(self, conn: &Shared) {
+        if !self.0.is_empty() {
+            conn.unexport(&self.0);
+        }
+    }
 }
 
 struct DecodeCx {
@@ -60,16 +77,45 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     buf: &mut Vec<u8>,
     what: &'static str,
-) -> Result<(), Error> {
-    let prev = ENCODE.with(|c| c.borrow_mut().replace(EncodeCx { conn: conn.clone() }));
-    let _restore = Restore(&ENCODE, prev, std::marker::PhantomData);
-    // Structs as maps keyed by field name: self-describing for clients in
-    // other languages, and tolerant of added optional fields.
-    let mut ser = rmp_serde::Serializer::new(buf).with_struct_map();
-    value.serialize(&mut ser).map_err(|e| Error::Encode {
-        what,
-        message: e.to_string(),
-    })
+) -> Result<Exported, Error> {
+    let cx = EncodeCx {
+        conn: conn.clone(),
+        exported: Vec::new(),
+    };
+    let prev = ENCODE.with(|c| c.borrow_mut().replace(cx));
+    let result = {
+        let _restore = RestoreTaking(prev);
+        // Structs as maps keyed by field name: self-describing for clients in
+        // other languages, and tolerant of added optional fields.
+        let mut ser = rmp_serde::Serializer::new(&mut *buf).with_struct_map();
+        let r = value.serialize(&mut ser);
+        let exported = ENCODE.with(|c| {
+            c.borrow_mut()
+                .as_mut()
+                .map(|cx| std::mem::take(&mut cx.exported))
+        });
+        (r, Exported(exported.unwrap_or_default()))
+    };
+    match result {
+        (Ok(()), exported) => Ok(exported),
+        (Err(e), exported) => {
+            exported.undo(conn);
+            Err(Error::Encode {
+                what,
+                message: e.to_string(),
+            })
+        }
+    }
+}
+
+/// Restores the previous encode context on drop (also on panic).
+struct RestoreTaking(Option<EncodeCx>);
+
+impl Drop for RestoreTaking {
+    fn drop(&mut self) {
+        let prev = self.0.take();
+        ENCODE.with(|c| *c.borrow_mut() = prev);
+    }
 }
 
 /// Deserializes `bytes` with `conn` and the message's pre-registered imports.
@@ -116,8 +162,8 @@ pub(crate) fn decode_detached<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Er
 /// Registers `obj` for sending on the current encode connection.
 pub(crate) fn export<T: ?Sized + Interface>(obj: &Arc<T>) -> Result<(RefTag, ObjectId), Error> {
     ENCODE.with(|c| {
-        let c = c.borrow();
-        let Some(cx) = c.as_ref() else {
+        let mut c = c.borrow_mut();
+        let Some(cx) = c.as_mut() else {
             return Err(Error::Encode {
                 what: "remote reference",
                 message: "a Remote<_> can only be sent as part of a remote call or reply".into(),
@@ -129,9 +175,9 @@ pub(crate) fn export<T: ?Sized + Interface>(obj: &Arc<T>) -> Result<(RefTag, Obj
                 return Ok((RefTag::ReceiverOwn, h.target_id()));
             }
         }
-        cx.conn
-            .export::<T>(obj)
-            .map(|id| (RefTag::SenderExport, id))
+        let id = cx.conn.export::<T>(obj)?;
+        cx.exported.push(id);
+        Ok((RefTag::SenderExport, id))
     })
 }
 

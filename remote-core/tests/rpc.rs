@@ -358,3 +358,40 @@ fn handles_and_connections_are_send_and_sync() {
     fn assert_send<T: Send>() {}
     assert_send::<remote_core::stream::RemoteStream<u32>>();
 }
+
+#[tokio::test]
+async fn references_in_a_message_that_is_never_sent_are_not_leaked() {
+    let server_stats = Arc::new(Stats::default());
+    let tiny = remote_core::Limits {
+        max_frame_len: 16,
+        ..remote_core::Limits::default()
+    };
+    let (_server, client) = Connection::pair(
+        ConnectionBuilder::new().serve(Counter::remote(0, server_stats)),
+        ConnectionBuilder::new().limits(tiny),
+    )
+    .await
+    .unwrap();
+    let root = client.root::<dyn Calc>();
+    let stats = Arc::new(Stats::default());
+    let mine = Counter::remote(1, stats.clone());
+    // `keep` with a reference encodes to 19 bytes, over 16: refused locally.
+    let err = root.keep(mine.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LimitExceeded {
+                limit: "max_frame_len",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        client.exported_objects(),
+        0,
+        "the counted send was given back"
+    );
+    drop(mine);
+    assert_eq!(stats.live.load(SeqCst), 0, "nothing keeps our object alive");
+}

@@ -202,20 +202,26 @@ impl Handle {
             encode::begin_in(buf);
             encode::call_head(buf, id, self.target, method, timeout_ms);
             let args_at = buf.len();
-            codec::encode_into(&self.shared, args, buf, "arguments")?;
+            let exported = codec::encode_into(&self.shared, args, buf, "arguments")?;
             if buf[args_at..] == [0xc0] {
                 // `()` encodes as nil; arguments are always an array.
                 buf[args_at] = 0x90;
             }
             let len = encode::finish(buf);
-            if len > shared.limits.max_frame_len {
-                return Err(Error::limit(
+            let sent = if len > shared.limits.max_frame_len {
+                Err(Error::limit(
                     "max_frame_len",
                     shared.limits.max_frame_len as u64,
                     format!("call to {method} encodes to {len} bytes"),
-                ));
+                ))
+            } else {
+                shared.send(buf)
+            };
+            if sent.is_err() {
+                // Never sent: the peer will never release what we counted.
+                exported.undo(shared);
             }
-            shared.send(buf)
+            sent
         })?;
         std::mem::forget(guard);
         Ok((id, deadline, budget, rx))
@@ -328,11 +334,13 @@ impl CallCx {
         let frame_error = |e: Error| encode::error(self.id, &e.to_remote());
         let sent = with_scratch(|buf| {
             encode::begin_in(buf);
+            let mut exported = codec::Exported::default();
             match r {
                 Ok(v) => {
                     encode::return_head(buf, self.id);
-                    if let Err(e) = codec::encode_into(&self.shared, &v, buf, "return value") {
-                        return self.shared.send(&frame_error(e));
+                    match codec::encode_into(&self.shared, &v, buf, "return value") {
+                        Ok(e) => exported = e,
+                        Err(e) => return self.shared.send(&frame_error(e)),
                     }
                 }
                 Err(e) => {
@@ -346,13 +354,18 @@ impl CallCx {
             }
             let len = encode::finish(buf);
             if len > self.shared.limits.max_frame_len {
+                exported.undo(&self.shared);
                 return self.shared.send(&frame_error(Error::limit(
                     "max_frame_len",
                     self.shared.limits.max_frame_len as u64,
                     format!("reply encodes to {len} bytes"),
                 )));
             }
-            self.shared.send(buf)
+            let sent = self.shared.send(buf);
+            if sent.is_err() {
+                exported.undo(&self.shared);
+            }
+            sent
         });
         // A reply that cannot be queued means the connection is gone; the
         // caller learns that from the connection itself.

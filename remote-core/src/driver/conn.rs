@@ -194,6 +194,20 @@ impl Shared {
             .map_err(|e| Error::limit("max_exports", limit as u64, e.to_string()))
     }
 
+    /// Gives back sends counted for a message that was never sent.
+    pub(crate) fn unexport(&self, ids: &[ObjectId]) {
+        let mut dropped = Vec::new();
+        {
+            let mut core = self.core();
+            for &id in ids {
+                if let Ok(Some(obj)) = core.undo_export(id) {
+                    dropped.push(obj);
+                }
+            }
+        }
+        drop(dropped); // outside the lock: destructors may re-enter
+    }
+
     fn handle_ctl(&self, c: Control) {
         match c {
             Control::Release {

@@ -200,6 +200,12 @@ impl<O: Clone, W> State<O, W> {
         self.exports.export(key, make)
     }
 
+    /// Takes back one send of `id` that never left (its message was not
+    /// sent). Returns the object if that was its last send.
+    pub fn undo_export(&mut self, id: ObjectId) -> Result<Option<O>, TableError> {
+        self.exports.release(id, 1)
+    }
+
     /// Registers an outgoing call, returning its id.
     pub fn start_call(&mut self, waiter: W) -> Result<CallId, crate::Error> {
         if self.phase == Phase::Closed {
