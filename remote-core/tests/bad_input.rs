@@ -462,3 +462,40 @@ async fn abandoning_a_connect_mid_handshake_leaves_no_task_behind() {
         metrics.num_alive_tasks()
     );
 }
+
+#[tokio::test]
+async fn a_call_id_can_be_reused_right_after_a_cancel() {
+    let server = serve(Limits::default()).await;
+    let mut s = raw(&server, true).await;
+    let call = |id: u32, method: &str, args: &[u8]| {
+        let mut f = encode::begin(32);
+        encode::call_head(&mut f, CallId(id), ObjectId(0), method, 10_000);
+        f.extend_from_slice(args);
+        encode::finish(&mut f);
+        f
+    };
+    let mut bytes = call(7, "sleep", &[0x91, 0xcd, 0x13, 0x88]); // sleep(5000)
+    bytes.extend_from_slice(&encode::cancel(CallId(7)));
+    bytes.extend_from_slice(&call(7, "add", &[0x92, 0x01, 0x02])); // add(1, 2), same id
+    s.write_all(&bytes).await.unwrap();
+    // The answer to the second call 7 arrives; no goodbye.
+    let frame = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len).await.unwrap();
+            let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+            s.read_exact(&mut frame).await.unwrap();
+            if frame.first() != Some(&0x96) {
+                return frame; // not the server's hello
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        frame,
+        [0x93, 0x02, 0x07, 0x03],
+        "return(7, 3), not a goodbye"
+    );
+    still_serves(&server).await;
+}

@@ -283,6 +283,7 @@ impl Args {
 pub struct CallCx {
     shared: Arc<Shared>,
     id: CallId,
+    seq: u64,
     deadline: Instant,
 }
 
@@ -299,10 +300,11 @@ pub struct Reply {
 }
 
 impl CallCx {
-    pub(crate) fn new(shared: Arc<Shared>, id: CallId, deadline: Instant) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, id: CallId, seq: u64, deadline: Instant) -> Self {
         CallCx {
             shared,
             id,
+            seq,
             deadline,
         }
     }
@@ -332,6 +334,8 @@ impl CallCx {
     /// Encodes a method's result and queues it for the caller.
     pub fn reply<T: Wire, E: RemoteErrorType>(&self, r: Result<T, E>) -> Reply {
         let frame_error = |e: Error| encode::error(self.id, &e.to_remote());
+        // The peer may reuse the call id as soon as it sees the reply.
+        self.shared.core().answered(self.id, self.seq);
         let sent = with_scratch(|buf| {
             encode::begin_in(buf);
             let mut exported = codec::Exported::default();

@@ -53,7 +53,7 @@ pub(crate) enum Control {
         id: CallId,
         sent: bool,
     },
-    CallDone(CallId),
+    CallDone(CallId, u64),
     /// `Shared::close` was called: stop reading.
     Closed,
 }
@@ -87,7 +87,8 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     closed: CancellationToken,
     close_reason: Mutex<Option<Error>>,
-    running: Mutex<crate::proto::IdMap<CallId, AbortHandle>>,
+    /// Spawned handlers by sequence number (ids may be reused by the peer).
+    running: Mutex<crate::proto::IdMap<u64, AbortHandle>>,
     pub(crate) runtime: tokio::runtime::Handle,
     peer: String,
     authenticated: AtomicBool,
@@ -225,9 +226,9 @@ impl Shared {
                     let _ = self.send(&encode::cancel(id));
                 }
             }
-            Control::CallDone(id) => {
-                self.core().call_done(id);
-                lock(&self.running).remove(&id);
+            Control::CallDone(id, seq) => {
+                self.core().call_done(id, seq);
+                lock(&self.running).remove(&seq);
             }
             Control::Closed => {}
         }
@@ -249,6 +250,7 @@ impl Shared {
             Event::Opened { .. } => {}
             Event::Call {
                 id,
+                seq,
                 target,
                 method,
                 timeout_ms,
@@ -257,7 +259,8 @@ impl Shared {
                 owns,
             } => {
                 let held = Held { refs, owns };
-                self.start_incoming(id, target, method, timeout_ms, frame.clone(), args, held);
+                let call = (id, seq);
+                self.start_incoming(call, target, method, timeout_ms, frame.clone(), args, held);
             }
             Event::Reject { frame } => {
                 let _ = self.send(&frame);
@@ -276,8 +279,8 @@ impl Shared {
                 }));
             }
             Event::Released(obj) => drop(obj),
-            Event::Cancel(id) => {
-                if let Some(h) = lock(&self.running).get(&id) {
+            Event::Cancel(seq) => {
+                if let Some(h) = lock(&self.running).get(&seq) {
                     h.abort();
                 }
             }
@@ -294,7 +297,7 @@ impl Shared {
     #[allow(clippy::too_many_arguments)]
     fn start_incoming(
         self: &Arc<Self>,
-        id: CallId,
+        (id, seq): (CallId, u64),
         target: Arc<dyn Dispatch>,
         method: &str,
         timeout_ms: u32,
@@ -304,19 +307,19 @@ impl Shared {
     ) {
         let deadline = Instant::now() + std::time::Duration::from_millis(u64::from(timeout_ms));
         let args = Args::new(self.clone(), frame, args, held);
-        let cx = CallCx::new(self.clone(), id, deadline);
+        let cx = CallCx::new(self.clone(), id, seq, deadline);
         let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             target.call(method, args, cx)
         }));
         let mut fut = match started {
             Ok(Ok(fut)) => fut,
             Ok(Err(e)) => {
-                self.core().call_done(id);
+                self.core().call_done(id, seq);
                 let _ = self.send(&encode::error(id, &dispatch_error(&e)));
                 return;
             }
             Err(panic) => {
-                self.core().call_done(id);
+                self.core().call_done(id, seq);
                 let _ = self.send(&encode::error(id, &panic_error(panic)));
                 return;
             }
@@ -329,10 +332,10 @@ impl Shared {
         match first {
             Ok(Some(Reply { .. })) => {
                 // `CallCx::reply` already queued the reply frame.
-                self.core().call_done(id);
+                self.core().call_done(id, seq);
             }
             Err(panic) => {
-                self.core().call_done(id);
+                self.core().call_done(id, seq);
                 let _ = self.send(&encode::error(id, &panic_error(panic)));
             }
             Ok(None) => {
@@ -341,6 +344,7 @@ impl Shared {
                     let _done = DoneGuard {
                         ctl: shared.ctl.clone(),
                         id,
+                        seq,
                     };
                     let run = std::panic::AssertUnwindSafe(fut).catch_unwind();
                     let res =
@@ -358,9 +362,11 @@ impl Shared {
                             ),
                         ),
                     };
+                    // Answered (id free for reuse) before the peer can see it.
+                    shared.core().answered(id, seq);
                     let _ = shared.send(&frame);
                 });
-                lock(&self.running).insert(id, task.abort_handle());
+                lock(&self.running).insert(seq, task.abort_handle());
             }
         }
     }
@@ -403,11 +409,12 @@ impl Drop for CloseOnDrop {
 struct DoneGuard {
     ctl: mpsc::UnboundedSender<Control>,
     id: CallId,
+    seq: u64,
 }
 
 impl Drop for DoneGuard {
     fn drop(&mut self) {
-        let _ = self.ctl.send(Control::CallDone(self.id));
+        let _ = self.ctl.send(Control::CallDone(self.id, self.seq));
     }
 }
 

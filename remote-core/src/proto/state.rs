@@ -10,9 +10,11 @@
 //! ```
 //!
 //! Calls, from the receiving side: `Call` → running (counted in
-//! `max_calls_in_flight`) → the handler finishes (`call_done`) → gone. A
-//! `Cancel` asks the driver to abort the handler, but the call stays counted
-//! until `call_done`. From the calling side: `start_call` → waiting → a
+//! `max_calls_in_flight`) → answered (`answered`: the id is free for the
+//! peer to reuse) or cancelled (`Cancel`: the driver aborts the handler, the
+//! id is free) → the handler has stopped (`call_done`) → no longer counted.
+//! So a cancelled call counts against the limit until its handler really
+//! stops, while its id can be reused at once. From the calling side: `start_call` → waiting → a
 //! `Return`/`Error` hands the waiter back, or `cancel_call` removes it
 //! (a late reply is then ignored).
 
@@ -80,6 +82,9 @@ pub enum Event<'a, O, W> {
     Call {
         /// Caller's id.
         id: CallId,
+        /// This side's sequence number for the running handler (for
+        /// `answered`, `call_done` and cancels).
+        seq: u64,
         /// The target object.
         target: O,
         /// Method wire name.
@@ -111,8 +116,8 @@ pub enum Event<'a, O, W> {
     },
     /// The peer released references; drop this object (outside locks) if set.
     Released(Option<O>),
-    /// Abort the handler of this incoming call.
-    Cancel(CallId),
+    /// Abort the handler of this incoming call (its running sequence number).
+    Cancel(u64),
     /// The peer is closing.
     Goodbye(String),
     /// Nothing to do (e.g. a late reply to a cancelled call).
@@ -128,7 +133,12 @@ pub struct State<O, W> {
     imports: ImportTable,
     outgoing: super::IdMap<CallId, W>,
     next_call: u32,
-    incoming: super::IdMap<CallId, ()>,
+    /// Live incoming call ids (not yet answered or cancelled) → sequence.
+    incoming: super::IdMap<CallId, u64>,
+    /// Handlers counted in flight (live, or cancelled/answered but not yet
+    /// stopped).
+    running: usize,
+    next_seq: u64,
     scratch: Vec<(bool, ObjectId)>,
 }
 
@@ -147,6 +157,8 @@ impl<O: Clone, W> State<O, W> {
             outgoing: super::IdMap::default(),
             next_call: 0,
             incoming: super::IdMap::default(),
+            running: 0,
+            next_seq: 0,
             scratch: Vec::new(),
         }
     }
@@ -173,7 +185,7 @@ impl<O: Clone, W> State<O, W> {
 
     /// Incoming calls currently counted as running.
     pub fn calls_in_flight(&self) -> usize {
-        self.incoming.len()
+        self.running
     }
 
     /// Our calls waiting for replies.
@@ -234,9 +246,18 @@ impl<O: Clone, W> State<O, W> {
         self.outgoing.remove(&id).is_some()
     }
 
+    /// The reply to incoming call `id` (running as `seq`) is about to be
+    /// sent: from now on the peer may reuse the id.
+    pub fn answered(&mut self, id: CallId, seq: u64) {
+        if self.incoming.get(&id) == Some(&seq) {
+            self.incoming.remove(&id);
+        }
+    }
+
     /// An incoming call's handler has stopped (finished or aborted).
-    pub fn call_done(&mut self, id: CallId) {
-        self.incoming.remove(&id);
+    pub fn call_done(&mut self, id: CallId, seq: u64) {
+        self.answered(id, seq);
+        self.running = self.running.saturating_sub(1);
     }
 
     /// Handles a queued release of an import; returns the release frame.
@@ -259,6 +280,7 @@ impl<O: Clone, W> State<O, W> {
         self.phase = Phase::Closed;
         self.imports.clear();
         self.incoming.clear();
+        self.running = 0;
         let waiters = self.outgoing.drain().map(|(_, w)| w).collect();
         (waiters, self.exports.drain())
     }
@@ -359,7 +381,7 @@ impl<O: Clone, W> State<O, W> {
                     }
                     Err(RefError::Violation(v)) => return Err(v),
                 };
-                if self.incoming.len() >= self.limits.max_calls_in_flight {
+                if self.running >= self.limits.max_calls_in_flight {
                     let msg = format!(
                         "limit exceeded: max_calls_in_flight = {} (call {id} refused)",
                         self.limits.max_calls_in_flight
@@ -375,9 +397,13 @@ impl<O: Clone, W> State<O, W> {
                     });
                 };
                 let cap = u32::try_from(self.limits.max_deadline.as_millis()).unwrap_or(u32::MAX);
-                self.incoming.insert(id, ());
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.incoming.insert(id, seq);
+                self.running += 1;
                 Ok(Event::Call {
                     id,
+                    seq,
                     target: obj,
                     method,
                     timeout_ms: timeout_ms.min(cap),
@@ -426,8 +452,8 @@ impl<O: Clone, W> State<O, W> {
                 Ok(Event::Released(obj))
             }
             Message::Cancel { id } => {
-                if self.incoming.contains_key(&id) {
-                    Ok(Event::Cancel(id))
+                if let Some(seq) = self.incoming.remove(&id) {
+                    Ok(Event::Cancel(seq))
                 } else {
                     Ok(Event::Nothing)
                 }

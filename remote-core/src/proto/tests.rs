@@ -131,6 +131,7 @@ fn call_to_root_becomes_a_call_event() {
     match s.handle_frame(&frame).unwrap() {
         Event::Call {
             id,
+            seq,
             target,
             method,
             timeout_ms,
@@ -138,6 +139,7 @@ fn call_to_root_becomes_a_call_event() {
             refs,
             ..
         } => {
+            assert_eq!(seq, 0);
             assert_eq!(
                 (id, target, method, timeout_ms),
                 (CallId(7), "root", "echo", 1000)
@@ -154,7 +156,42 @@ fn call_to_root_becomes_a_call_event() {
         .unwrap_err()
         .0
         .contains("already in flight"));
-    s.call_done(CallId(7));
+    s.call_done(CallId(7), 0);
+    assert_eq!(s.calls_in_flight(), 0);
+}
+
+/// PROTOCOL.md §8: an id may be reused once answered or cancelled, while the
+/// old handler still counts until it has stopped.
+#[test]
+fn call_ids_are_reusable_once_answered_or_cancelled() {
+    let (mut s, _) = state();
+    let seq_of = |ev: Event<'_, &'static str, u32>| match ev {
+        Event::Call { seq, .. } => seq,
+        other => panic!("{other:?}"),
+    };
+    let f = call(7, 0, "m", &[0x90]);
+    let first = seq_of(s.handle_frame(&f).unwrap());
+    // Cancelled: the id is free at once, the handler still counts.
+    assert!(
+        matches!(s.handle_frame(&payload(encode::cancel(CallId(7)))).unwrap(), Event::Cancel(q) if q == first)
+    );
+    let second = seq_of(s.handle_frame(&f).unwrap());
+    assert_ne!(first, second);
+    assert_eq!(s.calls_in_flight(), 2);
+    // The first handler stops late: it must not touch the new call 7.
+    s.call_done(CallId(7), first);
+    assert_eq!(s.calls_in_flight(), 1);
+    assert!(s
+        .handle_frame(&f)
+        .unwrap_err()
+        .0
+        .contains("already in flight"));
+    // Answered: free for reuse before the handler has stopped.
+    s.answered(CallId(7), second);
+    let third = seq_of(s.handle_frame(&f).unwrap());
+    assert_eq!(s.calls_in_flight(), 2);
+    s.call_done(CallId(7), second);
+    s.call_done(CallId(7), third);
     assert_eq!(s.calls_in_flight(), 0);
 }
 
@@ -192,13 +229,13 @@ fn calls_over_the_in_flight_limit_are_refused_naming_the_limit() {
     // A cancelled call still counts until its handler stops.
     assert!(matches!(
         s.handle_frame(&payload(encode::cancel(CallId(1)))).unwrap(),
-        Event::Cancel(CallId(1))
+        Event::Cancel(0)
     ));
     assert!(matches!(
         s.handle_frame(&call(4, 0, "m", &[0x90])).unwrap(),
         Event::Reject { .. }
     ));
-    s.call_done(CallId(1));
+    s.call_done(CallId(1), 0);
     assert!(matches!(
         s.handle_frame(&call(4, 0, "m", &[0x90])).unwrap(),
         Event::Call { .. }
