@@ -83,22 +83,15 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
         exported: Vec::new(),
     };
     let prev = ENCODE.with(|c| c.borrow_mut().replace(cx));
-    let result = {
-        let _restore = RestoreTaking(prev);
-        // Structs as maps keyed by field name: self-describing for clients in
-        // other languages, and tolerant of added optional fields.
-        let mut ser = rmp_serde::Serializer::new(&mut *buf).with_struct_map();
-        let r = value.serialize(&mut ser);
-        let exported = ENCODE.with(|c| {
-            c.borrow_mut()
-                .as_mut()
-                .map(|cx| std::mem::take(&mut cx.exported))
-        });
-        (r, Exported(exported.unwrap_or_default()))
-    };
-    match result {
-        (Ok(()), exported) => Ok(exported),
-        (Err(e), exported) => {
+    let mut scope = EncodeScope(Some(prev));
+    // Structs as maps keyed by field name: self-describing for clients in
+    // other languages, and tolerant of added optional fields.
+    let mut ser = rmp_serde::Serializer::new(&mut *buf).with_struct_map();
+    let r = value.serialize(&mut ser);
+    let exported = Exported(scope.finish());
+    match r {
+        Ok(()) => Ok(exported),
+        Err(e) => {
             exported.undo(conn);
             Err(Error::Encode {
                 what,
@@ -108,13 +101,25 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     }
 }
 
-/// Restores the previous encode context on drop (also on panic).
-struct RestoreTaking(Option<EncodeCx>);
+/// Restores the previous encode context: in `finish` (taking this
+/// encode's exports in the same access), or on drop after a panic.
+struct EncodeScope(Option<Option<EncodeCx>>);
 
-impl Drop for RestoreTaking {
+impl EncodeScope {
+    fn finish(&mut self) -> Vec<ObjectId> {
+        let prev = self.0.take().flatten();
+        ENCODE
+            .with(|c| std::mem::replace(&mut *c.borrow_mut(), prev))
+            .map(|cx| cx.exported)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for EncodeScope {
     fn drop(&mut self) {
-        let prev = self.0.take();
-        ENCODE.with(|c| *c.borrow_mut() = prev);
+        if let Some(prev) = self.0.take() {
+            ENCODE.with(|c| *c.borrow_mut() = prev);
+        }
     }
 }
 

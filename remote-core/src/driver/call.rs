@@ -334,8 +334,12 @@ impl CallCx {
     /// Encodes a method's result and queues it for the caller.
     pub fn reply<T: Wire, E: RemoteErrorType>(&self, r: Result<T, E>) -> Reply {
         let frame_error = |e: Error| encode::error(self.id, &e.to_remote());
-        // The peer may reuse the call id as soon as it sees the reply.
-        self.shared.core().answered(self.id, self.seq);
+        // The peer may reuse the call id as soon as it sees the reply. (A
+        // handler run inline by the reader gets `call_done` before the next
+        // frame is read, so only spawned handlers need this.)
+        if !super::conn::running_inline() {
+            self.shared.core().answered(self.id, self.seq);
+        }
         let sent = with_scratch(|buf| {
             encode::begin_in(buf);
             let mut exported = codec::Exported::default();

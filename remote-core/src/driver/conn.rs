@@ -327,6 +327,7 @@ impl Shared {
         // Fast path: most handlers finish without waiting; run them here
         // without spawning a task.
         let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _inline = Inline::enter();
             super::deadline::sync_scope(deadline, || (&mut fut).now_or_never())
         }));
         match first {
@@ -386,6 +387,30 @@ impl Shared {
         }
         // Dropped last and outside every lock: destructors may re-enter.
         drop(objects);
+    }
+}
+
+thread_local! {
+    static INLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current code runs in a handler's first poll by the reader.
+pub(crate) fn running_inline() -> bool {
+    INLINE.with(std::cell::Cell::get)
+}
+
+/// Marks the reader's inline poll of a handler (reset on drop, also on panic).
+struct Inline(bool);
+
+impl Inline {
+    fn enter() -> Self {
+        Inline(INLINE.with(|c| c.replace(true)))
+    }
+}
+
+impl Drop for Inline {
+    fn drop(&mut self) {
+        INLINE.with(|c| c.set(self.0));
     }
 }
 

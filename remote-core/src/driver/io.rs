@@ -87,6 +87,12 @@ fn ready(shared: &Shared) -> impl std::future::Future<Output = ()> + '_ {
 /// Runs `io` unless the connection closes first (`None`). The close signal
 /// is only polled while the write is blocked, not on the hot path.
 async fn until_closed<F: std::future::Future>(shared: &Shared, io: F) -> Option<F::Output> {
+    use futures_util::FutureExt;
+    let mut io = std::pin::pin!(io);
+    // Most writes complete at once: no select machinery for them.
+    if let Some(r) = (&mut io).now_or_never() {
+        return Some(r);
+    }
     tokio::select! {
         biased;
         r = io => Some(r),
