@@ -48,6 +48,14 @@ pub enum Error {
     /// The schema has no interface: nothing would be checked.
     #[error("the schema has no interfaces: if this program checks its own crate, add `use your_crate as _;` so the crate (and its #[remote] descriptors) is linked")]
     EmptySchema,
+    /// The schema stores an interface or type under a key that is not its
+    /// `path`, so keys and chains would disagree.
+    #[error("invalid schema: {0}")]
+    SchemaInvalid(String),
+    /// `[secrets]` or `[[capability]]` patterns of the policy match nothing
+    /// in the schema, so the rule they write would silently be off.
+    #[error("policy patterns match nothing in the schema (a typo would turn a rule off): {}", .0.join("; "))]
+    UnmatchedPattern(Vec<String>),
     /// A root named by the policy is not an interface of the schema.
     #[error("root `{0}` matches no interface of the schema")]
     UnknownRoot(String),

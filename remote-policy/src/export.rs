@@ -38,7 +38,38 @@ pub fn from_json(text: &str) -> Result<Schema, Error> {
             supported: SCHEMA_VERSION,
         });
     }
-    serde_json::from_str(text).map_err(Error::SchemaSyntax)
+    let schema = serde_json::from_str(text).map_err(Error::SchemaSyntax)?;
+    validate(&schema)?;
+    Ok(schema)
+}
+
+/// Checks that every interface and type is stored under its own `path`.
+///
+/// ```
+/// use remote_policy::testing::*;
+/// let mut schema = schema_with(vec![iface("app::Chat", vec![])], vec![]);
+/// assert!(remote_policy::export::validate(&schema).is_ok());
+/// let chat = schema.interfaces.remove("app::Chat").unwrap();
+/// schema.interfaces.insert("app::Other".into(), chat);
+/// assert!(remote_policy::export::validate(&schema).is_err());
+/// ```
+pub fn validate(schema: &Schema) -> Result<(), Error> {
+    let bad = |what: &str, key: &str, path: &str| {
+        Error::SchemaInvalid(format!(
+            "{what} stored under key `{key}` has path `{path}`; the key must equal the path"
+        ))
+    };
+    for (key, i) in &schema.interfaces {
+        if *key != i.path {
+            return Err(bad("interface", key, &i.path));
+        }
+    }
+    for (key, t) in &schema.types {
+        if *key != t.path {
+            return Err(bad("type", key, &t.path));
+        }
+    }
+    Ok(())
 }
 
 /// Reads a schema file.

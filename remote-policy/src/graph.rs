@@ -377,11 +377,17 @@ impl Graph {
             if !schema.interfaces.contains_key(root) {
                 return Err(Error::UnknownRoot(root.clone()));
             }
-            let reach = explore(schema, root, &mut cache, &mut |iface, chain| {
-                if missing.insert(iface.to_owned()) {
-                    graph.missing_interfaces.push((iface.to_owned(), chain));
-                }
-            });
+            let reach = explore(
+                schema,
+                root,
+                &mut cache,
+                &mut |iface, chain| {
+                    if missing.insert(iface.to_owned()) {
+                        graph.missing_interfaces.push((iface.to_owned(), chain));
+                    }
+                },
+                &|_, _| false,
+            );
             graph.roots.push(reach);
         }
         Ok(graph)
@@ -421,8 +427,19 @@ impl Graph {
     }
 }
 
+/// Everything reachable from `root` without calling a method for which
+/// `skip(interface, method)` holds: the paths an `[[allow]]` with `via`
+/// does not cover.
+pub(crate) fn reach_avoiding(
+    schema: &Schema,
+    root: &str,
+    skip: &dyn Fn(&str, &str) -> bool,
+) -> RootReach {
+    explore(schema, root, &mut CapCache::new(), &mut |_, _| {}, skip)
+}
+
 /// The parts of one method of a reachable interface.
-fn method_sites<'s>(
+pub(crate) fn method_sites<'s>(
     iface: &'s InterfaceDef,
     method: &'s MethodDef,
     node: &Node,
@@ -466,7 +483,7 @@ fn method_sites<'s>(
 
 /// A `requires_auth` method on an object we serve gates what lies behind it.
 /// On a peer's object we call, the mark is the peer's business, not ours.
-fn gated(exposure: Exposure, method: &MethodDef) -> bool {
+pub(crate) fn gated(exposure: Exposure, method: &MethodDef) -> bool {
     exposure == Exposure::Served && method.requires_auth
 }
 
@@ -509,6 +526,7 @@ fn explore<'s>(
     root: &str,
     cache: &mut CapCache<'s>,
     missing: &mut impl FnMut(&str, Vec<Hop>),
+    skip: &dyn Fn(&str, &str) -> bool,
 ) -> RootReach {
     let mut nodes = vec![Node {
         interface: root.to_owned(),
@@ -530,17 +548,18 @@ fn explore<'s>(
         };
         while let Some((n, only)) = queue.pop_front() {
             let node = nodes[n].clone();
-            let Some(iface) = schema.interfaces.get(&node.interface) else {
+            let Some((key, iface)) = schema.interfaces.get_key_value(&node.interface) else {
                 continue;
             };
+            // Keyed by the map key, which `check` requires to equal the path.
             let caps = cache
-                .entry(iface.path.as_str())
+                .entry(key.as_str())
                 .or_insert_with(|| capabilities_of(schema, iface));
             let mut deferred = BTreeSet::new();
             for (m, p, inner, interface) in caps.iter() {
                 let (m, p, interface) = (*m, *p, *interface);
                 let method = &iface.methods[m];
-                if only.is_some_and(|o| o != m) {
+                if only.is_some_and(|o| o != m) || skip(key, &method.name) {
                     continue;
                 }
                 if pre_auth && gated(node.exposure, method) {
@@ -562,7 +581,7 @@ fn explore<'s>(
                 let exposure = direction.capability();
                 let mut chain = node.chain.clone();
                 chain.push(Hop::Method {
-                    interface: iface.path.clone(),
+                    interface: key.clone(),
                     method: method.name.clone(),
                     exposure: node.exposure,
                 });
@@ -620,7 +639,16 @@ pub enum Event<'s> {
         /// Interface key.
         interface: &'s str,
     },
+    /// A type nested more than [`MAX_DEPTH`] steps deep: the walk does not
+    /// enter it (so a pathological schema cannot overflow the stack), and
+    /// the `unchecked-type` rule reports it.
+    TooDeep(&'s Ty),
 }
+
+/// How many [`Step`]s deep a [`TypeWalk`] goes before it reports
+/// [`Event::TooDeep`] instead of entering a type. A named type inside a
+/// field costs two steps (`.field`, `Type`).
+pub const MAX_DEPTH: usize = 256;
 
 /// The policy key of a field: `app::User.password`, or
 /// `app::Event.Joined.name` inside an enum variant.
@@ -745,6 +773,10 @@ impl<'s> TypeWalk<'s> {
 
     /// Walks `ty`.
     pub fn walk(&mut self, ty: &'s Ty, f: &mut impl Visit<'s>) {
+        if self.path.len() >= MAX_DEPTH {
+            f(Event::TooDeep(ty), &self.path);
+            return;
+        }
         if !f(Event::Ty(ty), &self.path) {
             return;
         }

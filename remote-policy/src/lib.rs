@@ -42,7 +42,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use remote_core::schema::Schema;
 
@@ -102,16 +102,20 @@ pub fn collect_with(describe: impl FnOnce(&mut remote_core::schema::SchemaBuilde
 
 /// Checks a schema against a policy.
 ///
-/// Fails only when the check cannot run (a root the policy names does not
-/// exist); what the check finds is in the [`Report`].
+/// Fails only when the check cannot run (a schema whose keys differ from
+/// their paths, a root the policy names that does not exist, a `[secrets]`
+/// or `[[capability]]` pattern that matches nothing); what the check finds
+/// is in the [`Report`].
 pub fn check(schema: &Schema, policy: &Policy) -> Result<Report, Error> {
+    export::validate(schema)?;
     let mut warnings = Vec::new();
     let roots = roots(schema, policy, &mut warnings)?;
+    policy_warnings(schema, policy, &mut warnings)?;
     let graph = Graph::build(schema, &roots)?;
     let sites = graph.sites(schema);
     let mut findings = rules::evaluate(schema, &graph, &sites, policy);
-    policy_warnings(schema, policy, &mut warnings);
-    allow(&mut findings, policy, &mut warnings);
+    allow(schema, &graph, &sites, policy, &mut findings, &mut warnings);
+    rules::sort(&mut findings);
     let surface = surface(schema, &graph, &sites);
     Ok(Report {
         findings,
@@ -229,41 +233,52 @@ fn keys(schema: &Schema) -> Keys {
     }
 }
 
-fn policy_warnings(schema: &Schema, policy: &Policy, warnings: &mut Vec<String>) {
+/// Unmatched `[secrets]` and `[[capability]]` patterns are errors (a typo
+/// must not turn a rule off); an unmatched `[[bound]]` only warns, since it
+/// can only make the check stricter.
+fn policy_warnings(
+    schema: &Schema,
+    policy: &Policy,
+    warnings: &mut Vec<String>,
+) -> Result<(), Error> {
     let k = keys(schema);
     let none = |pattern: &str, sets: &[&Vec<String>]| {
         !sets
             .iter()
             .any(|set| set.iter().any(|key| matches(pattern, key)))
     };
+    let mut errors = Vec::new();
     for p in &policy.secrets.types {
         if none(p, &[&k.types]) {
-            warnings.push(format!(
+            errors.push(format!(
                 "[secrets] type `{p}` matches no type of the schema"
             ));
         }
     }
     for p in &policy.secrets.fields {
         if none(p, &[&k.fields]) {
-            warnings.push(format!(
+            errors.push(format!(
                 "[secrets] field `{p}` matches no field of the schema"
             ));
         }
     }
     for c in &policy.capability {
         if none(&c.interface, &[&k.interfaces]) {
-            warnings.push(format!(
+            errors.push(format!(
                 "[[capability]] `{}` matches no interface of the schema",
                 c.interface
             ));
         }
         for r in &c.roots {
             if none(r, &[&k.interfaces]) {
-                warnings.push(format!(
+                errors.push(format!(
                     "[[capability]] root `{r}` matches no interface of the schema"
                 ));
             }
         }
+    }
+    if !errors.is_empty() {
+        return Err(Error::UnmatchedPattern(errors));
     }
     for b in &policy.bound {
         if none(&b.at, &[&k.sites, &k.fields, &k.types]) {
@@ -273,29 +288,65 @@ fn policy_warnings(schema: &Schema, policy: &Policy, warnings: &mut Vec<String>)
             ));
         }
     }
+    Ok(())
 }
 
-fn allow(findings: &mut [Finding], policy: &Policy, warnings: &mut Vec<String>) {
-    let mut used = vec![false; policy.allow.len()];
-    for f in findings.iter_mut() {
-        let hit = policy.allow.iter().position(|a| {
-            (a.rule == "*" || a.rule == f.rule.id())
-                && matches(&a.at, &f.at)
-                && a.root.as_deref().is_none_or(|r| matches(r, &f.root))
-                && a.via.as_deref().is_none_or(|v| {
-                    f.site.as_deref().is_some_and(|s| matches(v, s))
-                        || f.chain.iter().any(|h| match h {
-                            graph::Hop::Method {
-                                interface, method, ..
-                            } => matches(v, &format!("{interface}.{method}")),
-                            _ => false,
-                        })
+/// Whether an `[[allow]]` entry accepts a finding with its chain.
+fn covers(a: &policy::Allow, f: &Finding) -> bool {
+    (a.rule == "*" || a.rule == f.rule.id())
+        && matches(&a.at, &f.at)
+        && a.root.as_deref().is_none_or(|r| matches(r, &f.root))
+        && a.via.as_deref().is_none_or(|v| {
+            f.site.as_deref().is_some_and(|s| matches(v, s))
+                || f.chain.iter().any(|h| match h {
+                    graph::Hop::Method {
+                        interface, method, ..
+                    } => matches(v, &format!("{interface}.{method}")),
+                    _ => false,
                 })
-        });
-        if let Some(i) = hit {
-            used[i] = true;
-            f.allowed = Some(policy.allow[i].reason.clone());
+        })
+}
+
+fn allow<'s>(
+    schema: &'s Schema,
+    graph: &'s Graph,
+    sites: &[graph::Site<'s>],
+    policy: &Policy,
+    findings: &mut [Finding],
+    warnings: &mut Vec<String>,
+) {
+    let mut used = vec![false; policy.allow.len()];
+    let mut paths = Paths {
+        schema,
+        graph,
+        sites,
+        policy,
+        leaky: None,
+        reaches: BTreeMap::new(),
+    };
+    for f in findings.iter_mut() {
+        let Some(i) = policy.allow.iter().position(|a| covers(a, f)) else {
+            continue;
+        };
+        used[i] = true;
+        let a = &policy.allow[i];
+        if a.root.is_some() || a.via.is_some() {
+            // The entry covers this chain; another root or path may still
+            // reach the same finding, and then it fails with that chain.
+            if let Some(other) = paths.uncovered(f) {
+                warnings.push(format!(
+                    "[[allow]] entry {} (rule `{}`, at `{}`) covers only some paths: the finding stays for root `{}` through {}",
+                    i + 1,
+                    a.rule,
+                    a.at,
+                    other.root,
+                    other.chain_text()
+                ));
+                *f = other;
+                continue;
+            }
         }
+        f.allowed = Some(a.reason.clone());
     }
     for (i, a) in policy.allow.iter().enumerate() {
         if !used[i] {
@@ -306,6 +357,129 @@ fn allow(findings: &mut [Finding], policy: &Policy, warnings: &mut Vec<String>) 
                 a.at
             ));
         }
+    }
+}
+
+/// Looks for the paths to a finding that scoped `[[allow]]` entries leave
+/// uncovered.
+struct Paths<'s, 'a> {
+    schema: &'s Schema,
+    graph: &'s Graph,
+    sites: &'a [graph::Site<'s>],
+    policy: &'a Policy,
+    leaky: Option<BTreeSet<&'s str>>,
+    /// Reach of (root index, allow entries whose `via` methods are avoided).
+    reaches: BTreeMap<(usize, Vec<usize>), graph::RootReach>,
+}
+
+impl<'s> Paths<'s, '_> {
+    /// The best finding with the same rule and subject as `f`, from any
+    /// root and through any site, that no `[[allow]]` entry covers.
+    fn uncovered(&mut self, f: &Finding) -> Option<Finding> {
+        let (schema, graph, policy) = (self.schema, self.graph, self.policy);
+        let relevant: Vec<usize> = (0..policy.allow.len())
+            .filter(|&i| {
+                let a = &policy.allow[i];
+                (a.rule == "*" || a.rule == f.rule.id()) && matches(&a.at, &f.at)
+            })
+            .collect();
+        let pre_auth_only = match f.rule {
+            Rule::UnboundedInput => policy.unbounded.scope != policy::Scope::All,
+            Rule::UnauthenticatedCapability => true,
+            _ => false,
+        };
+        let mut best: Option<Finding> = None;
+        for (ri, reach) in graph.roots.iter().enumerate() {
+            if f.site.is_none() && reach.root != f.root {
+                // Capability findings are already one per root.
+                continue;
+            }
+            let here: Vec<usize> = relevant
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    policy.allow[i]
+                        .root
+                        .as_deref()
+                        .is_none_or(|r| matches(r, &reach.root))
+                })
+                .collect();
+            if here.iter().any(|&i| policy.allow[i].via.is_none()) {
+                continue; // every path from this root is allowed
+            }
+            let vias: Vec<&str> = here
+                .iter()
+                .filter_map(|&i| policy.allow[i].via.as_deref())
+                .collect();
+            let skip = |key: &str| vias.iter().any(|v| matches(v, key));
+            let r: &graph::RootReach = if vias.is_empty() {
+                reach
+            } else {
+                self.reaches.entry((ri, here.clone())).or_insert_with(|| {
+                    graph::reach_avoiding(schema, &reach.root, &|i, m| skip(&format!("{i}.{m}")))
+                })
+            };
+            let mut candidates = Vec::new();
+            if f.site.is_none() {
+                for node in &r.nodes {
+                    for c in &policy.capability {
+                        candidates.extend(
+                            rules::capability_finding(schema, c, &reach.root, node)
+                                .filter(|g| g.rule == f.rule && g.at == f.at),
+                        );
+                    }
+                }
+            } else {
+                let leaky = self
+                    .leaky
+                    .get_or_insert_with(|| rules::leaky_types(schema, policy));
+                for s in self.sites {
+                    if f.rule == Rule::SecretFlowsOut && f.site.as_deref() != Some(&s.key()) {
+                        continue;
+                    }
+                    let Some(node) = r
+                        .nodes
+                        .iter()
+                        .find(|n| n.interface == s.interface.path && n.exposure == s.exposure)
+                    else {
+                        continue;
+                    };
+                    let method_key = format!("{}.{}", s.interface.path, s.method.name);
+                    if skip(&method_key) || skip(&s.key()) {
+                        continue;
+                    }
+                    let Some(site) = graph::method_sites(s.interface, s.method, node, &reach.root)
+                        .into_iter()
+                        .find(|x| x.position == s.position)
+                    else {
+                        continue;
+                    };
+                    if pre_auth_only && !site.pre_auth {
+                        continue;
+                    }
+                    candidates.extend(
+                        rules::site_findings(schema, policy, leaky, &site, f.rule)
+                            .into_iter()
+                            .filter(|g| g.at == f.at),
+                    );
+                }
+            }
+            for g in candidates {
+                if pre_auth_only && !g.pre_auth {
+                    continue;
+                }
+                if policy.allow.iter().any(|a| covers(a, &g)) {
+                    continue;
+                }
+                let better = best
+                    .as_ref()
+                    .is_none_or(|b| (!g.pre_auth, g.chain.len()) < (!b.pre_auth, b.chain.len()));
+                if better {
+                    best = Some(g);
+                }
+            }
+        }
+        best
     }
 }
 

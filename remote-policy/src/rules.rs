@@ -5,8 +5,8 @@
 //! | `secret-flows-out` | a `#[wire(secret)]` type or field, or one listed in `[secrets]`, in a value that flows to a peer |
 //! | `forbidden-capability` | an interface a `[[capability]]` entry says is `never` reachable, reachable from a root |
 //! | `unauthenticated-capability` | an interface that must be reached only through a `requires_auth` method, reachable without one |
-//! | `unbounded-input` | a string, byte buffer, sequence or map without a length bound, or a recursive type, in a value a peer sends us (before authentication, by default) |
-//! | `unchecked-type` | a type the checker cannot see inside (`Ty::Opaque`, a name missing from the schema), so it cannot vouch for it |
+//! | `unbounded-input` | a string, byte buffer, sequence or map without a length bound, a recursive type, a remote error (free text) or an opaque type, in a value a peer sends us (before authentication, by default) |
+//! | `unchecked-type` | a type the checker cannot see inside (`Ty::Opaque`, a name missing from the schema, nesting deeper than [`MAX_DEPTH`]), so it cannot vouch for it |
 //!
 //! ```
 //! use remote_policy::rules::Rule;
@@ -22,10 +22,10 @@ use remote_core::schema::{short_name, FieldDef, Location, Schema, Ty, TypeKind};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::graph::{
-    chain_to_string, field_key, hop_location, hops, Direction, Event, Exposure, Graph, Hop,
-    Position, Site, Step, TypeWalk,
+    chain_to_string, field_key, hop_location, hops, Direction, Event, Exposure, Graph, Hop, Node,
+    Position, Site, Step, TypeWalk, MAX_DEPTH,
 };
-use crate::policy::{matches, Level, Policy, Reachable, Scope};
+use crate::policy::{matches, CapabilityRule, Level, Policy, Reachable, Scope};
 
 /// A rule of the checker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -254,6 +254,13 @@ pub fn evaluate(
         f.level = policy.level(f.rule);
     }
     out.retain(|f| f.level != Level::Off);
+    sort(&mut out);
+    out
+}
+
+/// De-duplicates findings by fingerprint (the first wins) and sorts them in
+/// report order.
+pub(crate) fn sort(out: &mut Vec<Finding>) {
     let mut seen = BTreeSet::new();
     out.retain(|f| seen.insert(f.fingerprint()));
     out.sort_by(|a, b| {
@@ -265,6 +272,32 @@ pub fn evaluate(
             b.chain.len(),
         ))
     });
+}
+
+/// The findings of one site-based rule at one site alone, with a walker of
+/// its own (so every field inside is reported): used to look for paths an
+/// `[[allow]]` does not cover.
+pub(crate) fn site_findings<'s>(
+    schema: &'s Schema,
+    policy: &Policy,
+    leaky: &BTreeSet<&str>,
+    site: &Site<'s>,
+    rule: Rule,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    match rule {
+        Rule::SecretFlowsOut if site.direction == Direction::Out => {
+            secrets(schema, policy, leaky, site, &mut out)
+        }
+        Rule::UnboundedInput if site.direction == Direction::In => {
+            unbounded(schema, policy, site, &mut TypeWalk::new(schema), &mut out)
+        }
+        Rule::UncheckedType => unchecked(schema, site, &mut TypeWalk::new(schema), &mut out),
+        _ => {}
+    }
+    for f in &mut out {
+        f.level = policy.level(f.rule);
+    }
     out
 }
 
@@ -327,7 +360,7 @@ fn where_phrase(site: &Site<'_>, path: &[Step<'_>]) -> String {
 /// Named types that contain a secret type or field, directly or through
 /// other named types (not through capabilities): the secret walk enters
 /// only these.
-fn leaky_types<'s>(schema: &'s Schema, policy: &Policy) -> BTreeSet<&'s str> {
+pub(crate) fn leaky_types<'s>(schema: &'s Schema, policy: &Policy) -> BTreeSet<&'s str> {
     let listed_type = |k: &str| policy.secrets.types.iter().any(|p| matches(p, k));
     let listed_field = |k: &str| policy.secrets.fields.iter().any(|p| matches(p, k));
     let mut parents: BTreeMap<&'s str, Vec<&'s str>> = BTreeMap::new();
@@ -447,55 +480,66 @@ fn secrets(
 
 fn capabilities(schema: &Schema, graph: &Graph, policy: &Policy, out: &mut Vec<Finding>) {
     for rule in &policy.capability {
-        let (id, need) = match rule.reachable {
-            Reachable::Never => (Rule::ForbiddenCapability, "must never be reachable"),
-            Reachable::Auth => (
-                Rule::UnauthenticatedCapability,
-                "must be reachable only through a method that requires authentication",
-            ),
-        };
         for reach in &graph.roots {
-            if !rule.roots.is_empty() && !rule.roots.iter().any(|p| matches(p, &reach.root)) {
-                continue;
-            }
             for node in &reach.nodes {
-                let hit = node.exposure == Exposure::Served
-                    && matches(&rule.interface, &node.interface)
-                    && (rule.reachable == Reachable::Never || node.pre_auth);
-                if !hit {
-                    continue;
-                }
-                let how = if node.pre_auth {
-                    "without authentication"
-                } else {
-                    "after authentication"
-                };
-                let mut message = format!(
-                    "capability `{}` {need}, but a peer of root `{}` reaches it {how}",
-                    node.interface,
-                    short_name(&reach.root)
-                );
-                if let Some(reason) = &rule.reason {
-                    message.push_str(&format!(" (policy: {reason})"));
-                }
-                out.push(Finding {
-                    rule: id,
-                    level: Level::Error,
-                    message,
-                    at: node.interface.clone(),
-                    site: None,
-                    root: reach.root.clone(),
-                    chain: node.chain.clone(),
-                    pre_auth: node.pre_auth,
-                    location: schema
-                        .interfaces
-                        .get(&node.interface)
-                        .and_then(|i| known(&i.location)),
-                    allowed: None,
-                });
+                out.extend(capability_finding(schema, rule, &reach.root, node));
             }
         }
     }
+}
+
+/// The finding of one `[[capability]]` entry about one node reached from
+/// `root`, if the node breaks it.
+pub(crate) fn capability_finding(
+    schema: &Schema,
+    rule: &CapabilityRule,
+    root: &str,
+    node: &Node,
+) -> Option<Finding> {
+    let (id, need) = match rule.reachable {
+        Reachable::Never => (Rule::ForbiddenCapability, "must never be reachable"),
+        Reachable::Auth => (
+            Rule::UnauthenticatedCapability,
+            "must be reachable only through a method that requires authentication",
+        ),
+    };
+    if !rule.roots.is_empty() && !rule.roots.iter().any(|p| matches(p, root)) {
+        return None;
+    }
+    let hit = node.exposure == Exposure::Served
+        && matches(&rule.interface, &node.interface)
+        && (rule.reachable == Reachable::Never || node.pre_auth);
+    if !hit {
+        return None;
+    }
+    let how = if node.pre_auth {
+        "without authentication"
+    } else {
+        "after authentication"
+    };
+    let mut message = format!(
+        "capability `{}` {need}, but a peer of root `{}` reaches it {how}",
+        node.interface,
+        short_name(root)
+    );
+    if let Some(reason) = &rule.reason {
+        message.push_str(&format!(" (policy: {reason})"));
+    }
+    Some(Finding {
+        rule: id,
+        level: Level::Error,
+        message,
+        at: node.interface.clone(),
+        site: None,
+        root: root.to_owned(),
+        chain: node.chain.clone(),
+        pre_auth: node.pre_auth,
+        location: schema
+            .interfaces
+            .get(&node.interface)
+            .and_then(|i| known(&i.location)),
+        allowed: None,
+    })
 }
 
 /// The innermost field (or the method part) a walk path is in, and the
@@ -554,6 +598,16 @@ fn unbounded<'s>(
             Event::Ty(Ty::Bytes { max_len: None }) => "byte buffer without a length bound",
             Event::Ty(Ty::Seq { max_len: None, .. }) => "sequence without a length bound",
             Event::Ty(Ty::Map { max_len: None, .. }) => "map without a size bound",
+            // The peer writes a remote error's message and backtrace text.
+            Event::Ty(Ty::RemoteError) => {
+                "remote error (free text written by the peer) without a length bound"
+            }
+            Event::Ty(Ty::Opaque { name }) => {
+                if bounded(name) {
+                    return false;
+                }
+                "opaque type (the checker cannot see its size)"
+            }
             Event::Recursion(def) => {
                 if bounded(&def.path) {
                     return false;
@@ -617,6 +671,21 @@ fn unchecked<'s>(
                     where_phrase(site, path)
                 ),
             ),
+            Event::TooDeep(_) => {
+                let at = path
+                    .iter()
+                    .rev()
+                    .find_map(|s| match s {
+                        Step::Type(t) => Some((*t).to_owned()),
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| site.key());
+                let message = format!(
+                    "a type nests more than {MAX_DEPTH} steps deep inside `{at}`, so the checker does not look further ({})",
+                    where_phrase(site, path)
+                );
+                (at, message)
+            }
             Event::Ty(ty) if !is_known(ty) => (
                 format!("{ty:?}"),
                 format!(

@@ -222,6 +222,13 @@ fn every_leak_of_the_app_module_is_found_from_the_default_root() {
             row(secret, "app::User.password_hash", "root Api → Api.events() → returns → Some → [_] → Event → ::Joined → .0 → User → .password_hash", at("pub struct User")),
             row(secret, "app::User.password_hash", "root Api → Api.whoami() → returns → User → .password_hash", at("pub struct User")),
             row("unbounded-input", "app::Api.post(text)", "root Api → Api.post() → arg text", at("async fn post(&self, text: String)")),
+            row(
+                "unbounded-input",
+                "app::Listener.on_rekey->error",
+                "root Api → Api.subscribe() → arg listener → callback Remote<dyn Listener> → \
+                 Listener.on_rekey() [we call the peer] → error",
+                at("async fn on_rekey(&self, key: ApiKey)"),
+            ),
         ]
     );
 }
@@ -256,7 +263,13 @@ fn admin_is_reachable_only_after_authentication() {
 #[test]
 fn the_clean_look_alikes_report_nothing() {
     let schema = remote_core::schema::collect();
-    let policy = Policy::from_toml("roots = [\"derived::clean::Safe\"]").unwrap();
+    // The peer's `Asker` returns a remote error (free text, unbounded input);
+    // these look-alikes are about secrets, so it is bounded here.
+    let policy = Policy::from_toml(
+        "roots = [\"derived::clean::Safe\"]\n\
+         [[bound]]\nat = \"derived::clean::Asker.key->error\"\nmax_bytes = 4096",
+    )
+    .unwrap();
     let report = check(&schema, &policy).unwrap();
     assert_eq!(rows(&report), []);
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
@@ -294,7 +307,7 @@ fn run_cli_checks_the_compiled_in_schema_end_to_end() {
     let log: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&sarif).unwrap()).unwrap();
     let results = log["runs"][0]["results"].as_array().unwrap();
-    assert_eq!(results.len(), 7);
+    assert_eq!(results.len(), 8);
     assert_eq!(
         results[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
         "remote-policy/tests/derived.rs"
@@ -302,7 +315,7 @@ fn run_cli_checks_the_compiled_in_schema_end_to_end() {
     let text = std::fs::read_to_string(dir.path().join("report.txt")).unwrap();
     assert!(
         text.ends_with(
-            "remote-policy: 7 errors, 0 warnings, 0 allowed (1 root, 5 interfaces, 11 methods)\n"
+            "remote-policy: 8 errors, 0 warnings, 0 allowed (1 root, 5 interfaces, 11 methods)\n"
         ),
         "{text}"
     );

@@ -3,6 +3,7 @@
 use remote_core::schema::Ty;
 use remote_policy::policy::Level;
 use remote_policy::testing::*;
+use remote_policy::{check, Policy};
 
 use crate::fixtures::*;
 
@@ -156,7 +157,9 @@ fn opaque_and_missing_types_are_unchecked() {
 }
 
 #[test]
-fn policy_entries_that_match_nothing_are_warned_about() {
+fn policy_entries_that_match_nothing_are_errors() {
+    // A typo in [secrets] or [[capability]] would turn the rule off, so the
+    // check refuses to run (exit status 2) instead of warning.
     let policy = r#"
 [secrets]
 types = ["app::Scret"]
@@ -165,17 +168,16 @@ fields = ["app::Secret.kye"]
 interface = "app::Amdin"
 reachable = "never"
 "#;
-    let report = run(
-        &leaky(),
-        &format!("{policy}[rules]\nunbounded-input = \"off\"\nsecret-flows-out = \"off\""),
-    );
+    let policy = Policy::from_toml(&format!(
+        "roots = [\"app::Api\"]\n{policy}[rules]\nunbounded-input = \"off\"\nsecret-flows-out = \"off\""
+    ))
+    .unwrap();
+    let err = check(&leaky(), &policy).unwrap_err();
     assert_eq!(
-        report.warnings,
-        [
-            "[secrets] type `app::Scret` matches no type of the schema",
-            "[secrets] field `app::Secret.kye` matches no field of the schema",
-            "[[capability]] `app::Amdin` matches no interface of the schema",
-        ]
+        err.to_string(),
+        "policy patterns match nothing in the schema (a typo would turn a rule off): \
+         [secrets] type `app::Scret` matches no type of the schema; \
+         [secrets] field `app::Secret.kye` matches no field of the schema; \
+         [[capability]] `app::Amdin` matches no interface of the schema"
     );
-    assert!(report.findings.is_empty());
 }

@@ -37,11 +37,18 @@ fn admin_schema() -> remote_core::schema::Schema {
     )
 }
 
+/// The peer's `Admin` (passed to `register`) returns a remote error, free
+/// text that flows in: bounded here, since these tests are about capabilities.
+const CALLBACK_ERROR: &str =
+    "[[bound]]\nat = \"app::Admin.shutdown->error\"\nmax_bytes = 4096\nreason = \"test\"";
+
 #[test]
 fn auth_rule_flags_only_the_path_that_skips_authentication() {
     let report = run(
         &admin_schema(),
-        "[[capability]]\ninterface = \"app::Admin\"\nreachable = \"auth\"",
+        &format!(
+            "[[capability]]\ninterface = \"app::Admin\"\nreachable = \"auth\"\n{CALLBACK_ERROR}"
+        ),
     );
     assert_eq!(
         rows(&report),
@@ -62,7 +69,9 @@ fn auth_rule_passes_once_the_shortcut_requires_auth() {
     api.methods[1].requires_auth = true;
     let report = run(
         &s,
-        "[[capability]]\ninterface = \"app::Admin\"\nreachable = \"auth\"",
+        &format!(
+            "[[capability]]\ninterface = \"app::Admin\"\nreachable = \"auth\"\n{CALLBACK_ERROR}"
+        ),
     );
     assert_eq!(rows(&report), Vec::<Row>::new());
 }
@@ -71,7 +80,7 @@ fn auth_rule_passes_once_the_shortcut_requires_auth() {
 fn never_rule_reports_the_shortest_chain_even_after_auth() {
     let report = run(
         &admin_schema(),
-        "[[capability]]\ninterface = \"*::Admin\"\nreachable = \"never\"\nreason = \"operators use the unix socket\"",
+        &format!("[[capability]]\ninterface = \"*::Admin\"\nreachable = \"never\"\nreason = \"operators use the unix socket\"\n{CALLBACK_ERROR}"),
     );
     assert_eq!(
         rows(&report),
@@ -96,7 +105,9 @@ fn a_capability_the_peer_passes_in_is_not_reachable_by_it() {
     api.methods.retain(|m| m.name == "register");
     let report = run(
         &s,
-        "[[capability]]\ninterface = \"app::Admin\"\nreachable = \"never\"",
+        &format!(
+            "[[capability]]\ninterface = \"app::Admin\"\nreachable = \"never\"\n{CALLBACK_ERROR}"
+        ),
     );
     assert_eq!(rows(&report), Vec::<Row>::new());
     let graph = Graph::build(&s, &["app::Api".to_owned()]).unwrap();
@@ -109,8 +120,8 @@ fn a_capability_the_peer_passes_in_is_not_reachable_by_it() {
 
 #[test]
 fn rule_roots_limit_where_it_applies() {
-    let policy = "[[capability]]\ninterface = \"app::Admin\"\nreachable = \"never\"\nroots = [\"app::Other\"]";
-    let report = run(&admin_schema(), policy);
+    let policy = format!("[[capability]]\ninterface = \"app::Admin\"\nreachable = \"never\"\nroots = [\"app::Other\"]\n{CALLBACK_ERROR}");
+    let report = run(&admin_schema(), &policy);
     assert_eq!(rows(&report), Vec::<Row>::new());
     let all = remote_policy::Policy::from_toml(&format!(
         "roots = [\"app::Api\", \"app::Other\"]\n{policy}"

@@ -100,7 +100,8 @@ fn the_policy_is_found_in_cargo_manifest_dir() {
     let cwd = tempfile::tempdir().unwrap();
     std::fs::write(
         manifest.path().join("remote-policy.toml"),
-        "[rules]\nsecret-flows-out = \"off\"\n",
+        "[rules]\nsecret-flows-out = \"off\"\n\
+         [[bound]]\nat = \"chat::Listener.on_line->error\"\nmax_bytes = 4096\n",
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_remote-policy"))

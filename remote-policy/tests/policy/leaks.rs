@@ -174,13 +174,22 @@ fn through_a_callbacks_argument() {
     let report = run(&s, "");
     assert_eq!(
         rows(&report),
-        [row(
-            SECRET,
-            "app::Secret",
-            "root Api → Api.subscribe() → arg listener → callback Remote<dyn Listener> → \
+        [
+            row(
+                SECRET,
+                "app::Secret",
+                "root Api → Api.subscribe() → arg listener → callback Remote<dyn Listener> → \
              Listener.on_event() [we call the peer] → arg event → Secret",
-            "app.rs:100"
-        )]
+                "app.rs:100"
+            ),
+            row(
+                "unbounded-input",
+                "app::Listener.on_event->error",
+                "root Api → Api.subscribe() → arg listener → callback Remote<dyn Listener> → \
+             Listener.on_event() [we call the peer] → error",
+                "fixtures.rs:2"
+            )
+        ]
     );
     assert!(report.findings[0]
         .message
@@ -239,14 +248,23 @@ fn through_a_capability_we_pass_to_a_callback() {
     );
     assert_eq!(
         rows(&run(&s, "")),
-        [row(
-            SECRET,
-            "app::Secret",
-            "root Api → Api.subscribe() → arg l → callback Remote<dyn Listener> → \
+        [
+            row(
+                SECRET,
+                "app::Secret",
+                "root Api → Api.subscribe() → arg l → callback Remote<dyn Listener> → \
              Listener.on_join() [we call the peer] → arg room → Remote<dyn Room> → Room.key() → \
              returns → Secret",
-            "app.rs:100"
-        )]
+                "app.rs:100"
+            ),
+            row(
+                "unbounded-input",
+                "app::Listener.on_join->error",
+                "root Api → Api.subscribe() → arg l → callback Remote<dyn Listener> → \
+             Listener.on_join() [we call the peer] → error",
+                "fixtures.rs:2"
+            )
+        ]
     );
 }
 

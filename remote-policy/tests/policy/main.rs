@@ -8,5 +8,6 @@ mod cli;
 mod fixtures;
 mod leaks;
 mod reports;
+mod review;
 mod stubs;
 mod unbounded;
