@@ -2,7 +2,7 @@
 //! of msgpack.
 
 use bytes::{Buf, BytesMut};
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 
 /// What can go wrong reading frames.
 #[derive(Debug, thiserror::Error)]
@@ -82,15 +82,5 @@ impl Decoder for FrameCodec {
         }
         src.advance(4);
         Ok(Some(src.split_to(len)))
-    }
-}
-
-/// Encodes an already framed message (see [`encode`](super::encode)): the
-/// bytes are written as they are.
-impl Encoder<Vec<u8>> for FrameCodec {
-    type Error = FrameError;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut BytesMut) -> Result<(), FrameError> {
-        dst.extend_from_slice(&item);
-        Ok(())
     }
 }
