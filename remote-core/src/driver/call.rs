@@ -447,3 +447,42 @@ impl Error {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::error_data;
+    use crate::{Error, RemoteError};
+
+    fn with_data(d: &[u8]) -> RemoteError {
+        let mut e = RemoteError::new("application", "t", "m");
+        e.data = Some(d.to_vec());
+        e
+    }
+
+    /// Defense in depth behind the parse rule: a re-raised error never
+    /// forwards bytes that could hold a reference (they would name an
+    /// object of another connection), nor malformed or over-deep ones.
+    #[test]
+    fn error_data_is_forwarded_only_when_reference_free() {
+        let plain = with_data(&[0x92, 0x01, 0xa1, b'x']);
+        assert_eq!(error_data(&plain, 64).unwrap(), plain.data.as_deref());
+        for bad in [
+            &[0xd6, 0x01, 0, 0, 0, 1][..],
+            &[0x91, 0xd6, 0x02, 0, 0, 0, 1],
+            &[0x92, 0x01],    // truncated
+            &[0x01, 0x02],    // two values
+            &[0xc7, 0, 0x05], // another extension type
+        ] {
+            assert_eq!(error_data(&with_data(bad), 64).unwrap(), None, "{bad:?}");
+        }
+        let deep = with_data(&[[0x91; 70].as_slice(), &[0xc0]].concat());
+        match error_data(&deep, 64) {
+            Err(Error::LimitExceeded { limit, .. }) => assert_eq!(limit, "max_depth"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            error_data(&RemoteError::new("k", "t", "m"), 64).unwrap(),
+            None
+        );
+    }
+}
