@@ -454,12 +454,16 @@ async fn max_exports_while_encoding_is_limit_exceeded() {
 /// "no deadline", not a panic.
 #[tokio::test]
 async fn duration_max_deadlines_saturate() {
-    let s = serve(Limits::default()).await;
+    let forever = Limits {
+        default_deadline: Duration::MAX,
+        max_deadline: Duration::MAX,
+        handshake_timeout: Duration::MAX,
+        idle_timeout: Duration::MAX,
+        ..Limits::default()
+    };
+    let s = serve(forever.clone()).await;
     let a = ConnectionBuilder::new()
-        .limits(Limits {
-            default_deadline: Duration::MAX,
-            ..Limits::default()
-        })
+        .limits(forever)
         .connect(s.server.local_addr())
         .await
         .unwrap();
