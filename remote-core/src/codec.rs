@@ -172,10 +172,7 @@ pub(crate) fn decode_from<T: DeserializeOwned>(
     });
     let _restore = Restore(&DECODE, prev, std::marker::PhantomData);
     let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
-    T::deserialize(&mut de).map_err(|e| Error::Decode {
-        what,
-        message: e.to_string(),
-    })
+    T::deserialize(&mut de).map_err(|e| decode_error(what, &e))
 }
 
 /// Encodes a value that may not contain references.
@@ -192,10 +189,19 @@ pub(crate) fn encode_detached<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8
 pub(crate) fn decode_detached<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let prev = DECODE.with(|c| c.borrow_mut().take());
     let _restore = Restore(&DECODE, prev, std::marker::PhantomData);
-    rmp_serde::from_slice(bytes).map_err(|e| Error::Decode {
-        what: "value",
-        message: e.to_string(),
-    })
+    rmp_serde::from_slice(bytes).map_err(|e| decode_error("value", &e))
+}
+
+/// Longest decode error message kept: serde quotes the offending value
+/// (a peer's string, whole), and the message is sent back to the peer.
+const MAX_DECODE_MESSAGE: usize = 4 * crate::bounded::QUOTE_MAX;
+
+fn decode_error(what: &'static str, e: &rmp_serde::decode::Error) -> Error {
+    let message = e.to_string();
+    Error::Decode {
+        what,
+        message: crate::bounded::truncate(&message, MAX_DECODE_MESSAGE).into_owned(),
+    }
 }
 
 /// Registers `obj` for sending on the current encode connection.

@@ -355,9 +355,26 @@ async fn an_unknown_methods_long_name_is_quoted_back_cut_short() {
     r.str().unwrap();
     let msg = r.str().unwrap();
     assert!(msg.contains("(300000 bytes)"), "{msg}");
-    // The connection is fine.
+    // serde quotes a mistyped argument whole: cut too.
+    let mut args = vec![0x91, 0xdb];
+    args.extend_from_slice(&300_000u32.to_be_bytes());
+    args.resize(args.len() + 300_000, b'x');
+    c.write_all(&call_frame(9, 0, "take_nest", &args))
+        .await
+        .unwrap();
+    let f = next_of_kind(&mut c, 3).await;
+    assert!(f.len() < 2048, "error reply of {} bytes", f.len());
+    let mut r = Reader::new(&f);
+    r.array_len().unwrap();
+    r.uint().unwrap();
+    assert_eq!(r.uint().unwrap(), 9);
+    r.array_len().unwrap();
+    assert_eq!(r.str().unwrap(), "bad_arguments");
+    // The connection is fine, and so is another client's.
     c.write_all(&call_frame(8, 0, "id", &[0x90])).await.unwrap();
     next_of_kind(&mut c, 2).await;
+    let good = Connection::connect(s.server.local_addr()).await.unwrap();
+    assert!(good.root::<dyn Probe>().id().await.is_ok());
 }
 
 /// Item 3: many references to a few objects in one frame decode to the
@@ -388,6 +405,8 @@ async fn many_references_to_few_objects_decode_and_are_released() {
         assert_eq!(r.u32().unwrap(), 17);
         released += 1;
     }
+    let good = Connection::connect(s.server.local_addr()).await.unwrap();
+    assert!(good.root::<dyn Probe>().id().await.is_ok());
 }
 
 /// Item 8: an over-deep value fails only its own call (at the sender), for
