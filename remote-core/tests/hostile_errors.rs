@@ -42,6 +42,8 @@ pub trait Probe {
     async fn count(&self, objs: Vec<Remote<dyn Probe>>) -> Result<u32, Error>;
     /// `n` new objects.
     async fn many(&self, n: u32) -> Result<Vec<Remote<dyn Probe>>, Error>;
+    /// Fails with `n` bytes of message, `n` causes and `n` bytes of backtrace.
+    async fn loud(&self, n: u32) -> Result<(), Error>;
 }
 
 struct Node {
@@ -101,6 +103,17 @@ impl Probe for Node {
         Ok((0..n)
             .map(|_| Node::remote(&self.live, &self.next))
             .collect())
+    }
+    async fn loud(&self, n: u32) -> Result<(), Error> {
+        let n = n as usize;
+        Err(Error::Remote(Box::new(RemoteError {
+            kind: "application".into(),
+            type_name: "probe::Loud".into(),
+            message: "m".repeat(n),
+            chain: vec!["c".into(); n],
+            backtrace: Some("b".repeat(n)),
+            data: None,
+        })))
     }
 }
 
@@ -375,6 +388,35 @@ async fn an_unknown_methods_long_name_is_quoted_back_cut_short() {
     next_of_kind(&mut c, 2).await;
     let good = Connection::connect(s.server.local_addr()).await.unwrap();
     assert!(good.root::<dyn Probe>().id().await.is_ok());
+}
+
+/// Item 7: an error reply too large for a frame is cut to fit (not
+/// replaced), within the error bounds, for the default frame limit and a
+/// small one.
+#[tokio::test]
+async fn an_oversized_error_reply_is_cut_to_fit() {
+    for max_frame_len in [1 << 20, 8 << 10] {
+        let limits = Limits {
+            max_frame_len,
+            ..Limits::default()
+        };
+        let s = serve(limits.clone()).await;
+        let a = ConnectionBuilder::new()
+            .limits(limits.clone())
+            .connect(s.server.local_addr())
+            .await
+            .unwrap();
+        let err = a.root::<dyn Probe>().loud(400_000).await.unwrap_err();
+        let Error::Remote(re) = &err else {
+            panic!("unexpected {err:?}")
+        };
+        assert_eq!(re.kind, "application", "{}", re.message);
+        assert_eq!(re.type_name, "probe::Loud");
+        assert!(re.message.starts_with("mmm") && re.message.ends_with('…'));
+        assert!(re.message.len() < limits.max_error_text.min(max_frame_len));
+        assert!(re.chain.len() <= limits.max_error_chain);
+        assert!(!a.is_closed());
+    }
 }
 
 /// Item 3: many references to a few objects in one frame decode to the
