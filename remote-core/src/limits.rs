@@ -20,11 +20,14 @@ use std::time::Duration;
 pub struct Limits {
     /// Largest frame accepted after the handshake, in bytes (default 1 MiB).
     /// A larger length prefix closes the connection before anything is
-    /// allocated for it.
+    /// allocated for it. Our own frames are checked too: a call or reply
+    /// too large fails with `limit_exceeded`, error text is cut to fit.
     pub max_frame_len: usize,
     /// Largest frame accepted before the handshake completes (default 4 KiB).
     pub max_handshake_frame_len: usize,
-    /// Deepest nesting of arrays and maps in a value (default 64).
+    /// Deepest nesting of arrays and maps in a value (default 64). A value
+    /// of ours nested deeper fails its own call (`limit_exceeded`) before
+    /// it is sent; one from the peer is a protocol violation.
     pub max_depth: usize,
     /// Incoming calls running at once on one connection (default 128).
     /// Calls beyond it are answered at once with a `limit_exceeded` error.
