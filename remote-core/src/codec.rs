@@ -30,6 +30,9 @@ struct EncodeCx {
     conn: Arc<Shared>,
     /// Sends counted by this encode, to undo if the message is never sent.
     exported: Vec<ObjectId>,
+    /// The runtime's own error behind a serde failure (e.g. `max_exports`),
+    /// surfaced instead of serde's text.
+    error: Option<Error>,
 }
 
 /// References counted while encoding one message. If the message is not
@@ -71,7 +74,9 @@ impl<T: 'static> Drop for Restore<'_, T> {
     }
 }
 
-/// Serializes `value` (msgpack) onto `buf` with `conn` as the reference context.
+/// Serializes `value` (msgpack) onto `buf` with `conn` as the reference
+/// context. A value nested deeper than the connection's `max_depth` is
+/// refused here (`limit_exceeded`), as the peer would refuse it.
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
     conn: &Arc<Shared>,
     value: &T,
@@ -81,36 +86,65 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     let cx = EncodeCx {
         conn: conn.clone(),
         exported: Vec::new(),
+        error: None,
     };
+    let start = buf.len();
     let prev = ENCODE.with(|c| c.borrow_mut().replace(cx));
     let mut scope = EncodeScope(Some(prev));
     // Structs as maps keyed by field name: self-describing for clients in
     // other languages, and tolerant of added optional fields.
     let mut ser = rmp_serde::Serializer::new(&mut *buf).with_struct_map();
     let r = value.serialize(&mut ser);
-    let exported = Exported(scope.finish());
+    let (exported, error) = scope.finish();
+    let exported = Exported(exported);
+    let r = match r {
+        Ok(()) => check_depth(&buf[start..], conn.limits.max_depth, what),
+        Err(e) => Err(error.unwrap_or_else(|| Error::Encode {
+            what,
+            message: e.to_string(),
+        })),
+    };
     match r {
         Ok(()) => Ok(exported),
         Err(e) => {
             exported.undo(conn);
-            Err(Error::Encode {
-                what,
-                message: e.to_string(),
-            })
+            Err(e)
         }
     }
 }
 
+/// Refuses an encoded value nested deeper than `max_depth`.
+pub(crate) fn check_depth(encoded: &[u8], max_depth: usize, what: &str) -> Result<(), Error> {
+    // Each level of nesting costs at least one byte: a shorter value cannot
+    // be too deep, and the hot path (small values) skips the walk.
+    if encoded.len() < max_depth {
+        return Ok(());
+    }
+    let mut refs = Vec::new();
+    match crate::proto::Reader::new(encoded).skip_value(max_depth, &mut refs) {
+        Ok(_) => Ok(()),
+        Err(m) if m.reason.starts_with(crate::proto::TOO_DEEP) => Err(Error::limit(
+            "max_depth",
+            max_depth as u64,
+            format!("{what} nest arrays and maps deeper than the peer accepts"),
+        )),
+        Err(m) => Err(Error::Encode {
+            what: "value",
+            message: m.to_string(),
+        }),
+    }
+}
+
 /// Restores the previous encode context: in `finish` (taking this
-/// encode's exports in the same access), or on drop after a panic.
+/// encode's exports and error in the same access), or on drop after a panic.
 struct EncodeScope(Option<Option<EncodeCx>>);
 
 impl EncodeScope {
-    fn finish(&mut self) -> Vec<ObjectId> {
+    fn finish(&mut self) -> (Vec<ObjectId>, Option<Error>) {
         let prev = self.0.take().flatten();
         ENCODE
             .with(|c| std::mem::replace(&mut *c.borrow_mut(), prev))
-            .map(|cx| cx.exported)
+            .map(|cx| (cx.exported, cx.error))
             .unwrap_or_default()
     }
 }
@@ -138,10 +172,7 @@ pub(crate) fn decode_from<T: DeserializeOwned>(
     });
     let _restore = Restore(&DECODE, prev, std::marker::PhantomData);
     let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
-    T::deserialize(&mut de).map_err(|e| Error::Decode {
-        what,
-        message: e.to_string(),
-    })
+    T::deserialize(&mut de).map_err(|e| decode_error(what, &e))
 }
 
 /// Encodes a value that may not contain references.
@@ -158,10 +189,19 @@ pub(crate) fn encode_detached<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8
 pub(crate) fn decode_detached<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let prev = DECODE.with(|c| c.borrow_mut().take());
     let _restore = Restore(&DECODE, prev, std::marker::PhantomData);
-    rmp_serde::from_slice(bytes).map_err(|e| Error::Decode {
-        what: "value",
-        message: e.to_string(),
-    })
+    rmp_serde::from_slice(bytes).map_err(|e| decode_error("value", &e))
+}
+
+/// Longest decode error message kept: serde quotes the offending value
+/// (a peer's string, whole), and the message is sent back to the peer.
+const MAX_DECODE_MESSAGE: usize = 4 * crate::bounded::QUOTE_MAX;
+
+fn decode_error(what: &'static str, e: &rmp_serde::decode::Error) -> Error {
+    let message = e.to_string();
+    Error::Decode {
+        what,
+        message: crate::bounded::truncate(&message, MAX_DECODE_MESSAGE).into_owned(),
+    }
 }
 
 /// Registers `obj` for sending on the current encode connection.
@@ -180,10 +220,37 @@ pub(crate) fn export<T: ?Sized + Interface>(obj: &Arc<T>) -> Result<(RefTag, Obj
                 return Ok((RefTag::ReceiverOwn, h.target_id()));
             }
         }
-        let id = cx.conn.export::<T>(obj)?;
-        cx.exported.push(id);
-        Ok((RefTag::SenderExport, id))
+        match cx.conn.export::<T>(obj) {
+            Ok(id) => {
+                cx.exported.push(id);
+                Ok((RefTag::SenderExport, id))
+            }
+            Err(e) => {
+                // serde only carries text: keep the error itself.
+                cx.error.get_or_insert_with(|| e.clone());
+                Err(e)
+            }
+        }
     })
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Comparisons made by [`lookup`] on this thread (tests count them).
+    pub(crate) static LOOKUP_STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Finds `id` in `held`, which the state machine sorted by id with one
+/// entry per object: O(log n) per reference, so decoding a message is
+/// O(n log n) in its references, not O(n²).
+fn lookup<T>(held: &[T], id: ObjectId, key: impl Fn(&T) -> ObjectId) -> Option<&T> {
+    held.binary_search_by(|x| {
+        #[cfg(test)]
+        LOOKUP_STEPS.with(|c| c.set(c.get() + 1));
+        key(x).cmp(&id)
+    })
+    .ok()
+    .map(|i| &held[i])
 }
 
 /// Resolves a reference to the sender's export (we hold a proxy).
@@ -193,11 +260,7 @@ pub(crate) fn import<T: ?Sized + Interface>(id: ObjectId) -> Result<Arc<T>, Stri
         let cx = c
             .as_ref()
             .ok_or("a Remote<_> can only be received in a remote call or reply")?;
-        let r = cx
-            .held
-            .refs
-            .iter()
-            .find(|r| r.id() == id)
+        let r = lookup(&cx.held.refs, id, |r| r.id())
             .ok_or_else(|| format!("reference to object {id} was not registered"))?;
         Ok(T::proxy(crate::Handle::imported(
             cx.conn.clone(),
@@ -215,11 +278,7 @@ pub(crate) fn own<T: ?Sized + Interface>(id: ObjectId) -> Result<Arc<T>, String>
             .ok_or("a Remote<_> can only be received in a remote call or reply")?;
         // Resolved when the message arrived (a release processed since then
         // cannot have freed it).
-        let d = cx
-            .held
-            .owns
-            .iter()
-            .find(|(i, _)| *i == id)
+        let d = lookup(&cx.held.owns, id, |(i, _)| *i)
             .map(|(_, d)| d.clone())
             .ok_or_else(|| format!("reference to our object {id} was not registered"))?;
         T::from_dispatch(&d).ok_or_else(|| {
@@ -321,6 +380,24 @@ mod serde_bytes_compat {
 #[cfg(test)]
 mod tests {
     use serde::{Deserialize, Serialize};
+
+    use crate::proto::ObjectId;
+
+    /// 170,000 references to 10,000 objects (what fits in a 1 MiB frame):
+    /// each is found in O(log n) steps in the sorted holds, not by a scan.
+    #[test]
+    fn finding_each_reference_takes_logarithmic_steps() {
+        let held: Vec<ObjectId> = (1..=10_000).map(ObjectId).collect();
+        super::LOOKUP_STEPS.with(|c| c.set(0));
+        for i in 0..170_000u32 {
+            let id = ObjectId(i % 10_000 + 1);
+            assert_eq!(super::lookup(&held, id, |x| *x), Some(&id));
+        }
+        assert_eq!(super::lookup(&held, ObjectId(10_001), |x| *x), None);
+        let steps = super::LOOKUP_STEPS.with(std::cell::Cell::get);
+        // log2(10,000) < 14; a scan would take ~5,000 per reference.
+        assert!(steps <= 170_001 * 16, "{steps} comparisons");
+    }
 
     #[derive(Serialize, Deserialize, Debug, PartialEq)]
     struct Message {

@@ -116,7 +116,13 @@
 //!
 //! # Your own error type
 //!
-//! Application errors travel as data and come back as the same type. The
+//! Application errors travel as data and come back as the same type. They
+//! cannot carry objects: a `Remote<_>` inside an error value does not encode
+//! (the error then travels as text only), and a peer that puts a reference
+//! in error data is disconnected, so errors are safe to re-raise onto
+//! another connection. Their text is bounded
+//! ([`Limits::max_error_text`](crate::Limits::max_error_text) and
+//! [`max_error_chain`](crate::Limits::max_error_chain)). The
 //! type needs `From<remote_core::Error>` so a lost connection fits in it;
 //! since [`Error`](crate::Error) itself is not `Wire`, keep its text:
 //!

@@ -13,6 +13,7 @@
 extern crate self as remote_core;
 
 pub mod blocking;
+mod bounded;
 mod codec;
 pub mod collections;
 pub mod driver;

@@ -20,11 +20,14 @@ use std::time::Duration;
 pub struct Limits {
     /// Largest frame accepted after the handshake, in bytes (default 1 MiB).
     /// A larger length prefix closes the connection before anything is
-    /// allocated for it.
+    /// allocated for it. Our own frames are checked too: a call or reply
+    /// too large fails with `limit_exceeded`, error text is cut to fit.
     pub max_frame_len: usize,
     /// Largest frame accepted before the handshake completes (default 4 KiB).
     pub max_handshake_frame_len: usize,
-    /// Deepest nesting of arrays and maps in a value (default 64).
+    /// Deepest nesting of arrays and maps in a value (default 64). A value
+    /// of ours nested deeper fails its own call (`limit_exceeded`) before
+    /// it is sent; one from the peer is a protocol violation.
     pub max_depth: usize,
     /// Incoming calls running at once on one connection (default 128).
     /// Calls beyond it are answered at once with a `limit_exceeded` error.
@@ -52,6 +55,15 @@ pub struct Limits {
     pub default_deadline: Duration,
     /// Longest deadline a peer may ask for on a call we serve (default 600 s).
     pub max_deadline: Duration,
+    /// Entries kept from a remote error's `chain` (default 32). Further
+    /// entries of a received error are skipped without being stored, and
+    /// the last kept entry says how many were omitted; errors we send are
+    /// cut the same way.
+    pub max_error_chain: usize,
+    /// Bytes of text kept from a remote error: kind, type, message, chain
+    /// and backtrace together (default 64 KiB). Text past it is cut at a
+    /// character boundary and marked with `…`, on receipt and when sending.
+    pub max_error_text: usize,
 }
 
 impl Default for Limits {
@@ -70,6 +82,8 @@ impl Default for Limits {
             max_write_queue: 16 << 20,
             default_deadline: Duration::from_secs(10),
             max_deadline: Duration::from_secs(600),
+            max_error_chain: 32,
+            max_error_text: 64 << 10,
         }
     }
 }
@@ -91,6 +105,8 @@ mod tests {
             ("max_imports", l.max_imports, 10_000),
             ("max_connections", l.max_connections, 1024),
             ("max_write_queue", l.max_write_queue, 16 << 20),
+            ("max_error_chain", l.max_error_chain, 32),
+            ("max_error_text", l.max_error_text, 64 << 10),
         ];
         for (name, got, want) in sizes {
             assert_eq!(got, want, "{name}");
@@ -107,5 +123,7 @@ mod tests {
         // A frame can never exceed what a u32 length prefix can say.
         assert!(l.max_frame_len <= u32::MAX as usize);
         assert!(l.max_handshake_frame_len < l.max_frame_len);
+        // A bounded error always fits in a frame.
+        assert!(l.max_error_text < l.max_frame_len / 2);
     }
 }

@@ -184,7 +184,8 @@ impl Handle {
     fn prepare<A: Serialize>(&self, method: &str, args: &A) -> Result<Prepared, Error> {
         let shared = &*self.shared;
         let now = Instant::now();
-        let deadline = super::current_deadline().unwrap_or(now + shared.limits.default_deadline);
+        let deadline = super::current_deadline()
+            .unwrap_or_else(|| super::deadline::after(now, shared.limits.default_deadline));
         let budget = deadline.saturating_duration_since(now);
         if budget.is_zero() {
             return Err(Error::DeadlineExceeded(budget));
@@ -332,8 +333,13 @@ impl CallCx {
     }
 
     /// Encodes a method's result and queues it for the caller.
+    ///
+    /// A reply that breaks a limit (`max_depth`, `max_exports`,
+    /// `max_frame_len`) is answered with a `limit_exceeded` error naming
+    /// it instead; error text is cut to fit (see [`encode::error_head`]).
     pub fn reply<T: Wire, E: RemoteErrorType>(&self, r: Result<T, E>) -> Reply {
-        let frame_error = |e: Error| encode::error(self.id, &e.to_remote());
+        let limits = &self.shared.limits;
+        let frame_error = |e: Error| encode::error(self.id, &e.to_remote(), limits);
         // The peer may reuse the call id as soon as it sees the reply. (A
         // handler run inline by the reader gets `call_done` before the next
         // frame is read, so only spawned handlers need this.)
@@ -353,19 +359,23 @@ impl CallCx {
                 }
                 Err(e) => {
                     let re = e.to_remote();
-                    encode::error_head(buf, self.id, &re);
-                    match &re.data {
+                    let data = match error_data(&re, limits.max_depth) {
+                        Ok(d) => d,
+                        Err(e) => return self.shared.send(&frame_error(e)),
+                    };
+                    encode::error_head(buf, self.id, &re, limits);
+                    match data {
                         Some(d) => buf.extend_from_slice(d),
                         None => buf.push(0xc0),
                     }
                 }
             }
             let len = encode::finish(buf);
-            if len > self.shared.limits.max_frame_len {
+            if len > limits.max_frame_len {
                 exported.undo(&self.shared);
                 return self.shared.send(&frame_error(Error::limit(
                     "max_frame_len",
-                    self.shared.limits.max_frame_len as u64,
+                    limits.max_frame_len as u64,
                     format!("reply encodes to {len} bytes"),
                 )));
             }
@@ -397,13 +407,82 @@ impl CallCx {
     }
 }
 
+/// The `data` bytes an error reply may carry: well formed, no deeper than
+/// `max_depth` (else `limit_exceeded`), and holding no reference. Data that
+/// could hold a reference is dropped, never forwarded: a reference names an
+/// object of the connection it came from, and would name a different one
+/// here (PROTOCOL.md §3.4).
+fn error_data(re: &crate::RemoteError, max_depth: usize) -> Result<Option<&[u8]>, Error> {
+    let Some(d) = re.data.as_deref() else {
+        return Ok(None);
+    };
+    let mut refs = Vec::new();
+    let mut r = crate::proto::Reader::new(d);
+    match r.skip_value(max_depth, &mut refs) {
+        Ok(_) if r.remaining() == 0 && refs.is_empty() => Ok(Some(d)),
+        Err(m) if m.reason.starts_with(crate::proto::TOO_DEEP) => Err(Error::limit(
+            "max_depth",
+            max_depth as u64,
+            "error data nests arrays and maps deeper than the peer accepts",
+        )),
+        _ => {
+            tracing::debug!("error data dropped: not one reference-free value");
+            Ok(None)
+        }
+    }
+}
+
 impl Error {
-    /// The error for a method name the interface does not have.
+    /// The error for a method name the interface does not have. The
+    /// peer-supplied name is quoted cut to a small bound.
     pub fn unknown_method(interface: &str, method: &str) -> Error {
         Error::Remote(Box::new(crate::RemoteError::new(
             "unknown_method",
             "remote_core::Error",
-            format!("interface {interface} has no method {method:?}"),
+            format!(
+                "interface {} has no method {}",
+                crate::bounded::truncate(interface, crate::bounded::QUOTE_MAX),
+                crate::bounded::quote(method)
+            ),
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_data;
+    use crate::{Error, RemoteError};
+
+    fn with_data(d: &[u8]) -> RemoteError {
+        let mut e = RemoteError::new("application", "t", "m");
+        e.data = Some(d.to_vec());
+        e
+    }
+
+    /// Defense in depth behind the parse rule: a re-raised error never
+    /// forwards bytes that could hold a reference (they would name an
+    /// object of another connection), nor malformed or over-deep ones.
+    #[test]
+    fn error_data_is_forwarded_only_when_reference_free() {
+        let plain = with_data(&[0x92, 0x01, 0xa1, b'x']);
+        assert_eq!(error_data(&plain, 64).unwrap(), plain.data.as_deref());
+        for bad in [
+            &[0xd6, 0x01, 0, 0, 0, 1][..],
+            &[0x91, 0xd6, 0x02, 0, 0, 0, 1],
+            &[0x92, 0x01],    // truncated
+            &[0x01, 0x02],    // two values
+            &[0xc7, 0, 0x05], // another extension type
+        ] {
+            assert_eq!(error_data(&with_data(bad), 64).unwrap(), None, "{bad:?}");
+        }
+        let deep = with_data(&[[0x91; 70].as_slice(), &[0xc0]].concat());
+        match error_data(&deep, 64) {
+            Err(Error::LimitExceeded { limit, .. }) => assert_eq!(limit, "max_depth"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            error_data(&RemoteError::new("k", "t", "m"), 64).unwrap(),
+            None
+        );
     }
 }

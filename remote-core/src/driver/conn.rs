@@ -305,7 +305,8 @@ impl Shared {
         args: Range<usize>,
         held: Held,
     ) {
-        let deadline = Instant::now() + std::time::Duration::from_millis(u64::from(timeout_ms));
+        let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
+        let deadline = super::deadline::after(Instant::now(), timeout);
         let args = Args::new(self.clone(), frame, args, held);
         let cx = CallCx::new(self.clone(), id, seq, deadline);
         let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -315,12 +316,12 @@ impl Shared {
             Ok(Ok(fut)) => fut,
             Ok(Err(e)) => {
                 self.core().call_done(id, seq);
-                let _ = self.send(&encode::error(id, &dispatch_error(&e)));
+                let _ = self.send(&encode::error(id, &dispatch_error(&e), &self.limits));
                 return;
             }
             Err(panic) => {
                 self.core().call_done(id, seq);
-                let _ = self.send(&encode::error(id, &panic_error(panic)));
+                let _ = self.send(&encode::error(id, &panic_error(panic), &self.limits));
                 return;
             }
         };
@@ -337,7 +338,7 @@ impl Shared {
             }
             Err(panic) => {
                 self.core().call_done(id, seq);
-                let _ = self.send(&encode::error(id, &panic_error(panic)));
+                let _ = self.send(&encode::error(id, &panic_error(panic), &self.limits));
             }
             Ok(None) => {
                 let shared = self.clone();
@@ -353,7 +354,7 @@ impl Shared {
                             .await;
                     let frame = match res {
                         Ok(Ok(Reply { .. })) => return, // queued by `CallCx::reply`
-                        Ok(Err(panic)) => encode::error(id, &panic_error(panic)),
+                        Ok(Err(panic)) => encode::error(id, &panic_error(panic), &shared.limits),
                         Err(_) => encode::error(
                             id,
                             &RemoteError::new(
@@ -361,6 +362,7 @@ impl Shared {
                                 "remote_core::Error",
                                 format!("deadline of {timeout_ms} ms passed; the call was stopped"),
                             ),
+                            &shared.limits,
                         ),
                     };
                     // Answered (id free for reuse) before the peer can see it.
@@ -764,7 +766,7 @@ async fn handshake(
     // of hello: report its reason.
     let mut found = Vec::new();
     if let Ok(crate::proto::Message::Goodbye { reason }) =
-        crate::proto::Message::parse(&first, 4, &mut found)
+        crate::proto::Message::parse(&first, &shared.limits, &mut found)
     {
         return Err(Error::Handshake(format!(
             "peer refused the connection: {reason}"
@@ -846,7 +848,7 @@ async fn read_loop(
                     break Error::ConnectionLost(msg);
                 }
                 if progressed || in_use {
-                    idle_timer.as_mut().reset(Instant::now() + idle);
+                    idle_timer.as_mut().reset(super::deadline::after(Instant::now(), idle));
                 } else {
                     let msg = format!("no traffic for idle_timeout = {idle:?}");
                     let _ = shared.send(&encode::goodbye(&msg));

@@ -4,7 +4,7 @@
 
 pub(crate) mod call;
 mod conn;
-mod deadline;
+pub(crate) mod deadline;
 mod io;
 pub(crate) mod io_types {
     pub(crate) use super::io::{BoxRead, BoxWrite};

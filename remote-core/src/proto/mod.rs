@@ -18,7 +18,7 @@ pub use frame::{FrameCodec, FrameError};
 pub use msg::{encode, Hello, Message, WireError, PROTOCOL_MAGIC, PROTOCOL_VERSION};
 pub use state::{Event, Phase, State, Violation};
 pub use tables::{ExportKey, ExportTable, ImportInner, ImportRef, ImportTable, ReleaseSink};
-pub use value::{walk, FoundRef, Malformed, Reader};
+pub use value::{walk, FoundRef, Malformed, Reader, TOO_DEEP};
 
 /// Message kind codes (first element of every message array).
 pub mod kind {

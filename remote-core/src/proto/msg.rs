@@ -1,9 +1,12 @@
 //! Messages: parsing a frame into a [`Message`], and building frames.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use super::value::{enc, FoundRef, Malformed, Reader};
 use super::{kind, CallId, ObjectId};
+use crate::bounded;
+use crate::Limits;
 
 /// The string every handshake starts with.
 pub const PROTOCOL_MAGIC: &str = "remote";
@@ -23,20 +26,23 @@ pub struct Hello<'a> {
     pub auth: Option<&'a [u8]>,
 }
 
-/// An error as carried by an error message.
+/// An error as carried by an error message, its text bounded by
+/// [`Limits::max_error_text`] and [`Limits::max_error_chain`] (text past
+/// them is cut and marked, so only cut text is copied).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WireError<'a> {
     /// Error kind code.
-    pub kind: &'a str,
+    pub kind: Cow<'a, str>,
     /// Remote type name.
-    pub type_name: &'a str,
+    pub type_name: Cow<'a, str>,
     /// Display text.
-    pub message: &'a str,
+    pub message: Cow<'a, str>,
     /// Source chain.
-    pub chain: Vec<&'a str>,
+    pub chain: Vec<Cow<'a, str>>,
     /// Remote backtrace.
-    pub backtrace: Option<&'a str>,
-    /// Byte range of the application error value, if any.
+    pub backtrace: Option<Cow<'a, str>>,
+    /// Byte range of the application error value, if any. It never holds
+    /// a reference (§3.4): one makes the message malformed.
     pub data: Option<Range<usize>>,
 }
 
@@ -86,19 +92,22 @@ pub enum Message<'a> {
     },
     /// `[6, reason]`.
     Goodbye {
-        /// Why the sender is closing.
-        reason: &'a str,
+        /// Why the sender is closing (cut to
+        /// [`encode::MAX_GOODBYE_REASON`] bytes).
+        reason: Cow<'a, str>,
     },
 }
 
 impl<'a> Message<'a> {
     /// Parses one frame's payload. References inside values are appended to
-    /// `refs` in order. `max_depth` bounds value nesting.
+    /// `refs` in order. `limits.max_depth` bounds value nesting, and
+    /// `max_error_chain` and `max_error_text` what is kept of an error.
     pub(crate) fn parse(
         frame: &'a [u8],
-        max_depth: usize,
+        limits: &Limits,
         refs: &mut Vec<FoundRef>,
     ) -> Result<Message<'a>, Malformed> {
+        let max_depth = limits.max_depth;
         let mut r = Reader::new(frame);
         let n = r.array_len()?;
         if n == 0 {
@@ -122,7 +131,10 @@ impl<'a> Message<'a> {
             kind::HELLO => {
                 let magic = r.str()?;
                 if magic != PROTOCOL_MAGIC {
-                    return Err(r.err(format!("bad magic {magic:?}, expected {PROTOCOL_MAGIC:?}")));
+                    return Err(r.err(format!(
+                        "bad magic {}, expected {PROTOCOL_MAGIC:?}",
+                        bounded::quote(magic)
+                    )));
                 }
                 let min_version = r.u32()?;
                 let max_version = r.u32()?;
@@ -172,19 +184,36 @@ impl<'a> Message<'a> {
                 if n != 6 {
                     return Err(r.err(format!("error value has 6 fields, got {n}")));
                 }
-                let kind = r.str()?;
-                let type_name = r.str()?;
-                let message = r.str()?;
+                // Text is kept up to the limits; entries and bytes past them
+                // are checked but never stored (§3.4).
+                let mut budget = limits.max_error_text;
+                let kind = bounded::take(r.str()?, &mut budget);
+                let type_name = bounded::take(r.str()?, &mut budget);
+                let message = bounded::take(r.str()?, &mut budget);
                 let nc = r.array_len()?;
-                let mut chain = Vec::with_capacity(nc.min(64));
-                for _ in 0..nc {
-                    chain.push(r.str()?);
-                }
-                let backtrace = if r.nil()? { None } else { Some(r.str()?) };
+                let chain = bounded::chain(nc, || r.str(), limits.max_error_chain, &mut budget)?;
+                let backtrace = if r.nil()? {
+                    None
+                } else {
+                    Some(bounded::take(r.str()?, &mut budget))
+                };
                 let data = if r.nil()? {
                     None
                 } else {
-                    Some(r.skip_value(max_depth, refs)?)
+                    let at = r.pos();
+                    let before = refs.len();
+                    let data = r.skip_value(max_depth, refs)?;
+                    if let Some(&(sender_export, id)) = refs.get(before) {
+                        let ty = if sender_export { 1 } else { 2 };
+                        return Err(Malformed {
+                            offset: at,
+                            reason: format!(
+                                "error data holds a reference (ext type {ty}, object {id}); \
+                                 references are not allowed in error data"
+                            ),
+                        });
+                    }
+                    Some(data)
                 };
                 Message::Error {
                     id,
@@ -206,7 +235,9 @@ impl<'a> Message<'a> {
             kind::CANCEL => Message::Cancel {
                 id: CallId(r.u32()?),
             },
-            _ => Message::Goodbye { reason: r.str()? },
+            _ => Message::Goodbye {
+                reason: bounded::truncate(r.str()?, encode::MAX_GOODBYE_REASON),
+            },
         };
         if r.remaining() != 0 {
             return Err(r.err(format!(
@@ -287,29 +318,41 @@ pub mod encode {
     }
 
     /// Starts an error frame up to the `data` field; append the data value
-    /// (or nil), then [`finish`].
-    pub fn error_head(buf: &mut Vec<u8>, id: CallId, e: &crate::RemoteError) {
+    /// (or nil), then [`finish`]. The text is cut to
+    /// [`Limits::max_error_text`] (and to what fits in
+    /// [`Limits::max_frame_len`]) and the chain to
+    /// [`Limits::max_error_chain`] entries, as a receiver would.
+    pub fn error_head(buf: &mut Vec<u8>, id: CallId, e: &crate::RemoteError, limits: &Limits) {
+        // Headers: at most 5 bytes per string and array, a few integers,
+        // and the omitted-causes note.
+        let entries = e.chain.len().min(limits.max_error_chain);
+        let overhead = 64 + 128 + 5 * entries;
+        let max_text = limits
+            .max_error_text
+            .min(limits.max_frame_len.saturating_sub(overhead));
+        let t = bounded::ErrorText::of(e, limits.max_error_chain, max_text);
         enc::array_len(buf, 3);
         enc::uint(buf, u64::from(kind::ERROR));
         enc::uint(buf, u64::from(id.0));
         enc::array_len(buf, 6);
-        enc::str(buf, &e.kind);
-        enc::str(buf, &e.type_name);
-        enc::str(buf, &e.message);
-        enc::array_len(buf, e.chain.len());
-        for c in &e.chain {
+        enc::str(buf, &t.kind);
+        enc::str(buf, &t.type_name);
+        enc::str(buf, &t.message);
+        enc::array_len(buf, t.chain.len());
+        for c in &t.chain {
             enc::str(buf, c);
         }
-        match &e.backtrace {
+        match &t.backtrace {
             Some(bt) => enc::str(buf, bt),
             None => enc::nil(buf),
         }
     }
 
-    /// A complete error frame without application data.
-    pub fn error(id: CallId, e: &crate::RemoteError) -> Vec<u8> {
-        let mut b = begin(64 + e.message.len());
-        error_head(&mut b, id, e);
+    /// A complete error frame without application data (its text bounded
+    /// as by [`error_head`], so it fits in a frame).
+    pub fn error(id: CallId, e: &crate::RemoteError, limits: &Limits) -> Vec<u8> {
+        let mut b = begin(64 + e.message.len().min(limits.max_error_text));
+        error_head(&mut b, id, e, limits);
         enc::nil(&mut b);
         finish(&mut b);
         b
@@ -336,8 +379,14 @@ pub mod encode {
         b
     }
 
-    /// A complete goodbye frame.
+    /// Longest goodbye reason sent, in bytes: a goodbye may answer a
+    /// handshake, so it fits in the smallest frame a peer accepts.
+    pub const MAX_GOODBYE_REASON: usize = 1024;
+
+    /// A complete goodbye frame (the reason cut to
+    /// [`MAX_GOODBYE_REASON`] bytes).
     pub fn goodbye(reason: &str) -> Vec<u8> {
+        let reason = &*bounded::truncate(reason, MAX_GOODBYE_REASON);
         let mut b = begin(16 + reason.len());
         enc::array_len(&mut b, 2);
         enc::uint(&mut b, u64::from(kind::GOODBYE));

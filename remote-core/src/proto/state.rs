@@ -93,9 +93,11 @@ pub enum Event<'a, O, W> {
         timeout_ms: u32,
         /// Byte range of the arguments in the frame.
         args: std::ops::Range<usize>,
-        /// Imports referenced by the arguments.
+        /// Imports referenced by the arguments: one hold per distinct
+        /// object (receipts are counted in it), sorted by id.
         refs: Vec<ImportRef>,
-        /// Our own objects handed back in the arguments, held until decoded.
+        /// Our own objects handed back in the arguments, held until
+        /// decoded: one per distinct id, sorted by id.
         owns: Vec<(ObjectId, O)>,
     },
     /// Answer this call at once with an error frame (no handler runs).
@@ -109,9 +111,11 @@ pub enum Event<'a, O, W> {
         waiter: W,
         /// The value's byte range, or the error.
         result: Result<std::ops::Range<usize>, RemoteError>,
-        /// Imports referenced by the value.
+        /// Imports referenced by the value: one hold per distinct object,
+        /// sorted by id.
         refs: Vec<ImportRef>,
-        /// Our own objects handed back in the value, held until decoded.
+        /// Our own objects handed back in the value, held until decoded:
+        /// one per distinct id, sorted by id.
         owns: Vec<(ObjectId, O)>,
     },
     /// The peer released references; drop this object (outside locks) if set.
@@ -142,8 +146,20 @@ pub struct State<O, W> {
     scratch: Vec<(bool, ObjectId)>,
 }
 
-fn reject(id: CallId, kind: &str, message: String) -> Vec<u8> {
-    super::encode::error(id, &RemoteError::new(kind, "remote_core::Error", message))
+fn reject(id: CallId, kind: &str, message: String, limits: &Limits) -> Vec<u8> {
+    super::encode::error(
+        id,
+        &RemoteError::new(kind, "remote_core::Error", message),
+        limits,
+    )
+}
+
+/// Sorts `v` by `key` and keeps one element per key.
+fn sort_dedup<T>(v: &mut Vec<T>, key: impl Fn(&T) -> ObjectId) {
+    if v.len() > 1 {
+        v.sort_unstable_by_key(&key);
+        v.dedup_by(|a, b| key(a) == key(b));
+    }
 }
 
 impl<O: Clone, W> State<O, W> {
@@ -324,6 +340,11 @@ impl<O: Clone, W> State<O, W> {
         }
         self.scratch = found;
         self.scratch.clear();
+        // One hold per distinct object, sorted by id, so decoding looks each
+        // reference up in O(log n): the counts live in the holds, so
+        // duplicates add nothing.
+        sort_dedup(&mut refs, |r| r.id());
+        sort_dedup(&mut owns, |(id, _)| *id);
         match first_error {
             Some(e) => Err(e),
             None => Ok((refs, owns)),
@@ -337,7 +358,7 @@ impl<O: Clone, W> State<O, W> {
         }
         self.scratch.clear();
         let mut scratch = std::mem::take(&mut self.scratch);
-        let parsed = Message::parse(frame, self.limits.max_depth, &mut scratch);
+        let parsed = Message::parse(frame, &self.limits, &mut scratch);
         self.scratch = scratch;
         let msg = parsed?;
         if self.phase == Phase::AwaitingHello {
@@ -376,7 +397,7 @@ impl<O: Clone, W> State<O, W> {
                     Ok(r) => r,
                     Err(RefError::UnknownOwn(m)) => {
                         return Ok(Event::Reject {
-                            frame: reject(id, "unknown_object", m),
+                            frame: reject(id, "unknown_object", m, &self.limits),
                         })
                     }
                     Err(RefError::Violation(v)) => return Err(v),
@@ -387,13 +408,13 @@ impl<O: Clone, W> State<O, W> {
                         self.limits.max_calls_in_flight
                     );
                     return Ok(Event::Reject {
-                        frame: reject(id, "limit_exceeded", msg),
+                        frame: reject(id, "limit_exceeded", msg, &self.limits),
                     });
                 }
                 let Some(obj) = self.exports.get(target).cloned() else {
                     let msg = format!("no object with id {target} on this connection");
                     return Ok(Event::Reject {
-                        frame: reject(id, "unknown_object", msg),
+                        frame: reject(id, "unknown_object", msg, &self.limits),
                     });
                 };
                 let cap = u32::try_from(self.limits.max_deadline.as_millis()).unwrap_or(u32::MAX);
@@ -430,11 +451,11 @@ impl<O: Clone, W> State<O, W> {
                     return Ok(Event::Nothing);
                 };
                 let e = RemoteError {
-                    kind: error.kind.to_owned(),
-                    type_name: error.type_name.to_owned(),
-                    message: error.message.to_owned(),
-                    chain: error.chain.iter().map(|s| (*s).to_owned()).collect(),
-                    backtrace: error.backtrace.map(str::to_owned),
+                    kind: error.kind.into_owned(),
+                    type_name: error.type_name.into_owned(),
+                    message: error.message.into_owned(),
+                    chain: error.chain.into_iter().map(|s| s.into_owned()).collect(),
+                    backtrace: error.backtrace.map(|s| s.into_owned()),
                     data: error.data.map(|r| frame[r].to_vec()),
                 };
                 Ok(Event::Reply {
@@ -460,7 +481,7 @@ impl<O: Clone, W> State<O, W> {
             }
             Message::Goodbye { reason } => {
                 self.phase = Phase::Closed;
-                Ok(Event::Goodbye(reason.to_owned()))
+                Ok(Event::Goodbye(reason.into_owned()))
             }
         }
     }

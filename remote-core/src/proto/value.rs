@@ -18,6 +18,9 @@ pub struct Malformed {
     pub reason: String,
 }
 
+/// How the reason of a [`Malformed`] for a value nested too deep starts.
+pub const TOO_DEEP: &str = "nesting deeper than max_depth";
+
 /// A reference found inside a value: `(is_sender_export, id)`.
 pub type FoundRef = (bool, ObjectId);
 
@@ -291,7 +294,7 @@ impl<'a> Reader<'a> {
                     )));
                 }
                 if pending.len() + 1 >= depth {
-                    return Err(self.err(format!("nesting deeper than max_depth = {depth}")));
+                    return Err(self.err(format!("{TOO_DEEP} = {depth}")));
                 }
                 pending.push(todo);
                 todo = children;

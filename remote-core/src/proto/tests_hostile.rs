@@ -1,0 +1,190 @@
+//! State machine tests for hostile input: references smuggled in error
+//! data, oversized error text, many references in one message.
+
+use super::*;
+
+/// An error message payload answering call `id`: `chain` as given, `data`
+/// raw bytes (or nil).
+fn error_frame(id: CallId, message: &str, chain: &[&str], data: Option<&[u8]>) -> Vec<u8> {
+    let e = crate::RemoteError {
+        kind: "application".into(),
+        type_name: "evil::E".into(),
+        message: message.into(),
+        chain: chain.iter().map(|s| (*s).to_owned()).collect(),
+        backtrace: None,
+        data: None,
+    };
+    let mut b = encode::begin(64);
+    // Unbounded, as a hostile peer would send it.
+    let limits = Limits {
+        max_error_chain: usize::MAX,
+        max_error_text: usize::MAX,
+        max_frame_len: usize::MAX,
+        ..Limits::default()
+    };
+    encode::error_head(&mut b, id, &e, &limits);
+    match data {
+        Some(d) => b.extend_from_slice(d),
+        None => b.push(0xc0),
+    }
+    encode::finish(&mut b);
+    b.split_off(4)
+}
+
+#[test]
+fn a_reference_in_error_data_is_a_violation() {
+    for (code, data) in [
+        (EXT_SENDER_EXPORT, ext_ref(EXT_SENDER_EXPORT, 1)),
+        (EXT_RECEIVER_OWN, ext_ref(EXT_RECEIVER_OWN, 1)),
+        // Nested inside the application value.
+        (EXT_SENDER_EXPORT, {
+            let mut v = vec![0x81, 0xa1, b'x', 0x92, 0x01];
+            v.extend(ext_ref(EXT_SENDER_EXPORT, 7));
+            v
+        }),
+    ] {
+        let (mut s, sink) = state();
+        let id = s.start_call(1).unwrap();
+        let v = s
+            .handle_frame(&error_frame(id, "nope", &[], Some(&data)))
+            .unwrap_err();
+        assert!(
+            v.0.contains(&format!("error data holds a reference (ext type {code}")),
+            "{v}"
+        );
+        // Nothing was imported, so nothing will be released.
+        assert!(s.imports().is_empty());
+        assert!(sink.0.lock().unwrap().is_empty());
+    }
+    // Reference-free data still arrives, byte for byte.
+    let (mut s, _) = state();
+    let id = s.start_call(1).unwrap();
+    let f = error_frame(id, "ok", &[], Some(&[0x92, 0x01, 0x02]));
+    match s.handle_frame(&f).unwrap() {
+        Event::Reply {
+            result: Err(e),
+            refs,
+            ..
+        } => {
+            assert_eq!(e.data.as_deref(), Some(&[0x92, 0x01, 0x02][..]));
+            assert!(refs.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_received_error_keeps_at_most_the_chain_and_text_limits() {
+    let limits = Limits::default();
+    let (mut s, _) = state();
+    let id = s.start_call(1).unwrap();
+    // A million empty causes: 1 MB on the wire, 24 MB as Strings.
+    let many = vec![""; 1_000_000];
+    let f = error_frame(id, "m", &many, None);
+    let Event::Reply { result: Err(e), .. } = s.handle_frame(&f).unwrap() else {
+        panic!("expected the error reply")
+    };
+    assert_eq!(e.chain.len(), limits.max_error_chain);
+    assert_eq!(
+        e.chain.last().unwrap(),
+        &format!(
+            "… {} more causes omitted (max_error_chain = {})",
+            1_000_000 - (limits.max_error_chain - 1),
+            limits.max_error_chain
+        )
+    );
+    // Long text: cut to max_error_text in total, marked.
+    let id = s.start_call(2).unwrap();
+    let long = "é".repeat(100_000);
+    let f = error_frame(id, &long, &[&long, &long], None);
+    let Event::Reply { result: Err(e), .. } = s.handle_frame(&f).unwrap() else {
+        panic!("expected the error reply")
+    };
+    // (The note naming omitted causes comes on top.)
+    let kept = e.chain.iter().filter(|c| !c.starts_with("… "));
+    let total =
+        e.kind.len() + e.type_name.len() + e.message.len() + kept.map(String::len).sum::<usize>();
+    assert!(total <= limits.max_error_text, "{total}");
+    assert!(e.message.ends_with('…'));
+    // Past the budget the rest of the chain is dropped and counted.
+    assert_eq!(
+        e.chain,
+        vec!["… 2 more causes omitted (max_error_chain = 32)".to_owned()]
+    );
+    // The same bounds apply to an error for a call nobody waits for.
+    let f = error_frame(CallId(999), "m", &many, None);
+    assert!(matches!(s.handle_frame(&f).unwrap(), Event::Nothing));
+}
+
+#[test]
+fn errors_we_send_are_bounded_and_fit_in_a_frame() {
+    let huge = crate::RemoteError {
+        kind: "application".into(),
+        type_name: "t".into(),
+        message: "x".repeat(3 << 20),
+        chain: vec!["c".repeat(1000); 100_000],
+        backtrace: Some("b".repeat(1 << 20)),
+        data: None,
+    };
+    for limits in [
+        Limits::default(),
+        Limits {
+            max_frame_len: 4096,
+            ..Limits::default()
+        },
+    ] {
+        let f = encode::error(CallId(1), &huge, &limits);
+        assert!(f.len() - 4 <= limits.max_frame_len, "{}", f.len());
+        let mut refs = Vec::new();
+        let Message::Error { error, .. } =
+            Message::parse(&f[4..], &Limits::default(), &mut refs).unwrap()
+        else {
+            panic!("not an error frame")
+        };
+        assert!(error.chain.len() <= limits.max_error_chain);
+        assert!(error.message.ends_with('…'));
+        assert!(error.backtrace.is_some());
+    }
+    // Small errors go out untouched.
+    let small = crate::RemoteError::new("k", "t", "m");
+    let f = encode::error(CallId(1), &small, &Limits::default());
+    let mut refs = Vec::new();
+    let Message::Error { error, .. } =
+        Message::parse(&f[4..], &Limits::default(), &mut refs).unwrap()
+    else {
+        panic!("not an error frame")
+    };
+    assert_eq!((&*error.kind, &*error.message), ("k", "m"));
+}
+
+#[test]
+fn many_references_to_few_objects_are_held_once_each_in_id_order() {
+    let (mut s, _) = state();
+    let mut own_ids = Vec::new();
+    for n in 0..10 {
+        own_ids.push(s.export(key(n), || "mine").unwrap());
+    }
+    // 1,700 references: 170 to each of 10 imports, and 10 handed-back
+    // objects of ours, in descending id order.
+    let mut args = vec![0xdc];
+    args.extend_from_slice(&1710u16.to_be_bytes());
+    for _ in 0..170 {
+        for id in (100..110).rev() {
+            args.extend(ext_ref(EXT_SENDER_EXPORT, id));
+        }
+    }
+    for id in own_ids.iter().rev() {
+        args.extend(ext_ref(EXT_RECEIVER_OWN, id.0));
+    }
+    let Event::Call { refs, owns, .. } = s.handle_frame(&call(1, 0, "m", &args)).unwrap() else {
+        panic!("expected a call")
+    };
+    let ids: Vec<u32> = refs.iter().map(|r| r.id().0).collect();
+    assert_eq!(ids, (100..110).collect::<Vec<_>>());
+    assert!(
+        refs.iter().all(|r| r.count() == 170),
+        "every receipt counted"
+    );
+    let owned: Vec<ObjectId> = owns.iter().map(|(id, _)| *id).collect();
+    assert_eq!(owned, own_ids);
+}
