@@ -3,6 +3,7 @@
 //! their deadline, panicking destructors do not wedge a connection, and one
 //! address cannot take every connection slot.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -103,9 +104,11 @@ impl Probe for ProbeImpl {
 }
 
 /// `probe.wait_gate()` as an async call (the proxy's own method blocks),
-/// cancelled by dropping it.
-fn wait_gate(probe: &Remote<dyn Probe>) -> BoxFuture<'static, Result<(), Error>> {
-    probe.handle().unwrap().call("wait_gate", ())
+/// cancelled by dropping it; its deadline is `PATIENCE`, not the default
+/// 10 s, as it may wait for a blocking slot on a loaded machine.
+fn wait_gate(probe: &Remote<dyn Probe>) -> impl Future<Output = Result<(), Error>> + Send {
+    let call: BoxFuture<'static, Result<(), Error>> = probe.handle().unwrap().call("wait_gate", ());
+    remote_core::with_timeout(PATIENCE, call)
 }
 
 /// Polls `cond` every few milliseconds until it holds or `PATIENCE` passes.
