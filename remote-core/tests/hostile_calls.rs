@@ -27,6 +27,8 @@ pub trait Probe {
     fn relay(&self, cb: Remote<dyn Probe>) -> Result<u64, Error>;
     /// A fresh object; its `Drop` panics if `bomb`.
     async fn make(&self, bomb: bool) -> Result<Remote<dyn Probe>, Error>;
+    /// A fresh object and `len` bytes, in one reply.
+    async fn make_with(&self, bomb: bool, len: u32) -> Result<(Remote<dyn Probe>, Vec<u8>), Error>;
 }
 
 /// What the probes observed, shared by every probe of a test.
@@ -100,6 +102,9 @@ impl Probe for ProbeImpl {
     }
     async fn make(&self, bomb: bool) -> Result<Remote<dyn Probe>, Error> {
         Ok(ProbeImpl::remote(&self.stats, bomb))
+    }
+    async fn make_with(&self, bomb: bool, len: u32) -> Result<(Remote<dyn Probe>, Vec<u8>), Error> {
+        Ok((ProbeImpl::remote(&self.stats, bomb), vec![1; len as usize]))
     }
 }
 
@@ -278,6 +283,24 @@ async fn a_panicking_drop_of_a_released_object_does_not_stop_the_connection() {
         .await
         .expect("closed() resolves");
     assert!(eventually(|| stats.live.load(SeqCst) == 0).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_drop_of_an_export_taken_back_does_not_hide_the_error() {
+    let stats = Arc::new(Stats::default());
+    let limits = Limits {
+        max_frame_len: 64 << 10,
+        ..Limits::default()
+    };
+    let (probe, _client, server) = pair(limits, &stats).await;
+    // The reply is over the frame limit: the export counted while encoding
+    // it is taken back, which drops the object, whose Drop panics. The
+    // caller still learns which limit its reply broke.
+    let err = probe.make_with(true, 100_000).await.unwrap_err();
+    assert!(err.to_string().contains("max_frame_len"), "{err}");
+    assert_eq!(server.exported_objects(), 0);
+    assert_eq!(stats.live.load(SeqCst), 1, "only the root is alive");
+    assert_eq!(probe.ping().await.unwrap(), 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
