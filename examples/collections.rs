@@ -84,7 +84,7 @@ impl Player {
 
     /// Prints the next change this player's subscriptions delivered.
     async fn show_next(&mut self, out: &Transcript) -> remote_core::Result<()> {
-        let change = tokio::time::timeout(Duration::from_secs(5), self.seen.recv())
+        let change = tokio::time::timeout(Duration::from_secs(30), self.seen.recv())
             .await
             .ok()
             .flatten()

@@ -127,9 +127,9 @@ pub async fn run(out: &Transcript, mut cmd: Command) -> remote_core::Result<()> 
 
     // Hang up; the child sees its connection close and exits.
     conn.close();
-    let status = tokio::time::timeout(Duration::from_secs(5), process.wait())
+    let status = tokio::time::timeout(Duration::from_secs(30), process.wait())
         .await
-        .map_err(|_| Error::Io("the child did not exit within 5 s".into()))??;
+        .map_err(|_| Error::Io("the child did not exit within 30 s".into()))??;
     let _ = tokio::time::timeout(Duration::from_secs(1), relay).await;
     say!(out, "parent: child exited with {status}");
     Ok(())

@@ -28,7 +28,7 @@ pub mod readme;
 #[path = "../worker.rs"]
 pub mod worker;
 
-const LIMIT: Duration = Duration::from_secs(30);
+const LIMIT: Duration = Duration::from_secs(120);
 
 /// Runs `fut`, failing the test if it takes longer than [`LIMIT`].
 async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {

@@ -43,7 +43,9 @@ pub fn in_async_context() -> bool {
     tokio::runtime::Handle::try_current().is_ok() && !ALLOWED.with(Cell::get)
 }
 
-/// Runs `fut` on `rt` and blocks this thread until it finishes.
+/// Runs `fut` on `rt` and blocks this thread until it finishes. Calls in
+/// `fut` inherit this thread's deadline (that of the blocking method being
+/// served here, say).
 pub fn block_on_call<T, E>(
     rt: &tokio::runtime::Handle,
     fut: impl Future<Output = Result<T, E>> + Send + 'static,
@@ -55,9 +57,16 @@ where
     if in_async_context() {
         return Err(E::from_error(Error::BlockingInAsync));
     }
+    // The future runs on a runtime worker, where this thread's deadline (a
+    // blocking method's, say) is not visible: carry it over.
+    let deadline = crate::driver::current_deadline();
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     rt.spawn(async move {
-        let _ = tx.send(fut.await);
+        let out = match deadline {
+            Some(d) => crate::driver::deadline_scope(d, fut).await,
+            None => fut.await,
+        };
+        let _ = tx.send(out);
     });
     rx.recv().unwrap_or_else(|_| {
         Err(E::from_error(Error::ConnectionLost(

@@ -42,6 +42,21 @@ pub struct Limits {
     /// Connections a server holds at once (default 1,024). Further ones are
     /// sent a goodbye naming the limit and closed.
     pub max_connections: usize,
+    /// Connections a server holds at once from one peer address (default
+    /// 32): TCP peers are keyed by IP address (IPv6 by its /64 prefix), not
+    /// port. Further ones are sent a goodbye naming the limit and closed.
+    /// Unix-socket peers are not counted per peer (the socket file's
+    /// permissions decide who connects); only `max_connections` applies.
+    pub max_connections_per_peer: usize,
+    /// Blocking methods running at once on one connection (default 8).
+    /// Further ones wait for a slot until their deadline. A blocking
+    /// method's closure keeps its slot (and its call keeps counting in
+    /// `max_calls_in_flight`) until it returns, even after a cancel.
+    pub max_blocking_calls: usize,
+    /// Blocking methods running at once on all the connections of one
+    /// server, or of one standalone connection (default 64). Further ones
+    /// wait for a slot until their deadline.
+    pub max_server_blocking_calls: usize,
     /// Time for a peer to complete the handshake (default 10 s).
     pub handshake_timeout: Duration,
     /// A connection with no traffic, no calls in flight and no references
@@ -77,6 +92,9 @@ impl Default for Limits {
             max_exports: 10_000,
             max_imports: 10_000,
             max_connections: 1024,
+            max_connections_per_peer: 32,
+            max_blocking_calls: 8,
+            max_server_blocking_calls: 64,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             max_write_queue: 16 << 20,
@@ -104,6 +122,9 @@ mod tests {
             ("max_exports", l.max_exports, 10_000),
             ("max_imports", l.max_imports, 10_000),
             ("max_connections", l.max_connections, 1024),
+            ("max_connections_per_peer", l.max_connections_per_peer, 32),
+            ("max_blocking_calls", l.max_blocking_calls, 8),
+            ("max_server_blocking_calls", l.max_server_blocking_calls, 64),
             ("max_write_queue", l.max_write_queue, 16 << 20),
             ("max_error_chain", l.max_error_chain, 32),
             ("max_error_text", l.max_error_text, 64 << 10),
@@ -125,5 +146,10 @@ mod tests {
         assert!(l.max_handshake_frame_len < l.max_frame_len);
         // A bounded error always fits in a frame.
         assert!(l.max_error_text < l.max_frame_len / 2);
+        // One peer cannot take every connection or blocking slot, and the
+        // blocking slots stay below tokio's blocking pool (512 threads).
+        assert!(l.max_connections_per_peer < l.max_connections);
+        assert!(l.max_blocking_calls < l.max_server_blocking_calls);
+        assert!(l.max_server_blocking_calls < 512);
     }
 }

@@ -2,6 +2,7 @@
 //! tables, enforce limits, shut down gracefully.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -92,13 +93,16 @@ impl Server {
             conns: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
             idle: tokio::sync::Notify::new(),
+            per_peer: Arc::new(Mutex::new(HashMap::new())),
         });
-        let task = tokio::spawn(accept_loop(
-            self.listener,
-            self.conn,
-            inner.clone(),
-            move || T::into_dispatch(factory().into_arc()),
+        let mut conn = self.conn;
+        // Every connection of this server shares one set of blocking slots.
+        conn.server_blocking = Some(crate::driver::ServerBlocking::new(
+            conn.limits.max_server_blocking_calls,
         ));
+        let task = tokio::spawn(accept_loop(self.listener, conn, inner.clone(), move || {
+            T::into_dispatch(factory().into_arc())
+        }));
         ServerHandle {
             inner,
             task: Some(task),
@@ -113,6 +117,76 @@ struct Inner {
     conns: Mutex<HashMap<u64, Connection>>,
     next: AtomicU64,
     idle: tokio::sync::Notify,
+    /// Open connections per peer address (`max_connections_per_peer`).
+    per_peer: Arc<Mutex<PeerCounts>>,
+}
+
+type PeerCounts = HashMap<IpAddr, usize>;
+
+/// The key a peer's connections are counted under: the IP address of a TCP
+/// peer (its /64 prefix for IPv6, where one host often holds a whole /64),
+/// not its port. `None` (not counted per peer) for other transports.
+fn peer_key(peer: &str) -> Option<IpAddr> {
+    let addr: SocketAddr = peer.strip_prefix("tcp://")?.parse().ok()?;
+    Some(match addr.ip().to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    })
+}
+
+/// One open connection counted for its peer address; uncounted on drop.
+struct PeerSlot {
+    counts: Arc<Mutex<PeerCounts>>,
+    key: IpAddr,
+}
+
+impl PeerSlot {
+    /// Counts a connection from `key`, or `None` if it has `max` already.
+    fn take(counts: &Arc<Mutex<PeerCounts>>, key: IpAddr, max: usize) -> Option<PeerSlot> {
+        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(key).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            counts: counts.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                // Only peers with open connections stay in the map.
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Tells a refused client why (a goodbye instead of hello), then closes.
+fn refuse(
+    r: crate::driver::io_types::BoxRead,
+    mut w: crate::driver::io_types::BoxWrite,
+    why: String,
+) {
+    tokio::spawn(async move {
+        let frame = encode::goodbye(&why);
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = w.write_all(&frame).await;
+            let _ = w.shutdown().await;
+        })
+        .await;
+        drop(r);
+    });
 }
 
 async fn accept_loop(
@@ -122,12 +196,13 @@ async fn accept_loop(
     factory: impl Fn() -> Arc<dyn crate::Dispatch> + Send + Sync + 'static,
 ) {
     let max = conn.limits.max_connections;
+    let max_per_peer = conn.limits.max_connections_per_peer;
     loop {
         let accepted = tokio::select! {
             _ = inner.stop.cancelled() => break,
             a = listener.accept() => a,
         };
-        let (r, mut w, peer) = match accepted {
+        let (r, w, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // E.g. out of file descriptors: back off instead of spinning.
@@ -137,17 +212,26 @@ async fn accept_loop(
             }
         };
         if inner.active.load(Ordering::Acquire) >= max {
-            tokio::spawn(async move {
-                let frame = encode::goodbye(&format!("limit exceeded: max_connections = {max}"));
-                let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                    let _ = w.write_all(&frame).await;
-                    let _ = w.shutdown().await;
-                })
-                .await;
-                drop(r);
-            });
+            refuse(r, w, format!("limit exceeded: max_connections = {max}"));
             continue;
         }
+        let peer_slot = match peer_key(&peer) {
+            Some(key) => match PeerSlot::take(&inner.per_peer, key, max_per_peer) {
+                Some(slot) => Some(slot),
+                None => {
+                    refuse(
+                        r,
+                        w,
+                        format!(
+                            "limit exceeded: max_connections_per_peer = {max_per_peer} \
+                             (connections from {key})"
+                        ),
+                    );
+                    continue;
+                }
+            },
+            None => None,
+        };
         inner.active.fetch_add(1, Ordering::AcqRel);
         let mut builder = conn.clone();
         builder.root = Some(factory());
@@ -170,6 +254,8 @@ async fn accept_loop(
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&id);
             }
+            // Uncounted for its address before the server's count goes down.
+            drop(peer_slot);
             inner2.active.fetch_sub(1, Ordering::AcqRel);
             inner2.idle.notify_waiters();
         });
@@ -238,5 +324,42 @@ impl ServerHandle {
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         self.inner.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_keyed_by_address_not_port() {
+        let v4: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(peer_key("tcp://10.1.2.3:4000"), Some(v4));
+        assert_eq!(peer_key("tcp://10.1.2.3:4001"), Some(v4));
+        // An IPv4 peer on a dual-stack listener counts as its IPv4 address.
+        assert_eq!(peer_key("tcp://[::ffff:10.1.2.3]:5"), Some(v4));
+        // IPv6 by /64 prefix.
+        assert_eq!(
+            peer_key("tcp://[2001:db8:1:2:aaaa::1]:80"),
+            peer_key("tcp://[2001:db8:1:2:bbbb::2]:81")
+        );
+        assert_ne!(
+            peer_key("tcp://[2001:db8:1:2::1]:80"),
+            peer_key("tcp://[2001:db8:1:3::1]:80")
+        );
+        assert_eq!(peer_key("unix:///tmp/s.sock"), None);
+    }
+
+    #[test]
+    fn a_peer_slot_is_given_back_on_drop() {
+        let counts = Arc::new(Mutex::new(PeerCounts::new()));
+        let key: IpAddr = "127.0.0.1".parse().unwrap();
+        let a = PeerSlot::take(&counts, key, 2).unwrap();
+        let _b = PeerSlot::take(&counts, key, 2).unwrap();
+        assert!(PeerSlot::take(&counts, key, 2).is_none());
+        drop(a);
+        let _c = PeerSlot::take(&counts, key, 2).unwrap();
+        drop((_b, _c));
+        assert!(counts.lock().unwrap().is_empty());
     }
 }

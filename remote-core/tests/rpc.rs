@@ -83,7 +83,7 @@ macro_rules! on_every_transport {
         async fn $name() {
             for t in ALL {
                 let $fx = setup(t).await;
-                tokio::time::timeout(Duration::from_secs(30), async move { $body })
+                tokio::time::timeout(Duration::from_secs(120), async move { $body })
                     .await
                     .unwrap_or_else(|_| panic!("{} timed out on {t:?}", stringify!($name)));
             }
@@ -102,7 +102,7 @@ on_every_transport!(pass_reference_and_callback_while_call_in_flight, |fx| {
     let mine = Counter::remote(10, stats.clone());
     assert_eq!(fx.root.call_back(mine.clone(), 5).await.unwrap(), 16);
     // The server dropped its proxy: our export is released.
-    assert!(eventually(5, || fx.client.exported_objects() == 0).await);
+    assert!(eventually(60, || fx.client.exported_objects() == 0).await);
     assert_eq!(stats.live.load(SeqCst), 1, "still alive here: we hold it");
 });
 
@@ -142,7 +142,7 @@ on_every_transport!(dropping_a_call_cancels_it_at_the_server, |fx| {
     let slow = tokio::time::timeout(Duration::from_millis(100), fx.root.sleep(20_000)).await;
     assert!(slow.is_err(), "the call was still running");
     assert!(
-        eventually(5, || fx.server_stats.sleeping.load(SeqCst) == 0).await,
+        eventually(60, || fx.server_stats.sleeping.load(SeqCst) == 0).await,
         "handler was aborted"
     );
     assert_eq!(fx.root.add(1, 2).await.unwrap(), 3);
@@ -151,7 +151,7 @@ on_every_transport!(dropping_a_call_cancels_it_at_the_server, |fx| {
 on_every_transport!(deadline_expires_for_caller_and_server, |fx| {
     let r = remote_core::with_timeout(Duration::from_millis(100), fx.root.sleep(20_000)).await;
     assert!(matches!(r, Err(Error::DeadlineExceeded(_))), "{r:?}");
-    assert!(eventually(5, || fx.server_stats.sleeping.load(SeqCst) == 0).await);
+    assert!(eventually(60, || fx.server_stats.sleeping.load(SeqCst) == 0).await);
     // The server-side deadline stops work even if the caller keeps waiting:
     // a 300 ms deadline and a 20 s handler.
     let r = remote_core::with_timeout(Duration::from_millis(300), async {
@@ -189,7 +189,7 @@ on_every_transport!(returned_objects_live_until_the_proxy_is_dropped, |fx| {
     );
     drop(copy);
     assert!(
-        eventually(5, || fx.server_stats.live.load(SeqCst) == 1).await,
+        eventually(60, || fx.server_stats.live.load(SeqCst) == 1).await,
         "released and dropped"
     );
 });
@@ -258,15 +258,15 @@ on_every_transport!(
             .unwrap();
         let root = fx.root.clone();
         let pending = tokio::spawn(async move { root.sleep(20_000).await });
-        assert!(eventually(5, || fx.server_stats.sleeping.load(SeqCst) == 1).await);
+        assert!(eventually(60, || fx.server_stats.sleeping.load(SeqCst) == 1).await);
         fx.client.close();
         let r = pending.await.unwrap();
         assert!(matches!(&r, Err(Error::ConnectionLost(_))), "{r:?}");
         // Our object exported to that connection is dropped at once.
-        assert!(eventually(5, || stats.live.load(SeqCst) == 0).await);
+        assert!(eventually(60, || stats.live.load(SeqCst) == 0).await);
         // The server's side: handler aborted, its root dropped.
-        assert!(eventually(5, || fx.server_stats.sleeping.load(SeqCst) == 0).await);
-        assert!(eventually(5, || fx.server_stats.live.load(SeqCst) == 0).await);
+        assert!(eventually(60, || fx.server_stats.sleeping.load(SeqCst) == 0).await);
+        assert!(eventually(60, || fx.server_stats.live.load(SeqCst) == 0).await);
         assert!(matches!(
             fx.root.add(1, 1).await,
             Err(Error::ConnectionLost(_))
@@ -277,7 +277,7 @@ on_every_transport!(
 on_every_transport!(server_disconnect_mid_call_fails_pending_calls, |fx| {
     let root = fx.root.clone();
     let pending = tokio::spawn(async move { root.sleep(20_000).await });
-    assert!(eventually(5, || fx.server_stats.sleeping.load(SeqCst) == 1).await);
+    assert!(eventually(60, || fx.server_stats.sleeping.load(SeqCst) == 1).await);
     let Fixture {
         server_side,
         server,
@@ -320,7 +320,7 @@ on_every_transport!(streams_are_pulled_lazily_in_batches, |fx| {
     assert_eq!(all, (0..10).collect::<Vec<_>>());
     drop(s);
     // The abandoned stream's source is released.
-    assert!(eventually(5, || fx.client.imported_objects() == 0).await);
+    assert!(eventually(60, || fx.client.imported_objects() == 0).await);
 });
 
 #[tokio::test]

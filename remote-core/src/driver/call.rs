@@ -394,9 +394,26 @@ impl CallCx {
     /// Runs a blocking method on tokio's blocking pool with this call's
     /// deadline inherited (and blocking proxies allowed). A panic in `f`
     /// propagates to the caller as a remote `panic` error.
+    ///
+    /// At most [`Limits::max_blocking_calls`](crate::Limits::max_blocking_calls)
+    /// closures run at once per connection and
+    /// [`Limits::max_server_blocking_calls`](crate::Limits::max_server_blocking_calls)
+    /// per server; over either, the call waits for a slot until its
+    /// deadline. A closure cannot be interrupted: if the call is cancelled
+    /// or its deadline passes, the closure runs on, and the call keeps
+    /// counting in [`Limits::max_calls_in_flight`](crate::Limits::max_calls_in_flight)
+    /// and keeps its slots until `f` returns.
     pub async fn blocking<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> R {
         let deadline = self.deadline;
+        let slots = self.shared.blocking.acquire().await;
+        let hold = self
+            .shared
+            .blocking
+            .hold((self.id, self.seq), self.shared.ctl.clone());
         let task = tokio::task::spawn_blocking(move || {
+            // Released when `f` returns (or unwinds), not when the awaiting
+            // handler is dropped.
+            let _held = (hold, slots);
             crate::blocking::allow_blocking(|| super::deadline::blocking_scope(deadline, f))
         });
         match task.await {

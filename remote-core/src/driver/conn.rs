@@ -14,8 +14,10 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use super::blocking_pool::{ConnBlocking, ServerBlocking};
 use super::call::{Args, CallCx, Handle, Reply};
 use super::io::{write_loop, BoxRead, BoxWrite};
+use super::teardown::{drop_caught, drop_each_caught, DisconnectOnDrop};
 use crate::proto::{
     encode, CallId, Event, ExportKey, FrameCodec, FrameError, ImportRef, ObjectId, ReleaseSink,
     State,
@@ -54,6 +56,9 @@ pub(crate) enum Control {
         sent: bool,
     },
     CallDone(CallId, u64),
+    /// A blocking closure of the call running as this sequence number
+    /// returned.
+    BlockingDone(u64),
     /// `Shared::close` was called: stop reading.
     Closed,
 }
@@ -92,6 +97,8 @@ pub(crate) struct Shared {
     pub(crate) runtime: tokio::runtime::Handle,
     peer: String,
     authenticated: AtomicBool,
+    /// Blocking-method slots, and calls whose closures outlive their handler.
+    pub(crate) blocking: ConnBlocking,
 }
 
 impl fmt::Debug for Shared {
@@ -206,7 +213,9 @@ impl Shared {
                 }
             }
         }
-        drop(dropped); // outside the lock: destructors may re-enter
+        // Outside the lock (destructors may re-enter), one at a time (one
+        // may panic).
+        drop_each_caught(&self.peer, "an export whose message was not sent", dropped);
     }
 
     fn handle_ctl(&self, c: Control) {
@@ -227,10 +236,25 @@ impl Shared {
                 }
             }
             Control::CallDone(id, seq) => {
-                self.core().call_done(id, seq);
                 lock(&self.running).remove(&seq);
+                self.handler_stopped(id, seq);
+            }
+            Control::BlockingDone(seq) => {
+                // The call's handler had stopped: now the call is done.
+                if let Some(id) = self.blocking.closure_done(seq) {
+                    self.core().call_done(id, seq);
+                }
             }
             Control::Closed => {}
+        }
+    }
+
+    /// An incoming call's handler stopped: the call stops counting unless
+    /// a blocking closure it started still runs (then that closure's end
+    /// does it).
+    fn handler_stopped(&self, id: CallId, seq: u64) {
+        if self.blocking.handler_done(seq) {
+            self.core().call_done(id, seq);
         }
     }
 
@@ -278,7 +302,8 @@ impl Shared {
                     owns,
                 }));
             }
-            Event::Released(obj) => drop(obj),
+            // A panicking destructor must not end the reader.
+            Event::Released(obj) => drop_caught(&self.peer, "an object released by the peer", obj),
             Event::Cancel(seq) => {
                 if let Some(h) = lock(&self.running).get(&seq) {
                     h.abort();
@@ -334,10 +359,12 @@ impl Shared {
         match first {
             Ok(Some(Reply { .. })) => {
                 // `CallCx::reply` already queued the reply frame.
-                self.core().call_done(id, seq);
+                drop_caught(&self.peer, "a finished handler", fut);
+                self.handler_stopped(id, seq);
             }
             Err(panic) => {
-                self.core().call_done(id, seq);
+                drop_caught(&self.peer, "a panicked handler", fut);
+                self.handler_stopped(id, seq);
                 let _ = self.send(&encode::error(id, &panic_error(panic), &self.limits));
             }
             Ok(None) => {
@@ -375,8 +402,8 @@ impl Shared {
     }
 
     /// Connection lost or closed: fail every waiter, abort every handler,
-    /// drop every exported object.
-    fn disconnect(&self, reason: Error) {
+    /// drop every exported object. Repeating it does nothing more.
+    pub(super) fn disconnect(&self, reason: Error) {
         self.close(reason);
         let (waiters, objects) = self.core().close();
         let lost = self.lost();
@@ -387,8 +414,13 @@ impl Shared {
         for (_, h) in running {
             h.abort();
         }
-        // Dropped last and outside every lock: destructors may re-enter.
-        drop(objects);
+        // Dropped last and outside every lock (destructors may re-enter),
+        // each on its own (one may panic).
+        drop_each_caught(
+            &self.peer,
+            "an object exported to a closed connection",
+            objects,
+        );
     }
 }
 
@@ -601,6 +633,9 @@ pub struct ConnectionBuilder {
     pub(crate) root: Option<Arc<dyn Dispatch>>,
     pub(crate) token: Option<Vec<u8>>,
     pub(crate) authenticator: Option<Authenticator>,
+    /// Blocking slots shared with the other connections of a server; a
+    /// standalone connection gets its own group.
+    pub(crate) server_blocking: Option<Arc<ServerBlocking>>,
 }
 
 impl fmt::Debug for ConnectionBuilder {
@@ -711,6 +746,11 @@ impl ConnectionBuilder {
             runtime: tokio::runtime::Handle::current(),
             peer,
             authenticated: AtomicBool::new(false),
+            blocking: ConnBlocking::new(
+                limits.max_blocking_calls,
+                self.server_blocking
+                    .unwrap_or_else(|| ServerBlocking::new(limits.max_server_blocking_calls)),
+            ),
         });
         tokio::spawn(write_loop(writer, shared.clone()));
         // If this future is dropped before the handshake ends (e.g. a
@@ -799,6 +839,8 @@ async fn read_loop(
     mut framed: FramedRead<BoxRead, FrameCodec>,
     mut ctl: mpsc::UnboundedReceiver<Control>,
 ) {
+    // However this task ends (even by a panic), the connection closes.
+    let _teardown = DisconnectOnDrop(shared.clone());
     let idle = shared.limits.idle_timeout;
     // Created once, not per loop iteration: the hot path re-arms no timer
     // per frame. A local close arrives as `Control::Closed`.

@@ -2,15 +2,18 @@
 //! one task writes. Everything else (callers, proxies, method handlers)
 //! talks to them through the connection's shared state.
 
+mod blocking_pool;
 pub(crate) mod call;
 mod conn;
 pub(crate) mod deadline;
 mod io;
+mod teardown;
 pub(crate) mod io_types {
     pub(crate) use super::io::{BoxRead, BoxWrite};
 }
 
+pub(crate) use blocking_pool::ServerBlocking;
 pub use conn::{Connection, ConnectionBuilder};
 pub(crate) use conn::{Held, Shared};
-pub(crate) use deadline::current_deadline;
+pub(crate) use deadline::{current_deadline, scope as deadline_scope};
 pub use deadline::{remaining, with_timeout};

@@ -336,6 +336,8 @@ impl Calc for Counter {
 }
 
 /// Polls `cond` until it holds or `secs` pass (bounded wait for async drops).
+/// Give a bound that holds on a loaded machine (60 s): it costs nothing
+/// when `cond` comes true early.
 pub async fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     let end = tokio::time::Instant::now() + Duration::from_secs(secs);
     while tokio::time::Instant::now() < end {
