@@ -52,6 +52,11 @@ pub struct Limits {
     pub default_deadline: Duration,
     /// Longest deadline a peer may ask for on a call we serve (default 600 s).
     pub max_deadline: Duration,
+    /// Subscriptions one connection's listeners hold on one shared
+    /// collection ([`collections`](crate::collections)) at once (default 16).
+    /// Further `subscribe` calls fail with `limit_exceeded`; subscribing a
+    /// listener that is already subscribed is a no-op and counts once.
+    pub max_subscriptions_per_connection: usize,
 }
 
 impl Default for Limits {
@@ -70,6 +75,7 @@ impl Default for Limits {
             max_write_queue: 16 << 20,
             default_deadline: Duration::from_secs(10),
             max_deadline: Duration::from_secs(600),
+            max_subscriptions_per_connection: 16,
         }
     }
 }
@@ -91,6 +97,11 @@ mod tests {
             ("max_imports", l.max_imports, 10_000),
             ("max_connections", l.max_connections, 1024),
             ("max_write_queue", l.max_write_queue, 16 << 20),
+            (
+                "max_subscriptions_per_connection",
+                l.max_subscriptions_per_connection,
+                16,
+            ),
         ];
         for (name, got, want) in sizes {
             assert_eq!(got, want, "{name}");
