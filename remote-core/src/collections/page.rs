@@ -55,7 +55,7 @@ mod tests {
         let items = vec![big.clone(); 5];
         let page = take(items.iter(), 1024, Clone::clone);
         assert_eq!(page.len(), 2, "two fit in 512 KiB, three do not");
-        let huge = vec!["y".repeat(MAX_PAGE_BYTES + 1)];
+        let huge = ["y".repeat(MAX_PAGE_BYTES + 1)];
         assert_eq!(take(huge.iter(), 1024, Clone::clone).len(), 1);
         let small: Vec<u32> = (0..5000).collect();
         assert_eq!(take(small.iter(), 1024, |x| *x).len(), 1024);
@@ -67,5 +67,13 @@ mod tests {
         let v = (String::from("key"), vec![1u64, 1 << 40]);
         let bytes = codec::encode_detached(&v).unwrap();
         assert_eq!(codec::encoded_len(&v).unwrap(), bytes.len());
+        // A reference is sized (six bytes) without a connection, and
+        // nothing is exported.
+        let listener = super::super::on_push(|_, _: u32| {});
+        assert_eq!(codec::encoded_len(&(1u8, &listener)).unwrap(), 1 + 1 + 6);
+        assert!(
+            codec::encode_detached(&listener).is_err(),
+            "still refused outside a call"
+        );
     }
 }

@@ -15,7 +15,6 @@
 //! far behind a feed that forgets old changes, or with the collection.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -234,11 +233,9 @@ async fn follow<F: Feed>(
 }
 
 /// Resolves when the listener's connection closes (never for a local one).
-fn closed_future(closed: Option<CancellationToken>) -> impl Future<Output = ()> {
-    async move {
-        match closed {
-            Some(t) => t.cancelled_owned().await,
-            None => std::future::pending().await,
-        }
+async fn closed_future(closed: Option<CancellationToken>) {
+    match closed {
+        Some(t) => t.cancelled_owned().await,
+        None => std::future::pending().await,
     }
 }
