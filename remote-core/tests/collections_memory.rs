@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use futures_util::StreamExt;
-use remote_core::collections::{on_push, RemoteList, SharedVec};
+use remote_core::collections::{on_change, on_push, RemoteList, RemoteMap, SharedMap, SharedVec};
 use remote_core::{Connection, ConnectionBuilder};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
@@ -186,5 +186,34 @@ fn repeated_subscriptions_hold_no_memory_and_leave_with_their_connection() {
             live() - baseline
         );
         server.shutdown(Duration::from_secs(5)).await;
+    });
+}
+
+#[test]
+fn a_map_forgets_changes_its_subscribers_have_delivered() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    runtime().block_on(async {
+        let map = SharedMap::<u32, String>::new();
+        let delivered = Arc::new(AtomicUsize::new(0));
+        let d = delivered.clone();
+        map.remote()
+            .subscribe(on_change(move |_: u32, _: Option<String>| {
+                d.fetch_add(1, Ordering::Relaxed);
+            }))
+            .await
+            .unwrap();
+        map.remote().insert(0, "v".repeat(10_000)).await.unwrap();
+        assert!(eventually(|| delivered.load(Ordering::Relaxed) == 1).await);
+        let before = live();
+        // 2,000 changes of 10 KB to one key; the subscriber keeps up.
+        for i in 1..=2000 {
+            map.remote().insert(0, "v".repeat(10_000)).await.unwrap();
+            if i % 100 == 0 {
+                assert!(eventually(|| delivered.load(Ordering::Relaxed) == i + 1).await);
+            }
+        }
+        let held = live() - before;
+        // Kept until delivered, a full log of 1,024 would be 10 MB.
+        assert!(held < MIB, "the map's change log holds {held} bytes");
     });
 }

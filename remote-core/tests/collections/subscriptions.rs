@@ -215,3 +215,50 @@ async fn a_client_spamming_subscribe_does_not_disturb_another() {
     assert_eq!(refused, 20 * 25 - (limit - 1), "all over the limit refused");
     assert_eq!(log.subscribers(), limit + 1);
 }
+
+/// A map listener that waits for the gate before its first delivery.
+struct Stalled {
+    gate: tokio::sync::Semaphore,
+    seen: std::sync::atomic::AtomicUsize,
+}
+
+#[remote_core::remote]
+impl remote_core::collections::MapListener<u32, u32> for Stalled {
+    async fn changed(&self, _: u32, _: Option<u32>) -> Result<(), Error> {
+        let _pass = self.gate.acquire().await.map_err(|_| Error::Cancelled)?;
+        self.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_subscriber_too_far_behind_is_dropped_and_others_are_not() {
+    use remote_core::collections::SUBSCRIBER_QUEUE;
+    let map = SharedMap::<u32, u32>::new();
+    let stalled = std::sync::Arc::new(Stalled {
+        gate: tokio::sync::Semaphore::new(0),
+        seen: Default::default(),
+    });
+    let listener: Remote<dyn remote_core::collections::MapListener<u32, u32>> =
+        Remote::new(stalled.clone());
+    map.remote().subscribe(listener).await.unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    map.remote()
+        .subscribe(on_change(move |k: u32, _: Option<u32>| {
+            let _ = tx.send(k);
+        }))
+        .await
+        .unwrap();
+    let n = SUBSCRIBER_QUEUE as u32 + 10;
+    for k in 0..n {
+        map.remote().insert(k, k).await.unwrap();
+        // This one keeps up.
+        assert_eq!(recv(&mut rx).await, k);
+    }
+    stalled.gate.add_permits(n as usize);
+    // Its first change was in flight; the next it needs is forgotten.
+    assert!(eventually(|| map.subscribers() == 1).await);
+    assert_eq!(stalled.seen.load(std::sync::atomic::Ordering::Relaxed), 1);
+    map.remote().insert(0, 1).await.unwrap();
+    assert_eq!(recv(&mut rx).await, 0);
+}
