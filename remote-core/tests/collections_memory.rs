@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use futures_util::StreamExt;
-use remote_core::collections::{on_change, on_push, RemoteList, RemoteMap, SharedMap, SharedVec};
+use remote_core::collections::{on_change, on_push, RemoteList, SharedMap, SharedVec};
 use remote_core::{Connection, ConnectionBuilder};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
