@@ -5,7 +5,7 @@
 //! decode it performs; serde code never awaits, so the context cannot leak
 //! across tasks.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::Arc;
 
@@ -58,6 +58,8 @@ struct DecodeCx {
 thread_local! {
     static ENCODE: RefCell<Option<EncodeCx>> = const { RefCell::new(None) };
     static DECODE: RefCell<Option<DecodeCx>> = const { RefCell::new(None) };
+    /// Set while [`encoded_len`] runs: references are sized, not exported.
+    static MEASURING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Restores the previous context on drop (also on panic inside serde code).
@@ -204,8 +206,43 @@ fn decode_error(what: &'static str, e: &rmp_serde::decode::Error) -> Error {
     }
 }
 
+/// The number of bytes [`encode_into`] would write for `value`, computed
+/// without a connection and without allocating: a reference counts as its
+/// fixed six bytes and nothing is exported. Lets a handler bound a reply by
+/// its encoded size before building it (collection pages).
+pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, Error> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    struct Unmeasure(bool);
+    impl Drop for Unmeasure {
+        fn drop(&mut self) {
+            MEASURING.with(|m| m.set(self.0));
+        }
+    }
+    let _restore = Unmeasure(MEASURING.with(|m| m.replace(true)));
+    let mut count = Count(0);
+    let mut ser = rmp_serde::Serializer::new(&mut count).with_struct_map();
+    value.serialize(&mut ser).map_err(|e| Error::Encode {
+        what: "value",
+        message: e.to_string(),
+    })?;
+    Ok(count.0)
+}
+
 /// Registers `obj` for sending on the current encode connection.
 pub(crate) fn export<T: ?Sized + Interface>(obj: &Arc<T>) -> Result<(RefTag, ObjectId), Error> {
+    if MEASURING.with(Cell::get) {
+        // Only sizing: a reference is six bytes whatever its id.
+        return Ok((RefTag::SenderExport, ObjectId::ROOT));
+    }
     ENCODE.with(|c| {
         let mut c = c.borrow_mut();
         let Some(cx) = c.as_mut() else {

@@ -79,6 +79,11 @@ pub struct Limits {
     /// and backtrace together (default 64 KiB). Text past it is cut at a
     /// character boundary and marked with `…`, on receipt and when sending.
     pub max_error_text: usize,
+    /// Subscriptions one connection's listeners hold on one shared
+    /// collection ([`collections`](crate::collections)) at once (default 16).
+    /// Further `subscribe` calls fail with `limit_exceeded`; subscribing a
+    /// listener that is already subscribed is a no-op and counts once.
+    pub max_subscriptions_per_connection: usize,
 }
 
 impl Default for Limits {
@@ -102,6 +107,7 @@ impl Default for Limits {
             max_deadline: Duration::from_secs(600),
             max_error_chain: 32,
             max_error_text: 64 << 10,
+            max_subscriptions_per_connection: 16,
         }
     }
 }
@@ -128,6 +134,11 @@ mod tests {
             ("max_write_queue", l.max_write_queue, 16 << 20),
             ("max_error_chain", l.max_error_chain, 32),
             ("max_error_text", l.max_error_text, 64 << 10),
+            (
+                "max_subscriptions_per_connection",
+                l.max_subscriptions_per_connection,
+                16,
+            ),
         ];
         for (name, got, want) in sizes {
             assert_eq!(got, want, "{name}");

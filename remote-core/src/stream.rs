@@ -225,7 +225,8 @@ impl<T: Wire> RemoteStream<T> {
         Self::new(futures_util::stream::iter(iter))
     }
 
-    fn from_source(source: Remote<dyn StreamSource<T>>) -> Self {
+    /// Serves the items `source` hands out (the runtime's own sources).
+    pub(crate) fn from_source(source: Remote<dyn StreamSource<T>>) -> Self {
         RemoteStream {
             source,
             buf: VecDeque::new(),

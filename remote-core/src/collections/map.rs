@@ -1,0 +1,204 @@
+//! [`SharedMap`]: a map served as a [`RemoteMap`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::page::{self, MAX_PAGE};
+use super::subscribers::{self, Feed, Next, Subscribers};
+use super::{MapListener, RemoteMap, SUBSCRIBER_QUEUE};
+use crate::{remote, BoxFuture, Error, Remote, Wire};
+
+/// A local map served as a [`RemoteMap`].
+///
+/// Its subscribers read one shared log of recent changes: a change is
+/// recorded once, whatever the number of subscribers, and only while
+/// someone is subscribed. The log forgets changes every subscriber has
+/// delivered, and keeps at most [`SUBSCRIBER_QUEUE`] of them: a subscriber
+/// that falls further behind is dropped.
+pub struct SharedMap<K, V> {
+    inner: Arc<Map<K, V>>,
+}
+
+struct Map<K, V> {
+    state: RwLock<State<K, V>>,
+    subscribers: Subscribers<dyn MapListener<K, V>>,
+}
+
+struct State<K, V> {
+    entries: BTreeMap<K, V>,
+    /// Changes `base..base + log.len()`, oldest first.
+    log: VecDeque<(K, Option<V>)>,
+    base: u64,
+    /// Each subscriber's next change to deliver.
+    readers: Vec<Arc<AtomicU64>>,
+}
+
+/// Changes between two trims of what every subscriber already delivered.
+const TRIM_EVERY: u64 = 32;
+
+impl<K, V> State<K, V> {
+    fn head(&self) -> u64 {
+        self.base + self.log.len() as u64
+    }
+
+    /// Drops log entries every reader is past, and any beyond the cap.
+    fn trim(&mut self) {
+        let oldest_needed = self
+            .readers
+            .iter()
+            .map(|r| r.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(self.head());
+        while self.base < oldest_needed && !self.log.is_empty() {
+            self.log.pop_front();
+            self.base += 1;
+        }
+    }
+}
+
+impl<K, V> Map<K, V> {
+    fn read(&self) -> RwLockReadGuard<'_, State<K, V>> {
+        // No user code runs under this lock; a change is applied in full
+        // or not at all.
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+    fn write(&self) -> RwLockWriteGuard<'_, State<K, V>> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> SharedMap<K, V> {
+    /// An empty map, shared.
+    pub fn new() -> Arc<Self> {
+        Arc::new(SharedMap {
+            inner: Arc::new(Map {
+                state: RwLock::new(State {
+                    entries: BTreeMap::new(),
+                    log: VecDeque::new(),
+                    base: 0,
+                    readers: Vec::new(),
+                }),
+                subscribers: Subscribers::new(0),
+            }),
+        })
+    }
+
+    /// A handle to serve or pass to peers.
+    pub fn remote(self: &Arc<Self>) -> Remote<dyn RemoteMap<K, V>> {
+        Remote::new(self.clone() as Arc<dyn RemoteMap<K, V>>)
+    }
+
+    /// A copy of the entries.
+    pub fn snapshot(&self) -> BTreeMap<K, V> {
+        self.inner.read().entries.clone()
+    }
+
+    /// Current subscriptions.
+    pub fn subscribers(&self) -> usize {
+        self.inner.subscribers.len()
+    }
+
+    fn change(&self, key: K, value: Option<V>) -> Option<V> {
+        let (old, head) = {
+            let mut s = self.inner.write();
+            if s.readers.is_empty() {
+                s.base = s.head() + 1;
+                s.log.clear();
+            } else {
+                s.log.push_back((key.clone(), value.clone()));
+                if s.log.len() > SUBSCRIBER_QUEUE {
+                    s.log.pop_front(); // its laggard is dropped on its next read
+                    s.base += 1;
+                }
+                if s.head() % TRIM_EVERY == 0 {
+                    s.trim();
+                }
+            }
+            let old = match value {
+                Some(v) => s.entries.insert(key, v),
+                None => s.entries.remove(&key),
+            };
+            (old, s.head())
+        };
+        // Outside the lock: subscribers read the change from the log.
+        self.inner.subscribers.advance(head);
+        old
+    }
+}
+
+impl<K, V> fmt::Debug for SharedMap<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let len = self.inner.read().entries.len();
+        f.debug_struct("SharedMap").field("len", &len).finish()
+    }
+}
+
+impl<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> Feed for Map<K, V> {
+    type Listener = dyn MapListener<K, V>;
+    type Event = (K, Option<V>);
+
+    fn subscribers(&self) -> &Subscribers<Self::Listener> {
+        &self.subscribers
+    }
+    fn attach(&self, cursor: &Arc<AtomicU64>) -> u64 {
+        let mut s = self.write();
+        s.readers.push(cursor.clone());
+        s.head()
+    }
+    fn detach(&self, cursor: &Arc<AtomicU64>) {
+        let mut s = self.write();
+        s.readers.retain(|r| !Arc::ptr_eq(r, cursor));
+        s.trim();
+    }
+    fn read(&self, at: u64) -> Next<(K, Option<V>)> {
+        let s = self.read();
+        if at < s.base {
+            return Next::Lagged;
+        }
+        match s.log.get((at - s.base) as usize) {
+            Some(change) => Next::Ready(change.clone()),
+            None => Next::NotYet,
+        }
+    }
+    fn deliver(
+        listener: &Remote<dyn MapListener<K, V>>,
+        (key, value): (K, Option<V>),
+    ) -> BoxFuture<'static, Result<(), Error>> {
+        let l = listener.clone();
+        Box::pin(async move { l.changed(key, value).await })
+    }
+}
+
+#[remote]
+impl<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> RemoteMap<K, V> for SharedMap<K, V> {
+    async fn insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
+        Ok(self.change(key, Some(value)))
+    }
+    async fn get(&self, key: K) -> Result<Option<V>, Error> {
+        Ok(self.inner.read().entries.get(&key).cloned())
+    }
+    async fn remove(&self, key: K) -> Result<Option<V>, Error> {
+        Ok(self.change(key, None))
+    }
+    async fn len(&self) -> Result<u64, Error> {
+        Ok(self.inner.read().entries.len() as u64)
+    }
+    async fn entries(&self, after: Option<K>) -> Result<Vec<(K, V)>, Error> {
+        let s = self.inner.read();
+        let lower = match &after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        Ok(page::take(
+            s.entries.range((lower, Bound::Unbounded)),
+            MAX_PAGE as usize,
+            |(k, v)| (k.clone(), v.clone()),
+        ))
+    }
+    async fn subscribe(&self, listener: Remote<dyn MapListener<K, V>>) -> Result<(), Error> {
+        subscribers::subscribe(&self.inner, listener)
+    }
+}

@@ -1,0 +1,170 @@
+//! Ready-made remote collections: a shared list and a shared map that peers
+//! push to and read, with subscriptions for changes.
+//!
+//! The owner's headline — "a chat server can be as simple as exposing a
+//! list object and letting users append their messages to it" — is
+//! [`SharedVec`] served as a connection's root:
+//!
+//! ```
+//! # #[tokio::main] async fn main() -> remote_core::Result<()> {
+//! use remote_core::collections::{on_push, RemoteList, SharedVec};
+//! use remote_core::{Connection, ConnectionBuilder};
+//!
+//! let log = SharedVec::<String>::new();
+//! let (_server, client) =
+//!     Connection::pair(ConnectionBuilder::new().serve(log.remote()), ConnectionBuilder::new()).await?;
+//! let chat = client.root::<dyn RemoteList<String>>();
+//! let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+//! chat.subscribe(on_push(move |_, line: String| { let _ = tx.send(line); })).await?;
+//! chat.push("hello".to_owned()).await?;
+//! assert_eq!(rx.recv().await.as_deref(), Some("hello"));
+//! assert_eq!(chat.range(0, 10).await?, vec!["hello".to_owned()]);
+//! # Ok(()) }
+//! ```
+//!
+//! # Subscriptions
+//!
+//! Each subscriber is notified of every change, in order, one call at a
+//! time, by a task of its own that reads the collection's changes from a
+//! cursor: a writer's cost does not grow with the number of subscribers,
+//! and one slow subscriber holds up nobody. Subscribing a listener that is
+//! already subscribed is a no-op (it is notified once per change). One
+//! connection's listeners hold at most
+//! [`Limits::max_subscriptions_per_connection`](crate::Limits) subscriptions
+//! per collection (local listeners are not counted). A subscription ends
+//! when its listener returns an error or fails (its connection lost, a
+//! deadline), as soon as its connection closes, or, for a
+//! [`SharedMap`], when it falls more than [`SUBSCRIBER_QUEUE`] changes
+//! behind.
+//!
+//! # Pages
+//!
+//! [`RemoteList::range`], [`RemoteMap::entries`] and the batches of
+//! [`RemoteList::iter`]'s stream hold at most [`MAX_PAGE`] items and at
+//! most [`MAX_PAGE_BYTES`] of encoded items, so a reply fits in a frame
+//! whatever the items' size. A short page is not the end: continue from
+//! where it stopped (the list's [`len`](RemoteList::len) says where the end
+//! is; the map's end is an empty page).
+
+use std::sync::Arc;
+
+use crate::stream::RemoteStream;
+use crate::{remote, Error, Remote, Wire};
+
+mod map;
+mod page;
+mod subscribers;
+mod vec;
+
+pub use map::SharedMap;
+pub use page::{MAX_PAGE, MAX_PAGE_BYTES};
+pub use vec::SharedVec;
+
+/// Most changes a [`SharedMap`] keeps for a subscriber that has not
+/// delivered them yet; one that falls further behind is dropped.
+pub const SUBSCRIBER_QUEUE: usize = 1024;
+
+/// A list that peers append to and read.
+#[remote]
+pub trait RemoteList<T: Wire + Clone + Sync> {
+    /// Appends `item`; returns its index.
+    async fn push(&self, item: T) -> Result<u64, Error>;
+    /// The item at `index`, if any.
+    async fn get(&self, index: u64) -> Result<Option<T>, Error>;
+    /// Number of items.
+    async fn len(&self) -> Result<u64, Error>;
+    /// The first items of `start..end`: at most [`MAX_PAGE`] of them and
+    /// at most [`MAX_PAGE_BYTES`] encoded, but at least one if `start` is
+    /// in the list. A shorter page than asked is not the end of the list:
+    /// ask again from `start + page.len()`, up to [`len`](Self::len).
+    async fn range(&self, start: u64, end: u64) -> Result<Vec<T>, Error>;
+    /// Streams every item from `start` on, as of now (items pushed later
+    /// are not included), lazily; each batch bounded as a
+    /// [`range`](Self::range) page is.
+    async fn iter(&self, start: u64) -> Result<RemoteStream<T>, Error>;
+    /// Calls `listener.pushed` for every item appended from now on, in
+    /// order. Subscribing a listener already subscribed is a no-op; over
+    /// [`Limits::max_subscriptions_per_connection`](crate::Limits) for the
+    /// listener's connection, fails with `limit_exceeded`.
+    async fn subscribe(&self, listener: Remote<dyn ListListener<T>>) -> Result<(), Error>;
+}
+
+/// Receives a [`RemoteList`]'s appends.
+#[remote]
+pub trait ListListener<T: Wire + Clone + Sync> {
+    /// `item` was appended at `index`.
+    async fn pushed(&self, index: u64, item: T) -> Result<(), Error>;
+}
+
+/// A map that peers write and read.
+#[remote]
+pub trait RemoteMap<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> {
+    /// Sets `key` to `value`; returns the previous value.
+    async fn insert(&self, key: K, value: V) -> Result<Option<V>, Error>;
+    /// The value of `key`.
+    async fn get(&self, key: K) -> Result<Option<V>, Error>;
+    /// Removes `key`; returns its value.
+    async fn remove(&self, key: K) -> Result<Option<V>, Error>;
+    /// Number of entries.
+    async fn len(&self) -> Result<u64, Error>;
+    /// The first entries with keys after `after` (from the start if
+    /// `None`), in key order: at most [`MAX_PAGE`] of them and at most
+    /// [`MAX_PAGE_BYTES`] encoded, but at least one if there is one. A
+    /// short page is not the end: ask again after its last key; an empty
+    /// page is the end.
+    async fn entries(&self, after: Option<K>) -> Result<Vec<(K, V)>, Error>;
+    /// Calls `listener.changed` for every change from now on, in order.
+    /// Subscribing a listener already subscribed is a no-op; over
+    /// [`Limits::max_subscriptions_per_connection`](crate::Limits) for the
+    /// listener's connection, fails with `limit_exceeded`.
+    async fn subscribe(&self, listener: Remote<dyn MapListener<K, V>>) -> Result<(), Error>;
+}
+
+/// Receives a [`RemoteMap`]'s changes.
+#[remote]
+pub trait MapListener<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> {
+    /// `key` now maps to `value` (`None`: removed).
+    async fn changed(&self, key: K, value: Option<V>) -> Result<(), Error>;
+}
+
+/// A closure as a [`ListListener`] (plain functions as callbacks).
+pub fn on_push<T, F>(f: F) -> Remote<dyn ListListener<T>>
+where
+    T: Wire + Clone + Sync,
+    F: Fn(u64, T) + Send + Sync + 'static,
+{
+    struct FnListener<F>(F);
+    #[remote]
+    impl<T: Wire + Clone + Sync, F: Fn(u64, T) + Send + Sync + 'static> ListListener<T>
+        for FnListener<F>
+    {
+        async fn pushed(&self, index: u64, item: T) -> Result<(), Error> {
+            (self.0)(index, item);
+            Ok(())
+        }
+    }
+    Remote::new(Arc::new(FnListener(f)) as Arc<dyn ListListener<T>>)
+}
+
+/// A closure as a [`MapListener`].
+pub fn on_change<K, V, F>(f: F) -> Remote<dyn MapListener<K, V>>
+where
+    K: Wire + Ord + Clone + Sync,
+    V: Wire + Clone + Sync,
+    F: Fn(K, Option<V>) + Send + Sync + 'static,
+{
+    struct FnListener<F>(F);
+    #[remote]
+    impl<K, V, F> MapListener<K, V> for FnListener<F>
+    where
+        K: Wire + Ord + Clone + Sync,
+        V: Wire + Clone + Sync,
+        F: Fn(K, Option<V>) + Send + Sync + 'static,
+    {
+        async fn changed(&self, key: K, value: Option<V>) -> Result<(), Error> {
+            (self.0)(key, value);
+            Ok(())
+        }
+    }
+    Remote::new(Arc::new(FnListener(f)) as Arc<dyn MapListener<K, V>>)
+}

@@ -1,0 +1,241 @@
+//! Subscriptions to a shared collection.
+//!
+//! A collection keeps an ordered feed of its changes (the list's own items;
+//! the map's short change log). Each subscriber is a task that follows the
+//! feed from its own cursor and calls its listener once per change, in
+//! order. A writer only appends to the feed and bumps a watch value after
+//! releasing the collection's lock: its cost does not grow with the number
+//! of subscribers, and no subscriber's item is copied under the lock.
+//!
+//! Subscriptions are counted per connection of the listener (a proxy's
+//! connection; local listeners are not counted) against
+//! [`Limits::max_subscriptions_per_connection`](crate::Limits). A
+//! subscription ends when its listener fails a call, when the listener's
+//! connection closes (at once, not at the next change), when it fell too
+//! far behind a feed that forgets old changes, or with the collection.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{BoxFuture, Error, Interface, Remote};
+
+/// The next change of a feed, as seen from one cursor.
+pub(super) enum Next<E> {
+    /// The change at the cursor.
+    Ready(E),
+    /// The cursor is at the head: nothing new yet.
+    NotYet,
+    /// The change at the cursor was forgotten: the reader fell too far behind.
+    Lagged,
+}
+
+/// A collection's ordered change feed, read by subscriber tasks.
+pub(super) trait Feed: Send + Sync + Sized + 'static {
+    /// What subscribes.
+    type Listener: ?Sized + Interface;
+    /// One change, as delivered.
+    type Event: Send + 'static;
+    /// The collection's subscribers.
+    fn subscribers(&self) -> &Subscribers<Self::Listener>;
+    /// Registers a reader's cursor; returns the feed's head (where the
+    /// reader starts: it sees every change from now on).
+    fn attach(&self, cursor: &Arc<AtomicU64>) -> u64;
+    /// Forgets a reader's cursor.
+    fn detach(&self, cursor: &Arc<AtomicU64>);
+    /// The change at position `at`.
+    fn read(&self, at: u64) -> Next<Self::Event>;
+    /// Tells `listener` about `event`.
+    fn deliver(
+        listener: &Remote<Self::Listener>,
+        event: Self::Event,
+    ) -> BoxFuture<'static, Result<(), Error>>;
+}
+
+/// Who a subscription is for: a proxy's (connection, object id), or a local
+/// object's address (connection 0). Subscribing the same one twice is a
+/// no-op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Identity {
+    conn: usize,
+    object: usize,
+}
+
+struct Registry<L: ?Sized> {
+    /// Each subscription's listener. Holding it keeps a proxy's connection
+    /// state alive, so its address (the `conn` key) is not reused while
+    /// the entry exists.
+    listeners: HashMap<Identity, Remote<L>>,
+    per_conn: HashMap<usize, usize>,
+}
+
+/// The subscribers of one collection, and the watch that wakes them.
+pub(super) struct Subscribers<L: ?Sized> {
+    head: watch::Sender<u64>,
+    registry: Mutex<Registry<L>>,
+}
+
+impl<L: ?Sized + Interface> Subscribers<L> {
+    /// No subscribers; the feed's head is at `head`.
+    pub(super) fn new(head: u64) -> Self {
+        Subscribers {
+            head: watch::Sender::new(head),
+            registry: Mutex::new(Registry {
+                listeners: HashMap::new(),
+                per_conn: HashMap::new(),
+            }),
+        }
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry<L>> {
+        // No user code runs under this lock.
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Current subscriptions.
+    pub(super) fn len(&self) -> usize {
+        self.registry().listeners.len()
+    }
+
+    /// The feed's head moved to `head` (call after releasing the
+    /// collection's lock; out-of-order calls keep the highest).
+    pub(super) fn advance(&self, head: u64) {
+        self.head.send_if_modified(|h| {
+            let moved = head > *h;
+            if moved {
+                *h = head;
+            }
+            moved
+        });
+    }
+
+    fn remove(&self, id: Identity) {
+        let mut r = self.registry();
+        if r.listeners.remove(&id).is_some() && id.conn != 0 {
+            if let Some(n) = r.per_conn.get_mut(&id.conn) {
+                *n -= 1;
+                if *n == 0 {
+                    r.per_conn.remove(&id.conn);
+                }
+            }
+        }
+    }
+}
+
+/// Subscribes `listener` to `feed`'s changes from now on.
+///
+/// Idempotent: a listener already subscribed (the same local object, or a
+/// proxy for the same object on the same connection) stays subscribed once
+/// and `Ok` is returned. Over the listener's connection's
+/// `max_subscriptions_per_connection`, fails with `limit_exceeded`.
+pub(super) fn subscribe<F: Feed>(
+    feed: &Arc<F>,
+    listener: Remote<F::Listener>,
+) -> Result<(), Error> {
+    let subs = feed.subscribers();
+    let handle = listener.handle();
+    let id = match handle {
+        Some(h) => Identity {
+            conn: Arc::as_ptr(h.shared()) as usize,
+            object: h.object_id() as usize,
+        },
+        None => Identity {
+            conn: 0,
+            object: Arc::as_ptr(listener.as_arc()) as *const () as usize,
+        },
+    };
+    let mut reg = subs.registry();
+    if reg.listeners.contains_key(&id) {
+        return Ok(());
+    }
+    if let Some(h) = handle {
+        let limit = h.shared().limits.max_subscriptions_per_connection;
+        let have = reg.per_conn.get(&id.conn).copied().unwrap_or(0);
+        if have >= limit {
+            return Err(Error::limit(
+                "max_subscriptions_per_connection",
+                limit as u64,
+                format!("this connection already holds {have} subscriptions to this collection"),
+            ));
+        }
+        *reg.per_conn.entry(id.conn).or_default() += 1;
+    }
+    let cursor = Arc::new(AtomicU64::new(0));
+    cursor.store(feed.attach(&cursor), Ordering::Relaxed);
+    reg.listeners.insert(id, listener.clone());
+    drop(reg);
+    let closed = handle.map(|h| h.shared().closed_token().clone());
+    let leave = Leave {
+        feed: Arc::downgrade(feed),
+        id,
+        cursor,
+    };
+    tokio::spawn(follow(leave, listener, subs.head.subscribe(), closed));
+    Ok(())
+}
+
+/// Ends a subscription when its task ends, however it ends.
+struct Leave<F: Feed> {
+    feed: Weak<F>,
+    id: Identity,
+    cursor: Arc<AtomicU64>,
+}
+
+impl<F: Feed> Drop for Leave<F> {
+    fn drop(&mut self) {
+        if let Some(feed) = self.feed.upgrade() {
+            feed.subscribers().remove(self.id);
+            feed.detach(&self.cursor);
+        }
+    }
+}
+
+/// One subscriber: delivers every change from its cursor on, in order.
+async fn follow<F: Feed>(
+    leave: Leave<F>,
+    listener: Remote<F::Listener>,
+    mut head: watch::Receiver<u64>,
+    closed: Option<CancellationToken>,
+) {
+    let closed = closed_future(closed);
+    tokio::pin!(closed);
+    loop {
+        let at = leave.cursor.load(Ordering::Relaxed);
+        let Some(feed) = leave.feed.upgrade() else {
+            return; // the collection is gone
+        };
+        let next = feed.read(at);
+        drop(feed);
+        match next {
+            Next::Ready(event) => {
+                if F::deliver(&listener, event).await.is_err() {
+                    return; // gone or failing: unsubscribe
+                }
+                leave.cursor.store(at + 1, Ordering::Relaxed);
+            }
+            Next::Lagged => return,
+            Next::NotYet => {
+                tokio::select! {
+                    biased;
+                    () = &mut closed => return,
+                    moved = head.wait_for(|h| *h > at) => {
+                        if moved.is_err() {
+                            return; // the collection is gone
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Resolves when the listener's connection closes (never for a local one).
+async fn closed_future(closed: Option<CancellationToken>) {
+    match closed {
+        Some(t) => t.cancelled_owned().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,176 @@
+//! [`SharedVec`]: an append-only list served as a [`RemoteList`].
+
+use std::fmt;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+
+use super::page::{self, MAX_PAGE};
+use super::subscribers::{self, Feed, Next, Subscribers};
+use super::{ListListener, RemoteList};
+use crate::stream::{RemoteStream, StreamSource, MAX_BATCH};
+use crate::{remote, BoxFuture, Error, Remote, Wire};
+
+/// A local list served as a [`RemoteList`].
+///
+/// Append-only: items are pushed and never removed or changed, so a reader
+/// that remembers a length has a consistent view of the list up to it.
+/// [`iter`](RemoteList::iter) uses that: its stream reads the shared list
+/// through a cursor, and no call copies the list.
+pub struct SharedVec<T> {
+    inner: Arc<List<T>>,
+}
+
+/// The list and its subscribers, shared with iterators and subscriber
+/// tasks.
+struct List<T> {
+    items: RwLock<Vec<T>>,
+    subscribers: Subscribers<dyn ListListener<T>>,
+}
+
+impl<T> List<T> {
+    fn items(&self) -> RwLockReadGuard<'_, Vec<T>> {
+        // No user code runs under this lock, and a Vec is never left half
+        // pushed.
+        self.items.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<T: Wire + Clone + Sync> SharedVec<T> {
+    /// An empty list, shared.
+    pub fn new() -> Arc<Self> {
+        Arc::new(SharedVec {
+            inner: Arc::new(List {
+                items: RwLock::new(Vec::new()),
+                subscribers: Subscribers::new(0),
+            }),
+        })
+    }
+
+    /// A handle to serve or pass to peers.
+    pub fn remote(self: &Arc<Self>) -> Remote<dyn RemoteList<T>> {
+        Remote::new(self.clone() as Arc<dyn RemoteList<T>>)
+    }
+
+    /// A copy of the items.
+    pub fn snapshot(&self) -> Vec<T> {
+        self.inner.items().clone()
+    }
+
+    /// Current subscriptions.
+    pub fn subscribers(&self) -> usize {
+        self.inner.subscribers.len()
+    }
+
+    fn push_local(&self, item: T) -> u64 {
+        let len = {
+            let mut items = self.inner.items.write().unwrap_or_else(|p| p.into_inner());
+            items.push(item);
+            items.len() as u64
+        };
+        // Outside the lock: subscribers read the new item from the list
+        // themselves, in index order.
+        self.inner.subscribers.advance(len);
+        len - 1
+    }
+}
+
+impl<T> fmt::Debug for SharedVec<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let len = self.inner.items().len();
+        f.debug_struct("SharedVec").field("len", &len).finish()
+    }
+}
+
+impl<T: Wire + Clone + Sync> Feed for List<T> {
+    type Listener = dyn ListListener<T>;
+    type Event = (u64, T);
+
+    fn subscribers(&self) -> &Subscribers<Self::Listener> {
+        &self.subscribers
+    }
+    fn attach(&self, _: &Arc<AtomicU64>) -> u64 {
+        self.items().len() as u64
+    }
+    fn detach(&self, _: &Arc<AtomicU64>) {}
+    fn read(&self, at: u64) -> Next<(u64, T)> {
+        // The list keeps every item: a reader is never too far behind.
+        match usize::try_from(at)
+            .ok()
+            .and_then(|i| self.items().get(i).cloned())
+        {
+            Some(item) => Next::Ready((at, item)),
+            None => Next::NotYet,
+        }
+    }
+    fn deliver(
+        listener: &Remote<dyn ListListener<T>>,
+        (index, item): (u64, T),
+    ) -> BoxFuture<'static, Result<(), Error>> {
+        let l = listener.clone();
+        Box::pin(async move { l.pushed(index, item).await })
+    }
+}
+
+/// [`RemoteList::iter`]'s stream: a position and the length at creation.
+struct Cursor<T> {
+    list: Arc<List<T>>,
+    /// Next index to hand out, and the end fixed when the stream was made.
+    at: Mutex<(usize, usize)>,
+}
+
+impl<T: Wire + Clone + Sync> StreamSource<T> for Cursor<T> {
+    fn next_batch(&self, max: u32) -> BoxFuture<'_, Result<Vec<T>, Error>> {
+        let batch = {
+            let mut at = self.at.lock().unwrap_or_else(|p| p.into_inner());
+            let (from, end) = *at;
+            let items = self.list.items();
+            let max = max.clamp(1, MAX_BATCH) as usize;
+            let batch = page::take(&items[from..end], max, Clone::clone);
+            at.0 += batch.len();
+            batch
+        };
+        Box::pin(std::future::ready(Ok(batch)))
+    }
+}
+
+#[remote]
+impl<T: Wire + Clone + Sync> RemoteList<T> for SharedVec<T> {
+    async fn push(&self, item: T) -> Result<u64, Error> {
+        Ok(self.push_local(item))
+    }
+    async fn get(&self, index: u64) -> Result<Option<T>, Error> {
+        let items = self.inner.items();
+        Ok(usize::try_from(index)
+            .ok()
+            .and_then(|i| items.get(i))
+            .cloned())
+    }
+    async fn len(&self) -> Result<u64, Error> {
+        Ok(self.inner.items().len() as u64)
+    }
+    async fn range(&self, start: u64, end: u64) -> Result<Vec<T>, Error> {
+        let items = self.inner.items();
+        let end = end.min(items.len() as u64);
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let max = (end - start).min(MAX_PAGE) as usize;
+        Ok(page::take(
+            &items[start as usize..end as usize],
+            max,
+            Clone::clone,
+        ))
+    }
+    async fn iter(&self, start: u64) -> Result<RemoteStream<T>, Error> {
+        let end = self.inner.items().len();
+        let from = usize::try_from(start).map_or(end, |s| s.min(end));
+        let cursor: Arc<dyn StreamSource<T>> = Arc::new(Cursor {
+            list: self.inner.clone(),
+            at: Mutex::new((from, end)),
+        });
+        Ok(RemoteStream::from_source(Remote::new(cursor)))
+    }
+    async fn subscribe(&self, listener: Remote<dyn ListListener<T>>) -> Result<(), Error> {
+        subscribers::subscribe(&self.inner, listener)
+    }
+}
