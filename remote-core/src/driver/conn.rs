@@ -222,7 +222,7 @@ impl Shared {
                 }
             }
             Control::Cancel { id, sent } => {
-                if self.core().cancel_call(id) && sent {
+                if self.core().cancel_call(id, sent) {
                     let _ = self.send(&encode::cancel(id));
                 }
             }
@@ -279,10 +279,13 @@ impl Shared {
                 }));
             }
             Event::Released(obj) => drop(obj),
-            Event::Cancel(seq) => {
+            Event::Cancel { seq, reply } => {
                 if let Some(h) = lock(&self.running).get(&seq) {
                     h.abort();
                 }
+                // The call's one reply; a reply the handler makes after
+                // this is not sent (`answered` returns false).
+                let _ = self.send(&reply);
             }
             Event::Goodbye(reason) => {
                 return Err(Error::ConnectionLost(format!(
@@ -363,9 +366,11 @@ impl Shared {
                             ),
                         ),
                     };
-                    // Answered (id free for reuse) before the peer can see it.
-                    shared.core().answered(id, seq);
-                    let _ = shared.send(&frame);
+                    // Answered (id free for reuse) before the peer can see
+                    // it; not sent if a cancel already answered the call.
+                    if shared.core().answered(id, seq) {
+                        let _ = shared.send(&frame);
+                    }
                 });
                 lock(&self.running).insert(seq, task.abort_handle());
             }
