@@ -649,9 +649,10 @@ impl ConnectionBuilder {
         self
     }
 
-    /// Connects to an address: `tcp://host:port` or `unix:///path`.
+    /// Connects to an address: `tcp://host:port`, `unix:///path` or
+    /// `ws://host:port/path`.
     pub async fn connect(self, addr: &str) -> Result<Connection, Error> {
-        let (r, w, peer) = crate::transport::dial(addr).await?;
+        let (r, w, peer) = crate::transport::dial(addr, &self.limits).await?;
         self.over_boxed(r, w, peer).await
     }
 
