@@ -146,7 +146,7 @@ fn desc(ty: &Ty) -> String {
         }
         Ty::Named { path } => format!("(\"named\", {})", lit(path)),
         Ty::Capability { interface } => format!("(\"cap\", {})", lit(interface)),
-        Ty::Stream { item } => format!("(\"stream\", {})", desc(item)),
+        Ty::Stream { item, .. } => format!("(\"stream\", {})", desc(item)),
         Ty::RemoteError => lit("error"),
         _ => lit("any"),
     }
@@ -328,7 +328,7 @@ fn annotation(names: &Names, ty: &Ty) -> String {
             .get(interface)
             .cloned()
             .unwrap_or_else(|| "typing.Any".into()),
-        Ty::Stream { item } => format!("typing.AsyncIterator[{}]", a(item)),
+        Ty::Stream { item, .. } => format!("typing.AsyncIterator[{}]", a(item)),
         Ty::RemoteError => "RemoteError".into(),
         _ => "typing.Any".into(),
     }
