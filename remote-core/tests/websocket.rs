@@ -243,3 +243,31 @@ async fn an_oversized_message_is_refused_from_its_header() {
         "{reason}"
     );
 }
+
+/// A server that accepts the TCP connection but never answers the
+/// WebSocket upgrade cannot hold `connect` forever.
+#[tokio::test]
+async fn a_stalled_upgrade_is_bounded_by_the_handshake_timeout() {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("ws://{}/", tcp.local_addr().unwrap());
+    let hold = tokio::spawn(async move {
+        let (s, _) = tcp.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        drop(s);
+    });
+    let limits = Limits {
+        handshake_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        remote_core::ConnectionBuilder::new()
+            .limits(limits)
+            .connect(&addr),
+    )
+    .await
+    .expect("connect hung on a stalled upgrade")
+    .unwrap_err();
+    assert!(err.to_string().contains("handshake_timeout"), "{err}");
+    hold.abort();
+}

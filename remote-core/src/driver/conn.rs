@@ -518,7 +518,8 @@ impl fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` (`tcp://host:port`, `unix:///path`) serving nothing.
+    /// Connects to `addr` (`tcp://host:port`, `unix:///path`,
+    /// `ws://host:port/path`) serving nothing.
     pub async fn connect(addr: &str) -> Result<Connection, Error> {
         ConnectionBuilder::new().connect(addr).await
     }

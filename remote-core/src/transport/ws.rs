@@ -244,11 +244,19 @@ where
 }
 
 /// Connects to `url` (`ws://host:port/path`).
+/// The HTTP upgrade is bounded by `handshake_timeout`, like the protocol's
+/// own handshake that follows it.
 pub(crate) async fn dial(url: &str, limits: &Limits) -> Result<(BoxRead, BoxWrite), Error> {
-    let (ws, _response) =
-        tokio_tungstenite::connect_async_with_config(url, Some(config(limits)), true)
-            .await
-            .map_err(|e| Error::Io(format!("connect to {url}: {e}")))?;
+    let upgrade = tokio_tungstenite::connect_async_with_config(url, Some(config(limits)), true);
+    let (ws, _response) = tokio::time::timeout(limits.handshake_timeout, upgrade)
+        .await
+        .map_err(|_| {
+            Error::Handshake(format!(
+                "websocket upgrade with {url} did not finish within handshake_timeout = {:?}",
+                limits.handshake_timeout
+            ))
+        })?
+        .map_err(|e| Error::Io(format!("connect to {url}: {e}")))?;
     let ws: WebSocketStream<MaybeTlsStream<TcpStream>> = ws;
     Ok(halves(WsIo::open(ws)))
 }
