@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
-import sys
 import time
-import traceback
 import typing
 import weakref
 
@@ -16,11 +14,11 @@ import msgpack
 
 from . import wire
 from .errors import (
-    ApplicationError,
     ConnectionLost,
     DeadlineExceeded,
     ProtocolViolation,
     RemoteError,
+    error_value_of,
 )
 
 #: Deadline (``time.monotonic()``) of the call being served in this task:
@@ -93,11 +91,6 @@ class Proxy:
 
     def __repr__(self) -> str:
         return f"<remote_rpc.Proxy object {self._id} on {self._conn.peer}>"
-
-
-def _exception_type(e: BaseException) -> str:
-    t = type(e)
-    return f"python:{t.__module__}.{t.__qualname__}"
 
 
 class Connection:
@@ -518,14 +511,14 @@ class Connection:
             except asyncio.CancelledError:
                 return
             except BaseException as e:  # noqa: BLE001 - every failure is answered
-                reply = [wire.ERROR, cid, _error_of(e)]
+                reply = [wire.ERROR, cid, error_value_of(e)]
             # Answered only if not cancelled meanwhile: one reply per call.
             if self._incoming.get(cid) is me:
                 del self._incoming[cid]
                 try:
                     self._write(reply)
                 except RemoteError as e:  # e.g. the reply is over max_frame_len
-                    self._write_quietly([wire.ERROR, cid, _error_of(e)])
+                    self._write_quietly([wire.ERROR, cid, error_value_of(e)])
                 except ConnectionLost:
                     pass
                 except Exception as e:  # noqa: BLE001 - a value that does not encode
@@ -551,70 +544,3 @@ class Connection:
         if inspect.isawaitable(result):
             result = await result
         return convert_result(result)
-
-
-def _error_of(e: BaseException) -> list:
-    """The wire error for an exception raised by a served method (§3.4)."""
-    if isinstance(e, ApplicationError):
-        from .typed import plain
-
-        return wire.error_value("application", e.type_name, str(e), _chain(e),
-                                None, plain(e.value))
-    if isinstance(e, RemoteError):
-        if e.type_name == "remote_core::Error" and e.kind != "application" and not e.chain \
-                and e.backtrace is None and e.data is None and e.kind in (
-                    "unknown_method", "bad_arguments", "limit_exceeded", "encode"):
-            return wire.error_value(e.kind, e.type_name, e.message)
-        # Re-raising a remote error keeps its traceback (as Rust does).
-        return wire.error_value(e.kind, e.type_name, e.message,
-                                ["re-raised by a remote method"] + list(e.chain), e.backtrace, None)
-    tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
-    return wire.error_value("panic", _exception_type(e), str(e) or type(e).__name__, _chain(e), tb, None)
-
-
-def _chain(e: BaseException) -> typing.List[str]:
-    out = []
-    cause = e.__cause__ or e.__context__
-    while cause is not None and len(out) < 16:
-        out.append(str(cause) or type(cause).__name__)
-        cause = cause.__cause__ or cause.__context__
-    return out
-
-
-async def connect(addr: str, *, root: typing.Any = None, limits: typing.Optional[wire.Limits] = None,
-                  auth: typing.Optional[bytes] = None) -> Connection:
-    """Connects to ``tcp://host:port`` or ``unix:///path``, serving ``root``."""
-    if addr.startswith("tcp://"):
-        host, _, port = addr[len("tcp://"):].rpartition(":")
-        reader, writer = await asyncio.open_connection(host.strip("[]"), int(port))
-    elif addr.startswith("unix://"):
-        reader, writer = await asyncio.open_unix_connection(addr[len("unix://"):])
-    else:
-        raise ValueError(f"bad address {addr!r}: use tcp://host:port or unix:///path")
-    return await Connection.open(reader, writer, root=root, limits=limits, auth=auth, peer=addr)
-
-
-class _PipeWriter:
-    """A minimal writer over a pipe transport (stdout)."""
-
-    def __init__(self, transport: asyncio.WriteTransport) -> None:
-        self._t = transport
-
-    def write(self, data: bytes) -> None:
-        self._t.write(data)
-
-    def close(self) -> None:
-        self._t.close()
-
-    async def wait_closed(self) -> None:
-        return None
-
-
-async def serve_stdio(root: typing.Any, *, limits: typing.Optional[wire.Limits] = None) -> Connection:
-    """Serves ``root`` on this process's stdin/stdout (the child side of
-    Rust's ``ConnectionBuilder::spawn_child``). Log to stderr only."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=2 ** 16)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
-    transport, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, sys.stdout.buffer)
-    return await Connection.open(reader, _PipeWriter(transport), root=root, limits=limits, peer="stdio")

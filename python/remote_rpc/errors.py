@@ -3,7 +3,10 @@ return a typed error (PROTOCOL.md §3.4)."""
 
 from __future__ import annotations
 
+import traceback
 import typing
+
+from . import wire
 
 
 class RemoteError(Exception):
@@ -70,3 +73,36 @@ class DeadlineExceeded(Exception):
 
 class ProtocolViolation(Exception):
     """The peer broke the protocol; the connection is closed with a goodbye."""
+
+
+def _exception_type(e: BaseException) -> str:
+    t = type(e)
+    return f"python:{t.__module__}.{t.__qualname__}"
+
+
+def error_value_of(e: BaseException) -> list:
+    """The wire error for an exception raised by a served method (§3.4)."""
+    if isinstance(e, ApplicationError):
+        from .typed import plain  # late: typed imports the connection
+
+        return wire.error_value("application", e.type_name, str(e), _chain(e),
+                                None, plain(e.value))
+    if isinstance(e, RemoteError):
+        if e.type_name == "remote_core::Error" and e.kind != "application" and not e.chain \
+                and e.backtrace is None and e.data is None and e.kind in (
+                    "unknown_method", "bad_arguments", "limit_exceeded", "encode"):
+            return wire.error_value(e.kind, e.type_name, e.message)
+        # Re-raising a remote error keeps its traceback (as Rust does).
+        return wire.error_value(e.kind, e.type_name, e.message,
+                                ["re-raised by a remote method"] + list(e.chain), e.backtrace, None)
+    tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    return wire.error_value("panic", _exception_type(e), str(e) or type(e).__name__, _chain(e), tb, None)
+
+
+def _chain(e: BaseException) -> typing.List[str]:
+    out = []
+    cause = e.__cause__ or e.__context__
+    while cause is not None and len(out) < 16:
+        out.append(str(cause) or type(cause).__name__)
+        cause = cause.__cause__ or cause.__context__
+    return out

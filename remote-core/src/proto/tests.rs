@@ -8,7 +8,7 @@ use crate::Limits;
 
 /// Collects releases queued by dropped imports.
 #[derive(Default)]
-struct Sink(Mutex<Vec<(ObjectId, u64, u32)>>);
+pub(super) struct Sink(Mutex<Vec<(ObjectId, u64, u32)>>);
 
 impl ReleaseSink for Sink {
     fn release(&self, id: ObjectId, generation: u64, count: u32) {
@@ -16,9 +16,9 @@ impl ReleaseSink for Sink {
     }
 }
 
-type S = State<&'static str, u32>;
+pub(super) type S = State<&'static str, u32>;
 
-fn state_with(limits: Limits) -> (S, Arc<Sink>) {
+pub(super) fn state_with(limits: Limits) -> (S, Arc<Sink>) {
     let sink = Arc::new(Sink::default());
     let mut s = State::new(Some("root"), limits, sink.clone());
     let hello = encode::hello(&S::hello(None));
@@ -29,12 +29,12 @@ fn state_with(limits: Limits) -> (S, Arc<Sink>) {
     (s, sink)
 }
 
-fn state() -> (S, Arc<Sink>) {
+pub(super) fn state() -> (S, Arc<Sink>) {
     state_with(Limits::default())
 }
 
 /// A call frame payload with the given raw argument bytes.
-fn call(id: u32, target: u32, method: &str, args: &[u8]) -> Vec<u8> {
+pub(super) fn call(id: u32, target: u32, method: &str, args: &[u8]) -> Vec<u8> {
     let mut b = encode::begin(32);
     encode::call_head(&mut b, CallId(id), ObjectId(target), method, 1000);
     b.extend_from_slice(args);
@@ -48,7 +48,7 @@ fn ext_ref(code: i8, id: u32) -> Vec<u8> {
     v
 }
 
-fn ret(id: u32, value: &[u8]) -> Vec<u8> {
+pub(super) fn ret(id: u32, value: &[u8]) -> Vec<u8> {
     let mut b = encode::begin(16);
     encode::return_head(&mut b, CallId(id));
     b.extend_from_slice(value);
@@ -56,7 +56,7 @@ fn ret(id: u32, value: &[u8]) -> Vec<u8> {
     b.split_off(4)
 }
 
-fn payload(frame: Vec<u8>) -> Vec<u8> {
+pub(super) fn payload(frame: Vec<u8>) -> Vec<u8> {
     frame[4..].to_vec()
 }
 
@@ -264,100 +264,6 @@ fn replies_go_to_their_waiter_and_late_replies_are_ignored() {
         Event::Nothing
     ));
     assert_eq!(s.calls_waiting(), 0);
-}
-
-/// PROTOCOL.md §3.6: the receiver of a cancel answers the call once, with
-/// error kind `cancelled`; a reply its handler makes later is not sent.
-#[test]
-fn a_cancelled_call_is_answered_once_with_cancelled() {
-    let (mut s, _) = state();
-    let seq = match s.handle_frame(&call(50, 0, "m", &[0x90])).unwrap() {
-        Event::Call { seq, .. } => seq,
-        other => panic!("{other:?}"),
-    };
-    let reply = match s
-        .handle_frame(&payload(encode::cancel(CallId(50))))
-        .unwrap()
-    {
-        Event::Cancel { seq: q, reply } => {
-            assert_eq!(q, seq);
-            reply
-        }
-        other => panic!("{other:?}"),
-    };
-    let mut r = Reader::new(&reply[4..]);
-    assert_eq!(r.array_len().unwrap(), 3);
-    assert_eq!(r.uint().unwrap(), u64::from(kind::ERROR));
-    assert_eq!(r.uint().unwrap(), 50);
-    assert_eq!(r.array_len().unwrap(), 6);
-    assert_eq!(r.str().unwrap(), "cancelled");
-    assert_eq!(r.str().unwrap(), "remote_core::Error");
-    assert_eq!(r.str().unwrap(), "call 50 was cancelled by the caller");
-    // The handler finishing afterwards must not send a second reply.
-    assert!(!s.answered(CallId(50), seq));
-    // A second cancel, or one for a call already answered, gets nothing.
-    assert!(matches!(
-        s.handle_frame(&payload(encode::cancel(CallId(50))))
-            .unwrap(),
-        Event::Nothing
-    ));
-    let seq2 = match s.handle_frame(&call(51, 0, "m", &[0x90])).unwrap() {
-        Event::Call { seq, .. } => seq,
-        other => panic!("{other:?}"),
-    };
-    assert!(s.answered(CallId(51), seq2));
-    assert!(matches!(
-        s.handle_frame(&payload(encode::cancel(CallId(51))))
-            .unwrap(),
-        Event::Nothing
-    ));
-}
-
-/// The issue-11 race: call 50, cancel 50, call 50 again. The caller keeps
-/// id 50 reserved until the old call's one reply arrives, so that reply can
-/// never be taken for the new call's.
-#[test]
-fn a_cancelled_call_id_stays_reserved_until_its_reply() {
-    let (mut s, _) = state_with(Limits {
-        max_outgoing_calls: 2,
-        ..Limits::default()
-    });
-    s.set_next_call_id(50);
-    let old = s.start_call(1).unwrap();
-    assert_eq!(old, CallId(50));
-    assert!(s.cancel_call(old, true), "a sent call needs a cancel frame");
-    // Id 50 is not handed out again while its reply is outstanding.
-    s.set_next_call_id(50);
-    let new = s.start_call(2).unwrap();
-    assert_eq!(new, CallId(51));
-    // The reserved id counts against max_outgoing_calls.
-    assert_eq!(s.calls_waiting(), 2);
-    assert!(s
-        .start_call(3)
-        .unwrap_err()
-        .to_string()
-        .contains("max_outgoing_calls"));
-    // The old call's reply (here the receiver's `cancelled` error) is dropped
-    // and frees the id; the new call's reply still reaches its waiter.
-    let cancelled = encode::error(
-        old,
-        &crate::RemoteError::new("cancelled", "remote_core::Error", "cancelled".to_owned()),
-    );
-    assert!(matches!(
-        s.handle_frame(&payload(cancelled)).unwrap(),
-        Event::Nothing
-    ));
-    assert_eq!(s.calls_waiting(), 1);
-    match s.handle_frame(&ret(new.0, &[0x2a])).unwrap() {
-        Event::Reply { waiter, .. } => assert_eq!(waiter, 2),
-        other => panic!("{other:?}"),
-    }
-    s.set_next_call_id(50);
-    assert_eq!(s.start_call(4).unwrap(), CallId(50));
-    // A call whose frame never went out needs no reply: its id is free.
-    let unsent = s.start_call(5).unwrap();
-    assert!(!s.cancel_call(unsent, false));
-    assert_eq!(s.calls_waiting(), 1);
 }
 
 #[test]
