@@ -262,3 +262,104 @@ pub mod inherent {
         }
     }
 }
+
+pub mod probe {
+    //! Interfaces for testing peers written in other languages (the Python
+    //! runtime in `python/`): `Probe` is served by the test-only
+    //! `probe-server` binary (`bin/probe_server.rs`), `Greeter` by a Python
+    //! peer that Rust calls.
+
+    use remote_core::stream::RemoteStream;
+    use remote_core::{remote, Error, Remote, Wire};
+
+    /// A typed application error of [`Probe::check`].
+    #[derive(Debug, Clone, PartialEq, Eq, Wire, thiserror::Error)]
+    pub enum ProbeError {
+        /// The input was negative.
+        #[error("negative input: {0}")]
+        Negative(i64),
+        /// The input was over `limit`.
+        #[error("at most {limit} is allowed")]
+        TooBig {
+            /// The largest input allowed.
+            limit: i64,
+        },
+        /// The call itself failed.
+        #[error("{0}")]
+        Call(String),
+    }
+
+    impl From<Error> for ProbeError {
+        fn from(e: Error) -> Self {
+            ProbeError::Call(e.to_string())
+        }
+    }
+
+    /// The test server's root.
+    #[remote]
+    pub trait Probe {
+        /// A new tally living in the server: a capability.
+        async fn tally(&self, name: String) -> Result<Remote<dyn Tally>, Error>;
+        /// How many tallies are alive in the server (released ones are not).
+        async fn live_tallies(&self) -> Result<u64, Error>;
+        /// `n` back if it is in `0..=100`, else a typed error.
+        async fn check(&self, n: i64) -> Result<i64, ProbeError>;
+        /// Panics with `message` (an empty one returns): a remote `panic`
+        /// error with its backtrace.
+        async fn boom(&self, message: String) -> Result<(), Error>;
+        /// The stream `0..n`.
+        async fn count(&self, n: u32) -> Result<RemoteStream<u32>, Error>;
+        /// Calls `greeter.greet(name)` back; returns its greeting, or
+        /// `error: ` and the typed error it returned, as Rust sees it.
+        async fn greet_via(
+            &self,
+            greeter: Remote<dyn Greeter>,
+            name: String,
+        ) -> Result<String, Error>;
+    }
+
+    /// A named counter living in the server.
+    #[remote]
+    pub trait Tally {
+        /// Adds `n`; returns the new total.
+        async fn add(&self, n: i64) -> Result<i64, Error>;
+        /// The tally's name.
+        async fn name(&self) -> Result<String, Error>;
+    }
+
+    /// A typed application error of [`Greeter::greet`], raised in Python.
+    #[derive(Debug, Clone, PartialEq, Eq, Wire, thiserror::Error)]
+    pub enum GreetError {
+        /// The greeter will not greet this name.
+        #[error("refusing to greet {name:?}")]
+        Refused {
+            /// The name refused.
+            name: String,
+        },
+        /// The call itself failed.
+        #[error("{0}")]
+        Call(String),
+    }
+
+    impl From<Error> for GreetError {
+        fn from(e: Error) -> Self {
+            GreetError::Call(e.to_string())
+        }
+    }
+
+    /// Served by a Python peer (`python/tests/greeter_child.py`), called
+    /// from Rust.
+    #[remote]
+    pub trait Greeter {
+        /// A greeting for `name`, or [`GreetError::Refused`].
+        async fn greet(&self, name: String) -> Result<String, GreetError>;
+        /// `a + b`.
+        async fn add(&self, a: i64, b: i64) -> Result<i64, Error>;
+        /// Calls `tally.add(n)` back (a Rust object called from Python) and
+        /// returns its result; the tally is released when done.
+        async fn use_tally(&self, tally: Remote<dyn Tally>, n: i64) -> Result<i64, Error>;
+        /// A Python exception that is not a typed error: a `panic` error
+        /// carrying the Python traceback.
+        async fn fail(&self) -> Result<(), Error>;
+    }
+}

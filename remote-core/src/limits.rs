@@ -34,6 +34,8 @@ pub struct Limits {
     /// A cancelled call counts until its handler has really stopped.
     pub max_calls_in_flight: usize,
     /// Outgoing calls waiting for replies on one connection (default 1024).
+    /// A cancelled call counts until the peer's reply to it arrives (every
+    /// call gets exactly one reply; its id is not reused before).
     pub max_outgoing_calls: usize,
     /// Objects exported to one peer at once (default 10,000).
     pub max_exports: usize,

@@ -109,10 +109,16 @@ pub enum Ty {
         /// Key in [`Schema::interfaces`].
         interface: String,
     },
-    /// A remote stream of items, pulled lazily by the receiver.
+    /// A remote stream of items, pulled lazily by the receiver. On the
+    /// wire it is a reference to a source object (PROTOCOL.md §5.1).
     Stream {
         /// Item type.
         item: Box<Ty>,
+        /// Key in [`Schema::interfaces`] of the source's interface
+        /// (`remote_core::stream::StreamSource<T>`, one method
+        /// `next_batch`); absent in schemas written before it was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
     },
     /// The toolkit's own error type (`remote_core::Error`).
     RemoteError,
@@ -479,5 +485,39 @@ mod serde_tests {
             r#"{"kind":"option","inner":{"kind":"tuple","items":[{"kind":"option","inner":{"kind":"unit"}},{"kind":"tuple","items":[]},{"kind":"string","max_len":3}]}}"#
         );
         assert_eq!(serde_json::from_str::<Ty>(&json).unwrap(), ty);
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::{SchemaBuilder, Ty};
+    use crate::stream::RemoteStream;
+    use crate::Wire;
+
+    /// PROTOCOL.md §5.1: the schema names a stream's source interface and
+    /// its one wire method, so a client generated from it knows how to pull.
+    #[test]
+    fn a_stream_names_its_source_interface() {
+        let mut b = SchemaBuilder::new();
+        let ty = RemoteStream::<u32>::describe(&mut b);
+        let Ty::Stream { item, source } = ty else {
+            panic!("not a stream: {ty:?}")
+        };
+        assert!(matches!(
+            *item,
+            Ty::Int {
+                bits: 32,
+                signed: false
+            }
+        ));
+        let key = source.expect("the source interface is named");
+        assert_eq!(key, "remote_core::stream::StreamSource<u32>");
+        let schema = b.finish();
+        let iface = &schema.interfaces[&key];
+        assert_eq!(iface.methods.len(), 1);
+        assert_eq!(iface.methods[0].wire_name, "next_batch");
+        // An old schema without `source` still reads.
+        let old: Ty = serde_json::from_str(r#"{"kind":"stream","item":{"kind":"bool"}}"#).unwrap();
+        assert!(matches!(old, Ty::Stream { source: None, .. }));
     }
 }

@@ -41,7 +41,7 @@ impl ServerBuilder {
     /// Binds `addr` (`tcp://127.0.0.1:0` picks a free port).
     pub async fn bind(self, addr: &str) -> Result<Server, Error> {
         Ok(Server {
-            listener: Listener::bind(addr).await?,
+            listener: Listener::bind(addr, &self.conn.limits).await?,
             conn: self.conn,
         })
     }

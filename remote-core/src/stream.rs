@@ -297,8 +297,15 @@ impl<'de, T: Wire> Deserialize<'de> for RemoteStream<T> {
 
 impl<T: Wire> Wire for RemoteStream<T> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
+        // The source's interface is listed too, so a client generated from
+        // the schema alone knows the wire method a stream is pulled with.
+        let source = match <dyn StreamSource<T> as Interface>::describe(b) {
+            Ty::Capability { interface } => Some(interface),
+            _ => None,
+        };
         Ty::Stream {
             item: Box::new(T::describe(b)),
+            source,
         }
     }
 }

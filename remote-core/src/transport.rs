@@ -5,10 +5,13 @@
 //! | `tcp://host:port` | TCP (Nagle off) |
 //! | `unix:///path/to.sock` | Unix domain socket |
 //! | `stdio:` | this process's stdin/stdout (connect only) |
+//! | `ws://host:port/path` | WebSocket, one binary message per frame (feature `websocket`, on by default) |
 //!
-//! A spawned child's stdio is [`ConnectionBuilder::spawn_child`]; an
-//! in-memory pair is [`Connection::pair`]; any other byte stream (TLS,
-//! WebSocket, ...) is [`ConnectionBuilder::over`].
+//! `wss://` (WebSocket over TLS) is not supported yet: TLS comes with its
+//! own transport later; until then terminate TLS in front of a `ws://`
+//! server. A spawned child's stdio is [`ConnectionBuilder::spawn_child`]; an
+//! in-memory pair is [`Connection::pair`]; any other byte stream is
+//! [`ConnectionBuilder::over`].
 //!
 //! [`ConnectionBuilder::spawn_child`]: crate::ConnectionBuilder::spawn_child
 //! [`ConnectionBuilder::over`]: crate::ConnectionBuilder::over
@@ -17,7 +20,10 @@
 use std::path::PathBuf;
 
 use crate::driver::io_types::{BoxRead, BoxWrite};
-use crate::Error;
+use crate::{Error, Limits};
+
+#[cfg(feature = "websocket")]
+mod ws;
 
 /// A parsed address string.
 ///
@@ -35,6 +41,22 @@ pub enum Address {
     Unix(PathBuf),
     /// `stdio:`.
     Stdio,
+    /// `ws://host:port/path` (the path defaults to `/`).
+    ///
+    /// ```
+    /// use remote_core::transport::Address;
+    /// assert_eq!(
+    ///     Address::parse("ws://127.0.0.1:0/chat").unwrap(),
+    ///     Address::Ws { authority: "127.0.0.1:0".into(), path: "/chat".into() },
+    /// );
+    /// assert!(Address::parse("wss://example.com/").unwrap_err().to_string().contains("TLS"));
+    /// ```
+    Ws {
+        /// `host:port`.
+        authority: String,
+        /// The request path, starting with `/`.
+        path: String,
+    },
 }
 
 impl Address {
@@ -56,16 +78,53 @@ impl Address {
             Ok(Address::Unix(PathBuf::from(rest)))
         } else if addr == "stdio:" || addr == "stdio://" {
             Ok(Address::Stdio)
+        } else if let Some(rest) = addr.strip_prefix("ws://") {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "/"),
+            };
+            if authority.is_empty() || !authority.contains(':') {
+                return Err(bad("expected ws://host:port/path"));
+            }
+            Ok(Address::Ws {
+                authority: authority.to_owned(),
+                path: path.to_owned(),
+            })
+        } else if addr.starts_with("wss://") {
+            Err(bad(
+                "wss:// needs TLS, which this version does not support; use ws:// (behind a TLS-terminating proxy)",
+            ))
         } else {
             Err(bad(
-                "unknown scheme; use tcp://host:port, unix:///path or stdio:",
+                "unknown scheme; use tcp://host:port, unix:///path, ws://host:port/path or stdio:",
             ))
         }
     }
 }
 
-pub(crate) async fn dial(addr: &str) -> Result<(BoxRead, BoxWrite, String), Error> {
+#[cfg(not(feature = "websocket"))]
+fn no_websocket(addr: &str) -> Error {
+    Error::Address {
+        addr: addr.to_owned(),
+        reason: "built without the `websocket` feature of remote-core".into(),
+    }
+}
+
+pub(crate) async fn dial(
+    addr: &str,
+    limits: &Limits,
+) -> Result<(BoxRead, BoxWrite, String), Error> {
     match Address::parse(addr)? {
+        #[cfg(feature = "websocket")]
+        Address::Ws { .. } => {
+            let (r, w) = ws::dial(addr, limits).await?;
+            Ok((r, w, addr.to_owned()))
+        }
+        #[cfg(not(feature = "websocket"))]
+        Address::Ws { .. } => {
+            let _ = limits;
+            Err(no_websocket(addr))
+        }
         Address::Tcp(hp) => {
             let s = tokio::net::TcpStream::connect(&hp)
                 .await
@@ -106,11 +165,31 @@ pub(crate) enum Listener {
     Tcp(tokio::net::TcpListener),
     #[cfg(unix)]
     Unix(tokio::net::UnixListener, PathBuf),
+    /// A TCP listener upgrading each connection to a WebSocket at `path`.
+    #[cfg(feature = "websocket")]
+    Ws {
+        tcp: tokio::net::TcpListener,
+        path: String,
+        limits: Limits,
+    },
 }
 
 impl Listener {
-    pub(crate) async fn bind(addr: &str) -> Result<Listener, Error> {
+    pub(crate) async fn bind(addr: &str, limits: &Limits) -> Result<Listener, Error> {
         match Address::parse(addr)? {
+            #[cfg(feature = "websocket")]
+            Address::Ws { authority, path } => Ok(Listener::Ws {
+                tcp: tokio::net::TcpListener::bind(&authority)
+                    .await
+                    .map_err(|e| Error::Io(format!("bind {addr}: {e}")))?,
+                path,
+                limits: limits.clone(),
+            }),
+            #[cfg(not(feature = "websocket"))]
+            Address::Ws { .. } => {
+                let _ = limits;
+                Err(no_websocket(addr))
+            }
             Address::Tcp(hp) => Ok(Listener::Tcp(
                 tokio::net::TcpListener::bind(&hp)
                     .await
@@ -124,7 +203,7 @@ impl Listener {
             }
             _ => Err(Error::Address {
                 addr: addr.to_owned(),
-                reason: "a server listens on tcp:// or unix://".into(),
+                reason: "a server listens on tcp://, unix:// or ws://".into(),
             }),
         }
     }
@@ -138,6 +217,11 @@ impl Listener {
                 .unwrap_or_default(),
             #[cfg(unix)]
             Listener::Unix(_, p) => format!("unix://{}", p.display()),
+            #[cfg(feature = "websocket")]
+            Listener::Ws { tcp, path, .. } => tcp
+                .local_addr()
+                .map(|a| format!("ws://{a}{path}"))
+                .unwrap_or_default(),
         }
     }
 
@@ -154,6 +238,13 @@ impl Listener {
                 let (s, _) = l.accept().await?;
                 let (r, w) = s.into_split();
                 Ok((Box::new(r), Box::new(w), format!("unix://{}", p.display())))
+            }
+            #[cfg(feature = "websocket")]
+            Listener::Ws { tcp, path, limits } => {
+                let (s, peer) = tcp.accept().await?;
+                s.set_nodelay(true)?;
+                let (r, w) = ws::accept(s, path.clone(), limits);
+                Ok((r, w, format!("ws://{peer}{path}")))
             }
         }
     }

@@ -453,8 +453,28 @@ async fn abandoning_a_connect_mid_handshake_leaves_no_task_behind() {
     );
 }
 
+/// Reads the next frame that is not the server's hello.
+async fn next_reply(s: &mut TcpStream) -> Vec<u8> {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len).await.unwrap();
+            let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+            s.read_exact(&mut frame).await.unwrap();
+            if frame.first() != Some(&0x96) {
+                return frame;
+            }
+        }
+    })
+    .await
+    .expect("no reply from the server")
+}
+
+/// PROTOCOL.md §3.6/§8: a cancelled call gets exactly one reply, the
+/// `cancelled` error; after it the id is reused and the new call's reply is
+/// the only other frame with that id.
 #[tokio::test]
-async fn a_call_id_can_be_reused_right_after_a_cancel() {
+async fn a_cancelled_call_is_answered_once_then_its_id_is_reusable() {
     let server = serve(Limits::default()).await;
     let mut s = raw(&server, true).await;
     let call = |id: u32, method: &str, args: &[u8]| {
@@ -466,26 +486,22 @@ async fn a_call_id_can_be_reused_right_after_a_cancel() {
     };
     let mut bytes = call(7, "sleep", &[0x91, 0xcd, 0x13, 0x88]); // sleep(5000)
     bytes.extend_from_slice(&encode::cancel(CallId(7)));
-    bytes.extend_from_slice(&call(7, "add", &[0x92, 0x01, 0x02])); // add(1, 2), same id
     s.write_all(&bytes).await.unwrap();
-    // The answer to the second call 7 arrives; no goodbye.
-    let frame = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let mut len = [0u8; 4];
-            s.read_exact(&mut len).await.unwrap();
-            let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
-            s.read_exact(&mut frame).await.unwrap();
-            if frame.first() != Some(&0x96) {
-                return frame; // not the server's hello
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let frame = next_reply(&mut s).await;
+    let mut r = remote_core::proto::Reader::new(&frame);
+    assert_eq!(r.array_len().unwrap(), 3);
+    assert_eq!(r.uint().unwrap(), 3, "an error reply, not {frame:02x?}");
+    assert_eq!(r.uint().unwrap(), 7);
+    r.array_len().unwrap();
+    assert_eq!(r.str().unwrap(), "cancelled");
+    // Now the id is free: the same id again, answered once with its value.
+    s.write_all(&call(7, "add", &[0x92, 0x01, 0x02]))
+        .await
+        .unwrap(); // add(1, 2)
     assert_eq!(
-        frame,
+        next_reply(&mut s).await,
         [0x93, 0x02, 0x07, 0x03],
-        "return(7, 3), not a goodbye"
+        "return(7, 3), not a second reply to the old call nor a goodbye"
     );
     still_serves(&server).await;
 }

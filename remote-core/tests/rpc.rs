@@ -15,9 +15,15 @@ enum Transport {
     Memory,
     Tcp,
     Unix,
+    Ws,
 }
 
-const ALL: [Transport; 3] = [Transport::Memory, Transport::Tcp, Transport::Unix];
+const ALL: [Transport; 4] = [
+    Transport::Memory,
+    Transport::Tcp,
+    Transport::Unix,
+    Transport::Ws,
+];
 
 struct Fixture {
     client: Connection,
@@ -50,9 +56,10 @@ async fn setup(t: Transport) -> Fixture {
                 _dir: None,
             }
         }
-        Transport::Tcp | Transport::Unix => {
+        Transport::Tcp | Transport::Unix | Transport::Ws => {
             let (addr, dir) = match t {
                 Transport::Tcp => ("tcp://127.0.0.1:0".to_owned(), None),
+                Transport::Ws => ("ws://127.0.0.1:0/calc".to_owned(), None),
                 _ => {
                     let dir = tempfile::tempdir().unwrap();
                     (

@@ -805,7 +805,7 @@ impl<'s> TypeWalk<'s> {
                     self.inside(Step::Tuple(index), item, f);
                 }
             }
-            Ty::Stream { item } => self.inside(Step::Item, item, f),
+            Ty::Stream { item, .. } => self.inside(Step::Item, item, f),
             Ty::Capability { interface } => {
                 f(Event::Capability { interface }, &self.path);
             }

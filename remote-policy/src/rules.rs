@@ -411,7 +411,7 @@ fn mentions<'s>(ty: &'s Ty, f: &mut impl FnMut(&'s str, bool)) {
             mentions(value, f);
         }
         Ty::Option(inner) => mentions(inner, f),
-        Ty::Stream { item } => mentions(item, f),
+        Ty::Stream { item, .. } => mentions(item, f),
         Ty::Result { ok, err } => {
             mentions(ok, f);
             mentions(err, f);

@@ -175,6 +175,7 @@ pub fn option(inner: Ty) -> Ty {
 pub fn stream(item: Ty) -> Ty {
     Ty::Stream {
         item: Box::new(item),
+        source: None,
     }
 }
 

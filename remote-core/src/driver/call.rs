@@ -343,8 +343,10 @@ impl CallCx {
         // The peer may reuse the call id as soon as it sees the reply. (A
         // handler run inline by the reader gets `call_done` before the next
         // frame is read, so only spawned handlers need this.)
-        if !super::conn::running_inline() {
-            self.shared.core().answered(self.id, self.seq);
+        // A call cancelled meanwhile was already answered with `cancelled`:
+        // its one reply is out, so this one is not sent.
+        if !super::conn::running_inline() && !self.shared.core().answered(self.id, self.seq) {
+            return Reply { _queued: () };
         }
         let sent = with_scratch(|buf| {
             encode::begin_in(buf);

@@ -231,7 +231,7 @@ impl Shared {
                 }
             }
             Control::Cancel { id, sent } => {
-                if self.core().cancel_call(id) && sent {
+                if self.core().cancel_call(id, sent) {
                     let _ = self.send(&encode::cancel(id));
                 }
             }
@@ -304,10 +304,13 @@ impl Shared {
             }
             // A panicking destructor must not end the reader.
             Event::Released(obj) => drop_caught(&self.peer, "an object released by the peer", obj),
-            Event::Cancel(seq) => {
+            Event::Cancel { seq, reply } => {
                 if let Some(h) = lock(&self.running).get(&seq) {
                     h.abort();
                 }
+                // The call's one reply; a reply the handler makes after
+                // this is not sent (`answered` returns false).
+                let _ = self.send(&reply);
             }
             Event::Goodbye(reason) => {
                 return Err(Error::ConnectionLost(format!(
@@ -392,9 +395,11 @@ impl Shared {
                             &shared.limits,
                         ),
                     };
-                    // Answered (id free for reuse) before the peer can see it.
-                    shared.core().answered(id, seq);
-                    let _ = shared.send(&frame);
+                    // Answered (id free for reuse) before the peer can see
+                    // it; not sent if a cancel already answered the call.
+                    if shared.core().answered(id, seq) {
+                        let _ = shared.send(&frame);
+                    }
                 });
                 lock(&self.running).insert(seq, task.abort_handle());
             }
@@ -547,7 +552,8 @@ impl fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` (`tcp://host:port`, `unix:///path`) serving nothing.
+    /// Connects to `addr` (`tcp://host:port`, `unix:///path`,
+    /// `ws://host:port/path`) serving nothing.
     pub async fn connect(addr: &str) -> Result<Connection, Error> {
         ConnectionBuilder::new().connect(addr).await
     }
@@ -681,9 +687,10 @@ impl ConnectionBuilder {
         self
     }
 
-    /// Connects to an address: `tcp://host:port` or `unix:///path`.
+    /// Connects to an address: `tcp://host:port`, `unix:///path` or
+    /// `ws://host:port/path`.
     pub async fn connect(self, addr: &str) -> Result<Connection, Error> {
-        let (r, w, peer) = crate::transport::dial(addr).await?;
+        let (r, w, peer) = crate::transport::dial(addr, &self.limits).await?;
         self.over_boxed(r, w, peer).await
     }
 

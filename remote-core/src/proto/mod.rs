@@ -12,6 +12,8 @@ mod tables;
 mod value;
 
 #[cfg(test)]
+mod cancel_tests;
+#[cfg(test)]
 mod tests;
 
 pub use frame::{FrameCodec, FrameError};

@@ -10,13 +10,17 @@
 //! ```
 //!
 //! Calls, from the receiving side: `Call` → running (counted in
-//! `max_calls_in_flight`) → answered (`answered`: the id is free for the
-//! peer to reuse) or cancelled (`Cancel`: the driver aborts the handler, the
-//! id is free) → the handler has stopped (`call_done`) → no longer counted.
-//! So a cancelled call counts against the limit until its handler really
-//! stops, while its id can be reused at once. From the calling side: `start_call` → waiting → a
-//! `Return`/`Error` hands the waiter back, or `cancel_call` removes it
-//! (a late reply is then ignored).
+//! `max_calls_in_flight`) → answered (`answered` returns `true`: send the
+//! reply) or cancelled (`Cancel`: the driver aborts the handler and sends
+//! the `cancelled` error the event carries; a reply the handler produces
+//! later is not sent, `answered` returns `false`) → the handler has stopped
+//! (`call_done`) → no longer counted. Either way exactly one reply goes out
+//! per call, and a cancelled call counts against the limit until its
+//! handler really stops. From the calling side: `start_call` → waiting → a
+//! `Return`/`Error` hands the waiter back; or `cancel_call` forgets the
+//! waiter and keeps the id reserved until the call's one reply arrives
+//! (which is then dropped), so a reused id can never be answered by the
+//! old call's reply.
 
 use std::sync::Arc;
 
@@ -120,8 +124,15 @@ pub enum Event<'a, O, W> {
     },
     /// The peer released references; drop this object (outside locks) if set.
     Released(Option<O>),
-    /// Abort the handler of this incoming call (its running sequence number).
-    Cancel(u64),
+    /// Abort the handler of this incoming call (its running sequence
+    /// number) and send `reply`, the call's `cancelled` error: the call's
+    /// one reply (PROTOCOL.md §3.6).
+    Cancel {
+        /// The handler's sequence number.
+        seq: u64,
+        /// The complete error frame (kind `cancelled`) answering the call.
+        reply: Vec<u8>,
+    },
     /// The peer is closing.
     Goodbye(String),
     /// Nothing to do (e.g. a late reply to a cancelled call).
@@ -136,6 +147,9 @@ pub struct State<O, W> {
     exports: ExportTable<O>,
     imports: ImportTable,
     outgoing: super::IdMap<CallId, W>,
+    /// Our calls cancelled before their reply arrived: the ids stay
+    /// reserved until that reply comes (every call gets exactly one).
+    cancelled: super::IdMap<CallId, ()>,
     next_call: u32,
     /// Live incoming call ids (not yet answered or cancelled) → sequence.
     incoming: super::IdMap<CallId, u64>,
@@ -171,6 +185,7 @@ impl<O: Clone, W> State<O, W> {
             imports: ImportTable::new(sink, limits.max_imports),
             limits,
             outgoing: super::IdMap::default(),
+            cancelled: super::IdMap::default(),
             next_call: 0,
             incoming: super::IdMap::default(),
             running: 0,
@@ -204,9 +219,10 @@ impl<O: Clone, W> State<O, W> {
         self.running
     }
 
-    /// Our calls waiting for replies.
+    /// Our calls waiting for replies (cancelled ones included: their ids
+    /// stay reserved until the reply arrives).
     pub fn calls_waiting(&self) -> usize {
-        self.outgoing.len()
+        self.outgoing.len() + self.cancelled.len()
     }
 
     /// The export table.
@@ -239,7 +255,7 @@ impl<O: Clone, W> State<O, W> {
         if self.phase == Phase::Closed {
             return Err(crate::Error::ConnectionLost("connection is closed".into()));
         }
-        if self.outgoing.len() >= self.limits.max_outgoing_calls {
+        if self.calls_waiting() >= self.limits.max_outgoing_calls {
             return Err(crate::Error::limit(
                 "max_outgoing_calls",
                 self.limits.max_outgoing_calls as u64,
@@ -249,6 +265,9 @@ impl<O: Clone, W> State<O, W> {
         loop {
             let id = CallId(self.next_call);
             self.next_call = self.next_call.wrapping_add(1);
+            if self.cancelled.contains_key(&id) {
+                continue;
+            }
             if let std::collections::hash_map::Entry::Vacant(slot) = self.outgoing.entry(id) {
                 slot.insert(waiter);
                 return Ok(id);
@@ -256,23 +275,43 @@ impl<O: Clone, W> State<O, W> {
         }
     }
 
-    /// Forgets an outgoing call (cancelled or timed out). Returns `true` if
-    /// it was still waiting, so a cancel frame should be sent.
-    pub fn cancel_call(&mut self, id: CallId) -> bool {
-        self.outgoing.remove(&id).is_some()
+    /// Sets the next call id to try (tests of id reuse).
+    #[cfg(test)]
+    pub(crate) fn set_next_call_id(&mut self, id: u32) {
+        self.next_call = id;
+    }
+
+    /// Forgets an outgoing call's waiter (cancelled or timed out). `sent`
+    /// says whether its call frame went out: if so, the id stays reserved
+    /// until the peer's one reply to it arrives (PROTOCOL.md §3.6), and
+    /// that reply is dropped. Returns `true` if the call was still waiting
+    /// and was sent, so a cancel frame should be sent.
+    pub fn cancel_call(&mut self, id: CallId, sent: bool) -> bool {
+        if self.outgoing.remove(&id).is_none() {
+            return false;
+        }
+        if sent && self.phase != Phase::Closed {
+            self.cancelled.insert(id, ());
+        }
+        sent
     }
 
     /// The reply to incoming call `id` (running as `seq`) is about to be
-    /// sent: from now on the peer may reuse the id.
-    pub fn answered(&mut self, id: CallId, seq: u64) {
+    /// sent: from now on the peer may reuse the id. Returns `false` if the
+    /// call was cancelled (already answered with `cancelled`) or answered:
+    /// the reply must then not be sent.
+    pub fn answered(&mut self, id: CallId, seq: u64) -> bool {
         if self.incoming.get(&id) == Some(&seq) {
             self.incoming.remove(&id);
+            true
+        } else {
+            false
         }
     }
 
     /// An incoming call's handler has stopped (finished or aborted).
     pub fn call_done(&mut self, id: CallId, seq: u64) {
-        self.answered(id, seq);
+        let _ = self.answered(id, seq);
         self.running = self.running.saturating_sub(1);
     }
 
@@ -296,6 +335,7 @@ impl<O: Clone, W> State<O, W> {
         self.phase = Phase::Closed;
         self.imports.clear();
         self.incoming.clear();
+        self.cancelled.clear();
         self.running = 0;
         let waiters = self.outgoing.drain().map(|(_, w)| w).collect();
         (waiters, self.exports.drain())
@@ -442,12 +482,18 @@ impl<O: Clone, W> State<O, W> {
                         refs,
                         owns,
                     }),
-                    None => Ok(Event::Nothing),
+                    None => {
+                        // The one reply to a call we cancelled: its id is
+                        // free again. (`refs` are released when dropped.)
+                        self.cancelled.remove(&id);
+                        Ok(Event::Nothing)
+                    }
                 }
             }
             Message::Error { id, error } => {
                 let (refs, owns) = self.take_refs()?;
                 let Some(waiter) = self.outgoing.remove(&id) else {
+                    self.cancelled.remove(&id);
                     return Ok(Event::Nothing);
                 };
                 let e = RemoteError {
@@ -474,7 +520,13 @@ impl<O: Clone, W> State<O, W> {
             }
             Message::Cancel { id } => {
                 if let Some(seq) = self.incoming.remove(&id) {
-                    Ok(Event::Cancel(seq))
+                    let reply = reject(
+                        id,
+                        "cancelled",
+                        format!("call {id} was cancelled by the caller"),
+                        &self.limits,
+                    );
+                    Ok(Event::Cancel { seq, reply })
                 } else {
                     Ok(Event::Nothing)
                 }

@@ -8,7 +8,7 @@ use crate::Limits;
 
 /// Collects releases queued by dropped imports.
 #[derive(Default)]
-struct Sink(Mutex<Vec<(ObjectId, u64, u32)>>);
+pub(super) struct Sink(Mutex<Vec<(ObjectId, u64, u32)>>);
 
 impl ReleaseSink for Sink {
     fn release(&self, id: ObjectId, generation: u64, count: u32) {
@@ -19,9 +19,9 @@ impl ReleaseSink for Sink {
 #[path = "tests_hostile.rs"]
 mod hostile;
 
-type S = State<&'static str, u32>;
+pub(super) type S = State<&'static str, u32>;
 
-fn state_with(limits: Limits) -> (S, Arc<Sink>) {
+pub(super) fn state_with(limits: Limits) -> (S, Arc<Sink>) {
     let sink = Arc::new(Sink::default());
     let mut s = State::new(Some("root"), limits, sink.clone());
     let hello = encode::hello(&S::hello(None));
@@ -32,12 +32,12 @@ fn state_with(limits: Limits) -> (S, Arc<Sink>) {
     (s, sink)
 }
 
-fn state() -> (S, Arc<Sink>) {
+pub(super) fn state() -> (S, Arc<Sink>) {
     state_with(Limits::default())
 }
 
 /// A call frame payload with the given raw argument bytes.
-fn call(id: u32, target: u32, method: &str, args: &[u8]) -> Vec<u8> {
+pub(super) fn call(id: u32, target: u32, method: &str, args: &[u8]) -> Vec<u8> {
     let mut b = encode::begin(32);
     encode::call_head(&mut b, CallId(id), ObjectId(target), method, 1000);
     b.extend_from_slice(args);
@@ -51,7 +51,7 @@ fn ext_ref(code: i8, id: u32) -> Vec<u8> {
     v
 }
 
-fn ret(id: u32, value: &[u8]) -> Vec<u8> {
+pub(super) fn ret(id: u32, value: &[u8]) -> Vec<u8> {
     let mut b = encode::begin(16);
     encode::return_head(&mut b, CallId(id));
     b.extend_from_slice(value);
@@ -59,7 +59,7 @@ fn ret(id: u32, value: &[u8]) -> Vec<u8> {
     b.split_off(4)
 }
 
-fn payload(frame: Vec<u8>) -> Vec<u8> {
+pub(super) fn payload(frame: Vec<u8>) -> Vec<u8> {
     frame[4..].to_vec()
 }
 
@@ -174,9 +174,10 @@ fn call_ids_are_reusable_once_answered_or_cancelled() {
     };
     let f = call(7, 0, "m", &[0x90]);
     let first = seq_of(s.handle_frame(&f).unwrap());
-    // Cancelled: the id is free at once, the handler still counts.
+    // Cancelled: answered with `cancelled`, so the id is free; the handler
+    // still counts.
     assert!(
-        matches!(s.handle_frame(&payload(encode::cancel(CallId(7)))).unwrap(), Event::Cancel(q) if q == first)
+        matches!(s.handle_frame(&payload(encode::cancel(CallId(7)))).unwrap(), Event::Cancel { seq, .. } if seq == first)
     );
     let second = seq_of(s.handle_frame(&f).unwrap());
     assert_ne!(first, second);
@@ -232,7 +233,7 @@ fn calls_over_the_in_flight_limit_are_refused_naming_the_limit() {
     // A cancelled call still counts until its handler stops.
     assert!(matches!(
         s.handle_frame(&payload(encode::cancel(CallId(1)))).unwrap(),
-        Event::Cancel(0)
+        Event::Cancel { seq: 0, .. }
     ));
     assert!(matches!(
         s.handle_frame(&call(4, 0, "m", &[0x90])).unwrap(),
@@ -259,12 +260,13 @@ fn replies_go_to_their_waiter_and_late_replies_are_ignored() {
         other => panic!("{other:?}"),
     }
     // Cancelled: the reply that crosses the cancel is dropped.
-    assert!(s.cancel_call(a));
-    assert!(!s.cancel_call(a));
+    assert!(s.cancel_call(a, true));
+    assert!(!s.cancel_call(a, true));
     assert!(matches!(
         s.handle_frame(&ret(a.0, &[0xc0])).unwrap(),
         Event::Nothing
     ));
+    assert_eq!(s.calls_waiting(), 0);
 }
 
 #[test]

@@ -11,6 +11,18 @@
 //! `__requires_auth__` on interfaces. `TYPES` and `INTERFACES` map schema
 //! keys to the generated objects.
 //!
+//! On top of the Protocols, the module is a typed client and server for the
+//! `remote_rpc` Python runtime (`python/` in this repository): every
+//! dataclass records its fields' types (`__wire_types__`), every Protocol
+//! its methods' (`__wire_methods__`: wire name → Python name, argument,
+//! result and error type descriptors, as `remote_rpc.typed` reads them), and
+//! each interface gets a `...Client` class whose `async` methods call the
+//! peer through a `remote_rpc.Proxy` and decode the results into the
+//! dataclasses. A Python object serving an interface subclasses its
+//! Protocol and receives typed arguments. `VARIANTS` and `CLIENTS` map
+//! schema keys to enum variant classes and client classes. Without the
+//! runtime installed the module still imports (for type checking only).
+//!
 //! Type mapping: integers `int`, floats `float`, `char` and strings `str`,
 //! bytes `bytes`, sequences and arrays `typing.List`, maps `typing.Dict`,
 //! `Option` `typing.Optional`, `Result` values `typing.Union[Ok[T], Err[E]]`,
@@ -49,6 +61,11 @@ const RESERVED: &[&str] = &[
     "SCHEMA_VERSION",
     "_T",
     "_E",
+    "sys",
+    "_rt",
+    "_ClientBase",
+    "VARIANTS",
+    "CLIENTS",
 ];
 
 /// Generates the stub module for `schema`.
@@ -64,6 +81,12 @@ const RESERVED: &[&str] = &[
 /// assert!(py.contains("    from_: str\n"));
 /// assert!(py.contains("__wire_fields__: typing.ClassVar[typing.Tuple[str, ...]] = (\"from\", \"body\")"));
 /// assert!(py.contains("async def post(self, msg: Msg) -> int:"));
+/// // The typed client calls the `remote_rpc` runtime with the wire name,
+/// // and the Protocol records the types the runtime converts with.
+/// assert!(py.contains("class ChatClient(_ClientBase):"));
+/// assert!(py.contains("return await self._invoke(\"post\", msg)"));
+/// assert!(py.contains("\"post\": (\"post\", ((\"named\", \"app::Msg\"), ), \"int\", \"error\"),"));
+/// assert!(py.contains("__wire_types__: typing.ClassVar[typing.Tuple[typing.Any, ...]] = (\"str\", \"str\", )"));
 /// ```
 pub fn generate(schema: &Schema) -> String {
     let names = Names::new(schema);
@@ -83,8 +106,50 @@ pub fn generate(schema: &Schema) -> String {
     for (key, name) in &names.interfaces {
         let _ = writeln!(out, "    {}: {name},", lit(key));
     }
+    out.push_str("}\n\nVARIANTS: typing.Dict[str, typing.Dict[str, typing.Any]] = {\n");
+    for def in schema.types.values() {
+        if let TypeKind::Enum { variants } = &def.kind {
+            let members: Vec<String> = variants
+                .iter()
+                .map(|v| {
+                    let class = &names.variants[&(def.path.clone(), v.name.clone())];
+                    format!("{}: {class}", lit(&v.name))
+                })
+                .collect();
+            let _ = writeln!(out, "    {}: {{{}}},", lit(&def.path), members.join(", "));
+        }
+    }
+    out.push_str("}\n\nCLIENTS: typing.Dict[str, typing.Any] = {\n");
+    for (key, name) in &names.clients {
+        let _ = writeln!(out, "    {}: {name},", lit(key));
+    }
     out.push_str("}\n");
     out
+}
+
+/// A type descriptor for the `remote_rpc` runtime (see `remote_rpc.typed`).
+fn desc(ty: &Ty) -> String {
+    match ty {
+        Ty::Unit => lit("unit"),
+        Ty::Bool => lit("bool"),
+        Ty::Int { .. } => lit("int"),
+        Ty::Float { .. } => lit("float"),
+        Ty::Char | Ty::String { .. } => lit("str"),
+        Ty::Bytes { .. } => lit("bytes"),
+        Ty::Seq { elem, .. } | Ty::Array { elem, .. } => format!("(\"list\", {})", desc(elem)),
+        Ty::Map { key, value, .. } => format!("(\"map\", {}, {})", desc(key), desc(value)),
+        Ty::Option(inner) => format!("(\"opt\", {})", desc(inner)),
+        Ty::Result { ok, err } => format!("(\"result\", {}, {})", desc(ok), desc(err)),
+        Ty::Tuple(items) => {
+            let items: Vec<String> = items.iter().map(|t| format!("{}, ", desc(t))).collect();
+            format!("(\"tuple\", ({}))", items.concat())
+        }
+        Ty::Named { path } => format!("(\"named\", {})", lit(path)),
+        Ty::Capability { interface } => format!("(\"cap\", {})", lit(interface)),
+        Ty::Stream { item, .. } => format!("(\"stream\", {})", desc(item)),
+        Ty::RemoteError => lit("error"),
+        _ => lit("any"),
+    }
 }
 
 /// A Python string literal (JSON escapes are valid Python escapes).
@@ -104,6 +169,13 @@ from __future__ import annotations
 import dataclasses
 import typing
 
+try:
+    import remote_rpc as _rt
+except ImportError:  # the stubs still serve as type declarations
+    _rt = None
+
+_ClientBase: typing.Any = _rt.Client if _rt is not None else object
+
 SCHEMA_FORMAT = {format}
 SCHEMA_VERSION = {version}
 
@@ -115,6 +187,7 @@ _E = typing.TypeVar("_E")
 class Ok(typing.Generic[_T]):
     """The `Ok` case of a Result value (`{{"Ok": value}}` on the wire)."""
 
+    __wire_result__: typing.ClassVar[str] = "Ok"
     value: _T
 
 
@@ -122,6 +195,7 @@ class Ok(typing.Generic[_T]):
 class Err(typing.Generic[_E]):
     """The `Err` case of a Result value (`{{"Err": error}}` on the wire)."""
 
+    __wire_result__: typing.ClassVar[str] = "Err"
     error: _E
 
 
@@ -138,6 +212,7 @@ struct Names {
     types: BTreeMap<String, String>,
     variants: BTreeMap<(String, String), String>,
     interfaces: BTreeMap<String, String>,
+    clients: BTreeMap<String, String>,
 }
 
 impl Names {
@@ -157,6 +232,7 @@ impl Names {
             types: BTreeMap::new(),
             variants: BTreeMap::new(),
             interfaces: BTreeMap::new(),
+            clients: BTreeMap::new(),
         };
         for def in schema.types.values() {
             let name = fresh(ident(&type_ident(&def.path)));
@@ -171,9 +247,11 @@ impl Names {
             names.types.insert(def.path.clone(), name);
         }
         for iface in schema.interfaces.values() {
+            let name = fresh(ident(&type_ident(&iface.path)));
             names
-                .interfaces
-                .insert(iface.path.clone(), fresh(ident(&type_ident(&iface.path))));
+                .clients
+                .insert(iface.path.clone(), fresh(format!("{name}Client")));
+            names.interfaces.insert(iface.path.clone(), name);
         }
         names
     }
@@ -250,7 +328,7 @@ fn annotation(names: &Names, ty: &Ty) -> String {
             .get(interface)
             .cloned()
             .unwrap_or_else(|| "typing.Any".into()),
-        Ty::Stream { item } => format!("typing.AsyncIterator[{}]", a(item)),
+        Ty::Stream { item, .. } => format!("typing.AsyncIterator[{}]", a(item)),
         Ty::RemoteError => "RemoteError".into(),
         _ => "typing.Any".into(),
     }
@@ -293,6 +371,15 @@ fn dataclass(
     let _ = writeln!(
         out,
         "    __wire_fields__: typing.ClassVar[typing.Tuple[str, ...]] = {tuple}"
+    );
+    let tys: Vec<String> = fields
+        .iter()
+        .map(|f| format!("{}, ", desc(&f.ty)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "    __wire_types__: typing.ClassVar[typing.Tuple[typing.Any, ...]] = ({})",
+        tys.concat()
     );
     out.push_str(extra);
     let mut used = BTreeSet::new();
@@ -394,6 +481,29 @@ fn interface(out: &mut String, names: &Names, iface: &InterfaceDef) {
         "    __wire_names__: typing.ClassVar[typing.Dict[str, str]] = {{{}}}",
         wire.join(", ")
     );
+    let table: Vec<String> = methods
+        .iter()
+        .map(|(py, m)| {
+            let args: Vec<String> = m
+                .args
+                .iter()
+                .map(|a| format!("{}, ", desc(&a.ty)))
+                .collect();
+            format!(
+                "        {}: ({}, ({}), {}, {}),\n",
+                lit(&m.wire_name),
+                lit(py),
+                args.concat(),
+                desc(&m.returns),
+                desc(&m.error)
+            )
+        })
+        .collect();
+    let _ = write!(
+        out,
+        "    __wire_methods__: typing.ClassVar[typing.Dict[str, typing.Any]] = {{\n{}    }}\n",
+        table.concat()
+    );
     let auth: Vec<String> = methods
         .iter()
         .filter(|(_, m)| m.requires_auth)
@@ -434,6 +544,51 @@ fn interface(out: &mut String, names: &Names, iface: &InterfaceDef) {
             args.join(", "),
             annotation(names, &m.returns),
             lit(&mdoc)
+        );
+    }
+    client(out, names, iface, &methods);
+}
+
+/// The typed client of an interface: each method calls the peer through
+/// the `remote_rpc` runtime (`Client._invoke`), which encodes the arguments
+/// and decodes the result (and a typed error's `data`) with the Protocol's
+/// `__wire_methods__`.
+fn client(
+    out: &mut String,
+    names: &Names,
+    iface: &InterfaceDef,
+    methods: &[(String, &remote_core::schema::MethodDef)],
+) {
+    let proto = &names.interfaces[&iface.path];
+    let name = &names.clients[&iface.path];
+    let doc = format!(
+        "Calls a peer's `{}` (wrap a `remote_rpc.Proxy`: `{name}(conn.root())`).",
+        iface.path
+    );
+    let _ = write!(
+        out,
+        "\n\nclass {name}(_ClientBase):\n    {}\n\n    __protocol__: typing.ClassVar[typing.Any] = {proto}\n",
+        lit(&doc)
+    );
+    for (py, m) in methods {
+        let mut params = vec!["self".to_owned()];
+        let mut passed = Vec::new();
+        let mut arg_names = BTreeSet::from(["self".to_owned()]);
+        for a in &m.args {
+            let mut an = ident(&a.name);
+            while !arg_names.insert(an.clone()) {
+                an.push('_');
+            }
+            params.push(format!("{an}: {}", annotation(names, &a.ty)));
+            passed.push(an);
+        }
+        let call: Vec<String> = std::iter::once(lit(&m.wire_name)).chain(passed).collect();
+        let _ = write!(
+            out,
+            "\n    async def {py}({}) -> {}:\n        return await self._invoke({})\n",
+            params.join(", "),
+            annotation(names, &m.returns),
+            call.join(", ")
         );
     }
 }

@@ -1,0 +1,100 @@
+"""Frames and messages (PROTOCOL.md §1, §3): a 4-byte big-endian length,
+then one msgpack array."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import typing
+
+import msgpack
+
+PROTOCOL_MAGIC = "remote"
+PROTOCOL_VERSION = 1
+
+HELLO, CALL, RETURN, ERROR, RELEASE, CANCEL, GOODBYE = range(7)
+FIELDS = {HELLO: 6, CALL: 6, RETURN: 3, ERROR: 3, RELEASE: 3, CANCEL: 2, GOODBYE: 2}
+
+#: msgpack extension type of a reference into the sender's export table.
+EXT_SENDER_EXPORT = 1
+#: msgpack extension type of a reference into the receiver's own table.
+EXT_RECEIVER_OWN = 2
+
+U32_MAX = 0xFFFF_FFFF
+
+
+class Limits:
+    """The limits this peer enforces (PROTOCOL.md §10); same defaults as
+    the Rust reference implementation."""
+
+    def __init__(self, **overrides: typing.Any) -> None:
+        self.max_frame_len = 1 << 20
+        self.max_handshake_frame_len = 4096
+        self.max_calls_in_flight = 128
+        self.max_outgoing_calls = 1024
+        self.max_exports = 10_000
+        self.max_imports = 10_000
+        self.handshake_timeout = 10.0
+        self.default_deadline = 10.0
+        self.max_deadline = 600.0
+        for k, v in overrides.items():
+            if not hasattr(self, k):
+                raise TypeError(f"unknown limit {k!r}")
+            setattr(self, k, v)
+
+
+class FrameTooLarge(Exception):
+    """A length prefix over the receiver's limit."""
+
+    def __init__(self, length: int, limit_name: str, limit: int) -> None:
+        super().__init__(f"frame of {length} bytes exceeds {limit_name} = {limit}")
+
+
+def frame(message: list, default: typing.Callable[[typing.Any], typing.Any]) -> bytes:
+    """One framed message; ``default`` encodes references."""
+    payload = msgpack.packb(message, default=default, use_bin_type=True)
+    return struct.pack(">I", len(payload)) + payload
+
+
+async def read_frame(reader: asyncio.StreamReader, limit: int, limit_name: str) -> typing.Optional[bytes]:
+    """The next frame's payload, ``None`` at a clean end of stream. A
+    length over ``limit`` raises before anything is read or allocated."""
+    try:
+        head = await reader.readexactly(4)
+    except asyncio.IncompleteReadError as e:
+        if not e.partial:
+            return None
+        raise ConnectionError("stream ended inside a frame's length prefix") from None
+    (length,) = struct.unpack(">I", head)
+    if length > limit:
+        raise FrameTooLarge(length, limit_name, limit)
+    try:
+        return await reader.readexactly(length)
+    except asyncio.IncompleteReadError:
+        raise ConnectionError("stream ended inside a frame") from None
+
+
+def hello(auth: typing.Optional[bytes]) -> list:
+    return [HELLO, PROTOCOL_MAGIC, PROTOCOL_VERSION, PROTOCOL_VERSION, [], auth]
+
+
+def error_value(kind: str, type_name: str, message: str, chain: typing.Sequence[str] = (),
+                backtrace: typing.Optional[str] = None, data: typing.Any = None) -> list:
+    """The 6-element error array of an error message (§3.4)."""
+    return [kind, type_name, message, list(chain), backtrace, data]
+
+
+def is_u32(v: typing.Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= U32_MAX
+
+
+def check_shape(msg: typing.Any) -> int:
+    """Checks a decoded message's kind and field count; returns the kind."""
+    if not isinstance(msg, list) or not msg:
+        raise ValueError("a message is a non-empty array")
+    kind = msg[0]
+    if not isinstance(kind, int) or kind not in FIELDS:
+        raise ValueError(f"unknown message kind {kind!r}")
+    if len(msg) != FIELDS[kind]:
+        raise ValueError(f"message kind {kind} has {FIELDS[kind]} fields, got {len(msg)}")
+    return kind

@@ -1,0 +1,283 @@
+//! The WebSocket transport (`ws://host:port/path`): one protocol frame per
+//! binary WebSocket message, the 4-byte length prefix kept inside the
+//! message (PROTOCOL.md §1).
+//!
+//! [`WsIo`] turns a WebSocket into the byte stream the driver reads and
+//! writes, so every other part of a connection (codec, limits, handshake)
+//! is the same as over TCP. tungstenite's message and frame size limits are
+//! set from [`Limits::max_frame_len`], so an oversized message is refused
+//! from its header, before its payload is buffered.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll, Waker};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Sink, Stream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::driver::io_types::{BoxRead, BoxWrite};
+use crate::{Error, Limits};
+
+/// tungstenite's configuration for a connection with these limits: no
+/// message or frame larger than one protocol frame (prefix included).
+pub(crate) fn config(limits: &Limits) -> WebSocketConfig {
+    let max = limits.max_frame_len.saturating_add(4);
+    WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+}
+
+type Accepting<S> = Pin<Box<dyn Future<Output = Result<WebSocketStream<S>, WsError>> + Send>>;
+
+enum Phase<S> {
+    /// Server side: the HTTP upgrade runs on first use, in the
+    /// connection's own task (so a slow client never blocks the accept
+    /// loop; the connection's handshake timeout bounds it). Both halves may
+    /// wait on it: the wakers of each are kept (reader, writer) and all are
+    /// woken when it ends, since the future itself keeps only the last.
+    Accepting(Box<(Accepting<S>, [Option<Waker>; 2])>),
+    Open(Box<WebSocketStream<S>>),
+    Failed,
+}
+
+/// Which half of the stream is polling.
+#[derive(Clone, Copy)]
+enum Half {
+    Read = 0,
+    Write = 1,
+}
+
+/// A WebSocket as a byte stream of protocol frames.
+pub(crate) struct WsIo<S> {
+    phase: Phase<S>,
+    /// The rest of the binary message being read.
+    read: Bytes,
+    /// Written bytes not yet sent as messages (an incomplete frame).
+    pending: BytesMut,
+}
+
+impl<S> WsIo<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    fn open(ws: WebSocketStream<S>) -> Self {
+        WsIo {
+            phase: Phase::Open(Box::new(ws)),
+            read: Bytes::new(),
+            pending: BytesMut::new(),
+        }
+    }
+
+    fn poll_open(
+        &mut self,
+        cx: &mut Context<'_>,
+        half: Half,
+    ) -> Poll<io::Result<&mut WebSocketStream<S>>> {
+        if let Phase::Accepting(acc) = &mut self.phase {
+            let (fut, wakers) = &mut **acc;
+            let done = match fut.as_mut().poll(cx) {
+                Poll::Pending => {
+                    wakers[half as usize] = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                Poll::Ready(done) => done,
+            };
+            for w in wakers.iter_mut().filter_map(Option::take) {
+                w.wake();
+            }
+            match done {
+                Ok(ws) => self.phase = Phase::Open(Box::new(ws)),
+                Err(e) => {
+                    self.phase = Phase::Failed;
+                    return Poll::Ready(Err(io::Error::other(format!(
+                        "websocket handshake failed: {e}"
+                    ))));
+                }
+            }
+        }
+        match &mut self.phase {
+            Phase::Open(ws) => Poll::Ready(Ok(ws)),
+            _ => Poll::Ready(Err(io::Error::other("websocket handshake failed"))),
+        }
+    }
+
+    /// Sends every complete frame in `pending` as one binary message each.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if self.pending.len() < 4 {
+                return Poll::Ready(Ok(()));
+            }
+            let len = u32::from_be_bytes([
+                self.pending[0],
+                self.pending[1],
+                self.pending[2],
+                self.pending[3],
+            ]) as usize;
+            if self.pending.len() < 4 + len {
+                return Poll::Ready(Ok(()));
+            }
+            let ws = ready!(self.poll_open(cx, Half::Write))?;
+            ready!(Pin::new(&mut *ws).poll_ready(cx)).map_err(io::Error::other)?;
+            let frame = self.pending.split_to(4 + len).freeze();
+            let ws = ready!(self.poll_open(cx, Half::Write))?;
+            Pin::new(ws)
+                .start_send(Message::Binary(frame))
+                .map_err(io::Error::other)?;
+        }
+    }
+}
+
+/// Checks that a binary message holds exactly one frame.
+fn check_message(b: &Bytes) -> io::Result<()> {
+    let said = (b.len() >= 4).then(|| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    if said != Some(b.len().wrapping_sub(4)) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "protocol violation: a websocket message of {} bytes must hold exactly one frame (its length prefix says {said:?})",
+                b.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl<S> AsyncRead for WsIo<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if !this.read.is_empty() {
+                let n = this.read.len().min(buf.remaining());
+                buf.put_slice(&this.read[..n]);
+                this.read.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            let ws = ready!(this.poll_open(cx, Half::Read))?;
+            match ready!(Pin::new(ws).poll_next(cx)) {
+                None | Some(Ok(Message::Close(_))) => return Poll::Ready(Ok(())),
+                Some(Ok(Message::Binary(b))) => {
+                    check_message(&b)?;
+                    this.read = b;
+                }
+                Some(Ok(Message::Text(_))) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "protocol violation: a text websocket message (frames are binary messages)",
+                    )))
+                }
+                Some(Ok(_)) => {} // ping/pong: answered by tungstenite
+                Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, .. }))) => {
+                    // Refused from its header, nothing buffered. Handed to
+                    // the frame codec as the length prefix it carries, so
+                    // the usual goodbye naming `max_frame_len` goes out.
+                    let len = u32::try_from(size.saturating_sub(4)).unwrap_or(u32::MAX);
+                    this.read = Bytes::copy_from_slice(&len.to_be_bytes());
+                }
+                Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
+                    return Poll::Ready(Ok(()))
+                }
+                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
+            }
+        }
+    }
+}
+
+impl<S> AsyncWrite for WsIo<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        // Earlier frames go out first (back-pressure), then these bytes are
+        // taken; complete frames among them are sent as far as possible.
+        ready!(this.poll_drain(cx))?;
+        this.pending.extend_from_slice(buf);
+        if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        let ws = ready!(this.poll_open(cx, Half::Write))?;
+        Pin::new(ws).poll_flush(cx).map_err(io::Error::other)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        let ws = ready!(this.poll_open(cx, Half::Write))?;
+        match ready!(Pin::new(ws).poll_close(cx)) {
+            Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Poll::Ready(Ok(())),
+            Err(e) => Poll::Ready(Err(io::Error::other(e))),
+        }
+    }
+}
+
+fn halves<S>(io: WsIo<S>) -> (BoxRead, BoxWrite)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (r, w) = tokio::io::split(io);
+    (Box::new(r), Box::new(w))
+}
+
+/// Connects to `url` (`ws://host:port/path`).
+/// The HTTP upgrade is bounded by `handshake_timeout`, like the protocol's
+/// own handshake that follows it.
+pub(crate) async fn dial(url: &str, limits: &Limits) -> Result<(BoxRead, BoxWrite), Error> {
+    let upgrade = tokio_tungstenite::connect_async_with_config(url, Some(config(limits)), true);
+    let (ws, _response) = tokio::time::timeout(limits.handshake_timeout, upgrade)
+        .await
+        .map_err(|_| {
+            Error::Handshake(format!(
+                "websocket upgrade with {url} did not finish within handshake_timeout = {:?}",
+                limits.handshake_timeout
+            ))
+        })?
+        .map_err(|e| Error::Io(format!("connect to {url}: {e}")))?;
+    let ws: WebSocketStream<MaybeTlsStream<TcpStream>> = ws;
+    Ok(halves(WsIo::open(ws)))
+}
+
+/// Wraps an accepted TCP stream; the upgrade (checking the request path is
+/// `path`) runs when the connection first reads or writes.
+pub(crate) fn accept(stream: TcpStream, path: String, limits: &Limits) -> (BoxRead, BoxWrite) {
+    #[allow(clippy::result_large_err)] // tungstenite's callback signature
+    let check = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        if req.uri().path() == path {
+            Ok(resp)
+        } else {
+            let mut e = ErrorResponse::new(Some(format!("no websocket endpoint at {}", req.uri())));
+            *e.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
+            Err(e)
+        }
+    };
+    let fut = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config(limits)));
+    halves(WsIo {
+        phase: Phase::Accepting(Box::new((Box::pin(fut), [None, None]))),
+        read: Bytes::new(),
+        pending: BytesMut::new(),
+    })
+}

@@ -1,0 +1,273 @@
+//! The WebSocket transport: the same protocol and limits as over TCP, one
+//! frame per binary message. (Calls, callbacks, references and streams over
+//! `ws://` also run in `rpc.rs`, which covers every transport.)
+
+mod support;
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use remote_core::proto::{encode, Hello};
+use remote_core::{Connection, Limits, Server};
+use support::{eventually, Calc, Counter, Stats};
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn call_callback_and_release_over_ws() {
+    let stats = Arc::new(Stats::default());
+    let s2 = stats.clone();
+    let server = Server::bind("ws://127.0.0.1:0/calc")
+        .await
+        .unwrap()
+        .serve(move || Counter::remote(0, s2.clone()));
+    assert!(server.local_addr().starts_with("ws://127.0.0.1:"));
+    assert!(server.local_addr().ends_with("/calc"));
+    let client = Connection::connect(server.local_addr()).await.unwrap();
+    let root = client.root::<dyn Calc>();
+    assert_eq!(root.add(40, 2).await.unwrap(), 42);
+    // A callback the server calls while our call is in flight.
+    let mine = Counter::remote(10, Arc::new(Stats::default()));
+    assert_eq!(root.call_back(mine, 5).await.unwrap(), 16);
+    // A capability: called, then released; the server drops it.
+    let made = root.make().await.unwrap();
+    assert_eq!(stats.live.load(SeqCst), 2, "root and the made object");
+    assert!(made.add(1, 1).await.unwrap() > 1000);
+    drop(made);
+    assert!(
+        eventually(60, || stats.live.load(SeqCst) == 1).await,
+        "the server never released the capability"
+    );
+    client.close();
+}
+
+#[tokio::test]
+async fn a_wrong_path_is_refused() {
+    let server = Server::bind("ws://127.0.0.1:0/calc")
+        .await
+        .unwrap()
+        .serve(|| Counter::remote(0, Arc::new(Stats::default())));
+    let wrong = server.local_addr().replace("/calc", "/other");
+    let err = Connection::connect(&wrong).await.unwrap_err();
+    assert!(err.to_string().contains("404"), "{err}");
+}
+
+/// A message over `max_frame_len` is refused from its header with a goodbye
+/// naming the limit, and only that client is cut off.
+#[tokio::test]
+async fn an_oversized_message_is_refused_naming_the_limit() {
+    let limits = Limits {
+        max_frame_len: 1024,
+        ..Limits::default()
+    };
+    let server = Server::builder()
+        .limits(limits)
+        .bind("ws://127.0.0.1:0/")
+        .await
+        .unwrap()
+        .serve(|| Counter::remote(0, Arc::new(Stats::default())));
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.local_addr())
+        .await
+        .unwrap();
+    let hello = encode::hello(&Hello {
+        min_version: 1,
+        max_version: 1,
+        features: vec![],
+        auth: None,
+    });
+    ws.send(Message::binary(hello)).await.unwrap();
+    let mut big = (1_000_000u32).to_be_bytes().to_vec();
+    big.resize(4 + 1_000_000, 0x90);
+    // The server may close while this is still being written.
+    let _ = ws.send(Message::binary(big)).await;
+    let reason = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Binary(b) = m {
+                // [6, reason] framed: prefix, 0x92, 0x06, str
+                if b.len() > 6 && b[4] == 0x92 && b[5] == 0x06 {
+                    let mut r = remote_core::proto::Reader::new(&b[6..]);
+                    return Some(r.str().unwrap().to_owned());
+                }
+            }
+        }
+        None
+    })
+    .await
+    .expect("the server neither said goodbye nor closed");
+    let reason = reason.expect("closed without a goodbye");
+    assert!(reason.contains("max_frame_len = 1024"), "{reason}");
+    // Others are unaffected.
+    let c = Connection::connect(server.local_addr()).await.unwrap();
+    assert_eq!(c.root::<dyn Calc>().add(1, 2).await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn a_message_must_hold_exactly_one_frame() {
+    let server = Server::bind("ws://127.0.0.1:0/")
+        .await
+        .unwrap()
+        .serve(|| Counter::remote(0, Arc::new(Stats::default())));
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.local_addr())
+        .await
+        .unwrap();
+    // Two hellos in one message: refused.
+    let mut two = encode::hello(&Hello {
+        min_version: 1,
+        max_version: 1,
+        features: vec![],
+        auth: None,
+    });
+    two.extend_from_slice(&two.clone());
+    ws.send(Message::binary(two)).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut frames = 0;
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Binary(_) = m {
+                frames += 1;
+            }
+        }
+        frames
+    })
+    .await
+    .expect("the server did not close");
+    assert!(
+        closed <= 1,
+        "at most the server's hello, got {closed} frames"
+    );
+}
+
+/// Reads one unmasked server-to-client WebSocket frame: (opcode, payload).
+async fn read_ws_frame(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).await.ok()?;
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut l = [0u8; 2];
+            s.read_exact(&mut l).await.ok()?;
+            u64::from(u16::from_be_bytes(l))
+        }
+        127 => {
+            let mut l = [0u8; 8];
+            s.read_exact(&mut l).await.ok()?;
+            u64::from_be_bytes(l)
+        }
+        n => u64::from(n),
+    };
+    let mut payload = vec![0u8; usize::try_from(len).ok()?];
+    s.read_exact(&mut payload).await.ok()?;
+    Some((h[0] & 0x0f, payload))
+}
+
+/// A masked client-to-server binary frame (mask of zeros: payload as is).
+fn ws_binary(payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x82];
+    if payload.len() < 126 {
+        f.push(0x80 | payload.len() as u8);
+    } else {
+        f.push(0x80 | 127);
+        f.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    }
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Only the header of an oversized message is sent, never its payload: the
+/// server must refuse it from the header alone (nothing buffered), with a
+/// goodbye naming `max_frame_len`.
+#[tokio::test]
+async fn an_oversized_message_is_refused_from_its_header() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let limits = Limits {
+        max_frame_len: 1024,
+        ..Limits::default()
+    };
+    let server = Server::builder()
+        .limits(limits)
+        .bind("ws://127.0.0.1:0/")
+        .await
+        .unwrap()
+        .serve(|| Counter::remote(0, Arc::new(Stats::default())));
+    let authority = server
+        .local_addr()
+        .strip_prefix("ws://")
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let mut s = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let upgrade = format!(
+        "GET / HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(upgrade.as_bytes()).await.unwrap();
+    // Skip the HTTP response.
+    let mut r = tokio::io::BufReader::new(s);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).await.unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    // (The server's hello may already be buffered in `r`.)
+    let mut s = r;
+    let hello = encode::hello(&Hello {
+        min_version: 1,
+        max_version: 1,
+        features: vec![],
+        auth: None,
+    });
+    s.write_all(&ws_binary(&hello)).await.unwrap();
+    // The header of a 1 MB binary message, and no payload.
+    let mut header = vec![0x82, 0x80 | 127];
+    header.extend_from_slice(&1_000_004u64.to_be_bytes());
+    header.extend_from_slice(&[0, 0, 0, 0]);
+    s.write_all(&header).await.unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some((op, payload)) = read_ws_frame(&mut s).await {
+            if op == 2 && payload.len() > 6 && payload[4] == 0x92 && payload[5] == 0x06 {
+                let mut r = remote_core::proto::Reader::new(&payload[6..]);
+                return Some(r.str().unwrap().to_owned());
+            }
+        }
+        None
+    })
+    .await
+    .expect("the server waited for the payload instead of refusing the header");
+    let reason = reason.expect("closed without a goodbye");
+    assert!(
+        reason.contains("1000000 bytes exceeds max_frame_len = 1024"),
+        "{reason}"
+    );
+}
+
+/// A server that accepts the TCP connection but never answers the
+/// WebSocket upgrade cannot hold `connect` forever.
+#[tokio::test]
+async fn a_stalled_upgrade_is_bounded_by_the_handshake_timeout() {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("ws://{}/", tcp.local_addr().unwrap());
+    let hold = tokio::spawn(async move {
+        let (s, _) = tcp.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        drop(s);
+    });
+    let limits = Limits {
+        handshake_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        remote_core::ConnectionBuilder::new()
+            .limits(limits)
+            .connect(&addr),
+    )
+    .await
+    .expect("connect hung on a stalled upgrade")
+    .unwrap_err();
+    assert!(err.to_string().contains("handshake_timeout"), "{err}");
+    hold.abort();
+}
