@@ -8,6 +8,8 @@ mod conn;
 pub(crate) mod deadline;
 mod io;
 mod teardown;
+#[cfg(test)]
+mod tests_memory;
 pub(crate) mod io_types {
     pub(crate) use super::io::{BoxRead, BoxWrite};
 }

@@ -1,0 +1,113 @@
+//! A closed connection frees its shared state (tables, buffers, tasks):
+//! no reference cycle or stray task keeps an `Arc<Shared>` alive.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+
+use super::conn::Shared;
+use crate::collections::{RemoteList, SharedVec};
+use crate::{Connection, ConnectionBuilder, Error};
+
+/// Waits (at most 60 s) until nothing holds `state` any more.
+async fn freed(state: &Weak<Shared>) -> bool {
+    let end = tokio::time::Instant::now() + Duration::from_secs(60);
+    while state.strong_count() > 0 && tokio::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    state.strong_count() == 0
+}
+
+/// A client and a server over an in-memory pipe, the server serving a
+/// one-item list; only weak references to the server's state are kept (a
+/// server holds its connections only while they are open).
+async fn connect() -> (Connection, Weak<Shared>) {
+    let v = SharedVec::<u64>::new();
+    v.push(7).await.unwrap();
+    let (server, client) = Connection::pair(
+        ConnectionBuilder::new().serve(v.remote()),
+        ConnectionBuilder::new(),
+    )
+    .await
+    .unwrap();
+    let server_state = Arc::downgrade(&server.shared);
+    (client, server_state)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_closed_after_many_concurrent_calls_free_their_state() {
+    for round in 0..5 {
+        let (client, server_state) = connect().await;
+        let client_state = Arc::downgrade(&client.shared);
+        let list = client.root::<dyn RemoteList<u64>>();
+        for _ in 0..10 {
+            for len in join_all((0..100).map(|_| list.len())).await {
+                assert_eq!(len.unwrap(), 1);
+            }
+        }
+        drop(list);
+        client.close();
+        client.closed().await;
+        drop(client);
+        assert!(
+            freed(&client_state).await,
+            "round {round}: the client's connection state outlived its close"
+        );
+        assert!(
+            freed(&server_state).await,
+            "round {round}: the server's connection state outlived its client"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_with_calls_in_flight_frees_its_state() {
+    for round in 0..5 {
+        let (client, server_state) = connect().await;
+        let client_state = Arc::downgrade(&client.shared);
+        let list = client.root::<dyn RemoteList<u64>>();
+        // 100 callers, each making calls until the connection goes.
+        let done = Arc::new(AtomicUsize::new(0));
+        let callers: Vec<_> = (0..100)
+            .map(|_| {
+                let (list, done) = (list.clone(), done.clone());
+                tokio::spawn(async move {
+                    loop {
+                        match list.len().await {
+                            Ok(len) => assert_eq!(len, 1),
+                            Err(e) => return e,
+                        }
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        drop(list);
+        // Closed once 1,000 calls completed, while the callers keep making
+        // more: the tables and buffers are in use.
+        let end = tokio::time::Instant::now() + Duration::from_secs(60);
+        while done.load(Ordering::Relaxed) < 1000 && tokio::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(
+            done.load(Ordering::Relaxed) >= 1000,
+            "the calls did not run"
+        );
+        client.close();
+        for caller in callers {
+            let e = caller.await.unwrap();
+            assert!(matches!(e, Error::ConnectionLost(_)), "{e:?}");
+        }
+        drop(client);
+        assert!(
+            freed(&client_state).await,
+            "round {round}: the client's connection state outlived its close"
+        );
+        assert!(
+            freed(&server_state).await,
+            "round {round}: the server's connection state outlived its client"
+        );
+    }
+}
