@@ -47,6 +47,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub use remote_core::schema::Schema;
 
 mod cli;
+pub mod diff;
 mod error;
 pub mod export;
 pub mod graph;
@@ -349,7 +350,8 @@ fn allow<'s>(
         f.allowed = Some(a.reason.clone());
     }
     for (i, a) in policy.allow.iter().enumerate() {
-        if !used[i] {
+        // Entries for `diff` changes are reported by `diff`.
+        if !used[i] && a.rule.parse::<diff::ChangeKind>().is_err() {
             warnings.push(format!(
                 "[[allow]] entry {} (rule `{}`, at `{}`) matches no finding",
                 i + 1,

@@ -35,7 +35,8 @@ pub fn render(report: &Report, schema: &Schema) -> String {
                 "id": r.id(),
                 "name": camel(r.id()),
                 "shortDescription": { "text": r.summary() },
-                "fullDescription": { "text": r.summary() },
+                "fullDescription": { "text": format!("{} {}", r.summary(), r.help()) },
+                "helpUri": help_uri("rules"),
                 "help": { "text": r.help() },
                 "defaultConfiguration": { "level": "error" },
             })
@@ -46,12 +47,8 @@ pub fn render(report: &Report, schema: &Schema) -> String {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
         "runs": [{
-            "tool": { "driver": {
-                "name": "remote-policy",
-                "version": env!("CARGO_PKG_VERSION"),
-                "informationUri": env!("CARGO_PKG_REPOSITORY"),
-                "rules": rules,
-            }},
+            "tool": { "driver": driver("remote-policy: security lint of remote interfaces", rules) },
+            "automationDetails": { "id": "remote-policy/check/" },
             "columnKind": "unicodeCodePoints",
             "results": results,
         }],
@@ -61,7 +58,27 @@ pub fn render(report: &Report, schema: &Schema) -> String {
     s
 }
 
-fn camel(id: &str) -> String {
+/// The `tool.driver` object of a log.
+pub(crate) fn driver(full_name: &str, rules: Vec<Value>) -> Value {
+    json!({
+        "name": "remote-policy",
+        "fullName": full_name,
+        "version": env!("CARGO_PKG_VERSION"),
+        "semanticVersion": env!("CARGO_PKG_VERSION"),
+        "informationUri": env!("CARGO_PKG_REPOSITORY"),
+        "rules": rules,
+    })
+}
+
+/// Where a rule is documented: a section of the crate's README.
+pub(crate) fn help_uri(section: &str) -> String {
+    format!(
+        "{}/blob/main/remote-policy/README.md#{section}",
+        env!("CARGO_PKG_REPOSITORY")
+    )
+}
+
+pub(crate) fn camel(id: &str) -> String {
     id.split('-')
         .map(|w| {
             let mut c = w.chars();
@@ -72,7 +89,7 @@ fn camel(id: &str) -> String {
         .collect()
 }
 
-fn physical(loc: &Location) -> Value {
+pub(crate) fn physical(loc: &Location) -> Value {
     let mut region = json!({ "startLine": loc.line.max(1) });
     if loc.column > 0 {
         region["startColumn"] = json!(loc.column);
