@@ -676,3 +676,70 @@ remote-policy diff: 1 breaking, 0 allowed, 0 safe
         .iter()
         .all(|r| r["helpUri"].is_string() && r["fullDescription"]["text"].is_string()));
 }
+
+/// The standalone binary: `diff OLD NEW` and `diff --against OLD --schema NEW`.
+#[test]
+fn cli_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = api(
+        vec![get(u32_ty(), u32_ty()), method("ping", vec![], Ty::Unit)],
+        vec![],
+    );
+    let same = dir.path().join("same.json");
+    let old_path = dir.path().join("old.json");
+    let new_path = dir.path().join("new.json");
+    let safe_path = dir.path().join("safe.json");
+    std::fs::write(&old_path, remote_policy::export::to_json(&old)).unwrap();
+    std::fs::write(&same, remote_policy::export::to_json(&old)).unwrap();
+    let new = api(vec![get(u32_ty(), u32_ty())], vec![]);
+    std::fs::write(&new_path, remote_policy::export::to_json(&new)).unwrap();
+    let mut safe = old.clone();
+    safe.interfaces
+        .get_mut("app::Api")
+        .unwrap()
+        .methods
+        .push(method("pong", vec![], Ty::Unit));
+    std::fs::write(&safe_path, remote_policy::export::to_json(&safe)).unwrap();
+    let run = |args: &[&std::path::Path]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_remote-policy"))
+            .arg("diff")
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("CARGO_MANIFEST_DIR")
+            .output()
+            .unwrap()
+    };
+    let out = run(&[&old_path, &same]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = run(&[&old_path, &safe_path]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("safe[method-added]"));
+    let out = run(&[&old_path, &new_path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("error[method-removed]: `app::Api.ping`"));
+    let out = run(&[
+        "--against".as_ref(),
+        &old_path,
+        "--schema".as_ref(),
+        &new_path,
+        "--sarif".as_ref(),
+        "d.sarif".as_ref(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let log: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("d.sarif")).unwrap())
+            .unwrap();
+    assert_eq!(log["runs"][0]["results"][0]["ruleId"], "method-removed");
+    let out = run(&[&old_path, &dir.path().join("missing.json")]);
+    assert_eq!(out.status.code(), Some(2));
+}
