@@ -102,6 +102,16 @@ pub fn strip_locations(schema: &mut Schema) {
     }
     for t in schema.types.values_mut() {
         t.location = Default::default();
+        let fields: Vec<&mut remote_core::schema::FieldDef> = match &mut t.kind {
+            remote_core::schema::TypeKind::Struct { fields } => fields.iter_mut().collect(),
+            remote_core::schema::TypeKind::Enum { variants } => variants
+                .iter_mut()
+                .flat_map(|v| v.fields.iter_mut())
+                .collect(),
+        };
+        for f in fields {
+            f.location = None;
+        }
     }
     for i in &mut schema.impls {
         i.location = Default::default();

@@ -5,7 +5,7 @@
 //! | `secret-flows-out` | a `#[wire(secret)]` type or field, or one listed in `[secrets]`, in a value that flows to a peer |
 //! | `forbidden-capability` | an interface a `[[capability]]` entry says is `never` reachable, reachable from a root |
 //! | `unauthenticated-capability` | an interface that must be reached only through a `requires_auth` method, reachable without one |
-//! | `unbounded-input` | a string, byte buffer, sequence or map without a length bound, a recursive type, a remote error (free text) or an opaque type, in a value a peer sends us (before authentication, by default) |
+//! | `unbounded-input` | a string, byte buffer, sequence or map without a length bound, a recursive type or an opaque type, in a value a peer sends us (before authentication, by default) |
 //! | `unchecked-type` | a type the checker cannot see inside (`Ty::Opaque`, a name missing from the schema, nesting deeper than [`MAX_DEPTH`]), so it cannot vouch for it |
 //!
 //! ```
@@ -598,10 +598,10 @@ fn unbounded<'s>(
             Event::Ty(Ty::Bytes { max_len: None }) => "byte buffer without a length bound",
             Event::Ty(Ty::Seq { max_len: None, .. }) => "sequence without a length bound",
             Event::Ty(Ty::Map { max_len: None, .. }) => "map without a size bound",
-            // The peer writes a remote error's message and backtrace text.
-            Event::Ty(Ty::RemoteError) => {
-                "remote error (free text written by the peer) without a length bound"
-            }
+            // The peer writes a remote error's text, but the runtime bounds
+            // what it accepts (its chain entries and total text, see
+            // `remote_core::Limits`), so it is bounded input.
+            Event::Ty(Ty::RemoteError) => return true,
             Event::Ty(Ty::Opaque { name }) => {
                 if bounded(name) {
                     return false;

@@ -80,7 +80,7 @@ pub mod v2 {
         pub name: String,
         /// Added, optional.
         pub email: Option<String>,
-        /// Added with a default (the schema does not record it).
+        /// Added with a default.
         #[serde(default)]
         pub karma: u64,
     }
@@ -213,8 +213,8 @@ fn the_diff_of_the_two_versions() {
         (K::ArgumentRenamed, "Accounts.greet(who)", V::Safe),
         (K::MethodAdded, "Accounts.ping", V::Safe),
         (K::FieldAddedOptional, "Profile.email", V::Safe),
-        // #[serde(default)] makes it safe, but the schema cannot see it.
-        (K::FieldAddedRequired, "Profile.karma", V::BreaksBoth),
+        // #[serde(default)], recorded in the schema.
+        (K::FieldAddedOptional, "Profile.karma", V::Safe),
         (K::VariantAdded, "Status.Busy", V::BreaksOldClients),
         (K::FieldAddedRequired, "Tag.level", V::BreaksOldClients),
     ]

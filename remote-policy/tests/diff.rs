@@ -300,6 +300,29 @@ fn optional_field_added_is_safe_both_ways() {
 }
 
 #[test]
+fn defaulted_field_added_or_removed_is_safe() {
+    let old = msgs(vec![field("a", u32_ty())], vec![field("a", u32_ty())]);
+    let new = msgs(
+        vec![field("a", u32_ty()), defaulted(field("b", u32_ty()))],
+        vec![field("a", u32_ty()), defaulted(field("b", u32_ty()))],
+    );
+    assert_eq!(
+        changes(&old, &new),
+        vec![
+            (K::FieldAddedOptional, "app::Msg.b".into(), V::Safe),
+            (K::FieldAddedOptional, "app::Out.b".into(), V::Safe),
+        ]
+    );
+    assert_eq!(
+        changes(&new, &old),
+        vec![
+            (K::FieldRemoved, "app::Msg.b".into(), V::Safe),
+            (K::FieldRemoved, "app::Out.b".into(), V::Safe),
+        ]
+    );
+}
+
+#[test]
 fn required_field_added_breaks_whoever_receives_it_new() {
     let old = msgs(vec![field("a", u32_ty())], vec![field("a", u32_ty())]);
     let new = msgs(

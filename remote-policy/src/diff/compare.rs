@@ -512,14 +512,17 @@ impl Cx<'_> {
         for f in nf {
             match of.iter().find(|g| g.name == f.name) {
                 Some(g) => self.field(owner, &fkey(&f.name), g, f, loc),
-                None if is_option(&f.ty) => self.push(
+                None if f.default || is_option(&f.ty) => self.push(
                     ChangeKind::FieldAddedOptional,
                     (false, false),
                     &fkey(&f.name),
                     "-",
                     &ty_text(&f.ty),
-                    "an old receiver ignores the unknown key; a new receiver reads the key missing from an old sender as None".to_owned(),
-                    loc,
+                    format!(
+                        "an old receiver ignores the unknown key; a new receiver reads the key missing from an old sender as {}",
+                        if f.default { "the default (#[serde(default)])" } else { "None" }
+                    ),
+                    field_loc(f, loc),
                 ),
                 None => {
                     let effect = self.roles.type_effect(owner, true, false);
@@ -529,17 +532,17 @@ impl Cx<'_> {
                         &fkey(&f.name),
                         "-",
                         &ty_text(&f.ty),
-                        "a new receiver refuses a value from an old sender without this key (missing field), unless the field has #[serde(default)], which the schema does not record: then accept it with an [[allow]] entry saying so; an old receiver ignores the unknown key".to_owned(),
-                        loc,
+                        "a new receiver refuses a value from an old sender without this key (missing field; make it an Option or give it #[serde(default)]); an old receiver ignores the unknown key".to_owned(),
+                        field_loc(f, loc),
                     );
                 }
             }
         }
         for g in of.iter().filter(|g| !nf.iter().any(|f| f.name == g.name)) {
-            let (effect, why) = if is_option(&g.ty) {
+            let (effect, why) = if g.default || is_option(&g.ty) {
                 (
                     (false, false),
-                    "a new receiver ignores the key an old sender still sends; an old receiver reads the missing Option key as None",
+                    "a new receiver ignores the key an old sender still sends; an old receiver fills in the missing key (None, or the #[serde(default)] value)",
                 )
             } else {
                 (
@@ -583,6 +586,7 @@ impl Cx<'_> {
     }
 
     fn field(&mut self, owner: &str, at: &str, g: &FieldDef, f: &FieldDef, loc: &Location) {
+        let loc = field_loc(f, loc);
         if g.secret != f.secret {
             self.push(
                 ChangeKind::SecretChanged,
@@ -613,6 +617,11 @@ impl Cx<'_> {
         };
         self.push(kind, effect, at, &ty_text(&g.ty), &ty_text(&f.ty), why, loc);
     }
+}
+
+/// The field's own location, else its type's.
+fn field_loc<'a>(f: &'a FieldDef, owner: &'a Location) -> &'a Location {
+    f.location.as_ref().unwrap_or(owner)
 }
 
 fn both_ways(a: Option<String>, b: Option<String>) -> String {

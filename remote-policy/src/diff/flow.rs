@@ -12,8 +12,9 @@
 //! - a receiver's `Option<T>` reads a plain `T` as `Some`; a plain `T` refuses
 //!   `None` (nil);
 //! - struct fields travel as a map keyed by field name: the receiver ignores
-//!   keys it does not know, reads a missing `Option` field as `None`, and
-//!   refuses a missing field of any other type (`missing field`);
+//!   keys it does not know, reads a missing `Option` field as `None` and a
+//!   missing `#[serde(default)]` field as its default, and refuses any other
+//!   missing field (`missing field`);
 //! - tuple structs, tuples and argument lists are arrays: the length must
 //!   match exactly (`invalid length`);
 //! - enum variants travel by name: a variant the receiver lacks is refused
@@ -221,7 +222,7 @@ impl<'a> Flow<'a> {
                                 return Some(why);
                             }
                         }
-                        None if matches!(f.ty, Ty::Option(_)) => {}
+                        None if f.default || matches!(f.ty, Ty::Option(_)) => {}
                         None => {
                             return Some(format!(
                                 "the sender has no field `{}`, which the receiver requires (missing field)",

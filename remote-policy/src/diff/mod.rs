@@ -97,9 +97,10 @@ change_kinds! {
     BlockingChanged = "blocking-changed",
     /// Only a length bound (`Bounded<T, N>`) changed.
     BoundChanged = "bound-changed",
-    /// A struct or variant gained an `Option` field.
+    /// A struct or variant gained an `Option` field or one with
+    /// `#[serde(default)]`.
     FieldAddedOptional = "field-added-optional",
-    /// A struct or variant gained a field of another type.
+    /// A struct or variant gained a field without a default.
     FieldAddedRequired = "field-added-required",
     /// A field was removed.
     FieldRemoved = "field-removed",
