@@ -54,6 +54,7 @@ pub mod graph;
 pub mod policy;
 pub mod report;
 pub mod rules;
+mod secrets;
 pub mod stubs;
 pub mod testing;
 
@@ -117,6 +118,10 @@ pub fn check(schema: &Schema, policy: &Policy) -> Result<Report, Error> {
     let mut findings = rules::evaluate(schema, &graph, &sites, policy);
     allow(schema, &graph, &sites, policy, &mut findings, &mut warnings);
     rules::sort(&mut findings);
+    let names = graph::Names::new(schema);
+    for f in &mut findings {
+        f.chain_display = names.chain(&f.chain);
+    }
     let surface = surface(schema, &graph, &sites);
     Ok(Report {
         findings,
@@ -436,9 +441,6 @@ impl<'s> Paths<'s, '_> {
                     .leaky
                     .get_or_insert_with(|| rules::leaky_types(schema, policy));
                 for s in self.sites {
-                    if f.rule == Rule::SecretFlowsOut && f.site.as_deref() != Some(&s.key()) {
-                        continue;
-                    }
                     let Some(node) = r
                         .nodes
                         .iter()
@@ -514,13 +516,15 @@ fn surface(schema: &Schema, graph: &Graph, sites: &[graph::Site<'_>]) -> Surface
         })
         .collect();
     let (mut out, mut inn) = (BTreeSet::new(), BTreeSet::new());
+    // One walker per direction: each named type is entered once in total.
+    let (mut walk_out, mut walk_in) = (TypeWalk::new(schema), TypeWalk::new(schema));
     for site in sites {
-        let set = if site.direction == Direction::Out {
-            &mut out
+        let (set, walk) = if site.direction == Direction::Out {
+            (&mut out, &mut walk_out)
         } else {
-            &mut inn
+            (&mut inn, &mut walk_in)
         };
-        TypeWalk::new(schema).walk(site.ty, &mut |e, _| {
+        walk.walk(site.ty, &mut |e, _| {
             if let Event::Named(def) = e {
                 set.insert(def.path.clone());
             }
