@@ -332,6 +332,26 @@ fn allow<'s>(
     };
     for f in findings.iter_mut() {
         let Some(i) = policy.allow.iter().position(|a| covers(a, f)) else {
+            // An entry for this subject whose `via` misses the reported
+            // (shortest) chain covers other paths only: say so.
+            let partial = policy.allow.iter().position(|a| {
+                a.via.is_some()
+                    && (a.rule == "*" || a.rule == f.rule.id())
+                    && matches(&a.at, &f.at)
+                    && a.root.as_deref().is_none_or(|r| matches(r, &f.root))
+            });
+            if let Some(i) = partial {
+                used[i] = true;
+                let a = &policy.allow[i];
+                warnings.push(format!(
+                    "[[allow]] entry {} (rule `{}`, at `{}`) covers only some paths: the finding stays for root `{}` through {}",
+                    i + 1,
+                    a.rule,
+                    a.at,
+                    f.root,
+                    f.chain_text()
+                ));
+            }
             continue;
         };
         used[i] = true;
