@@ -646,12 +646,12 @@ impl<'s> TypeCaps<'s> {
             }
         }
         while let Some(u) = queue.pop_front() {
+            let from = bits[u].clone();
             for &p in &preds[u] {
                 let mut changed = false;
-                for k in 0..w {
-                    let merged = bits[p][k] | bits[u][k];
-                    if merged != bits[p][k] {
-                        bits[p][k] = merged;
+                for (to, word) in bits[p].iter_mut().zip(&from) {
+                    if *to | word != *to {
+                        *to |= word;
                         changed = true;
                     }
                 }

@@ -5,7 +5,8 @@
 //! every served root with the direction of each value ([`graph`]), checks it
 //! against a policy file ([`policy`], [`rules`]) and prints a report for
 //! people or machines ([`report`]). It also exports the schema as JSON
-//! ([`export`]) and generates Python stubs from it ([`stubs`]).
+//! ([`export`]), compares two schema versions for wire compatibility
+//! ([`diff`]) and generates Python stubs from it ([`stubs`]).
 //!
 //! In a crate that defines `#[remote]` traits, one file runs the whole check
 //! (see the README for the CI line):

@@ -128,7 +128,7 @@ pub fn sarif(report: &DiffReport) -> String {
                 "name": super::super::report::sarif::camel(k.id()),
                 "shortDescription": { "text": format!("Wire-compatibility change: {}", k.id()) },
                 "fullDescription": { "text": format!("A `{}` change between two schema versions, judged by what it does to old clients and old servers on the wire (PROTOCOL.md §2).", k.id()) },
-                "helpUri": super::super::report::sarif::help_uri("diff"),
+                "helpUri": super::super::report::sarif::help_uri("wire-compatibility-diff"),
                 "help": { "text": "Keep the old shape (an Option field, the old wire name with #[remote(name)], a new method instead of a changed one), or accept the change with an [[allow]] entry and a reason." },
                 "defaultConfiguration": { "level": "error" },
             })
