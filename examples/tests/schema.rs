@@ -32,7 +32,12 @@ fn export(policy: &Path, out: &Path) {
         ],
         Some(remote_core::schema::collect()),
     );
-    assert_eq!(code, ExitCode::SUCCESS, "exporting the schema for {}", policy.display());
+    assert_eq!(
+        code,
+        ExitCode::SUCCESS,
+        "exporting the schema for {}",
+        policy.display()
+    );
 }
 
 #[test]
