@@ -47,6 +47,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub use remote_core::schema::Schema;
 
+mod caps;
 mod cli;
 pub mod diff;
 mod error;

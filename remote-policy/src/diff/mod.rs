@@ -34,6 +34,7 @@ use crate::policy::{matches, Allow, Policy};
 use crate::Error;
 
 mod compare;
+mod fields;
 mod flow;
 pub mod render;
 mod text;
