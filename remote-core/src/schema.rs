@@ -232,6 +232,17 @@ pub struct FieldDef {
     /// Marked `#[wire(secret)]`.
     #[serde(default)]
     pub secret: bool,
+    /// Has `#[serde(default)]` (on the field or its container): a receiver
+    /// fills it in when the sender leaves it out.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub default: bool,
+    /// Where the field is declared, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// An enum variant.

@@ -29,13 +29,13 @@ pub(crate) fn derive(input: DeriveInput) -> TokenStream {
     }
     let kind = match &input.data {
         Data::Struct(s) => {
-            let fields = field_defs(&mut cx, &s.fields, &p);
+            let fields = field_defs(&mut cx, &s.fields, serde_default(&input.attrs), &p);
             quote!(#p::TypeKind::Struct { fields: #fields })
         }
         Data::Enum(e) => {
             let variants = e.variants.iter().map(|v| {
                 let name = v.ident.to_string();
-                let fields = field_defs(&mut cx, &v.fields, &p);
+                let fields = field_defs(&mut cx, &v.fields, false, &p);
                 quote!(#p::VariantDef { name: #p::ToString::to_string(#name), fields: #fields })
             });
             let variants = crate::expand::vec_expr(variants.collect(), &p);
@@ -108,8 +108,31 @@ fn serde_skipped(attrs: &[Attribute]) -> bool {
         })
 }
 
+/// Whether a `#[serde(...)]` attribute names `default` (`default` or
+/// `default = "path"`).
+fn serde_default(attrs: &[Attribute]) -> bool {
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("serde"))
+        .any(|a| {
+            let Ok(list) = a.meta.require_list() else {
+                return false;
+            };
+            list.tokens
+                .clone()
+                .into_iter()
+                .any(|t| matches!(t, proc_macro2::TokenTree::Ident(i) if i == "default"))
+        })
+}
+
 /// `Vec<FieldDef>` expression for a struct's or variant's fields.
-fn field_defs(cx: &mut Ctxt, fields: &Fields, p: &TokenStream) -> TokenStream {
+/// `container_default`: the struct has `#[serde(default)]`.
+fn field_defs(
+    cx: &mut Ctxt,
+    fields: &Fields,
+    container_default: bool,
+    p: &TokenStream,
+) -> TokenStream {
     let defs: Vec<TokenStream> = fields
         .iter()
         .enumerate()
@@ -121,8 +144,17 @@ fn field_defs(cx: &mut Ctxt, fields: &Fields, p: &TokenStream) -> TokenStream {
                 None => i.to_string(),
             };
             let (ty, secret) = (&f.ty, args.secret);
+            let default = container_default || serde_default(&f.attrs);
+            let span = f.ident.as_ref().map_or_else(|| f.ty.span(), |i| i.span());
+            let location = crate::expand::location(span, p);
             quote! {
-                #p::FieldDef { name: #p::ToString::to_string(#name), ty: b.ty::<#ty>(), secret: #secret }
+                #p::FieldDef {
+                    name: #p::ToString::to_string(#name),
+                    ty: b.ty::<#ty>(),
+                    secret: #secret,
+                    default: #default,
+                    location: ::core::option::Option::Some(#location),
+                }
             }
         })
         .collect();

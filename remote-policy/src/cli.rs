@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::{check, export, report, stubs, Error, Policy, Schema};
+use crate::{check, diff, export, report, stubs, Error, Policy, Schema};
 
 /// Security lint and schema export for remote-core interfaces.
 ///
@@ -39,7 +39,20 @@ enum Command {
         /// Write to this file instead of standard output.
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Keep only what the policy's roots reach (as `diff` compares it).
+        #[arg(long)]
+        reachable: bool,
+        /// Policy file whose `roots` `--reachable` uses (found as for `check`).
+        #[arg(long, short, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Leave out source locations (`""`, line 0), so a checked-in schema
+        /// does not go stale when code only moves.
+        #[arg(long)]
+        no_locations: bool,
     },
+    /// Compare two schema versions: classify every change by what it does to
+    /// old clients and old servers on the wire.
+    Diff(DiffArgs),
     /// Generate client stubs from the schema.
     Stubs {
         #[command(flatten)]
@@ -65,6 +78,38 @@ struct Input {
 enum Lang {
     /// A Python module of dataclasses and Protocol classes.
     Python,
+}
+
+#[derive(Debug, Args)]
+struct DiffArgs {
+    /// The old schema (JSON), e.g. the one checked into the repository.
+    #[arg(value_name = "OLD", required_unless_present = "against")]
+    old: Option<PathBuf>,
+    /// The new schema (JSON). Default: `--schema FILE`, else the schema
+    /// compiled into this program.
+    #[arg(value_name = "NEW")]
+    new: Option<PathBuf>,
+    /// The old schema, to compare the current build against.
+    #[arg(long, value_name = "FILE", conflicts_with = "old")]
+    against: Option<PathBuf>,
+    #[command(flatten)]
+    input: Input,
+    /// Policy file: its `roots` (what is compared) and `[[allow]]` entries
+    /// whose `rule` is a change kind.
+    #[arg(long, short, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Format of the report on standard output (or in --output).
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// Write the report to this file instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Also write the JSON report to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Also write a SARIF 2.1.0 log to this file.
+    #[arg(long, value_name = "FILE")]
+    sarif: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
@@ -176,9 +221,31 @@ fn execute(cli: Cli, embedded: Option<Schema>) -> Result<bool, Error> {
         Ok(schema)
     };
     match cli.command {
-        Some(Command::Schema { input, output }) => {
-            write(output.as_deref(), &export::to_json(&load(&input)?))?;
+        Some(Command::Schema {
+            input,
+            output,
+            reachable,
+            policy,
+            no_locations,
+        }) => {
+            let mut schema = load(&input)?;
+            if reachable {
+                let policy = find_policy(policy.as_deref())?.unwrap_or_default();
+                let roots = crate::roots(&schema, &policy, &mut Vec::new())?;
+                schema = diff::reachable(&schema, &roots)?;
+            }
+            if no_locations {
+                export::strip_locations(&mut schema);
+            }
+            write(output.as_deref(), &export::to_json(&schema))?;
             Ok(false)
+        }
+        Some(Command::Diff(args)) => {
+            let new = match &args.new {
+                Some(path) => export::load(path)?,
+                None => load(&args.input)?,
+            };
+            run_diff(&new, args)
         }
         Some(Command::Stubs {
             input,
@@ -243,6 +310,26 @@ fn run_check(schema: &Schema, args: CheckArgs) -> Result<bool, Error> {
             report.surface.roots.len(),
             elapsed.as_secs_f64() * 1e3
         );
+    }
+    Ok(report.failed())
+}
+
+fn run_diff(new: &Schema, args: DiffArgs) -> Result<bool, Error> {
+    let old_path = args.old.as_deref().or(args.against.as_deref());
+    let old = export::load(old_path.ok_or(Error::NoSchema)?)?;
+    let policy = find_policy(args.policy.as_deref())?.unwrap_or_default();
+    let report = diff::diff(&old, new, &policy)?;
+    let main = match args.format {
+        Format::Text => diff::render::text(&report),
+        Format::Json => diff::render::json(&report),
+        Format::Sarif => diff::render::sarif(&report),
+    };
+    write(args.output.as_deref(), &main)?;
+    if let Some(path) = &args.json {
+        write(Some(path), &diff::render::json(&report))?;
+    }
+    if let Some(path) = &args.sarif {
+        write(Some(path), &diff::render::sarif(&report))?;
     }
     Ok(report.failed())
 }

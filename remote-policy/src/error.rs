@@ -57,6 +57,24 @@ pub enum Error {
     #[error("policy patterns match nothing in the schema (a typo would turn a rule off): {}", .0.join("; "))]
     UnmatchedPattern(Vec<String>),
     /// A root named by the policy is not an interface of the schema.
-    #[error("root `{0}` matches no interface of the schema")]
+    #[error("root `{root}` matches no interface of the schema{hint}", root = .0, hint = generic_hint(.0))]
     UnknownRoot(String),
+}
+
+/// A generic trait is in the schema only once a concrete instance is named.
+fn generic_hint(pattern: &str) -> String {
+    let instance = if pattern.contains('<') {
+        format!(
+            "dyn {}",
+            pattern.trim_start_matches('*').trim_start_matches("::")
+        )
+    } else {
+        format!(
+            "dyn {}<YourType>",
+            remote_core::schema::short_name(pattern).trim_matches('*')
+        )
+    };
+    format!(
+        " (if it is a generic interface, `#[remote]` cannot register it alone: name a concrete instance with `remote_core::register_interface!({instance});` in the crate, or `remote_policy::collect_with` in the policy binary)"
+    )
 }

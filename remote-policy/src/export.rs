@@ -83,3 +83,37 @@ pub fn load(path: &Path) -> Result<Schema, Error> {
         source: Box::new(e),
     })
 }
+
+/// Clears every source location (`""`, line 0, column 0), which SCHEMA.md
+/// allows: a checked-in schema then changes only when the interfaces do.
+///
+/// ```
+/// use remote_policy::testing::*;
+/// let mut schema = schema_with(vec![iface("app::Chat", vec![method("m", vec![], u64_ty())])], vec![]);
+/// remote_policy::export::strip_locations(&mut schema);
+/// assert_eq!(schema.interfaces["app::Chat"].methods[0].location.line, 0);
+/// ```
+pub fn strip_locations(schema: &mut Schema) {
+    for i in schema.interfaces.values_mut() {
+        i.location = Default::default();
+        for m in &mut i.methods {
+            m.location = Default::default();
+        }
+    }
+    for t in schema.types.values_mut() {
+        t.location = Default::default();
+        let fields: Vec<&mut remote_core::schema::FieldDef> = match &mut t.kind {
+            remote_core::schema::TypeKind::Struct { fields } => fields.iter_mut().collect(),
+            remote_core::schema::TypeKind::Enum { variants } => variants
+                .iter_mut()
+                .flat_map(|v| v.fields.iter_mut())
+                .collect(),
+        };
+        for f in fields {
+            f.location = None;
+        }
+    }
+    for i in &mut schema.impls {
+        i.location = Default::default();
+    }
+}

@@ -40,6 +40,7 @@ use remote_core::schema::{
 };
 use serde::Serialize;
 
+use crate::caps::{capabilities_of, hops_to, part_ty, CapCache, TypeCaps};
 use crate::Error;
 
 /// Who owns a reachable interface, and so who calls its methods.
@@ -187,26 +188,28 @@ pub enum Hop {
 
 impl fmt::Display for Hop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.render(&short_name, f)
+    }
+}
+
+impl Hop {
+    /// Writes the hop, naming interfaces and types with `name`.
+    fn render(&self, name: &dyn Fn(&str) -> String, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Hop::Root { interface } => write!(f, "root {}", short_name(interface)),
+            Hop::Root { interface } => write!(f, "root {}", name(interface)),
             Hop::Method {
                 interface,
                 method,
                 exposure: Exposure::Served,
             } => {
-                write!(f, "{}.{}()", short_name(interface), method)
+                write!(f, "{}.{}()", name(interface), method)
             }
             Hop::Method {
                 interface,
                 method,
                 exposure: Exposure::Held,
             } => {
-                write!(
-                    f,
-                    "{}.{}() [we call the peer]",
-                    short_name(interface),
-                    method
-                )
+                write!(f, "{}.{}() [we call the peer]", name(interface), method)
             }
             Hop::Position {
                 position: Position::Arg(name),
@@ -217,7 +220,7 @@ impl fmt::Display for Hop {
             Hop::Position {
                 position: Position::Error,
             } => f.write_str("error"),
-            Hop::Type { path } => f.write_str(&short_name(path)),
+            Hop::Type { path } => f.write_str(&name(path)),
             Hop::Variant { name } => write!(f, "::{name}"),
             Hop::Field { name } => write!(f, ".{name}"),
             Hop::Element => f.write_str("[_]"),
@@ -232,13 +235,13 @@ impl fmt::Display for Hop {
                 interface,
                 exposure: Exposure::Served,
             } => {
-                write!(f, "Remote<dyn {}>", short_name(interface))
+                write!(f, "Remote<dyn {}>", name(interface))
             }
             Hop::Capability {
                 interface,
                 exposure: Exposure::Held,
             } => {
-                write!(f, "callback Remote<dyn {}>", short_name(interface))
+                write!(f, "callback Remote<dyn {}>", name(interface))
             }
         }
     }
@@ -254,6 +257,82 @@ impl fmt::Display for Hop {
 pub fn chain_to_string(chain: &[Hop]) -> String {
     let parts: Vec<String> = chain.iter().map(Hop::to_string).collect();
     parts.join(" → ")
+}
+
+/// Display names of a schema's interfaces and types: the shortest suffix of
+/// the path (`Chat`, then `v2::Chat`, …) that no other key shares, so chains
+/// stay unambiguous when two modules have a trait or type of one name.
+///
+/// ```
+/// use remote_policy::graph::{Hop, Names};
+/// use remote_policy::testing::*;
+/// let schema = schema_with(vec![iface("app::v1::Chat", vec![]), iface("app::v2::Chat", vec![]), iface("app::Room", vec![])], vec![]);
+/// let names = Names::new(&schema);
+/// let chain = [Hop::Root { interface: "app::v2::Chat".into() }, Hop::Capability { interface: "app::Room".into(), exposure: remote_policy::graph::Exposure::Served }];
+/// assert_eq!(names.chain(&chain), "root v2::Chat → Remote<dyn Room>");
+/// ```
+#[derive(Debug, Default)]
+pub struct Names {
+    names: std::collections::HashMap<String, String>,
+}
+
+impl Names {
+    /// The names of every interface and type of `schema`.
+    pub fn new(schema: &Schema) -> Names {
+        let keys: Vec<&String> = schema
+            .interfaces
+            .keys()
+            .chain(schema.types.keys())
+            .collect();
+        let suffix = |key: &str, k: usize| -> String {
+            let base_end = key.find('<').unwrap_or(key.len());
+            let segments: Vec<&str> = key[..base_end].split("::").collect();
+            let start = segments.len().saturating_sub(k);
+            format!("{}{}", segments[start..].join("::"), &key[base_end..])
+        };
+        let mut names = std::collections::HashMap::new();
+        let mut pending: Vec<&String> = keys.clone();
+        let mut k = 1;
+        while !pending.is_empty() && k < 64 {
+            let mut count: std::collections::HashMap<String, usize> =
+                std::collections::HashMap::new();
+            for key in &keys {
+                *count.entry(suffix(key, k)).or_default() += 1;
+            }
+            pending.retain(|key| {
+                let s = suffix(key, k);
+                let depth = key.split('<').next().unwrap_or(key).split("::").count();
+                if count[&s] == 1 || k >= depth {
+                    names.insert((*key).clone(), s);
+                    false
+                } else {
+                    true
+                }
+            });
+            k += 1;
+        }
+        Names { names }
+    }
+
+    /// The display name of a key (its short name if the schema lacks it).
+    pub fn name(&self, key: &str) -> String {
+        self.names
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| short_name(key))
+    }
+
+    /// A chain as text with these names.
+    pub fn chain(&self, chain: &[Hop]) -> String {
+        struct Show<'a>(&'a Hop, &'a Names);
+        impl fmt::Display for Show<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.render(&|k| self.1.name(k), f)
+            }
+        }
+        let parts: Vec<String> = chain.iter().map(|h| Show(h, self).to_string()).collect();
+        parts.join(" → ")
+    }
 }
 
 /// The source location of a hop, where the schema knows it.
@@ -487,38 +566,6 @@ pub(crate) fn gated(exposure: Exposure, method: &MethodDef) -> bool {
     exposure == Exposure::Served && method.requires_auth
 }
 
-/// The capabilities each method part of an interface hands over, as
-/// (method index, part index, hops inside the value, interface). The same
-/// for every root and exposure, so computed once per interface.
-type CapCache<'s> = BTreeMap<&'s str, Vec<(usize, usize, Vec<Hop>, &'s str)>>;
-
-fn capabilities_of<'s>(
-    schema: &'s Schema,
-    iface: &'s InterfaceDef,
-) -> Vec<(usize, usize, Vec<Hop>, &'s str)> {
-    let mut out = Vec::new();
-    for (m, method) in iface.methods.iter().enumerate() {
-        let parts = method
-            .args
-            .iter()
-            .map(|a| &a.ty)
-            .chain([&method.returns, &method.error]);
-        for (p, ty) in parts.enumerate() {
-            // Only the first path to each interface can become a chain.
-            let mut found = BTreeSet::new();
-            TypeWalk::new(schema).walk(ty, &mut |event, path| {
-                if let Event::Capability { interface } = event {
-                    if found.insert(interface) {
-                        out.push((m, p, hops(path), interface));
-                    }
-                }
-                true
-            });
-        }
-    }
-    out
-}
-
 /// Breadth-first search from one root: first without passing an auth gate,
 /// then through the gates.
 fn explore<'s>(
@@ -536,8 +583,10 @@ fn explore<'s>(
             interface: root.to_owned(),
         }],
     }];
-    let mut index: BTreeSet<(String, Exposure)> = BTreeSet::new();
-    index.insert((root.to_owned(), Exposure::Served));
+    let mut index: HashSet<(&str, Exposure)> = HashSet::new();
+    if let Some((key, _)) = schema.interfaces.get_key_value(root) {
+        index.insert((key.as_str(), Exposure::Served));
+    }
     // (node index, method index) pairs whose capabilities wait for phase two.
     let mut gates = Vec::new();
     for pre_auth in [true, false] {
@@ -547,63 +596,74 @@ fn explore<'s>(
             gates.drain(..).map(|(n, m)| (n, Some(m))).collect()
         };
         while let Some((n, only)) = queue.pop_front() {
-            let node = nodes[n].clone();
-            let Some((key, iface)) = schema.interfaces.get_key_value(&node.interface) else {
+            let Some((key, iface)) = schema.interfaces.get_key_value(&nodes[n].interface) else {
                 continue;
             };
+            let (node_exposure, node_pre_auth) = (nodes[n].exposure, nodes[n].pre_auth);
             // Keyed by the map key, which `check` requires to equal the path.
+            let type_caps = cache.types.get_or_insert_with(|| TypeCaps::new(schema));
             let caps = cache
+                .parts
                 .entry(key.as_str())
-                .or_insert_with(|| capabilities_of(schema, iface));
+                .or_insert_with(|| capabilities_of(type_caps, iface))
+                .clone();
             let mut deferred = BTreeSet::new();
-            for (m, p, inner, interface) in caps.iter() {
-                let (m, p, interface) = (*m, *p, *interface);
+            for (m, p, interface) in caps {
                 let method = &iface.methods[m];
                 if only.is_some_and(|o| o != m) || skip(key, &method.name) {
                     continue;
                 }
-                if pre_auth && gated(node.exposure, method) {
+                if pre_auth && gated(node_exposure, method) {
                     if deferred.insert(m) {
                         gates.push((n, m));
                     }
                     continue;
                 }
                 let direction = if p < method.args.len() {
-                    node.exposure.args()
+                    node_exposure.args()
                 } else {
-                    node.exposure.returns()
+                    node_exposure.returns()
                 };
+                let exposure = direction.capability();
+                let known = schema.interfaces.get_key_value(interface);
+                if let Some((k, _)) = known {
+                    if index.contains(&(k.as_str(), exposure)) {
+                        continue; // reached already, by a chain at least as short
+                    }
+                }
                 let position = match p.checked_sub(method.args.len()) {
                     None => Position::Arg(method.args[p].name.clone()),
                     Some(0) => Position::Returns,
                     Some(_) => Position::Error,
                 };
-                let exposure = direction.capability();
-                let mut chain = node.chain.clone();
+                let mut chain = nodes[n].chain.clone();
                 chain.push(Hop::Method {
                     interface: key.clone(),
                     method: method.name.clone(),
-                    exposure: node.exposure,
+                    exposure: node_exposure,
                 });
                 chain.push(Hop::Position { position });
+                let inner = cache
+                    .hops
+                    .entry((key.as_str(), m, p, interface))
+                    .or_insert_with(|| hops_to(schema, part_ty(method, p), interface));
                 chain.extend(inner.iter().cloned());
                 chain.push(Hop::Capability {
                     interface: interface.to_owned(),
                     exposure,
                 });
-                if !schema.interfaces.contains_key(interface) {
+                let Some((k, _)) = known else {
                     missing(interface, chain);
                     continue;
-                }
-                if index.insert((interface.to_owned(), exposure)) {
-                    nodes.push(Node {
-                        interface: interface.to_owned(),
-                        exposure,
-                        pre_auth: node.pre_auth && pre_auth,
-                        chain,
-                    });
-                    queue.push_back((nodes.len() - 1, None));
-                }
+                };
+                index.insert((k.as_str(), exposure));
+                nodes.push(Node {
+                    interface: interface.to_owned(),
+                    exposure,
+                    pre_auth: node_pre_auth && pre_auth,
+                    chain,
+                });
+                queue.push_back((nodes.len() - 1, None));
             }
         }
     }

@@ -5,7 +5,8 @@
 //! every served root with the direction of each value ([`graph`]), checks it
 //! against a policy file ([`policy`], [`rules`]) and prints a report for
 //! people or machines ([`report`]). It also exports the schema as JSON
-//! ([`export`]) and generates Python stubs from it ([`stubs`]).
+//! ([`export`]), compares two schema versions for wire compatibility
+//! ([`diff`]) and generates Python stubs from it ([`stubs`]).
 //!
 //! In a crate that defines `#[remote]` traits, one file runs the whole check
 //! (see the README for the CI line):
@@ -46,13 +47,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub use remote_core::schema::Schema;
 
+mod caps;
 mod cli;
+pub mod diff;
 mod error;
 pub mod export;
 pub mod graph;
 pub mod policy;
 pub mod report;
 pub mod rules;
+mod secrets;
 pub mod stubs;
 pub mod testing;
 
@@ -116,6 +120,10 @@ pub fn check(schema: &Schema, policy: &Policy) -> Result<Report, Error> {
     let mut findings = rules::evaluate(schema, &graph, &sites, policy);
     allow(schema, &graph, &sites, policy, &mut findings, &mut warnings);
     rules::sort(&mut findings);
+    let names = graph::Names::new(schema);
+    for f in &mut findings {
+        f.chain_display = names.chain(&f.chain);
+    }
     let surface = surface(schema, &graph, &sites);
     Ok(Report {
         findings,
@@ -326,6 +334,26 @@ fn allow<'s>(
     };
     for f in findings.iter_mut() {
         let Some(i) = policy.allow.iter().position(|a| covers(a, f)) else {
+            // An entry for this subject whose `via` misses the reported
+            // (shortest) chain covers other paths only: say so.
+            let partial = policy.allow.iter().position(|a| {
+                a.via.is_some()
+                    && (a.rule == "*" || a.rule == f.rule.id())
+                    && matches(&a.at, &f.at)
+                    && a.root.as_deref().is_none_or(|r| matches(r, &f.root))
+            });
+            if let Some(i) = partial {
+                used[i] = true;
+                let a = &policy.allow[i];
+                warnings.push(format!(
+                    "[[allow]] entry {} (rule `{}`, at `{}`) covers only some paths: the finding stays for root `{}` through {}",
+                    i + 1,
+                    a.rule,
+                    a.at,
+                    f.root,
+                    f.chain_text()
+                ));
+            }
             continue;
         };
         used[i] = true;
@@ -349,7 +377,8 @@ fn allow<'s>(
         f.allowed = Some(a.reason.clone());
     }
     for (i, a) in policy.allow.iter().enumerate() {
-        if !used[i] {
+        // Entries for `diff` changes are reported by `diff`.
+        if !used[i] && a.rule.parse::<diff::ChangeKind>().is_err() {
             warnings.push(format!(
                 "[[allow]] entry {} (rule `{}`, at `{}`) matches no finding",
                 i + 1,
@@ -434,9 +463,6 @@ impl<'s> Paths<'s, '_> {
                     .leaky
                     .get_or_insert_with(|| rules::leaky_types(schema, policy));
                 for s in self.sites {
-                    if f.rule == Rule::SecretFlowsOut && f.site.as_deref() != Some(&s.key()) {
-                        continue;
-                    }
                     let Some(node) = r
                         .nodes
                         .iter()
@@ -512,13 +538,15 @@ fn surface(schema: &Schema, graph: &Graph, sites: &[graph::Site<'_>]) -> Surface
         })
         .collect();
     let (mut out, mut inn) = (BTreeSet::new(), BTreeSet::new());
+    // One walker per direction: each named type is entered once in total.
+    let (mut walk_out, mut walk_in) = (TypeWalk::new(schema), TypeWalk::new(schema));
     for site in sites {
-        let set = if site.direction == Direction::Out {
-            &mut out
+        let (set, walk) = if site.direction == Direction::Out {
+            (&mut out, &mut walk_out)
         } else {
-            &mut inn
+            (&mut inn, &mut walk_in)
         };
-        TypeWalk::new(schema).walk(site.ty, &mut |e, _| {
+        walk.walk(site.ty, &mut |e, _| {
             if let Event::Named(def) = e {
                 set.insert(def.path.clone());
             }

@@ -222,12 +222,20 @@ impl Policy {
                     allow.at
                 )));
             }
-            if allow.rule != "*" && allow.rule.parse::<Rule>().is_err() {
+            if allow.rule != "*"
+                && allow.rule.parse::<Rule>().is_err()
+                && allow.rule.parse::<crate::diff::ChangeKind>().is_err()
+            {
+                let kinds: Vec<&str> = crate::diff::ChangeKind::ALL
+                    .iter()
+                    .map(|k| k.id())
+                    .collect();
                 return Err(Error::PolicyInvalid(format!(
-                    "[[allow]] entry {} names unknown rule `{}` (known: {})",
+                    "[[allow]] entry {} names unknown rule `{}` (known: {}; diff changes: {})",
                     i + 1,
                     allow.rule,
-                    Rule::ALL.map(Rule::id).join(", ")
+                    Rule::ALL.map(Rule::id).join(", "),
+                    kinds.join(", ")
                 )));
             }
         }

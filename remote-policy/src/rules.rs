@@ -5,7 +5,7 @@
 //! | `secret-flows-out` | a `#[wire(secret)]` type or field, or one listed in `[secrets]`, in a value that flows to a peer |
 //! | `forbidden-capability` | an interface a `[[capability]]` entry says is `never` reachable, reachable from a root |
 //! | `unauthenticated-capability` | an interface that must be reached only through a `requires_auth` method, reachable without one |
-//! | `unbounded-input` | a string, byte buffer, sequence or map without a length bound, a recursive type, a remote error (free text) or an opaque type, in a value a peer sends us (before authentication, by default) |
+//! | `unbounded-input` | a string, byte buffer, sequence or map without a length bound, a recursive type or an opaque type, in a value a peer sends us (before authentication, by default) |
 //! | `unchecked-type` | a type the checker cannot see inside (`Ty::Opaque`, a name missing from the schema, nesting deeper than [`MAX_DEPTH`]), so it cannot vouch for it |
 //!
 //! ```
@@ -165,16 +165,33 @@ pub struct Finding {
     pub chain: Vec<Hop>,
     /// Reachable without authentication.
     pub pre_auth: bool,
-    /// Source of the offending trait or type.
+    /// Where the value crosses: the method whose signature exposes it (for
+    /// capability rules, the interface).
     pub location: Option<Location>,
+    /// Where the offending field or type is declared.
+    pub definition: Option<Location>,
+    /// How many other method parts the same secret also crosses at
+    /// (`secret-flows-out` reports each secret once).
+    pub also: usize,
+    /// The first of those, by key.
+    pub also_at: Vec<String>,
     /// The reason of the `[[allow]]` entry that accepts it.
     pub allowed: Option<String>,
+    /// The chain as text with unambiguous names (set by [`crate::check`]).
+    #[serde(rename = "chain_text", skip_serializing_if = "String::is_empty")]
+    pub chain_display: String,
 }
 
 impl Finding {
-    /// The chain as text (`root Chat → Chat.login() → returns → Session`).
+    /// The chain as text (`root Chat → Chat.login() → returns → Session`),
+    /// each interface and type by the shortest path suffix that is
+    /// unambiguous in the schema.
     pub fn chain_text(&self) -> String {
-        chain_to_string(&self.chain)
+        if self.chain_display.is_empty() {
+            chain_to_string(&self.chain)
+        } else {
+            self.chain_display.clone()
+        }
     }
 
     /// Whether it fails the check: an error not allowed.
@@ -182,7 +199,19 @@ impl Finding {
         self.level == Level::Error && self.allowed.is_none()
     }
 
-    /// A stable identity across runs (for SARIF fingerprints and de-duplication).
+    /// A stable identity across commits (SARIF `partialFingerprints`): the
+    /// rule and subject, and the root for capability rules; no line numbers,
+    /// chain or wording.
+    pub fn stable_id(&self) -> String {
+        let root = if self.site.is_none() {
+            self.root.as_str()
+        } else {
+            ""
+        };
+        format!("{}|{}|{}", self.rule, self.at, root)
+    }
+
+    /// The identity used to de-duplicate findings.
     pub fn fingerprint(&self) -> String {
         let site = self.site.as_deref().unwrap_or("");
         let root = if self.site.is_none() {
@@ -212,10 +241,7 @@ pub fn evaluate(
     let mut ordered: Vec<&Site<'_>> = sites.iter().collect();
     ordered.sort_by_key(|s| (!s.pre_auth, s.chain.len()));
     if on(Rule::SecretFlowsOut) {
-        let leaky = leaky_types(schema, policy);
-        for site in sites.iter().filter(|s| s.direction == Direction::Out) {
-            secrets(schema, policy, &leaky, site, &mut out);
-        }
+        crate::secrets::findings(schema, policy, sites, &mut out);
     }
     if on(Rule::ForbiddenCapability) || on(Rule::UnauthenticatedCapability) {
         capabilities(schema, graph, policy, &mut out);
@@ -246,7 +272,11 @@ pub fn evaluate(
                 chain: chain.clone(),
                 pre_auth: true,
                 location: None,
+                definition: None,
+                also: 0,
+                also_at: Vec::new(),
                 allowed: None,
+                chain_display: String::new(),
             });
         }
     }
@@ -324,13 +354,18 @@ fn finding(rule: Rule, site: &Site<'_>, path: &[Step<'_>], at: String, message: 
         root: site.root.to_owned(),
         chain,
         pre_auth: site.pre_auth,
-        location: None,
+        location: known(&site.method.location),
+        definition: None,
+        also: 0,
+        also_at: Vec::new(),
         allowed: None,
+        chain_display: String::new(),
     }
 }
 
-/// "returned by `Chat.login`", "passed as `msg` to the peer's callback `Listener.on_event`".
-fn where_phrase(site: &Site<'_>, path: &[Step<'_>]) -> String {
+/// "returned by `Chat.login`", "passed as `msg` to the peer's callback
+/// `Listener.on_event`", "streamed returned by `Root.tail`".
+pub(crate) fn where_phrase(site: &Site<'_>, path: &[Step<'_>]) -> String {
     let m = format!(
         "`{}.{}`",
         short_name(&site.interface.path),
@@ -342,7 +377,10 @@ fn where_phrase(site: &Site<'_>, path: &[Step<'_>]) -> String {
         ""
     };
     match (site.exposure, &site.position) {
-        (Exposure::Served, Position::Arg(a)) => format!("{streamed}in argument `{a}` of {m}"),
+        (Exposure::Served, Position::Arg(a)) if path.contains(&Step::Item) => {
+            format!("streamed passed as `{a}` to {m}")
+        }
+        (Exposure::Served, Position::Arg(a)) => format!("in argument `{a}` of {m}"),
         (Exposure::Served, Position::Returns) => format!("{streamed}returned by {m}"),
         (Exposure::Served, Position::Error) => format!("{streamed}in the error of {m}"),
         (Exposure::Held, Position::Arg(a)) => {
@@ -472,7 +510,7 @@ fn secrets(
             where_phrase(site, path)
         );
         let mut f = finding(Rule::SecretFlowsOut, site, path, at, message);
-        f.location = location.or_else(|| known(&site.method.location));
+        f.definition = location;
         out.push(f);
         false
     });
@@ -538,7 +576,11 @@ pub(crate) fn capability_finding(
             .interfaces
             .get(&node.interface)
             .and_then(|i| known(&i.location)),
+        definition: None,
+        also: 0,
+        also_at: Vec::new(),
         allowed: None,
+        chain_display: String::new(),
     })
 }
 
@@ -598,10 +640,10 @@ fn unbounded<'s>(
             Event::Ty(Ty::Bytes { max_len: None }) => "byte buffer without a length bound",
             Event::Ty(Ty::Seq { max_len: None, .. }) => "sequence without a length bound",
             Event::Ty(Ty::Map { max_len: None, .. }) => "map without a size bound",
-            // The peer writes a remote error's message and backtrace text.
-            Event::Ty(Ty::RemoteError) => {
-                "remote error (free text written by the peer) without a length bound"
-            }
+            // The peer writes a remote error's text, but the runtime bounds
+            // what it accepts (its chain entries and total text, see
+            // `remote_core::Limits`), so it is bounded input.
+            Event::Ty(Ty::RemoteError) => return true,
             Event::Ty(Ty::Opaque { name }) => {
                 if bounded(name) {
                     return false;
@@ -618,7 +660,7 @@ fn unbounded<'s>(
                     where_phrase(site, path)
                 );
                 let mut f = finding(Rule::UnboundedInput, site, path, def.path.clone(), message);
-                f.location = known(&def.location);
+                f.definition = known(&def.location);
                 out.push(f);
                 return false;
             }
@@ -639,10 +681,11 @@ fn unbounded<'s>(
             if place.is_empty() { "" } else { " in " },
             where_phrase(site, path)
         );
+        let definition = owner
+            .as_deref()
+            .and_then(|o| field_location(schema, o, &at));
         let mut f = finding(Rule::UnboundedInput, site, path, at, message);
-        f.location = owner
-            .and_then(|o| schema.types.get(&o).and_then(|t| known(&t.location)))
-            .or_else(|| known(&site.method.location));
+        f.definition = definition;
         out.push(f);
         true
     });
@@ -696,14 +739,33 @@ fn unchecked<'s>(
             _ => return true,
         };
         let mut f = finding(Rule::UncheckedType, site, path, at, message);
-        f.location = path
+        f.definition = path
             .iter()
             .rev()
-            .find_map(|s| hop_location(schema, &s.hop()).cloned())
-            .or_else(|| known(&site.method.location));
+            .find_map(|s| hop_location(schema, &s.hop()).cloned());
         out.push(f);
         true
     });
+}
+
+/// The declaration of the field with key `key` in type `owner`: its own
+/// location, else the type's.
+fn field_location(schema: &Schema, owner: &str, key: &str) -> Option<Location> {
+    let def = schema.types.get(owner)?;
+    let own = match &def.kind {
+        TypeKind::Struct { fields } => fields
+            .iter()
+            .find(|f| field_key(owner, None, &f.name) == key)
+            .and_then(|f| f.location.clone()),
+        TypeKind::Enum { variants } => variants.iter().find_map(|v| {
+            v.fields
+                .iter()
+                .find(|f| field_key(owner, Some(&v.name), &f.name) == key)
+                .and_then(|f| f.location.clone())
+        }),
+    };
+    own.filter(|l| !l.file.is_empty())
+        .or_else(|| known(&def.location))
 }
 
 fn is_known(ty: &Ty) -> bool {

@@ -122,6 +122,8 @@ pub fn field(name: &str, ty: Ty) -> FieldDef {
         name: name.to_owned(),
         ty,
         secret: false,
+        default: false,
+        location: None,
     }
 }
 
@@ -131,7 +133,21 @@ pub fn secret_field(name: &str, ty: Ty) -> FieldDef {
         name: name.to_owned(),
         ty,
         secret: true,
+        default: false,
+        location: None,
     }
+}
+
+/// The same field with `#[serde(default)]`.
+pub fn defaulted(mut f: FieldDef) -> FieldDef {
+    f.default = true;
+    f
+}
+
+/// The same field declared at `file:line`.
+pub fn field_at(mut f: FieldDef, file: &str, line: u32) -> FieldDef {
+    f.location = Some(at(file, line));
+    f
 }
 
 /// `Ty::Named`.

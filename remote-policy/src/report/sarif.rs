@@ -1,8 +1,11 @@
 //! The report as SARIF 2.1.0, for code-scanning dashboards.
 //!
-//! Each finding is a `result` with the offending trait or type as its
-//! location, the method where the value crosses as a related location, and
-//! the chain from the root as a `codeFlow`. An allowed finding carries an
+//! Each finding is a `result` with the method where the value crosses as
+//! its location (the interface, for capability rules), the declaration of
+//! the offending field or type as a related location, and the chain from
+//! the root as a `codeFlow`. `partialFingerprints` hold the rule and subject
+//! (no line numbers), so a finding keeps its identity across commits;
+//! `automationDetails.id` is `remote-policy/check/`. An allowed finding carries an
 //! `external` suppression whose justification is the policy's reason.
 //! Paths are relative to the workspace root (`%SRCROOT%`), as `file!()`
 //! gives them.
@@ -11,7 +14,7 @@ use remote_core::schema::{Location, Schema};
 use serde_json::{json, Value};
 
 use super::Report;
-use crate::graph::{hop_location, Hop};
+use crate::graph::hop_location;
 use crate::policy::Level;
 use crate::rules::{Finding, Rule};
 
@@ -35,7 +38,8 @@ pub fn render(report: &Report, schema: &Schema) -> String {
                 "id": r.id(),
                 "name": camel(r.id()),
                 "shortDescription": { "text": r.summary() },
-                "fullDescription": { "text": r.summary() },
+                "fullDescription": { "text": format!("{} {}", r.summary(), r.help()) },
+                "helpUri": help_uri("rules"),
                 "help": { "text": r.help() },
                 "defaultConfiguration": { "level": "error" },
             })
@@ -46,12 +50,8 @@ pub fn render(report: &Report, schema: &Schema) -> String {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
         "runs": [{
-            "tool": { "driver": {
-                "name": "remote-policy",
-                "version": env!("CARGO_PKG_VERSION"),
-                "informationUri": env!("CARGO_PKG_REPOSITORY"),
-                "rules": rules,
-            }},
+            "tool": { "driver": driver("remote-policy: security lint of remote interfaces", rules) },
+            "automationDetails": { "id": "remote-policy/check/" },
             "columnKind": "unicodeCodePoints",
             "results": results,
         }],
@@ -61,7 +61,27 @@ pub fn render(report: &Report, schema: &Schema) -> String {
     s
 }
 
-fn camel(id: &str) -> String {
+/// The `tool.driver` object of a log.
+pub(crate) fn driver(full_name: &str, rules: Vec<Value>) -> Value {
+    json!({
+        "name": "remote-policy",
+        "fullName": full_name,
+        "version": env!("CARGO_PKG_VERSION"),
+        "semanticVersion": env!("CARGO_PKG_VERSION"),
+        "informationUri": env!("CARGO_PKG_REPOSITORY"),
+        "rules": rules,
+    })
+}
+
+/// Where a rule is documented: a section of the crate's README.
+pub(crate) fn help_uri(section: &str) -> String {
+    format!(
+        "{}/blob/main/remote-policy/README.md#{section}",
+        env!("CARGO_PKG_REPOSITORY")
+    )
+}
+
+pub(crate) fn camel(id: &str) -> String {
     id.split('-')
         .map(|w| {
             let mut c = w.chars();
@@ -72,7 +92,7 @@ fn camel(id: &str) -> String {
         .collect()
 }
 
-fn physical(loc: &Location) -> Value {
+pub(crate) fn physical(loc: &Location) -> Value {
     let mut region = json!({ "startLine": loc.line.max(1) });
     if loc.column > 0 {
         region["startColumn"] = json!(loc.column);
@@ -105,8 +125,8 @@ fn result(f: &Finding, schema: &Schema) -> Value {
         "ruleIndex": rule_index,
         "level": level,
         "message": { "text": format!("{} (chain: {})", f.message, f.chain_text()) },
-        "partialFingerprints": { "remotePolicy/v1": f.fingerprint() },
-        "properties": { "at": f.at, "root": f.root, "preAuth": f.pre_auth },
+        "partialFingerprints": { "remotePolicy/v2": f.stable_id() },
+        "properties": { "at": f.at, "root": f.root, "preAuth": f.pre_auth, "alsoCrossesAt": f.also },
     });
     if let Some(site) = &f.site {
         r["properties"]["site"] = json!(site);
@@ -114,16 +134,11 @@ fn result(f: &Finding, schema: &Schema) -> Value {
     if let Some(loc) = &f.location {
         r["locations"] = json!([location(Some(loc), None)]);
     }
-    let method = f
-        .chain
-        .iter()
-        .rev()
-        .find(|h| matches!(h, Hop::Method { .. }));
-    if let Some(loc) = method.and_then(|h| hop_location(schema, h)) {
+    if let Some(def) = &f.definition {
         r["relatedLocations"] = json!([{
             "id": 1,
-            "physicalLocation": physical(loc),
-            "message": { "text": format!("the value crosses here: {}", method.map(Hop::to_string).unwrap_or_default()) },
+            "physicalLocation": physical(def),
+            "message": { "text": format!("`{}` is declared here", f.at) },
         }]);
     }
     let steps: Vec<Value> = f

@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! error[secret-flows-out]: secret type `app::Token` (marked #[wire(secret)]) flows out to the peer: returned by `Chat.login`
+//!   --> src/app.rs:30:5
 //!   --> src/app.rs:12:1
 //!    = chain: root Chat → Chat.login() → returns → Session → .token → Token
+//!    = at: app::Token
+//!    = also crosses at 1 other method part: app::Chat.refresh->returns
 //!    = reachable before authentication
 //!
 //! remote-policy: 1 error, 0 warnings, 0 allowed (1 root, 2 interfaces, 3 methods)
@@ -33,11 +36,30 @@ pub fn render(report: &Report) -> String {
             (None, _) => "error",
         };
         let _ = writeln!(out, "{label}[{}]: {}", f.rule, f.message);
-        if let Some(loc) = &f.location {
+        // Where the value crosses (the method), then the field or type.
+        for loc in f.location.iter().chain(
+            f.definition
+                .iter()
+                .filter(|d| Some(*d) != f.location.as_ref()),
+        ) {
             let _ = writeln!(out, "  --> {}:{}:{}", loc.file, loc.line, loc.column);
         }
         let _ = writeln!(out, "   = chain: {}", f.chain_text());
         let _ = writeln!(out, "   = at: {}", f.at);
+        if f.also > 0 {
+            let more = if f.also > f.also_at.len() {
+                ", …"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "   = also crosses at {} other method part{}: {}{more}",
+                f.also,
+                plural(f.also),
+                f.also_at.join(", ")
+            );
+        }
         if f.pre_auth {
             let _ = writeln!(out, "   = reachable before authentication");
         }

@@ -37,8 +37,8 @@ fn admin_schema() -> remote_core::schema::Schema {
     )
 }
 
-/// The peer's `Admin` (passed to `register`) returns a remote error, free
-/// text that flows in: bounded here, since these tests are about capabilities.
+/// A bound on the peer's `Admin` error site (passed to `register`): a
+/// remote error is bounded anyway, so it only has to match something.
 const CALLBACK_ERROR: &str =
     "[[bound]]\nat = \"app::Admin.shutdown->error\"\nmax_bytes = 4096\nreason = \"test\"";
 
@@ -176,7 +176,16 @@ fn roots_default_to_served_impls_and_unknown_roots_fail() {
     let err = remote_policy::check(&s, &bad).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "root `app::Nope` matches no interface of the schema"
+        "root `app::Nope` matches no interface of the schema (if it is a generic interface, \
+         `#[remote]` cannot register it alone: name a concrete instance with \
+         `remote_core::register_interface!(dyn Nope<YourType>);` in the crate, or \
+         `remote_policy::collect_with` in the policy binary)"
+    );
+    let generic = remote_policy::Policy::from_toml("roots = [\"*RemoteList<*Message>\"]").unwrap();
+    let err = remote_policy::check(&s, &generic).unwrap_err().to_string();
+    assert!(
+        err.contains("register_interface!(dyn RemoteList<*Message>);"),
+        "{err}"
     );
 }
 

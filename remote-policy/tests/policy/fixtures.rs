@@ -4,7 +4,11 @@ use remote_core::schema::{Schema, Ty, TypeDef};
 use remote_policy::testing::*;
 use remote_policy::{check, Policy, Report};
 
-/// (rule, at, chain, location "file:line") of every finding, allowed ones marked.
+/// (rule, at, chain, declaration "file:line") of every finding, allowed
+/// ones marked. The declaration is the offending field's or type's (the
+/// interface's, for capability rules); a finding without one (an argument)
+/// gives the method's. The `-->` location, where the value crosses, is
+/// checked in `reports.rs`.
 pub(crate) type Row = (String, String, String, String);
 
 pub(crate) fn rows(report: &Report) -> Vec<Row> {
@@ -13,8 +17,9 @@ pub(crate) fn rows(report: &Report) -> Vec<Row> {
         .iter()
         .map(|f| {
             let loc = f
-                .location
+                .definition
                 .as_ref()
+                .or(f.location.as_ref())
                 .map(|l| format!("{}:{}", l.file, l.line))
                 .unwrap_or_default();
             let rule = match &f.allowed {

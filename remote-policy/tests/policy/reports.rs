@@ -31,6 +31,7 @@ fn text_report() {
     assert_eq!(
         text::render(&report),
         "error[secret-flows-out]: secret type `app::Secret` (marked #[wire(secret)]) flows out to the peer: returned by `Room.key`
+  --> fixtures.rs:2:1
   --> app.rs:100:1
    = chain: root Api → Api.open() → returns → Remote<dyn Room> → Room.key() → returns → Secret
    = at: app::Secret
@@ -73,9 +74,18 @@ fn json_report() {
     assert_eq!(f["level"], "error");
     assert_eq!(f["at"], "app::Secret");
     assert_eq!(f["site"], "app::Room.key->returns");
+    // Where the value crosses (the method), and where the type is declared.
     assert_eq!(
         f["location"],
+        serde_json::json!({ "file": "fixtures.rs", "line": 2, "column": 1 })
+    );
+    assert_eq!(
+        f["definition"],
         serde_json::json!({ "file": "app.rs", "line": 100, "column": 1 })
+    );
+    assert_eq!(
+        f["chain_text"],
+        "root Api → Api.open() → returns → Remote<dyn Room> → Room.key() → returns → Secret"
     );
     assert_eq!(
         f["chain"][0],
@@ -125,13 +135,37 @@ fn sarif_report() {
     assert_eq!(r["ruleId"], "secret-flows-out");
     assert_eq!(r["ruleIndex"], 0);
     assert_eq!(r["level"], "error");
+    // The method where the value crosses, then the secret type's declaration.
     let loc = &r["locations"][0]["physicalLocation"];
-    assert_eq!(loc["artifactLocation"]["uri"], "app.rs");
+    assert_eq!(loc["artifactLocation"]["uri"], "fixtures.rs");
     assert_eq!(loc["artifactLocation"]["uriBaseId"], "%SRCROOT%");
-    assert_eq!(loc["region"]["startLine"], 100);
+    assert_eq!(loc["region"]["startLine"], 2);
+    let related = &r["relatedLocations"][0]["physicalLocation"];
+    assert_eq!(related["artifactLocation"]["uri"], "app.rs");
+    assert_eq!(related["region"]["startLine"], 100);
+    // For code-scanning services.
+    assert_eq!(run["automationDetails"]["id"], "remote-policy/check/");
+    assert!(run["tool"]["driver"]["fullName"]
+        .as_str()
+        .unwrap()
+        .starts_with("remote-policy"));
+    for rule in rules {
+        assert!(
+            rule["helpUri"]
+                .as_str()
+                .unwrap()
+                .contains("README.md#rules"),
+            "{rule}"
+        );
+        assert!(
+            rule["fullDescription"]["text"].as_str().unwrap().len() > 40,
+            "{rule}"
+        );
+    }
+    // Stable across commits: rule and subject, no line numbers or wording.
     assert_eq!(
-        r["relatedLocations"][0]["physicalLocation"]["region"]["startLine"],
-        2
+        r["partialFingerprints"]["remotePolicy/v2"],
+        "secret-flows-out|app::Secret|"
     );
     let steps = r["codeFlows"][0]["threadFlows"][0]["locations"]
         .as_array()
@@ -148,7 +182,54 @@ fn sarif_report() {
         serde_json::json!([{ "kind": "external", "status": "accepted", "justification": "chat lines are cut at 1 KiB" }])
     );
     assert_ne!(
-        r["partialFingerprints"]["remotePolicy/v1"],
-        results[1]["partialFingerprints"]["remotePolicy/v1"]
+        r["partialFingerprints"]["remotePolicy/v2"],
+        results[1]["partialFingerprints"]["remotePolicy/v2"]
+    );
+}
+
+#[test]
+fn chains_name_traits_of_one_name_unambiguously() {
+    let s = schema(
+        vec![
+            iface(
+                "app::Api",
+                vec![
+                    method("v1", vec![], cap("app::v1::Room")),
+                    method("v2", vec![], cap("app::v2::Room")),
+                ],
+            ),
+            iface("app::v1::Room", vec![method("key", vec![], secret_ty())]),
+            iface("app::v2::Room", vec![method("key", vec![], public_ty())]),
+        ],
+        vec![],
+    );
+    let report = run(&s, "");
+    assert_eq!(
+        report.findings[0].chain_text(),
+        "root Api → Api.v1() → returns → Remote<dyn v1::Room> → v1::Room.key() → returns → Secret"
+    );
+}
+
+#[test]
+fn streamed_values_are_worded_by_direction() {
+    let s = schema(
+        vec![iface(
+            "app::Api",
+            vec![
+                method("tail", vec![], stream(secret_ty())),
+                method("upload", vec![("s", stream(string()))], Ty::Unit),
+            ],
+        )],
+        vec![],
+    );
+    let report = run(&s, "");
+    let messages: Vec<&str> = report.findings.iter().map(|f| f.message.as_str()).collect();
+    assert!(
+        messages[0].ends_with("streamed returned by `Api.tail`"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[1].contains("streamed passed as `s` to `Api.upload`"),
+        "{messages:?}"
     );
 }

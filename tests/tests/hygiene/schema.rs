@@ -144,6 +144,8 @@ fn derive_describes_fields_variants_and_secrets() {
             name: "tag".into(),
             ty: Ty::String { max_len: None },
             secret: false,
+            default: false,
+            location: None,
         },
         FieldDef {
             name: "value".into(),
@@ -152,6 +154,8 @@ fn derive_describes_fields_variants_and_secrets() {
                 signed: false,
             },
             secret: false,
+            default: false,
+            location: None,
         },
         FieldDef {
             name: "token".into(),
@@ -160,9 +164,22 @@ fn derive_describes_fields_variants_and_secrets() {
                 signed: false,
             })),
             secret: true,
+            default: false,
+            location: None,
         },
     ];
-    assert_eq!(fields, &expect);
+    assert!(fields
+        .iter()
+        .all(|f| f.location.as_ref().is_some_and(|l| l.line > 0)));
+    let fields: Vec<FieldDef> = fields
+        .iter()
+        .cloned()
+        .map(|f| FieldDef {
+            location: None,
+            ..f
+        })
+        .collect();
+    assert_eq!(fields, expect);
     assert_eq!(
         def.location.line,
         line_of(include_str!("hostile.rs"), "struct Tagged")
