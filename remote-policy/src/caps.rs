@@ -150,7 +150,7 @@ fn shallow<'s>(ty: &'s Ty, f: &mut impl FnMut(Option<&'s str>, Option<&'s str>))
             shallow(value, f);
         }
         Ty::Option(inner) => shallow(inner, f),
-        Ty::Stream { item } => shallow(item, f),
+        Ty::Stream { item, .. } => shallow(item, f),
         Ty::Result { ok, err } => {
             shallow(ok, f);
             shallow(err, f);

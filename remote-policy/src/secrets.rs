@@ -67,7 +67,7 @@ fn direct<'s>(
                 inside(Step::Tuple(i), item, path, out);
             }
         }
-        Ty::Stream { item } => inside(Step::Item, item, path, out),
+        Ty::Stream { item, .. } => inside(Step::Item, item, path, out),
         _ => {}
     }
 }

@@ -413,8 +413,11 @@ pub(super) fn only_bounds(a: &Ty, b: &Ty) -> bool {
                 err: Box::new(strip(err)),
             },
             Ty::Tuple(items) => Ty::Tuple(items.iter().map(strip).collect()),
-            Ty::Stream { item } => Ty::Stream {
+            // The source interface's key names the item type: compared
+            // through the item.
+            Ty::Stream { item, .. } => Ty::Stream {
                 item: Box::new(strip(item)),
+                source: None,
             },
             other => other.clone(),
         }

@@ -148,7 +148,9 @@ impl<'a> Flow<'a> {
                     .enumerate()
                     .find_map(|(i, (a, b))| self.inside(a, b, &format!("item {i}")))
             }
-            (Stream { item: si }, Stream { item: ri }) => self.inside(si, ri, "a stream item"),
+            (Stream { item: si, .. }, Stream { item: ri, .. }) => {
+                self.inside(si, ri, "a stream item")
+            }
             (Capability { interface: si }, Capability { interface: ri }) => {
                 if si == ri && !self.deep {
                     return None; // the interface-level diff compares it
