@@ -85,7 +85,13 @@ impl Server {
         T: ?Sized + Interface,
         F: Fn() -> Remote<T> + Send + Sync + 'static,
     {
+        // One memory budget for every connection of this server.
+        let budget = Arc::new(crate::driver::Budget::new(self.conn.limits.memory_budget));
+        let mut conn = self.conn;
+        conn.budget = Some(budget.clone());
+        conn.server_side = true;
         let inner = Arc::new(Inner {
+            budget,
             addr: self.listener.local_addr(),
             stop: CancellationToken::new(),
             active: AtomicUsize::new(0),
@@ -95,7 +101,7 @@ impl Server {
         });
         let task = tokio::spawn(accept_loop(
             self.listener,
-            self.conn,
+            conn,
             inner.clone(),
             move || T::into_dispatch(factory().into_arc()),
         ));
@@ -107,6 +113,7 @@ impl Server {
 }
 
 struct Inner {
+    budget: Arc<crate::driver::Budget>,
     addr: String,
     stop: CancellationToken,
     active: AtomicUsize,
@@ -202,6 +209,12 @@ impl ServerHandle {
     /// Connections currently open.
     pub fn connections(&self) -> usize {
         self.inner.active.load(Ordering::Acquire)
+    }
+
+    /// Bytes of queued output and buffered input held for all connections
+    /// now, counted against `Limits::memory_budget`.
+    pub fn buffered_bytes(&self) -> usize {
+        self.inner.budget.used()
     }
 
     /// Stops accepting, says goodbye to every client, and waits (up to

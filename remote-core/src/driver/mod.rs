@@ -2,10 +2,14 @@
 //! one task writes. Everything else (callers, proxies, method handlers)
 //! talks to them through the connection's shared state.
 
+mod budget;
+pub(crate) use budget::Budget;
 pub(crate) mod call;
 mod conn;
 mod deadline;
+mod input;
 mod io;
+mod reader;
 pub(crate) mod io_types {
     pub(crate) use super::io::{BoxRead, BoxWrite};
 }

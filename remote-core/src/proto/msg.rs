@@ -89,6 +89,16 @@ pub enum Message<'a> {
         /// Why the sender is closing.
         reason: &'a str,
     },
+    /// `[7, token]` (feature `keepalive`).
+    Ping {
+        /// Echoed by the pong.
+        token: u32,
+    },
+    /// `[8, token]` (feature `keepalive`).
+    Pong {
+        /// The token of the ping answered.
+        token: u32,
+    },
 }
 
 impl<'a> Message<'a> {
@@ -113,6 +123,8 @@ impl<'a> Message<'a> {
             4 => 3,
             5 => 2,
             6 => 2,
+            7 => 2,
+            8 => 2,
             other => return Err(r.err(format!("unknown message kind {other}"))),
         };
         if n != want {
@@ -206,6 +218,8 @@ impl<'a> Message<'a> {
             kind::CANCEL => Message::Cancel {
                 id: CallId(r.u32()?),
             },
+            kind::PING => Message::Ping { token: r.u32()? },
+            kind::PONG => Message::Pong { token: r.u32()? },
             _ => Message::Goodbye { reason: r.str()? },
         };
         if r.remaining() != 0 {
