@@ -228,15 +228,34 @@ async fn a_client_flooding_over_max_imports_receives_the_goodbye() {
     let server = serve(Limits::default()).await;
     let bystander = Connection::connect(server.local_addr()).await.unwrap();
     let mut s = raw(&server).await;
-    // 20,000 calls, each handing over a distinct object of ours (type-1
-    // references 1..=20000): over max_imports = 10,000.
+    // 14 MB of replies first, more than the kernel buffers between us hold,
+    // so the goodbye has to wait in the server for us to read...
     let mut flood = Vec::new();
+    for i in 0..14u32 {
+        let mut f = encode::begin(32);
+        encode::call_head(&mut f, CallId(100_000 + i), ObjectId(0), "blob", 60_000);
+        f.extend_from_slice(&[0x91, 0xce]);
+        f.extend_from_slice(&1_000_000u32.to_be_bytes());
+        encode::finish(&mut f);
+        flood.extend_from_slice(&f);
+    }
+    // ...then 20,000 calls, each handing over a distinct object of ours
+    // (type-1 references 1..=20000): over max_imports = 10,000. Each is
+    // followed by 1.2 KB of padding (a reply to no call, which the server
+    // ignores), so what follows the violation (12 MB) is more than the
+    // kernel buffers take: our writes block until the server reads them.
+    let mut pad = encode::begin(1300);
+    encode::return_head(&mut pad, CallId(u32::MAX));
+    pad.extend_from_slice(&[0xda, 0x04, 0xb0]);
+    pad.extend_from_slice(&[b'x'; 1200]);
+    encode::finish(&mut pad);
     for i in 0..20_000u32 {
         let mut f = encode::begin(32);
         encode::call_head(&mut f, CallId(i), ObjectId(0), "keep", 60_000);
         f.extend_from_slice(&[0x91, 0xd6, 0x01]);
         f.extend_from_slice(&(i + 1).to_be_bytes());
         encode::finish(&mut f);
+        f.extend_from_slice(&pad);
         flood.extend_from_slice(&f);
     }
     // Flood, then read: the server closes while our frames are unread.

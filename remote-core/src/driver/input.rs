@@ -16,11 +16,13 @@ use crate::proto::FrameError;
 
 /// After closing a connection we say goodbye, shut our write side down and
 /// read (and discard) what the peer still sends for at most this long...
-pub(crate) const DRAIN_TIME: Duration = Duration::from_secs(2);
+/// (the writer also gives up on the last frames after this long).
+pub(crate) const DRAIN_TIME: Duration = Duration::from_secs(5);
 /// ...or this many bytes, before dropping the socket. Closing a TCP socket
-/// with unread input makes the kernel answer with a reset, which can
-/// discard the goodbye before the peer reads it.
-pub(crate) const DRAIN_BYTES: usize = 4 << 20;
+/// with unread input makes the kernel answer with a reset, which discards
+/// the goodbye if it is still waiting in our send buffer (a peer blocked
+/// writing to us does not read until its writes complete).
+pub(crate) const DRAIN_BYTES: usize = 32 << 20;
 
 /// Frames read from the peer, with the frame in progress counted in the
 /// memory budget.

@@ -20,8 +20,10 @@ pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 /// hold little memory.
 const KEEP_CAPACITY: usize = 8 << 10;
 
-/// Time to write the last frames (the goodbye) and shut down on close.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Time to write the last frames (the goodbye) and shut down on close: as
+/// long as the reader drains the peer's input, so a peer blocked writing
+/// to us gets to read the goodbye.
+const CLOSE_GRACE: Duration = super::input::DRAIN_TIME;
 
 /// How a write ended other than by writing.
 enum Stop {
@@ -111,10 +113,13 @@ pub(crate) async fn write_loop(mut w: BoxWrite, shared: Arc<Shared>) {
     // Closing: write the last frames (e.g. a goodbye) within a grace period,
     // then shut down our side; the socket is dropped either way (the reader
     // drains the peer's input meanwhile, PROTOCOL.md §9).
-    if !last.is_empty() {
-        let _ = tokio::time::timeout(CLOSE_GRACE, w.write_all(&last)).await;
-    }
-    let _ = tokio::time::timeout(CLOSE_GRACE, w.shutdown()).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        if !last.is_empty() {
+            w.write_all(&last).await?;
+        }
+        w.shutdown().await
+    })
+    .await;
 }
 
 /// Takes what is queued and not yet taken by the writer.
