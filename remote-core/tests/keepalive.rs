@@ -105,20 +105,26 @@ async fn answered_pings_do_not_keep_an_idle_connection_open() {
     let (conn, mut tr, mut tw) = connect(limits, vec!["keepalive"]).await;
     // The peer answers every ping with a pong echoing its token.
     let mut pings = 0;
-    let reason = loop {
-        let f = frame(&mut tr).await.expect("a goodbye before the end");
-        match head(&f) {
-            (7, Some(token)) => {
-                pings += 1;
-                tw.write_all(&encode_pong(token as u32)).await.unwrap();
+    let answer = async {
+        loop {
+            let f = frame(&mut tr).await.expect("a goodbye before the end");
+            match head(&f) {
+                (7, Some(token)) => {
+                    pings += 1;
+                    tw.write_all(&encode_pong(token as u32)).await.unwrap();
+                }
+                (6, _) => {
+                    let mut r = Reader::new(&f[2..]);
+                    break r.str().unwrap().to_owned();
+                }
+                _ => {}
             }
-            (6, _) => {
-                let mut r = Reader::new(&f[2..]);
-                break r.str().unwrap().to_owned();
-            }
-            _ => {}
         }
     };
+    // Virtual time: a minute is many idle timeouts.
+    let reason = tokio::time::timeout(Duration::from_secs(60), answer)
+        .await
+        .expect("closed for idleness despite the pings");
     assert!(reason.contains("no traffic for idle_timeout = 1s"), "{reason}");
     assert!(pings >= 3, "{pings} pings answered");
     assert!(conn.closed().await.to_string().contains("idle_timeout"));
