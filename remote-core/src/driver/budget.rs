@@ -71,6 +71,11 @@ impl Budget {
             return;
         }
         self.used.fetch_sub(n, Ordering::AcqRel);
+        self.wake();
+    }
+
+    /// Wakes the waiting readers, if any, to re-check their condition.
+    pub(crate) fn wake(&self) {
         if self.waiting.load(Ordering::Acquire) > 0 {
             self.changed.notify_waiters();
         }

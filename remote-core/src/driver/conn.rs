@@ -95,6 +95,9 @@ pub(crate) struct Shared {
     pub(crate) writer_gone: AtomicBool,
     /// Bytes queued and not yet written (in `out` or the writer's batch).
     queued: AtomicUsize,
+    /// Capacity of `out` and the writer's batch buffer, counted in the
+    /// budget (memory held, not just bytes queued).
+    out_charged: AtomicUsize,
     /// Bytes of partly received frames reserved in the budget.
     pub(crate) buffered_input: AtomicUsize,
     /// The memory budget this connection counts against (its server's).
@@ -160,7 +163,14 @@ impl Shared {
     /// The writer wrote `n` queued bytes.
     pub(crate) fn wrote(&self, n: usize) {
         self.queued.fetch_sub(n, Ordering::AcqRel);
-        self.budget.release(n);
+        // A reader held back by this connection's queue re-checks.
+        self.budget.wake();
+    }
+
+    /// The writer freed an output buffer of `capacity` bytes.
+    pub(crate) fn freed_output(&self, capacity: usize) {
+        self.out_charged.fetch_sub(capacity, Ordering::AcqRel);
+        self.budget.release(capacity);
     }
 
     /// The writer has ended: gives back everything still counted and
@@ -169,7 +179,8 @@ impl Shared {
         let mut out = lock(&self.out);
         self.writer_gone.store(true, Ordering::Release);
         *out = Vec::new();
-        let n = self.queued.swap(0, Ordering::AcqRel);
+        self.queued.store(0, Ordering::Release);
+        let n = self.out_charged.swap(0, Ordering::AcqRel);
         self.budget.release(n);
     }
 
@@ -187,9 +198,20 @@ impl Shared {
                 return Err(self.lost());
             }
             let was_empty = out.is_empty();
+            let before = out.capacity();
+            if before - out.len() < frame.len() {
+                // Grow by a quarter, not double: the memory held for a
+                // large queue stays close to what is queued.
+                let grow = frame.len().max(out.len() / 4).max(4096);
+                out.reserve_exact(grow);
+            }
             out.extend_from_slice(frame);
+            let grown = out.capacity() - before;
+            if grown > 0 {
+                self.out_charged.fetch_add(grown, Ordering::AcqRel);
+                self.budget.charge(grown);
+            }
             self.queued.fetch_add(frame.len(), Ordering::AcqRel);
-            self.budget.charge(frame.len());
             was_empty
         };
         if was_empty {
@@ -768,6 +790,7 @@ impl ConnectionBuilder {
             out_ready: AtomicBool::new(false),
             writer_gone: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
+            out_charged: AtomicUsize::new(0),
             buffered_input: AtomicUsize::new(0),
             budget,
             server_side: self.server_side,

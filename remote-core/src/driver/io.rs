@@ -94,7 +94,9 @@ pub(crate) async fn write_loop(mut w: BoxWrite, shared: Arc<Shared>) {
             }
             buf.clear();
             if buf.capacity() > KEEP_CAPACITY {
+                let capacity = buf.capacity();
                 buf = Vec::new();
+                shared.freed_output(capacity);
             }
         }
         match until_closed(&shared, w.flush()).await {
