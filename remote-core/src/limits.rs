@@ -132,8 +132,16 @@ mod tests {
             ("default_deadline", l.default_deadline, 10),
             ("max_deadline", l.max_deadline, 600),
             ("write_stall_timeout", l.write_stall_timeout, 30),
-            ("unauthenticated_idle_timeout", l.unauthenticated_idle_timeout, 30),
-            ("keepalive_interval", l.keepalive_interval.unwrap_or_default(), 30),
+            (
+                "unauthenticated_idle_timeout",
+                l.unauthenticated_idle_timeout,
+                30,
+            ),
+            (
+                "keepalive_interval",
+                l.keepalive_interval.unwrap_or_default(),
+                30,
+            ),
             ("keepalive_timeout", l.keepalive_timeout, 30),
         ] {
             assert_eq!(d, Duration::from_secs(want), "{name}");

@@ -99,12 +99,9 @@ impl Server {
             next: AtomicU64::new(0),
             idle: tokio::sync::Notify::new(),
         });
-        let task = tokio::spawn(accept_loop(
-            self.listener,
-            conn,
-            inner.clone(),
-            move || T::into_dispatch(factory().into_arc()),
-        ));
+        let task = tokio::spawn(accept_loop(self.listener, conn, inner.clone(), move || {
+            T::into_dispatch(factory().into_arc())
+        }));
         ServerHandle {
             inner,
             task: Some(task),

@@ -220,7 +220,10 @@ async fn an_authenticated_connection_keeps_the_long_idle_timeout() {
         .serve(store);
     let mut s = raw(&server).await;
     let reason = goodbye(&mut s).await.expect("a goodbye");
-    assert!(reason.starts_with("no traffic for idle_timeout = 600ms"), "{reason}");
+    assert!(
+        reason.starts_with("no traffic for idle_timeout = 600ms"),
+        "{reason}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,11 +26,7 @@ fn limits(every: u64, wait: u64) -> Limits {
 async fn connect(
     limits: Limits,
     features: Vec<&str>,
-) -> (
-    Connection,
-    ReadHalf<DuplexStream>,
-    WriteHalf<DuplexStream>,
-) {
+) -> (Connection, ReadHalf<DuplexStream>, WriteHalf<DuplexStream>) {
     let (ours, theirs) = tokio::io::duplex(1 << 16);
     let (r, w) = tokio::io::split(ours);
     let (tr, mut tw) = tokio::io::split(theirs);
@@ -91,7 +87,11 @@ async fn a_peer_that_stops_answering_is_declared_lost_and_calls_fail_at_once() {
     assert!(why.contains("keepalive_timeout = 2s"), "{why}");
     // Found by keepalive (at most 2 intervals + the timeout), not by the
     // call's 600 s deadline.
-    assert!(started.elapsed() <= Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() <= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(conn.is_closed());
     assert!(peer.await.unwrap() >= 1, "a ping was sent");
 }
@@ -125,7 +125,10 @@ async fn answered_pings_do_not_keep_an_idle_connection_open() {
     let reason = tokio::time::timeout(Duration::from_secs(60), answer)
         .await
         .expect("closed for idleness despite the pings");
-    assert!(reason.contains("no traffic for idle_timeout = 1s"), "{reason}");
+    assert!(
+        reason.contains("no traffic for idle_timeout = 1s"),
+        "{reason}"
+    );
     assert!(pings >= 3, "{pings} pings answered");
     assert!(conn.closed().await.to_string().contains("idle_timeout"));
 }

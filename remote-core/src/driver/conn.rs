@@ -13,8 +13,8 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::call::{Args, CallCx, Handle, Reply};
 use super::budget::Budget;
+use super::call::{Args, CallCx, Handle, Reply};
 use super::input::Input;
 use super::io::{write_loop, BoxRead, BoxWrite};
 use super::reader::{handshake, hello, read_loop};

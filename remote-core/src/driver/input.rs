@@ -84,7 +84,10 @@ impl Input {
             if backpressure && !Self::output_room(&self.shared) {
                 self.paused = true;
                 let shared = self.shared.clone();
-                shared.budget.wait_until(|| Self::output_room(&shared)).await;
+                shared
+                    .budget
+                    .wait_until(|| Self::output_room(&shared))
+                    .await;
             }
             self.paused = false;
             if self.buf.len() >= 4 {

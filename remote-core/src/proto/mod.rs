@@ -17,7 +17,10 @@ mod tests;
 
 pub use frame::{FrameCodec, FrameError};
 pub use msg::{encode, Hello, Message, WireError, PROTOCOL_MAGIC, PROTOCOL_VERSION};
-pub use ping::{ping as encode_ping, pong as encode_pong, Keepalive, KeepaliveAction, FEATURE as FEATURE_KEEPALIVE};
+pub use ping::{
+    ping as encode_ping, pong as encode_pong, Keepalive, KeepaliveAction,
+    FEATURE as FEATURE_KEEPALIVE,
+};
 pub use state::{Event, Phase, State, Violation};
 pub use tables::{ExportKey, ExportTable, ImportInner, ImportRef, ImportTable, ReleaseSink};
 pub use value::{walk, FoundRef, Malformed, Reader};

@@ -13,8 +13,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::value::enc;
 use super::kind;
+use super::value::enc;
 
 /// The hello feature name that negotiates ping/pong.
 pub const FEATURE: &str = "keepalive";
