@@ -86,9 +86,12 @@ pub(super) async fn read_loop(
     let limits = shared.limits.clone();
     // A server connection that did not authenticate gets the short idle
     // timeout (PROTOCOL.md §9 says why).
-    let (idle, idle_name) = if shared.server_side && !shared.is_authenticated() {
+    let (idle, idle_name) = if shared.server_side
+        && !shared.is_authenticated()
+        && limits.unauthenticated_idle_timeout < limits.idle_timeout
+    {
         (
-            limits.unauthenticated_idle_timeout.min(limits.idle_timeout),
+            limits.unauthenticated_idle_timeout,
             "unauthenticated_idle_timeout",
         )
     } else {
