@@ -121,3 +121,39 @@ impl Keepalive {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_pings_after_silence_and_declares_the_peer_lost_after_the_timeout() {
+        use std::time::{Duration, Instant};
+        let t0 = Instant::now();
+        let (every, wait) = (Duration::from_secs(30), Duration::from_secs(10));
+        let mut k = Keepalive::new(every, wait, t0);
+        assert_eq!(k.deadline(), t0 + every);
+        // Frames arrived: no ping, the next check is an interval later.
+        let t1 = t0 + every;
+        assert_eq!(k.on_timer(t1, true), KeepaliveAction::Wait);
+        assert_eq!(k.deadline(), t1 + every);
+        // Silence: a ping with a fresh token, answered by a matching pong.
+        let t2 = t1 + every;
+        assert_eq!(k.on_timer(t2, false), KeepaliveAction::Ping(ping(1)));
+        assert_eq!(k.outstanding(), Some(1));
+        assert_eq!(k.deadline(), t2 + wait);
+        k.on_pong(99); // a stale token changes nothing
+        assert_eq!(k.outstanding(), Some(1));
+        k.on_pong(1);
+        assert_eq!(k.outstanding(), None);
+        // Another ping goes unanswered: lost once the timeout has passed.
+        let t3 = t2 + wait;
+        assert_eq!(k.on_timer(t3, false), KeepaliveAction::Ping(ping(2)));
+        assert_eq!(k.on_timer(t3 + wait / 2, false), KeepaliveAction::Wait);
+        assert_eq!(k.deadline(), t3 + wait);
+        match k.on_timer(t3 + wait, false) {
+            KeepaliveAction::Lost(m) => assert!(m.contains("keepalive_timeout = 10s"), "{m}"),
+            other => panic!("expected Lost, got {other:?}"),
+        }
+    }
+}
