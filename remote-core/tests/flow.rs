@@ -25,6 +25,7 @@ pub trait Blob {
     async fn add(&self, a: i64, b: i64) -> Result<i64, Error>;
     /// Keeps `obj` (so the connection holds a reference).
     async fn keep(&self, obj: Remote<dyn Blob>) -> Result<(), Error>;
+    async fn echo(&self, data: Bytes) -> Result<Bytes, Error>;
 }
 
 #[derive(Default)]
@@ -41,6 +42,9 @@ impl Blob for Store {
     async fn keep(&self, obj: Remote<dyn Blob>) -> Result<(), Error> {
         self.0.lock().unwrap().push(obj);
         Ok(())
+    }
+    async fn echo(&self, data: Bytes) -> Result<Bytes, Error> {
+        Ok(data)
     }
 }
 
@@ -181,6 +185,40 @@ async fn many_large_replies_reach_a_slow_but_reading_client() {
     assert!(served > 0);
     assert!(!client.is_closed());
     assert_eq!(big.add(1, 2).await.unwrap(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_calls_and_large_replies_at_once_do_not_hold_both_peers_up() {
+    // Both sides over max_write_queue at once: the client with its calls,
+    // the server with its replies. Each keeps reading what is not a call.
+    let limits = Limits {
+        max_write_queue: 1 << 20,
+        write_stall_timeout: Duration::from_secs(3600),
+        ..Limits::default()
+    };
+    let server = serve(limits.clone()).await;
+    let client = ConnectionBuilder::new()
+        .limits(limits)
+        .connect(server.local_addr())
+        .await
+        .unwrap();
+    let echo = client.root::<dyn Blob>();
+    let data = Bytes::from(vec![3u8; 900_000]);
+    let calls: Vec<_> = (0..48)
+        .map(|_| {
+            let (echo, data) = (echo.clone(), data.clone());
+            tokio::spawn(with_timeout(Duration::from_secs(300), async move {
+                echo.echo(data).await
+            }))
+        })
+        .collect();
+    let all = tokio::time::timeout(Duration::from_secs(120), async {
+        for c in calls {
+            assert_eq!(c.await.unwrap().unwrap().len(), 900_000);
+        }
+    });
+    all.await.expect("the peers held each other up");
+    assert!(!client.is_closed());
 }
 
 #[tokio::test]

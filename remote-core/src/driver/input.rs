@@ -12,7 +12,7 @@ use tokio::io::AsyncReadExt;
 use super::budget::SMALL_FRAME;
 use super::conn::Shared;
 use super::io::BoxRead;
-use crate::proto::FrameError;
+use crate::proto::{kind, FrameError, Reader};
 
 /// After closing a connection we say goodbye, shut our write side down and
 /// read (and discard) what the peer still sends for at most this long...
@@ -74,21 +74,13 @@ impl Input {
         q < shared.limits.max_write_queue && (q == 0 || !shared.budget.exhausted())
     }
 
-    /// The next frame (`None` at end of stream). With `backpressure`, waits
-    /// while this connection's output is over its budgets. Cancel-safe.
+    /// The next frame (`None` at end of stream). With `backpressure`, a call
+    /// waits while this connection's output is over its budgets. Cancel-safe.
     pub(crate) async fn next(
         &mut self,
         backpressure: bool,
     ) -> Option<Result<BytesMut, FrameError>> {
         loop {
-            if backpressure && !Self::output_room(&self.shared) {
-                self.paused = true;
-                let shared = self.shared.clone();
-                shared
-                    .budget
-                    .wait_until(|| Self::output_room(&shared))
-                    .await;
-            }
             self.paused = false;
             if self.buf.len() >= 4 {
                 let b = &self.buf;
@@ -101,6 +93,23 @@ impl Input {
                 }
                 let total = 4 + len;
                 if self.buf.len() >= total {
+                    // A call starts a handler whose reply adds output: it
+                    // waits (and nothing behind it is read) while this
+                    // connection's output is over its budgets. Other
+                    // messages (replies to our calls, releases) are
+                    // handled, so two peers cannot hold each other up.
+                    if backpressure
+                        && is_call(&self.buf[4..total])
+                        && !Self::output_room(&self.shared)
+                    {
+                        self.paused = true;
+                        let shared = self.shared.clone();
+                        shared
+                            .budget
+                            .wait_until(|| Self::output_room(&shared))
+                            .await;
+                        continue;
+                    }
                     self.buf.advance(4);
                     return Some(Ok(self.buf.split_to(len)));
                 }
@@ -173,6 +182,12 @@ impl Input {
         })
         .await;
     }
+}
+
+/// Whether a frame's payload is a call (message kind 1).
+fn is_call(payload: &[u8]) -> bool {
+    let mut r = Reader::new(payload);
+    r.array_len().is_ok() && r.uint().is_ok_and(|k| k == u64::from(kind::CALL))
 }
 
 impl Drop for Input {
