@@ -65,9 +65,33 @@ pub struct Limits {
     /// held either way for this long is closed; so is one whose partial
     /// frame stalls this long (default 300 s).
     pub idle_timeout: Duration,
-    /// Bytes queued for a peer that does not read (default 16 MiB). Over it,
-    /// the connection is closed.
+    /// Bytes queued for one peer (default 16 MiB). Over it, the connection
+    /// stops being read (no new calls start) until the peer has read enough;
+    /// replies of handlers already running are still queued, so the queue
+    /// can exceed it by at most `max_calls_in_flight × max_frame_len`.
     pub max_write_queue: usize,
+    /// A peer with output queued that reads nothing for this long is sent a
+    /// goodbye naming this limit and closed (default 30 s).
+    pub write_stall_timeout: Duration,
+    /// Bytes of queued output and buffered input (partly received frames,
+    /// reserved when their length prefix is read) held for all connections
+    /// of one server together; a standalone connection has its own
+    /// (default 64 MiB). Over it, connections holding output stop being
+    /// read and large frames wait for room; nobody is disconnected for it.
+    /// The default suits a small machine (512 MiB–1 GiB): it is a few full
+    /// write queues, and leaves most memory to the application.
+    pub memory_budget: usize,
+    /// On a server, a connection that did not authenticate, holds no
+    /// references either way and has no calls in flight is closed after
+    /// this long without traffic (default 30 s), instead of `idle_timeout`.
+    pub unauthenticated_idle_timeout: Duration,
+    /// Send a keepalive ping when nothing was heard from the peer for this
+    /// long (default 30 s; `None` disables pinging). Only sent to peers that
+    /// listed the `keepalive` feature in their hello.
+    pub keepalive_interval: Option<Duration>,
+    /// A peer that sends nothing (no pong, no other frame) for this long
+    /// after a ping is declared lost: every pending call fails (default 30 s).
+    pub keepalive_timeout: Duration,
     /// Deadline of a call made without one (default 10 s).
     pub default_deadline: Duration,
     /// Longest deadline a peer may ask for on a call we serve (default 600 s).
@@ -105,6 +129,11 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             max_write_queue: 16 << 20,
+            write_stall_timeout: Duration::from_secs(30),
+            memory_budget: 64 << 20,
+            unauthenticated_idle_timeout: Duration::from_secs(30),
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_timeout: Duration::from_secs(30),
             default_deadline: Duration::from_secs(10),
             max_deadline: Duration::from_secs(600),
             max_error_chain: 32,
@@ -141,6 +170,7 @@ mod tests {
                 l.max_subscriptions_per_connection,
                 16,
             ),
+            ("memory_budget", l.memory_budget, 64 << 20),
         ];
         for (name, got, want) in sizes {
             assert_eq!(got, want, "{name}");
@@ -151,6 +181,18 @@ mod tests {
             ("idle_timeout", l.idle_timeout, 300),
             ("default_deadline", l.default_deadline, 10),
             ("max_deadline", l.max_deadline, 600),
+            ("write_stall_timeout", l.write_stall_timeout, 30),
+            (
+                "unauthenticated_idle_timeout",
+                l.unauthenticated_idle_timeout,
+                30,
+            ),
+            (
+                "keepalive_interval",
+                l.keepalive_interval.unwrap_or_default(),
+                30,
+            ),
+            ("keepalive_timeout", l.keepalive_timeout, 30),
         ] {
             assert_eq!(d, Duration::from_secs(want), "{name}");
         }

@@ -86,7 +86,13 @@ impl Server {
         T: ?Sized + Interface,
         F: Fn() -> Remote<T> + Send + Sync + 'static,
     {
+        // One memory budget for every connection of this server.
+        let budget = Arc::new(crate::driver::Budget::new(self.conn.limits.memory_budget));
+        let mut conn = self.conn;
+        conn.budget = Some(budget.clone());
+        conn.server_side = true;
         let inner = Arc::new(Inner {
+            budget,
             addr: self.listener.local_addr(),
             stop: CancellationToken::new(),
             active: AtomicUsize::new(0),
@@ -95,7 +101,6 @@ impl Server {
             idle: tokio::sync::Notify::new(),
             per_peer: Arc::new(Mutex::new(HashMap::new())),
         });
-        let mut conn = self.conn;
         // Every connection of this server shares one set of blocking slots.
         conn.server_blocking = Some(crate::driver::ServerBlocking::new(
             conn.limits.max_server_blocking_calls,
@@ -111,6 +116,7 @@ impl Server {
 }
 
 struct Inner {
+    budget: Arc<crate::driver::Budget>,
     addr: String,
     stop: CancellationToken,
     active: AtomicUsize,
@@ -288,6 +294,12 @@ impl ServerHandle {
     /// Connections currently open.
     pub fn connections(&self) -> usize {
         self.inner.active.load(Ordering::Acquire)
+    }
+
+    /// Bytes of queued output and buffered input held for all connections
+    /// now, counted against `Limits::memory_budget`.
+    pub fn buffered_bytes(&self) -> usize {
+        self.inner.budget.used()
     }
 
     /// Stops accepting, says goodbye to every client, and waits (up to

@@ -348,9 +348,10 @@ async fn idle_connections_close_unless_they_hold_references() {
 }
 
 #[tokio::test]
-async fn a_peer_that_never_reads_is_cut_off_at_the_write_queue_limit() {
+async fn a_peer_that_never_reads_is_held_back_then_told_the_write_stall_timeout() {
     let limits = Limits {
         max_write_queue: 256 << 10,
+        write_stall_timeout: Duration::from_millis(300),
         ..Limits::default()
     };
     let server = serve(limits).await;
@@ -367,35 +368,69 @@ async fn a_peer_that_never_reads_is_cut_off_at_the_write_queue_limit() {
         encode::finish(&mut f);
         match tokio::time::timeout(Duration::from_secs(30), s.write_all(&f)).await {
             Ok(Ok(())) => sent += 1,
-            _ => break, // the server stopped reading us: it has cut us off
+            _ => break, // the server stopped reading us (backpressure)
         }
+        // Held back at max_write_queue (plus the reply under way and the
+        // frame being read), not buffering 16 MB.
+        let held = server.buffered_bytes();
+        assert!(held <= 1 << 20, "{held} bytes held for a non-reader");
     }
     assert!(sent > 0);
-    // Now drain: the server must have closed this connection (EOF), not
-    // buffered 16 MB for us.
-    let drained = tokio::time::timeout(Duration::from_secs(60), async {
-        let mut buf = vec![0u8; 1 << 16];
-        let mut total = 0usize;
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return total,
-                Ok(n) => total += n,
-            }
-        }
-    })
-    .await
-    .expect("the server closed the connection");
+    let other = Connection::connect(server.local_addr()).await.unwrap();
+    assert_eq!(other.root::<dyn Calc>().add(20, 22).await.unwrap(), 42);
+    other.close();
+    // Held back, not buffered: then closed for reading nothing.
     assert!(
-        drained < 16_000_000,
-        "only part of the replies were ever queued ({drained} bytes)"
+        support::eventually(60, || server.connections() == 0).await,
+        "the stalled connection was closed"
     );
-    still_serves(&server).await;
+    // What the server had queued ends the stream (the goodbye naming the
+    // limit is sent last, if the kernel buffers had room for it).
+    if let Some(reason) = goodbye_reason(&mut s).await {
+        assert!(reason.contains("write_stall_timeout = 300ms"), "{reason}");
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_peer_is_closed_with_the_write_stall_timeout_named() {
+    let limits = Limits {
+        write_stall_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    // The peer end of an in-memory pipe that is never read.
+    let (ours, theirs) = tokio::io::duplex(4096);
+    let (r, w) = tokio::io::split(ours);
+    let (_their_r, mut their_w) = tokio::io::split(theirs);
+    their_w.write_all(&hello()).await.unwrap();
+    let conn = remote_core::ConnectionBuilder::new()
+        .limits(limits)
+        .serve(Counter::remote(0, Arc::new(Stats::default())))
+        .over(r, w, "stalled")
+        .await
+        .unwrap();
+    // Echo 40 KB: the reply cannot fit the pipe, and nobody reads it.
+    let mut f = encode::begin(40_100);
+    encode::call_head(&mut f, CallId(1), ObjectId(0), "echo", 10_000);
+    f.extend_from_slice(&[0x91, 0xdc]);
+    f.extend_from_slice(&40_000u16.to_be_bytes());
+    f.extend_from_slice(&[0x01; 40_000]);
+    encode::finish(&mut f);
+    their_w.write_all(&f).await.unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(60), conn.closed())
+        .await
+        .expect("closed");
+    assert!(
+        reason.to_string().contains("write_stall_timeout = 200"),
+        "{reason}"
+    );
+    assert_eq!(conn.queued_output_bytes(), 0, "nothing stays counted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_connection_frees_its_tasks_even_if_the_peer_never_reads() {
     let limits = Limits {
         max_write_queue: 256 << 10,
+        write_stall_timeout: Duration::from_millis(300),
         ..Limits::default()
     };
     let server = serve(limits).await;
@@ -418,8 +453,8 @@ async fn a_closed_connection_frees_its_tasks_even_if_the_peer_never_reads() {
         }
     }
     // The server cut us off; while we still never read, its reader and
-    // writer tasks must end (the writer gives up on the blocked write after
-    // its grace periods: about 3 s idle, so the bound is wide).
+    // writer tasks must end (the writer gives up on the blocked write).
+    // Bounded by write_stall_timeout and the close sequence's 5 s drain.
     let freed = eventually(120, || {
         server.connections() == 0 && metrics.num_alive_tasks() <= baseline
     })

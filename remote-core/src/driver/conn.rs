@@ -3,25 +3,24 @@
 use std::any::TypeId;
 use std::fmt;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::blocking_pool::{ConnBlocking, ServerBlocking};
+use super::budget::Budget;
 use super::call::{Args, CallCx, Handle, Reply};
+use super::input::Input;
 use super::io::{write_loop, BoxRead, BoxWrite};
-use super::teardown::{drop_caught, drop_each_caught, DisconnectOnDrop};
-use crate::proto::{
-    encode, CallId, Event, ExportKey, FrameCodec, FrameError, ImportRef, ObjectId, ReleaseSink,
-    State,
-};
+use super::reader::{handshake, hello, read_loop};
+use super::teardown::{drop_caught, drop_each_caught};
+use crate::proto::{encode, CallId, Event, ExportKey, ImportRef, ObjectId, ReleaseSink, State};
 use crate::remote::{Dispatch, Interface};
 use crate::{Error, Limits, Remote, RemoteError};
 
@@ -63,6 +62,17 @@ pub(crate) enum Control {
     Closed,
 }
 
+/// What kind of frame was handled (the idle timer ignores keepalive).
+#[derive(Debug)]
+pub(crate) enum Heard {
+    /// Any message other than keepalive.
+    Traffic,
+    /// A ping (answered).
+    Ping,
+    /// A pong with this token.
+    Pong(u32),
+}
+
 struct CtlSink(mpsc::UnboundedSender<Control>);
 
 impl ReleaseSink for CtlSink {
@@ -85,6 +95,20 @@ pub(crate) struct Shared {
     pub(crate) out: Mutex<Vec<u8>>,
     /// Set when `out` went from empty to not empty; the writer clears it.
     pub(crate) out_ready: AtomicBool,
+    /// Set (under the `out` lock) when the writer has ended: nothing more
+    /// is queued or counted.
+    pub(crate) writer_gone: AtomicBool,
+    /// Bytes queued and not yet written (in `out` or the writer's batch).
+    queued: AtomicUsize,
+    /// Capacity of `out` and the writer's batch buffer, counted in the
+    /// budget (memory held, not just bytes queued).
+    out_charged: AtomicUsize,
+    /// Bytes of partly received frames reserved in the budget.
+    pub(crate) buffered_input: AtomicUsize,
+    /// The memory budget this connection counts against (its server's).
+    pub(crate) budget: Arc<Budget>,
+    /// Accepted by a server (the short unauthenticated idle timeout applies).
+    pub(crate) server_side: bool,
     pub(crate) out_waker: futures_util::task::AtomicWaker,
     /// Mirrors `closed` without the token's lock, for the hot path.
     is_closed: AtomicBool,
@@ -96,7 +120,7 @@ pub(crate) struct Shared {
     running: Mutex<crate::proto::IdMap<u64, AbortHandle>>,
     pub(crate) runtime: tokio::runtime::Handle,
     peer: String,
-    authenticated: AtomicBool,
+    pub(crate) authenticated: AtomicBool,
     /// Blocking-method slots, and calls whose closures outlive their handler.
     pub(crate) blocking: ConnBlocking,
 }
@@ -134,26 +158,67 @@ impl Shared {
         self.authenticated.load(Ordering::Acquire)
     }
 
-    /// Queues a complete frame for the writer.
+    pub(crate) fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// Bytes queued for the peer and not yet written.
+    pub(crate) fn queued_output(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// The writer wrote `n` queued bytes.
+    pub(crate) fn wrote(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::AcqRel);
+        // A reader held back by this connection's queue re-checks.
+        self.budget.wake();
+    }
+
+    /// The writer freed an output buffer of `capacity` bytes.
+    pub(crate) fn freed_output(&self, capacity: usize) {
+        self.out_charged.fetch_sub(capacity, Ordering::AcqRel);
+        self.budget.release(capacity);
+    }
+
+    /// The writer has ended: gives back everything still counted and
+    /// refuses further frames.
+    pub(crate) fn writer_ended(&self) {
+        let mut out = lock(&self.out);
+        self.writer_gone.store(true, Ordering::Release);
+        *out = Vec::new();
+        self.queued.store(0, Ordering::Release);
+        let n = self.out_charged.swap(0, Ordering::AcqRel);
+        self.budget.release(n);
+    }
+
+    /// Queues a complete frame for the writer. Never refused for size: a
+    /// connection over its budgets stops being read instead (so no new
+    /// handler starts), see `driver/budget.rs`.
     pub(crate) fn send(&self, frame: &[u8]) -> Result<(), Error> {
         if self.is_closed.load(Ordering::Acquire) {
             return Err(self.lost());
         }
         let was_empty = {
             let mut out = lock(&self.out);
-            let queued = out.len() + frame.len();
-            if queued > self.limits.max_write_queue {
+            if self.writer_gone.load(Ordering::Acquire) {
                 drop(out);
-                let e = Error::limit(
-                    "max_write_queue",
-                    self.limits.max_write_queue as u64,
-                    format!("{queued} bytes queued for a peer that is not reading"),
-                );
-                self.close(e.clone());
-                return Err(e);
+                return Err(self.lost());
             }
             let was_empty = out.is_empty();
+            let before = out.capacity();
+            if before - out.len() < frame.len() {
+                // Grow by a quarter, not double: the memory held for a
+                // large queue stays close to what is queued.
+                let grow = frame.len().max(out.len() / 4).max(4096);
+                out.reserve_exact(grow);
+            }
             out.extend_from_slice(frame);
+            let grown = out.capacity() - before;
+            if grown > 0 {
+                self.out_charged.fetch_add(grown, Ordering::AcqRel);
+                self.budget.charge(grown);
+            }
+            self.queued.fetch_add(frame.len(), Ordering::AcqRel);
             was_empty
         };
         if was_empty {
@@ -218,7 +283,7 @@ impl Shared {
         drop_each_caught(&self.peer, "an export whose message was not sent", dropped);
     }
 
-    fn handle_ctl(&self, c: Control) {
+    pub(super) fn handle_ctl(&self, c: Control) {
         match c {
             Control::Release {
                 id,
@@ -260,7 +325,7 @@ impl Shared {
 
     /// Handles one frame; `Err` closes the connection with that reason
     /// (after a goodbye was queued where the peer deserves one).
-    fn on_frame(self: &Arc<Self>, frame: Bytes) -> Result<(), Error> {
+    pub(super) fn on_frame(self: &Arc<Self>, frame: Bytes) -> Result<Heard, Error> {
         let event = self.core().handle_frame(&frame);
         let event = match event {
             Ok(ev) => ev,
@@ -317,9 +382,14 @@ impl Shared {
                     "peer closed the connection: {reason}"
                 )));
             }
+            Event::Ping(token) => {
+                let _ = self.send(&crate::proto::encode_pong(token));
+                return Ok(Heard::Ping);
+            }
+            Event::Pong(token) => return Ok(Heard::Pong(token)),
             Event::Nothing => {}
         }
-        Ok(())
+        Ok(Heard::Traffic)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -627,6 +697,17 @@ impl Connection {
     pub fn calls_in_flight(&self) -> usize {
         self.shared.core().calls_in_flight()
     }
+
+    /// Bytes queued for the peer and not yet written (bounded by
+    /// `max_write_queue` plus the replies of handlers already running).
+    pub fn queued_output_bytes(&self) -> usize {
+        self.shared.queued_output()
+    }
+
+    /// Bytes reserved for partly received frames from the peer.
+    pub fn buffered_input_bytes(&self) -> usize {
+        self.shared.buffered_input.load(Ordering::Acquire)
+    }
 }
 
 /// A check of the peer's handshake token; `Err` refuses the connection.
@@ -642,6 +723,11 @@ pub struct ConnectionBuilder {
     /// Blocking slots shared with the other connections of a server; a
     /// standalone connection gets its own group.
     pub(crate) server_blocking: Option<Arc<ServerBlocking>>,
+    /// The memory budget shared with other connections (a server's); a
+    /// standalone connection makes its own from `limits.memory_budget`.
+    pub(crate) budget: Option<Arc<Budget>>,
+    /// Accepted by a server.
+    pub(crate) server_side: bool,
 }
 
 impl fmt::Debug for ConnectionBuilder {
@@ -739,10 +825,19 @@ impl ConnectionBuilder {
         let limits = self.limits.clone();
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
         let sink: Arc<dyn ReleaseSink> = Arc::new(CtlSink(ctl_tx.clone()));
+        let budget = self
+            .budget
+            .unwrap_or_else(|| Arc::new(Budget::new(limits.memory_budget)));
         let shared = Arc::new(Shared {
             core: Mutex::new(State::new(self.root, limits.clone(), sink)),
             out: Mutex::new(Vec::new()),
             out_ready: AtomicBool::new(false),
+            writer_gone: AtomicBool::new(false),
+            queued: AtomicUsize::new(0),
+            out_charged: AtomicUsize::new(0),
+            buffered_input: AtomicUsize::new(0),
+            budget,
+            server_side: self.server_side,
             out_waker: futures_util::task::AtomicWaker::new(),
             is_closed: AtomicBool::new(false),
             ctl: ctl_tx,
@@ -763,151 +858,19 @@ impl ConnectionBuilder {
         // If this future is dropped before the handshake ends (e.g. a
         // timeout around `connect`), close so the writer task ends too.
         let guard = CloseOnDrop(Some(shared.clone()));
-        shared.send(&encode::hello(&Core::hello(self.token.as_deref())))?;
+        shared.send(&hello(self.token.as_deref()))?;
 
-        let mut framed =
-            FramedRead::with_capacity(reader, FrameCodec::new(limits.max_handshake_frame_len), 512);
-        match handshake(&shared, &mut framed, self.authenticator.as_ref()).await {
+        let mut input = Input::new(reader, shared.clone(), limits.max_handshake_frame_len);
+        match handshake(&shared, &mut input, self.authenticator.as_ref()).await {
             Ok(()) => {}
             Err(e) => {
                 shared.disconnect(e.clone());
                 return Err(e);
             }
         }
-        framed.decoder_mut().set_max_len(limits.max_frame_len);
-        tokio::spawn(read_loop(shared.clone(), framed, ctl_rx));
+        input.set_max_len(limits.max_frame_len);
+        tokio::spawn(read_loop(shared.clone(), input, ctl_rx));
         guard.disarm();
         Ok(Connection { shared })
     }
-}
-
-async fn handshake(
-    shared: &Arc<Shared>,
-    framed: &mut FramedRead<BoxRead, FrameCodec>,
-    auth: Option<&Authenticator>,
-) -> Result<(), Error> {
-    let limit = shared.limits.handshake_timeout;
-    let first = match tokio::time::timeout(limit, framed.next()).await {
-        Err(_) => {
-            let msg = format!("no handshake within handshake_timeout = {limit:?}");
-            let _ = shared.send(&encode::goodbye(&msg));
-            return Err(Error::Handshake(msg));
-        }
-        Ok(None) => {
-            return Err(Error::Handshake(
-                "peer closed the connection before the handshake".into(),
-            ))
-        }
-        Ok(Some(Err(FrameError::TooLarge { len, max }))) => {
-            let msg =
-                format!("handshake frame of {len} bytes exceeds max_handshake_frame_len = {max}");
-            let _ = shared.send(&encode::goodbye(&msg));
-            return Err(Error::Handshake(msg));
-        }
-        Ok(Some(Err(FrameError::Io(e)))) => {
-            return Err(Error::Handshake(format!("i/o error: {e}")))
-        }
-        Ok(Some(Ok(frame))) => frame,
-    };
-    // A server refusing us (e.g. over max_connections) says goodbye instead
-    // of hello: report its reason.
-    let mut found = Vec::new();
-    if let Ok(crate::proto::Message::Goodbye { reason }) =
-        crate::proto::Message::parse(&first, &shared.limits, &mut found)
-    {
-        return Err(Error::Handshake(format!(
-            "peer refused the connection: {reason}"
-        )));
-    }
-    let token = {
-        let mut core = shared.core();
-        match core.handle_frame(&first) {
-            Ok(Event::Opened { auth, .. }) => auth.map(<[u8]>::to_vec),
-            Ok(_) => return Err(Error::Handshake("unexpected first message".into())),
-            Err(v) => {
-                drop(core);
-                let _ = shared.send(&encode::goodbye(&format!("handshake refused: {v}")));
-                return Err(Error::Handshake(v.0));
-            }
-        }
-    };
-    if let Some(check) = auth {
-        if let Err(why) = check(token.as_deref()) {
-            let _ = shared.send(&encode::goodbye(&format!("authentication failed: {why}")));
-            return Err(Error::Handshake(format!("authentication failed: {why}")));
-        }
-        shared.authenticated.store(true, Ordering::Release);
-    }
-    Ok(())
-}
-
-async fn read_loop(
-    shared: Arc<Shared>,
-    mut framed: FramedRead<BoxRead, FrameCodec>,
-    mut ctl: mpsc::UnboundedReceiver<Control>,
-) {
-    // However this task ends (even by a panic), the connection closes.
-    let _teardown = DisconnectOnDrop(shared.clone());
-    let idle = shared.limits.idle_timeout;
-    // Created once, not per loop iteration: the hot path re-arms no timer
-    // per frame. A local close arrives as `Control::Closed`.
-    let idle_timer = tokio::time::sleep(idle);
-    tokio::pin!(idle_timer);
-    let (mut frames, mut frames_at_check) = (0u64, 0u64);
-    let reason = loop {
-        tokio::select! {
-            biased;
-            Some(c) = ctl.recv() => {
-                if matches!(c, Control::Closed) {
-                    break shared.lost();
-                }
-                shared.handle_ctl(c);
-            }
-            item = framed.next() => {
-                frames += 1;
-                match item {
-                    None => break Error::ConnectionLost("peer closed the connection".into()),
-                    Some(Err(FrameError::TooLarge { len, max })) => {
-                        let msg = format!("frame of {len} bytes exceeds max_frame_len = {max}");
-                        let _ = shared.send(&encode::goodbye(&msg));
-                        break Error::limit("max_frame_len", max as u64, format!("peer sent a frame of {len} bytes"));
-                    }
-                    Some(Err(FrameError::Io(e))) => break Error::ConnectionLost(format!("read failed: {e}")),
-                    Some(Ok(frame)) => {
-                        if let Err(e) = shared.on_frame(frame.freeze()) {
-                            break e;
-                        }
-                    }
-                }
-            }
-            _ = &mut idle_timer => {
-                let progressed = frames != frames_at_check;
-                frames_at_check = frames;
-                let stalled_frame = !progressed && !framed.read_buffer().is_empty();
-                let in_use = {
-                    let core = shared.core();
-                    core.calls_in_flight() > 0
-                        || core.calls_waiting() > 0
-                        || !core.exports().is_empty()
-                        || !core.imports().is_empty()
-                };
-                if stalled_frame {
-                    let msg = format!("incomplete frame did not complete within idle_timeout = {idle:?}");
-                    let _ = shared.send(&encode::goodbye(&msg));
-                    break Error::ConnectionLost(msg);
-                }
-                if progressed || in_use {
-                    idle_timer.as_mut().reset(super::deadline::after(Instant::now(), idle));
-                } else {
-                    let msg = format!("no traffic for idle_timeout = {idle:?}");
-                    let _ = shared.send(&encode::goodbye(&msg));
-                    break Error::ConnectionLost(msg);
-                }
-            }
-        }
-    };
-    tracing::debug!(peer = %shared.peer, "connection closing: {reason}");
-    shared.disconnect(reason);
-    // Late releases from proxies dropped during shutdown are discarded.
-    ctl.close();
 }

@@ -1,12 +1,16 @@
 //! The writer task: drains the connection's outgoing buffer, writing every
-//! frame queued since the last write in one go.
+//! frame queued since the last write in one go, and closes a peer that
+//! reads nothing for `write_stall_timeout`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::conn::Shared;
+use crate::proto::encode;
+use crate::Error;
 
 /// Boxed byte streams, so one connection type serves every transport.
 pub(crate) type BoxRead = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
@@ -16,16 +20,31 @@ pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 /// hold little memory.
 const KEEP_CAPACITY: usize = 8 << 10;
 
+/// Time to write the last frames (the goodbye) and shut down on close: as
+/// long as the reader drains the peer's input, so a peer blocked writing
+/// to us gets to read the goodbye.
+const CLOSE_GRACE: Duration = super::input::DRAIN_TIME;
+
+/// How a write ended other than by writing.
+enum Stop {
+    /// The connection closed while the write was blocked.
+    Closed,
+    /// The peer read nothing for `write_stall_timeout`.
+    Stalled,
+    Failed(std::io::Error),
+}
+
 pub(crate) async fn write_loop(mut w: BoxWrite, shared: Arc<Shared>) {
     let mut buf: Vec<u8> = Vec::new();
-    loop {
+    // What to write on close before shutting down.
+    let last: Vec<u8> = 'run: loop {
         // `Shared::close` also raises the flag, so one wake-up source serves.
         ready(&shared).await;
         if shared.is_closed() {
-            break;
+            break 'run take_queued(&shared);
         }
         // Take everything queued (frames are whole: senders append complete
-        // frames under the lock), write it in one go, repeat until empty.
+        // frames under the lock), write it, repeat until empty.
         loop {
             {
                 let mut out = shared.out.lock().unwrap_or_else(|p| p.into_inner());
@@ -34,37 +53,118 @@ pub(crate) async fn write_loop(mut w: BoxWrite, shared: Arc<Shared>) {
                 }
                 std::mem::swap(&mut *out, &mut buf);
             }
-            match until_closed(&shared, w.write_all(&buf)).await {
-                Some(Ok(())) => {}
-                Some(Err(e)) => {
-                    shared.close(crate::Error::ConnectionLost(format!("write failed: {e}")));
-                    return;
+            let mut pos = 0;
+            while pos < buf.len() {
+                match write_some(&mut w, &buf[pos..], &shared).await {
+                    Ok(n) => {
+                        pos += n;
+                        shared.wrote(n);
+                    }
+                    Err(Stop::Failed(e)) => {
+                        shared.close(Error::ConnectionLost(format!("write failed: {e}")));
+                        shared.writer_ended();
+                        return;
+                    }
+                    Err(Stop::Closed) => {
+                        // Finish the frame under way, then what was queued
+                        // (e.g. a goodbye): frames stay whole.
+                        let mut last = buf[pos..frame_end(&buf, pos)].to_vec();
+                        last.extend(take_queued(&shared));
+                        break 'run last;
+                    }
+                    Err(Stop::Stalled) => {
+                        let stall = shared.limits.write_stall_timeout;
+                        let queued = shared.queued_output();
+                        let msg = format!(
+                            "limit exceeded: write_stall_timeout = {stall:?} (the peer read nothing of {queued} queued bytes)"
+                        );
+                        tracing::debug!(peer = %shared.peer(), "{msg}");
+                        shared.close(Error::limit(
+                            "write_stall_timeout",
+                            stall.as_millis() as u64,
+                            format!("the peer read nothing of {queued} queued bytes"),
+                        ));
+                        // The rest of the frame under way, then the reason;
+                        // everything else queued is dropped.
+                        let mut last = buf[pos..frame_end(&buf, pos)].to_vec();
+                        last.extend(encode::goodbye(&msg));
+                        break 'run last;
+                    }
                 }
-                // Closed while a peer that does not read blocks the write:
-                // give up on it after the grace period below.
-                None => break,
             }
             buf.clear();
             if buf.capacity() > KEEP_CAPACITY {
+                let capacity = buf.capacity();
                 buf = Vec::new();
+                shared.freed_output(capacity);
             }
         }
         match until_closed(&shared, w.flush()).await {
             Some(Ok(())) => {}
             Some(Err(e)) => {
-                shared.close(crate::Error::ConnectionLost(format!("flush failed: {e}")));
+                shared.close(Error::ConnectionLost(format!("flush failed: {e}")));
+                shared.writer_ended();
                 return;
             }
-            None => break,
+            None => break 'run take_queued(&shared),
         }
+    };
+    // Nothing more is counted from here on.
+    drop(buf);
+    shared.writer_ended();
+    // Closing: write the last frames (e.g. a goodbye) within a grace period,
+    // then shut down our side; the socket is dropped either way (the reader
+    // drains the peer's input meanwhile, PROTOCOL.md §9).
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        if !last.is_empty() {
+            w.write_all(&last).await?;
+        }
+        w.shutdown().await
+    })
+    .await;
+}
+
+/// Takes what is queued and not yet taken by the writer.
+fn take_queued(shared: &Shared) -> Vec<u8> {
+    std::mem::take(&mut *shared.out.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// The end of the frame that contains byte `pos` of `buf` (which starts
+/// on a frame boundary); `pos` itself if it is a boundary.
+fn frame_end(buf: &[u8], pos: usize) -> usize {
+    let mut at = 0;
+    while at < pos && at + 4 <= buf.len() {
+        let len = u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
+        at += 4 + len;
     }
-    // Closing: write what is already queued (e.g. a goodbye) within a grace
-    // period, then shut down; the socket is dropped either way.
-    let rest = std::mem::take(&mut *shared.out.lock().unwrap_or_else(|p| p.into_inner()));
-    if !rest.is_empty() {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), w.write_all(&rest)).await;
+    at.min(buf.len())
+}
+
+/// Writes part of `data`: at once if the socket takes it, otherwise waiting
+/// until the peer reads, the connection closes, or the stall timeout.
+async fn write_some(w: &mut BoxWrite, data: &[u8], shared: &Shared) -> Result<usize, Stop> {
+    use futures_util::FutureExt;
+    let mut io = std::pin::pin!(w.write(data));
+    // Most writes complete at once: no timer or select for them.
+    let res = match (&mut io).now_or_never() {
+        Some(r) => r,
+        None => {
+            let stall = shared.limits.write_stall_timeout;
+            tokio::select! {
+                biased;
+                r = tokio::time::timeout(stall, io) => match r {
+                    Ok(r) => r,
+                    Err(_) => return Err(Stop::Stalled),
+                },
+                _ = shared.closed_token().cancelled() => return Err(Stop::Closed),
+            }
+        }
+    };
+    match res {
+        Ok(0) => Err(Stop::Failed(std::io::ErrorKind::WriteZero.into())),
+        Ok(n) => Ok(n),
+        Err(e) => Err(Stop::Failed(e)),
     }
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), w.shutdown()).await;
 }
 
 /// Resolves when a sender has queued frames since the last time.
@@ -89,7 +189,6 @@ fn ready(shared: &Shared) -> impl std::future::Future<Output = ()> + '_ {
 async fn until_closed<F: std::future::Future>(shared: &Shared, io: F) -> Option<F::Output> {
     use futures_util::FutureExt;
     let mut io = std::pin::pin!(io);
-    // Most writes complete at once: no select machinery for them.
     if let Some(r) = (&mut io).now_or_never() {
         return Some(r);
     }

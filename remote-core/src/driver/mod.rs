@@ -3,10 +3,14 @@
 //! talks to them through the connection's shared state.
 
 mod blocking_pool;
+mod budget;
+pub(crate) use budget::Budget;
 pub(crate) mod call;
 mod conn;
 pub(crate) mod deadline;
+mod input;
 mod io;
+mod reader;
 mod teardown;
 #[cfg(test)]
 mod tests_memory;

@@ -7,6 +7,7 @@
 
 mod frame;
 mod msg;
+mod ping;
 mod state;
 mod tables;
 mod value;
@@ -18,6 +19,10 @@ mod tests;
 
 pub use frame::{FrameCodec, FrameError};
 pub use msg::{encode, Hello, Message, WireError, PROTOCOL_MAGIC, PROTOCOL_VERSION};
+pub use ping::{
+    ping as encode_ping, pong as encode_pong, Keepalive, KeepaliveAction,
+    FEATURE as FEATURE_KEEPALIVE,
+};
 pub use state::{Event, Phase, State, Violation};
 pub use tables::{ExportKey, ExportTable, ImportInner, ImportRef, ImportTable, ReleaseSink};
 pub use value::{walk, FoundRef, Malformed, Reader, TOO_DEEP};
@@ -38,6 +43,10 @@ pub mod kind {
     pub const CANCEL: u8 = 5;
     /// Closing the connection.
     pub const GOODBYE: u8 = 6;
+    /// Keepalive ping (only with the negotiated `keepalive` feature).
+    pub const PING: u8 = 7;
+    /// Answer to a ping, echoing its token.
+    pub const PONG: u8 = 8;
 }
 
 /// msgpack extension type of a reference into the sender's export table.

@@ -96,6 +96,16 @@ pub enum Message<'a> {
         /// [`encode::MAX_GOODBYE_REASON`] bytes).
         reason: Cow<'a, str>,
     },
+    /// `[7, token]` (feature `keepalive`).
+    Ping {
+        /// Echoed by the pong.
+        token: u32,
+    },
+    /// `[8, token]` (feature `keepalive`).
+    Pong {
+        /// The token of the ping answered.
+        token: u32,
+    },
 }
 
 impl<'a> Message<'a> {
@@ -122,6 +132,8 @@ impl<'a> Message<'a> {
             4 => 3,
             5 => 2,
             6 => 2,
+            7 => 2,
+            8 => 2,
             other => return Err(r.err(format!("unknown message kind {other}"))),
         };
         if n != want {
@@ -235,6 +247,8 @@ impl<'a> Message<'a> {
             kind::CANCEL => Message::Cancel {
                 id: CallId(r.u32()?),
             },
+            kind::PING => Message::Ping { token: r.u32()? },
+            kind::PONG => Message::Pong { token: r.u32()? },
             _ => Message::Goodbye {
                 reason: bounded::truncate(r.str()?, encode::MAX_GOODBYE_REASON),
             },

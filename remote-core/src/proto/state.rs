@@ -135,6 +135,10 @@ pub enum Event<'a, O, W> {
     },
     /// The peer is closing.
     Goodbye(String),
+    /// A keepalive ping: answer with a pong echoing `token`.
+    Ping(u32),
+    /// A keepalive pong echoing `token`.
+    Pong(u32),
     /// Nothing to do (e.g. a late reply to a cancelled call).
     Nothing,
 }
@@ -158,6 +162,8 @@ pub struct State<O, W> {
     running: usize,
     next_seq: u64,
     scratch: Vec<(bool, ObjectId)>,
+    /// Both hellos listed the `keepalive` feature.
+    keepalive: bool,
 }
 
 fn reject(id: CallId, kind: &str, message: String, limits: &Limits) -> Vec<u8> {
@@ -191,6 +197,7 @@ impl<O: Clone, W> State<O, W> {
             running: 0,
             next_seq: 0,
             scratch: Vec::new(),
+            keepalive: false,
         }
     }
 
@@ -204,14 +211,20 @@ impl<O: Clone, W> State<O, W> {
         &self.limits
     }
 
-    /// Our handshake.
+    /// Our handshake. It lists the `keepalive` feature: this side always
+    /// answers pings (whether it sends any is the driver's choice).
     pub fn hello<'a>(auth: Option<&'a [u8]>) -> Hello<'a> {
         Hello {
             min_version: PROTOCOL_VERSION,
             max_version: PROTOCOL_VERSION,
-            features: vec![],
+            features: vec![super::ping::FEATURE],
             auth,
         }
+    }
+
+    /// Whether both peers listed the `keepalive` feature (pings may be sent).
+    pub fn keepalive_negotiated(&self) -> bool {
+        self.keepalive
     }
 
     /// Incoming calls currently counted as running.
@@ -415,10 +428,19 @@ impl<O: Clone, W> State<O, W> {
                 )));
             }
             self.phase = Phase::Open(version);
+            // Unknown names are ignored; the enabled set is the intersection.
+            let features: Vec<String> = h
+                .features
+                .iter()
+                .filter(|f| **f == super::ping::FEATURE)
+                .map(|f| (*f).to_owned())
+                .take(1)
+                .collect();
+            self.keepalive = !features.is_empty();
             return Ok(Event::Opened {
                 version,
                 auth: h.auth,
-                features: Vec::new(),
+                features,
             });
         }
         match msg {
@@ -535,6 +557,11 @@ impl<O: Clone, W> State<O, W> {
                 self.phase = Phase::Closed;
                 Ok(Event::Goodbye(reason.into_owned()))
             }
+            Message::Ping { token } if self.keepalive => Ok(Event::Ping(token)),
+            Message::Pong { token } if self.keepalive => Ok(Event::Pong(token)),
+            Message::Ping { .. } | Message::Pong { .. } => Err(Violation(
+                "keepalive message (kind 7 or 8) without the negotiated keepalive feature".into(),
+            )),
         }
     }
 }

@@ -717,7 +717,7 @@ fn protocol_md_worked_example() {
     let hello = encode::hello(&S::hello(None));
     assert_eq!(
         hex(&hello),
-        "0000000d 96 00 a6 72 65 6d 6f 74 65 01 01 90 c0"
+        "00000017 96 00 a6 72 65 6d 6f 74 65 01 01 91 a9 6b 65 65 70 61 6c 69 76 65 c0"
     );
     let mut call = encode::begin(16);
     encode::call_head(&mut call, CallId(0), ObjectId(0), "add", 10_000);
@@ -747,6 +747,51 @@ fn protocol_md_worked_example() {
     );
     assert_eq!(hex(&encode::cancel(CallId(9))), "00000003 92 05 09");
     assert_eq!(hex(&encode::goodbye("bye")), "00000006 92 06 a3 62 79 65");
+    assert_eq!(hex(&encode_ping(7)), "00000003 92 07 07");
+    assert_eq!(hex(&encode_pong(7)), "00000003 92 08 07");
+}
+
+/// A state whose peer's hello lists `features`.
+fn state_with_peer_features(features: Vec<&str>) -> S {
+    let mut s = State::new(Some("root"), Limits::default(), Arc::new(Sink::default()));
+    let hello = encode::hello(&Hello {
+        min_version: 1,
+        max_version: 1,
+        features,
+        auth: None,
+    });
+    match s.handle_frame(&hello[4..]).unwrap() {
+        Event::Opened { features, .. } => {
+            assert_eq!(features.is_empty(), !s.keepalive_negotiated());
+        }
+        other => panic!("expected Opened, got {other:?}"),
+    }
+    s
+}
+
+#[test]
+fn our_hello_lists_keepalive_and_pings_are_answered_once_negotiated() {
+    assert_eq!(S::hello(None).features, vec![FEATURE_KEEPALIVE]);
+    let mut s = state_with_peer_features(vec!["something-else", "keepalive"]);
+    assert!(s.keepalive_negotiated());
+    match s.handle_frame(&payload(encode_ping(41))).unwrap() {
+        Event::Ping(41) => {}
+        other => panic!("expected Ping(41), got {other:?}"),
+    }
+    match s.handle_frame(&payload(encode_pong(9))).unwrap() {
+        Event::Pong(9) => {}
+        other => panic!("expected Pong(9), got {other:?}"),
+    }
+}
+
+#[test]
+fn keepalive_messages_without_the_feature_are_violations() {
+    let mut s = state_with_peer_features(vec![]);
+    assert!(!s.keepalive_negotiated());
+    let v = s.handle_frame(&payload(encode_ping(1))).unwrap_err();
+    assert!(v.0.contains("keepalive"), "{v}");
+    let mut s = state_with_peer_features(vec!["unknown"]);
+    assert!(s.handle_frame(&payload(encode_pong(1))).is_err());
 }
 
 fn hex(frame: &[u8]) -> String {

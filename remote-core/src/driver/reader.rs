@@ -1,0 +1,222 @@
+//! The reader task: handshake, then frames in, control messages, the idle
+//! timer, keepalive, and the close sequence.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::conn::{Authenticator, Control, Core, Heard, Shared};
+use super::input::Input;
+use crate::proto::{encode, Event, FrameError, Keepalive, KeepaliveAction};
+use crate::Error;
+
+pub(super) async fn handshake(
+    shared: &Arc<Shared>,
+    input: &mut Input,
+    auth: Option<&Authenticator>,
+) -> Result<(), Error> {
+    let limit = shared.limits.handshake_timeout;
+    let first = match tokio::time::timeout(limit, input.next(false)).await {
+        Err(_) => {
+            let msg = format!("no handshake within handshake_timeout = {limit:?}");
+            let _ = shared.send(&encode::goodbye(&msg));
+            return Err(Error::Handshake(msg));
+        }
+        Ok(None) => {
+            return Err(Error::Handshake(
+                "peer closed the connection before the handshake".into(),
+            ))
+        }
+        Ok(Some(Err(FrameError::TooLarge { len, max }))) => {
+            let msg =
+                format!("handshake frame of {len} bytes exceeds max_handshake_frame_len = {max}");
+            let _ = shared.send(&encode::goodbye(&msg));
+            return Err(Error::Handshake(msg));
+        }
+        Ok(Some(Err(FrameError::Io(e)))) => {
+            return Err(Error::Handshake(format!("i/o error: {e}")))
+        }
+        Ok(Some(Ok(frame))) => frame,
+    };
+    input.frame_done();
+    // A server refusing us (e.g. over max_connections) says goodbye instead
+    // of hello: report its reason.
+    let mut found = Vec::new();
+    if let Ok(crate::proto::Message::Goodbye { reason }) =
+        crate::proto::Message::parse(&first, &shared.limits, &mut found)
+    {
+        return Err(Error::Handshake(format!(
+            "peer refused the connection: {reason}"
+        )));
+    }
+    let token = {
+        let mut core = shared.core();
+        match core.handle_frame(&first) {
+            Ok(Event::Opened { auth, .. }) => auth.map(<[u8]>::to_vec),
+            Ok(_) => return Err(Error::Handshake("unexpected first message".into())),
+            Err(v) => {
+                drop(core);
+                let _ = shared.send(&encode::goodbye(&format!("handshake refused: {v}")));
+                return Err(Error::Handshake(v.0));
+            }
+        }
+    };
+    if let Some(check) = auth {
+        if let Err(why) = check(token.as_deref()) {
+            let _ = shared.send(&encode::goodbye(&format!("authentication failed: {why}")));
+            return Err(Error::Handshake(format!("authentication failed: {why}")));
+        }
+        shared.authenticated.store(true, Ordering::Release);
+    }
+    Ok(())
+}
+
+/// Reads until the connection ends, then runs the close sequence: every
+/// waiter fails, the writer sends what is queued (the goodbye last) and
+/// shuts down its side, and this task reads and discards for a bounded time
+/// so the peer's unread frames do not make the kernel reset the connection
+/// (which would lose the goodbye).
+pub(super) async fn read_loop(
+    shared: Arc<Shared>,
+    mut input: Input,
+    mut ctl: mpsc::UnboundedReceiver<Control>,
+) {
+    // However this task ends (even by a panic), the connection closes.
+    let _teardown = super::teardown::DisconnectOnDrop(shared.clone());
+    let limits = shared.limits.clone();
+    // A server connection that did not authenticate gets the short idle
+    // timeout (PROTOCOL.md §9 says why).
+    let (idle, idle_name) = if shared.server_side
+        && !shared.is_authenticated()
+        && limits.unauthenticated_idle_timeout < limits.idle_timeout
+    {
+        (
+            limits.unauthenticated_idle_timeout,
+            "unauthenticated_idle_timeout",
+        )
+    } else {
+        (limits.idle_timeout, "idle_timeout")
+    };
+    // Created once, not per loop iteration: the hot path re-arms no timer
+    // per frame. A local close arrives as `Control::Closed`.
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
+    let mut keepalive = match limits.keepalive_interval {
+        Some(every) if shared.core().keepalive_negotiated() => Some(Keepalive::new(
+            every,
+            limits.keepalive_timeout,
+            Instant::now().into_std(),
+        )),
+        _ => None,
+    };
+    let ka_first = keepalive
+        .as_ref()
+        .map_or_else(Instant::now, |k| Instant::from_std(k.deadline()));
+    let ka_timer = tokio::time::sleep_until(ka_first);
+    tokio::pin!(ka_timer);
+    // Frames of any kind (liveness) and frames other than keepalive
+    // (traffic, for the idle timeout), with their values at the last checks.
+    let (mut frames, mut frames_at_ka) = (0u64, 0u64);
+    let (mut traffic, mut traffic_at_check) = (0u64, 0u64);
+    let mut drain = true;
+    let reason = loop {
+        tokio::select! {
+            biased;
+            Some(c) = ctl.recv() => {
+                if matches!(c, Control::Closed) {
+                    break shared.lost();
+                }
+                shared.handle_ctl(c);
+            }
+            item = input.next(true) => {
+                match item {
+                    None => {
+                        drain = false;
+                        break Error::ConnectionLost("peer closed the connection".into());
+                    }
+                    Some(Err(FrameError::TooLarge { len, max })) => {
+                        let msg = format!("frame of {len} bytes exceeds max_frame_len = {max}");
+                        let _ = shared.send(&encode::goodbye(&msg));
+                        break Error::limit("max_frame_len", max as u64, format!("peer sent a frame of {len} bytes"));
+                    }
+                    Some(Err(FrameError::Io(e))) => {
+                        drain = false;
+                        break Error::ConnectionLost(format!("read failed: {e}"));
+                    }
+                    Some(Ok(frame)) => {
+                        frames += 1;
+                        let heard = shared.on_frame(frame.freeze());
+                        input.frame_done();
+                        match heard {
+                            Ok(Heard::Traffic) => traffic += 1,
+                            Ok(Heard::Ping) => {}
+                            Ok(Heard::Pong(token)) => {
+                                if let Some(k) = keepalive.as_mut() {
+                                    k.on_pong(token);
+                                }
+                            }
+                            Err(e) => break e,
+                        }
+                    }
+                }
+            }
+            _ = &mut idle_timer => {
+                let progressed = traffic != traffic_at_check;
+                traffic_at_check = traffic;
+                // Held back by our own budgets: the peer is not to blame.
+                let paused = input.is_paused();
+                let stalled_frame = !progressed && !paused && input.has_partial_frame();
+                let in_use = paused || {
+                    let core = shared.core();
+                    core.calls_in_flight() > 0
+                        || core.calls_waiting() > 0
+                        || !core.exports().is_empty()
+                        || !core.imports().is_empty()
+                };
+                if stalled_frame {
+                    let msg = format!("incomplete frame did not complete within {idle_name} = {idle:?}");
+                    let _ = shared.send(&encode::goodbye(&msg));
+                    break Error::ConnectionLost(msg);
+                }
+                if progressed || in_use {
+                    idle_timer.as_mut().reset(super::deadline::after(Instant::now(), idle));
+                } else {
+                    let msg = format!("no traffic for {idle_name} = {idle:?}");
+                    let _ = shared.send(&encode::goodbye(&msg));
+                    break Error::ConnectionLost(msg);
+                }
+            }
+            _ = &mut ka_timer, if keepalive.is_some() => {
+                let Some(k) = keepalive.as_mut() else { continue };
+                // A connection we stopped reading may have answered unseen.
+                let heard = frames != frames_at_ka || input.is_paused();
+                frames_at_ka = frames;
+                match k.on_timer(Instant::now().into_std(), heard) {
+                    KeepaliveAction::Wait => {}
+                    KeepaliveAction::Ping(frame) => {
+                        let _ = shared.send(&frame);
+                    }
+                    KeepaliveAction::Lost(msg) => {
+                        let _ = shared.send(&encode::goodbye(&msg));
+                        break Error::ConnectionLost(msg);
+                    }
+                }
+                ka_timer.as_mut().reset(Instant::from_std(k.deadline()));
+            }
+        }
+    };
+    tracing::debug!(peer = %shared.peer(), "connection closing: {reason}");
+    shared.disconnect(reason);
+    // Late releases from proxies dropped during shutdown are discarded.
+    ctl.close();
+    if drain {
+        input.drain().await;
+    }
+}
+
+/// Our hello frame.
+pub(super) fn hello(token: Option<&[u8]>) -> Vec<u8> {
+    encode::hello(&Core::hello(token))
+}

@@ -1,0 +1,311 @@
+//! Flow control and connection lifetime against hostile or slow peers:
+//! backpressure instead of disconnects, the short idle timeout for
+//! unauthenticated connections, the close sequence that delivers the
+//! goodbye, and keepalive. A second, well-behaved client is served
+//! throughout each abuse.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use remote_core::proto::{encode, CallId, Hello, ObjectId, Reader};
+use remote_core::{
+    remote, with_timeout, Connection, ConnectionBuilder, Error, Limits, Remote, Server,
+    ServerHandle,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+#[remote]
+pub trait Blob {
+    /// `len` bytes of payload.
+    async fn blob(&self, len: u32) -> Result<Bytes, Error>;
+    async fn add(&self, a: i64, b: i64) -> Result<i64, Error>;
+    /// Keeps `obj` (so the connection holds a reference).
+    async fn keep(&self, obj: Remote<dyn Blob>) -> Result<(), Error>;
+    async fn echo(&self, data: Bytes) -> Result<Bytes, Error>;
+}
+
+#[derive(Default)]
+struct Store(Mutex<Vec<Remote<dyn Blob>>>);
+
+#[remote]
+impl Blob for Store {
+    async fn blob(&self, len: u32) -> Result<Bytes, Error> {
+        Ok(Bytes::from(vec![7u8; len as usize]))
+    }
+    async fn add(&self, a: i64, b: i64) -> Result<i64, Error> {
+        Ok(a + b)
+    }
+    async fn keep(&self, obj: Remote<dyn Blob>) -> Result<(), Error> {
+        self.0.lock().unwrap().push(obj);
+        Ok(())
+    }
+    async fn echo(&self, data: Bytes) -> Result<Bytes, Error> {
+        Ok(data)
+    }
+}
+
+fn store() -> Remote<dyn Blob> {
+    Remote::new(Arc::new(Store::default()))
+}
+
+async fn serve(limits: Limits) -> ServerHandle {
+    Server::builder()
+        .limits(limits)
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(store)
+}
+
+fn hello(features: Vec<&str>) -> Vec<u8> {
+    encode::hello(&Hello {
+        min_version: 1,
+        max_version: 1,
+        features,
+        auth: None,
+    })
+}
+
+async fn raw(server: &ServerHandle) -> TcpStream {
+    let addr = server.local_addr().strip_prefix("tcp://").unwrap();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&hello(vec![])).await.unwrap();
+    s
+}
+
+/// The next frame's payload, or `None` at the end of the stream.
+async fn frame<R: AsyncRead + Unpin>(s: &mut R) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await.ok()?;
+    let mut f = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut f).await.ok()?;
+    Some(f)
+}
+
+/// The message kind of a payload.
+fn kind(f: &[u8]) -> u64 {
+    let mut r = Reader::new(f);
+    r.array_len().unwrap();
+    r.uint().unwrap()
+}
+
+/// Reads until a goodbye (its reason) or the end of the stream (`None`).
+async fn goodbye<R: AsyncRead + Unpin>(s: &mut R) -> Option<String> {
+    let read = async {
+        while let Some(f) = frame(s).await {
+            if kind(&f) == 6 {
+                let mut r = Reader::new(&f[2..]);
+                return Some(r.str().unwrap().to_owned());
+            }
+        }
+        None
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("neither a goodbye nor the end of the stream")
+}
+
+/// A reader that takes at most 32 KiB per read and then pauses 1 ms.
+struct Slow<R> {
+    inner: R,
+    scratch: Vec<u8>,
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Slow<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if let Some(p) = this.pause.as_mut() {
+            if p.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.pause = None;
+        }
+        let want = buf.remaining().min(this.scratch.len());
+        let mut tmp = ReadBuf::new(&mut this.scratch[..want]);
+        match Pin::new(&mut this.inner).poll_read(cx, &mut tmp) {
+            Poll::Ready(Ok(())) => {
+                buf.put_slice(tmp.filled());
+                this.pause = Some(Box::pin(tokio::time::sleep(Duration::from_millis(1))));
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+use std::future::Future;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_large_replies_reach_a_slow_but_reading_client() {
+    let server = serve(Limits::default()).await;
+    let addr = server.local_addr().strip_prefix("tcp://").unwrap();
+    let (r, w) = TcpStream::connect(addr).await.unwrap().into_split();
+    let slow = Slow {
+        inner: r,
+        scratch: vec![0; 32 << 10],
+        pause: None,
+    };
+    let client = ConnectionBuilder::new()
+        .over(slow, w, "slow reader")
+        .await
+        .unwrap();
+    let other = Connection::connect(server.local_addr()).await.unwrap();
+    let big = client.root::<dyn Blob>();
+    // 128 replies of almost 1 MiB at once: 8 × max_write_queue.
+    let len = (1u32 << 20) - 64;
+    let calls = (0..128).map(|_| {
+        let big = big.clone();
+        tokio::spawn(with_timeout(Duration::from_secs(300), async move {
+            big.blob(len).await
+        }))
+    });
+    let calls: Vec<_> = calls.collect();
+    // Meanwhile another client is served, and the slow one stays open.
+    let bystander = other.root::<dyn Blob>();
+    let mut served = 0;
+    while !calls.iter().all(|c| c.is_finished()) {
+        assert_eq!(bystander.add(served, 1).await.unwrap(), served + 1);
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for c in calls {
+        let reply = c.await.unwrap().expect("every large reply arrives");
+        assert_eq!(reply.len(), len as usize);
+        assert!(reply.iter().all(|b| *b == 7));
+    }
+    assert!(served > 0);
+    assert!(!client.is_closed());
+    assert_eq!(big.add(1, 2).await.unwrap(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_calls_and_large_replies_at_once_do_not_hold_both_peers_up() {
+    // Both sides over max_write_queue at once: the client with its calls,
+    // the server with its replies. Each keeps reading what is not a call.
+    let limits = Limits {
+        max_write_queue: 1 << 20,
+        write_stall_timeout: Duration::from_secs(3600),
+        ..Limits::default()
+    };
+    let server = serve(limits.clone()).await;
+    let client = ConnectionBuilder::new()
+        .limits(limits)
+        .connect(server.local_addr())
+        .await
+        .unwrap();
+    let echo = client.root::<dyn Blob>();
+    let data = Bytes::from(vec![3u8; 900_000]);
+    let calls: Vec<_> = (0..48)
+        .map(|_| {
+            let (echo, data) = (echo.clone(), data.clone());
+            tokio::spawn(with_timeout(Duration::from_secs(300), async move {
+                echo.echo(data).await
+            }))
+        })
+        .collect();
+    let all = tokio::time::timeout(Duration::from_secs(120), async {
+        for c in calls {
+            assert_eq!(c.await.unwrap().unwrap().len(), 900_000);
+        }
+    });
+    all.await.expect("the peers held each other up");
+    assert!(!client.is_closed());
+}
+
+#[tokio::test]
+async fn an_idle_unauthenticated_connection_holding_nothing_gets_the_short_timeout() {
+    let limits = Limits {
+        unauthenticated_idle_timeout: Duration::from_millis(200),
+        idle_timeout: Duration::from_secs(3600),
+        ..Limits::default()
+    };
+    let server = serve(limits).await;
+    // Connected first, and holds a reference: it must outlive the idle one.
+    let holder = Connection::connect(server.local_addr()).await.unwrap();
+    holder.root::<dyn Blob>().keep(store()).await.unwrap();
+    let mut idle = raw(&server).await;
+    let reason = goodbye(&mut idle).await.expect("a goodbye");
+    assert!(
+        reason.contains("unauthenticated_idle_timeout = 200ms"),
+        "{reason}"
+    );
+    assert!(!holder.is_closed());
+    assert_eq!(holder.root::<dyn Blob>().add(2, 2).await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn an_authenticated_connection_keeps_the_long_idle_timeout() {
+    let limits = Limits {
+        unauthenticated_idle_timeout: Duration::from_millis(50),
+        idle_timeout: Duration::from_millis(600),
+        ..Limits::default()
+    };
+    let server = Server::builder()
+        .limits(limits)
+        .authenticate(|_| Ok(()))
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(store);
+    let mut s = raw(&server).await;
+    let reason = goodbye(&mut s).await.expect("a goodbye");
+    assert!(
+        reason.starts_with("no traffic for idle_timeout = 600ms"),
+        "{reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_flooding_over_max_imports_receives_the_goodbye() {
+    let server = serve(Limits::default()).await;
+    let bystander = Connection::connect(server.local_addr()).await.unwrap();
+    let mut s = raw(&server).await;
+    // 14 MB of replies first, more than the kernel buffers between us hold,
+    // so the goodbye has to wait in the server for us to read...
+    let mut flood = Vec::new();
+    for i in 0..14u32 {
+        let mut f = encode::begin(32);
+        encode::call_head(&mut f, CallId(100_000 + i), ObjectId(0), "blob", 60_000);
+        f.extend_from_slice(&[0x91, 0xce]);
+        f.extend_from_slice(&1_000_000u32.to_be_bytes());
+        encode::finish(&mut f);
+        flood.extend_from_slice(&f);
+    }
+    // ...then 20,000 calls, each handing over a distinct object of ours
+    // (type-1 references 1..=20000): over max_imports = 10,000. Each is
+    // followed by 1.2 KB of padding (a reply to no call, which the server
+    // ignores), so what follows the violation (12 MB) is more than the
+    // kernel buffers take: our writes block until the server reads them.
+    let mut pad = encode::begin(1300);
+    encode::return_head(&mut pad, CallId(u32::MAX));
+    pad.extend_from_slice(&[0xda, 0x04, 0xb0]);
+    pad.extend_from_slice(&[b'x'; 1200]);
+    encode::finish(&mut pad);
+    for i in 0..20_000u32 {
+        let mut f = encode::begin(32);
+        encode::call_head(&mut f, CallId(i), ObjectId(0), "keep", 60_000);
+        f.extend_from_slice(&[0x91, 0xd6, 0x01]);
+        f.extend_from_slice(&(i + 1).to_be_bytes());
+        encode::finish(&mut f);
+        f.extend_from_slice(&pad);
+        flood.extend_from_slice(&f);
+    }
+    // Flood, then read: the server closes while our frames are unread.
+    let _ = s.write_all(&flood).await;
+    let reason = goodbye(&mut s).await;
+    let reason = reason.expect("the goodbye arrives despite our unread frames");
+    assert!(
+        reason.contains("protocol violation") && reason.contains("10000"),
+        "{reason}"
+    );
+    assert_eq!(bystander.root::<dyn Blob>().add(1, 1).await.unwrap(), 2);
+}
