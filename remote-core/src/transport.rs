@@ -170,7 +170,8 @@ pub(crate) enum Listener {
     Ws {
         tcp: tokio::net::TcpListener,
         path: String,
-        limits: Limits,
+        /// Boxed: `Limits` is large next to the other variants.
+        limits: Box<Limits>,
     },
 }
 
@@ -183,7 +184,7 @@ impl Listener {
                     .await
                     .map_err(|e| Error::Io(format!("bind {addr}: {e}")))?,
                 path,
-                limits: limits.clone(),
+                limits: Box::new(limits.clone()),
             }),
             #[cfg(not(feature = "websocket"))]
             Address::Ws { .. } => {
