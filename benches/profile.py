@@ -23,9 +23,11 @@ HI = int(os.environ.get("CALLS_HI", "5000"))
 AREAS = [
     ("allocation (malloc/free)", r"malloc|free|realloc|calloc|__rust_alloc|__rust_dealloc|__rdl_|stats_alloc|alloc::alloc|alloc::raw_vec|RawVec"),
     ("memcpy/memmove/memset", r"mem(cpy|move|set|cmp)"),
-    ("timers and clock", r"tokio::time|clock_gettime|vdso|Instant::now|Timespec|deadline|Deadline|Sleep|timeout"),
+    ("timers and clock", r"tokio::time|clock_gettime|vdso|Instant::now|Timespec|duration_since|deadline|Deadline|Sleep|timeout"),
     ("tokio tasks, wake-ups, park", r"tokio::runtime|tokio::task|tokio::loom|Waker|waker|wake|park|futures_util::task|futures_task|futures_util::stream::futures_unordered|LocalSet|tokio::sync|futures_channel|cancellation"),
     ("I/O glue (tokio io, mio; not the kernel)", r"tokio::io|tokio::net|tokio_util::io|mio::|epoll|__libc_(read|write|recv|send)|\bread\b|\bwrite\b|writev|recvfrom|sendto|poll_read|poll_write|tokio_util::compat"),
+    ("connection loops, call/reply logic (remote-core)", r"remote_core::driver::io::(read|write)_loop"),
+    ("thread-locals (runtime context, task-local deadline)", r"LocalKey|thread_local|task_local"),
     ("framing", r"remote_core::proto::frame|LengthDelimited|tokio_util::codec|remote_core::codec|bytes::"),
     ("decoding", r"decode|Deserializ|serde::de|rmp::decode|bincode::de|::read_|Reader|skip_value|parse"),
     ("encoding", r"encode|Serializ|serde::ser|rmp::encode|bincode::ser|::write_|Builder"),
