@@ -108,7 +108,7 @@ pub async fn tcp_with(limits: Limits) -> (ServerHandle, Connection, Remote<dyn B
         .serve(root);
     let client = ConnectionBuilder::new()
         .limits(limits)
-        .connect(&server.local_addr())
+        .connect(server.local_addr())
         .await
         .expect("connect");
     let proxy = client.root::<dyn Bench>();
