@@ -18,26 +18,34 @@ use std::alloc::System;
 use std::process::ExitCode;
 
 use bytes::Bytes;
-use common::{ours, raw, remoc_sys, runtime, settle, tarpc_sys};
+use common::{capnp_sys, concurrent, ours, raw, remoc_sys, runtime, settle, tarpc_sys};
 use remote_core::{Connection, Remote};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-/// Every system and operation this binary can run.
+/// Every system and operation this binary can run. A name ending in `-64`
+/// makes the same call with 64 calls in flight on the one connection.
 const SYSTEMS: &[(&str, &str)] = &[
     (
         "raw",
         "length-prefixed 8-byte echo over the duplex (physical floor)",
     ),
+    ("raw-64", "raw, 64 frames written at once, then read back"),
     ("ours", "remote-core trivial call over Connection::pair"),
+    ("ours-64", "remote-core trivial call, 64 in flight"),
     ("ours-callback", "remote-core callback round trip"),
     (
         "ours-cap",
         "remote-core obtain capability, call it once, drop it",
     ),
     ("ours-echo-1k", "remote-core echo of 1 KiB Bytes"),
+    (
+        "tarpc-bincode",
+        "tarpc 0.38, serde_transport bincode over the duplex (its usual set-up)",
+    ),
+    ("tarpc-bincode-64", "tarpc bincode, 64 in flight"),
     (
         "tarpc",
         "tarpc 0.38, serde_transport msgpack over the duplex",
@@ -46,6 +54,13 @@ const SYSTEMS: &[(&str, &str)] = &[
         "tarpc-channel",
         "tarpc 0.38, in-memory channel transport (unencoded)",
     ),
+    ("capnp", "capnp-rpc 0.27 twoparty over the duplex"),
+    ("capnp-64", "capnp-rpc, 64 in flight"),
+    ("capnp-callback", "capnp-rpc callback round trip"),
+    (
+        "capnp-cap",
+        "capnp-rpc obtain capability, call it once, drop it",
+    ),
     ("remoc", "remoc 0.20 rtc over chmux over the duplex"),
     ("remoc-callback", "remoc callback round trip"),
     (
@@ -53,6 +68,15 @@ const SYSTEMS: &[(&str, &str)] = &[
         "remoc obtain capability, call it once, drop it",
     ),
 ];
+
+/// Calls in flight for a system name (`NAME-64` → 64).
+fn in_flight(system: &str) -> usize {
+    if system.ends_with("-64") {
+        64
+    } else {
+        1
+    }
+}
 
 type RawMem = raw::RawClient<
     tokio::io::ReadHalf<tokio::io::DuplexStream>,
@@ -64,6 +88,7 @@ enum Client {
     Raw(RawMem),
     Ours(Connection, Connection, Remote<dyn ours::Bench>, Mode),
     Tarpc(tarpc_sys::TBenchClient),
+    Capnp(capnp_sys::Client, Mode),
     Remoc(remoc_sys::RBenchClient, Mode),
 }
 
@@ -76,23 +101,32 @@ enum Mode {
 
 enum CbKind {
     Ours(Remote<dyn ours::Cb>),
+    Capnp(capnp_sys::cb::Client),
     Remoc(remoc_sys::RCbClient),
 }
 
 impl Client {
+    /// Sets up `system` (inside a `LocalSet` for the capnp ones).
     async fn new(system: &str) -> Option<Client> {
         let ours = |mode| async move {
             let (s, c, p) = ours::pair().await;
             Client::Ours(s, c, p, mode)
         };
-        Some(match system {
+        Some(match system.strip_suffix("-64").unwrap_or(system) {
             "raw" => Client::Raw(raw::memory()),
             "ours" => ours(Mode::Call).await,
             "ours-callback" => ours(Mode::Callback(CbKind::Ours(ours::CbImpl::remote()))).await,
             "ours-cap" => ours(Mode::Cap).await,
             "ours-echo-1k" => ours(Mode::Echo(Bytes::from(vec![0xa5; 1024]))).await,
+            "tarpc-bincode" => Client::Tarpc(tarpc_sys::bincode_memory()),
             "tarpc" => Client::Tarpc(tarpc_sys::msgpack_memory()),
             "tarpc-channel" => Client::Tarpc(tarpc_sys::channel()),
+            "capnp" => Client::Capnp(capnp_sys::memory(), Mode::Call),
+            "capnp-callback" => Client::Capnp(
+                capnp_sys::memory(),
+                Mode::Callback(CbKind::Capnp(capnp_sys::new_cb())),
+            ),
+            "capnp-cap" => Client::Capnp(capnp_sys::memory(), Mode::Cap),
             "remoc" => Client::Remoc(remoc_sys::memory().await, Mode::Call),
             "remoc-callback" => Client::Remoc(
                 remoc_sys::memory().await,
@@ -103,9 +137,10 @@ impl Client {
         })
     }
 
-    async fn call(&mut self, i: u64) {
+    /// One operation (call, callback round trip, ...) with argument `i`.
+    async fn call(&self, i: u64) {
         match self {
-            Client::Raw(r) => r.ping(i).await,
+            Client::Raw(_) => unreachable!("raw runs through `run`"),
             Client::Ours(_, _, p, mode) => match mode {
                 Mode::Call => ours::call(p, i).await,
                 Mode::Callback(CbKind::Ours(cb)) => ours::callback(p, cb, i).await,
@@ -114,6 +149,13 @@ impl Client {
                 Mode::Callback(_) => unreachable!(),
             },
             Client::Tarpc(c) => tarpc_sys::call(c, i).await,
+            Client::Capnp(c, mode) => match mode {
+                Mode::Call => capnp_sys::call(c, i).await,
+                Mode::Callback(CbKind::Capnp(cb)) => capnp_sys::callback(c, cb, i).await,
+                Mode::Cap => capnp_sys::obtain_call_drop(c, i).await,
+                Mode::Echo(d) => capnp_sys::echo(c, d).await,
+                Mode::Callback(_) => unreachable!(),
+            },
             Client::Remoc(c, mode) => match mode {
                 Mode::Call => remoc_sys::call(c, i).await,
                 Mode::Callback(CbKind::Remoc(cb)) => remoc_sys::callback(c, cb, i).await,
@@ -121,6 +163,29 @@ impl Client {
                 Mode::Echo(d) => remoc_sys::echo(c, d).await,
                 Mode::Callback(_) => unreachable!(),
             },
+        }
+    }
+
+    /// `n` operations, `in_flight` outstanding at a time.
+    async fn run(&mut self, n: u64, in_flight: usize) {
+        if let Client::Raw(r) = self {
+            let mut done = 0;
+            while done < n {
+                let k = (n - done).min(in_flight as u64);
+                if k == 1 {
+                    r.ping(done).await;
+                } else {
+                    r.ping_many(done, k).await;
+                }
+                done += k;
+            }
+        } else if in_flight == 1 {
+            for i in 0..n {
+                self.call(i).await;
+            }
+        } else {
+            let this = &*self;
+            concurrent(n, in_flight, |i| this.call(i)).await;
         }
     }
 
@@ -132,6 +197,16 @@ impl Client {
     }
 }
 
+/// Runs `f` on `rt`; for capnp-rpc (which spawns `!Send` tasks) inside a
+/// `LocalSet`, for the other systems directly, so they pay nothing for it.
+fn block_on<F: std::future::Future>(rt: &tokio::runtime::Runtime, system: &str, f: F) -> F::Output {
+    if system.starts_with("capnp") {
+        tokio::task::LocalSet::new().block_on(rt, f)
+    } else {
+        rt.block_on(f)
+    }
+}
+
 /// Allocations and bytes per call after `warm` calls, over `calls` calls.
 fn allocs(calls: u64) {
     println!("## Heap allocations per call (client + server, after 1,000 warm-up calls, mean over {calls} calls)\n");
@@ -140,16 +215,12 @@ fn allocs(calls: u64) {
     let rt = runtime();
     let _cx = rt.enter();
     for (name, _) in SYSTEMS {
-        rt.block_on(async {
+        block_on(&rt, name, async {
             let mut c = Client::new(name).await.expect("known system");
-            for i in 0..1000 {
-                c.call(i).await;
-            }
+            c.run(1000, in_flight(name)).await;
             settle().await;
             let region = Region::new(GLOBAL);
-            for i in 0..calls {
-                c.call(i).await;
-            }
+            c.run(calls, in_flight(name)).await;
             let d = region.change();
             let n = calls as f64;
             println!(
@@ -173,12 +244,20 @@ fn idle(n: usize) {
     println!("|---|---:|---:|");
     let rt = runtime();
     let _cx = rt.enter();
-    for name in ["raw", "ours", "tarpc", "tarpc-channel", "remoc"] {
-        rt.block_on(async {
+    for name in [
+        "raw",
+        "ours",
+        "tarpc-bincode",
+        "tarpc",
+        "tarpc-channel",
+        "capnp",
+        "remoc",
+    ] {
+        block_on(&rt, name, async {
             // One connection first, so the runtime's own lazily built
             // structures (timer wheel, task slabs) are not counted.
             let mut warm = Client::new(name).await.expect("known system");
-            warm.call(0).await;
+            warm.run(1, 1).await;
             settle().await;
             let region = Region::new(GLOBAL);
             let mut conns = Vec::with_capacity(n);
@@ -187,8 +266,8 @@ fn idle(n: usize) {
             }
             settle().await;
             let fresh = region.change();
-            for (i, c) in conns.iter_mut().enumerate() {
-                c.call(i as u64).await;
+            for c in conns.iter_mut() {
+                c.run(1, 1).await;
             }
             settle().await;
             let used = region.change();
@@ -206,24 +285,29 @@ fn idle(n: usize) {
     println!();
 }
 
-/// Set up `system`, make 100 warm-up calls, then `calls` calls, and exit.
+/// Set up `system`, make 128 warm-up calls, then `calls` calls, and exit.
 /// Run under callgrind twice with different `calls`; the difference of the
 /// two totals divided by the difference of `calls` is the cost of one call
 /// with every set-up and tear-down cost cancelled.
 fn fixed(system: &str, calls: u64) -> ExitCode {
     let rt = runtime();
     let _cx = rt.enter();
-    rt.block_on(async {
+    block_on(&rt, system, async {
         let Some(mut c) = Client::new(system).await else {
             eprintln!("unknown system {system:?}");
             return ExitCode::FAILURE;
         };
-        for i in 0..100 {
-            c.call(i).await;
-        }
-        for i in 0..calls {
-            c.call(i).await;
-        }
+        let k = in_flight(system);
+        c.run(128, k).await;
+        let region = Region::new(GLOBAL);
+        c.run(calls, k).await;
+        let d = region.change();
+        // For benches/callgrind.sh: heap operations during the timed calls.
+        println!(
+            "allocs/call {:.2} reallocs/call {:.2}",
+            d.allocations as f64 / calls as f64,
+            d.reallocations as f64 / calls as f64
+        );
         // Leave without closing: teardown then costs the same in both runs.
         std::mem::forget(c);
         ExitCode::SUCCESS

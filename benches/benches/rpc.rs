@@ -2,7 +2,8 @@
 //! the same transport, tarpc and remoc. See `benches/README.md`.
 //!
 //! Every figure is the time of one call, client and server in this process
-//! on one current-thread runtime. Groups:
+//! on one current-thread runtime. tarpc runs with its usual bincode
+//! transport (`serde_transport` + tokio-serde `Bincode`). Groups:
 //!
 //! - `call/memory`, `call/tcp`: a trivial call (u64 in, u64 out).
 //! - `in_flight`: 1, 16, 128 calls outstanding on one connection.
@@ -56,8 +57,8 @@ fn trivial_call_on(c: &mut Criterion, rt: &Runtime) {
         });
     }
     {
-        let client = rt.block_on(async { tarpc_sys::msgpack_memory() });
-        g.bench_function("tarpc_msgpack", |b| {
+        let client = rt.block_on(async { tarpc_sys::bincode_memory() });
+        g.bench_function("tarpc_bincode", |b| {
             b.iter_custom(|iters| rt.block_on(sequential(iters, |i| tarpc_sys::call(&client, i))))
         });
     }
@@ -98,8 +99,8 @@ fn trivial_call_on(c: &mut Criterion, rt: &Runtime) {
         });
     }
     {
-        let client = rt.block_on(tarpc_sys::msgpack_tcp());
-        g.bench_function("tarpc_msgpack", |b| {
+        let client = rt.block_on(tarpc_sys::bincode_tcp());
+        g.bench_function("tarpc_bincode", |b| {
             b.iter_custom(|iters| rt.block_on(sequential(iters, |i| tarpc_sys::call(&client, i))))
         });
     }
@@ -120,13 +121,13 @@ fn in_flight_on(c: &mut Criterion, rt: &Runtime) {
     let mut g = c.benchmark_group("in_flight/memory");
     g.throughput(Throughput::Elements(1));
     let (_server, _client, proxy) = rt.block_on(ours::pair());
-    let tarpc = rt.block_on(async { tarpc_sys::msgpack_memory() });
+    let tarpc = rt.block_on(async { tarpc_sys::bincode_memory() });
     let remoc = rt.block_on(remoc_sys::memory());
     for n in [1usize, 16, 128] {
         g.bench_with_input(BenchmarkId::new("ours", n), &n, |b, &n| {
             b.iter_custom(|iters| rt.block_on(concurrent(iters, n, |i| ours::call(&proxy, i))))
         });
-        g.bench_with_input(BenchmarkId::new("tarpc_msgpack", n), &n, |b, &n| {
+        g.bench_with_input(BenchmarkId::new("tarpc_bincode", n), &n, |b, &n| {
             b.iter_custom(|iters| rt.block_on(concurrent(iters, n, |i| tarpc_sys::call(&tarpc, i))))
         });
         g.bench_with_input(BenchmarkId::new("remoc", n), &n, |b, &n| {
@@ -198,7 +199,7 @@ fn payload_on(c: &mut Criterion, rt: &Runtime) {
     let mut g = c.benchmark_group("payload/memory");
     let mut raw = rt.block_on(async { raw::memory() });
     let (_server, _client, proxy) = rt.block_on(ours::pair());
-    let tarpc = rt.block_on(async { tarpc_sys::msgpack_memory() });
+    let tarpc = rt.block_on(async { tarpc_sys::bincode_memory() });
     let remoc = rt.block_on(remoc_sys::memory());
     for size in [16usize, 1 << 10, 64 << 10] {
         let data = Bytes::from(vec![0xa5u8; size]);
@@ -217,7 +218,7 @@ fn payload_on(c: &mut Criterion, rt: &Runtime) {
         g.bench_with_input(BenchmarkId::new("ours", size), &data, |b, data| {
             b.iter_custom(|iters| rt.block_on(sequential(iters, |_| ours::echo(&proxy, data))))
         });
-        g.bench_with_input(BenchmarkId::new("tarpc_msgpack", size), &data, |b, data| {
+        g.bench_with_input(BenchmarkId::new("tarpc_bincode", size), &data, |b, data| {
             b.iter_custom(|iters| rt.block_on(sequential(iters, |_| tarpc_sys::echo(&tarpc, data))))
         });
         g.bench_with_input(BenchmarkId::new("remoc", size), &data, |b, data| {

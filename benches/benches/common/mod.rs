@@ -8,6 +8,7 @@
 //! are repeatable under callgrind.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod capnp_sys;
 pub mod ours;
 pub mod raw;
 pub mod remoc_sys;

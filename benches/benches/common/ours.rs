@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use remote_core::{remote, Connection, ConnectionBuilder, Error, Remote, Server, ServerHandle};
+use remote_core::{
+    remote, Connection, ConnectionBuilder, Error, Limits, Remote, Server, ServerHandle,
+};
 
 /// The served root.
 #[remote]
@@ -93,6 +95,40 @@ pub async fn tcp() -> (ServerHandle, Connection, Remote<dyn Bench>) {
         .expect("connect");
     let proxy = client.root::<dyn Bench>();
     (server, client, proxy)
+}
+
+/// A TCP loopback `Server` and one client connection to it, both with
+/// `limits` (for payloads above the default 1 MiB frame limit).
+pub async fn tcp_with(limits: Limits) -> (ServerHandle, Connection, Remote<dyn Bench>) {
+    let server = Server::builder()
+        .limits(limits.clone())
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .expect("bind")
+        .serve(root);
+    let client = ConnectionBuilder::new()
+        .limits(limits)
+        .connect(server.local_addr())
+        .await
+        .expect("connect");
+    let proxy = client.root::<dyn Bench>();
+    (server, client, proxy)
+}
+
+/// A TCP server with default limits on `127.0.0.1:0` (for the many
+/// connections bench).
+pub async fn tcp_server() -> ServerHandle {
+    Server::bind("tcp://127.0.0.1:0")
+        .await
+        .expect("bind")
+        .serve(root)
+}
+
+/// A client connection to `addr`: (connection, root proxy).
+pub async fn connect(addr: &str) -> (Connection, Remote<dyn Bench>) {
+    let client = Connection::connect(addr).await.expect("connect");
+    let proxy = client.root::<dyn Bench>();
+    (client, proxy)
 }
 
 /// A trivial call; panics on a wrong answer.
