@@ -16,6 +16,7 @@ pub mod blocking;
 mod codec;
 pub mod collections;
 pub mod driver;
+mod erased;
 mod error;
 pub mod guide;
 pub mod limits;
@@ -45,6 +46,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::blocking::block_on_call;
+    pub use crate::erased::blocking;
     pub use crate::remote::{Args, CallCx, CallFuture, Reply};
     pub use crate::schema::{
         ArgDef, FieldDef, ImplEntry, InterfaceDef, InterfaceEntry, Location, MethodDef,

@@ -299,7 +299,7 @@ fn dispatch_arm(t: &RemoteTrait, m: &Method, p: &TokenStream) -> TokenStream {
     let run = if m.is_async {
         quote!(#call.await)
     } else {
-        quote!(__cx.blocking(move || #call).await)
+        quote!(#p::blocking(&__cx, move || #call).await)
     };
     quote! {
         #wire => {

@@ -181,7 +181,7 @@ impl Handle {
         }
     }
 
-    fn prepare<A: Serialize>(&self, method: &str, args: &A) -> Result<Prepared, Error> {
+    fn prepare(&self, method: &str, args: &dyn codec::Encode) -> Result<Prepared, Error> {
         let shared = &*self.shared;
         let now = Instant::now();
         let deadline = super::current_deadline().unwrap_or(now + shared.limits.default_deadline);
@@ -228,18 +228,41 @@ impl Handle {
     }
 
     fn finish<T: Wire, E: RemoteErrorType>(&self, inc: Incoming) -> Result<T, E> {
+        let mut slot = None::<T>;
+        match self.finish_into(inc, &mut slot) {
+            Ok(()) => slot.ok_or_else(|| {
+                E::from_error(Error::Decode {
+                    what: "return value",
+                    message: "no value decoded".into(),
+                })
+            }),
+            Err(Ok(e)) => Err(E::from_error(e)),
+            Err(Err(remote)) => Err(E::from_remote(remote)),
+        }
+    }
+
+    /// The type-independent part of [`finish`](Handle::finish): decodes a
+    /// return value into `slot`, or gives the local (`Ok`) or remote (`Err`)
+    /// error the call ended with.
+    fn finish_into(
+        &self,
+        inc: Incoming,
+        slot: &mut dyn codec::DecodeSlot,
+    ) -> Result<(), Result<Error, crate::RemoteError>> {
         let held = Held {
             refs: inc.refs,
             owns: inc.owns,
         };
         match inc.result {
-            Ok(range) => codec::decode_from(&self.shared, &inc.frame[range], held, "return value")
-                .map_err(E::from_error),
+            Ok(range) => {
+                codec::decode_into(&self.shared, &inc.frame[range], held, "return value", slot)
+                    .map_err(Ok)
+            }
             // The server's own timer may beat ours by a millisecond.
-            Err(remote) if remote.kind == "deadline_exceeded" => Err(E::from_error(
-                Error::DeadlineExceeded(std::time::Duration::ZERO),
-            )),
-            Err(remote) => Err(E::from_remote(remote)),
+            Err(remote) if remote.kind == "deadline_exceeded" => {
+                Err(Ok(Error::DeadlineExceeded(std::time::Duration::ZERO)))
+            }
+            Err(remote) => Err(Err(remote)),
         }
     }
 }

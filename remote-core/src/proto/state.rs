@@ -249,9 +249,14 @@ impl<O: Clone, W> State<O, W> {
     /// The reply to incoming call `id` (running as `seq`) is about to be
     /// sent: from now on the peer may reuse the id.
     pub fn answered(&mut self, id: CallId, seq: u64) {
-        if self.incoming.get(&id) == Some(&seq) {
-            self.incoming.remove(&id);
+        // Not generic: compiled once here, not in every crate whose
+        // generated code replies to a call.
+        fn forget(incoming: &mut super::IdMap<CallId, u64>, id: CallId, seq: u64) {
+            if incoming.get(&id) == Some(&seq) {
+                incoming.remove(&id);
+            }
         }
+        forget(&mut self.incoming, id, seq);
     }
 
     /// An incoming call's handler has stopped (finished or aborted).
