@@ -4,7 +4,7 @@
 
 use std::any::Any;
 
-use crate::remote::CallCx;
+use crate::remote::{BoxFuture, CallCx};
 
 /// A boxed blocking job with a boxed result.
 type BlockingJob = Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>;
@@ -21,6 +21,9 @@ pub async fn blocking<R: Send + 'static>(cx: &CallCx, f: impl FnOnce() -> R + Se
     }
 }
 
-async fn blocking_erased(cx: &CallCx, f: BlockingJob) -> Box<dyn Any + Send> {
-    cx.blocking(f).await
+/// Boxed, so the future's `poll` (and tokio's blocking-task code under it)
+/// is compiled here: an `async fn`'s body would be compiled again in every
+/// crate that awaits it.
+fn blocking_erased(cx: &CallCx, f: BlockingJob) -> BoxFuture<'_, Box<dyn Any + Send>> {
+    Box::pin(cx.blocking(f))
 }

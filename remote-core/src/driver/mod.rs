@@ -6,6 +6,7 @@ pub(crate) mod call;
 mod conn;
 mod deadline;
 mod io;
+mod outgoing;
 pub(crate) mod io_types {
     pub(crate) use super::io::{BoxRead, BoxWrite};
 }
