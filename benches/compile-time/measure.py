@@ -8,6 +8,7 @@ dependencies once, then for each crate:
 
 - timings (median of N runs, default 5): `touch src/lib.rs` and rebuild the
   crate alone, release and debug (debug is incremental, as cargo's default);
+  CPU seconds (user + system) for the derived figures, wall clock shown too;
 - deterministic figures: the debug rlib's size, the lines of
   `-Zunpretty=expanded`, and the functions instantiated in the crate
   (`-Zprint-mono-items`, release). These use the stable compiler with
@@ -19,8 +20,8 @@ method = (50-method - 1-method) / 49; fixed cost = 1-method trait - no macro).
 Works offline: tarpc is a dependency of benches/, so it is in the registry cache.
 """
 import argparse
-import glob
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -49,10 +50,16 @@ def cargo(args, target, bootstrap=False, capture=False):
 
 
 def rebuild_seconds(crate, release):
+    """(wall, CPU) seconds of one rebuild. CPU time (user + system of cargo
+    and rustc) is what the derived figures use: on a shared machine it moves
+    far less with the load than the wall clock does."""
     os.utime(os.path.join(WS, crate, "src", "lib.rs"))
     t = time.monotonic()
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
     cargo(["build", "-p", crate] + (["--release"] if release else []), TARGET)
-    return time.monotonic() - t
+    r2 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r2.ru_utime - r.ru_utime) + (r2.ru_stime - r.ru_stime)
+    return time.monotonic() - t, cpu
 
 
 def timings(runs):
@@ -60,10 +67,12 @@ def timings(runs):
     for release in (True, False):
         cargo(["build", "--workspace"] + (["--release"] if release else []), TARGET)
         for c in CRATES:
+            prof = "release" if release else "debug"
             samples = [rebuild_seconds(c, release) for _ in range(runs)]
-            out[(c, "release" if release else "debug")] = statistics.median(samples)
-            print(f"  {c} {'release' if release else 'debug'}: "
-                  + " ".join(f"{s:.3f}" for s in samples), file=sys.stderr)
+            out[(c, prof)] = statistics.median(cpu for _, cpu in samples)
+            out[(c, prof + "-wall")] = statistics.median(wall for wall, _ in samples)
+            print(f"  {c} {prof} (wall/cpu): "
+                  + " ".join(f"{w:.2f}/{u:.2f}" for w, u in samples), file=sys.stderr)
     return out
 
 
@@ -90,10 +99,12 @@ def per_method(v, sysname, kind, what):
 
 
 def report(v, have_t, have_s):
-    print("| crate | release rebuild (s) | debug rebuild (s) | debug rlib (KiB) | expanded lines | mono items |")
+    print("| crate | release rebuild, CPU (wall) s | debug rebuild, CPU (wall) s "
+          "| debug rlib (KiB) | expanded lines | mono items |")
     print("|---|---:|---:|---:|---:|---:|")
     for c in CRATES:
-        cells = [f"{v[(c, k)]:.3f}" if (c, k) in v else "" for k in ("release", "debug")]
+        cells = [f"{v[(c, k)]:.2f} ({v[(c, k + '-wall')]:.2f})" if (c, k) in v else ""
+                 for k in ("release", "debug")]
         cells += [f"{v[(c, 'rlib')] / 1024:.0f}" if (c, "rlib") in v else ""]
         cells += [str(v[(c, k)]) if (c, k) in v else "" for k in ("expanded", "mono")]
         print(f"| {c} | " + " | ".join(cells) + " |")
@@ -107,13 +118,13 @@ def report(v, have_t, have_s):
 
     if have_t:
         for kind, label in (("trait", "trait only"), ("full", "trait + impl + server + client")):
-            row(f"release rebuild per method, {label}",
+            row(f"release rebuild per method (CPU), {label}",
                 per_method(v, "ours", kind, "release") * 1e3, per_method(v, "tarpc", kind, "release") * 1e3, "ms")
         for kind, label in (("trait", "trait only"), ("full", "trait + impl + server + client")):
-            row(f"debug incremental rebuild per method, {label}",
+            row(f"debug incremental rebuild per method (CPU), {label}",
                 per_method(v, "ours", kind, "debug") * 1e3, per_method(v, "tarpc", kind, "debug") * 1e3, "ms")
         for prof in ("release", "debug"):
-            row(f"fixed cost of a 1-method trait over no macro, {prof}",
+            row(f"fixed cost of a 1-method trait over no macro (CPU), {prof}",
                 v[("ours_trait_1", prof)] - v[("none", prof)], v[("tarpc_trait_1", prof)] - v[("none", prof)],
                 "s", "{:.2f}")
     if have_s:

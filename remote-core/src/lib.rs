@@ -15,6 +15,7 @@ extern crate self as remote_core;
 pub mod blocking;
 mod codec;
 pub mod collections;
+mod describe;
 pub mod driver;
 mod erased;
 mod error;
@@ -46,6 +47,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::blocking::block_on_call;
+    pub use crate::describe::{
+        describe_interface, error_of, remote_error_ty, unit_ty, DescribeFn, InterfaceDesc,
+        MethodDesc, SourceDesc,
+    };
     pub use crate::erased::blocking;
     pub use crate::remote::{Args, CallCx, CallFuture, Reply};
     pub use crate::schema::{
