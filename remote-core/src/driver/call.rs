@@ -202,41 +202,54 @@ impl Handle {
     pub(super) fn finish<T: Wire, E: RemoteErrorType>(&self, inc: Incoming) -> Result<T, E> {
         let mut slot = None::<T>;
         match self.finish_into(inc, &mut slot) {
-            Ok(()) => slot.ok_or_else(|| {
+            Finished::Decoded => slot.ok_or_else(|| {
                 E::from_error(Error::Decode {
                     what: "return value",
                     message: "no value decoded".into(),
                 })
             }),
-            Err(Ok(e)) => Err(E::from_error(e)),
-            Err(Err(remote)) => Err(E::from_remote(remote)),
+            Finished::Failed(e) => Err(E::from_error(e)),
+            Finished::Remote(remote) => Err(E::from_remote(remote)),
         }
     }
 
     /// The type-independent part of [`finish`](Handle::finish): decodes a
-    /// return value into `slot`, or gives the local (`Ok`) or remote (`Err`)
-    /// error the call ended with.
-    fn finish_into(
-        &self,
-        inc: Incoming,
-        slot: &mut dyn codec::DecodeSlot,
-    ) -> Result<(), Result<Error, crate::RemoteError>> {
+    /// return value into `slot`, or says which error the call ended with.
+    fn finish_into(&self, inc: Incoming, slot: &mut dyn codec::DecodeSlot) -> Finished {
         let held = Held {
             refs: inc.refs,
             owns: inc.owns,
         };
         match inc.result {
             Ok(range) => {
-                codec::decode_into(&self.shared, &inc.frame[range], held, "return value", slot)
-                    .map_err(Ok)
+                match codec::decode_into(
+                    &self.shared,
+                    &inc.frame[range],
+                    held,
+                    "return value",
+                    slot,
+                ) {
+                    Ok(()) => Finished::Decoded,
+                    Err(e) => Finished::Failed(e),
+                }
             }
             // The server's own timer may beat ours by a millisecond.
             Err(remote) if remote.kind == "deadline_exceeded" => {
-                Err(Ok(Error::DeadlineExceeded(std::time::Duration::ZERO)))
+                Finished::Failed(Error::DeadlineExceeded(std::time::Duration::ZERO))
             }
-            Err(remote) => Err(Err(remote)),
+            Err(remote) => Finished::Remote(remote),
         }
     }
+}
+
+/// How a call's reply was handled by [`Handle::finish_into`].
+enum Finished {
+    /// The return value is in the slot.
+    Decoded,
+    /// A local error: the reply did not decode, or the deadline passed.
+    Failed(Error),
+    /// The peer's error.
+    Remote(crate::RemoteError),
 }
 
 /// The encoded arguments of an incoming call.
