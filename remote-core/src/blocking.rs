@@ -10,10 +10,11 @@
 //! methods are run that way automatically; wrap your own
 //! `spawn_blocking` closures in it if they call blocking proxies.
 
+use std::any::Any;
 use std::cell::Cell;
 use std::future::Future;
 
-use crate::{Error, RemoteErrorType};
+use crate::{BoxFuture, Error, RemoteErrorType};
 
 thread_local! {
     static ALLOWED: Cell<bool> = const { Cell::new(false) };
@@ -57,6 +58,23 @@ where
     if in_async_context() {
         return Err(E::from_error(Error::BlockingInAsync));
     }
+    // Boxed to one type, so the task spawned (and tokio's task code) is
+    // compiled once here rather than once per calling method.
+    let fut: BoxFuture<'static, Box<dyn Any + Send>> =
+        Box::pin(async move { Box::new(fut.await) as Box<dyn Any + Send> });
+    match block_on_erased(rt, fut).map(|r| r.downcast::<Result<T, E>>()) {
+        Some(Ok(r)) => *r,
+        _ => Err(E::from_error(Error::ConnectionLost(
+            "the runtime driving the connection shut down".into(),
+        ))),
+    }
+}
+
+/// [`block_on_call`] on a boxed future: `None` if the runtime dropped it.
+fn block_on_erased(
+    rt: &tokio::runtime::Handle,
+    fut: BoxFuture<'static, Box<dyn Any + Send>>,
+) -> Option<Box<dyn Any + Send>> {
     // The future runs on a runtime worker, where this thread's deadline (a
     // blocking method's, say) is not visible: carry it over.
     let deadline = crate::driver::current_deadline();
@@ -68,11 +86,7 @@ where
         };
         let _ = tx.send(out);
     });
-    rx.recv().unwrap_or_else(|_| {
-        Err(E::from_error(Error::ConnectionLost(
-            "the runtime driving the connection shut down".into(),
-        )))
-    })
+    rx.recv().ok()
 }
 
 /// A runtime of its own for programs without one: connect, then call

@@ -76,12 +76,32 @@ impl<T: 'static> Drop for Restore<'_, T> {
     }
 }
 
+/// The serializer every message is encoded with: msgpack, structs as maps.
+pub(crate) type Ser<'a> = rmp_serde::Serializer<
+    &'a mut Vec<u8>,
+    rmp_serde::config::StructMapConfig<rmp_serde::config::DefaultConfig>,
+>;
+
+/// A value that encodes with [`Ser`]: `&dyn Encode` lets the encode path
+/// be compiled once, in this crate, whatever the value's type (only
+/// `Serialize::serialize` itself is instantiated per type).
+pub(crate) trait Encode {
+    /// `self.serialize(ser)`.
+    fn encode(&self, ser: &mut Ser<'_>) -> Result<(), rmp_serde::encode::Error>;
+}
+
+impl<T: Serialize> Encode for T {
+    fn encode(&self, ser: &mut Ser<'_>) -> Result<(), rmp_serde::encode::Error> {
+        self.serialize(ser)
+    }
+}
+
 /// Serializes `value` (msgpack) onto `buf` with `conn` as the reference
 /// context. A value nested deeper than the connection's `max_depth` is
 /// refused here (`limit_exceeded`), as the peer would refuse it.
-pub(crate) fn encode_into<T: Serialize + ?Sized>(
+pub(crate) fn encode_into(
     conn: &Arc<Shared>,
-    value: &T,
+    value: &dyn Encode,
     buf: &mut Vec<u8>,
     what: &'static str,
 ) -> Result<Exported, Error> {
@@ -95,8 +115,8 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     let mut scope = EncodeScope(Some(prev));
     // Structs as maps keyed by field name: self-describing for clients in
     // other languages, and tolerant of added optional fields.
-    let mut ser = rmp_serde::Serializer::new(&mut *buf).with_struct_map();
-    let r = value.serialize(&mut ser);
+    let mut ser: Ser<'_> = rmp_serde::Serializer::new(&mut *buf).with_struct_map();
+    let r = value.encode(&mut ser);
     let (exported, error) = scope.finish();
     let exported = Exported(exported);
     let r = match r {
@@ -159,6 +179,23 @@ impl Drop for EncodeScope {
     }
 }
 
+/// The deserializer every message is decoded with.
+pub(crate) type De<'a> = rmp_serde::Deserializer<rmp_serde::decode::ReadRefReader<'a, [u8]>>;
+
+/// Where a decoded value goes: `&mut dyn DecodeSlot` lets the decode path
+/// be compiled once, in this crate, whatever the value's type.
+pub(crate) trait DecodeSlot {
+    /// Deserializes a value from `de` into `self`.
+    fn decode_from(&mut self, de: &mut De<'_>) -> Result<(), rmp_serde::decode::Error>;
+}
+
+impl<T: DeserializeOwned> DecodeSlot for Option<T> {
+    fn decode_from(&mut self, de: &mut De<'_>) -> Result<(), rmp_serde::decode::Error> {
+        *self = Some(T::deserialize(de)?);
+        Ok(())
+    }
+}
+
 /// Deserializes `bytes` with `conn` and the message's pre-registered imports.
 pub(crate) fn decode_from<T: DeserializeOwned>(
     conn: &Arc<Shared>,
@@ -166,6 +203,22 @@ pub(crate) fn decode_from<T: DeserializeOwned>(
     held: Held,
     what: &'static str,
 ) -> Result<T, Error> {
+    let mut slot = None;
+    decode_into(conn, bytes, held, what, &mut slot)?;
+    slot.ok_or_else(|| Error::Decode {
+        what,
+        message: "no value decoded".into(),
+    })
+}
+
+/// [`decode_from`] into `slot` (`Some` after `Ok`).
+pub(crate) fn decode_into(
+    conn: &Arc<Shared>,
+    bytes: &[u8],
+    held: Held,
+    what: &'static str,
+    slot: &mut dyn DecodeSlot,
+) -> Result<(), Error> {
     let prev = DECODE.with(|c| {
         c.borrow_mut().replace(DecodeCx {
             conn: conn.clone(),
@@ -173,8 +226,9 @@ pub(crate) fn decode_from<T: DeserializeOwned>(
         })
     });
     let _restore = Restore(&DECODE, prev, std::marker::PhantomData);
-    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
-    T::deserialize(&mut de).map_err(|e| decode_error(what, &e))
+    let mut de: De<'_> = rmp_serde::Deserializer::from_read_ref(bytes);
+    slot.decode_from(&mut de)
+        .map_err(|e| decode_error(what, &e))
 }
 
 /// Encodes a value that may not contain references.

@@ -16,7 +16,9 @@ pub mod blocking;
 mod bounded;
 mod codec;
 pub mod collections;
+mod describe;
 pub mod driver;
+mod erased;
 mod error;
 pub mod guide;
 pub mod limits;
@@ -46,6 +48,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::blocking::block_on_call;
+    pub use crate::describe::{
+        describe_interface, error_of, remote_error_ty, unit_ty, DescribeFn, InterfaceDesc,
+        MethodDesc, SourceDesc,
+    };
+    pub use crate::erased::blocking;
     pub use crate::remote::{Args, CallCx, CallFuture, Reply};
     pub use crate::schema::{
         ArgDef, FieldDef, ImplEntry, InterfaceDef, InterfaceEntry, Location, MethodDef,

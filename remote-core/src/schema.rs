@@ -328,10 +328,23 @@ impl SchemaBuilder {
         path: String,
         f: impl FnOnce(&mut Self) -> InterfaceDef,
     ) -> Ty {
+        let mut f = Some(f);
+        self.define_interface_dyn(path, &mut |b| f.take().map(|f| f(b)))
+    }
+
+    /// [`define_interface`](SchemaBuilder::define_interface), compiled once:
+    /// `f` is called at most once and returns `Some`.
+    fn define_interface_dyn(
+        &mut self,
+        path: String,
+        f: &mut dyn FnMut(&mut Self) -> Option<InterfaceDef>,
+    ) -> Ty {
         if !self.schema.interfaces.contains_key(&path) && self.in_progress.insert(path.clone()) {
             let def = f(self);
             self.in_progress.remove(&path);
-            self.schema.interfaces.insert(path.clone(), def);
+            if let Some(def) = def {
+                self.schema.interfaces.insert(path.clone(), def);
+            }
         }
         Ty::Capability { interface: path }
     }

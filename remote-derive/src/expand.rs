@@ -203,12 +203,14 @@ pub(crate) fn client(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
         }
 
         impl #impl_g ::core::clone::Clone for #client #ty_g #where_clause {
+            #[inline]
             fn clone(&self) -> Self {
                 #client { handle: ::core::clone::Clone::clone(&self.handle), #marker_init }
             }
         }
 
         impl #impl_g ::core::fmt::Debug for #client #ty_g #where_clause {
+            #[inline]
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                 f.debug_struct(#name).field("handle", &self.handle).finish()
             }
@@ -216,6 +218,7 @@ pub(crate) fn client(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
 
         impl #impl_g #trait_path for #client #ty_g #where_clause {
             #(#methods)*
+            #[inline]
             fn __remote_handle(&self) -> #p::Option<&#p::Handle> {
                 #p::Some(&self.handle)
             }
@@ -235,12 +238,14 @@ fn client_method(m: &Method, p: &TokenStream) -> TokenStream {
     let span = m.ident.span();
     if m.is_async {
         quote_spanned! {span=>
+            #[inline]
             fn #ident(&self, #(#args),*) -> #p::BoxFuture<'_, #ret> {
                 #p::call(&self.handle, #wire, (#(#names,)*))
             }
         }
     } else {
         quote_spanned! {span=>
+            #[inline]
             fn #ident(&self, #(#args),*) -> #ret {
                 #p::call_blocking(&self.handle, #wire, (#(#names,)*))
             }
@@ -261,12 +266,15 @@ pub(crate) fn dispatch(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
         struct #d #impl_g (#p::Arc<#dyn_ty>) #where_clause;
 
         impl #impl_g #p::Dispatch for #d #ty_g #where_clause {
+            #[inline]
             fn interface_name(&self) -> &'static str {
                 #name
             }
+            #[inline]
             fn as_any(&self) -> &dyn #p::Any {
                 self
             }
+            #[inline]
             fn call(
                 &self,
                 __method: &str,
@@ -299,7 +307,7 @@ fn dispatch_arm(t: &RemoteTrait, m: &Method, p: &TokenStream) -> TokenStream {
     let run = if m.is_async {
         quote!(#call.await)
     } else {
-        quote!(__cx.blocking(move || #call).await)
+        quote!(#p::blocking(&__cx, move || #call).await)
     };
     quote! {
         #wire => {
@@ -334,19 +342,23 @@ pub(crate) fn interface(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
             fn name() -> &'static str {
                 #name
             }
+            #[inline]
             fn into_dispatch(this: #p::Arc<Self>) -> #p::Arc<dyn #p::Dispatch> {
                 #p::Arc::new(#d(this))
             }
+            #[inline]
             fn from_dispatch(d: &#p::Arc<dyn #p::Dispatch>) -> #p::Option<#p::Arc<Self>> {
                 match #p::Dispatch::as_any(&**d).downcast_ref::<#d #ty_g>() {
                     #p::Some(d) => #p::Some(::core::clone::Clone::clone(&d.0)),
                     #p::None => #p::None,
                 }
             }
+            #[inline]
             fn proxy(handle: #p::Handle) -> #p::Arc<Self> {
                 let proxy: #p::Arc<Self> = #p::Arc::new(#client { handle, #marker });
                 proxy
             }
+            #[inline]
             fn handle(this: &Self) -> #p::Option<&#p::Handle> {
                 <Self as #trait_path>::__remote_handle(this)
             }
@@ -387,22 +399,16 @@ fn describe_body(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
             }},
         )
     };
-    let methods = vec_expr(t.methods.iter().map(|m| method_def(m, p)).collect(), p);
+    let methods = t.methods.iter().map(|m| method_desc(m, p));
     let doc = &t.doc;
-    let span = ident.span();
-    let location = location(span, p);
+    let source = source_desc(ident.span(), p);
     quote! {
         let name: #p::String = #name;
         let key: #p::String = #key;
-        b.define_interface(::core::clone::Clone::clone(&key), |b| {
-            let methods = #methods;
-            #p::InterfaceDef {
-                path: key,
-                name,
-                methods,
-                location: #location,
-                doc: #p::ToString::to_string(#doc),
-            }
+        #p::describe_interface(b, key, name, &#p::InterfaceDesc {
+            source: #source,
+            doc: #doc,
+            methods: &[#(#methods),*],
         })
     }
 }
@@ -439,7 +445,9 @@ fn method_asserts(m: &Method, p: &TokenStream) -> TokenStream {
     out
 }
 
-fn method_def(m: &Method, p: &TokenStream) -> TokenStream {
+/// A method's `MethodDesc`: names and flags as literals, each type as a
+/// `fn(&mut SchemaBuilder) -> Ty` pointer.
+fn method_desc(m: &Method, p: &TokenStream) -> TokenStream {
     let name = m.ident.to_string().trim_start_matches("r#").to_owned();
     let wire = &m.wire_name;
     let is_async = m.is_async;
@@ -447,45 +455,35 @@ fn method_def(m: &Method, p: &TokenStream) -> TokenStream {
     let doc = &m.doc;
     let args = m.args.iter().map(|a| {
         let (n, ty) = (&a.name, &a.ty);
-        quote!(#p::ArgDef { name: #p::ToString::to_string(#n), ty: b.ty::<#ty>() })
+        quote!((#n, #p::SchemaBuilder::ty::<#ty> as #p::DescribeFn))
     });
-    let args = vec_expr(args.collect(), p);
     let (returns, error) = match &m.ret {
         Some(r) => {
             let ok = &r.ok;
             let err = match &r.err {
-                Some(e) => quote!(<#e as #p::RemoteErrorType>::describe(b)),
+                Some(e) => quote!(<#e as #p::RemoteErrorType>::describe),
+                // `Result<T>` alias: let inference find `E`.
                 None => {
-                    // `Result<T>` alias: let inference find `E`.
                     let full = &r.full;
-                    quote! {{
-                        fn err_of<T, E: #p::RemoteErrorType>(
-                            b: &mut #p::SchemaBuilder,
-                            _: ::core::marker::PhantomData<::core::result::Result<T, E>>,
-                        ) -> #p::Ty {
-                            E::describe(b)
-                        }
-                        err_of(b, ::core::marker::PhantomData::<#full>)
-                    }}
+                    quote!(#p::error_of(::core::marker::PhantomData::<#full>))
                 }
             };
-            (quote!(b.ty::<#ok>()), err)
+            (quote!(#p::SchemaBuilder::ty::<#ok>), err)
         }
-        None => (quote!(#p::Ty::Unit), quote!(#p::Ty::RemoteError)),
+        None => (quote!(#p::unit_ty), quote!(#p::remote_error_ty)),
     };
-    let span = m.ident.span();
-    let location = location(span, p);
+    let source = source_desc(m.ident.span(), p);
     quote! {
-        #p::MethodDef {
-            name: #p::ToString::to_string(#name),
-            wire_name: #p::ToString::to_string(#wire),
+        #p::MethodDesc {
+            name: #name,
+            wire_name: #wire,
             is_async: #is_async,
-            args: #args,
+            requires_auth: #auth,
+            args: &[#(#args),*],
             returns: #returns,
             error: #error,
-            requires_auth: #auth,
-            location: #location,
-            doc: #p::ToString::to_string(#doc),
+            source: #source,
+            doc: #doc,
         }
     }
 }
@@ -511,6 +509,18 @@ pub(crate) fn vec_expr(items: Vec<TokenStream>, p: &TokenStream) -> TokenStream 
         quote!(#p::Vec::new())
     } else {
         quote!(<[_]>::into_vec(#p::Box::new([#(#items),*])))
+    }
+}
+
+/// A `SourceDesc` for the item at `span` (`file!`/`line!` spanned there,
+/// so they name the user's item, not the `#[remote]` line).
+pub(crate) fn source_desc(span: proc_macro2::Span, p: &TokenStream) -> TokenStream {
+    quote_spanned! {span=>
+        #p::SourceDesc {
+            file: ::core::file!(),
+            line: ::core::line!(),
+            column: ::core::column!(),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use crate::proto::{encode, CallId, ImportRef, ObjectId};
 use crate::remote::BoxFuture;
 use crate::{Connection, Error, RemoteErrorType, Wire};
 
-type Prepared = (
+pub(super) type Prepared = (
     CallId,
     Instant,
     std::time::Duration,
@@ -134,15 +134,7 @@ impl Handle {
         T: Wire,
         E: RemoteErrorType,
     {
-        let h = self.clone();
-        Box::pin(async move {
-            let prepared = h.prepare(method, &args);
-            drop(args);
-            match h.call_raw(prepared).await {
-                Ok(inc) => h.finish(inc),
-                Err(e) => Err(E::from_error(e)),
-            }
-        })
+        Box::pin(super::outgoing::CallFuture::new(self.clone(), method, args))
     }
 
     /// Like [`call`](Handle::call), blocking the current thread. Returns
@@ -157,31 +149,11 @@ impl Handle {
         crate::blocking::block_on_call(&self.shared.runtime, self.call(method, args))
     }
 
-    async fn call_raw(&self, prepared: Result<Prepared, Error>) -> Result<Incoming, Error> {
-        // Arguments were encoded synchronously by `prepare`: they are not
-        // held across an await, so they need not be `Sync`.
-        let (id, deadline, budget, rx) = prepared?;
-        let shared = &*self.shared;
-        let mut guard = CancelOnDrop {
-            shared,
-            id,
-            sent: true,
-            armed: true,
-        };
-        match tokio::time::timeout_at(deadline, rx).await {
-            Err(_) => Err(Error::DeadlineExceeded(budget)),
-            Ok(Err(_)) => {
-                guard.armed = false;
-                Err(shared.lost())
-            }
-            Ok(Ok(r)) => {
-                guard.armed = false;
-                r
-            }
-        }
-    }
-
-    fn prepare<A: Serialize>(&self, method: &str, args: &A) -> Result<Prepared, Error> {
+    pub(super) fn prepare(
+        &self,
+        method: &str,
+        args: &dyn codec::Encode,
+    ) -> Result<Prepared, Error> {
         let shared = &*self.shared;
         let now = Instant::now();
         let deadline = super::current_deadline()
@@ -228,21 +200,57 @@ impl Handle {
         Ok((id, deadline, budget, rx))
     }
 
-    fn finish<T: Wire, E: RemoteErrorType>(&self, inc: Incoming) -> Result<T, E> {
+    pub(super) fn finish<T: Wire, E: RemoteErrorType>(&self, inc: Incoming) -> Result<T, E> {
+        let mut slot = None::<T>;
+        match self.finish_into(inc, &mut slot) {
+            Finished::Decoded => slot.ok_or_else(|| {
+                E::from_error(Error::Decode {
+                    what: "return value",
+                    message: "no value decoded".into(),
+                })
+            }),
+            Finished::Failed(e) => Err(E::from_error(e)),
+            Finished::Remote(remote) => Err(E::from_remote(remote)),
+        }
+    }
+
+    /// The type-independent part of [`finish`](Handle::finish): decodes a
+    /// return value into `slot`, or says which error the call ended with.
+    fn finish_into(&self, inc: Incoming, slot: &mut dyn codec::DecodeSlot) -> Finished {
         let held = Held {
             refs: inc.refs,
             owns: inc.owns,
         };
         match inc.result {
-            Ok(range) => codec::decode_from(&self.shared, &inc.frame[range], held, "return value")
-                .map_err(E::from_error),
+            Ok(range) => {
+                match codec::decode_into(
+                    &self.shared,
+                    &inc.frame[range],
+                    held,
+                    "return value",
+                    slot,
+                ) {
+                    Ok(()) => Finished::Decoded,
+                    Err(e) => Finished::Failed(e),
+                }
+            }
             // The server's own timer may beat ours by a millisecond.
-            Err(remote) if remote.kind == "deadline_exceeded" => Err(E::from_error(
-                Error::DeadlineExceeded(std::time::Duration::ZERO),
-            )),
-            Err(remote) => Err(E::from_remote(remote)),
+            Err(remote) if remote.kind == "deadline_exceeded" => {
+                Finished::Failed(Error::DeadlineExceeded(std::time::Duration::ZERO))
+            }
+            Err(remote) => Finished::Remote(remote),
         }
     }
+}
+
+/// How a call's reply was handled by [`Handle::finish_into`].
+enum Finished {
+    /// The return value is in the slot.
+    Decoded,
+    /// A local error: the reply did not decode, or the deadline passed.
+    Failed(Error),
+    /// The peer's error.
+    Remote(crate::RemoteError),
 }
 
 /// The encoded arguments of an incoming call.

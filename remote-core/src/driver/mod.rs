@@ -10,6 +10,7 @@ mod conn;
 pub(crate) mod deadline;
 mod input;
 mod io;
+mod outgoing;
 mod reader;
 mod teardown;
 #[cfg(test)]

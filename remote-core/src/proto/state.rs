@@ -314,12 +314,17 @@ impl<O: Clone, W> State<O, W> {
     /// call was cancelled (already answered with `cancelled`) or answered:
     /// the reply must then not be sent.
     pub fn answered(&mut self, id: CallId, seq: u64) -> bool {
-        if self.incoming.get(&id) == Some(&seq) {
-            self.incoming.remove(&id);
-            true
-        } else {
-            false
+        // Not generic: compiled once here, not in every crate whose
+        // generated code replies to a call.
+        fn forget(incoming: &mut super::IdMap<CallId, u64>, id: CallId, seq: u64) -> bool {
+            if incoming.get(&id) == Some(&seq) {
+                incoming.remove(&id);
+                true
+            } else {
+                false
+            }
         }
+        forget(&mut self.incoming, id, seq)
     }
 
     /// An incoming call's handler has stopped (finished or aborted).

@@ -1,0 +1,125 @@
+//! Interface descriptions as data: `#[remote]` generates a table of
+//! [`MethodDesc`]s (names, flags, and one function pointer per type), and
+//! [`describe_interface`], compiled once here, turns it into the schema's
+//! [`InterfaceDef`]. Generated code thus holds no schema-building code.
+
+use std::marker::PhantomData;
+
+use crate::schema::{ArgDef, InterfaceDef, Location, MethodDef, SchemaBuilder, Ty};
+use crate::RemoteErrorType;
+
+/// Describes one type in a schema (`SchemaBuilder::ty::<T>` and the like).
+pub type DescribeFn = fn(&mut SchemaBuilder) -> Ty;
+
+/// Where an item was declared, as `file!()`, `line!()` and `column!()` give it.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceDesc {
+    /// Source file.
+    pub file: &'static str,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub column: u32,
+}
+
+impl SourceDesc {
+    fn location(&self) -> Location {
+        Location {
+            file: self.file.to_owned(),
+            line: self.line,
+            column: self.column,
+        }
+    }
+}
+
+/// One method of a `#[remote]` trait, as data.
+#[derive(Debug, Clone, Copy)]
+pub struct MethodDesc<'a> {
+    /// The Rust name.
+    pub name: &'static str,
+    /// The name on the wire.
+    pub wire_name: &'static str,
+    /// `async fn` (else a blocking `fn`).
+    pub is_async: bool,
+    /// `#[remote(requires_auth)]`.
+    pub requires_auth: bool,
+    /// Argument names and types.
+    pub args: &'a [(&'static str, DescribeFn)],
+    /// The success type.
+    pub returns: DescribeFn,
+    /// The error type.
+    pub error: DescribeFn,
+    /// Where the method is declared.
+    pub source: SourceDesc,
+    /// Its doc comment.
+    pub doc: &'static str,
+}
+
+/// A `#[remote]` trait, as data.
+#[derive(Debug, Clone, Copy)]
+pub struct InterfaceDesc<'a> {
+    /// Where the trait is declared.
+    pub source: SourceDesc,
+    /// Its doc comment.
+    pub doc: &'static str,
+    /// Its methods, in declaration order.
+    pub methods: &'a [MethodDesc<'a>],
+}
+
+/// Defines the interface `key` (shown as `name`) in `b` from its table,
+/// describing each method's types in declaration order; returns its
+/// `Ty::Capability`.
+pub fn describe_interface(
+    b: &mut SchemaBuilder,
+    key: String,
+    name: String,
+    desc: &InterfaceDesc<'_>,
+) -> Ty {
+    b.define_interface(key.clone(), |b| InterfaceDef {
+        path: key,
+        name,
+        methods: desc.methods.iter().map(|m| method_def(b, m)).collect(),
+        location: desc.source.location(),
+        doc: desc.doc.to_owned(),
+    })
+}
+
+fn method_def(b: &mut SchemaBuilder, m: &MethodDesc<'_>) -> MethodDef {
+    let args = m
+        .args
+        .iter()
+        .map(|(name, ty)| ArgDef {
+            name: (*name).to_owned(),
+            ty: ty(b),
+        })
+        .collect();
+    let returns = (m.returns)(b);
+    let error = (m.error)(b);
+    MethodDef {
+        name: m.name.to_owned(),
+        wire_name: m.wire_name.to_owned(),
+        is_async: m.is_async,
+        args,
+        returns,
+        error,
+        requires_auth: m.requires_auth,
+        location: m.source.location(),
+        doc: m.doc.to_owned(),
+    }
+}
+
+/// The unit return type (a method without `-> Result<..>`).
+pub fn unit_ty(_: &mut SchemaBuilder) -> Ty {
+    Ty::Unit
+}
+
+/// The error of a method without `-> Result<..>`.
+pub fn remote_error_ty(_: &mut SchemaBuilder) -> Ty {
+    Ty::RemoteError
+}
+
+/// The error type's describer of a `Result<T, E>` written through an alias
+/// (`Result<T>`): `E` is found by inference.
+pub fn error_of<T, E: RemoteErrorType>(_: PhantomData<Result<T, E>>) -> DescribeFn {
+    E::describe
+}

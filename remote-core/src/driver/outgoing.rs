@@ -1,0 +1,139 @@
+//! The future of an outgoing call, split so that only a thin shell depends
+//! on the call's types.
+//!
+//! [`CallFuture`] holds the arguments until its first poll (so a call
+//! inherits the deadline in force where it is awaited, and sends nothing
+//! if never polled), encodes them through the non-generic `prepare`, then
+//! waits on a [`RawCall`]. `RawCall` is a named, non-generic future: its
+//! `poll` and the tokio timer and channel code under it are compiled once in
+//! this crate. (An `async` block holding the same wait would be compiled
+//! again in every crate with a `#[remote]` trait, once per method.)
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use serde::Serialize;
+use tokio::sync::oneshot;
+use tokio::time::Timeout;
+
+use super::call::Prepared;
+use super::conn::{Control, Incoming};
+use crate::proto::CallId;
+use crate::{Error, Handle, RemoteErrorType, Wire};
+
+type Reply = Result<Incoming, Error>;
+
+pin_project! {
+    /// A sent call waiting for its reply or its deadline. Dropped before
+    /// either, it queues a cancel for the peer.
+    pub(super) struct RawCall {
+        handle: Handle,
+        id: CallId,
+        budget: Duration,
+        armed: bool,
+        #[pin]
+        reply: Timeout<oneshot::Receiver<Reply>>,
+    }
+
+    impl PinnedDrop for RawCall {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if *this.armed {
+                // Queued, not sent from here: Drop does no I/O and takes no lock.
+                let _ = this.handle.shared().ctl.send(Control::Cancel {
+                    id: *this.id,
+                    sent: true,
+                });
+            }
+        }
+    }
+}
+
+impl RawCall {
+    fn new(handle: &Handle, (id, deadline, budget, rx): Prepared) -> Self {
+        RawCall {
+            handle: handle.clone(),
+            id,
+            budget,
+            armed: true,
+            reply: tokio::time::timeout_at(deadline, rx),
+        }
+    }
+}
+
+impl Future for RawCall {
+    type Output = Reply;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
+        let this = self.project();
+        let r = match ready!(this.reply.poll(cx)) {
+            Err(_) => Err(Error::DeadlineExceeded(*this.budget)),
+            Ok(Err(_)) => {
+                *this.armed = false;
+                Err(this.handle.shared().lost())
+            }
+            Ok(Ok(r)) => {
+                *this.armed = false;
+                r
+            }
+        };
+        Poll::Ready(r)
+    }
+}
+
+pin_project! {
+    /// [`Handle::call`]'s future: encodes `args` on the first poll, then
+    /// waits on a [`RawCall`] and decodes the result.
+    pub(super) struct CallFuture<A, T, E> {
+        handle: Handle,
+        method: &'static str,
+        args: Option<A>,
+        #[pin]
+        raw: Option<RawCall>,
+        types: PhantomData<fn() -> (T, E)>,
+    }
+}
+
+impl<A, T, E> CallFuture<A, T, E> {
+    pub(super) fn new(handle: Handle, method: &'static str, args: A) -> Self {
+        CallFuture {
+            handle,
+            method,
+            args: Some(args),
+            raw: None,
+            types: PhantomData,
+        }
+    }
+}
+
+impl<A: Serialize, T: Wire, E: RemoteErrorType> Future for CallFuture<A, T, E> {
+    type Output = Result<T, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, E>> {
+        let mut this = self.project();
+        if let Some(args) = this.args.take() {
+            // Encoded synchronously and dropped at once: arguments are not
+            // held across an await, so they need not be `Sync`.
+            let prepared = this.handle.prepare(this.method, &args);
+            drop(args);
+            match prepared {
+                Ok(p) => this.raw.set(Some(RawCall::new(this.handle, p))),
+                Err(e) => return Poll::Ready(Err(E::from_error(e))),
+            }
+        }
+        let Some(raw) = this.raw.as_mut().as_pin_mut() else {
+            // Only after `Ready`: polling a finished future is a caller bug.
+            return Poll::Pending;
+        };
+        let r = ready!(raw.poll(cx));
+        this.raw.set(None);
+        Poll::Ready(match r {
+            Ok(inc) => this.handle.finish(inc),
+            Err(e) => Err(E::from_error(e)),
+        })
+    }
+}
