@@ -33,6 +33,9 @@ pub use error::{Error, RemoteError, RemoteErrorType};
 pub use limits::Limits;
 pub use remote::{BoxFuture, Dispatch, Handle, Interface, Remote};
 pub use server::{Server, ServerBuilder, ServerHandle};
+pub use transport::TlsIdentity;
+#[cfg(feature = "tls")]
+pub use transport::{TlsClientConfig, TlsServerConfig};
 pub use wire::Wire;
 
 #[doc(inline)]
