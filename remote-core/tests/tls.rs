@@ -282,26 +282,23 @@ async fn alpn_remote_1_is_required() {
 
 /// A client that opens TCP and never starts its TLS handshake is cut at
 /// `handshake_timeout`; meanwhile other clients connect and are served
-/// (the handshake runs in each connection's own task, not the accept loop).
+/// (the handshake runs in each connection's own task, not the accept loop:
+/// were it run there, the served client would have to wait until the
+/// silent ones were cut).
 #[tokio::test]
 async fn a_silent_tls_client_is_cut_at_handshake_timeout_while_others_are_served() {
     let ca = Ca::new("test CA");
-    let limit = Duration::from_secs(1);
+    let limit = Duration::from_secs(5);
     let limits = Limits {
         handshake_timeout: limit,
         ..Limits::default()
     };
     let (server, _) = serve("tls://127.0.0.1:0", server_tls(&ca), limits).await;
+    let tcp_addr = server.local_addr().trim_start_matches("tls://").to_owned();
     let started = tokio::time::Instant::now();
-    let mut silent =
-        tokio::net::TcpStream::connect(server.local_addr().trim_start_matches("tls://"))
-            .await
-            .unwrap();
-    // A second silent client that sends half a ClientHello record header.
-    let mut partial =
-        tokio::net::TcpStream::connect(server.local_addr().trim_start_matches("tls://"))
-            .await
-            .unwrap();
+    let mut silent = tokio::net::TcpStream::connect(&tcp_addr).await.unwrap();
+    // A second one that sends the start of a TLS record header, then stops.
+    let mut partial = tokio::net::TcpStream::connect(&tcp_addr).await.unwrap();
     partial.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
     let conn = ConnectionBuilder::new()
         .tls(client_tls(&ca))
@@ -309,6 +306,12 @@ async fn a_silent_tls_client_is_cut_at_handshake_timeout_while_others_are_served
         .await
         .unwrap();
     assert_eq!(conn.root::<dyn Calc>().add(2, 3).await.unwrap(), 5);
+    // Served while both silent clients are still waiting to be cut.
+    for s in [&silent, &partial] {
+        let mut buf = [0u8; 1];
+        let e = s.try_read(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+    }
     for s in [&mut silent, &mut partial] {
         let mut buf = [0u8; 64];
         let n = tokio::time::timeout(Duration::from_secs(60), s.read(&mut buf))
