@@ -191,6 +191,7 @@ pub(crate) struct Dialed {
     pub(crate) tls_identity: Option<TlsIdentity>,
 }
 
+#[cfg(feature = "tls")]
 pub(crate) fn boxed<S>(s: S) -> (BoxRead, BoxWrite)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,

@@ -45,12 +45,17 @@ pub(crate) struct Accepted {
 enum Pending {
     Ready(BoxRead, BoxWrite),
     #[cfg(feature = "tls")]
-    Tls {
-        tcp: tokio::net::TcpStream,
-        acceptor: tokio_rustls::TlsAcceptor,
-        ws_path: Option<String>,
-        limits: Limits,
-    },
+    Tls(Box<PendingTls>),
+}
+
+/// A TCP stream whose TLS handshake (and, with `ws_path`, WebSocket
+/// upgrade) is still to run.
+#[cfg(feature = "tls")]
+struct PendingTls {
+    tcp: tokio::net::TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    ws_path: Option<String>,
+    limits: Limits,
 }
 
 /// A connection's transport, handshakes done.
@@ -73,12 +78,13 @@ impl Accepted {
                 tls_identity: None,
             }),
             #[cfg(feature = "tls")]
-            Pending::Tls {
-                tcp,
-                acceptor,
-                ws_path,
-                limits,
-            } => {
+            Pending::Tls(pending) => {
+                let PendingTls {
+                    tcp,
+                    acceptor,
+                    ws_path,
+                    limits,
+                } = *pending;
                 let require_alpn = ws_path.is_none();
                 let (s, tls_identity) =
                     super::tls_io::accept(&acceptor, tcp, &self.peer, require_alpn, &limits)
@@ -238,12 +244,12 @@ impl Listener {
                 };
                 Ok(Accepted {
                     peer,
-                    pending: Pending::Tls {
+                    pending: Pending::Tls(Box::new(PendingTls {
                         tcp: s,
                         acceptor: tokio_rustls::TlsAcceptor::from(config.clone()),
                         ws_path: ws_path.clone(),
                         limits: limits.clone(),
-                    },
+                    })),
                 })
             }
         }
