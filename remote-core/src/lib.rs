@@ -7,6 +7,9 @@
 //! keeps a referenced object alive while any peer holds a proxy.
 //!
 //! The wire protocol is specified in `PROTOCOL.md` at the repository root.
+//! Addresses and transports are listed in [`transport`]; TLS (`tls://`,
+//! `wss://`, mutual TLS, the caller's certificate identity) is explained in
+//! [`transport::tls`].
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 

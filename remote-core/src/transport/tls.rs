@@ -20,6 +20,49 @@
 //!   change or break these connections.
 //! - **No unverified mode** except the one named
 //!   [`TlsClientConfig::danger_accept_any_server_cert`].
+//!
+//! # TLS in a few lines
+//!
+//! A server with a certificate that requires client certificates from its
+//! own CA, and reads who called:
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use remote_core::{remote, Error, Remote};
+//! # #[remote] pub trait Hello { async fn hi(&self) -> Result<String, Error>; }
+//! # #[derive(Default)] struct H;
+//! # #[remote] impl Hello for H { async fn hi(&self) -> Result<String, Error> { Ok("hi".into()) } }
+//! use remote_core::{ConnectionBuilder, Server, TlsClientConfig, TlsServerConfig};
+//!
+//! # async fn demo() -> Result<(), Error> {
+//! let tls = TlsServerConfig::from_pem_files("server.crt", "server.key")?
+//!     .require_client_cert_pem(&std::fs::read("clients-ca.crt")?)?;
+//! let server = Server::builder()
+//!     .tls(tls)
+//!     .bind("tls://0.0.0.0:7443") // or "wss://0.0.0.0:7443/path"
+//!     .await?
+//!     .serve(|| Remote::new(Arc::new(H) as Arc<dyn Hello>));
+//!
+//! // A client trusting the server's CA and presenting its certificate.
+//! let tls = TlsClientConfig::new()
+//!     .with_root_pem_file("ca.crt")?
+//!     .with_client_cert_pem_files("alice.crt", "alice.key")?;
+//! let conn = ConnectionBuilder::new()
+//!     .tls(tls)
+//!     .connect("tls://server.example:7443")
+//!     .await?;
+//! let hello = conn.root::<dyn Hello>();
+//! assert_eq!(hello.hi().await?, "hi");
+//! # drop(server); Ok(()) }
+//! ```
+//!
+//! On the server, each connection's
+//! [`tls_identity`](crate::Connection::tls_identity) is the client's
+//! verified certificate ([`TlsIdentity`](crate::TlsIdentity): subject,
+//! common name, subject alternative names, SHA-256 fingerprint). A
+//! `tls://` server talks to standard tools:
+//! `openssl s_client -connect host:7443 -alpn remote/1 -CAfile ca.crt`
+//! completes the handshake and shows `ALPN protocol: remote/1`.
 
 use std::path::Path;
 use std::sync::Arc;
