@@ -342,3 +342,61 @@ async fn tls_addresses_need_a_configuration() {
         "{err}"
     );
 }
+
+/// What a client can make the server hold before its TLS handshake ends is
+/// bounded: a ClientHello announcing 16 MiB is refused from its header at
+/// once, not buffered until `handshake_timeout`.
+#[tokio::test]
+async fn an_oversized_tls_handshake_message_is_refused_from_its_header() {
+    let ca = Ca::new("test CA");
+    let limits = Limits {
+        handshake_timeout: Duration::from_secs(600),
+        ..Limits::default()
+    };
+    let (server, _) = serve("tls://127.0.0.1:0", server_tls(&ca), limits).await;
+    let mut s = tokio::net::TcpStream::connect(server.local_addr().trim_start_matches("tls://"))
+        .await
+        .unwrap();
+    // A handshake record (type 22, 16 KiB) whose first message is a
+    // ClientHello (type 1) of 0xffffff bytes; only its header is sent.
+    let mut record = vec![0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0xff, 0xff, 0xff];
+    record.resize(5 + 0x4000, 0);
+    s.write_all(&record).await.unwrap();
+    let mut got = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut got)).await;
+    assert!(
+        r.is_ok(),
+        "the server kept the connection waiting for 16 MiB"
+    );
+    // Whatever came back is at most a TLS alert record, never a hello.
+    assert!(got.len() <= 7, "{got:?}");
+}
+
+/// A client over `max_connections_per_peer` on `tls://` is counted by its
+/// IP address like over TCP, and learns why it was refused: the goodbye is
+/// sent inside TLS.
+#[tokio::test]
+async fn a_refused_tls_client_reads_the_reason() {
+    let ca = Ca::new("test CA");
+    let limits = Limits {
+        max_connections_per_peer: 1,
+        ..Limits::default()
+    };
+    let (server, _) = serve("tls://127.0.0.1:0", server_tls(&ca), limits).await;
+    let first = ConnectionBuilder::new()
+        .tls(client_tls(&ca))
+        .connect(server.local_addr())
+        .await
+        .unwrap();
+    let err = ConnectionBuilder::new()
+        .tls(client_tls(&ca))
+        .connect(server.local_addr())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("limit exceeded: max_connections_per_peer = 1"),
+        "{err}"
+    );
+    assert_eq!(first.root::<dyn Calc>().add(1, 1).await.unwrap(), 2);
+}
