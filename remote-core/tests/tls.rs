@@ -115,6 +115,24 @@ async fn a_server_certificate_from_another_ca_is_refused() {
         msg.contains("TLS handshake with") && msg.contains("invalid peer certificate"),
         "{msg}"
     );
+    // The right CA but a certificate for other names: checked against the
+    // configured server name (here overriding the address's 127.0.0.1).
+    let err = ConnectionBuilder::new()
+        .tls(client_tls(&ca).server_name("elsewhere.example"))
+        .connect(server.local_addr())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("not valid for name \"elsewhere.example\""),
+        "{err}"
+    );
+    let conn = ConnectionBuilder::new()
+        .tls(client_tls(&ca).server_name("localhost"))
+        .connect(server.local_addr())
+        .await
+        .unwrap();
+    assert_eq!(conn.root::<dyn Calc>().add(1, 2).await.unwrap(), 3);
     // Without any roots the client refuses to connect at all, naming why.
     let err = ConnectionBuilder::new()
         .tls(TlsClientConfig::new())
