@@ -71,6 +71,10 @@ pub enum Error {
     /// The handshake failed (version, authentication, timeout).
     #[error("handshake failed: {0}")]
     Handshake(String),
+    /// A TLS configuration could not be used: unreadable or malformed PEM,
+    /// a key that does not match its certificate, no trust roots.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
     /// The method requires an authenticated connection and this one is not.
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),
@@ -117,6 +121,7 @@ impl Error {
             Error::Io(_) => "io",
             Error::Address { .. } => "address",
             Error::Handshake(_) => "handshake",
+            Error::Tls(_) => "tls",
             Error::Unauthenticated(_) => "unauthenticated",
             Error::BlockingInAsync => "blocking_in_async",
         }

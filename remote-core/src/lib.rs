@@ -7,6 +7,9 @@
 //! keeps a referenced object alive while any peer holds a proxy.
 //!
 //! The wire protocol is specified in `PROTOCOL.md` at the repository root.
+//! Addresses and transports are listed in [`transport`]; TLS (`tls://`,
+//! `wss://`, mutual TLS, the caller's certificate identity) is explained in
+//! [`transport::tls`].
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 
@@ -35,6 +38,9 @@ pub use error::{Error, RemoteError, RemoteErrorType};
 pub use limits::Limits;
 pub use remote::{BoxFuture, Dispatch, Handle, Interface, Remote};
 pub use server::{Server, ServerBuilder, ServerHandle};
+pub use transport::TlsIdentity;
+#[cfg(feature = "tls")]
+pub use transport::{TlsClientConfig, TlsServerConfig};
 pub use wire::Wire;
 
 #[doc(inline)]

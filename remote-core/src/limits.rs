@@ -59,7 +59,9 @@ pub struct Limits {
     /// server, or of one standalone connection (default 64). Further ones
     /// wait for a slot until their deadline.
     pub max_server_blocking_calls: usize,
-    /// Time for a peer to complete the handshake (default 10 s).
+    /// Time for a peer to complete the handshake (default 10 s). The TLS
+    /// handshake of `tls://` and `wss://` and the WebSocket upgrade are
+    /// each bounded by it too, before the protocol's own hello.
     pub handshake_timeout: Duration,
     /// A connection with no traffic, no calls in flight and no references
     /// held either way for this long is closed; so is one whose partial

@@ -12,13 +12,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::proto::encode;
 use crate::remote::Interface;
-use crate::transport::Listener;
+use crate::transport::{Accepted, Listener, ServerTls};
 use crate::{Connection, ConnectionBuilder, Error, Limits, Remote};
 
 /// Configures a [`Server`].
 #[derive(Debug, Default)]
 pub struct ServerBuilder {
     conn: ConnectionBuilder,
+    tls: ServerTls,
 }
 
 impl ServerBuilder {
@@ -38,10 +39,20 @@ impl ServerBuilder {
         self
     }
 
-    /// Binds `addr` (`tcp://127.0.0.1:0` picks a free port).
+    /// The certificate (and optional client-certificate check) for
+    /// `tls://` and `wss://` addresses; see
+    /// [`TlsServerConfig`](crate::TlsServerConfig).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: crate::TlsServerConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Binds `addr` (`tcp://127.0.0.1:0` picks a free port; `tls://` and
+    /// `wss://` need [`tls`](ServerBuilder::tls)).
     pub async fn bind(self, addr: &str) -> Result<Server, Error> {
         Ok(Server {
-            listener: Listener::bind(addr, &self.conn.limits).await?,
+            listener: Listener::bind(addr, &self.conn.limits, &self.tls).await?,
             conn: self.conn,
         })
     }
@@ -131,9 +142,13 @@ type PeerCounts = HashMap<IpAddr, usize>;
 
 /// The key a peer's connections are counted under: the IP address of a TCP
 /// peer (its /64 prefix for IPv6, where one host often holds a whole /64),
-/// not its port. `None` (not counted per peer) for other transports.
+/// not its port, over TCP or TLS. `None` (not counted per peer) for other
+/// transports.
 fn peer_key(peer: &str) -> Option<IpAddr> {
-    let addr: SocketAddr = peer.strip_prefix("tcp://")?.parse().ok()?;
+    let rest = ["tcp://", "tls://", "wss://"]
+        .iter()
+        .find_map(|scheme| peer.strip_prefix(scheme))?;
+    let addr: SocketAddr = rest.split('/').next()?.parse().ok()?;
     Some(match addr.ip().to_canonical() {
         IpAddr::V6(v6) => {
             let bits = u128::from(v6) & !((1u128 << 64) - 1);
@@ -179,19 +194,20 @@ impl Drop for PeerSlot {
 }
 
 /// Tells a refused client why (a goodbye instead of hello), then closes.
-fn refuse(
-    r: crate::driver::io_types::BoxRead,
-    mut w: crate::driver::io_types::BoxWrite,
-    why: String,
-) {
+/// Over TLS the handshake comes first, so the client can read the reason;
+/// the whole refusal is bounded by one second.
+fn refuse(accepted: Accepted, why: String) {
     tokio::spawn(async move {
         let frame = encode::goodbye(&why);
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            let _ = w.write_all(&frame).await;
-            let _ = w.shutdown().await;
+            let Ok(mut o) = accepted.open().await else {
+                return;
+            };
+            let _ = o.writer.write_all(&frame).await;
+            let _ = o.writer.shutdown().await;
+            drop(o.reader);
         })
         .await;
-        drop(r);
     });
 }
 
@@ -208,7 +224,7 @@ async fn accept_loop(
             _ = inner.stop.cancelled() => break,
             a = listener.accept() => a,
         };
-        let (r, w, peer) = match accepted {
+        let accepted = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // E.g. out of file descriptors: back off instead of spinning.
@@ -218,16 +234,15 @@ async fn accept_loop(
             }
         };
         if inner.active.load(Ordering::Acquire) >= max {
-            refuse(r, w, format!("limit exceeded: max_connections = {max}"));
+            refuse(accepted, format!("limit exceeded: max_connections = {max}"));
             continue;
         }
-        let peer_slot = match peer_key(&peer) {
+        let peer_slot = match peer_key(&accepted.peer) {
             Some(key) => match PeerSlot::take(&inner.per_peer, key, max_per_peer) {
                 Some(slot) => Some(slot),
                 None => {
                     refuse(
-                        r,
-                        w,
+                        accepted,
                         format!(
                             "limit exceeded: max_connections_per_peer = {max_per_peer} \
                              (connections from {key})"
@@ -243,7 +258,20 @@ async fn accept_loop(
         builder.root = Some(factory());
         let inner2 = inner.clone();
         tokio::spawn(async move {
-            if let Ok(c) = builder.over_boxed(r, w, peer).await {
+            // The transport's handshake (TLS) runs here, in the
+            // connection's own task, bounded by handshake_timeout.
+            let peer = accepted.peer.clone();
+            let opened = accepted.open().await.inspect_err(|e| {
+                tracing::debug!(peer = %peer, "transport handshake failed: {e}");
+            });
+            let conn = match opened {
+                Ok(o) => {
+                    builder.tls_identity = o.tls_identity;
+                    builder.over_boxed(o.reader, o.writer, peer).await.ok()
+                }
+                Err(_) => None,
+            };
+            if let Some(c) = conn {
                 let id = inner2.next.fetch_add(1, Ordering::Relaxed);
                 inner2
                     .conns

@@ -3,14 +3,20 @@
 //! | address | transport |
 //! |---|---|
 //! | `tcp://host:port` | TCP (Nagle off) |
+//! | `tls://host:port` | TLS 1.3 over TCP, ALPN `remote/1` (feature `tls`, on by default) |
 //! | `unix:///path/to.sock` | Unix domain socket |
 //! | `stdio:` | this process's stdin/stdout (connect only) |
 //! | `ws://host:port/path` | WebSocket, one binary message per frame (feature `websocket`, on by default) |
+//! | `wss://host:port/path` | WebSocket over TLS 1.3 (features `websocket` and `tls`) |
 //!
-//! `wss://` (WebSocket over TLS) is not supported yet: TLS comes with its
-//! own transport later; until then terminate TLS in front of a `ws://`
-//! server. A spawned child's stdio is [`ConnectionBuilder::spawn_child`]; an
-//! in-memory pair is [`Connection::pair`]; any other byte stream is
+//! TLS needs a configuration: [`TlsServerConfig`] on
+//! [`ServerBuilder::tls`](crate::ServerBuilder::tls) (certificate, key,
+//! optional client-certificate check), [`TlsClientConfig`] on
+//! [`ConnectionBuilder::tls`](crate::ConnectionBuilder::tls) (trust roots,
+//! optional client certificate). The peer's verified certificate is
+//! [`Connection::tls_identity`](crate::Connection::tls_identity). A spawned
+//! child's stdio is [`ConnectionBuilder::spawn_child`]; an in-memory pair is
+//! [`Connection::pair`]; any other byte stream is
 //! [`ConnectionBuilder::over`].
 //!
 //! [`ConnectionBuilder::spawn_child`]: crate::ConnectionBuilder::spawn_child
@@ -22,8 +28,33 @@ use std::path::PathBuf;
 use crate::driver::io_types::{BoxRead, BoxWrite};
 use crate::{Error, Limits};
 
+mod listener;
+#[cfg(feature = "tls")]
+pub mod tls;
+mod tls_identity;
+#[cfg(feature = "tls")]
+mod tls_io;
 #[cfg(feature = "websocket")]
 mod ws;
+
+#[cfg(feature = "tls")]
+pub use tls::{TlsClientConfig, TlsServerConfig, ALPN};
+pub use tls_identity::TlsIdentity;
+
+pub(crate) use listener::{Accepted, Listener};
+
+/// A client's TLS configuration, if any (none exists without feature `tls`).
+#[cfg(feature = "tls")]
+pub(crate) type ClientTls = Option<TlsClientConfig>;
+/// A client's TLS configuration, if any (none exists without feature `tls`).
+#[cfg(not(feature = "tls"))]
+pub(crate) type ClientTls = Option<std::convert::Infallible>;
+/// A server's TLS configuration, if any (none exists without feature `tls`).
+#[cfg(feature = "tls")]
+pub(crate) type ServerTls = Option<TlsServerConfig>;
+/// A server's TLS configuration, if any (none exists without feature `tls`).
+#[cfg(not(feature = "tls"))]
+pub(crate) type ServerTls = Option<std::convert::Infallible>;
 
 /// A parsed address string.
 ///
@@ -49,9 +80,31 @@ pub enum Address {
     ///     Address::parse("ws://127.0.0.1:0/chat").unwrap(),
     ///     Address::Ws { authority: "127.0.0.1:0".into(), path: "/chat".into() },
     /// );
-    /// assert!(Address::parse("wss://example.com/").unwrap_err().to_string().contains("TLS"));
     /// ```
     Ws {
+        /// `host:port`.
+        authority: String,
+        /// The request path, starting with `/`.
+        path: String,
+    },
+    /// `tls://host:port`: TLS 1.3 over TCP.
+    ///
+    /// ```
+    /// use remote_core::transport::Address;
+    /// assert_eq!(Address::parse("tls://localhost:7443").unwrap(), Address::Tls("localhost:7443".into()));
+    /// ```
+    Tls(String),
+    /// `wss://host:port/path`: a WebSocket over TLS 1.3 (the path defaults
+    /// to `/`).
+    ///
+    /// ```
+    /// use remote_core::transport::Address;
+    /// assert_eq!(
+    ///     Address::parse("wss://localhost:7443").unwrap(),
+    ///     Address::Wss { authority: "localhost:7443".into(), path: "/".into() },
+    /// );
+    /// ```
+    Wss {
         /// `host:port`.
         authority: String,
         /// The request path, starting with `/`.
@@ -71,6 +124,11 @@ impl Address {
                 return Err(bad("expected tcp://host:port"));
             }
             Ok(Address::Tcp(rest.to_owned()))
+        } else if let Some(rest) = addr.strip_prefix("tls://") {
+            if rest.is_empty() || !rest.contains(':') || rest.contains('/') {
+                return Err(bad("expected tls://host:port"));
+            }
+            Ok(Address::Tls(rest.to_owned()))
         } else if let Some(rest) = addr.strip_prefix("unix://") {
             if rest.is_empty() {
                 return Err(bad("expected unix:///path/to/socket"));
@@ -78,47 +136,120 @@ impl Address {
             Ok(Address::Unix(PathBuf::from(rest)))
         } else if addr == "stdio:" || addr == "stdio://" {
             Ok(Address::Stdio)
-        } else if let Some(rest) = addr.strip_prefix("ws://") {
+        } else if let Some((scheme, rest)) = addr
+            .strip_prefix("ws://")
+            .map(|r| ("ws", r))
+            .or_else(|| addr.strip_prefix("wss://").map(|r| ("wss", r)))
+        {
             let (authority, path) = match rest.find('/') {
                 Some(i) => (&rest[..i], &rest[i..]),
                 None => (rest, "/"),
             };
             if authority.is_empty() || !authority.contains(':') {
-                return Err(bad("expected ws://host:port/path"));
+                return Err(bad(&format!("expected {scheme}://host:port/path")));
             }
-            Ok(Address::Ws {
-                authority: authority.to_owned(),
-                path: path.to_owned(),
+            let (authority, path) = (authority.to_owned(), path.to_owned());
+            Ok(if scheme == "ws" {
+                Address::Ws { authority, path }
+            } else {
+                Address::Wss { authority, path }
             })
-        } else if addr.starts_with("wss://") {
-            Err(bad(
-                "wss:// needs TLS, which this version does not support; use ws:// (behind a TLS-terminating proxy)",
-            ))
         } else {
             Err(bad(
-                "unknown scheme; use tcp://host:port, unix:///path, ws://host:port/path or stdio:",
+                "unknown scheme; use tcp://host:port, tls://host:port, unix:///path, \
+                 ws://host:port/path, wss://host:port/path or stdio:",
             ))
         }
     }
 }
 
+#[cfg(not(feature = "tls"))]
+pub(crate) fn no_tls(addr: &str) -> Error {
+    Error::Address {
+        addr: addr.to_owned(),
+        reason: "built without the `tls` feature of remote-core".into(),
+    }
+}
+
+/// A TLS address needs a configuration.
+#[cfg(feature = "tls")]
+fn need_client_tls<'a>(addr: &str, tls: &'a ClientTls) -> Result<&'a TlsClientConfig, Error> {
+    tls.as_ref().ok_or_else(|| Error::Address {
+        addr: addr.to_owned(),
+        reason: "a TLS address needs trust roots: \
+                 ConnectionBuilder::new().tls(TlsClientConfig::new().with_root_pem(ca)?)"
+            .into(),
+    })
+}
+
+/// A connected transport: its byte streams, a description of the peer,
+/// and (TLS) the peer's verified certificate identity.
+pub(crate) struct Dialed {
+    pub(crate) reader: BoxRead,
+    pub(crate) writer: BoxWrite,
+    pub(crate) peer: String,
+    pub(crate) tls_identity: Option<TlsIdentity>,
+}
+
+#[cfg(feature = "tls")]
+pub(crate) fn boxed<S>(s: S) -> (BoxRead, BoxWrite)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (r, w) = tokio::io::split(s);
+    (Box::new(r), Box::new(w))
+}
+
 #[cfg(not(feature = "websocket"))]
-fn no_websocket(addr: &str) -> Error {
+pub(crate) fn no_websocket(addr: &str) -> Error {
     Error::Address {
         addr: addr.to_owned(),
         reason: "built without the `websocket` feature of remote-core".into(),
     }
 }
 
-pub(crate) async fn dial(
-    addr: &str,
-    limits: &Limits,
-) -> Result<(BoxRead, BoxWrite, String), Error> {
+pub(crate) async fn dial(addr: &str, limits: &Limits, tls: &ClientTls) -> Result<Dialed, Error> {
+    let plain = |reader: BoxRead, writer: BoxWrite| Dialed {
+        reader,
+        writer,
+        peer: addr.to_owned(),
+        tls_identity: None,
+    };
     match Address::parse(addr)? {
+        #[cfg(feature = "tls")]
+        Address::Tls(authority) => {
+            let cfg = need_client_tls(addr, tls)?;
+            let (s, id) = tls_io::connect(addr, &authority, cfg, ALPN, limits).await?;
+            let (reader, writer) = boxed(s);
+            Ok(Dialed {
+                tls_identity: id,
+                ..plain(reader, writer)
+            })
+        }
+        #[cfg(all(feature = "tls", feature = "websocket"))]
+        Address::Wss { authority, .. } => {
+            let cfg = need_client_tls(addr, tls)?;
+            let (s, id) = tls_io::connect(addr, &authority, cfg, tls::ALPN_WSS, limits).await?;
+            let (reader, writer) = ws::dial_over(addr, s, limits).await?;
+            Ok(Dialed {
+                tls_identity: id,
+                ..plain(reader, writer)
+            })
+        }
+        #[cfg(all(feature = "tls", not(feature = "websocket")))]
+        Address::Wss { .. } => {
+            let _ = tls;
+            Err(no_websocket(addr))
+        }
+        #[cfg(not(feature = "tls"))]
+        Address::Tls(_) | Address::Wss { .. } => {
+            let _ = tls;
+            Err(no_tls(addr))
+        }
         #[cfg(feature = "websocket")]
         Address::Ws { .. } => {
             let (r, w) = ws::dial(addr, limits).await?;
-            Ok((r, w, addr.to_owned()))
+            Ok(plain(r, w))
         }
         #[cfg(not(feature = "websocket"))]
         Address::Ws { .. } => {
@@ -131,7 +262,7 @@ pub(crate) async fn dial(
                 .map_err(|e| Error::Io(format!("connect to {addr}: {e}")))?;
             s.set_nodelay(true)?;
             let (r, w) = s.into_split();
-            Ok((Box::new(r), Box::new(w), addr.to_owned()))
+            Ok(plain(Box::new(r), Box::new(w)))
         }
         Address::Unix(path) => {
             #[cfg(unix)]
@@ -140,7 +271,7 @@ pub(crate) async fn dial(
                     .await
                     .map_err(|e| Error::Io(format!("connect to {addr}: {e}")))?;
                 let (r, w) = s.into_split();
-                Ok((Box::new(r), Box::new(w), addr.to_owned()))
+                Ok(plain(Box::new(r), Box::new(w)))
             }
             #[cfg(not(unix))]
             {
@@ -151,111 +282,9 @@ pub(crate) async fn dial(
                 })
             }
         }
-        Address::Stdio => Ok((
-            Box::new(tokio::io::stdin()),
-            Box::new(tokio::io::stdout()),
-            "stdio".into(),
-        )),
-    }
-}
-
-/// A bound listener for a server.
-#[derive(Debug)]
-pub(crate) enum Listener {
-    Tcp(tokio::net::TcpListener),
-    #[cfg(unix)]
-    Unix(tokio::net::UnixListener, PathBuf),
-    /// A TCP listener upgrading each connection to a WebSocket at `path`.
-    #[cfg(feature = "websocket")]
-    Ws {
-        tcp: tokio::net::TcpListener,
-        path: String,
-        /// Boxed: `Limits` is large next to the other variants.
-        limits: Box<Limits>,
-    },
-}
-
-impl Listener {
-    pub(crate) async fn bind(addr: &str, limits: &Limits) -> Result<Listener, Error> {
-        match Address::parse(addr)? {
-            #[cfg(feature = "websocket")]
-            Address::Ws { authority, path } => Ok(Listener::Ws {
-                tcp: tokio::net::TcpListener::bind(&authority)
-                    .await
-                    .map_err(|e| Error::Io(format!("bind {addr}: {e}")))?,
-                path,
-                limits: Box::new(limits.clone()),
-            }),
-            #[cfg(not(feature = "websocket"))]
-            Address::Ws { .. } => {
-                let _ = limits;
-                Err(no_websocket(addr))
-            }
-            Address::Tcp(hp) => Ok(Listener::Tcp(
-                tokio::net::TcpListener::bind(&hp)
-                    .await
-                    .map_err(|e| Error::Io(format!("bind {addr}: {e}")))?,
-            )),
-            #[cfg(unix)]
-            Address::Unix(path) => {
-                let l = tokio::net::UnixListener::bind(&path)
-                    .map_err(|e| Error::Io(format!("bind {addr}: {e}")))?;
-                Ok(Listener::Unix(l, path))
-            }
-            _ => Err(Error::Address {
-                addr: addr.to_owned(),
-                reason: "a server listens on tcp://, unix:// or ws://".into(),
-            }),
-        }
-    }
-
-    /// The address string clients connect to.
-    pub(crate) fn local_addr(&self) -> String {
-        match self {
-            Listener::Tcp(l) => l
-                .local_addr()
-                .map(|a| format!("tcp://{a}"))
-                .unwrap_or_default(),
-            #[cfg(unix)]
-            Listener::Unix(_, p) => format!("unix://{}", p.display()),
-            #[cfg(feature = "websocket")]
-            Listener::Ws { tcp, path, .. } => tcp
-                .local_addr()
-                .map(|a| format!("ws://{a}{path}"))
-                .unwrap_or_default(),
-        }
-    }
-
-    pub(crate) async fn accept(&self) -> std::io::Result<(BoxRead, BoxWrite, String)> {
-        match self {
-            Listener::Tcp(l) => {
-                let (s, peer) = l.accept().await?;
-                s.set_nodelay(true)?;
-                let (r, w) = s.into_split();
-                Ok((Box::new(r), Box::new(w), format!("tcp://{peer}")))
-            }
-            #[cfg(unix)]
-            Listener::Unix(l, p) => {
-                let (s, _) = l.accept().await?;
-                let (r, w) = s.into_split();
-                Ok((Box::new(r), Box::new(w), format!("unix://{}", p.display())))
-            }
-            #[cfg(feature = "websocket")]
-            Listener::Ws { tcp, path, limits } => {
-                let (s, peer) = tcp.accept().await?;
-                s.set_nodelay(true)?;
-                let (r, w) = ws::accept(s, path.clone(), limits);
-                Ok((r, w, format!("ws://{peer}{path}")))
-            }
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        if let Listener::Unix(_, p) = self {
-            let _ = std::fs::remove_file(p);
-        }
+        Address::Stdio => Ok(Dialed {
+            peer: "stdio".into(),
+            ..plain(Box::new(tokio::io::stdin()), Box::new(tokio::io::stdout()))
+        }),
     }
 }

@@ -1,13 +1,18 @@
 //! Calls, references, callbacks, cancellation, deadlines and disconnects,
 //! over every transport that needs no child process.
 
+#[path = "support/pki.rs"]
+mod pki;
 mod support;
 
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::Duration;
 
-use remote_core::{Connection, ConnectionBuilder, Error, Remote, Server, ServerHandle};
+use remote_core::{
+    Connection, ConnectionBuilder, Error, Remote, Server, ServerHandle, TlsClientConfig,
+    TlsServerConfig,
+};
 use support::{eventually, Calc, CalcError, Counter, Stats};
 
 #[derive(Clone, Copy, Debug)]
@@ -16,13 +21,17 @@ enum Transport {
     Tcp,
     Unix,
     Ws,
+    Tls,
+    Wss,
 }
 
-const ALL: [Transport; 4] = [
+const ALL: [Transport; 6] = [
     Transport::Memory,
     Transport::Tcp,
     Transport::Unix,
     Transport::Ws,
+    Transport::Tls,
+    Transport::Wss,
 ];
 
 struct Fixture {
@@ -56,10 +65,12 @@ async fn setup(t: Transport) -> Fixture {
                 _dir: None,
             }
         }
-        Transport::Tcp | Transport::Unix | Transport::Ws => {
+        _ => {
             let (addr, dir) = match t {
                 Transport::Tcp => ("tcp://127.0.0.1:0".to_owned(), None),
                 Transport::Ws => ("ws://127.0.0.1:0/calc".to_owned(), None),
+                Transport::Tls => ("tls://127.0.0.1:0".to_owned(), None),
+                Transport::Wss => ("wss://127.0.0.1:0/calc".to_owned(), None),
                 _ => {
                     let dir = tempfile::tempdir().unwrap();
                     (
@@ -68,8 +79,26 @@ async fn setup(t: Transport) -> Fixture {
                     )
                 }
             };
-            let server = Server::bind(&addr).await.unwrap().serve(factory);
-            let client = Connection::connect(server.local_addr()).await.unwrap();
+            // TLS: a CA made for this fixture; other transports ignore it.
+            let ca = pki::Ca::new("rpc test CA");
+            let cert = ca.server();
+            let server_tls =
+                TlsServerConfig::from_pem(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes())
+                    .unwrap();
+            let client_tls = TlsClientConfig::new()
+                .with_root_pem(ca.pem().as_bytes())
+                .unwrap();
+            let server = Server::builder()
+                .tls(server_tls)
+                .bind(&addr)
+                .await
+                .unwrap()
+                .serve(factory);
+            let client = ConnectionBuilder::new()
+                .tls(client_tls)
+                .connect(server.local_addr())
+                .await
+                .unwrap();
             let root = client.root::<dyn Calc>();
             Fixture {
                 client,

@@ -22,6 +22,7 @@ use super::reader::{handshake, hello, read_loop};
 use super::teardown::{drop_caught, drop_each_caught};
 use crate::proto::{encode, CallId, Event, ExportKey, ImportRef, ObjectId, ReleaseSink, State};
 use crate::remote::{Dispatch, Interface};
+use crate::transport::{ClientTls, TlsIdentity};
 use crate::{Error, Limits, Remote, RemoteError};
 
 pub(crate) type Waiter = oneshot::Sender<Result<Incoming, Error>>;
@@ -120,6 +121,8 @@ pub(crate) struct Shared {
     running: Mutex<crate::proto::IdMap<u64, AbortHandle>>,
     pub(crate) runtime: tokio::runtime::Handle,
     peer: String,
+    /// The peer's verified TLS certificate, if the transport was TLS.
+    tls_identity: Option<TlsIdentity>,
     pub(crate) authenticated: AtomicBool,
     /// Blocking-method slots, and calls whose closures outlive their handler.
     pub(crate) blocking: ConnBlocking,
@@ -678,6 +681,25 @@ impl Connection {
         &self.shared.peer
     }
 
+    /// The identity in the peer's verified TLS certificate: on a server's
+    /// connection the client certificate (mutual TLS, see
+    /// [`TlsServerConfig::require_client_cert_pem`](crate::TlsServerConfig::require_client_cert_pem)),
+    /// on a client's the server certificate. `None` when the transport is
+    /// not TLS, the client presented no certificate, or the client skipped
+    /// verification with `danger_accept_any_server_cert`.
+    ///
+    /// ```no_run
+    /// # fn demo(conn: &remote_core::Connection) {
+    /// match conn.tls_identity() {
+    ///     Some(id) => println!("client {:?} ({})", id.common_name(), id.sha256_hex()),
+    ///     None => println!("no client certificate"),
+    /// }
+    /// # }
+    /// ```
+    pub fn tls_identity(&self) -> Option<&TlsIdentity> {
+        self.shared.tls_identity.as_ref()
+    }
+
     /// Whether the peer authenticated during the handshake.
     pub fn is_authenticated(&self) -> bool {
         self.shared.is_authenticated()
@@ -728,6 +750,11 @@ pub struct ConnectionBuilder {
     pub(crate) budget: Option<Arc<Budget>>,
     /// Accepted by a server.
     pub(crate) server_side: bool,
+    /// TLS settings for `tls://` and `wss://` addresses.
+    pub(crate) tls: ClientTls,
+    /// The peer's verified certificate, set by the transport that carried
+    /// this connection before [`over_boxed`](ConnectionBuilder::over_boxed).
+    pub(crate) tls_identity: Option<TlsIdentity>,
 }
 
 impl fmt::Debug for ConnectionBuilder {
@@ -773,11 +800,21 @@ impl ConnectionBuilder {
         self
     }
 
-    /// Connects to an address: `tcp://host:port`, `unix:///path` or
-    /// `ws://host:port/path`.
-    pub async fn connect(self, addr: &str) -> Result<Connection, Error> {
-        let (r, w, peer) = crate::transport::dial(addr, &self.limits).await?;
-        self.over_boxed(r, w, peer).await
+    /// Trust roots and an optional client certificate for `tls://` and
+    /// `wss://` addresses (see [`TlsClientConfig`](crate::TlsClientConfig)).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: crate::TlsClientConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Connects to an address: `tcp://host:port`, `tls://host:port`,
+    /// `unix:///path`, `ws://host:port/path` or `wss://host:port/path`.
+    /// The TLS ones need [`tls`](ConnectionBuilder::tls).
+    pub async fn connect(mut self, addr: &str) -> Result<Connection, Error> {
+        let d = crate::transport::dial(addr, &self.limits, &self.tls).await?;
+        self.tls_identity = d.tls_identity;
+        self.over_boxed(d.reader, d.writer, d.peer).await
     }
 
     /// Runs the protocol over any pair of byte streams.
@@ -847,6 +884,7 @@ impl ConnectionBuilder {
             running: Mutex::new(crate::proto::IdMap::default()),
             runtime: tokio::runtime::Handle::current(),
             peer,
+            tls_identity: self.tls_identity,
             authenticated: AtomicBool::new(false),
             blocking: ConnBlocking::new(
                 limits.max_blocking_calls,

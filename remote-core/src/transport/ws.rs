@@ -261,9 +261,37 @@ pub(crate) async fn dial(url: &str, limits: &Limits) -> Result<(BoxRead, BoxWrit
     Ok(halves(WsIo::open(ws)))
 }
 
-/// Wraps an accepted TCP stream; the upgrade (checking the request path is
-/// `path`) runs when the connection first reads or writes.
-pub(crate) fn accept(stream: TcpStream, path: String, limits: &Limits) -> (BoxRead, BoxWrite) {
+/// Runs the client side of the upgrade over an established stream (a TLS
+/// stream for `wss://`), bounded by `handshake_timeout`.
+#[cfg(feature = "tls")]
+pub(crate) async fn dial_over<S>(
+    url: &str,
+    stream: S,
+    limits: &Limits,
+) -> Result<(BoxRead, BoxWrite), Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let upgrade = tokio_tungstenite::client_async_with_config(url, stream, Some(config(limits)));
+    let (ws, _response) = tokio::time::timeout(limits.handshake_timeout, upgrade)
+        .await
+        .map_err(|_| {
+            Error::Handshake(format!(
+                "websocket upgrade with {url} did not finish within handshake_timeout = {:?}",
+                limits.handshake_timeout
+            ))
+        })?
+        .map_err(|e| Error::Io(format!("websocket upgrade with {url}: {e}")))?;
+    Ok(halves(WsIo::open(ws)))
+}
+
+/// Wraps an accepted stream (TCP, or TLS for `wss://`); the upgrade
+/// (checking the request path is `path`) runs when the connection first
+/// reads or writes.
+pub(crate) fn accept<S>(stream: S, path: String, limits: &Limits) -> (BoxRead, BoxWrite)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     #[allow(clippy::result_large_err)] // tungstenite's callback signature
     let check = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() == path {

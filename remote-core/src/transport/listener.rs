@@ -1,0 +1,266 @@
+//! A server's bound listener, and what it accepts: an [`Accepted`]
+//! connection whose transport handshake (TLS, the WebSocket upgrade) has
+//! not run yet. The accept loop only accepts; each connection's own task
+//! runs [`Accepted::open`], so one slow client never delays the others.
+
+use std::path::PathBuf;
+
+#[cfg(feature = "websocket")]
+use super::ws;
+use super::{Address, ServerTls, TlsIdentity};
+use crate::driver::io_types::{BoxRead, BoxWrite};
+use crate::{Error, Limits};
+
+/// A bound listener for a server.
+#[derive(Debug)]
+pub(crate) enum Listener {
+    Tcp(tokio::net::TcpListener),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixListener, PathBuf),
+    /// A TCP listener upgrading each connection to a WebSocket at `path`.
+    #[cfg(feature = "websocket")]
+    Ws {
+        tcp: tokio::net::TcpListener,
+        path: String,
+        limits: Limits,
+    },
+    /// A TCP listener running a TLS handshake on each connection, then
+    /// (`wss://`, with `ws_path`) a WebSocket upgrade.
+    #[cfg(feature = "tls")]
+    Tls {
+        tcp: tokio::net::TcpListener,
+        config: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
+        ws_path: Option<String>,
+        limits: Limits,
+    },
+}
+
+/// A connection accepted but not yet through its transport's handshake.
+pub(crate) struct Accepted {
+    /// A description of the peer (`tcp://1.2.3.4:5678`, ...).
+    pub(crate) peer: String,
+    pending: Pending,
+}
+
+enum Pending {
+    Ready(BoxRead, BoxWrite),
+    #[cfg(feature = "tls")]
+    Tls(Box<PendingTls>),
+}
+
+/// A TCP stream whose TLS handshake (and, with `ws_path`, WebSocket
+/// upgrade) is still to run.
+#[cfg(feature = "tls")]
+struct PendingTls {
+    tcp: tokio::net::TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    ws_path: Option<String>,
+    limits: Limits,
+}
+
+/// A connection's transport, handshakes done.
+pub(crate) struct Opened {
+    pub(crate) reader: BoxRead,
+    pub(crate) writer: BoxWrite,
+    /// The client's verified certificate (mutual TLS).
+    pub(crate) tls_identity: Option<TlsIdentity>,
+}
+
+impl Accepted {
+    /// Runs the transport's handshake: for `tls://` and `wss://` the TLS
+    /// handshake, bounded by `handshake_timeout` (a WebSocket upgrade runs
+    /// later, on first use, under the connection's own handshake timeout).
+    pub(crate) async fn open(self) -> Result<Opened, Error> {
+        match self.pending {
+            Pending::Ready(reader, writer) => Ok(Opened {
+                reader,
+                writer,
+                tls_identity: None,
+            }),
+            #[cfg(feature = "tls")]
+            Pending::Tls(pending) => {
+                let PendingTls {
+                    tcp,
+                    acceptor,
+                    ws_path,
+                    limits,
+                } = *pending;
+                let require_alpn = ws_path.is_none();
+                let (s, tls_identity) =
+                    super::tls_io::accept(&acceptor, tcp, &self.peer, require_alpn, &limits)
+                        .await?;
+                let (reader, writer) = match ws_path {
+                    None => super::boxed(s),
+                    #[cfg(feature = "websocket")]
+                    Some(path) => ws::accept(s, path, &limits),
+                    #[cfg(not(feature = "websocket"))]
+                    Some(_) => return Err(super::no_websocket(&self.peer)),
+                };
+                Ok(Opened {
+                    reader,
+                    writer,
+                    tls_identity,
+                })
+            }
+        }
+    }
+}
+
+async fn bind_tcp(addr: &str, authority: &str) -> Result<tokio::net::TcpListener, Error> {
+    tokio::net::TcpListener::bind(authority)
+        .await
+        .map_err(|e| Error::Io(format!("bind {addr}: {e}")))
+}
+
+impl Listener {
+    pub(crate) async fn bind(
+        addr: &str,
+        limits: &Limits,
+        tls: &ServerTls,
+    ) -> Result<Listener, Error> {
+        let parsed = Address::parse(addr)?;
+        #[cfg(feature = "tls")]
+        if let Address::Tls(_) | Address::Wss { .. } = &parsed {
+            let Some(cfg) = tls else {
+                return Err(Error::Address {
+                    addr: addr.to_owned(),
+                    reason: "a TLS address needs a certificate: \
+                             Server::builder().tls(TlsServerConfig::from_pem_files(cert, key)?)"
+                        .into(),
+                });
+            };
+            let (authority, ws_path, alpn) = match parsed {
+                Address::Tls(a) => (a, None, super::tls::ALPN),
+                Address::Wss { authority, path } => (authority, Some(path), super::tls::ALPN_WSS),
+                _ => return Err(Error::Tls("not a TLS address".into())),
+            };
+            #[cfg(not(feature = "websocket"))]
+            if ws_path.is_some() {
+                return Err(super::no_websocket(addr));
+            }
+            return Ok(Listener::Tls {
+                tcp: bind_tcp(addr, &authority).await?,
+                config: cfg.rustls(alpn)?,
+                ws_path,
+                limits: limits.clone(),
+            });
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = tls;
+        match parsed {
+            #[cfg(feature = "websocket")]
+            Address::Ws { authority, path } => Ok(Listener::Ws {
+                tcp: bind_tcp(addr, &authority).await?,
+                path,
+                limits: limits.clone(),
+            }),
+            #[cfg(not(feature = "websocket"))]
+            Address::Ws { .. } => {
+                let _ = limits;
+                Err(super::no_websocket(addr))
+            }
+            #[cfg(not(feature = "tls"))]
+            Address::Tls(_) | Address::Wss { .. } => Err(super::no_tls(addr)),
+            Address::Tcp(hp) => Ok(Listener::Tcp(bind_tcp(addr, &hp).await?)),
+            #[cfg(unix)]
+            Address::Unix(path) => {
+                let l = tokio::net::UnixListener::bind(&path)
+                    .map_err(|e| Error::Io(format!("bind {addr}: {e}")))?;
+                Ok(Listener::Unix(l, path))
+            }
+            _ => Err(Error::Address {
+                addr: addr.to_owned(),
+                reason: "a server listens on tcp://, tls://, unix://, ws:// or wss://".into(),
+            }),
+        }
+    }
+
+    /// The address string clients connect to.
+    pub(crate) fn local_addr(&self) -> String {
+        let tcp = |l: &tokio::net::TcpListener, scheme: &str, path: &str| {
+            l.local_addr()
+                .map(|a| format!("{scheme}://{a}{path}"))
+                .unwrap_or_default()
+        };
+        match self {
+            Listener::Tcp(l) => tcp(l, "tcp", ""),
+            #[cfg(unix)]
+            Listener::Unix(_, p) => format!("unix://{}", p.display()),
+            #[cfg(feature = "websocket")]
+            Listener::Ws { tcp: l, path, .. } => tcp(l, "ws", path),
+            #[cfg(feature = "tls")]
+            Listener::Tls {
+                tcp: l, ws_path, ..
+            } => match ws_path {
+                None => tcp(l, "tls", ""),
+                Some(path) => tcp(l, "wss", path),
+            },
+        }
+    }
+
+    /// Accepts the next connection; its transport handshake is left to
+    /// [`Accepted::open`].
+    pub(crate) async fn accept(&self) -> std::io::Result<Accepted> {
+        let ready = |r: BoxRead, w: BoxWrite, peer: String| Accepted {
+            peer,
+            pending: Pending::Ready(r, w),
+        };
+        match self {
+            Listener::Tcp(l) => {
+                let (s, peer) = l.accept().await?;
+                s.set_nodelay(true)?;
+                let (r, w) = s.into_split();
+                Ok(ready(Box::new(r), Box::new(w), format!("tcp://{peer}")))
+            }
+            #[cfg(unix)]
+            Listener::Unix(l, p) => {
+                let (s, _) = l.accept().await?;
+                let (r, w) = s.into_split();
+                Ok(ready(
+                    Box::new(r),
+                    Box::new(w),
+                    format!("unix://{}", p.display()),
+                ))
+            }
+            #[cfg(feature = "websocket")]
+            Listener::Ws { tcp, path, limits } => {
+                let (s, peer) = tcp.accept().await?;
+                s.set_nodelay(true)?;
+                let (r, w) = ws::accept(s, path.clone(), limits);
+                Ok(ready(r, w, format!("ws://{peer}{path}")))
+            }
+            #[cfg(feature = "tls")]
+            Listener::Tls {
+                tcp,
+                config,
+                ws_path,
+                limits,
+            } => {
+                let (s, peer) = tcp.accept().await?;
+                s.set_nodelay(true)?;
+                let peer = match ws_path {
+                    None => format!("tls://{peer}"),
+                    Some(path) => format!("wss://{peer}{path}"),
+                };
+                Ok(Accepted {
+                    peer,
+                    pending: Pending::Tls(Box::new(PendingTls {
+                        tcp: s,
+                        acceptor: tokio_rustls::TlsAcceptor::from(config.clone()),
+                        ws_path: ws_path.clone(),
+                        limits: limits.clone(),
+                    })),
+                })
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Listener::Unix(_, p) = self {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
