@@ -383,7 +383,13 @@ impl Shared {
                 )));
             }
             Event::Ping(token) => {
-                let _ = self.send(&crate::proto::encode_pong(token));
+                // Frames still queued for the peer reach it before a pong
+                // would, and any frame proves us alive (PROTOCOL.md §3.8):
+                // answering only an empty queue keeps a peer that floods
+                // pings and never reads from queueing output without bound.
+                if self.queued_output() == 0 {
+                    let _ = self.send(&crate::proto::encode_pong(token));
+                }
                 return Ok(Heard::Ping);
             }
             Event::Pong(token) => return Ok(Heard::Pong(token)),
