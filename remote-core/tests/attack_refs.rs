@@ -113,9 +113,11 @@ fn parse(f: &[u8]) -> (u64, u64, Option<String>) {
     }
 }
 
-/// `call 0, cancel 0` a thousand times, reusing the id as soon as its
-/// `cancelled` reply arrives: never more handlers at once than
-/// `max_calls_in_flight`, exactly one reply per call, nothing else.
+/// `call n, cancel n` for four ids a thousand times, reusing each id as
+/// soon as its reply arrives: never more handlers at once than
+/// `max_calls_in_flight`, exactly one reply per call, and the slots come
+/// back. (A call cancelled before its handler's task first ran used to
+/// count forever: after the first four, every call was refused.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_cancel_reuse_floods_stay_within_max_calls_in_flight() {
     let stats = Arc::new(Stats::default());
@@ -126,34 +128,57 @@ async fn call_cancel_reuse_floods_stay_within_max_calls_in_flight() {
     let server = serve(limits, &stats).await;
     let mut s = raw(&server).await;
     assert_eq!(parse(&frame(&mut s).await.unwrap()).0, 0, "hello");
-    let nap = call(0, 0, "nap", &[0x91, 0xcd, 0x27, 0x10]); // nap(10_000)
-    let (mut cancelled, mut other) = (0, 0);
+    let nap = |id: u32, ms: u16| {
+        let mut args = vec![0x91, 0xcd];
+        args.extend_from_slice(&ms.to_be_bytes());
+        call(id, 0, "nap", &args)
+    };
+    let (mut cancelled, mut refused) = (0, 0);
     for _ in 0..1000 {
-        // Four ids in flight, each cancelled at once and reused.
         let mut batch = Vec::new();
         for id in 0..4u32 {
-            let mut c = nap.clone();
-            c[6] = id as u8; // call id (positive fixint): [len; 4], 0x96, 1, id
-            batch.extend_from_slice(&c);
+            batch.extend_from_slice(&nap(id, 10_000));
             batch.extend_from_slice(&encode::cancel(CallId(id)));
         }
         s.write_all(&batch).await.unwrap();
         for _ in 0..4 {
             match parse(&frame(&mut s).await.expect("a reply")) {
                 (3, _, Some(kind)) if kind == "cancelled" => cancelled += 1,
-                other_frame => {
-                    other += 1;
-                    println!("unexpected: {other_frame:?}");
-                }
+                // Allowed: a cancelled call counts until its handler has
+                // stopped, which may be just after its reply was sent.
+                (3, _, Some(kind)) if kind == "limit_exceeded" => refused += 1,
+                other => panic!("unexpected reply {other:?}"),
             }
         }
     }
     println!(
-        "4000 calls cancelled: {cancelled} cancelled replies, {other} others, max {} handlers at once",
+        "4000 calls cancelled: {cancelled} cancelled replies, {refused} refused, max {} handlers at once",
         stats.max_running.load(SeqCst)
     );
-    assert_eq!(cancelled, 4000);
     assert!(stats.max_running.load(SeqCst) <= 4);
+    assert!(cancelled >= 2000, "only {cancelled} of 4000 calls ran");
+    // The slots come back: four calls at once all run to the end.
+    let end = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut batch = Vec::new();
+        for id in 0..4u32 {
+            batch.extend_from_slice(&nap(id, 1));
+        }
+        s.write_all(&batch).await.unwrap();
+        let mut ok = 0;
+        for _ in 0..4 {
+            let (k, _, _) = parse(&frame(&mut s).await.expect("a reply"));
+            ok += usize::from(k == 2);
+        }
+        if ok == 4 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the call slots never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(server.connections(), 1);
 }
 
