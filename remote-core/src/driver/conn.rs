@@ -448,12 +448,17 @@ impl Shared {
             }
             Ok(None) => {
                 let shared = self.clone();
+                // Made before the task and moved into it: a task aborted
+                // (by a cancel) before its first poll never runs its body,
+                // but dropping it drops the guard, so the call stops
+                // counting in `max_calls_in_flight` either way.
+                let done = DoneGuard {
+                    ctl: shared.ctl.clone(),
+                    id,
+                    seq,
+                };
                 let task = tokio::spawn(async move {
-                    let _done = DoneGuard {
-                        ctl: shared.ctl.clone(),
-                        id,
-                        seq,
-                    };
+                    let _done = done;
                     let run = std::panic::AssertUnwindSafe(fut).catch_unwind();
                     let res =
                         super::deadline::scope(deadline, tokio::time::timeout_at(deadline, run))
