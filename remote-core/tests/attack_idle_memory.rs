@@ -81,8 +81,6 @@ async fn reply(s: &mut TcpStream) {
 /// Server-side only: the clients are raw sockets, so the process's live
 /// heap is the server's (and a few socket-sized test buffers).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: an idle connection keeps the input buffer of its largest frame \
-            (up to max_frame_len each, outside memory_budget)"]
 async fn idle_connections_keep_no_large_input_buffer() {
     let limits = Limits {
         max_connections_per_peer: 64,
