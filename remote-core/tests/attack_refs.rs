@@ -239,3 +239,41 @@ async fn forged_releases_and_references_get_a_goodbye_or_unknown_object() {
     assert_eq!(parse(&frame(&mut s).await.unwrap()), (2, 3, None));
     assert!(server.connections() >= 1);
 }
+
+/// The same through the Rust client: a busy, well-behaved client whose
+/// calls time out at once (their cancel follows the call in the same
+/// write) must not lose its call slots one by one until every call is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_dropped_right_after_they_are_sent_give_their_slots_back() {
+    let stats = Arc::new(Stats::default());
+    let limits = Limits {
+        max_calls_in_flight: 4,
+        ..Limits::default()
+    };
+    let server = serve(limits, &stats).await;
+    let conn = remote_core::Connection::connect(server.local_addr())
+        .await
+        .unwrap();
+    let nap = conn.root::<dyn Nap>();
+    for _ in 0..200 {
+        // Polled once (the call is queued), then dropped (a cancel follows).
+        let _ = tokio::time::timeout(Duration::from_micros(1), nap.nap(10_000)).await;
+    }
+    // Every slot comes back: four calls at once succeed.
+    let end = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let calls = (0..4).map(|_| nap.nap(1));
+        let results = futures_util::future::join_all(calls).await;
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        if ok == 4 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "call slots lost: {:?}",
+            results.iter().find(|r| r.is_err())
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
