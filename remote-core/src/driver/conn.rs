@@ -451,14 +451,19 @@ impl Shared {
                 // Made before the task and moved into it: a task aborted
                 // (by a cancel) before its first poll never runs its body,
                 // but dropping it drops the guard, so the call stops
-                // counting in `max_calls_in_flight` either way.
-                let done = DoneGuard {
-                    ctl: shared.ctl.clone(),
-                    id,
-                    seq,
-                };
+                // counting in `max_calls_in_flight` either way. One tuple,
+                // so the handler is dropped before the guard says it is
+                // done (tuple fields drop in order), run or not.
+                let guarded = (
+                    fut,
+                    DoneGuard {
+                        ctl: shared.ctl.clone(),
+                        id,
+                        seq,
+                    },
+                );
                 let task = tokio::spawn(async move {
-                    let _done = done;
+                    let (fut, _done) = guarded;
                     let run = std::panic::AssertUnwindSafe(fut).catch_unwind();
                     let res =
                         super::deadline::scope(deadline, tokio::time::timeout_at(deadline, run))
