@@ -386,7 +386,13 @@ impl Shared {
                 )));
             }
             Event::Ping(token) => {
-                let _ = self.send(&crate::proto::encode_pong(token));
+                // Frames still queued for the peer reach it before a pong
+                // would, and any frame proves us alive (PROTOCOL.md §3.8):
+                // answering only an empty queue keeps a peer that floods
+                // pings and never reads from queueing output without bound.
+                if self.queued_output() == 0 {
+                    let _ = self.send(&crate::proto::encode_pong(token));
+                }
                 return Ok(Heard::Ping);
             }
             Event::Pong(token) => return Ok(Heard::Pong(token)),
@@ -445,12 +451,22 @@ impl Shared {
             }
             Ok(None) => {
                 let shared = self.clone();
-                let task = tokio::spawn(async move {
-                    let _done = DoneGuard {
+                // Made before the task and moved into it: a task aborted
+                // (by a cancel) before its first poll never runs its body,
+                // but dropping it drops the guard, so the call stops
+                // counting in `max_calls_in_flight` either way. One tuple,
+                // so the handler is dropped before the guard says it is
+                // done (tuple fields drop in order), run or not.
+                let guarded = (
+                    fut,
+                    DoneGuard {
                         ctl: shared.ctl.clone(),
                         id,
                         seq,
-                    };
+                    },
+                );
+                let task = tokio::spawn(async move {
+                    let (fut, _done) = guarded;
                     let run = std::panic::AssertUnwindSafe(fut).catch_unwind();
                     let res =
                         super::deadline::scope(deadline, tokio::time::timeout_at(deadline, run))

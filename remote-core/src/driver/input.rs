@@ -24,6 +24,9 @@ pub(crate) const DRAIN_TIME: Duration = Duration::from_secs(5);
 /// writing to us does not read until its writes complete).
 pub(crate) const DRAIN_BYTES: usize = 32 << 20;
 
+/// The input buffer's capacity to begin with, and again after a large frame.
+const INITIAL: usize = 512;
+
 /// Frames read from the peer, with the frame in progress counted in the
 /// memory budget.
 pub(crate) struct Input {
@@ -42,7 +45,7 @@ impl Input {
     pub(crate) fn new(r: BoxRead, shared: Arc<Shared>, max_len: usize) -> Self {
         Input {
             r,
-            buf: BytesMut::with_capacity(512),
+            buf: BytesMut::with_capacity(INITIAL),
             max_len,
             shared,
             reserved: 0,
@@ -111,7 +114,19 @@ impl Input {
                         continue;
                     }
                     self.buf.advance(4);
-                    return Some(Ok(self.buf.split_to(len)));
+                    let frame = self.buf.split_to(len);
+                    if total > SMALL_FRAME {
+                        // The large allocation leaves with the frame (and
+                        // is freed with it); what was read past the frame
+                        // moves to a small buffer. Otherwise the buffer
+                        // reclaims it on its next read, and an idle
+                        // connection keeps up to `max_frame_len` outside
+                        // the budget.
+                        let rest = std::mem::take(&mut self.buf);
+                        self.buf = BytesMut::with_capacity(rest.len().max(INITIAL));
+                        self.buf.extend_from_slice(&rest);
+                    }
+                    return Some(Ok(frame));
                 }
                 if self.reserved < total {
                     self.reserve(total).await;

@@ -26,13 +26,32 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::driver::io_types::{BoxRead, BoxWrite};
 use crate::{Error, Limits};
 
+/// Room in tungstenite's write buffer beyond one message and its write
+/// threshold: for the pongs (at most 131 bytes each) and close frames it
+/// queues by itself while reading.
+const CONTROL_ROOM: usize = 64 << 10;
+
 /// tungstenite's configuration for a connection with these limits: no
-/// message or frame larger than one protocol frame (prefix included).
+/// message or frame larger than one protocol frame (prefix included), and
+/// a bounded write buffer. tungstenite answers every WebSocket ping itself,
+/// appending the pong to its write buffer even when the peer reads nothing,
+/// and the default bound is `usize::MAX`: a peer flooding pings grew the
+/// buffer by a pong per ping. Bounded, a pong that does not fit waits as
+/// the one pending control frame (later pongs replace it).
 pub(crate) fn config(limits: &Limits) -> WebSocketConfig {
     let max = limits.max_frame_len.saturating_add(4);
-    WebSocketConfig::default()
+    let defaults = WebSocketConfig::default();
+    // One whole message (plus its WebSocket header) always fits on top of
+    // what tungstenite keeps before writing out.
+    let write_max = defaults
+        .write_buffer_size
+        .saturating_add(max)
+        .saturating_add(14)
+        .saturating_add(CONTROL_ROOM);
+    defaults
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
+        .max_write_buffer_size(write_max)
 }
 
 type Accepting<S> = Pin<Box<dyn Future<Output = Result<WebSocketStream<S>, WsError>> + Send>>;

@@ -1,0 +1,122 @@
+//! Independent attack review (issue 8 follow-up): over `ws://`, every
+//! WebSocket ping is answered by the WebSocket layer, which queues the pong
+//! in its own write buffer (unbounded by default) even when the peer reads
+//! nothing; the frame reader never sees the pings, so no budget or
+//! backpressure applies. Measured with a counting global allocator (one
+//! test: the allocator counts the whole process).
+
+use std::alloc::System;
+use std::sync::Arc;
+use std::time::Duration;
+
+use remote_core::{remote, Error, Limits, Remote, Server};
+use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+fn live() -> isize {
+    let s = GLOBAL.stats();
+    s.bytes_allocated as isize - s.bytes_deallocated as isize
+}
+
+#[remote]
+pub trait Add {
+    async fn add(&self, a: i64, b: i64) -> Result<i64, Error>;
+}
+
+struct Impl;
+
+#[remote]
+impl Add for Impl {
+    async fn add(&self, a: i64, b: i64) -> Result<i64, Error> {
+        Ok(a + b)
+    }
+}
+
+const BUDGET: usize = 4 << 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_ping_flood_from_a_peer_that_never_reads_is_bounded() {
+    let limits = Limits {
+        memory_budget: BUDGET,
+        ..Limits::default()
+    };
+    let server = Server::builder()
+        .limits(limits)
+        .bind("ws://127.0.0.1:0/")
+        .await
+        .unwrap()
+        .serve(|| Remote::new(Arc::new(Impl) as Arc<dyn Add>));
+    let authority = server
+        .local_addr()
+        .strip_prefix("ws://")
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let s = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let mut r = tokio::io::BufReader::new(s);
+    let upgrade = format!(
+        "GET / HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    r.get_mut().write_all(upgrade.as_bytes()).await.unwrap();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).await.unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let baseline = live();
+    // Masked ping frames with 125 bytes of payload (each pong echoes it),
+    // sent before the hello; the peer reads nothing from here on.
+    let mut ping = vec![0x89u8, 0x80 | 125, 0, 0, 0, 0];
+    ping.extend(std::iter::repeat_n(b'p', 125));
+    let batch: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 8192)
+        .collect();
+    let mut s = r.into_inner();
+    // 24 batches: 196,608 pings, 25 MB in, 25 MB of pongs to queue.
+    let flood = async {
+        for _ in 0..24 {
+            s.write_all(&batch).await.unwrap();
+        }
+    };
+    let mut peak = 0;
+    let sampled = async {
+        loop {
+            peak = peak.max(live() - baseline);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let wrote = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::select! {
+            _ = flood => {}
+            _ = sampled => {}
+        }
+    })
+    .await;
+    // Let the server take in what the kernel still holds.
+    let end = tokio::time::Instant::now() + Duration::from_secs(2);
+    while tokio::time::Instant::now() < end {
+        peak = peak.max(live() - baseline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "websocket ping flood (all sent: {}): live heap +{peak} bytes, counted {} (budget {BUDGET})",
+        wrote.is_ok(),
+        server.buffered_bytes()
+    );
+    let bound = BUDGET as isize;
+    assert!(
+        peak <= bound,
+        "live heap grew {peak} bytes for pongs to a peer that reads nothing, bound {bound}"
+    );
+    drop(s);
+}
