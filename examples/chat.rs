@@ -24,7 +24,7 @@ pub async fn demo(out: &Transcript) -> remote_core::Result<()> {
     // The whole server: one list of messages, served to every connection.
     let messages = SharedVec::<Message>::new();
     let listener = Server::bind("tcp://127.0.0.1:0").await?;
-    let server = listener.serve(move || messages.remote());
+    let server = listener.serve(move |_| messages.remote());
     let addr = server.local_addr();
     say!(out, "server listening on {addr}");
 
@@ -56,7 +56,7 @@ pub async fn demo(out: &Transcript) -> remote_core::Result<()> {
 pub async fn serve(addr: &str) -> remote_core::Result<ServerHandle> {
     let messages = SharedVec::<Message>::new();
     let server = Server::builder().limits(patient()).bind(addr).await?;
-    Ok(server.serve(move || messages.remote()))
+    Ok(server.serve(move |_| messages.remote()))
 }
 
 /// `chat client ADDR NAME`: prints the last 20 messages, posts each line of

@@ -22,8 +22,11 @@ use std::path::PathBuf;
 use crate::driver::io_types::{BoxRead, BoxWrite};
 use crate::{Error, Limits};
 
+mod identity;
 #[cfg(feature = "websocket")]
 mod ws;
+
+pub use identity::TlsIdentity;
 
 /// A parsed address string.
 ///

@@ -68,7 +68,7 @@ async fn setup(t: Transport) -> Fixture {
                     )
                 }
             };
-            let server = Server::bind(&addr).await.unwrap().serve(factory);
+            let server = Server::bind(&addr).await.unwrap().serve(move |_| factory());
             let client = Connection::connect(server.local_addr()).await.unwrap();
             let root = client.root::<dyn Calc>();
             Fixture {
