@@ -115,7 +115,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ["server", addr] => {
             let server = serve(addr).await?;
             eprintln!("chat server on {} (Ctrl-C to stop)", server.local_addr());
-            std::future::pending::<()>().await;
+            // Serve until Ctrl-C; then refuse new connections, let calls in
+            // flight finish for up to 5 s, and say goodbye to every client.
+            let ctrl_c = async {
+                let _ = tokio::signal::ctrl_c().await;
+                eprintln!("shutting down");
+            };
+            server.run_until(ctrl_c, Duration::from_secs(5)).await;
         }
         ["client", addr, name] => {
             eprintln!("chatting as {name} on {addr}: type a line to post it, Ctrl-D to leave");
