@@ -76,7 +76,7 @@ pub enum Event<'a, O, W> {
     Opened {
         /// Negotiated version.
         version: u32,
-        /// The peer's authentication token.
+        /// The peer's authentication slot (PROTOCOL.md §7.1).
         auth: Option<&'a [u8]>,
         /// Features both sides support.
         features: Vec<String>,
