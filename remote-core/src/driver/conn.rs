@@ -682,7 +682,13 @@ impl Connection {
         self.shared.is_closed.load(Ordering::Acquire)
     }
 
-    /// Waits until the connection is closed, returning why.
+    /// Waits until the connection is closed, returning why: e.g.
+    /// `Error::ConnectionLost("peer closed the connection: <its goodbye
+    /// reason>")` when the peer said goodbye (a server shutting down, a
+    /// limit it enforced, a failed authentication), `"closed locally"` after
+    /// [`close`](Connection::close), or the limit or timeout this side
+    /// enforced (`no traffic for idle_timeout = ..`, `keepalive_timeout`,
+    /// a protocol violation). Returns at once if it is already closed.
     pub async fn closed(&self) -> Error {
         self.shared.closed.cancelled().await;
         // Give the reader task a moment to record the reason and release.
