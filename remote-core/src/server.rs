@@ -392,14 +392,18 @@ impl ServerHandle {
     }
 
     /// Serves until `signal` completes, then shuts down gracefully
-    /// (see [`shutdown`](Self::shutdown)). With Ctrl-C (tokio's `signal`
-    /// feature):
+    /// (see [`shutdown`](Self::shutdown)). For Ctrl-C, pass
+    /// `async { let _ = tokio::signal::ctrl_c().await; }` (tokio's `signal`
+    /// feature; the chat example does); any future will do:
     ///
     /// ```no_run
     /// # async fn demo(handle: remote_core::ServerHandle) {
     /// use std::time::Duration;
+    /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    /// // ... hand `stop` to whatever decides the server is done ...
+    /// # drop(stop);
     /// handle
-    ///     .run_until(async { let _ = tokio::signal::ctrl_c().await; }, Duration::from_secs(10))
+    ///     .run_until(async { let _ = stopped.await; }, Duration::from_secs(10))
     ///     .await;
     /// # }
     /// ```

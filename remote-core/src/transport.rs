@@ -173,7 +173,7 @@ pub(crate) enum Listener {
     Ws {
         tcp: tokio::net::TcpListener,
         path: String,
-        limits: Limits,
+        limits: Box<Limits>,
     },
 }
 
@@ -186,7 +186,7 @@ impl Listener {
                     .await
                     .map_err(|e| Error::Io(format!("bind {addr}: {e}")))?,
                 path,
-                limits: limits.clone(),
+                limits: Box::new(limits.clone()),
             }),
             #[cfg(not(feature = "websocket"))]
             Address::Ws { .. } => {

@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+mod builder;
 pub(crate) mod exchange;
 pub(crate) mod proto;
 
