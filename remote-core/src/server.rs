@@ -274,7 +274,8 @@ async fn accept_loop(
 ) {
     let emit = move |e: ServerEvent| {
         if let Some(hook) = &events {
-            hook(e);
+            // A panicking hook must not skip the connection's bookkeeping.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(e)));
         }
     };
     let emit = Arc::new(emit);

@@ -250,3 +250,51 @@ async fn shutdown_lets_a_call_in_flight_finish_and_refuses_new_connections() {
     let reason = tokio::time::timeout(PATIENCE, conn.closed()).await.unwrap();
     assert!(reason.to_string().contains("closed"), "{reason}");
 }
+
+#[tokio::test]
+async fn a_panicking_root_factory_or_event_hook_costs_only_that_connection() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let made = Arc::new(AtomicUsize::new(0));
+    let m = made.clone();
+    let server = Server::builder()
+        .on_event(|e| {
+            if let ServerEvent::Connected { .. } = e {
+                panic!("a hook that panics");
+            }
+        })
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(move |_| {
+            if m.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("a factory that panics once");
+            }
+            let gate = Arc::new(Gate::default());
+            Remote::new(Arc::new(Root {
+                owner: "ok".into(),
+                gate,
+            }) as Arc<dyn Whoami>)
+        });
+    let first = Connection::connect(server.local_addr()).await;
+    let reason = match first {
+        Err(e) => e,
+        Ok(c) => tokio::time::timeout(PATIENCE, c.closed()).await.unwrap(),
+    };
+    assert!(
+        reason.to_string().contains("root factory panicked"),
+        "{reason}"
+    );
+    let second = Connection::connect(server.local_addr()).await.unwrap();
+    let root = second.root::<dyn Whoami>();
+    let call: BoxFuture<'static, Result<(String, u32), Error>> =
+        root.handle().unwrap().call("now", ());
+    // No identity on an open server: the handler says so, but it ran.
+    assert!(call.await.unwrap_err().to_string().contains("no identity"));
+    second.close();
+    // Both connections are uncounted although the hook panicked each time.
+    let end = tokio::time::Instant::now() + PATIENCE;
+    while server.connections() > 0 && tokio::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(server.connections(), 0);
+}

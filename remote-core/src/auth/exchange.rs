@@ -110,9 +110,11 @@ pub(crate) async fn run(
             };
             // An unknown user gets a proof under a random key: the same
             // work, the same messages, the same refusal as a wrong key.
-            let (key, identity) = match lookup(&user) {
-                Some((key, identity)) => (key, Some(identity)),
-                None => (super::Key::random()?, None),
+            // A panicking lookup refuses like an unknown user.
+            let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lookup(&user)));
+            let (key, identity) = match found {
+                Ok(Some((key, identity))) => (key, Some(identity)),
+                Ok(None) | Err(_) => (super::Key::random()?, None),
             };
             let t = Transcript {
                 user: &user,

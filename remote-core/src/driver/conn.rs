@@ -906,7 +906,18 @@ impl ConnectionBuilder {
         };
         let info = Peer::new(shared.peer.clone(), self.tls, proven);
         if let Some(factory) = &self.root_factory {
-            shared.core().set_root(factory(&info));
+            // The application's code, outside any lock; a panic in it
+            // refuses this connection only.
+            let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory(&info)));
+            match made {
+                Ok(root) => shared.core().set_root(root),
+                Err(_) => {
+                    let e = Error::Handshake("the server's root factory panicked".into());
+                    let _ = shared.send(&encode::goodbye(&e.to_string()));
+                    shared.disconnect(e.clone());
+                    return Err(e);
+                }
+            }
         }
         let _ = shared.info.set(info);
         input.set_max_len(limits.max_frame_len);
