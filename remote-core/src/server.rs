@@ -417,7 +417,10 @@ impl ServerHandle {
     /// refused), lets calls in flight finish for up to `grace`, then says
     /// goodbye to every client and waits (for what is left of `grace`, at
     /// least one second) for their connections to close. Calls still
-    /// running at the end of `grace` fail with the connection.
+    /// running at the end of `grace` fail with the connection. Open
+    /// connections are not cut off during the grace period: a call they
+    /// start then is served too, and the drain ends as soon as no call is
+    /// in flight on any connection (or `grace` has passed).
     pub async fn shutdown(mut self, grace: Duration) {
         let end = tokio::time::Instant::now() + grace;
         self.inner.stop.cancel();
