@@ -382,3 +382,31 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Tap<W> {
         Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
+
+#[tokio::test]
+async fn the_exchange_runs_over_websocket_and_unix_sockets_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let unix = format!("unix://{}", dir.path().join("auth.sock").display());
+    for addr in ["ws://127.0.0.1:0/auth", unix.as_str()] {
+        let server = Server::builder()
+            .shared_secret(Key::new(KEY))
+            .bind(addr)
+            .await
+            .unwrap()
+            .serve(|_| Counter::remote(0, Arc::new(Stats::default())));
+        let c = ConnectionBuilder::new()
+            .credentials("anyone", Key::new(KEY))
+            .connect(server.local_addr())
+            .await
+            .unwrap();
+        assert_eq!(c.root::<dyn Calc>().add(2, 3).await.unwrap(), 5);
+        let wrong = ConnectionBuilder::new()
+            .credentials("anyone", Key::new(b"not the key"))
+            .connect(server.local_addr())
+            .await;
+        assert!(wrong
+            .unwrap_err()
+            .to_string()
+            .contains("authentication failed"));
+    }
+}
