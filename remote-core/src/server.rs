@@ -87,7 +87,7 @@ pub enum ServerEvent {
         addr: String,
     },
     /// A peer proved who it is (only on a server that requires
-    /// authentication); its root has been made from it.
+    /// authentication); the root factory has already run for this peer.
     Authenticated {
         /// The peer, with its user name and identity.
         peer: Peer,
