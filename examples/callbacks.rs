@@ -75,7 +75,7 @@ pub async fn run(out: &Transcript) -> remote_core::Result<String> {
     let server_out = out.clone();
     let server = Server::bind("tcp://127.0.0.1:0")
         .await?
-        .serve(move || -> Remote<dyn Jobs> {
+        .serve(move |_| -> Remote<dyn Jobs> {
             Remote::new(Arc::new(JobServer {
                 out: server_out.clone(),
                 current: Mutex::new("idle".into()),

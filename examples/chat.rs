@@ -24,7 +24,7 @@ pub async fn demo(out: &Transcript) -> remote_core::Result<()> {
     // The whole server: one list of messages, served to every connection.
     let messages = SharedVec::<Message>::new();
     let listener = Server::bind("tcp://127.0.0.1:0").await?;
-    let server = listener.serve(move || messages.remote());
+    let server = listener.serve(move |_| messages.remote());
     let addr = server.local_addr();
     say!(out, "server listening on {addr}");
 
@@ -56,7 +56,7 @@ pub async fn demo(out: &Transcript) -> remote_core::Result<()> {
 pub async fn serve(addr: &str) -> remote_core::Result<ServerHandle> {
     let messages = SharedVec::<Message>::new();
     let server = Server::builder().limits(patient()).bind(addr).await?;
-    Ok(server.serve(move || messages.remote()))
+    Ok(server.serve(move |_| messages.remote()))
 }
 
 /// `chat client ADDR NAME`: prints the last 20 messages, posts each line of
@@ -115,7 +115,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ["server", addr] => {
             let server = serve(addr).await?;
             eprintln!("chat server on {} (Ctrl-C to stop)", server.local_addr());
-            std::future::pending::<()>().await;
+            // Serve until Ctrl-C; then refuse new connections, let calls in
+            // flight finish for up to 5 s, and say goodbye to every client.
+            let ctrl_c = async {
+                let _ = tokio::signal::ctrl_c().await;
+                eprintln!("shutting down");
+            };
+            server.run_until(ctrl_c, Duration::from_secs(5)).await;
         }
         ["client", addr, name] => {
             eprintln!("chatting as {name} on {addr}: type a line to post it, Ctrl-D to leave");

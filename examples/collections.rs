@@ -104,7 +104,7 @@ pub async fn run(out: &Transcript) -> remote_core::Result<()> {
     let served = game.clone();
     let server = Server::bind("tcp://127.0.0.1:0")
         .await?
-        .serve(move || -> Remote<dyn Board> { Remote::new(Arc::new(served.clone())) });
+        .serve(move |_| -> Remote<dyn Board> { Remote::new(Arc::new(served.clone())) });
     let mut alice = Player::join("alice", server.local_addr()).await?;
     let mut bob = Player::join("bob", server.local_addr()).await?;
 

@@ -19,7 +19,7 @@ pub async fn run(out: &Transcript) -> remote_core::Result<()> {
     let served = notebook.clone();
     let server = Server::bind(&local_address())
         .await?
-        .serve(move || -> Remote<dyn NotebookRemote> { Remote::new(served.clone()) });
+        .serve(move |_| -> Remote<dyn NotebookRemote> { Remote::new(served.clone()) });
     say!(out, "server: serving a Notebook on {}", server.local_addr());
 
     let conn = Connection::connect(server.local_addr()).await?;

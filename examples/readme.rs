@@ -73,7 +73,7 @@ pub async fn run(out: &Transcript) -> remote_core::Result<()> {
     let room = Arc::new(MyRoom::default());
     let server = Server::bind("tcp://127.0.0.1:0")
         .await?
-        .serve(move || Remote::new(room.clone() as Arc<dyn Chat>));
+        .serve(move |_| Remote::new(room.clone() as Arc<dyn Chat>));
 
     // Clients.
     let mut chats = Vec::new();

@@ -89,7 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let live = Arc::new(AtomicU64::new(0));
     let server = Server::bind(&addr)
         .await?
-        .serve(move || Remote::new(Arc::new(Root { live: live.clone() }) as Arc<dyn Probe>));
+        .serve(move |_| Remote::new(Arc::new(Root { live: live.clone() }) as Arc<dyn Probe>));
     eprintln!("probe server on {}", server.local_addr());
     // Runs until the parent closes our stdin (or kills us).
     let mut sink = Vec::new();

@@ -114,6 +114,16 @@
 //! the schema for the policy checker. Item option: `#[remote(crate =
 //! "::path::to::remote_core")]` when the crate is renamed.
 //!
+//! # Who is calling
+//!
+//! A method learns who called it from [`Peer::current`](crate::Peer::current)
+//! (or `Peer::current_identity::<MyUser>()`): the connection's address, its
+//! TLS client identity, and the identity the server's authenticator returned
+//! ([`crate::auth`]). It is set while the handler runs, blocking methods
+//! included, like [`remaining`](crate::remaining) for the deadline. A
+//! server can also give each user a root of its own:
+//! `server.serve(|peer| Room::for_user(peer.user()))`.
+//!
 //! # Your own error type
 //!
 //! Application errors travel as data and come back as the same type. They

@@ -15,6 +15,7 @@
 
 extern crate self as remote_core;
 
+pub mod auth;
 pub mod blocking;
 mod bounded;
 mod codec;
@@ -25,6 +26,7 @@ mod erased;
 mod error;
 pub mod guide;
 pub mod limits;
+mod peer;
 pub mod proto;
 mod remote;
 pub mod schema;
@@ -36,8 +38,9 @@ pub mod wire;
 pub use driver::{remaining, with_timeout, Connection, ConnectionBuilder};
 pub use error::{Error, RemoteError, RemoteErrorType};
 pub use limits::Limits;
+pub use peer::Peer;
 pub use remote::{BoxFuture, Dispatch, Handle, Interface, Remote};
-pub use server::{Server, ServerBuilder, ServerHandle};
+pub use server::{Server, ServerBuilder, ServerEvent, ServerHandle};
 pub use transport::TlsIdentity;
 #[cfg(feature = "tls")]
 pub use transport::{TlsClientConfig, TlsServerConfig};

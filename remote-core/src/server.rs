@@ -13,13 +13,23 @@ use tokio_util::sync::CancellationToken;
 use crate::proto::encode;
 use crate::remote::Interface;
 use crate::transport::{Accepted, Listener, ServerTls};
-use crate::{Connection, ConnectionBuilder, Error, Limits, Remote};
+use crate::{Connection, ConnectionBuilder, Error, Limits, Peer, Remote};
 
 /// Configures a [`Server`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ServerBuilder {
     conn: ConnectionBuilder,
     tls: ServerTls,
+    events: Option<EventHook>,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("conn", &self.conn)
+            .field("events", &self.events.is_some())
+            .finish()
+    }
 }
 
 impl ServerBuilder {
@@ -29,13 +39,32 @@ impl ServerBuilder {
         self
     }
 
-    /// Checks each client's handshake token; see
-    /// [`ConnectionBuilder::authenticate`].
-    pub fn authenticate(
-        mut self,
-        check: impl Fn(Option<&[u8]>) -> Result<(), String> + Send + Sync + 'static,
-    ) -> Self {
-        self.conn = self.conn.authenticate(check);
+    /// Requires every client to prove it holds a user's key before any
+    /// call is served; `lookup` gives a user's key and identity. See
+    /// [`ConnectionBuilder::authenticate`] and [`crate::auth`].
+    pub fn authenticate<I, F>(mut self, lookup: F) -> Self
+    where
+        I: std::any::Any + Send + Sync,
+        F: Fn(&str) -> Option<(crate::auth::Key, I)> + Send + Sync + 'static,
+    {
+        self.conn = self.conn.authenticate(lookup);
+        self
+    }
+
+    /// Requires every client to prove it holds one shared `key`; see
+    /// [`ConnectionBuilder::shared_secret`].
+    pub fn shared_secret(mut self, key: crate::auth::Key) -> Self {
+        self.conn = self.conn.shared_secret(key);
+        self
+    }
+
+    /// Calls `hook` for each [`ServerEvent`]: a connection accepted, a
+    /// peer authenticated, a connection closed (with the reason). The hook
+    /// runs on the connection's task: keep it short and do not block
+    /// (send to a bounded channel with `try_send` to handle events
+    /// elsewhere). Nothing is queued, so a slow consumer costs no memory.
+    pub fn on_event(mut self, hook: impl Fn(ServerEvent) + Send + Sync + 'static) -> Self {
+        self.events = Some(Arc::new(hook));
         self
     }
 
@@ -54,9 +83,37 @@ impl ServerBuilder {
         Ok(Server {
             listener: Listener::bind(addr, &self.conn.limits, &self.tls).await?,
             conn: self.conn,
+            events: self.events,
         })
     }
 }
+
+/// What happened to a server's connection, for [`ServerBuilder::on_event`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// A connection was accepted (its handshake has not run yet).
+    Connected {
+        /// The peer's address.
+        addr: String,
+    },
+    /// A peer proved who it is (only on a server that requires
+    /// authentication); the root factory has already run for this peer.
+    Authenticated {
+        /// The peer, with its user name and identity.
+        peer: Peer,
+    },
+    /// A connection closed: refused (a limit, failed authentication, a
+    /// broken handshake) or ended after serving.
+    Closed {
+        /// The peer's address.
+        addr: String,
+        /// Why it closed.
+        reason: Error,
+    },
+}
+
+type EventHook = Arc<dyn Fn(ServerEvent) + Send + Sync>;
 
 /// A bound, not yet serving server.
 ///
@@ -65,14 +122,23 @@ impl ServerBuilder {
 /// use remote_core::Server;
 /// let server = Server::bind("tcp://127.0.0.1:0").await?;
 /// println!("listening on {}", server.local_addr());
-/// // let handle = server.serve(|| Remote::new(Arc::new(ChatRoom::default()) as Arc<dyn Chat>));
+/// // let handle = server.serve(|peer| Remote::new(Arc::new(ChatRoom::for_user(peer.user())) as Arc<dyn Chat>));
 /// # drop(server);
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 pub struct Server {
     listener: Listener,
     conn: ConnectionBuilder,
+    events: Option<EventHook>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .field("conn", &self.conn)
+            .finish()
+    }
 }
 
 impl Server {
@@ -91,11 +157,15 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Starts serving: every connection gets the root `factory` returns.
+    /// Starts serving: every connection gets the root `factory` returns
+    /// for its [`Peer`] (address, TLS client identity, authenticated
+    /// identity), made once the handshake (and authentication) completed.
+    /// A server that gives everyone the same kind of root ignores the
+    /// argument: `serve(|_| MyRoot::remote())`.
     pub fn serve<T, F>(self, factory: F) -> ServerHandle
     where
         T: ?Sized + Interface,
-        F: Fn() -> Remote<T> + Send + Sync + 'static,
+        F: Fn(&Peer) -> Remote<T> + Send + Sync + 'static,
     {
         // One memory budget for every connection of this server.
         let budget = Arc::new(crate::driver::Budget::new(self.conn.limits.memory_budget));
@@ -116,9 +186,10 @@ impl Server {
         conn.server_blocking = Some(crate::driver::ServerBlocking::new(
             conn.limits.max_server_blocking_calls,
         ));
-        let task = tokio::spawn(accept_loop(self.listener, conn, inner.clone(), move || {
-            T::into_dispatch(factory().into_arc())
+        conn.root_factory = Some(Arc::new(move |peer: &Peer| {
+            T::into_dispatch(factory(peer).into_arc())
         }));
+        let task = tokio::spawn(accept_loop(self.listener, conn, inner.clone(), self.events));
         ServerHandle {
             inner,
             task: Some(task),
@@ -215,8 +286,15 @@ async fn accept_loop(
     listener: Listener,
     conn: ConnectionBuilder,
     inner: Arc<Inner>,
-    factory: impl Fn() -> Arc<dyn crate::Dispatch> + Send + Sync + 'static,
+    events: Option<EventHook>,
 ) {
+    let emit = move |e: ServerEvent| {
+        if let Some(hook) = &events {
+            // A panicking hook must not skip the connection's bookkeeping.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(e)));
+        }
+    };
+    let emit = Arc::new(emit);
     let max = conn.limits.max_connections;
     let max_per_peer = conn.limits.max_connections_per_peer;
     loop {
@@ -255,38 +333,50 @@ async fn accept_loop(
         };
         inner.active.fetch_add(1, Ordering::AcqRel);
         let mut builder = conn.clone();
-        builder.root = Some(factory());
         let inner2 = inner.clone();
+        let emit = emit.clone();
         tokio::spawn(async move {
+            let peer = accepted.peer.clone();
+            let addr = peer.clone();
+            emit(ServerEvent::Connected { addr: addr.clone() });
+            let authenticates = matches!(builder.auth, crate::auth::Side::Verify(_));
             // The transport's handshake (TLS) runs here, in the
             // connection's own task, bounded by handshake_timeout.
-            let peer = accepted.peer.clone();
             let opened = accepted.open().await.inspect_err(|e| {
                 tracing::debug!(peer = %peer, "transport handshake failed: {e}");
             });
             let conn = match opened {
                 Ok(o) => {
                     builder.tls_identity = o.tls_identity;
-                    builder.over_boxed(o.reader, o.writer, peer).await.ok()
+                    builder.over_boxed(o.reader, o.writer, peer).await
                 }
-                Err(_) => None,
+                Err(e) => Err(e),
             };
-            if let Some(c) = conn {
-                let id = inner2.next.fetch_add(1, Ordering::Relaxed);
-                inner2
-                    .conns
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id, c.clone());
-                if inner2.stop.is_cancelled() {
-                    c.close();
+            match conn {
+                Err(reason) => emit(ServerEvent::Closed { addr, reason }),
+                Ok(c) => {
+                    if authenticates {
+                        emit(ServerEvent::Authenticated {
+                            peer: c.peer_info(),
+                        });
+                    }
+                    let id = inner2.next.fetch_add(1, Ordering::Relaxed);
+                    inner2
+                        .conns
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(id, c.clone());
+                    if inner2.stop.is_cancelled() {
+                        c.close();
+                    }
+                    let reason = c.closed().await;
+                    inner2
+                        .conns
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                    emit(ServerEvent::Closed { addr, reason });
                 }
-                c.closed().await;
-                inner2
-                    .conns
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
             }
             // Uncounted for its address before the server's count goes down.
             drop(peer_slot);
@@ -330,25 +420,60 @@ impl ServerHandle {
         self.inner.budget.used()
     }
 
-    /// Stops accepting, says goodbye to every client, and waits (up to
-    /// `grace`) for their connections to close.
+    /// Serves until `signal` completes, then shuts down gracefully
+    /// (see [`shutdown`](Self::shutdown)). For Ctrl-C, pass
+    /// `async { let _ = tokio::signal::ctrl_c().await; }` (tokio's `signal`
+    /// feature; the chat example does); any future will do:
+    ///
+    /// ```no_run
+    /// # async fn demo(handle: remote_core::ServerHandle) {
+    /// use std::time::Duration;
+    /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    /// // ... hand `stop` to whatever decides the server is done ...
+    /// # drop(stop);
+    /// handle
+    ///     .run_until(async { let _ = stopped.await; }, Duration::from_secs(10))
+    ///     .await;
+    /// # }
+    /// ```
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>, grace: Duration) {
+        signal.await;
+        self.shutdown(grace).await;
+    }
+
+    /// Graceful shutdown: stops accepting at once (new connections are
+    /// refused), lets calls in flight finish for up to `grace`, then says
+    /// goodbye to every client and waits (for what is left of `grace`, at
+    /// least one second) for their connections to close. Calls still
+    /// running at the end of `grace` fail with the connection. Open
+    /// connections are not cut off during the grace period: a call they
+    /// start then is served too, and the drain ends as soon as no call is
+    /// in flight on any connection (or `grace` has passed).
     pub async fn shutdown(mut self, grace: Duration) {
+        let end = tokio::time::Instant::now() + grace;
         self.inner.stop.cancel();
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
-        let conns: Vec<Connection> = self
-            .inner
-            .conns
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for c in conns {
+        let conns = || -> Vec<Connection> {
+            self.inner
+                .conns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned()
+                .collect()
+        };
+        // Calls in flight finish (polled: a handler's end has no
+        // server-wide notification).
+        while tokio::time::Instant::now() < end && conns().iter().any(|c| c.calls_in_flight() > 0) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for c in conns() {
             c.close();
         }
-        let _ = tokio::time::timeout(grace, async {
+        let left = end.saturating_duration_since(tokio::time::Instant::now());
+        let _ = tokio::time::timeout(left.max(Duration::from_secs(1)), async {
             while self.inner.active.load(Ordering::Acquire) > 0 {
                 let notified = self.inner.idle.notified();
                 if self.inner.active.load(Ordering::Acquire) == 0 {

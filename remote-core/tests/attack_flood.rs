@@ -44,7 +44,7 @@ async fn serve(limits: Limits) -> ServerHandle {
         .bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(|| Remote::new(Arc::new(Impl) as Arc<dyn Slow>))
+        .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Slow>))
 }
 
 fn limits() -> Limits {

@@ -91,7 +91,7 @@ async fn idle_connections_keep_no_large_input_buffer() {
         .bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(|| Remote::new(Arc::new(Impl) as Arc<dyn Sink>));
+        .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Sink>));
     let addr = server
         .local_addr()
         .strip_prefix("tcp://")

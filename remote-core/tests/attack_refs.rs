@@ -60,7 +60,7 @@ async fn serve(limits: Limits, stats: &Arc<Stats>) -> ServerHandle {
         .bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(move || Remote::new(Arc::new(Impl(s2.clone())) as Arc<dyn Nap>))
+        .serve(move |_| Remote::new(Arc::new(Impl(s2.clone())) as Arc<dyn Nap>))
 }
 
 async fn raw(server: &ServerHandle) -> TcpStream {

@@ -74,7 +74,7 @@ async fn one_peer_address_cannot_hold_every_server_blocking_slot() {
         .bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(move || Remote::new(Arc::new(Impl(s2.clone())) as Arc<dyn Gate>));
+        .serve(move |_| Remote::new(Arc::new(Impl(s2.clone())) as Arc<dyn Gate>));
     let conns = limits.max_server_blocking_calls / limits.max_blocking_calls;
     let mut clients = Vec::new();
     let mut calls = Vec::new();
@@ -131,7 +131,7 @@ async fn an_idle_unauthenticated_connection_holding_a_free_reference_is_closed()
         .bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(move || Remote::new(Arc::new(Impl(s2.clone())) as Arc<dyn Gate>));
+        .serve(move |_| Remote::new(Arc::new(Impl(s2.clone())) as Arc<dyn Gate>));
     let addr = server.local_addr().strip_prefix("tcp://").unwrap();
     let mut s = TcpStream::connect(addr).await.unwrap();
     let hello = encode::hello(&Hello {

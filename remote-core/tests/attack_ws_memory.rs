@@ -54,7 +54,7 @@ async fn partial_websocket_messages_before_the_hello_stay_within_the_budget() {
         .bind("ws://127.0.0.1:0/")
         .await
         .unwrap()
-        .serve(|| Remote::new(Arc::new(Impl) as Arc<dyn Add>));
+        .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Add>));
     let authority = server
         .local_addr()
         .strip_prefix("ws://")

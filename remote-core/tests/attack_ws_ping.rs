@@ -48,7 +48,7 @@ async fn a_websocket_ping_flood_from_a_peer_that_never_reads_is_bounded() {
         .bind("ws://127.0.0.1:0/")
         .await
         .unwrap()
-        .serve(|| Remote::new(Arc::new(Impl) as Arc<dyn Add>));
+        .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Add>));
     let authority = server
         .local_addr()
         .strip_prefix("ws://")

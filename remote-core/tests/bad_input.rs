@@ -19,7 +19,7 @@ async fn serve(limits: Limits) -> ServerHandle {
         .bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(move || Counter::remote(0, stats.clone()))
+        .serve(move |_| Counter::remote(0, stats.clone()))
 }
 
 fn hello() -> Vec<u8> {
@@ -264,34 +264,23 @@ async fn frame_over_the_servers_limit_closes_only_that_client_with_the_limit_nam
 }
 
 #[tokio::test]
-async fn authentication_hook_refuses_bad_tokens() {
+async fn authentication_refuses_a_wrong_key_and_accepts_the_right_one() {
+    use remote_core::auth::Key;
     let stats = Arc::new(Stats::default());
     let server = Server::builder()
-        .authenticate(|t| {
-            if t == Some(&b"open sesame"[..]) {
-                Ok(())
-            } else {
-                Err("bad token".into())
-            }
-        })
+        .shared_secret(Key::new(b"open sesame, a key of 32 bytes!!"))
         .bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(move || Counter::remote(0, stats.clone()));
+        .serve(move |_| Counter::remote(0, stats.clone()));
     let err = remote_core::ConnectionBuilder::new()
-        .auth_token("guess")
+        .credentials("guest", Key::new(b"a guess"))
         .connect(server.local_addr())
-        .await;
-    let err = match err {
-        Err(e) => e,
-        Ok(c) => c.root::<dyn Calc>().add(1, 1).await.unwrap_err(),
-    };
-    assert!(
-        err.to_string().contains("authentication failed: bad token"),
-        "{err}"
-    );
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("authentication failed"), "{err}");
     let ok = remote_core::ConnectionBuilder::new()
-        .auth_token("open sesame")
+        .credentials("guest", Key::new(b"open sesame, a key of 32 bytes!!"))
         .connect(server.local_addr())
         .await
         .unwrap();

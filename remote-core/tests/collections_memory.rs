@@ -135,7 +135,7 @@ fn repeated_subscriptions_hold_no_memory_and_leave_with_their_connection() {
         let server = remote_core::Server::bind("tcp://127.0.0.1:0")
             .await
             .unwrap()
-            .serve(move || served.remote());
+            .serve(move |_| served.remote());
         // A first connection and subscription, so both sides' one-time
         // allocations are in the baseline.
         // (runtime queues grown by 100 calls at once included).

@@ -175,7 +175,7 @@ fn a_server_returns_to_its_baseline_after_busy_clients_leave() {
         Server::bind("tcp://127.0.0.1:0")
             .await
             .unwrap()
-            .serve(move || v2.remote())
+            .serve(move |_| v2.remote())
     });
     let addr = server.local_addr().to_owned();
     // Four clients at once, each with many calls in flight; all of them

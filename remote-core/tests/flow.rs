@@ -58,7 +58,7 @@ async fn serve(limits: Limits) -> ServerHandle {
         .bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(store)
+        .serve(|_| store())
 }
 
 fn hello(features: Vec<&str>) -> Vec<u8> {
@@ -249,17 +249,26 @@ async fn an_authenticated_connection_keeps_the_long_idle_timeout() {
         idle_timeout: Duration::from_millis(600),
         ..Limits::default()
     };
+    let key = remote_core::auth::Key::new([7u8; 32]);
     let server = Server::builder()
         .limits(limits)
-        .authenticate(|_| Ok(()))
+        .shared_secret(key.clone())
         .bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(store);
-    let mut s = raw(&server).await;
-    let reason = goodbye(&mut s).await.expect("a goodbye");
+        .serve(|_| store());
+    let client = remote_core::ConnectionBuilder::new()
+        .credentials("someone", key)
+        .connect(server.local_addr())
+        .await
+        .unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(60), client.closed())
+        .await
+        .expect("the idle timeout closes the connection");
     assert!(
-        reason.starts_with("no traffic for idle_timeout = 600ms"),
+        reason
+            .to_string()
+            .contains("no traffic for idle_timeout = 600ms"),
         "{reason}"
     );
 }

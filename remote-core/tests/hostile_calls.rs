@@ -230,7 +230,7 @@ async fn blocking_calls_are_bounded_across_a_servers_connections() {
         .bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(move || ProbeImpl::remote(&s2, false));
+        .serve(move |_| ProbeImpl::remote(&s2, false));
     let a = Connection::connect(server.local_addr()).await.unwrap();
     let b = Connection::connect(server.local_addr()).await.unwrap();
     let mut calls = start_calls(&a.root::<dyn Probe>(), 3);
@@ -310,7 +310,7 @@ async fn a_server_frees_the_slot_of_a_connection_whose_objects_panic_on_drop() {
     let server = Server::bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(move || ProbeImpl::remote(&s2, false));
+        .serve(move |_| ProbeImpl::remote(&s2, false));
     let conn = Connection::connect(server.local_addr()).await.unwrap();
     let root = conn.root::<dyn Probe>();
     // Released while the connection lives: dropped on the server's reader.
@@ -346,7 +346,7 @@ async fn connections_over_the_per_peer_limit_are_told_which_limit() {
         .bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(move || ProbeImpl::remote(&s2, false));
+        .serve(move |_| ProbeImpl::remote(&s2, false));
     let first = Connection::connect(server.local_addr()).await.unwrap();
     let second = Connection::connect(server.local_addr()).await.unwrap();
     match Connection::connect(server.local_addr()).await.unwrap_err() {

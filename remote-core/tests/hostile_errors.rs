@@ -131,7 +131,7 @@ async fn serve(limits: Limits) -> Setup {
         .bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(move || root.clone());
+        .serve(move |_| root.clone());
     Setup { server, live }
 }
 

@@ -99,7 +99,7 @@ async fn abusive_connections_stay_within_the_memory_budget_and_memory_returns() 
         .bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(|| Remote::new(Arc::new(Impl) as Arc<dyn Big>));
+        .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Big>));
     let good_conn = Connection::connect(server.local_addr()).await.unwrap();
     let good = good_conn.root::<dyn Big>();
     assert_eq!(good.add(1, 1).await.unwrap(), 2);

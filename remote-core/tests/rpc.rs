@@ -93,7 +93,7 @@ async fn setup(t: Transport) -> Fixture {
                 .bind(&addr)
                 .await
                 .unwrap()
-                .serve(factory);
+                .serve(move |_| factory());
             let client = ConnectionBuilder::new()
                 .tls(client_tls)
                 .connect(server.local_addr())

@@ -31,7 +31,7 @@ async fn serve(addr: &str, tls: TlsServerConfig, limits: Limits) -> (ServerHandl
         .bind(addr)
         .await
         .unwrap()
-        .serve(move || {
+        .serve(move |_| {
             let c = Arc::new(Counter::new(0, Arc::new(Stats::default())));
             r2.lock().unwrap().push(c.clone());
             Remote::new(c as Arc<dyn Calc>)

@@ -69,7 +69,7 @@ async fn openssl_s_client_completes_a_handshake_and_sees_the_alpn() {
         .bind("tls://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(|| Counter::remote(0, Arc::new(Stats::default())));
+        .serve(|_| Counter::remote(0, Arc::new(Stats::default())));
     let authority = server.local_addr().trim_start_matches("tls://").to_owned();
     let out = s_client(&authority, &ca_file, &[]).await;
     assert!(out.contains("ALPN protocol: remote/1"), "{out}");
@@ -89,7 +89,7 @@ async fn openssl_s_client_completes_a_handshake_and_sees_the_alpn() {
         .bind("tls://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(|| Counter::remote(0, Arc::new(Stats::default())));
+        .serve(|_| Counter::remote(0, Arc::new(Stats::default())));
     let authority = server.local_addr().trim_start_matches("tls://").to_owned();
     let alice = clients.client("alice");
     let (acert, akey) = (dir.path().join("alice.pem"), dir.path().join("alice.key"));

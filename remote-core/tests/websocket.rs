@@ -21,7 +21,7 @@ async fn call_callback_and_release_over_ws() {
     let server = Server::bind("ws://127.0.0.1:0/calc")
         .await
         .unwrap()
-        .serve(move || Counter::remote(0, s2.clone()));
+        .serve(move |_| Counter::remote(0, s2.clone()));
     assert!(server.local_addr().starts_with("ws://127.0.0.1:"));
     assert!(server.local_addr().ends_with("/calc"));
     let client = Connection::connect(server.local_addr()).await.unwrap();
@@ -47,7 +47,7 @@ async fn a_wrong_path_is_refused() {
     let server = Server::bind("ws://127.0.0.1:0/calc")
         .await
         .unwrap()
-        .serve(|| Counter::remote(0, Arc::new(Stats::default())));
+        .serve(|_| Counter::remote(0, Arc::new(Stats::default())));
     let wrong = server.local_addr().replace("/calc", "/other");
     let err = Connection::connect(&wrong).await.unwrap_err();
     assert!(err.to_string().contains("404"), "{err}");
@@ -66,7 +66,7 @@ async fn an_oversized_message_is_refused_naming_the_limit() {
         .bind("ws://127.0.0.1:0/")
         .await
         .unwrap()
-        .serve(|| Counter::remote(0, Arc::new(Stats::default())));
+        .serve(|_| Counter::remote(0, Arc::new(Stats::default())));
     let (mut ws, _) = tokio_tungstenite::connect_async(server.local_addr())
         .await
         .unwrap();
@@ -107,7 +107,7 @@ async fn a_message_must_hold_exactly_one_frame() {
     let server = Server::bind("ws://127.0.0.1:0/")
         .await
         .unwrap()
-        .serve(|| Counter::remote(0, Arc::new(Stats::default())));
+        .serve(|_| Counter::remote(0, Arc::new(Stats::default())));
     let (mut ws, _) = tokio_tungstenite::connect_async(server.local_addr())
         .await
         .unwrap();
@@ -189,7 +189,7 @@ async fn an_oversized_message_is_refused_from_its_header() {
         .bind("ws://127.0.0.1:0/")
         .await
         .unwrap()
-        .serve(|| Counter::remote(0, Arc::new(Stats::default())));
+        .serve(|_| Counter::remote(0, Arc::new(Stats::default())));
     let authority = server
         .local_addr()
         .strip_prefix("ws://")

@@ -184,7 +184,7 @@ async fn two_clients(
         let server = Server::bind("tcp://127.0.0.1:0")
             .await
             .unwrap()
-            .serve(move || h.clone());
+            .serve(move |_| h.clone());
         let a = Connection::connect(server.local_addr()).await.unwrap();
         let b = Connection::connect(server.local_addr()).await.unwrap();
         (a.root(), b.root(), vec![a, b], Some(server))

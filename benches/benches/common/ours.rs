@@ -89,7 +89,7 @@ pub async fn tcp() -> (ServerHandle, Connection, Remote<dyn Bench>) {
     let server = Server::bind("tcp://127.0.0.1:0")
         .await
         .expect("bind")
-        .serve(root);
+        .serve(|_| root());
     let client = Connection::connect(server.local_addr())
         .await
         .expect("connect");

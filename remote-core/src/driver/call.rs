@@ -323,6 +323,13 @@ impl CallCx {
         self.deadline
     }
 
+    /// Who the peer of this call's connection is (for hand-written
+    /// [`Dispatch`](crate::Dispatch) impls; generated handlers use
+    /// [`Peer::current`](crate::Peer::current)).
+    pub fn peer(&self) -> crate::Peer {
+        self.shared.peer_info()
+    }
+
     /// Whether the connection authenticated in its handshake.
     pub fn is_authenticated(&self) -> bool {
         self.shared.is_authenticated()
@@ -415,6 +422,7 @@ impl CallCx {
     /// and keeps its slots until `f` returns.
     pub async fn blocking<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> R {
         let deadline = self.deadline;
+        let peer = self.shared.peer_info();
         let slots = self.shared.blocking.acquire().await;
         let hold = self
             .shared
@@ -424,7 +432,9 @@ impl CallCx {
             // Released when `f` returns (or unwinds), not when the awaiting
             // handler is dropped.
             let _held = (hold, slots);
-            crate::blocking::allow_blocking(|| super::deadline::blocking_scope(deadline, f))
+            crate::blocking::allow_blocking(|| {
+                crate::peer::blocking_scope(peer, || super::deadline::blocking_scope(deadline, f))
+            })
         });
         match task.await {
             Ok(r) => r,

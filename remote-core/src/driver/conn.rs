@@ -4,7 +4,7 @@ use std::any::TypeId;
 use std::fmt;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -20,6 +20,8 @@ use super::input::Input;
 use super::io::{write_loop, BoxRead, BoxWrite};
 use super::reader::{handshake, hello, read_loop};
 use super::teardown::{drop_caught, drop_each_caught};
+use crate::auth::{exchange, Side};
+use crate::peer::Peer;
 use crate::proto::{encode, CallId, Event, ExportKey, ImportRef, ObjectId, ReleaseSink, State};
 use crate::remote::{Dispatch, Interface};
 use crate::transport::{ClientTls, TlsIdentity};
@@ -123,7 +125,8 @@ pub(crate) struct Shared {
     peer: String,
     /// The peer's verified TLS certificate, if the transport was TLS.
     tls_identity: Option<TlsIdentity>,
-    pub(crate) authenticated: AtomicBool,
+    /// Who the peer is; set when the handshake completed.
+    pub(crate) info: OnceLock<Peer>,
     /// Blocking-method slots, and calls whose closures outlive their handler.
     pub(crate) blocking: ConnBlocking,
 }
@@ -158,7 +161,15 @@ impl Shared {
     }
 
     pub(crate) fn is_authenticated(&self) -> bool {
-        self.authenticated.load(Ordering::Acquire)
+        self.info.get().is_some_and(Peer::is_authenticated)
+    }
+
+    /// Who the peer is (its address only, before the handshake completed).
+    pub(crate) fn peer_info(&self) -> Peer {
+        self.info
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Peer::new(self.peer.clone(), None, None))
     }
 
     pub(crate) fn peer(&self) -> &str {
@@ -416,6 +427,7 @@ impl Shared {
         let deadline = super::deadline::after(Instant::now(), timeout);
         let args = Args::new(self.clone(), frame, args, held);
         let cx = CallCx::new(self.clone(), id, seq, deadline);
+        let peer = self.peer_info();
         let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             target.call(method, args, cx)
         }));
@@ -436,7 +448,10 @@ impl Shared {
         // without spawning a task.
         let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _inline = Inline::enter();
-            super::deadline::sync_scope(deadline, || (&mut fut).now_or_never())
+            let first_poll = || (&mut fut).now_or_never();
+            crate::peer::sync_scope(peer.clone(), || {
+                super::deadline::sync_scope(deadline, first_poll)
+            })
         }));
         match first {
             Ok(Some(Reply { .. })) => {
@@ -468,9 +483,9 @@ impl Shared {
                 let task = tokio::spawn(async move {
                     let (fut, _done) = guarded;
                     let run = std::panic::AssertUnwindSafe(fut).catch_unwind();
+                    let timed = tokio::time::timeout_at(deadline, run);
                     let res =
-                        super::deadline::scope(deadline, tokio::time::timeout_at(deadline, run))
-                            .await;
+                        crate::peer::scope(peer, super::deadline::scope(deadline, timed)).await;
                     let frame = match res {
                         Ok(Ok(Reply { .. })) => return, // queued by `CallCx::reply`
                         Ok(Err(panic)) => encode::error(id, &panic_error(panic), &shared.limits),
@@ -685,7 +700,13 @@ impl Connection {
         self.shared.is_closed.load(Ordering::Acquire)
     }
 
-    /// Waits until the connection is closed, returning why.
+    /// Waits until the connection is closed, returning why: e.g.
+    /// `Error::ConnectionLost("peer closed the connection: <its goodbye
+    /// reason>")` when the peer said goodbye (a server shutting down, a
+    /// limit it enforced, a failed authentication), `"closed locally"` after
+    /// [`close`](Connection::close), or the limit or timeout this side
+    /// enforced (`no traffic for idle_timeout = ..`, `keepalive_timeout`,
+    /// a protocol violation). Returns at once if it is already closed.
     pub async fn closed(&self) -> Error {
         self.shared.closed.cancelled().await;
         // Give the reader task a moment to record the reason and release.
@@ -716,9 +737,16 @@ impl Connection {
         self.shared.tls_identity.as_ref()
     }
 
-    /// Whether the peer authenticated during the handshake.
+    /// Whether the peer authenticated during the handshake (proved it
+    /// holds a key this side's [`ConnectionBuilder::authenticate`] accepted).
     pub fn is_authenticated(&self) -> bool {
         self.shared.is_authenticated()
+    }
+
+    /// Who the peer is: address, TLS client identity, and the identity
+    /// its authentication produced.
+    pub fn peer_info(&self) -> Peer {
+        self.shared.peer_info()
     }
 
     /// Objects currently exported to the peer (not counting the root).
@@ -748,16 +776,18 @@ impl Connection {
     }
 }
 
-/// A check of the peer's handshake token; `Err` refuses the connection.
-pub(crate) type Authenticator = Arc<dyn Fn(Option<&[u8]>) -> Result<(), String> + Send + Sync>;
+/// Makes a connection's root once its peer is known (a server's factory).
+pub(crate) type RootFactory = Arc<dyn Fn(&Peer) -> Arc<dyn Dispatch> + Send + Sync>;
 
-/// Configures a connection: what it serves, its limits, its token.
+/// Configures a connection: what it serves, its limits, how it
+/// authenticates.
 #[derive(Clone, Default)]
 pub struct ConnectionBuilder {
     pub(crate) limits: Limits,
     pub(crate) root: Option<Arc<dyn Dispatch>>,
-    pub(crate) token: Option<Vec<u8>>,
-    pub(crate) authenticator: Option<Authenticator>,
+    /// Makes the root after the handshake (instead of `root`).
+    pub(crate) root_factory: Option<RootFactory>,
+    pub(crate) auth: Side,
     /// Blocking slots shared with the other connections of a server; a
     /// standalone connection gets its own group.
     pub(crate) server_blocking: Option<Arc<ServerBlocking>>,
@@ -778,12 +808,13 @@ impl fmt::Debug for ConnectionBuilder {
         f.debug_struct("ConnectionBuilder")
             .field("limits", &self.limits)
             .field("serves_root", &self.root.is_some())
+            .field("auth", &self.auth)
             .finish()
     }
 }
 
 impl ConnectionBuilder {
-    /// Defaults: no root, default limits, no token.
+    /// Defaults: no root, default limits, no authentication.
     pub fn new() -> Self {
         Self::default()
     }
@@ -797,22 +828,6 @@ impl ConnectionBuilder {
     /// Sets the limits.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
-        self
-    }
-
-    /// Sends `token` in the handshake's authentication slot.
-    pub fn auth_token(mut self, token: impl Into<Vec<u8>>) -> Self {
-        self.token = Some(token.into());
-        self
-    }
-
-    /// Checks the peer's handshake token; an `Err` refuses the connection
-    /// with that message. A connection whose check passed is authenticated.
-    pub fn authenticate(
-        mut self,
-        check: impl Fn(Option<&[u8]>) -> Result<(), String> + Send + Sync + 'static,
-    ) -> Self {
-        self.authenticator = Some(Arc::new(check));
         self
     }
 
@@ -901,7 +916,7 @@ impl ConnectionBuilder {
             runtime: tokio::runtime::Handle::current(),
             peer,
             tls_identity: self.tls_identity,
-            authenticated: AtomicBool::new(false),
+            info: OnceLock::new(),
             blocking: ConnBlocking::new(
                 limits.max_blocking_calls,
                 self.server_blocking
@@ -912,16 +927,50 @@ impl ConnectionBuilder {
         // If this future is dropped before the handshake ends (e.g. a
         // timeout around `connect`), close so the writer task ends too.
         let guard = CloseOnDrop(Some(shared.clone()));
-        shared.send(&hello(self.token.as_deref()))?;
+        let started = Instant::now();
+        let nonce = crate::auth::proto::nonce()
+            .map_err(|e| Error::Io(format!("no randomness for the handshake nonce: {e}")))?;
+        shared.send(&hello(exchange::hello_slot(&self.auth, &nonce).as_deref()))?;
 
         let mut input = Input::new(reader, shared.clone(), limits.max_handshake_frame_len);
-        match handshake(&shared, &mut input, self.authenticator.as_ref()).await {
-            Ok(()) => {}
+        let deadline = super::deadline::after(started, limits.handshake_timeout);
+        let proven = match handshake(&shared, &mut input).await {
+            Ok(slot) => {
+                let run = exchange::run(
+                    &shared,
+                    &mut input,
+                    &self.auth,
+                    &nonce,
+                    slot.as_deref(),
+                    deadline,
+                );
+                run.await
+            }
+            Err(e) => Err(e),
+        };
+        let proven = match proven {
+            Ok(p) => p,
             Err(e) => {
                 shared.disconnect(e.clone());
                 return Err(e);
             }
+        };
+        let info = Peer::new(shared.peer.clone(), shared.tls_identity.clone(), proven);
+        if let Some(factory) = &self.root_factory {
+            // The application's code, outside any lock; a panic in it
+            // refuses this connection only.
+            let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory(&info)));
+            match made {
+                Ok(root) => shared.core().set_root(root),
+                Err(_) => {
+                    let e = Error::Handshake("the server's root factory panicked".into());
+                    let _ = shared.send(&encode::goodbye(&e.to_string()));
+                    shared.disconnect(e.clone());
+                    return Err(e);
+                }
+            }
         }
+        let _ = shared.info.set(info);
         input.set_max_len(limits.max_frame_len);
         tokio::spawn(read_loop(shared.clone(), input, ctl_rx));
         guard.disarm();

@@ -24,3 +24,4 @@ pub use conn::{Connection, ConnectionBuilder};
 pub(crate) use conn::{Held, Shared};
 pub(crate) use deadline::{current_deadline, scope as deadline_scope};
 pub use deadline::{remaining, with_timeout};
+pub(crate) use input::Input;

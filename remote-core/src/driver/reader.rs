@@ -1,22 +1,22 @@
 //! The reader task: handshake, then frames in, control messages, the idle
 //! timer, keepalive, and the close sequence.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::conn::{Authenticator, Control, Core, Heard, Shared};
+use super::conn::{Control, Core, Heard, Shared};
 use super::input::Input;
 use crate::proto::{encode, Event, FrameError, Keepalive, KeepaliveAction};
 use crate::Error;
 
+/// Reads the peer's hello; returns its `auth` slot (checked afterwards by
+/// [`crate::auth::exchange`]).
 pub(super) async fn handshake(
     shared: &Arc<Shared>,
     input: &mut Input,
-    auth: Option<&Authenticator>,
-) -> Result<(), Error> {
+) -> Result<Option<Vec<u8>>, Error> {
     let limit = shared.limits.handshake_timeout;
     let first = match tokio::time::timeout(limit, input.next(false)).await {
         Err(_) => {
@@ -51,7 +51,7 @@ pub(super) async fn handshake(
             "peer refused the connection: {reason}"
         )));
     }
-    let token = {
+    let slot = {
         let mut core = shared.core();
         match core.handle_frame(&first) {
             Ok(Event::Opened { auth, .. }) => auth.map(<[u8]>::to_vec),
@@ -63,14 +63,7 @@ pub(super) async fn handshake(
             }
         }
     };
-    if let Some(check) = auth {
-        if let Err(why) = check(token.as_deref()) {
-            let _ = shared.send(&encode::goodbye(&format!("authentication failed: {why}")));
-            return Err(Error::Handshake(format!("authentication failed: {why}")));
-        }
-        shared.authenticated.store(true, Ordering::Release);
-    }
-    Ok(())
+    Ok(slot)
 }
 
 /// Reads until the connection ends, then runs the close sequence: every
@@ -216,7 +209,7 @@ pub(super) async fn read_loop(
     }
 }
 
-/// Our hello frame.
-pub(super) fn hello(token: Option<&[u8]>) -> Vec<u8> {
-    encode::hello(&Core::hello(token))
+/// Our hello frame with `auth` in its authentication slot.
+pub(super) fn hello(auth: Option<&[u8]>) -> Vec<u8> {
+    encode::hello(&Core::hello(auth))
 }

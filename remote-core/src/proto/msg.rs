@@ -22,7 +22,7 @@ pub struct Hello<'a> {
     pub max_version: u32,
     /// Feature names the sender supports.
     pub features: Vec<&'a str>,
-    /// Authentication token, if any.
+    /// The authentication slot (PROTOCOL.md §7.1), if any.
     pub auth: Option<&'a [u8]>,
 }
 

@@ -76,7 +76,7 @@ pub enum Event<'a, O, W> {
     Opened {
         /// Negotiated version.
         version: u32,
-        /// The peer's authentication token.
+        /// The peer's authentication slot (PROTOCOL.md §7.1).
         auth: Option<&'a [u8]>,
         /// Features both sides support.
         features: Vec<String>,
@@ -183,6 +183,11 @@ fn sort_dedup<T>(v: &mut Vec<T>, key: impl Fn(&T) -> ObjectId) {
 }
 
 impl<O: Clone, W> State<O, W> {
+    /// Serves `root` as object 0 from now on (set before any call is read).
+    pub fn set_root(&mut self, root: O) {
+        self.exports.set_root(root);
+    }
+
     /// A new connection serving `root` as object 0.
     pub fn new(root: Option<O>, limits: Limits, sink: Arc<dyn ReleaseSink>) -> Self {
         State {

@@ -90,6 +90,11 @@ impl<O> ExportTable<O> {
         }
     }
 
+    /// Replaces the root (object 0).
+    pub fn set_root(&mut self, root: O) {
+        self.root = Some(root);
+    }
+
     /// Number of exported objects (not counting the root).
     pub fn len(&self) -> usize {
         self.len

@@ -41,7 +41,7 @@
 //!     .tls(tls)
 //!     .bind("tls://0.0.0.0:7443") // or "wss://0.0.0.0:7443/path"
 //!     .await?
-//!     .serve(|| Remote::new(Arc::new(H) as Arc<dyn Hello>));
+//!     .serve(|_| Remote::new(Arc::new(H) as Arc<dyn Hello>));
 //!
 //! // A client trusting the server's CA and presenting its certificate.
 //! let tls = TlsClientConfig::new()

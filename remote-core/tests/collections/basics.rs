@@ -16,7 +16,7 @@ async fn two_clients_share_a_list_and_see_every_push_in_order() {
     let server = Server::bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(move || log2.remote());
+        .serve(move |_| log2.remote());
     let a = Connection::connect(server.local_addr())
         .await
         .unwrap()

@@ -46,7 +46,7 @@ async fn many_open_iterators_interleave_and_another_client_is_served() {
     let server = remote_core::Server::bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(move || served.remote());
+        .serve(move |_| served.remote());
     let hostile = Connection::connect(server.local_addr())
         .await
         .unwrap()

@@ -15,7 +15,7 @@ async fn list_server(log: &std::sync::Arc<SharedVec<u32>>, limits: Limits) -> Se
         .bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(move || log.remote())
+        .serve(move |_| log.remote())
 }
 
 async fn client(server: &ServerHandle) -> (Connection, Remote<dyn RemoteList<u32>>) {
@@ -141,7 +141,7 @@ async fn a_map_caps_subscriptions_and_drops_them_with_their_connection() {
         .bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(move || served.remote());
+        .serve(move |_| served.remote());
     let conn = Connection::connect(server.local_addr()).await.unwrap();
     let m = conn.root::<dyn RemoteMap<u32, u32>>();
     let (tx, mut rx) = mpsc::unbounded_channel();

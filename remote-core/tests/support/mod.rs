@@ -212,6 +212,8 @@ impl Interface for dyn Calc {
 #[derive(Debug, Default)]
 pub struct Stats {
     pub live: AtomicUsize,
+    /// `add` calls served.
+    pub calls: AtomicUsize,
     pub made: AtomicUsize,
     /// `sleep` handlers currently running (decremented when aborted too).
     pub sleeping: AtomicUsize,
@@ -256,6 +258,7 @@ impl Drop for Counter {
 
 impl Calc for Counter {
     fn add(&self, a: i64, b: i64) -> BoxFuture<'_, Result<i64, Error>> {
+        self.stats.calls.fetch_add(1, Ordering::SeqCst);
         Box::pin(async move { Ok(a + b + self.id) })
     }
     fn sleep(&self, ms: u64) -> BoxFuture<'_, Result<(), Error>> {

@@ -96,15 +96,10 @@ async fn requires_auth_is_enforced_by_the_dispatcher() {
     );
 
     // Authenticated: the renamed wire name `tag` reaches the method.
-    let server = ConnectionBuilder::new().authenticate(|t| {
-        if t == Some(&b"secret"[..]) {
-            Ok(())
-        } else {
-            Err("bad token".into())
-        }
-    });
+    let key = remote_core::auth::Key::new(b"secret");
+    let server = ConnectionBuilder::new().shared_secret(key.clone());
     let (client, server) = Connection::pair(
-        ConnectionBuilder::new().auth_token("secret"),
+        ConnectionBuilder::new().credentials("user", key),
         server.serve(shapes()),
     )
     .await

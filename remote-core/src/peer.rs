@@ -1,0 +1,168 @@
+//! Who is on the other end of a connection: its address, its TLS client
+//! identity, and the identity its authentication produced; and the
+//! task-local accessor a method handler uses to find out.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::transport::TlsIdentity;
+
+/// The peer of one connection, as known once its handshake completed.
+/// Cheap to clone.
+///
+/// A server's root factory receives it ([`Server::serve`](crate::Server::serve)),
+/// [`Connection::peer_info`](crate::Connection::peer_info) returns it, and a
+/// method handler reads it with [`Peer::current`] (or
+/// `CallCx::peer` in a hand-written [`Dispatch`](crate::Dispatch)).
+#[derive(Clone)]
+pub struct Peer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    addr: String,
+    tls: Option<TlsIdentity>,
+    user: Option<String>,
+    identity: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl fmt::Debug for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Peer")
+            .field("addr", &self.inner.addr)
+            .field("tls", &self.inner.tls)
+            .field("user", &self.inner.user)
+            .field("authenticated", &self.is_authenticated())
+            .finish()
+    }
+}
+
+tokio::task_local! {
+    static CURRENT: Peer;
+}
+
+thread_local! {
+    static BLOCKING_CURRENT: RefCell<Option<Peer>> = const { RefCell::new(None) };
+}
+
+impl Peer {
+    pub(crate) fn new(
+        addr: String,
+        tls: Option<TlsIdentity>,
+        authenticated: Option<(String, Arc<dyn Any + Send + Sync>)>,
+    ) -> Peer {
+        let (user, identity) = match authenticated {
+            Some((u, i)) => (Some(u), Some(i)),
+            None => (None, None),
+        };
+        Peer {
+            inner: Arc::new(Inner {
+                addr,
+                tls,
+                user,
+                identity,
+            }),
+        }
+    }
+
+    /// The peer's address (`tcp://1.2.3.4:5678`) or a description of the
+    /// transport (`memory`, `stdio`, `child process 42`).
+    pub fn addr(&self) -> &str {
+        &self.inner.addr
+    }
+
+    /// The verified TLS client certificate, on a mutual-TLS connection.
+    pub fn tls_identity(&self) -> Option<&TlsIdentity> {
+        self.inner.tls.as_ref()
+    }
+
+    /// The user name the peer proved it holds the key of, if this side
+    /// required authentication.
+    pub fn user(&self) -> Option<&str> {
+        self.inner.user.as_deref()
+    }
+
+    /// Whether the peer authenticated (proved it holds a key this side's
+    /// authenticator accepted).
+    pub fn is_authenticated(&self) -> bool {
+        self.inner.identity.is_some()
+    }
+
+    /// The identity the authenticator returned for this peer, if it
+    /// authenticated and the identity is a `T`.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> remote_core::Result<()> {
+    /// use remote_core::auth::Key;
+    /// use remote_core::{Connection, ConnectionBuilder};
+    /// #[derive(Debug, PartialEq)]
+    /// struct User { id: u32, admin: bool }
+    /// let key = Key::new(*b"a 32-byte key for alice, example");
+    /// let server = ConnectionBuilder::new().authenticate({
+    ///     let key = key.clone();
+    ///     move |user: &str| (user == "alice").then(|| (key.clone(), User { id: 7, admin: false }))
+    /// });
+    /// let client = ConnectionBuilder::new().credentials("alice", key);
+    /// let (_c, s) = Connection::pair(client, server).await?;
+    /// assert_eq!(s.peer_info().identity::<User>(), Some(&User { id: 7, admin: false }));
+    /// assert_eq!(s.peer_info().user(), Some("alice"));
+    /// # Ok(()) }
+    /// ```
+    pub fn identity<T: Any>(&self) -> Option<&T> {
+        self.inner.identity.as_deref()?.downcast_ref()
+    }
+
+    /// The identity as a shared value (to keep it beyond the call).
+    pub fn identity_arc(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        self.inner.identity.clone()
+    }
+
+    /// The peer of the connection whose call is being served by the
+    /// current task or blocking closure; `None` outside a method handler.
+    /// Like [`remaining`](crate::remaining), it is set while a handler
+    /// runs, including its first (inline) poll and
+    /// `CallCx::blocking` closures.
+    ///
+    /// ```
+    /// assert!(remote_core::Peer::current().is_none());
+    /// ```
+    pub fn current() -> Option<Peer> {
+        CURRENT
+            .try_with(Peer::clone)
+            .ok()
+            .or_else(|| BLOCKING_CURRENT.with(|c| c.borrow().clone()))
+    }
+
+    /// The authenticated identity of the connection being served, if it
+    /// is a `T`: a shortcut for `Peer::current()` and [`identity`](Peer::identity).
+    pub fn current_identity<T: Any + Send + Sync>() -> Option<Arc<T>> {
+        Peer::current()?.identity_arc()?.downcast().ok()
+    }
+}
+
+/// Runs `fut` with `peer` as [`Peer::current`].
+pub(crate) fn scope<F: Future>(peer: Peer, fut: F) -> impl Future<Output = F::Output> {
+    CURRENT.scope(peer, fut)
+}
+
+/// Runs `f` (a handler's first poll) with `peer` as [`Peer::current`].
+pub(crate) fn sync_scope<R>(peer: Peer, f: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(peer, f)
+}
+
+/// Runs `f` on a blocking thread with `peer` as [`Peer::current`].
+pub(crate) fn blocking_scope<R>(peer: Peer, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Peer>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            BLOCKING_CURRENT.with(|c| *c.borrow_mut() = prev);
+        }
+    }
+    let prev = BLOCKING_CURRENT.with(|c| c.borrow_mut().replace(peer));
+    let _restore = Restore(prev);
+    f()
+}
