@@ -82,6 +82,19 @@ pub mod __private {
     /// Asserts at compile time that a type can be a remote method's error.
     pub fn assert_error<E: RemoteErrorType>() {}
 
+    /// The describer of a wire type: the one place a `#[remote]` trait's
+    /// expansion requires `T: Wire` outside a `where` clause, so a non-wire
+    /// type in a signature is reported once, at the type.
+    pub fn describe_wire<T: Wire>(b: &mut SchemaBuilder) -> Ty {
+        b.ty::<T>()
+    }
+
+    /// The describer of a method's error type (the one place its bound is
+    /// required, as [`describe_wire`]).
+    pub fn describe_error<E: RemoteErrorType>(b: &mut SchemaBuilder) -> Ty {
+        E::describe(b)
+    }
+
     // The three below bound the argument tuple by `Wire` rather than serde's
     // traits, so a non-wire argument type is reported with `Wire`'s message
     // ("cannot cross a remote connection") instead of serde's advice to
