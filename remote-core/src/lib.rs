@@ -22,6 +22,7 @@ mod erased;
 mod error;
 pub mod guide;
 pub mod limits;
+mod marker;
 pub mod proto;
 mod remote;
 pub mod schema;
@@ -53,6 +54,7 @@ pub mod __private {
         MethodDesc, SourceDesc,
     };
     pub use crate::erased::blocking;
+    pub use crate::marker::{InterfaceProxy, RemoteImpl};
     pub use crate::remote::{Args, CallCx, CallFuture, Reply};
     pub use crate::schema::{
         ArgDef, FieldDef, ImplEntry, InterfaceDef, InterfaceEntry, Location, MethodDef,

@@ -88,7 +88,7 @@ fn dyn_and_path(t: &RemoteTrait) -> (TokenStream, TokenStream) {
 }
 
 /// The trait's `where` clause plus, for every type in a signature, a
-/// `for<'__w> Ty: Wire` (or `RemoteErrorType`) predicate. The generated impls
+/// `for<'__w> Ty: Wire` predicate. The generated impls
 /// carry it, so a type that cannot cross is assumed to within them and is
 /// reported once, by the describer (see [`dispatch`]), not once per use. The
 /// `for<'__w>` keeps the predicate from being a trivial (global) bound, which
@@ -106,9 +106,9 @@ fn guarded_where(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
         if let Some(r) = &m.ret {
             let ok = &r.ok;
             preds.push(quote!(for<'__w> #ok: #p::Wire));
-            if let Some(err) = &r.err {
-                preds.push(quote!(for<'__w> #err: #p::RemoteErrorType));
-            }
+            // The error type is not guarded: its bound fails through a
+            // blanket impl (`From<Error>`, ...), and a guard would turn the
+            // uses' `RemoteErrorType` message into a bare `From` one.
         }
     }
     if preds.is_empty() {
@@ -116,6 +116,13 @@ fn guarded_where(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     } else {
         quote!(where #(#preds),*)
     }
+}
+
+/// `(T, U,)`: the trait's type parameters as a tuple, the second argument of
+/// its `RemoteImpl` marker.
+fn type_args_tuple(t: &RemoteTrait) -> TokenStream {
+    let params = t.item.generics.type_params().map(|tp| &tp.ident);
+    quote!((#(#params,)*))
 }
 
 /// The trait itself: async methods boxed, `Send + Sync + 'static` added,
@@ -128,13 +135,17 @@ pub(crate) fn trait_def(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     let generics = &item.generics;
     let where_clause = &generics.where_clause;
     let supers = item.supertraits.iter();
+    let client = &t.client;
+    let (_, ty_g, _) = generics.split_for_impl();
+    let args = type_args_tuple(t);
     let methods = item.items.iter().map(|ti| match ti {
         TraitItem::Fn(f) => boxed_trait_fn(f, p),
         other => quote!(#other),
     });
     quote! {
         #(#attrs)*
-        #vis trait #ident #generics: #(#supers +)* ::core::marker::Send + ::core::marker::Sync + 'static
+        #vis trait #ident #generics: #(#supers +)* #p::RemoteImpl<#client #ty_g, #args>
+            + ::core::marker::Send + ::core::marker::Sync + 'static
         #where_clause
         {
             #(#methods)*
@@ -218,6 +229,7 @@ pub(crate) fn client(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     let methods = t.methods.iter().map(|m| client_method(m, p));
     let name = client.to_string();
     let guard = guarded_where(t, p);
+    let args = type_args_tuple(t);
     quote! {
         #[doc = #doc]
         #vis struct #client #impl_g #where_clause {
@@ -246,6 +258,9 @@ pub(crate) fn client(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
                 f.debug_struct(#name).field("handle", &self.handle).finish()
             }
         }
+
+        #[diagnostic::do_not_recommend]
+        impl #impl_g #p::RemoteImpl<#client #ty_g, #args> for #client #ty_g #where_clause {}
 
         impl #impl_g #trait_path for #client #ty_g #guard {
             #(#methods)*
@@ -371,16 +386,21 @@ pub(crate) fn interface(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     let name = ident.to_string();
     let d = dispatch_ident(ident);
     let client = &t.client;
-    let (impl_g, ty_g, _) = t.item.generics.split_for_impl();
+    let (impl_g, ty_g, where_clause) = t.item.generics.split_for_impl();
     let (dyn_ty, trait_path) = dyn_and_path(t);
     let marker = if t.is_generic() {
         quote!(__marker: ::core::marker::PhantomData,)
     } else {
         quote!()
     };
-    let guard = guarded_where(t, p);
+    // Not guarded (see `guarded_where`): proving `Remote<dyn Chat>: Wire`
+    // needs this impl, so a guard naming such a type would be a cycle.
     quote! {
-        impl #impl_g #p::Interface for #dyn_ty #guard {
+        impl #impl_g #p::InterfaceProxy for #dyn_ty #where_clause {
+            type Proxy = #client #ty_g;
+        }
+
+        impl #impl_g #p::Interface for #dyn_ty #where_clause {
             fn name() -> &'static str {
                 #name
             }
