@@ -54,7 +54,7 @@ pub mod __private {
         MethodDesc, SourceDesc,
     };
     pub use crate::erased::blocking;
-    pub use crate::marker::{InterfaceProxy, RemoteImpl};
+    pub use crate::marker::{ImplementedWithRemote, InterfaceProxy, RemoteImpl};
     pub use crate::remote::{Args, CallCx, CallFuture, Reply};
     pub use crate::schema::{
         ArgDef, FieldDef, ImplEntry, InterfaceDef, InterfaceEntry, Location, MethodDef,

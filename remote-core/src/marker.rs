@@ -2,9 +2,9 @@
 //! `#[remote]` on its impl block.
 //!
 //! `#[remote] trait Chat` gets the supertrait `RemoteImpl<ChatClient>`, and
-//! `#[remote] impl Chat for Room` also emits `impl RemoteImpl<..> for Room`
-//! (naming the proxy through [`InterfaceProxy`], so it works wherever the
-//! trait is in scope). An impl block without `#[remote]` therefore fails
+//! `#[remote] impl Chat for Room` also emits
+//! `impl ImplementedWithRemote<..> for Room` (naming the proxy through
+//! [`InterfaceProxy`], so it works wherever the trait is in scope). An impl block without `#[remote]` therefore fails
 //! with the message below instead of a bare signature mismatch (async
 //! methods) or, for a trait with only blocking methods, compiling without
 //! registering the implementation for the policy check.
@@ -21,6 +21,22 @@
             (the trait's proxy is `{P}`)"
 )]
 pub trait RemoteImpl<P: ?Sized, A: ?Sized = ()> {}
+
+/// What `#[remote]` impl blocks (and proxies) implement; [`RemoteImpl`]
+/// follows from it. The indirection keeps the generated impls out of the
+/// "other types implement" list under the error (`do_not_recommend` on the
+/// one blanket impl here, as the attribute cannot be emitted into a module
+/// under `#![no_implicit_prelude]`).
+pub trait ImplementedWithRemote<P: ?Sized, A: ?Sized = ()> {}
+
+#[diagnostic::do_not_recommend]
+impl<T, P, A> RemoteImpl<P, A> for T
+where
+    T: ?Sized + ImplementedWithRemote<P, A>,
+    P: ?Sized,
+    A: ?Sized,
+{
+}
 
 /// Names a `#[remote]` trait's proxy from its trait object (`dyn Chat` to
 /// `ChatClient`), so generated code needs only the trait's path.

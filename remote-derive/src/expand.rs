@@ -259,8 +259,7 @@ pub(crate) fn client(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
             }
         }
 
-        #[diagnostic::do_not_recommend]
-        impl #impl_g #p::RemoteImpl<#client #ty_g, #args> for #client #ty_g #where_clause {}
+        impl #impl_g #p::ImplementedWithRemote<#client #ty_g, #args> for #client #ty_g #where_clause {}
 
         impl #impl_g #trait_path for #client #ty_g #guard {
             #(#methods)*

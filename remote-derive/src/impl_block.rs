@@ -72,10 +72,8 @@ pub(crate) fn trait_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) -> 
                 .collect::<Vec<_>>(),
             _ => Vec::new(),
         });
-    // Hidden from "the following other types implement" lists.
     let marker = quote! {
-        #[diagnostic::do_not_recommend]
-        impl #impl_g #p::RemoteImpl<<dyn #trait_path as #p::InterfaceProxy>::Proxy, (#(#args,)*)>
+        impl #impl_g #p::ImplementedWithRemote<<dyn #trait_path as #p::InterfaceProxy>::Proxy, (#(#args,)*)>
             for #self_ty #where_clause {}
     };
     quote!(#item #marker #register)
@@ -202,8 +200,7 @@ pub(crate) fn inherent_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) 
     quote! {
         #item
         #generated
-        #[diagnostic::do_not_recommend]
-        impl #p::RemoteImpl<#client_ident, ()> for #self_ty {}
+        impl #p::ImplementedWithRemote<#client_ident, ()> for #self_ty {}
         impl #trait_ident for #self_ty {
             #(#delegates)*
         }
