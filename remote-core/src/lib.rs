@@ -26,6 +26,7 @@ mod erased;
 mod error;
 pub mod guide;
 pub mod limits;
+mod marker;
 mod peer;
 pub mod proto;
 mod remote;
@@ -62,6 +63,7 @@ pub mod __private {
         MethodDesc, SourceDesc,
     };
     pub use crate::erased::blocking;
+    pub use crate::marker::{ImplementedWithRemote, InterfaceProxy, RemoteImpl};
     pub use crate::remote::{Args, CallCx, CallFuture, Reply};
     pub use crate::schema::{
         ArgDef, FieldDef, ImplEntry, InterfaceDef, InterfaceEntry, Location, MethodDef,
@@ -90,6 +92,19 @@ pub mod __private {
     pub fn assert_wire<T: Wire>() {}
     /// Asserts at compile time that a type can be a remote method's error.
     pub fn assert_error<E: RemoteErrorType>() {}
+
+    /// The describer of a wire type: the one place a `#[remote]` trait's
+    /// expansion requires `T: Wire` outside a `where` clause, so a non-wire
+    /// type in a signature is reported once, at the type.
+    pub fn describe_wire<T: Wire>(b: &mut SchemaBuilder) -> Ty {
+        b.ty::<T>()
+    }
+
+    /// The describer of a method's error type (the one place its bound is
+    /// required, as [`describe_wire`]).
+    pub fn describe_error<E: RemoteErrorType>(b: &mut SchemaBuilder) -> Ty {
+        E::describe(b)
+    }
 
     // The three below bound the argument tuple by `Wire` rather than serde's
     // traits, so a non-wire argument type is reported with `Wire`'s message

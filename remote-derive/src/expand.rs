@@ -69,7 +69,6 @@ pub(crate) fn entry(args: TokenStream, input: TokenStream) -> TokenStream {
 /// Everything generated for a trait that passed the checks.
 pub(crate) fn expand_trait(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     let mut out = trait_def(t, p);
-    out.extend(asserts(t, p));
     out.extend(client(t, p));
     out.extend(dispatch(t, p));
     out.extend(interface(t, p));
@@ -88,6 +87,44 @@ fn dyn_and_path(t: &RemoteTrait) -> (TokenStream, TokenStream) {
     (quote!(dyn #ident #ty_g), quote!(#ident #ty_g))
 }
 
+/// The trait's `where` clause plus, for every type in a signature, a
+/// `for<'__w> Ty: Wire` predicate. The generated impls
+/// carry it, so a type that cannot cross is assumed to within them and is
+/// reported once, by the describer (see [`dispatch`]), not once per use. The
+/// `for<'__w>` keeps the predicate from being a trivial (global) bound, which
+/// stable Rust would reject on its own.
+fn guarded_where(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
+    let mut preds: Vec<TokenStream> = Vec::new();
+    if let Some(w) = &t.item.generics.where_clause {
+        preds.extend(w.predicates.iter().map(|pr| quote!(#pr)));
+    }
+    for m in &t.methods {
+        for a in &m.args {
+            let ty = &a.ty;
+            preds.push(quote!(for<'__w> #ty: #p::Wire));
+        }
+        if let Some(r) = &m.ret {
+            let ok = &r.ok;
+            preds.push(quote!(for<'__w> #ok: #p::Wire));
+            // The error type is not guarded: its bound fails through a
+            // blanket impl (`From<Error>`, ...), and a guard would turn the
+            // uses' `RemoteErrorType` message into a bare `From` one.
+        }
+    }
+    if preds.is_empty() {
+        quote!()
+    } else {
+        quote!(where #(#preds),*)
+    }
+}
+
+/// `(T, U,)`: the trait's type parameters as a tuple, the second argument of
+/// its `RemoteImpl` marker.
+fn type_args_tuple(t: &RemoteTrait) -> TokenStream {
+    let params = t.item.generics.type_params().map(|tp| &tp.ident);
+    quote!((#(#params,)*))
+}
+
 /// The trait itself: async methods boxed, `Send + Sync + 'static` added,
 /// plus the hidden `__remote_handle` method.
 pub(crate) fn trait_def(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
@@ -98,13 +135,17 @@ pub(crate) fn trait_def(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     let generics = &item.generics;
     let where_clause = &generics.where_clause;
     let supers = item.supertraits.iter();
+    let client = &t.client;
+    let (_, ty_g, _) = generics.split_for_impl();
+    let args = type_args_tuple(t);
     let methods = item.items.iter().map(|ti| match ti {
         TraitItem::Fn(f) => boxed_trait_fn(f, p),
         other => quote!(#other),
     });
     quote! {
         #(#attrs)*
-        #vis trait #ident #generics: #(#supers +)* ::core::marker::Send + ::core::marker::Sync + 'static
+        #vis trait #ident #generics: #(#supers +)* #p::RemoteImpl<#client #ty_g, #args>
+            + ::core::marker::Send + ::core::marker::Sync + 'static
         #where_clause
         {
             #(#methods)*
@@ -187,6 +228,8 @@ pub(crate) fn client(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     );
     let methods = t.methods.iter().map(|m| client_method(m, p));
     let name = client.to_string();
+    let guard = guarded_where(t, p);
+    let args = type_args_tuple(t);
     quote! {
         #[doc = #doc]
         #vis struct #client #impl_g #where_clause {
@@ -216,7 +259,9 @@ pub(crate) fn client(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
             }
         }
 
-        impl #impl_g #trait_path for #client #ty_g #where_clause {
+        impl #impl_g #p::ImplementedWithRemote<#client #ty_g, #args> for #client #ty_g #where_clause {}
+
+        impl #impl_g #trait_path for #client #ty_g #guard {
             #(#methods)*
             #[inline]
             fn __remote_handle(&self) -> #p::Option<&#p::Handle> {
@@ -261,11 +306,22 @@ pub(crate) fn dispatch(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     let (impl_g, ty_g, where_clause) = t.item.generics.split_for_impl();
     let (dyn_ty, _) = dyn_and_path(t);
     let arms = t.methods.iter().map(|m| dispatch_arm(t, m, p));
+    let guard = guarded_where(t, p);
+    let describe = describe_body(t, p);
     quote! {
         #[doc(hidden)]
         struct #d #impl_g (#p::Arc<#dyn_ty>) #where_clause;
 
-        impl #impl_g #p::Dispatch for #d #ty_g #where_clause {
+        impl #impl_g #d #ty_g #where_clause {
+            /// The interface's schema. Not guarded (see `guarded_where`): the
+            /// `describe_wire` / `describe_error` calls here are where a
+            /// type that cannot cross is reported.
+            fn describe(b: &mut #p::SchemaBuilder) -> #p::Ty {
+                #describe
+            }
+        }
+
+        impl #impl_g #p::Dispatch for #d #ty_g #guard {
             #[inline]
             fn interface_name(&self) -> &'static str {
                 #name
@@ -336,8 +392,13 @@ pub(crate) fn interface(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     } else {
         quote!()
     };
-    let describe = describe_body(t, p);
+    // Not guarded (see `guarded_where`): proving `Remote<dyn Chat>: Wire`
+    // needs this impl, so a guard naming such a type would be a cycle.
     quote! {
+        impl #impl_g #p::InterfaceProxy for #dyn_ty #where_clause {
+            type Proxy = #client #ty_g;
+        }
+
         impl #impl_g #p::Interface for #dyn_ty #where_clause {
             fn name() -> &'static str {
                 #name
@@ -363,7 +424,7 @@ pub(crate) fn interface(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
                 <Self as #trait_path>::__remote_handle(this)
             }
             fn describe(b: &mut #p::SchemaBuilder) -> #p::Ty {
-                #describe
+                <#d #ty_g>::describe(b)
             }
         }
     }
@@ -413,38 +474,6 @@ fn describe_body(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     }
 }
 
-/// A function of spanned `assert_wire` / `assert_error` calls, so a type that
-/// cannot cross is reported at the type the user wrote. It comes right after
-/// the trait, so these are the first errors a user reads.
-pub(crate) fn asserts(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
-    let (impl_g, _, where_clause) = t.item.generics.split_for_impl();
-    let asserts = t.methods.iter().map(|m| method_asserts(m, p));
-    quote! {
-        const _: () = {
-            #[allow(dead_code)]
-            fn __remote_assert_wire #impl_g () #where_clause {
-                #(#asserts)*
-            }
-        };
-    }
-}
-
-fn method_asserts(m: &Method, p: &TokenStream) -> TokenStream {
-    let mut out = TokenStream::new();
-    for a in &m.args {
-        let ty = &a.ty;
-        out.extend(quote_spanned!(ty.span()=> #p::assert_wire::<#ty>();));
-    }
-    if let Some(r) = &m.ret {
-        let ok = &r.ok;
-        out.extend(quote_spanned!(ok.span()=> #p::assert_wire::<#ok>();));
-        if let Some(err) = &r.err {
-            out.extend(quote_spanned!(err.span()=> #p::assert_error::<#err>();));
-        }
-    }
-    out
-}
-
 /// A method's `MethodDesc`: names and flags as literals, each type as a
 /// `fn(&mut SchemaBuilder) -> Ty` pointer.
 fn method_desc(m: &Method, p: &TokenStream) -> TokenStream {
@@ -455,20 +484,21 @@ fn method_desc(m: &Method, p: &TokenStream) -> TokenStream {
     let doc = &m.doc;
     let args = m.args.iter().map(|a| {
         let (n, ty) = (&a.name, &a.ty);
-        quote!((#n, #p::SchemaBuilder::ty::<#ty> as #p::DescribeFn))
+        let f = quote_spanned!(ty.span()=> #p::describe_wire::<#ty>);
+        quote!((#n, #f as #p::DescribeFn))
     });
     let (returns, error) = match &m.ret {
         Some(r) => {
             let ok = &r.ok;
             let err = match &r.err {
-                Some(e) => quote!(<#e as #p::RemoteErrorType>::describe),
+                Some(e) => quote_spanned!(e.span()=> #p::describe_error::<#e>),
                 // `Result<T>` alias: let inference find `E`.
                 None => {
                     let full = &r.full;
                     quote!(#p::error_of(::core::marker::PhantomData::<#full>))
                 }
             };
-            (quote!(#p::SchemaBuilder::ty::<#ok>), err)
+            (quote_spanned!(ok.span()=> #p::describe_wire::<#ok>), err)
         }
         None => (quote!(#p::unit_ty), quote!(#p::remote_error_ty)),
     };
@@ -495,10 +525,10 @@ pub(crate) fn register(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     if t.is_generic() {
         return quote!();
     }
-    let (dyn_ty, _) = dyn_and_path(t);
+    let d = dispatch_ident(t.ident());
     quote! {
         #p::inventory::submit! {
-            #p::InterfaceEntry { describe: <#dyn_ty as #p::Interface>::describe }
+            #p::InterfaceEntry { describe: #d::describe }
         }
     }
 }

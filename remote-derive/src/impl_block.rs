@@ -52,7 +52,31 @@ pub(crate) fn trait_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) -> 
     } else {
         quote!()
     };
-    quote!(#item #register)
+    let (impl_g, _, where_clause) = item.generics.split_for_impl();
+    let (_, trait_path, _) = item.trait_.as_ref().expect("checked by the caller");
+    let self_ty = &item.self_ty;
+    // The trait's type arguments, as the tuple `RemoteImpl`'s second
+    // parameter (they keep the impl's own parameters constrained).
+    let args = trait_path
+        .segments
+        .last()
+        .into_iter()
+        .flat_map(|seg| match &seg.arguments {
+            syn::PathArguments::AngleBracketed(a) => a
+                .args
+                .iter()
+                .filter_map(|ga| match ga {
+                    syn::GenericArgument::Type(ty) => Some(ty.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        });
+    let marker = quote! {
+        impl #impl_g #p::ImplementedWithRemote<<dyn #trait_path as #p::InterfaceProxy>::Proxy, (#(#args,)*)>
+            for #self_ty #where_clause {}
+    };
+    quote!(#item #marker #register)
 }
 
 /// `#[remote] impl ChatRoom { ... }`: the `pub` methods with a `&self`
@@ -171,10 +195,12 @@ pub(crate) fn inherent_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) 
             }
         }
     });
+    let client_ident = &rt.client;
     let generated = expand::expand_trait(&rt, p);
     quote! {
         #item
         #generated
+        impl #p::ImplementedWithRemote<#client_ident, ()> for #self_ty {}
         impl #trait_ident for #self_ty {
             #(#delegates)*
         }

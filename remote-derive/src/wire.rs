@@ -59,10 +59,7 @@ pub(crate) fn derive(input: DeriveInput) -> TokenStream {
     let ident = &input.ident;
     let name = ident.to_string();
     let secret = type_args.secret;
-    let mut generics = input.generics.clone();
-    for tp in generics.type_params_mut() {
-        tp.bounds.push(syn::parse_quote!(#p::Wire));
-    }
+    let generics = wire_bounded(&input.generics, &p);
     let (impl_g, ty_g, where_clause) = generics.split_for_impl();
     let span = ident.span();
     let location = crate::expand::location(span, &p);
@@ -194,7 +191,17 @@ fn keep_attrs(attrs: &[Attribute]) -> Vec<&Attribute> {
 fn shadow(input: &DeriveInput, p: &TokenStream) -> TokenStream {
     let ident = &input.ident;
     let shadow = shadow_ident(ident);
-    let generics = &input.generics;
+    let has_params = input.generics.type_params().next().is_some();
+    let (generics, bound) = if has_params && !serde_sets_bound(&input.attrs) {
+        // As in `serde_impls`: `Wire` bounds only, and serde told to infer none.
+        (
+            wire_bounded(&input.generics, p),
+            quote!(#[serde(bound = "")]),
+        )
+    } else {
+        (input.generics.clone(), quote!())
+    };
+    let generics = &generics;
     let where_clause = &generics.where_clause;
     // serde adds the generic arguments itself.
     let remote = ident.to_string();
@@ -238,10 +245,54 @@ fn shadow(input: &DeriveInput, p: &TokenStream) -> TokenStream {
     quote! {
         #[derive(#p::serde::Serialize, #p::serde::Deserialize)]
         #[serde(crate = #serde_crate, remote = #remote)]
+        #bound
         #(#attrs)*
         #[allow(dead_code, non_camel_case_types, clippy::all)]
         #body
     }
+}
+
+/// `generics` with `Wire` added to every type parameter not already bounded
+/// by it (inline or in the `where` clause): the same bound twice makes the
+/// serde bounds it implies ambiguous (E0283), as in `struct Page<T: Wire>`.
+fn wire_bounded(generics: &syn::Generics, p: &TokenStream) -> syn::Generics {
+    let names_wire = |b: &syn::TypeParamBound| {
+        matches!(b, syn::TypeParamBound::Trait(t)
+            if t.path.segments.last().is_some_and(|s| s.ident == "Wire"))
+    };
+    let in_where = |ident: &Ident| {
+        generics
+            .where_clause
+            .iter()
+            .flat_map(|w| &w.predicates)
+            .any(|pr| {
+                matches!(pr, syn::WherePredicate::Type(pt)
+                if matches!(&pt.bounded_ty, syn::Type::Path(tp) if tp.path.is_ident(ident))
+                    && pt.bounds.iter().any(names_wire))
+            })
+    };
+    let mut g = generics.clone();
+    for tp in g.type_params_mut() {
+        if !tp.bounds.iter().any(names_wire) && !in_where(&tp.ident) {
+            tp.bounds.push(syn::parse_quote!(#p::Wire));
+        }
+    }
+    g
+}
+
+/// Whether a `#[serde(...)]` attribute sets `bound` itself.
+fn serde_sets_bound(attrs: &[Attribute]) -> bool {
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("serde"))
+        .any(|a| {
+            a.meta.require_list().is_ok_and(|list| {
+                list.tokens
+                    .clone()
+                    .into_iter()
+                    .any(|t| matches!(t, proc_macro2::TokenTree::Ident(i) if i == "bound"))
+            })
+        })
 }
 
 /// `Serialize` and `Deserialize` for the real type, delegating to the
@@ -249,15 +300,11 @@ fn shadow(input: &DeriveInput, p: &TokenStream) -> TokenStream {
 fn serde_impls(input: &DeriveInput, p: &TokenStream) -> TokenStream {
     let ident = &input.ident;
     let shadow = shadow_ident(ident);
-    let mut ser_g = input.generics.clone();
-    for tp in ser_g.type_params_mut() {
-        tp.bounds.push(syn::parse_quote!(#p::serde::Serialize));
-    }
-    let mut de_g = input.generics.clone();
-    for tp in de_g.type_params_mut() {
-        tp.bounds
-            .push(syn::parse_quote!(#p::serde::Deserialize<'de>));
-    }
+    // Type parameters are bounded by `Wire` alone: it implies both serde
+    // traits, and a serde bound next to a written `T: Wire` would give the
+    // solver two ways to prove `T: Deserialize<'de>` (E0283).
+    let ser_g = wire_bounded(&input.generics, p);
+    let mut de_g = ser_g.clone();
     de_g.params.insert(0, syn::parse_quote!('de));
     let (ser_impl, ty_g, ser_where) = ser_g.split_for_impl();
     let (de_impl, _, de_where) = de_g.split_for_impl();

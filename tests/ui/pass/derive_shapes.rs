@@ -31,10 +31,29 @@ pub enum Mixed<T> {
     Named { first: T, rest: Vec<T> },
 }
 
+// A bound written on the parameter (the guide's generic struct) or in a
+// `where` clause: issue 12 friction 6 (was 9 E0283 errors).
+#[derive(Wire)]
+pub struct Page<T: Wire> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+#[derive(Wire)]
+pub enum Either<A, B>
+where
+    A: Wire + Clone,
+{
+    Left(A),
+    Right(B),
+}
+
 fn main() {
     fn wire<T: Wire>() {}
     wire::<Unit>();
     wire::<Tuple>();
     wire::<Event>();
     wire::<Mixed<String>>();
+    wire::<Page<Event>>();
+    wire::<Either<u8, Page<String>>>();
 }
