@@ -49,13 +49,40 @@ impl ServerBuilder {
 
 /// A bound, not yet serving server.
 ///
-/// ```no_run
-/// # async fn demo() -> remote_core::Result<()> {
-/// use remote_core::Server;
+/// The `serve` closure runs once per connection. Build the shared state
+/// once, outside it, so every connection sees the same object:
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+/// use remote_core::{remote, Connection, Error, Remote, Server};
+///
+/// #[remote]
+/// pub trait Counter {
+///     async fn bump(&self) -> Result<u64, Error>;
+/// }
+///
+/// #[derive(Default)]
+/// struct Shared(AtomicU64);
+///
+/// #[remote]
+/// impl Counter for Shared {
+///     async fn bump(&self) -> Result<u64, Error> {
+///         Ok(self.0.fetch_add(1, Ordering::SeqCst) + 1)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> remote_core::Result<()> {
 /// let server = Server::bind("tcp://127.0.0.1:0").await?;
-/// println!("listening on {}", server.local_addr());
-/// // let handle = server.serve(|| Remote::new(Arc::new(ChatRoom::default()) as Arc<dyn Chat>));
-/// # drop(server);
+/// let counter = Arc::new(Shared::default()); // one object for every connection
+/// let handle = server.serve(move || Remote::new(counter.clone() as Arc<dyn Counter>));
+///
+/// let a = Connection::connect(handle.local_addr()).await?.root::<dyn Counter>();
+/// let b = Connection::connect(handle.local_addr()).await?.root::<dyn Counter>();
+/// assert_eq!(a.bump().await?, 1);
+/// assert_eq!(b.bump().await?, 2); // b sees a's bump: same object
+/// handle.shutdown(std::time::Duration::from_secs(5)).await;
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
