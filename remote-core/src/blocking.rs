@@ -5,10 +5,47 @@
 //! [`Error::BlockingInAsync`] there instead.
 //!
 //! tokio offers no public way to tell a runtime worker thread from one of
-//! its blocking-pool threads, so a thread inside a runtime context counts as
-//! async unless the call runs inside [`allow_blocking`]. Handlers of blocking
-//! methods are run that way automatically; wrap your own
-//! `spawn_blocking` closures in it if they call blocking proxies.
+//! its blocking-pool threads (both are "inside the runtime"; the check tokio
+//! itself uses is private), so a thread inside a runtime context counts as
+//! async unless the call runs inside [`allow_blocking`]. What works:
+//!
+//! - from async code, call the proxy's `async` methods with `.await`;
+//! - for a plain `fn` method, run the call in [`spawn_blocking`] (this
+//!   module's: tokio's `spawn_blocking` with [`allow_blocking`] around the
+//!   closure), or in `tokio::task::spawn_blocking(|| allow_blocking(|| ..))`,
+//!   or on a `std::thread` of your own;
+//! - handlers of blocking methods are already run that way.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use remote_core::{remote, Connection, ConnectionBuilder, Error, Remote};
+//!
+//! #[remote]
+//! pub trait Adder {
+//!     fn add(&self, a: u32, b: u32) -> Result<u32, Error>;
+//! }
+//!
+//! pub struct Calc;
+//!
+//! #[remote]
+//! impl Adder for Calc {
+//!     fn add(&self, a: u32, b: u32) -> Result<u32, Error> {
+//!         Ok(a + b)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Error> {
+//! let served: Remote<dyn Adder> = Remote::new(Arc::new(Calc));
+//! let (client, _server) =
+//!     Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new().serve(served)).await?;
+//! let adder = client.root::<dyn Adder>();
+//! // On the runtime's own thread a blocking call would deadlock: refused.
+//! assert!(matches!(adder.add(1, 2), Err(Error::BlockingInAsync)));
+//! // On a blocking-pool thread it is fine.
+//! let sum = remote_core::blocking::spawn_blocking(move || adder.add(1, 2)).await.unwrap()?;
+//! assert_eq!(sum, 3);
+//! # Ok(()) }
+//! ```
 
 use std::cell::Cell;
 use std::future::Future;
@@ -36,6 +73,19 @@ pub fn allow_blocking<R>(f: impl FnOnce() -> R) -> R {
     }
     let _reset = Reset(prev);
     f()
+}
+
+/// `tokio::task::spawn_blocking` with blocking remote calls allowed in `f`:
+/// the way to call a proxy's plain `fn` methods from async code.
+///
+/// Must be called inside a tokio runtime (it panics otherwise, like
+/// tokio's).
+pub fn spawn_blocking<R, F>(f: F) -> tokio::task::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || allow_blocking(f))
 }
 
 /// Whether a blocking call here would risk a deadlock.

@@ -70,6 +70,11 @@ pub mod __private {
         crate::codec::decode_detached(bytes)
     }
 
+    /// Encodes a value that holds no references (fuzzing and tests).
+    pub fn encode_value<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Error> {
+        crate::codec::encode_detached(value)
+    }
+
     /// Asserts at compile time that a type crosses the wire (for spans in errors).
     pub fn assert_wire<T: Wire>() {}
     /// Asserts at compile time that a type can be a remote method's error.

@@ -192,7 +192,11 @@ impl Handle {
         }
         let timeout_ms = u32::try_from(budget.as_millis().max(1)).unwrap_or(u32::MAX);
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let id = shared.core().start_call(tx)?;
+        // A closed connection's calls fail with the reason it closed.
+        let id = shared.core().start_call(tx).map_err(|e| match e {
+            Error::ConnectionLost(_) => shared.lost(),
+            other => other,
+        })?;
         let guard = CancelOnDrop {
             shared,
             id,
