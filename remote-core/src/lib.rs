@@ -16,10 +16,14 @@ pub mod blocking;
 mod bounded;
 mod codec;
 pub mod collections;
-pub mod driver;
+mod driver;
 mod error;
 pub mod guide;
 pub mod limits;
+/// The sans-IO protocol layer (frames, messages, the connection state
+/// machine). Not a public API: it is reachable only for the fuzz targets,
+/// benches and tests of this repository, and may change in any release.
+#[doc(hidden)]
 pub mod proto;
 mod remote;
 pub mod schema;
