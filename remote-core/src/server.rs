@@ -15,7 +15,23 @@ use crate::remote::Interface;
 use crate::transport::Listener;
 use crate::{Connection, ConnectionBuilder, Error, Limits, Remote};
 
-/// Configures a [`Server`].
+/// Configures a [`Server`]: limits for it and each connection, and a check
+/// of each client's token.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+/// use remote_core::{Limits, Server};
+/// let server = Server::builder()
+///     .limits(Limits { max_connections: 16, ..Limits::default() })
+///     .authenticate(|token| match token {
+///         Some(b"let me in") => Ok(()),
+///         _ => Err("unknown token".into()),
+///     })
+///     .bind("tcp://127.0.0.1:0")
+///     .await?;
+/// assert!(server.local_addr().starts_with("tcp://127.0.0.1:"));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Default)]
 pub struct ServerBuilder {
     conn: ConnectionBuilder,
@@ -297,6 +313,24 @@ async fn accept_loop(
 
 /// A running server. Dropping it stops accepting (existing connections
 /// continue); [`shutdown`](ServerHandle::shutdown) also closes them.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+/// use std::time::Duration;
+/// use remote_core::collections::{RemoteList, SharedVec};
+/// use remote_core::{Connection, Server};
+///
+/// let list = SharedVec::<String>::new();
+/// let handle = Server::bind("tcp://127.0.0.1:0")
+///     .await?
+///     .serve(move || list.remote());
+/// let client = Connection::connect(handle.local_addr()).await?;
+/// client.root::<dyn RemoteList<String>>().push("hi".into()).await?;
+/// assert_eq!(handle.connections(), 1);
+/// handle.shutdown(Duration::from_secs(5)).await; // says goodbye to the client
+/// assert!(client.closed().await.is_connection_lost());
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct ServerHandle {
     inner: Arc<Inner>,

@@ -127,7 +127,23 @@ pub trait MapListener<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> {
     async fn changed(&self, key: K, value: Option<V>) -> Result<(), Error>;
 }
 
-/// A closure as a [`ListListener`] (plain functions as callbacks).
+/// A closure as a [`ListListener`] (plain functions as callbacks). It runs
+/// where it was made: subscribed to a peer's list, the peer calls back over
+/// the connection.
+///
+/// ```
+/// use remote_core::collections::{on_push, RemoteList, SharedVec};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+/// let list = SharedVec::<String>::new();
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// list.subscribe(on_push(move |index, item: String| {
+///     let _ = tx.send((index, item));
+/// }))
+/// .await?;
+/// list.push("hi".into()).await?;
+/// assert_eq!(rx.recv().await, Some((0, "hi".to_owned())));
+/// # Ok(()) }
+/// ```
 pub fn on_push<T, F>(f: F) -> Remote<dyn ListListener<T>>
 where
     T: Wire + Clone + Sync,

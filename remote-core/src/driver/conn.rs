@@ -603,11 +603,19 @@ pub(crate) fn panic_error(panic: Box<dyn std::any::Any + Send>) -> RemoteError {
 /// proxy does not close it while the peer keeps it open; call
 /// [`close`](Connection::close).
 ///
-/// ```no_run
-/// # async fn demo() -> remote_core::Result<()> {
-/// let conn = remote_core::Connection::connect("tcp://127.0.0.1:7000").await?;
-/// // let chat = conn.root::<dyn Chat>();
+/// ```
+/// use remote_core::collections::{RemoteMap, SharedMap};
+/// use remote_core::{Connection, Server};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+/// let map = SharedMap::<String, String>::new();
+/// let server = Server::bind("tcp://127.0.0.1:0").await?.serve(move || map.remote());
+///
+/// let conn = Connection::connect(server.local_addr()).await?;
+/// let kv = conn.root::<dyn RemoteMap<String, String>>(); // the server's root object
+/// kv.insert("greeting".into(), "hello".into()).await?;
+/// assert_eq!(kv.get("greeting".into()).await?.as_deref(), Some("hello"));
 /// conn.close();
+/// assert!(kv.len().await.unwrap_err().is_connection_lost());
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -714,6 +722,25 @@ impl Connection {
 pub(crate) type Authenticator = Arc<dyn Fn(Option<&[u8]>) -> Result<(), String> + Send + Sync>;
 
 /// Configures a connection: what it serves, its limits, its token.
+///
+/// ```
+/// use std::time::Duration;
+/// use remote_core::collections::{RemoteList, SharedVec};
+/// use remote_core::{Connection, ConnectionBuilder, Limits};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+/// let list = SharedVec::<u64>::new();
+/// let strict = Limits { default_deadline: Duration::from_secs(2), ..Limits::default() };
+/// let (client, _server) = Connection::pair(
+///     ConnectionBuilder::new().limits(strict).auth_token("secret"),
+///     ConnectionBuilder::new()
+///         .serve(list.remote())
+///         .authenticate(|t| if t == Some(b"secret") { Ok(()) } else { Err("no".into()) }),
+/// )
+/// .await?;
+/// client.root::<dyn RemoteList<u64>>().push(1).await?;
+/// assert_eq!(list.snapshot(), vec![1]);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Default)]
 pub struct ConnectionBuilder {
     pub(crate) limits: Limits,
