@@ -79,7 +79,14 @@ pub fn allow_blocking<R>(f: impl FnOnce() -> R) -> R {
 /// the way to call a proxy's plain `fn` methods from async code.
 ///
 /// Must be called inside a tokio runtime (it panics otherwise, like
-/// tokio's).
+/// tokio's). See the [module docs](self) for an example with a proxy.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let on_pool = remote_core::blocking::spawn_blocking(remote_core::blocking::in_async_context);
+/// assert!(!on_pool.await.unwrap(), "blocking calls are allowed in it");
+/// # }
+/// ```
 pub fn spawn_blocking<R, F>(f: F) -> tokio::task::JoinHandle<R>
 where
     F: FnOnce() -> R + Send + 'static,
@@ -88,12 +95,25 @@ where
     tokio::task::spawn_blocking(move || allow_blocking(f))
 }
 
-/// Whether a blocking call here would risk a deadlock.
+/// Whether a blocking call here would be refused with
+/// [`Error::BlockingInAsync`]: on a thread inside a tokio runtime, outside
+/// [`allow_blocking`].
+///
+/// ```
+/// use remote_core::blocking::{allow_blocking, in_async_context};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert!(!std::thread::spawn(in_async_context).join().unwrap()); // a plain thread
+/// assert!(in_async_context());
+/// assert!(!allow_blocking(in_async_context));
+/// # }
+/// ```
 pub fn in_async_context() -> bool {
     tokio::runtime::Handle::try_current().is_ok() && !ALLOWED.with(Cell::get)
 }
 
-/// Runs `fut` on `rt` and blocks this thread until it finishes. Calls in
+#[doc(hidden)]
+/// Runs `fut` on `rt` and blocks this thread until it finishes (for
+/// generated proxies; use [`Blocking::wait`]). Calls in
 /// `fut` inherit this thread's deadline (that of the blocking method being
 /// served here, say).
 pub fn block_on_call<T, E>(

@@ -403,6 +403,25 @@ impl crate::Wire for Error {
 
 /// An error type a remote method may return: `E` in `Result<T, E>`.
 ///
+/// ```
+/// use remote_core::{Error, RemoteErrorType, Wire};
+///
+/// #[derive(Debug, Wire, thiserror::Error)]
+/// pub enum AppError {
+///     #[error("not found: {0}")]
+///     NotFound(String),
+///     #[error(transparent)]
+///     Remote(#[from] Error),
+/// }
+///
+/// // What crosses the wire, and what the caller rebuilds from it.
+/// let wire = AppError::NotFound("k".into()).to_remote();
+/// assert_eq!(wire.kind, "application");
+/// assert!(matches!(AppError::from_remote(wire), AppError::NotFound(k) if k == "k"));
+/// fn is_error_type<E: RemoteErrorType>() {}
+/// is_error_type::<Error>();
+/// ```
+///
 /// Implemented for [`Error`] itself and for every `E: Wire +
 /// std::error::Error + From<Error>`, whose values travel as data and come
 /// back as the same `E` on the caller's side.

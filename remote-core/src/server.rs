@@ -1,5 +1,7 @@
-//! Servers: accept connections on an address, give each its own root and
-//! tables, enforce limits, shut down gracefully.
+//! Servers: accept connections on an address, give each the root object
+//! the `serve` closure returns (and its own tables), enforce limits, shut
+//! down gracefully. See [`Server`] for a server whose connections share one
+//! object.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};

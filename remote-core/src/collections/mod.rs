@@ -64,7 +64,20 @@ pub use vec::SharedVec;
 /// delivered them yet; one that falls further behind is dropped.
 pub const SUBSCRIBER_QUEUE: usize = 1024;
 
-/// A list that peers append to and read.
+/// A list that peers append to and read. [`SharedVec`] serves one.
+///
+/// ```
+/// use remote_core::collections::{RemoteList, SharedVec};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+/// let list = SharedVec::<u8>::new();
+/// for i in 0..3 {
+///     list.push(i).await?;
+/// }
+/// assert_eq!(list.len().await?, 3);
+/// assert_eq!(list.range(1, 10).await?, vec![1, 2]);
+/// assert_eq!(list.get(5).await?, None);
+/// # Ok(()) }
+/// ```
 #[remote]
 pub trait RemoteList<T: Wire + Clone + Sync> {
     /// Appends `item`; returns its index.
@@ -96,7 +109,20 @@ pub trait ListListener<T: Wire + Clone + Sync> {
     async fn pushed(&self, index: u64, item: T) -> Result<(), Error>;
 }
 
-/// A map that peers write and read.
+/// A map that peers write and read. [`SharedMap`] serves one.
+///
+/// ```
+/// use remote_core::collections::{RemoteMap, SharedMap};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+/// let map = SharedMap::<String, u32>::new();
+/// map.insert("a".into(), 1).await?;
+/// map.insert("b".into(), 2).await?;
+/// // Pages in key order; continue after the last key, an empty page ends.
+/// let page = map.entries(None).await?;
+/// assert_eq!(page, vec![("a".to_owned(), 1), ("b".to_owned(), 2)]);
+/// assert!(map.entries(Some("b".into())).await?.is_empty());
+/// # Ok(()) }
+/// ```
 #[remote]
 pub trait RemoteMap<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> {
     /// Sets `key` to `value`; returns the previous value.
@@ -162,7 +188,24 @@ where
     Remote::new(Arc::new(FnListener(f)) as Arc<dyn ListListener<T>>)
 }
 
-/// A closure as a [`MapListener`].
+/// A closure as a [`MapListener`] (see [`SharedMap`] for one subscribed
+/// over a connection).
+///
+/// ```
+/// use remote_core::collections::{on_change, RemoteMap, SharedMap};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+/// let map = SharedMap::<u32, String>::new();
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// map.subscribe(on_change(move |k: u32, v: Option<String>| {
+///     let _ = tx.send((k, v));
+/// }))
+/// .await?;
+/// map.insert(1, "one".into()).await?;
+/// map.remove(1).await?;
+/// assert_eq!(rx.recv().await, Some((1, Some("one".to_owned()))));
+/// assert_eq!(rx.recv().await, Some((1, None)));
+/// # Ok(()) }
+/// ```
 pub fn on_change<K, V, F>(f: F) -> Remote<dyn MapListener<K, V>>
 where
     K: Wire + Ord + Clone + Sync,
