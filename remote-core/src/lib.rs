@@ -70,6 +70,7 @@ pub mod collections;
 mod driver;
 mod error;
 pub mod guide;
+mod interface;
 pub mod limits;
 /// The sans-IO protocol layer (frames, messages, the connection state
 /// machine). Not a public API: it is reachable only for the fuzz targets,
@@ -85,8 +86,9 @@ pub mod wire;
 
 pub use driver::{remaining, with_timeout, Connection, ConnectionBuilder};
 pub use error::{Error, RemoteError, RemoteErrorType};
+pub use interface::{BoxFuture, Dispatch, Handle, Interface};
 pub use limits::Limits;
-pub use remote::{BoxFuture, Dispatch, Handle, Interface, Remote};
+pub use remote::Remote;
 pub use server::{Server, ServerBuilder, ServerHandle};
 pub use wire::Wire;
 
@@ -179,7 +181,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::blocking::block_on_call;
-    pub use crate::remote::{Args, CallCx, CallFuture, Reply};
+    pub use crate::interface::{Args, CallCx, CallFuture, Reply};
     pub use crate::schema::{
         ArgDef, FieldDef, ImplEntry, InterfaceDef, InterfaceEntry, Location, MethodDef,
         SchemaBuilder, Ty, TypeDef, TypeKind, VariantDef,

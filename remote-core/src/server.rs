@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::interface::Interface;
 use crate::proto::encode;
-use crate::remote::Interface;
 use crate::transport::Listener;
 use crate::{Connection, ConnectionBuilder, Error, Limits, Remote};
 

@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use super::conn::{Control, Held, Incoming, Shared};
 use crate::codec;
+use crate::interface::BoxFuture;
 use crate::proto::{encode, CallId, ImportRef, ObjectId};
-use crate::remote::BoxFuture;
 use crate::{Connection, Error, RemoteErrorType, Wire};
 
 type Prepared = (

@@ -20,8 +20,8 @@ use super::input::Input;
 use super::io::{write_loop, BoxRead, BoxWrite};
 use super::reader::{handshake, hello, read_loop};
 use super::teardown::{drop_caught, drop_each_caught};
+use crate::interface::{Dispatch, Interface};
 use crate::proto::{encode, CallId, Event, ExportKey, ImportRef, ObjectId, ReleaseSink, State};
-use crate::remote::{Dispatch, Interface};
 use crate::{Error, Limits, Remote, RemoteError};
 
 pub(crate) type Waiter = oneshot::Sender<Result<Incoming, Error>>;
