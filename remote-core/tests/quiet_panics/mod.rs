@@ -9,10 +9,10 @@
 use std::sync::Once;
 
 /// The marker a deliberate panic's message carries.
-pub const DELIBERATE: &str = "(deliberate test panic)";
+pub(crate) const DELIBERATE: &str = "(deliberate test panic)";
 
 /// Installs the filtering hook (once per process) in front of the current one.
-pub fn install() {
+pub(crate) fn install() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let prev = std::panic::take_hook();
