@@ -175,3 +175,23 @@ async fn every_call_after_an_idle_close_names_the_idle_timeout() {
         }
     }
 }
+
+/// Same method name as `Shop::buy`, other argument types.
+#[remote]
+pub trait Vending {
+    async fn buy(&self, slot: u64, coins: Vec<u8>) -> Result<u64, Error>;
+}
+
+#[tokio::test]
+async fn a_proxy_for_the_wrong_interface_learns_the_servers_interface() {
+    let (client, _server) = pair(Limits::default()).await;
+    // The server's root is a `Shop`; take it for a `Vending`.
+    let wrong = client.root::<dyn Vending>();
+    let err = wrong.buy(1, vec![2]).await.unwrap_err();
+    assert_eq!(err.remote_kind(), Some("bad_arguments"), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("for method \"buy\" of interface `Shop`"),
+        "{text}"
+    );
+}

@@ -414,7 +414,8 @@ impl Shared {
             Ok(Ok(fut)) => fut,
             Ok(Err(e)) => {
                 self.core().call_done(id, seq);
-                let _ = self.send(&encode::error(id, &dispatch_error(&e), &self.limits));
+                let err = dispatch_error(&e, target.interface_name(), method);
+                let _ = self.send(&encode::error(id, &err, &self.limits));
                 return;
             }
             Err(panic) => {
@@ -552,9 +553,18 @@ impl Drop for DoneGuard {
     }
 }
 
-fn dispatch_error(e: &Error) -> RemoteError {
+/// The error reply for a call that could not start. Arguments that do not
+/// decode name this side's interface, the usual cause being a caller that
+/// took the object for another interface.
+fn dispatch_error(e: &Error, interface: &str, method: &str) -> RemoteError {
     let kind = match e {
-        Error::Decode { .. } => "bad_arguments",
+        Error::Decode { .. } => {
+            let msg = format!(
+                "{e} (for method {} of interface `{interface}`: does the caller use that interface?)",
+                crate::bounded::quote(method)
+            );
+            return RemoteError::new("bad_arguments", "remote_core::Error", msg);
+        }
         Error::Remote(r) => return (**r).clone(),
         other => other.kind_code(),
     };
