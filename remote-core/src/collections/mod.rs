@@ -64,20 +64,7 @@ pub use vec::SharedVec;
 /// delivered them yet; one that falls further behind is dropped.
 pub const SUBSCRIBER_QUEUE: usize = 1024;
 
-/// A list that peers append to and read. [`SharedVec`] serves one.
-///
-/// ```
-/// use remote_core::collections::{RemoteList, SharedVec};
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
-/// let list = SharedVec::<u8>::new();
-/// for i in 0..3 {
-///     list.push(i).await?;
-/// }
-/// assert_eq!(list.len().await?, 3);
-/// assert_eq!(list.range(1, 10).await?, vec![1, 2]);
-/// assert_eq!(list.get(5).await?, None);
-/// # Ok(()) }
-/// ```
+/// A list that peers append to and read.
 #[remote]
 pub trait RemoteList<T: Wire + Clone + Sync> {
     /// Appends `item`; returns its index.
@@ -109,20 +96,7 @@ pub trait ListListener<T: Wire + Clone + Sync> {
     async fn pushed(&self, index: u64, item: T) -> Result<(), Error>;
 }
 
-/// A map that peers write and read. [`SharedMap`] serves one.
-///
-/// ```
-/// use remote_core::collections::{RemoteMap, SharedMap};
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
-/// let map = SharedMap::<String, u32>::new();
-/// map.insert("a".into(), 1).await?;
-/// map.insert("b".into(), 2).await?;
-/// // Pages in key order; continue after the last key, an empty page ends.
-/// let page = map.entries(None).await?;
-/// assert_eq!(page, vec![("a".to_owned(), 1), ("b".to_owned(), 2)]);
-/// assert!(map.entries(Some("b".into())).await?.is_empty());
-/// # Ok(()) }
-/// ```
+/// A map that peers write and read.
 #[remote]
 pub trait RemoteMap<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> {
     /// Sets `key` to `value`; returns the previous value.
