@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use remote_core::blocking::allow_blocking;
 use remote_core::{ConnectionBuilder, Error, Remote};
 use remote_examples::worker::{Counter, Worker};
 use remote_examples::{say, Transcript};
@@ -117,7 +116,9 @@ pub async fn run(out: &Transcript, mut cmd: Command) -> remote_core::Result<()> 
         say!(out, "parent: on an async thread count_primes says: {e}");
     }
     let w = worker.clone();
-    let primes = tokio::task::spawn_blocking(move || allow_blocking(|| w.count_primes(100_000)))
+    // (`remote_core::blocking::spawn_blocking` is tokio's, with blocking
+    // remote calls allowed in the closure.)
+    let primes = remote_core::blocking::spawn_blocking(move || w.count_primes(100_000))
         .await
         .map_err(|e| Error::Io(e.to_string()))??;
     say!(

@@ -226,7 +226,7 @@ async fn worker_child_process_serves_and_exits() {
     );
     assert!(
         text.contains(
-            "count_primes says: blocking remote call made from inside an async runtime thread"
+            "count_primes says: blocking remote call made on a thread inside a tokio runtime"
         ),
         "{text}"
     );

@@ -5,10 +5,47 @@
 //! [`Error::BlockingInAsync`] there instead.
 //!
 //! tokio offers no public way to tell a runtime worker thread from one of
-//! its blocking-pool threads, so a thread inside a runtime context counts as
-//! async unless the call runs inside [`allow_blocking`]. Handlers of blocking
-//! methods are run that way automatically; wrap your own
-//! `spawn_blocking` closures in it if they call blocking proxies.
+//! its blocking-pool threads (both are "inside the runtime"; the check tokio
+//! itself uses is private), so a thread inside a runtime context counts as
+//! async unless the call runs inside [`allow_blocking`]. What works:
+//!
+//! - from async code, call the proxy's `async` methods with `.await`;
+//! - for a plain `fn` method, run the call in [`spawn_blocking`] (this
+//!   module's: tokio's `spawn_blocking` with [`allow_blocking`] around the
+//!   closure), or in `tokio::task::spawn_blocking(|| allow_blocking(|| ..))`,
+//!   or on a `std::thread` of your own;
+//! - handlers of blocking methods are already run that way.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use remote_core::{remote, Connection, ConnectionBuilder, Error, Remote};
+//!
+//! #[remote]
+//! pub trait Adder {
+//!     fn add(&self, a: u32, b: u32) -> Result<u32, Error>;
+//! }
+//!
+//! pub struct Calc;
+//!
+//! #[remote]
+//! impl Adder for Calc {
+//!     fn add(&self, a: u32, b: u32) -> Result<u32, Error> {
+//!         Ok(a + b)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Error> {
+//! let served: Remote<dyn Adder> = Remote::new(Arc::new(Calc));
+//! let (client, _server) =
+//!     Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new().serve(served)).await?;
+//! let adder = client.root::<dyn Adder>();
+//! // On the runtime's own thread a blocking call would deadlock: refused.
+//! assert!(matches!(adder.add(1, 2), Err(Error::BlockingInAsync)));
+//! // On a blocking-pool thread it is fine.
+//! let sum = remote_core::blocking::spawn_blocking(move || adder.add(1, 2)).await.unwrap()?;
+//! assert_eq!(sum, 3);
+//! # Ok(()) }
+//! ```
 
 use std::any::Any;
 use std::cell::Cell;
@@ -39,12 +76,45 @@ pub fn allow_blocking<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Whether a blocking call here would risk a deadlock.
+/// `tokio::task::spawn_blocking` with blocking remote calls allowed in `f`:
+/// the way to call a proxy's plain `fn` methods from async code.
+///
+/// Must be called inside a tokio runtime (it panics otherwise, like
+/// tokio's). See the [module docs](self) for an example with a proxy.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let on_pool = remote_core::blocking::spawn_blocking(remote_core::blocking::in_async_context);
+/// assert!(!on_pool.await.unwrap(), "blocking calls are allowed in it");
+/// # }
+/// ```
+pub fn spawn_blocking<R, F>(f: F) -> tokio::task::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || allow_blocking(f))
+}
+
+/// Whether a blocking call here would be refused with
+/// [`Error::BlockingInAsync`]: on a thread inside a tokio runtime, outside
+/// [`allow_blocking`].
+///
+/// ```
+/// use remote_core::blocking::{allow_blocking, in_async_context};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert!(!std::thread::spawn(in_async_context).join().unwrap()); // a plain thread
+/// assert!(in_async_context());
+/// assert!(!allow_blocking(in_async_context));
+/// # }
+/// ```
 pub fn in_async_context() -> bool {
     tokio::runtime::Handle::try_current().is_ok() && !ALLOWED.with(Cell::get)
 }
 
-/// Runs `fut` on `rt` and blocks this thread until it finishes. Calls in
+#[doc(hidden)]
+/// Runs `fut` on `rt` and blocks this thread until it finishes (for
+/// generated proxies; use [`Blocking::wait`]). Calls in
 /// `fut` inherit this thread's deadline (that of the blocking method being
 /// served here, say).
 pub fn block_on_call<T, E>(

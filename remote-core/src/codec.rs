@@ -13,8 +13,8 @@ use serde::de::{self, DeserializeOwned, Visitor};
 use serde::{Deserializer, Serialize, Serializer};
 
 use crate::driver::{Held, Shared};
+use crate::interface::Interface;
 use crate::proto::{ObjectId, EXT_RECEIVER_OWN, EXT_SENDER_EXPORT};
-use crate::remote::Interface;
 use crate::Error;
 
 /// Whose table a reference indexes.

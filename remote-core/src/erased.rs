@@ -4,7 +4,7 @@
 
 use std::any::Any;
 
-use crate::remote::{BoxFuture, CallCx};
+use crate::interface::{BoxFuture, CallCx};
 
 /// A boxed blocking job with a boxed result.
 type BlockingJob = Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>;

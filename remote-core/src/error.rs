@@ -11,7 +11,68 @@ use crate::schema::{SchemaBuilder, Ty};
 ///
 /// Losing a connection, an expired deadline and a peer's protocol violation
 /// are ordinary values of this type. Method error types must implement
-/// `From<Error>` so they can carry these.
+/// `From<Error>` so they can carry these; the simplest way keeps the value
+/// whole (`Error` is [`Wire`](crate::Wire)), so callers can still ask it
+/// what happened:
+///
+/// ```
+/// use remote_core::{Error, Wire};
+///
+/// #[derive(Debug, Wire, thiserror::Error)]
+/// pub enum ShopError {
+///     #[error("sold out")]
+///     SoldOut,
+///     #[error(transparent)]
+///     Remote(#[from] Error),
+/// }
+///
+/// fn advice(e: &ShopError) -> &'static str {
+///     match e {
+///         ShopError::SoldOut => "try tomorrow",
+///         ShopError::Remote(e) if e.is_connection_lost() => "reconnect and retry",
+///         ShopError::Remote(e) if e.is_deadline() => "retry with a longer deadline",
+///         ShopError::Remote(e) if e.limit_name() == Some("max_frame_len") => "send less",
+///         ShopError::Remote(_) => "give up",
+///     }
+/// }
+///
+/// let lost: ShopError = Error::ConnectionLost("peer went away".into()).into();
+/// assert_eq!(advice(&lost), "reconnect and retry");
+/// ```
+///
+/// # Predicates
+///
+/// Match on the variant, or ask: [`is_connection_lost`](Error::is_connection_lost)
+/// (this call's own connection is gone), [`is_deadline`](Error::is_deadline),
+/// [`is_limit`](Error::is_limit) and [`limit_name`](Error::limit_name),
+/// [`is_cancelled`](Error::is_cancelled), [`is_remote`](Error::is_remote)
+/// and [`remote_kind`](Error::remote_kind). [`kind`](Error::kind) is the
+/// name the error crosses the wire with.
+///
+/// # Remote error kinds
+///
+/// A failure at the serving peer arrives as [`Error::Remote`] (unless the
+/// method's error type rebuilds it, for kind `application`), whose
+/// [`RemoteError::kind`] is one of (PROTOCOL.md §3.4):
+///
+/// | kind | meaning |
+/// |---|---|
+/// | `application` | the method returned `Err(e)`; `data` holds `e` |
+/// | `panic` | the method panicked; `message` is the panic message. The serving peer keeps serving |
+/// | `unknown_object` | the target (or a reference in the arguments) names no object of the receiver |
+/// | `unknown_method` | the target's interface has no method with that wire name |
+/// | `bad_arguments` | the arguments did not decode into the method's parameter types |
+/// | `unauthenticated` | the method is `#[remote(requires_auth)]` and the connection did not authenticate |
+/// | `limit_exceeded` | a limit was hit at the peer; `message` names it and its value |
+/// | `deadline_exceeded` | the call's deadline passed at the serving peer (reported as [`Error::DeadlineExceeded`]) |
+/// | `cancelled` | the caller cancelled the call before it was answered |
+/// | `connection_lost`, `protocol`, `encode`, `io`, `handshake`, ... | an `Error` raised by the method itself (its own outgoing call failed), named by its kind |
+///
+/// A toolkit error that crossed the wire inside an application error (the
+/// `Remote(#[from] Error)` variant above, filled in at the serving peer)
+/// also comes back as [`Error::Remote`] with its kind: it happened over
+/// there, so [`is_connection_lost`](Error::is_connection_lost) stays about
+/// the caller's own connection.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -78,11 +139,14 @@ pub enum Error {
     /// The method requires an authenticated connection and this one is not.
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),
-    /// A blocking call was made on an async runtime thread, where it would
-    /// deadlock.
+    /// A blocking call was made on a thread inside a tokio runtime, where it
+    /// could deadlock (see [`blocking`](crate::blocking) for what works).
     #[error(
-        "blocking remote call made from inside an async runtime thread; \
-         call the async method with .await, or run this code in tokio::task::spawn_blocking"
+        "blocking remote call made on a thread inside a tokio runtime, where it could deadlock; \
+         from async code call an async method with .await, or run the blocking call in \
+         remote_core::blocking::spawn_blocking(move || ..) (tokio's spawn_blocking alone is \
+         not enough: wrap its closure in remote_core::blocking::allow_blocking), \
+         or on a std::thread"
     )]
     BlockingInAsync,
 }
@@ -94,9 +158,93 @@ impl From<std::io::Error> for Error {
 }
 
 impl Error {
-    /// Whether the connection this error came from is gone.
+    /// Whether this call's own connection is gone (closed, broken, timed
+    /// out idle): the message says why. The call may or may not have run.
+    ///
+    /// ```
+    /// let e = remote_core::Error::ConnectionLost("no traffic for idle_timeout = 300s".into());
+    /// assert!(e.is_connection_lost());
+    /// ```
     pub fn is_connection_lost(&self) -> bool {
         matches!(self, Error::ConnectionLost(_))
+    }
+
+    /// Whether the call's deadline passed (here or at the serving peer).
+    ///
+    /// ```
+    /// let e = remote_core::Error::DeadlineExceeded(std::time::Duration::from_secs(1));
+    /// assert!(e.is_deadline() && !e.is_connection_lost());
+    /// ```
+    pub fn is_deadline(&self) -> bool {
+        matches!(self, Error::DeadlineExceeded(_))
+            || self.remote_kind() == Some("deadline_exceeded")
+    }
+
+    /// Whether a configured limit was hit, here or at the peer (see
+    /// [`limit_name`](Error::limit_name) for which).
+    pub fn is_limit(&self) -> bool {
+        matches!(self, Error::LimitExceeded { .. }) || self.remote_kind() == Some("limit_exceeded")
+    }
+
+    /// The name of the limit that was hit (a field of
+    /// [`Limits`](crate::Limits), e.g. `max_frame_len`), here or at the peer.
+    ///
+    /// ```
+    /// use remote_core::{Error, RemoteError};
+    /// let at_peer = Error::Remote(Box::new(RemoteError {
+    ///     kind: "limit_exceeded".into(),
+    ///     type_name: "remote_core::Error".into(),
+    ///     message: "limit exceeded: max_calls_in_flight = 128 (call 7 refused)".into(),
+    ///     chain: vec![],
+    ///     backtrace: None,
+    ///     data: None,
+    /// }));
+    /// assert!(at_peer.is_limit());
+    /// assert_eq!(at_peer.limit_name(), Some("max_calls_in_flight"));
+    /// ```
+    pub fn limit_name(&self) -> Option<&str> {
+        match self {
+            Error::LimitExceeded { limit, .. } => Some(limit),
+            Error::Remote(r) if r.kind == "limit_exceeded" => r
+                .message
+                .strip_prefix("limit exceeded: ")
+                .and_then(|m| m.split_once(" = "))
+                .map(|(name, _)| name),
+            _ => None,
+        }
+    }
+
+    /// Whether the call was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled) || self.remote_kind() == Some("cancelled")
+    }
+
+    /// Whether the serving peer reported the failure ([`Error::Remote`]).
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Error::Remote(_))
+    }
+
+    /// The kind of a failure the serving peer reported (see the table in
+    /// [`Error`]'s docs), or `None` for a local error.
+    pub fn remote_kind(&self) -> Option<&str> {
+        match self {
+            Error::Remote(r) => Some(&r.kind),
+            _ => None,
+        }
+    }
+
+    /// What the serving peer reported, or `None` for a local error.
+    pub fn remote(&self) -> Option<&RemoteError> {
+        match self {
+            Error::Remote(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The name this error crosses the wire with (`connection_lost`,
+    /// `limit_exceeded`, ...; `remote` for [`Error::Remote`]).
+    pub fn kind(&self) -> &'static str {
+        self.kind_code()
     }
 
     pub(crate) fn limit(limit: &'static str, value: u64, detail: impl Into<String>) -> Self {
@@ -236,7 +384,48 @@ impl RemoteError {
     }
 }
 
+/// `Error` crosses by value inside an application error (its wire form is a
+/// [`RemoteError`]), so `#[error(transparent)] Remote(#[from] Error)` works
+/// in a `#[derive(Wire)]` error type. It decodes as [`Error::Remote`]: a
+/// toolkit error the peer had is not one the caller had.
+impl Serialize for Error {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Error::to_remote(self).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Error {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RemoteError::deserialize(d).map(|r| Error::Remote(Box::new(r)))
+    }
+}
+
+impl crate::Wire for Error {
+    fn describe(_: &mut SchemaBuilder) -> Ty {
+        Ty::RemoteError
+    }
+}
+
 /// An error type a remote method may return: `E` in `Result<T, E>`.
+///
+/// ```
+/// use remote_core::{Error, RemoteErrorType, Wire};
+///
+/// #[derive(Debug, Wire, thiserror::Error)]
+/// pub enum AppError {
+///     #[error("not found: {0}")]
+///     NotFound(String),
+///     #[error(transparent)]
+///     Remote(#[from] Error),
+/// }
+///
+/// // What crosses the wire, and what the caller rebuilds from it.
+/// let wire = AppError::NotFound("k".into()).to_remote();
+/// assert_eq!(wire.kind, "application");
+/// assert!(matches!(AppError::from_remote(wire), AppError::NotFound(k) if k == "k"));
+/// fn is_error_type<E: RemoteErrorType>() {}
+/// is_error_type::<Error>();
+/// ```
 ///
 /// Implemented for [`Error`] itself and for every `E: Wire +
 /// std::error::Error + From<Error>`, whose values travel as data and come
@@ -257,26 +446,17 @@ pub trait RemoteErrorType: Sized + Send + 'static {
     fn describe(b: &mut SchemaBuilder) -> Ty;
 }
 
-impl RemoteErrorType for Error {
-    fn to_remote(&self) -> RemoteError {
-        Error::to_remote(self)
-    }
-    fn from_remote(e: RemoteError) -> Self {
-        Error::Remote(Box::new(e))
-    }
-    fn from_error(e: Error) -> Self {
-        e
-    }
-    fn describe(_: &mut SchemaBuilder) -> Ty {
-        Ty::RemoteError
-    }
-}
-
+/// One impl covers [`Error`] too (it is `Wire + std::error::Error +
+/// From<Error>`): two impls would overlap. `Error` keeps its own wire form
+/// (its kind, not `application`) through the two checks on `TypeId` below.
 impl<E> RemoteErrorType for E
 where
     E: crate::Wire + std::error::Error + From<Error>,
 {
     fn to_remote(&self) -> RemoteError {
+        if let Some(e) = (self as &dyn std::any::Any).downcast_ref::<Error>() {
+            return Error::to_remote(e);
+        }
         let mut chain = Vec::new();
         let mut src = self.source();
         while let Some(s) = src {
@@ -293,7 +473,8 @@ where
         }
     }
     fn from_remote(e: RemoteError) -> Self {
-        if e.kind == "application" {
+        let is_core = std::any::TypeId::of::<E>() == std::any::TypeId::of::<Error>();
+        if e.kind == "application" && !is_core {
             if let Some(data) = &e.data {
                 if let Ok(v) = crate::codec::decode_detached::<E>(data) {
                     return v;

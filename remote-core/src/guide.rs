@@ -133,31 +133,52 @@
 //! another connection. Their text is bounded
 //! ([`Limits::max_error_text`](crate::Limits::max_error_text) and
 //! [`max_error_chain`](crate::Limits::max_error_chain)). The
-//! type needs `From<remote_core::Error>` so a lost connection fits in it;
-//! since [`Error`](crate::Error) itself is not `Wire`, keep its text:
+//! type needs `From<remote_core::Error>` so a lost connection fits in it.
+//! Keep the [`Error`](crate::Error) value whole in a variant of its own (it
+//! is `Wire`), so a caller asks it what happened instead of reading text:
 //!
 //! ```
 //! use remote_core::{remote, Wire};
 //!
-//! #[derive(Debug, PartialEq, Wire, thiserror::Error)]
+//! #[derive(Debug, Wire, thiserror::Error)]
 //! pub enum BankError {
 //!     #[error("insufficient funds: {0} available")]
 //!     Insufficient(u64),
-//!     #[error("{0}")]
-//!     Connection(String),
-//! }
-//!
-//! impl From<remote_core::Error> for BankError {
-//!     fn from(e: remote_core::Error) -> Self {
-//!         BankError::Connection(e.to_string())
-//!     }
+//!     #[error(transparent)]
+//!     Remote(#[from] remote_core::Error),
 //! }
 //!
 //! #[remote]
 //! pub trait Account {
 //!     async fn withdraw(&self, amount: u64) -> Result<u64, BankError>;
 //! }
-//! # fn main() {}
+//!
+//! pub struct Vault(u64);
+//!
+//! #[remote]
+//! impl Account for Vault {
+//!     async fn withdraw(&self, amount: u64) -> Result<u64, BankError> {
+//!         self.0.checked_sub(amount).ok_or(BankError::Insufficient(self.0))
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), remote_core::Error> {
+//! use std::sync::Arc;
+//! use remote_core::{Connection, ConnectionBuilder, Remote};
+//! let vault: Remote<dyn Account> = Remote::new(Arc::new(Vault(10)));
+//! let (client, server) =
+//!     Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new().serve(vault)).await?;
+//! let account = client.root::<dyn Account>();
+//! assert!(matches!(account.withdraw(50).await, Err(BankError::Insufficient(10))));
+//!
+//! server.close();
+//! client.closed().await;
+//! match account.withdraw(1).await {
+//!     Err(BankError::Remote(e)) if e.is_connection_lost() => {} // reconnect, retry, ...
+//!     other => panic!("expected a lost connection, got {other:?}"),
+//! }
+//! # Ok(()) }
 //! ```
 //!
 //! # Blocking methods

@@ -6,10 +6,60 @@
 //! value ([`Wire`]); objects cross by reference ([`Remote`]), and the owner
 //! keeps a referenced object alive while any peer holds a proxy.
 //!
-//! The wire protocol is specified in `PROTOCOL.md` at the repository root.
-//! Addresses and transports are listed in [`transport`]; TLS (`tls://`,
-//! `wss://`, mutual TLS, the caller's certificate identity) is explained in
-//! [`transport::tls`].
+//! A key-value server and its client, in one program:
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::sync::{Arc, Mutex};
+//! use remote_core::{remote, Connection, Error, Remote, Server, Wire};
+//!
+//! #[derive(Debug, Clone, PartialEq, Wire)]
+//! pub struct Entry {
+//!     pub key: String,
+//!     pub value: String,
+//! }
+//!
+//! #[remote]
+//! pub trait Store {
+//!     async fn put(&self, entry: Entry) -> Result<(), Error>;
+//!     async fn get(&self, key: String) -> Result<Option<Entry>, Error>;
+//! }
+//!
+//! #[derive(Default)]
+//! pub struct MemStore(Mutex<HashMap<String, Entry>>);
+//!
+//! #[remote]
+//! impl Store for MemStore {
+//!     async fn put(&self, entry: Entry) -> Result<(), Error> {
+//!         self.0.lock().unwrap().insert(entry.key.clone(), entry);
+//!         Ok(())
+//!     }
+//!     async fn get(&self, key: String) -> Result<Option<Entry>, Error> {
+//!         Ok(self.0.lock().unwrap().get(&key).cloned())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Error> {
+//! // Server: one store shared by every connection.
+//! let store = Arc::new(MemStore::default());
+//! let server = Server::bind("tcp://127.0.0.1:0")
+//!     .await?
+//!     .serve(move |_| Remote::new(store.clone() as Arc<dyn Store>));
+//!
+//! // Client: a proxy that implements `Store`.
+//! let kv = Connection::connect(server.local_addr()).await?.root::<dyn Store>();
+//! let e = Entry { key: "a".into(), value: "1".into() };
+//! kv.put(e.clone()).await?;
+//! assert_eq!(kv.get("a".into()).await?, Some(e));
+//! # Ok(()) }
+//! ```
+//!
+//! Start with the [`guide`]; errors are [`Error`] (a lost connection is an
+//! ordinary value); limits are [`Limits`]. The wire protocol is specified
+//! in `PROTOCOL.md` at the repository root. Addresses and transports are
+//! listed in [`transport`]; TLS (`tls://`, `wss://`, mutual TLS, the
+//! caller's certificate identity) is explained in [`transport::tls`].
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 
@@ -21,13 +71,18 @@ mod bounded;
 mod codec;
 pub mod collections;
 mod describe;
-pub mod driver;
+mod driver;
 mod erased;
 mod error;
 pub mod guide;
+mod interface;
 pub mod limits;
 mod marker;
 mod peer;
+/// The sans-IO protocol layer (frames, messages, the connection state
+/// machine). Not a public API: it is reachable only for the fuzz targets,
+/// benches and tests of this repository, and may change in any release.
+#[doc(hidden)]
 pub mod proto;
 mod remote;
 pub mod schema;
@@ -38,17 +93,96 @@ pub mod wire;
 
 pub use driver::{remaining, with_timeout, Connection, ConnectionBuilder};
 pub use error::{Error, RemoteError, RemoteErrorType};
+pub use interface::{BoxFuture, Dispatch, Handle, Interface};
 pub use limits::Limits;
 pub use peer::Peer;
-pub use remote::{BoxFuture, Dispatch, Handle, Interface, Remote};
+pub use remote::Remote;
 pub use server::{Server, ServerBuilder, ServerEvent, ServerHandle};
 pub use transport::TlsIdentity;
 #[cfg(feature = "tls")]
 pub use transport::{TlsClientConfig, TlsServerConfig};
 pub use wire::Wire;
 
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use remote_core::{remote, Connection, ConnectionBuilder, Error, Remote};
+///
+/// #[remote]
+/// pub trait Greeter {
+///     async fn greet(&self, name: String) -> Result<String, Error>;
+/// }
+///
+/// pub struct English;
+///
+/// #[remote] // on the impl block too
+/// impl Greeter for English {
+///     async fn greet(&self, name: String) -> Result<String, Error> {
+///         Ok(format!("hello, {name}"))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Error> {
+/// let served: Remote<dyn Greeter> = Remote::new(Arc::new(English));
+/// let (client, _server) =
+///     Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new().serve(served)).await?;
+/// let greeter = client.root::<dyn Greeter>(); // a proxy implementing `Greeter`
+/// assert_eq!(greeter.greet("ann".into()).await?, "hello, ann");
+/// # Ok(()) }
+/// ```
+///
+/// See the [`guide`] for what it generates and the rules it checks.
 #[doc(inline)]
-pub use remote_derive::{remote, Wire};
+pub use remote_derive::remote;
+
+/// # Example
+///
+/// ```
+/// use remote_core::Wire;
+///
+/// #[derive(Debug, Clone, PartialEq, Wire)]
+/// pub enum Shape {
+///     Circle { radius: f64 },
+///     Square(f64),
+/// }
+///
+/// #[derive(Debug, Clone, PartialEq, Wire)]
+/// pub struct Drawing {
+///     pub title: String,
+///     pub shapes: Vec<Shape>,
+/// }
+///
+/// #[remote_core::remote]
+/// pub trait Canvas {
+///     async fn area(&self, d: Drawing) -> Result<f64, remote_core::Error>;
+/// }
+///
+/// pub struct Ruler;
+///
+/// #[remote_core::remote]
+/// impl Canvas for Ruler {
+///     async fn area(&self, d: Drawing) -> Result<f64, remote_core::Error> {
+///         Ok(d.shapes.iter().map(|s| match s {
+///             Shape::Circle { radius } => 3.0 * radius * radius,
+///             Shape::Square(side) => side * side,
+///         }).sum())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+/// use remote_core::{Connection, ConnectionBuilder, Remote};
+/// let served: Remote<dyn Canvas> = Remote::new(std::sync::Arc::new(Ruler));
+/// let (client, _server) =
+///     Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new().serve(served)).await?;
+/// let d = Drawing { title: "t".into(), shapes: vec![Shape::Square(2.0), Shape::Circle { radius: 1.0 }] };
+/// assert_eq!(client.root::<dyn Canvas>().area(d).await?, 7.0);
+/// # Ok(()) }
+/// ```
+///
+/// Every field must be `Wire`; see the [`guide`] for generics and options.
+#[doc(inline)]
+pub use remote_derive::Wire;
 
 /// Convenience alias for `Result<T, remote_core::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -63,8 +197,8 @@ pub mod __private {
         MethodDesc, SourceDesc,
     };
     pub use crate::erased::blocking;
+    pub use crate::interface::{Args, CallCx, CallFuture, Reply};
     pub use crate::marker::{ImplementedWithRemote, InterfaceProxy, RemoteImpl};
-    pub use crate::remote::{Args, CallCx, CallFuture, Reply};
     pub use crate::schema::{
         ArgDef, FieldDef, ImplEntry, InterfaceDef, InterfaceEntry, Location, MethodDef,
         SchemaBuilder, Ty, TypeDef, TypeKind, VariantDef,
@@ -86,6 +220,11 @@ pub mod __private {
     /// Decodes a value that holds no references (fuzzing and tests).
     pub fn decode_value<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         crate::codec::decode_detached(bytes)
+    }
+
+    /// Encodes a value that holds no references (fuzzing and tests).
+    pub fn encode_value<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Error> {
+        crate::codec::encode_detached(value)
     }
 
     /// Asserts at compile time that a type crosses the wire (for spans in errors).

@@ -1,10 +1,8 @@
-//! Capability handles and the dispatch interface generated code implements.
+//! Capability handles: [`Remote`], and how it crosses a connection by
+//! reference.
 
-use std::any::Any;
 use std::fmt;
-use std::future::Future;
 use std::ops::Deref;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use serde::de::Error as _;
@@ -12,51 +10,9 @@ use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec::{self, RefTag};
+use crate::interface::{Handle, Interface};
 use crate::schema::{SchemaBuilder, Ty};
-use crate::{Error, Wire};
-
-/// A boxed, `Send` future: what remote trait methods return.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// A remote interface: implemented by `#[remote]` for `dyn YourTrait`.
-///
-/// Connects a trait object type to its proxy and dispatch table. You do not
-/// implement it by hand.
-pub trait Interface: Send + Sync + 'static {
-    /// The interface's name, for errors and logs.
-    fn name() -> &'static str;
-    /// Wraps a local implementation in its dispatch table.
-    fn into_dispatch(this: Arc<Self>) -> Arc<dyn Dispatch>;
-    /// Recovers the local implementation from a dispatch table built by
-    /// [`into_dispatch`](Interface::into_dispatch), if it is one of ours.
-    fn from_dispatch(d: &Arc<dyn Dispatch>) -> Option<Arc<Self>>;
-    /// Builds a proxy that sends calls through `handle`.
-    fn proxy(handle: Handle) -> Arc<Self>;
-    /// The handle inside `this`, if `this` is a proxy.
-    fn handle(this: &Self) -> Option<&Handle>;
-    /// Defines this interface in a schema and returns its `Ty::Capability`.
-    fn describe(b: &mut SchemaBuilder) -> Ty;
-}
-
-/// The serving side of an interface: runs a named method on encoded
-/// arguments.
-///
-/// `#[remote]` generates one per interface; the runtime calls it for every
-/// incoming call. This is the single path by which a peer's message reaches
-/// application code.
-pub trait Dispatch: Send + Sync + 'static {
-    /// The interface's name.
-    fn interface_name(&self) -> &'static str;
-    /// For [`Interface::from_dispatch`] downcasts.
-    fn as_any(&self) -> &dyn Any;
-    /// Starts `method` with `args`. Returns an error at once for an unknown
-    /// method or arguments that do not decode; otherwise a future that runs
-    /// the method and encodes its result with [`CallCx::reply`].
-    fn call(&self, method: &str, args: Args, cx: CallCx) -> Result<CallFuture, Error>;
-}
-
-/// The future of one incoming call.
-pub type CallFuture = BoxFuture<'static, Reply>;
+use crate::Wire;
 
 /// A handle to an object that may live in this process or in a peer.
 ///
@@ -204,5 +160,3 @@ impl<T: ?Sized + Interface> Wire for Remote<T> {
         T::describe(b)
     }
 }
-
-pub use crate::driver::call::{Args, CallCx, Handle, Reply};

@@ -1,5 +1,7 @@
-//! Servers: accept connections on an address, give each its own root and
-//! tables, enforce limits, shut down gracefully.
+//! Servers: accept connections on an address, give each the root object
+//! the `serve` closure returns (and its own tables), enforce limits, shut
+//! down gracefully. See [`Server`] for a server whose connections share one
+//! object.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -10,12 +12,26 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::interface::Interface;
 use crate::proto::encode;
-use crate::remote::Interface;
 use crate::transport::{Accepted, Listener, ServerTls};
 use crate::{Connection, ConnectionBuilder, Error, Limits, Peer, Remote};
 
-/// Configures a [`Server`].
+/// Configures a [`Server`]: limits for it and each connection, TLS, how
+/// clients authenticate, and connection events.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+/// use remote_core::auth::Key;
+/// use remote_core::{Limits, Server};
+/// let server = Server::builder()
+///     .limits(Limits { max_connections: 16, ..Limits::default() })
+///     .shared_secret(Key::random())
+///     .bind("tcp://127.0.0.1:0")
+///     .await?;
+/// assert!(server.local_addr().starts_with("tcp://127.0.0.1:"));
+/// # Ok(()) }
+/// ```
 #[derive(Default)]
 pub struct ServerBuilder {
     conn: ConnectionBuilder,
@@ -117,13 +133,40 @@ type EventHook = Arc<dyn Fn(ServerEvent) + Send + Sync>;
 
 /// A bound, not yet serving server.
 ///
-/// ```no_run
-/// # async fn demo() -> remote_core::Result<()> {
-/// use remote_core::Server;
+/// The `serve` closure runs once per connection. Build the shared state
+/// once, outside it, so every connection sees the same object:
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+/// use remote_core::{remote, Connection, Error, Remote, Server};
+///
+/// #[remote]
+/// pub trait Counter {
+///     async fn bump(&self) -> Result<u64, Error>;
+/// }
+///
+/// #[derive(Default)]
+/// struct Shared(AtomicU64);
+///
+/// #[remote]
+/// impl Counter for Shared {
+///     async fn bump(&self) -> Result<u64, Error> {
+///         Ok(self.0.fetch_add(1, Ordering::SeqCst) + 1)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> remote_core::Result<()> {
 /// let server = Server::bind("tcp://127.0.0.1:0").await?;
-/// println!("listening on {}", server.local_addr());
-/// // let handle = server.serve(|peer| Remote::new(Arc::new(ChatRoom::for_user(peer.user())) as Arc<dyn Chat>));
-/// # drop(server);
+/// let counter = Arc::new(Shared::default()); // one object for every connection
+/// let handle = server.serve(move |_| Remote::new(counter.clone() as Arc<dyn Counter>));
+///
+/// let a = Connection::connect(handle.local_addr()).await?.root::<dyn Counter>();
+/// let b = Connection::connect(handle.local_addr()).await?.root::<dyn Counter>();
+/// assert_eq!(a.bump().await?, 1);
+/// assert_eq!(b.bump().await?, 2); // b sees a's bump: same object
+/// handle.shutdown(std::time::Duration::from_secs(5)).await;
 /// # Ok(()) }
 /// ```
 pub struct Server {
@@ -388,6 +431,24 @@ async fn accept_loop(
 
 /// A running server. Dropping it stops accepting (existing connections
 /// continue); [`shutdown`](ServerHandle::shutdown) also closes them.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+/// use std::time::Duration;
+/// use remote_core::collections::{RemoteList, SharedVec};
+/// use remote_core::{Connection, Server};
+///
+/// let list = SharedVec::<String>::new();
+/// let handle = Server::bind("tcp://127.0.0.1:0")
+///     .await?
+///     .serve(move || list.remote());
+/// let client = Connection::connect(handle.local_addr()).await?;
+/// client.root::<dyn RemoteList<String>>().push("hi".into()).await?;
+/// assert_eq!(handle.connections(), 1);
+/// handle.shutdown(Duration::from_secs(5)).await; // says goodbye to the client
+/// assert!(client.closed().await.is_connection_lost());
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct ServerHandle {
     inner: Arc<Inner>,

@@ -186,6 +186,38 @@ impl<T: Wire> Interface for dyn StreamSource<T> {
 /// Locally it is a `Stream<Item = Result<T, Error>>`; sent over a
 /// connection, the receiver gets a proxy that pulls batches from the
 /// sender's source.
+///
+/// ```
+/// use std::sync::Arc;
+/// use futures_util::TryStreamExt;
+/// use remote_core::stream::RemoteStream;
+/// use remote_core::{remote, Connection, ConnectionBuilder, Error, Remote};
+///
+/// #[remote]
+/// pub trait Numbers {
+///     /// `0..n`, pulled lazily by the caller.
+///     async fn upto(&self, n: u32) -> Result<RemoteStream<u32>, Error>;
+/// }
+///
+/// pub struct Counter;
+///
+/// #[remote]
+/// impl Numbers for Counter {
+///     async fn upto(&self, n: u32) -> Result<RemoteStream<u32>, Error> {
+///         Ok(RemoteStream::from_items(0..n).with_batch(16))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+/// let served: Remote<dyn Numbers> = Remote::new(Arc::new(Counter));
+/// let (client, _server) =
+///     Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new().serve(served)).await?;
+/// let stream = client.root::<dyn Numbers>().upto(100).await?;
+/// assert!(stream.is_remote());
+/// let all: Vec<u32> = stream.try_collect().await?;
+/// assert_eq!(all.len(), 100);
+/// # Ok(()) }
+/// ```
 pub struct RemoteStream<T: Wire> {
     source: Remote<dyn StreamSource<T>>,
     buf: VecDeque<T>,

@@ -27,6 +27,21 @@ use crate::schema::{SchemaBuilder, Ty};
 /// handles (`Remote<dyn Trait>`) are `Wire` too and cross by reference.
 /// [`describe`](Wire::describe) gives the type's structure to the policy
 /// checker and the schema export.
+///
+/// ```
+/// use remote_core::schema::{SchemaBuilder, Ty};
+/// use remote_core::Wire;
+///
+/// #[derive(Wire)]
+/// pub struct Point {
+///     pub x: i32,
+///     pub y: i32,
+/// }
+///
+/// let mut b = SchemaBuilder::default();
+/// assert!(matches!(<Vec<u8> as Wire>::describe(&mut b), Ty::Seq { .. }));
+/// let _named = Point::describe(&mut b); // registered under its Rust path
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot cross a remote connection: it does not implement `Wire`",
     label = "not a wire type",

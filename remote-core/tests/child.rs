@@ -14,6 +14,7 @@ use support::{eventually, Calc, Counter, Stats};
 const CHILD: &str = "REMOTE_CORE_TEST_CHILD";
 
 fn main() {
+    support::quiet_panics::install();
     let rt = tokio::runtime::Runtime::new().unwrap();
     if std::env::var_os(CHILD).is_some() {
         rt.block_on(serve_stdio());

@@ -3,6 +3,8 @@
 //! their deadline, panicking destructors do not wedge a connection, and one
 //! address cannot take every connection slot.
 
+mod quiet_panics;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
@@ -70,7 +72,7 @@ impl Drop for ProbeImpl {
     fn drop(&mut self) {
         self.stats.live.fetch_sub(1, SeqCst);
         if self.bomb {
-            panic!("a destructor that panics");
+            panic!("a destructor that panics {}", quiet_panics::DELIBERATE);
         }
     }
 }
@@ -131,6 +133,7 @@ async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
 /// A client and the serving side of an in-memory pair, the server with
 /// `limits` and a root probe.
 async fn pair(limits: Limits, stats: &Arc<Stats>) -> (Remote<dyn Probe>, Connection, Connection) {
+    quiet_panics::install();
     let (client, server) = Connection::pair(
         ConnectionBuilder::new(),
         ConnectionBuilder::new()

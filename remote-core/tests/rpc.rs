@@ -44,6 +44,7 @@ struct Fixture {
 }
 
 async fn setup(t: Transport) -> Fixture {
+    support::quiet_panics::install();
     let server_stats = Arc::new(Stats::default());
     let stats = server_stats.clone();
     let factory = move || Counter::remote(0, stats.clone());

@@ -18,6 +18,28 @@ use crate::{remote, BoxFuture, Error, Remote, Wire};
 /// someone is subscribed. The log forgets changes every subscriber has
 /// delivered, and keeps at most [`SUBSCRIBER_QUEUE`] of them: a subscriber
 /// that falls further behind is dropped.
+///
+/// ```
+/// use remote_core::collections::{on_change, RemoteMap, SharedMap};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+/// let prices = SharedMap::<String, u64>::new();
+/// let (_server, client) = remote_core::Connection::pair(
+///     remote_core::ConnectionBuilder::new().serve(prices.remote()),
+///     remote_core::ConnectionBuilder::new(),
+/// )
+/// .await?;
+/// let remote = client.root::<dyn RemoteMap<String, u64>>();
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// remote
+///     .subscribe(on_change(move |k: String, v: Option<u64>| {
+///         let _ = tx.send((k, v));
+///     }))
+///     .await?;
+/// assert_eq!(remote.insert("tea".into(), 3).await?, None);
+/// assert_eq!(rx.recv().await, Some(("tea".to_owned(), Some(3))));
+/// assert_eq!(prices.snapshot().get("tea"), Some(&3));
+/// # Ok(()) }
+/// ```
 pub struct SharedMap<K, V> {
     inner: Arc<Map<K, V>>,
 }

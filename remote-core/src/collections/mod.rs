@@ -127,7 +127,23 @@ pub trait MapListener<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> {
     async fn changed(&self, key: K, value: Option<V>) -> Result<(), Error>;
 }
 
-/// A closure as a [`ListListener`] (plain functions as callbacks).
+/// A closure as a [`ListListener`] (plain functions as callbacks). It runs
+/// where it was made: subscribed to a peer's list, the peer calls back over
+/// the connection.
+///
+/// ```
+/// use remote_core::collections::{on_push, RemoteList, SharedVec};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+/// let list = SharedVec::<String>::new();
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// list.subscribe(on_push(move |index, item: String| {
+///     let _ = tx.send((index, item));
+/// }))
+/// .await?;
+/// list.push("hi".into()).await?;
+/// assert_eq!(rx.recv().await, Some((0, "hi".to_owned())));
+/// # Ok(()) }
+/// ```
 pub fn on_push<T, F>(f: F) -> Remote<dyn ListListener<T>>
 where
     T: Wire + Clone + Sync,
@@ -146,7 +162,24 @@ where
     Remote::new(Arc::new(FnListener(f)) as Arc<dyn ListListener<T>>)
 }
 
-/// A closure as a [`MapListener`].
+/// A closure as a [`MapListener`] (see [`SharedMap`] for one subscribed
+/// over a connection).
+///
+/// ```
+/// use remote_core::collections::{on_change, RemoteMap, SharedMap};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+/// let map = SharedMap::<u32, String>::new();
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// map.subscribe(on_change(move |k: u32, v: Option<String>| {
+///     let _ = tx.send((k, v));
+/// }))
+/// .await?;
+/// map.insert(1, "one".into()).await?;
+/// map.remove(1).await?;
+/// assert_eq!(rx.recv().await, Some((1, Some("one".to_owned()))));
+/// assert_eq!(rx.recv().await, Some((1, None)));
+/// # Ok(()) }
+/// ```
 pub fn on_change<K, V, F>(f: F) -> Remote<dyn MapListener<K, V>>
 where
     K: Wire + Ord + Clone + Sync,

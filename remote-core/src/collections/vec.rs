@@ -16,6 +16,22 @@ use crate::{remote, BoxFuture, Error, Remote, Wire};
 /// that remembers a length has a consistent view of the list up to it.
 /// [`iter`](RemoteList::iter) uses that: its stream reads the shared list
 /// through a cursor, and no call copies the list.
+///
+/// ```
+/// use remote_core::collections::{RemoteList, SharedVec};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+/// let list = SharedVec::<u32>::new();
+/// list.push(7).await?; // the owner uses it through the same trait
+/// let (_server, client) = remote_core::Connection::pair(
+///     remote_core::ConnectionBuilder::new().serve(list.remote()),
+///     remote_core::ConnectionBuilder::new(),
+/// )
+/// .await?;
+/// let remote = client.root::<dyn RemoteList<u32>>();
+/// assert_eq!(remote.push(8).await?, 1);
+/// assert_eq!(list.snapshot(), vec![7, 8]);
+/// # Ok(()) }
+/// ```
 pub struct SharedVec<T> {
     inner: Arc<List<T>>,
 }

@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use super::conn::{Control, Held, Incoming, Shared};
 use crate::codec;
+use crate::interface::BoxFuture;
 use crate::proto::{encode, CallId, ImportRef, ObjectId};
-use crate::remote::BoxFuture;
 use crate::{Connection, Error, RemoteErrorType, Wire};
 
 pub(super) type Prepared = (
@@ -164,7 +164,11 @@ impl Handle {
         }
         let timeout_ms = u32::try_from(budget.as_millis().max(1)).unwrap_or(u32::MAX);
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let id = shared.core().start_call(tx)?;
+        // A closed connection's calls fail with the reason it closed.
+        let id = shared.core().start_call(tx).map_err(|e| match e {
+            Error::ConnectionLost(_) => shared.lost(),
+            other => other,
+        })?;
         let guard = CancelOnDrop {
             shared,
             id,

@@ -21,9 +21,9 @@ use super::io::{write_loop, BoxRead, BoxWrite};
 use super::reader::{handshake, hello, read_loop};
 use super::teardown::{drop_caught, drop_each_caught};
 use crate::auth::{exchange, Side};
+use crate::interface::{Dispatch, Interface};
 use crate::peer::Peer;
 use crate::proto::{encode, CallId, Event, ExportKey, ImportRef, ObjectId, ReleaseSink, State};
-use crate::remote::{Dispatch, Interface};
 use crate::transport::{ClientTls, TlsIdentity};
 use crate::{Error, Limits, Remote, RemoteError};
 
@@ -435,7 +435,8 @@ impl Shared {
             Ok(Ok(fut)) => fut,
             Ok(Err(e)) => {
                 self.core().call_done(id, seq);
-                let _ = self.send(&encode::error(id, &dispatch_error(&e), &self.limits));
+                let err = dispatch_error(&e, target.interface_name(), method);
+                let _ = self.send(&encode::error(id, &err, &self.limits));
                 return;
             }
             Err(panic) => {
@@ -586,9 +587,18 @@ impl Drop for DoneGuard {
     }
 }
 
-fn dispatch_error(e: &Error) -> RemoteError {
+/// The error reply for a call that could not start. Arguments that do not
+/// decode name this side's interface, the usual cause being a caller that
+/// took the object for another interface.
+fn dispatch_error(e: &Error, interface: &str, method: &str) -> RemoteError {
     let kind = match e {
-        Error::Decode { .. } => "bad_arguments",
+        Error::Decode { .. } => {
+            let msg = format!(
+                "{e} (for method {} of interface `{interface}`: does the caller use that interface?)",
+                crate::bounded::quote(method)
+            );
+            return RemoteError::new("bad_arguments", "remote_core::Error", msg);
+        }
         Error::Remote(r) => return (**r).clone(),
         other => other.kind_code(),
     };
@@ -637,11 +647,19 @@ pub(crate) fn panic_error(panic: Box<dyn std::any::Any + Send>) -> RemoteError {
 /// proxy does not close it while the peer keeps it open; call
 /// [`close`](Connection::close).
 ///
-/// ```no_run
-/// # async fn demo() -> remote_core::Result<()> {
-/// let conn = remote_core::Connection::connect("tcp://127.0.0.1:7000").await?;
-/// // let chat = conn.root::<dyn Chat>();
+/// ```
+/// use remote_core::collections::{RemoteMap, SharedMap};
+/// use remote_core::{Connection, Server};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+/// let map = SharedMap::<String, String>::new();
+/// let server = Server::bind("tcp://127.0.0.1:0").await?.serve(move || map.remote());
+///
+/// let conn = Connection::connect(server.local_addr()).await?;
+/// let kv = conn.root::<dyn RemoteMap<String, String>>(); // the server's root object
+/// kv.insert("greeting".into(), "hello".into()).await?;
+/// assert_eq!(kv.get("greeting".into()).await?.as_deref(), Some("hello"));
 /// conn.close();
+/// assert!(kv.len().await.unwrap_err().is_connection_lost());
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -781,6 +799,25 @@ pub(crate) type RootFactory = Arc<dyn Fn(&Peer) -> Arc<dyn Dispatch> + Send + Sy
 
 /// Configures a connection: what it serves, its limits, how it
 /// authenticates.
+///
+/// ```
+/// use std::time::Duration;
+/// use remote_core::auth::Key;
+/// use remote_core::collections::{RemoteList, SharedVec};
+/// use remote_core::{Connection, ConnectionBuilder, Limits};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+/// let list = SharedVec::<u64>::new();
+/// let key = Key::random();
+/// let strict = Limits { default_deadline: Duration::from_secs(2), ..Limits::default() };
+/// let (client, _server) = Connection::pair(
+///     ConnectionBuilder::new().limits(strict).credentials("alice", key.clone()),
+///     ConnectionBuilder::new().serve(list.remote()).shared_secret(key),
+/// )
+/// .await?;
+/// client.root::<dyn RemoteList<u64>>().push(1).await?;
+/// assert_eq!(list.snapshot(), vec![1]);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Default)]
 pub struct ConnectionBuilder {
     pub(crate) limits: Limits,

@@ -2,7 +2,7 @@
 //!
 //! Nothing in this module touches a socket, a clock or a runtime: frames come
 //! in as bytes, and what to send or do comes out as values. The async
-//! [`driver`](crate::driver) is a thin loop around it. See `PROTOCOL.md` for
+//! `driver` module is a thin loop around it. See `PROTOCOL.md` for
 //! the wire format.
 
 mod frame;

@@ -2,6 +2,9 @@
 //! so the runtime is tested without the macro.
 #![allow(dead_code, unreachable_pub)]
 
+#[path = "../quiet_panics/mod.rs"]
+pub mod quiet_panics;
+
 use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -271,7 +274,7 @@ impl Calc for Counter {
         })
     }
     fn boom(&self) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(async move { panic!("boom at counter {}", self.id) })
+        Box::pin(async move { panic!("boom at counter {} {}", self.id, quiet_panics::DELIBERATE) })
     }
     fn checked(&self, a: i64) -> BoxFuture<'_, Result<i64, CalcError>> {
         Box::pin(async move {
