@@ -138,8 +138,13 @@ impl Input {
                 if self.reserved < total {
                     self.reserve(total).await;
                 }
-                // Grow towards the announced (bounded, reserved) size only.
-                self.buf.reserve(total - self.buf.len());
+                // Room for the rest of the frame (its announced, bounded,
+                // reserved size) and, for a small one, a chunk beyond it,
+                // so the frames behind it come in the same read.
+                let rest = total - self.buf.len();
+                if self.buf.capacity() - self.buf.len() < rest {
+                    self.buf.reserve(rest.max(self.chunk));
+                }
             }
             let spare = self.make_room();
             match self.r.read_buf(&mut self.buf).await {
