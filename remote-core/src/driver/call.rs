@@ -192,7 +192,7 @@ impl Handle {
                     format!("call to {method} encodes to {len} bytes"),
                 ))
             } else {
-                shared.send(buf)
+                shared.send_vec(buf)
             };
             if sent.is_err() {
                 // Never sent: the peer will never release what we counted.
@@ -400,7 +400,7 @@ impl CallCx {
                     format!("reply encodes to {len} bytes"),
                 )));
             }
-            let sent = self.shared.send(buf);
+            let sent = self.shared.send_vec(buf);
             if sent.is_err() {
                 exported.undo(&self.shared);
             }

@@ -89,6 +89,11 @@ impl ReleaseSink for CtlSink {
     }
 }
 
+/// A frame at least this long is handed to the writer by moving its
+/// buffer, not copied ([`Shared::send_vec`]). Encode buffers this large are
+/// not kept for reuse anyway (`call.rs` `with_scratch`).
+const LARGE_FRAME: usize = 64 << 10;
+
 /// State shared by a connection's tasks, proxies and handlers.
 pub(crate) struct Shared {
     core: Mutex<Core>,
@@ -241,6 +246,49 @@ impl Shared {
             self.out_ready.store(true, Ordering::Release);
             self.out_waker.wake();
         }
+        Ok(())
+    }
+
+    /// Queues a complete frame like [`send`](Self::send), taking `frame`'s
+    /// buffer instead of copying it when it is large and nothing else is
+    /// queued: a large value is not copied a second time on its way out.
+    /// `frame` is left empty (with the small buffer it was swapped for)
+    /// when taken, unchanged otherwise.
+    pub(crate) fn send_vec(&self, frame: &mut Vec<u8>) -> Result<(), Error> {
+        if frame.len() < LARGE_FRAME {
+            return self.send(frame);
+        }
+        if self.is_closed.load(Ordering::Acquire) {
+            return Err(self.lost());
+        }
+        {
+            let mut out = lock(&self.out);
+            if self.writer_gone.load(Ordering::Acquire) {
+                drop(out);
+                return Err(self.lost());
+            }
+            if !out.is_empty() {
+                drop(out);
+                return self.send(frame);
+            }
+            let before = out.capacity();
+            std::mem::swap(&mut *out, frame);
+            frame.clear();
+            // The budget counts the capacity held in `out`: the one taken
+            // in, less the empty one handed back.
+            let now = out.capacity();
+            if now >= before {
+                self.out_charged.fetch_add(now - before, Ordering::AcqRel);
+                self.budget.charge(now - before);
+            } else {
+                self.out_charged.fetch_sub(before - now, Ordering::AcqRel);
+                self.budget.release(before - now);
+            }
+            self.queued.fetch_add(out.len(), Ordering::AcqRel);
+        }
+        // `out` was empty: the writer is woken for this batch.
+        self.out_ready.store(true, Ordering::Release);
+        self.out_waker.wake();
         Ok(())
     }
 

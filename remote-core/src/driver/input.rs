@@ -24,8 +24,12 @@ pub(crate) const DRAIN_TIME: Duration = Duration::from_secs(5);
 /// writing to us does not read until its writes complete).
 pub(crate) const DRAIN_BYTES: usize = 32 << 20;
 
-/// The input buffer's capacity to begin with, and again after a large frame.
-const INITIAL: usize = 512;
+/// The read buffer's chunk: what one `read` asks for beyond the frame in
+/// progress. It starts (and shrinks back to) [`MIN_READ`], so an idle
+/// connection holds little; reads that fill it double it, up to
+/// [`MAX_READ`], so a busy connection takes many frames per `read`.
+pub(crate) const MIN_READ: usize = 512;
+const MAX_READ: usize = 16 << 10;
 
 /// Frames read from the peer, with the frame in progress counted in the
 /// memory budget.
@@ -39,23 +43,38 @@ pub(crate) struct Input {
     reserved: usize,
     /// Waiting for room (output drained or budget space), not for the peer.
     paused: bool,
+    /// Bytes to make room for when the buffer is full (see [`MIN_READ`]).
+    chunk: usize,
 }
 
 impl Input {
     pub(crate) fn new(r: BoxRead, shared: Arc<Shared>, max_len: usize) -> Self {
         Input {
             r,
-            buf: BytesMut::with_capacity(INITIAL),
+            buf: BytesMut::with_capacity(MIN_READ),
             max_len,
             shared,
             reserved: 0,
             paused: false,
+            chunk: MIN_READ,
         }
     }
 
     /// Changes the frame limit (it is small during the handshake).
     pub(crate) fn set_max_len(&mut self, max_len: usize) {
         self.max_len = max_len;
+    }
+
+    /// The current read chunk (see [`MIN_READ`]).
+    #[cfg(test)]
+    pub(crate) fn chunk(&self) -> usize {
+        self.chunk
+    }
+
+    /// The read buffer's capacity (what is left of its allocation).
+    #[cfg(test)]
+    pub(crate) fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// Whether part of a frame has been received.
@@ -123,7 +142,7 @@ impl Input {
                         // connection keeps up to `max_frame_len` outside
                         // the budget.
                         let rest = std::mem::take(&mut self.buf);
-                        self.buf = BytesMut::with_capacity(rest.len().max(INITIAL));
+                        self.buf = BytesMut::with_capacity(rest.len().max(MIN_READ));
                         self.buf.extend_from_slice(&rest);
                     }
                     return Some(Ok(frame));
@@ -131,15 +150,43 @@ impl Input {
                 if self.reserved < total {
                     self.reserve(total).await;
                 }
-                // Grow towards the announced (bounded, reserved) size only.
-                self.buf.reserve(total - self.buf.len());
+                // Room for the rest of the frame (its announced, bounded,
+                // reserved size) and, for a small one, a chunk beyond it,
+                // so the frames behind it come in the same read.
+                let rest = total - self.buf.len();
+                if self.buf.capacity() - self.buf.len() < rest {
+                    self.buf.reserve(rest.max(self.chunk));
+                }
             }
-            self.buf.reserve(1);
+            let spare = self.make_room();
             match self.r.read_buf(&mut self.buf).await {
                 Ok(0) => return None,
-                Ok(_) => {}
+                Ok(n) => self.adapt(n, spare),
                 Err(e) => return Some(Err(FrameError::Io(e))),
             }
+        }
+    }
+
+    /// Makes room to read into, returning how much there is: what is left
+    /// of the buffer, or a new chunk once it is full. A buffer left large
+    /// by a burst is dropped when empty, once reads have become small.
+    fn make_room(&mut self) -> usize {
+        if self.buf.is_empty() && self.buf.capacity() > 4 * self.chunk.max(self.reserved) {
+            self.buf = BytesMut::new();
+        }
+        if self.buf.capacity() == self.buf.len() {
+            self.buf.reserve(self.chunk);
+        }
+        self.buf.capacity() - self.buf.len()
+    }
+
+    /// Sizes the next chunk after a read of `n` bytes into `spare`: a read
+    /// that filled a chunk-sized space means more was waiting.
+    fn adapt(&mut self, n: usize, spare: usize) {
+        if n == spare && n >= self.chunk / 2 {
+            self.chunk = (self.chunk * 2).min(MAX_READ);
+        } else if n < self.chunk / 8 {
+            self.chunk = (self.chunk / 2).max(MIN_READ);
         }
     }
 

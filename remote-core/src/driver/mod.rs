@@ -14,6 +14,8 @@ mod outgoing;
 mod reader;
 mod teardown;
 #[cfg(test)]
+mod tests_input;
+#[cfg(test)]
 mod tests_memory;
 pub(crate) mod io_types {
     pub(crate) use super::io::{BoxRead, BoxWrite};

@@ -111,3 +111,38 @@ async fn a_connection_closed_with_calls_in_flight_frees_its_state() {
         );
     }
 }
+
+/// Large calls and replies are moved into the output queue, not copied
+/// (`Shared::send_vec`): what the budget counts for them is given back once
+/// they are written, on both ends.
+#[tokio::test]
+async fn large_frames_moved_to_the_writer_leave_nothing_counted() {
+    let v = SharedVec::<Vec<u8>>::new();
+    let (server, client) = Connection::pair(
+        ConnectionBuilder::new().serve(v.remote()),
+        ConnectionBuilder::new(),
+    )
+    .await
+    .unwrap();
+    let list = client.root::<dyn RemoteList<Vec<u8>>>();
+    // 200,000 small integers: a frame of about 200 KiB each way.
+    let big: Vec<u8> = (0..200_000).map(|i| (i % 100) as u8).collect();
+    for round in 0..3u64 {
+        assert_eq!(list.push(big.clone()).await.unwrap(), round);
+        assert_eq!(list.get(round).await.unwrap().as_deref(), Some(&big[..]));
+    }
+    for (name, shared) in [("client", &client.shared), ("server", &server.shared)] {
+        let end = tokio::time::Instant::now() + Duration::from_secs(60);
+        while (shared.queued_output() > 0 || shared.budget.used() > 16 << 10)
+            && tokio::time::Instant::now() < end
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(shared.queued_output(), 0, "{name}: output left queued");
+        assert!(
+            shared.budget.used() <= 16 << 10,
+            "{name}: {} bytes still counted in the budget",
+            shared.budget.used()
+        );
+    }
+}

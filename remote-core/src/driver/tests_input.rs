@@ -1,0 +1,90 @@
+//! The read buffer's size follows the load: a burst of small frames is read
+//! in a few large `read`s, and the buffer shrinks back once reads are small.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+
+use super::input::{Input, MIN_READ};
+use crate::{Connection, ConnectionBuilder};
+
+/// Counts the `read`s that returned data.
+struct CountingRead<R> {
+    inner: R,
+    reads: Arc<AtomicUsize>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for CountingRead<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+fn frame(i: usize, len: usize) -> Vec<u8> {
+    let mut f = (len as u32).to_be_bytes().to_vec();
+    f.extend((0..len).map(|j| (i + j) as u8));
+    f
+}
+
+#[tokio::test]
+async fn a_burst_of_small_frames_is_read_in_few_reads_and_the_buffer_shrinks_after() {
+    // Only for its budget: the frames below are fed to an `Input` directly.
+    let (a, _b) = Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new())
+        .await
+        .unwrap();
+    let (mut tx, rx) = tokio::io::duplex(1 << 20);
+    let reads = Arc::new(AtomicUsize::new(0));
+    let r = CountingRead {
+        inner: rx,
+        reads: reads.clone(),
+    };
+    let mut input = Input::new(Box::new(r), a.shared.clone(), 1 << 20);
+
+    // 256 frames of 100 bytes (26 KiB), all waiting before the first read.
+    let burst: Vec<u8> = (0..256).flat_map(|i| frame(i, 100)).collect();
+    tx.write_all(&burst).await.unwrap();
+    for i in 0..256 {
+        let f = input.next(false).await.unwrap().unwrap();
+        assert_eq!(&f[..], &frame(i, 100)[4..], "frame {i}");
+        input.frame_done();
+    }
+    let burst_reads = reads.load(Ordering::Relaxed);
+    // Reading only up to the end of the frame in progress took 64 reads
+    // here, a fixed 512-byte chunk 30.
+    assert!(
+        burst_reads <= 12,
+        "{burst_reads} reads for a 26 KiB burst of frames"
+    );
+    assert!(input.chunk() > MIN_READ, "the read chunk did not grow");
+
+    // Then one small frame at a time: the chunk shrinks back, and the
+    // buffer held between frames with it.
+    for i in 0..16 {
+        tx.write_all(&frame(i, 10)).await.unwrap();
+        let f = input.next(false).await.unwrap().unwrap();
+        assert_eq!(&f[..], &frame(i, 10)[4..]);
+        input.frame_done();
+    }
+    assert_eq!(
+        input.chunk(),
+        MIN_READ,
+        "the read chunk did not shrink back"
+    );
+    assert!(
+        input.buffer_capacity() <= 4 * MIN_READ,
+        "an idle connection holds a read buffer of {} bytes",
+        input.buffer_capacity()
+    );
+}
