@@ -115,6 +115,7 @@ impl Server {
         // Every connection of this server shares one set of blocking slots.
         conn.server_blocking = Some(crate::driver::ServerBlocking::new(
             conn.limits.max_server_blocking_calls,
+            conn.limits.max_blocking_calls_per_peer,
         ));
         let task = tokio::spawn(accept_loop(self.listener, conn, inner.clone(), move || {
             T::into_dispatch(factory().into_arc())
@@ -237,7 +238,8 @@ async fn accept_loop(
             refuse(accepted, format!("limit exceeded: max_connections = {max}"));
             continue;
         }
-        let peer_slot = match peer_key(&accepted.peer) {
+        let key = peer_key(&accepted.peer);
+        let peer_slot = match key {
             Some(key) => match PeerSlot::take(&inner.per_peer, key, max_per_peer) {
                 Some(slot) => Some(slot),
                 None => {
@@ -256,6 +258,9 @@ async fn accept_loop(
         inner.active.fetch_add(1, Ordering::AcqRel);
         let mut builder = conn.clone();
         builder.root = Some(factory());
+        builder.peer_blocking = key
+            .zip(conn.server_blocking.as_ref())
+            .map(|(k, b)| b.for_peer(k));
         let inner2 = inner.clone();
         tokio::spawn(async move {
             // The transport's handshake (TLS) runs here, in the

@@ -61,10 +61,9 @@ async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
 /// With the default limits, 8 connections from one address (a quarter of
 /// `max_connections_per_peer`) × `max_blocking_calls` = 64 fill every
 /// server blocking slot: any other client's blocking call then waits for
-/// its deadline for as long as the attacker's closures run.
+/// its deadline for as long as the attacker's closures run. Fixed by
+/// `max_blocking_calls_per_peer`: the address gets that many, no more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: one peer address can hold every max_server_blocking_calls slot \
-            (max_connections_per_peer × max_blocking_calls ≥ max_server_blocking_calls)"]
 async fn one_peer_address_cannot_hold_every_server_blocking_slot() {
     let stats = Arc::new(Stats::default());
     let s2 = stats.clone();
@@ -88,7 +87,8 @@ async fn one_peer_address_cannot_hold_every_server_blocking_slot() {
         }
         clients.push(c);
     }
-    assert!(eventually(|| stats.started.load(SeqCst) >= limits.max_server_blocking_calls).await);
+    let per_peer = limits.max_blocking_calls_per_peer;
+    assert!(eventually(|| stats.started.load(SeqCst) >= per_peer).await);
     // Let a wrongly refused slot show (the absence of an event).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = stats.started.load(SeqCst);
@@ -107,6 +107,10 @@ async fn one_peer_address_cannot_hold_every_server_blocking_slot() {
     assert!(
         started < limits.max_server_blocking_calls,
         "one address held all {started} server blocking slots"
+    );
+    assert_eq!(
+        started, per_peer,
+        "max_blocking_calls_per_peer slots, no more"
     );
 }
 

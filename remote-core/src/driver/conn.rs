@@ -761,6 +761,9 @@ pub struct ConnectionBuilder {
     /// Blocking slots shared with the other connections of a server; a
     /// standalone connection gets its own group.
     pub(crate) server_blocking: Option<Arc<ServerBlocking>>,
+    /// The blocking slots of this connection's peer address (a server's
+    /// TCP, TLS and wss connections).
+    pub(crate) peer_blocking: Option<Arc<tokio::sync::Semaphore>>,
     /// The memory budget shared with other connections (a server's); a
     /// standalone connection makes its own from `limits.memory_budget`.
     pub(crate) budget: Option<Arc<Budget>>,
@@ -904,8 +907,13 @@ impl ConnectionBuilder {
             authenticated: AtomicBool::new(false),
             blocking: ConnBlocking::new(
                 limits.max_blocking_calls,
-                self.server_blocking
-                    .unwrap_or_else(|| ServerBlocking::new(limits.max_server_blocking_calls)),
+                self.peer_blocking,
+                self.server_blocking.unwrap_or_else(|| {
+                    ServerBlocking::new(
+                        limits.max_server_blocking_calls,
+                        limits.max_blocking_calls_per_peer,
+                    )
+                }),
             ),
         });
         tokio::spawn(write_loop(writer, shared.clone()));
