@@ -118,10 +118,10 @@ async fn one_peer_address_cannot_hold_every_server_blocking_slot() {
 /// slots. A connection that holds a reference is exempt from the idle
 /// timeouts, and any server that hands out an object (a stream from
 /// `iter`, a made object) gives one away for one call: the slot is then
-/// held for as long as the attacker likes, keepalive not negotiated.
+/// held for as long as the attacker likes, keepalive not negotiated. Now
+/// an unauthenticated connection's references keep it open only while it
+/// has traffic within `idle_timeout`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: an unauthenticated connection holding one free reference is never idled \
-            out, so max_connections can still be exhausted by idle attackers"]
 async fn an_idle_unauthenticated_connection_holding_a_free_reference_is_closed() {
     let stats = Arc::new(Stats::default());
     let s2 = stats.clone();
@@ -176,6 +176,11 @@ async fn an_idle_unauthenticated_connection_holding_a_free_reference_is_closed()
         .collect();
     println!("frames received: kinds {kinds:?}; closed within 10 s: {closed}");
     assert!(kinds.contains(&2), "the reference was handed out");
+    assert_eq!(
+        kinds.last(),
+        Some(&6),
+        "told why (a goodbye) before the close"
+    );
     assert!(
         closed,
         "an anonymous connection holding one free reference outlived 20 × its idle timeout"
