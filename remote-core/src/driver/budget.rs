@@ -42,6 +42,11 @@ impl Budget {
         }
     }
 
+    /// The budget's size in bytes.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// Bytes currently held.
     pub(crate) fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)

@@ -390,6 +390,7 @@ impl CallCx {
                 )));
             }
             let sent = self.shared.send(buf);
+            self.shared.output_share.replied(len);
             if sent.is_err() {
                 exported.undo(&self.shared);
             }

@@ -19,6 +19,7 @@ use super::call::{Args, CallCx, Handle, Reply};
 use super::input::Input;
 use super::io::{write_loop, BoxRead, BoxWrite};
 use super::reader::{handshake, hello, read_loop};
+use super::share::OutputShare;
 use super::teardown::{drop_caught, drop_each_caught};
 use crate::proto::{encode, CallId, Event, ExportKey, ImportRef, ObjectId, ReleaseSink, State};
 use crate::remote::{Dispatch, Interface};
@@ -126,6 +127,9 @@ pub(crate) struct Shared {
     pub(crate) authenticated: AtomicBool,
     /// Blocking-method slots, and calls whose closures outlive their handler.
     pub(crate) blocking: ConnBlocking,
+    /// Running handlers and their estimated replies, against this
+    /// connection's share of the budget.
+    pub(crate) output_share: OutputShare,
 }
 
 impl fmt::Debug for Shared {
@@ -304,7 +308,9 @@ impl Shared {
                 }
             }
             Control::CallDone(id, seq) => {
-                lock(&self.running).remove(&seq);
+                if lock(&self.running).remove(&seq).is_some() {
+                    self.output_share.stopped(&self.budget);
+                }
                 self.handler_stopped(id, seq);
             }
             Control::BlockingDone(seq) => {
@@ -490,6 +496,7 @@ impl Shared {
                         let _ = shared.send(&frame);
                     }
                 });
+                self.output_share.started();
                 lock(&self.running).insert(seq, task.abort_handle());
             }
         }
@@ -884,7 +891,9 @@ impl ConnectionBuilder {
         let budget = self
             .budget
             .unwrap_or_else(|| Arc::new(Budget::new(limits.memory_budget)));
+        let output_share = OutputShare::new(&budget);
         let shared = Arc::new(Shared {
+            output_share,
             core: Mutex::new(State::new(self.root, limits.clone(), sink)),
             out: Mutex::new(Vec::new()),
             out_ready: AtomicBool::new(false),
