@@ -325,7 +325,16 @@ async fn idle_connections_close_unless_they_hold_references() {
         idle_timeout: Duration::from_secs(1),
         ..Limits::default()
     };
-    let server = serve(limits).await;
+    // Authenticated connections: on an unauthenticated one references keep
+    // it open only while it has traffic (PROTOCOL.md §9; attack_slots.rs).
+    let stats = Arc::new(Stats::default());
+    let server = Server::builder()
+        .limits(limits)
+        .authenticate(|_| Ok(()))
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(move || Counter::remote(0, stats.clone()));
     let quiet = Connection::connect(server.local_addr()).await.unwrap();
     let subscribed = Connection::connect(server.local_addr()).await.unwrap();
     // The server holds a reference into `subscribed` (like a subscription).
