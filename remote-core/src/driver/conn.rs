@@ -891,7 +891,7 @@ impl ConnectionBuilder {
         let budget = self
             .budget
             .unwrap_or_else(|| Arc::new(Budget::new(limits.memory_budget)));
-        let output_share = OutputShare::new(&budget);
+        let output_share = OutputShare::new();
         let shared = Arc::new(Shared {
             output_share,
             core: Mutex::new(State::new(self.root, limits.clone(), sink)),

@@ -27,16 +27,18 @@ pub(crate) struct OutputShare {
     /// Spawned handlers not yet stopped.
     handlers: AtomicUsize,
     /// Estimated reply size: the largest recent reply, decaying by a quarter
-    /// per smaller reply. Starts at a quarter of the share (four handlers
-    /// before the first reply tells us more).
+    /// per smaller reply. Starts at a small frame (64 KiB): at the default
+    /// budget, `max_calls_in_flight` handlers may run before the first
+    /// reply tells us more, so calls that wait on each other (or on calls
+    /// back to the peer) are not held back by a guess.
     estimate: AtomicUsize,
 }
 
 impl OutputShare {
-    pub(crate) fn new(budget: &Budget) -> Self {
+    pub(crate) fn new() -> Self {
         OutputShare {
             handlers: AtomicUsize::new(0),
-            estimate: AtomicUsize::new((share(budget) / 4).max(MIN_ESTIMATE)),
+            estimate: AtomicUsize::new(SMALL_FRAME),
         }
     }
 
@@ -96,7 +98,7 @@ mod tests {
     #[test]
     fn output_is_held_to_the_share_once_half_the_budget_is_used() {
         let b = Budget::new(8 << 20); // share 1 MiB
-        let s = OutputShare::new(&b);
+        let s = OutputShare::new();
         // Budget mostly free: a busy connection may queue past its share.
         assert!(s.may_start(3 << 20, 16 << 20, &b));
         b.charge(4 << 20);
@@ -109,23 +111,28 @@ mod tests {
 
     #[test]
     fn running_handlers_count_their_estimated_replies() {
-        let b = Budget::new(8 << 20); // share 1 MiB, estimate 256 KiB
-        let s = OutputShare::new(&b);
-        for _ in 0..4 {
+        let b = Budget::new(8 << 20); // share 1 MiB, estimate 64 KiB
+        let s = OutputShare::new();
+        for _ in 0..16 {
             assert!(s.may_start(0, 16 << 20, &b));
             s.started();
         }
         assert!(
             !s.may_start(0, 16 << 20, &b),
-            "4 × 256 KiB reaches the share"
+            "16 × 64 KiB reaches the share"
         );
         // Small replies lower the estimate, so more handlers may run.
         for _ in 0..40 {
             s.replied(100);
         }
         assert!(s.may_start(0, 16 << 20, &b));
-        s.stopped(&b);
         s.replied(1 << 20);
-        assert!(!s.may_start(0, 16 << 20, &b), "3 × 1 MiB");
+        assert!(!s.may_start(0, 16 << 20, &b), "16 × 1 MiB");
+        for _ in 0..15 {
+            s.stopped(&b);
+        }
+        assert!(!s.may_start(0, 16 << 20, &b), "1 × 1 MiB reaches the share");
+        s.stopped(&b);
+        assert!(s.may_start(0, 16 << 20, &b), "none running");
     }
 }

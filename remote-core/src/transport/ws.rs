@@ -212,7 +212,13 @@ where
                         "protocol violation: a text websocket message (frames are binary messages)",
                     )))
                 }
-                Some(Ok(_)) => {} // ping/pong: answered by tungstenite
+                Some(Ok(Message::Ping(p) | Message::Pong(p))) => {
+                    // Answered by tungstenite; not a partial message.
+                    if let Some(m) = &this.meter {
+                        m.control(p.len());
+                    }
+                }
+                Some(Ok(_)) => {} // raw frames are not delivered when reading
                 Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, .. }))) => {
                     // Refused from its header, nothing buffered. Handed to
                     // the frame codec as the length prefix it carries, so

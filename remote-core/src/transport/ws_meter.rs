@@ -55,6 +55,12 @@ impl Meter {
         self.lifted.store(true, Ordering::Release);
     }
 
+    /// A control frame (ping, pong) with `payload` bytes was read: it is
+    /// not buffered, so it does not count (its masked header is 6 bytes).
+    pub(crate) fn control(&self, payload: usize) {
+        self.delivered.fetch_add(payload + 6, Ordering::AcqRel);
+    }
+
     /// Bytes that may still be read before the hello, or `None` if no
     /// bound applies any more.
     fn room(&self) -> Option<usize> {
