@@ -59,6 +59,13 @@ pub struct Limits {
     /// server, or of one standalone connection (default 64). Further ones
     /// wait for a slot until their deadline.
     pub max_server_blocking_calls: usize,
+    /// Blocking methods running at once on all the connections of one
+    /// server from one peer address (default 16, a quarter of
+    /// `max_server_blocking_calls`), keyed as `max_connections_per_peer`
+    /// keys addresses. Further ones wait for a slot until their deadline,
+    /// so one address cannot hold every server slot. Unix-socket peers are
+    /// not counted per peer.
+    pub max_blocking_calls_per_peer: usize,
     /// Time for a peer to complete the handshake (default 10 s). The TLS
     /// handshake of `tls://` and `wss://` and the WebSocket upgrade are
     /// each bounded by it too, before the protocol's own hello.
@@ -128,6 +135,7 @@ impl Default for Limits {
             max_connections_per_peer: 32,
             max_blocking_calls: 8,
             max_server_blocking_calls: 64,
+            max_blocking_calls_per_peer: 16,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             max_write_queue: 16 << 20,
@@ -164,6 +172,11 @@ mod tests {
             ("max_connections_per_peer", l.max_connections_per_peer, 32),
             ("max_blocking_calls", l.max_blocking_calls, 8),
             ("max_server_blocking_calls", l.max_server_blocking_calls, 64),
+            (
+                "max_blocking_calls_per_peer",
+                l.max_blocking_calls_per_peer,
+                16,
+            ),
             ("max_write_queue", l.max_write_queue, 16 << 20),
             ("max_error_chain", l.max_error_chain, 32),
             ("max_error_text", l.max_error_text, 64 << 10),
@@ -207,6 +220,7 @@ mod tests {
         // blocking slots stay below tokio's blocking pool (512 threads).
         assert!(l.max_connections_per_peer < l.max_connections);
         assert!(l.max_blocking_calls < l.max_server_blocking_calls);
+        assert!(l.max_blocking_calls_per_peer < l.max_server_blocking_calls);
         assert!(l.max_server_blocking_calls < 512);
     }
 }

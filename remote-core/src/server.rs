@@ -26,7 +26,7 @@ use crate::{Connection, ConnectionBuilder, Error, Limits, Peer, Remote};
 /// use remote_core::{Limits, Server};
 /// let server = Server::builder()
 ///     .limits(Limits { max_connections: 16, ..Limits::default() })
-///     .shared_secret(Key::random())
+///     .shared_secret(Key::random()?)
 ///     .bind("tcp://127.0.0.1:0")
 ///     .await?;
 /// assert!(server.local_addr().starts_with("tcp://127.0.0.1:"));
@@ -228,6 +228,7 @@ impl Server {
         // Every connection of this server shares one set of blocking slots.
         conn.server_blocking = Some(crate::driver::ServerBlocking::new(
             conn.limits.max_server_blocking_calls,
+            conn.limits.max_blocking_calls_per_peer,
         ));
         conn.root_factory = Some(Arc::new(move |peer: &Peer| {
             T::into_dispatch(factory(peer).into_arc())
@@ -358,7 +359,8 @@ async fn accept_loop(
             refuse(accepted, format!("limit exceeded: max_connections = {max}"));
             continue;
         }
-        let peer_slot = match peer_key(&accepted.peer) {
+        let key = peer_key(&accepted.peer);
+        let peer_slot = match key {
             Some(key) => match PeerSlot::take(&inner.per_peer, key, max_per_peer) {
                 Some(slot) => Some(slot),
                 None => {
@@ -376,6 +378,9 @@ async fn accept_loop(
         };
         inner.active.fetch_add(1, Ordering::AcqRel);
         let mut builder = conn.clone();
+        builder.peer_blocking = key
+            .zip(conn.server_blocking.as_ref())
+            .map(|(k, b)| b.for_peer(k));
         let inner2 = inner.clone();
         let emit = emit.clone();
         tokio::spawn(async move {

@@ -36,6 +36,7 @@ mod tls_identity;
 mod tls_io;
 #[cfg(feature = "websocket")]
 mod ws;
+mod ws_meter;
 
 #[cfg(feature = "tls")]
 pub use tls::{TlsClientConfig, TlsServerConfig, ALPN};

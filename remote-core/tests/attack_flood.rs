@@ -129,9 +129,6 @@ async fn a_ping_flood_from_a_peer_that_never_reads_stays_within_the_budget() {
 /// one connection gets `max_calls_in_flight` replies queued whatever the
 /// budget says, and N connections N times that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: replies of handlers already running are queued without bound, so pipelined \
-            calls to any handler that awaits overshoot memory_budget by connections × \
-            max_calls_in_flight × reply size"]
 async fn pipelined_calls_to_a_slow_handler_stay_within_the_memory_budget() {
     let server = serve(limits()).await;
     let good_conn = Connection::connect(server.local_addr()).await.unwrap();
@@ -174,10 +171,10 @@ async fn pipelined_calls_to_a_slow_handler_stay_within_the_memory_budget() {
 /// `max_connections_per_peer` and `max_write_queue`) fills the shared
 /// budget with the replies of fast calls; from then on every other
 /// client's frame over 64 KiB waits for room that only the attacker can
-/// give back, for as long as it keeps reading a trickle.
+/// give back, for as long as it keeps reading a trickle. Fixed by fair
+/// shares (driver/share.rs): past half of the budget, a connection's
+/// output is held to an eighth of it, so a bystander finds room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: one non-reading connection can hold the whole shared memory_budget, and \
-            then a bystander's call frame over 64 KiB waits for room indefinitely"]
 async fn a_bystanders_large_call_is_served_while_one_peer_holds_the_budget() {
     let server = serve(limits()).await;
     let good_conn = Connection::connect(server.local_addr()).await.unwrap();
@@ -198,13 +195,14 @@ async fn a_bystanders_large_call_is_served_while_one_peer_holds_the_budget() {
     let mut abuser = raw(&server, vec![]).await;
     abuser.write_all(&calls).await.unwrap();
     let end = tokio::time::Instant::now() + Duration::from_secs(60);
-    while server.buffered_bytes() < BUDGET && tokio::time::Instant::now() < end {
+    // With nobody else needing it, one busy connection may use half of the
+    // budget; past that it is held to its share (memory_budget / 8).
+    while server.buffered_bytes() < BUDGET / 2 && tokio::time::Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(
-        server.buffered_bytes() >= BUDGET,
-        "the abuser fills the budget"
-    );
+    let held = server.buffered_bytes();
+    println!("the abuser holds {held} bytes (budget {BUDGET})");
+    assert!(held >= BUDGET / 2, "the abuser uses a large share");
     // Small calls still go through...
     assert_eq!(good.add(2, 3).await.unwrap(), 5);
     // ...but a 200 KiB argument waits for budget room.

@@ -61,10 +61,9 @@ async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
 /// With the default limits, 8 connections from one address (a quarter of
 /// `max_connections_per_peer`) × `max_blocking_calls` = 64 fill every
 /// server blocking slot: any other client's blocking call then waits for
-/// its deadline for as long as the attacker's closures run.
+/// its deadline for as long as the attacker's closures run. Fixed by
+/// `max_blocking_calls_per_peer`: the address gets that many, no more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: one peer address can hold every max_server_blocking_calls slot \
-            (max_connections_per_peer × max_blocking_calls ≥ max_server_blocking_calls)"]
 async fn one_peer_address_cannot_hold_every_server_blocking_slot() {
     let stats = Arc::new(Stats::default());
     let s2 = stats.clone();
@@ -88,7 +87,8 @@ async fn one_peer_address_cannot_hold_every_server_blocking_slot() {
         }
         clients.push(c);
     }
-    assert!(eventually(|| stats.started.load(SeqCst) >= limits.max_server_blocking_calls).await);
+    let per_peer = limits.max_blocking_calls_per_peer;
+    assert!(eventually(|| stats.started.load(SeqCst) >= per_peer).await);
     // Let a wrongly refused slot show (the absence of an event).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = stats.started.load(SeqCst);
@@ -108,16 +108,20 @@ async fn one_peer_address_cannot_hold_every_server_blocking_slot() {
         started < limits.max_server_blocking_calls,
         "one address held all {started} server blocking slots"
     );
+    assert_eq!(
+        started, per_peer,
+        "max_blocking_calls_per_peer slots, no more"
+    );
 }
 
 /// Issue 8 item 17: idle anonymous connections must not hold connection
 /// slots. A connection that holds a reference is exempt from the idle
 /// timeouts, and any server that hands out an object (a stream from
 /// `iter`, a made object) gives one away for one call: the slot is then
-/// held for as long as the attacker likes, keepalive not negotiated.
+/// held for as long as the attacker likes, keepalive not negotiated. Now
+/// an unauthenticated connection's references keep it open only while it
+/// has traffic within `idle_timeout`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: an unauthenticated connection holding one free reference is never idled \
-            out, so max_connections can still be exhausted by idle attackers"]
 async fn an_idle_unauthenticated_connection_holding_a_free_reference_is_closed() {
     let stats = Arc::new(Stats::default());
     let s2 = stats.clone();
@@ -172,6 +176,11 @@ async fn an_idle_unauthenticated_connection_holding_a_free_reference_is_closed()
         .collect();
     println!("frames received: kinds {kinds:?}; closed within 10 s: {closed}");
     assert!(kinds.contains(&2), "the reference was handed out");
+    assert_eq!(
+        kinds.last(),
+        Some(&6),
+        "told why (a goodbye) before the close"
+    );
     assert!(
         closed,
         "an anonymous connection holding one free reference outlived 20 × its idle timeout"

@@ -2,7 +2,9 @@
 //! WebSocket layer buffers a whole message (up to `max_frame_len + 4`)
 //! before the frame reader and its memory budget see a byte of it, even
 //! before the hello. Measured with a counting global allocator (one test:
-//! the allocator counts the whole process).
+//! the allocator counts the whole process). Fixed for the hello
+//! (transport/ws_meter.rs): before it, at most `max_handshake_frame_len`
+//! and a header are read past what was delivered.
 
 use std::alloc::System;
 use std::sync::Arc;
@@ -38,8 +40,6 @@ const BUDGET: usize = 4 << 20;
 const CONNS: usize = 16;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: over ws:// a partial WebSocket message of up to max_frame_len is buffered \
-            per connection outside memory_budget, before the handshake too"]
 async fn partial_websocket_messages_before_the_hello_stay_within_the_budget() {
     let limits = Limits {
         memory_budget: BUDGET,
@@ -86,26 +86,32 @@ async fn partial_websocket_messages_before_the_hello_stay_within_the_budget() {
                 break;
             }
         }
-        r.get_mut().write_all(&head).await.unwrap();
-        r.get_mut().write_all(&body).await.unwrap();
+        // The server may refuse the message part way (the fix): a failed
+        // write is then expected.
+        let _ = r.get_mut().write_all(&head).await;
+        let _ = r.get_mut().write_all(&body).await;
         held.push(r);
     }
-    // Wait until the server has taken in what was sent (or 60 s).
+    // Wait until the server has taken in what was sent, or has refused
+    // every connection (or 60 s).
     let want = (CONNS as isize) * (len as isize) / 2;
     let end = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut peak = 0;
     while tokio::time::Instant::now() < end {
         peak = peak.max(live() - baseline);
-        if peak > want + BUDGET as isize {
+        if peak > want + BUDGET as isize || server.connections() == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    peak = peak.max(live() - baseline);
     println!(
         "{CONNS} partial ws messages before the hello: live heap +{peak} bytes, counted {} (budget {BUDGET})",
         server.buffered_bytes()
     );
-    assert_eq!(server.connections(), CONNS, "all still open");
+    // A message over max_handshake_frame_len before the hello is refused
+    // once that much is buffered, as a frame over it would be over TCP.
+    assert_eq!(server.connections(), 0, "every over-long hello refused");
     let bound = BUDGET as isize + (2 << 20);
     assert!(
         peak <= bound,

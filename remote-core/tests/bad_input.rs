@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use remote_core::proto::{encode, CallId, ObjectId};
-use remote_core::{Connection, Error, Limits, Server, ServerHandle};
+use remote_core::{Connection, ConnectionBuilder, Error, Limits, Server, ServerHandle};
 use support::{eventually, Calc, Counter, Stats};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -314,9 +314,20 @@ async fn idle_connections_close_unless_they_hold_references() {
         idle_timeout: Duration::from_secs(1),
         ..Limits::default()
     };
-    let server = serve(limits).await;
-    let quiet = Connection::connect(server.local_addr()).await.unwrap();
-    let subscribed = Connection::connect(server.local_addr()).await.unwrap();
+    // Authenticated connections: on an unauthenticated one references keep
+    // it open only while it has traffic (PROTOCOL.md §9; attack_slots.rs).
+    let stats = Arc::new(Stats::default());
+    let key = remote_core::auth::Key::random().unwrap();
+    let server = Server::builder()
+        .limits(limits)
+        .shared_secret(key.clone())
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(move |_| Counter::remote(0, stats.clone()));
+    let login = || ConnectionBuilder::new().credentials("tester", key.clone());
+    let quiet = login().connect(server.local_addr()).await.unwrap();
+    let subscribed = login().connect(server.local_addr()).await.unwrap();
     // The server holds a reference into `subscribed` (like a subscription).
     subscribed
         .root::<dyn Calc>()

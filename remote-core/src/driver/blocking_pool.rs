@@ -1,6 +1,7 @@
 //! Bounds on blocking methods: how many closures run at once per
 //! connection (`max_blocking_calls`) and per server
-//! (`max_server_blocking_calls`), and keeping a call counted in
+//! (`max_server_blocking_calls`) and per peer address of a server
+//! (`max_blocking_calls_per_peer`), and keeping a call counted in
 //! `max_calls_in_flight` until its closure has really returned.
 //!
 //! A blocking closure cannot be stopped: aborting its handler (a cancel, a
@@ -9,8 +10,9 @@
 //! and every closure it started to end.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
@@ -22,14 +24,34 @@ use crate::proto::CallId;
 #[derive(Debug)]
 pub(crate) struct ServerBlocking {
     slots: Arc<Semaphore>,
+    /// Each peer address's slots, while a connection from it holds them.
+    per_peer: Mutex<HashMap<IpAddr, Weak<Semaphore>>>,
+    per_peer_max: usize,
 }
 
 impl ServerBlocking {
-    /// A group allowing `max` blocking closures at once.
-    pub(crate) fn new(max: usize) -> Arc<Self> {
+    /// A group allowing `max` blocking closures at once, `per_peer_max` of
+    /// them from one peer address.
+    pub(crate) fn new(max: usize, per_peer_max: usize) -> Arc<Self> {
         Arc::new(ServerBlocking {
             slots: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
+            per_peer: Mutex::new(HashMap::new()),
+            per_peer_max: per_peer_max.clamp(1, Semaphore::MAX_PERMITS),
         })
+    }
+
+    /// The slots shared by the connections from peer address `key` (made
+    /// on first use, dropped with the last connection holding them).
+    pub(crate) fn for_peer(&self, key: IpAddr) -> Arc<Semaphore> {
+        let mut map = lock(&self.per_peer);
+        if let Some(s) = map.get(&key).and_then(Weak::upgrade) {
+            return s;
+        }
+        // Forget addresses none of whose connections is left.
+        map.retain(|_, w| w.strong_count() > 0);
+        let s = Arc::new(Semaphore::new(self.per_peer_max));
+        map.insert(key, Arc::downgrade(&s));
+        s
     }
 }
 
@@ -45,6 +67,8 @@ struct Pending {
 #[derive(Debug)]
 pub(crate) struct ConnBlocking {
     conn: Arc<Semaphore>,
+    /// The peer address's slots (server connections over TCP, TLS, wss).
+    peer: Option<Arc<Semaphore>>,
     server: Arc<ServerBlocking>,
     /// Calls (by sequence number) with a blocking closure running.
     pending: Mutex<HashMap<u64, Pending>>,
@@ -58,25 +82,36 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ConnBlocking {
-    pub(crate) fn new(max_per_conn: usize, server: Arc<ServerBlocking>) -> Self {
+    pub(crate) fn new(
+        max_per_conn: usize,
+        peer: Option<Arc<Semaphore>>,
+        server: Arc<ServerBlocking>,
+    ) -> Self {
         ConnBlocking {
             conn: Arc::new(Semaphore::new(
                 max_per_conn.clamp(1, Semaphore::MAX_PERMITS),
             )),
+            peer,
             server,
             pending: Mutex::new(HashMap::new()),
             count: AtomicUsize::new(0),
         }
     }
 
-    /// Waits for a connection slot, then a server slot (in that order, so
-    /// one connection's queue never holds server slots it cannot use).
+    /// Waits for a connection slot, then a peer address slot, then a
+    /// server slot (in that order, so one connection's or address's queue
+    /// never holds slots it cannot use).
     pub(crate) async fn acquire(&self) -> Slots {
         // The semaphores are never closed, so acquiring cannot fail.
         let conn = self.conn.clone().acquire_owned().await.ok();
+        let peer = match &self.peer {
+            Some(p) => p.clone().acquire_owned().await.ok(),
+            None => None,
+        };
         let server = self.server.slots.clone().acquire_owned().await.ok();
         Slots {
             _conn: conn,
+            _peer: peer,
             _server: server,
         }
     }
@@ -138,10 +173,12 @@ impl ConnBlocking {
     }
 }
 
-/// A connection slot and a server slot, held by a running closure.
+/// A connection slot, a peer address slot and a server slot, held by a
+/// running closure.
 #[derive(Debug)]
 pub(crate) struct Slots {
     _conn: Option<OwnedSemaphorePermit>,
+    _peer: Option<OwnedSemaphorePermit>,
     _server: Option<OwnedSemaphorePermit>,
 }
 
@@ -168,7 +205,7 @@ mod tests {
     #[test]
     fn a_call_is_done_only_when_its_handler_and_closures_are() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let b = ConnBlocking::new(2, ServerBlocking::new(4));
+        let b = ConnBlocking::new(2, None, ServerBlocking::new(4, 4));
         // No closure: the handler's end is the call's end.
         assert!(b.handler_done(1));
 
@@ -190,9 +227,9 @@ mod tests {
 
     #[tokio::test]
     async fn slots_are_bounded_per_connection_and_per_server() {
-        let server = ServerBlocking::new(3);
-        let a = ConnBlocking::new(2, server.clone());
-        let b = ConnBlocking::new(2, server);
+        let server = ServerBlocking::new(3, 3);
+        let a = ConnBlocking::new(2, None, server.clone());
+        let b = ConnBlocking::new(2, None, server);
         let a1 = a.acquire().await;
         let _a2 = a.acquire().await;
         // The connection's own bound.
@@ -201,6 +238,24 @@ mod tests {
         // The server's bound (3) is reached although b has a slot left.
         let mut waiting = Box::pin(b.acquire());
         assert!((&mut waiting).now_or_never().is_none());
+        drop(a1);
+        let _b2 = waiting.await;
+    }
+
+    #[tokio::test]
+    async fn slots_are_bounded_per_peer_address() {
+        let server = ServerBlocking::new(8, 2);
+        let key: IpAddr = [10, 0, 0, 1].into();
+        let a = ConnBlocking::new(2, Some(server.for_peer(key)), server.clone());
+        let b = ConnBlocking::new(2, Some(server.for_peer(key)), server.clone());
+        let other = ConnBlocking::new(2, Some(server.for_peer([10, 0, 0, 2].into())), server);
+        let a1 = a.acquire().await;
+        let _b1 = b.acquire().await;
+        // The address's bound (2) is reached although b has a slot left...
+        let mut waiting = Box::pin(b.acquire());
+        assert!((&mut waiting).now_or_never().is_none());
+        // ...and another address still gets one.
+        let _o1 = other.acquire().await;
         drop(a1);
         let _b2 = waiting.await;
     }

@@ -3,9 +3,10 @@
 //! (a standalone connection has its own).
 //!
 //! The budget is enforced by backpressure, never by closing: on a
-//! connection whose output is over `max_write_queue`, or that holds output
-//! while the shared budget is exhausted, the next call is not started (and
-//! nothing behind it is read) until its writer has drained; a frame larger
+//! connection whose output is over `max_write_queue` or its fair share (see
+//! [`share`](super::share)), or that holds output while the shared budget
+//! is exhausted, the next call is not started (and nothing behind it is
+//! read) until its writer has drained; a frame larger
 //! than [`SMALL_FRAME`] waits for room in the budget before its bytes are
 //! read. Only a peer that reads nothing for `write_stall_timeout` is closed
 //! (by the writer).
@@ -40,6 +41,11 @@ impl Budget {
             waiting: AtomicUsize::new(0),
             changed: Notify::new(),
         }
+    }
+
+    /// The budget's size in bytes.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
     }
 
     /// Bytes currently held.

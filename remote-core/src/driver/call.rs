@@ -401,6 +401,7 @@ impl CallCx {
                 )));
             }
             let sent = self.shared.send_vec(buf);
+            self.shared.output_share.replied(len);
             if sent.is_err() {
                 exported.undo(&self.shared);
             }

@@ -19,6 +19,7 @@ use super::call::{Args, CallCx, Handle, Reply};
 use super::input::Input;
 use super::io::{write_loop, BoxRead, BoxWrite};
 use super::reader::{handshake, hello, read_loop};
+use super::share::OutputShare;
 use super::teardown::{drop_caught, drop_each_caught};
 use crate::auth::{exchange, Side};
 use crate::interface::{Dispatch, Interface};
@@ -134,6 +135,9 @@ pub(crate) struct Shared {
     pub(crate) info: OnceLock<Peer>,
     /// Blocking-method slots, and calls whose closures outlive their handler.
     pub(crate) blocking: ConnBlocking,
+    /// Running handlers and their estimated replies, against this
+    /// connection's share of the budget.
+    pub(crate) output_share: OutputShare,
 }
 
 impl fmt::Debug for Shared {
@@ -363,7 +367,9 @@ impl Shared {
                 }
             }
             Control::CallDone(id, seq) => {
-                lock(&self.running).remove(&seq);
+                if lock(&self.running).remove(&seq).is_some() {
+                    self.output_share.stopped(&self.budget);
+                }
                 self.handler_stopped(id, seq);
             }
             Control::BlockingDone(seq) => {
@@ -554,6 +560,7 @@ impl Shared {
                         let _ = shared.send(&frame);
                     }
                 });
+                self.output_share.started();
                 lock(&self.running).insert(seq, task.abort_handle());
             }
         }
@@ -855,7 +862,7 @@ pub(crate) type RootFactory = Arc<dyn Fn(&Peer) -> Arc<dyn Dispatch> + Send + Sy
 /// use remote_core::{Connection, ConnectionBuilder, Limits};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
 /// let list = SharedVec::<u64>::new();
-/// let key = Key::random();
+/// let key = Key::random()?;
 /// let strict = Limits { default_deadline: Duration::from_secs(2), ..Limits::default() };
 /// let (client, _server) = Connection::pair(
 ///     ConnectionBuilder::new().limits(strict).credentials("alice", key.clone()),
@@ -876,6 +883,9 @@ pub struct ConnectionBuilder {
     /// Blocking slots shared with the other connections of a server; a
     /// standalone connection gets its own group.
     pub(crate) server_blocking: Option<Arc<ServerBlocking>>,
+    /// The blocking slots of this connection's peer address (a server's
+    /// TCP, TLS and wss connections).
+    pub(crate) peer_blocking: Option<Arc<tokio::sync::Semaphore>>,
     /// The memory budget shared with other connections (a server's); a
     /// standalone connection makes its own from `limits.memory_budget`.
     pub(crate) budget: Option<Arc<Budget>>,
@@ -981,7 +991,9 @@ impl ConnectionBuilder {
         let budget = self
             .budget
             .unwrap_or_else(|| Arc::new(Budget::new(limits.memory_budget)));
+        let output_share = OutputShare::new();
         let shared = Arc::new(Shared {
+            output_share,
             core: Mutex::new(State::new(self.root, limits.clone(), sink)),
             out: Mutex::new(Vec::new()),
             out_ready: AtomicBool::new(false),
@@ -1004,8 +1016,13 @@ impl ConnectionBuilder {
             info: OnceLock::new(),
             blocking: ConnBlocking::new(
                 limits.max_blocking_calls,
-                self.server_blocking
-                    .unwrap_or_else(|| ServerBlocking::new(limits.max_server_blocking_calls)),
+                self.peer_blocking,
+                self.server_blocking.unwrap_or_else(|| {
+                    ServerBlocking::new(
+                        limits.max_server_blocking_calls,
+                        limits.max_blocking_calls_per_peer,
+                    )
+                }),
             ),
         });
         tokio::spawn(write_loop(writer, shared.clone()));

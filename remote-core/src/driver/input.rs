@@ -88,12 +88,15 @@ impl Input {
         self.paused
     }
 
-    /// Whether this connection may start on another frame: its queued output
-    /// is under `max_write_queue`, and it holds none while the shared budget
-    /// is exhausted.
+    /// Whether this connection may start its peer's next call: its queued
+    /// output and its running handlers' replies are within its share of the
+    /// budget (see [`share`](super::share)).
     fn output_room(shared: &Shared) -> bool {
-        let q = shared.queued_output();
-        q < shared.limits.max_write_queue && (q == 0 || !shared.budget.exhausted())
+        shared.output_share.may_start(
+            shared.queued_output(),
+            shared.limits.max_write_queue,
+            &shared.budget,
+        )
     }
 
     /// The next frame (`None` at end of stream). With `backpressure`, a call

@@ -12,6 +12,7 @@ mod input;
 mod io;
 mod outgoing;
 mod reader;
+mod share;
 mod teardown;
 #[cfg(test)]
 mod tests_input;

@@ -113,6 +113,11 @@ pub(super) async fn read_loop(
     // (traffic, for the idle timeout), with their values at the last checks.
     let (mut frames, mut frames_at_ka) = (0u64, 0u64);
     let (mut traffic, mut traffic_at_check) = (0u64, 0u64);
+    // An unauthenticated server connection's references keep it open only
+    // while it has traffic within `idle_timeout` (PROTOCOL.md §9): one free
+    // reference must not hold a connection slot for ever.
+    let refs_expire = shared.server_side && !shared.is_authenticated();
+    let mut quiet_since = Instant::now();
     let mut drain = true;
     let reason = loop {
         tokio::select! {
@@ -161,13 +166,27 @@ pub(super) async fn read_loop(
                 // Held back by our own budgets: the peer is not to blame.
                 let paused = input.is_paused();
                 let stalled_frame = !progressed && !paused && input.has_partial_frame();
-                let in_use = paused || {
+                let now = Instant::now();
+                if progressed {
+                    quiet_since = now;
+                }
+                let refs_count = !refs_expire || now - quiet_since < limits.idle_timeout;
+                let (busy, refs) = {
                     let core = shared.core();
-                    core.calls_in_flight() > 0
-                        || core.calls_waiting() > 0
-                        || !core.exports().is_empty()
-                        || !core.imports().is_empty()
+                    (
+                        core.calls_in_flight() > 0 || core.calls_waiting() > 0,
+                        !core.exports().is_empty() || !core.imports().is_empty(),
+                    )
                 };
+                let in_use = paused || busy || (refs && refs_count);
+                if refs && !refs_count && !in_use {
+                    let msg = format!(
+                        "no traffic for idle_timeout = {:?} (an unauthenticated connection holding references)",
+                        limits.idle_timeout
+                    );
+                    let _ = shared.send(&encode::goodbye(&msg));
+                    break Error::ConnectionLost(msg);
+                }
                 if stalled_frame {
                     let msg = format!("incomplete frame did not complete within {idle_name} = {idle:?}");
                     let _ = shared.send(&encode::goodbye(&msg));

@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -23,6 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::ws_meter::{Meter, Metered};
 use crate::driver::io_types::{BoxRead, BoxWrite};
 use crate::{Error, Limits};
 
@@ -81,6 +83,8 @@ pub(crate) struct WsIo<S> {
     read: Bytes,
     /// Written bytes not yet sent as messages (an incomplete frame).
     pending: BytesMut,
+    /// A server stream's reads, bounded before the hello.
+    meter: Option<Arc<Meter>>,
 }
 
 impl<S> WsIo<S>
@@ -92,6 +96,7 @@ where
             phase: Phase::Open(Box::new(ws)),
             read: Bytes::new(),
             pending: BytesMut::new(),
+            meter: None,
         }
     }
 
@@ -113,7 +118,12 @@ where
                 w.wake();
             }
             match done {
-                Ok(ws) => self.phase = Phase::Open(Box::new(ws)),
+                Ok(ws) => {
+                    if let Some(m) = &self.meter {
+                        m.opened();
+                    }
+                    self.phase = Phase::Open(Box::new(ws));
+                }
                 Err(e) => {
                     self.phase = Phase::Failed;
                     return Poll::Ready(Err(io::Error::other(format!(
@@ -191,6 +201,9 @@ where
                 None | Some(Ok(Message::Close(_))) => return Poll::Ready(Ok(())),
                 Some(Ok(Message::Binary(b))) => {
                     check_message(&b)?;
+                    if let Some(m) = &this.meter {
+                        m.delivered(b.len());
+                    }
                     this.read = b;
                 }
                 Some(Ok(Message::Text(_))) => {
@@ -199,7 +212,13 @@ where
                         "protocol violation: a text websocket message (frames are binary messages)",
                     )))
                 }
-                Some(Ok(_)) => {} // ping/pong: answered by tungstenite
+                Some(Ok(Message::Ping(p) | Message::Pong(p))) => {
+                    // Answered by tungstenite; not a partial message.
+                    if let Some(m) = &this.meter {
+                        m.control(p.len());
+                    }
+                }
+                Some(Ok(_)) => {} // raw frames are not delivered when reading
                 Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, .. }))) => {
                     // Refused from its header, nothing buffered. Handed to
                     // the frame codec as the length prefix it carries, so
@@ -321,10 +340,13 @@ where
             Err(e)
         }
     };
+    let meter = Meter::new(limits.max_handshake_frame_len);
+    let stream = Metered::new(stream, meter.clone());
     let fut = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config(limits)));
     halves(WsIo {
         phase: Phase::Accepting(Box::new((Box::pin(fut), [None, None]))),
         read: Bytes::new(),
         pending: BytesMut::new(),
+        meter: Some(meter),
     })
 }
