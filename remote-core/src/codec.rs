@@ -543,3 +543,17 @@ mod tests {
         );
     }
 }
+
+/// [`encode_detached`] through `&dyn Encode` (cache keys): a value holding
+/// a reference fails here, as there is no connection to export it on.
+pub(crate) fn encode_detached_dyn(value: &dyn Encode) -> Result<Vec<u8>, Error> {
+    let prev = ENCODE.with(|c| c.borrow_mut().take());
+    let _restore = Restore(&ENCODE, prev, std::marker::PhantomData);
+    let mut buf = Vec::new();
+    let mut ser: Ser<'_> = rmp_serde::Serializer::new(&mut buf).with_struct_map();
+    value.encode(&mut ser).map_err(|e| Error::Encode {
+        what: "cache key",
+        message: e.to_string(),
+    })?;
+    Ok(buf)
+}

@@ -123,6 +123,8 @@ pub(crate) struct Shared {
     pub(crate) authenticated: AtomicBool,
     /// Blocking-method slots, and calls whose closures outlive their handler.
     pub(crate) blocking: ConnBlocking,
+    /// Results of `#[remote(cache(..))]` methods, made on first use.
+    pub(crate) cache: std::sync::OnceLock<crate::cache::ClientCache>,
 }
 
 impl fmt::Debug for Shared {
@@ -480,6 +482,9 @@ impl Shared {
     /// drop every exported object. Repeating it does nothing more.
     pub(super) fn disconnect(&self, reason: Error) {
         self.close(reason);
+        if let Some(cache) = self.cache.get() {
+            cache.clear();
+        }
         let (waiters, objects) = self.core().close();
         let lost = self.lost();
         for w in waiters {
@@ -853,6 +858,7 @@ impl ConnectionBuilder {
                 self.server_blocking
                     .unwrap_or_else(|| ServerBlocking::new(limits.max_server_blocking_calls)),
             ),
+            cache: std::sync::OnceLock::new(),
         });
         tokio::spawn(write_loop(writer, shared.clone()));
         // If this future is dropped before the handshake ends (e.g. a
