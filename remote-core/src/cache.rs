@@ -79,7 +79,8 @@ struct Entry {
 /// One connection's cache.
 pub(crate) struct ClientCache {
     map: moka::sync::Cache<Key, Entry>,
-    versions: Mutex<HashMap<(u32, &'static str), u64>>,
+    /// Invalidation count per object and method.
+    versions: Mutex<HashMap<u32, HashMap<String, u64>>>,
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: Arc<AtomicU64>,
@@ -150,9 +151,12 @@ impl ClientCache {
         }
     }
 
-    fn version(&self, object: u32, method: &'static str) -> u64 {
+    fn version(&self, object: u32, method: &str) -> u64 {
         let v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        v.get(&(object, method)).copied().unwrap_or(0)
+        v.get(&object)
+            .and_then(|m| m.get(method))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Looks a call up; `None` when its arguments cannot be a key (they
@@ -199,17 +203,23 @@ impl ClientCache {
     }
 
     /// Drops the entries of `methods` on `object`.
-    pub(crate) fn invalidate(&self, object: ObjectId, methods: &[&'static str]) {
+    pub(crate) fn invalidate(&self, object: ObjectId, methods: &[&str]) {
         {
             let mut v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+            let per_method = v.entry(object.0).or_default();
             for m in methods {
-                *v.entry((object.0, m)).or_insert(0) += 1;
+                match per_method.get_mut(*m) {
+                    Some(n) => *n += 1,
+                    None => {
+                        per_method.insert((*m).to_owned(), 1);
+                    }
+                }
             }
         }
         self.invalidations
             .fetch_add(methods.len() as u64, Ordering::Relaxed);
         for m in methods {
-            let (o, m) = (object.0, *m);
+            let (o, m) = (object.0, (*m).to_owned());
             // Unreachable already (new version); this frees their memory.
             let _ = self
                 .map
@@ -217,7 +227,7 @@ impl ClientCache {
         }
     }
 
-    /// Empties the cache (the connection is gone).
+    /// Empties the cache (the connection is gone, or its owner asks).
     pub(crate) fn clear(&self) {
         self.map.invalidate_all();
         self.map.run_pending_tasks();

@@ -31,6 +31,27 @@ pub trait Store {
     async fn blob(&self, n: u32, tag: u64) -> Result<Vec<u8>, Error>;
     /// The store of `user` (a capability: never cached).
     async fn session(&self, user: String) -> Result<Remote<dyn Store>, Error>;
+    /// Calls `w.changed(key)` on every later `put`, before `put` returns.
+    async fn watch(&self, w: Remote<dyn Watcher>) -> Result<(), Error>;
+}
+
+/// A client's listener for writes made by others.
+#[remote]
+pub trait Watcher {
+    /// `key` was written.
+    async fn changed(&self, key: String) -> Result<(), Error>;
+}
+
+/// Drops the cached `get`s of one proxy when told of a write.
+struct Invalidator(Remote<dyn Store>);
+
+#[remote]
+impl Watcher for Invalidator {
+    async fn changed(&self, _key: String) -> Result<(), Error> {
+        let h = self.0.handle().expect("a proxy");
+        h.invalidate_cached(&["get"]);
+        Ok(())
+    }
 }
 
 #[derive(Default)]
@@ -44,6 +65,7 @@ struct Mem {
     user: String,
     data: Arc<Mutex<HashMap<String, String>>>,
     calls: Arc<Calls>,
+    watchers: Arc<Mutex<Vec<Remote<dyn Watcher>>>>,
 }
 
 impl Mem {
@@ -64,7 +86,11 @@ impl Store for Mem {
         Err(Error::Unauthenticated(format!("no {key}")))
     }
     async fn put(&self, key: String, value: String) -> Result<(), Error> {
-        self.data.lock().unwrap().insert(key, value);
+        self.data.lock().unwrap().insert(key.clone(), value);
+        let watchers = self.watchers.lock().unwrap().clone();
+        for w in watchers {
+            w.changed(key.clone()).await?;
+        }
         Ok(())
     }
     fn blocking_get(&self, key: String) -> Result<Option<String>, Error> {
@@ -79,19 +105,33 @@ impl Store for Mem {
             user,
             data: self.data.clone(),
             calls: self.calls.clone(),
+            watchers: self.watchers.clone(),
         }) as Arc<dyn Store>))
+    }
+    async fn watch(&self, w: Remote<dyn Watcher>) -> Result<(), Error> {
+        self.watchers.lock().unwrap().push(w);
+        Ok(())
     }
 }
 
 /// A client connection to a served store, the server's end, and its counters.
 async fn setup(limits: Limits) -> (Remote<dyn Store>, Connection, Connection, Arc<Calls>) {
-    let calls = Arc::new(Calls::default());
-    let root = Mem {
+    let mem = Arc::new(Mem {
         user: "root".into(),
         data: Arc::default(),
-        calls: calls.clone(),
-    };
-    let root = Remote::new(Arc::new(root) as Arc<dyn Store>);
+        calls: Arc::default(),
+        watchers: Arc::default(),
+    });
+    connect(&mem, limits).await
+}
+
+/// A new client connection to `mem` (shared with earlier ones).
+async fn connect(
+    mem: &Arc<Mem>,
+    limits: Limits,
+) -> (Remote<dyn Store>, Connection, Connection, Arc<Calls>) {
+    let calls = mem.calls.clone();
+    let root = Remote::new(mem.clone() as Arc<dyn Store>);
     let (client, server) = Connection::pair(
         ConnectionBuilder::new().limits(limits),
         ConnectionBuilder::new().serve(root),
@@ -299,4 +339,52 @@ fn the_schema_lists_cached_methods_with_their_role() {
         })
     );
     assert_eq!(role("session"), None);
+}
+
+#[tokio::test]
+async fn a_write_by_one_client_invalidates_another_clients_entry_before_it_returns() {
+    let mem = Arc::new(Mem {
+        user: "root".into(),
+        data: Arc::default(),
+        calls: Arc::default(),
+        watchers: Arc::default(),
+    });
+    let (writer, _wc, _ws, calls) = connect(&mem, Limits::default()).await;
+    let (reader, rc, _rs, _) = connect(&mem, Limits::default()).await;
+    let listener = Remote::new(Arc::new(Invalidator(reader.clone())) as Arc<dyn Watcher>);
+    reader.watch(listener).await.unwrap();
+    writer.put("k".into(), "old".into()).await.unwrap();
+    assert_eq!(
+        reader.get("k".into()).await.unwrap().as_deref(),
+        Some("root:old")
+    );
+    assert_eq!(
+        reader.get("k".into()).await.unwrap().as_deref(),
+        Some("root:old")
+    );
+    assert_eq!(rc.cache_stats().hits, 1);
+    // `put` returns after the reader's listener has run: the reader's next
+    // read is fresh, with no waiting.
+    writer.put("k".into(), "new".into()).await.unwrap();
+    assert_eq!(
+        reader.get("k".into()).await.unwrap().as_deref(),
+        Some("root:new")
+    );
+    assert_eq!(calls.get.load(Ordering::SeqCst), 2);
+    // Without a listener, a cache serves what it holds until its TTL.
+    let (other, _oc, _os, _) = connect(&mem, Limits::default()).await;
+    assert_eq!(
+        other.get("k".into()).await.unwrap().as_deref(),
+        Some("root:new")
+    );
+    writer.put("k".into(), "newer".into()).await.unwrap();
+    assert_eq!(
+        other.get("k".into()).await.unwrap().as_deref(),
+        Some("root:new")
+    );
+    other.handle().unwrap().invalidate_cached(&["get"]);
+    assert_eq!(
+        other.get("k".into()).await.unwrap().as_deref(),
+        Some("root:newer")
+    );
 }

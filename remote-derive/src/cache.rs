@@ -25,6 +25,12 @@ pub(crate) enum CacheOpt {
 /// Parses `cache(ttl = "5s")`.
 pub(crate) fn parse_cache(meta: &ParseNestedMeta<'_>) -> syn::Result<CacheOpt> {
     let span = syn::spanned::Spanned::span(&meta.path);
+    if !meta.input.peek(syn::token::Paren) {
+        return Err(syn::Error::new(
+            span,
+            "`cache` needs a time to live: `cache(ttl = \"5s\")`",
+        ));
+    }
     let mut ttl = None;
     meta.parse_nested_meta(|m| {
         if m.path.is_ident("ttl") {

@@ -61,6 +61,15 @@ impl Handle {
         crate::blocking::block_on_call(&self.shared().runtime, self.call_with(method, role, args))
     }
 
+    /// Drops this object's cached results of `methods` (wire names), as
+    /// `#[remote(invalidates(..))]` does: for a client that learns of a
+    /// change another way (a listener the server calls, see CACHING.md).
+    pub fn invalidate_cached(&self, methods: &[&str]) {
+        if let Some(cache) = self.shared().cache.get() {
+            cache.invalidate(self.target_id(), methods);
+        }
+    }
+
     /// The counters of the cache of this handle's connection.
     pub fn cache_stats(&self) -> CacheStats {
         self.shared().cache_stats()
@@ -139,6 +148,13 @@ impl Handle {
 }
 
 impl Connection {
+    /// Drops every cached result of this connection (counters are kept).
+    pub fn clear_cache(&self) {
+        if let Some(cache) = self.shared.cache.get() {
+            cache.clear();
+        }
+    }
+
     /// The counters of this connection's cache of
     /// `#[remote(cache(..))]` results.
     pub fn cache_stats(&self) -> CacheStats {
