@@ -388,3 +388,56 @@ async fn a_write_by_one_client_invalidates_another_clients_entry_before_it_retur
         Some("root:newer")
     );
 }
+
+/// The owner's example (CACHING.md): a chat room's `range` cached, `push`
+/// invalidating it.
+#[remote]
+pub trait Chat {
+    /// Messages `start..end`.
+    #[remote(cache(ttl = "5s"))]
+    async fn range(&self, start: u64, end: u64) -> Result<Vec<String>, Error>;
+    /// Appends a message; returns its index.
+    #[remote(invalidates(range))]
+    async fn push(&self, text: String) -> Result<u64, Error>;
+}
+
+#[derive(Default)]
+struct Room {
+    lines: Mutex<Vec<String>>,
+    ranges: AtomicUsize,
+}
+
+#[remote]
+impl Chat for Room {
+    async fn range(&self, start: u64, end: u64) -> Result<Vec<String>, Error> {
+        self.ranges.fetch_add(1, Ordering::SeqCst);
+        let lines = self.lines.lock().unwrap();
+        let end = (end as usize).min(lines.len());
+        Ok(lines.get(start as usize..end).unwrap_or_default().to_vec())
+    }
+    async fn push(&self, text: String) -> Result<u64, Error> {
+        let mut lines = self.lines.lock().unwrap();
+        lines.push(text);
+        Ok(lines.len() as u64 - 1)
+    }
+}
+
+#[tokio::test]
+async fn the_chat_rooms_range_is_cached_until_a_push() {
+    let room = Arc::new(Room::default());
+    let (client, _server) = Connection::pair(
+        ConnectionBuilder::new(),
+        ConnectionBuilder::new().serve(Remote::new(room.clone() as Arc<dyn Chat>)),
+    )
+    .await
+    .unwrap();
+    let chat = client.root::<dyn Chat>();
+    chat.push("hello".into()).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(chat.range(0, 10).await.unwrap(), ["hello"]);
+    }
+    assert_eq!(room.ranges.load(Ordering::SeqCst), 1);
+    chat.push("world".into()).await.unwrap();
+    assert_eq!(chat.range(0, 10).await.unwrap(), ["hello", "world"]);
+    assert_eq!(room.ranges.load(Ordering::SeqCst), 2);
+}
