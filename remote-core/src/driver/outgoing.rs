@@ -96,7 +96,8 @@ pin_project! {
         #[pin]
         raw: Option<RawCall>,
         role: Option<&'static CacheRole>,
-        ticket: Option<Ticket>,
+        // Boxed: the uncached call's future stays one pointer larger.
+        ticket: Option<Box<Ticket>>,
         types: PhantomData<fn() -> (T, E)>,
     }
 }
@@ -133,7 +134,7 @@ impl<A: Serialize, T: Wire, E: RemoteErrorType> Future for CallFuture<A, T, E> {
             if let Some(role) = *this.role {
                 match this.handle.cache_lookup(this.method, role, &args) {
                     Some(Lookup::Hit(v)) => return Poll::Ready(this.handle.finish_cached(&v)),
-                    Some(Lookup::Miss(t)) => *this.ticket = Some(t),
+                    Some(Lookup::Miss(t)) => *this.ticket = Some(Box::new(t)),
                     None => {}
                 }
             }
@@ -154,7 +155,7 @@ impl<A: Serialize, T: Wire, E: RemoteErrorType> Future for CallFuture<A, T, E> {
         this.raw.set(None);
         if let Some(role) = *this.role {
             this.handle
-                .cache_after(role, this.ticket.take(), r.as_ref().ok());
+                .cache_after(role, this.ticket.take().map(|t| *t), r.as_ref().ok());
         }
         Poll::Ready(match r {
             Ok(inc) => this.handle.finish(inc),
