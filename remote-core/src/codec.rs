@@ -241,6 +241,20 @@ pub(crate) fn encode_detached<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8
     })
 }
 
+/// [`encode_detached`] through `&dyn Encode` (cache keys): a value holding
+/// a reference fails here, as there is no connection to export it on.
+pub(crate) fn encode_detached_dyn(value: &dyn Encode) -> Result<Vec<u8>, Error> {
+    let prev = ENCODE.with(|c| c.borrow_mut().take());
+    let _restore = Restore(&ENCODE, prev, std::marker::PhantomData);
+    let mut buf = Vec::new();
+    let mut ser: Ser<'_> = rmp_serde::Serializer::new(&mut buf).with_struct_map();
+    value.encode(&mut ser).map_err(|e| Error::Encode {
+        what: "cache key",
+        message: e.to_string(),
+    })?;
+    Ok(buf)
+}
+
 /// Decodes a value that may not contain references.
 pub(crate) fn decode_detached<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let prev = DECODE.with(|c| c.borrow_mut().take());

@@ -5,7 +5,8 @@
 
 use std::marker::PhantomData;
 
-use crate::schema::{ArgDef, InterfaceDef, Location, MethodDef, SchemaBuilder, Ty};
+use crate::cache::CacheRole;
+use crate::schema::{ArgDef, CacheDef, InterfaceDef, Location, MethodDef, SchemaBuilder, Ty};
 use crate::RemoteErrorType;
 
 /// Describes one type in a schema (`SchemaBuilder::ty::<T>` and the like).
@@ -43,6 +44,8 @@ pub struct MethodDesc<'a> {
     pub is_async: bool,
     /// `#[remote(requires_auth)]`.
     pub requires_auth: bool,
+    /// `#[remote(cache(..))]` or `#[remote(invalidates(..))]`.
+    pub cache: Option<&'a CacheRole>,
     /// Argument names and types.
     pub args: &'a [(&'static str, DescribeFn)],
     /// The success type.
@@ -103,6 +106,12 @@ fn method_def(b: &mut SchemaBuilder, m: &MethodDesc<'_>) -> MethodDef {
         returns,
         error,
         requires_auth: m.requires_auth,
+        cache: m.cache.map(|c| match c {
+            CacheRole::Cached { ttl_ms } => CacheDef::Cached { ttl_ms: *ttl_ms },
+            CacheRole::Invalidates(ms) => CacheDef::Invalidates {
+                methods: ms.iter().map(|m| (*m).to_owned()).collect(),
+            },
+        }),
         location: m.source.location(),
         doc: m.doc.to_owned(),
     }

@@ -68,6 +68,7 @@ extern crate self as remote_core;
 pub mod auth;
 pub mod blocking;
 mod bounded;
+pub mod cache;
 mod codec;
 pub mod collections;
 mod describe;
@@ -192,6 +193,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::blocking::block_on_call;
+    pub use crate::cache::CacheRole;
     pub use crate::describe::{
         describe_interface, error_of, remote_error_ty, unit_ty, DescribeFn, InterfaceDesc,
         MethodDesc, SourceDesc,
@@ -266,6 +268,27 @@ pub mod __private {
         args: A,
     ) -> Result<T, E> {
         handle.call_blocking(method, args)
+    }
+
+    /// [`Handle::call_with`] for generated proxies of cached and
+    /// invalidating methods.
+    pub fn call_with<A: Wire, T: Wire, E: RemoteErrorType>(
+        handle: &Handle,
+        method: &'static str,
+        role: &'static crate::cache::CacheRole,
+        args: A,
+    ) -> BoxFuture<'static, Result<T, E>> {
+        handle.call_with(method, role, args)
+    }
+
+    /// [`Handle::call_blocking_with`] for generated proxies.
+    pub fn call_blocking_with<A: Wire, T: Wire, E: RemoteErrorType>(
+        handle: &Handle,
+        method: &'static str,
+        role: &'static crate::cache::CacheRole,
+        args: A,
+    ) -> Result<T, E> {
+        handle.call_blocking_with(method, role, args)
     }
 
     /// [`Args::decode`] for generated dispatchers.

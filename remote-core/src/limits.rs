@@ -119,6 +119,13 @@ pub struct Limits {
     /// Further `subscribe` calls fail with `limit_exceeded`; subscribing a
     /// listener that is already subscribed is a no-op and counts once.
     pub max_subscriptions_per_connection: usize,
+    /// Entries one connection's cache of `#[remote(cache(..))]` results
+    /// holds (default 10,000); the least useful are evicted past it.
+    pub cache_max_entries: usize,
+    /// Bytes (encoded arguments and results) one connection's cache holds
+    /// (default 8 MiB). Each entry also counts `cache_max_bytes /
+    /// cache_max_entries` of it, so both bounds hold at once.
+    pub cache_max_bytes: usize,
 }
 
 impl Default for Limits {
@@ -149,6 +156,8 @@ impl Default for Limits {
             max_error_chain: 32,
             max_error_text: 64 << 10,
             max_subscriptions_per_connection: 16,
+            cache_max_entries: 10_000,
+            cache_max_bytes: 8 << 20,
         }
     }
 }
@@ -186,6 +195,8 @@ mod tests {
                 16,
             ),
             ("memory_budget", l.memory_budget, 64 << 20),
+            ("cache_max_entries", l.cache_max_entries, 10_000),
+            ("cache_max_bytes", l.cache_max_bytes, 8 << 20),
         ];
         for (name, got, want) in sizes {
             assert_eq!(got, want, "{name}");

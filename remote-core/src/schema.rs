@@ -174,11 +174,30 @@ pub struct MethodDef {
     /// Marked `#[remote(requires_auth)]`: callable only on an authenticated connection.
     #[serde(default)]
     pub requires_auth: bool,
+    /// `#[remote(cache(..))]` or `#[remote(invalidates(..))]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheDef>,
     /// Where the method is declared.
     pub location: Location,
     /// Doc comment.
     #[serde(default)]
     pub doc: String,
+}
+
+/// How a method takes part in client caching (see CACHING.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheDef {
+    /// Results are cached by proxies for `ttl_ms` milliseconds.
+    Cached {
+        /// Time to live of an entry.
+        ttl_ms: u64,
+    },
+    /// A call drops the entries of these methods (wire names) on its object.
+    Invalidates {
+        /// Wire names of the cached methods.
+        methods: Vec<String>,
+    },
 }
 
 /// One argument of a method.

@@ -446,7 +446,7 @@ async fn accept_loop(
 /// let list = SharedVec::<String>::new();
 /// let handle = Server::bind("tcp://127.0.0.1:0")
 ///     .await?
-///     .serve(move || list.remote());
+///     .serve(move |_| list.remote());
 /// let client = Connection::connect(handle.local_addr()).await?;
 /// client.root::<dyn RemoteList<String>>().push("hi".into()).await?;
 /// assert_eq!(handle.connections(), 1);

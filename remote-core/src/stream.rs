@@ -163,6 +163,7 @@ impl<T: Wire> Interface for dyn StreamSource<T> {
                     },
                     error: Ty::RemoteError,
                     requires_auth: false,
+                    cache: None,
                     location: Location {
                         file: file!().into(),
                         line: line!(),

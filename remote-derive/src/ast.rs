@@ -33,6 +33,8 @@ pub(crate) struct Method {
     pub(crate) is_async: bool,
     /// `#[remote(requires_auth)]`.
     pub(crate) requires_auth: bool,
+    /// `#[remote(cache(..))]` or `#[remote(invalidates(..))]`.
+    pub(crate) cache: Option<crate::cache::CacheOpt>,
     /// Arguments after the receiver.
     pub(crate) args: Vec<Arg>,
     /// `Result<T, E>`, when the return type is one.
@@ -68,9 +70,12 @@ impl RemoteTrait {
         for ti in &mut item.items {
             if let TraitItem::Fn(f) = ti {
                 let opts = attr::take_method_args(cx, &mut f.attrs, MethodPlace::Trait);
-                methods.push(Method::new(f.clone(), opts.name, opts.requires_auth));
+                let mut m = Method::new(f.clone(), opts.name, opts.requires_auth);
+                m.cache = opts.cache;
+                methods.push(m);
             }
         }
+        crate::cache::check(cx, &mut methods);
         let doc = attr::doc_string(&item.attrs);
         let client = quote::format_ident!("{}Client", item.ident);
         RemoteTrait {
@@ -129,6 +134,7 @@ impl Method {
             ident,
             wire_name,
             requires_auth,
+            cache: None,
             args,
             ret,
             doc,

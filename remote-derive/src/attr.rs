@@ -60,6 +60,8 @@ pub(crate) struct MethodArgs {
     pub(crate) requires_auth: bool,
     /// `skip` (inherent impls only): keep the method local.
     pub(crate) skip: Option<Span>,
+    /// `cache(ttl = "5s")` or `invalidates(a, b)` (traits only).
+    pub(crate) cache: Option<crate::cache::CacheOpt>,
 }
 
 /// Where a method's attributes were found, for the list of allowed options.
@@ -99,11 +101,18 @@ pub(crate) fn take_method_args(
                 out.name = Some(lit);
             } else if meta.path.is_ident("requires_auth") {
                 out.requires_auth = true;
+            } else if meta.path.is_ident("cache") && place == MethodPlace::Trait {
+                out.cache = Some(crate::cache::parse_cache(&meta)?);
+            } else if meta.path.is_ident("invalidates") && place == MethodPlace::Trait {
+                out.cache = Some(crate::cache::parse_invalidates(&meta)?);
             } else if meta.path.is_ident("skip") && place == MethodPlace::Inherent {
                 out.skip = Some(syn::spanned::Spanned::span(&meta.path));
             } else {
                 let allowed = match place {
-                    MethodPlace::Trait => "`name = \"wire_name\"` and `requires_auth`",
+                    MethodPlace::Trait => {
+                        "`name = \"wire_name\"`, `requires_auth`, `cache(ttl = \"5s\")` and \
+                         `invalidates(method, ..)`"
+                    }
                     MethodPlace::Inherent => "`name = \"wire_name\"`, `requires_auth` and `skip`",
                 };
                 return Err(meta.error(format!(

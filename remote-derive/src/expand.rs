@@ -281,6 +281,24 @@ fn client_method(m: &Method, p: &TokenStream) -> TokenStream {
     let names = m.args.iter().map(|a| &a.ident);
     let ret = return_type(&m.item.sig.output);
     let span = m.ident.span();
+    if let Some(role) = crate::cache::role(m, p) {
+        let call = if m.is_async {
+            quote!(call_with)
+        } else {
+            quote!(call_blocking_with)
+        };
+        let ret = if m.is_async {
+            quote!(#p::BoxFuture<'_, #ret>)
+        } else {
+            ret
+        };
+        return quote_spanned! {span=>
+            #[inline]
+            fn #ident(&self, #(#args),*) -> #ret {
+                #p::#call(&self.handle, #wire, #role, (#(#names,)*))
+            }
+        };
+    }
     if m.is_async {
         quote_spanned! {span=>
             #[inline]
@@ -503,12 +521,17 @@ fn method_desc(m: &Method, p: &TokenStream) -> TokenStream {
         None => (quote!(#p::unit_ty), quote!(#p::remote_error_ty)),
     };
     let source = source_desc(m.ident.span(), p);
+    let cache = match crate::cache::role(m, p) {
+        Some(r) => quote!(#p::Some(#r)),
+        None => quote!(#p::None),
+    };
     quote! {
         #p::MethodDesc {
             name: #name,
             wire_name: #wire,
             is_async: #is_async,
             requires_auth: #auth,
+            cache: #cache,
             args: &[#(#args),*],
             returns: #returns,
             error: #error,

@@ -9,6 +9,7 @@ use proc_macro::TokenStream;
 
 mod ast;
 mod attr;
+mod cache;
 mod ctxt;
 mod expand;
 mod impl_block;

@@ -63,6 +63,7 @@ pub fn method(name: &str, args: Vec<(&str, Ty)>, returns: Ty) -> MethodDef {
         returns,
         error: Ty::RemoteError,
         requires_auth: false,
+        cache: None,
         location: at("fixtures.rs", 2),
         doc: String::new(),
     }

@@ -39,8 +39,12 @@ pub mod app {
 
     #[remote]
     pub trait Api {
+        // Cached: the policy still follows it (the secret below is found
+        // through it).
+        #[remote(cache(ttl = "5s"))]
         async fn whoami(&self) -> Result<User, remote_core::Error>;
         async fn events(&self) -> Result<Option<Vec<Event>>, remote_core::Error>;
+        #[remote(invalidates(whoami))]
         async fn login(&self, name: Bounded<String, 32>) -> Result<(), LoginError>;
         async fn subscribe(&self, listener: Remote<dyn Listener>)
             -> Result<(), remote_core::Error>;
@@ -190,6 +194,24 @@ fn collected_descriptors_carry_the_marks() {
             .find(|m| m.name == "admin")
             .unwrap()
             .requires_auth
+    );
+    let role = |name: &str| {
+        api.methods
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("{name} is listed"))
+            .cache
+            .clone()
+    };
+    assert_eq!(
+        role("whoami"),
+        Some(remote_core::schema::CacheDef::Cached { ttl_ms: 5_000 })
+    );
+    assert_eq!(
+        role("login"),
+        Some(remote_core::schema::CacheDef::Invalidates {
+            methods: vec!["whoami".into()]
+        })
     );
     assert_eq!(schema.impls.len(), 1);
     assert_eq!(schema.impls[0].interface, "derived::app::Api");

@@ -138,6 +138,8 @@ pub(crate) struct Shared {
     /// Running handlers and their estimated replies, against this
     /// connection's share of the budget.
     pub(crate) output_share: OutputShare,
+    /// Results of `#[remote(cache(..))]` methods, made on first use.
+    pub(crate) cache: std::sync::OnceLock<crate::cache::ClientCache>,
 }
 
 impl fmt::Debug for Shared {
@@ -570,6 +572,9 @@ impl Shared {
     /// drop every exported object. Repeating it does nothing more.
     pub(super) fn disconnect(&self, reason: Error) {
         self.close(reason);
+        if let Some(cache) = self.cache.get() {
+            cache.clear();
+        }
         let (waiters, objects) = self.core().close();
         let lost = self.lost();
         for w in waiters {
@@ -707,7 +712,7 @@ pub(crate) fn panic_error(panic: Box<dyn std::any::Any + Send>) -> RemoteError {
 /// use remote_core::{Connection, Server};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
 /// let map = SharedMap::<String, String>::new();
-/// let server = Server::bind("tcp://127.0.0.1:0").await?.serve(move || map.remote());
+/// let server = Server::bind("tcp://127.0.0.1:0").await?.serve(move |_| map.remote());
 ///
 /// let conn = Connection::connect(server.local_addr()).await?;
 /// let kv = conn.root::<dyn RemoteMap<String, String>>(); // the server's root object
@@ -1024,6 +1029,7 @@ impl ConnectionBuilder {
                     )
                 }),
             ),
+            cache: std::sync::OnceLock::new(),
         });
         tokio::spawn(write_loop(writer, shared.clone()));
         // If this future is dropped before the handshake ends (e.g. a

@@ -22,6 +22,7 @@ use tokio::time::Timeout;
 
 use super::call::Prepared;
 use super::conn::{Control, Incoming};
+use crate::cache::{CacheRole, Lookup, Ticket};
 use crate::proto::CallId;
 use crate::{Error, Handle, RemoteErrorType, Wire};
 
@@ -94,17 +95,31 @@ pin_project! {
         args: Option<A>,
         #[pin]
         raw: Option<RawCall>,
+        role: Option<&'static CacheRole>,
+        // Boxed: the uncached call's future stays one pointer larger.
+        ticket: Option<Box<Ticket>>,
         types: PhantomData<fn() -> (T, E)>,
     }
 }
 
 impl<A, T, E> CallFuture<A, T, E> {
     pub(super) fn new(handle: Handle, method: &'static str, args: A) -> Self {
+        Self::with_role(handle, method, None, args)
+    }
+
+    pub(super) fn with_role(
+        handle: Handle,
+        method: &'static str,
+        role: Option<&'static CacheRole>,
+        args: A,
+    ) -> Self {
         CallFuture {
             handle,
             method,
             args: Some(args),
             raw: None,
+            role,
+            ticket: None,
             types: PhantomData,
         }
     }
@@ -116,6 +131,13 @@ impl<A: Serialize, T: Wire, E: RemoteErrorType> Future for CallFuture<A, T, E> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, E>> {
         let mut this = self.project();
         if let Some(args) = this.args.take() {
+            if let Some(role) = *this.role {
+                match this.handle.cache_lookup(this.method, role, &args) {
+                    Some(Lookup::Hit(v)) => return Poll::Ready(this.handle.finish_cached(&v)),
+                    Some(Lookup::Miss(t)) => *this.ticket = Some(Box::new(t)),
+                    None => {}
+                }
+            }
             // Encoded synchronously and dropped at once: arguments are not
             // held across an await, so they need not be `Sync`.
             let prepared = this.handle.prepare(this.method, &args);
@@ -131,6 +153,10 @@ impl<A: Serialize, T: Wire, E: RemoteErrorType> Future for CallFuture<A, T, E> {
         };
         let r = ready!(raw.poll(cx));
         this.raw.set(None);
+        if let Some(role) = *this.role {
+            this.handle
+                .cache_after(role, this.ticket.take().map(|t| *t), r.as_ref().ok());
+        }
         Poll::Ready(match r {
             Ok(inc) => this.handle.finish(inc),
             Err(e) => Err(E::from_error(e)),

@@ -1,0 +1,248 @@
+//! Client-side caching of method results (see CACHING.md).
+//!
+//! `#[remote(cache(ttl = "5s"))]` on a method makes its proxy keep each
+//! successful result for `ttl`, keyed by the object the proxy targets, the
+//! method and the encoded arguments. The cache belongs to the connection:
+//! two objects (two users' sessions) never share an entry, and a lost
+//! connection empties it. `#[remote(invalidates(get, list))]` on a write
+//! method drops the entries of the named methods on the same object when
+//! the write's reply arrives, before the caller sees it, so a client never
+//! reads its own write stale.
+//!
+//! Memory is bounded per connection by [`Limits::cache_max_entries`] and
+//! [`Limits::cache_max_bytes`](crate::Limits::cache_max_bytes) (a `moka`
+//! cache with a weigher). Expiry is checked against tokio's clock, so tests
+//! can drive it with a paused runtime.
+//!
+//! [`Limits::cache_max_entries`]: crate::Limits::cache_max_entries
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use moka::notification::RemovalCause;
+use tokio::time::Instant;
+
+use crate::codec;
+use crate::proto::ObjectId;
+
+/// How a method takes part in caching; generated code passes a `'static`
+/// one to [`Handle::call_with`](crate::Handle::call_with).
+#[derive(Debug)]
+pub enum CacheRole {
+    /// Successful results are kept for `ttl`.
+    Cached {
+        /// How long an entry is served, in milliseconds.
+        ttl_ms: u64,
+    },
+    /// A reply to this method drops the entries of these methods (wire
+    /// names) on the same object.
+    Invalidates(&'static [&'static str]),
+}
+
+/// Counters of one connection's cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Calls answered from the cache.
+    pub hits: u64,
+    /// Calls to a cached method that went to the peer.
+    pub misses: u64,
+    /// Entries dropped to stay under the entry or byte bound.
+    pub evictions: u64,
+    /// Methods invalidated on an object (one per name per write).
+    pub invalidations: u64,
+    /// Entries held now.
+    pub entries: u64,
+    /// Bytes of keys and values held now.
+    pub bytes: u64,
+}
+
+#[derive(Debug, Hash, PartialEq, Eq)]
+struct Key {
+    object: u32,
+    method: &'static str,
+    /// Bumped by each invalidation of (object, method): a reply that was
+    /// in flight across an invalidation is stored under the old version,
+    /// where no lookup finds it.
+    version: u64,
+    args: Box<[u8]>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    value: Bytes,
+    expires: Instant,
+}
+
+/// One connection's cache.
+pub(crate) struct ClientCache {
+    map: moka::sync::Cache<Key, Entry>,
+    /// Invalidation count per object and method.
+    versions: Mutex<HashMap<u32, HashMap<String, u64>>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: Arc<AtomicU64>,
+    invalidations: AtomicU64,
+    bytes: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for ClientCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCache")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+fn size_of(k: &Key, v: &Entry) -> u64 {
+    (k.args.len() + v.value.len()) as u64
+}
+
+/// A miss to be filled when the reply arrives.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    key: Key,
+    ttl: Duration,
+}
+
+/// What a cached method's call does.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    /// Answered: the encoded result.
+    Hit(Bytes),
+    /// Go to the peer, then store the reply.
+    Miss(Ticket),
+}
+
+impl ClientCache {
+    pub(crate) fn new(max_entries: usize, max_bytes: usize) -> Self {
+        let max_entries = max_entries.max(1) as u64;
+        let max_bytes = max_bytes.max(1) as u64;
+        // Every entry weighs its bytes plus an equal share (`slot`) of the
+        // byte bound, so weights within `max_bytes` keep both the bytes
+        // held under `max_bytes` and the entries under `max_entries`.
+        let slot = max_bytes.div_ceil(max_entries).max(1);
+        let evictions = Arc::new(AtomicU64::new(0));
+        let bytes = Arc::new(AtomicU64::new(0));
+        let (ev, by) = (evictions.clone(), bytes.clone());
+        let map = moka::sync::Cache::builder()
+            .max_capacity(max_bytes)
+            .support_invalidation_closures()
+            .weigher(move |k: &Key, v: &Entry| {
+                u32::try_from(size_of(k, v) + slot).unwrap_or(u32::MAX)
+            })
+            .eviction_listener(move |k: Arc<Key>, v: Entry, cause| {
+                by.fetch_sub(size_of(&k, &v), Ordering::AcqRel);
+                if cause == RemovalCause::Size {
+                    ev.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .build();
+        ClientCache {
+            map,
+            versions: Mutex::new(HashMap::new()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evictions,
+            invalidations: AtomicU64::new(0),
+            bytes,
+        }
+    }
+
+    fn version(&self, object: u32, method: &str) -> u64 {
+        let v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        v.get(&object)
+            .and_then(|m| m.get(method))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Looks a call up; `None` when its arguments cannot be a key (they
+    /// hold a reference): such a call is not cached.
+    pub(crate) fn lookup(
+        &self,
+        object: ObjectId,
+        method: &'static str,
+        ttl: Duration,
+        args: &dyn codec::Encode,
+    ) -> Option<Lookup> {
+        let args = codec::encode_detached_dyn(args).ok()?.into_boxed_slice();
+        let key = Key {
+            object: object.0,
+            method,
+            version: self.version(object.0, method),
+            args,
+        };
+        if let Some(e) = self.map.get(&key) {
+            if Instant::now() < e.expires {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Some(Lookup::Hit(e.value));
+            }
+            self.map.invalidate(&key);
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        Some(Lookup::Miss(Ticket { key, ttl }))
+    }
+
+    /// Stores the encoded result of a successful reply (the caller checks
+    /// that it holds no reference).
+    pub(crate) fn store(&self, ticket: Ticket, value: &[u8]) {
+        // Copied: a slice would keep the whole received frame alive.
+        let value = Bytes::copy_from_slice(value);
+        let entry = Entry {
+            value,
+            expires: Instant::now() + ticket.ttl,
+        };
+        self.bytes
+            .fetch_add(size_of(&ticket.key, &entry), Ordering::AcqRel);
+        // A replaced entry reaches the listener (as `Replaced`), which
+        // counts its bytes out.
+        self.map.insert(ticket.key, entry);
+    }
+
+    /// Drops the entries of `methods` on `object`.
+    pub(crate) fn invalidate(&self, object: ObjectId, methods: &[&str]) {
+        {
+            let mut v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+            let per_method = v.entry(object.0).or_default();
+            for m in methods {
+                match per_method.get_mut(*m) {
+                    Some(n) => *n += 1,
+                    None => {
+                        per_method.insert((*m).to_owned(), 1);
+                    }
+                }
+            }
+        }
+        self.invalidations
+            .fetch_add(methods.len() as u64, Ordering::Relaxed);
+        for m in methods {
+            let (o, m) = (object.0, (*m).to_owned());
+            // Unreachable already (new version); this frees their memory.
+            let _ = self
+                .map
+                .invalidate_entries_if(move |k, _| k.object == o && k.method == m);
+        }
+    }
+
+    /// Empties the cache (the connection is gone, or its owner asks).
+    pub(crate) fn clear(&self) {
+        self.map.invalidate_all();
+        self.map.run_pending_tasks();
+    }
+
+    /// The counters, after moka's pending evictions have run.
+    pub(crate) fn stats(&self) -> CacheStats {
+        self.map.run_pending_tasks();
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            invalidations: self.invalidations.load(Ordering::Relaxed),
+            entries: self.map.entry_count(),
+            bytes: self.bytes.load(Ordering::Acquire),
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The proxy side of caching ([`crate::cache`]): calls with a
+//! [`CacheRole`], and the cache counters of a handle or connection. The
+//! cache is consulted once before a call is prepared and updated once when
+//! its reply arrives; the call path in between is the uncached one.
+
+use serde::Serialize;
+
+use super::conn::{Held, Incoming, Shared};
+use crate::cache::{CacheRole, CacheStats, ClientCache, Lookup, Ticket};
+use crate::interface::BoxFuture;
+use crate::{codec, Connection, Error, Handle, RemoteErrorType, Wire};
+
+impl Shared {
+    fn client_cache(&self) -> &ClientCache {
+        self.cache.get_or_init(|| {
+            ClientCache::new(self.limits.cache_max_entries, self.limits.cache_max_bytes)
+        })
+    }
+
+    fn cache_stats(&self) -> CacheStats {
+        self.cache.get().map(ClientCache::stats).unwrap_or_default()
+    }
+}
+
+impl Handle {
+    /// [`call`](Handle::call) for a method with a [`CacheRole`]: a cached
+    /// method is answered from this connection's cache while its entry
+    /// lives; a reply to an invalidating method drops the named methods'
+    /// entries on this object before the caller sees it.
+    pub fn call_with<A, T, E>(
+        &self,
+        method: &'static str,
+        role: &'static CacheRole,
+        args: A,
+    ) -> BoxFuture<'static, Result<T, E>>
+    where
+        A: Serialize + Send + 'static,
+        T: Wire,
+        E: RemoteErrorType,
+    {
+        Box::pin(super::outgoing::CallFuture::with_role(
+            self.clone(),
+            method,
+            Some(role),
+            args,
+        ))
+    }
+
+    /// Like [`call_with`](Handle::call_with), blocking the current thread.
+    pub fn call_blocking_with<A, T, E>(
+        &self,
+        method: &'static str,
+        role: &'static CacheRole,
+        args: A,
+    ) -> Result<T, E>
+    where
+        A: Serialize + Send + 'static,
+        T: Wire,
+        E: RemoteErrorType,
+    {
+        crate::blocking::block_on_call(&self.shared().runtime, self.call_with(method, role, args))
+    }
+
+    /// Drops this object's cached results of `methods` (wire names), as
+    /// `#[remote(invalidates(..))]` does: for a client that learns of a
+    /// change another way (a listener the server calls, see CACHING.md).
+    pub fn invalidate_cached(&self, methods: &[&str]) {
+        if let Some(cache) = self.shared().cache.get() {
+            cache.invalidate(self.target_id(), methods);
+        }
+    }
+
+    /// The counters of the cache of this handle's connection.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.shared().cache_stats()
+    }
+
+    /// Looks a cached call up before it is prepared (`None`: not cached).
+    pub(super) fn cache_lookup(
+        &self,
+        method: &'static str,
+        role: &CacheRole,
+        args: &dyn codec::Encode,
+    ) -> Option<Lookup> {
+        let CacheRole::Cached { ttl_ms } = role else {
+            return None;
+        };
+        let ttl = std::time::Duration::from_millis(*ttl_ms);
+        let shared = self.shared();
+        if shared.is_closed() {
+            // Never answered from a cache of a closed connection.
+            return None;
+        }
+        shared
+            .client_cache()
+            .lookup(self.target_id(), method, ttl, args)
+    }
+
+    /// Updates the cache once the call has ended: stores a miss's result,
+    /// or invalidates what the method invalidates (whatever its outcome: a
+    /// write that timed out may still have happened).
+    pub(super) fn cache_after(
+        &self,
+        role: &CacheRole,
+        ticket: Option<Ticket>,
+        inc: Option<&Incoming>,
+    ) {
+        match role {
+            CacheRole::Invalidates(methods) => {
+                if let Some(cache) = self.shared().cache.get() {
+                    cache.invalidate(self.target_id(), methods);
+                }
+            }
+            CacheRole::Cached { .. } => {
+                let (Some(ticket), Some(inc)) = (ticket, inc) else {
+                    return;
+                };
+                // Errors are not cached, nor results holding references.
+                if let Ok(range) = &inc.result {
+                    if inc.refs.is_empty() && inc.owns.is_empty() {
+                        self.shared()
+                            .client_cache()
+                            .store(ticket, &inc.frame[range.clone()]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes a result served from the cache.
+    pub(super) fn finish_cached<T: Wire, E: RemoteErrorType>(&self, bytes: &[u8]) -> Result<T, E> {
+        let mut slot = None::<T>;
+        codec::decode_into(
+            self.shared(),
+            bytes,
+            Held::default(),
+            "cached return value",
+            &mut slot,
+        )
+        .map_err(E::from_error)?;
+        slot.ok_or_else(|| {
+            E::from_error(Error::Decode {
+                what: "cached return value",
+                message: "no value decoded".into(),
+            })
+        })
+    }
+}
+
+impl Connection {
+    /// Drops every cached result of this connection (counters are kept).
+    pub fn clear_cache(&self) {
+        if let Some(cache) = self.shared.cache.get() {
+            cache.clear();
+        }
+    }
+
+    /// The counters of this connection's cache of
+    /// `#[remote(cache(..))]` results.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.shared.cache_stats()
+    }
+}

@@ -1,0 +1,190 @@
+//! `#[remote(cache(ttl = "5s"))]` and `#[remote(invalidates(a, b))]` on
+//! trait methods: parsing, the compile-time checks (a cached method takes
+//! `&self` and no capability crosses it; invalidated names are cached
+//! methods of the trait), and the `CacheRole` generated code passes.
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{quote, ToTokens};
+use syn::meta::ParseNestedMeta;
+use syn::{FnArg, Ident, LitStr};
+
+use crate::ast::Method;
+use crate::ctxt::Ctxt;
+
+/// A method's caching option.
+pub(crate) enum CacheOpt {
+    /// `cache(ttl = "..")`.
+    Cached { ttl_ms: u64, span: Span },
+    /// `invalidates(a, b)`: the names as written, then their wire names.
+    Invalidates {
+        names: Vec<Ident>,
+        wire: Vec<String>,
+    },
+}
+
+/// Parses `cache(ttl = "5s")`.
+pub(crate) fn parse_cache(meta: &ParseNestedMeta<'_>) -> syn::Result<CacheOpt> {
+    let span = syn::spanned::Spanned::span(&meta.path);
+    if !meta.input.peek(syn::token::Paren) {
+        return Err(syn::Error::new(
+            span,
+            "`cache` needs a time to live: `cache(ttl = \"5s\")`",
+        ));
+    }
+    let mut ttl = None;
+    meta.parse_nested_meta(|m| {
+        if m.path.is_ident("ttl") {
+            let lit: LitStr = m.value()?.parse()?;
+            ttl = Some(parse_duration_ms(&lit.value()).ok_or_else(|| {
+                syn::Error::new(
+                    lit.span(),
+                    "expected a duration such as \"500ms\", \"5s\", \"2m\" or \"1h\" (more than zero)",
+                )
+            })?);
+            Ok(())
+        } else {
+            Err(m.error("the only option of `cache(..)` is `ttl = \"5s\"`"))
+        }
+    })?;
+    match ttl {
+        Some(ttl_ms) => Ok(CacheOpt::Cached { ttl_ms, span }),
+        None => Err(syn::Error::new(
+            span,
+            "`cache(..)` needs a time to live: `cache(ttl = \"5s\")`",
+        )),
+    }
+}
+
+/// Parses `invalidates(get, list)`.
+pub(crate) fn parse_invalidates(meta: &ParseNestedMeta<'_>) -> syn::Result<CacheOpt> {
+    let mut names = Vec::new();
+    meta.parse_nested_meta(|m| {
+        names.push(m.path.require_ident()?.clone());
+        Ok(())
+    })?;
+    if names.is_empty() {
+        return Err(meta.error("`invalidates(..)` names the cached methods it invalidates"));
+    }
+    Ok(CacheOpt::Invalidates {
+        names,
+        wire: Vec::new(),
+    })
+}
+
+/// `"500ms"`, `"5s"`, `"2m"`, `"1h"` in milliseconds.
+fn parse_duration_ms(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let ms = match unit.trim() {
+        "ms" => n,
+        "s" => n.checked_mul(1000)?,
+        "m" | "min" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        _ => return None,
+    };
+    (ms > 0).then_some(ms)
+}
+
+/// Whether a type names a capability (`Remote<..>` or `RemoteStream<..>`)
+/// anywhere in it; returns the offending token.
+fn capability_in(tokens: TokenStream) -> Option<Ident> {
+    for tt in tokens {
+        match tt {
+            TokenTree::Ident(i) if i == "Remote" || i == "RemoteStream" => return Some(i),
+            TokenTree::Group(g) => {
+                if let Some(i) = capability_in(g.stream()) {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Checks every method's option and resolves invalidated names to wire names.
+pub(crate) fn check(cx: &mut Ctxt, methods: &mut [Method]) {
+    let cached: Vec<(String, String)> = methods
+        .iter()
+        .filter(|m| matches!(m.cache, Some(CacheOpt::Cached { .. })))
+        .map(|m| (m.ident.to_string(), m.wire_name.clone()))
+        .collect();
+    for m in methods.iter_mut() {
+        match &mut m.cache {
+            None => {}
+            Some(CacheOpt::Cached { span, .. }) => {
+                let by_ref = matches!(
+                    m.item.sig.inputs.first(),
+                    Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none()
+                );
+                if !by_ref {
+                    cx.push(syn::Error::new(
+                        *span,
+                        "a cached method takes `&self`: its result must depend only on the \
+                         object and the arguments",
+                    ));
+                }
+                let types = m
+                    .args
+                    .iter()
+                    .map(|a| a.ty.to_token_stream())
+                    .chain(std::iter::once(m.item.sig.output.to_token_stream()));
+                for ty in types {
+                    if let Some(cap) = capability_in(ty) {
+                        cx.error(
+                            &cap,
+                            format!(
+                                "method `{}` cannot be cached: `{cap}` is a capability, and a \
+                                 cached result or key must be plain `Wire` data (cache the \
+                                 methods of the object it names instead)",
+                                m.ident
+                            ),
+                        );
+                    }
+                }
+            }
+            Some(CacheOpt::Invalidates { names, wire }) => {
+                for n in names.iter() {
+                    match cached.iter().find(|(rust, _)| n == rust) {
+                        Some((_, w)) => wire.push(w.clone()),
+                        None => cx.error(
+                            n,
+                            format!(
+                                "`invalidates({n})`: this trait has no method `{n}` marked \
+                                 `#[remote(cache(..))]`"
+                            ),
+                        ),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `&CacheRole::..` for a method with an option, `None` tokens otherwise.
+pub(crate) fn role(m: &Method, p: &TokenStream) -> Option<TokenStream> {
+    match m.cache.as_ref()? {
+        CacheOpt::Cached { ttl_ms, .. } => Some(quote!(&#p::CacheRole::Cached { ttl_ms: #ttl_ms })),
+        CacheOpt::Invalidates { wire, .. } => {
+            Some(quote!(&#p::CacheRole::Invalidates(&[#(#wire),*])))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_ms;
+
+    #[test]
+    fn durations_parse_with_units_and_refuse_zero_or_junk() {
+        assert_eq!(parse_duration_ms("500ms"), Some(500));
+        assert_eq!(parse_duration_ms("5s"), Some(5000));
+        assert_eq!(parse_duration_ms("2m"), Some(120_000));
+        assert_eq!(parse_duration_ms("1h"), Some(3_600_000));
+        for bad in ["0s", "5", "s", "5 days", "-1s", ""] {
+            assert_eq!(parse_duration_ms(bad), None, "{bad}");
+        }
+    }
+}
