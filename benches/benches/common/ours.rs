@@ -105,7 +105,7 @@ pub async fn tcp_with(limits: Limits) -> (ServerHandle, Connection, Remote<dyn B
         .bind("tcp://127.0.0.1:0")
         .await
         .expect("bind")
-        .serve(root);
+        .serve(|_| root());
     let client = ConnectionBuilder::new()
         .limits(limits)
         .connect(server.local_addr())
@@ -121,7 +121,7 @@ pub async fn tcp_server() -> ServerHandle {
     Server::bind("tcp://127.0.0.1:0")
         .await
         .expect("bind")
-        .serve(root)
+        .serve(|_| root())
 }
 
 /// A client connection to `addr`: (connection, root proxy).
