@@ -1,0 +1,253 @@
+//! Configuring a connection and running its set-up (transport, handshake,
+//! the reader and writer tasks).
+
+use super::*;
+
+/// Makes a connection's root once its peer is known (a server's factory).
+pub(crate) type RootFactory = Arc<dyn Fn(&Peer) -> Arc<dyn Dispatch> + Send + Sync>;
+
+/// Configures a connection: what it serves, its limits, how it
+/// authenticates.
+///
+/// ```
+/// use std::time::Duration;
+/// use remote_core::auth::Key;
+/// use remote_core::collections::{RemoteList, SharedVec};
+/// use remote_core::{Connection, ConnectionBuilder, Limits};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+/// let list = SharedVec::<u64>::new();
+/// let key = Key::random()?;
+/// let strict = Limits { default_deadline: Duration::from_secs(2), ..Limits::default() };
+/// let (client, _server) = Connection::pair(
+///     ConnectionBuilder::new().limits(strict).credentials("alice", key.clone()),
+///     ConnectionBuilder::new().serve(list.remote()).shared_secret(key),
+/// )
+/// .await?;
+/// client.root::<dyn RemoteList<u64>>().push(1).await?;
+/// assert_eq!(list.snapshot(), vec![1]);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Default)]
+pub struct ConnectionBuilder {
+    pub(crate) limits: Limits,
+    pub(crate) root: Option<Arc<dyn Dispatch>>,
+    /// Makes the root after the handshake (instead of `root`).
+    pub(crate) root_factory: Option<RootFactory>,
+    pub(crate) auth: Side,
+    /// Blocking slots shared with the other connections of a server; a
+    /// standalone connection gets its own group.
+    pub(crate) server_blocking: Option<Arc<ServerBlocking>>,
+    /// The blocking slots of this connection's peer address (a server's
+    /// TCP, TLS and wss connections).
+    pub(crate) peer_blocking: Option<Arc<tokio::sync::Semaphore>>,
+    /// The memory budget shared with other connections (a server's); a
+    /// standalone connection makes its own from `limits.memory_budget`.
+    pub(crate) budget: Option<Arc<Budget>>,
+    /// Accepted by a server.
+    pub(crate) server_side: bool,
+    /// TLS settings for `tls://` and `wss://` addresses.
+    pub(crate) tls: ClientTls,
+    /// The peer's verified certificate, set by the transport that carried
+    /// this connection before [`over_boxed`](ConnectionBuilder::over_boxed).
+    pub(crate) tls_identity: Option<TlsIdentity>,
+}
+
+impl fmt::Debug for ConnectionBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionBuilder")
+            .field("limits", &self.limits)
+            .field("serves_root", &self.root.is_some())
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+impl ConnectionBuilder {
+    /// Defaults: no root, default limits, no authentication.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves `root` as this side's object 0.
+    pub fn serve<T: ?Sized + Interface>(mut self, root: Remote<T>) -> Self {
+        self.root = Some(T::into_dispatch(root.into_arc()));
+        self
+    }
+
+    /// Sets the limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Trust roots and an optional client certificate for `tls://` and
+    /// `wss://` addresses (see [`TlsClientConfig`](crate::TlsClientConfig)).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: crate::TlsClientConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Connects to an address: `tcp://host:port`, `tls://host:port`,
+    /// `unix:///path`, `ws://host:port/path` or `wss://host:port/path`.
+    /// The TLS ones need [`tls`](ConnectionBuilder::tls).
+    pub async fn connect(mut self, addr: &str) -> Result<Connection, Error> {
+        let d = crate::transport::dial(addr, &self.limits, &self.tls).await?;
+        self.tls_identity = d.tls_identity;
+        self.over_boxed(d.reader, d.writer, d.peer).await
+    }
+
+    /// Runs the protocol over any pair of byte streams.
+    pub async fn over<R, W>(self, reader: R, writer: W, peer: &str) -> Result<Connection, Error>
+    where
+        R: tokio::io::AsyncRead + Send + Unpin + 'static,
+        W: tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        self.over_boxed(Box::new(reader), Box::new(writer), peer.to_owned())
+            .await
+    }
+
+    /// Serves on this process's own stdin/stdout (the child side of
+    /// [`spawn_child`](ConnectionBuilder::spawn_child)).
+    pub async fn stdio(self) -> Result<Connection, Error> {
+        self.over(tokio::io::stdin(), tokio::io::stdout(), "stdio")
+            .await
+    }
+
+    /// Spawns `cmd` with piped stdin/stdout and connects to it. The child
+    /// should serve with [`stdio`](ConnectionBuilder::stdio).
+    pub async fn spawn_child(
+        self,
+        mut cmd: tokio::process::Command,
+    ) -> Result<(Connection, tokio::process::Child), Error> {
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn()?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(Error::Io("child has no stdin/stdout pipes".into()));
+        };
+        let peer = format!("child process {}", child.id().unwrap_or(0));
+        let conn = self.over(stdout, stdin, &peer).await?;
+        Ok((conn, child))
+    }
+
+    pub(crate) async fn over_boxed(
+        self,
+        reader: BoxRead,
+        writer: BoxWrite,
+        peer: String,
+    ) -> Result<Connection, Error> {
+        install_panic_hook();
+        let limits = self.limits.clone();
+        let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+        let sink: Arc<dyn ReleaseSink> = Arc::new(CtlSink(ctl_tx.clone()));
+        let budget = self
+            .budget
+            .unwrap_or_else(|| Arc::new(Budget::new(limits.memory_budget)));
+        let output_share = OutputShare::new();
+        let shared = Arc::new(Shared {
+            output_share,
+            core: Mutex::new(State::new(self.root, limits.clone(), sink)),
+            out: Mutex::new(Vec::new()),
+            out_ready: AtomicBool::new(false),
+            writer_gone: AtomicBool::new(false),
+            queued: AtomicUsize::new(0),
+            out_charged: AtomicUsize::new(0),
+            buffered_input: AtomicUsize::new(0),
+            budget,
+            server_side: self.server_side,
+            out_waker: futures_util::task::AtomicWaker::new(),
+            is_closed: AtomicBool::new(false),
+            ctl: ctl_tx,
+            limits: limits.clone(),
+            closed: CancellationToken::new(),
+            close_reason: Mutex::new(None),
+            running: Mutex::new(crate::proto::IdMap::default()),
+            runtime: tokio::runtime::Handle::current(),
+            peer,
+            tls_identity: self.tls_identity,
+            info: OnceLock::new(),
+            blocking: ConnBlocking::new(
+                limits.max_blocking_calls,
+                self.peer_blocking,
+                self.server_blocking.unwrap_or_else(|| {
+                    ServerBlocking::new(
+                        limits.max_server_blocking_calls,
+                        limits.max_blocking_calls_per_peer,
+                    )
+                }),
+            ),
+            cache: std::sync::OnceLock::new(),
+        });
+        tokio::spawn(write_loop(writer, shared.clone()));
+        // If this future is dropped before the handshake ends (e.g. a
+        // timeout around `connect`), close so the writer task ends too.
+        let guard = CloseOnDrop(Some(shared.clone()));
+        let started = Instant::now();
+        let nonce = crate::auth::proto::nonce()
+            .map_err(|e| Error::Io(format!("no randomness for the handshake nonce: {e}")))?;
+        shared.send(&hello(exchange::hello_slot(&self.auth, &nonce).as_deref()))?;
+
+        let mut input = Input::new(reader, shared.clone(), limits.max_handshake_frame_len);
+        let deadline = crate::driver::deadline::after(started, limits.handshake_timeout);
+        let proven = match handshake(&shared, &mut input).await {
+            Ok(slot) => {
+                let run = exchange::run(
+                    &shared,
+                    &mut input,
+                    &self.auth,
+                    &nonce,
+                    slot.as_deref(),
+                    deadline,
+                );
+                run.await
+            }
+            Err(e) => Err(e),
+        };
+        let proven = match proven {
+            Ok(p) => p,
+            Err(e) => {
+                shared.disconnect(e.clone());
+                return Err(e);
+            }
+        };
+        let info = Peer::new(shared.peer.clone(), shared.tls_identity.clone(), proven);
+        if let Some(factory) = &self.root_factory {
+            // The application's code, outside any lock; a panic in it
+            // refuses this connection only.
+            let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory(&info)));
+            match made {
+                Ok(root) => shared.core().set_root(root),
+                Err(_) => {
+                    let e = Error::Handshake("the server's root factory panicked".into());
+                    let _ = shared.send(&encode::goodbye(&e.to_string()));
+                    shared.disconnect(e.clone());
+                    return Err(e);
+                }
+            }
+        }
+        let _ = shared.info.set(info);
+        input.set_max_len(limits.max_frame_len);
+        tokio::spawn(read_loop(shared.clone(), input, ctl_rx));
+        guard.disarm();
+        Ok(Connection { shared })
+    }
+}
+
+/// Closes a connection whose set-up was abandoned.
+struct CloseOnDrop(Option<Arc<Shared>>);
+
+impl CloseOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.close(Error::ConnectionLost("connection set-up abandoned".into()));
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The public handle of a connection.
+
+use super::*;
+
+/// A connection to a peer. Cheap to clone; all clones share it.
+///
+/// Both sides of a connection are equal: each may serve a root object
+/// (object 0) and call the other's. Dropping every `Connection` clone and
+/// proxy does not close it while the peer keeps it open; call
+/// [`close`](Connection::close).
+///
+/// ```
+/// use remote_core::collections::{RemoteMap, SharedMap};
+/// use remote_core::{Connection, Server};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+/// let map = SharedMap::<String, String>::new();
+/// let server = Server::bind("tcp://127.0.0.1:0").await?.serve(move |_| map.remote());
+///
+/// let conn = Connection::connect(server.local_addr()).await?;
+/// let kv = conn.root::<dyn RemoteMap<String, String>>(); // the server's root object
+/// kv.insert("greeting".into(), "hello".into()).await?;
+/// assert_eq!(kv.get("greeting".into()).await?.as_deref(), Some("hello"));
+/// conn.close();
+/// assert!(kv.len().await.unwrap_err().is_connection_lost());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.shared.fmt(f)
+    }
+}
+
+impl Connection {
+    /// Connects to `addr` (`tcp://host:port`, `unix:///path`,
+    /// `ws://host:port/path`) serving nothing.
+    pub async fn connect(addr: &str) -> Result<Connection, Error> {
+        ConnectionBuilder::new().connect(addr).await
+    }
+
+    /// A connected in-memory pair; `a` and `b` configure each side.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> remote_core::Result<()> {
+    /// use remote_core::{Connection, ConnectionBuilder};
+    /// let (a, b) = Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new()).await?;
+    /// assert!(!a.is_closed() && !b.is_closed());
+    /// # Ok(()) }
+    /// ```
+    pub async fn pair(
+        a: ConnectionBuilder,
+        b: ConnectionBuilder,
+    ) -> Result<(Connection, Connection), Error> {
+        let (x, y) = tokio::io::duplex(64 << 10);
+        let (xr, xw) = tokio::io::split(x);
+        let (yr, yw) = tokio::io::split(y);
+        let (ca, cb) = tokio::join!(a.over(xr, xw, "memory"), b.over(yr, yw, "memory"));
+        Ok((ca?, cb?))
+    }
+
+    /// A proxy for the peer's root object (object 0).
+    pub fn root<T: ?Sized + Interface>(&self) -> Remote<T> {
+        Remote::new(T::proxy(Handle::root(self.shared.clone())))
+    }
+
+    /// Closes the connection: sends a goodbye, fails pending calls, drops
+    /// exported objects.
+    pub fn close(&self) {
+        let _ = self.shared.send(&encode::goodbye("closed by peer"));
+        self.shared
+            .close(Error::ConnectionLost("closed locally".into()));
+    }
+
+    /// Whether the connection is closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed.load(Ordering::Acquire)
+    }
+
+    /// Waits until the connection is closed, returning why: e.g.
+    /// `Error::ConnectionLost("peer closed the connection: <its goodbye
+    /// reason>")` when the peer said goodbye (a server shutting down, a
+    /// limit it enforced, a failed authentication), `"closed locally"` after
+    /// [`close`](Connection::close), or the limit or timeout this side
+    /// enforced (`no traffic for idle_timeout = ..`, `keepalive_timeout`,
+    /// a protocol violation). Returns at once if it is already closed.
+    pub async fn closed(&self) -> Error {
+        self.shared.closed.cancelled().await;
+        // Give the reader task a moment to record the reason and release.
+        self.shared.lost()
+    }
+
+    /// A description of the peer (address or transport).
+    pub fn peer(&self) -> &str {
+        &self.shared.peer
+    }
+
+    /// The identity in the peer's verified TLS certificate: on a server's
+    /// connection the client certificate (mutual TLS, see
+    /// [`TlsServerConfig::require_client_cert_pem`](crate::TlsServerConfig::require_client_cert_pem)),
+    /// on a client's the server certificate. `None` when the transport is
+    /// not TLS, the client presented no certificate, or the client skipped
+    /// verification with `danger_accept_any_server_cert`.
+    ///
+    /// ```no_run
+    /// # fn demo(conn: &remote_core::Connection) {
+    /// match conn.tls_identity() {
+    ///     Some(id) => println!("client {:?} ({})", id.common_name(), id.sha256_hex()),
+    ///     None => println!("no client certificate"),
+    /// }
+    /// # }
+    /// ```
+    pub fn tls_identity(&self) -> Option<&TlsIdentity> {
+        self.shared.tls_identity.as_ref()
+    }
+
+    /// Whether the peer authenticated during the handshake (proved it
+    /// holds a key this side's [`ConnectionBuilder::authenticate`] accepted).
+    pub fn is_authenticated(&self) -> bool {
+        self.shared.is_authenticated()
+    }
+
+    /// Who the peer is: address, TLS client identity, and the identity
+    /// its authentication produced.
+    pub fn peer_info(&self) -> Peer {
+        self.shared.peer_info()
+    }
+
+    /// Objects currently exported to the peer (not counting the root).
+    pub fn exported_objects(&self) -> usize {
+        self.shared.core().exports().len()
+    }
+
+    /// Peer objects currently imported (proxies alive).
+    pub fn imported_objects(&self) -> usize {
+        self.shared.core().imports().len()
+    }
+
+    /// Incoming calls currently running.
+    pub fn calls_in_flight(&self) -> usize {
+        self.shared.core().calls_in_flight()
+    }
+
+    /// Bytes queued for the peer and not yet written (bounded by
+    /// `max_write_queue` plus the replies of handlers already running).
+    pub fn queued_output_bytes(&self) -> usize {
+        self.shared.queued_output()
+    }
+
+    /// Bytes reserved for partly received frames from the peer.
+    pub fn buffered_input_bytes(&self) -> usize {
+        self.shared.buffered_input.load(Ordering::Acquire)
+    }
+}
