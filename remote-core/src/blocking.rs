@@ -88,6 +88,7 @@ pub fn allow_blocking<R>(f: impl FnOnce() -> R) -> R {
 /// assert!(!on_pool.await.unwrap(), "blocking calls are allowed in it");
 /// # }
 /// ```
+#[cfg(not(target_arch = "wasm32"))]
 pub fn spawn_blocking<R, F>(f: F) -> tokio::task::JoinHandle<R>
 where
     F: FnOnce() -> R + Send + 'static,
@@ -109,7 +110,11 @@ where
 /// # }
 /// ```
 pub fn in_async_context() -> bool {
-    tokio::runtime::Handle::try_current().is_ok() && !ALLOWED.with(Cell::get)
+    // A page's only thread runs its event loop: never block it.
+    #[cfg(target_arch = "wasm32")]
+    return true;
+    #[cfg(not(target_arch = "wasm32"))]
+    return tokio::runtime::Handle::try_current().is_ok() && !ALLOWED.with(Cell::get);
 }
 
 #[doc(hidden)]
@@ -118,7 +123,7 @@ pub fn in_async_context() -> bool {
 /// `fut` inherit this thread's deadline (that of the blocking method being
 /// served here, say).
 pub fn block_on_call<T, E>(
-    rt: &tokio::runtime::Handle,
+    rt: &crate::rt::RuntimeHandle,
     fut: impl Future<Output = Result<T, E>> + Send + 'static,
 ) -> Result<T, E>
 where
@@ -140,7 +145,17 @@ where
     }
 }
 
+/// A page cannot block: [`block_on_call`] refuses before getting here.
+#[cfg(target_arch = "wasm32")]
+fn block_on_erased(
+    _rt: &crate::rt::RuntimeHandle,
+    _fut: BoxFuture<'static, Box<dyn Any + Send>>,
+) -> Option<Box<dyn Any + Send>> {
+    None
+}
+
 /// [`block_on_call`] on a boxed future: `None` if the runtime dropped it.
+#[cfg(not(target_arch = "wasm32"))]
 fn block_on_erased(
     rt: &tokio::runtime::Handle,
     fut: BoxFuture<'static, Box<dyn Any + Send>>,
@@ -169,10 +184,12 @@ fn block_on_erased(
 /// # Ok::<(), remote_core::Error>(())
 /// ```
 #[derive(Debug)]
+#[cfg(not(target_arch = "wasm32"))]
 pub struct Blocking {
     rt: tokio::runtime::Runtime,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Blocking {
     /// Starts a small background runtime (one worker thread).
     pub fn new() -> Result<Self, Error> {

@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::rt::time::Instant;
 use bytes::Bytes;
 use moka::notification::RemovalCause;
-use tokio::time::Instant;
 
 use crate::codec;
 use crate::proto::ObjectId;

@@ -62,6 +62,9 @@
 //! caller's certificate identity) is explained in [`transport::tls`].
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
+// The browser build leaves out the server, the native transports and the
+// blocking runtime; what only they used is unused there.
+#![cfg_attr(target_arch = "wasm32", allow(dead_code, unused_imports))]
 
 extern crate self as remote_core;
 
@@ -86,7 +89,15 @@ mod peer;
 #[doc(hidden)]
 pub mod proto;
 mod remote;
+mod rt;
+/// The browser build's own clock and (absent) runtime, which appear in
+/// public signatures where native builds name tokio's.
+#[cfg(target_arch = "wasm32")]
+pub mod web {
+    pub use crate::rt::{time::Instant, RuntimeHandle};
+}
 pub mod schema;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod server;
 pub mod stream;
 pub mod transport;
@@ -98,6 +109,7 @@ pub use interface::{BoxFuture, Dispatch, Handle, Interface};
 pub use limits::Limits;
 pub use peer::Peer;
 pub use remote::Remote;
+#[cfg(not(target_arch = "wasm32"))]
 pub use server::{Server, ServerBuilder, ServerEvent, ServerHandle};
 pub use transport::TlsIdentity;
 #[cfg(feature = "tls")]

@@ -28,6 +28,9 @@ use std::path::PathBuf;
 use crate::driver::io_types::{BoxRead, BoxWrite};
 use crate::{Error, Limits};
 
+#[cfg(target_arch = "wasm32")]
+mod browser_ws;
+#[cfg(not(target_arch = "wasm32"))]
 mod listener;
 #[cfg(feature = "tls")]
 pub mod tls;
@@ -42,6 +45,7 @@ mod ws_meter;
 pub use tls::{TlsClientConfig, TlsServerConfig, ALPN};
 pub use tls_identity::TlsIdentity;
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) use listener::{Accepted, Listener};
 
 /// A client's TLS configuration, if any (none exists without feature `tls`).
@@ -242,21 +246,36 @@ pub(crate) async fn dial(addr: &str, limits: &Limits, tls: &ClientTls) -> Result
             let _ = tls;
             Err(no_websocket(addr))
         }
-        #[cfg(not(feature = "tls"))]
+        #[cfg(all(not(feature = "tls"), not(target_arch = "wasm32")))]
         Address::Tls(_) | Address::Wss { .. } => {
             let _ = tls;
             Err(no_tls(addr))
         }
-        #[cfg(feature = "websocket")]
+        #[cfg(target_arch = "wasm32")]
+        Address::Ws { .. } | Address::Wss { .. } => {
+            // The browser does TLS for wss:// (its own trust roots).
+            let _ = tls;
+            let (r, w) = browser_ws::dial(addr, limits).await?;
+            Ok(plain(r, w))
+        }
+        #[cfg(target_arch = "wasm32")]
+        Address::Tcp(_) | Address::Tls(_) | Address::Unix(_) | Address::Stdio => {
+            Err(Error::Address {
+                addr: addr.to_owned(),
+                reason: "a page reaches servers only over ws:// or wss:// (browser build)".into(),
+            })
+        }
+        #[cfg(all(feature = "websocket", not(target_arch = "wasm32")))]
         Address::Ws { .. } => {
             let (r, w) = ws::dial(addr, limits).await?;
             Ok(plain(r, w))
         }
-        #[cfg(not(feature = "websocket"))]
+        #[cfg(all(not(feature = "websocket"), not(target_arch = "wasm32")))]
         Address::Ws { .. } => {
             let _ = limits;
             Err(no_websocket(addr))
         }
+        #[cfg(not(target_arch = "wasm32"))]
         Address::Tcp(hp) => {
             let s = tokio::net::TcpStream::connect(&hp)
                 .await
@@ -265,6 +284,7 @@ pub(crate) async fn dial(addr: &str, limits: &Limits, tls: &ClientTls) -> Result
             let (r, w) = s.into_split();
             Ok(plain(Box::new(r), Box::new(w)))
         }
+        #[cfg(not(target_arch = "wasm32"))]
         Address::Unix(path) => {
             #[cfg(unix)]
             {
@@ -283,6 +303,7 @@ pub(crate) async fn dial(addr: &str, limits: &Limits, tls: &ClientTls) -> Result
                 })
             }
         }
+        #[cfg(not(target_arch = "wasm32"))]
         Address::Stdio => Ok(Dialed {
             peer: "stdio".into(),
             ..plain(Box::new(tokio::io::stdin()), Box::new(tokio::io::stdout()))

@@ -4,8 +4,8 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use crate::rt::time::Instant;
 use bytes::BytesMut;
-use tokio::time::Instant;
 
 use super::proto::{self, HelloAuth, Role, Transcript, NONCE_LEN};
 use super::{Side, REFUSED};
@@ -142,7 +142,7 @@ fn refuse(shared: &Shared, why: &str) -> Error {
 
 /// The next frame before `deadline` (a goodbye becomes the peer's refusal).
 async fn next(shared: &Shared, input: &mut Input, deadline: Instant) -> Result<BytesMut, Error> {
-    let frame = match tokio::time::timeout_at(deadline, input.next(false)).await {
+    let frame = match crate::rt::time::timeout_at(deadline, input.next(false)).await {
         Err(_) => {
             let limit = shared.limits.handshake_timeout;
             return Err(refuse(

@@ -173,7 +173,7 @@ pub(super) fn subscribe<F: Feed>(
         id,
         cursor,
     };
-    tokio::spawn(follow(leave, listener, subs.head.subscribe(), closed));
+    crate::rt::spawn(follow(leave, listener, subs.head.subscribe(), closed));
     Ok(())
 }
 

@@ -4,10 +4,10 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
+use crate::rt::time::Instant;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::time::Instant;
 
 use super::conn::{Control, Held, Incoming, Shared};
 use crate::codec;
@@ -433,7 +433,7 @@ impl CallCx {
             .shared
             .blocking
             .hold((self.id, self.seq), self.shared.ctl.clone());
-        let task = tokio::task::spawn_blocking(move || {
+        let task = crate::rt::spawn_blocking(move || {
             // Released when `f` returns (or unwinds), not when the awaiting
             // handler is dropped.
             let _held = (hold, slots);

@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use crate::rt::time::Instant;
 
 tokio::task_local! {
     static DEADLINE: Instant;

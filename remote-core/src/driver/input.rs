@@ -236,7 +236,7 @@ impl Input {
         self.buf = BytesMut::new();
         let mut scratch = vec![0u8; 4096];
         let r = &mut self.r;
-        let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let _ = crate::rt::time::timeout(DRAIN_TIME, async {
             let mut total = 0;
             while total < DRAIN_BYTES {
                 match r.read(&mut scratch).await {

@@ -115,7 +115,7 @@ pub(crate) async fn write_loop(mut w: BoxWrite, shared: Arc<Shared>) {
     // Closing: write the last frames (e.g. a goodbye) within a grace period,
     // then shut down our side; the socket is dropped either way (the reader
     // drains the peer's input meanwhile, PROTOCOL.md §9).
-    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+    let _ = crate::rt::time::timeout(CLOSE_GRACE, async {
         if !last.is_empty() {
             w.write_all(&last).await?;
         }
@@ -152,7 +152,7 @@ async fn write_some(w: &mut BoxWrite, data: &[u8], shared: &Shared) -> Result<us
             let stall = shared.limits.write_stall_timeout;
             tokio::select! {
                 biased;
-                r = tokio::time::timeout(stall, io) => match r {
+                r = crate::rt::time::timeout(stall, io) => match r {
                     Ok(r) => r,
                     Err(_) => return Err(Stop::Stalled),
                 },

@@ -15,10 +15,10 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use crate::rt::time::Timeout;
 use pin_project_lite::pin_project;
 use serde::Serialize;
 use tokio::sync::oneshot;
-use tokio::time::Timeout;
 
 use super::call::Prepared;
 use super::conn::{Control, Incoming};
@@ -61,7 +61,7 @@ impl RawCall {
             id,
             budget,
             armed: true,
-            reply: tokio::time::timeout_at(deadline, rx),
+            reply: crate::rt::time::timeout_at(deadline, rx),
         }
     }
 }

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use crate::rt::time::Instant;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use super::conn::{Control, Core, Heard, Shared};
 use super::input::Input;
@@ -18,7 +18,7 @@ pub(super) async fn handshake(
     input: &mut Input,
 ) -> Result<Option<Vec<u8>>, Error> {
     let limit = shared.limits.handshake_timeout;
-    let first = match tokio::time::timeout(limit, input.next(false)).await {
+    let first = match crate::rt::time::timeout(limit, input.next(false)).await {
         Err(_) => {
             let msg = format!("no handshake within handshake_timeout = {limit:?}");
             let _ = shared.send(&encode::goodbye(&msg));
@@ -94,7 +94,7 @@ pub(super) async fn read_loop(
     };
     // Created once, not per loop iteration: the hot path re-arms no timer
     // per frame. A local close arrives as `Control::Closed`.
-    let idle_timer = tokio::time::sleep(idle);
+    let idle_timer = crate::rt::time::sleep(idle);
     tokio::pin!(idle_timer);
     let mut keepalive = match limits.keepalive_interval {
         Some(every) if shared.core().keepalive_negotiated() => Some(Keepalive::new(
@@ -107,7 +107,7 @@ pub(super) async fn read_loop(
     let ka_first = keepalive
         .as_ref()
         .map_or_else(Instant::now, |k| Instant::from_std(k.deadline()));
-    let ka_timer = tokio::time::sleep_until(ka_first);
+    let ka_timer = crate::rt::time::sleep_until(ka_first);
     tokio::pin!(ka_timer);
     // Frames of any kind (liveness) and frames other than keepalive
     // (traffic, for the idle timeout), with their values at the last checks.

@@ -11,7 +11,9 @@
 //! expiry whether any frame arrived since the previous one, so a ping goes
 //! out between `interval` and `2 × interval` after the last frame.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 use super::kind;
 use super::value::enc;

@@ -107,6 +107,7 @@ impl ConnectionBuilder {
             .await
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Serves on this process's own stdin/stdout (the child side of
     /// [`spawn_child`](ConnectionBuilder::spawn_child)).
     pub async fn stdio(self) -> Result<Connection, Error> {
@@ -114,6 +115,7 @@ impl ConnectionBuilder {
             .await
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Spawns `cmd` with piped stdin/stdout and connects to it. The child
     /// should serve with [`stdio`](ConnectionBuilder::stdio).
     pub async fn spawn_child(
@@ -164,7 +166,7 @@ impl ConnectionBuilder {
             closed: CancellationToken::new(),
             close_reason: Mutex::new(None),
             running: Mutex::new(crate::proto::IdMap::default()),
-            runtime: tokio::runtime::Handle::current(),
+            runtime: crate::rt::current_runtime(),
             peer,
             tls_identity: self.tls_identity,
             info: OnceLock::new(),
@@ -180,7 +182,7 @@ impl ConnectionBuilder {
             ),
             cache: std::sync::OnceLock::new(),
         });
-        tokio::spawn(write_loop(writer, shared.clone()));
+        crate::rt::spawn(write_loop(writer, shared.clone()));
         // If this future is dropped before the handshake ends (e.g. a
         // timeout around `connect`), close so the writer task ends too.
         let guard = CloseOnDrop(Some(shared.clone()));
@@ -229,7 +231,7 @@ impl ConnectionBuilder {
         }
         let _ = shared.info.set(info);
         input.set_max_len(limits.max_frame_len);
-        tokio::spawn(read_loop(shared.clone(), input, ctl_rx));
+        crate::rt::spawn(read_loop(shared.clone(), input, ctl_rx));
         guard.disarm();
         Ok(Connection { shared })
     }

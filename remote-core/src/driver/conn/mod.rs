@@ -6,11 +6,11 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use crate::rt::time::Instant;
+use crate::rt::AbortHandle;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::AbortHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 mod builder;
@@ -136,7 +136,7 @@ pub(crate) struct Shared {
     close_reason: Mutex<Option<Error>>,
     /// Spawned handlers by sequence number (ids may be reused by the peer).
     running: Mutex<crate::proto::IdMap<u64, AbortHandle>>,
-    pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) runtime: crate::rt::RuntimeHandle,
     peer: String,
     /// The peer's verified TLS certificate, if the transport was TLS.
     tls_identity: Option<TlsIdentity>,
@@ -546,10 +546,10 @@ impl Shared {
                         seq,
                     },
                 );
-                let task = tokio::spawn(async move {
+                let task = crate::rt::spawn(async move {
                     let (fut, _done) = guarded;
                     let run = std::panic::AssertUnwindSafe(fut).catch_unwind();
-                    let timed = tokio::time::timeout_at(deadline, run);
+                    let timed = crate::rt::time::timeout_at(deadline, run);
                     let res =
                         crate::peer::scope(peer, super::deadline::scope(deadline, timed)).await;
                     let frame = match res {

@@ -1,0 +1,29 @@
+//! The few runtime services the driver needs (spawning, timers, a clock),
+//! from tokio on native targets and from the browser's event loop on
+//! `wasm32` (where tokio has no timer and no task scheduler of its own).
+//!
+//! Every module compiled for both names these through `crate::rt` instead
+//! of `tokio::spawn`/`tokio::time`, so the driver is the same code in both
+//! builds. The names and signatures follow tokio's.
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use tokio::{
+    runtime::Handle as RuntimeHandle,
+    spawn,
+    task::{spawn_blocking, AbortHandle},
+    time,
+};
+
+/// The runtime the connection was made on (blocking proxy calls run their
+/// futures there).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn current_runtime() -> RuntimeHandle {
+    tokio::runtime::Handle::current()
+}
+
+#[cfg(target_arch = "wasm32")]
+mod web;
+#[cfg(target_arch = "wasm32")]
+pub use web::RuntimeHandle;
+#[cfg(target_arch = "wasm32")]
+pub(crate) use web::{current_runtime, spawn, spawn_blocking, time, AbortHandle};
