@@ -10,12 +10,21 @@
 //! cargo run --example chat -- server tcp://127.0.0.1:7000       # terminal 1
 //! cargo run --example chat -- client tcp://127.0.0.1:7000 ann   # terminal 2, 3, ...
 //! ```
+//!
+//! With the page built (`examples/chat-web/build.sh`), a `ws://` server
+//! also serves it to browsers, next to the terminal clients:
+//!
+//! ```text
+//! cargo run --example chat -- server ws://127.0.0.1:7001/ --web target/chat-web
+//! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use remote_core::collections::{on_push, SharedVec};
 use remote_core::{Connection, ConnectionBuilder, Limits, Server, ServerHandle};
 use remote_examples::chat::{Chat, Message};
+use remote_examples::static_files::StaticFiles;
 use remote_examples::{say, Transcript};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
@@ -54,9 +63,26 @@ pub async fn demo(out: &Transcript) -> remote_core::Result<()> {
 
 /// `chat server ADDR`: serves one shared list until killed.
 pub async fn serve(addr: &str) -> remote_core::Result<ServerHandle> {
+    Ok(serve_list(addr).await?.0)
+}
+
+/// [`serve`], also returning the list (its subscriber count is what the
+/// browser test checks).
+pub async fn serve_list(
+    addr: &str,
+) -> remote_core::Result<(ServerHandle, Arc<SharedVec<Message>>)> {
     let messages = SharedVec::<Message>::new();
     let server = Server::builder().limits(patient()).bind(addr).await?;
-    Ok(server.serve(move |_| messages.remote()))
+    let list = messages.clone();
+    Ok((server.serve(move |_| list.remote()), messages))
+}
+
+/// `--web DIR`: serves the built page (index.html, pkg/) on a free
+/// loopback port; returns the server and the page's URL for `ws_addr`.
+pub fn serve_page(dir: &str, ws_addr: &str) -> std::io::Result<(StaticFiles, String)> {
+    let files = StaticFiles::serve(dir, "127.0.0.1:0")?;
+    let url = format!("http://{}/?ws={ws_addr}", files.addr());
+    Ok((files, url))
 }
 
 /// `chat client ADDR NAME`: prints the last 20 messages, posts each line of
@@ -112,9 +138,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args[..] {
         [] => demo(&Transcript::stdout()).await?,
-        ["server", addr] => {
+        ["server", addr] | ["server", addr, "--web", _] => {
             let server = serve(addr).await?;
             eprintln!("chat server on {} (Ctrl-C to stop)", server.local_addr());
+            let _page = match args[..] {
+                [_, _, "--web", dir] => {
+                    let (files, url) = serve_page(dir, server.local_addr())?;
+                    eprintln!("chat page: open {url}");
+                    Some(files)
+                }
+                _ => None,
+            };
             // Serve until Ctrl-C; then refuse new connections, let calls in
             // flight finish for up to 5 s, and say goodbye to every client.
             let ctrl_c = async {
@@ -136,7 +170,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(0);
         }
         _ => {
-            eprintln!("usage: chat [server ADDR | client ADDR NAME]   (ADDR: tcp://host:port or unix:///path)");
+            eprintln!("usage: chat [server ADDR [--web DIR] | client ADDR NAME]   (ADDR: tcp://host:port, unix:///path or ws://host:port/)");
             std::process::exit(2);
         }
     }

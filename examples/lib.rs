@@ -65,6 +65,8 @@ macro_rules! say {
     };
 }
 
+pub mod static_files;
+
 // Its own file: the browser client (chat-web/) compiles the same source.
 #[path = "chat_types.rs"]
 pub mod chat;
