@@ -98,7 +98,11 @@ pub(crate) async fn dial(url: &str, limits: &Limits) -> Result<(BoxRead, BoxWrit
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(SEND_QUEUE);
     let socket = Socket {
         ws: ws.clone(),
-        _handlers: (on_message, on_open, on_close),
+        _handlers: Handlers {
+            _message: on_message,
+            _open: on_open,
+            _close: on_close,
+        },
     };
 
     let opened = crate::rt::time::timeout(limits.handshake_timeout, open_rx).await;
@@ -130,11 +134,14 @@ pub(crate) async fn dial(url: &str, limits: &Limits) -> Result<(BoxRead, BoxWrit
 /// and the socket closed when it is dropped.
 struct Socket {
     ws: WebSocket,
-    _handlers: (
-        Closure<dyn FnMut(MessageEvent)>,
-        Closure<dyn FnMut(Event)>,
-        Closure<dyn FnMut(CloseEvent)>,
-    ),
+    _handlers: Handlers,
+}
+
+/// The socket's event handlers, alive as long as it is.
+struct Handlers {
+    _message: Closure<dyn FnMut(MessageEvent)>,
+    _open: Closure<dyn FnMut(Event)>,
+    _close: Closure<dyn FnMut(CloseEvent)>,
 }
 
 impl Drop for Socket {
