@@ -5,14 +5,17 @@
 //!
 //! The `WebSocket` object cannot leave the page's thread, while the driver's
 //! halves are `Send`; so the socket and its event handlers live in a local
-//! task, and the halves talk to it through channels. A browser offers no
-//! back-pressure on receiving: messages are taken as they come (each at
-//! most `max_frame_len + 4` bytes, else the connection fails), and the
-//! driver's own budget bounds what it keeps of them. Sending waits while
-//! the socket's `bufferedAmount` is over [`SEND_HIGH_WATER`].
+//! task, and the halves talk to it through channels. A browser's WebSocket
+//! cannot pause its peer: messages are taken as they come, each at most
+//! `max_frame_len + 4` bytes, and those received but not yet read by the
+//! driver at most `memory_budget` bytes together; over either the
+//! connection fails with an error naming the limit. Sending waits while the
+//! socket's `bufferedAmount` is over [`SEND_HIGH_WATER`].
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -47,20 +50,30 @@ pub(crate) async fn dial(url: &str, limits: &Limits) -> Result<(BoxRead, BoxWrit
     let (open_tx, open_rx) = oneshot::channel::<Result<(), String>>();
     let open_tx = std::rc::Rc::new(std::cell::RefCell::new(Some(open_tx)));
     let max_msg = limits.max_frame_len.saturating_add(4);
+    let budget = limits.memory_budget;
+    let queued = Arc::new(AtomicUsize::new(0));
 
     let on_message = {
         let tx = in_tx.clone();
+        let queued = queued.clone();
         Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
             let data = ev.data();
             let msg = match data.dyn_into::<js_sys::ArrayBuffer>() {
                 Ok(buf) => {
                     let len = buf.byte_length() as usize;
+                    let held = queued.load(Ordering::Relaxed);
                     if len > max_msg {
                         Inbound::Closed(format!(
                             "limit exceeded: max_frame_len = {} (a websocket message of {len} bytes)",
                             max_msg - 4
                         ))
+                    } else if held.saturating_add(len) > budget {
+                        Inbound::Closed(format!(
+                            "limit exceeded: memory_budget = {budget} ({held} bytes received \
+                             and not yet read, a browser cannot pause the sender)"
+                        ))
                     } else {
+                        queued.fetch_add(len, Ordering::Relaxed);
                         Inbound::Message(Bytes::from(js_sys::Uint8Array::new(&buf).to_vec()))
                     }
                 }
@@ -121,6 +134,7 @@ pub(crate) async fn dial(url: &str, limits: &Limits) -> Result<(BoxRead, BoxWrit
     let reader = WsRead {
         rx: in_rx,
         cur: Bytes::new(),
+        queued,
     };
     let writer = WsWrite {
         tx: PollSender::new(out_tx),
@@ -174,6 +188,8 @@ async fn send_loop(socket: Socket, mut rx: mpsc::Receiver<Bytes>) {
 struct WsRead {
     rx: mpsc::UnboundedReceiver<Inbound>,
     cur: Bytes,
+    /// Bytes of messages in `rx`, against `memory_budget`.
+    queued: Arc<AtomicUsize>,
 }
 
 impl AsyncRead for WsRead {
@@ -185,6 +201,7 @@ impl AsyncRead for WsRead {
         while self.cur.is_empty() {
             match ready!(self.rx.poll_recv(cx)) {
                 Some(Inbound::Message(m)) => {
+                    self.queued.fetch_sub(m.len(), Ordering::Relaxed);
                     let announced = m
                         .get(..4)
                         .map(|p| u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize);
