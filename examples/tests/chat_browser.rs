@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use remote_core::Connection;
 use remote_examples::chat::{Chat, Message};
+use tokio::io::AsyncReadExt;
+use tokio::process::Child;
 
 #[allow(dead_code)]
 #[path = "../chat.rs"]
@@ -30,6 +32,19 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     })
     .await
     .unwrap_or_else(|_| panic!("{what}: not within {LIMIT:?}"));
+}
+
+/// Fails the test at once if the browser driver already exited, with its
+/// output (instead of waiting out [`LIMIT`] for the page).
+fn still_running(driver: &mut Child, log: &std::sync::Mutex<String>) {
+    if let Ok(Some(status)) = driver.try_wait() {
+        // Give the output reader a moment to collect the last lines.
+        std::thread::sleep(Duration::from_millis(200));
+        panic!(
+            "the browser driver exited early ({status}):\n{}",
+            log.lock().unwrap()
+        );
+    }
 }
 
 fn target_dir() -> PathBuf {
@@ -54,7 +69,7 @@ async fn page_in_chromium_posts_receives_and_its_listener_is_released() {
     let _ = std::fs::remove_file(&shot);
 
     let e2e = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("chat-web/e2e");
-    let driver = tokio::process::Command::new("node")
+    let mut driver = tokio::process::Command::new("node")
         .arg("drive.mjs")
         .arg(&url)
         .arg(&shot)
@@ -63,9 +78,23 @@ async fn page_in_chromium_posts_receives_and_its_listener_is_released() {
         .kill_on_drop(true)
         .spawn()
         .expect("node (with examples/chat-web/e2e's npm packages installed)");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut stdout = driver.stdout.take().unwrap();
+    let reader = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let mut buf = [0; 4096];
+            while let Ok(n @ 1..) = stdout.read(&mut buf).await {
+                log.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
 
     // The page connected, subscribed and posted.
     eventually("the page's message reaching the server", || {
+        still_running(&mut driver, &log);
         list.snapshot()
             .iter()
             .any(|m| m.user.as_str() == "web" && m.text.as_str() == "hello from the browser")
@@ -84,12 +113,13 @@ async fn page_in_chromium_posts_receives_and_its_listener_is_released() {
         .expect("native post");
 
     // The page saw it, took the screenshot and closed.
-    let out = tokio::time::timeout(Duration::from_secs(120), driver.wait_with_output())
+    let status = tokio::time::timeout(Duration::from_secs(120), driver.wait())
         .await
         .expect("the browser driver did not finish within 120 s")
-        .expect("browser driver output");
-    let log = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "browser driver failed:\n{log}");
+        .expect("browser driver status");
+    reader.await.unwrap();
+    let log = log.lock().unwrap().clone();
+    assert!(status.success(), "browser driver failed:\n{log}");
     for step in ["connected", "posted", "received", "closed"] {
         assert!(log.lines().any(|l| l == step), "no {step:?} in:\n{log}");
     }
