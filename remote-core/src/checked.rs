@@ -1,0 +1,104 @@
+//! How a `#[remote]` trait's `Interface` impl reaches its proxy and
+//! dispatcher without requiring the impls that a mistake breaks.
+//!
+//! The proxy's `impl Chat for ChatClient` and the dispatcher's
+//! `impl Dispatch for __ChatDispatch` carry a `where` clause naming every
+//! type of the trait's signatures (`for<'__w> Ty: Wire`), so a type that
+//! cannot cross is not reported again inside them. The `Interface` impl
+//! cannot carry that clause (proving `Remote<dyn Chat>: Wire` needs it: a
+//! cycle), yet it builds both: a plain cast there would report the type a
+//! second and third time ("required for `ChatClient` to implement `Chat`").
+//! So the generated [`Checked`] impl (with the same `where` clause) does the
+//! casts, and the `Interface` impl picks it by method resolution
+//! ("autoref specialization"): `(&&Probe::<D, dyn Chat>::NEW).into_dispatch(..)`
+//! resolves to [`ViaChecked`] when `D: Checked` holds and to
+//! [`ViaUnchecked`] otherwise. The latter is chosen only in a crate that
+//! does not compile: the type's one error is reported where the schema
+//! describes it (`describe_wire`).
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::interface::{Dispatch, Handle};
+
+/// The casts of a `#[remote]` trait's `Interface` impl, implemented by its
+/// dispatcher under the `where` clause that names every type in the
+/// trait's signatures.
+pub trait Checked {
+    /// `dyn Chat`.
+    type Interface: ?Sized;
+    /// A local object behind its dispatcher.
+    fn into_dispatch(this: Arc<Self::Interface>) -> Arc<dyn Dispatch>;
+    /// A proxy for the object behind `handle`.
+    fn proxy(handle: Handle) -> Arc<Self::Interface>;
+}
+
+/// The receiver that selects [`ViaChecked`] or [`ViaUnchecked`]: `D` is the
+/// dispatcher, `I` the interface (`dyn Chat`).
+pub struct Probe<D, I: ?Sized>(PhantomData<(fn() -> D, fn() -> Arc<I>)>);
+
+impl<D, I: ?Sized> std::fmt::Debug for Probe<D, I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Probe")
+    }
+}
+
+impl<D, I: ?Sized> Probe<D, I> {
+    /// The probe (a zero-sized value).
+    pub const NEW: Self = Probe(PhantomData);
+}
+
+/// Selected when the dispatcher's [`Checked`] impl holds: every type in
+/// the trait's signatures crosses the wire.
+pub trait ViaChecked<I: ?Sized> {
+    /// [`Checked::into_dispatch`].
+    fn into_dispatch(&self, this: Arc<I>) -> Arc<dyn Dispatch>;
+    /// [`Checked::proxy`].
+    fn proxy(&self, handle: Handle) -> Arc<I>;
+}
+
+impl<D: Checked<Interface = I>, I: ?Sized> ViaChecked<I> for &Probe<D, I> {
+    #[inline]
+    fn into_dispatch(&self, this: Arc<I>) -> Arc<dyn Dispatch> {
+        D::into_dispatch(this)
+    }
+    #[inline]
+    fn proxy(&self, handle: Handle) -> Arc<I> {
+        D::proxy(handle)
+    }
+}
+
+/// Selected when the dispatcher's [`Checked`] impl does not hold, that is
+/// only in a crate with an error at a type in the trait's signatures.
+pub trait ViaUnchecked<I: ?Sized> {
+    /// Never compiled into a program (see [`ViaUnchecked`]).
+    fn into_dispatch(&self, this: Arc<I>) -> Arc<dyn Dispatch>;
+    /// Never compiled into a program (see [`ViaUnchecked`]).
+    fn proxy(&self, handle: Handle) -> Arc<I>;
+}
+
+impl<D, I: ?Sized> ViaUnchecked<I> for Probe<D, I> {
+    fn into_dispatch(&self, _: Arc<I>) -> Arc<dyn Dispatch> {
+        unchecked::<D>()
+    }
+    fn proxy(&self, _: Handle) -> Arc<I> {
+        unchecked::<D>()
+    }
+}
+
+/// Fails the build if it is ever instantiated: type checking picks
+/// [`ViaUnchecked`] only for a trait whose schema describer already failed
+/// to compile, so no program reaches this.
+fn unchecked<D>() -> ! {
+    let () = Unchecked::<D>::FAIL;
+    unreachable!("a #[remote] trait with a type that is not Wire")
+}
+
+struct Unchecked<D>(PhantomData<D>);
+
+impl<D> Unchecked<D> {
+    const FAIL: () = panic!(
+        "a `#[remote]` trait with a type that is not `Wire` in a signature was compiled \
+         (its error is reported at the type)"
+    );
+}
