@@ -15,11 +15,23 @@
 //! [`ViaUnchecked`] otherwise. The latter is chosen only in a crate that
 //! does not compile: the type's one error is reported where the schema
 //! describes it (`describe_wire`).
+//!
+//! `#[derive(Wire)]` does the same for each field: serde's code for the
+//! field goes through `serialize_with` / `deserialize_with` functions that
+//! use [`FieldProbe`], and the schema's field type too, so a field that is
+//! not `Wire` is reported once, by the derive's `assert_wire::<Field>()`,
+//! not again as a missing `Serialize` and `Deserialize` impl. (A `where`
+//! clause cannot do it there: `struct Tree { children: Vec<Tree> }` would
+//! need itself.)
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use serde::{Deserializer, Serializer};
+
 use crate::interface::{Dispatch, Handle};
+use crate::schema::{SchemaBuilder, Ty};
+use crate::Wire;
 
 /// The casts of a `#[remote]` trait's `Interface` impl, implemented by its
 /// dispatcher under the `where` clause that names every type in the
@@ -86,19 +98,84 @@ impl<D, I: ?Sized> ViaUnchecked<I> for Probe<D, I> {
     }
 }
 
+/// The receiver that selects [`FieldWire`] or [`FieldNotWire`] for a field
+/// of type `T` of a `#[derive(Wire)]` type.
+pub struct FieldProbe<T>(PhantomData<fn() -> T>);
+
+impl<T> std::fmt::Debug for FieldProbe<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FieldProbe")
+    }
+}
+
+impl<T> FieldProbe<T> {
+    /// The probe (a zero-sized value).
+    pub const NEW: Self = FieldProbe(PhantomData);
+}
+
+/// Selected when the field's type is `Wire`: its own serde impls and
+/// description.
+pub trait FieldWire<T> {
+    /// `value.serialize(s)`.
+    fn serialize<S: Serializer>(&self, value: &T, s: S) -> Result<S::Ok, S::Error>;
+    /// `T::deserialize(d)`.
+    fn deserialize<'de, D: Deserializer<'de>>(&self, d: D) -> Result<T, D::Error>;
+    /// `b.ty::<T>()`.
+    fn describe(&self, b: &mut SchemaBuilder) -> Ty;
+}
+
+impl<T: Wire> FieldWire<T> for &FieldProbe<T> {
+    #[inline]
+    fn serialize<S: Serializer>(&self, value: &T, s: S) -> Result<S::Ok, S::Error> {
+        value.serialize(s)
+    }
+    #[inline]
+    fn deserialize<'de, D: Deserializer<'de>>(&self, d: D) -> Result<T, D::Error> {
+        T::deserialize(d)
+    }
+    #[inline]
+    fn describe(&self, b: &mut SchemaBuilder) -> Ty {
+        b.ty::<T>()
+    }
+}
+
+/// Selected when the field's type is not `Wire`, that is only in a crate
+/// where the derive's `assert_wire` for the field fails to compile.
+pub trait FieldNotWire<T> {
+    /// Never compiled into a program (see [`FieldNotWire`]).
+    fn serialize<S: Serializer>(&self, value: &T, s: S) -> Result<S::Ok, S::Error>;
+    /// Never compiled into a program (see [`FieldNotWire`]).
+    fn deserialize<'de, D: Deserializer<'de>>(&self, d: D) -> Result<T, D::Error>;
+    /// Never compiled into a program (see [`FieldNotWire`]).
+    fn describe(&self, b: &mut SchemaBuilder) -> Ty;
+}
+
+impl<T> FieldNotWire<T> for FieldProbe<T> {
+    fn serialize<S: Serializer>(&self, _: &T, _: S) -> Result<S::Ok, S::Error> {
+        unchecked::<T>()
+    }
+    fn deserialize<'de, D: Deserializer<'de>>(&self, _: D) -> Result<T, D::Error> {
+        unchecked::<T>()
+    }
+    fn describe(&self, _: &mut SchemaBuilder) -> Ty {
+        unchecked::<T>()
+    }
+}
+
 /// Fails the build if it is ever instantiated: type checking picks
-/// [`ViaUnchecked`] only for a trait whose schema describer already failed
-/// to compile, so no program reaches this.
+/// [`ViaUnchecked`] or [`FieldNotWire`] only where the type's own check
+/// (`describe_wire`, `assert_wire`) already failed to compile, so no
+/// program reaches this.
 fn unchecked<D>() -> ! {
     let () = Unchecked::<D>::FAIL;
-    unreachable!("a #[remote] trait with a type that is not Wire")
+    unreachable!("generated code for a type that is not Wire")
 }
 
 struct Unchecked<D>(PhantomData<D>);
 
 impl<D> Unchecked<D> {
     const FAIL: () = panic!(
-        "a `#[remote]` trait with a type that is not `Wire` in a signature was compiled \
+        "code generated for a type that is not `Wire` was compiled \
          (its error is reported at the type)"
     );
 }

@@ -195,7 +195,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub mod __private {
     pub use crate::blocking::block_on_call;
     pub use crate::cache::CacheRole;
-    pub use crate::checked::{Checked, Probe, ViaChecked, ViaUnchecked};
+    pub use crate::checked::{
+        Checked, FieldNotWire, FieldProbe, FieldWire, Probe, ViaChecked, ViaUnchecked,
+    };
     pub use crate::describe::{
         describe_interface, error_of, remote_error_ty, unit_ty, DescribeFn, InterfaceDesc,
         MethodDesc, SourceDesc,
