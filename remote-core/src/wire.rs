@@ -45,8 +45,8 @@ use crate::schema::{SchemaBuilder, Ty};
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot cross a remote connection: it does not implement `Wire`",
     label = "not a wire type",
-    note = "add `#[derive(remote_core::Wire)]` to a struct or enum of your own so it crosses by value \
-            (in a `Vec`, `Option`, tuple or map, to its element types)",
+    note = "add `#[derive(remote_core::Wire)]` to a struct or enum of your own so it crosses by value; \
+            a `Vec`, `Option`, tuple or map crosses when its element types do",
     note = "or pass an object by reference as `remote_core::Remote<dyn YourTrait>` (the trait needs `#[remote]`)"
 )]
 pub trait Wire: Serialize + DeserializeOwned + Send + 'static {
