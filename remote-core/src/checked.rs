@@ -10,7 +10,7 @@
 //! second and third time ("required for `ChatClient` to implement `Chat`").
 //! So the generated [`Checked`] impl (with the same `where` clause) does the
 //! casts, and the `Interface` impl picks it by method resolution
-//! ("autoref specialization"): `(&&Probe::<D, dyn Chat>::NEW).into_dispatch(..)`
+//! ("autoref specialization"): `(&&Probe::<D, dyn Chat>::NEW).dispatcher(..)`
 //! resolves to [`ViaChecked`] when `D: Checked` holds and to
 //! [`ViaUnchecked`] otherwise. The latter is chosen only in a crate that
 //! does not compile: the type's one error is reported where the schema
@@ -47,7 +47,10 @@ pub trait Checked {
 
 /// The receiver that selects [`ViaChecked`] or [`ViaUnchecked`]: `D` is the
 /// dispatcher, `I` the interface (`dyn Chat`).
-pub struct Probe<D, I: ?Sized>(PhantomData<(fn() -> D, fn() -> Arc<I>)>);
+pub struct Probe<D, I: ?Sized>(PhantomData<Marker<D, I>>);
+
+/// What a [`Probe`] names (as a function type: no auto-trait or drop effects).
+type Marker<D, I> = fn() -> (D, Arc<I>);
 
 impl<D, I: ?Sized> std::fmt::Debug for Probe<D, I> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -64,14 +67,14 @@ impl<D, I: ?Sized> Probe<D, I> {
 /// the trait's signatures crosses the wire.
 pub trait ViaChecked<I: ?Sized> {
     /// [`Checked::into_dispatch`].
-    fn into_dispatch(&self, this: Arc<I>) -> Arc<dyn Dispatch>;
+    fn dispatcher(&self, this: Arc<I>) -> Arc<dyn Dispatch>;
     /// [`Checked::proxy`].
     fn proxy(&self, handle: Handle) -> Arc<I>;
 }
 
 impl<D: Checked<Interface = I>, I: ?Sized> ViaChecked<I> for &Probe<D, I> {
     #[inline]
-    fn into_dispatch(&self, this: Arc<I>) -> Arc<dyn Dispatch> {
+    fn dispatcher(&self, this: Arc<I>) -> Arc<dyn Dispatch> {
         D::into_dispatch(this)
     }
     #[inline]
@@ -84,13 +87,13 @@ impl<D: Checked<Interface = I>, I: ?Sized> ViaChecked<I> for &Probe<D, I> {
 /// only in a crate with an error at a type in the trait's signatures.
 pub trait ViaUnchecked<I: ?Sized> {
     /// Never compiled into a program (see [`ViaUnchecked`]).
-    fn into_dispatch(&self, this: Arc<I>) -> Arc<dyn Dispatch>;
+    fn dispatcher(&self, this: Arc<I>) -> Arc<dyn Dispatch>;
     /// Never compiled into a program (see [`ViaUnchecked`]).
     fn proxy(&self, handle: Handle) -> Arc<I>;
 }
 
 impl<D, I: ?Sized> ViaUnchecked<I> for Probe<D, I> {
-    fn into_dispatch(&self, _: Arc<I>) -> Arc<dyn Dispatch> {
+    fn dispatcher(&self, _: Arc<I>) -> Arc<dyn Dispatch> {
         unchecked::<D>()
     }
     fn proxy(&self, _: Handle) -> Arc<I> {

@@ -441,7 +441,7 @@ pub(crate) fn interface(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
             #[inline]
             fn into_dispatch(this: #p::Arc<Self>) -> #p::Arc<dyn #p::Dispatch> {
                 use #p::{ViaChecked as _, ViaUnchecked as _};
-                (&&#p::Probe::<#d #ty_g, Self>::NEW).into_dispatch(this)
+                (&&#p::Probe::<#d #ty_g, Self>::NEW).dispatcher(this)
             }
             #[inline]
             fn from_dispatch(d: &#p::Arc<dyn #p::Dispatch>) -> #p::Option<#p::Arc<Self>> {
