@@ -179,11 +179,12 @@ fn shadow(input: &DeriveInput, p: &TokenStream) -> TokenStream {
     let attrs = keep_attrs(&input.attrs);
     let all = wire_field::all_fields(&input.data);
     let container_default = serde_names(&input.attrs, &["default"]);
+    let params: Vec<&Ident> = input.generics.type_params().map(|t| &t.ident).collect();
     let fields = |fields: &Fields| -> TokenStream {
         let fs = fields.iter().map(|f| {
             let attrs = keep_attrs(&f.attrs);
             let index = all.iter().position(|g| std::ptr::eq(*g, f)).unwrap_or(0);
-            let routed = wire_field::shadow_attrs(f, index, container_default);
+            let routed = wire_field::shadow_attrs(f, index, container_default, &params);
             let ty = &f.ty;
             match &f.ident {
                 Some(id) => quote!(#(#attrs)* #routed #id: #ty),

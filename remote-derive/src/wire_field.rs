@@ -47,22 +47,56 @@ pub(crate) fn all_fields(data: &Data) -> Vec<&Field> {
     }
 }
 
-/// Whether the field goes through the probe: not when the user's serde
-/// attributes already say how it is encoded or skip one direction.
-fn routed(f: &Field) -> bool {
-    !serde_names(
-        &f.attrs,
-        &[
-            "skip",
-            "skip_serializing",
-            "skip_deserializing",
-            "with",
-            "serialize_with",
-            "deserialize_with",
-            "flatten",
-            "getter",
-        ],
-    )
+/// Whether `ty` is `Wire` whatever the crate defines: a primitive, `String`,
+/// a type parameter (the derive bounds each by `Wire`), or `Option`, `Vec`,
+/// `VecDeque`, `Box` or a tuple of such. Written by name, so a crate that
+/// defines its own `String` gets serde's errors for it besides `Wire`'s.
+fn always_wire(ty: &syn::Type, params: &[&syn::Ident]) -> bool {
+    const PLAIN: &[&str] = &[
+        "bool", "char", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64",
+        "i128", "isize", "f32", "f64", "String",
+    ];
+    const WRAPPERS: &[&str] = &["Option", "Vec", "VecDeque", "Box"];
+    match ty {
+        syn::Type::Paren(t) => always_wire(&t.elem, params),
+        syn::Type::Group(t) => always_wire(&t.elem, params),
+        syn::Type::Tuple(t) => t.elems.iter().all(|e| always_wire(e, params)),
+        syn::Type::Path(tp) if tp.qself.is_none() && tp.path.segments.len() == 1 => {
+            let seg = &tp.path.segments[0];
+            match &seg.arguments {
+                syn::PathArguments::None => {
+                    PLAIN.iter().any(|n| seg.ident == n) || params.iter().any(|p| seg.ident == **p)
+                }
+                syn::PathArguments::AngleBracketed(a) if a.args.len() == 1 => {
+                    WRAPPERS.iter().any(|n| seg.ident == n)
+                        && matches!(&a.args[0], syn::GenericArgument::Type(inner)
+                            if always_wire(inner, params))
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Whether the field goes through the probe: not when its type is
+/// [`always_wire`] (serde's code for it cannot fail), nor when the user's
+/// serde attributes already say how it is encoded or skip one direction.
+fn routed(f: &Field, params: &[&syn::Ident]) -> bool {
+    !always_wire(&f.ty, params)
+        && !serde_names(
+            &f.attrs,
+            &[
+                "skip",
+                "skip_serializing",
+                "skip_deserializing",
+                "with",
+                "serialize_with",
+                "deserialize_with",
+                "flatten",
+                "getter",
+            ],
+        )
 }
 
 /// Whether `ty` is written `Option<..>` (any path ending in `Option`).
@@ -73,8 +107,13 @@ fn is_option(ty: &syn::Type) -> bool {
 
 /// The serde attributes added to the shadow's copy of field `index`.
 /// `container_default`: the struct has `#[serde(default)]`.
-pub(crate) fn shadow_attrs(f: &Field, index: usize, container_default: bool) -> TokenStream {
-    if !routed(f) {
+pub(crate) fn shadow_attrs(
+    f: &Field,
+    index: usize,
+    container_default: bool,
+    params: &[&syn::Ident],
+) -> TokenStream {
+    if !routed(f, params) {
         return quote!();
     }
     let ser = format!("__wire_ser_{index}");
@@ -142,10 +181,11 @@ pub(crate) fn helpers(
     generics: &syn::Generics,
     p: &TokenStream,
 ) -> TokenStream {
+    let params: Vec<&syn::Ident> = input.generics.type_params().map(|t| &t.ident).collect();
     all_fields(&input.data)
         .into_iter()
         .enumerate()
-        .filter(|(_, f)| routed(f))
+        .filter(|(_, f)| routed(f, &params))
         .map(|(i, f)| {
             let generics = generics_of(&f.ty, generics);
             let mut ser_g = generics.clone();

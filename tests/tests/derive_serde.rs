@@ -17,6 +17,7 @@ pub struct V2 {
     pub id: u32,
     pub note: Option<String>,
     pub tag: std::option::Option<u8>,
+    pub previous: Option<V1>,
 }
 
 #[derive(Wire, Debug, PartialEq)]
@@ -101,7 +102,8 @@ fn a_missing_option_field_decodes_as_none() {
         V2 {
             id: 5,
             note: None,
-            tag: None
+            tag: None,
+            previous: None,
         }
     );
     let old = encode_value(&Event::Left {
@@ -129,6 +131,7 @@ fn every_shape_round_trips() {
         id: 1,
         note: Some("n".into()),
         tag: Some(3),
+        previous: Some(V1 { id: 0 }),
     });
     round_trip(Tree {
         value: 1,
