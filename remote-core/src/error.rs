@@ -355,6 +355,7 @@ impl std::error::Error for RemoteError {}
 /// `RemoteError` crosses by value, so an application error type can carry a
 /// toolkit error: `#[error(transparent)] Remote(RemoteError)` with
 /// `impl From<remote_core::Error> for MyError { fn from(e) -> Self { MyError::Remote(e.into()) } }`.
+#[diagnostic::do_not_recommend]
 impl crate::Wire for RemoteError {
     fn describe(_: &mut SchemaBuilder) -> Ty {
         Ty::RemoteError
@@ -400,6 +401,7 @@ impl<'de> Deserialize<'de> for Error {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl crate::Wire for Error {
     fn describe(_: &mut SchemaBuilder) -> Ty {
         Ty::RemoteError

@@ -72,6 +72,7 @@ pub mod auth;
 pub mod blocking;
 mod bounded;
 pub mod cache;
+mod checked;
 mod codec;
 pub mod collections;
 mod describe;
@@ -206,6 +207,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub mod __private {
     pub use crate::blocking::block_on_call;
     pub use crate::cache::CacheRole;
+    pub use crate::checked::{
+        Checked, FieldNotWire, FieldProbe, FieldWire, Probe, ViaChecked, ViaUnchecked,
+    };
     pub use crate::describe::{
         describe_interface, error_of, remote_error_ty, unit_ty, DescribeFn, InterfaceDesc,
         MethodDesc, SourceDesc,

@@ -155,6 +155,7 @@ impl<'de, T: ?Sized + Interface> Deserialize<'de> for Remote<T> {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<T: ?Sized + Interface> Wire for Remote<T> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
         T::describe(b)

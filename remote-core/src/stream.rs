@@ -328,6 +328,7 @@ impl<'de, T: Wire> Deserialize<'de> for RemoteStream<T> {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<T: Wire> Wire for RemoteStream<T> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
         // The source's interface is listed too, so a client generated from

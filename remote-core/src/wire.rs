@@ -45,7 +45,8 @@ use crate::schema::{SchemaBuilder, Ty};
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot cross a remote connection: it does not implement `Wire`",
     label = "not a wire type",
-    note = "add `#[derive(remote_core::Wire)]` to a struct or enum of your own so it crosses by value",
+    note = "add `#[derive(remote_core::Wire)]` to a struct or enum of your own so it crosses by value; \
+            a `Vec`, `Option`, tuple or map crosses when its element types do",
     note = "or pass an object by reference as `remote_core::Remote<dyn YourTrait>` (the trait needs `#[remote]`)"
 )]
 pub trait Wire: Serialize + DeserializeOwned + Send + 'static {
@@ -58,8 +59,12 @@ pub trait Wire: Serialize + DeserializeOwned + Send + 'static {
     }
 }
 
+// Every impl here is `#[diagnostic::do_not_recommend]`: an error for a type
+// that is not `Wire` names that type and says what to add, without a list of
+// the 70-odd types that are (issue 12).
 macro_rules! prim {
     ($($t:ty => $e:expr;)*) => {$(
+        #[diagnostic::do_not_recommend]
         impl Wire for $t {
             fn describe(_: &mut SchemaBuilder) -> Ty { $e }
         }
@@ -89,6 +94,7 @@ prim! {
     std::time::Duration => Ty::Tuple(vec![Ty::Int { bits: 64, signed: false }, Ty::Int { bits: 32, signed: false }]);
 }
 
+#[diagnostic::do_not_recommend]
 impl<T: Wire> Wire for Vec<T> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Seq {
@@ -97,6 +103,7 @@ impl<T: Wire> Wire for Vec<T> {
         }
     }
 }
+#[diagnostic::do_not_recommend]
 impl<T: Wire> Wire for VecDeque<T> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Seq {
@@ -105,6 +112,7 @@ impl<T: Wire> Wire for VecDeque<T> {
         }
     }
 }
+#[diagnostic::do_not_recommend]
 impl<T: Wire + Ord> Wire for BTreeSet<T> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Seq {
@@ -113,6 +121,7 @@ impl<T: Wire + Ord> Wire for BTreeSet<T> {
         }
     }
 }
+#[diagnostic::do_not_recommend]
 impl<T: Wire + Eq + Hash, S: BuildHasher + Default + Send + 'static> Wire for HashSet<T, S> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Seq {
@@ -121,6 +130,7 @@ impl<T: Wire + Eq + Hash, S: BuildHasher + Default + Send + 'static> Wire for Ha
         }
     }
 }
+#[diagnostic::do_not_recommend]
 impl<K: Wire + Ord, V: Wire> Wire for BTreeMap<K, V> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Map {
@@ -130,6 +140,7 @@ impl<K: Wire + Ord, V: Wire> Wire for BTreeMap<K, V> {
         }
     }
 }
+#[diagnostic::do_not_recommend]
 impl<K: Wire + Eq + Hash, V: Wire, S: BuildHasher + Default + Send + 'static> Wire
     for HashMap<K, V, S>
 {
@@ -141,11 +152,13 @@ impl<K: Wire + Eq + Hash, V: Wire, S: BuildHasher + Default + Send + 'static> Wi
         }
     }
 }
+#[diagnostic::do_not_recommend]
 impl<T: Wire> Wire for Option<T> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Option(Box::new(T::describe(b)))
     }
 }
+#[diagnostic::do_not_recommend]
 impl<T: Wire, E: Wire> Wire for Result<T, E> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Result {
@@ -154,11 +167,13 @@ impl<T: Wire, E: Wire> Wire for Result<T, E> {
         }
     }
 }
+#[diagnostic::do_not_recommend]
 impl<T: Wire> Wire for Box<T> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
         T::describe(b)
     }
 }
+#[diagnostic::do_not_recommend]
 impl<T: Wire + Sync> Wire for Arc<T> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
         T::describe(b)
@@ -167,6 +182,7 @@ impl<T: Wire + Sync> Wire for Arc<T> {
 
 macro_rules! arrays {
     ($($n:literal)*) => {$(
+        #[diagnostic::do_not_recommend]
         impl<T: Wire> Wire for [T; $n] {
             fn describe(b: &mut SchemaBuilder) -> Ty {
                 Ty::Array { elem: Box::new(T::describe(b)), len: $n }
@@ -178,6 +194,7 @@ arrays!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 
 
 macro_rules! tuples {
     ($(($($t:ident)+))*) => {$(
+        #[diagnostic::do_not_recommend]
         impl<$($t: Wire),+> Wire for ($($t,)+) {
             fn describe(b: &mut SchemaBuilder) -> Ty {
                 Ty::Tuple(vec![$($t::describe(b)),+])
@@ -328,6 +345,7 @@ impl<'de, T: Deserialize<'de> + HasLen, const N: usize> Deserialize<'de> for Bou
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<T: Wire + HasLen, const N: usize> Wire for Bounded<T, N> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
         T::bounded_ty(T::describe(b), N as u64)

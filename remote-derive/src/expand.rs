@@ -88,11 +88,13 @@ fn dyn_and_path(t: &RemoteTrait) -> (TokenStream, TokenStream) {
 }
 
 /// The trait's `where` clause plus, for every type in a signature, a
-/// `for<'__w> Ty: Wire` predicate. The generated impls
-/// carry it, so a type that cannot cross is assumed to within them and is
-/// reported once, by the describer (see [`dispatch`]), not once per use. The
-/// `for<'__w>` keeps the predicate from being a trivial (global) bound, which
-/// stable Rust would reject on its own.
+/// `for<'__w> Ty: Wire` (or, for an error type, `RemoteErrorType`)
+/// predicate. The proxy's and the dispatcher's impls carry it, so a type
+/// that cannot cross is assumed to within them and is reported once, by the
+/// describer (see [`dispatch`]), not once per use; the `Interface` impl
+/// reaches them through `__private::Checked` (see remote-core's
+/// `checked.rs`). The `for<'__w>` keeps the predicate from being a trivial
+/// (global) bound, which stable Rust would reject on its own.
 fn guarded_where(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     let mut preds: Vec<TokenStream> = Vec::new();
     if let Some(w) = &t.item.generics.where_clause {
@@ -106,9 +108,10 @@ fn guarded_where(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
         if let Some(r) = &m.ret {
             let ok = &r.ok;
             preds.push(quote!(for<'__w> #ok: #p::Wire));
-            // The error type is not guarded: its bound fails through a
-            // blanket impl (`From<Error>`, ...), and a guard would turn the
-            // uses' `RemoteErrorType` message into a bare `From` one.
+            // A `Result<T>` alias names no error type; its uses check it.
+            if let Some(e) = &r.err {
+                preds.push(quote!(for<'__w> #e: #p::RemoteErrorType));
+            }
         }
     }
     if preds.is_empty() {
@@ -326,6 +329,12 @@ pub(crate) fn dispatch(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     let arms = t.methods.iter().map(|m| dispatch_arm(t, m, p));
     let guard = guarded_where(t, p);
     let describe = describe_body(t, p);
+    let client = &t.client;
+    let marker = if t.is_generic() {
+        quote!(__marker: ::core::marker::PhantomData,)
+    } else {
+        quote!()
+    };
     quote! {
         #[doc(hidden)]
         struct #d #impl_g (#p::Arc<#dyn_ty>) #where_clause;
@@ -336,6 +345,18 @@ pub(crate) fn dispatch(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
             /// type that cannot cross is reported.
             fn describe(b: &mut #p::SchemaBuilder) -> #p::Ty {
                 #describe
+            }
+        }
+
+        impl #impl_g #p::Checked for #d #ty_g #guard {
+            type Interface = #dyn_ty;
+            #[inline]
+            fn into_dispatch(this: #p::Arc<#dyn_ty>) -> #p::Arc<dyn #p::Dispatch> {
+                #p::Arc::new(#d(this))
+            }
+            #[inline]
+            fn proxy(handle: #p::Handle) -> #p::Arc<#dyn_ty> {
+                #p::Arc::new(#client { handle, #marker })
             }
         }
 
@@ -405,13 +426,9 @@ pub(crate) fn interface(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     let client = &t.client;
     let (impl_g, ty_g, where_clause) = t.item.generics.split_for_impl();
     let (dyn_ty, trait_path) = dyn_and_path(t);
-    let marker = if t.is_generic() {
-        quote!(__marker: ::core::marker::PhantomData,)
-    } else {
-        quote!()
-    };
     // Not guarded (see `guarded_where`): proving `Remote<dyn Chat>: Wire`
-    // needs this impl, so a guard naming such a type would be a cycle.
+    // needs this impl, so a guard naming such a type would be a cycle. The
+    // casts go through the guarded `Checked` impl when it holds.
     quote! {
         impl #impl_g #p::InterfaceProxy for #dyn_ty #where_clause {
             type Proxy = #client #ty_g;
@@ -423,7 +440,8 @@ pub(crate) fn interface(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
             }
             #[inline]
             fn into_dispatch(this: #p::Arc<Self>) -> #p::Arc<dyn #p::Dispatch> {
-                #p::Arc::new(#d(this))
+                use #p::{ViaChecked as _, ViaUnchecked as _};
+                (&&#p::Probe::<#d #ty_g, Self>::NEW).dispatcher(this)
             }
             #[inline]
             fn from_dispatch(d: &#p::Arc<dyn #p::Dispatch>) -> #p::Option<#p::Arc<Self>> {
@@ -434,8 +452,8 @@ pub(crate) fn interface(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
             }
             #[inline]
             fn proxy(handle: #p::Handle) -> #p::Arc<Self> {
-                let proxy: #p::Arc<Self> = #p::Arc::new(#client { handle, #marker });
-                proxy
+                use #p::{ViaChecked as _, ViaUnchecked as _};
+                (&&#p::Probe::<#d #ty_g, Self>::NEW).proxy(handle)
             }
             #[inline]
             fn handle(this: &Self) -> #p::Option<&#p::Handle> {

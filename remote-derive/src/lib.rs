@@ -15,6 +15,7 @@ mod expand;
 mod impl_block;
 mod valid;
 mod wire;
+mod wire_field;
 
 /// Makes a trait callable across a connection, or registers an impl block.
 ///

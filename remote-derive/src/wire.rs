@@ -9,6 +9,7 @@ use syn::{Attribute, Data, DeriveInput, Fields, GenericParam, Ident};
 
 use crate::attr;
 use crate::ctxt::Ctxt;
+use crate::wire_field::{self, serde_names, serde_skipped};
 
 /// The whole derive; errors come back as `compile_error!`s.
 pub(crate) fn derive(input: DeriveInput) -> TokenStream {
@@ -29,7 +30,12 @@ pub(crate) fn derive(input: DeriveInput) -> TokenStream {
     }
     let kind = match &input.data {
         Data::Struct(s) => {
-            let fields = field_defs(&mut cx, &s.fields, serde_default(&input.attrs), &p);
+            let fields = field_defs(
+                &mut cx,
+                &s.fields,
+                serde_names(&input.attrs, &["default"]),
+                &p,
+            );
             quote!(#p::TypeKind::Struct { fields: #fields })
         }
         Data::Enum(e) => {
@@ -54,6 +60,7 @@ pub(crate) fn derive(input: DeriveInput) -> TokenStream {
         return cx.to_compile_errors();
     }
     let asserts = wire_asserts(&input.data, &p);
+    let field_fns = wire_field::helpers(&input, &wire_bounded(&input.generics, &p), &p);
     let shadow = shadow(&input, &p);
     let serde_impls = serde_impls(&input, &p);
     let ident = &input.ident;
@@ -69,6 +76,7 @@ pub(crate) fn derive(input: DeriveInput) -> TokenStream {
             fn __assert_fields_are_wire #impl_g () #where_clause {
                 #asserts
             }
+            #field_fns
             #shadow
             #serde_impls
 
@@ -86,40 +94,6 @@ pub(crate) fn derive(input: DeriveInput) -> TokenStream {
             }
         };
     }
-}
-
-/// Whether serde skips this field entirely (`#[serde(skip)]`), so it need
-/// not be `Wire`.
-fn serde_skipped(attrs: &[Attribute]) -> bool {
-    attrs
-        .iter()
-        .filter(|a| a.path().is_ident("serde"))
-        .any(|a| {
-            let Ok(list) = a.meta.require_list() else {
-                return false;
-            };
-            list.tokens
-                .clone()
-                .into_iter()
-                .any(|t| matches!(t, proc_macro2::TokenTree::Ident(i) if i == "skip"))
-        })
-}
-
-/// Whether a `#[serde(...)]` attribute names `default` (`default` or
-/// `default = "path"`).
-fn serde_default(attrs: &[Attribute]) -> bool {
-    attrs
-        .iter()
-        .filter(|a| a.path().is_ident("serde"))
-        .any(|a| {
-            let Ok(list) = a.meta.require_list() else {
-                return false;
-            };
-            list.tokens
-                .clone()
-                .into_iter()
-                .any(|t| matches!(t, proc_macro2::TokenTree::Ident(i) if i == "default"))
-        })
 }
 
 /// `Vec<FieldDef>` expression for a struct's or variant's fields.
@@ -141,13 +115,14 @@ fn field_defs(
                 None => i.to_string(),
             };
             let (ty, secret) = (&f.ty, args.secret);
-            let default = container_default || serde_default(&f.attrs);
+            let ty_expr = wire_field::describe_ty(ty, p);
+            let default = container_default || serde_names(&f.attrs, &["default"]);
             let span = f.ident.as_ref().map_or_else(|| f.ty.span(), |i| i.span());
             let location = crate::expand::location(span, p);
             quote! {
                 #p::FieldDef {
                     name: #p::ToString::to_string(#name),
-                    ty: b.ty::<#ty>(),
+                    ty: #ty_expr,
                     secret: #secret,
                     default: #default,
                     location: ::core::option::Option::Some(#location),
@@ -160,12 +135,7 @@ fn field_defs(
 
 /// A spanned `assert_wire::<FieldTy>()` for every field serde encodes.
 fn wire_asserts(data: &Data, p: &TokenStream) -> TokenStream {
-    let fields: Vec<&syn::Field> = match data {
-        Data::Struct(s) => s.fields.iter().collect(),
-        Data::Enum(e) => e.variants.iter().flat_map(|v| &v.fields).collect(),
-        Data::Union(_) => Vec::new(),
-    };
-    fields
+    wire_field::all_fields(data)
         .into_iter()
         .filter(|f| !serde_skipped(&f.attrs))
         .map(|f| {
@@ -192,7 +162,7 @@ fn shadow(input: &DeriveInput, p: &TokenStream) -> TokenStream {
     let ident = &input.ident;
     let shadow = shadow_ident(ident);
     let has_params = input.generics.type_params().next().is_some();
-    let (generics, bound) = if has_params && !serde_sets_bound(&input.attrs) {
+    let (generics, bound) = if has_params && !serde_names(&input.attrs, &["bound"]) {
         // As in `serde_impls`: `Wire` bounds only, and serde told to infer none.
         (
             wire_bounded(&input.generics, p),
@@ -207,13 +177,18 @@ fn shadow(input: &DeriveInput, p: &TokenStream) -> TokenStream {
     let remote = ident.to_string();
     let serde_crate = format!("{p}::serde").replace(' ', "");
     let attrs = keep_attrs(&input.attrs);
+    let all = wire_field::all_fields(&input.data);
+    let container_default = serde_names(&input.attrs, &["default"]);
+    let params: Vec<&Ident> = input.generics.type_params().map(|t| &t.ident).collect();
     let fields = |fields: &Fields| -> TokenStream {
         let fs = fields.iter().map(|f| {
             let attrs = keep_attrs(&f.attrs);
+            let index = all.iter().position(|g| std::ptr::eq(*g, f)).unwrap_or(0);
+            let routed = wire_field::shadow_attrs(f, index, container_default, &params);
             let ty = &f.ty;
             match &f.ident {
-                Some(id) => quote!(#(#attrs)* #id: #ty),
-                None => quote!(#(#attrs)* #ty),
+                Some(id) => quote!(#(#attrs)* #routed #id: #ty),
+                None => quote!(#(#attrs)* #routed #ty),
             }
         });
         match fields {
@@ -278,21 +253,6 @@ fn wire_bounded(generics: &syn::Generics, p: &TokenStream) -> syn::Generics {
         }
     }
     g
-}
-
-/// Whether a `#[serde(...)]` attribute sets `bound` itself.
-fn serde_sets_bound(attrs: &[Attribute]) -> bool {
-    attrs
-        .iter()
-        .filter(|a| a.path().is_ident("serde"))
-        .any(|a| {
-            a.meta.require_list().is_ok_and(|list| {
-                list.tokens
-                    .clone()
-                    .into_iter()
-                    .any(|t| matches!(t, proc_macro2::TokenTree::Ident(i) if i == "bound"))
-            })
-        })
 }
 
 /// `Serialize` and `Deserialize` for the real type, delegating to the

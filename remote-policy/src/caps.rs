@@ -8,7 +8,8 @@ use std::collections::{HashMap, VecDeque};
 
 use remote_core::schema::{FieldDef, InterfaceDef, MethodDef, Schema, Ty, TypeKind};
 
-use crate::graph::{hops, Event, Hop, TypeWalk};
+use crate::graph::hop::Hop;
+use crate::graph::walk::{hops, Event, TypeWalk};
 
 /// The capabilities each method part of an interface hands over, as
 /// (method index, part index, interface), computed once per interface; and

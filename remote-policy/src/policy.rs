@@ -35,7 +35,7 @@ use std::path::Path;
 use remote_core::schema::short_name;
 use serde::{Deserialize, Serialize};
 
-use crate::rules::Rule;
+use crate::rules::rule::Rule;
 use crate::Error;
 
 /// The version of the policy format this checker reads.

@@ -16,7 +16,8 @@ use remote_core::schema::{FieldDef, Location, Schema, Ty, TypeDef, TypeKind};
 
 use crate::graph::{field_key, Direction, Site, Step};
 use crate::policy::{matches, Level, Policy};
-use crate::rules::{where_phrase, Finding, Rule};
+use crate::rules::finding::{where_phrase, Finding};
+use crate::rules::rule::Rule;
 
 /// How many other method parts a finding lists by name.
 pub(crate) const ALSO_LISTED: usize = 5;
