@@ -328,3 +328,120 @@ impl<F: Future> Future for Fair<F> {
         r
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    /// A handler that records its name in `log` when polled.
+    fn job(
+        log: &Arc<Mutex<Vec<&'static str>>>,
+        name: &'static str,
+    ) -> impl Future<Output = ()> + Unpin {
+        let log = log.clone();
+        futures_util::future::lazy(move |_| log.lock().unwrap().push(name))
+    }
+
+    #[test]
+    fn turns_are_free_until_all_are_taken() {
+        let s = Sched::new(2);
+        let a = s.try_turn().unwrap();
+        let b = s.try_turn().unwrap();
+        assert!(s.try_turn().is_none());
+        drop(a);
+        let _c = s.try_turn().unwrap();
+        drop(b);
+        assert_eq!(s.state.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn waiting_handlers_take_turns_round_robin_by_class() {
+        let s = Sched::new(1);
+        let (a, b, admin) = (
+            ConnSched::new(s.clone()),
+            ConnSched::new(s.clone()),
+            ConnSched::new(s.clone()),
+        );
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let held = s.try_turn().unwrap();
+        let mut queued = Vec::new();
+        for name in ["a1", "a2", "a3"] {
+            queued.push(a.fair(job(&log, name), Priority::Normal, true));
+        }
+        queued.push(b.fair(job(&log, "b1"), Priority::Normal, true));
+        queued.push(a.fair(job(&log, "low"), Priority::Low, true));
+        queued.push(admin.fair(job(&log, "admin"), Priority::High, true));
+        queued.push(b.fair(job(&log, "b2"), Priority::Normal, true));
+        assert_eq!(s.waiting(), 7);
+        // Nobody runs while the turn is held, and a newcomer must queue.
+        for f in &mut queued {
+            assert!(f.now_or_never().is_none());
+        }
+        assert!(s.try_turn().is_none());
+        assert!(log.lock().unwrap().is_empty());
+
+        drop(held);
+        // One turn: the granted handler runs and passes it on.
+        let mut left: Vec<_> = queued.into_iter().map(Some).collect();
+        while left.iter().any(Option::is_some) {
+            for slot in &mut left {
+                if let Some(f) = slot {
+                    if f.now_or_never().is_some() {
+                        *slot = None;
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["admin", "a1", "b1", "a2", "b2", "a3", "low"]
+        );
+        assert_eq!(s.waiting(), 0);
+        assert!(s.try_turn().is_some(), "the turn came back");
+    }
+
+    #[test]
+    fn a_waiter_that_leaves_passes_its_turn_on() {
+        let s = Sched::new(1);
+        let (a, b) = (ConnSched::new(s.clone()), ConnSched::new(s.clone()));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let count = |ran: &Arc<AtomicUsize>| {
+            let ran = ran.clone();
+            futures_util::future::lazy(move |_| ran.fetch_add(1, Ordering::SeqCst))
+        };
+        let held = s.try_turn().unwrap();
+        let never = a.fair(count(&ran), Priority::Normal, true);
+        let granted_then_dropped = a.fair(count(&ran), Priority::Normal, true);
+        let mut last = b.fair(count(&ran), Priority::Normal, true);
+        // Left before its turn: out of the queue.
+        drop(never);
+        assert_eq!(s.waiting(), 2);
+        drop(held); // granted to `granted_then_dropped`...
+        assert_eq!(s.waiting(), 1);
+        drop(granted_then_dropped); // ...which passes it on unused.
+        assert_eq!((&mut last).now_or_never(), Some(0), "the first to run");
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        assert_eq!(s.state.load(Ordering::Relaxed), 0, "no turn leaked");
+    }
+
+    #[test]
+    fn a_started_handler_goes_before_its_connections_new_calls() {
+        // A handler already started queues at the front of its connection.
+        let s = Sched::new(1);
+        let a = ConnSched::new(s.clone());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let held = s.try_turn().unwrap();
+        let mut new_call = a.fair(job(&log, "new"), Priority::Normal, true);
+        let mut started = a.fair(job(&log, "started"), Priority::Normal, false);
+        assert!((&mut started).now_or_never().is_none()); // queues at the front
+        drop(held);
+        assert!((&mut new_call).now_or_never().is_none());
+        assert!((&mut started).now_or_never().is_some());
+        assert!((&mut new_call).now_or_never().is_some());
+        assert_eq!(*log.lock().unwrap(), ["started", "new"]);
+    }
+}
