@@ -41,13 +41,17 @@ struct Recorder {
 impl Work for Recorder {
     async fn hold(&self) -> Result<(), Error> {
         self.holding.notify_one();
-        // Blocks the worker thread on purpose: this poll holds the turn.
-        let released = self.released.lock().unwrap();
-        let (_released, timeout) = self
-            .release
-            .wait_timeout_while(released, PATIENCE, |r| !*r)
-            .unwrap();
-        assert!(!timeout.timed_out(), "the test never released the holder");
+        // Blocks in this poll on purpose: it holds the turn meanwhile.
+        // `block_in_place` hands the worker's other tasks to another
+        // thread, so nothing else waits for this one.
+        tokio::task::block_in_place(|| {
+            let released = self.released.lock().unwrap();
+            let (_released, timeout) = self
+                .release
+                .wait_timeout_while(released, PATIENCE, |r| !*r)
+                .unwrap();
+            assert!(!timeout.timed_out(), "the test never released the holder");
+        });
         Ok(())
     }
     async fn work(&self, who: String) -> Result<(), Error> {
