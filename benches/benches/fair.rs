@@ -26,7 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use remote_core::{remote, Connection, Error, Limits, Peer, Priority, Remote, Server, ServerHandle};
+use remote_core::{
+    remote, Connection, Error, Limits, Peer, Priority, Remote, Server, ServerHandle,
+};
 
 /// The served interface.
 #[remote]
@@ -187,9 +189,7 @@ fn case(c: &mut Criterion, name: &str, flooded: bool, turns: usize, victim_high:
     );
     let mut server = server;
     if let Some(h) = server.handle.take() {
-        server
-            .rt
-            .block_on(h.shutdown(Duration::from_secs(1)));
+        server.rt.block_on(h.shutdown(Duration::from_secs(1)));
     }
 }
 

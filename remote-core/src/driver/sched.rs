@@ -95,7 +95,7 @@ impl Sched {
     }
 
     /// Takes a turn if one is free and nobody waits for one.
-    pub(crate) fn try_turn(self: &Arc<Self>) -> Option<Turn> {
+    pub(crate) fn try_turn(&self) -> Option<Turn<'_>> {
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
             if s & WAITERS != 0 || s >= self.max {
@@ -105,7 +105,7 @@ impl Sched {
                 .state
                 .compare_exchange_weak(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
             {
-                Ok(_) => return Some(Turn(self.clone())),
+                Ok(_) => return Some(Turn(self)),
                 Err(now) => s = now,
             }
         }
@@ -232,9 +232,9 @@ impl Queue {
 
 /// A run turn, given back on drop.
 #[derive(Debug)]
-pub(crate) struct Turn(Arc<Sched>);
+pub(crate) struct Turn<'a>(&'a Sched);
 
-impl Drop for Turn {
+impl Drop for Turn<'_> {
     fn drop(&mut self) {
         self.0.release();
     }
@@ -255,7 +255,7 @@ impl ConnSched {
 
     /// A turn for a handler's inline first poll, if one is free at once.
     #[inline]
-    pub(crate) fn try_turn(&self) -> Option<Turn> {
+    pub(crate) fn try_turn(&self) -> Option<Turn<'_>> {
         self.sched.try_turn()
     }
 
@@ -312,7 +312,7 @@ impl<F: Future> Future for Fair<F> {
                     }
                     // The turn passed to us is ours to give back.
                     *this.wait = None;
-                    break Turn(this.sched.clone());
+                    break Turn(this.sched);
                 }
                 None => match this.sched.try_turn() {
                     Some(t) => break t,
