@@ -2,19 +2,20 @@
 //! another connection floods the server with CPU-bound calls, next to its
 //! idle baseline.
 //!
-//! One server (multi-thread runtime, 2 workers) over TCP loopback; the
-//! clients run on their own current-thread runtime in another thread. The
-//! flooder keeps 64 calls in flight, each spinning ~20 µs in its handler.
+//! One server (multi-thread runtime, 2 workers) over TCP loopback; each
+//! client runs on its own current-thread runtime and thread. Each flooder
+//! keeps 64 calls in flight, each spinning ~20 µs in its handler.
 //! The victim makes one small call at a time. Cases (criterion's time is
 //! the victim's mean call; p50 and p99 of single calls are printed after
 //! each case):
 //!
 //! - `idle`: no flood.
-//! - `flood/untuned`: flood, `max_running_handlers = 1024` (handlers never
-//!   wait for a turn: as before run turns existed).
-//! - `flood/fair`: flood, one run turn (this machine's default on 2
-//!   cores): the victim's calls take turns with the flooder's.
-//! - `flood/fair+high`: as `flood/fair`, the victim's connection given
+//! - `floodN/untuned`: N flooding connections, `max_running_handlers =
+//!   1024` (handlers never wait for a turn: as before run turns existed).
+//! - `floodN/turns2`: two run turns (as many as the server's workers).
+//! - `floodN/turns1`: one run turn (the default on 2 cores): one worker
+//!   stays free to read, the victim's calls take turns with the flood's.
+//! - `floodN/turns1+high`: as `turns1`, the victim's connection given
 //!   `Priority::High` by the server's root factory.
 //!
 //! ```text
@@ -65,7 +66,7 @@ struct Case {
     handle: Option<ServerHandle>,
 }
 
-fn start(turns: usize, victim_high: bool) -> (Case, String) {
+fn start(turns: usize, flooders: usize, victim_high: bool) -> (Case, String) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -82,8 +83,8 @@ fn start(turns: usize, victim_high: bool) -> (Case, String) {
             .await
             .unwrap()
             .serve(move |peer: &Peer| {
-                // The flooder connects first, the victim second.
-                if accepted.fetch_add(1, Ordering::SeqCst) == 1 && victim_high {
+                // The flooders connect first, then the victim.
+                if accepted.fetch_add(1, Ordering::SeqCst) == flooders && victim_high {
                     peer.set_priority(Priority::High);
                 }
                 Remote::new(Arc::new(Impl) as Arc<dyn Svc>)
@@ -124,31 +125,33 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-fn case(c: &mut Criterion, name: &str, flooded: bool, turns: usize, victim_high: bool) {
-    let (server, addr) = start(turns, victim_high);
+fn case(c: &mut Criterion, name: &str, flooders: usize, turns: usize, victim_high: bool) {
+    let (server, addr) = start(turns, flooders, victim_high);
     let client_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    // The flooder on its own thread and runtime, connected first.
-    let flooder = flooded.then(|| {
-        let (addr, stop) = (addr.clone(), stop.clone());
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let t = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let conn = Connection::connect(&addr).await.unwrap();
-                ready_tx.send(()).unwrap();
-                flood(conn.root::<dyn Svc>(), stop).await;
+    // Each flooder on its own thread and runtime, connected first.
+    let flooders: Vec<_> = (0..flooders)
+        .map(|_| {
+            let (addr, stop) = (addr.clone(), stop.clone());
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let t = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let conn = Connection::connect(&addr).await.unwrap();
+                    ready_tx.send(()).unwrap();
+                    flood(conn.root::<dyn Svc>(), stop).await;
+                });
             });
-        });
-        ready_rx.recv().unwrap();
-        t
-    });
+            ready_rx.recv().unwrap();
+            t
+        })
+        .collect();
     let (_conn, victim) = client_rt.block_on(async {
         let conn = Connection::connect(&addr).await.unwrap();
         let root = conn.root::<dyn Svc>();
@@ -175,7 +178,7 @@ fn case(c: &mut Criterion, name: &str, flooded: bool, turns: usize, victim_high:
         })
     });
     stop.store(true, Ordering::Relaxed);
-    if let Some(t) = flooder {
+    for t in flooders {
         t.join().unwrap();
     }
     let mut s = std::mem::take(&mut *samples.lock().unwrap());
@@ -194,10 +197,14 @@ fn case(c: &mut Criterion, name: &str, flooded: bool, turns: usize, victim_high:
 }
 
 fn fair(c: &mut Criterion) {
-    case(c, "fair/idle", false, 1, false);
-    case(c, "fair/flood/untuned", true, 1024, false);
-    case(c, "fair/flood/fair", true, 1, false);
-    case(c, "fair/flood/fair+high", true, 1, true);
+    case(c, "fair/idle", 0, 1, false);
+    for flooders in [1, 3] {
+        let name = |what: &str| format!("fair/flood{flooders}/{what}");
+        case(c, &name("untuned"), flooders, 1024, false);
+        case(c, &name("turns2"), flooders, 2, false);
+        case(c, &name("turns1"), flooders, 1, false);
+        case(c, &name("turns1+high"), flooders, 1, true);
+    }
 }
 
 fn config() -> Criterion {
