@@ -93,7 +93,7 @@ fn start(turns: usize, flooders: usize, victim_high: bool) -> (Case, String) {
     let addr = handle.local_addr().to_owned();
     (
         Case {
-            rt: rt,
+            rt,
             handle: Some(handle),
         },
         addr,
