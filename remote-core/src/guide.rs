@@ -111,7 +111,10 @@
 //! Method options: `#[remote(name = "wire_name")]` sets the name on the
 //! wire (default: the Rust name); `#[remote(requires_auth)]` refuses the
 //! call on a connection that did not authenticate, and marks the method in
-//! the schema for the policy checker. Item option: `#[remote(crate =
+//! the schema for the policy checker; `#[remote(priority = high)]` (or
+//! `low`, `normal`) serves the method's calls in that class, whatever the
+//! connection's, when the server's handlers wait for run turns (see
+//! [`Priority`](crate::Priority)). Item option: `#[remote(crate =
 //! "::path::to::remote_core")]` when the crate is renamed.
 //!
 //! # Who is calling

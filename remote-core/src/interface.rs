@@ -49,6 +49,15 @@ pub trait Dispatch: Send + Sync + 'static {
     /// method or arguments that do not decode; otherwise a future that runs
     /// the method and encodes its result with [`CallCx::reply`].
     fn call(&self, method: &str, args: Args, cx: CallCx) -> Result<CallFuture, Error>;
+
+    /// The class `method` runs in when the server's handlers take turns
+    /// (`#[remote(priority = ..)]`); `None`, the default, for the
+    /// connection's own ([`Peer::priority`](crate::Peer::priority)). Asked
+    /// only when a call has to wait for a turn.
+    fn method_priority(&self, method: &str) -> Option<crate::Priority> {
+        let _ = method;
+        None
+    }
 }
 
 /// The future of one incoming call.

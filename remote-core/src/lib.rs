@@ -84,6 +84,7 @@ mod interface;
 pub mod limits;
 mod marker;
 mod peer;
+mod priority;
 /// The sans-IO protocol layer (frames, messages, the connection state
 /// machine). Not a public API: it is reachable only for the fuzz targets,
 /// benches and tests of this repository, and may change in any release.
@@ -109,6 +110,7 @@ pub use error::{Error, RemoteError, RemoteErrorType};
 pub use interface::{BoxFuture, Dispatch, Handle, Interface};
 pub use limits::Limits;
 pub use peer::Peer;
+pub use priority::Priority;
 pub use remote::Remote;
 #[cfg(not(target_arch = "wasm32"))]
 pub use server::{Server, ServerBuilder, ServerEvent, ServerHandle};
@@ -221,7 +223,9 @@ pub mod __private {
         ArgDef, FieldDef, ImplEntry, InterfaceDef, InterfaceEntry, Location, MethodDef,
         SchemaBuilder, Ty, TypeDef, TypeKind, VariantDef,
     };
-    pub use crate::{BoxFuture, Dispatch, Error, Handle, Interface, Remote, RemoteErrorType, Wire};
+    pub use crate::{
+        BoxFuture, Dispatch, Error, Handle, Interface, Priority, Remote, RemoteErrorType, Wire,
+    };
     pub use core::future::Future;
     pub use core::option::Option::{self, None, Some};
     pub use core::pin::Pin;

@@ -66,6 +66,20 @@ pub struct Limits {
     /// so one address cannot hold every server slot. Unix-socket peers are
     /// not counted per peer.
     pub max_blocking_calls_per_peer: usize,
+    /// Method handlers being polled at once on all the connections of one
+    /// server, or of one standalone connection (default: the machine's
+    /// available parallelism less one, at least 1; see
+    /// [`default_running_handlers`]). Every poll of a handler, its first
+    /// one on the connection's reader included, takes one of these run
+    /// turns and gives it back when the poll returns (never across an
+    /// `await`). While all are taken, waiting handlers get turns by
+    /// [`Priority`](crate::Priority) class, highest first, and within a
+    /// class round-robin between connections, so a connection flooding
+    /// calls cannot starve the others. A call waiting for a turn counts in
+    /// `max_calls_in_flight` and still ends at its deadline or cancel.
+    /// Keep it below the runtime's worker threads, so some are always free
+    /// to read every connection's calls and queue them fairly.
+    pub max_running_handlers: usize,
     /// Time for a peer to complete the handshake (default 10 s). The TLS
     /// handshake of `tls://` and `wss://` and the WebSocket upgrade are
     /// each bounded by it too, before the protocol's own hello.
@@ -143,6 +157,7 @@ impl Default for Limits {
             max_blocking_calls: 8,
             max_server_blocking_calls: 64,
             max_blocking_calls_per_peer: 16,
+            max_running_handlers: default_running_handlers(),
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             max_write_queue: 16 << 20,
@@ -160,6 +175,20 @@ impl Default for Limits {
             cache_max_bytes: 8 << 20,
         }
     }
+}
+
+/// The default of [`Limits::max_running_handlers`]: the machine's
+/// available parallelism (what a default multi-thread tokio runtime has as
+/// worker threads) less one, at least 1, so one worker stays free to read
+/// connections while handlers use the others. Read once per process.
+pub fn default_running_handlers() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .saturating_sub(1)
+            .max(1)
+    })
 }
 
 #[cfg(test)]
@@ -185,6 +214,11 @@ mod tests {
                 "max_blocking_calls_per_peer",
                 l.max_blocking_calls_per_peer,
                 16,
+            ),
+            (
+                "max_running_handlers",
+                l.max_running_handlers,
+                default_running_handlers(),
             ),
             ("max_write_queue", l.max_write_queue, 16 << 20),
             ("max_error_chain", l.max_error_chain, 32),
@@ -233,5 +267,10 @@ mod tests {
         assert!(l.max_blocking_calls < l.max_server_blocking_calls);
         assert!(l.max_blocking_calls_per_peer < l.max_server_blocking_calls);
         assert!(l.max_server_blocking_calls < 512);
+        // Run turns: at least one, and fewer than the machine's threads
+        // where there are two or more (one stays free for reading).
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert!(l.max_running_handlers >= 1);
+        assert!(l.max_running_handlers < cpus || cpus == 1);
     }
 }

@@ -6,9 +6,11 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use crate::transport::TlsIdentity;
+use crate::Priority;
 
 /// The peer of one connection, as known once its handshake completed.
 /// Cheap to clone.
@@ -27,6 +29,8 @@ struct Inner {
     tls: Option<TlsIdentity>,
     user: Option<String>,
     identity: Option<Arc<dyn Any + Send + Sync>>,
+    /// The connection's [`Priority`], as a `u8`.
+    priority: AtomicU8,
 }
 
 impl fmt::Debug for Peer {
@@ -36,6 +40,7 @@ impl fmt::Debug for Peer {
             .field("tls", &self.inner.tls)
             .field("user", &self.inner.user)
             .field("authenticated", &self.is_authenticated())
+            .field("priority", &self.priority())
             .finish()
     }
 }
@@ -64,6 +69,7 @@ impl Peer {
                 tls,
                 user,
                 identity,
+                priority: AtomicU8::new(Priority::Normal as u8),
             }),
         }
     }
@@ -113,6 +119,35 @@ impl Peer {
     /// ```
     pub fn identity<T: Any>(&self) -> Option<&T> {
         self.inner.identity.as_deref()?.downcast_ref()
+    }
+
+    /// The class this connection's calls wait in when the server's
+    /// handlers take turns (see [`Priority`]); `Normal` unless set.
+    pub fn priority(&self) -> Priority {
+        Priority::from_u8(self.inner.priority.load(Ordering::Relaxed))
+    }
+
+    /// Sets the class this connection's calls wait in when the server's
+    /// handlers take turns (`Limits::max_running_handlers`), for calls that
+    /// start waiting from now on. A server sets it in its root factory
+    /// (from the authenticated identity: an administrator above anonymous
+    /// peers), or in a handler through [`Peer::current`] (after an in-band
+    /// login, say). Every clone of this `Peer` sees the change. A method
+    /// marked `#[remote(priority = ..)]` runs in its own class instead.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+    /// use remote_core::{Connection, ConnectionBuilder, Priority};
+    /// let (_client, server) =
+    ///     Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new()).await?;
+    /// let peer = server.peer_info();
+    /// assert_eq!(peer.priority(), Priority::Normal);
+    /// peer.set_priority(Priority::High);
+    /// assert_eq!(server.peer_info().priority(), Priority::High);
+    /// # Ok(()) }
+    /// ```
+    pub fn set_priority(&self, priority: Priority) {
+        self.inner.priority.store(priority as u8, Ordering::Relaxed);
     }
 
     /// The identity as a shared value (to keep it beyond the call).

@@ -215,6 +215,9 @@ impl Server {
         let mut conn = self.conn;
         conn.budget = Some(budget.clone());
         conn.server_side = true;
+        // And one set of run turns for their handlers.
+        let sched = crate::driver::Sched::new(conn.limits.max_running_handlers);
+        conn.sched = Some(sched.clone());
         let inner = Arc::new(Inner {
             budget,
             addr: self.listener.local_addr(),
@@ -224,6 +227,7 @@ impl Server {
             next: AtomicU64::new(0),
             idle: tokio::sync::Notify::new(),
             per_peer: Arc::new(Mutex::new(HashMap::new())),
+            sched,
         });
         // Every connection of this server shares one set of blocking slots.
         conn.server_blocking = Some(crate::driver::ServerBlocking::new(
@@ -251,6 +255,8 @@ struct Inner {
     idle: tokio::sync::Notify,
     /// Open connections per peer address (`max_connections_per_peer`).
     per_peer: Arc<Mutex<PeerCounts>>,
+    /// Run turns of every connection's handlers.
+    sched: Arc<crate::driver::Sched>,
 }
 
 type PeerCounts = HashMap<IpAddr, usize>;
@@ -484,6 +490,13 @@ impl ServerHandle {
     /// now, counted against `Limits::memory_budget`.
     pub fn buffered_bytes(&self) -> usize {
         self.inner.budget.used()
+    }
+
+    /// Calls read from any connection and waiting for a run turn now
+    /// (all `Limits::max_running_handlers` being taken), and started
+    /// handlers waiting for their next one. See [`Priority`](crate::Priority).
+    pub fn calls_waiting(&self) -> usize {
+        self.inner.sched.waiting()
     }
 
     /// Serves until `signal` completes, then shuts down gracefully

@@ -62,6 +62,8 @@ pub(crate) struct MethodArgs {
     pub(crate) skip: Option<Span>,
     /// `cache(ttl = "5s")` or `invalidates(a, b)` (traits only).
     pub(crate) cache: Option<crate::cache::CacheOpt>,
+    /// `priority = high` (`normal`, `low`): the `Priority` variant.
+    pub(crate) priority: Option<syn::Ident>,
 }
 
 /// Where a method's attributes were found, for the list of allowed options.
@@ -101,6 +103,8 @@ pub(crate) fn take_method_args(
                 out.name = Some(lit);
             } else if meta.path.is_ident("requires_auth") {
                 out.requires_auth = true;
+            } else if meta.path.is_ident("priority") {
+                out.priority = Some(parse_priority(&meta)?);
             } else if meta.path.is_ident("cache") && place == MethodPlace::Trait {
                 out.cache = Some(crate::cache::parse_cache(&meta)?);
             } else if meta.path.is_ident("invalidates") && place == MethodPlace::Trait {
@@ -110,10 +114,12 @@ pub(crate) fn take_method_args(
             } else {
                 let allowed = match place {
                     MethodPlace::Trait => {
-                        "`name = \"wire_name\"`, `requires_auth`, `cache(ttl = \"5s\")` and \
-                         `invalidates(method, ..)`"
+                        "`name = \"wire_name\"`, `requires_auth`, `priority = high`, \
+                         `cache(ttl = \"5s\")` and `invalidates(method, ..)`"
                     }
-                    MethodPlace::Inherent => "`name = \"wire_name\"`, `requires_auth` and `skip`",
+                    MethodPlace::Inherent => {
+                        "`name = \"wire_name\"`, `requires_auth`, `priority = high` and `skip`"
+                    }
                 };
                 return Err(meta.error(format!(
                     "unknown option `{}` in `#[remote(...)]` on a method; the options are {allowed}",
@@ -128,6 +134,23 @@ pub(crate) fn take_method_args(
     }
     *attrs = kept;
     out
+}
+
+/// `priority = high | normal | low`: the `Priority` variant's name.
+fn parse_priority(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<syn::Ident> {
+    let class: syn::Ident = meta.value()?.parse()?;
+    let variant = match class.to_string().as_str() {
+        "high" => "High",
+        "normal" => "Normal",
+        "low" => "Low",
+        other => {
+            return Err(syn::Error::new(
+                class.span(),
+                format!("unknown priority `{other}`; write `high`, `normal` or `low`"),
+            ))
+        }
+    };
+    Ok(syn::Ident::new(variant, class.span()))
 }
 
 /// Options of `#[wire(...)]` on a type or a field.

@@ -335,6 +335,7 @@ pub(crate) fn dispatch(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     } else {
         quote!()
     };
+    let priority = method_priority(t, p);
     quote! {
         #[doc(hidden)]
         struct #d #impl_g (#p::Arc<#dyn_ty>) #where_clause;
@@ -380,6 +381,32 @@ pub(crate) fn dispatch(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
                     #(#arms)*
                     _ => #p::Err(#p::Error::unknown_method(#name, __method)),
                 }
+            }
+            #priority
+        }
+    }
+}
+
+/// `Dispatch::method_priority`, for a trait with `#[remote(priority = ..)]`
+/// methods (others keep the default: the connection's class).
+fn method_priority(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
+    let arms: Vec<TokenStream> = t
+        .methods
+        .iter()
+        .filter_map(|m| {
+            let class = m.priority.as_ref()?;
+            let wire = &m.wire_name;
+            Some(quote!(#wire => #p::Some(#p::Priority::#class),))
+        })
+        .collect();
+    if arms.is_empty() {
+        return quote!();
+    }
+    quote! {
+        fn method_priority(&self, __method: &str) -> #p::Option<#p::Priority> {
+            match __method {
+                #(#arms)*
+                _ => #p::None,
             }
         }
     }

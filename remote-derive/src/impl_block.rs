@@ -139,7 +139,9 @@ pub(crate) fn inherent_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) 
             }
         }
         let tf: syn::TraitItemFn = syn::parse_quote!(#(#docs)* #sig;);
-        methods.push(Method::new(tf.clone(), opts.name, opts.requires_auth));
+        let mut m = Method::new(tf.clone(), opts.name, opts.requires_auth);
+        m.priority = opts.priority;
+        methods.push(m);
         trait_items.push(TraitItem::Fn(tf));
     }
     if methods.is_empty() {

@@ -27,7 +27,9 @@ mod wire_field;
 ///   Generates `ChatClient` (the proxy, which implements `Chat`) and
 ///   `impl Interface for dyn Chat`, and registers the interface for the
 ///   schema. Method options: `#[remote(name = "wire_name")]`,
-///   `#[remote(requires_auth)]`.
+///   `#[remote(requires_auth)]`, `#[remote(priority = high)]` (or `low`,
+///   `normal`: the class the method's calls wait in when the server's
+///   handlers take turns, see `remote_core::Priority`).
 /// - On `impl Chat for ChatRoom`: write the methods as `async fn`; they are
 ///   boxed to match the trait, and the implementation is registered.
 /// - On an inherent `impl ChatRoom`: its `&self` methods become the trait

@@ -103,3 +103,54 @@ fn duplicate_wire_names_are_refused() {
     );
     assert!(out.contains("two methods have the wire name"), "{out}");
 }
+
+#[test]
+fn priority_generates_method_priority_only_when_used() {
+    let out = expand(
+        quote!(),
+        quote! {
+            pub trait Jobs {
+                #[remote(priority = high)]
+                async fn health(&self) -> Result<bool, Error>;
+                #[remote(priority = low, name = "bulk_export")]
+                async fn export(&self) -> Result<u64, Error>;
+                async fn plain(&self) -> Result<u64, Error>;
+            }
+        },
+    );
+    assert!(out.contains("fn method_priority"), "{out}");
+    assert!(
+        out.contains("\"health\" => :: remote_core :: __private :: Some (:: remote_core :: __private :: Priority :: High)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"bulk_export\" => :: remote_core :: __private :: Some (:: remote_core :: __private :: Priority :: Low)"),
+        "{out}"
+    );
+    // `plain` has a dispatch arm only: it keeps the connection's class.
+    assert_eq!(out.matches("\"plain\" =>").count(), 1, "{out}");
+
+    let out = expand(
+        quote!(),
+        quote! {
+            pub trait Plain {
+                async fn a(&self) -> Result<u64, Error>;
+            }
+        },
+    );
+    assert!(!out.contains("method_priority"), "{out}");
+
+    let out = expand(
+        quote!(),
+        quote! {
+            pub trait Bad {
+                #[remote(priority = urgent)]
+                async fn a(&self) -> Result<u64, Error>;
+            }
+        },
+    );
+    assert!(
+        out.contains("unknown priority `urgent`; write `high`, `normal` or `low`"),
+        "{out}"
+    );
+}

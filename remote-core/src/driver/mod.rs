@@ -13,6 +13,7 @@ mod input;
 mod io;
 mod outgoing;
 mod reader;
+mod sched;
 mod share;
 mod teardown;
 #[cfg(test)]
@@ -29,3 +30,4 @@ pub(crate) use conn::{Held, Shared};
 pub(crate) use deadline::{current_deadline, scope as deadline_scope};
 pub use deadline::{remaining, with_timeout};
 pub(crate) use input::Input;
+pub(crate) use sched::Sched;

@@ -40,6 +40,9 @@ pub struct ConnectionBuilder {
     /// The blocking slots of this connection's peer address (a server's
     /// TCP, TLS and wss connections).
     pub(crate) peer_blocking: Option<Arc<tokio::sync::Semaphore>>,
+    /// Run turns shared with the other connections of a server; a
+    /// standalone connection gets its own.
+    pub(crate) sched: Option<Arc<Sched>>,
     /// The memory budget shared with other connections (a server's); a
     /// standalone connection makes its own from `limits.memory_budget`.
     pub(crate) budget: Option<Arc<Budget>>,
@@ -181,6 +184,10 @@ impl ConnectionBuilder {
                 }),
             ),
             cache: std::sync::OnceLock::new(),
+            sched: ConnSched::new(
+                self.sched
+                    .unwrap_or_else(|| Sched::new(limits.max_running_handlers)),
+            ),
         });
         crate::rt::spawn(write_loop(writer, shared.clone()));
         // If this future is dropped before the handshake ends (e.g. a

@@ -28,6 +28,7 @@ use super::call::{Args, CallCx, Handle, Reply};
 use super::input::Input;
 use super::io::{write_loop, BoxRead, BoxWrite};
 use super::reader::{handshake, hello, read_loop};
+use super::sched::{ConnSched, Sched};
 use super::share::OutputShare;
 use super::teardown::{drop_caught, drop_each_caught};
 use crate::auth::{exchange, Side};
@@ -149,6 +150,8 @@ pub(crate) struct Shared {
     pub(crate) output_share: OutputShare,
     /// Results of `#[remote(cache(..))]` methods, made on first use.
     pub(crate) cache: std::sync::OnceLock<crate::cache::ClientCache>,
+    /// This connection's place among its server's run turns.
+    pub(crate) sched: ConnSched,
 }
 
 impl fmt::Debug for Shared {
@@ -511,14 +514,21 @@ impl Shared {
             }
         };
         // Fast path: most handlers finish without waiting; run them here
-        // without spawning a task.
-        let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _inline = Inline::enter();
-            let first_poll = || (&mut fut).now_or_never();
-            crate::peer::sync_scope(peer.clone(), || {
-                super::deadline::sync_scope(deadline, first_poll)
-            })
-        }));
+        // without spawning a task, in a run turn (`sched.rs`). With no turn
+        // free, the call waits for its fair turn in a task instead.
+        let turn = self.sched.try_turn();
+        let queued = turn.is_none();
+        let first = match turn {
+            Some(_) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _inline = Inline::enter();
+                let first_poll = || (&mut fut).now_or_never();
+                crate::peer::sync_scope(peer.clone(), || {
+                    super::deadline::sync_scope(deadline, first_poll)
+                })
+            })),
+            None => Ok(None),
+        };
+        drop(turn);
         match first {
             Ok(Some(Reply { .. })) => {
                 // `CallCx::reply` already queued the reply frame.
@@ -531,6 +541,10 @@ impl Shared {
                 let _ = self.send(&encode::error(id, &panic_error(panic), &self.limits));
             }
             Ok(None) => {
+                // Each later poll takes a turn too, in the method's class
+                // or else the connection's.
+                let class = (target.method_priority(method)).unwrap_or_else(|| peer.priority());
+                let fut = self.sched.fair(fut, class, queued);
                 let shared = self.clone();
                 // Made before the task and moved into it: a task aborted
                 // (by a cancel) before its first poll never runs its body,
