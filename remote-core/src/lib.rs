@@ -79,6 +79,7 @@ pub mod guide;
 mod interface;
 pub mod limits;
 mod marker;
+pub mod observability;
 mod peer;
 /// The sans-IO protocol layer (frames, messages, the connection state
 /// machine). Not a public API: it is reachable only for the fuzz targets,
@@ -88,7 +89,9 @@ pub mod proto;
 mod remote;
 pub mod schema;
 pub mod server;
+pub mod stats;
 pub mod stream;
+mod trace;
 pub mod transport;
 pub mod wire;
 
@@ -99,6 +102,7 @@ pub use limits::Limits;
 pub use peer::Peer;
 pub use remote::Remote;
 pub use server::{Server, ServerBuilder, ServerEvent, ServerHandle};
+pub use stats::{ServerStats, Stats};
 pub use transport::TlsIdentity;
 #[cfg(feature = "tls")]
 pub use transport::{TlsClientConfig, TlsServerConfig};

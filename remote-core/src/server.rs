@@ -215,7 +215,10 @@ impl Server {
         let mut conn = self.conn;
         conn.budget = Some(budget.clone());
         conn.server_side = true;
+        let counters = crate::stats::ServerCounters::default();
+        conn.server_counters = Some(counters.calls.clone());
         let inner = Arc::new(Inner {
+            counters,
             budget,
             addr: self.listener.local_addr(),
             stop: CancellationToken::new(),
@@ -242,6 +245,8 @@ impl Server {
 }
 
 struct Inner {
+    /// Connections accepted and refused; every connection's calls and bytes.
+    counters: crate::stats::ServerCounters,
     budget: Arc<crate::driver::Budget>,
     addr: String,
     stop: CancellationToken,
@@ -356,7 +361,13 @@ async fn accept_loop(
             }
         };
         if inner.active.load(Ordering::Acquire) >= max {
-            refuse(accepted, format!("limit exceeded: max_connections = {max}"));
+            inner.counters.refused.fetch_add(1, Ordering::Relaxed);
+            let why = format!("limit exceeded: max_connections = {max}");
+            crate::trace::limit_hit(
+                "max_connections",
+                &format!("{why} (refused {})", accepted.peer),
+            );
+            refuse(accepted, why);
             continue;
         }
         let key = peer_key(&accepted.peer);
@@ -364,19 +375,20 @@ async fn accept_loop(
             Some(key) => match PeerSlot::take(&inner.per_peer, key, max_per_peer) {
                 Some(slot) => Some(slot),
                 None => {
-                    refuse(
-                        accepted,
-                        format!(
-                            "limit exceeded: max_connections_per_peer = {max_per_peer} \
-                             (connections from {key})"
-                        ),
+                    inner.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    let why = format!(
+                        "limit exceeded: max_connections_per_peer = {max_per_peer} \
+                         (connections from {key})"
                     );
+                    crate::trace::limit_hit("max_connections_per_peer", &why);
+                    refuse(accepted, why);
                     continue;
                 }
             },
             None => None,
         };
         inner.active.fetch_add(1, Ordering::AcqRel);
+        inner.counters.accepted.fetch_add(1, Ordering::Relaxed);
         let mut builder = conn.clone();
         builder.peer_blocking = key
             .zip(conn.server_blocking.as_ref())
@@ -391,11 +403,17 @@ async fn accept_loop(
             // The transport's handshake (TLS) runs here, in the
             // connection's own task, bounded by handshake_timeout.
             let opened = accepted.open().await.inspect_err(|e| {
-                tracing::debug!(peer = %peer, "transport handshake failed: {e}");
+                tracing::warn!(
+                    name: "remote.handshake_failed",
+                    peer = %peer,
+                    error = %e,
+                    "transport handshake failed"
+                );
             });
             let conn = match opened {
                 Ok(o) => {
                     builder.tls_identity = o.tls_identity;
+                    builder.channel_binding = o.channel_binding;
                     builder.over_boxed(o.reader, o.writer, peer).await
                 }
                 Err(e) => Err(e),
@@ -478,6 +496,21 @@ impl ServerHandle {
     /// Connections currently open.
     pub fn connections(&self) -> usize {
         self.inner.active.load(Ordering::Acquire)
+    }
+
+    /// The server's counters: connections open, accepted and refused, and
+    /// the calls, error replies by kind and bytes of all its connections
+    /// (see [`crate::stats`] for an example).
+    pub fn stats(&self) -> crate::ServerStats {
+        let exports = self
+            .inner
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(Connection::exported_objects)
+            .sum();
+        self.inner.counters.snapshot(self.connections(), exports)
     }
 
     /// Bytes of queued output and buffered input held for all connections

@@ -1,0 +1,1 @@
+//! Observability (filled in below).
