@@ -60,6 +60,8 @@
 //! in `PROTOCOL.md` at the repository root. Addresses and transports are
 //! listed in [`transport`]; TLS (`tls://`, `wss://`, mutual TLS, the
 //! caller's certificate identity) is explained in [`transport::tls`].
+//! Tracing spans and events, and the counters an operator reads, are in
+//! [`observability`].
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 

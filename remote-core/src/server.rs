@@ -355,7 +355,7 @@ async fn accept_loop(
             Ok(x) => x,
             Err(e) => {
                 // E.g. out of file descriptors: back off instead of spinning.
-                tracing::warn!("accept failed: {e}");
+                tracing::warn!(name: "remote.accept_failed", "accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }

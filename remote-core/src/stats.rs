@@ -8,7 +8,6 @@
 //! apart from one another while traffic flows.
 //!
 //! ```
-//! use std::sync::Arc;
 //! use remote_core::collections::{RemoteList, SharedVec};
 //! use remote_core::{Connection, Server};
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {

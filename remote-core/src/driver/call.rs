@@ -484,7 +484,7 @@ fn error_data(re: &crate::RemoteError, max_depth: usize) -> Result<Option<&[u8]>
             "error data nests arrays and maps deeper than the peer accepts",
         )),
         _ => {
-            tracing::debug!("error data dropped: not one reference-free value");
+            tracing::debug!(name: "remote.error_data_dropped", "error data dropped: not one reference-free value");
             Ok(None)
         }
     }
