@@ -20,8 +20,8 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> remote_core::Result<()> {
     // RUST_LOG wins; without it, the per-call spans (DEBUG) are shown too,
     // each as one line when it closes (with its duration).
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("remote_core=debug"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("remote_core=debug"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(FmtSpan::CLOSE)
@@ -55,7 +55,10 @@ async fn main() -> remote_core::Result<()> {
         .credentials("mallory", Key::random()?)
         .connect(&addr)
         .await;
-    println!("mallory: {}", wrong.err().map(|e| e.to_string()).unwrap_or_default());
+    println!(
+        "mallory: {}",
+        wrong.err().map(|e| e.to_string()).unwrap_or_default()
+    );
 
     // WARN limit_exceeded: a frame over the server's max_frame_len; the
     // server closes that connection (INFO connection closed, with why).
@@ -67,7 +70,10 @@ async fn main() -> remote_core::Result<()> {
         .root::<dyn RemoteList<String>>()
         .push("x".repeat(10_000))
         .await;
-    println!("bob's big note: {}", big.err().map(|e| e.to_string()).unwrap_or_default());
+    println!(
+        "bob's big note: {}",
+        big.err().map(|e| e.to_string()).unwrap_or_default()
+    );
 
     let stats = server.stats();
     println!(
