@@ -1,8 +1,6 @@
 //! Configuring a connection and running its set-up (transport, handshake,
 //! the reader and writer tasks).
 
-use tracing::Instrument;
-
 use super::*;
 
 /// Makes a connection's root once its peer is known (a server's factory).
@@ -191,7 +189,7 @@ impl ConnectionBuilder {
             meter: Meter::new(self.server_counters.clone()),
             span: span.clone(),
         });
-        tokio::spawn(write_loop(writer, shared.clone()).instrument(span.clone()));
+        crate::trace::spawn_in(span.clone(), write_loop(writer, shared.clone()));
         // If this future is dropped before the handshake ends (e.g. a
         // timeout around `connect`), close so the writer task ends too.
         let guard = CloseOnDrop(Some(shared.clone()));
@@ -249,7 +247,7 @@ impl ConnectionBuilder {
         let _ = shared.info.set(info);
         input.set_max_len(limits.max_frame_len);
         tracing::info!(name: "remote.connection.opened", parent: &span, "connection opened");
-        tokio::spawn(read_loop(shared.clone(), input, ctl_rx).instrument(span));
+        crate::trace::spawn_in(span, read_loop(shared.clone(), input, ctl_rx));
         guard.disarm();
         Ok(Connection { shared })
     }

@@ -575,46 +575,39 @@ impl Shared {
                         seq,
                     },
                 );
-                // The call's span if enabled, else its connection's.
-                let span = if span.is_disabled() {
-                    self.span.clone()
-                } else {
-                    span
-                };
-                let task = tokio::spawn(tracing::Instrument::instrument(
-                    async move {
-                        let (fut, _done) = guarded;
-                        let run = std::panic::AssertUnwindSafe(fut).catch_unwind();
-                        let timed = tokio::time::timeout_at(deadline, run);
-                        let res =
-                            crate::peer::scope(peer, super::deadline::scope(deadline, timed)).await;
-                        let (frame, kind) = match res {
+                let work = async move {
+                    let (fut, _done) = guarded;
+                    let run = std::panic::AssertUnwindSafe(fut).catch_unwind();
+                    let timed = tokio::time::timeout_at(deadline, run);
+                    let res =
+                        crate::peer::scope(peer, super::deadline::scope(deadline, timed)).await;
+                    let (frame, kind) = match res {
                         Ok(Ok(Reply { .. })) => return, // queued by `CallCx::reply`
                         Ok(Err(panic)) => (
                             encode::error(id, &panic_error(panic), &shared.limits),
                             "panic",
                         ),
-                        Err(_) => (
-                            encode::error(
-                            id,
-                            &RemoteError::new(
-                                "deadline_exceeded",
-                                "remote_core::Error",
-                                format!("deadline of {timeout_ms} ms passed; the call was stopped"),
-                            ),
-                            &shared.limits,
-                            ),
-                            "deadline_exceeded",
-                        ),
-                    };
-                        // Answered (id free for reuse) before the peer can see
-                        // it; not sent if a cancel already answered the call.
-                        if shared.core().answered(id, seq) {
-                            shared.send_error_reply(&frame, kind);
+                        Err(_) => {
+                            let why =
+                                format!("deadline of {timeout_ms} ms passed; the call was stopped");
+                            let e =
+                                RemoteError::new("deadline_exceeded", "remote_core::Error", why);
+                            (encode::error(id, &e, &shared.limits), "deadline_exceeded")
                         }
-                    },
-                    span,
-                ));
+                    };
+                    // Answered (id free for reuse) before the peer can see
+                    // it; not sent if a cancel already answered the call.
+                    if shared.core().answered(id, seq) {
+                        shared.send_error_reply(&frame, kind);
+                    }
+                };
+                // In the call's span if enabled, else its connection's.
+                let span = if span.is_none() {
+                    self.span.clone()
+                } else {
+                    span
+                };
+                let task = crate::trace::spawn_in(span, work);
                 self.output_share.started();
                 lock(&self.running).insert(seq, task.abort_handle());
             }
