@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use remote_core::auth::Key;
 use remote_core::stream::RemoteStream;
 use remote_core::{Error, Remote, Server};
 use remote_examples::probe::{GreetError, Greeter, Probe, ProbeError, Tally};
@@ -87,7 +88,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .unwrap_or("tcp://127.0.0.1:0".into());
     let live = Arc::new(AtomicU64::new(0));
-    let server = Server::bind(&addr)
+    // With PROBE_SHARED_SECRET set, clients must prove they hold it
+    // (PROTOCOL.md §7.1; the Python runtime's authentication tests).
+    let builder = match std::env::var("PROBE_SHARED_SECRET") {
+        Ok(secret) => Server::builder().shared_secret(Key::new(secret.as_bytes())),
+        Err(_) => Server::builder(),
+    };
+    let server = builder
+        .bind(&addr)
         .await?
         .serve(move |_| Remote::new(Arc::new(Root { live: live.clone() }) as Arc<dyn Probe>));
     eprintln!("probe server on {}", server.local_addr());

@@ -12,7 +12,7 @@ import weakref
 
 import msgpack
 
-from . import wire
+from . import auth, wire
 from .errors import (
     ConnectionLost,
     DeadlineExceeded,
@@ -126,13 +126,21 @@ class Connection:
 
     @classmethod
     async def open(cls, reader: asyncio.StreamReader, writer: typing.Any, *, root: typing.Any = None,
-                   limits: typing.Optional[wire.Limits] = None, auth: typing.Optional[bytes] = None,
+                   limits: typing.Optional[wire.Limits] = None,
+                   credentials: typing.Optional[typing.Tuple[str, bytes]] = None,
                    peer: str = "stream") -> "Connection":
         """Runs the handshake over ``reader``/``writer`` and starts serving
-        ``root`` (object 0) to the peer."""
+        ``root`` (object 0) to the peer. With ``credentials`` (a user name
+        and that user's key), proves to a server that requires it that this
+        side holds the key, after the server proved it knows it too
+        (PROTOCOL.md §7.1); the key never crosses the wire."""
         conn = cls(reader, writer, root, limits or wire.Limits(), peer)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + conn.limits.handshake_timeout
+        client_nonce = auth.nonce()
+        slot = None if credentials is None else auth.credentials_slot(client_nonce, credentials[0])
         conn._write([wire.HELLO, wire.PROTOCOL_MAGIC, wire.PROTOCOL_VERSION,
-                     wire.PROTOCOL_VERSION, [], auth])
+                     wire.PROTOCOL_VERSION, [], slot])
         try:
             first = await asyncio.wait_for(
                 wire.read_frame(reader, conn.limits.max_handshake_frame_len, "max_handshake_frame_len"),
@@ -164,8 +172,53 @@ class Connection:
                       f"we speak {wire.PROTOCOL_VERSION}..={wire.PROTOCOL_VERSION}")
             conn._goodbye(reason)
             raise ConnectionLost(f"handshake failed: {reason}")
+        await conn._authenticate(msg[5], credentials, client_nonce, deadline)
         conn._reader_task = asyncio.ensure_future(conn._read_loop())
         return conn
+
+    async def _authenticate(self, slot: typing.Any, credentials: typing.Optional[typing.Tuple[str, bytes]],
+                            client_nonce: bytes, deadline: float) -> None:
+        """The client side of the exchange (§7.1), after the peer's hello
+        with ``slot`` in its ``auth`` field."""
+        server_nonce = auth.challenge_nonce(slot)
+        if credentials is None:
+            if server_nonce is not None:
+                self._refuse(auth.NO_CREDENTIALS)
+            return  # nothing asked; junk in an unused slot is ignored
+        if server_nonce is None:
+            self._refuse(auth.NO_CHALLENGE)
+        user, key = credentials
+        try:
+            payload = await asyncio.wait_for(
+                wire.read_frame(self._reader, self.limits.max_handshake_frame_len,
+                                "max_handshake_frame_len"),
+                max(deadline - asyncio.get_running_loop().time(), 0))
+        except asyncio.TimeoutError:
+            self._refuse(f"authentication did not complete within handshake_timeout = "
+                         f"{self.limits.handshake_timeout}s")
+        except wire.FrameTooLarge as e:
+            self._refuse(str(e))
+        if payload is None:
+            self._shutdown("peer closed the connection during authentication")
+            raise ConnectionLost("handshake failed: peer closed the connection during authentication")
+        theirs = auth.parse_proof(payload)
+        if theirs is None:
+            try:
+                msg = msgpack.unpackb(payload, raw=False)
+            except Exception:  # noqa: BLE001 - not a goodbye then
+                msg = None
+            if isinstance(msg, list) and len(msg) == 2 and msg[0] == wire.GOODBYE:
+                self._shutdown(f"peer refused the connection: {msg[1]}")
+                raise ConnectionLost(f"handshake failed: peer refused the connection: {msg[1]}")
+            self._refuse(auth.NO_PROOF)
+        if not auth.verify(key, "server", user, client_nonce, server_nonce, theirs):
+            self._refuse(auth.IMPOSTOR)
+        self._write([auth.PROOF_KIND, auth.proof(key, "client", user, client_nonce, server_nonce)])
+
+    def _refuse(self, why: str) -> typing.NoReturn:
+        """Says goodbye with ``why`` and fails the handshake."""
+        self._goodbye(why)
+        raise ConnectionLost(f"handshake failed: {why}")
 
     def root(self) -> Proxy:
         """A proxy for the peer's root object (object 0)."""

@@ -11,8 +11,10 @@ from .connection import Connection
 
 
 async def connect(addr: str, *, root: typing.Any = None, limits: typing.Optional[wire.Limits] = None,
-                  auth: typing.Optional[bytes] = None) -> Connection:
-    """Connects to ``tcp://host:port`` or ``unix:///path``, serving ``root``."""
+                  credentials: typing.Optional[typing.Tuple[str, bytes]] = None) -> Connection:
+    """Connects to ``tcp://host:port`` or ``unix:///path``, serving ``root``;
+    ``credentials`` (user, key) authenticate to a server that requires it
+    (PROTOCOL.md §7.1)."""
     if addr.startswith("tcp://"):
         host, _, port = addr[len("tcp://"):].rpartition(":")
         reader, writer = await asyncio.open_connection(host.strip("[]"), int(port))
@@ -20,7 +22,8 @@ async def connect(addr: str, *, root: typing.Any = None, limits: typing.Optional
         reader, writer = await asyncio.open_unix_connection(addr[len("unix://"):])
     else:
         raise ValueError(f"bad address {addr!r}: use tcp://host:port or unix:///path")
-    return await Connection.open(reader, writer, root=root, limits=limits, auth=auth, peer=addr)
+    return await Connection.open(reader, writer, root=root, limits=limits, credentials=credentials,
+                                 peer=addr)
 
 
 class _PipeWriter:

@@ -75,6 +75,7 @@ async def read_frame(reader: asyncio.StreamReader, limit: int, limit_name: str) 
 
 
 def hello(auth: typing.Optional[bytes]) -> list:
+    """A hello with ``auth`` in its authentication slot (§7.1)."""
     return [HELLO, PROTOCOL_MAGIC, PROTOCOL_VERSION, PROTOCOL_VERSION, [], auth]
 
 

@@ -60,6 +60,8 @@
 //! in `PROTOCOL.md` at the repository root. Addresses and transports are
 //! listed in [`transport`]; TLS (`tls://`, `wss://`, mutual TLS, the
 //! caller's certificate identity) is explained in [`transport::tls`].
+//! Tracing spans and events, and the counters an operator reads, are in
+//! [`observability`].
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 // The browser build leaves out the server, the native transports and the
@@ -83,6 +85,7 @@ pub mod guide;
 mod interface;
 pub mod limits;
 mod marker;
+pub mod observability;
 mod peer;
 mod priority;
 /// The sans-IO protocol layer (frames, messages, the connection state
@@ -101,7 +104,9 @@ pub mod web {
 pub mod schema;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod server;
+pub mod stats;
 pub mod stream;
+mod trace;
 pub mod transport;
 pub mod wire;
 
@@ -114,6 +119,7 @@ pub use priority::Priority;
 pub use remote::Remote;
 #[cfg(not(target_arch = "wasm32"))]
 pub use server::{Server, ServerBuilder, ServerEvent, ServerHandle};
+pub use stats::{ServerStats, Stats};
 pub use transport::TlsIdentity;
 #[cfg(feature = "tls")]
 pub use transport::{TlsClientConfig, TlsServerConfig};

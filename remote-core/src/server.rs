@@ -218,7 +218,10 @@ impl Server {
         // And one set of run turns for their handlers.
         let sched = crate::driver::Sched::new(conn.limits.max_running_handlers);
         conn.sched = Some(sched.clone());
+        let counters = crate::stats::ServerCounters::default();
+        conn.server_counters = Some(counters.calls.clone());
         let inner = Arc::new(Inner {
+            counters,
             budget,
             addr: self.listener.local_addr(),
             stop: CancellationToken::new(),
@@ -246,6 +249,8 @@ impl Server {
 }
 
 struct Inner {
+    /// Connections accepted and refused; every connection's calls and bytes.
+    counters: crate::stats::ServerCounters,
     budget: Arc<crate::driver::Budget>,
     addr: String,
     stop: CancellationToken,
@@ -356,13 +361,19 @@ async fn accept_loop(
             Ok(x) => x,
             Err(e) => {
                 // E.g. out of file descriptors: back off instead of spinning.
-                tracing::warn!("accept failed: {e}");
+                tracing::warn!(name: "remote.accept_failed", "accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         if inner.active.load(Ordering::Acquire) >= max {
-            refuse(accepted, format!("limit exceeded: max_connections = {max}"));
+            inner.counters.refused.fetch_add(1, Ordering::Relaxed);
+            let why = format!("limit exceeded: max_connections = {max}");
+            crate::trace::limit_hit(
+                "max_connections",
+                &format!("{why} (refused {})", accepted.peer),
+            );
+            refuse(accepted, why);
             continue;
         }
         let key = peer_key(&accepted.peer);
@@ -370,19 +381,20 @@ async fn accept_loop(
             Some(key) => match PeerSlot::take(&inner.per_peer, key, max_per_peer) {
                 Some(slot) => Some(slot),
                 None => {
-                    refuse(
-                        accepted,
-                        format!(
-                            "limit exceeded: max_connections_per_peer = {max_per_peer} \
-                             (connections from {key})"
-                        ),
+                    inner.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    let why = format!(
+                        "limit exceeded: max_connections_per_peer = {max_per_peer} \
+                         (connections from {key})"
                     );
+                    crate::trace::limit_hit("max_connections_per_peer", &why);
+                    refuse(accepted, why);
                     continue;
                 }
             },
             None => None,
         };
         inner.active.fetch_add(1, Ordering::AcqRel);
+        inner.counters.accepted.fetch_add(1, Ordering::Relaxed);
         let mut builder = conn.clone();
         builder.peer_blocking = key
             .zip(conn.server_blocking.as_ref())
@@ -397,11 +409,17 @@ async fn accept_loop(
             // The transport's handshake (TLS) runs here, in the
             // connection's own task, bounded by handshake_timeout.
             let opened = accepted.open().await.inspect_err(|e| {
-                tracing::debug!(peer = %peer, "transport handshake failed: {e}");
+                tracing::warn!(
+                    name: "remote.handshake_failed",
+                    peer = %peer,
+                    error = %e,
+                    "transport handshake failed"
+                );
             });
             let conn = match opened {
                 Ok(o) => {
                     builder.tls_identity = o.tls_identity;
+                    builder.channel_binding = o.channel_binding;
                     builder.over_boxed(o.reader, o.writer, peer).await
                 }
                 Err(e) => Err(e),
@@ -484,6 +502,21 @@ impl ServerHandle {
     /// Connections currently open.
     pub fn connections(&self) -> usize {
         self.inner.active.load(Ordering::Acquire)
+    }
+
+    /// The server's counters: connections open, accepted and refused, and
+    /// the calls, error replies by kind and bytes of all its connections
+    /// (see [`crate::stats`] for an example).
+    pub fn stats(&self) -> crate::ServerStats {
+        let exports = self
+            .inner
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(Connection::exported_objects)
+            .sum();
+        self.inner.counters.snapshot(self.connections(), exports)
     }
 
     /// Bytes of queued output and buffered input held for all connections

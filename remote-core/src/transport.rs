@@ -194,6 +194,9 @@ pub(crate) struct Dialed {
     pub(crate) writer: BoxWrite,
     pub(crate) peer: String,
     pub(crate) tls_identity: Option<TlsIdentity>,
+    /// The TLS session's channel binding (RFC 9266 `tls-exporter`), bound
+    /// into authentication proofs; `None` on plain transports.
+    pub(crate) channel_binding: Option<[u8; 32]>,
 }
 
 #[cfg(feature = "tls")]
@@ -219,25 +222,28 @@ pub(crate) async fn dial(addr: &str, limits: &Limits, tls: &ClientTls) -> Result
         writer,
         peer: addr.to_owned(),
         tls_identity: None,
+        channel_binding: None,
     };
     match Address::parse(addr)? {
         #[cfg(feature = "tls")]
         Address::Tls(authority) => {
             let cfg = need_client_tls(addr, tls)?;
-            let (s, id) = tls_io::connect(addr, &authority, cfg, ALPN, limits).await?;
+            let (s, sec) = tls_io::connect(addr, &authority, cfg, ALPN, limits).await?;
             let (reader, writer) = boxed(s);
             Ok(Dialed {
-                tls_identity: id,
+                tls_identity: sec.identity,
+                channel_binding: Some(sec.binding),
                 ..plain(reader, writer)
             })
         }
         #[cfg(all(feature = "tls", feature = "websocket"))]
         Address::Wss { authority, .. } => {
             let cfg = need_client_tls(addr, tls)?;
-            let (s, id) = tls_io::connect(addr, &authority, cfg, tls::ALPN_WSS, limits).await?;
+            let (s, sec) = tls_io::connect(addr, &authority, cfg, tls::ALPN_WSS, limits).await?;
             let (reader, writer) = ws::dial_over(addr, s, limits).await?;
             Ok(Dialed {
-                tls_identity: id,
+                tls_identity: sec.identity,
+                channel_binding: Some(sec.binding),
                 ..plain(reader, writer)
             })
         }

@@ -27,7 +27,9 @@ pub(crate) fn hello_slot(side: &Side, nonce: &[u8; NONCE_LEN]) -> Option<Vec<u8>
 }
 
 /// Runs the exchange after both hellos: `Ok(Some(..))` if the peer proved
-/// who it is, `Ok(None)` if this side did not ask. Every refusal is
+/// who it is, `Ok(None)` if this side did not ask. `binding` is the
+/// transport's channel binding (the TLS session's `tls-exporter` value,
+/// empty on plain transports), covered by both proofs. Every refusal is
 /// preceded by a goodbye naming it.
 pub(crate) async fn run(
     shared: &Arc<Shared>,
@@ -35,11 +37,9 @@ pub(crate) async fn run(
     side: &Side,
     our_nonce: &[u8; NONCE_LEN],
     peer_slot: Option<&[u8]>,
+    binding: &[u8],
     deadline: Instant,
 ) -> Result<Option<Proven>, Error> {
-    // Channel binding (a TLS exporter value) goes here once the TLS
-    // transport exposes one; until then proofs bind the nonces only.
-    let binding: &[u8] = &[];
     let peer = proto::parse_hello_auth(peer_slot);
     match side {
         Side::Open => match peer {

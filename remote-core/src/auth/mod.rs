@@ -10,9 +10,12 @@
 //! then the client; each proof is an HMAC over both nonces, the user name
 //! and the role, so a recorded proof is useless on another connection and
 //! a proof cannot be reflected back. The key itself never crosses the
-//! wire. PROTOCOL.md §7.1 gives the bytes; SECURITY.md what it protects
-//! against (and what it does not: without TLS, the connection after the
-//! handshake is neither encrypted nor integrity-protected).
+//! wire. Over `tls://` and `wss://` both proofs also cover the TLS
+//! session's channel binding (RFC 9266 `tls-exporter`), so a relay that
+//! terminates TLS on both sides cannot pass the exchange. PROTOCOL.md §7.1
+//! gives the bytes; SECURITY.md what it protects against (and what it does
+//! not: without TLS, the connection after the handshake is neither
+//! encrypted nor integrity-protected).
 //!
 //! ```
 //! # #[tokio::main] async fn main() -> remote_core::Result<()> {

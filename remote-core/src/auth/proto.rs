@@ -256,9 +256,17 @@ mod tests {
         //          + b"\2"*32 + b"\0\0", "sha256").hexdigest()
         let (cn, sn) = ([1u8; 32], [2u8; 32]);
         let p = proof(b"key", Role::Client, &t(&cn, &sn));
-        let hex: String = p.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, EXPECTED);
+        let hex = |p: [u8; 32]| -> String { p.iter().map(|b| format!("{b:02x}")).collect() };
+        assert_eq!(hex(p), EXPECTED);
+        // With a 32-byte channel binding (a TLS exporter value): the same
+        // input followed by b"\0\x20" + b"\3"*32 instead of b"\0\0".
+        let bound = Transcript {
+            binding: &[3u8; 32],
+            ..t(&cn, &sn)
+        };
+        assert_eq!(hex(proof(b"key", Role::Client, &bound)), EXPECTED_BOUND);
     }
 
     const EXPECTED: &str = "659cc25e59fb93a608e41089384c95dd4dd6c117b101fa7bfeacfd7cb466750b";
+    const EXPECTED_BOUND: &str = "71596cf37fa553448f9f7b720379a64cd29d0b6d6ef9c38837c9fc805e031216";
 }

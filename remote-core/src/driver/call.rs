@@ -358,7 +358,6 @@ impl CallCx {
     /// it instead; error text is cut to fit (see [`encode::error_head`]).
     pub fn reply<T: Wire, E: RemoteErrorType>(&self, r: Result<T, E>) -> Reply {
         let limits = &self.shared.limits;
-        let frame_error = |e: Error| encode::error(self.id, &e.to_remote(), limits);
         // The peer may reuse the call id as soon as it sees the reply. (A
         // handler run inline by the reader gets `call_done` before the next
         // frame is read, so only spawned handlers need this.)
@@ -367,23 +366,38 @@ impl CallCx {
         if !super::conn::running_inline() && !self.shared.core().answered(self.id, self.seq) {
             return Reply { _queued: () };
         }
+        // A reply that could not be encoded: an error naming why instead.
+        let fail = |e: Error| {
+            let re = e.to_remote();
+            if re.kind == "limit_exceeded" {
+                crate::trace::limit_hit(crate::trace::limit_name(&re.message), &re.message);
+            }
+            let sent = self.shared.send(&encode::error(self.id, &re, limits));
+            if sent.is_ok() {
+                self.shared.meter.replied_error(&re.kind);
+            }
+            sent
+        };
         let sent = with_scratch(|buf| {
             encode::begin_in(buf);
             let mut exported = codec::Exported::default();
+            // The error kind counted for this reply (`None`: a return).
+            let mut counted = None;
             match r {
                 Ok(v) => {
                     encode::return_head(buf, self.id);
                     match codec::encode_into(&self.shared, &v, buf, "return value") {
                         Ok(e) => exported = e,
-                        Err(e) => return self.shared.send(&frame_error(e)),
+                        Err(e) => return fail(e),
                     }
                 }
                 Err(e) => {
                     let re = e.to_remote();
                     let data = match error_data(&re, limits.max_depth) {
                         Ok(d) => d,
-                        Err(e) => return self.shared.send(&frame_error(e)),
+                        Err(e) => return fail(e),
                     };
+                    counted = Some(crate::stats::kind_index(&re.kind));
                     encode::error_head(buf, self.id, &re, limits);
                     match data {
                         Some(d) => buf.extend_from_slice(d),
@@ -394,16 +408,18 @@ impl CallCx {
             let len = encode::finish(buf);
             if len > limits.max_frame_len {
                 exported.undo(&self.shared);
-                return self.shared.send(&frame_error(Error::limit(
+                return fail(Error::limit(
                     "max_frame_len",
                     limits.max_frame_len as u64,
                     format!("reply encodes to {len} bytes"),
-                )));
+                ));
             }
             let sent = self.shared.send_vec(buf);
             self.shared.output_share.replied(len);
             if sent.is_err() {
                 exported.undo(&self.shared);
+            } else {
+                self.shared.meter.replied(counted);
             }
             sent
         });
@@ -468,7 +484,7 @@ fn error_data(re: &crate::RemoteError, max_depth: usize) -> Result<Option<&[u8]>
             "error data nests arrays and maps deeper than the peer accepts",
         )),
         _ => {
-            tracing::debug!("error data dropped: not one reference-free value");
+            tracing::debug!(name: "remote.error_data_dropped", "error data dropped: not one reference-free value");
             Ok(None)
         }
     }

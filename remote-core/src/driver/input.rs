@@ -164,7 +164,10 @@ impl Input {
             let spare = self.make_room();
             match self.r.read_buf(&mut self.buf).await {
                 Ok(0) => return None,
-                Ok(n) => self.adapt(n, spare),
+                Ok(n) => {
+                    self.shared.meter.read(n);
+                    self.adapt(n, spare)
+                }
                 Err(e) => return Some(Err(FrameError::Io(e))),
             }
         }

@@ -78,7 +78,7 @@ pub(crate) async fn write_loop(mut w: BoxWrite, shared: Arc<Shared>) {
                         let msg = format!(
                             "limit exceeded: write_stall_timeout = {stall:?} (the peer read nothing of {queued} queued bytes)"
                         );
-                        tracing::debug!(peer = %shared.peer(), "{msg}");
+                        crate::trace::limit_hit("write_stall_timeout", &msg);
                         shared.close(Error::limit(
                             "write_stall_timeout",
                             stall.as_millis() as u64,
@@ -118,6 +118,7 @@ pub(crate) async fn write_loop(mut w: BoxWrite, shared: Arc<Shared>) {
     let _ = crate::rt::time::timeout(CLOSE_GRACE, async {
         if !last.is_empty() {
             w.write_all(&last).await?;
+            shared.meter.wrote(last.len());
         }
         w.shutdown().await
     })

@@ -136,6 +136,7 @@ pub(super) async fn read_loop(
                     }
                     Some(Err(FrameError::TooLarge { len, max })) => {
                         let msg = format!("frame of {len} bytes exceeds max_frame_len = {max}");
+                        crate::trace::limit_hit("max_frame_len", &msg);
                         let _ = shared.send(&encode::goodbye(&msg));
                         break Error::limit("max_frame_len", max as u64, format!("peer sent a frame of {len} bytes"));
                     }
@@ -219,7 +220,7 @@ pub(super) async fn read_loop(
             }
         }
     };
-    tracing::debug!(peer = %shared.peer(), "connection closing: {reason}");
+    tracing::info!(name: "remote.connection.closed", reason = %reason, "connection closed");
     shared.disconnect(reason);
     // Late releases from proxies dropped during shutdown are discarded.
     ctl.close();

@@ -13,7 +13,7 @@ pub(crate) fn drop_caught<T>(peer: &str, what: &str, value: T) {
     let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
     if let Err(panic) = dropped {
         let msg = super::conn::panic_error(panic).message;
-        tracing::error!(peer = %peer, "a destructor panicked dropping {what}: {msg}");
+        tracing::error!(name: "remote.destructor_panicked", peer = %peer, "a destructor panicked dropping {what}: {msg}");
     }
 }
 

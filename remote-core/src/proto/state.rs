@@ -91,6 +91,8 @@ pub enum Event<'a, O, W> {
         seq: u64,
         /// The target object.
         target: O,
+        /// The target's id (for logs).
+        object: ObjectId,
         /// Method wire name.
         method: &'a str,
         /// Deadline requested by the caller, in ms (already capped).
@@ -108,6 +110,8 @@ pub enum Event<'a, O, W> {
     Reject {
         /// The complete error frame.
         frame: Vec<u8>,
+        /// Its error kind (`unknown_object`, `limit_exceeded`).
+        kind: &'static str,
     },
     /// A reply for one of our calls.
     Reply {
@@ -470,6 +474,7 @@ impl<O: Clone, W> State<O, W> {
                     Err(RefError::UnknownOwn(m)) => {
                         return Ok(Event::Reject {
                             frame: reject(id, "unknown_object", m, &self.limits),
+                            kind: "unknown_object",
                         })
                     }
                     Err(RefError::Violation(v)) => return Err(v),
@@ -481,12 +486,14 @@ impl<O: Clone, W> State<O, W> {
                     );
                     return Ok(Event::Reject {
                         frame: reject(id, "limit_exceeded", msg, &self.limits),
+                        kind: "limit_exceeded",
                     });
                 }
                 let Some(obj) = self.exports.get(target).cloned() else {
                     let msg = format!("no object with id {target} on this connection");
                     return Ok(Event::Reject {
                         frame: reject(id, "unknown_object", msg, &self.limits),
+                        kind: "unknown_object",
                     });
                 };
                 let cap = u32::try_from(self.limits.max_deadline.as_millis()).unwrap_or(u32::MAX);
@@ -498,6 +505,7 @@ impl<O: Clone, W> State<O, W> {
                     id,
                     seq,
                     target: obj,
+                    object: target,
                     method,
                     timeout_ms: timeout_ms.min(cap),
                     args,

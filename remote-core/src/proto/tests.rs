@@ -71,7 +71,7 @@ fn key(n: usize) -> ExportKey {
 }
 
 fn reject_kind(ev: Event<'_, &'static str, u32>) -> String {
-    let Event::Reject { frame } = ev else {
+    let Event::Reject { frame, .. } = ev else {
         panic!("expected Reject, got {ev:?}")
     };
     let mut refs = Vec::new();

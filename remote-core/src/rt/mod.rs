@@ -26,4 +26,4 @@ mod web;
 #[cfg(target_arch = "wasm32")]
 pub use web::RuntimeHandle;
 #[cfg(target_arch = "wasm32")]
-pub(crate) use web::{current_runtime, spawn, spawn_blocking, time, AbortHandle};
+pub(crate) use web::{current_runtime, spawn, spawn_blocking, time, AbortHandle, JoinHandle};

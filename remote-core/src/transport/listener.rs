@@ -64,6 +64,8 @@ pub(crate) struct Opened {
     pub(crate) writer: BoxWrite,
     /// The client's verified certificate (mutual TLS).
     pub(crate) tls_identity: Option<TlsIdentity>,
+    /// The TLS session's channel binding (RFC 9266 `tls-exporter`).
+    pub(crate) channel_binding: Option<[u8; 32]>,
 }
 
 impl Accepted {
@@ -76,6 +78,7 @@ impl Accepted {
                 reader,
                 writer,
                 tls_identity: None,
+                channel_binding: None,
             }),
             #[cfg(feature = "tls")]
             Pending::Tls(pending) => {
@@ -86,7 +89,7 @@ impl Accepted {
                     limits,
                 } = *pending;
                 let require_alpn = ws_path.is_none();
-                let (s, tls_identity) =
+                let (s, sec) =
                     super::tls_io::accept(&acceptor, tcp, &self.peer, require_alpn, &limits)
                         .await?;
                 let (reader, writer) = match ws_path {
@@ -99,7 +102,8 @@ impl Accepted {
                 Ok(Opened {
                     reader,
                     writer,
-                    tls_identity,
+                    tls_identity: sec.identity,
+                    channel_binding: Some(sec.binding),
                 })
             }
         }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio_rustls::rustls;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::tls::{TlsClientConfig, ALPN};
@@ -24,6 +25,18 @@ use crate::{Error, Limits};
 pub(crate) type ClientStream = tokio_rustls::client::TlsStream<TcpStream>;
 /// A server's TLS stream.
 pub(crate) type ServerStream = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// The RFC 9266 exporter label for TLS 1.3 channel binding.
+const BINDING_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
+
+/// The session's `tls-exporter` channel binding (RFC 9266): 32 bytes of
+/// keying material exported under label `EXPORTER-Channel-Binding` with no
+/// context. Both ends of one TLS session get the same value; any other
+/// session (a relay that terminates TLS on each side) gets another.
+fn channel_binding<D>(conn: &rustls::ConnectionCommon<D>) -> Result<[u8; 32], Error> {
+    conn.export_keying_material([0u8; 32], BINDING_LABEL, None)
+        .map_err(|e| Error::Tls(format!("cannot export the TLS channel binding: {e}")))
+}
 
 /// The host part of `host:port` (`[v6]:port` too).
 fn host_of(authority: &str) -> &str {
@@ -40,6 +53,15 @@ fn alpn_text(p: Option<&[u8]>) -> String {
     }
 }
 
+/// What a finished TLS handshake tells the connection: the peer's verified
+/// certificate (if any) and the session's channel binding.
+pub(crate) struct Secured {
+    /// The peer's verified certificate.
+    pub(crate) identity: Option<TlsIdentity>,
+    /// The `tls-exporter` value bound into authentication proofs.
+    pub(crate) binding: [u8; 32],
+}
+
 /// Connects to `authority` and runs the client handshake offering `alpn`;
 /// `tls://` (offering [`ALPN`]) requires the server to select it.
 pub(crate) async fn connect(
@@ -48,7 +70,7 @@ pub(crate) async fn connect(
     cfg: &TlsClientConfig,
     alpn: &[u8],
     limits: &Limits,
-) -> Result<(ClientStream, Option<TlsIdentity>), Error> {
+) -> Result<(ClientStream, Secured), Error> {
     let name = cfg.server_name_for(addr, host_of(authority))?;
     let connector = TlsConnector::from(cfg.rustls(alpn)?);
     let limit = limits.handshake_timeout;
@@ -82,7 +104,8 @@ pub(crate) async fn connect(
     } else {
         None
     };
-    Ok((tls, identity))
+    let binding = channel_binding(&**conn)?;
+    Ok((tls, Secured { identity, binding }))
 }
 
 /// Runs the server handshake on an accepted TCP stream. With
@@ -95,7 +118,7 @@ pub(crate) async fn accept(
     peer: &str,
     require_alpn: bool,
     limits: &Limits,
-) -> Result<(ServerStream, Option<TlsIdentity>), Error> {
+) -> Result<(ServerStream, Secured), Error> {
     let limit = limits.handshake_timeout;
     let mut tls = tokio::time::timeout(limit, acceptor.accept(tcp))
         .await
@@ -110,6 +133,7 @@ pub(crate) async fn accept(
         .peer_certificates()
         .and_then(|chain| chain.first())
         .map(|cert| TlsIdentity::from_der(cert));
+    let binding = channel_binding(&**conn)?;
     if require_alpn && conn.alpn_protocol() != Some(ALPN) {
         let why = format!(
             "ALPN protocol \"remote/1\" required (the client offered {})",
@@ -123,7 +147,7 @@ pub(crate) async fn accept(
         .await;
         return Err(Error::Handshake(format!("{peer}: {why}")));
     }
-    Ok((tls, identity))
+    Ok((tls, Secured { identity, binding }))
 }
 
 #[cfg(test)]

@@ -53,6 +53,11 @@ pub struct ConnectionBuilder {
     /// The peer's verified certificate, set by the transport that carried
     /// this connection before [`over_boxed`](ConnectionBuilder::over_boxed).
     pub(crate) tls_identity: Option<TlsIdentity>,
+    /// The TLS session's channel binding, set with `tls_identity`: bound
+    /// into the authentication proofs (PROTOCOL.md §7.1).
+    pub(crate) channel_binding: Option<[u8; 32]>,
+    /// The server's totals this connection's counters add to.
+    pub(crate) server_counters: Option<Arc<crate::stats::Counters>>,
 }
 
 impl fmt::Debug for ConnectionBuilder {
@@ -97,6 +102,7 @@ impl ConnectionBuilder {
     pub async fn connect(mut self, addr: &str) -> Result<Connection, Error> {
         let d = crate::transport::dial(addr, &self.limits, &self.tls).await?;
         self.tls_identity = d.tls_identity;
+        self.channel_binding = d.channel_binding;
         self.over_boxed(d.reader, d.writer, d.peer).await
     }
 
@@ -151,6 +157,7 @@ impl ConnectionBuilder {
             .budget
             .unwrap_or_else(|| Arc::new(Budget::new(limits.memory_budget)));
         let output_share = OutputShare::new();
+        let span = crate::trace::connection_span(&peer, self.server_side);
         let shared = Arc::new(Shared {
             output_share,
             core: Mutex::new(State::new(self.root, limits.clone(), sink)),
@@ -188,8 +195,10 @@ impl ConnectionBuilder {
                 self.sched
                     .unwrap_or_else(|| Sched::new(limits.max_running_handlers)),
             ),
+            meter: Meter::new(self.server_counters.clone()),
+            span: span.clone(),
         });
-        crate::rt::spawn(write_loop(writer, shared.clone()));
+        crate::trace::spawn_in(span.clone(), write_loop(writer, shared.clone()));
         // If this future is dropped before the handshake ends (e.g. a
         // timeout around `connect`), close so the writer task ends too.
         let guard = CloseOnDrop(Some(shared.clone()));
@@ -208,6 +217,7 @@ impl ConnectionBuilder {
                     &self.auth,
                     &nonce,
                     slot.as_deref(),
+                    self.channel_binding.as_ref().map_or(&[][..], |b| &b[..]),
                     deadline,
                 );
                 run.await
@@ -217,11 +227,18 @@ impl ConnectionBuilder {
         let proven = match proven {
             Ok(p) => p,
             Err(e) => {
+                tracing::warn!(name: "remote.handshake_failed", parent: &span, error = %e, "handshake failed");
                 shared.disconnect(e.clone());
                 return Err(e);
             }
         };
         let info = Peer::new(shared.peer.clone(), shared.tls_identity.clone(), proven);
+        if let Some(user) = info.user() {
+            span.record("user", user);
+        }
+        if let Some(cn) = info.tls_identity().and_then(TlsIdentity::common_name) {
+            span.record("tls_client", cn);
+        }
         if let Some(factory) = &self.root_factory {
             // The application's code, outside any lock; a panic in it
             // refuses this connection only.
@@ -238,7 +255,8 @@ impl ConnectionBuilder {
         }
         let _ = shared.info.set(info);
         input.set_max_len(limits.max_frame_len);
-        crate::rt::spawn(read_loop(shared.clone(), input, ctl_rx));
+        tracing::info!(name: "remote.connection.opened", parent: &span, "connection opened");
+        crate::trace::spawn_in(span, read_loop(shared.clone(), input, ctl_rx));
         guard.disarm();
         Ok(Connection { shared })
     }

@@ -150,6 +150,29 @@ impl Connection {
         self.shared.queued_output()
     }
 
+    /// This connection's counters: incoming calls served, error replies
+    /// by kind, bytes in and out, objects exported now (see
+    /// [`crate::stats`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+    /// use remote_core::collections::{RemoteList, SharedVec};
+    /// use remote_core::{Connection, ConnectionBuilder};
+    /// let list = SharedVec::<u8>::new();
+    /// let (client, server) =
+    ///     Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new().serve(list.remote()))
+    ///         .await?;
+    /// client.root::<dyn RemoteList<u8>>().push(7).await?;
+    /// let s = server.stats();
+    /// assert_eq!((s.calls_started, s.calls_finished), (1, 1));
+    /// assert_eq!(client.stats().bytes_out, s.bytes_in);
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> crate::Stats {
+        let exports = self.exported_objects();
+        self.shared.meter.snapshot(exports)
+    }
+
     /// Bytes reserved for partly received frames from the peer.
     pub fn buffered_input_bytes(&self) -> usize {
         self.shared.buffered_input.load(Ordering::Acquire)

@@ -35,6 +35,7 @@ use crate::auth::{exchange, Side};
 use crate::interface::{Dispatch, Interface};
 use crate::peer::Peer;
 use crate::proto::{encode, CallId, Event, ExportKey, ImportRef, ObjectId, ReleaseSink, State};
+use crate::stats::Meter;
 use crate::transport::{ClientTls, TlsIdentity};
 use crate::{Error, Limits, Remote, RemoteError};
 
@@ -152,6 +153,10 @@ pub(crate) struct Shared {
     pub(crate) cache: std::sync::OnceLock<crate::cache::ClientCache>,
     /// This connection's place among its server's run turns.
     pub(crate) sched: ConnSched,
+    /// Calls, errors and bytes counted (`Connection::stats`).
+    pub(crate) meter: Meter,
+    /// The `remote.connection` span (disabled without a subscriber).
+    pub(crate) span: tracing::Span,
 }
 
 impl fmt::Debug for Shared {
@@ -195,10 +200,6 @@ impl Shared {
             .unwrap_or_else(|| Peer::new(self.peer.clone(), None, None))
     }
 
-    pub(crate) fn peer(&self) -> &str {
-        &self.peer
-    }
-
     /// Bytes queued for the peer and not yet written.
     pub(crate) fn queued_output(&self) -> usize {
         self.queued.load(Ordering::Acquire)
@@ -206,6 +207,7 @@ impl Shared {
 
     /// The writer wrote `n` queued bytes.
     pub(crate) fn wrote(&self, n: usize) {
+        self.meter.wrote(n);
         self.queued.fetch_sub(n, Ordering::AcqRel);
         // A reader held back by this connection's queue re-checks.
         self.budget.wake();
@@ -412,7 +414,7 @@ impl Shared {
         let event = match event {
             Ok(ev) => ev,
             Err(v) => {
-                tracing::debug!(peer = %self.peer, "protocol violation: {v}");
+                tracing::warn!(name: "remote.protocol_violation", "protocol violation: {v}");
                 let _ = self.send(&encode::goodbye(&format!("protocol violation: {v}")));
                 return Err(Error::Protocol(v.0));
             }
@@ -423,18 +425,41 @@ impl Shared {
                 id,
                 seq,
                 target,
+                object,
                 method,
                 timeout_ms,
                 args,
                 refs,
                 owns,
             } => {
+                self.meter.call_started();
                 let held = Held { refs, owns };
+                let span = crate::trace::call_span(
+                    &self.span,
+                    object,
+                    target.interface_name(),
+                    method,
+                    id,
+                    timeout_ms,
+                );
                 let call = (id, seq);
-                self.start_incoming(call, target, method, timeout_ms, frame.clone(), args, held);
+                self.start_incoming(
+                    call,
+                    target,
+                    method,
+                    timeout_ms,
+                    frame.clone(),
+                    args,
+                    held,
+                    span,
+                );
             }
-            Event::Reject { frame } => {
-                let _ = self.send(&frame);
+            Event::Reject { frame, kind } => {
+                self.meter.call_started();
+                if kind == "limit_exceeded" {
+                    crate::trace::limit_hit("max_calls_in_flight", "an incoming call was refused");
+                }
+                self.send_error_reply(&frame, kind);
             }
             Event::Reply {
                 waiter,
@@ -457,7 +482,7 @@ impl Shared {
                 }
                 // The call's one reply; a reply the handler makes after
                 // this is not sent (`answered` returns false).
-                let _ = self.send(&reply);
+                self.send_error_reply(&reply, "cancelled");
             }
             Event::Goodbye(reason) => {
                 return Err(Error::ConnectionLost(format!(
@@ -490,6 +515,7 @@ impl Shared {
         frame: Bytes,
         args: Range<usize>,
         held: Held,
+        span: tracing::Span,
     ) {
         let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
         let deadline = super::deadline::after(Instant::now(), timeout);
@@ -504,12 +530,13 @@ impl Shared {
             Ok(Err(e)) => {
                 self.core().call_done(id, seq);
                 let err = dispatch_error(&e, target.interface_name(), method);
-                let _ = self.send(&encode::error(id, &err, &self.limits));
+                self.send_error_reply(&encode::error(id, &err, &self.limits), &err.kind);
                 return;
             }
             Err(panic) => {
                 self.core().call_done(id, seq);
-                let _ = self.send(&encode::error(id, &panic_error(panic), &self.limits));
+                let frame = encode::error(id, &panic_error(panic), &self.limits);
+                self.send_error_reply(&frame, "panic");
                 return;
             }
         };
@@ -521,6 +548,7 @@ impl Shared {
         let first = match turn {
             Some(_) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let _inline = Inline::enter();
+                let _span = span.enter();
                 let first_poll = || (&mut fut).now_or_never();
                 crate::peer::sync_scope(peer.clone(), || {
                     super::deadline::sync_scope(deadline, first_poll)
@@ -538,7 +566,8 @@ impl Shared {
             Err(panic) => {
                 drop_caught(&self.peer, "a panicked handler", fut);
                 self.handler_stopped(id, seq);
-                let _ = self.send(&encode::error(id, &panic_error(panic), &self.limits));
+                let frame = encode::error(id, &panic_error(panic), &self.limits);
+                self.send_error_reply(&frame, "panic");
             }
             Ok(None) => {
                 // Each later poll takes a turn too, in the method's class
@@ -560,34 +589,49 @@ impl Shared {
                         seq,
                     },
                 );
-                let task = crate::rt::spawn(async move {
+                let work = async move {
                     let (fut, _done) = guarded;
                     let run = std::panic::AssertUnwindSafe(fut).catch_unwind();
                     let timed = crate::rt::time::timeout_at(deadline, run);
                     let res =
                         crate::peer::scope(peer, super::deadline::scope(deadline, timed)).await;
-                    let frame = match res {
+                    let (frame, kind) = match res {
                         Ok(Ok(Reply { .. })) => return, // queued by `CallCx::reply`
-                        Ok(Err(panic)) => encode::error(id, &panic_error(panic), &shared.limits),
-                        Err(_) => encode::error(
-                            id,
-                            &RemoteError::new(
-                                "deadline_exceeded",
-                                "remote_core::Error",
-                                format!("deadline of {timeout_ms} ms passed; the call was stopped"),
-                            ),
-                            &shared.limits,
+                        Ok(Err(panic)) => (
+                            encode::error(id, &panic_error(panic), &shared.limits),
+                            "panic",
                         ),
+                        Err(_) => {
+                            let why =
+                                format!("deadline of {timeout_ms} ms passed; the call was stopped");
+                            let e =
+                                RemoteError::new("deadline_exceeded", "remote_core::Error", why);
+                            (encode::error(id, &e, &shared.limits), "deadline_exceeded")
+                        }
                     };
                     // Answered (id free for reuse) before the peer can see
                     // it; not sent if a cancel already answered the call.
                     if shared.core().answered(id, seq) {
-                        let _ = shared.send(&frame);
+                        shared.send_error_reply(&frame, kind);
                     }
-                });
+                };
+                // In the call's span if enabled, else its connection's.
+                let span = if span.is_none() {
+                    self.span.clone()
+                } else {
+                    span
+                };
+                let task = crate::trace::spawn_in(span, work);
                 self.output_share.started();
                 lock(&self.running).insert(seq, task.abort_handle());
             }
+        }
+    }
+
+    /// Queues an error reply to an incoming call, counted under `kind`.
+    pub(crate) fn send_error_reply(&self, frame: &[u8], kind: &str) {
+        if self.send(frame).is_ok() {
+            self.meter.replied_error(kind);
         }
     }
 

@@ -1,0 +1,259 @@
+//! Counters for operators: calls served, error replies by kind, bytes in
+//! and out, per connection ([`Connection::stats`](crate::Connection::stats))
+//! and server-wide ([`ServerHandle::stats`](crate::ServerHandle::stats)).
+//!
+//! Counting is a relaxed atomic add per event (a call started, a reply
+//! queued, a read or write of the transport); a snapshot reads them without
+//! stopping anything, so counters read at one instant may be a few events
+//! apart from one another while traffic flows.
+//!
+//! ```
+//! use remote_core::collections::{RemoteList, SharedVec};
+//! use remote_core::{Connection, Server};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> remote_core::Result<()> {
+//! let list = SharedVec::<u32>::new();
+//! let server = Server::bind("tcp://127.0.0.1:0").await?.serve(move |_| list.remote());
+//! let client = Connection::connect(server.local_addr()).await?;
+//! let remote = client.root::<dyn RemoteList<u32>>();
+//! remote.push(1).await?;
+//! remote.push(2).await?;
+//!
+//! let s = server.stats();
+//! assert_eq!(s.connections_open, 1);
+//! assert_eq!(s.calls.calls_started, 2);
+//! assert_eq!(s.calls.calls_finished, 2);
+//! assert_eq!(s.calls.errors_total(), 0);
+//! assert!(s.calls.bytes_in > 0 && s.calls.bytes_out > 0);
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+/// Error kinds counted on their own (PROTOCOL.md §3.4); any other kind a
+/// handler re-raises is counted under `"other"`.
+pub const ERROR_KINDS: [&str; 18] = [
+    "application",
+    "panic",
+    "unknown_object",
+    "unknown_method",
+    "bad_arguments",
+    "unauthenticated",
+    "limit_exceeded",
+    "deadline_exceeded",
+    "cancelled",
+    "connection_lost",
+    "protocol",
+    "encode",
+    "io",
+    "address",
+    "handshake",
+    "tls",
+    "blocking_in_async",
+    "other",
+];
+
+/// The index of `kind` in [`ERROR_KINDS`] (`"other"` if not listed).
+pub(crate) fn kind_index(kind: &str) -> usize {
+    ERROR_KINDS
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(ERROR_KINDS.len() - 1)
+}
+
+/// One set of counters (a connection's, or a server's totals).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    calls_started: AtomicU64,
+    calls_finished: AtomicU64,
+    errors: [AtomicU64; ERROR_KINDS.len()],
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self, exports: usize) -> Stats {
+        Stats {
+            calls_started: self.calls_started.load(Relaxed),
+            calls_finished: self.calls_finished.load(Relaxed),
+            errors: ERROR_KINDS
+                .iter()
+                .zip(&self.errors)
+                .map(|(k, n)| (*k, n.load(Relaxed)))
+                .collect(),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            exports,
+        }
+    }
+}
+
+/// A connection's counters, and its server's totals it adds to.
+#[derive(Debug, Default)]
+pub(crate) struct Meter {
+    own: Counters,
+    server: Option<Arc<Counters>>,
+}
+
+impl Meter {
+    /// Counters that also add to `server` (a server's totals).
+    pub(crate) fn new(server: Option<Arc<Counters>>) -> Meter {
+        Meter {
+            own: Counters::default(),
+            server,
+        }
+    }
+
+    fn each(&self, f: impl Fn(&Counters)) {
+        f(&self.own);
+        if let Some(s) = &self.server {
+            f(s);
+        }
+    }
+
+    /// An incoming call arrived (served or refused at once).
+    pub(crate) fn call_started(&self) {
+        self.each(|c| {
+            c.calls_started.fetch_add(1, Relaxed);
+        });
+    }
+
+    /// A reply to an incoming call was queued: a return (`None`) or an
+    /// error of kind `ERROR_KINDS[i]` (`Some(i)`).
+    pub(crate) fn replied(&self, error: Option<usize>) {
+        self.each(|c| {
+            c.calls_finished.fetch_add(1, Relaxed);
+            if let Some(i) = error {
+                c.errors[i].fetch_add(1, Relaxed);
+            }
+        });
+    }
+
+    /// An error reply of kind `kind` was queued.
+    pub(crate) fn replied_error(&self, kind: &str) {
+        self.replied(Some(kind_index(kind)));
+    }
+
+    /// `n` bytes were read from the transport.
+    pub(crate) fn read(&self, n: usize) {
+        self.each(|c| {
+            c.bytes_in.fetch_add(n as u64, Relaxed);
+        });
+    }
+
+    /// `n` bytes were written to the transport.
+    pub(crate) fn wrote(&self, n: usize) {
+        self.each(|c| {
+            c.bytes_out.fetch_add(n as u64, Relaxed);
+        });
+    }
+
+    /// This connection's counters, with `exports` objects exported now.
+    pub(crate) fn snapshot(&self, exports: usize) -> Stats {
+        self.own.snapshot(exports)
+    }
+}
+
+/// What a connection (or, summed, a server) has done so far: a snapshot
+/// of its counters. Calls are the *incoming* calls this side served; bytes
+/// are those of the protocol stream (frames, the handshake included) as
+/// read from and written to the transport (inside TLS and WebSocket
+/// framing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Incoming calls received, including those refused at once (over a
+    /// limit, unknown object).
+    pub calls_started: u64,
+    /// Incoming calls answered (a return or an error was queued for the
+    /// caller). `calls_started - calls_finished` are running, or were cut
+    /// off by the connection closing.
+    pub calls_finished: u64,
+    /// Error replies sent, by kind: every kind in [`ERROR_KINDS`] is a key
+    /// (zero if none was sent), so `errors["limit_exceeded"]` is always
+    /// valid.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// Bytes read from the peer.
+    pub bytes_in: u64,
+    /// Bytes written to the peer.
+    pub bytes_out: u64,
+    /// Objects exported to the peer now (references it holds; the root,
+    /// object 0, is not counted).
+    pub exports: usize,
+}
+
+impl Stats {
+    /// Error replies of every kind.
+    pub fn errors_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// A server's counters: its connections, and the [`Stats`] of every
+/// connection it accepted summed (`exports` over the open ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// Connections open now (in their handshake or serving).
+    pub connections_open: usize,
+    /// Connections accepted since the server started (refused ones
+    /// excluded).
+    pub connections_total: u64,
+    /// Connections refused at once for `max_connections` or
+    /// `max_connections_per_peer`.
+    pub connections_refused: u64,
+    /// Calls, errors and bytes of all connections, closed ones included.
+    pub calls: Stats,
+}
+
+/// A server's totals (its connections add to `calls`).
+#[derive(Debug, Default)]
+pub(crate) struct ServerCounters {
+    pub(crate) calls: Arc<Counters>,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) refused: AtomicU64,
+}
+
+impl ServerCounters {
+    pub(crate) fn snapshot(&self, open: usize, exports: usize) -> ServerStats {
+        ServerStats {
+            connections_open: open,
+            connections_total: self.accepted.load(Relaxed),
+            connections_refused: self.refused.load(Relaxed),
+            calls: self.calls.snapshot(exports),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_meter_counts_into_its_own_counters_and_its_servers() {
+        let server = Arc::new(Counters::default());
+        let a = Meter::new(Some(server.clone()));
+        let b = Meter::new(Some(server.clone()));
+        a.call_started();
+        a.replied(None);
+        b.call_started();
+        b.replied_error("limit_exceeded");
+        b.call_started();
+        b.replied_error("something new");
+        a.read(10);
+        b.wrote(7);
+        let sa = a.snapshot(3);
+        assert_eq!((sa.calls_started, sa.calls_finished), (1, 1));
+        assert_eq!((sa.bytes_in, sa.bytes_out, sa.exports), (10, 0, 3));
+        assert_eq!(sa.errors_total(), 0);
+        let sb = b.snapshot(0);
+        assert_eq!(sb.errors["limit_exceeded"], 1);
+        assert_eq!(sb.errors["other"], 1);
+        assert_eq!(sb.errors.len(), ERROR_KINDS.len());
+        let total = server.snapshot(0);
+        assert_eq!((total.calls_started, total.calls_finished), (3, 3));
+        assert_eq!((total.bytes_in, total.bytes_out), (10, 7));
+        assert_eq!(total.errors_total(), 2);
+    }
+}
