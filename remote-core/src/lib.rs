@@ -198,6 +198,7 @@ pub mod __private {
         describe_interface, error_of, remote_error_ty, unit_ty, DescribeFn, InterfaceDesc,
         MethodDesc, SourceDesc,
     };
+    pub use crate::driver::invalidate::invalidated;
     pub use crate::erased::blocking;
     pub use crate::interface::{Args, CallCx, CallFuture, Reply};
     pub use crate::marker::{ImplementedWithRemote, InterfaceProxy, RemoteImpl};

@@ -173,6 +173,14 @@ pub(crate) fn role(m: &Method, p: &TokenStream) -> Option<TokenStream> {
     }
 }
 
+/// The wire names a method invalidates, if it is `invalidates(..)`.
+pub(crate) fn invalidated_names(m: &Method) -> Option<&[String]> {
+    match m.cache.as_ref()? {
+        CacheOpt::Invalidates { wire, .. } => Some(wire),
+        CacheOpt::Cached { .. } => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_duration_ms;

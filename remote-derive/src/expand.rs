@@ -383,6 +383,14 @@ fn dispatch_arm(t: &RemoteTrait, m: &Method, p: &TokenStream) -> TokenStream {
     } else {
         quote!(#p::blocking(&__cx, move || #call).await)
     };
+    // A write that invalidates cached methods tells every other peer
+    // holding the object before its reply goes (CACHING.md).
+    let invalidate = match crate::cache::invalidated_names(m) {
+        Some(names) => {
+            quote!(#p::invalidated::<#dyn_ty>(&__cx, &__obj, &[#(#names),*]).await;)
+        }
+        None => quote!(),
+    };
     quote! {
         #wire => {
             #auth
@@ -390,6 +398,7 @@ fn dispatch_arm(t: &RemoteTrait, m: &Method, p: &TokenStream) -> TokenStream {
             let __obj = ::core::clone::Clone::clone(&self.0);
             let __fut: #p::CallFuture = #p::Box::pin(async move {
                 let __r = #run;
+                #invalidate
                 __cx.reply(__r)
             });
             #p::Ok(__fut)

@@ -322,6 +322,10 @@ impl CallCx {
         }
     }
 
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// The caller's deadline.
     pub fn deadline(&self) -> Instant {
         self.deadline

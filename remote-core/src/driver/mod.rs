@@ -10,6 +10,7 @@ pub(crate) mod call;
 mod conn;
 pub(crate) mod deadline;
 mod input;
+pub(crate) mod invalidate;
 mod io;
 mod outgoing;
 mod reader;

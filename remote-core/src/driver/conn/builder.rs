@@ -179,6 +179,7 @@ impl ConnectionBuilder {
                 }),
             ),
             cache: std::sync::OnceLock::new(),
+            pushes: super::super::invalidate::Pushes::new(),
         });
         tokio::spawn(write_loop(writer, shared.clone()));
         // If this future is dropped before the handshake ends (e.g. a
@@ -228,6 +229,7 @@ impl ConnectionBuilder {
             }
         }
         let _ = shared.info.set(info);
+        super::super::invalidate::register(&shared);
         input.set_max_len(limits.max_frame_len);
         tokio::spawn(read_loop(shared.clone(), input, ctl_rx));
         guard.disarm();

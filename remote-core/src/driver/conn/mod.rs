@@ -149,6 +149,8 @@ pub(crate) struct Shared {
     pub(crate) output_share: OutputShare,
     /// Results of `#[remote(cache(..))]` methods, made on first use.
     pub(crate) cache: std::sync::OnceLock<crate::cache::ClientCache>,
+    /// Invalidations pushed to the peer and its acknowledgements.
+    pub(crate) pushes: super::invalidate::Pushes,
 }
 
 impl fmt::Debug for Shared {
@@ -368,6 +370,11 @@ impl Shared {
                 count,
             } => {
                 let frame = self.core().import_released(id, generation, count);
+                // The peer may reuse the id for another object, and is not
+                // told to invalidate for an object we no longer hold.
+                if let Some(cache) = self.cache.get() {
+                    cache.forget_object(id);
+                }
                 if let Some(f) = frame {
                     let _ = self.send(&f);
                 }
@@ -472,6 +479,18 @@ impl Shared {
                 return Ok(Heard::Ping);
             }
             Event::Pong(token) => return Ok(Heard::Pong(token)),
+            Event::Invalidate {
+                token,
+                object,
+                methods,
+            } => self.on_invalidate(token, object, &methods),
+            Event::Invalidated(token) => {
+                if let Err(v) = self.on_invalidated(token) {
+                    tracing::debug!(peer = %self.peer, "protocol violation: {v}");
+                    let _ = self.send(&encode::goodbye(&format!("protocol violation: {v}")));
+                    return Err(Error::Protocol(v));
+                }
+            }
             Event::Nothing => {}
         }
         Ok(Heard::Traffic)
@@ -581,6 +600,7 @@ impl Shared {
     /// drop every exported object. Repeating it does nothing more.
     pub(super) fn disconnect(&self, reason: Error) {
         self.close(reason);
+        super::invalidate::unregister(self);
         if let Some(cache) = self.cache.get() {
             cache.clear();
         }
