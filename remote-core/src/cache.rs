@@ -29,6 +29,7 @@ use crate::codec;
 use crate::proto::ObjectId;
 
 pub use crate::driver::invalidate::{invalidate, push_stats, InvalidationReport, PushStats};
+pub use crate::memo::MemoStats;
 
 /// How a method takes part in caching; generated code passes a `'static`
 /// one to [`Handle::call_with`](crate::Handle::call_with).

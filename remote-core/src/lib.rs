@@ -79,6 +79,7 @@ pub mod guide;
 mod interface;
 pub mod limits;
 mod marker;
+mod memo;
 mod peer;
 /// The sans-IO protocol layer (frames, messages, the connection state
 /// machine). Not a public API: it is reachable only for the fuzz targets,
@@ -199,9 +200,11 @@ pub mod __private {
         MethodDesc, SourceDesc,
     };
     pub use crate::driver::invalidate::invalidated;
+    pub use crate::driver::memoized::memo_lookup;
     pub use crate::erased::blocking;
     pub use crate::interface::{Args, CallCx, CallFuture, Reply};
     pub use crate::marker::{ImplementedWithRemote, InterfaceProxy, RemoteImpl};
+    pub use crate::memo::MemoTicket;
     pub use crate::schema::{
         ArgDef, FieldDef, ImplEntry, InterfaceDef, InterfaceEntry, Location, MethodDef,
         SchemaBuilder, Ty, TypeDef, TypeKind, VariantDef,

@@ -214,9 +214,14 @@ impl Server {
         let budget = Arc::new(crate::driver::Budget::new(self.conn.limits.memory_budget));
         let mut conn = self.conn;
         conn.budget = Some(budget.clone());
+        // One cache of memoised replies too.
+        let memo =
+            crate::memo::MemoCache::new(conn.limits.memo_max_entries, conn.limits.memo_max_bytes);
+        conn.memo = Some(memo.clone());
         conn.server_side = true;
         let inner = Arc::new(Inner {
             budget,
+            memo,
             addr: self.listener.local_addr(),
             stop: CancellationToken::new(),
             active: AtomicUsize::new(0),
@@ -243,6 +248,7 @@ impl Server {
 
 struct Inner {
     budget: Arc<crate::driver::Budget>,
+    memo: Arc<crate::memo::MemoCache>,
     addr: String,
     stop: CancellationToken,
     active: AtomicUsize,
@@ -484,6 +490,12 @@ impl ServerHandle {
     /// now, counted against `Limits::memory_budget`.
     pub fn buffered_bytes(&self) -> usize {
         self.inner.budget.used()
+    }
+
+    /// The counters of this server's cache of `#[remote(memoize(..))]`
+    /// replies (shared by its connections).
+    pub fn memo_stats(&self) -> crate::cache::MemoStats {
+        self.inner.memo.stats()
     }
 
     /// Serves until `signal` completes, then shuts down gracefully

@@ -35,6 +35,8 @@ pub(crate) struct Method {
     pub(crate) requires_auth: bool,
     /// `#[remote(cache(..))]` or `#[remote(invalidates(..))]`.
     pub(crate) cache: Option<crate::cache::CacheOpt>,
+    /// `#[remote(memoize(..))]`: the server keeps replies.
+    pub(crate) memoize: Option<crate::cache::MemoOpt>,
     /// Arguments after the receiver.
     pub(crate) args: Vec<Arg>,
     /// `Result<T, E>`, when the return type is one.
@@ -72,6 +74,7 @@ impl RemoteTrait {
                 let opts = attr::take_method_args(cx, &mut f.attrs, MethodPlace::Trait);
                 let mut m = Method::new(f.clone(), opts.name, opts.requires_auth);
                 m.cache = opts.cache;
+                m.memoize = opts.memoize;
                 methods.push(m);
             }
         }
@@ -135,6 +138,7 @@ impl Method {
             wire_name,
             requires_auth,
             cache: None,
+            memoize: None,
             args,
             ret,
             doc,

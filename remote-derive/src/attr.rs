@@ -62,6 +62,8 @@ pub(crate) struct MethodArgs {
     pub(crate) skip: Option<Span>,
     /// `cache(ttl = "5s")` or `invalidates(a, b)` (traits only).
     pub(crate) cache: Option<crate::cache::CacheOpt>,
+    /// `memoize(ttl = "5s")` (traits only).
+    pub(crate) memoize: Option<crate::cache::MemoOpt>,
 }
 
 /// Where a method's attributes were found, for the list of allowed options.
@@ -103,6 +105,8 @@ pub(crate) fn take_method_args(
                 out.requires_auth = true;
             } else if meta.path.is_ident("cache") && place == MethodPlace::Trait {
                 out.cache = Some(crate::cache::parse_cache(&meta)?);
+            } else if meta.path.is_ident("memoize") && place == MethodPlace::Trait {
+                out.memoize = Some(crate::cache::parse_memoize(&meta)?);
             } else if meta.path.is_ident("invalidates") && place == MethodPlace::Trait {
                 out.cache = Some(crate::cache::parse_invalidates(&meta)?);
             } else if meta.path.is_ident("skip") && place == MethodPlace::Inherent {
@@ -110,8 +114,8 @@ pub(crate) fn take_method_args(
             } else {
                 let allowed = match place {
                     MethodPlace::Trait => {
-                        "`name = \"wire_name\"`, `requires_auth`, `cache(ttl = \"5s\")` and \
-                         `invalidates(method, ..)`"
+                        "`name = \"wire_name\"`, `requires_auth`, `cache(ttl = \"5s\")`, \
+                         `memoize(ttl = \"5s\")` and `invalidates(method, ..)`"
                     }
                     MethodPlace::Inherent => "`name = \"wire_name\"`, `requires_auth` and `skip`",
                 };

@@ -391,15 +391,34 @@ fn dispatch_arm(t: &RemoteTrait, m: &Method, p: &TokenStream) -> TokenStream {
         }
         None => quote!(),
     };
+    // A memoised method is looked up before its arguments are decoded: a
+    // hit is answered without running it.
+    let (lookup, reply) = match &m.memoize {
+        Some(memo) => {
+            let ttl = memo.ttl_ms;
+            (
+                quote! {
+                    let (__memo, __cx) =
+                        match #p::memo_lookup::<#dyn_ty>(__cx, &self.0, #wire, #ttl, &__args) {
+                            #p::Ok(__miss) => __miss,
+                            #p::Err(__hit) => return #p::Ok(__hit),
+                        };
+                },
+                quote!(__cx.reply_memo(__r, __memo)),
+            )
+        }
+        None => (quote!(), quote!(__cx.reply(__r))),
+    };
     quote! {
         #wire => {
             #auth
+            #lookup
             let (#(#vars,)*): (#(#tys,)*) = #p::decode_args(__args)?;
             let __obj = ::core::clone::Clone::clone(&self.0);
             let __fut: #p::CallFuture = #p::Box::pin(async move {
                 let __r = #run;
                 #invalidate
-                __cx.reply(__r)
+                #reply
             });
             #p::Ok(__fut)
         }

@@ -274,6 +274,7 @@ async fn invalidate_except<T: ?Sized + crate::Interface>(
     except: Option<&Shared>,
 ) -> InvalidationReport {
     let key = key_of(obj);
+    crate::memo::invalidate(key, methods);
     let addr = key.addr;
     let is_root = move |d: &Arc<dyn Dispatch>| {
         T::from_dispatch(d).is_some_and(|o| Arc::as_ptr(&o) as *const () as usize == addr)

@@ -12,6 +12,7 @@ pub(crate) mod deadline;
 mod input;
 pub(crate) mod invalidate;
 mod io;
+pub(crate) mod memoized;
 mod outgoing;
 mod reader;
 mod share;

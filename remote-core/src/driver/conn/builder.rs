@@ -43,6 +43,9 @@ pub struct ConnectionBuilder {
     /// The memory budget shared with other connections (a server's); a
     /// standalone connection makes its own from `limits.memory_budget`.
     pub(crate) budget: Option<Arc<Budget>>,
+    /// The memo cache shared with other connections (a server's); a
+    /// standalone connection makes its own on first use.
+    pub(crate) memo: Option<Arc<crate::memo::MemoCache>>,
     /// Accepted by a server.
     pub(crate) server_side: bool,
     /// TLS settings for `tls://` and `wss://` addresses.
@@ -180,6 +183,7 @@ impl ConnectionBuilder {
             ),
             cache: std::sync::OnceLock::new(),
             pushes: super::super::invalidate::Pushes::new(),
+            memo: self.memo.map(OnceLock::from).unwrap_or_default(),
         });
         tokio::spawn(write_loop(writer, shared.clone()));
         // If this future is dropped before the handshake ends (e.g. a

@@ -151,6 +151,8 @@ pub(crate) struct Shared {
     pub(crate) cache: std::sync::OnceLock<crate::cache::ClientCache>,
     /// Invalidations pushed to the peer and its acknowledgements.
     pub(crate) pushes: super::invalidate::Pushes,
+    /// Memoised replies: the server's cache, or this connection's own.
+    pub(crate) memo: OnceLock<Arc<crate::memo::MemoCache>>,
 }
 
 impl fmt::Debug for Shared {
