@@ -177,7 +177,7 @@ async fn a_peer_that_never_acknowledges_delays_a_write_by_at_most_the_bound() {
     let count = received.clone();
     let reader = tokio::spawn(async move {
         while let Some(f) = frame(&mut pr).await {
-            if kind(&f) == 9 {
+            if kind(&f) == 10 {
                 count.fetch_add(1, Ordering::SeqCst);
             }
         }

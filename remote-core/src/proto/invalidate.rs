@@ -19,7 +19,7 @@ pub const FEATURE: &str = "invalidate";
 /// message malformed; a sender splits a longer list).
 pub const MAX_INVALIDATE_METHODS: usize = 256;
 
-/// A complete invalidate frame: `[9, token, object_id, [method, ..]]`.
+/// A complete invalidate frame: `[10, token, object_id, [method, ..]]`.
 /// `methods` holds at most [`MAX_INVALIDATE_METHODS`] names.
 pub fn invalidate(token: u64, object: ObjectId, methods: &[&str]) -> Vec<u8> {
     debug_assert!(methods.len() <= MAX_INVALIDATE_METHODS);
@@ -37,7 +37,7 @@ pub fn invalidate(token: u64, object: ObjectId, methods: &[&str]) -> Vec<u8> {
     b
 }
 
-/// A complete acknowledgement frame: `[10, token]`.
+/// A complete acknowledgement frame: `[11, token]`.
 pub fn ack(token: u64) -> Vec<u8> {
     let mut b = super::encode::begin(16);
     enc::array_len(&mut b, 2);

@@ -67,7 +67,7 @@ fn invalidation_messages_without_the_feature_are_violations() {
             "{v}"
         );
         let v = s.handle_frame(&bytes).unwrap_err();
-        assert!(v.0.contains("kind 9 or 10"), "{v}");
+        assert!(v.0.contains("kind 10 or 11"), "{v}");
     }
 }
 

@@ -54,11 +54,13 @@ pub mod kind {
     pub const PING: u8 = 7;
     /// Answer to a ping, echoing its token.
     pub const PONG: u8 = 8;
+    // 9 is the authentication exchange's proof (`auth::proto`), never
+    // parsed here.
     /// Drop cached results of an object's methods (only with the
     /// negotiated `invalidate` feature).
-    pub const INVALIDATE: u8 = 9;
+    pub const INVALIDATE: u8 = 10;
     /// Acknowledges every invalidation up to a token.
-    pub const INVALIDATED: u8 = 10;
+    pub const INVALIDATED: u8 = 11;
 }
 
 /// msgpack extension type of a reference into the sender's export table.

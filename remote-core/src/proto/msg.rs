@@ -106,7 +106,7 @@ pub enum Message<'a> {
         /// The token of the ping answered.
         token: u32,
     },
-    /// `[9, token, object_id, [method, ..]]` (feature `invalidate`).
+    /// `[10, token, object_id, [method, ..]]` (feature `invalidate`).
     Invalidate {
         /// Increases by one per invalidation sent on the connection.
         token: u64,
@@ -116,7 +116,7 @@ pub enum Message<'a> {
         /// [`MAX_INVALIDATE_METHODS`](super::MAX_INVALIDATE_METHODS)).
         methods: Vec<&'a str>,
     },
-    /// `[10, token]` (feature `invalidate`): every invalidation up to
+    /// `[11, token]` (feature `invalidate`): every invalidation up to
     /// `token` was applied.
     Invalidated {
         /// The highest token applied.
@@ -150,8 +150,8 @@ impl<'a> Message<'a> {
             6 => 2,
             7 => 2,
             8 => 2,
-            9 => 4,
-            10 => 2,
+            10 => 4,
+            11 => 2,
             other => return Err(r.err(format!("unknown message kind {other}"))),
         };
         if n != want {

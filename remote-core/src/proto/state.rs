@@ -608,7 +608,7 @@ impl<O: Clone, W> State<O, W> {
             }),
             Message::Invalidated { token } if self.invalidate => Ok(Event::Invalidated(token)),
             Message::Invalidate { .. } | Message::Invalidated { .. } => Err(Violation(
-                "invalidation message (kind 9 or 10) without the negotiated invalidate feature"
+                "invalidation message (kind 10 or 11) without the negotiated invalidate feature"
                     .into(),
             )),
         }

@@ -563,7 +563,7 @@ fn malformed_frames_are_violations_with_clear_reasons() {
     assert!(violation(&[]).contains("needs 1 more bytes, 0 left"));
     assert!(violation(&[0xc1]).contains("expected an array"));
     assert!(violation(&[0x90]).contains("empty message"));
-    assert!(violation(&[0x92, 0x0b, 0x00]).contains("unknown message kind 11"));
+    assert!(violation(&[0x92, 0x0c, 0x00]).contains("unknown message kind 12"));
     assert!(violation(&[0x92, 0x01, 0x00]).contains("message kind 1 has 6 fields, got 2"));
     let mut trailing = good.clone();
     trailing.push(0x00);
@@ -751,9 +751,9 @@ fn protocol_md_worked_example() {
     assert_eq!(hex(&encode_pong(7)), "00000003 92 08 07");
     assert_eq!(
         hex(&super::encode_invalidate(5, ObjectId(3), &["get"])),
-        "00000009 94 09 05 03 91 a3 67 65 74"
+        "00000009 94 0a 05 03 91 a3 67 65 74"
     );
-    assert_eq!(hex(&super::encode_invalidated(5)), "00000003 92 0a 05");
+    assert_eq!(hex(&super::encode_invalidated(5)), "00000003 92 0b 05");
 }
 
 /// A state whose peer's hello lists `features`.
