@@ -280,3 +280,40 @@ async fn invalidating_one_session_leaves_another_sessions_entries() {
         "alice's entry was dropped, bob's was a hit: {s:?}"
     );
 }
+
+#[tokio::test]
+async fn a_shared_vecs_pages_stay_cached_until_any_push() {
+    use remote_core::collections::{RemoteList, SharedVec};
+    let list = SharedVec::<String>::new();
+    let pair = || async {
+        let (c, s) = Connection::pair(
+            ConnectionBuilder::new(),
+            ConnectionBuilder::new().serve(list.remote()),
+        )
+        .await
+        .unwrap();
+        (c.root::<dyn RemoteList<String>>(), c, s)
+    };
+    let (writer, wc, _ws) = pair().await;
+    let (reader, rc, _rs) = pair().await;
+    writer.push("hello".into()).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(reader.range(0, 10).await.unwrap(), ["hello"]);
+    }
+    let s = rc.cache_stats();
+    assert_eq!((s.misses, s.hits), (1, 2), "{s:?}");
+    // A push by another client: the reader's next page is fresh.
+    writer.push("world".into()).await.unwrap();
+    assert_eq!(reader.range(0, 10).await.unwrap(), ["hello", "world"]);
+    // The writer's own pages too.
+    assert_eq!(writer.range(0, 10).await.unwrap(), ["hello", "world"]);
+    writer.push("again".into()).await.unwrap();
+    assert_eq!(writer.range(0, 10).await.unwrap().len(), 3);
+    assert_eq!(wc.cache_stats().hits, 0);
+    // A push made by the server itself, through the trait.
+    assert_eq!(reader.range(0, 10).await.unwrap().len(), 3);
+    list.push("local".into()).await.unwrap();
+    assert_eq!(reader.range(0, 10).await.unwrap().len(), 4);
+    let s = rc.cache_stats();
+    assert_eq!((s.misses, s.hits), (4, 2), "{s:?}");
+}

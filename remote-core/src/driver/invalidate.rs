@@ -273,7 +273,28 @@ async fn invalidate_except<T: ?Sized + crate::Interface>(
     methods: &[&str],
     except: Option<&Shared>,
 ) -> InvalidationReport {
-    let key = key_of(obj);
+    invalidate_key::<T>(key_of(obj), methods, except).await
+}
+
+/// For an implementation that invalidates its own methods on every write,
+/// local or remote (`SharedVec::push`): `this` is the object served as a
+/// `T` (the address an `Arc<T>` of it points to).
+pub(crate) async fn invalidate_served<T: ?Sized + crate::Interface, S>(
+    this: &S,
+    methods: &[&str],
+) -> InvalidationReport {
+    let key = ExportKey {
+        addr: this as *const S as *const () as usize,
+        interface: std::any::TypeId::of::<T>(),
+    };
+    invalidate_key::<T>(key, methods, None).await
+}
+
+async fn invalidate_key<T: ?Sized + crate::Interface>(
+    key: ExportKey,
+    methods: &[&str],
+    except: Option<&Shared>,
+) -> InvalidationReport {
     crate::memo::invalidate(key, methods);
     let addr = key.addr;
     let is_root = move |d: &Arc<dyn Dispatch>| {
