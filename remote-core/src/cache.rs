@@ -296,3 +296,41 @@ impl ClientCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(c: &ClientCache) -> usize {
+        let v = c.versions.lock().unwrap();
+        v.values().map(HashMap::len).sum()
+    }
+
+    /// A peer's `invalidate` names cannot grow the cache's bookkeeping:
+    /// only (object, method) pairs this side looked up are bumped.
+    #[test]
+    fn pushed_names_never_cached_are_ignored() {
+        let c = ClientCache::new(10, 1 << 10);
+        let ttl = Duration::from_secs(60);
+        let Some(Lookup::Miss(t)) = c.lookup(ObjectId(1), "get", ttl, &("k",)) else {
+            panic!("expected a miss");
+        };
+        c.store(t, &[0x01]);
+        assert_eq!(names(&c), 1);
+        let junk: Vec<String> = (0..1000).map(|i| format!("m{i}")).collect();
+        let junk: Vec<&str> = junk.iter().map(String::as_str).collect();
+        c.invalidate_known(ObjectId(1), &junk);
+        c.invalidate_known(ObjectId(2), &["get"]);
+        assert_eq!(names(&c), 1);
+        assert!(matches!(
+            c.lookup(ObjectId(1), "get", ttl, &("k",)),
+            Some(Lookup::Hit(_))
+        ));
+        c.invalidate_known(ObjectId(1), &["get"]);
+        assert!(matches!(
+            c.lookup(ObjectId(1), "get", ttl, &("k",)),
+            Some(Lookup::Miss(_))
+        ));
+        assert_eq!(c.stats().invalidations, 1);
+    }
+}

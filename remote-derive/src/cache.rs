@@ -210,12 +210,35 @@ pub(crate) fn role(m: &Method, p: &TokenStream) -> Option<TokenStream> {
     }
 }
 
-/// The wire names a method invalidates, if it is `invalidates(..)`.
-pub(crate) fn invalidated_names(m: &Method) -> Option<&[String]> {
-    match m.cache.as_ref()? {
-        CacheOpt::Invalidates { wire, .. } => Some(wire),
-        CacheOpt::Cached { .. } => None,
-    }
+/// The serving side's part in a method's dispatch arm, as `(lookup,
+/// invalidate, reply)`: a memoised method is looked up before its
+/// arguments are decoded (a hit is answered without running it) and its
+/// reply is stored; a write that invalidates cached methods tells every
+/// other peer holding the object before its reply goes (CACHING.md).
+pub(crate) fn dispatch_hooks(
+    m: &Method,
+    p: &TokenStream,
+    dyn_ty: &TokenStream,
+) -> (TokenStream, TokenStream, TokenStream) {
+    let wire = &m.wire_name;
+    let invalidate = match &m.cache {
+        Some(CacheOpt::Invalidates { wire: names, .. }) => {
+            quote!(#p::invalidated::<#dyn_ty>(&__cx, &__obj, &[#(#names),*]).await;)
+        }
+        _ => quote!(),
+    };
+    let Some(memo) = &m.memoize else {
+        return (quote!(), invalidate, quote!(__cx.reply(__r)));
+    };
+    let ttl = memo.ttl_ms;
+    let lookup = quote! {
+        let (__memo, __cx) =
+            match #p::memo_lookup::<#dyn_ty>(__cx, &self.0, #wire, #ttl, &__args) {
+                #p::Ok(__miss) => __miss,
+                #p::Err(__hit) => return #p::Ok(__hit),
+            };
+    };
+    (lookup, invalidate, quote!(__cx.reply_memo(__r, __memo)))
 }
 
 #[cfg(test)]

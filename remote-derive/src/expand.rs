@@ -383,32 +383,7 @@ fn dispatch_arm(t: &RemoteTrait, m: &Method, p: &TokenStream) -> TokenStream {
     } else {
         quote!(#p::blocking(&__cx, move || #call).await)
     };
-    // A write that invalidates cached methods tells every other peer
-    // holding the object before its reply goes (CACHING.md).
-    let invalidate = match crate::cache::invalidated_names(m) {
-        Some(names) => {
-            quote!(#p::invalidated::<#dyn_ty>(&__cx, &__obj, &[#(#names),*]).await;)
-        }
-        None => quote!(),
-    };
-    // A memoised method is looked up before its arguments are decoded: a
-    // hit is answered without running it.
-    let (lookup, reply) = match &m.memoize {
-        Some(memo) => {
-            let ttl = memo.ttl_ms;
-            (
-                quote! {
-                    let (__memo, __cx) =
-                        match #p::memo_lookup::<#dyn_ty>(__cx, &self.0, #wire, #ttl, &__args) {
-                            #p::Ok(__miss) => __miss,
-                            #p::Err(__hit) => return #p::Ok(__hit),
-                        };
-                },
-                quote!(__cx.reply_memo(__r, __memo)),
-            )
-        }
-        None => (quote!(), quote!(__cx.reply(__r))),
-    };
+    let (lookup, invalidate, reply) = crate::cache::dispatch_hooks(m, p, &dyn_ty);
     quote! {
         #wire => {
             #auth
