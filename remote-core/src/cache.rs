@@ -232,6 +232,11 @@ impl ClientCache {
                 }
             }
         }
+        if self.bytes.load(Ordering::Acquire) == 0 {
+            // Nothing stored: no predicate to register (a release or a
+            // pushed invalidation on an unused cache costs nothing more).
+            return;
+        }
         for m in methods {
             let (o, m) = (object.0, (*m).to_owned());
             // Unreachable already (new version); this frees their memory.

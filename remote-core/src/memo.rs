@@ -220,6 +220,12 @@ impl MemoCache {
         *epoch += 1;
         self.invalidations
             .fetch_add(methods.len() as u64, Ordering::Relaxed);
+        // Nothing stored (every store counts its bytes under this lock
+        // first): no predicate to register, so a cache nobody uses does
+        // not collect one per write.
+        if self.bytes.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let names: Vec<String> = methods.iter().map(|m| (*m).to_owned()).collect();
         // Entries inserted before this call and matching are never served
         // again (moka checks the predicate on reads until they are gone).
