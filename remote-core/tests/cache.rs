@@ -132,9 +132,14 @@ async fn connect(
 ) -> (Remote<dyn Store>, Connection, Connection, Arc<Calls>) {
     let calls = mem.calls.clone();
     let root = Remote::new(mem.clone() as Arc<dyn Store>);
+    // Pushed invalidations wait long enough for a loaded machine.
+    let patient = Limits {
+        invalidation_ack_timeout: Duration::from_secs(60),
+        ..Limits::default()
+    };
     let (client, server) = Connection::pair(
         ConnectionBuilder::new().limits(limits),
-        ConnectionBuilder::new().serve(root),
+        ConnectionBuilder::new().limits(patient).serve(root),
     )
     .await
     .unwrap();

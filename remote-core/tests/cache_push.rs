@@ -70,6 +70,14 @@ async fn client(root: &Arc<dyn Kv>, limits: Limits) -> (Remote<dyn Kv>, Connecti
     (c.root::<dyn Kv>(), c, s)
 }
 
+/// Limits whose acknowledgement wait holds on a loaded machine.
+fn patient() -> Limits {
+    Limits {
+        invalidation_ack_timeout: Duration::from_secs(60),
+        ..Limits::default()
+    }
+}
+
 fn gets(mem: &Mem) -> usize {
     mem.gets.load(Ordering::SeqCst)
 }
@@ -78,7 +86,11 @@ fn gets(mem: &Mem) -> usize {
 async fn a_write_by_one_client_empties_another_clients_entry_before_it_returns() {
     let mem = Arc::new(Mem::default());
     let root: Arc<dyn Kv> = mem.clone();
-    let server = Server::bind("tcp://127.0.0.1:0").await.unwrap();
+    let server = Server::builder()
+        .limits(patient())
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap();
     let addr = server.local_addr();
     let served = root.clone();
     let handle = server.serve(move |_| Remote::new(served.clone()));
@@ -256,8 +268,8 @@ async fn a_peer_without_the_feature_gets_no_push_and_its_connection_still_works(
 #[tokio::test]
 async fn invalidating_one_session_leaves_another_sessions_entries() {
     let root: Arc<dyn Kv> = Arc::new(Mem::default());
-    let (writer, _wc, _ws) = client(&root, Limits::default()).await;
-    let (reader, rc, _rs) = client(&root, Limits::default()).await;
+    let (writer, _wc, _ws) = client(&root, patient()).await;
+    let (reader, rc, _rs) = client(&root, patient()).await;
     let (alice_w, alice, bob) = (
         writer.session("alice".into()).await.unwrap(),
         reader.session("alice".into()).await.unwrap(),
@@ -288,7 +300,9 @@ async fn a_shared_vecs_pages_stay_cached_until_any_push() {
     let pair = || async {
         let (c, s) = Connection::pair(
             ConnectionBuilder::new(),
-            ConnectionBuilder::new().serve(list.remote()),
+            ConnectionBuilder::new()
+                .limits(patient())
+                .serve(list.remote()),
         )
         .await
         .unwrap();
