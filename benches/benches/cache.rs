@@ -8,6 +8,13 @@
 //! - `cache/remote`: the same method, uncached (a plain remote call).
 //! - `cache/miss`: the cached method with new arguments every call (lookup,
 //!   remote call, store; evictions once the cache is full).
+//! - `memo/hit`: a `memoize`d method called again with the same arguments:
+//!   still a round trip, but the server neither decodes the arguments nor
+//!   runs the handler.
+//! - `invalidate/alone`: an `invalidates(..)` write on an object no other
+//!   connection holds (the pushed invalidation has nobody to wait for).
+//! - `invalidate/one_holder`: the same write while a second client holds
+//!   the object: the reply waits for that client's acknowledgement.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +30,12 @@ pub trait Lookup {
     async fn cached(&self, x: u64) -> Result<u64, Error>;
     /// `x + 1`, never cached.
     async fn plain(&self, x: u64) -> Result<u64, Error>;
+    /// `x + 1`, memoised by the server.
+    #[remote(memoize(ttl = "1h"))]
+    async fn memoized(&self, x: u64) -> Result<u64, Error>;
+    /// A write that invalidates `cached` and `memoized`.
+    #[remote(invalidates(cached, memoized))]
+    async fn write(&self) -> Result<(), Error>;
 }
 
 struct Inc;
@@ -34,6 +47,12 @@ impl Lookup for Inc {
     }
     async fn plain(&self, x: u64) -> Result<u64, Error> {
         Ok(x + 1)
+    }
+    async fn memoized(&self, x: u64) -> Result<u64, Error> {
+        Ok(x + 1)
+    }
+    async fn write(&self) -> Result<(), Error> {
+        Ok(())
     }
 }
 
@@ -50,14 +69,18 @@ fn cache(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let (client, _server) = rt.block_on(async {
-        Connection::pair(
-            ConnectionBuilder::new().limits(Limits::default()),
-            ConnectionBuilder::new().serve(Remote::new(Arc::new(Inc) as Arc<dyn Lookup>)),
-        )
-        .await
-        .unwrap()
-    });
+    let obj: Arc<dyn Lookup> = Arc::new(Inc);
+    let pair = || {
+        rt.block_on(async {
+            Connection::pair(
+                ConnectionBuilder::new().limits(Limits::default()),
+                ConnectionBuilder::new().serve(Remote::new(obj.clone())),
+            )
+            .await
+            .unwrap()
+        })
+    };
+    let (client, _server) = pair();
     let proxy = client.root::<dyn Lookup>();
     let mut g = c.benchmark_group("cache");
     g.throughput(Throughput::Elements(1));
@@ -79,6 +102,29 @@ fn cache(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    let mut g = c.benchmark_group("memo");
+    g.throughput(Throughput::Elements(1));
+    rt.block_on(proxy.memoized(7)).unwrap();
+    g.bench_function("hit", |b| {
+        b.to_async(&rt)
+            .iter(|| async { assert_eq!(proxy.memoized(7).await.unwrap(), 8) })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("invalidate");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("alone", |b| {
+        b.to_async(&rt)
+            .iter(|| async { proxy.write().await.unwrap() })
+    });
+    let (other, _other_server) = pair();
+    g.bench_function("one_holder", |b| {
+        b.to_async(&rt)
+            .iter(|| async { proxy.write().await.unwrap() })
+    });
+    g.finish();
+    drop(other);
     let s = client.cache_stats();
     eprintln!(
         "cache stats: hits {} misses {} evictions {} entries {} bytes {}",

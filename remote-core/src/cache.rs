@@ -28,6 +28,9 @@ use moka::notification::RemovalCause;
 use crate::codec;
 use crate::proto::ObjectId;
 
+pub use crate::driver::invalidate::{invalidate, push_stats, InvalidationReport, PushStats};
+pub use crate::memo::MemoStats;
+
 /// How a method takes part in caching; generated code passes a `'static`
 /// one to [`Handle::call_with`](crate::Handle::call_with).
 #[derive(Debug)]
@@ -151,12 +154,18 @@ impl ClientCache {
         }
     }
 
+    /// The current version of (object, method), recorded (at 0) if it was
+    /// never looked up: pushed invalidations bump only recorded ones.
     fn version(&self, object: u32, method: &str) -> u64 {
-        let v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        v.get(&object)
-            .and_then(|m| m.get(method))
-            .copied()
-            .unwrap_or(0)
+        let mut v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        let per_method = v.entry(object).or_default();
+        match per_method.get(method) {
+            Some(n) => *n,
+            None => {
+                per_method.insert(method.to_owned(), 0);
+                0
+            }
+        }
     }
 
     /// Looks a call up; `None` when its arguments cannot be a key (they
@@ -204,6 +213,13 @@ impl ClientCache {
 
     /// Drops the entries of `methods` on `object`.
     pub(crate) fn invalidate(&self, object: ObjectId, methods: &[&str]) {
+        self.invalidations
+            .fetch_add(methods.len() as u64, Ordering::Relaxed);
+        self.drop_methods(object, methods);
+    }
+
+    /// Bumps the versions of `methods` on `object` and frees their entries.
+    fn drop_methods(&self, object: ObjectId, methods: &[&str]) {
         {
             let mut v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
             let per_method = v.entry(object.0).or_default();
@@ -216,8 +232,11 @@ impl ClientCache {
                 }
             }
         }
-        self.invalidations
-            .fetch_add(methods.len() as u64, Ordering::Relaxed);
+        if self.bytes.load(Ordering::Acquire) == 0 {
+            // Nothing stored: no predicate to register (a release or a
+            // pushed invalidation on an unused cache costs nothing more).
+            return;
+        }
         for m in methods {
             let (o, m) = (object.0, (*m).to_owned());
             // Unreachable already (new version); this frees their memory.
@@ -225,6 +244,42 @@ impl ClientCache {
                 .map
                 .invalidate_entries_if(move |k, _| k.object == o && k.method == m);
         }
+    }
+
+    /// Drops the entries of `methods` on `object` named by the peer (a
+    /// pushed invalidation): only (object, method) pairs this cache has
+    /// looked up are bumped, so a peer's names cannot grow its bookkeeping.
+    pub(crate) fn invalidate_known(&self, object: ObjectId, methods: &[&str]) {
+        let known: Vec<&str> = {
+            let v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(per_method) = v.get(&object.0) else {
+                return;
+            };
+            methods
+                .iter()
+                .copied()
+                .filter(|m| per_method.contains_key(*m))
+                .collect()
+        };
+        if !known.is_empty() {
+            self.invalidate(object, &known);
+        }
+    }
+
+    /// Forgets everything about `object` (its import was released: the
+    /// peer may reuse the id for another object).
+    pub(crate) fn forget_object(&self, object: ObjectId) {
+        let methods: Vec<String> = {
+            let v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+            match v.get(&object.0) {
+                Some(m) => m.keys().cloned().collect(),
+                None => return,
+            }
+        };
+        // Bumped, not removed: a reply in flight for the old object stays
+        // unreachable.
+        let names: Vec<&str> = methods.iter().map(String::as_str).collect();
+        self.drop_methods(object, &names);
     }
 
     /// Empties the cache (the connection is gone, or its owner asks).
@@ -244,5 +299,43 @@ impl ClientCache {
             entries: self.map.entry_count(),
             bytes: self.bytes.load(Ordering::Acquire),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(c: &ClientCache) -> usize {
+        let v = c.versions.lock().unwrap();
+        v.values().map(HashMap::len).sum()
+    }
+
+    /// A peer's `invalidate` names cannot grow the cache's bookkeeping:
+    /// only (object, method) pairs this side looked up are bumped.
+    #[test]
+    fn pushed_names_never_cached_are_ignored() {
+        let c = ClientCache::new(10, 1 << 10);
+        let ttl = Duration::from_secs(60);
+        let Some(Lookup::Miss(t)) = c.lookup(ObjectId(1), "get", ttl, &("k",)) else {
+            panic!("expected a miss");
+        };
+        c.store(t, &[0x01]);
+        assert_eq!(names(&c), 1);
+        let junk: Vec<String> = (0..1000).map(|i| format!("m{i}")).collect();
+        let junk: Vec<&str> = junk.iter().map(String::as_str).collect();
+        c.invalidate_known(ObjectId(1), &junk);
+        c.invalidate_known(ObjectId(2), &["get"]);
+        assert_eq!(names(&c), 1);
+        assert!(matches!(
+            c.lookup(ObjectId(1), "get", ttl, &("k",)),
+            Some(Lookup::Hit(_))
+        ));
+        c.invalidate_known(ObjectId(1), &["get"]);
+        assert!(matches!(
+            c.lookup(ObjectId(1), "get", ttl, &("k",)),
+            Some(Lookup::Miss(_))
+        ));
+        assert_eq!(c.stats().invalidations, 1);
     }
 }

@@ -42,6 +42,11 @@ struct EncodeCx {
 pub(crate) struct Exported(Vec<ObjectId>);
 
 impl Exported {
+    /// Whether encoding exported no object.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The message was not sent: release what its encoding counted.
     pub(crate) fn undo(self, conn: &Shared) {
         if !self.0.is_empty() {

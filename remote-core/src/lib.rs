@@ -86,6 +86,7 @@ mod interface;
 pub mod limits;
 mod marker;
 pub mod observability;
+mod memo;
 mod peer;
 mod priority;
 /// The sans-IO protocol layer (frames, messages, the connection state
@@ -222,9 +223,12 @@ pub mod __private {
         describe_interface, error_of, remote_error_ty, unit_ty, DescribeFn, InterfaceDesc,
         MethodDesc, SourceDesc,
     };
+    pub use crate::driver::invalidate::invalidated;
+    pub use crate::driver::memoized::memo_lookup;
     pub use crate::erased::blocking;
     pub use crate::interface::{Args, CallCx, CallFuture, Reply};
     pub use crate::marker::{ImplementedWithRemote, InterfaceProxy, RemoteImpl};
+    pub use crate::memo::MemoTicket;
     pub use crate::schema::{
         ArgDef, FieldDef, ImplEntry, InterfaceDef, InterfaceEntry, Location, MethodDef,
         SchemaBuilder, Ty, TypeDef, TypeKind, VariantDef,

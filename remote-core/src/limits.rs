@@ -140,6 +140,20 @@ pub struct Limits {
     /// (default 8 MiB). Each entry also counts `cache_max_bytes /
     /// cache_max_entries` of it, so both bounds hold at once.
     pub cache_max_bytes: usize,
+    /// How long a `#[remote(invalidates(..))]` write (or
+    /// [`cache::invalidate`](crate::cache::invalidate)) waits for the other
+    /// connections holding the object to acknowledge the invalidation
+    /// before its reply goes anyway (default 2 s). A connection that missed
+    /// it is counted as lagging and not waited for again until it catches
+    /// up (see CACHING.md).
+    pub invalidation_ack_timeout: Duration,
+    /// Entries a server's cache of `#[remote(memoize(..))]` replies holds
+    /// (default 10,000), shared by its connections.
+    pub memo_max_entries: usize,
+    /// Bytes (encoded arguments and replies) a server's memo cache holds
+    /// (default 16 MiB). Each entry also counts `memo_max_bytes /
+    /// memo_max_entries` of it, so both bounds hold at once.
+    pub memo_max_bytes: usize,
 }
 
 impl Default for Limits {
@@ -173,6 +187,9 @@ impl Default for Limits {
             max_subscriptions_per_connection: 16,
             cache_max_entries: 10_000,
             cache_max_bytes: 8 << 20,
+            invalidation_ack_timeout: Duration::from_secs(2),
+            memo_max_entries: 10_000,
+            memo_max_bytes: 16 << 20,
         }
     }
 }
@@ -231,6 +248,8 @@ mod tests {
             ("memory_budget", l.memory_budget, 64 << 20),
             ("cache_max_entries", l.cache_max_entries, 10_000),
             ("cache_max_bytes", l.cache_max_bytes, 8 << 20),
+            ("memo_max_entries", l.memo_max_entries, 10_000),
+            ("memo_max_bytes", l.memo_max_bytes, 16 << 20),
         ];
         for (name, got, want) in sizes {
             assert_eq!(got, want, "{name}");
@@ -253,6 +272,7 @@ mod tests {
                 30,
             ),
             ("keepalive_timeout", l.keepalive_timeout, 30),
+            ("invalidation_ack_timeout", l.invalidation_ack_timeout, 2),
         ] {
             assert_eq!(d, Duration::from_secs(want), "{name}");
         }

@@ -214,6 +214,10 @@ impl Server {
         let budget = Arc::new(crate::driver::Budget::new(self.conn.limits.memory_budget));
         let mut conn = self.conn;
         conn.budget = Some(budget.clone());
+        // One cache of memoised replies too.
+        let memo =
+            crate::memo::MemoCache::new(conn.limits.memo_max_entries, conn.limits.memo_max_bytes);
+        conn.memo = Some(memo.clone());
         conn.server_side = true;
         // And one set of run turns for their handlers.
         let sched = crate::driver::Sched::new(conn.limits.max_running_handlers);
@@ -223,6 +227,7 @@ impl Server {
         let inner = Arc::new(Inner {
             counters,
             budget,
+            memo,
             addr: self.listener.local_addr(),
             stop: CancellationToken::new(),
             active: AtomicUsize::new(0),
@@ -252,6 +257,7 @@ struct Inner {
     /// Connections accepted and refused; every connection's calls and bytes.
     counters: crate::stats::ServerCounters,
     budget: Arc<crate::driver::Budget>,
+    memo: Arc<crate::memo::MemoCache>,
     addr: String,
     stop: CancellationToken,
     active: AtomicUsize,
@@ -530,6 +536,12 @@ impl ServerHandle {
     /// handlers waiting for their next one. See [`Priority`](crate::Priority).
     pub fn calls_waiting(&self) -> usize {
         self.inner.sched.waiting()
+    }
+
+    /// The counters of this server's cache of `#[remote(memoize(..))]`
+    /// replies (shared by its connections).
+    pub fn memo_stats(&self) -> crate::cache::MemoStats {
+        self.inner.memo.stats()
     }
 
     /// Serves until `signal` completes, then shuts down gracefully

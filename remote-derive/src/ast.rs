@@ -37,6 +37,8 @@ pub(crate) struct Method {
     pub(crate) cache: Option<crate::cache::CacheOpt>,
     /// `#[remote(priority = ..)]`: the `Priority` variant.
     pub(crate) priority: Option<Ident>,
+    /// `#[remote(memoize(..))]`: the server keeps replies.
+    pub(crate) memoize: Option<crate::cache::MemoOpt>,
     /// Arguments after the receiver.
     pub(crate) args: Vec<Arg>,
     /// `Result<T, E>`, when the return type is one.
@@ -75,6 +77,7 @@ impl RemoteTrait {
                 let mut m = Method::new(f.clone(), opts.name, opts.requires_auth);
                 m.cache = opts.cache;
                 m.priority = opts.priority;
+                m.memoize = opts.memoize;
                 methods.push(m);
             }
         }
@@ -139,6 +142,7 @@ impl Method {
             requires_auth,
             cache: None,
             priority: None,
+            memoize: None,
             args,
             ret,
             doc,

@@ -64,6 +64,8 @@ pub(crate) struct MethodArgs {
     pub(crate) cache: Option<crate::cache::CacheOpt>,
     /// `priority = high` (`normal`, `low`): the `Priority` variant.
     pub(crate) priority: Option<syn::Ident>,
+    /// `memoize(ttl = "5s")` (traits only).
+    pub(crate) memoize: Option<crate::cache::MemoOpt>,
 }
 
 /// Where a method's attributes were found, for the list of allowed options.
@@ -107,6 +109,8 @@ pub(crate) fn take_method_args(
                 out.priority = Some(parse_priority(&meta)?);
             } else if meta.path.is_ident("cache") && place == MethodPlace::Trait {
                 out.cache = Some(crate::cache::parse_cache(&meta)?);
+            } else if meta.path.is_ident("memoize") && place == MethodPlace::Trait {
+                out.memoize = Some(crate::cache::parse_memoize(&meta)?);
             } else if meta.path.is_ident("invalidates") && place == MethodPlace::Trait {
                 out.cache = Some(crate::cache::parse_invalidates(&meta)?);
             } else if meta.path.is_ident("skip") && place == MethodPlace::Inherent {
@@ -115,7 +119,7 @@ pub(crate) fn take_method_args(
                 let allowed = match place {
                     MethodPlace::Trait => {
                         "`name = \"wire_name\"`, `requires_auth`, `priority = high`, \
-                         `cache(ttl = \"5s\")` and `invalidates(method, ..)`"
+                         `cache(ttl = \"5s\")`, `memoize(ttl = \"5s\")` and `invalidates(method, ..)`"
                     }
                     MethodPlace::Inherent => {
                         "`name = \"wire_name\"`, `requires_auth`, `priority = high` and `skip`"

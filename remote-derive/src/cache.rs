@@ -22,13 +22,31 @@ pub(crate) enum CacheOpt {
     },
 }
 
+/// `memoize(ttl = "..")`: the server keeps replies.
+pub(crate) struct MemoOpt {
+    pub(crate) ttl_ms: u64,
+    span: Span,
+}
+
 /// Parses `cache(ttl = "5s")`.
 pub(crate) fn parse_cache(meta: &ParseNestedMeta<'_>) -> syn::Result<CacheOpt> {
+    let (ttl_ms, span) = parse_ttl(meta, "cache")?;
+    Ok(CacheOpt::Cached { ttl_ms, span })
+}
+
+/// Parses `memoize(ttl = "5s")`.
+pub(crate) fn parse_memoize(meta: &ParseNestedMeta<'_>) -> syn::Result<MemoOpt> {
+    let (ttl_ms, span) = parse_ttl(meta, "memoize")?;
+    Ok(MemoOpt { ttl_ms, span })
+}
+
+/// Parses `<what>(ttl = "5s")`.
+fn parse_ttl(meta: &ParseNestedMeta<'_>, what: &str) -> syn::Result<(u64, Span)> {
     let span = syn::spanned::Spanned::span(&meta.path);
     if !meta.input.peek(syn::token::Paren) {
         return Err(syn::Error::new(
             span,
-            "`cache` needs a time to live: `cache(ttl = \"5s\")`",
+            format!("`{what}` needs a time to live: `{what}(ttl = \"5s\")`"),
         ));
     }
     let mut ttl = None;
@@ -43,14 +61,16 @@ pub(crate) fn parse_cache(meta: &ParseNestedMeta<'_>) -> syn::Result<CacheOpt> {
             })?);
             Ok(())
         } else {
-            Err(m.error("the only option of `cache(..)` is `ttl = \"5s\"`"))
+            Err(m.error(format!(
+                "the only option of `{what}(..)` is `ttl = \"5s\"`"
+            )))
         }
     })?;
     match ttl {
-        Some(ttl_ms) => Ok(CacheOpt::Cached { ttl_ms, span }),
+        Some(ttl_ms) => Ok((ttl_ms, span)),
         None => Err(syn::Error::new(
             span,
-            "`cache(..)` needs a time to live: `cache(ttl = \"5s\")`",
+            format!("`{what}(..)` needs a time to live: `{what}(ttl = \"5s\")`"),
         )),
     }
 }
@@ -104,46 +124,63 @@ fn capability_in(tokens: TokenStream) -> Option<Ident> {
     None
 }
 
+/// The checks of a cached or memoised method: `&self`, and no capability
+/// in its arguments or result.
+fn check_cacheable(cx: &mut Ctxt, m: &Method, span: Span, what: &str) {
+    let by_ref = matches!(
+        m.item.sig.inputs.first(),
+        Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none()
+    );
+    if !by_ref {
+        cx.push(syn::Error::new(
+            span,
+            format!(
+                "a {what} method takes `&self`: its result must depend only on the object and \
+                 the arguments"
+            ),
+        ));
+    }
+    let types = m
+        .args
+        .iter()
+        .map(|a| a.ty.to_token_stream())
+        .chain(std::iter::once(m.item.sig.output.to_token_stream()));
+    for ty in types {
+        if let Some(cap) = capability_in(ty) {
+            let verb = if what == "cached" {
+                "cached"
+            } else {
+                "memoised"
+            };
+            cx.error(
+                &cap,
+                format!(
+                    "method `{}` cannot be {verb}: `{cap}` is a capability, and a {what} result \
+                     or key must be plain `Wire` data (cache the methods of the object it names \
+                     instead)",
+                    m.ident
+                ),
+            );
+        }
+    }
+}
+
 /// Checks every method's option and resolves invalidated names to wire names.
 pub(crate) fn check(cx: &mut Ctxt, methods: &mut [Method]) {
     let cached: Vec<(String, String)> = methods
         .iter()
-        .filter(|m| matches!(m.cache, Some(CacheOpt::Cached { .. })))
+        .filter(|m| matches!(m.cache, Some(CacheOpt::Cached { .. })) || m.memoize.is_some())
         .map(|m| (m.ident.to_string(), m.wire_name.clone()))
         .collect();
     for m in methods.iter_mut() {
+        if let Some(memo) = &m.memoize {
+            check_cacheable(cx, m, memo.span, "memoised");
+        }
         match &mut m.cache {
             None => {}
             Some(CacheOpt::Cached { span, .. }) => {
-                let by_ref = matches!(
-                    m.item.sig.inputs.first(),
-                    Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none()
-                );
-                if !by_ref {
-                    cx.push(syn::Error::new(
-                        *span,
-                        "a cached method takes `&self`: its result must depend only on the \
-                         object and the arguments",
-                    ));
-                }
-                let types = m
-                    .args
-                    .iter()
-                    .map(|a| a.ty.to_token_stream())
-                    .chain(std::iter::once(m.item.sig.output.to_token_stream()));
-                for ty in types {
-                    if let Some(cap) = capability_in(ty) {
-                        cx.error(
-                            &cap,
-                            format!(
-                                "method `{}` cannot be cached: `{cap}` is a capability, and a \
-                                 cached result or key must be plain `Wire` data (cache the \
-                                 methods of the object it names instead)",
-                                m.ident
-                            ),
-                        );
-                    }
-                }
+                let span = *span;
+                check_cacheable(cx, m, span, "cached");
             }
             Some(CacheOpt::Invalidates { names, wire }) => {
                 for n in names.iter() {
@@ -153,7 +190,7 @@ pub(crate) fn check(cx: &mut Ctxt, methods: &mut [Method]) {
                             n,
                             format!(
                                 "`invalidates({n})`: this trait has no method `{n}` marked \
-                                 `#[remote(cache(..))]`"
+                                 `#[remote(cache(..))]` or `#[remote(memoize(..))]`"
                             ),
                         ),
                     }
@@ -171,6 +208,37 @@ pub(crate) fn role(m: &Method, p: &TokenStream) -> Option<TokenStream> {
             Some(quote!(&#p::CacheRole::Invalidates(&[#(#wire),*])))
         }
     }
+}
+
+/// The serving side's part in a method's dispatch arm, as `(lookup,
+/// invalidate, reply)`: a memoised method is looked up before its
+/// arguments are decoded (a hit is answered without running it) and its
+/// reply is stored; a write that invalidates cached methods tells every
+/// other peer holding the object before its reply goes (CACHING.md).
+pub(crate) fn dispatch_hooks(
+    m: &Method,
+    p: &TokenStream,
+    dyn_ty: &TokenStream,
+) -> (TokenStream, TokenStream, TokenStream) {
+    let wire = &m.wire_name;
+    let invalidate = match &m.cache {
+        Some(CacheOpt::Invalidates { wire: names, .. }) => {
+            quote!(#p::invalidated::<#dyn_ty>(&__cx, &__obj, &[#(#names),*]).await;)
+        }
+        _ => quote!(),
+    };
+    let Some(memo) = &m.memoize else {
+        return (quote!(), invalidate, quote!(__cx.reply(__r)));
+    };
+    let ttl = memo.ttl_ms;
+    let lookup = quote! {
+        let (__memo, __cx) =
+            match #p::memo_lookup::<#dyn_ty>(__cx, &self.0, #wire, #ttl, &__args) {
+                #p::Ok(__miss) => __miss,
+                #p::Err(__hit) => return #p::Ok(__hit),
+            };
+    };
+    (lookup, invalidate, quote!(__cx.reply_memo(__r, __memo)))
 }
 
 #[cfg(test)]

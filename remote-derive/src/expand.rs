@@ -431,14 +431,17 @@ fn dispatch_arm(t: &RemoteTrait, m: &Method, p: &TokenStream) -> TokenStream {
     } else {
         quote!(#p::blocking(&__cx, move || #call).await)
     };
+    let (lookup, invalidate, reply) = crate::cache::dispatch_hooks(m, p, &dyn_ty);
     quote! {
         #wire => {
             #auth
+            #lookup
             let (#(#vars,)*): (#(#tys,)*) = #p::decode_args(__args)?;
             let __obj = ::core::clone::Clone::clone(&self.0);
             let __fut: #p::CallFuture = #p::Box::pin(async move {
                 let __r = #run;
-                __cx.reply(__r)
+                #invalidate
+                #reply
             });
             #p::Ok(__fut)
         }

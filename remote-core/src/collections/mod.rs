@@ -77,6 +77,11 @@ pub trait RemoteList<T: Wire + Clone + Sync> {
     /// at most [`MAX_PAGE_BYTES`] encoded, but at least one if `start` is
     /// in the list. A shorter page than asked is not the end of the list:
     /// ask again from `start + page.len()`, up to [`len`](Self::len).
+    ///
+    /// Cached by the proxy for 5 s; a [`SharedVec`]'s every push (through
+    /// any connection, or local) drops every client's cached pages before
+    /// it returns (CACHING.md).
+    #[remote(cache(ttl = "5s"))]
     async fn range(&self, start: u64, end: u64) -> Result<Vec<T>, Error>;
     /// Streams every item from `start` on, as of now (items pushed later
     /// are not included), lazily; each batch bounded as a

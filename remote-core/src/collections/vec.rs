@@ -152,7 +152,12 @@ impl<T: Wire + Clone + Sync> StreamSource<T> for Cursor<T> {
 #[remote]
 impl<T: Wire + Clone + Sync> RemoteList<T> for SharedVec<T> {
     async fn push(&self, item: T) -> Result<u64, Error> {
-        Ok(self.push_local(item))
+        let index = self.push_local(item);
+        // Every client's cached pages go before the push returns, whoever
+        // pushed (a peer, or this process through the trait).
+        crate::driver::invalidate::invalidate_served::<dyn RemoteList<T>, _>(self, &["range"])
+            .await;
+        Ok(index)
     }
     async fn get(&self, index: u64) -> Result<Option<T>, Error> {
         let items = self.inner.items();

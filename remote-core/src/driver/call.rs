@@ -275,6 +275,12 @@ impl fmt::Debug for Args {
 }
 
 impl Args {
+    /// The encoded arguments, if they hold no reference (a memo key).
+    pub(crate) fn plain_bytes(&self) -> Option<&[u8]> {
+        let plain = self.held.refs.is_empty() && self.held.owns.is_empty();
+        plain.then(|| &self.frame[self.range.clone()])
+    }
+
     pub(crate) fn new(shared: Arc<Shared>, frame: Bytes, range: Range<usize>, held: Held) -> Self {
         Args {
             shared,
@@ -322,6 +328,10 @@ impl CallCx {
         }
     }
 
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// The caller's deadline.
     pub fn deadline(&self) -> Instant {
         self.deadline
@@ -357,6 +367,17 @@ impl CallCx {
     /// `max_frame_len`) is answered with a `limit_exceeded` error naming
     /// it instead; error text is cut to fit (see [`encode::error_head`]).
     pub fn reply<T: Wire, E: RemoteErrorType>(&self, r: Result<T, E>) -> Reply {
+        self.reply_memo(r, crate::memo::MemoTicket::none())
+    }
+
+    /// [`reply`](Self::reply) for a `#[remote(memoize(..))]` method: a
+    /// successful value holding no reference is also stored by `memo`.
+    #[doc(hidden)]
+    pub fn reply_memo<T: Wire, E: RemoteErrorType>(
+        &self,
+        r: Result<T, E>,
+        memo: crate::memo::MemoTicket,
+    ) -> Reply {
         let limits = &self.shared.limits;
         // The peer may reuse the call id as soon as it sees the reply. (A
         // handler run inline by the reader gets `call_done` before the next
@@ -383,11 +404,17 @@ impl CallCx {
             let mut exported = codec::Exported::default();
             // The error kind counted for this reply (`None`: a return).
             let mut counted = None;
+            // Where a reference-free return value starts (memoisable).
+            let mut value_at = None;
             match r {
                 Ok(v) => {
                     encode::return_head(buf, self.id);
+                    let at = buf.len();
                     match codec::encode_into(&self.shared, &v, buf, "return value") {
-                        Ok(e) => exported = e,
+                        Ok(e) => {
+                            value_at = e.is_empty().then_some(at);
+                            exported = e;
+                        }
                         Err(e) => return fail(e),
                     }
                 }
@@ -414,6 +441,9 @@ impl CallCx {
                     format!("reply encodes to {len} bytes"),
                 ));
             }
+            if let Some(at) = value_at {
+                memo.store(&buf[at..]);
+            }
             let sent = self.shared.send_vec(buf);
             self.shared.output_share.replied(len);
             if sent.is_err() {
@@ -426,6 +456,24 @@ impl CallCx {
         // A reply that cannot be queued means the connection is gone; the
         // caller learns that from the connection itself.
         let _ = sent;
+        Reply { _queued: () }
+    }
+
+    /// Answers with an already encoded return value (a memoised reply).
+    pub(crate) fn reply_encoded(&self, value: &[u8]) -> Reply {
+        if !super::conn::running_inline() && !self.shared.core().answered(self.id, self.seq) {
+            return Reply { _queued: () };
+        }
+        with_scratch(|buf| {
+            encode::begin_in(buf);
+            encode::return_head(buf, self.id);
+            buf.extend_from_slice(value);
+            let len = encode::finish(buf);
+            if self.shared.send_vec(buf).is_ok() {
+                self.shared.meter.replied(None);
+            }
+            self.shared.output_share.replied(len);
+        });
         Reply { _queued: () }
     }
 

@@ -6,6 +6,7 @@
 //! the wire format.
 
 mod frame;
+mod invalidate;
 mod msg;
 mod ping;
 mod state;
@@ -15,9 +16,15 @@ mod value;
 #[cfg(test)]
 mod cancel_tests;
 #[cfg(test)]
+mod invalidate_tests;
+#[cfg(test)]
 mod tests;
 
 pub use frame::{FrameCodec, FrameError};
+pub use invalidate::{
+    ack as encode_invalidated, invalidate as encode_invalidate, FEATURE as FEATURE_INVALIDATE,
+    MAX_INVALIDATE_METHODS,
+};
 pub use msg::{encode, Hello, Message, WireError, PROTOCOL_MAGIC, PROTOCOL_VERSION};
 pub use ping::{
     ping as encode_ping, pong as encode_pong, Keepalive, KeepaliveAction,
@@ -47,6 +54,13 @@ pub mod kind {
     pub const PING: u8 = 7;
     /// Answer to a ping, echoing its token.
     pub const PONG: u8 = 8;
+    // 9 is the authentication exchange's proof (`auth::proto`), never
+    // parsed here.
+    /// Drop cached results of an object's methods (only with the
+    /// negotiated `invalidate` feature).
+    pub const INVALIDATE: u8 = 10;
+    /// Acknowledges every invalidation up to a token.
+    pub const INVALIDATED: u8 = 11;
 }
 
 /// msgpack extension type of a reference into the sender's export table.

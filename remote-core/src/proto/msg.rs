@@ -106,6 +106,22 @@ pub enum Message<'a> {
         /// The token of the ping answered.
         token: u32,
     },
+    /// `[10, token, object_id, [method, ..]]` (feature `invalidate`).
+    Invalidate {
+        /// Increases by one per invalidation sent on the connection.
+        token: u64,
+        /// The object, in the sender's export table.
+        object: ObjectId,
+        /// Wire names of the methods whose cached results to drop (at most
+        /// [`MAX_INVALIDATE_METHODS`](super::MAX_INVALIDATE_METHODS)).
+        methods: Vec<&'a str>,
+    },
+    /// `[11, token]` (feature `invalidate`): every invalidation up to
+    /// `token` was applied.
+    Invalidated {
+        /// The highest token applied.
+        token: u64,
+    },
 }
 
 impl<'a> Message<'a> {
@@ -134,6 +150,8 @@ impl<'a> Message<'a> {
             6 => 2,
             7 => 2,
             8 => 2,
+            10 => 4,
+            11 => 2,
             other => return Err(r.err(format!("unknown message kind {other}"))),
         };
         if n != want {
@@ -249,6 +267,27 @@ impl<'a> Message<'a> {
             },
             kind::PING => Message::Ping { token: r.u32()? },
             kind::PONG => Message::Pong { token: r.u32()? },
+            kind::INVALIDATE => {
+                let token = r.uint()?;
+                let object = ObjectId(r.u32()?);
+                let n = r.array_len()?;
+                if n > super::MAX_INVALIDATE_METHODS {
+                    return Err(r.err(format!(
+                        "invalidate names {n} methods, more than {}",
+                        super::MAX_INVALIDATE_METHODS
+                    )));
+                }
+                let mut methods = Vec::with_capacity(n);
+                for _ in 0..n {
+                    methods.push(r.str()?);
+                }
+                Message::Invalidate {
+                    token,
+                    object,
+                    methods,
+                }
+            }
+            kind::INVALIDATED => Message::Invalidated { token: r.uint()? },
             _ => Message::Goodbye {
                 reason: bounded::truncate(r.str()?, encode::MAX_GOODBYE_REASON),
             },

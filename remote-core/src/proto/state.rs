@@ -143,6 +143,19 @@ pub enum Event<'a, O, W> {
     Ping(u32),
     /// A keepalive pong echoing `token`.
     Pong(u32),
+    /// Drop the cached results of `methods` of the peer's `object` (our
+    /// import), then acknowledge `token`.
+    Invalidate {
+        /// The token to acknowledge.
+        token: u64,
+        /// The object, in the peer's export table.
+        object: ObjectId,
+        /// Method wire names.
+        methods: Vec<&'a str>,
+    },
+    /// The peer acknowledged every invalidation up to this token (the
+    /// driver checks it against what it sent).
+    Invalidated(u64),
     /// Nothing to do (e.g. a late reply to a cancelled call).
     Nothing,
 }
@@ -168,6 +181,8 @@ pub struct State<O, W> {
     scratch: Vec<(bool, ObjectId)>,
     /// Both hellos listed the `keepalive` feature.
     keepalive: bool,
+    /// Both hellos listed the `invalidate` feature.
+    invalidate: bool,
 }
 
 fn reject(id: CallId, kind: &str, message: String, limits: &Limits) -> Vec<u8> {
@@ -207,6 +222,7 @@ impl<O: Clone, W> State<O, W> {
             next_seq: 0,
             scratch: Vec::new(),
             keepalive: false,
+            invalidate: false,
         }
     }
 
@@ -220,15 +236,23 @@ impl<O: Clone, W> State<O, W> {
         &self.limits
     }
 
-    /// Our handshake. It lists the `keepalive` feature: this side always
-    /// answers pings (whether it sends any is the driver's choice).
+    /// Our handshake. It lists the `keepalive` feature (this side always
+    /// answers pings; whether it sends any is the driver's choice) and the
+    /// `invalidate` feature (it always applies and acknowledges
+    /// invalidations).
     pub fn hello<'a>(auth: Option<&'a [u8]>) -> Hello<'a> {
         Hello {
             min_version: PROTOCOL_VERSION,
             max_version: PROTOCOL_VERSION,
-            features: vec![super::ping::FEATURE],
+            features: vec![super::ping::FEATURE, super::invalidate::FEATURE],
             auth,
         }
+    }
+
+    /// Whether both peers listed the `invalidate` feature (invalidations
+    /// may be sent).
+    pub fn invalidate_negotiated(&self) -> bool {
+        self.invalidate
     }
 
     /// Whether both peers listed the `keepalive` feature (pings may be sent).
@@ -443,14 +467,15 @@ impl<O: Clone, W> State<O, W> {
             }
             self.phase = Phase::Open(version);
             // Unknown names are ignored; the enabled set is the intersection.
-            let features: Vec<String> = h
-                .features
-                .iter()
-                .filter(|f| **f == super::ping::FEATURE)
-                .map(|f| (*f).to_owned())
-                .take(1)
-                .collect();
-            self.keepalive = !features.is_empty();
+            let known = [super::ping::FEATURE, super::invalidate::FEATURE];
+            let mut features: Vec<String> = Vec::new();
+            for f in known {
+                if h.features.contains(&f) {
+                    features.push(f.to_owned());
+                }
+            }
+            self.keepalive = features.iter().any(|f| f == super::ping::FEATURE);
+            self.invalidate = features.iter().any(|f| f == super::invalidate::FEATURE);
             return Ok(Event::Opened {
                 version,
                 auth: h.auth,
@@ -579,6 +604,20 @@ impl<O: Clone, W> State<O, W> {
             Message::Pong { token } if self.keepalive => Ok(Event::Pong(token)),
             Message::Ping { .. } | Message::Pong { .. } => Err(Violation(
                 "keepalive message (kind 7 or 8) without the negotiated keepalive feature".into(),
+            )),
+            Message::Invalidate {
+                token,
+                object,
+                methods,
+            } if self.invalidate => Ok(Event::Invalidate {
+                token,
+                object,
+                methods,
+            }),
+            Message::Invalidated { token } if self.invalidate => Ok(Event::Invalidated(token)),
+            Message::Invalidate { .. } | Message::Invalidated { .. } => Err(Violation(
+                "invalidation message (kind 10 or 11) without the negotiated invalidate feature"
+                    .into(),
             )),
         }
     }

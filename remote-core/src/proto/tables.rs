@@ -113,6 +113,12 @@ impl<O> ExportTable<O> {
         self.slots.get(id.0 as usize - 1)?.as_ref().map(|e| &e.obj)
     }
 
+    /// The id of the object with identity `key`, if it is exported (the
+    /// root is not indexed by identity).
+    pub fn id_of(&self, key: &ExportKey) -> Option<ObjectId> {
+        self.index.get(key).copied()
+    }
+
     /// How many sends of `id` are outstanding (0 if none).
     pub fn count(&self, id: ObjectId) -> u32 {
         if id == ObjectId::ROOT {

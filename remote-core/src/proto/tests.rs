@@ -563,7 +563,7 @@ fn malformed_frames_are_violations_with_clear_reasons() {
     assert!(violation(&[]).contains("needs 1 more bytes, 0 left"));
     assert!(violation(&[0xc1]).contains("expected an array"));
     assert!(violation(&[0x90]).contains("empty message"));
-    assert!(violation(&[0x92, 0x09, 0x00]).contains("unknown message kind 9"));
+    assert!(violation(&[0x92, 0x0c, 0x00]).contains("unknown message kind 12"));
     assert!(violation(&[0x92, 0x01, 0x00]).contains("message kind 1 has 6 fields, got 2"));
     let mut trailing = good.clone();
     trailing.push(0x00);
@@ -717,7 +717,7 @@ fn protocol_md_worked_example() {
     let hello = encode::hello(&S::hello(None));
     assert_eq!(
         hex(&hello),
-        "00000017 96 00 a6 72 65 6d 6f 74 65 01 01 91 a9 6b 65 65 70 61 6c 69 76 65 c0"
+        "00000022 96 00 a6 72 65 6d 6f 74 65 01 01 92 a9 6b 65 65 70 61 6c 69 76 65 aa 69 6e 76 61 6c 69 64 61 74 65 c0"
     );
     let mut call = encode::begin(16);
     encode::call_head(&mut call, CallId(0), ObjectId(0), "add", 10_000);
@@ -749,6 +749,11 @@ fn protocol_md_worked_example() {
     assert_eq!(hex(&encode::goodbye("bye")), "00000006 92 06 a3 62 79 65");
     assert_eq!(hex(&encode_ping(7)), "00000003 92 07 07");
     assert_eq!(hex(&encode_pong(7)), "00000003 92 08 07");
+    assert_eq!(
+        hex(&super::encode_invalidate(5, ObjectId(3), &["get"])),
+        "00000009 94 0a 05 03 91 a3 67 65 74"
+    );
+    assert_eq!(hex(&super::encode_invalidated(5)), "00000003 92 0b 05");
 }
 
 /// A state whose peer's hello lists `features`.
@@ -771,7 +776,10 @@ fn state_with_peer_features(features: Vec<&str>) -> S {
 
 #[test]
 fn our_hello_lists_keepalive_and_pings_are_answered_once_negotiated() {
-    assert_eq!(S::hello(None).features, vec![FEATURE_KEEPALIVE]);
+    assert_eq!(
+        S::hello(None).features,
+        vec![FEATURE_KEEPALIVE, super::FEATURE_INVALIDATE]
+    );
     let mut s = state_with_peer_features(vec!["something-else", "keepalive"]);
     assert!(s.keepalive_negotiated());
     match s.handle_frame(&payload(encode_ping(41))).unwrap() {

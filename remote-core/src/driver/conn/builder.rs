@@ -46,6 +46,9 @@ pub struct ConnectionBuilder {
     /// The memory budget shared with other connections (a server's); a
     /// standalone connection makes its own from `limits.memory_budget`.
     pub(crate) budget: Option<Arc<Budget>>,
+    /// The memo cache shared with other connections (a server's); a
+    /// standalone connection makes its own on first use.
+    pub(crate) memo: Option<Arc<crate::memo::MemoCache>>,
     /// Accepted by a server.
     pub(crate) server_side: bool,
     /// TLS settings for `tls://` and `wss://` addresses.
@@ -197,6 +200,8 @@ impl ConnectionBuilder {
             ),
             meter: Meter::new(self.server_counters.clone()),
             span: span.clone(),
+            pushes: super::super::invalidate::Pushes::new(),
+            memo: self.memo.map(OnceLock::from).unwrap_or_default(),
         });
         crate::trace::spawn_in(span.clone(), write_loop(writer, shared.clone()));
         // If this future is dropped before the handshake ends (e.g. a
@@ -254,6 +259,7 @@ impl ConnectionBuilder {
             }
         }
         let _ = shared.info.set(info);
+        super::super::invalidate::register(&shared);
         input.set_max_len(limits.max_frame_len);
         tracing::info!(name: "remote.connection.opened", parent: &span, "connection opened");
         crate::trace::spawn_in(span, read_loop(shared.clone(), input, ctl_rx));

@@ -157,6 +157,10 @@ pub(crate) struct Shared {
     pub(crate) meter: Meter,
     /// The `remote.connection` span (disabled without a subscriber).
     pub(crate) span: tracing::Span,
+    /// Invalidations pushed to the peer and its acknowledgements.
+    pub(crate) pushes: super::invalidate::Pushes,
+    /// Memoised replies: the server's cache, or this connection's own.
+    pub(crate) memo: OnceLock<Arc<crate::memo::MemoCache>>,
 }
 
 impl fmt::Debug for Shared {
@@ -190,6 +194,11 @@ impl Shared {
 
     pub(crate) fn is_authenticated(&self) -> bool {
         self.info.get().is_some_and(Peer::is_authenticated)
+    }
+
+    /// The peer's address, as the transport gave it.
+    pub(crate) fn peer(&self) -> &str {
+        &self.peer
     }
 
     /// Who the peer is (its address only, before the handshake completed).
@@ -373,6 +382,11 @@ impl Shared {
                 count,
             } => {
                 let frame = self.core().import_released(id, generation, count);
+                // The peer may reuse the id for another object, and is not
+                // told to invalidate for an object we no longer hold.
+                if let Some(cache) = self.cache.get() {
+                    cache.forget_object(id);
+                }
                 if let Some(f) = frame {
                     let _ = self.send(&f);
                 }
@@ -500,6 +514,18 @@ impl Shared {
                 return Ok(Heard::Ping);
             }
             Event::Pong(token) => return Ok(Heard::Pong(token)),
+            Event::Invalidate {
+                token,
+                object,
+                methods,
+            } => self.on_invalidate(token, object, &methods),
+            Event::Invalidated(token) => {
+                if let Err(v) = self.on_invalidated(token) {
+                    tracing::debug!(peer = %self.peer, "protocol violation: {v}");
+                    let _ = self.send(&encode::goodbye(&format!("protocol violation: {v}")));
+                    return Err(Error::Protocol(v));
+                }
+            }
             Event::Nothing => {}
         }
         Ok(Heard::Traffic)
@@ -639,6 +665,7 @@ impl Shared {
     /// drop every exported object. Repeating it does nothing more.
     pub(super) fn disconnect(&self, reason: Error) {
         self.close(reason);
+        super::invalidate::unregister(self);
         if let Some(cache) = self.cache.get() {
             cache.clear();
         }

@@ -1,0 +1,331 @@
+//! Pushed cache invalidation (PROTOCOL.md §3.9, CACHING.md): the serving
+//! side sends `invalidate(token, object, methods)` to every other
+//! connection holding the object and waits, bounded by
+//! [`Limits::invalidation_ack_timeout`](crate::Limits::invalidation_ack_timeout),
+//! for their acknowledgements before the write's reply goes; the receiving
+//! side drops the entries and acknowledges.
+//!
+//! What is held, and its bounds: a process-wide set of the open
+//! connections that negotiated the feature (one entry per connection,
+//! removed when it closes), and per connection two counters (last token
+//! sent, last token acknowledged). Acknowledgements are cumulative, so a
+//! peer that never acknowledges makes the server hold nothing per
+//! invalidation: a waiting writer holds a watch receiver for at most the
+//! timeout, and a connection that missed it is "lagging" and not waited
+//! for again until it acknowledges that token (its frames still go out; a
+//! peer that stops reading them is closed by `write_stall_timeout`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+
+use tokio::sync::watch;
+
+use super::conn::Shared;
+use crate::interface::Dispatch;
+use crate::proto::MAX_INVALIDATE_METHODS;
+use crate::proto::{encode_invalidate, encode_invalidated, ExportKey, ObjectId};
+
+/// Invalidations this side sent on one connection, and how far the peer
+/// acknowledged them.
+pub(crate) struct Pushes {
+    /// The last token sent. Frames are queued under this lock, so tokens
+    /// reach the peer in order (acknowledgements are cumulative).
+    sent: Mutex<u64>,
+    /// The highest token the peer acknowledged.
+    acked: watch::Sender<u64>,
+    /// A wait for this token timed out: the connection is not waited for
+    /// again until it acknowledges it.
+    lag_until: AtomicU64,
+}
+
+impl Pushes {
+    pub(crate) fn new() -> Self {
+        Pushes {
+            sent: Mutex::new(0),
+            acked: watch::Sender::new(0),
+            lag_until: AtomicU64::new(0),
+        }
+    }
+
+    fn acked(&self) -> u64 {
+        *self.acked.borrow()
+    }
+
+    fn lagging(&self) -> bool {
+        self.acked() < self.lag_until.load(Ordering::Acquire)
+    }
+}
+
+/// Process-wide counters of pushed invalidation ([`push_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PushStats {
+    /// `invalidate` messages queued for peers.
+    pub pushed: u64,
+    /// Waits that ended with the peer's acknowledgement (or its close).
+    pub acknowledged: u64,
+    /// Waits that hit `invalidation_ack_timeout`: the reply went without
+    /// the acknowledgement, and the connection became lagging.
+    pub lagged: u64,
+    /// Pushes to a lagging connection, sent without waiting.
+    pub not_waited: u64,
+}
+
+static PUSHED: AtomicU64 = AtomicU64::new(0);
+static ACKNOWLEDGED: AtomicU64 = AtomicU64::new(0);
+static LAGGED: AtomicU64 = AtomicU64::new(0);
+static NOT_WAITED: AtomicU64 = AtomicU64::new(0);
+
+/// The counters of invalidations pushed by every connection of this
+/// process since it started.
+pub fn push_stats() -> PushStats {
+    PushStats {
+        pushed: PUSHED.load(Ordering::Relaxed),
+        acknowledged: ACKNOWLEDGED.load(Ordering::Relaxed),
+        lagged: LAGGED.load(Ordering::Relaxed),
+        not_waited: NOT_WAITED.load(Ordering::Relaxed),
+    }
+}
+
+/// Open connections that negotiated the feature, by address.
+static HOLDERS: LazyLock<Mutex<HashMap<usize, Weak<Shared>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn holders() -> std::sync::MutexGuard<'static, HashMap<usize, Weak<Shared>>> {
+    HOLDERS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Adds a connection whose handshake completed, if both peers listed the
+/// `invalidate` feature (a peer that did not is never sent one).
+pub(crate) fn register(shared: &Arc<Shared>) {
+    if shared.core().invalidate_negotiated() && !shared.is_closed() {
+        holders().insert(Arc::as_ptr(shared) as usize, Arc::downgrade(shared));
+    }
+}
+
+/// Removes a closing connection.
+pub(crate) fn unregister(shared: &Shared) {
+    holders().remove(&(shared as *const Shared as usize));
+}
+
+impl Shared {
+    /// Queues `invalidate` frames for `object` (at most
+    /// [`MAX_INVALIDATE_METHODS`] names each); returns the last token, or
+    /// `None` if the connection is closed.
+    fn push_invalidation(&self, object: ObjectId, methods: &[&str]) -> Option<u64> {
+        let mut sent = self.pushes.sent.lock().unwrap_or_else(|p| p.into_inner());
+        for chunk in methods.chunks(MAX_INVALIDATE_METHODS) {
+            let token = *sent + 1;
+            self.send(&encode_invalidate(token, object, chunk)).ok()?;
+            *sent = token;
+            PUSHED.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(*sent)
+    }
+
+    /// The peer's `invalidate`: drops the named methods' entries of its
+    /// object (only methods this side has cached: the names cannot grow
+    /// the cache's bookkeeping), then acknowledges.
+    pub(super) fn on_invalidate(&self, token: u64, object: ObjectId, methods: &[&str]) {
+        if let Some(cache) = self.cache.get() {
+            cache.invalidate_known(object, methods);
+        }
+        let _ = self.send(&encode_invalidated(token));
+    }
+
+    /// The peer's acknowledgement: `Err` (a protocol violation) for a
+    /// token never sent; an old token is ignored.
+    pub(super) fn on_invalidated(&self, token: u64) -> Result<(), String> {
+        let sent = *self.pushes.sent.lock().unwrap_or_else(|p| p.into_inner());
+        if token > sent {
+            return Err(format!(
+                "acknowledgement of invalidation {token}, but only {sent} were sent"
+            ));
+        }
+        self.pushes.acked.send_if_modified(|a| {
+            let newer = token > *a;
+            if newer {
+                *a = token;
+            }
+            newer
+        });
+        Ok(())
+    }
+
+    /// Waits until the peer acknowledged `token` or closed, for at most
+    /// its `invalidation_ack_timeout`; a timeout makes it lagging.
+    async fn await_ack(self: Arc<Self>, token: u64) {
+        let mut rx = self.pushes.acked.subscribe();
+        let acked = async {
+            tokio::select! {
+                _ = rx.wait_for(|a| *a >= token) => {}
+                _ = self.closed_token().cancelled() => {}
+            }
+        };
+        match crate::rt::time::timeout(self.limits.invalidation_ack_timeout, acked).await {
+            Ok(()) => {
+                ACKNOWLEDGED.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                LAGGED.fetch_add(1, Ordering::Relaxed);
+                self.pushes.lag_until.fetch_max(token, Ordering::AcqRel);
+                tracing::debug!(
+                    peer = %self.peer(),
+                    "no acknowledgement of invalidation {token} within invalidation_ack_timeout = {:?}",
+                    self.limits.invalidation_ack_timeout
+                );
+            }
+        }
+    }
+}
+
+/// The connections (other than `except`) holding the object `key` (or
+/// serving it as their root, `is_root`), with its id on each.
+fn holders_of(
+    key: &ExportKey,
+    is_root: &dyn Fn(&Arc<dyn Dispatch>) -> bool,
+    except: Option<&Shared>,
+) -> Vec<(Arc<Shared>, ObjectId)> {
+    let all: Vec<Weak<Shared>> = holders().values().cloned().collect();
+    let mut found = Vec::new();
+    for weak in all {
+        let Some(shared) = weak.upgrade() else {
+            continue;
+        };
+        if except.is_some_and(|e| std::ptr::eq(e, &*shared)) {
+            continue;
+        }
+        let id = {
+            let core = shared.core();
+            let exports = core.exports();
+            exports.id_of(key).or_else(|| {
+                exports
+                    .get(ObjectId::ROOT)
+                    .filter(|root| is_root(root))
+                    .map(|_| ObjectId::ROOT)
+            })
+        };
+        if let Some(id) = id {
+            found.push((shared, id));
+        }
+    }
+    found
+}
+
+/// What one invalidation reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InvalidationReport {
+    /// Connections that were sent an `invalidate`.
+    pub notified: usize,
+    /// Of those, connections that did not acknowledge within
+    /// `invalidation_ack_timeout` (or were already lagging).
+    pub unacknowledged: usize,
+}
+
+/// Pushes the invalidation of `methods` of the object `key` to every
+/// connection (but `except`) holding it, then waits for their
+/// acknowledgements (each bounded by its `invalidation_ack_timeout`).
+pub(crate) async fn push(
+    key: ExportKey,
+    is_root: &(dyn Fn(&Arc<dyn Dispatch>) -> bool + Sync),
+    methods: &[&str],
+    except: Option<&Shared>,
+) -> InvalidationReport {
+    let mut report = InvalidationReport::default();
+    if methods.is_empty() {
+        return report;
+    }
+    let mut waits = Vec::new();
+    for (shared, id) in holders_of(&key, is_root, except) {
+        let lagging = shared.pushes.lagging();
+        let Some(token) = shared.push_invalidation(id, methods) else {
+            continue;
+        };
+        report.notified += 1;
+        if lagging {
+            NOT_WAITED.fetch_add(1, Ordering::Relaxed);
+            report.unacknowledged += 1;
+        } else {
+            waits.push((shared.clone(), token));
+        }
+    }
+    let pending: Vec<_> = waits.iter().map(|(s, t)| s.clone().await_ack(*t)).collect();
+    futures_util::future::join_all(pending).await;
+    report.unacknowledged += waits
+        .iter()
+        .filter(|(s, t)| !s.is_closed() && s.pushes.acked() < *t)
+        .count();
+    report
+}
+
+/// The identity of a served object: its allocation and its interface.
+fn key_of<T: ?Sized + crate::Interface>(obj: &Arc<T>) -> ExportKey {
+    ExportKey {
+        addr: Arc::as_ptr(obj) as *const () as usize,
+        interface: std::any::TypeId::of::<T>(),
+    }
+}
+
+/// Invalidates `methods` of `obj` everywhere: entries cached for it by
+/// every peer holding it (except the connection `except`).
+async fn invalidate_except<T: ?Sized + crate::Interface>(
+    obj: &Arc<T>,
+    methods: &[&str],
+    except: Option<&Shared>,
+) -> InvalidationReport {
+    invalidate_key::<T>(key_of(obj), methods, except).await
+}
+
+/// For an implementation that invalidates its own methods on every write,
+/// local or remote (`SharedVec::push`): `this` is the object served as a
+/// `T` (the address an `Arc<T>` of it points to).
+pub(crate) async fn invalidate_served<T: ?Sized + crate::Interface, S>(
+    this: &S,
+    methods: &[&str],
+) -> InvalidationReport {
+    let key = ExportKey {
+        addr: this as *const S as *const () as usize,
+        interface: std::any::TypeId::of::<T>(),
+    };
+    invalidate_key::<T>(key, methods, None).await
+}
+
+async fn invalidate_key<T: ?Sized + crate::Interface>(
+    key: ExportKey,
+    methods: &[&str],
+    except: Option<&Shared>,
+) -> InvalidationReport {
+    crate::memo::invalidate(key, methods);
+    let addr = key.addr;
+    let is_root = move |d: &Arc<dyn Dispatch>| {
+        T::from_dispatch(d).is_some_and(|o| Arc::as_ptr(&o) as *const () as usize == addr)
+    };
+    push(key, &is_root, methods, except).await
+}
+
+/// Drops the cached results of `methods` (wire names) of the served object
+/// `obj` in every connected peer that holds it, as a reply to a
+/// `#[remote(invalidates(..))]` method does: for writes that reach the
+/// object another way. Returns once every such peer acknowledged (or its
+/// `invalidation_ack_timeout` passed), so a read that starts after this
+/// returns never sees the old entries (CACHING.md).
+///
+/// `obj` is the object as it is served (`Arc<dyn Trait>`, the same
+/// allocation the peers were sent).
+pub async fn invalidate<T: ?Sized + crate::Interface>(
+    obj: &Arc<T>,
+    methods: &[&str],
+) -> InvalidationReport {
+    invalidate_except(obj, methods, None).await
+}
+
+/// Generated code: a `#[remote(invalidates(..))]` method on `obj` finished;
+/// invalidate the named methods at every other peer before its reply (its
+/// own caller drops its entries when the reply arrives).
+pub async fn invalidated<T: ?Sized + crate::Interface>(
+    cx: &crate::interface::CallCx,
+    obj: &Arc<T>,
+    methods: &'static [&'static str],
+) {
+    invalidate_except(obj, methods, Some(cx.shared())).await;
+}
