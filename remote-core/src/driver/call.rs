@@ -9,9 +9,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::conn::{Control, Held, Incoming, Shared};
+use super::control::{Control, Held, Incoming};
+use super::shared::Shared;
 use crate::codec;
-use crate::interface::BoxFuture;
 use crate::proto::{encode, CallId, ImportRef, ObjectId};
 use crate::{Connection, Error, RemoteErrorType, Wire};
 
@@ -120,21 +120,6 @@ impl Handle {
     /// Whether both handles name the same object on the same connection.
     pub fn same_target(&self, other: &Handle) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared) && self.target == other.target
-    }
-
-    /// Calls `method` with `args` (a tuple) and decodes the result.
-    ///
-    /// The call's deadline is the one inherited from an enclosing call or
-    /// [`with_timeout`](crate::with_timeout), else
-    /// [`Limits::default_deadline`](crate::Limits::default_deadline).
-    /// Dropping the future cancels the call at the peer.
-    pub fn call<A, T, E>(&self, method: &'static str, args: A) -> BoxFuture<'static, Result<T, E>>
-    where
-        A: Serialize + Send + 'static,
-        T: Wire,
-        E: RemoteErrorType,
-    {
-        Box::pin(super::outgoing::CallFuture::new(self.clone(), method, args))
     }
 
     /// Like [`call`](Handle::call), blocking the current thread. Returns
@@ -364,7 +349,7 @@ impl CallCx {
         // frame is read, so only spawned handlers need this.)
         // A call cancelled meanwhile was already answered with `cancelled`:
         // its one reply is out, so this one is not sent.
-        if !super::conn::running_inline() && !self.shared.core().answered(self.id, self.seq) {
+        if !running_inline() && !self.shared.core().answered(self.id, self.seq) {
             return Reply { _queued: () };
         }
         let sent = with_scratch(|buf| {
@@ -487,6 +472,30 @@ impl Error {
                 crate::bounded::quote(method)
             ),
         )))
+    }
+}
+
+thread_local! {
+    static INLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current code runs in a handler's first poll by the reader.
+pub(crate) fn running_inline() -> bool {
+    INLINE.with(std::cell::Cell::get)
+}
+
+/// Marks the reader's inline poll of a handler (reset on drop, also on panic).
+pub(super) struct Inline(bool);
+
+impl Inline {
+    pub(super) fn enter() -> Self {
+        Inline(INLINE.with(|c| c.replace(true)))
+    }
+}
+
+impl Drop for Inline {
+    fn drop(&mut self) {
+        INLINE.with(|c| c.set(self.0));
     }
 }
 

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::conn::{Control, Core, Heard, Shared};
+use super::control::{Control, Core, Heard};
 use super::input::Input;
+use super::shared::Shared;
 use crate::proto::{encode, Event, FrameError, Keepalive, KeepaliveAction};
 use crate::Error;
 
@@ -77,7 +78,7 @@ pub(super) async fn read_loop(
     mut ctl: mpsc::UnboundedReceiver<Control>,
 ) {
     // However this task ends (even by a panic), the connection closes.
-    let _teardown = super::teardown::DisconnectOnDrop(shared.clone());
+    let _teardown = DisconnectOnDrop(shared.clone());
     let limits = shared.limits.clone();
     // A server connection that did not authenticate gets the short idle
     // timeout (PROTOCOL.md §9 says why).
@@ -231,4 +232,20 @@ pub(super) async fn read_loop(
 /// Our hello frame with `auth` in its authentication slot.
 pub(super) fn hello(auth: Option<&[u8]>) -> Vec<u8> {
     encode::hello(&Core::hello(auth))
+}
+
+/// Held by a connection's reader task: however that task ends (its loop
+/// finishing, a panic, the runtime dropping it), the connection is closed,
+/// its calls failed and its objects dropped, so `closed()` resolves and a
+/// server's slot is freed.
+struct DisconnectOnDrop(Arc<Shared>);
+
+impl Drop for DisconnectOnDrop {
+    fn drop(&mut self) {
+        // A no-op after the reader's own disconnect (the first reason wins
+        // and the tables are already empty).
+        self.0.disconnect(Error::ConnectionLost(
+            "the connection task ended unexpectedly".into(),
+        ));
+    }
 }

@@ -5,6 +5,7 @@
 //! `driver` module is a thin loop around it. See `PROTOCOL.md` for
 //! the wire format.
 
+mod clock;
 mod frame;
 mod msg;
 mod ping;
@@ -17,6 +18,7 @@ mod cancel_tests;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use clock::later;
 pub use frame::{FrameCodec, FrameError};
 pub use msg::{encode, Hello, Message, WireError, PROTOCOL_MAGIC, PROTOCOL_VERSION};
 pub use ping::{

@@ -13,6 +13,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::clock::later;
 use super::kind;
 use super::value::enc;
 
@@ -123,11 +124,6 @@ impl Keepalive {
 }
 
 /// `at + d`, saturating (a `Duration::MAX` knob means "never", not a panic).
-fn later(at: Instant, d: Duration) -> Instant {
-    at.checked_add(d)
-        .unwrap_or_else(|| at + Duration::from_secs(30 * 365 * 24 * 3600))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
