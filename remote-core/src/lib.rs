@@ -75,6 +75,7 @@ mod describe;
 mod driver;
 mod erased;
 mod error;
+mod fingerprint;
 pub mod guide;
 mod interface;
 pub mod limits;

@@ -230,6 +230,7 @@ impl Server {
             conn.limits.max_server_blocking_calls,
             conn.limits.max_blocking_calls_per_peer,
         ));
+        conn.root_info = Some(crate::fingerprint::RootInfo::of::<T>());
         conn.root_factory = Some(Arc::new(move |peer: &Peer| {
             T::into_dispatch(factory(peer).into_arc())
         }));

@@ -50,6 +50,9 @@ pub struct Handle {
     shared: Arc<Shared>,
     target: ObjectId,
     _hold: Option<ImportRef>,
+    /// Set on a root proxy for the wrong interface: every call fails with
+    /// it, nothing is sent.
+    refused: Option<Arc<Error>>,
 }
 
 impl fmt::Debug for Handle {
@@ -86,6 +89,16 @@ impl Handle {
             shared,
             target: ObjectId::ROOT,
             _hold: None,
+            refused: None,
+        }
+    }
+
+    /// A root handle whose every call fails with `error` (the peer's root
+    /// is another interface than the proxy's).
+    pub(crate) fn refused_root(shared: Arc<Shared>, error: Error) -> Self {
+        Handle {
+            refused: Some(Arc::new(error)),
+            ..Handle::root(shared)
         }
     }
 
@@ -94,6 +107,7 @@ impl Handle {
             target: hold.id(),
             shared,
             _hold: Some(hold),
+            refused: None,
         }
     }
 
@@ -139,6 +153,9 @@ impl Handle {
         method: &str,
         args: &dyn codec::Encode,
     ) -> Result<Prepared, Error> {
+        if let Some(e) = &self.refused {
+            return Err((**e).clone());
+        }
         let shared = &*self.shared;
         let now = Instant::now();
         let deadline = super::current_deadline()

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use super::control::{Control, Core, Heard};
 use super::input::Input;
 use super::shared::Shared;
+use crate::fingerprint::RootInfo;
 use crate::proto::{encode, Event, FrameError, Keepalive, KeepaliveAction};
 use crate::Error;
 
@@ -45,12 +46,19 @@ pub(super) async fn handshake(
     // A server refusing us (e.g. over max_connections) says goodbye instead
     // of hello: report its reason.
     let mut found = Vec::new();
-    if let Ok(crate::proto::Message::Goodbye { reason }) =
-        crate::proto::Message::parse(&first, &shared.limits, &mut found)
-    {
-        return Err(Error::Handshake(format!(
-            "peer refused the connection: {reason}"
-        )));
+    match crate::proto::Message::parse(&first, &shared.limits, &mut found) {
+        Ok(crate::proto::Message::Goodbye { reason }) => {
+            return Err(Error::Handshake(format!(
+                "peer refused the connection: {reason}"
+            )));
+        }
+        // The root it serves, if it says (checked by `Connection::root`).
+        Ok(crate::proto::Message::Hello(h)) => {
+            if let Some(root) = RootInfo::from_features(h.features.iter().copied()) {
+                let _ = shared.peer_root.set(root);
+            }
+        }
+        _ => {}
     }
     let slot = {
         let mut core = shared.core();
@@ -229,9 +237,12 @@ pub(super) async fn read_loop(
     }
 }
 
-/// Our hello frame with `auth` in its authentication slot.
-pub(super) fn hello(auth: Option<&[u8]>) -> Vec<u8> {
-    encode::hello(&Core::hello(auth))
+/// Our hello frame with `auth` in its authentication slot, announcing the
+/// root we serve (a `root:<name>:<fingerprint>` feature entry, §6.2).
+pub(super) fn hello(auth: Option<&[u8]>, root: Option<&str>) -> Vec<u8> {
+    let mut h = Core::hello(auth);
+    h.features.extend(root);
+    encode::hello(&h)
 }
 
 /// Held by a connection's reader task: however that task ends (its loop

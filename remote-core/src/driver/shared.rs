@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     /// Running handlers and their estimated replies, against this
     /// connection's share of the budget.
     pub(crate) output_share: OutputShare,
+    /// The root interface the peer announced in its hello, if it did.
+    pub(crate) peer_root: OnceLock<crate::fingerprint::RootInfo>,
     /// Results of `#[remote(cache(..))]` methods, made on first use.
     pub(crate) cache: std::sync::OnceLock<crate::cache::ClientCache>,
 }

@@ -63,8 +63,69 @@ impl Connection {
     }
 
     /// A proxy for the peer's root object (object 0).
+    ///
+    /// When the peer announced its root's interface (this crate does,
+    /// PROTOCOL.md §6.2) and it is not `T`, or another version of `T`, every
+    /// call through the proxy fails with [`Error::WrongInterface`] saying
+    /// so, and nothing is sent; [`try_root`](Connection::try_root) reports
+    /// it here instead. A peer that announced nothing is not checked.
     pub fn root<T: ?Sized + Interface>(&self) -> Remote<T> {
-        Remote::new(T::proxy(Handle::root(self.shared.clone())))
+        match self.try_root::<T>() {
+            Ok(root) => root,
+            Err(e) => Remote::new(T::proxy(Handle::refused_root(self.shared.clone(), e))),
+        }
+    }
+
+    /// Like [`root`](Connection::root), but fails at once with
+    /// [`Error::WrongInterface`] when the peer announced a root that is not
+    /// `T`: `the server's root is `A`, not `B`` for another interface, or
+    /// `the server's `A` differs from this client's (interface fingerprint
+    /// ..)` when both sides' definitions of `A` differ on the wire.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use remote_core::{remote, Connection, ConnectionBuilder, Error, Remote};
+    ///
+    /// #[remote]
+    /// trait Greeter {
+    ///     async fn greet(&self, name: String) -> Result<String, Error>;
+    /// }
+    /// #[remote]
+    /// trait Tally {
+    ///     async fn add(&self, n: u64) -> Result<u64, Error>;
+    /// }
+    /// struct Hi;
+    /// #[remote]
+    /// impl Greeter for Hi {
+    ///     async fn greet(&self, name: String) -> Result<String, Error> {
+    ///         Ok(format!("hi {name}"))
+    ///     }
+    /// }
+    ///
+    /// fn main() -> remote_core::Result<()> {
+    ///     tokio::runtime::Runtime::new()?.block_on(async {
+    ///         let hi: Remote<dyn Greeter> = Remote::new(Arc::new(Hi));
+    ///         let server = ConnectionBuilder::new().serve(hi);
+    ///         let (client, _server) = Connection::pair(ConnectionBuilder::new(), server).await?;
+    ///
+    ///         let err = client.try_root::<dyn Tally>().unwrap_err();
+    ///         assert!(err.is_wrong_interface());
+    ///         assert!(err.to_string().contains("the server's root is `Greeter`, not `Tally`"));
+    ///
+    ///         let greeter = client.try_root::<dyn Greeter>()?;
+    ///         assert_eq!(greeter.greet("ann".into()).await?, "hi ann");
+    ///         Ok(())
+    ///     })
+    /// }
+    /// ```
+    pub fn try_root<T: ?Sized + Interface>(&self) -> Result<Remote<T>, Error> {
+        if let Some(theirs) = self.shared.peer_root.get() {
+            let ours = crate::fingerprint::RootInfo::of::<T>();
+            if let Some(why) = theirs.mismatch(&ours) {
+                return Err(Error::WrongInterface(why));
+            }
+        }
+        Ok(Remote::new(T::proxy(Handle::root(self.shared.clone()))))
     }
 
     /// Closes the connection: sends a goodbye, fails pending calls, drops
