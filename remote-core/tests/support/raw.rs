@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use remote_core::proto::{encode, Hello, Reader};
+use remote_core::proto::{encode, CallId, Hello, ObjectId, Reader};
 use remote_core::ServerHandle;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// How long any one expected frame may take on a loaded machine.
@@ -35,10 +35,50 @@ pub fn hello(features: Vec<&str>) -> Vec<u8> {
     })
 }
 
+/// A call frame: `method` on object `target` as call `id`, with
+/// `timeout_ms` and the raw msgpack bytes `args` (normally an array).
+pub fn call(id: u32, target: u32, method: &str, timeout_ms: u32, args: &[u8]) -> Vec<u8> {
+    let mut f = encode::begin(32 + args.len());
+    encode::call_head(&mut f, CallId(id), ObjectId(target), method, timeout_ms);
+    f.extend_from_slice(args);
+    encode::finish(&mut f);
+    f
+}
+
 /// The `host:port` of a TCP server.
 pub fn tcp_addr(server: &ServerHandle) -> String {
     let addr = server.local_addr();
     addr.strip_prefix("tcp://").unwrap_or(&addr).to_owned()
+}
+
+/// A raw socket to a `ws://` server, upgraded to WebSocket (the response
+/// headers read), nothing else sent: the caller writes WebSocket frames.
+pub async fn ws_upgraded(server: &ServerHandle) -> BufReader<TcpStream> {
+    let addr = server.local_addr();
+    let authority = addr
+        .strip_prefix("ws://")
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let s = TcpStream::connect(&authority).await.unwrap();
+    let mut r = BufReader::new(s);
+    let upgrade = format!(
+        "GET / HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    r.get_mut().write_all(upgrade.as_bytes()).await.unwrap();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = tokio::time::timeout(WAIT, r.read_line(&mut line))
+            .await
+            .expect("no upgrade response within 60 s")
+            .unwrap();
+        assert!(n > 0, "the server closed during the upgrade");
+        if line == "\r\n" {
+            return r;
+        }
+    }
 }
 
 /// A raw socket to `server`, nothing sent yet.
@@ -101,6 +141,29 @@ pub async fn next_of_kind<R: AsyncRead + Unpin>(s: &mut R, want: u64) -> Vec<u8>
     }
 }
 
+/// An error message's `(call id, kind, message)`, if `f` is one.
+pub fn error_of(f: &[u8]) -> Option<(u64, String, String)> {
+    let mut r = Reader::new(f);
+    if r.array_len().ok()? != 3 || r.uint().ok()? != ERROR {
+        return None;
+    }
+    let id = r.uint().unwrap();
+    r.array_len().unwrap();
+    let kind = r.str().unwrap().to_owned();
+    r.str().unwrap(); // type
+    Some((id, kind, r.str().unwrap().to_owned()))
+}
+
+/// Reads frames until an error message: `(call id, kind, message)`.
+pub async fn next_error<R: AsyncRead + Unpin>(s: &mut R) -> (u64, String, String) {
+    loop {
+        let f = frame(s).await.expect("connection closed before an error");
+        if let Some(e) = error_of(&f) {
+            return e;
+        }
+    }
+}
+
 /// Reads until a goodbye (its reason) or the end of the stream (`None`).
 pub async fn goodbye<R: AsyncRead + Unpin>(s: &mut R) -> Option<String> {
     while let Some(f) = frame(s).await {
@@ -117,4 +180,17 @@ pub async fn eof_without_goodbye<R: AsyncRead + Unpin>(s: &mut R) {
     if let Some(reason) = goodbye(s).await {
         panic!("unexpected goodbye: {reason}");
     }
+}
+
+/// Polls `cond` every few milliseconds until it holds or [`WAIT`] passes;
+/// whether it held.
+pub async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let end = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cond()
 }
