@@ -187,6 +187,14 @@ pub use remote_derive::remote;
 pub use remote_derive::Wire;
 
 /// Convenience alias for `Result<T, remote_core::Error>`.
+///
+/// ```
+/// fn parse_port(s: &str) -> remote_core::Result<u16> {
+///     s.parse().map_err(|_| remote_core::Error::Io(format!("bad port {s:?}")))
+/// }
+/// assert_eq!(parse_port("8080").unwrap(), 8080);
+/// assert!(parse_port("x").is_err());
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Items used by code that `#[remote]` and `#[derive(Wire)]` generate. Not a

@@ -45,6 +45,27 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 ///
 /// Generated proxies (`ChatClient`) wrap one. Clones share the hold; when
 /// the last one is dropped a release is queued for the connection task.
+///
+/// ```
+/// use remote_core::collections::{RemoteList, SharedVec};
+/// use remote_core::{Connection, ConnectionBuilder};
+///
+/// fn main() -> remote_core::Result<()> {
+///     tokio::runtime::Runtime::new()?.block_on(async {
+///         let list = SharedVec::<u64>::new();
+///         let (client, _server) =
+///             Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new().serve(list.remote()))
+///                 .await?;
+///         let remote = client.root::<dyn RemoteList<u64>>();
+///         let handle = remote.handle().expect("a proxy has a handle");
+///         assert_eq!(handle.object_id(), 0); // the root
+///         assert!(handle.same_target(client.root::<dyn RemoteList<u64>>().handle().unwrap()));
+///         // A local object has none.
+///         assert!(list.remote().handle().is_none());
+///         Ok(())
+///     })
+/// }
+/// ```
 #[derive(Clone)]
 pub struct Handle {
     shared: Arc<Shared>,
