@@ -69,7 +69,7 @@ async fn greeter_pair() -> (Connection, Connection) {
 #[tokio::test]
 async fn asking_for_another_interface_names_both_at_root() {
     let (client, _server) = greeter_pair().await;
-    let err = client.try_root::<dyn Tally>().err().expect("refused");
+    let err = client.try_root::<dyn Tally>().expect_err("refused");
     assert!(matches!(err, Error::WrongInterface(_)), "{err:?}");
     assert_eq!(
         err.to_string(),
@@ -92,8 +92,8 @@ async fn a_server_over_tcp_announces_its_root_too() {
         .await
         .unwrap()
         .serve(|_| -> Remote<dyn Greeter> { Remote::new(Arc::new(Hi)) });
-    let client = Connection::connect(&server.local_addr()).await.unwrap();
-    let err = client.try_root::<dyn Tally>().err().expect("refused");
+    let client = Connection::connect(server.local_addr()).await.unwrap();
+    let err = client.try_root::<dyn Tally>().expect_err("refused");
     assert!(err
         .to_string()
         .contains("the server's root is `Greeter`, not `Tally`"));
@@ -110,7 +110,7 @@ async fn a_changed_method_set_is_a_fingerprint_mismatch() {
     )
     .await
     .unwrap();
-    let err = client.try_root::<dyn v2::Store>().err().expect("refused");
+    let err = client.try_root::<dyn v2::Store>().expect_err("refused");
     let msg = err.to_string();
     assert!(err.is_wrong_interface(), "{err:?}");
     assert!(

@@ -48,7 +48,7 @@ pub fn call(id: u32, target: u32, method: &str, timeout_ms: u32, args: &[u8]) ->
 /// The `host:port` of a TCP server.
 pub fn tcp_addr(server: &ServerHandle) -> String {
     let addr = server.local_addr();
-    addr.strip_prefix("tcp://").unwrap_or(&addr).to_owned()
+    addr.strip_prefix("tcp://").unwrap_or(addr).to_owned()
 }
 
 /// A raw socket to a `ws://` server, upgraded to WebSocket (the response
