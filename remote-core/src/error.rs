@@ -150,8 +150,9 @@ pub enum Error {
     )]
     BlockingInAsync,
     /// The peer's root is not the interface asked for: another interface
-    /// (`the server's root is `A`, not `B``) or another version of it
-    /// (their fingerprints differ). See [`Connection::try_root`](crate::Connection::try_root).
+    /// (`the server's root is `A`, not `B``), or, from
+    /// [`Connection::try_root`](crate::Connection::try_root) only, another
+    /// version of it (their fingerprints differ).
     #[error("wrong interface: {0}")]
     WrongInterface(String),
 }

@@ -77,23 +77,42 @@ impl RootInfo {
         })
     }
 
-    /// Why `self` (the peer's root) cannot be used as `want`, if it cannot.
-    pub(crate) fn mismatch(&self, want: &RootInfo) -> Option<String> {
+    /// How `self` (the peer's root) differs from `want`, if it does.
+    pub(crate) fn mismatch(&self, want: &RootInfo) -> Option<Mismatch> {
         if self.name != want.name {
-            return Some(format!(
+            return Some(Mismatch::Interface(format!(
                 "the server's root is `{}`, not `{}`",
                 crate::bounded::truncate(&self.name, 200),
                 want.name
-            ));
+            )));
         }
         (self.fingerprint != want.fingerprint).then(|| {
-            format!(
+            Mismatch::Version(format!(
                 "the server's `{}` differs from this client's (interface fingerprint {} at the \
                  server, {} here: methods or their argument, result or error types changed; \
                  rebuild both from the same definition)",
                 want.name, self.fingerprint, want.fingerprint
-            )
+            ))
         })
+    }
+}
+
+/// How a peer's root differs from the interface asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Mismatch {
+    /// Another interface (another name).
+    Interface(String),
+    /// Another version of the same interface (another fingerprint): calls
+    /// the two versions agree on still work (`remote-policy diff` says which).
+    Version(String),
+}
+
+impl Mismatch {
+    /// The message for [`crate::Error::WrongInterface`].
+    pub(crate) fn into_message(self) -> String {
+        match self {
+            Mismatch::Interface(m) | Mismatch::Version(m) => m,
+        }
     }
 }
 

@@ -117,6 +117,16 @@ async fn a_changed_method_set_is_a_fingerprint_mismatch() {
         msg.contains("the server's `Store` differs from this client's (interface fingerprint "),
         "{msg}"
     );
+    // `root` accepts another version of the same interface (a compatible
+    // change must keep working): what both versions share still works, what
+    // only the client's has fails at the server.
+    let newer = client.root::<dyn v2::Store>();
+    assert_eq!(
+        newer.get("k".into()).await.unwrap().as_deref(),
+        Some("value of k")
+    );
+    let err = newer.delete("k".into()).await.unwrap_err();
+    assert_eq!(err.remote_kind(), Some("unknown_method"), "{err:?}");
     // The same definition is accepted and works.
     let same = client.try_root::<dyn v1::Store>().unwrap();
     assert_eq!(

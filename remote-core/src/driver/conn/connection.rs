@@ -1,6 +1,7 @@
 //! The public handle of a connection.
 
 use super::*;
+use crate::fingerprint::{Mismatch, RootInfo};
 
 /// A connection to a peer. Cheap to clone; all clones share it.
 ///
@@ -65,22 +66,41 @@ impl Connection {
     /// A proxy for the peer's root object (object 0).
     ///
     /// When the peer announced its root's interface (this crate does,
-    /// PROTOCOL.md §6.2) and it is not `T`, or another version of `T`, every
-    /// call through the proxy fails with [`Error::WrongInterface`] saying
-    /// so, and nothing is sent; [`try_root`](Connection::try_root) reports
-    /// it here instead. A peer that announced nothing is not checked.
+    /// PROTOCOL.md §6.2) and it is another interface than `T`, every call
+    /// through the proxy fails with [`Error::WrongInterface`] (`the
+    /// server's root is `A`, not `B``) and nothing is sent. Another
+    /// *version* of `T` (same name, another fingerprint) is accepted, so a
+    /// client and a server a compatible change apart keep working (calls
+    /// the versions disagree on fail with `bad_arguments` naming the
+    /// method); [`try_root`](Connection::try_root) refuses that too. A peer
+    /// that announced nothing is not checked.
     pub fn root<T: ?Sized + Interface>(&self) -> Remote<T> {
-        match self.try_root::<T>() {
-            Ok(root) => root,
-            Err(e) => Remote::new(T::proxy(Handle::refused_root(self.shared.clone(), e))),
+        match self.peer_root_mismatch::<T>() {
+            Some(Mismatch::Interface(why)) => {
+                let refused = Error::WrongInterface(why);
+                Remote::new(T::proxy(Handle::refused_root(self.shared.clone(), refused)))
+            }
+            Some(Mismatch::Version(why)) => {
+                tracing::debug!(peer = %self.shared.peer(), "{why}; calls may fail");
+                Remote::new(T::proxy(Handle::root(self.shared.clone())))
+            }
+            None => Remote::new(T::proxy(Handle::root(self.shared.clone()))),
         }
     }
 
-    /// Like [`root`](Connection::root), but fails at once with
+    /// How the root the peer announced differs from `T`, if it announced
+    /// one and it does.
+    fn peer_root_mismatch<T: ?Sized + Interface>(&self) -> Option<Mismatch> {
+        let theirs = self.shared.peer_root.get()?;
+        theirs.mismatch(&RootInfo::of::<T>())
+    }
+
+    /// Like [`root`](Connection::root), but strict and at once: fails with
     /// [`Error::WrongInterface`] when the peer announced a root that is not
-    /// `T`: `the server's root is `A`, not `B`` for another interface, or
-    /// `the server's `A` differs from this client's (interface fingerprint
-    /// ..)` when both sides' definitions of `A` differ on the wire.
+    /// exactly `T`: `the server's root is `A`, not `B`` for another
+    /// interface, or `the server's `A` differs from this client's
+    /// (interface fingerprint ..)` when both sides' definitions of `A`
+    /// differ on the wire (methods, argument, result or error types).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -119,13 +139,10 @@ impl Connection {
     /// }
     /// ```
     pub fn try_root<T: ?Sized + Interface>(&self) -> Result<Remote<T>, Error> {
-        if let Some(theirs) = self.shared.peer_root.get() {
-            let ours = crate::fingerprint::RootInfo::of::<T>();
-            if let Some(why) = theirs.mismatch(&ours) {
-                return Err(Error::WrongInterface(why));
-            }
+        match self.peer_root_mismatch::<T>() {
+            Some(m) => Err(Error::WrongInterface(m.into_message())),
+            None => Ok(Remote::new(T::proxy(Handle::root(self.shared.clone())))),
         }
-        Ok(Remote::new(T::proxy(Handle::root(self.shared.clone()))))
     }
 
     /// Closes the connection: sends a goodbye, fails pending calls, drops
