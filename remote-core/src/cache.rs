@@ -15,6 +15,46 @@
 //! can drive it with a paused runtime.
 //!
 //! [`Limits::cache_max_entries`]: crate::Limits::cache_max_entries
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use remote_core::{remote, Connection, ConnectionBuilder, Error, Remote};
+//!
+//! #[remote]
+//! trait Profile {
+//!     #[remote(cache(ttl = "30s"))]
+//!     async fn name(&self) -> Result<String, Error>;
+//!     #[remote(invalidates(name))]
+//!     async fn rename(&self, to: String) -> Result<(), Error>;
+//! }
+//! struct Me(Mutex<String>);
+//! #[remote]
+//! impl Profile for Me {
+//!     async fn name(&self) -> Result<String, Error> {
+//!         Ok(self.0.lock().unwrap().clone())
+//!     }
+//!     async fn rename(&self, to: String) -> Result<(), Error> {
+//!         *self.0.lock().unwrap() = to;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! fn main() -> remote_core::Result<()> {
+//!     tokio::runtime::Runtime::new()?.block_on(async {
+//!         let me: Remote<dyn Profile> = Remote::new(Arc::new(Me(Mutex::new("ann".into()))));
+//!         let (client, _server) =
+//!             Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new().serve(me)).await?;
+//!         let profile = client.root::<dyn Profile>();
+//!         assert_eq!(profile.name().await?, "ann");
+//!         profile.rename("bo".into()).await?; // drops the cached name
+//!         assert_eq!(profile.name().await?, "bo"); // never the stale "ann"
+//!         assert_eq!(client.cache_stats().hits, 0);
+//!         assert_eq!(profile.name().await?, "bo");
+//!         assert_eq!(client.cache_stats().hits, 1);
+//!         Ok(())
+//!     })
+//! }
+//! ```
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +86,39 @@ pub enum CacheRole {
 }
 
 /// Counters of one connection's cache.
+///
+/// ```
+/// use std::sync::Arc;
+/// use remote_core::{remote, Connection, ConnectionBuilder, Error, Remote};
+///
+/// #[remote]
+/// trait Prices {
+///     #[remote(cache(ttl = "60s"))]
+///     async fn price(&self, item: String) -> Result<u64, Error>;
+/// }
+/// struct Shop;
+/// #[remote]
+/// impl Prices for Shop {
+///     async fn price(&self, item: String) -> Result<u64, Error> {
+///         Ok(item.len() as u64)
+///     }
+/// }
+///
+/// fn main() -> remote_core::Result<()> {
+///     tokio::runtime::Runtime::new()?.block_on(async {
+///         let shop: Remote<dyn Prices> = Remote::new(Arc::new(Shop));
+///         let (client, _server) =
+///             Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new().serve(shop))
+///                 .await?;
+///         let prices = client.root::<dyn Prices>();
+///         assert_eq!(prices.price("tea".into()).await?, 3); // asks the server
+///         assert_eq!(prices.price("tea".into()).await?, 3); // from the cache
+///         let stats = client.cache_stats();
+///         assert_eq!((stats.misses, stats.hits, stats.entries), (1, 1, 1));
+///         Ok(())
+///     })
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
     /// Calls answered from the cache.

@@ -149,6 +149,12 @@ pub enum Error {
          or on a std::thread"
     )]
     BlockingInAsync,
+    /// The peer's root is not the interface asked for: another interface
+    /// (`the server's root is `A`, not `B``), or, from
+    /// [`Connection::try_root`](crate::Connection::try_root) only, another
+    /// version of it (their fingerprints differ).
+    #[error("wrong interface: {0}")]
+    WrongInterface(String),
 }
 
 impl From<std::io::Error> for Error {
@@ -214,6 +220,17 @@ impl Error {
         }
     }
 
+    /// Whether the peer's root is another interface, or another version of
+    /// this one, than the one asked for ([`Error::WrongInterface`]).
+    ///
+    /// ```
+    /// let e = remote_core::Error::WrongInterface("the server's root is `A`, not `B`".into());
+    /// assert!(e.is_wrong_interface() && !e.is_connection_lost());
+    /// ```
+    pub fn is_wrong_interface(&self) -> bool {
+        matches!(self, Error::WrongInterface(_))
+    }
+
     /// Whether the call was cancelled.
     pub fn is_cancelled(&self) -> bool {
         matches!(self, Error::Cancelled) || self.remote_kind() == Some("cancelled")
@@ -272,6 +289,7 @@ impl Error {
             Error::Tls(_) => "tls",
             Error::Unauthenticated(_) => "unauthenticated",
             Error::BlockingInAsync => "blocking_in_async",
+            Error::WrongInterface(_) => "wrong_interface",
         }
     }
 

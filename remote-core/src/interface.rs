@@ -12,12 +12,30 @@ use crate::schema::{SchemaBuilder, Ty};
 use crate::Error;
 
 /// A boxed, `Send` future: what remote trait methods return.
+///
+/// ```
+/// use remote_core::BoxFuture;
+/// fn answer() -> BoxFuture<'static, u32> {
+///     Box::pin(async { 42 })
+/// }
+/// # let _ = answer();
+/// ```
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A remote interface: implemented by `#[remote]` for `dyn YourTrait`.
 ///
 /// Connects a trait object type to its proxy and dispatch table. You do not
 /// implement it by hand.
+///
+/// ```
+/// use remote_core::{remote, Error, Interface};
+///
+/// #[remote]
+/// trait Clock {
+///     async fn now_ms(&self) -> Result<u64, Error>;
+/// }
+/// assert_eq!(<dyn Clock as Interface>::name(), "Clock");
+/// ```
 pub trait Interface: Send + Sync + 'static {
     /// The interface's name, for errors and logs.
     fn name() -> &'static str;

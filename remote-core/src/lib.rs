@@ -81,12 +81,13 @@ mod describe;
 mod driver;
 mod erased;
 mod error;
+mod fingerprint;
 pub mod guide;
 mod interface;
 pub mod limits;
 mod marker;
-pub mod observability;
 mod memo;
+pub mod observability;
 mod peer;
 mod priority;
 /// The sans-IO protocol layer (frames, messages, the connection state
@@ -208,6 +209,14 @@ pub use remote_derive::remote;
 pub use remote_derive::Wire;
 
 /// Convenience alias for `Result<T, remote_core::Error>`.
+///
+/// ```
+/// fn parse_port(s: &str) -> remote_core::Result<u16> {
+///     s.parse().map_err(|_| remote_core::Error::Io(format!("bad port {s:?}")))
+/// }
+/// assert_eq!(parse_port("8080").unwrap(), 8080);
+/// assert!(parse_port("x").is_err());
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Items used by code that `#[remote]` and `#[derive(Wire)]` generate. Not a

@@ -1,6 +1,17 @@
 //! Resource limits. Every limit has a finite default; breaking one gets the
 //! offender an error naming the limit, or a closed connection, and nobody
 //! else notices.
+//!
+//! ```
+//! use remote_core::{Error, Limits};
+//! // Change what you need; keep the other defaults.
+//! let strict = Limits { max_frame_len: 64 << 10, ..Limits::default() };
+//! assert!(strict.max_frame_len < Limits::default().max_frame_len);
+//! // An error from a limit names it.
+//! let e = Error::LimitExceeded { limit: "max_frame_len", value: 65536, detail: "frame of 70000 bytes".into() };
+//! assert_eq!(e.limit_name(), Some("max_frame_len"));
+//! assert_eq!(e.to_string(), "limit exceeded: max_frame_len = 65536 (frame of 70000 bytes)");
+//! ```
 
 use std::time::Duration;
 

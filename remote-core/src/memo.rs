@@ -26,9 +26,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
+use crate::rt::time::Instant;
 use bytes::Bytes;
 use moka::notification::RemovalCause;
-use crate::rt::time::Instant;
 
 use crate::proto::ExportKey;
 

@@ -285,6 +285,15 @@ pub struct ImplDef {
 }
 
 /// Every interface, type and implementation known to a program.
+///
+/// It serializes to the JSON that `remote-policy schema` exports:
+///
+/// ```
+/// let schema = remote_core::schema::collect();
+/// let json = serde_json::to_value(&schema).unwrap();
+/// assert_eq!(json["format"], "remote-schema");
+/// assert_eq!(json["version"], remote_core::schema::SCHEMA_VERSION);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schema {
     /// Always `"remote-schema"`.
@@ -314,6 +323,15 @@ impl Default for Schema {
 /// Builds a [`Schema`], following types and capabilities transitively.
 ///
 /// Recursive types and cyclic capabilities are fine: a key is defined once.
+///
+/// ```
+/// use remote_core::schema::{SchemaBuilder, Ty};
+/// let mut b = SchemaBuilder::new();
+/// let ty = b.ty::<Option<Vec<u8>>>();
+/// assert!(matches!(ty, Ty::Option(_)));
+/// let schema = b.finish();
+/// assert!(schema.interfaces.is_empty());
+/// ```
 #[derive(Debug, Default)]
 pub struct SchemaBuilder {
     schema: Schema,
@@ -428,6 +446,20 @@ macro_rules! register_interface {
 }
 
 /// Collects every interface and implementation registered in this program.
+///
+/// ```
+/// use remote_core::{remote, schema, Error};
+///
+/// #[remote]
+/// pub trait Clock {
+///     async fn now_ms(&self) -> Result<u64, Error>;
+/// }
+///
+/// let s = schema::collect();
+/// assert_eq!(s.format, "remote-schema");
+/// let clock = s.interfaces.values().find(|i| i.name == "Clock").expect("registered");
+/// assert_eq!(clock.methods[0].wire_name, "now_ms");
+/// ```
 pub fn collect() -> Schema {
     let mut b = SchemaBuilder::new();
     for entry in inventory::iter::<InterfaceEntry> {

@@ -2,6 +2,25 @@
 //! the `serve` closure returns (and its own tables), enforce limits, shut
 //! down gracefully. See [`Server`] for a server whose connections share one
 //! object.
+//!
+//! ```
+//! use remote_core::collections::{RemoteList, SharedVec};
+//! use remote_core::{Connection, Server};
+//!
+//! fn main() -> remote_core::Result<()> {
+//!     tokio::runtime::Runtime::new()?.block_on(async {
+//!         let list = SharedVec::<String>::new();
+//!         let shared = list.clone();
+//!         // Every connection gets the same list.
+//!         let server = Server::bind("tcp://127.0.0.1:0").await?.serve(move |_| shared.remote());
+//!         let client = Connection::connect(server.local_addr()).await?;
+//!         client.root::<dyn RemoteList<String>>().push("hello".into()).await?;
+//!         assert_eq!(list.snapshot(), ["hello"]);
+//!         server.shutdown(std::time::Duration::from_secs(5)).await;
+//!         Ok(())
+//!     })
+//! }
+//! ```
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -105,6 +124,33 @@ impl ServerBuilder {
 }
 
 /// What happened to a server's connection, for [`ServerBuilder::on_event`].
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use remote_core::{Connection, Server, ServerEvent};
+/// use remote_core::collections::{RemoteList, SharedVec};
+///
+/// fn main() -> remote_core::Result<()> {
+///     tokio::runtime::Runtime::new()?.block_on(async {
+///         let seen = Arc::new(Mutex::new(Vec::new()));
+///         let log = seen.clone();
+///         let list = SharedVec::<u64>::new();
+///         let server = Server::builder()
+///             .on_event(move |e| {
+///                 if let ServerEvent::Connected { .. } = e {
+///                     log.lock().unwrap().push("connected");
+///                 }
+///             })
+///             .bind("tcp://127.0.0.1:0")
+///             .await?
+///             .serve(move |_| list.remote());
+///         let client = Connection::connect(server.local_addr()).await?;
+///         client.root::<dyn RemoteList<u64>>().push(7).await?;
+///         assert_eq!(*seen.lock().unwrap(), ["connected"]);
+///         Ok(())
+///     })
+/// }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ServerEvent {
@@ -242,6 +288,7 @@ impl Server {
             conn.limits.max_server_blocking_calls,
             conn.limits.max_blocking_calls_per_peer,
         ));
+        conn.root_info = Some(crate::fingerprint::RootInfo::of::<T>());
         conn.root_factory = Some(Arc::new(move |peer: &Peer| {
             T::into_dispatch(factory(peer).into_arc())
         }));

@@ -22,6 +22,33 @@
 //! [`ConnectionBuilder::spawn_child`]: crate::ConnectionBuilder::spawn_child
 //! [`ConnectionBuilder::over`]: crate::ConnectionBuilder::over
 //! [`Connection::pair`]: crate::Connection::pair
+//!
+//! ```
+//! use remote_core::collections::{RemoteList, SharedVec};
+//! use remote_core::{Connection, ConnectionBuilder, Server};
+//!
+//! fn main() -> remote_core::Result<()> {
+//!     tokio::runtime::Runtime::new()?.block_on(async {
+//!         let list = SharedVec::<u8>::new();
+//!         let served = list.clone();
+//!         // The same server code on any address: tcp://, unix://, ws://, ...
+//!         let server = Server::bind("ws://127.0.0.1:0/").await?.serve(move |_| served.remote());
+//!         let client = Connection::connect(server.local_addr()).await?;
+//!         client.root::<dyn RemoteList<u8>>().push(1).await?;
+//!         // Or any pair of byte streams, here an in-memory pipe.
+//!         let (a, b) = tokio::io::duplex(64 << 10);
+//!         let (ar, aw) = tokio::io::split(a);
+//!         let (br, bw) = tokio::io::split(b);
+//!         let (client, _server) = tokio::try_join!(
+//!             ConnectionBuilder::new().over(ar, aw, "pipe"),
+//!             ConnectionBuilder::new().serve(list.remote()).over(br, bw, "pipe"),
+//!         )?;
+//!         client.root::<dyn RemoteList<u8>>().push(2).await?;
+//!         assert_eq!(list.snapshot(), [1, 2]);
+//!         Ok(())
+//!     })
+//! }
+//! ```
 
 use std::path::PathBuf;
 

@@ -223,6 +223,13 @@ tuples! {
 pub struct Bounded<T, const N: usize>(T);
 
 /// Types with a length that [`Bounded`] can limit.
+///
+/// ```
+/// use remote_core::wire::HasLen;
+/// assert_eq!(HasLen::len(&String::from("héllo")), 6); // bytes, for strings
+/// assert_eq!(HasLen::len(&vec![1, 2, 3]), 3);
+/// assert!(HasLen::is_empty(&String::new()));
+/// ```
 pub trait HasLen {
     /// Number of elements (bytes for strings).
     fn len(&self) -> usize;
@@ -291,6 +298,13 @@ impl<T, S> HasLen for HashSet<T, S> {
 }
 
 /// The error of [`Bounded::new`]: the value was longer than the bound.
+///
+/// ```
+/// use remote_core::wire::{Bounded, TooLong};
+/// let err = Bounded::<Vec<u8>, 2>::new(vec![1, 2, 3]).unwrap_err();
+/// assert_eq!(err, TooLong { len: 3, max: 2 });
+/// assert_eq!(err.to_string(), "length 3 exceeds the bound of 2");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("length {len} exceeds the bound of {max}")]
 pub struct TooLong {

@@ -3,14 +3,16 @@
 //! plays a hostile raw-socket client against a real TCP server while a
 //! well-behaved client is served, and watches the server's counted bytes.
 
+#[path = "support/raw.rs"]
+mod raw;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use remote_core::proto::{encode, encode_ping, CallId, Hello, ObjectId};
+use remote_core::proto::{encode, encode_ping, CallId, ObjectId};
 use remote_core::{remote, with_timeout, Connection, Error, Limits, Remote, Server, ServerHandle};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 #[remote]
 pub trait Slow {
@@ -58,19 +60,6 @@ fn limits() -> Limits {
     }
 }
 
-async fn raw(server: &ServerHandle, features: Vec<&str>) -> TcpStream {
-    let addr = server.local_addr().strip_prefix("tcp://").unwrap();
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let hello = encode::hello(&Hello {
-        min_version: 1,
-        max_version: 1,
-        features,
-        auth: None,
-    });
-    s.write_all(&hello).await.unwrap();
-    s
-}
-
 /// Samples `server.buffered_bytes()` until `done()` or 60 s; the peak.
 async fn peak_until(server: &ServerHandle, mut done: impl FnMut() -> bool) -> usize {
     let end = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -93,7 +82,7 @@ async fn a_ping_flood_from_a_peer_that_never_reads_stays_within_the_budget() {
     let good = good_conn.root::<dyn Slow>();
     assert_eq!(good.add(1, 1).await.unwrap(), 2);
 
-    let mut s = raw(&server, vec!["keepalive"]).await;
+    let mut s = raw::raw_with(&server, vec!["keepalive"]).await;
     let mut batch = Vec::new();
     for t in 0..(1u32 << 16) {
         batch.extend_from_slice(&encode_ping(t));
@@ -148,7 +137,7 @@ async fn pipelined_calls_to_a_slow_handler_stay_within_the_memory_budget() {
     }
     let mut abusers = Vec::new();
     for _ in 0..4 {
-        let mut s = raw(&server, vec![]).await;
+        let mut s = raw::raw_with(&server, vec![]).await;
         s.write_all(&calls).await.unwrap();
         abusers.push(s);
     }
@@ -192,7 +181,7 @@ async fn a_bystanders_large_call_is_served_while_one_peer_holds_the_budget() {
         encode::finish(&mut f);
         calls.extend_from_slice(&f);
     }
-    let mut abuser = raw(&server, vec![]).await;
+    let mut abuser = raw::raw_with(&server, vec![]).await;
     abuser.write_all(&calls).await.unwrap();
     let end = tokio::time::Instant::now() + Duration::from_secs(60);
     // With nobody else needing it, one busy connection may use half of the

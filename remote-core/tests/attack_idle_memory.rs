@@ -5,24 +5,19 @@
 //! the budget. Measured with a counting global allocator (one test: the
 //! allocator counts the whole process).
 
-use std::alloc::System;
+#[path = "support/counting.rs"]
+mod counting;
+#[path = "support/raw.rs"]
+mod raw;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use remote_core::proto::{encode, CallId, Hello, ObjectId};
+use counting::live;
+use remote_core::proto::{encode, CallId, ObjectId};
 use remote_core::{remote, Error, Limits, Remote, Server};
-use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-fn live() -> isize {
-    let s = GLOBAL.stats();
-    s.bytes_allocated as isize - s.bytes_deallocated as isize
-}
+use tokio::io::AsyncWriteExt;
 
 #[remote]
 pub trait Sink {
@@ -42,18 +37,6 @@ impl Sink for Impl {
 const CONNS: usize = 16;
 const MIB: isize = 1 << 20;
 
-async fn raw(addr: &str) -> TcpStream {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let hello = encode::hello(&Hello {
-        min_version: 1,
-        max_version: 1,
-        features: vec![],
-        auth: None,
-    });
-    s.write_all(&hello).await.unwrap();
-    s
-}
-
 /// `put(data)` as call `id`, with a `bin 32` argument of `len` bytes.
 fn put(id: u32, len: usize) -> Vec<u8> {
     let mut f = encode::begin(len + 32);
@@ -63,19 +46,6 @@ fn put(id: u32, len: usize) -> Vec<u8> {
     f.resize(f.len() + len, 5);
     encode::finish(&mut f);
     f
-}
-
-/// Reads frames until the reply (kind 2) to a call arrives.
-async fn reply(s: &mut TcpStream) {
-    loop {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).await.unwrap();
-        let mut f = vec![0u8; u32::from_be_bytes(len) as usize];
-        s.read_exact(&mut f).await.unwrap();
-        if f[1] == 2 {
-            return;
-        }
-    }
 }
 
 /// Server-side only: the clients are raw sockets, so the process's live
@@ -92,20 +62,15 @@ async fn idle_connections_keep_no_large_input_buffer() {
         .await
         .unwrap()
         .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Sink>));
-    let addr = server
-        .local_addr()
-        .strip_prefix("tcp://")
-        .unwrap()
-        .to_owned();
     let mut clients = Vec::new();
     for i in 0..CONNS {
-        let mut s = raw(&addr).await;
+        let mut s = raw::raw(&server).await;
         s.write_all(&put(0, 1)).await.unwrap();
-        reply(&mut s).await;
+        raw::next_of_kind(&mut s, raw::RETURN).await;
         if i == 0 {
             // Warm up once (lazy statics, pools) before the baseline.
             s.write_all(&put(1, (1 << 20) - 64)).await.unwrap();
-            reply(&mut s).await;
+            raw::next_of_kind(&mut s, raw::RETURN).await;
         }
         clients.push(s);
     }
@@ -114,7 +79,7 @@ async fn idle_connections_keep_no_large_input_buffer() {
     let baseline = live();
     for s in &mut clients[1..] {
         s.write_all(&big).await.unwrap();
-        reply(s).await;
+        raw::next_of_kind(s, raw::RETURN).await;
     }
     // Everyone is idle now; give the server's tasks time to settle.
     let end = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -2,14 +2,17 @@
 //! reference-counting games from a raw peer. These attacks held; the tests
 //! keep them holding.
 
+#[path = "support/raw.rs"]
+mod raw;
+
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use remote_core::proto::{encode, CallId, Hello, ObjectId, Reader};
+use raw::{frame, raw};
+use remote_core::proto::{encode, CallId, ObjectId, Reader};
 use remote_core::{remote, Error, Limits, Remote, Server, ServerHandle};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 
 #[remote]
 pub trait Nap {
@@ -63,38 +66,9 @@ async fn serve(limits: Limits, stats: &Arc<Stats>) -> ServerHandle {
         .serve(move |_| Remote::new(Arc::new(Impl(s2.clone())) as Arc<dyn Nap>))
 }
 
-async fn raw(server: &ServerHandle) -> TcpStream {
-    let addr = server.local_addr().strip_prefix("tcp://").unwrap();
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let hello = encode::hello(&Hello {
-        min_version: 1,
-        max_version: 1,
-        features: vec![],
-        auth: None,
-    });
-    s.write_all(&hello).await.unwrap();
-    s
-}
-
-async fn frame(s: &mut TcpStream) -> Option<Vec<u8>> {
-    let read = async {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).await.ok()?;
-        let mut f = vec![0u8; u32::from_be_bytes(len) as usize];
-        s.read_exact(&mut f).await.ok()?;
-        Some(f)
-    };
-    tokio::time::timeout(Duration::from_secs(60), read)
-        .await
-        .expect("a frame or the end within 60 s")
-}
-
+/// A call frame with raw argument bytes (a long deadline).
 fn call(id: u32, target: u32, method: &str, args: &[u8]) -> Vec<u8> {
-    let mut f = encode::begin(32);
-    encode::call_head(&mut f, CallId(id), ObjectId(target), method, 600_000);
-    f.extend_from_slice(args);
-    encode::finish(&mut f);
-    f
+    raw::call(id, target, method, 600_000, args)
 }
 
 /// `(kind, call id or 0, error kind if an error, goodbye reason if one)`.

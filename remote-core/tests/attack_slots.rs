@@ -2,14 +2,17 @@
 //! peer address can take from everybody else while staying inside every
 //! per-connection and per-peer limit.
 
+#[path = "support/raw.rs"]
+mod raw;
+
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use remote_core::proto::{encode, CallId, Hello, ObjectId, Reader};
+use raw::eventually;
+use remote_core::proto::{encode, CallId, ObjectId, Reader};
 use remote_core::{remote, BoxFuture, Connection, Error, Limits, Remote, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -45,17 +48,6 @@ impl Gate for Impl {
     async fn make(&self) -> Result<Remote<dyn Gate>, Error> {
         Ok(Remote::new(Arc::new(Impl(self.0.clone())) as Arc<dyn Gate>))
     }
-}
-
-async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let end = tokio::time::Instant::now() + PATIENCE;
-    while tokio::time::Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    cond()
 }
 
 /// With the default limits, 8 connections from one address (a quarter of
@@ -136,15 +128,7 @@ async fn an_idle_unauthenticated_connection_holding_a_free_reference_is_closed()
         .await
         .unwrap()
         .serve(move |_| Remote::new(Arc::new(Impl(s2.clone())) as Arc<dyn Gate>));
-    let addr = server.local_addr().strip_prefix("tcp://").unwrap();
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let hello = encode::hello(&Hello {
-        min_version: 1,
-        max_version: 1,
-        features: vec![],
-        auth: None,
-    });
-    s.write_all(&hello).await.unwrap();
+    let mut s = raw::raw(&server).await;
     let mut f = encode::begin(16);
     encode::call_head(&mut f, CallId(0), ObjectId(0), "make", 10_000);
     f.push(0x90);

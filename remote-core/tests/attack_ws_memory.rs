@@ -6,21 +6,17 @@
 //! (transport/ws_meter.rs): before it, at most `max_handshake_frame_len`
 //! and a header are read past what was delivered.
 
-use std::alloc::System;
+#[path = "support/counting.rs"]
+mod counting;
+#[path = "support/raw.rs"]
+mod raw;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use counting::live;
 use remote_core::{remote, Error, Limits, Remote, Server};
-use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-fn live() -> isize {
-    let s = GLOBAL.stats();
-    s.bytes_allocated as isize - s.bytes_deallocated as isize
-}
+use tokio::io::AsyncWriteExt;
 
 #[remote]
 pub trait Add {
@@ -55,12 +51,6 @@ async fn partial_websocket_messages_before_the_hello_stay_within_the_budget() {
         .await
         .unwrap()
         .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Add>));
-    let authority = server
-        .local_addr()
-        .strip_prefix("ws://")
-        .unwrap()
-        .trim_end_matches('/')
-        .to_owned();
     let baseline = live();
     // Each: the upgrade, then one masked binary WebSocket frame announcing
     // 1 MiB (under max_frame_len + 4), of which all but one byte is sent.
@@ -71,21 +61,7 @@ async fn partial_websocket_messages_before_the_hello_stay_within_the_budget() {
     let body = vec![0u8; len as usize - 1];
     let mut held = Vec::new();
     for _ in 0..CONNS {
-        let s = tokio::net::TcpStream::connect(&authority).await.unwrap();
-        let mut r = tokio::io::BufReader::new(s);
-        let upgrade = format!(
-            "GET / HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        r.get_mut().write_all(upgrade.as_bytes()).await.unwrap();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            r.read_line(&mut line).await.unwrap();
-            if line == "\r\n" {
-                break;
-            }
-        }
+        let mut r = raw::ws_upgraded(&server).await;
         // The server may refuse the message part way (the fix): a failed
         // write is then expected.
         let _ = r.get_mut().write_all(&head).await;

@@ -5,21 +5,17 @@
 //! backpressure applies. Measured with a counting global allocator (one
 //! test: the allocator counts the whole process).
 
-use std::alloc::System;
+#[path = "support/counting.rs"]
+mod counting;
+#[path = "support/raw.rs"]
+mod raw;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use counting::live;
 use remote_core::{remote, Error, Limits, Remote, Server};
-use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-fn live() -> isize {
-    let s = GLOBAL.stats();
-    s.bytes_allocated as isize - s.bytes_deallocated as isize
-}
+use tokio::io::AsyncWriteExt;
 
 #[remote]
 pub trait Add {
@@ -49,27 +45,7 @@ async fn a_websocket_ping_flood_from_a_peer_that_never_reads_is_bounded() {
         .await
         .unwrap()
         .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Add>));
-    let authority = server
-        .local_addr()
-        .strip_prefix("ws://")
-        .unwrap()
-        .trim_end_matches('/')
-        .to_owned();
-    let s = tokio::net::TcpStream::connect(&authority).await.unwrap();
-    let mut r = tokio::io::BufReader::new(s);
-    let upgrade = format!(
-        "GET / HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    r.get_mut().write_all(upgrade.as_bytes()).await.unwrap();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        r.read_line(&mut line).await.unwrap();
-        if line == "\r\n" {
-            break;
-        }
-    }
+    let r = raw::ws_upgraded(&server).await;
     let baseline = live();
     // Masked ping frames with 125 bytes of payload (each pong echoes it),
     // sent before the hello; the peer reads nothing from here on.

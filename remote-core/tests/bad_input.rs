@@ -1,6 +1,8 @@
 //! A misbehaving peer gets a clear error and a closed connection; other
 //! clients of the same server never notice.
 
+#[path = "support/raw.rs"]
+mod raw;
 mod support;
 
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use std::time::Duration;
 use remote_core::proto::{encode, CallId, ObjectId};
 use remote_core::{Connection, ConnectionBuilder, Error, Limits, Server, ServerHandle};
 use support::{eventually, Calc, Counter, Stats};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 async fn serve(limits: Limits) -> ServerHandle {
@@ -20,67 +22,6 @@ async fn serve(limits: Limits) -> ServerHandle {
         .await
         .unwrap()
         .serve(move |_| Counter::remote(0, stats.clone()))
-}
-
-fn hello() -> Vec<u8> {
-    encode::hello(&remote_core::proto::Hello {
-        min_version: 1,
-        max_version: 1,
-        features: vec![],
-        auth: None,
-    })
-}
-
-/// Connects a raw socket; optionally completes the handshake.
-async fn raw(server: &ServerHandle, handshake: bool) -> TcpStream {
-    let addr = server
-        .local_addr()
-        .strip_prefix("tcp://")
-        .unwrap()
-        .to_owned();
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    if handshake {
-        s.write_all(&hello()).await.unwrap();
-    }
-    s
-}
-
-/// Reads frames until a goodbye (returning its reason) or EOF (None).
-async fn goodbye_reason(s: &mut TcpStream) -> Option<String> {
-    let read = async {
-        loop {
-            let mut len = [0u8; 4];
-            s.read_exact(&mut len).await.ok()?;
-            let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
-            s.read_exact(&mut frame).await.ok()?;
-            // [6, reason]: 0x92 0x06 <str>
-            if frame.len() > 2 && frame[0] == 0x92 && frame[1] == 0x06 {
-                let mut r = remote_core::proto::Reader::new(&frame[2..]);
-                return Some(r.str().unwrap().to_owned());
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), read)
-        .await
-        .expect("server neither said goodbye nor closed")
-}
-
-/// Reads frames until an error message: `(call id, kind, message)`.
-async fn next_error(s: &mut TcpStream) -> (u64, String, String) {
-    loop {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).await.unwrap();
-        let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
-        s.read_exact(&mut frame).await.unwrap();
-        let mut r = remote_core::proto::Reader::new(&frame);
-        if r.array_len().unwrap() == 3 && r.uint().unwrap() == 3 {
-            let id = r.uint().unwrap();
-            r.array_len().unwrap();
-            let kind = r.str().unwrap().to_owned();
-            r.str().unwrap(); // type
-            return (id, kind, r.str().unwrap().to_owned());
-        }
-    }
 }
 
 /// Asserts the server still serves a well-behaved client.
@@ -94,17 +35,17 @@ async fn oversized_length_prefix_is_refused_without_allocating() {
     let server = serve(Limits::default()).await;
     let good = Connection::connect(server.local_addr()).await.unwrap();
     // Before the handshake: the pre-auth limit applies.
-    let mut s = raw(&server, false).await;
+    let mut s = raw::connect(&server).await;
     s.write_all(&[0xff, 0xff, 0xff, 0xff]).await.unwrap();
-    let reason = goodbye_reason(&mut s).await.unwrap();
+    let reason = raw::goodbye(&mut s).await.unwrap();
     assert_eq!(
         reason,
         "handshake frame of 4294967295 bytes exceeds max_handshake_frame_len = 4096"
     );
     // After the handshake: the frame limit applies.
-    let mut s = raw(&server, true).await;
+    let mut s = raw::raw(&server).await;
     s.write_all(&[0xff, 0xff, 0xff, 0xff]).await.unwrap();
-    let reason = goodbye_reason(&mut s).await.unwrap();
+    let reason = raw::goodbye(&mut s).await.unwrap();
     assert_eq!(
         reason,
         "frame of 4294967295 bytes exceeds max_frame_len = 1048576"
@@ -120,10 +61,10 @@ async fn oversized_length_prefix_is_refused_without_allocating() {
 #[tokio::test]
 async fn truncated_frame_then_eof_only_closes_that_connection() {
     let server = serve(Limits::default()).await;
-    let mut s = raw(&server, true).await;
+    let mut s = raw::raw(&server).await;
     s.write_all(&[0, 0, 0, 50, 0x96, 0x01]).await.unwrap();
     s.shutdown().await.unwrap();
-    assert_eq!(goodbye_reason(&mut s).await, None);
+    assert_eq!(raw::goodbye(&mut s).await, None);
     still_serves(&server).await;
 }
 
@@ -134,9 +75,9 @@ async fn incomplete_frame_must_finish_within_the_idle_timeout() {
         ..Limits::default()
     };
     let server = serve(limits).await;
-    let mut s = raw(&server, true).await;
+    let mut s = raw::raw(&server).await;
     s.write_all(&[0, 0, 0, 50, 0x96]).await.unwrap();
-    let reason = goodbye_reason(&mut s).await.unwrap();
+    let reason = raw::goodbye(&mut s).await.unwrap();
     assert!(reason.contains("idle_timeout"), "{reason}");
     still_serves(&server).await;
 }
@@ -153,11 +94,11 @@ async fn garbage_and_unknown_kinds_get_a_clear_goodbye() {
             "release of unknown object id 5",
         ),
     ] {
-        let mut s = raw(&server, true).await;
+        let mut s = raw::raw(&server).await;
         let mut frame = (bytes.len() as u32).to_be_bytes().to_vec();
         frame.extend_from_slice(&bytes);
         s.write_all(&frame).await.unwrap();
-        let reason = goodbye_reason(&mut s).await.unwrap();
+        let reason = raw::goodbye(&mut s).await.unwrap();
         assert!(
             reason.starts_with("protocol violation:") && reason.contains(want),
             "{reason:?} vs {want:?}"
@@ -169,7 +110,7 @@ async fn garbage_and_unknown_kinds_get_a_clear_goodbye() {
 #[tokio::test]
 async fn wrong_protocol_version_is_refused_in_the_handshake() {
     let server = serve(Limits::default()).await;
-    let mut s = raw(&server, false).await;
+    let mut s = raw::connect(&server).await;
     let bad = encode::hello(&remote_core::proto::Hello {
         min_version: 7,
         max_version: 9,
@@ -177,7 +118,7 @@ async fn wrong_protocol_version_is_refused_in_the_handshake() {
         auth: None,
     });
     s.write_all(&bad).await.unwrap();
-    let reason = goodbye_reason(&mut s).await.unwrap();
+    let reason = raw::goodbye(&mut s).await.unwrap();
     assert!(
         reason.contains("no common protocol version: peer speaks 7..=9, we speak 1..=1"),
         "{reason}"
@@ -192,8 +133,8 @@ async fn silent_peer_times_out_in_the_handshake() {
         ..Limits::default()
     };
     let server = serve(limits).await;
-    let mut s = raw(&server, false).await;
-    let reason = goodbye_reason(&mut s).await.unwrap();
+    let mut s = raw::connect(&server).await;
+    let reason = raw::goodbye(&mut s).await.unwrap();
     assert_eq!(reason, "no handshake within handshake_timeout = 200ms");
     still_serves(&server).await;
 }
@@ -201,7 +142,7 @@ async fn silent_peer_times_out_in_the_handshake() {
 #[tokio::test]
 async fn unknown_method_and_bad_arguments_are_call_errors_not_disconnects() {
     let server = serve(Limits::default()).await;
-    let mut s = raw(&server, true).await;
+    let mut s = raw::raw(&server).await;
     for (id, method, args) in [
         (1u32, "nope", vec![0x90]),
         (2, "add", vec![0x91, 0xa1, b'x']),
@@ -212,7 +153,7 @@ async fn unknown_method_and_bad_arguments_are_call_errors_not_disconnects() {
         encode::finish(&mut f);
         s.write_all(&f).await.unwrap();
     }
-    let mut kinds = [next_error(&mut s).await, next_error(&mut s).await];
+    let mut kinds = [raw::next_error(&mut s).await, raw::next_error(&mut s).await];
     kinds.sort();
     assert_eq!(kinds[0].1, "unknown_method");
     assert!(
@@ -295,13 +236,13 @@ async fn a_peer_cannot_name_another_connections_objects() {
     let made = a.root::<dyn Calc>().make().await.unwrap();
     assert_eq!(made.handle().unwrap().object_id(), 1);
     // Connection B names object 1: it does not exist in B's table.
-    let mut s = raw(&server, true).await;
+    let mut s = raw::raw(&server).await;
     let mut f = encode::begin(32);
     encode::call_head(&mut f, CallId(0), ObjectId(1), "add", 1000);
     f.extend_from_slice(&[0x92, 0x01, 0x01]);
     encode::finish(&mut f);
     s.write_all(&f).await.unwrap();
-    let (id, kind, _) = next_error(&mut s).await;
+    let (id, kind, _) = raw::next_error(&mut s).await;
     assert_eq!((id, kind.as_str()), (0, "unknown_object"));
     assert!(made.add(1, 1).await.unwrap() >= 1000);
 }
@@ -355,7 +296,7 @@ async fn a_peer_that_never_reads_is_held_back_then_told_the_write_stall_timeout(
         ..Limits::default()
     };
     let server = serve(limits).await;
-    let mut s = raw(&server, true).await;
+    let mut s = raw::raw(&server).await;
     // 400 echo calls of 40 KB each: 16 MB of replies that we never read.
     let mut args = vec![0x91, 0xdc];
     args.extend_from_slice(&40_000u16.to_be_bytes());
@@ -386,7 +327,7 @@ async fn a_peer_that_never_reads_is_held_back_then_told_the_write_stall_timeout(
     );
     // What the server had queued ends the stream (the goodbye naming the
     // limit is sent last, if the kernel buffers had room for it).
-    if let Some(reason) = goodbye_reason(&mut s).await {
+    if let Some(reason) = raw::goodbye(&mut s).await {
         assert!(reason.contains("write_stall_timeout = 300ms"), "{reason}");
     }
 }
@@ -401,7 +342,7 @@ async fn a_stalled_peer_is_closed_with_the_write_stall_timeout_named() {
     let (ours, theirs) = tokio::io::duplex(4096);
     let (r, w) = tokio::io::split(ours);
     let (_their_r, mut their_w) = tokio::io::split(theirs);
-    their_w.write_all(&hello()).await.unwrap();
+    their_w.write_all(&raw::hello(vec![])).await.unwrap();
     let conn = remote_core::ConnectionBuilder::new()
         .limits(limits)
         .serve(Counter::remote(0, Arc::new(Stats::default())))
@@ -436,7 +377,7 @@ async fn a_closed_connection_frees_its_tasks_even_if_the_peer_never_reads() {
     let server = serve(limits).await;
     let metrics = tokio::runtime::Handle::current().metrics();
     let baseline = metrics.num_alive_tasks();
-    let mut s = raw(&server, true).await;
+    let mut s = raw::raw(&server).await;
     let mut args = vec![0x91, 0xdc];
     args.extend_from_slice(&40_000u16.to_be_bytes());
     args.extend(std::iter::repeat_n(0x01, 40_000));
@@ -490,28 +431,20 @@ async fn abandoning_a_connect_mid_handshake_leaves_no_task_behind() {
 
 /// Reads the next frame that is not the server's hello.
 async fn next_reply(s: &mut TcpStream) -> Vec<u8> {
-    tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let mut len = [0u8; 4];
-            s.read_exact(&mut len).await.unwrap();
-            let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
-            s.read_exact(&mut frame).await.unwrap();
-            if frame.first() != Some(&0x96) {
-                return frame;
-            }
+    loop {
+        let f = raw::frame(s).await.expect("no reply from the server");
+        if raw::kind(&f) != raw::HELLO {
+            return f;
         }
-    })
-    .await
-    .expect("no reply from the server")
+    }
 }
-
 /// PROTOCOL.md §3.6/§8: a cancelled call gets exactly one reply, the
 /// `cancelled` error; after it the id is reused and the new call's reply is
 /// the only other frame with that id.
 #[tokio::test]
 async fn a_cancelled_call_is_answered_once_then_its_id_is_reusable() {
     let server = serve(Limits::default()).await;
-    let mut s = raw(&server, true).await;
+    let mut s = raw::raw(&server).await;
     let call = |id: u32, method: &str, args: &[u8]| {
         let mut f = encode::begin(32);
         encode::call_head(&mut f, CallId(id), ObjectId(0), method, 10_000);

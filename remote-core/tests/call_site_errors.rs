@@ -2,10 +2,14 @@
 //! the wrong place, a toolkit error kept whole inside an application error,
 //! and the close reason on every call after a connection closed.
 
+#[path = "support/raw.rs"]
+mod raw;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use remote_core::{remote, Connection, ConnectionBuilder, Error, Limits, Remote, Wire};
+use tokio::io::AsyncWriteExt;
 
 #[derive(Debug, Wire, thiserror::Error)]
 pub enum ShopError {
@@ -183,13 +187,39 @@ pub trait Vending {
 }
 
 #[tokio::test]
-async fn a_proxy_for_the_wrong_interface_learns_the_servers_interface() {
+async fn a_proxy_for_the_wrong_interface_is_told_the_servers_interface() {
     let (client, _server) = pair(Limits::default()).await;
-    // The server's root is a `Shop`; take it for a `Vending`.
+    // The server's root is a `Shop`; take it for a `Vending`: refused here
+    // from the server's announcement (PROTOCOL.md §6.2), nothing sent.
     let wrong = client.root::<dyn Vending>();
     let err = wrong.buy(1, vec![2]).await.unwrap_err();
-    assert_eq!(err.remote_kind(), Some("bad_arguments"), "{err:?}");
+    assert!(err.is_wrong_interface(), "{err:?}");
     let text = err.to_string();
+    assert!(
+        text.contains("the server's root is `Shop`, not `Vending`"),
+        "{text}"
+    );
+}
+
+/// A caller that does not check the announcement (another runtime, an
+/// older build) still learns the server's interface from the error.
+#[tokio::test]
+async fn an_unchecked_caller_learns_the_servers_interface() {
+    let (ours, mut theirs) = tokio::io::duplex(64 << 10);
+    let (r, w) = tokio::io::split(ours);
+    let root: Remote<dyn Shop> = Remote::new(Arc::new(Store));
+    let serving = ConnectionBuilder::new().serve(root).over(r, w, "raw");
+    let caller = async {
+        theirs.write_all(&raw::hello(vec![])).await.unwrap();
+        // `Vending::buy(1, [2])`: the server's `buy` takes one string.
+        let args = [0x92, 0x01, 0x91, 0x02];
+        let call = raw::call(0, 0, "buy", 30_000, &args);
+        theirs.write_all(&call).await.unwrap();
+        raw::next_error(&mut theirs).await
+    };
+    let (server, (id, kind, text)) = tokio::join!(serving, caller);
+    let _server = server.unwrap();
+    assert_eq!((id, kind.as_str()), (0, "bad_arguments"));
     assert!(
         text.contains("for method \"buy\" of interface `Shop`"),
         "{text}"

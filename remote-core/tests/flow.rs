@@ -4,18 +4,22 @@
 //! goodbye, and keepalive. A second, well-behaved client is served
 //! throughout each abuse.
 
+#[path = "support/raw.rs"]
+mod raw;
+
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use remote_core::proto::{encode, CallId, Hello, ObjectId, Reader};
+use raw::{goodbye, raw};
+use remote_core::proto::{encode, CallId, ObjectId};
 use remote_core::{
     remote, with_timeout, Connection, ConnectionBuilder, Error, Limits, Remote, Server,
     ServerHandle,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 #[remote]
@@ -59,54 +63,6 @@ async fn serve(limits: Limits) -> ServerHandle {
         .await
         .unwrap()
         .serve(|_| store())
-}
-
-fn hello(features: Vec<&str>) -> Vec<u8> {
-    encode::hello(&Hello {
-        min_version: 1,
-        max_version: 1,
-        features,
-        auth: None,
-    })
-}
-
-async fn raw(server: &ServerHandle) -> TcpStream {
-    let addr = server.local_addr().strip_prefix("tcp://").unwrap();
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(&hello(vec![])).await.unwrap();
-    s
-}
-
-/// The next frame's payload, or `None` at the end of the stream.
-async fn frame<R: AsyncRead + Unpin>(s: &mut R) -> Option<Vec<u8>> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).await.ok()?;
-    let mut f = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut f).await.ok()?;
-    Some(f)
-}
-
-/// The message kind of a payload.
-fn kind(f: &[u8]) -> u64 {
-    let mut r = Reader::new(f);
-    r.array_len().unwrap();
-    r.uint().unwrap()
-}
-
-/// Reads until a goodbye (its reason) or the end of the stream (`None`).
-async fn goodbye<R: AsyncRead + Unpin>(s: &mut R) -> Option<String> {
-    let read = async {
-        while let Some(f) = frame(s).await {
-            if kind(&f) == 6 {
-                let mut r = Reader::new(&f[2..]);
-                return Some(r.str().unwrap().to_owned());
-            }
-        }
-        None
-    };
-    tokio::time::timeout(Duration::from_secs(60), read)
-        .await
-        .expect("neither a goodbye nor the end of the stream")
 }
 
 /// A reader that takes at most 32 KiB per read and then pauses 1 ms.

@@ -3,6 +3,9 @@
 //! their deadline, panicking destructors do not wedge a connection, and one
 //! address cannot take every connection slot.
 
+#[path = "support/raw.rs"]
+mod raw;
+
 mod quiet_panics;
 
 use std::future::Future;
@@ -10,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use raw::eventually;
 use remote_core::{
     remote, BoxFuture, Connection, ConnectionBuilder, Error, Limits, Remote, Server,
 };
@@ -116,18 +120,6 @@ impl Probe for ProbeImpl {
 fn wait_gate(probe: &Remote<dyn Probe>) -> impl Future<Output = Result<(), Error>> + Send {
     let call: BoxFuture<'static, Result<(), Error>> = probe.handle().unwrap().call("wait_gate", ());
     remote_core::with_timeout(PATIENCE, call)
-}
-
-/// Polls `cond` every few milliseconds until it holds or `PATIENCE` passes.
-async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let end = tokio::time::Instant::now() + PATIENCE;
-    while tokio::time::Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    cond()
 }
 
 /// A client and the serving side of an in-memory pair, the server with

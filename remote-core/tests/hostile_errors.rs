@@ -3,17 +3,20 @@
 //! references in one frame, over-deep values, limits hit while encoding,
 //! and deadlines too long for the clock.
 
+#[path = "support/raw.rs"]
+mod raw;
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use remote_core::proto::{encode, CallId, ObjectId, Reader};
+use raw::next_of_kind;
+use remote_core::proto::{encode, CallId, Reader};
 use remote_core::{
     remote, Connection, ConnectionBuilder, Error, Limits, Remote, RemoteError, Server,
     ServerHandle, Wire,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 
 /// Arrays nested as deep as one likes.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -148,64 +151,9 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     assert!(r.is_ok(), "timed out waiting until {what}");
 }
 
-/// A raw socket that completed the handshake (the server's hello read).
-async fn raw(server: &ServerHandle) -> TcpStream {
-    let addr = server.local_addr().strip_prefix("tcp://").unwrap();
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let hello = encode::hello(&remote_core::proto::Hello {
-        min_version: 1,
-        max_version: 1,
-        features: vec![],
-        auth: None,
-    });
-    s.write_all(&hello).await.unwrap();
-    let f = read_frame(&mut s).await.expect("the server's hello");
-    assert_eq!(&f[..2], &[0x96, 0x00], "hello first");
-    s
-}
-
-/// The next frame's payload, or `None` at EOF.
-async fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
-    tokio::time::timeout(WAIT, async {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).await.ok()?;
-        let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
-        s.read_exact(&mut frame).await.ok()?;
-        Some(frame)
-    })
-    .await
-    .expect("the server sent nothing for 60 s")
-}
-
-/// Reads frames until one of `kind`; returns it with a reader past the kind.
-async fn next_of_kind(s: &mut TcpStream, kind: u64) -> Vec<u8> {
-    loop {
-        let f = read_frame(s).await.expect("connection closed");
-        let mut r = Reader::new(&f);
-        r.array_len().unwrap();
-        if r.uint().unwrap() == kind {
-            return f;
-        }
-    }
-}
-
-/// Reads frames until a goodbye (its reason) or EOF (None).
-async fn goodbye_reason(s: &mut TcpStream) -> Option<String> {
-    loop {
-        let f = read_frame(s).await?;
-        if f.len() > 2 && f[0] == 0x92 && f[1] == 0x06 {
-            return Some(Reader::new(&f[2..]).str().unwrap().to_owned());
-        }
-    }
-}
-
 /// A call frame with raw argument bytes.
 fn call_frame(id: u32, target: u32, method: &str, args: &[u8]) -> Vec<u8> {
-    let mut b = encode::begin(32 + args.len());
-    encode::call_head(&mut b, CallId(id), ObjectId(target), method, 30_000);
-    b.extend_from_slice(args);
-    encode::finish(&mut b);
-    b
+    raw::call(id, target, method, 30_000, args)
 }
 
 fn ext(code: u8, id: u32) -> Vec<u8> {
@@ -229,7 +177,7 @@ async fn a_reference_in_a_callbacks_error_data_never_reaches_another_client() {
     assert_eq!(held.handle().unwrap().object_id(), 1);
 
     // C hands the shared root its object 1 as a callback.
-    let mut c = raw(&s.server).await;
+    let mut c = raw::opened(&s.server).await;
     let mut args = vec![0x91];
     args.extend(ext(1, 1));
     c.write_all(&call_frame(1, 0, "keep", &args)).await.unwrap();
@@ -263,7 +211,7 @@ async fn a_reference_in_a_callbacks_error_data_never_reaches_another_client() {
     c.write_all(&f).await.unwrap();
 
     // C is cut off, told why.
-    let reason = goodbye_reason(&mut c).await.expect("a goodbye");
+    let reason = raw::goodbye(&mut c).await.expect("a goodbye");
     assert!(
         reason.starts_with("protocol violation") && reason.contains("error data holds a reference"),
         "{reason}"
@@ -299,7 +247,7 @@ async fn a_million_causes_reach_the_next_client_bounded() {
     let s = serve(Limits::default()).await;
     let a = Connection::connect(s.server.local_addr()).await.unwrap();
     let root = a.root::<dyn Probe>();
-    let mut c = raw(&s.server).await;
+    let mut c = raw::opened(&s.server).await;
     let mut args = vec![0x91];
     args.extend(ext(1, 1));
     c.write_all(&call_frame(1, 0, "keep", &args)).await.unwrap();
@@ -352,7 +300,7 @@ async fn a_million_causes_reach_the_next_client_bounded() {
 #[tokio::test]
 async fn an_unknown_methods_long_name_is_quoted_back_cut_short() {
     let s = serve(Limits::default()).await;
-    let mut c = raw(&s.server).await;
+    let mut c = raw::opened(&s.server).await;
     let name = "\u{1}".repeat(300_000);
     c.write_all(&call_frame(7, 0, &name, &[0x90]))
         .await
@@ -424,7 +372,7 @@ async fn an_oversized_error_reply_is_cut_to_fit() {
 #[tokio::test]
 async fn many_references_to_few_objects_decode_and_are_released() {
     let s = serve(Limits::default()).await;
-    let mut c = raw(&s.server).await;
+    let mut c = raw::opened(&s.server).await;
     // 17,000 references to 1,000 distinct objects of C's.
     let mut args = vec![0x91, 0xdc];
     args.extend_from_slice(&17_000u16.to_be_bytes());
@@ -548,7 +496,7 @@ async fn duration_max_deadlines_saturate() {
 #[ignore]
 async fn time_decoding_170000_references() {
     let s = serve(Limits::default()).await;
-    let mut c = raw(&s.server).await;
+    let mut c = raw::opened(&s.server).await;
     let mut args = vec![0x91, 0xdd];
     args.extend_from_slice(&170_000u32.to_be_bytes());
     for i in 0..170_000u32 {

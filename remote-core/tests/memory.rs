@@ -4,27 +4,20 @@
 //! while another client is served, and the heap returns near its baseline
 //! once they leave. One test only: the allocator counts the whole process.
 
-use std::alloc::System;
+#[path = "support/counting.rs"]
+mod counting;
+#[path = "support/raw.rs"]
+mod raw;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use remote_core::proto::{encode, CallId, Hello, ObjectId};
-use remote_core::{remote, Connection, Error, Limits, Remote, Server, ServerHandle};
-use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
+use counting::live;
+use raw::{eventually, raw};
+use remote_core::proto::{encode, CallId, ObjectId};
+use remote_core::{remote, Connection, Error, Limits, Remote, Server};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-/// Bytes currently allocated in the whole process (`stats_alloc` already
-/// adds a realloc's growth to `bytes_allocated`, and its shrinking to
-/// `bytes_deallocated`).
-fn live() -> isize {
-    let s = GLOBAL.stats();
-    s.bytes_allocated as isize - s.bytes_deallocated as isize
-}
 
 #[remote]
 pub trait Big {
@@ -48,30 +41,6 @@ const BUDGET: usize = 8 << 20;
 const MIB: isize = 1 << 20;
 /// The small output buffers a live connection keeps (the bystander's).
 const IDLE_BUFFERS: usize = 64 << 10;
-
-async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let end = tokio::time::Instant::now() + Duration::from_secs(60);
-    while tokio::time::Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    cond()
-}
-
-async fn raw(server: &ServerHandle) -> TcpStream {
-    let addr = server.local_addr().strip_prefix("tcp://").unwrap();
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let hello = encode::hello(&Hello {
-        min_version: 1,
-        max_version: 1,
-        features: vec![],
-        auth: None,
-    });
-    s.write_all(&hello).await.unwrap();
-    s
-}
 
 /// Serves the bystander while sampling the heap; returns the peak growth.
 async fn served_while_measuring(good: &Remote<dyn Big>, baseline: isize) -> isize {

@@ -44,6 +44,37 @@ use std::sync::Arc;
 /// random bytes: the exchange is not a password protocol, and an
 /// eavesdropper who recorded a handshake can test guesses of a weak key
 /// offline. Its `Debug` output never shows the bytes.
+///
+/// ```
+/// use remote_core::auth::Key;
+/// let key = Key::random()?;
+/// assert!(!format!("{key:?}").is_empty());
+/// let from_config = Key::new(b"32 bytes of a well-kept secret!!");
+/// # let _ = from_config;
+/// # Ok::<(), remote_core::Error>(())
+/// ```
+///
+/// Both sides of a connection given the same key, one checking and one
+/// proving:
+///
+/// ```
+/// use remote_core::auth::Key;
+/// use remote_core::{Connection, ConnectionBuilder};
+///
+/// fn main() -> remote_core::Result<()> {
+///     tokio::runtime::Runtime::new()?.block_on(async {
+///         let key = Key::random()?;
+///         let (client, server) = Connection::pair(
+///             ConnectionBuilder::new().credentials("alice", key.clone()),
+///             ConnectionBuilder::new().shared_secret(key),
+///         )
+///         .await?;
+///         assert_eq!(server.peer_info().user(), Some("alice"));
+///         # let _ = client;
+///         Ok(())
+///     })
+/// }
+/// ```
 #[derive(Clone)]
 pub struct Key(Arc<[u8]>);
 

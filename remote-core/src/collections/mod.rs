@@ -66,6 +66,33 @@ pub const SUBSCRIBER_QUEUE: usize = 1024;
 
 /// A list that peers append to and read.
 #[remote]
+#[cfg_attr(
+    doc,
+    doc = r#"
+[`SharedVec`] serves one; a peer calls it through its proxy:
+
+```
+use remote_core::collections::{RemoteList, SharedVec};
+use remote_core::{Connection, ConnectionBuilder};
+
+fn main() -> remote_core::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let log = SharedVec::<String>::new();
+        let (client, _server) =
+            Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new().serve(log.remote()))
+                .await?;
+        let remote = client.root::<dyn RemoteList<String>>();
+        assert_eq!(remote.push("first".into()).await?, 0);
+        assert_eq!(remote.push("second".into()).await?, 1);
+        assert_eq!(remote.len().await?, 2);
+        assert_eq!(remote.range(1, 2).await?, ["second"]);
+        assert_eq!(remote.get(5).await?, None);
+        Ok(())
+    })
+}
+```
+"#
+)]
 pub trait RemoteList<T: Wire + Clone + Sync> {
     /// Appends `item`; returns its index.
     async fn push(&self, item: T) -> Result<u64, Error>;
@@ -96,6 +123,41 @@ pub trait RemoteList<T: Wire + Clone + Sync> {
 
 /// Receives a [`RemoteList`]'s appends.
 #[remote]
+#[cfg_attr(
+    doc,
+    doc = r#"
+[`on_push`] makes one from a closure; a type of yours can be one too:
+
+```
+use std::sync::Arc;
+use remote_core::collections::{ListListener, SharedVec};
+use remote_core::{remote, Error, Remote};
+use tokio::sync::mpsc;
+
+struct Forward(mpsc::UnboundedSender<(u64, String)>);
+
+#[remote]
+impl ListListener<String> for Forward {
+    async fn pushed(&self, index: u64, item: String) -> Result<(), Error> {
+        let _ = self.0.send((index, item));
+        Ok(())
+    }
+}
+
+fn main() -> remote_core::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let list = SharedVec::<String>::new();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let listener: Remote<dyn ListListener<String>> = Remote::new(Arc::new(Forward(tx)));
+        list.remote().subscribe(listener).await?;
+        list.remote().push("hi".into()).await?;
+        assert_eq!(rx.recv().await, Some((0, "hi".to_owned())));
+        Ok(())
+    })
+}
+```
+"#
+)]
 pub trait ListListener<T: Wire + Clone + Sync> {
     /// `item` was appended at `index`.
     async fn pushed(&self, index: u64, item: T) -> Result<(), Error>;
@@ -103,6 +165,38 @@ pub trait ListListener<T: Wire + Clone + Sync> {
 
 /// A map that peers write and read.
 #[remote]
+#[cfg_attr(
+    doc,
+    doc = r#"
+[`SharedMap`] serves one; a peer calls it through its proxy:
+
+```
+use remote_core::collections::{RemoteMap, SharedMap};
+use remote_core::{Connection, ConnectionBuilder};
+
+fn main() -> remote_core::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let map = SharedMap::<String, u64>::new();
+        let (client, _server) =
+            Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new().serve(map.remote()))
+                .await?;
+        let remote = client.root::<dyn RemoteMap<String, u64>>();
+        assert_eq!(remote.insert("a".into(), 1).await?, None);
+        assert_eq!(remote.insert("a".into(), 2).await?, Some(1));
+        remote.insert("b".into(), 3).await?;
+        assert_eq!(remote.get("a".into()).await?, Some(2));
+        // Pages in key order; ask again after the last key for the next.
+        let page = remote.entries(None).await?;
+        assert_eq!(page, [("a".to_owned(), 2), ("b".to_owned(), 3)]);
+        assert!(remote.entries(Some("b".into())).await?.is_empty());
+        assert_eq!(remote.remove("a".into()).await?, Some(2));
+        assert_eq!(map.snapshot().len(), 1);
+        Ok(())
+    })
+}
+```
+"#
+)]
 pub trait RemoteMap<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> {
     /// Sets `key` to `value`; returns the previous value.
     async fn insert(&self, key: K, value: V) -> Result<Option<V>, Error>;
@@ -127,6 +221,43 @@ pub trait RemoteMap<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> {
 
 /// Receives a [`RemoteMap`]'s changes.
 #[remote]
+#[cfg_attr(
+    doc,
+    doc = r#"
+`None` means the key was removed.
+
+```
+use std::sync::Arc;
+use remote_core::collections::{MapListener, SharedMap};
+use remote_core::{remote, Error, Remote};
+use tokio::sync::mpsc;
+
+struct Forward(mpsc::UnboundedSender<(String, Option<u64>)>);
+
+#[remote]
+impl MapListener<String, u64> for Forward {
+    async fn changed(&self, key: String, value: Option<u64>) -> Result<(), Error> {
+        let _ = self.0.send((key, value));
+        Ok(())
+    }
+}
+
+fn main() -> remote_core::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let map = SharedMap::<String, u64>::new();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let listener: Remote<dyn MapListener<String, u64>> = Remote::new(Arc::new(Forward(tx)));
+        map.remote().subscribe(listener).await?;
+        map.remote().insert("k".into(), 1).await?;
+        map.remote().remove("k".into()).await?;
+        assert_eq!(rx.recv().await, Some(("k".to_owned(), Some(1))));
+        assert_eq!(rx.recv().await, Some(("k".to_owned(), None)));
+        Ok(())
+    })
+}
+```
+"#
+)]
 pub trait MapListener<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> {
     /// `key` now maps to `value` (`None`: removed).
     async fn changed(&self, key: K, value: Option<V>) -> Result<(), Error>;

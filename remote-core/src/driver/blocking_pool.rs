@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use super::conn::Control;
+use super::control::Control;
 use crate::proto::CallId;
 
 /// The blocking slots shared by every connection of one server (or owned

@@ -5,7 +5,8 @@
 
 use serde::Serialize;
 
-use super::conn::{Held, Incoming, Shared};
+use super::control::{Held, Incoming};
+use super::shared::Shared;
 use crate::cache::{CacheRole, CacheStats, ClientCache, Lookup, Ticket};
 use crate::interface::BoxFuture;
 use crate::{codec, Connection, Error, Handle, RemoteErrorType, Wire};

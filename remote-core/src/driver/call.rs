@@ -9,9 +9,9 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::conn::{Control, Held, Incoming, Shared};
+use super::control::{Control, Held, Incoming};
+use super::shared::Shared;
 use crate::codec;
-use crate::interface::BoxFuture;
 use crate::proto::{encode, CallId, ImportRef, ObjectId};
 use crate::{Connection, Error, RemoteErrorType, Wire};
 
@@ -45,11 +45,35 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 ///
 /// Generated proxies (`ChatClient`) wrap one. Clones share the hold; when
 /// the last one is dropped a release is queued for the connection task.
+///
+/// ```
+/// use remote_core::collections::{RemoteList, SharedVec};
+/// use remote_core::{Connection, ConnectionBuilder};
+///
+/// fn main() -> remote_core::Result<()> {
+///     tokio::runtime::Runtime::new()?.block_on(async {
+///         let list = SharedVec::<u64>::new();
+///         let (client, _server) =
+///             Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new().serve(list.remote()))
+///                 .await?;
+///         let remote = client.root::<dyn RemoteList<u64>>();
+///         let handle = remote.handle().expect("a proxy has a handle");
+///         assert_eq!(handle.object_id(), 0); // the root
+///         assert!(handle.same_target(client.root::<dyn RemoteList<u64>>().handle().unwrap()));
+///         // A local object has none.
+///         assert!(list.remote().handle().is_none());
+///         Ok(())
+///     })
+/// }
+/// ```
 #[derive(Clone)]
 pub struct Handle {
     shared: Arc<Shared>,
     target: ObjectId,
     _hold: Option<ImportRef>,
+    /// Set on a root proxy for the wrong interface: every call fails with
+    /// it, nothing is sent.
+    refused: Option<Arc<Error>>,
 }
 
 impl fmt::Debug for Handle {
@@ -86,6 +110,16 @@ impl Handle {
             shared,
             target: ObjectId::ROOT,
             _hold: None,
+            refused: None,
+        }
+    }
+
+    /// A root handle whose every call fails with `error` (the peer's root
+    /// is another interface than the proxy's).
+    pub(crate) fn refused_root(shared: Arc<Shared>, error: Error) -> Self {
+        Handle {
+            refused: Some(Arc::new(error)),
+            ..Handle::root(shared)
         }
     }
 
@@ -94,6 +128,7 @@ impl Handle {
             target: hold.id(),
             shared,
             _hold: Some(hold),
+            refused: None,
         }
     }
 
@@ -122,21 +157,6 @@ impl Handle {
         Arc::ptr_eq(&self.shared, &other.shared) && self.target == other.target
     }
 
-    /// Calls `method` with `args` (a tuple) and decodes the result.
-    ///
-    /// The call's deadline is the one inherited from an enclosing call or
-    /// [`with_timeout`](crate::with_timeout), else
-    /// [`Limits::default_deadline`](crate::Limits::default_deadline).
-    /// Dropping the future cancels the call at the peer.
-    pub fn call<A, T, E>(&self, method: &'static str, args: A) -> BoxFuture<'static, Result<T, E>>
-    where
-        A: Serialize + Send + 'static,
-        T: Wire,
-        E: RemoteErrorType,
-    {
-        Box::pin(super::outgoing::CallFuture::new(self.clone(), method, args))
-    }
-
     /// Like [`call`](Handle::call), blocking the current thread. Returns
     /// [`Error::BlockingInAsync`] on an async runtime thread instead of
     /// deadlocking.
@@ -154,6 +174,9 @@ impl Handle {
         method: &str,
         args: &dyn codec::Encode,
     ) -> Result<Prepared, Error> {
+        if let Some(e) = &self.refused {
+            return Err((**e).clone());
+        }
         let shared = &*self.shared;
         let now = Instant::now();
         let deadline = super::current_deadline()
@@ -384,7 +407,7 @@ impl CallCx {
         // frame is read, so only spawned handlers need this.)
         // A call cancelled meanwhile was already answered with `cancelled`:
         // its one reply is out, so this one is not sent.
-        if !super::conn::running_inline() && !self.shared.core().answered(self.id, self.seq) {
+        if !running_inline() && !self.shared.core().answered(self.id, self.seq) {
             return Reply { _queued: () };
         }
         // A reply that could not be encoded: an error naming why instead.
@@ -461,7 +484,7 @@ impl CallCx {
 
     /// Answers with an already encoded return value (a memoised reply).
     pub(crate) fn reply_encoded(&self, value: &[u8]) -> Reply {
-        if !super::conn::running_inline() && !self.shared.core().answered(self.id, self.seq) {
+        if !running_inline() && !self.shared.core().answered(self.id, self.seq) {
             return Reply { _queued: () };
         }
         with_scratch(|buf| {
@@ -551,6 +574,30 @@ impl Error {
                 crate::bounded::quote(method)
             ),
         )))
+    }
+}
+
+thread_local! {
+    static INLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current code runs in a handler's first poll by the reader.
+pub(crate) fn running_inline() -> bool {
+    INLINE.with(std::cell::Cell::get)
+}
+
+/// Marks the reader's inline poll of a handler (reset on drop, also on panic).
+pub(super) struct Inline(bool);
+
+impl Inline {
+    pub(super) fn enter() -> Self {
+        Inline(INLINE.with(|c| c.replace(true)))
+    }
+}
+
+impl Drop for Inline {
+    fn drop(&mut self) {
+        INLINE.with(|c| c.set(self.0));
     }
 }
 

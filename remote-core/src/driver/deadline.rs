@@ -45,18 +45,11 @@ pub async fn with_timeout<F: Future>(timeout: Duration, fut: F) -> F::Output {
     DEADLINE.scope(deadline, fut).await
 }
 
-/// `now + d`, saturating: a duration too long for the clock (such as
-/// `Duration::MAX`) means about 30 years, i.e. never.
+/// `now + d`, saturating ([`crate::proto::later`] on tokio's clock): a
+/// duration too long for the clock means about 30 years, i.e. never.
 pub(crate) fn after(now: Instant, d: Duration) -> Instant {
-    // (A clock within 30 years of its end does not exist; `now` is only a
-    // fallback that cannot panic.)
-    now.checked_add(d)
-        .or_else(|| now.checked_add(FAR))
-        .unwrap_or(now)
+    Instant::from_std(crate::proto::later(now.into_std(), d))
 }
-
-/// What "never" means for a deadline or timer.
-const FAR: Duration = Duration::from_secs(30 * 365 * 86_400);
 
 /// Time left before the deadline of the call being served here (or of an
 /// enclosing [`with_timeout`]); `None` outside both.

@@ -10,9 +10,12 @@ use bytes::{Buf, BytesMut};
 use tokio::io::AsyncReadExt;
 
 use super::budget::SMALL_FRAME;
-use super::conn::Shared;
-use super::io::BoxRead;
+use super::shared::Shared;
 use crate::proto::{kind, FrameError, Reader};
+
+/// The reading half of a connection's byte stream, boxed so one connection
+/// type serves every transport.
+pub(crate) type BoxRead = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 
 /// After closing a connection we say goodbye, shut our write side down and
 /// read (and discard) what the peer still sends for at most this long...

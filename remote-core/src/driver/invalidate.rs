@@ -21,7 +21,7 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use tokio::sync::watch;
 
-use super::conn::Shared;
+use super::shared::Shared;
 use crate::interface::Dispatch;
 use crate::proto::MAX_INVALIDATE_METHODS;
 use crate::proto::{encode_invalidate, encode_invalidated, ExportKey, ObjectId};

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::conn::Shared;
+use super::shared::Shared;
 use crate::proto::encode;
 use crate::Error;
 
-/// Boxed byte streams, so one connection type serves every transport.
-pub(crate) type BoxRead = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+/// The writing half of a connection's byte stream, boxed so one connection
+/// type serves every transport.
 pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// A write buffer grown past this is freed after use, so idle connections

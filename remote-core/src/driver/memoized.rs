@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::conn::Shared;
+use super::shared::Shared;
 use crate::interface::{Args, CallCx, CallFuture, Interface};
 use crate::memo::{MemoCache, MemoStats, MemoTicket};
 use crate::proto::ExportKey;

@@ -8,28 +8,33 @@ pub(crate) use budget::Budget;
 mod cached;
 pub(crate) mod call;
 mod conn;
+mod control;
 pub(crate) mod deadline;
 mod input;
 pub(crate) mod invalidate;
 mod io;
 pub(crate) mod memoized;
 mod outgoing;
+mod panics;
 mod reader;
 mod sched;
 mod share;
+mod shared;
 mod teardown;
 #[cfg(test)]
 mod tests_input;
 #[cfg(test)]
 mod tests_memory;
 pub(crate) mod io_types {
-    pub(crate) use super::io::{BoxRead, BoxWrite};
+    pub(crate) use super::input::BoxRead;
+    pub(crate) use super::io::BoxWrite;
 }
 
 pub(crate) use blocking_pool::ServerBlocking;
 pub use conn::{Connection, ConnectionBuilder};
-pub(crate) use conn::{Held, Shared};
+pub(crate) use control::Held;
 pub(crate) use deadline::{current_deadline, scope as deadline_scope};
 pub use deadline::{remaining, with_timeout};
 pub(crate) use input::Input;
 pub(crate) use sched::Sched;
+pub(crate) use shared::Shared;

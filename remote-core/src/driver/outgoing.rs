@@ -21,8 +21,9 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::call::Prepared;
-use super::conn::{Control, Incoming};
+use super::control::{Control, Incoming};
 use crate::cache::{CacheRole, Lookup, Ticket};
+use crate::interface::BoxFuture;
 use crate::proto::CallId;
 use crate::{Error, Handle, RemoteErrorType, Wire};
 
@@ -161,5 +162,22 @@ impl<A: Serialize, T: Wire, E: RemoteErrorType> Future for CallFuture<A, T, E> {
             Ok(inc) => this.handle.finish(inc),
             Err(e) => Err(E::from_error(e)),
         })
+    }
+}
+
+impl Handle {
+    /// Calls `method` with `args` (a tuple) and decodes the result.
+    ///
+    /// The call's deadline is the one inherited from an enclosing call or
+    /// [`with_timeout`](crate::with_timeout), else
+    /// [`Limits::default_deadline`](crate::Limits::default_deadline).
+    /// Dropping the future cancels the call at the peer.
+    pub fn call<A, T, E>(&self, method: &'static str, args: A) -> BoxFuture<'static, Result<T, E>>
+    where
+        A: Serialize + Send + 'static,
+        T: Wire,
+        E: RemoteErrorType,
+    {
+        Box::pin(CallFuture::new(self.clone(), method, args))
     }
 }

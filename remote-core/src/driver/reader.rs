@@ -6,8 +6,10 @@ use std::sync::Arc;
 use crate::rt::time::Instant;
 use tokio::sync::mpsc;
 
-use super::conn::{Control, Core, Heard, Shared};
+use super::control::{Control, Core, Heard};
 use super::input::Input;
+use super::shared::Shared;
+use crate::fingerprint::RootInfo;
 use crate::proto::{encode, Event, FrameError, Keepalive, KeepaliveAction};
 use crate::Error;
 
@@ -44,12 +46,19 @@ pub(super) async fn handshake(
     // A server refusing us (e.g. over max_connections) says goodbye instead
     // of hello: report its reason.
     let mut found = Vec::new();
-    if let Ok(crate::proto::Message::Goodbye { reason }) =
-        crate::proto::Message::parse(&first, &shared.limits, &mut found)
-    {
-        return Err(Error::Handshake(format!(
-            "peer refused the connection: {reason}"
-        )));
+    match crate::proto::Message::parse(&first, &shared.limits, &mut found) {
+        Ok(crate::proto::Message::Goodbye { reason }) => {
+            return Err(Error::Handshake(format!(
+                "peer refused the connection: {reason}"
+            )));
+        }
+        // The root it serves, if it says (checked by `Connection::root`).
+        Ok(crate::proto::Message::Hello(h)) => {
+            if let Some(root) = RootInfo::from_features(h.features.iter().copied()) {
+                let _ = shared.peer_root.set(root);
+            }
+        }
+        _ => {}
     }
     let slot = {
         let mut core = shared.core();
@@ -77,7 +86,7 @@ pub(super) async fn read_loop(
     mut ctl: mpsc::UnboundedReceiver<Control>,
 ) {
     // However this task ends (even by a panic), the connection closes.
-    let _teardown = super::teardown::DisconnectOnDrop(shared.clone());
+    let _teardown = DisconnectOnDrop(shared.clone());
     let limits = shared.limits.clone();
     // A server connection that did not authenticate gets the short idle
     // timeout (PROTOCOL.md §9 says why).
@@ -229,7 +238,26 @@ pub(super) async fn read_loop(
     }
 }
 
-/// Our hello frame with `auth` in its authentication slot.
-pub(super) fn hello(auth: Option<&[u8]>) -> Vec<u8> {
-    encode::hello(&Core::hello(auth))
+/// Our hello frame with `auth` in its authentication slot, announcing the
+/// root we serve (a `root:<name>:<fingerprint>` feature entry, §6.2).
+pub(super) fn hello(auth: Option<&[u8]>, root: Option<&str>) -> Vec<u8> {
+    let mut h = Core::hello(auth);
+    h.features.extend(root);
+    encode::hello(&h)
+}
+
+/// Held by a connection's reader task: however that task ends (its loop
+/// finishing, a panic, the runtime dropping it), the connection is closed,
+/// its calls failed and its objects dropped, so `closed()` resolves and a
+/// server's slot is freed.
+struct DisconnectOnDrop(Arc<Shared>);
+
+impl Drop for DisconnectOnDrop {
+    fn drop(&mut self) {
+        // A no-op after the reader's own disconnect (the first reason wins
+        // and the tables are already empty).
+        self.0.disconnect(Error::ConnectionLost(
+            "the connection task ended unexpectedly".into(),
+        ));
+    }
 }

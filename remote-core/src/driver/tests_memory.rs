@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use super::conn::Shared;
+use super::shared::Shared;
 use crate::collections::{RemoteList, SharedVec};
 use crate::{Connection, ConnectionBuilder, Error};
 

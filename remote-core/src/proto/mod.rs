@@ -5,6 +5,7 @@
 //! `driver` module is a thin loop around it. See `PROTOCOL.md` for
 //! the wire format.
 
+mod clock;
 mod frame;
 mod invalidate;
 mod msg;
@@ -20,6 +21,7 @@ mod invalidate_tests;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use clock::later;
 pub use frame::{FrameCodec, FrameError};
 pub use invalidate::{
     ack as encode_invalidated, invalidate as encode_invalidate, FEATURE as FEATURE_INVALIDATE,

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use web_time::Instant;
 
+use super::clock::later;
 use super::kind;
 use super::value::enc;
 
@@ -125,11 +126,6 @@ impl Keepalive {
 }
 
 /// `at + d`, saturating (a `Duration::MAX` knob means "never", not a panic).
-fn later(at: Instant, d: Duration) -> Instant {
-    at.checked_add(d)
-        .unwrap_or_else(|| at + Duration::from_secs(30 * 365 * 24 * 3600))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! the reader and writer tasks).
 
 use super::*;
+use crate::fingerprint::RootInfo;
 
 /// Makes a connection's root once its peer is known (a server's factory).
 pub(crate) type RootFactory = Arc<dyn Fn(&Peer) -> Arc<dyn Dispatch> + Send + Sync>;
@@ -61,6 +62,8 @@ pub struct ConnectionBuilder {
     pub(crate) channel_binding: Option<[u8; 32]>,
     /// The server's totals this connection's counters add to.
     pub(crate) server_counters: Option<Arc<crate::stats::Counters>>,
+    /// The interface served as the root, announced in our hello.
+    pub(crate) root_info: Option<RootInfo>,
 }
 
 impl fmt::Debug for ConnectionBuilder {
@@ -82,6 +85,7 @@ impl ConnectionBuilder {
     /// Serves `root` as this side's object 0.
     pub fn serve<T: ?Sized + Interface>(mut self, root: Remote<T>) -> Self {
         self.root = Some(T::into_dispatch(root.into_arc()));
+        self.root_info = Some(RootInfo::of::<T>());
         self
     }
 
@@ -202,6 +206,7 @@ impl ConnectionBuilder {
             span: span.clone(),
             pushes: super::super::invalidate::Pushes::new(),
             memo: self.memo.map(OnceLock::from).unwrap_or_default(),
+            peer_root: OnceLock::new(),
         });
         crate::trace::spawn_in(span.clone(), write_loop(writer, shared.clone()));
         // If this future is dropped before the handshake ends (e.g. a
@@ -210,7 +215,9 @@ impl ConnectionBuilder {
         let started = Instant::now();
         let nonce = crate::auth::proto::nonce()
             .map_err(|e| Error::Io(format!("no randomness for the handshake nonce: {e}")))?;
-        shared.send(&hello(exchange::hello_slot(&self.auth, &nonce).as_deref()))?;
+        let announce = self.root_info.as_ref().map(RootInfo::feature);
+        let slot = exchange::hello_slot(&self.auth, &nonce);
+        shared.send(&hello(slot.as_deref(), announce.as_deref()))?;
 
         let mut input = Input::new(reader, shared.clone(), limits.max_handshake_frame_len);
         let deadline = crate::driver::deadline::after(started, limits.handshake_timeout);

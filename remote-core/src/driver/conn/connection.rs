@@ -1,6 +1,7 @@
 //! The public handle of a connection.
 
 use super::*;
+use crate::fingerprint::{Mismatch, RootInfo};
 
 /// A connection to a peer. Cheap to clone; all clones share it.
 ///
@@ -63,8 +64,85 @@ impl Connection {
     }
 
     /// A proxy for the peer's root object (object 0).
+    ///
+    /// When the peer announced its root's interface (this crate does,
+    /// PROTOCOL.md §6.2) and it is another interface than `T`, every call
+    /// through the proxy fails with [`Error::WrongInterface`] (`the
+    /// server's root is `A`, not `B``) and nothing is sent. Another
+    /// *version* of `T` (same name, another fingerprint) is accepted, so a
+    /// client and a server a compatible change apart keep working (calls
+    /// the versions disagree on fail with `bad_arguments` naming the
+    /// method); [`try_root`](Connection::try_root) refuses that too. A peer
+    /// that announced nothing is not checked.
     pub fn root<T: ?Sized + Interface>(&self) -> Remote<T> {
-        Remote::new(T::proxy(Handle::root(self.shared.clone())))
+        match self.peer_root_mismatch::<T>() {
+            Some(Mismatch::Interface(why)) => {
+                let refused = Error::WrongInterface(why);
+                Remote::new(T::proxy(Handle::refused_root(self.shared.clone(), refused)))
+            }
+            Some(Mismatch::Version(why)) => {
+                tracing::debug!(peer = %self.shared.peer(), "{why}; calls may fail");
+                Remote::new(T::proxy(Handle::root(self.shared.clone())))
+            }
+            None => Remote::new(T::proxy(Handle::root(self.shared.clone()))),
+        }
+    }
+
+    /// How the root the peer announced differs from `T`, if it announced
+    /// one and it does.
+    fn peer_root_mismatch<T: ?Sized + Interface>(&self) -> Option<Mismatch> {
+        let theirs = self.shared.peer_root.get()?;
+        theirs.mismatch(&RootInfo::of::<T>())
+    }
+
+    /// Like [`root`](Connection::root), but strict and at once: fails with
+    /// [`Error::WrongInterface`] when the peer announced a root that is not
+    /// exactly `T`: `the server's root is `A`, not `B`` for another
+    /// interface, or `the server's `A` differs from this client's
+    /// (interface fingerprint ..)` when both sides' definitions of `A`
+    /// differ on the wire (methods, argument, result or error types).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use remote_core::{remote, Connection, ConnectionBuilder, Error, Remote};
+    ///
+    /// #[remote]
+    /// trait Greeter {
+    ///     async fn greet(&self, name: String) -> Result<String, Error>;
+    /// }
+    /// #[remote]
+    /// trait Tally {
+    ///     async fn add(&self, n: u64) -> Result<u64, Error>;
+    /// }
+    /// struct Hi;
+    /// #[remote]
+    /// impl Greeter for Hi {
+    ///     async fn greet(&self, name: String) -> Result<String, Error> {
+    ///         Ok(format!("hi {name}"))
+    ///     }
+    /// }
+    ///
+    /// fn main() -> remote_core::Result<()> {
+    ///     tokio::runtime::Runtime::new()?.block_on(async {
+    ///         let hi: Remote<dyn Greeter> = Remote::new(Arc::new(Hi));
+    ///         let server = ConnectionBuilder::new().serve(hi);
+    ///         let (client, _server) = Connection::pair(ConnectionBuilder::new(), server).await?;
+    ///
+    ///         let err = client.try_root::<dyn Tally>().unwrap_err();
+    ///         assert!(err.is_wrong_interface());
+    ///         assert!(err.to_string().contains("the server's root is `Greeter`, not `Tally`"));
+    ///
+    ///         let greeter = client.try_root::<dyn Greeter>()?;
+    ///         assert_eq!(greeter.greet("ann".into()).await?, "hi ann");
+    ///         Ok(())
+    ///     })
+    /// }
+    /// ```
+    pub fn try_root<T: ?Sized + Interface>(&self) -> Result<Remote<T>, Error> {
+        match self.peer_root_mismatch::<T>() {
+            Some(m) => Err(Error::WrongInterface(m.into_message())),
+            None => Ok(Remote::new(T::proxy(Handle::root(self.shared.clone())))),
+        }
     }
 
     /// Closes the connection: sends a goodbye, fails pending calls, drops

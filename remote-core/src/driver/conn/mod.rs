@@ -1,379 +1,44 @@
-//! Connections: the shared state, the reader task, and the public handle.
+//! Connections: setting them up, reacting to the peer's frames (incoming
+//! calls, replies, releases), and the public handle.
 
-use std::any::TypeId;
 use std::fmt;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::rt::time::Instant;
-use crate::rt::AbortHandle;
 use bytes::Bytes;
 use futures_util::FutureExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod builder;
 mod connection;
-mod panics;
 
 pub use builder::ConnectionBuilder;
 pub use connection::Connection;
-use panics::install_panic_hook;
-pub(crate) use panics::panic_error;
 
 use super::blocking_pool::{ConnBlocking, ServerBlocking};
 use super::budget::Budget;
-use super::call::{Args, CallCx, Handle, Reply};
-use super::input::Input;
-use super::io::{write_loop, BoxRead, BoxWrite};
+use super::call::{Args, CallCx, Handle, Inline, Reply};
+use super::control::{Control, CtlSink, Heard, Held, Incoming};
+use super::input::{BoxRead, Input};
+use super::io::{write_loop, BoxWrite};
+use super::panics::{install_panic_hook, panic_error};
 use super::reader::{handshake, hello, read_loop};
 use super::sched::{ConnSched, Sched};
 use super::share::OutputShare;
+use super::shared::{lock, Shared};
 use super::teardown::{drop_caught, drop_each_caught};
 use crate::auth::{exchange, Side};
 use crate::interface::{Dispatch, Interface};
 use crate::peer::Peer;
-use crate::proto::{encode, CallId, Event, ExportKey, ImportRef, ObjectId, ReleaseSink, State};
+use crate::proto::{encode, CallId, Event, ReleaseSink, State};
 use crate::stats::Meter;
 use crate::transport::{ClientTls, TlsIdentity};
 use crate::{Error, Limits, Remote, RemoteError};
 
-pub(crate) type Waiter = oneshot::Sender<Result<Incoming, Error>>;
-pub(crate) type Core = State<Arc<dyn Dispatch>, Waiter>;
-
-/// A reply to one of our calls, still encoded.
-pub(crate) struct Incoming {
-    pub(crate) frame: Bytes,
-    pub(crate) result: Result<Range<usize>, RemoteError>,
-    pub(crate) refs: Vec<ImportRef>,
-    pub(crate) owns: Vec<(ObjectId, Arc<dyn Dispatch>)>,
-}
-
-/// References resolved when a message arrived, held until it is decoded.
-#[derive(Default)]
-pub(crate) struct Held {
-    pub(crate) refs: Vec<ImportRef>,
-    pub(crate) owns: Vec<(ObjectId, Arc<dyn Dispatch>)>,
-}
-
-/// Work queued for the connection task (from `Drop`s and other tasks).
-#[derive(Debug)]
-pub(crate) enum Control {
-    Release {
-        id: ObjectId,
-        generation: u64,
-        count: u32,
-    },
-    Cancel {
-        id: CallId,
-        sent: bool,
-    },
-    CallDone(CallId, u64),
-    /// A blocking closure of the call running as this sequence number
-    /// returned.
-    BlockingDone(u64),
-    /// `Shared::close` was called: stop reading.
-    Closed,
-}
-
-/// What kind of frame was handled (the idle timer ignores keepalive).
-#[derive(Debug)]
-pub(crate) enum Heard {
-    /// Any message other than keepalive.
-    Traffic,
-    /// A ping (answered).
-    Ping,
-    /// A pong with this token.
-    Pong(u32),
-}
-
-struct CtlSink(mpsc::UnboundedSender<Control>);
-
-impl ReleaseSink for CtlSink {
-    fn release(&self, id: ObjectId, generation: u64, count: u32) {
-        // Lock-free queue push; the connection task sends the frame.
-        let _ = self.0.send(Control::Release {
-            id,
-            generation,
-            count,
-        });
-    }
-}
-
-/// A frame at least this long is handed to the writer by moving its
-/// buffer, not copied ([`Shared::send_vec`]). Encode buffers this large are
-/// not kept for reuse anyway (`call.rs` `with_scratch`).
-const LARGE_FRAME: usize = 64 << 10;
-
-/// State shared by a connection's tasks, proxies and handlers.
-pub(crate) struct Shared {
-    core: Mutex<Core>,
-    /// Frames waiting for the writer, appended in order; the writer swaps
-    /// it with its own (emptied) buffer, so no frame is allocated or
-    /// channelled on its own.
-    pub(crate) out: Mutex<Vec<u8>>,
-    /// Set when `out` went from empty to not empty; the writer clears it.
-    pub(crate) out_ready: AtomicBool,
-    /// Set (under the `out` lock) when the writer has ended: nothing more
-    /// is queued or counted.
-    pub(crate) writer_gone: AtomicBool,
-    /// Bytes queued and not yet written (in `out` or the writer's batch).
-    queued: AtomicUsize,
-    /// Capacity of `out` and the writer's batch buffer, counted in the
-    /// budget (memory held, not just bytes queued).
-    out_charged: AtomicUsize,
-    /// Bytes of partly received frames reserved in the budget.
-    pub(crate) buffered_input: AtomicUsize,
-    /// The memory budget this connection counts against (its server's).
-    pub(crate) budget: Arc<Budget>,
-    /// Accepted by a server (the short unauthenticated idle timeout applies).
-    pub(crate) server_side: bool,
-    pub(crate) out_waker: futures_util::task::AtomicWaker,
-    /// Mirrors `closed` without the token's lock, for the hot path.
-    is_closed: AtomicBool,
-    pub(crate) ctl: mpsc::UnboundedSender<Control>,
-    pub(crate) limits: Limits,
-    closed: CancellationToken,
-    close_reason: Mutex<Option<Error>>,
-    /// Spawned handlers by sequence number (ids may be reused by the peer).
-    running: Mutex<crate::proto::IdMap<u64, AbortHandle>>,
-    pub(crate) runtime: crate::rt::RuntimeHandle,
-    peer: String,
-    /// The peer's verified TLS certificate, if the transport was TLS.
-    tls_identity: Option<TlsIdentity>,
-    /// Who the peer is; set when the handshake completed.
-    pub(crate) info: OnceLock<Peer>,
-    /// Blocking-method slots, and calls whose closures outlive their handler.
-    pub(crate) blocking: ConnBlocking,
-    /// Running handlers and their estimated replies, against this
-    /// connection's share of the budget.
-    pub(crate) output_share: OutputShare,
-    /// Results of `#[remote(cache(..))]` methods, made on first use.
-    pub(crate) cache: std::sync::OnceLock<crate::cache::ClientCache>,
-    /// This connection's place among its server's run turns.
-    pub(crate) sched: ConnSched,
-    /// Calls, errors and bytes counted (`Connection::stats`).
-    pub(crate) meter: Meter,
-    /// The `remote.connection` span (disabled without a subscriber).
-    pub(crate) span: tracing::Span,
-    /// Invalidations pushed to the peer and its acknowledgements.
-    pub(crate) pushes: super::invalidate::Pushes,
-    /// Memoised replies: the server's cache, or this connection's own.
-    pub(crate) memo: OnceLock<Arc<crate::memo::MemoCache>>,
-}
-
-impl fmt::Debug for Shared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connection")
-            .field("peer", &self.peer)
-            .field("closed", &self.closed.is_cancelled())
-            .finish()
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these locks cannot leave the protected
-    // state inconsistent (no user code runs under them), so poisoning is
-    // ignored.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Shared {
-    pub(crate) fn core(&self) -> MutexGuard<'_, Core> {
-        lock(&self.core)
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.is_closed.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn closed_token(&self) -> &CancellationToken {
-        &self.closed
-    }
-
-    pub(crate) fn is_authenticated(&self) -> bool {
-        self.info.get().is_some_and(Peer::is_authenticated)
-    }
-
-    /// The peer's address, as the transport gave it.
-    pub(crate) fn peer(&self) -> &str {
-        &self.peer
-    }
-
-    /// Who the peer is (its address only, before the handshake completed).
-    pub(crate) fn peer_info(&self) -> Peer {
-        self.info
-            .get()
-            .cloned()
-            .unwrap_or_else(|| Peer::new(self.peer.clone(), None, None))
-    }
-
-    /// Bytes queued for the peer and not yet written.
-    pub(crate) fn queued_output(&self) -> usize {
-        self.queued.load(Ordering::Acquire)
-    }
-
-    /// The writer wrote `n` queued bytes.
-    pub(crate) fn wrote(&self, n: usize) {
-        self.meter.wrote(n);
-        self.queued.fetch_sub(n, Ordering::AcqRel);
-        // A reader held back by this connection's queue re-checks.
-        self.budget.wake();
-    }
-
-    /// The writer freed an output buffer of `capacity` bytes.
-    pub(crate) fn freed_output(&self, capacity: usize) {
-        self.out_charged.fetch_sub(capacity, Ordering::AcqRel);
-        self.budget.release(capacity);
-    }
-
-    /// The writer has ended: gives back everything still counted and
-    /// refuses further frames.
-    pub(crate) fn writer_ended(&self) {
-        let mut out = lock(&self.out);
-        self.writer_gone.store(true, Ordering::Release);
-        *out = Vec::new();
-        self.queued.store(0, Ordering::Release);
-        let n = self.out_charged.swap(0, Ordering::AcqRel);
-        self.budget.release(n);
-    }
-
-    /// Queues a complete frame for the writer. Never refused for size: a
-    /// connection over its budgets stops being read instead (so no new
-    /// handler starts), see `driver/budget.rs`.
-    pub(crate) fn send(&self, frame: &[u8]) -> Result<(), Error> {
-        if self.is_closed.load(Ordering::Acquire) {
-            return Err(self.lost());
-        }
-        let was_empty = {
-            let mut out = lock(&self.out);
-            if self.writer_gone.load(Ordering::Acquire) {
-                drop(out);
-                return Err(self.lost());
-            }
-            let was_empty = out.is_empty();
-            let before = out.capacity();
-            if before - out.len() < frame.len() {
-                // Grow by a quarter, not double: the memory held for a
-                // large queue stays close to what is queued.
-                let grow = frame.len().max(out.len() / 4).max(4096);
-                out.reserve_exact(grow);
-            }
-            out.extend_from_slice(frame);
-            let grown = out.capacity() - before;
-            if grown > 0 {
-                self.out_charged.fetch_add(grown, Ordering::AcqRel);
-                self.budget.charge(grown);
-            }
-            self.queued.fetch_add(frame.len(), Ordering::AcqRel);
-            was_empty
-        };
-        if was_empty {
-            // The writer takes everything queued when it wakes: one wake-up
-            // per batch, not per frame.
-            self.out_ready.store(true, Ordering::Release);
-            self.out_waker.wake();
-        }
-        Ok(())
-    }
-
-    /// Queues a complete frame like [`send`](Self::send), taking `frame`'s
-    /// buffer instead of copying it when it is large and nothing else is
-    /// queued: a large value is not copied a second time on its way out.
-    /// `frame` is left empty (with the small buffer it was swapped for)
-    /// when taken, unchanged otherwise.
-    pub(crate) fn send_vec(&self, frame: &mut Vec<u8>) -> Result<(), Error> {
-        if frame.len() < LARGE_FRAME {
-            return self.send(frame);
-        }
-        if self.is_closed.load(Ordering::Acquire) {
-            return Err(self.lost());
-        }
-        {
-            let mut out = lock(&self.out);
-            if self.writer_gone.load(Ordering::Acquire) {
-                drop(out);
-                return Err(self.lost());
-            }
-            if !out.is_empty() {
-                drop(out);
-                return self.send(frame);
-            }
-            let before = out.capacity();
-            std::mem::swap(&mut *out, frame);
-            frame.clear();
-            // The budget counts the capacity held in `out`: the one taken
-            // in, less the empty one handed back.
-            let now = out.capacity();
-            if now >= before {
-                self.out_charged.fetch_add(now - before, Ordering::AcqRel);
-                self.budget.charge(now - before);
-            } else {
-                self.out_charged.fetch_sub(before - now, Ordering::AcqRel);
-                self.budget.release(before - now);
-            }
-            self.queued.fetch_add(out.len(), Ordering::AcqRel);
-        }
-        // `out` was empty: the writer is woken for this batch.
-        self.out_ready.store(true, Ordering::Release);
-        self.out_waker.wake();
-        Ok(())
-    }
-
-    /// Marks the connection closed (first reason wins) and stops its tasks.
-    pub(crate) fn close(&self, reason: Error) {
-        {
-            let mut r = lock(&self.close_reason);
-            if r.is_none() {
-                *r = Some(reason);
-            }
-        }
-        self.is_closed.store(true, Ordering::Release);
-        // Wake both loops without them polling the token on every turn.
-        let _ = self.ctl.send(Control::Closed);
-        self.out_ready.store(true, Ordering::Release);
-        self.out_waker.wake();
-        self.closed.cancel();
-    }
-
-    /// The error pending calls fail with.
-    pub(crate) fn lost(&self) -> Error {
-        match &*lock(&self.close_reason) {
-            Some(Error::ConnectionLost(m)) => Error::ConnectionLost(m.clone()),
-            Some(other) => Error::ConnectionLost(other.to_string()),
-            None => Error::ConnectionLost("connection closed".into()),
-        }
-    }
-
-    /// Exports a local object (one more send), returning its id.
-    pub(crate) fn export<T: ?Sized + Interface>(&self, obj: &Arc<T>) -> Result<ObjectId, Error> {
-        let key = ExportKey {
-            addr: Arc::as_ptr(obj) as *const () as usize,
-            interface: TypeId::of::<T>(),
-        };
-        let limit = self.limits.max_exports;
-        self.core()
-            .export(key, || T::into_dispatch(obj.clone()))
-            .map_err(|e| Error::limit("max_exports", limit as u64, e.to_string()))
-    }
-
-    /// Gives back sends counted for a message that was never sent.
-    pub(crate) fn unexport(&self, ids: &[ObjectId]) {
-        let mut dropped = Vec::new();
-        {
-            let mut core = self.core();
-            for &id in ids {
-                if let Ok(Some(obj)) = core.undo_export(id) {
-                    dropped.push(obj);
-                }
-            }
-        }
-        // Outside the lock (destructors may re-enter), one at a time (one
-        // may panic).
-        drop_each_caught(&self.peer, "an export whose message was not sent", dropped);
-    }
-
     pub(super) fn handle_ctl(&self, c: Control) {
         match c {
             Control::Release {
@@ -685,30 +350,6 @@ impl Shared {
             "an object exported to a closed connection",
             objects,
         );
-    }
-}
-
-thread_local! {
-    static INLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Whether the current code runs in a handler's first poll by the reader.
-pub(crate) fn running_inline() -> bool {
-    INLINE.with(std::cell::Cell::get)
-}
-
-/// Marks the reader's inline poll of a handler (reset on drop, also on panic).
-struct Inline(bool);
-
-impl Inline {
-    fn enter() -> Self {
-        Inline(INLINE.with(|c| c.replace(true)))
-    }
-}
-
-impl Drop for Inline {
-    fn drop(&mut self) {
-        INLINE.with(|c| c.set(self.0));
     }
 }
 

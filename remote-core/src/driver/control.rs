@@ -1,0 +1,76 @@
+//! What a connection's tasks hand each other: control messages for the
+//! reader, replies to our calls, and references held until decoded.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::interface::Dispatch;
+use crate::proto::{CallId, ImportRef, ObjectId, ReleaseSink, State};
+use crate::{Error, RemoteError};
+
+pub(crate) type Waiter = oneshot::Sender<Result<Incoming, Error>>;
+pub(crate) type Core = State<Arc<dyn Dispatch>, Waiter>;
+
+/// A reply to one of our calls, still encoded.
+pub(crate) struct Incoming {
+    pub(crate) frame: Bytes,
+    pub(crate) result: Result<Range<usize>, RemoteError>,
+    pub(crate) refs: Vec<ImportRef>,
+    pub(crate) owns: Vec<(ObjectId, Arc<dyn Dispatch>)>,
+}
+
+/// References resolved when a message arrived, held until it is decoded.
+#[derive(Default)]
+pub(crate) struct Held {
+    pub(crate) refs: Vec<ImportRef>,
+    pub(crate) owns: Vec<(ObjectId, Arc<dyn Dispatch>)>,
+}
+
+/// Work queued for the connection task (from `Drop`s and other tasks).
+#[derive(Debug)]
+pub(crate) enum Control {
+    Release {
+        id: ObjectId,
+        generation: u64,
+        count: u32,
+    },
+    Cancel {
+        id: CallId,
+        sent: bool,
+    },
+    CallDone(CallId, u64),
+    /// A blocking closure of the call running as this sequence number
+    /// returned.
+    BlockingDone(u64),
+    /// `Shared::close` was called: stop reading.
+    Closed,
+}
+
+/// What kind of frame was handled (the idle timer ignores keepalive).
+#[derive(Debug)]
+pub(crate) enum Heard {
+    /// Any message other than keepalive.
+    Traffic,
+    /// A ping (answered).
+    Ping,
+    /// A pong with this token.
+    Pong(u32),
+}
+
+/// Queues the releases of imported objects (from their `Drop`s) for the
+/// connection task.
+pub(crate) struct CtlSink(pub(crate) mpsc::UnboundedSender<Control>);
+
+impl ReleaseSink for CtlSink {
+    fn release(&self, id: ObjectId, generation: u64, count: u32) {
+        // Lock-free queue push; the connection task sends the frame.
+        let _ = self.0.send(Control::Release {
+            id,
+            generation,
+            count,
+        });
+    }
+}

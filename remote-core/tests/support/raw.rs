@@ -1,0 +1,196 @@
+//! A hand-played peer for the hostile-peer tests: connect a raw socket,
+//! say hello, write frames, and read the replies and goodbyes back, each
+//! read bounded by [`WAIT`] so a missing frame fails the test instead of
+//! hanging it. Included by `#[path = "support/raw.rs"] mod raw;`.
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+use remote_core::proto::{encode, CallId, Hello, ObjectId, Reader};
+use remote_core::ServerHandle;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// How long any one expected frame may take on a loaded machine.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Message kind codes (PROTOCOL.md §3).
+pub const HELLO: u64 = 0;
+pub const CALL: u64 = 1;
+pub const RETURN: u64 = 2;
+pub const ERROR: u64 = 3;
+pub const RELEASE: u64 = 4;
+pub const CANCEL: u64 = 5;
+pub const GOODBYE: u64 = 6;
+pub const PING: u64 = 7;
+pub const PONG: u64 = 8;
+
+/// A version-1 hello frame listing `features`, with no authentication.
+pub fn hello(features: Vec<&str>) -> Vec<u8> {
+    encode::hello(&Hello {
+        min_version: 1,
+        max_version: 1,
+        features,
+        auth: None,
+    })
+}
+
+/// A call frame: `method` on object `target` as call `id`, with
+/// `timeout_ms` and the raw msgpack bytes `args` (normally an array).
+pub fn call(id: u32, target: u32, method: &str, timeout_ms: u32, args: &[u8]) -> Vec<u8> {
+    let mut f = encode::begin(32 + args.len());
+    encode::call_head(&mut f, CallId(id), ObjectId(target), method, timeout_ms);
+    f.extend_from_slice(args);
+    encode::finish(&mut f);
+    f
+}
+
+/// The `host:port` of a TCP server.
+pub fn tcp_addr(server: &ServerHandle) -> String {
+    let addr = server.local_addr();
+    addr.strip_prefix("tcp://").unwrap_or(addr).to_owned()
+}
+
+/// A raw socket to a `ws://` server, upgraded to WebSocket (the response
+/// headers read), nothing else sent: the caller writes WebSocket frames.
+pub async fn ws_upgraded(server: &ServerHandle) -> BufReader<TcpStream> {
+    let addr = server.local_addr();
+    let authority = addr
+        .strip_prefix("ws://")
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let s = TcpStream::connect(&authority).await.unwrap();
+    let mut r = BufReader::new(s);
+    let upgrade = format!(
+        "GET / HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    r.get_mut().write_all(upgrade.as_bytes()).await.unwrap();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = tokio::time::timeout(WAIT, r.read_line(&mut line))
+            .await
+            .expect("no upgrade response within 60 s")
+            .unwrap();
+        assert!(n > 0, "the server closed during the upgrade");
+        if line == "\r\n" {
+            return r;
+        }
+    }
+}
+
+/// A raw socket to `server`, nothing sent yet.
+pub async fn connect(server: &ServerHandle) -> TcpStream {
+    TcpStream::connect(tcp_addr(server)).await.unwrap()
+}
+
+/// A raw socket to `server` that sent a hello listing `features` (the
+/// server's hello is left unread).
+pub async fn raw_with(server: &ServerHandle, features: Vec<&str>) -> TcpStream {
+    let mut s = connect(server).await;
+    s.write_all(&hello(features)).await.unwrap();
+    s
+}
+
+/// A raw socket to `server` that sent a plain hello.
+pub async fn raw(server: &ServerHandle) -> TcpStream {
+    raw_with(server, vec![]).await
+}
+
+/// A raw socket that completed the handshake: sent a plain hello and read
+/// the server's (checked to be a hello).
+pub async fn opened(server: &ServerHandle) -> TcpStream {
+    let mut s = raw(server).await;
+    let f = frame(&mut s).await.expect("the server's hello");
+    assert_eq!(kind(&f), HELLO, "hello first");
+    s
+}
+
+/// The next frame's payload, or `None` at the end of the stream. Panics if
+/// nothing arrives within [`WAIT`].
+pub async fn frame<R: AsyncRead + Unpin>(s: &mut R) -> Option<Vec<u8>> {
+    let read = async {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await.ok()?;
+        let mut f = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut f).await.ok()?;
+        Some(f)
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("the peer sent nothing for 60 s")
+}
+
+/// The message kind of a payload.
+pub fn kind(f: &[u8]) -> u64 {
+    let mut r = Reader::new(f);
+    r.array_len().unwrap();
+    r.uint().unwrap()
+}
+
+/// Reads frames until one of `kind`; returns it. Panics at the end of the
+/// stream.
+pub async fn next_of_kind<R: AsyncRead + Unpin>(s: &mut R, want: u64) -> Vec<u8> {
+    loop {
+        let f = frame(s).await.expect("connection closed");
+        if kind(&f) == want {
+            return f;
+        }
+    }
+}
+
+/// An error message's `(call id, kind, message)`, if `f` is one.
+pub fn error_of(f: &[u8]) -> Option<(u64, String, String)> {
+    let mut r = Reader::new(f);
+    if r.array_len().ok()? != 3 || r.uint().ok()? != ERROR {
+        return None;
+    }
+    let id = r.uint().unwrap();
+    r.array_len().unwrap();
+    let kind = r.str().unwrap().to_owned();
+    r.str().unwrap(); // type
+    Some((id, kind, r.str().unwrap().to_owned()))
+}
+
+/// Reads frames until an error message: `(call id, kind, message)`.
+pub async fn next_error<R: AsyncRead + Unpin>(s: &mut R) -> (u64, String, String) {
+    loop {
+        let f = frame(s).await.expect("connection closed before an error");
+        if let Some(e) = error_of(&f) {
+            return e;
+        }
+    }
+}
+
+/// Reads until a goodbye (its reason) or the end of the stream (`None`).
+pub async fn goodbye<R: AsyncRead + Unpin>(s: &mut R) -> Option<String> {
+    while let Some(f) = frame(s).await {
+        if kind(&f) == GOODBYE {
+            let mut r = Reader::new(&f[2..]);
+            return Some(r.str().unwrap().to_owned());
+        }
+    }
+    None
+}
+
+/// Reads until the end of the stream, failing on any goodbye.
+pub async fn eof_without_goodbye<R: AsyncRead + Unpin>(s: &mut R) {
+    if let Some(reason) = goodbye(s).await {
+        panic!("unexpected goodbye: {reason}");
+    }
+}
+
+/// Polls `cond` every few milliseconds until it holds or [`WAIT`] passes;
+/// whether it held.
+pub async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let end = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cond()
+}
