@@ -1,7 +1,9 @@
 //! Saturating time arithmetic shared by the keepalive timer here and the
 //! driver's deadlines.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 /// What "never" means for a deadline or timer: about 30 years.
 pub(crate) const FAR: Duration = Duration::from_secs(30 * 365 * 86_400);
