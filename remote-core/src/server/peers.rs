@@ -1,0 +1,102 @@
+//! Counting a server's open connections per peer address
+//! (`max_connections_per_peer`).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+pub(super) type PeerCounts = HashMap<IpAddr, usize>;
+
+/// The key a peer's connections are counted under: the IP address of a TCP
+/// peer (its /64 prefix for IPv6, where one host often holds a whole /64),
+/// not its port, over TCP or TLS. `None` (not counted per peer) for other
+/// transports.
+pub(super) fn peer_key(peer: &str) -> Option<IpAddr> {
+    let rest = ["tcp://", "tls://", "wss://"]
+        .iter()
+        .find_map(|scheme| peer.strip_prefix(scheme))?;
+    let addr: SocketAddr = rest.split('/').next()?.parse().ok()?;
+    Some(match addr.ip().to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    })
+}
+
+/// One open connection counted for its peer address; uncounted on drop.
+pub(super) struct PeerSlot {
+    counts: Arc<Mutex<PeerCounts>>,
+    key: IpAddr,
+}
+
+impl PeerSlot {
+    /// Counts a connection from `key`, or `None` if it has `max` already.
+    pub(super) fn take(
+        counts: &Arc<Mutex<PeerCounts>>,
+        key: IpAddr,
+        max: usize,
+    ) -> Option<PeerSlot> {
+        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(key).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            counts: counts.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                // Only peers with open connections stay in the map.
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_keyed_by_address_not_port() {
+        let v4: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(peer_key("tcp://10.1.2.3:4000"), Some(v4));
+        assert_eq!(peer_key("tcp://10.1.2.3:4001"), Some(v4));
+        // An IPv4 peer on a dual-stack listener counts as its IPv4 address.
+        assert_eq!(peer_key("tcp://[::ffff:10.1.2.3]:5"), Some(v4));
+        // IPv6 by /64 prefix.
+        assert_eq!(
+            peer_key("tcp://[2001:db8:1:2:aaaa::1]:80"),
+            peer_key("tcp://[2001:db8:1:2:bbbb::2]:81")
+        );
+        assert_ne!(
+            peer_key("tcp://[2001:db8:1:2::1]:80"),
+            peer_key("tcp://[2001:db8:1:3::1]:80")
+        );
+        assert_eq!(peer_key("unix:///tmp/s.sock"), None);
+    }
+
+    #[test]
+    fn a_peer_slot_is_given_back_on_drop() {
+        let counts = Arc::new(Mutex::new(PeerCounts::new()));
+        let key: IpAddr = "127.0.0.1".parse().unwrap();
+        let a = PeerSlot::take(&counts, key, 2).unwrap();
+        let _b = PeerSlot::take(&counts, key, 2).unwrap();
+        assert!(PeerSlot::take(&counts, key, 2).is_none());
+        drop(a);
+        let _c = PeerSlot::take(&counts, key, 2).unwrap();
+        drop((_b, _c));
+        assert!(counts.lock().unwrap().is_empty());
+    }
+}

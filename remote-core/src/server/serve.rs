@@ -1,0 +1,270 @@
+//! [`Server`]: a bound server, [`Server::serve`] and the accept loop that
+//! admits (or refuses) each connection and runs it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use super::events::{EventHook, ServerEvent};
+use super::handle::{Inner, ServerHandle};
+use super::peers::{peer_key, PeerSlot};
+use crate::interface::Interface;
+use crate::proto::encode;
+use crate::transport::{Accepted, Listener};
+use crate::{ConnectionBuilder, Peer, Remote};
+
+/// A bound, not yet serving server.
+///
+/// The `serve` closure runs once per connection. Build the shared state
+/// once, outside it, so every connection sees the same object:
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+/// use remote_core::{remote, Connection, Error, Remote, Server};
+///
+/// #[remote]
+/// pub trait Counter {
+///     async fn bump(&self) -> Result<u64, Error>;
+/// }
+///
+/// #[derive(Default)]
+/// struct Shared(AtomicU64);
+///
+/// #[remote]
+/// impl Counter for Shared {
+///     async fn bump(&self) -> Result<u64, Error> {
+///         Ok(self.0.fetch_add(1, Ordering::SeqCst) + 1)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> remote_core::Result<()> {
+/// let server = Server::bind("tcp://127.0.0.1:0").await?;
+/// let counter = Arc::new(Shared::default()); // one object for every connection
+/// let handle = server.serve(move |_| Remote::new(counter.clone() as Arc<dyn Counter>));
+///
+/// let a = Connection::connect(handle.local_addr()).await?.root::<dyn Counter>();
+/// let b = Connection::connect(handle.local_addr()).await?.root::<dyn Counter>();
+/// assert_eq!(a.bump().await?, 1);
+/// assert_eq!(b.bump().await?, 2); // b sees a's bump: same object
+/// handle.shutdown(std::time::Duration::from_secs(5)).await;
+/// # Ok(()) }
+/// ```
+pub struct Server {
+    pub(super) listener: Listener,
+    pub(super) conn: ConnectionBuilder,
+    pub(super) events: Option<EventHook>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .field("conn", &self.conn)
+            .finish()
+    }
+}
+
+impl Server {
+    /// The address clients connect to (with the real port).
+    pub fn local_addr(&self) -> String {
+        self.listener.local_addr()
+    }
+
+    /// Starts serving: every connection gets the root `factory` returns
+    /// for its [`Peer`] (address, TLS client identity, authenticated
+    /// identity), made once the handshake (and authentication) completed.
+    /// A server that gives everyone the same kind of root ignores the
+    /// argument: `serve(|_| MyRoot::remote())`.
+    pub fn serve<T, F>(self, factory: F) -> ServerHandle
+    where
+        T: ?Sized + Interface,
+        F: Fn(&Peer) -> Remote<T> + Send + Sync + 'static,
+    {
+        // One memory budget for every connection of this server.
+        let budget = Arc::new(crate::driver::Budget::new(self.conn.limits.memory_budget));
+        let mut conn = self.conn;
+        conn.budget = Some(budget.clone());
+        // One cache of memoised replies too.
+        let memo =
+            crate::memo::MemoCache::new(conn.limits.memo_max_entries, conn.limits.memo_max_bytes);
+        conn.memo = Some(memo.clone());
+        conn.server_side = true;
+        // And one set of run turns for their handlers.
+        let sched = crate::driver::Sched::new(conn.limits.max_running_handlers);
+        conn.sched = Some(sched.clone());
+        let counters = crate::stats::ServerCounters::default();
+        conn.server_counters = Some(counters.calls.clone());
+        let inner = Arc::new(Inner {
+            counters,
+            budget,
+            memo,
+            addr: self.listener.local_addr(),
+            stop: CancellationToken::new(),
+            active: AtomicUsize::new(0),
+            conns: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(0),
+            idle: tokio::sync::Notify::new(),
+            per_peer: Arc::new(Mutex::new(HashMap::new())),
+            sched,
+        });
+        // Every connection of this server shares one set of blocking slots.
+        conn.server_blocking = Some(crate::driver::ServerBlocking::new(
+            conn.limits.max_server_blocking_calls,
+            conn.limits.max_blocking_calls_per_peer,
+        ));
+        conn.root_info = Some(crate::fingerprint::RootInfo::of::<T>());
+        conn.root_factory = Some(Arc::new(move |peer: &Peer| {
+            T::into_dispatch(factory(peer).into_arc())
+        }));
+        let task = tokio::spawn(accept_loop(self.listener, conn, inner.clone(), self.events));
+        ServerHandle {
+            inner,
+            task: Some(task),
+        }
+    }
+}
+
+/// Tells a refused client why (a goodbye instead of hello), then closes.
+/// Over TLS the handshake comes first, so the client can read the reason;
+/// the whole refusal is bounded by one second.
+fn refuse(accepted: Accepted, why: String) {
+    tokio::spawn(async move {
+        let frame = encode::goodbye(&why);
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let Ok(mut o) = accepted.open().await else {
+                return;
+            };
+            let _ = o.writer.write_all(&frame).await;
+            let _ = o.writer.shutdown().await;
+            drop(o.reader);
+        })
+        .await;
+    });
+}
+
+async fn accept_loop(
+    listener: Listener,
+    conn: ConnectionBuilder,
+    inner: Arc<Inner>,
+    events: Option<EventHook>,
+) {
+    let emit = move |e: ServerEvent| {
+        if let Some(hook) = &events {
+            // A panicking hook must not skip the connection's bookkeeping.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(e)));
+        }
+    };
+    let emit = Arc::new(emit);
+    let max = conn.limits.max_connections;
+    let max_per_peer = conn.limits.max_connections_per_peer;
+    loop {
+        let accepted = tokio::select! {
+            _ = inner.stop.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let accepted = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // E.g. out of file descriptors: back off instead of spinning.
+                tracing::warn!(name: "remote.accept_failed", "accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if inner.active.load(Ordering::Acquire) >= max {
+            inner.counters.refused.fetch_add(1, Ordering::Relaxed);
+            let why = format!("limit exceeded: max_connections = {max}");
+            crate::trace::limit_hit(
+                "max_connections",
+                &format!("{why} (refused {})", accepted.peer),
+            );
+            refuse(accepted, why);
+            continue;
+        }
+        let key = peer_key(&accepted.peer);
+        let peer_slot = match key {
+            Some(key) => match PeerSlot::take(&inner.per_peer, key, max_per_peer) {
+                Some(slot) => Some(slot),
+                None => {
+                    inner.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    let why = format!(
+                        "limit exceeded: max_connections_per_peer = {max_per_peer} \
+                         (connections from {key})"
+                    );
+                    crate::trace::limit_hit("max_connections_per_peer", &why);
+                    refuse(accepted, why);
+                    continue;
+                }
+            },
+            None => None,
+        };
+        inner.active.fetch_add(1, Ordering::AcqRel);
+        inner.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        let mut builder = conn.clone();
+        builder.peer_blocking = key
+            .zip(conn.server_blocking.as_ref())
+            .map(|(k, b)| b.for_peer(k));
+        let inner2 = inner.clone();
+        let emit = emit.clone();
+        tokio::spawn(async move {
+            let peer = accepted.peer.clone();
+            let addr = peer.clone();
+            emit(ServerEvent::Connected { addr: addr.clone() });
+            let authenticates = matches!(builder.auth, crate::auth::Side::Verify(_));
+            // The transport's handshake (TLS) runs here, in the
+            // connection's own task, bounded by handshake_timeout.
+            let opened = accepted.open().await.inspect_err(|e| {
+                tracing::warn!(
+                    name: "remote.handshake_failed",
+                    peer = %peer,
+                    error = %e,
+                    "transport handshake failed"
+                );
+            });
+            let conn = match opened {
+                Ok(o) => {
+                    builder.tls_identity = o.tls_identity;
+                    builder.channel_binding = o.channel_binding;
+                    builder.over_boxed(o.reader, o.writer, peer).await
+                }
+                Err(e) => Err(e),
+            };
+            match conn {
+                Err(reason) => emit(ServerEvent::Closed { addr, reason }),
+                Ok(c) => {
+                    if authenticates {
+                        emit(ServerEvent::Authenticated {
+                            peer: c.peer_info(),
+                        });
+                    }
+                    let id = inner2.next.fetch_add(1, Ordering::Relaxed);
+                    inner2
+                        .conns
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(id, c.clone());
+                    if inner2.stop.is_cancelled() {
+                        c.close();
+                    }
+                    let reason = c.closed().await;
+                    inner2
+                        .conns
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                    emit(ServerEvent::Closed { addr, reason });
+                }
+            }
+            // Uncounted for its address before the server's count goes down.
+            drop(peer_slot);
+            inner2.active.fetch_sub(1, Ordering::AcqRel);
+            inner2.idle.notify_waiters();
+        });
+    }
+}
