@@ -26,7 +26,7 @@ use crate::{Error, Limits};
 
 /// A frame at least this long is handed to the writer by moving its
 /// buffer, not copied ([`Shared::send_vec`]). Encode buffers this large are
-/// not kept for reuse anyway (`call.rs` `with_scratch`).
+/// not kept for reuse anyway (`call/scratch.rs` `with_scratch`).
 const LARGE_FRAME: usize = 64 << 10;
 
 /// State shared by a connection's tasks, proxies and handlers.

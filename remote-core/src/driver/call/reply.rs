@@ -1,325 +1,16 @@
-//! Making calls (proxy side) and answering them (serving side).
+//! [`CallCx`]: the serving side of a call, encoding its reply (or the
+//! error it ended with) and running blocking methods.
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 
 use crate::rt::time::Instant;
-use bytes::Bytes;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-use super::control::{Control, Held, Incoming};
-use super::shared::Shared;
+use super::scratch::with_scratch;
 use crate::codec;
-use crate::proto::{encode, CallId, ImportRef, ObjectId};
-use crate::{Connection, Error, RemoteErrorType, Wire};
-
-pub(super) type Prepared = (
-    CallId,
-    Instant,
-    std::time::Duration,
-    tokio::sync::oneshot::Receiver<Result<Incoming, Error>>,
-);
-
-thread_local! {
-    /// A reusable encode buffer: frames are encoded here, then appended to
-    /// the connection's write buffer, so a call allocates no frame.
-    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// Runs `f` with this thread's scratch buffer (an empty one if it is in use
-/// further up the stack).
-fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-    let mut buf = SCRATCH.take();
-    buf.clear();
-    let r = f(&mut buf);
-    if buf.capacity() <= 64 << 10 {
-        SCRATCH.set(buf);
-    }
-    r
-}
-
-/// A proxy's link to one object of a peer: the connection, the object's
-/// id, and the counted hold that keeps it alive at the peer.
-///
-/// Generated proxies (`ChatClient`) wrap one. Clones share the hold; when
-/// the last one is dropped a release is queued for the connection task.
-///
-/// ```
-/// use remote_core::collections::{RemoteList, SharedVec};
-/// use remote_core::{Connection, ConnectionBuilder};
-///
-/// fn main() -> remote_core::Result<()> {
-///     tokio::runtime::Runtime::new()?.block_on(async {
-///         let list = SharedVec::<u64>::new();
-///         let (client, _server) =
-///             Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new().serve(list.remote()))
-///                 .await?;
-///         let remote = client.root::<dyn RemoteList<u64>>();
-///         let handle = remote.handle().expect("a proxy has a handle");
-///         assert_eq!(handle.object_id(), 0); // the root
-///         assert!(handle.same_target(client.root::<dyn RemoteList<u64>>().handle().unwrap()));
-///         // A local object has none.
-///         assert!(list.remote().handle().is_none());
-///         Ok(())
-///     })
-/// }
-/// ```
-#[derive(Clone)]
-pub struct Handle {
-    shared: Arc<Shared>,
-    target: ObjectId,
-    _hold: Option<ImportRef>,
-    /// Set on a root proxy for the wrong interface: every call fails with
-    /// it, nothing is sent.
-    refused: Option<Arc<Error>>,
-}
-
-impl fmt::Debug for Handle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handle")
-            .field("object", &self.target.0)
-            .field("conn", &self.shared)
-            .finish()
-    }
-}
-
-struct CancelOnDrop<'a> {
-    shared: &'a Shared,
-    id: CallId,
-    sent: bool,
-    armed: bool,
-}
-
-impl Drop for CancelOnDrop<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            // Queued, not sent from here: Drop does no I/O and takes no lock.
-            let _ = self.shared.ctl.send(Control::Cancel {
-                id: self.id,
-                sent: self.sent,
-            });
-        }
-    }
-}
-
-impl Handle {
-    pub(crate) fn root(shared: Arc<Shared>) -> Self {
-        Handle {
-            shared,
-            target: ObjectId::ROOT,
-            _hold: None,
-            refused: None,
-        }
-    }
-
-    /// A root handle whose every call fails with `error` (the peer's root
-    /// is another interface than the proxy's).
-    pub(crate) fn refused_root(shared: Arc<Shared>, error: Error) -> Self {
-        Handle {
-            refused: Some(Arc::new(error)),
-            ..Handle::root(shared)
-        }
-    }
-
-    pub(crate) fn imported(shared: Arc<Shared>, hold: ImportRef) -> Self {
-        Handle {
-            target: hold.id(),
-            shared,
-            _hold: Some(hold),
-            refused: None,
-        }
-    }
-
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
-    pub(crate) fn target_id(&self) -> ObjectId {
-        self.target
-    }
-
-    /// The peer's id of the object.
-    pub fn object_id(&self) -> u32 {
-        self.target.0
-    }
-
-    /// The connection the object lives behind.
-    pub fn connection(&self) -> Connection {
-        Connection {
-            shared: self.shared.clone(),
-        }
-    }
-
-    /// Whether both handles name the same object on the same connection.
-    pub fn same_target(&self, other: &Handle) -> bool {
-        Arc::ptr_eq(&self.shared, &other.shared) && self.target == other.target
-    }
-
-    /// Like [`call`](Handle::call), blocking the current thread. Returns
-    /// [`Error::BlockingInAsync`] on an async runtime thread instead of
-    /// deadlocking.
-    pub fn call_blocking<A, T, E>(&self, method: &'static str, args: A) -> Result<T, E>
-    where
-        A: Serialize + Send + 'static,
-        T: Wire,
-        E: RemoteErrorType,
-    {
-        crate::blocking::block_on_call(&self.shared.runtime, self.call(method, args))
-    }
-
-    pub(super) fn prepare(
-        &self,
-        method: &str,
-        args: &dyn codec::Encode,
-    ) -> Result<Prepared, Error> {
-        if let Some(e) = &self.refused {
-            return Err((**e).clone());
-        }
-        let shared = &*self.shared;
-        let now = Instant::now();
-        let deadline = super::current_deadline()
-            .unwrap_or_else(|| super::deadline::after(now, shared.limits.default_deadline));
-        let budget = deadline.saturating_duration_since(now);
-        if budget.is_zero() {
-            return Err(Error::DeadlineExceeded(budget));
-        }
-        let timeout_ms = u32::try_from(budget.as_millis().max(1)).unwrap_or(u32::MAX);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        // A closed connection's calls fail with the reason it closed.
-        let id = shared.core().start_call(tx).map_err(|e| match e {
-            Error::ConnectionLost(_) => shared.lost(),
-            other => other,
-        })?;
-        let guard = CancelOnDrop {
-            shared,
-            id,
-            sent: false,
-            armed: true,
-        };
-        with_scratch(|buf| {
-            encode::begin_in(buf);
-            encode::call_head(buf, id, self.target, method, timeout_ms);
-            let args_at = buf.len();
-            let exported = codec::encode_into(&self.shared, args, buf, "arguments")?;
-            if buf[args_at..] == [0xc0] {
-                // `()` encodes as nil; arguments are always an array.
-                buf[args_at] = 0x90;
-            }
-            let len = encode::finish(buf);
-            let sent = if len > shared.limits.max_frame_len {
-                Err(Error::limit(
-                    "max_frame_len",
-                    shared.limits.max_frame_len as u64,
-                    format!("call to {method} encodes to {len} bytes"),
-                ))
-            } else {
-                shared.send_vec(buf)
-            };
-            if sent.is_err() {
-                // Never sent: the peer will never release what we counted.
-                exported.undo(shared);
-            }
-            sent
-        })?;
-        std::mem::forget(guard);
-        Ok((id, deadline, budget, rx))
-    }
-
-    pub(super) fn finish<T: Wire, E: RemoteErrorType>(&self, inc: Incoming) -> Result<T, E> {
-        let mut slot = None::<T>;
-        match self.finish_into(inc, &mut slot) {
-            Finished::Decoded => slot.ok_or_else(|| {
-                E::from_error(Error::Decode {
-                    what: "return value",
-                    message: "no value decoded".into(),
-                })
-            }),
-            Finished::Failed(e) => Err(E::from_error(e)),
-            Finished::Remote(remote) => Err(E::from_remote(remote)),
-        }
-    }
-
-    /// The type-independent part of [`finish`](Handle::finish): decodes a
-    /// return value into `slot`, or says which error the call ended with.
-    fn finish_into(&self, inc: Incoming, slot: &mut dyn codec::DecodeSlot) -> Finished {
-        let held = Held {
-            refs: inc.refs,
-            owns: inc.owns,
-        };
-        match inc.result {
-            Ok(range) => {
-                match codec::decode_into(
-                    &self.shared,
-                    &inc.frame[range],
-                    held,
-                    "return value",
-                    slot,
-                ) {
-                    Ok(()) => Finished::Decoded,
-                    Err(e) => Finished::Failed(e),
-                }
-            }
-            // The server's own timer may beat ours by a millisecond.
-            Err(remote) if remote.kind == "deadline_exceeded" => {
-                Finished::Failed(Error::DeadlineExceeded(std::time::Duration::ZERO))
-            }
-            Err(remote) => Finished::Remote(remote),
-        }
-    }
-}
-
-/// How a call's reply was handled by [`Handle::finish_into`].
-enum Finished {
-    /// The return value is in the slot.
-    Decoded,
-    /// A local error: the reply did not decode, or the deadline passed.
-    Failed(Error),
-    /// The peer's error.
-    Remote(crate::RemoteError),
-}
-
-/// The encoded arguments of an incoming call.
-pub struct Args {
-    shared: Arc<Shared>,
-    frame: Bytes,
-    range: Range<usize>,
-    held: Held,
-}
-
-impl fmt::Debug for Args {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Args")
-            .field("len", &self.range.len())
-            .field("refs", &self.held.refs.len())
-            .finish()
-    }
-}
-
-impl Args {
-    /// The encoded arguments, if they hold no reference (a memo key).
-    pub(crate) fn plain_bytes(&self) -> Option<&[u8]> {
-        let plain = self.held.refs.is_empty() && self.held.owns.is_empty();
-        plain.then(|| &self.frame[self.range.clone()])
-    }
-
-    pub(crate) fn new(shared: Arc<Shared>, frame: Bytes, range: Range<usize>, held: Held) -> Self {
-        Args {
-            shared,
-            frame,
-            range,
-            held,
-        }
-    }
-
-    /// Decodes the arguments as a tuple (`()` for none).
-    pub fn decode<A: DeserializeOwned>(self) -> Result<A, Error> {
-        let bytes = &self.frame[self.range.clone()];
-        let bytes: &[u8] = if bytes == [0x90] { &[0xc0] } else { bytes };
-        codec::decode_from(&self.shared, bytes, self.held, "arguments")
-    }
-}
+use crate::driver::shared::Shared;
+use crate::proto::{encode, CallId};
+use crate::{Error, RemoteErrorType, Wire};
 
 /// Context of an incoming call: encodes its reply, runs blocking methods.
 pub struct CallCx {
@@ -525,7 +216,9 @@ impl CallCx {
             // handler is dropped.
             let _held = (hold, slots);
             crate::blocking::allow_blocking(|| {
-                crate::peer::blocking_scope(peer, || super::deadline::blocking_scope(deadline, f))
+                crate::peer::blocking_scope(peer, || {
+                    crate::driver::deadline::blocking_scope(deadline, f)
+                })
             })
         });
         match task.await {
@@ -587,10 +280,10 @@ pub(crate) fn running_inline() -> bool {
 }
 
 /// Marks the reader's inline poll of a handler (reset on drop, also on panic).
-pub(super) struct Inline(bool);
+pub(in crate::driver) struct Inline(bool);
 
 impl Inline {
-    pub(super) fn enter() -> Self {
+    pub(in crate::driver) fn enter() -> Self {
         Inline(INLINE.with(|c| c.replace(true)))
     }
 }

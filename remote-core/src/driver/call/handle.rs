@@ -1,0 +1,265 @@
+//! [`Handle`]: a proxy's link to one object of a peer, and making a call
+//! through it (encoding the call, decoding its reply).
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::rt::time::Instant;
+use serde::Serialize;
+
+use super::scratch::with_scratch;
+use crate::codec;
+use crate::driver::control::{Control, Held, Incoming};
+use crate::driver::shared::Shared;
+use crate::proto::{encode, CallId, ImportRef, ObjectId};
+use crate::{Connection, Error, RemoteErrorType, Wire};
+
+pub(in crate::driver) type Prepared = (
+    CallId,
+    Instant,
+    std::time::Duration,
+    tokio::sync::oneshot::Receiver<Result<Incoming, Error>>,
+);
+
+/// A proxy's link to one object of a peer: the connection, the object's
+/// id, and the counted hold that keeps it alive at the peer.
+///
+/// Generated proxies (`ChatClient`) wrap one. Clones share the hold; when
+/// the last one is dropped a release is queued for the connection task.
+///
+/// ```
+/// use remote_core::collections::{RemoteList, SharedVec};
+/// use remote_core::{Connection, ConnectionBuilder};
+///
+/// fn main() -> remote_core::Result<()> {
+///     tokio::runtime::Runtime::new()?.block_on(async {
+///         let list = SharedVec::<u64>::new();
+///         let (client, _server) =
+///             Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new().serve(list.remote()))
+///                 .await?;
+///         let remote = client.root::<dyn RemoteList<u64>>();
+///         let handle = remote.handle().expect("a proxy has a handle");
+///         assert_eq!(handle.object_id(), 0); // the root
+///         assert!(handle.same_target(client.root::<dyn RemoteList<u64>>().handle().unwrap()));
+///         // A local object has none.
+///         assert!(list.remote().handle().is_none());
+///         Ok(())
+///     })
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+    target: ObjectId,
+    _hold: Option<ImportRef>,
+    /// Set on a root proxy for the wrong interface: every call fails with
+    /// it, nothing is sent.
+    refused: Option<Arc<Error>>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("object", &self.target.0)
+            .field("conn", &self.shared)
+            .finish()
+    }
+}
+
+struct CancelOnDrop<'a> {
+    shared: &'a Shared,
+    id: CallId,
+    sent: bool,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            // Queued, not sent from here: Drop does no I/O and takes no lock.
+            let _ = self.shared.ctl.send(Control::Cancel {
+                id: self.id,
+                sent: self.sent,
+            });
+        }
+    }
+}
+
+impl Handle {
+    pub(crate) fn root(shared: Arc<Shared>) -> Self {
+        Handle {
+            shared,
+            target: ObjectId::ROOT,
+            _hold: None,
+            refused: None,
+        }
+    }
+
+    /// A root handle whose every call fails with `error` (the peer's root
+    /// is another interface than the proxy's).
+    pub(crate) fn refused_root(shared: Arc<Shared>, error: Error) -> Self {
+        Handle {
+            refused: Some(Arc::new(error)),
+            ..Handle::root(shared)
+        }
+    }
+
+    pub(crate) fn imported(shared: Arc<Shared>, hold: ImportRef) -> Self {
+        Handle {
+            target: hold.id(),
+            shared,
+            _hold: Some(hold),
+            refused: None,
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub(crate) fn target_id(&self) -> ObjectId {
+        self.target
+    }
+
+    /// The peer's id of the object.
+    pub fn object_id(&self) -> u32 {
+        self.target.0
+    }
+
+    /// The connection the object lives behind.
+    pub fn connection(&self) -> Connection {
+        Connection {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Whether both handles name the same object on the same connection.
+    pub fn same_target(&self, other: &Handle) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared) && self.target == other.target
+    }
+
+    /// Like [`call`](Handle::call), blocking the current thread. Returns
+    /// [`Error::BlockingInAsync`] on an async runtime thread instead of
+    /// deadlocking.
+    pub fn call_blocking<A, T, E>(&self, method: &'static str, args: A) -> Result<T, E>
+    where
+        A: Serialize + Send + 'static,
+        T: Wire,
+        E: RemoteErrorType,
+    {
+        crate::blocking::block_on_call(&self.shared.runtime, self.call(method, args))
+    }
+
+    pub(in crate::driver) fn prepare(
+        &self,
+        method: &str,
+        args: &dyn codec::Encode,
+    ) -> Result<Prepared, Error> {
+        if let Some(e) = &self.refused {
+            return Err((**e).clone());
+        }
+        let shared = &*self.shared;
+        let now = Instant::now();
+        let deadline = crate::driver::current_deadline()
+            .unwrap_or_else(|| crate::driver::deadline::after(now, shared.limits.default_deadline));
+        let budget = deadline.saturating_duration_since(now);
+        if budget.is_zero() {
+            return Err(Error::DeadlineExceeded(budget));
+        }
+        let timeout_ms = u32::try_from(budget.as_millis().max(1)).unwrap_or(u32::MAX);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // A closed connection's calls fail with the reason it closed.
+        let id = shared.core().start_call(tx).map_err(|e| match e {
+            Error::ConnectionLost(_) => shared.lost(),
+            other => other,
+        })?;
+        let guard = CancelOnDrop {
+            shared,
+            id,
+            sent: false,
+            armed: true,
+        };
+        with_scratch(|buf| {
+            encode::begin_in(buf);
+            encode::call_head(buf, id, self.target, method, timeout_ms);
+            let args_at = buf.len();
+            let exported = codec::encode_into(&self.shared, args, buf, "arguments")?;
+            if buf[args_at..] == [0xc0] {
+                // `()` encodes as nil; arguments are always an array.
+                buf[args_at] = 0x90;
+            }
+            let len = encode::finish(buf);
+            let sent = if len > shared.limits.max_frame_len {
+                Err(Error::limit(
+                    "max_frame_len",
+                    shared.limits.max_frame_len as u64,
+                    format!("call to {method} encodes to {len} bytes"),
+                ))
+            } else {
+                shared.send_vec(buf)
+            };
+            if sent.is_err() {
+                // Never sent: the peer will never release what we counted.
+                exported.undo(shared);
+            }
+            sent
+        })?;
+        std::mem::forget(guard);
+        Ok((id, deadline, budget, rx))
+    }
+
+    pub(in crate::driver) fn finish<T: Wire, E: RemoteErrorType>(
+        &self,
+        inc: Incoming,
+    ) -> Result<T, E> {
+        let mut slot = None::<T>;
+        match self.finish_into(inc, &mut slot) {
+            Finished::Decoded => slot.ok_or_else(|| {
+                E::from_error(Error::Decode {
+                    what: "return value",
+                    message: "no value decoded".into(),
+                })
+            }),
+            Finished::Failed(e) => Err(E::from_error(e)),
+            Finished::Remote(remote) => Err(E::from_remote(remote)),
+        }
+    }
+
+    /// The type-independent part of [`finish`](Handle::finish): decodes a
+    /// return value into `slot`, or says which error the call ended with.
+    fn finish_into(&self, inc: Incoming, slot: &mut dyn codec::DecodeSlot) -> Finished {
+        let held = Held {
+            refs: inc.refs,
+            owns: inc.owns,
+        };
+        match inc.result {
+            Ok(range) => {
+                match codec::decode_into(
+                    &self.shared,
+                    &inc.frame[range],
+                    held,
+                    "return value",
+                    slot,
+                ) {
+                    Ok(()) => Finished::Decoded,
+                    Err(e) => Finished::Failed(e),
+                }
+            }
+            // The server's own timer may beat ours by a millisecond.
+            Err(remote) if remote.kind == "deadline_exceeded" => {
+                Finished::Failed(Error::DeadlineExceeded(std::time::Duration::ZERO))
+            }
+            Err(remote) => Finished::Remote(remote),
+        }
+    }
+}
+
+/// How a call's reply was handled by [`Handle::finish_into`].
+enum Finished {
+    /// The return value is in the slot.
+    Decoded,
+    /// A local error: the reply did not decode, or the deadline passed.
+    Failed(Error),
+    /// The peer's error.
+    Remote(crate::RemoteError),
+}

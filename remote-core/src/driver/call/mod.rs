@@ -1,0 +1,12 @@
+//! Making calls (proxy side) and answering them (serving side).
+
+mod args;
+mod handle;
+mod reply;
+mod scratch;
+
+pub use args::Args;
+pub use handle::Handle;
+pub(super) use handle::Prepared;
+pub(super) use reply::Inline;
+pub use reply::{CallCx, Reply};

@@ -1,0 +1,19 @@
+//! The reusable encode buffer calls and replies are encoded in.
+
+thread_local! {
+    /// A reusable encode buffer: frames are encoded here, then appended to
+    /// the connection's write buffer, so a call allocates no frame.
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's scratch buffer (an empty one if it is in use
+/// further up the stack).
+pub(super) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut buf = SCRATCH.take();
+    buf.clear();
+    let r = f(&mut buf);
+    if buf.capacity() <= 64 << 10 {
+        SCRATCH.set(buf);
+    }
+    r
+}
