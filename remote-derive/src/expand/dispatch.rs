@@ -1,0 +1,187 @@
+//! The serving side: the private dispatcher that decodes a call and runs
+//! the method, and the trait object's `Interface` impl.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::Ident;
+
+use super::describe::describe_body;
+use super::shared::{dispatch_ident, dyn_and_path, guarded_where};
+use crate::ast::{Method, RemoteTrait};
+
+/// The private `__ChatDispatch` and its `Dispatch` implementation.
+pub(crate) fn dispatch(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
+    let ident = t.ident();
+    let name = ident.to_string();
+    let d = dispatch_ident(ident);
+    let (impl_g, ty_g, where_clause) = t.item.generics.split_for_impl();
+    let (dyn_ty, _) = dyn_and_path(t);
+    let arms = t.methods.iter().map(|m| dispatch_arm(t, m, p));
+    let guard = guarded_where(t, p);
+    let describe = describe_body(t, p);
+    let client = &t.client;
+    let marker = if t.is_generic() {
+        quote!(__marker: ::core::marker::PhantomData,)
+    } else {
+        quote!()
+    };
+    let priority = method_priority(t, p);
+    quote! {
+        #[doc(hidden)]
+        struct #d #impl_g (#p::Arc<#dyn_ty>) #where_clause;
+
+        impl #impl_g #d #ty_g #where_clause {
+            /// The interface's schema. Not guarded (see `guarded_where`): the
+            /// `describe_wire` / `describe_error` calls here are where a
+            /// type that cannot cross is reported.
+            fn describe(b: &mut #p::SchemaBuilder) -> #p::Ty {
+                #describe
+            }
+        }
+
+        impl #impl_g #p::Checked for #d #ty_g #guard {
+            type Interface = #dyn_ty;
+            #[inline]
+            fn into_dispatch(this: #p::Arc<#dyn_ty>) -> #p::Arc<dyn #p::Dispatch> {
+                #p::Arc::new(#d(this))
+            }
+            #[inline]
+            fn proxy(handle: #p::Handle) -> #p::Arc<#dyn_ty> {
+                #p::Arc::new(#client { handle, #marker })
+            }
+        }
+
+        impl #impl_g #p::Dispatch for #d #ty_g #guard {
+            #[inline]
+            fn interface_name(&self) -> &'static str {
+                #name
+            }
+            #[inline]
+            fn as_any(&self) -> &dyn #p::Any {
+                self
+            }
+            #[inline]
+            fn call(
+                &self,
+                __method: &str,
+                __args: #p::Args,
+                __cx: #p::CallCx,
+            ) -> #p::Result<#p::CallFuture, #p::Error> {
+                match __method {
+                    #(#arms)*
+                    _ => #p::Err(#p::Error::unknown_method(#name, __method)),
+                }
+            }
+            #priority
+        }
+    }
+}
+
+/// `Dispatch::method_priority`, for a trait with `#[remote(priority = ..)]`
+/// methods (others keep the default: the connection's class).
+fn method_priority(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
+    let arms: Vec<TokenStream> = t
+        .methods
+        .iter()
+        .filter_map(|m| {
+            let class = m.priority.as_ref()?;
+            let wire = &m.wire_name;
+            Some(quote!(#wire => #p::Some(#p::Priority::#class),))
+        })
+        .collect();
+    if arms.is_empty() {
+        return quote!();
+    }
+    quote! {
+        fn method_priority(&self, __method: &str) -> #p::Option<#p::Priority> {
+            match __method {
+                #(#arms)*
+                _ => #p::None,
+            }
+        }
+    }
+}
+
+fn dispatch_arm(t: &RemoteTrait, m: &Method, p: &TokenStream) -> TokenStream {
+    let (dyn_ty, trait_path) = dyn_and_path(t);
+    let wire = &m.wire_name;
+    let ident = &m.ident;
+    let vars: Vec<Ident> = (0..m.args.len())
+        .map(|i| format_ident!("__a{}", i))
+        .collect();
+    let tys = m.args.iter().map(|a| &a.ty);
+    let auth = if m.requires_auth {
+        quote!(__cx.require_auth(#wire)?;)
+    } else {
+        quote!()
+    };
+    let call = quote!(<#dyn_ty as #trait_path>::#ident(&*__obj, #(#vars),*));
+    let run = if m.is_async {
+        quote!(#call.await)
+    } else {
+        quote!(#p::blocking(&__cx, move || #call).await)
+    };
+    let (lookup, invalidate, reply) = crate::cache::dispatch_hooks(m, p, &dyn_ty);
+    quote! {
+        #wire => {
+            #auth
+            #lookup
+            let (#(#vars,)*): (#(#tys,)*) = #p::decode_args(__args)?;
+            let __obj = ::core::clone::Clone::clone(&self.0);
+            let __fut: #p::CallFuture = #p::Box::pin(async move {
+                let __r = #run;
+                #invalidate
+                #reply
+            });
+            #p::Ok(__fut)
+        }
+    }
+}
+
+/// `impl Interface for dyn Chat`.
+pub(crate) fn interface(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
+    let ident = t.ident();
+    let name = ident.to_string();
+    let d = dispatch_ident(ident);
+    let client = &t.client;
+    let (impl_g, ty_g, where_clause) = t.item.generics.split_for_impl();
+    let (dyn_ty, trait_path) = dyn_and_path(t);
+    // Not guarded (see `guarded_where`): proving `Remote<dyn Chat>: Wire`
+    // needs this impl, so a guard naming such a type would be a cycle. The
+    // casts go through the guarded `Checked` impl when it holds.
+    quote! {
+        impl #impl_g #p::InterfaceProxy for #dyn_ty #where_clause {
+            type Proxy = #client #ty_g;
+        }
+
+        impl #impl_g #p::Interface for #dyn_ty #where_clause {
+            fn name() -> &'static str {
+                #name
+            }
+            #[inline]
+            fn into_dispatch(this: #p::Arc<Self>) -> #p::Arc<dyn #p::Dispatch> {
+                use #p::{ViaChecked as _, ViaUnchecked as _};
+                (&&#p::Probe::<#d #ty_g, Self>::NEW).dispatcher(this)
+            }
+            #[inline]
+            fn from_dispatch(d: &#p::Arc<dyn #p::Dispatch>) -> #p::Option<#p::Arc<Self>> {
+                match #p::Dispatch::as_any(&**d).downcast_ref::<#d #ty_g>() {
+                    #p::Some(d) => #p::Some(::core::clone::Clone::clone(&d.0)),
+                    #p::None => #p::None,
+                }
+            }
+            #[inline]
+            fn proxy(handle: #p::Handle) -> #p::Arc<Self> {
+                use #p::{ViaChecked as _, ViaUnchecked as _};
+                (&&#p::Probe::<#d #ty_g, Self>::NEW).proxy(handle)
+            }
+            #[inline]
+            fn handle(this: &Self) -> #p::Option<&#p::Handle> {
+                <Self as #trait_path>::__remote_handle(this)
+            }
+            fn describe(b: &mut #p::SchemaBuilder) -> #p::Ty {
+                <#d #ty_g>::describe(b)
+            }
+        }
+    }
+}
