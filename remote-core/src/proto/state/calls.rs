@@ -1,0 +1,89 @@
+//! Call bookkeeping: our outgoing calls waiting for replies (and the ids
+//! of cancelled ones kept reserved), and the incoming calls counted as
+//! running until their handlers stop.
+
+use super::{Phase, State};
+use crate::proto::{CallId, IdMap};
+
+impl<O: Clone, W> State<O, W> {
+    /// Incoming calls currently counted as running.
+    pub fn calls_in_flight(&self) -> usize {
+        self.running
+    }
+
+    /// Our calls waiting for replies (cancelled ones included: their ids
+    /// stay reserved until the reply arrives).
+    pub fn calls_waiting(&self) -> usize {
+        self.outgoing.len() + self.cancelled.len()
+    }
+
+    /// Registers an outgoing call, returning its id.
+    pub fn start_call(&mut self, waiter: W) -> Result<CallId, crate::Error> {
+        if self.phase == Phase::Closed {
+            return Err(crate::Error::ConnectionLost("connection is closed".into()));
+        }
+        if self.calls_waiting() >= self.limits.max_outgoing_calls {
+            return Err(crate::Error::limit(
+                "max_outgoing_calls",
+                self.limits.max_outgoing_calls as u64,
+                "too many calls waiting for replies on this connection",
+            ));
+        }
+        loop {
+            let id = CallId(self.next_call);
+            self.next_call = self.next_call.wrapping_add(1);
+            if self.cancelled.contains_key(&id) {
+                continue;
+            }
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.outgoing.entry(id) {
+                slot.insert(waiter);
+                return Ok(id);
+            }
+        }
+    }
+
+    /// Sets the next call id to try (tests of id reuse).
+    #[cfg(test)]
+    pub(crate) fn set_next_call_id(&mut self, id: u32) {
+        self.next_call = id;
+    }
+
+    /// Forgets an outgoing call's waiter (cancelled or timed out). `sent`
+    /// says whether its call frame went out: if so, the id stays reserved
+    /// until the peer's one reply to it arrives (PROTOCOL.md §3.6), and
+    /// that reply is dropped. Returns `true` if the call was still waiting
+    /// and was sent, so a cancel frame should be sent.
+    pub fn cancel_call(&mut self, id: CallId, sent: bool) -> bool {
+        if self.outgoing.remove(&id).is_none() {
+            return false;
+        }
+        if sent && self.phase != Phase::Closed {
+            self.cancelled.insert(id, ());
+        }
+        sent
+    }
+
+    /// The reply to incoming call `id` (running as `seq`) is about to be
+    /// sent: from now on the peer may reuse the id. Returns `false` if the
+    /// call was cancelled (already answered with `cancelled`) or answered:
+    /// the reply must then not be sent.
+    pub fn answered(&mut self, id: CallId, seq: u64) -> bool {
+        // Not generic: compiled once here, not in every crate whose
+        // generated code replies to a call.
+        fn forget(incoming: &mut IdMap<CallId, u64>, id: CallId, seq: u64) -> bool {
+            if incoming.get(&id) == Some(&seq) {
+                incoming.remove(&id);
+                true
+            } else {
+                false
+            }
+        }
+        forget(&mut self.incoming, id, seq)
+    }
+
+    /// An incoming call's handler has stopped (finished or aborted).
+    pub fn call_done(&mut self, id: CallId, seq: u64) {
+        let _ = self.answered(id, seq);
+        self.running = self.running.saturating_sub(1);
+    }
+}

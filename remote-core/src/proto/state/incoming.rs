@@ -1,0 +1,199 @@
+//! Processing one frame from the peer: the handshake, then calls, replies,
+//! releases, cancels and the negotiated extras.
+
+use super::event::Event;
+use super::refs::RefError;
+use super::{Phase, State, Violation};
+use crate::proto::msg::{Message, PROTOCOL_VERSION};
+use crate::proto::{encode, invalidate, ping, CallId};
+use crate::{Limits, RemoteError};
+
+fn reject(id: CallId, kind: &str, message: String, limits: &Limits) -> Vec<u8> {
+    encode::error(
+        id,
+        &RemoteError::new(kind, "remote_core::Error", message),
+        limits,
+    )
+}
+
+impl<O: Clone, W> State<O, W> {
+    /// Processes one frame from the peer.
+    pub fn handle_frame<'a>(&mut self, frame: &'a [u8]) -> Result<Event<'a, O, W>, Violation> {
+        if self.phase == Phase::Closed {
+            return Ok(Event::Nothing);
+        }
+        self.scratch.clear();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let parsed = Message::parse(frame, &self.limits, &mut scratch);
+        self.scratch = scratch;
+        let msg = parsed?;
+        if self.phase == Phase::AwaitingHello {
+            let Message::Hello(h) = msg else {
+                return Err(Violation(
+                    "expected a handshake (message kind 0) first".into(),
+                ));
+            };
+            let version = h.max_version.min(PROTOCOL_VERSION);
+            if version < h.min_version.max(PROTOCOL_VERSION) {
+                return Err(Violation(format!(
+                    "no common protocol version: peer speaks {}..={}, we speak {PROTOCOL_VERSION}..={PROTOCOL_VERSION}",
+                    h.min_version, h.max_version
+                )));
+            }
+            self.phase = Phase::Open(version);
+            // Unknown names are ignored; the enabled set is the intersection.
+            let known = [ping::FEATURE, invalidate::FEATURE];
+            let mut features: Vec<String> = Vec::new();
+            for f in known {
+                if h.features.contains(&f) {
+                    features.push(f.to_owned());
+                }
+            }
+            self.keepalive = features.iter().any(|f| f == ping::FEATURE);
+            self.invalidate = features.iter().any(|f| f == invalidate::FEATURE);
+            return Ok(Event::Opened {
+                version,
+                auth: h.auth,
+                features,
+            });
+        }
+        match msg {
+            Message::Hello(_) => Err(Violation("handshake sent twice".into())),
+            Message::Call {
+                id,
+                target,
+                method,
+                timeout_ms,
+                args,
+            } => {
+                if self.incoming.contains_key(&id) {
+                    return Err(Violation(format!("call id {id} is already in flight")));
+                }
+                let (refs, owns) = match self.take_refs() {
+                    Ok(r) => r,
+                    Err(RefError::UnknownOwn(m)) => {
+                        return Ok(Event::Reject {
+                            frame: reject(id, "unknown_object", m, &self.limits),
+                            kind: "unknown_object",
+                        })
+                    }
+                    Err(RefError::Violation(v)) => return Err(v),
+                };
+                if self.running >= self.limits.max_calls_in_flight {
+                    let msg = format!(
+                        "limit exceeded: max_calls_in_flight = {} (call {id} refused)",
+                        self.limits.max_calls_in_flight
+                    );
+                    return Ok(Event::Reject {
+                        frame: reject(id, "limit_exceeded", msg, &self.limits),
+                        kind: "limit_exceeded",
+                    });
+                }
+                let Some(obj) = self.exports.get(target).cloned() else {
+                    let msg = format!("no object with id {target} on this connection");
+                    return Ok(Event::Reject {
+                        frame: reject(id, "unknown_object", msg, &self.limits),
+                        kind: "unknown_object",
+                    });
+                };
+                let cap = u32::try_from(self.limits.max_deadline.as_millis()).unwrap_or(u32::MAX);
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.incoming.insert(id, seq);
+                self.running += 1;
+                Ok(Event::Call {
+                    id,
+                    seq,
+                    target: obj,
+                    object: target,
+                    method,
+                    timeout_ms: timeout_ms.min(cap),
+                    args,
+                    refs,
+                    owns,
+                })
+            }
+            Message::Return { id, value } => {
+                let (refs, owns) = self.take_refs()?;
+                match self.outgoing.remove(&id) {
+                    Some(waiter) => Ok(Event::Reply {
+                        waiter,
+                        result: Ok(value),
+                        refs,
+                        owns,
+                    }),
+                    None => {
+                        // The one reply to a call we cancelled: its id is
+                        // free again. (`refs` are released when dropped.)
+                        self.cancelled.remove(&id);
+                        Ok(Event::Nothing)
+                    }
+                }
+            }
+            Message::Error { id, error } => {
+                let (refs, owns) = self.take_refs()?;
+                let Some(waiter) = self.outgoing.remove(&id) else {
+                    self.cancelled.remove(&id);
+                    return Ok(Event::Nothing);
+                };
+                let e = RemoteError {
+                    kind: error.kind.into_owned(),
+                    type_name: error.type_name.into_owned(),
+                    message: error.message.into_owned(),
+                    chain: error.chain.into_iter().map(|s| s.into_owned()).collect(),
+                    backtrace: error.backtrace.map(|s| s.into_owned()),
+                    data: error.data.map(|r| frame[r].to_vec()),
+                };
+                Ok(Event::Reply {
+                    waiter,
+                    result: Err(e),
+                    refs,
+                    owns,
+                })
+            }
+            Message::Release { id, count } => {
+                let obj = self
+                    .exports
+                    .release(id, count)
+                    .map_err(|e| Violation(e.to_string()))?;
+                Ok(Event::Released(obj))
+            }
+            Message::Cancel { id } => {
+                if let Some(seq) = self.incoming.remove(&id) {
+                    let reply = reject(
+                        id,
+                        "cancelled",
+                        format!("call {id} was cancelled by the caller"),
+                        &self.limits,
+                    );
+                    Ok(Event::Cancel { seq, reply })
+                } else {
+                    Ok(Event::Nothing)
+                }
+            }
+            Message::Goodbye { reason } => {
+                self.phase = Phase::Closed;
+                Ok(Event::Goodbye(reason.into_owned()))
+            }
+            Message::Ping { token } if self.keepalive => Ok(Event::Ping(token)),
+            Message::Pong { token } if self.keepalive => Ok(Event::Pong(token)),
+            Message::Ping { .. } | Message::Pong { .. } => Err(Violation(
+                "keepalive message (kind 7 or 8) without the negotiated keepalive feature".into(),
+            )),
+            Message::Invalidate {
+                token,
+                object,
+                methods,
+            } if self.invalidate => Ok(Event::Invalidate {
+                token,
+                object,
+                methods,
+            }),
+            Message::Invalidated { token } if self.invalidate => Ok(Event::Invalidated(token)),
+            Message::Invalidate { .. } | Message::Invalidated { .. } => Err(Violation(
+                "invalidation message (kind 10 or 11) without the negotiated invalidate feature"
+                    .into(),
+            )),
+        }
+    }
+}

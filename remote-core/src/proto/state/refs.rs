@@ -1,0 +1,123 @@
+//! References: the export and import tables, and resolving the references
+//! a message carries (imports counted, our own objects held).
+
+use super::{Phase, State, Violation};
+use crate::proto::tables::{ExportKey, ExportTable, ImportRef, ImportTable, TableError};
+use crate::proto::{encode, ObjectId};
+
+/// Why the references in a message could not all be resolved.
+#[derive(Debug)]
+pub(super) enum RefError {
+    /// A type-2 reference names none of our objects: the call is refused.
+    UnknownOwn(String),
+    /// Connection-level (import limit, reference to object 0).
+    Violation(Violation),
+}
+
+impl From<RefError> for Violation {
+    fn from(e: RefError) -> Self {
+        match e {
+            RefError::UnknownOwn(m) => Violation(m),
+            RefError::Violation(v) => v,
+        }
+    }
+}
+
+/// Sorts `v` by `key` and keeps one element per key.
+fn sort_dedup<T>(v: &mut Vec<T>, key: impl Fn(&T) -> ObjectId) {
+    if v.len() > 1 {
+        v.sort_unstable_by_key(&key);
+        v.dedup_by(|a, b| key(a) == key(b));
+    }
+}
+
+impl<O: Clone, W> State<O, W> {
+    /// The export table.
+    pub fn exports(&self) -> &ExportTable<O> {
+        &self.exports
+    }
+
+    /// The import table.
+    pub fn imports(&self) -> &ImportTable {
+        &self.imports
+    }
+
+    /// Records one send of an object.
+    pub fn export(
+        &mut self,
+        key: ExportKey,
+        make: impl FnOnce() -> O,
+    ) -> Result<ObjectId, TableError> {
+        self.exports.export(key, make)
+    }
+
+    /// Takes back one send of `id` that never left (its message was not
+    /// sent). Returns the object if that was its last send.
+    pub fn undo_export(&mut self, id: ObjectId) -> Result<Option<O>, TableError> {
+        self.exports.release(id, 1)
+    }
+
+    /// Handles a queued release of an import; returns the release frame.
+    pub fn import_released(
+        &mut self,
+        id: ObjectId,
+        generation: u64,
+        count: u32,
+    ) -> Option<Vec<u8>> {
+        if self.phase == Phase::Closed {
+            return None;
+        }
+        self.imports.released(id, generation);
+        Some(encode::release(id, count))
+    }
+
+    /// Resolves the references found in a message, in message order: imports
+    /// are counted, and our own objects handed back are held, so a release
+    /// processed before the value is decoded cannot free them.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn take_refs(&mut self) -> Result<(Vec<ImportRef>, Vec<(ObjectId, O)>), RefError> {
+        let found = std::mem::take(&mut self.scratch);
+        let mut refs = Vec::new();
+        let mut owns = Vec::new();
+        let mut first_error = None;
+        // Every reference of the sender's is counted even after an error:
+        // the sender counted each send, and dropping `refs` releases them.
+        for &(sender_export, id) in &found {
+            if sender_export {
+                if id == ObjectId::ROOT {
+                    first_error.get_or_insert(RefError::Violation(Violation(
+                        "a reference (ext type 1) to object 0: the root is never sent as a reference".into(),
+                    )));
+                    continue;
+                }
+                match self.imports.receive(id) {
+                    Ok(r) => refs.push(r),
+                    Err(e) => {
+                        // Too many imports is connection-level, whatever the message.
+                        first_error = Some(RefError::Violation(Violation(e.to_string())));
+                    }
+                }
+            } else {
+                match self.exports.get(id) {
+                    Some(o) => owns.push((id, o.clone())),
+                    None => {
+                        first_error.get_or_insert(RefError::UnknownOwn(format!(
+                            "reference to unknown object id {id} of ours"
+                        )));
+                    }
+                }
+            }
+        }
+        self.scratch = found;
+        self.scratch.clear();
+        // One hold per distinct object, sorted by id, so decoding looks each
+        // reference up in O(log n): the counts live in the holds, so
+        // duplicates add nothing.
+        sort_dedup(&mut refs, |r| r.id());
+        sort_dedup(&mut owns, |(id, _)| *id);
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok((refs, owns)),
+        }
+    }
+}
