@@ -2,8 +2,11 @@
 //! (CACHING.md).
 //!
 //! The key is the served object's identity (its allocation and interface),
-//! the method and the encoded arguments, so connections share an entry only
-//! when they reach the same object. Each entry keeps a weak reference to
+//! the method, the encoded arguments and the caller's authenticated
+//! identity ([`Caller`]: the user name and the TLS client certificate), so
+//! connections share an entry only when they reach the same object as the
+//! same user: a reply that depends on `Peer::current()` never reaches
+//! another user. Each entry keeps a weak reference to
 //! its object: the allocation (hence the address in the key) cannot be
 //! reused by another object while the entry lives, and an entry whose
 //! object is gone is never served. Only successful replies holding no
@@ -51,11 +54,36 @@ pub struct MemoStats {
     pub bytes: u64,
 }
 
+/// Who a memoised reply was computed for: the authenticated user name and
+/// the SHA-256 of the verified TLS client certificate, each `None` when
+/// the connection has none. Unauthenticated callers without a client
+/// certificate share one scope.
+#[derive(Debug, Clone, Default, Hash, PartialEq, Eq)]
+pub(crate) struct Caller {
+    user: Option<Box<str>>,
+    cert: Option<[u8; 32]>,
+}
+
+impl Caller {
+    /// The scope of `peer`'s calls.
+    pub(crate) fn of(peer: &crate::Peer) -> Caller {
+        Caller {
+            user: peer.user().map(Into::into),
+            cert: peer.tls_identity().map(|t| t.sha256()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.user.as_deref().map_or(0, str::len)
+    }
+}
+
 #[derive(Debug, Hash, PartialEq, Eq)]
 struct Key {
     addr: usize,
     interface: TypeId,
     method: &'static str,
+    caller: Caller,
     args: Box<[u8]>,
 }
 
@@ -70,7 +98,7 @@ struct Entry {
 }
 
 fn size_of(k: &Key, v: &Entry) -> u64 {
-    (k.args.len() + v.value.len()) as u64
+    (k.args.len() + k.caller.len() + v.value.len()) as u64
 }
 
 /// One cache of memoised replies.
@@ -193,6 +221,7 @@ impl MemoCache {
         key: ExportKey,
         alive: Alive,
         method: &'static str,
+        caller: Caller,
         ttl: Duration,
         args: &[u8],
     ) -> Result<Bytes, MemoTicket> {
@@ -200,6 +229,7 @@ impl MemoCache {
             addr: key.addr,
             interface: key.interface,
             method,
+            caller,
             args: args.into(),
         };
         // Read before the lookup: an invalidation after it refuses the store.
