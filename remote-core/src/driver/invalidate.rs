@@ -111,11 +111,12 @@ fn holders() -> std::sync::MutexGuard<'static, HashMap<usize, Weak<Shared>>> {
 /// Adds a connection whose handshake completed, if both peers listed the
 /// `invalidate` feature (a peer that did not is never sent one).
 ///
-/// The closed check is made under the registry's lock: `disconnect` marks
-/// the connection closed before it takes the lock to unregister, so a
-/// connection closing while it registers is either seen closed here or
-/// removed afterwards, never left behind (its `Weak` would pin the
-/// connection's allocation for the life of the process).
+/// Today `disconnect` (which unregisters) runs only on the reader task,
+/// spawned after this, or on set-up paths before it; the closed check is
+/// still made under the registry's lock (`disconnect` marks the connection
+/// closed before it takes the lock to unregister), so a later caller of
+/// `disconnect` on another task cannot leave an entry behind (its `Weak`
+/// would pin the connection's allocation for the life of the process).
 pub(crate) fn register(shared: &Arc<Shared>) {
     if !shared.core().invalidate_negotiated() {
         return;
