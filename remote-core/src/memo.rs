@@ -177,7 +177,11 @@ fn caches() -> std::sync::MutexGuard<'static, Vec<Weak<MemoCache>>> {
 }
 
 /// A miss to be filled by the reply.
-pub struct MemoTicket(Option<(Arc<MemoCache>, Key, Duration, u64, Alive)>);
+pub struct MemoTicket(Option<Box<Pending>>);
+
+/// What a miss remembers to store its reply (boxed: a ticket travels in a
+/// `Result`).
+type Pending = (Arc<MemoCache>, Key, Duration, u64, Alive);
 
 impl std::fmt::Debug for MemoTicket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -196,9 +200,10 @@ impl MemoTicket {
     /// Stores the encoded value of a successful reply (holding no
     /// reference), unless an invalidation ran since the lookup.
     pub(crate) fn store(self, value: &[u8]) {
-        let Some((cache, key, ttl, epoch, alive)) = self.0 else {
+        let Some(pending) = self.0 else {
             return;
         };
+        let (cache, key, ttl, epoch, alive) = *pending;
         // A reference names an object of one connection: never replayed
         // on another (even one nested in a `Wire` struct).
         let mut refs = Vec::new();
@@ -295,7 +300,13 @@ impl MemoCache {
             self.map.invalidate(&key);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        Err(MemoTicket(Some((self.clone(), key, ttl, epoch, alive))))
+        Err(MemoTicket(Some(Box::new((
+            self.clone(),
+            key,
+            ttl,
+            epoch,
+            alive,
+        )))))
     }
 
     fn invalidate(&self, key: ExportKey, methods: &[&str]) {
@@ -345,7 +356,6 @@ pub(crate) fn invalidate(key: ExportKey, methods: &[&str]) {
         cache.invalidate(key, methods);
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -203,7 +203,10 @@ impl Wallet for Bank {
     async fn mine(&self) -> Result<String, Error> {
         self.runs.fetch_add(1, Ordering::SeqCst);
         let user = remote_core::Peer::current().and_then(|p| p.user().map(str::to_owned));
-        Ok(format!("balance of {}", user.as_deref().unwrap_or("nobody")))
+        Ok(format!(
+            "balance of {}",
+            user.as_deref().unwrap_or("nobody")
+        ))
     }
 }
 
@@ -236,6 +239,10 @@ async fn a_memoised_reply_never_reaches_another_user() {
     // The same user on another connection still shares the entry.
     assert_eq!(mine(&alice2).await, "balance of alice");
     assert_eq!(mine(&bob).await, "balance of bob");
-    assert_eq!(bank.runs.load(Ordering::SeqCst), 2, "both answered from the memo");
+    assert_eq!(
+        bank.runs.load(Ordering::SeqCst),
+        2,
+        "both answered from the memo"
+    );
     handle.shutdown(Duration::from_secs(5)).await;
 }

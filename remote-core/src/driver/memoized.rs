@@ -42,7 +42,11 @@ pub fn memo_lookup<T: ?Sized + Interface>(
     let ttl = std::time::Duration::from_millis(ttl_ms);
     // Per caller: a reply may depend on `Peer::current()`.
     let caller = Caller::of(&cx.peer());
-    match cx.shared().memo().lookup(key, alive, method, caller, ttl, bytes) {
+    match cx
+        .shared()
+        .memo()
+        .lookup(key, alive, method, caller, ttl, bytes)
+    {
         Ok(value) => Err(Box::pin(async move { cx.reply_encoded(&value) })),
         Err(ticket) => Ok((ticket, cx)),
     }
