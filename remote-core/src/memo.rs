@@ -128,17 +128,21 @@ struct Epochs {
     /// The epoch of the last invalidation of each (object, method) named
     /// since the record last started over (bounded: see `invalidate`).
     stale: std::collections::HashMap<Stale, u64>,
+    /// When the record started over: every entry computed before is stale
+    /// (moka's `invalidate_all` frees them, but keeps an entry stamped at
+    /// the very same instant; this does not depend on its clock).
+    floor: u64,
 }
 
 impl Epochs {
-    /// The epoch `key`'s method of its object was last invalidated at (0:
-    /// not since the record started over).
+    /// The epoch `key`'s method of its object was last invalidated at, or
+    /// when the record started over if later.
     fn stale_since(&self, key: &Key) -> u64 {
         if self.stale.is_empty() {
-            return 0;
+            return self.floor;
         }
         let k: Stale = (key.addr, key.interface, name_hash(key.method));
-        self.stale.get(&k).copied().unwrap_or(0)
+        self.stale.get(&k).copied().unwrap_or(0).max(self.floor)
     }
 }
 
@@ -327,6 +331,7 @@ impl MemoCache {
                 // Record full: start over from an empty cache (every entry
                 // is older than this invalidation anyway).
                 epochs.stale.clear();
+                epochs.floor = now;
                 self.map.invalidate_all();
                 return;
             }
@@ -419,8 +424,19 @@ mod tests {
         for other in 0..5 {
             cache.invalidate(key(100 + other), &["get"]);
         }
+        {
+            // Stale by the floor too, whatever moka's clock says.
+            let epochs = cache.epochs.lock().unwrap();
+            let k = Key {
+                addr: 1,
+                interface: TypeId::of::<u8>(),
+                method: "get",
+                caller: Caller::default(),
+                args: Box::new([1]),
+            };
+            assert!(epochs.stale_since(&k) > 0 && epochs.stale.len() <= 4);
+        }
         assert!(get(&cache, 1, "get", 1).is_none(), "emptied");
-        assert!(cache.epochs.lock().unwrap().stale.len() <= 4);
         assert!(get(&cache, 1, "get", 1).is_some(), "filled again");
     }
 }
