@@ -161,7 +161,8 @@ pub struct Limits {
     /// How many `invalidation_ack_timeout`s one connection may miss before
     /// writes stop waiting for it for good (default 3): invalidations are
     /// still sent to it, but a peer that acknowledges each one just too
-    /// late holds writes up by at most this many timeouts in total.
+    /// late holds writes up by at most this many timeouts in total (0:
+    /// writes never wait).
     pub invalidation_max_missed_acks: u32,
     /// Entries a server's cache of `#[remote(memoize(..))]` replies holds
     /// (default 10,000), shared by its connections.
