@@ -8,10 +8,11 @@
 //! What is held, and its bounds: a process-wide set of the open
 //! connections that negotiated the feature (one entry per connection,
 //! removed when it closes), and per connection three counters (last token
-//! sent, last token acknowledged, timeouts missed). Acknowledgements are cumulative, so a
-//! peer that never acknowledges makes the server hold nothing per
-//! invalidation: a waiting writer holds a watch receiver for at most the
-//! timeout, and a connection that missed it is "lagging" and not waited
+//! sent, last token acknowledged, timeouts missed). Acknowledgements are
+//! cumulative, so a peer that never acknowledges makes the server hold
+//! nothing per invalidation: a waiting writer holds a watch receiver for
+//! at most the timeout, and a connection that missed it is "lagging" and
+//! not waited
 //! for again until it acknowledges that token (its frames still go out; a
 //! peer that stops reading them is closed by `write_stall_timeout`). After
 //! [`Limits::invalidation_max_missed_acks`](crate::Limits::invalidation_max_missed_acks)
