@@ -12,9 +12,9 @@
 //! cumulative, so a peer that never acknowledges makes the server hold
 //! nothing per invalidation: a waiting writer holds a watch receiver for
 //! at most the timeout, and a connection that missed it is "lagging" and
-//! not waited
-//! for again until it acknowledges that token (its frames still go out; a
-//! peer that stops reading them is closed by `write_stall_timeout`). After
+//! not waited for again until it acknowledges that token (its frames
+//! still go out; a peer that stops reading them is closed by
+//! `write_stall_timeout`). After
 //! [`Limits::invalidation_max_missed_acks`](crate::Limits::invalidation_max_missed_acks)
 //! missed timeouts a connection is never waited for again, so one peer
 //! holds writes up by at most that many timeouts in total.
