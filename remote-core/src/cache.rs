@@ -205,7 +205,6 @@ impl ClientCache {
         let (ev, by) = (evictions.clone(), bytes.clone());
         let map = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
-            .support_invalidation_closures()
             .weigher(move |k: &Key, v: &Entry| {
                 u32::try_from(size_of(k, v) + slot).unwrap_or(u32::MAX)
             })
@@ -291,31 +290,24 @@ impl ClientCache {
         self.drop_methods(object, methods);
     }
 
-    /// Bumps the versions of `methods` on `object` and frees their entries.
+    /// Bumps the versions of `methods` on `object`: their entries become
+    /// unreachable at once (a lookup builds its key with the new version)
+    /// and are evicted as the least useful entries as the cache fills, or
+    /// dropped when it is emptied. No moka predicate is registered: each
+    /// would stay, evaluated by every read and housekeeping scan, until a
+    /// scan of the whole cache finished, so another client's flood of
+    /// writes (pushed here as invalidations) would grow this cache's memory
+    /// and read cost with every write.
     fn drop_methods(&self, object: ObjectId, methods: &[&str]) {
-        {
-            let mut v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-            let per_method = v.entry(object.0).or_default();
-            for m in methods {
-                match per_method.get_mut(*m) {
-                    Some(n) => *n += 1,
-                    None => {
-                        per_method.insert((*m).to_owned(), 1);
-                    }
+        let mut v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        let per_method = v.entry(object.0).or_default();
+        for m in methods {
+            match per_method.get_mut(*m) {
+                Some(n) => *n += 1,
+                None => {
+                    per_method.insert((*m).to_owned(), 1);
                 }
             }
-        }
-        if self.bytes.load(Ordering::Acquire) == 0 {
-            // Nothing stored: no predicate to register (a release or a
-            // pushed invalidation on an unused cache costs nothing more).
-            return;
-        }
-        for m in methods {
-            let (o, m) = (object.0, (*m).to_owned());
-            // Unreachable already (new version); this frees their memory.
-            let _ = self
-                .map
-                .invalidate_entries_if(move |k, _| k.object == o && k.method == m);
         }
     }
 

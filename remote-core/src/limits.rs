@@ -158,6 +158,12 @@ pub struct Limits {
     /// it is counted as lagging and not waited for again until it catches
     /// up (see CACHING.md).
     pub invalidation_ack_timeout: Duration,
+    /// How many `invalidation_ack_timeout`s one connection may miss before
+    /// writes stop waiting for it for good (default 3): invalidations are
+    /// still sent to it, but a peer that acknowledges each one just too
+    /// late holds writes up by at most this many timeouts in total (0:
+    /// writes never wait).
+    pub invalidation_max_missed_acks: u32,
     /// Entries a server's cache of `#[remote(memoize(..))]` replies holds
     /// (default 10,000), shared by its connections.
     pub memo_max_entries: usize,
@@ -199,6 +205,7 @@ impl Default for Limits {
             cache_max_entries: 10_000,
             cache_max_bytes: 8 << 20,
             invalidation_ack_timeout: Duration::from_secs(2),
+            invalidation_max_missed_acks: 3,
             memo_max_entries: 10_000,
             memo_max_bytes: 16 << 20,
         }
@@ -261,6 +268,11 @@ mod tests {
             ("cache_max_bytes", l.cache_max_bytes, 8 << 20),
             ("memo_max_entries", l.memo_max_entries, 10_000),
             ("memo_max_bytes", l.memo_max_bytes, 16 << 20),
+            (
+                "invalidation_max_missed_acks",
+                l.invalidation_max_missed_acks as usize,
+                3,
+            ),
         ];
         for (name, got, want) in sizes {
             assert_eq!(got, want, "{name}");

@@ -2,8 +2,11 @@
 //! (CACHING.md).
 //!
 //! The key is the served object's identity (its allocation and interface),
-//! the method and the encoded arguments, so connections share an entry only
-//! when they reach the same object. Each entry keeps a weak reference to
+//! the method, the encoded arguments and the caller's authenticated
+//! identity ([`Caller`]: the user name and the TLS client certificate), so
+//! connections share an entry only when they reach the same object as the
+//! same user: a reply that depends on `Peer::current()` never reaches
+//! another user. Each entry keeps a weak reference to
 //! its object: the allocation (hence the address in the key) cannot be
 //! reused by another object while the entry lives, and an entry whose
 //! object is gone is never served. Only successful replies holding no
@@ -17,6 +20,17 @@
 //! invalidation of any object of its cache is not stored (a per-cache epoch,
 //! checked under the lock invalidations take), so a stale result is never
 //! stored after the invalidation that should have removed it.
+//!
+//! An invalidation costs O(1) whatever the cache holds: it records the new
+//! epoch for each (object, method) it names, and an entry stored at an
+//! older epoch than its (object, method)'s record is a miss. That record
+//! holds at most `memo_max_entries` names; past it the whole cache is
+//! emptied (moka's `invalidate_all`, also O(1)) and the record starts over.
+//! (moka's `invalidate_entries_if` was used before: each call registered a
+//! predicate that every read and every housekeeping scan evaluated until a
+//! scan of the whole cache finished, so a flood of invalidating writes made
+//! reads of every object cost O(writes): 50,000 invalidations of another
+//! object made 1,000 reads of a full cache take minutes in a debug build.)
 //!
 //! [`Limits::memo_max_entries`]: crate::Limits::memo_max_entries
 //! [`Limits::memo_max_bytes`]: crate::Limits::memo_max_bytes
@@ -51,11 +65,36 @@ pub struct MemoStats {
     pub bytes: u64,
 }
 
+/// Who a memoised reply was computed for: the authenticated user name and
+/// the SHA-256 of the verified TLS client certificate, each `None` when
+/// the connection has none. Unauthenticated callers without a client
+/// certificate share one scope.
+#[derive(Debug, Clone, Default, Hash, PartialEq, Eq)]
+pub(crate) struct Caller {
+    user: Option<Box<str>>,
+    cert: Option<[u8; 32]>,
+}
+
+impl Caller {
+    /// The scope of `peer`'s calls.
+    pub(crate) fn of(peer: &crate::Peer) -> Caller {
+        Caller {
+            user: peer.user().map(Into::into),
+            cert: peer.tls_identity().map(|t| t.sha256()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.user.as_deref().map_or(0, str::len)
+    }
+}
+
 #[derive(Debug, Hash, PartialEq, Eq)]
 struct Key {
     addr: usize,
     interface: TypeId,
     method: &'static str,
+    caller: Caller,
     args: Box<[u8]>,
 }
 
@@ -67,17 +106,58 @@ struct Entry {
     value: Bytes,
     expires: Instant,
     alive: Alive,
+    /// The cache's epoch when the reply was computed (and stored).
+    epoch: u64,
+}
+
+/// An invalidated (object, method): the object's allocation and
+/// interface, and a hash of the method's name (two names with one hash
+/// only make a read miss needlessly, never serve a stale entry).
+type Stale = (usize, TypeId, u64);
+
+fn name_hash(method: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(method)
+}
+
+/// What invalidations take, under one lock.
+#[derive(Default)]
+struct Epochs {
+    /// Bumped by every invalidation.
+    now: u64,
+    /// The epoch of the last invalidation of each (object, method) named
+    /// since the record last started over (bounded: see `invalidate`).
+    stale: std::collections::HashMap<Stale, u64>,
+    /// When the record started over: every entry computed before is stale
+    /// (moka's `invalidate_all` frees them, but keeps an entry stamped at
+    /// the very same instant; this does not depend on its clock).
+    floor: u64,
+}
+
+impl Epochs {
+    /// The epoch `key`'s method of its object was last invalidated at, or
+    /// when the record started over if later.
+    fn stale_since(&self, key: &Key) -> u64 {
+        if self.stale.is_empty() {
+            return self.floor;
+        }
+        let k: Stale = (key.addr, key.interface, name_hash(key.method));
+        self.stale.get(&k).copied().unwrap_or(0).max(self.floor)
+    }
 }
 
 fn size_of(k: &Key, v: &Entry) -> u64 {
-    (k.args.len() + v.value.len()) as u64
+    (k.args.len() + k.caller.len() + v.value.len()) as u64
 }
 
 /// One cache of memoised replies.
 pub(crate) struct MemoCache {
     map: moka::sync::Cache<Key, Entry>,
-    /// Bumped by every invalidation; stores and invalidations take it.
-    epoch: Mutex<u64>,
+    /// The epoch and the record of invalidated methods; stores and
+    /// invalidations take it.
+    epochs: Mutex<Epochs>,
+    /// Most names `epochs.stale` holds (`memo_max_entries`).
+    max_stale: usize,
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: Arc<AtomicU64>,
@@ -101,7 +181,11 @@ fn caches() -> std::sync::MutexGuard<'static, Vec<Weak<MemoCache>>> {
 }
 
 /// A miss to be filled by the reply.
-pub struct MemoTicket(Option<(Arc<MemoCache>, Key, Duration, u64, Alive)>);
+pub struct MemoTicket(Option<Box<Pending>>);
+
+/// What a miss remembers to store its reply (boxed: a ticket travels in a
+/// `Result`).
+type Pending = (Arc<MemoCache>, Key, Duration, u64, Alive);
 
 impl std::fmt::Debug for MemoTicket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -120,9 +204,10 @@ impl MemoTicket {
     /// Stores the encoded value of a successful reply (holding no
     /// reference), unless an invalidation ran since the lookup.
     pub(crate) fn store(self, value: &[u8]) {
-        let Some((cache, key, ttl, epoch, alive)) = self.0 else {
+        let Some(pending) = self.0 else {
             return;
         };
+        let (cache, key, ttl, epoch, alive) = *pending;
         // A reference names an object of one connection: never replayed
         // on another (even one nested in a `Wire` struct).
         let mut refs = Vec::new();
@@ -134,9 +219,10 @@ impl MemoTicket {
             value: Bytes::copy_from_slice(value),
             expires: Instant::now() + ttl,
             alive,
+            epoch,
         };
-        let now = cache.epoch.lock().unwrap_or_else(|p| p.into_inner());
-        if *now != epoch {
+        let now = cache.epochs.lock().unwrap_or_else(|p| p.into_inner());
+        if now.now != epoch {
             return;
         }
         cache
@@ -160,7 +246,6 @@ impl MemoCache {
         let (ev, by) = (evictions.clone(), bytes.clone());
         let map = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
-            .support_invalidation_closures()
             .weigher(move |k: &Key, v: &Entry| {
                 u32::try_from(size_of(k, v) + slot).unwrap_or(u32::MAX)
             })
@@ -173,7 +258,8 @@ impl MemoCache {
             .build();
         let cache = Arc::new(MemoCache {
             map,
-            epoch: Mutex::new(0),
+            epochs: Mutex::new(Epochs::default()),
+            max_stale: max_entries as usize,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             evictions,
@@ -193,6 +279,7 @@ impl MemoCache {
         key: ExportKey,
         alive: Alive,
         method: &'static str,
+        caller: Caller,
         ttl: Duration,
         args: &[u8],
     ) -> Result<Bytes, MemoTicket> {
@@ -200,41 +287,57 @@ impl MemoCache {
             addr: key.addr,
             interface: key.interface,
             method,
+            caller,
             args: args.into(),
         };
-        // Read before the lookup: an invalidation after it refuses the store.
-        let epoch = *self.epoch.lock().unwrap_or_else(|p| p.into_inner());
+        // Read before the lookup: an invalidation after it refuses the
+        // store, and an entry older than its method's invalidation is stale.
+        let (epoch, stale_since) = {
+            let epochs = self.epochs.lock().unwrap_or_else(|p| p.into_inner());
+            (epochs.now, epochs.stale_since(&key))
+        };
         if let Some(e) = self.map.get(&key) {
-            if Instant::now() < e.expires && (e.alive)() {
+            if Instant::now() < e.expires && (e.alive)() && e.epoch >= stale_since {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(e.value);
             }
             self.map.invalidate(&key);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        Err(MemoTicket(Some((self.clone(), key, ttl, epoch, alive))))
+        Err(MemoTicket(Some(Box::new((
+            self.clone(),
+            key,
+            ttl,
+            epoch,
+            alive,
+        )))))
     }
 
     fn invalidate(&self, key: ExportKey, methods: &[&str]) {
-        let mut epoch = self.epoch.lock().unwrap_or_else(|p| p.into_inner());
-        *epoch += 1;
+        let mut epochs = self.epochs.lock().unwrap_or_else(|p| p.into_inner());
+        epochs.now += 1;
         self.invalidations
             .fetch_add(methods.len() as u64, Ordering::Relaxed);
         // Nothing stored (every store counts its bytes under this lock
-        // first): no predicate to register, so a cache nobody uses does
-        // not collect one per write.
+        // first): nothing to mark stale, so a cache nobody uses does not
+        // record every write of the process.
         if self.bytes.load(Ordering::Acquire) == 0 {
             return;
         }
-        let names: Vec<String> = methods.iter().map(|m| (*m).to_owned()).collect();
-        // Entries inserted before this call and matching are never served
-        // again (moka checks the predicate on reads until they are gone).
-        let _ = self.map.invalidate_entries_if(move |k, _| {
-            k.addr == key.addr
-                && k.interface == key.interface
-                && names.iter().any(|n| n == k.method)
-        });
-        drop(epoch);
+        let now = epochs.now;
+        for m in methods {
+            let k: Stale = (key.addr, key.interface, name_hash(m));
+            if epochs.stale.len() >= self.max_stale && !epochs.stale.contains_key(&k) {
+                // Record full: start over from an empty cache (every entry
+                // is older than this invalidation anyway).
+                epochs.stale.clear();
+                epochs.floor = now;
+                self.map.invalidate_all();
+                return;
+            }
+            epochs.stale.insert(k, now);
+        }
+        drop(epochs);
     }
 
     /// The counters, after moka's pending evictions have run.
@@ -256,5 +359,84 @@ pub(crate) fn invalidate(key: ExportKey, methods: &[&str]) {
     let live: Vec<Arc<MemoCache>> = caches().iter().filter_map(Weak::upgrade).collect();
     for cache in live {
         cache.invalidate(key, methods);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(addr: usize) -> ExportKey {
+        ExportKey {
+            addr,
+            interface: TypeId::of::<u8>(),
+        }
+    }
+
+    fn get(cache: &Arc<MemoCache>, addr: usize, method: &'static str, arg: u8) -> Option<Bytes> {
+        let alive: Alive = Arc::new(|| true);
+        let hour = Duration::from_secs(3600);
+        match cache.lookup(key(addr), alive, method, Caller::default(), hour, &[arg]) {
+            Ok(v) => Some(v),
+            Err(ticket) => {
+                ticket.store(&[arg]);
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn invalidations_drop_only_their_methods_and_never_pile_up() {
+        let cache = MemoCache::new(100, 1 << 20);
+        for arg in 0..10 {
+            assert!(get(&cache, 1, "get", arg).is_none(), "a first read misses");
+            get(&cache, 1, "len", arg);
+        }
+        assert_eq!(get(&cache, 1, "get", 3).as_deref(), Some(&[3][..]));
+        // A flood of invalidations of another object: the record of
+        // invalidated methods stays under its bound, and reads of the
+        // first object still hit (each read costs one lookup in it, not
+        // one per invalidation).
+        for other in 0..100_000 {
+            cache.invalidate(key(1000 + other % 50), &["get"]);
+        }
+        let stale = cache.epochs.lock().unwrap().stale.len();
+        assert!(stale <= 100, "{stale}");
+        for arg in 0..10 {
+            assert_eq!(get(&cache, 1, "get", arg).as_deref(), Some(&[arg][..]));
+        }
+        // Invalidating object 1's `get` drops those entries, not `len`'s.
+        cache.invalidate(key(1), &["get"]);
+        for arg in 0..10 {
+            assert!(get(&cache, 1, "get", arg).is_none(), "stale: a miss");
+            assert_eq!(get(&cache, 1, "len", arg).as_deref(), Some(&[arg][..]));
+        }
+        // Stored again after the invalidation: served again.
+        assert_eq!(get(&cache, 1, "get", 4).as_deref(), Some(&[4][..]));
+    }
+
+    #[test]
+    fn a_full_record_of_invalidated_methods_empties_the_cache_instead() {
+        let cache = MemoCache::new(4, 1 << 20);
+        get(&cache, 1, "get", 1);
+        assert!(get(&cache, 1, "get", 1).is_some());
+        // Five distinct objects invalidated: over the bound of 4 names.
+        for other in 0..5 {
+            cache.invalidate(key(100 + other), &["get"]);
+        }
+        {
+            // Stale by the floor too, whatever moka's clock says.
+            let epochs = cache.epochs.lock().unwrap();
+            let k = Key {
+                addr: 1,
+                interface: TypeId::of::<u8>(),
+                method: "get",
+                caller: Caller::default(),
+                args: Box::new([1]),
+            };
+            assert!(epochs.stale_since(&k) > 0 && epochs.stale.len() <= 4);
+        }
+        assert!(get(&cache, 1, "get", 1).is_none(), "emptied");
+        assert!(get(&cache, 1, "get", 1).is_some(), "filled again");
     }
 }

@@ -56,15 +56,21 @@
 //! | `remote.connection.opened` | INFO | — | the handshake (and authentication) completed |
 //! | `remote.connection.closed` | INFO | `reason` | an open connection closed (the same reason as [`Connection::closed`](crate::Connection::closed)) |
 //! | `remote.handshake_failed` | WARN | `error` (and `peer` when the TLS handshake failed, before the connection span exists) | the hello, the authentication exchange (a wrong key, an unknown user, a missing challenge) or the TLS handshake failed; the connection is closed |
-//! | `remote.limit_exceeded` | WARN | `limit` (the name of the [`Limits`](crate::Limits) field, or `max_connections`, `write_stall_timeout`, ...), and the message | a peer's frame over `max_frame_len`, a call over `max_calls_in_flight`, a reply over `max_frame_len`/`max_depth`/`max_exports`, a peer that reads nothing for `write_stall_timeout`, a connection refused for `max_connections` or `max_connections_per_peer` |
+//! | `remote.limit_exceeded` | WARN | `limit` (the name of the [`Limits`](crate::Limits) field, or `max_connections`, `write_stall_timeout`, ...), and the message | a peer's frame over `max_frame_len`, a call over `max_calls_in_flight`, a reply over `max_frame_len`/`max_depth`/`max_exports`, a peer that reads nothing for `write_stall_timeout`, a connection refused for `max_connections` or `max_connections_per_peer`. One connection's first 16 are WARN (the 16th says so), later ones DEBUG |
 //! | `remote.protocol_violation` | WARN | the message | the peer broke the protocol; it gets a goodbye naming the violation and the connection closes |
 //! | `remote.accept_failed` | WARN | the message | a server's `accept` failed (e.g. out of file descriptors); it retries after 50 ms |
 //! | `remote.destructor_panicked` | ERROR | `peer`, the message | an object's destructor panicked when the connection dropped it |
 //! | `remote.error_data_dropped` | DEBUG | the message | a re-raised error's `data` was not one reference-free value and was sent as nil (PROTOCOL.md §3.4) |
 //!
-//! Warnings are emitted once per occurrence and peers can cause them (a
-//! client with a wrong key, one sending oversized frames): rate-limit them
-//! in the subscriber if hostile peers are expected.
+//! Peers can cause warnings (a client with a wrong key, one sending
+//! oversized frames). Those that cost the peer its connection come at most
+//! once per connection; `remote.limit_exceeded` for refusals that leave
+//! the connection open (a flood of calls over `max_calls_in_flight`, of
+//! replies over a limit) is WARN for a connection's first 16 only, then
+//! DEBUG, so a peer sending a few bytes per refused call cannot flood the
+//! log (the [counters](#counters) still count every refusal). A peer can
+//! still open many connections: rate-limit warnings in the subscriber if
+//! hostile peers are expected.
 //!
 //! # Counters
 //!

@@ -94,6 +94,8 @@ impl Counters {
 pub(crate) struct Meter {
     own: Counters,
     server: Option<Arc<Counters>>,
+    /// Limit hits of this connection so far (for the cap on warnings).
+    limit_hits: AtomicU64,
 }
 
 impl Meter {
@@ -102,7 +104,17 @@ impl Meter {
         Meter {
             own: Counters::default(),
             server,
+            limit_hits: AtomicU64::new(0),
         }
+    }
+
+    /// This connection hit `limit`: a `remote.limit_exceeded` event, at
+    /// WARN for its first [`LIMIT_WARNINGS_PER_CONNECTION`] hits only.
+    ///
+    /// [`LIMIT_WARNINGS_PER_CONNECTION`]: crate::trace::LIMIT_WARNINGS_PER_CONNECTION
+    pub(crate) fn limit_hit(&self, limit: &str, message: &str) {
+        let seen = self.limit_hits.fetch_add(1, Relaxed);
+        crate::trace::limit_hit_nth(limit, message, seen);
     }
 
     fn each(&self, f: impl Fn(&Counters)) {

@@ -101,6 +101,29 @@ pub(crate) fn limit_hit(limit: &str, message: &str) {
     tracing::warn!(name: "remote.limit_exceeded", limit = limit, "{message}");
 }
 
+/// How many `remote.limit_exceeded` events one connection logs at WARN;
+/// later ones are DEBUG (the counters of `stats.rs` still count every
+/// refusal), so a peer flooding refused calls cannot flood the log.
+pub(crate) const LIMIT_WARNINGS_PER_CONNECTION: u64 = 16;
+
+/// A connection's `seen`-th limit hit (from 0): WARN for the first
+/// [`LIMIT_WARNINGS_PER_CONNECTION`], the last of them saying so, then
+/// DEBUG.
+pub(crate) fn limit_hit_nth(limit: &str, message: &str, seen: u64) {
+    let last = LIMIT_WARNINGS_PER_CONNECTION - 1;
+    match seen.cmp(&last) {
+        std::cmp::Ordering::Less => limit_hit(limit, message),
+        std::cmp::Ordering::Equal => tracing::warn!(
+            name: "remote.limit_exceeded",
+            limit = limit,
+            "{message} (the last limit warning of this connection at WARN level; later ones are DEBUG)"
+        ),
+        std::cmp::Ordering::Greater => {
+            tracing::debug!(name: "remote.limit_exceeded", limit = limit, "{message}")
+        }
+    }
+}
+
 /// The limit named in a `limit exceeded: NAME = ...` message.
 pub(crate) fn limit_name(message: &str) -> &str {
     message

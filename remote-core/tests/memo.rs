@@ -184,3 +184,65 @@ async fn memory_stays_under_the_bounds_under_a_flood_of_distinct_keys() {
     assert!(s.evictions > 0, "{s:?}");
     assert_eq!(s.misses, 500);
 }
+
+/// One account object shared by every user: its reply depends on who asks.
+#[remote]
+pub trait Wallet {
+    /// The caller's own balance.
+    #[remote(memoize(ttl = "1h"))]
+    async fn mine(&self) -> Result<String, Error>;
+}
+
+#[derive(Default)]
+struct Bank {
+    runs: AtomicUsize,
+}
+
+#[remote]
+impl Wallet for Bank {
+    async fn mine(&self) -> Result<String, Error> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        let user = remote_core::Peer::current().and_then(|p| p.user().map(str::to_owned));
+        Ok(format!(
+            "balance of {}",
+            user.as_deref().unwrap_or("nobody")
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_memoised_reply_never_reaches_another_user() {
+    use remote_core::auth::Key;
+    let key = |user: &str| Key::new(format!("{user}'s key, 32 bytes or more.."));
+    let bank = Arc::new(Bank::default());
+    let root: Arc<dyn Wallet> = bank.clone();
+    let handle = Server::builder()
+        .authenticate(move |user: &str| {
+            (user == "alice" || user == "bob").then(|| (key(user), user.to_owned()))
+        })
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(move |_| Remote::new(root.clone()));
+    let addr = handle.local_addr().to_owned();
+    let login = |user: &str| ConnectionBuilder::new().credentials(user, key(user));
+    let alice = login("alice").connect(&addr).await.unwrap();
+    let bob = login("bob").connect(&addr).await.unwrap();
+    let alice2 = login("alice").connect(&addr).await.unwrap();
+    let mine = |c: &Connection| {
+        let w = c.root::<dyn Wallet>();
+        async move { w.mine().await.unwrap() }
+    };
+    assert_eq!(mine(&alice).await, "balance of alice");
+    assert_eq!(mine(&bob).await, "balance of bob", "not alice's reply");
+    assert_eq!(bank.runs.load(Ordering::SeqCst), 2);
+    // The same user on another connection still shares the entry.
+    assert_eq!(mine(&alice2).await, "balance of alice");
+    assert_eq!(mine(&bob).await, "balance of bob");
+    assert_eq!(
+        bank.runs.load(Ordering::SeqCst),
+        2,
+        "both answered from the memo"
+    );
+    handle.shutdown(Duration::from_secs(5)).await;
+}

@@ -200,3 +200,50 @@ async fn a_protocol_violation_and_the_close_are_traced() {
         capture.dump()
     );
 }
+
+#[tokio::test]
+async fn a_flood_of_refused_calls_logs_a_bounded_number_of_warnings() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    // This test's runtime runs every task on this thread.
+    let _default = tracing::subscriber::set_default(subscriber);
+    let limits = Limits {
+        max_calls_in_flight: 1,
+        ..Limits::default()
+    };
+    let server = serve(limits).await;
+    let client = ConnectionBuilder::new()
+        .credentials("ops", key())
+        .connect(server.local_addr())
+        .await
+        .unwrap();
+    let root = client.root::<dyn Calc>();
+    let slow = tokio::spawn({
+        let root = root.clone();
+        async move { root.sleep(120_000).await }
+    });
+    assert!(eventually(60, || server.stats().calls.calls_started == 1).await);
+    // Each refused call is a few bytes from the peer.
+    const FLOOD: usize = 200;
+    for _ in 0..FLOOD {
+        let e = root.add(1, 1).await.unwrap_err();
+        assert!(e.to_string().contains("max_calls_in_flight"), "{e}");
+    }
+    slow.abort();
+    let limit_lines = |level: &str| {
+        capture
+            .lines()
+            .iter()
+            .filter(|l| {
+                l.starts_with(&format!("{level} remote.limit_exceeded"))
+                    && l.contains("limit=max_calls_in_flight")
+            })
+            .count()
+    };
+    // At most 16 at WARN per connection, the last saying so; the rest
+    // are DEBUG, and every refusal is still counted.
+    assert_eq!(limit_lines("WARN"), 16, "{}", capture.dump());
+    assert!(capture.has(|l| l.contains("later ones are DEBUG")));
+    assert_eq!(limit_lines("DEBUG"), FLOOD - 16);
+    assert_eq!(server.stats().calls.calls_started, 1 + FLOOD as u64);
+}

@@ -7,13 +7,17 @@
 //!
 //! What is held, and its bounds: a process-wide set of the open
 //! connections that negotiated the feature (one entry per connection,
-//! removed when it closes), and per connection two counters (last token
-//! sent, last token acknowledged). Acknowledgements are cumulative, so a
-//! peer that never acknowledges makes the server hold nothing per
-//! invalidation: a waiting writer holds a watch receiver for at most the
-//! timeout, and a connection that missed it is "lagging" and not waited
-//! for again until it acknowledges that token (its frames still go out; a
-//! peer that stops reading them is closed by `write_stall_timeout`).
+//! removed when it closes), and per connection three counters (last token
+//! sent, last token acknowledged, timeouts missed). Acknowledgements are
+//! cumulative, so a peer that never acknowledges makes the server hold
+//! nothing per invalidation: a waiting writer holds a watch receiver for
+//! at most the timeout, and a connection that missed it is "lagging" and
+//! not waited for again until it acknowledges that token (its frames
+//! still go out; a peer that stops reading them is closed by
+//! `write_stall_timeout`). After
+//! [`Limits::invalidation_max_missed_acks`](crate::Limits::invalidation_max_missed_acks)
+//! missed timeouts a connection is never waited for again, so one peer
+//! holds writes up by at most that many timeouts in total.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +41,11 @@ pub(crate) struct Pushes {
     /// A wait for this token timed out: the connection is not waited for
     /// again until it acknowledges it.
     lag_until: AtomicU64,
+    /// Waits that timed out on this connection. From
+    /// `Limits::invalidation_max_missed_acks` of them on, it is never
+    /// waited for again (a peer acknowledging each push just after the
+    /// timeout would otherwise hold every write up by the full timeout).
+    missed: AtomicU64,
 }
 
 impl Pushes {
@@ -45,6 +54,7 @@ impl Pushes {
             sent: Mutex::new(0),
             acked: watch::Sender::new(0),
             lag_until: AtomicU64::new(0),
+            missed: AtomicU64::new(0),
         }
     }
 
@@ -52,8 +62,12 @@ impl Pushes {
         *self.acked.borrow()
     }
 
-    fn lagging(&self) -> bool {
+    /// Whether writes send to this connection without waiting: it has not
+    /// acknowledged a push it missed the timeout for, or it missed
+    /// `max_missed` of them already.
+    fn lagging(&self, max_missed: u32) -> bool {
         self.acked() < self.lag_until.load(Ordering::Acquire)
+            || self.missed.load(Ordering::Acquire) >= u64::from(max_missed)
     }
 }
 
@@ -97,9 +111,20 @@ fn holders() -> std::sync::MutexGuard<'static, HashMap<usize, Weak<Shared>>> {
 
 /// Adds a connection whose handshake completed, if both peers listed the
 /// `invalidate` feature (a peer that did not is never sent one).
+///
+/// Today `disconnect` (which unregisters) runs only on the reader task,
+/// spawned after this, or on set-up paths before it; the closed check is
+/// still made under the registry's lock (`disconnect` marks the connection
+/// closed before it takes the lock to unregister), so a later caller of
+/// `disconnect` on another task cannot leave an entry behind (its `Weak`
+/// would pin the connection's allocation for the life of the process).
 pub(crate) fn register(shared: &Arc<Shared>) {
-    if shared.core().invalidate_negotiated() && !shared.is_closed() {
-        holders().insert(Arc::as_ptr(shared) as usize, Arc::downgrade(shared));
+    if !shared.core().invalidate_negotiated() {
+        return;
+    }
+    let mut all = holders();
+    if !shared.is_closed() {
+        all.insert(Arc::as_ptr(shared) as usize, Arc::downgrade(shared));
     }
 }
 
@@ -169,6 +194,7 @@ impl Shared {
             Err(_) => {
                 LAGGED.fetch_add(1, Ordering::Relaxed);
                 self.pushes.lag_until.fetch_max(token, Ordering::AcqRel);
+                self.pushes.missed.fetch_add(1, Ordering::AcqRel);
                 tracing::debug!(
                     peer = %self.peer(),
                     "no acknowledgement of invalidation {token} within invalidation_ack_timeout = {:?}",
@@ -237,7 +263,9 @@ pub(crate) async fn push(
     }
     let mut waits = Vec::new();
     for (shared, id) in holders_of(&key, is_root, except) {
-        let lagging = shared.pushes.lagging();
+        let lagging = shared
+            .pushes
+            .lagging(shared.limits.invalidation_max_missed_acks);
         let Some(token) = shared.push_invalidation(id, methods) else {
             continue;
         };

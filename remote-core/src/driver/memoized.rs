@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::shared::Shared;
 use crate::interface::{Args, CallCx, CallFuture, Interface};
-use crate::memo::{MemoCache, MemoStats, MemoTicket};
+use crate::memo::{Caller, MemoCache, MemoStats, MemoTicket};
 use crate::proto::ExportKey;
 use crate::Connection;
 
@@ -40,7 +40,13 @@ pub fn memo_lookup<T: ?Sized + Interface>(
     let weak = Arc::downgrade(obj);
     let alive = Arc::new(move || weak.strong_count() > 0);
     let ttl = std::time::Duration::from_millis(ttl_ms);
-    match cx.shared().memo().lookup(key, alive, method, ttl, bytes) {
+    // Per caller: a reply may depend on `Peer::current()`.
+    let caller = Caller::of(&cx.peer());
+    match cx
+        .shared()
+        .memo()
+        .lookup(key, alive, method, caller, ttl, bytes)
+    {
         Ok(value) => Err(Box::pin(async move { cx.reply_encoded(&value) })),
         Err(ticket) => Ok((ticket, cx)),
     }

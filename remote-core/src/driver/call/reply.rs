@@ -105,7 +105,9 @@ impl CallCx {
         let fail = |e: Error| {
             let re = e.to_remote();
             if re.kind == "limit_exceeded" {
-                crate::trace::limit_hit(crate::trace::limit_name(&re.message), &re.message);
+                self.shared
+                    .meter
+                    .limit_hit(crate::trace::limit_name(&re.message), &re.message);
             }
             let sent = self.shared.send(&encode::error(self.id, &re, limits));
             if sent.is_ok() {

@@ -136,7 +136,8 @@ impl Shared {
             Event::Reject { frame, kind } => {
                 self.meter.call_started();
                 if kind == "limit_exceeded" {
-                    crate::trace::limit_hit("max_calls_in_flight", "an incoming call was refused");
+                    self.meter
+                        .limit_hit("max_calls_in_flight", "an incoming call was refused");
                 }
                 self.send_error_reply(&frame, kind);
             }
