@@ -63,10 +63,10 @@ use std::time::Duration;
 
 use crate::rt::time::Instant;
 use bytes::Bytes;
-use moka::notification::RemovalCause;
 
 use crate::codec;
 use crate::proto::ObjectId;
+use crate::weighed::{weighed, Weighed};
 
 pub use crate::driver::invalidate::{invalidate, push_stats, InvalidationReport, PushStats};
 pub use crate::memo::MemoStats;
@@ -194,27 +194,11 @@ pub(crate) enum Lookup {
 
 impl ClientCache {
     pub(crate) fn new(max_entries: usize, max_bytes: usize) -> Self {
-        let max_entries = max_entries.max(1) as u64;
-        let max_bytes = max_bytes.max(1) as u64;
-        // Every entry weighs its bytes plus an equal share (`slot`) of the
-        // byte bound, so weights within `max_bytes` keep both the bytes
-        // held under `max_bytes` and the entries under `max_entries`.
-        let slot = max_bytes.div_ceil(max_entries).max(1);
-        let evictions = Arc::new(AtomicU64::new(0));
-        let bytes = Arc::new(AtomicU64::new(0));
-        let (ev, by) = (evictions.clone(), bytes.clone());
-        let map = moka::sync::Cache::builder()
-            .max_capacity(max_bytes)
-            .weigher(move |k: &Key, v: &Entry| {
-                u32::try_from(size_of(k, v) + slot).unwrap_or(u32::MAX)
-            })
-            .eviction_listener(move |k: Arc<Key>, v: Entry, cause| {
-                by.fetch_sub(size_of(&k, &v), Ordering::AcqRel);
-                if cause == RemovalCause::Size {
-                    ev.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-            .build();
+        let Weighed {
+            map,
+            evictions,
+            bytes,
+        } = weighed(max_entries, max_bytes, size_of);
         ClientCache {
             map,
             versions: Mutex::new(HashMap::new()),

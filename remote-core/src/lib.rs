@@ -97,6 +97,7 @@ mod priority;
 pub mod proto;
 mod remote;
 mod rt;
+mod weighed;
 /// The browser build's own clock and (absent) runtime, which appear in
 /// public signatures where native builds name tokio's.
 #[cfg(target_arch = "wasm32")]

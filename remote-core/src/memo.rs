@@ -42,9 +42,9 @@ use std::time::Duration;
 
 use crate::rt::time::Instant;
 use bytes::Bytes;
-use moka::notification::RemovalCause;
 
 use crate::proto::ExportKey;
+use crate::weighed::{weighed, Weighed};
 
 /// Counters of a memo cache (a server's, or a standalone connection's).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -236,30 +236,15 @@ impl MemoTicket {
 impl MemoCache {
     /// A new cache, registered for invalidation.
     pub(crate) fn new(max_entries: usize, max_bytes: usize) -> Arc<Self> {
-        let max_entries = max_entries.max(1) as u64;
-        let max_bytes = max_bytes.max(1) as u64;
-        // As in the client cache: each entry weighs its bytes plus an
-        // equal share of the byte bound, so both bounds hold.
-        let slot = max_bytes.div_ceil(max_entries).max(1);
-        let evictions = Arc::new(AtomicU64::new(0));
-        let bytes = Arc::new(AtomicU64::new(0));
-        let (ev, by) = (evictions.clone(), bytes.clone());
-        let map = moka::sync::Cache::builder()
-            .max_capacity(max_bytes)
-            .weigher(move |k: &Key, v: &Entry| {
-                u32::try_from(size_of(k, v) + slot).unwrap_or(u32::MAX)
-            })
-            .eviction_listener(move |k: Arc<Key>, v: Entry, cause| {
-                by.fetch_sub(size_of(&k, &v), Ordering::AcqRel);
-                if cause == RemovalCause::Size {
-                    ev.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-            .build();
+        let Weighed {
+            map,
+            evictions,
+            bytes,
+        } = weighed(max_entries, max_bytes, size_of);
         let cache = Arc::new(MemoCache {
             map,
             epochs: Mutex::new(Epochs::default()),
-            max_stale: max_entries as usize,
+            max_stale: max_entries.max(1),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             evictions,
