@@ -23,15 +23,21 @@ pub mod chat;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// Waits until `cond` holds, polling; fails the test after [`LIMIT`].
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+/// Waits until `cond` holds, polling; fails the test after [`LIMIT`] with
+/// the browser driver's output so far (the page's console and errors).
+async fn eventually(what: &str, log: &std::sync::Mutex<String>, mut cond: impl FnMut() -> bool) {
     tokio::time::timeout(LIMIT, async {
         while !cond() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("{what}: not within {LIMIT:?}"));
+    .unwrap_or_else(|_| {
+        panic!(
+            "{what}: not within {LIMIT:?}; the browser driver said:\n{}",
+            log.lock().unwrap()
+        )
+    });
 }
 
 /// Fails the test at once if the browser driver already exited, with its
@@ -93,7 +99,7 @@ async fn page_in_chromium_posts_receives_and_its_listener_is_released() {
     };
 
     // The page connected, subscribed and posted.
-    eventually("the page's message reaching the server", || {
+    eventually("the page's message reaching the server", &log, || {
         still_running(&mut driver, &log);
         list.snapshot()
             .iter()
@@ -118,16 +124,16 @@ async fn page_in_chromium_posts_receives_and_its_listener_is_released() {
         .expect("the browser driver did not finish within 120 s")
         .expect("browser driver status");
     reader.await.unwrap();
-    let log = log.lock().unwrap().clone();
-    assert!(status.success(), "browser driver failed:\n{log}");
+    let text = log.lock().unwrap().clone();
+    assert!(status.success(), "browser driver failed:\n{text}");
     for step in ["connected", "posted", "received", "closed"] {
-        assert!(log.lines().any(|l| l == step), "no {step:?} in:\n{log}");
+        assert!(text.lines().any(|l| l == step), "no {step:?} in:\n{text}");
     }
     let png = std::fs::read(&shot).expect("screenshot");
     assert!(png.starts_with(b"\x89PNG"), "not a PNG: {}", shot.display());
 
     // The page's connection is gone: the server released its listener.
-    eventually("the server releasing the page's listener", || {
+    eventually("the server releasing the page's listener", &log, || {
         list.subscribers() == 0
     })
     .await;

@@ -21,7 +21,12 @@ const browser = await chromium.launch({ executablePath, args: ["--no-sandbox"] }
 try {
   const page = await browser.newPage();
   page.on("console", (m) => console.log(`page console: ${m.text()}`));
-  page.on("pageerror", (e) => console.log(`page error: ${e.message}`));
+  // A Rust panic in the page aborts its wasm instance: nothing will
+  // happen after it, so stop at once with what the page said.
+  page.on("pageerror", (e) => {
+    console.log(`page error: ${e.message}`);
+    process.exit(1);
+  });
   await page.goto(url);
 
   const status = page.locator("#status[data-state]");

@@ -43,6 +43,7 @@ impl ChatPage {
         name: String,
         on_message: js_sys::Function,
     ) -> Result<ChatPage, JsValue> {
+        console_error_panic_hook::set_once();
         let limits = Limits {
             // A page may sit quiet for long; keepalive pings still run.
             idle_timeout: Duration::from_secs(24 * 3600),

@@ -86,6 +86,11 @@ impl Handle {
         let CacheRole::Cached { ttl_ms } = role else {
             return None;
         };
+        // No client cache in a page (wasm32): moka reads
+        // `std::time::Instant`, which panics there. Every call goes out.
+        if cfg!(target_arch = "wasm32") {
+            return None;
+        }
         let ttl = std::time::Duration::from_millis(*ttl_ms);
         let shared = self.shared();
         if shared.is_closed() {
