@@ -118,6 +118,10 @@ pub(super) async fn read_loop(
         .map_or_else(Instant::now, |k| Instant::from_std(k.deadline()));
     let ka_timer = crate::rt::time::sleep_until(ka_first);
     tokio::pin!(ka_timer);
+    // Our calls' deadlines (`expiry.rs`): armed when a call is made.
+    let deadline_timer = crate::rt::time::sleep_until(Instant::now());
+    tokio::pin!(deadline_timer);
+    let mut deadlines_armed = false;
     // Frames of any kind (liveness) and frames other than keepalive
     // (traffic, for the idle timeout), with their values at the last checks.
     let (mut frames, mut frames_at_ka) = (0u64, 0u64);
@@ -132,10 +136,16 @@ pub(super) async fn read_loop(
         tokio::select! {
             biased;
             Some(c) = ctl.recv() => {
-                if matches!(c, Control::Closed) {
-                    break shared.lost();
+                match c {
+                    Control::Closed => break shared.lost(),
+                    Control::Rearm => {
+                        if let Some(at) = shared.expiry.armed() {
+                            deadline_timer.as_mut().reset(at);
+                            deadlines_armed = true;
+                        }
+                    }
+                    c => shared.handle_ctl(c),
                 }
-                shared.handle_ctl(c);
             }
             item = input.next(true) => {
                 match item {
@@ -208,6 +218,13 @@ pub(super) async fn read_loop(
                     let msg = format!("no traffic for {idle_name} = {idle:?}");
                     let _ = shared.send(&encode::goodbye(&msg));
                     break Error::ConnectionLost(msg);
+                }
+            }
+            _ = &mut deadline_timer, if deadlines_armed => {
+                super::expiry::sweep(&shared);
+                match shared.expiry.armed() {
+                    Some(at) => deadline_timer.as_mut().reset(at),
+                    None => deadlines_armed = false,
                 }
             }
             _ = &mut ka_timer, if keepalive.is_some() => {
