@@ -11,7 +11,19 @@ use crate::interface::Dispatch;
 use crate::proto::{CallId, ImportRef, ObjectId, ReleaseSink, State};
 use crate::{Error, RemoteError};
 
-pub(crate) type Waiter = oneshot::Sender<Result<Incoming, Error>>;
+/// The waiting end of one of our calls: where its reply goes, and its
+/// deadline (kept by the connection's timer, [`super::expiry`]).
+pub(crate) struct Waiter {
+    pub(crate) tx: oneshot::Sender<Result<Incoming, Error>>,
+    pub(crate) deadline: crate::rt::time::Instant,
+}
+
+impl Waiter {
+    /// Hands the call its outcome (`false` if the caller is gone).
+    pub(crate) fn send(self, r: Result<Incoming, Error>) -> bool {
+        self.tx.send(r).is_ok()
+    }
+}
 pub(crate) type Core = State<Arc<dyn Dispatch>, Waiter>;
 
 /// A reply to one of our calls, still encoded.
@@ -45,6 +57,9 @@ pub(crate) enum Control {
     /// A blocking closure of the call running as this sequence number
     /// returned.
     BlockingDone(u64),
+    /// A call was made with a deadline earlier than the deadline timer's:
+    /// re-arm it (see [`super::expiry`]).
+    Rearm,
     /// `Shared::close` was called: stop reading.
     Closed,
 }

@@ -10,6 +10,7 @@ pub(crate) mod call;
 mod conn;
 mod control;
 pub(crate) mod deadline;
+mod expiry;
 mod input;
 pub(crate) mod invalidate;
 mod io;
@@ -21,6 +22,8 @@ mod sched;
 mod share;
 mod shared;
 mod teardown;
+#[cfg(test)]
+mod tests_expiry;
 #[cfg(test)]
 mod tests_input;
 #[cfg(test)]

@@ -15,7 +15,6 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use crate::rt::time::Timeout;
 use pin_project_lite::pin_project;
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -37,8 +36,10 @@ pin_project! {
         id: CallId,
         budget: Duration,
         armed: bool,
+        // No timer per call: the connection fails the call at its deadline
+        // (`expiry.rs`).
         #[pin]
-        reply: Timeout<oneshot::Receiver<Reply>>,
+        reply: oneshot::Receiver<Reply>,
     }
 
     impl PinnedDrop for RawCall {
@@ -56,13 +57,13 @@ pin_project! {
 }
 
 impl RawCall {
-    fn new(handle: &Handle, (id, deadline, budget, rx): Prepared) -> Self {
+    fn new(handle: &Handle, (id, _deadline, budget, rx): Prepared) -> Self {
         RawCall {
             handle: handle.clone(),
             id,
             budget,
             armed: true,
-            reply: crate::rt::time::timeout_at(deadline, rx),
+            reply: rx,
         }
     }
 }
@@ -73,12 +74,16 @@ impl Future for RawCall {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
         let this = self.project();
         let r = match ready!(this.reply.poll(cx)) {
-            Err(_) => Err(Error::DeadlineExceeded(*this.budget)),
-            Ok(Err(_)) => {
+            // Already forgotten and cancelled by the connection's timer.
+            Ok(Err(Error::DeadlineExceeded(_))) => {
+                *this.armed = false;
+                Err(Error::DeadlineExceeded(*this.budget))
+            }
+            Err(_) => {
                 *this.armed = false;
                 Err(this.handle.shared().lost())
             }
-            Ok(Ok(r)) => {
+            Ok(r) => {
                 *this.armed = false;
                 r
             }

@@ -101,10 +101,11 @@ pub(super) async fn read_loop(
     } else {
         (limits.idle_timeout, "idle_timeout")
     };
-    // Created once, not per loop iteration: the hot path re-arms no timer
-    // per frame. A local close arrives as `Control::Closed`.
-    let idle_timer = crate::rt::time::sleep(idle);
-    tokio::pin!(idle_timer);
+    // One timer for the idle check, keepalive and our calls' deadlines
+    // (`expiry.rs`), armed at the earliest of them: the hot path polls one
+    // `Sleep` per turn and re-arms none per frame. A local close arrives
+    // as `Control::Closed`.
+    let mut idle_at = super::deadline::after(Instant::now(), idle);
     let mut keepalive = match limits.keepalive_interval {
         Some(every) if shared.core().keepalive_negotiated() => Some(Keepalive::new(
             every,
@@ -113,11 +114,10 @@ pub(super) async fn read_loop(
         )),
         _ => None,
     };
-    let ka_first = keepalive
-        .as_ref()
-        .map_or_else(Instant::now, |k| Instant::from_std(k.deadline()));
-    let ka_timer = crate::rt::time::sleep_until(ka_first);
-    tokio::pin!(ka_timer);
+    // Armed when a call is made (`Control::Rearm`).
+    let mut deadlines_at: Option<Instant> = None;
+    let timer = crate::rt::time::sleep_until(earliest(idle_at, keepalive.as_ref(), deadlines_at));
+    tokio::pin!(timer);
     // Frames of any kind (liveness) and frames other than keepalive
     // (traffic, for the idle timeout), with their values at the last checks.
     let (mut frames, mut frames_at_ka) = (0u64, 0u64);
@@ -128,14 +128,31 @@ pub(super) async fn read_loop(
     let refs_expire = shared.server_side && !shared.is_authenticated();
     let mut quiet_since = Instant::now();
     let mut drain = true;
+    // Whether the last poll of `ctl` was `Pending`: its waker is then still
+    // registered (a send takes it), so while the queue stays empty this
+    // turn need not poll it again (`recv` costs far more than `is_empty`).
+    let mut ctl_parked = false;
     let reason = loop {
         tokio::select! {
             biased;
-            Some(c) = ctl.recv() => {
-                if matches!(c, Control::Closed) {
-                    break shared.lost();
+            Some(c) = std::future::poll_fn(|cx| {
+                if ctl_parked && ctl.is_empty() {
+                    return std::task::Poll::Pending;
                 }
-                shared.handle_ctl(c);
+                let r = ctl.poll_recv(cx);
+                ctl_parked = r.is_pending();
+                r
+            }) => {
+                match c {
+                    Control::Closed => break shared.lost(),
+                    Control::Rearm => {
+                        if let Some(at) = shared.expiry.armed() {
+                            deadlines_at = Some(at);
+                            timer.as_mut().reset(earliest(idle_at, keepalive.as_ref(), deadlines_at));
+                        }
+                    }
+                    c => shared.handle_ctl(c),
+                }
             }
             item = input.next(true) => {
                 match item {
@@ -170,13 +187,36 @@ pub(super) async fn read_loop(
                     }
                 }
             }
-            _ = &mut idle_timer => {
+            _ = &mut timer => {
+                let now = Instant::now();
+                if deadlines_at.is_some_and(|d| d <= now) {
+                    super::expiry::sweep(&shared);
+                    deadlines_at = shared.expiry.armed();
+                }
+                if let Some(k) = keepalive.as_mut().filter(|k| Instant::from_std(k.deadline()) <= now) {
+                    // A connection we stopped reading may have answered unseen.
+                    let heard = frames != frames_at_ka || input.is_paused();
+                    frames_at_ka = frames;
+                    match k.on_timer(now.into_std(), heard) {
+                        KeepaliveAction::Wait => {}
+                        KeepaliveAction::Ping(frame) => {
+                            let _ = shared.send(&frame);
+                        }
+                        KeepaliveAction::Lost(msg) => {
+                            let _ = shared.send(&encode::goodbye(&msg));
+                            break Error::ConnectionLost(msg);
+                        }
+                    }
+                }
+                if now < idle_at {
+                    timer.as_mut().reset(earliest(idle_at, keepalive.as_ref(), deadlines_at));
+                    continue;
+                }
                 let progressed = traffic != traffic_at_check;
                 traffic_at_check = traffic;
                 // Held back by our own budgets: the peer is not to blame.
                 let paused = input.is_paused();
                 let stalled_frame = !progressed && !paused && input.has_partial_frame();
-                let now = Instant::now();
                 if progressed {
                     quiet_since = now;
                 }
@@ -203,29 +243,13 @@ pub(super) async fn read_loop(
                     break Error::ConnectionLost(msg);
                 }
                 if progressed || in_use {
-                    idle_timer.as_mut().reset(super::deadline::after(Instant::now(), idle));
+                    idle_at = super::deadline::after(now, idle);
+                    timer.as_mut().reset(earliest(idle_at, keepalive.as_ref(), deadlines_at));
                 } else {
                     let msg = format!("no traffic for {idle_name} = {idle:?}");
                     let _ = shared.send(&encode::goodbye(&msg));
                     break Error::ConnectionLost(msg);
                 }
-            }
-            _ = &mut ka_timer, if keepalive.is_some() => {
-                let Some(k) = keepalive.as_mut() else { continue };
-                // A connection we stopped reading may have answered unseen.
-                let heard = frames != frames_at_ka || input.is_paused();
-                frames_at_ka = frames;
-                match k.on_timer(Instant::now().into_std(), heard) {
-                    KeepaliveAction::Wait => {}
-                    KeepaliveAction::Ping(frame) => {
-                        let _ = shared.send(&frame);
-                    }
-                    KeepaliveAction::Lost(msg) => {
-                        let _ = shared.send(&encode::goodbye(&msg));
-                        break Error::ConnectionLost(msg);
-                    }
-                }
-                ka_timer.as_mut().reset(Instant::from_std(k.deadline()));
             }
         }
     };
@@ -236,6 +260,23 @@ pub(super) async fn read_loop(
     if drain {
         input.drain().await;
     }
+}
+
+/// When the reader's one timer fires: the earliest of the idle check, the
+/// keepalive's next step and our calls' earliest deadline.
+fn earliest(
+    idle_at: Instant,
+    keepalive: Option<&Keepalive>,
+    deadlines_at: Option<Instant>,
+) -> Instant {
+    let mut at = idle_at;
+    if let Some(k) = keepalive {
+        at = at.min(Instant::from_std(k.deadline()));
+    }
+    if let Some(d) = deadlines_at {
+        at = at.min(d);
+    }
+    at
 }
 
 /// Our hello frame with `auth` in its authentication slot, announcing the

@@ -86,6 +86,8 @@ pub(crate) struct Shared {
     pub(crate) pushes: super::invalidate::Pushes,
     /// Memoised replies: the server's cache, or this connection's own.
     pub(crate) memo: OnceLock<Arc<crate::memo::MemoCache>>,
+    /// The deadline timer of our calls (run by the reader task).
+    pub(crate) expiry: super::expiry::Expiry,
 }
 
 impl fmt::Debug for Shared {

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::scratch::with_scratch;
 use crate::codec;
-use crate::driver::control::{Control, Held, Incoming};
+use crate::driver::control::{Control, Held, Incoming, Waiter};
 use crate::driver::shared::Shared;
 use crate::proto::{encode, CallId, ImportRef, ObjectId};
 use crate::{Connection, Error, RemoteErrorType, Wire};
@@ -169,10 +169,21 @@ impl Handle {
         let timeout_ms = u32::try_from(budget.as_millis().max(1)).unwrap_or(u32::MAX);
         let (tx, rx) = tokio::sync::oneshot::channel();
         // A closed connection's calls fail with the reason it closed.
-        let id = shared.core().start_call(tx).map_err(|e| match e {
-            Error::ConnectionLost(_) => shared.lost(),
-            other => other,
-        })?;
+        // Registered with its deadline; the connection's timer is re-armed
+        // only for a deadline earlier than every other (`expiry.rs`).
+        let (id, rearm) = {
+            let mut core = shared.core();
+            let id = core
+                .start_call(Waiter { tx, deadline })
+                .map_err(|e| match e {
+                    Error::ConnectionLost(_) => shared.lost(),
+                    other => other,
+                })?;
+            (id, shared.expiry.note(deadline))
+        };
+        if rearm {
+            crate::driver::expiry::rearm(shared);
+        }
         let guard = CancelOnDrop {
             shared,
             id,

@@ -207,6 +207,7 @@ impl ConnectionBuilder {
             pushes: super::super::invalidate::Pushes::new(),
             memo: self.memo.map(OnceLock::from).unwrap_or_default(),
             peer_root: OnceLock::new(),
+            expiry: super::super::expiry::Expiry::new(),
         });
         crate::trace::spawn_in(span.clone(), write_loop(writer, shared.clone()));
         // If this future is dropped before the handshake ends (e.g. a

@@ -73,7 +73,7 @@ impl Shared {
                     self.core().call_done(id, seq);
                 }
             }
-            Control::Closed => {}
+            Control::Rearm | Control::Closed => {}
         }
     }
 

@@ -63,6 +63,34 @@ impl<O: Clone, W> State<O, W> {
         sent
     }
 
+    /// The waiters of our calls still waiting for replies.
+    pub fn waiters(&self) -> impl Iterator<Item = &W> {
+        self.outgoing.values()
+    }
+
+    /// Forgets the waiting calls whose waiter `expired` picks, as
+    /// [`cancel_call`](Self::cancel_call) does for a sent call (their ids
+    /// stay reserved until the peer's reply), and returns them so the
+    /// driver can fail them and send their cancel frames.
+    pub fn expire_calls(&mut self, mut expired: impl FnMut(&W) -> bool) -> Vec<(CallId, W)> {
+        let ids: Vec<CallId> = self
+            .outgoing
+            .iter()
+            .filter(|(_, w)| expired(w))
+            .map(|(id, _)| *id)
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(w) = self.outgoing.remove(&id) {
+                if self.phase != Phase::Closed {
+                    self.cancelled.insert(id, ());
+                }
+                out.push((id, w));
+            }
+        }
+        out
+    }
+
     /// The reply to incoming call `id` (running as `seq`) is about to be
     /// sent: from now on the peer may reuse the id. Returns `false` if the
     /// call was cancelled (already answered with `cancelled`) or answered:
