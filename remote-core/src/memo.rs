@@ -132,6 +132,10 @@ struct Epochs {
     /// (moka's `invalidate_all` frees them, but keeps an entry stamped at
     /// the very same instant; this does not depend on its clock).
     floor: u64,
+    /// Misses whose replies are being computed (tickets alive): while
+    /// there are any, invalidations are recorded even in an empty cache,
+    /// so a reply that crossed its own method's invalidation is refused.
+    pending: usize,
 }
 
 impl Epochs {
@@ -195,6 +199,25 @@ impl std::fmt::Debug for MemoTicket {
     }
 }
 
+/// Takes a ticket's miss off the count of replies being computed.
+struct Done<'a>(&'a MemoCache);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        let mut epochs = self.0.epochs.lock().unwrap_or_else(|p| p.into_inner());
+        epochs.pending = epochs.pending.saturating_sub(1);
+    }
+}
+
+impl Drop for MemoTicket {
+    /// A miss whose reply is never stored (an error, a cancelled call).
+    fn drop(&mut self) {
+        if let Some(pending) = self.0.take() {
+            drop(Done(&pending.0));
+        }
+    }
+}
+
 impl MemoTicket {
     /// A ticket that stores nothing.
     pub(crate) fn none() -> Self {
@@ -202,9 +225,10 @@ impl MemoTicket {
     }
 
     /// Stores the encoded value of a successful reply (holding no
-    /// reference), unless an invalidation ran since the lookup.
-    pub(crate) fn store(self, value: &[u8]) {
-        let Some(pending) = self.0 else {
+    /// reference), unless its method of its object was invalidated since
+    /// the lookup.
+    pub(crate) fn store(mut self, value: &[u8]) {
+        let Some(pending) = self.0.take() else {
             return;
         };
         let (cache, key, ttl, epoch, alive) = *pending;
@@ -212,17 +236,21 @@ impl MemoTicket {
         // on another (even one nested in a `Wire` struct).
         let mut refs = Vec::new();
         let mut r = crate::proto::Reader::new(value);
-        if r.skip_value(usize::MAX, &mut refs).is_err() || !refs.is_empty() {
-            return;
-        }
+        let plain = r.skip_value(usize::MAX, &mut refs).is_ok() && refs.is_empty();
         let entry = Entry {
-            value: Bytes::copy_from_slice(value),
+            value: Bytes::copy_from_slice(if plain { value } else { &[] }),
             expires: Instant::now() + ttl,
             alive,
             epoch,
         };
-        let now = cache.epochs.lock().unwrap_or_else(|p| p.into_inner());
-        if now.now != epoch {
+        // Under one lock: no longer computing, and not stored if this
+        // method of this object was invalidated (or the record started
+        // over) since the lookup, as the reply may predate the write.
+        // Invalidations of anything else (any object of the process
+        // reaches every memo) do not matter.
+        let mut now = cache.epochs.lock().unwrap_or_else(|p| p.into_inner());
+        now.pending = now.pending.saturating_sub(1);
+        if !plain || now.stale_since(&key) > epoch {
             return;
         }
         cache
@@ -275,11 +303,11 @@ impl MemoCache {
             caller,
             args: args.into(),
         };
-        // Read before the lookup: an invalidation after it refuses the
-        // store, and an entry older than its method's invalidation is stale.
-        let (epoch, stale_since) = {
+        // Read before the lookup: an entry older than its method's last
+        // invalidation is stale.
+        let stale_since = {
             let epochs = self.epochs.lock().unwrap_or_else(|p| p.into_inner());
-            (epochs.now, epochs.stale_since(&key))
+            epochs.stale_since(&key)
         };
         if let Some(e) = self.map.get(&key) {
             if Instant::now() < e.expires && (e.alive)() && e.epoch >= stale_since {
@@ -289,6 +317,13 @@ impl MemoCache {
             self.map.invalidate(&key);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
+        // A miss: its reply is computed after this epoch, and an
+        // invalidation of its method from now on refuses the store.
+        let epoch = {
+            let mut epochs = self.epochs.lock().unwrap_or_else(|p| p.into_inner());
+            epochs.pending += 1;
+            epochs.now
+        };
         Err(MemoTicket(Some(Box::new((
             self.clone(),
             key,
@@ -304,9 +339,9 @@ impl MemoCache {
         self.invalidations
             .fetch_add(methods.len() as u64, Ordering::Relaxed);
         // Nothing stored (every store counts its bytes under this lock
-        // first): nothing to mark stale, so a cache nobody uses does not
-        // record every write of the process.
-        if self.bytes.load(Ordering::Acquire) == 0 {
+        // first) and no reply being computed: nothing to mark stale, so a
+        // cache nobody uses does not record every write of the process.
+        if self.bytes.load(Ordering::Acquire) == 0 && epochs.pending == 0 {
             return;
         }
         let now = epochs.now;
@@ -398,6 +433,37 @@ mod tests {
         }
         // Stored again after the invalidation: served again.
         assert_eq!(get(&cache, 1, "get", 4).as_deref(), Some(&[4][..]));
+    }
+
+    #[test]
+    fn a_reply_computed_across_its_own_invalidation_is_not_stored_others_are() {
+        let alive: Alive = Arc::new(|| true);
+        let hour = Duration::from_secs(3600);
+        let cache = MemoCache::new(100, 1 << 20);
+        let lookup = |addr, method| {
+            cache
+                .lookup(
+                    key(addr),
+                    alive.clone(),
+                    method,
+                    Caller::default(),
+                    hour,
+                    &[7],
+                )
+                .expect_err("a miss")
+        };
+        // In flight while its own method of its object is invalidated: the
+        // reply may predate the write, so it is not stored.
+        let ticket = lookup(1, "get");
+        cache.invalidate(key(1), &["get"]);
+        ticket.store(&[7]);
+        assert!(get(&cache, 1, "get", 7).is_none(), "not stored: a miss");
+        // In flight while another object and another method are: stored.
+        let ticket = lookup(2, "get");
+        cache.invalidate(key(3), &["get"]);
+        cache.invalidate(key(2), &["len"]);
+        ticket.store(&[7]);
+        assert_eq!(get(&cache, 2, "get", 7).as_deref(), Some(&[7][..]));
     }
 
     #[test]
