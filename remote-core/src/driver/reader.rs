@@ -128,21 +128,10 @@ pub(super) async fn read_loop(
     let refs_expire = shared.server_side && !shared.is_authenticated();
     let mut quiet_since = Instant::now();
     let mut drain = true;
-    // Whether the last poll of `ctl` was `Pending`: its waker is then still
-    // registered (a send takes it), so while the queue stays empty this
-    // turn need not poll it again (`recv` costs far more than `is_empty`).
-    let mut ctl_parked = false;
     let reason = loop {
         tokio::select! {
             biased;
-            Some(c) = std::future::poll_fn(|cx| {
-                if ctl_parked && ctl.is_empty() {
-                    return std::task::Poll::Pending;
-                }
-                let r = ctl.poll_recv(cx);
-                ctl_parked = r.is_pending();
-                r
-            }) => {
+            Some(c) = ctl.recv() => {
                 match c {
                     Control::Closed => break shared.lost(),
                     Control::Rearm => {
