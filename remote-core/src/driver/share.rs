@@ -12,6 +12,27 @@
 //!   started while `queued + running handlers × estimate` reaches the
 //!   share, so pipelined calls to a slow handler cannot queue replies
 //!   without bound. One handler may always run.
+//!
+//! **The bound.** A reply never exceeds `max_frame_len` (a larger one is
+//! refused with `limit_exceeded`), so until a connection's first reply the
+//! estimate *is* `max_frame_len`: the handlers started before anything is
+//! known are those whose replies fit in the share whatever they return
+//! (`share / max_frame_len` of them, 8 at the defaults, at least one).
+//! From then on, while replies are no larger than the estimate (the
+//! largest recent one), a call starts only if `queued + running × estimate
+//! < share` (or none runs and less than the share is queued), so past
+//! half of the budget, once all of them have replied, the queue holds
+//! less than `share + estimate`: at most one reply over the share per
+//! connection. (The estimate used to start at a 64 KiB
+//! guess: four connections that pipelined calls returning 256 KiB each
+//! started eight handlers before their first reply, 2 MiB each against a
+//! 512 KiB share, and whether the budget held depended on how much of it
+//! the writers had got into the sockets: attack_flood's peak was 8.9 MB
+//! over unix sockets, against 6.2 MB allowed.) What a connection holds may
+//! exceed the share only by what the estimate misses: a peer that makes
+//! calls with small replies, then many calls whose replies are full
+//! frames at once, adds at most `running × max_frame_len` (PROTOCOL.md
+//! §9).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -27,18 +48,25 @@ pub(crate) struct OutputShare {
     /// Spawned handlers not yet stopped.
     handlers: AtomicUsize,
     /// Estimated reply size: the largest recent reply, decaying by a quarter
-    /// per smaller reply. Starts at a small frame (64 KiB): at the default
-    /// budget, `max_calls_in_flight` handlers may run before the first
-    /// reply tells us more, so calls that wait on each other (or on calls
-    /// back to the peer) are not held back by a guess.
+    /// per smaller reply; 0 until the first reply.
     estimate: AtomicUsize,
+    /// The estimate until the first reply: `max_frame_len`, the most a
+    /// reply can be, so the handlers started before anything is known
+    /// cannot queue more than the share between them (see the module doc).
+    /// At the defaults (1 MiB frames, 8 MiB share) eight run at once before
+    /// the first reply tells us more, enough for a few calls that wait on
+    /// each other (or on calls back to the peer).
+    unknown: usize,
 }
 
 impl OutputShare {
-    pub(crate) fn new() -> Self {
+    /// A connection's share state; `max_frame_len` is the largest reply it
+    /// can send.
+    pub(crate) fn new(max_frame_len: usize) -> Self {
         OutputShare {
             handlers: AtomicUsize::new(0),
-            estimate: AtomicUsize::new(SMALL_FRAME),
+            estimate: AtomicUsize::new(0),
+            unknown: max_frame_len.max(MIN_ESTIMATE),
         }
     }
 
@@ -55,13 +83,22 @@ impl OutputShare {
         budget.wake();
     }
 
-    /// A reply of `len` bytes was queued.
+    /// A reply of `len` bytes was queued. The first one replaces the
+    /// `max_frame_len` placeholder outright.
     pub(crate) fn replied(&self, len: usize) {
         let _ = self
             .estimate
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |e| {
                 Some(len.max(e - e / 4).max(MIN_ESTIMATE))
             });
+    }
+
+    /// The size each running handler's reply is counted at.
+    fn estimate(&self) -> usize {
+        match self.estimate.load(Ordering::Acquire) {
+            0 => self.unknown,
+            e => e,
+        }
     }
 
     /// Whether the peer's next call may start, with `queued` bytes queued
@@ -78,7 +115,7 @@ impl OutputShare {
         if queued >= share && budget.used() >= budget.limit() / 2 {
             return false;
         }
-        let pending = handlers.saturating_mul(self.estimate.load(Ordering::Acquire));
+        let pending = handlers.saturating_mul(self.estimate());
         if handlers > 0 && queued.saturating_add(pending) >= share {
             return false;
         }
@@ -98,7 +135,7 @@ mod tests {
     #[test]
     fn output_is_held_to_the_share_once_half_the_budget_is_used() {
         let b = Budget::new(8 << 20); // share 1 MiB
-        let s = OutputShare::new();
+        let s = OutputShare::new(1 << 20);
         // Budget mostly free: a busy connection may queue past its share.
         assert!(s.may_start(3 << 20, 16 << 20, &b));
         b.charge(4 << 20);
@@ -110,9 +147,46 @@ mod tests {
     }
 
     #[test]
+    fn before_the_first_reply_a_handler_counts_as_a_full_frame() {
+        // The attack_flood case: a 4 MiB budget (share 512 KiB), 1 MiB
+        // frames, calls whose replies are 256 KiB. With a 64 KiB guess
+        // eight handlers started at once (2 MiB of replies).
+        let b = Budget::new(4 << 20);
+        let s = OutputShare::new(1 << 20);
+        assert!(s.may_start(0, 16 << 20, &b), "one handler may always run");
+        s.started();
+        assert!(
+            !s.may_start(0, 16 << 20, &b),
+            "1 × 1 MiB reaches the 512 KiB share"
+        );
+        // The first reply replaces the guess outright.
+        s.replied(256 << 10);
+        s.stopped(&b);
+        assert!(s.may_start(256 << 10, 16 << 20, &b));
+        s.started();
+        assert!(
+            !s.may_start(256 << 10, 16 << 20, &b),
+            "256 KiB queued + 1 × 256 KiB reaches the share"
+        );
+        assert!(
+            s.may_start(0, 16 << 20, &b),
+            "written out: room for one more"
+        );
+        // At the defaults (8 MiB share, 1 MiB frames) eight start at once.
+        let b = Budget::new(64 << 20);
+        let s = OutputShare::new(1 << 20);
+        for _ in 0..8 {
+            assert!(s.may_start(0, 16 << 20, &b));
+            s.started();
+        }
+        assert!(!s.may_start(0, 16 << 20, &b), "8 × 1 MiB reaches the share");
+    }
+
+    #[test]
     fn running_handlers_count_their_estimated_replies() {
-        let b = Budget::new(8 << 20); // share 1 MiB, estimate 64 KiB
-        let s = OutputShare::new();
+        let b = Budget::new(8 << 20); // share 1 MiB
+        let s = OutputShare::new(1 << 20);
+        s.replied(64 << 10); // estimate 64 KiB
         for _ in 0..16 {
             assert!(s.may_start(0, 16 << 20, &b));
             s.started();
