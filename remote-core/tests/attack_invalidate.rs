@@ -6,12 +6,16 @@
 //! Runs on tokio's paused clock: a wait that times out takes exactly the
 //! timeout, one that is skipped takes no time.
 
+#[path = "support/pipe.rs"]
+mod pipe;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use remote_core::proto::{encode, encode_invalidated, Hello, Reader};
-use remote_core::{remote, Connection, ConnectionBuilder, Error, Limits, Remote};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
+use pipe::{frame, head, raw_peer};
+use remote_core::proto::encode_invalidated;
+use remote_core::{remote, Error, Limits, Remote};
+use tokio::io::AsyncWriteExt;
 
 /// A shared document every connection reads.
 #[remote]
@@ -30,48 +34,6 @@ impl Doc for Page {
     }
 }
 
-/// Our connection serving `root` over a pipe to a raw peer that listed
-/// the `invalidate` feature; returns the peer's halves.
-async fn raw_peer(
-    root: &Arc<dyn Doc>,
-    limits: Limits,
-) -> (Connection, ReadHalf<DuplexStream>, WriteHalf<DuplexStream>) {
-    let (ours, theirs) = tokio::io::duplex(1 << 16);
-    let (r, w) = tokio::io::split(ours);
-    let (tr, mut tw) = tokio::io::split(theirs);
-    let hello = encode::hello(&Hello {
-        min_version: 1,
-        max_version: 1,
-        features: vec!["invalidate"],
-        auth: None,
-    });
-    tw.write_all(&hello).await.unwrap();
-    let conn = ConnectionBuilder::new()
-        .limits(limits)
-        .serve(Remote::new(root.clone()))
-        .over(r, w, "raw peer")
-        .await
-        .unwrap();
-    (conn, tr, tw)
-}
-
-/// Reads one frame's payload.
-async fn frame(r: &mut ReadHalf<DuplexStream>) -> Vec<u8> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len).await.unwrap();
-    let mut f = vec![0u8; u32::from_be_bytes(len) as usize];
-    r.read_exact(&mut f).await.unwrap();
-    f
-}
-
-/// The kind and, for an `invalidate`, the token of a frame.
-fn kind_and_token(f: &[u8]) -> (u64, Option<u64>) {
-    let mut r = Reader::new(f);
-    r.array_len().unwrap();
-    let kind = r.uint().unwrap();
-    (kind, (kind == 10).then(|| r.uint().unwrap()))
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_peer_acknowledging_each_push_too_late_stalls_writes_a_bounded_total() {
     let root: Arc<dyn Doc> = Arc::new(Page);
@@ -81,8 +43,9 @@ async fn a_peer_acknowledging_each_push_too_late_stalls_writes_a_bounded_total()
         invalidation_max_missed_acks: 3,
         ..Limits::default()
     };
-    let (server_end, mut pr, mut pw) = raw_peer(&root, limits).await;
-    assert_eq!(kind_and_token(&frame(&mut pr).await).0, 0, "hello");
+    let (server_end, mut pr, mut pw) =
+        raw_peer(Remote::new(root.clone()), limits, vec!["invalidate"]).await;
+    assert_eq!(head(&frame(&mut pr).await.unwrap()).0, 0, "hello");
     const WRITES: u32 = 10;
     let mut stalled = Duration::ZERO;
     for _ in 0..WRITES {
@@ -93,7 +56,7 @@ async fn a_peer_acknowledging_each_push_too_late_stalls_writes_a_bounded_total()
         // The push still reaches the peer; it acknowledges it only now,
         // after the write gave up waiting: caught up, so not lagging.
         let token = loop {
-            if let (10, Some(t)) = kind_and_token(&frame(&mut pr).await) {
+            if let (10, Some(t)) = head(&frame(&mut pr).await.unwrap()) {
                 break t;
             }
         };

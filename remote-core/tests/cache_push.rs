@@ -5,6 +5,10 @@
 //! `invalidation_ack_timeout` and makes the server hold nothing; a peer
 //! without the feature never gets one; sessions stay apart.
 
+#[path = "support/pipe.rs"]
+mod pipe;
+#[path = "support/serving.rs"]
+mod serving;
 mod support;
 
 use std::collections::HashMap;
@@ -12,9 +16,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use remote_core::proto::{encode, encode_invalidated, CallId, Hello, ObjectId, Reader};
-use remote_core::{remote, Connection, ConnectionBuilder, Error, Limits, Remote, Server};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
+use pipe::{frame, kind, raw_peer};
+use remote_core::proto::{encode, encode_invalidated, CallId, ObjectId};
+use remote_core::{remote, Connection, Error, Limits, Remote};
+use tokio::io::AsyncWriteExt;
 
 /// A key-value store; `session` hands out one store per user, the same
 /// one to every connection that asks for that user.
@@ -49,24 +54,15 @@ impl Kv for Mem {
         Ok(())
     }
     async fn session(&self, user: String) -> Result<Remote<dyn Kv>, Error> {
-        let mut s = self.sessions.lock().unwrap();
-        let store = s
-            .entry(user)
-            .or_insert_with(|| Arc::new(Mem::default()) as Arc<dyn Kv>);
-        Ok(Remote::new(store.clone()))
+        Ok(serving::named(&self.sessions, user, || {
+            Arc::new(Mem::default())
+        }))
     }
 }
 
 /// A client connected in memory to a connection serving `root`.
 async fn client(root: &Arc<dyn Kv>, limits: Limits) -> (Remote<dyn Kv>, Connection, Connection) {
-    let (c, s) = Connection::pair(
-        ConnectionBuilder::new(),
-        ConnectionBuilder::new()
-            .limits(limits)
-            .serve(Remote::new(root.clone())),
-    )
-    .await
-    .unwrap();
+    let (c, s) = serving::in_memory(Remote::new(root.clone()), limits).await;
     (c.root::<dyn Kv>(), c, s)
 }
 
@@ -86,16 +82,7 @@ fn gets(mem: &Mem) -> usize {
 async fn a_write_by_one_client_empties_another_clients_entry_before_it_returns() {
     let mem = Arc::new(Mem::default());
     let root: Arc<dyn Kv> = mem.clone();
-    let server = Server::builder()
-        .limits(patient())
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap();
-    let addr = server.local_addr();
-    let served = root.clone();
-    let handle = server.serve(move |_| Remote::new(served.clone()));
-    let a = ConnectionBuilder::new().connect(&addr).await.unwrap();
-    let b = ConnectionBuilder::new().connect(&addr).await.unwrap();
+    let (handle, a, b) = serving::two_clients(patient(), root.clone()).await;
     let (writer, reader) = (a.root::<dyn Kv>(), b.root::<dyn Kv>());
     writer.put("k".into(), "old".into()).await.unwrap();
     for _ in 0..2 {
@@ -131,48 +118,6 @@ async fn a_write_by_one_client_empties_another_clients_entry_before_it_returns()
     handle.shutdown(Duration::from_secs(5)).await;
 }
 
-/// Our serving connection over a pipe to a raw peer whose hello listed
-/// `features`; returns the peer's halves.
-async fn raw_peer(
-    root: &Arc<dyn Kv>,
-    limits: Limits,
-    features: Vec<&str>,
-) -> (Connection, ReadHalf<DuplexStream>, WriteHalf<DuplexStream>) {
-    let (ours, theirs) = tokio::io::duplex(1 << 16);
-    let (r, w) = tokio::io::split(ours);
-    let (tr, mut tw) = tokio::io::split(theirs);
-    let hello = encode::hello(&Hello {
-        min_version: 1,
-        max_version: 1,
-        features,
-        auth: None,
-    });
-    tw.write_all(&hello).await.unwrap();
-    let conn = ConnectionBuilder::new()
-        .limits(limits)
-        .serve(Remote::new(root.clone()))
-        .over(r, w, "raw peer")
-        .await
-        .unwrap();
-    (conn, tr, tw)
-}
-
-/// Reads one frame's payload.
-async fn frame(r: &mut ReadHalf<DuplexStream>) -> Option<Vec<u8>> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len).await.ok()?;
-    let mut f = vec![0u8; u32::from_be_bytes(len) as usize];
-    r.read_exact(&mut f).await.ok()?;
-    Some(f)
-}
-
-/// A frame's message kind.
-fn kind(f: &[u8]) -> u64 {
-    let mut r = Reader::new(f);
-    r.array_len().unwrap();
-    r.uint().unwrap()
-}
-
 #[tokio::test]
 async fn a_peer_that_never_acknowledges_delays_a_write_by_at_most_the_bound() {
     let mem = Arc::new(Mem::default());
@@ -183,7 +128,8 @@ async fn a_peer_that_never_acknowledges_delays_a_write_by_at_most_the_bound() {
         ..Limits::default()
     };
     let (writer, _wc, _ws) = client(&root, limits.clone()).await;
-    let (server_end, mut pr, _pw) = raw_peer(&root, limits, vec!["invalidate"]).await;
+    let (server_end, mut pr, _pw) =
+        raw_peer(Remote::new(root.clone()), limits, vec!["invalidate"]).await;
     // The peer reads everything and answers nothing.
     let received = Arc::new(AtomicUsize::new(0));
     let count = received.clone();
@@ -221,7 +167,12 @@ async fn a_peer_that_never_acknowledges_delays_a_write_by_at_most_the_bound() {
 #[tokio::test]
 async fn an_acknowledgement_of_an_invalidation_never_sent_is_a_protocol_violation() {
     let root: Arc<dyn Kv> = Arc::new(Mem::default());
-    let (server_end, mut pr, mut pw) = raw_peer(&root, Limits::default(), vec!["invalidate"]).await;
+    let (server_end, mut pr, mut pw) = raw_peer(
+        Remote::new(root.clone()),
+        Limits::default(),
+        vec!["invalidate"],
+    )
+    .await;
     assert_eq!(
         kind(&frame(&mut pr).await.unwrap()),
         0,
@@ -243,7 +194,12 @@ async fn a_peer_without_the_feature_gets_no_push_and_its_connection_still_works(
     let mem = Arc::new(Mem::default());
     let root: Arc<dyn Kv> = mem.clone();
     let (writer, _wc, _ws) = client(&root, Limits::default()).await;
-    let (_server_end, mut pr, mut pw) = raw_peer(&root, Limits::default(), vec!["keepalive"]).await;
+    let (_server_end, mut pr, mut pw) = raw_peer(
+        Remote::new(root.clone()),
+        Limits::default(),
+        vec!["keepalive"],
+    )
+    .await;
     assert_eq!(
         kind(&frame(&mut pr).await.unwrap()),
         0,
@@ -298,14 +254,7 @@ async fn a_shared_vecs_pages_stay_cached_until_any_push() {
     use remote_core::collections::{RemoteList, SharedVec};
     let list = SharedVec::<String>::new();
     let pair = || async {
-        let (c, s) = Connection::pair(
-            ConnectionBuilder::new(),
-            ConnectionBuilder::new()
-                .limits(patient())
-                .serve(list.remote()),
-        )
-        .await
-        .unwrap();
+        let (c, s) = serving::in_memory(list.remote(), patient()).await;
         (c.root::<dyn RemoteList<String>>(), c, s)
     };
     let (writer, wc, _ws) = pair().await;

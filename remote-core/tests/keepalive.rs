@@ -2,15 +2,18 @@
 //! are only sent to peers that negotiated them, and never keep an idle
 //! connection open. Runs on tokio's paused clock over in-memory pipes.
 
+#[path = "support/pipe.rs"]
+mod pipe;
 mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use remote_core::proto::{encode, encode_pong, Hello, Reader};
-use remote_core::{with_timeout, Connection, ConnectionBuilder, Error, Limits};
+use pipe::{frame, head, raw_peer, PeerRead, PeerWrite};
+use remote_core::proto::{encode_pong, Reader};
+use remote_core::{with_timeout, Connection, Error, Limits};
 use support::{Calc, Counter, Stats};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 fn limits(every: u64, wait: u64) -> Limits {
@@ -21,46 +24,15 @@ fn limits(every: u64, wait: u64) -> Limits {
     }
 }
 
-/// Our connection over a pipe to a raw peer that sent a hello listing
-/// `features`; returns the peer's halves.
-async fn connect(
-    limits: Limits,
-    features: Vec<&str>,
-) -> (Connection, ReadHalf<DuplexStream>, WriteHalf<DuplexStream>) {
-    let (ours, theirs) = tokio::io::duplex(1 << 16);
-    let (r, w) = tokio::io::split(ours);
-    let (tr, mut tw) = tokio::io::split(theirs);
-    let hello = encode::hello(&Hello {
-        min_version: 1,
-        max_version: 1,
+/// Our connection serving a counter over a pipe to a raw peer that sent a
+/// hello listing `features`; returns the peer's halves.
+async fn connect(limits: Limits, features: Vec<&str>) -> (Connection, PeerRead, PeerWrite) {
+    raw_peer(
+        Counter::remote(0, Arc::new(Stats::default())),
+        limits,
         features,
-        auth: None,
-    });
-    tw.write_all(&hello).await.unwrap();
-    let conn = ConnectionBuilder::new()
-        .limits(limits)
-        .serve(Counter::remote(0, Arc::new(Stats::default())))
-        .over(r, w, "raw peer")
-        .await
-        .unwrap();
-    (conn, tr, tw)
-}
-
-/// Reads one frame's payload.
-async fn frame(r: &mut ReadHalf<DuplexStream>) -> Option<Vec<u8>> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len).await.ok()?;
-    let mut f = vec![0u8; u32::from_be_bytes(len) as usize];
-    r.read_exact(&mut f).await.ok()?;
-    Some(f)
-}
-
-/// `(kind, first field as an integer if it is one)`.
-fn head(f: &[u8]) -> (u64, Option<u64>) {
-    let mut r = Reader::new(f);
-    r.array_len().unwrap();
-    let k = r.uint().unwrap();
-    (k, r.uint().ok())
+    )
+    .await
 }
 
 #[tokio::test(start_paused = true)]

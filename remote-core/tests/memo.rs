@@ -4,6 +4,9 @@
 //! call run it; errors are not kept; distinct objects never share; entries
 //! expire on tokio's clock; memory stays under the bounds.
 
+#[path = "support/serving.rs"]
+mod serving;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,11 +53,9 @@ impl Pricing for Shop {
         Ok(())
     }
     async fn shop(&self, name: String) -> Result<Remote<dyn Pricing>, Error> {
-        let mut shops = self.shops.lock().unwrap();
-        let shop = shops
-            .entry(name)
-            .or_insert_with(|| Arc::new(Shop::default()) as Arc<dyn Pricing>);
-        Ok(Remote::new(shop.clone()))
+        Ok(serving::named(&self.shops, name, || {
+            Arc::new(Shop::default())
+        }))
     }
 }
 
@@ -66,12 +67,7 @@ fn runs(shop: &Shop) -> usize {
 async fn a_second_call_from_another_connection_does_not_run_the_handler() {
     let shop = Arc::new(Shop::default());
     let root: Arc<dyn Pricing> = shop.clone();
-    let server = Server::bind("tcp://127.0.0.1:0").await.unwrap();
-    let addr = server.local_addr();
-    let served = root.clone();
-    let handle = server.serve(move |_| Remote::new(served.clone()));
-    let a = ConnectionBuilder::new().connect(&addr).await.unwrap();
-    let b = ConnectionBuilder::new().connect(&addr).await.unwrap();
+    let (handle, a, b) = serving::two_clients(Limits::default(), root.clone()).await;
     let (pa, pb) = (a.root::<dyn Pricing>(), b.root::<dyn Pricing>());
     assert_eq!(pa.quote("tea".into()).await.unwrap(), 1);
     assert_eq!(pb.quote("tea".into()).await.unwrap(), 1);
@@ -104,14 +100,7 @@ async fn a_second_call_from_another_connection_does_not_run_the_handler() {
 
 /// A client connected in memory to a connection serving `root`.
 async fn client(root: &Arc<dyn Pricing>, limits: Limits) -> (Remote<dyn Pricing>, Connection) {
-    let (c, s) = Connection::pair(
-        ConnectionBuilder::new(),
-        ConnectionBuilder::new()
-            .limits(limits)
-            .serve(Remote::new(root.clone())),
-    )
-    .await
-    .unwrap();
+    let (c, s) = serving::in_memory(Remote::new(root.clone()), limits).await;
     (c.root::<dyn Pricing>(), s)
 }
 
