@@ -6,31 +6,18 @@
 //! (transport/ws_meter.rs): before it, at most `max_handshake_frame_len`
 //! and a header are read past what was delivered.
 
+#[path = "support/add.rs"]
+mod add;
 #[path = "support/counting.rs"]
 mod counting;
 #[path = "support/raw.rs"]
 mod raw;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use counting::live;
-use remote_core::{remote, Error, Limits, Remote, Server};
+use remote_core::Limits;
 use tokio::io::AsyncWriteExt;
-
-#[remote]
-pub trait Add {
-    async fn add(&self, a: i64, b: i64) -> Result<i64, Error>;
-}
-
-struct Impl;
-
-#[remote]
-impl Add for Impl {
-    async fn add(&self, a: i64, b: i64) -> Result<i64, Error> {
-        Ok(a + b)
-    }
-}
 
 const BUDGET: usize = 4 << 20;
 const CONNS: usize = 16;
@@ -45,12 +32,7 @@ async fn partial_websocket_messages_before_the_hello_stay_within_the_budget() {
         max_connections_per_peer: 64,
         ..Limits::default()
     };
-    let server = Server::builder()
-        .limits(limits)
-        .bind("ws://127.0.0.1:0/")
-        .await
-        .unwrap()
-        .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Add>));
+    let server = add::serve("ws://127.0.0.1:0/", limits).await;
     let baseline = live();
     // Each: the upgrade, then one masked binary WebSocket frame announcing
     // 1 MiB (under max_frame_len + 4), of which all but one byte is sent.

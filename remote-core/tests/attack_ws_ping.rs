@@ -5,31 +5,18 @@
 //! backpressure applies. Measured with a counting global allocator (one
 //! test: the allocator counts the whole process).
 
+#[path = "support/add.rs"]
+mod add;
 #[path = "support/counting.rs"]
 mod counting;
 #[path = "support/raw.rs"]
 mod raw;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use counting::live;
-use remote_core::{remote, Error, Limits, Remote, Server};
+use remote_core::Limits;
 use tokio::io::AsyncWriteExt;
-
-#[remote]
-pub trait Add {
-    async fn add(&self, a: i64, b: i64) -> Result<i64, Error>;
-}
-
-struct Impl;
-
-#[remote]
-impl Add for Impl {
-    async fn add(&self, a: i64, b: i64) -> Result<i64, Error> {
-        Ok(a + b)
-    }
-}
 
 const BUDGET: usize = 4 << 20;
 
@@ -39,12 +26,7 @@ async fn a_websocket_ping_flood_from_a_peer_that_never_reads_is_bounded() {
         memory_budget: BUDGET,
         ..Limits::default()
     };
-    let server = Server::builder()
-        .limits(limits)
-        .bind("ws://127.0.0.1:0/")
-        .await
-        .unwrap()
-        .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Add>));
+    let server = add::serve("ws://127.0.0.1:0/", limits).await;
     let r = raw::ws_upgraded(&server).await;
     let baseline = live();
     // Masked ping frames with 125 bytes of payload (each pong echoes it),
