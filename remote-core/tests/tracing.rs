@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 
 use remote_core::auth::Key;
 use remote_core::proto::{encode, Hello};
-use remote_core::{Connection, ConnectionBuilder, Limits, Server, ServerHandle};
+use remote_core::{Connection, ConnectionBuilder, Error, Limits, Remote, Server, ServerHandle};
 use support::{eventually, Calc, Counter, Stats};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
+use tracing::subscriber::DefaultGuard;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
@@ -70,6 +71,15 @@ impl Capture {
     }
 }
 
+/// Records everything traced on this thread (each test's runtime runs
+/// every task on it) until the guard is dropped.
+fn capture() -> (Capture, DefaultGuard) {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    let guard = tracing::subscriber::set_default(subscriber);
+    (capture, guard)
+}
+
 fn key() -> Key {
     Key::new(*b"32 bytes of shared secret here!!")
 }
@@ -84,13 +94,9 @@ async fn serve(limits: Limits) -> ServerHandle {
         .serve(|_| Counter::remote(0, Arc::new(Stats::default())))
 }
 
-#[tokio::test]
-async fn connections_calls_limits_and_failures_are_traced() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::registry().with(capture.clone());
-    // This test's runtime runs every task on this thread.
-    let _default = tracing::subscriber::set_default(subscriber);
-
+/// A server with one call slot (`max_calls_in_flight = 1`), and the root of
+/// a client of it signed in as `ops`.
+async fn one_slot() -> (ServerHandle, Connection, Remote<dyn Calc>) {
     let limits = Limits {
         max_calls_in_flight: 1,
         ..Limits::default()
@@ -102,6 +108,19 @@ async fn connections_calls_limits_and_failures_are_traced() {
         .await
         .unwrap();
     let root = client.root::<dyn Calc>();
+    (server, client, root)
+}
+
+/// A call that holds a slot (for two minutes) until aborted.
+fn hold_a_slot(root: &Remote<dyn Calc>) -> tokio::task::JoinHandle<Result<(), Error>> {
+    let root = root.clone();
+    tokio::spawn(async move { root.sleep(120_000).await })
+}
+
+#[tokio::test]
+async fn connections_calls_limits_and_failures_are_traced() {
+    let (capture, _default) = capture();
+    let (server, _client, root) = one_slot().await;
     assert_eq!(root.add(2, 3).await.unwrap(), 5);
 
     // The connection span on each side; the server's records the user.
@@ -126,10 +145,7 @@ async fn connections_calls_limits_and_failures_are_traced() {
     );
 
     // A limit hit: a second call while the only slot is taken.
-    let slow = tokio::spawn({
-        let root = root.clone();
-        async move { root.sleep(120_000).await }
-    });
+    let slow = hold_a_slot(&root);
     assert!(eventually(60, || server.stats().calls.calls_started == 2).await);
     assert!(root.add(1, 1).await.is_err());
     assert!(
@@ -157,9 +173,7 @@ async fn connections_calls_limits_and_failures_are_traced() {
 
 #[tokio::test]
 async fn a_protocol_violation_and_the_close_are_traced() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::registry().with(capture.clone());
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (capture, _default) = capture();
     // A protocol violation from a peer on an open server, and the close.
     let open = Server::bind("tcp://127.0.0.1:0")
         .await
@@ -203,25 +217,9 @@ async fn a_protocol_violation_and_the_close_are_traced() {
 
 #[tokio::test]
 async fn a_flood_of_refused_calls_logs_a_bounded_number_of_warnings() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::registry().with(capture.clone());
-    // This test's runtime runs every task on this thread.
-    let _default = tracing::subscriber::set_default(subscriber);
-    let limits = Limits {
-        max_calls_in_flight: 1,
-        ..Limits::default()
-    };
-    let server = serve(limits).await;
-    let client = ConnectionBuilder::new()
-        .credentials("ops", key())
-        .connect(server.local_addr())
-        .await
-        .unwrap();
-    let root = client.root::<dyn Calc>();
-    let slow = tokio::spawn({
-        let root = root.clone();
-        async move { root.sleep(120_000).await }
-    });
+    let (capture, _default) = capture();
+    let (server, _client, root) = one_slot().await;
+    let slow = hold_a_slot(&root);
     assert!(eventually(60, || server.stats().calls.calls_started == 1).await);
     // Each refused call is a few bytes from the peer.
     const FLOOD: usize = 200;
