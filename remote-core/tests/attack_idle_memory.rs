@@ -9,6 +9,8 @@
 mod counting;
 #[path = "support/raw.rs"]
 mod raw;
+#[path = "support/serving.rs"]
+mod serving;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use counting::live;
 use remote_core::proto::{encode, CallId, ObjectId};
-use remote_core::{remote, Error, Limits, Remote, Server};
+use remote_core::{remote, Error, Limits, Remote};
 use tokio::io::AsyncWriteExt;
 
 #[remote]
@@ -56,12 +58,7 @@ async fn idle_connections_keep_no_large_input_buffer() {
         max_connections_per_peer: 64,
         ..Limits::default()
     };
-    let server = Server::builder()
-        .limits(limits)
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Sink>));
+    let server = serving::tcp(limits, |_| Remote::new(Arc::new(Impl) as Arc<dyn Sink>)).await;
     let mut clients = Vec::new();
     for i in 0..CONNS {
         let mut s = raw::raw(&server).await;

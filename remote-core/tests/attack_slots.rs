@@ -4,6 +4,8 @@
 
 #[path = "support/raw.rs"]
 mod raw;
+#[path = "support/serving.rs"]
+mod serving;
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use raw::eventually;
 use remote_core::proto::{encode, CallId, ObjectId, Reader};
-use remote_core::{remote, BoxFuture, Connection, Error, Limits, Remote, Server};
+use remote_core::{remote, BoxFuture, Connection, Error, Limits, Remote};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -60,12 +62,10 @@ async fn one_peer_address_cannot_hold_every_server_blocking_slot() {
     let stats = Arc::new(Stats::default());
     let s2 = stats.clone();
     let limits = Limits::default();
-    let server = Server::builder()
-        .limits(limits.clone())
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(move |_| Remote::new(Arc::new(Impl(s2.clone())) as Arc<dyn Gate>));
+    let server = serving::tcp(limits.clone(), move |_| {
+        Remote::new(Arc::new(Impl(s2.clone())) as Arc<dyn Gate>)
+    })
+    .await;
     let conns = limits.max_server_blocking_calls / limits.max_blocking_calls;
     let mut clients = Vec::new();
     let mut calls = Vec::new();
@@ -122,12 +122,10 @@ async fn an_idle_unauthenticated_connection_holding_a_free_reference_is_closed()
         idle_timeout: Duration::from_secs(2),
         ..Limits::default()
     };
-    let server = Server::builder()
-        .limits(limits)
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(move |_| Remote::new(Arc::new(Impl(s2.clone())) as Arc<dyn Gate>));
+    let server = serving::tcp(limits, move |_| {
+        Remote::new(Arc::new(Impl(s2.clone())) as Arc<dyn Gate>)
+    })
+    .await;
     let mut s = raw::raw(&server).await;
     let mut f = encode::begin(16);
     encode::call_head(&mut f, CallId(0), ObjectId(0), "make", 10_000);

@@ -7,6 +7,8 @@
 mod raw;
 
 mod quiet_panics;
+#[path = "support/serving.rs"]
+mod serving;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -177,6 +179,14 @@ async fn a_cancelled_blocking_call_counts_until_its_closure_returns() {
     assert_eq!(stats.started.load(SeqCst), 3);
 }
 
+/// Opens the gate and waits until every call of `calls` has returned.
+async fn open_gate_and_finish(stats: &Stats, calls: Vec<tokio::task::JoinHandle<()>>) {
+    stats.open_gate();
+    for c in calls {
+        c.await.unwrap();
+    }
+}
+
 /// Starts `n` `wait_gate` calls on `probe` in the background.
 fn start_calls(probe: &Remote<dyn Probe>, n: usize) -> Vec<tokio::task::JoinHandle<()>> {
     (0..n)
@@ -204,10 +214,7 @@ async fn blocking_calls_over_the_connection_bound_wait_for_a_slot() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(stats.started.load(SeqCst), 2);
 
-    stats.open_gate();
-    for c in calls {
-        c.await.unwrap();
-    }
+    open_gate_and_finish(&stats, calls).await;
     assert_eq!(stats.started.load(SeqCst), 5);
     assert!(stats.max_running.load(SeqCst) <= 2);
 }
@@ -220,12 +227,7 @@ async fn blocking_calls_are_bounded_across_a_servers_connections() {
         ..Limits::default()
     };
     let s2 = stats.clone();
-    let server = Server::builder()
-        .limits(limits)
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(move |_| ProbeImpl::remote(&s2, false));
+    let server = serving::tcp(limits, move |_| ProbeImpl::remote(&s2, false)).await;
     let a = Connection::connect(server.local_addr()).await.unwrap();
     let b = Connection::connect(server.local_addr()).await.unwrap();
     let mut calls = start_calls(&a.root::<dyn Probe>(), 3);
@@ -234,10 +236,7 @@ async fn blocking_calls_are_bounded_across_a_servers_connections() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(stats.started.load(SeqCst), 3, "over the server's bound");
 
-    stats.open_gate();
-    for c in calls {
-        c.await.unwrap();
-    }
+    open_gate_and_finish(&stats, calls).await;
     assert_eq!(stats.started.load(SeqCst), 6);
     assert!(stats.max_running.load(SeqCst) <= 3);
 }
@@ -336,12 +335,7 @@ async fn connections_over_the_per_peer_limit_are_told_which_limit() {
         max_connections_per_peer: 2,
         ..Limits::default()
     };
-    let server = Server::builder()
-        .limits(limits)
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(move |_| ProbeImpl::remote(&s2, false));
+    let server = serving::tcp(limits, move |_| ProbeImpl::remote(&s2, false)).await;
     let first = Connection::connect(server.local_addr()).await.unwrap();
     let second = Connection::connect(server.local_addr()).await.unwrap();
     match Connection::connect(server.local_addr()).await.unwrap_err() {

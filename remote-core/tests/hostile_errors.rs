@@ -5,6 +5,8 @@
 
 #[path = "support/raw.rs"]
 mod raw;
+#[path = "support/serving.rs"]
+mod serving;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -13,10 +15,11 @@ use std::time::Duration;
 use raw::next_of_kind;
 use remote_core::proto::{encode, CallId, Reader};
 use remote_core::{
-    remote, Connection, ConnectionBuilder, Error, Limits, Remote, RemoteError, Server,
-    ServerHandle, Wire,
+    remote, Connection, ConnectionBuilder, Error, Limits, Remote, RemoteError, ServerHandle, Wire,
 };
 use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 
 /// Arrays nested as deep as one likes.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -129,12 +132,7 @@ struct Setup {
 async fn serve(limits: Limits) -> Setup {
     let live = Arc::new(AtomicUsize::new(0));
     let root = Node::remote(&live, &Arc::new(AtomicU64::new(0)));
-    let server = Server::builder()
-        .limits(limits)
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(move |_| root.clone());
+    let server = serving::tcp(limits, move |_| root.clone()).await;
     Setup { server, live }
 }
 
@@ -162,6 +160,43 @@ fn ext(code: u8, id: u32) -> Vec<u8> {
     v
 }
 
+/// The server's call to a raw peer's callback object: `(call id, target
+/// object, method)`.
+struct Called {
+    id: u32,
+    target: u32,
+    method: String,
+}
+
+/// A raw peer C hands the shared root its object 1 as a callback (`keep`);
+/// then `root.relay()` (A's call) makes the server call it. Returns C's
+/// socket, A's call under way, and the server's call as C read it.
+async fn relayed_to_a_raw_callback(
+    s: &Setup,
+    root: &Remote<dyn Probe>,
+) -> (TcpStream, JoinHandle<Result<u64, Error>>, Called) {
+    let mut c = raw::opened(&s.server).await;
+    let mut args = vec![0x91];
+    args.extend(ext(1, 1));
+    c.write_all(&call_frame(1, 0, "keep", &args)).await.unwrap();
+    next_of_kind(&mut c, 2).await;
+
+    let relay = tokio::spawn({
+        let root = root.clone();
+        async move { root.relay().await }
+    });
+    let call = next_of_kind(&mut c, 1).await;
+    let mut r = Reader::new(&call);
+    r.array_len().unwrap();
+    r.uint().unwrap();
+    let called = Called {
+        id: r.u32().unwrap(),
+        target: r.u32().unwrap(),
+        method: r.str().unwrap().to_owned(),
+    };
+    (c, relay, called)
+}
+
 /// Item 1: a hostile peer C answers the server's call to its callback with
 /// an error whose `data` holds a reference. The server must refuse it, not
 /// forward it to honest client A, where it would name one of the server's
@@ -176,26 +211,13 @@ async fn a_reference_in_a_callbacks_error_data_never_reaches_another_client() {
     let held_id = held.id().await.unwrap();
     assert_eq!(held.handle().unwrap().object_id(), 1);
 
-    // C hands the shared root its object 1 as a callback.
-    let mut c = raw::opened(&s.server).await;
-    let mut args = vec![0x91];
-    args.extend(ext(1, 1));
-    c.write_all(&call_frame(1, 0, "keep", &args)).await.unwrap();
-    next_of_kind(&mut c, 2).await;
-
-    // A's call makes the server call C's callback; C answers with an error
-    // whose data is `d6 01 00000001`.
-    let relay = tokio::spawn({
-        let root = root.clone();
-        async move { root.relay().await }
-    });
-    let call = next_of_kind(&mut c, 1).await;
-    let mut r = Reader::new(&call);
-    r.array_len().unwrap();
-    r.uint().unwrap();
-    let server_call_id = r.u32().unwrap();
-    assert_eq!(r.u32().unwrap(), 1, "the call targets C's object 1");
-    assert_eq!(r.str().unwrap(), "id");
+    // C hands the shared root its object 1 as a callback; A's call makes
+    // the server call it. C answers with an error whose data is
+    // `d6 01 00000001`.
+    let (mut c, relay, called) = relayed_to_a_raw_callback(&s, &root).await;
+    let server_call_id = called.id;
+    assert_eq!(called.target, 1, "the call targets C's object 1");
+    assert_eq!(called.method, "id");
     let e = RemoteError {
         kind: "application".into(),
         type_name: "evil::E".into(),
@@ -247,21 +269,8 @@ async fn a_million_causes_reach_the_next_client_bounded() {
     let s = serve(Limits::default()).await;
     let a = Connection::connect(s.server.local_addr()).await.unwrap();
     let root = a.root::<dyn Probe>();
-    let mut c = raw::opened(&s.server).await;
-    let mut args = vec![0x91];
-    args.extend(ext(1, 1));
-    c.write_all(&call_frame(1, 0, "keep", &args)).await.unwrap();
-    next_of_kind(&mut c, 2).await;
-
-    let relay = tokio::spawn({
-        let root = root.clone();
-        async move { root.relay().await }
-    });
-    let call = next_of_kind(&mut c, 1).await;
-    let mut r = Reader::new(&call);
-    r.array_len().unwrap();
-    r.uint().unwrap();
-    let id = r.u32().unwrap();
+    let (mut c, relay, called) = relayed_to_a_raw_callback(&s, &root).await;
+    let id = called.id;
     // [3, id, ["application", "t", "m", [1,000,000 × ""], nil, nil]]
     let mut f = encode::begin(1 << 20);
     f.extend_from_slice(&[0x93, 0x03]);

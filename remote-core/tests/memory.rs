@@ -8,6 +8,8 @@
 mod counting;
 #[path = "support/raw.rs"]
 mod raw;
+#[path = "support/serving.rs"]
+mod serving;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,7 @@ use bytes::Bytes;
 use counting::live;
 use raw::{eventually, raw};
 use remote_core::proto::{encode, CallId, ObjectId};
-use remote_core::{remote, Connection, Error, Limits, Remote, Server};
+use remote_core::{remote, Connection, Error, Limits, Remote};
 use tokio::io::AsyncWriteExt;
 
 #[remote]
@@ -63,12 +65,7 @@ async fn abusive_connections_stay_within_the_memory_budget_and_memory_returns() 
         max_connections_per_peer: 64,
         ..Limits::default()
     };
-    let server = Server::builder()
-        .limits(limits)
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Big>));
+    let server = serving::tcp(limits, |_| Remote::new(Arc::new(Impl) as Arc<dyn Big>)).await;
     let good_conn = Connection::connect(server.local_addr()).await.unwrap();
     let good = good_conn.root::<dyn Big>();
     assert_eq!(good.add(1, 1).await.unwrap(), 2);

@@ -1,12 +1,14 @@
 //! Operator counters (`Connection::stats`, `ServerHandle::stats`): exact
 //! counts after known traffic.
 
+#[path = "support/serving.rs"]
+mod serving;
 mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use remote_core::{Connection, ConnectionBuilder, Error, Limits, Server, Stats as Counts};
+use remote_core::{Connection, ConnectionBuilder, Error, Limits, Stats as Counts};
 use support::{eventually, Calc, Counter, Stats};
 
 fn calc() -> remote_core::Remote<dyn Calc> {
@@ -101,12 +103,7 @@ async fn a_server_sums_its_connections_and_counts_them() {
         max_connections: 2,
         ..Limits::default()
     };
-    let server = Server::builder()
-        .limits(limits)
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(|_| calc());
+    let server = serving::tcp(limits, |_| calc()).await;
     let a = Connection::connect(server.local_addr()).await.unwrap();
     let b = Connection::connect(server.local_addr()).await.unwrap();
     a.root::<dyn Calc>().add(1, 1).await.unwrap();

@@ -1,13 +1,30 @@
-//! One root object served to several clients, so a write through one is
-//! seen by the others: in memory (a connected pair per client) or over TCP
-//! (a server and two clients). Included by
-//! `#[path = "support/serving.rs"] mod serving;`.
+//! Serving for tests: a TCP server on 127.0.0.1, and one root object
+//! served to several clients, so a write through one is seen by the
+//! others: in memory (a connected pair per client) or over TCP (a server
+//! and two clients). Included by `#[path = "support/serving.rs"] mod
+//! serving;`.
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use remote_core::{Connection, ConnectionBuilder, Interface, Limits, Remote, Server, ServerHandle};
+use remote_core::{
+    Connection, ConnectionBuilder, Interface, Limits, Peer, Remote, Server, ServerHandle,
+};
+
+/// A TCP server on 127.0.0.1 (a free port) with `limits`, serving what
+/// `factory` makes for each connection.
+pub async fn tcp<T: ?Sized + Interface>(
+    limits: Limits,
+    factory: impl Fn(&Peer) -> Remote<T> + Send + Sync + 'static,
+) -> ServerHandle {
+    Server::builder()
+        .limits(limits)
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(factory)
+}
 
 /// A client connected in memory to a connection serving `root` with
 /// `limits`: `(client, server's end)`.
