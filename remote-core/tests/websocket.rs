@@ -2,6 +2,8 @@
 //! frame per binary message. (Calls, callbacks, references and streams over
 //! `ws://` also run in `rpc.rs`, which covers every transport.)
 
+#[path = "support/raw.rs"]
+mod raw;
 mod support;
 
 use std::sync::atomic::Ordering::SeqCst;
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use remote_core::proto::{encode, Hello};
-use remote_core::{Connection, Limits, Server};
+use remote_core::{Connection, Limits, Server, ServerHandle};
 use support::{eventually, Calc, Counter, Stats};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -53,20 +55,25 @@ async fn a_wrong_path_is_refused() {
     assert!(err.to_string().contains("404"), "{err}");
 }
 
-/// A message over `max_frame_len` is refused from its header with a goodbye
-/// naming the limit, and only that client is cut off.
-#[tokio::test]
-async fn an_oversized_message_is_refused_naming_the_limit() {
+/// A `ws://` server of a counter whose frames are at most 1 KiB.
+async fn small_frames() -> ServerHandle {
     let limits = Limits {
         max_frame_len: 1024,
         ..Limits::default()
     };
-    let server = Server::builder()
+    Server::builder()
         .limits(limits)
         .bind("ws://127.0.0.1:0/")
         .await
         .unwrap()
-        .serve(|_| Counter::remote(0, Arc::new(Stats::default())));
+        .serve(|_| Counter::remote(0, Arc::new(Stats::default())))
+}
+
+/// A message over `max_frame_len` is refused from its header with a goodbye
+/// naming the limit, and only that client is cut off.
+#[tokio::test]
+async fn an_oversized_message_is_refused_naming_the_limit() {
+    let server = small_frames().await;
     let (mut ws, _) = tokio_tungstenite::connect_async(server.local_addr())
         .await
         .unwrap();
@@ -179,41 +186,11 @@ fn ws_binary(payload: &[u8]) -> Vec<u8> {
 /// goodbye naming `max_frame_len`.
 #[tokio::test]
 async fn an_oversized_message_is_refused_from_its_header() {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-    let limits = Limits {
-        max_frame_len: 1024,
-        ..Limits::default()
-    };
-    let server = Server::builder()
-        .limits(limits)
-        .bind("ws://127.0.0.1:0/")
-        .await
-        .unwrap()
-        .serve(|_| Counter::remote(0, Arc::new(Stats::default())));
-    let authority = server
-        .local_addr()
-        .strip_prefix("ws://")
-        .unwrap()
-        .trim_end_matches('/')
-        .to_owned();
-    let mut s = tokio::net::TcpStream::connect(&authority).await.unwrap();
-    let upgrade = format!(
-        "GET / HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    s.write_all(upgrade.as_bytes()).await.unwrap();
-    // Skip the HTTP response.
-    let mut r = tokio::io::BufReader::new(s);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        r.read_line(&mut line).await.unwrap();
-        if line == "\r\n" {
-            break;
-        }
-    }
-    // (The server's hello may already be buffered in `r`.)
-    let mut s = r;
+    use tokio::io::AsyncWriteExt;
+    let server = small_frames().await;
+    // Upgraded, the HTTP response skipped (the server's hello may already
+    // be buffered in `s`).
+    let mut s = raw::ws_upgraded(&server).await;
     let hello = encode::hello(&Hello {
         min_version: 1,
         max_version: 1,
