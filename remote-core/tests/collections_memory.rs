@@ -1,30 +1,19 @@
 //! Heap held by the shared collections under abuse, counted by a counting
 //! global allocator (its own test binary; its tests run one at a time).
 
-use std::alloc::System;
+#[path = "support/counting.rs"]
+mod counting;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use counting::live;
 use futures_util::future::join_all;
 use futures_util::StreamExt;
 use remote_core::collections::{on_change, on_push, RemoteList, SharedMap, SharedVec};
 use remote_core::{Connection, ConnectionBuilder};
-use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
-
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-/// The tests measure one process-wide counter: one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Bytes of heap in use by the whole process. (`stats_alloc` already adds a
-/// `realloc`'s growth to `bytes_allocated` and its shrink to
-/// `bytes_deallocated`; adding `bytes_reallocated` too would count it twice.)
-fn live() -> isize {
-    let s = GLOBAL.stats();
-    s.bytes_allocated as isize - s.bytes_deallocated as isize
-}
+use stats_alloc::Region;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -50,7 +39,7 @@ const MIB: isize = 1 << 20;
 
 #[test]
 fn many_iterators_over_a_large_list_do_not_copy_it() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = counting::serial();
     runtime().block_on(async {
         let log = SharedVec::<String>::new();
         for i in 0..4000 {
@@ -88,7 +77,7 @@ fn many_iterators_over_a_large_list_do_not_copy_it() {
 
 #[test]
 fn a_push_does_not_copy_the_item_for_each_subscriber() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = counting::serial();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -111,7 +100,7 @@ fn a_push_does_not_copy_the_item_for_each_subscriber() {
         let list = log.remote();
         // One thread, and the subscriber tasks the push wakes run only
         // after it: the region counts the push alone.
-        let region = Region::new(GLOBAL);
+        let region = Region::new(counting::GLOBAL);
         let index = list.push(item).await.unwrap();
         let change = region.change();
         // Includes every realloc's growth.
@@ -128,7 +117,7 @@ fn a_push_does_not_copy_the_item_for_each_subscriber() {
 
 #[test]
 fn repeated_subscriptions_hold_no_memory_and_leave_with_their_connection() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = counting::serial();
     runtime().block_on(async {
         let log = SharedVec::<u32>::new();
         let served = log.clone();
@@ -194,7 +183,7 @@ fn repeated_subscriptions_hold_no_memory_and_leave_with_their_connection() {
 
 #[test]
 fn a_map_forgets_changes_its_subscribers_have_delivered() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = counting::serial();
     runtime().block_on(async {
         let map = SharedMap::<u32, String>::new();
         let delivered = Arc::new(AtomicUsize::new(0));

@@ -11,26 +11,15 @@
 //! never goes away; that is what a suspected connection leak turned out to
 //! be.
 
-use std::alloc::System;
-use std::sync::Mutex;
+#[path = "support/counting.rs"]
+mod counting;
+
 use std::time::{Duration, Instant};
 
+use counting::live;
 use futures_util::future::join_all;
 use remote_core::collections::{RemoteList, SharedVec};
 use remote_core::{Connection, ConnectionBuilder, Server};
-use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
-
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-/// The tests measure one process-wide counter: one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Bytes of heap in use by the whole process.
-fn live() -> isize {
-    let s = GLOBAL.stats();
-    s.bytes_allocated as isize - s.bytes_deallocated as isize
-}
 
 /// Polls (from a plain thread) until the live heap is at most `bound`
 /// bytes above `baseline`, for at most 60 s; the last excess seen.
@@ -109,7 +98,7 @@ const BOUND: isize = 4 << 10;
 
 #[test]
 fn connection_pairs_closed_on_a_live_runtime_give_their_memory_back() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = counting::serial();
     let rt = runtime();
     // Warm up: the runtime's own caches and each thread's capped scratch
     // buffers reach their size here, once per process, not per connection.
@@ -139,7 +128,7 @@ fn connection_pairs_closed_on_a_live_runtime_give_their_memory_back() {
 
 #[test]
 fn a_dropped_runtime_leaves_nothing_of_its_connections() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = counting::serial();
     // The colleague's measurement: a runtime per round, dropped after its
     // connections closed (its worker threads end, freeing their
     // thread-locals, possibly just after `drop` returns).
@@ -163,7 +152,7 @@ fn a_dropped_runtime_leaves_nothing_of_its_connections() {
 
 #[test]
 fn a_server_returns_to_its_baseline_after_busy_clients_leave() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = counting::serial();
     let rt = runtime();
     let v = rt.block_on(async {
         let v = SharedVec::<u64>::new();

@@ -1,14 +1,17 @@
 //! A counting global allocator for the memory tests: [`live`] is what the
-//! whole process holds (one test per binary, so nothing else counts).
-//! Included by `#[path = "support/counting.rs"] mod counting;`.
+//! whole process holds, so nothing else may run while a test measures (one
+//! test per binary, or each holding [`serial`]). Included by
+//! `#[path = "support/counting.rs"] mod counting;`.
 #![allow(dead_code, unreachable_pub)]
 
 use std::alloc::System;
+use std::sync::{Mutex, MutexGuard};
 
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 
+/// The allocator, for `stats_alloc::Region`s.
 #[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+pub static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 /// Bytes currently allocated in the whole process (`stats_alloc` already
 /// adds a realloc's growth to `bytes_allocated`, and its shrinking to
@@ -16,4 +19,12 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 pub fn live() -> isize {
     let s = GLOBAL.stats();
     s.bytes_allocated as isize - s.bytes_deallocated as isize
+}
+
+/// The tests of one binary measure one process-wide counter: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Held by a test while it measures, so its binary's other tests wait.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
