@@ -2,21 +2,23 @@
 //! re-implemented here from the document with `hmac` + `sha2`, and driven
 //! over raw sockets to replay, relay and reflect proofs.
 
+#[path = "support/raw.rs"]
+mod raw;
 mod support;
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use hmac::{Hmac, Mac};
+use raw::frame;
 use remote_core::auth::Key;
 use remote_core::proto::{encode, CallId, Hello, ObjectId, Reader};
 use remote_core::{Connection, ConnectionBuilder, Server, ServerHandle};
 use sha2::Sha256;
 use support::{Calc, Counter, Stats};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const KEY: &[u8; 32] = b"k3y of alice: 32 random bytes!!!";
@@ -62,19 +64,6 @@ fn proof(key: &[u8], role: &str, user: &str, cn: &[u8; 32], sn: &[u8; 32]) -> [u
 /// A proof frame: `[9, bin(32)]`.
 fn proof_frame(p: &[u8; 32]) -> Vec<u8> {
     [&[0, 0, 0, 36, 0x92, 9, 0xc4, 32][..], p].concat()
-}
-
-async fn frame<R: AsyncRead + Unpin>(s: &mut R) -> Option<Vec<u8>> {
-    let read = async {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).await.ok()?;
-        let mut f = vec![0u8; u32::from_be_bytes(len) as usize];
-        s.read_exact(&mut f).await.ok()?;
-        Some(f)
-    };
-    tokio::time::timeout(Duration::from_secs(60), read)
-        .await
-        .expect("no frame within 60 s")
 }
 
 /// The `auth` slot of a hello payload.
