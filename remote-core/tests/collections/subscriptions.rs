@@ -24,6 +24,17 @@ async fn client(server: &ServerHandle) -> (Connection, Remote<dyn RemoteList<u32
     (conn, list)
 }
 
+/// Subscribes a listener to `list`'s pushes: `(index, value)` each.
+async fn pushes(list: &Remote<dyn RemoteList<u32>>) -> mpsc::UnboundedReceiver<(u64, u32)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    list.subscribe(on_push(move |i, x: u32| {
+        let _ = tx.send((i, x));
+    }))
+    .await
+    .unwrap();
+    rx
+}
+
 fn assert_limit(err: &Error, name: &str) {
     match err {
         Error::Remote(r) => {
@@ -83,13 +94,7 @@ async fn subscriptions_per_connection_are_capped_naming_the_limit() {
     // The limit is per connection: another client subscribes and is told
     // of every push.
     let (_conn, honest) = client(&server).await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    honest
-        .subscribe(on_push(move |i, x: u32| {
-            let _ = tx.send((i, x));
-        }))
-        .await
-        .unwrap();
+    let mut rx = pushes(&honest).await;
     assert_eq!(log.subscribers(), 5);
     for n in 0..5 {
         assert_eq!(honest.push(n).await.unwrap(), u64::from(n));
@@ -108,13 +113,7 @@ async fn a_closed_connections_subscriptions_end_when_it_closes() {
         list.subscribe(on_push(|_, _: u32| {})).await.unwrap();
     }
     let (_conn, staying) = client(&server).await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    staying
-        .subscribe(on_push(move |i, x: u32| {
-            let _ = tx.send((i, x));
-        }))
-        .await
-        .unwrap();
+    let mut rx = pushes(&staying).await;
     assert_eq!(log.subscribers(), 4);
 
     leaving.close();
@@ -174,13 +173,7 @@ async fn a_client_spamming_subscribe_does_not_disturb_another() {
     let limit = Limits::default().max_subscriptions_per_connection;
     let (_hostile_conn, hostile) = client(&server).await;
     let (_conn, honest) = client(&server).await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    honest
-        .subscribe(on_push(move |i, x: u32| {
-            let _ = tx.send((i, x));
-        }))
-        .await
-        .unwrap();
+    let mut rx = pushes(&honest).await;
 
     let same = on_push(|_, _: u32| {});
     hostile.subscribe(same.clone()).await.unwrap();
