@@ -18,6 +18,7 @@ pub(crate) mod memoized;
 mod outgoing;
 mod panics;
 mod reader;
+mod replies;
 mod sched;
 mod share;
 mod shared;
@@ -28,6 +29,8 @@ mod tests_expiry;
 mod tests_input;
 #[cfg(test)]
 mod tests_memory;
+#[cfg(test)]
+mod tests_replies;
 pub(crate) mod io_types {
     pub(crate) use super::input::BoxRead;
     pub(crate) use super::io::BoxWrite;

@@ -88,6 +88,8 @@ pub(crate) struct Shared {
     pub(crate) memo: OnceLock<Arc<crate::memo::MemoCache>>,
     /// The deadline timer of our calls (run by the reader task).
     pub(crate) expiry: super::expiry::Expiry,
+    /// Where the replies to our calls wait for their callers.
+    pub(crate) replies: super::replies::Replies,
 }
 
 impl fmt::Debug for Shared {

@@ -208,6 +208,7 @@ impl ConnectionBuilder {
             memo: self.memo.map(OnceLock::from).unwrap_or_default(),
             peer_root: OnceLock::new(),
             expiry: super::super::expiry::Expiry::new(),
+            replies: Default::default(),
         });
         crate::trace::spawn_in(span.clone(), write_loop(writer, shared.clone()));
         // If this future is dropped before the handshake ends (e.g. a

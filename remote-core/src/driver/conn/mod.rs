@@ -147,12 +147,15 @@ impl Shared {
                 refs,
                 owns,
             } => {
-                let _ = waiter.send(Ok(Incoming {
-                    frame: frame.clone(),
-                    result,
-                    refs,
-                    owns,
-                }));
+                let _ = waiter.send(
+                    self,
+                    Ok(Incoming {
+                        frame: frame.clone(),
+                        result,
+                        refs,
+                        owns,
+                    }),
+                );
             }
             // A panicking destructor must not end the reader.
             Event::Released(obj) => drop_caught(&self.peer, "an object released by the peer", obj),
@@ -338,7 +341,7 @@ impl Shared {
         let (waiters, objects) = self.core().close();
         let lost = self.lost();
         for w in waiters {
-            let _ = w.send(Err(lost.clone()));
+            let _ = w.send(self, Err(lost.clone()));
         }
         let running: Vec<_> = lock(&self.running).drain().collect();
         for (_, h) in running {
