@@ -5,7 +5,6 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
 use crate::interface::Dispatch;
 use crate::proto::{CallId, ImportRef, ObjectId, ReleaseSink, State};
@@ -79,7 +78,7 @@ pub(crate) enum Heard {
 
 /// Queues the releases of imported objects (from their `Drop`s) for the
 /// connection task.
-pub(crate) struct CtlSink(pub(crate) mpsc::UnboundedSender<Control>);
+pub(crate) struct CtlSink(pub(crate) super::ctl_queue::CtlTx);
 
 impl ReleaseSink for CtlSink {
     fn release(&self, id: ObjectId, generation: u64, count: u32) {

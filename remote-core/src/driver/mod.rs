@@ -9,6 +9,7 @@ mod cached;
 pub(crate) mod call;
 mod conn;
 mod control;
+mod ctl_queue;
 pub(crate) mod deadline;
 mod expiry;
 mod input;

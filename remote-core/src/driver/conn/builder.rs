@@ -158,7 +158,7 @@ impl ConnectionBuilder {
     ) -> Result<Connection, Error> {
         install_panic_hook();
         let limits = self.limits.clone();
-        let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+        let (ctl_tx, ctl_rx) = super::super::ctl_queue::channel();
         let sink: Arc<dyn ReleaseSink> = Arc::new(CtlSink(ctl_tx.clone()));
         let budget = self
             .budget

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crate::rt::time::Instant;
 use bytes::Bytes;
 use futures_util::FutureExt;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod builder;
@@ -358,7 +357,7 @@ impl Shared {
 }
 
 struct DoneGuard {
-    ctl: mpsc::UnboundedSender<Control>,
+    ctl: super::ctl_queue::CtlTx,
     id: CallId,
     seq: u64,
 }
