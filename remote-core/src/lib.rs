@@ -233,6 +233,7 @@ pub mod __private {
         describe_interface, error_of, remote_error_ty, unit_ty, DescribeFn, InterfaceDesc,
         MethodDesc, SourceDesc,
     };
+    pub use crate::driver::call::IntoReply;
     pub use crate::driver::invalidate::invalidated;
     pub use crate::driver::memoized::memo_lookup;
     pub use crate::erased::blocking;

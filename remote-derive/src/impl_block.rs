@@ -17,8 +17,13 @@ pub(crate) fn trait_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) -> 
     if let Some((Some(bang), _, _)) = &item.trait_ {
         cx.error(bang, "`#[remote]` does not apply to negative impls");
     }
-    for ii in &mut item.items {
-        let ImplItem::Fn(f) = ii else { continue };
+    let trait_path = item.trait_.as_ref().map(|(_, path, _)| path.clone());
+    let mut items = Vec::with_capacity(item.items.len());
+    for mut ii in std::mem::take(&mut item.items) {
+        let ImplItem::Fn(f) = &mut ii else {
+            items.push(ii);
+            continue;
+        };
         let before = f.attrs.len();
         f.attrs.retain(|a| !a.path().is_ident("remote"));
         if f.attrs.len() != before {
@@ -27,6 +32,15 @@ pub(crate) fn trait_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) -> 
                 "`#[remote(...)]` options belong on the method in the trait, not in its impl",
             );
         }
+        // The body unboxed behind the boxed method, served in one box
+        // (`expand/serve.rs`).
+        let served = trait_path
+            .as_ref()
+            .and_then(|path| expand::rewrite_impl_fn(f, path, p));
+        if let Some(fns) = served {
+            items.extend(fns.into_iter().map(ImplItem::Fn));
+            continue;
+        }
         if f.sig.asyncness.is_some() {
             f.sig.asyncness = None;
             let ret = expand::return_type(&f.sig.output);
@@ -34,7 +48,9 @@ pub(crate) fn trait_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) -> 
             let body = expand::boxed_body(&ret, &f.block, p);
             f.block = syn::parse_quote!({ #body });
         }
+        items.push(ii);
     }
+    item.items = items;
     let register = if item.generics.params.is_empty() {
         let (_, trait_path, _) = item.trait_.as_ref().expect("checked by the caller");
         let self_ty = &item.self_ty;
@@ -197,6 +213,11 @@ pub(crate) fn inherent_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) 
             }
         }
     });
+    let serves = rt
+        .methods
+        .iter()
+        .filter(|m| m.is_async)
+        .map(|m| expand::inherent_serve(m, self_ty, p));
     let client_ident = &rt.client;
     let generated = expand::expand_trait(&rt, p);
     quote! {
@@ -205,6 +226,7 @@ pub(crate) fn inherent_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) 
         impl #p::ImplementedWithRemote<#client_ident, ()> for #self_ty {}
         impl #trait_ident for #self_ty {
             #(#delegates)*
+            #(#serves)*
         }
     }
 }

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::control::Control;
 use crate::proto::CallId;
@@ -121,7 +121,7 @@ impl ConnBlocking {
     pub(crate) fn hold(
         &self,
         (id, seq): (CallId, u64),
-        ctl: mpsc::UnboundedSender<Control>,
+        ctl: super::ctl_queue::CtlTx,
     ) -> ClosureHold {
         let mut pending = lock(&self.pending);
         pending
@@ -185,7 +185,7 @@ pub(crate) struct Slots {
 /// Keeps a call counted while its blocking closure runs.
 #[derive(Debug)]
 pub(crate) struct ClosureHold {
-    ctl: mpsc::UnboundedSender<Control>,
+    ctl: super::ctl_queue::CtlTx,
     seq: u64,
 }
 
@@ -204,7 +204,7 @@ mod tests {
 
     #[test]
     fn a_call_is_done_only_when_its_handler_and_closures_are() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = super::super::ctl_queue::channel();
         let b = ConnBlocking::new(2, None, ServerBlocking::new(4, 4));
         // No closure: the handler's end is the call's end.
         assert!(b.handler_done(1));
@@ -214,7 +214,7 @@ mod tests {
         assert_eq!(b.running(), 1);
         assert!(!b.handler_done(2));
         drop(hold);
-        assert!(matches!(rx.try_recv(), Ok(Control::BlockingDone(2))));
+        assert!(matches!(rx.try_recv(), Some(Control::BlockingDone(2))));
         assert_eq!(b.closure_done(2), Some(CallId(7)));
         assert_eq!(b.running(), 0);
 

@@ -5,23 +5,24 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::interface::Dispatch;
 use crate::proto::{CallId, ImportRef, ObjectId, ReleaseSink, State};
 use crate::{Error, RemoteError};
 
-/// The waiting end of one of our calls: where its reply goes, and its
-/// deadline (kept by the connection's timer, [`super::expiry`]).
+/// The waiting end of one of our calls: its reply slot
+/// ([`super::replies`]), and its deadline (kept by the connection's timer,
+/// [`super::expiry`]).
 pub(crate) struct Waiter {
-    pub(crate) tx: oneshot::Sender<Result<Incoming, Error>>,
+    pub(crate) reply: super::replies::Key,
     pub(crate) deadline: crate::rt::time::Instant,
 }
 
 impl Waiter {
-    /// Hands the call its outcome (`false` if the caller is gone).
-    pub(crate) fn send(self, r: Result<Incoming, Error>) -> bool {
-        self.tx.send(r).is_ok()
+    /// Hands the call its outcome (`false` if the caller is gone). Never
+    /// under the `core` lock: it may drop the outcome.
+    pub(crate) fn send(self, shared: &super::Shared, r: Result<Incoming, Error>) -> bool {
+        shared.replies.deliver(self.reply, Some(r))
     }
 }
 pub(crate) type Core = State<Arc<dyn Dispatch>, Waiter>;
@@ -77,7 +78,7 @@ pub(crate) enum Heard {
 
 /// Queues the releases of imported objects (from their `Drop`s) for the
 /// connection task.
-pub(crate) struct CtlSink(pub(crate) mpsc::UnboundedSender<Control>);
+pub(crate) struct CtlSink(pub(crate) super::ctl_queue::CtlTx);
 
 impl ReleaseSink for CtlSink {
     fn release(&self, id: ObjectId, generation: u64, count: u32) {

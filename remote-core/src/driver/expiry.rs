@@ -81,7 +81,7 @@ pub(super) fn sweep(shared: &Shared) {
     for (id, waiter) in expired {
         let _ = shared.send(&encode::cancel(id));
         // The caller reports its own budget (`RawCall`).
-        let _ = waiter.send(Err(Error::DeadlineExceeded(Duration::ZERO)));
+        let _ = waiter.send(shared, Err(Error::DeadlineExceeded(Duration::ZERO)));
     }
 }
 

@@ -9,6 +9,7 @@ mod cached;
 pub(crate) mod call;
 mod conn;
 mod control;
+mod ctl_queue;
 pub(crate) mod deadline;
 mod expiry;
 mod input;
@@ -18,6 +19,7 @@ pub(crate) mod memoized;
 mod outgoing;
 mod panics;
 mod reader;
+mod replies;
 mod sched;
 mod share;
 mod shared;
@@ -28,6 +30,8 @@ mod tests_expiry;
 mod tests_input;
 #[cfg(test)]
 mod tests_memory;
+#[cfg(test)]
+mod tests_replies;
 pub(crate) mod io_types {
     pub(crate) use super::input::BoxRead;
     pub(crate) use super::io::BoxWrite;

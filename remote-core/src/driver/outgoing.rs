@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use serde::Serialize;
-use tokio::sync::oneshot;
 
 use super::call::Prepared;
 use super::control::{Control, Incoming};
+use super::replies::Key;
 use crate::cache::{CacheRole, Lookup, Ticket};
 use crate::interface::BoxFuture;
 use crate::proto::CallId;
@@ -37,16 +37,17 @@ pin_project! {
         budget: Duration,
         armed: bool,
         // No timer per call: the connection fails the call at its deadline
-        // (`expiry.rs`).
-        #[pin]
-        reply: oneshot::Receiver<Reply>,
+        // (`expiry.rs`). The reply arrives in this slot (`replies.rs`).
+        reply: Key,
     }
 
     impl PinnedDrop for RawCall {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if *this.armed {
-                // Queued, not sent from here: Drop does no I/O and takes no lock.
+                // The slot's own leaf lock only (`replies.rs`); the cancel
+                // is queued, not sent from here: Drop does no I/O.
+                this.handle.shared().replies.close(*this.reply);
                 let _ = this.handle.shared().ctl.send(Control::Cancel {
                     id: *this.id,
                     sent: true,
@@ -57,13 +58,13 @@ pin_project! {
 }
 
 impl RawCall {
-    fn new(handle: &Handle, (id, _deadline, budget, rx): Prepared) -> Self {
+    fn new(handle: &Handle, (id, _deadline, budget, reply): Prepared) -> Self {
         RawCall {
             handle: handle.clone(),
             id,
             budget,
             armed: true,
-            reply: rx,
+            reply,
         }
     }
 }
@@ -73,17 +74,17 @@ impl Future for RawCall {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
         let this = self.project();
-        let r = match ready!(this.reply.poll(cx)) {
+        let r = match ready!(this.handle.shared().replies.poll(*this.reply, cx)) {
             // Already forgotten and cancelled by the connection's timer.
-            Ok(Err(Error::DeadlineExceeded(_))) => {
+            Some(Err(Error::DeadlineExceeded(_))) => {
                 *this.armed = false;
                 Err(Error::DeadlineExceeded(*this.budget))
             }
-            Err(_) => {
+            None => {
                 *this.armed = false;
                 Err(this.handle.shared().lost())
             }
-            Ok(r) => {
+            Some(r) => {
                 *this.armed = false;
                 r
             }
@@ -146,7 +147,7 @@ impl<A: Serialize, T: Wire, E: RemoteErrorType> Future for CallFuture<A, T, E> {
             }
             // Encoded synchronously and dropped at once: arguments are not
             // held across an await, so they need not be `Sync`.
-            let prepared = this.handle.prepare(this.method, &args);
+            let prepared = this.handle.prepare(this.method, &args, cx.waker());
             drop(args);
             match prepared {
                 Ok(p) => this.raw.set(Some(RawCall::new(this.handle, p))),

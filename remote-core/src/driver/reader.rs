@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use crate::rt::time::Instant;
-use tokio::sync::mpsc;
 
 use super::control::{Control, Core, Heard};
 use super::input::Input;
@@ -83,7 +82,7 @@ pub(super) async fn handshake(
 pub(super) async fn read_loop(
     shared: Arc<Shared>,
     mut input: Input,
-    mut ctl: mpsc::UnboundedReceiver<Control>,
+    mut ctl: super::ctl_queue::CtlRx,
 ) {
     // However this task ends (even by a panic), the connection closes.
     let _teardown = DisconnectOnDrop(shared.clone());

@@ -7,7 +7,6 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::blocking_pool::ConnBlocking;
@@ -55,7 +54,7 @@ pub(crate) struct Shared {
     pub(crate) out_waker: futures_util::task::AtomicWaker,
     /// Mirrors `closed` without the token's lock, for the hot path.
     pub(super) is_closed: AtomicBool,
-    pub(crate) ctl: mpsc::UnboundedSender<Control>,
+    pub(crate) ctl: super::ctl_queue::CtlTx,
     pub(crate) limits: Limits,
     pub(super) closed: CancellationToken,
     pub(super) close_reason: Mutex<Option<Error>>,
@@ -88,6 +87,8 @@ pub(crate) struct Shared {
     pub(crate) memo: OnceLock<Arc<crate::memo::MemoCache>>,
     /// The deadline timer of our calls (run by the reader task).
     pub(crate) expiry: super::expiry::Expiry,
+    /// Where the replies to our calls wait for their callers.
+    pub(crate) replies: super::replies::Replies,
 }
 
 impl fmt::Debug for Shared {

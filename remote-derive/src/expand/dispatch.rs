@@ -122,6 +122,17 @@ fn dispatch_arm(t: &RemoteTrait, m: &Method, p: &TokenStream) -> TokenStream {
         quote!(#p::blocking(&__cx, move || #call).await)
     };
     let (lookup, invalidate, reply) = crate::cache::dispatch_hooks(m, p, &dyn_ty);
+    if m.is_async && lookup.is_empty() && invalidate.is_empty() {
+        // One box, made by the object (`serve.rs`), not one around another.
+        let serve = super::serve::dispatch_call(m, &dyn_ty, &trait_path, &vars);
+        return quote! {
+            #wire => {
+                #auth
+                let (#(#vars,)*): (#(#tys,)*) = #p::decode_args(__args)?;
+                #p::Ok(#serve)
+            }
+        };
+    }
     quote! {
         #wire => {
             #auth

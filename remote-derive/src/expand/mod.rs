@@ -5,6 +5,7 @@
 mod describe;
 mod dispatch;
 mod proxy;
+mod serve;
 mod shared;
 mod trait_def;
 
@@ -18,6 +19,7 @@ use crate::{impl_block, valid};
 use describe::register;
 use dispatch::{dispatch, interface};
 use proxy::client;
+pub(crate) use serve::{inherent_serve, rewrite_impl_fn};
 pub(crate) use shared::{location, vec_expr};
 use trait_def::trait_def;
 pub(crate) use trait_def::{boxed_body, return_type};

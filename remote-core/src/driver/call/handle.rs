@@ -10,16 +10,12 @@ use serde::Serialize;
 use super::scratch::with_scratch;
 use crate::codec;
 use crate::driver::control::{Control, Held, Incoming, Waiter};
+use crate::driver::replies::Key;
 use crate::driver::shared::Shared;
 use crate::proto::{encode, CallId, ImportRef, ObjectId};
 use crate::{Connection, Error, RemoteErrorType, Wire};
 
-pub(in crate::driver) type Prepared = (
-    CallId,
-    Instant,
-    std::time::Duration,
-    tokio::sync::oneshot::Receiver<Result<Incoming, Error>>,
-);
+pub(in crate::driver) type Prepared = (CallId, Instant, std::time::Duration, Key);
 
 /// A proxy's link to one object of a peer: the connection, the object's
 /// id, and the counted hold that keeps it alive at the peer.
@@ -69,6 +65,7 @@ impl fmt::Debug for Handle {
 struct CancelOnDrop<'a> {
     shared: &'a Shared,
     id: CallId,
+    reply: Key,
     sent: bool,
     armed: bool,
 }
@@ -76,6 +73,7 @@ struct CancelOnDrop<'a> {
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed {
+            self.shared.replies.close(self.reply);
             // Queued, not sent from here: Drop does no I/O and takes no lock.
             let _ = self.shared.ctl.send(Control::Cancel {
                 id: self.id,
@@ -154,6 +152,7 @@ impl Handle {
         &self,
         method: &str,
         args: &dyn codec::Encode,
+        waker: &std::task::Waker,
     ) -> Result<Prepared, Error> {
         if let Some(e) = &self.refused {
             return Err((**e).clone());
@@ -167,18 +166,26 @@ impl Handle {
             return Err(Error::DeadlineExceeded(budget));
         }
         let timeout_ms = u32::try_from(budget.as_millis().max(1)).unwrap_or(u32::MAX);
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        // The caller's waker goes in with the slot: the first poll after
+        // sending registers nothing more.
+        let reply = shared.replies.open(waker);
         // A closed connection's calls fail with the reason it closed.
         // Registered with its deadline; the connection's timer is re-armed
         // only for a deadline earlier than every other (`expiry.rs`).
         let (id, rearm) = {
             let mut core = shared.core();
-            let id = core
-                .start_call(Waiter { tx, deadline })
-                .map_err(|e| match e {
-                    Error::ConnectionLost(_) => shared.lost(),
-                    other => other,
-                })?;
+            let started = core.start_call(Waiter { reply, deadline });
+            let id = match started {
+                Ok(id) => id,
+                Err(e) => {
+                    drop(core);
+                    shared.replies.close(reply);
+                    return Err(match e {
+                        Error::ConnectionLost(_) => shared.lost(),
+                        other => other,
+                    });
+                }
+            };
             (id, shared.expiry.note(deadline))
         };
         if rearm {
@@ -187,6 +194,7 @@ impl Handle {
         let guard = CancelOnDrop {
             shared,
             id,
+            reply,
             sent: false,
             armed: true,
         };
@@ -216,7 +224,7 @@ impl Handle {
             sent
         })?;
         std::mem::forget(guard);
-        Ok((id, deadline, budget, rx))
+        Ok((id, deadline, budget, reply))
     }
 
     pub(in crate::driver) fn finish<T: Wire, E: RemoteErrorType>(

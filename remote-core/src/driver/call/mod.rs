@@ -9,4 +9,4 @@ pub use args::Args;
 pub use handle::Handle;
 pub(super) use handle::Prepared;
 pub(super) use reply::Inline;
-pub use reply::{CallCx, Reply};
+pub use reply::{CallCx, IntoReply, Reply};

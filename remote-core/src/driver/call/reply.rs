@@ -26,6 +26,23 @@ impl fmt::Debug for CallCx {
     }
 }
 
+/// A method's result, encodable as its call's reply: `Result<T, E>` of
+/// types that cross. The bound of the hidden serving methods `#[remote]`
+/// adds to a trait (as a `for<'_>` bound, so a type that cannot cross is
+/// reported once, by the describer, not again there).
+#[doc(hidden)]
+pub trait IntoReply {
+    /// Encodes and queues the reply ([`CallCx::reply`]).
+    fn into_reply(self, cx: &CallCx) -> Reply;
+}
+
+impl<T: Wire, E: RemoteErrorType> IntoReply for Result<T, E> {
+    #[inline]
+    fn into_reply(self, cx: &CallCx) -> Reply {
+        cx.reply(self)
+    }
+}
+
 /// Proof that a handler's reply was queued ([`CallCx::reply`] makes it).
 #[derive(Debug)]
 pub struct Reply {

@@ -158,7 +158,7 @@ impl ConnectionBuilder {
     ) -> Result<Connection, Error> {
         install_panic_hook();
         let limits = self.limits.clone();
-        let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+        let (ctl_tx, ctl_rx) = super::super::ctl_queue::channel();
         let sink: Arc<dyn ReleaseSink> = Arc::new(CtlSink(ctl_tx.clone()));
         let budget = self
             .budget
@@ -208,6 +208,7 @@ impl ConnectionBuilder {
             memo: self.memo.map(OnceLock::from).unwrap_or_default(),
             peer_root: OnceLock::new(),
             expiry: super::super::expiry::Expiry::new(),
+            replies: Default::default(),
         });
         crate::trace::spawn_in(span.clone(), write_loop(writer, shared.clone()));
         // If this future is dropped before the handshake ends (e.g. a

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crate::rt::time::Instant;
 use bytes::Bytes;
 use futures_util::FutureExt;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod builder;
@@ -147,12 +146,15 @@ impl Shared {
                 refs,
                 owns,
             } => {
-                let _ = waiter.send(Ok(Incoming {
-                    frame: frame.clone(),
-                    result,
-                    refs,
-                    owns,
-                }));
+                let _ = waiter.send(
+                    self,
+                    Ok(Incoming {
+                        frame: frame.clone(),
+                        result,
+                        refs,
+                        owns,
+                    }),
+                );
             }
             // A panicking destructor must not end the reader.
             Event::Released(obj) => drop_caught(&self.peer, "an object released by the peer", obj),
@@ -338,7 +340,7 @@ impl Shared {
         let (waiters, objects) = self.core().close();
         let lost = self.lost();
         for w in waiters {
-            let _ = w.send(Err(lost.clone()));
+            let _ = w.send(self, Err(lost.clone()));
         }
         let running: Vec<_> = lock(&self.running).drain().collect();
         for (_, h) in running {
@@ -355,7 +357,7 @@ impl Shared {
 }
 
 struct DoneGuard {
-    ctl: mpsc::UnboundedSender<Control>,
+    ctl: super::ctl_queue::CtlTx,
     id: CallId,
     seq: u64,
 }

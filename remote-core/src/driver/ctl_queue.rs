@@ -1,0 +1,245 @@
+//! The reader's control queue: [`Control`] messages from `Drop`s and other
+//! tasks, polled on every turn of the read loop.
+//!
+//! An unbounded tokio channel did this, and an empty one cost about 250
+//! instructions a poll (its coop budget check, the list pop, re-registering
+//! the waker), every turn. Here an atomic flag says whether anything is
+//! queued; an empty poll is one load. The reader's waker stays registered
+//! until a send wakes it, so it is registered again only after a wake-up.
+//! Not using tokio's coop budget is deliberate: a poll never returns
+//! `Pending` while something is queued, and every `Pending` leaves the
+//! waker registered (skipping an mpsc poll on a flag was tried and reverted
+//! because tokio's budget could return `Pending` without registering).
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
+
+use super::control::Control;
+use super::shared::lock;
+
+/// A queue this long or longer, once empty, gives its memory back.
+const SHRINK_ABOVE: usize = 256;
+
+struct Queue {
+    items: Mutex<Items>,
+    /// Something is queued (changed only under the `items` lock).
+    ready: AtomicBool,
+    waker: AtomicWaker,
+}
+
+#[derive(Default)]
+struct Items {
+    queue: VecDeque<Control>,
+    closed: bool,
+}
+
+/// Sends [`Control`] messages to the reader (cloned by every sender).
+#[derive(Clone)]
+pub(crate) struct CtlTx(Arc<Queue>);
+
+impl std::fmt::Debug for CtlTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CtlTx")
+    }
+}
+
+/// The reader's end.
+pub(crate) struct CtlRx {
+    queue: Arc<Queue>,
+    /// Our waker is in `queue.waker` (a wake takes it out).
+    registered: bool,
+}
+
+/// A new queue.
+pub(crate) fn channel() -> (CtlTx, CtlRx) {
+    let queue = Arc::new(Queue {
+        items: Mutex::new(Items::default()),
+        ready: AtomicBool::new(false),
+        waker: AtomicWaker::new(),
+    });
+    (
+        CtlTx(queue.clone()),
+        CtlRx {
+            queue,
+            registered: false,
+        },
+    )
+}
+
+impl CtlTx {
+    /// Queues `c` for the reader; `Err(c)` once the reader has closed the
+    /// queue. Never blocks on the reader (a short lock, no I/O).
+    pub(crate) fn send(&self, c: Control) -> Result<(), Control> {
+        let q = &*self.0;
+        let wake = {
+            let mut items = lock(&q.items);
+            if items.closed {
+                return Err(c);
+            }
+            items.queue.push_back(c);
+            !q.ready.swap(true, Ordering::AcqRel)
+        };
+        if wake {
+            q.waker.wake();
+        }
+        Ok(())
+    }
+}
+
+impl CtlRx {
+    /// The next message, when one is queued.
+    pub(crate) async fn recv(&mut self) -> Option<Control> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next message, or `Pending` with this task's waker registered.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Control>> {
+        if let Some(c) = self.pop() {
+            return Poll::Ready(Some(c));
+        }
+        if !self.registered {
+            self.queue.waker.register(cx.waker());
+            self.registered = true;
+            // A send between the check above and the registration.
+            if let Some(c) = self.pop() {
+                return Poll::Ready(Some(c));
+            }
+        }
+        Poll::Pending
+    }
+
+    /// The next message if one is queued (tests).
+    #[cfg(test)]
+    pub(crate) fn try_recv(&mut self) -> Option<Control> {
+        self.pop()
+    }
+
+    fn pop(&mut self) -> Option<Control> {
+        let q = &*self.queue;
+        if !q.ready.load(Ordering::Acquire) {
+            return None;
+        }
+        // The send that set `ready` woke us (and took the waker) or will.
+        self.registered = false;
+        let mut items = lock(&q.items);
+        let c = items.queue.pop_front();
+        if items.queue.is_empty() {
+            q.ready.store(false, Ordering::Release);
+            if items.queue.capacity() > SHRINK_ABOVE {
+                items.queue.shrink_to(SHRINK_ABOVE / 4);
+            }
+        }
+        c
+    }
+
+    /// Refuses later sends and drops what is queued.
+    pub(crate) fn close(&mut self) {
+        let dropped = {
+            let mut items = lock(&self.queue.items);
+            items.closed = true;
+            self.queue.ready.store(false, Ordering::Release);
+            std::mem::take(&mut items.queue)
+        };
+        drop(dropped);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Wake, Waker};
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn wakes(c: &Count) -> usize {
+        c.0.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn an_empty_poll_registers_once_and_a_send_wakes_it() {
+        let (tx, mut rx) = channel();
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(rx.poll_recv(&mut cx).is_pending());
+        assert!(rx.poll_recv(&mut cx).is_pending());
+        tx.send(Control::Rearm).unwrap();
+        assert_eq!(wakes(&count), 1);
+        // A second send before the reader looks wakes nobody again.
+        tx.send(Control::Closed).unwrap();
+        assert_eq!(wakes(&count), 1);
+        assert!(matches!(
+            rx.poll_recv(&mut cx),
+            Poll::Ready(Some(Control::Rearm))
+        ));
+        assert!(matches!(
+            rx.poll_recv(&mut cx),
+            Poll::Ready(Some(Control::Closed))
+        ));
+        // Empty again: the waker is registered again, and the next send
+        // wakes it.
+        assert!(rx.poll_recv(&mut cx).is_pending());
+        tx.send(Control::Rearm).unwrap();
+        assert_eq!(wakes(&count), 2);
+    }
+
+    #[test]
+    fn a_send_from_another_thread_is_never_lost() {
+        for _ in 0..200 {
+            let (tx, mut rx) = channel();
+            let count = Arc::new(Count::default());
+            let waker = Waker::from(count.clone());
+            let mut cx = Context::from_waker(&waker);
+            assert!(rx.poll_recv(&mut cx).is_pending());
+            let sender = std::thread::spawn(move || {
+                for i in 0..10 {
+                    tx.send(Control::BlockingDone(i)).unwrap();
+                }
+            });
+            let mut got = 0;
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while got < 10 {
+                let before = wakes(&count);
+                match rx.poll_recv(&mut cx) {
+                    Poll::Ready(Some(Control::BlockingDone(i))) => {
+                        assert_eq!(i, got);
+                        got += 1;
+                    }
+                    Poll::Ready(other) => panic!("unexpected {other:?}"),
+                    Poll::Pending => {
+                        // More sends are coming, so a `Pending` must be
+                        // followed by a wake-up (as a task would need).
+                        while wakes(&count) == before {
+                            assert!(std::time::Instant::now() < end, "a lost wake-up");
+                            std::thread::yield_now();
+                        }
+                    }
+                }
+            }
+            sender.join().unwrap();
+            assert!(rx.poll_recv(&mut cx).is_pending());
+        }
+    }
+
+    #[test]
+    fn after_close_sends_are_refused_and_the_queue_is_empty() {
+        let (tx, mut rx) = channel();
+        tx.send(Control::Rearm).unwrap();
+        rx.close();
+        assert!(tx.send(Control::Rearm).is_err());
+        let waker = Waker::from(Arc::new(Count::default()));
+        assert!(rx.poll_recv(&mut Context::from_waker(&waker)).is_pending());
+    }
+}

@@ -1,0 +1,256 @@
+//! Where the replies to our calls wait for their callers: one slot per call
+//! in a table the connection keeps, with the caller's waker, instead of a
+//! `oneshot` channel (an allocation) per call.
+//!
+//! The caller opens a slot when it sends the call ([`Replies::open`]) and
+//! its [`Key`] goes into the call's `Waiter`; the connection delivers the
+//! outcome into the slot and wakes the caller ([`Replies::deliver`]); the
+//! caller takes it ([`Replies::poll`]) or, dropped first, closes the slot
+//! ([`Replies::close`]). A key names one call only: a slot reused by a later
+//! call has a new generation, so a late delivery to a closed slot is
+//! dropped. The table's lock is a leaf: nothing else is locked and no
+//! value is dropped while it is held (a reply holds references whose
+//! destructors may make or drop calls). It grows to the most calls waiting
+//! at once (bounded by `max_outgoing_calls`) and is freed with the
+//! connection.
+
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+
+use super::control::Incoming;
+use super::shared::lock;
+use crate::Error;
+
+/// A call's outcome: `None` if the connection dropped the call without one
+/// (the caller reports the connection's loss).
+pub(crate) type Outcome = Option<Result<Incoming, Error>>;
+
+/// Names one call's slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Key {
+    index: usize,
+    generation: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Replies(Mutex<Table>);
+
+#[derive(Default)]
+struct Table {
+    slots: Vec<Slot>,
+    /// Indices of vacant slots.
+    free: Vec<usize>,
+    /// The generation of the next slot opened.
+    next: u64,
+}
+
+impl Table {
+    /// `key`'s slot, if it is still that call's.
+    fn slot(&mut self, key: Key) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(key.index)
+            .filter(|s| s.generation == key.generation)
+    }
+}
+
+struct Slot {
+    generation: u64,
+    state: State,
+}
+
+// Unboxed on purpose: boxing the outcome would put back the allocation per
+// call this table removes; the table holds only the calls waiting at once.
+#[allow(clippy::large_enum_variant)]
+enum State {
+    Vacant,
+    Waiting(Waker),
+    Ready(Outcome),
+}
+
+impl Replies {
+    /// A slot for a new call, whose caller `waker` wakes.
+    pub(crate) fn open(&self, waker: &Waker) -> Key {
+        let mut t = lock(&self.0);
+        let generation = t.next;
+        t.next += 1;
+        let slot = Slot {
+            generation,
+            state: State::Waiting(waker.clone()),
+        };
+        let index = match t.free.pop() {
+            Some(i) => {
+                t.slots[i] = slot;
+                i
+            }
+            None => {
+                // One slot for a connection's first call (an idle
+                // connection stays small), doubling from there.
+                if t.slots.capacity() == 0 {
+                    t.slots.reserve_exact(1);
+                }
+                t.slots.push(slot);
+                t.slots.len() - 1
+            }
+        };
+        Key { index, generation }
+    }
+
+    /// Hands a call its outcome and wakes its caller. `false` (and the
+    /// outcome dropped, outside the lock) if the caller is gone.
+    pub(crate) fn deliver(&self, key: Key, outcome: Outcome) -> bool {
+        let (old, undelivered) = {
+            let mut guard = lock(&self.0);
+            match guard.slot(key).map(|s| &mut s.state) {
+                Some(state @ State::Waiting(_)) => {
+                    (std::mem::replace(state, State::Ready(outcome)), None)
+                }
+                // Closed by its caller, or already delivered (the first
+                // outcome stays).
+                _ => (State::Vacant, Some(outcome)),
+            }
+        };
+        drop(undelivered);
+        match old {
+            State::Waiting(waker) => {
+                waker.wake();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The call's outcome if it has arrived (the slot is then vacated);
+    /// otherwise remembers `cx`'s waker.
+    pub(crate) fn poll(&self, key: Key, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let mut guard = lock(&self.0);
+        let t = &mut *guard;
+        let Some(s) = t.slot(key) else {
+            return Poll::Ready(None);
+        };
+        match &mut s.state {
+            State::Waiting(w) => {
+                if !w.will_wake(cx.waker()) {
+                    w.clone_from(cx.waker());
+                }
+                Poll::Pending
+            }
+            State::Ready(_) => {
+                let old = std::mem::replace(&mut s.state, State::Vacant);
+                t.free.push(key.index);
+                drop(guard);
+                match old {
+                    State::Ready(outcome) => Poll::Ready(outcome),
+                    _ => Poll::Ready(None),
+                }
+            }
+            State::Vacant => Poll::Ready(None),
+        }
+    }
+
+    /// The caller is gone: vacates its slot (an outcome already there is
+    /// dropped outside the lock).
+    pub(crate) fn close(&self, key: Key) {
+        let old = {
+            let mut guard = lock(&self.0);
+            let t = &mut *guard;
+            let old = match t.slot(key) {
+                Some(s) => std::mem::replace(&mut s.state, State::Vacant),
+                None => State::Vacant,
+            };
+            if !matches!(old, State::Vacant) {
+                t.free.push(key.index);
+            }
+            old
+        };
+        drop(old);
+    }
+
+    /// Slots in use (tests).
+    #[cfg(test)]
+    pub(crate) fn in_use(&self) -> usize {
+        let t = lock(&self.0);
+        t.slots.len() - t.free.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn waker() -> (Arc<Count>, Waker) {
+        let c = Arc::new(Count::default());
+        (c.clone(), Waker::from(c))
+    }
+
+    fn lost() -> Outcome {
+        Some(Err(Error::ConnectionLost("test".into())))
+    }
+
+    #[test]
+    fn a_delivered_outcome_wakes_the_caller_once_and_is_taken_once() {
+        let r = Replies::default();
+        let (count, w) = waker();
+        let key = r.open(&w);
+        let mut cx = Context::from_waker(&w);
+        assert!(r.poll(key, &mut cx).is_pending());
+        assert!(r.deliver(key, lost()));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(
+            r.poll(key, &mut cx),
+            Poll::Ready(Some(Err(Error::ConnectionLost(_))))
+        ));
+        assert_eq!(r.in_use(), 0);
+    }
+
+    #[test]
+    fn a_late_delivery_never_reaches_the_next_call_in_the_same_slot() {
+        let r = Replies::default();
+        let (_c, w) = waker();
+        let old = r.open(&w);
+        r.close(old);
+        let new = r.open(&w);
+        assert_eq!(new.index, old.index, "the slot is reused");
+        assert!(!r.deliver(old, lost()), "the old call's reply is dropped");
+        let mut cx = Context::from_waker(&w);
+        assert!(
+            r.poll(new, &mut cx).is_pending(),
+            "the new call still waits"
+        );
+        assert_eq!(r.in_use(), 1);
+    }
+
+    #[test]
+    fn closing_a_slot_with_an_outcome_frees_it() {
+        let r = Replies::default();
+        let (_c, w) = waker();
+        let key = r.open(&w);
+        assert!(r.deliver(key, lost()));
+        r.close(key);
+        assert_eq!(r.in_use(), 0);
+        r.close(key);
+        assert_eq!(r.in_use(), 0, "closing twice frees once");
+    }
+
+    #[test]
+    fn a_new_waker_replaces_the_old_one() {
+        let r = Replies::default();
+        let (first, w1) = waker();
+        let (second, w2) = waker();
+        let key = r.open(&w1);
+        assert!(r.poll(key, &mut Context::from_waker(&w2)).is_pending());
+        assert!(r.deliver(key, None));
+        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+        assert_eq!(second.0.load(Ordering::SeqCst), 1);
+    }
+}

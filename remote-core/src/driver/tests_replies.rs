@@ -1,0 +1,74 @@
+//! Our calls' reply slots (`replies.rs`) are freed however a call ends:
+//! dropped by its caller, failed at its deadline, or failed because the
+//! connection closed; and a waiting caller is woken with the outcome.
+
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::call::Handle;
+use crate::{ConnectionBuilder, Error};
+
+/// A call to method `wait` on the peer's root within `timeout`.
+fn call(
+    handle: &Handle,
+    timeout: Duration,
+) -> impl std::future::Future<Output = Result<(), Error>> {
+    crate::with_timeout(timeout, handle.call::<(), (), Error>("wait", ()))
+}
+
+#[tokio::test]
+async fn a_reply_slot_is_freed_when_its_call_is_dropped_expires_or_is_lost() {
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let (r, w) = tokio::io::split(ours);
+    // The peer says hello, then reads everything and answers nothing.
+    let peer = tokio::spawn(async move {
+        let (mut pr, mut pw) = tokio::io::split(theirs);
+        pw.write_all(&super::reader::hello(None, None))
+            .await
+            .unwrap();
+        let mut sink = vec![0u8; 4096];
+        while matches!(pr.read(&mut sink).await, Ok(n) if n > 0) {}
+    });
+    let conn = ConnectionBuilder::new().over(r, w, "silent").await.unwrap();
+    let shared = conn.shared.clone();
+    let handle = Handle::root(shared.clone());
+
+    // Dropped by its caller after it was sent.
+    let mut dropped = Box::pin(call(&handle, Duration::from_secs(3600)));
+    assert!(dropped.as_mut().now_or_never().is_none());
+    assert_eq!(shared.replies.in_use(), 1);
+    drop(dropped);
+    assert_eq!(shared.replies.in_use(), 0, "a dropped call keeps its slot");
+
+    // Failed at its deadline by the connection's timer.
+    let expired = tokio::time::timeout(
+        Duration::from_secs(60),
+        call(&handle, Duration::from_millis(50)),
+    )
+    .await
+    .expect("the deadline never fired");
+    assert!(
+        matches!(expired, Err(Error::DeadlineExceeded(_))),
+        "{expired:?}"
+    );
+    assert_eq!(shared.replies.in_use(), 0, "an expired call keeps its slot");
+
+    // Waiting when the connection closes: woken with the loss.
+    let waiting = tokio::spawn(call(&handle, Duration::from_secs(3600)));
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    while shared.replies.in_use() == 0 && std::time::Instant::now() < end {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(shared.replies.in_use(), 1);
+    conn.close();
+    let lost = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("the waiting caller was never woken")
+        .expect("the caller's task");
+    assert!(matches!(lost, Err(Error::ConnectionLost(_))), "{lost:?}");
+    assert_eq!(shared.replies.in_use(), 0, "a lost call keeps its slot");
+    drop(conn);
+    let _ = tokio::time::timeout(Duration::from_secs(60), peer).await;
+}
