@@ -6,6 +6,23 @@ thread_local! {
     static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+/// Runs `f` with the connection's spare large buffer if it keeps one (the
+/// last large frame it wrote: a stream of large values is encoded into the
+/// same memory, see `driver/kept.rs`), else with [`with_scratch`].
+pub(super) fn with_scratch_on<R>(
+    shared: &crate::driver::Shared,
+    f: impl FnOnce(&mut Vec<u8>) -> R,
+) -> R {
+    match shared.kept.take(&shared.budget) {
+        Some(mut buf) => {
+            let r = f(&mut buf);
+            shared.kept.give_back(&shared.budget, buf);
+            r
+        }
+        None => with_scratch(f),
+    }
+}
+
 /// Runs `f` with this thread's scratch buffer (an empty one if it is in use
 /// further up the stack).
 pub(super) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
