@@ -93,12 +93,31 @@ impl Kept {
         None
     }
 
-    /// Takes the spare for an encode: its count leaves the budget (an
-    /// encode buffer is not counted until it is queued).
-    pub(crate) fn take(&self, budget: &Budget) -> Option<Vec<u8>> {
-        if !self.has_spare.load(Ordering::Acquire) {
-            return None;
+    /// Puts the spare in `buf` (the thread's scratch buffer, which is then
+    /// freed: only a stream of large frames keeps a spare) for an encode if
+    /// there is one, returning whether it did.
+    #[inline]
+    pub(crate) fn swap_in(&self, budget: &Budget, buf: &mut Vec<u8>) -> bool {
+        if !self.has_spare.load(Ordering::Relaxed) {
+            return false;
         }
+        self.swap_in_slow(budget, buf)
+    }
+
+    #[cold]
+    fn swap_in_slow(&self, budget: &Budget, buf: &mut Vec<u8>) -> bool {
+        match self.take(budget) {
+            Some(spare) => {
+                *buf = spare;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes the spare: its count leaves the budget (an encode buffer is
+    /// not counted until it is queued).
+    fn take(&self, budget: &Budget) -> Option<Vec<u8>> {
         let buf = {
             let mut spare = lock(&self.spare);
             self.has_spare.store(false, Ordering::Release);
