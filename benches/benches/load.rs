@@ -6,6 +6,7 @@
 //! ```text
 //! cargo bench -p remote-benches --bench load                    # everything (~1 min)
 //! cargo bench -p remote-benches --bench load -- inflight [SECS] # 64 in flight, both runtimes
+//! LOAD_SYSTEMS=ours,raw cargo bench ... -- inflight             # only those systems
 //! cargo bench -p remote-benches --bench load -- large [SECS]    # 64 KiB and 1 MiB echo
 //! cargo bench -p remote-benches --bench load -- conns [N]       # N connections at once
 //! ```
@@ -163,6 +164,9 @@ fn inflight(secs: f64) {
     println!("|---|---|---:|---|");
     for flavor in [Flavor::Current, Flavor::Multi] {
         for system in ["raw", "ours", "tarpc-bincode", "capnp", "remoc"] {
+            if !selected(system) {
+                continue;
+            }
             let (m, lo, hi) = median(|| {
                 let rt = flavor.runtime();
                 block_on(&rt, in_flight_tcp(system, secs))
@@ -174,6 +178,13 @@ fn inflight(secs: f64) {
         }
     }
     println!();
+}
+
+/// Whether `system` is measured: all of them, or those named (comma
+/// separated) in `LOAD_SYSTEMS` (e.g. `LOAD_SYSTEMS=ours,tarpc-bincode` to
+/// profile one against another).
+fn selected(system: &str) -> bool {
+    std::env::var("LOAD_SYSTEMS").map_or(true, |v| v.split(',').any(|s| s == system))
 }
 
 /// Mean time of one echo of `size` bytes over TCP, over `secs` after a few
@@ -227,6 +238,9 @@ fn large(secs: f64) {
     for size in [64 << 10, 1 << 20] {
         let mut raw_t = 0.0;
         for system in ["raw", "ours", "tarpc-bincode", "capnp"] {
+            if !selected(system) {
+                continue;
+            }
             let (m, _, _) = median(|| {
                 let rt = Flavor::Current.runtime();
                 block_on(&rt, echo_tcp(system, size, secs)).as_secs_f64()

@@ -10,6 +10,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::AsyncReadExt;
 
 use super::budget::SMALL_FRAME;
+use super::kept::SHED_AFTER;
 use super::shared::Shared;
 use crate::proto::{kind, FrameError, Reader};
 
@@ -48,6 +49,11 @@ pub(crate) struct Input {
     paused: bool,
     /// Bytes to make room for when the buffer is full (see [`MIN_READ`]).
     chunk: usize,
+    /// Bytes counted in the budget for a large read buffer kept, after its
+    /// frame, for the next large frame (0: none kept). See [`Input::keep`].
+    kept: usize,
+    /// Frames read since the last large one.
+    since_large: u32,
 }
 
 impl Input {
@@ -60,6 +66,8 @@ impl Input {
             reserved: 0,
             paused: false,
             chunk: MIN_READ,
+            kept: 0,
+            since_large: u32::MAX,
         }
     }
 
@@ -141,15 +149,21 @@ impl Input {
                     self.buf.advance(4);
                     let frame = self.buf.split_to(len);
                     if total > SMALL_FRAME {
-                        // The large allocation leaves with the frame (and
-                        // is freed with it); what was read past the frame
-                        // moves to a small buffer. Otherwise the buffer
-                        // reclaims it on its next read, and an idle
-                        // connection keeps up to `max_frame_len` outside
-                        // the budget.
-                        let rest = std::mem::take(&mut self.buf);
-                        self.buf = BytesMut::with_capacity(rest.len().max(MIN_READ));
-                        self.buf.extend_from_slice(&rest);
+                        // Kept in a run of large frames only: a single one
+                        // leaves with its allocation, so a connection idle
+                        // after it holds nothing.
+                        if self.since_large < SHED_AFTER {
+                            self.keep(total);
+                        } else {
+                            self.shed();
+                        }
+                        self.since_large = 0;
+                    } else {
+                        // Large frames stopped: the large buffer goes.
+                        self.since_large = self.since_large.saturating_add(1);
+                        if self.kept > 0 && self.since_large >= SHED_AFTER {
+                            self.shed();
+                        }
                     }
                     return Some(Ok(frame));
                 }
@@ -180,13 +194,77 @@ impl Input {
     /// of the buffer, or a new chunk once it is full. A buffer left large
     /// by a burst is dropped when empty, once reads have become small.
     fn make_room(&mut self) -> usize {
-        if self.buf.is_empty() && self.buf.capacity() > 4 * self.chunk.max(self.reserved) {
+        if self.buf.is_empty()
+            && self.kept == 0
+            && self.buf.capacity() > 4 * self.chunk.max(self.reserved)
+        {
             self.buf = BytesMut::new();
         }
         if self.buf.capacity() == self.buf.len() {
             self.buf.reserve(self.chunk);
         }
         self.buf.capacity() - self.buf.len()
+    }
+
+    /// A large frame of `total` bytes was split off the read buffer. Its
+    /// allocation is kept for the next large frame, counted in the budget
+    /// (the buffer takes it back once the frame is dropped, so a stream of
+    /// large frames reads each into the same memory instead of a fresh
+    /// allocation the system allocator pages in again), if the budget has
+    /// room; otherwise the allocation leaves with the frame and what was
+    /// read past the frame moves to a small buffer.
+    fn keep(&mut self, total: usize) {
+        let whole = total + self.buf.capacity();
+        let shared = self.shared.clone();
+        if whole <= self.kept {
+            return;
+        }
+        // Kept only while the budget is less than half used: a kept buffer
+        // must not make other connections wait for room.
+        let more = whole - self.kept;
+        if super::kept::may_keep(&shared.budget, more) && shared.budget.try_charge(more) {
+            self.kept = whole;
+            shared.kept.reader_kept(more as isize);
+        } else {
+            self.shed();
+        }
+    }
+
+    /// Gives up a large read buffer kept by [`keep`](Self::keep): what was
+    /// read past the last frame moves to a small buffer, and the budget gets
+    /// the kept bytes back. Also called by the reader's idle check, so an
+    /// idle connection does not hold a large buffer for long.
+    pub(crate) fn shed(&mut self) {
+        self.release_kept();
+        // The allocation leaves with the frames split off it (and is freed
+        // with them). Kept in the buffer (even as the spare room of a view
+        // past the last frame), an idle connection would hold up to
+        // `max_frame_len` outside the budget.
+        let rest = std::mem::take(&mut self.buf);
+        self.buf = BytesMut::with_capacity(rest.len().max(MIN_READ));
+        self.buf.extend_from_slice(&rest);
+    }
+
+    /// Gives the kept count back to the budget, returning it.
+    fn release_kept(&mut self) {
+        let n = std::mem::take(&mut self.kept);
+        if n > 0 {
+            self.shared.budget.release(n);
+            self.shared.kept.reader_kept(-(n as isize));
+        }
+    }
+
+    /// [`shed`](Self::shed)s a kept buffer unless part of a frame is in it.
+    pub(crate) fn shed_if_idle(&mut self) {
+        if self.kept > 0 && self.buf.is_empty() && self.reserved == 0 {
+            self.shed();
+        }
+    }
+
+    /// Bytes counted in the budget for a kept large read buffer.
+    #[cfg(test)]
+    pub(crate) fn kept(&self) -> usize {
+        self.kept
     }
 
     /// Sizes the next chunk after a read of `n` bytes into `spare`: a read
@@ -202,6 +280,16 @@ impl Input {
     /// Counts the frame in progress (`total` bytes) in the budget, waiting
     /// for room unless it is small and this connection holds nothing else.
     async fn reserve(&mut self, total: usize) {
+        // A kept large buffer is the memory this frame is read into: its
+        // count moves to the frame's reservation instead of adding to it.
+        let moved = self.kept.min(total - self.reserved);
+        self.kept -= moved;
+        self.shared.kept.reader_kept(-(moved as isize));
+        self.reserved += moved;
+        shared_add(&self.shared, moved);
+        if self.reserved >= total {
+            return;
+        }
         let need = total - self.reserved;
         let shared = self.shared.clone();
         let held = self.reserved;
@@ -219,7 +307,7 @@ impl Input {
         }
         // Nothing is awaited from here on: the charge is recorded at once.
         self.reserved = total;
-        shared.buffered_input.fetch_add(need, Ordering::AcqRel);
+        shared_add(&shared, need);
     }
 
     /// The frame last returned has been handled: give back its reservation.
@@ -239,6 +327,7 @@ impl Input {
     /// [`DRAIN_TIME`] or [`DRAIN_BYTES`], or until it closes its side.
     pub(crate) async fn drain(mut self) {
         self.unreserve();
+        self.shed();
         self.buf = BytesMut::new();
         let mut scratch = vec![0u8; 4096];
         let r = &mut self.r;
@@ -255,6 +344,13 @@ impl Input {
     }
 }
 
+/// Counts `n` more bytes of a frame in progress in `buffered_input`.
+fn shared_add(shared: &Shared, n: usize) {
+    if n > 0 {
+        shared.buffered_input.fetch_add(n, Ordering::AcqRel);
+    }
+}
+
 /// Whether a frame's payload is a call (message kind 1).
 fn is_call(payload: &[u8]) -> bool {
     let mut r = Reader::new(payload);
@@ -264,5 +360,6 @@ fn is_call(payload: &[u8]) -> bool {
 impl Drop for Input {
     fn drop(&mut self) {
         self.unreserve();
+        self.release_kept();
     }
 }

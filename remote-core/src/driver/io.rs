@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use super::kept::{LARGE_FRAME, SHED_AFTER};
 use super::shared::Shared;
 use crate::proto::encode;
 use crate::Error;
@@ -36,6 +37,8 @@ enum Stop {
 
 pub(crate) async fn write_loop(mut w: BoxWrite, shared: Arc<Shared>) {
     let mut buf: Vec<u8> = Vec::new();
+    // Batches written since the last large one.
+    let mut since_large = u32::MAX;
     // What to write on close before shutting down.
     let last: Vec<u8> = 'run: loop {
         // `Shared::close` also raises the flag, so one wake-up source serves.
@@ -92,11 +95,18 @@ pub(crate) async fn write_loop(mut w: BoxWrite, shared: Arc<Shared>) {
                     }
                 }
             }
+            // A run of large batches (a stream of large values) keeps its
+            // buffer for the next one; a single one does not (`kept.rs`).
+            let large = buf.len() >= LARGE_FRAME;
+            let keep = large && since_large < SHED_AFTER;
+            since_large = if large {
+                0
+            } else {
+                since_large.saturating_add(1)
+            };
             buf.clear();
             if buf.capacity() > KEEP_CAPACITY {
-                let capacity = buf.capacity();
-                buf = Vec::new();
-                shared.freed_output(capacity);
+                shared.retire_output(std::mem::take(&mut buf), keep);
             }
         }
         match until_closed(&shared, w.flush()).await {

@@ -15,6 +15,7 @@ mod expiry;
 mod input;
 pub(crate) mod invalidate;
 mod io;
+mod kept;
 pub(crate) mod memoized;
 mod outgoing;
 mod panics;

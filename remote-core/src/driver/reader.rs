@@ -176,6 +176,10 @@ pub(super) async fn read_loop(
                 }
             }
             _ = &mut timer => {
+                // A large read buffer kept for the next large frame is not
+                // held across idle periods (`Input::keep`).
+                input.shed_if_idle();
+                shared.kept.shed(&shared.budget);
                 let now = Instant::now();
                 if deadlines_at.is_some_and(|d| d <= now) {
                     super::expiry::sweep(&shared);

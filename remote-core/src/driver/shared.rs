@@ -23,10 +23,7 @@ use crate::stats::Meter;
 use crate::transport::TlsIdentity;
 use crate::{Error, Limits};
 
-/// A frame at least this long is handed to the writer by moving its
-/// buffer, not copied ([`Shared::send_vec`]). Encode buffers this large are
-/// not kept for reuse anyway (`call/scratch.rs` `with_scratch`).
-const LARGE_FRAME: usize = 64 << 10;
+use super::kept::{Kept, LARGE_FRAME};
 
 /// State shared by a connection's tasks, proxies and handlers.
 pub(crate) struct Shared {
@@ -89,6 +86,8 @@ pub(crate) struct Shared {
     pub(crate) expiry: super::expiry::Expiry,
     /// Where the replies to our calls wait for their callers.
     pub(crate) replies: super::replies::Replies,
+    /// Large buffers kept for the next large frame (`kept.rs`).
+    pub(crate) kept: Kept,
 }
 
 impl fmt::Debug for Shared {
@@ -156,9 +155,31 @@ impl Shared {
         self.budget.release(capacity);
     }
 
+    /// The writer is done with an emptied batch buffer grown past what it
+    /// keeps: kept as the spare for the next large encode (still counted,
+    /// now as kept) if `keep` (it follows another large batch), or freed.
+    pub(crate) fn retire_output(&self, buf: Vec<u8>, keep: bool) {
+        let capacity = buf.capacity();
+        let offered = if keep {
+            self.kept.offer(&self.budget, buf)
+        } else {
+            Some(buf)
+        };
+        match offered {
+            None => {
+                self.out_charged.fetch_sub(capacity, Ordering::AcqRel);
+            }
+            Some(buf) => {
+                drop(buf);
+                self.freed_output(capacity);
+            }
+        }
+    }
+
     /// The writer has ended: gives back everything still counted and
     /// refuses further frames.
     pub(crate) fn writer_ended(&self) {
+        self.kept.close(&self.budget);
         let mut out = lock(&self.out);
         self.writer_gone.store(true, Ordering::Release);
         *out = Vec::new();

@@ -88,3 +88,74 @@ async fn a_burst_of_small_frames_is_read_in_few_reads_and_the_buffer_shrinks_aft
         input.buffer_capacity()
     );
 }
+
+/// A stream of large frames is read into one buffer: once a frame is
+/// dropped, the next is read into its memory (not a fresh allocation the
+/// system allocator pages in again), and the buffer is counted in the
+/// budget while kept, then given back when small frames follow.
+#[tokio::test]
+async fn large_frames_are_read_into_the_same_kept_buffer() {
+    let (a, _b) = Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new())
+        .await
+        .unwrap();
+    let shared = a.shared.clone();
+    let (mut tx, rx) = tokio::io::duplex(1 << 20);
+    let mut input = Input::new(Box::new(rx), shared.clone(), 1 << 20);
+    const LEN: usize = 100 << 10;
+    let base = shared.budget.used();
+    let mut first = None;
+    // Allocations of the frame's size held meanwhile, so a freed frame's
+    // memory is not simply handed out again by the allocator.
+    let mut hogs = Vec::new();
+    for i in 0..5 {
+        let f = frame(i, LEN);
+        let writer = async { tx.write_all(&f).await.unwrap() };
+        let (_, got) = tokio::join!(writer, input.next(false));
+        let got = got.unwrap().unwrap();
+        input.frame_done();
+        assert_eq!(&got[..], &f[4..], "frame {i}");
+        if i == 0 {
+            // A single large frame keeps nothing (a connection idle after
+            // it holds no large buffer): only a run of them does.
+            assert_eq!(input.kept(), 0, "the first large frame's buffer was kept");
+            assert_eq!(shared.budget.used(), base);
+            drop(got);
+            hogs.push(vec![0u8; LEN + 4]);
+            continue;
+        }
+        let at = got.as_ptr() as usize;
+        let first = *first.get_or_insert(at);
+        assert_eq!(at, first, "frame {i} was read into a new buffer");
+        assert!(
+            input.kept() >= LEN,
+            "frame {i}: the read buffer was not kept"
+        );
+        assert_eq!(shared.kept.bytes(), input.kept());
+        assert!(
+            shared.budget.used() - base >= input.kept(),
+            "the kept buffer is not counted in the budget"
+        );
+        drop(got);
+        hogs.push(vec![i as u8; LEN + 4]);
+    }
+    // A few small frames between large ones keep the buffer; a long run
+    // of them gives it up.
+    for i in 0..64 {
+        tx.write_all(&frame(i, 10)).await.unwrap();
+        let f = input.next(false).await.unwrap().unwrap();
+        input.frame_done();
+        assert_eq!(&f[..], &frame(i, 10)[4..]);
+        if i < 8 {
+            assert!(
+                input.kept() > 0,
+                "gave the buffer up after {} small frames",
+                i + 1
+            );
+        }
+    }
+    assert_eq!(input.kept(), 0, "small frames followed: the buffer stays");
+    assert_eq!(shared.kept.bytes(), 0);
+    assert_eq!(shared.budget.used(), base, "the kept buffer's count stayed");
+    assert!(input.buffer_capacity() <= 4 * MIN_READ);
+    drop(hogs);
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::rt::time::Instant;
 use serde::Serialize;
 
-use super::scratch::with_scratch;
+use super::scratch::with_scratch_on;
 use crate::codec;
 use crate::driver::control::{Control, Held, Incoming, Waiter};
 use crate::driver::replies::Key;
@@ -198,7 +198,7 @@ impl Handle {
             sent: false,
             armed: true,
         };
-        with_scratch(|buf| {
+        with_scratch_on(shared, |buf| {
             encode::begin_in(buf);
             encode::call_head(buf, id, self.target, method, timeout_ms);
             let args_at = buf.len();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::rt::time::Instant;
 
-use super::scratch::with_scratch;
+use super::scratch::with_scratch_on;
 use crate::codec;
 use crate::driver::shared::Shared;
 use crate::proto::{encode, CallId};
@@ -132,7 +132,7 @@ impl CallCx {
             }
             sent
         };
-        let sent = with_scratch(|buf| {
+        let sent = with_scratch_on(&self.shared, |buf| {
             encode::begin_in(buf);
             let mut exported = codec::Exported::default();
             // The error kind counted for this reply (`None`: a return).
@@ -197,7 +197,7 @@ impl CallCx {
         if !running_inline() && !self.shared.core().answered(self.id, self.seq) {
             return Reply { _queued: () };
         }
-        with_scratch(|buf| {
+        with_scratch_on(&self.shared, |buf| {
             encode::begin_in(buf);
             encode::return_head(buf, self.id);
             buf.extend_from_slice(value);

@@ -6,13 +6,23 @@ thread_local! {
     static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// Runs `f` with this thread's scratch buffer (an empty one if it is in use
-/// further up the stack).
-pub(super) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+/// Runs `f` with the connection's spare large buffer if it keeps one (the
+/// last large frame it wrote: a stream of large values is encoded into the
+/// same memory, see `driver/kept.rs`), else with this thread's scratch
+/// buffer (an empty one if it is in use further up the stack).
+pub(super) fn with_scratch_on<R>(
+    shared: &crate::driver::Shared,
+    f: impl FnOnce(&mut Vec<u8>) -> R,
+) -> R {
+    // One call of `f` (not one per branch): it is the whole encode path.
+    // Without a spare this is the thread's scratch and one flag load.
     let mut buf = SCRATCH.take();
+    let from_spare = shared.kept.swap_in(&shared.budget, &mut buf);
     buf.clear();
     let r = f(&mut buf);
-    if buf.capacity() <= 64 << 10 {
+    if from_spare {
+        shared.kept.give_back(&shared.budget, buf);
+    } else if buf.capacity() <= 64 << 10 {
         SCRATCH.set(buf);
     }
     r

@@ -174,6 +174,7 @@ impl ConnectionBuilder {
             queued: AtomicUsize::new(0),
             out_charged: AtomicUsize::new(0),
             buffered_input: AtomicUsize::new(0),
+            kept: Default::default(),
             budget,
             server_side: self.server_side,
             out_waker: futures_util::task::AtomicWaker::new(),
