@@ -17,6 +17,7 @@ mod io;
 pub(crate) mod memoized;
 mod outgoing;
 mod panics;
+mod pipeline;
 mod reader;
 mod sched;
 mod share;
