@@ -113,7 +113,7 @@ mod trace;
 pub mod transport;
 pub mod wire;
 
-pub use driver::{remaining, with_timeout, Connection, ConnectionBuilder};
+pub use driver::{remaining, with_timeout, Connection, ConnectionBuilder, Promise};
 pub use error::{Error, RemoteError, RemoteErrorType};
 pub use interface::{BoxFuture, Dispatch, Handle, Interface};
 pub use limits::Limits;

@@ -183,6 +183,15 @@ impl Handle {
         T: Wire,
         E: RemoteErrorType,
     {
+        // A promise on a connection without pipelining: its calls wait for
+        // the object (`promise.rs`).
+        if let Some(p) = self.promise().filter(|p| p.must_wait()).cloned() {
+            let h = self.clone();
+            return Box::pin(async move {
+                p.wait().await;
+                CallFuture::new(h, method, args).await
+            });
+        }
         Box::pin(CallFuture::new(self.clone(), method, args))
     }
 }

@@ -1,0 +1,339 @@
+//! Promise pipelining, calling side (PROTOCOL.md §3.10): [`Promise`], the
+//! object a call in flight will return, usable at once.
+//!
+//! [`Handle::pipeline`] sends a kept-answer call (kind 12) and returns a
+//! promise proxy. Calls on the proxy go out at once addressed to
+//! `[call_id]`; the peer runs them on the answer when it is there. A task
+//! waits for the kept call's reply (bounded by its deadline), and then,
+//! under the promise's lock so no call to `[call_id]` can follow it, records
+//! the answer (an ordinary counted import, released when the last proxy is
+//! gone) and sends finish. Later calls on the proxy go to the import's id.
+//!
+//! On a connection without the `pipeline` feature (a peer that does not
+//! list it, such as the Python runtime) the same API works in two round
+//! trips: the first call is an ordinary one, and calls on the proxy wait
+//! for its reply.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::call::{Handle, Prepared};
+use super::control::Incoming;
+use super::shared::{lock, Shared};
+use crate::codec;
+use crate::interface::Interface;
+use crate::proto::{encode_finish, CallId, CallTarget, ObjectId};
+use crate::{Error, Remote, RemoteError, RemoteErrorType};
+
+/// Where a promise's call stands.
+enum Settled {
+    /// No reply yet.
+    Pending,
+    /// The call returned this object (our import).
+    Ready(Handle),
+    /// The call failed with the peer's error.
+    Remote(RemoteError),
+    /// The call failed here (deadline, connection lost, refused locally).
+    Local(Error),
+}
+
+/// The calling side's state of one kept-answer call.
+pub(crate) struct ClientPromise {
+    shared: Arc<Shared>,
+    /// The kept-answer call's id (set once it was sent with the feature).
+    call: Option<CallId>,
+    state: Mutex<Settled>,
+    done: watch::Sender<bool>,
+}
+
+impl ClientPromise {
+    fn new(shared: Arc<Shared>, call: Option<CallId>, state: Settled) -> Arc<ClientPromise> {
+        let done = watch::Sender::new(!matches!(state, Settled::Pending));
+        Arc::new(ClientPromise {
+            shared,
+            call,
+            state: Mutex::new(state),
+            done,
+        })
+    }
+
+    /// The import's id once the call returned an object.
+    pub(crate) fn resolved_id(&self) -> Option<ObjectId> {
+        match &*lock(&self.state) {
+            Settled::Ready(h) => Some(h.target_id()),
+            _ => None,
+        }
+    }
+
+    /// Whether calls on the proxy must wait for the reply (no pipelining
+    /// on this connection, and no reply yet).
+    pub(crate) fn must_wait(&self) -> bool {
+        self.call.is_none() && matches!(*lock(&self.state), Settled::Pending)
+    }
+
+    /// Waits until the call's reply (or failure) was recorded.
+    pub(crate) async fn wait(&self) {
+        let mut rx = self.done.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+
+    /// Prepares a call on the promised object: addressed to `[call_id]`
+    /// while the reply is pending (under the lock, so it is queued before
+    /// the finish), to the object once it is known, or failed with the
+    /// first call's own error.
+    pub(crate) fn prepare(
+        &self,
+        via: &Handle,
+        keep: bool,
+        method: &str,
+        args: &dyn codec::Encode,
+    ) -> Result<Prepared, Error> {
+        let state = lock(&self.state);
+        match (&*state, self.call) {
+            (Settled::Ready(h), _) => {
+                let h = h.clone();
+                drop(state);
+                h.prepare_with(keep, method, args)
+            }
+            (Settled::Remote(e), _) => Err(Error::Remote(Box::new(e.clone()))),
+            (Settled::Local(e), _) => Err(e.clone()),
+            (Settled::Pending, Some(call)) => {
+                via.prepare_to(keep, CallTarget::Promise(call), method, args)
+            }
+            (Settled::Pending, None) => Err(Error::Protocol(
+                "a call on a promise was made before its object was known, on a connection \
+                 without pipelining"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Records the call's outcome, sends finish (if kept) and wakes waiters.
+    fn settle(&self, outcome: Settled) {
+        {
+            let mut state = lock(&self.state);
+            *state = outcome;
+            if let Some(call) = self.call {
+                // After every call addressed to `[call]` (they were queued
+                // under this lock), and never twice.
+                let _ = self.shared.send(&encode_finish(call));
+            }
+        }
+        self.done.send_replace(true);
+    }
+}
+
+/// The outcome of a promise's call from its reply.
+fn outcome(shared: &Arc<Shared>, reply: Result<Result<Incoming, Error>, impl Sized>) -> Settled {
+    let inc = match reply {
+        Ok(Ok(inc)) => inc,
+        Ok(Err(e)) => return Settled::Local(e),
+        Err(_) => return Settled::Local(shared.lost()),
+    };
+    match inc.result {
+        Ok(range) => match &inc.frame[range] {
+            [0xd6, 1, a, b, c, d] => {
+                let id = ObjectId(u32::from_be_bytes([*a, *b, *c, *d]));
+                match inc.refs.iter().find(|r| r.id() == id) {
+                    Some(hold) => Settled::Ready(Handle::imported(shared.clone(), hold.clone())),
+                    None => Settled::Local(Error::Protocol(format!(
+                        "reply refers to object {id}, which was not counted"
+                    ))),
+                }
+            }
+            _ => Settled::Remote(RemoteError::new(
+                "not_a_capability",
+                "remote_core::Error",
+                "the call's value is not one reference to an object of the peer, so it \
+                 cannot be called",
+            )),
+        },
+        // The peer's own timer may beat ours by a millisecond.
+        Err(e) if e.kind == "deadline_exceeded" => {
+            Settled::Local(Error::DeadlineExceeded(std::time::Duration::ZERO))
+        }
+        Err(e) => Settled::Remote(e),
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn spawn(shared: &Shared, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+    drop(shared.runtime.spawn(fut));
+}
+
+#[cfg(target_arch = "wasm32")]
+fn spawn(_: &Shared, fut: impl std::future::Future<Output = ()> + 'static) {
+    drop(crate::rt::spawn(fut));
+}
+
+impl Handle {
+    /// Calls `method`, which returns a capability (`Result<Remote<dyn T>,
+    /// E>`), and returns at once a [`Promise`] of that object: calls on it
+    /// are sent right away, without waiting for this call's reply, and the
+    /// peer runs them on the object as soon as it has it (one round trip
+    /// for `open(name).read()`, PROTOCOL.md §3.10).
+    ///
+    /// Generated code offers this per method (`FilesPipeline::open_pipelined`);
+    /// use it directly for hand-written proxies. Dropping the promise does
+    /// not cancel the call: its reply is still awaited (until its
+    /// deadline) so the answer is finished and the object released.
+    pub fn pipeline<A, T, E>(&self, method: &'static str, args: A) -> Promise<T, E>
+    where
+        A: Serialize + Send + 'static,
+        T: ?Sized + Interface,
+        E: RemoteErrorType,
+    {
+        let shared = self.shared().clone();
+        let pipelined = shared.core().pipeline_negotiated();
+        let parent_waits = self.promise().is_some_and(|p| p.must_wait());
+        let promise = if pipelined && !parent_waits {
+            match self.prepare_with(true, method, &args) {
+                Ok((id, _, _, rx)) => {
+                    let p = ClientPromise::new(shared.clone(), Some(id), Settled::Pending);
+                    let task = p.clone();
+                    spawn(&shared, async move {
+                        let reply = rx.await;
+                        task.settle(outcome(&task.shared, reply));
+                    });
+                    p
+                }
+                Err(e) => ClientPromise::new(shared.clone(), None, Settled::Local(e)),
+            }
+        } else {
+            // Two round trips: an ordinary call once the target is known.
+            let p = ClientPromise::new(shared.clone(), None, Settled::Pending);
+            let (task, via) = (p.clone(), self.clone());
+            spawn(&shared, async move {
+                if let Some(parent) = via.promise() {
+                    parent.wait().await;
+                }
+                let reply = match via.prepare_with(false, method, &args) {
+                    Ok((_, _, _, rx)) => rx.await,
+                    Err(e) => Ok(Err(e)),
+                };
+                task.settle(outcome(&task.shared, reply));
+            });
+            p
+        };
+        let handle = Handle::promised(shared, promise.clone());
+        Promise {
+            remote: Remote::new(T::proxy(handle)),
+            inner: promise,
+            error: PhantomData,
+        }
+    }
+}
+
+/// The object a call in flight will return: usable at once (calls on it
+/// are pipelined, see [`Handle::pipeline`]), and awaitable for the call's
+/// own result with [`resolved`](Promise::resolved).
+///
+/// It dereferences to the promised [`Remote<T>`], so methods of `T` are
+/// called on it directly. If the call fails, every call on the promise
+/// fails with that same error.
+///
+/// ```
+/// use std::sync::Arc;
+/// use remote_core::{remote, Connection, ConnectionBuilder, Error, Remote};
+///
+/// #[remote]
+/// pub trait Files: Send + Sync {
+///     async fn open(&self, name: String) -> Result<Remote<dyn File>, Error>;
+/// }
+/// #[remote]
+/// pub trait File: Send + Sync {
+///     async fn read(&self) -> Result<String, Error>;
+/// }
+///
+/// struct Disk;
+/// #[remote]
+/// impl Files for Disk {
+///     async fn open(&self, name: String) -> Result<Remote<dyn File>, Error> {
+///         Ok(Remote::new(Arc::new(Text(format!("contents of {name}")))))
+///     }
+/// }
+/// struct Text(String);
+/// #[remote]
+/// impl File for Text {
+///     async fn read(&self) -> Result<String, Error> {
+///         Ok(self.0.clone())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> remote_core::Result<()> {
+/// let files: Remote<dyn Files> = Remote::new(Arc::new(Disk));
+/// let (client, _server) =
+///     Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new().serve(files)).await?;
+/// let api = client.root::<dyn Files>();
+/// // One round trip: `read` is sent before `open` has returned.
+/// let file = FilesPipeline::open_pipelined(&api, "x".into());
+/// assert_eq!(file.read().await?, "contents of x");
+/// // The first call's own result, when wanted.
+/// let opened: Remote<dyn File> = file.resolved().await?;
+/// assert_eq!(opened.read().await?, "contents of x");
+/// # Ok(()) }
+/// ```
+pub struct Promise<T: ?Sized, E = Error> {
+    remote: Remote<T>,
+    inner: Arc<ClientPromise>,
+    error: PhantomData<fn() -> E>,
+}
+
+impl<T: ?Sized, E> Clone for Promise<T, E> {
+    fn clone(&self) -> Self {
+        Promise {
+            remote: self.remote.clone(),
+            inner: self.inner.clone(),
+            error: PhantomData,
+        }
+    }
+}
+
+impl<T: ?Sized, E> Deref for Promise<T, E> {
+    type Target = Remote<T>;
+    fn deref(&self) -> &Remote<T> {
+        &self.remote
+    }
+}
+
+impl<T: ?Sized + Interface, E> fmt::Debug for Promise<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &*lock(&self.inner.state) {
+            Settled::Pending => "pending",
+            Settled::Ready(_) => "resolved",
+            Settled::Remote(_) | Settled::Local(_) => "failed",
+        };
+        write!(f, "Promise<{}>({state})", T::name())
+    }
+}
+
+impl<T: ?Sized + Interface, E: RemoteErrorType> Promise<T, E> {
+    /// The promise proxy (calls on it are pipelined until the object is
+    /// known, then go to the object).
+    pub fn remote(&self) -> Remote<T> {
+        self.remote.clone()
+    }
+
+    /// The promise proxy, consuming the promise.
+    pub fn into_remote(self) -> Remote<T> {
+        self.remote
+    }
+
+    /// Waits for the call's own result: the object (an ordinary proxy), or
+    /// the call's error.
+    pub async fn resolved(&self) -> Result<Remote<T>, E> {
+        self.inner.wait().await;
+        match &*lock(&self.inner.state) {
+            Settled::Ready(h) => Ok(Remote::new(T::proxy(h.clone()))),
+            Settled::Remote(e) => Err(E::from_remote(e.clone())),
+            Settled::Local(e) => Err(E::from_error(e.clone())),
+            Settled::Pending => Err(E::from_error(self.inner.shared.lost())),
+        }
+    }
+}
