@@ -244,7 +244,8 @@ pub mod __private {
         SchemaBuilder, Ty, TypeDef, TypeKind, VariantDef,
     };
     pub use crate::{
-        BoxFuture, Dispatch, Error, Handle, Interface, Priority, Remote, RemoteErrorType, Wire,
+        BoxFuture, Dispatch, Error, Handle, Interface, Priority, Promise, Remote, RemoteErrorType,
+        Wire,
     };
     pub use core::future::Future;
     pub use core::option::Option::{self, None, Some};

@@ -8,6 +8,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use remote_core::{remote, Connection, ConnectionBuilder, Error, Promise, Remote};
+
+// `FilesPipeline` and `FilePipeline` are generated below.
 use tokio::sync::Notify;
 
 /// Bound for anything awaited on a loaded machine.
@@ -169,7 +171,8 @@ async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
 #[tokio::test]
 async fn a_call_on_a_promise_is_sent_before_the_first_reply() {
     let s = setup().await;
-    let file = open(&s.api, "x", 2);
+    // The generated variant (`FilesPipeline`), as users write it.
+    let file = s.api.open_pipelined("x".into(), 2);
     assert_eq!(bounded(file.read()).await.unwrap(), "contents of x");
     assert_eq!(s.server.stats().calls_started, 2);
     // The promise's own result is the same object.
@@ -304,4 +307,15 @@ async fn connection_loss_fails_pipelined_calls_and_frees_everything() {
     bounded(s.server.closed()).await;
     s.gate.notify_one();
     assert!(eventually(|| s.live.load(SeqCst) == 0).await);
+}
+
+/// On a local object the pipelined variant simply calls the method.
+#[tokio::test]
+async fn the_pipelined_variant_of_a_local_object_calls_it() {
+    let live = Arc::new(AtomicIsize::new(0));
+    let dir: Remote<dyn File> = text("d".into(), &live);
+    let child = dir.child_pipelined("a".into());
+    assert!(!child.is_remote());
+    assert_eq!(child.read().await.unwrap(), "d/a");
+    assert_eq!(child.resolved().await.unwrap().read().await.unwrap(), "d/a");
 }

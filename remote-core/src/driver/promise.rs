@@ -223,7 +223,7 @@ impl Handle {
         let handle = Handle::promised(shared, promise.clone());
         Promise {
             remote: Remote::new(T::proxy(handle)),
-            inner: promise,
+            inner: Some(promise),
             error: PhantomData,
         }
     }
@@ -281,7 +281,8 @@ impl Handle {
 /// ```
 pub struct Promise<T: ?Sized, E = Error> {
     remote: Remote<T>,
-    inner: Arc<ClientPromise>,
+    /// `None` for a local object's promise (already resolved).
+    inner: Option<Arc<ClientPromise>>,
     error: PhantomData<fn() -> E>,
 }
 
@@ -304,10 +305,11 @@ impl<T: ?Sized, E> Deref for Promise<T, E> {
 
 impl<T: ?Sized + Interface, E> fmt::Debug for Promise<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &*lock(&self.inner.state) {
-            Settled::Pending => "pending",
-            Settled::Ready(_) => "resolved",
-            Settled::Remote(_) | Settled::Local(_) => "failed",
+        let state = match self.inner.as_deref().map(|p| lock(&p.state)).as_deref() {
+            None => "local",
+            Some(Settled::Pending) => "pending",
+            Some(Settled::Ready(_)) => "resolved",
+            Some(Settled::Remote(_) | Settled::Local(_)) => "failed",
         };
         write!(f, "Promise<{}>({state})", T::name())
     }
@@ -328,12 +330,45 @@ impl<T: ?Sized + Interface, E: RemoteErrorType> Promise<T, E> {
     /// Waits for the call's own result: the object (an ordinary proxy), or
     /// the call's error.
     pub async fn resolved(&self) -> Result<Remote<T>, E> {
-        self.inner.wait().await;
-        match &*lock(&self.inner.state) {
+        let Some(inner) = &self.inner else {
+            return Ok(self.remote.clone());
+        };
+        inner.wait().await;
+        match &*lock(&inner.state) {
             Settled::Ready(h) => Ok(Remote::new(T::proxy(h.clone()))),
             Settled::Remote(e) => Err(E::from_remote(e.clone())),
             Settled::Local(e) => Err(E::from_error(e.clone())),
-            Settled::Pending => Err(E::from_error(self.inner.shared.lost())),
+            Settled::Pending => Err(E::from_error(inner.shared.lost())),
+        }
+    }
+
+    /// The promise of a local object's method (generated pipelined
+    /// variants call it when the object is not a proxy): the method is run
+    /// at once.
+    ///
+    /// # Panics
+    ///
+    /// If the method does not return an object at its first poll (it
+    /// failed, or waits for something): pipelining is for proxies, and a
+    /// local call is made by calling the method itself.
+    #[doc(hidden)]
+    pub fn local(call: crate::BoxFuture<'_, Result<Remote<T>, E>>) -> Self {
+        use futures_util::FutureExt;
+        match call.now_or_never() {
+            Some(Ok(remote)) => Promise {
+                remote,
+                inner: None,
+                error: PhantomData,
+            },
+            Some(Err(e)) => panic!(
+                "a pipelined call on a local object failed at once ({}): call the method \
+                 itself on local objects",
+                e.to_remote().message
+            ),
+            None => panic!(
+                "a pipelined call on a local object did not return at once: call the method \
+                 itself on local objects"
+            ),
         }
     }
 }
