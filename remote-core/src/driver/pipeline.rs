@@ -22,7 +22,7 @@ use crate::interface::{CallFuture, Dispatch};
 use crate::proto::{CallId, Message, ObjectId};
 use crate::{Error, RemoteError};
 
-type Resolved = Result<Arc<dyn Dispatch>, RemoteError>;
+type Resolved = Result<Arc<dyn Dispatch>, Arc<RemoteError>>;
 
 /// The answer of one kept-answer call: unset while the call runs, then
 /// the object its reply refers to or the error it ended with (first set
@@ -89,13 +89,13 @@ impl Answer {
             }),
             _ => Err(ended(id)),
         };
-        self.set(r);
+        self.set(r.map_err(Arc::new));
     }
 
     /// Sets the answer to `e` unless it is set.
     pub(crate) fn fail(&self, e: &RemoteError) {
         if self.cell.borrow().is_none() {
-            self.set(Err(e.clone()));
+            self.set(Err(Arc::new(e.clone())));
         }
     }
 
@@ -106,7 +106,7 @@ impl Answer {
             // Unreachable: `self` holds the sender.
             Err(_) => None,
         };
-        r.unwrap_or_else(|| Err(ended(CallId(0))))
+        r.unwrap_or_else(|| Err(Arc::new(ended(CallId(0)))))
     }
 }
 
@@ -166,7 +166,7 @@ impl Dispatch for PromiseTarget {
         match self.0.get() {
             Some(Ok(o)) => o.call(method, args, cx),
             // The kept call's own error, as it was (PROTOCOL.md §3.10).
-            Some(Err(e)) => Err(Error::Remote(Box::new(e))),
+            Some(Err(e)) => Err(Error::Remote(Box::new((*e).clone()))),
             None => {
                 let answer = self.0.clone();
                 let method = method.to_owned();
