@@ -7,6 +7,7 @@
 //! cargo bench -p remote-benches --bench load                    # everything (~1 min)
 //! cargo bench -p remote-benches --bench load -- inflight [SECS] # 64 in flight, both runtimes
 //! cargo bench -p remote-benches --bench load -- large [SECS]    # 64 KiB and 1 MiB echo
+//! cargo bench -p remote-benches --bench load -- cap [SECS]      # get-capability → call, pipelined or not
 //! cargo bench -p remote-benches --bench load -- conns [N]       # N connections at once
 //! ```
 
@@ -245,8 +246,72 @@ fn large(secs: f64) {
     println!();
 }
 
+/// Mean time of one get-capability → call → drop over TCP, one at a time,
+/// over `secs` after a few warm-up rounds: `ours`/`capnp` wait for the
+/// capability before calling it (two round trips), `-pipe` pipeline the
+/// call on it (one).
+async fn cap_tcp(system: &str, secs: f64) -> Duration {
+    macro_rules! time {
+        (|$i:ident| $e:expr) => {{
+            let mut $i = 0u64;
+            for _ in 0..16 {
+                $e;
+                $i += 1;
+            }
+            let (start, mut n) = (Instant::now(), 0u32);
+            while start.elapsed().as_secs_f64() < secs {
+                $e;
+                $i += 1;
+                n += 1;
+            }
+            start.elapsed() / n
+        }};
+    }
+    match system {
+        "ours" => {
+            let (_s, _c, p) = ours::tcp().await;
+            time!(|i| ours::obtain_call_drop(&p, i).await)
+        }
+        "ours-pipe" => {
+            let (_s, _c, p) = ours::tcp().await;
+            time!(|i| ours::pipelined_call_drop(&p, i).await)
+        }
+        "capnp" => {
+            let c = capnp_sys::tcp().await;
+            time!(|i| capnp_sys::obtain_call_drop(&c, i).await)
+        }
+        "capnp-pipe" => {
+            let c = capnp_sys::tcp().await;
+            time!(|i| capnp_sys::pipelined_call_drop(&c, i).await)
+        }
+        other => panic!("unknown system {other}"),
+    }
+}
+
+fn cap(secs: f64) {
+    println!("## Get a capability, call it, drop it: TCP loopback, one at a time, current-thread runtime (mean latency, median of {RUNS} runs of {secs} s)\n");
+    println!("| system | latency | vs the same system unpipelined |");
+    println!("|---|---:|---:|");
+    for (plain, piped) in [("ours", "ours-pipe"), ("capnp", "capnp-pipe")] {
+        let mut base = 0.0;
+        for system in [plain, piped] {
+            let (m, _, _) = median(|| {
+                let rt = Flavor::Current.runtime();
+                block_on(&rt, cap_tcp(system, secs)).as_secs_f64()
+            });
+            if system == plain {
+                base = m;
+            }
+            println!("| {system} | {:.1} µs | {:.2}× |", m * 1e6, m / base);
+        }
+    }
+    println!();
+}
+
 fn usage() -> ExitCode {
-    eprintln!("usage: load [inflight [SECS] | large [SECS] | conns [N] | serve SYSTEM]");
+    eprintln!(
+        "usage: load [inflight [SECS] | large [SECS] | cap [SECS] | conns [N] | serve SYSTEM]"
+    );
     ExitCode::FAILURE
 }
 
@@ -262,6 +327,7 @@ fn main() -> ExitCode {
         [] => {
             inflight(1.0);
             large(0.5);
+            cap(0.5);
             load_conns::conns(1000);
         }
         ["inflight", rest @ ..] => match secs(rest.first(), 1.0) {
@@ -270,6 +336,10 @@ fn main() -> ExitCode {
         },
         ["large", rest @ ..] => match secs(rest.first(), 0.5) {
             Some(s) => large(s),
+            None => return usage(),
+        },
+        ["cap", rest @ ..] => match secs(rest.first(), 0.5) {
+            Some(s) => cap(s),
             None => return usage(),
         },
         ["conns", rest @ ..] => match rest.first().map_or(Some(1000), |s| s.parse().ok()) {

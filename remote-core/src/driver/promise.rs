@@ -17,6 +17,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -48,6 +49,10 @@ pub(crate) struct ClientPromise {
     /// The kept-answer call's id (set once it was sent with the feature).
     call: Option<CallId>,
     state: Mutex<Settled>,
+    /// The import's id once resolved (`u32::MAX` before): read without the
+    /// lock, as encoding a value holding this promise may happen under
+    /// another promise's lock.
+    resolved: AtomicU32,
     done: watch::Sender<bool>,
 }
 
@@ -58,15 +63,16 @@ impl ClientPromise {
             shared,
             call,
             state: Mutex::new(state),
+            resolved: AtomicU32::new(u32::MAX),
             done,
         })
     }
 
     /// The import's id once the call returned an object.
     pub(crate) fn resolved_id(&self) -> Option<ObjectId> {
-        match &*lock(&self.state) {
-            Settled::Ready(h) => Some(h.target_id()),
-            _ => None,
+        match self.resolved.load(Ordering::Acquire) {
+            u32::MAX => None,
+            id => Some(ObjectId(id)),
         }
     }
 
@@ -117,6 +123,9 @@ impl ClientPromise {
     fn settle(&self, outcome: Settled) {
         {
             let mut state = lock(&self.state);
+            if let Settled::Ready(h) = &outcome {
+                self.resolved.store(h.target_id().0, Ordering::Release);
+            }
             *state = outcome;
             if let Some(call) = self.call {
                 // After every call addressed to `[call]` (they were queued
