@@ -191,6 +191,12 @@ impl Handle {
     /// use it directly for hand-written proxies. Dropping the promise does
     /// not cancel the call: its reply is still awaited (until its
     /// deadline) so the answer is finished and the object released.
+    ///
+    /// If the call fails, calls on the promise fail with its error. One
+    /// exception: a call the peer refuses before running it (over
+    /// `max_calls_in_flight`, say) keeps no answer there, so calls already
+    /// sent on the promise fail with `unknown_object`; `resolved` and later
+    /// calls give the refusal itself.
     pub fn pipeline<A, T, E>(&self, method: &'static str, args: A) -> Promise<T, E>
     where
         A: Serialize + Send + 'static,
