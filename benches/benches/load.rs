@@ -246,10 +246,28 @@ fn large(secs: f64) {
     println!();
 }
 
+/// A server of ours on its own thread and current-thread runtime, so a
+/// round trip crosses threads as it crosses a network: its address, and
+/// the sender whose drop stops it.
+fn server_thread() -> (String, tokio::sync::oneshot::Sender<()>) {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = Flavor::Current.runtime();
+        rt.block_on(async move {
+            let server = ours::tcp_server().await;
+            addr_tx.send(server.local_addr().to_owned()).expect("address");
+            let _ = stop_rx.await;
+        });
+    });
+    (addr_rx.recv().expect("server address"), stop_tx)
+}
+
 /// Mean time of one get-capability → call → drop over TCP, one at a time,
 /// over `secs` after a few warm-up rounds: `ours`/`capnp` wait for the
 /// capability before calling it (two round trips), `-pipe` pipeline the
-/// call on it (one).
+/// call on it (one). `-same` runs the server on the client's thread (CPU
+/// cost, not latency); otherwise ours has its server on another thread.
 async fn cap_tcp(system: &str, secs: f64) -> Duration {
     macro_rules! time {
         (|$i:ident| $e:expr) => {{
@@ -268,19 +286,28 @@ async fn cap_tcp(system: &str, secs: f64) -> Duration {
         }};
     }
     match system {
-        "ours" => {
+        "ours" | "ours-pipe" => {
+            let (addr, _stop) = server_thread();
+            let (_c, p) = ours::connect(&addr).await;
+            if system == "ours" {
+                time!(|i| ours::obtain_call_drop(&p, i).await)
+            } else {
+                time!(|i| ours::pipelined_call_drop(&p, i).await)
+            }
+        }
+        "ours-same" => {
             let (_s, _c, p) = ours::tcp().await;
             time!(|i| ours::obtain_call_drop(&p, i).await)
         }
-        "ours-pipe" => {
+        "ours-pipe-same" => {
             let (_s, _c, p) = ours::tcp().await;
             time!(|i| ours::pipelined_call_drop(&p, i).await)
         }
-        "capnp" => {
+        "capnp-same" => {
             let c = capnp_sys::tcp().await;
             time!(|i| capnp_sys::obtain_call_drop(&c, i).await)
         }
-        "capnp-pipe" => {
+        "capnp-pipe-same" => {
             let c = capnp_sys::tcp().await;
             time!(|i| capnp_sys::pipelined_call_drop(&c, i).await)
         }
@@ -289,10 +316,15 @@ async fn cap_tcp(system: &str, secs: f64) -> Duration {
 }
 
 fn cap(secs: f64) {
-    println!("## Get a capability, call it, drop it: TCP loopback, one at a time, current-thread runtime (mean latency, median of {RUNS} runs of {secs} s)\n");
+    println!("## Get a capability, call it, drop it: TCP loopback, one at a time, current-thread runtimes (mean latency, median of {RUNS} runs of {secs} s)\n");
+    println!("`-same`: server on the client's thread (so this is CPU cost, not latency); otherwise the server has its own thread and runtime.\n");
     println!("| system | latency | vs the same system unpipelined |");
     println!("|---|---:|---:|");
-    for (plain, piped) in [("ours", "ours-pipe"), ("capnp", "capnp-pipe")] {
+    for (plain, piped) in [
+        ("ours", "ours-pipe"),
+        ("ours-same", "ours-pipe-same"),
+        ("capnp-same", "capnp-pipe-same"),
+    ] {
         let mut base = 0.0;
         for system in [plain, piped] {
             let (m, _, _) = median(|| {

@@ -3,6 +3,9 @@
 //! call's error is every pipelined call's error, and references are
 //! counted as for any returned object.
 
+#[path = "support/raw.rs"]
+mod raw;
+
 use std::sync::atomic::{AtomicIsize, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -318,4 +321,47 @@ async fn the_pipelined_variant_of_a_local_object_calls_it() {
     assert!(!child.is_remote());
     assert_eq!(child.read().await.unwrap(), "d/a");
     assert_eq!(child.resolved().await.unwrap().read().await.unwrap(), "d/a");
+}
+
+/// A peer without the `pipeline` feature (the Python runtime, say): the
+/// same API makes ordinary calls in two round trips. Played by hand: the
+/// first call is a plain kind-1 call, the call on its object goes out only
+/// after the reply, to the object's id, and no finish is ever sent.
+#[tokio::test]
+async fn without_the_feature_the_same_calls_take_two_round_trips() {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("tcp://{}", listener.local_addr().unwrap());
+    let client = tokio::spawn(async move {
+        let conn = Connection::connect(&addr).await.unwrap();
+        let api = conn.root::<dyn Files>();
+        let file = api.open_pipelined("x".into(), 0);
+        let body = file.read().await;
+        drop((file, api));
+        (conn, body)
+    });
+    let (mut s, _) = bounded(listener.accept()).await.unwrap();
+    assert_eq!(raw::kind(&raw::frame(&mut s).await.unwrap()), raw::HELLO);
+    s.write_all(&raw::hello(vec![])).await.unwrap();
+    // [1, id, 0, "open", timeout, ["x", 0]]: an ordinary call to the root.
+    let open = raw::frame(&mut s).await.unwrap();
+    assert_eq!(&open[..2], &[0x96, 0x01], "kind 1");
+    let id = open[2];
+    assert_eq!(open[3], 0x00, "target 0, not a promise");
+    let mut reply = vec![0, 0, 0, 0, 0x93, 0x02, id, 0xd6, 0x01, 0, 0, 0, 1];
+    remote_core::proto::encode::finish(&mut reply);
+    s.write_all(&reply).await.unwrap();
+    // Only now the call on the object: to its id, 1.
+    let read = raw::frame(&mut s).await.unwrap();
+    assert_eq!(&read[..2], &[0x96, 0x01], "kind 1");
+    let id = read[2];
+    assert_eq!(read[3], 0x01, "target 1 (the returned object)");
+    let mut reply = vec![0, 0, 0, 0, 0x93, 0x02, id, 0xa2, b'o', b'k'];
+    remote_core::proto::encode::finish(&mut reply);
+    s.write_all(&reply).await.unwrap();
+    let (_conn, body) = bounded(client).await.unwrap();
+    assert_eq!(body.unwrap(), "ok");
+    // The object is released (once), and no finish (kind 13) was sent.
+    let release = raw::frame(&mut s).await.unwrap();
+    assert_eq!(release, [0x93, 0x04, 0x01, 0x01]);
 }
