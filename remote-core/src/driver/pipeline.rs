@@ -2,7 +2,7 @@
 //! kept-answer call, and the object that calls addressed to it
 //! (`[call_id]` targets) are dispatched on.
 //!
-//! The state machine keeps one [`PromiseTarget`] per kept answer until the
+//! The state machine keeps one [`Answer`] per kept answer until the
 //! caller's finish. The kept call's reply sets the [`Answer`] (the object
 //! its `Ok` value refers to, or its error) just before the reply is
 //! queued, so a pipelined call arriving after the caller saw the reply
@@ -12,12 +12,12 @@
 //! with the connection, like any handler.
 
 use std::any::Any;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use super::call::{Args, CallCx};
-use super::shared::Shared;
+use super::shared::{lock, Shared};
 use crate::interface::{CallFuture, Dispatch};
 use crate::proto::{CallId, Message, ObjectId};
 use crate::{Error, RemoteError};
@@ -26,42 +26,52 @@ type Resolved = Result<Arc<dyn Dispatch>, Arc<RemoteError>>;
 
 /// The answer of one kept-answer call: unset while the call runs, then
 /// the object its reply refers to or the error it ended with (first set
-/// wins).
+/// wins). It is also what the answer's `[call_id]` names (its
+/// [`Dispatch`] impl): calls to it wait for the answer, then run on its
+/// object, or fail with the kept call's own error. One allocation.
 pub(crate) struct Answer {
-    cell: watch::Sender<Option<Resolved>>,
+    cell: Mutex<Option<Resolved>>,
+    set: Notify,
+    /// Itself, for the futures of calls that wait for it.
+    me: Weak<Answer>,
 }
 
 impl Answer {
     pub(crate) fn new() -> Arc<Answer> {
-        Arc::new(Answer {
-            cell: watch::Sender::new(None),
+        Arc::new_cyclic(|me| Answer {
+            cell: Mutex::new(None),
+            set: Notify::new(),
+            me: me.clone(),
         })
     }
 
     fn get(&self) -> Option<Resolved> {
-        self.cell.borrow().clone()
+        lock(&self.cell).clone()
+    }
+
+    fn is_set(&self) -> bool {
+        lock(&self.cell).is_some()
     }
 
     fn set(&self, r: Resolved) {
-        self.cell.send_if_modified(|v| {
-            if v.is_none() {
-                *v = Some(r);
-                true
-            } else {
-                false
+        {
+            let mut cell = lock(&self.cell);
+            if cell.is_some() {
+                return;
             }
-        });
+            *cell = Some(r);
+        }
+        self.set.notify_waiters();
     }
 
     /// Sets the answer from the reply about to be queued for call `id`
     /// (`payload`: the message, without its length prefix).
     pub(crate) fn on_reply(&self, shared: &Shared, id: CallId, payload: &[u8]) {
-        if self.cell.borrow().is_some() {
+        if self.is_set() {
             return;
         }
-        let mut refs = Vec::new();
-        let r = match Message::parse(payload, &shared.limits, &mut refs) {
-            Ok(Message::Return { value, .. }) => match &payload[value] {
+        let r = match return_value(payload) {
+            Some(value) => match value {
                 [0xd6, 1, a, b, c, d] => {
                     let oid = ObjectId(u32::from_be_bytes([*a, *b, *c, *d]));
                     shared.core().exports().get(oid).cloned().ok_or_else(|| {
@@ -79,35 +89,50 @@ impl Answer {
                      reference to an object), so it cannot be called"
                 ))),
             },
-            Ok(Message::Error { error, .. }) => Err(RemoteError {
-                kind: error.kind.into_owned(),
-                type_name: error.type_name.into_owned(),
-                message: error.message.into_owned(),
-                chain: error.chain.into_iter().map(|s| s.into_owned()).collect(),
-                backtrace: error.backtrace.map(|s| s.into_owned()),
-                data: error.data.map(|r| payload[r].to_vec()),
-            }),
-            _ => Err(ended(id)),
+            // An error reply (rare): parsed as the peer will parse it.
+            None => match Message::parse(payload, &shared.limits, &mut Vec::new()) {
+                Ok(Message::Error { error, .. }) => Err(RemoteError {
+                    kind: error.kind.into_owned(),
+                    type_name: error.type_name.into_owned(),
+                    message: error.message.into_owned(),
+                    chain: error.chain.into_iter().map(|s| s.into_owned()).collect(),
+                    backtrace: error.backtrace.map(|s| s.into_owned()),
+                    data: error.data.map(|r| payload[r].to_vec()),
+                }),
+                _ => Err(ended(id)),
+            },
         };
         self.set(r.map_err(Arc::new));
     }
 
     /// Sets the answer to `e` unless it is set.
     pub(crate) fn fail(&self, e: &RemoteError) {
-        if self.cell.borrow().is_none() {
+        if !self.is_set() {
             self.set(Err(Arc::new(e.clone())));
         }
     }
 
     async fn wait(&self) -> Resolved {
-        let mut rx = self.cell.subscribe();
-        let r = match rx.wait_for(Option::is_some).await {
-            Ok(v) => v.clone(),
-            // Unreachable: `self` holds the sender.
-            Err(_) => None,
-        };
-        r.unwrap_or_else(|| Err(Arc::new(ended(CallId(0)))))
+        loop {
+            // Registered before the check, so a `set` in between wakes it.
+            let notified = self.set.notified();
+            if let Some(r) = self.get() {
+                return r;
+            }
+            notified.await;
+        }
     }
+}
+
+/// The value of a return message (`[2, call_id, value]`), found without
+/// parsing it (it was just encoded here); `None` for any other message.
+fn return_value(payload: &[u8]) -> Option<&[u8]> {
+    if payload.get(..2)? != [0x93, 0x02] {
+        return None;
+    }
+    let mut r = crate::proto::Reader::new(&payload[2..]);
+    r.u32().ok()?;
+    Some(&payload[2 + r.pos()..])
 }
 
 /// The error of a call answering with a value that is not one object.
@@ -146,13 +171,10 @@ impl Drop for KeepGuard {
     }
 }
 
-/// What a kept answer's `[call_id]` names: calls to it wait for the answer,
-/// then run on its object, or fail with the kept call's own error.
-pub(crate) struct PromiseTarget(pub(crate) Arc<Answer>);
-
-impl Dispatch for PromiseTarget {
+/// What a kept answer's `[call_id]` names (PROTOCOL.md §3.10).
+impl Dispatch for Answer {
     fn interface_name(&self) -> &'static str {
-        match self.0.get() {
+        match self.get() {
             Some(Ok(o)) => o.interface_name(),
             _ => "a promised object",
         }
@@ -163,12 +185,16 @@ impl Dispatch for PromiseTarget {
     }
 
     fn call(&self, method: &str, args: Args, cx: CallCx) -> Result<CallFuture, Error> {
-        match self.0.get() {
+        match self.get() {
             Some(Ok(o)) => o.call(method, args, cx),
             // The kept call's own error, as it was (PROTOCOL.md §3.10).
             Some(Err(e)) => Err(Error::Remote(Box::new((*e).clone()))),
             None => {
-                let answer = self.0.clone();
+                // `self` is alive (it is being called), so is its `Arc`.
+                let answer = self
+                    .me
+                    .upgrade()
+                    .ok_or_else(|| Error::ConnectionLost("closed".into()))?;
                 let method = method.to_owned();
                 Ok(Box::pin(async move {
                     let reply = cx.duplicate();
@@ -189,7 +215,7 @@ impl Dispatch for PromiseTarget {
     }
 
     fn method_priority(&self, method: &str) -> Option<crate::Priority> {
-        match self.0.get() {
+        match self.get() {
             Some(Ok(o)) => o.method_priority(method),
             _ => None,
         }

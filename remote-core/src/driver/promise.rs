@@ -21,14 +21,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use super::call::{Handle, Prepared};
 use super::control::Incoming;
 use super::shared::{lock, Shared};
 use crate::codec;
 use crate::interface::Interface;
-use crate::proto::{encode_finish, CallId, CallTarget, ObjectId};
+use crate::proto::{finish_inline, CallId, CallTarget, ObjectId};
 use crate::{Error, Remote, RemoteError, RemoteErrorType};
 
 /// Where a promise's call stands.
@@ -53,12 +53,13 @@ pub(crate) struct ClientPromise {
     /// lock, as encoding a value holding this promise may happen under
     /// another promise's lock.
     resolved: AtomicU32,
-    done: watch::Sender<bool>,
+    /// Notified when the call settles.
+    done: Notify,
 }
 
 impl ClientPromise {
     fn new(shared: Arc<Shared>, call: Option<CallId>, state: Settled) -> Arc<ClientPromise> {
-        let done = watch::Sender::new(!matches!(state, Settled::Pending));
+        let done = Notify::new();
         Arc::new(ClientPromise {
             shared,
             call,
@@ -84,8 +85,14 @@ impl ClientPromise {
 
     /// Waits until the call's reply (or failure) was recorded.
     pub(crate) async fn wait(&self) {
-        let mut rx = self.done.subscribe();
-        let _ = rx.wait_for(|d| *d).await;
+        loop {
+            // Registered before the check, so a settle in between wakes it.
+            let notified = self.done.notified();
+            if !matches!(*lock(&self.state), Settled::Pending) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Prepares a call on the promised object: addressed to `[call_id]`
@@ -130,10 +137,11 @@ impl ClientPromise {
             if let Some(call) = self.call {
                 // After every call addressed to `[call]` (they were queued
                 // under this lock), and never twice.
-                let _ = self.shared.send(&encode_finish(call));
+                let (frame, len) = finish_inline(call);
+                let _ = self.shared.send(&frame[..len]);
             }
         }
-        self.done.send_replace(true);
+        self.done.notify_waiters();
     }
 }
 

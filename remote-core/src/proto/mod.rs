@@ -33,6 +33,7 @@ pub use ping::{
     ping as encode_ping, pong as encode_pong, Keepalive, KeepaliveAction,
     FEATURE as FEATURE_KEEPALIVE,
 };
+pub(crate) use pipeline::finish_inline;
 pub use pipeline::{
     call_head as encode_pipelined_call_head, finish as encode_finish, CallTarget,
     FEATURE as FEATURE_PIPELINE,

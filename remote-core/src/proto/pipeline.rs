@@ -79,6 +79,36 @@ pub fn finish(id: CallId) -> Vec<u8> {
     b
 }
 
+/// The finish frame of [`finish`], built on the stack: `(bytes, len)`.
+pub(crate) fn finish_inline(id: CallId) -> ([u8; 11], usize) {
+    let mut b = [0u8; 11];
+    b[4] = 0x92;
+    b[5] = kind::FINISH;
+    let n = match id.0 {
+        v @ 0..=0x7f => {
+            b[6] = v as u8;
+            1
+        }
+        v @ 0x80..=0xff => {
+            b[6..8].copy_from_slice(&[0xcc, v as u8]);
+            2
+        }
+        v @ 0x100..=0xffff => {
+            b[6] = 0xcd;
+            b[7..9].copy_from_slice(&(v as u16).to_be_bytes());
+            3
+        }
+        v => {
+            b[6] = 0xce;
+            b[7..11].copy_from_slice(&v.to_be_bytes());
+            5
+        }
+    };
+    let len = 2 + n;
+    b[..4].copy_from_slice(&(len as u32).to_be_bytes());
+    (b, 4 + len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +171,14 @@ mod tests {
             parse(&finish(CallId(5))[4..]).unwrap(),
             Message::Finish { id: CallId(5) }
         );
+    }
+
+    #[test]
+    fn the_inline_finish_is_the_encoded_one() {
+        for id in [0, 5, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x1_0000, u32::MAX] {
+            let (b, n) = finish_inline(CallId(id));
+            assert_eq!(&b[..n], &finish(CallId(id))[..], "{id}");
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ use super::control::{Control, CtlSink, Heard, Held, Incoming};
 use super::input::{BoxRead, Input};
 use super::io::{write_loop, BoxWrite};
 use super::panics::{install_panic_hook, panic_error};
-use super::pipeline::{Answer, KeepGuard, PromiseTarget};
+use super::pipeline::{Answer, KeepGuard};
 use super::reader::{handshake, hello, read_loop};
 use super::sched::{ConnSched, Sched};
 use super::share::OutputShare;
@@ -119,7 +119,7 @@ impl Shared {
                 // table until the peer's finish (`pipeline.rs`).
                 let keep = keep.then(|| {
                     let answer = Answer::new();
-                    let target: Arc<dyn Dispatch> = Arc::new(PromiseTarget(answer.clone()));
+                    let target: Arc<dyn Dispatch> = answer.clone();
                     self.core().keep_answer(id, target);
                     answer
                 });
