@@ -42,23 +42,25 @@ impl<O: Clone, W> State<O, W> {
         id: CallId,
         target: CallTarget,
     ) -> Result<(O, ObjectId), Vec<u8>> {
-        let (found, msg) = match target {
-            CallTarget::Object(t) => (
-                self.exports.get(t).cloned().map(|o| (o, t)),
-                format_args!("no object with id {t} on this connection").to_string(),
-            ),
-            CallTarget::Promise(c) => (
-                self.answers
-                    .get(&c)
-                    .and_then(Option::clone)
-                    .map(|o| (o, PROMISE_OBJECT)),
-                format!(
+        let found = match target {
+            CallTarget::Object(t) => self.exports.get(t).cloned().map(|o| (o, t)),
+            CallTarget::Promise(c) => self
+                .answers
+                .get(&c)
+                .and_then(Option::clone)
+                .map(|o| (o, PROMISE_OBJECT)),
+        };
+        // The message is made only for a refusal (not on the hot path).
+        found.ok_or_else(|| {
+            let msg = match target {
+                CallTarget::Object(t) => format!("no object with id {t} on this connection"),
+                CallTarget::Promise(c) => format!(
                     "no kept answer of call {c} on this connection (promise target [{c}]): \
                      it was not a kept-answer call, was refused, or was finished"
                 ),
-            ),
-        };
-        found.ok_or_else(|| reject(id, "unknown_object", msg, &self.limits))
+            };
+            reject(id, "unknown_object", msg, &self.limits)
+        })
     }
 
     /// The peer's finish of kept-answer call `id`: its answer is dropped
