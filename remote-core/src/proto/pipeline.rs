@@ -20,10 +20,14 @@ pub enum CallTarget {
 
 /// Reads a call's target: a u32, or a one-element array holding a u32.
 pub(super) fn read_target(r: &mut Reader<'_>) -> Result<CallTarget, Malformed> {
-    let mut peek = r.clone();
-    let Ok(n) = peek.array_len() else {
+    // An array header (fixarray, array 16, array 32) starts a promise;
+    // anything else is read as the u32 (checked without building an
+    // error: this runs for every call).
+    if !matches!(r.next_byte(), Some(0x90..=0x9f | 0xdc | 0xdd)) {
         return Ok(CallTarget::Object(ObjectId(r.u32()?)));
-    };
+    }
+    let mut peek = r.clone();
+    let n = peek.array_len()?;
     if n != 1 {
         return Err(r.err(format!(
             "a promise target is [call_id] (one element), got an array of {n}"
