@@ -40,6 +40,10 @@ const SYSTEMS: &[(&str, &str)] = &[
         "ours-cap",
         "remote-core obtain capability, call it once, drop it",
     ),
+    (
+        "ours-pipe",
+        "remote-core obtain capability and call it pipelined (one round trip), drop it",
+    ),
     ("ours-echo-1k", "remote-core echo of 1 KiB Bytes"),
     (
         "tarpc-bincode",
@@ -60,6 +64,10 @@ const SYSTEMS: &[(&str, &str)] = &[
     (
         "capnp-cap",
         "capnp-rpc obtain capability, call it once, drop it",
+    ),
+    (
+        "capnp-pipe",
+        "capnp-rpc obtain capability and call it pipelined, drop it",
     ),
     ("remoc", "remoc 0.20 rtc over chmux over the duplex"),
     ("remoc-callback", "remoc callback round trip"),
@@ -96,6 +104,8 @@ enum Mode {
     Call,
     Callback(CbKind),
     Cap,
+    /// Obtain a capability and call it pipelined.
+    Pipe,
     Echo(Bytes),
 }
 
@@ -117,6 +127,7 @@ impl Client {
             "ours" => ours(Mode::Call).await,
             "ours-callback" => ours(Mode::Callback(CbKind::Ours(ours::CbImpl::remote()))).await,
             "ours-cap" => ours(Mode::Cap).await,
+            "ours-pipe" => ours(Mode::Pipe).await,
             "ours-echo-1k" => ours(Mode::Echo(Bytes::from(vec![0xa5; 1024]))).await,
             "tarpc-bincode" => Client::Tarpc(tarpc_sys::bincode_memory()),
             "tarpc" => Client::Tarpc(tarpc_sys::msgpack_memory()),
@@ -127,6 +138,7 @@ impl Client {
                 Mode::Callback(CbKind::Capnp(capnp_sys::new_cb())),
             ),
             "capnp-cap" => Client::Capnp(capnp_sys::memory(), Mode::Cap),
+            "capnp-pipe" => Client::Capnp(capnp_sys::memory(), Mode::Pipe),
             "remoc" => Client::Remoc(remoc_sys::memory().await, Mode::Call),
             "remoc-callback" => Client::Remoc(
                 remoc_sys::memory().await,
@@ -145,6 +157,7 @@ impl Client {
                 Mode::Call => ours::call(p, i).await,
                 Mode::Callback(CbKind::Ours(cb)) => ours::callback(p, cb, i).await,
                 Mode::Cap => ours::obtain_call_drop(p, i).await,
+                Mode::Pipe => ours::pipelined_call_drop(p, i).await,
                 Mode::Echo(d) => ours::echo(p, d).await,
                 Mode::Callback(_) => unreachable!(),
             },
@@ -153,6 +166,7 @@ impl Client {
                 Mode::Call => capnp_sys::call(c, i).await,
                 Mode::Callback(CbKind::Capnp(cb)) => capnp_sys::callback(c, cb, i).await,
                 Mode::Cap => capnp_sys::obtain_call_drop(c, i).await,
+                Mode::Pipe => capnp_sys::pipelined_call_drop(c, i).await,
                 Mode::Echo(d) => capnp_sys::echo(c, d).await,
                 Mode::Callback(_) => unreachable!(),
             },
@@ -160,6 +174,7 @@ impl Client {
                 Mode::Call => remoc_sys::call(c, i).await,
                 Mode::Callback(CbKind::Remoc(cb)) => remoc_sys::callback(c, cb, i).await,
                 Mode::Cap => remoc_sys::obtain_call_drop(c, i).await,
+                Mode::Pipe => unreachable!("remoc has no pipelining"),
                 Mode::Echo(d) => remoc_sys::echo(c, d).await,
                 Mode::Callback(_) => unreachable!(),
             },

@@ -8,6 +8,7 @@
 //! cargo bench -p remote-benches --bench load -- inflight [SECS] # 64 in flight, both runtimes
 //! LOAD_SYSTEMS=ours,raw cargo bench ... -- inflight             # only those systems
 //! cargo bench -p remote-benches --bench load -- large [SECS]    # 64 KiB and 1 MiB echo
+//! cargo bench -p remote-benches --bench load -- cap [SECS]      # get-capability → call, pipelined or not
 //! cargo bench -p remote-benches --bench load -- conns [N]       # N connections at once
 //! ```
 
@@ -259,8 +260,106 @@ fn large(secs: f64) {
     println!();
 }
 
+/// A server of ours on its own thread and current-thread runtime, so a
+/// round trip crosses threads as it crosses a network: its address, and
+/// the sender whose drop stops it.
+fn server_thread() -> (String, tokio::sync::oneshot::Sender<()>) {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = Flavor::Current.runtime();
+        rt.block_on(async move {
+            let server = ours::tcp_server().await;
+            addr_tx
+                .send(server.local_addr().to_owned())
+                .expect("address");
+            let _ = stop_rx.await;
+        });
+    });
+    (addr_rx.recv().expect("server address"), stop_tx)
+}
+
+/// Mean time of one get-capability → call → drop over TCP, one at a time,
+/// over `secs` after a few warm-up rounds: `ours`/`capnp` wait for the
+/// capability before calling it (two round trips), `-pipe` pipeline the
+/// call on it (one). `-same` runs the server on the client's thread (CPU
+/// cost, not latency); otherwise ours has its server on another thread.
+async fn cap_tcp(system: &str, secs: f64) -> Duration {
+    macro_rules! time {
+        (|$i:ident| $e:expr) => {{
+            let mut $i = 0u64;
+            for _ in 0..16 {
+                $e;
+                $i += 1;
+            }
+            let (start, mut n) = (Instant::now(), 0u32);
+            while start.elapsed().as_secs_f64() < secs {
+                $e;
+                $i += 1;
+                n += 1;
+            }
+            start.elapsed() / n
+        }};
+    }
+    match system {
+        "ours" | "ours-pipe" => {
+            let (addr, _stop) = server_thread();
+            let (_c, p) = ours::connect(&addr).await;
+            if system == "ours" {
+                time!(|i| ours::obtain_call_drop(&p, i).await)
+            } else {
+                time!(|i| ours::pipelined_call_drop(&p, i).await)
+            }
+        }
+        "ours-same" => {
+            let (_s, _c, p) = ours::tcp().await;
+            time!(|i| ours::obtain_call_drop(&p, i).await)
+        }
+        "ours-pipe-same" => {
+            let (_s, _c, p) = ours::tcp().await;
+            time!(|i| ours::pipelined_call_drop(&p, i).await)
+        }
+        "capnp-same" => {
+            let c = capnp_sys::tcp().await;
+            time!(|i| capnp_sys::obtain_call_drop(&c, i).await)
+        }
+        "capnp-pipe-same" => {
+            let c = capnp_sys::tcp().await;
+            time!(|i| capnp_sys::pipelined_call_drop(&c, i).await)
+        }
+        other => panic!("unknown system {other}"),
+    }
+}
+
+fn cap(secs: f64) {
+    println!("## Get a capability, call it, drop it: TCP loopback, one at a time, current-thread runtimes (mean latency, median of {RUNS} runs of {secs} s)\n");
+    println!("`-same`: server on the client's thread (so this is CPU cost, not latency); otherwise the server has its own thread and runtime.\n");
+    println!("| system | latency | vs the same system unpipelined |");
+    println!("|---|---:|---:|");
+    for (plain, piped) in [
+        ("ours", "ours-pipe"),
+        ("ours-same", "ours-pipe-same"),
+        ("capnp-same", "capnp-pipe-same"),
+    ] {
+        let mut base = 0.0;
+        for system in [plain, piped] {
+            let (m, _, _) = median(|| {
+                let rt = Flavor::Current.runtime();
+                block_on(&rt, cap_tcp(system, secs)).as_secs_f64()
+            });
+            if system == plain {
+                base = m;
+            }
+            println!("| {system} | {:.1} µs | {:.2}× |", m * 1e6, m / base);
+        }
+    }
+    println!();
+}
+
 fn usage() -> ExitCode {
-    eprintln!("usage: load [inflight [SECS] | large [SECS] | conns [N] | serve SYSTEM]");
+    eprintln!(
+        "usage: load [inflight [SECS] | large [SECS] | cap [SECS] | conns [N] | serve SYSTEM]"
+    );
     ExitCode::FAILURE
 }
 
@@ -276,6 +375,7 @@ fn main() -> ExitCode {
         [] => {
             inflight(1.0);
             large(0.5);
+            cap(0.5);
             load_conns::conns(1000);
         }
         ["inflight", rest @ ..] => match secs(rest.first(), 1.0) {
@@ -284,6 +384,10 @@ fn main() -> ExitCode {
         },
         ["large", rest @ ..] => match secs(rest.first(), 0.5) {
             Some(s) => large(s),
+            None => return usage(),
+        },
+        ["cap", rest @ ..] => match secs(rest.first(), 0.5) {
+            Some(s) => cap(s),
             None => return usage(),
         },
         ["conns", rest @ ..] => match rest.first().map_or(Some(1000), |s| s.parse().ok()) {

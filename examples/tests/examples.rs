@@ -220,6 +220,7 @@ async fn worker_child_process_serves_and_exits() {
             "parent: worker.word_count(\"the quick brown fox jumps over the lazy dog\") = 9",
             "parent: counter \"visits\" total = 42",
             "parent: holding 1 object(s) of the child",
+            "parent: pipelined counter(\"hits\").add(5) = 5",
             "parent: from spawn_blocking, count_primes(100000) = 9592",
             "parent: child exited with exit status: 0",
         ],
@@ -236,6 +237,7 @@ async fn worker_child_process_serves_and_exits() {
         &[
             &format!("    (child stderr) worker: serving on stdio (pid {spawned})"),
             "    (child stderr) worker: new counter \"visits\"",
+            "    (child stderr) worker: new counter \"hits\"",
             "    (child stderr) worker: counting primes below 100000 on a blocking thread",
         ],
     );

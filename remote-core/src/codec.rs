@@ -326,6 +326,14 @@ pub(crate) fn export<T: ?Sized + Interface>(obj: &Arc<T>) -> Result<(RefTag, Obj
         };
         if let Some(h) = T::handle(obj) {
             if Arc::ptr_eq(h.shared(), &cx.conn) {
+                if h.target_id().0 == u32::MAX {
+                    return Err(Error::Encode {
+                        what: "remote reference",
+                        message: "a promise cannot be sent to the peer that will resolve it \
+                                  before its call returned; await `Promise::resolved` first"
+                            .into(),
+                    });
+                }
                 // The peer's own object: hand it back by its id.
                 return Ok((RefTag::ReceiverOwn, h.target_id()));
             }

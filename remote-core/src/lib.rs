@@ -113,7 +113,7 @@ mod trace;
 pub mod transport;
 pub mod wire;
 
-pub use driver::{remaining, with_timeout, Connection, ConnectionBuilder};
+pub use driver::{remaining, with_timeout, Connection, ConnectionBuilder, Promise};
 pub use error::{Error, RemoteError, RemoteErrorType};
 pub use interface::{BoxFuture, Dispatch, Handle, Interface};
 pub use limits::Limits;
@@ -245,7 +245,8 @@ pub mod __private {
         SchemaBuilder, Ty, TypeDef, TypeKind, VariantDef,
     };
     pub use crate::{
-        BoxFuture, Dispatch, Error, Handle, Interface, Priority, Remote, RemoteErrorType, Wire,
+        BoxFuture, Dispatch, Error, Handle, Interface, Priority, Promise, Remote, RemoteErrorType,
+        Wire,
     };
     pub use core::future::Future;
     pub use core::option::Option::{self, None, Some};

@@ -167,6 +167,19 @@ pub async fn callback(client: &Client, cb: &cb::Client, x: u64) {
     assert_eq!(reply.get().expect("call_back").get_y(), x.wrapping_add(1));
 }
 
+/// Obtains a new capability and calls it once without waiting for the
+/// first reply (capnp-rpc's promise pipelining), then drops it.
+pub async fn pipelined_call_drop(client: &Client, x: u64) {
+    let made = client.make_request().send();
+    let cap = made.pipeline.get_cb();
+    let mut req = cap.add_request();
+    req.get().set_x(x);
+    let r = req.send().promise.await.expect("cap add");
+    assert_eq!(r.get().expect("cap add").get_y(), x.wrapping_add(1));
+    drop(cap);
+    drop(made);
+}
+
 /// Obtains a new capability, calls it once, drops it (waiting for each
 /// reply, as ours and remoc do: no promise pipelining).
 pub async fn obtain_call_drop(client: &Client, x: u64) {

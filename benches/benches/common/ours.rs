@@ -151,6 +151,15 @@ pub async fn obtain_call_drop(proxy: &Remote<dyn Bench>, x: u64) {
     drop(cap);
 }
 
+/// Obtains a new capability and calls it once in one round trip (the call
+/// is pipelined on the capability `make` will return), then drops it.
+pub async fn pipelined_call_drop(proxy: &Remote<dyn Bench>, x: u64) {
+    let cap = proxy.make_pipelined();
+    let r = cap.add(x).await.expect("cap add");
+    assert_eq!(r, x.wrapping_add(1));
+    drop(cap);
+}
+
 /// Echoes `data`.
 pub async fn echo(proxy: &Remote<dyn Bench>, data: &Bytes) {
     let r = proxy.echo(data.clone()).await.expect("echo");

@@ -93,8 +93,9 @@ impl Handle {
         }
         let ttl = std::time::Duration::from_millis(*ttl_ms);
         let shared = self.shared();
-        if shared.is_closed() {
-            // Never answered from a cache of a closed connection.
+        if shared.is_closed() || self.target_id().0 == u32::MAX {
+            // Never answered from a cache of a closed connection, nor for
+            // a promise whose object is not known yet.
             return None;
         }
         shared

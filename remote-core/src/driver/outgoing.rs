@@ -31,7 +31,7 @@ type Reply = Result<Incoming, Error>;
 pin_project! {
     /// A sent call waiting for its reply or its deadline. Dropped before
     /// either, it queues a cancel for the peer.
-    pub(super) struct RawCall {
+    pub(in crate::driver) struct RawCall {
         handle: Handle,
         id: CallId,
         budget: Duration,
@@ -58,7 +58,10 @@ pin_project! {
 }
 
 impl RawCall {
-    fn new(handle: &Handle, (id, _deadline, budget, reply): Prepared) -> Self {
+    pub(in crate::driver) fn new(
+        handle: &Handle,
+        (id, _deadline, budget, reply): Prepared,
+    ) -> Self {
         RawCall {
             handle: handle.clone(),
             id,
@@ -184,6 +187,15 @@ impl Handle {
         T: Wire,
         E: RemoteErrorType,
     {
+        // A promise on a connection without pipelining: its calls wait for
+        // the object (`promise.rs`).
+        if let Some(p) = self.promise().filter(|p| p.must_wait()).cloned() {
+            let h = self.clone();
+            return Box::pin(async move {
+                p.wait().await;
+                CallFuture::new(h, method, args).await
+            });
+        }
         Box::pin(CallFuture::new(self.clone(), method, args))
     }
 }

@@ -10,6 +10,7 @@ mod frame;
 mod invalidate;
 mod msg;
 mod ping;
+mod pipeline;
 mod state;
 mod tables;
 mod value;
@@ -31,6 +32,11 @@ pub use msg::{encode, Hello, Message, WireError, PROTOCOL_MAGIC, PROTOCOL_VERSIO
 pub use ping::{
     ping as encode_ping, pong as encode_pong, Keepalive, KeepaliveAction,
     FEATURE as FEATURE_KEEPALIVE,
+};
+pub(crate) use pipeline::finish_inline;
+pub use pipeline::{
+    call_head as encode_pipelined_call_head, finish as encode_finish, CallTarget,
+    FEATURE as FEATURE_PIPELINE,
 };
 pub use state::{Event, Phase, State, Violation};
 pub use tables::{ExportKey, ExportTable, ImportInner, ImportRef, ImportTable, ReleaseSink};
@@ -63,6 +69,11 @@ pub mod kind {
     pub const INVALIDATE: u8 = 10;
     /// Acknowledges every invalidation up to a token.
     pub const INVALIDATED: u8 = 11;
+    /// A call whose answer the receiver keeps for pipelined calls until
+    /// the caller's finish (only with the negotiated `pipeline` feature).
+    pub const KEPT_CALL: u8 = 12;
+    /// The caller no longer needs a kept answer.
+    pub const FINISH: u8 = 13;
 }
 
 /// msgpack extension type of a reference into the sender's export table.

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+use super::pipeline::{read_target, CallTarget};
 use super::value::{enc, FoundRef, Malformed, Reader};
 use super::{kind, CallId, ObjectId};
 use crate::bounded;
@@ -122,6 +123,28 @@ pub enum Message<'a> {
         /// The highest token applied.
         token: u64,
     },
+    /// A call to a promise (`[1, call_id, [promise], ..]`) or a
+    /// kept-answer call (`[12, call_id, target, ..]`), feature `pipeline`.
+    Pipelined {
+        /// Kind 12: the receiver keeps the answer until `finish`.
+        keep: bool,
+        /// Caller's id for the call.
+        id: CallId,
+        /// An object, or the answer of a kept-answer call.
+        target: CallTarget,
+        /// Method wire name.
+        method: &'a str,
+        /// Milliseconds left before the caller's deadline.
+        timeout_ms: u32,
+        /// Byte range of the argument array.
+        args: Range<usize>,
+    },
+    /// `[13, call_id]` (feature `pipeline`): the sender's kept answer of
+    /// call `call_id` may be dropped.
+    Finish {
+        /// The kept-answer call.
+        id: CallId,
+    },
 }
 
 impl<'a> Message<'a> {
@@ -152,6 +175,8 @@ impl<'a> Message<'a> {
             8 => 2,
             10 => 4,
             11 => 2,
+            12 => 6,
+            13 => 2,
             other => return Err(r.err(format!("unknown message kind {other}"))),
         };
         if n != want {
@@ -184,9 +209,10 @@ impl<'a> Message<'a> {
                     auth,
                 })
             }
-            kind::CALL => {
+            kind::CALL | kind::KEPT_CALL => {
+                let keep = k == u64::from(kind::KEPT_CALL);
                 let id = CallId(r.u32()?);
-                let target = ObjectId(r.u32()?);
+                let target = read_target(&mut r)?;
                 let method = r.str()?;
                 // 0 is not a valid deadline (§3.2); read it as 1 ms.
                 let timeout_ms = r.u32()?.max(1);
@@ -195,12 +221,22 @@ impl<'a> Message<'a> {
                 r.clone().array_len()?;
                 let args = r.skip_value(max_depth, refs)?;
                 debug_assert_eq!(args.start, start);
-                Message::Call {
-                    id,
-                    target,
-                    method,
-                    timeout_ms,
-                    args,
+                match target {
+                    CallTarget::Object(target) if !keep => Message::Call {
+                        id,
+                        target,
+                        method,
+                        timeout_ms,
+                        args,
+                    },
+                    target => Message::Pipelined {
+                        keep,
+                        id,
+                        target,
+                        method,
+                        timeout_ms,
+                        args,
+                    },
                 }
             }
             kind::RETURN => {
@@ -288,6 +324,9 @@ impl<'a> Message<'a> {
                 }
             }
             kind::INVALIDATED => Message::Invalidated { token: r.uint()? },
+            kind::FINISH => Message::Finish {
+                id: CallId(r.u32()?),
+            },
             _ => Message::Goodbye {
                 reason: bounded::truncate(r.str()?, encode::MAX_GOODBYE_REASON),
             },

@@ -94,6 +94,11 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| self.err("unexpected end of frame"))
     }
 
+    /// The next byte, not consumed (`None` at the end).
+    pub(crate) fn next_byte(&self) -> Option<u8> {
+        self.buf.get(self.pos).copied()
+    }
+
     /// Whether the next value is nil (consumes it if so).
     pub fn nil(&mut self) -> Result<bool, Malformed> {
         if self.peek()? == 0xc0 {

@@ -4,6 +4,7 @@
 
 mod describe;
 mod dispatch;
+mod pipeline;
 mod proxy;
 mod serve;
 mod shared;
@@ -85,5 +86,6 @@ pub(crate) fn expand_trait(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     out.extend(dispatch(t, p));
     out.extend(interface(t, p));
     out.extend(register(t, p));
+    out.extend(pipeline::pipeline(t, p));
     out
 }

@@ -10,9 +10,10 @@ use serde::Serialize;
 use super::scratch::with_scratch_on;
 use crate::codec;
 use crate::driver::control::{Control, Held, Incoming, Waiter};
+use crate::driver::promise::ClientPromise;
 use crate::driver::replies::Key;
 use crate::driver::shared::Shared;
-use crate::proto::{encode, CallId, ImportRef, ObjectId};
+use crate::proto::{encode, encode_pipelined_call_head, CallId, CallTarget, ImportRef, ObjectId};
 use crate::{Connection, Error, RemoteErrorType, Wire};
 
 pub(in crate::driver) type Prepared = (CallId, Instant, std::time::Duration, Key);
@@ -51,6 +52,9 @@ pub struct Handle {
     /// Set on a root proxy for the wrong interface: every call fails with
     /// it, nothing is sent.
     refused: Option<Arc<Error>>,
+    /// Set on a promise proxy (`driver/promise.rs`): the object a
+    /// kept-answer call will return. `target` is then unused.
+    promise: Option<Arc<ClientPromise>>,
 }
 
 impl fmt::Debug for Handle {
@@ -90,7 +94,21 @@ impl Handle {
             target: ObjectId::ROOT,
             _hold: None,
             refused: None,
+            promise: None,
         }
+    }
+
+    /// A handle for the object `promise`'s call will return.
+    pub(crate) fn promised(shared: Arc<Shared>, promise: Arc<ClientPromise>) -> Self {
+        Handle {
+            target: ObjectId(u32::MAX),
+            promise: Some(promise),
+            ..Handle::root(shared)
+        }
+    }
+
+    pub(crate) fn promise(&self) -> Option<&Arc<ClientPromise>> {
+        self.promise.as_ref()
     }
 
     /// A root handle whose every call fails with `error` (the peer's root
@@ -108,6 +126,7 @@ impl Handle {
             shared,
             _hold: Some(hold),
             refused: None,
+            promise: None,
         }
     }
 
@@ -116,12 +135,16 @@ impl Handle {
     }
 
     pub(crate) fn target_id(&self) -> ObjectId {
-        self.target
+        match &self.promise {
+            Some(p) => p.resolved_id().unwrap_or(self.target),
+            None => self.target,
+        }
     }
 
-    /// The peer's id of the object.
+    /// The peer's id of the object (`u32::MAX` for a promise proxy whose
+    /// call has not returned yet, see [`Promise`](crate::Promise)).
     pub fn object_id(&self) -> u32 {
-        self.target.0
+        self.target_id().0
     }
 
     /// The connection the object lives behind.
@@ -133,7 +156,20 @@ impl Handle {
 
     /// Whether both handles name the same object on the same connection.
     pub fn same_target(&self, other: &Handle) -> bool {
-        Arc::ptr_eq(&self.shared, &other.shared) && self.target == other.target
+        if let (Some(a), Some(b)) = (&self.promise, &other.promise) {
+            if Arc::ptr_eq(a, b) {
+                return true;
+            }
+        }
+        let pending = |h: &Handle| {
+            h.promise
+                .as_ref()
+                .is_some_and(|p| p.resolved_id().is_none())
+        };
+        !pending(self)
+            && !pending(other)
+            && Arc::ptr_eq(&self.shared, &other.shared)
+            && self.target_id() == other.target_id()
     }
 
     /// Like [`call`](Handle::call), blocking the current thread. Returns
@@ -150,6 +186,33 @@ impl Handle {
 
     pub(in crate::driver) fn prepare(
         &self,
+        method: &str,
+        args: &dyn codec::Encode,
+        waker: &std::task::Waker,
+    ) -> Result<Prepared, Error> {
+        self.prepare_with(false, method, args, waker)
+    }
+
+    /// [`prepare`](Self::prepare) for an ordinary call, or a kept-answer
+    /// call if `keep`; through the promise if this is a promise proxy.
+    pub(in crate::driver) fn prepare_with(
+        &self,
+        keep: bool,
+        method: &str,
+        args: &dyn codec::Encode,
+        waker: &std::task::Waker,
+    ) -> Result<Prepared, Error> {
+        match &self.promise {
+            Some(p) => p.prepare(self, keep, method, args, waker),
+            None => self.prepare_to(keep, CallTarget::Object(self.target), method, args, waker),
+        }
+    }
+
+    /// Encodes and queues a call to `target`, registering its waiter.
+    pub(in crate::driver) fn prepare_to(
+        &self,
+        keep: bool,
+        target: CallTarget,
         method: &str,
         args: &dyn codec::Encode,
         waker: &std::task::Waker,
@@ -200,7 +263,12 @@ impl Handle {
         };
         with_scratch_on(shared, |buf| {
             encode::begin_in(buf);
-            encode::call_head(buf, id, self.target, method, timeout_ms);
+            match target {
+                CallTarget::Object(o) if !keep => {
+                    encode::call_head(buf, id, o, method, timeout_ms);
+                }
+                t => encode_pipelined_call_head(buf, keep, id, t, method, timeout_ms),
+            }
             let args_at = buf.len();
             let exported = codec::encode_into(&self.shared, args, buf, "arguments")?;
             if buf[args_at..] == [0xc0] {

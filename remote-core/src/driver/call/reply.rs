@@ -8,6 +8,7 @@ use crate::rt::time::Instant;
 
 use super::scratch::with_scratch_on;
 use crate::codec;
+use crate::driver::pipeline::Answer;
 use crate::driver::shared::Shared;
 use crate::proto::{encode, CallId};
 use crate::{Error, RemoteErrorType, Wire};
@@ -18,6 +19,8 @@ pub struct CallCx {
     id: CallId,
     seq: u64,
     deadline: Instant,
+    /// Set for a kept-answer call: its reply sets the kept answer.
+    keep: Option<Arc<Answer>>,
 }
 
 impl fmt::Debug for CallCx {
@@ -56,6 +59,45 @@ impl CallCx {
             id,
             seq,
             deadline,
+            keep: None,
+        }
+    }
+
+    /// This call's reply also sets `keep` (a kept-answer call, §3.10).
+    pub(crate) fn keeping(mut self, keep: Option<Arc<Answer>>) -> Self {
+        self.keep = keep;
+        self
+    }
+
+    /// A second context answering the same call (for a wrapper that hands
+    /// the first to another dispatch and may have to answer itself).
+    pub(crate) fn duplicate(&self) -> CallCx {
+        CallCx {
+            shared: self.shared.clone(),
+            id: self.id,
+            seq: self.seq,
+            deadline: self.deadline,
+            keep: self.keep.clone(),
+        }
+    }
+
+    /// Answers with `e` exactly as it is (no re-raise note added).
+    pub(crate) fn reply_remote(&self, e: &crate::RemoteError) -> Reply {
+        if !running_inline() && !self.shared.core().answered(self.id, self.seq) {
+            return Reply { _queued: () };
+        }
+        if let Some(k) = &self.keep {
+            k.fail(e);
+        }
+        let frame = encode::error(self.id, e, &self.shared.limits);
+        self.shared.send_error_reply(&frame, &e.kind);
+        Reply { _queued: () }
+    }
+
+    /// Sets the kept answer (if any) from the reply frame about to be sent.
+    fn keep_reply(&self, frame: &[u8]) {
+        if let Some(k) = &self.keep {
+            k.on_reply(&self.shared, self.id, &frame[4..]);
         }
     }
 
@@ -126,7 +168,9 @@ impl CallCx {
                     .meter
                     .limit_hit(crate::trace::limit_name(&re.message), &re.message);
             }
-            let sent = self.shared.send(&encode::error(self.id, &re, limits));
+            let frame = encode::error(self.id, &re, limits);
+            self.keep_reply(&frame);
+            let sent = self.shared.send(&frame);
             if sent.is_ok() {
                 self.shared.meter.replied_error(&re.kind);
             }
@@ -177,6 +221,7 @@ impl CallCx {
             if let Some(at) = value_at {
                 memo.store(&buf[at..]);
             }
+            self.keep_reply(buf);
             let sent = self.shared.send_vec(buf);
             self.shared.output_share.replied(len);
             if sent.is_err() {
@@ -202,6 +247,7 @@ impl CallCx {
             encode::return_head(buf, self.id);
             buf.extend_from_slice(value);
             let len = encode::finish(buf);
+            self.keep_reply(buf);
             if self.shared.send_vec(buf).is_ok() {
                 self.shared.meter.replied(None);
             }

@@ -24,6 +24,7 @@ use super::control::{Control, CtlSink, Heard, Held, Incoming};
 use super::input::{BoxRead, Input};
 use super::io::{write_loop, BoxWrite};
 use super::panics::{install_panic_hook, panic_error};
+use super::pipeline::{Answer, KeepGuard};
 use super::reader::{handshake, hello, read_loop};
 use super::sched::{ConnSched, Sched};
 use super::share::OutputShare;
@@ -109,9 +110,18 @@ impl Shared {
                 args,
                 refs,
                 owns,
+                keep,
             } => {
                 self.meter.call_started();
                 let held = Held { refs, owns };
+                // A kept-answer call: its answer stands in the state's
+                // table until the peer's finish (`pipeline.rs`).
+                let keep = keep.then(|| {
+                    let answer = Answer::new();
+                    let target: Arc<dyn Dispatch> = answer.clone();
+                    self.core().keep_answer(id, target);
+                    answer
+                });
                 let span = crate::trace::call_span(
                     &self.span,
                     object,
@@ -130,6 +140,7 @@ impl Shared {
                     args,
                     held,
                     span,
+                    keep,
                 );
             }
             Event::Reject { frame, kind } => {
@@ -210,11 +221,15 @@ impl Shared {
         args: Range<usize>,
         held: Held,
         span: tracing::Span,
+        keep: Option<Arc<Answer>>,
     ) {
         let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
         let deadline = super::deadline::after(Instant::now(), timeout);
         let args = Args::new(self.clone(), frame, args, held);
-        let cx = CallCx::new(self.clone(), id, seq, deadline);
+        let cx = CallCx::new(self.clone(), id, seq, deadline).keeping(keep.clone());
+        // However the call ends without a reply of its own, its kept
+        // answer (if any) is set, so calls waiting on it end too.
+        let keep = KeepGuard(keep, id);
         let peer = self.peer_info();
         let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             target.call(method, args, cx)
@@ -224,12 +239,15 @@ impl Shared {
             Ok(Err(e)) => {
                 self.core().call_done(id, seq);
                 let err = dispatch_error(&e, target.interface_name(), method);
+                keep.fail(&err);
                 self.send_error_reply(&encode::error(id, &err, &self.limits), &err.kind);
                 return;
             }
             Err(panic) => {
                 self.core().call_done(id, seq);
-                let frame = encode::error(id, &panic_error(panic), &self.limits);
+                let err = panic_error(panic);
+                keep.fail(&err);
+                let frame = encode::error(id, &err, &self.limits);
                 self.send_error_reply(&frame, "panic");
                 return;
             }
@@ -260,7 +278,9 @@ impl Shared {
             Err(panic) => {
                 drop_caught(&self.peer, "a panicked handler", fut);
                 self.handler_stopped(id, seq);
-                let frame = encode::error(id, &panic_error(panic), &self.limits);
+                let err = panic_error(panic);
+                keep.fail(&err);
+                let frame = encode::error(id, &err, &self.limits);
                 self.send_error_reply(&frame, "panic");
             }
             Ok(None) => {
@@ -277,6 +297,7 @@ impl Shared {
                 // done (tuple fields drop in order), run or not.
                 let guarded = (
                     fut,
+                    keep,
                     DoneGuard {
                         ctl: shared.ctl.clone(),
                         id,
@@ -284,25 +305,24 @@ impl Shared {
                     },
                 );
                 let work = async move {
-                    let (fut, _done) = guarded;
+                    let (fut, keep, _done) = guarded;
                     let run = std::panic::AssertUnwindSafe(fut).catch_unwind();
                     let timed = crate::rt::time::timeout_at(deadline, run);
                     let res =
                         crate::peer::scope(peer, super::deadline::scope(deadline, timed)).await;
-                    let (frame, kind) = match res {
+                    let (e, kind) = match res {
                         Ok(Ok(Reply { .. })) => return, // queued by `CallCx::reply`
-                        Ok(Err(panic)) => (
-                            encode::error(id, &panic_error(panic), &shared.limits),
-                            "panic",
-                        ),
+                        Ok(Err(panic)) => (panic_error(panic), "panic"),
                         Err(_) => {
                             let why =
                                 format!("deadline of {timeout_ms} ms passed; the call was stopped");
                             let e =
                                 RemoteError::new("deadline_exceeded", "remote_core::Error", why);
-                            (encode::error(id, &e, &shared.limits), "deadline_exceeded")
+                            (e, "deadline_exceeded")
                         }
                     };
+                    keep.fail(&e);
+                    let frame = encode::error(id, &e, &shared.limits);
                     // Answered (id free for reuse) before the peer can see
                     // it; not sent if a cancel already answered the call.
                     if shared.core().answered(id, seq) {
@@ -371,7 +391,7 @@ impl Drop for DoneGuard {
 /// The error reply for a call that could not start. Arguments that do not
 /// decode name this side's interface, the usual cause being a caller that
 /// took the object for another interface.
-fn dispatch_error(e: &Error, interface: &str, method: &str) -> RemoteError {
+pub(super) fn dispatch_error(e: &Error, interface: &str, method: &str) -> RemoteError {
     let kind = match e {
         Error::Decode { .. } => {
             let msg = format!(

@@ -40,6 +40,9 @@ pub enum Event<'a, O, W> {
         /// Our own objects handed back in the arguments, held until
         /// decoded: one per distinct id, sorted by id.
         owns: Vec<(ObjectId, O)>,
+        /// A kept-answer call (kind 12): the driver sets the answer's
+        /// object with `keep_answer` before the next frame.
+        keep: bool,
     },
     /// Answer this call at once with an error frame (no handler runs).
     Reject {

@@ -5,10 +5,10 @@ use super::event::Event;
 use super::refs::RefError;
 use super::{Phase, State, Violation};
 use crate::proto::msg::{Message, PROTOCOL_VERSION};
-use crate::proto::{encode, invalidate, ping, CallId};
+use crate::proto::{encode, invalidate, ping, pipeline, CallId, CallTarget};
 use crate::{Limits, RemoteError};
 
-fn reject(id: CallId, kind: &str, message: String, limits: &Limits) -> Vec<u8> {
+pub(super) fn reject(id: CallId, kind: &str, message: String, limits: &Limits) -> Vec<u8> {
     encode::error(
         id,
         &RemoteError::new(kind, "remote_core::Error", message),
@@ -17,6 +17,78 @@ fn reject(id: CallId, kind: &str, message: String, limits: &Limits) -> Vec<u8> {
 }
 
 impl<O: Clone, W> State<O, W> {
+    /// An incoming call (kind 1, or kind 12 if `keep`): admitted and
+    /// counted, or answered at once with an error.
+    #[inline]
+    fn incoming_call<'a>(
+        &mut self,
+        id: CallId,
+        target: CallTarget,
+        method: &'a str,
+        timeout_ms: u32,
+        args: std::ops::Range<usize>,
+        keep: bool,
+    ) -> Result<Event<'a, O, W>, Violation> {
+        if self.incoming.contains_key(&id) {
+            return Err(Violation(format!("call id {id} is already in flight")));
+        }
+        if keep && self.answers.contains_key(&id) {
+            return Err(Violation(format!(
+                "kept-answer call id {id} names an answer not yet finished"
+            )));
+        }
+        let (refs, owns) = match self.take_refs() {
+            Ok(r) => r,
+            Err(RefError::UnknownOwn(m)) => {
+                return Ok(Event::Reject {
+                    frame: reject(id, "unknown_object", m, &self.limits),
+                    kind: "unknown_object",
+                })
+            }
+            Err(RefError::Violation(v)) => return Err(v),
+        };
+        // Kept answers count as calls in flight until finished.
+        if self.running + self.answers.len() >= self.limits.max_calls_in_flight {
+            let msg = format!(
+                "limit exceeded: max_calls_in_flight = {} (call {id} refused)",
+                self.limits.max_calls_in_flight
+            );
+            return Ok(Event::Reject {
+                frame: reject(id, "limit_exceeded", msg, &self.limits),
+                kind: "limit_exceeded",
+            });
+        }
+        let (obj, object) = match self.resolve_target(id, target) {
+            Ok(found) => found,
+            Err(frame) => {
+                return Ok(Event::Reject {
+                    frame,
+                    kind: "unknown_object",
+                })
+            }
+        };
+        let cap = u32::try_from(self.limits.max_deadline.as_millis()).unwrap_or(u32::MAX);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.incoming.insert(id, seq);
+        self.running += 1;
+        if keep {
+            self.answers.insert(id, None);
+        }
+        Ok(Event::Call {
+            id,
+            seq,
+            target: obj,
+            object,
+            method,
+            timeout_ms: timeout_ms.min(cap),
+            args,
+            refs,
+            owns,
+            keep,
+        })
+    }
+
     /// Processes one frame from the peer.
     pub fn handle_frame<'a>(&mut self, frame: &'a [u8]) -> Result<Event<'a, O, W>, Violation> {
         if self.phase == Phase::Closed {
@@ -42,7 +114,7 @@ impl<O: Clone, W> State<O, W> {
             }
             self.phase = Phase::Open(version);
             // Unknown names are ignored; the enabled set is the intersection.
-            let known = [ping::FEATURE, invalidate::FEATURE];
+            let known = [ping::FEATURE, invalidate::FEATURE, pipeline::FEATURE];
             let mut features: Vec<String> = Vec::new();
             for f in known {
                 if h.features.contains(&f) {
@@ -51,6 +123,7 @@ impl<O: Clone, W> State<O, W> {
             }
             self.keepalive = features.iter().any(|f| f == ping::FEATURE);
             self.invalidate = features.iter().any(|f| f == invalidate::FEATURE);
+            self.pipeline = features.iter().any(|f| f == pipeline::FEATURE);
             return Ok(Event::Opened {
                 version,
                 auth: h.auth,
@@ -65,54 +138,28 @@ impl<O: Clone, W> State<O, W> {
                 method,
                 timeout_ms,
                 args,
-            } => {
-                if self.incoming.contains_key(&id) {
-                    return Err(Violation(format!("call id {id} is already in flight")));
-                }
-                let (refs, owns) = match self.take_refs() {
-                    Ok(r) => r,
-                    Err(RefError::UnknownOwn(m)) => {
-                        return Ok(Event::Reject {
-                            frame: reject(id, "unknown_object", m, &self.limits),
-                            kind: "unknown_object",
-                        })
-                    }
-                    Err(RefError::Violation(v)) => return Err(v),
-                };
-                if self.running >= self.limits.max_calls_in_flight {
-                    let msg = format!(
-                        "limit exceeded: max_calls_in_flight = {} (call {id} refused)",
-                        self.limits.max_calls_in_flight
-                    );
-                    return Ok(Event::Reject {
-                        frame: reject(id, "limit_exceeded", msg, &self.limits),
-                        kind: "limit_exceeded",
-                    });
-                }
-                let Some(obj) = self.exports.get(target).cloned() else {
-                    let msg = format!("no object with id {target} on this connection");
-                    return Ok(Event::Reject {
-                        frame: reject(id, "unknown_object", msg, &self.limits),
-                        kind: "unknown_object",
-                    });
-                };
-                let cap = u32::try_from(self.limits.max_deadline.as_millis()).unwrap_or(u32::MAX);
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                self.incoming.insert(id, seq);
-                self.running += 1;
-                Ok(Event::Call {
-                    id,
-                    seq,
-                    target: obj,
-                    object: target,
-                    method,
-                    timeout_ms: timeout_ms.min(cap),
-                    args,
-                    refs,
-                    owns,
-                })
-            }
+            } => self.incoming_call(
+                id,
+                CallTarget::Object(target),
+                method,
+                timeout_ms,
+                args,
+                false,
+            ),
+            Message::Pipelined {
+                keep,
+                id,
+                target,
+                method,
+                timeout_ms,
+                args,
+            } if self.pipeline => self.incoming_call(id, target, method, timeout_ms, args, keep),
+            Message::Finish { id } if self.pipeline => Ok(self.finish(id)),
+            Message::Pipelined { .. } | Message::Finish { .. } => Err(Violation(
+                "pipelining message (kind 12 or 13, or a [call_id] promise target) without the \
+                 negotiated pipeline feature"
+                    .into(),
+            )),
             Message::Return { id, value } => {
                 let (refs, owns) = self.take_refs()?;
                 match self.outgoing.remove(&id) {

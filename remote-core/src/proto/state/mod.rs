@@ -22,6 +22,7 @@
 //! (which is then dropped), so a reused id can never be answered by the
 //! old call's reply.
 
+mod answers;
 mod calls;
 mod event;
 mod incoming;
@@ -81,6 +82,11 @@ pub struct State<O, W> {
     keepalive: bool,
     /// Both hellos listed the `invalidate` feature.
     invalidate: bool,
+    /// Both hellos listed the `pipeline` feature.
+    pipeline: bool,
+    /// Answers kept for the peer's kept-answer calls until its finish
+    /// (`answers.rs`); `None` until the driver sets the answer's object.
+    answers: super::IdMap<CallId, Option<O>>,
 }
 
 impl<O: Clone, W> State<O, W> {
@@ -105,6 +111,8 @@ impl<O: Clone, W> State<O, W> {
             scratch: Vec::new(),
             keepalive: false,
             invalidate: false,
+            pipeline: false,
+            answers: super::IdMap::default(),
         }
     }
 
@@ -121,12 +129,17 @@ impl<O: Clone, W> State<O, W> {
     /// Our handshake. It lists the `keepalive` feature (this side always
     /// answers pings; whether it sends any is the driver's choice) and the
     /// `invalidate` feature (it always applies and acknowledges
-    /// invalidations).
+    /// invalidations) and the `pipeline` feature (it keeps answers and
+    /// serves calls to them).
     pub fn hello<'a>(auth: Option<&'a [u8]>) -> Hello<'a> {
         Hello {
             min_version: PROTOCOL_VERSION,
             max_version: PROTOCOL_VERSION,
-            features: vec![super::ping::FEATURE, super::invalidate::FEATURE],
+            features: vec![
+                super::ping::FEATURE,
+                super::invalidate::FEATURE,
+                super::pipeline::FEATURE,
+            ],
             auth,
         }
     }
@@ -151,6 +164,8 @@ impl<O: Clone, W> State<O, W> {
         self.cancelled.clear();
         self.running = 0;
         let waiters = self.outgoing.drain().map(|(_, w)| w).collect();
-        (waiters, self.exports.drain())
+        let mut objects = self.exports.drain();
+        objects.extend(self.answers.drain().filter_map(|(_, o)| o));
+        (waiters, objects)
     }
 }

@@ -101,7 +101,11 @@ fn state_with_peer_features(features: Vec<&str>) -> S {
 fn our_hello_lists_keepalive_and_pings_are_answered_once_negotiated() {
     assert_eq!(
         S::hello(None).features,
-        vec![FEATURE_KEEPALIVE, super::FEATURE_INVALIDATE]
+        vec![
+            FEATURE_KEEPALIVE,
+            super::FEATURE_INVALIDATE,
+            super::FEATURE_PIPELINE
+        ]
     );
     let mut s = state_with_peer_features(vec!["something-else", "keepalive"]);
     assert!(s.keepalive_negotiated());

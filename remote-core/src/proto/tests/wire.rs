@@ -18,7 +18,7 @@ fn malformed_frames_are_violations_with_clear_reasons() {
     assert!(violation(&[]).contains("needs 1 more bytes, 0 left"));
     assert!(violation(&[0xc1]).contains("expected an array"));
     assert!(violation(&[0x90]).contains("empty message"));
-    assert!(violation(&[0x92, 0x0c, 0x00]).contains("unknown message kind 12"));
+    assert!(violation(&[0x92, 0x0e, 0x00]).contains("unknown message kind 14"));
     assert!(violation(&[0x92, 0x01, 0x00]).contains("message kind 1 has 6 fields, got 2"));
     let mut trailing = good.clone();
     trailing.push(0x00);
@@ -172,7 +172,7 @@ fn protocol_md_worked_example() {
     let hello = encode::hello(&S::hello(None));
     assert_eq!(
         hex(&hello),
-        "00000022 96 00 a6 72 65 6d 6f 74 65 01 01 92 a9 6b 65 65 70 61 6c 69 76 65 aa 69 6e 76 61 6c 69 64 61 74 65 c0"
+        "0000002b 96 00 a6 72 65 6d 6f 74 65 01 01 93 a9 6b 65 65 70 61 6c 69 76 65 aa 69 6e 76 61 6c 69 64 61 74 65 a8 70 69 70 65 6c 69 6e 65 c0"
     );
     let mut call = encode::begin(16);
     encode::call_head(&mut call, CallId(0), ObjectId(0), "add", 10_000);

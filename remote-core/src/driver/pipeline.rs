@@ -1,0 +1,223 @@
+//! Promise pipelining, serving side (PROTOCOL.md §3.10): the answer of a
+//! kept-answer call, and the object that calls addressed to it
+//! (`[call_id]` targets) are dispatched on.
+//!
+//! The state machine keeps one [`Answer`] per kept answer until the
+//! caller's finish. The kept call's reply sets the [`Answer`] (the object
+//! its `Ok` value refers to, or its error) just before the reply is
+//! queued, so a pipelined call arriving after the caller saw the reply
+//! finds it set. A pipelined call arriving earlier runs as an ordinary
+//! incoming call whose handler first waits for the answer: it counts in
+//! `max_calls_in_flight`, ends at its deadline or cancel, and is aborted
+//! with the connection, like any handler.
+
+use std::any::Any;
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::sync::Notify;
+
+use super::call::{Args, CallCx};
+use super::shared::{lock, Shared};
+use crate::interface::{CallFuture, Dispatch};
+use crate::proto::{CallId, Message, ObjectId};
+use crate::{Error, RemoteError};
+
+type Resolved = Result<Arc<dyn Dispatch>, Arc<RemoteError>>;
+
+/// The answer of one kept-answer call: unset while the call runs, then
+/// the object its reply refers to or the error it ended with (first set
+/// wins). It is also what the answer's `[call_id]` names (its
+/// [`Dispatch`] impl): calls to it wait for the answer, then run on its
+/// object, or fail with the kept call's own error. One allocation.
+pub(crate) struct Answer {
+    cell: Mutex<Option<Resolved>>,
+    set: Notify,
+    /// Itself, for the futures of calls that wait for it.
+    me: Weak<Answer>,
+}
+
+impl Answer {
+    pub(crate) fn new() -> Arc<Answer> {
+        Arc::new_cyclic(|me| Answer {
+            cell: Mutex::new(None),
+            set: Notify::new(),
+            me: me.clone(),
+        })
+    }
+
+    fn get(&self) -> Option<Resolved> {
+        lock(&self.cell).clone()
+    }
+
+    fn is_set(&self) -> bool {
+        lock(&self.cell).is_some()
+    }
+
+    fn set(&self, r: Resolved) {
+        {
+            let mut cell = lock(&self.cell);
+            if cell.is_some() {
+                return;
+            }
+            *cell = Some(r);
+        }
+        self.set.notify_waiters();
+    }
+
+    /// Sets the answer from the reply about to be queued for call `id`
+    /// (`payload`: the message, without its length prefix).
+    pub(crate) fn on_reply(&self, shared: &Shared, id: CallId, payload: &[u8]) {
+        if self.is_set() {
+            return;
+        }
+        let r = match return_value(payload) {
+            Some(value) => match value {
+                [0xd6, 1, a, b, c, d] => {
+                    let oid = ObjectId(u32::from_be_bytes([*a, *b, *c, *d]));
+                    shared.core().exports().get(oid).cloned().ok_or_else(|| {
+                        not_a_capability(format!(
+                            "the answer of call {id} (object {oid}) is no longer exported"
+                        ))
+                    })
+                }
+                [0xd6, 2, ..] => Err(not_a_capability(format!(
+                    "the answer of call {id} is the caller's own object (ext type 2): \
+                     call it directly"
+                ))),
+                _ => Err(not_a_capability(format!(
+                    "the answer of call {id} is not a capability (its value is not one \
+                     reference to an object), so it cannot be called"
+                ))),
+            },
+            // An error reply (rare): parsed as the peer will parse it.
+            None => match Message::parse(payload, &shared.limits, &mut Vec::new()) {
+                Ok(Message::Error { error, .. }) => Err(RemoteError {
+                    kind: error.kind.into_owned(),
+                    type_name: error.type_name.into_owned(),
+                    message: error.message.into_owned(),
+                    chain: error.chain.into_iter().map(|s| s.into_owned()).collect(),
+                    backtrace: error.backtrace.map(|s| s.into_owned()),
+                    data: error.data.map(|r| payload[r].to_vec()),
+                }),
+                _ => Err(ended(id)),
+            },
+        };
+        self.set(r.map_err(Arc::new));
+    }
+
+    /// Sets the answer to `e` unless it is set.
+    pub(crate) fn fail(&self, e: &RemoteError) {
+        if !self.is_set() {
+            self.set(Err(Arc::new(e.clone())));
+        }
+    }
+
+    async fn wait(&self) -> Resolved {
+        loop {
+            // Registered before the check, so a `set` in between wakes it.
+            let notified = self.set.notified();
+            if let Some(r) = self.get() {
+                return r;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The value of a return message (`[2, call_id, value]`), found without
+/// parsing it (it was just encoded here); `None` for any other message.
+fn return_value(payload: &[u8]) -> Option<&[u8]> {
+    if payload.get(..2)? != [0x93, 0x02] {
+        return None;
+    }
+    let mut r = crate::proto::Reader::new(&payload[2..]);
+    r.u32().ok()?;
+    Some(&payload[2 + r.pos()..])
+}
+
+/// The error of a call answering with a value that is not one object.
+fn not_a_capability(message: String) -> RemoteError {
+    RemoteError::new("not_a_capability", "remote_core::Error", message)
+}
+
+/// The answer of a kept-answer call that ended without a reply of its own.
+fn ended(id: CallId) -> RemoteError {
+    RemoteError::new(
+        "cancelled",
+        "remote_core::Error",
+        format!("call {id} ended without an answer (it was cancelled or stopped)"),
+    )
+}
+
+/// Held by a kept-answer call's handler: however it ends (an abort by a
+/// cancel or the connection's close included), its answer is set, so the
+/// pipelined calls waiting on it end too.
+pub(crate) struct KeepGuard(pub(crate) Option<Arc<Answer>>, pub(crate) CallId);
+
+impl KeepGuard {
+    /// Sets the answer to the call's error `e` (unless it is set).
+    pub(crate) fn fail(&self, e: &RemoteError) {
+        if let Some(a) = &self.0 {
+            a.fail(e);
+        }
+    }
+}
+
+impl Drop for KeepGuard {
+    fn drop(&mut self) {
+        if let Some(a) = &self.0 {
+            a.fail(&ended(self.1));
+        }
+    }
+}
+
+/// What a kept answer's `[call_id]` names (PROTOCOL.md §3.10).
+impl Dispatch for Answer {
+    fn interface_name(&self) -> &'static str {
+        match self.get() {
+            Some(Ok(o)) => o.interface_name(),
+            _ => "a promised object",
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn call(&self, method: &str, args: Args, cx: CallCx) -> Result<CallFuture, Error> {
+        match self.get() {
+            Some(Ok(o)) => o.call(method, args, cx),
+            // The kept call's own error, as it was (PROTOCOL.md §3.10).
+            Some(Err(e)) => Err(Error::Remote(Box::new((*e).clone()))),
+            None => {
+                // `self` is alive (it is being called), so is its `Arc`.
+                let answer = self
+                    .me
+                    .upgrade()
+                    .ok_or_else(|| Error::ConnectionLost("closed".into()))?;
+                let method = method.to_owned();
+                Ok(Box::pin(async move {
+                    let reply = cx.duplicate();
+                    match answer.wait().await {
+                        Ok(o) => match o.call(&method, args, cx) {
+                            Ok(fut) => fut.await,
+                            Err(e) => reply.reply_remote(&super::conn::dispatch_error(
+                                &e,
+                                o.interface_name(),
+                                &method,
+                            )),
+                        },
+                        Err(e) => reply.reply_remote(&e),
+                    }
+                }))
+            }
+        }
+    }
+
+    fn method_priority(&self, method: &str) -> Option<crate::Priority> {
+        match self.get() {
+            Some(Ok(o)) => o.method_priority(method),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! Promise pipelining, calling side (PROTOCOL.md §3.10): [`Promise`], the
+//! object a call in flight will return, usable at once.
+//!
+//! [`Handle::pipeline`] sends a kept-answer call (kind 12) and returns a
+//! promise proxy. Calls on the proxy go out at once addressed to
+//! `[call_id]`; the peer runs them on the answer when it is there. A task
+//! waits for the kept call's reply (bounded by its deadline), and then,
+//! under the promise's lock so no call to `[call_id]` can follow it, records
+//! the answer (an ordinary counted import, released when the last proxy is
+//! gone) and sends finish. Later calls on the proxy go to the import's id.
+//!
+//! On a connection without the `pipeline` feature (a peer that does not
+//! list it, such as the Python runtime) the same API works in two round
+//! trips: the first call is an ordinary one, and calls on the proxy wait
+//! for its reply.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use super::call::{Handle, Prepared};
+use super::control::Incoming;
+use super::outgoing::RawCall;
+use super::shared::{lock, Shared};
+use crate::codec;
+use crate::interface::Interface;
+use crate::proto::{finish_inline, CallId, CallTarget, ObjectId};
+use crate::{Error, Remote, RemoteError, RemoteErrorType};
+
+/// Where a promise's call stands.
+enum Settled {
+    /// No reply yet.
+    Pending,
+    /// The call returned this object (our import).
+    Ready(Handle),
+    /// The call failed with the peer's error.
+    Remote(RemoteError),
+    /// The call failed here (deadline, connection lost, refused locally).
+    Local(Error),
+}
+
+/// The calling side's state of one kept-answer call.
+pub(crate) struct ClientPromise {
+    shared: Arc<Shared>,
+    /// The kept-answer call's id (set once it was sent with the feature).
+    call: Option<CallId>,
+    state: Mutex<Settled>,
+    /// The import's id once resolved (`u32::MAX` before): read without the
+    /// lock, as encoding a value holding this promise may happen under
+    /// another promise's lock.
+    resolved: AtomicU32,
+    /// Notified when the call settles.
+    done: Notify,
+}
+
+impl ClientPromise {
+    fn new(shared: Arc<Shared>, call: Option<CallId>, state: Settled) -> Arc<ClientPromise> {
+        let done = Notify::new();
+        Arc::new(ClientPromise {
+            shared,
+            call,
+            state: Mutex::new(state),
+            resolved: AtomicU32::new(u32::MAX),
+            done,
+        })
+    }
+
+    /// The import's id once the call returned an object.
+    pub(crate) fn resolved_id(&self) -> Option<ObjectId> {
+        match self.resolved.load(Ordering::Acquire) {
+            u32::MAX => None,
+            id => Some(ObjectId(id)),
+        }
+    }
+
+    /// Whether calls on the proxy must wait for the reply (no pipelining
+    /// on this connection, and no reply yet).
+    pub(crate) fn must_wait(&self) -> bool {
+        self.call.is_none() && matches!(*lock(&self.state), Settled::Pending)
+    }
+
+    /// Waits until the call's reply (or failure) was recorded.
+    pub(crate) async fn wait(&self) {
+        loop {
+            // Registered before the check, so a settle in between wakes it.
+            let notified = self.done.notified();
+            if !matches!(*lock(&self.state), Settled::Pending) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Prepares a call on the promised object: addressed to `[call_id]`
+    /// while the reply is pending (under the lock, so it is queued before
+    /// the finish), to the object once it is known, or failed with the
+    /// first call's own error.
+    pub(crate) fn prepare(
+        &self,
+        via: &Handle,
+        keep: bool,
+        method: &str,
+        args: &dyn codec::Encode,
+        waker: &std::task::Waker,
+    ) -> Result<Prepared, Error> {
+        let state = lock(&self.state);
+        match (&*state, self.call) {
+            (Settled::Ready(h), _) => {
+                let h = h.clone();
+                drop(state);
+                h.prepare_with(keep, method, args, waker)
+            }
+            (Settled::Remote(e), _) => Err(Error::Remote(Box::new(e.clone()))),
+            (Settled::Local(e), _) => Err(e.clone()),
+            (Settled::Pending, Some(call)) => {
+                via.prepare_to(keep, CallTarget::Promise(call), method, args, waker)
+            }
+            (Settled::Pending, None) => Err(Error::Protocol(
+                "a call on a promise was made before its object was known, on a connection \
+                 without pipelining"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Records the call's outcome, sends finish (if kept) and wakes waiters.
+    fn settle(&self, outcome: Settled) {
+        {
+            let mut state = lock(&self.state);
+            if let Settled::Ready(h) = &outcome {
+                self.resolved.store(h.target_id().0, Ordering::Release);
+            }
+            *state = outcome;
+            if let Some(call) = self.call {
+                // After every call addressed to `[call]` (they were queued
+                // under this lock), and never twice.
+                let (frame, len) = finish_inline(call);
+                let _ = self.shared.send(&frame[..len]);
+            }
+        }
+        self.done.notify_waiters();
+    }
+}
+
+/// The outcome of a promise's call from its reply.
+fn outcome(shared: &Arc<Shared>, reply: Result<Result<Incoming, Error>, impl Sized>) -> Settled {
+    let inc = match reply {
+        Ok(Ok(inc)) => inc,
+        Ok(Err(e)) => return Settled::Local(e),
+        Err(_) => return Settled::Local(shared.lost()),
+    };
+    match inc.result {
+        Ok(range) => match &inc.frame[range] {
+            [0xd6, 1, a, b, c, d] => {
+                let id = ObjectId(u32::from_be_bytes([*a, *b, *c, *d]));
+                match inc.refs.iter().find(|r| r.id() == id) {
+                    Some(hold) => Settled::Ready(Handle::imported(shared.clone(), hold.clone())),
+                    None => Settled::Local(Error::Protocol(format!(
+                        "reply refers to object {id}, which was not counted"
+                    ))),
+                }
+            }
+            _ => Settled::Remote(RemoteError::new(
+                "not_a_capability",
+                "remote_core::Error",
+                "the call's value is not one reference to an object of the peer, so it \
+                 cannot be called",
+            )),
+        },
+        // The peer's own timer may beat ours by a millisecond.
+        Err(e) if e.kind == "deadline_exceeded" => {
+            Settled::Local(Error::DeadlineExceeded(std::time::Duration::ZERO))
+        }
+        Err(e) => Settled::Remote(e),
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn spawn(shared: &Shared, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+    drop(shared.runtime.spawn(fut));
+}
+
+#[cfg(target_arch = "wasm32")]
+fn spawn(_: &Shared, fut: impl std::future::Future<Output = ()> + 'static) {
+    drop(crate::rt::spawn(fut));
+}
+
+impl Handle {
+    /// Calls `method`, which returns a capability (`Result<Remote<dyn T>,
+    /// E>`), and returns at once a [`Promise`] of that object: calls on it
+    /// are sent right away, without waiting for this call's reply, and the
+    /// peer runs them on the object as soon as it has it (one round trip
+    /// for `open(name).read()`, PROTOCOL.md §3.10).
+    ///
+    /// Generated code offers this per method (`FilesPipeline::open_pipelined`);
+    /// use it directly for hand-written proxies. Dropping the promise does
+    /// not cancel the call: its reply is still awaited (until its
+    /// deadline) so the answer is finished and the object released.
+    ///
+    /// If the call fails, calls on the promise fail with its error. One
+    /// exception: a call the peer refuses before running it (over
+    /// `max_calls_in_flight`, say) keeps no answer there, so calls already
+    /// sent on the promise fail with `unknown_object`; `resolved` and later
+    /// calls give the refusal itself.
+    pub fn pipeline<A, T, E>(&self, method: &'static str, args: A) -> Promise<T, E>
+    where
+        A: Serialize + Send + 'static,
+        T: ?Sized + Interface,
+        E: RemoteErrorType,
+    {
+        let shared = self.shared().clone();
+        let pipelined = shared.core().pipeline_negotiated();
+        let parent_waits = self.promise().is_some_and(|p| p.must_wait());
+        let promise = if pipelined && !parent_waits {
+            // The reply slot gets the task's waker at the task's first poll.
+            match self.prepare_with(true, method, &args, futures_util::task::noop_waker_ref()) {
+                Ok(prepared) => {
+                    let id = prepared.0;
+                    let p = ClientPromise::new(shared.clone(), Some(id), Settled::Pending);
+                    let (task, raw) = (p.clone(), RawCall::new(self, prepared));
+                    spawn(&shared, async move {
+                        let reply = Ok::<_, ()>(raw.await);
+                        task.settle(outcome(&task.shared, reply));
+                    });
+                    p
+                }
+                Err(e) => ClientPromise::new(shared.clone(), None, Settled::Local(e)),
+            }
+        } else {
+            // Two round trips: an ordinary call once the target is known.
+            let p = ClientPromise::new(shared.clone(), None, Settled::Pending);
+            let (task, via) = (p.clone(), self.clone());
+            spawn(&shared, async move {
+                if let Some(parent) = via.promise() {
+                    parent.wait().await;
+                }
+                let noop = futures_util::task::noop_waker_ref();
+                let reply = match via.prepare_with(false, method, &args, noop) {
+                    Ok(prepared) => Ok::<_, ()>(RawCall::new(&via, prepared).await),
+                    Err(e) => Ok(Err(e)),
+                };
+                task.settle(outcome(&task.shared, reply));
+            });
+            p
+        };
+        let handle = Handle::promised(shared, promise.clone());
+        Promise {
+            remote: Remote::new(T::proxy(handle)),
+            inner: Some(promise),
+            error: PhantomData,
+        }
+    }
+}
+
+/// The object a call in flight will return: usable at once (calls on it
+/// are pipelined, see [`Handle::pipeline`]), and awaitable for the call's
+/// own result with [`resolved`](Promise::resolved).
+///
+/// It dereferences to the promised [`Remote<T>`], so methods of `T` are
+/// called on it directly. If the call fails, every call on the promise
+/// fails with that same error.
+///
+/// ```
+/// use std::sync::Arc;
+/// use remote_core::{remote, Connection, ConnectionBuilder, Error, Remote};
+///
+/// #[remote]
+/// pub trait Files: Send + Sync {
+///     async fn open(&self, name: String) -> Result<Remote<dyn File>, Error>;
+/// }
+/// #[remote]
+/// pub trait File: Send + Sync {
+///     async fn read(&self) -> Result<String, Error>;
+/// }
+///
+/// struct Disk;
+/// #[remote]
+/// impl Files for Disk {
+///     async fn open(&self, name: String) -> Result<Remote<dyn File>, Error> {
+///         Ok(Remote::new(Arc::new(Text(format!("contents of {name}")))))
+///     }
+/// }
+/// struct Text(String);
+/// #[remote]
+/// impl File for Text {
+///     async fn read(&self) -> Result<String, Error> {
+///         Ok(self.0.clone())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> remote_core::Result<()> {
+/// let files: Remote<dyn Files> = Remote::new(Arc::new(Disk));
+/// let (client, _server) =
+///     Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new().serve(files)).await?;
+/// let api = client.root::<dyn Files>();
+/// // One round trip: `read` is sent before `open` has returned.
+/// let file = FilesPipeline::open_pipelined(&api, "x".into());
+/// assert_eq!(file.read().await?, "contents of x");
+/// // The first call's own result, when wanted.
+/// let opened: Remote<dyn File> = file.resolved().await?;
+/// assert_eq!(opened.read().await?, "contents of x");
+/// # Ok(()) }
+/// ```
+pub struct Promise<T: ?Sized, E = Error> {
+    remote: Remote<T>,
+    /// `None` for a local object's promise (already resolved).
+    inner: Option<Arc<ClientPromise>>,
+    error: PhantomData<fn() -> E>,
+}
+
+impl<T: ?Sized, E> Clone for Promise<T, E> {
+    fn clone(&self) -> Self {
+        Promise {
+            remote: self.remote.clone(),
+            inner: self.inner.clone(),
+            error: PhantomData,
+        }
+    }
+}
+
+impl<T: ?Sized, E> Deref for Promise<T, E> {
+    type Target = Remote<T>;
+    fn deref(&self) -> &Remote<T> {
+        &self.remote
+    }
+}
+
+impl<T: ?Sized + Interface, E> fmt::Debug for Promise<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.inner.as_deref().map(|p| lock(&p.state)).as_deref() {
+            None => "local",
+            Some(Settled::Pending) => "pending",
+            Some(Settled::Ready(_)) => "resolved",
+            Some(Settled::Remote(_) | Settled::Local(_)) => "failed",
+        };
+        write!(f, "Promise<{}>({state})", T::name())
+    }
+}
+
+impl<T: ?Sized + Interface, E: RemoteErrorType> Promise<T, E> {
+    /// The promise proxy (calls on it are pipelined until the object is
+    /// known, then go to the object).
+    pub fn remote(&self) -> Remote<T> {
+        self.remote.clone()
+    }
+
+    /// The promise proxy, consuming the promise.
+    pub fn into_remote(self) -> Remote<T> {
+        self.remote
+    }
+
+    /// Waits for the call's own result: the object (an ordinary proxy), or
+    /// the call's error.
+    pub async fn resolved(&self) -> Result<Remote<T>, E> {
+        let Some(inner) = &self.inner else {
+            return Ok(self.remote.clone());
+        };
+        inner.wait().await;
+        match &*lock(&inner.state) {
+            Settled::Ready(h) => Ok(Remote::new(T::proxy(h.clone()))),
+            Settled::Remote(e) => Err(E::from_remote(e.clone())),
+            Settled::Local(e) => Err(E::from_error(e.clone())),
+            Settled::Pending => Err(E::from_error(inner.shared.lost())),
+        }
+    }
+
+    /// The promise of a local object's method (generated pipelined
+    /// variants call it when the object is not a proxy): the method is run
+    /// at once.
+    ///
+    /// # Panics
+    ///
+    /// If the method does not return an object at its first poll (it
+    /// failed, or waits for something): pipelining is for proxies, and a
+    /// local call is made by calling the method itself.
+    #[doc(hidden)]
+    pub fn local(call: crate::BoxFuture<'_, Result<Remote<T>, E>>) -> Self {
+        use futures_util::FutureExt;
+        match call.now_or_never() {
+            Some(Ok(remote)) => Promise {
+                remote,
+                inner: None,
+                error: PhantomData,
+            },
+            Some(Err(e)) => panic!(
+                "a pipelined call on a local object failed at once ({}): call the method \
+                 itself on local objects",
+                e.to_remote().message
+            ),
+            None => panic!(
+                "a pipelined call on a local object did not return at once: call the method \
+                 itself on local objects"
+            ),
+        }
+    }
+}
