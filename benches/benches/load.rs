@@ -256,7 +256,9 @@ fn server_thread() -> (String, tokio::sync::oneshot::Sender<()>) {
         let rt = Flavor::Current.runtime();
         rt.block_on(async move {
             let server = ours::tcp_server().await;
-            addr_tx.send(server.local_addr().to_owned()).expect("address");
+            addr_tx
+                .send(server.local_addr().to_owned())
+                .expect("address");
             let _ = stop_rx.await;
         });
     });
