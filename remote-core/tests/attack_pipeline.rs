@@ -68,7 +68,9 @@ impl Shelf for Impl {
         std::future::pending().await
     }
     async fn boom(&self) -> Result<Remote<dyn Shelf>, Error> {
-        panic!("boom")
+        // (Not `panic!` itself: a body that only diverges is linted.)
+        let nothing = std::hint::black_box(None::<Remote<dyn Shelf>>);
+        Ok(nothing.expect("boom"))
     }
     async fn take(&self, other: Remote<dyn Shelf>) -> Result<(), Error> {
         drop(other);
