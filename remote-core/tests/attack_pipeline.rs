@@ -472,3 +472,28 @@ async fn cycles_are_impossible_and_a_long_chain_resolves() {
     drop(s);
     assert!(eventually(|| live.load(SeqCst) == 0).await);
 }
+
+/// Unfinished kept answers do not keep a quiet connection open (they are
+/// not "calls in flight" for the idle timeout, PROTOCOL.md §9): a peer that
+/// released its object and went quiet is closed, and the object is freed.
+#[tokio::test]
+async fn kept_answers_do_not_keep_an_idle_connection_open() {
+    let live = Arc::new(AtomicIsize::new(0));
+    let idle = std::time::Duration::from_millis(300);
+    let limits = Limits {
+        idle_timeout: idle,
+        unauthenticated_idle_timeout: idle,
+        ..Limits::default()
+    };
+    let server = serve(limits, &live).await;
+    let mut s = open(&server, true).await;
+    s.write_all(&call(true, 1, obj(0), "make")).await.unwrap();
+    let (_, value) = next_return(&mut s).await;
+    let oid = u32::from_be_bytes(value[2..6].try_into().unwrap());
+    s.write_all(&encode::release(ObjectId(oid), 1))
+        .await
+        .unwrap();
+    let why = goodbye(&mut s).await.expect("a goodbye");
+    assert!(why.contains("no traffic for"), "{why}");
+    assert!(eventually(|| live.load(SeqCst) == 0).await);
+}
