@@ -212,8 +212,8 @@ async fn the_announcement_is_the_documented_bytes() {
         .serve(|_| -> Remote<dyn Calc> { Remote::new(Arc::new(Adder)) });
     let mut s = raw::raw_with(&server, vec!["keepalive"]).await;
     let f = raw::frame(&mut s).await.expect("the server's hello");
-    let documented = "96 00 a6 72 65 6d 6f 74 65 01 01 93 a9 6b 65 65 70 61 6c 69 76 65 \
-                      aa 69 6e 76 61 6c 69 64 61 74 65 \
+    let documented = "96 00 a6 72 65 6d 6f 74 65 01 01 94 a9 6b 65 65 70 61 6c 69 76 65 \
+                      aa 69 6e 76 61 6c 69 64 61 74 65 a8 70 69 70 65 6c 69 6e 65 \
                       ba 72 6f 6f 74 3a 43 61 6c 63 3a 30 62 63 65 38 64 39 64 66 35 34 62 \
                       32 64 33 66 c0";
     let hex: Vec<String> = f.iter().map(|b| format!("{b:02x}")).collect();
