@@ -435,3 +435,44 @@ async fn a_promise_as_an_argument_of_a_call_on_itself_or_another() {
     drop((p, q));
     assert!(eventually(|| s.live.load(SeqCst) == 0).await);
 }
+
+/// Without the feature the first call is made later, from a task: it still
+/// carries the caller's deadline (here `with_timeout`'s 5 s, not the 10 s
+/// default), as the pipelined call does.
+#[tokio::test]
+async fn without_the_feature_the_first_call_keeps_the_callers_deadline() {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("tcp://{}", listener.local_addr().unwrap());
+    let client = tokio::spawn(async move {
+        let conn = Connection::connect(&addr).await.unwrap();
+        let api = conn.root::<dyn Files>();
+        let opened = remote_core::with_timeout(Duration::from_secs(5), async {
+            api.open_pipelined("x".into(), 0).resolved().await.map(drop)
+        })
+        .await;
+        (conn, opened)
+    });
+    let (mut s, _) = bounded(listener.accept()).await.unwrap();
+    assert_eq!(raw::kind(&raw::frame(&mut s).await.unwrap()), raw::HELLO);
+    s.write_all(&raw::hello(vec![])).await.unwrap();
+    // [1, id, 0, "open", timeout_ms, ["x", 0]]
+    let open = raw::frame(&mut s).await.unwrap();
+    let mut r = remote_core::proto::Reader::new(&open);
+    r.array_len().unwrap();
+    assert_eq!(r.uint().unwrap(), 1, "kind 1");
+    let id = r.uint().unwrap();
+    assert_eq!(r.uint().unwrap(), 0, "to the root");
+    assert_eq!(r.str().unwrap(), "open");
+    let timeout_ms = r.uint().unwrap();
+    assert!(
+        (1..=5_000).contains(&timeout_ms),
+        "the caller's 5 s deadline, got {timeout_ms} ms"
+    );
+    let mut reply = vec![0, 0, 0, 0, 0x93, 0x02, u8::try_from(id).unwrap()];
+    reply.extend_from_slice(&[0xd6, 0x01, 0, 0, 0, 1]);
+    remote_core::proto::encode::finish(&mut reply);
+    s.write_all(&reply).await.unwrap();
+    let (_conn, opened) = bounded(client).await.unwrap();
+    opened.unwrap();
+}
