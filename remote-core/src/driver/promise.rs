@@ -231,7 +231,7 @@ impl Handle {
             // Two round trips: an ordinary call once the target is known.
             let p = ClientPromise::new(shared.clone(), None, Settled::Pending);
             let (task, via) = (p.clone(), self.clone());
-            spawn(&shared, async move {
+            let work = async move {
                 if let Some(parent) = via.promise() {
                     parent.wait().await;
                 }
@@ -240,7 +240,14 @@ impl Handle {
                     Err(e) => Ok(Err(e)),
                 };
                 task.settle(outcome(&task.shared, reply));
-            });
+            };
+            // The caller's deadline (an enclosing call's, or
+            // `with_timeout`'s) is task-local: the call made from the task
+            // keeps it, as the pipelined one made here does.
+            match super::deadline::current_deadline() {
+                Some(d) => spawn(&shared, super::deadline::scope(d, work)),
+                None => spawn(&shared, work),
+            }
             p
         };
         let handle = Handle::promised(shared, promise.clone());
