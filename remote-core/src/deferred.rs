@@ -15,14 +15,16 @@
 //! made outside a runtime (or on a page) needs none.
 
 use std::fmt;
+use std::sync::Arc;
 
 use futures_util::future::{FutureExt, Shared};
 
 use crate::interface::Interface;
 use crate::{BoxFuture, Error, Remote, RemoteError, RemoteErrorType};
 
-/// What a deferred object's local call ended with.
-type Outcome<T> = Result<Remote<T>, RemoteError>;
+/// What a deferred object's local call ended with (the error shared by
+/// every waiter).
+type Outcome<T> = Result<Remote<T>, Arc<RemoteError>>;
 
 /// The object a local method call will return (see the module docs). Not
 /// a public API: generated code wraps it.
@@ -55,7 +57,7 @@ impl<T: ?Sized + Interface> Deferred<T> {
     /// wire (`E::to_remote`), to be rebuilt in each method's error type.
     pub(crate) fn new<E: RemoteErrorType>(call: BoxFuture<'static, Result<Remote<T>, E>>) -> Self {
         let call: BoxFuture<'static, Outcome<T>> =
-            Box::pin(call.map(|r| r.map_err(|e| e.to_remote())));
+            Box::pin(call.map(|r| r.map_err(|e| Arc::new(e.to_remote()))));
         Deferred {
             call: call.shared(),
         }
@@ -92,7 +94,7 @@ impl<T: ?Sized + Interface> Deferred<T> {
 #[derive(Debug)]
 pub enum Failure {
     /// The local call failed with this error.
-    Remote(RemoteError),
+    Remote(Arc<RemoteError>),
     /// Waiting was refused here.
     Local(Error),
 }
@@ -108,7 +110,7 @@ pub trait Failed {
 impl<T, E: RemoteErrorType> Failed for Result<T, E> {
     fn failed(f: Failure) -> Self {
         Err(match f {
-            Failure::Remote(e) => E::from_remote(e),
+            Failure::Remote(e) => E::from_remote(RemoteError::clone(&e)),
             Failure::Local(e) => E::from_error(e),
         })
     }

@@ -376,7 +376,7 @@ impl<T: ?Sized + Interface, E: RemoteErrorType> Promise<T, E> {
         if let Some(d) = &self.local {
             return match d.object().await {
                 Ok(remote) => Ok(remote),
-                Err(Failure::Remote(e)) => Err(E::from_remote(e)),
+                Err(Failure::Remote(e)) => Err(E::from_remote(RemoteError::clone(&e))),
                 Err(Failure::Local(e)) => Err(E::from_error(e)),
             };
         }
