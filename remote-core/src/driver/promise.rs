@@ -269,6 +269,14 @@ impl Handle {
 /// called on it directly. If the call fails, every call on the promise
 /// fails with that same error.
 ///
+/// On a local object (not a proxy) the pipelined variants work the same
+/// way, so code holding a `Remote<dyn Files>` need not know which it is:
+/// the method is called at once, and if it has not returned an object by
+/// its first poll (it waits for a lock, I/O, a forwarded call) calls on the
+/// promise wait for its object and run on it, or fail with its error. The
+/// method then runs as the promise's calls (or `resolved`) are awaited,
+/// like any local future: nothing is spawned.
+///
 /// ```
 /// use std::sync::Arc;
 /// use remote_core::{remote, Connection, ConnectionBuilder, Error, Remote};
