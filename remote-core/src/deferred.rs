@@ -31,12 +31,18 @@ type Outcome<T> = Result<Remote<T>, Arc<RemoteError>>;
 #[doc(hidden)]
 pub struct Deferred<T: ?Sized> {
     call: Shared<BoxFuture<'static, Outcome<T>>>,
+    /// The runtime the promise was made on, if any: a blocking method
+    /// drives the call there (as a proxy's blocking call does).
+    #[cfg(not(target_arch = "wasm32"))]
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl<T: ?Sized> Clone for Deferred<T> {
     fn clone(&self) -> Self {
         Deferred {
             call: self.call.clone(),
+            #[cfg(not(target_arch = "wasm32"))]
+            runtime: self.runtime.clone(),
         }
     }
 }
@@ -60,6 +66,8 @@ impl<T: ?Sized + Interface> Deferred<T> {
             Box::pin(call.map(|r| r.map_err(|e| Arc::new(e.to_remote()))));
         Deferred {
             call: call.shared(),
+            #[cfg(not(target_arch = "wasm32"))]
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -76,7 +84,9 @@ impl<T: ?Sized + Interface> Deferred<T> {
 
     /// [`object`](Self::object) for a blocking method: refused with
     /// [`Error::BlockingInAsync`] where blocking is (on a runtime thread),
-    /// unless the call has already ended.
+    /// unless the call has already ended. Otherwise the call is driven on
+    /// the runtime the promise was made on, or on this thread if it was
+    /// made outside one.
     pub fn object_blocking(&self) -> Result<Remote<T>, Failure> {
         if let Some(done) = self.peek() {
             return done.map_err(Failure::Remote);
@@ -84,7 +94,17 @@ impl<T: ?Sized + Interface> Deferred<T> {
         if crate::blocking::in_async_context() {
             return Err(Failure::Local(Error::BlockingInAsync));
         }
-        futures_executor::block_on(self.call.clone()).map_err(Failure::Remote)
+        let call = self.call.clone();
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(rt) = &self.runtime {
+            let done =
+                crate::blocking::block_on_call(rt, async move { Ok::<_, Error>(call.await) });
+            return match done {
+                Ok(outcome) => outcome.map_err(Failure::Remote),
+                Err(e) => Err(Failure::Local(e)),
+            };
+        }
+        futures_executor::block_on(call).map_err(Failure::Remote)
     }
 }
 

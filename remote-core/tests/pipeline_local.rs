@@ -301,3 +301,20 @@ async fn a_local_object_forwarding_to_a_peer() {
         FsError::NotFound("missing".into())
     );
 }
+
+/// A promise made outside any runtime needs none: its call is driven by
+/// whoever waits (a blocking method on this thread, an executor).
+#[test]
+fn a_local_promise_made_outside_a_runtime() {
+    let l = local();
+    let file = l.files.open_gated_pipelined("x".into());
+    let gate = Arc::clone(&l.gate);
+    let opener = std::thread::spawn(move || gate.notify_one());
+    assert_eq!(file.size().unwrap(), "contents of x".len() as u64);
+    opener.join().unwrap();
+    let child = file.child_pipelined("y".into());
+    assert_eq!(
+        futures_executor::block_on(child.read()).unwrap(),
+        "contents of x/y"
+    );
+}
