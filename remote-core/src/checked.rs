@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use serde::{Deserializer, Serializer};
 
+use crate::deferred::Deferred;
 use crate::interface::{Dispatch, Handle};
 use crate::schema::{SchemaBuilder, Ty};
 use crate::Wire;
@@ -43,6 +44,8 @@ pub trait Checked {
     fn into_dispatch(this: Arc<Self::Interface>) -> Arc<dyn Dispatch>;
     /// A proxy for the object behind `handle`.
     fn proxy(handle: Handle) -> Arc<Self::Interface>;
+    /// The object a local call in flight will return.
+    fn deferred(target: Deferred<Self::Interface>) -> Arc<Self::Interface>;
 }
 
 /// The receiver that selects [`ViaChecked`] or [`ViaUnchecked`]: `D` is the
@@ -70,6 +73,8 @@ pub trait ViaChecked<I: ?Sized> {
     fn dispatcher(&self, this: Arc<I>) -> Arc<dyn Dispatch>;
     /// [`Checked::proxy`].
     fn proxy(&self, handle: Handle) -> Arc<I>;
+    /// [`Checked::deferred`].
+    fn deferred(&self, target: Deferred<I>) -> Arc<I>;
 }
 
 impl<D: Checked<Interface = I>, I: ?Sized> ViaChecked<I> for &Probe<D, I> {
@@ -81,6 +86,10 @@ impl<D: Checked<Interface = I>, I: ?Sized> ViaChecked<I> for &Probe<D, I> {
     fn proxy(&self, handle: Handle) -> Arc<I> {
         D::proxy(handle)
     }
+    #[inline]
+    fn deferred(&self, target: Deferred<I>) -> Arc<I> {
+        D::deferred(target)
+    }
 }
 
 /// Selected when the dispatcher's [`Checked`] impl does not hold, that is
@@ -90,6 +99,8 @@ pub trait ViaUnchecked<I: ?Sized> {
     fn dispatcher(&self, this: Arc<I>) -> Arc<dyn Dispatch>;
     /// Never compiled into a program (see [`ViaUnchecked`]).
     fn proxy(&self, handle: Handle) -> Arc<I>;
+    /// Never compiled into a program (see [`ViaUnchecked`]).
+    fn deferred(&self, target: Deferred<I>) -> Arc<I>;
 }
 
 impl<D, I: ?Sized> ViaUnchecked<I> for Probe<D, I> {
@@ -97,6 +108,9 @@ impl<D, I: ?Sized> ViaUnchecked<I> for Probe<D, I> {
         unchecked::<D>()
     }
     fn proxy(&self, _: Handle) -> Arc<I> {
+        unchecked::<D>()
+    }
+    fn deferred(&self, _: Deferred<I>) -> Arc<I> {
         unchecked::<D>()
     }
 }

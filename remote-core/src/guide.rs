@@ -69,6 +69,7 @@
 //! | `ChatClient` | the proxy: `Clone`, `Debug`, `Send + Sync`; implements `Chat` by sending each call; `ChatClient::from_handle(handle)` |
 //! | `impl Interface for dyn Chat` | connects `Remote<dyn Chat>` to the proxy, the dispatcher and the schema ([`Interface`](crate::Interface)) |
 //! | a private dispatcher | decodes incoming calls by wire name and runs them on your object |
+//! | a private deferred implementation | the object a local call in flight will return: each method waits for it, then runs there (what a pipelined call on a local object returns, see [`Promise`](crate::Promise)) |
 //! | an `inventory` entry | registers the interface for [`schema::collect`](crate::schema::collect) (not for generic traits) |
 //!
 //! `#[remote] impl Chat for Room` boxes the `async fn`s and registers
@@ -85,6 +86,7 @@
 //!     fn post(&self, msg: Message) -> BoxFuture<'_, Result<u64, Error>> { /* send "post", (msg,) */ }
 //! }
 //! struct __ChatDispatch(Arc<dyn Chat>);          // impl Dispatch: match on "post", ...
+//! struct __ChatDeferred(Deferred<dyn Chat>);     // impl Chat: wait for the object, then call it
 //! impl Interface for dyn Chat { /* name, proxy, into_dispatch, describe, ... */ }
 //! inventory::submit! { InterfaceEntry { describe: <dyn Chat as Interface>::describe } }
 //! ```

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::deferred::Deferred;
 pub use crate::driver::call::{Args, CallCx, Handle, Reply};
 use crate::schema::{SchemaBuilder, Ty};
 use crate::Error;
@@ -46,6 +47,12 @@ pub trait Interface: Send + Sync + 'static {
     fn from_dispatch(d: &Arc<dyn Dispatch>) -> Option<Arc<Self>>;
     /// Builds a proxy that sends calls through `handle`.
     fn proxy(handle: Handle) -> Arc<Self>;
+    /// An object whose every call waits for `target`, the object a local
+    /// call in flight will return, and then runs on it (or fails with that
+    /// call's error): what a pipelined call on a local object returns at
+    /// once. `#[remote]` generates it.
+    #[doc(hidden)]
+    fn deferred(target: Deferred<Self>) -> Arc<Self>;
     /// The handle inside `this`, if `this` is a proxy.
     fn handle(this: &Self) -> Option<&Handle>;
     /// Defines this interface in a schema and returns its `Ty::Capability`.

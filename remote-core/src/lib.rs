@@ -77,6 +77,7 @@ pub mod cache;
 mod checked;
 mod codec;
 pub mod collections;
+mod deferred;
 mod describe;
 mod driver;
 mod erased;
@@ -229,6 +230,7 @@ pub mod __private {
     pub use crate::checked::{
         Checked, FieldNotWire, FieldProbe, FieldWire, Probe, ViaChecked, ViaUnchecked,
     };
+    pub use crate::deferred::{Deferred, Failed};
     pub use crate::describe::{
         describe_interface, error_of, remote_error_ty, unit_ty, DescribeFn, InterfaceDesc,
         MethodDesc, SourceDesc,

@@ -29,7 +29,7 @@ use futures_core::Stream;
 use futures_util::{FutureExt, StreamExt};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::__private::{Args, CallCx, CallFuture};
+use crate::__private::{Args, CallCx, CallFuture, Deferred, Failed};
 use crate::schema::{InterfaceDef, Location, MethodDef, SchemaBuilder, Ty};
 use crate::{BoxFuture, Dispatch, Error, Handle, Interface, Remote, Wire};
 
@@ -91,6 +91,20 @@ impl<T: Wire> StreamSource<T> for SourceClient<T> {
     }
 }
 
+/// A source a local call in flight will return (`Interface::deferred`).
+struct SourceDeferred<T: Wire>(Deferred<dyn StreamSource<T>>);
+
+impl<T: Wire> StreamSource<T> for SourceDeferred<T> {
+    fn next_batch(&self, max: u32) -> BoxFuture<'_, Result<Vec<T>, Error>> {
+        Box::pin(async move {
+            match self.0.object().await {
+                Ok(source) => source.next_batch(max).await,
+                Err(e) => Failed::failed(e),
+            }
+        })
+    }
+}
+
 struct SourceDispatch<T>(Arc<dyn StreamSource<T>>);
 
 impl<T: Wire> Dispatch for SourceDispatch<T> {
@@ -132,6 +146,9 @@ impl<T: Wire> Interface for dyn StreamSource<T> {
             handle,
             _t: PhantomData,
         })
+    }
+    fn deferred(target: Deferred<Self>) -> Arc<Self> {
+        Arc::new(SourceDeferred(target))
     }
     fn handle(this: &Self) -> Option<&Handle> {
         this.__remote_handle()

@@ -23,7 +23,18 @@ pub trait Shelf {
     async fn nop(&self) -> Result<(), Error>;
     /// A fresh object.
     async fn make(&self) -> Result<Remote<dyn Shelf>, Error>;
+    /// Never returns.
+    async fn hang(&self) -> Result<Remote<dyn Shelf>, Error>;
+    /// Panics.
+    async fn boom(&self) -> Result<Remote<dyn Shelf>, Error>;
+    /// Takes an object (and drops it).
+    async fn take(&self, other: Remote<dyn Shelf>) -> Result<(), Error>;
+    /// A fresh object, once [`GATE`] is opened.
+    async fn gated(&self) -> Result<Remote<dyn Shelf>, Error>;
 }
+
+/// Opened by the test that calls `gated`.
+static GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
 /// Objects made by `make` alive now.
 struct Item(Arc<AtomicIsize>);
@@ -52,6 +63,22 @@ impl Shelf for Impl {
             _item: Some(Item(self.live.clone())),
         };
         Ok(Remote::new(Arc::new(made) as Arc<dyn Shelf>))
+    }
+    async fn hang(&self) -> Result<Remote<dyn Shelf>, Error> {
+        std::future::pending().await
+    }
+    async fn boom(&self) -> Result<Remote<dyn Shelf>, Error> {
+        // (Not `panic!` itself: a body that only diverges is linted.)
+        let nothing = std::hint::black_box(None::<Remote<dyn Shelf>>);
+        Ok(nothing.expect("boom"))
+    }
+    async fn take(&self, other: Remote<dyn Shelf>) -> Result<(), Error> {
+        drop(other);
+        Ok(())
+    }
+    async fn gated(&self) -> Result<Remote<dyn Shelf>, Error> {
+        GATE.notified().await;
+        self.make().await
     }
 }
 
@@ -280,4 +307,193 @@ async fn a_kept_answer_holds_its_object_until_finish_or_connection_loss() {
             "finish={finish}"
         );
     }
+}
+
+/// A call frame of kind 1 (or 12 if `keep`) with raw `args` and
+/// `timeout_ms`.
+fn call_with(
+    keep: bool,
+    id: u32,
+    target: CallTarget,
+    method: &str,
+    ms: u32,
+    args: &[u8],
+) -> Vec<u8> {
+    let mut b = encode::begin(32);
+    encode_pipelined_call_head(&mut b, keep, CallId(id), target, method, ms);
+    b.extend_from_slice(args);
+    encode::finish(&mut b);
+    b
+}
+
+/// `[other]` for `take`: a reference to object `id` of the raw peer (its
+/// export, ext type 1).
+fn one_ref(id: u32) -> Vec<u8> {
+    let mut a = vec![0x91, 0xd6, 0x01];
+    a.extend_from_slice(&id.to_be_bytes());
+    a
+}
+
+/// Whether `n` kept-answer calls are admitted at once (retried while the
+/// handlers of earlier calls finish stopping); their answers are finished.
+async fn admits(s: &mut TcpStream, n: u32, mut id: u32) -> bool {
+    let end = tokio::time::Instant::now() + raw::WAIT;
+    while tokio::time::Instant::now() < end {
+        let ids: Vec<u32> = (id..id + n).collect();
+        id += n;
+        let mut batch = Vec::new();
+        for &i in &ids {
+            batch.extend(call(true, i, obj(0), "nop"));
+        }
+        s.write_all(&batch).await.unwrap();
+        let mut returned = 0;
+        for _ in &ids {
+            let f = frame(s).await.expect("a reply");
+            match kind(&f) {
+                RETURN => returned += 1,
+                _ => assert_eq!(raw::error_of(&f).unwrap().1, "limit_exceeded"),
+            }
+        }
+        let mut finish = Vec::new();
+        for &i in &ids {
+            finish.extend(encode_finish(CallId(i)));
+        }
+        s.write_all(&finish).await.unwrap();
+        if returned == n {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    false
+}
+
+/// Pipelined calls refused for every reason a promise can fail (no such
+/// answer, not an object, the first call cancelled, panicked, or past its
+/// deadline) get that reason, release the references in their arguments
+/// (PROTOCOL.md §4), and leave no slot of `max_calls_in_flight` taken once
+/// the answers are finished.
+#[tokio::test]
+async fn failed_promises_release_their_calls_references_and_slots() {
+    let live = Arc::new(AtomicIsize::new(0));
+    let limits = Limits {
+        max_calls_in_flight: 8,
+        ..Limits::default()
+    };
+    let server = serve(limits, &live).await;
+    let mut s = open(&server, true).await;
+    let long = 600_000;
+    let mut out = call_with(false, 1, promise(99), "take", long, &one_ref(7));
+    out.extend(call(true, 2, obj(0), "nop"));
+    out.extend(call_with(false, 3, promise(2), "take", long, &one_ref(8)));
+    out.extend(call(true, 4, obj(0), "hang"));
+    out.extend(call_with(false, 5, promise(4), "take", long, &one_ref(9)));
+    out.extend(call(true, 6, obj(0), "boom"));
+    out.extend(call_with(false, 7, promise(6), "take", long, &one_ref(10)));
+    out.extend(call_with(true, 8, obj(0), "hang", 1, &[0x90]));
+    out.extend(call_with(false, 9, promise(8), "take", long, &one_ref(11)));
+    s.write_all(&out).await.unwrap();
+    let want = |id| match id {
+        1 => "unknown_object",
+        3 => "not_a_capability",
+        4 | 5 => "cancelled",
+        6 | 7 => "panic",
+        8 | 9 => "deadline_exceeded",
+        other => panic!("no error expected for call {other}"),
+    };
+    let (mut errors, mut released) = (Vec::new(), Vec::new());
+    let mut cancel_sent = false;
+    while errors.len() < 8 || released.len() < 5 {
+        let f = frame(&mut s).await.expect("a reply or a release");
+        match kind(&f) {
+            ERROR => {
+                let (id, k, msg) = raw::error_of(&f).unwrap();
+                assert_eq!(k, want(id), "call {id}: {msg}");
+                errors.push(id);
+            }
+            RETURN => assert_eq!(f[2], 2, "only call 2 returns"),
+            raw::RELEASE => {
+                // [4, id, 1]: each reference given back once.
+                assert_eq!(f[3], 1, "{f:?}");
+                released.push(f[2]);
+            }
+            other => panic!("kind {other}"),
+        }
+        // Call 5 is queued on call 4's answer once call 4 runs; cancel it.
+        if !cancel_sent {
+            cancel_sent = true;
+            s.write_all(&encode::cancel(CallId(4))).await.unwrap();
+        }
+    }
+    errors.sort_unstable();
+    released.sort_unstable();
+    assert_eq!(errors, [1, 3, 4, 5, 6, 7, 8, 9]);
+    assert_eq!(released, [7, 8, 9, 10, 11]);
+    let mut finish = Vec::new();
+    for id in [2, 4, 6, 8] {
+        finish.extend(encode_finish(CallId(id)));
+    }
+    s.write_all(&finish).await.unwrap();
+    assert!(admits(&mut s, 8, 100).await, "every slot free again");
+}
+
+/// No promise can name its own call or a later one (no cycles), and a
+/// chain thousands long, queued behind a first call that waits, resolves
+/// hop by hop without recursion; everything is freed with the connection.
+#[tokio::test]
+async fn cycles_are_impossible_and_a_long_chain_resolves() {
+    let live = Arc::new(AtomicIsize::new(0));
+    let limits = Limits {
+        max_calls_in_flight: 8192,
+        ..Limits::default()
+    };
+    let server = serve(limits, &live).await;
+    let mut s = open(&server, true).await;
+    let mut out = call(true, 5, promise(5), "make");
+    out.extend(call(true, 6, promise(7), "make"));
+    out.extend(call(true, 7, promise(6), "make"));
+    s.write_all(&out).await.unwrap();
+    for want in [5, 6, 7] {
+        let (id, k, _) = next_error(&mut s).await;
+        assert_eq!((id, k.as_str()), (want, "unknown_object"));
+    }
+    const N: u32 = 3000;
+    let mut out = call(true, 1000, obj(0), "gated");
+    for id in 1001..1000 + N {
+        out.extend(call(true, id, promise(id - 1), "make"));
+    }
+    out.extend(call(false, 1000 + N, promise(1000 + N - 1), "nop"));
+    s.write_all(&out).await.unwrap();
+    GATE.notify_one();
+    for _ in 0..=N {
+        let f = frame(&mut s).await.expect("a reply");
+        assert_eq!(kind(&f), RETURN, "{:?}", raw::error_of(&f));
+    }
+    assert_eq!(live.load(SeqCst), N as isize);
+    drop(s);
+    assert!(eventually(|| live.load(SeqCst) == 0).await);
+}
+
+/// Unfinished kept answers do not keep a quiet connection open (they are
+/// not "calls in flight" for the idle timeout, PROTOCOL.md §9): a peer that
+/// released its object and went quiet is closed, and the object is freed.
+#[tokio::test]
+async fn kept_answers_do_not_keep_an_idle_connection_open() {
+    let live = Arc::new(AtomicIsize::new(0));
+    let idle = std::time::Duration::from_millis(300);
+    let limits = Limits {
+        idle_timeout: idle,
+        unauthenticated_idle_timeout: idle,
+        ..Limits::default()
+    };
+    let server = serve(limits, &live).await;
+    let mut s = open(&server, true).await;
+    s.write_all(&call(true, 1, obj(0), "make")).await.unwrap();
+    let (_, value) = next_return(&mut s).await;
+    let oid = u32::from_be_bytes(value[2..6].try_into().unwrap());
+    s.write_all(&encode::release(ObjectId(oid), 1))
+        .await
+        .unwrap();
+    let why = goodbye(&mut s).await.expect("a goodbye");
+    assert!(why.contains("no traffic for"), "{why}");
+    assert!(eventually(|| live.load(SeqCst) == 0).await);
 }

@@ -46,6 +46,8 @@ pub trait Files {
 pub trait File {
     async fn read(&self) -> Result<String, Error>;
     async fn child(&self, name: String) -> Result<Remote<dyn File>, Error>;
+    /// `other`'s contents.
+    async fn take(&self, other: Remote<dyn File>) -> Result<String, Error>;
 }
 
 /// Files alive now (made by the server, not yet dropped).
@@ -109,6 +111,9 @@ impl File for Text {
     }
     async fn child(&self, name: String) -> Result<Remote<dyn File>, Error> {
         Ok(text(format!("{}/{name}", self.body), &self.live.0))
+    }
+    async fn take(&self, other: Remote<dyn File>) -> Result<String, Error> {
+        other.read().await
     }
 }
 
@@ -364,4 +369,110 @@ async fn without_the_feature_the_same_calls_take_two_round_trips() {
     // The object is released (once), and no finish (kind 13) was sent.
     let release = raw::frame(&mut s).await.unwrap();
     assert_eq!(release, [0x93, 0x04, 0x01, 0x01]);
+}
+
+/// A root taken for the wrong interface: its pipelined variants fail with
+/// `WrongInterface` at once, calls on the promise (and on promises chained
+/// on it) too, and nothing is sent.
+#[tokio::test]
+async fn pipelining_on_a_wrong_interface_root_sends_nothing() {
+    let s = setup().await;
+    let wrong = s.client.root::<dyn File>();
+    let p = wrong.child_pipelined("a".into());
+    assert!(matches!(p.read().await, Err(Error::WrongInterface(_))));
+    assert!(matches!(p.resolved().await, Err(Error::WrongInterface(_))));
+    let chained = p.child_pipelined("b".into());
+    assert!(matches!(
+        chained.read().await,
+        Err(Error::WrongInterface(_))
+    ));
+    // A real call afterwards is the first the server sees.
+    let file = bounded(open(&s.api, "x", 0).resolved()).await.unwrap();
+    assert_eq!(file.read().await.unwrap(), "contents of x");
+    assert_eq!(s.server.stats().calls_started, 2);
+}
+
+/// Pipelining on a closed connection: the promise and its calls fail with
+/// the connection's error.
+#[tokio::test]
+async fn pipelining_on_a_closed_connection_fails_with_its_error() {
+    let s = setup().await;
+    s.client.close();
+    bounded(s.client.closed()).await;
+    let p = open(&s.api, "x", 0);
+    assert!(matches!(
+        bounded(p.read()).await,
+        Err(Error::ConnectionLost(_))
+    ));
+    assert!(matches!(
+        bounded(p.resolved()).await,
+        Err(FsError::Remote(_))
+    ));
+}
+
+/// A promise passed as an argument of a call on itself or on another
+/// promise: refused while its call runs (the peer cannot be handed its own
+/// answer), without deadlocking on the promise's lock; sent as the object
+/// once resolved.
+#[tokio::test]
+async fn a_promise_as_an_argument_of_a_call_on_itself_or_another() {
+    let s = setup().await;
+    let p: Promise<dyn File> = s
+        .api
+        .handle()
+        .unwrap()
+        .pipeline("open_gated", ("g".to_owned(),));
+    let q = open(&s.api, "y", 0);
+    let r = bounded(p.take(p.remote())).await;
+    assert!(matches!(r, Err(Error::Encode { .. })), "{r:?}");
+    let r = bounded(q.take(p.remote())).await;
+    assert!(matches!(r, Err(Error::Encode { .. })), "{r:?}");
+    s.gate.notify_one();
+    bounded(p.resolved()).await.unwrap();
+    assert_eq!(bounded(p.take(p.remote())).await.unwrap(), "contents of g");
+    assert_eq!(bounded(q.take(p.remote())).await.unwrap(), "contents of g");
+    assert_eq!(bounded(p.take(q.remote())).await.unwrap(), "contents of y");
+    drop((p, q));
+    assert!(eventually(|| s.live.load(SeqCst) == 0).await);
+}
+
+/// Without the feature the first call is made later, from a task: it still
+/// carries the caller's deadline (here `with_timeout`'s 5 s, not the 10 s
+/// default), as the pipelined call does.
+#[tokio::test]
+async fn without_the_feature_the_first_call_keeps_the_callers_deadline() {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("tcp://{}", listener.local_addr().unwrap());
+    let client = tokio::spawn(async move {
+        let conn = Connection::connect(&addr).await.unwrap();
+        let api = conn.root::<dyn Files>();
+        let opened = remote_core::with_timeout(Duration::from_secs(5), async {
+            api.open_pipelined("x".into(), 0).resolved().await.map(drop)
+        })
+        .await;
+        (conn, opened)
+    });
+    let (mut s, _) = bounded(listener.accept()).await.unwrap();
+    assert_eq!(raw::kind(&raw::frame(&mut s).await.unwrap()), raw::HELLO);
+    s.write_all(&raw::hello(vec![])).await.unwrap();
+    // [1, id, 0, "open", timeout_ms, ["x", 0]]
+    let open = raw::frame(&mut s).await.unwrap();
+    let mut r = remote_core::proto::Reader::new(&open);
+    r.array_len().unwrap();
+    assert_eq!(r.uint().unwrap(), 1, "kind 1");
+    let id = r.uint().unwrap();
+    assert_eq!(r.uint().unwrap(), 0, "to the root");
+    assert_eq!(r.str().unwrap(), "open");
+    let timeout_ms = r.uint().unwrap();
+    assert!(
+        (1..=5_000).contains(&timeout_ms),
+        "the caller's 5 s deadline, got {timeout_ms} ms"
+    );
+    let mut reply = vec![0, 0, 0, 0, 0x93, 0x02, u8::try_from(id).unwrap()];
+    reply.extend_from_slice(&[0xd6, 0x01, 0, 0, 0, 1]);
+    remote_core::proto::encode::finish(&mut reply);
+    s.write_all(&reply).await.unwrap();
+    let (_conn, opened) = bounded(client).await.unwrap();
+    opened.unwrap();
 }

@@ -39,12 +39,34 @@ impl Handle {
         T: Wire,
         E: RemoteErrorType,
     {
-        Box::pin(super::outgoing::CallFuture::with_role(
-            self.clone(),
-            method,
-            Some(role),
-            args,
-        ))
+        let call = super::outgoing::CallFuture::with_role(self.clone(), method, Some(role), args);
+        let Some(p) = self
+            .promise()
+            .filter(|p| p.resolved_id().is_none())
+            .cloned()
+        else {
+            return Box::pin(call);
+        };
+        // A promise whose object is not known yet (`promise.rs`).
+        let handle = self.clone();
+        Box::pin(async move {
+            // Without pipelining, its calls wait for the object, as in
+            // `Handle::call`.
+            if p.must_wait() {
+                p.wait().await;
+            }
+            let r = call.await;
+            if let CacheRole::Invalidates(methods) = role {
+                // The peer runs a pipelined call as soon as the answer is
+                // set, so its reply may come before the first call's: the
+                // entries to drop are the object's, known once the promise
+                // has settled (at the first call's reply, deadline or the
+                // connection's loss).
+                p.wait().await;
+                handle.invalidate_cached(methods);
+            }
+            r
+        })
     }
 
     /// Like [`call_with`](Handle::call_with), blocking the current thread.

@@ -28,6 +28,7 @@ use super::control::Incoming;
 use super::outgoing::RawCall;
 use super::shared::{lock, Shared};
 use crate::codec;
+use crate::deferred::{Deferred, Failure};
 use crate::interface::Interface;
 use crate::proto::{finish_inline, CallId, CallTarget, ObjectId};
 use crate::{Error, Remote, RemoteError, RemoteErrorType};
@@ -235,7 +236,7 @@ impl Handle {
             // Two round trips: an ordinary call once the target is known.
             let p = ClientPromise::new(shared.clone(), None, Settled::Pending);
             let (task, via) = (p.clone(), self.clone());
-            spawn(&shared, async move {
+            let work = async move {
                 if let Some(parent) = via.promise() {
                     parent.wait().await;
                 }
@@ -245,13 +246,21 @@ impl Handle {
                     Err(e) => Ok(Err(e)),
                 };
                 task.settle(outcome(&task.shared, reply));
-            });
+            };
+            // The caller's deadline (an enclosing call's, or
+            // `with_timeout`'s) is task-local: the call made from the task
+            // keeps it, as the pipelined one made here does.
+            match super::deadline::current_deadline() {
+                Some(d) => spawn(&shared, super::deadline::scope(d, work)),
+                None => spawn(&shared, work),
+            }
             p
         };
         let handle = Handle::promised(shared, promise.clone());
         Promise {
             remote: Remote::new(T::proxy(handle)),
             inner: Some(promise),
+            local: None,
             error: PhantomData,
         }
     }
@@ -264,6 +273,14 @@ impl Handle {
 /// It dereferences to the promised [`Remote<T>`], so methods of `T` are
 /// called on it directly. If the call fails, every call on the promise
 /// fails with that same error.
+///
+/// On a local object (not a proxy) the pipelined variants work the same
+/// way, so code holding a `Remote<dyn Files>` need not know which it is:
+/// the method is called at once, and if it has not returned an object by
+/// its first poll (it waits for a lock, I/O, a forwarded call) calls on the
+/// promise wait for its object and run on it, or fail with its error. The
+/// method then runs as the promise's calls (or `resolved`) are awaited,
+/// like any local future: nothing is spawned.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -309,8 +326,10 @@ impl Handle {
 /// ```
 pub struct Promise<T: ?Sized, E = Error> {
     remote: Remote<T>,
-    /// `None` for a local object's promise (already resolved).
+    /// `None` for a local object's promise.
     inner: Option<Arc<ClientPromise>>,
+    /// A local object's call that did not return an object at once.
+    local: Option<Deferred<T>>,
     error: PhantomData<fn() -> E>,
 }
 
@@ -319,6 +338,7 @@ impl<T: ?Sized, E> Clone for Promise<T, E> {
         Promise {
             remote: self.remote.clone(),
             inner: self.inner.clone(),
+            local: self.local.clone(),
             error: PhantomData,
         }
     }
@@ -333,6 +353,14 @@ impl<T: ?Sized, E> Deref for Promise<T, E> {
 
 impl<T: ?Sized + Interface, E> fmt::Debug for Promise<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = &self.local {
+            let state = match d.peek() {
+                None => "local, pending",
+                Some(Ok(_)) => "local, resolved",
+                Some(Err(_)) => "local, failed",
+            };
+            return write!(f, "Promise<{}>({state})", T::name());
+        }
         let state = match self.inner.as_deref().map(|p| lock(&p.state)).as_deref() {
             None => "local",
             Some(Settled::Pending) => "pending",
@@ -358,6 +386,13 @@ impl<T: ?Sized + Interface, E: RemoteErrorType> Promise<T, E> {
     /// Waits for the call's own result: the object (an ordinary proxy), or
     /// the call's error.
     pub async fn resolved(&self) -> Result<Remote<T>, E> {
+        if let Some(d) = &self.local {
+            return match d.object().await {
+                Ok(remote) => Ok(remote),
+                Err(Failure::Remote(e)) => Err(E::from_remote(RemoteError::clone(&e))),
+                Err(Failure::Local(e)) => Err(E::from_error(e)),
+            };
+        }
         let Some(inner) = &self.inner else {
             return Ok(self.remote.clone());
         };
@@ -371,32 +406,35 @@ impl<T: ?Sized + Interface, E: RemoteErrorType> Promise<T, E> {
     }
 
     /// The promise of a local object's method (generated pipelined
-    /// variants call it when the object is not a proxy): the method is run
-    /// at once.
-    ///
-    /// # Panics
-    ///
-    /// If the method does not return an object at its first poll (it
-    /// failed, or waits for something): pipelining is for proxies, and a
-    /// local call is made by calling the method itself.
+    /// variants call it when the object is not a proxy). The call is
+    /// polled once here: if it returns an object at once, the promise is
+    /// that object. Otherwise (it waits for something, or failed) the
+    /// promise is a deferred object (`deferred.rs`): calls on it wait for
+    /// the call's object and run on it, or fail with the call's error, and
+    /// the call itself is driven by whoever waits for it (nothing is
+    /// spawned).
     #[doc(hidden)]
-    pub fn local(call: crate::BoxFuture<'_, Result<Remote<T>, E>>) -> Self {
+    pub fn local(call: crate::BoxFuture<'static, Result<Remote<T>, E>>) -> Self {
         use futures_util::FutureExt;
-        match call.now_or_never() {
-            Some(Ok(remote)) => Promise {
-                remote,
-                inner: None,
-                error: PhantomData,
-            },
-            Some(Err(e)) => panic!(
-                "a pipelined call on a local object failed at once ({}): call the method \
-                 itself on local objects",
-                e.to_remote().message
-            ),
-            None => panic!(
-                "a pipelined call on a local object did not return at once: call the method \
-                 itself on local objects"
-            ),
+        let mut call = call;
+        let call = match (&mut call).now_or_never() {
+            Some(Ok(remote)) => {
+                return Promise {
+                    remote,
+                    inner: None,
+                    local: None,
+                    error: PhantomData,
+                }
+            }
+            Some(Err(e)) => Box::pin(std::future::ready(Err(e))),
+            None => call,
+        };
+        let deferred = Deferred::new(call);
+        Promise {
+            remote: Remote::new(T::deferred(deferred.clone())),
+            inner: None,
+            local: Some(deferred),
+            error: PhantomData,
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use remote_core::__private::{Args, CallCx, CallFuture};
+use remote_core::__private::{Args, CallCx, CallFuture, Deferred, Failed};
 use remote_core::schema::{InterfaceDef, Location, SchemaBuilder, Ty};
 use remote_core::stream::RemoteStream;
 use remote_core::{BoxFuture, Dispatch, Error, Handle, Interface, Remote};
@@ -50,6 +50,70 @@ pub trait Calc: Send + Sync + 'static {
     #[doc(hidden)]
     fn __remote_handle(&self) -> Option<&Handle> {
         None
+    }
+}
+
+/// The object a local call in flight will return (`Interface::deferred`):
+/// each method waits for it, then runs there.
+pub struct CalcDeferred(Deferred<dyn Calc>);
+
+/// `$o.$call` once the deferred object is there, or its call's error.
+macro_rules! later {
+    ($self:ident, |$o:ident| $call:expr) => {
+        Box::pin(async move {
+            match $self.0.object().await {
+                Ok($o) => $call.await,
+                Err(e) => Failed::failed(e),
+            }
+        })
+    };
+}
+
+impl Calc for CalcDeferred {
+    fn add(&self, a: i64, b: i64) -> BoxFuture<'_, Result<i64, Error>> {
+        later!(self, |o| o.add(a, b))
+    }
+    fn sleep(&self, ms: u64) -> BoxFuture<'_, Result<(), Error>> {
+        later!(self, |o| o.sleep(ms))
+    }
+    fn boom(&self) -> BoxFuture<'_, Result<(), Error>> {
+        later!(self, |o| o.boom())
+    }
+    fn checked(&self, a: i64) -> BoxFuture<'_, Result<i64, CalcError>> {
+        later!(self, |o| o.checked(a))
+    }
+    fn call_back(&self, cb: Remote<dyn Calc>, x: i64) -> BoxFuture<'_, Result<i64, Error>> {
+        later!(self, |o| o.call_back(cb, x))
+    }
+    fn make(&self) -> BoxFuture<'_, Result<Remote<dyn Calc>, Error>> {
+        later!(self, |o| o.make())
+    }
+    fn same(&self, obj: Remote<dyn Calc>) -> BoxFuture<'_, Result<Remote<dyn Calc>, Error>> {
+        later!(self, |o| o.same(obj))
+    }
+    fn keep(&self, obj: Remote<dyn Calc>) -> BoxFuture<'_, Result<(), Error>> {
+        later!(self, |o| o.keep(obj))
+    }
+    fn call_kept(&self, x: i64) -> BoxFuture<'_, Result<i64, Error>> {
+        later!(self, |o| o.call_kept(x))
+    }
+    fn blocking_add(&self, a: i64, b: i64) -> Result<i64, Error> {
+        match self.0.object_blocking() {
+            Ok(o) => o.blocking_add(a, b),
+            Err(e) => Failed::failed(e),
+        }
+    }
+    fn echo(&self, data: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, Error>> {
+        later!(self, |o| o.echo(data))
+    }
+    fn numbers(&self, n: u32, batch: u32) -> BoxFuture<'_, Result<RemoteStream<u32>, Error>> {
+        later!(self, |o| o.numbers(n, batch))
+    }
+    fn time_left(&self) -> BoxFuture<'_, Result<u64, Error>> {
+        later!(self, |o| o.time_left())
+    }
+    fn relay_time_left(&self, cb: Remote<dyn Calc>) -> BoxFuture<'_, Result<u64, Error>> {
+        later!(self, |o| o.relay_time_left(cb))
     }
 }
 
@@ -196,6 +260,9 @@ impl Interface for dyn Calc {
     }
     fn proxy(handle: Handle) -> Arc<Self> {
         Arc::new(CalcClient { handle })
+    }
+    fn deferred(target: Deferred<Self>) -> Arc<Self> {
+        Arc::new(CalcDeferred(target))
     }
     fn handle(this: &Self) -> Option<&Handle> {
         this.__remote_handle()

@@ -5,6 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::Ident;
 
+use super::deferred::deferred_ident;
 use super::describe::describe_body;
 use super::shared::{dispatch_ident, dyn_and_path, guarded_where};
 use crate::ast::{Method, RemoteTrait};
@@ -26,6 +27,7 @@ pub(crate) fn dispatch(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
         quote!()
     };
     let priority = method_priority(t, p);
+    let deferred = deferred_ident(ident);
     quote! {
         #[doc(hidden)]
         struct #d #impl_g (#p::Arc<#dyn_ty>) #where_clause;
@@ -48,6 +50,10 @@ pub(crate) fn dispatch(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
             #[inline]
             fn proxy(handle: #p::Handle) -> #p::Arc<#dyn_ty> {
                 #p::Arc::new(#client { handle, #marker })
+            }
+            #[inline]
+            fn deferred(target: #p::Deferred<#dyn_ty>) -> #p::Arc<#dyn_ty> {
+                #p::Arc::new(#deferred(target))
             }
         }
 
@@ -185,6 +191,11 @@ pub(crate) fn interface(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
             fn proxy(handle: #p::Handle) -> #p::Arc<Self> {
                 use #p::{ViaChecked as _, ViaUnchecked as _};
                 (&&#p::Probe::<#d #ty_g, Self>::NEW).proxy(handle)
+            }
+            #[inline]
+            fn deferred(target: #p::Deferred<Self>) -> #p::Arc<Self> {
+                use #p::{ViaChecked as _, ViaUnchecked as _};
+                (&&#p::Probe::<#d #ty_g, Self>::NEW).deferred(target)
             }
             #[inline]
             fn handle(this: &Self) -> #p::Option<&#p::Handle> {

@@ -2,6 +2,7 @@
 //! (as tarpc's `ServiceGenerator`). Every path is absolute: `p` is
 //! `::remote_core::__private` or the `crate = "..."` override.
 
+mod deferred;
 mod describe;
 mod dispatch;
 mod pipeline;
@@ -83,6 +84,7 @@ pub(crate) fn entry(args: TokenStream, input: TokenStream) -> TokenStream {
 pub(crate) fn expand_trait(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     let mut out = trait_def(t, p);
     out.extend(client(t, p));
+    out.extend(deferred::deferred(t, p));
     out.extend(dispatch(t, p));
     out.extend(interface(t, p));
     out.extend(register(t, p));
