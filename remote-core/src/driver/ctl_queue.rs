@@ -4,12 +4,14 @@
 //! An unbounded tokio channel did this, and an empty one cost about 250
 //! instructions a poll (its coop budget check, the list pop, re-registering
 //! the waker), every turn. Here an atomic flag says whether anything is
-//! queued; an empty poll is one load. The reader's waker stays registered
-//! until a send wakes it, so it is registered again only after a wake-up.
+//! queued; an empty poll is one load and an `AtomicWaker` registration.
 //! Not using tokio's coop budget is deliberate: a poll never returns
 //! `Pending` while something is queued, and every `Pending` leaves the
 //! waker registered (skipping an mpsc poll on a flag was tried and reverted
 //! because tokio's budget could return `Pending` without registering).
+//! The waker is registered on every `Pending`, not once until a wake-up: a
+//! send's wake can arrive late, after the reader took its message and
+//! registered again, and would then take the new registration with it.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -51,8 +53,6 @@ impl std::fmt::Debug for CtlTx {
 /// The reader's end.
 pub(crate) struct CtlRx {
     queue: Arc<Queue>,
-    /// Our waker is in `queue.waker` (a wake takes it out).
-    registered: bool,
 }
 
 /// A new queue.
@@ -62,13 +62,7 @@ pub(crate) fn channel() -> (CtlTx, CtlRx) {
         ready: AtomicBool::new(false),
         waker: AtomicWaker::new(),
     });
-    (
-        CtlTx(queue.clone()),
-        CtlRx {
-            queue,
-            registered: false,
-        },
-    )
+    (CtlTx(queue.clone()), CtlRx { queue })
 }
 
 impl CtlTx {
@@ -102,13 +96,10 @@ impl CtlRx {
         if let Some(c) = self.pop() {
             return Poll::Ready(Some(c));
         }
-        if !self.registered {
-            self.queue.waker.register(cx.waker());
-            self.registered = true;
-            // A send between the check above and the registration.
-            if let Some(c) = self.pop() {
-                return Poll::Ready(Some(c));
-            }
+        self.queue.waker.register(cx.waker());
+        // A send between the check above and the registration.
+        if let Some(c) = self.pop() {
+            return Poll::Ready(Some(c));
         }
         Poll::Pending
     }
@@ -124,8 +115,6 @@ impl CtlRx {
         if !q.ready.load(Ordering::Acquire) {
             return None;
         }
-        // The send that set `ready` woke us (and took the waker) or will.
-        self.registered = false;
         let mut items = lock(&q.items);
         let c = items.queue.pop_front();
         if items.queue.is_empty() {
@@ -168,7 +157,7 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_poll_registers_once_and_a_send_wakes_it() {
+    fn an_empty_poll_waits_and_a_send_wakes_it() {
         let (tx, mut rx) = channel();
         let count = Arc::new(Count::default());
         let waker = Waker::from(count.clone());
@@ -193,6 +182,37 @@ mod tests {
         assert!(rx.poll_recv(&mut cx).is_pending());
         tx.send(Control::Rearm).unwrap();
         assert_eq!(wakes(&count), 2);
+    }
+
+    #[test]
+    fn a_late_wake_does_not_take_the_next_registration() {
+        let (tx, mut rx) = channel();
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(rx.poll_recv(&mut cx).is_pending());
+        // A send on another thread, stopped between queueing its message
+        // (under the lock) and waking the reader.
+        {
+            let mut items = lock(&tx.0.items);
+            items.queue.push_back(Control::Rearm);
+            tx.0.ready.store(true, Ordering::Release);
+        }
+        // The reader, polled for another reason, takes the message and
+        // finds the queue empty again.
+        assert!(matches!(
+            rx.poll_recv(&mut cx),
+            Poll::Ready(Some(Control::Rearm))
+        ));
+        assert!(rx.poll_recv(&mut cx).is_pending());
+        // The stopped send's wake arrives now.
+        tx.0.waker.wake();
+        assert_eq!(wakes(&count), 1);
+        // The woken reader finds nothing and waits again...
+        assert!(rx.poll_recv(&mut cx).is_pending());
+        // ...and the next send must still wake it.
+        tx.send(Control::Closed).unwrap();
+        assert_eq!(wakes(&count), 2, "the next send's wake was lost");
     }
 
     #[test]
