@@ -16,7 +16,7 @@ use remote_core::{remote, Connection, ConnectionBuilder, Error, Promise, Remote}
 use tokio::sync::Notify;
 
 /// Bound for anything awaited on a loaded machine.
-const WAIT: Duration = Duration::from_secs(60);
+use raw::{bounded, eventually};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, thiserror::Error)]
 pub enum FsError {
@@ -155,22 +155,6 @@ fn open(api: &Remote<dyn Files>, name: &str, wait_calls: u64) -> Promise<dyn Fil
     api.handle()
         .unwrap()
         .pipeline("open", (name.to_owned(), wait_calls))
-}
-
-async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, f).await.expect("within 60 s")
-}
-
-/// Polls `cond` until it holds (at most [`WAIT`]).
-async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let end = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    cond()
 }
 
 /// `open` returns only once the server has received both calls: `read`

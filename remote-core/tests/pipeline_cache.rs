@@ -8,15 +8,13 @@
 #[path = "support/raw.rs"]
 mod raw;
 
-use std::time::Duration;
-
 use remote_core::proto::{encode, Reader, FEATURE_PIPELINE};
 use remote_core::{remote, Connection, Error, Remote};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// Bound for anything awaited on a loaded machine.
-const WAIT: Duration = Duration::from_secs(60);
+use raw::bounded;
 
 #[remote]
 pub trait Store {
@@ -28,10 +26,6 @@ pub trait Store {
     async fn put(&self, key: String, value: String) -> Result<(), Error>;
     /// The store of `user` (always object 1 here).
     async fn session(&self, user: String) -> Result<Remote<dyn Store>, Error>;
-}
-
-async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, f).await.expect("within 60 s")
 }
 
 /// A call (kind 1 or 12) as `(kind, call id, target, method)`; the target

@@ -5,15 +5,17 @@
 //! promise, never a panic: calls on it wait for the method's object and run
 //! there, or fail with its error.
 
+#[path = "support/raw.rs"]
+mod raw;
+
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
-use std::time::Duration;
 
 use remote_core::{remote, Connection, ConnectionBuilder, Error, Remote};
 use tokio::sync::Notify;
 
 /// Bound for anything awaited on a loaded machine.
-const WAIT: Duration = Duration::from_secs(60);
+use raw::{bounded, eventually};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, thiserror::Error)]
 pub enum FsError {
@@ -141,22 +143,6 @@ fn local() -> Local {
         waiting,
         live,
     }
-}
-
-async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, f).await.expect("within 60 s")
-}
-
-/// Polls `cond` until it holds (at most [`WAIT`]).
-async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let end = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    cond()
 }
 
 /// A local method that fails at once: the promise is failed with its

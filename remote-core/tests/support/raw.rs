@@ -182,6 +182,11 @@ pub async fn eof_without_goodbye<R: AsyncRead + Unpin>(s: &mut R) {
     }
 }
 
+/// `f`'s output, or a panic if it takes longer than [`WAIT`].
+pub async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, f).await.expect("within 60 s")
+}
+
 /// Polls `cond` every few milliseconds until it holds or [`WAIT`] passes;
 /// whether it held.
 pub async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
