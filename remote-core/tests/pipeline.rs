@@ -12,10 +12,8 @@ use std::time::Duration;
 
 use remote_core::{remote, Connection, ConnectionBuilder, Error, Promise, Remote};
 
-// `FilesPipeline` and `FilePipeline` are generated below.
 use tokio::sync::Notify;
 
-/// Bound for anything awaited on a loaded machine.
 use raw::{bounded, eventually};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, thiserror::Error)]

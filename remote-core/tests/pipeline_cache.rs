@@ -13,7 +13,6 @@ use remote_core::{remote, Connection, Error, Remote};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-/// Bound for anything awaited on a loaded machine.
 use raw::bounded;
 
 #[remote]

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use remote_core::{remote, Connection, ConnectionBuilder, Error, Remote};
 use tokio::sync::Notify;
 
-/// Bound for anything awaited on a loaded machine.
 use raw::{bounded, eventually};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, thiserror::Error)]

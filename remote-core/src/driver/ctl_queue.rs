@@ -141,34 +141,22 @@ impl CtlRx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
-    use std::task::{Wake, Waker};
-
-    #[derive(Default)]
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn wakes(c: &Count) -> usize {
-        c.0.load(Ordering::SeqCst)
-    }
+    use crate::driver::tests_wake::WakeCount;
+    use std::task::Waker;
 
     #[test]
     fn an_empty_poll_waits_and_a_send_wakes_it() {
         let (tx, mut rx) = channel();
-        let count = Arc::new(Count::default());
+        let count = Arc::new(WakeCount::default());
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
         assert!(rx.poll_recv(&mut cx).is_pending());
         assert!(rx.poll_recv(&mut cx).is_pending());
         tx.send(Control::Rearm).unwrap();
-        assert_eq!(wakes(&count), 1);
+        assert_eq!(count.get(), 1);
         // A second send before the reader looks wakes nobody again.
         tx.send(Control::Closed).unwrap();
-        assert_eq!(wakes(&count), 1);
+        assert_eq!(count.get(), 1);
         assert!(matches!(
             rx.poll_recv(&mut cx),
             Poll::Ready(Some(Control::Rearm))
@@ -181,13 +169,13 @@ mod tests {
         // wakes it.
         assert!(rx.poll_recv(&mut cx).is_pending());
         tx.send(Control::Rearm).unwrap();
-        assert_eq!(wakes(&count), 2);
+        assert_eq!(count.get(), 2);
     }
 
     #[test]
     fn a_late_wake_does_not_take_the_next_registration() {
         let (tx, mut rx) = channel();
-        let count = Arc::new(Count::default());
+        let count = Arc::new(WakeCount::default());
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
         assert!(rx.poll_recv(&mut cx).is_pending());
@@ -207,19 +195,19 @@ mod tests {
         assert!(rx.poll_recv(&mut cx).is_pending());
         // The stopped send's wake arrives now.
         tx.0.waker.wake();
-        assert_eq!(wakes(&count), 1);
+        assert_eq!(count.get(), 1);
         // The woken reader finds nothing and waits again...
         assert!(rx.poll_recv(&mut cx).is_pending());
         // ...and the next send must still wake it.
         tx.send(Control::Closed).unwrap();
-        assert_eq!(wakes(&count), 2, "the next send's wake was lost");
+        assert_eq!(count.get(), 2, "the next send's wake was lost");
     }
 
     #[test]
     fn a_send_from_another_thread_is_never_lost() {
         for _ in 0..200 {
             let (tx, mut rx) = channel();
-            let count = Arc::new(Count::default());
+            let count = Arc::new(WakeCount::default());
             let waker = Waker::from(count.clone());
             let mut cx = Context::from_waker(&waker);
             assert!(rx.poll_recv(&mut cx).is_pending());
@@ -231,7 +219,7 @@ mod tests {
             let mut got = 0;
             let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
             while got < 10 {
-                let before = wakes(&count);
+                let before = count.get();
                 match rx.poll_recv(&mut cx) {
                     Poll::Ready(Some(Control::BlockingDone(i))) => {
                         assert_eq!(i, got);
@@ -241,7 +229,7 @@ mod tests {
                     Poll::Pending => {
                         // More sends are coming, so a `Pending` must be
                         // followed by a wake-up (as a task would need).
-                        while wakes(&count) == before {
+                        while count.get() == before {
                             assert!(std::time::Instant::now() < end, "a lost wake-up");
                             std::thread::yield_now();
                         }
@@ -259,7 +247,7 @@ mod tests {
         tx.send(Control::Rearm).unwrap();
         rx.close();
         assert!(tx.send(Control::Rearm).is_err());
-        let waker = Waker::from(Arc::new(Count::default()));
+        let waker = Waker::from(Arc::new(WakeCount::default()));
         assert!(rx.poll_recv(&mut Context::from_waker(&waker)).is_pending());
     }
 }

@@ -35,6 +35,8 @@ mod tests_input;
 mod tests_memory;
 #[cfg(test)]
 mod tests_replies;
+#[cfg(test)]
+mod tests_wake;
 pub(crate) mod io_types {
     pub(crate) use super::input::BoxRead;
     pub(crate) use super::io::BoxWrite;

@@ -176,22 +176,7 @@ impl Replies {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::task::Wake;
-
-    #[derive(Default)]
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn waker() -> (Arc<Count>, Waker) {
-        let c = Arc::new(Count::default());
-        (c.clone(), Waker::from(c))
-    }
+    use crate::driver::tests_wake::counting_waker as waker;
 
     fn lost() -> Outcome {
         Some(Err(Error::ConnectionLost("test".into())))
@@ -205,7 +190,7 @@ mod tests {
         let mut cx = Context::from_waker(&w);
         assert!(r.poll(key, &mut cx).is_pending());
         assert!(r.deliver(key, lost()));
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(count.get(), 1);
         assert!(matches!(
             r.poll(key, &mut cx),
             Poll::Ready(Some(Err(Error::ConnectionLost(_))))
@@ -250,7 +235,7 @@ mod tests {
         let key = r.open(&w1);
         assert!(r.poll(key, &mut Context::from_waker(&w2)).is_pending());
         assert!(r.deliver(key, None));
-        assert_eq!(first.0.load(Ordering::SeqCst), 0);
-        assert_eq!(second.0.load(Ordering::SeqCst), 1);
+        assert_eq!(first.get(), 0);
+        assert_eq!(second.get(), 1);
     }
 }
