@@ -104,6 +104,18 @@ impl RemoteTrait {
 }
 
 impl Method {
+    /// The parameters as a signature lists them, `name: Type` each (the
+    /// receiver aside).
+    pub(crate) fn typed_args(&self) -> Vec<proc_macro2::TokenStream> {
+        self.args
+            .iter()
+            .map(|a| {
+                let (i, ty) = (&a.ident, &a.ty);
+                quote::quote!(#i: #ty)
+            })
+            .collect()
+    }
+
     pub(crate) fn new(
         item: syn::TraitItemFn,
         name: Option<syn::LitStr>,

@@ -192,10 +192,7 @@ pub(crate) fn inherent_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) 
     let self_ty = &item.self_ty;
     let delegates = rt.methods.iter().map(|m| {
         let ident = &m.ident;
-        let args = m.args.iter().map(|a| {
-            let (i, ty) = (&a.ident, &a.ty);
-            quote!(#i: #ty)
-        });
+        let args = m.typed_args();
         let names = m.args.iter().map(|a| &a.ident);
         let ret = expand::return_type(&m.item.sig.output);
         let span = m.ident.span();

@@ -50,10 +50,7 @@ fn deferred_method(
     p: &TokenStream,
 ) -> TokenStream {
     let ident = &m.ident;
-    let args = m.args.iter().map(|a| {
-        let (i, ty) = (&a.ident, &a.ty);
-        quote!(#i: #ty)
-    });
+    let args = m.typed_args();
     let names = m.args.iter().map(|a| &a.ident);
     let ret = return_type(&m.item.sig.output);
     let span = m.ident.span();

@@ -53,10 +53,7 @@ pub(crate) fn pipeline(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     }
     let sigs = found.iter().map(|(m, cap, err)| {
         let name = format_ident!("{}_pipelined", m.ident);
-        let args = m.args.iter().map(|a| {
-            let (i, ty) = (&a.ident, &a.ty);
-            quote!(#i: #ty)
-        });
+        let args = m.typed_args();
         let doc = format!(
             "[`{ident}::{m}`] pipelined: returns at once a `Promise` of the object it \
              returns, on which calls are sent without waiting for this call's reply (one \

@@ -80,10 +80,7 @@ pub(crate) fn client(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
 fn client_method(m: &Method, p: &TokenStream) -> TokenStream {
     let ident = &m.ident;
     let wire = &m.wire_name;
-    let args = m.args.iter().map(|a| {
-        let (i, ty) = (&a.ident, &a.ty);
-        quote!(#i: #ty)
-    });
+    let args = m.typed_args();
     let names = m.args.iter().map(|a| &a.ident);
     let ret = return_type(&m.item.sig.output);
     let span = m.ident.span();
