@@ -67,24 +67,46 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
-        if n > self.remaining() {
-            return Err(self.err(format!("needs {n} more bytes, {} left", self.remaining())));
+        match self.buf.get(self.pos..).and_then(|rest| rest.get(..n)) {
+            Some(s) => {
+                self.pos += n;
+                Ok(s)
+            }
+            None => Err(self.short(n)),
         }
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
     }
 
+    /// The error of a [`take`](Self::take) past the end (out of line: the
+    /// hot path only compares lengths).
+    #[cold]
+    #[inline(never)]
+    fn short(&self, n: usize) -> Malformed {
+        self.err(format!("needs {n} more bytes, {} left", self.remaining()))
+    }
+
+    #[inline]
     fn byte(&mut self) -> Result<u8, Malformed> {
-        Ok(self.take(1)?[0])
+        match self.buf.get(self.pos) {
+            Some(&b) => {
+                self.pos += 1;
+                Ok(b)
+            }
+            None => Err(self.short(1)),
+        }
     }
 
+    /// A big-endian integer of `n` bytes (1, 2, 4 or 8).
+    #[inline]
     fn be(&mut self, n: usize) -> Result<u64, Malformed> {
-        Ok(self
-            .take(n)?
-            .iter()
-            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+        let s = self.take(n)?;
+        Ok(match *s {
+            [a] => u64::from(a),
+            [a, b] => u64::from(u16::from_be_bytes([a, b])),
+            [a, b, c, d] => u64::from(u32::from_be_bytes([a, b, c, d])),
+            _ => s.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+        })
     }
 
     fn peek(&self) -> Result<u8, Malformed> {
@@ -110,7 +132,29 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a non-negative integer.
+    #[inline]
     pub fn uint(&mut self) -> Result<u64, Malformed> {
+        // Positive fixints and one- or two-byte unsigned integers (kinds,
+        // ids, timeouts): no call.
+        match self.buf.get(self.pos..self.pos + 3) {
+            Some(&[m @ 0x00..=0x7f, ..]) => {
+                self.pos += 1;
+                Ok(u64::from(m))
+            }
+            Some(&[0xcc, v, _]) => {
+                self.pos += 2;
+                Ok(u64::from(v))
+            }
+            Some(&[0xcd, a, b]) => {
+                self.pos += 3;
+                Ok(u64::from(u16::from_be_bytes([a, b])))
+            }
+            _ => self.uint_slow(),
+        }
+    }
+
+    /// [`uint`](Self::uint) past the fixint fast path.
+    fn uint_slow(&mut self) -> Result<u64, Malformed> {
         let m = self.byte()?;
         match m {
             0x00..=0x7f => Ok(u64::from(m)),
@@ -134,6 +178,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads an integer that must fit in `u32`.
+    #[inline]
     pub fn u32(&mut self) -> Result<u32, Malformed> {
         let start = self.pos;
         let v = self.uint()?;
@@ -144,7 +189,21 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads an array header.
+    #[inline]
     pub fn array_len(&mut self) -> Result<usize, Malformed> {
+        // A fixarray that fits: no call.
+        if let Some(&m @ 0x90..=0x9f) = self.buf.get(self.pos) {
+            let n = usize::from(m & 0x0f);
+            if n < self.remaining() {
+                self.pos += 1;
+                return Ok(n);
+            }
+        }
+        self.array_len_slow()
+    }
+
+    /// [`array_len`](Self::array_len) past the fixarray fast path.
+    fn array_len_slow(&mut self) -> Result<usize, Malformed> {
         let m = self.byte()?;
         let n = match m {
             0x90..=0x9f => usize::from(m & 0x0f),
@@ -165,6 +224,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a string.
+    #[inline]
     pub fn str(&mut self) -> Result<&'a str, Malformed> {
         let m = self.byte()?;
         let n = match m {
@@ -209,10 +269,18 @@ impl<'a> Reader<'a> {
         refs: &mut Vec<FoundRef>,
     ) -> Result<std::ops::Range<usize>, Malformed> {
         let start = self.pos;
+        // A scalar (a return value, most often) needs no stack.
+        let m = self.byte()?;
+        let children = self.item(m, refs)?;
+        if children == 0 {
+            return Ok(start..self.pos);
+        }
+        self.enter(children, 0, depth)?;
         // An explicit stack instead of recursion: depth cannot overflow ours.
         // The first levels live inline, so a typical value allocates nothing.
         let mut pending = Stack::default();
-        let mut todo: usize = 1;
+        pending.push(0);
+        let mut todo: usize = children;
         loop {
             while todo == 0 {
                 match pending.pop() {
@@ -222,89 +290,105 @@ impl<'a> Reader<'a> {
             }
             todo -= 1;
             let m = self.byte()?;
-            let children: usize = match m {
-                0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => 0,
-                0x80..=0x8f => usize::from(m & 0x0f) * 2,
-                0x90..=0x9f => usize::from(m & 0x0f),
-                0xa0..=0xbf => {
-                    self.take(usize::from(m & 0x1f))?;
-                    0
-                }
-                0xc4 | 0xd9 => {
-                    let n = self.be(1)? as usize;
-                    self.take(n)?;
-                    0
-                }
-                0xc5 | 0xda => {
-                    let n = self.be(2)? as usize;
-                    self.take(n)?;
-                    0
-                }
-                0xc6 | 0xdb => {
-                    let n = self.be(4)? as usize;
-                    self.take(n)?;
-                    0
-                }
-                0xcc | 0xd0 => {
-                    self.take(1)?;
-                    0
-                }
-                0xcd | 0xd1 => {
-                    self.take(2)?;
-                    0
-                }
-                0xca | 0xce | 0xd2 => {
-                    self.take(4)?;
-                    0
-                }
-                0xcb | 0xcf | 0xd3 => {
-                    self.take(8)?;
-                    0
-                }
-                0xdc => self.be(2)? as usize,
-                0xdd => self.be(4)? as usize,
-                0xde => (self.be(2)? as usize) * 2,
-                0xdf => (self.be(4)? as usize)
-                    .checked_mul(2)
-                    .ok_or_else(|| self.err("map length overflows"))?,
-                0xd6 => {
-                    let ty = self.byte()? as i8;
-                    let payload = self.take(4)?;
-                    let id = ObjectId(u32::from_be_bytes([
-                        payload[0], payload[1], payload[2], payload[3],
-                    ]));
-                    match ty {
-                        EXT_SENDER_EXPORT => refs.push((true, id)),
-                        EXT_RECEIVER_OWN => refs.push((false, id)),
-                        _ => return Err(self.err(format!("unknown extension type {ty}"))),
-                    }
-                    0
-                }
-                0xd4 | 0xd5 | 0xd7 | 0xd8 | 0xc7 | 0xc8 | 0xc9 => {
-                    self.pos -= 1;
-                    return Err(
-                        self.err("extension types other than 4-byte references are not allowed")
-                    );
-                }
-                0xc1 => {
-                    self.pos -= 1;
-                    return Err(self.err("marker 0xc1 is never used in msgpack"));
-                }
-            };
+            let children = self.item(m, refs)?;
             if children > 0 {
-                if children > self.remaining() {
-                    return Err(self.err(format!(
-                        "container of {children} items cannot fit in {} bytes",
-                        self.remaining()
-                    )));
-                }
-                if pending.len() + 1 >= depth {
-                    return Err(self.err(format!("{TOO_DEEP} = {depth}")));
-                }
+                self.enter(children, pending.len(), depth)?;
                 pending.push(todo);
                 todo = children;
             }
         }
+    }
+
+    /// Checks a container of `children` items opened with `open` containers
+    /// around it: its items must fit, and its depth stay within `depth`.
+    #[inline]
+    fn enter(&self, children: usize, open: usize, depth: usize) -> Result<(), Malformed> {
+        if children > self.remaining() {
+            return Err(self.err(format!(
+                "container of {children} items cannot fit in {} bytes",
+                self.remaining()
+            )));
+        }
+        if open + 1 >= depth {
+            return Err(self.err(format!("{TOO_DEEP} = {depth}")));
+        }
+        Ok(())
+    }
+
+    /// Checks one item whose marker `m` was just read: skips a scalar's
+    /// bytes, records a reference, and returns how many items a container
+    /// holds (0 for a scalar).
+    #[inline]
+    fn item(&mut self, m: u8, refs: &mut Vec<FoundRef>) -> Result<usize, Malformed> {
+        Ok(match m {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => 0,
+            0x80..=0x8f => usize::from(m & 0x0f) * 2,
+            0x90..=0x9f => usize::from(m & 0x0f),
+            0xa0..=0xbf => {
+                self.take(usize::from(m & 0x1f))?;
+                0
+            }
+            0xc4 | 0xd9 => {
+                let n = self.be(1)? as usize;
+                self.take(n)?;
+                0
+            }
+            0xc5 | 0xda => {
+                let n = self.be(2)? as usize;
+                self.take(n)?;
+                0
+            }
+            0xc6 | 0xdb => {
+                let n = self.be(4)? as usize;
+                self.take(n)?;
+                0
+            }
+            0xcc | 0xd0 => {
+                self.take(1)?;
+                0
+            }
+            0xcd | 0xd1 => {
+                self.take(2)?;
+                0
+            }
+            0xca | 0xce | 0xd2 => {
+                self.take(4)?;
+                0
+            }
+            0xcb | 0xcf | 0xd3 => {
+                self.take(8)?;
+                0
+            }
+            0xdc => self.be(2)? as usize,
+            0xdd => self.be(4)? as usize,
+            0xde => (self.be(2)? as usize) * 2,
+            0xdf => (self.be(4)? as usize)
+                .checked_mul(2)
+                .ok_or_else(|| self.err("map length overflows"))?,
+            0xd6 => {
+                let ty = self.byte()? as i8;
+                let payload = self.take(4)?;
+                let id = ObjectId(u32::from_be_bytes([
+                    payload[0], payload[1], payload[2], payload[3],
+                ]));
+                match ty {
+                    EXT_SENDER_EXPORT => refs.push((true, id)),
+                    EXT_RECEIVER_OWN => refs.push((false, id)),
+                    _ => return Err(self.err(format!("unknown extension type {ty}"))),
+                }
+                0
+            }
+            0xd4 | 0xd5 | 0xd7 | 0xd8 | 0xc7 | 0xc8 | 0xc9 => {
+                self.pos -= 1;
+                return Err(
+                    self.err("extension types other than 4-byte references are not allowed")
+                );
+            }
+            0xc1 => {
+                self.pos -= 1;
+                return Err(self.err("marker 0xc1 is never used in msgpack"));
+            }
+        })
     }
 }
 
@@ -342,6 +426,7 @@ impl Stack {
 
 /// Appends msgpack encodings to a buffer.
 pub(crate) mod enc {
+    #[inline]
     pub(crate) fn uint(buf: &mut Vec<u8>, v: u64) {
         if v < 0x80 {
             buf.push(v as u8);
@@ -359,6 +444,7 @@ pub(crate) mod enc {
         }
     }
 
+    #[inline]
     pub(crate) fn array_len(buf: &mut Vec<u8>, n: usize) {
         if n < 16 {
             buf.push(0x90 | n as u8);
@@ -371,6 +457,7 @@ pub(crate) mod enc {
         }
     }
 
+    #[inline]
     pub(crate) fn str(buf: &mut Vec<u8>, s: &str) {
         let n = s.len();
         if n < 32 {

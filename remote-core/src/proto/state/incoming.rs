@@ -95,10 +95,7 @@ impl<O: Clone, W> State<O, W> {
             return Ok(Event::Nothing);
         }
         self.scratch.clear();
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let parsed = Message::parse(frame, &self.limits, &mut scratch);
-        self.scratch = scratch;
-        let msg = parsed?;
+        let msg = Message::parse(frame, &self.limits, &mut self.scratch)?;
         if self.phase == Phase::AwaitingHello {
             let Message::Hello(h) = msg else {
                 return Err(Violation(

@@ -76,6 +76,10 @@ impl<O: Clone, W> State<O, W> {
     /// processed before the value is decoded cannot free them.
     #[allow(clippy::type_complexity)]
     pub(super) fn take_refs(&mut self) -> Result<(Vec<ImportRef>, Vec<(ObjectId, O)>), RefError> {
+        // Most messages carry no reference: nothing to resolve or sort.
+        if self.scratch.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
         let found = std::mem::take(&mut self.scratch);
         let mut refs = Vec::new();
         let mut owns = Vec::new();

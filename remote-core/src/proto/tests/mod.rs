@@ -10,6 +10,7 @@ use crate::Limits;
 mod calls;
 mod hostile;
 mod phases;
+mod reader_model;
 mod refs;
 mod wire;
 
