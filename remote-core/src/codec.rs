@@ -26,8 +26,10 @@ pub(crate) enum RefTag {
     ReceiverOwn,
 }
 
-struct EncodeCx {
-    conn: Arc<Shared>,
+/// What [`export`] counted, or the error it failed with, during the
+/// innermost [`encode_into`] on this thread.
+#[derive(Default)]
+struct EncodeOut {
     /// Sends counted by this encode, to undo if the message is never sent.
     exported: Vec<ObjectId>,
     /// The runtime's own error behind a serde failure (e.g. `max_exports`),
@@ -60,8 +62,28 @@ struct DecodeCx {
     held: Held,
 }
 
+/// Which decode context is set on this thread.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Decoding {
+    /// None: a reference cannot be received here.
+    Outside,
+    /// A message that carries no reference: every reference in the value
+    /// is unregistered (the walk found none).
+    NothingHeld,
+    /// [`DECODE`] holds the connection and the message's references.
+    Held,
+}
+
+// The hot path (a value without references) touches only the `Cell`s
+// without destructors, which cost a load or a store each; the `RefCell`s
+// are used only when a reference is sent or received.
 thread_local! {
-    static ENCODE: RefCell<Option<EncodeCx>> = const { RefCell::new(None) };
+    /// The connection [`export`] counts sends on, while [`encode_into`] runs.
+    static ENCODE: Cell<Option<Arc<Shared>>> = const { Cell::new(None) };
+    /// Whether [`ENCODE_OUT`] holds anything for the current encode.
+    static ENCODE_DIRTY: Cell<bool> = const { Cell::new(false) };
+    static ENCODE_OUT: RefCell<EncodeOut> = RefCell::new(EncodeOut::default());
+    static DECODING: Cell<Decoding> = const { Cell::new(Decoding::Outside) };
     static DECODE: RefCell<Option<DecodeCx>> = const { RefCell::new(None) };
     /// Set while [`encoded_len`] runs: references are sized, not exported.
     static MEASURING: Cell<bool> = const { Cell::new(false) };
@@ -78,6 +100,25 @@ impl<T: 'static> Drop for Restore<'_, T> {
     fn drop(&mut self) {
         let prev = self.1.take();
         self.0.with(|c| *c.borrow_mut() = prev);
+    }
+}
+
+/// Restores the previous [`Decoding`] on drop.
+struct RestoreDecoding(Decoding);
+
+impl Drop for RestoreDecoding {
+    fn drop(&mut self) {
+        DECODING.with(|d| d.set(self.0));
+    }
+}
+
+/// Restores the previous encode connection on drop.
+struct RestoreEncode(Option<Arc<Shared>>);
+
+impl Drop for RestoreEncode {
+    fn drop(&mut self) {
+        let prev = self.0.take();
+        ENCODE.with(|c| c.set(prev));
     }
 }
 
@@ -110,14 +151,8 @@ pub(crate) fn encode_into(
     buf: &mut Vec<u8>,
     what: &'static str,
 ) -> Result<Exported, Error> {
-    let cx = EncodeCx {
-        conn: conn.clone(),
-        exported: Vec::new(),
-        error: None,
-    };
     let start = buf.len();
-    let prev = ENCODE.with(|c| c.borrow_mut().replace(cx));
-    let mut scope = EncodeScope(Some(prev));
+    let mut scope = EncodeScope::enter(conn);
     // Structs as maps keyed by field name: self-describing for clients in
     // other languages, and tolerant of added optional fields.
     let mut ser: Ser<'_> = rmp_serde::Serializer::new(&mut *buf).with_struct_map();
@@ -162,25 +197,68 @@ pub(crate) fn check_depth(encoded: &[u8], max_depth: usize, what: &str) -> Resul
     }
 }
 
-/// Restores the previous encode context: in `finish` (taking this
-/// encode's exports and error in the same access), or on drop after a panic.
-struct EncodeScope(Option<Option<EncodeCx>>);
+/// One [`encode_into`]'s context: sets the connection, and in `finish`
+/// (or on drop after a panic) restores the enclosing encode's context,
+/// taking what this encode's exports counted.
+struct EncodeScope {
+    /// The enclosing encode's connection (`None` at the top level).
+    _prev: RestoreEncode,
+    /// The enclosing encode's exports, set aside while this one runs (only
+    /// when encodes nest).
+    outer: Option<EncodeOut>,
+    done: bool,
+}
 
 impl EncodeScope {
+    fn enter(conn: &Arc<Shared>) -> Self {
+        let prev = ENCODE.with(|c| c.replace(Some(conn.clone())));
+        // Encodes rarely nest; when they do, the enclosing one's exports
+        // wait here so this one's are counted apart.
+        let outer = if prev.is_some() && ENCODE_DIRTY.with(|d| d.replace(false)) {
+            Some(ENCODE_OUT.with(|o| std::mem::take(&mut *o.borrow_mut())))
+        } else {
+            None
+        };
+        EncodeScope {
+            _prev: RestoreEncode(prev),
+            outer,
+            done: false,
+        }
+    }
+
+    /// This encode's exports and error; the enclosing context is back.
     fn finish(&mut self) -> (Vec<ObjectId>, Option<Error>) {
-        let prev = self.0.take().flatten();
-        ENCODE
-            .with(|c| std::mem::replace(&mut *c.borrow_mut(), prev))
-            .map(|cx| (cx.exported, cx.error))
-            .unwrap_or_default()
+        self.done = true;
+        let out = self.take_out();
+        self.restore_outer();
+        (out.exported, out.error)
+    }
+
+    fn take_out(&self) -> EncodeOut {
+        if ENCODE_DIRTY.with(|d| d.replace(false)) {
+            ENCODE_OUT.with(|o| std::mem::take(&mut *o.borrow_mut()))
+        } else {
+            EncodeOut::default()
+        }
+    }
+
+    fn restore_outer(&mut self) {
+        if let Some(outer) = self.outer.take() {
+            ENCODE_OUT.with(|o| *o.borrow_mut() = outer);
+            ENCODE_DIRTY.with(|d| d.set(true));
+        }
     }
 }
 
 impl Drop for EncodeScope {
     fn drop(&mut self) {
-        if let Some(prev) = self.0.take() {
-            ENCODE.with(|c| *c.borrow_mut() = prev);
+        if !self.done {
+            // A panic in serde code: this encode's counts are dropped, as
+            // before (the message is never sent).
+            drop(self.take_out());
+            self.restore_outer();
         }
+        // `_prev` restores the enclosing connection.
     }
 }
 
@@ -224,6 +302,14 @@ pub(crate) fn decode_into(
     what: &'static str,
     slot: &mut dyn DecodeSlot,
 ) -> Result<(), Error> {
+    let mut de: De<'_> = rmp_serde::Deserializer::from_read_ref(bytes);
+    if held.refs.is_empty() && held.owns.is_empty() {
+        // Nothing to look up: no connection needed.
+        let _restore = RestoreDecoding(DECODING.with(|d| d.replace(Decoding::NothingHeld)));
+        return slot
+            .decode_from(&mut de)
+            .map_err(|e| decode_error(what, &e));
+    }
     let prev = DECODE.with(|c| {
         c.borrow_mut().replace(DecodeCx {
             conn: conn.clone(),
@@ -231,15 +317,14 @@ pub(crate) fn decode_into(
         })
     });
     let _restore = Restore(&DECODE, prev, std::marker::PhantomData);
-    let mut de: De<'_> = rmp_serde::Deserializer::from_read_ref(bytes);
+    let _restore_decoding = RestoreDecoding(DECODING.with(|d| d.replace(Decoding::Held)));
     slot.decode_from(&mut de)
         .map_err(|e| decode_error(what, &e))
 }
 
 /// Encodes a value that may not contain references.
 pub(crate) fn encode_detached<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
-    let prev = ENCODE.with(|c| c.borrow_mut().take());
-    let _restore = Restore(&ENCODE, prev, std::marker::PhantomData);
+    let _restore = RestoreEncode(ENCODE.with(Cell::take));
     rmp_serde::to_vec_named(value).map_err(|e| Error::Encode {
         what: "value",
         message: e.to_string(),
@@ -249,8 +334,7 @@ pub(crate) fn encode_detached<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8
 /// [`encode_detached`] through `&dyn Encode` (cache keys): a value holding
 /// a reference fails here, as there is no connection to export it on.
 pub(crate) fn encode_detached_dyn(value: &dyn Encode) -> Result<Vec<u8>, Error> {
-    let prev = ENCODE.with(|c| c.borrow_mut().take());
-    let _restore = Restore(&ENCODE, prev, std::marker::PhantomData);
+    let _restore = RestoreEncode(ENCODE.with(Cell::take));
     let mut buf = Vec::new();
     let mut ser: Ser<'_> = rmp_serde::Serializer::new(&mut buf).with_struct_map();
     value.encode(&mut ser).map_err(|e| Error::Encode {
@@ -262,8 +346,7 @@ pub(crate) fn encode_detached_dyn(value: &dyn Encode) -> Result<Vec<u8>, Error> 
 
 /// Decodes a value that may not contain references.
 pub(crate) fn decode_detached<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    let prev = DECODE.with(|c| c.borrow_mut().take());
-    let _restore = Restore(&DECODE, prev, std::marker::PhantomData);
+    let _restore = RestoreDecoding(DECODING.with(|d| d.replace(Decoding::Outside)));
     rmp_serde::from_slice(bytes).map_err(|e| decode_error("value", &e))
 }
 
@@ -316,36 +399,40 @@ pub(crate) fn export<T: ?Sized + Interface>(obj: &Arc<T>) -> Result<(RefTag, Obj
         // Only sizing: a reference is six bytes whatever its id.
         return Ok((RefTag::SenderExport, ObjectId::ROOT));
     }
-    ENCODE.with(|c| {
-        let mut c = c.borrow_mut();
-        let Some(cx) = c.as_mut() else {
-            return Err(Error::Encode {
-                what: "remote reference",
-                message: "a Remote<_> can only be sent as part of a remote call or reply".into(),
-            });
-        };
-        if let Some(h) = T::handle(obj) {
-            if Arc::ptr_eq(h.shared(), &cx.conn) {
-                if h.target_id().0 == u32::MAX {
-                    return Err(Error::Encode {
-                        what: "remote reference",
-                        message: "a promise cannot be sent to the peer that will resolve it \
-                                  before its call returned; await `Promise::resolved` first"
-                            .into(),
-                    });
-                }
-                // The peer's own object: hand it back by its id.
-                return Ok((RefTag::ReceiverOwn, h.target_id()));
+    // Taken for the export and put back (also on panic).
+    let conn = RestoreEncode(ENCODE.with(Cell::take));
+    let Some(conn) = conn.0.as_ref() else {
+        return Err(Error::Encode {
+            what: "remote reference",
+            message: "a Remote<_> can only be sent as part of a remote call or reply".into(),
+        });
+    };
+    if let Some(h) = T::handle(obj) {
+        if Arc::ptr_eq(h.shared(), conn) {
+            if h.target_id().0 == u32::MAX {
+                return Err(Error::Encode {
+                    what: "remote reference",
+                    message: "a promise cannot be sent to the peer that will resolve it \
+                              before its call returned; await `Promise::resolved` first"
+                        .into(),
+                });
             }
+            // The peer's own object: hand it back by its id.
+            return Ok((RefTag::ReceiverOwn, h.target_id()));
         }
-        match cx.conn.export::<T>(obj) {
+    }
+    let r = conn.export::<T>(obj);
+    ENCODE_DIRTY.with(|d| d.set(true));
+    ENCODE_OUT.with(|o| {
+        let mut out = o.borrow_mut();
+        match r {
             Ok(id) => {
-                cx.exported.push(id);
+                out.exported.push(id);
                 Ok((RefTag::SenderExport, id))
             }
             Err(e) => {
                 // serde only carries text: keep the error itself.
-                cx.error.get_or_insert_with(|| e.clone());
+                out.error.get_or_insert_with(|| e.clone());
                 Err(e)
             }
         }
@@ -371,13 +458,21 @@ fn lookup<T>(held: &[T], id: ObjectId, key: impl Fn(&T) -> ObjectId) -> Option<&
     .map(|i| &held[i])
 }
 
+/// Why a reference cannot be decoded outside a call or reply.
+const OUTSIDE: &str = "a Remote<_> can only be received in a remote call or reply";
+
 /// Resolves a reference to the sender's export (we hold a proxy).
 pub(crate) fn import<T: ?Sized + Interface>(id: ObjectId) -> Result<Arc<T>, String> {
+    match DECODING.with(Cell::get) {
+        Decoding::Outside => return Err(OUTSIDE.into()),
+        Decoding::NothingHeld => {
+            return Err(format!("reference to object {id} was not registered"))
+        }
+        Decoding::Held => {}
+    }
     DECODE.with(|c| {
         let c = c.borrow();
-        let cx = c
-            .as_ref()
-            .ok_or("a Remote<_> can only be received in a remote call or reply")?;
+        let cx = c.as_ref().ok_or(OUTSIDE)?;
         let r = lookup(&cx.held.refs, id, |r| r.id())
             .ok_or_else(|| format!("reference to object {id} was not registered"))?;
         Ok(T::proxy(crate::Handle::imported(
@@ -389,11 +484,16 @@ pub(crate) fn import<T: ?Sized + Interface>(id: ObjectId) -> Result<Arc<T>, Stri
 
 /// Resolves a reference to one of our own exports handed back.
 pub(crate) fn own<T: ?Sized + Interface>(id: ObjectId) -> Result<Arc<T>, String> {
+    match DECODING.with(Cell::get) {
+        Decoding::Outside => return Err(OUTSIDE.into()),
+        Decoding::NothingHeld => {
+            return Err(format!("reference to our object {id} was not registered"))
+        }
+        Decoding::Held => {}
+    }
     DECODE.with(|c| {
         let c = c.borrow();
-        let cx = c
-            .as_ref()
-            .ok_or("a Remote<_> can only be received in a remote call or reply")?;
+        let cx = c.as_ref().ok_or(OUTSIDE)?;
         // Resolved when the message arrived (a release processed since then
         // cannot have freed it).
         let d = lookup(&cx.held.owns, id, |(i, _)| *i)
@@ -515,6 +615,56 @@ mod tests {
         let steps = super::LOOKUP_STEPS.with(std::cell::Cell::get);
         // log2(10,000) < 14; a scan would take ~5,000 per reference.
         assert!(steps <= 170_001 * 16, "{steps} comparisons");
+    }
+
+    /// A value whose decoding tries to resolve a reference of each kind
+    /// and keeps the errors, to see which decode context was in force.
+    struct Probe(String);
+
+    impl<'de> Deserialize<'de> for Probe {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            type List = dyn crate::collections::RemoteList<u64>;
+            let nested = u8::deserialize(d)? == 1;
+            let import = super::import::<List>(ObjectId(3)).err().unwrap_or_default();
+            let own = super::own::<List>(ObjectId(4)).err().unwrap_or_default();
+            let mut seen = format!("{import}; {own}");
+            if nested {
+                // A detached decode inside: no context there.
+                let inner: Probe =
+                    super::decode_detached(&[0]).map_err(serde::de::Error::custom)?;
+                seen = format!("{seen} | {}", inner.0);
+            }
+            Ok(Probe(seen))
+        }
+    }
+
+    /// Outside a decode a reference cannot be received; in a message that
+    /// holds none, every reference is unregistered; a detached decode
+    /// inside a message's decode has no context again.
+    #[test]
+    fn reference_errors_follow_the_decode_context() {
+        const OUTSIDE: &str = "a Remote<_> can only be received in a remote call or reply";
+        let outside = format!("{OUTSIDE}; {OUTSIDE}");
+        let probe: Probe = super::decode_detached(&[0]).unwrap();
+        assert_eq!(probe.0, outside);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (client, _server) = rt
+            .block_on(crate::Connection::pair(
+                crate::ConnectionBuilder::new(),
+                crate::ConnectionBuilder::new(),
+            ))
+            .unwrap();
+        let unregistered =
+            "reference to object 3 was not registered; reference to our object 4 was not registered";
+        let held = crate::driver::Held::default();
+        let probe: Probe = super::decode_from(&client.shared, &[1], held, "value").unwrap();
+        assert_eq!(probe.0, format!("{unregistered} | {outside}"));
+        // Each context ends with its decode.
+        let probe: Probe = super::decode_detached(&[0]).unwrap();
+        assert_eq!(probe.0, outside);
     }
 
     #[derive(Serialize, Deserialize, Debug, PartialEq)]
