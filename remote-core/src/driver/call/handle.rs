@@ -222,9 +222,19 @@ impl Handle {
         }
         let shared = &*self.shared;
         let now = Instant::now();
-        let deadline = crate::driver::current_deadline()
-            .unwrap_or_else(|| crate::driver::deadline::after(now, shared.limits.default_deadline));
-        let budget = deadline.saturating_duration_since(now);
+        let default = shared.limits.default_deadline;
+        let (deadline, budget) = match crate::driver::current_deadline() {
+            Some(inherited) => (inherited, inherited.saturating_duration_since(now)),
+            // `now + default`, and no subtraction to get `default` back
+            // (unless the clock saturates, as `deadline::after` does).
+            None => match now.checked_add(default) {
+                Some(deadline) => (deadline, default),
+                None => {
+                    let deadline = crate::driver::deadline::after(now, default);
+                    (deadline, deadline.saturating_duration_since(now))
+                }
+            },
+        };
         if budget.is_zero() {
             return Err(Error::DeadlineExceeded(budget));
         }
