@@ -276,11 +276,27 @@ impl<'a> Reader<'a> {
             return Ok(start..self.pos);
         }
         self.enter(children, 0, depth)?;
+        // A container of scalars (the arguments of most calls) needs no
+        // stack either: its items are read here until one is a container.
+        let mut left = children;
+        let nested = loop {
+            if left == 0 {
+                return Ok(start..self.pos);
+            }
+            left -= 1;
+            let m = self.byte()?;
+            let children = self.item(m, refs)?;
+            if children > 0 {
+                break children;
+            }
+        };
+        self.enter(nested, 1, depth)?;
         // An explicit stack instead of recursion: depth cannot overflow ours.
         // The first levels live inline, so a typical value allocates nothing.
         let mut pending = Stack::default();
         pending.push(0);
-        let mut todo: usize = children;
+        pending.push(left);
+        let mut todo: usize = nested;
         loop {
             while todo == 0 {
                 match pending.pop() {
