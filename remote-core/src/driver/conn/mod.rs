@@ -33,7 +33,7 @@ use super::teardown::{drop_caught, drop_each_caught};
 use crate::auth::{exchange, Side};
 use crate::interface::{Dispatch, Interface};
 use crate::peer::Peer;
-use crate::proto::{encode, CallId, Event, ReleaseSink, State};
+use crate::proto::{encode, CallId, Event, ObjectId, ReleaseSink, State};
 use crate::stats::Meter;
 use crate::transport::{ClientTls, TlsIdentity};
 use crate::{Error, Limits, Remote, RemoteError};
@@ -47,14 +47,7 @@ impl Shared {
                 count,
             } => {
                 let frame = self.core().import_released(id, generation, count);
-                // The peer may reuse the id for another object, and is not
-                // told to invalidate for an object we no longer hold.
-                if let Some(cache) = self.cache.get() {
-                    cache.forget_object(id);
-                }
-                if let Some(f) = frame {
-                    let _ = self.send(&f);
-                }
+                self.released(id, frame);
             }
             Control::Cancel { id, sent } => {
                 if self.core().cancel_call(id, sent) {
@@ -74,6 +67,46 @@ impl Shared {
                 }
             }
             Control::Rearm | Control::Closed => {}
+        }
+    }
+
+    /// Handles the release of an import where its last proxy was dropped,
+    /// without the hop through the reader task, when that is safe: the
+    /// core lock is free (a proxy dropped while this thread holds it, as
+    /// when a message's references are refused, is queued instead) and no
+    /// client cache exists (its locks may be held where a proxy is
+    /// dropped). The frame goes out with whatever the writer sends next
+    /// (e.g. the reply of the handler that held the proxy), and a release
+    /// cannot overtake the message that carried the reference (received
+    /// before the proxy existed) nor one that hands it back to the peer
+    /// (a call's arguments and a reply's value live until their frame is
+    /// queued).
+    /// `false`: the caller queues the release for the reader.
+    pub(crate) fn release_now(&self, id: ObjectId, generation: u64, count: u32) -> bool {
+        if self.cache.get().is_some() {
+            return false;
+        }
+        let frame = match self.core.try_lock() {
+            Ok(mut core) => core.import_released(id, generation, count),
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                p.into_inner().import_released(id, generation, count)
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
+        self.released(id, frame);
+        true
+    }
+
+    /// An import's release was recorded: forgets it in the cache and
+    /// queues its frame (none once the connection closed).
+    fn released(&self, id: ObjectId, frame: Option<Vec<u8>>) {
+        // The peer may reuse the id for another object, and is not told
+        // to invalidate for an object we no longer hold.
+        if let Some(cache) = self.cache.get() {
+            cache.forget_object(id);
+        }
+        if let Some(f) = frame {
+            let _ = self.send(&f);
         }
     }
 
