@@ -54,7 +54,6 @@ pub(crate) enum Control {
         id: CallId,
         sent: bool,
     },
-    CallDone(CallId, u64),
     /// A blocking closure of the call running as this sequence number
     /// returned.
     BlockingDone(u64),

@@ -54,12 +54,6 @@ impl Shared {
                     let _ = self.send(&encode::cancel(id));
                 }
             }
-            Control::CallDone(id, seq) => {
-                if lock(&self.running).remove(&seq).is_some() {
-                    self.output_share.stopped(&self.budget);
-                }
-                self.handler_stopped(id, seq);
-            }
             Control::BlockingDone(seq) => {
                 // The call's handler had stopped: now the call is done.
                 if let Some(id) = self.blocking.closure_done(seq) {
@@ -108,6 +102,21 @@ impl Shared {
         if let Some(f) = frame {
             let _ = self.send(&f);
         }
+    }
+
+    /// A spawned handler stopped (finished, or dropped unrun): called from
+    /// its task, without the hop through the reader. Its task may end
+    /// before the reader recorded it in `running` (on another worker): it
+    /// then leaves a mark there so the reader does not record it.
+    fn spawned_stopped(&self, id: CallId, seq: u64) {
+        {
+            let mut running = lock(&self.running);
+            if running.remove(&seq).is_none() {
+                running.insert(seq, None);
+            }
+        }
+        self.output_share.stopped(&self.budget);
+        self.handler_stopped(id, seq);
     }
 
     /// An incoming call's handler stopped: the call stops counting unless
@@ -203,7 +212,7 @@ impl Shared {
             // A panicking destructor must not end the reader.
             Event::Released(obj) => drop_caught(&self.peer, "an object released by the peer", obj),
             Event::Cancel { seq, reply } => {
-                if let Some(h) = lock(&self.running).get(&seq) {
+                if let Some(Some(h)) = lock(&self.running).get(&seq) {
                     h.abort();
                 }
                 // The call's one reply; a reply the handler makes after
@@ -332,7 +341,7 @@ impl Shared {
                     fut,
                     keep,
                     DoneGuard {
-                        ctl: shared.ctl.clone(),
+                        shared: shared.clone(),
                         id,
                         seq,
                     },
@@ -368,9 +377,14 @@ impl Shared {
                 } else {
                     span
                 };
-                let task = crate::trace::spawn_in(span, work);
+                // Counted before the task can stop (and uncount it).
                 self.output_share.started();
-                lock(&self.running).insert(seq, task.abort_handle());
+                let task = crate::trace::spawn_in(span, work);
+                let mut running = lock(&self.running);
+                // A mark: the task already stopped.
+                if running.remove(&seq).is_none() {
+                    running.insert(seq, Some(task.abort_handle()));
+                }
             }
         }
     }
@@ -396,7 +410,7 @@ impl Shared {
             let _ = w.send(self, Err(lost.clone()));
         }
         let running: Vec<_> = lock(&self.running).drain().collect();
-        for (_, h) in running {
+        for h in running.into_iter().filter_map(|(_, h)| h) {
             h.abort();
         }
         // Dropped last and outside every lock (destructors may re-enter),
@@ -409,15 +423,19 @@ impl Shared {
     }
 }
 
+/// Held by a spawned handler's task: when the task ends or is dropped
+/// unrun, the call stops counting (no lock of ours is held where a task is
+/// dropped: tokio drops an aborted task's future in the runtime, never
+/// inside `abort`).
 struct DoneGuard {
-    ctl: super::ctl_queue::CtlTx,
+    shared: Arc<Shared>,
     id: CallId,
     seq: u64,
 }
 
 impl Drop for DoneGuard {
     fn drop(&mut self) {
-        let _ = self.ctl.send(Control::CallDone(self.id, self.seq));
+        self.shared.spawned_stopped(self.id, self.seq);
     }
 }
 
