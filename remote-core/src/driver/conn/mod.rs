@@ -13,9 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 mod builder;
 mod connection;
+mod running;
 
 pub use builder::ConnectionBuilder;
 pub use connection::Connection;
+pub(crate) use running::Spawned;
 
 use super::blocking_pool::{ConnBlocking, ServerBlocking};
 use super::budget::Budget;
@@ -104,25 +106,10 @@ impl Shared {
         }
     }
 
-    /// A spawned handler stopped (finished, or dropped unrun): called from
-    /// its task, without the hop through the reader. Its task may end
-    /// before the reader recorded it in `running` (on another worker): it
-    /// then leaves a mark there so the reader does not record it.
-    fn spawned_stopped(&self, id: CallId, seq: u64) {
-        {
-            let mut running = lock(&self.running);
-            if running.remove(&seq).is_none() {
-                running.insert(seq, None);
-            }
-        }
-        self.output_share.stopped(&self.budget);
-        self.handler_stopped(id, seq);
-    }
-
     /// An incoming call's handler stopped: the call stops counting unless
     /// a blocking closure it started still runs (then that closure's end
     /// does it).
-    fn handler_stopped(&self, id: CallId, seq: u64) {
+    pub(super) fn handler_stopped(&self, id: CallId, seq: u64) {
         if self.blocking.handler_done(seq) {
             self.core().call_done(id, seq);
         }
@@ -213,7 +200,7 @@ impl Shared {
             Event::Released(obj) => drop_caught(&self.peer, "an object released by the peer", obj),
             Event::Cancel { seq, reply } => {
                 if let Some(Some(h)) = lock(&self.running).get(&seq) {
-                    h.abort();
+                    h.abort.abort();
                 }
                 // The call's one reply; a reply the handler makes after
                 // this is not sent (`answered` returns false).
@@ -337,6 +324,7 @@ impl Shared {
                 // counting in `max_calls_in_flight` either way. One tuple,
                 // so the handler is dropped before the guard says it is
                 // done (tuple fields drop in order), run or not.
+                let kept = keep.0.clone();
                 let guarded = (
                     fut,
                     keep,
@@ -346,29 +334,22 @@ impl Shared {
                         seq,
                     },
                 );
+                // Its deadline is kept by the reader's timer
+                // (`running.rs`), which stops it there.
                 let work = async move {
                     let (fut, keep, _done) = guarded;
                     let run = std::panic::AssertUnwindSafe(fut).catch_unwind();
-                    let timed = crate::rt::time::timeout_at(deadline, run);
-                    let res =
-                        crate::peer::scope(peer, super::deadline::scope(deadline, timed)).await;
-                    let (e, kind) = match res {
-                        Ok(Ok(Reply { .. })) => return, // queued by `CallCx::reply`
-                        Ok(Err(panic)) => (panic_error(panic), "panic"),
-                        Err(_) => {
-                            let why =
-                                format!("deadline of {timeout_ms} ms passed; the call was stopped");
-                            let e =
-                                RemoteError::new("deadline_exceeded", "remote_core::Error", why);
-                            (e, "deadline_exceeded")
-                        }
+                    let res = crate::peer::scope(peer, super::deadline::scope(deadline, run)).await;
+                    let e = match res {
+                        Ok(Reply { .. }) => return, // queued by `CallCx::reply`
+                        Err(panic) => panic_error(panic),
                     };
                     keep.fail(&e);
                     let frame = encode::error(id, &e, &shared.limits);
                     // Answered (id free for reuse) before the peer can see
                     // it; not sent if a cancel already answered the call.
                     if shared.core().answered(id, seq) {
-                        shared.send_error_reply(&frame, kind);
+                        shared.send_error_reply(&frame, "panic");
                     }
                 };
                 // In the call's span if enabled, else its connection's.
@@ -380,11 +361,16 @@ impl Shared {
                 // Counted before the task can stop (and uncount it).
                 self.output_share.started();
                 let task = crate::trace::spawn_in(span, work);
-                let mut running = lock(&self.running);
-                // A mark: the task already stopped.
-                if running.remove(&seq).is_none() {
-                    running.insert(seq, Some(task.abort_handle()));
-                }
+                self.spawned(
+                    seq,
+                    Spawned {
+                        abort: task.abort_handle(),
+                        id,
+                        deadline: Some(deadline),
+                        timeout_ms,
+                        keep: kept,
+                    },
+                );
             }
         }
     }
@@ -411,7 +397,7 @@ impl Shared {
         }
         let running: Vec<_> = lock(&self.running).drain().collect();
         for h in running.into_iter().filter_map(|(_, h)| h) {
-            h.abort();
+            h.abort.abort();
         }
         // Dropped last and outside every lock (destructors may re-enter),
         // each on its own (one may panic).
