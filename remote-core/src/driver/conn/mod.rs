@@ -21,7 +21,7 @@ pub(crate) use running::Spawned;
 
 use super::blocking_pool::{ConnBlocking, ServerBlocking};
 use super::budget::Budget;
-use super::call::{Args, CallCx, Handle, Inline, Reply};
+use super::call::{with_scratch_on, Args, CallCx, Handle, Inline, Reply};
 use super::control::{Control, CtlSink, Heard, Held, Incoming};
 use super::input::{BoxRead, Input};
 use super::io::{write_loop, BoxWrite};
@@ -48,8 +48,8 @@ impl Shared {
                 generation,
                 count,
             } => {
-                let frame = self.core().import_released(id, generation, count);
-                self.released(id, frame);
+                let open = self.core().import_forget(id, generation);
+                self.released(id, open, count);
             }
             Control::Cancel { id, sent } => {
                 if self.core().cancel_call(id, sent) {
@@ -82,27 +82,31 @@ impl Shared {
         if self.cache.get().is_some() {
             return false;
         }
-        let frame = match self.core.try_lock() {
-            Ok(mut core) => core.import_released(id, generation, count),
+        let open = match self.core.try_lock() {
+            Ok(mut core) => core.import_forget(id, generation),
             Err(std::sync::TryLockError::Poisoned(p)) => {
-                p.into_inner().import_released(id, generation, count)
+                p.into_inner().import_forget(id, generation)
             }
             Err(std::sync::TryLockError::WouldBlock) => return false,
         };
-        self.released(id, frame);
+        self.released(id, open, count);
         true
     }
 
     /// An import's release was recorded: forgets it in the cache and
-    /// queues its frame (none once the connection closed).
-    fn released(&self, id: ObjectId, frame: Option<Vec<u8>>) {
+    /// queues its frame of `count` receipts (none once the connection
+    /// closed), encoded in the reused scratch buffer.
+    fn released(&self, id: ObjectId, open: bool, count: u32) {
         // The peer may reuse the id for another object, and is not told
         // to invalidate for an object we no longer hold.
         if let Some(cache) = self.cache.get() {
             cache.forget_object(id);
         }
-        if let Some(f) = frame {
-            let _ = self.send(&f);
+        if open {
+            with_scratch_on(self, |buf| {
+                encode::release_in(buf, id, count);
+                let _ = self.send(buf);
+            });
         }
     }
 
