@@ -57,8 +57,8 @@ pub(crate) enum Control {
     /// A blocking closure of the call running as this sequence number
     /// returned.
     BlockingDone(u64),
-    /// A call was made with a deadline earlier than the deadline timer's:
-    /// re-arm it (see [`super::expiry`]).
+    /// A call was made, or a handler spawned, with a deadline earlier than
+    /// the deadline timer's: re-arm it (see [`super::expiry`]).
     Rearm,
     /// `Shared::close` was called: stop reading.
     Closed,
