@@ -1,8 +1,10 @@
-//! Call deadlines on the calling side, kept by the connection: one timer in
-//! the reader task, armed at the earliest deadline it knows of, instead of
-//! a timer entry per call. When it fires, every call past its deadline is
-//! failed with [`Error::DeadlineExceeded`] and cancelled at the peer, and
-//! the timer is re-armed at the earliest deadline still waiting.
+//! Call deadlines, kept by the connection: one timer in the reader task,
+//! armed at the earliest deadline it knows of, instead of a timer entry per
+//! call. When it fires, every call of ours past its deadline is failed with
+//! [`Error::DeadlineExceeded`] and cancelled at the peer, every spawned
+//! handler past its call's deadline is stopped and its call answered with
+//! `deadline_exceeded` (`conn/running.rs`), and the timer is re-armed at
+//! the earliest deadline still waiting.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,6 +25,9 @@ const NEVER: u64 = u64::MAX;
 pub(crate) struct Expiry {
     epoch: Instant,
     at: AtomicU64,
+    /// The same for spawned handlers' deadlines; written only by the
+    /// reader task (which spawns them and sweeps).
+    handlers: AtomicU64,
 }
 
 impl Expiry {
@@ -30,6 +35,7 @@ impl Expiry {
         Expiry {
             epoch: Instant::now(),
             at: AtomicU64::new(NEVER),
+            handlers: AtomicU64::new(NEVER),
         }
     }
 
@@ -51,15 +57,28 @@ impl Expiry {
         }
     }
 
+    /// A spawned handler with `deadline` was recorded (on the reader
+    /// task): `true` if the timer must be re-armed for it.
+    pub(crate) fn note_handler(&self, deadline: Instant) -> bool {
+        let t = self.ticks(deadline);
+        if t < self.handlers.load(Ordering::Acquire) {
+            self.handlers.store(t, Ordering::Release);
+            t < self.at.load(Ordering::Acquire)
+        } else {
+            false
+        }
+    }
+
     /// Sets the timer to `next` (the caller holds the core lock).
     fn set(&self, next: Option<Instant>) {
         let t = next.map_or(NEVER, |d| self.ticks(d));
         self.at.store(t, Ordering::Release);
     }
 
-    /// When the timer should fire, if any call waits.
+    /// When the timer should fire, if any call waits or handler runs.
     pub(crate) fn armed(&self) -> Option<Instant> {
-        match self.at.load(Ordering::Acquire) {
+        let at = self.at.load(Ordering::Acquire);
+        match at.min(self.handlers.load(Ordering::Acquire)) {
             NEVER => None,
             t => self.epoch.checked_add(Duration::from_nanos(t)),
         }
@@ -67,8 +86,9 @@ impl Expiry {
 }
 
 /// The deadline timer fired: fails the calls past their deadline (each
-/// gets its cancel frame sent, as a dropped call does), and sets the timer
-/// to the earliest deadline still waiting.
+/// gets its cancel frame sent, as a dropped call does), stops the spawned
+/// handlers past theirs, and sets the timer to the earliest deadline still
+/// waiting.
 pub(super) fn sweep(shared: &Shared) {
     let now = Instant::now();
     let expired = {
@@ -83,6 +103,9 @@ pub(super) fn sweep(shared: &Shared) {
         // The caller reports its own budget (`RawCall`).
         let _ = waiter.send(shared, Err(Error::DeadlineExceeded(Duration::ZERO)));
     }
+    let next = shared.expire_handlers(now);
+    let t = next.map_or(NEVER, |d| shared.expiry.ticks(d));
+    shared.expiry.handlers.store(t, Ordering::Release);
 }
 
 /// Asks the reader to re-arm its deadline timer.

@@ -452,13 +452,19 @@ pub mod encode {
 
     /// A complete release frame.
     pub fn release(id: ObjectId, count: u32) -> Vec<u8> {
-        let mut b = begin(16);
-        enc::array_len(&mut b, 3);
-        enc::uint(&mut b, u64::from(kind::RELEASE));
-        enc::uint(&mut b, u64::from(id.0));
-        enc::uint(&mut b, u64::from(count));
-        finish(&mut b);
+        let mut b = Vec::with_capacity(16);
+        release_in(&mut b, id, count);
         b
+    }
+
+    /// A complete release frame, in a reused buffer (which must be empty).
+    pub fn release_in(b: &mut Vec<u8>, id: ObjectId, count: u32) {
+        begin_in(b);
+        enc::array_len(b, 3);
+        enc::uint(b, u64::from(kind::RELEASE));
+        enc::uint(b, u64::from(id.0));
+        enc::uint(b, u64::from(count));
+        finish(b);
     }
 
     /// A complete cancel frame.

@@ -8,21 +8,32 @@
 
 use std::any::TypeId;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 
-use super::ObjectId;
+use super::{IdMap, ObjectId};
 
 /// Identity of an exported object: its allocation and its interface, so the
 /// same object exported twice reuses its id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExportKey {
     /// Address of the object's allocation.
     pub addr: usize,
     /// The interface it is exported as.
     pub interface: TypeId,
+}
+
+/// Hashed for the export index's fast hasher (keys are this side's own
+/// allocations, never chosen by the peer): the address without the bits
+/// its alignment keeps at zero, so keys spread over the table.
+impl std::hash::Hash for ExportKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.interface.hash(state);
+        state.write_u64((self.addr >> 4) as u64);
+    }
 }
 
 #[derive(Debug)]
@@ -41,7 +52,7 @@ pub struct ExportTable<O> {
     root: Option<O>,
     slots: Vec<Option<ExportEntry<O>>>,
     free: BinaryHeap<Reverse<u32>>,
-    index: HashMap<ExportKey, ObjectId>,
+    index: IdMap<ExportKey, ObjectId>,
     len: usize,
     max: usize,
 }
@@ -84,7 +95,7 @@ impl<O> ExportTable<O> {
             root,
             slots: Vec::new(),
             free: BinaryHeap::new(),
-            index: HashMap::new(),
+            index: IdMap::default(),
             len: 0,
             max,
         }
@@ -212,8 +223,11 @@ impl<O> ExportTable<O> {
 
 /// Where an import's release goes when its last proxy is dropped.
 ///
-/// Implementations must not block, lock or do I/O: `release` runs inside
-/// `Drop`. The driver queues it for the connection task.
+/// `release` runs inside `Drop`, wherever the last proxy is dropped:
+/// implementations must not do I/O or wait for a lock that may be held
+/// there. The driver records the release and queues its frame at once when
+/// the connection's core lock is free, else queues it for the connection
+/// task.
 pub trait ReleaseSink: Send + Sync + 'static {
     /// The import `(id, generation)` is gone after `count` receipts.
     fn release(&self, id: ObjectId, generation: u64, count: u32);
@@ -261,7 +275,10 @@ impl Drop for ImportInner {
 
 /// References this side holds into the peer's export table.
 pub struct ImportTable {
-    map: HashMap<ObjectId, (u64, Weak<ImportInner>)>,
+    /// By the peer's id. Ordered, not hashed: the peer chooses the ids, so
+    /// a fast hasher could be made to collide, and SipHash costs more than
+    /// a search of the few imports a connection usually holds.
+    map: BTreeMap<ObjectId, (u64, Weak<ImportInner>)>,
     next_generation: u64,
     sink: Arc<dyn ReleaseSink>,
     max: usize,
@@ -280,7 +297,7 @@ impl ImportTable {
     /// An empty table; releases go to `sink`. At most `max` distinct imports.
     pub fn new(sink: Arc<dyn ReleaseSink>, max: usize) -> Self {
         ImportTable {
-            map: HashMap::new(),
+            map: BTreeMap::new(),
             next_generation: 0,
             sink,
             max,
@@ -299,15 +316,17 @@ impl ImportTable {
 
     /// Counts one receipt of `id`, returning the shared hold on it.
     pub fn receive(&mut self, id: ObjectId) -> Result<ImportRef, TableError> {
-        if let Some((_, weak)) = self.map.get(&id) {
-            if let Some(strong) = weak.upgrade() {
+        let len = self.map.len();
+        let entry = self.map.entry(id);
+        if let Entry::Occupied(e) = &entry {
+            if let Some(strong) = e.get().1.upgrade() {
                 strong.count.fetch_add(1, Ordering::AcqRel);
                 return Ok(strong);
             }
         }
         // Either new, or the previous proxy is being dropped and its release
         // (with its own count) is still queued: start a new generation.
-        if !self.map.contains_key(&id) && self.map.len() >= self.max {
+        if matches!(entry, Entry::Vacant(_)) && len >= self.max {
             return Err(TableError::ImportsFull(self.max));
         }
         self.next_generation += 1;
@@ -317,8 +336,13 @@ impl ImportTable {
             count: AtomicU32::new(1),
             sink: self.sink.clone(),
         });
-        self.map
-            .insert(id, (self.next_generation, Arc::downgrade(&inner)));
+        let held = (self.next_generation, Arc::downgrade(&inner));
+        match entry {
+            Entry::Occupied(mut e) => *e.get_mut() = held,
+            Entry::Vacant(v) => {
+                v.insert(held);
+            }
+        }
         Ok(inner)
     }
 

@@ -10,3 +10,4 @@ pub use handle::Handle;
 pub(super) use handle::Prepared;
 pub(super) use reply::Inline;
 pub use reply::{CallCx, IntoReply, Reply};
+pub(super) use scratch::with_scratch_on;

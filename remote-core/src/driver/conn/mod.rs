@@ -13,13 +13,15 @@ use tokio_util::sync::CancellationToken;
 
 mod builder;
 mod connection;
+mod running;
 
 pub use builder::ConnectionBuilder;
 pub use connection::Connection;
+pub(crate) use running::Spawned;
 
 use super::blocking_pool::{ConnBlocking, ServerBlocking};
 use super::budget::Budget;
-use super::call::{Args, CallCx, Handle, Inline, Reply};
+use super::call::{with_scratch_on, Args, CallCx, Handle, Inline, Reply};
 use super::control::{Control, CtlSink, Heard, Held, Incoming};
 use super::input::{BoxRead, Input};
 use super::io::{write_loop, BoxWrite};
@@ -33,7 +35,7 @@ use super::teardown::{drop_caught, drop_each_caught};
 use crate::auth::{exchange, Side};
 use crate::interface::{Dispatch, Interface};
 use crate::peer::Peer;
-use crate::proto::{encode, CallId, Event, ReleaseSink, State};
+use crate::proto::{encode, CallId, Event, ObjectId, ReleaseSink, State};
 use crate::stats::Meter;
 use crate::transport::{ClientTls, TlsIdentity};
 use crate::{Error, Limits, Remote, RemoteError};
@@ -46,26 +48,13 @@ impl Shared {
                 generation,
                 count,
             } => {
-                let frame = self.core().import_released(id, generation, count);
-                // The peer may reuse the id for another object, and is not
-                // told to invalidate for an object we no longer hold.
-                if let Some(cache) = self.cache.get() {
-                    cache.forget_object(id);
-                }
-                if let Some(f) = frame {
-                    let _ = self.send(&f);
-                }
+                let open = self.core().import_forget(id, generation);
+                self.released(id, open, count);
             }
             Control::Cancel { id, sent } => {
                 if self.core().cancel_call(id, sent) {
                     let _ = self.send(&encode::cancel(id));
                 }
-            }
-            Control::CallDone(id, seq) => {
-                if lock(&self.running).remove(&seq).is_some() {
-                    self.output_share.stopped(&self.budget);
-                }
-                self.handler_stopped(id, seq);
             }
             Control::BlockingDone(seq) => {
                 // The call's handler had stopped: now the call is done.
@@ -77,10 +66,54 @@ impl Shared {
         }
     }
 
+    /// Handles the release of an import where its last proxy was dropped,
+    /// without the hop through the reader task, when that is safe: the
+    /// core lock is free (a proxy dropped while this thread holds it, as
+    /// when a message's references are refused, is queued instead) and no
+    /// client cache exists (its locks may be held where a proxy is
+    /// dropped). The frame goes out with whatever the writer sends next
+    /// (e.g. the reply of the handler that held the proxy), and a release
+    /// cannot overtake the message that carried the reference (received
+    /// before the proxy existed) nor one that hands it back to the peer
+    /// (a call's arguments and a reply's value live until their frame is
+    /// queued).
+    /// `false`: the caller queues the release for the reader.
+    pub(crate) fn release_now(&self, id: ObjectId, generation: u64, count: u32) -> bool {
+        if self.cache.get().is_some() {
+            return false;
+        }
+        let open = match self.core.try_lock() {
+            Ok(mut core) => core.import_forget(id, generation),
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                p.into_inner().import_forget(id, generation)
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
+        self.released(id, open, count);
+        true
+    }
+
+    /// An import's release was recorded: forgets it in the cache and
+    /// queues its frame of `count` receipts (none once the connection
+    /// closed), encoded in the reused scratch buffer.
+    fn released(&self, id: ObjectId, open: bool, count: u32) {
+        // The peer may reuse the id for another object, and is not told
+        // to invalidate for an object we no longer hold.
+        if let Some(cache) = self.cache.get() {
+            cache.forget_object(id);
+        }
+        if open {
+            with_scratch_on(self, |buf| {
+                encode::release_in(buf, id, count);
+                let _ = self.send(buf);
+            });
+        }
+    }
+
     /// An incoming call's handler stopped: the call stops counting unless
     /// a blocking closure it started still runs (then that closure's end
     /// does it).
-    fn handler_stopped(&self, id: CallId, seq: u64) {
+    pub(super) fn handler_stopped(&self, id: CallId, seq: u64) {
         if self.blocking.handler_done(seq) {
             self.core().call_done(id, seq);
         }
@@ -170,8 +203,8 @@ impl Shared {
             // A panicking destructor must not end the reader.
             Event::Released(obj) => drop_caught(&self.peer, "an object released by the peer", obj),
             Event::Cancel { seq, reply } => {
-                if let Some(h) = lock(&self.running).get(&seq) {
-                    h.abort();
+                if let Some(Some(h)) = lock(&self.running).get(&seq) {
+                    h.abort.abort();
                 }
                 // The call's one reply; a reply the handler makes after
                 // this is not sent (`answered` returns false).
@@ -295,38 +328,32 @@ impl Shared {
                 // counting in `max_calls_in_flight` either way. One tuple,
                 // so the handler is dropped before the guard says it is
                 // done (tuple fields drop in order), run or not.
+                let kept = keep.0.clone();
                 let guarded = (
                     fut,
                     keep,
                     DoneGuard {
-                        ctl: shared.ctl.clone(),
+                        shared: shared.clone(),
                         id,
                         seq,
                     },
                 );
+                // Its deadline is kept by the reader's timer
+                // (`running.rs`), which stops it there.
                 let work = async move {
                     let (fut, keep, _done) = guarded;
                     let run = std::panic::AssertUnwindSafe(fut).catch_unwind();
-                    let timed = crate::rt::time::timeout_at(deadline, run);
-                    let res =
-                        crate::peer::scope(peer, super::deadline::scope(deadline, timed)).await;
-                    let (e, kind) = match res {
-                        Ok(Ok(Reply { .. })) => return, // queued by `CallCx::reply`
-                        Ok(Err(panic)) => (panic_error(panic), "panic"),
-                        Err(_) => {
-                            let why =
-                                format!("deadline of {timeout_ms} ms passed; the call was stopped");
-                            let e =
-                                RemoteError::new("deadline_exceeded", "remote_core::Error", why);
-                            (e, "deadline_exceeded")
-                        }
+                    let res = crate::peer::scope(peer, super::deadline::scope(deadline, run)).await;
+                    let e = match res {
+                        Ok(Reply { .. }) => return, // queued by `CallCx::reply`
+                        Err(panic) => panic_error(panic),
                     };
                     keep.fail(&e);
                     let frame = encode::error(id, &e, &shared.limits);
                     // Answered (id free for reuse) before the peer can see
                     // it; not sent if a cancel already answered the call.
                     if shared.core().answered(id, seq) {
-                        shared.send_error_reply(&frame, kind);
+                        shared.send_error_reply(&frame, "panic");
                     }
                 };
                 // In the call's span if enabled, else its connection's.
@@ -335,9 +362,19 @@ impl Shared {
                 } else {
                     span
                 };
-                let task = crate::trace::spawn_in(span, work);
+                // Counted before the task can stop (and uncount it).
                 self.output_share.started();
-                lock(&self.running).insert(seq, task.abort_handle());
+                let task = crate::trace::spawn_in(span, work);
+                self.spawned(
+                    seq,
+                    Spawned {
+                        abort: task.abort_handle(),
+                        id,
+                        deadline: Some(deadline),
+                        timeout_ms,
+                        keep: kept,
+                    },
+                );
             }
         }
     }
@@ -363,8 +400,8 @@ impl Shared {
             let _ = w.send(self, Err(lost.clone()));
         }
         let running: Vec<_> = lock(&self.running).drain().collect();
-        for (_, h) in running {
-            h.abort();
+        for h in running.into_iter().filter_map(|(_, h)| h) {
+            h.abort.abort();
         }
         // Dropped last and outside every lock (destructors may re-enter),
         // each on its own (one may panic).
@@ -376,15 +413,19 @@ impl Shared {
     }
 }
 
+/// Held by a spawned handler's task: when the task ends or is dropped
+/// unrun, the call stops counting (no lock of ours is held where a task is
+/// dropped: tokio drops an aborted task's future in the runtime, never
+/// inside `abort`).
 struct DoneGuard {
-    ctl: super::ctl_queue::CtlTx,
+    shared: Arc<Shared>,
     id: CallId,
     seq: u64,
 }
 
 impl Drop for DoneGuard {
     fn drop(&mut self) {
-        let _ = self.ctl.send(Control::CallDone(self.id, self.seq));
+        self.shared.spawned_stopped(self.id, self.seq);
     }
 }
 

@@ -64,11 +64,19 @@ impl<O: Clone, W> State<O, W> {
         generation: u64,
         count: u32,
     ) -> Option<Vec<u8>> {
+        self.import_forget(id, generation)
+            .then(|| encode::release(id, count))
+    }
+
+    /// Handles the release of an import (generation `generation`, its last
+    /// proxy gone): `true` if its release frame is to be sent, `false` once
+    /// the connection closed.
+    pub fn import_forget(&mut self, id: ObjectId, generation: u64) -> bool {
         if self.phase == Phase::Closed {
-            return None;
+            return false;
         }
         self.imports.released(id, generation);
-        Some(encode::release(id, count))
+        true
     }
 
     /// Resolves the references found in a message, in message order: imports

@@ -1,0 +1,103 @@
+//! Spawned handlers: the table of those running (to cancel them, and to
+//! stop them at their deadlines), and their end.
+//!
+//! A handler that does not finish on its first poll runs in a task. Its
+//! deadline is kept here, not by a timer of its own: the reader's one
+//! timer (`expiry.rs`) fires at the earliest deadline of our calls and of
+//! these handlers, and [`Shared::expire_handlers`] stops each handler past
+//! its deadline and answers its call with `deadline_exceeded`.
+
+use std::sync::Arc;
+
+use super::super::control::Control;
+use super::super::pipeline::Answer;
+use super::super::shared::{lock, Shared};
+use crate::proto::{encode, CallId};
+use crate::rt::time::Instant;
+use crate::rt::AbortHandle;
+use crate::RemoteError;
+
+/// A spawned handler, by its call's sequence number in `Shared::running`.
+pub(crate) struct Spawned {
+    pub(crate) abort: AbortHandle,
+    pub(crate) id: CallId,
+    /// `None` once it passed and the handler was stopped.
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) timeout_ms: u32,
+    /// Its kept answer (a pipelined call's target), if any.
+    pub(crate) keep: Option<Arc<Answer>>,
+}
+
+impl Shared {
+    /// Records a handler just spawned (on the reader task), unless its
+    /// task already stopped; asks the reader to re-arm its timer if its
+    /// deadline is the earliest.
+    pub(super) fn spawned(&self, seq: u64, handler: Spawned) {
+        let deadline = handler.deadline;
+        {
+            let mut running = lock(&self.running);
+            // A mark: the task already stopped.
+            if running.remove(&seq).is_some() {
+                return;
+            }
+            running.insert(seq, Some(handler));
+        }
+        if deadline.is_some_and(|d| self.expiry.note_handler(d)) {
+            let _ = self.ctl.send(Control::Rearm);
+        }
+    }
+
+    /// A spawned handler stopped (finished, or dropped unrun): called from
+    /// its task, without the hop through the reader. Its task may end
+    /// before the reader recorded it in `running` (on another worker): it
+    /// then leaves a mark there so the reader does not record it.
+    pub(super) fn spawned_stopped(&self, id: CallId, seq: u64) {
+        {
+            let mut running = lock(&self.running);
+            if running.remove(&seq).is_none() {
+                running.insert(seq, None);
+            }
+        }
+        self.output_share.stopped(&self.budget);
+        self.handler_stopped(id, seq);
+    }
+
+    /// Stops every spawned handler past its deadline (on the reader task,
+    /// when its timer fires) and answers its call with
+    /// `deadline_exceeded`; returns the earliest deadline still to come.
+    pub(crate) fn expire_handlers(&self, now: Instant) -> Option<Instant> {
+        let mut expired = Vec::new();
+        let mut next: Option<Instant> = None;
+        {
+            let mut running = lock(&self.running);
+            for (&seq, h) in running.iter_mut() {
+                let Some(h) = h else { continue };
+                match h.deadline {
+                    Some(d) if d <= now => {
+                        // Its task drops the handler when next run (never
+                        // inside `abort`, so not under this lock).
+                        h.abort.abort();
+                        h.deadline = None;
+                        expired.push((seq, h.id, h.timeout_ms, h.keep.take()));
+                    }
+                    Some(d) => next = Some(next.map_or(d, |n| n.min(d))),
+                    None => {}
+                }
+            }
+        }
+        for (seq, id, timeout_ms, keep) in expired {
+            let why = format!("deadline of {timeout_ms} ms passed; the call was stopped");
+            let e = RemoteError::new("deadline_exceeded", "remote_core::Error", why);
+            if let Some(answer) = keep {
+                answer.fail(&e);
+            }
+            // Answered (id free for reuse) before the peer can see it; not
+            // sent if the handler or a cancel already answered the call.
+            let answered = self.core().answered(id, seq);
+            if answered {
+                self.send_error_reply(&encode::error(id, &e, &self.limits), "deadline_exceeded");
+            }
+        }
+        next
+    }
+}
