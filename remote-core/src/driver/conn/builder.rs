@@ -168,7 +168,9 @@ impl ConnectionBuilder {
         let shared = Arc::new(Shared {
             output_share,
             core: Mutex::new(State::new(self.root, limits.clone(), sink)),
-            out: Mutex::new(Vec::new()),
+            out: Mutex::new(Default::default()),
+            pen: Mutex::new(super::super::direct::Pen::new(writer)),
+            deferred: AtomicBool::new(false),
             out_ready: AtomicBool::new(false),
             writer_gone: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
@@ -211,7 +213,7 @@ impl ConnectionBuilder {
             expiry: super::super::expiry::Expiry::new(),
             replies: Default::default(),
         });
-        crate::trace::spawn_in(span.clone(), write_loop(writer, shared.clone()));
+        crate::trace::spawn_in(span.clone(), write_loop(shared.clone()));
         // If this future is dropped before the handshake ends (e.g. a
         // timeout around `connect`), close so the writer task ends too.
         let guard = CloseOnDrop(Some(shared.clone()));
