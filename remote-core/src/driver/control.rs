@@ -54,7 +54,6 @@ pub(crate) enum Control {
         id: CallId,
         sent: bool,
     },
-    CallDone(CallId, u64),
     /// A blocking closure of the call running as this sequence number
     /// returned.
     BlockingDone(u64),
@@ -76,14 +75,24 @@ pub(crate) enum Heard {
     Pong(u32),
 }
 
-/// Queues the releases of imported objects (from their `Drop`s) for the
-/// connection task.
-pub(crate) struct CtlSink(pub(crate) super::ctl_queue::CtlTx);
+/// Where the releases of imported objects go (from their `Drop`s): sent
+/// at once when the connection's core lock is free, else queued for the
+/// reader task.
+pub(crate) struct CtlSink {
+    pub(crate) ctl: super::ctl_queue::CtlTx,
+    /// The connection (weak: its core holds this sink).
+    pub(crate) shared: std::sync::Weak<super::Shared>,
+}
 
 impl ReleaseSink for CtlSink {
     fn release(&self, id: ObjectId, generation: u64, count: u32) {
-        // Lock-free queue push; the connection task sends the frame.
-        let _ = self.0.send(Control::Release {
+        if let Some(shared) = self.shared.upgrade() {
+            if shared.release_now(id, generation, count) {
+                return;
+            }
+        }
+        // Lock-free queue push; the reader sends the frame.
+        let _ = self.ctl.send(Control::Release {
             id,
             generation,
             count,

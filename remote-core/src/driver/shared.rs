@@ -61,8 +61,9 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(super) closed: CancellationToken,
     pub(super) close_reason: Mutex<Option<Error>>,
-    /// Spawned handlers by sequence number (ids may be reused by the peer).
-    pub(super) running: Mutex<crate::proto::IdMap<u64, AbortHandle>>,
+    /// Spawned handlers by sequence number (ids may be reused by the
+    /// peer); `None` marks one that stopped before it was recorded.
+    pub(super) running: Mutex<crate::proto::IdMap<u64, Option<AbortHandle>>>,
     pub(crate) runtime: crate::rt::RuntimeHandle,
     pub(super) peer: String,
     /// The peer's verified TLS certificate, if the transport was TLS.

@@ -212,8 +212,11 @@ impl<O> ExportTable<O> {
 
 /// Where an import's release goes when its last proxy is dropped.
 ///
-/// Implementations must not block, lock or do I/O: `release` runs inside
-/// `Drop`. The driver queues it for the connection task.
+/// `release` runs inside `Drop`, wherever the last proxy is dropped:
+/// implementations must not do I/O or wait for a lock that may be held
+/// there. The driver records the release and queues its frame at once when
+/// the connection's core lock is free, else queues it for the connection
+/// task.
 pub trait ReleaseSink: Send + Sync + 'static {
     /// The import `(id, generation)` is gone after `count` receipts.
     fn release(&self, id: ObjectId, generation: u64, count: u32);

@@ -183,6 +183,10 @@ impl CallCx {
             let mut counted = None;
             // Where a reference-free return value starts (memoisable).
             let mut value_at = None;
+            // The value lives until its frame is queued: a proxy in it may
+            // be the last hold on the peer's object it names, and its
+            // release (queued when it drops) must not leave first.
+            let mut sent_value = None;
             match r {
                 Ok(v) => {
                     encode::return_head(buf, self.id);
@@ -194,6 +198,7 @@ impl CallCx {
                         }
                         Err(e) => return fail(e),
                     }
+                    sent_value = Some(v);
                 }
                 Err(e) => {
                     let re = e.to_remote();
@@ -229,6 +234,7 @@ impl CallCx {
             } else {
                 self.shared.meter.replied(counted);
             }
+            drop(sent_value);
             sent
         });
         // A reply that cannot be queued means the connection is gone; the

@@ -159,15 +159,21 @@ impl ConnectionBuilder {
         install_panic_hook();
         let limits = self.limits.clone();
         let (ctl_tx, ctl_rx) = super::super::ctl_queue::channel();
-        let sink: Arc<dyn ReleaseSink> = Arc::new(CtlSink(ctl_tx.clone()));
         let budget = self
             .budget
             .unwrap_or_else(|| Arc::new(Budget::new(limits.memory_budget)));
         let output_share = OutputShare::new(limits.max_frame_len);
         let span = crate::trace::connection_span(&peer, self.server_side);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|me| Shared {
             output_share,
-            core: Mutex::new(State::new(self.root, limits.clone(), sink)),
+            core: Mutex::new(State::new(
+                self.root,
+                limits.clone(),
+                Arc::new(CtlSink {
+                    ctl: ctl_tx.clone(),
+                    shared: me.clone(),
+                }) as Arc<dyn ReleaseSink>,
+            )),
             out: Mutex::new(Default::default()),
             pen: Mutex::new(super::super::direct::Pen::new(writer)),
             deferred: AtomicBool::new(false),

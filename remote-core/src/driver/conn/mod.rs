@@ -33,7 +33,7 @@ use super::teardown::{drop_caught, drop_each_caught};
 use crate::auth::{exchange, Side};
 use crate::interface::{Dispatch, Interface};
 use crate::peer::Peer;
-use crate::proto::{encode, CallId, Event, ReleaseSink, State};
+use crate::proto::{encode, CallId, Event, ObjectId, ReleaseSink, State};
 use crate::stats::Meter;
 use crate::transport::{ClientTls, TlsIdentity};
 use crate::{Error, Limits, Remote, RemoteError};
@@ -47,25 +47,12 @@ impl Shared {
                 count,
             } => {
                 let frame = self.core().import_released(id, generation, count);
-                // The peer may reuse the id for another object, and is not
-                // told to invalidate for an object we no longer hold.
-                if let Some(cache) = self.cache.get() {
-                    cache.forget_object(id);
-                }
-                if let Some(f) = frame {
-                    let _ = self.send(&f);
-                }
+                self.released(id, frame);
             }
             Control::Cancel { id, sent } => {
                 if self.core().cancel_call(id, sent) {
                     let _ = self.send(&encode::cancel(id));
                 }
-            }
-            Control::CallDone(id, seq) => {
-                if lock(&self.running).remove(&seq).is_some() {
-                    self.output_share.stopped(&self.budget);
-                }
-                self.handler_stopped(id, seq);
             }
             Control::BlockingDone(seq) => {
                 // The call's handler had stopped: now the call is done.
@@ -75,6 +62,61 @@ impl Shared {
             }
             Control::Rearm | Control::Closed => {}
         }
+    }
+
+    /// Handles the release of an import where its last proxy was dropped,
+    /// without the hop through the reader task, when that is safe: the
+    /// core lock is free (a proxy dropped while this thread holds it, as
+    /// when a message's references are refused, is queued instead) and no
+    /// client cache exists (its locks may be held where a proxy is
+    /// dropped). The frame goes out with whatever the writer sends next
+    /// (e.g. the reply of the handler that held the proxy), and a release
+    /// cannot overtake the message that carried the reference (received
+    /// before the proxy existed) nor one that hands it back to the peer
+    /// (a call's arguments and a reply's value live until their frame is
+    /// queued).
+    /// `false`: the caller queues the release for the reader.
+    pub(crate) fn release_now(&self, id: ObjectId, generation: u64, count: u32) -> bool {
+        if self.cache.get().is_some() {
+            return false;
+        }
+        let frame = match self.core.try_lock() {
+            Ok(mut core) => core.import_released(id, generation, count),
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                p.into_inner().import_released(id, generation, count)
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
+        self.released(id, frame);
+        true
+    }
+
+    /// An import's release was recorded: forgets it in the cache and
+    /// queues its frame (none once the connection closed).
+    fn released(&self, id: ObjectId, frame: Option<Vec<u8>>) {
+        // The peer may reuse the id for another object, and is not told
+        // to invalidate for an object we no longer hold.
+        if let Some(cache) = self.cache.get() {
+            cache.forget_object(id);
+        }
+        if let Some(f) = frame {
+            let _ = self.send(&f);
+        }
+    }
+
+    /// A spawned handler stopped (finished, or dropped unrun): called from
+    /// its task, without the hop through the reader. Its task may end
+    /// before the reader recorded it in `running` (on another worker): it
+    /// then leaves a mark there so the reader does not record it.
+    fn spawned_stopped(&self, id: CallId, seq: u64) {
+        {
+            let mut running = lock(&self.running);
+            if running.remove(&seq).is_none() {
+                running.insert(seq, None);
+            }
+        }
+        self.output_share.stopped(&self.budget);
+        self.handler_stopped(id, seq);
     }
 
     /// An incoming call's handler stopped: the call stops counting unless
@@ -170,7 +212,7 @@ impl Shared {
             // A panicking destructor must not end the reader.
             Event::Released(obj) => drop_caught(&self.peer, "an object released by the peer", obj),
             Event::Cancel { seq, reply } => {
-                if let Some(h) = lock(&self.running).get(&seq) {
+                if let Some(Some(h)) = lock(&self.running).get(&seq) {
                     h.abort();
                 }
                 // The call's one reply; a reply the handler makes after
@@ -299,7 +341,7 @@ impl Shared {
                     fut,
                     keep,
                     DoneGuard {
-                        ctl: shared.ctl.clone(),
+                        shared: shared.clone(),
                         id,
                         seq,
                     },
@@ -335,9 +377,14 @@ impl Shared {
                 } else {
                     span
                 };
-                let task = crate::trace::spawn_in(span, work);
+                // Counted before the task can stop (and uncount it).
                 self.output_share.started();
-                lock(&self.running).insert(seq, task.abort_handle());
+                let task = crate::trace::spawn_in(span, work);
+                let mut running = lock(&self.running);
+                // A mark: the task already stopped.
+                if running.remove(&seq).is_none() {
+                    running.insert(seq, Some(task.abort_handle()));
+                }
             }
         }
     }
@@ -363,7 +410,7 @@ impl Shared {
             let _ = w.send(self, Err(lost.clone()));
         }
         let running: Vec<_> = lock(&self.running).drain().collect();
-        for (_, h) in running {
+        for h in running.into_iter().filter_map(|(_, h)| h) {
             h.abort();
         }
         // Dropped last and outside every lock (destructors may re-enter),
@@ -376,15 +423,19 @@ impl Shared {
     }
 }
 
+/// Held by a spawned handler's task: when the task ends or is dropped
+/// unrun, the call stops counting (no lock of ours is held where a task is
+/// dropped: tokio drops an aborted task's future in the runtime, never
+/// inside `abort`).
 struct DoneGuard {
-    ctl: super::ctl_queue::CtlTx,
+    shared: Arc<Shared>,
     id: CallId,
     seq: u64,
 }
 
 impl Drop for DoneGuard {
     fn drop(&mut self) {
-        let _ = self.ctl.send(Control::CallDone(self.id, self.seq));
+        self.shared.spawned_stopped(self.id, self.seq);
     }
 }
 
