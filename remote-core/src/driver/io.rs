@@ -89,22 +89,9 @@ pub(crate) async fn write_loop(shared: Arc<Shared>) {
                         break 'run last;
                     }
                     Err(Stop::Stalled) => {
-                        let stall = shared.limits.write_stall_timeout;
-                        let queued = shared.queued_output();
-                        let msg = format!(
-                            "limit exceeded: write_stall_timeout = {stall:?} (the peer read nothing of {queued} queued bytes)"
-                        );
-                        crate::trace::limit_hit("write_stall_timeout", &msg);
-                        shared.close(Error::limit(
-                            "write_stall_timeout",
-                            stall.as_millis() as u64,
-                            format!("the peer read nothing of {queued} queued bytes"),
-                        ));
                         // The rest of the frame under way, then the reason;
                         // everything else queued is dropped.
-                        let mut last = buf[pos..frame_end(&buf, pos)].to_vec();
-                        last.extend(encode::goodbye(&msg));
-                        break 'run last;
+                        break 'run stalled(&shared, &buf[pos..frame_end(&buf, pos)], "");
                     }
                 }
             }
@@ -119,14 +106,21 @@ pub(crate) async fn write_loop(shared: Arc<Shared>) {
                     continue;
                 }
             }
-            match until_closed(&shared, on_pen(&shared, |w, cx| w.poll_flush(cx))).await {
-                Some(Ok(())) => {}
-                Some(Err(e)) => {
+            // A transport that buffers (TLS, WebSocket) took every byte:
+            // its flush waits for the peer to read, under the same stall
+            // timer as a write (`write_stall_timeout`), or a peer that never
+            // reads would hold the connection (and its queue) for ever.
+            match stall_timed(&shared, on_pen(&shared, |w, cx| w.poll_flush(cx))).await {
+                Ok(()) => {}
+                Err(Stop::Failed(e)) => {
                     shared.close(Error::ConnectionLost(format!("flush failed: {e}")));
                     shared.writer_ended();
                     return;
                 }
-                None => break 'run take_queued(&shared),
+                Err(Stop::Closed) => break 'run take_queued(&shared),
+                Err(Stop::Stalled) => {
+                    break 'run stalled(&shared, &[], " and of what the transport buffered")
+                }
             }
             let mut out = lock(&shared.out);
             if out.buf.is_empty() {
@@ -206,9 +200,22 @@ fn frame_end(buf: &[u8], pos: usize) -> usize {
 /// Writes part of `data`: at once if the socket takes it, otherwise waiting
 /// until the peer reads, the connection closes, or the stall timeout.
 async fn write_some(shared: &Shared, data: &[u8]) -> Result<usize, Stop> {
+    match stall_timed(shared, on_pen(shared, |w, cx| w.poll_write(cx, data))).await {
+        Ok(0) => Err(Stop::Failed(std::io::ErrorKind::WriteZero.into())),
+        r => r,
+    }
+}
+
+/// Runs a write or flush of the socket: at once if it completes, otherwise
+/// waiting until it does, the connection closes, or `write_stall_timeout`
+/// passes without it completing.
+async fn stall_timed<T, F>(shared: &Shared, io: F) -> Result<T, Stop>
+where
+    F: std::future::Future<Output = std::io::Result<T>>,
+{
     use futures_util::FutureExt;
-    let mut io = std::pin::pin!(on_pen(shared, |w, cx| w.poll_write(cx, data)));
-    // Most writes complete at once: no timer or select for them.
+    let mut io = std::pin::pin!(io);
+    // Most complete at once: no timer or select for them.
     let res = match (&mut io).now_or_never() {
         Some(r) => r,
         None => {
@@ -223,11 +230,28 @@ async fn write_some(shared: &Shared, data: &[u8]) -> Result<usize, Stop> {
             }
         }
     };
-    match res {
-        Ok(0) => Err(Stop::Failed(std::io::ErrorKind::WriteZero.into())),
-        Ok(n) => Ok(n),
-        Err(e) => Err(Stop::Failed(e)),
-    }
+    res.map_err(Stop::Failed)
+}
+
+/// The peer read nothing for `write_stall_timeout`: closes the connection
+/// and returns what to write last, `rest` (the end of the frame under way)
+/// and a goodbye naming the limit; `also` adds to what the peer did not
+/// read.
+fn stalled(shared: &Shared, rest: &[u8], also: &str) -> Vec<u8> {
+    let stall = shared.limits.write_stall_timeout;
+    let queued = shared.queued_output();
+    let msg = format!(
+        "limit exceeded: write_stall_timeout = {stall:?} (the peer read nothing of {queued} queued bytes{also})"
+    );
+    crate::trace::limit_hit("write_stall_timeout", &msg);
+    shared.close(Error::limit(
+        "write_stall_timeout",
+        stall.as_millis() as u64,
+        format!("the peer read nothing of {queued} queued bytes{also}"),
+    ));
+    let mut last = rest.to_vec();
+    last.extend(encode::goodbye(&msg));
+    last
 }
 
 /// Resolves when a sender has queued frames since the last time.
@@ -245,19 +269,4 @@ fn ready(shared: &Shared) -> impl std::future::Future<Output = ()> + '_ {
             std::task::Poll::Pending
         }
     })
-}
-
-/// Runs `io` unless the connection closes first (`None`). The close signal
-/// is only polled while the write is blocked, not on the hot path.
-async fn until_closed<F: std::future::Future>(shared: &Shared, io: F) -> Option<F::Output> {
-    use futures_util::FutureExt;
-    let mut io = std::pin::pin!(io);
-    if let Some(r) = (&mut io).now_or_never() {
-        return Some(r);
-    }
-    tokio::select! {
-        biased;
-        r = io => Some(r),
-        _ = shared.closed_token().cancelled() => None,
-    }
 }
