@@ -105,7 +105,9 @@ pub struct Limits {
     /// can exceed it by at most `max_calls_in_flight × max_frame_len`.
     pub max_write_queue: usize,
     /// A peer with output queued that reads nothing for this long is sent a
-    /// goodbye naming this limit and closed (default 30 s).
+    /// goodbye naming this limit and closed (default 30 s). Over a
+    /// transport that buffers (TLS, WebSocket), what it holds must be
+    /// flushed within this time.
     pub write_stall_timeout: Duration,
     /// Bytes of queued output and buffered input (partly received frames,
     /// reserved when their length prefix is read) held for all connections

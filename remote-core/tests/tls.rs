@@ -418,3 +418,59 @@ async fn a_refused_tls_client_reads_the_reason() {
     );
     assert_eq!(first.root::<dyn Calc>().add(1, 1).await.unwrap(), 2);
 }
+
+/// Many callers on four workers over one TLS (and one WebSocket-over-TLS)
+/// connection: the reader writes its batches' replies itself into the
+/// rustls buffer (`driver/direct.rs`), the writer task the rest. A frame
+/// left in the transport's buffer with nobody to flush it, or a wake-up
+/// lost between the two writers, leaves a call without its reply (caught
+/// by the bound); a release overtaking the reply that hands an object
+/// back fails the call on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_callers_over_tls_and_wss_all_get_their_replies() {
+    let ca = Ca::new("test CA");
+    for addr in ["tls://127.0.0.1:0", "wss://127.0.0.1:0/calc"] {
+        let (server, _) = serve(addr, server_tls(&ca), Limits::default()).await;
+        let conn = ConnectionBuilder::new()
+            .tls(client_tls(&ca))
+            .connect(server.local_addr())
+            .await
+            .unwrap();
+        let root = conn.root::<dyn Calc>();
+        let tasks: Vec<_> = (0..16i64)
+            .map(|t| {
+                let root = root.clone();
+                tokio::spawn(async move {
+                    for r in 0..12i64 {
+                        assert_eq!(root.add(t, r).await.unwrap(), t + r);
+                        let data = vec![t as u8; ((t * 7919 + r * 104_729) % 60_000) as usize];
+                        assert_eq!(root.echo(data.clone()).await.unwrap(), data);
+                        let mine = Counter::remote(10, Arc::new(Stats::default()));
+                        assert_eq!(root.call_back(mine, 5).await.unwrap(), 16);
+                        // The server's object handed back to it and
+                        // returned: the copy we drop must not release it
+                        // before the reply naming it is queued.
+                        let obj = root.make().await.unwrap();
+                        let want = obj.add(1, 2).await.unwrap();
+                        let same = root.same(obj).await.unwrap();
+                        assert_eq!(same.add(1, 2).await.unwrap(), want);
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            tokio::time::timeout(Duration::from_secs(60), task)
+                .await
+                .expect("every call answered within 60 s")
+                .unwrap();
+        }
+        assert!(!conn.is_closed(), "{addr}");
+        assert!(
+            support::eventually(60, || conn.exported_objects() == 0).await,
+            "{addr}: the client still exports {}",
+            conn.exported_objects()
+        );
+        conn.close();
+        server.shutdown(Duration::from_secs(5)).await;
+    }
+}

@@ -139,6 +139,9 @@ impl Input {
                         && !Self::output_room(&self.shared)
                     {
                         self.paused = true;
+                        // Waiting for our output to drain: what the reader
+                        // queued leaves first (`direct.rs`).
+                        self.shared.reader_waits();
                         let shared = self.shared.clone();
                         shared
                             .budget
@@ -168,6 +171,7 @@ impl Input {
                     return Some(Ok(frame));
                 }
                 if self.reserved < total {
+                    self.shared.reader_waits();
                     self.reserve(total).await;
                 }
                 // Room for the rest of the frame (its announced, bounded,
@@ -178,6 +182,9 @@ impl Input {
                     self.buf.reserve(rest.max(self.chunk));
                 }
             }
+            // The frames read so far are handled: what their handling
+            // queued is written before waiting for more (`direct.rs`).
+            self.shared.reader_waits();
             let spare = self.make_room();
             match self.r.read_buf(&mut self.buf).await {
                 Ok(0) => return None,

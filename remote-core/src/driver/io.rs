@@ -1,15 +1,18 @@
 //! The writer task: drains the connection's outgoing buffer, writing every
-//! frame queued since the last write in one go, and closes a peer that
-//! reads nothing for `write_stall_timeout`.
+//! frame queued since the last write in one go, when no other task writes
+//! it directly (`direct.rs`); finishes what a direct write could not; and
+//! closes a peer that reads nothing for `write_stall_timeout`.
 
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 
 use super::kept::{LARGE_FRAME, SHED_AFTER};
-use super::shared::Shared;
+use super::shared::{lock, Shared};
 use crate::proto::encode;
 use crate::Error;
 
@@ -35,30 +38,40 @@ enum Stop {
     Failed(std::io::Error),
 }
 
-pub(crate) async fn write_loop(mut w: BoxWrite, shared: Arc<Shared>) {
+pub(crate) async fn write_loop(shared: Arc<Shared>) {
     let mut buf: Vec<u8> = Vec::new();
-    // Batches written since the last large one.
-    let mut since_large = u32::MAX;
     // What to write on close before shutting down.
     let last: Vec<u8> = 'run: loop {
         // `Shared::close` also raises the flag, so one wake-up source serves.
         ready(&shared).await;
-        if shared.is_closed() {
-            break 'run take_queued(&shared);
-        }
-        // Take everything queued (frames are whole: senders append complete
-        // frames under the lock), write it, repeat until empty.
-        loop {
-            {
-                let mut out = shared.out.lock().unwrap_or_else(|p| p.into_inner());
-                if out.is_empty() {
-                    break;
-                }
-                std::mem::swap(&mut *out, &mut buf);
+        // The write token (`direct.rs`): a direct writer holding it wakes
+        // us when it gives it back.
+        {
+            let mut out = lock(&shared.out);
+            if out.writing {
+                out.writer_waits = true;
+                continue;
             }
-            let mut pos = 0;
+            out.writing = true;
+        }
+        // What a direct write left unwritten goes first: it was queued
+        // before anything now in `out`.
+        let mut pos = {
+            let mut pen = lock(&shared.pen);
+            std::mem::swap(&mut pen.buf, &mut buf);
+            std::mem::take(&mut pen.pos)
+        };
+        if shared.is_closed() {
+            let mut last = buf[pos.min(buf.len())..].to_vec();
+            last.extend(take_queued(&shared));
+            break 'run last;
+        }
+        // Write everything queued (frames are whole: senders append
+        // complete frames under the lock), flush, and give the token back
+        // once nothing more was queued meanwhile.
+        loop {
             while pos < buf.len() {
-                match write_some(&mut w, &buf[pos..], &shared).await {
+                match write_some(&shared, &buf[pos..]).await {
                     Ok(n) => {
                         pos += n;
                         shared.wrote(n);
@@ -76,47 +89,47 @@ pub(crate) async fn write_loop(mut w: BoxWrite, shared: Arc<Shared>) {
                         break 'run last;
                     }
                     Err(Stop::Stalled) => {
-                        let stall = shared.limits.write_stall_timeout;
-                        let queued = shared.queued_output();
-                        let msg = format!(
-                            "limit exceeded: write_stall_timeout = {stall:?} (the peer read nothing of {queued} queued bytes)"
-                        );
-                        crate::trace::limit_hit("write_stall_timeout", &msg);
-                        shared.close(Error::limit(
-                            "write_stall_timeout",
-                            stall.as_millis() as u64,
-                            format!("the peer read nothing of {queued} queued bytes"),
-                        ));
                         // The rest of the frame under way, then the reason;
                         // everything else queued is dropped.
-                        let mut last = buf[pos..frame_end(&buf, pos)].to_vec();
-                        last.extend(encode::goodbye(&msg));
-                        break 'run last;
+                        break 'run stalled(&shared, &buf[pos..frame_end(&buf, pos)], "");
                     }
                 }
             }
-            // A run of large batches (a stream of large values) keeps its
-            // buffer for the next one; a single one does not (`kept.rs`).
-            let large = buf.len() >= LARGE_FRAME;
-            let keep = large && since_large < SHED_AFTER;
-            since_large = if large {
-                0
-            } else {
-                since_large.saturating_add(1)
-            };
-            buf.clear();
-            if buf.capacity() > KEEP_CAPACITY {
-                shared.retire_output(std::mem::take(&mut buf), keep);
+            if !buf.is_empty() {
+                finish_batch(&shared, &mut buf, &mut lock(&shared.pen).since_large);
             }
-        }
-        match until_closed(&shared, w.flush()).await {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                shared.close(Error::ConnectionLost(format!("flush failed: {e}")));
-                shared.writer_ended();
-                return;
+            pos = 0;
+            {
+                let mut out = lock(&shared.out);
+                if !out.buf.is_empty() {
+                    std::mem::swap(&mut out.buf, &mut buf);
+                    continue;
+                }
             }
-            None => break 'run take_queued(&shared),
+            // A transport that buffers (TLS, WebSocket) took every byte:
+            // its flush waits for the peer to read, under the same stall
+            // timer as a write (`write_stall_timeout`), or a peer that never
+            // reads would hold the connection (and its queue) for ever.
+            match stall_timed(&shared, on_pen(&shared, |w, cx| w.poll_flush(cx))).await {
+                Ok(()) => {}
+                Err(Stop::Failed(e)) => {
+                    shared.close(Error::ConnectionLost(format!("flush failed: {e}")));
+                    shared.writer_ended();
+                    return;
+                }
+                Err(Stop::Closed) => break 'run take_queued(&shared),
+                Err(Stop::Stalled) => {
+                    break 'run stalled(&shared, &[], " and of what the transport buffered")
+                }
+            }
+            let mut out = lock(&shared.out);
+            if out.buf.is_empty() {
+                out.writing = false;
+                out.pending = false;
+                out.writer_waits = false;
+                break;
+            }
+            std::mem::swap(&mut out.buf, &mut buf);
         }
     };
     // Nothing more is counted from here on.
@@ -124,20 +137,53 @@ pub(crate) async fn write_loop(mut w: BoxWrite, shared: Arc<Shared>) {
     shared.writer_ended();
     // Closing: write the last frames (e.g. a goodbye) within a grace period,
     // then shut down our side; the socket is dropped either way (the reader
-    // drains the peer's input meanwhile, PROTOCOL.md §9).
+    // drains the peer's input meanwhile, PROTOCOL.md §9). The token stays
+    // taken: nothing else writes from here on.
     let _ = crate::rt::time::timeout(CLOSE_GRACE, async {
-        if !last.is_empty() {
-            w.write_all(&last).await?;
-            shared.meter.wrote(last.len());
+        let mut at = 0;
+        while at < last.len() {
+            let n = on_pen(&shared, |w, cx| w.poll_write(cx, &last[at..])).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            at += n;
         }
-        w.shutdown().await
+        shared.meter.wrote(last.len());
+        on_pen(&shared, |w, cx| w.poll_shutdown(cx)).await
     })
     .await;
 }
 
+/// The end of a batch written (by the writer task or directly): a run of
+/// large batches (a stream of large values) keeps its buffer for the next
+/// one; a single one does not (`kept.rs`); a buffer grown large is freed.
+pub(super) fn finish_batch(shared: &Shared, buf: &mut Vec<u8>, since_large: &mut u32) {
+    let large = buf.len() >= LARGE_FRAME;
+    let keep = large && *since_large < SHED_AFTER;
+    *since_large = if large {
+        0
+    } else {
+        since_large.saturating_add(1)
+    };
+    buf.clear();
+    if buf.capacity() > KEEP_CAPACITY {
+        shared.retire_output(std::mem::take(buf), keep);
+    }
+}
+
+/// Polls `f` on the socket's writing half, locking the pen for each poll
+/// only (the write token's holder is its only user, so it is never
+/// contended, and no guard is held across an await).
+fn on_pen<'a, T>(
+    shared: &'a Shared,
+    mut f: impl FnMut(Pin<&mut BoxWrite>, &mut Context<'_>) -> Poll<T> + 'a,
+) -> impl std::future::Future<Output = T> + 'a {
+    std::future::poll_fn(move |cx| f(Pin::new(&mut lock(&shared.pen).w), cx))
+}
+
 /// Takes what is queued and not yet taken by the writer.
 fn take_queued(shared: &Shared) -> Vec<u8> {
-    std::mem::take(&mut *shared.out.lock().unwrap_or_else(|p| p.into_inner()))
+    std::mem::take(&mut lock(&shared.out).buf)
 }
 
 /// The end of the frame that contains byte `pos` of `buf` (which starts
@@ -153,10 +199,23 @@ fn frame_end(buf: &[u8], pos: usize) -> usize {
 
 /// Writes part of `data`: at once if the socket takes it, otherwise waiting
 /// until the peer reads, the connection closes, or the stall timeout.
-async fn write_some(w: &mut BoxWrite, data: &[u8], shared: &Shared) -> Result<usize, Stop> {
+async fn write_some(shared: &Shared, data: &[u8]) -> Result<usize, Stop> {
+    match stall_timed(shared, on_pen(shared, |w, cx| w.poll_write(cx, data))).await {
+        Ok(0) => Err(Stop::Failed(std::io::ErrorKind::WriteZero.into())),
+        r => r,
+    }
+}
+
+/// Runs a write or flush of the socket: at once if it completes, otherwise
+/// waiting until it does, the connection closes, or `write_stall_timeout`
+/// passes without it completing.
+async fn stall_timed<T, F>(shared: &Shared, io: F) -> Result<T, Stop>
+where
+    F: std::future::Future<Output = std::io::Result<T>>,
+{
     use futures_util::FutureExt;
-    let mut io = std::pin::pin!(w.write(data));
-    // Most writes complete at once: no timer or select for them.
+    let mut io = std::pin::pin!(io);
+    // Most complete at once: no timer or select for them.
     let res = match (&mut io).now_or_never() {
         Some(r) => r,
         None => {
@@ -171,11 +230,28 @@ async fn write_some(w: &mut BoxWrite, data: &[u8], shared: &Shared) -> Result<us
             }
         }
     };
-    match res {
-        Ok(0) => Err(Stop::Failed(std::io::ErrorKind::WriteZero.into())),
-        Ok(n) => Ok(n),
-        Err(e) => Err(Stop::Failed(e)),
-    }
+    res.map_err(Stop::Failed)
+}
+
+/// The peer read nothing for `write_stall_timeout`: closes the connection
+/// and returns what to write last, `rest` (the end of the frame under way)
+/// and a goodbye naming the limit; `also` adds to what the peer did not
+/// read.
+fn stalled(shared: &Shared, rest: &[u8], also: &str) -> Vec<u8> {
+    let stall = shared.limits.write_stall_timeout;
+    let queued = shared.queued_output();
+    let msg = format!(
+        "limit exceeded: write_stall_timeout = {stall:?} (the peer read nothing of {queued} queued bytes{also})"
+    );
+    crate::trace::limit_hit("write_stall_timeout", &msg);
+    shared.close(Error::limit(
+        "write_stall_timeout",
+        stall.as_millis() as u64,
+        format!("the peer read nothing of {queued} queued bytes{also}"),
+    ));
+    let mut last = rest.to_vec();
+    last.extend(encode::goodbye(&msg));
+    last
 }
 
 /// Resolves when a sender has queued frames since the last time.
@@ -193,19 +269,4 @@ fn ready(shared: &Shared) -> impl std::future::Future<Output = ()> + '_ {
             std::task::Poll::Pending
         }
     })
-}
-
-/// Runs `io` unless the connection closes first (`None`). The close signal
-/// is only polled while the write is blocked, not on the hot path.
-async fn until_closed<F: std::future::Future>(shared: &Shared, io: F) -> Option<F::Output> {
-    use futures_util::FutureExt;
-    let mut io = std::pin::pin!(io);
-    if let Some(r) = (&mut io).now_or_never() {
-        return Some(r);
-    }
-    tokio::select! {
-        biased;
-        r = io => Some(r),
-        _ = shared.closed_token().cancelled() => None,
-    }
 }

@@ -11,6 +11,7 @@ mod conn;
 mod control;
 mod ctl_queue;
 pub(crate) mod deadline;
+mod direct;
 mod expiry;
 mod input;
 pub(crate) mod invalidate;

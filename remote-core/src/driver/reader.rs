@@ -141,6 +141,8 @@ pub(super) async fn read_loop(
                     }
                     c => shared.handle_ctl(c),
                 }
+                // Frames queued so far go before this task waits again.
+                shared.reader_waits();
             }
             item = input.next(true) => {
                 match item {
@@ -160,6 +162,9 @@ pub(super) async fn read_loop(
                     }
                     Some(Ok(frame)) => {
                         frames += 1;
+                        // What this frame's handling queues leaves at the
+                        // end of the read batch, written from here.
+                        shared.defer_writes();
                         let heard = shared.on_frame(frame.freeze());
                         input.frame_done();
                         match heard {

@@ -22,24 +22,30 @@ use crate::stats::Meter;
 use crate::transport::TlsIdentity;
 use crate::{Error, Limits};
 
+use super::direct::{Out, Pen, Woken};
 use super::kept::{Kept, LARGE_FRAME};
 
 /// State shared by a connection's tasks, proxies and handlers.
 pub(crate) struct Shared {
     pub(super) core: Mutex<Core>,
-    /// Frames waiting for the writer, appended in order; the writer swaps
-    /// it with its own (emptied) buffer, so no frame is allocated or
-    /// channelled on its own.
-    pub(crate) out: Mutex<Vec<u8>>,
+    /// Frames waiting to be written, appended in order, and the write
+    /// token (`direct.rs`); the token holder swaps the queue with its own
+    /// (emptied) buffer, so no frame is allocated or channelled on its own.
+    pub(crate) out: Mutex<Out>,
+    /// The socket's writing half, used by the write token's holder only.
+    pub(crate) pen: Mutex<Pen>,
+    /// The reader task writes what is queued at its next wait (`direct.rs`).
+    pub(crate) deferred: AtomicBool,
     /// Set when `out` went from empty to not empty; the writer clears it.
     pub(crate) out_ready: AtomicBool,
     /// Set (under the `out` lock) when the writer has ended: nothing more
     /// is queued or counted.
     pub(crate) writer_gone: AtomicBool,
-    /// Bytes queued and not yet written (in `out` or the writer's batch).
+    /// Bytes queued and not yet written (in `out`, the pen or the writer's
+    /// batch).
     pub(super) queued: AtomicUsize,
-    /// Capacity of `out` and the writer's batch buffer, counted in the
-    /// budget (memory held, not just bytes queued).
+    /// Capacity of `out`, the pen's and the writer's batch buffers, counted
+    /// in the budget (memory held, not just bytes queued).
     pub(super) out_charged: AtomicUsize,
     /// Bytes of partly received frames reserved in the budget.
     pub(crate) buffered_input: AtomicUsize,
@@ -182,7 +188,10 @@ impl Shared {
         self.kept.close(&self.budget);
         let mut out = lock(&self.out);
         self.writer_gone.store(true, Ordering::Release);
-        *out = Vec::new();
+        out.buf = Vec::new();
+        drop(out);
+        // The writer task holds the token for good: nobody else is here.
+        lock(&self.pen).buf = Vec::new();
         self.queued.store(0, Ordering::Release);
         let n = self.out_charged.swap(0, Ordering::AcqRel);
         self.budget.release(n);
@@ -195,36 +204,48 @@ impl Shared {
         if self.is_closed.load(Ordering::Acquire) {
             return Err(self.lost());
         }
-        let was_empty = {
-            let mut out = lock(&self.out);
-            if self.writer_gone.load(Ordering::Acquire) {
-                drop(out);
-                return Err(self.lost());
-            }
-            let was_empty = out.is_empty();
-            let before = out.capacity();
-            if before - out.len() < frame.len() {
-                // Grow by a quarter, not double: the memory held for a
-                // large queue stays close to what is queued.
-                let grow = frame.len().max(out.len() / 4).max(4096);
-                out.reserve_exact(grow);
-            }
-            out.extend_from_slice(frame);
-            let grown = out.capacity() - before;
-            if grown > 0 {
-                self.out_charged.fetch_add(grown, Ordering::AcqRel);
-                self.budget.charge(grown);
-            }
-            self.queued.fetch_add(frame.len(), Ordering::AcqRel);
-            was_empty
-        };
-        if was_empty {
-            // The writer takes everything queued when it wakes: one wake-up
-            // per batch, not per frame.
-            self.out_ready.store(true, Ordering::Release);
-            self.out_waker.wake();
+        let mut out = lock(&self.out);
+        if self.writer_gone.load(Ordering::Acquire) {
+            drop(out);
+            return Err(self.lost());
         }
+        let was_empty = out.buf.is_empty();
+        self.append(&mut out.buf, frame);
+        let then = self.after_queue(&mut out, was_empty, false);
+        self.went(out, then);
         Ok(())
+    }
+
+    /// Appends `frame` to the queue `out`, counting it.
+    fn append(&self, out: &mut Vec<u8>, frame: &[u8]) {
+        let before = out.capacity();
+        if before - out.len() < frame.len() {
+            // Grow by a quarter, not double: the memory held for a
+            // large queue stays close to what is queued.
+            let grow = frame.len().max(out.len() / 4).max(4096);
+            out.reserve_exact(grow);
+        }
+        out.extend_from_slice(frame);
+        let grown = out.capacity() - before;
+        if grown > 0 {
+            self.out_charged.fetch_add(grown, Ordering::AcqRel);
+            self.budget.charge(grown);
+        }
+        self.queued.fetch_add(frame.len(), Ordering::AcqRel);
+    }
+
+    /// Does what [`after_queue`](Self::after_queue) decided, `out` locked.
+    fn went(&self, out: MutexGuard<'_, Out>, then: Woken) {
+        match then {
+            Woken::Take => self.write_taken(out),
+            Woken::Wake => {
+                drop(out);
+                // The writer takes everything queued when it wakes: one
+                // wake-up per batch, not per frame.
+                self.wake_writer();
+            }
+            Woken::Nothing => {}
+        }
     }
 
     /// Queues a complete frame like [`send`](Self::send), taking `frame`'s
@@ -233,28 +254,31 @@ impl Shared {
     /// `frame` is left empty (with the small buffer it was swapped for)
     /// when taken, unchanged otherwise.
     pub(crate) fn send_vec(&self, frame: &mut Vec<u8>) -> Result<(), Error> {
-        if frame.len() < LARGE_FRAME {
-            return self.send(frame);
-        }
+        self.send_vec_as(frame, false)
+    }
+
+    /// [`send_vec`](Self::send_vec), then, if `direct` and nobody is
+    /// writing, writes the queue from this task as far as the socket takes
+    /// it without waiting (`direct.rs`).
+    pub(crate) fn send_vec_as(&self, frame: &mut Vec<u8>, direct: bool) -> Result<(), Error> {
         if self.is_closed.load(Ordering::Acquire) {
             return Err(self.lost());
         }
-        {
-            let mut out = lock(&self.out);
-            if self.writer_gone.load(Ordering::Acquire) {
-                drop(out);
-                return Err(self.lost());
-            }
-            if !out.is_empty() {
-                drop(out);
-                return self.send(frame);
-            }
-            let before = out.capacity();
-            std::mem::swap(&mut *out, frame);
+        let mut out = lock(&self.out);
+        if self.writer_gone.load(Ordering::Acquire) {
+            drop(out);
+            return Err(self.lost());
+        }
+        let was_empty = out.buf.is_empty();
+        if frame.len() < LARGE_FRAME || !was_empty {
+            self.append(&mut out.buf, frame);
+        } else {
+            let before = out.buf.capacity();
+            std::mem::swap(&mut out.buf, frame);
             frame.clear();
             // The budget counts the capacity held in `out`: the one taken
             // in, less the empty one handed back.
-            let now = out.capacity();
+            let now = out.buf.capacity();
             if now >= before {
                 self.out_charged.fetch_add(now - before, Ordering::AcqRel);
                 self.budget.charge(now - before);
@@ -262,11 +286,10 @@ impl Shared {
                 self.out_charged.fetch_sub(before - now, Ordering::AcqRel);
                 self.budget.release(before - now);
             }
-            self.queued.fetch_add(out.len(), Ordering::AcqRel);
+            self.queued.fetch_add(out.buf.len(), Ordering::AcqRel);
         }
-        // `out` was empty: the writer is woken for this batch.
-        self.out_ready.store(true, Ordering::Release);
-        self.out_waker.wake();
+        let then = self.after_queue(&mut out, was_empty, direct);
+        self.went(out, then);
         Ok(())
     }
 
@@ -281,8 +304,7 @@ impl Shared {
         self.is_closed.store(true, Ordering::Release);
         // Wake both loops without them polling the token on every turn.
         let _ = self.ctl.send(Control::Closed);
-        self.out_ready.store(true, Ordering::Release);
-        self.out_waker.wake();
+        self.wake_writer();
         self.closed.cancel();
     }
 

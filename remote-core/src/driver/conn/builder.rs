@@ -174,7 +174,9 @@ impl ConnectionBuilder {
                     shared: me.clone(),
                 }) as Arc<dyn ReleaseSink>,
             )),
-            out: Mutex::new(Vec::new()),
+            out: Mutex::new(Default::default()),
+            pen: Mutex::new(super::super::direct::Pen::new(writer)),
+            deferred: AtomicBool::new(false),
             out_ready: AtomicBool::new(false),
             writer_gone: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
@@ -217,7 +219,7 @@ impl ConnectionBuilder {
             expiry: super::super::expiry::Expiry::new(),
             replies: Default::default(),
         });
-        crate::trace::spawn_in(span.clone(), write_loop(writer, shared.clone()));
+        crate::trace::spawn_in(span.clone(), write_loop(shared.clone()));
         // If this future is dropped before the handshake ends (e.g. a
         // timeout around `connect`), close so the writer task ends too.
         let guard = CloseOnDrop(Some(shared.clone()));

@@ -1,0 +1,213 @@
+//! Frames written directly by the task that queued them (a lone caller, the
+//! reader after a batch) instead of the writer task: they keep their order
+//! under concurrent senders on several threads, and a peer that never
+//! reads still gets closed by `write_stall_timeout` without a caller or the
+//! reader ever blocking on the socket.
+
+#[path = "support/raw.rs"]
+mod raw;
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use raw::{bounded, eventually};
+use remote_core::{remote, Connection, ConnectionBuilder, Error, Limits, Remote, Server};
+use tokio::io::AsyncWriteExt;
+
+#[remote]
+pub trait Node {
+    /// `a + b + self's id`.
+    async fn add(&self, a: u64, b: u64) -> Result<u64, Error>;
+    /// A fresh object with id `id`.
+    async fn make(&self, id: u64) -> Result<Remote<dyn Node>, Error>;
+    /// `obj.add(0, 0)`, called from here (a callback if `obj` is the
+    /// caller's).
+    async fn read(&self, obj: Remote<dyn Node>) -> Result<u64, Error>;
+    /// Echoes `data`.
+    async fn echo(&self, data: Vec<u8>) -> Result<Vec<u8>, Error>;
+}
+
+struct N {
+    id: u64,
+    live: Arc<AtomicUsize>,
+}
+
+impl N {
+    fn remote(id: u64, live: &Arc<AtomicUsize>) -> Remote<dyn Node> {
+        live.fetch_add(1, SeqCst);
+        Remote::new(Arc::new(N {
+            id,
+            live: live.clone(),
+        }) as Arc<dyn Node>)
+    }
+}
+
+impl Drop for N {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, SeqCst);
+    }
+}
+
+#[remote]
+impl Node for N {
+    async fn add(&self, a: u64, b: u64) -> Result<u64, Error> {
+        Ok(a + b + self.id)
+    }
+    async fn make(&self, id: u64) -> Result<Remote<dyn Node>, Error> {
+        Ok(N::remote(id, &self.live))
+    }
+    async fn read(&self, obj: Remote<dyn Node>) -> Result<u64, Error> {
+        obj.add(0, 0).await
+    }
+    async fn echo(&self, data: Vec<u8>) -> Result<Vec<u8>, Error> {
+        Ok(data)
+    }
+}
+
+/// Many tasks on two worker threads share one connection, each making calls
+/// (alone or among others, so some frames are written directly and some
+/// by the writer task), passing references both ways and dropping them at
+/// once. A release that overtook the call carrying its reference, or a
+/// frame lost or reordered between a direct write and the writer task,
+/// shows up as a failed call or an export count that does not return to
+/// zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_keep_their_order_when_callers_readers_and_the_writer_all_write() {
+    let server_live = Arc::new(AtomicUsize::new(0));
+    let root_live = server_live.clone();
+    let server = Server::builder()
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(move |_| N::remote(0, &root_live));
+    let client = Connection::connect(server.local_addr()).await.unwrap();
+    let root = client.root::<dyn Node>();
+    let client_live = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::new(AtomicUsize::new(0));
+    const TASKS: u64 = 16;
+    const ROUNDS: u64 = 40;
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (root, client_live, answered) =
+                (root.clone(), client_live.clone(), answered.clone());
+            tokio::spawn(async move {
+                for r in 0..ROUNDS {
+                    let id = 1 + t * ROUNDS + r;
+                    // An object of the server's, called, passed back to it
+                    // and dropped at once (its release follows the call
+                    // that carried it).
+                    let obj = root.make(id).await.unwrap();
+                    assert_eq!(obj.add(1, 2).await.unwrap(), id + 3);
+                    let back = root.read(obj.clone());
+                    drop(obj);
+                    assert_eq!(back.await.unwrap(), id);
+                    // One of ours, called back by the server, then released.
+                    let mine = N::remote(id, &client_live);
+                    assert_eq!(root.read(mine).await.unwrap(), id);
+                    // A call dropped before its reply (a cancel frame).
+                    let _ = tokio::time::timeout(Duration::from_micros(1), root.add(r, t)).await;
+                    answered.fetch_add(1, SeqCst);
+                    if r % 8 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        bounded(task).await.unwrap();
+    }
+    assert_eq!(answered.load(SeqCst) as u64, TASKS * ROUNDS);
+    // Every reference given back: the server holds only its root, the
+    // client nothing.
+    assert!(
+        eventually(|| server.stats().calls.exports == 0 && server_live.load(SeqCst) == 1).await,
+        "server exports {} objects, {} alive",
+        server.stats().calls.exports,
+        server_live.load(SeqCst)
+    );
+    assert!(
+        eventually(|| client.exported_objects() == 0 && client_live.load(SeqCst) == 0).await,
+        "client exports {} objects, {} alive",
+        client.exported_objects(),
+        client_live.load(SeqCst)
+    );
+    assert!(!client.is_closed());
+    assert_eq!(root.add(2, 3).await.unwrap(), 5);
+}
+
+/// A lone call is written by its caller; when the peer never reads, the
+/// socket takes only part of it. The caller must not wait on the socket
+/// (its call is sent, then fails when the connection closes), and the
+/// writer task, handed the rest, closes the connection at
+/// `write_stall_timeout`.
+#[tokio::test]
+async fn a_lone_call_to_a_peer_that_never_reads_ends_at_the_write_stall_timeout() {
+    let limits = Limits {
+        write_stall_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    // The peer end of an in-memory pipe: it says hello, then never reads.
+    let (ours, theirs) = tokio::io::duplex(4096);
+    let (r, w) = tokio::io::split(ours);
+    let (_their_r, mut their_w) = tokio::io::split(theirs);
+    their_w.write_all(&raw::hello(vec![])).await.unwrap();
+    let conn = ConnectionBuilder::new()
+        .limits(limits)
+        .over(r, w, "never reads")
+        .await
+        .unwrap();
+    let node = conn.root::<dyn Node>();
+    // 40 KB of arguments: far more than the pipe holds.
+    let call = node.echo(vec![1u8; 40_000]);
+    let err = bounded(call).await.unwrap_err();
+    assert!(
+        err.to_string().contains("write_stall_timeout = 200"),
+        "{err}"
+    );
+    let reason = bounded(conn.closed()).await;
+    assert!(
+        reason.to_string().contains("write_stall_timeout = 200"),
+        "{reason}"
+    );
+    assert_eq!(conn.queued_output_bytes(), 0, "nothing stays counted");
+}
+
+/// The same with the reader writing: a handler that finishes inline has
+/// its large reply written by the reader task at the end of its read
+/// batch. The reader must not block on the socket either: the writer
+/// task, handed the rest, closes the connection at its stall timeout and
+/// nothing stays counted.
+#[tokio::test]
+async fn a_large_reply_written_by_the_reader_to_a_non_reader_still_ends_at_the_stall_timeout() {
+    let limits = Limits {
+        write_stall_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let live = Arc::new(AtomicUsize::new(0));
+    let (ours, theirs) = tokio::io::duplex(4096);
+    let (r, w) = tokio::io::split(ours);
+    let (_their_r, mut their_w) = tokio::io::split(theirs);
+    their_w.write_all(&raw::hello(vec![])).await.unwrap();
+    let conn = ConnectionBuilder::new()
+        .limits(limits)
+        .serve(N::remote(0, &live))
+        .over(r, w, "never reads")
+        .await
+        .unwrap();
+    let mut args = vec![0x91, 0xdc];
+    args.extend_from_slice(&40_000u16.to_be_bytes());
+    args.extend(std::iter::repeat_n(1u8, 40_000));
+    their_w
+        .write_all(&raw::call(1, 0, "echo", 10_000, &args))
+        .await
+        .unwrap();
+    let reason = bounded(conn.closed()).await;
+    assert!(
+        reason.to_string().contains("write_stall_timeout = 200"),
+        "{reason}"
+    );
+    assert_eq!(conn.queued_output_bytes(), 0, "nothing stays counted");
+    assert!(eventually(|| live.load(SeqCst) == 0).await);
+}
