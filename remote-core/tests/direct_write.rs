@@ -82,43 +82,8 @@ async fn frames_keep_their_order_when_callers_readers_and_the_writer_all_write()
         .unwrap()
         .serve(move |_| N::remote(0, &root_live));
     let client = Connection::connect(server.local_addr()).await.unwrap();
-    let root = client.root::<dyn Node>();
     let client_live = Arc::new(AtomicUsize::new(0));
-    let answered = Arc::new(AtomicUsize::new(0));
-    const TASKS: u64 = 16;
-    const ROUNDS: u64 = 40;
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|t| {
-            let (root, client_live, answered) =
-                (root.clone(), client_live.clone(), answered.clone());
-            tokio::spawn(async move {
-                for r in 0..ROUNDS {
-                    let id = 1 + t * ROUNDS + r;
-                    // An object of the server's, called, passed back to it
-                    // and dropped at once (its release follows the call
-                    // that carried it).
-                    let obj = root.make(id).await.unwrap();
-                    assert_eq!(obj.add(1, 2).await.unwrap(), id + 3);
-                    let back = root.read(obj.clone());
-                    drop(obj);
-                    assert_eq!(back.await.unwrap(), id);
-                    // One of ours, called back by the server, then released.
-                    let mine = N::remote(id, &client_live);
-                    assert_eq!(root.read(mine).await.unwrap(), id);
-                    // A call dropped before its reply (a cancel frame).
-                    let _ = tokio::time::timeout(Duration::from_micros(1), root.add(r, t)).await;
-                    answered.fetch_add(1, SeqCst);
-                    if r % 8 == 0 {
-                        tokio::task::yield_now().await;
-                    }
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        bounded(task).await.unwrap();
-    }
-    assert_eq!(answered.load(SeqCst) as u64, TASKS * ROUNDS);
+    workload(&client, &client_live, 16, 40).await;
     // Every reference given back: the server holds only its root, the
     // client nothing.
     assert!(
@@ -133,6 +98,80 @@ async fn frames_keep_their_order_when_callers_readers_and_the_writer_all_write()
         client.exported_objects(),
         client_live.load(SeqCst)
     );
+}
+
+/// The same over a pipe that holds only 256 bytes: nearly every direct
+/// write is cut short and handed to the writer task, while other tasks
+/// keep queueing and writing. A direct write that went ahead of a
+/// remainder left for the writer task would interleave two frames (the
+/// peer would close on a malformed frame).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_keep_their_order_when_most_direct_writes_are_cut_short() {
+    let server_live = Arc::new(AtomicUsize::new(0));
+    let (a, b) = tokio::io::duplex(256);
+    let (ar, aw) = tokio::io::split(a);
+    let (br, bw) = tokio::io::split(b);
+    let served = ConnectionBuilder::new()
+        .serve(N::remote(0, &server_live))
+        .over(br, bw, "client");
+    let (client, server) = tokio::join!(ConnectionBuilder::new().over(ar, aw, "server"), served);
+    let (client, server) = (client.unwrap(), server.unwrap());
+    let client_live = Arc::new(AtomicUsize::new(0));
+    workload(&client, &client_live, 8, 25).await;
+    assert!(
+        eventually(|| server.exported_objects() == 0 && server_live.load(SeqCst) == 1).await,
+        "server exports {} objects, {} alive",
+        server.exported_objects(),
+        server_live.load(SeqCst)
+    );
+    assert!(
+        eventually(|| client.exported_objects() == 0 && client_live.load(SeqCst) == 0).await,
+        "client exports {} objects, {} alive",
+        client.exported_objects(),
+        client_live.load(SeqCst)
+    );
+}
+
+/// `tasks` tasks making `rounds` rounds of calls on `client`'s root,
+/// checking every answer; the connection is still open at the end.
+async fn workload(client: &Connection, client_live: &Arc<AtomicUsize>, tasks: u64, rounds: u64) {
+    let root = client.root::<dyn Node>();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let (root, client_live, answered) =
+                (root.clone(), client_live.clone(), answered.clone());
+            tokio::spawn(async move {
+                for r in 0..rounds {
+                    let id = 1 + t * rounds + r;
+                    // An object of the server's, called, passed back to it
+                    // and dropped at once (its release follows the call
+                    // that carried it).
+                    let obj = root.make(id).await.unwrap();
+                    assert_eq!(obj.add(1, 2).await.unwrap(), id + 3);
+                    let back = root.read(obj.clone());
+                    drop(obj);
+                    assert_eq!(back.await.unwrap(), id);
+                    // One of ours, called back by the server, then released.
+                    let mine = N::remote(id, &client_live);
+                    assert_eq!(root.read(mine).await.unwrap(), id);
+                    // A larger frame each way.
+                    let data = vec![(id % 251) as u8; 3000];
+                    assert_eq!(root.echo(data.clone()).await.unwrap(), data);
+                    // A call dropped before its reply (a cancel frame).
+                    let _ = tokio::time::timeout(Duration::from_micros(1), root.add(r, t)).await;
+                    answered.fetch_add(1, SeqCst);
+                    if r % 8 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        bounded(h).await.unwrap();
+    }
+    assert_eq!(answered.load(SeqCst) as u64, tasks * rounds);
     assert!(!client.is_closed());
     assert_eq!(root.add(2, 3).await.unwrap(), 5);
 }

@@ -85,6 +85,16 @@ impl CtlTx {
     }
 }
 
+impl CtlTx {
+    /// Whether a message is queued that the reader has not taken yet (so
+    /// it will run its loop, and write what is deferred to it, soon).
+    /// Sequentially consistent with the reader's taking of the last one
+    /// (`direct.rs` relies on it).
+    pub(crate) fn pending(&self) -> bool {
+        self.0.ready.load(Ordering::SeqCst)
+    }
+}
+
 impl CtlRx {
     /// The next message, when one is queued.
     pub(crate) async fn recv(&mut self) -> Option<Control> {
@@ -118,7 +128,7 @@ impl CtlRx {
         let mut items = lock(&q.items);
         let c = items.queue.pop_front();
         if items.queue.is_empty() {
-            q.ready.store(false, Ordering::Release);
+            q.ready.store(false, Ordering::SeqCst);
             if items.queue.capacity() > SHRINK_ABOVE {
                 items.queue.shrink_to(SHRINK_ABOVE / 4);
             }

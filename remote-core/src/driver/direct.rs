@@ -92,7 +92,7 @@ impl Shared {
     /// The reader task is about to wait (for input or for room): writes
     /// what was queued while it handled frames, if nobody else is writing.
     pub(crate) fn reader_waits(&self) {
-        if !self.deferred.load(Ordering::Relaxed) {
+        if !self.deferred.load(Ordering::SeqCst) {
             return;
         }
         let mut out = lock(&self.out);
@@ -113,6 +113,17 @@ impl Shared {
     /// otherwise wakes the writer task if nobody else will write the queue.
     pub(super) fn after_queue(&self, out: &mut Out, was_empty: bool, direct: bool) -> Woken {
         if direct && out.free() {
+            if self.deferred.load(Ordering::SeqCst) {
+                // The reader is handling frames: it writes this one with
+                // what they queue, when it next waits.
+                return Woken::Nothing;
+            }
+            if self.ctl.pending() {
+                // The reader is about to run (e.g. to queue a release): it
+                // writes this frame with what it queues, in one write.
+                self.deferred.store(true, Ordering::SeqCst);
+                return Woken::ToReader;
+            }
             out.writing = true;
             return Woken::Take;
         }
@@ -173,6 +184,19 @@ impl Shared {
         matches!(w.poll_flush(&mut cx), Poll::Ready(Ok(())))
     }
 
+    /// A frame was left to the reader ([`Woken::ToReader`]) because a
+    /// control message was queued. If the reader has taken every message
+    /// since, it may have passed its write point before the frame was
+    /// deferred to it: written from here then. (The flag and the queue's
+    /// are read and written sequentially consistently: either the reader
+    /// sees the deferral after taking its last message, or this sees the
+    /// queue empty.)
+    pub(super) fn handed_to_reader(&self) {
+        if !self.ctl.pending() {
+            self.reader_waits();
+        }
+    }
+
     /// Wakes the writer task.
     pub(crate) fn wake_writer(&self) {
         self.out_ready.store(true, Ordering::Release);
@@ -188,4 +212,7 @@ pub(super) enum Woken {
     Wake,
     /// Write the queue directly (the token is taken).
     Take,
+    /// Left to the reader, which has a control message to take: checked
+    /// again once the `out` lock is released ([`Shared::handed_to_reader`]).
+    ToReader,
 }

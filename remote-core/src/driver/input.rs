@@ -182,11 +182,21 @@ impl Input {
                     self.buf.reserve(rest.max(self.chunk));
                 }
             }
-            // The frames read so far are handled: what their handling
-            // queued is written before waiting for more (`direct.rs`).
-            self.shared.reader_waits();
             let spare = self.make_room();
-            match self.r.read_buf(&mut self.buf).await {
+            // The frames read so far are handled: what their handling
+            // queued is written when the read would wait (`direct.rs`),
+            // not before every read, so a busy connection writes once per
+            // run of reads rather than once per read.
+            let shared = &self.shared;
+            let mut read = std::pin::pin!(self.r.read_buf(&mut self.buf));
+            let read = std::future::poll_fn(|cx| {
+                let r = std::future::Future::poll(read.as_mut(), cx);
+                if r.is_pending() {
+                    shared.reader_waits();
+                }
+                r
+            });
+            match read.await {
                 Ok(0) => return None,
                 Ok(n) => {
                     self.shared.meter.read(n);

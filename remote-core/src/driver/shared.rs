@@ -244,6 +244,10 @@ impl Shared {
                 // wake-up per batch, not per frame.
                 self.wake_writer();
             }
+            Woken::ToReader => {
+                drop(out);
+                self.handed_to_reader();
+            }
             Woken::Nothing => {}
         }
     }

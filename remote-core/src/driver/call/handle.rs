@@ -245,7 +245,7 @@ impl Handle {
         // A closed connection's calls fail with the reason it closed.
         // Registered with its deadline; the connection's timer is re-armed
         // only for a deadline earlier than every other (`expiry.rs`).
-        let (id, rearm) = {
+        let (id, rearm, lone) = {
             let mut core = shared.core();
             let started = core.start_call(Waiter { reply, deadline });
             let id = match started {
@@ -259,7 +259,11 @@ impl Handle {
                     });
                 }
             };
-            (id, shared.expiry.note(deadline))
+            // The only call waiting on this connection: its caller writes
+            // it (`direct.rs`); calls made among others queue for the
+            // writer task's batches.
+            let lone = core.calls_waiting() == 1;
+            (id, shared.expiry.note(deadline), lone)
         };
         if rearm {
             crate::driver::expiry::rearm(shared);
@@ -293,7 +297,7 @@ impl Handle {
                     format!("call to {method} encodes to {len} bytes"),
                 ))
             } else {
-                shared.send_vec(buf)
+                shared.send_vec_as(buf, lone)
             };
             if sent.is_err() {
                 // Never sent: the peer will never release what we counted.
