@@ -54,7 +54,11 @@ impl Shared {
     pub(super) fn spawned_stopped(&self, id: CallId, seq: u64) {
         {
             let mut running = lock(&self.running);
-            if running.remove(&seq).is_none() {
+            // Not recorded yet (the reader records it right after the
+            // spawn): a mark tells the reader not to. Once closed, the
+            // reader's disconnect has emptied the table or will, so a mark
+            // left by a handler ending after it would stay for good.
+            if running.remove(&seq).is_none() && !self.is_closed() {
                 running.insert(seq, None);
             }
         }
