@@ -2,8 +2,11 @@
 //! reader after a batch) instead of the writer task: they keep their order
 //! under concurrent senders on several threads, and a peer that never
 //! reads still gets closed by `write_stall_timeout` without a caller or the
-//! reader ever blocking on the socket.
+//! reader ever blocking on the socket, also over a transport that buffers
+//! (TLS, WebSocket), where only the flush waits for the peer.
 
+#[path = "support/node.rs"]
+mod node;
 #[path = "support/raw.rs"]
 mod raw;
 
@@ -11,59 +14,10 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
+use node::{Node, N};
 use raw::{bounded, eventually};
-use remote_core::{remote, Connection, ConnectionBuilder, Error, Limits, Remote, Server};
+use remote_core::{Connection, ConnectionBuilder, Limits, Server};
 use tokio::io::AsyncWriteExt;
-
-#[remote]
-pub trait Node {
-    /// `a + b + self's id`.
-    async fn add(&self, a: u64, b: u64) -> Result<u64, Error>;
-    /// A fresh object with id `id`.
-    async fn make(&self, id: u64) -> Result<Remote<dyn Node>, Error>;
-    /// `obj.add(0, 0)`, called from here (a callback if `obj` is the
-    /// caller's).
-    async fn read(&self, obj: Remote<dyn Node>) -> Result<u64, Error>;
-    /// Echoes `data`.
-    async fn echo(&self, data: Vec<u8>) -> Result<Vec<u8>, Error>;
-}
-
-struct N {
-    id: u64,
-    live: Arc<AtomicUsize>,
-}
-
-impl N {
-    fn remote(id: u64, live: &Arc<AtomicUsize>) -> Remote<dyn Node> {
-        live.fetch_add(1, SeqCst);
-        Remote::new(Arc::new(N {
-            id,
-            live: live.clone(),
-        }) as Arc<dyn Node>)
-    }
-}
-
-impl Drop for N {
-    fn drop(&mut self) {
-        self.live.fetch_sub(1, SeqCst);
-    }
-}
-
-#[remote]
-impl Node for N {
-    async fn add(&self, a: u64, b: u64) -> Result<u64, Error> {
-        Ok(a + b + self.id)
-    }
-    async fn make(&self, id: u64) -> Result<Remote<dyn Node>, Error> {
-        Ok(N::remote(id, &self.live))
-    }
-    async fn read(&self, obj: Remote<dyn Node>) -> Result<u64, Error> {
-        obj.add(0, 0).await
-    }
-    async fn echo(&self, data: Vec<u8>) -> Result<Vec<u8>, Error> {
-        Ok(data)
-    }
-}
 
 /// Many tasks on two worker threads share one connection, each making calls
 /// (alone or among others, so some frames are written directly and some
@@ -86,18 +40,13 @@ async fn frames_keep_their_order_when_callers_readers_and_the_writer_all_write()
     workload(&client, &client_live, 16, 40).await;
     // Every reference given back: the server holds only its root, the
     // client nothing.
-    assert!(
-        eventually(|| server.stats().calls.exports == 0 && server_live.load(SeqCst) == 1).await,
-        "server exports {} objects, {} alive",
-        server.stats().calls.exports,
-        server_live.load(SeqCst)
-    );
-    assert!(
-        eventually(|| client.exported_objects() == 0 && client_live.load(SeqCst) == 0).await,
-        "client exports {} objects, {} alive",
-        client.exported_objects(),
-        client_live.load(SeqCst)
-    );
+    all_released(
+        || server.stats().calls.exports,
+        &server_live,
+        &client,
+        &client_live,
+    )
+    .await;
 }
 
 /// The same over a pipe that holds only 256 bytes: nearly every direct
@@ -105,7 +54,7 @@ async fn frames_keep_their_order_when_callers_readers_and_the_writer_all_write()
 /// keep queueing and writing. A direct write that went ahead of a
 /// remainder left for the writer task would interleave two frames (the
 /// peer would close on a malformed frame).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn frames_keep_their_order_when_most_direct_writes_are_cut_short() {
     let server_live = Arc::new(AtomicUsize::new(0));
     let (a, b) = tokio::io::duplex(256);
@@ -118,10 +67,29 @@ async fn frames_keep_their_order_when_most_direct_writes_are_cut_short() {
     let (client, server) = (client.unwrap(), server.unwrap());
     let client_live = Arc::new(AtomicUsize::new(0));
     workload(&client, &client_live, 8, 25).await;
+    all_released(
+        || server.exported_objects(),
+        &server_live,
+        &client,
+        &client_live,
+    )
+    .await;
+    assert!(eventually(|| client.queued_output_bytes() == 0).await);
+}
+
+/// Every reference given back, once the calls are done: the server exports
+/// nothing and holds only its root alive; the client exports nothing and
+/// holds none of its objects.
+async fn all_released(
+    server_exports: impl Fn() -> usize,
+    server_live: &AtomicUsize,
+    client: &Connection,
+    client_live: &AtomicUsize,
+) {
     assert!(
-        eventually(|| server.exported_objects() == 0 && server_live.load(SeqCst) == 1).await,
+        eventually(|| server_exports() == 0 && server_live.load(SeqCst) == 1).await,
         "server exports {} objects, {} alive",
-        server.exported_objects(),
+        server_exports(),
         server_live.load(SeqCst)
     );
     assert!(
@@ -249,4 +217,43 @@ async fn a_large_reply_written_by_the_reader_to_a_non_reader_still_ends_at_the_s
     );
     assert_eq!(conn.queued_output_bytes(), 0, "nothing stays counted");
     assert!(eventually(|| live.load(SeqCst) == 0).await);
+}
+
+/// A transport that buffers what it is given (as TLS and WebSocket do): a
+/// write is taken at once, and only the flush waits for the peer to read.
+/// With a peer that never reads, the frames sit in the transport's buffer
+/// and the flush never completes; the connection must still close at
+/// `write_stall_timeout` (with nothing counted), not stay open for ever
+/// with its queue growing behind a flush that waits without a timer.
+#[tokio::test]
+async fn a_buffering_transport_to_a_peer_that_never_reads_ends_at_the_write_stall_timeout() {
+    let limits = Limits {
+        write_stall_timeout: Duration::from_millis(200),
+        // Nothing else may close it: no pings, no idle check in the test.
+        keepalive_interval: None,
+        idle_timeout: Duration::from_secs(3600),
+        ..Limits::default()
+    };
+    let (ours, theirs) = tokio::io::duplex(4096);
+    let (r, w) = tokio::io::split(ours);
+    // Takes up to 64 KiB before it needs the pipe.
+    let w = tokio::io::BufWriter::with_capacity(64 << 10, w);
+    let (_their_r, mut their_w) = tokio::io::split(theirs);
+    their_w.write_all(&raw::hello(vec![])).await.unwrap();
+    let conn = ConnectionBuilder::new()
+        .limits(limits)
+        .over(r, w, "buffers, never read")
+        .await
+        .unwrap();
+    let cell = conn.root::<dyn Node>();
+    // 20 KB of arguments: more than the pipe holds, less than the buffer.
+    let call = tokio::spawn(async move { cell.echo(vec![7u8; 20_000]).await });
+    let reason = bounded(conn.closed()).await;
+    assert!(
+        reason.to_string().contains("write_stall_timeout = 200"),
+        "{reason}"
+    );
+    let err = bounded(call).await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("write_stall_timeout"), "{err}");
+    assert_eq!(conn.queued_output_bytes(), 0, "nothing stays counted");
 }

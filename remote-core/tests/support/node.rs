@@ -1,0 +1,58 @@
+//! A test object for ordering and counting tests: `add`, `make` (a fresh
+//! object), `read` (a call back on an object passed in) and `echo`, each
+//! object counted in a shared `live` counter while it exists.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+
+use remote_core::{remote, Error, Remote};
+
+#[remote]
+pub trait Node {
+    /// `a + b + self's id`.
+    async fn add(&self, a: u64, b: u64) -> Result<u64, Error>;
+    /// A fresh object with id `id`.
+    async fn make(&self, id: u64) -> Result<Remote<dyn Node>, Error>;
+    /// `obj.add(0, 0)`, called from here (a callback if `obj` is the
+    /// caller's).
+    async fn read(&self, obj: Remote<dyn Node>) -> Result<u64, Error>;
+    /// Echoes `data`.
+    async fn echo(&self, data: Vec<u8>) -> Result<Vec<u8>, Error>;
+}
+
+pub(crate) struct N {
+    id: u64,
+    live: Arc<AtomicUsize>,
+}
+
+impl N {
+    pub(crate) fn remote(id: u64, live: &Arc<AtomicUsize>) -> Remote<dyn Node> {
+        live.fetch_add(1, SeqCst);
+        Remote::new(Arc::new(N {
+            id,
+            live: live.clone(),
+        }) as Arc<dyn Node>)
+    }
+}
+
+impl Drop for N {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, SeqCst);
+    }
+}
+
+#[remote]
+impl Node for N {
+    async fn add(&self, a: u64, b: u64) -> Result<u64, Error> {
+        Ok(a + b + self.id)
+    }
+    async fn make(&self, id: u64) -> Result<Remote<dyn Node>, Error> {
+        Ok(N::remote(id, &self.live))
+    }
+    async fn read(&self, obj: Remote<dyn Node>) -> Result<u64, Error> {
+        obj.add(0, 0).await
+    }
+    async fn echo(&self, data: Vec<u8>) -> Result<Vec<u8>, Error> {
+        Ok(data)
+    }
+}
