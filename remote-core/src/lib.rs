@@ -70,6 +70,7 @@
 
 extern crate self as remote_core;
 
+mod ambient;
 pub mod auth;
 pub mod blocking;
 mod bounded;

@@ -1,11 +1,9 @@
 //! Who is on the other end of a connection: its address, its TLS client
-//! identity, and the identity its authentication produced; and the
-//! task-local accessor a method handler uses to find out.
+//! identity, and the identity its authentication produced. A handler
+//! finds out with [`Peer::current`] (`ambient.rs`).
 
 use std::any::Any;
-use std::cell::RefCell;
 use std::fmt;
-use std::future::Future;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
@@ -43,14 +41,6 @@ impl fmt::Debug for Peer {
             .field("priority", &self.priority())
             .finish()
     }
-}
-
-tokio::task_local! {
-    static CURRENT: Peer;
-}
-
-thread_local! {
-    static BLOCKING_CURRENT: RefCell<Option<Peer>> = const { RefCell::new(None) };
 }
 
 impl Peer {
@@ -155,49 +145,9 @@ impl Peer {
         self.inner.identity.clone()
     }
 
-    /// The peer of the connection whose call is being served by the
-    /// current task or blocking closure; `None` outside a method handler.
-    /// Like [`remaining`](crate::remaining), it is set while a handler
-    /// runs, including its first (inline) poll and
-    /// `CallCx::blocking` closures.
-    ///
-    /// ```
-    /// assert!(remote_core::Peer::current().is_none());
-    /// ```
-    pub fn current() -> Option<Peer> {
-        CURRENT
-            .try_with(Peer::clone)
-            .ok()
-            .or_else(|| BLOCKING_CURRENT.with(|c| c.borrow().clone()))
-    }
-
     /// The authenticated identity of the connection being served, if it
     /// is a `T`: a shortcut for `Peer::current()` and [`identity`](Peer::identity).
     pub fn current_identity<T: Any + Send + Sync>() -> Option<Arc<T>> {
         Peer::current()?.identity_arc()?.downcast().ok()
     }
-}
-
-/// Runs `fut` with `peer` as [`Peer::current`].
-pub(crate) fn scope<F: Future>(peer: Peer, fut: F) -> impl Future<Output = F::Output> {
-    CURRENT.scope(peer, fut)
-}
-
-/// Runs `f` (a handler's first poll) with `peer` as [`Peer::current`].
-pub(crate) fn sync_scope<R>(peer: Peer, f: impl FnOnce() -> R) -> R {
-    CURRENT.sync_scope(peer, f)
-}
-
-/// Runs `f` on a blocking thread with `peer` as [`Peer::current`].
-pub(crate) fn blocking_scope<R>(peer: Peer, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Peer>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let prev = self.0.take();
-            BLOCKING_CURRENT.with(|c| *c.borrow_mut() = prev);
-        }
-    }
-    let prev = BLOCKING_CURRENT.with(|c| c.borrow_mut().replace(peer));
-    let _restore = Restore(prev);
-    f()
 }

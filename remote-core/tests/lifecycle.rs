@@ -29,6 +29,10 @@ pub trait Whoami {
     async fn later(&self) -> Result<u32, Error>;
     /// The same from a blocking method.
     fn blocking(&self) -> Result<u32, Error>;
+    /// The caller from inside a `with_timeout` in the handler, on its
+    /// first poll and after a yield, and whether the inner deadline (the
+    /// shorter) is the one inherited there.
+    async fn timed(&self) -> Result<(u32, u32, bool), Error>;
     /// Waits until the test opens the gate, then answers.
     async fn slow(&self) -> Result<u32, Error>;
 }
@@ -61,6 +65,17 @@ impl Whoami for Root {
     }
     fn blocking(&self) -> Result<u32, Error> {
         caller()
+    }
+    async fn timed(&self) -> Result<(u32, u32, bool), Error> {
+        let outer = remote_core::remaining().ok_or_else(|| Error::Io("no deadline".into()))?;
+        let inner = outer / 2;
+        remote_core::with_timeout(inner, async {
+            let first = caller()?;
+            tokio::task::yield_now().await;
+            let left = remote_core::remaining().ok_or_else(|| Error::Io("none".into()))?;
+            Ok((first, caller()?, left <= inner))
+        })
+        .await
     }
     async fn slow(&self) -> Result<u32, Error> {
         let opened = self.gate.open.notified();
@@ -111,9 +126,12 @@ async fn the_root_factory_and_every_kind_of_handler_see_the_callers_identity() {
         let call: BoxFuture<'static, Result<u32, Error>> =
             root.handle().unwrap().call("blocking", ());
         assert_eq!(call.await.unwrap(), id);
+        assert_eq!(root.timed().await.unwrap(), (id, id, true));
     }
-    // Outside a handler there is no current peer.
+    // Outside a handler there is no current peer, within a deadline too.
     assert!(Peer::current().is_none());
+    let within = remote_core::with_timeout(PATIENCE, async { Peer::current().is_none() });
+    assert!(within.await);
 }
 
 #[tokio::test]

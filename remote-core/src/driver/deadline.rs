@@ -1,26 +1,15 @@
 //! Call deadlines: a task-local (and, on blocking threads, thread-local)
-//! deadline that outgoing calls inherit.
+//! deadline that outgoing calls inherit, kept with the peer being served
+//! (`ambient.rs`).
 
-use std::cell::Cell;
 use std::future::Future;
 use std::time::Duration;
 
 use crate::rt::time::Instant;
 
-tokio::task_local! {
-    static DEADLINE: Instant;
-}
-
-thread_local! {
-    static BLOCKING_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
-}
-
 /// The deadline inherited by a call made now, if any.
 pub(crate) fn current_deadline() -> Option<Instant> {
-    DEADLINE
-        .try_with(|d| *d)
-        .ok()
-        .or_else(|| BLOCKING_DEADLINE.with(Cell::get))
+    crate::ambient::deadline()
 }
 
 /// Runs `fut` with calls inside it limited to `timeout` from now (never
@@ -42,7 +31,7 @@ pub async fn with_timeout<F: Future>(timeout: Duration, fut: F) -> F::Output {
     if let Some(inherited) = current_deadline() {
         deadline = deadline.min(inherited);
     }
-    DEADLINE.scope(deadline, fut).await
+    crate::ambient::deadline_scope_here(deadline, fut).await
 }
 
 /// `now + d`, saturating ([`crate::proto::later`] on tokio's clock): a
@@ -61,25 +50,8 @@ pub fn remaining() -> Option<Duration> {
     current_deadline().map(|d| d.saturating_duration_since(Instant::now()))
 }
 
-/// Runs `fut` with `deadline` as the inherited deadline.
+/// Runs `fut` (the body of a task spawned to carry a deadline over) with
+/// `deadline` inherited.
 pub(crate) fn scope<F: Future>(deadline: Instant, fut: F) -> impl Future<Output = F::Output> {
-    DEADLINE.scope(deadline, fut)
-}
-
-/// Runs `f` (first poll of a handler) with `deadline` inherited.
-pub(crate) fn sync_scope<R>(deadline: Instant, f: impl FnOnce() -> R) -> R {
-    DEADLINE.sync_scope(deadline, f)
-}
-
-/// Sets the deadline for a blocking thread while `f` runs.
-pub(crate) fn blocking_scope<R>(deadline: Instant, f: impl FnOnce() -> R) -> R {
-    let prev = BLOCKING_DEADLINE.with(|c| c.replace(Some(deadline)));
-    struct Reset(Option<Instant>);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            BLOCKING_DEADLINE.with(|c| c.set(self.0));
-        }
-    }
-    let _reset = Reset(prev);
-    f()
+    crate::ambient::deadline_scope(deadline, fut)
 }

@@ -286,11 +286,7 @@ impl CallCx {
             // Released when `f` returns (or unwinds), not when the awaiting
             // handler is dropped.
             let _held = (hold, slots);
-            crate::blocking::allow_blocking(|| {
-                crate::peer::blocking_scope(peer, || {
-                    crate::driver::deadline::blocking_scope(deadline, f)
-                })
-            })
+            crate::blocking::allow_blocking(|| crate::ambient::blocking_scope(peer, deadline, f))
         });
         match task.await {
             Ok(r) => r,

@@ -295,9 +295,7 @@ impl Shared {
                 let _inline = Inline::enter();
                 let _span = span.enter();
                 let first_poll = || (&mut fut).now_or_never();
-                crate::peer::sync_scope(peer.clone(), || {
-                    super::deadline::sync_scope(deadline, first_poll)
-                })
+                crate::ambient::sync_scope(peer.clone(), deadline, first_poll)
             })),
             None => Ok(None),
         };
@@ -343,7 +341,7 @@ impl Shared {
                 let work = async move {
                     let (fut, keep, _done) = guarded;
                     let run = std::panic::AssertUnwindSafe(fut).catch_unwind();
-                    let res = crate::peer::scope(peer, super::deadline::scope(deadline, run)).await;
+                    let res = crate::ambient::scope(peer, deadline, run).await;
                     let e = match res {
                         Ok(Reply { .. }) => return, // queued by `CallCx::reply`
                         Err(panic) => panic_error(panic),
