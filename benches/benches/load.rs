@@ -7,6 +7,7 @@
 //! cargo bench -p remote-benches --bench load                    # everything (~1 min)
 //! cargo bench -p remote-benches --bench load -- inflight [SECS] # 64 in flight, both runtimes
 //! LOAD_SYSTEMS=ours,raw cargo bench ... -- inflight             # only those systems
+//! LOAD_FLAVOR=current-thread cargo bench ... -- inflight        # one runtime only (e.g. under `perf stat`)
 //! cargo bench -p remote-benches --bench load -- large [SECS]    # 64 KiB and 1 MiB echo
 //! cargo bench -p remote-benches --bench load -- cap [SECS]      # get-capability → call, pipelined or not
 //! cargo bench -p remote-benches --bench load -- conns [N]       # N connections at once
@@ -164,6 +165,10 @@ fn inflight(secs: f64) {
     println!("| system | runtime | calls/s | range |");
     println!("|---|---|---:|---|");
     for flavor in [Flavor::Current, Flavor::Multi] {
+        // `LOAD_FLAVOR` names one runtime to measure (as printed).
+        if std::env::var("LOAD_FLAVOR").is_ok_and(|f| f != flavor.name()) {
+            continue;
+        }
         for system in ["raw", "ours", "tarpc-bincode", "capnp", "remoc"] {
             if !selected(system) {
                 continue;

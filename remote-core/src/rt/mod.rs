@@ -21,6 +21,19 @@ pub(crate) fn current_runtime() -> RuntimeHandle {
     tokio::runtime::Handle::current()
 }
 
+/// Whether `rt` runs tasks on several worker threads (where a task woken
+/// by one worker may run at once on another).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn is_multi_thread(rt: &RuntimeHandle) -> bool {
+    rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+}
+
+/// Whether `rt` runs tasks on several worker threads: never in a browser.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn is_multi_thread(_rt: &RuntimeHandle) -> bool {
+    false
+}
+
 #[cfg(target_arch = "wasm32")]
 mod web;
 #[cfg(target_arch = "wasm32")]
