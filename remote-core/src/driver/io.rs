@@ -39,6 +39,11 @@ enum Stop {
 }
 
 pub(crate) async fn write_loop(shared: Arc<Shared>) {
+    // However this task ends, the socket's writing half is dropped with it
+    // (it lives in the shared state, which proxies keep alive): some
+    // transports close only on drop (a child's stdin: its `shutdown` does
+    // nothing, and the child, reading until end of input, would not exit).
+    let _drop_writer = DropWriter(&shared);
     let mut buf: Vec<u8> = Vec::new();
     // Whether to let other tasks queue before writing (below).
     let spread = crate::rt::is_multi_thread(&shared.runtime);
@@ -164,6 +169,17 @@ pub(crate) async fn write_loop(shared: Arc<Shared>) {
         on_pen(&shared, |w, cx| w.poll_shutdown(cx)).await
     })
     .await;
+}
+
+/// Replaces the socket's writing half with a sink when dropped.
+struct DropWriter<'a>(&'a Shared);
+
+impl Drop for DropWriter<'_> {
+    fn drop(&mut self) {
+        let w = std::mem::replace(&mut lock(&self.0.pen).w, Box::new(tokio::io::sink()));
+        // Outside the lock: a transport's destructor may do anything.
+        drop(w);
+    }
 }
 
 /// The end of a batch written (by the writer task or directly): a run of
