@@ -22,6 +22,9 @@ impl Waiter {
     /// Hands the call its outcome (`false` if the caller is gone). Never
     /// under the `core` lock: it may drop the outcome.
     pub(crate) fn send(self, shared: &super::Shared, r: Result<Incoming, Error>) -> bool {
+        shared
+            .batch_replies
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         shared.replies.deliver(self.reply, Some(r))
     }
 }

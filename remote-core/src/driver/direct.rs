@@ -92,6 +92,12 @@ impl Shared {
     /// The reader task is about to wait (for input or for room): writes
     /// what was queued while it handled frames, if nobody else is writing.
     pub(crate) fn reader_waits(&self) {
+        // A batch that handed several callers their replies: they are about
+        // to call again, and their calls should leave in one write (the
+        // writer task's), not the first alone (`Handle::prepare_to`'s
+        // `lone`). A heuristic only: either way every frame is written.
+        let replies = self.batch_replies.swap(0, Ordering::Relaxed);
+        self.burst.store(replies >= 2, Ordering::Relaxed);
         if !self.deferred.load(Ordering::SeqCst) {
             return;
         }

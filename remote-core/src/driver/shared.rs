@@ -36,6 +36,11 @@ pub(crate) struct Shared {
     pub(crate) pen: Mutex<Pen>,
     /// The reader task writes what is queued at its next wait (`direct.rs`).
     pub(crate) deferred: AtomicBool,
+    /// Replies handed to our callers since the reader last waited, and
+    /// whether that batch held several (`direct.rs`): callers are then
+    /// about to call again together, so none writes alone.
+    pub(crate) batch_replies: AtomicUsize,
+    pub(crate) burst: AtomicBool,
     /// Set when `out` went from empty to not empty; the writer clears it.
     pub(crate) out_ready: AtomicBool,
     /// Set (under the `out` lock) when the writer has ended: nothing more

@@ -259,10 +259,12 @@ impl Handle {
                     });
                 }
             };
-            // The only call waiting on this connection: its caller writes
+            // The only call waiting on this connection, and not one of
+            // several callers just handed their replies: its caller writes
             // it (`direct.rs`); calls made among others queue for the
             // writer task's batches.
-            let lone = core.calls_waiting() == 1;
+            let lone = core.calls_waiting() == 1
+                && !shared.burst.load(std::sync::atomic::Ordering::Relaxed);
             (id, shared.expiry.note(deadline), lone)
         };
         if rearm {

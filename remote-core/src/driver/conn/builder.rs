@@ -177,6 +177,8 @@ impl ConnectionBuilder {
             out: Mutex::new(Default::default()),
             pen: Mutex::new(super::super::direct::Pen::new(writer)),
             deferred: AtomicBool::new(false),
+            batch_replies: AtomicUsize::new(0),
+            burst: AtomicBool::new(false),
             out_ready: AtomicBool::new(false),
             writer_gone: AtomicBool::new(false),
             queued: AtomicUsize::new(0),

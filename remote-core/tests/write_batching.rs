@@ -1,0 +1,109 @@
+//! How many writes a busy connection makes: callers that all get their
+//! replies in one batch call again in one write, not the first alone and
+//! the rest in a second one. Counted on the client's transport, on a
+//! current-thread runtime over an in-memory pipe, where the schedule
+//! depends on nothing but the code (no clock, no other thread).
+
+#[path = "support/add.rs"]
+mod add;
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use add::{Add, Impl};
+use remote_core::{ConnectionBuilder, Remote};
+use tokio::io::AsyncWrite;
+
+/// A writing half that counts the writes that carried bytes.
+struct Counted<W> {
+    inner: W,
+    writes: Arc<AtomicUsize>,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Counted<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.writes.fetch_add(1, SeqCst);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.writes.fetch_add(1, SeqCst);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// 64 callers, each making `ROUNDS` calls one after the other: after the
+/// first round every round's calls come back in one batch, and the calls
+/// that follow should leave in about one write per round. With the first
+/// caller of each round writing its frame alone, it took two.
+#[tokio::test(flavor = "current_thread")]
+async fn callers_answered_together_call_again_in_one_write() {
+    const CALLERS: i64 = 64;
+    const ROUNDS: i64 = 200;
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let (ar, aw) = tokio::io::split(a);
+    let (br, bw) = tokio::io::split(b);
+    let writes = Arc::new(AtomicUsize::new(0));
+    let counted = Counted {
+        inner: aw,
+        writes: writes.clone(),
+    };
+    let served = ConnectionBuilder::new()
+        .serve(Remote::new(Arc::new(Impl) as Arc<dyn Add>))
+        .over(br, bw, "client");
+    let (client, _server) =
+        tokio::join!(ConnectionBuilder::new().over(ar, counted, "server"), served);
+    let (client, _server) = (client.unwrap(), _server.unwrap());
+    let add = client.root::<dyn Add>();
+    let before = writes.load(SeqCst);
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|c| {
+            let add = add.clone();
+            tokio::spawn(async move {
+                for r in 0..ROUNDS {
+                    assert_eq!(add.add(c, r).await.unwrap(), c + r);
+                }
+            })
+        })
+        .collect();
+    for c in callers {
+        c.await.unwrap();
+    }
+    let writes = writes.load(SeqCst) - before;
+    // Every call reached the server, so at least one write carried it; a
+    // round that took two writes would make this about 2 × ROUNDS.
+    assert!(writes >= 1, "no write counted");
+    assert!(
+        writes <= ROUNDS as usize * 3 / 2,
+        "{writes} writes for {ROUNDS} rounds of {CALLERS} calls"
+    );
+}
