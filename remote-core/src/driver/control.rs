@@ -33,7 +33,7 @@ pub(crate) type Core = State<Arc<dyn Dispatch>, Waiter>;
 /// A reply to one of our calls, still encoded.
 pub(crate) struct Incoming {
     pub(crate) frame: Bytes,
-    pub(crate) result: Result<Range<usize>, RemoteError>,
+    pub(crate) result: Result<Range<usize>, Box<RemoteError>>,
     pub(crate) refs: Vec<ImportRef>,
     pub(crate) owns: Vec<(ObjectId, Arc<dyn Dispatch>)>,
 }

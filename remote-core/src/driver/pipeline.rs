@@ -91,14 +91,7 @@ impl Answer {
             },
             // An error reply (rare): parsed as the peer will parse it.
             None => match Message::parse(payload, &shared.limits, &mut Vec::new()) {
-                Ok(Message::Error { error, .. }) => Err(RemoteError {
-                    kind: error.kind.into_owned(),
-                    type_name: error.type_name.into_owned(),
-                    message: error.message.into_owned(),
-                    chain: error.chain.into_iter().map(|s| s.into_owned()).collect(),
-                    backtrace: error.backtrace.map(|s| s.into_owned()),
-                    data: error.data.map(|r| payload[r].to_vec()),
-                }),
+                Ok(Message::Error { error, .. }) => Err(error.into_remote(payload)),
                 _ => Err(ended(id)),
             },
         };

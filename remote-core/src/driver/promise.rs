@@ -177,7 +177,7 @@ fn outcome(shared: &Arc<Shared>, reply: Result<Result<Incoming, Error>, impl Siz
         Err(e) if e.kind == "deadline_exceeded" => {
             Settled::Local(Error::DeadlineExceeded(std::time::Duration::ZERO))
         }
-        Err(e) => Settled::Remote(e),
+        Err(e) => Settled::Remote(*e),
     }
 }
 

@@ -47,6 +47,21 @@ pub struct WireError<'a> {
     pub data: Option<Range<usize>>,
 }
 
+impl WireError<'_> {
+    /// The owned error, its `data` range read from `frame` (the frame this
+    /// error was parsed from).
+    pub fn into_remote(self, frame: &[u8]) -> crate::RemoteError {
+        crate::RemoteError {
+            kind: self.kind.into_owned(),
+            type_name: self.type_name.into_owned(),
+            message: self.message.into_owned(),
+            chain: self.chain.into_iter().map(Cow::into_owned).collect(),
+            backtrace: self.backtrace.map(Cow::into_owned),
+            data: self.data.map(|r| frame[r].to_vec()),
+        }
+    }
+}
+
 /// One parsed message. Byte ranges index the frame it was parsed from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<'a> {
@@ -76,8 +91,9 @@ pub enum Message<'a> {
     Error {
         /// The call answered.
         id: CallId,
-        /// The error.
-        error: WireError<'a>,
+        /// The error (boxed: errors are rare, and every message is moved
+        /// on its way from the parser to the state machine).
+        error: Box<WireError<'a>>,
     },
     /// `[4, object_id, count]`.
     Release {
@@ -283,14 +299,14 @@ impl<'a> Message<'a> {
                 };
                 Message::Error {
                     id,
-                    error: WireError {
+                    error: Box::new(WireError {
                         kind,
                         type_name,
                         message,
                         chain,
                         backtrace,
                         data,
-                    },
+                    }),
                 }
             }
             kind::RELEASE => {

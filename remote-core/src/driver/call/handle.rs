@@ -324,7 +324,7 @@ impl Handle {
                 })
             }),
             Finished::Failed(e) => Err(E::from_error(e)),
-            Finished::Remote(remote) => Err(E::from_remote(remote)),
+            Finished::Remote(remote) => Err(E::from_remote(*remote)),
         }
     }
 
@@ -364,5 +364,5 @@ enum Finished {
     /// A local error: the reply did not decode, or the deadline passed.
     Failed(Error),
     /// The peer's error.
-    Remote(crate::RemoteError),
+    Remote(Box<crate::RemoteError>),
 }

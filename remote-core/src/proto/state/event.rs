@@ -55,8 +55,9 @@ pub enum Event<'a, O, W> {
     Reply {
         /// The waiter registered by `start_call`.
         waiter: W,
-        /// The value's byte range, or the error.
-        result: Result<std::ops::Range<usize>, RemoteError>,
+        /// The value's byte range, or the error (boxed: errors are rare,
+        /// and an event is moved several times on every reply).
+        result: Result<std::ops::Range<usize>, Box<RemoteError>>,
         /// Imports referenced by the value: one hold per distinct object,
         /// sorted by id.
         refs: Vec<ImportRef>,

@@ -180,14 +180,7 @@ impl<O: Clone, W> State<O, W> {
                     self.cancelled.remove(&id);
                     return Ok(Event::Nothing);
                 };
-                let e = RemoteError {
-                    kind: error.kind.into_owned(),
-                    type_name: error.type_name.into_owned(),
-                    message: error.message.into_owned(),
-                    chain: error.chain.into_iter().map(|s| s.into_owned()).collect(),
-                    backtrace: error.backtrace.map(|s| s.into_owned()),
-                    data: error.data.map(|r| frame[r].to_vec()),
-                };
+                let e = Box::new(error.into_remote(frame));
                 Ok(Event::Reply {
                     waiter,
                     result: Err(e),
