@@ -43,6 +43,27 @@ struct EncodeOut {
 #[must_use = "undo the exports if the message is not sent"]
 pub(crate) struct Exported(Vec<ObjectId>);
 
+/// An [`Exported`] list gives its allocation back here when dropped, and
+/// the next encode that exports takes it: a message carrying references
+/// does not allocate a list of its own each time.
+const SPARE_IDS_MAX: usize = 64;
+
+thread_local! {
+    static SPARE_IDS: Cell<Vec<ObjectId>> = const { Cell::new(Vec::new()) };
+}
+
+impl Drop for Exported {
+    fn drop(&mut self) {
+        // Most messages export nothing and never allocated a list.
+        if self.0.capacity() > 0 && self.0.capacity() <= SPARE_IDS_MAX {
+            let mut ids = std::mem::take(&mut self.0);
+            ids.clear();
+            // `try_with`: a thread being torn down has no spare to keep.
+            let _ = SPARE_IDS.try_with(|s| s.set(ids));
+        }
+    }
+}
+
 impl Exported {
     /// Whether encoding exported no object.
     pub(crate) fn is_empty(&self) -> bool {
@@ -305,6 +326,11 @@ pub(crate) fn decode_into(
     let mut de: De<'_> = rmp_serde::Deserializer::from_read_ref(bytes);
     if held.refs.is_empty() && held.owns.is_empty() {
         // Nothing to look up: no connection needed.
+        if !held.refs.spilled() && held.owns.capacity() == 0 {
+            // Nothing to free either: skip the (out-of-line) drops of two
+            // empty collections on every call.
+            std::mem::forget(held);
+        }
         let _restore = RestoreDecoding(DECODING.with(|d| d.replace(Decoding::NothingHeld)));
         return slot
             .decode_from(&mut de)
@@ -427,6 +453,9 @@ pub(crate) fn export<T: ?Sized + Interface>(obj: &Arc<T>) -> Result<(RefTag, Obj
         let mut out = o.borrow_mut();
         match r {
             Ok(id) => {
+                if out.exported.capacity() == 0 {
+                    out.exported = SPARE_IDS.with(Cell::take);
+                }
                 out.exported.push(id);
                 Ok((RefTag::SenderExport, id))
             }

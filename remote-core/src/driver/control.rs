@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::interface::Dispatch;
-use crate::proto::{CallId, ImportRef, ObjectId, ReleaseSink, State};
+use crate::proto::{CallId, ImportRefs, ObjectId, ReleaseSink, State};
 use crate::{Error, RemoteError};
 
 /// The waiting end of one of our calls: its reply slot
@@ -34,14 +34,14 @@ pub(crate) type Core = State<Arc<dyn Dispatch>, Waiter>;
 pub(crate) struct Incoming {
     pub(crate) frame: Bytes,
     pub(crate) result: Result<Range<usize>, Box<RemoteError>>,
-    pub(crate) refs: Vec<ImportRef>,
+    pub(crate) refs: ImportRefs,
     pub(crate) owns: Vec<(ObjectId, Arc<dyn Dispatch>)>,
 }
 
 /// References resolved when a message arrived, held until it is decoded.
 #[derive(Default)]
 pub(crate) struct Held {
-    pub(crate) refs: Vec<ImportRef>,
+    pub(crate) refs: ImportRefs,
     pub(crate) owns: Vec<(ObjectId, Arc<dyn Dispatch>)>,
 }
 

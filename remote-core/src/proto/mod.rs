@@ -39,7 +39,9 @@ pub use pipeline::{
     FEATURE as FEATURE_PIPELINE,
 };
 pub use state::{Event, Phase, State, Violation};
-pub use tables::{ExportKey, ExportTable, ImportInner, ImportRef, ImportTable, ReleaseSink};
+pub use tables::{
+    ExportKey, ExportTable, ImportInner, ImportRef, ImportRefs, ImportTable, ReleaseSink,
+};
 pub use value::{walk, FoundRef, Malformed, Reader, TOO_DEEP};
 
 /// Message kind codes (first element of every message array).

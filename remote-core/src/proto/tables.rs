@@ -244,6 +244,10 @@ pub struct ImportInner {
 /// A counted hold on an import.
 pub type ImportRef = Arc<ImportInner>;
 
+/// The imports one message refers to, one hold per distinct object: inline
+/// (no allocation) for the one or two references a message usually holds.
+pub type ImportRefs = smallvec::SmallVec<[ImportRef; 2]>;
+
 impl ImportInner {
     /// The peer's object id.
     pub fn id(&self) -> ObjectId {

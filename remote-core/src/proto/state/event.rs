@@ -1,6 +1,6 @@
 //! [`Event`]: what the driver must do about one incoming frame.
 
-use crate::proto::tables::ImportRef;
+use crate::proto::tables::ImportRefs;
 use crate::proto::{CallId, ObjectId};
 use crate::RemoteError;
 
@@ -36,7 +36,7 @@ pub enum Event<'a, O, W> {
         args: std::ops::Range<usize>,
         /// Imports referenced by the arguments: one hold per distinct
         /// object (receipts are counted in it), sorted by id.
-        refs: Vec<ImportRef>,
+        refs: ImportRefs,
         /// Our own objects handed back in the arguments, held until
         /// decoded: one per distinct id, sorted by id.
         owns: Vec<(ObjectId, O)>,
@@ -60,7 +60,7 @@ pub enum Event<'a, O, W> {
         result: Result<std::ops::Range<usize>, Box<RemoteError>>,
         /// Imports referenced by the value: one hold per distinct object,
         /// sorted by id.
-        refs: Vec<ImportRef>,
+        refs: ImportRefs,
         /// Our own objects handed back in the value, held until decoded:
         /// one per distinct id, sorted by id.
         owns: Vec<(ObjectId, O)>,

@@ -2,7 +2,7 @@
 //! a message carries (imports counted, our own objects held).
 
 use super::{Phase, State, Violation};
-use crate::proto::tables::{ExportKey, ExportTable, ImportRef, ImportTable, TableError};
+use crate::proto::tables::{ExportKey, ExportTable, ImportRefs, ImportTable, TableError};
 use crate::proto::{encode, ObjectId};
 
 /// Why the references in a message could not all be resolved.
@@ -83,13 +83,13 @@ impl<O: Clone, W> State<O, W> {
     /// are counted, and our own objects handed back are held, so a release
     /// processed before the value is decoded cannot free them.
     #[allow(clippy::type_complexity)]
-    pub(super) fn take_refs(&mut self) -> Result<(Vec<ImportRef>, Vec<(ObjectId, O)>), RefError> {
+    pub(super) fn take_refs(&mut self) -> Result<(ImportRefs, Vec<(ObjectId, O)>), RefError> {
         // Most messages carry no reference: nothing to resolve or sort.
         if self.scratch.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
+            return Ok((ImportRefs::new(), Vec::new()));
         }
         let found = std::mem::take(&mut self.scratch);
-        let mut refs = Vec::new();
+        let mut refs = ImportRefs::new();
         let mut owns = Vec::new();
         let mut first_error = None;
         // Every reference of the sender's is counted even after an error:
@@ -125,7 +125,10 @@ impl<O: Clone, W> State<O, W> {
         // One hold per distinct object, sorted by id, so decoding looks each
         // reference up in O(log n): the counts live in the holds, so
         // duplicates add nothing.
-        sort_dedup(&mut refs, |r| r.id());
+        if refs.len() > 1 {
+            refs.sort_unstable_by_key(|r| r.id());
+            refs.dedup_by(|a, b| a.id() == b.id());
+        }
         sort_dedup(&mut owns, |(id, _)| *id);
         match first_error {
             Some(e) => Err(e),
