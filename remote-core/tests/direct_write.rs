@@ -126,6 +126,9 @@ async fn workload(client: &Connection, client_live: &Arc<AtomicUsize>, tasks: u6
                     // A larger frame each way.
                     let data = vec![(id % 251) as u8; 3000];
                     assert_eq!(root.echo(data.clone()).await.unwrap(), data);
+                    // The same from a spawned handler, whose reply its own
+                    // task writes when it is the only call running.
+                    assert_eq!(root.echo_later(data.clone()).await.unwrap(), data);
                     // A call dropped before its reply (a cancel frame).
                     let _ = tokio::time::timeout(Duration::from_micros(1), root.add(r, t)).await;
                     answered.fetch_add(1, SeqCst);
@@ -208,6 +211,42 @@ async fn a_large_reply_written_by_the_reader_to_a_non_reader_still_ends_at_the_s
     args.extend(std::iter::repeat_n(1u8, 40_000));
     their_w
         .write_all(&raw::call(1, 0, "echo", 10_000, &args))
+        .await
+        .unwrap();
+    let reason = bounded(conn.closed()).await;
+    assert!(
+        reason.to_string().contains("write_stall_timeout = 200"),
+        "{reason}"
+    );
+    assert_eq!(conn.queued_output_bytes(), 0, "nothing stays counted");
+    assert!(eventually(|| live.load(SeqCst) == 0).await);
+}
+
+/// The same with a spawned handler's reply: the only call running, it is
+/// written by the handler's own task (no hop to the writer task), which
+/// must not block on the socket either.
+#[tokio::test]
+async fn a_lone_spawned_handlers_large_reply_to_a_non_reader_still_ends_at_the_stall_timeout() {
+    let limits = Limits {
+        write_stall_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let live = Arc::new(AtomicUsize::new(0));
+    let (ours, theirs) = tokio::io::duplex(4096);
+    let (r, w) = tokio::io::split(ours);
+    let (_their_r, mut their_w) = tokio::io::split(theirs);
+    their_w.write_all(&raw::hello(vec![])).await.unwrap();
+    let conn = ConnectionBuilder::new()
+        .limits(limits)
+        .serve(N::remote(0, &live))
+        .over(r, w, "never reads")
+        .await
+        .unwrap();
+    let mut args = vec![0x91, 0xdc];
+    args.extend_from_slice(&40_000u16.to_be_bytes());
+    args.extend(std::iter::repeat_n(1u8, 40_000));
+    their_w
+        .write_all(&raw::call(1, 0, "echo_later", 10_000, &args))
         .await
         .unwrap();
     let reason = bounded(conn.closed()).await;

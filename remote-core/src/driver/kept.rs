@@ -22,7 +22,7 @@ use super::budget::Budget;
 use super::shared::lock;
 
 /// A buffer at least this large is worth keeping (and a frame this large is
-/// moved to the writer, not copied: `Shared::send_vec`).
+/// moved to the writer, not copied: `Shared::send_vec_as`).
 pub(crate) const LARGE_FRAME: usize = 64 << 10;
 
 /// A buffer is kept only for a run of large frames: a large frame within

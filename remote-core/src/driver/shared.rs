@@ -261,12 +261,7 @@ impl Shared {
     /// buffer instead of copying it when it is large and nothing else is
     /// queued: a large value is not copied a second time on its way out.
     /// `frame` is left empty (with the small buffer it was swapped for)
-    /// when taken, unchanged otherwise.
-    pub(crate) fn send_vec(&self, frame: &mut Vec<u8>) -> Result<(), Error> {
-        self.send_vec_as(frame, false)
-    }
-
-    /// [`send_vec`](Self::send_vec), then, if `direct` and nobody is
+    /// when taken, unchanged otherwise. Then, if `direct` and nobody is
     /// writing, writes the queue from this task as far as the socket takes
     /// it without waiting (`direct.rs`).
     pub(crate) fn send_vec_as(&self, frame: &mut Vec<u8>, direct: bool) -> Result<(), Error> {

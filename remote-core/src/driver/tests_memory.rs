@@ -113,7 +113,7 @@ async fn a_connection_closed_with_calls_in_flight_frees_its_state() {
 }
 
 /// Large calls and replies are moved into the output queue, not copied
-/// (`Shared::send_vec`): what the budget counts for them is given back once
+/// (`Shared::send_vec_as`): what the budget counts for them is given back once
 /// they are written, on both ends.
 #[tokio::test]
 async fn large_frames_moved_to_the_writer_leave_nothing_counted() {

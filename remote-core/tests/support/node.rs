@@ -1,6 +1,7 @@
 //! A test object for ordering and counting tests: `add`, `make` (a fresh
-//! object), `read` (a call back on an object passed in) and `echo`, each
-//! object counted in a shared `live` counter while it exists.
+//! object), `read` (a call back on an object passed in), `echo` and
+//! `echo_later` (a handler that waits once, so it runs in a task of its
+//! own), each object counted in a shared `live` counter while it exists.
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -18,6 +19,9 @@ pub trait Node {
     async fn read(&self, obj: Remote<dyn Node>) -> Result<u64, Error>;
     /// Echoes `data`.
     async fn echo(&self, data: Vec<u8>) -> Result<Vec<u8>, Error>;
+    /// Echoes `data` after yielding once: not finished by the reader's
+    /// inline poll, so its handler is spawned.
+    async fn echo_later(&self, data: Vec<u8>) -> Result<Vec<u8>, Error>;
 }
 
 pub(crate) struct N {
@@ -53,6 +57,10 @@ impl Node for N {
         obj.add(0, 0).await
     }
     async fn echo(&self, data: Vec<u8>) -> Result<Vec<u8>, Error> {
+        Ok(data)
+    }
+    async fn echo_later(&self, data: Vec<u8>) -> Result<Vec<u8>, Error> {
+        tokio::task::yield_now().await;
         Ok(data)
     }
 }

@@ -81,9 +81,27 @@ impl CallCx {
         }
     }
 
+    /// Marks the call answered before its reply is queued (a spawned
+    /// handler's: the reader marks inline ones). `None` if it already was
+    /// (a cancel answered it): nothing is sent then. Otherwise whether this
+    /// task writes the reply itself (`direct.rs`): a spawned handler that is
+    /// the only call running, with none of ours waiting, writes it at once
+    /// instead of waking the writer task; replies made among others leave
+    /// in the writer task's batches.
+    fn answer(&self) -> Option<bool> {
+        if running_inline() {
+            return Some(false);
+        }
+        let mut core = self.shared.core();
+        if !core.answered(self.id, self.seq) {
+            return None;
+        }
+        Some(core.calls_in_flight() <= 1 && core.calls_waiting() == 0)
+    }
+
     /// Answers with `e` exactly as it is (no re-raise note added).
     pub(crate) fn reply_remote(&self, e: &crate::RemoteError) -> Reply {
-        if !running_inline() && !self.shared.core().answered(self.id, self.seq) {
+        if self.answer().is_none() {
             return Reply { _queued: () };
         }
         if let Some(k) = &self.keep {
@@ -157,9 +175,9 @@ impl CallCx {
         // frame is read, so only spawned handlers need this.)
         // A call cancelled meanwhile was already answered with `cancelled`:
         // its one reply is out, so this one is not sent.
-        if !running_inline() && !self.shared.core().answered(self.id, self.seq) {
+        let Some(direct) = self.answer() else {
             return Reply { _queued: () };
-        }
+        };
         // A reply that could not be encoded: an error naming why instead.
         let fail = |e: Error| {
             let re = e.to_remote();
@@ -227,7 +245,7 @@ impl CallCx {
                 memo.store(&buf[at..]);
             }
             self.keep_reply(buf);
-            let sent = self.shared.send_vec(buf);
+            let sent = self.shared.send_vec_as(buf, direct);
             self.shared.output_share.replied(len);
             if sent.is_err() {
                 exported.undo(&self.shared);
@@ -245,16 +263,16 @@ impl CallCx {
 
     /// Answers with an already encoded return value (a memoised reply).
     pub(crate) fn reply_encoded(&self, value: &[u8]) -> Reply {
-        if !running_inline() && !self.shared.core().answered(self.id, self.seq) {
+        let Some(direct) = self.answer() else {
             return Reply { _queued: () };
-        }
+        };
         with_scratch_on(&self.shared, |buf| {
             encode::begin_in(buf);
             encode::return_head(buf, self.id);
             buf.extend_from_slice(value);
             let len = encode::finish(buf);
             self.keep_reply(buf);
-            if self.shared.send_vec(buf).is_ok() {
+            if self.shared.send_vec_as(buf, direct).is_ok() {
                 self.shared.meter.replied(None);
             }
             self.shared.output_share.replied(len);
