@@ -153,7 +153,13 @@ impl<A: Serialize, T: Wire, E: RemoteErrorType> Future for CallFuture<A, T, E> {
             let prepared = this.handle.prepare(this.method, &args, cx.waker());
             drop(args);
             match prepared {
-                Ok(p) => this.raw.set(Some(RawCall::new(this.handle, p))),
+                Ok(p) => {
+                    this.raw.set(Some(RawCall::new(this.handle, p)));
+                    // Its slot holds this task's waker (`Replies::open`):
+                    // whatever ends the call (reply, deadline, connection
+                    // lost) wakes it, so nothing needs looking at before.
+                    return Poll::Pending;
+                }
                 Err(e) => return Poll::Ready(Err(E::from_error(e))),
             }
         }
