@@ -134,7 +134,8 @@ async fn a_transport_that_panics_in_a_write_ends_the_connection() {
     let served = ConnectionBuilder::new()
         .serve(Remote::new(Arc::new(Impl) as Arc<dyn Keeper>))
         .over(br, bw, "client");
-    let (client, server) = tokio::join!(ConnectionBuilder::new().over(ar, writer, "server"), served);
+    let (client, server) =
+        tokio::join!(ConnectionBuilder::new().over(ar, writer, "server"), served);
     let (client, _server) = (client.unwrap(), server.unwrap());
     let root = client.root::<dyn Keeper>();
     bounded(root.nop()).await.unwrap();
@@ -143,7 +144,9 @@ async fn a_transport_that_panics_in_a_write_ends_the_connection() {
         let root = root.clone();
         tokio::spawn(async move { root.nop().await })
     };
-    let r = bounded(call).await.expect("the caller's task did not panic");
+    let r = bounded(call)
+        .await
+        .expect("the caller's task did not panic");
     let e = r.expect_err("the call fails");
     assert!(e.to_string().contains("panicked"), "{e}");
     let reason = bounded(client.closed()).await;

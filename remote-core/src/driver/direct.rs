@@ -48,6 +48,8 @@ pub(crate) struct Out {
     /// The writer task found the token taken: its holder wakes it when it
     /// gives the token back.
     pub(crate) writer_waits: bool,
+    /// A goodbye is queued: nothing more is ([`Shared::send_goodbye`]).
+    pub(crate) sealed: bool,
 }
 
 /// What only the holder of the write token uses.

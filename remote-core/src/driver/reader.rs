@@ -22,7 +22,7 @@ pub(super) async fn handshake(
     let first = match crate::rt::time::timeout(limit, input.next(false)).await {
         Err(_) => {
             let msg = format!("no handshake within handshake_timeout = {limit:?}");
-            let _ = shared.send(&encode::goodbye(&msg));
+            let _ = shared.send_goodbye(&msg);
             return Err(Error::Handshake(msg));
         }
         Ok(None) => {
@@ -33,7 +33,7 @@ pub(super) async fn handshake(
         Ok(Some(Err(FrameError::TooLarge { len, max }))) => {
             let msg =
                 format!("handshake frame of {len} bytes exceeds max_handshake_frame_len = {max}");
-            let _ = shared.send(&encode::goodbye(&msg));
+            let _ = shared.send_goodbye(&msg);
             return Err(Error::Handshake(msg));
         }
         Ok(Some(Err(FrameError::Io(e)))) => {
@@ -66,7 +66,7 @@ pub(super) async fn handshake(
             Ok(_) => return Err(Error::Handshake("unexpected first message".into())),
             Err(v) => {
                 drop(core);
-                let _ = shared.send(&encode::goodbye(&format!("handshake refused: {v}")));
+                let _ = shared.send_goodbye(&format!("handshake refused: {v}"));
                 return Err(Error::Handshake(v.0));
             }
         }
@@ -153,7 +153,7 @@ pub(super) async fn read_loop(
                     Some(Err(FrameError::TooLarge { len, max })) => {
                         let msg = format!("frame of {len} bytes exceeds max_frame_len = {max}");
                         crate::trace::limit_hit("max_frame_len", &msg);
-                        let _ = shared.send(&encode::goodbye(&msg));
+                        let _ = shared.send_goodbye(&msg);
                         break Error::limit("max_frame_len", max as u64, format!("peer sent a frame of {len} bytes"));
                     }
                     Some(Err(FrameError::Io(e))) => {
@@ -200,7 +200,7 @@ pub(super) async fn read_loop(
                             let _ = shared.send(&frame);
                         }
                         KeepaliveAction::Lost(msg) => {
-                            let _ = shared.send(&encode::goodbye(&msg));
+                            let _ = shared.send_goodbye(&msg);
                             break Error::ConnectionLost(msg);
                         }
                     }
@@ -231,12 +231,12 @@ pub(super) async fn read_loop(
                         "no traffic for idle_timeout = {:?} (an unauthenticated connection holding references)",
                         limits.idle_timeout
                     );
-                    let _ = shared.send(&encode::goodbye(&msg));
+                    let _ = shared.send_goodbye(&msg);
                     break Error::ConnectionLost(msg);
                 }
                 if stalled_frame {
                     let msg = format!("incomplete frame did not complete within {idle_name} = {idle:?}");
-                    let _ = shared.send(&encode::goodbye(&msg));
+                    let _ = shared.send_goodbye(&msg);
                     break Error::ConnectionLost(msg);
                 }
                 if progressed || in_use {
@@ -244,7 +244,7 @@ pub(super) async fn read_loop(
                     timer.as_mut().reset(earliest(idle_at, keepalive.as_ref(), deadlines_at));
                 } else {
                     let msg = format!("no traffic for {idle_name} = {idle:?}");
-                    let _ = shared.send(&encode::goodbye(&msg));
+                    let _ = shared.send_goodbye(&msg);
                     break Error::ConnectionLost(msg);
                 }
             }

@@ -127,7 +127,7 @@ impl Shared {
             Ok(ev) => ev,
             Err(v) => {
                 tracing::warn!(name: "remote.protocol_violation", "protocol violation: {v}");
-                let _ = self.send(&encode::goodbye(&format!("protocol violation: {v}")));
+                let _ = self.send_goodbye(&format!("protocol violation: {v}"));
                 return Err(Error::Protocol(v.0));
             }
         };
@@ -234,7 +234,7 @@ impl Shared {
             Event::Invalidated(token) => {
                 if let Err(v) = self.on_invalidated(token) {
                     tracing::debug!(peer = %self.peer, "protocol violation: {v}");
-                    let _ = self.send(&encode::goodbye(&format!("protocol violation: {v}")));
+                    let _ = self.send_goodbye(&format!("protocol violation: {v}"));
                     return Err(Error::Protocol(v));
                 }
             }
