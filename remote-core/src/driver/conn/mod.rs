@@ -346,11 +346,21 @@ impl Shared {
                         Ok(Reply { .. }) => return, // queued by `CallCx::reply`
                         Err(panic) => panic_error(panic),
                     };
-                    keep.fail(&e);
                     let frame = encode::error(id, &e, &shared.limits);
                     // Answered (id free for reuse) before the peer can see
-                    // it; not sent if a cancel already answered the call.
-                    if shared.core().answered(id, seq) {
+                    // it; not sent if a cancel or the deadline already
+                    // answered the call. The kept answer is set with the
+                    // call's answer (as `expire_handlers` does), so it
+                    // agrees with the one reply the peer gets.
+                    let answered = {
+                        let mut core = shared.core();
+                        let answered = core.answered(id, seq);
+                        if answered {
+                            keep.fail(&e);
+                        }
+                        answered
+                    };
+                    if answered {
                         shared.send_error_reply(&frame, "panic");
                     }
                 };
