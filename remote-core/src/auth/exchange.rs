@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use super::proto::{self, HelloAuth, Role, Transcript, NONCE_LEN};
 use super::{Side, REFUSED};
 use crate::driver::{Input, Shared};
-use crate::proto::{encode, FrameError, Message};
+use crate::proto::{FrameError, Message};
 use crate::Error;
 
 /// Who the peer proved to be: its user name and the authenticator's
@@ -136,7 +136,7 @@ pub(crate) async fn run(
 
 /// Says goodbye with `why`; the error to return.
 fn refuse(shared: &Shared, why: &str) -> Error {
-    let _ = shared.send(&encode::goodbye(why));
+    let _ = shared.send_goodbye(why);
     Error::Handshake(why.to_owned())
 }
 

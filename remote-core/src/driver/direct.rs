@@ -32,6 +32,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
 
+use super::guarded_write::GuardedWrite;
 use super::io::{finish_batch, BoxWrite};
 use super::shared::{lock, Shared};
 
@@ -48,6 +49,8 @@ pub(crate) struct Out {
     /// The writer task found the token taken: its holder wakes it when it
     /// gives the token back.
     pub(crate) writer_waits: bool,
+    /// A goodbye is queued: nothing more is ([`Shared::send_goodbye`]).
+    pub(crate) sealed: bool,
 }
 
 /// What only the holder of the write token uses.
@@ -63,9 +66,11 @@ pub(crate) struct Pen {
 }
 
 impl Pen {
+    /// A pen writing to `w`; a panic in `w` becomes an error
+    /// ([`GuardedWrite`]).
     pub(crate) fn new(w: BoxWrite) -> Self {
         Pen {
-            w,
+            w: Box::new(GuardedWrite::new(w)),
             buf: Vec::new(),
             pos: 0,
             since_large: u32::MAX,

@@ -34,6 +34,11 @@ pub(crate) const DRAIN_BYTES: usize = 32 << 20;
 /// [`MAX_READ`], so a busy connection takes many frames per `read`.
 pub(crate) const MIN_READ: usize = 512;
 const MAX_READ: usize = 16 << 10;
+/// The reader writes what handling frames queued when its read would wait
+/// (`direct.rs`); a peer whose frames never stop coming never makes it
+/// wait, so after this many reads in a row it writes anyway (at most
+/// `MAX_READ` times this of input between two writes).
+const WRITE_EVERY_READS: u32 = 16;
 
 /// Frames read from the peer, with the frame in progress counted in the
 /// memory budget.
@@ -54,6 +59,8 @@ pub(crate) struct Input {
     kept: usize,
     /// Frames read since the last large one.
     since_large: u32,
+    /// Reads in a row that did not wait (see [`WRITE_EVERY_READS`]).
+    unwaited: u32,
 }
 
 impl Input {
@@ -68,6 +75,7 @@ impl Input {
             chunk: MIN_READ,
             kept: 0,
             since_large: u32::MAX,
+            unwaited: 0,
         }
     }
 
@@ -187,11 +195,17 @@ impl Input {
             // queued is written when the read would wait (`direct.rs`),
             // not before every read, so a busy connection writes once per
             // run of reads rather than once per read.
+            if self.unwaited >= WRITE_EVERY_READS {
+                self.unwaited = 0;
+                self.shared.reader_waits();
+            }
             let shared = &self.shared;
+            let unwaited = &mut self.unwaited;
             let mut read = std::pin::pin!(self.r.read_buf(&mut self.buf));
             let read = std::future::poll_fn(|cx| {
                 let r = std::future::Future::poll(read.as_mut(), cx);
                 if r.is_pending() {
+                    *unwaited = 0;
                     shared.reader_waits();
                 }
                 r
@@ -199,6 +213,7 @@ impl Input {
             match read.await {
                 Ok(0) => return None,
                 Ok(n) => {
+                    self.unwaited += 1;
                     self.shared.meter.read(n);
                     self.adapt(n, spare)
                 }

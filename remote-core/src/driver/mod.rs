@@ -13,6 +13,7 @@ mod ctl_queue;
 pub(crate) mod deadline;
 mod direct;
 mod expiry;
+mod guarded_write;
 mod input;
 pub(crate) mod invalidate;
 mod io;

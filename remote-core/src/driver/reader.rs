@@ -1,9 +1,12 @@
 //! The reader task: handshake, then frames in, control messages, the idle
 //! timer, keepalive, and the close sequence.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::rt::time::Instant;
+use bytes::BytesMut;
+
+use crate::rt::time::{Instant, Sleep};
 
 use super::control::{Control, Core, Heard};
 use super::input::Input;
@@ -22,7 +25,7 @@ pub(super) async fn handshake(
     let first = match crate::rt::time::timeout(limit, input.next(false)).await {
         Err(_) => {
             let msg = format!("no handshake within handshake_timeout = {limit:?}");
-            let _ = shared.send(&encode::goodbye(&msg));
+            let _ = shared.send_goodbye(&msg);
             return Err(Error::Handshake(msg));
         }
         Ok(None) => {
@@ -33,7 +36,7 @@ pub(super) async fn handshake(
         Ok(Some(Err(FrameError::TooLarge { len, max }))) => {
             let msg =
                 format!("handshake frame of {len} bytes exceeds max_handshake_frame_len = {max}");
-            let _ = shared.send(&encode::goodbye(&msg));
+            let _ = shared.send_goodbye(&msg);
             return Err(Error::Handshake(msg));
         }
         Ok(Some(Err(FrameError::Io(e)))) => {
@@ -66,7 +69,7 @@ pub(super) async fn handshake(
             Ok(_) => return Err(Error::Handshake("unexpected first message".into())),
             Err(v) => {
                 drop(core);
-                let _ = shared.send(&encode::goodbye(&format!("handshake refused: {v}")));
+                let _ = shared.send_goodbye(&format!("handshake refused: {v}"));
                 return Err(Error::Handshake(v.0));
             }
         }
@@ -115,8 +118,11 @@ pub(super) async fn read_loop(
     };
     // Armed when a call is made (`Control::Rearm`).
     let mut deadlines_at: Option<Instant> = None;
-    let timer = crate::rt::time::sleep_until(earliest(idle_at, keepalive.as_ref(), deadlines_at));
+    let mut timer_at = earliest(idle_at, keepalive.as_ref(), deadlines_at);
+    let timer = crate::rt::time::sleep_until(timer_at);
     tokio::pin!(timer);
+    // Turns taken since the timer was last looked at.
+    let mut unchecked = 0u32;
     // Frames of any kind (liveness) and frames other than keepalive
     // (traffic, for the idle timeout), with their values at the last checks.
     let (mut frames, mut frames_at_ka) = (0u64, 0u64);
@@ -128,15 +134,36 @@ pub(super) async fn read_loop(
     let mut quiet_since = Instant::now();
     let mut drain = true;
     let reason = loop {
-        tokio::select! {
-            biased;
-            Some(c) = ctl.recv() => {
+        // Input is polled before the timer: while a peer's frames keep
+        // coming, the `select!` never reaches the timer, and deadlines
+        // (handlers' and our calls'), keepalive and the idle check would
+        // wait for the flood to stop. It is looked at here every few turns.
+        unchecked += 1;
+        let due = unchecked >= CHECK_TIMER_EVERY && {
+            unchecked = 0;
+            timer_at <= Instant::now()
+        };
+        let turn = if due {
+            Turn::Timer
+        } else {
+            tokio::select! {
+                biased;
+                Some(c) = ctl.recv() => Turn::Ctl(c),
+                item = input.next(true) => Turn::Input(item),
+                _ = &mut timer => Turn::Timer,
+            }
+        };
+        match turn {
+            Turn::Ctl(c) => {
                 match c {
                     Control::Closed => break shared.lost(),
                     Control::Rearm => {
                         if let Some(at) = shared.expiry.armed() {
                             deadlines_at = Some(at);
-                            timer.as_mut().reset(earliest(idle_at, keepalive.as_ref(), deadlines_at));
+                            timer_at = arm(
+                                timer.as_mut(),
+                                earliest(idle_at, keepalive.as_ref(), deadlines_at),
+                            );
                         }
                     }
                     c => shared.handle_ctl(c),
@@ -144,7 +171,7 @@ pub(super) async fn read_loop(
                 // Frames queued so far go before this task waits again.
                 shared.reader_waits();
             }
-            item = input.next(true) => {
+            Turn::Input(item) => {
                 match item {
                     None => {
                         drain = false;
@@ -153,8 +180,12 @@ pub(super) async fn read_loop(
                     Some(Err(FrameError::TooLarge { len, max })) => {
                         let msg = format!("frame of {len} bytes exceeds max_frame_len = {max}");
                         crate::trace::limit_hit("max_frame_len", &msg);
-                        let _ = shared.send(&encode::goodbye(&msg));
-                        break Error::limit("max_frame_len", max as u64, format!("peer sent a frame of {len} bytes"));
+                        let _ = shared.send_goodbye(&msg);
+                        break Error::limit(
+                            "max_frame_len",
+                            max as u64,
+                            format!("peer sent a frame of {len} bytes"),
+                        );
                     }
                     Some(Err(FrameError::Io(e))) => {
                         drain = false;
@@ -180,7 +211,8 @@ pub(super) async fn read_loop(
                     }
                 }
             }
-            _ = &mut timer => {
+            Turn::Timer => {
+                unchecked = 0;
                 // A large read buffer kept for the next large frame is not
                 // held across idle periods (`Input::keep`).
                 input.shed_if_idle();
@@ -190,7 +222,10 @@ pub(super) async fn read_loop(
                     super::expiry::sweep(&shared);
                     deadlines_at = shared.expiry.armed();
                 }
-                if let Some(k) = keepalive.as_mut().filter(|k| Instant::from_std(k.deadline()) <= now) {
+                if let Some(k) = keepalive
+                    .as_mut()
+                    .filter(|k| Instant::from_std(k.deadline()) <= now)
+                {
                     // A connection we stopped reading may have answered unseen.
                     let heard = frames != frames_at_ka || input.is_paused();
                     frames_at_ka = frames;
@@ -200,13 +235,16 @@ pub(super) async fn read_loop(
                             let _ = shared.send(&frame);
                         }
                         KeepaliveAction::Lost(msg) => {
-                            let _ = shared.send(&encode::goodbye(&msg));
+                            let _ = shared.send_goodbye(&msg);
                             break Error::ConnectionLost(msg);
                         }
                     }
                 }
                 if now < idle_at {
-                    timer.as_mut().reset(earliest(idle_at, keepalive.as_ref(), deadlines_at));
+                    timer_at = arm(
+                        timer.as_mut(),
+                        earliest(idle_at, keepalive.as_ref(), deadlines_at),
+                    );
                     continue;
                 }
                 let progressed = traffic != traffic_at_check;
@@ -231,20 +269,24 @@ pub(super) async fn read_loop(
                         "no traffic for idle_timeout = {:?} (an unauthenticated connection holding references)",
                         limits.idle_timeout
                     );
-                    let _ = shared.send(&encode::goodbye(&msg));
+                    let _ = shared.send_goodbye(&msg);
                     break Error::ConnectionLost(msg);
                 }
                 if stalled_frame {
-                    let msg = format!("incomplete frame did not complete within {idle_name} = {idle:?}");
-                    let _ = shared.send(&encode::goodbye(&msg));
+                    let msg =
+                        format!("incomplete frame did not complete within {idle_name} = {idle:?}");
+                    let _ = shared.send_goodbye(&msg);
                     break Error::ConnectionLost(msg);
                 }
                 if progressed || in_use {
                     idle_at = super::deadline::after(now, idle);
-                    timer.as_mut().reset(earliest(idle_at, keepalive.as_ref(), deadlines_at));
+                    timer_at = arm(
+                        timer.as_mut(),
+                        earliest(idle_at, keepalive.as_ref(), deadlines_at),
+                    );
                 } else {
                     let msg = format!("no traffic for {idle_name} = {idle:?}");
-                    let _ = shared.send(&encode::goodbye(&msg));
+                    let _ = shared.send_goodbye(&msg);
                     break Error::ConnectionLost(msg);
                 }
             }
@@ -257,6 +299,26 @@ pub(super) async fn read_loop(
     if drain {
         input.drain().await;
     }
+}
+
+/// Turns of the read loop between two looks at the timer outside the
+/// `select!` (one clock read per this many frames or control messages).
+const CHECK_TIMER_EVERY: u32 = 64;
+
+/// What the read loop does next.
+enum Turn {
+    /// A control message from this side.
+    Ctl(Control),
+    /// A frame from the peer, a read error or the end of its stream.
+    Input(Option<Result<BytesMut, FrameError>>),
+    /// The timer is due.
+    Timer,
+}
+
+/// Resets the reader's timer to `at`; returns `at`.
+fn arm(timer: Pin<&mut Sleep>, at: Instant) -> Instant {
+    timer.reset(at);
+    at
 }
 
 /// When the reader's one timer fires: the earliest of the idle check, the

@@ -206,14 +206,28 @@ impl Shared {
     /// connection over its budgets stops being read instead (so no new
     /// handler starts), see `driver/budget.rs`.
     pub(crate) fn send(&self, frame: &[u8]) -> Result<(), Error> {
+        self.queue(frame, false)
+    }
+
+    /// Queues a goodbye giving `reason`: the last frame the connection
+    /// writes. A sender that has not yet seen the connection closed (it is
+    /// marked closed just after) is refused from here on, so its frame
+    /// cannot follow the goodbye.
+    pub(crate) fn send_goodbye(&self, reason: &str) -> Result<(), Error> {
+        self.queue(&crate::proto::encode::goodbye(reason), true)
+    }
+
+    /// [`send`](Self::send); `last` seals the queue behind `frame`.
+    fn queue(&self, frame: &[u8], last: bool) -> Result<(), Error> {
         if self.is_closed.load(Ordering::Acquire) {
             return Err(self.lost());
         }
         let mut out = lock(&self.out);
-        if self.writer_gone.load(Ordering::Acquire) {
+        if self.writer_gone.load(Ordering::Acquire) || out.sealed {
             drop(out);
             return Err(self.lost());
         }
+        out.sealed = last;
         let was_empty = out.buf.is_empty();
         self.append(&mut out.buf, frame);
         let then = self.after_queue(&mut out, was_empty, false);
@@ -269,7 +283,7 @@ impl Shared {
             return Err(self.lost());
         }
         let mut out = lock(&self.out);
-        if self.writer_gone.load(Ordering::Acquire) {
+        if self.writer_gone.load(Ordering::Acquire) || out.sealed {
             drop(out);
             return Err(self.lost());
         }

@@ -272,7 +272,7 @@ impl ConnectionBuilder {
                 Ok(root) => shared.core().set_root(root),
                 Err(_) => {
                     let e = Error::Handshake("the server's root factory panicked".into());
-                    let _ = shared.send(&encode::goodbye(&e.to_string()));
+                    let _ = shared.send_goodbye(&e.to_string());
                     shared.disconnect(e.clone());
                     return Err(e);
                 }

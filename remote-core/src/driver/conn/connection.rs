@@ -148,7 +148,7 @@ impl Connection {
     /// Closes the connection: sends a goodbye, fails pending calls, drops
     /// exported objects.
     pub fn close(&self) {
-        let _ = self.shared.send(&encode::goodbye("closed by peer"));
+        let _ = self.shared.send_goodbye("closed by peer");
         self.shared
             .close(Error::ConnectionLost("closed locally".into()));
     }

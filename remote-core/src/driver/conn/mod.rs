@@ -127,7 +127,7 @@ impl Shared {
             Ok(ev) => ev,
             Err(v) => {
                 tracing::warn!(name: "remote.protocol_violation", "protocol violation: {v}");
-                let _ = self.send(&encode::goodbye(&format!("protocol violation: {v}")));
+                let _ = self.send_goodbye(&format!("protocol violation: {v}"));
                 return Err(Error::Protocol(v.0));
             }
         };
@@ -234,7 +234,7 @@ impl Shared {
             Event::Invalidated(token) => {
                 if let Err(v) = self.on_invalidated(token) {
                     tracing::debug!(peer = %self.peer, "protocol violation: {v}");
-                    let _ = self.send(&encode::goodbye(&format!("protocol violation: {v}")));
+                    let _ = self.send_goodbye(&format!("protocol violation: {v}"));
                     return Err(Error::Protocol(v));
                 }
             }
@@ -346,11 +346,21 @@ impl Shared {
                         Ok(Reply { .. }) => return, // queued by `CallCx::reply`
                         Err(panic) => panic_error(panic),
                     };
-                    keep.fail(&e);
                     let frame = encode::error(id, &e, &shared.limits);
                     // Answered (id free for reuse) before the peer can see
-                    // it; not sent if a cancel already answered the call.
-                    if shared.core().answered(id, seq) {
+                    // it; not sent if a cancel or the deadline already
+                    // answered the call. The kept answer is set with the
+                    // call's answer (as `expire_handlers` does), so it
+                    // agrees with the one reply the peer gets.
+                    let answered = {
+                        let mut core = shared.core();
+                        let answered = core.answered(id, seq);
+                        if answered {
+                            keep.fail(&e);
+                        }
+                        answered
+                    };
+                    if answered {
                         shared.send_error_reply(&frame, "panic");
                     }
                 };

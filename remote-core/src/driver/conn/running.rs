@@ -78,9 +78,6 @@ impl Shared {
                 let Some(h) = h else { continue };
                 match h.deadline {
                     Some(d) if d <= now => {
-                        // Its task drops the handler when next run (never
-                        // inside `abort`, so not under this lock).
-                        h.abort.abort();
                         h.deadline = None;
                         expired.push((seq, h.id, h.timeout_ms, h.keep.take()));
                     }
@@ -89,17 +86,37 @@ impl Shared {
                 }
             }
         }
-        for (seq, id, timeout_ms, keep) in expired {
+        for &(seq, id, timeout_ms, ref keep) in &expired {
             let why = format!("deadline of {timeout_ms} ms passed; the call was stopped");
             let e = RemoteError::new("deadline_exceeded", "remote_core::Error", why);
-            if let Some(answer) = keep {
-                answer.fail(&e);
-            }
             // Answered (id free for reuse) before the peer can see it; not
             // sent if the handler or a cancel already answered the call.
-            let answered = self.core().answered(id, seq);
+            // The kept answer is set with the call's answer, under the
+            // same lock: a handler already replying (it answered first)
+            // sets it from its reply, so calls pipelined on it see what
+            // the peer sees, never this error beside the handler's reply.
+            let answered = {
+                let mut core = self.core();
+                let answered = core.answered(id, seq);
+                if let (true, Some(answer)) = (answered, keep) {
+                    answer.fail(&e);
+                }
+                answered
+            };
             if answered {
                 self.send_error_reply(&encode::error(id, &e, &self.limits), "deadline_exceeded");
+            }
+        }
+        // Stopped once their answers are set (a task dropped first would
+        // set its kept answer to a vaguer `cancelled`). Its task drops the
+        // handler when next run (never inside `abort`, so not under this
+        // lock); one that has ended meanwhile is no longer here.
+        if !expired.is_empty() {
+            let running = lock(&self.running);
+            for (seq, ..) in &expired {
+                if let Some(Some(h)) = running.get(seq) {
+                    h.abort.abort();
+                }
             }
         }
         next

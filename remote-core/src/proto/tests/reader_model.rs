@@ -208,3 +208,45 @@ fn fast_path_edges_read_as_before() {
         "needs 2 more bytes, 1 left"
     );
 }
+
+/// `skip_value` and the model on the same bytes and depth limit.
+fn same_as_model(b: &[u8], depth: usize) {
+    let (mut fast, mut model) = (Vec::new(), Vec::new());
+    let mut r = Reader::new(b);
+    let got = r.skip_value(depth, &mut fast).map(|range| (range, r.pos()));
+    let mut m = Model { buf: b, pos: 0 };
+    let want = m.skip(0, depth, &mut model).map(|()| (0..m.pos, m.pos));
+    assert_eq!(got, want, "{b:02x?} at depth {depth}");
+    assert_eq!(fast, model);
+}
+
+/// Values nested past the 16 levels `skip_value` keeps inline (the random
+/// inputs above never get that deep): the pending counts spilled to the
+/// heap are read back in order, at every depth limit around the nesting,
+/// whole or cut short.
+#[test]
+fn deep_values_read_as_before() {
+    for levels in [15usize, 16, 17, 18, 33] {
+        // Each level's container first, then more items after it: every
+        // level has items left when the walk comes back up, a different
+        // number at each level (2 to 5 items a level).
+        let items = |level: usize| 2 + level % 4;
+        let mut first: Vec<u8> = (0..levels).map(|l| 0x90 | items(l) as u8).collect();
+        first.push(0xc0);
+        // The items after are one-item arrays: the depth they are read at
+        // tells which level they were counted in.
+        for l in (0..levels).rev() {
+            first.extend([0x91, 0x01].repeat(items(l) - 1));
+        }
+        // A scalar first, then the next level, and a reference inside.
+        let mut last = [0x92, 0x01].repeat(levels);
+        last.extend([0xd6, 0x01, 0, 0, 0, 9]);
+        for b in [first, last] {
+            for cut in [b.len(), b.len() - 1] {
+                for depth in [levels - 1, levels, levels + 1, levels + 2, 64] {
+                    same_as_model(&b[..cut], depth);
+                }
+            }
+        }
+    }
+}
