@@ -108,10 +108,10 @@ impl std::fmt::Display for CallId {
     }
 }
 
-/// A fast hasher for maps keyed by ids this side allocates, or by ids whose
-/// map size a limit bounds (calls in flight): no SipHash on the hot path.
-/// Maps keyed by ids a peer chooses freely (imports) keep the default,
-/// collision-resistant hasher.
+/// A fast hasher for maps keyed by ids this side allocates: no SipHash on
+/// the hot path. Not for ids a peer chooses: a fixed multiplicative hash
+/// puts ids equal in their low bits in one probe chain ([`PeerIdMap`]).
+/// The import table, keyed by the peer's object ids, is a `BTreeMap`.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct IdHasher(u64);
 
@@ -135,3 +135,9 @@ impl std::hash::Hasher for IdHasher {
 /// A map with [`IdHasher`].
 pub(crate) type IdMap<K, V> =
     std::collections::HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// A map keyed by ids the peer chooses (its calls in flight, its kept
+/// answers): `foldhash`, a few instructions per id, seeded at random per
+/// map so the peer cannot pick ids that collide, whatever
+/// `max_calls_in_flight` allows.
+pub(crate) type PeerIdMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

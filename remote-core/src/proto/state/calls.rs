@@ -3,7 +3,7 @@
 //! running until their handlers stop.
 
 use super::{Phase, State};
-use crate::proto::{CallId, IdMap};
+use crate::proto::{CallId, PeerIdMap};
 
 impl<O: Clone, W> State<O, W> {
     /// Incoming calls currently counted as running.
@@ -98,7 +98,7 @@ impl<O: Clone, W> State<O, W> {
     pub fn answered(&mut self, id: CallId, seq: u64) -> bool {
         // Not generic: compiled once here, not in every crate whose
         // generated code replies to a call.
-        fn forget(incoming: &mut IdMap<CallId, u64>, id: CallId, seq: u64) -> bool {
+        fn forget(incoming: &mut PeerIdMap<CallId, u64>, id: CallId, seq: u64) -> bool {
             if incoming.get(&id) == Some(&seq) {
                 incoming.remove(&id);
                 true

@@ -72,7 +72,7 @@ pub struct State<O, W> {
     cancelled: super::IdMap<CallId, ()>,
     next_call: u32,
     /// Live incoming call ids (not yet answered or cancelled) → sequence.
-    incoming: super::IdMap<CallId, u64>,
+    incoming: super::PeerIdMap<CallId, u64>,
     /// Handlers counted in flight (live, or cancelled/answered but not yet
     /// stopped).
     running: usize,
@@ -86,7 +86,7 @@ pub struct State<O, W> {
     pipeline: bool,
     /// Answers kept for the peer's kept-answer calls until its finish
     /// (`answers.rs`); `None` until the driver sets the answer's object.
-    answers: super::IdMap<CallId, Option<O>>,
+    answers: super::PeerIdMap<CallId, Option<O>>,
 }
 
 impl<O: Clone, W> State<O, W> {
@@ -105,14 +105,14 @@ impl<O: Clone, W> State<O, W> {
             outgoing: super::IdMap::default(),
             cancelled: super::IdMap::default(),
             next_call: 0,
-            incoming: super::IdMap::default(),
+            incoming: super::PeerIdMap::default(),
             running: 0,
             next_seq: 0,
             scratch: Vec::new(),
             keepalive: false,
             invalidate: false,
             pipeline: false,
-            answers: super::IdMap::default(),
+            answers: super::PeerIdMap::default(),
         }
     }
 

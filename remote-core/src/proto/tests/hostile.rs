@@ -188,3 +188,18 @@ fn many_references_to_few_objects_are_held_once_each_in_id_order() {
     let owned: Vec<ObjectId> = owns.iter().map(|(id, _)| *id).collect();
     assert_eq!(owned, own_ids);
 }
+
+/// Call ids a peer picks equal in their low 16 bits still spread over the
+/// buckets of the maps keyed by them (`PeerIdMap`): with a fixed
+/// multiplicative hash they all share their low bits, one probe chain, and
+/// each lookup walks it (quadratic work for `max_calls_in_flight` ids).
+#[test]
+fn peer_chosen_call_ids_do_not_share_a_bucket() {
+    use std::hash::BuildHasher;
+    let map: crate::proto::PeerIdMap<CallId, ()> = Default::default();
+    let buckets: std::collections::HashSet<u64> = (0..1024u32)
+        .map(|i| map.hasher().hash_one(CallId(i << 16)) & 0xff)
+        .collect();
+    // 1,024 ids over 256 buckets: nearly every bucket is hit.
+    assert!(buckets.len() > 200, "{} of 256 buckets", buckets.len());
+}
