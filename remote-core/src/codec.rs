@@ -324,9 +324,11 @@ pub(crate) fn decode_into(
     slot: &mut dyn DecodeSlot,
 ) -> Result<(), Error> {
     let mut de: De<'_> = rmp_serde::Deserializer::from_read_ref(bytes);
-    if held.refs.is_empty() && held.owns.is_empty() {
+    // Every field named: one added to `Held` must be thought about here.
+    let Held { refs, owns } = &held;
+    if refs.is_empty() && owns.is_empty() {
         // Nothing to look up: no connection needed.
-        if !held.refs.spilled() && held.owns.capacity() == 0 {
+        if !refs.spilled() && owns.capacity() == 0 {
             // Nothing to free either: skip the (out-of-line) drops of two
             // empty collections on every call.
             std::mem::forget(held);
