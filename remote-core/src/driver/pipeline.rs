@@ -158,7 +158,9 @@ impl KeepGuard {
 
 impl Drop for KeepGuard {
     fn drop(&mut self) {
-        if let Some(a) = &self.0 {
+        // Nearly always set already (by the reply): the error is built
+        // only when it will be used.
+        if let Some(a) = self.0.as_ref().filter(|a| !a.is_set()) {
             a.fail(&ended(self.1));
         }
     }
