@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use node::{Node, N};
+use node::{all_released, Node, N};
 use raw::{bounded, eventually};
 use remote_core::{Connection, ConnectionBuilder, Limits, Server};
 use tokio::io::AsyncWriteExt;
@@ -56,15 +56,7 @@ async fn frames_keep_their_order_when_callers_readers_and_the_writer_all_write()
 /// peer would close on a malformed frame).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn frames_keep_their_order_when_most_direct_writes_are_cut_short() {
-    let server_live = Arc::new(AtomicUsize::new(0));
-    let (a, b) = tokio::io::duplex(256);
-    let (ar, aw) = tokio::io::split(a);
-    let (br, bw) = tokio::io::split(b);
-    let served = ConnectionBuilder::new()
-        .serve(N::remote(0, &server_live))
-        .over(br, bw, "client");
-    let (client, server) = tokio::join!(ConnectionBuilder::new().over(ar, aw, "server"), served);
-    let (client, server) = (client.unwrap(), server.unwrap());
+    let (client, server, server_live) = node::pair(256).await;
     let client_live = Arc::new(AtomicUsize::new(0));
     workload(&client, &client_live, 8, 25).await;
     all_released(
@@ -75,29 +67,6 @@ async fn frames_keep_their_order_when_most_direct_writes_are_cut_short() {
     )
     .await;
     assert!(eventually(|| client.queued_output_bytes() == 0).await);
-}
-
-/// Every reference given back, once the calls are done: the server exports
-/// nothing and holds only its root alive; the client exports nothing and
-/// holds none of its objects.
-async fn all_released(
-    server_exports: impl Fn() -> usize,
-    server_live: &AtomicUsize,
-    client: &Connection,
-    client_live: &AtomicUsize,
-) {
-    assert!(
-        eventually(|| server_exports() == 0 && server_live.load(SeqCst) == 1).await,
-        "server exports {} objects, {} alive",
-        server_exports(),
-        server_live.load(SeqCst)
-    );
-    assert!(
-        eventually(|| client.exported_objects() == 0 && client_live.load(SeqCst) == 0).await,
-        "client exports {} objects, {} alive",
-        client.exported_objects(),
-        client_live.load(SeqCst)
-    );
 }
 
 /// `tasks` tasks making `rounds` rounds of calls on `client`'s root,

@@ -16,23 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use node::{Node, NodePipeline, N};
+use node::{all_released, pair, Node, NodePipeline, N};
 use raw::{bounded, eventually};
-use remote_core::{with_timeout, Connection, ConnectionBuilder, Error};
-
-/// A client and a server connected over an in-memory pipe of `pipe` bytes
-/// each way; the server's root counts its objects in the returned counter.
-async fn pair(pipe: usize) -> (Connection, Connection, Arc<AtomicUsize>) {
-    let server_live = Arc::new(AtomicUsize::new(0));
-    let (a, b) = tokio::io::duplex(pipe);
-    let (ar, aw) = tokio::io::split(a);
-    let (br, bw) = tokio::io::split(b);
-    let served = ConnectionBuilder::new()
-        .serve(N::remote(0, &server_live))
-        .over(br, bw, "client");
-    let (client, server) = tokio::join!(ConnectionBuilder::new().over(ar, aw, "server"), served);
-    (client.unwrap(), server.unwrap(), server_live)
-}
+use remote_core::{with_timeout, Connection, Error};
 
 /// `tasks` tasks of `rounds` rounds each, every round going through each
 /// kind of call once; every answer checked, every step bounded.
@@ -112,18 +98,13 @@ async fn every_kind_of_call_ends_and_releases_over_a_tiny_pipe() {
     // two (often alone: written by the caller's or the handler's task).
     mixed_workload(&client, &client_live, 12, 20).await;
     mixed_workload(&client, &client_live, 2, 60).await;
-    assert!(
-        eventually(|| server.exported_objects() == 0 && server_live.load(SeqCst) == 1).await,
-        "server exports {} objects, {} alive",
-        server.exported_objects(),
-        server_live.load(SeqCst)
-    );
-    assert!(
-        eventually(|| client.exported_objects() == 0 && client_live.load(SeqCst) == 0).await,
-        "client exports {} objects, {} alive",
-        client.exported_objects(),
-        client_live.load(SeqCst)
-    );
+    all_released(
+        || server.exported_objects(),
+        &server_live,
+        &client,
+        &client_live,
+    )
+    .await;
     assert!(
         eventually(|| client.queued_output_bytes() == 0 && server.queued_output_bytes() == 0).await
     );

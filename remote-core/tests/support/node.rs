@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
-use remote_core::{remote, Error, Remote};
+use remote_core::{remote, Connection, ConnectionBuilder, Error, Remote};
 
 #[remote]
 pub trait Node {
@@ -63,4 +63,43 @@ impl Node for N {
         tokio::task::yield_now().await;
         Ok(data)
     }
+}
+
+/// A client and a server connected over an in-memory pipe of `pipe` bytes
+/// each way; the server's root (an `N` of id 0) counts its objects in the
+/// returned counter.
+pub(crate) async fn pair(pipe: usize) -> (Connection, Connection, Arc<AtomicUsize>) {
+    let server_live = Arc::new(AtomicUsize::new(0));
+    let (a, b) = tokio::io::duplex(pipe);
+    let (ar, aw) = tokio::io::split(a);
+    let (br, bw) = tokio::io::split(b);
+    let served = ConnectionBuilder::new()
+        .serve(N::remote(0, &server_live))
+        .over(br, bw, "client");
+    let (client, server) = tokio::join!(ConnectionBuilder::new().over(ar, aw, "server"), served);
+    (client.unwrap(), server.unwrap(), server_live)
+}
+
+/// Every reference given back, once the calls are done: the server exports
+/// nothing and holds only its root alive; the client exports nothing and
+/// holds none of its objects. (Needs `support/raw.rs` as `mod raw`.)
+pub(crate) async fn all_released(
+    server_exports: impl Fn() -> usize,
+    server_live: &AtomicUsize,
+    client: &Connection,
+    client_live: &AtomicUsize,
+) {
+    assert!(
+        crate::raw::eventually(|| server_exports() == 0 && server_live.load(SeqCst) == 1).await,
+        "server exports {} objects, {} alive",
+        server_exports(),
+        server_live.load(SeqCst)
+    );
+    assert!(
+        crate::raw::eventually(|| client.exported_objects() == 0 && client_live.load(SeqCst) == 0)
+            .await,
+        "client exports {} objects, {} alive",
+        client.exported_objects(),
+        client_live.load(SeqCst)
+    );
 }
