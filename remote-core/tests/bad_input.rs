@@ -338,11 +338,12 @@ async fn a_stalled_peer_is_closed_with_the_write_stall_timeout_named() {
         write_stall_timeout: Duration::from_millis(200),
         ..Limits::default()
     };
-    // The peer end of an in-memory pipe that is never read.
-    let (ours, theirs) = tokio::io::duplex(4096);
-    let (r, w) = tokio::io::split(ours);
-    let (_their_r, mut their_w) = tokio::io::split(theirs);
-    their_w.write_all(&raw::hello(vec![])).await.unwrap();
+    let raw::NeverReads {
+        r,
+        w,
+        their_r: _their_r,
+        mut their_w,
+    } = raw::never_reads().await;
     let conn = remote_core::ConnectionBuilder::new()
         .limits(limits)
         .serve(Counter::remote(0, Arc::new(Stats::default())))

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use node::{all_released, Node, N};
-use raw::{bounded, eventually};
+use raw::{bounded, eventually, NeverReads};
 use remote_core::{Connection, ConnectionBuilder, Limits, Server};
 use tokio::io::AsyncWriteExt;
 
@@ -127,11 +127,12 @@ async fn a_lone_call_to_a_peer_that_never_reads_ends_at_the_write_stall_timeout(
         write_stall_timeout: Duration::from_millis(200),
         ..Limits::default()
     };
-    // The peer end of an in-memory pipe: it says hello, then never reads.
-    let (ours, theirs) = tokio::io::duplex(4096);
-    let (r, w) = tokio::io::split(ours);
-    let (_their_r, mut their_w) = tokio::io::split(theirs);
-    their_w.write_all(&raw::hello(vec![])).await.unwrap();
+    let NeverReads {
+        r,
+        w,
+        their_r: _their_r,
+        their_w: _their_w,
+    } = raw::never_reads().await;
     let conn = ConnectionBuilder::new()
         .limits(limits)
         .over(r, w, "never reads")
@@ -180,10 +181,12 @@ async fn large_reply_to_a_non_reader_ends_at_the_stall_timeout(method: &str) {
         ..Limits::default()
     };
     let live = Arc::new(AtomicUsize::new(0));
-    let (ours, theirs) = tokio::io::duplex(4096);
-    let (r, w) = tokio::io::split(ours);
-    let (_their_r, mut their_w) = tokio::io::split(theirs);
-    their_w.write_all(&raw::hello(vec![])).await.unwrap();
+    let NeverReads {
+        r,
+        w,
+        their_r: _their_r,
+        mut their_w,
+    } = raw::never_reads().await;
     let conn = ConnectionBuilder::new()
         .limits(limits)
         .serve(N::remote(0, &live))
@@ -221,12 +224,14 @@ async fn a_buffering_transport_to_a_peer_that_never_reads_ends_at_the_write_stal
         idle_timeout: Duration::from_secs(3600),
         ..Limits::default()
     };
-    let (ours, theirs) = tokio::io::duplex(4096);
-    let (r, w) = tokio::io::split(ours);
+    let NeverReads {
+        r,
+        w,
+        their_r: _their_r,
+        their_w: _their_w,
+    } = raw::never_reads().await;
     // Takes up to 64 KiB before it needs the pipe.
     let w = tokio::io::BufWriter::with_capacity(64 << 10, w);
-    let (_their_r, mut their_w) = tokio::io::split(theirs);
-    their_w.write_all(&raw::hello(vec![])).await.unwrap();
     let conn = ConnectionBuilder::new()
         .limits(limits)
         .over(r, w, "buffers, never read")

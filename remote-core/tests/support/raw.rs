@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use remote_core::proto::{encode, CallId, Hello, ObjectId, Reader};
 use remote_core::ServerHandle;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream, ReadHalf,
+    WriteHalf,
+};
 use tokio::net::TcpStream;
 
 /// How long any one expected frame may take on a loaded machine.
@@ -198,4 +201,29 @@ pub async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     cond()
+}
+
+/// A 4 KiB in-memory pipe whose far end has sent its hello and then reads
+/// nothing: `r` and `w` for our connection, `their_w` to send it more
+/// frames. Keep `their_r` and `their_w` alive (bind them to named
+/// variables): dropping either would end the pipe, not stall it.
+pub struct NeverReads {
+    pub r: ReadHalf<DuplexStream>,
+    pub w: WriteHalf<DuplexStream>,
+    pub their_r: ReadHalf<DuplexStream>,
+    pub their_w: WriteHalf<DuplexStream>,
+}
+
+/// See [`NeverReads`].
+pub async fn never_reads() -> NeverReads {
+    let (ours, theirs) = tokio::io::duplex(4096);
+    let (r, w) = tokio::io::split(ours);
+    let (their_r, mut their_w) = tokio::io::split(theirs);
+    their_w.write_all(&hello(vec![])).await.unwrap();
+    NeverReads {
+        r,
+        w,
+        their_r,
+        their_w,
+    }
 }
