@@ -40,6 +40,27 @@ pub(crate) fn after(now: Instant, d: Duration) -> Instant {
     Instant::from_std(crate::proto::later(now.into_std(), d))
 }
 
+/// When the frames being handled arrived: the clock is read once per read
+/// from the peer (when a frame of it first needs the time), not once per
+/// frame, so a read that brought 64 calls starts their 64 deadlines from
+/// one clock read. A frame's deadline counts from its arrival, as its
+/// caller's does from its sending.
+#[derive(Debug, Default)]
+pub(crate) struct Arrival(Option<Instant>);
+
+impl Arrival {
+    /// The time of the read that brought the frame being handled.
+    pub(crate) fn now(&mut self) -> Instant {
+        *self.0.get_or_insert_with(Instant::now)
+    }
+
+    /// New bytes were read (or reading resumed after a wait of ours): the
+    /// next frame reads the clock again.
+    pub(crate) fn reset(&mut self) {
+        self.0 = None;
+    }
+}
+
 /// Time left before the deadline of the call being served here (or of an
 /// enclosing [`with_timeout`]); `None` outside both.
 ///
@@ -54,4 +75,19 @@ pub fn remaining() -> Option<Duration> {
 /// `deadline` inherited.
 pub(crate) fn scope<F: Future>(deadline: Instant, fut: F) -> impl Future<Output = F::Output> {
     crate::ambient::deadline_scope(deadline, fut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_of_one_read_share_its_arrival_and_a_new_read_reads_the_clock_again() {
+        let mut a = Arrival::default();
+        let first = a.now();
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(a.now(), first, "the clock is read once per read");
+        a.reset();
+        assert!(a.now() > first, "a new read has its own arrival");
+    }
 }

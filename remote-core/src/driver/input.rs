@@ -10,6 +10,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::AsyncReadExt;
 
 use super::budget::SMALL_FRAME;
+use super::deadline::Arrival;
 use super::kept::SHED_AFTER;
 use super::shared::Shared;
 use crate::proto::{kind, FrameError, Reader};
@@ -61,6 +62,8 @@ pub(crate) struct Input {
     since_large: u32,
     /// Reads in a row that did not wait (see [`WRITE_EVERY_READS`]).
     unwaited: u32,
+    /// When the frames in the buffer arrived (read lazily, once per read).
+    arrival: Arrival,
 }
 
 impl Input {
@@ -76,7 +79,14 @@ impl Input {
             kept: 0,
             since_large: u32::MAX,
             unwaited: 0,
+            arrival: Arrival::default(),
         }
+    }
+
+    /// The arrival time of the frames [`next`](Self::next) returns: that of
+    /// the read that completed them, or of the end of a wait for room.
+    pub(crate) fn arrival(&mut self) -> &mut Arrival {
+        &mut self.arrival
     }
 
     /// Changes the frame limit (it is small during the handshake).
@@ -155,6 +165,8 @@ impl Input {
                             .budget
                             .wait_until(|| Self::output_room(&shared))
                             .await;
+                        // The wait was ours: the call's time counts from here.
+                        self.arrival.reset();
                         continue;
                     }
                     self.buf.advance(4);
@@ -213,6 +225,7 @@ impl Input {
             match read.await {
                 Ok(0) => return None,
                 Ok(n) => {
+                    self.arrival.reset();
                     self.unwaited += 1;
                     self.shared.meter.read(n);
                     self.adapt(n, spare)

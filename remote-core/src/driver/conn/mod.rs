@@ -23,6 +23,7 @@ use super::blocking_pool::{ConnBlocking, ServerBlocking};
 use super::budget::Budget;
 use super::call::{with_scratch_on, Args, CallCx, Handle, Inline, Reply};
 use super::control::{Control, CtlSink, Heard, Held, Incoming};
+use super::deadline::Arrival;
 use super::input::{BoxRead, Input};
 use super::io::{write_loop, BoxWrite};
 use super::panics::{install_panic_hook, panic_error};
@@ -121,7 +122,13 @@ impl Shared {
 
     /// Handles one frame; `Err` closes the connection with that reason
     /// (after a goodbye was queued where the peer deserves one).
-    pub(super) fn on_frame(self: &Arc<Self>, frame: Bytes) -> Result<Heard, Error> {
+    /// `arrival` tells when it was read (an incoming call's deadline counts
+    /// from then).
+    pub(super) fn on_frame(
+        self: &Arc<Self>,
+        frame: Bytes,
+        arrival: &mut Arrival,
+    ) -> Result<Heard, Error> {
         let event = self.core().handle_frame(&frame);
         let event = match event {
             Ok(ev) => ev,
@@ -166,6 +173,7 @@ impl Shared {
                 let call = (id, seq);
                 self.start_incoming(
                     call,
+                    arrival.now(),
                     target,
                     method,
                     timeout_ms,
@@ -247,6 +255,7 @@ impl Shared {
     fn start_incoming(
         self: &Arc<Self>,
         (id, seq): (CallId, u64),
+        arrived: Instant,
         target: Arc<dyn Dispatch>,
         method: &str,
         timeout_ms: u32,
@@ -257,7 +266,7 @@ impl Shared {
         keep: Option<Arc<Answer>>,
     ) {
         let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
-        let deadline = super::deadline::after(Instant::now(), timeout);
+        let deadline = super::deadline::after(arrived, timeout);
         let args = Args::new(self.clone(), frame, args, held);
         let cx = CallCx::new(self.clone(), id, seq, deadline).keeping(keep.clone());
         // However the call ends without a reply of its own, its kept
