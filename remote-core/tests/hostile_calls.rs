@@ -179,6 +179,31 @@ async fn a_cancelled_blocking_call_counts_until_its_closure_returns() {
     assert_eq!(stats.started.load(SeqCst), 3);
 }
 
+/// A handler that finishes at once is counted only while a blocking
+/// closure runs (it may have started one that runs on); then it must stop
+/// counting with its reply, or every quick call made while some blocking
+/// method runs would take a slot for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_calls_made_while_a_closure_runs_do_not_keep_counting() {
+    let stats = Arc::new(Stats::default());
+    let limits = Limits {
+        max_calls_in_flight: 2,
+        ..Limits::default()
+    };
+    let (probe, _client, server) = pair(limits, &stats).await;
+    let gated = start_calls(&probe, 1);
+    assert!(eventually(|| stats.started.load(SeqCst) == 1).await);
+    assert_eq!(server.calls_in_flight(), 1);
+    // Ten times the limit: one that kept counting would make the rest
+    // fail with `max_calls_in_flight`.
+    for _ in 0..20 {
+        assert_eq!(probe.ping().await.unwrap(), 7);
+    }
+    assert_eq!(server.calls_in_flight(), 1, "only the blocking call counts");
+    open_gate_and_finish(&stats, gated).await;
+    assert!(eventually(|| server.calls_in_flight() == 0).await);
+}
+
 /// Opens the gate and waits until every call of `calls` has returned.
 async fn open_gate_and_finish(stats: &Stats, calls: Vec<tokio::task::JoinHandle<()>>) {
     stats.open_gate();

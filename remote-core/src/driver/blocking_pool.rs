@@ -136,6 +136,11 @@ impl ConnBlocking {
         ClosureHold { ctl, seq }
     }
 
+    /// Whether any blocking closure of this connection's calls runs.
+    pub(crate) fn any_running(&self) -> bool {
+        self.count.load(Ordering::Acquire) > 0
+    }
+
     /// The handler of call `seq` has stopped. Returns `true` if the call
     /// is done now (no closure of it still runs); otherwise it is done
     /// when its last closure returns.

@@ -217,7 +217,9 @@ impl Connection {
         self.shared.core().imports().len()
     }
 
-    /// Incoming calls currently running.
+    /// Incoming calls currently running past the frame that started them
+    /// (a handler that finishes without waiting, run by the connection's
+    /// reader as its frame is handled, is not counted).
     pub fn calls_in_flight(&self) -> usize {
         self.shared.core().calls_in_flight()
     }

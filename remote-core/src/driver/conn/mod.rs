@@ -111,6 +111,17 @@ impl Shared {
         }
     }
 
+    /// A handler run inline (never admitted) stopped. A blocking closure
+    /// it started may run on: then the call counts until that returns.
+    /// Admitted before asking, so the closure's end, wherever it runs,
+    /// finds the call counted.
+    fn inline_stopped(&self, id: CallId, seq: u64) {
+        if self.blocking.any_running() {
+            self.core().admit(id, seq);
+            self.handler_stopped(id, seq);
+        }
+    }
+
     /// An incoming call's handler stopped: the call stops counting unless
     /// a blocking closure it started still runs (then that closure's end
     /// does it).
@@ -129,7 +140,9 @@ impl Shared {
         frame: Bytes,
         arrival: &mut Arrival,
     ) -> Result<Heard, Error> {
-        let event = self.core().handle_frame(&frame);
+        // A call is admitted (counted, its id in use) only if its handler
+        // runs on past this frame (`start_incoming`).
+        let event = self.core().handle_frame_unadmitted(&frame);
         let event = match event {
             Ok(ev) => ev,
             Err(v) => {
@@ -279,14 +292,12 @@ impl Shared {
         let mut fut = match started {
             Ok(Ok(fut)) => fut,
             Ok(Err(e)) => {
-                self.core().call_done(id, seq);
                 let err = dispatch_error(&e, target.interface_name(), method);
                 keep.fail(&err);
                 self.send_error_reply(&encode::error(id, &err, &self.limits), &err.kind);
                 return;
             }
             Err(panic) => {
-                self.core().call_done(id, seq);
                 let err = panic_error(panic);
                 keep.fail(&err);
                 let frame = encode::error(id, &err, &self.limits);
@@ -313,17 +324,19 @@ impl Shared {
             Ok(Some(Reply { .. })) => {
                 // `CallCx::reply` already queued the reply frame.
                 drop_caught(&self.peer, "a finished handler", fut);
-                self.handler_stopped(id, seq);
+                self.inline_stopped(id, seq);
             }
             Err(panic) => {
                 drop_caught(&self.peer, "a panicked handler", fut);
-                self.handler_stopped(id, seq);
+                self.inline_stopped(id, seq);
                 let err = panic_error(panic);
                 keep.fail(&err);
                 let frame = encode::error(id, &err, &self.limits);
                 self.send_error_reply(&frame, "panic");
             }
             Ok(None) => {
+                // It runs on: counted from now until `handler_stopped`.
+                self.core().admit(id, seq);
                 // Each later poll takes a turn too, in the method's class
                 // or else the connection's.
                 let class = (target.method_priority(method)).unwrap_or_else(|| peer.priority());

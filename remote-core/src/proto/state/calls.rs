@@ -109,6 +109,14 @@ impl<O: Clone, W> State<O, W> {
         forget(&mut self.incoming, id, seq)
     }
 
+    /// Counts call `id` (sequence number `seq`, from its `Call` event of
+    /// [`handle_frame_unadmitted`](Self::handle_frame_unadmitted)) as
+    /// running until [`call_done`](Self::call_done).
+    pub fn admit(&mut self, id: CallId, seq: u64) {
+        self.incoming.insert(id, seq);
+        self.running += 1;
+    }
+
     /// An incoming call's handler has stopped (finished or aborted).
     pub fn call_done(&mut self, id: CallId, seq: u64) {
         let _ = self.answered(id, seq);

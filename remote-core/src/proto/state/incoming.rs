@@ -70,8 +70,8 @@ impl<O: Clone, W> State<O, W> {
         let cap = u32::try_from(self.limits.max_deadline.as_millis()).unwrap_or(u32::MAX);
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.incoming.insert(id, seq);
-        self.running += 1;
+        // Counted (`admit`) by `handle_frame`, or by the driver once the
+        // handler is found to run on past this frame.
         if keep {
             self.answers.insert(id, None);
         }
@@ -89,8 +89,28 @@ impl<O: Clone, W> State<O, W> {
         })
     }
 
-    /// Processes one frame from the peer.
+    /// Processes one frame from the peer. A `Call` event's call is running
+    /// (counted in `max_calls_in_flight`, its id in use) until
+    /// [`call_done`](Self::call_done).
     pub fn handle_frame<'a>(&mut self, frame: &'a [u8]) -> Result<Event<'a, O, W>, Violation> {
+        let ev = self.handle_frame_unadmitted(frame);
+        if let Ok(Event::Call { id, seq, .. }) = &ev {
+            self.admit(*id, *seq);
+        }
+        ev
+    }
+
+    /// [`handle_frame`](Self::handle_frame), except that a `Call` event's
+    /// call is not counted yet: the caller either runs its handler to the
+    /// end before it handles another frame (nothing to count: no other
+    /// frame can name the call meanwhile, and it was within the limit when
+    /// admitted here) or calls [`admit`](Self::admit) before that. The
+    /// driver does this so a handler that finishes at once costs no table
+    /// insert and removal.
+    pub fn handle_frame_unadmitted<'a>(
+        &mut self,
+        frame: &'a [u8],
+    ) -> Result<Event<'a, O, W>, Violation> {
         if self.phase == Phase::Closed {
             return Ok(Event::Nothing);
         }

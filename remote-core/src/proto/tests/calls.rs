@@ -195,3 +195,28 @@ fn cancel_of_unknown_call_is_ignored() {
         Event::Nothing
     ));
 }
+
+/// The driver's variant: a call is counted only once admitted (a handler
+/// that finishes before the next frame never is).
+#[test]
+fn an_unadmitted_call_is_not_counted_until_admitted() {
+    let (mut s, _) = state();
+    let f = call(7, 0, "m", &[0x90]);
+    let Event::Call { .. } = s.handle_frame_unadmitted(&f).unwrap() else {
+        panic!("a call event")
+    };
+    assert_eq!(s.calls_in_flight(), 0);
+    // Finished inline: the id is free for the next frame.
+    let Event::Call { seq, .. } = s.handle_frame_unadmitted(&f).unwrap() else {
+        panic!("a call event")
+    };
+    s.admit(CallId(7), seq);
+    assert_eq!(s.calls_in_flight(), 1);
+    assert!(s
+        .handle_frame_unadmitted(&f)
+        .unwrap_err()
+        .0
+        .contains("already in flight"));
+    s.call_done(CallId(7), seq);
+    assert_eq!(s.calls_in_flight(), 0);
+}
