@@ -3,9 +3,13 @@
 //! and server-wide ([`ServerHandle::stats`](crate::ServerHandle::stats)).
 //!
 //! Counting is a relaxed atomic add per event (a call started, a reply
-//! queued, a read or write of the transport); a snapshot reads them without
-//! stopping anything, so counters read at one instant may be a few events
-//! apart from one another while traffic flows.
+//! queued, a read or write of the transport) to the connection's own
+//! counters; a snapshot reads them without stopping anything, so counters
+//! read at one instant may be a few events apart from one another while
+//! traffic flows. A server's totals are not a second set of counters every
+//! connection adds to (one cache line written by every core on every call):
+//! a snapshot sums its open connections' counters, and those of the closed
+//! ones, added in as each closes.
 //!
 //! ```
 //! use remote_core::collections::{RemoteList, SharedVec};
@@ -29,7 +33,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Error kinds counted on their own (PROTOCOL.md §3.4); any other kind a
 /// handler re-raises is counted under `"other"`.
@@ -74,35 +78,137 @@ pub(crate) struct Counters {
 
 impl Counters {
     fn snapshot(&self, exports: usize) -> Stats {
+        let mut sum = Sums::default();
+        self.add_to(&mut sum);
+        sum.stats(exports)
+    }
+
+    /// Adds what these counters read now to `sum`.
+    fn add_to(&self, sum: &mut Sums) {
+        sum.calls_started += self.calls_started.load(Relaxed);
+        sum.calls_finished += self.calls_finished.load(Relaxed);
+        for (s, n) in sum.errors.iter_mut().zip(&self.errors) {
+            *s += n.load(Relaxed);
+        }
+        sum.bytes_in += self.bytes_in.load(Relaxed);
+        sum.bytes_out += self.bytes_out.load(Relaxed);
+    }
+}
+
+/// Counters summed (plain numbers: a server's closed connections, or a
+/// snapshot being made).
+#[derive(Debug, Default, Clone)]
+struct Sums {
+    calls_started: u64,
+    calls_finished: u64,
+    errors: [u64; ERROR_KINDS.len()],
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl Sums {
+    fn stats(&self, exports: usize) -> Stats {
         Stats {
-            calls_started: self.calls_started.load(Relaxed),
-            calls_finished: self.calls_finished.load(Relaxed),
-            errors: ERROR_KINDS
-                .iter()
-                .zip(&self.errors)
-                .map(|(k, n)| (*k, n.load(Relaxed)))
-                .collect(),
-            bytes_in: self.bytes_in.load(Relaxed),
-            bytes_out: self.bytes_out.load(Relaxed),
+            calls_started: self.calls_started,
+            calls_finished: self.calls_finished,
+            errors: ERROR_KINDS.iter().copied().zip(self.errors).collect(),
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
             exports,
         }
     }
 }
 
-/// A connection's counters, and its server's totals it adds to.
+/// A server's call counters: its open connections' own counters, and the
+/// sum of its closed ones'. Each connection registers on opening and adds
+/// its counters to the sum when its last handle is gone (when nothing can
+/// count into them any more), under the lock a snapshot takes, so the
+/// totals never go back.
+#[derive(Debug, Default)]
+pub(crate) struct Totals(Mutex<TotalsInner>);
+
+#[derive(Debug, Default)]
+struct TotalsInner {
+    closed: Sums,
+    /// Open connections' counters (`None`: a free slot, listed in `free`).
+    open: Vec<Option<Arc<Counters>>>,
+    free: Vec<usize>,
+}
+
+impl Totals {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TotalsInner> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a connection's counters; returns its slot.
+    fn open(&self, counters: &Arc<Counters>) -> usize {
+        let mut t = self.lock();
+        match t.free.pop() {
+            Some(i) => {
+                t.open[i] = Some(counters.clone());
+                i
+            }
+            None => {
+                t.open.push(Some(counters.clone()));
+                t.open.len() - 1
+            }
+        }
+    }
+
+    /// The connection in `slot` is gone: its counters join the sum.
+    fn close(&self, slot: usize) {
+        let mut t = self.lock();
+        let t = &mut *t;
+        if let Some(c) = t.open.get_mut(slot).and_then(Option::take) {
+            c.add_to(&mut t.closed);
+            t.free.push(slot);
+        }
+        // A server that once had many connections open at once does not
+        // keep their slots for ever.
+        if t.free.len() == t.open.len() && t.open.capacity() > 64 {
+            t.open = Vec::new();
+            t.free = Vec::new();
+        }
+    }
+
+    fn snapshot(&self, exports: usize) -> Stats {
+        let t = self.lock();
+        let mut sum = t.closed.clone();
+        for c in t.open.iter().flatten() {
+            c.add_to(&mut sum);
+        }
+        sum.stats(exports)
+    }
+}
+
+/// A connection's counters (registered with its server's [`Totals`]).
 #[derive(Debug, Default)]
 pub(crate) struct Meter {
-    own: Counters,
-    server: Option<Arc<Counters>>,
+    own: Arc<Counters>,
+    /// The server's totals and this connection's slot there.
+    server: Option<(Arc<Totals>, usize)>,
     /// Limit hits of this connection so far (for the cap on warnings).
     limit_hits: AtomicU64,
 }
 
+impl Drop for Meter {
+    fn drop(&mut self) {
+        if let Some((totals, slot)) = &self.server {
+            totals.close(*slot);
+        }
+    }
+}
+
 impl Meter {
-    /// Counters that also add to `server` (a server's totals).
-    pub(crate) fn new(server: Option<Arc<Counters>>) -> Meter {
+    /// Counters that also count in `server` (a server's totals).
+    pub(crate) fn new(server: Option<Arc<Totals>>) -> Meter {
+        let own = Arc::new(Counters::default());
+        let server = server.map(|t| {
+            let slot = t.open(&own);
+            (t, slot)
+        });
         Meter {
-            own: Counters::default(),
+            own,
             server,
             limit_hits: AtomicU64::new(0),
         }
@@ -117,29 +223,19 @@ impl Meter {
         crate::trace::limit_hit_nth(limit, message, seen);
     }
 
-    fn each(&self, f: impl Fn(&Counters)) {
-        f(&self.own);
-        if let Some(s) = &self.server {
-            f(s);
-        }
-    }
-
     /// An incoming call arrived (served or refused at once).
     pub(crate) fn call_started(&self) {
-        self.each(|c| {
-            c.calls_started.fetch_add(1, Relaxed);
-        });
+        self.own.calls_started.fetch_add(1, Relaxed);
     }
 
     /// A reply to an incoming call was queued: a return (`None`) or an
     /// error of kind `ERROR_KINDS[i]` (`Some(i)`).
     pub(crate) fn replied(&self, error: Option<usize>) {
-        self.each(|c| {
-            c.calls_finished.fetch_add(1, Relaxed);
-            if let Some(i) = error {
-                c.errors[i].fetch_add(1, Relaxed);
-            }
-        });
+        let c = &self.own;
+        c.calls_finished.fetch_add(1, Relaxed);
+        if let Some(i) = error {
+            c.errors[i].fetch_add(1, Relaxed);
+        }
     }
 
     /// An error reply of kind `kind` was queued.
@@ -149,16 +245,12 @@ impl Meter {
 
     /// `n` bytes were read from the transport.
     pub(crate) fn read(&self, n: usize) {
-        self.each(|c| {
-            c.bytes_in.fetch_add(n as u64, Relaxed);
-        });
+        self.own.bytes_in.fetch_add(n as u64, Relaxed);
     }
 
     /// `n` bytes were written to the transport.
     pub(crate) fn wrote(&self, n: usize) {
-        self.each(|c| {
-            c.bytes_out.fetch_add(n as u64, Relaxed);
-        });
+        self.own.bytes_out.fetch_add(n as u64, Relaxed);
     }
 
     /// This connection's counters, with `exports` objects exported now.
@@ -219,10 +311,10 @@ pub struct ServerStats {
     pub calls: Stats,
 }
 
-/// A server's totals (its connections add to `calls`).
+/// A server's totals (its connections register in `calls`).
 #[derive(Debug, Default)]
 pub(crate) struct ServerCounters {
-    pub(crate) calls: Arc<Counters>,
+    pub(crate) calls: Arc<Totals>,
     pub(crate) accepted: AtomicU64,
     pub(crate) refused: AtomicU64,
 }
@@ -244,7 +336,7 @@ mod tests {
 
     #[test]
     fn a_meter_counts_into_its_own_counters_and_its_servers() {
-        let server = Arc::new(Counters::default());
+        let server = Arc::new(Totals::default());
         let a = Meter::new(Some(server.clone()));
         let b = Meter::new(Some(server.clone()));
         a.call_started();
@@ -267,5 +359,17 @@ mod tests {
         assert_eq!((total.calls_started, total.calls_finished), (3, 3));
         assert_eq!((total.bytes_in, total.bytes_out), (10, 7));
         assert_eq!(total.errors_total(), 2);
+        // A closed connection's counts stay in the totals; its slot is
+        // taken by the next one, which starts from zero.
+        drop(b);
+        let c = Meter::new(Some(server.clone()));
+        c.call_started();
+        let total = server.snapshot(0);
+        assert_eq!((total.calls_started, total.calls_finished), (4, 3));
+        assert_eq!(total.errors["limit_exceeded"], 1);
+        assert_eq!(c.snapshot(0).calls_started, 1);
+        drop((a, c));
+        assert_eq!(server.snapshot(0).calls_started, 4);
+        assert!(server.lock().open.iter().all(Option::is_none));
     }
 }

@@ -61,7 +61,7 @@ pub struct ConnectionBuilder {
     /// into the authentication proofs (PROTOCOL.md §7.1).
     pub(crate) channel_binding: Option<[u8; 32]>,
     /// The server's totals this connection's counters add to.
-    pub(crate) server_counters: Option<Arc<crate::stats::Counters>>,
+    pub(crate) server_counters: Option<Arc<crate::stats::Totals>>,
     /// The interface served as the root, announced in our hello.
     pub(crate) root_info: Option<RootInfo>,
 }
