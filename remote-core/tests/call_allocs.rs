@@ -90,20 +90,44 @@ fn allocations() -> usize {
     GLOBAL.stats().allocations
 }
 
-/// Allocations per trivial call after a warm-up, both ends, over `calls`
-/// calls made one after another.
+/// Windows each measurement is taken over; the fewest allocations per call
+/// of them counts. On a machine whose other work preempts this process,
+/// about one window in ten saw two allocations more (in 500 calls) from
+/// outside the call path: perf probes on the allocator found no Rust call
+/// site allocating more in such a run, only one extra allocation in libc
+/// with no caller frame. A per-call allocation shows in every window.
+const WINDOWS: usize = 3;
+
+/// Allocations per operation of `op` (awaited `n` times after a warm-up
+/// of 128), the fewest of [`WINDOWS`] windows.
+async fn per_op<F: std::future::Future<Output = ()>>(n: u64, mut op: impl FnMut(u64) -> F) -> f64 {
+    for i in 0..128 {
+        op(i).await;
+    }
+    let mut fewest = f64::MAX;
+    for _ in 0..WINDOWS {
+        let before = allocations();
+        for i in 0..n {
+            op(i).await;
+        }
+        fewest = fewest.min((allocations() - before) as f64 / n as f64);
+    }
+    fewest
+}
+
+/// Allocations per trivial call, both ends, over `calls` calls made one
+/// after another.
 fn allocs_per_call(root: Arc<dyn Adder>, calls: u64) -> f64 {
     rt().block_on(async move {
         let (_server, _client, proxy) = pair(root).await;
-        for i in 0..128 {
-            proxy.add(i).await.expect("warm-up call");
-        }
-        let before = allocations();
-        for i in 0..calls {
-            let got = proxy.add(i).await.expect("call");
-            assert!(got > i);
-        }
-        (allocations() - before) as f64 / calls as f64
+        per_op(calls, |i| {
+            let proxy = proxy.clone();
+            async move {
+                let got = proxy.add(i).await.expect("call");
+                assert!(got > i);
+            }
+        })
+        .await
     })
 }
 
@@ -169,15 +193,7 @@ fn a_capability_round_trip_allocates_at_most_nine_times() {
                 assert_eq!(cap.add(i).await.expect("add"), i + 1);
             }
         };
-        for i in 0..128 {
-            round(i).await;
-        }
-        let before = allocations();
-        const ROUNDS: u64 = 500;
-        for i in 0..ROUNDS {
-            round(i).await;
-        }
-        (allocations() - before) as f64 / ROUNDS as f64
+        per_op(500, round).await
     });
     assert!(per <= 9.0, "{per} allocations per capability round trip");
 }
