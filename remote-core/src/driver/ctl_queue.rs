@@ -4,7 +4,8 @@
 //! An unbounded tokio channel did this, and an empty one cost about 250
 //! instructions a poll (its coop budget check, the list pop, re-registering
 //! the waker), every turn. Here an atomic flag says whether anything is
-//! queued; an empty poll is one load and an `AtomicWaker` registration.
+//! queued; an empty poll is one load and an `AtomicWaker` registration
+//! (made only when the reader is about to wait: `try_recv` first).
 //! Not using tokio's coop budget is deliberate: a poll never returns
 //! `Pending` while something is queued, and every `Pending` leaves the
 //! waker registered (skipping an mpsc poll on a flag was tried and reverted
@@ -14,7 +15,6 @@
 //! registered again, and would then take the new registration with it.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -96,11 +96,6 @@ impl CtlTx {
 }
 
 impl CtlRx {
-    /// The next message, when one is queued.
-    pub(crate) async fn recv(&mut self) -> Option<Control> {
-        poll_fn(|cx| self.poll_recv(cx)).await
-    }
-
     /// The next message, or `Pending` with this task's waker registered.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Control>> {
         if let Some(c) = self.pop() {
@@ -114,8 +109,8 @@ impl CtlRx {
         Poll::Pending
     }
 
-    /// The next message if one is queued (tests).
-    #[cfg(test)]
+    /// The next message if one is queued; registers no waker.
+    #[inline]
     pub(crate) fn try_recv(&mut self) -> Option<Control> {
         self.pop()
     }

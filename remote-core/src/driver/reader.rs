@@ -1,8 +1,10 @@
 //! The reader task: handshake, then frames in, control messages, the idle
 //! timer, keepalive, and the close sequence.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::BytesMut;
 
@@ -146,12 +148,27 @@ pub(super) async fn read_loop(
         let turn = if due {
             Turn::Timer
         } else {
-            tokio::select! {
-                biased;
-                Some(c) = ctl.recv() => Turn::Ctl(c),
-                item = input.next(true) => Turn::Input(item),
-                _ = &mut timer => Turn::Timer,
-            }
+            // Control messages first, then input, then the timer. The
+            // control queue's waker is registered only when the turn waits
+            // (a message sent meanwhile is found by its second look), not
+            // on every turn as a `select!` over its `recv` would.
+            let mut next = std::pin::pin!(input.next(true));
+            std::future::poll_fn(|cx| {
+                if let Some(c) = ctl.try_recv() {
+                    return Poll::Ready(Turn::Ctl(c));
+                }
+                if let Poll::Ready(item) = next.as_mut().poll(cx) {
+                    return Poll::Ready(Turn::Input(item));
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Turn::Timer);
+                }
+                match ctl.poll_recv(cx) {
+                    Poll::Ready(Some(c)) => Poll::Ready(Turn::Ctl(c)),
+                    _ => Poll::Pending,
+                }
+            })
+            .await
         };
         match turn {
             Turn::Ctl(c) => {
