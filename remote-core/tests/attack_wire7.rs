@@ -1,0 +1,174 @@
+//! Red-team pass 7 over the whole wire surface: output a peer can make the
+//! server queue with frames that are not ordinary calls (kind 1), which
+//! backpressure holds back (PROTOCOL.md §9). Every other message keeps
+//! being read whatever the output queue holds, so whatever output one of
+//! them causes must stay bounded by itself: a peer that reads a trickle
+//! (never stalled long enough for `write_stall_timeout`) must not grow the
+//! server's queue beyond its budget.
+//!
+//! Each test plays a raw peer over a unix socket (the kernel keeps a fixed
+//! ~200 KiB of what the server writes, so what the server counts is what
+//! it queued) that floods one kind of frame and reads nothing, and watches
+//! the server's counted bytes. Every test ends on an event: the flood was
+//! read to its goodbye, or the server closed the connection for
+//! `write_stall_timeout` (it held the flood back and the peer still read
+//! nothing).
+
+#[path = "support/raw.rs"]
+mod raw;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use remote_core::proto::{encode, encode_pipelined_call_head, CallTarget};
+use remote_core::proto::{CallId, ObjectId};
+use remote_core::{remote, Connection, Error, Limits, Remote, Server, ServerHandle};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+
+#[remote]
+pub trait Adder {
+    /// `a + b`.
+    async fn add(&self, a: u64, b: u64) -> Result<u64, Error>;
+}
+
+struct Impl;
+
+#[remote]
+impl Adder for Impl {
+    async fn add(&self, a: u64, b: u64) -> Result<u64, Error> {
+        Ok(a + b)
+    }
+}
+
+const BUDGET: usize = 4 << 20;
+/// What one connection that reads nothing may hold: half of the budget
+/// and its share (an eighth) once past it, with room for the frames in
+/// progress (PROTOCOL.md §9). A flood that grows the queue with no bound
+/// fills the whole budget and more.
+const BOUND: usize = BUDGET * 3 / 4;
+
+fn limits() -> Limits {
+    Limits {
+        memory_budget: BUDGET,
+        // What closes a peer that reads nothing at all; a real attacker
+        // reads a trickle and is never closed. Long enough that the
+        // server handles the flood before it, short enough for a test.
+        write_stall_timeout: Duration::from_secs(5),
+        ..Limits::default()
+    }
+}
+
+async fn serve(path: &Path) -> ServerHandle {
+    Server::builder()
+        .limits(limits())
+        .bind(&format!("unix://{}", path.display()))
+        .await
+        .unwrap()
+        .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Adder>))
+}
+
+/// Connects to `path` as a raw peer listing `features`, writes `flood`
+/// `copies` times (then a goodbye) without reading anything, and returns
+/// the most bytes the server counted against its budget until the
+/// connection was gone (read to the goodbye, or closed by the server).
+async fn peak_of_flood(
+    server: &ServerHandle,
+    path: &Path,
+    features: Vec<&'static str>,
+    flood: Vec<u8>,
+    copies: usize,
+) -> usize {
+    let before = server.connections();
+    let mut s = UnixStream::connect(path).await.unwrap();
+    s.write_all(&raw::hello(features)).await.unwrap();
+    assert!(
+        raw::eventually(|| server.connections() == before + 1).await,
+        "the attacker is connected"
+    );
+    let flood = tokio::spawn(async move {
+        for _ in 0..copies {
+            // Fails once the server closed us for reading nothing.
+            if s.write_all(&flood).await.is_err() {
+                return;
+            }
+        }
+        let _ = s.write_all(&encode::goodbye("done")).await;
+        // Kept open until the server has read everything (or closed).
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(
+            raw::WAIT,
+            tokio::io::AsyncReadExt::read_to_end(&mut s, &mut sink),
+        )
+        .await;
+    });
+    let end = tokio::time::Instant::now() + raw::WAIT * 2;
+    let mut peak = 0;
+    while tokio::time::Instant::now() < end && server.connections() > before {
+        peak = peak.max(server.buffered_bytes());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(
+        server.connections(),
+        before,
+        "the attacker's connection ended"
+    );
+    flood.abort();
+    peak
+}
+
+/// A new client is served normally after the attack.
+async fn still_serves(server: &ServerHandle) {
+    let conn = Connection::connect(server.local_addr()).await.unwrap();
+    let root = conn.root::<dyn Adder>();
+    assert_eq!(raw::bounded(root.add(2, 3)).await.unwrap(), 5);
+}
+
+/// A kept-answer call frame (kind 12) `add(1, 2)` on the root as `id`.
+fn kept_add(id: u32) -> Vec<u8> {
+    let mut f = encode::begin(32);
+    encode_pipelined_call_head(
+        &mut f,
+        true,
+        CallId(id),
+        CallTarget::Object(ObjectId(0)),
+        "add",
+        600_000,
+    );
+    f.extend_from_slice(&[0x92, 0x01, 0x02]);
+    encode::finish(&mut f);
+    f
+}
+
+/// Kept-answer calls (kind 12) are calls, but the reader held back only
+/// kind 1 while the output was over its share: with the pipeline feature,
+/// a peer that never reads leaves 128 answers unfinished and then sends
+/// kind-12 calls the server refuses (`max_calls_in_flight`), each ~22
+/// bytes answered by a ~110-byte `limit_exceeded` error, all queued.
+/// Measured before the fix: 4.47 MB counted against the 4 MiB budget, all
+/// of it one connection's (its reading stopped only when a frame split
+/// across reads found no room), so every other connection's frame over
+/// 64 KiB waits for as long as the attacker reads a trickle. After: 2.4 MB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_kept_answer_calls_is_held_back_like_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kept.sock");
+    let server = serve(&path).await;
+    let mut flood = Vec::new();
+    for id in 0..128 {
+        flood.extend_from_slice(&kept_add(id));
+    }
+    // Then 200,000 refused calls: ~22 MB of error replies without a bound.
+    for _ in 0..200_000 {
+        flood.extend_from_slice(&kept_add(1000));
+    }
+    let peak = peak_of_flood(&server, &path, vec!["pipeline"], flood, 1).await;
+    println!("kept-answer call flood: peak counted {peak} bytes (budget {BUDGET}, bound {BOUND})");
+    assert!(
+        peak <= BOUND,
+        "replies to kept-answer calls queued for a peer that never reads: {peak} bytes \
+         counted, budget {BUDGET}"
+    );
+    still_serves(&server).await;
+}
