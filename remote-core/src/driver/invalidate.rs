@@ -150,12 +150,25 @@ impl Shared {
 
     /// The peer's `invalidate`: drops the named methods' entries of its
     /// object (only methods this side has cached: the names cannot grow
-    /// the cache's bookkeeping), then acknowledges.
+    /// the cache's bookkeeping), then acknowledges, unless the output
+    /// queued for the peer leaves no room (`share.rs`): invalidates are
+    /// read whatever the queue holds, so a peer that floods them and reads
+    /// nothing would otherwise grow it by an acknowledgement each. A
+    /// skipped acknowledgement is covered by the next one (they are
+    /// cumulative, PROTOCOL.md §3.9); until then the sender counts this
+    /// side as lagging, as it would a peer that reads too slowly.
     pub(super) fn on_invalidate(&self, token: u64, object: ObjectId, methods: &[&str]) {
         if let Some(cache) = self.cache.get() {
             cache.invalidate_known(object, methods);
         }
-        let _ = self.send(&encode_invalidated(token));
+        let room = super::share::queue_has_room(
+            self.queued_output(),
+            self.limits.max_write_queue,
+            &self.budget,
+        );
+        if room {
+            let _ = self.send(&encode_invalidated(token));
+        }
     }
 
     /// The peer's acknowledgement: `Err` (a protocol violation) for a

@@ -104,7 +104,7 @@ impl OutputShare {
     /// Whether the peer's next call may start, with `queued` bytes queued
     /// for the peer.
     pub(crate) fn may_start(&self, queued: usize, max_write_queue: usize, budget: &Budget) -> bool {
-        if queued >= max_write_queue {
+        if !queue_has_room(queued, max_write_queue, budget) {
             return false;
         }
         let handlers = self.handlers.load(Ordering::Acquire);
@@ -112,15 +112,22 @@ impl OutputShare {
             return true;
         }
         let share = share(budget);
-        if queued >= share && budget.used() >= budget.limit() / 2 {
-            return false;
-        }
         let pending = handlers.saturating_mul(self.estimate());
         if handlers > 0 && queued.saturating_add(pending) >= share {
             return false;
         }
         queued == 0 || !budget.exhausted()
     }
+}
+
+/// Whether `queued` bytes of output for one peer leave room for more: under
+/// `max_write_queue`, and under the connection's share once half of the
+/// budget is used. Calls wait for it ([`OutputShare::may_start`]); output
+/// caused by frames that are read whatever the queue holds (an
+/// invalidation's acknowledgement) is skipped without it, so a peer that
+/// floods such frames and reads nothing cannot grow its queue past it.
+pub(crate) fn queue_has_room(queued: usize, max_write_queue: usize, budget: &Budget) -> bool {
+    queued < max_write_queue && (queued < share(budget) || budget.used() < budget.limit() / 2)
 }
 
 /// One connection's share of the budget: an eighth, at least a small frame.
