@@ -198,3 +198,42 @@ async fn an_invalidate_flood_from_a_peer_that_never_reads_stays_within_the_budge
     );
     still_serves(&server).await;
 }
+
+/// A return (kind 2) for a call the server never made was ignored, but
+/// the references in it counted and released (PROTOCOL.md §4), each with
+/// a release frame, and replies are read whatever the output queue holds:
+/// a peer that never reads sends returns of 1,000 references to distinct
+/// objects of its own (6 KB) and the server queues 1,000 releases (10 KB)
+/// for each. Measured before the fix: 4.34 MB counted against the 4 MiB
+/// budget, all of it one connection's (as for kept-answer calls above).
+/// Now such a reply is a violation, refused before its references count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn returns_for_calls_never_made_cannot_queue_releases_without_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("returns.sock");
+    let server = serve(&path).await;
+    let mut ret = encode::begin(6_100);
+    ret.extend_from_slice(&[0x93, 0x02, 0x4d, 0xdc]);
+    ret.extend_from_slice(&1000u16.to_be_bytes());
+    for id in 1..=1000u32 {
+        ret.extend_from_slice(&[0xd6, 0x01]);
+        ret.extend_from_slice(&id.to_be_bytes());
+    }
+    encode::finish(&mut ret);
+    let peak = peak_of_flood(&server, &path, vec![], ret.clone(), 1000).await;
+    println!("unsolicited returns: peak counted {peak} bytes (budget {BUDGET}, bound {BOUND})");
+    assert!(
+        peak <= BOUND,
+        "releases queued for a peer that never reads: {peak} bytes counted, budget {BUDGET}"
+    );
+    // What the peer is told: the reply names a call never made.
+    let mut s = UnixStream::connect(&path).await.unwrap();
+    s.write_all(&raw::hello(vec![])).await.unwrap();
+    s.write_all(&ret).await.unwrap();
+    let reason = raw::goodbye(&mut s).await.expect("a goodbye");
+    assert!(
+        reason.contains("protocol violation: reply to call 77, which is neither waiting"),
+        "{reason}"
+    );
+    still_serves(&server).await;
+}
