@@ -89,6 +89,24 @@ impl<O: Clone, W> State<O, W> {
         })
     }
 
+    /// A reply (return or error) names one of our calls waiting for it, or
+    /// one we cancelled (its one reply, ignored). Any other id is a
+    /// violation, checked before its references are counted: replies are
+    /// read whatever our output queue holds, and every reference in an
+    /// ignored reply is released with a frame of ours, so a peer that
+    /// floods replies to calls never made, and reads nothing, would grow
+    /// that queue without bound (tests/attack_wire7.rs).
+    #[inline]
+    fn expects_reply(&self, id: CallId) -> Result<(), Violation> {
+        if self.outgoing.contains_key(&id) || self.cancelled.contains_key(&id) {
+            Ok(())
+        } else {
+            Err(Violation(format!(
+                "reply to call {id}, which is neither waiting for a reply nor cancelled"
+            )))
+        }
+    }
+
     /// Processes one frame from the peer.
     pub fn handle_frame<'a>(&mut self, frame: &'a [u8]) -> Result<Event<'a, O, W>, Violation> {
         if self.phase == Phase::Closed {
@@ -158,6 +176,7 @@ impl<O: Clone, W> State<O, W> {
                     .into(),
             )),
             Message::Return { id, value } => {
+                self.expects_reply(id)?;
                 let (refs, owns) = self.take_refs()?;
                 match self.outgoing.remove(&id) {
                     Some(waiter) => Ok(Event::Reply {
@@ -175,6 +194,7 @@ impl<O: Clone, W> State<O, W> {
                 }
             }
             Message::Error { id, error } => {
+                self.expects_reply(id)?;
                 let (refs, owns) = self.take_refs()?;
                 let Some(waiter) = self.outgoing.remove(&id) else {
                     self.cancelled.remove(&id);
