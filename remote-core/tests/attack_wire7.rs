@@ -18,27 +18,62 @@
 mod raw;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use remote_core::proto::{encode, encode_invalidate, encode_pipelined_call_head, CallTarget};
 use remote_core::proto::{CallId, ObjectId};
 use remote_core::{remote, Connection, Error, Limits, Remote, Server, ServerHandle};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
+use tokio::sync::Semaphore;
 
 #[remote]
 pub trait Adder {
     /// `a + b`.
     async fn add(&self, a: u64, b: u64) -> Result<u64, Error>;
+    /// Holds `data` until the test lets it go (one permit of the gate).
+    async fn hold(&self, data: Bytes) -> Result<u32, Error>;
 }
 
-struct Impl;
+/// The handlers of `hold`: how many run, the most at once, how many ended,
+/// and the permits that let them end.
+struct Gate {
+    open: Semaphore,
+    running: AtomicUsize,
+    most: AtomicUsize,
+    done: AtomicUsize,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            open: Semaphore::new(0),
+            running: AtomicUsize::new(0),
+            most: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+        }
+    }
+}
+
+struct Impl(Arc<Gate>);
 
 #[remote]
 impl Adder for Impl {
     async fn add(&self, a: u64, b: u64) -> Result<u64, Error> {
         Ok(a + b)
+    }
+    async fn hold(&self, data: Bytes) -> Result<u32, Error> {
+        let g = &self.0;
+        let now = g.running.fetch_add(1, SeqCst) + 1;
+        g.most.fetch_max(now, SeqCst);
+        g.open.acquire().await.unwrap().forget();
+        g.running.fetch_sub(1, SeqCst);
+        g.done.fetch_add(1, SeqCst);
+        Ok(u32::try_from(data.len()).unwrap())
     }
 }
 
@@ -61,12 +96,21 @@ fn limits() -> Limits {
 }
 
 async fn serve(path: &Path) -> ServerHandle {
+    serve_at(
+        limits(),
+        &format!("unix://{}", path.display()),
+        Arc::default(),
+    )
+    .await
+}
+
+async fn serve_at(limits: Limits, addr: &str, gate: Arc<Gate>) -> ServerHandle {
     Server::builder()
-        .limits(limits())
-        .bind(&format!("unix://{}", path.display()))
+        .limits(limits)
+        .bind(addr)
         .await
         .unwrap()
-        .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Adder>))
+        .serve(move |_| Remote::new(Arc::new(Impl(gate.clone())) as Arc<dyn Adder>))
 }
 
 /// Connects to `path` as a raw peer listing `features`, writes `flood`
@@ -236,4 +280,60 @@ async fn returns_for_calls_never_made_cannot_queue_releases_without_bound() {
         "{reason}"
     );
     still_serves(&server).await;
+}
+
+/// A running handler holds its arguments (the call frame, or what it
+/// decoded from it) until it stops, and nothing counted them: after one
+/// call with a tiny reply (the reply estimate drops to 4 KiB), 128
+/// pipelined calls with 1 MiB of arguments each to a handler that awaits
+/// all started at once, at the default limits. Measured before the fix:
+/// two such connections grew the heap by 260 MB while the budget counted
+/// 4 MB; one peer address (32 connections) could hold 4 GiB, a server
+/// (1,024) 128 GiB. Now their frames count against the connection's share
+/// (8 MiB at the defaults): eight start, the rest wait to be read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arguments_held_by_running_handlers_count_against_the_share() {
+    const CALLS: usize = 128;
+    let gate = Arc::new(Gate::default());
+    let server = serve_at(Limits::default(), "tcp://127.0.0.1:0", gate.clone()).await;
+    let mut s = raw::opened(&server).await;
+    s.write_all(&raw::call(0, 0, "add", 60_000, &[0x92, 0x01, 0x02]))
+        .await
+        .unwrap();
+    assert_eq!(raw::kind(&raw::frame(&mut s).await.unwrap()), raw::RETURN);
+    let writer = tokio::spawn(async move {
+        let len = (1usize << 20) - 64;
+        for id in 1..=CALLS as u32 {
+            let mut f = encode::begin(len + 64);
+            encode::call_head(&mut f, CallId(id), ObjectId(0), "hold", 600_000);
+            f.extend_from_slice(&[0x91, 0xc6]);
+            f.extend_from_slice(&u32::try_from(len).unwrap().to_be_bytes());
+            f.resize(f.len() + len, 7);
+            encode::finish(&mut f);
+            s.write_all(&f).await.unwrap();
+        }
+        s
+    });
+    // Eight start whatever the fix (8 MiB of arguments reach the share)...
+    assert!(
+        raw::eventually(|| gate.running.load(SeqCst) >= 8).await,
+        "eight handlers run"
+    );
+    // ...then one is let go at a time, each once one runs: every call ends.
+    for ended in 1..=CALLS {
+        assert!(
+            raw::eventually(|| gate.running.load(SeqCst) > 0).await,
+            "a handler runs ({} ended)",
+            ended - 1
+        );
+        gate.open.add_permits(1);
+        assert!(raw::eventually(|| gate.done.load(SeqCst) == ended).await);
+    }
+    let _s = raw::bounded(writer).await.unwrap();
+    let most = gate.most.load(SeqCst);
+    println!("handlers holding 1 MiB of arguments at once: {most}");
+    assert!(
+        most <= 9,
+        "{most} handlers held 1 MiB of arguments each at once (share 8 MiB)"
+    );
 }
