@@ -337,3 +337,49 @@ async fn arguments_held_by_running_handlers_count_against_the_share() {
         "{most} handlers held 1 MiB of arguments each at once (share 8 MiB)"
     );
 }
+
+/// A server over its connection limit tells each refused client why (a
+/// goodbye instead of a hello), in a task of its own bounded by one
+/// second; over `ws://` (and TLS) that task first waits for the client's
+/// handshake. Nothing bounded how many ran at once: a peer opening
+/// connections that send nothing made the server hold a task, a socket and
+/// its handshake state for each, as many as it could open in a second
+/// (measured before the fix: 300 connections, 300 tasks alive). Now at most
+/// `MAX_REFUSALS` (64) are told why at once; the rest are closed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_connections_in_their_handshake_are_bounded() {
+    const ATTEMPTS: u64 = 300;
+    let limits = Limits {
+        max_connections: 1,
+        ..Limits::default()
+    };
+    let server = serve_at(limits, "ws://127.0.0.1:0/", Arc::default()).await;
+    let conn = Connection::connect(server.local_addr()).await.unwrap();
+    let root = conn.root::<dyn Adder>();
+    assert_eq!(raw::bounded(root.add(1, 1)).await.unwrap(), 2);
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let baseline = metrics.num_alive_tasks();
+    let authority = server
+        .local_addr()
+        .strip_prefix("ws://")
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    // Connections that never send their upgrade request, kept open.
+    let mut silent = Vec::new();
+    for _ in 0..ATTEMPTS {
+        silent.push(tokio::net::TcpStream::connect(&authority).await.unwrap());
+    }
+    assert!(
+        raw::eventually(|| server.stats().connections_refused >= ATTEMPTS).await,
+        "every attempt was refused"
+    );
+    let alive = metrics.num_alive_tasks().saturating_sub(baseline);
+    println!("refusals in their handshake: {alive} tasks alive");
+    assert!(
+        alive <= 64 + 8,
+        "{alive} tasks alive for {ATTEMPTS} refused connections"
+    );
+    drop(silent);
+    assert_eq!(raw::bounded(root.add(2, 3)).await.unwrap(), 5);
+}
