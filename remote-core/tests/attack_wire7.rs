@@ -1,18 +1,22 @@
-//! Red-team pass 7 over the whole wire surface: output a peer can make the
-//! server queue with frames that are not ordinary calls (kind 1), which
-//! backpressure holds back (PROTOCOL.md §9). Every other message keeps
-//! being read whatever the output queue holds, so whatever output one of
-//! them causes must stay bounded by itself: a peer that reads a trickle
-//! (never stalled long enough for `write_stall_timeout`) must not grow the
-//! server's queue beyond its budget.
+//! Red-team pass 7 over the whole wire surface: what a peer can make a
+//! server hold beyond its bounds.
 //!
-//! Each test plays a raw peer over a unix socket (the kernel keeps a fixed
-//! ~200 KiB of what the server writes, so what the server counts is what
-//! it queued) that floods one kind of frame and reads nothing, and watches
-//! the server's counted bytes. Every test ends on an event: the flood was
-//! read to its goodbye, or the server closed the connection for
-//! `write_stall_timeout` (it held the flood back and the peer still read
-//! nothing).
+//! Most tests: output a peer can make the server queue with frames that
+//! are not ordinary calls (kind 1), which backpressure holds back
+//! (PROTOCOL.md §9). Every other message keeps being read whatever the
+//! output queue holds, so whatever output one of them causes must stay
+//! bounded by itself: a peer that reads a trickle (never stalled long
+//! enough for `write_stall_timeout`) must not grow the server's queue
+//! beyond its budget. Each plays a raw peer over a unix socket (the kernel
+//! keeps a fixed ~200 KiB of what the server writes, so what the server
+//! counts is what it queued) that floods one kind of frame and reads
+//! nothing, and watches the server's counted bytes. Each ends on an event:
+//! the flood was read to its goodbye, or the server closed the connection
+//! for `write_stall_timeout` (it held the flood back and the peer still
+//! read nothing).
+//!
+//! Then what is held outside the output queue: the arguments of running
+//! handlers, and refused connections waiting for their handshake.
 
 #[path = "support/raw.rs"]
 mod raw;
