@@ -41,6 +41,9 @@ pub trait Adder {
     async fn add(&self, a: u64, b: u64) -> Result<u64, Error>;
     /// Holds `data` until the test lets it go (one permit of the gate).
     async fn hold(&self, data: Bytes) -> Result<u32, Error>;
+    /// A cached read, so a write can push its invalidation.
+    #[remote(cache(ttl = "1h"))]
+    async fn text(&self) -> Result<String, Error>;
 }
 
 /// The handlers of `hold`: how many run, the most at once, how many ended,
@@ -78,6 +81,9 @@ impl Adder for Impl {
         g.running.fetch_sub(1, SeqCst);
         g.done.fetch_add(1, SeqCst);
         Ok(u32::try_from(data.len()).unwrap())
+    }
+    async fn text(&self) -> Result<String, Error> {
+        Ok("hello".into())
     }
 }
 
@@ -386,4 +392,58 @@ async fn refused_connections_in_their_handshake_are_bounded() {
     );
     drop(silent);
     assert_eq!(raw::bounded(root.add(2, 3)).await.unwrap(), 5);
+}
+
+/// Invalidations a server pushes (PROTOCOL.md §3.9) are queued for every
+/// holder of the object, whatever that holder's queue holds, and after
+/// `invalidation_max_missed_acks` missed acknowledgements nobody waits for
+/// it: a holder that reads a trickle (a real one would, to stay under
+/// `write_stall_timeout`), while writes go on (another connection of the
+/// same attacker calling a method that invalidates a shared object), had
+/// its queue grow with every write. Measured before the fix: a million
+/// writes left 20.7 MB queued for it against a 4 MiB budget. Now pushes to
+/// a holder with twice `max_write_queue` queued close it, naming the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidations_pushed_to_a_holder_that_never_reads_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pushes.sock");
+    let root: Arc<dyn Adder> = Arc::new(Impl(Arc::default()));
+    let shared = root.clone();
+    let limits = Limits {
+        max_write_queue: 1 << 20,
+        invalidation_ack_timeout: Duration::from_millis(20),
+        ..limits()
+    };
+    let server = Server::builder()
+        .limits(limits)
+        .bind(&format!("unix://{}", path.display()))
+        .await
+        .unwrap()
+        .serve(move |_| Remote::new(shared.clone()));
+    let mut s = UnixStream::connect(&path).await.unwrap();
+    s.write_all(&raw::hello(vec!["invalidate"])).await.unwrap();
+    assert!(raw::eventually(|| server.connections() == 1).await);
+    let mut peak = 0;
+    let mut writes = 0u32;
+    // Until the holder is closed, or a million writes (~20 MB of pushes).
+    while server.connections() == 1 && writes < 1_000_000 {
+        remote_core::cache::invalidate(&root, &["text"]).await;
+        writes += 1;
+        if writes % 256 == 0 {
+            peak = peak.max(server.buffered_bytes());
+        }
+    }
+    peak = peak.max(server.buffered_bytes());
+    println!("{writes} pushes to a holder that never reads: peak counted {peak} bytes");
+    assert!(
+        peak <= 3 << 20,
+        "{peak} bytes of invalidations queued for a holder that never reads \
+         (max_write_queue 1 MiB)"
+    );
+    assert!(
+        raw::eventually(|| server.connections() == 0).await,
+        "the holder was closed"
+    );
+    drop(s);
+    still_serves(&server).await;
 }
