@@ -138,6 +138,23 @@ impl Shared {
     /// [`MAX_INVALIDATE_METHODS`] names each); returns the last token, or
     /// `None` if the connection is closed.
     fn push_invalidation(&self, object: ObjectId, methods: &[&str]) -> Option<u64> {
+        // Pushes are queued whatever the peer's queue holds (nothing holds
+        // them back: they come from other connections' writes), so a holder
+        // reading a trickle while writes go on would grow its queue with
+        // every write. Past twice `max_write_queue` (what calls' replies
+        // alone never reach) it is closed instead, naming the limit.
+        let max = self.limits.max_write_queue;
+        let queued = self.queued_output();
+        if queued >= max.saturating_mul(2) {
+            let why = format!(
+                "{queued} bytes queued for a peer that does not read the invalidations pushed to it"
+            );
+            let msg = format!("limit exceeded: max_write_queue = {max} ({why})");
+            crate::trace::limit_hit("max_write_queue", &msg);
+            let _ = self.send_goodbye(&msg);
+            self.close(crate::Error::limit("max_write_queue", max as u64, why));
+            return None;
+        }
         let mut sent = self.pushes.sent.lock().unwrap_or_else(|p| p.into_inner());
         for chunk in methods.chunks(MAX_INVALIDATE_METHODS) {
             let token = *sent + 1;
