@@ -14,7 +14,8 @@
 //! at most the timeout, and a connection that missed it is "lagging" and
 //! not waited for again until it acknowledges that token (its frames
 //! still go out; a peer that stops reading them is closed by
-//! `write_stall_timeout`). After
+//! `write_stall_timeout`, and one with twice `max_write_queue` queued is
+//! closed rather than pushed more). After
 //! [`Limits::invalidation_max_missed_acks`](crate::Limits::invalidation_max_missed_acks)
 //! missed timeouts a connection is never waited for again, so one peer
 //! holds writes up by at most that many timeouts in total.
