@@ -142,8 +142,9 @@ impl Shared {
         // Pushes are queued whatever the peer's queue holds (nothing holds
         // them back: they come from other connections' writes), so a holder
         // reading a trickle while writes go on would grow its queue with
-        // every write. Past twice `max_write_queue` (what calls' replies
-        // alone never reach) it is closed instead, naming the limit.
+        // every write. Past twice `max_write_queue` (well past what the
+        // replies to its own calls reach in practice, since its calls wait
+        // at `max_write_queue`) it is closed instead, naming the limit.
         let max = self.limits.max_write_queue;
         let queued = self.queued_output();
         if queued >= max.saturating_mul(2) {
