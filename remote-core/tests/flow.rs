@@ -233,7 +233,7 @@ async fn an_authenticated_connection_keeps_the_long_idle_timeout() {
 async fn a_client_flooding_over_max_imports_receives_the_goodbye() {
     let server = serve(Limits::default()).await;
     let bystander = Connection::connect(server.local_addr()).await.unwrap();
-    let mut s = raw(&server).await;
+    let mut s = raw::raw_with(&server, vec!["invalidate"]).await;
     // 14 MB of replies first, more than the kernel buffers between us hold,
     // so the goodbye has to wait in the server for us to read...
     let mut flood = Vec::new();
@@ -247,15 +247,17 @@ async fn a_client_flooding_over_max_imports_receives_the_goodbye() {
     }
     // ...then 20,000 calls, each handing over a distinct object of ours
     // (type-1 references 1..=20000): over max_imports = 10,000. Each is
-    // followed by 1.2 KB of padding (a reply to no call, which the server
-    // ignores), so what follows the violation (12 MB) is more than the
-    // kernel buffers take: our writes block until the server reads them.
-    let mut pad = encode::begin(1300);
-    encode::return_head(&mut pad, CallId(u32::MAX));
-    pad.extend_from_slice(&[0xda, 0x04, 0xb0]);
-    pad.extend_from_slice(&[b'x'; 1200]);
-    encode::finish(&mut pad);
+    // followed by 1.2 KB of padding (an invalidation of a method the
+    // server never cached, which it only acknowledges; a reply to no call
+    // is a violation), so what follows the violation (12 MB) is more than
+    // the kernel buffers take: our writes block until the server reads them.
+    let long_name = "x".repeat(1200);
     for i in 0..20_000u32 {
+        let pad = remote_core::proto::encode_invalidate(
+            u64::from(i) + 1,
+            ObjectId(0),
+            &[long_name.as_str()],
+        );
         let mut f = encode::begin(32);
         encode::call_head(&mut f, CallId(i), ObjectId(0), "keep", 60_000);
         f.extend_from_slice(&[0x91, 0xd6, 0x01]);

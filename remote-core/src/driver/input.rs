@@ -396,10 +396,13 @@ fn shared_add(shared: &Shared, n: usize) {
     }
 }
 
-/// Whether a frame's payload is a call (message kind 1).
+/// Whether a frame's payload is a call (message kind 1, or a kept-answer
+/// call, kind 12: its reply is output just the same).
 fn is_call(payload: &[u8]) -> bool {
     let mut r = Reader::new(payload);
-    r.array_len().is_ok() && r.uint().is_ok_and(|k| k == u64::from(kind::CALL))
+    r.array_len().is_ok()
+        && r.uint()
+            .is_ok_and(|k| k == u64::from(kind::CALL) || k == u64::from(kind::KEPT_CALL))
 }
 
 impl Drop for Input {

@@ -14,7 +14,8 @@
 //! at most the timeout, and a connection that missed it is "lagging" and
 //! not waited for again until it acknowledges that token (its frames
 //! still go out; a peer that stops reading them is closed by
-//! `write_stall_timeout`). After
+//! `write_stall_timeout`, and one with twice `max_write_queue` queued is
+//! closed rather than pushed more). After
 //! [`Limits::invalidation_max_missed_acks`](crate::Limits::invalidation_max_missed_acks)
 //! missed timeouts a connection is never waited for again, so one peer
 //! holds writes up by at most that many timeouts in total.
@@ -138,6 +139,24 @@ impl Shared {
     /// [`MAX_INVALIDATE_METHODS`] names each); returns the last token, or
     /// `None` if the connection is closed.
     fn push_invalidation(&self, object: ObjectId, methods: &[&str]) -> Option<u64> {
+        // Pushes are queued whatever the peer's queue holds (nothing holds
+        // them back: they come from other connections' writes), so a holder
+        // reading a trickle while writes go on would grow its queue with
+        // every write. Past twice `max_write_queue` (well past what the
+        // replies to its own calls reach in practice, since its calls wait
+        // at `max_write_queue`) it is closed instead, naming the limit.
+        let max = self.limits.max_write_queue;
+        let queued = self.queued_output();
+        if queued >= max.saturating_mul(2) {
+            let why = format!(
+                "{queued} bytes queued for a peer that does not read the invalidations pushed to it"
+            );
+            let msg = format!("limit exceeded: max_write_queue = {max} ({why})");
+            crate::trace::limit_hit("max_write_queue", &msg);
+            let _ = self.send_goodbye(&msg);
+            self.close(crate::Error::limit("max_write_queue", max as u64, why));
+            return None;
+        }
         let mut sent = self.pushes.sent.lock().unwrap_or_else(|p| p.into_inner());
         for chunk in methods.chunks(MAX_INVALIDATE_METHODS) {
             let token = *sent + 1;
@@ -150,12 +169,25 @@ impl Shared {
 
     /// The peer's `invalidate`: drops the named methods' entries of its
     /// object (only methods this side has cached: the names cannot grow
-    /// the cache's bookkeeping), then acknowledges.
+    /// the cache's bookkeeping), then acknowledges, unless the output
+    /// queued for the peer leaves no room (`share.rs`): invalidates are
+    /// read whatever the queue holds, so a peer that floods them and reads
+    /// nothing would otherwise grow it by an acknowledgement each. A
+    /// skipped acknowledgement is covered by the next one (they are
+    /// cumulative, PROTOCOL.md §3.9); until then the sender counts this
+    /// side as lagging, as it would a peer that reads too slowly.
     pub(super) fn on_invalidate(&self, token: u64, object: ObjectId, methods: &[&str]) {
         if let Some(cache) = self.cache.get() {
             cache.invalidate_known(object, methods);
         }
-        let _ = self.send(&encode_invalidated(token));
+        let room = super::share::queue_has_room(
+            self.queued_output(),
+            self.limits.max_write_queue,
+            &self.budget,
+        );
+        if room {
+            let _ = self.send(&encode_invalidated(token));
+        }
     }
 
     /// The peer's acknowledgement: `Err` (a protocol violation) for a

@@ -8,10 +8,15 @@
 //!   `max(memory_budget / 8, 64 KiB)`, so a connection (or a few) that
 //!   stops reading leaves at least half of the budget to everybody else;
 //! - the replies its running handlers may still queue are estimated (the
-//!   recent reply size) and counted against the share too: a call is not
-//!   started while `queued + running handlers × estimate` reaches the
-//!   share, so pipelined calls to a slow handler cannot queue replies
-//!   without bound. One handler may always run.
+//!   recent reply size) and counted against the share too, and so are the
+//!   call frames of those handlers (the arguments each holds until it
+//!   stops): a call is not started while `queued + running handlers ×
+//!   estimate + their frames` reaches the share, so pipelined calls to a
+//!   slow handler can neither queue replies nor hold arguments without
+//!   bound. One handler may always run. (Before the frames counted, 128
+//!   calls with 1 MiB of arguments each to a handler that awaits held
+//!   128 MiB per connection outside every bound but `max_calls_in_flight ×
+//!   max_frame_len`: 4 GiB from one peer address, tests/attack_wire7.rs.)
 //!
 //! **The bound.** A reply never exceeds `max_frame_len` (a larger one is
 //! refused with `limit_exceeded`), so until a connection's first reply the
@@ -47,6 +52,9 @@ const MIN_ESTIMATE: usize = 4 << 10;
 pub(crate) struct OutputShare {
     /// Spawned handlers not yet stopped.
     handlers: AtomicUsize,
+    /// Bytes of the call frames of those handlers: the arguments each
+    /// holds (encoded, or decoded into about as much) until it stops.
+    args: AtomicUsize,
     /// Estimated reply size: the largest recent reply, decaying by a quarter
     /// per smaller reply; 0 until the first reply.
     estimate: AtomicUsize,
@@ -65,21 +73,30 @@ impl OutputShare {
     pub(crate) fn new(max_frame_len: usize) -> Self {
         OutputShare {
             handlers: AtomicUsize::new(0),
+            args: AtomicUsize::new(0),
             estimate: AtomicUsize::new(0),
             unknown: max_frame_len.max(MIN_ESTIMATE),
         }
     }
 
-    /// A handler was spawned (it runs on after the call frame is handled).
-    pub(crate) fn started(&self) {
+    /// A handler was spawned (it runs on after the call frame is handled)
+    /// for a call frame of `frame_len` bytes.
+    pub(crate) fn started(&self, frame_len: usize) {
+        self.args.fetch_add(frame_len, Ordering::AcqRel);
         self.handlers.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// A spawned handler stopped; wakes readers waiting for room.
-    pub(crate) fn stopped(&self, budget: &Budget) {
+    /// A spawned handler started with a frame of `frame_len` bytes stopped;
+    /// wakes readers waiting for room.
+    pub(crate) fn stopped(&self, budget: &Budget, frame_len: usize) {
         let _ = self
             .handlers
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let _ = self
+            .args
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(frame_len))
+            });
         budget.wake();
     }
 
@@ -104,7 +121,7 @@ impl OutputShare {
     /// Whether the peer's next call may start, with `queued` bytes queued
     /// for the peer.
     pub(crate) fn may_start(&self, queued: usize, max_write_queue: usize, budget: &Budget) -> bool {
-        if queued >= max_write_queue {
+        if !queue_has_room(queued, max_write_queue, budget) {
             return false;
         }
         let handlers = self.handlers.load(Ordering::Acquire);
@@ -112,15 +129,26 @@ impl OutputShare {
             return true;
         }
         let share = share(budget);
-        if queued >= share && budget.used() >= budget.limit() / 2 {
-            return false;
-        }
-        let pending = handlers.saturating_mul(self.estimate());
+        // What running handlers will queue (their replies, estimated) and
+        // what they hold meanwhile (their arguments).
+        let pending = handlers
+            .saturating_mul(self.estimate())
+            .saturating_add(self.args.load(Ordering::Acquire));
         if handlers > 0 && queued.saturating_add(pending) >= share {
             return false;
         }
         queued == 0 || !budget.exhausted()
     }
+}
+
+/// Whether `queued` bytes of output for one peer leave room for more: under
+/// `max_write_queue`, and under the connection's share once half of the
+/// budget is used. Calls wait for it ([`OutputShare::may_start`]); output
+/// caused by frames that are read whatever the queue holds (an
+/// invalidation's acknowledgement) is skipped without it, so a peer that
+/// floods such frames and reads nothing cannot grow its queue past it.
+pub(crate) fn queue_has_room(queued: usize, max_write_queue: usize, budget: &Budget) -> bool {
+    queued < max_write_queue && (queued < share(budget) || budget.used() < budget.limit() / 2)
 }
 
 /// One connection's share of the budget: an eighth, at least a small frame.
@@ -154,16 +182,16 @@ mod tests {
         let b = Budget::new(4 << 20);
         let s = OutputShare::new(1 << 20);
         assert!(s.may_start(0, 16 << 20, &b), "one handler may always run");
-        s.started();
+        s.started(0);
         assert!(
             !s.may_start(0, 16 << 20, &b),
             "1 × 1 MiB reaches the 512 KiB share"
         );
         // The first reply replaces the guess outright.
         s.replied(256 << 10);
-        s.stopped(&b);
+        s.stopped(&b, 0);
         assert!(s.may_start(256 << 10, 16 << 20, &b));
-        s.started();
+        s.started(0);
         assert!(
             !s.may_start(256 << 10, 16 << 20, &b),
             "256 KiB queued + 1 × 256 KiB reaches the share"
@@ -177,7 +205,7 @@ mod tests {
         let s = OutputShare::new(1 << 20);
         for _ in 0..8 {
             assert!(s.may_start(0, 16 << 20, &b));
-            s.started();
+            s.started(0);
         }
         assert!(!s.may_start(0, 16 << 20, &b), "8 × 1 MiB reaches the share");
     }
@@ -189,7 +217,7 @@ mod tests {
         s.replied(64 << 10); // estimate 64 KiB
         for _ in 0..16 {
             assert!(s.may_start(0, 16 << 20, &b));
-            s.started();
+            s.started(0);
         }
         assert!(
             !s.may_start(0, 16 << 20, &b),
@@ -203,10 +231,37 @@ mod tests {
         s.replied(1 << 20);
         assert!(!s.may_start(0, 16 << 20, &b), "16 × 1 MiB");
         for _ in 0..15 {
-            s.stopped(&b);
+            s.stopped(&b, 0);
         }
         assert!(!s.may_start(0, 16 << 20, &b), "1 × 1 MiB reaches the share");
-        s.stopped(&b);
+        s.stopped(&b, 0);
         assert!(s.may_start(0, 16 << 20, &b), "none running");
+    }
+
+    #[test]
+    fn running_handlers_count_the_arguments_they_hold() {
+        let b = Budget::new(8 << 20); // share 1 MiB
+        let s = OutputShare::new(1 << 20);
+        s.replied(100); // estimate 4 KiB: tiny replies
+                        // Calls of 256 KiB of arguments: four reach the share.
+        for _ in 0..3 {
+            assert!(s.may_start(0, 16 << 20, &b));
+            s.started(256 << 10);
+        }
+        assert!(s.may_start(0, 16 << 20, &b));
+        s.started(256 << 10);
+        assert!(
+            !s.may_start(0, 16 << 20, &b),
+            "4 × 256 KiB of arguments reach the share"
+        );
+        s.stopped(&b, 256 << 10);
+        assert!(s.may_start(0, 16 << 20, &b), "one stopped: room again");
+        // One handler may always run, whatever its arguments.
+        let s = OutputShare::new(1 << 20);
+        assert!(s.may_start(0, 16 << 20, &b));
+        s.started(4 << 20);
+        assert!(!s.may_start(0, 16 << 20, &b));
+        s.stopped(&b, 4 << 20);
+        assert!(s.may_start(0, 16 << 20, &b));
     }
 }

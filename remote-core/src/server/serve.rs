@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{EventHook, ServerEvent};
@@ -130,10 +131,22 @@ impl Server {
     }
 }
 
+/// Refused clients told why at once, per server (see [`refuse`]).
+pub(crate) const MAX_REFUSALS: usize = 64;
+
 /// Tells a refused client why (a goodbye instead of hello), then closes.
 /// Over TLS the handshake comes first, so the client can read the reason;
-/// the whole refusal is bounded by one second.
-fn refuse(accepted: Accepted, why: String) {
+/// the whole refusal is bounded by one second. At most [`MAX_REFUSALS`]
+/// run at once (each waits for its client's TLS handshake or WebSocket
+/// upgrade, holding a socket and the handshake's state): past that, a
+/// refused connection is closed at once, without a reason, so a peer
+/// opening connections it never completes cannot make the server hold one
+/// per connection it opens in a second.
+fn refuse(accepted: Accepted, why: String, refusals: &Arc<Semaphore>) {
+    let Ok(permit) = refusals.clone().try_acquire_owned() else {
+        drop(accepted);
+        return;
+    };
     tokio::spawn(async move {
         let frame = encode::goodbye(&why);
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -145,6 +158,7 @@ fn refuse(accepted: Accepted, why: String) {
             drop(o.reader);
         })
         .await;
+        drop(permit);
     });
 }
 
@@ -163,6 +177,7 @@ async fn accept_loop(
     let emit = Arc::new(emit);
     let max = conn.limits.max_connections;
     let max_per_peer = conn.limits.max_connections_per_peer;
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     loop {
         let accepted = tokio::select! {
             _ = inner.stop.cancelled() => break,
@@ -184,7 +199,7 @@ async fn accept_loop(
                 "max_connections",
                 &format!("{why} (refused {})", accepted.peer),
             );
-            refuse(accepted, why);
+            refuse(accepted, why, &refusals);
             continue;
         }
         let key = peer_key(&accepted.peer);
@@ -198,7 +213,7 @@ async fn accept_loop(
                          (connections from {key})"
                     );
                     crate::trace::limit_hit("max_connections_per_peer", &why);
-                    refuse(accepted, why);
+                    refuse(accepted, why, &refusals);
                     continue;
                 }
             },

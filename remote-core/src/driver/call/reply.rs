@@ -112,6 +112,14 @@ impl CallCx {
         Reply { _queued: () }
     }
 
+    /// Drops a returned value once its reply (or the error replacing it) is
+    /// queued. A destructor that panics here must not reach the handler's
+    /// panic reply: the call would be answered twice, and a second reply
+    /// with the id is taken for the peer's next call that reuses it.
+    fn drop_value<T>(&self, value: T) {
+        crate::driver::teardown::drop_caught(&self.shared.peer, "a returned value", value);
+    }
+
     /// Sets the kept answer (if any) from the reply frame about to be sent.
     fn keep_reply(&self, frame: &[u8]) {
         if let Some(k) = &self.keep {
@@ -214,7 +222,11 @@ impl CallCx {
                             value_at = e.is_empty().then_some(at);
                             exported = e;
                         }
-                        Err(e) => return fail(e),
+                        Err(e) => {
+                            let sent = fail(e);
+                            self.drop_value(v);
+                            return sent;
+                        }
                     }
                     sent_value = Some(v);
                 }
@@ -235,11 +247,13 @@ impl CallCx {
             let len = encode::finish(buf);
             if len > limits.max_frame_len {
                 exported.undo(&self.shared);
-                return fail(Error::limit(
+                let sent = fail(Error::limit(
                     "max_frame_len",
                     limits.max_frame_len as u64,
                     format!("reply encodes to {len} bytes"),
                 ));
+                self.drop_value(sent_value);
+                return sent;
             }
             if let Some(at) = value_at {
                 memo.store(&buf[at..]);
@@ -252,7 +266,7 @@ impl CallCx {
             } else {
                 self.shared.meter.replied(counted);
             }
-            drop(sent_value);
+            self.drop_value(sent_value);
             sent
         });
         // A reply that cannot be queued means the connection is gone; the

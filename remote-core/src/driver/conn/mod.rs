@@ -280,6 +280,7 @@ impl Shared {
     ) {
         let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
         let deadline = super::deadline::after(arrived, timeout);
+        let frame_len = frame.len();
         let args = Args::new(self.clone(), frame, args, held);
         let cx = CallCx::new(self.clone(), id, seq, deadline).keeping(keep.clone());
         // However the call ends without a reply of its own, its kept
@@ -356,6 +357,7 @@ impl Shared {
                         shared: shared.clone(),
                         id,
                         seq,
+                        frame_len,
                     },
                 );
                 // Its deadline is kept by the reader's timer
@@ -393,7 +395,7 @@ impl Shared {
                     span
                 };
                 // Counted before the task can stop (and uncount it).
-                self.output_share.started();
+                self.output_share.started(frame_len);
                 let task = crate::trace::spawn_in(span, work);
                 self.spawned(
                     seq,
@@ -451,11 +453,14 @@ struct DoneGuard {
     shared: Arc<Shared>,
     id: CallId,
     seq: u64,
+    /// The call frame's length: its arguments count against the share.
+    frame_len: usize,
 }
 
 impl Drop for DoneGuard {
     fn drop(&mut self) {
-        self.shared.spawned_stopped(self.id, self.seq);
+        self.shared
+            .spawned_stopped(self.id, self.seq, self.frame_len);
     }
 }
 

@@ -5,7 +5,8 @@ use super::event::Event;
 use super::refs::RefError;
 use super::{Phase, State, Violation};
 use crate::proto::msg::{Message, PROTOCOL_VERSION};
-use crate::proto::{encode, invalidate, ping, pipeline, CallId, CallTarget};
+use crate::proto::tables::ImportRefs;
+use crate::proto::{encode, invalidate, ping, pipeline, CallId, CallTarget, ObjectId};
 use crate::{Limits, RemoteError};
 
 pub(super) fn reject(id: CallId, kind: &str, message: String, limits: &Limits) -> Vec<u8> {
@@ -87,6 +88,42 @@ impl<O: Clone, W> State<O, W> {
             owns,
             keep,
         })
+    }
+
+    /// The call a reply (return or error) answers, and the reply's
+    /// references: its waiter, or `None` for one we cancelled (its one
+    /// reply, ignored; the id is free again). Any other id is a violation,
+    /// found before the references are counted: replies are read whatever
+    /// our output queue holds, and every reference in an ignored reply is
+    /// released with a frame of ours, so a peer that floods replies to
+    /// calls never made, and reads nothing, would grow that queue without
+    /// bound (tests/attack_wire7.rs).
+    #[inline]
+    #[allow(clippy::type_complexity)]
+    fn take_reply(
+        &mut self,
+        id: CallId,
+    ) -> Result<(Option<W>, ImportRefs, Vec<(ObjectId, O)>), Violation> {
+        let waiter = match self.outgoing.remove(&id) {
+            Some(waiter) => Some(waiter),
+            None if self.cancelled.remove(&id).is_some() => None,
+            None => {
+                return Err(Violation(format!(
+                    "reply to call {id}, which is neither waiting for a reply nor cancelled"
+                )))
+            }
+        };
+        match self.take_refs() {
+            Ok((refs, owns)) => Ok((waiter, refs, owns)),
+            Err(e) => {
+                // The connection closes: the waiter goes back, to fail
+                // with the others.
+                if let Some(w) = waiter {
+                    self.outgoing.insert(id, w);
+                }
+                Err(e.into())
+            }
+        }
     }
 
     /// Processes one frame from the peer. A `Call` event's call is running
@@ -178,26 +215,22 @@ impl<O: Clone, W> State<O, W> {
                     .into(),
             )),
             Message::Return { id, value } => {
-                let (refs, owns) = self.take_refs()?;
-                match self.outgoing.remove(&id) {
-                    Some(waiter) => Ok(Event::Reply {
+                let (waiter, refs, owns) = self.take_reply(id)?;
+                Ok(match waiter {
+                    Some(waiter) => Event::Reply {
                         waiter,
                         result: Ok(value),
                         refs,
                         owns,
-                    }),
-                    None => {
-                        // The one reply to a call we cancelled: its id is
-                        // free again. (`refs` are released when dropped.)
-                        self.cancelled.remove(&id);
-                        Ok(Event::Nothing)
-                    }
-                }
+                    },
+                    // The one reply to a call we cancelled. (`refs` are
+                    // released when dropped.)
+                    None => Event::Nothing,
+                })
             }
             Message::Error { id, error } => {
-                let (refs, owns) = self.take_refs()?;
-                let Some(waiter) = self.outgoing.remove(&id) else {
-                    self.cancelled.remove(&id);
+                let (waiter, refs, owns) = self.take_reply(id)?;
+                let Some(waiter) = waiter else {
                     return Ok(Event::Nothing);
                 };
                 let e = Box::new(error.into_remote(frame));

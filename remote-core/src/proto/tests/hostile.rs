@@ -111,8 +111,11 @@ fn a_received_error_keeps_at_most_the_chain_and_text_limits() {
         e.chain,
         vec!["… 2 more causes omitted (max_error_chain = 32)".to_owned()]
     );
-    // The same bounds apply to an error for a call nobody waits for.
-    let f = error_frame(CallId(999), "m", &many, None);
+    // The same bounds apply to an error for a call nobody waits for (the
+    // one reply to a call we cancelled).
+    let id = s.start_call(3).unwrap();
+    assert!(s.cancel_call(id, true));
+    let f = error_frame(id, "m", &many, None);
     assert!(matches!(s.handle_frame(&f).unwrap(), Event::Nothing));
 }
 
@@ -202,4 +205,32 @@ fn peer_chosen_call_ids_do_not_share_a_bucket() {
         .collect();
     // 1,024 ids over 256 buckets: nearly every bucket is hit.
     assert!(buckets.len() > 200, "{} of 256 buckets", buckets.len());
+}
+
+/// A reply to a call we never made (or already had its one reply) is a
+/// violation before any reference in it is counted: ignoring it would
+/// release each of its references with a frame of ours, output a peer
+/// that reads nothing could grow without bound (tests/attack_wire7.rs).
+#[test]
+fn a_reply_to_a_call_never_made_is_a_violation_before_counting() {
+    let (mut s, _) = state();
+    // A return of a reference to the peer's object 5, for call 7.
+    let stray = [0x93, 0x02, 0x07, 0xd6, 0x01, 0, 0, 0, 5];
+    let v = s.handle_frame(&stray).unwrap_err();
+    assert!(v.0.contains("reply to call 7"), "{v}");
+    assert!(s.imports().is_empty(), "nothing counted");
+    let f = error_frame(CallId(8), "m", &[], None);
+    let v = s.handle_frame(&f).unwrap_err();
+    assert!(v.0.contains("reply to call 8"), "{v}");
+    // A second reply to a call already answered is one too.
+    let id = s.start_call(1).unwrap();
+    let ret = [0x93, 0x02, id.0 as u8, 0xc0];
+    assert!(matches!(s.handle_frame(&ret).unwrap(), Event::Reply { .. }));
+    assert!(s.handle_frame(&ret).is_err());
+    // A cancelled call's one reply is still taken (and its id freed).
+    let id = s.start_call(2).unwrap();
+    assert!(s.cancel_call(id, true));
+    let ret = [0x93, 0x02, id.0 as u8, 0xc0];
+    assert!(matches!(s.handle_frame(&ret).unwrap(), Event::Nothing));
+    assert!(s.handle_frame(&ret).is_err());
 }
