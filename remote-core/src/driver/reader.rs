@@ -123,6 +123,10 @@ pub(super) async fn read_loop(
     let mut timer_at = earliest(idle_at, keepalive.as_ref(), deadlines_at);
     let timer = crate::rt::time::sleep_until(timer_at);
     tokio::pin!(timer);
+    // The timer holds this task's waker from a poll that registered it, and
+    // has been neither reset nor fired since: polling it again on every
+    // turn that waits would only register the same waker again.
+    let mut timer_waits = false;
     // Turns taken since the timer was last looked at.
     let mut unchecked = 0u32;
     // Frames of any kind (liveness) and frames other than keepalive
@@ -137,7 +141,7 @@ pub(super) async fn read_loop(
     let mut drain = true;
     let reason = loop {
         // Input is polled before the timer: while a peer's frames keep
-        // coming, the `select!` never reaches the timer, and deadlines
+        // coming, the turn's poll never reaches the timer, and deadlines
         // (handlers' and our calls'), keepalive and the idle check would
         // wait for the flood to stop. It is looked at here every few turns.
         unchecked += 1;
@@ -160,8 +164,12 @@ pub(super) async fn read_loop(
                 if let Poll::Ready(item) = next.as_mut().poll(cx) {
                     return Poll::Ready(Turn::Input(item));
                 }
-                if timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Turn::Timer);
+                if !timer_waits || timer.is_elapsed() {
+                    let registers = crate::rt::poll_registers();
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Turn::Timer);
+                    }
+                    timer_waits = registers;
                 }
                 match ctl.poll_recv(cx) {
                     Poll::Ready(Some(c)) => Poll::Ready(Turn::Ctl(c)),
@@ -178,7 +186,7 @@ pub(super) async fn read_loop(
                         if let Some(at) = shared.expiry.armed() {
                             deadlines_at = Some(at);
                             timer_at = arm(
-                                timer.as_mut(),
+                                (timer.as_mut(), &mut timer_waits),
                                 earliest(idle_at, keepalive.as_ref(), deadlines_at),
                             );
                         }
@@ -259,7 +267,7 @@ pub(super) async fn read_loop(
                 }
                 if now < idle_at {
                     timer_at = arm(
-                        timer.as_mut(),
+                        (timer.as_mut(), &mut timer_waits),
                         earliest(idle_at, keepalive.as_ref(), deadlines_at),
                     );
                     continue;
@@ -298,7 +306,7 @@ pub(super) async fn read_loop(
                 if progressed || in_use {
                     idle_at = super::deadline::after(now, idle);
                     timer_at = arm(
-                        timer.as_mut(),
+                        (timer.as_mut(), &mut timer_waits),
                         earliest(idle_at, keepalive.as_ref(), deadlines_at),
                     );
                 } else {
@@ -332,8 +340,10 @@ enum Turn {
     Timer,
 }
 
-/// Resets the reader's timer to `at`; returns `at`.
-fn arm(timer: Pin<&mut Sleep>, at: Instant) -> Instant {
+/// Resets the reader's timer to `at` (to be polled again: its waker is
+/// registered anew); returns `at`.
+fn arm((timer, waits): (Pin<&mut Sleep>, &mut bool), at: Instant) -> Instant {
+    *waits = false;
     timer.reset(at);
     at
 }

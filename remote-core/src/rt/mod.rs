@@ -21,6 +21,21 @@ pub(crate) fn current_runtime() -> RuntimeHandle {
     tokio::runtime::Handle::current()
 }
 
+/// Whether a timer polled now registers the task's waker if it is not
+/// due: tokio's cooperative budget can cut a poll short, returning
+/// `Pending` with nothing registered (it wakes the task again instead).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn poll_registers() -> bool {
+    tokio::task::coop::has_budget_remaining()
+}
+
+/// In a browser a timer is polled on every turn that waits (see the native
+/// `poll_registers`).
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn poll_registers() -> bool {
+    false
+}
+
 /// Whether `rt` runs tasks on several worker threads (where a task woken
 /// by one worker may run at once on another).
 #[cfg(not(target_arch = "wasm32"))]

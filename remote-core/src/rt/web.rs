@@ -188,6 +188,10 @@ pub(crate) mod time {
         pub(crate) fn deadline(&self) -> Instant {
             self.deadline
         }
+        /// Whether the deadline has passed (tokio's `Sleep::is_elapsed`).
+        pub(crate) fn is_elapsed(&self) -> bool {
+            web_time::Instant::now() >= self.deadline.0
+        }
         /// Moves the deadline (tokio's `Sleep::reset`).
         pub(crate) fn reset(self: Pin<&mut Self>, deadline: Instant) {
             self.get_mut().deadline = deadline;
