@@ -140,4 +140,7 @@ pub(crate) type IdMap<K, V> =
 /// answers): `foldhash`, a few instructions per id, seeded at random per
 /// map so the peer cannot pick ids that collide, whatever
 /// `max_calls_in_flight` allows.
-pub(crate) type PeerIdMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type PeerIdMap<K, V> = std::collections::HashMap<K, V, PeerIdHash>;
+
+/// The hasher of [`PeerIdMap`]: random by default, seedable for tests.
+pub(crate) type PeerIdHash = foldhash::fast::SeedableRandomState;
