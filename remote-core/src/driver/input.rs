@@ -157,6 +157,12 @@ impl Input {
                         && !Self::output_room(&self.shared)
                     {
                         self.paused = true;
+                        // The wait is ours: the call's time counts from its
+                        // end. Reset before it, as this future is dropped
+                        // when a control message or the timer takes the
+                        // reader's turn, and the next turn may then find
+                        // room without waiting.
+                        self.arrival.reset();
                         // Waiting for our output to drain: what the reader
                         // queued leaves first (`direct.rs`).
                         self.shared.reader_waits();
@@ -165,8 +171,6 @@ impl Input {
                             .budget
                             .wait_until(|| Self::output_room(&shared))
                             .await;
-                        // The wait was ours: the call's time counts from here.
-                        self.arrival.reset();
                         continue;
                     }
                     self.buf.advance(4);

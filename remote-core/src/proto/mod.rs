@@ -139,5 +139,11 @@ pub(crate) type IdMap<K, V> =
 /// A map keyed by ids the peer chooses (its calls in flight, its kept
 /// answers): `foldhash`, a few instructions per id, seeded at random per
 /// map so the peer cannot pick ids that collide, whatever
-/// `max_calls_in_flight` allows.
-pub(crate) type PeerIdMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// `max_calls_in_flight` allows. Its `quality` variant: `fast` takes a
+/// hash's low bits (the bucket) from one multiply by the seed, and under
+/// some process-wide seeds (about one in ten) ids equal in their low 16
+/// bits fell in a few buckets; `quality` folds once more (one multiply).
+pub(crate) type PeerIdMap<K, V> = std::collections::HashMap<K, V, PeerIdHash>;
+
+/// The hasher of [`PeerIdMap`]: random by default, seedable for tests.
+pub(crate) type PeerIdHash = foldhash::quality::SeedableRandomState;

@@ -111,13 +111,14 @@ impl Shared {
         }
     }
 
-    /// A handler run inline (never admitted) stopped. A blocking closure
-    /// it started may run on: then the call counts until that returns.
-    /// Admitted before asking, so the closure's end, wherever it runs,
-    /// finds the call counted.
+    /// A handler run inline (never admitted) stopped, its call answered
+    /// (or about to be). A blocking closure it started may run on: then
+    /// the call counts until that returns, but its id is free already (the
+    /// peer may reuse it once it sees the reply). Counted before asking,
+    /// so the closure's end, wherever it runs, finds the call counted.
     fn inline_stopped(&self, id: CallId, seq: u64) {
         if self.blocking.any_running() {
-            self.core().admit(id, seq);
+            self.core().admit_answered();
             self.handler_stopped(id, seq);
         }
     }

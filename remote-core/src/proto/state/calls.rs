@@ -117,6 +117,14 @@ impl<O: Clone, W> State<O, W> {
         self.running += 1;
     }
 
+    /// Counts a call whose reply is already queued as running until
+    /// [`call_done`](Self::call_done), its id left free (the peer may reuse
+    /// it once it sees the reply, PROTOCOL.md §8): the driver's inline
+    /// handler that answered while a blocking closure it started runs on.
+    pub fn admit_answered(&mut self) {
+        self.running += 1;
+    }
+
     /// An incoming call's handler has stopped (finished or aborted).
     pub fn call_done(&mut self, id: CallId, seq: u64) {
         let _ = self.answered(id, seq);

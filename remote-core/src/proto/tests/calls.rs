@@ -220,3 +220,32 @@ fn an_unadmitted_call_is_not_counted_until_admitted() {
     s.call_done(CallId(7), seq);
     assert_eq!(s.calls_in_flight(), 0);
 }
+
+/// A call answered inline whose blocking closure runs on counts until
+/// `call_done`, but its id is free: the peer's next call may reuse it, and
+/// the old call's end does not free the new one's id.
+#[test]
+fn a_call_admitted_answered_counts_with_its_id_free() {
+    let (mut s, _) = state();
+    let f = call(7, 0, "m", &[0x90]);
+    let Event::Call { seq: old, .. } = s.handle_frame_unadmitted(&f).unwrap() else {
+        panic!("a call event")
+    };
+    s.admit_answered();
+    assert_eq!(s.calls_in_flight(), 1);
+    let Event::Call { seq: new, .. } = s.handle_frame(&f).unwrap() else {
+        panic!("the id reused: a call event")
+    };
+    assert_eq!(s.calls_in_flight(), 2);
+    s.call_done(CallId(7), old);
+    assert_eq!(s.calls_in_flight(), 1);
+    assert!(
+        s.handle_frame_unadmitted(&f)
+            .unwrap_err()
+            .0
+            .contains("already in flight"),
+        "the new call's id is still in use"
+    );
+    s.call_done(CallId(7), new);
+    assert_eq!(s.calls_in_flight(), 0);
+}
