@@ -3,10 +3,12 @@
 //! `conn/mod.rs`): a blocking closure such a handler starts and leaves
 //! running keeps the call counted in `max_calls_in_flight`, but the call's
 //! id is free once its reply is out (PROTOCOL.md §8), so a peer may reuse
-//! it at once.
+//! it at once. A handler that answers and then panics still answers once.
 
 #[path = "support/raw.rs"]
 mod raw;
+
+mod quiet_panics;
 
 use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -109,6 +111,22 @@ impl Dispatch for KickDispatch {
                         assert!((&mut job).now_or_never().is_none(), "the gate is shut");
                     }
                     cx.reply(Ok::<u32, Error>(1))
+                })
+            }
+            // Answer, then panic: in the first poll, or in the task the
+            // call goes on in after a yield.
+            "answer_then_panic" | "answer_yield_panic" => {
+                let (): () = args.decode()?;
+                let yields = method == "answer_yield_panic";
+                Box::pin(async move {
+                    let reply = cx.reply(Ok::<u32, Error>(2));
+                    if yields {
+                        tokio::task::yield_now().await;
+                    }
+                    if reply_then_panic() {
+                        panic!("after its reply {}", quiet_panics::DELIBERATE);
+                    }
+                    reply
                 })
             }
             _ => return Err(Error::unknown_method("Kick", method)),
@@ -279,4 +297,50 @@ async fn an_id_answered_inline_is_free_while_its_closure_runs_on() {
         served,
         "the call still counted 60 s after its closure returned"
     );
+}
+
+/// Always `true`: keeps the code after a handler's `panic!` reachable to
+/// the compiler.
+fn reply_then_panic() -> bool {
+    std::hint::black_box(true)
+}
+
+/// A hand-written handler that answers and then panics (`method`): the
+/// call has one reply. (A second, the panic's error, went out after the
+/// first: a peer that had reused the id, as PROTOCOL.md §8 allows, took it
+/// for its new call's, and ours closes the connection on a reply to a call
+/// that is not waiting.)
+async fn answers_once(method: &str) {
+    quiet_panics::install();
+    let gate = Arc::new(Gate::default());
+    let server = server(&gate, Limits::default()).await;
+    let mut s = opened(&server).await;
+    s.write_all(&call(1, 0, method, 60_000, &[0x90]))
+        .await
+        .unwrap();
+    assert_eq!(reply_to(&mut s, 1).await, Ok(()), "{method}");
+    // The next frame answers the next call, not this one again. (A
+    // yielding handler's task panics at once, before the ping is even
+    // sent: its error would be queued first.)
+    s.write_all(&call(2, 0, "ping", 60_000, &[0x90]))
+        .await
+        .unwrap();
+    assert_eq!(reply_to(&mut s, 2).await, Ok(()), "after {method}");
+    assert_eq!(
+        server.stats().calls.errors["panic"],
+        0,
+        "a panic error was sent"
+    );
+}
+
+/// It panics in its first poll, run by the reader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_panics_after_its_reply_in_its_first_poll_answers_once() {
+    answers_once("answer_then_panic").await;
+}
+
+/// It panics later, in the task its call goes on in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_panics_after_its_reply_in_its_task_answers_once() {
+    answers_once("answer_yield_panic").await;
 }
