@@ -90,7 +90,7 @@ impl CallCx {
     /// in the writer task's batches.
     fn answer(&self) -> Option<bool> {
         if running_inline() {
-            return Some(false);
+            return answer_inline().then_some(false);
         }
         let mut core = self.shared.core();
         if !core.answered(self.id, self.seq) {
@@ -369,28 +369,49 @@ impl Error {
     }
 }
 
+/// [`INLINE`]: not in a handler's first poll by the reader.
+const NOT_INLINE: u8 = 0;
+/// [`INLINE`]: in a first poll, the call not answered yet.
+const INLINE_UNANSWERED: u8 = 1;
+/// [`INLINE`]: in a first poll, the call answered (its reply queued).
+const INLINE_ANSWERED: u8 = 2;
+
 thread_local! {
-    static INLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static INLINE: std::cell::Cell<u8> = const { std::cell::Cell::new(NOT_INLINE) };
 }
 
 /// Whether the current code runs in a handler's first poll by the reader.
 pub(crate) fn running_inline() -> bool {
-    INLINE.with(std::cell::Cell::get)
+    INLINE.with(std::cell::Cell::get) != NOT_INLINE
 }
 
-/// Marks the reader's inline poll of a handler (reset on drop, also on panic).
-pub(in crate::driver) struct Inline(bool);
+/// Marks the reader's inline poll of a handler (reset on drop, also on
+/// panic), and records in `answered` whether the call was answered in it.
+pub(in crate::driver) struct Inline<'a> {
+    prev: u8,
+    answered: &'a std::cell::Cell<bool>,
+}
 
-impl Inline {
-    pub(in crate::driver) fn enter() -> Self {
-        Inline(INLINE.with(|c| c.replace(true)))
+impl<'a> Inline<'a> {
+    pub(in crate::driver) fn enter(answered: &'a std::cell::Cell<bool>) -> Self {
+        Inline {
+            prev: INLINE.with(|c| c.replace(INLINE_UNANSWERED)),
+            answered,
+        }
     }
 }
 
-impl Drop for Inline {
+impl Drop for Inline<'_> {
     fn drop(&mut self) {
-        INLINE.with(|c| c.set(self.0));
+        let state = INLINE.with(|c| c.replace(self.prev));
+        self.answered.set(state == INLINE_ANSWERED);
     }
+}
+
+/// In a first poll: marks its call answered; `false` if it already was (a
+/// second reply, not to be sent).
+fn answer_inline() -> bool {
+    INLINE.with(|c| c.replace(INLINE_ANSWERED)) == INLINE_UNANSWERED
 }
 
 #[cfg(test)]

@@ -312,9 +312,13 @@ impl Shared {
         // free, the call waits for its fair turn in a task instead.
         let turn = self.sched.try_turn();
         let queued = turn.is_none();
+        // Whether the first poll answered the call: a hand-written handler
+        // may reply and then panic or wait, and the call still gets one
+        // reply only.
+        let answered = std::cell::Cell::new(false);
         let first = match turn {
             Some(_) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let _inline = Inline::enter();
+                let _inline = Inline::enter(&answered);
                 let _span = span.enter();
                 let first_poll = || (&mut fut).now_or_never();
                 crate::ambient::sync_scope(peer.clone(), deadline, first_poll)
@@ -331,14 +335,22 @@ impl Shared {
             Err(panic) => {
                 drop_caught(&self.peer, "a panicked handler", fut);
                 self.inline_stopped(id, seq);
-                let err = panic_error(panic);
-                keep.fail(&err);
-                let frame = encode::error(id, &err, &self.limits);
-                self.send_error_reply(&frame, "panic");
+                if !answered.get() {
+                    let err = panic_error(panic);
+                    keep.fail(&err);
+                    let frame = encode::error(id, &err, &self.limits);
+                    self.send_error_reply(&frame, "panic");
+                }
             }
             Ok(None) => {
-                // It runs on: counted from now until `handler_stopped`.
-                self.core().admit(id, seq);
+                // It runs on: counted from now until `handler_stopped`,
+                // its id free already if it answered (nothing more it
+                // sends for the call goes out then).
+                if answered.get() {
+                    self.core().admit_answered();
+                } else {
+                    self.core().admit(id, seq);
+                }
                 // Each later poll takes a turn too, in the method's class
                 // or else the connection's.
                 let class = (target.method_priority(method)).unwrap_or_else(|| peer.priority());
