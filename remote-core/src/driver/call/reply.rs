@@ -81,16 +81,18 @@ impl CallCx {
         }
     }
 
-    /// Marks the call answered before its reply is queued (a spawned
-    /// handler's: the reader marks inline ones). `None` if it already was
-    /// (a cancel answered it): nothing is sent then. Otherwise whether this
+    /// Marks the call answered before its reply is queued: in its
+    /// handler's first poll by the reader, in that poll's state (the call
+    /// is not in the table), otherwise in the table. `None` if it already
+    /// was (a cancel, the deadline or an earlier reply answered it):
+    /// nothing is sent then. Otherwise whether this
     /// task writes the reply itself (`direct.rs`): a spawned handler that is
     /// the only call running, with none of ours waiting, writes it at once
     /// instead of waking the writer task; replies made among others leave
     /// in the writer task's batches.
     fn answer(&self) -> Option<bool> {
-        if running_inline() {
-            return answer_inline().then_some(false);
+        if let Some(first) = answer_inline(&self.shared, self.seq) {
+            return first.then_some(false);
         }
         let mut core = self.shared.core();
         if !core.answered(self.id, self.seq) {
@@ -377,25 +379,29 @@ const INLINE_UNANSWERED: u8 = 1;
 const INLINE_ANSWERED: u8 = 2;
 
 thread_local! {
-    static INLINE: std::cell::Cell<u8> = const { std::cell::Cell::new(NOT_INLINE) };
-}
-
-/// Whether the current code runs in a handler's first poll by the reader.
-pub(crate) fn running_inline() -> bool {
-    INLINE.with(std::cell::Cell::get) != NOT_INLINE
+    /// The state of the handler's first poll run here by a reader, and the
+    /// call it serves (its connection's address and sequence number).
+    static INLINE: std::cell::Cell<(u8, usize, u64)> =
+        const { std::cell::Cell::new((NOT_INLINE, 0, 0)) };
 }
 
 /// Marks the reader's inline poll of a handler (reset on drop, also on
 /// panic), and records in `answered` whether the call was answered in it.
 pub(in crate::driver) struct Inline<'a> {
-    prev: u8,
+    prev: (u8, usize, u64),
     answered: &'a std::cell::Cell<bool>,
 }
 
 impl<'a> Inline<'a> {
-    pub(in crate::driver) fn enter(answered: &'a std::cell::Cell<bool>) -> Self {
+    /// The first poll of call `seq` of `shared`'s connection.
+    pub(in crate::driver) fn enter(
+        shared: &Arc<Shared>,
+        seq: u64,
+        answered: &'a std::cell::Cell<bool>,
+    ) -> Self {
+        let this = (INLINE_UNANSWERED, Arc::as_ptr(shared) as usize, seq);
         Inline {
-            prev: INLINE.with(|c| c.replace(INLINE_UNANSWERED)),
+            prev: INLINE.with(|c| c.replace(this)),
             answered,
         }
     }
@@ -403,15 +409,24 @@ impl<'a> Inline<'a> {
 
 impl Drop for Inline<'_> {
     fn drop(&mut self) {
-        let state = INLINE.with(|c| c.replace(self.prev));
+        let (state, ..) = INLINE.with(|c| c.replace(self.prev));
         self.answered.set(state == INLINE_ANSWERED);
     }
 }
 
-/// In a first poll: marks its call answered; `false` if it already was (a
-/// second reply, not to be sent).
-fn answer_inline() -> bool {
-    INLINE.with(|c| c.replace(INLINE_ANSWERED)) == INLINE_UNANSWERED
+/// If this runs in the first poll of call `seq` of `shared`'s connection:
+/// marks it answered, and says whether it was not already (`false`: a
+/// second reply, not to be sent). `None` for any other call (answered
+/// through the connection's table).
+fn answer_inline(shared: &Arc<Shared>, seq: u64) -> Option<bool> {
+    INLINE.with(|c| {
+        let (state, conn, s) = c.get();
+        if state == NOT_INLINE || conn != Arc::as_ptr(shared) as usize || s != seq {
+            return None;
+        }
+        c.set((INLINE_ANSWERED, conn, s));
+        Some(state == INLINE_UNANSWERED)
+    })
 }
 
 #[cfg(test)]

@@ -318,7 +318,7 @@ impl Shared {
         let answered = std::cell::Cell::new(false);
         let first = match turn {
             Some(_) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let _inline = Inline::enter(&answered);
+                let _inline = Inline::enter(self, seq, &answered);
                 let _span = span.enter();
                 let first_poll = || (&mut fut).now_or_never();
                 crate::ambient::sync_scope(peer.clone(), deadline, first_poll)
