@@ -66,7 +66,7 @@ pub(crate) fn kind_index(kind: &str) -> usize {
         .unwrap_or(ERROR_KINDS.len() - 1)
 }
 
-/// One set of counters (a connection's, or a server's totals).
+/// One connection's counters (a server's totals sum them: [`Totals`]).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     calls_started: AtomicU64,

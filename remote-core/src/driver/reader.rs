@@ -327,7 +327,7 @@ pub(super) async fn read_loop(
 }
 
 /// Turns of the read loop between two looks at the timer outside the
-/// `select!` (one clock read per this many frames or control messages).
+/// turn's poll (one clock read per this many frames or control messages).
 const CHECK_TIMER_EVERY: u32 = 64;
 
 /// What the read loop does next.

@@ -60,7 +60,7 @@ pub struct ConnectionBuilder {
     /// The TLS session's channel binding, set with `tls_identity`: bound
     /// into the authentication proofs (PROTOCOL.md §7.1).
     pub(crate) channel_binding: Option<[u8; 32]>,
-    /// The server's totals this connection's counters add to.
+    /// The server's totals this connection's counters are summed into.
     pub(crate) server_counters: Option<Arc<crate::stats::Totals>>,
     /// The interface served as the root, announced in our hello.
     pub(crate) root_info: Option<RootInfo>,
