@@ -62,6 +62,8 @@ pub(crate) struct Input {
     since_large: u32,
     /// Reads in a row that did not wait (see [`WRITE_EVERY_READS`]).
     unwaited: u32,
+    /// Bytes the last read took.
+    last_read: usize,
     /// When the frames in the buffer arrived (read lazily, once per read).
     arrival: Arrival,
 }
@@ -79,6 +81,7 @@ impl Input {
             kept: 0,
             since_large: u32::MAX,
             unwaited: 0,
+            last_read: 0,
             arrival: Arrival::default(),
         }
     }
@@ -195,7 +198,6 @@ impl Input {
                     return Some(Ok(frame));
                 }
                 if self.reserved < total {
-                    self.shared.reader_waits();
                     self.reserve(total).await;
                 }
                 // Room for the rest of the frame (its announced, bounded,
@@ -231,6 +233,7 @@ impl Input {
                 Ok(n) => {
                     self.arrival.reset();
                     self.unwaited += 1;
+                    self.last_read = n;
                     self.shared.meter.read(n);
                     self.adapt(n, spare)
                 }
@@ -240,7 +243,8 @@ impl Input {
     }
 
     /// Makes room to read into, returning how much there is: what is left
-    /// of the buffer, or a new chunk once it is full. A buffer left large
+    /// of the buffer, or room for a new chunk once it is full (or, after a
+    /// large read, less than half a chunk is left). A buffer left large
     /// by a burst is dropped when empty, once reads have become small.
     fn make_room(&mut self) -> usize {
         if self.buf.is_empty()
@@ -249,7 +253,18 @@ impl Input {
         {
             self.buf = BytesMut::new();
         }
-        if self.buf.capacity() == self.buf.len() {
+        // After a large read (a burst), a read into a sliver of room (what
+        // that read left past its frames) would take only part of what is
+        // waiting and need another: a chunk is made room for first. After
+        // small reads the buffer is used up first, as the frames read last
+        // may still be alive (replies not yet taken by their callers) and
+        // making room would then take a new allocation.
+        let low = if self.last_read >= self.chunk / 2 {
+            self.chunk / 2
+        } else {
+            1
+        };
+        if self.buf.capacity() - self.buf.len() < low {
             self.buf.reserve(self.chunk);
         }
         self.buf.capacity() - self.buf.len()
@@ -321,7 +336,7 @@ impl Input {
     fn adapt(&mut self, n: usize, spare: usize) {
         if n == spare && n >= self.chunk / 2 {
             self.chunk = (self.chunk * 2).min(MAX_READ);
-        } else if n < self.chunk / 8 {
+        } else if n < spare && n < self.chunk / 8 {
             self.chunk = (self.chunk / 2).max(MIN_READ);
         }
     }
@@ -350,6 +365,9 @@ impl Input {
                 })
         };
         if !fits() {
+            // Waiting for room: what the reader queued leaves first
+            // (`direct.rs`), as its output may be what holds the room.
+            shared.reader_waits();
             self.paused = true;
             shared.budget.wait_until(fits).await;
             self.paused = false;

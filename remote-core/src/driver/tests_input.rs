@@ -159,3 +159,48 @@ async fn large_frames_are_read_into_the_same_kept_buffer() {
     assert!(input.buffer_capacity() <= 4 * MIN_READ);
     drop(hogs);
 }
+
+/// A read is not made into the sliver of room a burst's read left past its
+/// frames: that read would take only part of what waits, and another read
+/// the rest.
+#[tokio::test]
+async fn frames_behind_a_sliver_of_room_come_in_one_read() {
+    let (a, _b) = Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new())
+        .await
+        .unwrap();
+    let (mut tx, rx) = tokio::io::duplex(1 << 20);
+    let reads = Arc::new(AtomicUsize::new(0));
+    let r = CountingRead {
+        inner: rx,
+        reads: reads.clone(),
+    };
+    let mut input = Input::new(Box::new(r), a.shared.clone(), 1 << 20);
+
+    // 5 frames of 98 bytes: 490 of the first chunk's 512, 22 left.
+    let first: Vec<u8> = (0..5).flat_map(|i| frame(i, 94)).collect();
+    tx.write_all(&first).await.unwrap();
+    for i in 0..5 {
+        next_is(&mut input, i, 94).await;
+    }
+    assert_eq!(reads.load(Ordering::Relaxed), 1);
+    assert_eq!(input.chunk(), MIN_READ);
+
+    // Then 400 bytes: one read (reading into the 22 bytes left took two).
+    let second: Vec<u8> = (5..9).flat_map(|i| frame(i, 96)).collect();
+    tx.write_all(&second).await.unwrap();
+    for i in 5..9 {
+        next_is(&mut input, i, 96).await;
+    }
+    assert_eq!(
+        reads.load(Ordering::Relaxed),
+        2,
+        "400 bytes behind a 22-byte sliver of room took more than one read"
+    );
+}
+
+/// Reads the next frame, which must be `frame(i, len)`.
+async fn next_is(input: &mut Input, i: usize, len: usize) {
+    let f = input.next(false).await.unwrap().unwrap();
+    assert_eq!(&f[..], &frame(i, len)[4..], "frame {i}");
+    input.frame_done();
+}
