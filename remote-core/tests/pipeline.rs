@@ -458,3 +458,43 @@ async fn without_the_feature_the_first_call_keeps_the_callers_deadline() {
     let (_conn, opened) = bounded(client).await.unwrap();
     opened.unwrap();
 }
+
+/// No task waits for a pipelined call's reply: the promise is the call's
+/// waiter, settled where the reply arrives. Its own deadline still ends
+/// it, with the caller's budget.
+#[tokio::test]
+async fn a_pending_promise_holds_no_task_and_ends_at_its_deadline() {
+    let s = setup().await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let file: Promise<dyn File> = s
+        .api
+        .handle()
+        .unwrap()
+        .pipeline("open_gated", ("g".to_owned(),));
+    assert!(eventually(|| s.server.stats().calls_started == 1).await);
+    // The server's handler (waiting at the gate) is the only new task.
+    assert_eq!(metrics.num_alive_tasks(), before + 1);
+    s.gate.notify_one();
+    assert!(bounded(file.resolved()).await.is_ok());
+    assert_eq!(bounded(file.read()).await.unwrap(), "contents of g");
+
+    let file: Promise<dyn File> = remote_core::with_timeout(Duration::from_millis(200), async {
+        s.api
+            .handle()
+            .unwrap()
+            .pipeline("open_gated", ("h".to_owned(),))
+    })
+    .await;
+    match bounded(file.resolved()).await {
+        Err(Error::DeadlineExceeded(budget)) => {
+            assert!(budget > Duration::ZERO && budget <= Duration::from_millis(200));
+        }
+        Err(e) => panic!("expected the call's deadline, got {e:?}"),
+        Ok(_) => panic!("expected the call's deadline, got an object"),
+    }
+    assert!(matches!(
+        bounded(file.read()).await,
+        Err(Error::DeadlineExceeded(_))
+    ));
+}

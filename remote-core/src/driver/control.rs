@@ -10,22 +10,45 @@ use crate::interface::Dispatch;
 use crate::proto::{CallId, ImportRefs, ObjectId, ReleaseSink, State};
 use crate::{Error, RemoteError};
 
-/// The waiting end of one of our calls: its reply slot
-/// ([`super::replies`]), and its deadline (kept by the connection's timer,
+/// The waiting end of one of our calls: where its outcome goes
+/// ([`Answer`]), and its deadline (kept by the connection's timer,
 /// [`super::expiry`]).
 pub(crate) struct Waiter {
-    pub(crate) reply: super::replies::Key,
+    pub(crate) reply: Answer,
     pub(crate) deadline: crate::rt::time::Instant,
+}
+
+/// Where a call's outcome goes.
+pub(crate) enum Answer {
+    /// A reply slot ([`super::replies`]) its caller waits on.
+    Slot(super::replies::Key),
+    /// Handed over where it arrives: no task waits for it (a pipelined
+    /// call's promise, `promise.rs`).
+    To(Arc<dyn OnReply>),
+}
+
+/// Takes a call's outcome where it arrives (the reader, the deadline
+/// sweep, or the connection's close), never under the `core` lock.
+pub(crate) trait OnReply: Send + Sync {
+    fn on_reply(&self, r: Result<Incoming, Error>);
 }
 
 impl Waiter {
     /// Hands the call its outcome (`false` if the caller is gone). Never
     /// under the `core` lock: it may drop the outcome.
     pub(crate) fn send(self, shared: &super::Shared, r: Result<Incoming, Error>) -> bool {
-        shared
-            .batch_replies
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        shared.replies.deliver(self.reply, Some(r))
+        match self.reply {
+            Answer::Slot(key) => {
+                shared
+                    .batch_replies
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared.replies.deliver(key, Some(r))
+            }
+            Answer::To(to) => {
+                to.on_reply(r);
+                true
+            }
+        }
     }
 }
 pub(crate) type Core = State<Arc<dyn Dispatch>, Waiter>;

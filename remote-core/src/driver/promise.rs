@@ -3,11 +3,13 @@
 //!
 //! [`Handle::pipeline`] sends a kept-answer call (kind 12) and returns a
 //! promise proxy. Calls on the proxy go out at once addressed to
-//! `[call_id]`; the peer runs them on the answer when it is there. A task
-//! waits for the kept call's reply (bounded by its deadline), and then,
-//! under the promise's lock so no call to `[call_id]` can follow it, records
-//! the answer (an ordinary counted import, released when the last proxy is
-//! gone) and sends finish. Later calls on the proxy go to the import's id.
+//! `[call_id]`; the peer runs them on the answer when it is there. No task
+//! waits for the kept call's reply: the promise is the call's waiter
+//! ([`Answer::To`]), and where the outcome arrives (the reader, the
+//! deadline sweep, or the connection's close) it records it, under the
+//! promise's lock so no call to `[call_id]` can follow it: the answer (an
+//! ordinary counted import, released when the last proxy is gone), then
+//! finish is sent. Later calls on the proxy go to the import's id.
 //!
 //! On a connection without the `pipeline` feature (a peer that does not
 //! list it, such as the Python runtime) the same API works in two round
@@ -18,13 +20,14 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use super::call::{Handle, Prepared};
-use super::control::Incoming;
+use super::call::{Handle, Prepared, Route};
+use super::control::{Answer, Incoming, OnReply};
 use super::outgoing::RawCall;
 use super::shared::{lock, Shared};
 use crate::codec;
@@ -48,8 +51,9 @@ enum Settled {
 /// The calling side's state of one kept-answer call.
 pub(crate) struct ClientPromise {
     shared: Arc<Shared>,
-    /// The kept-answer call's id (set once it was sent with the feature).
-    call: Option<CallId>,
+    /// The kept-answer call's id and budget (set just before it is sent,
+    /// with the feature).
+    call: OnceLock<(CallId, Duration)>,
     state: Mutex<Settled>,
     /// The import's id once resolved (`u32::MAX` before): read without the
     /// lock, as encoding a value holding this promise may happen under
@@ -60,11 +64,11 @@ pub(crate) struct ClientPromise {
 }
 
 impl ClientPromise {
-    fn new(shared: Arc<Shared>, call: Option<CallId>, state: Settled) -> Arc<ClientPromise> {
+    fn new(shared: Arc<Shared>, state: Settled) -> Arc<ClientPromise> {
         let done = Notify::new();
         Arc::new(ClientPromise {
             shared,
-            call,
+            call: OnceLock::new(),
             state: Mutex::new(state),
             resolved: AtomicU32::new(u32::MAX),
             done,
@@ -82,7 +86,7 @@ impl ClientPromise {
     /// Whether calls on the proxy must wait for the reply (no pipelining
     /// on this connection, and no reply yet).
     pub(crate) fn must_wait(&self) -> bool {
-        self.call.is_none() && matches!(*lock(&self.state), Settled::Pending)
+        self.call.get().is_none() && matches!(*lock(&self.state), Settled::Pending)
     }
 
     /// Waits until the call's reply (or failure) was recorded.
@@ -101,25 +105,25 @@ impl ClientPromise {
     /// while the reply is pending (under the lock, so it is queued before
     /// the finish), to the object once it is known, or failed with the
     /// first call's own error.
-    pub(crate) fn prepare(
+    pub(in crate::driver) fn prepare<R: Route>(
         &self,
         via: &Handle,
         keep: bool,
         method: &str,
         args: &dyn codec::Encode,
-        waker: &std::task::Waker,
-    ) -> Result<Prepared, Error> {
+        to: R,
+    ) -> Result<Prepared<R::Token>, Error> {
         let state = lock(&self.state);
-        match (&*state, self.call) {
+        match (&*state, self.call.get()) {
             (Settled::Ready(h), _) => {
                 let h = h.clone();
                 drop(state);
-                h.prepare_with(keep, method, args, waker)
+                h.prepare_with(keep, method, args, to)
             }
             (Settled::Remote(e), _) => Err(Error::Remote(Box::new(e.clone()))),
             (Settled::Local(e), _) => Err(e.clone()),
-            (Settled::Pending, Some(call)) => {
-                via.prepare_to(keep, CallTarget::Promise(call), method, args, waker)
+            (Settled::Pending, Some(&(call, _))) => {
+                via.prepare_to(keep, CallTarget::Promise(call), method, args, to)
             }
             (Settled::Pending, None) => Err(Error::Protocol(
                 "a call on a promise was made before its object was known, on a connection \
@@ -137,7 +141,7 @@ impl ClientPromise {
                 self.resolved.store(h.target_id().0, Ordering::Release);
             }
             *state = outcome;
-            if let Some(call) = self.call {
+            if let Some(&(call, _)) = self.call.get() {
                 // After every call addressed to `[call]` (they were queued
                 // under this lock), and never twice.
                 let (frame, len) = finish_inline(call);
@@ -145,6 +149,35 @@ impl ClientPromise {
             }
         }
         self.done.notify_waiters();
+    }
+}
+
+/// The kept call's outcome goes to its promise where it arrives.
+impl OnReply for ClientPromise {
+    fn on_reply(&self, r: Result<Incoming, Error>) {
+        let settled = match outcome(&self.shared, Ok::<_, ()>(r)) {
+            // Our timer's or the peer's (which may beat ours by a
+            // millisecond): neither knows the call's budget.
+            Settled::Local(Error::DeadlineExceeded(_)) => {
+                let budget = self.call.get().map_or(Duration::ZERO, |&(_, b)| b);
+                Settled::Local(Error::DeadlineExceeded(budget))
+            }
+            settled => settled,
+        };
+        self.settle(settled);
+    }
+}
+
+/// A promise is its kept call's waiter: nothing else waits for the reply.
+impl Route for &Arc<ClientPromise> {
+    type Token = ();
+    fn open(self, _: &Shared) -> (Answer, ()) {
+        (Answer::To(self.clone()), ())
+    }
+    fn started(self, id: CallId, budget: Duration) {
+        // Set before the call is sent, so its outcome finds the id to
+        // finish. A promise is prepared once.
+        let _ = self.call.set((id, budget));
     }
 }
 
@@ -218,23 +251,15 @@ impl Handle {
         let pipelined = shared.core().pipeline_negotiated();
         let parent_waits = self.promise().is_some_and(|p| p.must_wait());
         let promise = if pipelined && !parent_waits {
-            // The reply slot gets the task's waker at the task's first poll.
-            match self.prepare_with(true, method, &args, futures_util::task::noop_waker_ref()) {
-                Ok(prepared) => {
-                    let id = prepared.0;
-                    let p = ClientPromise::new(shared.clone(), Some(id), Settled::Pending);
-                    let (task, raw) = (p.clone(), RawCall::new(self, prepared));
-                    spawn(&shared, async move {
-                        let reply = Ok::<_, ()>(raw.await);
-                        task.settle(outcome(&task.shared, reply));
-                    });
-                    p
-                }
-                Err(e) => ClientPromise::new(shared.clone(), None, Settled::Local(e)),
+            // The promise is the call's waiter: no task waits for the reply.
+            let p = ClientPromise::new(shared.clone(), Settled::Pending);
+            match self.prepare_with(true, method, &args, &p) {
+                Ok((_, _, _, ())) => p,
+                Err(e) => ClientPromise::new(shared.clone(), Settled::Local(e)),
             }
         } else {
             // Two round trips: an ordinary call once the target is known.
-            let p = ClientPromise::new(shared.clone(), None, Settled::Pending);
+            let p = ClientPromise::new(shared.clone(), Settled::Pending);
             let (task, via) = (p.clone(), self.clone());
             let work = async move {
                 if let Some(parent) = via.promise() {

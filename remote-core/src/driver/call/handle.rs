@@ -9,14 +9,36 @@ use serde::Serialize;
 
 use super::scratch::with_scratch_on;
 use crate::codec;
-use crate::driver::control::{Control, Held, Incoming, Waiter};
+use crate::driver::control::{Answer, Control, Held, Incoming, Waiter};
 use crate::driver::promise::ClientPromise;
 use crate::driver::replies::Key;
 use crate::driver::shared::Shared;
 use crate::proto::{encode, encode_pipelined_call_head, CallId, CallTarget, ImportRef, ObjectId};
 use crate::{Connection, Error, RemoteErrorType, Wire};
 
-pub(in crate::driver) type Prepared = (CallId, Instant, std::time::Duration, Key);
+/// A sent call: its id, deadline, budget and what its caller keeps to
+/// wait for the outcome ([`Route::Token`]).
+pub(in crate::driver) type Prepared<T = Key> = (CallId, Instant, std::time::Duration, T);
+
+/// Where the outcome of a call being prepared goes.
+pub(in crate::driver) trait Route: Copy {
+    /// What the caller keeps.
+    type Token;
+    /// The call's [`Answer`], and the caller's token.
+    fn open(self, shared: &Shared) -> (Answer, Self::Token);
+    /// The call was given `id`, and is about to be sent.
+    fn started(self, _id: CallId, _budget: std::time::Duration) {}
+}
+
+/// A caller waiting on a reply slot, woken through this waker; it keeps
+/// the slot's key.
+impl Route for &std::task::Waker {
+    type Token = Key;
+    fn open(self, shared: &Shared) -> (Answer, Key) {
+        let key = shared.replies.open(self);
+        (Answer::Slot(key), key)
+    }
+}
 
 /// A proxy's link to one object of a peer: the connection, the object's
 /// id, and the counted hold that keeps it alive at the peer.
@@ -69,7 +91,7 @@ impl fmt::Debug for Handle {
 struct CancelOnDrop<'a> {
     shared: &'a Shared,
     id: CallId,
-    reply: Key,
+    slot: Option<Key>,
     sent: bool,
     armed: bool,
 }
@@ -77,7 +99,9 @@ struct CancelOnDrop<'a> {
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.shared.replies.close(self.reply);
+            if let Some(slot) = self.slot {
+                self.shared.replies.close(slot);
+            }
             // Queued, not sent from here: Drop does no I/O and takes no lock.
             let _ = self.shared.ctl.send(Control::Cancel {
                 id: self.id,
@@ -195,28 +219,28 @@ impl Handle {
 
     /// [`prepare`](Self::prepare) for an ordinary call, or a kept-answer
     /// call if `keep`; through the promise if this is a promise proxy.
-    pub(in crate::driver) fn prepare_with(
+    pub(in crate::driver) fn prepare_with<R: Route>(
         &self,
         keep: bool,
         method: &str,
         args: &dyn codec::Encode,
-        waker: &std::task::Waker,
-    ) -> Result<Prepared, Error> {
+        to: R,
+    ) -> Result<Prepared<R::Token>, Error> {
         match &self.promise {
-            Some(p) => p.prepare(self, keep, method, args, waker),
-            None => self.prepare_to(keep, CallTarget::Object(self.target), method, args, waker),
+            Some(p) => p.prepare(self, keep, method, args, to),
+            None => self.prepare_to(keep, CallTarget::Object(self.target), method, args, to),
         }
     }
 
     /// Encodes and queues a call to `target`, registering its waiter.
-    pub(in crate::driver) fn prepare_to(
+    pub(in crate::driver) fn prepare_to<R: Route>(
         &self,
         keep: bool,
         target: CallTarget,
         method: &str,
         args: &dyn codec::Encode,
-        waker: &std::task::Waker,
-    ) -> Result<Prepared, Error> {
+        to: R,
+    ) -> Result<Prepared<R::Token>, Error> {
         if let Some(e) = &self.refused {
             return Err((**e).clone());
         }
@@ -241,7 +265,11 @@ impl Handle {
         let timeout_ms = u32::try_from(budget.as_millis().max(1)).unwrap_or(u32::MAX);
         // The caller's waker goes in with the slot: the first poll after
         // sending registers nothing more.
-        let reply = shared.replies.open(waker);
+        let (reply, token) = to.open(shared);
+        let slot = match &reply {
+            Answer::Slot(key) => Some(*key),
+            Answer::To(_) => None,
+        };
         // A closed connection's calls fail with the reason it closed.
         // Registered with its deadline; the connection's timer is re-armed
         // only for a deadline earlier than every other (`expiry.rs`).
@@ -252,7 +280,9 @@ impl Handle {
                 Ok(id) => id,
                 Err(e) => {
                     drop(core);
-                    shared.replies.close(reply);
+                    if let Some(slot) = slot {
+                        shared.replies.close(slot);
+                    }
                     return Err(match e {
                         Error::ConnectionLost(_) => shared.lost(),
                         other => other,
@@ -270,10 +300,11 @@ impl Handle {
         if rearm {
             crate::driver::expiry::rearm(shared);
         }
+        to.started(id, budget);
         let guard = CancelOnDrop {
             shared,
             id,
-            reply,
+            slot,
             sent: false,
             armed: true,
         };
@@ -308,7 +339,7 @@ impl Handle {
             sent
         })?;
         std::mem::forget(guard);
-        Ok((id, deadline, budget, reply))
+        Ok((id, deadline, budget, token))
     }
 
     pub(in crate::driver) fn finish<T: Wire, E: RemoteErrorType>(
