@@ -409,7 +409,10 @@ impl Shared {
                 };
                 // Counted before the task can stop (and uncount it).
                 self.output_share.started(frame_len);
-                let task = crate::trace::spawn_in(span, work);
+                // Boxed: spawning moves the future through several layers
+                // of tokio (about ten copies of its few hundred bytes, more
+                // instructions than the allocation).
+                let task = crate::trace::spawn_in(span, Box::pin(work));
                 self.spawned(
                     seq,
                     Spawned {
