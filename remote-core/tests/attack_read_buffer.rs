@@ -82,6 +82,7 @@ async fn a_large_frame_whose_last_bytes_come_late_is_read_without_growing_the_bu
         ..Limits::default()
     };
     let root: Remote<dyn Quiet> = Remote::new(std::sync::Arc::new(Q));
+    let _serial = counting::serial();
     let (conn, mut pr, mut pw) = raw_peer(root, limits, vec![]).await;
     assert_eq!(head(&frame(&mut pr).await.unwrap()).0, 0, "hello");
 
@@ -118,4 +119,48 @@ async fn a_large_frame_whose_last_bytes_come_late_is_read_without_growing_the_bu
         "reading a {total}-byte frame allocated {allocated} bytes"
     );
     assert!(!conn.is_closed());
+}
+
+/// A call, then the first bytes of the next frame, and nothing more: the
+/// call's reply (queued by the reader, which writes what it queued when
+/// it would wait) still goes out, while the reader waits for the rest of
+/// the frame (its reservation did not have to wait).
+#[tokio::test]
+async fn a_reply_goes_out_while_the_peer_holds_back_the_rest_of_a_frame() {
+    let _serial = counting::serial();
+    let root: Remote<dyn Quiet> = Remote::new(std::sync::Arc::new(Q));
+    let (conn, mut pr, mut pw) = raw_peer(root, Limits::default(), vec![]).await;
+    assert_eq!(head(&frame(&mut pr).await.unwrap()).0, 0, "hello");
+    let mut bytes = call(7, "ping");
+    // A 2 KiB frame's length and its first 10 bytes.
+    bytes.extend_from_slice(&2048u32.to_be_bytes());
+    bytes.extend_from_slice(&[0x96; 10]);
+    pw.write_all(&bytes).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let f = frame(&mut pr).await.expect("the connection stays open");
+            if head(&f).1 == Some(7) {
+                break f;
+            }
+        }
+    })
+    .await
+    .expect("the reply waited for the rest of the next frame");
+    assert_eq!(head(&reply).0, 2, "a return");
+    assert!(!conn.is_closed());
+}
+
+/// A call frame: `method` of the root (object 0), no arguments.
+fn call(id: u32, method: &str) -> Vec<u8> {
+    let mut f = remote_core::proto::encode::begin(32);
+    remote_core::proto::encode::call_head(
+        &mut f,
+        remote_core::proto::CallId(id),
+        remote_core::proto::ObjectId(0),
+        method,
+        60_000,
+    );
+    f.push(0x90);
+    remote_core::proto::encode::finish(&mut f);
+    f
 }
