@@ -74,15 +74,19 @@ async fn read_in_all(conn: &remote_core::Connection, n: u64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_frame_whose_last_bytes_come_late_is_read_without_growing_the_buffer() {
+#[test]
+fn a_large_frame_whose_last_bytes_come_late_is_read_without_growing_the_buffer() {
+    let _serial = counting::serial();
+    runtime().block_on(large_frame_with_a_late_tail());
+}
+
+async fn large_frame_with_a_late_tail() {
     const ARG: usize = 4 << 20;
     let limits = Limits {
         max_frame_len: 8 << 20,
         ..Limits::default()
     };
     let root: Remote<dyn Quiet> = Remote::new(std::sync::Arc::new(Q));
-    let _serial = counting::serial();
     let (conn, mut pr, mut pw) = raw_peer(root, limits, vec![]).await;
     assert_eq!(head(&frame(&mut pr).await.unwrap()).0, 0, "hello");
 
@@ -125,9 +129,13 @@ async fn a_large_frame_whose_last_bytes_come_late_is_read_without_growing_the_bu
 /// call's reply (queued by the reader, which writes what it queued when
 /// it would wait) still goes out, while the reader waits for the rest of
 /// the frame (its reservation did not have to wait).
-#[tokio::test]
-async fn a_reply_goes_out_while_the_peer_holds_back_the_rest_of_a_frame() {
+#[test]
+fn a_reply_goes_out_while_the_peer_holds_back_the_rest_of_a_frame() {
     let _serial = counting::serial();
+    runtime().block_on(reply_while_a_frame_is_held_back());
+}
+
+async fn reply_while_a_frame_is_held_back() {
     let root: Remote<dyn Quiet> = Remote::new(std::sync::Arc::new(Q));
     let (conn, mut pr, mut pw) = raw_peer(root, Limits::default(), vec![]).await;
     assert_eq!(head(&frame(&mut pr).await.unwrap()).0, 0, "hello");
@@ -163,4 +171,12 @@ fn call(id: u32, method: &str) -> Vec<u8> {
     f.push(0x90);
     remote_core::proto::encode::finish(&mut f);
     f
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
