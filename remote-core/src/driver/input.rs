@@ -258,8 +258,12 @@ impl Input {
         // waiting and need another: a chunk is made room for first. After
         // small reads the buffer is used up first, as the frames read last
         // may still be alive (replies not yet taken by their callers) and
-        // making room would then take a new allocation.
-        let low = if self.last_read >= self.chunk / 2 {
+        // making room would then take a new allocation. Only while what
+        // the buffer holds is less than a chunk: a large frame in progress
+        // has room for exactly its rest (reserved above), and growing the
+        // buffer that holds it would copy the frame and double its
+        // allocation (tests/attack_read_buffer.rs).
+        let low = if self.last_read >= self.chunk / 2 && self.buf.len() < self.chunk {
             self.chunk / 2
         } else {
             1

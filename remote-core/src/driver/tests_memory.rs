@@ -208,3 +208,78 @@ async fn kept_large_buffers_are_given_back_when_idle() {
         );
     }
 }
+
+/// A peer's object whose `open` never returns (the call waits forever).
+#[crate::remote]
+trait Stuck: Send + Sync {
+    async fn open(&self) -> Result<crate::Remote<dyn Stuck>, Error>;
+}
+
+struct Forever(Arc<AtomicUsize>);
+
+#[crate::remote]
+impl Stuck for Forever {
+    async fn open(&self) -> Result<crate::Remote<dyn Stuck>, Error> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        std::future::pending().await
+    }
+}
+
+/// A pair whose server serves a [`Forever`], and the client's promise of
+/// `open` once the server runs it. The promise is its call's waiter in the
+/// client's call table, and holds the client's state: a cycle, broken
+/// however the connection ends.
+async fn pending_promise() -> (Connection, Connection, crate::Promise<dyn Stuck>) {
+    let started = Arc::new(AtomicUsize::new(0));
+    let root: crate::Remote<dyn Stuck> = crate::Remote::new(Arc::new(Forever(started.clone())));
+    let (server, client) = Connection::pair(
+        ConnectionBuilder::new().serve(root),
+        ConnectionBuilder::new(),
+    )
+    .await
+    .unwrap();
+    let api = client.root::<dyn Stuck>();
+    let p: crate::Promise<dyn Stuck> = api.handle().unwrap().pipeline("open", ());
+    let end = tokio::time::Instant::now() + Duration::from_secs(60);
+    while started.load(Ordering::Relaxed) == 0 && tokio::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(started.load(Ordering::Relaxed), 1, "the call did not start");
+    (server, client, p)
+}
+
+#[tokio::test]
+async fn a_connection_closed_with_a_promise_pending_frees_its_state() {
+    let (server, client, p) = pending_promise().await;
+    let client_state = Arc::downgrade(&client.shared);
+    client.close();
+    assert!(matches!(p.resolved().await, Err(Error::ConnectionLost(_))));
+    drop((p, client, server));
+    assert!(
+        freed(&client_state).await,
+        "the client's state outlived its close (promise in its call table)"
+    );
+}
+
+#[test]
+fn a_runtime_dropped_with_a_promise_pending_frees_the_state() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client_state = rt.block_on(async {
+        let (server, client, p) = pending_promise().await;
+        let state = Arc::downgrade(&client.shared);
+        drop((p, client, server));
+        state
+    });
+    assert!(client_state.strong_count() > 0, "the connection is open");
+    // Dropping the runtime drops the reader task: its disconnect empties
+    // the call table (and so settles the promise).
+    drop(rt);
+    assert_eq!(
+        client_state.strong_count(),
+        0,
+        "the client's state outlived its runtime (promise in its call table)"
+    );
+}
