@@ -30,7 +30,7 @@ pub(crate) enum Answer {
 /// Takes a call's outcome where it arrives (the reader, the deadline
 /// sweep, or the connection's close), never under the `core` lock.
 pub(crate) trait OnReply: Send + Sync {
-    fn on_reply(&self, r: Result<Incoming, Error>);
+    fn on_reply(self: Arc<Self>, r: Result<Incoming, Error>);
 }
 
 impl Waiter {

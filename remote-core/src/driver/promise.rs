@@ -20,7 +20,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -135,26 +135,29 @@ impl ClientPromise {
 
     /// Records the call's outcome, sends finish (if kept) and wakes waiters.
     fn settle(&self, outcome: Settled) {
-        {
-            let mut state = lock(&self.state);
-            if let Settled::Ready(h) = &outcome {
-                self.resolved.store(h.target_id().0, Ordering::Release);
-            }
-            *state = outcome;
-            if let Some(&(call, _)) = self.call.get() {
-                // After every call addressed to `[call]` (they were queued
-                // under this lock), and never twice.
-                let (frame, len) = finish_inline(call);
-                let _ = self.shared.send(&frame[..len]);
-            }
+        self.settle_locked(lock(&self.state), outcome);
+    }
+
+    /// [`settle`](Self::settle) with the promise's lock taken.
+    fn settle_locked(&self, mut state: MutexGuard<'_, Settled>, outcome: Settled) {
+        if let Settled::Ready(h) = &outcome {
+            self.resolved.store(h.target_id().0, Ordering::Release);
         }
+        *state = outcome;
+        if let Some(&(call, _)) = self.call.get() {
+            // After every call addressed to `[call]` (they were queued
+            // under this lock), and never twice.
+            let (frame, len) = finish_inline(call);
+            let _ = self.shared.send(&frame[..len]);
+        }
+        drop(state);
         self.done.notify_waiters();
     }
 }
 
 /// The kept call's outcome goes to its promise where it arrives.
 impl OnReply for ClientPromise {
-    fn on_reply(&self, r: Result<Incoming, Error>) {
+    fn on_reply(self: Arc<Self>, r: Result<Incoming, Error>) {
         let settled = match outcome(&self.shared, Ok::<_, ()>(r)) {
             // Our timer's or the peer's (which may beat ours by a
             // millisecond): neither knows the call's budget.
@@ -164,7 +167,21 @@ impl OnReply for ClientPromise {
             }
             settled => settled,
         };
-        self.settle(settled);
+        // Where the outcome arrives (most often the reader) never waits for
+        // the promise's lock: a caller holds it while encoding a call on
+        // the promise, and an argument's `Serialize` is user code (it could
+        // even wait for a reply this reader has to deliver). Taken, the
+        // settling is left to a task.
+        let state = match self.state.try_lock() {
+            Ok(state) => state,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                let (shared, promise) = (self.shared.clone(), self.clone());
+                spawn(&shared, async move { promise.settle(settled) });
+                return;
+            }
+        };
+        self.settle_locked(state, settled);
     }
 }
 

@@ -1,0 +1,164 @@
+//! A pipelined call's reply arrives while a caller holds its promise's lock
+//! (it is encoding a call on the promise, and an argument's `Serialize`
+//! waits): the reader, which settles the promise, is not held up, so the
+//! connection's other replies go on being delivered, and the promise is
+//! settled once the lock is free.
+
+#[path = "support/raw.rs"]
+mod raw;
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use raw::{bounded, eventually};
+use remote_core::{remote, Connection, ConnectionBuilder, Error, Promise, Remote, Wire};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tokio::sync::Notify;
+
+#[remote]
+pub trait Files: Send + Sync {
+    /// Waits for the test's gate, then opens.
+    async fn open(&self) -> Result<Remote<dyn File>, Error>;
+    async fn ping(&self) -> Result<u32, Error>;
+}
+
+#[remote]
+pub trait File: Send + Sync {
+    async fn put(&self, v: Slow) -> Result<u64, Error>;
+}
+
+struct Disk(Arc<Notify>);
+
+#[remote]
+impl Files for Disk {
+    async fn open(&self) -> Result<Remote<dyn File>, Error> {
+        self.0.notified().await;
+        Ok(Remote::new(Arc::new(Doc) as Arc<dyn File>))
+    }
+    async fn ping(&self) -> Result<u32, Error> {
+        Ok(1)
+    }
+}
+
+struct Doc;
+
+#[remote]
+impl File for Doc {
+    async fn put(&self, v: Slow) -> Result<u64, Error> {
+        Ok(v.n)
+    }
+}
+
+/// Blocks a thread until opened; opened when dropped too, so a failing
+/// test does not leave a thread (and the runtime's shutdown) waiting.
+#[derive(Debug, Default)]
+struct Gate {
+    state: Mutex<(bool, bool)>, // (entered, open)
+    cv: Condvar,
+}
+
+impl Gate {
+    fn enter_and_wait(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.0 = true;
+        while !s.1 {
+            s = self.cv.wait(s).unwrap();
+        }
+    }
+    fn entered(&self) -> bool {
+        self.state.lock().unwrap().0
+    }
+    fn open(&self) {
+        self.state.lock().unwrap().1 = true;
+        self.cv.notify_all();
+    }
+}
+
+struct OpenOnDrop(Arc<Gate>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// A number whose serializing waits at its gate (a thread blocked in user
+/// code while the caller holds the promise's lock).
+#[derive(Debug)]
+pub struct Slow {
+    n: u64,
+    gate: Option<Arc<Gate>>,
+}
+
+impl Serialize for Slow {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if let Some(g) = &self.gate {
+            g.enter_and_wait();
+        }
+        s.serialize_u64(self.n)
+    }
+}
+
+impl Wire for Slow {}
+
+impl<'de> Deserialize<'de> for Slow {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Slow {
+            n: u64::deserialize(d)?,
+            gate: None,
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_to_a_promise_whose_lock_is_held_does_not_hold_up_the_reader() {
+    let open_gate = Arc::new(Notify::new());
+    let files: Remote<dyn Files> = Remote::new(Arc::new(Disk(open_gate.clone())));
+    let (client, server) = Connection::pair(
+        ConnectionBuilder::new(),
+        ConnectionBuilder::new().serve(files),
+    )
+    .await
+    .unwrap();
+    let api = client.root::<dyn Files>();
+    let file: Promise<dyn File> = api.handle().unwrap().pipeline("open", ());
+
+    // A caller on its own thread encodes a call on the pending promise; its
+    // argument's `Serialize` waits, with the promise's lock held.
+    let slow = Arc::new(Gate::default());
+    let _open_on_drop = OpenOnDrop(slow.clone());
+    let caller = {
+        let (file, slow) = (file.clone(), slow.clone());
+        let rt = tokio::runtime::Handle::current();
+        std::thread::spawn(move || {
+            rt.block_on(file.put(Slow {
+                n: 7,
+                gate: Some(slow),
+            }))
+        })
+    };
+    assert!(eventually(|| slow.entered()).await);
+
+    // `open` returns: its reply reaches our reader before `ping`'s (the
+    // server queued it first), while the promise's lock is held.
+    open_gate.notify_one();
+    assert!(eventually(|| server.stats().calls_finished == 1).await);
+    let pinged = tokio::time::timeout(Duration::from_secs(20), api.ping()).await;
+    assert!(
+        matches!(pinged, Ok(Ok(1))),
+        "the reader was held up by the promise's lock: {pinged:?}"
+    );
+
+    // The lock is freed: the call on the promise goes out, then the promise
+    // settles (and finish follows the call).
+    slow.open();
+    let put = bounded(tokio::task::spawn_blocking(move || caller.join().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(put.unwrap(), 7);
+    assert!(bounded(file.resolved()).await.is_ok());
+    assert_eq!(
+        bounded(file.put(Slow { n: 8, gate: None })).await.unwrap(),
+        8
+    );
+}
