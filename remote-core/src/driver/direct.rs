@@ -17,7 +17,8 @@
 //! - a caller whose call is the only one in flight on the connection
 //!   ([`Shared::send_vec_as`] with `direct`), so a lone call leaves
 //!   without a hop, while calls made under load queue up and leave in the
-//!   writer task's batches.
+//!   writer task's batches (as does a pipelined call, which the calls on
+//!   its promise follow at once).
 //!
 //! A direct write never waits: it writes what the socket takes at once and
 //! flushes; anything not written, or a flush that did not complete, stays

@@ -292,8 +292,10 @@ impl Handle {
             // The only call waiting on this connection, and not one of
             // several callers just handed their replies: its caller writes
             // it (`direct.rs`); calls made among others queue for the
-            // writer task's batches.
-            let lone = core.calls_waiting() == 1
+            // writer task's batches. A kept-answer call queues too: calls
+            // on its promise follow at once, and leave in the same write.
+            let lone = !keep
+                && core.calls_waiting() == 1
                 && !shared.burst.load(std::sync::atomic::Ordering::Relaxed);
             (id, shared.expiry.note(deadline), lone)
         };
