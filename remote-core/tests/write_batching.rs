@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use add::{Add, Impl};
-use remote_core::{ConnectionBuilder, Remote};
+use remote_core::{Connection, ConnectionBuilder, Remote};
 use tokio::io::AsyncWrite;
 
 /// A writing half that counts the writes that carried bytes.
@@ -61,14 +61,11 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Counted<W> {
     }
 }
 
-/// 64 callers, each making `ROUNDS` calls one after the other: after the
-/// first round every round's calls come back in one batch, and the calls
-/// that follow should leave in about one write per round. With the first
-/// caller of each round writing its frame alone, it took two.
-#[tokio::test(flavor = "current_thread")]
-async fn callers_answered_together_call_again_in_one_write() {
-    const CALLERS: i64 = 64;
-    const ROUNDS: i64 = 200;
+/// A client connection whose writes are counted, to a server of `root`
+/// over an in-memory pipe.
+async fn counted_pair<T: ?Sized + remote_core::Interface>(
+    root: Remote<T>,
+) -> (Connection, Connection, Arc<AtomicUsize>) {
     let (a, b) = tokio::io::duplex(1 << 20);
     let (ar, aw) = tokio::io::split(a);
     let (br, bw) = tokio::io::split(b);
@@ -77,12 +74,21 @@ async fn callers_answered_together_call_again_in_one_write() {
         inner: aw,
         writes: writes.clone(),
     };
-    let served = ConnectionBuilder::new()
-        .serve(Remote::new(Arc::new(Impl) as Arc<dyn Add>))
-        .over(br, bw, "client");
-    let (client, _server) =
+    let served = ConnectionBuilder::new().serve(root).over(br, bw, "client");
+    let (client, server) =
         tokio::join!(ConnectionBuilder::new().over(ar, counted, "server"), served);
-    let (client, _server) = (client.unwrap(), _server.unwrap());
+    (client.unwrap(), server.unwrap(), writes)
+}
+
+/// 64 callers, each making `ROUNDS` calls one after the other: after the
+/// first round every round's calls come back in one batch, and the calls
+/// that follow should leave in about one write per round. With the first
+/// caller of each round writing its frame alone, it took two.
+#[tokio::test(flavor = "current_thread")]
+async fn callers_answered_together_call_again_in_one_write() {
+    const CALLERS: i64 = 64;
+    const ROUNDS: i64 = 200;
+    let (client, _server, writes) = counted_pair(Remote::new(Arc::new(Impl) as Arc<dyn Add>)).await;
     let add = client.root::<dyn Add>();
     let before = writes.load(SeqCst);
     let callers: Vec<_> = (0..CALLERS)
@@ -128,20 +134,8 @@ impl Maker for Factory {
 #[tokio::test(flavor = "current_thread")]
 async fn a_pipelined_call_and_a_call_on_its_promise_leave_in_one_write() {
     const ROUNDS: i64 = 200;
-    let (a, b) = tokio::io::duplex(1 << 20);
-    let (ar, aw) = tokio::io::split(a);
-    let (br, bw) = tokio::io::split(b);
-    let writes = Arc::new(AtomicUsize::new(0));
-    let counted = Counted {
-        inner: aw,
-        writes: writes.clone(),
-    };
-    let served = ConnectionBuilder::new()
-        .serve(Remote::new(Arc::new(Factory) as Arc<dyn Maker>))
-        .over(br, bw, "client");
-    let (client, _server) =
-        tokio::join!(ConnectionBuilder::new().over(ar, counted, "server"), served);
-    let (client, _server) = (client.unwrap(), _server.unwrap());
+    let (client, _server, writes) =
+        counted_pair(Remote::new(Arc::new(Factory) as Arc<dyn Maker>)).await;
     let maker = client.root::<dyn Maker>();
     let before = writes.load(SeqCst);
     for r in 0..ROUNDS {

@@ -38,19 +38,31 @@ fn frame(i: usize, len: usize) -> Vec<u8> {
     f
 }
 
-#[tokio::test]
-async fn a_burst_of_small_frames_is_read_in_few_reads_and_the_buffer_shrinks_after() {
-    // Only for its budget: the frames below are fed to an `Input` directly.
-    let (a, _b) = Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new())
+/// An `Input` reading what is written to the returned pipe, its reads
+/// counted; a connection pair (kept alive with it) only for its budget:
+/// frames are fed to the `Input` directly.
+async fn counted_input() -> (
+    (Connection, Connection),
+    tokio::io::DuplexStream,
+    Arc<AtomicUsize>,
+    Input,
+) {
+    let (a, b) = Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new())
         .await
         .unwrap();
-    let (mut tx, rx) = tokio::io::duplex(1 << 20);
+    let (tx, rx) = tokio::io::duplex(1 << 20);
     let reads = Arc::new(AtomicUsize::new(0));
     let r = CountingRead {
         inner: rx,
         reads: reads.clone(),
     };
-    let mut input = Input::new(Box::new(r), a.shared.clone(), 1 << 20);
+    let input = Input::new(Box::new(r), a.shared.clone(), 1 << 20);
+    ((a, b), tx, reads, input)
+}
+
+#[tokio::test]
+async fn a_burst_of_small_frames_is_read_in_few_reads_and_the_buffer_shrinks_after() {
+    let (_conns, mut tx, reads, mut input) = counted_input().await;
 
     // 256 frames of 100 bytes (26 KiB), all waiting before the first read.
     let burst: Vec<u8> = (0..256).flat_map(|i| frame(i, 100)).collect();
@@ -165,16 +177,7 @@ async fn large_frames_are_read_into_the_same_kept_buffer() {
 /// the rest.
 #[tokio::test]
 async fn frames_behind_a_sliver_of_room_come_in_one_read() {
-    let (a, _b) = Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new())
-        .await
-        .unwrap();
-    let (mut tx, rx) = tokio::io::duplex(1 << 20);
-    let reads = Arc::new(AtomicUsize::new(0));
-    let r = CountingRead {
-        inner: rx,
-        reads: reads.clone(),
-    };
-    let mut input = Input::new(Box::new(r), a.shared.clone(), 1 << 20);
+    let (_conns, mut tx, reads, mut input) = counted_input().await;
 
     // 5 frames of 98 bytes: 490 of the first chunk's 512, 22 left.
     let first: Vec<u8> = (0..5).flat_map(|i| frame(i, 94)).collect();
