@@ -126,9 +126,9 @@ async fn large_frame_with_a_late_tail() {
 }
 
 /// A call, then the first bytes of the next frame, and nothing more: the
-/// call's reply (queued by the reader, which writes what it queued when
-/// it would wait) still goes out, while the reader waits for the rest of
-/// the frame (its reservation did not have to wait).
+/// call's reply (queued by the reader, which writes what it queued before
+/// it reads on into a frame in progress, and when it would wait) still
+/// goes out, while the reader waits for the rest of the frame.
 #[test]
 fn a_reply_goes_out_while_the_peer_holds_back_the_rest_of_a_frame() {
     let _serial = counting::serial();

@@ -200,6 +200,7 @@ impl Input {
                     return Some(Ok(frame));
                 }
                 if self.reserved < total {
+                    self.shared.reader_waits();
                     self.reserve(total).await;
                 }
                 // Room for the rest of the frame (its announced, bounded,
@@ -371,9 +372,6 @@ impl Input {
                 })
         };
         if !fits() {
-            // Waiting for room: what the reader queued leaves first
-            // (`direct.rs`), as its output may be what holds the room.
-            shared.reader_waits();
             self.paused = true;
             shared.budget.wait_until(fits).await;
             self.paused = false;
