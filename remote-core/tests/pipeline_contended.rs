@@ -162,3 +162,67 @@ async fn a_reply_to_a_promise_whose_lock_is_held_does_not_hold_up_the_reader() {
         8
     );
 }
+
+/// The connection's runtime shuts down while a caller on another runtime
+/// holds the promise's lock: the reader's close fails the kept call, and
+/// the promise must still settle (with the connection's loss) once the
+/// lock is free. A task spawned on the dying runtime to settle it would be
+/// dropped unrun, leaving `resolved()` waiting forever.
+#[test]
+fn a_promise_settles_when_its_runtime_shuts_down_while_its_lock_is_held() {
+    let conn_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Two workers: one blocks in `Serialize`, the other drives the timers.
+    let caller_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let open_gate = Arc::new(Notify::new());
+    let files: Remote<dyn Files> = Remote::new(Arc::new(Disk(open_gate)));
+    let (client, server, file) = conn_rt.block_on(async {
+        let (client, server) = Connection::pair(
+            ConnectionBuilder::new(),
+            ConnectionBuilder::new().serve(files),
+        )
+        .await
+        .unwrap();
+        let api = client.root::<dyn Files>();
+        let file: Promise<dyn File> = api.handle().unwrap().pipeline("open", ());
+        (client, server, file)
+    });
+
+    // A caller on the other runtime encodes a call on the pending promise;
+    // its argument's `Serialize` waits, with the promise's lock held.
+    let slow = Arc::new(Gate::default());
+    let _open_on_drop = OpenOnDrop(slow.clone());
+    let caller = {
+        let (file, slow) = (file.clone(), slow.clone());
+        caller_rt.spawn(async move {
+            file.put(Slow {
+                n: 7,
+                gate: Some(slow),
+            })
+            .await
+        })
+    };
+    assert!(caller_rt.block_on(eventually(|| slow.entered())));
+
+    // The connection's runtime goes: its reader task is dropped, which
+    // closes the connection and fails the kept call while the lock is held.
+    drop(conn_rt);
+    assert!(caller_rt.block_on(eventually(|| client.is_closed())));
+    slow.open();
+    let put = caller_rt.block_on(bounded(caller)).unwrap();
+    assert!(put.is_err(), "{put:?}");
+    let resolved = caller_rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(60), file.resolved()).await });
+    assert!(
+        matches!(resolved, Ok(Err(_))),
+        "the promise was left pending: {resolved:?}"
+    );
+    drop((client, server));
+}
