@@ -88,6 +88,9 @@ impl Drop for OpenOnDrop {
 pub struct Slow {
     n: u64,
     gate: Option<Arc<Gate>>,
+    /// Panics once through the gate (a `Serialize` that fails by panicking
+    /// with the promise's lock held).
+    panics: bool,
 }
 
 impl Serialize for Slow {
@@ -95,6 +98,7 @@ impl Serialize for Slow {
         if let Some(g) = &self.gate {
             g.enter_and_wait();
         }
+        assert!(!self.panics, "Slow panics as told");
         s.serialize_u64(self.n)
     }
 }
@@ -106,6 +110,7 @@ impl<'de> Deserialize<'de> for Slow {
         Ok(Slow {
             n: u64::deserialize(d)?,
             gate: None,
+            panics: false,
         })
     }
 }
@@ -134,6 +139,7 @@ async fn a_reply_to_a_promise_whose_lock_is_held_does_not_hold_up_the_reader() {
             rt.block_on(file.put(Slow {
                 n: 7,
                 gate: Some(slow),
+                panics: false,
             }))
         })
     };
@@ -158,7 +164,13 @@ async fn a_reply_to_a_promise_whose_lock_is_held_does_not_hold_up_the_reader() {
     assert_eq!(put.unwrap(), 7);
     assert!(bounded(file.resolved()).await.is_ok());
     assert_eq!(
-        bounded(file.put(Slow { n: 8, gate: None })).await.unwrap(),
+        bounded(file.put(Slow {
+            n: 8,
+            gate: None,
+            panics: false,
+        }))
+        .await
+        .unwrap(),
         8
     );
 }
@@ -205,6 +217,7 @@ fn a_promise_settles_when_its_runtime_shuts_down_while_its_lock_is_held() {
             file.put(Slow {
                 n: 7,
                 gate: Some(slow),
+                panics: false,
             })
             .await
         })
@@ -225,4 +238,58 @@ fn a_promise_settles_when_its_runtime_shuts_down_while_its_lock_is_held() {
         "the promise was left pending: {resolved:?}"
     );
     drop((client, server));
+}
+
+/// The caller holding the promise's lock when the outcome arrives panics
+/// in its argument's `Serialize`: the outcome it was handed is still
+/// applied as the lock is released (while unwinding).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_handed_to_a_caller_that_panics_is_still_applied() {
+    let open_gate = Arc::new(Notify::new());
+    let files: Remote<dyn Files> = Remote::new(Arc::new(Disk(open_gate.clone())));
+    let (client, server) = Connection::pair(
+        ConnectionBuilder::new(),
+        ConnectionBuilder::new().serve(files),
+    )
+    .await
+    .unwrap();
+    let api = client.root::<dyn Files>();
+    let file: Promise<dyn File> = api.handle().unwrap().pipeline("open", ());
+
+    let slow = Arc::new(Gate::default());
+    let _open_on_drop = OpenOnDrop(slow.clone());
+    let caller = {
+        let (file, slow) = (file.clone(), slow.clone());
+        let rt = tokio::runtime::Handle::current();
+        std::thread::spawn(move || {
+            rt.block_on(file.put(Slow {
+                n: 7,
+                gate: Some(slow),
+                panics: true,
+            }))
+        })
+    };
+    assert!(eventually(|| slow.entered()).await);
+
+    // `open`'s reply reaches our reader (before `ping`'s) while the lock is
+    // held: its outcome is handed to the lock's holder.
+    open_gate.notify_one();
+    assert!(eventually(|| server.stats().calls_finished == 1).await);
+    assert_eq!(bounded(api.ping()).await.unwrap(), 1);
+
+    // The holder panics with the lock held (or its panic is caught and
+    // its call fails): either way the promise settles.
+    slow.open();
+    let put = bounded(tokio::task::spawn_blocking(move || caller.join()))
+        .await
+        .unwrap();
+    assert!(!matches!(put, Ok(Ok(_))), "{put:?}");
+    assert!(bounded(file.resolved()).await.is_ok());
+    let put = bounded(file.put(Slow {
+        n: 8,
+        gate: None,
+        panics: false,
+    }))
+    .await;
+    assert_eq!(put.unwrap(), 8);
 }
