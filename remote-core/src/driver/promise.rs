@@ -7,7 +7,9 @@
 //! waits for the kept call's reply: the promise is the call's waiter
 //! ([`Answer::To`]), and where the outcome arrives (the reader, the
 //! deadline sweep, or the connection's close) it records it, under the
-//! promise's lock so no call to `[call_id]` can follow it: the answer (an
+//! promise's lock so no call to `[call_id]` can follow it (if a caller
+//! holds that lock, the outcome is handed to it, applied as it unlocks):
+//! the answer (an
 //! ordinary counted import, released when the last proxy is gone), then
 //! finish is sent. Later calls on the proxy go to the import's id.
 //!
