@@ -9,9 +9,8 @@
 //! deadline sweep, or the connection's close) it records it, under the
 //! promise's lock so no call to `[call_id]` can follow it (if a caller
 //! holds that lock, the outcome is handed to it, applied as it unlocks):
-//! the answer (an
-//! ordinary counted import, released when the last proxy is gone), then
-//! finish is sent. Later calls on the proxy go to the import's id.
+//! the answer (an ordinary counted import, released when the last proxy
+//! is gone), then finish is sent. Later calls on the proxy go to the import's id.
 //!
 //! On a connection without the `pipeline` feature (a peer that does not
 //! list it, such as the Python runtime) the same API works in two round
