@@ -88,6 +88,9 @@ impl Drop for OpenOnDrop {
 pub struct Slow {
     n: u64,
     gate: Option<Arc<Gate>>,
+    /// Panics once through the gate (a `Serialize` that fails by panicking
+    /// with the promise's lock held).
+    panics: bool,
 }
 
 impl Serialize for Slow {
@@ -95,6 +98,7 @@ impl Serialize for Slow {
         if let Some(g) = &self.gate {
             g.enter_and_wait();
         }
+        assert!(!self.panics, "Slow panics as told");
         s.serialize_u64(self.n)
     }
 }
@@ -106,6 +110,7 @@ impl<'de> Deserialize<'de> for Slow {
         Ok(Slow {
             n: u64::deserialize(d)?,
             gate: None,
+            panics: false,
         })
     }
 }
@@ -134,6 +139,7 @@ async fn a_reply_to_a_promise_whose_lock_is_held_does_not_hold_up_the_reader() {
             rt.block_on(file.put(Slow {
                 n: 7,
                 gate: Some(slow),
+                panics: false,
             }))
         })
     };
@@ -158,7 +164,132 @@ async fn a_reply_to_a_promise_whose_lock_is_held_does_not_hold_up_the_reader() {
     assert_eq!(put.unwrap(), 7);
     assert!(bounded(file.resolved()).await.is_ok());
     assert_eq!(
-        bounded(file.put(Slow { n: 8, gate: None })).await.unwrap(),
+        bounded(file.put(Slow {
+            n: 8,
+            gate: None,
+            panics: false,
+        }))
+        .await
+        .unwrap(),
         8
     );
+}
+
+/// The connection's runtime shuts down while a caller on another runtime
+/// holds the promise's lock: the reader's close fails the kept call, and
+/// the promise must still settle (with the connection's loss) once the
+/// lock is free. A task spawned on the dying runtime to settle it would be
+/// dropped unrun, leaving `resolved()` waiting forever.
+#[test]
+fn a_promise_settles_when_its_runtime_shuts_down_while_its_lock_is_held() {
+    let conn_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Two workers: one blocks in `Serialize`, the other drives the timers.
+    let caller_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let open_gate = Arc::new(Notify::new());
+    let files: Remote<dyn Files> = Remote::new(Arc::new(Disk(open_gate)));
+    let (client, server, file) = conn_rt.block_on(async {
+        let (client, server) = Connection::pair(
+            ConnectionBuilder::new(),
+            ConnectionBuilder::new().serve(files),
+        )
+        .await
+        .unwrap();
+        let api = client.root::<dyn Files>();
+        let file: Promise<dyn File> = api.handle().unwrap().pipeline("open", ());
+        (client, server, file)
+    });
+
+    // A caller on the other runtime encodes a call on the pending promise;
+    // its argument's `Serialize` waits, with the promise's lock held.
+    let slow = Arc::new(Gate::default());
+    let _open_on_drop = OpenOnDrop(slow.clone());
+    let caller = {
+        let (file, slow) = (file.clone(), slow.clone());
+        caller_rt.spawn(async move {
+            file.put(Slow {
+                n: 7,
+                gate: Some(slow),
+                panics: false,
+            })
+            .await
+        })
+    };
+    assert!(caller_rt.block_on(eventually(|| slow.entered())));
+
+    // The connection's runtime goes: its reader task is dropped, which
+    // closes the connection and fails the kept call while the lock is held.
+    drop(conn_rt);
+    assert!(caller_rt.block_on(eventually(|| client.is_closed())));
+    slow.open();
+    let put = caller_rt.block_on(bounded(caller)).unwrap();
+    assert!(put.is_err(), "{put:?}");
+    let resolved = caller_rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(60), file.resolved()).await });
+    assert!(
+        matches!(resolved, Ok(Err(_))),
+        "the promise was left pending: {resolved:?}"
+    );
+    drop((client, server));
+}
+
+/// The caller holding the promise's lock when the outcome arrives panics
+/// in its argument's `Serialize`: the outcome it was handed is still
+/// applied as the lock is released (while unwinding).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_handed_to_a_caller_that_panics_is_still_applied() {
+    let open_gate = Arc::new(Notify::new());
+    let files: Remote<dyn Files> = Remote::new(Arc::new(Disk(open_gate.clone())));
+    let (client, server) = Connection::pair(
+        ConnectionBuilder::new(),
+        ConnectionBuilder::new().serve(files),
+    )
+    .await
+    .unwrap();
+    let api = client.root::<dyn Files>();
+    let file: Promise<dyn File> = api.handle().unwrap().pipeline("open", ());
+
+    let slow = Arc::new(Gate::default());
+    let _open_on_drop = OpenOnDrop(slow.clone());
+    let caller = {
+        let (file, slow) = (file.clone(), slow.clone());
+        let rt = tokio::runtime::Handle::current();
+        std::thread::spawn(move || {
+            rt.block_on(file.put(Slow {
+                n: 7,
+                gate: Some(slow),
+                panics: true,
+            }))
+        })
+    };
+    assert!(eventually(|| slow.entered()).await);
+
+    // `open`'s reply reaches our reader (before `ping`'s) while the lock is
+    // held: its outcome is handed to the lock's holder.
+    open_gate.notify_one();
+    assert!(eventually(|| server.stats().calls_finished == 1).await);
+    assert_eq!(bounded(api.ping()).await.unwrap(), 1);
+
+    // The holder panics with the lock held (or its panic is caught and
+    // its call fails): either way the promise settles.
+    slow.open();
+    let put = bounded(tokio::task::spawn_blocking(move || caller.join()))
+        .await
+        .unwrap();
+    assert!(!matches!(put, Ok(Ok(_))), "{put:?}");
+    assert!(bounded(file.resolved()).await.is_ok());
+    let put = bounded(file.put(Slow {
+        n: 8,
+        gate: None,
+        panics: false,
+    }))
+    .await;
+    assert_eq!(put.unwrap(), 8);
 }

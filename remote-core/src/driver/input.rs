@@ -35,8 +35,8 @@ pub(crate) const DRAIN_BYTES: usize = 32 << 20;
 /// [`MAX_READ`], so a busy connection takes many frames per `read`.
 pub(crate) const MIN_READ: usize = 512;
 const MAX_READ: usize = 16 << 10;
-/// The reader writes what handling frames queued when its read would wait
-/// (`direct.rs`); a peer whose frames never stop coming never makes it
+/// The reader writes what handling frames queued when its read would wait,
+/// and before it reads on into a frame in progress (`direct.rs`); a peer whose frames never stop coming never makes it
 /// wait, so after this many reads in a row it writes anyway. Each read
 /// takes at most `MAX_READ` beyond the frame in progress, so between two
 /// writes come at most this many chunks and large frames' rests (what the
@@ -200,6 +200,10 @@ impl Input {
                     return Some(Ok(frame));
                 }
                 if self.reserved < total {
+                    // Before reading on into a frame in progress, what the
+                    // reader queued leaves (`direct.rs`): the reservation
+                    // may wait for room that output holds, and the rest of
+                    // the frame may be slow to come.
                     self.shared.reader_waits();
                     self.reserve(total).await;
                 }

@@ -7,9 +7,10 @@
 //! waits for the kept call's reply: the promise is the call's waiter
 //! ([`Answer::To`]), and where the outcome arrives (the reader, the
 //! deadline sweep, or the connection's close) it records it, under the
-//! promise's lock so no call to `[call_id]` can follow it: the answer (an
-//! ordinary counted import, released when the last proxy is gone), then
-//! finish is sent. Later calls on the proxy go to the import's id.
+//! promise's lock so no call to `[call_id]` can follow it (if a caller
+//! holds that lock, the outcome is handed to it, applied as it unlocks):
+//! the answer (an ordinary counted import, released when the last proxy
+//! is gone), then finish is sent. Later calls on the proxy go to the import's id.
 //!
 //! On a connection without the `pipeline` feature (a peer that does not
 //! list it, such as the Python runtime) the same API works in two round
@@ -55,6 +56,11 @@ pub(crate) struct ClientPromise {
     /// with the feature).
     call: OnceLock<(CallId, Duration)>,
     state: Mutex<Settled>,
+    /// An outcome that arrived while `state` was locked (a caller encoding
+    /// a call on the promise): applied by whoever unlocks `state` next, or
+    /// by its bearer if the lock is free by then (see [`Self::hand_over`]).
+    /// Never held across user code.
+    handoff: Mutex<Option<Settled>>,
     /// The import's id once resolved (`u32::MAX` before): read without the
     /// lock, as encoding a value holding this promise may happen under
     /// another promise's lock.
@@ -70,6 +76,7 @@ impl ClientPromise {
             shared,
             call: OnceLock::new(),
             state: Mutex::new(state),
+            handoff: Mutex::new(None),
             resolved: AtomicU32::new(u32::MAX),
             done,
         })
@@ -86,6 +93,7 @@ impl ClientPromise {
     /// Whether calls on the proxy must wait for the reply (no pipelining
     /// on this connection, and no reply yet).
     pub(crate) fn must_wait(&self) -> bool {
+        let _unlocked = Unlocked(self);
         self.call.get().is_none() && matches!(*lock(&self.state), Settled::Pending)
     }
 
@@ -94,7 +102,7 @@ impl ClientPromise {
         loop {
             // Registered before the check, so a settle in between wakes it.
             let notified = self.done.notified();
-            if !matches!(*lock(&self.state), Settled::Pending) {
+            if !self.with_state(|s| matches!(s, Settled::Pending)) {
                 return;
             }
             notified.await;
@@ -113,6 +121,9 @@ impl ClientPromise {
         args: &dyn codec::Encode,
         to: R,
     ) -> Result<Prepared<R::Token>, Error> {
+        // Declared first, so dropped last: after the lock, even on a panic
+        // in an argument's `Serialize`.
+        let _unlocked = Unlocked(self);
         let state = lock(&self.state);
         match (&*state, self.call.get()) {
             (Settled::Ready(h), _) => {
@@ -135,7 +146,38 @@ impl ClientPromise {
 
     /// Records the call's outcome, sends finish (if kept) and wakes waiters.
     fn settle(&self, outcome: Settled) {
+        let _unlocked = Unlocked(self);
         self.settle_locked(lock(&self.state), outcome);
+    }
+
+    /// `f` on the state, under the lock (then released as every lock of
+    /// `state` is, see [`Unlocked`]).
+    fn with_state<T>(&self, f: impl FnOnce(&Settled) -> T) -> T {
+        let _unlocked = Unlocked(self);
+        f(&lock(&self.state))
+    }
+
+    /// Applies an outcome left in `handoff`, if there is one and `state`
+    /// is free; if `state` is taken, its holder applies it on unlocking.
+    /// The outcome's bearer calls this after leaving it, every holder of
+    /// `state` after unlocking: whichever comes last sees both the outcome
+    /// and the free lock, so it is applied exactly once, after every call
+    /// queued under the lock.
+    fn hand_over(&self) {
+        if lock(&self.handoff).is_none() {
+            return;
+        }
+        let state = match self.state.try_lock() {
+            Ok(state) => state,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        // Taken under `state`: a second `hand_over` finds it gone.
+        let outcome = lock(&self.handoff).take();
+        match outcome {
+            Some(outcome) => self.settle_locked(state, outcome),
+            None => drop(state),
+        }
     }
 
     /// [`settle`](Self::settle) with the promise's lock taken.
@@ -171,17 +213,22 @@ impl OnReply for ClientPromise {
         // the promise's lock: a caller holds it while encoding a call on
         // the promise, and an argument's `Serialize` is user code (it could
         // even wait for a reply this reader has to deliver). Taken, the
-        // settling is left to a task.
-        let state = match self.state.try_lock() {
-            Ok(state) => state,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => {
-                let (shared, promise) = (self.shared.clone(), self.clone());
-                spawn(&shared, async move { promise.settle(settled) });
-                return;
-            }
-        };
-        self.settle_locked(state, settled);
+        // outcome is left for the lock's holder to apply as it unlocks; not
+        // to a spawned task, which a runtime shutting down would drop unrun
+        // (the promise pending for good).
+        *lock(&self.handoff) = Some(settled);
+        self.hand_over();
+    }
+}
+
+/// Held (declared before the guard, so dropped after it) wherever the
+/// promise's state is locked: on unlocking, applies an outcome that arrived
+/// meanwhile ([`ClientPromise::hand_over`]).
+struct Unlocked<'a>(&'a ClientPromise);
+
+impl Drop for Unlocked<'_> {
+    fn drop(&mut self) {
+        self.0.hand_over();
     }
 }
 
@@ -403,11 +450,13 @@ impl<T: ?Sized + Interface, E> fmt::Debug for Promise<T, E> {
             };
             return write!(f, "Promise<{}>({state})", T::name());
         }
-        let state = match self.inner.as_deref().map(|p| lock(&p.state)).as_deref() {
+        let state = match self.inner.as_deref() {
             None => "local",
-            Some(Settled::Pending) => "pending",
-            Some(Settled::Ready(_)) => "resolved",
-            Some(Settled::Remote(_) | Settled::Local(_)) => "failed",
+            Some(p) => p.with_state(|s| match s {
+                Settled::Pending => "pending",
+                Settled::Ready(_) => "resolved",
+                Settled::Remote(_) | Settled::Local(_) => "failed",
+            }),
         };
         write!(f, "Promise<{}>({state})", T::name())
     }
@@ -439,12 +488,12 @@ impl<T: ?Sized + Interface, E: RemoteErrorType> Promise<T, E> {
             return Ok(self.remote.clone());
         };
         inner.wait().await;
-        match &*lock(&inner.state) {
+        inner.with_state(|s| match s {
             Settled::Ready(h) => Ok(Remote::new(T::proxy(h.clone()))),
             Settled::Remote(e) => Err(E::from_remote(e.clone())),
             Settled::Local(e) => Err(E::from_error(e.clone())),
             Settled::Pending => Err(E::from_error(inner.shared.lost())),
-        }
+        })
     }
 
     /// The promise of a local object's method (generated pipelined
