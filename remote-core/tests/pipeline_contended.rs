@@ -107,16 +107,30 @@ impl Wire for Slow {}
 
 impl<'de> Deserialize<'de> for Slow {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Slow {
-            n: u64::deserialize(d)?,
-            gate: None,
-            panics: false,
-        })
+        Ok(Slow::plain(u64::deserialize(d)?))
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reply_to_a_promise_whose_lock_is_held_does_not_hold_up_the_reader() {
+impl Slow {
+    /// A number serialized at once.
+    fn plain(n: u64) -> Slow {
+        Slow {
+            n,
+            gate: None,
+            panics: false,
+        }
+    }
+}
+
+/// A client connected to a server of [`Disk`], whose `open` waits for the
+/// returned gate, and the promise of a pipelined `open`.
+async fn promised() -> (
+    Connection,
+    Connection,
+    Remote<dyn Files>,
+    Promise<dyn File>,
+    Arc<Notify>,
+) {
     let open_gate = Arc::new(Notify::new());
     let files: Remote<dyn Files> = Remote::new(Arc::new(Disk(open_gate.clone())));
     let (client, server) = Connection::pair(
@@ -127,11 +141,22 @@ async fn a_reply_to_a_promise_whose_lock_is_held_does_not_hold_up_the_reader() {
     .unwrap();
     let api = client.root::<dyn Files>();
     let file: Promise<dyn File> = api.handle().unwrap().pipeline("open", ());
+    (client, server, api, file, open_gate)
+}
 
-    // A caller on its own thread encodes a call on the pending promise; its
-    // argument's `Serialize` waits, with the promise's lock held.
+/// A caller on its own thread encodes `put(7)` on `file`, whose argument's
+/// `Serialize` waits at the returned gate (then panics if `panics`), with
+/// the promise's lock held; returned once it waits there.
+async fn held_by_a_caller(
+    file: &Promise<dyn File>,
+    panics: bool,
+) -> (
+    Arc<Gate>,
+    OpenOnDrop,
+    std::thread::JoinHandle<Result<u64, Error>>,
+) {
     let slow = Arc::new(Gate::default());
-    let _open_on_drop = OpenOnDrop(slow.clone());
+    let open_on_drop = OpenOnDrop(slow.clone());
     let caller = {
         let (file, slow) = (file.clone(), slow.clone());
         let rt = tokio::runtime::Handle::current();
@@ -139,11 +164,20 @@ async fn a_reply_to_a_promise_whose_lock_is_held_does_not_hold_up_the_reader() {
             rt.block_on(file.put(Slow {
                 n: 7,
                 gate: Some(slow),
-                panics: false,
+                panics,
             }))
         })
     };
     assert!(eventually(|| slow.entered()).await);
+    (slow, open_on_drop, caller)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_to_a_promise_whose_lock_is_held_does_not_hold_up_the_reader() {
+    let (_client, server, api, file, open_gate) = promised().await;
+    // A caller on its own thread encodes a call on the pending promise; its
+    // argument's `Serialize` waits, with the promise's lock held.
+    let (slow, _open_on_drop, caller) = held_by_a_caller(&file, false).await;
 
     // `open` returns: its reply reaches our reader before `ping`'s (the
     // server queued it first), while the promise's lock is held.
@@ -163,16 +197,7 @@ async fn a_reply_to_a_promise_whose_lock_is_held_does_not_hold_up_the_reader() {
         .unwrap();
     assert_eq!(put.unwrap(), 7);
     assert!(bounded(file.resolved()).await.is_ok());
-    assert_eq!(
-        bounded(file.put(Slow {
-            n: 8,
-            gate: None,
-            panics: false,
-        }))
-        .await
-        .unwrap(),
-        8
-    );
+    assert_eq!(bounded(file.put(Slow::plain(8))).await.unwrap(), 8);
 }
 
 /// The connection's runtime shuts down while a caller on another runtime
@@ -193,19 +218,7 @@ fn a_promise_settles_when_its_runtime_shuts_down_while_its_lock_is_held() {
         .enable_all()
         .build()
         .unwrap();
-    let open_gate = Arc::new(Notify::new());
-    let files: Remote<dyn Files> = Remote::new(Arc::new(Disk(open_gate)));
-    let (client, server, file) = conn_rt.block_on(async {
-        let (client, server) = Connection::pair(
-            ConnectionBuilder::new(),
-            ConnectionBuilder::new().serve(files),
-        )
-        .await
-        .unwrap();
-        let api = client.root::<dyn Files>();
-        let file: Promise<dyn File> = api.handle().unwrap().pipeline("open", ());
-        (client, server, file)
-    });
+    let (client, server, _api, file, _open_gate) = conn_rt.block_on(promised());
 
     // A caller on the other runtime encodes a call on the pending promise;
     // its argument's `Serialize` waits, with the promise's lock held.
@@ -245,31 +258,8 @@ fn a_promise_settles_when_its_runtime_shuts_down_while_its_lock_is_held() {
 /// applied as the lock is released (while unwinding).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outcome_handed_to_a_caller_that_panics_is_still_applied() {
-    let open_gate = Arc::new(Notify::new());
-    let files: Remote<dyn Files> = Remote::new(Arc::new(Disk(open_gate.clone())));
-    let (client, server) = Connection::pair(
-        ConnectionBuilder::new(),
-        ConnectionBuilder::new().serve(files),
-    )
-    .await
-    .unwrap();
-    let api = client.root::<dyn Files>();
-    let file: Promise<dyn File> = api.handle().unwrap().pipeline("open", ());
-
-    let slow = Arc::new(Gate::default());
-    let _open_on_drop = OpenOnDrop(slow.clone());
-    let caller = {
-        let (file, slow) = (file.clone(), slow.clone());
-        let rt = tokio::runtime::Handle::current();
-        std::thread::spawn(move || {
-            rt.block_on(file.put(Slow {
-                n: 7,
-                gate: Some(slow),
-                panics: true,
-            }))
-        })
-    };
-    assert!(eventually(|| slow.entered()).await);
+    let (_client, server, api, file, open_gate) = promised().await;
+    let (slow, _open_on_drop, caller) = held_by_a_caller(&file, true).await;
 
     // `open`'s reply reaches our reader (before `ping`'s) while the lock is
     // held: its outcome is handed to the lock's holder.
@@ -285,11 +275,5 @@ async fn an_outcome_handed_to_a_caller_that_panics_is_still_applied() {
         .unwrap();
     assert!(!matches!(put, Ok(Ok(_))), "{put:?}");
     assert!(bounded(file.resolved()).await.is_ok());
-    let put = bounded(file.put(Slow {
-        n: 8,
-        gate: None,
-        panics: false,
-    }))
-    .await;
-    assert_eq!(put.unwrap(), 8);
+    assert_eq!(bounded(file.put(Slow::plain(8))).await.unwrap(), 8);
 }
