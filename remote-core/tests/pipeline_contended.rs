@@ -277,3 +277,35 @@ async fn an_outcome_handed_to_a_caller_that_panics_is_still_applied() {
     assert!(bounded(file.resolved()).await.is_ok());
     assert_eq!(bounded(file.put(Slow::plain(8))).await.unwrap(), 8);
 }
+
+/// Formatting a promise while a caller holds its lock (encoding a call on
+/// it, in user code) neither waits for that caller nor deadlocks: it says
+/// the promise is in use, and its state once the lock is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promise_whose_lock_is_held_formats_without_waiting() {
+    let (_client, _server, _api, file, open_gate) = promised().await;
+    assert!(format!("{file:?}").ends_with("(pending)"), "{file:?}");
+    let (slow, _open_on_drop, caller) = held_by_a_caller(&file, false).await;
+
+    // On its own thread: a formatting that waited for the lock would block
+    // it (until the gate opens as the test ends), not this test's workers.
+    let formatter = {
+        let file = file.clone();
+        std::thread::spawn(move || format!("{file:?}"))
+    };
+    assert!(
+        eventually(|| formatter.is_finished()).await,
+        "formatting waited for the caller holding the promise's lock"
+    );
+    let shown = formatter.join().unwrap();
+    assert!(shown.ends_with("(in use)"), "{shown}");
+
+    slow.open();
+    open_gate.notify_one();
+    let put = bounded(tokio::task::spawn_blocking(move || caller.join().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(put.unwrap(), 7);
+    assert!(bounded(file.resolved()).await.is_ok());
+    assert!(format!("{file:?}").ends_with("(resolved)"), "{file:?}");
+}

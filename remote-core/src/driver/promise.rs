@@ -157,6 +157,18 @@ impl ClientPromise {
         f(&lock(&self.state))
     }
 
+    /// `f` on the state if it is free; `None` while a caller holds it (it
+    /// is encoding a call on the promise). For formatting, which must not
+    /// wait on user code, nor deadlock that caller's own `Serialize`.
+    fn try_with_state<T>(&self, f: impl FnOnce(&Settled) -> T) -> Option<T> {
+        let _unlocked = Unlocked(self);
+        match self.state.try_lock() {
+            Ok(state) => Some(f(&state)),
+            Err(TryLockError::Poisoned(p)) => Some(f(&p.into_inner())),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Applies an outcome left in `handoff`, if there is one and `state`
     /// is free; if `state` is taken, its holder applies it on unlocking.
     /// The outcome's bearer calls this after leaving it, every holder of
@@ -452,11 +464,14 @@ impl<T: ?Sized + Interface, E> fmt::Debug for Promise<T, E> {
         }
         let state = match self.inner.as_deref() {
             None => "local",
-            Some(p) => p.with_state(|s| match s {
-                Settled::Pending => "pending",
-                Settled::Ready(_) => "resolved",
-                Settled::Remote(_) | Settled::Local(_) => "failed",
-            }),
+            Some(p) => p
+                .try_with_state(|s| match s {
+                    Settled::Pending => "pending",
+                    Settled::Ready(_) => "resolved",
+                    Settled::Remote(_) | Settled::Local(_) => "failed",
+                })
+                // A caller is encoding a call on it.
+                .unwrap_or("in use"),
         };
         write!(f, "Promise<{}>({state})", T::name())
     }
