@@ -5,8 +5,7 @@ use super::event::Event;
 use super::refs::RefError;
 use super::{Phase, State, Violation};
 use crate::proto::msg::{Message, PROTOCOL_VERSION};
-use crate::proto::tables::ImportRefs;
-use crate::proto::{encode, invalidate, ping, pipeline, CallId, CallTarget, ObjectId};
+use crate::proto::{encode, invalidate, ping, pipeline, CallId, CallTarget};
 use crate::{Limits, RemoteError};
 
 pub(super) fn reject(id: CallId, kind: &str, message: String, limits: &Limits) -> Vec<u8> {
@@ -90,20 +89,21 @@ impl<O: Clone, W> State<O, W> {
         })
     }
 
-    /// The call a reply (return or error) answers, and the reply's
-    /// references: its waiter, or `None` for one we cancelled (its one
-    /// reply, ignored; the id is free again). Any other id is a violation,
-    /// found before the references are counted: replies are read whatever
-    /// our output queue holds, and every reference in an ignored reply is
-    /// released with a frame of ours, so a peer that floods replies to
-    /// calls never made, and reads nothing, would grow that queue without
-    /// bound (tests/attack_wire7.rs).
+    /// The event of a reply (return or error) to call `id`: to its waiter
+    /// with `result` (made only then) and the reply's references, or
+    /// nothing for a call we cancelled (its one reply, ignored; the id is
+    /// free again, and the references are released as `refs` drops). Any
+    /// other id is a violation, found before the references are counted:
+    /// replies are read whatever our output queue holds, and every
+    /// reference in an ignored reply is released with a frame of ours, so
+    /// a peer that floods replies to calls never made, and reads nothing,
+    /// would grow that queue without bound (tests/attack_wire7.rs).
     #[inline]
-    #[allow(clippy::type_complexity)]
-    fn take_reply(
+    fn reply<'a>(
         &mut self,
         id: CallId,
-    ) -> Result<(Option<W>, ImportRefs, Vec<(ObjectId, O)>), Violation> {
+        result: impl FnOnce() -> Result<std::ops::Range<usize>, Box<RemoteError>>,
+    ) -> Result<Event<'a, O, W>, Violation> {
         let waiter = match self.outgoing.remove(&id) {
             Some(waiter) => Some(waiter),
             None if self.cancelled.remove(&id).is_some() => None,
@@ -114,7 +114,15 @@ impl<O: Clone, W> State<O, W> {
             }
         };
         match self.take_refs() {
-            Ok((refs, owns)) => Ok((waiter, refs, owns)),
+            Ok((refs, owns)) => Ok(match waiter {
+                Some(waiter) => Event::Reply {
+                    waiter,
+                    result: result(),
+                    refs,
+                    owns,
+                },
+                None => Event::Nothing,
+            }),
             Err(e) => {
                 // The connection closes: the waiter goes back, to fail
                 // with the others.
@@ -214,32 +222,9 @@ impl<O: Clone, W> State<O, W> {
                  negotiated pipeline feature"
                     .into(),
             )),
-            Message::Return { id, value } => {
-                let (waiter, refs, owns) = self.take_reply(id)?;
-                Ok(match waiter {
-                    Some(waiter) => Event::Reply {
-                        waiter,
-                        result: Ok(value),
-                        refs,
-                        owns,
-                    },
-                    // The one reply to a call we cancelled. (`refs` are
-                    // released when dropped.)
-                    None => Event::Nothing,
-                })
-            }
+            Message::Return { id, value } => self.reply(id, || Ok(value)),
             Message::Error { id, error } => {
-                let (waiter, refs, owns) = self.take_reply(id)?;
-                let Some(waiter) = waiter else {
-                    return Ok(Event::Nothing);
-                };
-                let e = Box::new(error.into_remote(frame));
-                Ok(Event::Reply {
-                    waiter,
-                    result: Err(e),
-                    refs,
-                    owns,
-                })
+                self.reply(id, || Err(Box::new(error.into_remote(frame))))
             }
             Message::Release { id, count } => {
                 let obj = self
