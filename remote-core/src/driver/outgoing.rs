@@ -4,10 +4,12 @@
 //! [`CallFuture`] holds the arguments until its first poll (so a call
 //! inherits the deadline in force where it is awaited, and sends nothing
 //! if never polled), encodes them through the non-generic `prepare`, then
-//! waits on a [`RawCall`]. `RawCall` is a named, non-generic future: its
-//! `poll` and the tokio timer and channel code under it are compiled once in
-//! this crate. (An `async` block holding the same wait would be compiled
-//! again in every crate with a `#[remote]` trait, once per method.)
+//! waits on a [`Waiting`] call, polled with the connection of the handle
+//! it holds (one handle per call). `Waiting` is non-generic: its `poll`
+//! and the reply slot code under it are compiled once in this crate. (An
+//! `async` block holding the same wait would be compiled again in every
+//! crate with a `#[remote]` trait, once per method.) [`RawCall`] is a
+//! `Waiting` with its own handle, as a future.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -21,6 +23,7 @@ use serde::Serialize;
 use super::call::Prepared;
 use super::control::{Control, Incoming};
 use super::replies::Key;
+use super::shared::Shared;
 use crate::cache::{CacheRole, Lookup, Ticket};
 use crate::interface::BoxFuture;
 use crate::proto::CallId;
@@ -28,46 +31,68 @@ use crate::{Error, Handle, RemoteErrorType, Wire};
 
 type Reply = Result<Incoming, Error>;
 
-pin_project! {
-    /// A sent call waiting for its reply or its deadline. Dropped before
-    /// either, it queues a cancel for the peer.
-    pub(in crate::driver) struct RawCall {
-        handle: Handle,
-        id: CallId,
-        budget: Duration,
-        armed: bool,
-        // No timer per call: the connection fails the call at its deadline
-        // (`expiry.rs`). The reply arrives in this slot (`replies.rs`).
-        reply: Key,
-    }
-
-    impl PinnedDrop for RawCall {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if *this.armed {
-                // The slot's own leaf lock only (`replies.rs`); the cancel
-                // is queued, not sent from here: Drop does no I/O.
-                this.handle.shared().replies.close(*this.reply);
-                let _ = this.handle.shared().ctl.send(Control::Cancel {
-                    id: *this.id,
-                    sent: true,
-                });
-            }
-        }
-    }
+/// A sent call waiting for its reply or its deadline, without its
+/// connection: its owner passes that in (so a call's future holds one
+/// handle, not two). Dropped before either, it must be [`cancel`]led.
+///
+/// [`cancel`]: Waiting::cancel
+pub(in crate::driver) struct Waiting {
+    id: CallId,
+    budget: Duration,
+    armed: bool,
+    // No timer per call: the connection fails the call at its deadline
+    // (`expiry.rs`). The reply arrives in this slot (`replies.rs`).
+    reply: Key,
 }
 
-impl RawCall {
-    pub(in crate::driver) fn new(
-        handle: &Handle,
-        (id, _deadline, budget, reply): Prepared,
-    ) -> Self {
-        RawCall {
-            handle: handle.clone(),
+impl Waiting {
+    pub(in crate::driver) fn new((id, _deadline, budget, reply): Prepared) -> Self {
+        Waiting {
             id,
             budget,
             armed: true,
             reply,
+        }
+    }
+
+    /// The call's outcome, once there; `shared` is its connection.
+    fn poll(&mut self, shared: &Shared, cx: &mut Context<'_>) -> Poll<Reply> {
+        let r = match ready!(shared.replies.poll(self.reply, cx)) {
+            // Already forgotten and cancelled by the connection's timer.
+            Some(Err(Error::DeadlineExceeded(_))) => Err(Error::DeadlineExceeded(self.budget)),
+            None => Err(shared.lost()),
+            Some(r) => r,
+        };
+        self.armed = false;
+        Poll::Ready(r)
+    }
+
+    /// Dropped while waiting: queues a cancel for the peer.
+    fn cancel(&mut self, shared: &Shared) {
+        if std::mem::take(&mut self.armed) {
+            // The slot's own leaf lock only (`replies.rs`); the cancel
+            // is queued, not sent from here: Drop does no I/O.
+            shared.replies.close(self.reply);
+            let _ = shared.ctl.send(Control::Cancel {
+                id: self.id,
+                sent: true,
+            });
+        }
+    }
+}
+
+/// A [`Waiting`] call with its connection, as a future. Dropped before the
+/// outcome, it queues a cancel for the peer.
+pub(in crate::driver) struct RawCall {
+    handle: Handle,
+    wait: Waiting,
+}
+
+impl RawCall {
+    pub(in crate::driver) fn new(handle: &Handle, prepared: Prepared) -> Self {
+        RawCall {
+            handle: handle.clone(),
+            wait: Waiting::new(prepared),
         }
     }
 }
@@ -75,40 +100,39 @@ impl RawCall {
 impl Future for RawCall {
     type Output = Reply;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
-        let this = self.project();
-        let r = match ready!(this.handle.shared().replies.poll(*this.reply, cx)) {
-            // Already forgotten and cancelled by the connection's timer.
-            Some(Err(Error::DeadlineExceeded(_))) => {
-                *this.armed = false;
-                Err(Error::DeadlineExceeded(*this.budget))
-            }
-            None => {
-                *this.armed = false;
-                Err(this.handle.shared().lost())
-            }
-            Some(r) => {
-                *this.armed = false;
-                r
-            }
-        };
-        Poll::Ready(r)
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
+        let this = &mut *self;
+        this.wait.poll(this.handle.shared(), cx)
+    }
+}
+
+impl Drop for RawCall {
+    fn drop(&mut self) {
+        self.wait.cancel(self.handle.shared());
     }
 }
 
 pin_project! {
     /// [`Handle::call`]'s future: encodes `args` on the first poll, then
-    /// waits on a [`RawCall`] and decodes the result.
+    /// waits on a [`Waiting`] call and decodes the result.
     pub(super) struct CallFuture<A, T, E> {
         handle: Handle,
         method: &'static str,
         args: Option<A>,
-        #[pin]
-        raw: Option<RawCall>,
+        wait: Option<Waiting>,
         role: Option<&'static CacheRole>,
         // Boxed: the uncached call's future stays one pointer larger.
         ticket: Option<Box<Ticket>>,
         types: PhantomData<fn() -> (T, E)>,
+    }
+
+    impl<A, T, E> PinnedDrop for CallFuture<A, T, E> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(wait) = this.wait {
+                wait.cancel(this.handle.shared());
+            }
+        }
     }
 }
 
@@ -127,7 +151,7 @@ impl<A, T, E> CallFuture<A, T, E> {
             handle,
             method,
             args: Some(args),
-            raw: None,
+            wait: None,
             role,
             ticket: None,
             types: PhantomData,
@@ -139,7 +163,7 @@ impl<A: Serialize, T: Wire, E: RemoteErrorType> Future for CallFuture<A, T, E> {
     type Output = Result<T, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, E>> {
-        let mut this = self.project();
+        let this = self.project();
         if let Some(args) = this.args.take() {
             if let Some(role) = *this.role {
                 match this.handle.cache_lookup(this.method, role, &args) {
@@ -154,7 +178,7 @@ impl<A: Serialize, T: Wire, E: RemoteErrorType> Future for CallFuture<A, T, E> {
             drop(args);
             match prepared {
                 Ok(p) => {
-                    this.raw.set(Some(RawCall::new(this.handle, p)));
+                    *this.wait = Some(Waiting::new(p));
                     // Its slot holds this task's waker (`Replies::open`):
                     // whatever ends the call (reply, deadline, connection
                     // lost) wakes it, so nothing needs looking at before.
@@ -163,12 +187,12 @@ impl<A: Serialize, T: Wire, E: RemoteErrorType> Future for CallFuture<A, T, E> {
                 Err(e) => return Poll::Ready(Err(E::from_error(e))),
             }
         }
-        let Some(raw) = this.raw.as_mut().as_pin_mut() else {
+        let Some(wait) = this.wait.as_mut() else {
             // Only after `Ready`: polling a finished future is a caller bug.
             return Poll::Pending;
         };
-        let r = ready!(raw.poll(cx));
-        this.raw.set(None);
+        let r = ready!(wait.poll(this.handle.shared(), cx));
+        *this.wait = None;
         if let Some(role) = *this.role {
             this.handle
                 .cache_after(role, this.ticket.take().map(|t| *t), r.as_ref().ok());
