@@ -212,10 +212,12 @@ impl Shared {
                 refs,
                 owns,
             } => {
+                // The frame itself, not a clone: nothing here reads it
+                // after (a reference count's two atomic operations less).
                 let _ = waiter.send(
                     self,
                     Ok(Incoming {
-                        frame: frame.clone(),
+                        frame,
                         result,
                         refs,
                         owns,
@@ -287,7 +289,6 @@ impl Shared {
         // However the call ends without a reply of its own, its kept
         // answer (if any) is set, so calls waiting on it end too.
         let keep = KeepGuard(keep, id);
-        let peer = self.peer_info();
         let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             target.call(method, args, cx)
         }));
@@ -321,7 +322,9 @@ impl Shared {
                 let _inline = Inline::enter(self, seq, &answered);
                 let _span = span.enter();
                 let first_poll = || (&mut fut).now_or_never();
-                crate::ambient::sync_scope(peer.clone(), deadline, first_poll)
+                // Moved in: most handlers finish here, and one that runs on
+                // takes the peer again (below).
+                crate::ambient::sync_scope(self.peer_info(), deadline, first_poll)
             })),
             None => Ok(None),
         };
@@ -351,6 +354,7 @@ impl Shared {
                 } else {
                     self.core().admit(id, seq);
                 }
+                let peer = self.peer_info();
                 // Each later poll takes a turn too, in the method's class
                 // or else the connection's.
                 let class = (target.method_priority(method)).unwrap_or_else(|| peer.priority());
