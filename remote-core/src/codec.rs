@@ -333,10 +333,7 @@ pub(crate) fn decode_into(
             // empty collections on every call.
             std::mem::forget(held);
         }
-        let _restore = RestoreDecoding(DECODING.with(|d| d.replace(Decoding::NothingHeld)));
-        return slot
-            .decode_from(&mut de)
-            .map_err(|e| decode_error(what, &e));
+        return decode_nothing_held(&mut de, what, slot);
     }
     let prev = DECODE.with(|c| {
         c.borrow_mut().replace(DecodeCx {
@@ -348,6 +345,34 @@ pub(crate) fn decode_into(
     let _restore_decoding = RestoreDecoding(DECODING.with(|d| d.replace(Decoding::Held)));
     slot.decode_from(&mut de)
         .map_err(|e| decode_error(what, &e))
+}
+
+/// [`decode_from`] for a message that holds no reference (nothing to
+/// look up, so no connection needed): a reference in `bytes` is refused.
+pub(crate) fn decode_plain<T: DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<T, Error> {
+    let mut slot = None;
+    decode_nothing_held(
+        &mut rmp_serde::Deserializer::from_read_ref(bytes),
+        what,
+        &mut slot,
+    )?;
+    slot.ok_or_else(|| Error::Decode {
+        what,
+        message: "no value decoded".into(),
+    })
+}
+
+/// Decodes into `slot` from a message that holds no reference.
+fn decode_nothing_held(
+    de: &mut De<'_>,
+    what: &'static str,
+    slot: &mut dyn DecodeSlot,
+) -> Result<(), Error> {
+    let _restore = RestoreDecoding(DECODING.with(|d| d.replace(Decoding::NothingHeld)));
+    slot.decode_from(de).map_err(|e| decode_error(what, &e))
 }
 
 /// Encodes a value that may not contain references.

@@ -298,12 +298,12 @@ pub mod __private {
     // derive `Serialize`.
 
     /// [`Handle::call`] for generated proxies.
-    pub fn call<A: Wire, T: Wire, E: RemoteErrorType>(
-        handle: &Handle,
+    pub fn call<'a, A: Wire, T: Wire, E: RemoteErrorType>(
+        handle: &'a Handle,
         method: &'static str,
         args: A,
-    ) -> BoxFuture<'static, Result<T, E>> {
-        handle.call(method, args)
+    ) -> BoxFuture<'a, Result<T, E>> {
+        handle.call_ref(method, args)
     }
 
     /// [`Handle::call_blocking`] for generated proxies.

@@ -11,6 +11,7 @@
 //! crate with a `#[remote]` trait, once per method.) [`RawCall`] is a
 //! `Waiting` with its own handle, as a future.
 
+use std::borrow::Borrow;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -114,9 +115,11 @@ impl Drop for RawCall {
 
 pin_project! {
     /// [`Handle::call`]'s future: encodes `args` on the first poll, then
-    /// waits on a [`Waiting`] call and decodes the result.
-    pub(super) struct CallFuture<A, T, E> {
-        handle: Handle,
+    /// waits on a [`Waiting`] call and decodes the result. `H` is a
+    /// [`Handle`], or a `&Handle` for a generated proxy's call (whose
+    /// future borrows the proxy: no handle clone per call).
+    pub(super) struct CallFuture<H: Borrow<Handle>, A, T, E> {
+        handle: H,
         method: &'static str,
         args: Option<A>,
         wait: Option<Waiting>,
@@ -126,23 +129,23 @@ pin_project! {
         types: PhantomData<fn() -> (T, E)>,
     }
 
-    impl<A, T, E> PinnedDrop for CallFuture<A, T, E> {
+    impl<H: Borrow<Handle>, A, T, E> PinnedDrop for CallFuture<H, A, T, E> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(wait) = this.wait {
-                wait.cancel(this.handle.shared());
+                wait.cancel((*this.handle).borrow().shared());
             }
         }
     }
 }
 
-impl<A, T, E> CallFuture<A, T, E> {
-    pub(super) fn new(handle: Handle, method: &'static str, args: A) -> Self {
+impl<H: Borrow<Handle>, A, T, E> CallFuture<H, A, T, E> {
+    pub(super) fn new(handle: H, method: &'static str, args: A) -> Self {
         Self::with_role(handle, method, None, args)
     }
 
     pub(super) fn with_role(
-        handle: Handle,
+        handle: H,
         method: &'static str,
         role: Option<&'static CacheRole>,
         args: A,
@@ -159,22 +162,25 @@ impl<A, T, E> CallFuture<A, T, E> {
     }
 }
 
-impl<A: Serialize, T: Wire, E: RemoteErrorType> Future for CallFuture<A, T, E> {
+impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
+    for CallFuture<H, A, T, E>
+{
     type Output = Result<T, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, E>> {
         let this = self.project();
+        let handle: &Handle = (*this.handle).borrow();
         if let Some(args) = this.args.take() {
             if let Some(role) = *this.role {
-                match this.handle.cache_lookup(this.method, role, &args) {
-                    Some(Lookup::Hit(v)) => return Poll::Ready(this.handle.finish_cached(&v)),
+                match handle.cache_lookup(this.method, role, &args) {
+                    Some(Lookup::Hit(v)) => return Poll::Ready(handle.finish_cached(&v)),
                     Some(Lookup::Miss(t)) => *this.ticket = Some(Box::new(t)),
                     None => {}
                 }
             }
             // Encoded synchronously and dropped at once: arguments are not
             // held across an await, so they need not be `Sync`.
-            let prepared = this.handle.prepare(this.method, &args, cx.waker());
+            let prepared = handle.prepare(this.method, &args, cx.waker());
             drop(args);
             match prepared {
                 Ok(p) => {
@@ -191,14 +197,13 @@ impl<A: Serialize, T: Wire, E: RemoteErrorType> Future for CallFuture<A, T, E> {
             // Only after `Ready`: polling a finished future is a caller bug.
             return Poll::Pending;
         };
-        let r = ready!(wait.poll(this.handle.shared(), cx));
+        let r = ready!(wait.poll(handle.shared(), cx));
         *this.wait = None;
         if let Some(role) = *this.role {
-            this.handle
-                .cache_after(role, this.ticket.take().map(|t| *t), r.as_ref().ok());
+            handle.cache_after(role, this.ticket.take().map(|t| *t), r.as_ref().ok());
         }
         Poll::Ready(match r {
-            Ok(inc) => this.handle.finish(inc),
+            Ok(inc) => handle.finish(inc),
             Err(e) => Err(E::from_error(e)),
         })
     }
@@ -227,5 +232,24 @@ impl Handle {
             });
         }
         Box::pin(CallFuture::new(self.clone(), method, args))
+    }
+
+    /// [`call`](Self::call) whose future borrows this handle (a generated
+    /// proxy's method: its future borrows the proxy anyway), so no handle
+    /// is cloned for it.
+    pub(crate) fn call_ref<A, T, E>(
+        &self,
+        method: &'static str,
+        args: A,
+    ) -> BoxFuture<'_, Result<T, E>>
+    where
+        A: Serialize + Send + 'static,
+        T: Wire,
+        E: RemoteErrorType,
+    {
+        if self.promise().is_some_and(|p| p.must_wait()) {
+            return self.call(method, args);
+        }
+        Box::pin(CallFuture::new(self, method, args))
     }
 }

@@ -14,7 +14,9 @@ use crate::Error;
 
 /// The encoded arguments of an incoming call.
 pub struct Args {
-    shared: Arc<Shared>,
+    /// The connection, to look the references up in: only for arguments
+    /// that hold one (most hold none, and need no reference count).
+    shared: Option<Arc<Shared>>,
     frame: Bytes,
     range: Range<usize>,
     held: Held,
@@ -36,9 +38,10 @@ impl Args {
         plain.then(|| &self.frame[self.range.clone()])
     }
 
-    pub(crate) fn new(shared: Arc<Shared>, frame: Bytes, range: Range<usize>, held: Held) -> Self {
+    pub(crate) fn new(shared: &Arc<Shared>, frame: Bytes, range: Range<usize>, held: Held) -> Self {
+        let plain = held.refs.is_empty() && held.owns.is_empty();
         Args {
-            shared,
+            shared: (!plain).then(|| shared.clone()),
             frame,
             range,
             held,
@@ -49,6 +52,9 @@ impl Args {
     pub fn decode<A: DeserializeOwned>(self) -> Result<A, Error> {
         let bytes = &self.frame[self.range.clone()];
         let bytes: &[u8] = if bytes == [0x90] { &[0xc0] } else { bytes };
-        codec::decode_from(&self.shared, bytes, self.held, "arguments")
+        match &self.shared {
+            Some(shared) => codec::decode_from(shared, bytes, self.held, "arguments"),
+            None => codec::decode_plain(bytes, "arguments"),
+        }
     }
 }

@@ -284,7 +284,7 @@ impl Shared {
         let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
         let deadline = super::deadline::after(arrived, timeout);
         let frame_len = frame.len();
-        let args = Args::new(self.clone(), frame, args, held);
+        let args = Args::new(self, frame, args, held);
         let cx = CallCx::new(self.clone(), id, seq, deadline).keeping(keep.clone());
         // However the call ends without a reply of its own, its kept
         // answer (if any) is set, so calls waiting on it end too.
