@@ -58,3 +58,66 @@ impl Args {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::Args;
+    use crate::collections::RemoteList;
+    use crate::driver::Held;
+    use crate::{Connection, ConnectionBuilder, Error, Remote};
+
+    /// Arguments that hold no reference take no count of the connection,
+    /// decode, and still refuse a reference in their bytes (never look it
+    /// up) with the error a message holding none gives.
+    #[test]
+    fn arguments_holding_no_reference_refuse_one_in_their_bytes() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (client, _server) = rt
+            .block_on(Connection::pair(
+                ConnectionBuilder::new(),
+                ConnectionBuilder::new(),
+            ))
+            .unwrap();
+        let shared = &client.shared;
+        let args = |bytes: &[u8]| {
+            let frame = Bytes::copy_from_slice(bytes);
+            Args::new(shared, frame, 0..bytes.len(), Held::default())
+        };
+        let counted = Arc::strong_count(shared);
+        let plain = args(&[0x92, 0x07, 0xa2, b'h', b'i']);
+        assert_eq!(Arc::strong_count(shared), counted, "no count taken");
+        assert_eq!(plain.plain_bytes().map(<[u8]>::len), Some(5));
+        let (n, s): (u32, String) = plain.decode().unwrap();
+        assert_eq!((n, s.as_str()), (7, "hi"));
+
+        type List = Remote<dyn RemoteList<u64>>;
+        for (tag, what) in [
+            (1, "reference to object 3"),
+            (2, "reference to our object 3"),
+        ] {
+            let forged = args(&[0x91, 0xd6, tag, 0, 0, 0, 3]);
+            match forged.decode::<(List,)>() {
+                Err(Error::Decode {
+                    what: "arguments",
+                    message,
+                }) => assert!(
+                    message.contains(&format!("{what} was not registered")),
+                    "{message}"
+                ),
+                other => panic!(
+                    "a forged reference was not refused: {:?}",
+                    other.map(|_| ())
+                ),
+            }
+        }
+        // `()` arrives as an empty array.
+        args(&[0x90]).decode::<()>().unwrap();
+    }
+}
