@@ -95,7 +95,7 @@ pub(super) fn sweep(shared: &Shared) {
     };
     for (id, waiter) in expired {
         let _ = shared.send(&encode::cancel(id));
-        // The caller reports its own budget (`RawCall`).
+        // The caller reports its own budget (`outgoing::Waiting`, or a promise).
         let _ = waiter.send(shared, Err(Error::DeadlineExceeded(Duration::ZERO)));
     }
     let next = shared.expire_handlers(now);
