@@ -470,8 +470,13 @@ impl<T: ?Sized + Interface, E> fmt::Debug for Promise<T, E> {
                     Settled::Ready(_) => "resolved",
                     Settled::Remote(_) | Settled::Local(_) => "failed",
                 })
-                // A caller is encoding a call on it.
-                .unwrap_or("in use"),
+                // Someone holds the lock (a caller encoding a call on it,
+                // or a moment's look at a settled one).
+                .unwrap_or(if p.resolved_id().is_some() {
+                    "resolved"
+                } else {
+                    "in use"
+                }),
         };
         write!(f, "Promise<{}>({state})", T::name())
     }
