@@ -297,7 +297,9 @@ pub mod __private {
     // ("cannot cross a remote connection") instead of serde's advice to
     // derive `Serialize`.
 
-    /// [`Handle::call`] for generated proxies.
+    /// [`Handle::call`] for generated proxies, its future borrowing
+    /// `handle` (the proxy's, which the method's future borrows anyway)
+    /// instead of cloning it.
     pub fn call<'a, A: Wire, T: Wire, E: RemoteErrorType>(
         handle: &'a Handle,
         method: &'static str,
