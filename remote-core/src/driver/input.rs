@@ -36,8 +36,9 @@ pub(crate) const DRAIN_BYTES: usize = 32 << 20;
 pub(crate) const MIN_READ: usize = 512;
 const MAX_READ: usize = 16 << 10;
 /// The reader writes what handling frames queued when its read would wait,
-/// and before it reads on into a frame in progress (`direct.rs`); a peer whose frames never stop coming never makes it
-/// wait, so after this many reads in a row it writes anyway. Each read
+/// and before it reads on into a frame in progress (`direct.rs`); a peer
+/// whose frames never stop coming never makes it wait, so after this many
+/// reads in a row it writes anyway. Each read
 /// takes at most `MAX_READ` beyond the frame in progress, so between two
 /// writes come at most this many chunks and large frames' rests (what the
 /// reader queued meanwhile stays bounded by the connection's output share).

@@ -10,7 +10,8 @@
 //! promise's lock so no call to `[call_id]` can follow it (if a caller
 //! holds that lock, the outcome is handed to it, applied as it unlocks):
 //! the answer (an ordinary counted import, released when the last proxy
-//! is gone), then finish is sent. Later calls on the proxy go to the import's id.
+//! is gone), then finish is sent. Later calls on the proxy go to the
+//! import's id.
 //!
 //! On a connection without the `pipeline` feature (a peer that does not
 //! list it, such as the Python runtime) the same API works in two round
@@ -21,7 +22,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -30,7 +31,7 @@ use tokio::sync::Notify;
 use super::call::{Handle, Prepared, Route};
 use super::control::{Answer, Incoming, OnReply};
 use super::outgoing::RawCall;
-use super::shared::{lock, Shared};
+use super::shared::{lock, try_lock, Shared};
 use crate::codec;
 use crate::deferred::{Deferred, Failure};
 use crate::interface::Interface;
@@ -162,11 +163,7 @@ impl ClientPromise {
     /// wait on user code, nor deadlock that caller's own `Serialize`.
     fn try_with_state<T>(&self, f: impl FnOnce(&Settled) -> T) -> Option<T> {
         let _unlocked = Unlocked(self);
-        match self.state.try_lock() {
-            Ok(state) => Some(f(&state)),
-            Err(TryLockError::Poisoned(p)) => Some(f(&p.into_inner())),
-            Err(TryLockError::WouldBlock) => None,
-        }
+        try_lock(&self.state).map(|state| f(&state))
     }
 
     /// Applies an outcome left in `handoff`, if there is one and `state`
@@ -179,10 +176,8 @@ impl ClientPromise {
         if lock(&self.handoff).is_none() {
             return;
         }
-        let state = match self.state.try_lock() {
-            Ok(state) => state,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return,
+        let Some(state) = try_lock(&self.state) else {
+            return;
         };
         // Taken under `state`: a second `hand_over` finds it gone.
         let outcome = lock(&self.handoff).take();

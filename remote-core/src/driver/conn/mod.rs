@@ -31,7 +31,7 @@ use super::pipeline::{Answer, KeepGuard};
 use super::reader::{handshake, hello, read_loop};
 use super::sched::{ConnSched, Sched};
 use super::share::OutputShare;
-use super::shared::{lock, Shared};
+use super::shared::{lock, try_lock, Shared};
 use super::teardown::{drop_caught, drop_each_caught};
 use crate::auth::{exchange, Side};
 use crate::interface::{Dispatch, Interface};
@@ -83,13 +83,11 @@ impl Shared {
         if self.cache.get().is_some() {
             return false;
         }
-        let open = match self.core.try_lock() {
-            Ok(mut core) => core.import_forget(id, generation),
-            Err(std::sync::TryLockError::Poisoned(p)) => {
-                p.into_inner().import_forget(id, generation)
-            }
-            Err(std::sync::TryLockError::WouldBlock) => return false,
+        let Some(mut core) = try_lock(&self.core) else {
+            return false;
         };
+        let open = core.import_forget(id, generation);
+        drop(core);
         self.released(id, open, count);
         true
     }
