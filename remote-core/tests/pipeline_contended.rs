@@ -172,6 +172,16 @@ async fn held_by_a_caller(
     (slow, open_on_drop, caller)
 }
 
+/// What the caller of [`held_by_a_caller`] returned (or its panic), once
+/// its thread ends.
+async fn joined(
+    caller: std::thread::JoinHandle<Result<u64, Error>>,
+) -> std::thread::Result<Result<u64, Error>> {
+    bounded(tokio::task::spawn_blocking(move || caller.join()))
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_to_a_promise_whose_lock_is_held_does_not_hold_up_the_reader() {
     let (_client, server, api, file, open_gate) = promised().await;
@@ -192,9 +202,7 @@ async fn a_reply_to_a_promise_whose_lock_is_held_does_not_hold_up_the_reader() {
     // The lock is freed: the call on the promise goes out, then the promise
     // settles (and finish follows the call).
     slow.open();
-    let put = bounded(tokio::task::spawn_blocking(move || caller.join().unwrap()))
-        .await
-        .unwrap();
+    let put = joined(caller).await.unwrap();
     assert_eq!(put.unwrap(), 7);
     assert!(bounded(file.resolved()).await.is_ok());
     assert_eq!(bounded(file.put(Slow::plain(8))).await.unwrap(), 8);
@@ -270,9 +278,7 @@ async fn an_outcome_handed_to_a_caller_that_panics_is_still_applied() {
     // The holder panics with the lock held (or its panic is caught and
     // its call fails): either way the promise settles.
     slow.open();
-    let put = bounded(tokio::task::spawn_blocking(move || caller.join()))
-        .await
-        .unwrap();
+    let put = joined(caller).await;
     assert!(!matches!(put, Ok(Ok(_))), "{put:?}");
     assert!(bounded(file.resolved()).await.is_ok());
     assert_eq!(bounded(file.put(Slow::plain(8))).await.unwrap(), 8);
@@ -302,9 +308,7 @@ async fn a_promise_whose_lock_is_held_formats_without_waiting() {
 
     slow.open();
     open_gate.notify_one();
-    let put = bounded(tokio::task::spawn_blocking(move || caller.join().unwrap()))
-        .await
-        .unwrap();
+    let put = joined(caller).await.unwrap();
     assert_eq!(put.unwrap(), 7);
     assert!(bounded(file.resolved()).await.is_ok());
     assert!(format!("{file:?}").ends_with("(resolved)"), "{file:?}");
