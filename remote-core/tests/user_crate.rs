@@ -80,6 +80,11 @@ fn a_crate_outside_the_workspace_builds_from_the_readme_lines() {
         .args(["build", "--offline", "--quiet", "--manifest-path"])
         .arg(krate.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", &target)
+        // This build only has to succeed and run: no debug info and no
+        // incremental state, which would double its disk for nothing (a CI
+        // machine ran out of disk in this build).
+        .env("CARGO_PROFILE_DEV_DEBUG", "0")
+        .env("CARGO_INCREMENTAL", "0")
         .env_remove("RUSTFLAGS")
         .output()
         .unwrap();
