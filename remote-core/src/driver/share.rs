@@ -103,11 +103,15 @@ impl OutputShare {
     /// A reply of `len` bytes was queued. The first one replaces the
     /// `max_frame_len` placeholder outright.
     pub(crate) fn replied(&self, len: usize) {
-        let _ = self
-            .estimate
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |e| {
-                Some(len.max(e - e / 4).max(MIN_ESTIMATE))
-            });
+        let next = |e: usize| len.max(e - e / 4).max(MIN_ESTIMATE);
+        // Replies of a steady size leave the estimate as it is: a load,
+        // not a read-modify-write on every reply.
+        let e = self.estimate.load(Ordering::Acquire);
+        if next(e) != e {
+            let _ = self
+                .estimate
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |e| Some(next(e)));
+        }
     }
 
     /// The size each running handler's reply is counted at.
