@@ -6,54 +6,67 @@
 //! `deadline_exceeded` (`conn/running.rs`), and the timer is re-armed at
 //! the earliest deadline still waiting.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::rt::time::Instant;
 
 use super::control::Control;
-use super::shared::{lock, Shared};
+use super::shared::Shared;
 use crate::proto::encode;
 use crate::Error;
 
-/// When the reader's deadline timer fires. The calls' deadline is written
-/// only under the connection's core lock (with the call table it
-/// describes), so registering a call costs one compare of `Instant`s; the
-/// reader task reads it to arm its timer.
-pub(crate) struct Expiry {
-    armed: Mutex<Armed>,
-}
+/// An armed time that is never: no deadline waits.
+const NEVER: u64 = u64::MAX;
 
-/// The earliest deadlines the timer is armed for; `None`: never.
-#[derive(Default)]
-struct Armed {
+/// When the reader's deadline timer fires, as nanoseconds since `epoch`
+/// (`NEVER`: no deadline waits). The calls' deadline is written only under
+/// the connection's core lock (with the call table it describes), so
+/// registering a call costs a load and a compare, and no lock or
+/// read-modify-write of its own; the reader task reads it to arm its
+/// timer.
+pub(crate) struct Expiry {
+    epoch: Instant,
     /// Of our calls waiting for replies.
-    calls: Option<Instant>,
+    calls: AtomicU64,
     /// Of spawned handlers; written only by the reader task (which spawns
     /// them and sweeps).
-    handlers: Option<Instant>,
-}
-
-/// Whether `deadline` is earlier than `armed` (`None`: never).
-fn earlier(deadline: Instant, armed: Option<Instant>) -> bool {
-    armed.is_none_or(|at| deadline < at)
+    handlers: AtomicU64,
 }
 
 impl Expiry {
     pub(crate) fn new() -> Self {
         Expiry {
-            armed: Mutex::new(Armed::default()),
+            epoch: Instant::now(),
+            calls: AtomicU64::new(NEVER),
+            handlers: AtomicU64::new(NEVER),
         }
+    }
+
+    /// `at` in nanoseconds since the epoch (an earlier time counts as the
+    /// epoch, a time 584 years on as one nanosecond short of never).
+    fn ticks(&self, at: Instant) -> u64 {
+        let d = at.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(d).unwrap_or(NEVER).min(NEVER - 1)
+    }
+
+    fn ticks_of(&self, at: Option<Instant>) -> u64 {
+        at.map_or(NEVER, |at| self.ticks(at))
+    }
+
+    fn instant(&self, ticks: u64) -> Option<Instant> {
+        (ticks != NEVER).then(|| super::deadline::after(self.epoch, Duration::from_nanos(ticks)))
     }
 
     /// A call with `deadline` was registered (the caller holds the core
     /// lock): `true` if it is earlier than the timer, which must then be
     /// re-armed ([`Control::Rearm`]).
     pub(crate) fn note(&self, deadline: Instant) -> bool {
-        let mut armed = lock(&self.armed);
-        let rearm = earlier(deadline, armed.calls);
+        let t = self.ticks(deadline);
+        // No other writer while the core lock is held: a load and a store.
+        let rearm = t < self.calls.load(Ordering::Acquire);
         if rearm {
-            armed.calls = Some(deadline);
+            self.calls.store(t, Ordering::Release);
         }
         rearm
     }
@@ -61,10 +74,10 @@ impl Expiry {
     /// A spawned handler with `deadline` was recorded (on the reader
     /// task): `true` if the timer must be re-armed for it.
     pub(crate) fn note_handler(&self, deadline: Instant) -> bool {
-        let mut armed = lock(&self.armed);
-        if earlier(deadline, armed.handlers) {
-            armed.handlers = Some(deadline);
-            earlier(deadline, armed.calls)
+        let t = self.ticks(deadline);
+        if t < self.handlers.load(Ordering::Acquire) {
+            self.handlers.store(t, Ordering::Release);
+            t < self.calls.load(Ordering::Acquire)
         } else {
             false
         }
@@ -72,11 +85,8 @@ impl Expiry {
 
     /// When the timer should fire, if any call waits or handler runs.
     pub(crate) fn armed(&self) -> Option<Instant> {
-        let armed = lock(&self.armed);
-        match (armed.calls, armed.handlers) {
-            (Some(c), Some(h)) => Some(c.min(h)),
-            (c, h) => c.or(h),
-        }
+        let calls = self.calls.load(Ordering::Acquire);
+        self.instant(calls.min(self.handlers.load(Ordering::Acquire)))
     }
 }
 
@@ -90,7 +100,8 @@ pub(super) fn sweep(shared: &Shared) {
         let mut core = shared.core();
         let expired = core.expire_calls(|w| w.deadline <= now);
         let next = core.waiters().map(|w| w.deadline).min();
-        lock(&shared.expiry.armed).calls = next;
+        let next = shared.expiry.ticks_of(next);
+        shared.expiry.calls.store(next, Ordering::Release);
         expired
     };
     for (id, waiter) in expired {
@@ -98,8 +109,8 @@ pub(super) fn sweep(shared: &Shared) {
         // The caller reports its own budget (`outgoing::Waiting`, or a promise).
         let _ = waiter.send(shared, Err(Error::DeadlineExceeded(Duration::ZERO)));
     }
-    let next = shared.expire_handlers(now);
-    lock(&shared.expiry.armed).handlers = next;
+    let next = shared.expiry.ticks_of(shared.expire_handlers(now));
+    shared.expiry.handlers.store(next, Ordering::Release);
 }
 
 /// Asks the reader to re-arm its deadline timer.
