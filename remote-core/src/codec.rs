@@ -17,6 +17,8 @@ use crate::interface::Interface;
 use crate::proto::{ObjectId, EXT_RECEIVER_OWN, EXT_SENDER_EXPORT};
 use crate::Error;
 
+mod conn_cx;
+
 /// Whose table a reference indexes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RefTag {
@@ -95,12 +97,10 @@ enum Decoding {
     Held,
 }
 
-// The hot path (a value without references) touches only the `Cell`s
-// without destructors, which cost a load or a store each; the `RefCell`s
-// are used only when a reference is sent or received.
+// The hot path (a value without references) touches only `Cell`s, which
+// cost a load or a store each; the `RefCell`s are used only when a
+// reference is sent or received.
 thread_local! {
-    /// The connection [`export`] counts sends on, while [`encode_into`] runs.
-    static ENCODE: Cell<Option<Arc<Shared>>> = const { Cell::new(None) };
     /// Whether [`ENCODE_OUT`] holds anything for the current encode.
     static ENCODE_DIRTY: Cell<bool> = const { Cell::new(false) };
     static ENCODE_OUT: RefCell<EncodeOut> = RefCell::new(EncodeOut::default());
@@ -130,16 +130,6 @@ struct RestoreDecoding(Decoding);
 impl Drop for RestoreDecoding {
     fn drop(&mut self) {
         DECODING.with(|d| d.set(self.0));
-    }
-}
-
-/// Restores the previous encode connection on drop.
-struct RestoreEncode(Option<Arc<Shared>>);
-
-impl Drop for RestoreEncode {
-    fn drop(&mut self) {
-        let prev = self.0.take();
-        ENCODE.with(|c| c.set(prev));
     }
 }
 
@@ -222,26 +212,29 @@ pub(crate) fn check_depth(encoded: &[u8], max_depth: usize, what: &str) -> Resul
 /// (or on drop after a panic) restores the enclosing encode's context,
 /// taking what this encode's exports counted.
 struct EncodeScope {
-    /// The enclosing encode's connection (`None` at the top level).
-    _prev: RestoreEncode,
-    /// The enclosing encode's exports, set aside while this one runs (only
-    /// when encodes nest).
+    /// Makes the connection current until the encode ends.
+    _conn: conn_cx::Entered,
+    /// The exports an enclosing encode counted so far, set aside while
+    /// this one runs (only when encodes nest).
     outer: Option<EncodeOut>,
     done: bool,
 }
 
 impl EncodeScope {
     fn enter(conn: &Arc<Shared>) -> Self {
-        let prev = ENCODE.with(|c| c.replace(Some(conn.clone())));
+        let conn = conn_cx::enter(conn);
         // Encodes rarely nest; when they do, the enclosing one's exports
-        // wait here so this one's are counted apart.
-        let outer = if prev.is_some() && ENCODE_DIRTY.with(|d| d.replace(false)) {
+        // wait here so this one's are counted apart. Also when the
+        // enclosing one is suspended (an encode made from inside an
+        // `export` or an `encode_detached`): its exports are not this
+        // one's either.
+        let outer = if ENCODE_DIRTY.with(|d| d.replace(false)) {
             Some(ENCODE_OUT.with(|o| std::mem::take(&mut *o.borrow_mut())))
         } else {
             None
         };
         EncodeScope {
-            _prev: RestoreEncode(prev),
+            _conn: conn,
             outer,
             done: false,
         }
@@ -279,7 +272,7 @@ impl Drop for EncodeScope {
             drop(self.take_out());
             self.restore_outer();
         }
-        // `_prev` restores the enclosing connection.
+        // `_conn` restores the enclosing connection.
     }
 }
 
@@ -377,7 +370,7 @@ fn decode_nothing_held(
 
 /// Encodes a value that may not contain references.
 pub(crate) fn encode_detached<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
-    let _restore = RestoreEncode(ENCODE.with(Cell::take));
+    let _suspended = conn_cx::suspend();
     rmp_serde::to_vec_named(value).map_err(|e| Error::Encode {
         what: "value",
         message: e.to_string(),
@@ -387,7 +380,7 @@ pub(crate) fn encode_detached<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8
 /// [`encode_detached`] through `&dyn Encode` (cache keys): a value holding
 /// a reference fails here, as there is no connection to export it on.
 pub(crate) fn encode_detached_dyn(value: &dyn Encode) -> Result<Vec<u8>, Error> {
-    let _restore = RestoreEncode(ENCODE.with(Cell::take));
+    let _suspended = conn_cx::suspend();
     let mut buf = Vec::new();
     let mut ser: Ser<'_> = rmp_serde::Serializer::new(&mut buf).with_struct_map();
     value.encode(&mut ser).map_err(|e| Error::Encode {
@@ -452,16 +445,16 @@ pub(crate) fn export<T: ?Sized + Interface>(obj: &Arc<T>) -> Result<(RefTag, Obj
         // Only sizing: a reference is six bytes whatever its id.
         return Ok((RefTag::SenderExport, ObjectId::ROOT));
     }
-    // Taken for the export and put back (also on panic).
-    let conn = RestoreEncode(ENCODE.with(Cell::take));
-    let Some(conn) = conn.0.as_ref() else {
+    // Suspended for the export and resumed (also on panic).
+    let suspended = conn_cx::suspend();
+    let Some(conn) = suspended.conn() else {
         return Err(Error::Encode {
             what: "remote reference",
             message: "a Remote<_> can only be sent as part of a remote call or reply".into(),
         });
     };
     if let Some(h) = T::handle(obj) {
-        if Arc::ptr_eq(h.shared(), conn) {
+        if Arc::ptr_eq(h.shared(), &conn) {
             if h.target_id().0 == u32::MAX {
                 return Err(Error::Encode {
                     what: "remote reference",

@@ -92,15 +92,34 @@ impl Serialize for Sends {
         self.seen
             .borrow_mut()
             .push(format!("{:?}", inner.map(|e| e.0.len())));
+        // An encode on `other` made inside a detached encode: its exports
+        // are its own, not those the suspended outer encode counted.
+        let _ = super::encode_detached(&EncodesOnOther(self));
         t.serialize_element(&self.list)?;
         t.end()
     }
 }
 
+/// Encodes its `Sends`'s list on `other` when serialized (recorded).
+struct EncodesOnOther<'a>(&'a Sends);
+
+impl Serialize for EncodesOnOther<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = Vec::new();
+        let inner = super::encode_into(&self.0.other, &self.0.list, &mut buf, "inner");
+        self.0
+            .seen
+            .borrow_mut()
+            .push(format!("{:?}", inner.map(|e| e.0.len())));
+        s.serialize_unit()
+    }
+}
+
 /// A reference is sent only inside an encode, on that encode's
 /// connection; a detached encode inside has none, a nested encode has
-/// its own (its exports counted apart), and the enclosing encode goes
-/// on with its own after both.
+/// its own (its exports counted apart, also when it is made inside a
+/// detached one), and the enclosing encode goes on with its own after
+/// them.
 #[test]
 fn references_are_exported_on_the_encode_in_force() {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -134,6 +153,10 @@ fn references_are_exported_on_the_encode_in_force() {
     let seen = sends.seen.borrow();
     assert!(seen[0].contains(OUTSIDE), "{seen:?}");
     assert_eq!(seen[1], "Ok(1)");
+    assert_eq!(
+        seen[2], "Ok(1)",
+        "the outer encode's export is not the inner one's"
+    );
     assert_eq!(a.stats().exports, 1);
     assert_eq!(b.stats().exports, 1);
     // The context ends with the encode.
