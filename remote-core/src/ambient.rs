@@ -4,7 +4,7 @@
 //! enters one scope, not two; a thread-local holds them on the blocking
 //! thread that runs a `CallCx::blocking` closure.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::future::Future;
 
 use crate::peer::Peer;
@@ -13,9 +13,8 @@ use crate::rt::time::Instant;
 /// The call being served, as the task (or blocking thread) sees it.
 struct Ambient {
     /// Set in a handler; `None` in a `with_timeout` outside one, or in a
-    /// task spawned to carry a deadline over. A `Cell`, so an inline first
-    /// poll's lent peer goes back to its lender ([`sync_scope_lent`]).
-    peer: Cell<Option<Peer>>,
+    /// task spawned to carry a deadline over.
+    peer: Option<Peer>,
     deadline: Instant,
 }
 
@@ -37,15 +36,7 @@ pub(crate) fn deadline() -> Option<Instant> {
 
 /// The peer of the call a task serves, not looking at the blocking thread.
 fn task_peer() -> Option<Peer> {
-    AMBIENT
-        .try_with(|a| {
-            let peer = a.peer.take();
-            let copy = peer.clone();
-            a.peer.set(peer);
-            copy
-        })
-        .ok()
-        .flatten()
+    AMBIENT.try_with(|a| a.peer.clone()).ok().flatten()
 }
 
 impl Peer {
@@ -71,33 +62,14 @@ pub(crate) fn scope<F: Future>(
     fut: F,
 ) -> impl Future<Output = F::Output> {
     let peer = Some(peer);
-    AMBIENT.scope(
-        Ambient {
-            peer: Cell::new(peer),
-            deadline,
-        },
-        fut,
-    )
+    AMBIENT.scope(Ambient { peer, deadline }, fut)
 }
 
-/// Runs `f` (a handler's first poll) serving a call of `*peer`'s, with
-/// `deadline` inherited. The peer is lent, not cloned: it is back in
-/// `peer` when `f` returns (a reference count less to touch per call),
-/// and gone if `f` panics.
-pub(crate) fn sync_scope_lent<R>(
-    peer: &mut Option<Peer>,
-    deadline: Instant,
-    f: impl FnOnce() -> R,
-) -> R {
-    let lent = Ambient {
-        peer: Cell::new(peer.take()),
-        deadline,
-    };
-    AMBIENT.sync_scope(lent, || {
-        let r = f();
-        *peer = AMBIENT.with(|a| a.peer.take());
-        r
-    })
+/// Runs `f` (a handler's first poll) serving a call of `peer`'s, with
+/// `deadline` inherited.
+pub(crate) fn sync_scope<R>(peer: Peer, deadline: Instant, f: impl FnOnce() -> R) -> R {
+    let peer = Some(peer);
+    AMBIENT.sync_scope(Ambient { peer, deadline }, f)
 }
 
 /// Runs `fut` with `deadline` inherited and the peer of the call this task
@@ -107,13 +79,7 @@ pub(crate) fn deadline_scope_here<F: Future>(
     fut: F,
 ) -> impl Future<Output = F::Output> {
     let peer = task_peer();
-    AMBIENT.scope(
-        Ambient {
-            peer: Cell::new(peer),
-            deadline,
-        },
-        fut,
-    )
+    AMBIENT.scope(Ambient { peer, deadline }, fut)
 }
 
 /// Runs `fut` (the body of a task spawned to carry a deadline over, which
@@ -124,7 +90,7 @@ pub(crate) fn deadline_scope<F: Future>(
 ) -> impl Future<Output = F::Output> {
     AMBIENT.scope(
         Ambient {
-            peer: Cell::new(None),
+            peer: None,
             deadline,
         },
         fut,

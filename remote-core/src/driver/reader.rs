@@ -110,9 +110,6 @@ pub(super) async fn read_loop(
     // `Sleep` per turn and re-arms none per frame. A local close arrives
     // as `Control::Closed`.
     let mut idle_at = super::deadline::after(Instant::now(), idle);
-    // The connection's peer, lent to each handler's inline first poll
-    // (`Shared::on_frame`): no reference count touched per call.
-    let mut peer = None;
     let mut keepalive = match limits.keepalive_interval {
         Some(every) if shared.core().keepalive_negotiated() => Some(Keepalive::new(
             every,
@@ -224,7 +221,7 @@ pub(super) async fn read_loop(
                         // What this frame's handling queues leaves at the
                         // end of the read batch, written from here.
                         shared.defer_writes();
-                        let heard = shared.on_frame(frame.freeze(), input.arrival(), &mut peer);
+                        let heard = shared.on_frame(frame.freeze(), input.arrival());
                         input.frame_done();
                         match heard {
                             Ok(Heard::Traffic) => traffic += 1,

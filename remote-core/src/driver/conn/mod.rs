@@ -133,13 +133,11 @@ impl Shared {
     /// Handles one frame; `Err` closes the connection with that reason
     /// (after a goodbye was queued where the peer deserves one).
     /// `arrival` tells when it was read (an incoming call's deadline counts
-    /// from then). `peer` is the reader's copy of the connection's peer,
-    /// lent to each handler's inline first poll (`None` until the first).
+    /// from then).
     pub(super) fn on_frame(
         self: &Arc<Self>,
         frame: Bytes,
         arrival: &mut Arrival,
-        peer: &mut Option<Peer>,
     ) -> Result<Heard, Error> {
         // A call is admitted (counted, its id in use) only if its handler
         // runs on past this frame (`start_incoming`).
@@ -187,7 +185,7 @@ impl Shared {
                 let call = (id, seq);
                 self.start_incoming(
                     call,
-                    (arrival.now(), peer),
+                    arrival.now(),
                     target,
                     method,
                     timeout_ms,
@@ -275,7 +273,7 @@ impl Shared {
     fn start_incoming(
         self: &Arc<Self>,
         (id, seq): (CallId, u64),
-        (arrived, peer): (Instant, &mut Option<Peer>),
+        arrived: Instant,
         target: Arc<dyn Dispatch>,
         method: &str,
         timeout_ms: u32,
@@ -326,12 +324,9 @@ impl Shared {
                 let _inline = Inline::enter(self, seq, &answered);
                 let _span = span.enter();
                 let first_poll = || (&mut fut).now_or_never();
-                // Lent, not cloned: most handlers finish here, and one that
-                // runs on takes a copy of its own (below).
-                if peer.is_none() {
-                    *peer = Some(self.peer_info());
-                }
-                crate::ambient::sync_scope_lent(peer, deadline, first_poll)
+                // Moved in: most handlers finish here, and one that runs on
+                // takes the peer again (below).
+                crate::ambient::sync_scope(self.peer_info(), deadline, first_poll)
             })),
             None => Ok(None),
         };
