@@ -117,3 +117,44 @@ pub(super) fn sweep(shared: &Shared) {
 pub(super) fn rearm(shared: &Shared) {
     let _ = shared.ctl.send(Control::Rearm);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timer_is_armed_at_the_earliest_deadline_exactly() {
+        let e = Expiry::new();
+        assert_eq!(e.armed(), None, "nothing waits");
+        let now = Instant::now();
+        let at = |ms| super::super::deadline::after(now, Duration::from_millis(ms));
+        assert!(e.note(at(10_000)), "the first call arms the timer");
+        assert_eq!(e.armed(), Some(at(10_000)));
+        assert!(!e.note(at(20_000)), "a later deadline does not re-arm");
+        assert!(e.note(at(5_000)), "an earlier one does");
+        assert_eq!(e.armed(), Some(at(5_000)));
+        // Handlers: earlier than every call re-arms; otherwise only noted.
+        assert!(e.note_handler(at(1_000)));
+        assert_eq!(e.armed(), Some(at(1_000)));
+        assert!(!e.note_handler(at(2_000)));
+        let e = Expiry::new();
+        assert!(e.note(at(5_000)));
+        assert!(!e.note_handler(at(7_000)), "later than the armed call");
+        assert_eq!(e.armed(), Some(at(5_000)));
+    }
+
+    #[test]
+    fn deadlines_before_the_start_or_far_away_still_arm_the_timer() {
+        let before = Instant::now();
+        let e = Expiry::new();
+        // Before the connection started: armed at its start, already due.
+        assert!(e.note(before));
+        assert!(e.armed().is_some_and(|t| t <= Instant::now()));
+        // As far as the clock goes: armed, not "never".
+        let e = Expiry::new();
+        let far = super::super::deadline::after(Instant::now(), Duration::MAX);
+        assert!(e.note(far));
+        let armed = e.armed().expect("armed");
+        assert!(armed > Instant::now() + Duration::from_secs(86_400 * 365));
+    }
+}
