@@ -214,8 +214,8 @@ pub(crate) fn check_depth(encoded: &[u8], max_depth: usize, what: &str) -> Resul
 struct EncodeScope {
     /// Makes the connection current until the encode ends.
     _conn: conn_cx::Entered,
-    /// The exports an enclosing encode counted so far, set aside while
-    /// this one runs (only when encodes nest).
+    /// The exports an enclosing (or suspended) encode counted so far, set
+    /// aside while this one runs (only when encodes nest).
     outer: Option<EncodeOut>,
     done: bool,
 }
