@@ -5,10 +5,10 @@
 //! encode ends, so the next encode for the same connection (the common
 //! case: a connection's calls and replies, one after another) compares a
 //! pointer and sets a flag: no reference count is touched per encode. An
-//! export (rare next to encodes) upgrades the `Weak` for its own use. The `Weak` keeps
-//! only the connection's allocation, not what it holds, and is replaced by
-//! the next encode for another connection (or dropped with the thread):
-//! at most one per thread.
+//! export (rare next to encodes) upgrades the `Weak` for its own use. The
+//! `Weak` keeps only the connection's allocation, not what it holds, and
+//! is replaced by the next encode for another connection (or dropped with
+//! the thread): at most one per thread.
 
 use std::cell::Cell;
 use std::marker::PhantomData;
