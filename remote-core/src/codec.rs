@@ -163,12 +163,15 @@ pub(crate) fn encode_into(
     what: &'static str,
 ) -> Result<Exported, Error> {
     let start = buf.len();
-    let mut scope = EncodeScope::enter(conn);
-    // Structs as maps keyed by field name: self-describing for clients in
-    // other languages, and tolerant of added optional fields.
-    let mut ser: Ser<'_> = rmp_serde::Serializer::new(&mut *buf).with_struct_map();
-    let r = value.encode(&mut ser);
-    let (exported, error) = scope.finish();
+    let (r, exported, error) = conn_cx::enter(conn, || {
+        let mut scope = EncodeScope::enter();
+        // Structs as maps keyed by field name: self-describing for clients
+        // in other languages, and tolerant of added optional fields.
+        let mut ser: Ser<'_> = rmp_serde::Serializer::new(&mut *buf).with_struct_map();
+        let r = value.encode(&mut ser);
+        let (exported, error) = scope.finish();
+        (r, exported, error)
+    });
     let exported = Exported(exported);
     let r = match r {
         Ok(()) => check_depth(&buf[start..], conn.limits.max_depth, what),
@@ -208,12 +211,9 @@ pub(crate) fn check_depth(encoded: &[u8], max_depth: usize, what: &str) -> Resul
     }
 }
 
-/// One [`encode_into`]'s context: sets the connection, and in `finish`
-/// (or on drop after a panic) restores the enclosing encode's context,
-/// taking what this encode's exports counted.
+/// One [`encode_into`]'s exports: in `finish` (or on drop after a panic)
+/// restores the enclosing encode's, taking what this encode's counted.
 struct EncodeScope {
-    /// Makes the connection current until the encode ends.
-    _conn: conn_cx::Entered,
     /// The exports an enclosing (or suspended) encode counted so far, set
     /// aside while this one runs (only when encodes nest).
     outer: Option<EncodeOut>,
@@ -221,8 +221,8 @@ struct EncodeScope {
 }
 
 impl EncodeScope {
-    fn enter(conn: &Arc<Shared>) -> Self {
-        let conn = conn_cx::enter(conn);
+    #[inline]
+    fn enter() -> Self {
         // Encodes rarely nest; when they do, the enclosing one's exports
         // wait here so this one's are counted apart. Also when the
         // enclosing one is suspended (an encode made from inside an
@@ -233,14 +233,11 @@ impl EncodeScope {
         } else {
             None
         };
-        EncodeScope {
-            _conn: conn,
-            outer,
-            done: false,
-        }
+        EncodeScope { outer, done: false }
     }
 
     /// This encode's exports and error; the enclosing context is back.
+    #[inline]
     fn finish(&mut self) -> (Vec<ObjectId>, Option<Error>) {
         self.done = true;
         let out = self.take_out();
@@ -248,6 +245,7 @@ impl EncodeScope {
         (out.exported, out.error)
     }
 
+    #[inline]
     fn take_out(&self) -> EncodeOut {
         if ENCODE_DIRTY.with(|d| d.replace(false)) {
             ENCODE_OUT.with(|o| std::mem::take(&mut *o.borrow_mut()))
@@ -272,7 +270,6 @@ impl Drop for EncodeScope {
             drop(self.take_out());
             self.restore_outer();
         }
-        // `_conn` restores the enclosing connection.
     }
 }
 

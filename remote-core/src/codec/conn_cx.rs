@@ -1,107 +1,68 @@
 //! Which connection the encode running on this thread sends references on
 //! ([`super::export`] registers them there).
 //!
-//! The thread keeps the last encode's connection as a `Weak` after the
-//! encode ends, so the next encode for the same connection (the common
-//! case: a connection's calls and replies, one after another) compares a
-//! pointer and sets a flag: no reference count is touched per encode. An
-//! export (rare next to encodes) upgrades the `Weak` for its own use. The
-//! `Weak` keeps only the connection's allocation, not what it holds, and
-//! is replaced by the next encode for another connection (or dropped with
-//! the thread): at most one per thread.
+//! The connection is lent to the thread for the encode's duration
+//! (`scoped-tls`: a pointer set and reset, no reference count touched per
+//! encode), and nothing of it stays on the thread afterwards: a closed
+//! connection's memory is not held by whichever thread encoded for it
+//! last. An export (rare next to encodes) clones the `Arc` for its own
+//! use.
 
 use std::cell::Cell;
 use std::marker::PhantomData;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use crate::driver::Shared;
 
+scoped_tls::scoped_thread_local! {
+    /// The connection of the innermost encode on this thread.
+    static CONN: Arc<Shared>
+}
+
 thread_local! {
-    /// The running encode's connection, or the last one's while none runs.
-    static CONN: Cell<Option<Weak<Shared>>> = const { Cell::new(None) };
-    /// Whether an encode runs (and `CONN` is its connection).
+    /// Whether an encode runs (and `CONN` is its connection): `false` while
+    /// it is suspended.
     static ACTIVE: Cell<bool> = const { Cell::new(false) };
 }
 
-/// What to put back when an encode's (or a suspension's) scope ends.
-enum Restore {
-    /// The encode was the outermost: none runs after it.
-    Inactive,
-    /// Nested in an encode for the same connection: nothing changed.
-    Unchanged,
-    /// Nested in an encode for another connection, or suspending one:
-    /// that connection, and whether its encode was running.
-    Prev(Option<Weak<Shared>>, bool),
-}
+/// Puts back whether an encode runs when a scope ends (also on a panic in
+/// serde code).
+struct RestoreActive(bool);
 
-impl Drop for Restore {
+impl Drop for RestoreActive {
     fn drop(&mut self) {
-        match self {
-            Restore::Inactive => ACTIVE.with(|a| a.set(false)),
-            Restore::Unchanged => {}
-            Restore::Prev(conn, active) => {
-                let conn = conn.take();
-                CONN.with(|c| c.set(conn));
-                ACTIVE.with(|a| a.set(*active));
-            }
-        }
+        ACTIVE.with(|a| a.set(self.0));
     }
 }
 
-/// An encode's connection, set until this is dropped (also on a panic in
-/// serde code). Not `Send`: it restores this thread's state, on this
-/// thread.
-pub(super) struct Entered {
-    _restore: Restore,
-    _here: PhantomData<*const ()>,
-}
-
-/// Makes `conn` the running encode's connection.
-pub(super) fn enter(conn: &Arc<Shared>) -> Entered {
-    let nested = ACTIVE.with(|a| a.replace(true));
-    let same = CONN.with(|c| {
-        let cached = c.take();
-        let same = cached
-            .as_ref()
-            .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(conn)));
-        c.set(cached);
-        same
-    });
-    let restore = match (nested, same) {
-        (false, true) => Restore::Inactive,
-        (false, false) => {
-            // Another connection's cached `Weak` is dropped here.
-            CONN.with(|c| c.set(Some(Arc::downgrade(conn))));
-            Restore::Inactive
-        }
-        (true, true) => Restore::Unchanged,
-        (true, false) => Restore::Prev(CONN.with(|c| c.replace(Some(Arc::downgrade(conn)))), true),
-    };
-    Entered {
-        _restore: restore,
-        _here: PhantomData,
-    }
+/// Runs `f` with `conn` as the running encode's connection; the enclosing
+/// encode's (or a suspension's) state is back when it returns or unwinds.
+#[inline]
+pub(super) fn enter<R>(conn: &Arc<Shared>, f: impl FnOnce() -> R) -> R {
+    let _restore = RestoreActive(ACTIVE.with(|a| a.replace(true)));
+    CONN.set(conn, f)
 }
 
 /// No encode runs until this is dropped (an encode that may not hold
 /// references, or an export, which must not see its own encode). Not
-/// `Send`, as [`Entered`].
-pub(super) struct Suspended(Restore, PhantomData<*const ()>);
+/// `Send`: it restores this thread's state, on this thread.
+pub(super) struct Suspended(RestoreActive, PhantomData<*const ()>);
 
 impl Suspended {
     /// The suspended encode's connection, if an encode was running.
     pub(super) fn conn(&self) -> Option<Arc<Shared>> {
-        match &self.0 {
-            Restore::Prev(Some(conn), true) => conn.upgrade(),
-            _ => None,
-        }
+        // `is_set` holds whenever an encode was running; checked anyway so
+        // a misuse is an error, never a panic.
+        (self.0 .0 && CONN.is_set()).then(|| CONN.with(Arc::clone))
     }
 }
 
 /// Suspends the running encode (if any) until the result is dropped.
 pub(super) fn suspend() -> Suspended {
-    let active = ACTIVE.with(|a| a.replace(false));
-    Suspended(Restore::Prev(CONN.with(Cell::take), active), PhantomData)
+    Suspended(
+        RestoreActive(ACTIVE.with(|a| a.replace(false))),
+        PhantomData,
+    )
 }
 
 #[cfg(test)]
@@ -125,56 +86,69 @@ mod tests {
         let (y, _y) = Connection::pair(b(), b()).await.unwrap();
         let (a, c) = (&x.shared, &y.shared);
         assert!(current().is_none(), "no encode runs");
-        {
-            let _e = enter(a);
+        enter(a, || {
             assert!(is(current(), a));
-            {
+            enter(c, || {
                 // Nested for another connection, then back.
-                let _e = enter(c);
                 assert!(is(current(), c));
                 {
                     let _s = suspend();
                     assert!(current().is_none(), "suspended: no connection");
                     // An encode inside the suspension is an outermost one.
-                    let _e = enter(a);
-                    assert!(is(current(), a));
+                    enter(a, || assert!(is(current(), a)));
+                    assert!(current().is_none(), "still suspended after it");
                 }
                 assert!(is(current(), c), "the suspension restored `c`'s encode");
-            }
+            });
             assert!(is(current(), a), "the nested encode restored `a`'s");
-            {
-                let _e = enter(a);
-                assert!(is(current(), a), "nested for the same connection");
-            }
+            enter(a, || {
+                assert!(is(current(), a), "nested for the same connection")
+            });
             assert!(is(current(), a));
-        }
-        assert!(current().is_none(), "the kept connection is not current");
+        });
+        assert!(current().is_none(), "no encode runs after the outermost");
         // The next encode, for either connection, sees its own.
         for conn in [c, a, a, c] {
-            let _e = enter(conn);
-            assert!(is(current(), conn));
+            enter(conn, || assert!(is(current(), conn)));
         }
         assert!(current().is_none());
     }
 
     #[tokio::test]
-    async fn the_kept_connection_holds_only_its_allocation() {
-        let (x, y) = Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new())
+    async fn a_panicking_encode_restores_the_enclosing_state() {
+        let (x, _y) = Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new())
             .await
             .unwrap();
-        let weak = Arc::downgrade(&x.shared);
-        drop(enter(&x.shared));
-        x.close();
-        y.close();
-        drop((x, y));
-        // Everything else lets go of the connection as it closes; the
-        // thread's kept `Weak` does not keep it alive.
-        let freed = tokio::time::timeout(std::time::Duration::from_secs(60), async {
-            while weak.upgrade().is_some() {
-                tokio::task::yield_now().await;
-            }
+        let a = &x.shared;
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            enter(a, || {
+                let _s = suspend();
+                enter(a, || panic!("serde code panicked"));
+            })
+        }));
+        assert!(panicked.is_err());
+        assert!(current().is_none(), "the unwind left an encode running");
+        assert!(!CONN.is_set(), "the unwind left the connection lent");
+    }
+
+    #[tokio::test]
+    async fn an_encode_keeps_nothing_of_its_connection() {
+        let (x, _y) = Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new())
+            .await
+            .unwrap();
+        let a = &x.shared;
+        let counts = |a: &Arc<Shared>| (Arc::strong_count(a), Arc::weak_count(a));
+        let before = counts(a);
+        enter(a, || {
+            assert_eq!(
+                counts(a),
+                before,
+                "lending the connection counted a reference"
+            );
         });
-        assert!(freed.await.is_ok(), "the closed connection was never freed");
-        assert!(current().is_none());
+        // Neither a strong nor a weak reference stays on this thread: a
+        // closed connection's allocation is not held by whichever thread
+        // encoded for it last.
+        assert_eq!(counts(a), before, "the encode kept a reference");
     }
 }
