@@ -1,11 +1,16 @@
 //! How many writes a busy connection makes: callers that all get their
 //! replies in one batch call again in one write, not the first alone and
-//! the rest in a second one. Counted on the client's transport, on a
-//! current-thread runtime over an in-memory pipe, where the schedule
-//! depends on nothing but the code (no clock, no other thread).
+//! the rest in a second one; and on a multi-thread runtime a long run of
+//! calls is answered in parts, so the caller's end starts on the first
+//! replies while the rest are handled. Counted on the writing end's
+//! transport over an in-memory pipe, where the number of writes depends on
+//! nothing but the code (no clock; the runs are whole in the pipe before
+//! they are read).
 
 #[path = "support/add.rs"]
 mod add;
+#[path = "support/raw.rs"]
+mod raw;
 
 use std::io;
 use std::pin::Pin;
@@ -15,7 +20,7 @@ use std::task::{Context, Poll};
 
 use add::{Add, Impl};
 use remote_core::{Connection, ConnectionBuilder, Remote};
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// A writing half that counts the writes that carried bytes.
 struct Counted<W> {
@@ -78,6 +83,78 @@ async fn counted_pair<T: ?Sized + remote_core::Interface>(
     let (client, server) =
         tokio::join!(ConnectionBuilder::new().over(ar, counted, "server"), served);
     (client.unwrap(), server.unwrap(), writes)
+}
+
+/// A server of [`Add`] whose writes are counted, over an in-memory pipe
+/// to a hand-played peer; `rounds` times the peer writes 64 calls in one
+/// write and reads their 64 replies. Returns the server's writes over the
+/// last `rounds - WARM_UP` rounds (the first grow the server's read buffer
+/// to a whole run of calls).
+async fn writes_answering_runs_of_64_calls(rounds: usize) -> usize {
+    const WARM_UP: usize = 8;
+    const RUN: u32 = 64;
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let (mut peer_r, mut peer_w) = tokio::io::split(a);
+    let (br, bw) = tokio::io::split(b);
+    let writes = Arc::new(AtomicUsize::new(0));
+    let counted = Counted {
+        inner: bw,
+        writes: writes.clone(),
+    };
+    let served = ConnectionBuilder::new()
+        .serve(Remote::new(Arc::new(Impl) as Arc<dyn Add>))
+        .over(br, counted, "peer");
+    let said_hello = async {
+        peer_w.write_all(&raw::hello(vec![])).await.unwrap();
+        let f = raw::frame(&mut peer_r).await.expect("the server's hello");
+        assert_eq!(raw::kind(&f), raw::HELLO);
+    };
+    let (server, ()) = raw::bounded(async { tokio::join!(served, said_hello) }).await;
+    let _server = server.unwrap();
+    let mut before = 0;
+    for round in 0..rounds {
+        if round == WARM_UP {
+            before = writes.load(SeqCst);
+        }
+        let run: Vec<u8> = (1..=RUN)
+            .flat_map(|id| raw::call(id, 0, "add", 60_000, &[0x92, 0x01, 0x02]))
+            .collect();
+        peer_w.write_all(&run).await.unwrap();
+        for _ in 0..RUN {
+            let f = raw::frame(&mut peer_r).await.expect("a reply");
+            assert_eq!(raw::kind(&f), raw::RETURN, "{:?}", raw::error_of(&f));
+        }
+    }
+    writes.load(SeqCst) - before
+}
+
+/// On a multi-thread runtime a run of 64 calls read at once is answered in
+/// several writes (one per 16 calls handled), not one write at the end of
+/// the run: the peer's end can start on the first replies while the rest
+/// are handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_run_of_calls_is_answered_in_parts_on_a_multi_thread_runtime() {
+    const ROUNDS: usize = 40;
+    let writes = writes_answering_runs_of_64_calls(8 + ROUNDS).await;
+    // Four writes per run (after calls 16, 32 and 48, and at the end);
+    // answered in one write at the end of each run, it would be ROUNDS.
+    assert!(
+        writes >= ROUNDS * 3,
+        "{writes} writes answering {ROUNDS} runs of 64 calls"
+    );
+}
+
+/// On one thread nobody could start on the replies sooner: a run of calls
+/// is answered in one write (a write per part would only cost).
+#[tokio::test(flavor = "current_thread")]
+async fn a_long_run_of_calls_is_answered_in_one_write_on_one_thread() {
+    const ROUNDS: usize = 40;
+    let writes = writes_answering_runs_of_64_calls(8 + ROUNDS).await;
+    assert!(writes >= ROUNDS, "{writes} writes for {ROUNDS} runs");
+    assert!(
+        writes <= ROUNDS * 3 / 2,
+        "{writes} writes answering {ROUNDS} runs of 64 calls"
+    );
 }
 
 /// 64 callers, each making `ROUNDS` calls one after the other: after the

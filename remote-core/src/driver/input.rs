@@ -43,6 +43,16 @@ const MAX_READ: usize = 16 << 10;
 /// writes come at most this many chunks and large frames' rests (what the
 /// reader queued meanwhile stays bounded by the connection's output share).
 const WRITE_EVERY_READS: u32 = 16;
+/// On a multi-thread runtime the reader also writes after every this many
+/// frames of one run, not only when the run ends. Otherwise a batch of
+/// calls is answered by one batch of replies, the caller's answer to those
+/// is again one batch, and the two ends take turns: one worker works while
+/// the other sleeps, and each turn costs a wake-up of the sleeping one.
+/// Written in parts, the peer starts on the first replies while the rest
+/// are handled, and both workers stay busy (64 calls in flight over TCP on
+/// two workers: about 1.5× the calls/s, BENCHMARKS.md §31). Not on one
+/// thread, where nobody could start on them sooner and each write costs.
+const FLUSH_EVERY_FRAMES: u32 = 16;
 
 /// Frames read from the peer, with the frame in progress counted in the
 /// memory budget.
@@ -65,6 +75,11 @@ pub(crate) struct Input {
     since_large: u32,
     /// Reads in a row that did not wait (see [`WRITE_EVERY_READS`]).
     unwaited: u32,
+    /// Frames returned since the reader last wrote what it queued, and how
+    /// many make it write within a run ([`FLUSH_EVERY_FRAMES`]; never on a
+    /// current-thread runtime).
+    unflushed: u32,
+    flush_every: u32,
     /// Bytes the last read took.
     last_read: usize,
     /// When the frames in the buffer arrived (read lazily, once per read).
@@ -73,6 +88,11 @@ pub(crate) struct Input {
 
 impl Input {
     pub(crate) fn new(r: BoxRead, shared: Arc<Shared>, max_len: usize) -> Self {
+        let flush_every = if crate::rt::is_multi_thread(&shared.runtime) {
+            FLUSH_EVERY_FRAMES
+        } else {
+            u32::MAX
+        };
         Input {
             r,
             buf: BytesMut::with_capacity(MIN_READ),
@@ -84,6 +104,8 @@ impl Input {
             kept: 0,
             since_large: u32::MAX,
             unwaited: 0,
+            unflushed: 0,
+            flush_every,
             last_read: 0,
             arrival: Arrival::default(),
         }
@@ -171,6 +193,7 @@ impl Input {
                         self.arrival.reset();
                         // Waiting for our output to drain: what the reader
                         // queued leaves first (`direct.rs`).
+                        self.unflushed = 0;
                         self.shared.reader_waits();
                         let shared = self.shared.clone();
                         shared
@@ -179,6 +202,13 @@ impl Input {
                             .await;
                         continue;
                     }
+                    // What the frames returned so far queued (they are
+                    // handled: the reader asks for the next one after).
+                    if self.unflushed >= self.flush_every {
+                        self.unflushed = 0;
+                        self.shared.reader_waits();
+                    }
+                    self.unflushed = self.unflushed.saturating_add(1);
                     self.buf.advance(4);
                     let frame = self.buf.split_to(len);
                     if total > SMALL_FRAME {
@@ -205,6 +235,7 @@ impl Input {
                     // reader queued leaves (`direct.rs`): the reservation
                     // may wait for room that output holds, and the rest of
                     // the frame may be slow to come.
+                    self.unflushed = 0;
                     self.shared.reader_waits();
                     self.reserve(total).await;
                 }
@@ -223,15 +254,17 @@ impl Input {
             // run of reads rather than once per read.
             if self.unwaited >= WRITE_EVERY_READS {
                 self.unwaited = 0;
+                self.unflushed = 0;
                 self.shared.reader_waits();
             }
             let shared = &self.shared;
-            let unwaited = &mut self.unwaited;
+            let (unwaited, unflushed) = (&mut self.unwaited, &mut self.unflushed);
             let mut read = std::pin::pin!(self.r.read_buf(&mut self.buf));
             let read = std::future::poll_fn(|cx| {
                 let r = std::future::Future::poll(read.as_mut(), cx);
                 if r.is_pending() {
                     *unwaited = 0;
+                    *unflushed = 0;
                     shared.reader_waits();
                 }
                 r
