@@ -284,7 +284,7 @@ pub(super) async fn read_loop(
                 let (busy, refs) = {
                     let core = shared.core();
                     (
-                        core.calls_in_flight() > 0 || core.calls_waiting() > 0,
+                        core.calls_in_flight() > 0 || core.calls_awaited() > 0,
                         !core.exports().is_empty() || !core.imports().is_empty(),
                     )
                 };

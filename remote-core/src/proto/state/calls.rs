@@ -17,6 +17,13 @@ impl<O: Clone, W> State<O, W> {
         self.outgoing.len() + self.cancelled.len()
     }
 
+    /// Our calls whose callers still wait for their replies: not the
+    /// cancelled ones, whose ids stay reserved for a reply that may never
+    /// come (a peer that never answers one must not look busy for ever).
+    pub fn calls_awaited(&self) -> usize {
+        self.outgoing.len()
+    }
+
     /// Registers an outgoing call, returning its id.
     pub fn start_call(&mut self, waiter: W) -> Result<CallId, crate::Error> {
         if self.phase == Phase::Closed {
