@@ -191,6 +191,8 @@ impl Dispatch for Answer {
                     .upgrade()
                     .ok_or_else(|| Error::ConnectionLost("closed".into()))?;
                 let method = method.to_owned();
+                // Held until the answer is set: only its own bytes.
+                let args = args.detach();
                 Ok(Box::pin(async move {
                     let reply = cx.duplicate();
                     match answer.wait().await {

@@ -13,6 +13,10 @@ use crate::driver::shared::Shared;
 use crate::Error;
 
 /// The encoded arguments of an incoming call.
+///
+/// A view of the frame the call came in, which shares the memory of the
+/// connection's read buffer: a dispatcher decodes it when the call starts
+/// (as generated ones do) rather than holding it while the call waits.
 pub struct Args {
     /// The connection, to look the references up in: only for arguments
     /// that hold one (most hold none, and need no reference count).
@@ -45,6 +49,22 @@ impl Args {
             frame,
             range,
             held,
+        }
+    }
+
+    /// The arguments in an allocation of their own, for a call that waits
+    /// before it is dispatched (a call on a promise not yet resolved). The
+    /// frame shares the memory of the read buffer it came in, which can be
+    /// far larger (a buffer kept for a run of large frames): held while the
+    /// call waits, a few bytes of arguments would keep all of it alive,
+    /// counted at their own size only.
+    pub(crate) fn detach(self) -> Self {
+        let frame = Bytes::copy_from_slice(&self.frame[self.range.clone()]);
+        let range = 0..frame.len();
+        Args {
+            frame,
+            range,
+            ..self
         }
     }
 
