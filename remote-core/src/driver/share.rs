@@ -10,7 +10,8 @@
 //! - the replies its running handlers may still queue are estimated (the
 //!   recent reply size) and counted against the share too, and so are the
 //!   call frames of those handlers (the arguments each holds until it
-//!   stops): a call is not started while `queued + running handlers ×
+//!   stops, counted at their decoded size: [`DECODED_ITEM`] per item on
+//!   top of the frame): a call is not started while `queued + running handlers ×
 //!   estimate + their frames` reaches the share, so pipelined calls to a
 //!   slow handler can neither queue replies nor hold arguments without
 //!   bound. One handler may always run. (Before the frames counted, 128
@@ -43,6 +44,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::budget::{Budget, SMALL_FRAME};
 
+/// What each item of a running handler's arguments (an element of an
+/// array, a key or a value of a map: [`Reader::items`]) is counted at,
+/// on top of the call frame's bytes. The handler holds its arguments
+/// decoded, and an item of one byte on the wire (an empty string, a
+/// `nil`, a small integer) takes the size of its Rust type in memory,
+/// plus the slack of the collection it is in: 24 bytes for a `String` or
+/// a `Vec`, up to twice that while a `Vec` grows. Counted at the frame's
+/// length only, 8 calls of 1 MiB of empty strings to a handler that
+/// awaits held 257 MiB (found by a red-team pass). A type whose items are
+/// larger still (an `Option` of a large array, say) is counted short:
+/// box such fields (PROTOCOL.md §9).
+///
+/// [`Reader::items`]: crate::proto::Reader::items
+pub(crate) const DECODED_ITEM: usize = 32;
+
 /// The smallest reply estimate: calls with tiny replies run concurrently up
 /// to `share / MIN_ESTIMATE` at once (128 at the default budget).
 const MIN_ESTIMATE: usize = 4 << 10;
@@ -52,8 +68,8 @@ const MIN_ESTIMATE: usize = 4 << 10;
 pub(crate) struct OutputShare {
     /// Spawned handlers not yet stopped.
     handlers: AtomicUsize,
-    /// Bytes of the call frames of those handlers: the arguments each
-    /// holds (encoded, or decoded into about as much) until it stops.
+    /// What the arguments of those handlers hold until each stops: their
+    /// frames, and [`DECODED_ITEM`] per item.
     args: AtomicUsize,
     /// Estimated reply size: the largest recent reply, decaying by a quarter
     /// per smaller reply; 0 until the first reply.

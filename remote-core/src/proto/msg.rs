@@ -79,6 +79,8 @@ pub enum Message<'a> {
         timeout_ms: u32,
         /// Byte range of the argument array.
         args: Range<usize>,
+        /// Items in the argument array's containers ([`Reader::items`]).
+        items: usize,
     },
     /// `[2, call_id, value]`.
     Return {
@@ -154,6 +156,8 @@ pub enum Message<'a> {
         timeout_ms: u32,
         /// Byte range of the argument array.
         args: Range<usize>,
+        /// Items in the argument array's containers ([`Reader::items`]).
+        items: usize,
     },
     /// `[13, call_id]` (feature `pipeline`): the sender's kept answer of
     /// call `call_id` may be dropped.
@@ -235,7 +239,9 @@ impl<'a> Message<'a> {
                 let start = r.pos();
                 // Arguments are always an array (checked, not decoded here).
                 r.clone().array_len()?;
+                let before = r.items();
                 let args = r.skip_value(max_depth, refs)?;
+                let items = r.items() - before;
                 debug_assert_eq!(args.start, start);
                 match target {
                     CallTarget::Object(target) if !keep => Message::Call {
@@ -244,6 +250,7 @@ impl<'a> Message<'a> {
                         method,
                         timeout_ms,
                         args,
+                        items,
                     },
                     target => Message::Pipelined {
                         keep,
@@ -252,6 +259,7 @@ impl<'a> Message<'a> {
                         method,
                         timeout_ms,
                         args,
+                        items,
                     },
                 }
             }

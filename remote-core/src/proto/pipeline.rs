@@ -148,8 +148,10 @@ mod tests {
                 method,
                 timeout_ms,
                 args,
+                items,
             } => {
                 assert!(keep);
+                assert_eq!(items, 0);
                 assert_eq!(
                     (id, target, method, timeout_ms),
                     (CallId(7), CallTarget::Promise(CallId(5)), "read", 100)

@@ -41,17 +41,31 @@ pub fn walk(
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Items of the containers walked so far (see [`items`](Self::items)).
+    items: usize,
 }
 
 impl<'a> Reader<'a> {
     /// Reads from the start of `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+        Reader {
+            buf,
+            pos: 0,
+            items: 0,
+        }
     }
 
     /// Current offset.
     pub fn pos(&self) -> usize {
         self.pos
+    }
+
+    /// Items in the arrays and maps [`skip_value`](Self::skip_value) has
+    /// walked so far (a map's key and value are two): what a value decodes
+    /// into grows with them, not with its bytes alone (an empty string is
+    /// one byte on the wire and a `String` of 24 in memory).
+    pub fn items(&self) -> usize {
+        self.items
     }
 
     /// Bytes left.
@@ -318,7 +332,8 @@ impl<'a> Reader<'a> {
     /// Checks a container of `children` items opened with `open` containers
     /// around it: its items must fit, and its depth stay within `depth`.
     #[inline]
-    fn enter(&self, children: usize, open: usize, depth: usize) -> Result<(), Malformed> {
+    fn enter(&mut self, children: usize, open: usize, depth: usize) -> Result<(), Malformed> {
+        self.items += children;
         if children > self.remaining() {
             return Err(self.err(format!(
                 "container of {children} items cannot fit in {} bytes",

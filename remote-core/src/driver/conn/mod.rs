@@ -160,6 +160,7 @@ impl Shared {
                 method,
                 timeout_ms,
                 args,
+                items,
                 refs,
                 owns,
                 keep,
@@ -190,7 +191,7 @@ impl Shared {
                     method,
                     timeout_ms,
                     frame.clone(),
-                    args,
+                    (args, items),
                     held,
                     span,
                     keep,
@@ -278,14 +279,18 @@ impl Shared {
         method: &str,
         timeout_ms: u32,
         frame: Bytes,
-        args: Range<usize>,
+        (args, items): (Range<usize>, usize),
         held: Held,
         span: tracing::Span,
         keep: Option<Arc<Answer>>,
     ) {
         let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
         let deadline = super::deadline::after(arrived, timeout);
-        let frame_len = frame.len();
+        // What the call's arguments are counted at while its handler runs
+        // on (`share.rs`): the frame, and what its items decode into.
+        let frame_len = frame
+            .len()
+            .saturating_add(items.saturating_mul(super::share::DECODED_ITEM));
         let args = Args::new(self, frame, args, held);
         let cx = CallCx::new(self.clone(), id, seq, deadline).keeping(keep.clone());
         // However the call ends without a reply of its own, its kept
@@ -475,7 +480,8 @@ struct DoneGuard {
     shared: Arc<Shared>,
     id: CallId,
     seq: u64,
-    /// The call frame's length: its arguments count against the share.
+    /// What the call's arguments count against the share: the frame's
+    /// length and its items' decoded size (`share::DECODED_ITEM`).
     frame_len: usize,
 }
 

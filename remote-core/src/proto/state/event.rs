@@ -34,6 +34,9 @@ pub enum Event<'a, O, W> {
         timeout_ms: u32,
         /// Byte range of the arguments in the frame.
         args: std::ops::Range<usize>,
+        /// Items in the arguments' containers: what they decode into grows
+        /// with them ([`Reader::items`](crate::proto::Reader::items)).
+        items: usize,
         /// Imports referenced by the arguments: one hold per distinct
         /// object (receipts are counted in it), sorted by id.
         refs: ImportRefs,

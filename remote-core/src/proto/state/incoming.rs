@@ -26,7 +26,7 @@ impl<O: Clone, W> State<O, W> {
         target: CallTarget,
         method: &'a str,
         timeout_ms: u32,
-        args: std::ops::Range<usize>,
+        (args, items): (std::ops::Range<usize>, usize),
         keep: bool,
     ) -> Result<Event<'a, O, W>, Violation> {
         if self.incoming.contains_key(&id) {
@@ -83,6 +83,7 @@ impl<O: Clone, W> State<O, W> {
             method,
             timeout_ms: timeout_ms.min(cap),
             args,
+            items,
             refs,
             owns,
             keep,
@@ -200,12 +201,13 @@ impl<O: Clone, W> State<O, W> {
                 method,
                 timeout_ms,
                 args,
+                items,
             } => self.incoming_call(
                 id,
                 CallTarget::Object(target),
                 method,
                 timeout_ms,
-                args,
+                (args, items),
                 false,
             ),
             Message::Pipelined {
@@ -215,7 +217,10 @@ impl<O: Clone, W> State<O, W> {
                 method,
                 timeout_ms,
                 args,
-            } if self.pipeline => self.incoming_call(id, target, method, timeout_ms, args, keep),
+                items,
+            } if self.pipeline => {
+                self.incoming_call(id, target, method, timeout_ms, (args, items), keep)
+            }
             Message::Finish { id } if self.pipeline => Ok(self.finish(id)),
             Message::Pipelined { .. } | Message::Finish { .. } => Err(Violation(
                 "pipelining message (kind 12 or 13, or a [call_id] promise target) without the \

@@ -39,6 +39,26 @@ fn malformed_frames_are_violations_with_clear_reasons() {
     assert!(violation(&bad).contains("not UTF-8"));
 }
 
+/// A call counts the items of its arguments' arrays and maps (what the
+/// share counts at their decoded size): the argument array's own, every
+/// nested container's, a map's keys and values both; scalars add none.
+#[test]
+fn a_call_counts_the_items_of_its_arguments() {
+    // [["", "", ""], {1: 2}, 7]: 3 + 3 + 2 items.
+    let args = [0x93, 0x93, 0xa0, 0xa0, 0xa0, 0x81, 0x01, 0x02, 0x07];
+    let f = call(1, 0, "m", &args);
+    let mut refs = Vec::new();
+    match Message::parse(&f, &Limits::default(), &mut refs).unwrap() {
+        Message::Call { items, .. } => assert_eq!(items, 8),
+        other => panic!("{other:?}"),
+    }
+    let f = call(1, 0, "m", &[0x91, 0x07]);
+    match Message::parse(&f, &Limits::default(), &mut refs).unwrap() {
+        Message::Call { items, .. } => assert_eq!(items, 1),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn nesting_deeper_than_the_limit_is_refused_without_recursion() {
     // 100,000 nested arrays: a recursive decoder would overflow its stack.
@@ -136,7 +156,7 @@ mod props {
             encode::finish(&mut b);
             let mut refs = Vec::new();
             let m = Message::parse(&b[4..], &Limits::default(), &mut refs).unwrap();
-            prop_assert_eq!(m, Message::Call { id: CallId(id), target: ObjectId(target), method: &method, timeout_ms: ms, args: b.len() - 5..b.len() - 4 });
+            prop_assert_eq!(m, Message::Call { id: CallId(id), target: ObjectId(target), method: &method, timeout_ms: ms, args: b.len() - 5..b.len() - 4, items: 0 });
         }
 
         /// Export/release sequences keep the count equal to sends minus releases.
