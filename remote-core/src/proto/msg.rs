@@ -79,8 +79,9 @@ pub enum Message<'a> {
         timeout_ms: u32,
         /// Byte range of the argument array.
         args: Range<usize>,
-        /// Items in the argument array's containers ([`Reader::items`]).
-        items: usize,
+        /// Items in the argument array's containers ([`Reader::items`]; at
+        /// most the frame's length, so a `u32`).
+        items: u32,
     },
     /// `[2, call_id, value]`.
     Return {
@@ -156,8 +157,9 @@ pub enum Message<'a> {
         timeout_ms: u32,
         /// Byte range of the argument array.
         args: Range<usize>,
-        /// Items in the argument array's containers ([`Reader::items`]).
-        items: usize,
+        /// Items in the argument array's containers ([`Reader::items`]; at
+        /// most the frame's length, so a `u32`).
+        items: u32,
     },
     /// `[13, call_id]` (feature `pipeline`): the sender's kept answer of
     /// call `call_id` may be dropped.
@@ -241,7 +243,7 @@ impl<'a> Message<'a> {
                 r.clone().array_len()?;
                 let before = r.items();
                 let args = r.skip_value(max_depth, refs)?;
-                let items = r.items() - before;
+                let items = u32::try_from(r.items() - before).unwrap_or(u32::MAX);
                 debug_assert_eq!(args.start, start);
                 match target {
                     CallTarget::Object(target) if !keep => Message::Call {

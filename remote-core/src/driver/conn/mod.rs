@@ -279,7 +279,7 @@ impl Shared {
         method: &str,
         timeout_ms: u32,
         frame: Bytes,
-        (args, items): (Range<usize>, usize),
+        (args, items): (Range<usize>, u32),
         held: Held,
         span: tracing::Span,
         keep: Option<Arc<Answer>>,
@@ -290,7 +290,7 @@ impl Shared {
         // on (`share.rs`): the frame, and what its items decode into.
         let frame_len = frame
             .len()
-            .saturating_add(items.saturating_mul(super::share::DECODED_ITEM));
+            .saturating_add((items as usize).saturating_mul(super::share::DECODED_ITEM));
         let args = Args::new(self, frame, args, held);
         let cx = CallCx::new(self.clone(), id, seq, deadline).keeping(keep.clone());
         // However the call ends without a reply of its own, its kept

@@ -36,7 +36,7 @@ pub enum Event<'a, O, W> {
         args: std::ops::Range<usize>,
         /// Items in the arguments' containers: what they decode into grows
         /// with them ([`Reader::items`](crate::proto::Reader::items)).
-        items: usize,
+        items: u32,
         /// Imports referenced by the arguments: one hold per distinct
         /// object (receipts are counted in it), sorted by id.
         refs: ImportRefs,

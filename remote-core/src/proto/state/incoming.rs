@@ -26,7 +26,7 @@ impl<O: Clone, W> State<O, W> {
         target: CallTarget,
         method: &'a str,
         timeout_ms: u32,
-        (args, items): (std::ops::Range<usize>, usize),
+        (args, items): (std::ops::Range<usize>, u32),
         keep: bool,
     ) -> Result<Event<'a, O, W>, Violation> {
         if self.incoming.contains_key(&id) {
