@@ -259,9 +259,9 @@ impl Input {
             }
             let shared = &self.shared;
             let (unwaited, unflushed) = (&mut self.unwaited, &mut self.unflushed);
-            let mut read = std::pin::pin!(self.r.read_buf(&mut self.buf));
+            let (r, buf) = (&mut self.r, &mut self.buf);
             let read = std::future::poll_fn(|cx| {
-                let r = std::future::Future::poll(read.as_mut(), cx);
+                let r = tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut *r), cx, &mut *buf);
                 if r.is_pending() {
                     *unwaited = 0;
                     *unflushed = 0;
