@@ -7,8 +7,8 @@
 //! bytes (plus the `Vec`'s growth slack) decoded. Eight 1 MiB calls to a
 //! handler that awaits were admitted at once (their frames fit the 8 MiB
 //! share) and held 257 MiB (found by a red-team pass). Each item of the
-//! arguments now counts `DECODED_ITEM` (32) bytes on top of the frame, so
-//! such a call counts 33 MiB and runs alone ("one handler may always
+//! arguments now counts `DECODED_ITEM` (48) bytes on top of the frame, so
+//! such a call counts 49 MiB and runs alone ("one handler may always
 //! run").
 //!
 //! A raw peer pipelines 1 MiB calls to a handler that awaits; the test lets
@@ -140,7 +140,7 @@ async fn arguments_count_at_their_decoded_size_while_their_handler_runs() {
     }
     let (_w, _frames) = raw::bounded(writer).await.unwrap();
     let most = gate.most.load(SeqCst);
-    // Each call counts 33 MiB against an 8 MiB share: it runs alone. It
+    // Each call counts 49 MiB against an 8 MiB share: it runs alone. It
     // holds about 24-32 MiB decoded; the frames read ahead and the buffers
     // add a few MiB. Eight at once held 257 MiB.
     let bound: isize = 80 << 20;

@@ -157,6 +157,62 @@ async fn a_long_run_of_calls_is_answered_in_one_write_on_one_thread() {
     );
 }
 
+/// A server of [`Add`] whose writes are counted; a hand-played peer
+/// writes `flood` in one go, then one `add` call, and reads until that
+/// call's reply (answered last). Returns the server's writes meanwhile.
+async fn writes_answering_a_flood(flood: Vec<u8>) -> usize {
+    let (a, b) = tokio::io::duplex(16 << 20);
+    let (mut peer_r, mut peer_w) = tokio::io::split(a);
+    let (br, bw) = tokio::io::split(b);
+    let writes = Arc::new(AtomicUsize::new(0));
+    let counted = Counted {
+        inner: bw,
+        writes: writes.clone(),
+    };
+    let served = ConnectionBuilder::new()
+        .serve(Remote::new(Arc::new(Impl) as Arc<dyn Add>))
+        .over(br, counted, "peer");
+    let said_hello = async {
+        let hello = raw::hello(vec!["keepalive"]);
+        peer_w.write_all(&hello).await.unwrap();
+        let f = raw::frame(&mut peer_r).await.expect("the server's hello");
+        assert_eq!(raw::kind(&f), raw::HELLO);
+    };
+    let (server, ()) = raw::bounded(async { tokio::join!(served, said_hello) }).await;
+    let _server = server.unwrap();
+    let before = writes.load(SeqCst);
+    let mut all = flood;
+    all.extend_from_slice(&raw::call(999_999, 0, "add", 60_000, &[0x92, 0x01, 0x02]));
+    peer_w.write_all(&all).await.unwrap();
+    while raw::kind(&raw::frame(&mut peer_r).await.expect("closed")) != raw::RETURN {}
+    writes.load(SeqCst) - before
+}
+
+/// The writes within a run are for a peer waiting on replies, and only
+/// worth it when there is something to write: a flood of pings (each
+/// answered by one pong while none is queued) does not buy a write every
+/// 16 frames on a multi-thread runtime (498 writes for these 147 KB before
+/// the fix), and a flood of calls gets at most three more per read, each
+/// carrying at least 16 replies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_small_frames_does_not_buy_a_write_every_16_frames() {
+    const N: u32 = 16_384;
+    let pings: Vec<u8> = (0..N).flat_map(remote_core::proto::encode_ping).collect();
+    let writes = writes_answering_a_flood(pings).await;
+    assert!(writes <= 64, "{writes} server writes answering {N} pings");
+    let calls: Vec<u8> = (0..N)
+        .flat_map(|i| raw::call(i + 1, 0, "x", 60_000, &[0x90]))
+        .collect();
+    let bytes = calls.len();
+    let writes = writes_answering_a_flood(calls).await;
+    // About 45: the reads of up to 16 KiB each, three writes within each
+    // (639 before the cap, one per 16 replies).
+    assert!(
+        writes <= 128,
+        "{writes} server writes answering {N} calls ({bytes} bytes)"
+    );
+}
+
 /// 64 callers, each making `ROUNDS` calls one after the other: after the
 /// first round every round's calls come back in one batch, and the calls
 /// that follow should leave in about one write per round. With the first

@@ -50,14 +50,15 @@ use super::budget::{Budget, SMALL_FRAME};
 /// decoded, and an item of one byte on the wire (an empty string, a
 /// `nil`, a small integer) takes the size of its Rust type in memory,
 /// plus the slack of the collection it is in: 24 bytes for a `String` or
-/// a `Vec`, up to twice that while a `Vec` grows. Counted at the frame's
+/// a `Vec`, up to twice that while a `Vec` grows (serde preallocates a
+/// bounded number of elements, then doubles). Counted at the frame's
 /// length only, 8 calls of 1 MiB of empty strings to a handler that
 /// awaits held 257 MiB (found by a red-team pass). A type whose items are
 /// larger still (an `Option` of a large array, say) is counted short:
 /// box such fields (PROTOCOL.md §9).
 ///
 /// [`Reader::items`]: crate::proto::Reader::items
-pub(crate) const DECODED_ITEM: usize = 32;
+pub(crate) const DECODED_ITEM: usize = 48;
 
 /// The smallest reply estimate: calls with tiny replies run concurrently up
 /// to `share / MIN_ESTIMATE` at once (128 at the default budget).

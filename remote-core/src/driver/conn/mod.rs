@@ -287,10 +287,13 @@ impl Shared {
         let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
         let deadline = super::deadline::after(arrived, timeout);
         // What the call's arguments are counted at while its handler runs
-        // on (`share.rs`): the frame, and what its items decode into.
+        // on (`share.rs`): the frame, and what its items decode into. Capped
+        // so that the share's sum over running handlers (it admits more
+        // only below the share) cannot overflow on a 32-bit target.
         let frame_len = frame
             .len()
-            .saturating_add((items as usize).saturating_mul(super::share::DECODED_ITEM));
+            .saturating_add((items as usize).saturating_mul(super::share::DECODED_ITEM))
+            .min(usize::MAX / 4);
         let args = Args::new(self, frame, args, held);
         let cx = CallCx::new(self.clone(), id, seq, deadline).keeping(keep.clone());
         // However the call ends without a reply of its own, its kept
