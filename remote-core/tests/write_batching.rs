@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 
 use add::{Add, Impl};
 use remote_core::{Connection, ConnectionBuilder, Remote};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 
 /// A writing half that counts the writes that carried bytes.
 struct Counted<W> {
@@ -85,15 +85,18 @@ async fn counted_pair<T: ?Sized + remote_core::Interface>(
     (client.unwrap(), server.unwrap(), writes)
 }
 
-/// A server of [`Add`] whose writes are counted, over an in-memory pipe
-/// to a hand-played peer; `rounds` times the peer writes 64 calls in one
-/// write and reads their 64 replies. Returns the server's writes over the
-/// last `rounds - WARM_UP` rounds (the first grow the server's read buffer
-/// to a whole run of calls).
-async fn writes_answering_runs_of_64_calls(rounds: usize) -> usize {
-    const WARM_UP: usize = 8;
-    const RUN: u32 = 64;
-    let (a, b) = tokio::io::duplex(1 << 20);
+/// The halves of a hand-played peer's end of an in-memory pipe (of
+/// `capacity` bytes) that has said hello, to a server of [`Add`] whose
+/// writes are counted.
+async fn raw_peer_of_counted_server(
+    capacity: usize,
+) -> (
+    ReadHalf<DuplexStream>,
+    WriteHalf<DuplexStream>,
+    Connection,
+    Arc<AtomicUsize>,
+) {
+    let (a, b) = tokio::io::duplex(capacity);
     let (mut peer_r, mut peer_w) = tokio::io::split(a);
     let (br, bw) = tokio::io::split(b);
     let writes = Arc::new(AtomicUsize::new(0));
@@ -105,12 +108,26 @@ async fn writes_answering_runs_of_64_calls(rounds: usize) -> usize {
         .serve(Remote::new(Arc::new(Impl) as Arc<dyn Add>))
         .over(br, counted, "peer");
     let said_hello = async {
-        peer_w.write_all(&raw::hello(vec![])).await.unwrap();
+        peer_w
+            .write_all(&raw::hello(vec!["keepalive"]))
+            .await
+            .unwrap();
         let f = raw::frame(&mut peer_r).await.expect("the server's hello");
         assert_eq!(raw::kind(&f), raw::HELLO);
     };
     let (server, ()) = raw::bounded(async { tokio::join!(served, said_hello) }).await;
-    let _server = server.unwrap();
+    (peer_r, peer_w, server.unwrap(), writes)
+}
+
+/// A server of [`Add`] whose writes are counted, over an in-memory pipe
+/// to a hand-played peer; `rounds` times the peer writes 64 calls in one
+/// write and reads their 64 replies. Returns the server's writes over the
+/// last `rounds - WARM_UP` rounds (the first grow the server's read buffer
+/// to a whole run of calls).
+async fn writes_answering_runs_of_64_calls(rounds: usize) -> usize {
+    const WARM_UP: usize = 8;
+    const RUN: u32 = 64;
+    let (mut peer_r, mut peer_w, _server, writes) = raw_peer_of_counted_server(1 << 20).await;
     let mut before = 0;
     for round in 0..rounds {
         if round == WARM_UP {
@@ -161,25 +178,7 @@ async fn a_long_run_of_calls_is_answered_in_one_write_on_one_thread() {
 /// writes `flood` in one go, then one `add` call, and reads until that
 /// call's reply (answered last). Returns the server's writes meanwhile.
 async fn writes_answering_a_flood(flood: Vec<u8>) -> usize {
-    let (a, b) = tokio::io::duplex(16 << 20);
-    let (mut peer_r, mut peer_w) = tokio::io::split(a);
-    let (br, bw) = tokio::io::split(b);
-    let writes = Arc::new(AtomicUsize::new(0));
-    let counted = Counted {
-        inner: bw,
-        writes: writes.clone(),
-    };
-    let served = ConnectionBuilder::new()
-        .serve(Remote::new(Arc::new(Impl) as Arc<dyn Add>))
-        .over(br, counted, "peer");
-    let said_hello = async {
-        let hello = raw::hello(vec!["keepalive"]);
-        peer_w.write_all(&hello).await.unwrap();
-        let f = raw::frame(&mut peer_r).await.expect("the server's hello");
-        assert_eq!(raw::kind(&f), raw::HELLO);
-    };
-    let (server, ()) = raw::bounded(async { tokio::join!(served, said_hello) }).await;
-    let _server = server.unwrap();
+    let (mut peer_r, mut peer_w, _server, writes) = raw_peer_of_counted_server(16 << 20).await;
     let before = writes.load(SeqCst);
     let mut all = flood;
     all.extend_from_slice(&raw::call(999_999, 0, "add", 60_000, &[0x92, 0x01, 0x02]));
