@@ -18,40 +18,24 @@
 
 #[path = "support/counting.rs"]
 mod counting;
+#[path = "support/gate.rs"]
+mod gate;
 #[path = "support/raw.rs"]
 mod raw;
 
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 
+use gate::Gate;
 use remote_core::proto::{encode, CallId, ObjectId};
 use remote_core::{remote, Error, Limits, Remote, Server};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::Semaphore;
 
 #[remote]
 pub trait Holder {
     async fn add(&self, a: u64, b: u64) -> Result<u64, Error>;
     /// Holds the decoded strings until the test lets go.
     async fn hold(&self, v: Vec<String>) -> Result<u32, Error>;
-}
-
-struct Gate {
-    open: Semaphore,
-    running: AtomicUsize,
-    most: AtomicUsize,
-    done: AtomicUsize,
-}
-
-impl Default for Gate {
-    fn default() -> Self {
-        Gate {
-            open: Semaphore::new(0),
-            running: AtomicUsize::new(0),
-            most: AtomicUsize::new(0),
-            done: AtomicUsize::new(0),
-        }
-    }
 }
 
 struct Impl(Arc<Gate>);
@@ -62,12 +46,7 @@ impl Holder for Impl {
         Ok(a + b)
     }
     async fn hold(&self, v: Vec<String>) -> Result<u32, Error> {
-        let g = &self.0;
-        let now = g.running.fetch_add(1, SeqCst) + 1;
-        g.most.fetch_max(now, SeqCst);
-        g.open.acquire().await.unwrap().forget();
-        g.running.fetch_sub(1, SeqCst);
-        g.done.fetch_add(1, SeqCst);
+        self.0.pass().await;
         Ok(v.len() as u32)
     }
 }

@@ -18,22 +18,24 @@
 //! Then what is held outside the output queue: the arguments of running
 //! handlers, and refused connections waiting for their handshake.
 
+#[path = "support/gate.rs"]
+mod gate;
 #[path = "support/raw.rs"]
 mod raw;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
+use gate::Gate;
 use remote_core::proto::{encode, encode_invalidate, encode_pipelined_call_head, CallTarget};
 use remote_core::proto::{CallId, ObjectId};
 use remote_core::{remote, Connection, Error, Limits, Remote, Server, ServerHandle};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
-use tokio::sync::Semaphore;
 
 #[remote]
 pub trait Adder {
@@ -46,26 +48,6 @@ pub trait Adder {
     async fn text(&self) -> Result<String, Error>;
 }
 
-/// The handlers of `hold`: how many run, the most at once, how many ended,
-/// and the permits that let them end.
-struct Gate {
-    open: Semaphore,
-    running: AtomicUsize,
-    most: AtomicUsize,
-    done: AtomicUsize,
-}
-
-impl Default for Gate {
-    fn default() -> Self {
-        Gate {
-            open: Semaphore::new(0),
-            running: AtomicUsize::new(0),
-            most: AtomicUsize::new(0),
-            done: AtomicUsize::new(0),
-        }
-    }
-}
-
 struct Impl(Arc<Gate>);
 
 #[remote]
@@ -74,12 +56,7 @@ impl Adder for Impl {
         Ok(a + b)
     }
     async fn hold(&self, data: Bytes) -> Result<u32, Error> {
-        let g = &self.0;
-        let now = g.running.fetch_add(1, SeqCst) + 1;
-        g.most.fetch_max(now, SeqCst);
-        g.open.acquire().await.unwrap().forget();
-        g.running.fetch_sub(1, SeqCst);
-        g.done.fetch_add(1, SeqCst);
+        self.0.pass().await;
         Ok(u32::try_from(data.len()).unwrap())
     }
     async fn text(&self) -> Result<String, Error> {
