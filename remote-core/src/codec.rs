@@ -332,6 +332,7 @@ pub(crate) fn decode_into(
 
 /// [`decode_from`] for a message that holds no reference (nothing to
 /// look up, so no connection needed): a reference in `bytes` is refused.
+#[inline]
 pub(crate) fn decode_plain<T: DeserializeOwned>(
     bytes: &[u8],
     what: &'static str,
