@@ -333,7 +333,6 @@ impl<'a> Reader<'a> {
     /// around it: its items must fit, and its depth stay within `depth`.
     #[inline]
     fn enter(&mut self, children: usize, open: usize, depth: usize) -> Result<(), Malformed> {
-        self.items += children;
         if children > self.remaining() {
             return Err(self.err(format!(
                 "container of {children} items cannot fit in {} bytes",
@@ -343,6 +342,11 @@ impl<'a> Reader<'a> {
         if open + 1 >= depth {
             return Err(self.err(format!("{TOO_DEEP} = {depth}")));
         }
+        // Counted once it fits: a value that parses has at most one item
+        // per byte; a walk that fails is discarded, and cannot overflow
+        // the count either (at most `depth` open claims, each of at most
+        // the bytes left).
+        self.items += children;
         Ok(())
     }
 
