@@ -60,6 +60,16 @@ use super::budget::{Budget, SMALL_FRAME};
 /// [`Reader::items`]: crate::proto::Reader::items
 pub(crate) const DECODED_ITEM: usize = 48;
 
+/// What a call's arguments count against the share while its handler
+/// runs: the frame's `frame_len` bytes and [`DECODED_ITEM`] per item.
+/// Capped so that the sum over running handlers (more are admitted only
+/// below the share) cannot overflow on a 32-bit target.
+pub(crate) fn args_weight(frame_len: usize, items: u32) -> usize {
+    frame_len
+        .saturating_add((items as usize).saturating_mul(DECODED_ITEM))
+        .min(usize::MAX / 4)
+}
+
 /// The smallest reply estimate: calls with tiny replies run concurrently up
 /// to `share / MIN_ESTIMATE` at once (128 at the default budget).
 const MIN_ESTIMATE: usize = 4 << 10;
@@ -97,22 +107,22 @@ impl OutputShare {
     }
 
     /// A handler was spawned (it runs on after the call frame is handled)
-    /// for a call frame of `frame_len` bytes.
-    pub(crate) fn started(&self, frame_len: usize) {
-        self.args.fetch_add(frame_len, Ordering::AcqRel);
+    /// for a call whose arguments weigh `weight` ([`args_weight`]).
+    pub(crate) fn started(&self, weight: usize) {
+        self.args.fetch_add(weight, Ordering::AcqRel);
         self.handlers.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// A spawned handler started with a frame of `frame_len` bytes stopped;
-    /// wakes readers waiting for room.
-    pub(crate) fn stopped(&self, budget: &Budget, frame_len: usize) {
+    /// A spawned handler started with arguments of `weight` stopped; wakes
+    /// readers waiting for room.
+    pub(crate) fn stopped(&self, budget: &Budget, weight: usize) {
         let _ = self
             .handlers
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         let _ = self
             .args
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                Some(n.saturating_sub(frame_len))
+                Some(n.saturating_sub(weight))
             });
         budget.wake();
     }

@@ -286,14 +286,8 @@ impl Shared {
     ) {
         let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
         let deadline = super::deadline::after(arrived, timeout);
-        // What the call's arguments are counted at while its handler runs
-        // on (`share.rs`): the frame, and what its items decode into. Capped
-        // so that the share's sum over running handlers (it admits more
-        // only below the share) cannot overflow on a 32-bit target.
-        let frame_len = frame
-            .len()
-            .saturating_add((items as usize).saturating_mul(super::share::DECODED_ITEM))
-            .min(usize::MAX / 4);
+        // What the arguments count against the share if the handler runs on.
+        let weight = super::share::args_weight(frame.len(), items);
         let args = Args::new(self, frame, args, held);
         let cx = CallCx::new(self.clone(), id, seq, deadline).keeping(keep.clone());
         // However the call ends without a reply of its own, its kept
@@ -384,7 +378,7 @@ impl Shared {
                         shared: shared.clone(),
                         id,
                         seq,
-                        frame_len,
+                        weight,
                     },
                 );
                 // Its deadline is kept by the reader's timer
@@ -422,7 +416,7 @@ impl Shared {
                     span
                 };
                 // Counted before the task can stop (and uncount it).
-                self.output_share.started(frame_len);
+                self.output_share.started(weight);
                 // Boxed: spawning moves the future through several layers
                 // of tokio (about ten copies of its few hundred bytes, more
                 // instructions than the allocation).
@@ -483,15 +477,14 @@ struct DoneGuard {
     shared: Arc<Shared>,
     id: CallId,
     seq: u64,
-    /// What the call's arguments count against the share: the frame's
-    /// length and its items' decoded size (`share::DECODED_ITEM`).
-    frame_len: usize,
+    /// What the call's arguments count against the share
+    /// (`share::args_weight`).
+    weight: usize,
 }
 
 impl Drop for DoneGuard {
     fn drop(&mut self) {
-        self.shared
-            .spawned_stopped(self.id, self.seq, self.frame_len);
+        self.shared.spawned_stopped(self.id, self.seq, self.weight);
     }
 }
 
