@@ -206,8 +206,7 @@ impl Input {
                         self.arrival.reset();
                         // Waiting for our output to drain: what the reader
                         // queued leaves first (`direct.rs`).
-                        self.unflushed = 0;
-                        self.shared.reader_waits();
+                        self.write_queued();
                         let shared = self.shared.clone();
                         shared
                             .budget
@@ -221,9 +220,8 @@ impl Input {
                         && self.mid_flushes < MID_FLUSHES_PER_READ
                         && self.shared.queued_output() >= FLUSH_MIN_BYTES
                     {
-                        self.unflushed = 0;
                         self.mid_flushes += 1;
-                        self.shared.reader_waits();
+                        self.write_queued();
                     }
                     self.unflushed = self.unflushed.saturating_add(1);
                     self.buf.advance(4);
@@ -252,8 +250,7 @@ impl Input {
                     // reader queued leaves (`direct.rs`): the reservation
                     // may wait for room that output holds, and the rest of
                     // the frame may be slow to come.
-                    self.unflushed = 0;
-                    self.shared.reader_waits();
+                    self.write_queued();
                     self.reserve(total).await;
                 }
                 // Room for the rest of the frame (its announced, bounded,
@@ -271,8 +268,7 @@ impl Input {
             // run of reads rather than once per read.
             if self.unwaited >= WRITE_EVERY_READS {
                 self.unwaited = 0;
-                self.unflushed = 0;
-                self.shared.reader_waits();
+                self.write_queued();
             }
             let shared = &self.shared;
             let (unwaited, unflushed) = (&mut self.unwaited, &mut self.unflushed);
@@ -299,6 +295,14 @@ impl Input {
                 Err(e) => return Some(Err(FrameError::Io(e))),
             }
         }
+    }
+
+    /// What handling the frames returned so far queued is written now
+    /// (`Shared::reader_waits`), and the count towards the next write
+    /// within a run starts again.
+    fn write_queued(&mut self) {
+        self.unflushed = 0;
+        self.shared.reader_waits();
     }
 
     /// Makes room to read into, returning how much there is: what is left
