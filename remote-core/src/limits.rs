@@ -109,11 +109,13 @@ pub struct Limits {
     /// transport that buffers (TLS, WebSocket), what it holds must be
     /// flushed within this time.
     pub write_stall_timeout: Duration,
-    /// Bytes of queued output and buffered input (partly received frames,
-    /// reserved when their length prefix is read) held for all connections
-    /// of one server together; a standalone connection has its own
-    /// (default 64 MiB). Over it, connections holding output stop being
-    /// read and large frames wait for room; nobody is disconnected for it.
+    /// Bytes of queued output, buffered input (partly received frames,
+    /// reserved when their length prefix is read) and the arguments of
+    /// running handlers (at their decoded size, estimated) held for all
+    /// connections of one server together; a standalone connection has its
+    /// own (default 64 MiB). Over it, connections holding output or running
+    /// handlers start no more calls, and large frames and calls with large
+    /// arguments wait for room; nobody is disconnected for it.
     /// The default suits a small machine (512 MiB–1 GiB): it is a few full
     /// write queues, and leaves most memory to the application.
     pub memory_budget: usize,

@@ -20,6 +20,8 @@
 mod counting;
 #[path = "support/gate.rs"]
 mod gate;
+#[path = "support/holder.rs"]
+mod holder;
 #[path = "support/raw.rs"]
 mod raw;
 
@@ -27,41 +29,9 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 
 use gate::Gate;
-use remote_core::proto::{encode, CallId, ObjectId};
-use remote_core::{remote, Error, Limits, Remote, Server};
+use holder::{hold_frame, Holder, Impl};
+use remote_core::{Limits, Remote, Server};
 use tokio::io::AsyncWriteExt;
-
-#[remote]
-pub trait Holder {
-    async fn add(&self, a: u64, b: u64) -> Result<u64, Error>;
-    /// Holds the decoded strings until the test lets go.
-    async fn hold(&self, v: Vec<String>) -> Result<u32, Error>;
-}
-
-struct Impl(Arc<Gate>);
-
-#[remote]
-impl Holder for Impl {
-    async fn add(&self, a: u64, b: u64) -> Result<u64, Error> {
-        Ok(a + b)
-    }
-    async fn hold(&self, v: Vec<String>) -> Result<u32, Error> {
-        self.0.pass().await;
-        Ok(v.len() as u32)
-    }
-}
-
-/// A call frame of `hold` carrying `n` empty strings (array32 of 0xa0).
-fn hold_frame(id: u32, n: usize) -> Vec<u8> {
-    let mut f = encode::begin(n + 64);
-    encode::call_head(&mut f, CallId(id), ObjectId(0), "hold", 600_000);
-    f.push(0x91); // args: [v]
-    f.push(0xdd); // array32
-    f.extend_from_slice(&(n as u32).to_be_bytes());
-    f.resize(f.len() + n, 0xa0);
-    encode::finish(&mut f);
-    f
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arguments_count_at_their_decoded_size_while_their_handler_runs() {

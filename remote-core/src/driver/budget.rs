@@ -1,6 +1,6 @@
-//! Memory budgets: bytes of queued output and buffered input, counted per
-//! connection and against a budget shared by every connection of a server
-//! (a standalone connection has its own).
+//! Memory budgets: bytes of queued output, buffered input and running
+//! handlers' arguments, counted per connection and against a budget shared
+//! by every connection of a server (a standalone connection has its own).
 //!
 //! The budget is enforced by backpressure, never by closing: on a
 //! connection whose output is over `max_write_queue` or its fair share (see
@@ -8,7 +8,8 @@
 //! is exhausted, the next call is not started (and nothing behind it is
 //! read) until its writer has drained; a frame larger
 //! than [`SMALL_FRAME`] waits for room in the budget before its bytes are
-//! read. Only a peer that reads nothing for `write_stall_timeout` is closed
+//! read, and so does a call whose arguments count more than that
+//! (`share::heavy_call_weight`) before it starts. Only a peer that reads nothing for `write_stall_timeout` is closed
 //! (by the writer).
 
 use std::sync::atomic::{AtomicUsize, Ordering};

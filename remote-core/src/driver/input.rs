@@ -12,6 +12,7 @@ use tokio::io::AsyncReadExt;
 use super::budget::SMALL_FRAME;
 use super::deadline::Arrival;
 use super::kept::SHED_AFTER;
+use super::share::{heavy_call_weight, LIGHT_LEN};
 use super::shared::Shared;
 use crate::proto::{kind, FrameError, Reader};
 
@@ -64,6 +65,9 @@ const FLUSH_MIN_BYTES: usize = 128;
 /// thread. A run of 64 calls in one read still leaves in four parts.
 const MID_FLUSHES_PER_READ: u8 = 3;
 
+/// `Input::head_weight` of a frame that is not a heavy call.
+const LIGHT: usize = usize::MAX;
+
 /// Frames read from the peer, with the frame in progress counted in the
 /// memory budget.
 pub(crate) struct Input {
@@ -92,6 +96,16 @@ pub(crate) struct Input {
     flush_every: u32,
     /// Those writes made since the last read ([`MID_FLUSHES_PER_READ`]).
     mid_flushes: u8,
+    /// Bytes counted in the budget for the arguments of the call frame
+    /// at the head of the buffer (or last returned), if it is heavy
+    /// ([`heavy_call_weight`]): its handler takes them over if it runs on
+    /// ([`received`](Self::received)); otherwise [`frame_done`](Self::frame_done)
+    /// gives them back.
+    charged: usize,
+    /// That call's weight once walked (0: not yet; [`LIGHT`]: not a heavy
+    /// call), so a wait for room
+    /// that is cancelled and resumed does not walk the frame again.
+    head_weight: usize,
     /// Bytes the last read took.
     last_read: usize,
     /// When the frames in the buffer arrived (read lazily, once per read).
@@ -119,15 +133,20 @@ impl Input {
             unflushed: 0,
             flush_every,
             mid_flushes: 0,
+            charged: 0,
+            head_weight: 0,
             last_read: 0,
             arrival: Arrival::default(),
         }
     }
 
-    /// The arrival time of the frames [`next`](Self::next) returns: that of
-    /// the read that completed them, or of the end of a wait for room.
-    pub(crate) fn arrival(&mut self) -> &mut Arrival {
-        &mut self.arrival
+    /// What the reader knows of the frame [`next`](Self::next) returned:
+    /// when it arrived (that of the read that completed it, or of the end
+    /// of a wait for room), and the bytes counted in the budget for its
+    /// arguments if it is a heavy call, which a handler that runs on takes
+    /// (leaving 0).
+    pub(crate) fn received(&mut self) -> (&mut Arrival, &mut usize) {
+        (&mut self.arrival, &mut self.charged)
     }
 
     /// Changes the frame limit (it is small during the handshake).
@@ -193,26 +212,50 @@ impl Input {
                     // connection's output is over its budgets. Other
                     // messages (replies to our calls, releases) are
                     // handled, so two peers cannot hold each other up.
+                    // (A short call with room, the usual one, is not
+                    // looked at further.)
                     if backpressure
                         && is_call(&self.buf[4..total])
-                        && !Self::output_room(&self.shared)
+                        && (total - 4 > LIGHT_LEN || !Self::output_room(&self.shared))
                     {
-                        self.paused = true;
-                        // The wait is ours: the call's time counts from its
-                        // end. Reset before it, as this future is dropped
-                        // when a control message or the timer takes the
-                        // reader's turn, and the next turn may then find
-                        // room without waiting.
-                        self.arrival.reset();
-                        // Waiting for our output to drain: what the reader
-                        // queued leaves first (`direct.rs`).
-                        self.write_queued();
-                        let shared = self.shared.clone();
-                        shared
-                            .budget
-                            .wait_until(|| Self::output_room(&shared))
-                            .await;
-                        continue;
+                        // A heavy call also waits for room in the budget
+                        // for its arguments, whatever this connection
+                        // holds: one runs per connection, so only light
+                        // calls may come on top of the budget (PROTOCOL.md
+                        // §9).
+                        let heavy = self.heavy_need(total);
+                        let fits = |shared: &Shared| {
+                            Self::output_room(shared)
+                                && heavy.is_none_or(|need| shared.budget.try_charge(need))
+                        };
+                        let waits = !fits(&self.shared);
+                        if waits {
+                            self.paused = true;
+                            // The wait is ours: the call's time counts from
+                            // its end. Reset before it, as this future is
+                            // dropped when a control message or the timer
+                            // takes the reader's turn, and the next turn
+                            // may then find room without waiting.
+                            self.arrival.reset();
+                            // Waiting for room: what the reader queued
+                            // leaves first (`direct.rs`), and a large buffer
+                            // kept for the next frame is memory this
+                            // connection would wait for itself.
+                            self.write_queued();
+                            if heavy.is_some() && self.kept > 0 {
+                                self.shed();
+                            }
+                            let shared = self.shared.clone();
+                            shared.budget.wait_until(|| fits(&shared)).await;
+                        }
+                        // Nothing was awaited since the count was taken: it
+                        // is recorded at once.
+                        if let Some(need) = heavy {
+                            self.charged_head(need);
+                        }
+                        if waits {
+                            continue;
+                        }
                     }
                     // What the frames returned so far queued (they are
                     // handled: the reader asks for the next one after).
@@ -224,6 +267,7 @@ impl Input {
                         self.write_queued();
                     }
                     self.unflushed = self.unflushed.saturating_add(1);
+                    self.head_weight = 0;
                     self.buf.advance(4);
                     let frame = self.buf.split_to(len);
                     if total > SMALL_FRAME {
@@ -441,9 +485,54 @@ impl Input {
         shared_add(&shared, need);
     }
 
-    /// The frame last returned has been handled: give back its reservation.
+    /// What the call at the head of the buffer (its frame `total` bytes
+    /// long) must count in the budget before it starts if it is heavy
+    /// ([`heavy_call_weight`]) and not counted yet: its weight, at most
+    /// half of the budget (so that a call weighing more than the whole
+    /// budget starts too: its handler counts the rest when it runs on, and
+    /// others wait for it), less the frame's reservation, which becomes
+    /// part of the count.
+    #[inline]
+    fn heavy_need(&mut self, total: usize) -> Option<usize> {
+        if self.charged > 0 || total - 4 <= LIGHT_LEN {
+            return None;
+        }
+        if self.head_weight == 0 {
+            let payload = &self.buf[4..total];
+            self.head_weight = heavy_call_weight(payload, &self.shared.limits).unwrap_or(LIGHT);
+        }
+        if self.head_weight == LIGHT {
+            return None;
+        }
+        let count = (self.head_weight)
+            .min(self.shared.budget.limit() / 2)
+            .max(self.reserved);
+        Some(count - self.reserved)
+    }
+
+    /// The heavy call at the head of the buffer got `need` bytes more in
+    /// the budget ([`heavy_need`](Self::heavy_need)): with its frame's
+    /// reservation, they are its count until it is handled.
+    fn charged_head(&mut self, need: usize) {
+        let reserved = std::mem::take(&mut self.reserved);
+        if reserved > 0 {
+            self.shared
+                .buffered_input
+                .fetch_sub(reserved, Ordering::AcqRel);
+        }
+        self.charged = reserved + need;
+    }
+
+    /// The frame last returned has been handled: give back its reservation,
+    /// and its arguments' count unless its handler runs on with it.
+    #[inline]
     pub(crate) fn frame_done(&mut self) {
         self.unreserve();
+        if self.charged > 0 {
+            self.shared
+                .budget
+                .release(std::mem::take(&mut self.charged));
+        }
     }
 
     fn unreserve(&mut self) {
@@ -494,6 +583,9 @@ fn is_call(payload: &[u8]) -> bool {
 impl Drop for Input {
     fn drop(&mut self) {
         self.unreserve();
+        self.shared
+            .budget
+            .release(std::mem::take(&mut self.charged));
         self.release_kept();
     }
 }

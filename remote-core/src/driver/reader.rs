@@ -221,7 +221,7 @@ pub(super) async fn read_loop(
                         // What this frame's handling queues leaves at the
                         // end of the read batch, written from here.
                         shared.defer_writes();
-                        let heard = shared.on_frame(frame.freeze(), input.arrival());
+                        let heard = shared.on_frame(frame.freeze(), input.received());
                         input.frame_done();
                         match heard {
                             Ok(Heard::Traffic) => traffic += 1,

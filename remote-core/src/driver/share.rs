@@ -14,7 +14,15 @@
 //!   top of the frame): a call is not started while `queued + running handlers ×
 //!   estimate + their frames` reaches the share, so pipelined calls to a
 //!   slow handler can neither queue replies nor hold arguments without
-//!   bound. One handler may always run. (Before the frames counted, 128
+//!   bound. One handler may always run, if its arguments are light.
+//!   The arguments of a running handler count in the memory budget too,
+//!   so past it a connection that holds anything starts nothing more; and
+//!   a *heavy* call, one whose arguments count more than [`SMALL_FRAME`]
+//!   ([`heavy_call_weight`]), waits for room in the budget before it
+//!   starts (`Input::next`), whatever its connection holds: otherwise every
+//!   connection could run one, and `n` connections each running a 1 MiB
+//!   call of empty strings held `n` × 32 MiB (4 held 128 MiB against the
+//!   64 MiB budget, found by a red-team pass). (Before the frames counted, 128
 //!   calls with 1 MiB of arguments each to a handler that awaits held
 //!   128 MiB per connection outside every bound but `max_calls_in_flight ×
 //!   max_frame_len`: 4 GiB from one peer address, tests/attack_wire7.rs.)
@@ -43,6 +51,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::budget::{Budget, SMALL_FRAME};
+use crate::proto::Message;
+use crate::Limits;
 
 /// What each item of a running handler's arguments (an element of an
 /// array, a key or a value of a map: [`Reader::items`]) is counted at,
@@ -68,6 +78,31 @@ pub(crate) fn args_weight(frame_len: usize, items: u32) -> usize {
     frame_len
         .saturating_add((items as usize).saturating_mul(DECODED_ITEM))
         .min(usize::MAX / 4)
+}
+
+/// Call payloads up to this long are light whatever they hold: each item
+/// takes a byte at least, so they weigh ([`args_weight`]) at most
+/// [`SMALL_FRAME`].
+pub(crate) const LIGHT_LEN: usize = SMALL_FRAME / (1 + DECODED_ITEM);
+
+/// The weight ([`args_weight`]) of the call in `payload` if it is
+/// *heavy*: over [`SMALL_FRAME`]. A heavy call starts only once the
+/// memory budget has room for its arguments (`Input::next`); a light one
+/// is always read by a connection that holds nothing else. `None` for
+/// anything else, and for a frame too short to be heavy whatever it holds
+/// (every item takes a byte at least), which is not walked: the calls of
+/// a busy connection are short.
+pub(crate) fn heavy_call_weight(payload: &[u8], limits: &Limits) -> Option<usize> {
+    if payload.len() <= LIGHT_LEN {
+        return None;
+    }
+    let mut refs = Vec::new();
+    let items = match Message::parse(payload, limits, &mut refs) {
+        Ok(Message::Call { items, .. } | Message::Pipelined { items, .. }) => items,
+        // Not a call, or malformed: the reader's handling says why.
+        _ => return None,
+    };
+    Some(args_weight(payload.len(), items)).filter(|&w| w > SMALL_FRAME)
 }
 
 /// The smallest reply estimate: calls with tiny replies run concurrently up
@@ -113,9 +148,10 @@ impl OutputShare {
         self.handlers.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// A spawned handler started with arguments of `weight` stopped; wakes
-    /// readers waiting for room.
-    pub(crate) fn stopped(&self, budget: &Budget, weight: usize) {
+    /// A spawned handler started with arguments of `weight` stopped (the
+    /// caller wakes the readers waiting for room, giving its arguments'
+    /// bytes back to the budget).
+    pub(crate) fn stopped(&self, weight: usize) {
         let _ = self
             .handlers
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
@@ -124,7 +160,6 @@ impl OutputShare {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 Some(n.saturating_sub(weight))
             });
-        budget.wake();
     }
 
     /// A reply of `len` bytes was queued. The first one replaces the
@@ -159,16 +194,18 @@ impl OutputShare {
         if queued == 0 && handlers == 0 {
             return true;
         }
+        // Past the budget (which counts running handlers' arguments), a
+        // connection holding anything starts nothing more.
+        if budget.exhausted() {
+            return false;
+        }
         let share = share(budget);
         // What running handlers will queue (their replies, estimated) and
         // what they hold meanwhile (their arguments).
         let pending = handlers
             .saturating_mul(self.estimate())
             .saturating_add(self.args.load(Ordering::Acquire));
-        if handlers > 0 && queued.saturating_add(pending) >= share {
-            return false;
-        }
-        queued == 0 || !budget.exhausted()
+        handlers == 0 || queued.saturating_add(pending) < share
     }
 }
 
@@ -220,7 +257,7 @@ mod tests {
         );
         // The first reply replaces the guess outright.
         s.replied(256 << 10);
-        s.stopped(&b, 0);
+        s.stopped(0);
         assert!(s.may_start(256 << 10, 16 << 20, &b));
         s.started(0);
         assert!(
@@ -262,10 +299,10 @@ mod tests {
         s.replied(1 << 20);
         assert!(!s.may_start(0, 16 << 20, &b), "16 × 1 MiB");
         for _ in 0..15 {
-            s.stopped(&b, 0);
+            s.stopped(0);
         }
         assert!(!s.may_start(0, 16 << 20, &b), "1 × 1 MiB reaches the share");
-        s.stopped(&b, 0);
+        s.stopped(0);
         assert!(s.may_start(0, 16 << 20, &b), "none running");
     }
 
@@ -285,14 +322,66 @@ mod tests {
             !s.may_start(0, 16 << 20, &b),
             "4 × 256 KiB of arguments reach the share"
         );
-        s.stopped(&b, 256 << 10);
+        s.stopped(256 << 10);
         assert!(s.may_start(0, 16 << 20, &b), "one stopped: room again");
         // One handler may always run, whatever its arguments.
         let s = OutputShare::new(1 << 20);
         assert!(s.may_start(0, 16 << 20, &b));
         s.started(4 << 20);
         assert!(!s.may_start(0, 16 << 20, &b));
-        s.stopped(&b, 4 << 20);
+        s.stopped(4 << 20);
         assert!(s.may_start(0, 16 << 20, &b));
+    }
+    #[test]
+    fn past_the_budget_a_connection_holding_anything_starts_nothing() {
+        let b = Budget::new(8 << 20);
+        let s = OutputShare::new(1 << 20);
+        s.replied(100);
+        s.started(1000);
+        assert!(s.may_start(0, 16 << 20, &b));
+        b.charge(8 << 20);
+        assert!(!s.may_start(0, 16 << 20, &b), "a handler runs");
+        s.stopped(1000);
+        assert!(s.may_start(0, 16 << 20, &b), "nothing held: one may run");
+        assert!(!s.may_start(100, 16 << 20, &b), "output queued");
+    }
+
+    /// A call frame of `method` whose one argument is an array of `n`
+    /// copies of `item` (a msgpack byte).
+    fn call_of(n: usize, item: u8) -> Vec<u8> {
+        use crate::proto::{encode, CallId, ObjectId};
+        let mut f = encode::begin(n + 64);
+        encode::call_head(&mut f, CallId(1), ObjectId(0), "m", 1000);
+        f.push(0x91);
+        f.push(0xdd);
+        f.extend_from_slice(&(n as u32).to_be_bytes());
+        f.resize(f.len() + n, item);
+        encode::finish(&mut f);
+        f.split_off(4)
+    }
+
+    #[test]
+    fn a_call_is_heavy_when_its_frame_and_items_pass_a_small_frame() {
+        let l = Limits::default();
+        // Too short to be heavy whatever it holds: not walked.
+        assert_eq!(heavy_call_weight(&call_of(1000, 0xc0), &l), None);
+        // 2,000 nils: 2 KB on the wire, 96 KB decoded (the arguments'
+        // array holds one more item: the list).
+        let f = call_of(2000, 0xc0);
+        assert_eq!(heavy_call_weight(&f, &l), Some(args_weight(f.len(), 2001)));
+        // The same bytes as one `bin` are one item: light.
+        let mut b = f[..f.len() - 2005].to_vec(); // the head and [
+        b.extend_from_slice(&[0xc5, 0x07, 0xd0]); // bin16 of 2,000
+        b.resize(b.len() + 2000, 0);
+        assert!(matches!(
+            Message::parse(&b, &l, &mut Vec::new()),
+            Ok(Message::Call { items: 1, .. })
+        ));
+        assert_eq!(heavy_call_weight(&b, &l), None);
+        // Not a call, or malformed: the reader's handling says why.
+        assert_eq!(heavy_call_weight(&[0xc0; 4000], &l), None);
+        let mut cut = f.clone();
+        cut.truncate(f.len() - 1);
+        assert_eq!(heavy_call_weight(&cut, &l), None);
     }
 }

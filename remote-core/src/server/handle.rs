@@ -89,8 +89,9 @@ impl ServerHandle {
         self.inner.counters.snapshot(self.connections(), exports)
     }
 
-    /// Bytes of queued output and buffered input held for all connections
-    /// now, counted against `Limits::memory_budget`.
+    /// Bytes of queued output, buffered input and running handlers'
+    /// arguments held for all connections now, counted against
+    /// `Limits::memory_budget`.
     pub fn buffered_bytes(&self) -> usize {
         self.inner.budget.used()
     }

@@ -133,11 +133,13 @@ impl Shared {
     /// Handles one frame; `Err` closes the connection with that reason
     /// (after a goodbye was queued where the peer deserves one).
     /// `arrival` tells when it was read (an incoming call's deadline counts
-    /// from then).
+    /// from then), and `charged` what the reader counted in the budget for
+    /// a heavy call's arguments (`Input::received`): a handler that runs on
+    /// takes it, and the reader gives back what is left.
     pub(super) fn on_frame(
         self: &Arc<Self>,
         frame: Bytes,
-        arrival: &mut Arrival,
+        (arrival, charged): (&mut Arrival, &mut usize),
     ) -> Result<Heard, Error> {
         // A call is admitted (counted, its id in use) only if its handler
         // runs on past this frame (`start_incoming`).
@@ -191,7 +193,7 @@ impl Shared {
                     method,
                     timeout_ms,
                     frame.clone(),
-                    (args, items),
+                    (args, items, charged),
                     held,
                     span,
                     keep,
@@ -279,7 +281,7 @@ impl Shared {
         method: &str,
         timeout_ms: u32,
         frame: Bytes,
-        (args, items): (Range<usize>, u32),
+        (args, items, charged): (Range<usize>, u32, &mut usize),
         held: Held,
         span: tracing::Span,
         keep: Option<Arc<Answer>>,
@@ -371,6 +373,11 @@ impl Shared {
                 // so the handler is dropped before the guard says it is
                 // done (tuple fields drop in order), run or not.
                 let kept = keep.0.clone();
+                // Its arguments count in the budget until it stops: what
+                // the reader counted for a heavy call, and the rest.
+                let charged = std::mem::take(charged);
+                let held = weight.max(charged);
+                self.budget.charge(held - charged);
                 let guarded = (
                     fut,
                     keep,
@@ -379,6 +386,7 @@ impl Shared {
                         id,
                         seq,
                         weight,
+                        held,
                     },
                 );
                 // Its deadline is kept by the reader's timer
@@ -478,13 +486,15 @@ struct DoneGuard {
     id: CallId,
     seq: u64,
     /// What the call's arguments count against the share
-    /// (`share::args_weight`).
+    /// (`share::args_weight`)...
     weight: usize,
+    /// ...and in the memory budget (at least the weight).
+    held: usize,
 }
 
 impl Drop for DoneGuard {
     fn drop(&mut self) {
-        self.shared.spawned_stopped(self.id, self.seq, self.weight);
+        (self.shared).spawned_stopped(self.id, self.seq, (self.weight, self.held));
     }
 }
 

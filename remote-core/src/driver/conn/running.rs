@@ -51,7 +51,7 @@ impl Shared {
     /// its task, without the hop through the reader. Its task may end
     /// before the reader recorded it in `running` (on another worker): it
     /// then leaves a mark there so the reader does not record it.
-    pub(super) fn spawned_stopped(&self, id: CallId, seq: u64, weight: usize) {
+    pub(super) fn spawned_stopped(&self, id: CallId, seq: u64, (weight, held): (usize, usize)) {
         {
             let mut running = lock(&self.running);
             // Not recorded yet (the reader records it right after the
@@ -62,7 +62,9 @@ impl Shared {
                 running.insert(seq, None);
             }
         }
-        self.output_share.stopped(&self.budget, weight);
+        self.output_share.stopped(weight);
+        // Wakes the readers waiting for room, for the budget or the share.
+        self.budget.release(held);
         self.handler_stopped(id, seq);
     }
 
