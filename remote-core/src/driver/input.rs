@@ -14,7 +14,7 @@ use super::deadline::Arrival;
 use super::kept::SHED_AFTER;
 use super::share::{heavy_call_weight, LIGHT_LEN};
 use super::shared::Shared;
-use crate::proto::{kind, FrameError, Reader};
+use crate::proto::{is_call, FrameError};
 
 /// The reading half of a connection's byte stream, boxed so one connection
 /// type serves every transport.
@@ -569,15 +569,6 @@ fn shared_add(shared: &Shared, n: usize) {
     if n > 0 {
         shared.buffered_input.fetch_add(n, Ordering::AcqRel);
     }
-}
-
-/// Whether a frame's payload is a call (message kind 1, or a kept-answer
-/// call, kind 12: its reply is output just the same).
-fn is_call(payload: &[u8]) -> bool {
-    let mut r = Reader::new(payload);
-    r.array_len().is_ok()
-        && r.uint()
-            .is_ok_and(|k| k == u64::from(kind::CALL) || k == u64::from(kind::KEPT_CALL))
 }
 
 impl Drop for Input {

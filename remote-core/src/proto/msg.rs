@@ -367,6 +367,23 @@ impl<'a> Message<'a> {
     }
 }
 
+/// Whether a frame's payload is a call (message kind 1, or a kept-answer
+/// call, kind 12), without parsing the rest: a receiver holds calls back
+/// while its output is over its budgets (PROTOCOL.md §9).
+#[inline]
+pub(crate) fn is_call(payload: &[u8]) -> bool {
+    // The usual encoding (a fixarray, the kind a positive fixint) is read
+    // here; any other goes through the reader, so a peer cannot pass a
+    // call off as something else by encoding it differently.
+    if let [0x90..=0x9f, k @ 0x00..=0x7f, ..] = *payload {
+        return k == kind::CALL || k == kind::KEPT_CALL;
+    }
+    let mut r = Reader::new(payload);
+    r.array_len().is_ok()
+        && r.uint()
+            .is_ok_and(|k| k == u64::from(kind::CALL) || k == u64::from(kind::KEPT_CALL))
+}
+
 /// Builders for framed messages: 4-byte big-endian length, then msgpack.
 pub mod encode {
     use super::*;

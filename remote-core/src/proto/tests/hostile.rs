@@ -263,3 +263,26 @@ fn a_reply_to_a_call_never_made_is_a_violation_before_counting() {
     assert!(matches!(s.handle_frame(&ret).unwrap(), Event::Nothing));
     assert!(s.handle_frame(&ret).is_err());
 }
+
+#[test]
+fn a_call_is_told_apart_however_its_head_is_encoded() {
+    use crate::proto::is_call;
+    let usual = call(1, 0, "m", &[0x90]);
+    assert!(is_call(&usual));
+    // The same message with its array length as an array16 and its kind
+    // as a uint8: still a call, so backpressure holds it like any other.
+    let mut long = vec![0xdc, 0x00, 0x06, 0xcc, 0x01];
+    long.extend_from_slice(&usual[2..]);
+    let parsed = Message::parse(&long, &Limits::default(), &mut Vec::new());
+    assert!(matches!(parsed, Ok(Message::Call { .. })), "{parsed:?}");
+    assert!(is_call(&long));
+    let mut kept = vec![0xdc, 0x00, 0x06, 0xcc, 0x0c];
+    kept.extend_from_slice(&usual[2..]);
+    assert!(is_call(&kept));
+    // Other kinds, short or malformed heads are not calls.
+    assert!(!is_call(&[0x93, 0x02, 0x01, 0xc0]));
+    assert!(!is_call(&[0xdc, 0x00, 0x03, 0xcc, 0x02]));
+    assert!(!is_call(&[0x96]));
+    assert!(!is_call(&[]));
+    assert!(!is_call(&[0xc1, 0x01]));
+}
