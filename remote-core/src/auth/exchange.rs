@@ -5,7 +5,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use crate::rt::time::Instant;
-use bytes::BytesMut;
+use bytes::Bytes;
 
 use super::proto::{self, HelloAuth, Role, Transcript, NONCE_LEN};
 use super::{Side, REFUSED};
@@ -141,7 +141,7 @@ fn refuse(shared: &Shared, why: &str) -> Error {
 }
 
 /// The next frame before `deadline` (a goodbye becomes the peer's refusal).
-async fn next(shared: &Shared, input: &mut Input, deadline: Instant) -> Result<BytesMut, Error> {
+async fn next(shared: &Shared, input: &mut Input, deadline: Instant) -> Result<Bytes, Error> {
     let frame = match crate::rt::time::timeout_at(deadline, input.next(false)).await {
         Err(_) => {
             let limit = shared.limits.handshake_timeout;

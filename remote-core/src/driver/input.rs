@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 
 use super::budget::SMALL_FRAME;
@@ -190,10 +190,7 @@ impl Input {
 
     /// The next frame (`None` at end of stream). With `backpressure`, a call
     /// waits while this connection's output is over its budgets. Cancel-safe.
-    pub(crate) async fn next(
-        &mut self,
-        backpressure: bool,
-    ) -> Option<Result<BytesMut, FrameError>> {
+    pub(crate) async fn next(&mut self, backpressure: bool) -> Option<Result<Bytes, FrameError>> {
         loop {
             self.paused = false;
             if self.buf.len() >= 4 {
@@ -268,8 +265,10 @@ impl Input {
                     }
                     self.unflushed = self.unflushed.saturating_add(1);
                     self.head_weight = 0;
-                    self.buf.advance(4);
-                    let frame = self.buf.split_to(len);
+                    // Split off with its prefix, which the view then
+                    // skips: one move of the buffer's start, not two.
+                    let mut frame = self.buf.split_to(total).freeze();
+                    frame.advance(4);
                     if total > SMALL_FRAME {
                         // Kept in a run of large frames only: a single one
                         // leaves with its allocation, so a connection idle

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 
 use crate::rt::time::{Instant, Sleep};
 
@@ -221,7 +221,7 @@ pub(super) async fn read_loop(
                         // What this frame's handling queues leaves at the
                         // end of the read batch, written from here.
                         shared.defer_writes();
-                        let heard = shared.on_frame(frame.freeze(), input.received());
+                        let heard = shared.on_frame(frame, input.received());
                         input.frame_done();
                         match heard {
                             Ok(Heard::Traffic) => traffic += 1,
@@ -335,7 +335,7 @@ enum Turn {
     /// A control message from this side.
     Ctl(Control),
     /// A frame from the peer, a read error or the end of its stream.
-    Input(Option<Result<BytesMut, FrameError>>),
+    Input(Option<Result<Bytes, FrameError>>),
     /// The timer is due.
     Timer,
 }
