@@ -40,20 +40,30 @@ fn held_count(f: &[u8]) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_heavier_than_the_whole_budget_still_runs() {
-    // 49 MiB of arguments against a 4 MiB budget: it waits for half of the
-    // budget, never for more than there is.
+async fn a_call_heavier_than_the_whole_budget_is_refused_with_a_clear_error() {
+    // 49 MiB of arguments against a 4 MiB budget: it could never have room.
     let limits = Limits {
         memory_budget: 4 << 20,
         ..Limits::default()
     };
     let gate = Arc::new(Gate::default());
-    gate.open.add_permits(1);
     let server = serve(limits, gate.clone()).await;
     let mut s = raw::opened(&server).await;
     s.write_all(&hold_frame(1, N)).await.unwrap();
     let f = raw::bounded(raw::frame(&mut s)).await.expect("a reply");
-    assert_eq!(held_count(&f), N as u64);
+    let (_, kind, message) = raw::error_of(&f).expect("an error reply");
+    assert_eq!(kind, "limit_exceeded", "{message}");
+    assert!(
+        message.contains("memory_budget = 4194304") && message.contains("\"hold\""),
+        "{message}"
+    );
+    assert_eq!(gate.running.load(SeqCst) + gate.done.load(SeqCst), 0);
+    // The connection goes on.
+    s.write_all(&raw::call(2, 0, "add", 60_000, &[0x92, 0x01, 0x02]))
+        .await
+        .unwrap();
+    let f = raw::bounded(raw::frame(&mut s)).await.expect("a reply");
+    assert_eq!(raw::kind(&f), raw::RETURN, "{:?}", raw::error_of(&f));
     assert!(
         raw::eventually(|| server.buffered_bytes() < 64 << 10).await,
         "its count was not given back: {} bytes",
@@ -83,4 +93,117 @@ async fn a_running_heavy_call_counts_in_the_budget_until_it_stops() {
         "its count was not given back: {} bytes",
         server.buffered_bytes()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heavy_call_waits_until_the_budget_has_room_for_all_of_it() {
+    // B counts about 28 MiB and runs; A counts about 49 MiB: with B
+    // running it does not fit in the 64 MiB budget. (It used to need room
+    // for half of the budget only, then count the rest when it ran: both
+    // ran, counting 77 MiB. Found by a red-team pass.)
+    let gate = Arc::new(Gate::default());
+    let server = serve(Limits::default(), gate.clone()).await;
+    let budget = Limits::default().memory_budget;
+    let mut a = raw::opened(&server).await;
+    let mut b = raw::opened(&server).await;
+    b.write_all(&hold_frame(1, 600_000)).await.unwrap();
+    assert!(raw::eventually(|| gate.running.load(SeqCst) == 1).await);
+    a.write_all(&hold_frame(1, N)).await.unwrap();
+    assert!(
+        raw::eventually(|| server.calls_waiting_for_memory() == 1).await,
+        "A never waited for room"
+    );
+    assert_eq!(gate.running.load(SeqCst), 1);
+    assert!(
+        server.buffered_bytes() <= budget,
+        "{} bytes counted",
+        server.buffered_bytes()
+    );
+    // B ends: A gets the room and runs.
+    gate.open.add_permits(1);
+    let f = raw::bounded(raw::frame(&mut b)).await.expect("B's reply");
+    assert_eq!(held_count(&f), 600_000);
+    assert!(
+        raw::eventually(|| gate.done.load(SeqCst) == 1 && gate.running.load(SeqCst) == 1).await
+    );
+    assert_eq!(server.calls_waiting_for_memory(), 0);
+    assert!(server.buffered_bytes() <= budget);
+    gate.open.add_permits(1);
+    let f = raw::bounded(raw::frame(&mut a)).await.expect("A's reply");
+    assert_eq!(held_count(&f), N as u64);
+}
+
+/// The arguments of `hold` (or of a call to `add`, which refuses them):
+/// an array of `n` empty strings.
+fn strings(n: usize) -> Vec<u8> {
+    let mut a = vec![0x91, 0xdd];
+    a.extend_from_slice(&(n as u32).to_be_bytes());
+    a.resize(a.len() + n, 0xa0);
+    a
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heavy_call_in_line_gets_the_room_light_calls_give_back() {
+    // A peer keeps the budget full with light calls (each counting about
+    // 58 KiB) to a handler that waits, pipelined on ten connections. When
+    // one ended, the peer's next call took its room back, and a heavy call
+    // waiting for 1 MiB of room at once never found it (found by a
+    // red-team pass). The first heavy call in line now has its room held
+    // back: connections running handlers start nothing more until it has.
+    let limits = Limits {
+        memory_budget: 16 << 20,
+        ..Limits::default()
+    };
+    let budget = limits.memory_budget;
+    let gate = Arc::new(Gate::default());
+    let server = serve(limits, gate.clone()).await;
+    let light = strings(1200);
+    let mut hostile = Vec::new();
+    for _ in 0..10 {
+        let mut s = raw::opened(&server).await;
+        // A small reply first: the reply estimate drops to its floor.
+        s.write_all(&raw::call(1, 0, "add", 60_000, &[0x92, 1, 2]))
+            .await
+            .unwrap();
+        raw::bounded(raw::frame(&mut s)).await.expect("a reply");
+        let mut batch = Vec::new();
+        for id in 2..42u32 {
+            batch.extend_from_slice(&raw::call(id, 0, "hold", 600_000, &light));
+        }
+        s.write_all(&batch).await.unwrap();
+        hostile.push(s);
+    }
+    assert!(
+        raw::eventually(|| server.buffered_bytes() >= budget).await,
+        "the budget never filled: {} bytes",
+        server.buffered_bytes()
+    );
+    // A light call is still served...
+    let mut victim = raw::opened(&server).await;
+    victim
+        .write_all(&raw::call(1, 0, "add", 60_000, &[0x92, 1, 2]))
+        .await
+        .unwrap();
+    let f = raw::bounded(raw::frame(&mut victim))
+        .await
+        .expect("a reply");
+    assert_eq!(raw::kind(&f), raw::RETURN, "{:?}", raw::error_of(&f));
+    // ...and a heavy one (20,000 strings: about 960 KiB, refused by `add`
+    // as soon as it starts) waits in line.
+    victim
+        .write_all(&raw::call(2, 0, "add", 600_000, &strings(20_000)))
+        .await
+        .unwrap();
+    assert!(raw::eventually(|| server.calls_waiting_for_memory() == 1).await);
+    // Forty of the peer's handlers end: 2.3 MiB given back, taken by the
+    // heavy call first.
+    let done = gate.done.load(SeqCst);
+    gate.open.add_permits(40);
+    assert!(raw::eventually(|| gate.done.load(SeqCst) >= done + 40).await);
+    let f = raw::bounded(raw::frame(&mut victim))
+        .await
+        .expect("the heavy call's reply");
+    let (_, kind, message) = raw::error_of(&f).expect("an error reply");
+    assert_eq!(kind, "bad_arguments", "{message}");
+    gate.open.add_permits(10_000);
 }

@@ -12,7 +12,9 @@
 //! (`share::heavy_call_weight`) before it starts. Only a peer that reads nothing for `write_stall_timeout` is closed
 //! (by the writer).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
@@ -32,7 +34,27 @@ pub(crate) struct Budget {
     /// Readers currently waiting for room (wake-ups are sent only then).
     waiting: AtomicUsize,
     changed: Notify,
+    /// Heavy calls waiting for room, in arrival order ([`line_up`](Self::line_up)).
+    line: Mutex<Line>,
+    /// What the first of them waits for (and a little more,
+    /// [`hold_back_first`](Self::hold_back_first)), held back from everybody else
+    /// (counted as used by [`exhausted`](Self::exhausted) and
+    /// [`try_charge`](Self::try_charge)), so that room builds up for it:
+    /// otherwise light calls, each needing little, take every byte given
+    /// back before a heavy call's whole count is free at once.
+    held_back: AtomicUsize,
 }
+
+/// Heavy calls waiting for room: tickets and the bytes each waits for.
+#[derive(Debug, Default)]
+struct Line {
+    next: u64,
+    waiting: VecDeque<(u64, usize)>,
+}
+
+/// A heavy call's place in the line for room ([`Budget::line_up`]).
+#[derive(Debug)]
+pub(crate) struct Ticket(u64);
 
 impl Budget {
     pub(crate) fn new(limit: usize) -> Self {
@@ -41,6 +63,8 @@ impl Budget {
             used: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
             changed: Notify::new(),
+            line: Mutex::new(Line::default()),
+            held_back: AtomicUsize::new(0),
         }
     }
 
@@ -54,9 +78,12 @@ impl Budget {
         self.used.load(Ordering::Acquire)
     }
 
-    /// Whether the budget is exhausted.
+    /// Whether the budget is exhausted (what the first heavy call in line
+    /// waits for counts as used).
     pub(crate) fn exhausted(&self) -> bool {
-        self.used() >= self.limit
+        self.used()
+            .saturating_add(self.held_back.load(Ordering::Acquire))
+            >= self.limit
     }
 
     /// Counts `n` bytes unconditionally (output of running handlers).
@@ -64,13 +91,81 @@ impl Budget {
         self.used.fetch_add(n, Ordering::AcqRel);
     }
 
-    /// Counts `n` bytes if they fit under the limit.
+    /// Counts `n` bytes if they fit under the limit, beside what the
+    /// first heavy call in line waits for.
     pub(crate) fn try_charge(&self, n: usize) -> bool {
+        let room = self
+            .limit
+            .saturating_sub(self.held_back.load(Ordering::Acquire));
+        self.fits_in(n, room)
+    }
+
+    /// Counts `n` bytes if `used + n` stays within `room`.
+    fn fits_in(&self, n: usize, room: usize) -> bool {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
-                (u.saturating_add(n) <= self.limit).then_some(u + n)
+                (u.saturating_add(n) <= room).then_some(u + n)
             })
             .is_ok()
+    }
+
+    /// Puts a heavy call waiting for `n` bytes in line: once it is first,
+    /// they are held back from everybody else until it gets them
+    /// ([`try_charge_first`](Self::try_charge_first)) or leaves
+    /// ([`leave`](Self::leave)).
+    pub(crate) fn line_up(&self, n: usize) -> Ticket {
+        let mut line = lock(&self.line);
+        let ticket = line.next;
+        line.next += 1;
+        line.waiting.push_back((ticket, n));
+        if line.waiting.len() == 1 {
+            self.hold_back_first(&line);
+        }
+        Ticket(ticket)
+    }
+
+    /// Counts `n` bytes for the heavy call holding `ticket` if it is first
+    /// in line and they fit under the limit; it then leaves the line, and
+    /// the next one is woken to hold its bytes back.
+    pub(crate) fn try_charge_first(&self, ticket: &Ticket, n: usize) -> bool {
+        let mut line = lock(&self.line);
+        if line.waiting.front().map(|&(t, _)| t) != Some(ticket.0) || !self.fits_in(n, self.limit) {
+            return false;
+        }
+        line.waiting.pop_front();
+        self.hold_back_first(&line);
+        drop(line);
+        self.wake();
+        true
+    }
+
+    /// Heavy calls waiting in line for room now.
+    pub(crate) fn in_line(&self) -> usize {
+        lock(&self.line).waiting.len()
+    }
+
+    /// A heavy call leaves the line uncounted (its connection closed).
+    pub(crate) fn leave(&self, ticket: Ticket) {
+        let mut line = lock(&self.line);
+        if let Some(i) = line.waiting.iter().position(|&(t, _)| t == ticket.0) {
+            line.waiting.remove(i);
+            if i == 0 {
+                self.hold_back_first(&line);
+            }
+        }
+        drop(line);
+        self.wake();
+    }
+
+    /// Holds back what the first heavy call in line waits for, and a
+    /// light call's most ([`SMALL_FRAME`]), so that a light call started
+    /// while the first one's room is just there does not take it.
+    fn hold_back_first(&self, line: &Line) {
+        let n = line
+            .waiting
+            .front()
+            .map_or(0, |&(_, n)| n.saturating_add(SMALL_FRAME));
+        self.held_back.store(n, Ordering::Release);
     }
 
     /// Gives back `n` bytes and wakes the waiting readers, if any.
@@ -115,6 +210,10 @@ impl Budget {
     }
 }
 
+fn lock(line: &Mutex<Line>) -> std::sync::MutexGuard<'_, Line> {
+    line.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +230,53 @@ mod tests {
         assert!(!b.exhausted());
         b.charge(80); // running handlers' output is never refused
         assert_eq!(b.used(), 130);
+    }
+
+    #[test]
+    fn the_first_heavy_call_in_line_has_its_room_held_back() {
+        let limit = 1 << 20;
+        let b = Budget::new(limit);
+        b.charge(limit - (100 << 10)); // 100 KiB free
+        let first = b.line_up(200 << 10);
+        let second = b.line_up(10 << 10);
+        assert_eq!(b.in_line(), 2);
+        // The first one's 200 KiB (and a light call's most) count as used
+        // for everybody else: light calls stop, small charges wait.
+        assert!(b.exhausted());
+        assert!(!b.try_charge(1));
+        assert!(!b.try_charge_first(&second, 10 << 10), "not first");
+        assert!(!b.try_charge_first(&first, 200 << 10), "no room yet");
+        b.release(150 << 10);
+        assert!(b.exhausted(), "250 KiB free, 264 KiB held back");
+        assert!(b.try_charge_first(&first, 200 << 10));
+        assert_eq!(b.used(), limit - (50 << 10));
+        // The second is first now: 10 KiB + 64 KiB held back.
+        assert!(b.exhausted());
+        b.release(100 << 10);
+        assert!(!b.exhausted());
+        assert!(b.try_charge(10 << 10), "room for both");
+        assert!(b.try_charge_first(&second, 10 << 10));
+        assert_eq!(b.in_line(), 0);
+        assert!(b.try_charge(50 << 10), "nothing held back");
+    }
+
+    #[test]
+    fn a_heavy_call_leaving_the_line_gives_its_turn_to_the_next() {
+        let b = Budget::new(1 << 20);
+        b.charge(1 << 20);
+        let first = b.line_up(512 << 10);
+        let second = b.line_up(256 << 10);
+        let third = b.line_up(128 << 10);
+        b.leave(second);
+        b.leave(first);
+        assert_eq!(b.in_line(), 1);
+        b.release(1 << 20);
+        assert!(
+            !b.try_charge((1 << 20) - (128 << 10)),
+            "third's room held back"
+        );
+        assert!(b.try_charge_first(&third, 128 << 10));
+        assert!(b.try_charge((1 << 20) - (128 << 10)));
     }
 
     #[tokio::test]

@@ -18,8 +18,11 @@
 //!   The arguments of a running handler count in the memory budget too,
 //!   so past it a connection that holds anything starts nothing more; and
 //!   a *heavy* call, one whose arguments count more than [`SMALL_FRAME`]
-//!   ([`heavy_call_weight`]), waits for room in the budget before it
-//!   starts (`Input::next`), whatever its connection holds: otherwise every
+//!   ([`heavy_call_weight`]), waits for room in the budget for all of them
+//!   before it starts (`Input::next`), first come first served, the first
+//!   in line having its room held back from everybody else
+//!   ([`Budget::line_up`]); one heavier than the whole budget is refused.
+//!   This whatever its connection holds: otherwise every
 //!   connection could run one, and `n` connections each running a 1 MiB
 //!   call of empty strings held `n` × 32 MiB (4 held 128 MiB against the
 //!   64 MiB budget, found by a red-team pass). (Before the frames counted, 128
@@ -78,6 +81,18 @@ pub(crate) fn args_weight(frame_len: usize, items: u32) -> usize {
     frame_len
         .saturating_add((items as usize).saturating_mul(DECODED_ITEM))
         .min(usize::MAX / 4)
+}
+
+/// What the reader counted in the budget for the arguments of the call it
+/// returned (`Input::received`): a handler that runs on takes the count,
+/// and the reader gives back what is left when the frame is handled.
+#[derive(Debug, Default)]
+pub(crate) struct ArgsCharge {
+    /// Bytes counted (0 for a light call).
+    pub(crate) bytes: usize,
+    /// The weight of a call heavier than the whole budget, refused (it
+    /// could never have room) and not counted.
+    pub(crate) over: Option<usize>,
 }
 
 /// Call payloads up to this long are light whatever they hold: each item

@@ -96,6 +96,14 @@ impl ServerHandle {
         self.inner.budget.used()
     }
 
+    /// Calls with heavy arguments (counting more than 64 KiB decoded)
+    /// waiting for room in `Limits::memory_budget` before they start, in
+    /// arrival order (PROTOCOL.md §9): a sign that the budget is too small
+    /// for the load, or that a peer holds it.
+    pub fn calls_waiting_for_memory(&self) -> usize {
+        self.inner.budget.in_line()
+    }
+
     /// Calls read from any connection and waiting for a run turn now
     /// (all `Limits::max_running_handlers` being taken), and started
     /// handlers waiting for their next one. See [`Priority`](crate::Priority).

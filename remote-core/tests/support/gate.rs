@@ -31,12 +31,21 @@ impl Default for Gate {
 }
 
 impl Gate {
-    /// A handler's wait: counted as running until a permit lets it end.
+    /// A handler's wait: counted as running until a permit lets it end
+    /// (or the handler is dropped: cancelled, past its deadline, or its
+    /// connection lost; then it does not count as done).
     pub async fn pass(&self) {
+        struct Running<'a>(&'a AtomicUsize);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, SeqCst);
+            }
+        }
         let now = self.running.fetch_add(1, SeqCst) + 1;
         self.most.fetch_max(now, SeqCst);
+        let running = Running(&self.running);
         self.open.acquire().await.unwrap().forget();
-        self.running.fetch_sub(1, SeqCst);
+        drop(running);
         self.done.fetch_add(1, SeqCst);
     }
 }

@@ -30,7 +30,7 @@ use super::panics::{install_panic_hook, panic_error};
 use super::pipeline::{Answer, KeepGuard};
 use super::reader::{handshake, hello, read_loop};
 use super::sched::{ConnSched, Sched};
-use super::share::OutputShare;
+use super::share::{ArgsCharge, OutputShare};
 use super::shared::{lock, try_lock, Shared};
 use super::teardown::{drop_caught, drop_each_caught};
 use crate::auth::{exchange, Side};
@@ -139,7 +139,7 @@ impl Shared {
     pub(super) fn on_frame(
         self: &Arc<Self>,
         frame: Bytes,
-        (arrival, charged): (&mut Arrival, &mut usize),
+        (arrival, charged): (&mut Arrival, &mut ArgsCharge),
     ) -> Result<Heard, Error> {
         // A call is admitted (counted, its id in use) only if its handler
         // runs on past this frame (`start_incoming`).
@@ -281,13 +281,31 @@ impl Shared {
         method: &str,
         timeout_ms: u32,
         frame: Bytes,
-        (args, items, charged): (Range<usize>, u32, &mut usize),
+        (args, items, charged): (Range<usize>, u32, &mut ArgsCharge),
         held: Held,
         span: tracing::Span,
         keep: Option<Arc<Answer>>,
     ) {
         let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
         let deadline = super::deadline::after(arrived, timeout);
+        if let Some(weight) = charged.over {
+            // Arguments heavier than the whole budget: refused, as a frame
+            // over `max_frame_len` is (its references are released with
+            // `held`, and a kept answer fails with the reply).
+            drop(held);
+            let limit = self.budget.limit();
+            let msg = format!(
+                "the arguments of {} count {weight} bytes decoded (the frame and {} \
+                 per item), more than memory_budget = {limit}",
+                crate::bounded::quote(method),
+                super::share::DECODED_ITEM,
+            );
+            self.meter.limit_hit("memory_budget", &msg);
+            let err = RemoteError::new("limit_exceeded", "remote_core::Error", msg);
+            KeepGuard(keep, id).fail(&err);
+            self.send_error_reply(&encode::error(id, &err, &self.limits), &err.kind);
+            return;
+        }
         // What the arguments count against the share if the handler runs on.
         let weight = super::share::args_weight(frame.len(), items);
         let args = Args::new(self, frame, args, held);
@@ -375,7 +393,7 @@ impl Shared {
                 let kept = keep.0.clone();
                 // Its arguments count in the budget until it stops: what
                 // the reader counted for a heavy call, and the rest.
-                let charged = std::mem::take(charged);
+                let charged = std::mem::take(&mut charged.bytes);
                 let held = weight.max(charged);
                 self.budget.charge(held - charged);
                 let guarded = (

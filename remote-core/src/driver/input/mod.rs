@@ -2,6 +2,7 @@
 //! memory budget (see [`budget`](super::budget)), and the bounded drain
 //! that follows a close.
 
+use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +10,14 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 
-use super::budget::SMALL_FRAME;
+use super::budget::{Ticket, SMALL_FRAME};
 use super::deadline::Arrival;
 use super::kept::SHED_AFTER;
-use super::share::{heavy_call_weight, LIGHT_LEN};
+use super::share::{ArgsCharge, LIGHT_LEN};
 use super::shared::Shared;
 use crate::proto::{is_call, FrameError};
+
+mod room;
 
 /// The reading half of a connection's byte stream, boxed so one connection
 /// type serves every transport.
@@ -96,12 +99,14 @@ pub(crate) struct Input {
     flush_every: u32,
     /// Those writes made since the last read ([`MID_FLUSHES_PER_READ`]).
     mid_flushes: u8,
-    /// Bytes counted in the budget for the arguments of the call frame
+    /// What is counted in the budget for the arguments of the call frame
     /// at the head of the buffer (or last returned), if it is heavy
-    /// ([`heavy_call_weight`]): its handler takes them over if it runs on
+    /// ([`heavy_call_weight`]): its handler takes it over if it runs on
     /// ([`received`](Self::received)); otherwise [`frame_done`](Self::frame_done)
-    /// gives them back.
-    charged: usize,
+    /// gives it back.
+    charged: ArgsCharge,
+    /// That call's place in the line for room, while it waits.
+    ticket: Option<Ticket>,
     /// That call's weight once walked (0: not yet; [`LIGHT`]: not a heavy
     /// call), so a wait for room
     /// that is cancelled and resumed does not walk the frame again.
@@ -133,7 +138,8 @@ impl Input {
             unflushed: 0,
             flush_every,
             mid_flushes: 0,
-            charged: 0,
+            charged: ArgsCharge::default(),
+            ticket: None,
             head_weight: 0,
             last_read: 0,
             arrival: Arrival::default(),
@@ -145,7 +151,7 @@ impl Input {
     /// of a wait for room), and the bytes counted in the budget for its
     /// arguments if it is a heavy call, which a handler that runs on takes
     /// (leaving 0).
-    pub(crate) fn received(&mut self) -> (&mut Arrival, &mut usize) {
+    pub(crate) fn received(&mut self) -> (&mut Arrival, &mut ArgsCharge) {
         (&mut self.arrival, &mut self.charged)
     }
 
@@ -221,37 +227,14 @@ impl Input {
                         // calls may come on top of the budget (PROTOCOL.md
                         // §9).
                         let heavy = self.heavy_need(total);
-                        let fits = |shared: &Shared| {
-                            Self::output_room(shared)
-                                && heavy.is_none_or(|need| shared.budget.try_charge(need))
-                        };
-                        let waits = !fits(&self.shared);
-                        if waits {
-                            self.paused = true;
-                            // The wait is ours: the call's time counts from
-                            // its end. Reset before it, as this future is
-                            // dropped when a control message or the timer
-                            // takes the reader's turn, and the next turn
-                            // may then find room without waiting.
-                            self.arrival.reset();
-                            // Waiting for room: what the reader queued
-                            // leaves first (`direct.rs`), and a large buffer
-                            // kept for the next frame is memory this
-                            // connection would wait for itself.
-                            self.write_queued();
-                            if heavy.is_some() && self.kept > 0 {
-                                self.shed();
+                        if Self::may_start(&self.shared, heavy, self.ticket.as_ref()) {
+                            // Nothing is awaited from the count to here.
+                            self.counted(heavy);
+                        } else {
+                            match self.wait_for_room(heavy).await {
+                                ControlFlow::Continue(()) => continue,
+                                ControlFlow::Break(end) => return end,
                             }
-                            let shared = self.shared.clone();
-                            shared.budget.wait_until(|| fits(&shared)).await;
-                        }
-                        // Nothing was awaited since the count was taken: it
-                        // is recorded at once.
-                        if let Some(need) = heavy {
-                            self.charged_head(need);
-                        }
-                        if waits {
-                            continue;
                         }
                     }
                     // What the frames returned so far queued (they are
@@ -484,53 +467,15 @@ impl Input {
         shared_add(&shared, need);
     }
 
-    /// What the call at the head of the buffer (its frame `total` bytes
-    /// long) must count in the budget before it starts if it is heavy
-    /// ([`heavy_call_weight`]) and not counted yet: its weight, at most
-    /// half of the budget (so that a call weighing more than the whole
-    /// budget starts too: its handler counts the rest when it runs on, and
-    /// others wait for it), less the frame's reservation, which becomes
-    /// part of the count.
-    #[inline]
-    fn heavy_need(&mut self, total: usize) -> Option<usize> {
-        if self.charged > 0 || total - 4 <= LIGHT_LEN {
-            return None;
-        }
-        if self.head_weight == 0 {
-            let payload = &self.buf[4..total];
-            self.head_weight = heavy_call_weight(payload, &self.shared.limits).unwrap_or(LIGHT);
-        }
-        if self.head_weight == LIGHT {
-            return None;
-        }
-        let count = (self.head_weight)
-            .min(self.shared.budget.limit() / 2)
-            .max(self.reserved);
-        Some(count - self.reserved)
-    }
-
-    /// The heavy call at the head of the buffer got `need` bytes more in
-    /// the budget ([`heavy_need`](Self::heavy_need)): with its frame's
-    /// reservation, they are its count until it is handled.
-    fn charged_head(&mut self, need: usize) {
-        let reserved = std::mem::take(&mut self.reserved);
-        if reserved > 0 {
-            self.shared
-                .buffered_input
-                .fetch_sub(reserved, Ordering::AcqRel);
-        }
-        self.charged = reserved + need;
-    }
-
     /// The frame last returned has been handled: give back its reservation,
     /// and its arguments' count unless its handler runs on with it.
     #[inline]
     pub(crate) fn frame_done(&mut self) {
         self.unreserve();
-        if self.charged > 0 {
+        if self.charged.bytes > 0 || self.charged.over.is_some() {
             self.shared
                 .budget
-                .release(std::mem::take(&mut self.charged));
+                .release(std::mem::take(&mut self.charged).bytes);
         }
     }
 
@@ -545,6 +490,7 @@ impl Input {
     /// Reads and discards what the peer still sends, for at most
     /// [`DRAIN_TIME`] or [`DRAIN_BYTES`], or until it closes its side.
     pub(crate) async fn drain(mut self) {
+        self.leave_line();
         self.unreserve();
         self.shed();
         self.buf = BytesMut::new();
@@ -572,10 +518,11 @@ fn shared_add(shared: &Shared, n: usize) {
 
 impl Drop for Input {
     fn drop(&mut self) {
+        self.leave_line();
         self.unreserve();
         self.shared
             .budget
-            .release(std::mem::take(&mut self.charged));
+            .release(std::mem::take(&mut self.charged).bytes);
         self.release_kept();
     }
 }

@@ -1,0 +1,168 @@
+//! Waiting for room to start a call: its connection's output over its
+//! budgets, or a heavy call's arguments not yet counted in the memory
+//! budget (PROTOCOL.md §9, [`share`](crate::driver::share)).
+
+use std::future::Future;
+use std::ops::ControlFlow;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
+
+use bytes::Bytes;
+
+use super::{Input, LIGHT, MIN_READ};
+use crate::driver::budget::Ticket;
+use crate::driver::share::{heavy_call_weight, LIGHT_LEN};
+use crate::driver::shared::Shared;
+use crate::proto::FrameError;
+
+impl Input {
+    /// Waits until the call at the head of the buffer may start
+    /// ([`may_start`](Self::may_start)), its count then recorded
+    /// (`Continue`), or until the peer closes the connection or a read
+    /// fails meanwhile (`Break`, with what [`next`](Self::next) returns).
+    /// A heavy call lines up for room in the budget
+    /// ([`Budget::line_up`](crate::driver::budget::Budget::line_up)) while
+    /// room is what it waits for. The socket is still read meanwhile, but
+    /// only into the read buffer's spare room (at least [`MIN_READ`]), so
+    /// that a peer that closes its connection is noticed and what the
+    /// connection holds (its place in line) is freed, rather than when
+    /// the call starts; a peer that fills that room first is noticed only
+    /// then. Cancel-safe: the place in line and what was read stay.
+    pub(super) async fn wait_for_room(
+        &mut self,
+        heavy: Option<usize>,
+    ) -> ControlFlow<Option<Result<Bytes, FrameError>>> {
+        self.paused = true;
+        // The wait is ours: the call's time counts from its end. Reset
+        // before it, as this future is dropped when a control message or
+        // the timer takes the reader's turn, and the next turn may then
+        // find room without waiting.
+        self.arrival.reset();
+        // Waiting for room: what the reader queued leaves first
+        // (`direct.rs`), and a large buffer kept for the next frame is
+        // memory this connection would wait for itself.
+        self.write_queued();
+        if let Some(need) = heavy {
+            if self.kept > 0 {
+                self.shed();
+            }
+            // In line only while room in the budget is what it waits for:
+            // a peer that reads none of its output holds nothing back.
+            if self.ticket.is_none() && Self::output_room(&self.shared) {
+                self.ticket = Some(self.shared.budget.line_up(need));
+            }
+        }
+        if self.buf.capacity() - self.buf.len() < MIN_READ {
+            self.buf.reserve(MIN_READ);
+        }
+        let shared = self.shared.clone();
+        let out_of_line = heavy.is_some() && self.ticket.is_none();
+        let mut started = false;
+        let closed = {
+            let ticket = self.ticket.as_ref();
+            // Until it may start, or (out of line) its output has room and
+            // it lines up.
+            let room = shared.budget.wait_until(|| {
+                started = Self::may_start(&shared, heavy, ticket);
+                started || (out_of_line && Self::output_room(&shared))
+            });
+            let (r, buf, meter) = (&mut self.r, &mut self.buf, &shared.meter);
+            let watch = async move {
+                while buf.capacity() > buf.len() {
+                    let read = std::future::poll_fn(|cx| {
+                        tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut *r), cx, &mut *buf)
+                    });
+                    match read.await {
+                        Ok(0) => return None,
+                        Ok(n) => meter.read(n),
+                        Err(e) => return Some(Err(FrameError::Io(e))),
+                    }
+                }
+                std::future::pending().await
+            };
+            let (mut room, mut watch) = (std::pin::pin!(room), std::pin::pin!(watch));
+            std::future::poll_fn(|cx| {
+                if room.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                watch.as_mut().poll(cx).map(Some)
+            })
+            .await
+        };
+        if let Some(end) = closed {
+            return ControlFlow::Break(end);
+        }
+        if started {
+            self.counted(heavy);
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// What the call at the head of the buffer (its frame `total` bytes
+    /// long) must count in the budget before it starts if it is heavy
+    /// ([`heavy_call_weight`]) and not counted yet: its weight, less the
+    /// frame's reservation, which becomes part of the count. A call
+    /// heavier than the whole budget could never have room: it is marked
+    /// to be refused instead.
+    #[inline]
+    pub(super) fn heavy_need(&mut self, total: usize) -> Option<usize> {
+        if self.charged.bytes > 0 || self.charged.over.is_some() || total - 4 <= LIGHT_LEN {
+            return None;
+        }
+        if self.head_weight == 0 {
+            let payload = &self.buf[4..total];
+            self.head_weight = heavy_call_weight(payload, &self.shared.limits).unwrap_or(LIGHT);
+        }
+        match self.head_weight {
+            LIGHT => None,
+            w if w > self.shared.budget.limit() => {
+                self.charged.over = Some(w);
+                None
+            }
+            w => Some(w.saturating_sub(self.reserved)),
+        }
+    }
+
+    /// Whether the call at the head of the buffer may start: this
+    /// connection's output has room, and if the call is heavy, `heavy`
+    /// bytes more were counted in the budget for it (first in line if it
+    /// holds `ticket`).
+    pub(super) fn may_start(
+        shared: &Shared,
+        heavy: Option<usize>,
+        ticket: Option<&Ticket>,
+    ) -> bool {
+        Self::output_room(shared)
+            && heavy.is_none_or(|need| {
+                need == 0
+                    || match ticket {
+                        Some(t) => shared.budget.try_charge_first(t, need),
+                        None => shared.budget.try_charge(need),
+                    }
+            })
+    }
+
+    /// The call at the head of the buffer may start
+    /// ([`may_start`](Self::may_start)): if it is heavy, the `heavy` bytes
+    /// counted for it and its frame's reservation are its count until it
+    /// is handled, and it is out of the line.
+    pub(super) fn counted(&mut self, heavy: Option<usize>) {
+        let Some(need) = heavy else { return };
+        self.ticket = None;
+        let reserved = std::mem::take(&mut self.reserved);
+        if reserved > 0 {
+            self.shared
+                .buffered_input
+                .fetch_sub(reserved, Ordering::AcqRel);
+        }
+        self.charged.bytes = reserved + need;
+    }
+
+    /// A heavy call waiting for room gives up its place (the connection
+    /// closed).
+    pub(super) fn leave_line(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            self.shared.budget.leave(t);
+        }
+    }
+}
