@@ -44,7 +44,9 @@ pub(crate) fn connection_span(peer: &str, server_side: bool) -> Span {
 }
 
 /// An incoming call's span (`remote.call`, level DEBUG), a child of its
-/// connection's span; `Span::none()` unless a subscriber wants it.
+/// connection's span; `Span::none()` unless a subscriber wants it (that
+/// test inlined into the caller, the span made out of line).
+#[inline]
 pub(crate) fn call_span(
     conn: &Span,
     object: ObjectId,
@@ -56,6 +58,18 @@ pub(crate) fn call_span(
     if !tracing::enabled!(Level::DEBUG) {
         return Span::none();
     }
+    new_call_span(conn, object, interface, method, id, timeout_ms)
+}
+
+#[inline(never)]
+fn new_call_span(
+    conn: &Span,
+    object: ObjectId,
+    interface: &str,
+    method: &str,
+    id: CallId,
+    timeout_ms: u32,
+) -> Span {
     tracing::debug_span!(
         parent: conn,
         "remote.call",

@@ -10,6 +10,7 @@ thread_local! {
 /// last large frame it wrote: a stream of large values is encoded into the
 /// same memory, see `driver/kept.rs`), else with this thread's scratch
 /// buffer (an empty one if it is in use further up the stack).
+#[inline]
 pub(in crate::driver) fn with_scratch_on<R>(
     shared: &crate::driver::Shared,
     f: impl FnOnce(&mut Vec<u8>) -> R,
