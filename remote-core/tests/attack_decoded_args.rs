@@ -29,21 +29,15 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 
 use gate::Gate;
-use holder::{hold_frame, Holder, Impl};
-use remote_core::{Limits, Remote, Server};
+use holder::{hold_frame, serve};
+use remote_core::Limits;
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arguments_count_at_their_decoded_size_while_their_handler_runs() {
     const CALLS: u32 = 12;
     let gate = Arc::new(Gate::default());
-    let g2 = gate.clone();
-    let server = Server::builder()
-        .limits(Limits::default())
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(move |_| Remote::new(Arc::new(Impl(g2.clone())) as Arc<dyn Holder>));
+    let server = serve(Limits::default(), gate.clone()).await;
     let mut s = raw::opened(&server).await;
     // One small reply first: the reply estimate drops to its floor, so the
     // share admits handlers by what their arguments hold.

@@ -29,21 +29,15 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 
 use gate::Gate;
-use holder::{hold_frame, Holder, Impl};
-use remote_core::{Limits, Remote, Server};
+use holder::{hold_frame, serve};
+use remote_core::Limits;
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heavy_arguments_wait_for_room_in_the_servers_budget() {
     const CONNS: usize = 4;
     let gate = Arc::new(Gate::default());
-    let g2 = gate.clone();
-    let server = Server::builder()
-        .limits(Limits::default())
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(move |_| Remote::new(Arc::new(Impl(g2.clone())) as Arc<dyn Holder>));
+    let server = serve(Limits::default(), gate.clone()).await;
     let mut conns = Vec::new();
     for _ in 0..CONNS {
         conns.push(raw::opened(&server).await);

@@ -16,18 +16,10 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 
 use gate::Gate;
-use holder::{Holder, Impl};
+use holder::{array_args as args, serve};
 use remote_core::proto::{encode, CallId};
-use remote_core::{Limits, Remote, Server};
+use remote_core::Limits;
 use tokio::io::AsyncWriteExt;
-
-/// The arguments `[v]`, `v` being `n` copies of the msgpack byte `item`.
-fn args(n: usize, item: u8) -> Vec<u8> {
-    let mut a = vec![0x91, 0xdd];
-    a.extend_from_slice(&(n as u32).to_be_bytes());
-    a.resize(a.len() + n, item);
-    a
-}
 
 /// Empty strings in a frame of a little less than 1 MiB: 49 MiB counted.
 const BIG: usize = (1 << 20) - 64;
@@ -35,14 +27,8 @@ const BIG: usize = (1 << 20) - 64;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heavy_calls_ended_every_way_give_their_count_back() {
     let gate = Arc::new(Gate::default());
-    let g2 = gate.clone();
     let budget = Limits::default().memory_budget;
-    let server = Server::builder()
-        .limits(Limits::default())
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(move |_| Remote::new(Arc::new(Impl(g2.clone())) as Arc<dyn Holder>));
+    let server = serve(Limits::default(), gate.clone()).await;
     let idle = server.buffered_bytes();
     let within = || {
         let n = server.buffered_bytes();

@@ -14,21 +14,12 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 
 use gate::Gate;
-use holder::{hold_frame, Holder, Impl};
-use remote_core::{Limits, Remote, Server, ServerHandle};
+use holder::{array_args, hold_frame, serve};
+use remote_core::Limits;
 use tokio::io::AsyncWriteExt;
 
 /// Empty strings in a frame of a little less than 1 MiB.
 const N: usize = (1 << 20) - 64;
-
-async fn serve(limits: Limits, gate: Arc<Gate>) -> ServerHandle {
-    Server::builder()
-        .limits(limits)
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(move |_| Remote::new(Arc::new(Impl(gate.clone())) as Arc<dyn Holder>))
-}
 
 /// The reply to `hold`: how many strings the handler got.
 fn held_count(f: &[u8]) -> u64 {
@@ -133,15 +124,6 @@ async fn a_heavy_call_waits_until_the_budget_has_room_for_all_of_it() {
     assert_eq!(held_count(&f), N as u64);
 }
 
-/// The arguments of `hold` (or of a call to `add`, which refuses them):
-/// an array of `n` empty strings.
-fn strings(n: usize) -> Vec<u8> {
-    let mut a = vec![0x91, 0xdd];
-    a.extend_from_slice(&(n as u32).to_be_bytes());
-    a.resize(a.len() + n, 0xa0);
-    a
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_heavy_call_in_line_gets_the_room_light_calls_give_back() {
     // A peer keeps the budget full with light calls (each counting about
@@ -157,7 +139,7 @@ async fn a_heavy_call_in_line_gets_the_room_light_calls_give_back() {
     let budget = limits.memory_budget;
     let gate = Arc::new(Gate::default());
     let server = serve(limits, gate.clone()).await;
-    let light = strings(1200);
+    let light = array_args(1200, 0xa0);
     let mut hostile = Vec::new();
     for _ in 0..10 {
         let mut s = raw::opened(&server).await;
@@ -191,7 +173,7 @@ async fn a_heavy_call_in_line_gets_the_room_light_calls_give_back() {
     // ...and a heavy one (20,000 strings: about 960 KiB, refused by `add`
     // as soon as it starts) waits in line.
     victim
-        .write_all(&raw::call(2, 0, "add", 600_000, &strings(20_000)))
+        .write_all(&raw::call(2, 0, "add", 600_000, &array_args(20_000, 0xa0)))
         .await
         .unwrap();
     assert!(raw::eventually(|| server.calls_waiting_for_memory() == 1).await);

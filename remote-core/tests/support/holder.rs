@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use remote_core::proto::{encode, CallId, ObjectId};
-use remote_core::{remote, Error};
+use remote_core::{remote, Error, Limits, Remote, Server, ServerHandle};
 
 use super::gate::Gate;
 
@@ -42,4 +42,24 @@ pub fn hold_frame(id: u32, n: usize) -> Vec<u8> {
     f.resize(f.len() + n, 0xa0);
     encode::finish(&mut f);
     f
+}
+
+/// A server of `Holder` on an ephemeral loopback port, its `hold`
+/// handlers waiting on `gate`.
+pub async fn serve(limits: Limits, gate: Arc<Gate>) -> ServerHandle {
+    Server::builder()
+        .limits(limits)
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(move |_| Remote::new(Arc::new(Impl(gate.clone())) as Arc<dyn Holder>))
+}
+
+/// The arguments `[v]`, `v` being an array of `n` copies of the msgpack
+/// byte `item` (`0xa0`: empty strings, `hold`'s).
+pub fn array_args(n: usize, item: u8) -> Vec<u8> {
+    let mut a = vec![0x91, 0xdd];
+    a.extend_from_slice(&(n as u32).to_be_bytes());
+    a.resize(a.len() + n, item);
+    a
 }
