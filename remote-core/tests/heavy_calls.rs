@@ -189,3 +189,48 @@ async fn a_heavy_call_in_line_gets_the_room_light_calls_give_back() {
     assert_eq!(kind, "bad_arguments", "{message}");
     gate.open.add_permits(10_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_lined_up_behind_one_that_cannot_fit_beside_them_do_not_stop_the_line() {
+    // Sixteen connections of one peer each send all of a 1 MiB call of
+    // empty strings but its last byte (1 MiB reserved each); a seventeenth
+    // sends a whole one, which waits for 48 MiB more; then the sixteen
+    // complete theirs and line up behind it. Nothing they hold is given
+    // back before it starts, and it cannot start beside them: the line
+    // stopped for good, and with it every heavy call and every second call
+    // of a busy connection (found by a red-team pass). Now a first call
+    // that what the line holds leaves less than an eighth of the budget
+    // beside is refused, and the line moves on.
+    let gate = Arc::new(Gate::default());
+    let server = serve(Limits::default(), gate.clone()).await;
+    let big = hold_frame(1, N);
+    let mut fillers = Vec::new();
+    for _ in 0..16 {
+        let mut s = raw::opened(&server).await;
+        s.write_all(&big[..big.len() - 1]).await.unwrap();
+        fillers.push(s);
+    }
+    assert!(raw::eventually(|| server.buffered_bytes() >= 16 << 20).await);
+    let mut head = raw::opened(&server).await;
+    head.write_all(&big).await.unwrap();
+    assert!(raw::eventually(|| server.calls_waiting_for_memory() == 1).await);
+    for s in fillers.iter_mut() {
+        s.write_all(&big[big.len() - 1..]).await.unwrap();
+    }
+    let (_, kind, message) = raw::bounded(raw::next_error(&mut head)).await;
+    assert_eq!(kind, "limit_exceeded", "{message}");
+    assert!(message.contains("memory_budget"), "{message}");
+    // Each filler then gets its answer: refused while those behind it
+    // hold too much, run (one by one) once fewer are left.
+    gate.open.add_permits(16);
+    let mut ran = 0;
+    for s in fillers.iter_mut() {
+        let f = raw::bounded(raw::frame(s)).await.expect("a reply");
+        match raw::error_of(&f) {
+            None => ran += 1,
+            Some((_, kind, message)) => assert_eq!(kind, "limit_exceeded", "{message}"),
+        }
+    }
+    assert!(ran >= 1, "none of the 16 ran");
+    assert_eq!(server.calls_waiting_for_memory(), 0);
+}

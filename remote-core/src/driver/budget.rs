@@ -45,16 +45,32 @@ pub(crate) struct Budget {
     held_back: AtomicUsize,
 }
 
-/// Heavy calls waiting for room: tickets and the bytes each waits for.
+/// Heavy calls waiting for room, and what their connections hold in the
+/// budget meanwhile (their frames: nothing of it is given back before the
+/// first one has its room).
 #[derive(Debug, Default)]
 struct Line {
     next: u64,
-    waiting: VecDeque<(u64, usize)>,
+    /// Ticket, bytes waited for, bytes held.
+    waiting: VecDeque<(u64, usize, usize)>,
+    held: usize,
 }
 
 /// A heavy call's place in the line for room ([`Budget::line_up`]).
 #[derive(Debug)]
 pub(crate) struct Ticket(u64);
+
+/// What the first heavy call in line gets ([`Budget::try_charge_first`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// Its bytes are counted: it starts.
+    Counted,
+    /// Not first, or no room yet.
+    Wait,
+    /// It can never have room: what the calls in line hold and its own
+    /// need pass the limit. It has left the line (and is refused).
+    Never,
+}
 
 impl Budget {
     pub(crate) fn new(limit: usize) -> Self {
@@ -109,34 +125,55 @@ impl Budget {
             .is_ok()
     }
 
-    /// Puts a heavy call waiting for `n` bytes in line: once it is first,
-    /// they are held back from everybody else until it gets them
+    /// Puts a heavy call waiting for `n` bytes in line, its connection
+    /// holding `held` bytes of the budget meanwhile: once it is first, the
+    /// `n` bytes are held back from everybody else until it gets them
     /// ([`try_charge_first`](Self::try_charge_first)) or leaves
     /// ([`leave`](Self::leave)).
-    pub(crate) fn line_up(&self, n: usize) -> Ticket {
+    pub(crate) fn line_up(&self, n: usize, held: usize) -> Ticket {
         let mut line = lock(&self.line);
         let ticket = line.next;
         line.next += 1;
-        line.waiting.push_back((ticket, n));
+        line.waiting.push_back((ticket, n, held));
+        line.held += held;
         if line.waiting.len() == 1 {
             self.hold_back_first(&line);
         }
+        drop(line);
+        // The first one may now never have room: it looks again.
+        self.wake();
         Ticket(ticket)
     }
 
     /// Counts `n` bytes for the heavy call holding `ticket` if it is first
     /// in line and they fit under the limit; it then leaves the line, and
-    /// the next one is woken to hold its bytes back.
-    pub(crate) fn try_charge_first(&self, ticket: &Ticket, n: usize) -> bool {
+    /// the next one is woken to hold its bytes back. If what the calls in
+    /// line hold and `n` leave less than a connection's share of the
+    /// budget (an eighth) for everything else, it leaves the line, to be
+    /// refused: those calls wait behind it holding their frames, and what
+    /// else is held may never be given back either (each connection's
+    /// small buffers), so peers that line up large frames behind a call
+    /// too heavy to fit beside them would stop the line for good (found
+    /// by a red-team pass).
+    pub(crate) fn try_charge_first(&self, ticket: &Ticket, n: usize) -> Turn {
         let mut line = lock(&self.line);
-        if line.waiting.front().map(|&(t, _)| t) != Some(ticket.0) || !self.fits_in(n, self.limit) {
-            return false;
+        if line.waiting.front().map(|&(t, ..)| t) != Some(ticket.0) {
+            return Turn::Wait;
         }
-        line.waiting.pop_front();
+        let turn = if self.fits_in(n, self.limit) {
+            Turn::Counted
+        } else if line.held.saturating_add(n) > self.limit - self.limit / 8 {
+            Turn::Never
+        } else {
+            return Turn::Wait;
+        };
+        if let Some((_, _, held)) = line.waiting.pop_front() {
+            line.held -= held;
+        }
         self.hold_back_first(&line);
         drop(line);
         self.wake();
-        true
+        turn
     }
 
     /// Heavy calls waiting in line for room now.
@@ -147,8 +184,10 @@ impl Budget {
     /// A heavy call leaves the line uncounted (its connection closed).
     pub(crate) fn leave(&self, ticket: Ticket) {
         let mut line = lock(&self.line);
-        if let Some(i) = line.waiting.iter().position(|&(t, _)| t == ticket.0) {
-            line.waiting.remove(i);
+        if let Some(i) = line.waiting.iter().position(|&(t, ..)| t == ticket.0) {
+            if let Some((_, _, held)) = line.waiting.remove(i) {
+                line.held -= held;
+            }
             if i == 0 {
                 self.hold_back_first(&line);
             }
@@ -164,7 +203,7 @@ impl Budget {
         let n = line
             .waiting
             .front()
-            .map_or(0, |&(_, n)| n.saturating_add(SMALL_FRAME));
+            .map_or(0, |&(_, n, _)| n.saturating_add(SMALL_FRAME));
         self.held_back.store(n, Ordering::Release);
     }
 
@@ -237,25 +276,33 @@ mod tests {
         let limit = 1 << 20;
         let b = Budget::new(limit);
         b.charge(limit - (100 << 10)); // 100 KiB free
-        let first = b.line_up(200 << 10);
-        let second = b.line_up(10 << 10);
+        let first = b.line_up(200 << 10, 0);
+        let second = b.line_up(10 << 10, 0);
         assert_eq!(b.in_line(), 2);
         // The first one's 200 KiB (and a light call's most) count as used
         // for everybody else: light calls stop, small charges wait.
         assert!(b.exhausted());
         assert!(!b.try_charge(1));
-        assert!(!b.try_charge_first(&second, 10 << 10), "not first");
-        assert!(!b.try_charge_first(&first, 200 << 10), "no room yet");
+        assert_eq!(
+            b.try_charge_first(&second, 10 << 10),
+            Turn::Wait,
+            "not first"
+        );
+        assert_eq!(
+            b.try_charge_first(&first, 200 << 10),
+            Turn::Wait,
+            "no room yet"
+        );
         b.release(150 << 10);
         assert!(b.exhausted(), "250 KiB free, 264 KiB held back");
-        assert!(b.try_charge_first(&first, 200 << 10));
+        assert_eq!(b.try_charge_first(&first, 200 << 10), Turn::Counted);
         assert_eq!(b.used(), limit - (50 << 10));
         // The second is first now: 10 KiB + 64 KiB held back.
         assert!(b.exhausted());
         b.release(100 << 10);
         assert!(!b.exhausted());
         assert!(b.try_charge(10 << 10), "room for both");
-        assert!(b.try_charge_first(&second, 10 << 10));
+        assert_eq!(b.try_charge_first(&second, 10 << 10), Turn::Counted);
         assert_eq!(b.in_line(), 0);
         assert!(b.try_charge(50 << 10), "nothing held back");
     }
@@ -264,9 +311,9 @@ mod tests {
     fn a_heavy_call_leaving_the_line_gives_its_turn_to_the_next() {
         let b = Budget::new(1 << 20);
         b.charge(1 << 20);
-        let first = b.line_up(512 << 10);
-        let second = b.line_up(256 << 10);
-        let third = b.line_up(128 << 10);
+        let first = b.line_up(512 << 10, 0);
+        let second = b.line_up(256 << 10, 0);
+        let third = b.line_up(128 << 10, 0);
         b.leave(second);
         b.leave(first);
         assert_eq!(b.in_line(), 1);
@@ -275,8 +322,34 @@ mod tests {
             !b.try_charge((1 << 20) - (128 << 10)),
             "third's room held back"
         );
-        assert!(b.try_charge_first(&third, 128 << 10));
+        assert_eq!(b.try_charge_first(&third, 128 << 10), Turn::Counted);
         assert!(b.try_charge((1 << 20) - (128 << 10)));
+    }
+
+    #[test]
+    fn a_first_call_that_what_the_line_holds_leaves_no_room_for_is_refused() {
+        // Peers line up frames of 300 KiB each behind a call waiting for
+        // 500 KiB of a 1 MiB budget: nothing they hold is given back
+        // before it starts, and they leave less than an eighth of the
+        // budget for everything else.
+        let b = Budget::new(1 << 20);
+        b.charge(3 * (300 << 10) + (10 << 10));
+        let first = b.line_up(500 << 10, 10 << 10);
+        let second = b.line_up(500 << 10, 300 << 10);
+        assert_eq!(
+            b.try_charge_first(&first, 500 << 10),
+            Turn::Wait,
+            "810 KiB of 896"
+        );
+        let third = b.line_up(500 << 10, 300 << 10);
+        let fourth = b.line_up(500 << 10, 300 << 10);
+        assert_eq!(b.try_charge_first(&first, 500 << 10), Turn::Never);
+        assert_eq!(b.in_line(), 3);
+        // The next one holds 900 KiB of the line's: never either.
+        assert_eq!(b.try_charge_first(&second, 500 << 10), Turn::Never);
+        b.leave(fourth);
+        b.release(600 << 10); // two connections closed
+        assert_eq!(b.try_charge_first(&third, 500 << 10), Turn::Counted);
     }
 
     #[tokio::test]

@@ -90,8 +90,9 @@ pub(crate) fn args_weight(frame_len: usize, items: u32) -> usize {
 pub(crate) struct ArgsCharge {
     /// Bytes counted (0 for a light call).
     pub(crate) bytes: usize,
-    /// The weight of a call heavier than the whole budget, refused (it
-    /// could never have room) and not counted.
+    /// The weight of a call that could never have room in the budget
+    /// (heavier than all of it, or than what the calls waiting for room
+    /// behind it leave: `budget::Turn::Never`), refused and not counted.
     pub(crate) over: Option<usize>,
 }
 

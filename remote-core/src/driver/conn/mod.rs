@@ -289,14 +289,15 @@ impl Shared {
         let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
         let deadline = super::deadline::after(arrived, timeout);
         if let Some(weight) = charged.over {
-            // Arguments heavier than the whole budget: refused, as a frame
-            // over `max_frame_len` is (its references are released with
-            // `held`, and a kept answer fails with the reply).
+            // Arguments that could never have room in the budget: refused,
+            // as a frame over `max_frame_len` is (its references are
+            // released with `held`, and a kept answer fails with the reply).
             drop(held);
             let limit = self.budget.limit();
             let msg = format!(
                 "the arguments of {} count {weight} bytes decoded (the frame and {} \
-                 per item), more than memory_budget = {limit}",
+                 per item): memory_budget = {limit} cannot have room for them (they \
+                 count more, or the calls waiting behind them hold the rest)",
                 crate::bounded::quote(method),
                 super::share::DECODED_ITEM,
             );

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 
-use super::budget::{Ticket, SMALL_FRAME};
+use super::budget::{Ticket, Turn, SMALL_FRAME};
 use super::deadline::Arrival;
 use super::kept::SHED_AFTER;
 use super::share::{ArgsCharge, LIGHT_LEN};
@@ -227,9 +227,10 @@ impl Input {
                         // calls may come on top of the budget (PROTOCOL.md
                         // §9).
                         let heavy = self.heavy_need(total);
-                        if Self::may_start(&self.shared, heavy, self.ticket.as_ref()) {
+                        let turn = Self::may_start(&self.shared, heavy, self.ticket.as_ref());
+                        if turn != Turn::Wait {
                             // Nothing is awaited from the count to here.
-                            self.counted(heavy);
+                            self.took(turn, heavy);
                         } else {
                             match self.wait_for_room(heavy).await {
                                 ControlFlow::Continue(()) => continue,

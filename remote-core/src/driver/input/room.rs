@@ -9,8 +9,8 @@ use std::task::Poll;
 
 use bytes::Bytes;
 
-use super::{Input, LIGHT, MIN_READ};
-use crate::driver::budget::Ticket;
+use super::{Input, LIGHT};
+use crate::driver::budget::{Ticket, Turn};
 use crate::driver::share::{heavy_call_weight, LIGHT_LEN};
 use crate::driver::shared::Shared;
 use crate::proto::FrameError;
@@ -23,11 +23,14 @@ impl Input {
     /// A heavy call lines up for room in the budget
     /// ([`Budget::line_up`](crate::driver::budget::Budget::line_up)) while
     /// room is what it waits for. The socket is still read meanwhile, but
-    /// only into the read buffer's spare room (at least [`MIN_READ`]), so
-    /// that a peer that closes its connection is noticed and what the
-    /// connection holds (its place in line) is freed, rather than when
-    /// the call starts; a peer that fills that room first is noticed only
-    /// then. Cancel-safe: the place in line and what was read stay.
+    /// only into the read buffer's spare room, never grown for it (a peer
+    /// that sent more would otherwise make it double on every turn of the
+    /// reader, uncounted: found by a red-team pass), so that a peer that
+    /// closes its connection is noticed and what the connection holds
+    /// (its place in line) is freed, rather than when the call starts; if
+    /// the buffer has no room left past the frame (or the peer fills it
+    /// first), only then.
+    /// Cancel-safe: the place in line and what was read stay.
     pub(super) async fn wait_for_room(
         &mut self,
         heavy: Option<usize>,
@@ -49,22 +52,20 @@ impl Input {
             // In line only while room in the budget is what it waits for:
             // a peer that reads none of its output holds nothing back.
             if self.ticket.is_none() && Self::output_room(&self.shared) {
-                self.ticket = Some(self.shared.budget.line_up(need));
+                let held = self.reserved;
+                self.ticket = Some(self.shared.budget.line_up(need, held));
             }
-        }
-        if self.buf.capacity() - self.buf.len() < MIN_READ {
-            self.buf.reserve(MIN_READ);
         }
         let shared = self.shared.clone();
         let out_of_line = heavy.is_some() && self.ticket.is_none();
-        let mut started = false;
+        let mut turn = Turn::Wait;
         let closed = {
             let ticket = self.ticket.as_ref();
             // Until it may start, or (out of line) its output has room and
             // it lines up.
             let room = shared.budget.wait_until(|| {
-                started = Self::may_start(&shared, heavy, ticket);
-                started || (out_of_line && Self::output_room(&shared))
+                turn = Self::may_start(&shared, heavy, ticket);
+                turn != Turn::Wait || (out_of_line && Self::output_room(&shared))
             });
             let (r, buf, meter) = (&mut self.r, &mut self.buf, &shared.meter);
             let watch = async move {
@@ -92,9 +93,7 @@ impl Input {
         if let Some(end) = closed {
             return ControlFlow::Break(end);
         }
-        if started {
-            self.counted(heavy);
-        }
+        self.took(turn, heavy);
         ControlFlow::Continue(())
     }
 
@@ -102,8 +101,9 @@ impl Input {
     /// long) must count in the budget before it starts if it is heavy
     /// ([`heavy_call_weight`]) and not counted yet: its weight, less the
     /// frame's reservation, which becomes part of the count. A call
-    /// heavier than the whole budget could never have room: it is marked
-    /// to be refused instead.
+    /// heavier than the budget less an eighth could never have room
+    /// ([`Budget::try_charge_first`](crate::driver::budget::Budget::try_charge_first)):
+    /// it is marked to be refused instead.
     #[inline]
     pub(super) fn heavy_need(&mut self, total: usize) -> Option<usize> {
         if self.charged.bytes > 0 || self.charged.over.is_some() || total - 4 <= LIGHT_LEN {
@@ -115,7 +115,7 @@ impl Input {
         }
         match self.head_weight {
             LIGHT => None,
-            w if w > self.shared.budget.limit() => {
+            w if w > self.shared.budget.limit() - self.shared.budget.limit() / 8 => {
                 self.charged.over = Some(w);
                 None
             }
@@ -123,31 +123,43 @@ impl Input {
         }
     }
 
-    /// Whether the call at the head of the buffer may start: this
-    /// connection's output has room, and if the call is heavy, `heavy`
-    /// bytes more were counted in the budget for it (first in line if it
-    /// holds `ticket`).
+    /// Whether the call at the head of the buffer may start (`Counted`):
+    /// this connection's output has room, and if the call is heavy,
+    /// `heavy` bytes more were counted in the budget for it (first in line
+    /// if it holds `ticket`); or whether, first in line, it never could
+    /// (`Never`: it is refused).
     pub(super) fn may_start(
         shared: &Shared,
         heavy: Option<usize>,
         ticket: Option<&Ticket>,
-    ) -> bool {
-        Self::output_room(shared)
-            && heavy.is_none_or(|need| {
-                need == 0
-                    || match ticket {
-                        Some(t) => shared.budget.try_charge_first(t, need),
-                        None => shared.budget.try_charge(need),
-                    }
-            })
+    ) -> Turn {
+        if !Self::output_room(shared) {
+            return Turn::Wait;
+        }
+        match (heavy, ticket) {
+            (None, _) | (Some(0), _) => Turn::Counted,
+            (Some(need), Some(t)) => shared.budget.try_charge_first(t, need),
+            (Some(need), None) if shared.budget.try_charge(need) => Turn::Counted,
+            (Some(_), None) => Turn::Wait,
+        }
     }
 
-    /// The call at the head of the buffer may start
-    /// ([`may_start`](Self::may_start)): if it is heavy, the `heavy` bytes
-    /// counted for it and its frame's reservation are its count until it
-    /// is handled, and it is out of the line.
-    pub(super) fn counted(&mut self, heavy: Option<usize>) {
+    /// What [`may_start`](Self::may_start) gave the call at the head of
+    /// the buffer, recorded: if it may start and is heavy, the `heavy`
+    /// bytes counted for it and its frame's reservation are its count
+    /// until it is handled; if it never could, it is to be refused. Either
+    /// way it is out of the line.
+    pub(super) fn took(&mut self, turn: Turn, heavy: Option<usize>) {
         let Some(need) = heavy else { return };
+        match turn {
+            Turn::Wait => return,
+            Turn::Never => {
+                self.ticket = None;
+                self.charged.over = Some(self.head_weight);
+                return;
+            }
+            Turn::Counted => {}
+        }
         self.ticket = None;
         let reserved = std::mem::take(&mut self.reserved);
         if reserved > 0 {
