@@ -513,7 +513,8 @@ struct DoneGuard {
 
 impl Drop for DoneGuard {
     fn drop(&mut self) {
-        (self.shared).spawned_stopped(self.id, self.seq, (self.weight, self.held));
+        let stopped = (self.weight, self.held);
+        self.shared.spawned_stopped(self.id, self.seq, stopped);
     }
 }
 
