@@ -63,6 +63,45 @@ async fn a_call_heavier_than_the_whole_budget_is_refused_with_a_clear_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_heavy_call_releases_the_references_it_carried() {
+    // The peer's object 5 rides in a call refused as too heavy: the
+    // receiver took a reference to it when it read the call, and gives it
+    // back with the refusal, as for any call that does not start.
+    let limits = Limits {
+        memory_budget: 4 << 20,
+        ..Limits::default()
+    };
+    let gate = Arc::new(Gate::default());
+    let server = serve(limits, gate.clone()).await;
+    let mut s = raw::opened(&server).await;
+    let mut args = vec![0x92, 0xdd];
+    args.extend_from_slice(&(N as u32).to_be_bytes());
+    args.resize(args.len() + N, 0xa0);
+    args.extend_from_slice(&[0xd6, 0x01, 0, 0, 0, 5]); // the peer's object 5
+    s.write_all(&raw::call(1, 0, "hold", 600_000, &args))
+        .await
+        .unwrap();
+    let (mut refused, mut released) = (false, false);
+    while !(refused && released) {
+        let f = raw::bounded(raw::frame(&mut s)).await.expect("a frame");
+        match raw::kind(&f) {
+            raw::ERROR => {
+                let (_, kind, message) = raw::error_of(&f).unwrap();
+                assert_eq!(kind, "limit_exceeded", "{message}");
+                refused = true;
+            }
+            // [4, 5, 1]: object 5, one reference.
+            raw::RELEASE => {
+                assert_eq!(f, [0x93, 0x04, 0x05, 0x01]);
+                released = true;
+            }
+            k => panic!("unexpected frame of kind {k}"),
+        }
+    }
+    assert_eq!(gate.running.load(SeqCst) + gate.done.load(SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_heavy_call_counts_in_the_budget_until_it_stops() {
     let gate = Arc::new(Gate::default());
     let server = serve(Limits::default(), gate.clone()).await;
