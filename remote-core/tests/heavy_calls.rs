@@ -30,15 +30,20 @@ fn held_count(f: &[u8]) -> u64 {
     u64::from(u32::from_be_bytes([f[4], f[5], f[6], f[7]]))
 }
 
+/// A 4 MiB budget, which a call of `N` empty strings (49 MiB) could never
+/// fit in.
+fn small_budget() -> Limits {
+    Limits {
+        memory_budget: 4 << 20,
+        ..Limits::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_heavier_than_the_whole_budget_is_refused_with_a_clear_error() {
     // 49 MiB of arguments against a 4 MiB budget: it could never have room.
-    let limits = Limits {
-        memory_budget: 4 << 20,
-        ..Limits::default()
-    };
     let gate = Arc::new(Gate::default());
-    let server = serve(limits, gate.clone()).await;
+    let server = serve(small_budget(), gate.clone()).await;
     let mut s = raw::opened(&server).await;
     s.write_all(&hold_frame(1, N)).await.unwrap();
     let f = raw::bounded(raw::frame(&mut s)).await.expect("a reply");
@@ -67,17 +72,12 @@ async fn a_refused_heavy_call_releases_the_references_it_carried() {
     // The peer's object 5 rides in a call refused as too heavy: the
     // receiver took a reference to it when it read the call, and gives it
     // back with the refusal, as for any call that does not start.
-    let limits = Limits {
-        memory_budget: 4 << 20,
-        ..Limits::default()
-    };
     let gate = Arc::new(Gate::default());
-    let server = serve(limits, gate.clone()).await;
+    let server = serve(small_budget(), gate.clone()).await;
     let mut s = raw::opened(&server).await;
-    let mut args = vec![0x92, 0xdd];
-    args.extend_from_slice(&(N as u32).to_be_bytes());
-    args.resize(args.len() + N, 0xa0);
-    args.extend_from_slice(&[0xd6, 0x01, 0, 0, 0, 5]); // the peer's object 5
+    let mut args = array_args(N, 0xa0);
+    args[0] = 0x92; // [v, the peer's object 5]
+    args.extend_from_slice(&[0xd6, 0x01, 0, 0, 0, 5]);
     s.write_all(&raw::call(1, 0, "hold", 600_000, &args))
         .await
         .unwrap();

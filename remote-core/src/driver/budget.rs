@@ -89,6 +89,14 @@ impl Budget {
         self.limit
     }
 
+    /// The most that heavy calls waiting for room (what their connections
+    /// hold) and the first one's need may come to: the budget less an
+    /// eighth, left for the rest of the server ([`try_charge_first`](Self::try_charge_first)).
+    /// A call counting more could never have room.
+    pub(crate) fn most_for_the_line(&self) -> usize {
+        self.limit - self.limit / 8
+    }
+
     /// Bytes currently held.
     pub(crate) fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)
@@ -162,7 +170,7 @@ impl Budget {
         }
         let turn = if self.fits_in(n, self.limit) {
             Turn::Counted
-        } else if line.held.saturating_add(n) > self.limit - self.limit / 8 {
+        } else if line.held.saturating_add(n) > self.most_for_the_line() {
             Turn::Never
         } else {
             return Turn::Wait;

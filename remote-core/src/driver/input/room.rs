@@ -115,7 +115,7 @@ impl Input {
         }
         match self.head_weight {
             LIGHT => None,
-            w if w > self.shared.budget.limit() - self.shared.budget.limit() / 8 => {
+            w if w > self.shared.budget.most_for_the_line() => {
                 self.charged.over = Some(w);
                 None
             }
