@@ -15,6 +15,10 @@ use std::sync::Arc;
 
 use gate::Gate;
 use holder::{array_args, hold_frame, serve};
+use remote_core::proto::{
+    encode, encode_finish, encode_pipelined_call_head, CallId, CallTarget, ObjectId,
+    FEATURE_PIPELINE,
+};
 use remote_core::Limits;
 use tokio::io::AsyncWriteExt;
 
@@ -98,6 +102,50 @@ async fn a_refused_heavy_call_releases_the_references_it_carried() {
             k => panic!("unexpected frame of kind {k}"),
         }
     }
+    assert_eq!(gate.running.load(SeqCst) + gate.done.load(SeqCst), 0);
+}
+
+/// A call frame of kind 1 (or 12, kept answer, if `keep`) of `method` on
+/// `target`, with the arguments `args`.
+fn pipelined(keep: bool, id: u32, target: CallTarget, method: &str, args: &[u8]) -> Vec<u8> {
+    let mut f = encode::begin(args.len() + 32);
+    encode_pipelined_call_head(&mut f, keep, CallId(id), target, method, 600_000);
+    f.extend_from_slice(args);
+    encode::finish(&mut f);
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_heavy_kept_answer_call_fails_the_calls_pipelined_on_it_with_its_error() {
+    // A kept-answer call (kind 12) refused as too heavy keeps its error as
+    // its answer (PROTOCOL.md §9): a call sent on its promise in the same
+    // write fails with that same error, until the caller's finish; after
+    // it, the promise names nothing.
+    let gate = Arc::new(Gate::default());
+    let server = serve(small_budget(), gate.clone()).await;
+    let mut s = raw::raw_with(&server, vec![FEATURE_PIPELINE]).await;
+    let f = raw::bounded(raw::frame(&mut s)).await.expect("a hello");
+    assert_eq!(raw::kind(&f), raw::HELLO);
+    let root = CallTarget::Object(ObjectId(0));
+    let answer = CallTarget::Promise(CallId(1));
+    let mut batch = pipelined(true, 1, root, "hold", &array_args(N, 0xa0));
+    batch.extend(pipelined(false, 2, answer, "add", &[0x92, 1, 2]));
+    s.write_all(&batch).await.unwrap();
+    let mut errors = std::collections::BTreeMap::new();
+    while errors.len() < 2 {
+        let f = raw::bounded(raw::frame(&mut s)).await.expect("a reply");
+        let (id, kind, message) = raw::error_of(&f).expect("an error reply");
+        assert_eq!(kind, "limit_exceeded", "call {id}: {message}");
+        errors.insert(id, message);
+    }
+    assert!(errors[&1].contains("memory_budget"), "{}", errors[&1]);
+    assert_eq!(errors[&2], errors[&1], "the pipelined call's error");
+    // Finished, the answer is gone.
+    let mut f = encode_finish(CallId(1));
+    f.extend(pipelined(false, 3, answer, "add", &[0x92, 1, 2]));
+    s.write_all(&f).await.unwrap();
+    let (id, kind, message) = raw::bounded(raw::next_error(&mut s)).await;
+    assert_eq!((id, kind.as_str()), (3, "unknown_object"), "{message}");
     assert_eq!(gate.running.load(SeqCst) + gate.done.load(SeqCst), 0);
 }
 
