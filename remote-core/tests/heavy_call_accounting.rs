@@ -47,8 +47,6 @@ async fn heavy_calls_ended_every_way_give_their_count_back() {
         .await
         .unwrap();
     assert!(raw::eventually(|| server.calls_waiting_for_memory() == 1).await);
-    // (Its close is noticed while it waits only if its read buffer has
-    // room left past the frame; otherwise once the call starts.)
     drop(y);
     // Z's heavy call (28 MiB) waits, with a 1.5 s deadline once it runs.
     let mut z = raw::opened(&server).await;

@@ -212,6 +212,66 @@ async fn a_heavy_call_waits_until_the_budget_has_room_for_all_of_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heavy_call_whose_peer_closes_while_it_waits_leaves_the_line_and_never_runs() {
+    // A 49 MiB call runs; another peer's 49 MiB call waits in line, its
+    // frame filling its read buffer exactly, and its peer closes. The
+    // waiting reader used to read only into spare room, so with none left
+    // the close went unnoticed: the call kept its place (and the room
+    // held back for it) until it got room, then ran for nobody.
+    let gate = Arc::new(Gate::default());
+    let server = serve(Limits::default(), gate.clone()).await;
+    let mut x = raw::opened(&server).await;
+    x.write_all(&hold_frame(1, N)).await.unwrap();
+    assert!(raw::eventually(|| gate.running.load(SeqCst) == 1).await);
+    let mut y = raw::opened(&server).await;
+    y.write_all(&hold_frame(1, N)).await.unwrap();
+    assert!(raw::eventually(|| server.calls_waiting_for_memory() == 1).await);
+    drop(y);
+    assert!(
+        raw::eventually(|| server.calls_waiting_for_memory() == 0).await,
+        "the closed peer's call is still in line"
+    );
+    assert!(raw::eventually(|| server.connections() == 1).await);
+    gate.open.add_permits(2);
+    let f = raw::bounded(raw::frame(&mut x)).await.expect("X's reply");
+    assert_eq!(held_count(&f), N as u64);
+    // Only X's handler ever ran.
+    assert!(raw::eventually(|| gate.done.load(SeqCst) == 1).await);
+    assert_eq!(gate.running.load(SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_peer_sends_behind_a_waiting_heavy_call_is_read_whole_once_it_starts() {
+    // As above, but the waiting call's peer sends another call behind it:
+    // the byte read past the full buffer to watch for a close is that
+    // call's first, and must go back in front of the rest of it.
+    let gate = Arc::new(Gate::default());
+    let server = serve(Limits::default(), gate.clone()).await;
+    let mut x = raw::opened(&server).await;
+    x.write_all(&hold_frame(1, N)).await.unwrap();
+    assert!(raw::eventually(|| gate.running.load(SeqCst) == 1).await);
+    let mut y = raw::opened(&server).await;
+    y.write_all(&hold_frame(1, N)).await.unwrap();
+    assert!(raw::eventually(|| server.calls_waiting_for_memory() == 1).await);
+    y.write_all(&raw::call(2, 0, "add", 60_000, &[0x92, 0x01, 0x02]))
+        .await
+        .unwrap();
+    gate.open.add_permits(1);
+    let f = raw::bounded(raw::frame(&mut x)).await.expect("X's reply");
+    assert_eq!(held_count(&f), N as u64);
+    // Y's heavy call runs; the `add` behind it waits for it to end (its
+    // connection's handlers hold more than its share meanwhile).
+    assert!(raw::eventually(|| gate.running.load(SeqCst) == 1).await);
+    gate.open.add_permits(1);
+    let f = raw::bounded(raw::frame(&mut y)).await.expect("Y's reply");
+    assert_eq!(held_count(&f), N as u64);
+    let f = raw::bounded(raw::frame(&mut y))
+        .await
+        .expect("the add's reply");
+    assert_eq!(f, [0x93, 0x02, 0x02, 0x03], "add(1, 2) as call 2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_heavy_call_in_line_gets_the_room_light_calls_give_back() {
     // A peer keeps the budget full with light calls (each counting about
     // 58 KiB) to a handler that waits, pipelined on ten connections. When

@@ -115,6 +115,11 @@ pub(crate) struct Input {
     last_read: usize,
     /// When the frames in the buffer arrived (read lazily, once per read).
     arrival: Arrival,
+    /// A byte read past a full buffer while a call waited for room
+    /// (`room.rs`), to notice a close: it follows what the buffer holds,
+    /// and goes back in behind it once that call's frame is split off,
+    /// before anything more is read.
+    probe: Option<u8>,
 }
 
 impl Input {
@@ -143,6 +148,7 @@ impl Input {
             head_weight: 0,
             last_read: 0,
             arrival: Arrival::default(),
+            probe: None,
         }
     }
 
@@ -269,6 +275,9 @@ impl Input {
                         if self.kept > 0 && self.since_large >= SHED_AFTER {
                             self.shed();
                         }
+                    }
+                    if let Some(b) = self.probe.take() {
+                        self.put_back(b);
                     }
                     return Some(Ok(frame));
                 }
@@ -401,6 +410,15 @@ impl Input {
         let rest = std::mem::take(&mut self.buf);
         self.buf = BytesMut::with_capacity(rest.len().max(MIN_READ));
         self.buf.extend_from_slice(&rest);
+    }
+
+    /// Puts the byte read past a full buffer ([`Input::probe`]) back behind
+    /// what the buffer holds. The buffer had no room for it: what it holds
+    /// moves to a small one first, as [`shed`](Self::shed) does.
+    #[cold]
+    fn put_back(&mut self, b: u8) {
+        self.shed();
+        self.buf.extend_from_slice(&[b]);
     }
 
     /// Gives the kept count back to the budget, returning it.

@@ -25,11 +25,12 @@ impl Input {
     /// room is what it waits for. The socket is still read meanwhile, but
     /// only into the read buffer's spare room, never grown for it (a peer
     /// that sent more would otherwise make it double on every turn of the
-    /// reader, uncounted: found by a red-team pass), so that a peer that
-    /// closes its connection is noticed and what the connection holds
-    /// (its place in line) is freed, rather than when the call starts; if
-    /// the buffer has no room left past the frame (or the peer fills it
-    /// first), only then.
+    /// reader, uncounted: found by a red-team pass), and then one byte
+    /// more, kept aside ([`Input::probe`]), so that a peer that closes its
+    /// connection is noticed and what the connection holds (its place in
+    /// line) is freed, rather than when the call starts. (A peer that
+    /// sends more than that and then closes is noticed when the call
+    /// starts.)
     /// Cancel-safe: the place in line and what was read stay.
     pub(super) async fn wait_for_room(
         &mut self,
@@ -68,6 +69,7 @@ impl Input {
                 turn != Turn::Wait || (out_of_line && Self::output_room(&shared))
             });
             let (r, buf, meter) = (&mut self.r, &mut self.buf, &shared.meter);
+            let probe = &mut self.probe;
             let watch = async move {
                 while buf.capacity() > buf.len() {
                     let read = std::future::poll_fn(|cx| {
@@ -76,6 +78,24 @@ impl Input {
                     match read.await {
                         Ok(0) => return None,
                         Ok(n) => meter.read(n),
+                        Err(e) => return Some(Err(FrameError::Io(e))),
+                    }
+                }
+                // No room left: one byte more, kept aside, tells a close
+                // from more data (then nothing more is read until the
+                // call starts).
+                if probe.is_none() {
+                    let mut one = [0u8; 1];
+                    let mut rb = tokio::io::ReadBuf::new(&mut one);
+                    let read = std::future::poll_fn(|cx| {
+                        tokio::io::AsyncRead::poll_read(std::pin::Pin::new(&mut *r), cx, &mut rb)
+                    });
+                    match read.await {
+                        Ok(()) if rb.filled().is_empty() => return None,
+                        Ok(()) => {
+                            *probe = Some(one[0]);
+                            meter.read(1);
+                        }
                         Err(e) => return Some(Err(FrameError::Io(e))),
                     }
                 }
