@@ -60,6 +60,12 @@ impl<'a> Reader<'a> {
         self.pos
     }
 
+    /// Moves to `pos` (at most the end), past what an earlier walk of the
+    /// same bytes already checked.
+    pub(crate) fn skip_to(&mut self, pos: usize) {
+        self.pos = pos.min(self.buf.len());
+    }
+
     /// Items in the arrays and maps [`skip_value`](Self::skip_value) has
     /// walked so far (a map's key and value are two): what a value decodes
     /// into grows with them, not with its bytes alone (an empty string is
@@ -284,8 +290,7 @@ impl<'a> Reader<'a> {
     ) -> Result<std::ops::Range<usize>, Malformed> {
         let start = self.pos;
         // A scalar (a return value, most often) needs no stack.
-        let m = self.byte()?;
-        let children = self.item(m, refs)?;
+        let children = self.next_item(refs)?;
         if children == 0 {
             return Ok(start..self.pos);
         }
@@ -298,8 +303,7 @@ impl<'a> Reader<'a> {
                 return Ok(start..self.pos);
             }
             left -= 1;
-            let m = self.byte()?;
-            let children = self.item(m, refs)?;
+            let children = self.next_item(refs)?;
             if children > 0 {
                 break children;
             }
@@ -319,14 +323,29 @@ impl<'a> Reader<'a> {
                 }
             }
             todo -= 1;
-            let m = self.byte()?;
-            let children = self.item(m, refs)?;
+            let children = self.next_item(refs)?;
             if children > 0 {
                 self.enter(children, pending.len(), depth)?;
                 pending.push(todo);
                 todo = children;
             }
         }
+    }
+
+    /// Reads one item's marker and what follows it up to its children
+    /// ([`item`](Self::item)), returning how many children it has. An item
+    /// whose size its marker alone tells (a number, nil, a bool, a short
+    /// string: most items of a large value) is skipped here, by a table.
+    #[inline(always)]
+    fn next_item(&mut self, refs: &mut Vec<FoundRef>) -> Result<usize, Malformed> {
+        let m = self.byte()?;
+        let n = FIXED_SIZE[usize::from(m)];
+        if n != SIZED_LATER && usize::from(n) <= self.remaining() {
+            self.pos += usize::from(n);
+            return Ok(0);
+        }
+        // Anything else, or one cut short (which `item` reports).
+        self.item(m, refs)
     }
 
     /// Checks a container of `children` items opened with `open` containers
@@ -426,6 +445,30 @@ impl<'a> Reader<'a> {
         })
     }
 }
+
+/// [`FIXED_SIZE`] of a marker whose item's size is not the marker's alone.
+const SIZED_LATER: u8 = u8::MAX;
+
+/// For each marker byte, the bytes that follow it when the marker alone
+/// tells (and the item has no children); [`SIZED_LATER`] otherwise
+/// (containers, long strings and binaries, extensions, 0xc1).
+const FIXED_SIZE: [u8; 256] = {
+    let mut t = [SIZED_LATER; 256];
+    let mut m = 0;
+    while m < 256 {
+        t[m] = match m as u8 {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => 0,
+            0xa0..=0xbf => (m & 0x1f) as u8,
+            0xcc | 0xd0 => 1,
+            0xcd | 0xd1 => 2,
+            0xca | 0xce | 0xd2 => 4,
+            0xcb | 0xcf | 0xd3 => 8,
+            _ => SIZED_LATER,
+        };
+        m += 1;
+    }
+    t
+};
 
 /// A stack of pending element counts: 16 levels inline, then the heap.
 #[derive(Default)]

@@ -165,6 +165,14 @@ fn bytes() -> impl Strategy<Value = Vec<u8>> {
         Just(0xdc),
         Just(0xc0),
         Just(0xa1),
+        // Skipped by their marker alone (`FIXED_SIZE`), whole or cut short.
+        Just(0xcf),
+        Just(0xcb),
+        Just(0xd2),
+        Just(0xd1),
+        Just(0xa5),
+        Just(0xbf),
+        Just(0xc3),
     ];
     proptest::collection::vec(marker, 0..48)
 }
