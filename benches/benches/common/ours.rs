@@ -19,6 +19,8 @@ pub trait Bench {
     async fn call_back(&self, cb: Remote<dyn Cb>, x: u64) -> Result<u64, Error>;
     /// Returns a new capability.
     async fn make(&self) -> Result<Remote<dyn Cb>, Error>;
+    /// Bulk data in: the sum of `v`.
+    async fn sum(&self, v: Vec<f64>) -> Result<f64, Error>;
 }
 
 /// A callback / capability interface.
@@ -47,6 +49,9 @@ impl Bench for Impl {
     }
     async fn make(&self) -> Result<Remote<dyn Cb>, Error> {
         Ok(CbImpl::remote())
+    }
+    async fn sum(&self, v: Vec<f64>) -> Result<f64, Error> {
+        Ok(v.iter().sum())
     }
 }
 
@@ -158,6 +163,12 @@ pub async fn pipelined_call_drop(proxy: &Remote<dyn Bench>, x: u64) {
     let r = cap.add(x).await.expect("cap add");
     assert_eq!(r, x.wrapping_add(1));
     drop(cap);
+}
+
+/// Sends `v` and checks its sum (`want`).
+pub async fn sum(proxy: &Remote<dyn Bench>, v: &[f64], want: f64) {
+    let r = proxy.sum(v.to_vec()).await.expect("sum");
+    assert_eq!(r, want);
 }
 
 /// Echoes `data`.

@@ -54,7 +54,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::budget::{Budget, SMALL_FRAME};
-use crate::proto::Message;
+use crate::proto::{ArgsWalk, Message};
 use crate::Limits;
 
 /// What each item of a running handler's arguments (an element of an
@@ -108,17 +108,28 @@ pub(crate) const LIGHT_LEN: usize = SMALL_FRAME / (1 + DECODED_ITEM);
 /// anything else, and for a frame too short to be heavy whatever it holds
 /// (every item takes a byte at least), which is not walked: the calls of
 /// a busy connection are short.
-pub(crate) fn heavy_call_weight(payload: &[u8], limits: &Limits) -> Option<usize> {
+///
+/// The walk itself is returned too (for any call walked, heavy or not), so
+/// the parse that handles the frame next does not walk it again.
+pub(crate) fn heavy_call_weight(
+    payload: &[u8],
+    limits: &Limits,
+) -> (Option<usize>, Option<ArgsWalk>) {
     if payload.len() <= LIGHT_LEN {
-        return None;
+        return (None, None);
     }
     let mut refs = Vec::new();
-    let items = match Message::parse(payload, limits, &mut refs) {
-        Ok(Message::Call { items, .. } | Message::Pipelined { items, .. }) => items,
-        // Not a call, or malformed: the reader's handling says why.
-        _ => return None,
+    let msg = match Message::parse(payload, limits, &mut refs) {
+        Ok(msg) => msg,
+        // Malformed: the reader's handling says why.
+        Err(_) => return (None, None),
     };
-    Some(args_weight(payload.len(), items)).filter(|&w| w > SMALL_FRAME)
+    let items = match msg {
+        Message::Call { items, .. } | Message::Pipelined { items, .. } => items,
+        _ => return (None, None),
+    };
+    let weight = Some(args_weight(payload.len(), items)).filter(|&w| w > SMALL_FRAME);
+    (weight, ArgsWalk::of(payload, &msg, refs))
 }
 
 /// The smallest reply estimate: calls with tiny replies run concurrently up
@@ -379,13 +390,18 @@ mod tests {
     #[test]
     fn a_call_is_heavy_when_its_frame_and_items_pass_a_small_frame() {
         let l = Limits::default();
+        let weight = |p: &[u8]| heavy_call_weight(p, &l).0;
+        let walked = |p: &[u8]| heavy_call_weight(p, &l).1.is_some();
         // Too short to be heavy whatever it holds: not walked.
-        assert_eq!(heavy_call_weight(&call_of(1000, 0xc0), &l), None);
+        let short = call_of(1000, 0xc0);
+        assert_eq!(weight(&short), None);
+        assert!(!walked(&short));
         // 2,000 nils: 2 KB on the wire, 96 KB decoded (the arguments'
         // array holds one more item: the list).
         let f = call_of(2000, 0xc0);
-        assert_eq!(heavy_call_weight(&f, &l), Some(args_weight(f.len(), 2001)));
-        // The same bytes as one `bin` are one item: light.
+        assert_eq!(weight(&f), Some(args_weight(f.len(), 2001)));
+        assert!(walked(&f));
+        // The same bytes as one `bin` are one item: light, but walked.
         let mut b = f[..f.len() - 2005].to_vec(); // the head and [
         b.extend_from_slice(&[0xc5, 0x07, 0xd0]); // bin16 of 2,000
         b.resize(b.len() + 2000, 0);
@@ -393,11 +409,13 @@ mod tests {
             Message::parse(&b, &l, &mut Vec::new()),
             Ok(Message::Call { items: 1, .. })
         ));
-        assert_eq!(heavy_call_weight(&b, &l), None);
+        assert_eq!(weight(&b), None);
+        assert!(walked(&b));
         // Not a call, or malformed: the reader's handling says why.
-        assert_eq!(heavy_call_weight(&[0xc0; 4000], &l), None);
+        assert!(matches!(heavy_call_weight(&[0xc0; 4000], &l), (None, None)));
         let mut cut = f.clone();
         cut.truncate(f.len() - 1);
-        assert_eq!(heavy_call_weight(&cut, &l), None);
+        assert_eq!(weight(&cut), None);
+        assert!(!walked(&cut));
     }
 }

@@ -14,6 +14,7 @@ mod pipeline;
 mod state;
 mod tables;
 mod value;
+mod walk;
 
 #[cfg(test)]
 mod cancel_tests;
@@ -44,6 +45,7 @@ pub use tables::{
     ExportKey, ExportTable, ImportInner, ImportRef, ImportRefs, ImportTable, ReleaseSink,
 };
 pub use value::{walk, FoundRef, Malformed, Reader, TOO_DEEP};
+pub(crate) use walk::ArgsWalk;
 
 /// Message kind codes (first element of every message array).
 pub mod kind {

@@ -5,6 +5,7 @@ use std::ops::Range;
 
 use super::pipeline::{read_target, CallTarget};
 use super::value::{enc, FoundRef, Malformed, Reader};
+use super::walk::ArgsWalk;
 use super::{kind, CallId, ObjectId};
 use crate::bounded;
 use crate::Limits;
@@ -173,10 +174,23 @@ impl<'a> Message<'a> {
     /// Parses one frame's payload. References inside values are appended to
     /// `refs` in order. `limits.max_depth` bounds value nesting, and
     /// `max_error_chain` and `max_error_text` what is kept of an error.
+    #[inline]
     pub(crate) fn parse(
         frame: &'a [u8],
         limits: &Limits,
         refs: &mut Vec<FoundRef>,
+    ) -> Result<Message<'a>, Malformed> {
+        Self::parse_walked(frame, limits, refs, None)
+    }
+
+    /// [`parse`](Self::parse), taking a call's arguments from `walked`, a
+    /// walk of this very frame's (see [`ArgsWalk`]), instead of walking
+    /// them again.
+    pub(crate) fn parse_walked(
+        frame: &'a [u8],
+        limits: &Limits,
+        refs: &mut Vec<FoundRef>,
+        walked: Option<&ArgsWalk>,
     ) -> Result<Message<'a>, Malformed> {
         let max_depth = limits.max_depth;
         let mut r = Reader::new(frame);
@@ -239,11 +253,22 @@ impl<'a> Message<'a> {
                 // 0 is not a valid deadline (§3.2); read it as 1 ms.
                 let timeout_ms = r.u32()?.max(1);
                 let start = r.pos();
-                // Arguments are always an array (checked, not decoded here).
-                r.clone().array_len()?;
-                let before = r.items();
-                let args = r.skip_value(max_depth, refs)?;
-                let items = u32::try_from(r.items() - before).unwrap_or(u32::MAX);
+                let (args, items) = match walked.and_then(|w| w.of_payload(frame, start)) {
+                    Some((args, items, found)) => {
+                        r.skip_to(args.end);
+                        refs.extend_from_slice(found);
+                        (args, items)
+                    }
+                    None => {
+                        // Arguments are always an array (checked, not
+                        // decoded here).
+                        r.clone().array_len()?;
+                        let before = r.items();
+                        let args = r.skip_value(max_depth, refs)?;
+                        let items = u32::try_from(r.items() - before).unwrap_or(u32::MAX);
+                        (args, items)
+                    }
+                };
                 debug_assert_eq!(args.start, start);
                 match target {
                     CallTarget::Object(target) if !keep => Message::Call {

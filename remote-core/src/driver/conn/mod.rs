@@ -36,7 +36,7 @@ use super::teardown::{drop_caught, drop_each_caught};
 use crate::auth::{exchange, Side};
 use crate::interface::{Dispatch, Interface};
 use crate::peer::Peer;
-use crate::proto::{encode, CallId, Event, ObjectId, ReleaseSink, State};
+use crate::proto::{encode, ArgsWalk, CallId, Event, ObjectId, ReleaseSink, State};
 use crate::stats::Meter;
 use crate::transport::{ClientTls, TlsIdentity};
 use crate::{Error, Limits, Remote, RemoteError};
@@ -139,11 +139,11 @@ impl Shared {
     pub(super) fn on_frame(
         self: &Arc<Self>,
         frame: Bytes,
-        (arrival, charged): (&mut Arrival, &mut ArgsCharge),
+        (arrival, charged, walk): (&mut Arrival, &mut ArgsCharge, Option<&ArgsWalk>),
     ) -> Result<Heard, Error> {
         // A call is admitted (counted, its id in use) only if its handler
         // runs on past this frame (`start_incoming`).
-        let event = self.core().handle_frame_unadmitted(&frame);
+        let event = self.core().handle_frame_walked(&frame, walk);
         let event = match event {
             Ok(ev) => ev,
             Err(v) => {

@@ -15,7 +15,7 @@ use super::deadline::Arrival;
 use super::kept::SHED_AFTER;
 use super::share::{ArgsCharge, LIGHT_LEN};
 use super::shared::Shared;
-use crate::proto::{is_call, FrameError};
+use crate::proto::{is_call, ArgsWalk, FrameError};
 
 mod room;
 
@@ -111,6 +111,11 @@ pub(crate) struct Input {
     /// call), so a wait for room
     /// that is cancelled and resumed does not walk the frame again.
     head_weight: usize,
+    /// What that walk found, handed on with the frame (`walk`)
+    /// so the parse that handles it does not walk it again.
+    head_walk: Option<ArgsWalk>,
+    /// The walk of the frame last returned (until the next is split off).
+    walk: Option<ArgsWalk>,
     /// Bytes the last read took.
     last_read: usize,
     /// When the frames in the buffer arrived (read lazily, once per read).
@@ -146,6 +151,8 @@ impl Input {
             charged: ArgsCharge::default(),
             ticket: None,
             head_weight: 0,
+            head_walk: None,
+            walk: None,
             last_read: 0,
             arrival: Arrival::default(),
             probe: None,
@@ -154,11 +161,13 @@ impl Input {
 
     /// What the reader knows of the frame [`next`](Self::next) returned:
     /// when it arrived (that of the read that completed it, or of the end
-    /// of a wait for room), and the bytes counted in the budget for its
+    /// of a wait for room), the bytes counted in the budget for its
     /// arguments if it is a heavy call, which a handler that runs on takes
-    /// (leaving 0).
-    pub(crate) fn received(&mut self) -> (&mut Arrival, &mut ArgsCharge) {
-        (&mut self.arrival, &mut self.charged)
+    /// (leaving 0), and the walk of its arguments if the reader walked
+    /// them (a long call's, to weigh them).
+    #[inline]
+    pub(crate) fn received(&mut self) -> (&mut Arrival, &mut ArgsCharge, Option<&ArgsWalk>) {
+        (&mut self.arrival, &mut self.charged, self.walk.as_ref())
     }
 
     /// Changes the frame limit (it is small during the handshake).
@@ -276,8 +285,8 @@ impl Input {
                             self.shed();
                         }
                     }
-                    if let Some(b) = self.probe.take() {
-                        self.put_back(b);
+                    if self.head_walk.is_some() || self.walk.is_some() || self.probe.is_some() {
+                        self.split_off_rare();
                     }
                     return Some(Ok(frame));
                 }
@@ -412,13 +421,19 @@ impl Input {
         self.buf.extend_from_slice(&rest);
     }
 
-    /// Puts the byte read past a full buffer ([`Input::probe`]) back behind
-    /// what the buffer holds. The buffer had no room for it: what it holds
-    /// moves to a small one first, as [`shed`](Self::shed) does.
+    /// What the split of a frame off the buffer rarely has to do: the walk
+    /// of its arguments becomes the frame's (or the last frame's goes),
+    /// and the byte read past a full buffer while it waited
+    /// ([`Input::probe`]) goes back behind what the buffer holds (which
+    /// had no room for it: it moves to a small buffer first, as
+    /// [`shed`](Self::shed) does).
     #[cold]
-    fn put_back(&mut self, b: u8) {
-        self.shed();
-        self.buf.extend_from_slice(&[b]);
+    fn split_off_rare(&mut self) {
+        self.walk = self.head_walk.take();
+        if let Some(b) = self.probe.take() {
+            self.shed();
+            self.buf.extend_from_slice(&[b]);
+        }
     }
 
     /// Gives the kept count back to the budget, returning it.

@@ -131,7 +131,9 @@ impl Input {
         }
         if self.head_weight == 0 {
             let payload = &self.buf[4..total];
-            self.head_weight = heavy_call_weight(payload, &self.shared.limits).unwrap_or(LIGHT);
+            let (weight, walk) = heavy_call_weight(payload, &self.shared.limits);
+            self.head_weight = weight.unwrap_or(LIGHT);
+            self.head_walk = walk;
         }
         match self.head_weight {
             LIGHT => None,

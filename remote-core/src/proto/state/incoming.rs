@@ -5,7 +5,7 @@ use super::event::Event;
 use super::refs::RefError;
 use super::{Phase, State, Violation};
 use crate::proto::msg::{Message, PROTOCOL_VERSION};
-use crate::proto::{encode, invalidate, ping, pipeline, CallId, CallTarget};
+use crate::proto::{encode, invalidate, ping, pipeline, ArgsWalk, CallId, CallTarget};
 use crate::{Limits, RemoteError};
 
 pub(super) fn reject(id: CallId, kind: &str, message: String, limits: &Limits) -> Vec<u8> {
@@ -157,11 +157,22 @@ impl<O: Clone, W> State<O, W> {
         &mut self,
         frame: &'a [u8],
     ) -> Result<Event<'a, O, W>, Violation> {
+        self.handle_frame_walked(frame, None)
+    }
+
+    /// [`handle_frame_unadmitted`](Self::handle_frame_unadmitted), a
+    /// call's arguments taken from `walked` if it is a walk of this
+    /// frame's ([`ArgsWalk`]) rather than walked again.
+    pub(crate) fn handle_frame_walked<'a>(
+        &mut self,
+        frame: &'a [u8],
+        walked: Option<&ArgsWalk>,
+    ) -> Result<Event<'a, O, W>, Violation> {
         if self.phase == Phase::Closed {
             return Ok(Event::Nothing);
         }
         self.scratch.clear();
-        let msg = Message::parse(frame, &self.limits, &mut self.scratch)?;
+        let msg = Message::parse_walked(frame, &self.limits, &mut self.scratch, walked)?;
         if self.phase == Phase::AwaitingHello {
             let Message::Hello(h) = msg else {
                 return Err(Violation(
