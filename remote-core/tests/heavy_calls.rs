@@ -241,6 +241,41 @@ async fn a_heavy_call_whose_peer_closes_while_it_waits_leaves_the_line_and_never
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heavy_call_waits_for_room_until_its_own_deadline_at_most() {
+    // Y's call never gets room while X's runs. It used to wait with no
+    // limit, first in line, holding room back from everybody else (a
+    // red-team pass kept one waiting behind a peer that read its output
+    // slowly, shutting every other large frame out). Now it is refused
+    // when its deadline passes; the line is empty again.
+    let gate = Arc::new(Gate::default());
+    let server = serve(Limits::default(), gate.clone()).await;
+    let mut x = raw::opened(&server).await;
+    x.write_all(&hold_frame(1, N)).await.unwrap();
+    assert!(raw::eventually(|| gate.running.load(SeqCst) == 1).await);
+    let mut y = raw::opened(&server).await;
+    y.write_all(&raw::call(1, 0, "hold", 1_000, &array_args(N, 0xa0)))
+        .await
+        .unwrap();
+    let (id, kind, message) = raw::bounded(raw::next_error(&mut y)).await;
+    assert_eq!((id, kind.as_str()), (1, "limit_exceeded"), "{message}");
+    assert!(
+        message.contains("memory_budget") && message.contains("deadline"),
+        "{message}"
+    );
+    assert_eq!(server.calls_waiting_for_memory(), 0);
+    // Y's connection goes on; X's call was never disturbed.
+    y.write_all(&raw::call(2, 0, "add", 60_000, &[0x92, 0x01, 0x02]))
+        .await
+        .unwrap();
+    let f = raw::bounded(raw::frame(&mut y)).await.expect("a reply");
+    assert_eq!(f, [0x93, 0x02, 0x02, 0x03]);
+    gate.open.add_permits(1);
+    let f = raw::bounded(raw::frame(&mut x)).await.expect("X's reply");
+    assert_eq!(held_count(&f), N as u64);
+    assert_eq!(gate.done.load(SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_peer_sends_behind_a_waiting_heavy_call_is_read_whole_once_it_starts() {
     // As above, but the waiting call's peer sends another call behind it:
     // the byte read past the full buffer to watch for a close is that

@@ -111,25 +111,46 @@ pub(crate) const LIGHT_LEN: usize = SMALL_FRAME / (1 + DECODED_ITEM);
 ///
 /// The walk itself is returned too (for any call walked, heavy or not), so
 /// the parse that handles the frame next does not walk it again.
-pub(crate) fn heavy_call_weight(
-    payload: &[u8],
-    limits: &Limits,
-) -> (Option<usize>, Option<ArgsWalk>) {
+pub(crate) fn heavy_call_weight(payload: &[u8], limits: &Limits) -> Weighed {
+    let none = Weighed {
+        weight: None,
+        walk: None,
+        timeout_ms: 0,
+    };
     if payload.len() <= LIGHT_LEN {
-        return (None, None);
+        return none;
     }
     let mut refs = Vec::new();
     let msg = match Message::parse(payload, limits, &mut refs) {
         Ok(msg) => msg,
         // Malformed: the reader's handling says why.
-        Err(_) => return (None, None),
+        Err(_) => return none,
     };
-    let items = match msg {
-        Message::Call { items, .. } | Message::Pipelined { items, .. } => items,
-        _ => return (None, None),
+    let (items, timeout_ms) = match msg {
+        Message::Call {
+            items, timeout_ms, ..
+        }
+        | Message::Pipelined {
+            items, timeout_ms, ..
+        } => (items, timeout_ms),
+        _ => return none,
     };
-    let weight = Some(args_weight(payload.len(), items)).filter(|&w| w > SMALL_FRAME);
-    (weight, ArgsWalk::of(payload, &msg, refs))
+    Weighed {
+        weight: Some(args_weight(payload.len(), items)).filter(|&w| w > SMALL_FRAME),
+        walk: ArgsWalk::of(payload, &msg, refs),
+        timeout_ms,
+    }
+}
+
+/// What [`heavy_call_weight`] found of a call.
+#[derive(Debug)]
+pub(crate) struct Weighed {
+    /// Its weight if it is heavy.
+    pub(crate) weight: Option<usize>,
+    /// The walk of its arguments.
+    pub(crate) walk: Option<ArgsWalk>,
+    /// Its deadline, as the caller sent it (0: not a call).
+    pub(crate) timeout_ms: u32,
 }
 
 /// The smallest reply estimate: calls with tiny replies run concurrently up
@@ -390,8 +411,8 @@ mod tests {
     #[test]
     fn a_call_is_heavy_when_its_frame_and_items_pass_a_small_frame() {
         let l = Limits::default();
-        let weight = |p: &[u8]| heavy_call_weight(p, &l).0;
-        let walked = |p: &[u8]| heavy_call_weight(p, &l).1.is_some();
+        let weight = |p: &[u8]| heavy_call_weight(p, &l).weight;
+        let walked = |p: &[u8]| heavy_call_weight(p, &l).walk.is_some();
         // Too short to be heavy whatever it holds: not walked.
         let short = call_of(1000, 0xc0);
         assert_eq!(weight(&short), None);
@@ -412,7 +433,8 @@ mod tests {
         assert_eq!(weight(&b), None);
         assert!(walked(&b));
         // Not a call, or malformed: the reader's handling says why.
-        assert!(matches!(heavy_call_weight(&[0xc0; 4000], &l), (None, None)));
+        assert!(weight(&[0xc0; 4000]).is_none() && !walked(&[0xc0; 4000]));
+        assert_eq!(heavy_call_weight(&f, &l).timeout_ms, 1000);
         let mut cut = f.clone();
         cut.truncate(f.len() - 1);
         assert_eq!(weight(&cut), None);

@@ -296,8 +296,9 @@ impl Shared {
             let limit = self.budget.limit();
             let msg = format!(
                 "the arguments of {} count {weight} bytes decoded (the frame and {} \
-                 per item): memory_budget = {limit} cannot have room for them (they \
-                 count more, or the calls waiting behind them hold the rest)",
+                 per item): memory_budget = {limit} had no room for them (they count \
+                 more than it can hold beside the calls waiting behind them, or no \
+                 room came before the call's deadline)",
                 crate::bounded::quote(method),
                 super::share::DECODED_ITEM,
             );

@@ -2,6 +2,7 @@
 //! memory budget (see [`budget`](super::budget)), and the bounded drain
 //! that follows a close.
 
+use std::future::Future;
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -116,6 +117,11 @@ pub(crate) struct Input {
     head_walk: Option<ArgsWalk>,
     /// The walk of the frame last returned (until the next is split off).
     walk: Option<ArgsWalk>,
+    /// The head call's deadline as its caller sent it, once walked.
+    head_timeout_ms: u32,
+    /// When a heavy call waiting for room gives up (`room.rs`), from its
+    /// first wait until it starts or is refused.
+    give_up: Option<crate::rt::time::Instant>,
     /// Bytes the last read took.
     last_read: usize,
     /// When the frames in the buffer arrived (read lazily, once per read).
@@ -153,6 +159,8 @@ impl Input {
             head_weight: 0,
             head_walk: None,
             walk: None,
+            head_timeout_ms: 0,
+            give_up: None,
             last_read: 0,
             arrival: Arrival::default(),
             probe: None,
@@ -296,7 +304,9 @@ impl Input {
                     // may wait for room that output holds, and the rest of
                     // the frame may be slow to come.
                     self.write_queued();
-                    self.reserve(total).await;
+                    if let ControlFlow::Break(end) = self.reserve(total).await {
+                        return end;
+                    }
                 }
                 // Room for the rest of the frame (its announced, bounded,
                 // reserved size) and, for a small one, a chunk beyond it,
@@ -304,6 +314,12 @@ impl Input {
                 let rest = total - self.buf.len();
                 if self.buf.capacity() - self.buf.len() < rest {
                     self.buf.reserve(rest.max(self.chunk));
+                }
+                if let Some(b) = self.probe.take() {
+                    // Read past a full buffer while the reservation waited:
+                    // the frame's next byte.
+                    self.buf.extend_from_slice(&[b]);
+                    continue;
                 }
             }
             let spare = self.make_room();
@@ -470,7 +486,9 @@ impl Input {
 
     /// Counts the frame in progress (`total` bytes) in the budget, waiting
     /// for room unless it is small and this connection holds nothing else.
-    async fn reserve(&mut self, total: usize) {
+    /// `Break` when the peer closed (or a read failed) meanwhile, with
+    /// what [`next`](Self::next) returns.
+    async fn reserve(&mut self, total: usize) -> ControlFlow<Option<Result<Bytes, FrameError>>> {
         // A kept large buffer is the memory this frame is read into: its
         // count moves to the frame's reservation instead of adding to it.
         let moved = self.kept.min(total - self.reserved);
@@ -479,7 +497,7 @@ impl Input {
         self.reserved += moved;
         shared_add(&self.shared, moved);
         if self.reserved >= total {
-            return;
+            return ControlFlow::Continue(());
         }
         let need = total - self.reserved;
         let shared = self.shared.clone();
@@ -493,12 +511,28 @@ impl Input {
         };
         if !fits() {
             self.paused = true;
-            shared.budget.wait_until(fits).await;
+            // The socket is watched meanwhile, so a peer that closes is
+            // noticed (found by a red-team pass: readers waiting here never
+            // looked, and a thousand closed connections held their slots).
+            let room = shared.budget.wait_until(fits);
+            let watch = room::watch(&mut self.r, &mut self.buf, &mut self.probe, &shared.meter);
+            let (mut room, mut watch) = (std::pin::pin!(room), std::pin::pin!(watch));
+            let closed = std::future::poll_fn(|cx| {
+                if room.as_mut().poll(cx).is_ready() {
+                    return std::task::Poll::Ready(None);
+                }
+                watch.as_mut().poll(cx).map(Some)
+            })
+            .await;
             self.paused = false;
+            if let Some(end) = closed {
+                return ControlFlow::Break(end);
+            }
         }
         // Nothing is awaited from here on: the charge is recorded at once.
         self.reserved = total;
         shared_add(&shared, need);
+        ControlFlow::Continue(())
     }
 
     /// The frame last returned has been handled: give back its reservation,

@@ -7,13 +7,17 @@ use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 
-use bytes::Bytes;
+use std::time::Duration;
 
-use super::{Input, LIGHT};
+use bytes::{Bytes, BytesMut};
+
+use super::{BoxRead, Input, LIGHT};
 use crate::driver::budget::{Ticket, Turn};
 use crate::driver::share::{heavy_call_weight, LIGHT_LEN};
 use crate::driver::shared::Shared;
 use crate::proto::FrameError;
+use crate::rt::time::Instant;
+use crate::stats::Meter;
 
 impl Input {
     /// Waits until the call at the head of the buffer may start
@@ -59,8 +63,22 @@ impl Input {
         }
         let shared = self.shared.clone();
         let out_of_line = heavy.is_some() && self.ticket.is_none();
+        // A heavy call waits for room until its own deadline at most
+        // (capped at `max_deadline`): the caller gives up then anyway, and
+        // a call first in line holds room back from everybody else.
+        let give_up = match (heavy, self.give_up) {
+            (None, _) => None,
+            (Some(_), Some(at)) => Some(at),
+            (Some(_), None) => {
+                let ms = u64::from(self.head_timeout_ms.max(1));
+                let wait = Duration::from_millis(ms).min(shared.limits.max_deadline);
+                let at = crate::driver::deadline::after(Instant::now(), wait);
+                self.give_up = Some(at);
+                Some(at)
+            }
+        };
         let mut turn = Turn::Wait;
-        let closed = {
+        let ended = {
             let ticket = self.ticket.as_ref();
             // Until it may start, or (out of line) its output has room and
             // it lines up.
@@ -68,50 +86,37 @@ impl Input {
                 turn = Self::may_start(&shared, heavy, ticket);
                 turn != Turn::Wait || (out_of_line && Self::output_room(&shared))
             });
-            let (r, buf, meter) = (&mut self.r, &mut self.buf, &shared.meter);
-            let probe = &mut self.probe;
-            let watch = async move {
-                while buf.capacity() > buf.len() {
-                    let read = std::future::poll_fn(|cx| {
-                        tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut *r), cx, &mut *buf)
-                    });
-                    match read.await {
-                        Ok(0) => return None,
-                        Ok(n) => meter.read(n),
-                        Err(e) => return Some(Err(FrameError::Io(e))),
-                    }
+            let late = async {
+                match give_up {
+                    Some(at) => crate::rt::time::sleep_until(at).await,
+                    None => std::future::pending().await,
                 }
-                // No room left: one byte more, kept aside, tells a close
-                // from more data (then nothing more is read until the
-                // call starts).
-                if probe.is_none() {
-                    let mut one = [0u8; 1];
-                    let mut rb = tokio::io::ReadBuf::new(&mut one);
-                    let read = std::future::poll_fn(|cx| {
-                        tokio::io::AsyncRead::poll_read(std::pin::Pin::new(&mut *r), cx, &mut rb)
-                    });
-                    match read.await {
-                        Ok(()) if rb.filled().is_empty() => return None,
-                        Ok(()) => {
-                            *probe = Some(one[0]);
-                            meter.read(1);
-                        }
-                        Err(e) => return Some(Err(FrameError::Io(e))),
-                    }
-                }
-                std::future::pending().await
             };
-            let (mut room, mut watch) = (std::pin::pin!(room), std::pin::pin!(watch));
+            let watch = watch(&mut self.r, &mut self.buf, &mut self.probe, &shared.meter);
+            let (mut room, mut late, mut watch) = (
+                std::pin::pin!(room),
+                std::pin::pin!(late),
+                std::pin::pin!(watch),
+            );
             std::future::poll_fn(|cx| {
                 if room.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(None);
+                    return Poll::Ready(Wait::Room);
                 }
-                watch.as_mut().poll(cx).map(Some)
+                if late.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wait::Late);
+                }
+                watch.as_mut().poll(cx).map(Wait::Closed)
             })
             .await
         };
-        if let Some(end) = closed {
-            return ControlFlow::Break(end);
+        match ended {
+            Wait::Room => {}
+            Wait::Closed(end) => return ControlFlow::Break(end),
+            Wait::Late => {
+                // Refused: it leaves the line.
+                self.leave_line();
+                turn = Turn::Never;
+            }
         }
         self.took(turn, heavy);
         ControlFlow::Continue(())
@@ -131,9 +136,10 @@ impl Input {
         }
         if self.head_weight == 0 {
             let payload = &self.buf[4..total];
-            let (weight, walk) = heavy_call_weight(payload, &self.shared.limits);
-            self.head_weight = weight.unwrap_or(LIGHT);
-            self.head_walk = walk;
+            let weighed = heavy_call_weight(payload, &self.shared.limits);
+            self.head_weight = weighed.weight.unwrap_or(LIGHT);
+            self.head_walk = weighed.walk;
+            self.head_timeout_ms = weighed.timeout_ms;
         }
         match self.head_weight {
             LIGHT => None,
@@ -175,6 +181,11 @@ impl Input {
         let Some(need) = heavy else { return };
         match turn {
             Turn::Wait => return,
+            _ if self.give_up.is_some() => self.give_up = None,
+            _ => {}
+        }
+        match turn {
+            Turn::Wait => return,
             Turn::Never => {
                 self.ticket = None;
                 self.charged.over = Some(self.head_weight);
@@ -199,4 +210,55 @@ impl Input {
             self.shared.budget.leave(t);
         }
     }
+}
+
+/// How a wait for room ended.
+enum Wait {
+    /// The call may start (or is refused: `Turn::Never`).
+    Room,
+    /// A heavy call's deadline passed first: it is refused.
+    Late,
+    /// The peer closed, or a read failed.
+    Closed(Option<Result<Bytes, FrameError>>),
+}
+
+/// Reads what the peer sends while its connection waits for room, so its
+/// close is noticed: into the read buffer's spare room only, never grown
+/// for it (a peer that sent more would otherwise make it double on every
+/// turn of the reader, uncounted: found by a red-team pass), then one
+/// byte more, kept aside in `probe` (put back behind the buffer's content
+/// once the wait ends; then nothing more is read until it does). Returns
+/// only when the peer closed (`None`) or a read failed.
+pub(super) async fn watch(
+    r: &mut BoxRead,
+    buf: &mut BytesMut,
+    probe: &mut Option<u8>,
+    meter: &Meter,
+) -> Option<Result<Bytes, FrameError>> {
+    while buf.capacity() > buf.len() && probe.is_none() {
+        let read = std::future::poll_fn(|cx| {
+            tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut *r), cx, &mut *buf)
+        });
+        match read.await {
+            Ok(0) => return None,
+            Ok(n) => meter.read(n),
+            Err(e) => return Some(Err(FrameError::Io(e))),
+        }
+    }
+    if probe.is_none() {
+        let mut one = [0u8; 1];
+        let mut rb = tokio::io::ReadBuf::new(&mut one);
+        let read = std::future::poll_fn(|cx| {
+            tokio::io::AsyncRead::poll_read(std::pin::Pin::new(&mut *r), cx, &mut rb)
+        });
+        match read.await {
+            Ok(()) if rb.filled().is_empty() => return None,
+            Ok(()) => {
+                *probe = Some(one[0]);
+                meter.read(1);
+            }
+            Err(e) => return Some(Err(FrameError::Io(e))),
+        }
+    }
+    std::future::pending().await
 }

@@ -1,0 +1,120 @@
+//! Readers held back while the memory budget has no room for the frame
+//! they are reading (PROTOCOL.md §9) still watch their sockets: a peer
+//! that announces a large frame and closes is noticed and its connection
+//! freed, not kept until the budget has room. (A red-team pass parked
+//! 1,024 such connections and closed them: every slot stayed taken, and
+//! new clients were refused with `max_connections`.)
+
+#[path = "support/raw.rs"]
+mod raw;
+
+use std::sync::Arc;
+
+use remote_core::{remote, Connection, Error, Limits, Remote, Server, ServerHandle};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+#[remote]
+pub trait Calc {
+    async fn add(&self, a: i64, b: i64) -> Result<i64, Error>;
+}
+
+struct Impl;
+
+#[remote]
+impl Calc for Impl {
+    async fn add(&self, a: i64, b: i64) -> Result<i64, Error> {
+        Ok(a + b)
+    }
+}
+
+/// A raw connection past the handshake that announced a 1 MiB frame and
+/// sent `extra` bytes of it.
+async fn announce(server: &ServerHandle, extra: usize) -> TcpStream {
+    let mut s = raw::opened(server).await;
+    let mut b = (1u32 << 20).to_be_bytes().to_vec();
+    b.resize(4 + extra, 0x90);
+    s.write_all(&b).await.unwrap();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_waiting_for_room_notice_their_peers_close() {
+    let limits = Limits {
+        memory_budget: 4 << 20,
+        max_connections: 64,
+        max_connections_per_peer: 64,
+        ..Limits::default()
+    };
+    let server = Server::builder()
+        .limits(limits)
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Calc>));
+    // Four frames in progress take the budget (1 MiB reserved each, the
+    // last one waiting for what the others leave).
+    let mut holders = Vec::new();
+    for _ in 0..4 {
+        holders.push(announce(&server, 1).await);
+    }
+    assert!(raw::eventually(|| server.buffered_bytes() >= 3 << 20).await);
+    // Forty more announce theirs, wait for room, and close.
+    for _ in 0..40 {
+        drop(announce(&server, 0).await);
+    }
+    assert!(
+        raw::eventually(|| server.connections() <= 4).await,
+        "{} connections still open after their peers closed",
+        server.connections()
+    );
+    // The budget is still full: the slots were freed by the closes alone,
+    // and a small call from a new client is served.
+    assert!(server.buffered_bytes() >= 3 << 20);
+    let conn = Connection::connect(server.local_addr()).await.unwrap();
+    assert_eq!(conn.root::<dyn Calc>().add(2, 3).await.unwrap(), 5);
+    drop(holders);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_read_while_waiting_for_room_arrives_whole() {
+    // The watch reads into the read buffer's spare room, then one byte
+    // more, kept aside: that byte must go back into the frame once its
+    // room is reserved.
+    // Three 1 MiB frames in progress leave less than 900 KiB of room.
+    let limits = Limits {
+        memory_budget: 3584 << 10,
+        ..Limits::default()
+    };
+    let server = Server::builder()
+        .limits(limits)
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Calc>));
+    let mut holders = Vec::new();
+    for _ in 0..3 {
+        holders.push(announce(&server, 1).await);
+    }
+    assert!(raw::eventually(|| server.buffered_bytes() >= 3 << 20).await);
+    // A call whose one argument is 900 KiB of bytes (`add` refuses it as
+    // bad arguments once it runs), then a good call behind it.
+    let mut args = vec![0x91, 0xc6];
+    args.extend_from_slice(&(900u32 << 10).to_be_bytes());
+    args.resize(args.len() + (900 << 10), 7);
+    let mut s = raw::opened(&server).await;
+    let mut both = raw::call(1, 0, "add", 600_000, &args);
+    both.extend(raw::call(2, 0, "add", 600_000, &[0x92, 0x02, 0x03]));
+    let sent = tokio::spawn(async move {
+        s.write_all(&both).await.unwrap();
+        s
+    });
+    // It waits for room (its 900 KiB do not fit) until the holders go.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drop(holders);
+    let mut s = sent.await.unwrap();
+    let (id, kind, message) = raw::bounded(raw::next_error(&mut s)).await;
+    assert_eq!((id, kind.as_str()), (1, "bad_arguments"), "{message}");
+    let f = raw::bounded(raw::frame(&mut s)).await.expect("a reply");
+    assert_eq!(f, [0x93, 0x02, 0x02, 0x05], "add(2, 3) as call 2");
+}
