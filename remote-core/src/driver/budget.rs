@@ -13,7 +13,8 @@
 //! (by the writer).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
@@ -215,13 +216,21 @@ impl Budget {
         self.held_back.store(n, Ordering::Release);
     }
 
-    /// Gives back `n` bytes and wakes the waiting readers, if any.
+    /// Gives back `n` bytes and wakes the waiting readers, if any, unless
+    /// the budget is still exhausted and nobody is in line: no reader
+    /// waiting for budget room could go on then, and what else they wait
+    /// for is their own connection's ([`OwnRoom`]). (Every write used to
+    /// wake every waiting reader: a red-team pass parked a thousand
+    /// readers and made each call of a bystander cost a thousand
+    /// wake-ups.)
     pub(crate) fn release(&self, n: usize) {
         if n == 0 {
             return;
         }
         self.used.fetch_sub(n, Ordering::AcqRel);
-        self.wake();
+        if !self.exhausted() || self.held_back.load(Ordering::Acquire) > 0 {
+            self.wake();
+        }
     }
 
     /// Wakes the waiting readers, if any, to re-check their condition.
@@ -232,27 +241,67 @@ impl Budget {
     }
 
     /// Waits until `ready()` holds, re-checking whenever bytes are given
-    /// back anywhere in the budget. Cancel-safe.
-    pub(crate) async fn wait_until(&self, mut ready: impl FnMut() -> bool) {
+    /// back in the budget and may let a waiting reader on
+    /// ([`release`](Self::release)), or the waiting reader's own
+    /// connection changed (`own`). Cancel-safe.
+    pub(crate) async fn wait_until(&self, own: &OwnRoom, mut ready: impl FnMut() -> bool) {
         if ready() {
             return;
         }
-        struct Waiting<'a>(&'a AtomicUsize);
+        struct Waiting<'a>(&'a AtomicUsize, &'a AtomicBool);
         impl Drop for Waiting<'_> {
             fn drop(&mut self) {
+                self.1.store(false, Ordering::SeqCst);
                 self.0.fetch_sub(1, Ordering::AcqRel);
             }
         }
         self.waiting.fetch_add(1, Ordering::AcqRel);
-        let _w = Waiting(&self.waiting);
+        own.waits.store(true, Ordering::SeqCst);
+        let _w = Waiting(&self.waiting, &own.waits);
         loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
+            let (all, mine) = (self.changed.notified(), own.changed.notified());
+            tokio::pin!(all, mine);
+            all.as_mut().enable();
+            mine.as_mut().enable();
+            // Pairs with the fence in `OwnRoom::wake`: a change made
+            // before that wake saw no waiter is seen by `ready` here.
+            std::sync::atomic::fence(Ordering::SeqCst);
             if ready() {
                 return;
             }
-            notified.await;
+            std::future::poll_fn(|cx| {
+                if all.as_mut().poll(cx).is_ready() || mine.as_mut().poll(cx).is_ready() {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            })
+            .await;
+        }
+    }
+}
+
+/// Wakes one connection's reader waiting for room
+/// ([`Budget::wait_until`]) when that connection's own state changes: its
+/// output written, its handlers stopped. The budget's own wake-up reaches
+/// every waiting reader, so these changes, which concern one, do not use
+/// it.
+#[derive(Debug, Default)]
+pub(crate) struct OwnRoom {
+    changed: Notify,
+    /// Whether the reader waits (only then is `changed` notified, so a
+    /// write costs no lock).
+    waits: AtomicBool,
+}
+
+impl OwnRoom {
+    /// The connection's state changed (made before this call): its
+    /// waiting reader, if any, re-checks.
+    #[inline]
+    pub(crate) fn wake(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.waits.load(Ordering::SeqCst) {
+            self.changed.notify_waiters();
         }
     }
 }
@@ -365,7 +414,10 @@ mod tests {
         let b = std::sync::Arc::new(Budget::new(10));
         b.charge(10);
         let b2 = b.clone();
-        let waiter = tokio::spawn(async move { b2.wait_until(|| !b2.exhausted()).await });
+        let waiter = tokio::spawn(async move {
+            let own = OwnRoom::default();
+            b2.wait_until(&own, || !b2.exhausted()).await
+        });
         while b.waiting.load(Ordering::Acquire) == 0 {
             tokio::task::yield_now().await;
         }
@@ -375,5 +427,43 @@ mod tests {
             .expect("woken")
             .unwrap();
         assert_eq!(b.waiting.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn only_releases_that_may_let_a_reader_on_and_its_own_changes_wake_it() {
+        use std::sync::Arc;
+        let b = Arc::new(Budget::new(100));
+        assert!(b.try_charge(100));
+        let own = Arc::new(OwnRoom::default());
+        let checks = Arc::new(AtomicUsize::new(0));
+        let (b2, own2, checks2) = (b.clone(), own.clone(), checks.clone());
+        let waiter = tokio::spawn(async move {
+            b2.wait_until(&own2, || {
+                checks2.fetch_add(1, Ordering::SeqCst);
+                !b2.exhausted()
+            })
+            .await
+        });
+        let settle = || async {
+            for _ in 0..20 {
+                tokio::task::yield_now().await;
+            }
+        };
+        settle().await;
+        let waiting = checks.load(Ordering::SeqCst);
+        assert_eq!(waiting, 2, "checked before and after it registered");
+        // Another connection's write: bytes given back, still exhausted.
+        b.charge(10);
+        b.release(10);
+        settle().await;
+        assert_eq!(checks.load(Ordering::SeqCst), waiting, "woken for nothing");
+        // Its own connection changed: it checks again.
+        own.wake();
+        settle().await;
+        assert_eq!(checks.load(Ordering::SeqCst), waiting + 1);
+        // Room: it goes on.
+        b.release(50);
+        waiter.await.unwrap();
+        assert_eq!(checks.load(Ordering::SeqCst), waiting + 2);
     }
 }

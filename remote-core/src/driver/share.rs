@@ -53,7 +53,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::budget::{Budget, SMALL_FRAME};
+use super::budget::{Budget, OwnRoom, SMALL_FRAME};
 use crate::proto::{ArgsWalk, Message};
 use crate::Limits;
 
@@ -175,6 +175,9 @@ pub(crate) struct OutputShare {
     /// the first reply tells us more, enough for a few calls that wait on
     /// each other (or on calls back to the peer).
     unknown: usize,
+    /// Wakes this connection's reader waiting for room when its output is
+    /// written or a handler stops.
+    pub(crate) own: OwnRoom,
 }
 
 impl OutputShare {
@@ -186,6 +189,7 @@ impl OutputShare {
             args: AtomicUsize::new(0),
             estimate: AtomicUsize::new(0),
             unknown: max_frame_len.max(MIN_ESTIMATE),
+            own: OwnRoom::default(),
         }
     }
 

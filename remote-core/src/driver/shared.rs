@@ -167,7 +167,7 @@ impl Shared {
         self.meter.wrote(n);
         self.queued.fetch_sub(n, Ordering::AcqRel);
         // A reader held back by this connection's queue re-checks.
-        self.budget.wake();
+        self.output_share.own.wake();
     }
 
     /// The writer freed an output buffer of `capacity` bytes.
@@ -210,6 +210,7 @@ impl Shared {
         self.queued.store(0, Ordering::Release);
         let n = self.out_charged.swap(0, Ordering::AcqRel);
         self.budget.release(n);
+        self.output_share.own.wake();
     }
 
     /// Queues a complete frame for the writer. Never refused for size: a

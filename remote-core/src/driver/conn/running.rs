@@ -63,8 +63,10 @@ impl Shared {
             }
         }
         self.output_share.stopped(weight);
-        // Wakes the readers waiting for room, for the budget or the share.
+        // Wakes the readers waiting for room in the budget, and this
+        // connection's for its share.
         self.budget.release(held);
+        self.output_share.own.wake();
         self.handler_stopped(id, seq);
     }
 

@@ -514,7 +514,7 @@ impl Input {
             // The socket is watched meanwhile, so a peer that closes is
             // noticed (found by a red-team pass: readers waiting here never
             // looked, and a thousand closed connections held their slots).
-            let room = shared.budget.wait_until(fits);
+            let room = shared.budget.wait_until(&shared.output_share.own, fits);
             let watch = room::watch(&mut self.r, &mut self.buf, &mut self.probe, &shared.meter);
             let (mut room, mut watch) = (std::pin::pin!(room), std::pin::pin!(watch));
             let closed = std::future::poll_fn(|cx| {

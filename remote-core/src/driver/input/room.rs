@@ -82,7 +82,7 @@ impl Input {
             let ticket = self.ticket.as_ref();
             // Until it may start, or (out of line) its output has room and
             // it lines up.
-            let room = shared.budget.wait_until(|| {
+            let room = shared.budget.wait_until(&shared.output_share.own, || {
                 turn = Self::may_start(&shared, heavy, ticket);
                 turn != Turn::Wait || (out_of_line && Self::output_room(&shared))
             });
