@@ -5,10 +5,16 @@
 //! 1,024 such connections and closed them: every slot stayed taken, and
 //! new clients were refused with `max_connections`.)
 
+#[path = "support/gate.rs"]
+mod gate;
+#[path = "support/holder.rs"]
+mod holder;
 #[path = "support/raw.rs"]
 mod raw;
 
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
+use std::time::Duration;
 
 use remote_core::{remote, Connection, Error, Limits, Remote, Server, ServerHandle};
 use tokio::io::AsyncWriteExt;
@@ -117,4 +123,32 @@ async fn a_frame_read_while_waiting_for_room_arrives_whole() {
     assert_eq!((id, kind.as_str()), (1, "bad_arguments"), "{message}");
     let f = raw::bounded(raw::frame(&mut s)).await.expect("a reply");
     assert_eq!(f, [0x93, 0x02, 0x02, 0x05], "add(2, 3) as call 2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_held_back_from_a_frame_for_a_whole_idle_period_is_closed() {
+    // The budget stays full (a running call holds 3.3 MB of its 4 MiB);
+    // a peer that announced a 1 MiB frame and sends nothing more is not
+    // to blame for the wait, but must not hold its slot for as long as
+    // the budget stays full: after an idle period spent waiting (and
+    // before a second), it is told why and closed.
+    let limits = Limits {
+        memory_budget: 4 << 20,
+        idle_timeout: Duration::from_secs(1),
+        unauthenticated_idle_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let gate = Arc::new(gate::Gate::default());
+    let server = holder::serve(limits, gate.clone()).await;
+    let mut x = raw::opened(&server).await;
+    x.write_all(&holder::hold_frame(1, 70_000)).await.unwrap();
+    assert!(raw::eventually(|| gate.running.load(SeqCst) == 1).await);
+    let mut parked = announce(&server, 0).await;
+    let reason = raw::bounded(raw::goodbye(&mut parked)).await;
+    let reason = reason.expect("a goodbye");
+    assert!(reason.contains("for room in the memory budget"), "{reason}");
+    // The running call was not disturbed.
+    gate.open.add_permits(1);
+    let f = raw::bounded(raw::frame(&mut x)).await.expect("X's reply");
+    assert_eq!(raw::kind(&f), raw::RETURN, "{:?}", raw::error_of(&f));
 }

@@ -138,6 +138,9 @@ pub(super) async fn read_loop(
     // reference must not hold a connection slot for ever.
     let refs_expire = shared.server_side && !shared.is_authenticated();
     let mut quiet_since = Instant::now();
+    // Whether the last idle check found the reader waiting for room to
+    // read a frame, with no traffic since the one before.
+    let mut parked_at_check = false;
     let mut drain = true;
     let reason = loop {
         // Input is polled before the timer: while a peer's frames keep
@@ -277,6 +280,22 @@ pub(super) async fn read_loop(
                 // Held back by our own budgets: the peer is not to blame.
                 let paused = input.is_paused();
                 let stalled_frame = !progressed && !paused && input.has_partial_frame();
+                // Held back by the budget from reading a frame for a whole
+                // idle period: the peer is not to blame, but the server
+                // cannot serve it either, and a peer that only announces
+                // large frames must not hold its slot for as long as the
+                // budget stays full (red-team pass). Whatever the frame
+                // carried has outlived its caller's deadline by then.
+                let parked = !progressed && input.is_reserving();
+                if parked && parked_at_check {
+                    let msg = format!(
+                        "a frame waited {idle_name} = {idle:?} for room in the memory budget"
+                    );
+                    crate::trace::limit_hit("memory_budget", &msg);
+                    let _ = shared.send_goodbye(&msg);
+                    break Error::ConnectionLost(msg);
+                }
+                parked_at_check = parked;
                 if progressed {
                     quiet_since = now;
                 }

@@ -84,6 +84,8 @@ pub(crate) struct Input {
     reserved: usize,
     /// Waiting for room (output drained or budget space), not for the peer.
     paused: bool,
+    /// ...and that wait is for the reservation of a frame in progress.
+    reserving: bool,
     /// Bytes to make room for when the buffer is full (see [`MIN_READ`]).
     chunk: usize,
     /// Bytes counted in the budget for a large read buffer kept, after its
@@ -147,6 +149,7 @@ impl Input {
             shared,
             reserved: 0,
             paused: false,
+            reserving: false,
             chunk: MIN_READ,
             kept: 0,
             since_large: u32::MAX,
@@ -204,6 +207,12 @@ impl Input {
     /// peer is not to blame for it).
     pub(crate) fn is_paused(&self) -> bool {
         self.paused
+    }
+
+    /// Whether it is held back waiting for room in the memory budget to
+    /// read the rest of a frame.
+    pub(crate) fn is_reserving(&self) -> bool {
+        self.paused && self.reserving
     }
 
     /// Whether this connection may start its peer's next call: its queued
@@ -511,6 +520,7 @@ impl Input {
         };
         if !fits() {
             self.paused = true;
+            self.reserving = true;
             // The socket is watched meanwhile, so a peer that closes is
             // noticed (found by a red-team pass: readers waiting here never
             // looked, and a thousand closed connections held their slots).
@@ -525,6 +535,7 @@ impl Input {
             })
             .await;
             self.paused = false;
+            self.reserving = false;
             if let Some(end) = closed {
                 return ControlFlow::Break(end);
             }
