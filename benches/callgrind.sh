@@ -30,7 +30,7 @@ bin=$(cargo bench -p remote-benches --bench counts --no-run 2>&1 |
 
 systems=("$@")
 if [ ${#systems[@]} -eq 0 ]; then
-    systems=(raw raw-64 ours ours-64 ours-callback ours-cap ours-pipe ours-echo-1k
+    systems=(raw raw-64 ours ours-64 ours-callback ours-cap ours-pipe ours-echo-1k ours-sum-4k
         tarpc-bincode tarpc-bincode-64 tarpc tarpc-channel
         capnp capnp-64 capnp-callback capnp-cap capnp-pipe
         remoc remoc-callback remoc-cap)
