@@ -152,3 +152,40 @@ async fn a_reader_held_back_from_a_frame_for_a_whole_idle_period_is_closed() {
     let f = raw::bounded(raw::frame(&mut x)).await.expect("X's reply");
     assert_eq!(raw::kind(&f), raw::RETURN, "{:?}", raw::error_of(&f));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_waiting_for_room_its_own_running_call_holds_is_not_closed() {
+    // As above, but the frame waiting for room is a second call of a
+    // client whose first call runs and holds the room: it is not a parked
+    // peer, and neither call is cut short (found by a red-team review).
+    let limits = Limits {
+        memory_budget: 4 << 20,
+        idle_timeout: Duration::from_secs(1),
+        unauthenticated_idle_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let gate = Arc::new(gate::Gate::default());
+    let server = holder::serve(limits, gate.clone()).await;
+    let x = raw::opened(&server).await;
+    let (mut rd, mut wr) = x.into_split();
+    wr.write_all(&holder::hold_frame(1, 70_000)).await.unwrap();
+    assert!(raw::eventually(|| gate.running.load(SeqCst) == 1).await);
+    // Call 2: one 900 KiB string, whose frame waits for the room call 1
+    // holds (sent from a task: the server does not read it all yet).
+    let mut args = vec![0x91, 0x91, 0xdb];
+    args.extend_from_slice(&(900u32 << 10).to_be_bytes());
+    args.resize(args.len() + (900 << 10), b'a');
+    let f = raw::call(2, 0, "hold", 600_000, &args);
+    let send = tokio::spawn(async move {
+        wr.write_all(&f).await.unwrap();
+        wr
+    });
+    // Call 1 runs for three idle periods (well within its deadline).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    gate.open.add_permits(2);
+    for _ in 0..2 {
+        let f = raw::bounded(raw::frame(&mut rd)).await.expect("a reply");
+        assert_eq!(raw::kind(&f), raw::RETURN, "{:?}", raw::error_of(&f));
+    }
+    drop(send);
+}

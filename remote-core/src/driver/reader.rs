@@ -280,22 +280,6 @@ pub(super) async fn read_loop(
                 // Held back by our own budgets: the peer is not to blame.
                 let paused = input.is_paused();
                 let stalled_frame = !progressed && !paused && input.has_partial_frame();
-                // Held back by the budget from reading a frame for a whole
-                // idle period: the peer is not to blame, but the server
-                // cannot serve it either, and a peer that only announces
-                // large frames must not hold its slot for as long as the
-                // budget stays full (red-team pass). Whatever the frame
-                // carried has outlived its caller's deadline by then.
-                let parked = !progressed && input.is_reserving();
-                if parked && parked_at_check {
-                    let msg = format!(
-                        "a frame waited {idle_name} = {idle:?} for room in the memory budget"
-                    );
-                    crate::trace::limit_hit("memory_budget", &msg);
-                    let _ = shared.send_goodbye(&msg);
-                    break Error::ConnectionLost(msg);
-                }
-                parked_at_check = parked;
                 if progressed {
                     quiet_since = now;
                 }
@@ -307,6 +291,23 @@ pub(super) async fn read_loop(
                         !core.exports().is_empty() || !core.imports().is_empty(),
                     )
                 };
+                // Held back by the budget from reading a frame for a whole
+                // idle period, with no call of its own running: the peer is
+                // not to blame, but a peer that only announces large
+                // frames must not hold its slot for as long as the budget
+                // stays full (red-team pass). (With a call running, the
+                // wait may be for room that call holds: its deadline
+                // bounds it.)
+                let parked = !progressed && !busy && input.is_reserving();
+                if parked && parked_at_check {
+                    let msg = format!(
+                        "a frame waited {idle_name} = {idle:?} for room in the memory budget"
+                    );
+                    crate::trace::limit_hit("memory_budget", &msg);
+                    let _ = shared.send_goodbye(&msg);
+                    break Error::ConnectionLost(msg);
+                }
+                parked_at_check = parked;
                 let in_use = paused || busy || (refs && refs_count);
                 if refs && !refs_count && !in_use {
                     let msg = format!(

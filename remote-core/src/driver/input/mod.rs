@@ -231,6 +231,7 @@ impl Input {
     pub(crate) async fn next(&mut self, backpressure: bool) -> Option<Result<Bytes, FrameError>> {
         loop {
             self.paused = false;
+            self.reserving = false;
             if self.buf.len() >= 4 {
                 let b = &self.buf;
                 let len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
@@ -315,6 +316,12 @@ impl Input {
                     self.write_queued();
                     if let ControlFlow::Break(end) = self.reserve(total).await {
                         return end;
+                    }
+                    if self.buf.len() >= total {
+                        // What the peer sent while the reservation waited
+                        // completed the frame (found by a red-team pass:
+                        // `total - len` below overflowed).
+                        continue;
                     }
                 }
                 // Room for the rest of the frame (its announced, bounded,
