@@ -34,6 +34,16 @@ impl Calc for Impl {
     }
 }
 
+/// A server of `Calc` on an ephemeral loopback port.
+async fn serve_calc(limits: Limits) -> ServerHandle {
+    Server::builder()
+        .limits(limits)
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Calc>))
+}
+
 /// A raw connection past the handshake that announced a 1 MiB frame and
 /// sent `extra` bytes of it.
 async fn announce(server: &ServerHandle, extra: usize) -> TcpStream {
@@ -52,12 +62,7 @@ async fn readers_waiting_for_room_notice_their_peers_close() {
         max_connections_per_peer: 64,
         ..Limits::default()
     };
-    let server = Server::builder()
-        .limits(limits)
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Calc>));
+    let server = serve_calc(limits).await;
     // Four frames in progress take the budget (1 MiB reserved each, the
     // last one waiting for what the others leave).
     let mut holders = Vec::new();
@@ -92,12 +97,7 @@ async fn a_frame_read_while_waiting_for_room_arrives_whole() {
         memory_budget: 3584 << 10,
         ..Limits::default()
     };
-    let server = Server::builder()
-        .limits(limits)
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Calc>));
+    let server = serve_calc(limits).await;
     let mut holders = Vec::new();
     for _ in 0..3 {
         holders.push(announce(&server, 1).await);
@@ -125,13 +125,8 @@ async fn a_frame_read_while_waiting_for_room_arrives_whole() {
     assert_eq!(f, [0x93, 0x02, 0x02, 0x05], "add(2, 3) as call 2");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reader_held_back_from_a_frame_for_a_whole_idle_period_is_closed() {
-    // The budget stays full (a running call holds 3.3 MB of its 4 MiB);
-    // a peer that announced a 1 MiB frame and sends nothing more is not
-    // to blame for the wait, but must not hold its slot for as long as
-    // the budget stays full: after an idle period spent waiting (and
-    // before a second), it is told why and closed.
+/// A `Holder` server with a 4 MiB budget and 1 s idle timeouts.
+async fn holder_with_short_idle() -> (Arc<gate::Gate>, ServerHandle) {
     let limits = Limits {
         memory_budget: 4 << 20,
         idle_timeout: Duration::from_secs(1),
@@ -140,6 +135,17 @@ async fn a_reader_held_back_from_a_frame_for_a_whole_idle_period_is_closed() {
     };
     let gate = Arc::new(gate::Gate::default());
     let server = holder::serve(limits, gate.clone()).await;
+    (gate, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_held_back_from_a_frame_for_a_whole_idle_period_is_closed() {
+    // The budget stays full (a running call holds 3.3 MB of its 4 MiB);
+    // a peer that announced a 1 MiB frame and sends nothing more is not
+    // to blame for the wait, but must not hold its slot for as long as
+    // the budget stays full: after an idle period spent waiting (and
+    // before a second), it is told why and closed.
+    let (gate, server) = holder_with_short_idle().await;
     let mut x = raw::opened(&server).await;
     x.write_all(&holder::hold_frame(1, 70_000)).await.unwrap();
     assert!(raw::eventually(|| gate.running.load(SeqCst) == 1).await);
@@ -158,14 +164,7 @@ async fn a_client_waiting_for_room_its_own_running_call_holds_is_not_closed() {
     // As above, but the frame waiting for room is a second call of a
     // client whose first call runs and holds the room: it is not a parked
     // peer, and neither call is cut short (found by a red-team review).
-    let limits = Limits {
-        memory_budget: 4 << 20,
-        idle_timeout: Duration::from_secs(1),
-        unauthenticated_idle_timeout: Duration::from_secs(1),
-        ..Limits::default()
-    };
-    let gate = Arc::new(gate::Gate::default());
-    let server = holder::serve(limits, gate.clone()).await;
+    let (gate, server) = holder_with_short_idle().await;
     let x = raw::opened(&server).await;
     let (mut rd, mut wr) = x.into_split();
     wr.write_all(&holder::hold_frame(1, 70_000)).await.unwrap();

@@ -19,8 +19,9 @@ use remote_core::proto::{
     encode, encode_finish, encode_pipelined_call_head, CallId, CallTarget, ObjectId,
     FEATURE_PIPELINE,
 };
-use remote_core::Limits;
+use remote_core::{Limits, ServerHandle};
 use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 /// Empty strings in a frame of a little less than 1 MiB.
 const N: usize = (1 << 20) - 64;
@@ -41,6 +42,18 @@ fn small_budget() -> Limits {
         memory_budget: 4 << 20,
         ..Limits::default()
     }
+}
+
+/// A server at the default limits where X runs a 49 MiB call (waiting at
+/// the gate), and Y, connected, has sent nothing yet.
+async fn x_runs_a_heavy_call() -> (Arc<Gate>, ServerHandle, TcpStream, TcpStream) {
+    let gate = Arc::new(Gate::default());
+    let server = serve(Limits::default(), gate.clone()).await;
+    let mut x = raw::opened(&server).await;
+    x.write_all(&hold_frame(1, N)).await.unwrap();
+    assert!(raw::eventually(|| gate.running.load(SeqCst) == 1).await);
+    let y = raw::opened(&server).await;
+    (gate, server, x, y)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,12 +231,7 @@ async fn a_heavy_call_whose_peer_closes_while_it_waits_leaves_the_line_and_never
     // waiting reader used to read only into spare room, so with none left
     // the close went unnoticed: the call kept its place (and the room
     // held back for it) until it got room, then ran for nobody.
-    let gate = Arc::new(Gate::default());
-    let server = serve(Limits::default(), gate.clone()).await;
-    let mut x = raw::opened(&server).await;
-    x.write_all(&hold_frame(1, N)).await.unwrap();
-    assert!(raw::eventually(|| gate.running.load(SeqCst) == 1).await);
-    let mut y = raw::opened(&server).await;
+    let (gate, server, mut x, mut y) = x_runs_a_heavy_call().await;
     y.write_all(&hold_frame(1, N)).await.unwrap();
     assert!(raw::eventually(|| server.calls_waiting_for_memory() == 1).await);
     drop(y);
@@ -247,12 +255,7 @@ async fn a_heavy_call_waits_for_room_until_its_own_deadline_at_most() {
     // red-team pass kept one waiting behind a peer that read its output
     // slowly, shutting every other large frame out). Now it is refused
     // when its deadline passes; the line is empty again.
-    let gate = Arc::new(Gate::default());
-    let server = serve(Limits::default(), gate.clone()).await;
-    let mut x = raw::opened(&server).await;
-    x.write_all(&hold_frame(1, N)).await.unwrap();
-    assert!(raw::eventually(|| gate.running.load(SeqCst) == 1).await);
-    let mut y = raw::opened(&server).await;
+    let (gate, server, mut x, mut y) = x_runs_a_heavy_call().await;
     y.write_all(&raw::call(1, 0, "hold", 1_000, &array_args(N, 0xa0)))
         .await
         .unwrap();
@@ -280,12 +283,7 @@ async fn what_a_peer_sends_behind_a_waiting_heavy_call_is_read_whole_once_it_sta
     // As above, but the waiting call's peer sends another call behind it:
     // the byte read past the full buffer to watch for a close is that
     // call's first, and must go back in front of the rest of it.
-    let gate = Arc::new(Gate::default());
-    let server = serve(Limits::default(), gate.clone()).await;
-    let mut x = raw::opened(&server).await;
-    x.write_all(&hold_frame(1, N)).await.unwrap();
-    assert!(raw::eventually(|| gate.running.load(SeqCst) == 1).await);
-    let mut y = raw::opened(&server).await;
+    let (gate, server, mut x, mut y) = x_runs_a_heavy_call().await;
     y.write_all(&hold_frame(1, N)).await.unwrap();
     assert!(raw::eventually(|| server.calls_waiting_for_memory() == 1).await);
     y.write_all(&raw::call(2, 0, "add", 60_000, &[0x92, 0x01, 0x02]))
