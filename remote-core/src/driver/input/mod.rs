@@ -128,10 +128,11 @@ pub(crate) struct Input {
     last_read: usize,
     /// When the frames in the buffer arrived (read lazily, once per read).
     arrival: Arrival,
-    /// A byte read past a full buffer while a call waited for room
-    /// (`room.rs`), to notice a close: it follows what the buffer holds,
-    /// and goes back in behind it once that call's frame is split off,
-    /// before anything more is read.
+    /// A byte read past a full buffer while the reader waited for room
+    /// (`room.rs`: to start a call, or to reserve a frame), to notice a
+    /// close: it follows what the buffer holds, and goes back in behind it
+    /// when the wait is over (the frame reserved, or the call's frame
+    /// split off), before anything more is read.
     probe: Option<u8>,
 }
 

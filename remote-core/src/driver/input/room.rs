@@ -6,7 +6,6 @@ use std::future::Future;
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
-
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -179,10 +178,8 @@ impl Input {
     /// way it is out of the line.
     pub(super) fn took(&mut self, turn: Turn, heavy: Option<usize>) {
         let Some(need) = heavy else { return };
-        match turn {
-            Turn::Wait => return,
-            _ if self.give_up.is_some() => self.give_up = None,
-            _ => {}
+        if turn != Turn::Wait {
+            self.give_up = None;
         }
         match turn {
             Turn::Wait => return,
