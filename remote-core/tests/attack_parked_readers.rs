@@ -34,6 +34,17 @@ impl Calc for Impl {
     }
 }
 
+/// `n` connections each with a 1 MiB frame in progress, once at least
+/// 3 MiB of the budget are reserved for them.
+async fn frames_in_progress(server: &ServerHandle, n: usize) -> Vec<TcpStream> {
+    let mut holders = Vec::new();
+    for _ in 0..n {
+        holders.push(announce(server, 1).await);
+    }
+    assert!(raw::eventually(|| server.buffered_bytes() >= 3 << 20).await);
+    holders
+}
+
 /// A server of `Calc` on an ephemeral loopback port.
 async fn serve_calc(limits: Limits) -> ServerHandle {
     Server::builder()
@@ -65,11 +76,7 @@ async fn readers_waiting_for_room_notice_their_peers_close() {
     let server = serve_calc(limits).await;
     // Four frames in progress take the budget (1 MiB reserved each, the
     // last one waiting for what the others leave).
-    let mut holders = Vec::new();
-    for _ in 0..4 {
-        holders.push(announce(&server, 1).await);
-    }
-    assert!(raw::eventually(|| server.buffered_bytes() >= 3 << 20).await);
+    let holders = frames_in_progress(&server, 4).await;
     // Forty more announce theirs, wait for room, and close.
     for _ in 0..40 {
         drop(announce(&server, 0).await);
@@ -98,11 +105,7 @@ async fn a_frame_read_while_waiting_for_room_arrives_whole() {
         ..Limits::default()
     };
     let server = serve_calc(limits).await;
-    let mut holders = Vec::new();
-    for _ in 0..3 {
-        holders.push(announce(&server, 1).await);
-    }
-    assert!(raw::eventually(|| server.buffered_bytes() >= 3 << 20).await);
+    let holders = frames_in_progress(&server, 3).await;
     // A call whose one argument is 900 KiB of bytes (`add` refuses it as
     // bad arguments once it runs), then a good call behind it.
     let mut args = vec![0x91, 0xc6];

@@ -74,12 +74,26 @@ async fn blocked(idle: Duration) -> (ServerHandle, TcpStream) {
     (server, s)
 }
 
+/// Sends the first 6 bytes of call 2, `add(2, 3)`; returns its frame.
+async fn add_2_head(s: &mut TcpStream) -> Vec<u8> {
+    let add = raw::call(2, 0, "add", 600_000, &[0x92, 0x02, 0x03]);
+    s.write_all(&add[..6]).await.unwrap();
+    add
+}
+
+/// Reads the big reply (giving the budget room back), then call 2's.
+async fn big_reply_then_add_2(s: &mut TcpStream) {
+    let f = raw::bounded(raw::frame(s)).await.expect("the big reply");
+    assert_eq!(raw::kind(&f), raw::RETURN, "{:?}", raw::error_of(&f));
+    let f = raw::bounded(raw::frame(s)).await.expect("add 2");
+    assert_eq!(f, [0x93, 0x02, 0x02, 0x05]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_completed_and_overrun_while_its_reservation_waits_is_read_whole() {
     let (server, mut s) = blocked(Duration::from_secs(300)).await;
     // A small call's head only: its reservation waits.
-    let add = raw::call(2, 0, "add", 600_000, &[0x92, 0x02, 0x03]);
-    s.write_all(&add[..6]).await.unwrap();
+    let add = add_2_head(&mut s).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Its rest and a whole second call behind it, read by the watch into
     // the buffer's spare room.
@@ -88,12 +102,7 @@ async fn a_frame_completed_and_overrun_while_its_reservation_waits_is_read_whole
     s.write_all(&rest).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Reading the big reply gives the budget room back.
-    let f = raw::bounded(raw::frame(&mut s))
-        .await
-        .expect("the big reply");
-    assert_eq!(raw::kind(&f), raw::RETURN, "{:?}", raw::error_of(&f));
-    let f = raw::bounded(raw::frame(&mut s)).await.expect("add 2");
-    assert_eq!(f, [0x93, 0x02, 0x02, 0x05]);
+    big_reply_then_add_2(&mut s).await;
     let f = raw::bounded(raw::frame(&mut s)).await.expect("add 3");
     assert_eq!(f, [0x93, 0x02, 0x03, 0x09]);
     drop(s);
@@ -110,17 +119,11 @@ async fn a_slow_reader_is_not_closed_for_a_budget_wait_it_no_longer_has() {
     // A small call's head: its reservation waits; then exactly its rest,
     // which the watch reads, completing the frame while the reservation
     // still waits (or the reader's timer interrupted it).
-    let add = raw::call(2, 0, "add", 600_000, &[0x92, 0x02, 0x03]);
-    s.write_all(&add[..6]).await.unwrap();
+    let add = add_2_head(&mut s).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     s.write_all(&add[6..]).await.unwrap();
     // The client reads nothing for 3.5 s (its writer's stall limit is
     // 30 s): merely slow, it is not closed.
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    let f = raw::bounded(raw::frame(&mut s))
-        .await
-        .expect("the big reply");
-    assert_eq!(raw::kind(&f), raw::RETURN, "{:?}", raw::error_of(&f));
-    let f = raw::bounded(raw::frame(&mut s)).await.expect("add 2");
-    assert_eq!(f, [0x93, 0x02, 0x02, 0x05]);
+    big_reply_then_add_2(&mut s).await;
 }

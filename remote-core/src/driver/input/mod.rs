@@ -2,7 +2,6 @@
 //! memory budget (see [`budget`](super::budget)), and the bounded drain
 //! that follows a close.
 
-use std::future::Future;
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -534,17 +533,10 @@ impl Input {
             // looked, and a thousand closed connections held their slots).
             let room = shared.budget.wait_until(&shared.output_share.own, fits);
             let watch = room::watch(&mut self.r, &mut self.buf, &mut self.probe, &shared.meter);
-            let (mut room, mut watch) = (std::pin::pin!(room), std::pin::pin!(watch));
-            let closed = std::future::poll_fn(|cx| {
-                if room.as_mut().poll(cx).is_ready() {
-                    return std::task::Poll::Ready(None);
-                }
-                watch.as_mut().poll(cx).map(Some)
-            })
-            .await;
+            let ended = room::first_of(room, None, watch).await;
             self.paused = false;
             self.reserving = false;
-            if let Some(end) = closed {
+            if let room::Wait::Closed(end) = ended {
                 return ControlFlow::Break(end);
             }
         }

@@ -85,28 +85,8 @@ impl Input {
                 turn = Self::may_start(&shared, heavy, ticket);
                 turn != Turn::Wait || (out_of_line && Self::output_room(&shared))
             });
-            let late = async {
-                match give_up {
-                    Some(at) => crate::rt::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
             let watch = watch(&mut self.r, &mut self.buf, &mut self.probe, &shared.meter);
-            let (mut room, mut late, mut watch) = (
-                std::pin::pin!(room),
-                std::pin::pin!(late),
-                std::pin::pin!(watch),
-            );
-            std::future::poll_fn(|cx| {
-                if room.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Wait::Room);
-                }
-                if late.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Wait::Late);
-                }
-                watch.as_mut().poll(cx).map(Wait::Closed)
-            })
-            .await
+            first_of(room, give_up, watch).await
         };
         match ended {
             Wait::Room => {}
@@ -209,8 +189,38 @@ impl Input {
     }
 }
 
+/// Waits for `room`, until `give_up` at most, while `watch` watches the
+/// peer: how the wait ended.
+pub(super) async fn first_of(
+    room: impl Future<Output = ()>,
+    give_up: Option<Instant>,
+    watch: impl Future<Output = Option<Result<Bytes, FrameError>>>,
+) -> Wait {
+    let late = async {
+        match give_up {
+            Some(at) => crate::rt::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    let (mut room, mut late, mut watch) = (
+        std::pin::pin!(room),
+        std::pin::pin!(late),
+        std::pin::pin!(watch),
+    );
+    std::future::poll_fn(|cx| {
+        if room.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Wait::Room);
+        }
+        if late.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Wait::Late);
+        }
+        watch.as_mut().poll(cx).map(Wait::Closed)
+    })
+    .await
+}
+
 /// How a wait for room ended.
-enum Wait {
+pub(super) enum Wait {
     /// The call may start (or is refused: `Turn::Never`).
     Room,
     /// A heavy call's deadline passed first: it is refused.
