@@ -296,7 +296,9 @@ pub(crate) struct OwnRoom {
 
 impl OwnRoom {
     /// The connection's state changed (made before this call): its
-    /// waiting reader, if any, re-checks.
+    /// waiting reader, if any, re-checks. The fence also orders a write's
+    /// change of the queue before the writer's look for held-back
+    /// invalidations (`Shared::wrote`, `pushes.rs`).
     #[inline]
     pub(crate) fn wake(&self) {
         std::sync::atomic::fence(Ordering::SeqCst);

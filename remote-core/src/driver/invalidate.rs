@@ -8,14 +8,15 @@
 //! What is held, and its bounds: a process-wide set of the open
 //! connections that negotiated the feature (one entry per connection,
 //! removed when it closes), and per connection three counters (last token
-//! sent, last token acknowledged, timeouts missed). Acknowledgements are
+//! sent, last token acknowledged, timeouts missed), plus what is held back
+//! while its output queue has no room (`pushes.rs`: merged per object,
+//! counted in the budget). Acknowledgements are
 //! cumulative, so a peer that never acknowledges makes the server hold
 //! nothing per invalidation: a waiting writer holds a watch receiver for
 //! at most the timeout, and a connection that missed it is "lagging" and
 //! not waited for again until it acknowledges that token (its frames
 //! still go out; a peer that stops reading them is closed by
-//! `write_stall_timeout`, and one with twice `max_write_queue` queued is
-//! closed rather than pushed more). After
+//! `write_stall_timeout`). After
 //! [`Limits::invalidation_max_missed_acks`](crate::Limits::invalidation_max_missed_acks)
 //! missed timeouts a connection is never waited for again, so one peer
 //! holds writes up by at most that many timeouts in total.
@@ -24,58 +25,15 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
-use tokio::sync::watch;
-
+use super::pushes::Pushed;
 use super::shared::Shared;
 use crate::interface::Dispatch;
-use crate::proto::MAX_INVALIDATE_METHODS;
-use crate::proto::{encode_invalidate, encode_invalidated, ExportKey, ObjectId};
-
-/// Invalidations this side sent on one connection, and how far the peer
-/// acknowledged them.
-pub(crate) struct Pushes {
-    /// The last token sent. Frames are queued under this lock, so tokens
-    /// reach the peer in order (acknowledgements are cumulative).
-    sent: Mutex<u64>,
-    /// The highest token the peer acknowledged.
-    acked: watch::Sender<u64>,
-    /// A wait for this token timed out: the connection is not waited for
-    /// again until it acknowledges it.
-    lag_until: AtomicU64,
-    /// Waits that timed out on this connection. From
-    /// `Limits::invalidation_max_missed_acks` of them on, it is never
-    /// waited for again (a peer acknowledging each push just after the
-    /// timeout would otherwise hold every write up by the full timeout).
-    missed: AtomicU64,
-}
-
-impl Pushes {
-    pub(crate) fn new() -> Self {
-        Pushes {
-            sent: Mutex::new(0),
-            acked: watch::Sender::new(0),
-            lag_until: AtomicU64::new(0),
-            missed: AtomicU64::new(0),
-        }
-    }
-
-    fn acked(&self) -> u64 {
-        *self.acked.borrow()
-    }
-
-    /// Whether writes send to this connection without waiting: it has not
-    /// acknowledged a push it missed the timeout for, or it missed
-    /// `max_missed` of them already.
-    fn lagging(&self, max_missed: u32) -> bool {
-        self.acked() < self.lag_until.load(Ordering::Acquire)
-            || self.missed.load(Ordering::Acquire) >= u64::from(max_missed)
-    }
-}
+use crate::proto::{encode_invalidated, ExportKey, ObjectId};
 
 /// Process-wide counters of pushed invalidation ([`push_stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PushStats {
-    /// `invalidate` messages queued for peers.
+    /// Invalidations pushed to peers: one per holding connection per write.
     pub pushed: u64,
     /// Waits that ended with the peer's acknowledgement (or its close).
     pub acknowledged: u64,
@@ -84,12 +42,16 @@ pub struct PushStats {
     pub lagged: u64,
     /// Pushes to a lagging connection, sent without waiting.
     pub not_waited: u64,
+    /// Pushes held back, merged per object, because the holder's output
+    /// queue had no room (sent once it has; not waited for).
+    pub held_back: u64,
 }
 
 static PUSHED: AtomicU64 = AtomicU64::new(0);
 static ACKNOWLEDGED: AtomicU64 = AtomicU64::new(0);
 static LAGGED: AtomicU64 = AtomicU64::new(0);
 static NOT_WAITED: AtomicU64 = AtomicU64::new(0);
+static HELD_BACK: AtomicU64 = AtomicU64::new(0);
 
 /// The counters of invalidations pushed by every connection of this
 /// process since it started.
@@ -99,6 +61,7 @@ pub fn push_stats() -> PushStats {
         acknowledged: ACKNOWLEDGED.load(Ordering::Relaxed),
         lagged: LAGGED.load(Ordering::Relaxed),
         not_waited: NOT_WAITED.load(Ordering::Relaxed),
+        held_back: HELD_BACK.load(Ordering::Relaxed),
     }
 }
 
@@ -132,41 +95,10 @@ pub(crate) fn register(shared: &Arc<Shared>) {
 /// Removes a closing connection.
 pub(crate) fn unregister(shared: &Shared) {
     holders().remove(&(shared as *const Shared as usize));
+    shared.drop_held_back();
 }
 
 impl Shared {
-    /// Queues `invalidate` frames for `object` (at most
-    /// [`MAX_INVALIDATE_METHODS`] names each); returns the last token, or
-    /// `None` if the connection is closed.
-    fn push_invalidation(&self, object: ObjectId, methods: &[&str]) -> Option<u64> {
-        // Pushes are queued whatever the peer's queue holds (nothing holds
-        // them back: they come from other connections' writes), so a holder
-        // reading a trickle while writes go on would grow its queue with
-        // every write. Past twice `max_write_queue` (well past what the
-        // replies to its own calls reach in practice, since its calls wait
-        // at `max_write_queue`) it is closed instead, naming the limit.
-        let max = self.limits.max_write_queue;
-        let queued = self.queued_output();
-        if queued >= max.saturating_mul(2) {
-            let why = format!(
-                "{queued} bytes queued for a peer that does not read the invalidations pushed to it"
-            );
-            let msg = format!("limit exceeded: max_write_queue = {max} ({why})");
-            crate::trace::limit_hit("max_write_queue", &msg);
-            let _ = self.send_goodbye(&msg);
-            self.close(crate::Error::limit("max_write_queue", max as u64, why));
-            return None;
-        }
-        let mut sent = self.pushes.sent.lock().unwrap_or_else(|p| p.into_inner());
-        for chunk in methods.chunks(MAX_INVALIDATE_METHODS) {
-            let token = *sent + 1;
-            self.send(&encode_invalidate(token, object, chunk)).ok()?;
-            *sent = token;
-            PUSHED.fetch_add(1, Ordering::Relaxed);
-        }
-        Some(*sent)
-    }
-
     /// The peer's `invalidate`: drops the named methods' entries of its
     /// object (only methods this side has cached: the names cannot grow
     /// the cache's bookkeeping), then acknowledges, unless the output
@@ -193,7 +125,7 @@ impl Shared {
     /// The peer's acknowledgement: `Err` (a protocol violation) for a
     /// token never sent; an old token is ignored.
     pub(super) fn on_invalidated(&self, token: u64) -> Result<(), String> {
-        let sent = *self.pushes.sent.lock().unwrap_or_else(|p| p.into_inner());
+        let sent = self.pushes.sent();
         if token > sent {
             return Err(format!(
                 "acknowledgement of invalidation {token}, but only {sent} were sent"
@@ -298,15 +230,21 @@ pub(crate) async fn push(
         let lagging = shared
             .pushes
             .lagging(shared.limits.invalidation_max_missed_acks);
-        let Some(token) = shared.push_invalidation(id, methods) else {
+        let Some(pushed) = shared.push_invalidation(id, methods) else {
             continue;
         };
+        PUSHED.fetch_add(1, Ordering::Relaxed);
         report.notified += 1;
-        if lagging {
-            NOT_WAITED.fetch_add(1, Ordering::Relaxed);
-            report.unacknowledged += 1;
-        } else {
-            waits.push((shared.clone(), token));
+        match pushed {
+            Pushed::HeldBack => {
+                HELD_BACK.fetch_add(1, Ordering::Relaxed);
+                report.unacknowledged += 1;
+            }
+            Pushed::Sent(_) if lagging => {
+                NOT_WAITED.fetch_add(1, Ordering::Relaxed);
+                report.unacknowledged += 1;
+            }
+            Pushed::Sent(token) => waits.push((shared.clone(), token)),
         }
     }
     let pending: Vec<_> = waits.iter().map(|(s, t)| s.clone().await_ack(*t)).collect();

@@ -51,6 +51,9 @@ pub(crate) async fn write_loop(shared: Arc<Shared>) {
     let last: Vec<u8> = 'run: loop {
         // `Shared::close` also raises the flag, so one wake-up source serves.
         ready(&shared).await;
+        if shared.pushes.holds_back() {
+            shared.send_held_back();
+        }
         // On several workers the first frame queued wakes this task on
         // another core at once, while the other senders (e.g. the callers
         // the reader has just handed their replies) are still queueing:

@@ -23,6 +23,7 @@ mod outgoing;
 mod panics;
 mod pipeline;
 mod promise;
+mod pushes;
 mod reader;
 mod replies;
 mod sched;

@@ -90,7 +90,7 @@ pub(crate) struct Shared {
     /// The `remote.connection` span (disabled without a subscriber).
     pub(crate) span: tracing::Span,
     /// Invalidations pushed to the peer and its acknowledgements.
-    pub(crate) pushes: super::invalidate::Pushes,
+    pub(crate) pushes: super::pushes::Pushes,
     /// Memoised replies: the server's cache, or this connection's own.
     pub(crate) memo: OnceLock<Arc<crate::memo::MemoCache>>,
     /// The deadline timer of our calls (run by the reader task).
@@ -168,6 +168,12 @@ impl Shared {
         self.queued.fetch_sub(n, Ordering::AcqRel);
         // A reader held back by this connection's queue re-checks.
         self.output_share.own.wake();
+        // Invalidations held back for want of room (`pushes.rs`) go once
+        // there is: the writer task sends them. Read after the fence
+        // `wake` makes, which the pusher's re-check of the queue pairs with.
+        if self.pushes.holds_back() {
+            self.wake_writer();
+        }
     }
 
     /// The writer freed an output buffer of `capacity` bytes.

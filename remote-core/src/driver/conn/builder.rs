@@ -215,7 +215,7 @@ impl ConnectionBuilder {
             ),
             meter: Meter::new(self.server_counters.clone()),
             span: span.clone(),
-            pushes: super::super::invalidate::Pushes::new(),
+            pushes: super::super::pushes::Pushes::new(),
             memo: self.memo.map(OnceLock::from).unwrap_or_default(),
             peer_root: OnceLock::new(),
             expiry: super::super::expiry::Expiry::new(),

@@ -1,0 +1,200 @@
+//! One connection's pushed invalidations (PROTOCOL.md §3.9): their tokens,
+//! the peer's acknowledgements, and the invalidations held back while its
+//! output queue has no room.
+//!
+//! Pushes come from other connections' writes, so nothing holds them back
+//! the way a peer's own calls are held back: queued one frame per write,
+//! a holder reading a trickle while writes go on would have its queue
+//! grow with every write. Instead, while the queue has no room (at
+//! `max_write_queue`, past its share once half of the memory budget is
+//! used, or holding anything while the budget is exhausted) the pushes
+//! are *merged*: one set of method names per object, so what is held back
+//! is bounded by the objects the peer holds (at most `max_exports` ids)
+//! times the methods named, however many writes there are. The merged
+//! set is counted in the budget and sent, in order, once the queue has
+//! room again: the writer checks after each write while one is held back.
+//! Writes do not wait for a held-back push's acknowledgement (the peer
+//! counts as lagging: it has not read what was queued before it either).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+
+use super::shared::{lock, Shared};
+use crate::proto::{encode_invalidate, ObjectId, MAX_INVALIDATE_METHODS};
+
+/// What a held-back object's entry is counted at in the budget, on top of
+/// its names' bytes.
+const ENTRY_COST: usize = 64;
+/// What each held-back name is counted at, on top of its bytes.
+const NAME_COST: usize = 32;
+
+/// Invalidations this side sent on one connection, and how far the peer
+/// acknowledged them.
+pub(crate) struct Pushes {
+    /// The last token sent and what is held back. Frames are queued under
+    /// this lock, so tokens reach the peer in order (acknowledgements are
+    /// cumulative).
+    state: Mutex<Sending>,
+    /// Something is held back (read by the writer after each write).
+    held: AtomicBool,
+    /// The highest token the peer acknowledged.
+    pub(super) acked: watch::Sender<u64>,
+    /// A wait for this token timed out: the connection is not waited for
+    /// again until it acknowledges it.
+    pub(super) lag_until: AtomicU64,
+    /// Waits that timed out on this connection. From
+    /// `Limits::invalidation_max_missed_acks` of them on, it is never
+    /// waited for again (a peer acknowledging each push just after the
+    /// timeout would otherwise hold every write up by the full timeout).
+    pub(super) missed: AtomicU64,
+}
+
+#[derive(Default)]
+struct Sending {
+    sent: u64,
+    /// Held back: per object, the method names to invalidate (each once).
+    held: HashMap<ObjectId, Vec<Box<str>>>,
+    /// What `held` is counted at in the budget.
+    charged: usize,
+}
+
+/// What became of one push ([`Shared::push_invalidation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pushed {
+    /// Queued; the peer acknowledges this token.
+    Sent(u64),
+    /// Merged into what is held back for the peer (not waited for).
+    HeldBack,
+}
+
+impl Pushes {
+    pub(crate) fn new() -> Self {
+        Pushes {
+            state: Mutex::new(Sending::default()),
+            held: AtomicBool::new(false),
+            acked: watch::Sender::new(0),
+            lag_until: AtomicU64::new(0),
+            missed: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn acked(&self) -> u64 {
+        *self.acked.borrow()
+    }
+
+    /// The last token sent.
+    pub(super) fn sent(&self) -> u64 {
+        lock(&self.state).sent
+    }
+
+    /// Whether writes send to this connection without waiting: it has not
+    /// acknowledged a push it missed the timeout for, or it missed
+    /// `max_missed` of them already.
+    pub(super) fn lagging(&self, max_missed: u32) -> bool {
+        self.acked() < self.lag_until.load(Ordering::Acquire)
+            || self.missed.load(Ordering::Acquire) >= u64::from(max_missed)
+    }
+
+    /// Whether something is held back (the writer's check after a write,
+    /// made after a sequentially consistent fence).
+    #[inline]
+    pub(crate) fn holds_back(&self) -> bool {
+        self.held.load(Ordering::Relaxed)
+    }
+}
+
+impl Sending {
+    /// Merges `methods` of `object` into what is held back; returns the
+    /// bytes newly counted.
+    fn hold_back(&mut self, object: ObjectId, methods: &[&str]) -> usize {
+        let mut added = 0;
+        let names = self.held.entry(object).or_insert_with(|| {
+            added += ENTRY_COST;
+            Vec::new()
+        });
+        for m in methods {
+            if !names.iter().any(|n| **n == **m) {
+                names.push((*m).into());
+                added += NAME_COST + m.len();
+            }
+        }
+        self.charged += added;
+        added
+    }
+}
+
+impl Shared {
+    /// Whether a push may be queued for the peer now: its queue has room
+    /// (`share::queue_has_room`), and it holds nothing while the budget is
+    /// exhausted.
+    fn push_has_room(&self) -> bool {
+        let queued = self.queued_output();
+        super::share::queue_has_room(queued, self.limits.max_write_queue, &self.budget)
+            && (queued == 0 || !self.budget.exhausted())
+    }
+
+    /// Queues `invalidate` frames for `object` (at most
+    /// [`MAX_INVALIDATE_METHODS`] names each), or holds them back while
+    /// the queue has no room (module doc); `None` if the connection is
+    /// closed.
+    pub(super) fn push_invalidation(&self, object: ObjectId, methods: &[&str]) -> Option<Pushed> {
+        let mut st = lock(&self.pushes.state);
+        if self.is_closed() {
+            return None;
+        }
+        if st.held.is_empty() && self.push_has_room() {
+            for chunk in methods.chunks(MAX_INVALIDATE_METHODS) {
+                let token = st.sent + 1;
+                self.send(&encode_invalidate(token, object, chunk)).ok()?;
+                st.sent = token;
+            }
+            return Some(Pushed::Sent(st.sent));
+        }
+        let added = st.hold_back(object, methods);
+        self.budget.charge(added);
+        self.pushes.held.store(true, Ordering::Relaxed);
+        drop(st);
+        // The writer reads the flag after a fence that follows each write
+        // (`Shared::wrote`); this reads the queue after one that follows
+        // the flag: either it sees the room the write made, or the writer
+        // sees the flag (and sends what is held back).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.push_has_room() {
+            self.send_held_back();
+        }
+        Some(Pushed::HeldBack)
+    }
+
+    /// Sends what is held back, if the queue has room for it now.
+    pub(crate) fn send_held_back(&self) {
+        let mut st = lock(&self.pushes.state);
+        if st.held.is_empty() || !self.push_has_room() {
+            return;
+        }
+        let held = std::mem::take(&mut st.held);
+        self.budget.release(std::mem::take(&mut st.charged));
+        self.pushes.held.store(false, Ordering::Relaxed);
+        for (object, names) in held {
+            let names: Vec<&str> = names.iter().map(|n| &**n).collect();
+            for chunk in names.chunks(MAX_INVALIDATE_METHODS) {
+                let token = st.sent + 1;
+                if self.send(&encode_invalidate(token, object, chunk)).is_err() {
+                    // Closed: nothing more goes out.
+                    return;
+                }
+                st.sent = token;
+            }
+        }
+    }
+
+    /// The connection closed: what is held back is dropped.
+    pub(super) fn drop_held_back(&self) {
+        let mut st = lock(&self.pushes.state);
+        st.held = HashMap::new();
+        self.budget.release(std::mem::take(&mut st.charged));
+        self.pushes.held.store(false, Ordering::Relaxed);
+    }
+}
