@@ -1,21 +1,34 @@
-//! A hostile holder of a shared object against pushed invalidation
-//! (PROTOCOL.md §3.9): a peer that acknowledges every `invalidate` just
-//! after `invalidation_ack_timeout` (so it is never "lagging" when the
-//! next write comes) holds writes up by at most
-//! `invalidation_max_missed_acks` timeouts in total, not one per write.
-//! Runs on tokio's paused clock: a wait that times out takes exactly the
-//! timeout, one that is skipped takes no time.
+//! Hostile holders of a shared object against pushed invalidation
+//! (PROTOCOL.md §3.9).
+//!
+//! - A peer that acknowledges every `invalidate` just after
+//!   `invalidation_ack_timeout` (so it is never "lagging" when the next
+//!   write comes) holds writes up by at most `invalidation_max_missed_acks`
+//!   timeouts in total, not one per write. Runs on tokio's paused clock: a
+//!   wait that times out takes exactly the timeout, one that is skipped
+//!   takes no time.
+//! - Holders that read nothing while writes go on: the invalidations
+//!   pushed to them are bounded by the memory budget summed over every
+//!   holder, not per holder; they are held back, merged per object, while
+//!   a holder's queue has no room, sent in order once it reads, and nobody
+//!   is closed for it. Before: every push was queued whatever the holder's
+//!   queue held, up to twice `max_write_queue` (32 MiB at the defaults)
+//!   per holder, then the holder was closed: eight holders that read
+//!   nothing held 8 × 32 MiB against a 4 MiB budget; a thousand, 32 GiB.
 
 #[path = "support/pipe.rs"]
 mod pipe;
+#[path = "support/raw.rs"]
+mod raw;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use pipe::{frame, head, raw_peer};
-use remote_core::proto::encode_invalidated;
-use remote_core::{remote, Error, Limits, Remote};
+use remote_core::proto::{encode_invalidated, Reader};
+use remote_core::{remote, Error, Limits, Remote, Server};
 use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
 
 /// A shared document every connection reads.
 #[remote]
@@ -72,4 +85,129 @@ async fn a_peer_acknowledging_each_push_too_late_stalls_writes_a_bounded_total()
         "writes stalled {stalled:?} in total"
     );
     assert!(!server_end.is_closed(), "a slow peer is never disconnected");
+}
+
+const BUDGET: usize = 4 << 20;
+const HOLDERS: usize = 8;
+/// Writes made while the holders read nothing. Each pushes about 4 KB to
+/// every holder: 8 × 400 × 4 KB, about 13 MB if queued as they come.
+const WRITES: usize = 400;
+
+/// `[10, token, object, [method, ..]]`: `(token, object, methods)`.
+fn invalidate_of(f: &[u8]) -> Option<(u64, u64, Vec<String>)> {
+    let mut r = Reader::new(f);
+    if r.array_len().ok()? != 4 || r.uint().ok()? != 10 {
+        return None;
+    }
+    let token = r.uint().unwrap();
+    let object = r.uint().unwrap();
+    let n = r.array_len().unwrap();
+    let names = (0..n).map(|_| r.str().unwrap().to_owned()).collect();
+    Some((token, object, names))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_to_holders_that_read_nothing_stay_within_the_budget_and_arrive_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("holders.sock");
+    let root: Arc<dyn Doc> = Arc::new(Page);
+    let shared = root.clone();
+    let limits = Limits {
+        memory_budget: BUDGET,
+        // Not waited for after the first miss: the writes go on at once.
+        invalidation_ack_timeout: Duration::from_millis(20),
+        invalidation_max_missed_acks: 1,
+        // Nobody here is closed for reading nothing while the test runs.
+        write_stall_timeout: Duration::from_secs(600),
+        ..Limits::default()
+    };
+    let server = Server::builder()
+        .limits(limits)
+        .bind(&format!("unix://{}", path.display()))
+        .await
+        .unwrap()
+        .serve(move |_| Remote::new(shared.clone()));
+    let mut holders = Vec::new();
+    for _ in 0..HOLDERS {
+        let mut s = UnixStream::connect(&path).await.unwrap();
+        s.write_all(&raw::hello(vec!["invalidate"])).await.unwrap();
+        // A call answered: the connection is open (and registered as a
+        // holder). From here on it reads nothing.
+        s.write_all(&raw::call(1, 0, "text", 60_000, &[0x90]))
+            .await
+            .unwrap();
+        raw::next_of_kind(&mut s, raw::RETURN).await;
+        holders.push(s);
+    }
+
+    // Two sets of 128 names, written in turn: a frame sent as it comes
+    // names one set, a merged one both.
+    let names: Vec<String> = (0..256).map(|i| format!("method_number_{i:010}")).collect();
+    let (a, b): (Vec<&str>, Vec<&str>) = {
+        let all: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
+        (all[..128].to_vec(), all[128..].to_vec())
+    };
+    let before = remote_core::cache::push_stats();
+    let mut peak = 0;
+    for w in 0..WRITES {
+        let set = if w % 2 == 0 { &a } else { &b };
+        let report = remote_core::cache::invalidate(&root, set).await;
+        assert_eq!(report.notified, HOLDERS, "every holder is sent each push");
+        peak = peak.max(server.buffered_bytes());
+    }
+    let after = remote_core::cache::push_stats();
+    println!("{WRITES} writes to {HOLDERS} holders that read nothing: peak counted {peak} bytes");
+    assert!(
+        peak <= BUDGET + (512 << 10),
+        "{peak} bytes counted for {HOLDERS} holders that read nothing (budget {BUDGET})"
+    );
+    assert!(after.held_back > before.held_back, "pushes were held back");
+    assert_eq!(server.connections(), HOLDERS, "nobody was closed");
+
+    // One holder reads: every push reaches it, in order, the held-back
+    // ones merged and sent as soon as the queue before them is read (with
+    // no later write to carry them), then a later push after them.
+    let mut h = holders.pop().unwrap();
+    // The others close, each with pushes held back (counted in the
+    // budget): given back below.
+    drop(holders);
+    assert!(raw::eventually(|| server.connections() == 1).await);
+    let mut last = 0;
+    let mut frames = 0;
+    let mut merged = false;
+    loop {
+        let f = raw::frame(&mut h).await.expect("the holder is not closed");
+        let (token, object, got) = invalidate_of(&f).expect("only invalidations");
+        assert_eq!(token, last + 1, "tokens go up by one, in order");
+        assert_eq!(object, 0, "the root");
+        last = token;
+        frames += 1;
+        if got == ["marker"] {
+            assert!(merged, "the held-back pushes went before a later one");
+            break;
+        }
+        assert!(got.len() == 128 || got.len() == 256, "{} names", got.len());
+        if got.len() == 256 {
+            let mut sorted = got.clone();
+            sorted.sort();
+            assert_eq!(sorted, names, "a merged frame names each method once");
+            assert!(!merged, "all that was held back goes in one frame");
+            merged = true;
+            remote_core::cache::invalidate(&root, &["marker"]).await;
+        }
+    }
+    assert!(
+        frames < WRITES,
+        "{frames} frames for {WRITES} writes: merged while held back"
+    );
+    // Its acknowledgement of the last token is in order, not a violation.
+    h.write_all(&encode_invalidated(last)).await.unwrap();
+
+    // Closing the holders gave back everything they held.
+    drop(h);
+    assert!(
+        raw::eventually(|| server.connections() == 0 && server.buffered_bytes() == 0).await,
+        "{} bytes still counted",
+        server.buffered_bytes()
+    );
 }
