@@ -16,7 +16,7 @@
 //! Writes do not wait for a held-back push's acknowledgement (the peer
 //! counts as lagging: it has not read what was queued before it either).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -56,7 +56,7 @@ pub(crate) struct Pushes {
 struct Sending {
     sent: u64,
     /// Held back: per object, the method names to invalidate (each once).
-    held: HashMap<ObjectId, Vec<Box<str>>>,
+    held: HashMap<ObjectId, HashSet<Box<str>>>,
     /// What `held` is counted at in the budget.
     charged: usize,
 }
@@ -113,11 +113,11 @@ impl Sending {
         let mut added = 0;
         let names = self.held.entry(object).or_insert_with(|| {
             added += ENTRY_COST;
-            Vec::new()
+            HashSet::new()
         });
         for m in methods {
-            if !names.iter().any(|n| **n == **m) {
-                names.push((*m).into());
+            if !names.contains(*m) {
+                names.insert((*m).into());
                 added += NAME_COST + m.len();
             }
         }
