@@ -36,6 +36,8 @@ pub trait Doc {
     /// The text.
     #[remote(cache(ttl = "1h"))]
     async fn text(&self) -> Result<String, Error>;
+    /// A large value: a reply that takes most of a small budget.
+    async fn big(&self) -> Result<String, Error>;
 }
 
 struct Page;
@@ -44,6 +46,9 @@ struct Page;
 impl Doc for Page {
     async fn text(&self) -> Result<String, Error> {
         Ok("hello".into())
+    }
+    async fn big(&self) -> Result<String, Error> {
+        Ok("x".repeat(900_000))
     }
 }
 
@@ -210,4 +215,84 @@ async fn pushes_to_holders_that_read_nothing_stay_within_the_budget_and_arrive_m
         "{} bytes still counted",
         server.buffered_bytes()
     );
+}
+
+/// A holder that reads everything and acknowledges every push at once,
+/// while another peer's unread reply exhausts the budget: its pushes are
+/// held back whenever anything is queued for it, yet every write waits for
+/// its acknowledgement (a red-team pass found 355 of 400 writes returning
+/// without it, so its cache could still answer stale), and every name
+/// reaches it, in order, with no later write to carry it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_holder_is_waited_for_even_when_its_pushes_are_held_back() {
+    const TASKS: usize = 4;
+    const PER: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prompt.sock");
+    let root: Arc<dyn Doc> = Arc::new(Page);
+    let shared = root.clone();
+    let limits = Limits {
+        memory_budget: 768 << 10,
+        invalidation_ack_timeout: Duration::from_secs(60),
+        write_stall_timeout: Duration::from_secs(600),
+        ..Limits::default()
+    };
+    let server = Server::builder()
+        .limits(limits)
+        .bind(&format!("unix://{}", path.display()))
+        .await
+        .unwrap()
+        .serve(move |_| Remote::new(shared.clone()));
+    // The peer that exhausts the budget: a large reply it never reads.
+    let mut a = UnixStream::connect(&path).await.unwrap();
+    a.write_all(&raw::hello(vec![])).await.unwrap();
+    a.write_all(&raw::call(1, 0, "big", 60_000, &[0x90]))
+        .await
+        .unwrap();
+    assert!(raw::eventually(|| server.buffered_bytes() > 768 << 10).await);
+    let mut h = UnixStream::connect(&path).await.unwrap();
+    h.write_all(&raw::hello(vec!["invalidate"])).await.unwrap();
+    h.write_all(&raw::call(1, 0, "text", 60_000, &[0x90]))
+        .await
+        .unwrap();
+    raw::next_of_kind(&mut h, raw::RETURN).await;
+    let (mut hr, mut hw) = h.into_split();
+    let reader = tokio::spawn(async move {
+        let mut seen = std::collections::HashSet::new();
+        let mut last = 0;
+        while seen.len() < TASKS * PER {
+            let f = raw::frame(&mut hr).await.expect("the holder is not closed");
+            let (token, _, names) = invalidate_of(&f).expect("only invalidations");
+            assert_eq!(token, last + 1, "tokens go up by one, in order");
+            last = token;
+            hw.write_all(&encode_invalidated(token)).await.unwrap();
+            seen.extend(names);
+        }
+        (hr, hw)
+    });
+    let writers: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let root = root.clone();
+            tokio::spawn(async move {
+                let mut unacknowledged = 0;
+                for i in 0..PER {
+                    let name = format!("w{t}_{i}");
+                    let report = remote_core::cache::invalidate(&root, &[name.as_str()]).await;
+                    assert_eq!(report.notified, 1);
+                    unacknowledged += report.unacknowledged;
+                }
+                unacknowledged
+            })
+        })
+        .collect();
+    let mut unacknowledged = 0;
+    for w in writers {
+        unacknowledged += raw::bounded(w).await.unwrap();
+    }
+    let _h = raw::bounded(reader).await.unwrap();
+    assert_eq!(
+        unacknowledged, 0,
+        "writes returned without the acknowledgement of a holder that acknowledged at once"
+    );
+    drop(a);
 }

@@ -43,7 +43,8 @@ pub struct PushStats {
     /// Pushes to a lagging connection, sent without waiting.
     pub not_waited: u64,
     /// Pushes held back, merged per object, because the holder's output
-    /// queue had no room (sent once it has; not waited for).
+    /// queue had no room (sent once it has, and waited for like any
+    /// other).
     pub held_back: u64,
 }
 
@@ -141,31 +142,54 @@ impl Shared {
         Ok(())
     }
 
-    /// Waits until the peer acknowledged `token` or closed, for at most
-    /// its `invalidation_ack_timeout`; a timeout makes it lagging.
-    async fn await_ack(self: Arc<Self>, token: u64) {
-        let mut rx = self.pushes.acked.subscribe();
-        let acked = async {
+    /// Waits until the peer acknowledged the push (for one held back:
+    /// once sent) or closed, for at most its `invalidation_ack_timeout`;
+    /// a timeout makes it lagging. Whether it acknowledged (or closed).
+    async fn await_ack(self: Arc<Self>, pushed: Pushed) -> bool {
+        let mut acked = self.pushes.acked.subscribe();
+        let mut flushed = self.pushes.flushed.subscribe();
+        let wait = async {
+            let token = match pushed {
+                Pushed::Sent(token) => token,
+                Pushed::HeldBack(flushes) => match flushed.wait_for(|&(n, _)| n > flushes).await {
+                    Ok(sent) => sent.1,
+                    Err(_) => return,
+                },
+            };
+            let _ = acked.wait_for(|a| *a >= token).await;
+        };
+        let done = async {
             tokio::select! {
-                _ = rx.wait_for(|a| *a >= token) => {}
+                _ = wait => {}
                 _ = self.closed_token().cancelled() => {}
             }
         };
-        match crate::rt::time::timeout(self.limits.invalidation_ack_timeout, acked).await {
-            Ok(()) => {
-                ACKNOWLEDGED.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(_) => {
-                LAGGED.fetch_add(1, Ordering::Relaxed);
-                self.pushes.lag_until.fetch_max(token, Ordering::AcqRel);
-                self.pushes.missed.fetch_add(1, Ordering::AcqRel);
-                tracing::debug!(
-                    peer = %self.peer(),
-                    "no acknowledgement of invalidation {token} within invalidation_ack_timeout = {:?}",
-                    self.limits.invalidation_ack_timeout
-                );
-            }
+        if crate::rt::time::timeout(self.limits.invalidation_ack_timeout, done)
+            .await
+            .is_ok()
+        {
+            ACKNOWLEDGED.fetch_add(1, Ordering::Relaxed);
+            return true;
         }
+        // Lagging until it acknowledges the push: the token that carried
+        // it, or for one still held back the next token, which the send
+        // of what is held back starts with.
+        let token = match pushed {
+            Pushed::Sent(token) => token,
+            Pushed::HeldBack(flushes) => match *self.pushes.flushed.borrow() {
+                (n, sent) if n > flushes => sent,
+                _ => self.pushes.sent() + 1,
+            },
+        };
+        LAGGED.fetch_add(1, Ordering::Relaxed);
+        self.pushes.lag_until.fetch_max(token, Ordering::AcqRel);
+        self.pushes.missed.fetch_add(1, Ordering::AcqRel);
+        tracing::debug!(
+            peer = %self.peer(),
+            "no acknowledgement of invalidation {token} within invalidation_ack_timeout = {:?}",
+            self.limits.invalidation_ack_timeout
+        );
+        self.is_closed()
     }
 }
 
@@ -234,25 +258,19 @@ pub(crate) async fn push(
             continue;
         };
         PUSHED.fetch_add(1, Ordering::Relaxed);
+        if let Pushed::HeldBack(_) = pushed {
+            HELD_BACK.fetch_add(1, Ordering::Relaxed);
+        }
         report.notified += 1;
-        match pushed {
-            Pushed::HeldBack => {
-                HELD_BACK.fetch_add(1, Ordering::Relaxed);
-                report.unacknowledged += 1;
-            }
-            Pushed::Sent(_) if lagging => {
-                NOT_WAITED.fetch_add(1, Ordering::Relaxed);
-                report.unacknowledged += 1;
-            }
-            Pushed::Sent(token) => waits.push((shared.clone(), token)),
+        if lagging {
+            NOT_WAITED.fetch_add(1, Ordering::Relaxed);
+            report.unacknowledged += 1;
+        } else {
+            waits.push(shared.clone().await_ack(pushed));
         }
     }
-    let pending: Vec<_> = waits.iter().map(|(s, t)| s.clone().await_ack(*t)).collect();
-    futures_util::future::join_all(pending).await;
-    report.unacknowledged += waits
-        .iter()
-        .filter(|(s, t)| !s.is_closed() && s.pushes.acked() < *t)
-        .count();
+    let acked = futures_util::future::join_all(waits).await;
+    report.unacknowledged += acked.iter().filter(|&&a| !a).count();
     report
 }
 

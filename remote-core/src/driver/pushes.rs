@@ -8,13 +8,16 @@
 //! grow with every write. Instead, while the queue has no room (at
 //! `max_write_queue`, past its share once half of the memory budget is
 //! used, or holding anything while the budget is exhausted) the pushes
-//! are *merged*: one set of method names per object, so what is held back
-//! is bounded by the objects the peer holds (at most `max_exports` ids)
-//! times the methods named, however many writes there are. The merged
-//! set is counted in the budget and sent, in order, once the queue has
-//! room again: the writer checks after each write while one is held back.
-//! Writes do not wait for a held-back push's acknowledgement (the peer
-//! counts as lagging: it has not read what was queued before it either).
+//! are *merged*: one set of method names per object id, so what is held
+//! back is bounded by the ids the peer can hold (at most `max_exports` + 1:
+//! ids are reused) times the methods named, however many writes there
+//! are. The merged sets are counted in the budget and sent, in order, when
+//! the writer next writes and finds room (it checks after each write while
+//! something is held back) or the next push does: at the latest once the
+//! peer has read everything queued before them.
+//! A write whose push was held back waits, as for any other, for the
+//! acknowledgement of the frame that carries it once sent (bounded by
+//! `invalidation_ack_timeout`, and not at all for a lagging peer).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,6 +43,10 @@ pub(crate) struct Pushes {
     state: Mutex<Sending>,
     /// Something is held back (read by the writer after each write).
     held: AtomicBool,
+    /// How many times what was held back was sent, and the last token
+    /// sent then: a write whose push was held back waits for the
+    /// acknowledgement of the send that carried it.
+    pub(super) flushed: watch::Sender<(u64, u64)>,
     /// The highest token the peer acknowledged.
     pub(super) acked: watch::Sender<u64>,
     /// A wait for this token timed out: the connection is not waited for
@@ -55,6 +62,9 @@ pub(crate) struct Pushes {
 #[derive(Default)]
 struct Sending {
     sent: u64,
+    /// Sends of what was held back so far (what is held now goes with
+    /// the next one).
+    flushes: u64,
     /// Held back: per object, the method names to invalidate (each once).
     held: HashMap<ObjectId, HashSet<Box<str>>>,
     /// What `held` is counted at in the budget.
@@ -66,8 +76,9 @@ struct Sending {
 pub(super) enum Pushed {
     /// Queued; the peer acknowledges this token.
     Sent(u64),
-    /// Merged into what is held back for the peer (not waited for).
-    HeldBack,
+    /// Merged into what is held back for the peer; goes with the send
+    /// after this many (`Pushes::flushed`).
+    HeldBack(u64),
 }
 
 impl Pushes {
@@ -75,6 +86,7 @@ impl Pushes {
         Pushes {
             state: Mutex::new(Sending::default()),
             held: AtomicBool::new(false),
+            flushed: watch::Sender::new((0, 0)),
             acked: watch::Sender::new(0),
             lag_until: AtomicU64::new(0),
             missed: AtomicU64::new(0),
@@ -154,6 +166,7 @@ impl Shared {
             return Some(Pushed::Sent(st.sent));
         }
         let added = st.hold_back(object, methods);
+        let flushes = st.flushes;
         self.budget.charge(added);
         self.pushes.held.store(true, Ordering::Relaxed);
         drop(st);
@@ -165,7 +178,7 @@ impl Shared {
         if self.push_has_room() {
             self.send_held_back();
         }
-        Some(Pushed::HeldBack)
+        Some(Pushed::HeldBack(flushes))
     }
 
     /// Sends what is held back, if the queue has room for it now.
@@ -177,17 +190,20 @@ impl Shared {
         let held = std::mem::take(&mut st.held);
         self.budget.release(std::mem::take(&mut st.charged));
         self.pushes.held.store(false, Ordering::Relaxed);
-        for (object, names) in held {
+        'send: for (object, names) in held {
             let names: Vec<&str> = names.iter().map(|n| &**n).collect();
             for chunk in names.chunks(MAX_INVALIDATE_METHODS) {
                 let token = st.sent + 1;
                 if self.send(&encode_invalidate(token, object, chunk)).is_err() {
-                    // Closed: nothing more goes out.
-                    return;
+                    // Closed: nothing more goes out (the waiting writes
+                    // see the close).
+                    break 'send;
                 }
                 st.sent = token;
             }
         }
+        st.flushes += 1;
+        self.pushes.flushed.send_replace((st.flushes, st.sent));
     }
 
     /// The connection closed: what is held back is dropped.
