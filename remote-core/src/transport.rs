@@ -66,6 +66,7 @@ mod tls_identity;
 mod tls_io;
 #[cfg(feature = "websocket")]
 mod ws;
+#[cfg(feature = "websocket")]
 mod ws_meter;
 
 #[cfg(feature = "tls")]

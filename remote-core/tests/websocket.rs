@@ -248,3 +248,48 @@ async fn a_stalled_upgrade_is_bounded_by_the_handshake_timeout() {
     assert!(err.to_string().contains("handshake_timeout"), "{err}");
     hold.abort();
 }
+
+/// A client may send a large call right behind its hello, before the
+/// server has opened the connection. Until it opens (authentication
+/// included), a server reads at most `max_handshake_frame_len` and a
+/// header past what it delivered, and a read past that waits for the
+/// opening (`ws_meter.rs`): the call is neither refused nor held in full
+/// outside the budget before then, and it is answered once the driver
+/// lifts the bound.
+#[tokio::test]
+async fn a_large_call_right_behind_the_hello_waits_for_the_opening_and_is_answered() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::bind("ws://127.0.0.1:0/")
+        .await
+        .unwrap()
+        .serve(|_| Counter::remote(0, Arc::new(Stats::default())));
+    let mut s = raw::ws_upgraded(&server).await;
+    let hello = encode::hello(&Hello {
+        min_version: 1,
+        max_version: 1,
+        features: vec![],
+        auth: None,
+    });
+    // `add` with 512 KiB of bytes for its arguments: answered with an
+    // error for call 1 (bad arguments), which shows it was read whole.
+    let mut args = vec![0x91, 0xc6];
+    args.extend_from_slice(&(512u32 << 10).to_be_bytes());
+    args.resize(args.len() + (512 << 10), 7);
+    let mut both = ws_binary(&hello);
+    both.extend(ws_binary(&raw::call(1, 0, "add", 60_000, &args)));
+    s.get_mut().write_all(&both).await.unwrap();
+    let answer = raw::bounded(async {
+        loop {
+            let (op, payload) = read_ws_frame(&mut s).await.expect("the server closed");
+            assert_eq!(op, 2, "binary messages only");
+            let frame = &payload[4..];
+            if raw::kind(frame) != raw::HELLO {
+                break frame.to_vec();
+            }
+        }
+    })
+    .await;
+    let (id, kind, message) = raw::error_of(&answer)
+        .unwrap_or_else(|| panic!("an error reply: {:?}", String::from_utf8_lossy(&answer)));
+    assert_eq!(id, 1, "{kind}: {message}");
+}

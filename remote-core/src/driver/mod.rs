@@ -43,6 +43,10 @@ mod tests_wake;
 pub(crate) mod io_types {
     pub(crate) use super::input::BoxRead;
     pub(crate) use super::io::BoxWrite;
+    /// Told by the driver when the connection is open (handshake and
+    /// authentication done): a transport that bounds what it reads before
+    /// then (`transport/ws_meter.rs`) lifts the bound.
+    pub(crate) type OnOpen = std::sync::Arc<dyn Fn() + Send + Sync>;
 }
 
 pub(crate) use blocking_pool::ServerBlocking;

@@ -246,6 +246,7 @@ async fn accept_loop(
                 Ok(o) => {
                     builder.tls_identity = o.tls_identity;
                     builder.channel_binding = o.channel_binding;
+                    builder.on_open = o.on_open;
                     builder.over_boxed(o.reader, o.writer, peer).await
                 }
                 Err(e) => Err(e),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[cfg(feature = "websocket")]
 use super::ws;
 use super::{Address, ServerTls, TlsIdentity};
-use crate::driver::io_types::{BoxRead, BoxWrite};
+use crate::driver::io_types::{BoxRead, BoxWrite, OnOpen};
 use crate::{Error, Limits};
 
 /// A bound listener for a server.
@@ -43,7 +43,7 @@ pub(crate) struct Accepted {
 }
 
 enum Pending {
-    Ready(BoxRead, BoxWrite),
+    Ready(BoxRead, BoxWrite, Option<OnOpen>),
     #[cfg(feature = "tls")]
     Tls(Box<PendingTls>),
 }
@@ -66,6 +66,8 @@ pub(crate) struct Opened {
     pub(crate) tls_identity: Option<TlsIdentity>,
     /// The TLS session's channel binding (RFC 9266 `tls-exporter`).
     pub(crate) channel_binding: Option<[u8; 32]>,
+    /// Told when the connection is open (a WebSocket's read bound).
+    pub(crate) on_open: Option<OnOpen>,
 }
 
 impl Accepted {
@@ -74,11 +76,12 @@ impl Accepted {
     /// later, on first use, under the connection's own handshake timeout).
     pub(crate) async fn open(self) -> Result<Opened, Error> {
         match self.pending {
-            Pending::Ready(reader, writer) => Ok(Opened {
+            Pending::Ready(reader, writer, on_open) => Ok(Opened {
                 reader,
                 writer,
                 tls_identity: None,
                 channel_binding: None,
+                on_open,
             }),
             #[cfg(feature = "tls")]
             Pending::Tls(pending) => {
@@ -92,10 +95,16 @@ impl Accepted {
                 let (s, sec) =
                     super::tls_io::accept(&acceptor, tcp, &self.peer, require_alpn, &limits)
                         .await?;
-                let (reader, writer) = match ws_path {
-                    None => super::boxed(s),
+                let (reader, writer, on_open) = match ws_path {
+                    None => {
+                        let (r, w) = super::boxed(s);
+                        (r, w, None)
+                    }
                     #[cfg(feature = "websocket")]
-                    Some(path) => ws::accept(s, path, &limits),
+                    Some(path) => {
+                        let (r, w, on_open) = ws::accept(s, path, &limits);
+                        (r, w, Some(on_open))
+                    }
                     #[cfg(not(feature = "websocket"))]
                     Some(_) => return Err(super::no_websocket(&self.peer)),
                 };
@@ -104,6 +113,7 @@ impl Accepted {
                     writer,
                     tls_identity: sec.identity,
                     channel_binding: Some(sec.binding),
+                    on_open,
                 })
             }
         }
@@ -207,7 +217,7 @@ impl Listener {
     pub(crate) async fn accept(&self) -> std::io::Result<Accepted> {
         let ready = |r: BoxRead, w: BoxWrite, peer: String| Accepted {
             peer,
-            pending: Pending::Ready(r, w),
+            pending: Pending::Ready(r, w, None),
         };
         match self {
             Listener::Tcp(l) => {
@@ -230,8 +240,11 @@ impl Listener {
             Listener::Ws { tcp, path, limits } => {
                 let (s, peer) = tcp.accept().await?;
                 s.set_nodelay(true)?;
-                let (r, w) = ws::accept(s, path.clone(), limits);
-                Ok(ready(r, w, format!("ws://{peer}{path}")))
+                let (r, w, on_open) = ws::accept(s, path.clone(), limits);
+                Ok(Accepted {
+                    peer: format!("ws://{peer}{path}"),
+                    pending: Pending::Ready(r, w, Some(on_open)),
+                })
             }
             #[cfg(feature = "tls")]
             Listener::Tls {

@@ -64,6 +64,9 @@ pub struct ConnectionBuilder {
     pub(crate) server_counters: Option<Arc<crate::stats::Totals>>,
     /// The interface served as the root, announced in our hello.
     pub(crate) root_info: Option<RootInfo>,
+    /// Told when the connection is open, set by the transport that
+    /// carried it (a WebSocket's read bound, `transport/ws_meter.rs`).
+    pub(crate) on_open: Option<crate::driver::io_types::OnOpen>,
 }
 
 impl fmt::Debug for ConnectionBuilder {
@@ -157,6 +160,7 @@ impl ConnectionBuilder {
         peer: String,
     ) -> Result<Connection, Error> {
         install_panic_hook();
+        let on_open = self.on_open.clone();
         let limits = self.limits.clone();
         let (ctl_tx, ctl_rx) = super::super::ctl_queue::channel();
         let budget = self
@@ -281,6 +285,9 @@ impl ConnectionBuilder {
         let _ = shared.info.set(info);
         super::super::invalidate::register(&shared);
         input.set_max_len(limits.max_frame_len);
+        if let Some(opened) = &on_open {
+            opened();
+        }
         tracing::info!(name: "remote.connection.opened", parent: &span, "connection opened");
         crate::trace::spawn_in(span, read_loop(shared.clone(), input, ctl_rx));
         guard.disarm();
