@@ -354,13 +354,28 @@ async fn a_server_frees_the_slot_of_a_connection_whose_objects_panic_on_drop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_per_peer_limit_are_told_which_limit() {
+    per_peer_limit("tcp://127.0.0.1:0").await;
+}
+
+/// Over `ws://` too (its peers went uncounted: a red-team pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_connections_over_the_per_peer_limit_are_told_which_limit() {
+    per_peer_limit("ws://127.0.0.1:0/").await;
+}
+
+async fn per_peer_limit(addr: &str) {
     let stats = Arc::new(Stats::default());
     let s2 = stats.clone();
     let limits = Limits {
         max_connections_per_peer: 2,
         ..Limits::default()
     };
-    let server = serving::tcp(limits, move |_| ProbeImpl::remote(&s2, false)).await;
+    let server = remote_core::Server::builder()
+        .limits(limits)
+        .bind(addr)
+        .await
+        .unwrap()
+        .serve(move |_| ProbeImpl::remote(&s2, false));
     let first = Connection::connect(server.local_addr()).await.unwrap();
     let second = Connection::connect(server.local_addr()).await.unwrap();
     match Connection::connect(server.local_addr()).await.unwrap_err() {

@@ -9,10 +9,10 @@ pub(super) type PeerCounts = HashMap<IpAddr, usize>;
 
 /// The key a peer's connections are counted under: the IP address of a TCP
 /// peer (its /64 prefix for IPv6, where one host often holds a whole /64),
-/// not its port, over TCP or TLS. `None` (not counted per peer) for other
-/// transports.
+/// not its port, over TCP, TLS or WebSocket (`ws://` and `wss://`). `None`
+/// (not counted per peer) for other transports.
 pub(super) fn peer_key(peer: &str) -> Option<IpAddr> {
-    let rest = ["tcp://", "tls://", "wss://"]
+    let rest = ["tcp://", "tls://", "ws://", "wss://"]
         .iter()
         .find_map(|scheme| peer.strip_prefix(scheme))?;
     let addr: SocketAddr = rest.split('/').next()?.parse().ok()?;
@@ -85,6 +85,10 @@ mod tests {
             peer_key("tcp://[2001:db8:1:3::1]:80")
         );
         assert_eq!(peer_key("unix:///tmp/s.sock"), None);
+        // Over WebSocket too, the path after the address aside (`ws://`
+        // peers went uncounted: a red-team pass).
+        assert_eq!(peer_key("ws://10.1.2.3:4000/calc"), Some(v4));
+        assert_eq!(peer_key("wss://10.1.2.3:4000/"), Some(v4));
     }
 
     #[test]
