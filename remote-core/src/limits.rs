@@ -166,7 +166,9 @@ pub struct Limits {
     /// writes stop waiting for it for good (default 3): invalidations are
     /// still sent to it, but a peer that acknowledges each one just too
     /// late holds writes up by at most this many timeouts in total (0:
-    /// writes never wait).
+    /// writes never wait). A server counts them per peer address too,
+    /// across its TCP, TLS and WebSocket connections, for 10 minutes: a
+    /// peer that reconnects starts with no clean count.
     pub invalidation_max_missed_acks: u32,
     /// Entries a server's cache of `#[remote(memoize(..))]` replies holds
     /// (default 10,000), shared by its connections.

@@ -296,3 +296,50 @@ async fn a_prompt_holder_is_waited_for_even_when_its_pushes_are_held_back() {
     );
     drop(a);
 }
+
+/// A holder that never acknowledges and reconnects before each write: a
+/// fresh connection starts with a clean count of its own, so (found by a
+/// red-team pass) every write waited the full `invalidation_ack_timeout`
+/// for it. Misses now count per peer address across a server's
+/// connections: after `invalidation_max_missed_acks` of them the address
+/// is not waited for on any connection (it still gets every push).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_reconnects_before_each_write_is_waited_for_a_bounded_number_of_times() {
+    const WRITES: usize = 6;
+    const MAX_MISSED: u32 = 2;
+    let root: Arc<dyn Doc> = Arc::new(Page);
+    let shared = root.clone();
+    let limits = Limits {
+        invalidation_ack_timeout: Duration::from_millis(200),
+        invalidation_max_missed_acks: MAX_MISSED,
+        ..Limits::default()
+    };
+    let server = Server::builder()
+        .limits(limits)
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(move |_| Remote::new(shared.clone()));
+    let mut waited = 0;
+    let mut holder = None;
+    for _ in 0..WRITES {
+        // A fresh connection, open (a call answered), that never
+        // acknowledges; the last one closed first.
+        drop(holder.take());
+        assert!(raw::eventually(|| server.connections() == 0).await);
+        let mut s = raw::raw_with(&server, vec!["invalidate"]).await;
+        s.write_all(&raw::call(1, 0, "text", 60_000, &[0x90]))
+            .await
+            .unwrap();
+        raw::next_of_kind(&mut s, raw::RETURN).await;
+        holder = Some(s);
+        let report = remote_core::cache::invalidate(&root, &["text"]).await;
+        assert_eq!(report.notified, 1, "the fresh connection holds the root");
+        assert_eq!(report.unacknowledged, 1);
+        waited += report.timed_out;
+    }
+    assert_eq!(
+        waited, MAX_MISSED as usize,
+        "writes waited for the reconnecting holder {waited} times"
+    );
+}

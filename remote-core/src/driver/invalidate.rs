@@ -182,8 +182,7 @@ impl Shared {
             },
         };
         LAGGED.fetch_add(1, Ordering::Relaxed);
-        self.pushes.lag_until.fetch_max(token, Ordering::AcqRel);
-        self.pushes.missed.fetch_add(1, Ordering::AcqRel);
+        self.missed_ack(token);
         tracing::debug!(
             peer = %self.peer(),
             "no acknowledgement of invalidation {token} within invalidation_ack_timeout = {:?}",
@@ -234,6 +233,10 @@ pub struct InvalidationReport {
     /// Of those, connections that did not acknowledge within
     /// `invalidation_ack_timeout` (or were already lagging).
     pub unacknowledged: usize,
+    /// Of those, connections the write waited for until
+    /// `invalidation_ack_timeout` (the others were lagging, and not
+    /// waited for).
+    pub timed_out: usize,
 }
 
 /// Pushes the invalidation of `methods` of the object `key` to every
@@ -251,9 +254,7 @@ pub(crate) async fn push(
     }
     let mut waits = Vec::new();
     for (shared, id) in holders_of(&key, is_root, except) {
-        let lagging = shared
-            .pushes
-            .lagging(shared.limits.invalidation_max_missed_acks);
+        let lagging = shared.push_lagging();
         let Some(pushed) = shared.push_invalidation(id, methods) else {
             continue;
         };
@@ -270,7 +271,8 @@ pub(crate) async fn push(
         }
     }
     let acked = futures_util::future::join_all(waits).await;
-    report.unacknowledged += acked.iter().filter(|&&a| !a).count();
+    report.timed_out = acked.iter().filter(|&&a| !a).count();
+    report.unacknowledged += report.timed_out;
     report
 }
 

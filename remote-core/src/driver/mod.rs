@@ -5,6 +5,7 @@
 mod blocking_pool;
 mod budget;
 pub(crate) use budget::Budget;
+pub(crate) use pushes::PeerMisses;
 mod cached;
 pub(crate) mod call;
 mod conn;

@@ -20,13 +20,16 @@
 //! `invalidation_ack_timeout`, and not at all for a lagging peer).
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::shared::{lock, Shared};
 use crate::proto::{encode_invalidate, ObjectId, MAX_INVALIDATE_METHODS};
+use crate::rt::time::Instant;
 
 /// What a held-back object's entry is counted at in the budget, on top of
 /// its names' bytes.
@@ -138,6 +141,56 @@ impl Sending {
     }
 }
 
+/// Missed acknowledgements per peer address, over all of a server's
+/// connections from it: a connection starts with a clean count of its own,
+/// so without this a peer that reconnected before each write to a shared
+/// object (a fresh holder each time, never acknowledging) held every write
+/// up by the full `invalidation_ack_timeout` (found by a red-team pass).
+/// A peer address with `invalidation_max_missed_acks` misses in the last
+/// [`MISSES_KEPT`] is not waited for on any of its connections. At most
+/// [`MAX_PEERS`] addresses are kept (the oldest misses go first). Peers of
+/// transports without an address (Unix sockets, a child's stdio) are
+/// counted per connection only: they are on this host.
+#[derive(Default)]
+pub(crate) struct PeerMisses(Mutex<HashMap<IpAddr, (u32, Instant)>>);
+
+/// How long a peer address's misses count.
+const MISSES_KEPT: Duration = Duration::from_secs(600);
+/// Peer addresses whose misses are kept.
+const MAX_PEERS: usize = 4096;
+
+impl PeerMisses {
+    /// The misses counted for `peer` in the last [`MISSES_KEPT`].
+    pub(super) fn count(&self, peer: IpAddr) -> u32 {
+        let now = Instant::now();
+        lock(&self.0)
+            .get(&peer)
+            .filter(|(_, at)| now.saturating_duration_since(*at) < MISSES_KEPT)
+            .map_or(0, |&(n, _)| n)
+    }
+
+    /// Counts a miss for `peer`.
+    pub(super) fn record(&self, peer: IpAddr) {
+        let now = Instant::now();
+        let mut map = lock(&self.0);
+        if map.len() >= MAX_PEERS && !map.contains_key(&peer) {
+            map.retain(|_, (_, at)| now.saturating_duration_since(*at) < MISSES_KEPT);
+            if map.len() >= MAX_PEERS {
+                let oldest = map.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| *k);
+                if let Some(k) = oldest {
+                    map.remove(&k);
+                }
+            }
+        }
+        let e = map.entry(peer).or_insert((0, now));
+        if now.saturating_duration_since(e.1) >= MISSES_KEPT {
+            e.0 = 0;
+        }
+        e.0 = e.0.saturating_add(1);
+        e.1 = now;
+    }
+}
+
 impl Shared {
     /// Whether a push may be queued for the peer now: its queue has room
     /// (`share::queue_has_room`), and it holds nothing while the budget is
@@ -181,6 +234,29 @@ impl Shared {
         Some(Pushed::HeldBack(flushes))
     }
 
+    /// Whether writes send to this peer without waiting: the connection is
+    /// lagging (`Pushes::lagging`), or its peer address missed
+    /// `invalidation_max_missed_acks` acknowledgements over the server's
+    /// connections ([`PeerMisses`]).
+    pub(super) fn push_lagging(&self) -> bool {
+        let max = self.limits.invalidation_max_missed_acks;
+        self.pushes.lagging(max)
+            || self
+                .peer_misses
+                .as_ref()
+                .is_some_and(|(misses, addr)| misses.count(*addr) >= max)
+    }
+
+    /// A wait for the peer's acknowledgement timed out: counted for the
+    /// connection and its peer address.
+    pub(super) fn missed_ack(&self, token: u64) {
+        self.pushes.lag_until.fetch_max(token, Ordering::AcqRel);
+        self.pushes.missed.fetch_add(1, Ordering::AcqRel);
+        if let Some((misses, addr)) = &self.peer_misses {
+            misses.record(*addr);
+        }
+    }
+
     /// Sends what is held back, if the queue has room for it now.
     pub(crate) fn send_held_back(&self) {
         let mut st = lock(&self.pushes.state);
@@ -212,5 +288,34 @@ impl Shared {
         st.held = HashMap::new();
         self.budget.release(std::mem::take(&mut st.charged));
         self.pushes.held.store(false, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn misses_per_address_are_bounded_and_forgotten() {
+        let misses = PeerMisses::default();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        misses.record(a);
+        misses.record(a);
+        assert_eq!(misses.count(a), 2);
+        assert_eq!(misses.count("10.0.0.2".parse().unwrap()), 0);
+        // A flood of addresses keeps at most MAX_PEERS, the oldest going.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        for i in 0..MAX_PEERS as u32 {
+            misses.record(IpAddr::from(i.to_be_bytes()));
+        }
+        assert_eq!(lock(&misses.0).len(), MAX_PEERS);
+        assert_eq!(misses.count(a), 0, "the oldest went");
+        // Misses older than MISSES_KEPT no longer count, and start over.
+        let b = IpAddr::from(7u32.to_be_bytes());
+        assert_eq!(misses.count(b), 1);
+        tokio::time::advance(MISSES_KEPT).await;
+        assert_eq!(misses.count(b), 0);
+        misses.record(b);
+        assert_eq!(misses.count(b), 1);
     }
 }

@@ -91,6 +91,9 @@ impl Server {
         let budget = Arc::new(crate::driver::Budget::new(self.conn.limits.memory_budget));
         let mut conn = self.conn;
         conn.budget = Some(budget.clone());
+        // One count of missed invalidation acknowledgements per peer
+        // address, across its connections.
+        conn.peer_misses = Some(Arc::default());
         // One cache of memoised replies too.
         let memo =
             crate::memo::MemoCache::new(conn.limits.memo_max_entries, conn.limits.memo_max_bytes);
@@ -222,6 +225,7 @@ async fn accept_loop(
         inner.active.fetch_add(1, Ordering::AcqRel);
         inner.counters.accepted.fetch_add(1, Ordering::Relaxed);
         let mut builder = conn.clone();
+        builder.peer_addr = key;
         builder.peer_blocking = key
             .zip(conn.server_blocking.as_ref())
             .map(|(k, b)| b.for_peer(k));

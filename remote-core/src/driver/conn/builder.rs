@@ -64,6 +64,12 @@ pub struct ConnectionBuilder {
     pub(crate) server_counters: Option<Arc<crate::stats::Totals>>,
     /// The interface served as the root, announced in our hello.
     pub(crate) root_info: Option<RootInfo>,
+    /// The server's missed invalidation acknowledgements per peer address
+    /// (`pushes.rs`), shared by its connections.
+    pub(crate) peer_misses: Option<Arc<crate::driver::PeerMisses>>,
+    /// The peer's address as a server counts it per peer (TCP, TLS and
+    /// WebSocket connections).
+    pub(crate) peer_addr: Option<std::net::IpAddr>,
     /// Told when the connection is open, set by the transport that
     /// carried it (a WebSocket's read bound, `transport/ws_meter.rs`).
     pub(crate) on_open: Option<crate::driver::io_types::OnOpen>,
@@ -220,6 +226,7 @@ impl ConnectionBuilder {
             meter: Meter::new(self.server_counters.clone()),
             span: span.clone(),
             pushes: super::super::pushes::Pushes::new(),
+            peer_misses: self.peer_misses.clone().zip(self.peer_addr),
             memo: self.memo.map(OnceLock::from).unwrap_or_default(),
             peer_root: OnceLock::new(),
             expiry: super::super::expiry::Expiry::new(),
