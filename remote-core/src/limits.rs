@@ -56,8 +56,10 @@ pub struct Limits {
     /// sent a goodbye naming the limit and closed.
     pub max_connections: usize,
     /// Connections a server holds at once from one peer address (default
-    /// 32): TCP peers are keyed by IP address (IPv6 by its /64 prefix), not
-    /// port. Further ones are sent a goodbye naming the limit and closed.
+    /// 32): TCP, TLS and WebSocket peers are keyed by IP address (IPv6 by
+    /// its /64 prefix), not port. Further ones are sent a goodbye naming
+    /// the limit and closed. Behind a reverse proxy every client has the
+    /// proxy's address: raise it there.
     /// Unix-socket peers are not counted per peer (the socket file's
     /// permissions decide who connects); only `max_connections` applies.
     pub max_connections_per_peer: usize,

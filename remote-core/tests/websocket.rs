@@ -293,3 +293,39 @@ async fn a_large_call_right_behind_the_hello_waits_for_the_opening_and_is_answer
         .unwrap_or_else(|| panic!("an error reply: {:?}", String::from_utf8_lossy(&answer)));
     assert_eq!(id, 1, "{kind}: {message}");
 }
+
+/// A browser sends the site's cookies with its upgrade request: a request
+/// of several KiB is upgraded (one of about 4 KiB was reset with no HTTP
+/// answer, the first message's bound applying to it: a red-team pass), and
+/// one past 16 KiB is refused.
+#[tokio::test]
+async fn an_upgrade_request_with_kilobytes_of_cookies_is_served() {
+    let server = Server::bind("ws://127.0.0.1:0/calc")
+        .await
+        .unwrap()
+        .serve(|_| Counter::remote(0, Arc::new(Stats::default())));
+    let upgrade = |cookie: usize| {
+        let mut req =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                server.local_addr(),
+            )
+            .unwrap();
+        req.headers_mut().insert(
+            "Cookie",
+            format!("session={}", "a".repeat(cookie)).parse().unwrap(),
+        );
+        raw::bounded(tokio_tungstenite::connect_async(req))
+    };
+    for cookie in [3000, 6000, 12_000] {
+        let upgraded = upgrade(cookie).await;
+        assert!(
+            upgraded.is_ok(),
+            "cookie of {cookie} bytes: {:?}",
+            upgraded.err()
+        );
+    }
+    assert!(upgrade(20_000).await.is_err(), "past 16 KiB");
+    // The server still serves.
+    let client = Connection::connect(server.local_addr()).await.unwrap();
+    assert_eq!(client.root::<dyn Calc>().add(40, 2).await.unwrap(), 42);
+}

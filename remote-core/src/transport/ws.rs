@@ -165,6 +165,12 @@ where
     /// Sends every complete frame in `pending` as one binary message each.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
+            if self.pending.is_empty() && self.pending.capacity() > WRITE_TAKE {
+                // A large frame went: its buffer is not kept for the
+                // connection's life (a red-team pass measured 1 MiB more
+                // per connection that had sent one).
+                self.pending = BytesMut::new();
+            }
             if self.pending.len() < 4 {
                 return Poll::Ready(Ok(()));
             }

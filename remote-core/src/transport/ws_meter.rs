@@ -24,6 +24,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// A WebSocket frame header: 2 bytes, 8 of extended length, 4 of mask.
 const WS_HEADER: usize = 14;
 
+/// What the HTTP upgrade request may take: a browser sends the site's
+/// cookies with it (a request of a few KB was refused by the 4 KiB bound
+/// of the first message, with a reset instead of an HTTP error: found by a
+/// red-team pass). tungstenite reads it into a buffer of its own.
+const UPGRADE_MAX: usize = 16 << 10;
+
 /// Bytes read from the socket and delivered in messages, shared by the
 /// metered stream and the WebSocket reader above it.
 #[derive(Debug)]
@@ -31,6 +37,9 @@ pub(crate) struct Meter {
     read: AtomicUsize,
     /// Read before the upgrade completed (HTTP) is not a message.
     baseline: AtomicUsize,
+    /// Whether the upgrade completed: until then the request is bounded
+    /// by [`UPGRADE_MAX`].
+    upgraded: AtomicBool,
     delivered: AtomicUsize,
     /// Whether the first message (the hello) has been delivered: reading
     /// past the bound waits from then on instead of failing.
@@ -48,6 +57,7 @@ impl Meter {
         Arc::new(Meter {
             read: AtomicUsize::new(0),
             baseline: AtomicUsize::new(0),
+            upgraded: AtomicBool::new(false),
             delivered: AtomicUsize::new(0),
             hello: AtomicBool::new(false),
             lifted: AtomicBool::new(false),
@@ -62,6 +72,7 @@ impl Meter {
     pub(crate) fn opened(&self) {
         self.baseline
             .store(self.read.load(Ordering::Acquire), Ordering::Release);
+        self.upgraded.store(true, Ordering::Release);
     }
 
     /// A message of `len` bytes was delivered.
@@ -93,7 +104,12 @@ impl Meter {
             .load(Ordering::Acquire)
             .saturating_sub(self.baseline.load(Ordering::Acquire))
             .saturating_sub(self.delivered.load(Ordering::Acquire));
-        Some(self.cap.saturating_sub(held))
+        let cap = if self.upgraded.load(Ordering::Acquire) {
+            self.cap
+        } else {
+            UPGRADE_MAX
+        };
+        Some(cap.saturating_sub(held))
     }
 }
 
@@ -143,14 +159,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
             return this.read_unbounded(cx, buf);
         }
         if room == 0 {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
+            let why = if this.meter.upgraded.load(Ordering::Acquire) {
                 format!(
                     "limit exceeded: max_handshake_frame_len (a websocket message before the \
                      hello over {} bytes with its header)",
                     this.meter.cap
-                ),
-            )));
+                )
+            } else {
+                format!("a websocket upgrade request over {UPGRADE_MAX} bytes")
+            };
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, why)));
         }
         // Before the hello: read no more than the bound allows.
         let mut chunk = [0u8; 4096];
@@ -216,6 +234,7 @@ mod tests {
         let (ours, mut theirs) = tokio::io::duplex(4096);
         theirs.write_all(&[0u8; 1000]).await.unwrap();
         let meter = Meter::new(100);
+        meter.opened();
         let mut m = Metered::new(ours, meter.clone());
         let (n, how) = read_until_it_stops(&mut m).await;
         assert_eq!(n, cap);
@@ -228,6 +247,7 @@ mod tests {
         let (ours, mut theirs) = tokio::io::duplex(4096);
         theirs.write_all(&[0u8; 1000]).await.unwrap();
         let meter = Meter::new(100);
+        meter.opened();
         let mut m = Metered::new(ours, meter.clone());
         let mut hello = [0u8; 10];
         m.read_exact(&mut hello).await.unwrap();

@@ -82,6 +82,31 @@ async fn a_large_frame_is_taken_whole_across_writes() {
     poll_fn(|cx| Pin::new(&mut io).poll_flush(cx))
         .await
         .unwrap();
+    // The rest of the second frame goes too, and the large frames'
+    // buffer is not kept for the connection's life.
+    let third = poll_fn(|cx| Pin::new(&mut io).poll_write(cx, &big[first + second..]))
+        .await
+        .unwrap();
+    assert_eq!(first + second + third, big.len());
+    // A small frame after them (the large buffer, once free, would be
+    // taken back for it).
+    poll_fn(|cx| Pin::new(&mut io).poll_flush(cx))
+        .await
+        .unwrap();
+    let small = frames(1, 10);
+    let n = poll_fn(|cx| Pin::new(&mut io).poll_write(cx, &small))
+        .await
+        .unwrap();
+    assert_eq!(n, small.len());
+    poll_fn(|cx| Pin::new(&mut io).poll_flush(cx))
+        .await
+        .unwrap();
+    assert!(io.pending.is_empty());
+    assert!(
+        io.pending.capacity() <= WRITE_TAKE,
+        "{} bytes kept after a large frame",
+        io.pending.capacity()
+    );
     // The peer gets the first frame as one binary message.
     let mut client = WebSocketStream::from_raw_socket(&mut theirs, Role::Client, None).await;
     use futures_util::StreamExt;
