@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use pipe::{frame, head, raw_peer};
 use remote_core::proto::{encode_invalidated, Reader};
-use remote_core::{remote, Error, Limits, Remote, Server};
+use remote_core::{remote, Error, Limits, Remote, Server, ServerHandle};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 
@@ -92,6 +92,28 @@ async fn a_peer_acknowledging_each_push_too_late_stalls_writes_a_bounded_total()
     assert!(!server_end.is_closed(), "a slow peer is never disconnected");
 }
 
+/// A server of `root` to every connection, with `limits`, at `addr`.
+async fn serve_doc(root: &Arc<dyn Doc>, limits: Limits, addr: &str) -> ServerHandle {
+    let root = root.clone();
+    Server::builder()
+        .limits(limits)
+        .bind(addr)
+        .await
+        .unwrap()
+        .serve(move |_| Remote::new(root.clone()))
+}
+
+/// Finishes opening a raw holder `s` (connected, nothing sent): a hello
+/// listing `invalidate`, then a call answered (the connection is open, and
+/// registered as a holder).
+async fn open_holder<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(s: &mut S) {
+    s.write_all(&raw::hello(vec!["invalidate"])).await.unwrap();
+    s.write_all(&raw::call(1, 0, "text", 60_000, &[0x90]))
+        .await
+        .unwrap();
+    raw::next_of_kind(s, raw::RETURN).await;
+}
+
 const BUDGET: usize = 4 << 20;
 const HOLDERS: usize = 8;
 /// Writes made while the holders read nothing. Each pushes about 4 KB to
@@ -116,7 +138,6 @@ async fn pushes_to_holders_that_read_nothing_stay_within_the_budget_and_arrive_m
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("holders.sock");
     let root: Arc<dyn Doc> = Arc::new(Page);
-    let shared = root.clone();
     let limits = Limits {
         memory_budget: BUDGET,
         // Not waited for after the first miss: the writes go on at once.
@@ -126,22 +147,12 @@ async fn pushes_to_holders_that_read_nothing_stay_within_the_budget_and_arrive_m
         write_stall_timeout: Duration::from_secs(600),
         ..Limits::default()
     };
-    let server = Server::builder()
-        .limits(limits)
-        .bind(&format!("unix://{}", path.display()))
-        .await
-        .unwrap()
-        .serve(move |_| Remote::new(shared.clone()));
+    let server = serve_doc(&root, limits, &format!("unix://{}", path.display())).await;
     let mut holders = Vec::new();
     for _ in 0..HOLDERS {
+        // Open, then it reads nothing.
         let mut s = UnixStream::connect(&path).await.unwrap();
-        s.write_all(&raw::hello(vec!["invalidate"])).await.unwrap();
-        // A call answered: the connection is open (and registered as a
-        // holder). From here on it reads nothing.
-        s.write_all(&raw::call(1, 0, "text", 60_000, &[0x90]))
-            .await
-            .unwrap();
-        raw::next_of_kind(&mut s, raw::RETURN).await;
+        open_holder(&mut s).await;
         holders.push(s);
     }
 
@@ -230,19 +241,13 @@ async fn a_prompt_holder_is_waited_for_even_when_its_pushes_are_held_back() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("prompt.sock");
     let root: Arc<dyn Doc> = Arc::new(Page);
-    let shared = root.clone();
     let limits = Limits {
         memory_budget: 768 << 10,
         invalidation_ack_timeout: Duration::from_secs(60),
         write_stall_timeout: Duration::from_secs(600),
         ..Limits::default()
     };
-    let server = Server::builder()
-        .limits(limits)
-        .bind(&format!("unix://{}", path.display()))
-        .await
-        .unwrap()
-        .serve(move |_| Remote::new(shared.clone()));
+    let server = serve_doc(&root, limits, &format!("unix://{}", path.display())).await;
     // The peer that exhausts the budget: a large reply it never reads.
     let mut a = UnixStream::connect(&path).await.unwrap();
     a.write_all(&raw::hello(vec![])).await.unwrap();
@@ -251,11 +256,7 @@ async fn a_prompt_holder_is_waited_for_even_when_its_pushes_are_held_back() {
         .unwrap();
     assert!(raw::eventually(|| server.buffered_bytes() > 768 << 10).await);
     let mut h = UnixStream::connect(&path).await.unwrap();
-    h.write_all(&raw::hello(vec!["invalidate"])).await.unwrap();
-    h.write_all(&raw::call(1, 0, "text", 60_000, &[0x90]))
-        .await
-        .unwrap();
-    raw::next_of_kind(&mut h, raw::RETURN).await;
+    open_holder(&mut h).await;
     let (mut hr, mut hw) = h.into_split();
     let reader = tokio::spawn(async move {
         let mut seen = std::collections::HashSet::new();
@@ -308,18 +309,12 @@ async fn a_holder_that_reconnects_before_each_write_is_waited_for_a_bounded_numb
     const WRITES: usize = 6;
     const MAX_MISSED: u32 = 2;
     let root: Arc<dyn Doc> = Arc::new(Page);
-    let shared = root.clone();
     let limits = Limits {
         invalidation_ack_timeout: Duration::from_millis(200),
         invalidation_max_missed_acks: MAX_MISSED,
         ..Limits::default()
     };
-    let server = Server::builder()
-        .limits(limits)
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(move |_| Remote::new(shared.clone()));
+    let server = serve_doc(&root, limits, "tcp://127.0.0.1:0").await;
     let mut waited = 0;
     let mut holder = None;
     for _ in 0..WRITES {
@@ -327,11 +322,8 @@ async fn a_holder_that_reconnects_before_each_write_is_waited_for_a_bounded_numb
         // acknowledges; the last one closed first.
         drop(holder.take());
         assert!(raw::eventually(|| server.connections() == 0).await);
-        let mut s = raw::raw_with(&server, vec!["invalidate"]).await;
-        s.write_all(&raw::call(1, 0, "text", 60_000, &[0x90]))
-            .await
-            .unwrap();
-        raw::next_of_kind(&mut s, raw::RETURN).await;
+        let mut s = raw::connect(&server).await;
+        open_holder(&mut s).await;
         holder = Some(s);
         let report = remote_core::cache::invalidate(&root, &["text"]).await;
         assert_eq!(report.notified, 1, "the fresh connection holds the root");

@@ -46,10 +46,7 @@ async fn call_callback_and_release_over_ws() {
 
 #[tokio::test]
 async fn a_wrong_path_is_refused() {
-    let server = Server::bind("ws://127.0.0.1:0/calc")
-        .await
-        .unwrap()
-        .serve(|_| Counter::remote(0, Arc::new(Stats::default())));
+    let server = counter_at("ws://127.0.0.1:0/calc").await;
     let wrong = server.local_addr().replace("/calc", "/other");
     let err = Connection::connect(&wrong).await.unwrap_err();
     assert!(err.to_string().contains("404"), "{err}");
@@ -111,10 +108,7 @@ async fn an_oversized_message_is_refused_naming_the_limit() {
 
 #[tokio::test]
 async fn a_message_must_hold_exactly_one_frame() {
-    let server = Server::bind("ws://127.0.0.1:0/")
-        .await
-        .unwrap()
-        .serve(|_| Counter::remote(0, Arc::new(Stats::default())));
+    let server = counter_at("ws://127.0.0.1:0/").await;
     let (mut ws, _) = tokio_tungstenite::connect_async(server.local_addr())
         .await
         .unwrap();
@@ -167,20 +161,6 @@ async fn read_ws_frame(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<(u
     Some((h[0] & 0x0f, payload))
 }
 
-/// A masked client-to-server binary frame (mask of zeros: payload as is).
-fn ws_binary(payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x82];
-    if payload.len() < 126 {
-        f.push(0x80 | payload.len() as u8);
-    } else {
-        f.push(0x80 | 127);
-        f.extend_from_slice(&(payload.len() as u64).to_be_bytes());
-    }
-    f.extend_from_slice(&[0, 0, 0, 0]);
-    f.extend_from_slice(payload);
-    f
-}
-
 /// Only the header of an oversized message is sent, never its payload: the
 /// server must refuse it from the header alone (nothing buffered), with a
 /// goodbye naming `max_frame_len`.
@@ -197,7 +177,7 @@ async fn an_oversized_message_is_refused_from_its_header() {
         features: vec![],
         auth: None,
     });
-    s.write_all(&ws_binary(&hello)).await.unwrap();
+    s.write_all(&raw::ws_binary(&hello)).await.unwrap();
     // The header of a 1 MB binary message, and no payload.
     let mut header = vec![0x82, 0x80 | 127];
     header.extend_from_slice(&1_000_004u64.to_be_bytes());
@@ -259,10 +239,7 @@ async fn a_stalled_upgrade_is_bounded_by_the_handshake_timeout() {
 #[tokio::test]
 async fn a_large_call_right_behind_the_hello_waits_for_the_opening_and_is_answered() {
     use tokio::io::AsyncWriteExt;
-    let server = Server::bind("ws://127.0.0.1:0/")
-        .await
-        .unwrap()
-        .serve(|_| Counter::remote(0, Arc::new(Stats::default())));
+    let server = counter_at("ws://127.0.0.1:0/").await;
     let mut s = raw::ws_upgraded(&server).await;
     let hello = encode::hello(&Hello {
         min_version: 1,
@@ -275,8 +252,8 @@ async fn a_large_call_right_behind_the_hello_waits_for_the_opening_and_is_answer
     let mut args = vec![0x91, 0xc6];
     args.extend_from_slice(&(512u32 << 10).to_be_bytes());
     args.resize(args.len() + (512 << 10), 7);
-    let mut both = ws_binary(&hello);
-    both.extend(ws_binary(&raw::call(1, 0, "add", 60_000, &args)));
+    let mut both = raw::ws_binary(&hello);
+    both.extend(raw::ws_binary(&raw::call(1, 0, "add", 60_000, &args)));
     s.get_mut().write_all(&both).await.unwrap();
     let answer = raw::bounded(async {
         loop {
@@ -300,10 +277,7 @@ async fn a_large_call_right_behind_the_hello_waits_for_the_opening_and_is_answer
 /// one past 16 KiB is refused.
 #[tokio::test]
 async fn an_upgrade_request_with_kilobytes_of_cookies_is_served() {
-    let server = Server::bind("ws://127.0.0.1:0/calc")
-        .await
-        .unwrap()
-        .serve(|_| Counter::remote(0, Arc::new(Stats::default())));
+    let server = counter_at("ws://127.0.0.1:0/calc").await;
     let upgrade = |cookie: usize| {
         let mut req =
             tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
@@ -328,4 +302,12 @@ async fn an_upgrade_request_with_kilobytes_of_cookies_is_served() {
     // The server still serves.
     let client = Connection::connect(server.local_addr()).await.unwrap();
     assert_eq!(client.root::<dyn Calc>().add(40, 2).await.unwrap(), 42);
+}
+
+/// A `ws://` server at `addr` of a counter per connection.
+async fn counter_at(addr: &str) -> ServerHandle {
+    Server::bind(addr)
+        .await
+        .unwrap()
+        .serve(|_| Counter::remote(0, Arc::new(Stats::default())))
 }

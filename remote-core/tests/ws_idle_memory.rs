@@ -19,15 +19,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CONNS: usize = 64;
 
-fn ws_frame(msg: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x82u8];
-    assert!(msg.len() < 126);
-    f.push(0x80 | msg.len() as u8);
-    f.extend_from_slice(&[0, 0, 0, 0]);
-    f.extend_from_slice(msg);
-    f
-}
-
 async fn per_connection(ws: bool) -> isize {
     let limits = Limits {
         max_connections_per_peer: 256,
@@ -49,7 +40,7 @@ async fn per_connection(ws: bool) -> isize {
         };
         let hello = raw::hello(vec![]);
         s.get_mut()
-            .write_all(&if ws { ws_frame(&hello) } else { hello })
+            .write_all(&if ws { raw::ws_binary(&hello) } else { hello })
             .await
             .unwrap();
         // The server's hello (some bytes of it) shows the connection is open.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use counting::live;
 use remote_core::{remote, Error, Limits, Server};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[remote]
 pub trait Blob {
@@ -30,20 +30,6 @@ impl Blob for Impl {
     async fn blob(&self, len: u32) -> Result<Bytes, Error> {
         Ok(Bytes::from(vec![7u8; len as usize]))
     }
-}
-
-/// A masked (key 0) binary WebSocket frame carrying `payload`.
-fn ws_binary(payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x82];
-    if payload.len() < 126 {
-        f.push(0x80 | payload.len() as u8);
-    } else {
-        f.push(0x80 | 127);
-        f.extend_from_slice(&(payload.len() as u64).to_be_bytes());
-    }
-    f.extend_from_slice(&[0, 0, 0, 0]);
-    f.extend_from_slice(payload);
-    f
 }
 
 /// One unmasked server-to-client WebSocket frame's payload.
@@ -74,36 +60,16 @@ async fn a_websocket_connection_does_not_keep_the_buffers_of_large_replies() {
         .await
         .unwrap()
         .serve(|_| remote_core::Remote::new(Arc::new(Impl) as Arc<dyn Blob>));
-    let auth = server
-        .local_addr()
-        .strip_prefix("ws://")
-        .unwrap()
-        .trim_end_matches('/')
-        .to_owned();
     let mut held = Vec::new();
     let baseline = live();
     for _ in 0..PEERS {
-        let tcp = tokio::net::TcpStream::connect(&auth).await.unwrap();
-        let mut r = BufReader::new(tcp);
-        let req = format!(
-            "GET / HTTP/1.1\r\nHost: {auth}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        r.get_mut().write_all(req.as_bytes()).await.unwrap();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            raw::bounded(r.read_line(&mut line)).await.unwrap();
-            if line == "\r\n" {
-                break;
-            }
-        }
+        let mut r = raw::ws_upgraded(&server).await;
         // Two calls for replies of about 1 MiB each, read whole.
-        let mut out = ws_binary(&raw::hello(vec![]));
+        let mut out = raw::ws_binary(&raw::hello(vec![]));
         for id in 1..=2u32 {
             let mut args = vec![0x91, 0xce];
             args.extend_from_slice(&((1u32 << 20) - 64).to_be_bytes());
-            out.extend(ws_binary(&raw::call(id, 0, "blob", 60_000, &args)));
+            out.extend(raw::ws_binary(&raw::call(id, 0, "blob", 60_000, &args)));
         }
         r.get_mut().write_all(&out).await.unwrap();
         let mut returns = 0;

@@ -84,6 +84,21 @@ pub async fn ws_upgraded(server: &ServerHandle) -> BufReader<TcpStream> {
     }
 }
 
+/// A masked (key 0: the payload as is) binary WebSocket frame from a
+/// client, carrying `payload`.
+pub fn ws_binary(payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x82];
+    if payload.len() < 126 {
+        f.push(0x80 | payload.len() as u8);
+    } else {
+        f.push(0x80 | 127);
+        f.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    }
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
 /// A raw socket to `server`, nothing sent yet.
 pub async fn connect(server: &ServerHandle) -> TcpStream {
     TcpStream::connect(tcp_addr(server)).await.unwrap()
