@@ -74,12 +74,7 @@ async fn an_oversized_message_is_refused_naming_the_limit() {
     let (mut ws, _) = tokio_tungstenite::connect_async(server.local_addr())
         .await
         .unwrap();
-    let hello = encode::hello(&Hello {
-        min_version: 1,
-        max_version: 1,
-        features: vec![],
-        auth: None,
-    });
+    let hello = raw::hello(vec![]);
     ws.send(Message::binary(hello)).await.unwrap();
     let mut big = (1_000_000u32).to_be_bytes().to_vec();
     big.resize(4 + 1_000_000, 0x90);
@@ -171,12 +166,7 @@ async fn an_oversized_message_is_refused_from_its_header() {
     // Upgraded, the HTTP response skipped (the server's hello may already
     // be buffered in `s`).
     let mut s = raw::ws_upgraded(&server).await;
-    let hello = encode::hello(&Hello {
-        min_version: 1,
-        max_version: 1,
-        features: vec![],
-        auth: None,
-    });
+    let hello = raw::hello(vec![]);
     s.write_all(&raw::ws_binary(&hello)).await.unwrap();
     // The header of a 1 MB binary message, and no payload.
     let mut header = vec![0x82, 0x80 | 127];
@@ -241,12 +231,7 @@ async fn a_large_call_right_behind_the_hello_waits_for_the_opening_and_is_answer
     use tokio::io::AsyncWriteExt;
     let server = counter_at("ws://127.0.0.1:0/").await;
     let mut s = raw::ws_upgraded(&server).await;
-    let hello = encode::hello(&Hello {
-        min_version: 1,
-        max_version: 1,
-        features: vec![],
-        auth: None,
-    });
+    let hello = raw::hello(vec![]);
     // `add` with 512 KiB of bytes for its arguments: answered with an
     // error for call 1 (bad arguments), which shows it was read whole.
     let mut args = vec![0x91, 0xc6];

@@ -211,11 +211,7 @@ impl Shared {
             return None;
         }
         if st.held.is_empty() && self.push_has_room() {
-            for chunk in methods.chunks(MAX_INVALIDATE_METHODS) {
-                let token = st.sent + 1;
-                self.send(&encode_invalidate(token, object, chunk)).ok()?;
-                st.sent = token;
-            }
+            self.send_invalidate(&mut st, object, methods).ok()?;
             return Some(Pushed::Sent(st.sent));
         }
         let added = st.hold_back(object, methods);
@@ -266,20 +262,33 @@ impl Shared {
         let held = std::mem::take(&mut st.held);
         self.budget.release(std::mem::take(&mut st.charged));
         self.pushes.held.store(false, Ordering::Relaxed);
-        'send: for (object, names) in held {
+        for (object, names) in held {
             let names: Vec<&str> = names.iter().map(|n| &**n).collect();
-            for chunk in names.chunks(MAX_INVALIDATE_METHODS) {
-                let token = st.sent + 1;
-                if self.send(&encode_invalidate(token, object, chunk)).is_err() {
-                    // Closed: nothing more goes out (the waiting writes
-                    // see the close).
-                    break 'send;
-                }
-                st.sent = token;
+            if self.send_invalidate(&mut st, object, &names).is_err() {
+                // Closed: nothing more goes out (the waiting writes see
+                // the close).
+                break;
             }
         }
         st.flushes += 1;
         self.pushes.flushed.send_replace((st.flushes, st.sent));
+    }
+
+    /// Queues `invalidate` frames for `object` with the next tokens, at
+    /// most [`MAX_INVALIDATE_METHODS`] names each (`st` locked: tokens go
+    /// out in order).
+    fn send_invalidate(
+        &self,
+        st: &mut Sending,
+        object: ObjectId,
+        methods: &[&str],
+    ) -> Result<(), crate::Error> {
+        for chunk in methods.chunks(MAX_INVALIDATE_METHODS) {
+            let token = st.sent + 1;
+            self.send(&encode_invalidate(token, object, chunk))?;
+            st.sent = token;
+        }
+        Ok(())
     }
 
     /// The connection closed: what is held back is dropped.

@@ -212,7 +212,8 @@ impl Input {
     /// Whether it is held back waiting for room in the memory budget to
     /// read the rest of a frame.
     pub(crate) fn is_reserving(&self) -> bool {
-        self.paused && self.reserving
+        // Set and cleared with `paused`.
+        self.reserving
     }
 
     /// Whether this connection may start its peer's next call: its queued
