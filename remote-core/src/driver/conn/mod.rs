@@ -398,6 +398,10 @@ impl Shared {
                 let charged = std::mem::take(&mut charged.bytes);
                 let held = weight.max(charged);
                 self.budget.charge(held - charged);
+                // Counted before the task can stop (and uncount it).
+                let promise = self
+                    .output_share
+                    .started(weight, self.queued_output(), &self.budget);
                 let guarded = (
                     fut,
                     keep,
@@ -407,6 +411,7 @@ impl Shared {
                         seq,
                         weight,
                         held,
+                        promise,
                     },
                 );
                 // Its deadline is kept by the reader's timer
@@ -443,8 +448,6 @@ impl Shared {
                 } else {
                     span
                 };
-                // Counted before the task can stop (and uncount it).
-                self.output_share.started(weight);
                 // Boxed: spawning moves the future through several layers
                 // of tokio (about ten copies of its few hundred bytes, more
                 // instructions than the allocation).
@@ -510,11 +513,13 @@ struct DoneGuard {
     weight: usize,
     /// ...and in the memory budget (at least the weight).
     held: usize,
+    /// What its reply was promised at in the budget (`share::OutputShare::started`).
+    promise: usize,
 }
 
 impl Drop for DoneGuard {
     fn drop(&mut self) {
-        let stopped = (self.weight, self.held);
+        let stopped = (self.weight, self.held, self.promise);
         self.shared.spawned_stopped(self.id, self.seq, stopped);
     }
 }
