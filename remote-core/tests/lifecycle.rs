@@ -265,8 +265,12 @@ async fn shutdown_lets_a_call_in_flight_finish_and_refuses_new_connections() {
         .await
         .unwrap()
         .unwrap();
+    // The client is told why.
     let reason = tokio::time::timeout(PATIENCE, conn.closed()).await.unwrap();
-    assert!(reason.to_string().contains("closed"), "{reason}");
+    assert!(
+        reason.to_string().contains("server shutting down"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]

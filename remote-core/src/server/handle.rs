@@ -157,7 +157,7 @@ impl ServerHandle {
 
     /// Graceful shutdown: stops accepting at once (new connections are
     /// refused), lets calls in flight finish for up to `grace`, then says
-    /// goodbye to every client and waits (for what is left of `grace`, at
+    /// goodbye to every client (reason `server shutting down`) and waits (for what is left of `grace`, at
     /// least one second) for their connections to close. Calls still
     /// running at the end of `grace` fail with the connection. Open
     /// connections are not cut off during the grace period: a call they
@@ -184,7 +184,7 @@ impl ServerHandle {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         for c in conns() {
-            c.close();
+            c.close_saying("server shutting down");
         }
         let left = end.saturating_duration_since(tokio::time::Instant::now());
         let _ = tokio::time::timeout(left.max(Duration::from_secs(1)), async {

@@ -148,7 +148,12 @@ impl Connection {
     /// Closes the connection: sends a goodbye, fails pending calls, drops
     /// exported objects.
     pub fn close(&self) {
-        let _ = self.shared.send_goodbye("closed by peer");
+        self.close_saying("closed by peer");
+    }
+
+    /// [`close`](Self::close), with `reason` as the goodbye's reason.
+    pub(crate) fn close_saying(&self, reason: &str) {
+        let _ = self.shared.send_goodbye(reason);
         self.shared
             .close(Error::ConnectionLost("closed locally".into()));
     }
