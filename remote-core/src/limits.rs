@@ -117,11 +117,7 @@ pub struct Limits {
     /// connections of one server together; a standalone connection has its
     /// own (default 64 MiB). Over it, connections holding output or running
     /// handlers start no more calls, and large frames and calls with large
-    /// arguments wait for room; nobody is disconnected for it. The replies
-    /// running handlers are expected to queue count too, when a call
-    /// starts on a connection that holds something, so connections that
-    /// start handlers at once cannot queue more than it between them
-    /// (PROTOCOL.md §9, "Shares in sum").
+    /// arguments wait for room; nobody is disconnected for it.
     /// The default suits a small machine (512 MiB–1 GiB): it is a few full
     /// write queues, and leaves most memory to the application.
     pub memory_budget: usize,

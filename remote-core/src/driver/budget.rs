@@ -44,12 +44,6 @@ pub(crate) struct Budget {
     /// otherwise light calls, each needing little, take every byte given
     /// back before a heavy call's whole count is free at once.
     held_back: AtomicUsize,
-    /// The replies that running handlers will queue, as their connections
-    /// estimate them ([`promise`](Self::promise)): not held yet, so not
-    /// in `used`, but a call starts only if they fit beside it
-    /// ([`may_promise`](Self::may_promise)), so that what connections
-    /// start at once cannot queue more than the budget between them.
-    promised: AtomicUsize,
 }
 
 /// Heavy calls waiting for room, and what their connections hold in the
@@ -88,7 +82,6 @@ impl Budget {
             changed: Notify::new(),
             line: Mutex::new(Line::default()),
             held_back: AtomicUsize::new(0),
-            promised: AtomicUsize::new(0),
         }
     }
 
@@ -116,40 +109,6 @@ impl Budget {
         self.used()
             .saturating_add(self.held_back.load(Ordering::Acquire))
             >= self.limit
-    }
-
-    /// Whether a handler whose reply is estimated at `n` bytes may start
-    /// on a connection that holds something (`share::OutputShare`): what
-    /// the budget holds, what the first heavy call in line waits for,
-    /// the replies already promised and `n` fit under the limit.
-    pub(crate) fn may_promise(&self, n: usize) -> bool {
-        self.used()
-            .saturating_add(self.held_back.load(Ordering::Acquire))
-            .saturating_add(self.promised.load(Ordering::Acquire))
-            .saturating_add(n)
-            <= self.limit
-    }
-
-    /// A started handler's reply, estimated at `n` bytes, is promised
-    /// until it stops ([`unpromise`](Self::unpromise)).
-    pub(crate) fn promise(&self, n: usize) {
-        if n > 0 {
-            self.promised.fetch_add(n, Ordering::AcqRel);
-        }
-    }
-
-    /// A handler that promised `n` bytes stopped (its reply, if any, is
-    /// counted as queued output now). The caller wakes the waiting readers
-    /// ([`release`](Self::release) of the handler's arguments).
-    pub(crate) fn unpromise(&self, n: usize) {
-        if n > 0 {
-            self.promised.fetch_sub(n, Ordering::AcqRel);
-        }
-    }
-
-    /// What running handlers promised ([`promise`](Self::promise)).
-    pub(crate) fn promised(&self) -> usize {
-        self.promised.load(Ordering::Acquire)
     }
 
     /// Counts `n` bytes unconditionally (output of running handlers).

@@ -30,17 +30,6 @@
 //!   128 MiB per connection outside every bound but `max_calls_in_flight ×
 //!   max_frame_len`: 4 GiB from one peer address, tests/attack_wire7.rs.)
 //!
-//! **In sum.** A share bounds one connection; the replies of handlers
-//! started at once on many connections are bounded by the budget: each
-//! running handler's reply is promised in it at its connection's estimate
-//! ([`Budget::promise`]) until the handler stops, and a connection holding
-//! anything starts a handler only if its estimate fits beside what the
-//! budget holds and what is promised ([`Budget::may_promise`]). A
-//! connection's one handler started while it held nothing is not
-//! promised (it always may start). Before this, sixteen peers that
-//! pipelined calls and read nothing each filled a share while the budget
-//! was still empty: 2.6 times the budget (tests/attack_flood.rs).
-//!
 //! **The bound.** A reply never exceeds `max_frame_len` (a larger one is
 //! refused with `limit_exceeded`), so until a connection's first reply the
 //! estimate *is* `max_frame_len`: the handlers started before anything is
@@ -205,29 +194,16 @@ impl OutputShare {
     }
 
     /// A handler was spawned (it runs on after the call frame is handled)
-    /// for a call whose arguments weigh `weight` ([`args_weight`]), with
-    /// `queued` bytes queued for the peer. Its reply is promised in the
-    /// budget at the estimate ([`Budget::promise`]) unless it is the one
-    /// handler of a connection that holds nothing (which always may
-    /// start, [`may_start`](Self::may_start)); returns what was promised,
-    /// to be given back when it stops.
-    pub(crate) fn started(&self, weight: usize, queued: usize, budget: &Budget) -> usize {
+    /// for a call whose arguments weigh `weight` ([`args_weight`]).
+    pub(crate) fn started(&self, weight: usize) {
         self.args.fetch_add(weight, Ordering::AcqRel);
-        let before = self.handlers.fetch_add(1, Ordering::AcqRel);
-        let promise = if before == 0 && queued == 0 {
-            0
-        } else {
-            self.estimate()
-        };
-        budget.promise(promise);
-        promise
+        self.handlers.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// A spawned handler started with arguments of `weight`, its reply
-    /// promised at `promise` bytes, stopped (the caller wakes the readers
-    /// waiting for room, giving its arguments' bytes back to the budget).
-    pub(crate) fn stopped(&self, weight: usize, promise: usize, budget: &Budget) {
-        budget.unpromise(promise);
+    /// A spawned handler started with arguments of `weight` stopped (the
+    /// caller wakes the readers waiting for room, giving its arguments'
+    /// bytes back to the budget).
+    pub(crate) fn stopped(&self, weight: usize) {
         let _ = self
             .handlers
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
@@ -270,21 +246,16 @@ impl OutputShare {
         if queued == 0 && handlers == 0 {
             return true;
         }
-        // A connection holding anything starts a handler only if its reply
-        // fits in the budget beside what is held (running handlers'
-        // arguments included) and what every running handler promised:
-        // shares bound each connection, this bounds their sum (otherwise
-        // connections that start handlers at once, while the budget is
-        // still empty, each fill a share).
-        let estimate = self.estimate();
-        if !budget.may_promise(estimate) {
+        // Past the budget (which counts running handlers' arguments), a
+        // connection holding anything starts nothing more.
+        if budget.exhausted() {
             return false;
         }
         let share = share(budget);
         // What running handlers will queue (their replies, estimated) and
         // what they hold meanwhile (their arguments).
         let pending = handlers
-            .saturating_mul(estimate)
+            .saturating_mul(self.estimate())
             .saturating_add(self.args.load(Ordering::Acquire));
         handlers == 0 || queued.saturating_add(pending) < share
     }
@@ -309,16 +280,6 @@ pub(crate) fn share(budget: &Budget) -> usize {
 mod tests {
     use super::*;
 
-    /// Starts a handler on `s` (nothing queued), keeping its promise.
-    fn start(s: &OutputShare, b: &Budget, weight: usize, ps: &mut Vec<usize>) {
-        ps.push(s.started(weight, 0, b));
-    }
-
-    /// Stops the earliest handler started on `s` still running.
-    fn stop(s: &OutputShare, b: &Budget, weight: usize, ps: &mut Vec<usize>) {
-        s.stopped(weight, ps.remove(0), b);
-    }
-
     #[test]
     fn output_is_held_to_the_share_once_half_the_budget_is_used() {
         let b = Budget::new(8 << 20); // share 1 MiB
@@ -340,18 +301,17 @@ mod tests {
         // eight handlers started at once (2 MiB of replies).
         let b = Budget::new(4 << 20);
         let s = OutputShare::new(1 << 20);
-        let mut ps = Vec::new();
         assert!(s.may_start(0, 16 << 20, &b), "one handler may always run");
-        start(&s, &b, 0, &mut ps);
+        s.started(0);
         assert!(
             !s.may_start(0, 16 << 20, &b),
             "1 × 1 MiB reaches the 512 KiB share"
         );
         // The first reply replaces the guess outright.
         s.replied(256 << 10);
-        stop(&s, &b, 0, &mut ps);
+        s.stopped(0);
         assert!(s.may_start(256 << 10, 16 << 20, &b));
-        start(&s, &b, 0, &mut ps);
+        s.started(0);
         assert!(
             !s.may_start(256 << 10, 16 << 20, &b),
             "256 KiB queued + 1 × 256 KiB reaches the share"
@@ -363,10 +323,9 @@ mod tests {
         // At the defaults (8 MiB share, 1 MiB frames) eight start at once.
         let b = Budget::new(64 << 20);
         let s = OutputShare::new(1 << 20);
-        let mut ps = Vec::new();
         for _ in 0..8 {
             assert!(s.may_start(0, 16 << 20, &b));
-            start(&s, &b, 0, &mut ps);
+            s.started(0);
         }
         assert!(!s.may_start(0, 16 << 20, &b), "8 × 1 MiB reaches the share");
     }
@@ -375,11 +334,10 @@ mod tests {
     fn running_handlers_count_their_estimated_replies() {
         let b = Budget::new(8 << 20); // share 1 MiB
         let s = OutputShare::new(1 << 20);
-        let mut ps = Vec::new();
         s.replied(64 << 10); // estimate 64 KiB
         for _ in 0..16 {
             assert!(s.may_start(0, 16 << 20, &b));
-            start(&s, &b, 0, &mut ps);
+            s.started(0);
         }
         assert!(
             !s.may_start(0, 16 << 20, &b),
@@ -393,10 +351,10 @@ mod tests {
         s.replied(1 << 20);
         assert!(!s.may_start(0, 16 << 20, &b), "16 × 1 MiB");
         for _ in 0..15 {
-            stop(&s, &b, 0, &mut ps);
+            s.stopped(0);
         }
         assert!(!s.may_start(0, 16 << 20, &b), "1 × 1 MiB reaches the share");
-        stop(&s, &b, 0, &mut ps);
+        s.stopped(0);
         assert!(s.may_start(0, 16 << 20, &b), "none running");
     }
 
@@ -404,81 +362,40 @@ mod tests {
     fn running_handlers_count_the_arguments_they_hold() {
         let b = Budget::new(8 << 20); // share 1 MiB
         let s = OutputShare::new(1 << 20);
-        let mut ps = Vec::new();
         s.replied(100); // estimate 4 KiB: tiny replies
                         // Calls of 256 KiB of arguments: four reach the share.
         for _ in 0..3 {
             assert!(s.may_start(0, 16 << 20, &b));
-            start(&s, &b, 256 << 10, &mut ps);
+            s.started(256 << 10);
         }
         assert!(s.may_start(0, 16 << 20, &b));
-        start(&s, &b, 256 << 10, &mut ps);
+        s.started(256 << 10);
         assert!(
             !s.may_start(0, 16 << 20, &b),
             "4 × 256 KiB of arguments reach the share"
         );
-        stop(&s, &b, 256 << 10, &mut ps);
+        s.stopped(256 << 10);
         assert!(s.may_start(0, 16 << 20, &b), "one stopped: room again");
         // One handler may always run, whatever its arguments.
         let s = OutputShare::new(1 << 20);
-        let mut ps = Vec::new();
         assert!(s.may_start(0, 16 << 20, &b));
-        start(&s, &b, 4 << 20, &mut ps);
+        s.started(4 << 20);
         assert!(!s.may_start(0, 16 << 20, &b));
-        stop(&s, &b, 4 << 20, &mut ps);
+        s.stopped(4 << 20);
         assert!(s.may_start(0, 16 << 20, &b));
     }
     #[test]
     fn past_the_budget_a_connection_holding_anything_starts_nothing() {
         let b = Budget::new(8 << 20);
         let s = OutputShare::new(1 << 20);
-        let mut ps = Vec::new();
         s.replied(100);
-        start(&s, &b, 1000, &mut ps);
+        s.started(1000);
         assert!(s.may_start(0, 16 << 20, &b));
         b.charge(8 << 20);
         assert!(!s.may_start(0, 16 << 20, &b), "a handler runs");
-        stop(&s, &b, 1000, &mut ps);
+        s.stopped(1000);
         assert!(s.may_start(0, 16 << 20, &b), "nothing held: one may run");
         assert!(!s.may_start(100, 16 << 20, &b), "output queued");
-    }
-
-    #[test]
-    fn the_replies_running_handlers_promise_count_across_connections() {
-        let b = Budget::new(8 << 20); // share 1 MiB
-        let conns: Vec<_> = (0..12).map(|_| OutputShare::new(1 << 20)).collect();
-        let mut ps: Vec<Vec<usize>> = vec![Vec::new(); conns.len()];
-        for (s, ps) in conns.iter().zip(&mut ps) {
-            s.replied(256 << 10); // estimate 256 KiB: three fit in a share
-                                  // The one handler of a connection that holds nothing is not
-                                  // promised: it always may start.
-            assert_eq!(s.started(0, 0, &b), 0);
-            ps.push(0);
-        }
-        // The others are: 8 MiB of promises, three per connection on the
-        // first ten connections, fill the budget...
-        let mut started = 0;
-        for (s, ps) in conns.iter().zip(&mut ps) {
-            while s.may_start(0, 16 << 20, &b) {
-                ps.push(s.started(0, 0, &b));
-                started += 1;
-            }
-        }
-        assert_eq!(b.promised(), started * (256 << 10));
-        assert_eq!(started, 32, "8 MiB of 256 KiB promises, not 12 shares");
-        assert_eq!(ps[11].len(), 1, "the last connection waits");
-        // ...though its own share has room. One handler's stop makes
-        // room again, for anyone.
-        conns[0].stopped(0, ps[0].pop().unwrap(), &b);
-        assert_eq!(b.promised(), 31 * (256 << 10));
-        assert!(conns[11].may_start(0, 16 << 20, &b));
-        // What is queued counts beside the promises.
-        b.charge(256 << 10);
-        assert!(!conns[11].may_start(0, 16 << 20, &b));
-        // A connection holding nothing still starts one.
-        let fresh = OutputShare::new(1 << 20);
-        assert!(fresh.may_start(0, 16 << 20, &b));
-        assert!(!fresh.may_start(1, 16 << 20, &b), "it holds output");
     }
 
     /// A call frame of `method` whose one argument is an array of `n`

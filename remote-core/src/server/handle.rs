@@ -96,23 +96,6 @@ impl ServerHandle {
         self.inner.budget.used()
     }
 
-    /// Bytes of replies that running handlers are expected to queue (each
-    /// at its connection's estimate of a reply, PROTOCOL.md §9), not held
-    /// yet: a call on a connection that holds something starts only if
-    /// they, [`buffered_bytes`](Self::buffered_bytes) and its own reply
-    /// fit in `Limits::memory_budget`. A connection's one handler started
-    /// while it held nothing is not counted.
-    ///
-    /// ```no_run
-    /// # async fn f(server: remote_core::ServerHandle) {
-    /// let load = server.buffered_bytes() + server.promised_bytes();
-    /// println!("{load} bytes held or promised");
-    /// # }
-    /// ```
-    pub fn promised_bytes(&self) -> usize {
-        self.inner.budget.promised()
-    }
-
     /// Calls with heavy arguments (counting more than 64 KiB decoded)
     /// waiting for room in `Limits::memory_budget` before they start, in
     /// arrival order (PROTOCOL.md §9): a sign that the budget is too small

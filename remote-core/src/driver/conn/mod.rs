@@ -398,10 +398,6 @@ impl Shared {
                 let charged = std::mem::take(&mut charged.bytes);
                 let held = weight.max(charged);
                 self.budget.charge(held - charged);
-                // Counted before the task can stop (and uncount it).
-                let promise = self
-                    .output_share
-                    .started(weight, self.queued_output(), &self.budget);
                 let guarded = (
                     fut,
                     keep,
@@ -411,7 +407,6 @@ impl Shared {
                         seq,
                         weight,
                         held,
-                        promise,
                     },
                 );
                 // Its deadline is kept by the reader's timer
@@ -448,6 +443,8 @@ impl Shared {
                 } else {
                     span
                 };
+                // Counted before the task can stop (and uncount it).
+                self.output_share.started(weight);
                 // Boxed: spawning moves the future through several layers
                 // of tokio (about ten copies of its few hundred bytes, more
                 // instructions than the allocation).
@@ -513,13 +510,11 @@ struct DoneGuard {
     weight: usize,
     /// ...and in the memory budget (at least the weight).
     held: usize,
-    /// What its reply was promised at in the budget (`share::OutputShare::started`).
-    promise: usize,
 }
 
 impl Drop for DoneGuard {
     fn drop(&mut self) {
-        let stopped = (self.weight, self.held, self.promise);
+        let stopped = (self.weight, self.held);
         self.shared.spawned_stopped(self.id, self.seq, stopped);
     }
 }
