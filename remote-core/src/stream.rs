@@ -5,7 +5,8 @@
 //! living with the sender). The receiver pulls at most one batch at a time
 //! (`batch` items, default 32), only when it has consumed the previous one,
 //! so a fast producer never floods a slow consumer: the producer is simply
-//! not polled.
+//! not polled. A batch also stops at [`MAX_PAGE_BYTES`] of encoded items
+//! (at least one item), so it fits in a reply frame.
 //!
 //! ```
 //! # #[tokio::main] async fn main() {
@@ -30,6 +31,7 @@ use futures_util::{FutureExt, StreamExt};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::__private::{Args, CallCx, CallFuture, Deferred, Failed};
+use crate::collections::MAX_PAGE_BYTES;
 use crate::schema::{InterfaceDef, Location, MethodDef, SchemaBuilder, Ty};
 use crate::{BoxFuture, Dispatch, Error, Handle, Interface, Remote, Wire};
 
@@ -52,29 +54,60 @@ pub trait StreamSource<T: Wire>: Send + Sync + 'static {
 }
 
 struct LocalSource<T> {
-    inner: tokio::sync::Mutex<Pin<Box<dyn Stream<Item = T> + Send>>>,
+    inner: tokio::sync::Mutex<Pending<T>>,
+}
+
+/// A local source's stream, and the item that did not fit in the last
+/// batch (handed out first by the next one).
+struct Pending<T> {
+    stream: Pin<Box<dyn Stream<Item = T> + Send>>,
+    held: Option<T>,
 }
 
 impl<T: Wire> StreamSource<T> for LocalSource<T> {
     fn next_batch(&self, max: u32) -> BoxFuture<'_, Result<Vec<T>, Error>> {
         Box::pin(async move {
             let max = max.clamp(1, MAX_BATCH) as usize;
-            let mut s = self.inner.lock().await;
-            let mut out = Vec::new();
-            match s.next().await {
-                None => return Ok(out),
-                Some(x) => out.push(x),
-            }
-            // Then whatever is ready now, without waiting.
+            let mut p = self.inner.lock().await;
+            let first = match p.held.take() {
+                Some(x) => x,
+                None => match p.stream.next().await {
+                    None => return Ok(Vec::new()),
+                    Some(x) => x,
+                },
+            };
+            // Then whatever is ready now, without waiting, while the batch
+            // stays within a page's bytes: it must fit in a reply frame
+            // (1,024 items of 128 KiB made the server build and encode
+            // 256 MiB before refusing the reply, and 32 of 64 KiB failed
+            // an honest pull and lost its items: found by a red-team pass).
+            // The item that would take it past them waits for the next
+            // batch.
+            let mut bytes = measure(&first);
+            let mut out = vec![first];
             while out.len() < max {
-                match s.next().now_or_never() {
-                    Some(Some(x)) => out.push(x),
+                match p.stream.next().now_or_never() {
+                    Some(Some(x)) => {
+                        let len = measure(&x);
+                        if bytes.saturating_add(len) > MAX_PAGE_BYTES {
+                            p.held = Some(x);
+                            break;
+                        }
+                        bytes += len;
+                        out.push(x);
+                    }
                     _ => break,
                 }
             }
             Ok(out)
         })
     }
+}
+
+/// An item's encoded size (an item that cannot be measured cannot be
+/// encoded either: its batch fails as a whole when the reply is).
+fn measure<T: Wire>(item: &T) -> usize {
+    crate::codec::encoded_len(item).unwrap_or(0)
 }
 
 struct SourceClient<T> {
@@ -222,7 +255,7 @@ impl<T: Wire> Interface for dyn StreamSource<T> {
 /// #[remote]
 /// impl Numbers for Counter {
 ///     async fn upto(&self, n: u32) -> Result<RemoteStream<u32>, Error> {
-///         Ok(RemoteStream::from_items(0..n).with_batch(16))
+///         Ok(RemoteStream::from_items(0..n))
 ///     }
 /// }
 ///
@@ -230,7 +263,8 @@ impl<T: Wire> Interface for dyn StreamSource<T> {
 /// let served: Remote<dyn Numbers> = Remote::new(Arc::new(Counter));
 /// let (client, _server) =
 ///     Connection::pair(ConnectionBuilder::new(), ConnectionBuilder::new().serve(served)).await?;
-/// let stream = client.root::<dyn Numbers>().upto(100).await?;
+/// // The reader chooses how many items it pulls per round trip.
+/// let stream = client.root::<dyn Numbers>().upto(100).await?.with_batch(16);
 /// assert!(stream.is_remote());
 /// let all: Vec<u32> = stream.try_collect().await?;
 /// assert_eq!(all.len(), 100);
@@ -261,7 +295,11 @@ impl<T: Wire> RemoteStream<T> {
     /// Serves `stream`'s items to whoever receives this.
     pub fn new(stream: impl Stream<Item = T> + Send + 'static) -> Self {
         let src: Arc<dyn StreamSource<T>> = Arc::new(LocalSource {
-            inner: tokio::sync::Mutex::new(Box::pin(stream)),
+            // Fused: a batch that met the end polls it again next time.
+            inner: tokio::sync::Mutex::new(Pending {
+                stream: Box::pin(stream.fuse()),
+                held: None,
+            }),
         });
         Self::from_source(Remote::new(src))
     }
@@ -286,7 +324,13 @@ impl<T: Wire> RemoteStream<T> {
         }
     }
 
-    /// Pulls up to `n` items per round trip (1..=1024).
+    /// Pulls up to `n` items per round trip (1..=1024), when this end
+    /// reads the stream. The batch size is not sent: a stream returned to
+    /// a peer is pulled in the batches that peer asks for. A source also
+    /// stops a batch before the item that would take it past
+    /// [`MAX_PAGE_BYTES`] of encoded items (always handing out at least
+    /// one), so a batch fits in a reply frame; the next batch starts with
+    /// that item.
     pub fn with_batch(mut self, n: u32) -> Self {
         self.batch = n.clamp(1, MAX_BATCH);
         self
@@ -358,5 +402,51 @@ impl<T: Wire> Wire for RemoteStream<T> {
             item: Box::new(T::describe(b)),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source<T: Wire>(items: Vec<T>) -> LocalSource<T> {
+        LocalSource {
+            inner: tokio::sync::Mutex::new(Pending {
+                stream: Box::pin(futures_util::stream::iter(items).fuse()),
+                held: None,
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_stops_at_a_pages_bytes_and_the_next_one_starts_with_the_rest() {
+        // 200 KiB each: two fit in 512 KiB, the third opens the next batch.
+        let items: Vec<String> = (0..5u8)
+            .map(|i| char::from(b'a' + i).to_string().repeat(200 << 10))
+            .collect();
+        let s = source(items.clone());
+        let mut got = Vec::new();
+        let mut sizes = Vec::new();
+        loop {
+            let batch = s.next_batch(MAX_BATCH).await.unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            sizes.push(batch.len());
+            got.extend(batch);
+        }
+        assert_eq!(sizes, [2, 2, 1]);
+        assert_eq!(got, items, "every item, in order");
+        assert!(s.next_batch(1).await.unwrap().is_empty(), "still ended");
+        // An item alone over the bytes still goes, alone.
+        let s = source(vec!["x".repeat(MAX_PAGE_BYTES + 1), "y".into()]);
+        assert_eq!(s.next_batch(8).await.unwrap().len(), 1);
+        assert_eq!(s.next_batch(8).await.unwrap(), ["y"]);
+        // Small items: the count is the bound.
+        let s = source((0..5000u32).collect());
+        assert_eq!(
+            s.next_batch(u32::MAX).await.unwrap().len(),
+            MAX_BATCH as usize
+        );
     }
 }
