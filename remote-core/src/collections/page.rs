@@ -29,6 +29,18 @@ pub(super) fn take<X: Serialize, O>(
     max_items: usize,
     own: impl Fn(X) -> O,
 ) -> Vec<O> {
+    take_within(items, max_items, MAX_PAGE_BYTES, own)
+}
+
+/// [`take`] within `max_bytes` of encoded items instead of
+/// [`MAX_PAGE_BYTES`] (a stream batch for a connection whose frame limit
+/// is smaller: half of it).
+pub(super) fn take_within<X: Serialize, O>(
+    items: impl IntoIterator<Item = X>,
+    max_items: usize,
+    max_bytes: usize,
+    own: impl Fn(X) -> O,
+) -> Vec<O> {
     let mut page = Vec::new();
     let mut bytes = 0usize;
     for item in items.into_iter().take(max_items) {
@@ -36,7 +48,7 @@ pub(super) fn take<X: Serialize, O>(
         // page fails as a whole when the reply is encoded, as it would
         // without the budget.
         let len = codec::encoded_len(&item).unwrap_or(0);
-        if !page.is_empty() && bytes.saturating_add(len) > MAX_PAGE_BYTES {
+        if !page.is_empty() && bytes.saturating_add(len) > max_bytes {
             break;
         }
         bytes = bytes.saturating_add(len);

@@ -1,0 +1,73 @@
+"""LocalStream's batches (PROTOCOL.md §5.1): bounded by bytes as well as
+by count, nothing lost or reordered, and only what is ready is taken."""
+
+from __future__ import annotations
+
+import asyncio
+import typing
+
+from remote_rpc.stream import MAX_PAGE_BYTES, LocalStream
+from conftest import run
+
+
+def batches(s: LocalStream, ask: int = 1024) -> typing.List[typing.List[typing.Any]]:
+    async def go() -> typing.List[typing.List[typing.Any]]:
+        out = []
+        while True:
+            b = await s.next_batch(ask)
+            if not b:
+                return out
+            out.append(b)
+    return run(go())
+
+
+def test_a_batch_stops_at_the_page_bytes_and_loses_nothing() -> None:
+    # 200 KiB each: two fit in 512 KiB.
+    items = [bytes([i]) * (200 << 10) for i in range(5)]
+    got = batches(LocalStream(items))
+    assert [len(b) for b in got] == [2, 2, 1]
+    assert [x for b in got for x in b] == items
+    # An item larger than every earlier one that does not fit opens the
+    # next batch; one alone over the bytes still goes, alone.
+    items = [b"a" * (100 << 10), b"b" * (450 << 10), b"c" * (MAX_PAGE_BYTES + 1), b"d"]
+    got = batches(LocalStream(items))
+    assert [len(b) for b in got] == [1, 1, 1, 1]
+    assert [x for b in got for x in b] == items
+    # Small items: the count is the bound.
+    assert [len(b) for b in batches(LocalStream(range(3000)))] == [1024, 1024, 952]
+
+
+def test_a_pull_of_1024_large_items_produces_only_what_it_sends() -> None:
+    produced = []
+
+    def items() -> typing.Iterator[bytes]:
+        for i in range(1024):
+            produced.append(i)
+            yield bytes([i % 256]) * (128 << 10)
+
+    s = LocalStream(items())
+    first = run(s.next_batch(1024))
+    assert len(first) == 3, "three of 128 KiB fit in 512 KiB"
+    assert len(produced) == 3, "and no fourth was made to wait"
+
+
+def test_an_async_source_hands_out_what_is_ready_and_keeps_its_pending_step() -> None:
+    gate = asyncio.Event()
+
+    async def items() -> typing.AsyncIterator[int]:
+        yield 1
+        yield 2
+        await gate.wait()
+        yield 3
+
+    async def go() -> None:
+        s = LocalStream(items())
+        assert await s.next_batch(32) == [1, 2], "not waiting for 32"
+        pull = asyncio.ensure_future(s.next_batch(32))
+        await asyncio.sleep(0.01)
+        assert not pull.done(), "waits for one at least"
+        gate.set()
+        assert await pull == [3]
+        assert await s.next_batch(32) == []
+        assert await s.next_batch(32) == [], "still ended"
+    run(go())
