@@ -128,9 +128,51 @@ impl Drop for RestoreDecoding {
 
 /// The serializer every message is encoded with: msgpack, structs as maps.
 pub(crate) type Ser<'a> = rmp_serde::Serializer<
-    &'a mut Vec<u8>,
+    Capped<'a>,
     rmp_serde::config::StructMapConfig<rmp_serde::config::DefaultConfig>,
 >;
+
+/// The buffer a value is encoded onto, which refuses to grow past `cap`
+/// bytes: a value that cannot fit in a frame stops encoding there, instead
+/// of being encoded whole first (a handler returning 128 MiB made its
+/// server build 128 MiB more before the reply was refused).
+pub(crate) struct Capped<'a> {
+    buf: &'a mut Vec<u8>,
+    cap: usize,
+    over: bool,
+}
+
+impl<'a> Capped<'a> {
+    fn new(buf: &'a mut Vec<u8>, cap: usize) -> Self {
+        Capped {
+            buf,
+            cap,
+            over: false,
+        }
+    }
+}
+
+impl std::io::Write for Capped<'_> {
+    #[inline]
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.write_all(b)?;
+        Ok(b.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        if self.buf.len().saturating_add(b.len()) > self.cap {
+            self.over = true;
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        self.buf.extend_from_slice(b);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// A value that encodes with [`Ser`]: `&dyn Encode` lets the encode path
 /// be compiled once, in this crate, whatever the value's type (only
@@ -156,18 +198,28 @@ pub(crate) fn encode_into(
     what: &'static str,
 ) -> Result<Exported, Error> {
     let start = buf.len();
-    let (r, exported, error) = conn_cx::enter(conn, || {
+    // Past the frame limit the frame is refused anyway.
+    let max = conn.limits.max_frame_len;
+    let cap = start.saturating_add(max).saturating_add(1);
+    let (r, over, exported, error) = conn_cx::enter(conn, || {
         let mut scope = EncodeScope::enter();
         // Structs as maps keyed by field name: self-describing for clients
         // in other languages, and tolerant of added optional fields.
-        let mut ser: Ser<'_> = rmp_serde::Serializer::new(&mut *buf).with_struct_map();
+        let mut ser: Ser<'_> =
+            rmp_serde::Serializer::new(Capped::new(&mut *buf, cap)).with_struct_map();
         let r = value.encode(&mut ser);
+        let over = ser.get_ref().over;
         let (exported, error) = scope.finish();
-        (r, exported, error)
+        (r, over, exported, error)
     });
     let exported = Exported(exported);
     let r = match r {
         Ok(()) => check_depth(&buf[start..], conn.limits.max_depth, what),
+        Err(_) if over => Err(Error::limit(
+            "max_frame_len",
+            max as u64,
+            format!("{what} of more than {max} bytes"),
+        )),
         Err(e) => Err(error.unwrap_or_else(|| Error::Encode {
             what,
             message: e.to_string(),
@@ -373,7 +425,8 @@ pub(crate) fn encode_detached<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8
 pub(crate) fn encode_detached_dyn(value: &dyn Encode) -> Result<Vec<u8>, Error> {
     let _suspended = conn_cx::suspend();
     let mut buf = Vec::new();
-    let mut ser: Ser<'_> = rmp_serde::Serializer::new(&mut buf).with_struct_map();
+    let mut ser: Ser<'_> =
+        rmp_serde::Serializer::new(Capped::new(&mut buf, usize::MAX)).with_struct_map();
     value.encode(&mut ser).map_err(|e| Error::Encode {
         what: "cache key",
         message: e.to_string(),
