@@ -4,6 +4,7 @@ reference to a source object with one method, ``next_batch(max)``."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import typing
 
 import msgpack
@@ -68,6 +69,13 @@ def _measure(item: typing.Any) -> int:
         return 0
 
 
+def _retrieve(task: "asyncio.Future[typing.Any]") -> None:
+    """Marks a pending step's exception as seen (a stream abandoned with a
+    step pending must not log "exception was never retrieved")."""
+    if not task.cancelled():
+        task.exception()
+
+
 class LocalStream:
     """Serves a Python (async) iterable as a remote stream: pass
     ``LocalStream(items)`` where the peer expects a stream.
@@ -78,9 +86,12 @@ class LocalStream:
     largest one so far would still fit, and one larger than every earlier
     one that does not fit opens the next batch, so nothing is lost and the
     iterable is not run ahead of what is sent. Pulls are served one at a
-    time. (A red-team pass found batches bounded by count only: a pull of
-    1,024 items of 128 KiB built a 134 MB message before it was refused,
-    and a pull of 32 items of 64 KiB failed and lost them.)"""
+    time; a pull cancelled half way gives its items to the next one. The
+    bound is fixed (half of the default frame limit): a connection with a
+    smaller ``max_frame_len`` needs smaller items. (A red-team pass found
+    batches bounded by count only: a pull of 1,024 items of 128 KiB built a
+    134 MB message before it was refused, and a pull of 32 items of 64 KiB
+    failed and lost them.)"""
 
     def __init__(self, items: typing.Union[typing.Iterable[typing.Any], typing.AsyncIterable[typing.Any]],
                  encode: typing.Callable[[typing.Any], typing.Any] = lambda x: x) -> None:
@@ -92,8 +103,9 @@ class LocalStream:
             self._iter = iter(items)
         self._encode = encode
         self._lock = asyncio.Lock()
-        self._held: typing.Any = _NOT_READY
-        self._next_task: typing.Optional[asyncio.Future] = None
+        # Items taken but not sent, in order: the next batch starts with them.
+        self._held: typing.Deque[typing.Any] = collections.deque()
+        self._next_task: typing.Optional["asyncio.Future[typing.Any]"] = None
         self._largest = 0
         self._ended = False
 
@@ -101,9 +113,8 @@ class LocalStream:
         """The next encoded item, ``_END``, or (unless ``wait``) ``_NOT_READY``
         if the async iterable has none ready now (its pending step is kept
         for the next pull)."""
-        if self._held is not _NOT_READY:
-            item, self._held = self._held, _NOT_READY
-            return item
+        if self._held:
+            return self._held.popleft()
         if self._ended:
             return _END
         if self._aiter is None:
@@ -114,9 +125,11 @@ class LocalStream:
                 return _END
         if self._next_task is None:
             self._next_task = asyncio.ensure_future(self._aiter.__anext__())
+            self._next_task.add_done_callback(_retrieve)
         if wait:
-            # Shielded: a cancelled pull leaves the step to the next one.
-            await asyncio.shield(self._next_task)
+            # Raises nothing itself, and a cancelled pull leaves the step
+            # running for the next one.
+            await asyncio.wait({self._next_task})
         elif not self._next_task.done():
             await asyncio.sleep(0)  # lets a step that needs no wait finish
             if not self._next_task.done():
@@ -128,6 +141,12 @@ class LocalStream:
             self._ended = True
             return _END
 
+    def _note(self, size: int) -> None:
+        # An item over the bound goes alone whatever is counted: counted as
+        # the largest, it would make every later batch a single item.
+        if size <= MAX_PAGE_BYTES:
+            self._largest = max(self._largest, size)
+
     async def next_batch(self, max_items: int) -> typing.List[typing.Any]:
         """Up to ``max_items`` (clamped to 1..=1024) next items; waits for one
         at least; an empty list when the stream has ended."""
@@ -136,18 +155,23 @@ class LocalStream:
             first = await self._next(wait=True)
             if first is _END:
                 return []
-            used = _measure(first)
-            self._largest = max(self._largest, used)
             out: typing.List[typing.Any] = [first]
-            while len(out) < n and used + self._largest <= MAX_PAGE_BYTES:
-                item = await self._next(wait=False)
-                if item is _END or item is _NOT_READY:
-                    break
-                size = _measure(item)
-                self._largest = max(self._largest, size)
-                if used + size > MAX_PAGE_BYTES:
-                    self._held = item
-                    break
-                used += size
-                out.append(item)
+            try:
+                used = _measure(first)
+                self._note(used)
+                while len(out) < n and used + self._largest <= MAX_PAGE_BYTES:
+                    item = await self._next(wait=False)
+                    if item is _END or item is _NOT_READY:
+                        break
+                    size = _measure(item)
+                    self._note(size)
+                    if used + size > MAX_PAGE_BYTES:
+                        self._held.append(item)
+                        break
+                    used += size
+                    out.append(item)
+            except asyncio.CancelledError:
+                # Taken, not sent: first in the next batch.
+                self._held.extendleft(reversed(out))
+                raise
             return out

@@ -71,3 +71,52 @@ def test_an_async_source_hands_out_what_is_ready_and_keeps_its_pending_step() ->
         assert await s.next_batch(32) == []
         assert await s.next_batch(32) == [], "still ended"
     run(go())
+
+
+def test_an_async_source_that_waits_after_its_last_item_ends_cleanly() -> None:
+    gate = asyncio.Event()
+
+    async def rows() -> typing.AsyncIterator[int]:
+        yield 1
+        await gate.wait()  # e.g. fetching the next page finds none
+
+    async def go() -> None:
+        s = LocalStream(rows())
+        assert await s.next_batch(32) == [1]
+        pull = asyncio.ensure_future(s.next_batch(32))
+        await asyncio.sleep(0.01)
+        gate.set()
+        assert await pull == [], "the end, not StopAsyncIteration"
+        assert await s.next_batch(32) == []
+    run(go())
+
+
+def test_a_cancelled_pull_gives_its_items_to_the_next_one() -> None:
+    async def items() -> typing.AsyncIterator[int]:
+        for i in range(200):
+            yield i
+
+    async def go() -> None:
+        s = LocalStream(items())
+        got: typing.List[int] = []
+        for k in range(50):
+            pull = asyncio.ensure_future(s.next_batch(1024))
+            for _ in range(k % 7 + 1):  # cancelled at various points
+                await asyncio.sleep(0)
+            pull.cancel()
+            try:
+                got.extend(await pull)
+            except asyncio.CancelledError:
+                pass
+        while True:
+            b = await s.next_batch(1024)
+            if not b:
+                break
+            got.extend(b)
+        assert got == list(range(200)), "nothing lost, nothing twice"
+    run(go())
+
+
+def test_one_item_over_the_bound_does_not_make_every_later_batch_single() -> None:
+    items = [b"a" * (600 << 10)] + [b"b"] * 2000
+    assert [len(b) for b in batches(LocalStream(items))] == [1, 1024, 976]

@@ -134,8 +134,10 @@ pub(crate) type Ser<'a> = rmp_serde::Serializer<
 
 /// The buffer a value is encoded onto, which refuses to grow past `cap`
 /// bytes: a value that cannot fit in a frame stops encoding there, instead
-/// of being encoded whole first (a handler returning 128 MiB made its
-/// server build 128 MiB more before the reply was refused).
+/// of being encoded whole first (a reply of 16 MiB made its server allocate
+/// 32 MiB more before it was refused). Not for a sequence or map of
+/// unknown length (`#[serde(flatten)]`, an iterator without an exact size),
+/// which rmp_serde gathers in a buffer of its own before writing it here.
 pub(crate) struct Capped<'a> {
     buf: &'a mut Vec<u8>,
     cap: usize,
@@ -153,13 +155,13 @@ impl<'a> Capped<'a> {
 }
 
 impl std::io::Write for Capped<'_> {
-    #[inline]
+    #[inline(always)]
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         self.write_all(b)?;
         Ok(b.len())
     }
 
-    #[inline]
+    #[inline(always)]
     fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
         if self.buf.len().saturating_add(b.len()) > self.cap {
             self.over = true;
@@ -213,13 +215,15 @@ pub(crate) fn encode_into(
         (r, over, exported, error)
     });
     let exported = Exported(exported);
+    // A refused write ends the encode, even if a `Serialize` impl went on
+    // after its error: what was written is not the value.
     let r = match r {
-        Ok(()) => check_depth(&buf[start..], conn.limits.max_depth, what),
-        Err(_) if over => Err(Error::limit(
+        _ if over => Err(Error::limit(
             "max_frame_len",
             max as u64,
             format!("{what} of more than {max} bytes"),
         )),
+        Ok(()) => check_depth(&buf[start..], conn.limits.max_depth, what),
         Err(e) => Err(error.unwrap_or_else(|| Error::Encode {
             what,
             message: e.to_string(),

@@ -5,9 +5,12 @@
 //! living with the sender). The receiver pulls at most one batch at a time
 //! (`batch` items, default 32), only when it has consumed the previous one,
 //! so a fast producer never floods a slow consumer: the producer is simply
-//! not polled. A batch also stops at [`MAX_PAGE_BYTES`] of encoded items,
-//! or half of the serving connection's frame limit if that is less (at
-//! least one item), so it fits in a reply frame.
+//! not polled. A batch of a stream served from this process (a local
+//! stream, a list's iterator) also stops at [`MAX_PAGE_BYTES`] of encoded
+//! items, or half of the serving connection's frame limit if that is less
+//! (at least one item), so it fits in a reply frame. (A stream received
+//! from one peer and passed on to another is pulled in the batches the
+//! first one hands out.)
 //!
 //! ```
 //! # #[tokio::main] async fn main() {
@@ -94,14 +97,21 @@ impl<T: Wire> LocalSource<T> {
             },
         };
         let mut used = measure(&first);
-        p.largest = p.largest.max(used);
+        // An item over the bound goes alone whatever is counted: counted as
+        // the largest, it would make every later batch a single item.
+        let largest = |p: &mut Pending<T>, len: usize| {
+            if len <= bytes {
+                p.largest = p.largest.max(len);
+            }
+        };
+        largest(&mut p, used);
         let mut out = vec![first];
         while out.len() < max && used.saturating_add(p.largest) <= bytes {
             let Some(Some(x)) = p.stream.next().now_or_never() else {
                 break;
             };
             let len = measure(&x);
-            p.largest = p.largest.max(len);
+            largest(&mut p, len);
             if used.saturating_add(len) > bytes {
                 p.held = Some(x);
                 break;
@@ -348,8 +358,8 @@ impl<T: Wire> RemoteStream<T> {
 
     /// Pulls up to `n` items per round trip (1..=1024), when this end
     /// reads the stream. The batch size is not sent: a stream returned to
-    /// a peer is pulled in the batches that peer asks for. A source also
-    /// stops a batch before the item that would take it past
+    /// a peer is pulled in the batches that peer asks for. A source served
+    /// from this process also stops a batch before the item that would take it past
     /// [`MAX_PAGE_BYTES`] of encoded items (always handing out at least
     /// one; half of the serving connection's frame limit if that is less),
     /// so a batch fits in a reply frame; the next batch starts with that
@@ -480,6 +490,12 @@ mod tests {
         let s = source(vec!["x".repeat(MAX_PAGE_BYTES + 1), "y".into()]);
         assert_eq!(s.next_batch(8).await.unwrap().len(), 1);
         assert_eq!(s.next_batch(8).await.unwrap(), ["y"]);
+        // An item over the bound goes alone, and the batches after it are
+        // not held to one item each.
+        let mut items = vec![kib(600, b'a')];
+        items.extend((0..2000).map(|_| String::from("b")));
+        let got = batches(&source(items), MAX_PAGE_BYTES).await;
+        assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1024, 976]);
         // Small items: the count is the bound.
         let s = source((0..5000u32).collect());
         assert_eq!(

@@ -270,7 +270,7 @@ async fn accept_loop(
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(id, c.clone());
                     if inner2.stop.is_cancelled() {
-                        c.close();
+                        c.close_saying("server shutting down");
                     }
                     let reason = c.closed().await;
                     inner2
