@@ -154,6 +154,20 @@ impl<'a> Capped<'a> {
     }
 }
 
+impl Capped<'_> {
+    /// Writes `b`, which needs a larger buffer, unless that passes the cap.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, b: &[u8]) -> std::io::Result<()> {
+        if self.buf.len().saturating_add(b.len()) > self.cap {
+            self.over = true;
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        self.buf.extend_from_slice(b);
+        Ok(())
+    }
+}
+
 impl std::io::Write for Capped<'_> {
     #[inline(always)]
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
@@ -163,9 +177,11 @@ impl std::io::Write for Capped<'_> {
 
     #[inline(always)]
     fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
-        if self.buf.len().saturating_add(b.len()) > self.cap {
-            self.over = true;
-            return Err(std::io::ErrorKind::WriteZero.into());
+        // Within the buffer's capacity (allocated already), no check: the
+        // cap bounds what encoding allocates, and the frame's length is
+        // checked once it is encoded.
+        if b.len() > self.buf.capacity() - self.buf.len() {
+            return self.grow(b);
         }
         self.buf.extend_from_slice(b);
         Ok(())
