@@ -140,8 +140,9 @@ impl ServerHandle {
 
     /// Graceful shutdown: stops accepting at once (new connections are
     /// refused), lets calls in flight finish for up to `grace`, then says
-    /// goodbye to every client (reason `server shutting down`) and waits (for what is left of `grace`, at
-    /// least one second) for their connections to close. Calls still
+    /// goodbye to every client (reason `server shutting down`) and waits
+    /// (for what is left of `grace`, at least one second) for their
+    /// connections to close. Calls still
     /// running at the end of `grace` fail with the connection. Open
     /// connections are not cut off during the grace period: a call they
     /// start then is served too, and the drain ends as soon as no call is
