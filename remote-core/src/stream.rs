@@ -359,11 +359,11 @@ impl<T: Wire> RemoteStream<T> {
     /// Pulls up to `n` items per round trip (1..=1024), when this end
     /// reads the stream. The batch size is not sent: a stream returned to
     /// a peer is pulled in the batches that peer asks for. A source served
-    /// from this process also stops a batch before the item that would take it past
-    /// [`MAX_PAGE_BYTES`] of encoded items (always handing out at least
-    /// one; half of the serving connection's frame limit if that is less),
-    /// so a batch fits in a reply frame; the next batch starts with that
-    /// item.
+    /// from this process also stops a batch before the item that would
+    /// take it past [`MAX_PAGE_BYTES`] of encoded items (half of the
+    /// serving connection's frame limit if that is less; always at least
+    /// one item), so a batch fits in a reply frame; the next batch starts
+    /// with that item.
     pub fn with_batch(mut self, n: u32) -> Self {
         self.batch = n.clamp(1, MAX_BATCH);
         self
