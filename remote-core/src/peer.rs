@@ -29,6 +29,9 @@ struct Inner {
     identity: Option<Arc<dyn Any + Send + Sync>>,
     /// The connection's [`Priority`], as a `u8`.
     priority: AtomicU8,
+    /// The connection's `Limits::max_frame_len`: what a reply to it may
+    /// hold (collection pages stay within half of it).
+    max_frame_len: usize,
 }
 
 impl fmt::Debug for Peer {
@@ -48,6 +51,7 @@ impl Peer {
         addr: String,
         tls: Option<TlsIdentity>,
         authenticated: Option<(String, Arc<dyn Any + Send + Sync>)>,
+        max_frame_len: usize,
     ) -> Peer {
         let (user, identity) = match authenticated {
             Some((u, i)) => (Some(u), Some(i)),
@@ -60,8 +64,14 @@ impl Peer {
                 user,
                 identity,
                 priority: AtomicU8::new(Priority::Normal as u8),
+                max_frame_len,
             }),
         }
+    }
+
+    /// The connection's frame limit (`Limits::max_frame_len`).
+    pub(crate) fn max_frame_len(&self) -> usize {
+        self.inner.max_frame_len
     }
 
     /// The peer's address (`tcp://1.2.3.4:5678`) or a description of the

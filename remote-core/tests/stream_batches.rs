@@ -159,4 +159,16 @@ async fn a_lists_iterator_fits_its_batches_in_a_small_frame_too() {
         .unwrap();
     assert_eq!(items.len(), 40);
     assert!(items.iter().enumerate().all(|(i, x)| x[0] == i as u8));
+    // Its pages too: three items of 8 KiB fit in half of a 64 KiB frame
+    // (a page of 32 KiB made a reply over the frame, refused).
+    let remote = client.root::<dyn RemoteList<Bytes>>();
+    let page = remote.range(0, 40).await.unwrap();
+    assert_eq!(page.len(), 3);
+    let mut all = Vec::new();
+    while all.len() < 40 {
+        let page = remote.range(all.len() as u64, 40).await.unwrap();
+        assert!(!page.is_empty());
+        all.extend(page);
+    }
+    assert_eq!(all, items);
 }

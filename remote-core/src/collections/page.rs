@@ -12,7 +12,9 @@ pub const MAX_PAGE: u64 = 1024;
 /// Most encoded bytes of items one page (or one batch of
 /// [`RemoteList::iter`](super::RemoteList::iter)'s stream) carries: half
 /// the default [`Limits::max_frame_len`](crate::Limits::max_frame_len), so
-/// a page and its message header always fit in a default frame.
+/// a page and its message header always fit in a default frame. A page for
+/// a connection with a smaller frame limit holds half of that limit at
+/// most.
 ///
 /// A page stops before the item that would take it past this budget, but
 /// always holds at least one item when there is one (an item alone larger
@@ -22,14 +24,23 @@ pub const MAX_PAGE: u64 = 1024;
 pub const MAX_PAGE_BYTES: usize = 512 << 10;
 
 /// Takes items from `items` while the page holds fewer than `max_items` and
-/// their encoded size stays within [`MAX_PAGE_BYTES`] (at least one item if
+/// their encoded size stays within [`MAX_PAGE_BYTES`], or half of the
+/// calling connection's frame limit if that is less (at least one item if
 /// there is one); `own` turns a borrowed item into the page's item.
 pub(super) fn take<X: Serialize, O>(
     items: impl IntoIterator<Item = X>,
     max_items: usize,
     own: impl Fn(X) -> O,
 ) -> Vec<O> {
-    take_within(items, max_items, MAX_PAGE_BYTES, own)
+    take_within(items, max_items, page_bytes(), own)
+}
+
+/// [`MAX_PAGE_BYTES`], or half of the calling peer's connection's frame
+/// limit if that is less, so the page fits in the reply's frame.
+fn page_bytes() -> usize {
+    crate::Peer::current().map_or(MAX_PAGE_BYTES, |p| {
+        MAX_PAGE_BYTES.min(p.max_frame_len() / 2)
+    })
 }
 
 /// [`take`] within `max_bytes` of encoded items instead of

@@ -153,7 +153,7 @@ impl Shared {
         self.info
             .get()
             .cloned()
-            .unwrap_or_else(|| Peer::new(self.peer.clone(), None, None))
+            .unwrap_or_else(|| Peer::new(self.peer.clone(), None, None, self.limits.max_frame_len))
     }
 
     /// The peer's address, as the transport gave it.

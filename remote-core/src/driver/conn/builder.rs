@@ -268,7 +268,12 @@ impl ConnectionBuilder {
                 return Err(e);
             }
         };
-        let info = Peer::new(shared.peer.clone(), shared.tls_identity.clone(), proven);
+        let info = Peer::new(
+            shared.peer.clone(),
+            shared.tls_identity.clone(),
+            proven,
+            shared.limits.max_frame_len,
+        );
         if let Some(user) = info.user() {
             span.record("user", user);
         }
