@@ -26,6 +26,11 @@ from .errors import (
 _DEADLINE: contextvars.ContextVar[typing.Optional[float]] = contextvars.ContextVar(
     "remote_rpc_deadline", default=None)
 
+#: ``max_frame_len`` of the connection whose call is served in this task: a
+#: stream's batch stays within half of it, so the reply fits in a frame.
+FRAME_LIMIT: contextvars.ContextVar[typing.Optional[int]] = contextvars.ContextVar(
+    "remote_rpc_frame_limit", default=None)
+
 
 class _Import:
     """One generation of an imported object: receipts counted since it was
@@ -555,6 +560,7 @@ class Connection:
         me = asyncio.current_task()
         try:
             _DEADLINE.set(time.monotonic() + budget)
+            FRAME_LIMIT.set(self.limits.max_frame_len)
             try:
                 reply = [wire.RETURN, cid, await asyncio.wait_for(self._dispatch(obj, method, args), budget)]
             except asyncio.TimeoutError:

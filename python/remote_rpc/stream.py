@@ -9,7 +9,7 @@ import typing
 
 import msgpack
 
-from .connection import Proxy
+from .connection import FRAME_LIMIT, Proxy
 
 #: Items asked for per round trip by default (as the Rust runtime does).
 DEFAULT_BATCH = 32
@@ -86,9 +86,9 @@ class LocalStream:
     largest one so far would still fit, and one larger than every earlier
     one that does not fit opens the next batch, so nothing is lost and the
     iterable is not run ahead of what is sent. Pulls are served one at a
-    time; a pull cancelled half way gives its items to the next one. The
-    bound is fixed (half of the default frame limit): a connection with a
-    smaller ``max_frame_len`` needs smaller items. (A red-team pass found
+    time; a pull cancelled half way gives its items to the next one. A
+    connection with a smaller ``max_frame_len`` than the default gets
+    batches within half of it. (A red-team pass found
     batches bounded by count only: a pull of 1,024 items of 128 KiB built a
     134 MB message before it was refused, and a pull of 32 items of 64 KiB
     failed and lost them.)"""
@@ -141,16 +141,18 @@ class LocalStream:
             self._ended = True
             return _END
 
-    def _note(self, size: int) -> None:
+    def _note(self, size: int, bound: int) -> None:
         # An item over the bound goes alone whatever is counted: counted as
         # the largest, it would make every later batch a single item.
-        if size <= MAX_PAGE_BYTES:
+        if size <= bound:
             self._largest = max(self._largest, size)
 
     async def next_batch(self, max_items: int) -> typing.List[typing.Any]:
         """Up to ``max_items`` (clamped to 1..=1024) next items; waits for one
         at least; an empty list when the stream has ended."""
         n = max(1, min(MAX_BATCH, int(max_items)))
+        limit = FRAME_LIMIT.get()
+        bound = MAX_PAGE_BYTES if limit is None else min(MAX_PAGE_BYTES, limit // 2)
         async with self._lock:
             first = await self._next(wait=True)
             if first is _END:
@@ -158,14 +160,14 @@ class LocalStream:
             out: typing.List[typing.Any] = [first]
             try:
                 used = _measure(first)
-                self._note(used)
-                while len(out) < n and used + self._largest <= MAX_PAGE_BYTES:
+                self._note(used, bound)
+                while len(out) < n and used + self._largest <= bound:
                     item = await self._next(wait=False)
                     if item is _END or item is _NOT_READY:
                         break
                     size = _measure(item)
-                    self._note(size)
-                    if used + size > MAX_PAGE_BYTES:
+                    self._note(size, bound)
+                    if used + size > bound:
                         self._held.append(item)
                         break
                     used += size

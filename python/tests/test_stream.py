@@ -120,3 +120,63 @@ def test_a_cancelled_pull_gives_its_items_to_the_next_one() -> None:
 def test_one_item_over_the_bound_does_not_make_every_later_batch_single() -> None:
     items = [b"a" * (600 << 10)] + [b"b"] * 2000
     assert [len(b) for b in batches(LocalStream(items))] == [1, 1024, 976]
+
+
+def test_a_connection_with_small_frames_gets_batches_within_half_a_frame() -> None:
+    from remote_rpc.connection import FRAME_LIMIT
+
+    async def go() -> typing.List[int]:
+        FRAME_LIMIT.set(64 << 10)  # as the serving connection sets it
+        s = LocalStream([bytes([i]) * (8 << 10) for i in range(10)])
+        sizes = []
+        while True:
+            b = await s.next_batch(32)
+            if not b:
+                return sizes
+            sizes.append(len(b))
+    # Three of 8 KiB fit in 32 KiB.
+    assert run(go()) == [3, 3, 3, 1]
+
+
+def test_end_to_end_under_a_small_frame_limit() -> None:
+    from remote_rpc import wire
+    from remote_rpc.connection import Connection
+    from remote_rpc.stream import RemoteStream
+
+    class Root:
+        async def rows(self, n: int) -> LocalStream:
+            async def gen() -> typing.AsyncIterator[int]:
+                for i in range(n):
+                    yield i
+                    await asyncio.sleep(0.001)  # a cursor fetching the next row
+            return LocalStream(gen())
+
+        async def blobs(self, n: int, size: int) -> LocalStream:
+            return LocalStream([bytes([i]) * size for i in range(n)])
+
+    async def go() -> None:
+        limits = wire.Limits(max_frame_len=256 << 10)
+        served = asyncio.get_running_loop().create_future()
+
+        async def accept(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            served.set_result(await Connection.open(r, w, root=Root(), limits=limits, peer="server"))
+        listener = await asyncio.start_server(accept, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        client = await Connection.open(r, w, limits=limits, peer="client")
+        server = await served
+        try:
+            # Ten items of 100 KiB: a batch of 32 made a 1 MB reply, over
+            # the 256 KiB frame; now within half of it.
+            src = await client.root().call("blobs", [10, 100 << 10])
+            got = [x async for x in RemoteStream(src)]
+            assert [x[0] for x in got] == list(range(10))
+            assert all(len(x) == 100 << 10 for x in got)
+            # An async source whose last step waits ends cleanly.
+            src = await client.root().call("rows", [5])
+            assert [x async for x in RemoteStream(src)] == [0, 1, 2, 3, 4]
+        finally:
+            await client.aclose()
+            await server.aclose()
+            listener.close()
+    run(go())
