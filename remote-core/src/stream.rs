@@ -12,6 +12,8 @@
 //! from one peer and passed on to another is pulled in the batches the
 //! first one hands out.)
 //!
+//! [`MAX_PAGE_BYTES`]: crate::collections::MAX_PAGE_BYTES
+//!
 //! ```
 //! # #[tokio::main] async fn main() {
 //! use futures_util::StreamExt;
@@ -35,7 +37,7 @@ use futures_util::{FutureExt, StreamExt};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::__private::{Args, CallCx, CallFuture, Deferred, Failed};
-use crate::collections::MAX_PAGE_BYTES;
+use crate::collections::page::page_bytes;
 use crate::schema::{InterfaceDef, Location, MethodDef, SchemaBuilder, Ty};
 use crate::{BoxFuture, Dispatch, Error, Handle, Interface, Remote, Wire};
 
@@ -51,13 +53,6 @@ pub trait StreamSource<T: Wire>: Send + Sync + 'static {
     /// Up to `max` next items; waits for at least one unless the stream ended
     /// (then returns none).
     fn next_batch(&self, max: u32) -> BoxFuture<'_, Result<Vec<T>, Error>>;
-    /// [`next_batch`](Self::next_batch) for a peer whose reply may carry
-    /// `bytes` of encoded items (the serving connection's frame limit).
-    #[doc(hidden)]
-    fn __next_batch_within(&self, max: u32, bytes: usize) -> BoxFuture<'_, Result<Vec<T>, Error>> {
-        let _ = bytes;
-        self.next_batch(max)
-    }
     #[doc(hidden)]
     fn __remote_handle(&self) -> Option<&Handle> {
         None
@@ -125,11 +120,8 @@ impl<T: Wire> LocalSource<T> {
 
 impl<T: Wire> StreamSource<T> for LocalSource<T> {
     fn next_batch(&self, max: u32) -> BoxFuture<'_, Result<Vec<T>, Error>> {
-        Box::pin(self.batch(max, MAX_PAGE_BYTES))
-    }
-
-    fn __next_batch_within(&self, max: u32, bytes: usize) -> BoxFuture<'_, Result<Vec<T>, Error>> {
-        Box::pin(self.batch(max, bytes))
+        // Within what a reply to the pulling peer's connection may carry.
+        Box::pin(self.batch(max, page_bytes()))
     }
 }
 
@@ -181,10 +173,8 @@ impl<T: Wire> Dispatch for SourceDispatch<T> {
             "next_batch" => {
                 let (max,): (u32,) = args.decode()?;
                 let obj = self.0.clone();
-                // Half of the frame limit, as a page: the reply fits.
-                let bytes = MAX_PAGE_BYTES.min(cx.shared().limits.max_frame_len / 2);
                 Ok(Box::pin(async move {
-                    let r = obj.__next_batch_within(max, bytes).await;
+                    let r = obj.next_batch(max).await;
                     cx.reply(r)
                 }))
             }
@@ -364,6 +354,8 @@ impl<T: Wire> RemoteStream<T> {
     /// serving connection's frame limit if that is less; always at least
     /// one item), so a batch fits in a reply frame; the next batch starts
     /// with that item.
+    ///
+    /// [`MAX_PAGE_BYTES`]: crate::collections::MAX_PAGE_BYTES
     pub fn with_batch(mut self, n: u32) -> Self {
         self.batch = n.clamp(1, MAX_BATCH);
         self
@@ -441,6 +433,7 @@ impl<T: Wire> Wire for RemoteStream<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collections::MAX_PAGE_BYTES;
 
     fn source<T: Wire>(items: Vec<T>) -> LocalSource<T> {
         LocalSource {

@@ -52,7 +52,7 @@ use crate::stream::RemoteStream;
 use crate::{remote, Error, Remote, Wire};
 
 mod map;
-mod page;
+pub(crate) mod page;
 mod subscribers;
 mod vec;
 

@@ -24,34 +24,14 @@ pub const MAX_PAGE: u64 = 1024;
 pub const MAX_PAGE_BYTES: usize = 512 << 10;
 
 /// Takes items from `items` while the page holds fewer than `max_items` and
-/// their encoded size stays within [`MAX_PAGE_BYTES`], or half of the
-/// calling connection's frame limit if that is less (at least one item if
+/// their encoded size stays within [`page_bytes`] (at least one item if
 /// there is one); `own` turns a borrowed item into the page's item.
 pub(super) fn take<X: Serialize, O>(
     items: impl IntoIterator<Item = X>,
     max_items: usize,
     own: impl Fn(X) -> O,
 ) -> Vec<O> {
-    take_within(items, max_items, page_bytes(), own)
-}
-
-/// [`MAX_PAGE_BYTES`], or half of the calling peer's connection's frame
-/// limit if that is less, so the page fits in the reply's frame.
-fn page_bytes() -> usize {
-    crate::Peer::current().map_or(MAX_PAGE_BYTES, |p| {
-        MAX_PAGE_BYTES.min(p.max_frame_len() / 2)
-    })
-}
-
-/// [`take`] within `max_bytes` of encoded items instead of
-/// [`MAX_PAGE_BYTES`] (a stream batch for a connection whose frame limit
-/// is smaller: half of it).
-pub(super) fn take_within<X: Serialize, O>(
-    items: impl IntoIterator<Item = X>,
-    max_items: usize,
-    max_bytes: usize,
-    own: impl Fn(X) -> O,
-) -> Vec<O> {
+    let max_bytes = page_bytes();
     let mut page = Vec::new();
     let mut bytes = 0usize;
     for item in items.into_iter().take(max_items) {
@@ -66,6 +46,15 @@ pub(super) fn take_within<X: Serialize, O>(
         page.push(own(item));
     }
     page
+}
+
+/// The encoded bytes one page or stream batch may carry:
+/// [`MAX_PAGE_BYTES`], or half of the calling peer's connection's frame
+/// limit if that is less, so the reply fits in its frame.
+pub(crate) fn page_bytes() -> usize {
+    crate::Peer::current().map_or(MAX_PAGE_BYTES, |p| {
+        MAX_PAGE_BYTES.min(p.max_frame_len() / 2)
+    })
 }
 
 #[cfg(test)]

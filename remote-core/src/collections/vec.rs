@@ -136,16 +136,12 @@ struct Cursor<T> {
 
 impl<T: Wire + Clone + Sync> StreamSource<T> for Cursor<T> {
     fn next_batch(&self, max: u32) -> BoxFuture<'_, Result<Vec<T>, Error>> {
-        self.__next_batch_within(max, page::MAX_PAGE_BYTES)
-    }
-
-    fn __next_batch_within(&self, max: u32, bytes: usize) -> BoxFuture<'_, Result<Vec<T>, Error>> {
         let batch = {
             let mut at = self.at.lock().unwrap_or_else(|p| p.into_inner());
             let (from, end) = *at;
             let items = self.list.items();
             let max = max.clamp(1, MAX_BATCH) as usize;
-            let batch = page::take_within(&items[from..end], max, bytes, Clone::clone);
+            let batch = page::take(&items[from..end], max, Clone::clone);
             at.0 += batch.len();
             batch
         };
