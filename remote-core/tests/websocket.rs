@@ -133,29 +133,6 @@ async fn a_message_must_hold_exactly_one_frame() {
     );
 }
 
-/// Reads one unmasked server-to-client WebSocket frame: (opcode, payload).
-async fn read_ws_frame(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<(u8, Vec<u8>)> {
-    use tokio::io::AsyncReadExt;
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).await.ok()?;
-    let len = match h[1] & 0x7f {
-        126 => {
-            let mut l = [0u8; 2];
-            s.read_exact(&mut l).await.ok()?;
-            u64::from(u16::from_be_bytes(l))
-        }
-        127 => {
-            let mut l = [0u8; 8];
-            s.read_exact(&mut l).await.ok()?;
-            u64::from_be_bytes(l)
-        }
-        n => u64::from(n),
-    };
-    let mut payload = vec![0u8; usize::try_from(len).ok()?];
-    s.read_exact(&mut payload).await.ok()?;
-    Some((h[0] & 0x0f, payload))
-}
-
 /// Only the header of an oversized message is sent, never its payload: the
 /// server must refuse it from the header alone (nothing buffered), with a
 /// goodbye naming `max_frame_len`.
@@ -174,7 +151,7 @@ async fn an_oversized_message_is_refused_from_its_header() {
     header.extend_from_slice(&[0, 0, 0, 0]);
     s.write_all(&header).await.unwrap();
     let reason = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some((op, payload)) = read_ws_frame(&mut s).await {
+        while let Some((op, payload)) = raw::ws_frame(&mut s).await {
             if op == 2 && payload.len() > 6 && payload[4] == 0x92 && payload[5] == 0x06 {
                 let mut r = remote_core::proto::Reader::new(&payload[6..]);
                 return Some(r.str().unwrap().to_owned());
@@ -242,7 +219,7 @@ async fn a_large_call_right_behind_the_hello_waits_for_the_opening_and_is_answer
     s.get_mut().write_all(&both).await.unwrap();
     let answer = raw::bounded(async {
         loop {
-            let (op, payload) = read_ws_frame(&mut s).await.expect("the server closed");
+            let (op, payload) = raw::ws_frame(&mut s).await.expect("the server closed");
             assert_eq!(op, 2, "binary messages only");
             let frame = &payload[4..];
             if raw::kind(frame) != raw::HELLO {

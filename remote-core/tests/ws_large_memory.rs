@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use counting::live;
 use remote_core::{remote, Error, Limits, Server};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 #[remote]
 pub trait Blob {
@@ -30,20 +30,6 @@ impl Blob for Impl {
     async fn blob(&self, len: u32) -> Result<Bytes, Error> {
         Ok(Bytes::from(vec![7u8; len as usize]))
     }
-}
-
-/// One unmasked server-to-client WebSocket frame's payload.
-async fn read_ws_payload<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> Vec<u8> {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).await.unwrap();
-    let len = match h[1] & 0x7f {
-        126 => u64::from(s.read_u16().await.unwrap()),
-        127 => s.read_u64().await.unwrap(),
-        n => u64::from(n),
-    };
-    let mut p = vec![0u8; len as usize];
-    s.read_exact(&mut p).await.unwrap();
-    p
 }
 
 const PEERS: usize = 16;
@@ -74,7 +60,7 @@ async fn a_websocket_connection_does_not_keep_the_buffers_of_large_replies() {
         r.get_mut().write_all(&out).await.unwrap();
         let mut returns = 0;
         while returns < 2 {
-            let p = raw::bounded(read_ws_payload(&mut r)).await;
+            let (_, p) = raw::bounded(raw::ws_frame(&mut r)).await.expect("a frame");
             if raw::kind(&p[4..]) == raw::RETURN {
                 returns += 1;
             }

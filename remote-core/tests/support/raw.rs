@@ -99,6 +99,28 @@ pub fn ws_binary(payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// Reads one unmasked server-to-client WebSocket frame: (opcode, payload).
+pub async fn ws_frame(s: &mut (impl AsyncRead + Unpin)) -> Option<(u8, Vec<u8>)> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).await.ok()?;
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut l = [0u8; 2];
+            s.read_exact(&mut l).await.ok()?;
+            u64::from(u16::from_be_bytes(l))
+        }
+        127 => {
+            let mut l = [0u8; 8];
+            s.read_exact(&mut l).await.ok()?;
+            u64::from_be_bytes(l)
+        }
+        n => u64::from(n),
+    };
+    let mut payload = vec![0u8; usize::try_from(len).ok()?];
+    s.read_exact(&mut payload).await.ok()?;
+    Some((h[0] & 0x0f, payload))
+}
+
 /// A raw socket to `server`, nothing sent yet.
 pub async fn connect(server: &ServerHandle) -> TcpStream {
     TcpStream::connect(tcp_addr(server)).await.unwrap()
