@@ -50,6 +50,14 @@ pub struct Limits {
     pub max_outgoing_calls: usize,
     /// Objects exported to one peer at once (default 10,000).
     pub max_exports: usize,
+    /// Objects exported at once on all the connections of one server
+    /// together, or of one standalone connection (default 100,000), so
+    /// what peers can make a server hold for them is bounded server-wide.
+    /// Each connection may still export its first 64 (a reserve the others
+    /// cannot use up), so a server holds at most `max_server_exports + 64 ×
+    /// max_connections`. A reply that would export past it fails with
+    /// `limit_exceeded` naming this limit, as one past `max_exports` does.
+    pub max_server_exports: usize,
     /// Distinct peer objects imported at once (default 10,000).
     pub max_imports: usize,
     /// Connections a server holds at once (default 1,024). Further ones are
@@ -190,6 +198,7 @@ impl Default for Limits {
             max_calls_in_flight: 128,
             max_outgoing_calls: 1024,
             max_exports: 10_000,
+            max_server_exports: 100_000,
             max_imports: 10_000,
             max_connections: 1024,
             max_connections_per_peer: 32,
@@ -248,6 +257,7 @@ mod tests {
             ("max_calls_in_flight", l.max_calls_in_flight, 128),
             ("max_outgoing_calls", l.max_outgoing_calls, 1024),
             ("max_exports", l.max_exports, 10_000),
+            ("max_server_exports", l.max_server_exports, 100_000),
             ("max_imports", l.max_imports, 10_000),
             ("max_connections", l.max_connections, 1024),
             ("max_connections_per_peer", l.max_connections_per_peer, 32),

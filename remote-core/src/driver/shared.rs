@@ -17,7 +17,7 @@ use super::share::OutputShare;
 use super::teardown::drop_each_caught;
 use crate::interface::Interface;
 use crate::peer::Peer;
-use crate::proto::{ExportKey, ObjectId};
+use crate::proto::{ExportKey, ObjectId, TableError};
 use crate::stats::Meter;
 use crate::transport::TlsIdentity;
 use crate::{Error, Limits};
@@ -362,10 +362,14 @@ impl Shared {
             addr: Arc::as_ptr(obj) as *const () as usize,
             interface: TypeId::of::<T>(),
         };
-        let limit = self.limits.max_exports;
         self.core()
             .export(key, || T::into_dispatch(obj.clone()))
-            .map_err(|e| Error::limit("max_exports", limit as u64, e.to_string()))
+            .map_err(|e| match e {
+                TableError::PoolFull(max) => {
+                    Error::limit("max_server_exports", max as u64, e.to_string())
+                }
+                _ => Error::limit("max_exports", self.limits.max_exports as u64, e.to_string()),
+            })
     }
 
     /// Gives back sends counted for a message that was never sent.

@@ -6,6 +6,7 @@
 //! the wire format.
 
 mod clock;
+mod export_pool;
 mod frame;
 mod invalidate;
 mod msg;
@@ -24,6 +25,7 @@ mod invalidate_tests;
 mod tests;
 
 pub(crate) use clock::later;
+pub use export_pool::{ExportPool, RESERVED_EXPORTS};
 pub use frame::{FrameCodec, FrameError};
 pub use invalidate::{
     ack as encode_invalidated, invalidate as encode_invalidate, FEATURE as FEATURE_INVALIDATE,
@@ -43,6 +45,7 @@ pub use pipeline::{
 pub use state::{Event, Phase, State, Violation};
 pub use tables::{
     ExportKey, ExportTable, ImportInner, ImportRef, ImportRefs, ImportTable, ReleaseSink,
+    TableError,
 };
 pub use value::{walk, FoundRef, Malformed, Reader, TOO_DEEP};
 pub(crate) use walk::ArgsWalk;

@@ -14,6 +14,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 
+use super::export_pool::ExportPool;
 use super::{IdMap, ObjectId};
 
 /// Identity of an exported object: its allocation and its interface, so the
@@ -55,6 +56,8 @@ pub struct ExportTable<O> {
     index: IdMap<ExportKey, ObjectId>,
     len: usize,
     max: usize,
+    /// The exports of every connection sharing the pool (a server's).
+    pool: Arc<ExportPool>,
 }
 
 /// Why an export or a release was refused.
@@ -64,6 +67,10 @@ pub enum TableError {
     /// Too many exported objects.
     #[error("max_exports = {0} objects already exported on this connection")]
     Full(usize),
+    /// Too many exported objects on all the connections sharing a pool
+    /// (one server's), and this connection holds its reserve already.
+    #[error("max_server_exports = {0} objects already exported on all connections of this server")]
+    PoolFull(usize),
     /// Too many distinct imports.
     #[error("max_imports = {0} distinct peer objects already imported on this connection")]
     ImportsFull(usize),
@@ -89,8 +96,9 @@ pub enum TableError {
 }
 
 impl<O> ExportTable<O> {
-    /// An empty table holding at most `max` objects besides the root.
-    pub fn new(root: Option<O>, max: usize) -> Self {
+    /// An empty table holding at most `max` objects besides the root, and
+    /// counting them in `pool`.
+    pub fn new(root: Option<O>, max: usize, pool: Arc<ExportPool>) -> Self {
         ExportTable {
             root,
             slots: Vec::new(),
@@ -98,7 +106,15 @@ impl<O> ExportTable<O> {
             index: IdMap::default(),
             len: 0,
             max,
+            pool,
         }
+    }
+
+    /// Counts this table's exports in `pool` from now on (set before
+    /// anything is exported).
+    pub fn set_pool(&mut self, pool: Arc<ExportPool>) {
+        debug_assert_eq!(self.len, 0, "pool changed after an export");
+        self.pool = pool;
     }
 
     /// Replaces the root (object 0).
@@ -158,6 +174,9 @@ impl<O> ExportTable<O> {
         if self.len >= self.max {
             return Err(TableError::Full(self.max));
         }
+        if !self.pool.take(self.len) {
+            return Err(TableError::PoolFull(self.pool.max()));
+        }
         let entry = ExportEntry {
             obj: make(),
             key: Some(key),
@@ -206,6 +225,7 @@ impl<O> ExportTable<O> {
         }
         self.free.push(Reverse(id.0));
         self.len -= 1;
+        self.pool.give(1);
         Ok(Some(e.obj))
     }
 
@@ -216,8 +236,16 @@ impl<O> ExportTable<O> {
         out.extend(self.root.take());
         self.free.clear();
         self.index.clear();
-        self.len = 0;
+        self.pool.give(std::mem::take(&mut self.len));
         out
+    }
+}
+
+impl<O> Drop for ExportTable<O> {
+    fn drop(&mut self) {
+        // A table dropped without `drain` (its connection's state dropped
+        // whole) gives its exports back to the pool too.
+        self.pool.give(self.len);
     }
 }
 

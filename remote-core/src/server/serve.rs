@@ -94,6 +94,10 @@ impl Server {
         // One count of missed invalidation acknowledgements per peer
         // address, across its connections.
         conn.peer_misses = Some(Arc::default());
+        // One count of the objects they export.
+        conn.export_pool = Some(crate::proto::ExportPool::new(
+            conn.limits.max_server_exports,
+        ));
         // One cache of memoised replies too.
         let memo =
             crate::memo::MemoCache::new(conn.limits.memo_max_entries, conn.limits.memo_max_bytes);

@@ -47,6 +47,9 @@ pub struct ConnectionBuilder {
     /// The memory budget shared with other connections (a server's); a
     /// standalone connection makes its own from `limits.memory_budget`.
     pub(crate) budget: Option<Arc<Budget>>,
+    /// The count of exports shared with other connections (a server's,
+    /// `max_server_exports`); a standalone connection counts its own.
+    pub(crate) export_pool: Option<Arc<crate::proto::ExportPool>>,
     /// The memo cache shared with other connections (a server's); a
     /// standalone connection makes its own on first use.
     pub(crate) memo: Option<Arc<crate::memo::MemoCache>>,
@@ -176,14 +179,20 @@ impl ConnectionBuilder {
         let span = crate::trace::connection_span(&peer, self.server_side);
         let shared = Arc::new_cyclic(|me| Shared {
             output_share,
-            core: Mutex::new(State::new(
-                self.root,
-                limits.clone(),
-                Arc::new(CtlSink {
-                    ctl: ctl_tx.clone(),
-                    shared: me.clone(),
-                }) as Arc<dyn ReleaseSink>,
-            )),
+            core: Mutex::new({
+                let mut state = State::new(
+                    self.root,
+                    limits.clone(),
+                    Arc::new(CtlSink {
+                        ctl: ctl_tx.clone(),
+                        shared: me.clone(),
+                    }) as Arc<dyn ReleaseSink>,
+                );
+                if let Some(pool) = self.export_pool {
+                    state.set_export_pool(pool);
+                }
+                state
+            }),
             out: Mutex::new(Default::default()),
             pen: Mutex::new(super::super::direct::Pen::new(writer)),
             deferred: AtomicBool::new(false),

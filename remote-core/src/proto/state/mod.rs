@@ -30,6 +30,7 @@ mod refs;
 
 use std::sync::Arc;
 
+use super::export_pool::ExportPool;
 use super::msg::{Hello, PROTOCOL_VERSION};
 use super::tables::{ExportTable, ImportTable, ReleaseSink};
 use super::{CallId, ObjectId};
@@ -95,11 +96,22 @@ impl<O: Clone, W> State<O, W> {
         self.exports.set_root(root);
     }
 
+    /// Counts this connection's exports in `pool` (a server's, shared by
+    /// its connections) instead of a pool of its own; set before anything
+    /// is exported.
+    pub fn set_export_pool(&mut self, pool: Arc<ExportPool>) {
+        self.exports.set_pool(pool);
+    }
+
     /// A new connection serving `root` as object 0.
     pub fn new(root: Option<O>, limits: Limits, sink: Arc<dyn ReleaseSink>) -> Self {
         State {
             phase: Phase::AwaitingHello,
-            exports: ExportTable::new(root, limits.max_exports),
+            exports: ExportTable::new(
+                root,
+                limits.max_exports,
+                ExportPool::new(limits.max_server_exports),
+            ),
             imports: ImportTable::new(sink, limits.max_imports),
             limits,
             outgoing: super::IdMap::default(),
