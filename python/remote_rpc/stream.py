@@ -141,6 +141,17 @@ class LocalStream:
             self._ended = True
             return _END
 
+    def __del__(self) -> None:
+        # Dropped (its peer released it, or the connection closed) with a
+        # step of the async iterable pending: stop that step, or a source
+        # waiting on something that never comes would run for ever.
+        task = self._next_task
+        if task is not None and not task.done():
+            try:
+                task.cancel()
+            except RuntimeError:  # its loop is closed already
+                pass
+
     def _note(self, size: int, bound: int) -> None:
         # An item over the bound goes alone whatever is counted: counted as
         # the largest, it would make every later batch a single item.

@@ -91,6 +91,34 @@ def test_an_async_source_that_waits_after_its_last_item_ends_cleanly() -> None:
     run(go())
 
 
+def test_an_abandoned_source_has_its_pending_step_cancelled() -> None:
+    gate = asyncio.Event()
+    stopped = []
+
+    async def items() -> typing.AsyncIterator[int]:
+        yield 1
+        try:
+            await gate.wait()  # never set
+            yield 2
+        finally:
+            stopped.append(True)
+
+    async def go() -> None:
+        s = LocalStream(items())
+        assert await s.next_batch(32) == [1]
+        pull = asyncio.ensure_future(s.next_batch(32))
+        await asyncio.sleep(0.01)
+        pull.cancel()  # the puller gives up; the step stays pending
+        await asyncio.wait({pull})
+        task = s._next_task
+        assert task is not None and not task.done()
+        del s, pull  # released by its peer: the last references go
+        await asyncio.wait({task}, timeout=10)
+        assert task.cancelled(), "the pending step is stopped"
+        assert stopped == [True], "and the source's own clean-up ran"
+    run(go())
+
+
 def test_a_cancelled_pull_gives_its_items_to_the_next_one() -> None:
     async def items() -> typing.AsyncIterator[int]:
         for i in range(200):
