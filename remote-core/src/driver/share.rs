@@ -68,7 +68,8 @@ use crate::Limits;
 /// length only, 8 calls of 1 MiB of empty strings to a handler that
 /// awaits held 257 MiB (found by a red-team pass). A type whose items are
 /// larger still (an `Option` of a large array, say) is counted short:
-/// box such fields (PROTOCOL.md §9).
+/// box such fields (PROTOCOL.md §9). A reference counts as five items
+/// (`proto::msg::REF_ITEMS`).
 ///
 /// [`Reader::items`]: crate::proto::Reader::items
 pub(crate) const DECODED_ITEM: usize = 48;
@@ -97,8 +98,8 @@ pub(crate) struct ArgsCharge {
 }
 
 /// Call payloads up to this long are light whatever they hold: each item
-/// takes a byte at least, so they weigh ([`args_weight`]) at most
-/// [`SMALL_FRAME`].
+/// takes a byte at least (a reference, counted as five, takes six), so
+/// they weigh ([`args_weight`]) at most [`SMALL_FRAME`].
 pub(crate) const LIGHT_LEN: usize = SMALL_FRAME / (1 + DECODED_ITEM);
 
 /// The weight ([`args_weight`]) of the call in `payload` if it is
@@ -443,5 +444,40 @@ mod tests {
         cut.truncate(f.len() - 1);
         assert_eq!(weight(&cut), None);
         assert!(!walked(&cut));
+    }
+
+    #[test]
+    fn a_reference_weighs_what_its_proxy_and_import_hold() {
+        use crate::proto::{encode, CallId, ObjectId};
+        let l = Limits::default();
+        // One argument: an array of 2,000 distinct references (6 bytes
+        // each on the wire; about 220 bytes each once received).
+        let n = 2000u32;
+        let mut f = encode::begin(64);
+        encode::call_head(&mut f, CallId(1), ObjectId(0), "m", 1000);
+        f.extend_from_slice(&[0x91, 0xdd]);
+        f.extend_from_slice(&n.to_be_bytes());
+        for id in 1..=n {
+            f.extend_from_slice(&[0xd6, 1]);
+            f.extend_from_slice(&id.to_be_bytes());
+        }
+        encode::finish(&mut f);
+        let p = f.split_off(4);
+        // The list, and each reference as 1 + 4 items.
+        let items = 1 + 5 * n;
+        let w = heavy_call_weight(&p, &l);
+        assert_eq!(w.weight, Some(args_weight(p.len(), items)));
+        assert!(w.weight.unwrap() >= n as usize * 240);
+        // The parse of the frame weighs it the same, walked or not.
+        let mut refs = Vec::new();
+        let walk = w.walk.as_ref().unwrap();
+        for walked in [None, Some(walk)] {
+            refs.clear();
+            match Message::parse_walked(&p, &l, &mut refs, walked) {
+                Ok(Message::Call { items: got, .. }) => assert_eq!(got, items),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(refs.len(), n as usize);
+        }
     }
 }

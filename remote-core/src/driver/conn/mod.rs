@@ -295,8 +295,8 @@ impl Shared {
             drop(held);
             let limit = self.budget.limit();
             let msg = format!(
-                "the arguments of {} count {weight} bytes decoded (the frame and {} \
-                 per item): memory_budget = {limit} had no room for them (they count \
+                "the arguments of {} count {weight} bytes decoded (the frame, and {} \
+                 per item, five per reference): memory_budget = {limit} had no room for them (they count \
                  more than it can hold beside the calls waiting behind them, or no \
                  room came before the call's deadline)",
                 crate::bounded::quote(method),
