@@ -51,13 +51,20 @@ pub struct Limits {
     /// Objects exported to one peer at once (default 10,000).
     pub max_exports: usize,
     /// Objects exported at once on all the connections of one server
-    /// together, or of one standalone connection (default 100,000), so
-    /// what peers can make a server hold for them is bounded server-wide.
-    /// Each connection may still export its first 64 (a reserve the others
-    /// cannot use up), so a server holds at most `max_server_exports + 64 ×
-    /// max_connections`. A reply that would export past it fails with
-    /// `limit_exceeded` naming this limit, as one past `max_exports` does.
+    /// together (default 100,000), so what peers can make a server hold
+    /// for them is bounded server-wide (a standalone connection has only
+    /// `max_exports`). Each connection may still export its first 64 (a
+    /// reserve the others cannot use up), so a server holds at most
+    /// `max_server_exports + 64 × max_connections`. A reply that would
+    /// export past it fails with `limit_exceeded` naming this limit, as
+    /// one past `max_exports` does.
     pub max_server_exports: usize,
+    /// Objects exported at once on the connections of one server from one
+    /// peer address (default 25,000, a quarter of `max_server_exports`),
+    /// keyed as `max_connections_per_peer` keys addresses, besides each
+    /// connection's reserve of 64: one address cannot take every export
+    /// the server allows. Unix-socket peers are not counted per peer.
+    pub max_exports_per_peer: usize,
     /// Distinct peer objects imported at once (default 10,000).
     pub max_imports: usize,
     /// Connections a server holds at once (default 1,024). Further ones are
@@ -199,6 +206,7 @@ impl Default for Limits {
             max_outgoing_calls: 1024,
             max_exports: 10_000,
             max_server_exports: 100_000,
+            max_exports_per_peer: 25_000,
             max_imports: 10_000,
             max_connections: 1024,
             max_connections_per_peer: 32,
@@ -258,6 +266,7 @@ mod tests {
             ("max_outgoing_calls", l.max_outgoing_calls, 1024),
             ("max_exports", l.max_exports, 10_000),
             ("max_server_exports", l.max_server_exports, 100_000),
+            ("max_exports_per_peer", l.max_exports_per_peer, 25_000),
             ("max_imports", l.max_imports, 10_000),
             ("max_connections", l.max_connections, 1024),
             ("max_connections_per_peer", l.max_connections_per_peer, 32),

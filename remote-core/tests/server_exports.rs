@@ -179,9 +179,10 @@ async fn exports_of_a_refused_reply_are_given_back() {
     assert_eq!(s.stats().calls.exports, POOL);
 }
 
-/// A standalone connection counts its exports in a pool of its own.
+/// A standalone connection is bounded by `max_exports` alone: the server's
+/// pool is a server's.
 #[tokio::test]
-async fn a_standalone_connection_has_a_pool_of_its_own() {
+async fn a_standalone_connection_has_only_max_exports() {
     let live = Arc::new(AtomicUsize::new(0));
     let (client, _server) = Connection::pair(
         ConnectionBuilder::new(),
@@ -191,7 +192,55 @@ async fn a_standalone_connection_has_a_pool_of_its_own() {
     )
     .await
     .unwrap();
-    let (held, e) = make_until_refused(&client, 1_000).await;
-    assert_names_pool(&e);
-    assert_eq!(held.len(), POOL);
+    let (held, e) = make_until_refused(&client, 2_000).await;
+    match e {
+        Error::Remote(re) => assert!(re.message.contains("max_exports = 1000"), "{re}"),
+        other => panic!("expected max_exports, got {other:?}"),
+    }
+    assert_eq!(held.len(), 1_000);
+}
+
+/// The connections of one address share a part of the pool, each past its
+/// reserve.
+#[tokio::test]
+async fn one_address_gets_at_most_its_part() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let limits = Limits {
+        max_exports_per_peer: 100,
+        ..limits()
+    };
+    let s = Server::builder()
+        .limits(limits)
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve({
+            let live = live.clone();
+            move |_| M::remote(&live)
+        });
+    let a = Connection::connect(s.local_addr()).await.unwrap();
+    let b = Connection::connect(s.local_addr()).await.unwrap();
+    let per_peer = |e: &Error| match e {
+        Error::Remote(re) => {
+            assert_eq!(re.kind, "limit_exceeded", "{re}");
+            assert!(re.message.contains("max_exports_per_peer = 100"), "{re}");
+        }
+        other => panic!("expected max_exports_per_peer, got {other:?}"),
+    };
+    let (held_a, e) = make_until_refused(&a, 1_000).await;
+    per_peer(&e);
+    assert_eq!(held_a.len(), 100, "well under the pool's {POOL}");
+    let (held_b, e) = make_until_refused(&b, 1_000).await;
+    per_peer(&e);
+    assert_eq!(held_b.len(), RESERVED_EXPORTS, "the reserve");
+    // What one connection gives back, the address's others may take.
+    drop(held_a);
+    assert!(
+        eventually(|| s.stats().calls.exports == RESERVED_EXPORTS).await,
+        "{} exported after the releases",
+        s.stats().calls.exports
+    );
+    let (more_b, e) = make_until_refused(&b, 1_000).await;
+    per_peer(&e);
+    assert_eq!(held_b.len() + more_b.len(), 100);
 }

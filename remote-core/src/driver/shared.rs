@@ -368,6 +368,9 @@ impl Shared {
                 TableError::PoolFull(max) => {
                     Error::limit("max_server_exports", max as u64, e.to_string())
                 }
+                TableError::PeerFull(max) => {
+                    Error::limit("max_exports_per_peer", max as u64, e.to_string())
+                }
                 _ => Error::limit("max_exports", self.limits.max_exports as u64, e.to_string()),
             })
     }

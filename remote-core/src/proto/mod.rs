@@ -25,7 +25,7 @@ mod invalidate_tests;
 mod tests;
 
 pub(crate) use clock::later;
-pub use export_pool::{ExportPool, RESERVED_EXPORTS};
+pub use export_pool::{ExportPool, PoolShare, RESERVED_EXPORTS};
 pub use frame::{FrameCodec, FrameError};
 pub use invalidate::{
     ack as encode_invalidated, invalidate as encode_invalidate, FEATURE as FEATURE_INVALIDATE,

@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 
-use super::export_pool::ExportPool;
+use super::export_pool::PoolShare;
 use super::{IdMap, ObjectId};
 
 /// Identity of an exported object: its allocation and its interface, so the
@@ -56,8 +56,8 @@ pub struct ExportTable<O> {
     index: IdMap<ExportKey, ObjectId>,
     len: usize,
     max: usize,
-    /// The exports of every connection sharing the pool (a server's).
-    pool: Arc<ExportPool>,
+    /// Where exports are counted with other connections' (a server's).
+    pool: PoolShare,
 }
 
 /// Why an export or a release was refused.
@@ -71,6 +71,10 @@ pub enum TableError {
     /// (one server's), and this connection holds its reserve already.
     #[error("max_server_exports = {0} objects already exported on all connections of this server")]
     PoolFull(usize),
+    /// Too many exported objects on the connections from this peer's
+    /// address, and this connection holds its reserve already.
+    #[error("max_exports_per_peer = {0} objects already exported on the connections from this peer's address")]
+    PeerFull(usize),
     /// Too many distinct imports.
     #[error("max_imports = {0} distinct peer objects already imported on this connection")]
     ImportsFull(usize),
@@ -98,7 +102,7 @@ pub enum TableError {
 impl<O> ExportTable<O> {
     /// An empty table holding at most `max` objects besides the root, and
     /// counting them in `pool`.
-    pub fn new(root: Option<O>, max: usize, pool: Arc<ExportPool>) -> Self {
+    pub fn new(root: Option<O>, max: usize, pool: PoolShare) -> Self {
         ExportTable {
             root,
             slots: Vec::new(),
@@ -112,7 +116,7 @@ impl<O> ExportTable<O> {
 
     /// Counts this table's exports in `pool` from now on (set before
     /// anything is exported).
-    pub fn set_pool(&mut self, pool: Arc<ExportPool>) {
+    pub fn set_pool(&mut self, pool: PoolShare) {
         debug_assert_eq!(self.len, 0, "pool changed after an export");
         self.pool = pool;
     }
@@ -174,11 +178,11 @@ impl<O> ExportTable<O> {
         if self.len >= self.max {
             return Err(TableError::Full(self.max));
         }
-        if !self.pool.take(self.len) {
-            return Err(TableError::PoolFull(self.pool.max()));
-        }
+        let obj = make();
+        // Counted once made: nothing after this can fail (but allocation).
+        self.pool.take(self.len)?;
         let entry = ExportEntry {
-            obj: make(),
+            obj,
             key: Some(key),
             count: 1,
         };

@@ -97,6 +97,7 @@ impl Server {
         // One count of the objects they export.
         conn.export_pool = Some(crate::proto::ExportPool::new(
             conn.limits.max_server_exports,
+            conn.limits.max_exports_per_peer,
         ));
         // One cache of memoised replies too.
         let memo =

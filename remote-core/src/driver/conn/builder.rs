@@ -48,7 +48,8 @@ pub struct ConnectionBuilder {
     /// standalone connection makes its own from `limits.memory_budget`.
     pub(crate) budget: Option<Arc<Budget>>,
     /// The count of exports shared with other connections (a server's,
-    /// `max_server_exports`); a standalone connection counts its own.
+    /// `max_server_exports` and `max_exports_per_peer`); a standalone
+    /// connection has only `max_exports`.
     pub(crate) export_pool: Option<Arc<crate::proto::ExportPool>>,
     /// The memo cache shared with other connections (a server's); a
     /// standalone connection makes its own on first use.
@@ -188,8 +189,8 @@ impl ConnectionBuilder {
                         shared: me.clone(),
                     }) as Arc<dyn ReleaseSink>,
                 );
-                if let Some(pool) = self.export_pool {
-                    state.set_export_pool(pool);
+                if let Some(pool) = &self.export_pool {
+                    state.set_export_pool(pool.share(self.peer_addr));
                 }
                 state
             }),

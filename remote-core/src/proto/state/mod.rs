@@ -30,7 +30,7 @@ mod refs;
 
 use std::sync::Arc;
 
-use super::export_pool::ExportPool;
+use super::export_pool::{ExportPool, PoolShare};
 use super::msg::{Hello, PROTOCOL_VERSION};
 use super::tables::{ExportTable, ImportTable, ReleaseSink};
 use super::{CallId, ObjectId};
@@ -96,10 +96,10 @@ impl<O: Clone, W> State<O, W> {
         self.exports.set_root(root);
     }
 
-    /// Counts this connection's exports in `pool` (a server's, shared by
-    /// its connections) instead of a pool of its own; set before anything
-    /// is exported.
-    pub fn set_export_pool(&mut self, pool: Arc<ExportPool>) {
+    /// Counts this connection's exports in `pool` (its share of a
+    /// server's pool) instead of counting them nowhere but here; set
+    /// before anything is exported.
+    pub fn set_export_pool(&mut self, pool: PoolShare) {
         self.exports.set_pool(pool);
     }
 
@@ -110,7 +110,7 @@ impl<O: Clone, W> State<O, W> {
             exports: ExportTable::new(
                 root,
                 limits.max_exports,
-                ExportPool::new(limits.max_server_exports),
+                ExportPool::unbounded().share(None),
             ),
             imports: ImportTable::new(sink, limits.max_imports),
             limits,

@@ -162,7 +162,7 @@ mod props {
         /// Export/release sequences keep the count equal to sends minus releases.
         #[test]
         fn export_counts_match_a_model(ops in proptest::collection::vec((0usize..4, any::<bool>()), 0..64)) {
-            let mut t: ExportTable<usize> = ExportTable::new(None, 100, crate::proto::ExportPool::new(100));
+            let mut t: ExportTable<usize> = ExportTable::new(None, 100, crate::proto::ExportPool::unbounded().share(None));
             let mut model = [0u32; 4];
             let mut ids = [None; 4];
             for (obj, send) in ops {
