@@ -145,12 +145,25 @@ class LocalStream:
         # Dropped (its peer released it, or the connection closed) with a
         # step of the async iterable pending: stop that step, or a source
         # waiting on something that never comes would run for ever.
+        # The last reference may go on another thread (or in the cycle
+        # collector there): the loop is then told, not touched.
         task = self._next_task
-        if task is not None and not task.done():
-            try:
+        if task is None or task.done():
+            return
+        loop = task.get_loop()
+        if loop.is_closed():
+            return
+        try:
+            running: typing.Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        try:
+            if running is loop:
                 task.cancel()
-            except RuntimeError:  # its loop is closed already
-                pass
+            else:
+                loop.call_soon_threadsafe(task.cancel)
+        except RuntimeError:  # the loop closed meanwhile
+            pass
 
     def _note(self, size: int, bound: int) -> None:
         # An item over the bound goes alone whatever is counted: counted as

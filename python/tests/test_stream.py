@@ -119,6 +119,33 @@ def test_an_abandoned_source_has_its_pending_step_cancelled() -> None:
     run(go())
 
 
+def test_a_source_dropped_on_another_thread_has_its_step_cancelled_on_its_loop() -> None:
+    import threading
+
+    async def items() -> typing.AsyncIterator[int]:
+        yield 1
+        await asyncio.Event().wait()  # never set
+        yield 2
+
+    async def go() -> None:
+        s = LocalStream(items())
+        assert await s.next_batch(32) == [1]
+        pull = asyncio.ensure_future(s.next_batch(32))
+        await asyncio.sleep(0.01)
+        pull.cancel()
+        await asyncio.wait({pull})
+        task = s._next_task
+        assert task is not None and not task.done()
+        box = [s]
+        del s, pull
+        t = threading.Thread(target=box.clear)  # the last reference goes there
+        t.start()
+        t.join()
+        await asyncio.wait({task}, timeout=10)
+        assert task.cancelled(), "cancelled on its own loop"
+    run(go())
+
+
 def test_a_cancelled_pull_gives_its_items_to_the_next_one() -> None:
     async def items() -> typing.AsyncIterator[int]:
         for i in range(200):
