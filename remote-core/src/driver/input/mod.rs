@@ -17,6 +17,8 @@ use super::share::{ArgsCharge, LIGHT_LEN};
 use super::shared::Shared;
 use crate::proto::{is_call, ArgsWalk, FrameError};
 
+mod defer;
+mod keep;
 mod room;
 
 /// The reading half of a connection's byte stream, boxed so one connection
@@ -133,6 +135,8 @@ pub(crate) struct Input {
     /// when the wait is over (the frame reserved, or the call's frame
     /// split off), before anything more is read.
     probe: Option<u8>,
+    /// Frames set aside behind a call waiting for room (`defer.rs`).
+    deferred: defer::Deferred,
 }
 
 impl Input {
@@ -167,6 +171,7 @@ impl Input {
             last_read: 0,
             arrival: Arrival::default(),
             probe: None,
+            deferred: defer::Deferred::default(),
         }
     }
 
@@ -233,6 +238,11 @@ impl Input {
         loop {
             self.paused = false;
             self.reserving = false;
+            if !self.deferred.is_empty() {
+                if let Some(frame) = self.deferred_ready(backpressure) {
+                    return Some(Ok(frame));
+                }
+            }
             if self.buf.len() >= 4 {
                 let b = &self.buf;
                 let len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
@@ -244,6 +254,16 @@ impl Input {
                 }
                 let total = 4 + len;
                 if self.buf.len() >= total {
+                    if self.behind_deferred(total) {
+                        // Behind the frames set aside, in order.
+                        if self.defer_head(total) {
+                            continue;
+                        }
+                        match self.wait_for_deferred().await {
+                            ControlFlow::Continue(()) => continue,
+                            ControlFlow::Break(end) => return end,
+                        }
+                    }
                     // A call starts a handler whose reply adds output: it
                     // waits (and nothing behind it is read) while this
                     // connection's output is over its budgets. Other
@@ -265,6 +285,9 @@ impl Input {
                         if turn != Turn::Wait {
                             // Nothing is awaited from the count to here.
                             self.took(turn, heavy);
+                        } else if heavy.is_none() && self.defer_head(total) {
+                            // Set aside: the frames behind it are read on.
+                            continue;
                         } else {
                             match self.wait_for_room(heavy).await {
                                 ControlFlow::Continue(()) => continue,
@@ -360,7 +383,21 @@ impl Input {
                 }
                 r
             });
-            match read.await {
+            let read = if self.deferred.is_empty() {
+                read.await
+            } else {
+                // A call set aside waits for room meanwhile: held back by
+                // our budgets, not by the peer.
+                self.paused = true;
+                let room = shared
+                    .budget
+                    .wait_until(&shared.output_share.own, || Self::output_room(shared));
+                match room::either(room, read).await {
+                    None => continue,
+                    Some(read) => read,
+                }
+            };
+            match read {
                 Ok(0) => return None,
                 Ok(n) => {
                     self.arrival.reset();
@@ -413,82 +450,6 @@ impl Input {
             self.buf.reserve(self.chunk);
         }
         self.buf.capacity() - self.buf.len()
-    }
-
-    /// A large frame of `total` bytes was split off the read buffer. Its
-    /// allocation is kept for the next large frame, counted in the budget
-    /// (the buffer takes it back once the frame is dropped, so a stream of
-    /// large frames reads each into the same memory instead of a fresh
-    /// allocation the system allocator pages in again), if the budget has
-    /// room; otherwise the allocation leaves with the frame and what was
-    /// read past the frame moves to a small buffer.
-    fn keep(&mut self, total: usize) {
-        let whole = total + self.buf.capacity();
-        let shared = self.shared.clone();
-        if whole <= self.kept {
-            return;
-        }
-        // Kept only while the budget is less than half used: a kept buffer
-        // must not make other connections wait for room.
-        let more = whole - self.kept;
-        if super::kept::may_keep(&shared.budget, more) && shared.budget.try_charge(more) {
-            self.kept = whole;
-            shared.kept.reader_kept(more as isize);
-        } else {
-            self.shed();
-        }
-    }
-
-    /// Gives up a large read buffer kept by [`keep`](Self::keep): what was
-    /// read past the last frame moves to a small buffer, and the budget gets
-    /// the kept bytes back. Also called by the reader's idle check, so an
-    /// idle connection does not hold a large buffer for long.
-    pub(crate) fn shed(&mut self) {
-        self.release_kept();
-        // The allocation leaves with the frames split off it (and is freed
-        // with them). Kept in the buffer (even as the spare room of a view
-        // past the last frame), an idle connection would hold up to
-        // `max_frame_len` outside the budget.
-        let rest = std::mem::take(&mut self.buf);
-        self.buf = BytesMut::with_capacity(rest.len().max(MIN_READ));
-        self.buf.extend_from_slice(&rest);
-    }
-
-    /// What the split of a frame off the buffer rarely has to do: the walk
-    /// of its arguments becomes the frame's (or the last frame's goes),
-    /// and the byte read past a full buffer while it waited
-    /// ([`Input::probe`]) goes back behind what the buffer holds (which
-    /// had no room for it: it moves to a small buffer first, as
-    /// [`shed`](Self::shed) does).
-    #[cold]
-    fn split_off_rare(&mut self) {
-        self.walk = self.head_walk.take();
-        if let Some(b) = self.probe.take() {
-            self.shed();
-            self.buf.extend_from_slice(&[b]);
-        }
-    }
-
-    /// Gives the kept count back to the budget, returning it.
-    fn release_kept(&mut self) {
-        let n = std::mem::take(&mut self.kept);
-        if n > 0 {
-            self.shared.budget.release(n);
-            self.shared.kept.reader_kept(-(n as isize));
-        }
-    }
-
-    /// [`shed`](Self::shed)s a kept buffer unless part of a frame is in it.
-    pub(crate) fn shed_if_idle(&mut self) {
-        if self.kept > 0 && self.buf.is_empty() && self.reserved == 0 {
-            self.shed();
-        }
-    }
-
-    /// Bytes counted in the budget for a kept large read buffer.
-    #[cfg(test)]
-    pub(crate) fn kept(&self) -> usize {
-        self.kept
     }
 
     /// Sizes the next chunk after a read of `n` bytes into `spare`: a read
@@ -570,6 +531,7 @@ impl Input {
     /// Reads and discards what the peer still sends, for at most
     /// [`DRAIN_TIME`] or [`DRAIN_BYTES`], or until it closes its side.
     pub(crate) async fn drain(mut self) {
+        self.drop_deferred();
         self.leave_line();
         self.unreserve();
         self.shed();
@@ -598,6 +560,7 @@ fn shared_add(shared: &Shared, n: usize) {
 
 impl Drop for Input {
     fn drop(&mut self) {
+        self.drop_deferred();
         self.leave_line();
         self.unreserve();
         self.shared

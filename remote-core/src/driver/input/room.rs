@@ -219,6 +219,21 @@ pub(super) async fn first_of(
     .await
 }
 
+/// Waits for `room` or `other`, whichever comes first: `None` for room.
+pub(super) async fn either<T>(
+    room: impl Future<Output = ()>,
+    other: impl Future<Output = T>,
+) -> Option<T> {
+    let (mut room, mut other) = (std::pin::pin!(room), std::pin::pin!(other));
+    std::future::poll_fn(|cx| {
+        if room.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        other.as_mut().poll(cx).map(Some)
+    })
+    .await
+}
+
 /// How a wait for room ended.
 pub(super) enum Wait {
     /// The call may start (or is refused: `Turn::Never`).

@@ -1,0 +1,87 @@
+//! The read buffer kept for the next large frame (see
+//! [`kept`](crate::driver::kept)): kept in a run of large frames only,
+//! counted in the memory budget, and given up when frames become small or
+//! the connection idles.
+
+use bytes::BytesMut;
+
+use super::{Input, MIN_READ};
+use crate::driver::kept::may_keep;
+
+impl Input {
+    /// A large frame of `total` bytes was split off the read buffer. Its
+    /// allocation is kept for the next large frame, counted in the budget
+    /// (the buffer takes it back once the frame is dropped, so a stream of
+    /// large frames reads each into the same memory instead of a fresh
+    /// allocation the system allocator pages in again), if the budget has
+    /// room; otherwise the allocation leaves with the frame and what was
+    /// read past the frame moves to a small buffer.
+    pub(super) fn keep(&mut self, total: usize) {
+        let whole = total + self.buf.capacity();
+        let shared = self.shared.clone();
+        if whole <= self.kept {
+            return;
+        }
+        // Kept only while the budget is less than half used: a kept buffer
+        // must not make other connections wait for room.
+        let more = whole - self.kept;
+        if may_keep(&shared.budget, more) && shared.budget.try_charge(more) {
+            self.kept = whole;
+            shared.kept.reader_kept(more as isize);
+        } else {
+            self.shed();
+        }
+    }
+
+    /// Gives up a large read buffer kept by [`keep`](Self::keep): what was
+    /// read past the last frame moves to a small buffer, and the budget gets
+    /// the kept bytes back. Also called by the reader's idle check, so an
+    /// idle connection does not hold a large buffer for long.
+    pub(crate) fn shed(&mut self) {
+        self.release_kept();
+        // The allocation leaves with the frames split off it (and is freed
+        // with them). Kept in the buffer (even as the spare room of a view
+        // past the last frame), an idle connection would hold up to
+        // `max_frame_len` outside the budget.
+        let rest = std::mem::take(&mut self.buf);
+        self.buf = BytesMut::with_capacity(rest.len().max(MIN_READ));
+        self.buf.extend_from_slice(&rest);
+    }
+
+    /// What the split of a frame off the buffer rarely has to do: the walk
+    /// of its arguments becomes the frame's (or the last frame's goes),
+    /// and the byte read past a full buffer while it waited
+    /// ([`Input::probe`]) goes back behind what the buffer holds (which
+    /// had no room for it: it moves to a small buffer first, as
+    /// [`shed`](Self::shed) does).
+    #[cold]
+    pub(super) fn split_off_rare(&mut self) {
+        self.walk = self.head_walk.take();
+        if let Some(b) = self.probe.take() {
+            self.shed();
+            self.buf.extend_from_slice(&[b]);
+        }
+    }
+
+    /// Gives the kept count back to the budget, returning it.
+    pub(super) fn release_kept(&mut self) {
+        let n = std::mem::take(&mut self.kept);
+        if n > 0 {
+            self.shared.budget.release(n);
+            self.shared.kept.reader_kept(-(n as isize));
+        }
+    }
+
+    /// [`shed`](Self::shed)s a kept buffer unless part of a frame is in it.
+    pub(crate) fn shed_if_idle(&mut self) {
+        if self.kept > 0 && self.buf.is_empty() && self.reserved == 0 {
+            self.shed();
+        }
+    }
+
+    /// Bytes counted in the budget for a kept large read buffer.
+    #[cfg(test)]
+    pub(crate) fn kept(&self) -> usize {
+        self.kept
+    }
+}

@@ -1,0 +1,127 @@
+//! Hostile peers against the calls a server sets aside while they wait for
+//! room (`driver/input/defer.rs`), each found by a red-team pass of its
+//! first form: a heavy call must not hold its whole count in the budget
+//! while it waits for its connection's output, and a call too heavy ever
+//! to run, waiting behind frames set aside, must be the one refused. (A
+//! frame set aside keeping the read buffer alive: `attack_deferred_memory.rs`.)
+
+#[path = "support/gate.rs"]
+mod gate;
+#[path = "support/holder.rs"]
+mod holder;
+#[path = "support/raw.rs"]
+mod raw;
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+
+use gate::Gate;
+use holder::{hold_frame, serve};
+use remote_core::proto::Reader;
+use remote_core::{Limits, ServerHandle};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+fn add(id: u32) -> Vec<u8> {
+    raw::call(id, 0, "add", 60_000, &[0x92, 0x01, 0x02])
+}
+
+/// Waits until the server has read `n` bytes in all.
+async fn read_by_server(server: &ServerHandle, n: u64) {
+    assert!(
+        raw::eventually(|| server.stats().calls.bytes_in >= n).await,
+        "the server read {} of {n} bytes",
+        server.stats().calls.bytes_in
+    );
+}
+
+/// Writes `frame`, counting it in `sent`.
+async fn send(s: &mut TcpStream, sent: &mut u64, frame: &[u8]) {
+    s.write_all(frame).await.unwrap();
+    *sent += frame.len() as u64;
+}
+
+/// The call id and whether it returned (or its error) of the next reply.
+async fn reply(s: &mut TcpStream) -> (u64, Result<(), String>) {
+    loop {
+        let f = raw::frame(s).await.expect("connection closed");
+        if raw::kind(&f) == raw::RETURN {
+            let mut r = Reader::new(&f);
+            r.array_len().unwrap();
+            r.uint().unwrap();
+            return (r.uint().unwrap(), Ok(()));
+        }
+        if let Some((id, kind, msg)) = raw::error_of(&f) {
+            return (id, Err(format!("{kind}: {msg}")));
+        }
+    }
+}
+
+/// A budget of 1 MiB: its share is 128 KiB, so one handler running before
+/// its connection's first reply (counted at a full frame) leaves no room
+/// for a second call.
+fn small() -> Limits {
+    Limits {
+        memory_budget: 1 << 20,
+        ..Limits::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heavy_call_waiting_for_its_connections_output_holds_nothing() {
+    let gate = Arc::new(Gate::default());
+    let server = serve(Limits::default(), gate.clone()).await;
+    let mut s = raw::opened(&server).await;
+    let mut sent = server.stats().calls.bytes_in;
+    // Eight handlers fill the connection's share before its first reply.
+    for id in 1..=8 {
+        send(&mut s, &mut sent, &hold_frame(id, 0)).await;
+    }
+    assert!(raw::eventually(|| gate.running.load(SeqCst) == 8).await);
+    // A call of 16 KB that decodes to about 800 KB (then a light one,
+    // which the server reads once the heavy call has started).
+    send(&mut s, &mut sent, &hold_frame(9, 16_000)).await;
+    read_by_server(&server, sent).await;
+    send(&mut s, &mut sent, &add(10)).await;
+    assert!(
+        server.buffered_bytes() < 64 << 10,
+        "{} bytes counted for calls that wait",
+        server.buffered_bytes()
+    );
+    gate.open.add_permits(9);
+    let mut ok = 0;
+    for _ in 1..=10 {
+        let (id, r) = raw::bounded(reply(&mut s)).await;
+        assert!(r.is_ok(), "call {id}: {r:?}");
+        ok += 1;
+    }
+    assert_eq!(ok, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_too_heavy_behind_calls_set_aside_is_the_one_refused() {
+    let gate = Arc::new(Gate::default());
+    let server = serve(small(), gate.clone()).await;
+    let mut s = raw::opened(&server).await;
+    let mut sent = server.stats().calls.bytes_in;
+    send(&mut s, &mut sent, &hold_frame(1, 0)).await;
+    assert!(raw::eventually(|| gate.running.load(SeqCst) == 1).await);
+    for id in 2..=4 {
+        send(&mut s, &mut sent, &add(id)).await;
+    }
+    // 20,000 empty strings: about 980 KB decoded, more than a 1 MiB
+    // budget less an eighth can ever hold.
+    send(&mut s, &mut sent, &hold_frame(5, 20_000)).await;
+    read_by_server(&server, sent).await;
+    gate.open.add_permits(1);
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.push(raw::bounded(reply(&mut s)).await);
+    }
+    got.sort_by_key(|g| g.0);
+    for (id, r) in &got[..4] {
+        assert!(r.is_ok(), "call {id} refused: {r:?}");
+    }
+    let refused = got[4].1.as_ref().unwrap_err();
+    assert!(refused.contains("memory_budget"), "{refused}");
+}
