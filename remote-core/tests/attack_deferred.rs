@@ -2,8 +2,11 @@
 //! room (`driver/input/defer.rs`), each found by a red-team pass of its
 //! first form: a heavy call must not hold its whole count in the budget
 //! while it waits for its connection's output, and a call too heavy ever
-//! to run, waiting behind frames set aside, must be the one refused. (A
-//! frame set aside keeping the read buffer alive: `attack_deferred_memory.rs`.)
+//! to run, waiting behind frames set aside, must be the one refused; and
+//! handling a frame set aside must not give up what is held for the frame
+//! being read behind it. A cancel of a running call goes past the frames
+//! set aside, which may be waiting for the room that call holds. (A frame
+//! set aside keeping the read buffer alive: `attack_deferred_memory.rs`.)
 
 #[path = "support/gate.rs"]
 mod gate;
@@ -17,7 +20,7 @@ use std::sync::Arc;
 
 use gate::Gate;
 use holder::{hold_frame, serve};
-use remote_core::proto::Reader;
+use remote_core::proto::{encode, CallId, Reader};
 use remote_core::{Limits, ServerHandle};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -124,4 +127,73 @@ async fn a_call_too_heavy_behind_calls_set_aside_is_the_one_refused() {
     }
     let refused = got[4].1.as_ref().unwrap_err();
     assert!(refused.contains("memory_budget"), "{refused}");
+}
+
+/// A RETURN frame for call `id` carrying a bin of `n` bytes.
+fn big_return(id: u32, n: usize) -> Vec<u8> {
+    let mut f = encode::begin(n + 32);
+    f.extend_from_slice(&[0x93, 0x02, 0xce]);
+    f.extend_from_slice(&id.to_be_bytes());
+    f.push(0xc6);
+    f.extend_from_slice(&(n as u32).to_be_bytes());
+    f.resize(f.len() + n, 0);
+    encode::finish(&mut f);
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handling_a_frame_set_aside_keeps_the_reservation_of_the_frame_behind_it() {
+    let gate = Arc::new(Gate::default());
+    let server = serve(small(), gate.clone()).await;
+    let mut s = raw::opened(&server).await;
+    let mut sent = server.stats().calls.bytes_in;
+    send(&mut s, &mut sent, &hold_frame(1, 0)).await;
+    assert!(raw::eventually(|| gate.running.load(SeqCst) == 1).await);
+    // A call set aside, then the first third of a 300 KB reply, which
+    // goes past it and is reserved in the budget as it is read.
+    send(&mut s, &mut sent, &add(2)).await;
+    let r = big_return(77, 300_000);
+    send(&mut s, &mut sent, &r[..100_000]).await;
+    read_by_server(&server, sent).await;
+    assert!(server.buffered_bytes() >= 300_000);
+    gate.open.add_permits(1);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (id, r) = raw::bounded(reply(&mut s)).await;
+        assert!(r.is_ok(), "call {id}: {r:?}");
+        ids.push(id);
+    }
+    ids.sort();
+    assert_eq!(ids, [1, 2]);
+    // The call set aside was handled; the reply in progress keeps its room.
+    assert!(
+        server.buffered_bytes() >= 300_000,
+        "{} bytes counted with 300 KB reserved",
+        server.buffered_bytes()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_goes_past_calls_set_aside_to_the_call_holding_their_room() {
+    let gate = Arc::new(Gate::default());
+    let server = serve(small(), gate.clone()).await;
+    let mut s = raw::opened(&server).await;
+    let mut sent = server.stats().calls.bytes_in;
+    send(&mut s, &mut sent, &hold_frame(1, 0)).await;
+    assert!(raw::eventually(|| gate.running.load(SeqCst) == 1).await);
+    send(&mut s, &mut sent, &add(2)).await;
+    send(&mut s, &mut sent, &encode::cancel(CallId(1))).await;
+    // The handler holding the room is dropped, the call set aside runs,
+    // and both get their replies (call 1 its `cancelled` error).
+    assert!(raw::eventually(|| gate.running.load(SeqCst) == 0).await);
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(raw::bounded(reply(&mut s)).await);
+    }
+    got.sort_by_key(|g| g.0);
+    assert!(
+        got[0].1.as_ref().unwrap_err().contains("cancelled"),
+        "{got:?}"
+    );
+    assert!(got[1].1.is_ok(), "{got:?}");
 }

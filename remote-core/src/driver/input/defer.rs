@@ -14,9 +14,11 @@
 //! - replies, errors, pings, pongs and invalidations are handled at once,
 //!   whatever waits before them: nothing they do depends on a call not
 //!   yet started (a reference they carry counts the same in either order,
-//!   PROTOCOL.md §4);
-//! - any other frame (a call, a release, a cancel, a finish, a goodbye) is
-//!   set aside behind the waiting ones, so those keep their order;
+//!   PROTOCOL.md §4); so is a cancel of a call not set aside, which may
+//!   free the room they wait for;
+//! - any other frame (a call, a release, a finish, a goodbye, a cancel of
+//!   a call set aside) is set aside behind the waiting ones, so those keep
+//!   their order;
 //! - the frames set aside go on, in order, as soon as the first may: a
 //!   call once its connection has room, anything else at once.
 //!
@@ -30,8 +32,8 @@ use std::ops::ControlFlow;
 use bytes::{Buf, Bytes};
 
 use super::{Input, LIGHT};
-use crate::driver::share::{heavy_call_weight, LIGHT_LEN};
-use crate::proto::{is_call, kind, ArgsWalk, FrameError, Reader};
+use crate::driver::share::{heavy_call_weight, ArgsCharge, LIGHT_LEN};
+use crate::proto::{is_call, kind, FrameError, Reader};
 
 /// Most bytes of frames (prefixes included) set aside per connection: a
 /// hundred ordinary calls. They are counted in the budget whether it has
@@ -43,11 +45,19 @@ pub(super) const DEFER_BYTES: usize = 16 << 10;
 /// Frames set aside, in order, and what they count in the budget.
 #[derive(Debug, Default)]
 pub(super) struct Deferred {
-    /// Each frame (a copy: a view would keep the read buffer's whole
-    /// allocation alive) and its walk.
-    frames: VecDeque<(Bytes, Option<ArgsWalk>)>,
+    /// Each frame: a copy (a view would keep the read buffer's whole
+    /// allocation alive), so a walk made of it in the buffer no longer
+    /// applies (walks match a payload by its address) and is dropped.
+    frames: VecDeque<Bytes>,
     /// Their lengths with prefixes, counted in the memory budget.
     bytes: usize,
+    /// Whether the frame last returned was one set aside: what the reader
+    /// holds for the frame at the head of the buffer (its reservation, its
+    /// count) is not that frame's, and is left alone when it is handled.
+    pub(super) popped: bool,
+    /// That frame's count ([`Input::received`]): none when it comes, as a
+    /// light call's.
+    pub(super) charged: ArgsCharge,
 }
 
 impl Deferred {
@@ -55,6 +65,16 @@ impl Deferred {
     pub(super) fn is_empty(&self) -> bool {
         self.frames.is_empty()
     }
+}
+
+/// A message's kind and its first field (a call id for a call or a
+/// cancel), if it reads as an array starting with two unsigned integers.
+fn head(payload: &[u8]) -> Option<(u64, u64)> {
+    let mut r = Reader::new(payload);
+    r.array_len().ok()?;
+    let k = r.uint().ok()?;
+    let id = r.uint().ok()?;
+    Some((k, id))
 }
 
 /// Whether a frame may be handled before the frames set aside: a reply, an
@@ -88,16 +108,17 @@ impl Input {
     /// connection's output has room, anything else at once. Its count in
     /// the budget is given back; a call's time counts from now.
     pub(super) fn deferred_ready(&mut self, backpressure: bool) -> Option<Bytes> {
-        let (front, ..) = self.deferred.frames.front()?;
+        let front = self.deferred.frames.front()?;
         let call = is_call(front);
         if call && backpressure && !Self::output_room(&self.shared) {
             return None;
         }
-        let (frame, walk) = self.deferred.frames.pop_front()?;
+        let frame = self.deferred.frames.pop_front()?;
         let n = frame.len() + 4;
         self.deferred.bytes -= n;
         self.shared.budget.release(n);
-        self.walk = walk;
+        self.walk = None;
+        self.deferred.popped = true;
         if call {
             self.arrival.reset();
         }
@@ -105,10 +126,37 @@ impl Input {
     }
 
     /// Whether the complete frame of `total` bytes at the head of the
-    /// buffer must stay behind the frames set aside.
+    /// buffer must stay behind the frames set aside. A cancel goes first
+    /// unless it is for a call set aside (a call id is not reused before
+    /// its reply, PROTOCOL.md §3.6): it may free the room they wait for.
     #[inline]
     pub(super) fn behind_deferred(&self, total: usize) -> bool {
-        !self.deferred.is_empty() && !may_overtake(&self.buf[4..total])
+        if self.deferred.is_empty() {
+            return false;
+        }
+        let payload = &self.buf[4..total];
+        match head(payload) {
+            Some((k, id)) if k == u64::from(kind::CANCEL) => self
+                .deferred
+                .frames
+                .iter()
+                .any(|f| is_call(f) && head(f).is_some_and(|(_, other)| other == id)),
+            _ => !may_overtake(payload),
+        }
+    }
+
+    /// The frame last returned has been handled: true (and what its count
+    /// still holds given back) if it was one set aside.
+    #[inline]
+    pub(super) fn deferred_done(&mut self) -> bool {
+        if !std::mem::take(&mut self.deferred.popped) {
+            return false;
+        }
+        let left = std::mem::take(&mut self.deferred.charged).bytes;
+        if left > 0 {
+            self.shared.budget.release(left);
+        }
+        true
     }
 
     /// Sets the complete frame of `total` bytes at the head of the buffer
@@ -145,14 +193,14 @@ impl Input {
         // 16 KiB of pongs after each call set aside).
         let frame = Bytes::copy_from_slice(&self.buf[4..total]);
         self.buf.advance(total);
-        let walk = self.head_walk.take();
+        self.head_walk = None;
         if let Some(b) = self.probe.take() {
             // Read past a full buffer while a wait for room went on: it
             // follows what the buffer holds.
             self.shed();
             self.buf.extend_from_slice(&[b]);
         }
-        self.deferred.frames.push_back((frame, walk));
+        self.deferred.frames.push_back(frame);
         true
     }
 

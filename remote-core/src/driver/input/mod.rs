@@ -183,7 +183,13 @@ impl Input {
     /// them (a long call's, to weigh them).
     #[inline]
     pub(crate) fn received(&mut self) -> (&mut Arrival, &mut ArgsCharge, Option<&ArgsWalk>) {
-        (&mut self.arrival, &mut self.charged, self.walk.as_ref())
+        // A frame set aside has a count of its own (`defer.rs`).
+        let charged = if self.deferred.popped {
+            &mut self.deferred.charged
+        } else {
+            &mut self.charged
+        };
+        (&mut self.arrival, charged, self.walk.as_ref())
     }
 
     /// Changes the frame limit (it is small during the handshake).
@@ -512,6 +518,9 @@ impl Input {
     /// and its arguments' count unless its handler runs on with it.
     #[inline]
     pub(crate) fn frame_done(&mut self) {
+        if self.deferred_done() {
+            return;
+        }
         self.unreserve();
         if self.charged.bytes > 0 || self.charged.over.is_some() {
             self.shared
