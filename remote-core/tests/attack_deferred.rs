@@ -14,61 +14,17 @@ mod gate;
 mod holder;
 #[path = "support/raw.rs"]
 mod raw;
+#[path = "support/set_aside.rs"]
+mod set_aside;
 
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 
 use gate::Gate;
 use holder::{hold_frame, serve};
-use remote_core::proto::{encode, CallId, Reader};
-use remote_core::{Limits, ServerHandle};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-
-fn add(id: u32) -> Vec<u8> {
-    raw::call(id, 0, "add", 60_000, &[0x92, 0x01, 0x02])
-}
-
-/// Waits until the server has read `n` bytes in all.
-async fn read_by_server(server: &ServerHandle, n: u64) {
-    assert!(
-        raw::eventually(|| server.stats().calls.bytes_in >= n).await,
-        "the server read {} of {n} bytes",
-        server.stats().calls.bytes_in
-    );
-}
-
-/// Writes `frame`, counting it in `sent`.
-async fn send(s: &mut TcpStream, sent: &mut u64, frame: &[u8]) {
-    s.write_all(frame).await.unwrap();
-    *sent += frame.len() as u64;
-}
-
-/// The call id and whether it returned (or its error) of the next reply.
-async fn reply(s: &mut TcpStream) -> (u64, Result<(), String>) {
-    loop {
-        let f = raw::frame(s).await.expect("connection closed");
-        if raw::kind(&f) == raw::RETURN {
-            let mut r = Reader::new(&f);
-            r.array_len().unwrap();
-            r.uint().unwrap();
-            return (r.uint().unwrap(), Ok(()));
-        }
-        if let Some((id, kind, msg)) = raw::error_of(&f) {
-            return (id, Err(format!("{kind}: {msg}")));
-        }
-    }
-}
-
-/// A budget of 1 MiB: its share is 128 KiB, so one handler running before
-/// its connection's first reply (counted at a full frame) leaves no room
-/// for a second call.
-fn small() -> Limits {
-    Limits {
-        memory_budget: 1 << 20,
-        ..Limits::default()
-    }
-}
+use remote_core::proto::{encode, CallId};
+use remote_core::Limits;
+use set_aside::{add, read_by_server, reply, send, small};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_heavy_call_waiting_for_its_connections_output_holds_nothing() {

@@ -1,0 +1,56 @@
+//! Raw-socket helpers for the tests of calls a server sets aside while
+//! they wait for room (`driver/input/defer.rs`). Included by
+//! `#[path = "support/set_aside.rs"] mod set_aside;` next to `raw`.
+#![allow(dead_code, unreachable_pub)]
+
+use remote_core::proto::Reader;
+use remote_core::{Limits, ServerHandle};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::raw;
+
+pub fn add(id: u32) -> Vec<u8> {
+    raw::call(id, 0, "add", 60_000, &[0x92, 0x01, 0x02])
+}
+
+/// Waits until the server has read `n` bytes in all.
+pub async fn read_by_server(server: &ServerHandle, n: u64) {
+    assert!(
+        raw::eventually(|| server.stats().calls.bytes_in >= n).await,
+        "the server read {} of {n} bytes",
+        server.stats().calls.bytes_in
+    );
+}
+
+/// Writes `frame`, counting it in `sent`.
+pub async fn send(s: &mut TcpStream, sent: &mut u64, frame: &[u8]) {
+    s.write_all(frame).await.unwrap();
+    *sent += frame.len() as u64;
+}
+
+/// The call id and whether it returned (or its error) of the next reply.
+pub async fn reply(s: &mut TcpStream) -> (u64, Result<(), String>) {
+    loop {
+        let f = raw::frame(s).await.expect("connection closed");
+        if raw::kind(&f) == raw::RETURN {
+            let mut r = Reader::new(&f);
+            r.array_len().unwrap();
+            r.uint().unwrap();
+            return (r.uint().unwrap(), Ok(()));
+        }
+        if let Some((id, kind, msg)) = raw::error_of(&f) {
+            return (id, Err(format!("{kind}: {msg}")));
+        }
+    }
+}
+
+/// A budget of 1 MiB: its share is 128 KiB, so one handler running before
+/// its connection's first reply (counted at a full frame) leaves no room
+/// for a second call.
+pub fn small() -> Limits {
+    Limits {
+        memory_budget: 1 << 20,
+        ..Limits::default()
+    }
+}
