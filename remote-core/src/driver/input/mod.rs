@@ -271,10 +271,10 @@ impl Input {
                         }
                     }
                     // A call starts a handler whose reply adds output: it
-                    // waits (and nothing behind it is read) while this
-                    // connection's output is over its budgets. Other
-                    // messages (replies to our calls, releases) are
-                    // handled, so two peers cannot hold each other up.
+                    // waits while this connection's output is over its
+                    // budgets, set aside if it is light so that the frames
+                    // behind it are read on (`defer.rs`: the handlers
+                    // holding the room may wait for replies behind it).
                     // (A short call with room, the usual one, is not
                     // looked at further.)
                     if backpressure
