@@ -415,6 +415,14 @@ pub(crate) fn is_call(payload: &[u8]) -> bool {
     if let [0x90..=0x9f, k @ 0x00..=0x7f, ..] = *payload {
         return k == kind::CALL || k == kind::KEPT_CALL;
     }
+    is_call_read(payload)
+}
+
+/// [`is_call`] for any other encoding, out of line so the usual test
+/// stays small enough to inline wherever it is made.
+#[cold]
+#[inline(never)]
+fn is_call_read(payload: &[u8]) -> bool {
     let mut r = Reader::new(payload);
     r.array_len().is_ok()
         && r.uint()
