@@ -91,6 +91,7 @@ mod marker;
 mod memo;
 pub mod observability;
 mod peer;
+mod per_peer;
 mod priority;
 /// The sans-IO protocol layer (frames, messages, the connection state
 /// machine). Not a public API: it is reachable only for the fuzz targets,

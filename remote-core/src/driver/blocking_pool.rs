@@ -43,15 +43,7 @@ impl ServerBlocking {
     /// The slots shared by the connections from peer address `key` (made
     /// on first use, dropped with the last connection holding them).
     pub(crate) fn for_peer(&self, key: IpAddr) -> Arc<Semaphore> {
-        let mut map = lock(&self.per_peer);
-        if let Some(s) = map.get(&key).and_then(Weak::upgrade) {
-            return s;
-        }
-        // Forget addresses none of whose connections is left.
-        map.retain(|_, w| w.strong_count() > 0);
-        let s = Arc::new(Semaphore::new(self.per_peer_max));
-        map.insert(key, Arc::downgrade(&s));
-        s
+        crate::per_peer::shared(&self.per_peer, key, || Semaphore::new(self.per_peer_max))
     }
 }
 

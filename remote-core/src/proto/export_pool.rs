@@ -84,17 +84,8 @@ impl ExportPool {
     /// A connection's share of the pool: from peer address `peer` (keyed
     /// as `max_connections_per_peer` keys them), if it is counted per peer.
     pub fn share(self: &Arc<Self>, peer: Option<IpAddr>) -> PoolShare {
-        let peer = peer.map(|key| {
-            let mut map = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(c) = map.get(&key).and_then(Weak::upgrade) {
-                return c;
-            }
-            // Forget addresses none of whose connections is left.
-            map.retain(|_, w| w.strong_count() > 0);
-            let c = Arc::new(Count::new(self.per_peer_max));
-            map.insert(key, Arc::downgrade(&c));
-            c
-        });
+        let peer = peer
+            .map(|key| crate::per_peer::shared(&self.peers, key, || Count::new(self.per_peer_max)));
         PoolShare {
             pool: self.clone(),
             peer,

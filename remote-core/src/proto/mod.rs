@@ -31,8 +31,8 @@ pub use invalidate::{
     ack as encode_invalidated, invalidate as encode_invalidate, FEATURE as FEATURE_INVALIDATE,
     MAX_INVALIDATE_METHODS,
 };
-pub(crate) use msg::is_call;
 pub use msg::{encode, Hello, Message, WireError, PROTOCOL_MAGIC, PROTOCOL_VERSION};
+pub(crate) use msg::{is_call, kind_of};
 pub use ping::{
     ping as encode_ping, pong as encode_pong, Keepalive, KeepaliveAction,
     FEATURE as FEATURE_KEEPALIVE,

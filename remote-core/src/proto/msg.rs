@@ -409,24 +409,31 @@ impl<'a> Message<'a> {
 /// while its output is over its budgets (PROTOCOL.md §9).
 #[inline]
 pub(crate) fn is_call(payload: &[u8]) -> bool {
-    // The usual encoding (a fixarray, the kind a positive fixint) is read
-    // here; any other goes through the reader, so a peer cannot pass a
-    // call off as something else by encoding it differently.
-    if let [0x90..=0x9f, k @ 0x00..=0x7f, ..] = *payload {
-        return k == kind::CALL || k == kind::KEPT_CALL;
-    }
-    is_call_read(payload)
+    matches!(kind_of(payload), Some(k) if k == u64::from(kind::CALL) || k == u64::from(kind::KEPT_CALL))
 }
 
-/// [`is_call`] for any other encoding, out of line so the usual test
+/// A frame's message kind (its first element), without parsing the rest;
+/// `None` if it does not read as an array starting with an unsigned
+/// integer.
+#[inline]
+pub(crate) fn kind_of(payload: &[u8]) -> Option<u64> {
+    // The usual encoding (a fixarray, the kind a positive fixint) is read
+    // here; any other goes through the reader, so a peer cannot pass a
+    // message off as another kind by encoding it differently.
+    if let [0x90..=0x9f, k @ 0x00..=0x7f, ..] = *payload {
+        return Some(u64::from(k));
+    }
+    kind_read(payload)
+}
+
+/// [`kind_of`] for any other encoding, out of line so the usual test
 /// stays small enough to inline wherever it is made.
 #[cold]
 #[inline(never)]
-fn is_call_read(payload: &[u8]) -> bool {
+fn kind_read(payload: &[u8]) -> Option<u64> {
     let mut r = Reader::new(payload);
-    r.array_len().is_ok()
-        && r.uint()
-            .is_ok_and(|k| k == u64::from(kind::CALL) || k == u64::from(kind::KEPT_CALL))
+    r.array_len().ok()?;
+    r.uint().ok()
 }
 
 /// Builders for framed messages: 4-byte big-endian length, then msgpack.

@@ -32,8 +32,8 @@ use std::ops::ControlFlow;
 use bytes::{Buf, Bytes};
 
 use super::{Input, LIGHT};
-use crate::driver::share::{heavy_call_weight, ArgsCharge, LIGHT_LEN};
-use crate::proto::{is_call, kind, FrameError, Reader};
+use crate::driver::share::{ArgsCharge, LIGHT_LEN};
+use crate::proto::{is_call, kind, kind_of, FrameError, Reader};
 
 /// Most bytes of frames (prefixes included) set aside per connection: a
 /// hundred ordinary calls. They are counted in the budget whether it has
@@ -80,16 +80,9 @@ fn head(payload: &[u8]) -> Option<(u64, u64)> {
 /// Whether a frame may be handled before the frames set aside: a reply, an
 /// error, a ping, a pong or an invalidation (or its acknowledgement).
 fn may_overtake(payload: &[u8]) -> bool {
-    let k = match *payload {
-        [0x90..=0x9f, k @ 0x00..=0x7f, ..] => u64::from(k),
-        _ => {
-            let mut r = Reader::new(payload);
-            match r.array_len().and_then(|_| r.uint()) {
-                Ok(k) => k,
-                // Malformed: in order, where its handling says why.
-                Err(_) => return false,
-            }
-        }
+    // Malformed: in order, where its handling says why.
+    let Some(k) = kind_of(payload) else {
+        return false;
     };
     [
         kind::RETURN,
@@ -178,12 +171,7 @@ impl Input {
             return false;
         }
         // Its reservation, if it had one, becomes part of the count.
-        let reserved = std::mem::take(&mut self.reserved);
-        if reserved > 0 {
-            self.shared
-                .buffered_input
-                .fetch_sub(reserved, std::sync::atomic::Ordering::AcqRel);
-        }
+        let reserved = self.take_reservation();
         self.shared.budget.charge(total.saturating_sub(reserved));
         self.deferred.bytes += total;
         self.head_weight = 0;
@@ -194,33 +182,19 @@ impl Input {
         let frame = Bytes::copy_from_slice(&self.buf[4..total]);
         self.buf.advance(total);
         self.head_walk = None;
-        if let Some(b) = self.probe.take() {
-            // Read past a full buffer while a wait for room went on: it
-            // follows what the buffer holds.
-            self.shed();
-            self.buf.extend_from_slice(&[b]);
-        }
+        self.put_back_probe();
         self.deferred.frames.push_back(frame);
         true
     }
 
     /// Whether the complete frame of `total` bytes at the head of the
-    /// buffer is not a heavy call ([`heavy_call_weight`]). Its weight and
-    /// walk are kept for it, as [`heavy_need`](Self::heavy_need) keeps
-    /// them, but nothing is marked: this may be asked while the frames
-    /// set aside go first, and what is marked for the head applies to the
-    /// next frame handled.
+    /// buffer is not a heavy call ([`weigh_head`](Self::weigh_head)).
+    /// Nothing is marked for it, as [`heavy_need`](Self::heavy_need) marks
+    /// a call too heavy ever to run: this may be asked while the frames set
+    /// aside go first, and what is marked for the head applies to the next
+    /// frame handled.
     fn head_is_light(&mut self, total: usize) -> bool {
-        if total - 4 <= LIGHT_LEN || !is_call(&self.buf[4..total]) {
-            return true;
-        }
-        if self.head_weight == 0 {
-            let weighed = heavy_call_weight(&self.buf[4..total], &self.shared.limits);
-            self.head_weight = weighed.weight.unwrap_or(LIGHT);
-            self.head_walk = weighed.walk;
-            self.head_timeout_ms = weighed.timeout_ms;
-        }
-        self.head_weight == LIGHT
+        total - 4 <= LIGHT_LEN || !is_call(&self.buf[4..total]) || self.weigh_head(total) == LIGHT
     }
 
     /// Waits until the first frame set aside may go on (or the peer closes,

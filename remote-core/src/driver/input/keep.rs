@@ -57,6 +57,14 @@ impl Input {
     #[cold]
     pub(super) fn split_off_rare(&mut self) {
         self.walk = self.head_walk.take();
+        self.put_back_probe();
+    }
+
+    /// The byte read past a full buffer while a wait for room went on
+    /// ([`Input::probe`]), if any, goes back behind what the buffer holds
+    /// (which had no room for it: it moves to a small buffer first, as
+    /// [`shed`](Self::shed) does), once the frame at its head is split off.
+    pub(super) fn put_back_probe(&mut self) {
         if let Some(b) = self.probe.take() {
             self.shed();
             self.buf.extend_from_slice(&[b]);

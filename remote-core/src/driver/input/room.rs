@@ -113,14 +113,7 @@ impl Input {
         if self.charged.bytes > 0 || self.charged.over.is_some() || total - 4 <= LIGHT_LEN {
             return None;
         }
-        if self.head_weight == 0 {
-            let payload = &self.buf[4..total];
-            let weighed = heavy_call_weight(payload, &self.shared.limits);
-            self.head_weight = weighed.weight.unwrap_or(LIGHT);
-            self.head_walk = weighed.walk;
-            self.head_timeout_ms = weighed.timeout_ms;
-        }
-        match self.head_weight {
+        match self.weigh_head(total) {
             LIGHT => None,
             w if w > self.shared.budget.most_for_the_line() => {
                 self.charged.over = Some(w);
@@ -128,6 +121,34 @@ impl Input {
             }
             w => Some(w.saturating_sub(self.reserved)),
         }
+    }
+
+    /// The weight of the call at the head of the buffer (its frame `total`
+    /// bytes long), or [`LIGHT`] if it is not heavy ([`heavy_call_weight`]):
+    /// walked once, its weight, walk and deadline kept for it until it is
+    /// split off.
+    pub(super) fn weigh_head(&mut self, total: usize) -> usize {
+        if self.head_weight == 0 {
+            let payload = &self.buf[4..total];
+            let weighed = heavy_call_weight(payload, &self.shared.limits);
+            self.head_weight = weighed.weight.unwrap_or(LIGHT);
+            self.head_walk = weighed.walk;
+            self.head_timeout_ms = weighed.timeout_ms;
+        }
+        self.head_weight
+    }
+
+    /// The reservation of the frame at the head of the buffer, taken to
+    /// become part of another count: it leaves `buffered_input` and stays
+    /// counted in the budget.
+    pub(super) fn take_reservation(&mut self) -> usize {
+        let reserved = std::mem::take(&mut self.reserved);
+        if reserved > 0 {
+            self.shared
+                .buffered_input
+                .fetch_sub(reserved, Ordering::AcqRel);
+        }
+        reserved
     }
 
     /// Whether the call at the head of the buffer may start (`Counted`):
@@ -171,13 +192,7 @@ impl Input {
             Turn::Counted => {}
         }
         self.ticket = None;
-        let reserved = std::mem::take(&mut self.reserved);
-        if reserved > 0 {
-            self.shared
-                .buffered_input
-                .fetch_sub(reserved, Ordering::AcqRel);
-        }
-        self.charged.bytes = reserved + need;
+        self.charged.bytes = self.take_reservation() + need;
     }
 
     /// A heavy call waiting for room gives up its place (the connection
