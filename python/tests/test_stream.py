@@ -91,6 +91,22 @@ def test_an_async_source_that_waits_after_its_last_item_ends_cleanly() -> None:
     run(go())
 
 
+async def _given_up_with_a_step_pending(
+        items: typing.AsyncIterator[int]) -> typing.Tuple[LocalStream, "asyncio.Future[typing.Any]"]:
+    """A stream of `items` (1, then a wait that never ends) after its
+    first batch and a second pull given up half way: its source's next
+    step stays pending. The stream, and that step."""
+    s = LocalStream(items)
+    assert await s.next_batch(32) == [1]
+    pull = asyncio.ensure_future(s.next_batch(32))
+    await asyncio.sleep(0.01)
+    pull.cancel()  # the puller gives up; the step stays pending
+    await asyncio.wait({pull})
+    task = s._next_task
+    assert task is not None and not task.done()
+    return s, task
+
+
 def test_an_abandoned_source_has_its_pending_step_cancelled() -> None:
     gate = asyncio.Event()
     stopped = []
@@ -104,15 +120,8 @@ def test_an_abandoned_source_has_its_pending_step_cancelled() -> None:
             stopped.append(True)
 
     async def go() -> None:
-        s = LocalStream(items())
-        assert await s.next_batch(32) == [1]
-        pull = asyncio.ensure_future(s.next_batch(32))
-        await asyncio.sleep(0.01)
-        pull.cancel()  # the puller gives up; the step stays pending
-        await asyncio.wait({pull})
-        task = s._next_task
-        assert task is not None and not task.done()
-        del s, pull  # released by its peer: the last references go
+        s, task = await _given_up_with_a_step_pending(items())
+        del s  # released by its peer: the last reference goes
         await asyncio.wait({task}, timeout=10)
         assert task.cancelled(), "the pending step is stopped"
         assert stopped == [True], "and the source's own clean-up ran"
@@ -128,16 +137,9 @@ def test_a_source_dropped_on_another_thread_has_its_step_cancelled_on_its_loop()
         yield 2
 
     async def go() -> None:
-        s = LocalStream(items())
-        assert await s.next_batch(32) == [1]
-        pull = asyncio.ensure_future(s.next_batch(32))
-        await asyncio.sleep(0.01)
-        pull.cancel()
-        await asyncio.wait({pull})
-        task = s._next_task
-        assert task is not None and not task.done()
+        s, task = await _given_up_with_a_step_pending(items())
         box = [s]
-        del s, pull
+        del s
         t = threading.Thread(target=box.clear)  # the last reference goes there
         t.start()
         t.join()

@@ -24,7 +24,7 @@ use gate::Gate;
 use holder::{hold_frame, serve};
 use remote_core::proto::{encode, CallId};
 use remote_core::Limits;
-use set_aside::{add, read_by_server, reply, send, small};
+use set_aside::{add, one_holding, read_by_server, reply, send};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_heavy_call_waiting_for_its_connections_output_holds_nothing() {
@@ -59,12 +59,7 @@ async fn a_heavy_call_waiting_for_its_connections_output_holds_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_too_heavy_behind_calls_set_aside_is_the_one_refused() {
-    let gate = Arc::new(Gate::default());
-    let server = serve(small(), gate.clone()).await;
-    let mut s = raw::opened(&server).await;
-    let mut sent = server.stats().calls.bytes_in;
-    send(&mut s, &mut sent, &hold_frame(1, 0)).await;
-    assert!(raw::eventually(|| gate.running.load(SeqCst) == 1).await);
+    let (gate, server, mut s, mut sent) = one_holding().await;
     for id in 2..=4 {
         send(&mut s, &mut sent, &add(id)).await;
     }
@@ -99,12 +94,7 @@ fn big_return(id: u32, n: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handling_a_frame_set_aside_keeps_the_reservation_of_the_frame_behind_it() {
-    let gate = Arc::new(Gate::default());
-    let server = serve(small(), gate.clone()).await;
-    let mut s = raw::opened(&server).await;
-    let mut sent = server.stats().calls.bytes_in;
-    send(&mut s, &mut sent, &hold_frame(1, 0)).await;
-    assert!(raw::eventually(|| gate.running.load(SeqCst) == 1).await);
+    let (gate, server, mut s, mut sent) = one_holding().await;
     // A call set aside, then the first third of a 300 KB reply, which
     // goes past it and is reserved in the budget as it is read.
     send(&mut s, &mut sent, &add(2)).await;
@@ -131,12 +121,7 @@ async fn handling_a_frame_set_aside_keeps_the_reservation_of_the_frame_behind_it
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_goes_past_calls_set_aside_to_the_call_holding_their_room() {
-    let gate = Arc::new(Gate::default());
-    let server = serve(small(), gate.clone()).await;
-    let mut s = raw::opened(&server).await;
-    let mut sent = server.stats().calls.bytes_in;
-    send(&mut s, &mut sent, &hold_frame(1, 0)).await;
-    assert!(raw::eventually(|| gate.running.load(SeqCst) == 1).await);
+    let (gate, _server, mut s, mut sent) = one_holding().await;
     send(&mut s, &mut sent, &add(2)).await;
     send(&mut s, &mut sent, &encode::cancel(CallId(1))).await;
     // The handler holding the room is dropped, the call set aside runs,

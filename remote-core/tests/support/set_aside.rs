@@ -3,11 +3,16 @@
 //! `#[path = "support/set_aside.rs"] mod set_aside;` next to `raw`.
 #![allow(dead_code, unreachable_pub)]
 
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+
 use remote_core::proto::Reader;
 use remote_core::{Limits, ServerHandle};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::gate::Gate;
+use super::holder::{hold_frame, serve};
 use super::raw;
 
 pub fn add(id: u32) -> Vec<u8> {
@@ -53,4 +58,18 @@ pub fn small() -> Limits {
         memory_budget: 1 << 20,
         ..Limits::default()
     }
+}
+
+/// A `Holder` server with a [`small`] budget, a raw connection to it that
+/// completed the handshake, and one `hold` call (id 1) running on it,
+/// waiting on the gate: its share holds no other call. Also what the
+/// server will have read once it reads what was sent.
+pub async fn one_holding() -> (Arc<Gate>, ServerHandle, TcpStream, u64) {
+    let gate = Arc::new(Gate::default());
+    let server = serve(small(), gate.clone()).await;
+    let mut s = raw::opened(&server).await;
+    let mut sent = server.stats().calls.bytes_in;
+    send(&mut s, &mut sent, &hold_frame(1, 0)).await;
+    assert!(raw::eventually(|| gate.running.load(SeqCst) == 1).await);
+    (gate, server, s, sent)
 }
