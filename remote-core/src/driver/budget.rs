@@ -37,12 +37,16 @@ pub(crate) struct Budget {
     changed: Notify,
     /// Heavy calls waiting for room, in arrival order ([`line_up`](Self::line_up)).
     line: Mutex<Line>,
-    /// What the first of them waits for (and a little more,
-    /// [`hold_back_first`](Self::hold_back_first)), held back from everybody else
-    /// (counted as used by [`exhausted`](Self::exhausted) and
-    /// [`try_charge`](Self::try_charge)), so that room builds up for it:
-    /// otherwise light calls, each needing little, take every byte given
-    /// back before a heavy call's whole count is free at once.
+    /// What the first of them still waits for (and a little more,
+    /// [`SMALL_FRAME`]), held back from everybody else (counted as used by
+    /// [`exhausted`](Self::exhausted) and [`try_charge`](Self::try_charge)),
+    /// so that room builds up for it: otherwise light calls, each needing
+    /// little, take every byte given back before a heavy call's whole
+    /// count is free at once. 0 when nobody is in line. Set under the
+    /// line's lock when the first changes, and taken down without it as
+    /// bytes given back go to the first ([`release`](Self::release)): so
+    /// what the first has gathered is its need less this (less
+    /// `SMALL_FRAME`).
     held_back: AtomicUsize,
 }
 
@@ -65,10 +69,6 @@ struct InLine {
     need: usize,
     /// Bytes its connection holds meanwhile.
     held: usize,
-    /// Bytes of its `need` it has already, counted as used: only the
-    /// first in line gathers them ([`Budget::release`],
-    /// [`Budget::try_charge_first`]).
-    got: usize,
 }
 
 /// A heavy call's place in the line for room ([`Budget::line_up`]).
@@ -161,11 +161,11 @@ impl Budget {
             ticket,
             need: n,
             held,
-            got: 0,
         });
         line.held += held;
         if line.waiting.len() == 1 {
-            self.hold_back_first(&line);
+            self.held_back
+                .store(n.saturating_add(SMALL_FRAME), Ordering::Release);
         }
         drop(line);
         // The first one may now never have room: it looks again.
@@ -195,35 +195,33 @@ impl Budget {
     pub(crate) fn try_charge_first(&self, ticket: &Ticket, n: usize) -> Turn {
         let mut line = lock(&self.line);
         let held = line.held;
-        let Some(first) = line.waiting.front_mut() else {
+        let Some(first) = line.waiting.front() else {
             return Turn::Wait;
         };
         if first.ticket != ticket.0 {
             return Turn::Wait;
         }
-        // What it lined up for (the frame's reservation, taken off, is
-        // kept meanwhile).
-        first.need = n.max(first.got);
-        let gathered = self.gather(n.saturating_sub(first.got));
-        first.got += gathered;
-        let turn = if first.got >= n {
+        // The reader asks for what it lined up for every time: the frame's
+        // reservation, taken off its weight, is kept meanwhile.
+        debug_assert_eq!(first.need, n, "asked for what it lined up for");
+        let need = first.need;
+        // What is free under the limit, to it.
+        let free = self.gather(self.still_needs());
+        if free > 0 {
+            let took = self.take_for_first(free);
+            if took < free {
+                // Given to it meanwhile: not needed after all.
+                self.used.fetch_sub(free - took, Ordering::AcqRel);
+            }
+        }
+        let turn = if self.still_needs() == 0 {
             Turn::Counted
-        } else if held.saturating_add(n) > self.most_for_the_line() {
+        } else if held.saturating_add(need) > self.most_for_the_line() {
             Turn::Never
         } else {
-            if gathered > 0 {
-                self.hold_back_first(&line);
-            }
             return Turn::Wait;
         };
-        let got = match line.waiting.pop_front() {
-            Some(w) => {
-                line.held -= w.held;
-                w.got
-            }
-            None => 0,
-        };
-        self.hold_back_first(&line);
+        let got = self.next_first(&mut line);
         drop(line);
         if turn == Turn::Never {
             // To the next one in line, or back.
@@ -231,6 +229,45 @@ impl Budget {
         }
         self.wake();
         turn
+    }
+
+    /// What the first heavy call in line still needs (0 if nobody is in
+    /// line).
+    fn still_needs(&self) -> usize {
+        self.held_back
+            .load(Ordering::Acquire)
+            .saturating_sub(SMALL_FRAME)
+    }
+
+    /// Gives the first heavy call in line what it still needs of `n`
+    /// bytes, counted already: how much it took.
+    fn take_for_first(&self, n: usize) -> usize {
+        let mut took = 0;
+        let _ = self
+            .held_back
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+                took = h.saturating_sub(SMALL_FRAME).min(n);
+                (took > 0).then_some(h - took)
+            });
+        took
+    }
+
+    /// Removes the first heavy call in line (under the line's lock) and
+    /// holds back what the next one needs: what the removed one had
+    /// gathered.
+    fn next_first(&self, line: &mut Line) -> usize {
+        let Some(w) = line.waiting.pop_front() else {
+            return 0;
+        };
+        line.held -= w.held;
+        let next = line
+            .waiting
+            .front()
+            .map_or(0, |n| n.need.saturating_add(SMALL_FRAME));
+        // Swapped: what was given to it up to now is its own, and what is
+        // given back from now on goes to the next.
+        let h = self.held_back.swap(next, Ordering::AcqRel);
+        w.need - h.saturating_sub(SMALL_FRAME).min(w.need)
     }
 
     /// Counts as used what is free under the limit, up to `n` bytes: how
@@ -251,34 +288,25 @@ impl Budget {
         lock(&self.line).waiting.len()
     }
 
-    /// A heavy call leaves the line uncounted (its connection closed).
+    /// A heavy call leaves the line uncounted (its connection closed, or
+    /// its deadline passed).
     pub(crate) fn leave(&self, ticket: Ticket) {
         let mut line = lock(&self.line);
-        let mut got = 0;
-        if let Some(i) = line.waiting.iter().position(|w| w.ticket == ticket.0) {
-            if let Some(w) = line.waiting.remove(i) {
-                line.held -= w.held;
-                got = w.got;
+        let got = match line.waiting.iter().position(|w| w.ticket == ticket.0) {
+            // Only the first gathers.
+            Some(0) => self.next_first(&mut line),
+            Some(i) => {
+                if let Some(w) = line.waiting.remove(i) {
+                    line.held -= w.held;
+                }
+                0
             }
-            if i == 0 {
-                self.hold_back_first(&line);
-            }
-        }
+            None => 0,
+        };
         drop(line);
         // What it gathered: to the next one in line, or back.
         self.release(got);
         self.wake();
-    }
-
-    /// Holds back what the first heavy call in line still waits for, and
-    /// a light call's most ([`SMALL_FRAME`]), so that a light call started
-    /// while the first one's room is just there does not take it.
-    fn hold_back_first(&self, line: &Line) {
-        let n = line
-            .waiting
-            .front()
-            .map_or(0, |w| (w.need - w.got).saturating_add(SMALL_FRAME));
-        self.held_back.store(n, Ordering::Release);
     }
 
     /// Gives back `n` bytes and wakes the waiting readers, if any, unless
@@ -295,28 +323,15 @@ impl Budget {
             return;
         }
         let held_back = self.held_back.load(Ordering::Acquire);
-        let n = if held_back > 0 { self.hand_over(n) } else { n };
+        let n = if held_back > SMALL_FRAME {
+            n - self.take_for_first(n)
+        } else {
+            n
+        };
         self.used.fetch_sub(n, Ordering::AcqRel);
         if held_back > 0 || !self.exhausted() {
             self.wake();
         }
-    }
-
-    /// Gives what the first heavy call in line still needs of `n` bytes
-    /// given back to it: what is left of them.
-    #[cold]
-    fn hand_over(&self, n: usize) -> usize {
-        let mut line = lock(&self.line);
-        let Some(first) = line.waiting.front_mut() else {
-            return n;
-        };
-        let take = (first.need - first.got).min(n);
-        if take == 0 {
-            return n;
-        }
-        first.got += take;
-        self.hold_back_first(&line);
-        n - take
     }
 
     /// Wakes the waiting readers, if any, to re-check their condition.
@@ -503,6 +518,80 @@ mod tests {
         b.leave(fourth);
         assert_eq!(b.used(), limit - (50 << 10));
         assert_eq!(b.in_line(), 0);
+    }
+
+    #[test]
+    fn a_call_needing_nothing_more_leaves_the_line_when_it_asks() {
+        let b = Budget::new(1 << 20);
+        b.charge(1 << 20);
+        let t = b.line_up(0, 100);
+        assert_eq!(b.try_charge_first(&t, 0), Turn::Counted);
+        assert_eq!(b.in_line(), 0);
+        b.release(1 << 20);
+        assert!(b.try_charge(1 << 20), "nothing held back");
+    }
+
+    #[test]
+    fn what_the_line_gathers_is_given_back_exactly_once_under_races() {
+        // Threads charging and giving back while others line up, gather
+        // (given back bytes taken without the line's lock), start, are
+        // refused or leave: at the end nothing is counted or held back.
+        use std::sync::Arc;
+        let b = Arc::new(Budget::new(1 << 20));
+        let mut threads = Vec::new();
+        for seed in 1..=3u64 {
+            let b = b.clone();
+            threads.push(std::thread::spawn(move || {
+                let mut x = seed;
+                for _ in 0..20_000 {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let n = ((x >> 33) as usize) % (96 << 10);
+                    if x & 1 == 0 {
+                        b.charge(n);
+                    } else if !b.try_charge(n) {
+                        continue;
+                    }
+                    b.release(n);
+                }
+            }));
+        }
+        for seed in 7..=8u64 {
+            let b = b.clone();
+            threads.push(std::thread::spawn(move || {
+                let mut x = seed;
+                for _ in 0..2_000 {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let need = ((x >> 33) as usize) % (512 << 10);
+                    let t = b.line_up(need, ((x >> 20) as usize) % (300 << 10));
+                    let mut counted = false;
+                    for _ in 0..((x >> 40) % 4) {
+                        match b.try_charge_first(&t, need) {
+                            Turn::Counted => {
+                                counted = true;
+                                break;
+                            }
+                            Turn::Never => break,
+                            Turn::Wait => {}
+                        }
+                    }
+                    if counted {
+                        b.release(need);
+                    } else {
+                        b.leave(t);
+                    }
+                }
+            }));
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(b.in_line(), 0);
+        assert_eq!(b.held_back.load(Ordering::Acquire), 0);
+        assert_eq!(b.used(), 0);
     }
 
     #[test]

@@ -239,7 +239,33 @@ impl OutputShare {
 
     /// Whether the peer's next call may start, with `queued` bytes queued
     /// for the peer.
+    #[inline]
     pub(crate) fn may_start(&self, queued: usize, max_write_queue: usize, budget: &Budget) -> bool {
+        self.may_start_as(queued, max_write_queue, budget, false)
+    }
+
+    /// [`may_start`](Self::may_start), for the first heavy call in line:
+    /// past an exhausted budget too, since what it gathered for itself is
+    /// counted as used, and room of its own is what it waits for (a
+    /// red-team pass kept one from ever asking for its room, all of it
+    /// gathered, while what came on top of the budget kept it exhausted).
+    pub(crate) fn may_start_first(
+        &self,
+        queued: usize,
+        max_write_queue: usize,
+        budget: &Budget,
+    ) -> bool {
+        self.may_start_as(queued, max_write_queue, budget, true)
+    }
+
+    #[inline]
+    fn may_start_as(
+        &self,
+        queued: usize,
+        max_write_queue: usize,
+        budget: &Budget,
+        first_in_line: bool,
+    ) -> bool {
         if !queue_has_room(queued, max_write_queue, budget) {
             return false;
         }
@@ -249,7 +275,7 @@ impl OutputShare {
         }
         // Past the budget (which counts running handlers' arguments), a
         // connection holding anything starts nothing more.
-        if budget.exhausted() {
+        if !first_in_line && budget.exhausted() {
             return false;
         }
         let share = share(budget);
@@ -280,6 +306,23 @@ pub(crate) fn share(budget: &Budget) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_heavy_call_in_line_may_start_past_an_exhausted_budget() {
+        // What it gathered counts as used, so with all of it gathered the
+        // budget may stay exhausted by what comes on top of it: it would
+        // never ask for its room (a red-team pass).
+        let b = Budget::new(16 << 20);
+        let s = OutputShare::new(1 << 20);
+        s.replied(4 << 10);
+        s.started(1000); // one handler running
+        b.charge(16 << 20);
+        assert!(b.exhausted());
+        assert!(!s.may_start(0, 16 << 20, &b));
+        assert!(s.may_start_first(0, 16 << 20, &b));
+        // Its connection's share still holds it.
+        assert!(!s.may_start_first(3 << 20, 16 << 20, &b));
+    }
 
     #[test]
     fn output_is_held_to_the_share_once_half_the_budget_is_used() {

@@ -55,7 +55,7 @@ impl Input {
             }
             // In line only while room in the budget is what it waits for:
             // a peer that reads none of its output holds nothing back.
-            if self.ticket.is_none() && Self::output_room(&self.shared) {
+            if self.ticket.is_none() && need > 0 && Self::output_room(&self.shared) {
                 let held = self.reserved;
                 self.ticket = Some(self.shared.budget.line_up(need, held));
             }
@@ -161,14 +161,27 @@ impl Input {
         heavy: Option<usize>,
         ticket: Option<&Ticket>,
     ) -> Turn {
+        if let (Some(need), Some(t)) = (heavy, ticket) {
+            // Whatever it needs (a need of 0 too: in line, it must leave
+            // it, or it would stay first for ever, found by a red-team
+            // pass).
+            let room = shared.output_share.may_start_first(
+                shared.queued_output(),
+                shared.limits.max_write_queue,
+                &shared.budget,
+            );
+            return match room {
+                true => shared.budget.try_charge_first(t, need),
+                false => Turn::Wait,
+            };
+        }
         if !Self::output_room(shared) {
             return Turn::Wait;
         }
-        match (heavy, ticket) {
-            (None, _) | (Some(0), _) => Turn::Counted,
-            (Some(need), Some(t)) => shared.budget.try_charge_first(t, need),
-            (Some(need), None) if shared.budget.try_charge(need) => Turn::Counted,
-            (Some(_), None) => Turn::Wait,
+        match heavy {
+            None | Some(0) => Turn::Counted,
+            Some(need) if shared.budget.try_charge(need) => Turn::Counted,
+            Some(_) => Turn::Wait,
         }
     }
 
@@ -185,13 +198,16 @@ impl Input {
         match turn {
             Turn::Wait => return,
             Turn::Never => {
-                self.ticket = None;
+                self.leave_line();
                 self.charged.over = Some(self.head_weight);
                 return;
             }
             Turn::Counted => {}
         }
-        self.ticket = None;
+        // Out of the line already if it was first (`try_charge_first`);
+        // never left in it (a red-team pass left a call first in line for
+        // good, and every heavy call after it waited to its deadline).
+        self.leave_line();
         self.charged.bytes = self.take_reservation() + need;
     }
 
