@@ -170,9 +170,10 @@ impl Input {
                 shared.limits.max_write_queue,
                 &shared.budget,
             );
-            return match room {
-                true => shared.budget.try_charge_first(t, need),
-                false => Turn::Wait,
+            return if room {
+                shared.budget.try_charge_first(t, need)
+            } else {
+                Turn::Wait
             };
         }
         if !Self::output_room(shared) {
