@@ -54,10 +54,7 @@ async fn subscribe_and_push(s: &mut TcpStream) -> u64 {
     loop {
         let f = raw::frame(s).await.expect("closed");
         if raw::kind(&f) == raw::CALL {
-            let mut r = Reader::new(&f);
-            r.array_len().unwrap();
-            r.uint().unwrap();
-            return r.uint().unwrap();
+            return raw::id_of(&f);
         }
     }
 }

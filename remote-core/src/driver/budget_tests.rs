@@ -147,6 +147,13 @@ fn a_call_needing_nothing_more_leaves_the_line_when_it_asks() {
     assert!(b.try_charge(1 << 20), "nothing held back");
 }
 
+/// The next of a seeded sequence of numbers (a linear congruential
+/// generator): the race test's choices, the same every run.
+fn lcg(x: u64) -> u64 {
+    x.wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+}
+
 #[test]
 fn what_the_line_gathers_is_given_back_exactly_once_under_races() {
     // Threads charging and giving back while others line up, gather
@@ -160,9 +167,7 @@ fn what_the_line_gathers_is_given_back_exactly_once_under_races() {
         threads.push(std::thread::spawn(move || {
             let mut x = seed;
             for _ in 0..20_000 {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                x = lcg(x);
                 let n = ((x >> 33) as usize) % (96 << 10);
                 if x & 1 == 0 {
                     b.charge(n);
@@ -178,9 +183,7 @@ fn what_the_line_gathers_is_given_back_exactly_once_under_races() {
         threads.push(std::thread::spawn(move || {
             let mut x = seed;
             for _ in 0..2_000 {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                x = lcg(x);
                 let need = ((x >> 33) as usize) % (512 << 10);
                 let t = b.line_up(need, ((x >> 20) as usize) % (300 << 10));
                 let mut counted = false;

@@ -170,6 +170,15 @@ pub fn kind(f: &[u8]) -> u64 {
     r.uint().unwrap()
 }
 
+/// The field after a message's kind: a call's id, or the id of the call a
+/// reply answers.
+pub fn id_of(f: &[u8]) -> u64 {
+    let mut r = Reader::new(f);
+    r.array_len().unwrap();
+    r.uint().unwrap();
+    r.uint().unwrap()
+}
+
 /// Reads frames until one of `kind`; returns it. Panics at the end of the
 /// stream.
 pub async fn next_of_kind<R: AsyncRead + Unpin>(s: &mut R, want: u64) -> Vec<u8> {

@@ -6,7 +6,6 @@
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 
-use remote_core::proto::Reader;
 use remote_core::{Limits, ServerHandle};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -39,10 +38,7 @@ pub async fn reply(s: &mut TcpStream) -> (u64, Result<(), String>) {
     loop {
         let f = raw::frame(s).await.expect("connection closed");
         if raw::kind(&f) == raw::RETURN {
-            let mut r = Reader::new(&f);
-            r.array_len().unwrap();
-            r.uint().unwrap();
-            return (r.uint().unwrap(), Ok(()));
+            return (raw::id_of(&f), Ok(()));
         }
         if let Some((id, kind, msg)) = raw::error_of(&f) {
             return (id, Err(format!("{kind}: {msg}")));
