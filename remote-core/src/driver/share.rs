@@ -238,10 +238,18 @@ impl OutputShare {
     }
 
     /// Whether the peer's next call may start, with `queued` bytes queued
-    /// for the peer.
+    /// for the peer; `awaited` counts our calls to the peer whose callers
+    /// wait for replies (looked at only when the handlers fill the share:
+    /// see [`lent`](Self::may_start_as)).
     #[inline]
-    pub(crate) fn may_start(&self, queued: usize, max_write_queue: usize, budget: &Budget) -> bool {
-        self.may_start_as(queued, max_write_queue, budget, false)
+    pub(crate) fn may_start(
+        &self,
+        queued: usize,
+        max_write_queue: usize,
+        budget: &Budget,
+        awaited: impl FnOnce() -> usize,
+    ) -> bool {
+        self.may_start_as(queued, max_write_queue, budget, false, awaited)
     }
 
     /// [`may_start`](Self::may_start), for the first heavy call in line:
@@ -254,10 +262,26 @@ impl OutputShare {
         queued: usize,
         max_write_queue: usize,
         budget: &Budget,
+        awaited: impl FnOnce() -> usize,
     ) -> bool {
-        self.may_start_as(queued, max_write_queue, budget, true)
+        self.may_start_as(queued, max_write_queue, budget, true, awaited)
     }
 
+    /// The share's rule. **Lent room:** each of our calls to the peer
+    /// whose caller waits lends the room of one running handler, which
+    /// is then not counted: a handler that calls its caller back, whose
+    /// callback calls us again before it answers, waits for a call that
+    /// needs room it holds itself. Without the loan, a fresh connection's
+    /// share (8 handlers before its first reply) filled with such
+    /// handlers deadlocked every one until its deadline (found by a
+    /// red-team pass, `tests/nested_callbacks.rs`). What the loan adds is
+    /// bounded as the estimate's misses are: at most `max_calls_in_flight`
+    /// handlers, each replying at most `max_frame_len` (PROTOCOL.md §9),
+    /// and the peer gets it only where the application's handlers call
+    /// it: it cannot make us call it. The budget's rule (past it, a
+    /// connection holding anything starts nothing more) lends nothing. A
+    /// reader waiting for room re-checks when such a call is written
+    /// (`Shared::wrote`), after it was counted.
     #[inline]
     fn may_start_as(
         &self,
@@ -265,6 +289,7 @@ impl OutputShare {
         max_write_queue: usize,
         budget: &Budget,
         first_in_line: bool,
+        awaited: impl FnOnce() -> usize,
     ) -> bool {
         if !queue_has_room(queued, max_write_queue, budget) {
             return false;
@@ -279,12 +304,16 @@ impl OutputShare {
             return false;
         }
         let share = share(budget);
-        // What running handlers will queue (their replies, estimated) and
-        // what they hold meanwhile (their arguments).
-        let pending = handlers
-            .saturating_mul(self.estimate())
-            .saturating_add(self.args.load(Ordering::Acquire));
-        handlers == 0 || queued.saturating_add(pending) < share
+        let (estimate, args) = (self.estimate(), self.args.load(Ordering::Acquire));
+        // What `running` handlers will queue (their replies, estimated)
+        // and what all of them hold meanwhile (their arguments).
+        let fits = |running: usize| {
+            queued
+                .saturating_add(running.saturating_mul(estimate))
+                .saturating_add(args)
+                < share
+        };
+        handlers == 0 || fits(handlers) || fits(handlers.saturating_sub(awaited()))
     }
 }
 
@@ -318,10 +347,10 @@ mod tests {
         s.started(1000); // one handler running
         b.charge(16 << 20);
         assert!(b.exhausted());
-        assert!(!s.may_start(0, 16 << 20, &b));
-        assert!(s.may_start_first(0, 16 << 20, &b));
+        assert!(!s.may_start(0, 16 << 20, &b, || 0));
+        assert!(s.may_start_first(0, 16 << 20, &b, || 0));
         // Its connection's share still holds it.
-        assert!(!s.may_start_first(3 << 20, 16 << 20, &b));
+        assert!(!s.may_start_first(3 << 20, 16 << 20, &b, || 0));
     }
 
     #[test]
@@ -329,13 +358,13 @@ mod tests {
         let b = Budget::new(8 << 20); // share 1 MiB
         let s = OutputShare::new(1 << 20);
         // Budget mostly free: a busy connection may queue past its share.
-        assert!(s.may_start(3 << 20, 16 << 20, &b));
+        assert!(s.may_start(3 << 20, 16 << 20, &b, || 0));
         b.charge(4 << 20);
-        assert!(!s.may_start(3 << 20, 16 << 20, &b));
-        assert!(s.may_start(100, 16 << 20, &b));
+        assert!(!s.may_start(3 << 20, 16 << 20, &b, || 0));
+        assert!(s.may_start(100, 16 << 20, &b, || 0));
         // max_write_queue holds whatever the budget.
         b.release(4 << 20);
-        assert!(!s.may_start(16 << 20, 16 << 20, &b));
+        assert!(!s.may_start(16 << 20, 16 << 20, &b, || 0));
     }
 
     #[test]
@@ -345,33 +374,70 @@ mod tests {
         // eight handlers started at once (2 MiB of replies).
         let b = Budget::new(4 << 20);
         let s = OutputShare::new(1 << 20);
-        assert!(s.may_start(0, 16 << 20, &b), "one handler may always run");
+        assert!(
+            s.may_start(0, 16 << 20, &b, || 0),
+            "one handler may always run"
+        );
         s.started(0);
         assert!(
-            !s.may_start(0, 16 << 20, &b),
+            !s.may_start(0, 16 << 20, &b, || 0),
             "1 × 1 MiB reaches the 512 KiB share"
         );
         // The first reply replaces the guess outright.
         s.replied(256 << 10);
         s.stopped(0);
-        assert!(s.may_start(256 << 10, 16 << 20, &b));
+        assert!(s.may_start(256 << 10, 16 << 20, &b, || 0));
         s.started(0);
         assert!(
-            !s.may_start(256 << 10, 16 << 20, &b),
+            !s.may_start(256 << 10, 16 << 20, &b, || 0),
             "256 KiB queued + 1 × 256 KiB reaches the share"
         );
         assert!(
-            s.may_start(0, 16 << 20, &b),
+            s.may_start(0, 16 << 20, &b, || 0),
             "written out: room for one more"
         );
         // At the defaults (8 MiB share, 1 MiB frames) eight start at once.
         let b = Budget::new(64 << 20);
         let s = OutputShare::new(1 << 20);
         for _ in 0..8 {
-            assert!(s.may_start(0, 16 << 20, &b));
+            assert!(s.may_start(0, 16 << 20, &b, || 0));
             s.started(0);
         }
-        assert!(!s.may_start(0, 16 << 20, &b), "8 × 1 MiB reaches the share");
+        assert!(
+            !s.may_start(0, 16 << 20, &b, || 0),
+            "8 × 1 MiB reaches the share"
+        );
+    }
+
+    #[test]
+    fn calls_to_the_peer_lend_the_room_of_a_handler_each() {
+        // The defaults: 8 handlers fill a fresh connection's share.
+        let b = Budget::new(64 << 20);
+        let s = OutputShare::new(1 << 20);
+        for _ in 0..8 {
+            s.started(100);
+        }
+        assert!(!s.may_start(0, 16 << 20, &b, || 0));
+        // One of them calls us back: one more may start.
+        assert!(s.may_start(0, 16 << 20, &b, || 1));
+        s.started(100);
+        assert!(!s.may_start(0, 16 << 20, &b, || 1), "8 × 1 MiB + args");
+        assert!(s.may_start(0, 16 << 20, &b, || 2));
+        // More calls than handlers lend no more than every handler:
+        // what is queued and what the 9 handlers' arguments hold still
+        // count.
+        assert!(s.may_start((8 << 20) - 901, 16 << 20, &b, || 100));
+        assert!(!s.may_start((8 << 20) - 900, 16 << 20, &b, || 100));
+        // Past the budget, nothing is lent.
+        b.charge(64 << 20);
+        assert!(!s.may_start(0, 16 << 20, &b, || 100));
+        let mut asked = false;
+        let s = OutputShare::new(1 << 20);
+        assert!(s.may_start(0, 16 << 20, &Budget::new(64 << 20), || {
+            asked = true;
+            0
+        }));
+        assert!(!asked, "with room, our calls are not counted");
     }
 
     #[test]
@@ -380,26 +446,29 @@ mod tests {
         let s = OutputShare::new(1 << 20);
         s.replied(64 << 10); // estimate 64 KiB
         for _ in 0..16 {
-            assert!(s.may_start(0, 16 << 20, &b));
+            assert!(s.may_start(0, 16 << 20, &b, || 0));
             s.started(0);
         }
         assert!(
-            !s.may_start(0, 16 << 20, &b),
+            !s.may_start(0, 16 << 20, &b, || 0),
             "16 × 64 KiB reaches the share"
         );
         // Small replies lower the estimate, so more handlers may run.
         for _ in 0..40 {
             s.replied(100);
         }
-        assert!(s.may_start(0, 16 << 20, &b));
+        assert!(s.may_start(0, 16 << 20, &b, || 0));
         s.replied(1 << 20);
-        assert!(!s.may_start(0, 16 << 20, &b), "16 × 1 MiB");
+        assert!(!s.may_start(0, 16 << 20, &b, || 0), "16 × 1 MiB");
         for _ in 0..15 {
             s.stopped(0);
         }
-        assert!(!s.may_start(0, 16 << 20, &b), "1 × 1 MiB reaches the share");
+        assert!(
+            !s.may_start(0, 16 << 20, &b, || 0),
+            "1 × 1 MiB reaches the share"
+        );
         s.stopped(0);
-        assert!(s.may_start(0, 16 << 20, &b), "none running");
+        assert!(s.may_start(0, 16 << 20, &b, || 0), "none running");
     }
 
     #[test]
@@ -409,24 +478,27 @@ mod tests {
         s.replied(100); // estimate 4 KiB: tiny replies
                         // Calls of 256 KiB of arguments: four reach the share.
         for _ in 0..3 {
-            assert!(s.may_start(0, 16 << 20, &b));
+            assert!(s.may_start(0, 16 << 20, &b, || 0));
             s.started(256 << 10);
         }
-        assert!(s.may_start(0, 16 << 20, &b));
+        assert!(s.may_start(0, 16 << 20, &b, || 0));
         s.started(256 << 10);
         assert!(
-            !s.may_start(0, 16 << 20, &b),
+            !s.may_start(0, 16 << 20, &b, || 0),
             "4 × 256 KiB of arguments reach the share"
         );
         s.stopped(256 << 10);
-        assert!(s.may_start(0, 16 << 20, &b), "one stopped: room again");
+        assert!(
+            s.may_start(0, 16 << 20, &b, || 0),
+            "one stopped: room again"
+        );
         // One handler may always run, whatever its arguments.
         let s = OutputShare::new(1 << 20);
-        assert!(s.may_start(0, 16 << 20, &b));
+        assert!(s.may_start(0, 16 << 20, &b, || 0));
         s.started(4 << 20);
-        assert!(!s.may_start(0, 16 << 20, &b));
+        assert!(!s.may_start(0, 16 << 20, &b, || 0));
         s.stopped(4 << 20);
-        assert!(s.may_start(0, 16 << 20, &b));
+        assert!(s.may_start(0, 16 << 20, &b, || 0));
     }
     #[test]
     fn past_the_budget_a_connection_holding_anything_starts_nothing() {
@@ -434,12 +506,15 @@ mod tests {
         let s = OutputShare::new(1 << 20);
         s.replied(100);
         s.started(1000);
-        assert!(s.may_start(0, 16 << 20, &b));
+        assert!(s.may_start(0, 16 << 20, &b, || 0));
         b.charge(8 << 20);
-        assert!(!s.may_start(0, 16 << 20, &b), "a handler runs");
+        assert!(!s.may_start(0, 16 << 20, &b, || 0), "a handler runs");
         s.stopped(1000);
-        assert!(s.may_start(0, 16 << 20, &b), "nothing held: one may run");
-        assert!(!s.may_start(100, 16 << 20, &b), "output queued");
+        assert!(
+            s.may_start(0, 16 << 20, &b, || 0),
+            "nothing held: one may run"
+        );
+        assert!(!s.may_start(100, 16 << 20, &b, || 0), "output queued");
     }
 
     /// A call frame of `method` whose one argument is an array of `n`

@@ -235,6 +235,7 @@ impl Input {
             shared.queued_output(),
             shared.limits.max_write_queue,
             &shared.budget,
+            || shared.core().calls_awaited(),
         )
     }
 

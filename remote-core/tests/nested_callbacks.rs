@@ -1,0 +1,123 @@
+//! Calls that nest through callbacks: the server's handler calls the
+//! client back, and the client's callback calls the server again before
+//! it answers. The nested call must start even when the connection's
+//! share is full of handlers waiting for those callbacks (at the defaults
+//! 8 fill it before the first reply), or every call waits for the others
+//! until its deadline (found by a red-team pass; each of our calls to the
+//! peer now lends the room of one handler, `driver/share.rs`).
+
+#[path = "support/raw.rs"]
+mod raw;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use raw::eventually;
+use remote_core::{remote, ConnectionBuilder, Error, Limits, Remote, Server, ServerHandle};
+
+#[remote]
+pub trait Back {
+    /// The client's callback: calls the server's `visit(.., levels - 1)`
+    /// before it answers.
+    async fn back(&self, levels: u32) -> Result<u32, Error>;
+}
+
+#[remote]
+pub trait Front {
+    /// Counts one and returns the count at `levels` 0; else calls
+    /// `back(levels)` on `cb`.
+    async fn visit(&self, cb: Remote<dyn Back>, levels: u32) -> Result<u32, Error>;
+}
+
+#[derive(Default)]
+struct Served {
+    counted: AtomicU32,
+}
+
+#[remote]
+impl Front for Served {
+    async fn visit(&self, cb: Remote<dyn Back>, levels: u32) -> Result<u32, Error> {
+        if levels == 0 {
+            return Ok(self.counted.fetch_add(1, Ordering::AcqRel) + 1);
+        }
+        cb.back(levels).await
+    }
+}
+
+/// The client's callback, holding the server's root to call it back.
+struct Caller(Arc<OnceLock<Remote<dyn Front>>>);
+
+#[remote]
+impl Back for Caller {
+    async fn back(&self, levels: u32) -> Result<u32, Error> {
+        let front = self.0.get().expect("root set before any call").clone();
+        let cb = Remote::new(Arc::new(Caller(self.0.clone())) as Arc<dyn Back>);
+        front.visit(cb, levels - 1).await
+    }
+}
+
+async fn server(root: Arc<Served>) -> ServerHandle {
+    Server::builder()
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(move |_| Remote::new(root.clone() as Arc<dyn Front>))
+}
+
+/// `calls` calls at once on a fresh connection, each nesting `levels`
+/// deep (a call of the client's, then `levels` callbacks each calling
+/// the server again).
+async fn nest(calls: usize, levels: u32) {
+    let root = Arc::new(Served::default());
+    let s = server(root.clone()).await;
+    // A deadline short enough that a deadlock fails the test rather than
+    // hanging it, long enough for a loaded machine.
+    let limits = Limits {
+        default_deadline: Duration::from_secs(20),
+        ..Limits::default()
+    };
+    let c = ConnectionBuilder::new()
+        .limits(limits)
+        .connect(s.local_addr())
+        .await
+        .unwrap();
+    let front_cell = Arc::new(OnceLock::new());
+    let front = c.root::<dyn Front>();
+    front_cell.set(front.clone()).ok().unwrap();
+    let visits: Vec<_> = (0..calls)
+        .map(|_| {
+            let cb = Remote::new(Arc::new(Caller(front_cell.clone())) as Arc<dyn Back>);
+            let front = front.clone();
+            tokio::spawn(async move { front.visit(cb, levels).await })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for v in visits {
+        got.push(v.await.unwrap().expect("a nested call was answered"));
+    }
+    got.sort_unstable();
+    // Every nested call ran once, each counted once.
+    assert_eq!(got, (1..=calls as u32).collect::<Vec<_>>());
+    assert_eq!(root.counted.load(Ordering::Acquire), calls as u32);
+    drop(front);
+    c.close();
+    assert!(
+        eventually(|| s.buffered_bytes() == 0 && s.connections() == 0).await,
+        "{} bytes still counted",
+        s.buffered_bytes()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_nesting_through_callbacks_on_a_fresh_connection_are_answered() {
+    // Past the 8 handlers a fresh connection's share holds.
+    nest(32, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_nesting_three_deep_are_answered_up_to_the_calls_in_flight() {
+    // Each holds three of the server's 128 calls in flight, and two of
+    // the client's.
+    nest(42, 2).await;
+}
