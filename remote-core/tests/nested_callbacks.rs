@@ -26,8 +26,8 @@ pub trait Back {
 #[remote]
 pub trait Front {
     /// Counts one and returns the count at `levels` 0; else calls
-    /// `back(levels)` on `cb`.
-    async fn visit(&self, cb: Remote<dyn Back>, levels: u32) -> Result<u32, Error>;
+    /// `back(levels)` on `cb`. `pad` only makes the call longer.
+    async fn visit(&self, cb: Remote<dyn Back>, levels: u32, pad: String) -> Result<u32, Error>;
 }
 
 #[derive(Default)]
@@ -37,7 +37,7 @@ struct Served {
 
 #[remote]
 impl Front for Served {
-    async fn visit(&self, cb: Remote<dyn Back>, levels: u32) -> Result<u32, Error> {
+    async fn visit(&self, cb: Remote<dyn Back>, levels: u32, _pad: String) -> Result<u32, Error> {
         if levels == 0 {
             return Ok(self.counted.fetch_add(1, Ordering::AcqRel) + 1);
         }
@@ -45,15 +45,16 @@ impl Front for Served {
     }
 }
 
-/// The client's callback, holding the server's root to call it back.
-struct Caller(Arc<OnceLock<Remote<dyn Front>>>);
+/// The client's callback, holding the server's root to call it back, and
+/// the padding its calls carry.
+struct Caller(Arc<OnceLock<Remote<dyn Front>>>, usize);
 
 #[remote]
 impl Back for Caller {
     async fn back(&self, levels: u32) -> Result<u32, Error> {
         let front = self.0.get().expect("root set before any call").clone();
-        let cb = Remote::new(Arc::new(Caller(self.0.clone())) as Arc<dyn Back>);
-        front.visit(cb, levels - 1).await
+        let cb = Remote::new(Arc::new(Caller(self.0.clone(), self.1)) as Arc<dyn Back>);
+        front.visit(cb, levels - 1, "x".repeat(self.1)).await
     }
 }
 
@@ -67,8 +68,8 @@ async fn server(root: Arc<Served>) -> ServerHandle {
 
 /// `calls` calls at once on a fresh connection, each nesting `levels`
 /// deep (a call of the client's, then `levels` callbacks each calling
-/// the server again).
-async fn nest(calls: usize, levels: u32) {
+/// the server again), each call carrying `pad` bytes more.
+async fn nest(calls: usize, levels: u32, pad: usize) {
     let root = Arc::new(Served::default());
     let s = server(root.clone()).await;
     // A deadline short enough that a deadlock fails the test rather than
@@ -87,9 +88,9 @@ async fn nest(calls: usize, levels: u32) {
     front_cell.set(front.clone()).ok().unwrap();
     let visits: Vec<_> = (0..calls)
         .map(|_| {
-            let cb = Remote::new(Arc::new(Caller(front_cell.clone())) as Arc<dyn Back>);
+            let cb = Remote::new(Arc::new(Caller(front_cell.clone(), pad)) as Arc<dyn Back>);
             let front = front.clone();
-            tokio::spawn(async move { front.visit(cb, levels).await })
+            tokio::spawn(async move { front.visit(cb, levels, "x".repeat(pad)).await })
         })
         .collect();
     let mut got = Vec::new();
@@ -112,12 +113,20 @@ async fn nest(calls: usize, levels: u32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_nesting_through_callbacks_on_a_fresh_connection_are_answered() {
     // Past the 8 handlers a fresh connection's share holds.
-    nest(32, 1).await;
+    nest(32, 1, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_calls_start_when_the_calls_set_aside_fill_their_room() {
+    // 24 calls of 2 KB: past the 8 the share holds, the 16 KiB the reader
+    // sets aside is full, so it stops reading; the calls back to the
+    // client, once written, let the first set aside start.
+    nest(24, 1, 2000).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_nesting_three_deep_are_answered_up_to_the_calls_in_flight() {
     // Each holds three of the server's 128 calls in flight, and two of
     // the client's.
-    nest(42, 2).await;
+    nest(42, 2, 0).await;
 }
