@@ -320,3 +320,32 @@ async fn a_panicking_root_factory_or_event_hook_costs_only_that_connection() {
     }
     assert_eq!(server.connections(), 0);
 }
+
+/// A connection's runtime shut down before its tasks first ran (a
+/// current-thread runtime runs what `block_on` spawned only while it
+/// waits): the connection still closes, so a caller on another runtime
+/// sees it closed rather than open for good (found on a loaded machine by
+/// `pipeline_contended.rs`, whose runtime went before its reader ran).
+#[test]
+fn a_connection_whose_runtime_goes_before_its_tasks_run_is_closed() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (client, server) = rt.block_on(async {
+        let root: Remote<dyn Whoami> = Remote::new(Arc::new(Root {
+            owner: "owner".into(),
+            gate: Arc::default(),
+        }));
+        Connection::pair(
+            ConnectionBuilder::new(),
+            ConnectionBuilder::new().serve(root),
+        )
+        .await
+        .unwrap()
+    });
+    assert!(!client.is_closed() && !server.is_closed());
+    drop(rt);
+    assert!(client.is_closed(), "the client's reader never ran");
+    assert!(server.is_closed(), "the server's reader never ran");
+}

@@ -38,12 +38,18 @@ enum Stop {
     Failed(std::io::Error),
 }
 
-pub(crate) async fn write_loop(shared: Arc<Shared>) {
-    // However this task ends, the socket's writing half is dropped with it
-    // (it lives in the shared state, which proxies keep alive): some
-    // transports close only on drop (a child's stdin: its `shutdown` does
-    // nothing, and the child, reading until end of input, would not exit).
-    let _drop_writer = DropWriter(&shared);
+/// The writer task's future. However the task ends, the socket's writing
+/// half is dropped with it (it lives in the shared state, which proxies
+/// keep alive): some transports close only on drop (a child's stdin: its
+/// `shutdown` does nothing, and the child, reading until end of input,
+/// would not exit). The guard is made before the task first runs, so a
+/// runtime that shuts down before then, dropping the task unpolled, drops
+/// it too.
+pub(crate) fn write_loop(shared: Arc<Shared>) -> impl std::future::Future<Output = ()> {
+    write_until_closed(DropWriter(shared.clone()), shared)
+}
+
+async fn write_until_closed(_drop_writer: DropWriter, shared: Arc<Shared>) {
     let mut buf: Vec<u8> = Vec::new();
     // Whether to let other tasks queue before writing (below).
     let spread = crate::rt::is_multi_thread(&shared.runtime);
@@ -175,9 +181,9 @@ pub(crate) async fn write_loop(shared: Arc<Shared>) {
 }
 
 /// Replaces the socket's writing half with a sink when dropped.
-struct DropWriter<'a>(&'a Shared);
+struct DropWriter(Arc<Shared>);
 
-impl Drop for DropWriter<'_> {
+impl Drop for DropWriter {
     fn drop(&mut self) {
         let w = std::mem::replace(&mut lock(&self.0.pen).w, Box::new(tokio::io::sink()));
         // Outside the lock: a transport's destructor may do anything.

@@ -84,13 +84,26 @@ pub(super) async fn handshake(
 /// shuts down its side, and this task reads and discards for a bounded time
 /// so the peer's unread frames do not make the kernel reset the connection
 /// (which would lose the goodbye).
-pub(super) async fn read_loop(
+///
+/// However the task ends (even by a panic), the connection closes: the
+/// guard is made before the task first runs, so a runtime that shuts down
+/// before then, dropping the task unpolled, closes it too (it did not: a
+/// caller on another runtime found the connection open for good, found by
+/// `pipeline_contended.rs` on a loaded machine).
+pub(super) fn read_loop(
+    shared: Arc<Shared>,
+    input: Input,
+    ctl: super::ctl_queue::CtlRx,
+) -> impl std::future::Future<Output = ()> {
+    read_until_closed(DisconnectOnDrop(shared.clone()), shared, input, ctl)
+}
+
+async fn read_until_closed(
+    _teardown: DisconnectOnDrop,
     shared: Arc<Shared>,
     mut input: Input,
     mut ctl: super::ctl_queue::CtlRx,
 ) {
-    // However this task ends (even by a panic), the connection closes.
-    let _teardown = DisconnectOnDrop(shared.clone());
     let limits = shared.limits.clone();
     // A server connection that did not authenticate gets the short idle
     // timeout (PROTOCOL.md §9 says why).
