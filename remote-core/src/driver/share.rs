@@ -276,12 +276,21 @@ impl OutputShare {
     /// handlers deadlocked every one until its deadline (found by a
     /// red-team pass, `tests/nested_callbacks.rs`). What the loan adds is
     /// bounded as the estimate's misses are: at most `max_calls_in_flight`
-    /// handlers, each replying at most `max_frame_len` (PROTOCOL.md §9),
-    /// and the peer gets it only where the application's handlers call
-    /// it: it cannot make us call it. The budget's rule (past it, a
-    /// connection holding anything starts nothing more) lends nothing. A
-    /// reader waiting for room re-checks when such a call is written
-    /// (`Shared::wrote`), after it was counted.
+    /// handlers, each replying at most `max_frame_len` (PROTOCOL.md §9).
+    /// It comes from any call of ours the peer leaves unanswered (a
+    /// callback, or a call the application makes of its own) and lets any
+    /// of the peer's calls start, so before its first reply a connection
+    /// may start as many handlers as one whose replies were small (a
+    /// red-team pass: 120 at once, 64.6 MiB counted against the 64 MiB
+    /// budget, as after one small reply before); the peer cannot make us
+    /// call it. The budget's rule (past it, a connection holding anything
+    /// starts nothing more) lends nothing, but to the first heavy call in
+    /// line, whose own room counts as used (one reply more at a time).
+    /// Arguments are not lent: handlers waiting on the peer whose
+    /// arguments fill the share (32 of 256 KiB at the defaults) still hold
+    /// the calls nested under them until their deadlines. A reader waiting
+    /// for room re-checks when such a call is written (`Shared::wrote`),
+    /// after it was counted.
     #[inline]
     fn may_start_as(
         &self,
