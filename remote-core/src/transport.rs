@@ -68,6 +68,8 @@ mod tls_io;
 mod ws;
 #[cfg(feature = "websocket")]
 mod ws_meter;
+#[cfg(feature = "websocket")]
+mod ws_scan;
 
 #[cfg(feature = "tls")]
 pub use tls::{TlsClientConfig, TlsServerConfig, ALPN};

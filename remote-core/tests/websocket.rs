@@ -233,6 +233,61 @@ async fn a_large_call_right_behind_the_hello_waits_for_the_opening_and_is_answer
     assert_eq!(id, 1, "{kind}: {message}");
 }
 
+/// A call whose frame is over half the memory budget is read: the count
+/// the WebSocket layer made for its message is taken over by the frame's
+/// reservation, not made twice (`Input::reserve`), and once the
+/// connection is gone nothing stays counted.
+#[tokio::test]
+async fn a_call_over_half_the_budget_is_read_whole() {
+    use tokio::io::AsyncWriteExt;
+    let limits = Limits {
+        memory_budget: 3 << 20,
+        max_frame_len: 2 << 20,
+        ..Limits::default()
+    };
+    let server = Server::builder()
+        .limits(limits)
+        .bind("ws://127.0.0.1:0/")
+        .await
+        .unwrap()
+        .serve(|_| Counter::remote(0, Arc::new(Stats::default())));
+    let mut s = raw::ws_upgraded(&server).await;
+    s.get_mut()
+        .write_all(&raw::ws_binary(&raw::hello(vec![])))
+        .await
+        .unwrap();
+    // `add` with 1.75 MiB of bytes for its arguments: answered with an
+    // error for call 1 (bad arguments), which shows it was read whole.
+    let mut args = vec![0x91, 0xc6];
+    args.extend_from_slice(&(7u32 << 18).to_be_bytes());
+    args.resize(args.len() + (7 << 18), 7);
+    s.get_mut()
+        .write_all(&raw::ws_binary(&raw::call(1, 0, "add", 60_000, &args)))
+        .await
+        .unwrap();
+    let answer = raw::bounded(async {
+        loop {
+            let (_, payload) = raw::ws_frame(&mut s).await.expect("the server closed");
+            let frame = &payload[4..];
+            if raw::kind(frame) != raw::HELLO {
+                break frame.to_vec();
+            }
+        }
+    })
+    .await;
+    let (id, kind, message) = raw::error_of(&answer)
+        .unwrap_or_else(|| panic!("an error reply: {:?}", String::from_utf8_lossy(&answer)));
+    assert_eq!(id, 1, "{kind}: {message}");
+    drop(s);
+    assert!(
+        eventually(60, || server.buffered_bytes() == 0
+            && server.connections() == 0)
+        .await,
+        "{} bytes still counted",
+        server.buffered_bytes()
+    );
+}
+
 /// A browser sends the site's cookies with its upgrade request: a request
 /// of several KiB is upgraded (one of about 4 KiB was reset with no HTTP
 /// answer, the first message's bound applying to it: a red-team pass), and

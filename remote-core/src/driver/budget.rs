@@ -125,6 +125,17 @@ impl Budget {
             >= self.limit
     }
 
+    /// Whether `n` bytes more would fit under the limit, beside what the
+    /// first heavy call in line waits for ([`try_charge`](Self::try_charge)
+    /// may count them).
+    #[cfg(feature = "websocket")]
+    pub(crate) fn has_room(&self, n: usize) -> bool {
+        self.used()
+            .saturating_add(self.held_back.load(Ordering::Acquire))
+            .saturating_add(n)
+            <= self.limit
+    }
+
     /// Counts `n` bytes unconditionally (output of running handlers).
     pub(crate) fn charge(&self, n: usize) {
         self.used.fetch_add(n, Ordering::AcqRel);

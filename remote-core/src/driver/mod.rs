@@ -42,12 +42,20 @@ mod tests_replies;
 #[cfg(test)]
 mod tests_wake;
 pub(crate) mod io_types {
+    #[cfg(feature = "websocket")]
+    pub(crate) use super::budget::{OwnRoom, SMALL_FRAME};
     pub(crate) use super::input::BoxRead;
     pub(crate) use super::io::BoxWrite;
     /// Told by the driver when the connection is open (handshake and
-    /// authentication done): a transport that bounds what it reads before
-    /// then (`transport/ws_meter.rs`) lifts the bound.
-    pub(crate) type OnOpen = std::sync::Arc<dyn Fn() + Send + Sync>;
+    /// authentication done), with the memory budget it counts against and
+    /// the reader's credit (`Shared::read_credit`): a transport that
+    /// bounds what it reads before then (`transport/ws_meter.rs`) counts
+    /// it in the budget from then on.
+    pub(crate) type OnOpen = std::sync::Arc<
+        dyn Fn(&std::sync::Arc<super::Budget>, &std::sync::Arc<std::sync::atomic::AtomicUsize>)
+            + Send
+            + Sync,
+    >;
 }
 
 pub(crate) use blocking_pool::ServerBlocking;

@@ -54,6 +54,11 @@ pub(crate) struct Shared {
     pub(super) out_charged: AtomicUsize,
     /// Bytes of partly received frames reserved in the budget.
     pub(crate) buffered_input: AtomicUsize,
+    /// Bytes the transport counted in the budget for a message it handed
+    /// the reader (`transport/ws_meter.rs`): the reader's reservation for
+    /// the frame takes them over (`Input::reserve`), or the transport
+    /// gives back what is left once the reader has all of it.
+    pub(crate) read_credit: Arc<AtomicUsize>,
     /// The memory budget this connection counts against (its server's).
     pub(crate) budget: Arc<Budget>,
     /// Accepted by a server (the short unauthenticated idle timeout applies).

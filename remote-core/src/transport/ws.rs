@@ -224,6 +224,11 @@ where
                 let n = this.read.len().min(buf.remaining());
                 buf.put_slice(&this.read[..n]);
                 this.read.advance(n);
+                if this.read.is_empty() {
+                    if let Some(m) = &this.meter {
+                        m.drained();
+                    }
+                }
                 return Poll::Ready(Ok(()));
             }
             let ws = ready!(this.poll_open(cx, Half::Read))?;
@@ -379,7 +384,10 @@ where
             Err(e)
         }
     };
-    let meter = Meter::new(limits.max_handshake_frame_len);
+    let meter = Meter::new(
+        limits.max_handshake_frame_len,
+        limits.max_frame_len.saturating_add(4),
+    );
     let stream = Metered::new(stream, meter.clone());
     let fut = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config(limits)));
     let lift = meter.clone();
@@ -389,7 +397,11 @@ where
         pending: BytesMut::new(),
         meter: Some(meter),
     });
-    (r, w, Arc::new(move || lift.lift()))
+    (
+        r,
+        w,
+        Arc::new(move |budget, credit| lift.lift(budget, credit)),
+    )
 }
 
 #[cfg(test)]

@@ -1,25 +1,44 @@
-//! Bounds what tungstenite buffers of a WebSocket message before the
-//! connection is open: tungstenite keeps a partial message (up to its
-//! `max_message_size`, one full frame) outside the memory budget, so a
-//! server stream is metered, and until the driver says the connection is
-//! open (the handshake and authentication done, [`Meter::lift`]) at most
-//! `max_handshake_frame_len` plus a WebSocket header is read past what was
-//! delivered (PROTOCOL.md §1.1). Before the hello a message over that is
-//! refused; after it, reading waits for the connection to open (a client
-//! may send a large call right behind its hello). A red-team pass found
-//! the bound lifted by the hello itself: a peer with no key sent a hello
-//! offering credentials, then all but a byte of a 1 MiB message, held
-//! until `handshake_timeout` outside the budget on every connection.
+//! Bounds what tungstenite buffers of a WebSocket message: it reserves a
+//! frame's whole announced length as soon as it parses the frame's
+//! header, and keeps a partial message (up to its `max_message_size`, one
+//! full frame) where the frame reader and its memory budget do not see
+//! it, so a server stream is metered, each frame counted before
+//! tungstenite sees its header (`ws_scan.rs` holds back the header's last
+//! byte until it is).
+//!
+//! - Until the driver says the connection is open (the handshake and
+//!   authentication done, [`Meter::lift`]) at most
+//!   `max_handshake_frame_len` plus a WebSocket header is read past what
+//!   was delivered, and a frame announcing more than that is not handed
+//!   on (PROTOCOL.md §1.1). Before the hello such a read or frame is
+//!   refused; after it, it waits for the connection to open (a client may
+//!   send a large call right behind its hello). A red-team pass found the
+//!   bound lifted by the hello itself: a peer with no key sent a hello
+//!   offering credentials, then all but a byte of a 1 MiB message, held
+//!   until `handshake_timeout` outside the budget on every connection.
+//! - Once open, the data frames tungstenite holds (their announced
+//!   lengths, less the messages delivered) count in the memory budget, as
+//!   the frame reader counts a partial frame: up to [`SMALL_FRAME`]
+//!   whatever the budget holds, past that only with room, the frame
+//!   waiting for it. (They were counted nowhere: peers sending all but the
+//!   last byte of a message on each connection held `max_connections ×
+//!   max_frame_len`, 1 GiB at the defaults.) A control frame over 125
+//!   bytes is refused from its header (RFC 6455 §5.5; tungstenite would
+//!   reserve its length first).
 
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::ws_scan::Scan;
+use crate::driver::io_types::{OwnRoom, SMALL_FRAME};
+use crate::driver::Budget;
 
 /// A WebSocket frame header: 2 bytes, 8 of extended length, 4 of mask.
 const WS_HEADER: usize = 14;
@@ -29,6 +48,13 @@ const WS_HEADER: usize = 14;
 /// of the first message, with a reset instead of an HTTP error: found by a
 /// red-team pass). tungstenite reads it into a buffer of its own.
 const UPGRADE_MAX: usize = 16 << 10;
+
+/// What one read takes past the payload under way: bytes read past a
+/// header held back wait in [`Metered`] (at most this many).
+const READ_AHEAD: usize = 8 << 10;
+
+/// The longest control frame payload (RFC 6455 §5.5).
+const MAX_CONTROL: u64 = 125;
 
 /// Bytes read from the socket and delivered in messages, shared by the
 /// metered stream and the WebSocket reader above it.
@@ -44,16 +70,44 @@ pub(crate) struct Meter {
     /// Whether the first message (the hello) has been delivered: reading
     /// past the bound waits from then on instead of failing.
     hello: AtomicBool,
-    /// Whether the connection is open: no bound from then on
-    /// (tungstenite's `max_message_size` applies).
+    /// Whether the connection is open: the budget counts from then on.
     lifted: AtomicBool,
     /// The reader waiting for the bound to be lifted.
     waker: AtomicWaker,
     cap: usize,
+    /// tungstenite's `max_message_size`: a frame over it is refused from
+    /// its header, nothing reserved.
+    max_message: u64,
+    /// The announced lengths of the data frames handed on.
+    announced: AtomicUsize,
+    /// The budget the connection counts against, from its opening.
+    budget: OnceLock<Arc<Budget>>,
+    /// Bytes counted in it for the data frames tungstenite holds.
+    charged: AtomicUsize,
+    /// The reader's credit (`Shared::read_credit`): what was counted for
+    /// the message delivered last, until the reader's reservation for
+    /// its frame takes it over or the reader has all of it.
+    credit: OnceLock<Arc<AtomicUsize>>,
+    /// What a frame waiting for room in the budget waits with (nothing
+    /// else of the connection wakes it: room given back anywhere does).
+    own: OwnRoom,
+}
+
+/// Whether a frame's header may be handed on ([`Meter::admit`]).
+#[derive(Debug)]
+enum Admit {
+    Yes,
+    /// Not before the connection opens.
+    AfterOpening,
+    /// Once the budget has room for this many bytes more.
+    AfterRoom(usize),
+    Refused(io::Error),
 }
 
 impl Meter {
-    pub(crate) fn new(max_handshake_frame_len: usize) -> Arc<Self> {
+    /// A server stream's meter: `max_message` is the WebSocket message
+    /// limit (`max_frame_len + 4`).
+    pub(crate) fn new(max_handshake_frame_len: usize, max_message: usize) -> Arc<Self> {
         Arc::new(Meter {
             read: AtomicUsize::new(0),
             baseline: AtomicUsize::new(0),
@@ -65,6 +119,12 @@ impl Meter {
             cap: max_handshake_frame_len
                 .saturating_add(4)
                 .saturating_add(WS_HEADER),
+            max_message: max_message as u64,
+            announced: AtomicUsize::new(0),
+            budget: OnceLock::new(),
+            charged: AtomicUsize::new(0),
+            credit: OnceLock::new(),
+            own: OwnRoom::default(),
         })
     }
 
@@ -75,14 +135,46 @@ impl Meter {
         self.upgraded.store(true, Ordering::Release);
     }
 
-    /// A message of `len` bytes was delivered.
+    /// A message of `len` bytes was delivered: what was counted for it
+    /// becomes the reader's credit (the reader reads it from here).
     pub(crate) fn delivered(&self, len: usize) {
         self.delivered.fetch_add(len, Ordering::AcqRel);
         self.hello.store(true, Ordering::Release);
+        let (Some(budget), Some(credit)) = (self.budget.get(), self.credit.get()) else {
+            return;
+        };
+        let held = self.held();
+        if let Ok(c) = self
+            .charged
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                (c > held).then_some(held)
+            })
+        {
+            // The previous message's credit, if the reader did not take
+            // it, is given back first: the reader has all of it.
+            budget.release(credit.swap(c - held, Ordering::AcqRel));
+        }
     }
 
-    /// The connection is open: the bound is lifted.
-    pub(crate) fn lift(&self) {
+    /// The reader has all of the message delivered last: what of its
+    /// count its reservation did not take over is given back.
+    pub(crate) fn drained(&self) {
+        if let (Some(budget), Some(credit)) = (self.budget.get(), self.credit.get()) {
+            budget.release(credit.swap(0, Ordering::AcqRel));
+        }
+    }
+
+    /// The connection is open, counting against `budget`, the reader's
+    /// reservations taking over from `credit`: the bound is lifted, and
+    /// the data frames tungstenite holds (the hello's bound kept them
+    /// small) are counted from now.
+    pub(crate) fn lift(&self, budget: &Arc<Budget>, credit: &Arc<AtomicUsize>) {
+        if self.budget.set(budget.clone()).is_ok() {
+            let _ = self.credit.set(credit.clone());
+            let held = self.held();
+            self.charged.store(held, Ordering::Release);
+            budget.charge(held);
+        }
         self.lifted.store(true, Ordering::Release);
         self.waker.wake();
     }
@@ -93,8 +185,88 @@ impl Meter {
         self.delivered.fetch_add(payload + 6, Ordering::AcqRel);
     }
 
-    /// Bytes that may still be read before the hello, or `None` if no
-    /// bound applies any more.
+    /// What tungstenite holds of data frames: their announced lengths less
+    /// the messages delivered.
+    fn held(&self) -> usize {
+        self.announced
+            .load(Ordering::Acquire)
+            .saturating_sub(self.delivered.load(Ordering::Acquire))
+    }
+
+    /// Whether the header of a frame of `len` bytes, carrying data or
+    /// not, may be handed on; if so, its length is counted.
+    fn admit(&self, len: u64, data: bool) -> Admit {
+        if !data {
+            return if len <= MAX_CONTROL {
+                Admit::Yes
+            } else {
+                Admit::Refused(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "protocol violation: a websocket control frame of {len} bytes (at most \
+                         {MAX_CONTROL})"
+                    ),
+                ))
+            };
+        }
+        if len > self.max_message {
+            // Refused by tungstenite from its header, before it reserves.
+            return Admit::Yes;
+        }
+        let len = len as usize;
+        let held = self.held();
+        let Some(budget) = self
+            .budget
+            .get()
+            .filter(|_| self.lifted.load(Ordering::Acquire))
+        else {
+            return if held.saturating_add(len) <= self.cap {
+                self.announced.fetch_add(len, Ordering::AcqRel);
+                Admit::Yes
+            } else if self.hello.load(Ordering::Acquire) {
+                Admit::AfterOpening
+            } else {
+                Admit::Refused(self.over_handshake())
+            };
+        };
+        // Up to SMALL_FRAME whatever the budget holds, past it with room.
+        let charged = self.charged.load(Ordering::Acquire);
+        let need = (held + len).saturating_sub(charged);
+        let free = SMALL_FRAME.saturating_sub(charged).min(need);
+        let rest = need - free;
+        if rest > budget.limit() {
+            return Admit::Refused(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "limit exceeded: memory_budget = {} (a websocket frame of {len} bytes)",
+                    budget.limit()
+                ),
+            ));
+        }
+        if rest > 0 && !budget.try_charge(rest) {
+            return Admit::AfterRoom(rest);
+        }
+        budget.charge(free);
+        self.charged.fetch_add(need, Ordering::AcqRel);
+        self.announced.fetch_add(len, Ordering::AcqRel);
+        Admit::Yes
+    }
+
+    fn over_handshake(&self) -> io::Error {
+        let why = if self.upgraded.load(Ordering::Acquire) {
+            format!(
+                "limit exceeded: max_handshake_frame_len (a websocket message before the hello \
+                 over {} bytes with its header)",
+                self.cap
+            )
+        } else {
+            format!("a websocket upgrade request over {UPGRADE_MAX} bytes")
+        };
+        io::Error::new(io::ErrorKind::InvalidData, why)
+    }
+
+    /// Bytes that may still be read before the connection opens, or `None`
+    /// if no bound applies any more.
     fn room(&self) -> Option<usize> {
         if self.lifted.load(Ordering::Acquire) {
             return None;
@@ -113,30 +285,80 @@ impl Meter {
     }
 }
 
+impl Drop for Meter {
+    fn drop(&mut self) {
+        // Nothing is held any more.
+        if let Some(budget) = self.budget.get() {
+            let credit = self.credit.get().map_or(0, |c| c.swap(0, Ordering::AcqRel));
+            budget.release(*self.charged.get_mut() + credit);
+        }
+    }
+}
+
 /// A stream whose reads are counted in a [`Meter`] and bounded by it.
 pub(crate) struct Metered<S> {
     inner: S,
     meter: Arc<Meter>,
+    scan: Scan,
+    /// Bytes read from a header held back on (at most [`READ_AHEAD`]);
+    /// freed once handed on.
+    ahead: Vec<u8>,
+    /// A header held back waiting for room in the budget.
+    room: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
 impl<S> Metered<S> {
     pub(crate) fn new(inner: S, meter: Arc<Meter>) -> Self {
-        Metered { inner, meter }
+        Metered {
+            inner,
+            meter,
+            scan: Scan::new(),
+            ahead: Vec::new(),
+            room: None,
+        }
     }
-}
 
-impl<S: AsyncRead + Unpin> Metered<S> {
-    /// A read with no bound, counted.
-    fn read_unbounded(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
-        let n = buf.filled().len() - before;
-        self.meter.read.fetch_add(n, Ordering::AcqRel);
-        Poll::Ready(Ok(()))
+    /// Scans `bytes`, the next ones for tungstenite: how many may be
+    /// handed on, and if not all, why the header after them is held.
+    fn feed(scan: &mut Scan, meter: &Meter, bytes: &[u8]) -> (usize, Option<Admit>) {
+        let mut why = None;
+        let fed = scan.feed(bytes, |len, data| match meter.admit(len, data) {
+            Admit::Yes => true,
+            other => {
+                why = Some(other);
+                false
+            }
+        });
+        (fed.used, why)
+    }
+
+    /// A header is held back for `why`: `Ok` to look again (once the
+    /// reader has room to wait for, or the connection opened meanwhile).
+    fn hold(&mut self, why: Admit, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match why {
+            Admit::Yes => Poll::Ready(Ok(())),
+            Admit::Refused(e) => Poll::Ready(Err(e)),
+            Admit::AfterOpening => {
+                self.meter.waker.register(cx.waker());
+                if self.meter.lifted.load(Ordering::Acquire) {
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Pending
+                }
+            }
+            Admit::AfterRoom(need) => {
+                let Some(budget) = self.meter.budget.get().cloned() else {
+                    return Poll::Ready(Ok(()));
+                };
+                let meter = self.meter.clone();
+                self.room = Some(Box::pin(async move {
+                    budget
+                        .wait_until(&meter.own, || budget.has_room(need))
+                        .await;
+                }));
+                Poll::Ready(Ok(()))
+            }
+        }
     }
 }
 
@@ -147,38 +369,63 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let Some(room) = this.meter.room() else {
-            return this.read_unbounded(cx, buf);
-        };
-        if room == 0 && this.meter.hello.load(Ordering::Acquire) {
-            // After the hello: the rest waits for the connection to open.
-            this.meter.waker.register(cx.waker());
-            if this.meter.room().is_some() {
-                return Poll::Pending;
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if let Some(room) = &mut this.room {
+                ready!(room.as_mut().poll(cx));
+                this.room = None;
             }
-            return this.read_unbounded(cx, buf);
-        }
-        if room == 0 {
-            let why = if this.meter.upgraded.load(Ordering::Acquire) {
-                format!(
-                    "limit exceeded: max_handshake_frame_len (a websocket message before the \
-                     hello over {} bytes with its header)",
-                    this.meter.cap
-                )
-            } else {
-                format!("a websocket upgrade request over {UPGRADE_MAX} bytes")
+            if !this.ahead.is_empty() {
+                // What was read past a header held back goes first.
+                let n = this.ahead.len().min(buf.remaining());
+                let (used, why) = Self::feed(&mut this.scan, &this.meter, &this.ahead[..n]);
+                buf.put_slice(&this.ahead[..used]);
+                this.ahead.drain(..used);
+                if this.ahead.is_empty() {
+                    this.ahead = Vec::new();
+                }
+                if used > 0 {
+                    return Poll::Ready(Ok(()));
+                }
+                ready!(this.hold(why.unwrap_or(Admit::Yes), cx))?;
+                continue;
+            }
+            let most = match this.meter.room() {
+                None => usize::MAX,
+                Some(0) if this.meter.hello.load(Ordering::Acquire) => {
+                    // After the hello: the rest waits for the opening.
+                    ready!(this.hold(Admit::AfterOpening, cx))?;
+                    continue;
+                }
+                Some(0) => return Poll::Ready(Err(this.meter.over_handshake())),
+                Some(room) => room,
             };
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, why)));
+            let most = most
+                .min(this.scan.read_limit(READ_AHEAD))
+                .min(buf.remaining());
+            let before = buf.filled().len();
+            let n = {
+                let mut part = ReadBuf::new(buf.initialize_unfilled_to(most));
+                ready!(Pin::new(&mut this.inner).poll_read(cx, &mut part))?;
+                part.filled().len()
+            };
+            buf.advance(n);
+            this.meter.read.fetch_add(n, Ordering::AcqRel);
+            if n == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            let (used, why) = Self::feed(&mut this.scan, &this.meter, &buf.filled()[before..]);
+            if used < n {
+                this.ahead.extend_from_slice(&buf.filled()[before + used..]);
+                buf.set_filled(before + used);
+            }
+            if used > 0 {
+                return Poll::Ready(Ok(()));
+            }
+            ready!(this.hold(why.unwrap_or(Admit::Yes), cx))?;
         }
-        // Before the hello: read no more than the bound allows.
-        let mut chunk = [0u8; 4096];
-        let want = room.min(chunk.len()).min(buf.remaining());
-        let mut small = ReadBuf::new(&mut chunk[..want]);
-        ready!(Pin::new(&mut this.inner).poll_read(cx, &mut small))?;
-        let n = small.filled().len();
-        buf.put_slice(small.filled());
-        this.meter.read.fetch_add(n, Ordering::AcqRel);
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -201,71 +448,5 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::future::poll_fn;
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    use super::*;
-
-    /// Reads from `m` until it waits, fails or ends: the bytes read and
-    /// how it stopped (`None`: it waits).
-    async fn read_until_it_stops<S: AsyncRead + Unpin>(
-        m: &mut Metered<S>,
-    ) -> (usize, Option<io::Result<()>>) {
-        let mut total = 0;
-        loop {
-            let mut chunk = [0u8; 1000];
-            let mut buf = ReadBuf::new(&mut chunk);
-            let step = poll_fn(|cx| Poll::Ready(Pin::new(&mut *m).poll_read(cx, &mut buf))).await;
-            match step {
-                Poll::Pending => return (total, None),
-                Poll::Ready(Ok(())) if buf.filled().is_empty() => return (total, Some(Ok(()))),
-                Poll::Ready(Ok(())) => total += buf.filled().len(),
-                Poll::Ready(Err(e)) => return (total, Some(Err(e))),
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn past_the_bound_a_read_fails_before_the_hello_and_waits_after_it_until_open() {
-        let cap = 100 + 4 + WS_HEADER;
-        // Before the hello: a message over the bound is refused.
-        let (ours, mut theirs) = tokio::io::duplex(4096);
-        theirs.write_all(&[0u8; 1000]).await.unwrap();
-        let meter = Meter::new(100);
-        meter.opened();
-        let mut m = Metered::new(ours, meter.clone());
-        let (n, how) = read_until_it_stops(&mut m).await;
-        assert_eq!(n, cap);
-        let e = how.expect("refused, not waiting").unwrap_err();
-        assert!(e.to_string().contains("max_handshake_frame_len"), "{e}");
-
-        // After the hello (10 bytes delivered) and before the connection
-        // is open: the read waits at the bound instead (a client may send
-        // a large call right behind its hello).
-        let (ours, mut theirs) = tokio::io::duplex(4096);
-        theirs.write_all(&[0u8; 1000]).await.unwrap();
-        let meter = Meter::new(100);
-        meter.opened();
-        let mut m = Metered::new(ours, meter.clone());
-        let mut hello = [0u8; 10];
-        m.read_exact(&mut hello).await.unwrap();
-        meter.delivered(10);
-        let (n, how) = read_until_it_stops(&mut m).await;
-        assert_eq!(n, cap, "read up to the bound past what was delivered");
-        assert!(how.is_none(), "waits: {how:?}");
-        // Open: the rest is read, and the waiting reader was woken.
-        let reader = tokio::spawn(async move {
-            let mut rest = vec![0u8; 1000 - 10 - cap];
-            m.read_exact(&mut rest).await.map(|_| rest.len())
-        });
-        // Let it reach the bound and wait before the connection opens.
-        tokio::task::yield_now().await;
-        meter.lift();
-        let rest = tokio::time::timeout(std::time::Duration::from_secs(60), reader)
-            .await
-            .expect("the lift wakes the waiting reader");
-        assert_eq!(rest.unwrap().unwrap(), 1000 - 10 - cap);
-    }
-}
+#[path = "ws_meter_tests.rs"]
+mod tests;

@@ -204,6 +204,7 @@ impl ConnectionBuilder {
             queued: AtomicUsize::new(0),
             out_charged: AtomicUsize::new(0),
             buffered_input: AtomicUsize::new(0),
+            read_credit: Arc::default(),
             kept: Default::default(),
             budget,
             server_side: self.server_side,
@@ -308,7 +309,7 @@ impl ConnectionBuilder {
         super::super::invalidate::register(&shared);
         input.set_max_len(limits.max_frame_len);
         if let Some(opened) = &on_open {
-            opened();
+            opened(&shared.budget, &shared.read_credit);
         }
         tracing::info!(name: "remote.connection.opened", parent: &span, "connection opened");
         crate::trace::spawn_in(span, read_loop(shared.clone(), input, ctl_rx));

@@ -481,6 +481,17 @@ impl Input {
         self.shared.kept.reader_kept(-(moved as isize));
         self.reserved += moved;
         shared_add(&self.shared, moved);
+        // So does what the transport counted for the frame's message
+        // (`transport/ws_meter.rs`): counted twice, a frame of more than
+        // half the budget could never be read, and given back first,
+        // its room could go to another before the reservation had it.
+        let credit = self.shared.read_credit.swap(0, Ordering::AcqRel);
+        if credit > 0 {
+            let moved = credit.min(total - self.reserved);
+            self.reserved += moved;
+            shared_add(&self.shared, moved);
+            self.shared.budget.release(credit - moved);
+        }
         if self.reserved >= total {
             return ControlFlow::Continue(());
         }

@@ -1,0 +1,186 @@
+use std::future::poll_fn;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::*;
+
+/// Reads from `m` until it waits, fails or ends: the bytes read and
+/// how it stopped (`None`: it waits).
+async fn read_until_it_stops<S: AsyncRead + Unpin>(
+    m: &mut Metered<S>,
+) -> (usize, Option<io::Result<()>>) {
+    let mut total = 0;
+    loop {
+        let mut chunk = [0u8; 1000];
+        let mut buf = ReadBuf::new(&mut chunk);
+        let step = poll_fn(|cx| Poll::Ready(Pin::new(&mut *m).poll_read(cx, &mut buf))).await;
+        match step {
+            Poll::Pending => return (total, None),
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => return (total, Some(Ok(()))),
+            Poll::Ready(Ok(())) => total += buf.filled().len(),
+            Poll::Ready(Err(e)) => return (total, Some(Err(e))),
+        }
+    }
+}
+
+#[tokio::test]
+async fn past_the_bound_a_read_fails_before_the_hello_and_waits_after_it_until_open() {
+    let cap = 100 + 4 + WS_HEADER;
+    // Before the hello: a message over the bound is refused.
+    let (ours, mut theirs) = tokio::io::duplex(4096);
+    theirs.write_all(&[0u8; 1000]).await.unwrap();
+    let meter = Meter::new(100, 1 << 20);
+    meter.opened();
+    let mut m = Metered::new(ours, meter.clone());
+    let (n, how) = read_until_it_stops(&mut m).await;
+    assert_eq!(n, cap);
+    let e = how.expect("refused, not waiting").unwrap_err();
+    assert!(e.to_string().contains("max_handshake_frame_len"), "{e}");
+
+    // After the hello (10 bytes delivered) and before the connection
+    // is open: the read waits at the bound instead (a client may send
+    // a large call right behind its hello).
+    let (ours, mut theirs) = tokio::io::duplex(4096);
+    theirs.write_all(&[0u8; 1000]).await.unwrap();
+    let meter = Meter::new(100, 1 << 20);
+    meter.opened();
+    let mut m = Metered::new(ours, meter.clone());
+    let mut hello = [0u8; 10];
+    m.read_exact(&mut hello).await.unwrap();
+    meter.delivered(10);
+    let (n, how) = read_until_it_stops(&mut m).await;
+    assert_eq!(n, cap, "read up to the bound past what was delivered");
+    assert!(how.is_none(), "waits: {how:?}");
+    // Open: the rest is read, and the waiting reader was woken.
+    let reader = tokio::spawn(async move {
+        let mut rest = vec![0u8; 1000 - 10 - cap];
+        m.read_exact(&mut rest).await.map(|_| rest.len())
+    });
+    // Let it reach the bound and wait before the connection opens.
+    tokio::task::yield_now().await;
+    meter.lift(&Arc::new(Budget::new(1 << 20)), &Arc::default());
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(60), reader)
+        .await
+        .expect("the lift wakes the waiting reader");
+    assert_eq!(rest.unwrap().unwrap(), 1000 - 10 - cap);
+}
+
+/// A masked binary frame header announcing `len` bytes (the mask all
+/// zeros: the payload as is), after an upgrade request.
+fn request_and_header(opcode: u8, len: u64) -> Vec<u8> {
+    let mut w = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+    w.extend_from_slice(&[0x80 | opcode, 0x80 | 127]);
+    w.extend_from_slice(&len.to_be_bytes());
+    w.extend_from_slice(&[0; 4]);
+    w
+}
+
+#[tokio::test]
+async fn once_open_a_frame_counts_its_length_before_it_is_handed_on() {
+    let budget = Arc::new(Budget::new(2 << 20));
+    let (ours, mut theirs) = tokio::io::duplex(2 << 20);
+    // A frame announcing 1 MiB, of which 600 KB are sent.
+    theirs
+        .write_all(&request_and_header(2, 1 << 20))
+        .await
+        .unwrap();
+    theirs.write_all(&vec![0u8; 600_000]).await.unwrap();
+    let meter = Meter::new(100, 1 << 20);
+    let mut m = Metered::new(ours, meter.clone());
+    let mut request = [0u8; 18];
+    m.read_exact(&mut request).await.unwrap();
+    meter.opened();
+    // Somebody else holds 1.5 MiB: no room for it.
+    budget.charge(3 << 19);
+    meter.lift(&budget, &Arc::default());
+    let (n, how) = read_until_it_stops(&mut m).await;
+    assert!(how.is_none(), "waits for room: {how:?}");
+    assert_eq!(n, 13, "all of the header but its last byte");
+    assert_eq!(budget.used(), 3 << 19, "nothing counted yet");
+    // Room given back lets it on, its whole length counted at once.
+    let reader = tokio::spawn(async move {
+        let mut more = vec![0u8; 100 << 10];
+        m.read_exact(&mut more).await.map(|_| m)
+    });
+    tokio::task::yield_now().await;
+    budget.release(3 << 19);
+    let m = tokio::time::timeout(std::time::Duration::from_secs(60), reader)
+        .await
+        .expect("room given back wakes the read")
+        .unwrap()
+        .unwrap();
+    assert_eq!(budget.used(), 1 << 20);
+    // Gone with the connection: nothing stays counted.
+    drop((m, meter));
+    assert_eq!(budget.used(), 0);
+}
+
+#[tokio::test]
+async fn frames_too_long_are_refused_from_their_headers() {
+    for (opcode, len, lifted, why) in [
+        (9, 126, true, "control frame of 126 bytes"),
+        (2, 1000, false, "max_handshake_frame_len"),
+        (2, (4 << 20) + (64 << 10) + 1, true, "memory_budget"),
+    ] {
+        let (ours, mut theirs) = tokio::io::duplex(4096);
+        theirs
+            .write_all(&request_and_header(opcode, len))
+            .await
+            .unwrap();
+        let meter = Meter::new(100, 8 << 20);
+        let mut m = Metered::new(ours, meter.clone());
+        let mut request = [0u8; 18];
+        m.read_exact(&mut request).await.unwrap();
+        meter.opened();
+        if lifted {
+            meter.lift(&Arc::new(Budget::new(4 << 20)), &Arc::default());
+        }
+        let (n, how) = read_until_it_stops(&mut m).await;
+        assert_eq!(n, 13, "{why}: all of the header but its last byte");
+        let e = how.expect("refused").unwrap_err();
+        assert!(e.to_string().contains(why), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn a_delivered_message_is_the_readers_credit_until_it_has_all_of_it() {
+    let budget = Arc::new(Budget::new(1 << 20));
+    let credit = Arc::new(AtomicUsize::new(0));
+    let (ours, mut theirs) = tokio::io::duplex(1 << 20);
+    // Two messages of 100 KB each.
+    let mut wire = request_and_header(2, 100_000);
+    wire.extend_from_slice(&[0u8; 100_000]);
+    wire.extend_from_slice(&request_and_header(2, 100_000)[18..]);
+    wire.extend_from_slice(&[0u8; 100_000]);
+    theirs.write_all(&wire).await.unwrap();
+    let meter = Meter::new(100, 1 << 20);
+    let mut m = Metered::new(ours, meter.clone());
+    let mut request = [0u8; 18];
+    m.read_exact(&mut request).await.unwrap();
+    meter.opened();
+    meter.lift(&budget, &credit);
+    let mut first = vec![0u8; 14 + 100_000];
+    m.read_exact(&mut first).await.unwrap();
+    assert_eq!(budget.used(), 100_000, "counted from its header");
+    // Delivered: the reader's credit, still counted.
+    meter.delivered(100_000);
+    assert_eq!(
+        (credit.load(Ordering::Acquire), budget.used()),
+        (100_000, 100_000)
+    );
+    // The reader has all of it without taking it: given back.
+    meter.drained();
+    assert_eq!((credit.load(Ordering::Acquire), budget.used()), (0, 0));
+    // The second: the reader's reservation takes it over (as
+    // `Input::reserve` does), so nothing more is given back.
+    let mut second = vec![0u8; 14 + 100_000];
+    m.read_exact(&mut second).await.unwrap();
+    meter.delivered(100_000);
+    let taken = credit.swap(0, Ordering::AcqRel);
+    assert_eq!(taken, 100_000);
+    meter.drained();
+    assert_eq!(budget.used(), 100_000, "the reader's now");
+    budget.release(taken);
+    drop((m, meter));
+    assert_eq!(budget.used(), 0);
+}

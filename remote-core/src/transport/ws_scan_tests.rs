@@ -1,0 +1,129 @@
+use super::*;
+
+/// A masked frame (the mask all zeros) with `opcode` and `payload`.
+fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![u8::from(fin) << 7 | opcode];
+    match payload.len() {
+        n @ 0..=125 => f.push(0x80 | n as u8),
+        n @ 126..=0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&[0; 4]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// An upgrade request whose end is preceded by a near miss, then frames of
+/// every header form: a 16-bit length, a ping, fragments (one empty), a
+/// pong with no payload, a 64-bit length.
+fn stream() -> (Vec<u8>, Vec<(u64, bool)>) {
+    let mut wire = b"GET / HTTP/1.1\r\nHost: x\r\n\r\r\n\r\n".to_vec();
+    wire.extend(frame(true, 2, &[7; 300]));
+    wire.extend(frame(true, 9, &[1; 20]));
+    wire.extend(frame(false, 2, b"ab"));
+    wire.extend(frame(false, 0, &[]));
+    wire.extend(frame(true, 10, b""));
+    wire.extend(frame(true, 0, &[3; 70_000]));
+    let asked = vec![(300, true), (20, false), (2, true), (70_000, true)];
+    (wire, asked)
+}
+
+#[test]
+fn every_frame_with_a_payload_is_asked_for_once_whatever_the_reads_cut() {
+    let (wire, want) = stream();
+    for cut in [1, 2, 3, 7, 13, 100, 4096, wire.len()] {
+        let mut s = Scan::new();
+        let mut asked = Vec::new();
+        for chunk in wire.chunks(cut) {
+            let fed = s.feed(chunk, |len, data| {
+                asked.push((len, data));
+                true
+            });
+            assert_eq!(
+                fed,
+                Fed {
+                    used: chunk.len(),
+                    held: None
+                }
+            );
+        }
+        assert_eq!(asked, want, "read {cut} bytes at a time");
+    }
+}
+
+#[test]
+fn a_frame_not_admitted_is_held_before_its_headers_last_byte() {
+    let (wire, _) = stream();
+    // The 300-byte frame's header: 8 bytes, right after the request.
+    let start = wire.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let last = start + 7;
+    for cut in [1, 5, 9, wire.len()] {
+        let mut s = Scan::new();
+        let mut at = 0;
+        let mut refusals = 0;
+        while at < wire.len() {
+            let end = (at + cut).min(wire.len());
+            // Refused twice, then admitted.
+            let fed = s.feed(&wire[at..end], |len, _| {
+                if len == 300 && refusals < 2 {
+                    refusals += 1;
+                    return false;
+                }
+                true
+            });
+            match fed.held {
+                Some(held) => {
+                    assert_eq!(held, (300, true));
+                    assert_eq!(
+                        at + fed.used,
+                        last,
+                        "held at the last byte, read {cut} at a time"
+                    );
+                }
+                None => assert_eq!(fed.used, end - at),
+            }
+            at += fed.used;
+        }
+        assert_eq!(refusals, 2);
+    }
+}
+
+#[test]
+fn reads_stop_near_the_next_header() {
+    let mut s = Scan::new();
+    assert_eq!(s.read_limit(16), 16, "in the request");
+    let mut wire = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+    wire.extend(&frame(true, 2, &[0; 1000])[..8 + 10]);
+    s.feed(&wire, |_, _| true);
+    assert_eq!(
+        s.read_limit(16),
+        990 + 16,
+        "the payload left, then a little"
+    );
+}
+
+#[test]
+fn a_request_ends_at_its_first_blank_line_only() {
+    let mut s = Scan::new();
+    let mut asked = 0;
+    // `\r\n\r` and then other bytes do not end it.
+    s.feed(b"GET / HTTP/1.1\r\n\r", |_, _| true);
+    s.feed(b"x\r\n", |_, _| true);
+    s.feed(&frame(true, 2, b"not yet"), |_, _| {
+        asked += 1;
+        true
+    });
+    assert_eq!(asked, 0, "still in the request");
+    s.feed(b"\r\n\r\n", |_, _| true);
+    s.feed(&frame(true, 2, b"counted"), |len, _| {
+        asked += 1;
+        len == 7
+    });
+    assert_eq!(asked, 1);
+}
