@@ -485,7 +485,10 @@ impl Input {
         // (`transport/ws_meter.rs`): counted twice, a frame of more than
         // half the budget could never be read, and given back first,
         // its room could go to another before the reservation had it.
-        let credit = self.shared.read_credit.swap(0, Ordering::AcqRel);
+        let credit = match self.shared.read_credit.load(Ordering::Acquire) {
+            0 => 0,
+            _ => self.shared.read_credit.swap(0, Ordering::AcqRel),
+        };
         if credit > 0 {
             let moved = credit.min(total - self.reserved);
             self.reserved += moved;
