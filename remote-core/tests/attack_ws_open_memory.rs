@@ -3,9 +3,12 @@
 //! it. It used to be counted nowhere: peers sending all but the last byte
 //! of a 1 MiB message on each connection held `max_connections ×
 //! max_frame_len` outside the budget (1 GiB at the defaults, PROTOCOL.md
-//! §1.1). Now it counts in the budget (`transport/ws_meter.rs`): 64 KiB
-//! per connection whatever the budget holds, past that only with room.
-//! Measured with a counting global allocator (one test per binary).
+//! §1.1). Now each frame counts in the budget from its header
+//! (`transport/ws_meter.rs`): 64 KiB per connection whatever the budget
+//! holds, past that only with room. The variants a red-team pass got past
+//! the first form with: pongs between a message's fragments, and upgrade
+//! requests whose end a scan for `\r\n\r\n` misplaced. Measured with a
+//! counting global allocator (one measuring test at a time).
 
 #[path = "support/add.rs"]
 mod add;
@@ -14,56 +17,144 @@ mod counting;
 #[path = "support/raw.rs"]
 mod raw;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use counting::live;
+use counting::{live, serial};
 use raw::{eventually, ws_binary, ws_frame, ws_upgraded};
-use remote_core::{Connection, Limits};
-use tokio::io::AsyncWriteExt;
+use remote_core::{Connection, Limits, ServerHandle};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 const BUDGET: usize = 4 << 20;
 const CONNS: usize = 16;
 const ON_TOP: usize = 64 << 10;
-static ZEROS: [u8; 16 << 10] = [0; 16 << 10];
+const MESSAGE: usize = 1 << 20;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partial_websocket_messages_of_open_connections_count_in_the_budget() {
+/// How the upgrade request is written.
+#[derive(Clone, Copy)]
+enum Upgrade {
+    /// As a browser writes it.
+    Usual,
+    /// Lines ending in `\n` alone (httparse, tungstenite's parser, takes
+    /// them).
+    LfOnly,
+    /// Blank lines before the request line (httparse skips them), and a
+    /// header value holding what looks like a frame header.
+    BlankLinesFirst,
+}
+
+/// A raw socket to `server`, upgraded as `how` says.
+async fn upgraded(server: &ServerHandle, how: Upgrade) -> BufReader<TcpStream> {
+    let authority = server
+        .local_addr()
+        .strip_prefix("ws://")
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let rest = format!(
+        "Host: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let request = match how {
+        Upgrade::Usual => return ws_upgraded(server).await,
+        Upgrade::LfOnly => format!("GET / HTTP/1.1\r\n{rest}")
+            .replace("\r\n", "\n")
+            .into_bytes(),
+        Upgrade::BlankLinesFirst => {
+            let mut r = b"\r\n\r\nGET / HTTP/1.1\r\nX-Pad: ".to_vec();
+            r.resize(75, b'a');
+            r.extend_from_slice(&[0x82, 0xff]);
+            r.extend_from_slice(b"~~~~~~~~zzzz\r\n");
+            r.extend_from_slice(rest.as_bytes());
+            r
+        }
+    };
+    let mut r = BufReader::new(TcpStream::connect(&authority).await.unwrap());
+    r.get_mut().write_all(&request).await.unwrap();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = raw::bounded(r.read_line(&mut line)).await.unwrap();
+        assert!(n > 0, "the server closed during the upgrade");
+        if line == "\r\n" {
+            return r;
+        }
+    }
+}
+
+/// A masked (key 0) data frame header: binary (`first`) or continuation.
+fn head(first: bool, fin: bool, len: usize) -> Vec<u8> {
+    let mut h = vec![(u8::from(fin) << 7) | (u8::from(first) * 2), 0x80 | 127];
+    h.extend_from_slice(&(len as u64).to_be_bytes());
+    h.extend_from_slice(&[0; 4]);
+    h
+}
+
+/// One message of `MESSAGE` bytes, all but its last byte.
+fn whole() -> Vec<u8> {
+    let mut s = head(true, true, MESSAGE);
+    s.resize(s.len() + MESSAGE - 1, 0);
+    s
+}
+
+/// The same in 16 fragments, 64 KiB of 125-byte pongs after each: a meter
+/// that took the pongs off what it counted let every fragment past.
+fn fragments_and_pongs() -> Vec<u8> {
+    let frag = MESSAGE / 16;
+    let mut pong = vec![0x8a, 0x80 | 125, 0, 0, 0, 0];
+    pong.resize(pong.len() + 125, 0);
+    let mut s = Vec::new();
+    for i in 0..16 {
+        s.extend(head(i == 0, i == 15, frag));
+        s.resize(s.len() + frag, 0);
+        if i < 15 {
+            for _ in 0..=frag / pong.len() {
+                s.extend_from_slice(&pong);
+            }
+        }
+    }
+    s.pop();
+    s
+}
+
+/// `CONNS` open connections (upgraded as `how` says, hellos exchanged)
+/// each sending `bytes` and no more: the server's heap grows by no more
+/// than the budget and 64 KiB per connection allow, and it counts what
+/// it holds; a bystander is served; closed, nothing stays counted.
+fn hold_partial_messages(how: Upgrade, bytes: Vec<u8>) {
+    let _serial = serial();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(measure(how, bytes));
+}
+
+async fn measure(how: Upgrade, bytes: Vec<u8>) {
     let limits = Limits {
         memory_budget: BUDGET,
         max_connections_per_peer: 64,
+        unauthenticated_idle_timeout: Duration::from_secs(10),
         ..Limits::default()
     };
     let server = add::serve("ws://127.0.0.1:0/", limits).await;
+    let bytes = Arc::new(bytes);
     let baseline = live();
-    // Each: the upgrade and the hello exchanged (the connection is open:
-    // this server asks for no authentication), then one binary message
-    // announcing 1 MiB, of which all but one byte is sent.
-    let len: u64 = 1 << 20;
-    let mut head = vec![0x82u8, 0x80 | 127];
-    head.extend_from_slice(&len.to_be_bytes());
-    head.extend_from_slice(&[0, 0, 0, 0]); // masking key: payload as is
     let mut writers = Vec::new();
     for _ in 0..CONNS {
-        let mut r = ws_upgraded(&server).await;
+        let mut r = upgraded(&server, how).await;
         r.get_mut()
             .write_all(&ws_binary(&raw::hello(vec![])))
             .await
             .unwrap();
         let (_, their_hello) = raw::bounded(ws_frame(&mut r)).await.expect("a hello");
         assert_eq!(raw::kind(&their_hello[4..]), 0, "the server's hello");
-        let head = head.clone();
-        // Writes that stop when the server stops reading: in a task each,
-        // from one static buffer (the heap measured is the server's).
+        let bytes = bytes.clone();
+        // Writes that stop when the server stops reading, in a task each.
         writers.push(tokio::spawn(async move {
-            let _ = r.get_mut().write_all(&head).await;
-            let mut left = len as usize - 1;
-            while left > 0 {
-                let n = left.min(ZEROS.len());
-                if r.get_mut().write_all(&ZEROS[..n]).await.is_err() {
-                    break;
-                }
-                left -= n;
-            }
+            let _ = r.get_mut().write_all(&bytes).await;
             std::future::pending::<()>().await;
             drop(r);
         }));
@@ -114,4 +205,24 @@ async fn partial_websocket_messages_of_open_connections_count_in_the_budget() {
         server.connections(),
         server.buffered_bytes()
     );
+}
+
+#[test]
+fn partial_websocket_messages_of_open_connections_count_in_the_budget() {
+    hold_partial_messages(Upgrade::Usual, whole());
+}
+
+#[test]
+fn pongs_between_fragments_do_not_uncount_them() {
+    hold_partial_messages(Upgrade::Usual, fragments_and_pongs());
+}
+
+#[test]
+fn an_upgrade_with_bare_line_feeds_does_not_hide_the_frames() {
+    hold_partial_messages(Upgrade::LfOnly, whole());
+}
+
+#[test]
+fn blank_lines_before_the_upgrade_do_not_hide_the_frames() {
+    hold_partial_messages(Upgrade::BlankLinesFirst, whole());
 }

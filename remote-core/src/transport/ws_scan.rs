@@ -6,23 +6,52 @@
 //! frame reader nor the memory budget sees it.
 //!
 //! The scan follows the stream from the first byte of the HTTP upgrade
-//! request (which ends at its first blank line: an upgrade has no body),
-//! and asks whether each frame with a payload may be handed on *before*
-//! the last byte of its header: tungstenite cannot parse a header it has
-//! not all of, so holding that byte back holds the frame.
+//! request, which ends where tungstenite's parser says it does (httparse,
+//! called as tungstenite calls it: a blank line of `\r\n` or `\n`, blank
+//! lines before the request skipped; a red-team pass desynchronised a
+//! scan that looked for `\r\n\r\n` with either, and every frame after
+//! escaped it), and asks whether each frame with a payload may be handed
+//! on *before* the last byte of its header: tungstenite cannot parse a
+//! header it has not all of, so holding that byte back holds the frame.
 
-/// The end of the HTTP upgrade request.
-const HEAD_END: &[u8; 4] = b"\r\n\r\n";
+/// The headers tungstenite parses a request into (its `MAX_HEADERS`): a
+/// request with more is refused by it, and stays a request here.
+const MAX_HEADERS: usize = 124;
 
 /// Where the scan is in the stream.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 enum At {
-    /// In the upgrade request: how many bytes of [`HEAD_END`] matched.
-    Request(usize),
+    /// In the upgrade request: its bytes so far (bounded by the meter's
+    /// bound on the upgrade, `ws_meter.rs`).
+    Request(Vec<u8>),
     /// In a frame header: its bytes so far.
     Header { bytes: [u8; 14], have: usize },
     /// In a frame's payload: the bytes left.
     Payload { left: u64 },
+}
+
+/// What a frame's header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Head {
+    /// Its payload's length.
+    pub(crate) len: u64,
+    /// 0 continues a fragmented message, 1 and 2 start one (text,
+    /// binary); 8 and more are control frames.
+    pub(crate) opcode: u8,
+    /// Whether it ends its message.
+    pub(crate) fin: bool,
+}
+
+impl Head {
+    /// Whether it is a control frame (ping, pong, close).
+    pub(crate) fn is_control(&self) -> bool {
+        self.opcode >= 8
+    }
+
+    /// Whether it is part of a message in several frames.
+    pub(crate) fn is_fragment(&self) -> bool {
+        !self.is_control() && (self.opcode == 0 || !self.fin)
+    }
 }
 
 /// How far [`Scan::feed`] went.
@@ -31,9 +60,8 @@ pub(crate) struct Fed {
     /// Bytes that may be handed on.
     pub(crate) used: usize,
     /// The frame whose header's last byte is the next one, if it was not
-    /// admitted: its payload length, and whether it carries data (text,
-    /// binary or continuation) rather than control.
-    pub(crate) held: Option<(u64, bool)>,
+    /// admitted.
+    pub(crate) held: Option<Head>,
 }
 
 /// The position in a server's WebSocket input.
@@ -45,15 +73,17 @@ pub(crate) struct Scan {
 impl Scan {
     /// A scan from the first byte of the upgrade request.
     pub(crate) fn new() -> Self {
-        Scan { at: At::Request(0) }
+        Scan {
+            at: At::Request(Vec::new()),
+        }
     }
 
     /// The most bytes the next read should take: what is left of the
     /// payload under way and `ahead` more (so bytes read past a header
     /// that is held back are at most `ahead`).
     pub(crate) fn read_limit(&self, ahead: usize) -> usize {
-        match self.at {
-            At::Payload { left } => usize::try_from(left)
+        match &self.at {
+            At::Payload { left } => usize::try_from(*left)
                 .unwrap_or(usize::MAX)
                 .saturating_add(ahead),
             _ => ahead,
@@ -61,29 +91,25 @@ impl Scan {
     }
 
     /// Goes through `bytes`, the next ones of the stream. Before the last
-    /// byte of each header of a frame with a payload, asks `admit` (with
-    /// its payload length and whether it carries data); if it says no,
-    /// stops there: that byte and the rest are not used.
-    pub(crate) fn feed(&mut self, bytes: &[u8], mut admit: impl FnMut(u64, bool) -> bool) -> Fed {
+    /// byte of each frame header, asks `admit`; if it says no, stops
+    /// there: that byte and the rest are not used.
+    pub(crate) fn feed(&mut self, bytes: &[u8], mut admit: impl FnMut(Head) -> bool) -> Fed {
         let mut used = 0;
         while used < bytes.len() {
             let rest = &bytes[used..];
             match &mut self.at {
-                At::Request(matched) => {
-                    let mut n = 0;
-                    for &b in rest {
-                        n += 1;
-                        *matched = if b == HEAD_END[*matched] {
-                            *matched + 1
-                        } else {
-                            usize::from(b == b'\r')
-                        };
-                        if *matched == HEAD_END.len() {
+                At::Request(request) => {
+                    let before = request.len();
+                    request.extend_from_slice(rest);
+                    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    match httparse::Request::new(&mut headers).parse(request) {
+                        Ok(httparse::Status::Complete(end)) => {
+                            used += end.saturating_sub(before).min(rest.len());
                             self.at = header();
-                            break;
                         }
+                        // Partial; or refused, as tungstenite refuses it.
+                        _ => used += rest.len(),
                     }
-                    used += n;
                 }
                 At::Header { bytes: head, have } => {
                     // The first two bytes tell the header's length.
@@ -97,17 +123,18 @@ impl Scan {
                     next[*have..*have + n].copy_from_slice(&rest[..n]);
                     let complete = *have + n == target && header_len(&next[..target]) == target;
                     if complete {
-                        let (len, data) = parse(&next[..target]);
-                        if len > 0 && !admit(len, data) {
+                        let frame = parse(&next[..target]);
+                        if !admit(frame) {
                             // Held before its last byte.
                             *head = next;
                             *have += n - 1;
                             used += n - 1;
                             return Fed {
                                 used,
-                                held: Some((len, data)),
+                                held: Some(frame),
                             };
                         }
+                        let len = frame.len;
                         self.at = if len == 0 {
                             header()
                         } else {
@@ -152,16 +179,18 @@ fn header_len(head: &[u8]) -> usize {
     2 + ext + mask
 }
 
-/// A whole header's payload length, and whether the frame carries data
-/// (opcodes 0 to 7; control frames are 8 to 15).
-fn parse(head: &[u8]) -> (u64, bool) {
-    let data = head[0] & 0x0f < 8;
+/// What a whole header says.
+fn parse(head: &[u8]) -> Head {
     let len = match head[1] & 0x7f {
         126 => u64::from(u16::from_be_bytes([head[2], head[3]])),
         127 => u64::from_be_bytes(head[2..10].try_into().expect("8 bytes")),
         n => u64::from(n),
     };
-    (len, data)
+    Head {
+        len,
+        opcode: head[0] & 0x0f,
+        fin: head[0] & 0x80 != 0,
+    }
 }
 
 #[cfg(test)]
