@@ -247,12 +247,9 @@ where
                         "protocol violation: a text websocket message (frames are binary messages)",
                     )))
                 }
-                Some(Ok(Message::Ping(p) | Message::Pong(p))) => {
-                    // Answered by tungstenite; not a partial message.
-                    if let Some(m) = &this.meter {
-                        m.control(p.len());
-                    }
-                }
+                // Pings are answered by tungstenite; a control frame is
+                // no partial message (the meter counted it off as read).
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(_)) => {} // raw frames are not delivered when reading
                 Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, .. }))) => {
                     // Refused from its header, nothing buffered. Handed to

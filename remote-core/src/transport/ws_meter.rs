@@ -69,11 +69,12 @@ pub(crate) struct Meter {
     /// by [`UPGRADE_MAX`].
     upgraded: AtomicBool,
     delivered: AtomicUsize,
-    /// The wire bytes of control frames read: not buffered, so not held
-    /// (for the bound before the opening only: a data frame's count must
-    /// not shrink by them, or pongs between the fragments of a message
-    /// let its fragments past uncounted, found by a red-team pass).
-    control: AtomicUsize,
+    /// The bytes handed on that tungstenite does not keep: frame headers,
+    /// and control frames whole (for the bound before the opening only: a
+    /// data frame's count must not shrink by them, or pongs between the
+    /// fragments of a message let its fragments past uncounted, found by
+    /// a red-team pass).
+    unheld: AtomicUsize,
     /// Whether the first message (the hello) has been delivered: reading
     /// past the bound waits from then on instead of failing.
     hello: AtomicBool,
@@ -134,7 +135,7 @@ impl Meter {
             baseline: AtomicUsize::new(0),
             upgraded: AtomicBool::new(false),
             delivered: AtomicUsize::new(0),
-            control: AtomicUsize::new(0),
+            unheld: AtomicUsize::new(0),
             hello: AtomicBool::new(false),
             lifted: AtomicBool::new(false),
             waker: AtomicWaker::new(),
@@ -208,12 +209,6 @@ impl Meter {
         self.waker.wake();
     }
 
-    /// A control frame (ping, pong) with `payload` bytes was read: it is
-    /// not buffered, so it does not count (its masked header is 6 bytes).
-    pub(crate) fn control(&self, payload: usize) {
-        self.control.fetch_add(payload + 6, Ordering::AcqRel);
-    }
-
     /// What is counted for the data frames tungstenite holds: what their
     /// headers announced less the messages delivered.
     fn held(&self) -> usize {
@@ -228,6 +223,8 @@ impl Meter {
         let len = head.len;
         if head.is_control() {
             return if len <= MAX_CONTROL {
+                self.unheld
+                    .fetch_add(head.header + len as usize, Ordering::AcqRel);
                 Admit::Yes
             } else {
                 Admit::Refused(io::Error::new(
@@ -289,6 +286,7 @@ impl Meter {
     /// counts is known once it ends, for [`delivered`](Self::delivered).
     fn announce(&self, head: Head, counted: usize) {
         self.announced.fetch_add(counted, Ordering::AcqRel);
+        self.unheld.fetch_add(head.header, Ordering::AcqRel);
         let mut m = self.messages.lock().unwrap_or_else(|p| p.into_inner());
         m.current += counted;
         if head.fin {
@@ -321,7 +319,7 @@ impl Meter {
             .load(Ordering::Acquire)
             .saturating_sub(self.baseline.load(Ordering::Acquire))
             .saturating_sub(self.delivered.load(Ordering::Acquire))
-            .saturating_sub(self.control.load(Ordering::Acquire));
+            .saturating_sub(self.unheld.load(Ordering::Acquire));
         let cap = if self.upgraded.load(Ordering::Acquire) {
             self.cap
         } else {

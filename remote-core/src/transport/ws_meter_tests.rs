@@ -184,3 +184,28 @@ async fn a_delivered_message_is_the_readers_credit_until_it_has_all_of_it() {
     drop((m, meter));
     assert_eq!(budget.used(), 0);
 }
+
+#[tokio::test]
+async fn headers_do_not_count_against_the_bound_before_the_opening() {
+    // A hello, then a proof as long as the bound allows, each with a
+    // 14-byte header: the proof is read whole (its header and the hello's
+    // counted as held, it waited for an opening that needed it: found by
+    // a red-team pass).
+    let (ours, mut theirs) = tokio::io::duplex(4096);
+    let mut wire = request_and_header(2, 10);
+    wire.extend_from_slice(&[0; 10]);
+    wire.extend_from_slice(&request_and_header(2, 104)[18..]);
+    wire.extend_from_slice(&[0; 104]);
+    theirs.write_all(&wire).await.unwrap();
+    let meter = Meter::new(100, 1 << 20);
+    let mut m = Metered::new(ours, meter.clone());
+    let mut request = [0u8; 18];
+    m.read_exact(&mut request).await.unwrap();
+    meter.opened();
+    let mut hello = [0u8; 24];
+    m.read_exact(&mut hello).await.unwrap();
+    meter.delivered(10);
+    let (n, how) = read_until_it_stops(&mut m).await;
+    assert_eq!(n, 14 + 104, "the whole proof");
+    assert!(how.is_none(), "then waits: {how:?}");
+}

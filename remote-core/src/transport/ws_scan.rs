@@ -40,6 +40,8 @@ pub(crate) struct Head {
     pub(crate) opcode: u8,
     /// Whether it ends its message.
     pub(crate) fin: bool,
+    /// The header's own length (2 to 14 bytes).
+    pub(crate) header: usize,
 }
 
 impl Head {
@@ -190,6 +192,7 @@ fn parse(head: &[u8]) -> Head {
         len,
         opcode: head[0] & 0x0f,
         fin: head[0] & 0x80 != 0,
+        header: head.len(),
     }
 }
 
