@@ -217,8 +217,8 @@ impl Meter {
             .saturating_sub(self.released.load(Ordering::Acquire))
     }
 
-    /// Whether the header of a frame of `len` bytes, carrying data or
-    /// not, may be handed on; if so, its length is counted.
+    /// Whether a frame's header may be handed on; if so, its length is
+    /// counted (a fragment's twice once the connection is open).
     fn admit(&self, head: Head) -> Admit {
         let len = head.len;
         if head.is_control() {
@@ -240,10 +240,7 @@ impl Meter {
             // Refused by tungstenite from its header, before it reserves.
             return Admit::Yes;
         }
-        // A message in several frames is gathered in a buffer that grows
-        // by doubling: its frames count twice (a red-team pass measured
-        // 16 such partial messages holding half as much again as counted).
-        let len = len as usize * if head.is_fragment() { 2 } else { 1 };
+        let len = len as usize;
         let held = self.held();
         let Some(budget) = self
             .budget
@@ -259,9 +256,13 @@ impl Meter {
                 Admit::Refused(self.over_handshake())
             };
         };
+        // A message in several frames is gathered in a buffer that grows
+        // by doubling: its frames count twice (a red-team pass measured
+        // 16 such partial messages holding half as much again as counted).
+        let counted = len * if head.is_fragment() { 2 } else { 1 };
         // Up to SMALL_FRAME whatever the budget holds, past it with room.
         let charged = self.charged.load(Ordering::Acquire);
-        let need = (held + len).saturating_sub(charged);
+        let need = (held + counted).saturating_sub(charged);
         let free = SMALL_FRAME.saturating_sub(charged).min(need);
         let rest = need - free;
         if rest > budget.limit() {
@@ -278,7 +279,7 @@ impl Meter {
         }
         budget.charge(free);
         self.charged.fetch_add(need, Ordering::AcqRel);
-        self.announce(head, len);
+        self.announce(head, counted);
         Admit::Yes
     }
 
