@@ -345,8 +345,8 @@ pub(crate) struct Metered<S> {
     inner: S,
     meter: Arc<Meter>,
     scan: Scan,
-    /// Bytes read from a header held back on (at most [`READ_AHEAD`]);
-    /// freed once handed on.
+    /// Bytes read from a header held back on (at most [`READ_AHEAD`] and
+    /// one byte more); freed once handed on.
     ahead: Vec<u8>,
     /// A header held back waiting for room in the budget.
     room: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
