@@ -130,10 +130,14 @@ impl Budget {
     /// may count them).
     #[cfg(feature = "websocket")]
     pub(crate) fn has_room(&self, n: usize) -> bool {
-        self.used()
-            .saturating_add(self.held_back.load(Ordering::Acquire))
-            .saturating_add(n)
-            <= self.limit
+        self.used().saturating_add(n) <= self.room()
+    }
+
+    /// What everybody but the first heavy call in line may count up to:
+    /// the limit less what that call waits for.
+    fn room(&self) -> usize {
+        self.limit
+            .saturating_sub(self.held_back.load(Ordering::Acquire))
     }
 
     /// Counts `n` bytes unconditionally (output of running handlers).
@@ -144,10 +148,7 @@ impl Budget {
     /// Counts `n` bytes if they fit under the limit, beside what the
     /// first heavy call in line waits for.
     pub(crate) fn try_charge(&self, n: usize) -> bool {
-        let room = self
-            .limit
-            .saturating_sub(self.held_back.load(Ordering::Acquire));
-        self.fits_in(n, room)
+        self.fits_in(n, self.room())
     }
 
     /// Counts `n` bytes if `used + n` stays within `room`.
