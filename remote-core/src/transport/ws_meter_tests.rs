@@ -65,14 +65,32 @@ async fn past_the_bound_a_read_fails_before_the_hello_and_waits_after_it_until_o
     assert_eq!(rest.unwrap().unwrap(), 1000 - 10 - cap);
 }
 
-/// A masked binary frame header announcing `len` bytes (the mask all
-/// zeros: the payload as is), after an upgrade request.
-fn request_and_header(opcode: u8, len: u64) -> Vec<u8> {
-    let mut w = b"GET / HTTP/1.1\r\n\r\n".to_vec();
-    w.extend_from_slice(&[0x80 | opcode, 0x80 | 127]);
+/// The upgrade request the streams below start with.
+const REQUEST: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
+
+/// A masked frame header with `opcode` announcing `len` bytes (the mask
+/// all zeros: the payload as is).
+fn header(opcode: u8, len: u64) -> Vec<u8> {
+    let mut w = vec![0x80 | opcode, 0x80 | 127];
     w.extend_from_slice(&len.to_be_bytes());
     w.extend_from_slice(&[0; 4]);
     w
+}
+
+/// [`header`] after the upgrade request.
+fn request_and_header(opcode: u8, len: u64) -> Vec<u8> {
+    [REQUEST, &header(opcode, len)].concat()
+}
+
+/// `io` metered as a server's stream whose messages may be
+/// `max_message` bytes, read past its upgrade request ([`REQUEST`]).
+async fn upgraded<S: AsyncRead + Unpin>(io: S, max_message: usize) -> (Arc<Meter>, Metered<S>) {
+    let meter = Meter::new(100, max_message);
+    let mut m = Metered::new(io, meter.clone());
+    let mut request = [0u8; REQUEST.len()];
+    m.read_exact(&mut request).await.unwrap();
+    meter.opened();
+    (meter, m)
 }
 
 #[tokio::test]
@@ -85,11 +103,7 @@ async fn once_open_a_frame_counts_its_length_before_it_is_handed_on() {
         .await
         .unwrap();
     theirs.write_all(&vec![0u8; 600_000]).await.unwrap();
-    let meter = Meter::new(100, 1 << 20);
-    let mut m = Metered::new(ours, meter.clone());
-    let mut request = [0u8; 18];
-    m.read_exact(&mut request).await.unwrap();
-    meter.opened();
+    let (meter, mut m) = upgraded(ours, 1 << 20).await;
     // Somebody else holds 1.5 MiB: no room for it.
     budget.charge(3 << 19);
     meter.lift(&budget, &Arc::default());
@@ -127,11 +141,7 @@ async fn frames_too_long_are_refused_from_their_headers() {
             .write_all(&request_and_header(opcode, len))
             .await
             .unwrap();
-        let meter = Meter::new(100, 8 << 20);
-        let mut m = Metered::new(ours, meter.clone());
-        let mut request = [0u8; 18];
-        m.read_exact(&mut request).await.unwrap();
-        meter.opened();
+        let (meter, mut m) = upgraded(ours, 8 << 20).await;
         if lifted {
             meter.lift(&Arc::new(Budget::new(4 << 20)), &Arc::default());
         }
@@ -150,14 +160,10 @@ async fn a_delivered_message_is_the_readers_credit_until_it_has_all_of_it() {
     // Two messages of 100 KB each.
     let mut wire = request_and_header(2, 100_000);
     wire.extend_from_slice(&[0u8; 100_000]);
-    wire.extend_from_slice(&request_and_header(2, 100_000)[18..]);
+    wire.extend_from_slice(&header(2, 100_000));
     wire.extend_from_slice(&[0u8; 100_000]);
     theirs.write_all(&wire).await.unwrap();
-    let meter = Meter::new(100, 1 << 20);
-    let mut m = Metered::new(ours, meter.clone());
-    let mut request = [0u8; 18];
-    m.read_exact(&mut request).await.unwrap();
-    meter.opened();
+    let (meter, mut m) = upgraded(ours, 1 << 20).await;
     meter.lift(&budget, &credit);
     let mut first = vec![0u8; 14 + 100_000];
     m.read_exact(&mut first).await.unwrap();
@@ -194,14 +200,10 @@ async fn headers_do_not_count_against_the_bound_before_the_opening() {
     let (ours, mut theirs) = tokio::io::duplex(4096);
     let mut wire = request_and_header(2, 10);
     wire.extend_from_slice(&[0; 10]);
-    wire.extend_from_slice(&request_and_header(2, 104)[18..]);
+    wire.extend_from_slice(&header(2, 104));
     wire.extend_from_slice(&[0; 104]);
     theirs.write_all(&wire).await.unwrap();
-    let meter = Meter::new(100, 1 << 20);
-    let mut m = Metered::new(ours, meter.clone());
-    let mut request = [0u8; 18];
-    m.read_exact(&mut request).await.unwrap();
-    meter.opened();
+    let (meter, mut m) = upgraded(ours, 1 << 20).await;
     let mut hello = [0u8; 24];
     m.read_exact(&mut hello).await.unwrap();
     meter.delivered(10);
