@@ -30,7 +30,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 
@@ -106,6 +106,11 @@ pub(crate) struct Meter {
     /// What a frame waiting for room in the budget waits with (nothing
     /// else of the connection wakes it: room given back anywhere does).
     own: OwnRoom,
+    /// Whether tungstenite's buffers are to be replaced (`ws.rs`): the
+    /// scan stops at frame ends meanwhile.
+    shed: AtomicBool,
+    /// [`Scan::rest`] after the last read (`u64::MAX` for `None`).
+    rest: AtomicU64,
 }
 
 /// The data messages a [`Meter`] counted, in order.
@@ -150,7 +155,26 @@ impl Meter {
             charged: AtomicUsize::new(0),
             credit: OnceLock::new(),
             own: OwnRoom::default(),
+            shed: AtomicBool::new(false),
+            rest: AtomicU64::new(u64::MAX),
         })
+    }
+
+    /// Whether tungstenite's buffers are to be replaced.
+    pub(crate) fn shed_wanted(&self) -> bool {
+        self.shed.load(Ordering::Acquire)
+    }
+
+    /// Asks for tungstenite's buffers to be replaced (after a large
+    /// message written), or says they were (`false`).
+    pub(crate) fn want_shed(&self, want: bool) {
+        self.shed.store(want, Ordering::Release);
+    }
+
+    /// If tungstenite was handed whole frames only and no message is
+    /// under way, the events it reports for them ([`Scan::rest`]).
+    pub(crate) fn rest(&self) -> Option<u64> {
+        Some(self.rest.load(Ordering::Acquire)).filter(|&r| r != u64::MAX)
     }
 
     /// The upgrade completed: what was read so far was HTTP.
@@ -367,6 +391,7 @@ impl<S> Metered<S> {
     /// handed on, and if not all, why the header after them is held.
     fn feed(scan: &mut Scan, meter: &Meter, bytes: &[u8]) -> (usize, Option<Admit>) {
         let mut why = None;
+        scan.stop_at_ends = meter.shed_wanted();
         let fed = scan.feed(bytes, |head| match meter.admit(head) {
             Admit::Yes => true,
             other => {
@@ -374,6 +399,12 @@ impl<S> Metered<S> {
                 false
             }
         });
+        if scan.stop_at_ends {
+            meter.want_shed(true);
+        }
+        meter
+            .rest
+            .store(scan.rest().unwrap_or(u64::MAX), Ordering::Release);
         (fed.used, why)
     }
 

@@ -13,10 +13,20 @@
 //! escaped it), and asks whether each frame with a payload may be handed
 //! on *before* the last byte of its header: tungstenite cannot parse a
 //! header it has not all of, so holding that byte back holds the frame.
+//!
+//! It also tells when tungstenite holds no byte it has not parsed
+//! ([`Scan::rest`]), so that `ws.rs` can replace its buffers, which keep
+//! the capacity of the largest frame read for the connection's life;
+//! after a large data frame the scan stops at each frame's end
+//! ([`Scan::stop_at_ends`]), so that such a moment comes.
 
 /// The headers tungstenite parses a request into (its `MAX_HEADERS`): a
 /// request with more is refused by it, and stays a request here.
 const MAX_HEADERS: usize = 124;
+
+/// A data frame larger than this grows tungstenite's read buffer (8 KiB,
+/// `ws.rs`) well past its size: after one, the scan stops at frame ends.
+pub(crate) const GROWS_OVER: u64 = 16 << 10;
 
 /// Where the scan is in the stream.
 #[derive(Debug)]
@@ -26,8 +36,8 @@ enum At {
     Request(Vec<u8>),
     /// In a frame header: its bytes so far.
     Header { bytes: [u8; 14], have: usize },
-    /// In a frame's payload: the bytes left.
-    Payload { left: u64 },
+    /// In a frame's payload: the bytes left, and the frame.
+    Payload { left: u64, frame: Head },
 }
 
 /// What a frame's header says.
@@ -70,6 +80,14 @@ pub(crate) struct Fed {
 #[derive(Debug)]
 pub(crate) struct Scan {
     at: At,
+    /// Frames that end in an event tungstenite reports (a message ended,
+    /// a control frame), all handed on.
+    events: u64,
+    /// Whether a message in several frames is under way.
+    fragment: bool,
+    /// Whether [`Scan::feed`] returns at the end of each frame (set after
+    /// a data frame over [`GROWS_OVER`]; the caller clears it).
+    pub(crate) stop_at_ends: bool,
 }
 
 impl Scan {
@@ -77,7 +95,31 @@ impl Scan {
     pub(crate) fn new() -> Self {
         Scan {
             at: At::Request(Vec::new()),
+            events: 0,
+            fragment: false,
+            stop_at_ends: false,
         }
+    }
+
+    /// If every byte fed ends a whole frame and no message is under way,
+    /// the number of events those frames make: once tungstenite has
+    /// reported that many, it holds no byte it has not parsed.
+    pub(crate) fn rest(&self) -> Option<u64> {
+        match self.at {
+            At::Header { have: 0, .. } if !self.fragment => Some(self.events),
+            _ => None,
+        }
+    }
+
+    /// `frame` was fed whole.
+    fn ended(&mut self, frame: Head) {
+        if frame.is_control() {
+            self.events += 1;
+        } else {
+            self.fragment = !frame.fin;
+            self.events += u64::from(frame.fin);
+        }
+        self.at = header();
     }
 
     /// The most bytes the next read should take: what is left of the
@@ -85,7 +127,7 @@ impl Scan {
     /// that is held back are at most `ahead`).
     pub(crate) fn read_limit(&self, ahead: usize) -> usize {
         match &self.at {
-            At::Payload { left } => usize::try_from(*left)
+            At::Payload { left, .. } => usize::try_from(*left)
                 .unwrap_or(usize::MAX)
                 .saturating_add(ahead),
             _ => ahead,
@@ -94,7 +136,9 @@ impl Scan {
 
     /// Goes through `bytes`, the next ones of the stream. Before the last
     /// byte of each frame header, asks `admit`; if it says no, stops
-    /// there: that byte and the rest are not used.
+    /// there: that byte and the rest are not used. With
+    /// [`stop_at_ends`](Self::stop_at_ends), also stops after the first
+    /// frame that ends.
     pub(crate) fn feed(&mut self, bytes: &[u8], mut admit: impl FnMut(Head) -> bool) -> Fed {
         let mut used = 0;
         while used < bytes.len() {
@@ -136,24 +180,37 @@ impl Scan {
                                 held: Some(frame),
                             };
                         }
-                        let len = frame.len;
-                        self.at = if len == 0 {
-                            header()
-                        } else {
-                            At::Payload { left: len }
-                        };
+                        used += n;
+                        if !frame.is_control() && frame.len > GROWS_OVER {
+                            self.stop_at_ends = true;
+                        }
+                        if frame.len > 0 {
+                            self.at = At::Payload {
+                                left: frame.len,
+                                frame,
+                            };
+                            continue;
+                        }
+                        self.ended(frame);
+                        if self.stop_at_ends {
+                            break;
+                        }
                     } else {
                         *head = next;
                         *have += n;
+                        used += n;
                     }
-                    used += n;
                 }
-                At::Payload { left } => {
+                At::Payload { left, frame } => {
                     let n = (*left).min(rest.len() as u64);
                     *left -= n;
                     used += n as usize;
                     if *left == 0 {
-                        self.at = header();
+                        let frame = *frame;
+                        self.ended(frame);
+                        if self.stop_at_ends {
+                            break;
+                        }
                     }
                 }
             }

@@ -161,3 +161,62 @@ fn a_request_ends_where_tungstenites_parser_says() {
     });
     assert_eq!(asked, 0);
 }
+
+#[test]
+fn at_rest_only_between_frames_and_outside_a_message_in_fragments() {
+    let (wire, _) = stream();
+    let request = wire.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    // Where each frame of `stream()` ends, and the rest there.
+    let mut ends = vec![(request, Some(0))];
+    let mut at = request;
+    for (len, rest) in [
+        (300 + 8, Some(1)),
+        (20 + 6, Some(2)),
+        (2 + 6, None), // a message in fragments begins
+        (6, None),
+        (6, None), // a pong between its fragments
+        (70_000 + 14, Some(4)),
+    ] {
+        at += len;
+        ends.push((at, rest));
+    }
+    assert_eq!(at, wire.len());
+    let mut s = Scan::new();
+    for i in 0..wire.len() {
+        s.feed(&wire[i..=i], |_| true);
+        let want = ends.iter().find(|(end, _)| *end == i + 1).and_then(|e| e.1);
+        assert_eq!(s.rest(), want, "after byte {i}");
+    }
+}
+
+#[test]
+fn after_a_large_data_frame_each_feed_stops_at_a_frame_end() {
+    let mut wire = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+    let request = wire.len();
+    let small = frame(true, 2, &[1; 100]);
+    wire.extend(&small);
+    wire.extend(&small);
+    wire.extend(frame(true, 2, &[2; 20_000]));
+    let large_end = wire.len();
+    wire.extend(frame(true, 9, b"ping"));
+    let ping_end = wire.len();
+    wire.extend(&small);
+    let mut s = Scan::new();
+    // Small frames go on together.
+    let fed = s.feed(&wire[..request + small.len() * 2], |_| true);
+    assert_eq!(fed.used, request + small.len() * 2);
+    assert!(!s.stop_at_ends);
+    let mut s = Scan::new();
+    let fed = s.feed(&wire, |_| true);
+    assert_eq!(fed.used, large_end, "stops where the large frame ends");
+    assert!(s.stop_at_ends);
+    assert_eq!(s.rest(), Some(3));
+    let fed = s.feed(&wire[large_end..], |_| true);
+    assert_eq!(fed.used, ping_end - large_end, "and at the next end");
+    assert_eq!(s.rest(), Some(4));
+    // Cleared by the caller: the rest goes on together again.
+    s.stop_at_ends = false;
+    let fed = s.feed(&wire[ping_end..], |_| true);
+    assert_eq!(fed.used, wire.len() - ping_end);
+    assert_eq!(s.rest(), Some(5));
+}
