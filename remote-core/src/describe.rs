@@ -78,11 +78,12 @@ pub fn describe_interface(
     name: String,
     desc: &InterfaceDesc<'_>,
 ) -> Ty {
-    b.define_interface(key.clone(), |b| InterfaceDef {
+    let at = desc.source.location();
+    b.define_interface_at(key.clone(), &at, |b| InterfaceDef {
         path: key,
         name,
         methods: desc.methods.iter().map(|m| method_def(b, m)).collect(),
-        location: desc.source.location(),
+        location: at.clone(),
         doc: desc.doc.to_owned(),
     })
 }

@@ -306,6 +306,24 @@ pub struct Schema {
     pub types: BTreeMap<String, TypeDef>,
     /// Implementations registered with `#[remote] impl Trait for Type`.
     pub impls: Vec<ImplDef>,
+    /// Keys that two different declarations were described under (two
+    /// types of one path, as `std::any::type_name` gives it: items in two
+    /// blocks of one function, or two versions of one crate; or two
+    /// interfaces of one module path and name). Only the first is in
+    /// `types` or `interfaces`, so a checker must refuse the schema.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<Conflict>,
+}
+
+/// Two declarations described under one key ([`Schema::conflicts`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conflict {
+    /// The key.
+    pub key: String,
+    /// The declaration described first (the one the schema holds).
+    pub first: Location,
+    /// Another one.
+    pub other: Location,
 }
 
 impl Default for Schema {
@@ -316,6 +334,7 @@ impl Default for Schema {
             interfaces: BTreeMap::new(),
             types: BTreeMap::new(),
             impls: Vec::new(),
+            conflicts: Vec::new(),
         }
     }
 }
@@ -336,6 +355,10 @@ impl Default for Schema {
 pub struct SchemaBuilder {
     schema: Schema,
     in_progress: BTreeSet<String>,
+    /// Where each type key described with a location was declared.
+    type_sites: BTreeMap<String, Location>,
+    /// The same for interfaces.
+    interface_sites: BTreeMap<String, Location>,
 }
 
 impl SchemaBuilder {
@@ -349,7 +372,69 @@ impl SchemaBuilder {
         T::describe(self)
     }
 
-    /// Defines a named type once; returns `Ty::Named` for it.
+    /// Defines a named type once, declared `at`; returns `Ty::Named` for
+    /// it. A key described again from another declaration is recorded as
+    /// a [`Conflict`] (the first definition stays): `#[derive(Wire)]`
+    /// describes its types so.
+    ///
+    /// ```
+    /// use remote_core::schema::{Location, SchemaBuilder, TypeDef, TypeKind};
+    /// let token = |b: &mut SchemaBuilder, line: u32, secret: bool| {
+    ///     let at = Location { file: "src/lib.rs".into(), line, column: 1 };
+    ///     b.define_type_at("app::Token".into(), &at, |_| TypeDef {
+    ///         path: "app::Token".into(),
+    ///         name: "Token".into(),
+    ///         kind: TypeKind::Struct { fields: vec![] },
+    ///         secret,
+    ///         location: at.clone(),
+    ///     })
+    /// };
+    /// let mut b = SchemaBuilder::new();
+    /// token(&mut b, 3, false);
+    /// token(&mut b, 3, false); // the same declaration again: fine
+    /// token(&mut b, 9, true); // another one under the same path
+    /// let schema = b.finish();
+    /// assert!(!schema.types["app::Token"].secret);
+    /// assert_eq!(schema.conflicts.len(), 1);
+    /// assert_eq!(schema.conflicts[0].other.line, 9);
+    /// ```
+    pub fn define_type_at(
+        &mut self,
+        path: String,
+        at: &Location,
+        f: impl FnOnce(&mut Self) -> TypeDef,
+    ) -> Ty {
+        if Self::seen(&mut self.type_sites, &mut self.schema.conflicts, &path, at) {
+            return Ty::Named { path };
+        }
+        self.define_type(path, f)
+    }
+
+    /// Whether `key` was described already, from `at` or (a conflict,
+    /// recorded once) from elsewhere; if not, records `at`.
+    fn seen(
+        sites: &mut BTreeMap<String, Location>,
+        conflicts: &mut Vec<Conflict>,
+        key: &str,
+        at: &Location,
+    ) -> bool {
+        let Some(first) = sites.get(key) else {
+            sites.insert(key.to_owned(), at.clone());
+            return false;
+        };
+        if first != at && !conflicts.iter().any(|c| c.key == key && c.other == *at) {
+            conflicts.push(Conflict {
+                key: key.to_owned(),
+                first: first.clone(),
+                other: at.clone(),
+            });
+        }
+        true
+    }
+
+    /// Defines a named type once; returns `Ty::Named` for it. The first
+    /// definition of a key wins, unchecked: prefer
+    /// [`define_type_at`](Self::define_type_at).
     pub fn define_type(&mut self, path: String, f: impl FnOnce(&mut Self) -> TypeDef) -> Ty {
         if !self.schema.types.contains_key(&path) && self.in_progress.insert(path.clone()) {
             let def = f(self);
@@ -357,6 +442,27 @@ impl SchemaBuilder {
             self.schema.types.insert(path.clone(), def);
         }
         Ty::Named { path }
+    }
+
+    /// Defines an interface once, declared `at`; returns
+    /// `Ty::Capability` for it. A key described again from another
+    /// declaration is recorded as a [`Conflict`], as with
+    /// [`define_type_at`](Self::define_type_at).
+    pub fn define_interface_at(
+        &mut self,
+        path: String,
+        at: &Location,
+        f: impl FnOnce(&mut Self) -> InterfaceDef,
+    ) -> Ty {
+        if Self::seen(
+            &mut self.interface_sites,
+            &mut self.schema.conflicts,
+            &path,
+            at,
+        ) {
+            return Ty::Capability { interface: path };
+        }
+        self.define_interface(path, f)
     }
 
     /// Defines an interface once; returns `Ty::Capability` for it.

@@ -83,12 +83,13 @@ pub(crate) fn derive(input: DeriveInput) -> TokenStream {
             impl #impl_g #p::Wire for #ident #ty_g #where_clause {
                 fn describe(b: &mut #p::SchemaBuilder) -> #p::Ty {
                     let path = #p::ToString::to_string(::core::any::type_name::<Self>());
-                    b.define_type(::core::clone::Clone::clone(&path), |b| #p::TypeDef {
+                    let at = #location;
+                    b.define_type_at(::core::clone::Clone::clone(&path), &at, |b| #p::TypeDef {
                         path,
                         name: #p::ToString::to_string(#name),
                         kind: #kind,
                         secret: #secret,
-                        location: #location,
+                        location: ::core::clone::Clone::clone(&at),
                     })
                 }
             }

@@ -212,7 +212,12 @@ fn execute(cli: Cli, embedded: Option<Schema>) -> Result<bool, Error> {
     let load = |input: &Input| {
         let schema = match (&input.schema, embedded) {
             (Some(path), _) => export::load(path)?,
-            (None, Some(schema)) => schema,
+            (None, Some(schema)) => {
+                // The program's own descriptors: two declarations under
+                // one key are refused here too.
+                export::validate(&schema)?;
+                schema
+            }
             (None, None) => return Err(Error::NoSchema),
         };
         if schema.interfaces.is_empty() {

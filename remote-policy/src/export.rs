@@ -43,7 +43,9 @@ pub fn from_json(text: &str) -> Result<Schema, Error> {
     Ok(schema)
 }
 
-/// Checks that every interface and type is stored under its own `path`.
+/// Checks that every interface and type is stored under its own `path`,
+/// and that no key was described from two declarations
+/// ([`Schema::conflicts`]).
 ///
 /// ```
 /// use remote_policy::testing::*;
@@ -68,6 +70,21 @@ pub fn validate(schema: &Schema) -> Result<(), Error> {
         if *key != t.path {
             return Err(bad("type", key, &t.path));
         }
+    }
+    if let Some(c) = schema.conflicts.first() {
+        let at = |l: &remote_core::schema::Location| format!("{}:{}:{}", l.file, l.line, l.column);
+        return Err(Error::SchemaInvalid(format!(
+            "two declarations share the key `{}` (at {} and at {}{}): the schema holds only the \
+             first, so nothing can be said of what a peer reaches through the other; rename \
+             one, or declare it in a module of its own",
+            c.key,
+            at(&c.first),
+            at(&c.other),
+            match schema.conflicts.len() {
+                1 => String::new(),
+                n => format!("; and {} more", n - 1),
+            }
+        )));
     }
     Ok(())
 }
