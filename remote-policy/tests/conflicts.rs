@@ -100,5 +100,8 @@ fn one_declaration_described_many_times_is_no_conflict() {
     // `ApiKey` is described from every method returning it.
     let schema = remote_core::schema::collect();
     assert!(schema.types.contains_key("conflicts::ApiKey"));
-    assert!(schema.conflicts.iter().all(|c| c.key != "conflicts::ApiKey"));
+    assert!(schema
+        .conflicts
+        .iter()
+        .all(|c| c.key != "conflicts::ApiKey"));
 }

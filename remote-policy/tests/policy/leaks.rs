@@ -337,7 +337,7 @@ fn through_types_and_fields_listed_in_the_policy() {
 }
 
 #[test]
-fn every_secret_is_reported_once_and_not_walked_into() {
+fn every_secret_is_reported_once_and_secrets_inside_secrets_too() {
     let holder = located(
         strukt(
             "app::Holder",
@@ -370,7 +370,8 @@ fn every_secret_is_reported_once_and_not_walked_into() {
                 "root Api → Api.three() → returns → Outer",
                 "app.rs:170"
             ),
-            // Once, with its shortest chain; `one` is the other part.
+            // Once, with its shortest chain; `one`, and `three` inside
+            // the secret `Outer`, are the other parts.
             row(
                 SECRET,
                 "app::Secret",
@@ -382,9 +383,68 @@ fn every_secret_is_reported_once_and_not_walked_into() {
     let secret = &report.findings[1];
     assert_eq!(
         (secret.also, secret.also_at.clone()),
-        (1, vec!["app::Api.one->returns".to_owned()])
+        (
+            2,
+            vec![
+                "app::Api.one->returns".to_owned(),
+                "app::Api.three->returns".to_owned()
+            ]
+        )
     );
     // The method where it crosses, then the type's declaration.
     assert_eq!(secret.location.as_ref().map(|l| l.line), Some(2));
     assert_eq!(secret.definition.as_ref().map(|l| l.line), Some(100));
+}
+
+#[test]
+fn an_allowed_secret_does_not_hide_the_secrets_inside_it() {
+    // `Session` (secret) holds `Secret` (secret), and `Audit` holds a
+    // secret field whose type holds `Secret` too: allowing the outer ones
+    // left the key reported nowhere (found by a review).
+    let session = located(
+        secret(strukt("app::Session", vec![field("key", secret_ty())])),
+        170,
+    );
+    let blob = located(strukt("app::Blob", vec![field("key", secret_ty())]), 180);
+    let mut audit_field = field("blob", named("app::Blob"));
+    audit_field.secret = true;
+    let audit = located(strukt("app::Audit", vec![audit_field]), 190);
+    let s = schema(
+        vec![iface(
+            "app::Api",
+            vec![
+                method("session", vec![], named("app::Session")),
+                method("audit", vec![], named("app::Audit")),
+            ],
+        )],
+        vec![session, blob, audit],
+    );
+    let policy = r#"
+[[allow]]
+rule = "secret-flows-out"
+at = "app::Session"
+reason = "the client's own session"
+[[allow]]
+rule = "secret-flows-out"
+at = "app::Audit.blob"
+reason = "audited"
+"#;
+    let report = run(&s, policy);
+    assert!(report.failed(), "{:?}", report.findings);
+    let key = report
+        .findings
+        .iter()
+        .find(|f| f.at == "app::Secret")
+        .expect("the key inside is reported");
+    assert!(key.allowed.is_none());
+    // Reached through one of the allowed secrets, the other listed.
+    assert_eq!(key.also, 1);
+    assert_eq!(
+        report
+            .findings
+            .iter()
+            .filter(|f| f.allowed.is_some())
+            .count(),
+        2
+    );
 }
