@@ -340,6 +340,10 @@ pub(crate) fn findings(
                 also,
             );
         }
+        // The other parts that reach `t`, counted once for all of its
+        // secret fields (counted per field, a type of 6,000 secret fields
+        // took 2.2 s: found by a review).
+        let mut also_t = None;
         for (v, f) in fields(def) {
             if !secret_field(def, v, f) {
                 continue;
@@ -349,7 +353,9 @@ pub(crate) fn findings(
                 steps.push(Step::Variant(v));
             }
             steps.push(Step::Field(&f.name));
-            let also = count_sites(&[t], None, si);
+            let also = also_t
+                .get_or_insert_with(|| count_sites(&[t], None, si))
+                .clone();
             let why = if f.secret {
                 "marked #[wire(secret)]"
             } else {
