@@ -20,6 +20,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -28,9 +30,20 @@ use super::ws_meter::{Meter, Metered};
 use crate::driver::io_types::{BoxRead, BoxWrite, OnOpen};
 use crate::{Error, Limits};
 
-/// What a write takes beyond the rest of the frame under way (see
-/// `poll_write`).
+/// The most a protocol frame sent as one WebSocket frame holds, and what
+/// a write takes at a time beyond that (see `poll_write`): a larger
+/// protocol frame is sent as a message in fragments of this size, each as
+/// soon as it is here, so neither `pending` nor tungstenite's write buffer
+/// ever holds a whole large frame (tungstenite's buffer kept the capacity
+/// of the largest message sent for the connection's life, outside the
+/// budget: a red-team pass measured 1 MiB per connection, and 2 MiB with
+/// the gathered frame, that a peer kept by holding back the end of a
+/// frame it sent, which stops `shed`).
 const WRITE_TAKE: usize = 64 << 10;
+
+/// What `pending` may hold: a fragment (or a frame of at most
+/// [`WRITE_TAKE`] bytes) gathering, and a write's [`WRITE_TAKE`].
+const PENDING_MAX: usize = 2 * WRITE_TAKE;
 
 /// tungstenite's read buffer: its default (128 KiB) is allocated at the
 /// upgrade and kept for the connection's life, idle or not, outside the
@@ -48,22 +61,22 @@ const CONTROL_ROOM: usize = 64 << 10;
 
 /// tungstenite's configuration for a connection with these limits: no
 /// message or frame larger than one protocol frame (prefix included), and
-/// a bounded write buffer. tungstenite answers every WebSocket ping itself,
+/// a bounded write buffer, written out past [`WRITE_TAKE`] (its default,
+/// 128 KiB, kept that much more per busy connection). tungstenite answers every WebSocket ping itself,
 /// appending the pong to its write buffer even when the peer reads nothing,
 /// and the default bound is `usize::MAX`: a peer flooding pings grew the
 /// buffer by a pong per ping. Bounded, a pong that does not fit waits as
 /// the one pending control frame (later pongs replace it).
 pub(crate) fn config(limits: &Limits) -> WebSocketConfig {
     let max = limits.max_frame_len.saturating_add(4);
-    let defaults = WebSocketConfig::default();
-    // One whole message (plus its WebSocket header) always fits on top of
-    // what tungstenite keeps before writing out.
-    let write_max = defaults
-        .write_buffer_size
-        .saturating_add(max)
+    // One whole message or fragment (plus its WebSocket header) always fits
+    // on top of what tungstenite keeps before writing out.
+    let write_max = WRITE_TAKE
+        .saturating_add(WRITE_TAKE)
         .saturating_add(14)
         .saturating_add(CONTROL_ROOM);
-    defaults
+    WebSocketConfig::default()
+        .write_buffer_size(WRITE_TAKE)
         .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
@@ -95,8 +108,14 @@ pub(crate) struct WsIo<S> {
     phase: Phase<S>,
     /// The rest of the binary message being read.
     read: Bytes,
-    /// Written bytes not yet sent as messages (an incomplete frame).
+    /// Written bytes not yet sent as messages or fragments.
     pending: BytesMut,
+    /// Whether `pending` held more than [`READ_BUFFER`] bytes since it was
+    /// last replaced.
+    pending_grew: bool,
+    /// The bytes of the protocol frame under way (sent in fragments) not
+    /// yet sent.
+    sending: usize,
     /// A server stream's reads, bounded before the hello.
     meter: Option<Arc<Meter>>,
     /// The messages (data or control) tungstenite reported.
@@ -124,6 +143,8 @@ where
             phase,
             read: Bytes::new(),
             pending: BytesMut::new(),
+            pending_grew: false,
+            sending: 0,
             meter,
             events: 0,
             dirty: false,
@@ -140,21 +161,23 @@ where
     /// life and outside the memory budget (a red-team pass measured 16
     /// idle connections that had each sent one 1 MiB call holding
     /// +17.4 MB); this is asked for after a data frame over 16 KiB read
-    /// or a message over [`WRITE_SHED`] written. With `cx`, a pong (or
-    /// message) not flushed yet is flushed first, unless the writer waits
-    /// on the socket (flushing here would take its wake-ups).
-    fn shed(&mut self, cx: Option<&mut Context<'_>>) -> io::Result<()> {
+    /// or a message over [`WRITE_SHED`] written. Everything is flushed
+    /// first, twice (a pong that did not fit in tungstenite's write buffer
+    /// waits aside, and only the next flush queues it); from the reader
+    /// (`writer` false), not while the writer waits on the socket
+    /// (flushing there would take its wake-ups).
+    fn shed(&mut self, cx: &mut Context<'_>, writer: bool) -> io::Result<()> {
         let Some(meter) = self.meter.as_ref().filter(|m| m.shed_wanted()) else {
             return Ok(());
         };
         if self.done || !matches!(self.phase, Phase::Open(_)) || meter.rest() != Some(self.events) {
             return Ok(());
         }
+        if !writer && self.writer_waits {
+            return Ok(());
+        }
         let meter = meter.clone();
-        if self.dirty {
-            let (Some(cx), false) = (cx, self.writer_waits) else {
-                return Ok(());
-            };
+        for _ in 0..2 {
             let Phase::Open(ws) = &mut self.phase else {
                 return Ok(());
             };
@@ -216,50 +239,53 @@ where
         }
     }
 
-    /// The bytes that would complete the frame under way in `pending`
-    /// (its length prefix first, if that is not complete).
-    fn frame_rest(&self) -> usize {
-        match self.pending.len() {
-            0 => 0,
-            l if l < 4 => 4 - l,
-            l => {
-                let p = &self.pending;
-                let len = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
-                (4 + len).saturating_sub(l)
-            }
-        }
-    }
-
-    /// Sends every complete frame in `pending` as one binary message each.
+    /// Sends what `pending` holds of protocol frames: a frame of at most
+    /// [`WRITE_TAKE`] bytes (prefix included) as one binary message once
+    /// it is all here, a larger one as a message in fragments of
+    /// [`WRITE_TAKE`] bytes, each as soon as it is here.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
-            if self.pending.is_empty() && self.pending.capacity() > WRITE_TAKE {
-                // A large frame went: its buffer is not kept for the
-                // connection's life (a red-team pass measured 1 MiB more
-                // per connection that had sent one).
+            if self.pending.is_empty() && self.pending_grew {
+                // Not kept for the connection's life: an empty slice of a
+                // large buffer still holds all of it (a red-team pass
+                // measured 1 MiB per connection that had sent one frame).
                 self.pending = BytesMut::new();
+                self.pending_grew = false;
             }
-            if self.pending.len() < 4 {
-                return Poll::Ready(Ok(()));
-            }
-            let len = u32::from_be_bytes([
-                self.pending[0],
-                self.pending[1],
-                self.pending[2],
-                self.pending[3],
-            ]) as usize;
-            if self.pending.len() < 4 + len {
+            let first = self.sending == 0;
+            let (n, rest) = if first {
+                if self.pending.len() < 4 {
+                    return Poll::Ready(Ok(()));
+                }
+                let p = &self.pending;
+                let len = 4 + u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
+                (len.min(WRITE_TAKE), len.saturating_sub(WRITE_TAKE))
+            } else {
+                let n = self.sending.min(WRITE_TAKE);
+                (n, self.sending - n)
+            };
+            if self.pending.len() < n {
                 return Poll::Ready(Ok(()));
             }
             let ws = ready!(self.poll_open(cx, Half::Write))?;
             ready!(Pin::new(&mut *ws).poll_ready(cx)).map_err(io::Error::other)?;
-            let frame = self.pending.split_to(4 + len).freeze();
+            let part = self.pending.split_to(n).freeze();
+            let message = match (first, rest) {
+                (true, 0) => Message::Binary(part),
+                (true, _) => {
+                    Message::Frame(Frame::message(part, OpCode::Data(Data::Binary), false))
+                }
+                (false, rest) => Message::Frame(Frame::message(
+                    part,
+                    OpCode::Data(Data::Continue),
+                    rest == 0,
+                )),
+            };
             let ws = ready!(self.poll_open(cx, Half::Write))?;
-            Pin::new(ws)
-                .start_send(Message::Binary(frame))
-                .map_err(io::Error::other)?;
+            Pin::new(ws).start_send(message).map_err(io::Error::other)?;
+            self.sending = rest;
             self.dirty = true;
-            if len > WRITE_SHED {
+            if n + rest > WRITE_SHED {
                 if let Some(m) = &self.meter {
                     m.want_shed(true);
                 }
@@ -307,7 +333,7 @@ where
                 }
                 return Poll::Ready(Ok(()));
             }
-            this.shed(Some(cx))?;
+            this.shed(cx, false)?;
             let ws = ready!(this.poll_open(cx, Half::Read))?;
             let next = ready!(Pin::new(ws).poll_next(cx));
             if let Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) = &next {
@@ -375,7 +401,7 @@ where
         this.writer_waits = r.is_pending();
         if let Poll::Ready(Ok(())) = r {
             this.dirty = false;
-            this.shed(None)?;
+            this.shed(cx, true)?;
         }
         r
     }
@@ -405,8 +431,13 @@ where
         // held 153 MiB outside the budget, found by a red-team pass.)
         // Complete frames among them are sent as far as possible.
         ready!(this.poll_drain(cx))?;
-        let n = buf.len().min(this.frame_rest().saturating_add(WRITE_TAKE));
+        // Drained, `pending` holds less than a fragment: at least
+        // `WRITE_TAKE` bytes are taken.
+        let n = buf
+            .len()
+            .min(PENDING_MAX.saturating_sub(this.pending.len()));
         this.pending.extend_from_slice(&buf[..n]);
+        this.pending_grew |= this.pending.len() > READ_BUFFER;
         if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
             return Poll::Ready(Err(e));
         }

@@ -51,48 +51,43 @@ async fn a_write_takes_little_more_than_the_frame_under_way() {
     );
     assert!(took >= 64 << 10, "took {took}: it still writes");
     assert!(
-        io.pending.len() <= 1024 + WRITE_TAKE,
+        io.pending.len() <= PENDING_MAX,
         "{} pending",
         io.pending.len()
     );
 }
 
 #[tokio::test]
-async fn a_large_frame_is_taken_whole_across_writes() {
-    // A frame larger than `WRITE_TAKE` goes out in one message: the first
-    // write takes part of it, the next the rest of it (and no more than
-    // `WRITE_TAKE` beyond).
+async fn a_large_frame_goes_in_fragments_as_it_is_written() {
+    // A frame larger than `WRITE_TAKE` is sent as a message in fragments
+    // of `WRITE_TAKE` bytes as they are written: no write takes more than
+    // `PENDING_MAX`, and neither `pending` nor tungstenite's write buffer
+    // ever gathers the whole frame (tungstenite's kept the capacity of the
+    // largest message for the connection's life: a red-team pass).
     let limits = Limits::default();
     let (ours, mut theirs) = tokio::io::duplex(4 << 20);
     let ws = WebSocketStream::from_raw_socket(ours, Role::Server, Some(config(&limits))).await;
     let mut io = WsIo::open(ws);
-    let big = frames(2, 300 << 10);
-    let first = poll_fn(|cx| Pin::new(&mut io).poll_write(cx, &big))
-        .await
-        .unwrap();
-    assert_eq!(first, WRITE_TAKE, "the first write takes the bound");
-    let second = poll_fn(|cx| Pin::new(&mut io).poll_write(cx, &big[first..]))
-        .await
-        .unwrap();
-    assert_eq!(
-        first + second,
-        4 + (300 << 10) + WRITE_TAKE,
-        "the rest of the frame, and the bound"
-    );
+    let mut big = frames(2, 300 << 10);
+    big[4] = 1; // the payloads differ from one another
+    big[4 + (300 << 10) + 4] = 2;
+    let mut at = 0;
+    while at < big.len() {
+        let n = poll_fn(|cx| Pin::new(&mut io).poll_write(cx, &big[at..]))
+            .await
+            .unwrap();
+        assert!(n > 0 && n <= PENDING_MAX, "took {n}");
+        assert!(
+            io.pending.len() < WRITE_TAKE,
+            "{} pending",
+            io.pending.len()
+        );
+        at += n;
+    }
     poll_fn(|cx| Pin::new(&mut io).poll_flush(cx))
         .await
         .unwrap();
-    // The rest of the second frame goes too, and the large frames'
-    // buffer is not kept for the connection's life.
-    let third = poll_fn(|cx| Pin::new(&mut io).poll_write(cx, &big[first + second..]))
-        .await
-        .unwrap();
-    assert_eq!(first + second + third, big.len());
-    // A small frame after them (the large buffer, once free, would be
-    // taken back for it).
-    poll_fn(|cx| Pin::new(&mut io).poll_flush(cx))
-        .await
-        .unwrap();
+    // A small frame after them: sent whole.
     let small = frames(1, 10);
     let n = poll_fn(|cx| Pin::new(&mut io).poll_write(cx, &small))
         .await
@@ -102,14 +97,56 @@ async fn a_large_frame_is_taken_whole_across_writes() {
         .await
         .unwrap();
     assert!(io.pending.is_empty());
-    assert!(
-        io.pending.capacity() <= WRITE_TAKE,
-        "{} bytes kept after a large frame",
-        io.pending.capacity()
+    assert_eq!(
+        io.pending.capacity(),
+        0,
+        "the buffer of the large frames is not kept"
     );
-    // The peer gets the first frame as one binary message.
-    let mut client = WebSocketStream::from_raw_socket(&mut theirs, Role::Client, None).await;
+    // On the wire: fragments of at most `WRITE_TAKE` bytes...
+    let mut wire = vec![0u8; big.len() + small.len() + 1024];
+    let mut got = 0;
+    let need = big.len() + small.len();
+    while got < need {
+        use tokio::io::AsyncReadExt;
+        got += theirs.read(&mut wire[got..]).await.unwrap();
+    }
+    let mut sizes = Vec::new();
+    let mut i = 0;
+    while i < got {
+        let (fin, op) = (wire[i] & 0x80 != 0, wire[i] & 0x0f);
+        let (len, head) = match wire[i + 1] & 0x7f {
+            126 => (u16::from_be_bytes([wire[i + 2], wire[i + 3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(wire[i + 2..i + 10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        sizes.push((op, fin, len));
+        i += head + len;
+    }
+    let mut want = Vec::new();
+    for _ in 0..2 {
+        let mut left = 4 + (300 << 10);
+        want.push((2, false, WRITE_TAKE));
+        left -= WRITE_TAKE;
+        while left > 0 {
+            let n = left.min(WRITE_TAKE);
+            left -= n;
+            want.push((0, left == 0, n));
+        }
+    }
+    want.push((2, true, small.len()));
+    assert_eq!(sizes, want);
+    // ...which a WebSocket client reads as one message per frame.
+    let (mut replay, read) = tokio::io::duplex(got + 1024);
+    tokio::io::AsyncWriteExt::write_all(&mut replay, &wire[..got])
+        .await
+        .unwrap();
+    let mut client = WebSocketStream::from_raw_socket(read, Role::Client, None).await;
     use futures_util::StreamExt;
-    let msg = client.next().await.unwrap().unwrap();
-    assert_eq!(msg.into_data().len(), 4 + (300 << 10));
+    for expected in [&big[..4 + (300 << 10)], &big[4 + (300 << 10)..], &small[..]] {
+        let msg = client.next().await.unwrap().unwrap();
+        assert_eq!(&msg.into_data()[..], expected);
+    }
 }

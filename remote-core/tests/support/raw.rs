@@ -99,8 +99,31 @@ pub fn ws_binary(payload: &[u8]) -> Vec<u8> {
     f
 }
 
-/// Reads one unmasked server-to-client WebSocket frame: (opcode, payload).
+/// Reads one unmasked server-to-client WebSocket message: (opcode,
+/// payload). A message in fragments (the server sends a frame over 64 KiB
+/// so) is put together; a control frame between its fragments is passed
+/// over.
 pub async fn ws_frame(s: &mut (impl AsyncRead + Unpin)) -> Option<(u8, Vec<u8>)> {
+    let (fin, op, mut data) = ws_one_frame(s).await?;
+    if fin || op >= 8 {
+        return Some((op, data));
+    }
+    loop {
+        let (fin, next, more) = ws_one_frame(s).await?;
+        if next >= 8 {
+            continue;
+        }
+        assert_eq!(next, 0, "a continuation frame");
+        data.extend_from_slice(&more);
+        if fin {
+            return Some((op, data));
+        }
+    }
+}
+
+/// Reads one unmasked server-to-client WebSocket frame: (fin, opcode,
+/// payload).
+async fn ws_one_frame(s: &mut (impl AsyncRead + Unpin)) -> Option<(bool, u8, Vec<u8>)> {
     let mut h = [0u8; 2];
     s.read_exact(&mut h).await.ok()?;
     let len = match h[1] & 0x7f {
@@ -118,7 +141,7 @@ pub async fn ws_frame(s: &mut (impl AsyncRead + Unpin)) -> Option<(u8, Vec<u8>)>
     };
     let mut payload = vec![0u8; usize::try_from(len).ok()?];
     s.read_exact(&mut payload).await.ok()?;
-    Some((h[0] & 0x0f, payload))
+    Some((h[0] & 0x80 != 0, h[0] & 0x0f, payload))
 }
 
 /// A raw socket to `server`, nothing sent yet.
