@@ -220,3 +220,27 @@ fn after_a_large_data_frame_each_feed_stops_at_a_frame_end() {
     assert_eq!(fed.used, wire.len() - ping_end);
     assert_eq!(s.rest(), Some(5));
 }
+
+#[test]
+fn inside_a_message_in_fragments_the_scan_does_not_stop() {
+    let mut wire = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+    let request = wire.len();
+    wire.extend(frame(false, 2, &[1; 20_000]));
+    let first_end = wire.len();
+    wire.extend(frame(true, 10, b""));
+    wire.extend(frame(true, 10, b""));
+    wire.extend(frame(true, 0, b"end"));
+    let message_end = wire.len();
+    wire.extend(frame(true, 9, b""));
+    let mut s = Scan::new();
+    let fed = s.feed(&wire[..request], |_| true);
+    assert_eq!(fed.used, request);
+    let fed = s.feed(&wire[request..], |_| true);
+    assert!(s.stop_at_ends);
+    assert_eq!(
+        request + fed.used,
+        message_end,
+        "past the pongs, to the message's end ({first_end} is its first fragment's)"
+    );
+    assert_eq!(s.rest(), Some(3));
+}
