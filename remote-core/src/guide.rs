@@ -255,6 +255,9 @@
 //! (constructors) stay local, and so does a method marked
 //! `#[remote(skip)]`. The trait and the client take the visibility of the
 //! first exposed method. Import `ChatRoomRemote` to call methods on a proxy.
+//! The block is registered as an implementation of `ChatRoomRemote` (as
+//! `impl Trait for Type` is), so the policy checker's default roots
+//! include it.
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};

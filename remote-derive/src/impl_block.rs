@@ -99,7 +99,8 @@ pub(crate) fn trait_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) -> 
 /// receiver (except `#[remote(skip)]` ones) become the trait `ChatRoomRemote`,
 /// (private helpers stay local: exposing is opt-in by visibility),
 /// implemented for `ChatRoom` by calling the inherent methods, with
-/// `ChatRoomClient` as its proxy.
+/// `ChatRoomClient` as its proxy. The block is registered as an
+/// implementation of `ChatRoomRemote` (an `ImplEntry`).
 pub(crate) fn inherent_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) -> TokenStream {
     let type_ident = match &*item.self_ty {
         Type::Path(tp) if tp.qself.is_none() => tp.path.segments.last().map(|s| s.ident.clone()),
@@ -217,6 +218,19 @@ pub(crate) fn inherent_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) 
         .map(|m| expand::inherent_serve(m, self_ty, p));
     let client_ident = &rt.client;
     let generated = expand::expand_trait(&rt, p);
+    // Registered as an implementation of the generated trait, as
+    // `impl Trait for Type` is: so the policy's default roots include it.
+    let span = self_ty.span();
+    let register = quote_spanned! {span=>
+        #p::inventory::submit! {
+            #p::ImplEntry {
+                type_name: #p::concat!(#p::module_path!(), "::", #p::stringify!(#self_ty)),
+                interface: <dyn #trait_ident as #p::Interface>::describe,
+                file: ::core::file!(),
+                line: ::core::line!(),
+            }
+        }
+    };
     quote! {
         #item
         #generated
@@ -225,5 +239,6 @@ pub(crate) fn inherent_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) 
             #(#delegates)*
             #(#serves)*
         }
+        #register
     }
 }

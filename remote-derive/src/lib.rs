@@ -32,9 +32,11 @@ mod wire_field;
 ///   handlers take turns, see `remote_core::Priority`).
 /// - On `impl Chat for ChatRoom`: write the methods as `async fn`; they are
 ///   boxed to match the trait, and the implementation is registered.
-/// - On an inherent `impl ChatRoom`: its `&self` methods become the trait
-///   `ChatRoomRemote` (implemented by `ChatRoom`) with the proxy
-///   `ChatRoomClient`; `#[remote(skip)]` keeps a method local.
+/// - On an inherent `impl ChatRoom`: its `pub` `&self` methods become the
+///   trait `ChatRoomRemote` (implemented by `ChatRoom`) with the proxy
+///   `ChatRoomClient`; `#[remote(skip)]` keeps a method local. The block is
+///   registered as an implementation of `ChatRoomRemote`, like
+///   `impl Trait for Type` (so the policy checker's default roots include it).
 ///
 /// Item option: `#[remote(crate = "path::to::remote_core")]` when the crate
 /// is renamed. See `remote_core::guide` for examples and the full list of
