@@ -307,7 +307,9 @@
 //! `#[serde(...)]` attributes work as usual. Every field type must be
 //! `Wire` (fields with `#[serde(skip)]` excepted). `#[wire(secret)]` on the
 //! type or on a field marks data that must never reach a peer; the policy
-//! checker enforces it. `#[wire(crate = "::path")]` names a renamed crate.
+//! checker enforces it. On an enum variant it marks all the variant's
+//! fields. `#[wire(crate = "::path")]` names a renamed crate; any other
+//! `#[wire(...)]` option is an error.
 //!
 //! ```
 //! use remote_core::schema::{SchemaBuilder, TypeKind};

@@ -157,33 +157,51 @@ fn parse_priority(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<syn::Ide
     Ok(syn::Ident::new(variant, class.span()))
 }
 
-/// Options of `#[wire(...)]` on a type or a field.
+/// Options of `#[wire(...)]` on a type, a variant or a field.
 #[derive(Default)]
 pub(crate) struct WireArgs {
     /// `secret`: the value must never flow to a peer (checked by remote-policy).
+    /// On a variant, every field of the variant is secret.
     pub(crate) secret: bool,
+    /// The span of `secret`, for errors about where it cannot go.
+    pub(crate) secret_span: Option<Span>,
     /// `crate = "path"` (on the type only): where `remote_core` is.
     pub(crate) krate: Option<Path>,
 }
 
+/// Where a `#[wire(...)]` attribute was found, for the options allowed there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WirePlace {
+    Type,
+    Variant,
+    Field,
+}
+
 /// Reads every `#[wire(...)]` attribute in `attrs` (they are derive helpers,
-/// so they stay on the item). `on_type` allows `crate = "..."`.
-pub(crate) fn wire_args(cx: &mut Ctxt, attrs: &[Attribute], on_type: bool) -> WireArgs {
+/// so they stay on the item). Only the type allows `crate = "..."`; an
+/// unknown option is an error in every place, so a typo cannot drop a mark.
+pub(crate) fn wire_args(cx: &mut Ctxt, attrs: &[Attribute], place: WirePlace) -> WireArgs {
     let mut out = WireArgs::default();
     for attr in attrs.iter().filter(|a| a.path().is_ident("wire")) {
         let res = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("secret") {
                 out.secret = true;
+                out.secret_span = Some(syn::spanned::Spanned::span(&meta.path));
                 Ok(())
-            } else if meta.path.is_ident("crate") && on_type {
+            } else if meta.path.is_ident("crate") && place == WirePlace::Type {
                 let lit: LitStr = meta.value()?.parse()?;
                 out.krate = Some(lit.parse()?);
                 Ok(())
             } else {
-                let allowed = if on_type {
-                    "the options here are `secret` and `crate = \"path::to::remote_core\"`"
-                } else {
-                    "the only option on a field is `secret`"
+                let allowed = match place {
+                    WirePlace::Type => {
+                        "the options here are `secret` and `crate = \"path::to::remote_core\"`"
+                    }
+                    WirePlace::Variant => {
+                        "the only option on a variant is `secret` (it marks every field of the \
+                         variant)"
+                    }
+                    WirePlace::Field => "the only option on a field is `secret`",
                 };
                 Err(meta.error(format!(
                     "unknown option `{}` in `#[wire(...)]`; {allowed}",

@@ -54,8 +54,13 @@ pub fn remote(args: TokenStream, item: TokenStream) -> TokenStream {
 /// schema and the policy checker. Every field type must be `Wire`.
 ///
 /// `#[wire(secret)]` on the type or a field marks data that must never flow
-/// to a peer (the policy checker enforces it); `#[wire(crate = "path")]`
-/// names a renamed `remote_core`. See `remote_core::guide`.
+/// to a peer (the policy checker enforces it); on an enum variant it marks
+/// every field of the variant (a unit variant has none: an error).
+/// `#[wire(crate = "path")]` (on the type only) names a renamed
+/// `remote_core`. Any other `#[wire(...)]` option is an error, wherever it
+/// is (a `#[serde(skip)]` field included).
+///
+/// See `remote_core::guide`.
 #[proc_macro_derive(Wire, attributes(wire, serde))]
 pub fn derive_wire(item: TokenStream) -> TokenStream {
     match syn::parse::<syn::DeriveInput>(item) {

@@ -7,14 +7,14 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Attribute, Data, DeriveInput, Fields, GenericParam, Ident};
 
-use crate::attr;
+use crate::attr::{self, WirePlace};
 use crate::ctxt::Ctxt;
 use crate::wire_field::{self, serde_names, serde_skipped};
 
 /// The whole derive; errors come back as `compile_error!`s.
 pub(crate) fn derive(input: DeriveInput) -> TokenStream {
     let mut cx = Ctxt::default();
-    let type_args = attr::wire_args(&mut cx, &input.attrs, true);
+    let type_args = attr::wire_args(&mut cx, &input.attrs, WirePlace::Type);
     let p = match &type_args.krate {
         Some(path) => quote!(#path::__private),
         None => quote!(::remote_core::__private),
@@ -34,6 +34,7 @@ pub(crate) fn derive(input: DeriveInput) -> TokenStream {
                 &mut cx,
                 &s.fields,
                 serde_names(&input.attrs, &["default"]),
+                None,
                 &p,
             );
             quote!(#p::TypeKind::Struct { fields: #fields })
@@ -41,7 +42,15 @@ pub(crate) fn derive(input: DeriveInput) -> TokenStream {
         Data::Enum(e) => {
             let variants = e.variants.iter().map(|v| {
                 let name = v.ident.to_string();
-                let fields = field_defs(&mut cx, &v.fields, false, &p);
+                let args = attr::wire_args(&mut cx, &v.attrs, WirePlace::Variant);
+                if let (Some(span), Fields::Unit) = (args.secret_span, &v.fields) {
+                    cx.push(syn::Error::new(
+                        span,
+                        "`#[wire(secret)]` on a variant marks its fields secret, and a unit \
+                         variant has none; mark the enum `#[wire(secret)]` instead",
+                    ));
+                }
+                let fields = field_defs(&mut cx, &v.fields, false, Some((&name, args.secret)), &p);
                 quote!(#p::VariantDef { name: #p::ToString::to_string(#name), fields: #fields })
             });
             let variants = crate::expand::vec_expr(variants.collect(), &p);
@@ -98,24 +107,33 @@ pub(crate) fn derive(input: DeriveInput) -> TokenStream {
 }
 
 /// `Vec<FieldDef>` expression for a struct's or variant's fields.
-/// `container_default`: the struct has `#[serde(default)]`.
+/// `container_default`: the struct has `#[serde(default)]`;
+/// `variant`: the variant's name, and whether it is `#[wire(secret)]`.
 fn field_defs(
     cx: &mut Ctxt,
     fields: &Fields,
     container_default: bool,
+    variant: Option<(&str, bool)>,
     p: &TokenStream,
 ) -> TokenStream {
+    let all_secret = variant.is_some_and(|(_, secret)| secret);
+    // Every field's `#[wire(...)]` is read, skipped ones too: a typo is an
+    // error wherever it is.
+    let args: Vec<_> = fields
+        .iter()
+        .map(|f| attr::wire_args(cx, &f.attrs, WirePlace::Field))
+        .collect();
     let defs: Vec<TokenStream> = fields
         .iter()
+        .zip(args)
         .enumerate()
-        .filter(|(_, f)| !serde_skipped(&f.attrs))
-        .map(|(i, f)| {
-            let args = attr::wire_args(cx, &f.attrs, false);
+        .filter(|(_, (f, _))| !serde_skipped(&f.attrs))
+        .map(|(i, (f, args))| {
             let name = match &f.ident {
                 Some(id) => id.to_string().trim_start_matches("r#").to_owned(),
                 None => i.to_string(),
             };
-            let (ty, secret) = (&f.ty, args.secret);
+            let (ty, secret) = (&f.ty, args.secret || all_secret);
             let ty_expr = wire_field::describe_ty(ty, p);
             let default = container_default || serde_names(&f.attrs, &["default"]);
             let span = f.ident.as_ref().map_or_else(|| f.ty.span(), |i| i.span());

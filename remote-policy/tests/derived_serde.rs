@@ -1,6 +1,7 @@
-//! What `#[remote]` registers where the macro could hide data from the
-//! checker: inherent `#[remote] impl` blocks as default roots. A binary of
-//! its own, so its `inventory` entries do not change `derived.rs`'s schema.
+//! What `#[derive(Wire)]` and `#[remote]` register where the macros could
+//! hide data from the checker: secret enum variants, and inherent
+//! `#[remote] impl` blocks as default roots. A binary of its own, so its
+//! `inventory` entries do not change `derived.rs`'s schema.
 
 use remote_core::{remote, Error, Wire};
 use remote_policy::{check, Policy, Report};
@@ -9,6 +10,23 @@ use remote_policy::{check, Policy, Report};
 #[derive(Debug, Clone, Wire)]
 #[wire(secret)]
 pub struct ApiKey(pub u64);
+
+#[derive(Debug, Clone, Wire)]
+pub enum Event {
+    Public(u8),
+    #[wire(secret)]
+    Rekeyed {
+        old: u64,
+        key: u64,
+    },
+    #[wire(secret)]
+    Raw(u64),
+}
+
+#[remote]
+pub trait Events {
+    async fn next(&self) -> Result<Event, Error>;
+}
 
 /// A trait implementation, so the default roots are the `#[remote] impl`s.
 #[remote]
@@ -43,6 +61,36 @@ fn rows(report: &Report) -> Vec<(String, String, String)> {
         .iter()
         .map(|f| (f.rule.to_string(), f.at.clone(), f.chain_text()))
         .collect()
+}
+
+fn report(root: &str) -> Report {
+    let policy = Policy::from_toml(&format!("roots = [{root:?}]")).unwrap();
+    check(&remote_core::schema::collect(), &policy).unwrap()
+}
+
+#[test]
+fn a_secret_variant_marks_its_fields_and_is_reported_flowing_out() {
+    let report = report("derived_serde::Events");
+    let ats: Vec<(String, String)> = rows(&report)
+        .into_iter()
+        .map(|(rule, at, _)| (rule, at))
+        .collect();
+    let secret = |at: &str| {
+        (
+            "secret-flows-out".to_owned(),
+            format!("derived_serde::{at}"),
+        )
+    };
+    assert_eq!(
+        ats,
+        [
+            secret("Event.Raw.0"),
+            secret("Event.Rekeyed.key"),
+            secret("Event.Rekeyed.old"),
+        ],
+        "{:#?}",
+        rows(&report)
+    );
 }
 
 #[test]
