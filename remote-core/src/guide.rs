@@ -311,6 +311,11 @@
 //! fields. `#[wire(crate = "::path")]` names a renamed crate; any other
 //! `#[wire(...)]` option is an error.
 //!
+//! The schema describes what crosses the wire, so `#[serde(into)]`,
+//! `from`, `try_from` and `remote` on the type, with which serde would send
+//! another type, are compile errors: implement `Wire` by hand and describe
+//! the type that crosses.
+//!
 //! ```
 //! use remote_core::schema::{SchemaBuilder, TypeKind};
 //! use remote_core::Wire;

@@ -60,6 +60,12 @@ pub fn remote(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `remote_core`. Any other `#[wire(...)]` option is an error, wherever it
 /// is (a `#[serde(skip)]` field included).
 ///
+/// The description must be what crosses the wire, so `#[serde(into =
+/// "..")]`, `from`, `try_from` and `remote` on the type are errors: serde
+/// would encode another type than these fields. Implement `Wire` (and
+/// serde's traits) by hand, with a `describe` of the type that crosses
+/// (`b.ty::<Target>()`).
+///
 /// See `remote_core::guide`.
 #[proc_macro_derive(Wire, attributes(wire, serde))]
 pub fn derive_wire(item: TokenStream) -> TokenStream {

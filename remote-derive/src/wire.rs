@@ -9,12 +9,28 @@ use syn::{Attribute, Data, DeriveInput, Fields, GenericParam, Ident};
 
 use crate::attr::{self, WirePlace};
 use crate::ctxt::Ctxt;
-use crate::wire_field::{self, serde_names, serde_skipped};
+use crate::wire_field::{self, serde_ident, serde_names, serde_skipped};
+
+/// Container attributes with which serde encodes another type than the
+/// one described (or not this derive's code at all): refused.
+const OTHER_TYPE_ON_WIRE: &[&str] = &["into", "from", "try_from", "remote"];
 
 /// The whole derive; errors come back as `compile_error!`s.
 pub(crate) fn derive(input: DeriveInput) -> TokenStream {
     let mut cx = Ctxt::default();
     let type_args = attr::wire_args(&mut cx, &input.attrs, WirePlace::Type);
+    if let Some(id) = serde_ident(&input.attrs, OTHER_TYPE_ON_WIRE) {
+        cx.error(
+            &id,
+            format!(
+                "`#[derive(Wire)]` does not support `#[serde({id} = \"...\")]`: serde would \
+                 encode another type than the fields this derive describes, so the schema and \
+                 the policy checker would see the wrong data; implement `Wire` (and serde's \
+                 traits) by hand, with a `describe` that describes what crosses the wire (for \
+                 example `fn describe(b) -> Ty {{ b.ty::<Target>() }}`)"
+            ),
+        );
+    }
     let p = match &type_args.krate {
         Some(path) => quote!(#path::__private),
         None => quote!(::remote_core::__private),

@@ -18,16 +18,20 @@ use syn::{Attribute, Data, DeriveInput, Field};
 /// Whether a `#[serde(...)]` attribute in `attrs` names one of `idents`
 /// (as `skip`, `default`, `default = "path"`, `bound = ".."`).
 pub(crate) fn serde_names(attrs: &[Attribute], idents: &[&str]) -> bool {
+    serde_ident(attrs, idents).is_some()
+}
+
+/// The first of `idents` that a `#[serde(...)]` attribute in `attrs` names
+/// at its top level (`into` in `#[serde(into = "T")]`), for errors.
+pub(crate) fn serde_ident(attrs: &[Attribute], idents: &[&str]) -> Option<syn::Ident> {
     attrs
         .iter()
         .filter(|a| a.path().is_ident("serde"))
-        .any(|a| {
-            a.meta.require_list().is_ok_and(|list| {
-                list.tokens.clone().into_iter().any(|t| {
-                    matches!(t, proc_macro2::TokenTree::Ident(i)
-                        if idents.iter().any(|name| i == name))
-                })
-            })
+        .filter_map(|a| a.meta.require_list().ok())
+        .flat_map(|list| list.tokens.clone())
+        .find_map(|t| match t {
+            proc_macro2::TokenTree::Ident(i) if idents.iter().any(|name| i == name) => Some(i),
+            _ => None,
         })
 }
 
