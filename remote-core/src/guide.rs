@@ -311,10 +311,13 @@
 //! fields. `#[wire(crate = "::path")]` names a renamed crate; any other
 //! `#[wire(...)]` option is an error.
 //!
-//! The schema describes what crosses the wire, so `#[serde(into)]`,
-//! `from`, `try_from` and `remote` on the type, with which serde would send
-//! another type, are compile errors: implement `Wire` by hand and describe
-//! the type that crosses.
+//! The schema describes what crosses the wire, so serde attributes that
+//! send something else are handled strictly: `#[serde(into)]`, `from`,
+//! `try_from` and `remote` on the type are compile errors (implement `Wire`
+//! by hand and describe the type that crosses), and a field with
+//! `#[serde(with)]`, `serialize_with`, `deserialize_with` or `getter` is
+//! described as opaque (`Ty::Opaque`), which the policy checker reports as
+//! `unchecked-type`.
 //!
 //! ```
 //! use remote_core::schema::{SchemaBuilder, TypeKind};

@@ -60,11 +60,18 @@ pub fn remote(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `remote_core`. Any other `#[wire(...)]` option is an error, wherever it
 /// is (a `#[serde(skip)]` field included).
 ///
-/// The description must be what crosses the wire, so `#[serde(into =
-/// "..")]`, `from`, `try_from` and `remote` on the type are errors: serde
-/// would encode another type than these fields. Implement `Wire` (and
-/// serde's traits) by hand, with a `describe` of the type that crosses
-/// (`b.ty::<Target>()`).
+/// The description must be what crosses the wire, so:
+/// - `#[serde(into = "..")]`, `from`, `try_from` and `remote` on the type
+///   are errors: serde would encode another type than these fields.
+///   Implement `Wire` (and serde's traits) by hand, with a `describe` of
+///   the type that crosses (`b.ty::<Target>()`).
+/// - A field with `#[serde(with = "..")]`, `serialize_with`,
+///   `deserialize_with` or `getter` is described as `Ty::Opaque` (named
+///   `path::Type.field (#[serde(with)])`, or `path::Type.Variant.field ..`
+///   in an enum): other code decides what crosses, so the policy checker
+///   reports it as `unchecked-type` (and, flowing in, as `unbounded-input`)
+///   until a policy entry accepts it.
+/// - The same attributes on an enum variant are errors.
 ///
 /// See `remote_core::guide`.
 #[proc_macro_derive(Wire, attributes(wire, serde))]

@@ -15,6 +15,10 @@ use crate::wire_field::{self, serde_ident, serde_names, serde_skipped};
 /// one described (or not this derive's code at all): refused.
 const OTHER_TYPE_ON_WIRE: &[&str] = &["into", "from", "try_from", "remote"];
 
+/// Field attributes with which serde encodes the field by other code than
+/// its type's: the field is described as `Ty::Opaque`.
+const OTHER_CODE_ON_WIRE: &[&str] = &["with", "serialize_with", "deserialize_with", "getter"];
+
 /// The whole derive; errors come back as `compile_error!`s.
 pub(crate) fn derive(input: DeriveInput) -> TokenStream {
     let mut cx = Ctxt::default();
@@ -65,6 +69,17 @@ pub(crate) fn derive(input: DeriveInput) -> TokenStream {
                         "`#[wire(secret)]` on a variant marks its fields secret, and a unit \
                          variant has none; mark the enum `#[wire(secret)]` instead",
                     ));
+                }
+                if let Some(id) = serde_ident(&v.attrs, OTHER_CODE_ON_WIRE) {
+                    cx.error(
+                        &id,
+                        format!(
+                            "`#[derive(Wire)]` does not support `#[serde({id} = \"...\")]` on a \
+                             variant: other data than the variant's fields would cross the \
+                             wire; put it on the fields (they are then described as opaque), \
+                             or implement `Wire` by hand"
+                        ),
+                    );
                 }
                 let fields = field_defs(&mut cx, &v.fields, false, Some((&name, args.secret)), &p);
                 quote!(#p::VariantDef { name: #p::ToString::to_string(#name), fields: #fields })
@@ -150,7 +165,27 @@ fn field_defs(
                 None => i.to_string(),
             };
             let (ty, secret) = (&f.ty, args.secret || all_secret);
-            let ty_expr = wire_field::describe_ty(ty, p);
+            let ty_expr = match serde_ident(&f.attrs, OTHER_CODE_ON_WIRE) {
+                // Other code than the type's encodes it: fail closed.
+                Some(how) => {
+                    let suffix = match variant {
+                        Some((v, _)) => format!(".{v}.{name} (#[serde({how})])"),
+                        None => format!(".{name} (#[serde({how})])"),
+                    };
+                    quote! {
+                        #p::Ty::Opaque {
+                            name: {
+                                let mut name = #p::ToString::to_string(
+                                    ::core::any::type_name::<Self>(),
+                                );
+                                name.push_str(#suffix);
+                                name
+                            },
+                        }
+                    }
+                }
+                None => wire_field::describe_ty(ty, p),
+            };
             let default = container_default || serde_names(&f.attrs, &["default"]);
             let span = f.ident.as_ref().map_or_else(|| f.ty.span(), |i| i.span());
             let location = crate::expand::location(span, p);

@@ -1,15 +1,56 @@
-//! What `#[derive(Wire)]` and `#[remote]` register where the macros could
-//! hide data from the checker: secret enum variants, and inherent
+//! What `#[derive(Wire)]` and `#[remote]` register where serde or the macro
+//! could hide data from the checker: fields encoded by other code
+//! (`#[serde(with)]` and kin), secret enum variants, and inherent
 //! `#[remote] impl` blocks as default roots. A binary of its own, so its
 //! `inventory` entries do not change `derived.rs`'s schema.
 
 use remote_core::{remote, Error, Wire};
-use remote_policy::{check, Policy, Report};
+use remote_policy::{check, Policy, Report, Rule};
 
 /// Marked secret on the type.
 #[derive(Debug, Clone, Wire)]
 #[wire(secret)]
 pub struct ApiKey(pub u64);
+
+/// Encodes a `u64` as a secret key: other data than the field's type.
+fn ser_key<S: serde::Serializer>(_v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&ApiKey(7), s)
+}
+
+/// Decodes anything a peer sends, of any size.
+fn de_any<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let _: String = serde::Deserialize::deserialize(d)?;
+    Ok(0)
+}
+
+mod as_key {
+    pub(super) fn serialize<S: serde::Serializer>(v: &u32, s: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(v, s)
+    }
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+}
+
+#[derive(Debug, Clone, Wire)]
+pub struct With {
+    pub plain: u8,
+    #[serde(serialize_with = "ser_key")]
+    pub id: u64,
+    #[serde(with = "as_key")]
+    pub n: u32,
+}
+
+#[derive(Debug, Clone, Wire)]
+pub struct Input {
+    #[serde(deserialize_with = "de_any")]
+    pub tag: u8,
+}
+
+#[derive(Debug, Clone, Wire)]
+pub enum Choice {
+    Key(#[serde(serialize_with = "ser_key")] u64),
+}
 
 #[derive(Debug, Clone, Wire)]
 pub enum Event {
@@ -21,6 +62,13 @@ pub enum Event {
     },
     #[wire(secret)]
     Raw(u64),
+}
+
+#[remote]
+pub trait Encoded {
+    async fn with(&self) -> Result<With, Error>;
+    async fn put(&self, input: Input) -> Result<(), Error>;
+    async fn choice(&self) -> Result<Choice, Error>;
 }
 
 #[remote]
@@ -66,6 +114,45 @@ fn rows(report: &Report) -> Vec<(String, String, String)> {
 fn report(root: &str) -> Report {
     let policy = Policy::from_toml(&format!("roots = [{root:?}]")).unwrap();
     check(&remote_core::schema::collect(), &policy).unwrap()
+}
+
+#[test]
+fn a_field_encoded_by_serde_with_is_an_unchecked_type() {
+    let report = report("derived_serde::Encoded");
+    let unchecked: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule == Rule::UncheckedType)
+        .map(|f| f.at.as_str())
+        .collect();
+    assert_eq!(
+        unchecked,
+        [
+            "derived_serde::Choice.Key.0 (#[serde(serialize_with)])",
+            "derived_serde::Input.tag (#[serde(deserialize_with)])",
+            "derived_serde::With.id (#[serde(serialize_with)])",
+            "derived_serde::With.n (#[serde(with)])",
+        ],
+        "{:#?}",
+        rows(&report)
+    );
+    assert!(report.failed());
+    // Flowing in, an opaque field is also of unknown size.
+    assert!(report
+        .findings
+        .iter()
+        .any(|f| f.rule == Rule::UnboundedInput && f.at == "derived_serde::Input.tag"));
+    // The plain field is still described by its type.
+    let schema = remote_core::schema::collect();
+    let remote_core::schema::TypeKind::Struct { fields } =
+        &schema.types["derived_serde::With"].kind
+    else {
+        panic!()
+    };
+    assert!(matches!(
+        fields[0].ty,
+        remote_core::schema::Ty::Int { bits: 8, .. }
+    ));
 }
 
 #[test]

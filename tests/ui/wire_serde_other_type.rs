@@ -43,4 +43,12 @@ pub struct RemoteRaw {
     pub name: String,
 }
 
+fn ser() {}
+
+#[derive(Clone, Wire)]
+pub enum Variant {
+    #[serde(serialize_with = "ser")]
+    Unit,
+}
+
 fn main() {}
