@@ -512,7 +512,8 @@ pub struct InterfaceEntry {
     pub describe: fn(&mut SchemaBuilder) -> Ty,
 }
 
-/// Submitted by `#[remote] impl Trait for Type`.
+/// Submitted by `#[remote] impl Trait for Type`, and by an inherent
+/// `#[remote] impl Type` for the interface it generates.
 #[derive(Debug)]
 pub struct ImplEntry {
     /// The implementing type's name.

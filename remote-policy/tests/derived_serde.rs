@@ -137,6 +137,18 @@ fn a_field_encoded_by_serde_with_is_an_unchecked_type() {
         rows(&report)
     );
     assert!(report.failed());
+    let with = report
+        .findings
+        .iter()
+        .find(|f| f.at == "derived_serde::With.n (#[serde(with)])")
+        .unwrap();
+    assert!(
+        with.message.starts_with(
+            "field `derived_serde::With.n` is encoded by its own code (`#[serde(with)]`)"
+        ),
+        "{}",
+        with.message
+    );
     // Flowing in, an opaque field is also of unknown size.
     assert!(report
         .findings

@@ -18,10 +18,18 @@ pub(super) fn unchecked<'s>(
         let (at, message) = match event {
             Event::Ty(Ty::Opaque { name }) => (
                 name.clone(),
-                format!(
-                    "type `{name}` implements Wire without describing itself, so the checker cannot see inside it ({})",
-                    where_phrase(site, path)
-                ),
+                match name.split_once(" (#[serde(") {
+                    // A field `#[derive(Wire)]` describes as opaque.
+                    Some((field, how)) => format!(
+                        "field `{field}` is encoded by its own code (`#[serde({}`), so the checker cannot see what crosses ({})",
+                        how.strip_suffix(')').unwrap_or(how),
+                        where_phrase(site, path)
+                    ),
+                    None => format!(
+                        "type `{name}` implements Wire without describing itself, so the checker cannot see inside it ({})",
+                        where_phrase(site, path)
+                    ),
+                },
             ),
             Event::Missing(path_key) => (
                 path_key.to_owned(),
