@@ -70,7 +70,8 @@ const CONTROL_ROOM: usize = 64 << 10;
 pub(crate) fn config(limits: &Limits) -> WebSocketConfig {
     let max = limits.max_frame_len.saturating_add(4);
     // One whole message or fragment (plus its WebSocket header) always fits
-    // on top of what tungstenite keeps before writing out.
+    // on top of what tungstenite keeps before writing out, once the pongs
+    // it queued while reading are out (`poll_drain` flushes them first).
     let write_max = WRITE_TAKE
         .saturating_add(WRITE_TAKE)
         .saturating_add(14)
@@ -120,9 +121,9 @@ pub(crate) struct WsIo<S> {
     meter: Option<Arc<Meter>>,
     /// The messages (data or control) tungstenite reported.
     events: u64,
-    /// Whether tungstenite may hold bytes to write (a message sent, or a
-    /// pong it queued) not flushed since.
-    dirty: bool,
+    /// Whether a ping was read (tungstenite queued its pong) since the
+    /// last flush.
+    pinged: bool,
     /// Whether the writer's last call returned `Pending` (it waits on the
     /// socket, its waker registered with tungstenite).
     writer_waits: bool,
@@ -147,7 +148,7 @@ where
             sending: 0,
             meter,
             events: 0,
-            dirty: false,
+            pinged: false,
             writer_waits: false,
             done: false,
         }
@@ -182,7 +183,7 @@ where
                 return Ok(());
             };
             match Pin::new(&mut **ws).poll_flush(cx) {
-                Poll::Ready(Ok(())) => self.dirty = false,
+                Poll::Ready(Ok(())) => self.pinged = false,
                 Poll::Ready(Err(e)) => return Err(io::Error::other(e)),
                 Poll::Pending => return Ok(()),
             }
@@ -267,8 +268,17 @@ where
             if self.pending.len() < n {
                 return Poll::Ready(Ok(()));
             }
+            let pinged = self.pinged;
             let ws = ready!(self.poll_open(cx, Half::Write))?;
             ready!(Pin::new(&mut *ws).poll_ready(cx)).map_err(io::Error::other)?;
+            if pinged {
+                // The pongs tungstenite queued while reading may fill its
+                // write buffer to its bound: out with them first, or this
+                // message would not fit (`WriteBufferFull`, the connection
+                // failed: a red-team pass flooded pings, reading nothing).
+                ready!(Pin::new(&mut *ws).poll_flush(cx)).map_err(io::Error::other)?;
+                self.pinged = false;
+            }
             let part = self.pending.split_to(n).freeze();
             let message = match (first, rest) {
                 (true, 0) => Message::Binary(part),
@@ -284,7 +294,6 @@ where
             let ws = ready!(self.poll_open(cx, Half::Write))?;
             Pin::new(ws).start_send(message).map_err(io::Error::other)?;
             self.sending = rest;
-            self.dirty = true;
             if n + rest > WRITE_SHED {
                 if let Some(m) = &self.meter {
                     m.want_shed(true);
@@ -360,7 +369,7 @@ where
                 // Pings are answered by tungstenite (the pong is queued
                 // unflushed); a control frame is no partial message (the
                 // meter counted it off as read).
-                Some(Ok(Message::Ping(_))) => this.dirty = true,
+                Some(Ok(Message::Ping(_))) => this.pinged = true,
                 Some(Ok(Message::Pong(_))) => {}
                 Some(Ok(_)) => {} // raw frames are not delivered when reading
                 Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, .. }))) => {
@@ -400,7 +409,7 @@ where
         let r = this.flush(cx);
         this.writer_waits = r.is_pending();
         if let Poll::Ready(Ok(())) = r {
-            this.dirty = false;
+            this.pinged = false;
             this.shed(cx, true)?;
         }
         r
