@@ -50,8 +50,9 @@ const PENDING_MAX: usize = 2 * WRITE_TAKE;
 /// memory budget; a message larger than it is read in several turns.
 const READ_BUFFER: usize = 8 << 10;
 
-/// A message written larger than this leaves tungstenite's write buffer
-/// that large: a server connection then replaces its buffers (`shed`).
+/// After a message larger than this is written, tungstenite's write
+/// buffer may keep about twice [`WRITE_TAKE`] (the fragments in flight):
+/// a server connection then replaces its buffers (`shed`).
 const WRITE_SHED: usize = 64 << 10;
 
 /// Room in tungstenite's write buffer beyond one message and its write
@@ -61,12 +62,13 @@ const CONTROL_ROOM: usize = 64 << 10;
 
 /// tungstenite's configuration for a connection with these limits: no
 /// message or frame larger than one protocol frame (prefix included), and
-/// a bounded write buffer, written out past [`WRITE_TAKE`] (its default,
-/// 128 KiB, kept that much more per busy connection). tungstenite answers every WebSocket ping itself,
-/// appending the pong to its write buffer even when the peer reads nothing,
-/// and the default bound is `usize::MAX`: a peer flooding pings grew the
-/// buffer by a pong per ping. Bounded, a pong that does not fit waits as
-/// the one pending control frame (later pongs replace it).
+/// a bounded write buffer, written out past [`WRITE_TAKE`] (at its
+/// default, 128 KiB, a busy connection kept that much more). tungstenite
+/// answers every WebSocket ping itself, appending the pong to its write
+/// buffer even when the peer reads nothing, and the default bound is
+/// `usize::MAX`: a peer flooding pings grew the buffer by a pong per ping.
+/// Bounded, a pong that does not fit waits as the one pending control
+/// frame (later pongs replace it).
 pub(crate) fn config(limits: &Limits) -> WebSocketConfig {
     let max = limits.max_frame_len.saturating_add(4);
     // One whole message or fragment (plus its WebSocket header) always fits
@@ -431,14 +433,15 @@ where
     fn write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self;
         // Earlier frames go out first (back-pressure), then these bytes are
-        // taken, only as many as finish the frame under way and
-        // `WRITE_TAKE` more: the rest stays in the connection's queue,
-        // counted in its memory budget and seen by its backpressure.
-        // (Taking all of it, a peer reading just fast enough for
-        // `write_stall_timeout` had each whole batch moved out of the
+        // taken, only as many as `pending` has room for (`PENDING_MAX`: a
+        // fragment and `WRITE_TAKE` more): the rest stays in the
+        // connection's queue, counted in its memory budget and seen by its
+        // backpressure. (Taking all of it, a peer reading just fast enough
+        // for `write_stall_timeout` had each whole batch moved out of the
         // count while the queue, seen empty, filled again: 16 such peers
         // held 153 MiB outside the budget, found by a red-team pass.)
-        // Complete frames among them are sent as far as possible.
+        // Complete frames and fragments among them are sent as far as
+        // possible.
         ready!(this.poll_drain(cx))?;
         // Drained, `pending` holds less than a fragment: at least
         // `WRITE_TAKE` bytes are taken.
