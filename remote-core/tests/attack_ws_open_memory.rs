@@ -20,7 +20,7 @@ mod raw;
 use std::sync::Arc;
 use std::time::Duration;
 
-use counting::{live, serial};
+use counting::{live, measured};
 use raw::{eventually, ws_binary, ws_frame, ws_upgraded};
 use remote_core::{Connection, Limits, ServerHandle};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -123,13 +123,7 @@ fn fragments_and_pongs() -> Vec<u8> {
 /// than the budget and 64 KiB per connection allow, and it counts what
 /// it holds; a bystander is served; closed, nothing stays counted.
 fn hold_partial_messages(how: Upgrade, bytes: Vec<u8>) {
-    let _serial = serial();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(measure(how, bytes));
+    measured(measure(how, bytes));
 }
 
 async fn measure(how: Upgrade, bytes: Vec<u8>) {

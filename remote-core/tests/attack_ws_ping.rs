@@ -31,14 +31,7 @@ async fn a_websocket_ping_flood_from_a_peer_that_never_reads_is_bounded() {
     let baseline = live();
     // Masked ping frames with 125 bytes of payload (each pong echoes it),
     // sent before the hello; the peer reads nothing from here on.
-    let mut ping = vec![0x89u8, 0x80 | 125, 0, 0, 0, 0];
-    ping.extend(std::iter::repeat_n(b'p', 125));
-    let batch: Vec<u8> = ping
-        .iter()
-        .copied()
-        .cycle()
-        .take(ping.len() * 8192)
-        .collect();
+    let batch = raw::ws_pings(8192);
     let mut s = r.into_inner();
     // 24 batches: 196,608 pings, 25 MB in, 25 MB of pongs to queue.
     let flood = async {

@@ -52,14 +52,7 @@ async fn pongs_a_peer_did_not_read_do_not_fail_its_next_reply() {
     // 393,216 masked pings of 125 bytes (50 MB of pongs to send back),
     // none of it read: the sockets fill (loopback buffers take megabytes),
     // then the WebSocket layer's buffer.
-    let mut ping = vec![0x89u8, 0x80 | 125, 0, 0, 0, 0];
-    ping.extend(std::iter::repeat_n(b'p', 125));
-    let batch: Vec<u8> = ping
-        .iter()
-        .copied()
-        .cycle()
-        .take(ping.len() * 1024)
-        .collect();
+    let batch = raw::ws_pings(1024);
     for _ in 0..384 {
         raw::bounded(s.get_mut().write_all(&batch)).await.unwrap();
     }

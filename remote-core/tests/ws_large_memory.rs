@@ -16,7 +16,7 @@ mod raw;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use counting::{live, serial};
+use counting::{live, measured};
 use remote_core::{remote, Error, Limits, Server};
 use tokio::io::AsyncWriteExt;
 
@@ -57,13 +57,7 @@ enum Then {
 /// frame stops that (its write buffer, which a reply in fragments of
 /// 64 KiB leaves at most about twice that).
 fn idle_after_large_replies(calls: u32, then: Then) {
-    let _serial = serial();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(measure(calls, then));
+    measured(measure(calls, then));
 }
 
 async fn measure(calls: u32, then: Then) {

@@ -16,7 +16,7 @@ mod counting;
 #[path = "support/raw.rs"]
 mod raw;
 
-use counting::{live, serial};
+use counting::{live, measured};
 use raw::{eventually, ws_binary, ws_frame, ws_upgraded};
 use remote_core::Limits;
 use tokio::io::AsyncWriteExt;
@@ -75,13 +75,7 @@ fn bytes(after: After) -> Vec<u8> {
 /// `CONNS` connections each send a large call (and what `after` says),
 /// get its answer and idle: each keeps little more than before.
 fn idle_after_a_large_message(after: After) {
-    let _serial = serial();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(measure(after));
+    measured(measure(after));
 }
 
 async fn measure(after: After) {

@@ -28,3 +28,15 @@ static SERIAL: Mutex<()> = Mutex::new(());
 pub fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// Runs `f` on a runtime of its own (two workers, as the machines of CI
+/// have), holding [`serial`]: one measuring test of a binary at a time.
+pub fn measured<F: std::future::Future>(f: F) -> F::Output {
+    let _serial = serial();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}

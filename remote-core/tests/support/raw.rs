@@ -99,6 +99,14 @@ pub fn ws_binary(payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// `n` masked client pings of 125 bytes each (a pong echoes its ping's
+/// payload), back to back.
+pub fn ws_pings(n: usize) -> Vec<u8> {
+    let mut ping = vec![0x89u8, 0x80 | 125, 0, 0, 0, 0];
+    ping.extend(std::iter::repeat_n(b'p', 125));
+    ping.iter().copied().cycle().take(ping.len() * n).collect()
+}
+
 /// Reads one unmasked server-to-client WebSocket message: (opcode,
 /// payload). A message in fragments (the server sends a frame over 64 KiB
 /// so) is put together; a control frame between its fragments is passed
