@@ -22,17 +22,25 @@ pub(crate) fn serde_names(attrs: &[Attribute], idents: &[&str]) -> bool {
 }
 
 /// The first of `idents` that a `#[serde(...)]` attribute in `attrs` names
-/// at its top level (`into` in `#[serde(into = "T")]`), for errors.
+/// at its top level (`into` in `#[serde(into = "T")]`), for errors. The
+/// invisible groups a `macro_rules!` fragment (`#[serde($m)]`, `$m:meta`)
+/// arrives in are looked through, as serde does (a review hid `into` and
+/// `serialize_with` so).
 pub(crate) fn serde_ident(attrs: &[Attribute], idents: &[&str]) -> Option<syn::Ident> {
+    fn find(tokens: proc_macro2::TokenStream, idents: &[&str]) -> Option<syn::Ident> {
+        tokens.into_iter().find_map(|t| match t {
+            proc_macro2::TokenTree::Ident(i) if idents.iter().any(|name| i == name) => Some(i),
+            proc_macro2::TokenTree::Group(g) if g.delimiter() == proc_macro2::Delimiter::None => {
+                find(g.stream(), idents)
+            }
+            _ => None,
+        })
+    }
     attrs
         .iter()
         .filter(|a| a.path().is_ident("serde"))
         .filter_map(|a| a.meta.require_list().ok())
-        .flat_map(|list| list.tokens.clone())
-        .find_map(|t| match t {
-            proc_macro2::TokenTree::Ident(i) if idents.iter().any(|name| i == name) => Some(i),
-            _ => None,
-        })
+        .find_map(|list| find(list.tokens.clone(), idents))
 }
 
 /// Whether serde skips this field entirely (`#[serde(skip)]`), so it need

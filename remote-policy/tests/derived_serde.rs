@@ -69,7 +69,23 @@ pub trait Encoded {
     async fn with(&self) -> Result<With, Error>;
     async fn put(&self, input: Input) -> Result<(), Error>;
     async fn choice(&self) -> Result<Choice, Error>;
+    async fn via_macro(&self) -> Result<ViaMacro, Error>;
 }
+
+/// The attribute through a `macro_rules!` fragment, which arrives in an
+/// invisible group that serde reads through (a review: it was described
+/// as a plain `u64`).
+macro_rules! field_with {
+    ($m:meta) => {
+        #[derive(Debug, Clone, Wire)]
+        pub struct ViaMacro {
+            #[serde($m)]
+            pub id: u64,
+        }
+    };
+}
+
+field_with!(serialize_with = "ser_key");
 
 #[remote]
 pub trait Events {
@@ -130,6 +146,7 @@ fn a_field_encoded_by_serde_with_is_an_unchecked_type() {
         [
             "derived_serde::Choice.Key.0 (#[serde(serialize_with)])",
             "derived_serde::Input.tag (#[serde(deserialize_with)])",
+            "derived_serde::ViaMacro.id (#[serde(serialize_with)])",
             "derived_serde::With.id (#[serde(serialize_with)])",
             "derived_serde::With.n (#[serde(with)])",
         ],
