@@ -69,17 +69,18 @@ pub struct InterfaceDesc<'a> {
     pub methods: &'a [MethodDesc<'a>],
 }
 
-/// Defines the interface `key` (shown as `name`) in `b` from its table,
-/// describing each method's types in declaration order; returns its
-/// `Ty::Capability`.
+/// Defines the interface `key` (shown as `name`, its identity `id`:
+/// `TypeId::of::<dyn Trait>()`) in `b` from its table, describing each
+/// method's types in declaration order; returns its `Ty::Capability`.
 pub fn describe_interface(
     b: &mut SchemaBuilder,
     key: String,
     name: String,
+    id: std::any::TypeId,
     desc: &InterfaceDesc<'_>,
 ) -> Ty {
     let at = desc.source.location();
-    b.define_interface_at(key.clone(), &at, |b| InterfaceDef {
+    b.define_interface_at(key.clone(), id, &at, |b| InterfaceDef {
         path: key,
         name,
         methods: desc.methods.iter().map(|m| method_def(b, m)).collect(),

@@ -308,10 +308,11 @@ pub struct Schema {
     pub types: BTreeMap<String, TypeDef>,
     /// Implementations registered with `#[remote] impl Trait for Type`.
     pub impls: Vec<ImplDef>,
-    /// Keys that two different declarations were described under (two
-    /// types of one path, as `std::any::type_name` gives it: items in two
-    /// blocks of one function, or two versions of one crate; or two
-    /// interfaces of one module path and name). Only the first is in
+    /// Keys that two different types were described under, told apart by
+    /// their `TypeId` (two types of one path, as `std::any::type_name`
+    /// gives it: items in two blocks of one function, a generic of two
+    /// such, one macro expanded twice, or two versions of one crate; or
+    /// two interfaces of one module path and name). Only the first is in
     /// `types` or `interfaces`, so a checker must refuse the schema.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<Conflict>,

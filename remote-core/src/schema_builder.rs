@@ -2,6 +2,7 @@
 //! each key once, and two declarations under one key recorded as a
 //! [`Conflict`].
 
+use std::any::TypeId;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Conflict, ImplDef, InterfaceDef, Location, Schema, Ty, TypeDef};
@@ -23,10 +24,18 @@ use crate::Wire;
 pub struct SchemaBuilder {
     schema: Schema,
     in_progress: BTreeSet<String>,
-    /// Where each type key described with a location was declared.
-    type_sites: BTreeMap<String, Location>,
+    /// Which type each type key was first described by.
+    type_sites: BTreeMap<String, Site>,
     /// The same for interfaces.
-    interface_sites: BTreeMap<String, Location>,
+    interface_sites: BTreeMap<String, Site>,
+}
+
+/// What described a key: its identity (`None` for a definition that
+/// gives none) and its declaration (for the [`Conflict`]'s message).
+#[derive(Debug)]
+struct Site {
+    id: Option<TypeId>,
+    at: Location,
 }
 
 impl SchemaBuilder {
@@ -40,16 +49,20 @@ impl SchemaBuilder {
         T::describe(self)
     }
 
-    /// Defines a named type once, declared `at`; returns `Ty::Named` for
-    /// it. A key described again from another declaration is recorded as
-    /// a [`Conflict`] (the first definition stays): `#[derive(Wire)]`
-    /// describes its types so.
+    /// Defines a named type once; returns `Ty::Named` for it. `id` is the
+    /// type's own identity (`TypeId::of::<Self>()`), `at` its declaration:
+    /// a key described again by another type is recorded as a
+    /// [`Conflict`] (the first definition stays). `#[derive(Wire)]`
+    /// describes its types so. (Identity by declaration alone missed two
+    /// types under one key that one declaration makes: `Gen<Token>` of two
+    /// different `Token`s, or one macro expanded twice: found by a review.)
     ///
     /// ```
+    /// use std::any::TypeId;
     /// use remote_core::schema::{Location, SchemaBuilder, TypeDef, TypeKind};
-    /// let token = |b: &mut SchemaBuilder, line: u32, secret: bool| {
+    /// let token = |b: &mut SchemaBuilder, id: TypeId, line: u32, secret: bool| {
     ///     let at = Location { file: "src/lib.rs".into(), line, column: 1 };
-    ///     b.define_type_at("app::Token".into(), &at, |_| TypeDef {
+    ///     b.define_type_at("app::Token".into(), id, &at, |_| TypeDef {
     ///         path: "app::Token".into(),
     ///         name: "Token".into(),
     ///         kind: TypeKind::Struct { fields: vec![] },
@@ -58,9 +71,9 @@ impl SchemaBuilder {
     ///     })
     /// };
     /// let mut b = SchemaBuilder::new();
-    /// token(&mut b, 3, false);
-    /// token(&mut b, 3, false); // the same declaration again: fine
-    /// token(&mut b, 9, true); // another one under the same path
+    /// token(&mut b, TypeId::of::<u8>(), 3, false);
+    /// token(&mut b, TypeId::of::<u8>(), 3, false); // the same type again: fine
+    /// token(&mut b, TypeId::of::<u16>(), 9, true); // another one under its path
     /// let schema = b.finish();
     /// assert!(!schema.types["app::Token"].secret);
     /// assert_eq!(schema.conflicts.len(), 1);
@@ -69,41 +82,69 @@ impl SchemaBuilder {
     pub fn define_type_at(
         &mut self,
         path: String,
+        id: TypeId,
         at: &Location,
         f: impl FnOnce(&mut Self) -> TypeDef,
     ) -> Ty {
-        if Self::seen(&mut self.type_sites, &mut self.schema.conflicts, &path, at) {
+        let site = Site {
+            id: Some(id),
+            at: at.clone(),
+        };
+        if Self::seen(
+            &mut self.type_sites,
+            &mut self.schema.conflicts,
+            &path,
+            site,
+        ) {
             return Ty::Named { path };
         }
-        self.define_type(path, f)
+        self.define_type_once(path, f)
     }
 
-    /// Whether `key` was described already, from `at` or (a conflict,
-    /// recorded once) from elsewhere; if not, records `at`.
+    /// Whether `key` was described already, by the same type or (a
+    /// conflict, recorded once) by another; if not, records `site`.
     fn seen(
-        sites: &mut BTreeMap<String, Location>,
+        sites: &mut BTreeMap<String, Site>,
         conflicts: &mut Vec<Conflict>,
         key: &str,
-        at: &Location,
+        site: Site,
     ) -> bool {
         let Some(first) = sites.get(key) else {
-            sites.insert(key.to_owned(), at.clone());
+            sites.insert(key.to_owned(), site);
             return false;
         };
-        if first != at && !conflicts.iter().any(|c| c.key == key && c.other == *at) {
+        if first.id != site.id && !conflicts.iter().any(|c| c.key == key && c.other == site.at) {
             conflicts.push(Conflict {
                 key: key.to_owned(),
-                first: first.clone(),
-                other: at.clone(),
+                first: first.at.clone(),
+                other: site.at,
             });
         }
         true
     }
 
-    /// Defines a named type once; returns `Ty::Named` for it. The first
-    /// definition of a key wins, unchecked: prefer
-    /// [`define_type_at`](Self::define_type_at).
+    /// Defines a named type once; returns `Ty::Named` for it. Without the
+    /// type's identity, two such definitions of one key cannot be told
+    /// apart (the first wins), though one against a type described with
+    /// [`define_type_at`](Self::define_type_at) is a [`Conflict`]: prefer
+    /// that.
     pub fn define_type(&mut self, path: String, f: impl FnOnce(&mut Self) -> TypeDef) -> Ty {
+        let site = Site {
+            id: None,
+            at: Location::default(),
+        };
+        if Self::seen(
+            &mut self.type_sites,
+            &mut self.schema.conflicts,
+            &path,
+            site,
+        ) {
+            return Ty::Named { path };
+        }
+        self.define_type_once(path, f)
+    }
+
+    fn define_type_once(&mut self, path: String, f: impl FnOnce(&mut Self) -> TypeDef) -> Ty {
         if !self.schema.types.contains_key(&path) && self.in_progress.insert(path.clone()) {
             let def = f(self);
             self.in_progress.remove(&path);
@@ -112,25 +153,32 @@ impl SchemaBuilder {
         Ty::Named { path }
     }
 
-    /// Defines an interface once, declared `at`; returns
-    /// `Ty::Capability` for it. A key described again from another
-    /// declaration is recorded as a [`Conflict`], as with
+    /// Defines an interface once; returns `Ty::Capability` for it. `id` is
+    /// the interface's identity (`TypeId::of::<dyn Trait>()`), `at` its
+    /// declaration: a key described again by another interface is
+    /// recorded as a [`Conflict`], as with
     /// [`define_type_at`](Self::define_type_at).
     pub fn define_interface_at(
         &mut self,
         path: String,
+        id: TypeId,
         at: &Location,
         f: impl FnOnce(&mut Self) -> InterfaceDef,
     ) -> Ty {
+        let site = Site {
+            id: Some(id),
+            at: at.clone(),
+        };
         if Self::seen(
             &mut self.interface_sites,
             &mut self.schema.conflicts,
             &path,
-            at,
+            site,
         ) {
             return Ty::Capability { interface: path };
         }
-        self.define_interface(path, f)
+        let mut f = Some(f);
+        self.define_interface_dyn(path, &mut |b| f.take().map(|f| f(b)))
     }
 
     /// Defines an interface once; returns `Ty::Capability` for it.
@@ -139,6 +187,18 @@ impl SchemaBuilder {
         path: String,
         f: impl FnOnce(&mut Self) -> InterfaceDef,
     ) -> Ty {
+        let site = Site {
+            id: None,
+            at: Location::default(),
+        };
+        if Self::seen(
+            &mut self.interface_sites,
+            &mut self.schema.conflicts,
+            &path,
+            site,
+        ) {
+            return Ty::Capability { interface: path };
+        }
         let mut f = Some(f);
         self.define_interface_dyn(path, &mut |b| f.take().map(|f| f(b)))
     }

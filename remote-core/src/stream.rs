@@ -212,7 +212,11 @@ impl<T: Wire> Interface for dyn StreamSource<T> {
             "remote_core::stream::StreamSource<{}>",
             std::any::type_name::<T>()
         );
-        b.define_interface(path.clone(), |b| {
+        // Its identity is the item type's: two item types of one name
+        // (`type_name`) are a conflict, not one interface.
+        let id = std::any::TypeId::of::<T>();
+        let at = crate::schema::Location::default();
+        b.define_interface_at(path.clone(), id, &at, |b| {
             let item = T::describe(b);
             InterfaceDef {
                 path,

@@ -124,7 +124,7 @@ pub(crate) fn derive(input: DeriveInput) -> TokenStream {
                 fn describe(b: &mut #p::SchemaBuilder) -> #p::Ty {
                     let path = #p::ToString::to_string(::core::any::type_name::<Self>());
                     let at = #location;
-                    b.define_type_at(::core::clone::Clone::clone(&path), &at, |b| #p::TypeDef {
+                    b.define_type_at(::core::clone::Clone::clone(&path), ::core::any::TypeId::of::<Self>(), &at, |b| #p::TypeDef {
                         path,
                         name: #p::ToString::to_string(#name),
                         kind: #kind,

@@ -72,7 +72,10 @@ pub fn validate(schema: &Schema) -> Result<(), Error> {
         }
     }
     if let Some(c) = schema.conflicts.first() {
-        let at = |l: &remote_core::schema::Location| format!("{}:{}:{}", l.file, l.line, l.column);
+        let at = |l: &remote_core::schema::Location| match l.file.as_str() {
+            "" => "a definition that gives no location (a hand-written `describe`)".to_owned(),
+            file => format!("{file}:{}:{}", l.line, l.column),
+        };
         return Err(Error::SchemaInvalid(format!(
             "two declarations share the key `{}` (at {} and at {}{}): the schema holds only the \
              first, so nothing can be said of what a peer reaches through the other; rename \

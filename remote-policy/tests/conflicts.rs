@@ -56,19 +56,129 @@ pub mod traits {
     }
 }
 
+/// Two types under one key that one declaration makes: `Gen<Token>` of
+/// two `Token`s, the decoy's described first (a second review: told apart
+/// by declaration only, the secret `Token` was never described at all).
+pub mod generic {
+    use super::*;
+
+    #[derive(Debug, Clone, Wire)]
+    pub struct Gen<T: Wire> {
+        pub v: T,
+    }
+
+    #[remote]
+    pub trait Store<T: Wire> {
+        async fn get(&self) -> Result<T, Error>;
+    }
+
+    pub fn declarations() {
+        #[derive(Debug, Clone, Wire)]
+        pub struct Token(pub u64);
+        type Decoy = Token;
+        {
+            #[derive(Debug, Clone, Wire)]
+            #[wire(secret)]
+            pub struct Token(pub u64);
+            #[remote]
+            pub trait Leaky {
+                async fn a(&self) -> Result<Gen<Decoy>, Error>;
+                async fn b(&self) -> Result<Gen<Token>, Error>;
+                async fn c(&self) -> Result<remote_core::Remote<dyn Store<Decoy>>, Error>;
+                async fn d(&self) -> Result<remote_core::Remote<dyn Store<Token>>, Error>;
+            }
+        }
+    }
+}
+
+/// Two types one macro expansion declares: one location for both.
+pub mod by_macro {
+    use super::*;
+
+    macro_rules! two_tokens {
+        () => {
+            pub fn declarations() {
+                {
+                    #[derive(Debug, Clone, Wire)]
+                    pub struct Token(pub u64);
+                    #[remote]
+                    pub trait Public {
+                        async fn a(&self) -> Result<Token, Error>;
+                    }
+                }
+                {
+                    #[derive(Debug, Clone, Wire)]
+                    #[wire(secret)]
+                    pub struct Token(pub u64);
+                    #[remote]
+                    pub trait Leaky {
+                        async fn b(&self) -> Result<Token, Error>;
+                    }
+                }
+            }
+        };
+    }
+
+    two_tokens!();
+}
+
+/// A hand-written `Wire` under the key of a derived one.
+pub mod by_hand {
+    use super::*;
+    use remote_core::schema::{SchemaBuilder, Ty, TypeDef, TypeKind};
+
+    pub fn declarations() {
+        {
+            #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+            pub struct Token(pub u64);
+            impl Wire for Token {
+                fn describe(b: &mut SchemaBuilder) -> Ty {
+                    let path = std::any::type_name::<Self>().to_owned();
+                    b.define_type(path.clone(), |_| TypeDef {
+                        path,
+                        name: "Token".into(),
+                        kind: TypeKind::Struct { fields: vec![] },
+                        secret: false,
+                        location: Default::default(),
+                    })
+                }
+            }
+            #[remote]
+            pub trait Public {
+                async fn a(&self) -> Result<Token, Error>;
+            }
+        }
+        {
+            #[derive(Debug, Clone, Wire)]
+            #[wire(secret)]
+            pub struct Token(pub u64);
+            #[remote]
+            pub trait Leaky {
+                async fn b(&self) -> Result<Token, Error>;
+            }
+        }
+    }
+}
+
 #[test]
 fn two_declarations_under_one_key_are_recorded() {
     let schema = remote_core::schema::collect();
     let keys: Vec<&str> = schema.conflicts.iter().map(|c| c.key.as_str()).collect();
-    assert!(
-        keys.contains(&"conflicts::types::declarations::Token"),
-        "{keys:?}"
-    );
-    assert!(keys.contains(&"conflicts::traits::Api"), "{keys:?}");
-    assert_eq!(keys.len(), 2, "{keys:?}");
+    for key in [
+        "conflicts::types::declarations::Token",
+        "conflicts::traits::Api",
+        "conflicts::generic::Gen<conflicts::generic::declarations::Token>",
+        "conflicts::generic::Store<conflicts::generic::declarations::Token>",
+        "conflicts::by_macro::declarations::Token",
+        "conflicts::by_hand::declarations::Token",
+    ] {
+        assert!(keys.contains(&key), "{key} not in {keys:?}");
+    }
     for c in &schema.conflicts {
-        assert_ne!(c.first, c.other);
-        assert!(c.first.file.ends_with("conflicts.rs"), "{c:?}");
+        assert!(
+            c.first.file.ends_with("conflicts.rs") || c.other.file.ends_with("conflicts.rs"),
+            "{c:?}"
+        );
     }
 }
 
@@ -80,7 +190,7 @@ fn the_checker_refuses_a_schema_with_a_conflict() {
         match remote_policy::check(&schema, &policy) {
             Err(PolicyError::SchemaInvalid(why)) => {
                 assert!(why.contains("share the key"), "{why}");
-                assert!(why.contains("and 1 more"), "{why}");
+                assert!(why.contains("more"), "{why}");
             }
             Err(other) => panic!("{other}"),
             Ok(report) => panic!("checked: {:?}", report.findings),

@@ -5,7 +5,7 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::Ident;
 
-use super::shared::{dispatch_ident, source_desc};
+use super::shared::{dispatch_ident, dyn_and_path, source_desc};
 use crate::ast::{Method, RemoteTrait};
 
 /// Body of `Interface::describe`: the spanned `Wire` assertions, then the
@@ -41,10 +41,12 @@ pub(super) fn describe_body(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     let methods = t.methods.iter().map(|m| method_desc(m, p));
     let doc = &t.doc;
     let source = source_desc(ident.span(), p);
+    let (dyn_ty, _) = dyn_and_path(t);
     quote! {
         let name: #p::String = #name;
         let key: #p::String = #key;
-        #p::describe_interface(b, key, name, &#p::InterfaceDesc {
+        let id = ::core::any::TypeId::of::<#dyn_ty>();
+        #p::describe_interface(b, key, name, id, &#p::InterfaceDesc {
             source: #source,
             doc: #doc,
             methods: &[#(#methods),*],
