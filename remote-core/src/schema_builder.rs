@@ -3,7 +3,7 @@
 //! [`Conflict`].
 
 use std::any::TypeId;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::{Conflict, ImplDef, InterfaceDef, Location, Schema, Ty, TypeDef};
 use crate::Wire;
@@ -23,7 +23,6 @@ use crate::Wire;
 #[derive(Debug, Default)]
 pub struct SchemaBuilder {
     schema: Schema,
-    in_progress: BTreeSet<String>,
     /// Which type each type key was first described by.
     type_sites: BTreeMap<String, Site>,
     /// The same for interfaces.
@@ -36,6 +35,22 @@ pub struct SchemaBuilder {
 struct Site {
     id: Option<TypeId>,
     at: Location,
+}
+
+impl Site {
+    fn known(id: TypeId, at: &Location) -> Self {
+        Site {
+            id: Some(id),
+            at: at.clone(),
+        }
+    }
+
+    fn unknown() -> Self {
+        Site {
+            id: None,
+            at: Location::default(),
+        }
+    }
 }
 
 impl SchemaBuilder {
@@ -86,19 +101,7 @@ impl SchemaBuilder {
         at: &Location,
         f: impl FnOnce(&mut Self) -> TypeDef,
     ) -> Ty {
-        let site = Site {
-            id: Some(id),
-            at: at.clone(),
-        };
-        if Self::seen(
-            &mut self.type_sites,
-            &mut self.schema.conflicts,
-            &path,
-            site,
-        ) {
-            return Ty::Named { path };
-        }
-        self.define_type_once(path, f)
+        self.define_type_by(path, Site::known(id, at), f)
     }
 
     /// Whether `key` was described already, by the same type or (a
@@ -129,25 +132,27 @@ impl SchemaBuilder {
     /// [`define_type_at`](Self::define_type_at) is a [`Conflict`]: prefer
     /// that.
     pub fn define_type(&mut self, path: String, f: impl FnOnce(&mut Self) -> TypeDef) -> Ty {
-        let site = Site {
-            id: None,
-            at: Location::default(),
-        };
-        if Self::seen(
+        self.define_type_by(path, Site::unknown(), f)
+    }
+
+    /// [`define_type_at`](Self::define_type_at) and
+    /// [`define_type`](Self::define_type), described by `site`.
+    fn define_type_by(
+        &mut self,
+        path: String,
+        site: Site,
+        f: impl FnOnce(&mut Self) -> TypeDef,
+    ) -> Ty {
+        let seen = Self::seen(
             &mut self.type_sites,
             &mut self.schema.conflicts,
             &path,
             site,
-        ) {
-            return Ty::Named { path };
-        }
-        self.define_type_once(path, f)
-    }
-
-    fn define_type_once(&mut self, path: String, f: impl FnOnce(&mut Self) -> TypeDef) -> Ty {
-        if !self.schema.types.contains_key(&path) && self.in_progress.insert(path.clone()) {
+        );
+        // A key is recorded in `seen` before it is described, so a
+        // recursive type finds it there and is described once.
+        if !seen {
             let def = f(self);
-            self.in_progress.remove(&path);
             self.schema.types.insert(path.clone(), def);
         }
         Ty::Named { path }
@@ -165,20 +170,7 @@ impl SchemaBuilder {
         at: &Location,
         f: impl FnOnce(&mut Self) -> InterfaceDef,
     ) -> Ty {
-        let site = Site {
-            id: Some(id),
-            at: at.clone(),
-        };
-        if Self::seen(
-            &mut self.interface_sites,
-            &mut self.schema.conflicts,
-            &path,
-            site,
-        ) {
-            return Ty::Capability { interface: path };
-        }
-        let mut f = Some(f);
-        self.define_interface_dyn(path, &mut |b| f.take().map(|f| f(b)))
+        self.define_interface_by(path, Site::known(id, at), f)
     }
 
     /// Defines an interface once; returns `Ty::Capability` for it.
@@ -187,10 +179,17 @@ impl SchemaBuilder {
         path: String,
         f: impl FnOnce(&mut Self) -> InterfaceDef,
     ) -> Ty {
-        let site = Site {
-            id: None,
-            at: Location::default(),
-        };
+        self.define_interface_by(path, Site::unknown(), f)
+    }
+
+    /// [`define_interface_at`](Self::define_interface_at) and
+    /// [`define_interface`](Self::define_interface), described by `site`.
+    fn define_interface_by(
+        &mut self,
+        path: String,
+        site: Site,
+        f: impl FnOnce(&mut Self) -> InterfaceDef,
+    ) -> Ty {
         if Self::seen(
             &mut self.interface_sites,
             &mut self.schema.conflicts,
@@ -210,12 +209,8 @@ impl SchemaBuilder {
         path: String,
         f: &mut dyn FnMut(&mut Self) -> Option<InterfaceDef>,
     ) -> Ty {
-        if !self.schema.interfaces.contains_key(&path) && self.in_progress.insert(path.clone()) {
-            let def = f(self);
-            self.in_progress.remove(&path);
-            if let Some(def) = def {
-                self.schema.interfaces.insert(path.clone(), def);
-            }
+        if let Some(def) = f(self) {
+            self.schema.interfaces.insert(path.clone(), def);
         }
         Ty::Capability { interface: path }
     }
