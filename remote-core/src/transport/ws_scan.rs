@@ -114,8 +114,8 @@ impl Scan {
         }
     }
 
-    /// `frame` was fed whole.
-    fn ended(&mut self, frame: Head) {
+    /// `frame` was fed whole: whether the feed stops here.
+    fn ended(&mut self, frame: Head) -> bool {
         if frame.is_control() {
             self.events += 1;
         } else {
@@ -123,6 +123,7 @@ impl Scan {
             self.events += u64::from(frame.fin);
         }
         self.at = header();
+        self.stop_at_ends && !self.fragment
     }
 
     /// The most bytes the next read should take: what is left of the
@@ -194,8 +195,7 @@ impl Scan {
                             };
                             continue;
                         }
-                        self.ended(frame);
-                        if self.stop_at_ends && !self.fragment {
+                        if self.ended(frame) {
                             break;
                         }
                     } else {
@@ -210,8 +210,7 @@ impl Scan {
                     used += n as usize;
                     if *left == 0 {
                         let frame = *frame;
-                        self.ended(frame);
-                        if self.stop_at_ends && !self.fragment {
+                        if self.ended(frame) {
                             break;
                         }
                     }
