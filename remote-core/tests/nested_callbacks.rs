@@ -60,6 +60,11 @@ impl Back for Caller {
 
 async fn server(root: Arc<Served>) -> ServerHandle {
     Server::builder()
+        // Forty clients of one address.
+        .limits(Limits {
+            max_connections_per_peer: 64,
+            ..Limits::default()
+        })
         .bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
@@ -70,6 +75,11 @@ async fn server(root: Arc<Served>) -> ServerHandle {
 /// deep (a call of the client's, then `levels` callbacks each calling
 /// the server again), each call carrying `pad` bytes more.
 async fn nest(calls: usize, levels: u32, pad: usize) {
+    nest_from(1, calls, levels, pad).await;
+}
+
+/// [`nest`] on `clients` fresh connections at once.
+async fn nest_from(clients: usize, calls: usize, levels: u32, pad: usize) {
     let root = Arc::new(Served::default());
     let s = server(root.clone()).await;
     // A deadline short enough that a deadlock fails the test rather than
@@ -78,35 +88,45 @@ async fn nest(calls: usize, levels: u32, pad: usize) {
         default_deadline: Duration::from_secs(20),
         ..Limits::default()
     };
-    let c = ConnectionBuilder::new()
-        .limits(limits)
-        .connect(s.local_addr())
-        .await
-        .unwrap();
-    let front_cell = Arc::new(OnceLock::new());
-    let front = c.root::<dyn Front>();
-    front_cell.set(front.clone()).ok().unwrap();
-    let visits: Vec<_> = (0..calls)
-        .map(|_| {
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        let c = ConnectionBuilder::new()
+            .limits(limits.clone())
+            .connect(s.local_addr())
+            .await
+            .unwrap();
+        conns.push(c);
+    }
+    // Every client's calls at once.
+    let mut visits = Vec::new();
+    for c in &conns {
+        let front_cell = Arc::new(OnceLock::new());
+        let front = c.root::<dyn Front>();
+        front_cell.set(front.clone()).ok().unwrap();
+        visits.extend((0..calls).map(|_| {
             let cb = Remote::new(Arc::new(Caller(front_cell.clone(), pad)) as Arc<dyn Back>);
             let front = front.clone();
             tokio::spawn(async move { front.visit(cb, levels, "x".repeat(pad)).await })
-        })
-        .collect();
+        }));
+    }
     let mut got = Vec::new();
     for v in visits {
         got.push(v.await.unwrap().expect("a nested call was answered"));
     }
     got.sort_unstable();
     // Every nested call ran once, each counted once.
-    assert_eq!(got, (1..=calls as u32).collect::<Vec<_>>());
-    assert_eq!(root.counted.load(Ordering::Acquire), calls as u32);
-    drop(front);
-    c.close();
+    let all = (clients * calls) as u32;
+    assert_eq!(got, (1..=all).collect::<Vec<_>>());
+    assert_eq!(root.counted.load(Ordering::Acquire), all);
+    for c in conns {
+        c.close();
+    }
     assert!(
-        eventually(|| s.buffered_bytes() == 0 && s.connections() == 0).await,
-        "{} bytes still counted",
-        s.buffered_bytes()
+        eventually(|| s.buffered_bytes() == 0 && s.promised_bytes() == 0 && s.connections() == 0)
+            .await,
+        "{} bytes still counted, {} promised",
+        s.buffered_bytes(),
+        s.promised_bytes()
     );
 }
 
@@ -129,4 +149,15 @@ async fn calls_nesting_three_deep_are_answered_up_to_the_calls_in_flight() {
     // Each holds three of the server's 128 calls in flight, and two of
     // the client's.
     nest(42, 2, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_clients_nesting_at_once_before_their_first_replies_are_answered() {
+    // Each client's handlers past its first promise a full frame (1 MiB)
+    // before their first reply: 280 MiB of promises wanted at once, past
+    // the 64 MiB budget and past one address's quarter of it. The nested
+    // calls are lent their room and promise nothing (`driver/promised.rs`;
+    // when every handler promised, 40 such clients waited for their
+    // deadlines, found by a red-team pass).
+    nest_from(40, 8, 1, 0).await;
 }

@@ -24,6 +24,7 @@ mod outgoing;
 mod panics;
 mod pipeline;
 mod promise;
+mod promised;
 mod pushes;
 mod reader;
 mod replies;
