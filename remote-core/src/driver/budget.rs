@@ -19,8 +19,6 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use super::promised::{PeerPromises, Promises, PEER_PART};
-
 /// A frame up to this size (prefix included) is always read by a connection
 /// that holds nothing else in the budget, even while the budget is
 /// exhausted: small calls from well-behaved clients keep being served. At
@@ -50,11 +48,6 @@ pub(crate) struct Budget {
     /// what the first has gathered is its need less this (less
     /// `SMALL_FRAME`).
     held_back: AtomicUsize,
-    /// The replies running handlers will queue, promised at their
-    /// connections' estimates ([`promise`](Self::promise)): not held yet,
-    /// so not in `used`, but a handler that would promise starts only if
-    /// its promise fits beside them ([`may_promise`](Self::may_promise)).
-    promises: Promises,
 }
 
 /// Heavy calls waiting for room, and what their connections hold in the
@@ -103,7 +96,6 @@ impl Budget {
             changed: Notify::new(),
             line: Mutex::new(Line::default()),
             held_back: AtomicUsize::new(0),
-            promises: Promises::default(),
         }
     }
 
@@ -131,49 +123,6 @@ impl Budget {
         self.used()
             .saturating_add(self.held_back.load(Ordering::Acquire))
             >= self.limit
-    }
-
-    /// Whether a handler whose reply is estimated at `n` bytes may start on
-    /// a connection that runs others (`share::OutputShare`): what the
-    /// budget holds, what the first heavy call in line waits for, the
-    /// replies already promised and `n` fit under the limit, and what the
-    /// connections of its peer address (`peer`) promised and `n` fit in
-    /// their part of it ([`PEER_PART`]).
-    pub(crate) fn may_promise(&self, n: usize, peer: &PeerPromises) -> bool {
-        self.used()
-            .saturating_add(self.held_back.load(Ordering::Acquire))
-            .saturating_add(self.promises.all())
-            .saturating_add(n)
-            <= self.limit
-            && Promises::peer_fits(peer, n, self.limit / PEER_PART)
-    }
-
-    /// A handler started on a connection from `peer` promises a reply of
-    /// `n` bytes until it stops ([`unpromise`](Self::unpromise)).
-    pub(crate) fn promise(&self, n: usize, peer: &PeerPromises) {
-        if n > 0 {
-            self.promises.add(n, peer);
-        }
-    }
-
-    /// A handler that promised `n` bytes stopped (its reply, if any, now
-    /// counts as queued output): the readers waiting for room look again.
-    pub(crate) fn unpromise(&self, n: usize, peer: &PeerPromises) {
-        if n > 0 {
-            self.promises.sub(n, peer);
-            self.wake();
-        }
-    }
-
-    /// What running handlers promised, on every connection.
-    pub(crate) fn promised(&self) -> usize {
-        self.promises.all()
-    }
-
-    /// The count of promises of the connections from `peer`
-    /// ([`may_promise`](Self::may_promise)).
-    pub(crate) fn peer_promises(&self, peer: Option<std::net::IpAddr>) -> PeerPromises {
-        self.promises.of_peer(peer)
     }
 
     /// Whether `n` bytes more would fit under the limit, beside what the

@@ -24,7 +24,6 @@ mod outgoing;
 mod panics;
 mod pipeline;
 mod promise;
-mod promised;
 mod pushes;
 mod reader;
 mod replies;

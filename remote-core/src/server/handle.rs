@@ -96,25 +96,6 @@ impl ServerHandle {
         self.inner.budget.used()
     }
 
-    /// Bytes of replies that running handlers are expected to queue, each
-    /// at its connection's estimate of a reply (PROTOCOL.md §9, "Shares in
-    /// sum"): not held yet, so not in
-    /// [`buffered_bytes`](Self::buffered_bytes), but a handler that would
-    /// promise starts only if its reply fits beside both in
-    /// `Limits::memory_budget`. A connection's one running handler, and a
-    /// handler lent the room of a call awaited from its peer, promise
-    /// nothing.
-    ///
-    /// ```no_run
-    /// # fn f(server: remote_core::ServerHandle) {
-    /// let load = server.buffered_bytes() + server.promised_bytes();
-    /// println!("{load} bytes held or promised");
-    /// # }
-    /// ```
-    pub fn promised_bytes(&self) -> usize {
-        self.inner.budget.promised()
-    }
-
     /// Calls with heavy arguments (counting more than 64 KiB decoded)
     /// waiting for room in `Limits::memory_budget` before they start, in
     /// arrival order (PROTOCOL.md §9): a sign that the budget is too small

@@ -176,8 +176,7 @@ impl ConnectionBuilder {
         let budget = self
             .budget
             .unwrap_or_else(|| Arc::new(Budget::new(limits.memory_budget)));
-        let output_share =
-            OutputShare::new(limits.max_frame_len, budget.peer_promises(self.peer_addr));
+        let output_share = OutputShare::new(limits.max_frame_len);
         let span = crate::trace::connection_span(&peer, self.server_side);
         let shared = Arc::new_cyclic(|me| Shared {
             output_share,

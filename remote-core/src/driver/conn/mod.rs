@@ -375,15 +375,11 @@ impl Shared {
                 // It runs on: counted from now until `handler_stopped`,
                 // its id free already if it answered (nothing more it
                 // sends for the call goes out then).
-                let awaited = {
-                    let mut core = self.core();
-                    if answered.get() {
-                        core.admit_answered();
-                    } else {
-                        core.admit(id, seq);
-                    }
-                    core.calls_awaited()
-                };
+                if answered.get() {
+                    self.core().admit_answered();
+                } else {
+                    self.core().admit(id, seq);
+                }
                 let peer = self.peer_info();
                 // Each later poll takes a turn too, in the method's class
                 // or else the connection's.
@@ -402,8 +398,6 @@ impl Shared {
                 let charged = std::mem::take(&mut charged.bytes);
                 let held = weight.max(charged);
                 self.budget.charge(held - charged);
-                // Counted before the task can stop (and uncount it).
-                let promise = self.output_share.started(weight, awaited, &self.budget);
                 let guarded = (
                     fut,
                     keep,
@@ -413,7 +407,6 @@ impl Shared {
                         seq,
                         weight,
                         held,
-                        promise,
                     },
                 );
                 // Its deadline is kept by the reader's timer
@@ -450,6 +443,8 @@ impl Shared {
                 } else {
                     span
                 };
+                // Counted before the task can stop (and uncount it).
+                self.output_share.started(weight);
                 // Boxed: spawning moves the future through several layers
                 // of tokio (about ten copies of its few hundred bytes, more
                 // instructions than the allocation).
@@ -515,13 +510,11 @@ struct DoneGuard {
     weight: usize,
     /// ...and in the memory budget (at least the weight).
     held: usize,
-    /// What its reply is promised at (`share::OutputShare::started`).
-    promise: usize,
 }
 
 impl Drop for DoneGuard {
     fn drop(&mut self) {
-        let stopped = (self.weight, self.held, self.promise);
+        let stopped = (self.weight, self.held);
         self.shared.spawned_stopped(self.id, self.seq, stopped);
     }
 }

@@ -51,12 +51,7 @@ impl Shared {
     /// its task, without the hop through the reader. Its task may end
     /// before the reader recorded it in `running` (on another worker): it
     /// then leaves a mark there so the reader does not record it.
-    pub(super) fn spawned_stopped(
-        &self,
-        id: CallId,
-        seq: u64,
-        (weight, held, promise): (usize, usize, usize),
-    ) {
+    pub(super) fn spawned_stopped(&self, id: CallId, seq: u64, (weight, held): (usize, usize)) {
         {
             let mut running = lock(&self.running);
             // Not recorded yet (the reader records it right after the
@@ -67,9 +62,9 @@ impl Shared {
                 running.insert(seq, None);
             }
         }
-        self.output_share.stopped(weight, promise, &self.budget);
-        // Wakes the readers waiting for room in the budget (its promise
-        // given back too), and this connection's for its share.
+        self.output_share.stopped(weight);
+        // Wakes the readers waiting for room in the budget, and this
+        // connection's for its share.
         self.budget.release(held);
         self.output_share.own.wake();
         self.handler_stopped(id, seq);
