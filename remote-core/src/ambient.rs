@@ -34,21 +34,6 @@ pub(crate) fn deadline() -> Option<Instant> {
         .or_else(|| BLOCKING.with(|b| b.borrow().as_ref().map(|(_, d)| *d)))
 }
 
-/// The deadline inherited by a call made now, if any, and whether the
-/// code making it serves a call of the connection whose peer is `conn`
-/// (a handler's task or blocking closure, not a task it spawned).
-pub(crate) fn inherited(conn: Option<&Peer>) -> (Option<Instant>, bool) {
-    let serves = |p: Option<&Peer>| matches!((p, conn), (Some(p), Some(c)) if p.is(c));
-    match AMBIENT.try_with(|a| (a.deadline, serves(a.peer.as_ref()))) {
-        Ok((deadline, serving)) => (Some(deadline), serving),
-        Err(_) => BLOCKING.with(|b| {
-            b.borrow()
-                .as_ref()
-                .map_or((None, false), |(p, d)| (Some(*d), serves(Some(p))))
-        }),
-    }
-}
-
 /// The peer of the call a task serves, not looking at the blocking thread.
 fn task_peer() -> Option<Peer> {
     AMBIENT.try_with(|a| a.peer.clone()).ok().flatten()

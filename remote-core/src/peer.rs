@@ -47,11 +47,6 @@ impl fmt::Debug for Peer {
 }
 
 impl Peer {
-    /// Whether `other` is this very peer: the same connection's.
-    pub(crate) fn is(&self, other: &Peer) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
-    }
-
     pub(crate) fn new(
         addr: String,
         tls: Option<TlsIdentity>,

@@ -16,32 +16,6 @@ use crate::{Error, RemoteError};
 pub(crate) struct Waiter {
     pub(crate) reply: Answer,
     pub(crate) deadline: crate::rt::time::Instant,
-    /// Counted in `Shared::lending` while it waits, if a handler of the
-    /// peer's calls made it.
-    pub(crate) _lends: Lends,
-}
-
-/// One of our calls to the peer made by a handler serving that peer, which
-/// lends its connection's share the room of one running handler while it
-/// waits (`share.rs`): counted in `Shared::lending` until dropped, with
-/// its [`Waiter`], however the call ends.
-#[derive(Default)]
-pub(crate) struct Lends(Option<Arc<std::sync::atomic::AtomicUsize>>);
-
-impl Lends {
-    /// Counts one call in `lending`.
-    pub(crate) fn counted(lending: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
-        lending.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        Lends(Some(lending.clone()))
-    }
-}
-
-impl Drop for Lends {
-    fn drop(&mut self) {
-        if let Some(n) = &self.0 {
-            n.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-        }
-    }
 }
 
 /// Where a call's outcome goes.

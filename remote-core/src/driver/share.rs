@@ -277,19 +277,20 @@ impl OutputShare {
     /// red-team pass, `tests/nested_callbacks.rs`). What the loan adds is
     /// bounded as the estimate's misses are: at most `max_calls_in_flight`
     /// handlers, each replying at most `max_frame_len` (PROTOCOL.md §9).
-    /// It comes only from calls made by the code serving the peer's calls
-    /// (a handler's task, or its blocking closure: `Shared::lending`,
-    /// `control::Lends`), which the peer leaves unanswered for as long as
-    /// it likes, each holding its handler running, and lets any of the
-    /// peer's calls start, so before its first reply a connection may
-    /// start as many handlers as one whose replies were small (a red-team
-    /// pass: 120 at once, 64.6 MiB counted against the 64 MiB budget, as
-    /// after one small reply before). A call made from a task of the
-    /// application's own lends nothing: once every call awaited from the
-    /// peer lent, a pub/sub server's notifications that subscribers never
-    /// answered did, and four such subscribers had 400 calls of 256 KiB
-    /// replies started at once, 119 MB against a 16 MiB budget (a
-    /// red-team pass, `tests/attack_lent_room.rs`). The budget's rule (past it, a connection holding anything
+    /// It comes from any call of ours the peer leaves unanswered (a
+    /// callback, or a call the application makes of its own) and lets any
+    /// of the peer's calls start, so before its first reply a connection
+    /// may start as many handlers as one whose replies were small (a
+    /// red-team pass: 120 at once, 64.6 MiB counted against the 64 MiB
+    /// budget, as after one small reply before). A peer can make us call
+    /// it where the application calls peers of its own accord (a pub/sub
+    /// server's notifications, which a subscriber may leave unanswered),
+    /// and a handler may await many calls at once: what such loans add is
+    /// that bound too, a known gap (SECURITY.md). Lending only for the
+    /// calls made by a handler's own task closed it and was withdrawn: a
+    /// handler calling back from a task it spawns and joins, a blocking
+    /// method, and a chain through two connections then waited until
+    /// their deadlines (a red-team pass). The budget's rule (past it, a connection holding anything
     /// starts nothing more) lends nothing, but to the first heavy call in
     /// line, whose own room counts as used (one reply more at a time).
     /// Arguments are not lent: handlers waiting on the peer whose

@@ -79,10 +79,6 @@ pub(crate) struct Shared {
     pub(super) tls_identity: Option<TlsIdentity>,
     /// Who the peer is; set when the handshake completed.
     pub(crate) info: OnceLock<Peer>,
-    /// Our calls to the peer made by handlers serving it, still awaited
-    /// (`control::Lends`): each lends the share the room of one running
-    /// handler (`share.rs`).
-    pub(crate) lending: Arc<AtomicUsize>,
     /// Blocking-method slots, and calls whose closures outlive their handler.
     pub(crate) blocking: ConnBlocking,
     /// Running handlers and their estimated replies, against this

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::scratch::with_scratch_on;
 use crate::codec;
-use crate::driver::control::{Answer, Control, Held, Incoming, Lends, Waiter};
+use crate::driver::control::{Answer, Control, Held, Incoming, Waiter};
 use crate::driver::promise::ClientPromise;
 use crate::driver::replies::Key;
 use crate::driver::shared::Shared;
@@ -247,8 +247,7 @@ impl Handle {
         let shared = &*self.shared;
         let now = Instant::now();
         let default = shared.limits.default_deadline;
-        let (inherited, serving) = crate::ambient::inherited(shared.info.get());
-        let (deadline, budget) = match inherited {
+        let (deadline, budget) = match crate::driver::current_deadline() {
             Some(inherited) => (inherited, inherited.saturating_duration_since(now)),
             // `now + default`, and no subtraction to get `default` back
             // (unless the clock saturates, as `deadline::after` does).
@@ -276,16 +275,7 @@ impl Handle {
         // only for a deadline earlier than every other (`expiry.rs`).
         let (id, rearm, lone) = {
             let mut core = shared.core();
-            let lends = if serving {
-                Lends::counted(&shared.lending)
-            } else {
-                Lends::default()
-            };
-            let started = core.start_call(Waiter {
-                reply,
-                deadline,
-                _lends: lends,
-            });
+            let started = core.start_call(Waiter { reply, deadline });
             let id = match started {
                 Ok(id) => id,
                 Err(e) => {

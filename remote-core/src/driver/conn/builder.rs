@@ -219,7 +219,6 @@ impl ConnectionBuilder {
             peer,
             tls_identity: self.tls_identity,
             info: OnceLock::new(),
-            lending: Arc::default(),
             blocking: ConnBlocking::new(
                 limits.max_blocking_calls,
                 self.peer_blocking,

@@ -235,7 +235,7 @@ impl Input {
             shared.queued_output(),
             shared.limits.max_write_queue,
             &shared.budget,
-            || shared.lending.load(std::sync::atomic::Ordering::Acquire),
+            || shared.core().calls_awaited(),
         )
     }
 

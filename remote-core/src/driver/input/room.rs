@@ -169,7 +169,7 @@ impl Input {
                 shared.queued_output(),
                 shared.limits.max_write_queue,
                 &shared.budget,
-                || shared.lending.load(Ordering::Acquire),
+                || shared.core().calls_awaited(),
             );
             return if room {
                 shared.budget.try_charge_first(t, need)
