@@ -13,15 +13,26 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use remote_core::{remote, ConnectionBuilder, Error, Limits, Remote, Server};
+use remote_core::{
+    remote, Connection, ConnectionBuilder, Error, Interface, Limits, Remote, Server,
+};
 
-/// A deadline short enough that a deadlock fails the test rather than
-/// hanging it, long enough for a loaded machine.
-fn client_limits() -> Limits {
-    Limits {
-        default_deadline: Duration::from_secs(20),
-        ..Limits::default()
-    }
+/// A client of the server at `addr`, and its root in a cell for the
+/// client's callbacks to call. Its calls have a deadline short enough
+/// that a deadlock fails the test rather than hanging it, long enough for
+/// a loaded machine.
+async fn client<T: ?Sized + Interface>(addr: &str) -> (Connection, Arc<OnceLock<Remote<T>>>) {
+    let c = ConnectionBuilder::new()
+        .limits(Limits {
+            default_deadline: Duration::from_secs(20),
+            ..Limits::default()
+        })
+        .connect(addr)
+        .await
+        .unwrap();
+    let cell = Arc::new(OnceLock::new());
+    cell.set(c.root::<T>()).ok().unwrap();
+    (c, cell)
 }
 
 #[remote]
@@ -92,14 +103,8 @@ async fn nest(budget: usize, calls: usize, blocking: bool) {
         .await
         .unwrap()
         .serve(move |_| Remote::new(served.clone() as Arc<dyn Front>));
-    let c = ConnectionBuilder::new()
-        .limits(client_limits())
-        .connect(s.local_addr())
-        .await
-        .unwrap();
-    let cell = Arc::new(OnceLock::new());
-    let front = c.root::<dyn Front>();
-    cell.set(front.clone()).ok().unwrap();
+    let (c, cell) = client::<dyn Front>(s.local_addr()).await;
+    let front = cell.get().unwrap().clone();
     let visits: Vec<_> = (0..calls)
         .map(|_| {
             let cb = Remote::new(Arc::new(Caller(cell.clone())) as Arc<dyn Back>);
@@ -194,14 +199,8 @@ async fn calls_chaining_through_two_connections_nest() {
     let mut relays = Vec::new();
     let mut conns = Vec::new();
     for who in 0..2u32 {
-        let c = ConnectionBuilder::new()
-            .limits(client_limits())
-            .connect(s.local_addr())
-            .await
-            .unwrap();
-        let cell = Arc::new(OnceLock::new());
-        let relay = c.root::<dyn Relay>();
-        cell.set(relay.clone()).ok().unwrap();
+        let (c, cell) = client::<dyn Relay>(s.local_addr()).await;
+        let relay = cell.get().unwrap().clone();
         let cb = Remote::new(Arc::new(Hopper(cell, who)) as Arc<dyn Back2>);
         relay.register(who, cb).await.unwrap();
         relays.push(relay);
