@@ -290,9 +290,10 @@ impl OutputShare {
     /// calls made by a handler's own task closed it and was withdrawn: a
     /// handler calling back from a task it spawns and joins, a blocking
     /// method, and a chain through two connections then waited until
-    /// their deadlines (a red-team pass). The budget's rule (past it, a connection holding anything
-    /// starts nothing more) lends nothing, but to the first heavy call in
-    /// line, whose own room counts as used (one reply more at a time).
+    /// their deadlines (a red-team pass). The budget's rule (past it, a
+    /// connection holding anything starts nothing more) lends nothing, but
+    /// to the first heavy call in line, whose own room counts as used (one
+    /// reply more at a time).
     /// Arguments are not lent: handlers waiting on the peer whose
     /// arguments fill the share (32 of 256 KiB at the defaults) still hold
     /// the calls nested under them until their deadlines. A reader waiting
