@@ -53,18 +53,7 @@ pub(crate) fn trait_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) -> 
     item.items = items;
     let register = if item.generics.params.is_empty() {
         let (_, trait_path, _) = item.trait_.as_ref().expect("checked by the caller");
-        let self_ty = &item.self_ty;
-        let span = self_ty.span();
-        quote_spanned! {span=>
-            #p::inventory::submit! {
-                #p::ImplEntry {
-                    type_name: #p::concat!(#p::module_path!(), "::", #p::stringify!(#self_ty)),
-                    interface: <dyn #trait_path as #p::Interface>::describe,
-                    file: ::core::file!(),
-                    line: ::core::line!(),
-                }
-            }
-        }
+        register_impl(&item.self_ty, trait_path, p)
     } else {
         quote!()
     };
@@ -101,6 +90,22 @@ pub(crate) fn trait_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) -> 
 /// implemented for `ChatRoom` by calling the inherent methods, with
 /// `ChatRoomClient` as its proxy. The block is registered as an
 /// implementation of `ChatRoomRemote` (an `ImplEntry`).
+/// Registers `self_ty` as an implementation of interface `interface` (an
+/// `ImplEntry`, read by the policy lint for its default roots).
+fn register_impl(self_ty: &Type, interface: &impl quote::ToTokens, p: &TokenStream) -> TokenStream {
+    let span = self_ty.span();
+    quote_spanned! {span=>
+        #p::inventory::submit! {
+            #p::ImplEntry {
+                type_name: #p::concat!(#p::module_path!(), "::", #p::stringify!(#self_ty)),
+                interface: <dyn #interface as #p::Interface>::describe,
+                file: ::core::file!(),
+                line: ::core::line!(),
+            }
+        }
+    }
+}
+
 pub(crate) fn inherent_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) -> TokenStream {
     let type_ident = match &*item.self_ty {
         Type::Path(tp) if tp.qself.is_none() => tp.path.segments.last().map(|s| s.ident.clone()),
@@ -220,17 +225,7 @@ pub(crate) fn inherent_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) 
     let generated = expand::expand_trait(&rt, p);
     // Registered as an implementation of the generated trait, as
     // `impl Trait for Type` is: so the policy's default roots include it.
-    let span = self_ty.span();
-    let register = quote_spanned! {span=>
-        #p::inventory::submit! {
-            #p::ImplEntry {
-                type_name: #p::concat!(#p::module_path!(), "::", #p::stringify!(#self_ty)),
-                interface: <dyn #trait_ident as #p::Interface>::describe,
-                file: ::core::file!(),
-                line: ::core::line!(),
-            }
-        }
-    };
+    let register = register_impl(self_ty, &trait_ident, p);
     quote! {
         #item
         #generated
