@@ -66,6 +66,14 @@ pub(crate) fn kind_index(kind: &str) -> usize {
         .unwrap_or(ERROR_KINDS.len() - 1)
 }
 
+/// Adds `n` to a counter that has one writer at a time: a plain load and
+/// store, no atomic read-modify-write (a `lock`-prefixed instruction,
+/// costly next to the rest of a call) on every frame.
+#[inline]
+fn add_one_writer(c: &AtomicU64, n: u64) {
+    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
 /// One connection's counters (a server's totals sum them: [`Totals`]).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -225,35 +233,32 @@ impl Meter {
 
     /// An incoming call arrived (served or refused at once).
     pub(crate) fn call_started(&self) {
-        // Its one writer is the connection's reader: a plain load and
-        // store, no atomic read-modify-write on every call.
-        let c = &self.own.calls_started;
-        c.store(c.load(Relaxed) + 1, Relaxed);
+        // Its one writer is the connection's reader.
+        add_one_writer(&self.own.calls_started, 1);
     }
 
     /// A reply to an incoming call was queued: a return (`None`) or an
-    /// error of kind `ERROR_KINDS[i]` (`Some(i)`).
-    pub(crate) fn replied(&self, error: Option<usize>) {
+    /// error of kind `ERROR_KINDS[i]` (`Some(i)`). Called with the
+    /// connection's output queue locked, which makes it these counters'
+    /// one writer at a time (`Shared::send_reply`).
+    pub(crate) fn replied_queued(&self, error: Option<usize>) {
         let c = &self.own;
-        c.calls_finished.fetch_add(1, Relaxed);
+        add_one_writer(&c.calls_finished, 1);
         if let Some(i) = error {
-            c.errors[i].fetch_add(1, Relaxed);
+            add_one_writer(&c.errors[i], 1);
         }
     }
 
-    /// An error reply of kind `kind` was queued.
-    pub(crate) fn replied_error(&self, kind: &str) {
-        self.replied(Some(kind_index(kind)));
-    }
-
-    /// `n` bytes were read from the transport.
+    /// `n` bytes were read from the transport (by the connection's
+    /// reader, the counter's one writer).
     pub(crate) fn read(&self, n: usize) {
-        self.own.bytes_in.fetch_add(n as u64, Relaxed);
+        add_one_writer(&self.own.bytes_in, n as u64);
     }
 
-    /// `n` bytes were written to the transport.
+    /// `n` bytes were written to the transport (by the write token's
+    /// holder, the counter's one writer: the token passes under a lock).
     pub(crate) fn wrote(&self, n: usize) {
-        self.own.bytes_out.fetch_add(n as u64, Relaxed);
+        add_one_writer(&self.own.bytes_out, n as u64);
     }
 
     /// This connection's counters, with `exports` objects exported now.
@@ -343,11 +348,11 @@ mod tests {
         let a = Meter::new(Some(server.clone()));
         let b = Meter::new(Some(server.clone()));
         a.call_started();
-        a.replied(None);
+        a.replied_queued(None);
         b.call_started();
-        b.replied_error("limit_exceeded");
+        b.replied_queued(Some(kind_index("limit_exceeded")));
         b.call_started();
-        b.replied_error("something new");
+        b.replied_queued(Some(kind_index("something new")));
         a.read(10);
         b.wrote(7);
         let sa = a.snapshot(3);

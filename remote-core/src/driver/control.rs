@@ -2,6 +2,7 @@
 //! reader, replies to our calls, and references held until decoded.
 
 use std::ops::Range;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -39,9 +40,12 @@ impl Waiter {
     pub(crate) fn send(self, shared: &super::Shared, r: Result<Incoming, Error>) -> bool {
         match self.reply {
             Answer::Slot(key) => {
-                shared
-                    .batch_replies
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // Its writer is the reader task (a deadline's sweep, a
+                // close from elsewhere may also count: a lost count only
+                // misleads `direct.rs`'s heuristic), so no atomic
+                // read-modify-write per reply.
+                let n = &shared.batch_replies;
+                n.store(n.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                 shared.replies.deliver(key, Some(r))
             }
             Answer::To(to) => {

@@ -102,7 +102,11 @@ impl Shared {
         // to call again, and their calls should leave in one write (the
         // writer task's), not the first alone (`Handle::prepare_to`'s
         // `lone`). A heuristic only: either way every frame is written.
-        let replies = self.batch_replies.swap(0, Ordering::Relaxed);
+        // Loaded and cleared, not swapped: see `Waiter::send`.
+        let replies = self.batch_replies.load(Ordering::Relaxed);
+        if replies != 0 {
+            self.batch_replies.store(0, Ordering::Relaxed);
+        }
         self.burst.store(replies >= 2, Ordering::Relaxed);
         if !self.deferred.load(Ordering::SeqCst) {
             return;

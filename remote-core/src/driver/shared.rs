@@ -25,6 +25,11 @@ use crate::{Error, Limits};
 use super::direct::{Out, Pen, Woken};
 use super::kept::{Kept, LARGE_FRAME};
 
+/// Whether a queued frame is a reply to an incoming call, counted in the
+/// connection's statistics: `Some(None)` a return, `Some(Some(i))` an
+/// error of kind `ERROR_KINDS[i]`, `None` not a reply.
+type Replied = Option<Option<usize>>;
+
 /// State shared by a connection's tasks, proxies and handlers.
 pub(crate) struct Shared {
     pub(super) core: Mutex<Core>,
@@ -47,8 +52,12 @@ pub(crate) struct Shared {
     /// is queued or counted.
     pub(crate) writer_gone: AtomicBool,
     /// Bytes queued and not yet written (in `out`, the pen or the writer's
-    /// batch).
-    pub(super) queued: AtomicUsize,
+    /// batch): `queued_in - queued_out`, two totals with one writer each,
+    /// so neither is changed by an atomic read-modify-write. `queued_in`
+    /// grows under the `out` lock; `queued_out` grows by what the write
+    /// token's holder wrote (the token passes under that lock too).
+    pub(super) queued_in: AtomicUsize,
+    pub(super) queued_out: AtomicUsize,
     /// Capacity of `out`, the pen's and the writer's batch buffers, counted
     /// in the budget (memory held, not just bytes queued).
     pub(super) out_charged: AtomicUsize,
@@ -168,13 +177,26 @@ impl Shared {
 
     /// Bytes queued for the peer and not yet written.
     pub(crate) fn queued_output(&self) -> usize {
-        self.queued.load(Ordering::Acquire)
+        // `queued_out` first: it never passes the `queued_in` of a frame
+        // written, and that store happened before its writer's (Release /
+        // Acquire), so the later look at `queued_in` sees at least as much.
+        let written = self.queued_out.load(Ordering::Acquire);
+        let queued = self.queued_in.load(Ordering::Acquire);
+        queued.wrapping_sub(written)
+    }
+
+    /// Adds `n` to the bytes queued; `out` is locked (its one writer).
+    fn queued_more(&self, n: usize) {
+        let c = &self.queued_in;
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Release);
     }
 
     /// The writer wrote `n` queued bytes.
     pub(crate) fn wrote(&self, n: usize) {
         self.meter.wrote(n);
-        self.queued.fetch_sub(n, Ordering::AcqRel);
+        // The token's holder is the one writer of `queued_out`.
+        let c = &self.queued_out;
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Release);
         // A reader held back by this connection's queue re-checks.
         self.output_share.own.wake();
         // Invalidations held back for want of room (`pushes.rs`) go once
@@ -219,10 +241,12 @@ impl Shared {
         let mut out = lock(&self.out);
         self.writer_gone.store(true, Ordering::Release);
         out.buf = Vec::new();
+        // Nothing is queued from here on, nor written: the writer task
+        // holds the token for good, so it is `queued_out`'s writer.
+        let queued = self.queued_in.load(Ordering::Relaxed);
+        self.queued_out.store(queued, Ordering::Release);
         drop(out);
-        // The writer task holds the token for good: nobody else is here.
         lock(&self.pen).buf = Vec::new();
-        self.queued.store(0, Ordering::Release);
         let n = self.out_charged.swap(0, Ordering::AcqRel);
         self.budget.release(n);
         self.output_share.own.wake();
@@ -232,7 +256,13 @@ impl Shared {
     /// connection over its budgets stops being read instead (so no new
     /// handler starts), see `driver/budget.rs`.
     pub(crate) fn send(&self, frame: &[u8]) -> Result<(), Error> {
-        self.queue(frame, false)
+        self.queue(frame, false, None)
+    }
+
+    /// [`send`](Self::send) for an error reply to an incoming call of
+    /// kind `kind`, counted in the connection's statistics if queued.
+    pub(crate) fn send_error_frame(&self, frame: &[u8], kind: &str) -> Result<(), Error> {
+        self.queue(frame, false, Some(Some(crate::stats::kind_index(kind))))
     }
 
     /// Queues a goodbye giving `reason`: the last frame the connection
@@ -240,11 +270,12 @@ impl Shared {
     /// marked closed just after) is refused from here on, so its frame
     /// cannot follow the goodbye.
     pub(crate) fn send_goodbye(&self, reason: &str) -> Result<(), Error> {
-        self.queue(&crate::proto::encode::goodbye(reason), true)
+        self.queue(&crate::proto::encode::goodbye(reason), true, None)
     }
 
-    /// [`send`](Self::send); `last` seals the queue behind `frame`.
-    fn queue(&self, frame: &[u8], last: bool) -> Result<(), Error> {
+    /// [`send`](Self::send); `last` seals the queue behind `frame`;
+    /// `reply` counts it as a reply ([`Replied`]).
+    fn queue(&self, frame: &[u8], last: bool, reply: Replied) -> Result<(), Error> {
         if self.is_closed.load(Ordering::Acquire) {
             return Err(self.lost());
         }
@@ -256,6 +287,7 @@ impl Shared {
         out.sealed = last;
         let was_empty = out.buf.is_empty();
         self.append(&mut out.buf, frame);
+        self.count_reply(reply);
         let then = self.after_queue(&mut out, was_empty, false);
         self.went(out, then);
         Ok(())
@@ -276,7 +308,7 @@ impl Shared {
             self.out_charged.fetch_add(grown, Ordering::AcqRel);
             self.budget.charge(grown);
         }
-        self.queued.fetch_add(frame.len(), Ordering::AcqRel);
+        self.queued_more(frame.len());
     }
 
     /// Does what [`after_queue`](Self::after_queue) decided, `out` locked.
@@ -305,6 +337,32 @@ impl Shared {
     /// writing, writes the queue from this task as far as the socket takes
     /// it without waiting (`direct.rs`).
     pub(crate) fn send_vec_as(&self, frame: &mut Vec<u8>, direct: bool) -> Result<(), Error> {
+        self.queue_vec(frame, direct, None)
+    }
+
+    /// [`send_vec_as`](Self::send_vec_as) for a reply to an incoming call:
+    /// a return (`error` `None`) or an error of kind `ERROR_KINDS[i]`
+    /// (`Some(i)`), counted in the connection's statistics if queued.
+    pub(crate) fn send_reply_vec(
+        &self,
+        frame: &mut Vec<u8>,
+        direct: bool,
+        error: Option<usize>,
+    ) -> Result<(), Error> {
+        self.queue_vec(frame, direct, Some(error))
+    }
+
+    /// Counts a frame just queued as a reply, if it is one: under the
+    /// `out` lock, which makes it the reply counters' one writer at a time
+    /// (no atomic read-modify-write per reply).
+    #[inline]
+    fn count_reply(&self, reply: Replied) {
+        if let Some(error) = reply {
+            self.meter.replied_queued(error);
+        }
+    }
+
+    fn queue_vec(&self, frame: &mut Vec<u8>, direct: bool, reply: Replied) -> Result<(), Error> {
         if self.is_closed.load(Ordering::Acquire) {
             return Err(self.lost());
         }
@@ -330,8 +388,9 @@ impl Shared {
                 self.out_charged.fetch_sub(before - now, Ordering::AcqRel);
                 self.budget.release(before - now);
             }
-            self.queued.fetch_add(out.buf.len(), Ordering::AcqRel);
+            self.queued_more(out.buf.len());
         }
+        self.count_reply(reply);
         let then = self.after_queue(&mut out, was_empty, direct);
         self.went(out, then);
         Ok(())

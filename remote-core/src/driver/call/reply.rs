@@ -198,11 +198,7 @@ impl CallCx {
             }
             let frame = encode::error(self.id, &re, limits);
             self.keep_reply(&frame);
-            let sent = self.shared.send(&frame);
-            if sent.is_ok() {
-                self.shared.meter.replied_error(&re.kind);
-            }
-            sent
+            self.shared.send_error_frame(&frame, &re.kind)
         };
         let sent = with_scratch_on(&self.shared, |buf| {
             encode::begin_in(buf);
@@ -261,12 +257,10 @@ impl CallCx {
                 memo.store(&buf[at..]);
             }
             self.keep_reply(buf);
-            let sent = self.shared.send_vec_as(buf, direct);
+            let sent = self.shared.send_reply_vec(buf, direct, counted);
             self.shared.output_share.replied(len);
             if sent.is_err() {
                 exported.undo(&self.shared);
-            } else {
-                self.shared.meter.replied(counted);
             }
             self.drop_value(sent_value);
             sent
@@ -288,9 +282,7 @@ impl CallCx {
             buf.extend_from_slice(value);
             let len = encode::finish(buf);
             self.keep_reply(buf);
-            if self.shared.send_vec_as(buf, direct).is_ok() {
-                self.shared.meter.replied(None);
-            }
+            let _ = self.shared.send_reply_vec(buf, direct, None);
             self.shared.output_share.replied(len);
         });
         Reply { _queued: () }

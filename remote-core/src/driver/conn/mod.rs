@@ -465,9 +465,7 @@ impl Shared {
 
     /// Queues an error reply to an incoming call, counted under `kind`.
     pub(crate) fn send_error_reply(&self, frame: &[u8], kind: &str) {
-        if self.send(frame).is_ok() {
-            self.meter.replied_error(kind);
-        }
+        let _ = self.send_error_frame(frame, kind);
     }
 
     /// Connection lost or closed: fail every waiter, abort every handler,
