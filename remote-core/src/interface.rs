@@ -73,7 +73,7 @@ pub trait Dispatch: Send + Sync + 'static {
     /// Starts `method` with `args`. Returns an error at once for an unknown
     /// method or arguments that do not decode; otherwise a future that runs
     /// the method and encodes its result with [`CallCx::reply`].
-    fn call(&self, method: &str, args: Args, cx: CallCx) -> Result<CallFuture, Error>;
+    fn call(&self, method: &str, args: Args<'_>, cx: CallCx) -> Result<CallFuture, Error>;
 
     /// The class `method` runs in when the server's handlers take turns
     /// (`#[remote(priority = ..)]`); `None`, the default, for the

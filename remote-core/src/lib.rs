@@ -340,7 +340,7 @@ pub mod __private {
     }
 
     /// [`Args::decode`] for generated dispatchers.
-    pub fn decode_args<A: Wire>(args: Args) -> Result<A, Error> {
+    pub fn decode_args<A: Wire>(args: Args<'_>) -> Result<A, Error> {
         args.decode()
     }
 }

@@ -168,7 +168,7 @@ impl<T: Wire> Dispatch for SourceDispatch<T> {
     fn as_any(&self) -> &dyn Any {
         self
     }
-    fn call(&self, method: &str, args: Args, cx: CallCx) -> Result<CallFuture, Error> {
+    fn call(&self, method: &str, args: Args<'_>, cx: CallCx) -> Result<CallFuture, Error> {
         match method {
             "next_batch" => {
                 let (max,): (u32,) = args.decode()?;

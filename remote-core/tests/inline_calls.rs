@@ -94,7 +94,7 @@ impl Dispatch for KickDispatch {
     fn as_any(&self) -> &dyn Any {
         self
     }
-    fn call(&self, method: &str, args: Args, cx: CallCx) -> Result<CallFuture, Error> {
+    fn call(&self, method: &str, args: Args<'_>, cx: CallCx) -> Result<CallFuture, Error> {
         let obj = self.0.clone();
         Ok(match method {
             "ping" => {

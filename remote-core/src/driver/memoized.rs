@@ -28,7 +28,7 @@ pub fn memo_lookup<T: ?Sized + Interface>(
     obj: &Arc<T>,
     method: &'static str,
     ttl_ms: u64,
-    args: &Args,
+    args: &Args<'_>,
 ) -> Result<(MemoTicket, CallCx), CallFuture> {
     // No memo in a page (wasm32): moka reads `std::time::Instant`, which
     // panics there. The handler just runs.

@@ -179,7 +179,7 @@ impl Dispatch for Answer {
         self
     }
 
-    fn call(&self, method: &str, args: Args, cx: CallCx) -> Result<CallFuture, Error> {
+    fn call(&self, method: &str, args: Args<'_>, cx: CallCx) -> Result<CallFuture, Error> {
         match self.get() {
             Some(Ok(o)) => o.call(method, args, cx),
             // The kept call's own error, as it was (PROTOCOL.md §3.10).

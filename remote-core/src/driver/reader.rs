@@ -11,6 +11,7 @@ use bytes::Bytes;
 use crate::rt::time::{Instant, Sleep};
 
 use super::control::{Control, Core, Heard};
+use super::frame_bytes::FrameBytes;
 use super::input::Input;
 use super::shared::Shared;
 use crate::fingerprint::RootInfo;
@@ -172,7 +173,7 @@ async fn read_until_closed(
             // control queue's waker is registered only when the turn waits
             // (a message sent meanwhile is found by its second look), not
             // on every turn as a `select!` over its `recv` would.
-            let mut next = std::pin::pin!(input.next(true));
+            let mut next = std::pin::pin!(input.next_lending(true));
             std::future::poll_fn(|cx| {
                 if let Some(c) = ctl.try_recv() {
                     return Poll::Ready(Turn::Ctl(c));
@@ -237,7 +238,16 @@ async fn read_until_closed(
                         // What this frame's handling queues leaves at the
                         // end of the read batch, written from here.
                         shared.defer_writes();
-                        let heard = shared.on_frame(frame, input.received());
+                        let heard = match frame {
+                            Some(frame) => {
+                                shared.on_frame(FrameBytes::Own(frame), input.received())
+                            }
+                            // A light call, handled where it is in the buffer.
+                            None => {
+                                let (frame, received) = input.lent();
+                                shared.on_frame(frame, received)
+                            }
+                        };
                         input.frame_done();
                         match heard {
                             Ok(Heard::Traffic) => traffic += 1,
@@ -367,8 +377,9 @@ const CHECK_TIMER_EVERY: u32 = 64;
 enum Turn {
     /// A control message from this side.
     Ctl(Control),
-    /// A frame from the peer, a read error or the end of its stream.
-    Input(Option<Result<Bytes, FrameError>>),
+    /// A frame from the peer (`None`: lent, `Input::lent`), a read error
+    /// or the end of its stream.
+    Input(Option<Result<Option<Bytes>, FrameError>>),
     /// The timer is due.
     Timer,
 }

@@ -207,3 +207,52 @@ async fn next_is(input: &mut Input, i: usize, len: usize) {
     assert_eq!(&f[..], &frame(i, len)[4..], "frame {i}");
     input.frame_done();
 }
+
+/// A frame of kind `kind` (its payload a fixarray starting with it), `len`
+/// bytes of payload, the rest numbered from `i`.
+fn message(kind: u8, i: u8, len: usize) -> Vec<u8> {
+    let mut f = (len as u32).to_be_bytes().to_vec();
+    f.extend([0x95, kind]);
+    f.extend((0..len - 2).map(|j| i.wrapping_add(j as u8)));
+    f
+}
+
+/// Light calls are lent where they are in the read buffer (`input/lend.rs`)
+/// and the other frames split off; either way each frame comes whole and in
+/// order, and the buffer moves past a lent one once it is done.
+#[tokio::test]
+async fn light_calls_are_lent_in_place_and_other_frames_split_off_in_order() {
+    use super::budget::SMALL_FRAME;
+    use crate::proto::kind::{CALL, KEPT_CALL, RETURN};
+
+    let (_conns, mut tx, _reads, mut input) = counted_input().await;
+    let frames = [
+        (message(CALL, 1, 40), true),
+        (message(RETURN, 2, 40), false),
+        (message(KEPT_CALL, 3, 40), true),
+        (message(CALL, 4, SMALL_FRAME + 100), false),
+        (message(CALL, 5, 40), true),
+        (message(CALL, 6, 2), true),
+    ];
+    let all: Vec<u8> = frames.iter().flat_map(|(f, _)| f.clone()).collect();
+    tx.write_all(&all).await.unwrap();
+    for (i, (f, lends)) in frames.iter().enumerate() {
+        match input.next_lending(false).await.unwrap().unwrap() {
+            None => {
+                assert!(lends, "frame {i} was lent");
+                let (lent, _) = input.lent();
+                assert_eq!(&lent[..], &f[4..], "frame {i}");
+            }
+            Some(own) => {
+                assert!(!lends, "frame {i} was split off");
+                assert_eq!(&own[..], &f[4..], "frame {i}");
+            }
+        }
+        input.frame_done();
+    }
+    drop(tx);
+    assert!(
+        input.next_lending(false).await.is_none(),
+        "the end of the stream"
+    );
+}

@@ -179,7 +179,7 @@ impl Dispatch for CalcDispatch {
     fn as_any(&self) -> &dyn Any {
         self
     }
-    fn call(&self, method: &str, args: Args, cx: CallCx) -> Result<CallFuture, Error> {
+    fn call(&self, method: &str, args: Args<'_>, cx: CallCx) -> Result<CallFuture, Error> {
         let obj = self.0.clone();
         Ok(match method {
             "add" => {

@@ -70,7 +70,7 @@ pub(crate) fn dispatch(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
             fn call(
                 &self,
                 __method: &str,
-                __args: #p::Args,
+                __args: #p::Args<'_>,
                 __cx: #p::CallCx,
             ) -> #p::Result<#p::CallFuture, #p::Error> {
                 match __method {

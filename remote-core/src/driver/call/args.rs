@@ -9,24 +9,28 @@ use serde::de::DeserializeOwned;
 
 use crate::codec;
 use crate::driver::control::Held;
+use crate::driver::frame_bytes::FrameBytes;
 use crate::driver::shared::Shared;
 use crate::Error;
 
 /// The encoded arguments of an incoming call.
 ///
-/// A view of the frame the call came in, which shares the memory of the
-/// connection's read buffer: a dispatcher decodes it when the call starts
-/// (as generated ones do) rather than holding it while the call waits.
-pub struct Args {
+/// A view of the frame the call came in, borrowed while the call starts: a
+/// dispatcher decodes it then (as generated ones do). One that holds the
+/// arguments while it waits takes them in an allocation of their own
+/// first ([`detach`](Args::detach)).
+pub struct Args<'a> {
     /// The connection, to look the references up in: only for arguments
     /// that hold one (most hold none, and need no reference count).
     shared: Option<Arc<Shared>>,
-    frame: Bytes,
+    /// The reader's (no reference count taken per call), or a copy of
+    /// their own bytes.
+    frame: FrameBytes<'a>,
     range: Range<usize>,
     held: Held,
 }
 
-impl fmt::Debug for Args {
+impl fmt::Debug for Args<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Args")
             .field("len", &self.range.len())
@@ -35,18 +39,23 @@ impl fmt::Debug for Args {
     }
 }
 
-impl Args {
+impl<'a> Args<'a> {
     /// The encoded arguments, if they hold no reference (a memo key).
     pub(crate) fn plain_bytes(&self) -> Option<&[u8]> {
         let plain = self.held.refs.is_empty() && self.held.owns.is_empty();
         plain.then(|| &self.frame[self.range.clone()])
     }
 
-    pub(crate) fn new(shared: &Arc<Shared>, frame: Bytes, range: Range<usize>, held: Held) -> Self {
+    pub(crate) fn new(
+        shared: &Arc<Shared>,
+        frame: &'a [u8],
+        range: Range<usize>,
+        held: Held,
+    ) -> Self {
         let plain = held.refs.is_empty() && held.owns.is_empty();
         Args {
             shared: (!plain).then(|| shared.clone()),
-            frame,
+            frame: FrameBytes::Lent(frame),
             range,
             held,
         }
@@ -58,13 +67,14 @@ impl Args {
     /// far larger (a buffer kept for a run of large frames): held while the
     /// call waits, a few bytes of arguments would keep all of it alive,
     /// counted at their own size only.
-    pub(crate) fn detach(self) -> Self {
+    pub(crate) fn detach(self) -> Args<'static> {
         let frame = Bytes::copy_from_slice(&self.frame[self.range.clone()]);
         let range = 0..frame.len();
         Args {
-            frame,
+            shared: self.shared,
+            frame: FrameBytes::Own(frame),
             range,
-            ..self
+            held: self.held,
         }
     }
 
@@ -82,8 +92,6 @@ impl Args {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-
-    use bytes::Bytes;
 
     use super::Args;
     use crate::collections::RemoteList;
@@ -107,11 +115,17 @@ mod tests {
             .unwrap();
         let shared = &client.shared;
         let args = |bytes: &[u8]| {
-            let frame = Bytes::copy_from_slice(bytes);
-            Args::new(shared, frame, 0..bytes.len(), Held::default())
+            let own = Args::new(shared, bytes, 0..bytes.len(), Held::default());
+            own.detach()
         };
         let counted = Arc::strong_count(shared);
         let plain = args(&[0x92, 0x07, 0xa2, b'h', b'i']);
+        // Borrowed, they decode the same as from their own copy.
+        let view = [0x92, 0x07, 0xa2, b'h', b'i'];
+        let lent: (u32, String) = Args::new(shared, &view, 0..5, Held::default())
+            .decode()
+            .unwrap();
+        assert_eq!((lent.0, lent.1.as_str()), (7, "hi"));
         assert_eq!(Arc::strong_count(shared), counted, "no count taken");
         assert_eq!(plain.plain_bytes().map(<[u8]>::len), Some(5));
         let (n, s): (u32, String) = plain.decode().unwrap();

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::rt::time::Instant;
-use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +23,7 @@ use super::budget::Budget;
 use super::call::{with_scratch_on, Args, CallCx, Handle, Inline, Reply};
 use super::control::{Control, CtlSink, Heard, Held, Incoming};
 use super::deadline::Arrival;
+use super::frame_bytes::FrameBytes;
 use super::input::{BoxRead, Input};
 use super::io::{write_loop, BoxWrite};
 use super::panics::{install_panic_hook, panic_error};
@@ -138,7 +138,7 @@ impl Shared {
     /// takes it, and the reader gives back what is left.
     pub(super) fn on_frame(
         self: &Arc<Self>,
-        frame: Bytes,
+        frame: FrameBytes<'_>,
         (arrival, charged, walk): (&mut Arrival, &mut ArgsCharge, Option<&ArgsWalk>),
     ) -> Result<Heard, Error> {
         // A call is admitted (counted, its id in use) only if its handler
@@ -192,7 +192,7 @@ impl Shared {
                     target,
                     method,
                     timeout_ms,
-                    frame.clone(),
+                    &frame,
                     (args, items, charged),
                     held,
                     span,
@@ -218,7 +218,7 @@ impl Shared {
                 let _ = waiter.send(
                     self,
                     Ok(Incoming {
-                        frame,
+                        frame: frame.into_bytes(),
                         result,
                         refs,
                         owns,
@@ -280,7 +280,7 @@ impl Shared {
         target: Arc<dyn Dispatch>,
         method: &str,
         timeout_ms: u32,
-        frame: Bytes,
+        frame: &[u8],
         (args, items, charged): (Range<usize>, u32, &mut ArgsCharge),
         held: Held,
         span: tracing::Span,
