@@ -68,6 +68,17 @@ impl Exported {
         self.0.is_empty()
     }
 
+    /// The message carrying these exports is about to be queued: the peer
+    /// may call, name and release them from now on, not before (an object
+    /// of a message that is refused after its encode is never reachable).
+    /// Made before the message is queued, so a peer answering it at once
+    /// finds them.
+    pub(crate) fn publish(&self, conn: &Shared) {
+        if !self.0.is_empty() {
+            conn.exports_sent(&self.0);
+        }
+    }
+
     /// The message was not sent: release what its encoding counted.
     pub(crate) fn undo(self, conn: &Shared) {
         if !self.0.is_empty() {

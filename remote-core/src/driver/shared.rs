@@ -439,6 +439,15 @@ impl Shared {
             })
     }
 
+    /// The message counting sends of `ids` is about to be queued: the peer
+    /// may use them from now on.
+    pub(crate) fn exports_sent(&self, ids: &[ObjectId]) {
+        let mut core = self.core();
+        for &id in ids {
+            core.export_sent(id);
+        }
+    }
+
     /// Gives back sends counted for a message that was never sent.
     pub(crate) fn unexport(&self, ids: &[ObjectId]) {
         let mut dropped = Vec::new();

@@ -42,6 +42,21 @@ struct ExportEntry<O> {
     obj: O,
     key: Option<ExportKey>,
     count: u32,
+    /// Of `count`, the sends counted by messages not queued yet: the peer
+    /// was not sent them, so it may not use them (call, name or release
+    /// the object for them). An object only such a message carries is
+    /// unknown to the peer: one exported by a reply that is then refused
+    /// (too large, too deep, a later reference over a limit) was callable
+    /// by a peer guessing its id while the reply was encoded (found by a
+    /// red-team pass).
+    unsent: u32,
+}
+
+impl<O> ExportEntry<O> {
+    /// Sends the peer was sent (or is about to be).
+    fn sent(&self) -> u32 {
+        self.count - self.unsent
+    }
 }
 
 /// Objects this side has sent references to, indexed by [`ObjectId`].
@@ -136,12 +151,22 @@ impl<O> ExportTable<O> {
         self.len == 0
     }
 
-    /// The object with this id.
+    /// The object with this id, sent or not (this side's own lookups).
     pub fn get(&self, id: ObjectId) -> Option<&O> {
         if id == ObjectId::ROOT {
             return self.root.as_ref();
         }
         self.slots.get(id.0 as usize - 1)?.as_ref().map(|e| &e.obj)
+    }
+
+    /// The object with this id if the peer was sent it (or is being sent
+    /// it: [`sent`](Self::sent)): what a peer's message may name.
+    pub fn get_sent(&self, id: ObjectId) -> Option<&O> {
+        if id == ObjectId::ROOT {
+            return self.root.as_ref();
+        }
+        let e = self.slots.get((id.0 as usize).wrapping_sub(1))?.as_ref()?;
+        (e.sent() > 0).then_some(&e.obj)
     }
 
     /// The id of the object with identity `key`, if it is exported (the
@@ -173,6 +198,7 @@ impl<O> ExportTable<O> {
                 .as_mut()
                 .expect("indexed slot is occupied");
             e.count = e.count.checked_add(1).ok_or(TableError::Overflow(id))?;
+            e.unsent += 1;
             return Ok(id);
         }
         if self.len >= self.max {
@@ -185,6 +211,7 @@ impl<O> ExportTable<O> {
             obj,
             key: Some(key),
             count: 1,
+            unsent: 1,
         };
         let id = match self.free.pop() {
             Some(Reverse(id)) => {
@@ -201,25 +228,55 @@ impl<O> ExportTable<O> {
         Ok(id)
     }
 
-    /// Applies a peer's release of `count` receipts. Returns the object if
-    /// this was its last outstanding send (drop it outside any lock).
-    pub fn release(&mut self, id: ObjectId, count: u32) -> Result<Option<O>, TableError> {
-        if id == ObjectId::ROOT {
-            return Err(TableError::Root);
+    /// One send of `id` counted by a message about to be queued: the peer
+    /// may use it from now on.
+    pub fn sent(&mut self, id: ObjectId) {
+        if let Some(Some(e)) = self.slots.get_mut((id.0 as usize).wrapping_sub(1)) {
+            e.unsent = e.unsent.saturating_sub(1);
         }
-        let slot = self
-            .slots
-            .get_mut((id.0 as usize).wrapping_sub(1))
-            .ok_or(TableError::UnknownObject(id))?;
-        let e = slot.as_mut().ok_or(TableError::UnknownObject(id))?;
-        if count > e.count || count == 0 {
+    }
+
+    /// Takes back one send of `id` whose message was not queued (or, once
+    /// [`sent`](Self::sent), failed to be: its connection is closing).
+    /// Returns the object if that was its last send.
+    pub fn unsend(&mut self, id: ObjectId) -> Result<Option<O>, TableError> {
+        let e = self.entry(id)?;
+        e.unsent = e.unsent.saturating_sub(1);
+        self.take(id, 1)
+    }
+
+    /// Applies a peer's release of `count` receipts: of sends it was sent.
+    /// Returns the object if this was its last outstanding send (drop it
+    /// outside any lock).
+    pub fn release(&mut self, id: ObjectId, count: u32) -> Result<Option<O>, TableError> {
+        let e = self.entry(id)?;
+        if count > e.sent() || count == 0 {
             return Err(TableError::Underflow {
                 id,
                 count,
-                held: e.count,
+                held: e.sent(),
             });
         }
-        e.count -= count;
+        self.take(id, count)
+    }
+
+    /// `id`'s entry (not the root's).
+    fn entry(&mut self, id: ObjectId) -> Result<&mut ExportEntry<O>, TableError> {
+        if id == ObjectId::ROOT {
+            return Err(TableError::Root);
+        }
+        self.slots
+            .get_mut((id.0 as usize).wrapping_sub(1))
+            .and_then(Option::as_mut)
+            .ok_or(TableError::UnknownObject(id))
+    }
+
+    /// Takes `count` (at most its count) sends off `id`'s entry, freeing it
+    /// with the last.
+    fn take(&mut self, id: ObjectId, count: u32) -> Result<Option<O>, TableError> {
+        let slot = &mut self.slots[id.0 as usize - 1];
+        let e = slot.as_mut().ok_or(TableError::UnknownObject(id))?;
+        e.count -= count.min(e.count);
         if e.count > 0 {
             return Ok(None);
         }

@@ -332,6 +332,7 @@ impl Handle {
                     format!("call to {method} encodes to {len} bytes"),
                 ))
             } else {
+                exported.publish(shared);
                 shared.send_vec_as(buf, lone)
             };
             if sent.is_err() {

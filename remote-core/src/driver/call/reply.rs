@@ -257,6 +257,7 @@ impl CallCx {
                 memo.store(&buf[at..]);
             }
             self.keep_reply(buf);
+            exported.publish(&self.shared);
             let sent = self.shared.send_reply_vec(buf, direct, counted);
             self.shared.output_share.replied(len);
             if sent.is_err() {

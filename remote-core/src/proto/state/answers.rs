@@ -43,7 +43,7 @@ impl<O: Clone, W> State<O, W> {
         target: CallTarget,
     ) -> Result<(O, ObjectId), Vec<u8>> {
         let found = match target {
-            CallTarget::Object(t) => self.exports.get(t).cloned().map(|o| (o, t)),
+            CallTarget::Object(t) => self.exports.get_sent(t).cloned().map(|o| (o, t)),
             CallTarget::Promise(c) => self
                 .answers
                 .get(&c)

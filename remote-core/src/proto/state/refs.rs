@@ -54,7 +54,14 @@ impl<O: Clone, W> State<O, W> {
     /// Takes back one send of `id` that never left (its message was not
     /// sent). Returns the object if that was its last send.
     pub fn undo_export(&mut self, id: ObjectId) -> Result<Option<O>, TableError> {
-        self.exports.release(id, 1)
+        self.exports.unsend(id)
+    }
+
+    /// One send of `id`, counted by a message about to be queued, may be
+    /// used by the peer from now on (until then it may not: PROTOCOL.md
+    /// §5).
+    pub fn export_sent(&mut self, id: ObjectId) {
+        self.exports.sent(id);
     }
 
     /// Handles a queued release of an import; returns the release frame.
@@ -110,7 +117,7 @@ impl<O: Clone, W> State<O, W> {
                     }
                 }
             } else {
-                match self.exports.get(id) {
+                match self.exports.get_sent(id) {
                     Some(o) => owns.push((id, o.clone())),
                     None => {
                         first_error.get_or_insert(RefError::UnknownOwn(format!(

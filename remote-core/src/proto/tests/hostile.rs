@@ -165,7 +165,7 @@ fn many_references_to_few_objects_are_held_once_each_in_id_order() {
     let (mut s, _) = state();
     let mut own_ids = Vec::new();
     for n in 0..10 {
-        own_ids.push(s.export(key(n), || "mine").unwrap());
+        own_ids.push(export_sent(&mut s, n, || "mine"));
     }
     // 1,700 references: 170 to each of 10 imports, and 10 handed-back
     // objects of ours, in descending id order.

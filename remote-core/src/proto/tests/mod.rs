@@ -68,6 +68,14 @@ pub(super) fn payload(frame: Vec<u8>) -> Vec<u8> {
     frame[4..].to_vec()
 }
 
+/// Exports `make()` as `key(n)` in a message that is then queued (the
+/// driver marks its send sent just before), so the peer may use it.
+fn export_sent(s: &mut S, n: usize, make: impl FnOnce() -> &'static str) -> ObjectId {
+    let id = s.export(key(n), make).unwrap();
+    s.export_sent(id);
+    id
+}
+
 fn key(n: usize) -> ExportKey {
     ExportKey {
         addr: n,

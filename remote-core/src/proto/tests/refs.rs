@@ -6,11 +6,10 @@ use super::*;
 #[test]
 fn export_counts_sends_and_release_frees_at_zero() {
     let (mut s, _) = state();
-    let id = s.export(key(1), || "obj").unwrap();
+    let id = export_sent(&mut s, 1, || "obj");
     assert_eq!(id, ObjectId(1));
     assert_eq!(
-        s.export(key(1), || unreachable!("same object reuses its id"))
-            .unwrap(),
+        export_sent(&mut s, 1, || unreachable!("same object reuses its id")),
         id
     );
     assert_eq!(s.exports().count(id), 2);
@@ -25,13 +24,54 @@ fn export_counts_sends_and_release_frees_at_zero() {
     ));
     assert!(s.exports().is_empty());
     // Lowest free id is reused.
-    assert_eq!(s.export(key(2), || "other").unwrap(), ObjectId(1));
+    assert_eq!(export_sent(&mut s, 2, || "other"), ObjectId(1));
+}
+
+/// A send counted by a message not queued yet is not the peer's: it can
+/// neither call the object, name it as its own nor release it; once the
+/// message is queued it can, and a send taken back (the message refused)
+/// frees the object with its last send.
+#[test]
+fn sends_not_yet_queued_are_not_the_peers() {
+    let (mut s, _) = state();
+    let id = s.export(key(1), || "new").unwrap();
+    let msg = reject_kind(s.handle_frame(&call(1, id.0, "m", &[0x90])).unwrap());
+    assert!(msg.contains(&format!("no object with id {id}")), "{msg}");
+    let mut args = vec![0x91];
+    args.extend(ext_ref(EXT_RECEIVER_OWN, id.0));
+    let msg = reject_kind(s.handle_frame(&call(2, 0, "m", &args)).unwrap());
+    assert!(msg.contains(&format!("unknown object id {id}")), "{msg}");
+    let err = s
+        .handle_frame(&payload(encode::release(id, 1)))
+        .unwrap_err();
+    assert!(err.0.contains("count 1, but only 0 were sent"), "{err}");
+    // Taken back: it was its only send.
+    assert_eq!(s.undo_export(id).unwrap(), Some("new"));
+    assert!(s.exports().is_empty());
+
+    // Sent once, then counted again by a message still being encoded: the
+    // first send is the peer's, the second not yet.
+    let id = export_sent(&mut s, 2, || "old");
+    assert_eq!(s.export(key(2), || unreachable!()).unwrap(), id);
+    assert!(matches!(
+        s.handle_frame(&call(3, id.0, "m", &[0x90])).unwrap(),
+        Event::Call { .. }
+    ));
+    let err = s
+        .handle_frame(&payload(encode::release(id, 2)))
+        .unwrap_err();
+    assert!(err.0.contains("count 2, but only 1 were sent"), "{err}");
+    assert_eq!(s.undo_export(id).unwrap(), None, "the sent one stays");
+    assert!(matches!(
+        s.handle_frame(&payload(encode::release(id, 1))).unwrap(),
+        Event::Released(Some("old"))
+    ));
 }
 
 #[test]
 fn bad_releases_are_violations() {
     let (mut s, _) = state();
-    let id = s.export(key(1), || "obj").unwrap();
+    let id = export_sent(&mut s, 1, || "obj");
     let err = s
         .handle_frame(&payload(encode::release(id, 2)))
         .unwrap_err();
@@ -63,7 +103,7 @@ fn export_limit_is_enforced() {
 fn release_crossing_a_resend_keeps_the_object_alive() {
     let (mut exporter, _) = state();
     let (mut importer, sink) = state();
-    let id = exporter.export(key(1), || "obj").unwrap();
+    let id = export_sent(&mut exporter, 1, || "obj");
 
     // First send arrives; the importer holds a proxy.
     let c = importer.start_call(1).unwrap();
@@ -77,7 +117,7 @@ fn release_crossing_a_resend_keeps_the_object_alive() {
     assert_eq!(first[0].count(), 1);
 
     // The exporter sends it again; meanwhile the importer drops its proxy.
-    exporter.export(key(1), || unreachable!()).unwrap();
+    export_sent(&mut exporter, 1, || unreachable!());
     drop(first);
     let queued = sink.0.lock().unwrap().pop().unwrap();
     assert_eq!((queued.0, queued.2), (id, 1));
@@ -139,7 +179,7 @@ fn receipts_of_a_live_import_add_to_one_count() {
 #[test]
 fn own_object_handed_back_is_checked_against_our_exports() {
     let (mut s, _) = state();
-    let id = s.export(key(1), || "mine").unwrap();
+    let id = export_sent(&mut s, 1, || "mine");
     let mut args = vec![0x91];
     args.extend(ext_ref(EXT_RECEIVER_OWN, id.0));
     match s.handle_frame(&call(1, 0, "m", &args)).unwrap() {

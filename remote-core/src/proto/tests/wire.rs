@@ -159,29 +159,55 @@ mod props {
             prop_assert_eq!(m, Message::Call { id: CallId(id), target: ObjectId(target), method: &method, timeout_ms: ms, args: b.len() - 5..b.len() - 4, items: 0 });
         }
 
-        /// Export/release sequences keep the count equal to sends minus releases.
+        /// Sends counted (`export`), queued (`sent`), taken back (`unsend`)
+        /// and released by the peer keep the table equal to a model: an
+        /// object lives while it has sends, and the peer may use (look up,
+        /// release) only the queued ones.
         #[test]
-        fn export_counts_match_a_model(ops in proptest::collection::vec((0usize..4, any::<bool>()), 0..64)) {
+        fn export_counts_match_a_model(ops in proptest::collection::vec((0usize..4, 0u8..4), 0..64)) {
             let mut t: ExportTable<usize> = ExportTable::new(None, 100, crate::proto::ExportPool::unbounded().share(None));
-            let mut model = [0u32; 4];
+            // Per object: (sends, of which not queued yet).
+            let mut model = [(0u32, 0u32); 4];
             let mut ids = [None; 4];
-            for (obj, send) in ops {
-                if send {
-                    let id = t.export(key(obj), || obj).unwrap();
-                    ids[obj] = Some(id);
-                    model[obj] += 1;
-                } else if let Some(id) = ids[obj] {
-                    let r = t.release(id, 1);
-                    if model[obj] == 0 {
-                        prop_assert!(r.is_err());
-                    } else {
-                        model[obj] -= 1;
-                        prop_assert_eq!(r.unwrap().is_some(), model[obj] == 0);
-                        if model[obj] == 0 { ids[obj] = None; }
+            for (obj, op) in ops {
+                let (count, unsent) = &mut model[obj];
+                match (op, ids[obj]) {
+                    (0, _) => {
+                        let id = t.export(key(obj), || obj).unwrap();
+                        ids[obj] = Some(id);
+                        *count += 1;
+                        *unsent += 1;
                     }
+                    (1, Some(id)) if *unsent > 0 => {
+                        t.sent(id);
+                        *unsent -= 1;
+                    }
+                    (2, Some(id)) if *unsent > 0 => {
+                        let freed = t.unsend(id).unwrap();
+                        *count -= 1;
+                        *unsent -= 1;
+                        prop_assert_eq!(freed.is_some(), *count == 0);
+                    }
+                    (3, Some(id)) => {
+                        let r = t.release(id, 1);
+                        if *count == *unsent {
+                            prop_assert!(r.is_err(), "released a send not queued");
+                        } else {
+                            *count -= 1;
+                            prop_assert_eq!(r.unwrap().is_some(), *count == 0);
+                        }
+                    }
+                    _ => {}
+                }
+                if *count == 0 {
+                    ids[obj] = None;
+                }
+                if let Some(id) = ids[obj] {
+                    prop_assert_eq!(t.get_sent(id).is_some(), *count > *unsent);
+                    prop_assert!(t.get(id).is_some());
                 }
             }
-            prop_assert_eq!(t.len(), model.iter().filter(|c| **c > 0).count());
+            prop_assert_eq!(t.len(), model.iter().filter(|c| c.0 > 0).count());
         }
     }
 }

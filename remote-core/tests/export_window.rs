@@ -1,0 +1,212 @@
+//! An object is the peer's to use once the message carrying its reference
+//! is queued, not while that message is encoded: a reply that exports an
+//! object and is then refused (too large, too deep, a later reference over
+//! a limit, a `Serialize` error) hands the peer nothing. A red-team pass
+//! called such an object by guessing its id (ids are given lowest free
+//! first) while the reply was encoded: 109 calls reached it in one run.
+//!
+//! Here the reply's encode stops right after the reference is written,
+//! until the peer has tried the id: deterministic, not a race.
+
+#[path = "support/raw.rs"]
+mod raw;
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use raw::{bounded, call, error_of, frame, id_of, kind, opened, RETURN};
+use remote_core::{remote, Error, Limits, Remote, Server, Wire};
+use serde::ser::{Error as _, SerializeTuple};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tokio::io::AsyncWriteExt;
+
+#[remote]
+pub trait Svc {
+    /// A reply holding a fresh object, whose encode waits at `gate` after
+    /// the reference and then fails.
+    async fn gated(&self) -> Result<Gated, Error>;
+    /// A fresh object, sent.
+    async fn fresh(&self) -> Result<Remote<dyn Svc>, Error>;
+    async fn whoami(&self) -> Result<String, Error>;
+}
+
+/// The two ends the test holds of a gated encode: told when the reference
+/// is written, and lets the encode go on.
+struct Gate {
+    written: mpsc::Sender<()>,
+    go: mpsc::Receiver<()>,
+}
+
+/// A value whose encode writes a reference to `obj`, waits at its gate,
+/// then fails (as a `Serialize` impl may).
+#[allow(missing_debug_implementations)]
+pub struct Gated {
+    obj: Remote<dyn Svc>,
+    gate: Mutex<Option<Gate>>,
+}
+
+impl Serialize for Gated {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(&self.obj)?;
+        if let Some(gate) = self.gate.lock().unwrap().take() {
+            gate.written.send(()).unwrap();
+            let _ = gate.go.recv();
+        }
+        Err(S::Error::custom("refused after its reference was written"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Gated {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("never sent"))
+    }
+}
+
+impl Wire for Gated {}
+
+struct Root {
+    gates: Mutex<Option<Gate>>,
+    made: Arc<AtomicUsize>,
+}
+
+/// Counts itself in `live` while it exists.
+struct Secret(Arc<AtomicUsize>);
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
+    }
+}
+
+impl Root {
+    fn secret(&self) -> Remote<dyn Svc> {
+        self.made.fetch_add(1, SeqCst);
+        Remote::new(Arc::new(Secret(self.made.clone())) as Arc<dyn Svc>)
+    }
+}
+
+#[remote]
+impl Svc for Root {
+    async fn gated(&self) -> Result<Gated, Error> {
+        // Runs on as a task (not in the reader), so the reader reads the
+        // peer's calls while the reply is encoded.
+        tokio::task::yield_now().await;
+        Ok(Gated {
+            obj: self.secret(),
+            gate: Mutex::new(self.gates.lock().unwrap().take()),
+        })
+    }
+    async fn fresh(&self) -> Result<Remote<dyn Svc>, Error> {
+        Ok(self.secret())
+    }
+    async fn whoami(&self) -> Result<String, Error> {
+        Ok("root".into())
+    }
+}
+
+#[remote]
+impl Svc for Secret {
+    async fn gated(&self) -> Result<Gated, Error> {
+        Err(Error::Io("not here".into()))
+    }
+    async fn fresh(&self) -> Result<Remote<dyn Svc>, Error> {
+        Err(Error::Io("not here".into()))
+    }
+    async fn whoami(&self) -> Result<String, Error> {
+        Ok("secret".into())
+    }
+}
+
+/// The reply to call `id`: `Ok(payload)` for a return, `Err(kind)` for an
+/// error.
+async fn reply_to(r: &mut tokio::net::tcp::OwnedReadHalf, id: u64) -> Result<Vec<u8>, String> {
+    loop {
+        let f = frame(r).await.expect("connection closed");
+        match error_of(&f) {
+            Some((got, kind, _)) if got == id => return Err(kind),
+            None if kind(&f) == RETURN && id_of(&f) == id => return Ok(f),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_of_a_reply_refused_after_its_encode_began_is_never_the_peers() {
+    bounded(async {
+        let (written, wait_written) = mpsc::channel();
+        let (go, wait_go) = mpsc::channel();
+        let made = Arc::new(AtomicUsize::new(0));
+        let root = Arc::new(Root {
+            gates: Mutex::new(Some(Gate {
+                written,
+                go: wait_go,
+            })),
+            made: made.clone(),
+        });
+        // A turn to run handlers besides the one whose encode waits (the
+        // default on 2 cores is 1), so a call that did reach the object
+        // would be answered, not wait for the gate.
+        let limits = Limits {
+            max_running_handlers: 4,
+            ..Limits::default()
+        };
+        let server = Server::builder()
+            .limits(limits)
+            .bind("tcp://127.0.0.1:0")
+            .await
+            .unwrap()
+            .serve(move |_| Remote::new(root.clone() as Arc<dyn Svc>));
+        let (mut r, mut w) = opened(&server).await.into_split();
+
+        w.write_all(&call(10, 0, "gated", 60_000, &[0x90]))
+            .await
+            .unwrap();
+        tokio::task::spawn_blocking(move || wait_written.recv().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            made.load(SeqCst),
+            1,
+            "the object exists, its reference written"
+        );
+        // Object 1 is exported (the first id), its message not yet queued:
+        // neither callable nor releasable by the peer.
+        w.write_all(&call(11, 1, "whoami", 60_000, &[0x90]))
+            .await
+            .unwrap();
+        assert_eq!(
+            reply_to(&mut r, 11).await.unwrap_err(),
+            "unknown_object",
+            "a call reached an object whose reply was not sent"
+        );
+
+        // The encode fails: the reply is an error, and the object is gone.
+        go.send(()).unwrap();
+        assert_eq!(reply_to(&mut r, 10).await.unwrap_err(), "encode");
+        assert!(
+            raw::eventually(|| made.load(SeqCst) == 0).await,
+            "the object was dropped"
+        );
+        w.write_all(&call(12, 1, "whoami", 60_000, &[0x90]))
+            .await
+            .unwrap();
+        assert_eq!(reply_to(&mut r, 12).await.unwrap_err(), "unknown_object");
+
+        // An object of a reply that is sent is the peer's as the reply
+        // arrives: a call made at once reaches it (id 1 again).
+        w.write_all(&call(13, 0, "fresh", 60_000, &[0x90]))
+            .await
+            .unwrap();
+        let sent = reply_to(&mut r, 13).await.unwrap();
+        assert!(sent.ends_with(&[0xd6, 1, 0, 0, 0, 1]), "{sent:?}");
+        w.write_all(&call(14, 1, "whoami", 60_000, &[0x90]))
+            .await
+            .unwrap();
+        let who = reply_to(&mut r, 14).await.unwrap();
+        assert!(who.ends_with(b"secret"), "{who:?}");
+        server.shutdown(std::time::Duration::from_secs(5)).await;
+    })
+    .await;
+}
