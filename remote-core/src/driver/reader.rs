@@ -11,7 +11,6 @@ use bytes::Bytes;
 use crate::rt::time::{Instant, Sleep};
 
 use super::control::{Control, Core, Heard};
-use super::frame_bytes::FrameBytes;
 use super::input::Input;
 use super::shared::Shared;
 use crate::fingerprint::RootInfo;
@@ -173,7 +172,7 @@ async fn read_until_closed(
             // control queue's waker is registered only when the turn waits
             // (a message sent meanwhile is found by its second look), not
             // on every turn as a `select!` over its `recv` would.
-            let mut next = std::pin::pin!(input.next_lending(true));
+            let mut next = std::pin::pin!(input.next(true));
             std::future::poll_fn(|cx| {
                 if let Some(c) = ctl.try_recv() {
                     return Poll::Ready(Turn::Ctl(c));
@@ -238,16 +237,7 @@ async fn read_until_closed(
                         // What this frame's handling queues leaves at the
                         // end of the read batch, written from here.
                         shared.defer_writes();
-                        let heard = match frame {
-                            Some(frame) => {
-                                shared.on_frame(FrameBytes::Own(frame), input.received())
-                            }
-                            // A light call, handled where it is in the buffer.
-                            None => {
-                                let (frame, received) = input.lent();
-                                shared.on_frame(frame, received)
-                            }
-                        };
+                        let heard = shared.on_frame(frame, input.received());
                         input.frame_done();
                         match heard {
                             Ok(Heard::Traffic) => traffic += 1,
@@ -377,9 +367,8 @@ const CHECK_TIMER_EVERY: u32 = 64;
 enum Turn {
     /// A control message from this side.
     Ctl(Control),
-    /// A frame from the peer (`None`: lent, `Input::lent`), a read error
-    /// or the end of its stream.
-    Input(Option<Result<Option<Bytes>, FrameError>>),
+    /// A frame from the peer, a read error or the end of its stream.
+    Input(Option<Result<Bytes, FrameError>>),
     /// The timer is due.
     Timer,
 }

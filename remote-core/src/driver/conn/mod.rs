@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::rt::time::Instant;
+use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +24,6 @@ use super::budget::Budget;
 use super::call::{with_scratch_on, Args, CallCx, Handle, Inline, Reply};
 use super::control::{Control, CtlSink, Heard, Held, Incoming};
 use super::deadline::Arrival;
-use super::frame_bytes::FrameBytes;
 use super::input::{BoxRead, Input};
 use super::io::{write_loop, BoxWrite};
 use super::panics::{install_panic_hook, panic_error};
@@ -138,7 +138,7 @@ impl Shared {
     /// takes it, and the reader gives back what is left.
     pub(super) fn on_frame(
         self: &Arc<Self>,
-        frame: FrameBytes<'_>,
+        frame: Bytes,
         (arrival, charged, walk): (&mut Arrival, &mut ArgsCharge, Option<&ArgsWalk>),
     ) -> Result<Heard, Error> {
         // A call is admitted (counted, its id in use) only if its handler
@@ -218,7 +218,7 @@ impl Shared {
                 let _ = waiter.send(
                     self,
                     Ok(Incoming {
-                        frame: frame.into_bytes(),
+                        frame,
                         result,
                         refs,
                         owns,

@@ -19,7 +19,6 @@ use crate::proto::{is_call, ArgsWalk, FrameError};
 
 mod defer;
 mod keep;
-mod lend;
 mod room;
 
 /// The reading half of a connection's byte stream, boxed so one connection
@@ -138,9 +137,6 @@ pub(crate) struct Input {
     probe: Option<u8>,
     /// Frames set aside behind a call waiting for room (`defer.rs`).
     deferred: defer::Deferred,
-    /// The length (with its prefix) of the call frame at the head of `buf`
-    /// lent to the reader (`lend.rs`), split off by `frame_done`.
-    lent: usize,
 }
 
 impl Input {
@@ -176,7 +172,6 @@ impl Input {
             arrival: Arrival::default(),
             probe: None,
             deferred: defer::Deferred::default(),
-            lent: 0,
         }
     }
 
@@ -247,16 +242,6 @@ impl Input {
     /// The next frame (`None` at end of stream). With `backpressure`, a call
     /// waits while this connection's output is over its budgets. Cancel-safe.
     pub(crate) async fn next(&mut self, backpressure: bool) -> Option<Result<Bytes, FrameError>> {
-        self.next_frame(backpressure, false).await
-    }
-
-    /// [`next`](Self::next); with `lend`, a light call frame at the head of
-    /// the buffer stays there, lent (`lend.rs`): an empty frame is returned.
-    async fn next_frame(
-        &mut self,
-        backpressure: bool,
-        lend: bool,
-    ) -> Option<Result<Bytes, FrameError>> {
         loop {
             self.paused = false;
             self.reserving = false;
@@ -328,9 +313,6 @@ impl Input {
                     }
                     self.unflushed = self.unflushed.saturating_add(1);
                     self.head_weight = 0;
-                    if lend && self.lend_head(total) {
-                        return Some(Ok(Bytes::new()));
-                    }
                     // Split off with its prefix, which the view then
                     // skips: one move of the buffer's start, not two.
                     let mut frame = self.buf.split_to(total).freeze();
@@ -551,9 +533,6 @@ impl Input {
     /// and its arguments' count unless its handler runs on with it.
     #[inline]
     pub(crate) fn frame_done(&mut self) {
-        if self.lent > 0 {
-            self.buf.advance(std::mem::take(&mut self.lent));
-        }
         if self.deferred_done() {
             return;
         }
