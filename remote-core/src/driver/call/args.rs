@@ -15,10 +15,10 @@ use crate::Error;
 
 /// The encoded arguments of an incoming call.
 ///
-/// A view of the frame the call came in, borrowed while the call starts: a
-/// dispatcher decodes it then (as generated ones do). One that holds the
-/// arguments while it waits takes them in an allocation of their own
-/// first ([`detach`](Args::detach)).
+/// A view of the frame the call came in, borrowed while the call starts
+/// (no reference count of the frame taken per call): a dispatcher decodes
+/// it in [`Dispatch::call`](crate::Dispatch::call), as
+/// generated ones do, and its future holds the decoded values.
 pub struct Args<'a> {
     /// The connection, to look the references up in: only for arguments
     /// that hold one (most hold none, and need no reference count).
