@@ -52,7 +52,13 @@ impl Serialize for Gated {
         t.serialize_element(&self.obj)?;
         if let Some(gate) = self.gate.lock().unwrap().take() {
             gate.written.send(()).unwrap();
-            let _ = gate.go.recv();
+            // Waits off the runtime: a worker blocked in place could hold
+            // up the I/O and timer driver (another worker parked while this
+            // one had it for a moment, and nothing drove it again: the
+            // test hung, its own timeout never firing).
+            tokio::task::block_in_place(|| {
+                let _ = gate.go.recv();
+            });
         }
         Err(S::Error::custom("refused after its reference was written"))
     }
