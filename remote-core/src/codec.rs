@@ -179,12 +179,23 @@ pub(crate) fn encode_into(
         // in other languages, and tolerant of added optional fields.
         let mut ser: Ser<'_> =
             rmp_serde::Serializer::new(Capped::new(&mut *buf, cap)).with_struct_map();
-        let r = value.encode(&mut ser);
+        // A `Serialize` impl that panics: caught so this encode's exports
+        // are given back (its message is never sent), then raised again.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| value.encode(&mut ser)));
         let over = ser.get_ref().over;
         let (exported, error) = scope.finish();
         (r, over, exported, error)
     });
     let exported = Exported(exported);
+    let r = match r {
+        Ok(r) => r,
+        Err(panic) => {
+            // Kept till the connection closed before, uncallable and
+            // unreleasable (found by a red-team pass).
+            exported.undo(conn);
+            std::panic::resume_unwind(panic)
+        }
+    };
     // A refused write ends the encode, even if a `Serialize` impl went on
     // after its error: what was written is not the value.
     let r = match r {

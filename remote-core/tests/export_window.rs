@@ -29,7 +29,30 @@ pub trait Svc {
     /// A fresh object, sent.
     async fn fresh(&self) -> Result<Remote<dyn Svc>, Error>;
     async fn whoami(&self) -> Result<String, Error>;
+    /// A reply holding a fresh object, whose `Serialize` panics after the
+    /// reference.
+    async fn boom(&self) -> Result<Boom, Error>;
 }
+
+/// A value whose `Serialize` panics after writing a reference.
+#[allow(missing_debug_implementations)]
+pub struct Boom(Remote<dyn Svc>);
+
+impl Serialize for Boom {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(&self.0)?;
+        panic!("Boom's Serialize panicked after writing a reference");
+    }
+}
+
+impl<'de> Deserialize<'de> for Boom {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("never sent"))
+    }
+}
+
+impl Wire for Boom {}
 
 /// The two ends the test holds of a gated encode: told when the reference
 /// is written, and lets the encode go on.
@@ -110,6 +133,9 @@ impl Svc for Root {
     async fn whoami(&self) -> Result<String, Error> {
         Ok("root".into())
     }
+    async fn boom(&self) -> Result<Boom, Error> {
+        Ok(Boom(self.secret()))
+    }
 }
 
 #[remote]
@@ -122,6 +148,9 @@ impl Svc for Secret {
     }
     async fn whoami(&self) -> Result<String, Error> {
         Ok("secret".into())
+    }
+    async fn boom(&self) -> Result<Boom, Error> {
+        Err(Error::Io("not here".into()))
     }
 }
 
@@ -212,6 +241,51 @@ async fn an_object_of_a_reply_refused_after_its_encode_began_is_never_the_peers(
             .unwrap();
         let who = reply_to(&mut r, 14).await.unwrap();
         assert!(who.ends_with(b"secret"), "{who:?}");
+        server.shutdown(std::time::Duration::from_secs(5)).await;
+    })
+    .await;
+}
+
+/// A reply whose `Serialize` panics after writing a reference gets an
+/// error reply (it got none: the caller waited until its deadline), and
+/// its object is dropped at once, its export slot free again (it was kept
+/// until the connection closed, neither callable nor releasable: a peer
+/// triggering such panics used up `max_exports`; found by a red-team pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_whose_serialize_panics_is_answered_and_gives_its_objects_back() {
+    bounded(async {
+        let made = Arc::new(AtomicUsize::new(0));
+        let root = Arc::new(Root {
+            gates: Mutex::new(None),
+            made: made.clone(),
+        });
+        let limits = Limits {
+            max_exports: 2,
+            ..Limits::default()
+        };
+        let server = Server::builder()
+            .limits(limits)
+            .bind("tcp://127.0.0.1:0")
+            .await
+            .unwrap()
+            .serve(move |_| Remote::new(root.clone() as Arc<dyn Svc>));
+        let (mut r, mut w) = opened(&server).await.into_split();
+        // More panicking replies than `max_exports`: none keeps a slot.
+        for id in 20..25 {
+            w.write_all(&call(id, 0, "boom", 60_000, &[0x90]))
+                .await
+                .unwrap();
+            assert_eq!(reply_to(&mut r, u64::from(id)).await.unwrap_err(), "encode");
+            assert!(
+                raw::eventually(|| made.load(SeqCst) == 0).await,
+                "the object of panicking reply {id} was dropped"
+            );
+        }
+        w.write_all(&call(30, 0, "fresh", 60_000, &[0x90]))
+            .await
+            .unwrap();
+        let sent = reply_to(&mut r, 30).await.unwrap();
+        assert!(sent.ends_with(&[0xd6, 1, 0, 0, 0, 1]), "{sent:?}");
         server.shutdown(std::time::Duration::from_secs(5)).await;
     })
     .await;

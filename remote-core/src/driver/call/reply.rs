@@ -215,7 +215,20 @@ impl CallCx {
                 Ok(v) => {
                     encode::return_head(buf, self.id);
                     let at = buf.len();
-                    match codec::encode_into(&self.shared, &v, buf, "return value") {
+                    // A `Serialize` impl that panics: the call is answered
+                    // already (`answer`), so its reply says so here, or
+                    // the caller would wait until its deadline.
+                    let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        codec::encode_into(&self.shared, &v, buf, "return value")
+                    }))
+                    .unwrap_or_else(|panic| {
+                        let panic = crate::driver::panics::panic_error(panic);
+                        Err(Error::Encode {
+                            what: "return value",
+                            message: format!("its Serialize impl panicked: {}", panic.message),
+                        })
+                    });
+                    match encoded {
                         Ok(e) => {
                             value_at = e.is_empty().then_some(at);
                             exported = e;
