@@ -179,23 +179,12 @@ pub(crate) fn encode_into(
         // in other languages, and tolerant of added optional fields.
         let mut ser: Ser<'_> =
             rmp_serde::Serializer::new(Capped::new(&mut *buf, cap)).with_struct_map();
-        // A `Serialize` impl that panics: caught so this encode's exports
-        // are given back (its message is never sent), then raised again.
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| value.encode(&mut ser)));
+        let r = value.encode(&mut ser);
         let over = ser.get_ref().over;
         let (exported, error) = scope.finish();
         (r, over, exported, error)
     });
     let exported = Exported(exported);
-    let r = match r {
-        Ok(r) => r,
-        Err(panic) => {
-            // Kept till the connection closed before, uncallable and
-            // unreleasable (found by a red-team pass).
-            exported.undo(conn);
-            std::panic::resume_unwind(panic)
-        }
-    };
     // A refused write ends the encode, even if a `Serialize` impl went on
     // after its error: what was written is not the value.
     let r = match r {
@@ -295,10 +284,18 @@ impl EncodeScope {
 impl Drop for EncodeScope {
     fn drop(&mut self) {
         if !self.done {
-            // A panic in serde code: this encode's counts are dropped, as
-            // before (the message is never sent).
-            drop(self.take_out());
+            // A panic in serde code: the message is never sent, so this
+            // encode's sends are given back, on the connection it encodes
+            // for (set until this scope's closure returns). They were kept
+            // until the connection closed, neither callable nor releasable
+            // by the peer (found by a red-team pass).
+            let out = self.take_out();
             self.restore_outer();
+            if !out.exported.is_empty() {
+                if let Some(conn) = conn_cx::running() {
+                    conn.unexport(&out.exported);
+                }
+            }
         }
     }
 }

@@ -43,6 +43,11 @@ pub(super) fn enter<R>(conn: &Arc<Shared>, f: impl FnOnce() -> R) -> R {
     CONN.set(conn, f)
 }
 
+/// The connection of the encode running on this thread, if one runs.
+pub(super) fn running() -> Option<Arc<Shared>> {
+    (ACTIVE.with(Cell::get) && CONN.is_set()).then(|| CONN.with(Arc::clone))
+}
+
 /// No encode runs until this is dropped (an encode that may not hold
 /// references, or an export, which must not see its own encode). Not
 /// `Send`: it restores this thread's state, on this thread.

@@ -215,19 +215,9 @@ impl CallCx {
                 Ok(v) => {
                     encode::return_head(buf, self.id);
                     let at = buf.len();
-                    // A `Serialize` impl that panics: the call is answered
-                    // already (`answer`), so its reply says so here, or
-                    // the caller would wait until its deadline.
-                    let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        codec::encode_into(&self.shared, &v, buf, "return value")
-                    }))
-                    .unwrap_or_else(|panic| {
-                        let panic = crate::driver::panics::panic_error(panic);
-                        Err(Error::Encode {
-                            what: "return value",
-                            message: format!("its Serialize impl panicked: {}", panic.message),
-                        })
-                    });
+                    let unwinding = AnswerIfUnwinding(self);
+                    let encoded = codec::encode_into(&self.shared, &v, buf, "return value");
+                    std::mem::forget(unwinding);
                     match encoded {
                         Ok(e) => {
                             value_at = e.is_empty().then_some(at);
@@ -333,6 +323,27 @@ impl CallCx {
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(_) => std::panic::resume_unwind(Box::new("blocking method was cancelled")),
         }
+    }
+}
+
+/// Answers the call with an `encode` error if the encode of its value
+/// unwinds (a `Serialize` impl panicked): the call is marked answered
+/// before its value is encoded, so neither its task nor the reader would
+/// answer it, and its caller waited until its deadline (found by a
+/// red-team pass). Forgotten once the encode returns.
+struct AnswerIfUnwinding<'a>(&'a CallCx);
+
+impl Drop for AnswerIfUnwinding<'_> {
+    fn drop(&mut self) {
+        let cx = self.0;
+        let re = Error::Encode {
+            what: "return value",
+            message: "its Serialize impl panicked".into(),
+        }
+        .to_remote();
+        let frame = encode::error(cx.id, &re, &cx.shared.limits);
+        cx.keep_reply(&frame);
+        let _ = cx.shared.send_error_frame(&frame, &re.kind);
     }
 }
 
