@@ -16,10 +16,11 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use raw::{bounded, call, error_of, frame, id_of, kind, opened, RETURN};
-use remote_core::{remote, Error, Limits, Remote, Server, Wire};
+use remote_core::{remote, Error, Limits, Remote, Server, ServerHandle, Wire};
 use serde::ser::{Error as _, SerializeTuple};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 #[remote]
 pub trait Svc {
@@ -154,9 +155,34 @@ impl Svc for Secret {
     }
 }
 
+/// A server of `Root` (its `gated` reply waiting at `gate`) under
+/// `limits`, the count of its live objects, and a raw connection to it.
+async fn serve(
+    gate: Option<Gate>,
+    limits: Limits,
+) -> (
+    ServerHandle,
+    Arc<AtomicUsize>,
+    (OwnedReadHalf, OwnedWriteHalf),
+) {
+    let made = Arc::new(AtomicUsize::new(0));
+    let root = Arc::new(Root {
+        gates: Mutex::new(gate),
+        made: made.clone(),
+    });
+    let server = Server::builder()
+        .limits(limits)
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(move |_| Remote::new(root.clone() as Arc<dyn Svc>));
+    let raw = opened(&server).await.into_split();
+    (server, made, raw)
+}
+
 /// The reply to call `id`: `Ok(payload)` for a return, `Err(kind)` for an
 /// error.
-async fn reply_to(r: &mut tokio::net::tcp::OwnedReadHalf, id: u64) -> Result<Vec<u8>, String> {
+async fn reply_to(r: &mut OwnedReadHalf, id: u64) -> Result<Vec<u8>, String> {
     loop {
         let f = frame(r).await.expect("connection closed");
         match error_of(&f) {
@@ -172,14 +198,10 @@ async fn an_object_of_a_reply_refused_after_its_encode_began_is_never_the_peers(
     bounded(async {
         let (written, wait_written) = mpsc::channel();
         let (go, wait_go) = mpsc::channel();
-        let made = Arc::new(AtomicUsize::new(0));
-        let root = Arc::new(Root {
-            gates: Mutex::new(Some(Gate {
-                written,
-                go: wait_go,
-            })),
-            made: made.clone(),
-        });
+        let gate = Gate {
+            written,
+            go: wait_go,
+        };
         // A turn to run handlers besides the one whose encode waits (the
         // default on 2 cores is 1), so a call that did reach the object
         // would be answered, not wait for the gate.
@@ -187,13 +209,7 @@ async fn an_object_of_a_reply_refused_after_its_encode_began_is_never_the_peers(
             max_running_handlers: 4,
             ..Limits::default()
         };
-        let server = Server::builder()
-            .limits(limits)
-            .bind("tcp://127.0.0.1:0")
-            .await
-            .unwrap()
-            .serve(move |_| Remote::new(root.clone() as Arc<dyn Svc>));
-        let (mut r, mut w) = opened(&server).await.into_split();
+        let (server, made, (mut r, mut w)) = serve(Some(gate), limits).await;
 
         w.write_all(&call(10, 0, "gated", 60_000, &[0x90]))
             .await
@@ -254,22 +270,11 @@ async fn an_object_of_a_reply_refused_after_its_encode_began_is_never_the_peers(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_whose_serialize_panics_is_answered_and_gives_its_objects_back() {
     bounded(async {
-        let made = Arc::new(AtomicUsize::new(0));
-        let root = Arc::new(Root {
-            gates: Mutex::new(None),
-            made: made.clone(),
-        });
         let limits = Limits {
             max_exports: 2,
             ..Limits::default()
         };
-        let server = Server::builder()
-            .limits(limits)
-            .bind("tcp://127.0.0.1:0")
-            .await
-            .unwrap()
-            .serve(move |_| Remote::new(root.clone() as Arc<dyn Svc>));
-        let (mut r, mut w) = opened(&server).await.into_split();
+        let (server, made, (mut r, mut w)) = serve(None, limits).await;
         // More panicking replies than `max_exports`: none keeps a slot.
         for id in 20..25 {
             w.write_all(&call(id, 0, "boom", 60_000, &[0x90]))
