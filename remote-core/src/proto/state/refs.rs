@@ -59,7 +59,7 @@ impl<O: Clone, W> State<O, W> {
 
     /// One send of `id`, counted by a message about to be queued, may be
     /// used by the peer from now on (until then it may not: PROTOCOL.md
-    /// §5).
+    /// §4).
     pub fn export_sent(&mut self, id: ObjectId) {
         self.exports.sent(id);
     }
