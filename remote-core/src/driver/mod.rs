@@ -14,7 +14,6 @@ mod ctl_queue;
 pub(crate) mod deadline;
 mod direct;
 mod expiry;
-mod frame_bytes;
 mod guarded_write;
 mod input;
 pub(crate) mod invalidate;

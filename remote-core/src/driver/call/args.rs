@@ -9,7 +9,6 @@ use serde::de::DeserializeOwned;
 
 use crate::codec;
 use crate::driver::control::Held;
-use crate::driver::frame_bytes::FrameBytes;
 use crate::driver::shared::Shared;
 use crate::Error;
 
@@ -28,6 +27,25 @@ pub struct Args<'a> {
     frame: FrameBytes<'a>,
     range: Range<usize>,
     held: Held,
+}
+
+/// The arguments' frame: lent by the frame being handled, or a copy of
+/// their own bytes ([`Args::detach`]).
+enum FrameBytes<'a> {
+    Lent(&'a [u8]),
+    Own(Bytes),
+}
+
+impl std::ops::Deref for FrameBytes<'_> {
+    type Target = [u8];
+
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match self {
+            FrameBytes::Lent(b) => b,
+            FrameBytes::Own(b) => b,
+        }
+    }
 }
 
 impl fmt::Debug for Args<'_> {

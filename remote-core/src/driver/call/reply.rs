@@ -122,6 +122,20 @@ impl CallCx {
         crate::driver::teardown::drop_caught(&self.shared.peer, "a returned value", value);
     }
 
+    /// Answers, with `e`, a call whose value could not be encoded (the call
+    /// is marked answered already).
+    fn reply_unencoded(&self, e: Error) -> Result<(), Error> {
+        let re = e.to_remote();
+        if re.kind == "limit_exceeded" {
+            self.shared
+                .meter
+                .limit_hit(crate::trace::limit_name(&re.message), &re.message);
+        }
+        let frame = encode::error(self.id, &re, &self.shared.limits);
+        self.keep_reply(&frame);
+        self.shared.send_error_frame(&frame, &re.kind)
+    }
+
     /// Sets the kept answer (if any) from the reply frame about to be sent.
     fn keep_reply(&self, frame: &[u8]) {
         if let Some(k) = &self.keep {
@@ -189,17 +203,7 @@ impl CallCx {
             return Reply { _queued: () };
         };
         // A reply that could not be encoded: an error naming why instead.
-        let fail = |e: Error| {
-            let re = e.to_remote();
-            if re.kind == "limit_exceeded" {
-                self.shared
-                    .meter
-                    .limit_hit(crate::trace::limit_name(&re.message), &re.message);
-            }
-            let frame = encode::error(self.id, &re, limits);
-            self.keep_reply(&frame);
-            self.shared.send_error_frame(&frame, &re.kind)
-        };
+        let fail = |e: Error| self.reply_unencoded(e);
         let sent = with_scratch_on(&self.shared, |buf| {
             encode::begin_in(buf);
             let mut exported = codec::Exported::default();
@@ -335,15 +339,10 @@ struct AnswerIfUnwinding<'a>(&'a CallCx);
 
 impl Drop for AnswerIfUnwinding<'_> {
     fn drop(&mut self) {
-        let cx = self.0;
-        let re = Error::Encode {
+        let _ = self.0.reply_unencoded(Error::Encode {
             what: "return value",
             message: "its Serialize impl panicked".into(),
-        }
-        .to_remote();
-        let frame = encode::error(cx.id, &re, &cx.shared.limits);
-        cx.keep_reply(&frame);
-        let _ = cx.shared.send_error_frame(&frame, &re.kind);
+        });
     }
 }
 
