@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use raw::{bounded, call, error_of, frame, id_of, kind, opened, RETURN};
+use raw::{bounded, call, error_of, frame, id_of, kind, raw_with, HELLO, RETURN};
 use remote_core::{remote, Error, Limits, Remote, Server, ServerHandle, Wire};
 use serde::ser::{Error as _, SerializeTuple};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -99,6 +99,8 @@ impl Wire for Gated {}
 struct Root {
     gates: Mutex<Option<Gate>>,
     made: Arc<AtomicUsize>,
+    /// The last object made (not kept alive by this).
+    last: Mutex<std::sync::Weak<dyn Svc>>,
 }
 
 /// Counts itself in `live` while it exists.
@@ -113,7 +115,9 @@ impl Drop for Secret {
 impl Root {
     fn secret(&self) -> Remote<dyn Svc> {
         self.made.fetch_add(1, SeqCst);
-        Remote::new(Arc::new(Secret(self.made.clone())) as Arc<dyn Svc>)
+        let obj = Arc::new(Secret(self.made.clone())) as Arc<dyn Svc>;
+        *self.last.lock().unwrap() = Arc::downgrade(&obj);
+        Remote::new(obj)
     }
 }
 
@@ -156,28 +160,28 @@ impl Svc for Secret {
 }
 
 /// A server of `Root` (its `gated` reply waiting at `gate`) under
-/// `limits`, the count of its live objects, and a raw connection to it.
+/// `limits`, the root, and a raw connection to it (that offered
+/// invalidation).
 async fn serve(
     gate: Option<Gate>,
     limits: Limits,
-) -> (
-    ServerHandle,
-    Arc<AtomicUsize>,
-    (OwnedReadHalf, OwnedWriteHalf),
-) {
-    let made = Arc::new(AtomicUsize::new(0));
+) -> (ServerHandle, Arc<Root>, (OwnedReadHalf, OwnedWriteHalf)) {
     let root = Arc::new(Root {
         gates: Mutex::new(gate),
-        made: made.clone(),
+        made: Arc::new(AtomicUsize::new(0)),
+        last: Mutex::new(std::sync::Weak::<Secret>::new()),
     });
+    let served = root.clone();
     let server = Server::builder()
         .limits(limits)
         .bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(move |_| Remote::new(root.clone() as Arc<dyn Svc>));
-    let raw = opened(&server).await.into_split();
-    (server, made, raw)
+        .serve(move |_| Remote::new(served.clone() as Arc<dyn Svc>));
+    // Offers invalidation, so the server pushes it (the last test).
+    let mut raw = raw_with(&server, vec!["invalidate"]).await;
+    assert_eq!(kind(&frame(&mut raw).await.unwrap()), HELLO);
+    (server, root, raw.into_split())
 }
 
 /// The reply to call `id`: `Ok(payload)` for a return, `Err(kind)` for an
@@ -209,7 +213,8 @@ async fn an_object_of_a_reply_refused_after_its_encode_began_is_never_the_peers(
             max_running_handlers: 4,
             ..Limits::default()
         };
-        let (server, made, (mut r, mut w)) = serve(Some(gate), limits).await;
+        let (server, root, (mut r, mut w)) = serve(Some(gate), limits).await;
+        let made = &root.made;
 
         w.write_all(&call(10, 0, "gated", 60_000, &[0x90]))
             .await
@@ -274,7 +279,8 @@ async fn a_reply_whose_serialize_panics_is_answered_and_gives_its_objects_back()
             max_exports: 2,
             ..Limits::default()
         };
-        let (server, made, (mut r, mut w)) = serve(None, limits).await;
+        let (server, root, (mut r, mut w)) = serve(None, limits).await;
+        let made = &root.made;
         // More panicking replies than `max_exports`: none keeps a slot.
         for id in 20..25 {
             w.write_all(&call(id, 0, "boom", 60_000, &[0x90]))
@@ -291,6 +297,53 @@ async fn a_reply_whose_serialize_panics_is_answered_and_gives_its_objects_back()
             .unwrap();
         let sent = reply_to(&mut r, 30).await.unwrap();
         assert!(sent.ends_with(&[0xd6, 1, 0, 0, 0, 1]), "{sent:?}");
+        server.shutdown(std::time::Duration::from_secs(5)).await;
+    })
+    .await;
+}
+
+/// An invalidation of an object whose reference is written but whose
+/// message is not yet queued does not name it to the peer (its id, its
+/// methods): the peer was not sent it, and may never be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_does_not_name_an_object_whose_message_is_not_queued() {
+    bounded(async {
+        let (written, wait_written) = mpsc::channel();
+        let (go, wait_go) = mpsc::channel();
+        let gate = Gate {
+            written,
+            go: wait_go,
+        };
+        let limits = Limits {
+            max_running_handlers: 4,
+            // The raw peer acknowledges nothing: a push is waited for this
+            // long.
+            invalidation_ack_timeout: std::time::Duration::from_millis(50),
+            ..Limits::default()
+        };
+        let (server, root, (mut r, mut w)) = serve(Some(gate), limits).await;
+
+        w.write_all(&call(40, 0, "gated", 60_000, &[0x90]))
+            .await
+            .unwrap();
+        tokio::task::spawn_blocking(move || wait_written.recv().unwrap())
+            .await
+            .unwrap();
+        let unsent = root.last.lock().unwrap().upgrade().expect("made");
+        let report = remote_core::cache::invalidate(&unsent, &["whoami"]).await;
+        assert_eq!(report.notified, 0, "{report:?}");
+        drop(unsent);
+        go.send(()).unwrap();
+        assert_eq!(reply_to(&mut r, 40).await.unwrap_err(), "encode");
+
+        // An object that was sent is named.
+        w.write_all(&call(41, 0, "fresh", 60_000, &[0x90]))
+            .await
+            .unwrap();
+        reply_to(&mut r, 41).await.unwrap();
+        let sent = root.last.lock().unwrap().upgrade().expect("sent");
+        let report = remote_core::cache::invalidate(&sent, &["whoami"]).await;
+        assert_eq!(report.notified, 1, "{report:?}");
         server.shutdown(std::time::Duration::from_secs(5)).await;
     })
     .await;

@@ -211,7 +211,13 @@ fn holders_of(
         let id = {
             let core = shared.core();
             let exports = core.exports();
-            exports.id_of(key).or_else(|| {
+            // Only an object the peer was sent: one whose message is still
+            // being encoded (and may yet be refused) is not the peer's to
+            // know of (PROTOCOL.md §4).
+            let sent = exports
+                .id_of(key)
+                .filter(|&id| exports.get_sent(id).is_some());
+            sent.or_else(|| {
                 exports
                     .get(ObjectId::ROOT)
                     .filter(|root| is_root(root))
