@@ -17,10 +17,12 @@ use crate::proto::ObjectId;
 use crate::Error;
 
 mod capped;
+mod check;
 mod conn_cx;
 mod ref_wire;
 
 use capped::Capped;
+use check::{check_carried, check_depth};
 
 pub(crate) use ref_wire::{deserialize_ref, serialize_ref, RefTag};
 
@@ -193,7 +195,8 @@ pub(crate) fn encode_into(
             max as u64,
             format!("{what} of more than {max} bytes"),
         )),
-        Ok(()) => check_depth(&buf[start..], conn.limits.max_depth, what),
+        Ok(()) if exported.is_empty() => check_depth(&buf[start..], conn.limits.max_depth, what),
+        Ok(()) => check_carried(&buf[start..], conn.limits.max_depth, &exported.0, what),
         Err(e) => Err(error.unwrap_or_else(|| Error::Encode {
             what,
             message: e.to_string(),
@@ -205,28 +208,6 @@ pub(crate) fn encode_into(
             exported.undo(conn);
             Err(e)
         }
-    }
-}
-
-/// Refuses an encoded value nested deeper than `max_depth`.
-pub(crate) fn check_depth(encoded: &[u8], max_depth: usize, what: &str) -> Result<(), Error> {
-    // Each level of nesting costs at least one byte: a shorter value cannot
-    // be too deep, and the hot path (small values) skips the walk.
-    if encoded.len() < max_depth {
-        return Ok(());
-    }
-    let mut refs = Vec::new();
-    match crate::proto::Reader::new(encoded).skip_value(max_depth, &mut refs) {
-        Ok(_) => Ok(()),
-        Err(m) if m.reason.starts_with(crate::proto::TOO_DEEP) => Err(Error::limit(
-            "max_depth",
-            max_depth as u64,
-            format!("{what} nest arrays and maps deeper than the peer accepts"),
-        )),
-        Err(m) => Err(Error::Encode {
-            what: "value",
-            message: m.to_string(),
-        }),
     }
 }
 

@@ -167,6 +167,64 @@ fn references_are_exported_on_the_encode_in_force() {
     assert!(rmp_serde::to_vec(&list).is_err());
 }
 
+/// Serializes its list as JSON text inside its own `Serialize` (and, if
+/// `carry`, the list itself too, into the serializer given).
+struct Smuggles {
+    list: crate::Remote<dyn crate::collections::RemoteList<u64>>,
+    carry: bool,
+}
+
+impl Serialize for Smuggles {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeTuple};
+        let json = serde_json::to_string(&self.list).map_err(S::Error::custom)?;
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(&json)?;
+        if self.carry {
+            t.serialize_element(&self.list)?;
+        } else {
+            t.serialize_element(&())?;
+        }
+        t.end()
+    }
+}
+
+/// A reference serialized into another serializer inside a `Serialize`
+/// impl is not carried by the message: the encode is refused and gives
+/// its sends back (the object stayed exported, uncallable and never
+/// released, until the connection closed: found by a red-team pass).
+#[test]
+fn a_reference_serialized_elsewhere_is_refused_and_not_kept() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (a, _a_peer) = rt
+        .block_on(crate::Connection::pair(
+            crate::ConnectionBuilder::new(),
+            crate::ConnectionBuilder::new(),
+        ))
+        .unwrap();
+    let list = crate::collections::SharedVec::<u64>::new().remote();
+    for carry in [false, true] {
+        let value = Smuggles {
+            list: list.clone(),
+            carry,
+        };
+        let mut buf = Vec::new();
+        let e = super::encode_into(&a.shared, &value, &mut buf, "value")
+            .map(|_| ())
+            .unwrap_err();
+        assert!(e.to_string().contains("another serializer"), "{e}");
+        assert_eq!(a.stats().exports, 0, "carry: {carry}");
+    }
+    // Carried, it is sent.
+    let mut buf = Vec::new();
+    let exported = super::encode_into(&a.shared, &list, &mut buf, "value").unwrap();
+    assert_eq!(exported.0.len(), 1);
+    assert_eq!(a.stats().exports, 1);
+}
+
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 struct Message {
     id: u64,
