@@ -91,7 +91,7 @@ impl Answer {
             },
             // An error reply (rare): parsed as the peer will parse it.
             None => match Message::parse(payload, &shared.limits, &mut Vec::new()) {
-                Ok(Message::Error { error, .. }) => Err(error.into_remote(payload)),
+                Ok(Message::Error { error, .. }) => Err(kept_error(&error.into_remote(payload))),
                 _ => Err(ended(id)),
             },
         };
@@ -101,7 +101,7 @@ impl Answer {
     /// Sets the answer to `e` unless it is set.
     pub(crate) fn fail(&self, e: &RemoteError) {
         if !self.is_set() {
-            self.set(Err(Arc::new(e.clone())));
+            self.set(Err(Arc::new(kept_error(e))));
         }
     }
 
@@ -126,6 +126,40 @@ fn return_value(payload: &[u8]) -> Option<&[u8]> {
     let mut r = crate::proto::Reader::new(&payload[2..]);
     r.u32().ok()?;
     Some(&payload[2 + r.pos()..])
+}
+
+/// The most of each text field of a failed call's error its kept answer
+/// holds (PROTOCOL.md §3.10).
+const KEPT_ERROR_FIELD: usize = 1024;
+
+/// What a kept answer holds of its call's error `e`, and so what calls on
+/// the answer fail with: the kind, the type and the message (each cut to
+/// [`KEPT_ERROR_FIELD`] bytes) and the first four causes (cut to 256
+/// bytes each); no backtrace, and no `data` (error replies to calls on an
+/// answer never carried it). So a kept answer holds about 3 KiB at most,
+/// whatever the error: it held the whole error until the peer's finish,
+/// and a peer whose callback failed with 900 KiB of `data`, the handler
+/// passing the error on, made each of its kept answers hold a copy,
+/// counted nowhere (420 MiB held by 4 connections, found by a red-team
+/// pass).
+fn kept_error(e: &RemoteError) -> RemoteError {
+    fn cut(s: &str, max: usize) -> String {
+        if s.len() <= max {
+            return s.to_owned();
+        }
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}… ({} bytes not kept)", &s[..end], s.len() - end)
+    }
+    let mut kept = RemoteError::new(
+        &cut(&e.kind, 64),
+        &cut(&e.type_name, 256),
+        cut(&e.message, KEPT_ERROR_FIELD),
+    );
+    kept.chain = e.chain.iter().take(4).map(|c| cut(c, 256)).collect();
+    kept
 }
 
 /// The error of a call answering with a value that is not one object.
