@@ -11,8 +11,10 @@ use std::time::Duration;
 use counting::live;
 use futures_util::future::join_all;
 use futures_util::StreamExt;
-use remote_core::collections::{on_change, on_push, RemoteList, SharedMap, SharedVec};
-use remote_core::{Connection, ConnectionBuilder};
+use remote_core::collections::{
+    on_change, on_push, MapListener, RemoteList, SharedMap, SharedVec, SUBSCRIBER_QUEUE_BYTES,
+};
+use remote_core::{Connection, ConnectionBuilder, Remote};
 use stats_alloc::Region;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -207,5 +209,52 @@ fn a_map_forgets_changes_its_subscribers_have_delivered() {
         let held = live() - before;
         // Kept until delivered, a full log of 1,024 would be 10 MB.
         assert!(held < MIB, "the map's change log holds {held} bytes");
+    });
+}
+
+/// A listener whose every delivery waits for a permit.
+struct Gated(Arc<tokio::sync::Semaphore>);
+
+#[remote_core::remote]
+impl MapListener<u32, String> for Gated {
+    async fn changed(&self, _: u32, _: Option<String>) -> Result<(), remote_core::Error> {
+        self.0.acquire().await.unwrap().forget();
+        Ok(())
+    }
+}
+
+/// A subscriber that does not keep up holds at most
+/// `SUBSCRIBER_QUEUE_BYTES` of changes, not `SUBSCRIBER_QUEUE` changes
+/// whatever their size (64 MiB here: a slow subscriber made a one-key map
+/// hold 125 MiB, found by a red-team pass), and is dropped.
+#[test]
+fn a_slow_subscriber_holds_a_bounded_log_and_is_dropped() {
+    let _serial = counting::serial();
+    runtime().block_on(async {
+        let map = SharedMap::<u32, String>::new();
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        map.remote()
+            .subscribe(Remote::new(
+                Arc::new(Gated(gate.clone())) as Arc<dyn MapListener<u32, String>>
+            ))
+            .await
+            .unwrap();
+        let before = live();
+        // 64 changes of 1 MiB to one key, the first one being delivered.
+        for i in 0..64 {
+            map.remote()
+                .insert(0, format!("{i}{}", "v".repeat(1 << 20)))
+                .await
+                .unwrap();
+        }
+        let held = live() - before;
+        assert_eq!(map.snapshot().len(), 1);
+        assert!(
+            held < (SUBSCRIBER_QUEUE_BYTES as isize) + 4 * MIB,
+            "the change log holds {held} bytes"
+        );
+        // Let it go: it is too far behind, and dropped.
+        gate.add_permits(1000);
+        assert!(eventually(|| map.subscribers() == 0).await);
     });
 }

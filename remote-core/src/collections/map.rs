@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::page::{self, MAX_PAGE};
 use super::subscribers::{self, Feed, Next, Subscribers};
-use super::{MapListener, RemoteMap, SUBSCRIBER_QUEUE};
+use super::{MapListener, RemoteMap, SUBSCRIBER_QUEUE, SUBSCRIBER_QUEUE_BYTES};
 use crate::{remote, BoxFuture, Error, Remote, Wire};
 
 /// A local map served as a [`RemoteMap`].
@@ -16,8 +16,9 @@ use crate::{remote, BoxFuture, Error, Remote, Wire};
 /// Its subscribers read one shared log of recent changes: a change is
 /// recorded once, whatever the number of subscribers, and only while
 /// someone is subscribed. The log forgets changes every subscriber has
-/// delivered, and keeps at most [`SUBSCRIBER_QUEUE`] of them: a subscriber
-/// that falls further behind is dropped.
+/// delivered, and keeps at most [`SUBSCRIBER_QUEUE`] of them, of at most
+/// [`SUBSCRIBER_QUEUE_BYTES`] in all: a subscriber that falls further
+/// behind is dropped.
 ///
 /// ```
 /// use remote_core::collections::{on_change, RemoteMap, SharedMap};
@@ -51,8 +52,11 @@ struct Map<K, V> {
 
 struct State<K, V> {
     entries: BTreeMap<K, V>,
-    /// Changes `base..base + log.len()`, oldest first.
-    log: VecDeque<(K, Option<V>)>,
+    /// Changes `base..base + log.len()`, oldest first, each with its
+    /// encoded size.
+    log: VecDeque<((K, Option<V>), usize)>,
+    /// The sizes in `log`, summed.
+    log_bytes: usize,
     base: u64,
     /// Each subscriber's next change to deliver.
     readers: Vec<Arc<AtomicU64>>,
@@ -75,7 +79,14 @@ impl<K, V> State<K, V> {
             .min()
             .unwrap_or(self.head());
         while self.base < oldest_needed && !self.log.is_empty() {
-            self.log.pop_front();
+            self.pop();
+        }
+    }
+
+    /// Forgets the oldest change.
+    fn pop(&mut self) {
+        if let Some((_, size)) = self.log.pop_front() {
+            self.log_bytes -= size;
             self.base += 1;
         }
     }
@@ -100,6 +111,7 @@ impl<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> SharedMap<K, V> {
                 state: RwLock::new(State {
                     entries: BTreeMap::new(),
                     log: VecDeque::new(),
+                    log_bytes: 0,
                     base: 0,
                     readers: Vec::new(),
                 }),
@@ -129,11 +141,18 @@ impl<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> SharedMap<K, V> {
             if s.readers.is_empty() {
                 s.base = s.head() + 1;
                 s.log.clear();
+                s.log_bytes = 0;
             } else {
-                s.log.push_back((key.clone(), value.clone()));
-                if s.log.len() > SUBSCRIBER_QUEUE {
-                    s.log.pop_front(); // its laggard is dropped on its next read
-                    s.base += 1;
+                let change = (key.clone(), value.clone());
+                // A value that cannot be encoded fails its delivery anyway.
+                let size = crate::codec::encoded_len(&change).unwrap_or(0);
+                s.log.push_back((change, size));
+                s.log_bytes += size;
+                // Their laggards are dropped on their next reads.
+                while s.log.len() > SUBSCRIBER_QUEUE
+                    || (s.log_bytes > SUBSCRIBER_QUEUE_BYTES && s.log.len() > 1)
+                {
+                    s.pop();
                 }
                 if s.head() % TRIM_EVERY == 0 {
                     s.trim();
@@ -181,7 +200,7 @@ impl<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> Feed for Map<K, V> {
             return Next::Lagged;
         }
         match s.log.get((at - s.base) as usize) {
-            Some(change) => Next::Ready(change.clone()),
+            Some((change, _)) => Next::Ready(change.clone()),
             None => Next::NotYet,
         }
     }

@@ -35,7 +35,7 @@
 //! when its listener returns an error or fails (its connection lost, a
 //! deadline), as soon as its connection closes, or, for a
 //! [`SharedMap`], when it falls more than [`SUBSCRIBER_QUEUE`] changes
-//! behind.
+//! or [`SUBSCRIBER_QUEUE_BYTES`] of changes behind.
 //!
 //! # Pages
 //!
@@ -63,6 +63,15 @@ pub use vec::SharedVec;
 /// Most changes a [`SharedMap`] keeps for a subscriber that has not
 /// delivered them yet; one that falls further behind is dropped.
 pub const SUBSCRIBER_QUEUE: usize = 1024;
+
+/// Most bytes of changes (their keys and values, as encoded) a
+/// [`SharedMap`] keeps for subscribers that have not delivered them yet
+/// (one change larger than this is kept alone); a subscriber that falls
+/// further behind is dropped. Counted in changes only, a subscriber that
+/// answered each change just before its deadline made a map whose one key
+/// was rewritten a thousand times with 128 KiB values hold 125 MiB (found
+/// by a red-team pass).
+pub const SUBSCRIBER_QUEUE_BYTES: usize = 16 << 20;
 
 /// A list that peers append to and read.
 #[remote]
