@@ -3,6 +3,8 @@
 
 #[path = "support/counting.rs"]
 mod counting;
+#[path = "support/raw.rs"]
+mod raw;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,8 +16,9 @@ use futures_util::StreamExt;
 use remote_core::collections::{
     on_change, on_push, MapListener, RemoteList, SharedMap, SharedVec, SUBSCRIBER_QUEUE_BYTES,
 };
-use remote_core::{Connection, ConnectionBuilder, Remote};
+use remote_core::{Connection, ConnectionBuilder, Limits, Remote, Server};
 use stats_alloc::Region;
+use tokio::io::AsyncWriteExt;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -257,4 +260,61 @@ fn a_slow_subscriber_holds_a_bounded_log_and_is_dropped() {
         gate.add_permits(1000);
         assert!(eventually(|| map.subscribers() == 0).await);
     });
+}
+
+/// Notifications wait for room in a silent subscriber's output: one write
+/// of 1 MiB to a map that 8 connections each subscribed 16 listeners to
+/// and read nothing from queued 16 MiB per connection, 128 MiB against a
+/// 16 MiB budget (found by a red-team pass, 497 MiB from 31 connections).
+/// Past the budget a connection holding output queues no notification
+/// more, and the subscribers that wait hold no copy of the change.
+#[test]
+fn notifications_wait_for_room_in_a_silent_subscribers_output() {
+    let _serial = counting::serial();
+    runtime().block_on(raw::bounded(async {
+        let map = SharedMap::<u32, String>::new();
+        let m = map.clone();
+        const BUDGET: usize = 16 << 20;
+        let server = Server::builder()
+            .limits(Limits {
+                memory_budget: BUDGET,
+                ..Limits::default()
+            })
+            .bind("tcp://127.0.0.1:0")
+            .await
+            .unwrap()
+            .serve(move |_| m.remote());
+        let mut silent = Vec::new();
+        for _ in 0..8 {
+            let mut s = raw::opened(&server).await;
+            for k in 1..=16u32 {
+                // `subscribe(listener)`, the listener our object k.
+                let mut args = vec![0x91, 0xd6, 0x01];
+                args.extend_from_slice(&k.to_be_bytes());
+                s.write_all(&raw::call(k, 0, "subscribe", 60_000, &args))
+                    .await
+                    .unwrap();
+                let f = raw::frame(&mut s).await.unwrap();
+                assert_eq!(raw::kind(&f), raw::RETURN, "{:?}", raw::error_of(&f));
+            }
+            silent.push(s); // never read again
+        }
+        assert!(eventually(|| map.subscribers() == 8 * 16).await);
+        let before = live();
+        map.remote()
+            .insert(0, "v".repeat((1 << 20) - 1024))
+            .await
+            .unwrap();
+        // The notifications were queued up to the budget's half at least...
+        assert!(eventually(|| server.buffered_bytes() >= BUDGET / 2).await);
+        // ... and no further than the budget and a frame per connection.
+        let bound = (BUDGET + 8 * (1 << 20)) as isize + 4 * MIB;
+        for _ in 0..100 {
+            let held = live() - before;
+            assert!(held < bound, "{held} bytes held");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(silent);
+        server.shutdown(Duration::from_secs(5)).await;
+    }));
 }

@@ -167,13 +167,13 @@ pub(super) fn subscribe<F: Feed>(
     cursor.store(feed.attach(&cursor), Ordering::Relaxed);
     reg.listeners.insert(id, listener.clone());
     drop(reg);
-    let closed = handle.map(|h| h.shared().closed_token().clone());
+    let conn = handle.map(|h| h.shared().clone());
     let leave = Leave {
         feed: Arc::downgrade(feed),
         id,
         cursor,
     };
-    crate::rt::spawn(follow(leave, listener, subs.head.subscribe(), closed));
+    crate::rt::spawn(follow(leave, listener, subs.head.subscribe(), conn));
     Ok(())
 }
 
@@ -194,15 +194,25 @@ impl<F: Feed> Drop for Leave<F> {
 }
 
 /// One subscriber: delivers every change from its cursor on, in order.
+/// `conn` is the connection of a proxy listener: each change waits for
+/// room in its output before it is taken from the feed
+/// (`driver/room.rs`), and the subscription ends when it closes.
 async fn follow<F: Feed>(
     leave: Leave<F>,
     listener: Remote<F::Listener>,
     mut head: watch::Receiver<u64>,
-    closed: Option<CancellationToken>,
+    conn: Option<Arc<crate::driver::Shared>>,
 ) {
-    let closed = closed_future(closed);
+    let closed = closed_future(conn.as_ref().map(|c| c.closed_token().clone()));
     tokio::pin!(closed);
     loop {
+        if let Some(conn) = conn.as_ref().filter(|c| !c.output_has_room()) {
+            tokio::select! {
+                biased;
+                () = &mut closed => return,
+                () = conn.output_room() => {}
+            }
+        }
         let at = leave.cursor.load(Ordering::Relaxed);
         let Some(feed) = leave.feed.upgrade() else {
             return; // the collection is gone

@@ -27,6 +27,7 @@ mod promise;
 mod pushes;
 mod reader;
 mod replies;
+mod room;
 mod sched;
 mod share;
 mod shared;

@@ -195,7 +195,7 @@ impl Shared {
     /// Whether a push may be queued for the peer now: its queue has room
     /// (`share::queue_has_room`), and it holds nothing while the budget is
     /// exhausted.
-    fn push_has_room(&self) -> bool {
+    pub(super) fn push_has_room(&self) -> bool {
         let queued = self.queued_output();
         super::share::queue_has_room(queued, self.limits.max_write_queue, &self.budget)
             && (queued == 0 || !self.budget.exhausted())

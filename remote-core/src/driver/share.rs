@@ -179,6 +179,9 @@ pub(crate) struct OutputShare {
     /// Wakes this connection's reader waiting for room when its output is
     /// written or a handler stops.
     pub(crate) own: OwnRoom,
+    /// Wakes this side's tasks waiting for room to call the peer
+    /// (`room.rs`) when the output is written or the connection closes.
+    pub(crate) callers: super::room::RoomWaiters,
 }
 
 impl OutputShare {
@@ -191,6 +194,7 @@ impl OutputShare {
             estimate: AtomicUsize::new(0),
             unknown: max_frame_len.max(MIN_ESTIMATE),
             own: OwnRoom::default(),
+            callers: Default::default(),
         }
     }
 

@@ -197,8 +197,10 @@ impl Shared {
         // The token's holder is the one writer of `queued_out`.
         let c = &self.queued_out;
         c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Release);
-        // A reader held back by this connection's queue re-checks.
+        // A reader held back by this connection's queue re-checks, and so
+        // do tasks waiting to call the peer (after `own.wake`'s fence).
         self.output_share.own.wake();
+        self.output_share.callers.wake();
         // Invalidations held back for want of room (`pushes.rs`) go once
         // there is: the writer task sends them. Read after the fence
         // `wake` makes, which the pusher's re-check of the queue pairs with.
@@ -409,6 +411,8 @@ impl Shared {
         let _ = self.ctl.send(Control::Closed);
         self.wake_writer();
         self.closed.cancel();
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.output_share.callers.wake();
     }
 
     /// The error pending calls fail with.
