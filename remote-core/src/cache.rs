@@ -162,6 +162,8 @@ pub(crate) struct ClientCache {
     evictions: Arc<AtomicU64>,
     invalidations: AtomicU64,
     bytes: Arc<AtomicU64>,
+    /// The bound on `bytes`.
+    max_bytes: usize,
 }
 
 impl std::fmt::Debug for ClientCache {
@@ -207,6 +209,7 @@ impl ClientCache {
             evictions,
             invalidations: AtomicU64::new(0),
             bytes,
+            max_bytes,
         }
     }
 
@@ -260,11 +263,17 @@ impl ClientCache {
             value,
             expires: Instant::now() + ticket.ttl,
         };
-        self.bytes
-            .fetch_add(size_of(&ticket.key, &entry), Ordering::AcqRel);
         // A replaced entry reaches the listener (as `Replaced`), which
         // counts its bytes out.
-        self.map.insert(ticket.key, entry);
+        let size = size_of(&ticket.key, &entry);
+        crate::weighed::insert(
+            &self.map,
+            &self.bytes,
+            self.max_bytes,
+            ticket.key,
+            entry,
+            size,
+        );
     }
 
     /// Drops the entries of `methods` on `object`.

@@ -167,6 +167,8 @@ pub(crate) struct MemoCache {
     evictions: Arc<AtomicU64>,
     invalidations: AtomicU64,
     bytes: Arc<AtomicU64>,
+    /// The bound on `bytes`.
+    max_bytes: usize,
 }
 
 impl std::fmt::Debug for MemoCache {
@@ -253,10 +255,8 @@ impl MemoTicket {
         if !plain || now.stale_since(&key) > epoch {
             return;
         }
-        cache
-            .bytes
-            .fetch_add(size_of(&key, &entry), Ordering::AcqRel);
-        cache.map.insert(key, entry);
+        let size = size_of(&key, &entry);
+        crate::weighed::insert(&cache.map, &cache.bytes, cache.max_bytes, key, entry, size);
         drop(now);
     }
 }
@@ -278,6 +278,7 @@ impl MemoCache {
             evictions,
             invalidations: AtomicU64::new(0),
             bytes,
+            max_bytes,
         });
         let mut all = caches();
         all.retain(|w| w.strong_count() > 0);
