@@ -184,6 +184,41 @@ async fn serve(
     (server, root, raw.into_split())
 }
 
+/// A server of `Root` under `limits` (with a turn to run handlers besides
+/// the one whose encode waits: the default on 2 cores is 1, and a call that
+/// did reach the object would wait for the gate instead of being
+/// answered), a raw connection to it, and call `id` of `gated` made: returns
+/// once its reply's encode waits at the gate, with the sender that lets it
+/// go on.
+async fn serve_gated(
+    limits: Limits,
+    id: u32,
+) -> (
+    ServerHandle,
+    Arc<Root>,
+    (OwnedReadHalf, OwnedWriteHalf),
+    mpsc::Sender<()>,
+) {
+    let (written, wait_written) = mpsc::channel();
+    let (go, wait_go) = mpsc::channel();
+    let gate = Gate {
+        written,
+        go: wait_go,
+    };
+    let limits = Limits {
+        max_running_handlers: 4,
+        ..limits
+    };
+    let (server, root, (r, mut w)) = serve(Some(gate), limits).await;
+    w.write_all(&call(id, 0, "gated", 60_000, &[0x90]))
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || wait_written.recv().unwrap())
+        .await
+        .unwrap();
+    (server, root, (r, w), go)
+}
+
 /// The reply to call `id`: `Ok(payload)` for a return, `Err(kind)` for an
 /// error.
 async fn reply_to(r: &mut OwnedReadHalf, id: u64) -> Result<Vec<u8>, String> {
@@ -200,28 +235,8 @@ async fn reply_to(r: &mut OwnedReadHalf, id: u64) -> Result<Vec<u8>, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_of_a_reply_refused_after_its_encode_began_is_never_the_peers() {
     bounded(async {
-        let (written, wait_written) = mpsc::channel();
-        let (go, wait_go) = mpsc::channel();
-        let gate = Gate {
-            written,
-            go: wait_go,
-        };
-        // A turn to run handlers besides the one whose encode waits (the
-        // default on 2 cores is 1), so a call that did reach the object
-        // would be answered, not wait for the gate.
-        let limits = Limits {
-            max_running_handlers: 4,
-            ..Limits::default()
-        };
-        let (server, root, (mut r, mut w)) = serve(Some(gate), limits).await;
+        let (server, root, (mut r, mut w), go) = serve_gated(Limits::default(), 10).await;
         let made = &root.made;
-
-        w.write_all(&call(10, 0, "gated", 60_000, &[0x90]))
-            .await
-            .unwrap();
-        tokio::task::spawn_blocking(move || wait_written.recv().unwrap())
-            .await
-            .unwrap();
         assert_eq!(
             made.load(SeqCst),
             1,
@@ -308,27 +323,13 @@ async fn a_reply_whose_serialize_panics_is_answered_and_gives_its_objects_back()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalidation_does_not_name_an_object_whose_message_is_not_queued() {
     bounded(async {
-        let (written, wait_written) = mpsc::channel();
-        let (go, wait_go) = mpsc::channel();
-        let gate = Gate {
-            written,
-            go: wait_go,
-        };
         let limits = Limits {
-            max_running_handlers: 4,
             // The raw peer acknowledges nothing: a push is waited for this
             // long.
             invalidation_ack_timeout: std::time::Duration::from_millis(50),
             ..Limits::default()
         };
-        let (server, root, (mut r, mut w)) = serve(Some(gate), limits).await;
-
-        w.write_all(&call(40, 0, "gated", 60_000, &[0x90]))
-            .await
-            .unwrap();
-        tokio::task::spawn_blocking(move || wait_written.recv().unwrap())
-            .await
-            .unwrap();
+        let (server, root, (mut r, mut w), go) = serve_gated(limits, 40).await;
         let unsent = root.last.lock().unwrap().upgrade().expect("made");
         let report = remote_core::cache::invalidate(&unsent, &["whoami"]).await;
         assert_eq!(report.notified, 0, "{report:?}");
