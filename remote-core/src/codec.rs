@@ -430,6 +430,32 @@ pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, Err
             Ok(())
         }
     }
+    let mut count = Count(0);
+    measure_into(value, &mut count)?;
+    Ok(count.0)
+}
+
+/// What `value` weighs held decoded, as the memory budget weighs a call's
+/// arguments: its encoded bytes and `DECODED_ITEM` per item of its arrays
+/// and maps (an empty string is one byte on the wire and 24 in a `Vec`).
+/// Counted by its encoded bytes alone, a map's change log of values full
+/// of empty strings held 24 times its bound (found by a red-team pass).
+pub(crate) fn held_weight<T: Serialize + ?Sized>(value: &T) -> Result<usize, Error> {
+    let mut buf = Vec::new();
+    measure_into(value, &mut buf)?;
+    let mut r = crate::proto::Reader::new(&buf);
+    r.skip_value(usize::MAX, &mut Vec::new())
+        .map_err(|m| Error::Encode {
+            what: "value",
+            message: m.to_string(),
+        })?;
+    let items = u32::try_from(r.items()).unwrap_or(u32::MAX);
+    Ok(crate::driver::args_weight(buf.len(), items))
+}
+
+/// Encodes `value` onto `w` as [`encode_into`] would, without a connection:
+/// a reference is written as its fixed six bytes and nothing is exported.
+fn measure_into<T: Serialize + ?Sized, W: std::io::Write>(value: &T, w: W) -> Result<(), Error> {
     struct Unmeasure(bool);
     impl Drop for Unmeasure {
         fn drop(&mut self) {
@@ -437,13 +463,11 @@ pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, Err
         }
     }
     let _restore = Unmeasure(MEASURING.with(|m| m.replace(true)));
-    let mut count = Count(0);
-    let mut ser = rmp_serde::Serializer::new(&mut count).with_struct_map();
+    let mut ser = rmp_serde::Serializer::new(w).with_struct_map();
     value.serialize(&mut ser).map_err(|e| Error::Encode {
         what: "value",
         message: e.to_string(),
-    })?;
-    Ok(count.0)
+    })
 }
 
 /// Registers `obj` for sending on the current encode connection.

@@ -318,3 +318,44 @@ fn notifications_wait_for_room_in_a_silent_subscribers_output() {
         server.shutdown(Duration::from_secs(5)).await;
     }));
 }
+
+/// A listener of a map of lists whose every delivery waits for a permit.
+struct GatedLists(Arc<tokio::sync::Semaphore>);
+
+#[remote_core::remote]
+impl MapListener<u32, Vec<String>> for GatedLists {
+    async fn changed(&self, _: u32, _: Option<Vec<String>>) -> Result<(), remote_core::Error> {
+        self.0.acquire().await.unwrap().forget();
+        Ok(())
+    }
+}
+
+/// The change log's bound weighs changes as they are held, not as they are
+/// encoded: 100 changes of 16,000 empty strings are 1.6 MB encoded (under
+/// `SUBSCRIBER_QUEUE_BYTES`) and 38 MB held (a red-team pass: 367 MiB).
+#[test]
+fn the_change_log_weighs_changes_as_they_are_held() {
+    let _serial = counting::serial();
+    runtime().block_on(async {
+        let map = SharedMap::<u32, Vec<String>>::new();
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        map.remote()
+            .subscribe(Remote::new(
+                Arc::new(GatedLists(gate.clone())) as Arc<dyn MapListener<u32, Vec<String>>>
+            ))
+            .await
+            .unwrap();
+        let value = vec![String::new(); 16_000];
+        let before = live();
+        for _ in 0..100 {
+            map.remote().insert(0, value.clone()).await.unwrap();
+        }
+        let held = live() - before;
+        assert!(
+            held < (SUBSCRIBER_QUEUE_BYTES as isize) + 4 * MIB,
+            "the change log holds {held} bytes"
+        );
+        gate.add_permits(1000);
+        assert!(eventually(|| map.subscribers() == 0).await);
+    });
+}

@@ -53,7 +53,7 @@ struct Map<K, V> {
 struct State<K, V> {
     entries: BTreeMap<K, V>,
     /// Changes `base..base + log.len()`, oldest first, each with its
-    /// encoded size.
+    /// weight held decoded (`codec::held_weight`).
     log: VecDeque<((K, Option<V>), usize)>,
     /// The sizes in `log`, summed.
     log_bytes: usize,
@@ -136,6 +136,15 @@ impl<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> SharedMap<K, V> {
     }
 
     fn change(&self, key: K, value: Option<V>) -> Option<V> {
+        // Weighed before the lock (user code: `Serialize`), if anybody
+        // subscribed; a value that cannot be encoded fails its delivery
+        // anyway. A change made as the first subscriber attaches is logged
+        // at no weight: one change.
+        let weight = (self.inner.subscribers.len() > 0).then(|| {
+            let change = (key.clone(), value.clone());
+            let weight = crate::codec::held_weight(&change).unwrap_or(0);
+            (change, weight)
+        });
         let (old, head) = {
             let mut s = self.inner.write();
             if s.readers.is_empty() {
@@ -143,9 +152,7 @@ impl<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> SharedMap<K, V> {
                 s.log.clear();
                 s.log_bytes = 0;
             } else {
-                let change = (key.clone(), value.clone());
-                // A value that cannot be encoded fails its delivery anyway.
-                let size = crate::codec::encoded_len(&change).unwrap_or(0);
+                let (change, size) = weight.unwrap_or_else(|| ((key.clone(), value.clone()), 0));
                 s.log.push_back((change, size));
                 s.log_bytes += size;
                 // Their laggards are dropped on their next reads.

@@ -64,13 +64,16 @@ pub use vec::SharedVec;
 /// delivered them yet; one that falls further behind is dropped.
 pub const SUBSCRIBER_QUEUE: usize = 1024;
 
-/// Most bytes of changes (their keys and values, as encoded) a
-/// [`SharedMap`] keeps for subscribers that have not delivered them yet
-/// (one change larger than this is kept alone); a subscriber that falls
-/// further behind is dropped. Counted in changes only, a subscriber that
-/// answered each change just before its deadline made a map whose one key
-/// was rewritten a thousand times with 128 KiB values hold 125 MiB (found
-/// by a red-team pass).
+/// Most bytes of changes a [`SharedMap`] keeps for subscribers that have
+/// not delivered them yet (one change larger than this is kept alone); a
+/// subscriber that falls further behind is dropped. A change weighs its
+/// key and value as the memory budget weighs a call's arguments: their
+/// encoded bytes and 48 bytes per item of their arrays and maps (an empty
+/// string is a byte on the wire, 24 in memory). Counted in changes only, a
+/// subscriber that answered each change just before its deadline made a
+/// map whose one key was rewritten a thousand times with 128 KiB values
+/// hold 125 MiB; counted in encoded bytes, values of 16,000 empty strings
+/// held 367 MiB (both found by red-team passes).
 pub const SUBSCRIBER_QUEUE_BYTES: usize = 16 << 20;
 
 /// A list that peers append to and read.

@@ -30,6 +30,7 @@ mod replies;
 mod room;
 mod sched;
 mod share;
+pub(crate) use share::args_weight;
 mod shared;
 mod teardown;
 #[cfg(test)]
