@@ -201,6 +201,16 @@ impl<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> Feed for Map<K, V> {
         s.readers.retain(|r| !Arc::ptr_eq(r, cursor));
         s.trim();
     }
+    fn weight(&self, at: u64) -> Next<usize> {
+        let s = self.read();
+        if at < s.base {
+            return Next::Lagged;
+        }
+        match s.log.get((at - s.base) as usize) {
+            Some((_, weight)) => Next::Ready(*weight),
+            None => Next::NotYet,
+        }
+    }
     fn read(&self, at: u64) -> Next<(K, Option<V>)> {
         let s = self.read();
         if at < s.base {

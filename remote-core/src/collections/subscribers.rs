@@ -13,6 +13,12 @@
 //! subscription ends when its listener fails a call, when the listener's
 //! connection closes (at once, not at the next change), when it fell too
 //! far behind a feed that forgets old changes, or with the collection.
+//!
+//! A proxy listener's notification waits, before its change is copied,
+//! for room in its connection's output and in the memory budget
+//! (`driver/room.rs`): a subscriber that reads nothing holds up only its
+//! own notifications, and the server holds no more of them than the
+//! budget.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +54,10 @@ pub(super) trait Feed: Send + Sync + Sized + 'static {
     fn detach(&self, cursor: &Arc<AtomicU64>);
     /// The change at position `at`.
     fn read(&self, at: u64) -> Next<Self::Event>;
+    /// What the change at position `at` weighs held (`codec::held_weight`),
+    /// found without copying it: the room a notification of it reserves
+    /// in its listener's memory budget before it is copied.
+    fn weight(&self, at: u64) -> Next<usize>;
     /// Tells `listener` about `event`.
     fn deliver(
         listener: &Remote<Self::Listener>,
@@ -206,14 +216,29 @@ async fn follow<F: Feed>(
     let closed = closed_future(conn.as_ref().map(|c| c.closed_token().clone()));
     tokio::pin!(closed);
     loop {
-        if let Some(conn) = conn.as_ref().filter(|c| !c.output_has_room()) {
-            tokio::select! {
-                biased;
-                () = &mut closed => return,
-                () = conn.output_room() => {}
-            }
-        }
         let at = leave.cursor.load(Ordering::Relaxed);
+        // A proxy's notification first waits for room in its connection's
+        // output and reserves the change's weight in the budget, before the
+        // change is copied (`driver/room.rs`).
+        let reserved = match &conn {
+            Some(conn) => {
+                let Some(feed) = leave.feed.upgrade() else {
+                    return; // the collection is gone
+                };
+                let weight = feed.weight(at);
+                drop(feed);
+                match weight {
+                    Next::Ready(weight) => tokio::select! {
+                        biased;
+                        () = &mut closed => return,
+                        reserved = conn.reserve_output(weight) => Some(reserved),
+                    },
+                    Next::Lagged => return,
+                    Next::NotYet => None,
+                }
+            }
+            None => None,
+        };
         let Some(feed) = leave.feed.upgrade() else {
             return; // the collection is gone
         };
@@ -221,7 +246,18 @@ async fn follow<F: Feed>(
         drop(feed);
         match next {
             Next::Ready(event) => {
-                if F::deliver(&listener, event).await.is_err() {
+                let mut delivery = F::deliver(&listener, event);
+                // Its frame is queued on the first poll, and counts itself
+                // from then on: the room reserved for it is given back.
+                let first =
+                    std::future::poll_fn(|cx| std::task::Poll::Ready(delivery.as_mut().poll(cx)))
+                        .await;
+                drop(reserved);
+                let delivered = match first {
+                    std::task::Poll::Ready(r) => r,
+                    std::task::Poll::Pending => delivery.await,
+                };
+                if delivered.is_err() {
                     return; // gone or failing: unsubscribe
                 }
                 leave.cursor.store(at + 1, Ordering::Relaxed);

@@ -108,6 +108,16 @@ impl<T: Wire + Clone + Sync> Feed for List<T> {
         self.items().len() as u64
     }
     fn detach(&self, _: &Arc<AtomicU64>) {}
+    fn weight(&self, at: u64) -> Next<usize> {
+        match usize::try_from(at)
+            .ok()
+            .and_then(|i| self.items().get(i).map(crate::codec::held_weight))
+        {
+            // An item that cannot be encoded fails its delivery anyway.
+            Some(weight) => Next::Ready(weight.unwrap_or(0)),
+            None => Next::NotYet,
+        }
+    }
     fn read(&self, at: u64) -> Next<(u64, T)> {
         // The list keeps every item: a reader is never too far behind.
         match usize::try_from(at)

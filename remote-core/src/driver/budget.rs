@@ -128,7 +128,6 @@ impl Budget {
     /// Whether `n` bytes more would fit under the limit, beside what the
     /// first heavy call in line waits for ([`try_charge`](Self::try_charge)
     /// may count them).
-    #[cfg(feature = "websocket")]
     pub(crate) fn has_room(&self, n: usize) -> bool {
         self.used().saturating_add(n) <= self.room()
     }
