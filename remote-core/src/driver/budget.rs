@@ -378,7 +378,10 @@ impl Budget {
 
     /// Wakes the waiting readers, if any, to re-check their condition.
     pub(crate) fn wake(&self) {
-        if self.waiting.load(Ordering::Acquire) > 0 {
+        // Pairs with the fence in `wait_until`: a waiter that registered
+        // after this load sees the bytes given back before it.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
             self.changed.notify_waiters();
         }
     }

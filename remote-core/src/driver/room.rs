@@ -69,13 +69,17 @@ impl Drop for Reserved<'_> {
 
 impl Shared {
     /// Waits until the output has room ([`output_room`](Self::output_room))
-    /// and the memory budget has `weight` bytes free (the whole budget for
-    /// a larger notification), and counts them until the returned
-    /// reservation is dropped. Resolves at once, reserving nothing, once
-    /// the connection is closed.
+    /// and the memory budget has room for a notification weighing `weight`
+    /// held, and counts that room until the returned reservation is
+    /// dropped. Resolves at once, reserving nothing, once the connection is
+    /// closed. What is reserved is at most what its frame can be
+    /// (`max_frame_len`), and at most a quarter of the budget: more would
+    /// wait for a budget nearly empty, which a busy server may never have.
     pub(crate) async fn reserve_output(&self, weight: usize) -> Reserved<'_> {
         let budget = &*self.budget;
-        let n = weight.min(budget.limit());
+        let n = weight
+            .min(self.limits.max_frame_len)
+            .min(budget.limit() / 4);
         loop {
             self.output_room().await;
             if self.is_closed() || n == 0 {
