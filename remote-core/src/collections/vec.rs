@@ -45,8 +45,9 @@ struct List<T> {
 
 impl<T> List<T> {
     fn items(&self) -> RwLockReadGuard<'_, Vec<T>> {
-        // No user code runs under this lock, and a Vec is never left half
-        // pushed.
+        // No user code but an item's `Clone` (a copy read out) and
+        // `Serialize` (its weight, `Feed::weight`) runs under this lock,
+        // and a Vec is never left half pushed.
         self.items.read().unwrap_or_else(|p| p.into_inner())
     }
 }
