@@ -434,3 +434,51 @@ fn notifications_past_a_small_budget_all_arrive() {
         server.shutdown(Duration::from_secs(5)).await;
     }));
 }
+
+/// Counts how often it is serialized.
+#[derive(Clone, serde::Deserialize)]
+struct Counted(u32);
+
+static SERIALIZED: AtomicUsize = AtomicUsize::new(0);
+
+impl serde::Serialize for Counted {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        SERIALIZED.fetch_add(1, Ordering::SeqCst);
+        self.0.serialize(s)
+    }
+}
+
+impl remote_core::Wire for Counted {}
+
+/// A pushed item is weighed for its notifications once, not once per
+/// subscriber (a red-team pass: 2,048 subscribers each encoded each 1 MiB
+/// item once more, under the list's lock).
+#[test]
+fn a_pushed_item_is_weighed_once_for_all_its_subscribers() {
+    let _serial = counting::serial();
+    runtime().block_on(async {
+        let list = SharedVec::<Counted>::new();
+        let (_server, client) = Connection::pair(
+            ConnectionBuilder::new().serve(list.remote()),
+            ConnectionBuilder::new(),
+        )
+        .await
+        .unwrap();
+        let remote = client.root::<dyn RemoteList<Counted>>();
+        let told = Arc::new(AtomicUsize::new(0));
+        for _ in 0..8 {
+            let t = told.clone();
+            remote
+                .subscribe(on_push(move |_, _: Counted| {
+                    t.fetch_add(1, Ordering::SeqCst);
+                }))
+                .await
+                .unwrap();
+        }
+        let before = SERIALIZED.load(Ordering::SeqCst);
+        list.push(Counted(7)).await.unwrap();
+        assert!(eventually(|| told.load(Ordering::SeqCst) == 8).await);
+        // Each notification encodes it once, and it is weighed once.
+        assert_eq!(SERIALIZED.load(Ordering::SeqCst) - before, 8 + 1);
+    });
+}

@@ -41,6 +41,10 @@ pub struct SharedVec<T> {
 struct List<T> {
     items: RwLock<Vec<T>>,
     subscribers: Subscribers<dyn ListListener<T>>,
+    /// The last item weighed for a notification (`Feed::weight`): its
+    /// index and weight. Subscribers keeping up all weigh the newest item,
+    /// and weighing encodes it: once, not once per subscriber.
+    weighed: std::sync::Mutex<Option<(u64, usize)>>,
 }
 
 impl<T> List<T> {
@@ -59,6 +63,7 @@ impl<T: Wire + Clone + Sync> SharedVec<T> {
             inner: Arc::new(List {
                 items: RwLock::new(Vec::new()),
                 subscribers: Subscribers::new(0),
+                weighed: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -110,12 +115,22 @@ impl<T: Wire + Clone + Sync> Feed for List<T> {
     }
     fn detach(&self, _: &Arc<AtomicU64>) {}
     fn weight(&self, at: u64) -> Next<usize> {
+        let mut weighed = self.weighed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((i, weight)) = *weighed {
+            if i == at {
+                return Next::Ready(weight);
+            }
+        }
         match usize::try_from(at)
             .ok()
             .and_then(|i| self.items().get(i).map(crate::codec::held_weight))
         {
-            // An item that cannot be encoded fails its delivery anyway.
-            Some(weight) => Next::Ready(weight.unwrap_or(0)),
+            Some(weight) => {
+                // An item that cannot be encoded fails its delivery anyway.
+                let weight = weight.unwrap_or(0);
+                *weighed = Some((at, weight));
+                Next::Ready(weight)
+            }
             None => Next::NotYet,
         }
     }
