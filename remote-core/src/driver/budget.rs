@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
@@ -394,15 +394,15 @@ impl Budget {
         if ready() {
             return;
         }
-        struct Waiting<'a>(&'a AtomicUsize, &'a AtomicBool);
+        struct Waiting<'a>(&'a AtomicUsize, &'a AtomicUsize);
         impl Drop for Waiting<'_> {
             fn drop(&mut self) {
-                self.1.store(false, Ordering::SeqCst);
+                self.1.fetch_sub(1, Ordering::SeqCst);
                 self.0.fetch_sub(1, Ordering::AcqRel);
             }
         }
         self.waiting.fetch_add(1, Ordering::AcqRel);
-        own.waits.store(true, Ordering::SeqCst);
+        own.waits.fetch_add(1, Ordering::SeqCst);
         let _w = Waiting(&self.waiting, &own.waits);
         loop {
             let (all, mine) = (self.changed.notified(), own.changed.notified());
@@ -427,28 +427,36 @@ impl Budget {
     }
 }
 
-/// Wakes one connection's reader waiting for room
+/// Wakes the tasks of one connection waiting for room
 /// ([`Budget::wait_until`]) when that connection's own state changes: its
-/// output written, its handlers stopped. The budget's own wake-up reaches
-/// every waiting reader, so these changes, which concern one, do not use
-/// it.
+/// output written, its handlers stopped, it closed. Its reader waits on
+/// one; its collections' notifications on another (`room.rs`). The
+/// budget's own wake-up reaches every waiting task, so these changes,
+/// which concern one connection, do not use it.
 #[derive(Debug, Default)]
 pub(crate) struct OwnRoom {
     changed: Notify,
-    /// Whether the reader waits (only then is `changed` notified, so a
-    /// write costs no lock).
-    waits: AtomicBool,
+    /// How many tasks wait (only then is `changed` notified, so a write
+    /// costs no lock).
+    waits: AtomicUsize,
 }
 
 impl OwnRoom {
     /// The connection's state changed (made before this call): its
-    /// waiting reader, if any, re-checks. The fence also orders a write's
+    /// waiting tasks, if any, re-check. The fence also orders a write's
     /// change of the queue before the writer's look for held-back
     /// invalidations (`Shared::wrote`, `pushes.rs`).
     #[inline]
     pub(crate) fn wake(&self) {
         std::sync::atomic::fence(Ordering::SeqCst);
-        if self.waits.load(Ordering::SeqCst) {
+        self.wake_fenced();
+    }
+
+    /// [`wake`](Self::wake), for a caller that made the fence since the
+    /// change (`Shared::wrote` wakes two).
+    #[inline]
+    pub(crate) fn wake_fenced(&self) {
+        if self.waits.load(Ordering::SeqCst) > 0 {
             self.changed.notify_waiters();
         }
     }

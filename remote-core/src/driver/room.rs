@@ -1,6 +1,6 @@
-//! Tasks of this side that wait for room in a connection's output before
-//! they call the peer of their own accord: a shared collection's
-//! notifications to its subscribers ([`Shared::output_room`]).
+//! Tasks of this side that wait for room before they call the peer of
+//! their own accord: a shared collection's notifications to its
+//! subscribers ([`Shared::reserve_output`]).
 //!
 //! A notification is a call the application's write makes to every
 //! subscriber, whatever the subscriber reads. Queued at once, one write of
@@ -19,40 +19,8 @@
 //! runs 8 GiB, as all 16 subscribers of one connection passed the check at
 //! once, against a 16 MiB budget; found by a second red-team pass.)
 
-use std::sync::atomic::{fence, AtomicUsize, Ordering};
-
-use tokio::sync::Notify;
-
-use super::budget::{Budget, OwnRoom};
+use super::budget::Budget;
 use super::shared::Shared;
-
-/// The tasks waiting for room in one connection's output.
-#[derive(Debug, Default)]
-pub(crate) struct RoomWaiters {
-    changed: Notify,
-    /// How many wait (only then does a write notify: no lock per write).
-    waiting: AtomicUsize,
-}
-
-impl RoomWaiters {
-    /// The connection's output shrank or it closed (made before this call,
-    /// and a `SeqCst` fence since): its waiters re-check.
-    #[inline]
-    pub(crate) fn wake(&self) {
-        if self.waiting.load(Ordering::SeqCst) > 0 {
-            self.changed.notify_waiters();
-        }
-    }
-}
-
-/// Counts one waiter while it exists (also when its future is dropped).
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 /// Room held in the memory budget for a notification until its frame is
 /// queued (then the frame counts itself): given back on drop.
@@ -68,10 +36,12 @@ impl Drop for Reserved<'_> {
 }
 
 impl Shared {
-    /// Waits until the output has room ([`output_room`](Self::output_room))
-    /// and the memory budget has room for a notification weighing `weight`
-    /// held, and counts that room until the returned reservation is
-    /// dropped. Resolves at once, reserving nothing, once the connection is
+    /// Waits until the output has the room an invalidation push needs
+    /// (`push_has_room`) and the memory budget has room for a notification
+    /// weighing `weight` held, and counts that room until the returned
+    /// reservation is dropped. Woken by this connection's writes and close
+    /// (`OutputShare::callers`) and by bytes given back anywhere in the
+    /// budget. Resolves at once, reserving nothing, once the connection is
     /// closed. What is reserved is at most what its frame can be
     /// (`max_frame_len`), and at most a quarter of the budget: more would
     /// wait for a budget nearly empty, which a busy server may never have.
@@ -81,44 +51,17 @@ impl Shared {
             .min(self.limits.max_frame_len)
             .min(budget.limit() / 4);
         loop {
-            self.output_room().await;
+            budget
+                .wait_until(&self.output_share.callers, || {
+                    self.is_closed() || (self.push_has_room() && (n == 0 || budget.has_room(n)))
+                })
+                .await;
             if self.is_closed() || n == 0 {
                 return Reserved { budget, n: 0 };
             }
             if budget.try_charge(n) {
                 return Reserved { budget, n };
             }
-            // Woken as bytes are given back anywhere in the budget.
-            budget
-                .wait_until(&OwnRoom::default(), || {
-                    self.is_closed() || budget.has_room(n)
-                })
-                .await;
-        }
-    }
-
-    /// Whether a call this side makes of its own accord may be queued now.
-    pub(crate) fn output_has_room(&self) -> bool {
-        self.is_closed() || self.push_has_room()
-    }
-
-    /// Resolves once [`output_has_room`](Self::output_has_room): the
-    /// output's writes, and the connection's close, wake it.
-    pub(crate) async fn output_room(&self) {
-        let room = &self.output_share.callers;
-        loop {
-            let notified = room.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            room.waiting.fetch_add(1, Ordering::SeqCst);
-            let _waiting = Waiting(&room.waiting);
-            // Pairs with the fence a write makes after it shrinks the
-            // queue: either this sees the room, or the write sees a waiter.
-            fence(Ordering::SeqCst);
-            if self.output_has_room() {
-                return;
-            }
-            notified.await;
         }
     }
 }

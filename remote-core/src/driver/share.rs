@@ -181,7 +181,7 @@ pub(crate) struct OutputShare {
     pub(crate) own: OwnRoom,
     /// Wakes this side's tasks waiting for room to call the peer
     /// (`room.rs`) when the output is written or the connection closes.
-    pub(crate) callers: super::room::RoomWaiters,
+    pub(crate) callers: OwnRoom,
 }
 
 impl OutputShare {
@@ -194,7 +194,7 @@ impl OutputShare {
             estimate: AtomicUsize::new(0),
             unknown: max_frame_len.max(MIN_ESTIMATE),
             own: OwnRoom::default(),
-            callers: Default::default(),
+            callers: OwnRoom::default(),
         }
     }
 

@@ -200,7 +200,7 @@ impl Shared {
         // A reader held back by this connection's queue re-checks, and so
         // do tasks waiting to call the peer (after `own.wake`'s fence).
         self.output_share.own.wake();
-        self.output_share.callers.wake();
+        self.output_share.callers.wake_fenced();
         // Invalidations held back for want of room (`pushes.rs`) go once
         // there is: the writer task sends them. Read after the fence
         // `wake` makes, which the pusher's re-check of the queue pairs with.
@@ -411,7 +411,6 @@ impl Shared {
         let _ = self.ctl.send(Control::Closed);
         self.wake_writer();
         self.closed.cancel();
-        std::sync::atomic::fence(Ordering::SeqCst);
         self.output_share.callers.wake();
     }
 
