@@ -202,8 +202,6 @@ impl CallCx {
         let Some(direct) = self.answer() else {
             return Reply { _queued: () };
         };
-        // A reply that could not be encoded: an error naming why instead.
-        let fail = |e: Error| self.reply_unencoded(e);
         let sent = with_scratch_on(&self.shared, |buf| {
             encode::begin_in(buf);
             let mut exported = codec::Exported::default();
@@ -228,7 +226,7 @@ impl CallCx {
                             exported = e;
                         }
                         Err(e) => {
-                            let sent = fail(e);
+                            let sent = self.reply_unencoded(e);
                             self.drop_value(v);
                             return sent;
                         }
@@ -239,7 +237,7 @@ impl CallCx {
                     let re = e.to_remote();
                     let data = match error_data(&re, limits.max_depth) {
                         Ok(d) => d,
-                        Err(e) => return fail(e),
+                        Err(e) => return self.reply_unencoded(e),
                     };
                     counted = Some(crate::stats::kind_index(&re.kind));
                     encode::error_head(buf, self.id, &re, limits);
@@ -252,7 +250,7 @@ impl CallCx {
             let len = encode::finish(buf);
             if len > limits.max_frame_len {
                 exported.undo(&self.shared);
-                let sent = fail(Error::limit(
+                let sent = self.reply_unencoded(Error::limit(
                     "max_frame_len",
                     limits.max_frame_len as u64,
                     format!("reply encodes to {len} bytes"),
