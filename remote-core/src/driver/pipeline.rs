@@ -143,16 +143,8 @@ const KEPT_ERROR_FIELD: usize = 1024;
 /// counted nowhere (420 MiB held by 4 connections, found by a red-team
 /// pass).
 fn kept_error(e: &RemoteError) -> RemoteError {
-    fn cut(s: &str, max: usize) -> String {
-        if s.len() <= max {
-            return s.to_owned();
-        }
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}… ({} bytes not kept)", &s[..end], s.len() - end)
-    }
+    // Cut at a character boundary and marked, as error texts are (§3.4).
+    let cut = |s: &str, max: usize| crate::bounded::truncate(s, max).into_owned();
     let mut kept = RemoteError::new(
         &cut(&e.kind, 64),
         &cut(&e.type_name, 256),
