@@ -93,6 +93,17 @@ impl<K, V> State<K, V> {
 }
 
 impl<K, V> Map<K, V> {
+    /// What `f` makes of the change logged at position `at`.
+    fn logged<R>(&self, at: u64, f: impl FnOnce(&((K, Option<V>), usize)) -> R) -> Next<R> {
+        let s = self.read();
+        if at < s.base {
+            return Next::Lagged;
+        }
+        match s.log.get((at - s.base) as usize) {
+            Some(entry) => Next::Ready(f(entry)),
+            None => Next::NotYet,
+        }
+    }
     fn read(&self) -> RwLockReadGuard<'_, State<K, V>> {
         // No user code runs under this lock; a change is applied in full
         // or not at all.
@@ -202,24 +213,10 @@ impl<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> Feed for Map<K, V> {
         s.trim();
     }
     fn weight(&self, at: u64) -> Next<usize> {
-        let s = self.read();
-        if at < s.base {
-            return Next::Lagged;
-        }
-        match s.log.get((at - s.base) as usize) {
-            Some((_, weight)) => Next::Ready(*weight),
-            None => Next::NotYet,
-        }
+        self.logged(at, |(_, weight)| *weight)
     }
     fn read(&self, at: u64) -> Next<(K, Option<V>)> {
-        let s = self.read();
-        if at < s.base {
-            return Next::Lagged;
-        }
-        match s.log.get((at - s.base) as usize) {
-            Some((change, _)) => Next::Ready(change.clone()),
-            None => Next::NotYet,
-        }
+        self.logged(at, |(change, _)| change.clone())
     }
     fn deliver(
         listener: &Remote<dyn MapListener<K, V>>,

@@ -54,6 +54,13 @@ impl<T> List<T> {
         // and a Vec is never left half pushed.
         self.items.read().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// What `f` makes of the item at position `at`, if there is one yet.
+    fn item<R>(&self, at: u64, f: impl FnOnce(&T) -> R) -> Option<R> {
+        usize::try_from(at)
+            .ok()
+            .and_then(|i| self.items().get(i).map(f))
+    }
 }
 
 impl<T: Wire + Clone + Sync> SharedVec<T> {
@@ -121,10 +128,7 @@ impl<T: Wire + Clone + Sync> Feed for List<T> {
                 return Next::Ready(weight);
             }
         }
-        match usize::try_from(at)
-            .ok()
-            .and_then(|i| self.items().get(i).map(crate::codec::held_weight))
-        {
+        match self.item(at, crate::codec::held_weight) {
             Some(weight) => {
                 // An item that cannot be encoded fails its delivery anyway.
                 let weight = weight.unwrap_or(0);
@@ -136,10 +140,7 @@ impl<T: Wire + Clone + Sync> Feed for List<T> {
     }
     fn read(&self, at: u64) -> Next<(u64, T)> {
         // The list keeps every item: a reader is never too far behind.
-        match usize::try_from(at)
-            .ok()
-            .and_then(|i| self.items().get(i).cloned())
-        {
+        match self.item(at, T::clone) {
             Some(item) => Next::Ready((at, item)),
             None => Next::NotYet,
         }
