@@ -126,6 +126,15 @@ pub struct Limits {
     /// transport that buffers (TLS, WebSocket), what it holds must be
     /// flushed within this time.
     pub write_stall_timeout: Duration,
+    /// On a server whose memory budget is short (used up, or something
+    /// waiting for room in it), a peer with output queued that reads
+    /// nothing for this long is closed as `write_stall_timeout` closes it,
+    /// naming this limit (default 5 s): what it holds goes to the
+    /// connections waiting, instead of staying until `write_stall_timeout`.
+    /// A peer that reads, however slowly, is never closed for it; neither
+    /// is anybody while the budget has room. A standalone connection's
+    /// budget is its own, so this never applies there.
+    pub pressure_stall_timeout: Duration,
     /// Bytes of queued output, buffered input (partly received frames,
     /// reserved when their length prefix is read) and the arguments of
     /// running handlers (at their decoded size, estimated) held for all
@@ -218,6 +227,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(300),
             max_write_queue: 16 << 20,
             write_stall_timeout: Duration::from_secs(30),
+            pressure_stall_timeout: Duration::from_secs(5),
             memory_budget: 64 << 20,
             unauthenticated_idle_timeout: Duration::from_secs(30),
             keepalive_interval: Some(Duration::from_secs(30)),
@@ -311,6 +321,7 @@ mod tests {
             ("default_deadline", l.default_deadline, 10),
             ("max_deadline", l.max_deadline, 600),
             ("write_stall_timeout", l.write_stall_timeout, 30),
+            ("pressure_stall_timeout", l.pressure_stall_timeout, 5),
             (
                 "unauthenticated_idle_timeout",
                 l.unauthenticated_idle_timeout,

@@ -18,7 +18,6 @@ use remote_core::collections::{
 };
 use remote_core::{Connection, ConnectionBuilder, Limits, Remote, Server};
 use stats_alloc::Region;
-use tokio::io::AsyncWriteExt;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -265,17 +264,6 @@ fn a_slow_subscriber_holds_a_bounded_log_and_is_dropped() {
 /// A raw connection to `server` from `127.0.0.<host>` with a small receive
 /// buffer (the kernel takes little of what the server writes), handshake
 /// done.
-async fn silent_from(host: u8, server: &str) -> tokio::net::TcpStream {
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    sock.bind(format!("127.0.0.{host}:0").parse().unwrap())
-        .unwrap();
-    let mut s = sock.connect(server.parse().unwrap()).await.unwrap();
-    s.write_all(&raw::hello(vec![])).await.unwrap();
-    assert_eq!(raw::kind(&raw::frame(&mut s).await.unwrap()), raw::HELLO);
-    s
-}
-
 /// Notifications wait for room in the memory budget: one write of 1 MiB to
 /// a map that silent connections each subscribed 16 listeners to queued
 /// 16 MiB per connection (a red-team pass: 497 MiB from 31 connections
@@ -306,17 +294,8 @@ fn notifications_wait_for_room_in_the_memory_budget() {
         let mut silent = Vec::new();
         for host in [1, 2] {
             for _ in 0..24 {
-                let mut s = silent_from(host, &addr).await;
-                for k in 1..=16u32 {
-                    // `subscribe(listener)`, the listener our object k.
-                    let mut args = vec![0x91, 0xd6, 0x01];
-                    args.extend_from_slice(&k.to_be_bytes());
-                    s.write_all(&raw::call(k, 0, "subscribe", 60_000, &args))
-                        .await
-                        .unwrap();
-                    let f = raw::frame(&mut s).await.unwrap();
-                    assert_eq!(raw::kind(&f), raw::RETURN, "{:?}", raw::error_of(&f));
-                }
+                let mut s = raw::silent_from(host, &addr).await;
+                raw::subscribe_listeners(&mut s, 16).await;
                 silent.push(s); // never read again
             }
         }

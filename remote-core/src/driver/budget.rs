@@ -34,6 +34,9 @@ pub(crate) struct Budget {
     used: AtomicUsize,
     /// Readers currently waiting for room (wake-ups are sent only then).
     waiting: AtomicUsize,
+    /// Tasks waiting for room in this budget itself, not only their own
+    /// connection's ([`starving`](Self::starving)).
+    starved: AtomicUsize,
     changed: Notify,
     /// Heavy calls waiting for room, in arrival order ([`line_up`](Self::line_up)).
     line: Mutex<Line>,
@@ -93,6 +96,7 @@ impl Budget {
             limit,
             used: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
+            starved: AtomicUsize::new(0),
             changed: Notify::new(),
             line: Mutex::new(Line::default()),
             held_back: AtomicUsize::new(0),
@@ -137,6 +141,25 @@ impl Budget {
     fn room(&self) -> usize {
         self.limit
             .saturating_sub(self.held_back.load(Ordering::Acquire))
+    }
+
+    /// Whether the budget is short: exhausted, a heavy call in line for
+    /// room, or a task waiting for room in it ([`starving`](Self::starving)).
+    /// A server then closes peers that read nothing for
+    /// `pressure_stall_timeout` (`stall.rs`).
+    pub(crate) fn short(&self) -> bool {
+        self.starved.load(Ordering::Acquire) > 0
+            || self.held_back.load(Ordering::Acquire) > 0
+            || self.exhausted()
+    }
+
+    /// A mark, off at first, that a task waits for room in the budget
+    /// itself: while it is on, the budget is [`short`](Self::short).
+    pub(crate) fn starving(&self) -> Starving<'_> {
+        Starving {
+            budget: self,
+            on: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     /// Counts `n` bytes unconditionally (output of running handlers).
@@ -459,6 +482,33 @@ impl OwnRoom {
         if self.waits.load(Ordering::SeqCst) > 0 {
             self.changed.notify_waiters();
         }
+    }
+}
+
+/// A task's mark that it waits for room in the budget
+/// ([`Budget::starving`]); taken off when dropped.
+#[derive(Debug)]
+pub(crate) struct Starving<'a> {
+    budget: &'a Budget,
+    on: std::sync::atomic::AtomicBool,
+}
+
+impl Starving<'_> {
+    /// Puts the mark on or takes it off.
+    pub(crate) fn set(&self, on: bool) {
+        if self.on.swap(on, Ordering::AcqRel) != on {
+            if on {
+                self.budget.starved.fetch_add(1, Ordering::AcqRel);
+            } else {
+                self.budget.starved.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+impl Drop for Starving<'_> {
+    fn drop(&mut self) {
+        self.set(false);
     }
 }
 

@@ -16,6 +16,36 @@ fn try_charge_refuses_what_does_not_fit_and_release_gives_back() {
 }
 
 #[test]
+fn a_budget_is_short_while_used_up_a_call_is_in_line_or_a_task_starves() {
+    let b = Budget::new(1 << 20);
+    assert!(!b.short());
+    // A task waiting for room, for as long as its mark is on.
+    let a = b.starving();
+    assert!(!b.short(), "a mark is off at first");
+    a.set(true);
+    a.set(true); // counted once
+    let c = b.starving();
+    c.set(true);
+    assert!(b.short());
+    a.set(false);
+    assert!(b.short(), "another still starves");
+    drop(c);
+    assert!(!b.short(), "a dropped mark is taken off");
+    drop(a);
+    assert_eq!(b.starved.load(Ordering::Acquire), 0);
+    // Used up.
+    b.charge(1 << 20);
+    assert!(b.short());
+    b.release(1 << 20);
+    assert!(!b.short());
+    // A heavy call in line.
+    let t = b.line_up(2 << 20, 0);
+    assert!(b.short());
+    b.leave(t);
+    assert!(!b.short());
+}
+
+#[test]
 fn the_first_heavy_call_in_line_has_its_room_held_back() {
     let limit = 1 << 20;
     let b = Budget::new(limit);

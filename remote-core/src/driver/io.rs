@@ -1,7 +1,7 @@
 //! The writer task: drains the connection's outgoing buffer, writing every
 //! frame queued since the last write in one go, when no other task writes
 //! it directly (`direct.rs`); finishes what a direct write could not; and
-//! closes a peer that reads nothing for `write_stall_timeout`.
+//! closes a peer that reads nothing for `write_stall_timeout` (`stall.rs`).
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -13,7 +13,7 @@ use tokio::io::AsyncWrite;
 
 use super::kept::{LARGE_FRAME, SHED_AFTER};
 use super::shared::{lock, Shared};
-use crate::proto::encode;
+use super::stall::{stall_timed, stalled, Stop};
 use crate::Error;
 
 /// The writing half of a connection's byte stream, boxed so one connection
@@ -28,15 +28,6 @@ const KEEP_CAPACITY: usize = 8 << 10;
 /// long as the reader drains the peer's input, so a peer blocked writing
 /// to us gets to read the goodbye.
 const CLOSE_GRACE: Duration = super::input::DRAIN_TIME;
-
-/// How a write ended other than by writing.
-enum Stop {
-    /// The connection closed while the write was blocked.
-    Closed,
-    /// The peer read nothing for `write_stall_timeout`.
-    Stalled,
-    Failed(std::io::Error),
-}
 
 /// The writer task's future. However the task ends, the socket's writing
 /// half is dropped with it (it lives in the shared state, which proxies
@@ -114,10 +105,10 @@ async fn write_until_closed(_drop_writer: DropWriter, shared: Arc<Shared>) {
                         last.extend(take_queued(&shared));
                         break 'run last;
                     }
-                    Err(Stop::Stalled) => {
+                    Err(Stop::Stalled(why)) => {
                         // The rest of the frame under way, then the reason;
                         // everything else queued is dropped.
-                        break 'run stalled(&shared, &buf[pos..frame_end(&buf, pos)], "");
+                        break 'run stalled(&shared, why, &buf[pos..frame_end(&buf, pos)], "");
                     }
                 }
             }
@@ -144,8 +135,8 @@ async fn write_until_closed(_drop_writer: DropWriter, shared: Arc<Shared>) {
                     return;
                 }
                 Err(Stop::Closed) => break 'run take_queued(&shared),
-                Err(Stop::Stalled) => {
-                    break 'run stalled(&shared, &[], " and of what the transport buffered")
+                Err(Stop::Stalled(why)) => {
+                    break 'run stalled(&shared, why, &[], " and of what the transport buffered")
                 }
             }
             let mut out = lock(&shared.out);
@@ -241,54 +232,6 @@ async fn write_some(shared: &Shared, data: &[u8]) -> Result<usize, Stop> {
         Ok(0) => Err(Stop::Failed(std::io::ErrorKind::WriteZero.into())),
         r => r,
     }
-}
-
-/// Runs a write or flush of the socket: at once if it completes, otherwise
-/// waiting until it does, the connection closes, or `write_stall_timeout`
-/// passes without it completing.
-async fn stall_timed<T, F>(shared: &Shared, io: F) -> Result<T, Stop>
-where
-    F: std::future::Future<Output = std::io::Result<T>>,
-{
-    use futures_util::FutureExt;
-    let mut io = std::pin::pin!(io);
-    // Most complete at once: no timer or select for them.
-    let res = match (&mut io).now_or_never() {
-        Some(r) => r,
-        None => {
-            let stall = shared.limits.write_stall_timeout;
-            tokio::select! {
-                biased;
-                r = crate::rt::time::timeout(stall, io) => match r {
-                    Ok(r) => r,
-                    Err(_) => return Err(Stop::Stalled),
-                },
-                _ = shared.closed_token().cancelled() => return Err(Stop::Closed),
-            }
-        }
-    };
-    res.map_err(Stop::Failed)
-}
-
-/// The peer read nothing for `write_stall_timeout`: closes the connection
-/// and returns what to write last, `rest` (the end of the frame under way)
-/// and a goodbye naming the limit; `also` adds to what the peer did not
-/// read.
-fn stalled(shared: &Shared, rest: &[u8], also: &str) -> Vec<u8> {
-    let stall = shared.limits.write_stall_timeout;
-    let queued = shared.queued_output();
-    let msg = format!(
-        "limit exceeded: write_stall_timeout = {stall:?} (the peer read nothing of {queued} queued bytes{also})"
-    );
-    crate::trace::limit_hit("write_stall_timeout", &msg);
-    shared.close(Error::limit(
-        "write_stall_timeout",
-        stall.as_millis() as u64,
-        format!("the peer read nothing of {queued} queued bytes{also}"),
-    ));
-    let mut last = rest.to_vec();
-    last.extend(encode::goodbye(&msg));
-    last
 }
 
 /// Resolves when a sender has queued frames since the last time.

@@ -32,6 +32,7 @@ mod sched;
 mod share;
 pub(crate) use share::args_weight;
 mod shared;
+mod stall;
 mod teardown;
 #[cfg(test)]
 mod tests_expiry;

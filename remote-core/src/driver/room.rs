@@ -45,15 +45,25 @@ impl Shared {
     /// closed. What is reserved is at most what its frame can be
     /// (`max_frame_len`), and at most a quarter of the budget: more would
     /// wait for a budget nearly empty, which a busy server may never have.
+    /// While its connection has room and the budget has not, the budget is
+    /// marked short ([`Budget::starving`]): a server then closes peers that
+    /// read nothing sooner (`pressure_stall_timeout`), making room.
     pub(crate) async fn reserve_output(&self, weight: usize) -> Reserved<'_> {
         let budget = &*self.budget;
         let n = weight
             .min(self.limits.max_frame_len)
             .min(budget.limit() / 4);
+        let starving = budget.starving();
         loop {
             budget
                 .wait_until(&self.output_share.callers, || {
-                    self.is_closed() || (self.push_has_room() && (n == 0 || budget.has_room(n)))
+                    if self.is_closed() || n == 0 {
+                        return true;
+                    }
+                    let own = self.push_has_room();
+                    let room = budget.has_room(n);
+                    starving.set(own && !room);
+                    own && room
                 })
                 .await;
             if self.is_closed() || n == 0 {

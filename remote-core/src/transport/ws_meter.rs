@@ -456,6 +456,9 @@ impl<S> Metered<S> {
                 };
                 let meter = self.meter.clone();
                 self.room = Some(Box::pin(async move {
+                    // The budget is short meanwhile (`pressure_stall_timeout`).
+                    let starving = budget.starving();
+                    starving.set(true);
                     budget
                         .wait_until(&meter.own, || budget.has_room(need))
                         .await;

@@ -170,6 +170,35 @@ pub async fn raw(server: &ServerHandle) -> TcpStream {
     raw_with(server, vec![]).await
 }
 
+/// A raw socket from 127.0.0.`host` to the TCP server at `server`
+/// (`host:port`) with a 4 KiB receive buffer, after the handshake: once
+/// it stops reading, the server's writes to it stall soon.
+pub async fn silent_from(host: u8, server: &str) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.bind(format!("127.0.0.{host}:0").parse().unwrap())
+        .unwrap();
+    let mut s = sock.connect(server.parse().unwrap()).await.unwrap();
+    s.write_all(&hello(vec![])).await.unwrap();
+    assert_eq!(kind(&frame(&mut s).await.unwrap()), HELLO);
+    s
+}
+
+/// Subscribes `n` listeners, our objects 1 to `n`, to the shared
+/// collection that is the server's root object, checking each reply.
+pub async fn subscribe_listeners(s: &mut TcpStream, n: u32) {
+    for k in 1..=n {
+        // `subscribe(listener)`, the listener our object k.
+        let mut args = vec![0x91, 0xd6, 0x01];
+        args.extend_from_slice(&k.to_be_bytes());
+        s.write_all(&call(k, 0, "subscribe", 60_000, &args))
+            .await
+            .unwrap();
+        let f = frame(s).await.unwrap();
+        assert_eq!(kind(&f), RETURN, "{:?}", error_of(&f));
+    }
+}
+
 /// A raw socket that completed the handshake: sent a plain hello and read
 /// the server's (checked to be a hello).
 pub async fn opened(server: &ServerHandle) -> TcpStream {

@@ -514,6 +514,9 @@ impl Input {
             // The socket is watched meanwhile, so a peer that closes is
             // noticed (found by a red-team pass: readers waiting here never
             // looked, and a thousand closed connections held their slots).
+            // The budget is short meanwhile (`pressure_stall_timeout`).
+            let starving = shared.budget.starving();
+            starving.set(true);
             let room = shared.budget.wait_until(&shared.output_share.own, fits);
             let watch = room::watch(&mut self.r, &mut self.buf, &mut self.probe, &shared.meter);
             let ended = room::first_of(room, None, watch).await;

@@ -1,0 +1,116 @@
+//! When a write the socket does not take counts as stalled, and what the
+//! writer does then.
+//!
+//! A write or flush that does not complete at once waits for the peer to
+//! read. It is stalled after `write_stall_timeout` (30 s) without
+//! completing; on a server, after `pressure_stall_timeout` (5 s) while the
+//! server's memory budget is short ([`Budget::short`](super::Budget::short):
+//! used up, a heavy call in line for room, or a task waiting for room in
+//! it). The peer is then sent a goodbye naming the limit and closed, and
+//! what its connection held in the budget goes back.
+//!
+//! Only `write_stall_timeout` closed such a peer before: silent subscribers
+//! whose notifications filled the budget held every other connection's
+//! notifications back until it passed, and, racing them for each byte
+//! given back, for more than 80 s (a red-team pass, 24 silent connections
+//! of one address). A peer that reads at all completes its writes and is
+//! never closed for this, and nobody is while the budget has room. A
+//! standalone connection's budget is its own, so closing it for its own
+//! budget would free nothing for anybody else: it is left to
+//! `write_stall_timeout`.
+
+use std::time::Duration;
+
+use super::shared::Shared;
+use crate::proto::encode;
+use crate::rt::time::{sleep, Instant};
+use crate::Error;
+
+/// How a write ended other than by writing.
+pub(super) enum Stop {
+    /// The connection closed while the write was blocked.
+    Closed,
+    /// The peer read nothing for too long.
+    Stalled(Stall),
+    Failed(std::io::Error),
+}
+
+/// Which limit a stalled write broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stall {
+    /// `write_stall_timeout`.
+    Timeout,
+    /// `pressure_stall_timeout`, the budget short.
+    Pressure,
+}
+
+/// The budget is looked at this often, at most, once a write has waited
+/// `pressure_stall_timeout` (a quarter of it, within these bounds).
+const RECHECK: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
+/// Runs a write or flush of the socket: at once if it completes, otherwise
+/// waiting until it does, the connection closes, or it is stalled (module
+/// doc).
+pub(super) async fn stall_timed<T, F>(shared: &Shared, io: F) -> Result<T, Stop>
+where
+    F: std::future::Future<Output = std::io::Result<T>>,
+{
+    use futures_util::FutureExt;
+    let mut io = std::pin::pin!(io);
+    // Most complete at once: no timer or select for them.
+    let res = match (&mut io).now_or_never() {
+        Some(r) => r,
+        None => tokio::select! {
+            biased;
+            r = &mut io => r,
+            why = stalls(shared) => return Err(Stop::Stalled(why)),
+            _ = shared.closed_token().cancelled() => return Err(Stop::Closed),
+        },
+    };
+    res.map_err(Stop::Failed)
+}
+
+/// Resolves when a write that began waiting now is stalled.
+async fn stalls(shared: &Shared) -> Stall {
+    let full = shared.limits.write_stall_timeout;
+    let short = shared.limits.pressure_stall_timeout;
+    if !shared.server_side || short >= full {
+        sleep(full).await;
+        return Stall::Timeout;
+    }
+    let start = Instant::now();
+    sleep(short).await;
+    let every = (short / 4).clamp(RECHECK.0, RECHECK.1);
+    loop {
+        if shared.budget.short() {
+            return Stall::Pressure;
+        }
+        let left = full.saturating_sub(Instant::now().saturating_duration_since(start));
+        if left.is_zero() {
+            return Stall::Timeout;
+        }
+        sleep(left.min(every)).await;
+    }
+}
+
+/// The peer read nothing for too long (`why`): closes the connection and
+/// returns what to write last, `rest` (the end of the frame under way) and
+/// a goodbye naming the limit; `also` adds to what the peer did not read.
+pub(super) fn stalled(shared: &Shared, why: Stall, rest: &[u8], also: &str) -> Vec<u8> {
+    let (limit, after, when) = match why {
+        Stall::Timeout => ("write_stall_timeout", shared.limits.write_stall_timeout, ""),
+        Stall::Pressure => (
+            "pressure_stall_timeout",
+            shared.limits.pressure_stall_timeout,
+            " while the server's memory budget was short",
+        ),
+    };
+    let queued = shared.queued_output();
+    let detail = format!("the peer read nothing of {queued} queued bytes{also}{when}");
+    let msg = format!("limit exceeded: {limit} = {after:?} ({detail})");
+    crate::trace::limit_hit(limit, &msg);
+    shared.close(Error::limit(limit, after.as_millis() as u64, detail));
+    let mut last = rest.to_vec();
+    last.extend(encode::goodbye(&msg));
+    last
+}

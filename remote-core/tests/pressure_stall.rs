@@ -1,0 +1,170 @@
+//! `pressure_stall_timeout`: while a server's memory budget is short, a
+//! peer that reads nothing for that long is closed, so what its queue
+//! holds goes to the connections waiting for room; while the budget has
+//! room, such a peer is closed only at `write_stall_timeout`.
+
+#[path = "support/raw.rs"]
+mod raw;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use remote_core::collections::{on_change, RemoteMap, SharedMap};
+use remote_core::{Connection, Error, Limits, Server, ServerEvent, ServerHandle};
+
+/// Every reason a connection of the server closed for, as it is told.
+type Reasons = Arc<Mutex<Vec<Error>>>;
+
+/// A server of `map` with `limits`, noting why each connection closed.
+async fn serve(map: Arc<SharedMap<u32, String>>, limits: Limits) -> (ServerHandle, Reasons) {
+    let reasons = Reasons::default();
+    let r = reasons.clone();
+    let server = Server::builder()
+        .limits(limits)
+        .on_event(move |e| {
+            if let ServerEvent::Closed { reason, .. } = e {
+                r.lock().unwrap().push(reason);
+            }
+        })
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(move |_| map.remote());
+    (server, reasons)
+}
+
+/// How many connections closed naming `limit` (the reason is the
+/// connection's loss, its text the limit's error).
+fn closed_for(reasons: &Reasons, limit: &str) -> usize {
+    let named = format!("limit exceeded: {limit} =");
+    let reasons = reasons.lock().unwrap();
+    reasons
+        .iter()
+        .filter(|e| e.to_string().contains(&named))
+        .count()
+}
+
+/// Silent subscribers fill the budget with notifications they never read,
+/// and nothing else ends them for ten minutes (neither their calls'
+/// deadlines nor `write_stall_timeout`): an honest subscriber's
+/// notification still arrives, as the silent connections are closed for
+/// `pressure_stall_timeout`. (A red-team pass, before the limit: 24 silent
+/// connections of one address held an honest subscriber's notification
+/// back for more than 80 s at the default limits.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_read_nothing_while_the_budget_is_short_make_room_for_others() {
+    raw::bounded(async {
+        let map = SharedMap::<u32, String>::new();
+        const BUDGET: usize = 16 << 20;
+        let (server, reasons) = serve(
+            map.clone(),
+            Limits {
+                memory_budget: BUDGET,
+                write_stall_timeout: Duration::from_secs(600),
+                default_deadline: Duration::from_secs(600),
+                pressure_stall_timeout: Duration::from_secs(3),
+                ..Limits::default()
+            },
+        )
+        .await;
+        let addr = raw::tcp_addr(&server);
+        let mut silent = Vec::new();
+        for _ in 0..24 {
+            let mut s = raw::silent_from(1, &addr).await;
+            raw::subscribe_listeners(&mut s, 16).await;
+            silent.push(s); // never read again
+        }
+        map.remote()
+            .insert(0, "v".repeat((1 << 20) - 1024))
+            .await
+            .unwrap();
+        // The silent subscribers' notifications fill the budget, and their
+        // connections stall: what the budget holds stops changing.
+        let mut last = 0;
+        let mut same = 0;
+        let steady = raw::eventually(|| {
+            let now = server.buffered_bytes();
+            same = if now == last { same + 1 } else { 0 };
+            last = now;
+            // 60 looks, 5 ms apart at least.
+            now > BUDGET / 2 && same >= 60
+        });
+        assert!(steady.await, "the budget holds {last} bytes");
+
+        let honest = Connection::connect(server.local_addr()).await.unwrap();
+        let told = Arc::new(AtomicUsize::new(0));
+        let t = told.clone();
+        honest
+            .root::<dyn RemoteMap<u32, String>>()
+            .subscribe(on_change(move |k: u32, v: Option<String>| {
+                assert_eq!((k, v.map(|v| v.len())), (1, Some((1 << 20) - 1024)));
+                t.fetch_add(1, Ordering::SeqCst);
+            }))
+            .await
+            .unwrap();
+        map.remote()
+            .insert(1, "w".repeat((1 << 20) - 1024))
+            .await
+            .unwrap();
+        assert!(
+            raw::eventually(|| told.load(Ordering::SeqCst) == 1).await,
+            "the honest subscriber was not told; budget holds {} bytes",
+            server.buffered_bytes()
+        );
+        // The silent ones made the room, closed for the limit (the event
+        // comes once their connections are torn down).
+        assert!(raw::eventually(|| closed_for(&reasons, "pressure_stall_timeout") > 0).await);
+        assert_eq!(closed_for(&reasons, "write_stall_timeout"), 0);
+        // The honest subscriber is not among them.
+        let still = honest.root::<dyn RemoteMap<u32, String>>();
+        assert_eq!(still.len().await.unwrap(), 2);
+        drop(silent);
+        server.shutdown(Duration::from_secs(5)).await;
+    })
+    .await;
+}
+
+/// While the budget has room, a peer that reads nothing is not closed at
+/// `pressure_stall_timeout`: what was queued for it is all there when it
+/// reads again, many times that limit later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_reads_nothing_is_not_closed_early_while_the_budget_has_room() {
+    raw::bounded(async {
+        let map = SharedMap::<u32, String>::new();
+        let (server, reasons) = serve(
+            map.clone(),
+            Limits {
+                write_stall_timeout: Duration::from_secs(600),
+                default_deadline: Duration::from_secs(600),
+                pressure_stall_timeout: Duration::from_millis(100),
+                ..Limits::default()
+            },
+        )
+        .await;
+        let mut s = raw::silent_from(1, &raw::tcp_addr(&server)).await;
+        // 16 notifications of 1 MiB at once: more than the socket's
+        // buffers take.
+        const LISTENERS: u32 = 16;
+        raw::subscribe_listeners(&mut s, LISTENERS).await;
+        map.remote()
+            .insert(0, "v".repeat((1 << 20) - 1024))
+            .await
+            .unwrap();
+        // The writer stalls: the socket's buffers are full, and output
+        // stays queued.
+        assert!(raw::eventually(|| server.buffered_bytes() > 0).await);
+        // Twenty times the limit, with the budget (64 MiB) far from used.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(server.connections(), 1);
+        assert!(reasons.lock().unwrap().is_empty());
+        // Every notification is there to read.
+        for n in 0..LISTENERS {
+            let f = raw::next_of_kind(&mut s, raw::CALL).await;
+            assert!(f.len() > 1 << 19, "notification {n}: {} bytes", f.len());
+        }
+        drop(s);
+        server.shutdown(Duration::from_secs(5)).await;
+    })
+    .await;
+}
