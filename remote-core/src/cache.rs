@@ -11,7 +11,9 @@
 //!
 //! Memory is bounded per connection by [`Limits::cache_max_entries`] and
 //! [`Limits::cache_max_bytes`](crate::Limits::cache_max_bytes) (a `moka`
-//! cache with a weigher). Expiry is checked against tokio's clock, so tests
+//! cache with a weigher), and on a server for all its connections together
+//! by [`Limits::server_cache_max_bytes`](crate::Limits::server_cache_max_bytes).
+//! Expiry is checked against tokio's clock, so tests
 //! can drive it with a paused runtime.
 //!
 //! [`Limits::cache_max_entries`]: crate::Limits::cache_max_entries
@@ -164,6 +166,9 @@ pub(crate) struct ClientCache {
     bytes: Arc<AtomicU64>,
     /// The bound on `bytes`.
     max_bytes: usize,
+    /// On a server, the bound its connections' caches share
+    /// (`server_cache_max_bytes`).
+    pooled: Option<crate::weighed::Pooled>,
 }
 
 impl std::fmt::Debug for ClientCache {
@@ -195,12 +200,19 @@ pub(crate) enum Lookup {
 }
 
 impl ClientCache {
-    pub(crate) fn new(max_entries: usize, max_bytes: usize) -> Self {
+    /// A cache within `max_entries` and `max_bytes`, and within `pool`
+    /// together with the others of the pool, if given.
+    pub(crate) fn new(
+        max_entries: usize,
+        max_bytes: usize,
+        pool: Option<Arc<crate::weighed::Pool>>,
+    ) -> Self {
         let Weighed {
             map,
             evictions,
             bytes,
-        } = weighed(max_entries, max_bytes, size_of);
+            pooled,
+        } = weighed(max_entries, max_bytes, size_of, pool);
         ClientCache {
             map,
             versions: Mutex::new(HashMap::new()),
@@ -210,6 +222,7 @@ impl ClientCache {
             invalidations: AtomicU64::new(0),
             bytes,
             max_bytes,
+            pooled,
         }
     }
 
@@ -270,9 +283,8 @@ impl ClientCache {
             &self.map,
             &self.bytes,
             self.max_bytes,
-            ticket.key,
-            entry,
-            size,
+            self.pooled.as_ref(),
+            (ticket.key, entry, size),
         );
     }
 
@@ -373,7 +385,7 @@ mod tests {
     /// only (object, method) pairs this side looked up are bumped.
     #[test]
     fn pushed_names_never_cached_are_ignored() {
-        let c = ClientCache::new(10, 1 << 10);
+        let c = ClientCache::new(10, 1 << 10, None);
         let ttl = Duration::from_secs(60);
         let Some(Lookup::Miss(t)) = c.lookup(ObjectId(1), "get", ttl, &("k",)) else {
             panic!("expected a miss");

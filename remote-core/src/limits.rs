@@ -181,6 +181,13 @@ pub struct Limits {
     /// (default 8 MiB). Each entry also counts `cache_max_bytes /
     /// cache_max_entries` of it, so both bounds hold at once.
     pub cache_max_bytes: usize,
+    /// Bytes (encoded arguments and results) the caches of all of a
+    /// server's connections hold together, where the server calls cached
+    /// methods on objects its clients pass it (default 32 MiB). A result
+    /// that would take them past it is not cached (the call still goes to
+    /// the peer); each connection's cache still keeps within
+    /// `cache_max_bytes`. A standalone connection has only its own bound.
+    pub server_cache_max_bytes: usize,
     /// How long a `#[remote(invalidates(..))]` write (or
     /// [`cache::invalidate`](crate::cache::invalidate)) waits for the other
     /// connections holding the object to acknowledge the invalidation
@@ -239,6 +246,7 @@ impl Default for Limits {
             max_subscriptions_per_connection: 16,
             cache_max_entries: 10_000,
             cache_max_bytes: 8 << 20,
+            server_cache_max_bytes: 32 << 20,
             invalidation_ack_timeout: Duration::from_secs(2),
             invalidation_max_missed_acks: 3,
             memo_max_entries: 10_000,
@@ -303,6 +311,7 @@ mod tests {
             ("memory_budget", l.memory_budget, 64 << 20),
             ("cache_max_entries", l.cache_max_entries, 10_000),
             ("cache_max_bytes", l.cache_max_bytes, 8 << 20),
+            ("server_cache_max_bytes", l.server_cache_max_bytes, 32 << 20),
             ("memo_max_entries", l.memo_max_entries, 10_000),
             ("memo_max_bytes", l.memo_max_bytes, 16 << 20),
             (

@@ -256,7 +256,13 @@ impl MemoTicket {
             return;
         }
         let size = size_of(&key, &entry);
-        crate::weighed::insert(&cache.map, &cache.bytes, cache.max_bytes, key, entry, size);
+        crate::weighed::insert(
+            &cache.map,
+            &cache.bytes,
+            cache.max_bytes,
+            None,
+            (key, entry, size),
+        );
         drop(now);
     }
 }
@@ -268,7 +274,8 @@ impl MemoCache {
             map,
             evictions,
             bytes,
-        } = weighed(max_entries, max_bytes, size_of);
+            pooled: _,
+        } = weighed(max_entries, max_bytes, size_of, None);
         let cache = Arc::new(MemoCache {
             map,
             epochs: Mutex::new(Epochs::default()),

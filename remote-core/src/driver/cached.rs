@@ -14,7 +14,11 @@ use crate::{codec, Connection, Error, Handle, RemoteErrorType, Wire};
 impl Shared {
     fn client_cache(&self) -> &ClientCache {
         self.cache.get_or_init(|| {
-            ClientCache::new(self.limits.cache_max_entries, self.limits.cache_max_bytes)
+            ClientCache::new(
+                self.limits.cache_max_entries,
+                self.limits.cache_max_bytes,
+                self.cache_pool.clone(),
+            )
         })
     }
 

@@ -97,6 +97,9 @@ pub(crate) struct Shared {
     pub(crate) peer_root: OnceLock<crate::fingerprint::RootInfo>,
     /// Results of `#[remote(cache(..))]` methods, made on first use.
     pub(crate) cache: std::sync::OnceLock<crate::cache::ClientCache>,
+    /// The bound it shares with the caches of the server's other
+    /// connections, on a server.
+    pub(crate) cache_pool: Option<Arc<crate::weighed::Pool>>,
     /// This connection's place among its server's run turns.
     pub(crate) sched: ConnSched,
     /// Calls, errors and bytes counted (`Connection::stats`).

@@ -103,6 +103,10 @@ impl Server {
         let memo =
             crate::memo::MemoCache::new(conn.limits.memo_max_entries, conn.limits.memo_max_bytes);
         conn.memo = Some(memo.clone());
+        // And one bound on their client caches together.
+        conn.cache_pool = Some(crate::weighed::Pool::new(
+            conn.limits.server_cache_max_bytes,
+        ));
         conn.server_side = true;
         // And one set of run turns for their handlers.
         let sched = crate::driver::Sched::new(conn.limits.max_running_handlers);

@@ -54,6 +54,10 @@ pub struct ConnectionBuilder {
     /// The memo cache shared with other connections (a server's); a
     /// standalone connection makes its own on first use.
     pub(crate) memo: Option<Arc<crate::memo::MemoCache>>,
+    /// The bound the client caches of a server's connections share
+    /// (`server_cache_max_bytes`); a standalone connection's cache has
+    /// only its own.
+    pub(crate) cache_pool: Option<Arc<crate::weighed::Pool>>,
     /// Accepted by a server.
     pub(crate) server_side: bool,
     /// TLS settings for `tls://` and `wss://` addresses.
@@ -231,6 +235,7 @@ impl ConnectionBuilder {
                 }),
             ),
             cache: std::sync::OnceLock::new(),
+            cache_pool: self.cache_pool,
             sched: ConnSched::new(
                 self.sched
                     .unwrap_or_else(|| Sched::new(limits.max_running_handlers)),
