@@ -127,13 +127,17 @@ pub struct Limits {
     /// flushed within this time.
     pub write_stall_timeout: Duration,
     /// On a server whose memory budget is short (used up, or something
-    /// waiting for room in it), a peer with output queued that reads
-    /// nothing for this long is closed as `write_stall_timeout` closes it,
-    /// naming this limit (default 5 s): what it holds goes to the
-    /// connections waiting, instead of staying until `write_stall_timeout`.
-    /// A peer that reads, however slowly, is never closed for it; neither
-    /// is anybody while the budget has room. A standalone connection's
-    /// budget is its own, so this never applies there.
+    /// waiting for room in it), a peer over TCP (plain, TLS or WebSocket)
+    /// with output queued that reads nothing for this long is closed as
+    /// `write_stall_timeout` closes it, naming this limit (default 5 s):
+    /// what it holds goes to the connections waiting, instead of staying
+    /// until `write_stall_timeout`. "Nothing" is less than 32 KiB (half the
+    /// `TCP_NOTSENT_LOWAT` a server sets on Linux, where the kernel then
+    /// wakes the writer): a peer reading steadily faster than about 7 KB/s
+    /// is not closed for it, and nobody is while the budget has room.
+    /// Elsewhere (Unix sockets, systems without the option) and on a
+    /// standalone connection, whose budget is its own, it never applies.
+    /// Zero closes such a peer at once while the budget is short.
     pub pressure_stall_timeout: Duration,
     /// Bytes of queued output, buffered input (partly received frames,
     /// reserved when their length prefix is read) and the arguments of

@@ -59,6 +59,8 @@ use crate::{Error, Limits};
 mod browser_ws;
 #[cfg(not(target_arch = "wasm32"))]
 mod listener;
+#[cfg(not(target_arch = "wasm32"))]
+mod progress;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod tls_identity;

@@ -168,3 +168,76 @@ async fn a_peer_that_reads_nothing_is_not_closed_early_while_the_budget_has_room
     })
     .await;
 }
+
+/// A peer reading steadily but slowly is not closed at
+/// `pressure_stall_timeout` while the budget is short: peers that only
+/// announce large frames keep it short, and a client reading its replies
+/// at 160 KB/s stays served for eight times the limit. (A pending write
+/// alone stood for "reads nothing": the kernel completes it only once a
+/// third of the socket's buffer is free, and readers at 64 and 256 KB/s
+/// were closed at the limit, found by a red-team pass.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_reading_slowly_is_not_closed_while_the_budget_is_short() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    raw::bounded(async {
+        let map = SharedMap::<u32, String>::new();
+        map.remote()
+            .insert(0, "v".repeat((1 << 20) - 1024))
+            .await
+            .unwrap();
+        const BUDGET: usize = 16 << 20;
+        let (server, reasons) = serve(
+            map.clone(),
+            Limits {
+                memory_budget: BUDGET,
+                write_stall_timeout: Duration::from_secs(600),
+                pressure_stall_timeout: Duration::from_secs(1),
+                ..Limits::default()
+            },
+        )
+        .await;
+        let addr = raw::tcp_addr(&server);
+        // Peers that announce a frame of 1 MiB and send nothing more: its
+        // room is reserved, and the budget stays short.
+        let mut announcers = Vec::new();
+        for _ in 0..20 {
+            let mut s = raw::silent_from(2, &addr).await;
+            s.write_all(&((1u32 << 20) - 64).to_be_bytes())
+                .await
+                .unwrap();
+            announcers.push(s);
+        }
+        assert!(raw::eventually(|| server.buffered_bytes() > BUDGET - (1 << 20)).await);
+
+        let mut s = raw::opened(&server).await;
+        const GETS: u32 = 12;
+        for id in 1..=GETS {
+            // `get(0)`
+            s.write_all(&raw::call(id, 0, "get", 600_000, &[0x91, 0x00]))
+                .await
+                .unwrap();
+        }
+        // 16 KiB every 100 ms, for 8 s.
+        let mut chunk = vec![0u8; 16 << 10];
+        let mut got = Vec::new();
+        for _ in 0..80 {
+            let n = tokio::time::timeout(raw::WAIT, s.read(&mut chunk))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "closed after {} bytes", got.len());
+            got.extend_from_slice(&chunk[..n]);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(closed_for(&reasons, "pressure_stall_timeout"), 0);
+        // Then the rest at full speed: every reply arrives.
+        let mut s = tokio::io::BufReader::new(std::io::Cursor::new(got).chain(s));
+        for id in 1..=GETS {
+            let f = raw::next_of_kind(&mut s, raw::RETURN).await;
+            assert_eq!(raw::id_of(&f), u64::from(id));
+        }
+        drop(announcers);
+        server.shutdown(Duration::from_secs(5)).await;
+    })
+    .await;
+}

@@ -100,6 +100,10 @@ pub(crate) struct Shared {
     /// The bound it shares with the caches of the server's other
     /// connections, on a server.
     pub(crate) cache_pool: Option<Arc<crate::weighed::Pool>>,
+    /// Whether a pending write tells that the peer reads nothing
+    /// (`transport/progress.rs`): only then does `pressure_stall_timeout`
+    /// apply (`stall.rs`).
+    pub(crate) writes_show_reading: bool,
     /// This connection's place among its server's run turns.
     pub(crate) sched: ConnSched,
     /// Calls, errors and bytes counted (`Connection::stats`).

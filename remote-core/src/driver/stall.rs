@@ -3,21 +3,25 @@
 //!
 //! A write or flush that does not complete at once waits for the peer to
 //! read. It is stalled after `write_stall_timeout` (30 s) without
-//! completing; on a server, after `pressure_stall_timeout` (5 s) while the
-//! server's memory budget is short ([`Budget::short`](super::Budget::short):
-//! used up, a heavy call in line for room, or a task waiting for room in
-//! it). The peer is then sent a goodbye naming the limit and closed, and
-//! what its connection held in the budget goes back.
+//! completing; on a server's TCP connection (plain, TLS or WebSocket),
+//! also after `pressure_stall_timeout` (5 s) while the server's memory
+//! budget is short ([`Budget::short`](super::Budget::short): used up, a
+//! heavy call in line for room, or a task waiting for room in it). The
+//! peer is then sent a goodbye naming the limit and closed, and what its
+//! connection held in the budget goes back.
 //!
 //! Only `write_stall_timeout` closed such a peer before: silent subscribers
 //! whose notifications filled the budget held every other connection's
 //! notifications back until it passed, and, racing them for each byte
 //! given back, for more than 80 s (a red-team pass, 24 silent connections
-//! of one address). A peer that reads at all completes its writes and is
-//! never closed for this, and nobody is while the budget has room. A
-//! standalone connection's budget is its own, so closing it for its own
-//! budget would free nothing for anybody else: it is left to
-//! `write_stall_timeout`.
+//! of one address). A pending write tells that the peer reads nothing only
+//! where the kernel wakes the writer as soon as the peer takes a little
+//! (`TCP_NOTSENT_LOWAT`, `transport/progress.rs`: a peer taking 32 KiB
+//! within the period is not closed for it); elsewhere (Unix sockets, other
+//! systems) only `write_stall_timeout` applies. Nobody is closed for it
+//! while the budget has room. A standalone connection's budget is its own,
+//! so closing it for its own budget would free nothing for anybody else:
+//! it is left to `write_stall_timeout`.
 
 use std::time::Duration;
 
@@ -74,7 +78,7 @@ where
 async fn stalls(shared: &Shared) -> Stall {
     let full = shared.limits.write_stall_timeout;
     let short = shared.limits.pressure_stall_timeout;
-    if !shared.server_side || short >= full {
+    if !(shared.server_side && shared.writes_show_reading) || short >= full {
         sleep(full).await;
         return Stall::Timeout;
     }

@@ -235,6 +235,7 @@ async fn accept_loop(
         inner.counters.accepted.fetch_add(1, Ordering::Relaxed);
         let mut builder = conn.clone();
         builder.peer_addr = key;
+        builder.writes_show_reading = accepted.writes_show_reading;
         builder.peer_blocking = key
             .zip(conn.server_blocking.as_ref())
             .map(|(k, b)| b.for_peer(k));

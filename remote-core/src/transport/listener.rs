@@ -39,6 +39,9 @@ pub(crate) enum Listener {
 pub(crate) struct Accepted {
     /// A description of the peer (`tcp://1.2.3.4:5678`, ...).
     pub(crate) peer: String,
+    /// Whether a pending write to it tells that the peer reads nothing
+    /// (`progress.rs`).
+    pub(crate) writes_show_reading: bool,
     pending: Pending,
 }
 
@@ -215,16 +218,24 @@ impl Listener {
     /// Accepts the next connection; its transport handshake is left to
     /// [`Accepted::open`].
     pub(crate) async fn accept(&self) -> std::io::Result<Accepted> {
-        let ready = |r: BoxRead, w: BoxWrite, peer: String| Accepted {
+        use super::progress::watch;
+        let ready = |r: BoxRead, w: BoxWrite, peer: String, shows| Accepted {
             peer,
+            writes_show_reading: shows,
             pending: Pending::Ready(r, w, None),
         };
         match self {
             Listener::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
                 s.set_nodelay(true)?;
+                let shows = watch(&s);
                 let (r, w) = s.into_split();
-                Ok(ready(Box::new(r), Box::new(w), format!("tcp://{peer}")))
+                Ok(ready(
+                    Box::new(r),
+                    Box::new(w),
+                    format!("tcp://{peer}"),
+                    shows,
+                ))
             }
             #[cfg(unix)]
             Listener::Unix(l, p) => {
@@ -234,15 +245,18 @@ impl Listener {
                     Box::new(r),
                     Box::new(w),
                     format!("unix://{}", p.display()),
+                    false,
                 ))
             }
             #[cfg(feature = "websocket")]
             Listener::Ws { tcp, path, limits } => {
                 let (s, peer) = tcp.accept().await?;
                 s.set_nodelay(true)?;
+                let writes_show_reading = watch(&s);
                 let (r, w, on_open) = ws::accept(s, path.clone(), limits);
                 Ok(Accepted {
                     peer: format!("ws://{peer}{path}"),
+                    writes_show_reading,
                     pending: Pending::Ready(r, w, Some(on_open)),
                 })
             }
@@ -261,6 +275,7 @@ impl Listener {
                 };
                 Ok(Accepted {
                     peer,
+                    writes_show_reading: watch(&s),
                     pending: Pending::Tls(Box::new(PendingTls {
                         tcp: s,
                         acceptor: tokio_rustls::TlsAcceptor::from(config.clone()),

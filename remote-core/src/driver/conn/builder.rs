@@ -58,6 +58,9 @@ pub struct ConnectionBuilder {
     /// (`server_cache_max_bytes`); a standalone connection's cache has
     /// only its own.
     pub(crate) cache_pool: Option<Arc<crate::weighed::Pool>>,
+    /// Whether a pending write tells that the peer reads nothing (a
+    /// server's TCP connections, `transport/progress.rs`).
+    pub(crate) writes_show_reading: bool,
     /// Accepted by a server.
     pub(crate) server_side: bool,
     /// TLS settings for `tls://` and `wss://` addresses.
@@ -236,6 +239,7 @@ impl ConnectionBuilder {
             ),
             cache: std::sync::OnceLock::new(),
             cache_pool: self.cache_pool,
+            writes_show_reading: self.writes_show_reading,
             sched: ConnSched::new(
                 self.sched
                     .unwrap_or_else(|| Sched::new(limits.max_running_handlers)),
