@@ -137,7 +137,10 @@ pub struct Limits {
     /// is not closed for it, and nobody is while the budget has room.
     /// Elsewhere (Unix sockets, systems without the option) and on a
     /// standalone connection, whose budget is its own, it never applies.
-    /// Zero closes such a peer at once while the budget is short.
+    /// Zero closes such a peer at once while the budget is short. The same
+    /// holds for a peer that sent a large frame's length prefix (its room
+    /// is then reserved in the budget) and none of the rest for this long,
+    /// over any transport.
     pub pressure_stall_timeout: Duration,
     /// Bytes of queued output, buffered input (partly received frames,
     /// reserved when their length prefix is read) and the arguments of

@@ -241,3 +241,55 @@ async fn a_peer_reading_slowly_is_not_closed_while_the_budget_is_short() {
     })
     .await;
 }
+
+/// Peers that send a large frame's length prefix and nothing more hold its
+/// room in the budget; while that keeps the budget short, each is closed
+/// once the rest has not come for `pressure_stall_timeout`, and an honest
+/// client's large call gets the room. (A red-team pass: 64 such peers,
+/// four bytes each, held a server's budget for their idle timeout, and an
+/// honest client's calls all reached their deadlines.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_announce_frames_and_send_nothing_give_their_room_back() {
+    use tokio::io::AsyncWriteExt;
+    raw::bounded(async {
+        let map = SharedMap::<u32, String>::new();
+        const BUDGET: usize = 16 << 20;
+        let (server, reasons) = serve(
+            map.clone(),
+            Limits {
+                memory_budget: BUDGET,
+                idle_timeout: Duration::from_secs(600),
+                unauthenticated_idle_timeout: Duration::from_secs(600),
+                pressure_stall_timeout: Duration::from_secs(1),
+                ..Limits::default()
+            },
+        )
+        .await;
+        let addr = raw::tcp_addr(&server);
+        let mut announcers = Vec::new();
+        for _ in 0..20 {
+            let mut s = raw::silent_from(2, &addr).await;
+            s.write_all(&((1u32 << 20) - 64).to_be_bytes())
+                .await
+                .unwrap();
+            announcers.push(s);
+        }
+        assert!(raw::eventually(|| server.buffered_bytes() > BUDGET - (1 << 20)).await);
+        // Nothing else ends them for ten minutes; the call may wait a minute.
+        let honest = remote_core::ConnectionBuilder::new()
+            .limits(Limits {
+                default_deadline: Duration::from_secs(60),
+                ..Limits::default()
+            })
+            .connect(server.local_addr())
+            .await
+            .unwrap();
+        let root = honest.root::<dyn RemoteMap<u32, String>>();
+        root.insert(1, "w".repeat(900 << 10)).await.unwrap();
+        assert_eq!(map.remote().len().await.unwrap(), 1);
+        assert!(raw::eventually(|| closed_for(&reasons, "pressure_stall_timeout") > 0).await);
+        drop(announcers);
+        server.shutdown(Duration::from_secs(5)).await;
+    })
+    .await;
+}

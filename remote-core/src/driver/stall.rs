@@ -97,6 +97,39 @@ async fn stalls(shared: &Shared) -> Stall {
     }
 }
 
+/// Resolves once the rest of a frame whose room is reserved in the budget
+/// (a frame over `SMALL_FRAME`) has not come for `pressure_stall_timeout`
+/// while the server's budget is short; never on a standalone connection.
+/// The reader races it with the read: peers that sent only a large
+/// frame's length prefix held its room for as long as their idle timeout
+/// (30 s before authentication), and 64 of them, four bytes each, kept a
+/// server's budget full and every honest call that needed room waiting
+/// (a red-team pass).
+pub(crate) async fn body_stalls(shared: &Shared) {
+    if !shared.server_side {
+        return std::future::pending().await;
+    }
+    let short = shared.limits.pressure_stall_timeout;
+    sleep(short).await;
+    let every = (short / 4).clamp(RECHECK.0, RECHECK.1);
+    while !shared.budget.short() {
+        sleep(every).await;
+    }
+}
+
+/// The rest of a frame of `total` bytes did not come in time
+/// ([`body_stalls`]): sends a goodbye naming the limit and returns the
+/// reader's error.
+pub(crate) fn body_stalled(shared: &Shared, total: usize) -> std::io::Error {
+    let limit = shared.limits.pressure_stall_timeout;
+    let msg = format!(
+        "limit exceeded: pressure_stall_timeout = {limit:?} (the rest of a frame of {total} bytes, its room reserved, did not come while the server's memory budget was short)"
+    );
+    crate::trace::limit_hit("pressure_stall_timeout", &msg);
+    let _ = shared.send_goodbye(&msg);
+    std::io::Error::new(std::io::ErrorKind::TimedOut, msg)
+}
+
 /// The peer read nothing for too long (`why`): closes the connection and
 /// returns what to write last, `rest` (the end of the frame under way) and
 /// a goodbye naming the limit; `also` adds to what the peer did not read.

@@ -390,8 +390,17 @@ impl Input {
                 }
                 r
             });
-            let read = if self.deferred.is_empty() {
+            let read = if self.deferred.is_empty() && self.reserved <= SMALL_FRAME {
                 read.await
+            } else if self.deferred.is_empty() {
+                // The rest of a large frame, its room held (`stall.rs`).
+                tokio::select! {
+                    biased;
+                    r = read => r,
+                    () = super::stall::body_stalls(shared) => {
+                        return Some(Err(FrameError::Io(super::stall::body_stalled(shared, self.reserved))));
+                    }
+                }
             } else {
                 // A call set aside waits for room meanwhile: held back by
                 // our budgets, not by the peer.
