@@ -170,9 +170,9 @@ async fn a_peer_that_reads_nothing_is_not_closed_early_while_the_budget_has_room
 }
 
 /// A peer reading steadily but slowly is not closed at
-/// `pressure_stall_timeout` while the budget is short: peers that only
-/// announce large frames keep it short, and a client reading its replies
-/// at 160 KB/s stays served for eight times the limit. (A pending write
+/// `pressure_stall_timeout` while the budget is short: peers that announce
+/// large frames and send their bytes a trickle keep it short, and a client
+/// reading its replies at 160 KB/s stays served for eight times the limit. (A pending write
 /// alone stood for "reads nothing": the kernel completes it only once a
 /// third of the socket's buffer is free, and readers at 64 and 256 KB/s
 /// were closed at the limit, found by a red-team pass.)
@@ -197,8 +197,8 @@ async fn a_peer_reading_slowly_is_not_closed_while_the_budget_is_short() {
         )
         .await;
         let addr = raw::tcp_addr(&server);
-        // Peers that announce a frame of 1 MiB and send nothing more: its
-        // room is reserved, and the budget stays short.
+        // Peers that announce a frame of 1 MiB and send a byte of it every
+        // 200 ms: its room is reserved, and the budget stays short.
         let mut announcers = Vec::new();
         for _ in 0..20 {
             let mut s = raw::silent_from(2, &addr).await;
@@ -208,6 +208,14 @@ async fn a_peer_reading_slowly_is_not_closed_while_the_budget_is_short() {
             announcers.push(s);
         }
         assert!(raw::eventually(|| server.buffered_bytes() > BUDGET - (1 << 20)).await);
+        let trickle = tokio::spawn(async move {
+            loop {
+                for s in &mut announcers {
+                    let _ = s.write_all(&[0xc0]).await;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
 
         let mut s = raw::opened(&server).await;
         const GETS: u32 = 12;
@@ -236,7 +244,7 @@ async fn a_peer_reading_slowly_is_not_closed_while_the_budget_is_short() {
             let f = raw::next_of_kind(&mut s, raw::RETURN).await;
             assert_eq!(raw::id_of(&f), u64::from(id));
         }
-        drop(announcers);
+        trickle.abort();
         server.shutdown(Duration::from_secs(5)).await;
     })
     .await;
