@@ -22,6 +22,10 @@
 //! while the budget has room. A standalone connection's budget is its own,
 //! so closing it for its own budget would free nothing for anybody else:
 //! it is left to `write_stall_timeout`.
+//!
+//! The reader holds the other side to the same limit: the rest of a large
+//! frame whose room is reserved must keep coming while the budget is short
+//! ([`body_stalls`]).
 
 use std::time::Duration;
 
