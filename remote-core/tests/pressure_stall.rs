@@ -169,6 +169,34 @@ async fn a_peer_that_reads_nothing_is_not_closed_early_while_the_budget_has_room
     .await;
 }
 
+/// The limits of the tests with announcers ([`announce`]): a budget of
+/// 16 MiB, `pressure_stall_timeout` of 1 s.
+fn announced() -> Limits {
+    Limits {
+        memory_budget: 16 << 20,
+        pressure_stall_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    }
+}
+
+/// 20 peers of 127.0.0.2 that each announce a frame of 1 MiB and send
+/// nothing more (yet), once the room reserved for them fills `server`'s
+/// budget of 16 MiB ([`announced`]).
+async fn announce(server: &ServerHandle) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let addr = raw::tcp_addr(server);
+    let mut announcers = Vec::new();
+    for _ in 0..20 {
+        let mut s = raw::silent_from(2, &addr).await;
+        s.write_all(&((1u32 << 20) - 64).to_be_bytes())
+            .await
+            .unwrap();
+        announcers.push(s);
+    }
+    assert!(raw::eventually(|| server.buffered_bytes() > (15 << 20)).await);
+    announcers
+}
+
 /// A peer reading steadily but slowly is not closed at
 /// `pressure_stall_timeout` while the budget is short: peers that announce
 /// large frames and send their bytes a trickle keep it short, and a client
@@ -185,29 +213,17 @@ async fn a_peer_reading_slowly_is_not_closed_while_the_budget_is_short() {
             .insert(0, "v".repeat((1 << 20) - 1024))
             .await
             .unwrap();
-        const BUDGET: usize = 16 << 20;
         let (server, reasons) = serve(
             map.clone(),
             Limits {
-                memory_budget: BUDGET,
                 write_stall_timeout: Duration::from_secs(600),
-                pressure_stall_timeout: Duration::from_secs(1),
-                ..Limits::default()
+                ..announced()
             },
         )
         .await;
-        let addr = raw::tcp_addr(&server);
         // Peers that announce a frame of 1 MiB and send a byte of it every
         // 200 ms: its room is reserved, and the budget stays short.
-        let mut announcers = Vec::new();
-        for _ in 0..20 {
-            let mut s = raw::silent_from(2, &addr).await;
-            s.write_all(&((1u32 << 20) - 64).to_be_bytes())
-                .await
-                .unwrap();
-            announcers.push(s);
-        }
-        assert!(raw::eventually(|| server.buffered_bytes() > BUDGET - (1 << 20)).await);
+        let mut announcers = announce(&server).await;
         let trickle = tokio::spawn(async move {
             loop {
                 for s in &mut announcers {
@@ -258,31 +274,18 @@ async fn a_peer_reading_slowly_is_not_closed_while_the_budget_is_short() {
 /// honest client's calls all reached their deadlines.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_that_announce_frames_and_send_nothing_give_their_room_back() {
-    use tokio::io::AsyncWriteExt;
     raw::bounded(async {
         let map = SharedMap::<u32, String>::new();
-        const BUDGET: usize = 16 << 20;
         let (server, reasons) = serve(
             map.clone(),
             Limits {
-                memory_budget: BUDGET,
                 idle_timeout: Duration::from_secs(600),
                 unauthenticated_idle_timeout: Duration::from_secs(600),
-                pressure_stall_timeout: Duration::from_secs(1),
-                ..Limits::default()
+                ..announced()
             },
         )
         .await;
-        let addr = raw::tcp_addr(&server);
-        let mut announcers = Vec::new();
-        for _ in 0..20 {
-            let mut s = raw::silent_from(2, &addr).await;
-            s.write_all(&((1u32 << 20) - 64).to_be_bytes())
-                .await
-                .unwrap();
-            announcers.push(s);
-        }
-        assert!(raw::eventually(|| server.buffered_bytes() > BUDGET - (1 << 20)).await);
+        let announcers = announce(&server).await;
         // Nothing else ends them for ten minutes; the call may wait a minute.
         let honest = remote_core::ConnectionBuilder::new()
             .limits(Limits {
