@@ -139,8 +139,8 @@ pub struct Limits {
     /// standalone connection, whose budget is its own, it never applies.
     /// Zero closes such a peer at once while the budget is short. The same
     /// holds for a peer that sent a large frame's length prefix (its room
-    /// is then reserved in the budget) and none of the rest for this long,
-    /// over any transport.
+    /// is then reserved in the budget) and less than 32 KiB of the rest in
+    /// this long, over any transport.
     pub pressure_stall_timeout: Duration,
     /// Bytes of queued output, buffered input (partly received frames,
     /// reserved when their length prefix is read) and the arguments of

@@ -197,10 +197,26 @@ async fn announce(server: &ServerHandle) -> Vec<tokio::net::TcpStream> {
     announcers
 }
 
+/// Sends `n` bytes more of each announcer's frame every 200 ms, until
+/// aborted.
+fn trickle(mut announcers: Vec<tokio::net::TcpStream>, n: usize) -> tokio::task::JoinHandle<()> {
+    use tokio::io::AsyncWriteExt;
+    tokio::spawn(async move {
+        let bytes = vec![0xc0; n];
+        loop {
+            for s in &mut announcers {
+                let _ = s.write_all(&bytes).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
 /// A peer reading steadily but slowly is not closed at
 /// `pressure_stall_timeout` while the budget is short: peers that announce
-/// large frames and send their bytes a trickle keep it short, and a client
-/// reading its replies at 160 KB/s stays served for eight times the limit. (A pending write
+/// large frames and send their rest at the pace asked (45 KiB/s) keep it
+/// short, and a client reading its replies at 160 KB/s stays served for
+/// eight times the limit. (A pending write
 /// alone stood for "reads nothing": the kernel completes it only once a
 /// third of the socket's buffer is free, and readers at 64 and 256 KB/s
 /// were closed at the limit, found by a red-team pass.)
@@ -221,17 +237,9 @@ async fn a_peer_reading_slowly_is_not_closed_while_the_budget_is_short() {
             },
         )
         .await;
-        // Peers that announce a frame of 1 MiB and send a byte of it every
+        // Peers that announce a frame of 1 MiB and send 9 KiB of it every
         // 200 ms: its room is reserved, and the budget stays short.
-        let mut announcers = announce(&server).await;
-        let trickle = tokio::spawn(async move {
-            loop {
-                for s in &mut announcers {
-                    let _ = s.write_all(&[0xc0]).await;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        });
+        let trickle = trickle(announce(&server).await, 9 << 10);
 
         let mut s = raw::opened(&server).await;
         const GETS: u32 = 12;
@@ -266,14 +274,16 @@ async fn a_peer_reading_slowly_is_not_closed_while_the_budget_is_short() {
     .await;
 }
 
-/// Peers that send a large frame's length prefix and nothing more hold its
-/// room in the budget; while that keeps the budget short, each is closed
-/// once the rest has not come for `pressure_stall_timeout`, and an honest
-/// client's large call gets the room. (A red-team pass: 64 such peers,
-/// four bytes each, held a server's budget for their idle timeout, and an
-/// honest client's calls all reached their deadlines.)
+/// Peers that send a large frame's length prefix and then its rest a byte
+/// at a time hold its room in the budget; while that keeps the budget
+/// short, each is closed once less than 32 KiB of the rest has come in
+/// `pressure_stall_timeout`, and an honest client's large call gets the
+/// room. (Red-team passes: 64 such peers, four bytes each, held a
+/// server's budget for their idle timeout, and an honest client's calls
+/// all reached their deadlines; timed between reads, a byte every 4 s
+/// held it as long.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn peers_that_announce_frames_and_send_nothing_give_their_room_back() {
+async fn peers_that_announce_frames_and_send_a_trickle_give_their_room_back() {
     raw::bounded(async {
         let map = SharedMap::<u32, String>::new();
         let (server, reasons) = serve(
@@ -285,7 +295,8 @@ async fn peers_that_announce_frames_and_send_nothing_give_their_room_back() {
             },
         )
         .await;
-        let announcers = announce(&server).await;
+        // A byte every 200 ms each.
+        let trickle = trickle(announce(&server).await, 1);
         // Nothing else ends them for ten minutes; the call may wait a minute.
         let honest = remote_core::ConnectionBuilder::new()
             .limits(Limits {
@@ -299,7 +310,7 @@ async fn peers_that_announce_frames_and_send_nothing_give_their_room_back() {
         root.insert(1, "w".repeat(900 << 10)).await.unwrap();
         assert_eq!(map.remote().len().await.unwrap(), 1);
         assert!(raw::eventually(|| closed_for(&reasons, "pressure_stall_timeout") > 0).await);
-        drop(announcers);
+        trickle.abort();
         server.shutdown(Duration::from_secs(5)).await;
     })
     .await;

@@ -101,20 +101,53 @@ async fn stalls(shared: &Shared) -> Stall {
     }
 }
 
-/// Resolves once the rest of a frame whose room is reserved in the budget
-/// (a frame over `SMALL_FRAME`) has not come for `pressure_stall_timeout`
-/// while the server's budget is short; never on a standalone connection.
-/// The reader races it with the read: peers that sent only a large
+/// Bytes of a large frame's rest that must come per
+/// `pressure_stall_timeout` while the budget is short ([`BodyPace`]): as
+/// much as a reading peer takes to complete a pending write.
+pub(crate) const BODY_PACE: usize = 32 << 10;
+
+/// The pace of the rest of a frame whose room is reserved in the budget
+/// (a frame over `SMALL_FRAME`): while the server's budget is short, at
+/// least [`BODY_PACE`] bytes of it must come per `pressure_stall_timeout`,
+/// or the reader closes the connection. Peers that sent only a large
 /// frame's length prefix held its room for as long as their idle timeout
-/// (30 s before authentication), and 64 of them, four bytes each, kept a
+/// (30 s before authentication): 64 of them, four bytes each, kept a
 /// server's budget full and every honest call that needed room waiting
-/// (a red-team pass).
-pub(crate) async fn body_stalls(shared: &Shared) {
+/// (a red-team pass); timed between reads instead of over the frame, a
+/// byte every 4 s held it as long (a second pass).
+#[derive(Debug, Default)]
+pub(crate) struct BodyPace(Option<(Instant, usize)>);
+
+impl BodyPace {
+    /// When the window under way started, starting one at `received`
+    /// bytes of the frame if none is.
+    pub(crate) fn window(&mut self, received: usize) -> Instant {
+        self.0.get_or_insert_with(|| (Instant::now(), received)).0
+    }
+
+    /// A window passed ([`body_stalls`]): whether the frame's rest came at
+    /// pace in it (then the next one starts).
+    pub(crate) fn kept(&mut self, received: usize) -> bool {
+        let from = self.0.map_or(received, |(_, at)| at);
+        let kept = received.saturating_sub(from) >= BODY_PACE;
+        self.0 = kept.then(|| (Instant::now(), received));
+        kept
+    }
+
+    /// The frame is in: no window.
+    pub(crate) fn reset(&mut self) {
+        self.0 = None;
+    }
+}
+
+/// Resolves once a [`BodyPace`] window begun `since` has passed while the
+/// server's budget is short; never on a standalone connection.
+pub(crate) async fn body_stalls(shared: &Shared, since: Instant) {
     if !shared.server_side {
         return std::future::pending().await;
     }
     let short = shared.limits.pressure_stall_timeout;
-    sleep(short).await;
+    crate::rt::time::sleep_until(since + short).await;
     let every = (short / 4).clamp(RECHECK.0, RECHECK.1);
     while !shared.budget.short() {
         sleep(every).await;

@@ -83,6 +83,8 @@ pub(crate) struct Input {
     /// Bytes of the frame in progress counted in the budget (its whole
     /// length, reserved when its prefix was read).
     reserved: usize,
+    /// The pace of its rest, once over `SMALL_FRAME` (`stall.rs`).
+    pace: super::stall::BodyPace,
     /// Waiting for room (output drained or budget space), not for the peer.
     paused: bool,
     /// ...and that wait is for the reservation of a frame in progress.
@@ -152,6 +154,7 @@ impl Input {
             max_len,
             shared,
             reserved: 0,
+            pace: Default::default(),
             paused: false,
             reserving: false,
             chunk: MIN_READ,
@@ -378,6 +381,10 @@ impl Input {
                 self.unwaited = 0;
                 self.write_queued();
             }
+            // The rest of a large frame, its room held, keeps a pace
+            // (`stall.rs`).
+            let pace = (self.reserved > SMALL_FRAME && self.deferred.is_empty())
+                .then(|| self.pace.window(self.buf.len()));
             let shared = &self.shared;
             let (unwaited, unflushed) = (&mut self.unwaited, &mut self.unflushed);
             let (r, buf) = (&mut self.r, &mut self.buf);
@@ -390,17 +397,19 @@ impl Input {
                 }
                 r
             });
-            let read = if self.deferred.is_empty() && self.reserved <= SMALL_FRAME {
-                read.await
-            } else if self.deferred.is_empty() {
-                // The rest of a large frame, its room held (`stall.rs`).
+            let read = if let Some(since) = pace {
                 tokio::select! {
                     biased;
                     r = read => r,
-                    () = super::stall::body_stalls(shared) => {
+                    () = super::stall::body_stalls(shared, since) => {
+                        if self.pace.kept(self.buf.len()) {
+                            continue;
+                        }
                         return Some(Err(FrameError::Io(super::stall::body_stalled(shared, self.reserved))));
                     }
                 }
+            } else if self.deferred.is_empty() {
+                read.await
             } else {
                 // A call set aside waits for room meanwhile: held back by
                 // our budgets, not by the peer.
@@ -557,6 +566,7 @@ impl Input {
     }
 
     fn unreserve(&mut self) {
+        self.pace.reset();
         let n = std::mem::take(&mut self.reserved);
         if n > 0 {
             self.shared.buffered_input.fetch_sub(n, Ordering::AcqRel);
