@@ -57,11 +57,11 @@ impl Shared {
         loop {
             budget
                 .wait_until(&self.output_share.callers, || {
-                    if self.is_closed() || n == 0 {
+                    if self.is_closed() {
                         return true;
                     }
                     let own = self.push_has_room();
-                    let room = budget.has_room(n);
+                    let room = n == 0 || budget.has_room(n);
                     starving.set(own && !room);
                     own && room
                 })
