@@ -315,3 +315,39 @@ async fn peers_that_announce_frames_and_send_a_trickle_give_their_room_back() {
     })
     .await;
 }
+
+/// A limit too long for the clock means never: with
+/// `pressure_stall_timeout = Duration::MAX`, a large frame sent in parts
+/// is read and answered (the pace's end was `since + limit`, which
+/// overflows the clock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pressure_stall_timeout_too_long_for_the_clock_means_never() {
+    use tokio::io::AsyncWriteExt;
+    raw::bounded(async {
+        let map = SharedMap::<u32, String>::new();
+        let (server, _reasons) = serve(
+            map.clone(),
+            Limits {
+                pressure_stall_timeout: Duration::MAX,
+                ..Limits::default()
+            },
+        )
+        .await;
+        let mut s = raw::opened(&server).await;
+        // `insert(1, "w" × 200 KiB)`, a frame over 64 KiB, in two parts.
+        let len = 200u32 << 10;
+        let mut args = vec![0x92, 0x01, 0xdb];
+        args.extend_from_slice(&len.to_be_bytes());
+        args.resize(args.len() + len as usize, b'w');
+        let frame = raw::call(1, 0, "insert", 60_000, &args);
+        let (head, rest) = frame.split_at(100 << 10);
+        s.write_all(head).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s.write_all(rest).await.unwrap();
+        let f = raw::next_of_kind(&mut s, raw::RETURN).await;
+        assert_eq!(raw::id_of(&f), 1);
+        assert_eq!(map.remote().len().await.unwrap(), 1);
+        server.shutdown(Duration::from_secs(5)).await;
+    })
+    .await;
+}

@@ -147,7 +147,8 @@ pub(crate) async fn body_stalls(shared: &Shared, since: Instant) {
         return std::future::pending().await;
     }
     let short = shared.limits.pressure_stall_timeout;
-    crate::rt::time::sleep_until(since + short).await;
+    // Saturating: a limit too long for the clock means never.
+    crate::rt::time::sleep_until(super::deadline::after(since, short)).await;
     let every = (short / 4).clamp(RECHECK.0, RECHECK.1);
     while !shared.budget.short() {
         sleep(every).await;
