@@ -140,7 +140,9 @@ pub struct Limits {
     /// Zero closes such a peer at once while the budget is short. The same
     /// holds for a peer that sent a large frame's length prefix (its room
     /// is then reserved in the budget) and less than 32 KiB of the rest in
-    /// this long, over any transport.
+    /// this long, over TCP, TLS or a Unix socket (a WebSocket message is
+    /// gathered whole by the transport before the reader sees it, and is
+    /// not paced: see SECURITY.md).
     pub pressure_stall_timeout: Duration,
     /// Bytes of queued output, buffered input (partly received frames,
     /// reserved when their length prefix is read) and the arguments of

@@ -125,13 +125,32 @@ impl BodyPace {
         self.0.get_or_insert_with(|| (Instant::now(), received)).0
     }
 
+    /// What [`paced`] found, at `received` bytes of the frame: whether the
+    /// peer may go on (a new window started), or is to be closed.
+    pub(crate) fn judge(&mut self, window: Window, received: usize) -> bool {
+        match window {
+            Window::Restart => {
+                self.restart(received);
+                true
+            }
+            Window::Passed => self.kept(received),
+        }
+    }
+
     /// A window passed ([`body_stalls`]): whether the frame's rest came at
     /// pace in it (then the next one starts).
-    pub(crate) fn kept(&mut self, received: usize) -> bool {
+    fn kept(&mut self, received: usize) -> bool {
         let from = self.0.map_or(received, |(_, at)| at);
         let kept = received.saturating_sub(from) >= BODY_PACE;
         self.0 = kept.then(|| (Instant::now(), received));
         kept
+    }
+
+    /// The budget turned short after the window passed: a new one starts
+    /// now, at `received` bytes, so what came before is not judged by a
+    /// rule that did not hold then.
+    fn restart(&mut self, received: usize) {
+        self.0 = Some((Instant::now(), received));
     }
 
     /// The frame is in: no window.
@@ -140,19 +159,50 @@ impl BodyPace {
     }
 }
 
-/// Resolves once a [`BodyPace`] window begun `since` has passed while the
-/// server's budget is short; never on a standalone connection.
-pub(crate) async fn body_stalls(shared: &Shared, since: Instant) {
+/// What [`body_stalls`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Window {
+    /// The window passed with the budget short: judge it
+    /// ([`BodyPace::kept`]).
+    Passed,
+    /// The budget turned short only later: start a new window
+    /// ([`BodyPace::restart`]).
+    Restart,
+}
+
+/// `read`'s output, or what ended the [`BodyPace`] window begun `since`
+/// first ([`body_stalls`]). Biased to the read: bytes already there are
+/// never judged late.
+pub(crate) async fn paced<T>(
+    shared: &Shared,
+    since: Instant,
+    read: impl std::future::Future<Output = T>,
+) -> Result<T, Window> {
+    tokio::select! {
+        biased;
+        r = read => Ok(r),
+        w = body_stalls(shared, since) => Err(w),
+    }
+}
+
+/// Resolves once a [`BodyPace`] window begun `since` has passed, when the
+/// server's budget is (or later turns) short; never on a standalone
+/// connection.
+async fn body_stalls(shared: &Shared, since: Instant) -> Window {
     if !shared.server_side {
         return std::future::pending().await;
     }
     let short = shared.limits.pressure_stall_timeout;
     // Saturating: a limit too long for the clock means never.
     crate::rt::time::sleep_until(super::deadline::after(since, short)).await;
+    if shared.budget.short() {
+        return Window::Passed;
+    }
     let every = (short / 4).clamp(RECHECK.0, RECHECK.1);
     while !shared.budget.short() {
         sleep(every).await;
     }
+    Window::Restart
 }
 
 /// The rest of a frame of `total` bytes did not come in time

@@ -398,14 +398,12 @@ impl Input {
                 r
             });
             let read = if let Some(since) = pace {
-                tokio::select! {
-                    biased;
-                    r = read => r,
-                    () = super::stall::body_stalls(shared, since) => {
-                        if self.pace.kept(self.buf.len()) {
-                            continue;
-                        }
-                        return Some(Err(FrameError::Io(super::stall::body_stalled(shared, self.reserved))));
+                match super::stall::paced(shared, since, read).await {
+                    Ok(r) => r,
+                    Err(w) if self.pace.judge(w, self.buf.len()) => continue,
+                    Err(_) => {
+                        let e = super::stall::body_stalled(shared, self.reserved);
+                        return Some(Err(FrameError::Io(e)));
                     }
                 }
             } else if self.deferred.is_empty() {
