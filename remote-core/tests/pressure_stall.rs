@@ -353,9 +353,10 @@ async fn a_pressure_stall_timeout_too_long_for_the_clock_means_never() {
 }
 
 /// A frame's rest is judged from when the budget turns short: a peer that
-/// sent slowly while the budget had room, and keeps the pace once it is
-/// short, is not closed for the slow part (found by a red-team pass: it
-/// was judged at once on a window that ended while the rule did not hold).
+/// sent slowly while the budget had room, and on while it turns short,
+/// and keeps the pace once it is short, is not closed for the slow part
+/// (found by a red-team pass: it was judged at once on a window that
+/// ended while the rule did not hold).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frames_rest_is_paced_from_when_the_budget_turns_short() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -375,15 +376,21 @@ async fn a_frames_rest_is_paced_from_when_the_budget_turns_short() {
         slow.write_all(&((1u32 << 20) - 64).to_be_bytes())
             .await
             .unwrap();
-        // 1 KiB per 200 ms for 1.5 periods, the budget having room.
-        for _ in 0..15 {
-            slow.write_all(&[0xc0; 1 << 10]).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        // The budget turns short (it is looked at every 500 ms); half a
-        // period later, 40 KiB per 500 ms.
-        let announcers = announce(&server).await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // 1 KiB per 200 ms for 1.5 periods, the budget having room, and on
+        // while it turns short (each byte that comes makes the reader look
+        // at the window again); half a period later, 40 KiB per 500 ms.
+        let paced = async {
+            for _ in 0..20 {
+                slow.write_all(&[0xc0; 1 << 10]).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        let turns_short = async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            announce(&server).await
+        };
+        let ((), announcers) = tokio::join!(paced, turns_short);
+        tokio::time::sleep(Duration::from_millis(500)).await;
         for _ in 0..6 {
             slow.write_all(&[0xc0; 40 << 10]).await.unwrap();
             tokio::time::sleep(Duration::from_millis(500)).await;

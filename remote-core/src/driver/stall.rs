@@ -193,12 +193,21 @@ async fn body_stalls(shared: &Shared, since: Instant) -> Window {
         return std::future::pending().await;
     }
     let short = shared.limits.pressure_stall_timeout;
-    // Saturating: a limit too long for the clock means never.
-    crate::rt::time::sleep_until(super::deadline::after(since, short)).await;
-    if shared.budget.short() {
-        return Window::Passed;
-    }
     let every = (short / 4).clamp(RECHECK.0, RECHECK.1);
+    // Saturating: a limit too long for the clock means never.
+    let end = super::deadline::after(since, short);
+    crate::rt::time::sleep_until(end).await;
+    // Judged only if the budget is short as the window ends: a window that
+    // ended a while ago (the reader came back to it after reads) ended
+    // while the budget had room, or it would have been judged then.
+    if shared.budget.short() {
+        let fresh = Instant::now().saturating_duration_since(end) <= every;
+        return if fresh {
+            Window::Passed
+        } else {
+            Window::Restart
+        };
+    }
     while !shared.budget.short() {
         sleep(every).await;
     }
