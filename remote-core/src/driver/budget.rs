@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
@@ -158,7 +158,7 @@ impl Budget {
     pub(crate) fn starving(&self) -> Starving<'_> {
         Starving {
             budget: self,
-            on: std::sync::atomic::AtomicBool::new(false),
+            on: AtomicBool::new(false),
         }
     }
 
@@ -490,7 +490,7 @@ impl OwnRoom {
 #[derive(Debug)]
 pub(crate) struct Starving<'a> {
     budget: &'a Budget,
-    on: std::sync::atomic::AtomicBool,
+    on: AtomicBool,
 }
 
 impl Starving<'_> {

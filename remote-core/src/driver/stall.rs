@@ -52,9 +52,12 @@ pub(super) enum Stall {
     Pressure,
 }
 
-/// The budget is looked at this often, at most, once a write has waited
-/// `pressure_stall_timeout` (a quarter of it, within these bounds).
-const RECHECK: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+/// How often the budget is looked at once a write or a frame's pace
+/// window has waited `pressure_stall_timeout` (`limit`): a quarter of it,
+/// within 10 ms and 1 s.
+fn recheck(limit: Duration) -> Duration {
+    (limit / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
 
 /// Runs a write or flush of the socket: at once if it completes, otherwise
 /// waiting until it does, the connection closes, or it is stalled (module
@@ -88,7 +91,7 @@ async fn stalls(shared: &Shared) -> Stall {
     }
     let start = Instant::now();
     sleep(short).await;
-    let every = (short / 4).clamp(RECHECK.0, RECHECK.1);
+    let every = recheck(short);
     loop {
         if shared.budget.short() {
             return Stall::Pressure;
@@ -193,7 +196,7 @@ async fn body_stalls(shared: &Shared, since: Instant) -> Window {
         return std::future::pending().await;
     }
     let short = shared.limits.pressure_stall_timeout;
-    let every = (short / 4).clamp(RECHECK.0, RECHECK.1);
+    let every = recheck(short);
     // Saturating: a limit too long for the clock means never.
     let end = super::deadline::after(since, short);
     crate::rt::time::sleep_until(end).await;
