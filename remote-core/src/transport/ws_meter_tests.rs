@@ -1,4 +1,8 @@
 use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::io::{AsyncRead, ReadBuf};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -210,4 +214,70 @@ async fn headers_do_not_count_against_the_bound_before_the_opening() {
     let (n, how) = read_until_it_stops(&mut m).await;
     assert_eq!(n, 14 + 104, "the whole proof");
     assert!(how.is_none(), "then waits: {how:?}");
+}
+
+/// A masked data frame (the mask all zeros) with `opcode`, `fin` and
+/// `payload`.
+fn data_frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+    let mut w = header(opcode, payload.len() as u64);
+    w[0] = u8::from(fin) << 7 | opcode;
+    w.extend_from_slice(payload);
+    w
+}
+
+/// A message in fragments counts whole (twice, as its length prefix
+/// tells) on its first fragment, so the fragments after it are handed on
+/// with the budget full; a prefix smaller than the first fragment is not
+/// believed.
+#[tokio::test]
+async fn a_message_in_fragments_counts_whole_on_its_first_fragment() {
+    // Unconstrained: tokio's cooperative budget would stop a long read.
+    use tokio::task::unconstrained;
+    const PART: usize = 100 << 10;
+    const WHOLE: usize = 3 * PART;
+    let budget = Arc::new(Budget::new(4 << 20));
+    let (ours, mut theirs) = tokio::io::duplex(1 << 20);
+    let mut first = ((WHOLE - 4) as u32).to_be_bytes().to_vec();
+    first.resize(PART, 7);
+    theirs
+        .write_all(&[REQUEST, &data_frame(2, false, &first)].concat())
+        .await
+        .unwrap();
+    let (meter, mut m) = upgraded(ours, 1 << 20).await;
+    meter.lift(&budget, &Arc::default());
+    let (n, how) = unconstrained(read_until_it_stops(&mut m)).await;
+    assert!(how.is_none(), "waits for the next fragment: {how:?}");
+    assert_eq!(n, WS_HEADER + PART);
+    assert_eq!(budget.used(), 2 * WHOLE, "the whole message, twice");
+    // Somebody else takes all the rest: the fragments still come in.
+    let others = budget.limit() - budget.used();
+    budget.charge(others);
+    let rest = [
+        data_frame(0, false, &[7; PART]),
+        data_frame(0, true, &[7; PART]),
+    ]
+    .concat();
+    theirs.write_all(&rest).await.unwrap();
+    let (n, how) = unconstrained(read_until_it_stops(&mut m)).await;
+    assert!(how.is_none(), "{how:?}");
+    assert_eq!(n, rest.len(), "handed on without more room");
+    assert_eq!(budget.used(), budget.limit());
+    budget.release(others);
+    meter.delivered(WHOLE);
+    meter.drained();
+    assert_eq!(budget.used(), 0, "the message's count goes with it");
+
+    // A prefix saying less than its first fragment holds: counted as the
+    // fragments come.
+    let mut lying = 10u32.to_be_bytes().to_vec();
+    lying.resize(PART, 7);
+    theirs
+        .write_all(&data_frame(2, false, &lying))
+        .await
+        .unwrap();
+    let (n, _) = unconstrained(read_until_it_stops(&mut m)).await;
+    assert_eq!(n, WS_HEADER + PART);
+    assert_eq!(budget.used(), 2 * PART);
+    drop((m, meter));
+    assert_eq!(budget.used(), 0);
 }

@@ -52,6 +52,11 @@ pub(crate) struct Head {
     pub(crate) fin: bool,
     /// The header's own length (2 to 14 bytes).
     pub(crate) header: usize,
+    /// For the first frame of a message in fragments, the whole message's
+    /// length as its first four payload bytes (the protocol frame's length
+    /// prefix, unmasked) tell it, plus those four: the meter reserves the
+    /// whole message on its first fragment (`ws_meter.rs`).
+    pub(crate) message: Option<u64>,
 }
 
 impl Head {
@@ -64,6 +69,13 @@ impl Head {
     pub(crate) fn is_fragment(&self) -> bool {
         !self.is_control() && (self.opcode == 0 || !self.fin)
     }
+
+    /// Whether it starts a message in several frames, with a payload of
+    /// at least the protocol's length prefix: the scan reads that prefix
+    /// before it asks for the frame.
+    fn opens_fragments(&self) -> bool {
+        matches!(self.opcode, 1 | 2) && !self.fin && self.len >= PREFIX as u64
+    }
 }
 
 /// How far [`Scan::feed`] went.
@@ -74,6 +86,10 @@ pub(crate) struct Fed {
     /// The frame whose header's last byte is the next one, if it was not
     /// admitted.
     pub(crate) held: Option<Head>,
+    /// Whether the next byte is a header's last and the scan needs more
+    /// bytes past it before it can ask for its frame (the first four
+    /// payload bytes of a first fragment, [`Head::message`]).
+    pub(crate) more: bool,
 }
 
 /// The position in a server's WebSocket input.
@@ -143,10 +159,24 @@ impl Scan {
     /// there: that byte and the rest are not used. With
     /// [`stop_at_ends`](Self::stop_at_ends), also stops after the first
     /// frame that ends.
-    pub(crate) fn feed(&mut self, bytes: &[u8], mut admit: impl FnMut(Head) -> bool) -> Fed {
+    #[cfg(test)]
+    pub(crate) fn feed(&mut self, bytes: &[u8], admit: impl FnMut(Head) -> bool) -> Fed {
+        self.feed_up_to(bytes, bytes.len(), admit)
+    }
+
+    /// [`feed`](Self::feed) of the first `limit` of `bytes` only (what the
+    /// caller can hand on), the rest looked at for a first fragment's
+    /// length prefix ([`Fed::more`] if it is not there either).
+    pub(crate) fn feed_up_to(
+        &mut self,
+        bytes: &[u8],
+        limit: usize,
+        mut admit: impl FnMut(Head) -> bool,
+    ) -> Fed {
         let mut used = 0;
-        while used < bytes.len() {
-            let rest = &bytes[used..];
+        let limit = limit.min(bytes.len());
+        while used < limit {
+            let rest = &bytes[used..limit];
             match &mut self.at {
                 At::Request(request) => {
                     let before = request.len();
@@ -173,15 +203,21 @@ impl Scan {
                     next[*have..*have + n].copy_from_slice(&rest[..n]);
                     let complete = *have + n == target && header_len(&next[..target]) == target;
                     if complete {
-                        let frame = parse(&next[..target]);
-                        if !admit(frame) {
+                        let mut frame = parse(&next[..target]);
+                        let payload = &bytes[used + n..];
+                        let more = frame.opens_fragments() && payload.len() < PREFIX;
+                        if frame.opens_fragments() && !more {
+                            frame.message = Some(prefixed(&next[..target], payload));
+                        }
+                        if more || !admit(frame) {
                             // Held before its last byte.
                             *head = next;
                             *have += n - 1;
                             used += n - 1;
                             return Fed {
                                 used,
-                                held: Some(frame),
+                                held: (!more).then_some(frame),
+                                more,
                             };
                         }
                         used += n;
@@ -217,8 +253,31 @@ impl Scan {
                 }
             }
         }
-        Fed { used, held: None }
+        Fed {
+            used,
+            held: None,
+            more: false,
+        }
     }
+}
+
+/// The protocol's length prefix, at the start of a message.
+const PREFIX: usize = 4;
+
+/// A message's whole length as the unmasked length prefix at the start of
+/// its first frame's `payload` says (plus the prefix), `head` that frame's
+/// header.
+fn prefixed(head: &[u8], payload: &[u8]) -> u64 {
+    let mask = if head[1] & 0x80 != 0 {
+        head[head.len() - 4..].try_into().expect("4 bytes")
+    } else {
+        [0; 4]
+    };
+    let mut prefix = [0u8; PREFIX];
+    for (i, b) in prefix.iter_mut().enumerate() {
+        *b = payload[i] ^ mask[i];
+    }
+    u64::from(u32::from_be_bytes(prefix)) + PREFIX as u64
 }
 
 fn header() -> At {
@@ -252,6 +311,7 @@ fn parse(head: &[u8]) -> Head {
         opcode: head[0] & 0x0f,
         fin: head[0] & 0x80 != 0,
         header: head.len(),
+        message: None,
     }
 }
 

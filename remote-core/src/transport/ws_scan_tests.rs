@@ -60,7 +60,8 @@ fn every_frame_is_asked_for_once_whatever_the_reads_cut() {
                 fed,
                 Fed {
                     used: chunk.len(),
-                    held: None
+                    held: None,
+                    more: false,
                 }
             );
         }
@@ -243,4 +244,67 @@ fn inside_a_message_in_fragments_the_scan_does_not_stop() {
         "past the pongs, to the message's end ({first_end} is its first fragment's)"
     );
     assert_eq!(s.rest(), Some(3));
+}
+
+/// A first fragment is asked for only once the protocol's length prefix
+/// at the start of its payload is there too (unmasked, it tells the whole
+/// message's length); until then the scan holds its header's last byte
+/// and says it needs more.
+#[test]
+fn a_first_fragment_is_asked_for_with_its_messages_length() {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let prefix = 300_000u32.to_be_bytes();
+    let mut wire = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+    let request = wire.len();
+    wire.extend([0x02, 0x80 | 126]);
+    wire.extend(1000u16.to_be_bytes());
+    wire.extend(mask);
+    let header = wire.len() - request;
+    wire.extend((0..1000).map(|i| {
+        let plain = if i < 4 { prefix[i] } else { 9 };
+        plain ^ mask[i % 4]
+    }));
+    for got in [request + header, request + header + 3] {
+        let mut s = Scan::new();
+        let fed = s.feed(&wire[..got], |_| panic!("asked before its prefix"));
+        let want = Fed {
+            used: request + header - 1,
+            held: None,
+            more: true,
+        };
+        assert_eq!(fed, want, "{got} bytes");
+        // Given the rest from the byte held back, it asks once.
+        let mut asked = Vec::new();
+        let fed = s.feed(&wire[request + header - 1..], |h| {
+            asked.push(h.message);
+            true
+        });
+        assert_eq!(fed.used, wire.len() - (request + header - 1));
+        assert_eq!(asked, [Some(300_004)]);
+    }
+    // What may be handed on is cut short of the prefix: it is still read.
+    let mut s = Scan::new();
+    let mut asked = Vec::new();
+    let fed = s.feed_up_to(&wire, request + header, |h| {
+        asked.push(h.message);
+        true
+    });
+    assert_eq!(fed.used, request + header);
+    assert_eq!(asked, [Some(300_004)]);
+    // A message in one frame, or a first fragment shorter than a prefix,
+    // is asked for from its header alone.
+    for (first, len) in [(0x82, 1000u16), (0x02, 3)] {
+        let mut s = Scan::new();
+        let mut head = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+        head.extend([first, 0x80 | 126]);
+        head.extend(len.to_be_bytes());
+        head.extend(mask);
+        let mut asked = Vec::new();
+        let fed = s.feed(&head, |h| {
+            asked.push(h.message);
+            true
+        });
+        assert_eq!((fed.used, fed.more), (head.len(), false));
+        assert_eq!(asked, [None]);
+    }
 }
