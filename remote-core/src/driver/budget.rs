@@ -51,6 +51,10 @@ pub(crate) struct Budget {
     /// what the first has gathered is its need less this (less
     /// `SMALL_FRAME`).
     held_back: AtomicUsize,
+    /// Notified when a task starts to wait for room: connections holding
+    /// buffers kept for their next large frame (`kept.rs`) give them back
+    /// ([`pressed`](Self::pressed)).
+    pressure: Notify,
 }
 
 /// Heavy calls waiting for room, and what their connections hold in the
@@ -100,7 +104,16 @@ impl Budget {
             changed: Notify::new(),
             line: Mutex::new(Line::default()),
             held_back: AtomicUsize::new(0),
+            pressure: Notify::new(),
         }
+    }
+
+    /// Resolves once a task starts to wait for room after this call
+    /// (then the budget is [`short`](Self::short), or was): a connection
+    /// holding a kept buffer waits on it, so that its buffer never makes
+    /// another connection, or its own next frame, wait for room.
+    pub(crate) fn pressed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.pressure.notified()
     }
 
     /// The budget's size in bytes.
@@ -204,6 +217,7 @@ impl Budget {
         drop(line);
         // The first one may now never have room: it looks again.
         self.wake();
+        self.pressure.notify_waiters();
         Ticket(ticket)
     }
 
@@ -499,6 +513,7 @@ impl Starving<'_> {
         if self.on.swap(on, Ordering::AcqRel) != on {
             if on {
                 self.budget.starved.fetch_add(1, Ordering::AcqRel);
+                self.budget.pressure.notify_waiters();
             } else {
                 self.budget.starved.fetch_sub(1, Ordering::AcqRel);
             }

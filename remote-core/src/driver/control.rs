@@ -92,6 +92,9 @@ pub(crate) enum Control {
     Rearm,
     /// `Shared::close` was called: stop reading.
     Closed,
+    /// The writer kept a spare output buffer (`kept.rs`): the reader
+    /// watches the budget while its connection holds one.
+    Kept,
 }
 
 /// What kind of frame was handled (the idle timer ignores keepalive).

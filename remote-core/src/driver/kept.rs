@@ -10,10 +10,15 @@
 //! Only a run of large frames keeps anything ([`SHED_AFTER`]).
 //!
 //! Every kept byte stays counted in the memory budget, a buffer is kept only
-//! while the budget is less than half used (so kept buffers never make
-//! another connection wait for room), at most one spare per connection,
-//! and the reader's idle check gives both back (`Input::shed_if_idle`,
-//! [`Kept::shed`]).
+//! while the budget is less than half used and nobody waits for room in it,
+//! at most one spare per connection, and the reader's idle check gives both
+//! back (`Input::shed_if_idle`, [`Kept::shed`]). So that kept buffers never
+//! make another connection, or their own connection's next frame, wait for
+//! room, the reader of a connection holding one also watches the budget
+//! ([`Budget::pressed`]) and gives them back as soon as a task waits for
+//! room (`reader.rs`): a red-team pass found a connection's spare (its last
+//! 900 KiB reply) holding the room that its next 900 KiB WebSocket call
+//! waited for, until the call's deadline.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -31,9 +36,10 @@ pub(crate) const LARGE_FRAME: usize = 64 << 10;
 /// buffer is given up after this many small ones in a row.
 pub(crate) const SHED_AFTER: u32 = 64;
 
-/// Whether the budget can count `more` bytes of kept buffers.
+/// Whether the budget can count `more` bytes of kept buffers: it is less
+/// than half used with them, and nobody waits for room in it.
 pub(crate) fn may_keep(budget: &Budget, more: usize) -> bool {
-    budget.used() + more <= budget.limit() / 2
+    budget.used() + more <= budget.limit() / 2 && !budget.short()
 }
 
 /// The spare and whether the writer has ended (then nothing is kept: the
@@ -61,6 +67,12 @@ impl Kept {
     #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Acquire)
+    }
+
+    /// Whether a spare output buffer is kept.
+    #[inline]
+    pub(crate) fn has_spare(&self) -> bool {
+        self.has_spare.load(Ordering::Acquire)
     }
 
     /// `n` more (or fewer) bytes kept by the reader, already charged (or

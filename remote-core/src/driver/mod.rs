@@ -48,6 +48,8 @@ pub(crate) mod io_types {
     #[cfg(feature = "websocket")]
     pub(crate) use super::budget::{OwnRoom, SMALL_FRAME};
     pub(crate) use super::input::BoxRead;
+    #[cfg(feature = "websocket")]
+    pub(crate) use super::input::DRAIN_BYTES;
     pub(crate) use super::io::BoxWrite;
     /// Told by the driver when the connection is open (handshake and
     /// authentication done), with the memory budget it counts against and

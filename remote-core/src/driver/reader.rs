@@ -154,8 +154,18 @@ async fn read_until_closed(
     // Whether the last idle check found the reader waiting for room to
     // read a frame, with no traffic since the one before.
     let mut parked_at_check = false;
+    // Resolves once a task starts to wait for room in the budget: looked
+    // at while this connection holds a buffer kept for its next large
+    // frame, which it then gives back (`kept.rs`).
+    let mut pressed = std::pin::pin!(shared.budget.pressed());
     let mut drain = true;
     let reason = loop {
+        let mut keeps = input.kept() > 0 || shared.kept.has_spare();
+        if keeps && shared.budget.short() {
+            input.shed_kept();
+            shared.kept.shed(&shared.budget);
+            keeps = false;
+        }
         // Input is polled before the timer: while a peer's frames keep
         // coming, the turn's poll never reaches the timer, and deadlines
         // (handlers' and our calls'), keepalive and the idle check would
@@ -187,6 +197,9 @@ async fn read_until_closed(
                     }
                     timer_waits = registers;
                 }
+                if keeps && pressed.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Turn::Pressed);
+                }
                 match ctl.poll_recv(cx) {
                     Poll::Ready(Some(c)) => Poll::Ready(Turn::Ctl(c)),
                     _ => Poll::Pending,
@@ -207,6 +220,8 @@ async fn read_until_closed(
                             );
                         }
                     }
+                    // The next turn looks at what the connection keeps.
+                    Control::Kept => {}
                     c => shared.handle_ctl(c),
                 }
                 // Frames queued so far go before this task waits again.
@@ -227,6 +242,14 @@ async fn read_until_closed(
                             max as u64,
                             format!("peer sent a frame of {len} bytes"),
                         );
+                    }
+                    Some(Err(FrameError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        // Refused by the transport (a WebSocket message
+                        // over a limit or against the protocol), not
+                        // broken: the peer is told why.
+                        let msg = e.to_string();
+                        let _ = shared.send_goodbye(&msg);
+                        break Error::ConnectionLost(format!("read failed: {msg}"));
                     }
                     Some(Err(FrameError::Io(e))) => {
                         drain = false;
@@ -251,6 +274,11 @@ async fn read_until_closed(
                         }
                     }
                 }
+            }
+            Turn::Pressed => {
+                // The next turn gives kept buffers back if the budget is
+                // still short.
+                pressed.set(shared.budget.pressed());
             }
             Turn::Timer => {
                 unchecked = 0;
@@ -371,6 +399,8 @@ enum Turn {
     Input(Option<Result<Bytes, FrameError>>),
     /// The timer is due.
     Timer,
+    /// A task started to wait for room in the budget.
+    Pressed,
 }
 
 /// Resets the reader's timer to `at` (to be polled again: its waker is

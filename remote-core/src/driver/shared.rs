@@ -235,6 +235,8 @@ impl Shared {
         match offered {
             None => {
                 self.out_charged.fetch_sub(capacity, Ordering::AcqRel);
+                // The reader watches the budget from now on.
+                let _ = self.ctl.send(Control::Kept);
             }
             Some(buf) => {
                 drop(buf);

@@ -209,6 +209,133 @@ async fn kept_large_buffers_are_given_back_when_idle() {
     }
 }
 
+/// Large buffers kept for the next large frame are given back as soon as a
+/// task waits for room in the budget, idle or not, not at the next idle
+/// check: a red-team pass found a connection's kept buffer holding the room
+/// its own next large WebSocket message waited for, until the call's
+/// deadline. (No keepalive, and calls' deadlines and the idle check an
+/// hour away: the readers' timers do not fire.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_large_buffers_are_given_back_when_a_task_waits_for_room() {
+    let v = SharedVec::<Vec<u8>>::new();
+    let limits = crate::Limits {
+        keepalive_interval: None,
+        idle_timeout: Duration::from_secs(3600),
+        default_deadline: Duration::from_secs(3600),
+        max_deadline: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let (server, client) = Connection::pair(
+        ConnectionBuilder::new()
+            .limits(limits.clone())
+            .serve(v.remote()),
+        ConnectionBuilder::new().limits(limits),
+    )
+    .await
+    .unwrap();
+    let list = client.root::<dyn RemoteList<Vec<u8>>>();
+    let big: Vec<u8> = (0..200_000).map(|i| (i % 100) as u8).collect();
+    // The client keeps the buffer it wrote, the server the one it read.
+    for (name, conn) in [("client", &client), ("server", &server)] {
+        let mut kept = false;
+        for _ in 0..50 {
+            list.push(big.clone()).await.unwrap();
+            kept = conn.shared.kept.bytes() >= big.len();
+            if kept {
+                break;
+            }
+        }
+        assert!(kept, "{name}: never kept a large buffer");
+        // A task starts to wait for room in the connection's budget.
+        let budget = &conn.shared.budget;
+        let starving = budget.starving();
+        starving.set(true);
+        let end = tokio::time::Instant::now() + Duration::from_secs(30);
+        while conn.shared.kept.bytes() > 0 && tokio::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(
+            conn.shared.kept.bytes(),
+            0,
+            "{name}: kept buffers not given back while a task waits for room"
+        );
+        // Nothing is kept while it waits...
+        list.push(big.clone()).await.unwrap();
+        list.push(big.clone()).await.unwrap();
+        assert_eq!(conn.shared.kept.bytes(), 0, "{name}: kept while short");
+        drop(starving);
+    }
+}
+
+/// An object whose `take` never returns.
+#[crate::remote]
+trait Sink: Send + Sync {
+    async fn take(&self, data: Vec<u8>) -> Result<(), Error>;
+}
+
+struct Hole;
+
+#[crate::remote]
+impl Sink for Hole {
+    async fn take(&self, _data: Vec<u8>) -> Result<(), Error> {
+        std::future::pending().await
+    }
+}
+
+/// A spare output buffer kept by the writer after the reader last looked
+/// (two large calls that are never answered: the reader has no turn after
+/// them) is given back too when a task waits for room: the writer tells
+/// the reader it keeps one (`Control::Kept`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spare_kept_while_the_reader_waits_is_given_back_when_a_task_waits_for_room() {
+    let limits = crate::Limits {
+        keepalive_interval: None,
+        idle_timeout: Duration::from_secs(3600),
+        default_deadline: Duration::from_secs(3600),
+        max_deadline: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let root: crate::Remote<dyn Sink> = crate::Remote::new(Arc::new(Hole));
+    let (_server, client) = Connection::pair(
+        ConnectionBuilder::new().limits(limits.clone()).serve(root),
+        ConnectionBuilder::new().limits(limits),
+    )
+    .await
+    .unwrap();
+    let sink = Arc::new(client.root::<dyn Sink>());
+    let big: Vec<u8> = (0..200_000).map(|i| (i % 100) as u8).collect();
+    let mut calls = Vec::new();
+    for _ in 0..2 {
+        let (sink, big) = (sink.clone(), big.clone());
+        calls.push(tokio::spawn(async move { sink.take(big).await }));
+        // One batch each: the second follows the first, so it is kept.
+        let end = tokio::time::Instant::now() + Duration::from_secs(30);
+        while client.shared.queued_output() > 0 && tokio::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !client.shared.kept.has_spare() && tokio::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(client.shared.kept.has_spare(), "the writer kept no spare");
+    let starving = client.shared.budget.starving();
+    starving.set(true);
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    while client.shared.kept.bytes() > 0 && tokio::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(
+        client.shared.kept.bytes(),
+        0,
+        "the spare was not given back"
+    );
+    drop(starving);
+    for c in calls {
+        c.abort();
+    }
+}
+
 /// A peer's object whose `open` never returns (the call waits forever).
 #[crate::remote]
 trait Stuck: Send + Sync {

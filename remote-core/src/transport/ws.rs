@@ -131,6 +131,10 @@ pub(crate) struct WsIo<S> {
     writer_waits: bool,
     /// Whether the stream ended or is being shut down.
     done: bool,
+    /// Whether a message was refused (see [`discard`](Self::discard)),
+    /// and what was dropped since.
+    refused: bool,
+    discarded: usize,
 }
 
 impl<S> WsIo<S>
@@ -153,7 +157,25 @@ where
             pinged: false,
             writer_waits: false,
             done: false,
+            refused: false,
+            discarded: 0,
         }
+    }
+
+    /// After a message was refused (`InvalidData`: over a limit or against
+    /// the protocol), what the peer still sends is read from the socket
+    /// under tungstenite (which ended its stream at the error) and dropped
+    /// until the peer ends it. The connection's close reads on for a
+    /// bounded time (`Input::drain`) so that the goodbye naming the
+    /// refusal reaches a peer still writing the refused message: closed at
+    /// once, its bytes unread, the socket was reset and the peer saw only
+    /// a broken pipe (a red-team pass).
+    fn discard(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut dropped = self.discarded;
+        let ws = ready!(self.poll_open(cx, Half::Read))?;
+        let r = super::ws_meter::discard(ws.get_mut(), &mut dropped, cx);
+        self.discarded = dropped;
+        r
     }
 
     /// On a server connection, replaces tungstenite's stream by a new one
@@ -330,6 +352,29 @@ where
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.refused {
+            return this.discard(cx);
+        }
+        let r = this.read_messages(cx, buf);
+        if matches!(&r, Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::InvalidData) {
+            this.refused = true;
+            this.read = Bytes::new();
+        }
+        r
+    }
+}
+
+impl<S> WsIo<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    /// Reads into `buf` what the binary messages carry.
+    fn read_messages(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self;
         loop {
             if !this.read.is_empty() {
                 let n = this.read.len().min(buf.remaining());
@@ -385,6 +430,9 @@ where
                     this.done = true;
                     return Poll::Ready(Ok(()));
                 }
+                // The stream's own errors keep their kind: the meter's
+                // refusals (`InvalidData`) are told to the peer.
+                Some(Err(WsError::Io(e))) => return Poll::Ready(Err(e)),
                 Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
             }
         }

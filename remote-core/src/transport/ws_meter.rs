@@ -41,7 +41,7 @@ use crate::driver::Budget;
 
 #[path = "ws_metered.rs"]
 mod metered;
-pub(crate) use metered::Metered;
+pub(crate) use metered::{discard, Metered};
 
 /// A WebSocket frame header: 2 bytes, 8 of extended length, 4 of mask.
 const WS_HEADER: usize = 14;
@@ -295,11 +295,16 @@ impl Meter {
         let free = SMALL_FRAME.saturating_sub(charged).min(need);
         let rest = need - free;
         if rest > budget.limit() {
+            let what = if head.is_fragment() {
+                "a websocket message in fragments, counted twice"
+            } else {
+                "a websocket frame"
+            };
             return Admit::Refused(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "limit exceeded: memory_budget = {} (a websocket frame of {len} bytes, \
-                     counted as {counted})",
+                    "limit exceeded: memory_budget = {} ({what}: {counted} bytes from a frame of \
+                     {len})",
                     budget.limit()
                 ),
             ));

@@ -12,6 +12,7 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{Admit, Meter, READ_AHEAD};
+use crate::driver::io_types::DRAIN_BYTES;
 use crate::transport::ws_scan::Scan;
 
 /// A stream whose reads are counted in a [`Meter`] and bounded by it.
@@ -24,6 +25,40 @@ pub(crate) struct Metered<S> {
     ahead: Vec<u8>,
     /// A header held back waiting for room in the budget.
     room: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    /// A frame was refused ([`Admit::Refused`]): what the peer sends from
+    /// then on is read and dropped ([`discard`]).
+    refused: bool,
+    /// What was dropped since.
+    discarded: usize,
+}
+
+/// What [`discard`] drops in one poll before it lets other tasks run.
+const DISCARD_PER_POLL: usize = 64 << 10;
+
+/// Reads what `inner` gives and drops it, counting it in `dropped`:
+/// `Pending` until it ends, or [`DRAIN_BYTES`] were dropped (then `Ok`, the
+/// end of the stream, as the close of a TCP connection reads no more),
+/// letting other tasks run after [`DISCARD_PER_POLL`] bytes.
+pub(crate) fn discard<S: AsyncRead + Unpin>(
+    inner: &mut S,
+    dropped: &mut usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    let most = dropped.saturating_add(DISCARD_PER_POLL);
+    while *dropped < most {
+        if *dropped >= DRAIN_BYTES {
+            return Poll::Ready(Ok(()));
+        }
+        let mut chunk = [0u8; 4096];
+        let mut part = ReadBuf::new(&mut chunk);
+        ready!(Pin::new(&mut *inner).poll_read(cx, &mut part))?;
+        if part.filled().is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        *dropped += part.filled().len();
+    }
+    cx.waker().wake_by_ref();
+    Poll::Pending
 }
 
 impl<S> Metered<S> {
@@ -34,6 +69,8 @@ impl<S> Metered<S> {
             scan: Scan::new(),
             ahead: Vec::new(),
             room: None,
+            refused: false,
+            discarded: 0,
         }
     }
 
@@ -147,24 +184,46 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.refused {
+            // After a refusal, what the peer sends is dropped, nothing
+            // handed on, until it ends its stream (see `WsIo::discard`).
+            return discard(&mut this.inner, &mut this.discarded, cx);
+        }
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
+        let r = this.read_metered(cx, buf);
+        if matches!(&r, Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::InvalidData) {
+            this.refused = true;
+            this.room = None;
+            this.ahead = Vec::new();
+        }
+        r
+    }
+}
+
+impl<S: AsyncRead + Unpin> Metered<S> {
+    /// Reads into `buf` what the meter admits.
+    fn read_metered(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         loop {
-            if let Some(room) = &mut this.room {
+            if let Some(room) = &mut self.room {
                 if room.as_mut().poll(cx).is_pending() {
-                    return this.watch(cx);
+                    return self.watch(cx);
                 }
-                this.room = None;
+                self.room = None;
             }
-            if !this.ahead.is_empty() {
+            if !self.ahead.is_empty() {
                 // What was read past a header held back goes first.
-                let n = this.ahead.len().min(buf.remaining());
-                let (used, why) = Self::feed(&mut this.scan, &this.meter, &this.ahead, n);
-                buf.put_slice(&this.ahead[..used]);
-                this.ahead.drain(..used);
-                if this.ahead.is_empty() {
-                    this.ahead = Vec::new();
+                let n = self.ahead.len().min(buf.remaining());
+                let (used, why) = Self::feed(&mut self.scan, &self.meter, &self.ahead, n);
+                buf.put_slice(&self.ahead[..used]);
+                self.ahead.drain(..used);
+                if self.ahead.is_empty() {
+                    self.ahead = Vec::new();
                 }
                 if used > 0 {
                     return Poll::Ready(Ok(()));
@@ -172,57 +231,57 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
                 if let Some(Admit::More) = why {
                     // The header's last byte and less than a prefix past
                     // it are here: at most a few bytes.
-                    if ready!(this.read_more(cx))? {
+                    if ready!(self.read_more(cx))? {
                         continue;
                     }
                     // The peer ended its stream: tungstenite is told so.
                     return Poll::Ready(Ok(()));
                 }
-                match this.hold(why.unwrap_or(Admit::Yes), cx) {
+                match self.hold(why.unwrap_or(Admit::Yes), cx) {
                     Poll::Ready(Ok(())) => continue,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                    Poll::Pending => return this.watch(cx),
+                    Poll::Pending => return self.watch(cx),
                 }
             }
-            let most = match this.meter.room() {
+            let most = match self.meter.room() {
                 None => usize::MAX,
-                Some(0) if this.meter.hello.load(Ordering::Acquire) => {
+                Some(0) if self.meter.hello.load(Ordering::Acquire) => {
                     // After the hello: the rest waits for the opening.
-                    if this.hold(Admit::AfterOpening, cx).is_pending() {
-                        return this.watch(cx);
+                    if self.hold(Admit::AfterOpening, cx).is_pending() {
+                        return self.watch(cx);
                     }
                     continue;
                 }
-                Some(0) => return Poll::Ready(Err(this.meter.over_handshake())),
+                Some(0) => return Poll::Ready(Err(self.meter.over_handshake())),
                 Some(room) => room,
             };
             let most = most
-                .min(this.scan.read_limit(READ_AHEAD))
+                .min(self.scan.read_limit(READ_AHEAD))
                 .min(buf.remaining());
             let before = buf.filled().len();
             let n = {
                 let mut part = ReadBuf::new(buf.initialize_unfilled_to(most));
-                ready!(Pin::new(&mut this.inner).poll_read(cx, &mut part))?;
+                ready!(Pin::new(&mut self.inner).poll_read(cx, &mut part))?;
                 part.filled().len()
             };
             buf.advance(n);
-            this.meter.read.fetch_add(n, Ordering::AcqRel);
+            self.meter.read.fetch_add(n, Ordering::AcqRel);
             if n == 0 {
                 return Poll::Ready(Ok(()));
             }
             let fresh = &buf.filled()[before..];
-            let (used, why) = Self::feed(&mut this.scan, &this.meter, fresh, fresh.len());
+            let (used, why) = Self::feed(&mut self.scan, &self.meter, fresh, fresh.len());
             if used < n {
-                this.ahead.extend_from_slice(&buf.filled()[before + used..]);
+                self.ahead.extend_from_slice(&buf.filled()[before + used..]);
                 buf.set_filled(before + used);
             }
             if used > 0 {
                 return Poll::Ready(Ok(()));
             }
-            match this.hold(why.unwrap_or(Admit::Yes), cx) {
+            match self.hold(why.unwrap_or(Admit::Yes), cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return this.watch(cx),
+                Poll::Pending => return self.watch(cx),
             }
         }
     }

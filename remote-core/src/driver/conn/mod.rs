@@ -63,7 +63,7 @@ impl Shared {
                     self.core().call_done(id, seq);
                 }
             }
-            Control::Rearm | Control::Closed => {}
+            Control::Rearm | Control::Closed | Control::Kept => {}
         }
     }
 

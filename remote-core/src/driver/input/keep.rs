@@ -87,8 +87,17 @@ impl Input {
         }
     }
 
+    /// [`shed`](Self::shed)s a kept buffer, if any, whatever is in it
+    /// (what was read past the last frame moves to a small buffer): the
+    /// budget is short (`reader.rs`).
+    pub(crate) fn shed_kept(&mut self) {
+        if self.kept > 0 {
+            self.shed();
+        }
+    }
+
     /// Bytes counted in the budget for a kept large read buffer.
-    #[cfg(test)]
+    #[inline]
     pub(crate) fn kept(&self) -> usize {
         self.kept
     }
