@@ -305,14 +305,18 @@ async fn a_spare_kept_while_the_reader_waits_is_given_back_when_a_task_waits_for
     let sink = Arc::new(client.root::<dyn Sink>());
     let big: Vec<u8> = (0..200_000).map(|i| (i % 100) as u8).collect();
     let mut calls = Vec::new();
-    for _ in 0..2 {
-        let (sink, big) = (sink.clone(), big.clone());
-        calls.push(tokio::spawn(async move { sink.take(big).await }));
-        // One batch each: the second follows the first, so it is kept.
+    let base = client.stats().bytes_out;
+    for i in 1..=2u64 {
+        let (sink, arg) = (sink.clone(), big.clone());
+        calls.push(tokio::spawn(async move { sink.take(arg).await }));
+        // One batch each (the first written before the second is made):
+        // the second follows the first, so its buffer is kept.
+        let written = || client.stats().bytes_out - base >= i * big.len() as u64;
         let end = tokio::time::Instant::now() + Duration::from_secs(30);
-        while client.shared.queued_output() > 0 && tokio::time::Instant::now() < end {
+        while !written() && tokio::time::Instant::now() < end {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        assert!(written(), "call {i} not written");
     }
     let end = tokio::time::Instant::now() + Duration::from_secs(30);
     while !client.shared.kept.has_spare() && tokio::time::Instant::now() < end {
