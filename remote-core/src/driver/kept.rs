@@ -146,22 +146,24 @@ impl Kept {
     /// Gives back a buffer [`take`](Self::take)n for an encode. The frame
     /// encoded in it was either moved to the writer (then `buf` is the
     /// small buffer swapped for it, dropped here) or copied (then `buf` is
-    /// the spare, kept again if the budget has room).
-    pub(crate) fn give_back(&self, budget: &Budget, mut buf: Vec<u8>) {
+    /// the spare, kept again if the budget has room). Returns whether it
+    /// was kept (the reader is then told: `Control::Kept`).
+    pub(crate) fn give_back(&self, budget: &Budget, mut buf: Vec<u8>) -> bool {
         let cap = buf.capacity();
         if cap < LARGE_FRAME || !may_keep(budget, cap) || !budget.try_charge(cap) {
-            return;
+            return false;
         }
         buf.clear();
         let mut spare = lock(&self.spare);
         if spare.closed || spare.buf.capacity() > 0 {
             drop(spare);
             budget.release(cap);
-            return;
+            return false;
         }
         spare.buf = buf;
         self.bytes.fetch_add(cap, Ordering::AcqRel);
         self.has_spare.store(true, Ordering::Release);
+        true
     }
 
     /// The writer has ended: frees the spare and keeps nothing from now on.

@@ -26,6 +26,7 @@ mod pipeline;
 mod promise;
 mod pushes;
 mod reader;
+mod refusal;
 mod replies;
 mod room;
 mod sched;
@@ -51,16 +52,33 @@ pub(crate) mod io_types {
     #[cfg(feature = "websocket")]
     pub(crate) use super::input::DRAIN_BYTES;
     pub(crate) use super::io::BoxWrite;
+    #[cfg(feature = "websocket")]
+    pub(crate) use super::refusal::{is_refusal, refusal};
     /// Told by the driver when the connection is open (handshake and
     /// authentication done), with the memory budget it counts against and
     /// the reader's credit (`Shared::read_credit`): a transport that
     /// bounds what it reads before then (`transport/ws_meter.rs`) counts
-    /// it in the budget from then on.
+    /// it in the budget from then on. It returns what the reader asks
+    /// about a message the transport gathers ([`Gathering`]), if it does.
     pub(crate) type OnOpen = std::sync::Arc<
-        dyn Fn(&std::sync::Arc<super::Budget>, &std::sync::Arc<std::sync::atomic::AtomicUsize>)
+        dyn Fn(
+                &std::sync::Arc<super::Budget>,
+                &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+            ) -> Option<std::sync::Arc<dyn Gathering>>
             + Send
             + Sync,
     >;
+
+    /// A transport that gathers a message whole before the reader sees
+    /// any of it (a WebSocket message in fragments, `transport/ws_meter.rs`),
+    /// counting it in the budget as it comes: the reader holds its rest to
+    /// the pace of a large frame's (`stall.rs`).
+    pub(crate) trait Gathering: Send + Sync {
+        /// If part of a message counting more than `SMALL_FRAME` in the
+        /// budget is held: that count, and the bytes of data read so far
+        /// on the connection (a count that only grows).
+        fn partial(&self) -> Option<(usize, usize)>;
+    }
 }
 
 pub(crate) use blocking_pool::ServerBlocking;

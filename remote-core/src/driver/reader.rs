@@ -243,10 +243,10 @@ async fn read_until_closed(
                             format!("peer sent a frame of {len} bytes"),
                         );
                     }
-                    Some(Err(FrameError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    Some(Err(FrameError::Io(e))) if super::refusal::is_refusal(&e) => {
                         // Refused by the transport (a WebSocket message
                         // over a limit or against the protocol), not
-                        // broken: the peer is told why.
+                        // broken: the peer is told why (`refusal.rs`).
                         let msg = e.to_string();
                         let _ = shared.send_goodbye(&msg);
                         break Error::ConnectionLost(format!("read failed: {msg}"));
@@ -276,8 +276,13 @@ async fn read_until_closed(
                 }
             }
             Turn::Pressed => {
-                // The next turn gives kept buffers back if the budget is
-                // still short.
+                // Given back whether or not the budget is still short when
+                // looked at: the task that waits may be this reader's own
+                // frame, whose mark went with the turn (waiting again, it
+                // pressed again: a red-team pass found the reader spinning
+                // so, its frame waiting for room its spare held).
+                input.shed_kept();
+                shared.kept.shed(&shared.budget);
                 pressed.set(shared.budget.pressed());
             }
             Turn::Timer => {

@@ -68,6 +68,9 @@ pub(crate) struct Shared {
     /// the frame takes them over (`Input::reserve`), or the transport
     /// gives back what is left once the reader has all of it.
     pub(crate) read_credit: Arc<AtomicUsize>,
+    /// What the transport gathers of a message, if it does (set when the
+    /// connection opens).
+    pub(crate) gathering: std::sync::OnceLock<Arc<dyn super::io_types::Gathering>>,
     /// The memory budget this connection counts against (its server's).
     pub(crate) budget: Arc<Budget>,
     /// Accepted by a server (the short unauthenticated idle timeout applies).
@@ -222,6 +225,13 @@ impl Shared {
         self.budget.release(capacity);
     }
 
+    /// A spare output buffer is kept (`kept.rs`): the reader watches the
+    /// budget from now on, to give it back once a task waits for room.
+    #[cold]
+    pub(crate) fn kept_spare(&self) {
+        let _ = self.ctl.send(Control::Kept);
+    }
+
     /// The writer is done with an emptied batch buffer grown past what it
     /// keeps: kept as the spare for the next large encode (still counted,
     /// now as kept) if `keep` (it follows another large batch), or freed.
@@ -235,8 +245,7 @@ impl Shared {
         match offered {
             None => {
                 self.out_charged.fetch_sub(capacity, Ordering::AcqRel);
-                // The reader watches the budget from now on.
-                let _ = self.ctl.send(Control::Kept);
+                self.kept_spare();
             }
             Some(buf) => {
                 drop(buf);

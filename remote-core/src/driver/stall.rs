@@ -29,6 +29,7 @@
 
 use std::time::Duration;
 
+use super::io_types::Gathering;
 use super::shared::Shared;
 use crate::proto::encode;
 use crate::rt::time::{sleep, Instant};
@@ -188,6 +189,50 @@ pub(crate) async fn paced<T>(
     }
 }
 
+/// `read`'s output, the read of a connection whose transport gathers a
+/// message whole before the reader sees any of it (`g`: a WebSocket
+/// message in fragments, `transport/ws_meter.rs`): while it holds part of
+/// a message counting more than `SMALL_FRAME`, the data of its rest keeps
+/// the pace of a large frame's rest ([`BodyPace`]), or this ends with that
+/// count. The transport starts to hold such a message within a poll of
+/// `read`, so it is looked for after each. (Not paced, a first fragment
+/// of 8 bytes held twice a 1 MiB message's length in the budget until the
+/// idle timeout: a red-team pass.)
+pub(crate) async fn gathered<T>(
+    shared: &Shared,
+    g: &dyn Gathering,
+    pace: &mut BodyPace,
+    read: impl std::future::Future<Output = T>,
+) -> Result<T, usize> {
+    let mut read = std::pin::pin!(read);
+    loop {
+        let until_held = std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
+            std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+            std::task::Poll::Pending if g.partial().is_some() => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        });
+        if let Some(r) = until_held.await {
+            return Ok(r);
+        }
+        let Some((_, at)) = g.partial() else {
+            continue;
+        };
+        let since = pace.window(at);
+        match paced(shared, since, read.as_mut()).await {
+            Ok(r) => return Ok(r),
+            Err(w) => match g.partial() {
+                // Handed on meanwhile: its rest came.
+                None => pace.reset(),
+                Some((held, at)) => {
+                    if !pace.judge(w, at) {
+                        return Err(held);
+                    }
+                }
+            },
+        }
+    }
+}
+
 /// Resolves once a [`BodyPace`] window begun `since` has passed, when the
 /// server's budget is (or later turns) short; never on a standalone
 /// connection.
@@ -217,13 +262,13 @@ async fn body_stalls(shared: &Shared, since: Instant) -> Window {
     Window::Restart
 }
 
-/// The rest of a frame of `total` bytes did not come in time
-/// ([`body_stalls`]): sends a goodbye naming the limit and returns the
-/// reader's error.
+/// The rest of a frame counting `total` bytes in the budget did not come
+/// in time ([`body_stalls`]): sends a goodbye naming the limit and returns
+/// the reader's error.
 pub(crate) fn body_stalled(shared: &Shared, total: usize) -> std::io::Error {
     let limit = shared.limits.pressure_stall_timeout;
     let msg = format!(
-        "limit exceeded: pressure_stall_timeout = {limit:?} (the rest of a frame of {total} bytes, its room reserved, did not come while the server's memory budget was short)"
+        "limit exceeded: pressure_stall_timeout = {limit:?} (the rest of a frame counting {total} bytes in the budget, its room reserved, did not come while the server's memory budget was short)"
     );
     crate::trace::limit_hit("pressure_stall_timeout", &msg);
     let _ = shared.send_goodbye(&msg);

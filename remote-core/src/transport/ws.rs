@@ -27,7 +27,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::ws_meter::{Meter, Metered};
-use crate::driver::io_types::{BoxRead, BoxWrite, OnOpen};
+use crate::driver::io_types::{is_refusal, refusal, BoxRead, BoxWrite, Gathering, OnOpen};
 use crate::{Error, Limits};
 
 /// The most a protocol frame sent as one WebSocket frame holds, and what
@@ -331,13 +331,10 @@ where
 fn check_message(b: &Bytes) -> io::Result<()> {
     let said = (b.len() >= 4).then(|| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
     if said != Some(b.len().wrapping_sub(4)) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "protocol violation: a websocket message of {} bytes must hold exactly one frame (its length prefix says {said:?})",
-                b.len()
-            ),
-        ));
+        return Err(refusal(format!(
+            "protocol violation: a websocket message of {} bytes must hold exactly one frame (its length prefix says {said:?})",
+            b.len()
+        )));
     }
     Ok(())
 }
@@ -356,9 +353,13 @@ where
             return this.discard(cx);
         }
         let r = this.read_messages(cx, buf);
-        if matches!(&r, Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::InvalidData) {
+        if matches!(&r, Poll::Ready(Err(e)) if is_refusal(e)) {
             this.refused = true;
             this.read = Bytes::new();
+            // What the peer sends from now on goes unread by the meter.
+            if let Some(m) = &this.meter {
+                m.refuse();
+            }
         }
         r
     }
@@ -408,8 +409,7 @@ where
                     this.read = b;
                 }
                 Some(Ok(Message::Text(_))) => {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
+                    return Poll::Ready(Err(refusal(
                         "protocol violation: a text websocket message (frames are binary messages)",
                     )))
                 }
@@ -430,9 +430,13 @@ where
                     this.done = true;
                     return Poll::Ready(Ok(()));
                 }
-                // The stream's own errors keep their kind: the meter's
-                // refusals (`InvalidData`) are told to the peer.
+                // The stream's own errors go on as they are: the meter's
+                // refusals are told to the peer, and so are the frames
+                // tungstenite finds against the protocol.
                 Some(Err(WsError::Io(e))) => return Poll::Ready(Err(e)),
+                Some(Err(WsError::Protocol(e))) => {
+                    return Poll::Ready(Err(refusal(format!("protocol violation: websocket: {e}"))))
+                }
                 Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
             }
         }
@@ -604,7 +608,10 @@ where
     (
         r,
         w,
-        Arc::new(move |budget, credit| lift.lift(budget, credit)),
+        Arc::new(move |budget, credit| {
+            lift.lift(budget, credit);
+            Some(lift.clone() as Arc<dyn Gathering>)
+        }),
     )
 }
 

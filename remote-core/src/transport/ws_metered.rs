@@ -12,7 +12,7 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{Admit, Meter, READ_AHEAD};
-use crate::driver::io_types::DRAIN_BYTES;
+use crate::driver::io_types::{is_refusal, DRAIN_BYTES};
 use crate::transport::ws_scan::Scan;
 
 /// A stream whose reads are counted in a [`Meter`] and bounded by it.
@@ -25,10 +25,7 @@ pub(crate) struct Metered<S> {
     ahead: Vec<u8>,
     /// A header held back waiting for room in the budget.
     room: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
-    /// A frame was refused ([`Admit::Refused`]): what the peer sends from
-    /// then on is read and dropped ([`discard`]).
-    refused: bool,
-    /// What was dropped since.
+    /// What was dropped since a refusal ([`discard`]).
     discarded: usize,
 }
 
@@ -69,7 +66,6 @@ impl<S> Metered<S> {
             scan: Scan::new(),
             ahead: Vec::new(),
             room: None,
-            refused: false,
             discarded: 0,
         }
     }
@@ -184,19 +180,20 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.refused {
-            // After a refusal, what the peer sends is dropped, nothing
+        if this.meter.refused.load(Ordering::Acquire) {
+            // After a refusal (the meter's or the WebSocket layer's), what
+            // the peer sends is dropped, nothing scanned, counted or
             // handed on, until it ends its stream (see `WsIo::discard`).
+            this.room = None;
+            this.ahead = Vec::new();
             return discard(&mut this.inner, &mut this.discarded, cx);
         }
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
         let r = this.read_metered(cx, buf);
-        if matches!(&r, Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::InvalidData) {
-            this.refused = true;
-            this.room = None;
-            this.ahead = Vec::new();
+        if matches!(&r, Poll::Ready(Err(e)) if is_refusal(e)) {
+            this.meter.refuse();
         }
         r
     }

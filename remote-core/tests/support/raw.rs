@@ -99,6 +99,33 @@ pub fn ws_binary(payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// A masked (key 0) client WebSocket frame of a message in fragments: its
+/// first (binary) or a continuation, the last if `fin`.
+pub fn ws_fragment(first: bool, fin: bool, payload: &[u8]) -> Vec<u8> {
+    let mut f = ws_binary(payload);
+    f[0] = (u8::from(fin) << 7) | (u8::from(first) * 2);
+    f
+}
+
+/// A raw socket to a `ws://` server whose connection is open: upgraded,
+/// hellos exchanged and a call (`len` on the root) answered, so that what
+/// is sent next counts in the memory budget, not under the handshake's
+/// bound.
+pub async fn ws_opened(server: &ServerHandle) -> BufReader<TcpStream> {
+    let mut s = ws_upgraded(server).await;
+    s.get_mut()
+        .write_all(&ws_binary(&hello(vec![])))
+        .await
+        .unwrap();
+    let (_, theirs) = ws_frame(&mut s).await.expect("the server's hello");
+    assert_eq!(kind(&theirs[4..]), HELLO);
+    let len = ws_binary(&call(1, 0, "len", 60_000, &[0x90]));
+    s.get_mut().write_all(&len).await.unwrap();
+    let (_, reply) = ws_frame(&mut s).await.expect("the reply");
+    assert_eq!(kind(&reply[4..]), RETURN);
+    s
+}
+
 /// `n` masked client pings of 125 bytes each (a pong echoes its ping's
 /// payload), back to back.
 pub fn ws_pings(n: usize) -> Vec<u8> {

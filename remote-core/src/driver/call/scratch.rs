@@ -22,7 +22,9 @@ pub(in crate::driver) fn with_scratch_on<R>(
     buf.clear();
     let r = f(&mut buf);
     if from_spare {
-        shared.kept.give_back(&shared.budget, buf);
+        if shared.kept.give_back(&shared.budget, buf) {
+            shared.kept_spare();
+        }
     } else if buf.capacity() <= 64 << 10 {
         SCRATCH.set(buf);
     }

@@ -213,6 +213,7 @@ impl ConnectionBuilder {
             out_charged: AtomicUsize::new(0),
             buffered_input: AtomicUsize::new(0),
             read_credit: Arc::default(),
+            gathering: Default::default(),
             kept: Default::default(),
             budget,
             server_side: self.server_side,
@@ -318,8 +319,10 @@ impl ConnectionBuilder {
         let _ = shared.info.set(info);
         super::super::invalidate::register(&shared);
         input.set_max_len(limits.max_frame_len);
-        if let Some(opened) = &on_open {
-            opened(&shared.budget, &shared.read_credit);
+        if let Some(gathering) =
+            on_open.and_then(|opened| opened(&shared.budget, &shared.read_credit))
+        {
+            let _ = shared.gathering.set(gathering);
         }
         tracing::info!(name: "remote.connection.opened", parent: &span, "connection opened");
         crate::trace::spawn_in(span, read_loop(shared.clone(), input, ctl_rx));

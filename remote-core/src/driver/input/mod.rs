@@ -407,7 +407,19 @@ impl Input {
                     }
                 }
             } else if self.deferred.is_empty() {
-                read.await
+                match shared.gathering.get() {
+                    // A large message the transport gathers keeps a pace too.
+                    Some(g) => {
+                        match super::stall::gathered(shared, &**g, &mut self.pace, read).await {
+                            Ok(r) => r,
+                            Err(held) => {
+                                let e = super::stall::body_stalled(shared, held);
+                                return Some(Err(FrameError::Io(e)));
+                            }
+                        }
+                    }
+                    None => read.await,
+                }
             } else {
                 // A call set aside waits for room meanwhile: held back by
                 // our budgets, not by the peer.
@@ -490,6 +502,9 @@ impl Input {
     /// `Break` when the peer closed (or a read failed) meanwhile, with
     /// what [`next`](Self::next) returns.
     async fn reserve(&mut self, total: usize) -> ControlFlow<Option<Result<Bytes, FrameError>>> {
+        // A pace kept while the transport gathered the frame's message
+        // counted its data, not this frame's bytes.
+        self.pace.reset();
         // A kept large buffer is the memory this frame is read into: its
         // count moves to the frame's reservation instead of adding to it.
         let moved = self.kept.min(total - self.reserved);

@@ -1,0 +1,136 @@
+//! `pressure_stall_timeout` over WebSocket: a message the transport gathers
+//! in fragments counts in the memory budget from its first fragment (twice
+//! its length, as its length prefix tells), so while the budget is short
+//! its rest must keep coming at the pace a large frame's rest does over
+//! TCP (32 KiB per `pressure_stall_timeout`), or the peer is closed and
+//! what it held goes to those waiting. (A red-team pass: a first fragment
+//! of 8 bytes held 2 MiB of the budget until the idle timeout, and peers
+//! doing so kept every honest large call waiting.)
+
+#[path = "support/raw.rs"]
+mod raw;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use remote_core::collections::{RemoteMap, SharedMap};
+use remote_core::{Error, Limits, Server, ServerEvent, ServerHandle};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// Every reason a connection of the server closed for, as it is told.
+type Reasons = Arc<Mutex<Vec<Error>>>;
+
+/// A `ws://` server of a map on a 16 MiB budget, a peer judged by its pace
+/// after a second, noting why each connection closed; nothing else ends a
+/// connection for ten minutes.
+async fn serve(map: Arc<SharedMap<u32, String>>) -> (ServerHandle, Reasons) {
+    let reasons = Reasons::default();
+    let r = reasons.clone();
+    let server = Server::builder()
+        .limits(Limits {
+            memory_budget: 16 << 20,
+            pressure_stall_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(600),
+            unauthenticated_idle_timeout: Duration::from_secs(600),
+            ..Limits::default()
+        })
+        .on_event(move |e| {
+            if let ServerEvent::Closed { reason, .. } = e {
+                r.lock().unwrap().push(reason);
+            }
+        })
+        .bind("ws://127.0.0.1:0/")
+        .await
+        .unwrap()
+        .serve(move |_| map.remote());
+    (server, reasons)
+}
+
+/// How many connections closed naming `limit`.
+fn closed_for(reasons: &Reasons, limit: &str) -> usize {
+    let named = format!("limit exceeded: {limit} =");
+    let reasons = reasons.lock().unwrap();
+    reasons
+        .iter()
+        .filter(|e| e.to_string().contains(&named))
+        .count()
+}
+
+/// Eight open WebSocket connections, each having sent the first fragment
+/// of a message holding a frame of 1 MiB less 64 (its length prefix and 4
+/// bytes): counted twice, together they fill the budget.
+async fn squat(server: &ServerHandle) -> Vec<BufReader<TcpStream>> {
+    let mut peers = Vec::new();
+    for _ in 0..8 {
+        let mut s = raw::ws_opened(server).await;
+        let mut first = ((1u32 << 20) - 64).to_be_bytes().to_vec();
+        first.extend_from_slice(&[0xc0; 4]);
+        s.get_mut()
+            .write_all(&raw::ws_fragment(true, false, &first))
+            .await
+            .unwrap();
+        peers.push(s);
+    }
+    assert!(raw::eventually(|| server.buffered_bytes() > (15 << 20)).await);
+    peers
+}
+
+/// Sends a fragment of `n` bytes more of each peer's message every 200 ms,
+/// until aborted.
+fn trickle(mut peers: Vec<BufReader<TcpStream>>, n: usize) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let more = raw::ws_fragment(false, false, &vec![0xc0; n]);
+        loop {
+            for s in &mut peers {
+                let _ = s.get_mut().write_all(&more).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+/// Peers whose messages' rest comes a byte at a time are closed once
+/// less than 32 KiB of it came in `pressure_stall_timeout` while the
+/// budget is short, and an honest client's large call gets their room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_send_a_messages_first_fragment_and_a_trickle_give_their_room_back() {
+    raw::bounded(async {
+        let map = SharedMap::<u32, String>::new();
+        let (server, reasons) = serve(map.clone()).await;
+        let trickle = trickle(squat(&server).await, 1);
+        let honest = remote_core::ConnectionBuilder::new()
+            .limits(Limits {
+                default_deadline: Duration::from_secs(40),
+                ..Limits::default()
+            })
+            .connect(server.local_addr())
+            .await
+            .unwrap();
+        let root = honest.root::<dyn RemoteMap<u32, String>>();
+        root.insert(1, "w".repeat(900 << 10)).await.unwrap();
+        assert_eq!(map.remote().len().await.unwrap(), 1);
+        assert!(closed_for(&reasons, "pressure_stall_timeout") > 0);
+        trickle.abort();
+        server.shutdown(Duration::from_secs(5)).await;
+    })
+    .await;
+}
+
+/// Peers sending their messages' rest at more than the pace asked
+/// (80 KiB/s, 32 KiB per second asked) are not closed while they keep the budget short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_sending_a_messages_rest_at_pace_are_not_closed() {
+    raw::bounded(async {
+        let map = SharedMap::<u32, String>::new();
+        let (server, reasons) = serve(map.clone()).await;
+        let trickle = trickle(squat(&server).await, 16 << 10);
+        // Four judges of each peer's pace.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(closed_for(&reasons, "pressure_stall_timeout"), 0);
+        assert!(server.buffered_bytes() > (15 << 20), "the budget had room");
+        trickle.abort();
+        server.shutdown(Duration::from_secs(5)).await;
+    })
+    .await;
+}
