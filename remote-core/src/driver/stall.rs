@@ -209,7 +209,12 @@ pub(crate) async fn gathered<T>(
         let until_held = std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
             std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
             std::task::Poll::Pending if g.partial().is_some() => std::task::Poll::Ready(None),
-            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Pending => {
+                // Nothing held, or the transport waits for room: a window
+                // starts afresh once a message is held again.
+                pace.reset();
+                std::task::Poll::Pending
+            }
         });
         if let Some(r) = until_held.await {
             return Ok(r);

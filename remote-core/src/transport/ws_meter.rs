@@ -119,6 +119,9 @@ pub(crate) struct Meter {
     refused: AtomicBool,
     /// Whether the data frame handed on last did not end its message.
     in_message: AtomicBool,
+    /// Whether a frame's header waits for room in the budget: the peer is
+    /// then not judged by its pace ([`Gathering::partial`]).
+    waits: AtomicBool,
 }
 
 /// The data messages a [`Meter`] counted, in order.
@@ -171,6 +174,7 @@ impl Meter {
             prepaid: AtomicUsize::new(0),
             refused: AtomicBool::new(false),
             in_message: AtomicBool::new(false),
+            waits: AtomicBool::new(false),
         })
     }
 
@@ -449,8 +453,11 @@ impl Meter {
 
 impl Gathering for Meter {
     fn partial(&self) -> Option<(usize, usize)> {
+        // A fragment waiting for room (one of a message whose first did
+        // not tell its length, counted as they come) waits for us, not
+        // for the peer.
         let held = self.held();
-        (held > SMALL_FRAME).then(|| {
+        (held > SMALL_FRAME && !self.waits.load(Ordering::Acquire)).then(|| {
             // Data frames' bytes: headers and control frames are counted
             // off as they are handed on (`unheld`).
             let data = self

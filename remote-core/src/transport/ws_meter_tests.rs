@@ -281,3 +281,20 @@ async fn a_message_in_fragments_counts_whole_on_its_first_fragment() {
     drop((m, meter));
     assert_eq!(budget.used(), 0);
 }
+
+/// The reader's pace asks about a message held (`stall::gathered`) only
+/// once it counts more than `SMALL_FRAME`, and not while a frame of it
+/// waits for room in the budget: then the peer waits for the server.
+#[test]
+fn a_message_held_is_paced_past_a_small_frame_and_not_while_it_waits_for_room() {
+    let meter = Meter::new(4096, 1 << 20);
+    meter.lift(&Arc::new(Budget::new(4 << 20)), &Arc::default());
+    meter.announced.store(SMALL_FRAME, Ordering::Release);
+    assert_eq!(meter.partial(), None, "a small frame's worth");
+    meter.announced.store(SMALL_FRAME + 1, Ordering::Release);
+    meter.read.store(100, Ordering::Release);
+    meter.unheld.store(30, Ordering::Release);
+    assert_eq!(meter.partial(), Some((SMALL_FRAME + 1, 70)));
+    meter.waits.store(true, Ordering::Release);
+    assert_eq!(meter.partial(), None, "waiting for room");
+}
