@@ -3,46 +3,23 @@
 //! holds goes to the connections waiting for room; while the budget has
 //! room, such a peer is closed only at `write_stall_timeout`.
 
+#[path = "support/noted.rs"]
+mod noted;
 #[path = "support/raw.rs"]
 mod raw;
 
+use noted::{closed_for, Reasons};
+
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use remote_core::collections::{on_change, RemoteMap, SharedMap};
-use remote_core::{Connection, Error, Limits, Server, ServerEvent, ServerHandle};
+use remote_core::{Connection, Limits, ServerHandle};
 
-/// Every reason a connection of the server closed for, as it is told.
-type Reasons = Arc<Mutex<Vec<Error>>>;
-
-/// A server of `map` with `limits`, noting why each connection closed.
+/// A TCP server of `map` with `limits`, noting why each connection closed.
 async fn serve(map: Arc<SharedMap<u32, String>>, limits: Limits) -> (ServerHandle, Reasons) {
-    let reasons = Reasons::default();
-    let r = reasons.clone();
-    let server = Server::builder()
-        .limits(limits)
-        .on_event(move |e| {
-            if let ServerEvent::Closed { reason, .. } = e {
-                r.lock().unwrap().push(reason);
-            }
-        })
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(move |_| map.remote());
-    (server, reasons)
-}
-
-/// How many connections closed naming `limit` (the reason is the
-/// connection's loss, its text the limit's error).
-fn closed_for(reasons: &Reasons, limit: &str) -> usize {
-    let named = format!("limit exceeded: {limit} =");
-    let reasons = reasons.lock().unwrap();
-    reasons
-        .iter()
-        .filter(|e| e.to_string().contains(&named))
-        .count()
+    noted::serve(map, limits, "tcp://127.0.0.1:0").await
 }
 
 /// Silent subscribers fill the budget with notifications they never read,

@@ -7,54 +7,33 @@
 //! of 8 bytes held 2 MiB of the budget until the idle timeout, and peers
 //! doing so kept every honest large call waiting.)
 
+#[path = "support/noted.rs"]
+mod noted;
 #[path = "support/raw.rs"]
 mod raw;
 
-use std::sync::{Arc, Mutex};
+use noted::{closed_for, Reasons};
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use remote_core::collections::{RemoteMap, SharedMap};
-use remote_core::{Error, Limits, Server, ServerEvent, ServerHandle};
+use remote_core::{Limits, ServerHandle};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-
-/// Every reason a connection of the server closed for, as it is told.
-type Reasons = Arc<Mutex<Vec<Error>>>;
 
 /// A `ws://` server of a map on a 16 MiB budget, a peer judged by its pace
 /// after a second, noting why each connection closed; nothing else ends a
 /// connection for ten minutes.
 async fn serve(map: Arc<SharedMap<u32, String>>) -> (ServerHandle, Reasons) {
-    let reasons = Reasons::default();
-    let r = reasons.clone();
-    let server = Server::builder()
-        .limits(Limits {
-            memory_budget: 16 << 20,
-            pressure_stall_timeout: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(600),
-            unauthenticated_idle_timeout: Duration::from_secs(600),
-            ..Limits::default()
-        })
-        .on_event(move |e| {
-            if let ServerEvent::Closed { reason, .. } = e {
-                r.lock().unwrap().push(reason);
-            }
-        })
-        .bind("ws://127.0.0.1:0/")
-        .await
-        .unwrap()
-        .serve(move |_| map.remote());
-    (server, reasons)
-}
-
-/// How many connections closed naming `limit`.
-fn closed_for(reasons: &Reasons, limit: &str) -> usize {
-    let named = format!("limit exceeded: {limit} =");
-    let reasons = reasons.lock().unwrap();
-    reasons
-        .iter()
-        .filter(|e| e.to_string().contains(&named))
-        .count()
+    let limits = Limits {
+        memory_budget: 16 << 20,
+        pressure_stall_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(600),
+        unauthenticated_idle_timeout: Duration::from_secs(600),
+        ..Limits::default()
+    };
+    noted::serve(map, limits, "ws://127.0.0.1:0/").await
 }
 
 /// Eight open WebSocket connections, each having sent the first fragment

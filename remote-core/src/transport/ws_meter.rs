@@ -196,13 +196,10 @@ impl Meter {
         let Some(budget) = self.budget.get() else {
             return;
         };
-        let data = self
-            .read
-            .load(Ordering::Acquire)
-            .saturating_sub(self.baseline.load(Ordering::Acquire))
+        let keep = self
+            .data_read()
             .saturating_sub(self.delivered.load(Ordering::Acquire))
-            .saturating_sub(self.unheld.load(Ordering::Acquire));
-        let keep = data.saturating_mul(2);
+            .saturating_mul(2);
         if let Ok(c) = self
             .charged
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
@@ -430,6 +427,15 @@ impl Meter {
         refusal(why)
     }
 
+    /// Bytes of data frames read since the upgrade: headers and control
+    /// frames are counted off as they are handed on (`unheld`).
+    fn data_read(&self) -> usize {
+        self.read
+            .load(Ordering::Acquire)
+            .saturating_sub(self.baseline.load(Ordering::Acquire))
+            .saturating_sub(self.unheld.load(Ordering::Acquire))
+    }
+
     /// Bytes that may still be read before the connection opens, or `None`
     /// if no bound applies any more.
     fn room(&self) -> Option<usize> {
@@ -457,16 +463,8 @@ impl Gathering for Meter {
         // not tell its length, counted as they come) waits for us, not
         // for the peer.
         let held = self.held();
-        (held > SMALL_FRAME && !self.waits.load(Ordering::Acquire)).then(|| {
-            // Data frames' bytes: headers and control frames are counted
-            // off as they are handed on (`unheld`).
-            let data = self
-                .read
-                .load(Ordering::Acquire)
-                .saturating_sub(self.baseline.load(Ordering::Acquire))
-                .saturating_sub(self.unheld.load(Ordering::Acquire));
-            (held, data)
-        })
+        (held > SMALL_FRAME && !self.waits.load(Ordering::Acquire))
+            .then(|| (held, self.data_read()))
     }
 }
 
