@@ -18,7 +18,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{FutureExt, Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -434,6 +434,11 @@ where
                 // refusals are told to the peer, and so are the frames
                 // tungstenite finds against the protocol.
                 Some(Err(WsError::Io(e))) => return Poll::Ready(Err(e)),
+                // A reset is the end of the stream, not a violation.
+                Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
+                    this.done = true;
+                    return Poll::Ready(Ok(()));
+                }
                 Some(Err(WsError::Protocol(e))) => {
                     return Poll::Ready(Err(refusal(format!("protocol violation: websocket: {e}"))))
                 }
