@@ -162,8 +162,8 @@ where
         }
     }
 
-    /// After a message was refused (`InvalidData`: over a limit or against
-    /// the protocol), what the peer still sends is read from the socket
+    /// After a message was refused (a refusal, `driver/refusal.rs`: over a
+    /// limit or against the protocol), what the peer still sends is read from the socket
     /// under tungstenite (which ended its stream at the error) and dropped
     /// until the peer ends it. The connection's close reads on for a
     /// bounded time (`Input::drain`) so that the goodbye naming the
