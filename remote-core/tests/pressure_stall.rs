@@ -275,17 +275,7 @@ async fn peers_that_announce_frames_and_send_a_trickle_give_their_room_back() {
         // A byte every 200 ms each.
         let trickle = trickle(announce(&server).await, 1);
         // Nothing else ends them for ten minutes; the call may wait a minute.
-        let honest = remote_core::ConnectionBuilder::new()
-            .limits(Limits {
-                default_deadline: Duration::from_secs(60),
-                ..Limits::default()
-            })
-            .connect(server.local_addr())
-            .await
-            .unwrap();
-        let root = honest.root::<dyn RemoteMap<u32, String>>();
-        root.insert(1, "w".repeat(900 << 10)).await.unwrap();
-        assert_eq!(map.remote().len().await.unwrap(), 1);
+        noted::honest_large_insert(&server, &map, Duration::from_secs(60)).await;
         assert!(raw::eventually(|| closed_for(&reasons, "pressure_stall_timeout") > 0).await);
         trickle.abort();
         server.shutdown(Duration::from_secs(5)).await;

@@ -17,7 +17,7 @@ use noted::{closed_for, Reasons};
 use std::sync::Arc;
 use std::time::Duration;
 
-use remote_core::collections::{RemoteMap, SharedMap};
+use remote_core::collections::SharedMap;
 use remote_core::{Limits, ServerHandle};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -78,17 +78,7 @@ async fn peers_that_send_a_messages_first_fragment_and_a_trickle_give_their_room
         let map = SharedMap::<u32, String>::new();
         let (server, reasons) = serve(map.clone()).await;
         let trickle = trickle(squat(&server).await, 1);
-        let honest = remote_core::ConnectionBuilder::new()
-            .limits(Limits {
-                default_deadline: Duration::from_secs(40),
-                ..Limits::default()
-            })
-            .connect(server.local_addr())
-            .await
-            .unwrap();
-        let root = honest.root::<dyn RemoteMap<u32, String>>();
-        root.insert(1, "w".repeat(900 << 10)).await.unwrap();
-        assert_eq!(map.remote().len().await.unwrap(), 1);
+        noted::honest_large_insert(&server, &map, Duration::from_secs(40)).await;
         assert!(closed_for(&reasons, "pressure_stall_timeout") > 0);
         trickle.abort();
         server.shutdown(Duration::from_secs(5)).await;

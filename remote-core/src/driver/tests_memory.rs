@@ -20,6 +20,37 @@ async fn freed(state: &Weak<Shared>) -> bool {
     state.strong_count() == 0
 }
 
+/// 200,000 small integers: a frame of about 200 KiB.
+fn big_value() -> Vec<u8> {
+    (0..200_000).map(|i| (i % 100) as u8).collect()
+}
+
+/// Limits under which no reader's timer fires during a test: no
+/// keepalive, and calls' deadlines and the idle check an hour away.
+fn quiet() -> crate::Limits {
+    crate::Limits {
+        keepalive_interval: None,
+        idle_timeout: Duration::from_secs(3600),
+        default_deadline: Duration::from_secs(3600),
+        max_deadline: Duration::from_secs(3600),
+        ..Default::default()
+    }
+}
+
+/// A server of `root` and its client over an in-memory pipe, both with
+/// `limits`.
+async fn pair_with<T: ?Sized + crate::interface::Interface>(
+    limits: crate::Limits,
+    root: crate::Remote<T>,
+) -> (Connection, Connection) {
+    Connection::pair(
+        ConnectionBuilder::new().limits(limits.clone()).serve(root),
+        ConnectionBuilder::new().limits(limits),
+    )
+    .await
+    .unwrap()
+}
+
 /// A client and a server over an in-memory pipe, the server serving a
 /// one-item list; only weak references to the server's state are kept (a
 /// server holds its connections only while they are open).
@@ -126,7 +157,7 @@ async fn large_frames_moved_to_the_writer_leave_nothing_counted() {
     .unwrap();
     let list = client.root::<dyn RemoteList<Vec<u8>>>();
     // 200,000 small integers: a frame of about 200 KiB each way.
-    let big: Vec<u8> = (0..200_000).map(|i| (i % 100) as u8).collect();
+    let big = big_value();
     for round in 0..3u64 {
         assert_eq!(list.push(big.clone()).await.unwrap(), round);
         assert_eq!(list.get(round).await.unwrap().as_deref(), Some(&big[..]));
@@ -162,20 +193,16 @@ async fn large_frames_moved_to_the_writer_leave_nothing_counted() {
 #[tokio::test]
 async fn kept_large_buffers_are_given_back_when_idle() {
     let v = SharedVec::<Vec<u8>>::new();
-    let limits = crate::Limits {
-        keepalive_interval: Some(Duration::from_millis(200)),
-        ..Default::default()
-    };
-    let (server, client) = Connection::pair(
-        ConnectionBuilder::new()
-            .limits(limits.clone())
-            .serve(v.remote()),
-        ConnectionBuilder::new().limits(limits),
+    let (server, client) = pair_with(
+        crate::Limits {
+            keepalive_interval: Some(Duration::from_millis(200)),
+            ..Default::default()
+        },
+        v.remote(),
     )
-    .await
-    .unwrap();
+    .await;
     let list = client.root::<dyn RemoteList<Vec<u8>>>();
-    let big: Vec<u8> = (0..200_000).map(|i| (i % 100) as u8).collect();
+    let big = big_value();
     // Right after a large call the client keeps the buffer it wrote (the
     // spare its next encode takes) and the server the one it read into
     // (unless a timer fired during that call: then after a later one).
@@ -218,23 +245,9 @@ async fn kept_large_buffers_are_given_back_when_idle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kept_large_buffers_are_given_back_when_a_task_waits_for_room() {
     let v = SharedVec::<Vec<u8>>::new();
-    let limits = crate::Limits {
-        keepalive_interval: None,
-        idle_timeout: Duration::from_secs(3600),
-        default_deadline: Duration::from_secs(3600),
-        max_deadline: Duration::from_secs(3600),
-        ..Default::default()
-    };
-    let (server, client) = Connection::pair(
-        ConnectionBuilder::new()
-            .limits(limits.clone())
-            .serve(v.remote()),
-        ConnectionBuilder::new().limits(limits),
-    )
-    .await
-    .unwrap();
+    let (server, client) = pair_with(quiet(), v.remote()).await;
     let list = client.root::<dyn RemoteList<Vec<u8>>>();
-    let big: Vec<u8> = (0..200_000).map(|i| (i % 100) as u8).collect();
+    let big = big_value();
     // The client keeps the buffer it wrote, the server the one it read.
     for (name, conn) in [("client", &client), ("server", &server)] {
         let mut kept = false;
@@ -288,22 +301,10 @@ impl Sink for Hole {
 /// the reader it keeps one (`Control::Kept`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spare_kept_while_the_reader_waits_is_given_back_when_a_task_waits_for_room() {
-    let limits = crate::Limits {
-        keepalive_interval: None,
-        idle_timeout: Duration::from_secs(3600),
-        default_deadline: Duration::from_secs(3600),
-        max_deadline: Duration::from_secs(3600),
-        ..Default::default()
-    };
     let root: crate::Remote<dyn Sink> = crate::Remote::new(Arc::new(Hole));
-    let (_server, client) = Connection::pair(
-        ConnectionBuilder::new().limits(limits.clone()).serve(root),
-        ConnectionBuilder::new().limits(limits),
-    )
-    .await
-    .unwrap();
+    let (_server, client) = pair_with(quiet(), root).await;
     let sink = Arc::new(client.root::<dyn Sink>());
-    let big: Vec<u8> = (0..200_000).map(|i| (i % 100) as u8).collect();
+    let big = big_value();
     let mut calls = Vec::new();
     let base = client.stats().bytes_out;
     for i in 1..=2u64 {

@@ -4,9 +4,10 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use remote_core::collections::SharedMap;
-use remote_core::{Error, Limits, Server, ServerEvent, ServerHandle};
+use remote_core::collections::{RemoteMap, SharedMap};
+use remote_core::{ConnectionBuilder, Error, Limits, Server, ServerEvent, ServerHandle};
 
 /// Every reason a connection of the server closed for, as it is told.
 pub type Reasons = Arc<Mutex<Vec<Error>>>;
@@ -43,4 +44,25 @@ pub fn closed_for(reasons: &Reasons, limit: &str) -> usize {
         .iter()
         .filter(|e| e.to_string().contains(&named))
         .count()
+}
+
+/// An honest client of `server` (serving the empty `map`) whose calls may
+/// wait `deadline` inserts a 900 KiB value, a call that needs room in the
+/// budget: it is answered, and the map then holds it.
+pub async fn honest_large_insert(
+    server: &ServerHandle,
+    map: &Arc<SharedMap<u32, String>>,
+    deadline: Duration,
+) {
+    let honest = ConnectionBuilder::new()
+        .limits(Limits {
+            default_deadline: deadline,
+            ..Limits::default()
+        })
+        .connect(server.local_addr())
+        .await
+        .unwrap();
+    let root = honest.root::<dyn RemoteMap<u32, String>>();
+    root.insert(1, "w".repeat(900 << 10)).await.unwrap();
+    assert_eq!(map.remote().len().await.unwrap(), 1);
 }
