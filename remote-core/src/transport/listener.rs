@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 #[cfg(feature = "websocket")]
-use super::ws;
+use super::ws_open;
 use super::{Address, ServerTls, TlsIdentity};
 use crate::driver::io_types::{BoxRead, BoxWrite, OnOpen};
 use crate::{Error, Limits};
@@ -105,7 +105,7 @@ impl Accepted {
                     }
                     #[cfg(feature = "websocket")]
                     Some(path) => {
-                        let (r, w, on_open) = ws::accept(s, path, &limits);
+                        let (r, w, on_open) = ws_open::accept(s, path, &limits);
                         (r, w, Some(on_open))
                     }
                     #[cfg(not(feature = "websocket"))]
@@ -253,7 +253,7 @@ impl Listener {
                 let (s, peer) = tcp.accept().await?;
                 s.set_nodelay(true)?;
                 let writes_show_reading = watch(&s);
-                let (r, w, on_open) = ws::accept(s, path.clone(), limits);
+                let (r, w, on_open) = ws_open::accept(s, path.clone(), limits);
                 Ok(Accepted {
                     peer: format!("ws://{peer}{path}"),
                     writes_show_reading,

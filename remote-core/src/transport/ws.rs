@@ -17,18 +17,16 @@ use std::task::{ready, Context, Poll, Waker};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{FutureExt, Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 
-use super::ws_meter::{Meter, Metered};
-use crate::driver::io_types::{is_refusal, refusal, BoxRead, BoxWrite, Gathering, OnOpen};
-use crate::{Error, Limits};
+use super::ws_meter::Meter;
+use crate::driver::io_types::{is_refusal, refusal};
+use crate::Limits;
 
 /// The most a protocol frame sent as one WebSocket frame holds, and what
 /// a write takes at a time beyond that (see `poll_write`): a larger
@@ -88,7 +86,7 @@ pub(crate) fn config(limits: &Limits) -> WebSocketConfig {
 
 type Accepting<S> = Pin<Box<dyn Future<Output = Result<WebSocketStream<S>, WsError>> + Send>>;
 
-enum Phase<S> {
+pub(super) enum Phase<S> {
     /// Server side: the HTTP upgrade runs on first use, in the
     /// connection's own task (so a slow client never blocks the accept
     /// loop; the connection's handshake timeout bounds it). Both halves may
@@ -141,11 +139,11 @@ impl<S> WsIo<S>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    fn open(ws: WebSocketStream<S>) -> Self {
+    pub(super) fn open(ws: WebSocketStream<S>) -> Self {
         Self::new(Phase::Open(Box::new(ws)), None)
     }
 
-    fn new(phase: Phase<S>, meter: Option<Arc<Meter>>) -> Self {
+    pub(super) fn new(phase: Phase<S>, meter: Option<Arc<Meter>>) -> Self {
         WsIo {
             phase,
             read: Bytes::new(),
@@ -529,95 +527,6 @@ where
             Err(e) => Poll::Ready(Err(io::Error::other(e))),
         }
     }
-}
-
-fn halves<S>(io: WsIo<S>) -> (BoxRead, BoxWrite)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (r, w) = tokio::io::split(io);
-    (Box::new(r), Box::new(w))
-}
-
-/// Connects to `url` (`ws://host:port/path`).
-/// The HTTP upgrade is bounded by `handshake_timeout`, like the protocol's
-/// own handshake that follows it.
-pub(crate) async fn dial(url: &str, limits: &Limits) -> Result<(BoxRead, BoxWrite), Error> {
-    let upgrade = tokio_tungstenite::connect_async_with_config(url, Some(config(limits)), true);
-    let (ws, _response) = tokio::time::timeout(limits.handshake_timeout, upgrade)
-        .await
-        .map_err(|_| {
-            Error::Handshake(format!(
-                "websocket upgrade with {url} did not finish within handshake_timeout = {:?}",
-                limits.handshake_timeout
-            ))
-        })?
-        .map_err(|e| Error::Io(format!("connect to {url}: {e}")))?;
-    let ws: WebSocketStream<MaybeTlsStream<TcpStream>> = ws;
-    Ok(halves(WsIo::open(ws)))
-}
-
-/// Runs the client side of the upgrade over an established stream (a TLS
-/// stream for `wss://`), bounded by `handshake_timeout`.
-#[cfg(feature = "tls")]
-pub(crate) async fn dial_over<S>(
-    url: &str,
-    stream: S,
-    limits: &Limits,
-) -> Result<(BoxRead, BoxWrite), Error>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let upgrade = tokio_tungstenite::client_async_with_config(url, stream, Some(config(limits)));
-    let (ws, _response) = tokio::time::timeout(limits.handshake_timeout, upgrade)
-        .await
-        .map_err(|_| {
-            Error::Handshake(format!(
-                "websocket upgrade with {url} did not finish within handshake_timeout = {:?}",
-                limits.handshake_timeout
-            ))
-        })?
-        .map_err(|e| Error::Io(format!("websocket upgrade with {url}: {e}")))?;
-    Ok(halves(WsIo::open(ws)))
-}
-
-/// Wraps an accepted stream (TCP, or TLS for `wss://`); the upgrade
-/// (checking the request path is `path`) runs when the connection first
-/// reads or writes. The hook lifts the read bound of the handshake
-/// (`ws_meter.rs`): the driver calls it once the connection is open.
-pub(crate) fn accept<S>(stream: S, path: String, limits: &Limits) -> (BoxRead, BoxWrite, OnOpen)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    #[allow(clippy::result_large_err)] // tungstenite's callback signature
-    let check = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        if req.uri().path() == path {
-            Ok(resp)
-        } else {
-            let mut e = ErrorResponse::new(Some(format!("no websocket endpoint at {}", req.uri())));
-            *e.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
-            Err(e)
-        }
-    };
-    let meter = Meter::new(
-        limits.max_handshake_frame_len,
-        limits.max_frame_len.saturating_add(4),
-    );
-    let stream = Metered::new(stream, meter.clone());
-    let fut = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config(limits)));
-    let lift = meter.clone();
-    let (r, w) = halves(WsIo::new(
-        Phase::Accepting(Box::new((Box::pin(fut), [None, None]))),
-        Some(meter),
-    ));
-    (
-        r,
-        w,
-        Arc::new(move |budget, credit| {
-            lift.lift(budget, credit);
-            Some(lift.clone() as Arc<dyn Gathering>)
-        }),
-    )
 }
 
 #[cfg(test)]

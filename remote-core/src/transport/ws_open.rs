@@ -1,0 +1,108 @@
+//! Opening a WebSocket connection: the client's upgrade ([`dial`],
+//! [`dial_over`] for `wss://`) and the server's ([`accept`]), each handing
+//! the driver the two halves of a [`WsIo`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::WebSocketStream;
+
+use super::ws::{config, Phase, WsIo};
+use super::ws_meter::{Meter, Metered};
+use crate::driver::io_types::{BoxRead, BoxWrite, Gathering, OnOpen};
+use crate::{Error, Limits};
+
+fn halves<S>(io: WsIo<S>) -> (BoxRead, BoxWrite)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (r, w) = tokio::io::split(io);
+    (Box::new(r), Box::new(w))
+}
+
+/// Runs a client's upgrade, bounded by `handshake_timeout` like the
+/// protocol's own handshake that follows it.
+async fn upgraded<S, R, E>(
+    url: &str,
+    limits: &Limits,
+    upgrade: impl Future<Output = Result<(WebSocketStream<S>, R), E>>,
+    what: &str,
+) -> Result<(BoxRead, BoxWrite), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    E: std::fmt::Display,
+{
+    let (ws, _response) = tokio::time::timeout(limits.handshake_timeout, upgrade)
+        .await
+        .map_err(|_| {
+            Error::Handshake(format!(
+                "websocket upgrade with {url} did not finish within handshake_timeout = {:?}",
+                limits.handshake_timeout
+            ))
+        })?
+        .map_err(|e| Error::Io(format!("{what} {url}: {e}")))?;
+    Ok(halves(WsIo::open(ws)))
+}
+
+/// Connects to `url` (`ws://host:port/path`).
+pub(crate) async fn dial(url: &str, limits: &Limits) -> Result<(BoxRead, BoxWrite), Error> {
+    let upgrade = tokio_tungstenite::connect_async_with_config(url, Some(config(limits)), true);
+    upgraded(url, limits, upgrade, "connect to").await
+}
+
+/// Runs the client side of the upgrade over an established stream (a TLS
+/// stream for `wss://`).
+#[cfg(feature = "tls")]
+pub(crate) async fn dial_over<S>(
+    url: &str,
+    stream: S,
+    limits: &Limits,
+) -> Result<(BoxRead, BoxWrite), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let upgrade = tokio_tungstenite::client_async_with_config(url, stream, Some(config(limits)));
+    upgraded(url, limits, upgrade, "websocket upgrade with").await
+}
+
+/// Wraps an accepted stream (TCP, or TLS for `wss://`); the upgrade
+/// (checking the request path is `path`) runs when the connection first
+/// reads or writes. The hook lifts the read bound of the handshake
+/// (`ws_meter.rs`): the driver calls it once the connection is open.
+pub(crate) fn accept<S>(stream: S, path: String, limits: &Limits) -> (BoxRead, BoxWrite, OnOpen)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    #[allow(clippy::result_large_err)] // tungstenite's callback signature
+    let check = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        if req.uri().path() == path {
+            Ok(resp)
+        } else {
+            let mut e = ErrorResponse::new(Some(format!("no websocket endpoint at {}", req.uri())));
+            *e.status_mut() = StatusCode::NOT_FOUND;
+            Err(e)
+        }
+    };
+    let meter = Meter::new(
+        limits.max_handshake_frame_len,
+        limits.max_frame_len.saturating_add(4),
+    );
+    let stream = Metered::new(stream, meter.clone());
+    let fut = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config(limits)));
+    let lift = meter.clone();
+    let (r, w) = halves(WsIo::new(
+        Phase::Accepting(Box::new((Box::pin(fut), [None, None]))),
+        Some(meter),
+    ));
+    (
+        r,
+        w,
+        Arc::new(move |budget, credit| {
+            lift.lift(budget, credit);
+            Some(lift.clone() as Arc<dyn Gathering>)
+        }),
+    )
+}
