@@ -71,6 +71,8 @@ mod ws;
 #[cfg(feature = "websocket")]
 mod ws_meter;
 #[cfg(feature = "websocket")]
+mod ws_open;
+#[cfg(feature = "websocket")]
 mod ws_scan;
 
 #[cfg(feature = "tls")]
@@ -272,7 +274,7 @@ pub(crate) async fn dial(addr: &str, limits: &Limits, tls: &ClientTls) -> Result
         Address::Wss { authority, .. } => {
             let cfg = need_client_tls(addr, tls)?;
             let (s, sec) = tls_io::connect(addr, &authority, cfg, tls::ALPN_WSS, limits).await?;
-            let (reader, writer) = ws::dial_over(addr, s, limits).await?;
+            let (reader, writer) = ws_open::dial_over(addr, s, limits).await?;
             Ok(Dialed {
                 tls_identity: sec.identity,
                 channel_binding: Some(sec.binding),
@@ -305,7 +307,7 @@ pub(crate) async fn dial(addr: &str, limits: &Limits, tls: &ClientTls) -> Result
         }
         #[cfg(all(feature = "websocket", not(target_arch = "wasm32")))]
         Address::Ws { .. } => {
-            let (r, w) = ws::dial(addr, limits).await?;
+            let (r, w) = ws_open::dial(addr, limits).await?;
             Ok(plain(r, w))
         }
         #[cfg(all(not(feature = "websocket"), not(target_arch = "wasm32")))]
