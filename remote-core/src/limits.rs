@@ -108,9 +108,11 @@ pub struct Limits {
     /// Keep it below the runtime's worker threads, so some are always free
     /// to read every connection's calls and queue them fairly.
     pub max_running_handlers: usize,
-    /// Time for a peer to complete the handshake (default 10 s). The TLS
-    /// handshake of `tls://` and `wss://` and the WebSocket upgrade are
-    /// each bounded by it too, before the protocol's own hello.
+    /// Time for a peer to complete the handshake (default 10 s). On a
+    /// server it counts from the accept: the TLS handshake of `tls://` and
+    /// `wss://`, the WebSocket upgrade, the hello and the authentication
+    /// exchange all end within it together. A client bounds its TLS
+    /// handshake, its upgrade and then its hello by it one after another.
     pub handshake_timeout: Duration,
     /// A connection with no traffic, no calls in flight and no references
     /// held either way for this long is closed; so is one whose partial

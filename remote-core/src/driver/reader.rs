@@ -17,14 +17,16 @@ use crate::fingerprint::RootInfo;
 use crate::proto::{encode, Event, FrameError, Keepalive, KeepaliveAction};
 use crate::Error;
 
-/// Reads the peer's hello; returns its `auth` slot (checked afterwards by
+/// Reads the peer's hello by `deadline` (`handshake_timeout` after the
+/// connection began); returns its `auth` slot (checked afterwards by
 /// [`crate::auth::exchange`]).
 pub(super) async fn handshake(
     shared: &Arc<Shared>,
     input: &mut Input,
+    deadline: Instant,
 ) -> Result<Option<Vec<u8>>, Error> {
     let limit = shared.limits.handshake_timeout;
-    let first = match crate::rt::time::timeout(limit, input.next(false)).await {
+    let first = match crate::rt::time::timeout_at(deadline, input.next(false)).await {
         Err(_) => {
             let msg = format!("no handshake within handshake_timeout = {limit:?}");
             let _ = shared.send_goodbye(&msg);

@@ -161,8 +161,10 @@ fn refuse(accepted: Accepted, why: String, refusals: &Arc<Semaphore>) {
     };
     tokio::spawn(async move {
         let frame = encode::goodbye(&why);
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            let Ok(mut o) = accepted.open().await else {
+        let within = Duration::from_secs(1);
+        let deadline = tokio::time::Instant::now() + within;
+        let _ = tokio::time::timeout(within, async {
+            let Ok(mut o) = accepted.open(deadline).await else {
                 return;
             };
             let _ = o.writer.write_all(&frame).await;
@@ -204,6 +206,7 @@ async fn accept_loop(
                 continue;
             }
         };
+        let accepted_at = tokio::time::Instant::now();
         if inner.active.load(Ordering::Acquire) >= max {
             inner.counters.refused.fetch_add(1, Ordering::Relaxed);
             let why = format!("limit exceeded: max_connections = {max}");
@@ -247,8 +250,11 @@ async fn accept_loop(
             emit(ServerEvent::Connected { addr: addr.clone() });
             let authenticates = matches!(builder.auth, crate::auth::Side::Verify(_));
             // The transport's handshake (TLS) runs here, in the
-            // connection's own task, bounded by handshake_timeout.
-            let opened = accepted.open().await.inspect_err(|e| {
+            // connection's own task. It, a WebSocket upgrade and the hello
+            // all end within handshake_timeout of the accept.
+            let deadline =
+                crate::driver::deadline::after(accepted_at, builder.limits.handshake_timeout);
+            let opened = accepted.open(deadline).await.inspect_err(|e| {
                 tracing::warn!(
                     name: "remote.handshake_failed",
                     peer = %peer,
@@ -261,6 +267,7 @@ async fn accept_loop(
                     builder.tls_identity = o.tls_identity;
                     builder.channel_binding = o.channel_binding;
                     builder.on_open = o.on_open;
+                    builder.opened_at = Some(accepted_at);
                     builder.over_boxed(o.reader, o.writer, peer).await
                 }
                 Err(e) => Err(e),

@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use tokio::time::Instant;
+
 #[cfg(feature = "websocket")]
 use super::ws_open;
 use super::{Address, ServerTls, TlsIdentity};
@@ -75,9 +77,11 @@ pub(crate) struct Opened {
 
 impl Accepted {
     /// Runs the transport's handshake: for `tls://` and `wss://` the TLS
-    /// handshake, bounded by `handshake_timeout` (a WebSocket upgrade runs
-    /// later, on first use, under the connection's own handshake timeout).
-    pub(crate) async fn open(self) -> Result<Opened, Error> {
+    /// handshake, which must end by `deadline` (`handshake_timeout` after
+    /// the accept; a WebSocket upgrade runs later, on first use, under the
+    /// connection's handshake deadline, the same one).
+    #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+    pub(crate) async fn open(self, deadline: Instant) -> Result<Opened, Error> {
         match self.pending {
             Pending::Ready(reader, writer, on_open) => Ok(Opened {
                 reader,
@@ -95,9 +99,15 @@ impl Accepted {
                     limits,
                 } = *pending;
                 let require_alpn = ws_path.is_none();
-                let (s, sec) =
-                    super::tls_io::accept(&acceptor, tcp, &self.peer, require_alpn, &limits)
-                        .await?;
+                let (s, sec) = super::tls_io::accept(
+                    &acceptor,
+                    tcp,
+                    &self.peer,
+                    require_alpn,
+                    deadline,
+                    &limits,
+                )
+                .await?;
                 let (reader, writer, on_open) = match ws_path {
                     None => {
                         let (r, w) = super::boxed(s);

@@ -117,10 +117,11 @@ pub(crate) async fn accept(
     tcp: TcpStream,
     peer: &str,
     require_alpn: bool,
+    deadline: tokio::time::Instant,
     limits: &Limits,
 ) -> Result<(ServerStream, Secured), Error> {
     let limit = limits.handshake_timeout;
-    let mut tls = tokio::time::timeout(limit, acceptor.accept(tcp))
+    let mut tls = tokio::time::timeout_at(deadline, acceptor.accept(tcp))
         .await
         .map_err(|_| {
             Error::Handshake(format!(

@@ -84,6 +84,12 @@ pub struct ConnectionBuilder {
     /// Told when the connection is open, set by the transport that
     /// carried it (a WebSocket's read bound, `transport/ws_meter.rs`).
     pub(crate) on_open: Option<crate::driver::io_types::OnOpen>,
+    /// When a server accepted the connection's socket: the handshake's
+    /// `handshake_timeout` counts from here, so a TLS handshake, a
+    /// WebSocket upgrade and the hello share one bound (found by a
+    /// red-team pass: each had its own, and a `tls://` peer held its slot
+    /// for twice the timeout before its hello).
+    pub(crate) opened_at: Option<Instant>,
 }
 
 impl fmt::Debug for ConnectionBuilder {
@@ -258,7 +264,7 @@ impl ConnectionBuilder {
         // If this future is dropped before the handshake ends (e.g. a
         // timeout around `connect`), close so the writer task ends too.
         let guard = CloseOnDrop(Some(shared.clone()));
-        let started = Instant::now();
+        let started = self.opened_at.unwrap_or_else(Instant::now);
         let nonce = crate::auth::proto::nonce()
             .map_err(|e| Error::Io(format!("no randomness for the handshake nonce: {e}")))?;
         let announce = self.root_info.as_ref().map(RootInfo::feature);
@@ -267,7 +273,7 @@ impl ConnectionBuilder {
 
         let mut input = Input::new(reader, shared.clone(), limits.max_handshake_frame_len);
         let deadline = crate::driver::deadline::after(started, limits.handshake_timeout);
-        let proven = match handshake(&shared, &mut input).await {
+        let proven = match handshake(&shared, &mut input, deadline).await {
             Ok(slot) => {
                 let run = exchange::run(
                     &shared,

@@ -1,0 +1,159 @@
+//! One `handshake_timeout` from a server's accept to the end of the
+//! handshake, whatever the transport does first (PROTOCOL.md §10): a TLS
+//! handshake, a WebSocket upgrade and the hello share the bound. Found by
+//! a red-team pass: over `tls://` the TLS handshake and the hello each had
+//! their own, so a peer that used nearly all of both held its connection
+//! slot for about twice the timeout before its hello, and was served.
+#![cfg(all(feature = "tls", feature = "websocket"))]
+
+#[path = "support/pki.rs"]
+mod pki;
+#[path = "support/raw.rs"]
+mod raw;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pki::Ca;
+use remote_core::{remote, Error, Limits, Remote, Server, ServerHandle, TlsServerConfig};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::time::Instant;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls;
+
+const LIMIT: Duration = Duration::from_secs(2);
+
+#[remote]
+pub trait Nop {
+    async fn nop(&self) -> Result<(), Error>;
+}
+
+struct N;
+
+#[remote]
+impl Nop for N {
+    async fn nop(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+async fn server(ca: &Ca, addr: &str) -> ServerHandle {
+    let s = ca.server();
+    let tls = TlsServerConfig::from_pem(s.cert_pem.as_bytes(), s.key_pem.as_bytes()).unwrap();
+    Server::builder()
+        .limits(Limits {
+            handshake_timeout: LIMIT,
+            ..Limits::default()
+        })
+        .tls(tls)
+        .bind(addr)
+        .await
+        .unwrap()
+        .serve(|_| Remote::new(Arc::new(N) as Arc<dyn Nop>))
+}
+
+/// Connects TCP to `server`, sits idle for three quarters of the limit,
+/// then runs the TLS handshake (with `alpn`). Returns the stream (`None`
+/// if the server cut the handshake) and when the TCP connect began.
+async fn late_tls(
+    ca: &Ca,
+    server: &ServerHandle,
+    alpn: &[u8],
+) -> (Option<TlsStream<tokio::net::TcpStream>>, Instant) {
+    let addr = server.local_addr();
+    let authority = addr
+        .split("://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap())
+        .unwrap();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    if !alpn.is_empty() {
+        cfg.alpn_protocols = vec![alpn.to_vec()];
+    }
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let began = Instant::now();
+    let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    tokio::time::sleep_until(began + LIMIT * 3 / 4).await;
+    let name = ServerName::try_from("localhost").unwrap();
+    (connector.connect(name, tcp).await.ok(), began)
+}
+
+/// How long after `began` the cut came, checked to be within one limit
+/// (not cut early, not given a second limit after the TLS handshake: that
+/// would end at 1.75 limits at the soonest).
+fn assert_one_limit(began: Instant, what: &str) {
+    let after = began.elapsed();
+    assert!(
+        after >= LIMIT,
+        "{what} cut after {after:?}, before handshake_timeout"
+    );
+    assert!(
+        after < LIMIT * 8 / 5,
+        "{what} cut only {after:?} after the accept: a second handshake_timeout began after the TLS handshake"
+    );
+}
+
+#[tokio::test]
+async fn a_tls_peer_gets_one_handshake_timeout_from_accept_to_hello() {
+    let ca = Ca::new("handshake deadline");
+    let server = server(&ca, "tls://127.0.0.1:0").await;
+    let (tls, began) = late_tls(&ca, &server, b"remote/1").await;
+    let mut tls = tls.expect("the TLS handshake, a quarter of the limit before it ends");
+    // The hello never comes: the server says why and closes, one limit
+    // after the accept.
+    let reason = raw::bounded(raw::goodbye(&mut tls)).await;
+    assert_one_limit(began, "tls://");
+    let reason = reason.expect("a goodbye before the close");
+    assert!(reason.contains("handshake_timeout"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_wss_peer_gets_one_handshake_timeout_from_accept_to_hello() {
+    let ca = Ca::new("handshake deadline");
+    let server = server(&ca, "wss://127.0.0.1:0/").await;
+    let (tls, began) = late_tls(&ca, &server, b"").await;
+    let tls = tls.expect("the TLS handshake, a quarter of the limit before it ends");
+    let mut s = BufReader::new(tls);
+    let upgrade =
+        "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    s.get_mut().write_all(upgrade.as_bytes()).await.unwrap();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = raw::bounded(s.read_line(&mut line)).await.unwrap();
+        assert!(n > 0, "the server closed during the upgrade");
+        if line == "\r\n" {
+            break;
+        }
+    }
+    // Upgraded; the hello never comes.
+    let mut reason = None;
+    while let Some((op, payload)) = raw::bounded(raw::ws_frame(&mut s)).await {
+        if op == 2 && raw::kind(&payload[4..]) == raw::GOODBYE {
+            let mut r = remote_core::proto::Reader::new(&payload[6..]);
+            reason = Some(r.str().unwrap().to_owned());
+        }
+        if op == 8 {
+            break;
+        }
+    }
+    assert_one_limit(began, "wss://");
+    let reason = reason.expect("a goodbye before the close");
+    assert!(reason.contains("handshake_timeout"), "{reason}");
+}
