@@ -23,7 +23,7 @@ use std::time::Duration;
 use counting::{live, measured};
 use raw::{eventually, ws_binary, ws_frame, ws_upgraded};
 use remote_core::{Connection, Limits, ServerHandle};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 const BUDGET: usize = 4 << 20;
@@ -72,15 +72,8 @@ async fn upgraded(server: &ServerHandle, how: Upgrade) -> BufReader<TcpStream> {
     };
     let mut r = BufReader::new(TcpStream::connect(&authority).await.unwrap());
     r.get_mut().write_all(&request).await.unwrap();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = raw::bounded(r.read_line(&mut line)).await.unwrap();
-        assert!(n > 0, "the server closed during the upgrade");
-        if line == "\r\n" {
-            return r;
-        }
-    }
+    raw::ws_response(&mut r).await;
+    r
 }
 
 /// A masked (key 0) data frame header: binary (`first`) or continuation.

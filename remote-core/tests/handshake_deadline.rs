@@ -16,9 +16,7 @@ use std::time::Duration;
 
 use pki::Ca;
 use remote_core::{remote, Error, Limits, Remote, Server, ServerHandle, TlsServerConfig};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use rustls::pki_types::ServerName;
 use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls;
@@ -60,7 +58,7 @@ async fn server(ca: &Ca, addr: &str) -> ServerHandle {
 async fn late_tls(
     ca: &Ca,
     server: &ServerHandle,
-    alpn: &[u8],
+    alpn: &[&[u8]],
 ) -> (Option<TlsStream<tokio::net::TcpStream>>, Instant) {
     let addr = server.local_addr();
     let authority = addr
@@ -71,21 +69,7 @@ async fn late_tls(
         .next()
         .unwrap()
         .to_owned();
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap())
-        .unwrap();
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    if !alpn.is_empty() {
-        cfg.alpn_protocols = vec![alpn.to_vec()];
-    }
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let connector = ca.raw_client(alpn);
     let began = Instant::now();
     let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
     tokio::time::sleep_until(began + LIMIT * 3 / 4).await;
@@ -112,7 +96,7 @@ fn assert_one_limit(began: Instant, what: &str) {
 async fn a_tls_peer_gets_one_handshake_timeout_from_accept_to_hello() {
     let ca = Ca::new("handshake deadline");
     let server = server(&ca, "tls://127.0.0.1:0").await;
-    let (tls, began) = late_tls(&ca, &server, b"remote/1").await;
+    let (tls, began) = late_tls(&ca, &server, &[b"remote/1"]).await;
     let mut tls = tls.expect("the TLS handshake, a quarter of the limit before it ends");
     // The hello never comes: the server says why and closes, one limit
     // after the accept.
@@ -126,22 +110,9 @@ async fn a_tls_peer_gets_one_handshake_timeout_from_accept_to_hello() {
 async fn a_wss_peer_gets_one_handshake_timeout_from_accept_to_hello() {
     let ca = Ca::new("handshake deadline");
     let server = server(&ca, "wss://127.0.0.1:0/").await;
-    let (tls, began) = late_tls(&ca, &server, b"").await;
+    let (tls, began) = late_tls(&ca, &server, &[]).await;
     let tls = tls.expect("the TLS handshake, a quarter of the limit before it ends");
-    let mut s = BufReader::new(tls);
-    let upgrade =
-        "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-    s.get_mut().write_all(upgrade.as_bytes()).await.unwrap();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = raw::bounded(s.read_line(&mut line)).await.unwrap();
-        assert!(n > 0, "the server closed during the upgrade");
-        if line == "\r\n" {
-            break;
-        }
-    }
+    let mut s = raw::ws_upgrade(tls, "localhost").await;
     // Upgraded; the hello never comes.
     let mut reason = None;
     while let Some((op, payload)) = raw::bounded(raw::ws_frame(&mut s)).await {

@@ -18,6 +18,7 @@ use remote_core::{
 use support::{Calc, Counter, Stats};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
 
 /// A server on `addr` whose root objects are kept in the returned list, so
 /// a test can reach (through an object the client gives them) the server's
@@ -238,31 +239,15 @@ async fn a_client_certificates_identity_reaches_the_server() {
     assert!(server_side(&conn, &roots).await.tls_identity().is_none());
 }
 
-use rustls::pki_types::pem::PemObject;
-
 /// A raw rustls client offering `alpn` (none if empty).
 async fn raw_client(
     ca: &Ca,
     addr: &str,
     alpn: &[&[u8]],
 ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap())
-        .unwrap();
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = tokio::net::TcpStream::connect(addr.trim_start_matches("tls://")).await?;
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(name, tcp)
-        .await
+    ca.raw_client(alpn).connect(name, tcp).await
 }
 
 #[tokio::test]

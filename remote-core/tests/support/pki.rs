@@ -30,6 +30,28 @@ impl Ca {
         self.cert.pem()
     }
 
+    /// A raw rustls client that trusts this CA and offers `alpn` (nothing
+    /// if empty), for tests that play the TLS peer by hand.
+    #[cfg(feature = "tls")]
+    pub fn raw_client(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+        use std::sync::Arc;
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+
+        let mut roots = rustls::RootCertStore::empty();
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(self.pem().as_bytes());
+        roots.add(der.unwrap()).unwrap();
+        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    }
+
     fn issue(&self, cn: &str, sans: &[&str], purpose: ExtendedKeyUsagePurpose) -> Issued {
         let key = KeyPair::generate().unwrap();
         let mut p =

@@ -9,8 +9,8 @@ use std::time::Duration;
 use remote_core::proto::{encode, CallId, Hello, ObjectId, Reader};
 use remote_core::ServerHandle;
 use tokio::io::{
-    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream, ReadHalf,
-    WriteHalf,
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, DuplexStream,
+    ReadHalf, WriteHalf,
 };
 use tokio::net::TcpStream;
 
@@ -63,23 +63,31 @@ pub async fn ws_upgraded(server: &ServerHandle) -> BufReader<TcpStream> {
         .unwrap()
         .trim_end_matches('/')
         .to_owned();
-    let s = TcpStream::connect(&authority).await.unwrap();
+    ws_upgrade(TcpStream::connect(&authority).await.unwrap(), &authority).await
+}
+
+/// Upgrades `s` (a raw stream to a WebSocket server whose path is `/`)
+/// to WebSocket: the request sent, the response's head read.
+pub async fn ws_upgrade<S: AsyncRead + AsyncWrite + Unpin>(s: S, host: &str) -> BufReader<S> {
     let mut r = BufReader::new(s);
     let upgrade = format!(
-        "GET / HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     r.get_mut().write_all(upgrade.as_bytes()).await.unwrap();
+    ws_response(&mut r).await;
+    r
+}
+
+/// Reads the head of an upgrade response, up to its blank line.
+pub async fn ws_response<S: AsyncRead + Unpin>(r: &mut BufReader<S>) {
     let mut line = String::new();
     loop {
         line.clear();
-        let n = tokio::time::timeout(WAIT, r.read_line(&mut line))
-            .await
-            .expect("no upgrade response within 60 s")
-            .unwrap();
+        let n = bounded(r.read_line(&mut line)).await.unwrap();
         assert!(n > 0, "the server closed during the upgrade");
         if line == "\r\n" {
-            return r;
+            return;
         }
     }
 }
