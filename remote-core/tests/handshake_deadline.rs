@@ -114,16 +114,7 @@ async fn a_wss_peer_gets_one_handshake_timeout_from_accept_to_hello() {
     let tls = tls.expect("the TLS handshake, a quarter of the limit before it ends");
     let mut s = raw::ws_upgrade(tls, "localhost").await;
     // Upgraded; the hello never comes.
-    let mut reason = None;
-    while let Some((op, payload)) = raw::bounded(raw::ws_frame(&mut s)).await {
-        if op == 2 && raw::kind(&payload[4..]) == raw::GOODBYE {
-            let mut r = remote_core::proto::Reader::new(&payload[6..]);
-            reason = Some(r.str().unwrap().to_owned());
-        }
-        if op == 8 {
-            break;
-        }
-    }
+    let reason = raw::bounded(raw::ws_goodbye(&mut s)).await;
     assert_one_limit(began, "wss://");
     let reason = reason.expect("a goodbye before the close");
     assert!(reason.contains("handshake_timeout"), "{reason}");

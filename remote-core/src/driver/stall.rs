@@ -210,8 +210,8 @@ pub(crate) async fn gathered<T>(
             std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
             std::task::Poll::Pending if g.partial().is_some() => std::task::Poll::Ready(None),
             std::task::Poll::Pending => {
-                // Nothing held, or the transport waits for room: a window
-                // starts afresh once a message is held again.
+                // Nothing held: a window starts afresh once a message is
+                // held again.
                 pace.reset();
                 std::task::Poll::Pending
             }

@@ -227,8 +227,8 @@ fn data_frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
 
 /// A message in fragments counts whole (twice, as its length prefix
 /// tells) on its first fragment, so the fragments after it are handed on
-/// with the budget full; a prefix smaller than the first fragment is not
-/// believed.
+/// with the budget full; a prefix smaller than the first fragment is
+/// refused from its header, nothing counted.
 #[tokio::test]
 async fn a_message_in_fragments_counts_whole_on_its_first_fragment() {
     // Unconstrained: tokio's cooperative budget would stop a long read.
@@ -267,26 +267,91 @@ async fn a_message_in_fragments_counts_whole_on_its_first_fragment() {
     meter.drained();
     assert_eq!(budget.used(), 0, "the message's count goes with it");
 
-    // A prefix saying less than its first fragment holds: counted as the
-    // fragments come.
+    // A prefix saying less than its first fragment holds.
     let mut lying = 10u32.to_be_bytes().to_vec();
     lying.resize(PART, 7);
     theirs
         .write_all(&data_frame(2, false, &lying))
         .await
         .unwrap();
-    let (n, _) = unconstrained(read_until_it_stops(&mut m)).await;
-    assert_eq!(n, WS_HEADER + PART);
-    assert_eq!(budget.used(), 2 * PART);
+    let (n, how) = unconstrained(read_until_it_stops(&mut m)).await;
+    assert!(n < WS_HEADER, "the header held back: {n}");
+    let e = how.expect("refused, not waiting").unwrap_err();
+    assert!(crate::driver::io_types::is_refusal(&e), "{e}");
+    assert!(
+        e.to_string().contains("more than its length prefix says"),
+        "{e}"
+    );
+    assert_eq!(budget.used(), 0);
     drop((m, meter));
     assert_eq!(budget.used(), 0);
 }
 
-/// The reader's pace asks about a message held (`stall::gathered`) only
-/// once it counts more than `SMALL_FRAME`, and not while a frame of it
-/// waits for room in the budget: then the peer waits for the server.
+/// A message in fragments keeps to its length prefix: a first frame too
+/// short to hold it, a prefix over the message limit, and a continuation
+/// past what the prefix said are refused from their header (counted as
+/// they came, a frame of such a message waited for room its own message
+/// held, and the wait exempted the message from its pace: a red-team
+/// pass held a 16 MiB budget with 30 peers of 24 bytes each).
+#[tokio::test]
+async fn fragments_outside_their_length_prefix_are_refused_from_the_header() {
+    async fn refusal_for(frames: &[Vec<u8>]) -> (String, usize) {
+        let budget = Arc::new(Budget::new(4 << 20));
+        let (ours, mut theirs) = tokio::io::duplex(1 << 20);
+        theirs
+            .write_all(&[REQUEST.to_vec(), frames.concat()].concat())
+            .await
+            .unwrap();
+        let (meter, mut m) = upgraded(ours, 64 << 10).await;
+        meter.lift(&budget, &Arc::default());
+        let (_, how) = tokio::task::unconstrained(read_until_it_stops(&mut m)).await;
+        let e = how.expect("refused, not waiting").unwrap_err();
+        assert!(crate::driver::io_types::is_refusal(&e), "{e}");
+        (e.to_string(), budget.used())
+    }
+    let said = |len: u32, first: usize| {
+        let mut p = (len - 4).to_be_bytes().to_vec();
+        p.resize(first, 7);
+        p
+    };
+    let (why, used) = refusal_for(&[data_frame(2, false, &[0, 0])]).await;
+    assert!(
+        why.contains("less than the protocol frame's 4-byte"),
+        "{why}"
+    );
+    assert_eq!(used, 0);
+    let (why, used) = refusal_for(&[data_frame(2, false, &said(1 << 20, 8))]).await;
+    assert!(why.contains("limit exceeded: max_frame_len"), "{why}");
+    assert_eq!(used, 0);
+    // A message of 1,000 bytes, its first frame 100 of them, then 1,000.
+    let frames = [
+        data_frame(2, false, &said(1000, 100)),
+        data_frame(0, true, &[7; 1000]),
+    ];
+    let (why, used) = refusal_for(&frames).await;
+    assert!(why.contains("longer than its length prefix says"), "{why}");
+    assert!(used <= 2 * 1000, "nothing past the prefix counted: {used}");
+    // Within the prefix, the same message is handed on whole.
+    let budget = Arc::new(Budget::new(4 << 20));
+    let (ours, mut theirs) = tokio::io::duplex(1 << 20);
+    let whole = [
+        REQUEST.to_vec(),
+        data_frame(2, false, &said(1000, 100)),
+        data_frame(0, true, &[7; 900]),
+    ]
+    .concat();
+    theirs.write_all(&whole).await.unwrap();
+    let (meter, mut m) = upgraded(ours, 64 << 10).await;
+    meter.lift(&budget, &Arc::default());
+    let (n, how) = tokio::task::unconstrained(read_until_it_stops(&mut m)).await;
+    assert!(how.is_none(), "{how:?}");
+    assert_eq!(n, whole.len() - REQUEST.len());
+}
+
+/// The reader's pace asks about a message held (`stall::gathered`) once
+/// it counts more than `SMALL_FRAME`.
 #[test]
-fn a_message_held_is_paced_past_a_small_frame_and_not_while_it_waits_for_room() {
+fn a_message_held_is_paced_past_a_small_frame() {
     let meter = Meter::new(4096, 1 << 20);
     meter.lift(&Arc::new(Budget::new(4 << 20)), &Arc::default());
     meter.announced.store(SMALL_FRAME, Ordering::Release);
@@ -295,6 +360,4 @@ fn a_message_held_is_paced_past_a_small_frame_and_not_while_it_waits_for_room() 
     meter.read.store(100, Ordering::Release);
     meter.unheld.store(30, Ordering::Release);
     assert_eq!(meter.partial(), Some((SMALL_FRAME + 1, 70)));
-    meter.waits.store(true, Ordering::Release);
-    assert_eq!(meter.partial(), None, "waiting for room");
 }

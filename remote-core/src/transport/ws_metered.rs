@@ -159,7 +159,6 @@ impl<S> Metered<S> {
                     return Poll::Ready(Ok(()));
                 };
                 let meter = self.meter.clone();
-                self.meter.waits.store(true, Ordering::Release);
                 self.room = Some(Box::pin(async move {
                     // The budget is short meanwhile (`pressure_stall_timeout`).
                     let starving = budget.starving();
@@ -213,7 +212,6 @@ impl<S: AsyncRead + Unpin> Metered<S> {
                     return self.watch(cx);
                 }
                 self.room = None;
-                self.meter.waits.store(false, Ordering::Release);
             }
             if !self.ahead.is_empty() {
                 // What was read past a header held back goes first.

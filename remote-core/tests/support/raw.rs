@@ -308,6 +308,21 @@ pub async fn next_error<R: AsyncRead + Unpin>(s: &mut R) -> (u64, String, String
     }
 }
 
+/// Reads WebSocket messages until one carries a goodbye (its reason) or
+/// the stream closes (`None`).
+pub async fn ws_goodbye<R: AsyncRead + Unpin>(s: &mut R) -> Option<String> {
+    while let Some((op, payload)) = ws_frame(s).await {
+        if op == 8 {
+            return None;
+        }
+        if op == 2 && payload.len() > 4 && kind(&payload[4..]) == GOODBYE {
+            let mut r = Reader::new(&payload[6..]);
+            return Some(r.str().unwrap().to_owned());
+        }
+    }
+    None
+}
+
 /// Reads until a goodbye (its reason) or the end of the stream (`None`).
 pub async fn goodbye<R: AsyncRead + Unpin>(s: &mut R) -> Option<String> {
     while let Some(f) = frame(s).await {
