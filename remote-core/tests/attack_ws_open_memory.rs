@@ -91,8 +91,10 @@ fn whole() -> Vec<u8> {
     s
 }
 
-/// The same in 16 fragments, 64 KiB of 125-byte pongs after each: a meter
-/// that took the pongs off what it counted let every fragment past.
+/// The same in 16 fragments (the first starting with the message's length
+/// prefix, as a message in fragments must), 64 KiB of 125-byte pongs after
+/// each: a meter that took the pongs off what it counted let every
+/// fragment past.
 fn fragments_and_pongs() -> Vec<u8> {
     let frag = MESSAGE / 16;
     let mut pong = vec![0x8a, 0x80 | 125, 0, 0, 0, 0];
@@ -100,7 +102,12 @@ fn fragments_and_pongs() -> Vec<u8> {
     let mut s = Vec::new();
     for i in 0..16 {
         s.extend(head(i == 0, i == 15, frag));
-        s.resize(s.len() + frag, 0);
+        if i == 0 {
+            s.extend_from_slice(&((MESSAGE - 4) as u32).to_be_bytes());
+            s.resize(s.len() + frag - 4, 0);
+        } else {
+            s.resize(s.len() + frag, 0);
+        }
         if i < 15 {
             for _ in 0..=frag / pong.len() {
                 s.extend_from_slice(&pong);

@@ -210,6 +210,11 @@ impl Meter {
         }
     }
 
+    /// The budget the connection counts against, once it is open.
+    pub(crate) fn budget(&self) -> Option<&Arc<Budget>> {
+        self.budget.get()
+    }
+
     /// Whether tungstenite's buffers are to be replaced.
     pub(crate) fn shed_wanted(&self) -> bool {
         self.shed.load(Ordering::Acquire)

@@ -1,0 +1,56 @@
+//! What the WebSocket layer holds of a server connection's output counts
+//! in the memory budget until it is in the socket: the bytes a write hands
+//! it (up to 128 KiB) and tungstenite's write buffer. Uncounted, a peer
+//! that read nothing held about 260 KiB each outside the budget, unbounded
+//! in sum (a red-team pass: 200 such peers, +59.5 MiB of heap with 1.9 MiB
+//! counted), and as the budget never looked short, `pressure_stall_timeout`
+//! never closed them.
+
+#[path = "support/noted.rs"]
+mod noted;
+#[path = "support/raw.rs"]
+mod raw;
+
+use std::time::Duration;
+
+use noted::closed_for;
+use remote_core::collections::SharedMap;
+use remote_core::Limits;
+use tokio::io::AsyncWriteExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_held_by_the_websocket_layer_counts_and_silent_readers_are_closed() {
+    let map = SharedMap::<u32, String>::new();
+    map.remote().insert(1, "v".repeat(100 << 10)).await.unwrap();
+    let limits = Limits {
+        memory_budget: 4 << 20,
+        pressure_stall_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(600),
+        unauthenticated_idle_timeout: Duration::from_secs(600),
+        // The peers and the honest client all come from 127.0.0.1.
+        max_connections_per_peer: 64,
+        ..Limits::default()
+    };
+    let (server, reasons) = noted::serve(map.clone(), limits, "ws://127.0.0.1:0/").await;
+    // 20 peers each ask for three replies of 100 KiB and read nothing:
+    // 6 MiB of output, more than the budget.
+    let gets: Vec<u8> = (0..3)
+        .flat_map(|i| raw::ws_binary(&raw::call(100 + i, 0, "get", 600_000, &[0x91, 0x01])))
+        .collect();
+    let mut peers = Vec::new();
+    for _ in 0..20 {
+        let mut s = raw::ws_opened(&server).await;
+        s.get_mut().write_all(&gets).await.unwrap();
+        peers.push(s);
+    }
+    // Their replies count in the budget wherever they wait, so it runs
+    // short, and those that read nothing are closed for it.
+    assert!(
+        raw::eventually(|| closed_for(&reasons, "pressure_stall_timeout") >= 10).await,
+        "closed: {}, counted: {} bytes",
+        closed_for(&reasons, "pressure_stall_timeout"),
+        server.buffered_bytes()
+    );
+    noted::honest_large_insert(&server, &map, Duration::from_secs(60)).await;
+    drop(peers);
+}
