@@ -78,6 +78,12 @@ pub(crate) mod io_types {
         /// budget is held: that count, and the bytes of data read so far
         /// on the connection (a count that only grows).
         fn partial(&self) -> Option<(usize, usize)>;
+
+        /// Whether a message's first frame waits for room in the budget
+        /// (nothing of its message counted yet): held back by the server,
+        /// as a frame waiting for its reservation is over TCP, so the
+        /// idle check treats the connection as paused, not idle.
+        fn waits_for_room(&self) -> bool;
     }
 }
 

@@ -303,7 +303,9 @@ async fn read_until_closed(
                     .filter(|k| Instant::from_std(k.deadline()) <= now)
                 {
                     // A connection we stopped reading may have answered unseen.
-                    let heard = frames != frames_at_ka || input.is_paused();
+                    let heard = frames != frames_at_ka
+                        || input.is_paused()
+                        || shared.gathering.get().is_some_and(|g| g.waits_for_room());
                     frames_at_ka = frames;
                     match k.on_timer(now.into_std(), heard) {
                         KeepaliveAction::Wait => {}
@@ -326,7 +328,10 @@ async fn read_until_closed(
                 let progressed = traffic != traffic_at_check;
                 traffic_at_check = traffic;
                 // Held back by our own budgets: the peer is not to blame.
-                let paused = input.is_paused();
+                // (Over WebSocket a first frame's header may wait for room
+                // in the transport, as a frame's reservation does here.)
+                let waits = shared.gathering.get().is_some_and(|g| g.waits_for_room());
+                let paused = input.is_paused() || waits;
                 let stalled_frame = !progressed && !paused && input.has_partial_frame();
                 if progressed {
                     quiet_since = now;
@@ -346,7 +351,7 @@ async fn read_until_closed(
                 // stays full (red-team pass). (With a call running, the
                 // wait may be for room that call holds: its deadline
                 // bounds it.)
-                let parked = !progressed && !busy && input.is_reserving();
+                let parked = !progressed && !busy && (input.is_reserving() || waits);
                 if parked && parked_at_check {
                     let msg = format!(
                         "a frame waited {idle_name} = {idle:?} for room in the memory budget"

@@ -122,6 +122,9 @@ pub(crate) struct Meter {
     /// What the length prefix of the message in fragments under way says
     /// is still to come ([`Meter::outside_its_prefix`]).
     message_left: AtomicU64,
+    /// Whether a frame's header waits for room in the budget
+    /// ([`Gathering::waits_for_room`]).
+    waits: AtomicBool,
 }
 
 /// The data messages a [`Meter`] counted, in order.
@@ -175,6 +178,7 @@ impl Meter {
             refused: AtomicBool::new(false),
             in_message: AtomicBool::new(false),
             message_left: AtomicU64::new(0),
+            waits: AtomicBool::new(false),
         })
     }
 
@@ -526,6 +530,10 @@ impl Gathering for Meter {
         // on it): a message held is never one waiting for the server.
         let held = self.held();
         (held > SMALL_FRAME).then(|| (held, self.data_read()))
+    }
+
+    fn waits_for_room(&self) -> bool {
+        self.waits.load(Ordering::Acquire)
     }
 }
 

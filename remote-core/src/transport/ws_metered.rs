@@ -159,6 +159,7 @@ impl<S> Metered<S> {
                     return Poll::Ready(Ok(()));
                 };
                 let meter = self.meter.clone();
+                self.meter.waits.store(true, Ordering::Release);
                 self.room = Some(Box::pin(async move {
                     // The budget is short meanwhile (`pressure_stall_timeout`).
                     let starving = budget.starving();
@@ -185,6 +186,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
             // the peer sends is dropped, nothing scanned, counted or
             // handed on, until it ends its stream (see `WsIo::discard`).
             this.room = None;
+            this.meter.waits.store(false, Ordering::Release);
             this.ahead = Vec::new();
             return discard(&mut this.inner, &mut this.discarded, cx);
         }
@@ -212,6 +214,7 @@ impl<S: AsyncRead + Unpin> Metered<S> {
                     return self.watch(cx);
                 }
                 self.room = None;
+                self.meter.waits.store(false, Ordering::Release);
             }
             if !self.ahead.is_empty() {
                 // What was read past a header held back goes first.
