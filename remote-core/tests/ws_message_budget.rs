@@ -154,3 +154,57 @@ async fn a_message_counting_more_than_the_budget_is_refused_with_its_reason() {
     })
     .await;
 }
+
+/// The same eight clients, raw, each sending its hello and, right behind
+/// it, a 900 KiB insert whose first fragment is 2 KiB (the rest in 64 KiB
+/// fragments): the first fragment arrives before the connection opens,
+/// and the message still counts whole once it does, so the clients take
+/// turns and every insert is answered. (A red-team pass: let through
+/// under the handshake's bound, such a first fragment left the rest to
+/// count as it came, and all eight were closed for their pace.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_fragment_right_behind_the_hello_still_counts_its_whole_message() {
+    use tokio::io::AsyncWriteExt;
+    let (map, server) = map_server(4 << 20).await;
+    let authority = server
+        .local_addr()
+        .trim_start_matches("ws://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut clients = Vec::new();
+    for key in 0..8u8 {
+        let authority = authority.clone();
+        clients.push(tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+            let s = raw::ws_upgrade(tcp, &authority).await;
+            let (mut r, mut w) = tokio::io::split(s);
+            let mut args = vec![0x92, key, 0xdb];
+            args.extend_from_slice(&(900u32 << 10).to_be_bytes());
+            args.resize(args.len() + (900 << 10), b'x');
+            let call = raw::call(2, 0, "insert", 120_000, &args);
+            let reader = tokio::spawn(async move {
+                while let Some((_, f)) = raw::bounded(raw::ws_frame(&mut r)).await {
+                    if f.len() > 4 && raw::kind(&f[4..]) != raw::HELLO {
+                        return raw::kind(&f[4..]);
+                    }
+                }
+                panic!("closed before an answer");
+            });
+            let mut out = raw::ws_binary(&raw::hello(vec![]));
+            out.extend(raw::ws_fragment(true, false, &call[..2 << 10]));
+            w.write_all(&out).await.unwrap();
+            let rest: Vec<&[u8]> = call[2 << 10..].chunks(64 << 10).collect();
+            for (i, part) in rest.iter().enumerate() {
+                let last = i + 1 == rest.len();
+                w.write_all(&raw::ws_fragment(false, last, part))
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(reader.await.unwrap(), raw::RETURN, "insert {key} answered");
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    assert_eq!(map.remote().len().await.unwrap(), 8);
+}

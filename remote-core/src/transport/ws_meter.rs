@@ -343,7 +343,19 @@ impl Meter {
             .get()
             .filter(|_| self.lifted.load(Ordering::Acquire))
         else {
-            return if held.saturating_add(len) <= self.cap {
+            // A message's first frame is held to the bound by the whole
+            // message its prefix says: let through in part, its rest would
+            // count as it came once open, its frames waiting for room in
+            // the middle of it (a red-team pass: 8 clients whose 900 KiB
+            // calls right behind their hellos began with a 2 KiB frame,
+            // on a 4 MiB budget, each held part of one and all were closed
+            // for their pace). Past the bound after the hello, it waits
+            // for the opening and then counts whole.
+            let size = match head.message {
+                Some(whole) if head.opcode != 0 => usize::try_from(whole).unwrap_or(usize::MAX),
+                _ => len,
+            };
+            return if held.saturating_add(size) <= self.cap {
                 self.announce(head, len);
                 Admit::Yes
             } else if self.hello.load(Ordering::Acquire) {
