@@ -17,6 +17,7 @@ use std::time::Duration;
 use pki::Ca;
 use remote_core::{remote, Error, Limits, Remote, Server, ServerHandle, TlsServerConfig};
 use rustls::pki_types::ServerName;
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls;
@@ -78,8 +79,9 @@ async fn late_tls(
 }
 
 /// How long after `began` the cut came, checked to be within one limit
-/// (not cut early, not given a second limit after the TLS handshake: that
-/// would end at 1.75 limits at the soonest).
+/// (not cut early, and not given more: a second limit after a TLS
+/// handshake would end at 1.75 limits at the soonest, a close waiting for
+/// an upgrade at one limit and 5 s).
 fn assert_one_limit(began: Instant, what: &str) {
     let after = began.elapsed();
     assert!(
@@ -88,7 +90,7 @@ fn assert_one_limit(began: Instant, what: &str) {
     );
     assert!(
         after < LIMIT * 8 / 5,
-        "{what} cut only {after:?} after the accept: a second handshake_timeout began after the TLS handshake"
+        "{what} cut only {after:?} after the accept, more than one handshake_timeout"
     );
 }
 
@@ -118,4 +120,45 @@ async fn a_wss_peer_gets_one_handshake_timeout_from_accept_to_hello() {
     assert_one_limit(began, "wss://");
     let reason = reason.expect("a goodbye before the close");
     assert!(reason.contains("handshake_timeout"), "{reason}");
+}
+
+/// Reads from `s` until it ends (EOF or an error).
+async fn until_closed(s: &mut (impl tokio::io::AsyncRead + Unpin)) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = raw::bounded(s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// The start of an upgrade request that never ends (no blank line).
+const UNENDING_UPGRADE: &[u8] = b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n";
+
+/// A WebSocket upgrade that never ends fails at the connection's deadline,
+/// and the socket is closed with the slot: a close waiting to write its
+/// goodbye through the upgrade kept the socket open 5 s longer (a
+/// red-team pass: about 1.5 × `max_connections` sockets held).
+#[tokio::test]
+async fn a_websocket_upgrade_that_never_ends_closes_its_socket_at_the_deadline() {
+    let ca = Ca::new("handshake deadline");
+    let ws = server(&ca, "ws://127.0.0.1:0/").await;
+    let authority = ws
+        .local_addr()
+        .trim_start_matches("ws://")
+        .trim_end_matches('/')
+        .to_owned();
+    let began = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    s.write_all(UNENDING_UPGRADE).await.unwrap();
+    until_closed(&mut s).await;
+    assert_one_limit(began, "ws:// upgrade");
+
+    let wss = server(&ca, "wss://127.0.0.1:0/").await;
+    let (tls, began) = late_tls(&ca, &wss, &[]).await;
+    let mut tls = tls.expect("the TLS handshake, a quarter of the limit before it ends");
+    tls.write_all(UNENDING_UPGRADE).await.unwrap();
+    until_closed(&mut tls).await;
+    assert_one_limit(began, "wss:// upgrade");
 }

@@ -115,7 +115,7 @@ impl Accepted {
                     }
                     #[cfg(feature = "websocket")]
                     Some(path) => {
-                        let (r, w, on_open) = ws_open::accept(s, path, &limits);
+                        let (r, w, on_open) = ws_open::accept(s, path, &limits, deadline);
                         (r, w, Some(on_open))
                     }
                     #[cfg(not(feature = "websocket"))]
@@ -263,7 +263,11 @@ impl Listener {
                 let (s, peer) = tcp.accept().await?;
                 s.set_nodelay(true)?;
                 let writes_show_reading = watch(&s);
-                let (r, w, on_open) = ws_open::accept(s, path.clone(), limits);
+                // The connection's handshake deadline (`serve.rs` takes
+                // its own a moment later, for the rest of the handshake).
+                let deadline =
+                    crate::driver::deadline::after(Instant::now(), limits.handshake_timeout);
+                let (r, w, on_open) = ws_open::accept(s, path.clone(), limits, deadline);
                 Ok(Accepted {
                     peer: format!("ws://{peer}{path}"),
                     writes_show_reading,

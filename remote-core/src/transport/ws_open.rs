@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::WebSocketStream;
@@ -70,9 +71,19 @@ where
 
 /// Wraps an accepted stream (TCP, or TLS for `wss://`); the upgrade
 /// (checking the request path is `path`) runs when the connection first
-/// reads or writes. The hook lifts the read bound of the handshake
-/// (`ws_meter.rs`): the driver calls it once the connection is open.
-pub(crate) fn accept<S>(stream: S, path: String, limits: &Limits) -> (BoxRead, BoxWrite, OnOpen)
+/// reads or writes, and fails at `deadline` (the connection's handshake
+/// deadline, `handshake_timeout` after the accept): a connection closed
+/// meanwhile then closes its socket at once, instead of waiting for the
+/// upgrade for its goodbye's grace period (a red-team pass: sockets
+/// outlived their slot by 5 s, about 1.5 × `max_connections` held open).
+/// The hook lifts the read bound of the handshake (`ws_meter.rs`): the
+/// driver calls it once the connection is open.
+pub(crate) fn accept<S>(
+    stream: S,
+    path: String,
+    limits: &Limits,
+    deadline: tokio::time::Instant,
+) -> (BoxRead, BoxWrite, OnOpen)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -91,7 +102,19 @@ where
         limits.max_frame_len.saturating_add(4),
     );
     let stream = Metered::new(stream, meter.clone());
-    let fut = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config(limits)));
+    let upgrade =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config(limits)));
+    let limit = limits.handshake_timeout;
+    let fut = async move {
+        tokio::time::timeout_at(deadline, upgrade)
+            .await
+            .unwrap_or_else(|_| {
+                Err(WsError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the upgrade did not finish within handshake_timeout = {limit:?}"),
+                )))
+            })
+    };
     let lift = meter.clone();
     let (r, w) = halves(WsIo::new(
         Phase::Accepting(Box::new((Box::pin(fut), [None, None]))),
