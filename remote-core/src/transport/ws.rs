@@ -48,10 +48,14 @@ const PENDING_MAX: usize = 2 * WRITE_TAKE;
 /// memory budget; a message larger than it is read in several turns.
 const READ_BUFFER: usize = 8 << 10;
 
-/// After a message larger than this is written, tungstenite's write
-/// buffer may keep about twice [`WRITE_TAKE`] (the fragments in flight):
-/// a server connection then replaces its buffers (`shed`).
-const WRITE_SHED: usize = 64 << 10;
+/// After more than this is written since the WebSocket layer was last
+/// replaced, in one message or in several, tungstenite's write buffer may
+/// keep the capacity of the batch it gathered before writing out (up to
+/// about twice [`WRITE_TAKE`]): a server connection then replaces its
+/// buffers (`shed`). (Asked for only after a message over 64 KiB, a burst
+/// of replies of 64 KiB or less left about 100 KB per idle connection
+/// outside the budget: a red-team pass.)
+const WRITE_SHED: usize = 16 << 10;
 
 /// Room in tungstenite's write buffer beyond one message and its write
 /// threshold: for the pongs (at most 131 bytes each) and close frames it
@@ -117,6 +121,8 @@ pub(crate) struct WsIo<S> {
     /// The bytes of the protocol frame under way (sent in fragments) not
     /// yet sent.
     sending: usize,
+    /// Bytes handed to tungstenite since it was last replaced (`shed`).
+    written: usize,
     /// Written bytes counted in the memory budget (a server connection,
     /// once open): those in `pending` and in tungstenite's write buffer,
     /// until a flush has them in the socket (see [`count_out`](Self::count_out)).
@@ -154,6 +160,7 @@ where
             pending: BytesMut::new(),
             pending_grew: false,
             sending: 0,
+            written: 0,
             out_counted: 0,
             meter,
             events: 0,
@@ -189,7 +196,7 @@ where
     /// life and outside the memory budget (a red-team pass measured 16
     /// idle connections that had each sent one 1 MiB call holding
     /// +17.4 MB); this is asked for after a data frame over 16 KiB read
-    /// or a message over [`WRITE_SHED`] written. Everything is flushed
+    /// or more than [`WRITE_SHED`] written. Everything is flushed
     /// first, twice (a pong that did not fit in tungstenite's write buffer
     /// waits aside, and only the next flush queues it); from the reader
     /// (`writer` false), not while the writer waits on the socket
@@ -225,6 +232,7 @@ where
             .now_or_never()
             .ok_or_else(|| io::Error::other("websocket stream not rebuilt at once"))?;
         self.phase = Phase::Open(Box::new(fresh));
+        self.written = 0;
         meter.want_shed(false);
         Ok(())
     }
@@ -322,7 +330,8 @@ where
             let ws = ready!(self.poll_open(cx, Half::Write))?;
             Pin::new(ws).start_send(message).map_err(io::Error::other)?;
             self.sending = rest;
-            if n + rest > WRITE_SHED {
+            self.written = self.written.saturating_add(n);
+            if self.written > WRITE_SHED {
                 if let Some(m) = &self.meter {
                     m.want_shed(true);
                 }
