@@ -22,15 +22,7 @@ use tokio::io::AsyncWriteExt;
 async fn output_held_by_the_websocket_layer_counts_and_silent_readers_are_closed() {
     let map = SharedMap::<u32, String>::new();
     map.remote().insert(1, "v".repeat(100 << 10)).await.unwrap();
-    let limits = Limits {
-        memory_budget: 4 << 20,
-        pressure_stall_timeout: Duration::from_secs(1),
-        idle_timeout: Duration::from_secs(600),
-        unauthenticated_idle_timeout: Duration::from_secs(600),
-        // The peers and the honest client all come from 127.0.0.1.
-        max_connections_per_peer: 64,
-        ..Limits::default()
-    };
+    let limits = noted::judged(4 << 20);
     let (server, reasons) = noted::serve(map.clone(), limits, "ws://127.0.0.1:0/").await;
     // 20 peers each ask for three replies of 100 KiB and read nothing:
     // 6 MiB of output, more than the budget.

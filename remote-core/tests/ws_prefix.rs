@@ -35,15 +35,7 @@ const PAST_PREFIX: &str = "longer than its length prefix says";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_past_its_messages_prefix_is_refused_and_the_room_goes_to_others() {
     let map = SharedMap::<u32, String>::new();
-    let limits = Limits {
-        memory_budget: 16 << 20,
-        pressure_stall_timeout: Duration::from_secs(1),
-        idle_timeout: Duration::from_secs(600),
-        unauthenticated_idle_timeout: Duration::from_secs(600),
-        // The 30 peers and the honest client all come from 127.0.0.1.
-        max_connections_per_peer: 64,
-        ..Limits::default()
-    };
+    let limits = noted::judged(16 << 20);
     let (server, reasons) = noted::serve(map.clone(), limits, "ws://127.0.0.1:0/").await;
     // 30 first frames of 4 bytes, each a prefix saying 256 KiB: 512 KiB
     // counted each (twice the message), 15 MiB of the 16.

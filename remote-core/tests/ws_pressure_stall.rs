@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use remote_core::collections::SharedMap;
-use remote_core::{Limits, ServerHandle};
+use remote_core::ServerHandle;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -26,14 +26,7 @@ use tokio::net::TcpStream;
 /// after a second, noting why each connection closed; nothing else ends a
 /// connection for ten minutes.
 async fn serve(map: Arc<SharedMap<u32, String>>) -> (ServerHandle, Reasons) {
-    let limits = Limits {
-        memory_budget: 16 << 20,
-        pressure_stall_timeout: Duration::from_secs(1),
-        idle_timeout: Duration::from_secs(600),
-        unauthenticated_idle_timeout: Duration::from_secs(600),
-        ..Limits::default()
-    };
-    noted::serve(map, limits, "ws://127.0.0.1:0/").await
+    noted::serve(map, noted::judged(16 << 20), "ws://127.0.0.1:0/").await
 }
 
 /// Eight open WebSocket connections, each having sent the first fragment

@@ -12,6 +12,20 @@ use remote_core::{ConnectionBuilder, Error, Limits, Server, ServerEvent, ServerH
 /// Every reason a connection of the server closed for, as it is told.
 pub type Reasons = Arc<Mutex<Vec<Error>>>;
 
+/// Limits for tests of peers closed by their pace: a budget of `budget`
+/// bytes, a peer judged after a second, nothing else closing a connection
+/// for ten minutes, and room for 64 connections from 127.0.0.1.
+pub fn judged(budget: usize) -> Limits {
+    Limits {
+        memory_budget: budget,
+        pressure_stall_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(600),
+        unauthenticated_idle_timeout: Duration::from_secs(600),
+        max_connections_per_peer: 64,
+        ..Limits::default()
+    }
+}
+
 /// A server of `map` at `addr` with `limits`, noting why each connection
 /// closed.
 pub async fn serve(
