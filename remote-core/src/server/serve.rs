@@ -206,7 +206,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        let accepted_at = tokio::time::Instant::now();
+        let accepted_at = accepted.at;
         if inner.active.load(Ordering::Acquire) >= max {
             inner.counters.refused.fetch_add(1, Ordering::Relaxed);
             let why = format!("limit exceeded: max_connections = {max}");

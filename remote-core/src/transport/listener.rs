@@ -44,6 +44,9 @@ pub(crate) struct Accepted {
     /// Whether a pending write to it tells that the peer reads nothing
     /// (`progress.rs`).
     pub(crate) writes_show_reading: bool,
+    /// When the socket was accepted: the connection's handshake deadline
+    /// (`handshake_timeout`) counts from here, for every step of it.
+    pub(crate) at: Instant,
     pending: Pending,
 }
 
@@ -232,6 +235,7 @@ impl Listener {
         let ready = |r: BoxRead, w: BoxWrite, peer: String, shows| Accepted {
             peer,
             writes_show_reading: shows,
+            at: Instant::now(),
             pending: Pending::Ready(r, w, None),
         };
         match self {
@@ -263,14 +267,13 @@ impl Listener {
                 let (s, peer) = tcp.accept().await?;
                 s.set_nodelay(true)?;
                 let writes_show_reading = watch(&s);
-                // The connection's handshake deadline (`serve.rs` takes
-                // its own a moment later, for the rest of the handshake).
-                let deadline =
-                    crate::driver::deadline::after(Instant::now(), limits.handshake_timeout);
+                let at = Instant::now();
+                let deadline = crate::driver::deadline::after(at, limits.handshake_timeout);
                 let (r, w, on_open) = ws_open::accept(s, path.clone(), limits, deadline);
                 Ok(Accepted {
                     peer: format!("ws://{peer}{path}"),
                     writes_show_reading,
+                    at,
                     pending: Pending::Ready(r, w, Some(on_open)),
                 })
             }
@@ -290,6 +293,7 @@ impl Listener {
                 Ok(Accepted {
                     peer,
                     writes_show_reading: watch(&s),
+                    at: Instant::now(),
                     pending: Pending::Tls(Box::new(PendingTls {
                         tcp: s,
                         acceptor: tokio_rustls::TlsAcceptor::from(config.clone()),
