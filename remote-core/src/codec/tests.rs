@@ -143,7 +143,7 @@ fn references_are_exported_on_the_encode_in_force() {
 
     let sends = Sends {
         list: list.clone(),
-        other: b.shared.clone(),
+        other: b.shared.arc().clone(),
         seen: Default::default(),
     };
     let mut buf = Vec::new();

@@ -95,6 +95,9 @@ pub(crate) enum Control {
     /// The writer kept a spare output buffer (`kept.rs`): the reader
     /// watches the budget while its connection holds one.
     Kept,
+    /// The last `Connection` clone or proxy of this side was dropped
+    /// (`users.rs`).
+    Unused,
 }
 
 /// What kind of frame was handled (the idle timer ignores keepalive).

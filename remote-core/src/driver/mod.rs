@@ -45,6 +45,7 @@ mod tests_memory;
 mod tests_replies;
 #[cfg(test)]
 mod tests_wake;
+mod users;
 pub(crate) mod io_types {
     #[cfg(feature = "websocket")]
     pub(crate) use super::budget::{OwnRoom, SMALL_FRAME};

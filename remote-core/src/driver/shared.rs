@@ -127,6 +127,8 @@ pub(crate) struct Shared {
     pub(crate) replies: super::replies::Replies,
     /// Large buffers kept for the next large frame (`kept.rs`).
     pub(crate) kept: Kept,
+    /// `Connection` clones and proxies of this side (`users.rs`).
+    pub(crate) users: std::sync::atomic::AtomicUsize,
 }
 
 impl fmt::Debug for Shared {

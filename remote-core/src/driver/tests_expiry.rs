@@ -45,7 +45,7 @@ async fn a_short_deadline_expires_while_a_long_call_waits_on_a_silent_peer() {
         }
     });
     let conn = ConnectionBuilder::new().over(r, w, "silent").await.unwrap();
-    let handle = Handle::root(conn.shared.clone());
+    let handle = Handle::root(conn.shared.arc().clone());
 
     // Sent first, with a deadline far away: the timer is armed for it.
     let long = remote_core_call(&handle, Duration::from_secs(3600));

@@ -33,7 +33,7 @@ async fn a_reply_slot_is_freed_when_its_call_is_dropped_expires_or_is_lost() {
     });
     let conn = ConnectionBuilder::new().over(r, w, "silent").await.unwrap();
     let shared = conn.shared.clone();
-    let handle = Handle::root(shared.clone());
+    let handle = Handle::root(shared.arc().clone());
 
     // Dropped by its caller after it was sent.
     let mut dropped = Box::pin(call(&handle, Duration::from_secs(3600)));
@@ -109,7 +109,7 @@ async fn a_borrowed_call_sends_nothing_unpolled_and_cancels_dropped_while_waitin
     });
     let conn = ConnectionBuilder::new().over(r, w, "silent").await.unwrap();
     let shared = conn.shared.clone();
-    let handle = Handle::root(shared.clone());
+    let handle = Handle::root(shared.arc().clone());
     let call = || handle.call_ref::<(), (), Error>("wait", ());
 
     drop(call());

@@ -141,6 +141,11 @@ impl<O> ExportTable<O> {
         self.root = Some(root);
     }
 
+    /// The root, if one is served.
+    pub fn root(&self) -> Option<&O> {
+        self.root.as_ref()
+    }
+
     /// Number of exported objects (not counting the root).
     pub fn len(&self) -> usize {
         self.len

@@ -13,6 +13,7 @@ use crate::driver::control::{Answer, Control, Held, Incoming, Waiter};
 use crate::driver::promise::ClientPromise;
 use crate::driver::replies::Key;
 use crate::driver::shared::Shared;
+use crate::driver::users::UserRef;
 use crate::proto::{encode, encode_pipelined_call_head, CallId, CallTarget, ImportRef, ObjectId};
 use crate::{Connection, Error, RemoteErrorType, Wire};
 
@@ -68,7 +69,7 @@ impl Route for &std::task::Waker {
 /// ```
 #[derive(Clone)]
 pub struct Handle {
-    shared: Arc<Shared>,
+    shared: UserRef,
     target: ObjectId,
     _hold: Option<ImportRef>,
     /// Set on a root proxy for the wrong interface: every call fails with
@@ -83,7 +84,7 @@ impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handle")
             .field("object", &self.target.0)
-            .field("conn", &self.shared)
+            .field("conn", self.shared.arc())
             .finish()
     }
 }
@@ -114,7 +115,7 @@ impl Drop for CancelOnDrop<'_> {
 impl Handle {
     pub(crate) fn root(shared: Arc<Shared>) -> Self {
         Handle {
-            shared,
+            shared: UserRef::new(shared),
             target: ObjectId::ROOT,
             _hold: None,
             refused: None,
@@ -147,7 +148,7 @@ impl Handle {
     pub(crate) fn imported(shared: Arc<Shared>, hold: ImportRef) -> Self {
         Handle {
             target: hold.id(),
-            shared,
+            shared: UserRef::new(shared),
             _hold: Some(hold),
             refused: None,
             promise: None,
@@ -155,7 +156,7 @@ impl Handle {
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+        self.shared.arc()
     }
 
     pub(crate) fn target_id(&self) -> ObjectId {

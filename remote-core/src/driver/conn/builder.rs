@@ -225,6 +225,7 @@ impl ConnectionBuilder {
             server_side: self.server_side,
             out_waker: futures_util::task::AtomicWaker::new(),
             is_closed: AtomicBool::new(false),
+            users: std::sync::atomic::AtomicUsize::new(0),
             ctl: ctl_tx,
             limits: limits.clone(),
             closed: CancellationToken::new(),
@@ -333,7 +334,9 @@ impl ConnectionBuilder {
         tracing::info!(name: "remote.connection.opened", parent: &span, "connection opened");
         crate::trace::spawn_in(span, read_loop(shared.clone(), input, ctl_rx));
         guard.disarm();
-        Ok(Connection { shared })
+        Ok(Connection {
+            shared: UserRef::new(shared),
+        })
     }
 }
 

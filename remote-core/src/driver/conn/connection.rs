@@ -6,9 +6,13 @@ use crate::fingerprint::{Mismatch, RootInfo};
 /// A connection to a peer. Cheap to clone; all clones share it.
 ///
 /// Both sides of a connection are equal: each may serve a root object
-/// (object 0) and call the other's. Dropping every `Connection` clone and
-/// proxy does not close it while the peer keeps it open; call
-/// [`close`](Connection::close).
+/// (object 0) and call the other's. [`close`](Connection::close) closes
+/// it at once. It also closes itself, with a goodbye, once every
+/// `Connection` clone and every proxy of this side is dropped, unless the
+/// peer can still reach this side: while this side serves a root, the
+/// peer holds one of its objects (a callback passed to it, say), or a
+/// call of the peer's still runs here. It then closes when the last of
+/// those ends.
 ///
 /// ```
 /// use remote_core::collections::{RemoteMap, SharedMap};
@@ -27,7 +31,7 @@ use crate::fingerprint::{Mismatch, RootInfo};
 /// ```
 #[derive(Clone)]
 pub struct Connection {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: UserRef,
 }
 
 impl fmt::Debug for Connection {
@@ -78,13 +82,16 @@ impl Connection {
         match self.peer_root_mismatch::<T>() {
             Some(Mismatch::Interface(why)) => {
                 let refused = Error::WrongInterface(why);
-                Remote::new(T::proxy(Handle::refused_root(self.shared.clone(), refused)))
+                Remote::new(T::proxy(Handle::refused_root(
+                    self.shared.arc().clone(),
+                    refused,
+                )))
             }
             Some(Mismatch::Version(why)) => {
                 tracing::debug!(peer = %self.shared.peer(), "{why}; calls may fail");
-                Remote::new(T::proxy(Handle::root(self.shared.clone())))
+                Remote::new(T::proxy(Handle::root(self.shared.arc().clone())))
             }
-            None => Remote::new(T::proxy(Handle::root(self.shared.clone()))),
+            None => Remote::new(T::proxy(Handle::root(self.shared.arc().clone()))),
         }
     }
 
@@ -141,7 +148,9 @@ impl Connection {
     pub fn try_root<T: ?Sized + Interface>(&self) -> Result<Remote<T>, Error> {
         match self.peer_root_mismatch::<T>() {
             Some(m) => Err(Error::WrongInterface(m.into_message())),
-            None => Ok(Remote::new(T::proxy(Handle::root(self.shared.clone())))),
+            None => Ok(Remote::new(T::proxy(Handle::root(
+                self.shared.arc().clone(),
+            )))),
         }
     }
 

@@ -33,6 +33,7 @@ use super::sched::{ConnSched, Sched};
 use super::share::{ArgsCharge, OutputShare};
 use super::shared::{lock, try_lock, Shared};
 use super::teardown::{drop_caught, drop_each_caught};
+use super::users::UserRef;
 use crate::auth::{exchange, Side};
 use crate::interface::{Dispatch, Interface};
 use crate::peer::Peer;
@@ -61,8 +62,12 @@ impl Shared {
                 // The call's handler had stopped: now the call is done.
                 if let Some(id) = self.blocking.closure_done(seq) {
                     self.core().call_done(id, seq);
+                    if self.unused() {
+                        self.close_if_unused();
+                    }
                 }
             }
+            Control::Unused => self.close_if_unused(),
             Control::Rearm | Control::Closed | Control::Kept => {}
         }
     }
@@ -226,7 +231,12 @@ impl Shared {
                 );
             }
             // A panicking destructor must not end the reader.
-            Event::Released(obj) => drop_caught(&self.peer, "an object released by the peer", obj),
+            Event::Released(obj) => {
+                drop_caught(&self.peer, "an object released by the peer", obj);
+                if self.unused() {
+                    self.close_if_unused();
+                }
+            }
             Event::Cancel { seq, reply } => {
                 if let Some(Some(h)) = lock(&self.running).get(&seq) {
                     h.abort.abort();

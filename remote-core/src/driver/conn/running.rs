@@ -68,6 +68,9 @@ impl Shared {
         self.budget.release(held);
         self.output_share.own.wake();
         self.handler_stopped(id, seq);
+        if self.unused() {
+            let _ = self.ctl.send(Control::Unused);
+        }
     }
 
     /// Stops every spawned handler past its deadline (on the reader task,

@@ -11,6 +11,17 @@ impl<O: Clone, W> State<O, W> {
         self.running
     }
 
+    /// Whether nothing lets the peer reach this side, nor this side the
+    /// peer: no root served, none of our objects held by the peer, no
+    /// call running either way.
+    pub fn unreachable(&self) -> bool {
+        self.exports.root().is_none()
+            && self.exports.is_empty()
+            && self.running == 0
+            && self.answers.is_empty()
+            && self.outgoing.is_empty()
+    }
+
     /// Our calls waiting for replies (cancelled ones included: their ids
     /// stay reserved until the reply arrives).
     pub fn calls_waiting(&self) -> usize {
