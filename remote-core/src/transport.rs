@@ -63,6 +63,8 @@ mod listener;
 mod progress;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "tls")]
+mod tls_counted;
 mod tls_identity;
 #[cfg(feature = "tls")]
 mod tls_io;

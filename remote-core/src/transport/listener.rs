@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use tokio::time::Instant;
 
+#[cfg(feature = "tls")]
+use super::tls_counted;
 #[cfg(feature = "websocket")]
 use super::ws_open;
 use super::{Address, ServerTls, TlsIdentity};
@@ -111,15 +113,24 @@ impl Accepted {
                     &limits,
                 )
                 .await?;
+                // What rustls holds of the output counts in the budget.
+                let mut s = s;
+                s.get_mut().1.set_buffer_limit(Some(tls_counted::OUT_LIMIT));
+                let s = tls_counted::Counted::new(s);
+                let counts = s.opened();
                 let (reader, writer, on_open) = match ws_path {
                     None => {
                         let (r, w) = super::boxed(s);
-                        (r, w, None)
+                        (r, w, counts)
                     }
                     #[cfg(feature = "websocket")]
                     Some(path) => {
-                        let (r, w, on_open) = ws_open::accept(s, path, &limits, deadline);
-                        (r, w, Some(on_open))
+                        let (r, w, ws) = ws_open::accept(s, path, &limits, deadline);
+                        let both: OnOpen = std::sync::Arc::new(move |budget, credit| {
+                            counts(budget, credit);
+                            ws(budget, credit)
+                        });
+                        (r, w, both)
                     }
                     #[cfg(not(feature = "websocket"))]
                     Some(_) => return Err(super::no_websocket(&self.peer)),
@@ -129,7 +140,7 @@ impl Accepted {
                     writer,
                     tls_identity: sec.identity,
                     channel_binding: Some(sec.binding),
-                    on_open,
+                    on_open: Some(on_open),
                 })
             }
         }
