@@ -129,6 +129,9 @@ pub(crate) struct Shared {
     pub(crate) kept: Kept,
     /// `Connection` clones and proxies of this side (`users.rs`).
     pub(crate) users: std::sync::atomic::AtomicUsize,
+    /// Whether this side serves a root (then it never closes for lack
+    /// of users, `users.rs`).
+    pub(crate) serves_root: bool,
 }
 
 impl fmt::Debug for Shared {

@@ -6,7 +6,10 @@
 //! instead of holding both sides' resources until the peer's
 //! `idle_timeout`.
 //!
-//! The check runs on the reader task (a [`Control::Unused`] message):
+//! A side that serves a root never closes so (the peer may call it at any
+//! time), and its proxies' drops queue nothing: a server's imported
+//! callbacks come and go at no cost. Elsewhere the check runs on the
+//! reader task (a [`Control::Unused`] message):
 //! `Drop` takes no lock here, as a proxy may be dropped while this
 //! connection's core lock is held. It runs again when the peer releases
 //! one of this side's objects and when a handler of the peer's call stops,
@@ -53,7 +56,7 @@ impl Deref for UserRef {
 
 impl Drop for UserRef {
     fn drop(&mut self) {
-        if self.0.users.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.0.users.fetch_sub(1, Ordering::AcqRel) == 1 && !self.0.serves_root {
             // Lock-free queue push; the reader looks.
             let _ = self.0.ctl.send(Control::Unused);
         }
@@ -61,9 +64,10 @@ impl Drop for UserRef {
 }
 
 impl Shared {
-    /// Whether no [`UserRef`] is left.
+    /// Whether no [`UserRef`] is left, on a side that serves no root
+    /// (one that does never closes for lack of users).
     pub(crate) fn unused(&self) -> bool {
-        self.users.load(Ordering::Acquire) == 0
+        !self.serves_root && self.users.load(Ordering::Acquire) == 0
     }
 
     /// Closes the connection if no user is left and nothing else can

@@ -191,6 +191,7 @@ impl ConnectionBuilder {
             .unwrap_or_else(|| Arc::new(Budget::new(limits.memory_budget)));
         let output_share = OutputShare::new(limits.max_frame_len);
         let span = crate::trace::connection_span(&peer, self.server_side);
+        let has_root = self.root.is_some() || self.root_factory.is_some();
         let shared = Arc::new_cyclic(|me| Shared {
             output_share,
             core: Mutex::new({
@@ -226,6 +227,7 @@ impl ConnectionBuilder {
             out_waker: futures_util::task::AtomicWaker::new(),
             is_closed: AtomicBool::new(false),
             users: std::sync::atomic::AtomicUsize::new(0),
+            serves_root: has_root,
             ctl: ctl_tx,
             limits: limits.clone(),
             closed: CancellationToken::new(),
