@@ -32,6 +32,7 @@ use super::call::{Handle, Prepared, Route};
 use super::control::{Answer, Incoming, OnReply};
 use super::outgoing::RawCall;
 use super::shared::{lock, try_lock, Shared};
+use super::users::UserRef;
 use crate::codec;
 use crate::deferred::{Deferred, Failure};
 use crate::interface::Interface;
@@ -52,7 +53,10 @@ enum Settled {
 
 /// The calling side's state of one kept-answer call.
 pub(crate) struct ClientPromise {
-    shared: Arc<Shared>,
+    /// A user of the connection (`users.rs`): a promise dropped while its
+    /// call is in flight keeps the connection open until the call ends,
+    /// and then lets it close.
+    shared: UserRef,
     /// The kept-answer call's id and budget (set just before it is sent,
     /// with the feature).
     call: OnceLock<(CallId, Duration)>,
@@ -74,7 +78,7 @@ impl ClientPromise {
     fn new(shared: Arc<Shared>, state: Settled) -> Arc<ClientPromise> {
         let done = Notify::new();
         Arc::new(ClientPromise {
-            shared,
+            shared: UserRef::new(shared),
             call: OnceLock::new(),
             state: Mutex::new(state),
             handoff: Mutex::new(None),

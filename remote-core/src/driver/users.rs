@@ -57,7 +57,8 @@ impl Deref for UserRef {
 impl Drop for UserRef {
     fn drop(&mut self) {
         if self.0.users.fetch_sub(1, Ordering::AcqRel) == 1 && !self.0.serves_root {
-            // Lock-free queue push; the reader looks.
+            // Queued for the reader (the queue's lock is held for the
+            // push alone), which looks.
             let _ = self.0.ctl.send(Control::Unused);
         }
     }

@@ -69,7 +69,6 @@ impl Route for &std::task::Waker {
 /// ```
 #[derive(Clone)]
 pub struct Handle {
-    shared: UserRef,
     target: ObjectId,
     _hold: Option<ImportRef>,
     /// Set on a root proxy for the wrong interface: every call fails with
@@ -78,6 +77,9 @@ pub struct Handle {
     /// Set on a promise proxy (`driver/promise.rs`): the object a
     /// kept-answer call will return. `target` is then unused.
     promise: Option<Arc<ClientPromise>>,
+    /// Last, so it drops last: the import's release is queued before the
+    /// connection may close for lack of users (`users.rs`).
+    shared: UserRef,
 }
 
 impl fmt::Debug for Handle {

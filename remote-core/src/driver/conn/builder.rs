@@ -334,11 +334,14 @@ impl ConnectionBuilder {
             let _ = shared.gathering.set(gathering);
         }
         tracing::info!(name: "remote.connection.opened", parent: &span, "connection opened");
-        crate::trace::spawn_in(span, read_loop(shared.clone(), input, ctl_rx));
+        // Its first user before the reader runs: a frame that makes the
+        // reader look for users (`users.rs`) must find this one.
+        let conn = Connection {
+            shared: UserRef::new(shared.clone()),
+        };
+        crate::trace::spawn_in(span, read_loop(shared, input, ctl_rx));
         guard.disarm();
-        Ok(Connection {
-            shared: UserRef::new(shared),
-        })
+        Ok(conn)
     }
 }
 
