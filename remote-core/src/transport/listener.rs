@@ -104,19 +104,22 @@ impl Accepted {
                     limits,
                 } = *pending;
                 let require_alpn = ws_path.is_none();
+                let input = std::sync::Arc::new(tls_counted::Input::default());
                 let (s, sec) = super::tls_io::accept(
                     &acceptor,
-                    tcp,
+                    tls_counted::RawCount::new(tcp, input.clone()),
                     &self.peer,
                     require_alpn,
                     deadline,
                     &limits,
                 )
                 .await?;
-                // What rustls holds of the output counts in the budget.
+                // What rustls holds of the output and the input counts in
+                // the budget.
                 let mut s = s;
                 s.get_mut().1.set_buffer_limit(Some(tls_counted::OUT_LIMIT));
-                let s = tls_counted::Counted::new(s);
+                input.arm();
+                let s = tls_counted::Counted::new(s, input);
                 let counts = s.opened();
                 let (reader, writer, on_open) = match ws_path {
                     None => {

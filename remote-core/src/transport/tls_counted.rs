@@ -10,9 +10,25 @@
 //! flush has emptied it, never more than it can hold ([`COUNT_MAX`]: the
 //! writer flushes only once its queue is empty, so a count kept to the
 //! flush alone would pile up under a busy client, as a WebSocket's did).
+//!
+//! The input side ([`RawCount`] below rustls, [`Input`] between the two):
+//! once the TLS handshake is done, the socket gives rustls at most
+//! [`IN_MAX`] (a whole record, its header and 4 KiB) past the last time
+//! rustls handed data on, and what it gave counts in the budget until
+//! then; if rustls has no data to hand on when the bound is reached, the
+//! read fails and the connection closes. An honest peer sends only data
+//! after the handshake (a TLS 1.3 key update is a few bytes). A hostile
+//! one had rustls join a handshake message of up to 64 KiB (a key update
+//! claiming 0xffff bytes), outside the budget for as long as it stayed, or
+//! hold part of a record (a red-team pass). Left: what came in the same
+//! read as data is not counted, so rustls may hold up to twice
+//! [`IN_MAX`] of a message being joined, half of it uncounted, until the
+//! connection's idle timeout.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 
@@ -20,6 +36,107 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::driver::io_types::OnOpen;
 use crate::driver::Budget;
+
+/// What the socket may give rustls past the handshake before rustls hands
+/// data on: a whole record (16 KiB and 256 bytes of overhead at most),
+/// its header, and 4 KiB more (a key update, an alert). rustls is given
+/// no more until it hands data on; if it has none then, the connection
+/// fails.
+pub(crate) const IN_MAX: usize = 16 * 1024 + 256 + 5 + 4096;
+
+/// The bytes read from the socket since rustls last handed data on,
+/// shared by the socket below rustls ([`RawCount`]) and the stream above
+/// it ([`Counted`]), which counts them in the budget.
+#[derive(Debug, Default)]
+pub(crate) struct Input {
+    since_data: AtomicUsize,
+    /// [`IN_MAX`] was reached: rustls was given nothing more.
+    capped: AtomicBool,
+    /// Set once the TLS handshake is done (its own messages, a client's
+    /// certificate chain among them, are bounded by rustls and the
+    /// handshake's deadline).
+    armed: AtomicBool,
+}
+
+impl Input {
+    /// The TLS handshake is done: from now on, what rustls is given counts.
+    pub(crate) fn arm(&self) {
+        self.since_data.store(0, Relaxed);
+        self.armed.store(true, Relaxed);
+    }
+}
+
+/// The socket below rustls: counts what it gives rustls into [`Input`],
+/// and gives it no more than [`IN_MAX`] until rustls hands data on.
+pub(crate) struct RawCount<S> {
+    inner: S,
+    input: Arc<Input>,
+}
+
+impl<S> RawCount<S> {
+    pub(crate) fn new(inner: S, input: Arc<Input>) -> Self {
+        RawCount { inner, input }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for RawCount<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.input.armed.load(Relaxed) {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let room = IN_MAX.saturating_sub(this.input.since_data.load(Relaxed));
+        if room == 0 {
+            // rustls hands on what it has, and the stream above fails
+            // the read if that is nothing (`Counted::poll_read`).
+            this.input.capped.store(true, Relaxed);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let want = room.min(buf.remaining());
+        let mut part = ReadBuf::new(buf.initialize_unfilled_to(want));
+        ready!(Pin::new(&mut this.inner).poll_read(cx, &mut part))?;
+        let n = part.filled().len();
+        buf.advance(n);
+        this.input.since_data.fetch_add(n, Relaxed);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for RawCount<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    // rustls writes its records vectored (a refusal's alert among them).
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
 
 /// What rustls may hold of the output (`set_buffer_limit`).
 pub(crate) const OUT_LIMIT: usize = 64 << 10;
@@ -37,14 +154,20 @@ pub(crate) struct Counted<S> {
     budget: Arc<OnceLock<Arc<Budget>>>,
     /// Counted now.
     counted: usize,
+    /// What the socket gave rustls that it has not handed on.
+    input: Arc<Input>,
+    /// Of that, counted now.
+    in_counted: usize,
 }
 
 impl<S> Counted<S> {
-    pub(crate) fn new(inner: S) -> Self {
+    pub(crate) fn new(inner: S, input: Arc<Input>) -> Self {
         Counted {
             inner,
             budget: Arc::default(),
             counted: 0,
+            input,
+            in_counted: 0,
         }
     }
 
@@ -56,6 +179,37 @@ impl<S> Counted<S> {
             let _ = slot.set(budget.clone());
             None
         })
+    }
+
+    /// A read handed on `n` bytes of data: what rustls was given and has
+    /// not handed on counts (none once it handed data on: then a read's
+    /// worth at most is left in it). `Err` if rustls was given all it may
+    /// be and has no data.
+    fn read(&mut self, n: usize) -> io::Result<()> {
+        let held = if n > 0 {
+            self.input.since_data.store(0, Relaxed);
+            self.input.capped.store(false, Relaxed);
+            0
+        } else if self.input.capped.load(Relaxed) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the TLS peer sent more than {IN_MAX} bytes of records with no data in \
+                     them past the handshake"
+                ),
+            ));
+        } else {
+            self.input.since_data.load(Relaxed)
+        };
+        if let Some(budget) = self.budget.get() {
+            if held > self.in_counted {
+                budget.charge(held - self.in_counted);
+            } else {
+                budget.release(self.in_counted - held);
+            }
+            self.in_counted = held;
+        }
+        Ok(())
     }
 
     /// `n` more bytes handed to rustls.
@@ -79,6 +233,9 @@ impl<S> Counted<S> {
 impl<S> Drop for Counted<S> {
     fn drop(&mut self) {
         self.flushed();
+        if let Some(budget) = self.budget.get() {
+            budget.release(self.in_counted);
+        }
     }
 }
 
@@ -88,7 +245,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.remaining() > 0 || buf.filled().len() > before {
+            this.read(buf.filled().len() - before)?;
+        }
+        r
     }
 }
 
@@ -164,7 +327,7 @@ mod tests {
     #[test]
     fn output_counts_from_the_opening_until_a_flush_never_more_than_rustls_holds() {
         let budget = Arc::new(Budget::new(1 << 30));
-        let mut c = Counted::new(Socket { flushes: false });
+        let mut c = Counted::new(Socket { flushes: false }, Arc::default());
         // Before the opening: the handshake's frames, not counted.
         write(&mut c, 100);
         assert_eq!(budget.used(), 0);

@@ -23,8 +23,10 @@ use crate::{Error, Limits};
 
 /// A client's TLS stream.
 pub(crate) type ClientStream = tokio_rustls::client::TlsStream<TcpStream>;
-/// A server's TLS stream.
-pub(crate) type ServerStream = tokio_rustls::server::TlsStream<TcpStream>;
+/// A server's TLS stream, over a socket counting what it gives rustls
+/// (`tls_counted.rs`).
+pub(crate) type ServerStream =
+    tokio_rustls::server::TlsStream<super::tls_counted::RawCount<TcpStream>>;
 
 /// The RFC 9266 exporter label for TLS 1.3 channel binding.
 const BINDING_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
@@ -114,7 +116,7 @@ pub(crate) async fn connect(
 /// was already refused by rustls with a `no_application_protocol` alert).
 pub(crate) async fn accept(
     acceptor: &TlsAcceptor,
-    tcp: TcpStream,
+    tcp: super::tls_counted::RawCount<TcpStream>,
     peer: &str,
     require_alpn: bool,
     deadline: tokio::time::Instant,
