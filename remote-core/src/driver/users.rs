@@ -55,13 +55,21 @@ impl Deref for UserRef {
 }
 
 impl Drop for UserRef {
+    #[inline]
     fn drop(&mut self) {
         if self.0.users.fetch_sub(1, Ordering::AcqRel) == 1 && !self.0.serves_root {
-            // Queued for the reader (the queue's lock is held for the
-            // push alone), which looks.
-            let _ = self.0.ctl.send(Control::Unused);
+            last_user_gone(&self.0);
         }
     }
+}
+
+/// Out of line: the drop above is on every proxy's path.
+#[cold]
+#[inline(never)]
+fn last_user_gone(shared: &Shared) {
+    // Queued for the reader (the queue's lock is held for the push
+    // alone), which looks.
+    let _ = shared.ctl.send(Control::Unused);
 }
 
 impl Shared {
