@@ -20,10 +20,13 @@
 //! after the handshake (a TLS 1.3 key update is a few bytes). A hostile
 //! one had rustls join a handshake message of up to 64 KiB (a key update
 //! claiming 0xffff bytes), outside the budget for as long as it stayed, or
-//! hold part of a record (a red-team pass). Left: what came in the same
-//! read as data is not counted, so rustls may hold up to twice
-//! [`IN_MAX`] of a message being joined, half of it uncounted, until the
-//! connection's idle timeout.
+//! hold part of a record (a red-team pass). A read that hands data on
+//! keeps counted what rustls was given beyond that data and a record's
+//! overhead. Left: rustls's read buffer grows in steps, so a peer can
+//! hold up to about 12 KiB of its capacity beyond the count (a red-team
+//! pass's measure) until its idle timeout; and a peer may not send more
+//! than [`IN_MAX`] of records with no data in them in a row (TLS allows
+//! records of padding alone; no client we know sends them).
 
 use std::io;
 use std::pin::Pin;
@@ -44,12 +47,19 @@ use crate::driver::Budget;
 /// fails.
 pub(crate) const IN_MAX: usize = 16 * 1024 + 256 + 5 + 4096;
 
+/// The least a TLS 1.3 record adds to its data: a 5-byte header, the
+/// content type and a 16-byte tag.
+const RECORD_OVERHEAD: usize = 5 + 1 + 16;
+
 /// The bytes read from the socket since rustls last handed data on,
 /// shared by the socket below rustls ([`RawCount`]) and the stream above
 /// it ([`Counted`]), which counts them in the budget.
 #[derive(Debug, Default)]
 pub(crate) struct Input {
     since_data: AtomicUsize,
+    /// Every byte given to rustls past the handshake (a read's share is
+    /// the difference across it).
+    total: AtomicUsize,
     /// [`IN_MAX`] was reached: rustls was given nothing more.
     capped: AtomicBool,
     /// Set once the TLS handshake is done (its own messages, a client's
@@ -103,6 +113,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for RawCount<S> {
         let n = part.filled().len();
         buf.advance(n);
         this.input.since_data.fetch_add(n, Relaxed);
+        this.input.total.fetch_add(n, Relaxed);
         Poll::Ready(Ok(()))
     }
 }
@@ -181,15 +192,21 @@ impl<S> Counted<S> {
         })
     }
 
-    /// A read handed on `n` bytes of data: what rustls was given and has
-    /// not handed on counts (none once it handed data on: then a read's
-    /// worth at most is left in it). `Err` if rustls was given all it may
-    /// be and has no data.
-    fn read(&mut self, n: usize) -> io::Result<()> {
+    /// A read handed on `n` bytes of data, rustls having been given
+    /// `given` bytes during it: what rustls may still hold counts, and
+    /// counts towards [`IN_MAX`]. Handing data on, rustls used at least
+    /// `n` bytes and a record's overhead of what it was given during the
+    /// read; the rest may be held, so it stays counted (rustls reads on
+    /// past a record of data while the socket has more: forgetting the
+    /// rest let a peer send data and a handshake message in one burst,
+    /// a red-team pass). `Err` if rustls was given all it may be and has
+    /// no data.
+    fn read(&mut self, n: usize, given: usize) -> io::Result<()> {
         let held = if n > 0 {
-            self.input.since_data.store(0, Relaxed);
+            let held = given.saturating_sub(n + RECORD_OVERHEAD);
+            self.input.since_data.store(held, Relaxed);
             self.input.capped.store(false, Relaxed);
-            0
+            held
         } else if self.input.capped.load(Relaxed) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -247,9 +264,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
+        let given = this.input.total.load(Relaxed);
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.remaining() > 0 || buf.filled().len() > before {
-            this.read(buf.filled().len() - before)?;
+            let given = this.input.total.load(Relaxed) - given;
+            this.read(buf.filled().len() - before, given)?;
         }
         r
     }
