@@ -12,21 +12,22 @@
 //! flush alone would pile up under a busy client, as a WebSocket's did).
 //!
 //! The input side ([`RawCount`] below rustls, [`Input`] between the two):
-//! once the TLS handshake is done, the socket gives rustls at most
-//! [`IN_MAX`] (a whole record, its header and 4 KiB) past the last time
-//! rustls handed data on, and what it gave counts in the budget until
-//! then; if rustls has no data to hand on when the bound is reached, the
-//! read fails and the connection closes. An honest peer sends only data
-//! after the handshake (a TLS 1.3 key update is a few bytes). A hostile
-//! one had rustls join a handshake message of up to 64 KiB (a key update
-//! claiming 0xffff bytes), outside the budget for as long as it stayed, or
-//! hold part of a record (a red-team pass). A read that hands data on
-//! keeps counted what rustls was given beyond that data and a record's
-//! overhead. Left: rustls's read buffer grows in steps, so a peer can
-//! hold up to about 12 KiB of its capacity beyond the count (a red-team
-//! pass's measure) until its idle timeout; and a peer may not send more
-//! than [`IN_MAX`] of records with no data in them in a row (TLS allows
-//! records of padding alone; no client we know sends them).
+//! once the TLS handshake is done, what the socket gave rustls and rustls
+//! has not handed on as data counts in the budget, never more than rustls
+//! can hold ([`IN_HELD_MAX`]: a handshake message being joined, up to
+//! 64 KiB, and part of a record). A hostile peer had rustls join a post-
+//! handshake message of up to 64 KiB (a key update claiming 0xffff bytes,
+//! in valid records) outside the budget for as long as it stayed, or hold
+//! part of a record (a red-team pass). A read that hands data on keeps
+//! counted what rustls was given beyond that data and a record's overhead
+//! (rustls reads on past a record of data while the socket has more: a
+//! second pass sent data and such a message in one burst). Such peers are
+//! not cut off: an earlier bound on what rustls may be given between data
+//! cut honest clients off too (many small records in one read count more
+//! overhead than one record's; padding looks like held bytes: a third
+//! pass), so they are held to the budget, as a TCP peer's partial frame
+//! is, until their idle timeout. rustls's read buffer doubles as it
+//! fills, so what it holds counts twice, and a read's worth more.
 
 use std::io;
 use std::pin::Pin;
@@ -40,12 +41,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::driver::io_types::OnOpen;
 use crate::driver::Budget;
 
-/// What the socket may give rustls past the handshake before rustls hands
-/// data on: a whole record (16 KiB and 256 bytes of overhead at most),
-/// its header, and 4 KiB more (a key update, an alert). rustls is given
-/// no more until it hands data on; if it has none then, the connection
-/// fails.
-pub(crate) const IN_MAX: usize = 16 * 1024 + 256 + 5 + 4096;
+/// The most rustls holds of the input, as its read buffer's capacity: a
+/// handshake message being joined (at most 0xffff bytes and its 4-byte
+/// header) and a record read in part (16 KiB and 256 bytes of overhead,
+/// and its header), rounded up to the buffer's doubling.
+pub(crate) const IN_HELD_MAX: usize = 128 << 10;
 
 /// The least a TLS 1.3 record adds to its data: a 5-byte header, the
 /// content type and a 16-byte tag.
@@ -60,8 +60,6 @@ pub(crate) struct Input {
     /// Every byte given to rustls past the handshake (a read's share is
     /// the difference across it).
     total: AtomicUsize,
-    /// [`IN_MAX`] was reached: rustls was given nothing more.
-    capped: AtomicBool,
     /// Set once the TLS handshake is done (its own messages, a client's
     /// certificate chain among them, are bounded by rustls and the
     /// handshake's deadline).
@@ -76,8 +74,7 @@ impl Input {
     }
 }
 
-/// The socket below rustls: counts what it gives rustls into [`Input`],
-/// and gives it no more than [`IN_MAX`] until rustls hands data on.
+/// The socket below rustls: counts what it gives rustls into [`Input`].
 pub(crate) struct RawCount<S> {
     inner: S,
     input: Arc<Input>,
@@ -99,19 +96,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for RawCount<S> {
         if !this.input.armed.load(Relaxed) {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
-        let room = IN_MAX.saturating_sub(this.input.since_data.load(Relaxed));
-        if room == 0 {
-            // rustls hands on what it has, and the stream above fails
-            // the read if that is nothing (`Counted::poll_read`).
-            this.input.capped.store(true, Relaxed);
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        let want = room.min(buf.remaining());
-        let mut part = ReadBuf::new(buf.initialize_unfilled_to(want));
-        ready!(Pin::new(&mut this.inner).poll_read(cx, &mut part))?;
-        let n = part.filled().len();
-        buf.advance(n);
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let n = buf.filled().len() - before;
         this.input.since_data.fetch_add(n, Relaxed);
         this.input.total.fetch_add(n, Relaxed);
         Poll::Ready(Ok(()))
@@ -193,30 +180,25 @@ impl<S> Counted<S> {
     }
 
     /// A read handed on `n` bytes of data, rustls having been given
-    /// `given` bytes during it: what rustls may still hold counts, and
-    /// counts towards [`IN_MAX`]. Handing data on, rustls used at least
-    /// `n` bytes and a record's overhead of what it was given during the
-    /// read; the rest may be held, so it stays counted (rustls reads on
-    /// past a record of data while the socket has more: forgetting the
-    /// rest let a peer send data and a handshake message in one burst,
-    /// a red-team pass). `Err` if rustls was given all it may be and has
-    /// no data.
-    fn read(&mut self, n: usize, given: usize) -> io::Result<()> {
-        let held = if n > 0 {
+    /// `given` bytes during it: what rustls may still hold counts, never
+    /// more than it can hold. Handing data on, rustls used at least `n`
+    /// bytes and a record's overhead of what it was given during the read;
+    /// the rest may be held, so it stays counted (rustls reads on past a
+    /// record of data while the socket has more).
+    fn read(&mut self, n: usize, given: usize) {
+        let since = if n > 0 {
             let held = given.saturating_sub(n + RECORD_OVERHEAD);
             self.input.since_data.store(held, Relaxed);
-            self.input.capped.store(false, Relaxed);
             held
-        } else if self.input.capped.load(Relaxed) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "the TLS peer sent more than {IN_MAX} bytes of records with no data in \
-                     them past the handshake"
-                ),
-            ));
         } else {
             self.input.since_data.load(Relaxed)
+        };
+        // rustls's read buffer doubles as it fills: up to twice what it
+        // holds, and a read's worth (a red-team pass measured 64 KiB of
+        // capacity for a 29 KiB message being joined).
+        let held = match since {
+            0 => 0,
+            s => s.saturating_mul(2).saturating_add(4096).min(IN_HELD_MAX),
         };
         if let Some(budget) = self.budget.get() {
             if held > self.in_counted {
@@ -226,7 +208,6 @@ impl<S> Counted<S> {
             }
             self.in_counted = held;
         }
-        Ok(())
     }
 
     /// `n` more bytes handed to rustls.
@@ -268,7 +249,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.remaining() > 0 || buf.filled().len() > before {
             let given = this.input.total.load(Relaxed) - given;
-            this.read(buf.filled().len() - before, given)?;
+            this.read(buf.filled().len() - before, given);
         }
         r
     }
