@@ -118,7 +118,6 @@ impl Accepted {
                 // the budget.
                 let mut s = s;
                 s.get_mut().1.set_buffer_limit(Some(tls_counted::OUT_LIMIT));
-                input.arm();
                 let s = tls_counted::Counted::new(s, input);
                 let counts = s.opened();
                 let (reader, writer, on_open) = match ws_path {

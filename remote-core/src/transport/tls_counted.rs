@@ -31,8 +31,8 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 
@@ -51,27 +51,12 @@ pub(crate) const IN_HELD_MAX: usize = 128 << 10;
 /// content type and a 16-byte tag.
 const RECORD_OVERHEAD: usize = 5 + 1 + 16;
 
-/// The bytes read from the socket since rustls last handed data on,
-/// shared by the socket below rustls ([`RawCount`]) and the stream above
-/// it ([`Counted`]), which counts them in the budget.
+/// Every byte the socket gave rustls, counted by the socket below rustls
+/// ([`RawCount`]); the stream above it ([`Counted`]) takes what is new at
+/// each of its reads.
 #[derive(Debug, Default)]
 pub(crate) struct Input {
-    since_data: AtomicUsize,
-    /// Every byte given to rustls past the handshake (a read's share is
-    /// the difference across it).
     total: AtomicUsize,
-    /// Set once the TLS handshake is done (its own messages, a client's
-    /// certificate chain among them, are bounded by rustls and the
-    /// handshake's deadline).
-    armed: AtomicBool,
-}
-
-impl Input {
-    /// The TLS handshake is done: from now on, what rustls is given counts.
-    pub(crate) fn arm(&self) {
-        self.since_data.store(0, Relaxed);
-        self.armed.store(true, Relaxed);
-    }
 }
 
 /// The socket below rustls: counts what it gives rustls into [`Input`].
@@ -93,13 +78,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for RawCount<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.input.armed.load(Relaxed) {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
-        }
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         let n = buf.filled().len() - before;
-        this.input.since_data.fetch_add(n, Relaxed);
         this.input.total.fetch_add(n, Relaxed);
         Poll::Ready(Ok(()))
     }
@@ -152,19 +133,28 @@ pub(crate) struct Counted<S> {
     budget: Arc<OnceLock<Arc<Budget>>>,
     /// Counted now.
     counted: usize,
-    /// What the socket gave rustls that it has not handed on.
+    /// What the socket gave rustls ([`RawCount`]), and of it, what
+    /// [`read`](Self::read) has seen (the TLS handshake's bytes, read
+    /// before this stream was made, count as seen).
     input: Arc<Input>,
+    seen: usize,
+    /// What rustls was given since it last handed data on (less that
+    /// data and a record's overhead).
+    since_data: usize,
     /// Of that, counted now.
     in_counted: usize,
 }
 
 impl<S> Counted<S> {
     pub(crate) fn new(inner: S, input: Arc<Input>) -> Self {
+        let seen = input.total.load(Relaxed);
         Counted {
             inner,
+            seen,
             budget: Arc::default(),
             counted: 0,
             input,
+            since_data: 0,
             in_counted: 0,
         }
     }
@@ -180,23 +170,21 @@ impl<S> Counted<S> {
     }
 
     /// A read handed on `n` bytes of data, rustls having been given
-    /// `given` bytes during it: what rustls may still hold counts, never
+    /// `given` bytes since the last one: what rustls may still hold counts, never
     /// more than it can hold. Handing data on, rustls used at least `n`
     /// bytes and a record's overhead of what it was given during the read;
     /// the rest may be held, so it stays counted (rustls reads on past a
     /// record of data while the socket has more).
     fn read(&mut self, n: usize, given: usize) {
-        let since = if n > 0 {
-            let held = given.saturating_sub(n + RECORD_OVERHEAD);
-            self.input.since_data.store(held, Relaxed);
-            held
+        self.since_data = if n > 0 {
+            given.saturating_sub(n + RECORD_OVERHEAD)
         } else {
-            self.input.since_data.load(Relaxed)
+            self.since_data.saturating_add(given)
         };
         // rustls's read buffer doubles as it fills: up to twice what it
         // holds, and a read's worth (a red-team pass measured 64 KiB of
         // capacity for a 29 KiB message being joined).
-        let held = match since {
+        let held = match self.since_data {
             0 => 0,
             s => s.saturating_mul(2).saturating_add(4096).min(IN_HELD_MAX),
         };
@@ -245,10 +233,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let given = this.input.total.load(Relaxed);
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.remaining() > 0 || buf.filled().len() > before {
-            let given = this.input.total.load(Relaxed) - given;
+            let total = this.input.total.load(Relaxed);
+            let given = total - std::mem::replace(&mut this.seen, total);
             this.read(buf.filled().len() - before, given);
         }
         r

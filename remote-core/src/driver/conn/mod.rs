@@ -62,9 +62,7 @@ impl Shared {
                 // The call's handler had stopped: now the call is done.
                 if let Some(id) = self.blocking.closure_done(seq) {
                     self.core().call_done(id, seq);
-                    if self.unused() {
-                        self.close_if_unused();
-                    }
+                    self.close_if_unused();
                 }
             }
             Control::Unused => self.close_if_unused(),
@@ -233,9 +231,7 @@ impl Shared {
             // A panicking destructor must not end the reader.
             Event::Released(obj) => {
                 drop_caught(&self.peer, "an object released by the peer", obj);
-                if self.unused() {
-                    self.close_if_unused();
-                }
+                self.close_if_unused();
             }
             Event::Cancel { seq, reply } => {
                 if let Some(Some(h)) = lock(&self.running).get(&seq) {
