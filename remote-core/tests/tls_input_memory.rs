@@ -18,6 +18,8 @@ mod noted;
 mod pki;
 #[path = "support/raw.rs"]
 mod raw;
+#[path = "support/sealed.rs"]
+mod sealed;
 
 use std::sync::Arc;
 
@@ -25,12 +27,8 @@ use counting::{live, measured};
 use pki::Ca;
 use remote_core::collections::SharedMap;
 use remote_core::{Limits, Server, ServerHandle, TlsServerConfig};
-use ring::aead;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::rustls::ConnectionTrafficSecrets;
 
 const CONNS: usize = 16;
 
@@ -44,46 +42,6 @@ enum Attack {
     /// A record of data (a frame's first byte) and, in the same write,
     /// 29 KiB of a key update claiming 0xffff bytes.
     Straddle,
-}
-
-/// A client whose traffic keys the test can take, to write records itself.
-fn connector(ca: &Ca) -> tokio_rustls::TlsConnector {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    let der = rustls::pki_types::CertificateDer::from_pem_slice(ca.pem().as_bytes());
-    roots.add(der.unwrap()).unwrap();
-    let mut provider = rustls::crypto::ring::default_provider();
-    provider.cipher_suites = vec![rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256];
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"remote/1".to_vec()];
-    cfg.enable_secret_extraction = true;
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-}
-
-/// One TLS 1.3 record (AES-128-GCM) of inner content type `typ`.
-fn record(key: &aead::LessSafeKey, iv: &[u8; 12], seq: &mut u64, typ: u8, data: &[u8]) -> Vec<u8> {
-    let mut inner = data.to_vec();
-    inner.push(typ);
-    let len = inner.len() + 16;
-    let header = [0x17, 0x03, 0x03, (len >> 8) as u8, len as u8];
-    let mut nonce = *iv;
-    for (i, b) in seq.to_be_bytes().iter().enumerate() {
-        nonce[4 + i] ^= b;
-    }
-    *seq += 1;
-    key.seal_in_place_append_tag(
-        aead::Nonce::assume_unique_for_key(nonce),
-        aead::Aad::from(header),
-        &mut inner,
-    )
-    .unwrap();
-    let mut out = header.to_vec();
-    out.extend(inner);
-    out
 }
 
 /// A peer past the hellos that then sends `attack`'s bytes and stalls;
@@ -104,25 +62,13 @@ async fn peer(server: &ServerHandle, ca: Option<&Ca>, attack: Attack) -> TcpStre
         s.write_all(&b).await.unwrap();
         return s;
     };
-    let name = ServerName::try_from("localhost").unwrap();
-    let mut tls = connector(ca).connect(name, tcp).await.unwrap();
-    tls.write_all(&raw::hello(vec![])).await.unwrap();
-    tls.flush().await.unwrap();
-    assert_eq!(raw::kind(&raw::frame(&mut tls).await.unwrap()), raw::HELLO);
-    let (mut tcp, conn) = tls.into_inner();
-    let (mut seq, traffic) = conn.dangerous_extract_secrets().unwrap().tx;
-    let ConnectionTrafficSecrets::Aes128Gcm { key, iv } = traffic else {
-        panic!("not AES-128-GCM")
-    };
-    let key = aead::UnboundKey::new(&aead::AES_128_GCM, key.as_ref()).unwrap();
-    let key = aead::LessSafeKey::new(key);
-    let iv: [u8; 12] = iv.as_ref().try_into().unwrap();
+    let (mut tcp, mut sealer) = sealed::past_hellos(&authority, ca).await;
     match attack {
         Attack::Join => {
             let mut msg = vec![24u8, 0x00, 0xff, 0xff];
             msg.extend(vec![0u8; (63 << 10) - 4]);
             for chunk in msg.chunks(16 << 10) {
-                let r = record(&key, &iv, &mut seq, 22, chunk);
+                let r = sealer.record(sealed::HANDSHAKE, chunk, 0);
                 // The server may have cut it off already.
                 if tcp.write_all(&r).await.is_err() {
                     break;
@@ -130,11 +76,11 @@ async fn peer(server: &ServerHandle, ca: Option<&Ca>, attack: Attack) -> TcpStre
             }
         }
         Attack::Straddle => {
-            let mut out = record(&key, &iv, &mut seq, 23, &[0x00]);
+            let mut out = sealer.record(sealed::DATA, &[0x00], 0);
             let mut msg = vec![24u8, 0x00, 0xff, 0xff];
             msg.extend(vec![0u8; (29 << 10) - 4]);
             for chunk in msg.chunks(16 << 10) {
-                out.extend(record(&key, &iv, &mut seq, 22, chunk));
+                out.extend(sealer.record(sealed::HANDSHAKE, chunk, 0));
             }
             let _ = tcp.write_all(&out).await;
         }
