@@ -2,10 +2,14 @@
 //! ([`Peer::current`]) and the deadline that calls made from it inherit
 //! ([`crate::remaining`]). One task-local holds both, so a handler's poll
 //! enters one scope, not two; a thread-local holds them on the blocking
-//! thread that runs a `CallCx::blocking` closure.
+//! thread that runs a `CallCx::blocking` closure. The task-local also
+//! keeps what heavy replies decoded in a handler count in the memory
+//! budget until the handler ends ([`hold`]).
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use crate::peer::Peer;
 use crate::rt::time::Instant;
@@ -16,10 +20,78 @@ struct Ambient {
     /// task spawned to carry a deadline over.
     peer: Option<Peer>,
     deadline: Instant,
+    /// The counts of heavy replies decoded here ([`hold`]), given back
+    /// when the scope ends.
+    held: RefCell<Vec<Kept>>,
+}
+
+impl Ambient {
+    fn new(peer: Option<Peer>, deadline: Instant) -> Self {
+        Ambient {
+            peer,
+            deadline,
+            held: RefCell::default(),
+        }
+    }
 }
 
 tokio::task_local! {
     static AMBIENT: Ambient;
+    /// Set around a pull of a stream's batch ([`captured`]).
+    static CAPTURE: RefCell<Vec<Kept>>;
+}
+
+/// What is kept alive for as long as a decoded value is held: the count
+/// of a heavy reply in the memory budget (`driver::heavy_reply`), given
+/// back when dropped.
+pub(crate) type Kept = Box<dyn Send>;
+
+/// Keeps `charged`, the count of a heavy reply just decoded, for as long
+/// as what decoded it holds the value: around a stream's pull, for the
+/// pulling stream to keep with the batch ([`captured`]); in a method
+/// handler, until the handler ends, as its arguments are; elsewhere (the
+/// application's own task) it is dropped now.
+pub(crate) fn hold(charged: Kept) {
+    let mut charged = Some(charged);
+    let mut put = |held: &RefCell<Vec<Kept>>| {
+        if let Some(c) = charged.take() {
+            held.borrow_mut().push(c);
+        }
+    };
+    if CAPTURE.try_with(&mut put).is_err() {
+        let _ = AMBIENT.try_with(|a| {
+            if a.peer.is_some() {
+                put(&a.held);
+            }
+        });
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`captured`]'s future.
+    pub(crate) struct Captured<F: Future> {
+        #[pin]
+        inner: tokio::task::futures::TaskLocalFuture<RefCell<Vec<Kept>>, F>,
+    }
+}
+
+impl<F: Future> Future for Captured<F> {
+    type Output = (F::Output, Vec<Kept>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut inner = self.project().inner;
+        let out = ready!(inner.as_mut().poll(cx));
+        let held = inner.take_value().map(RefCell::into_inner);
+        Poll::Ready((out, held.unwrap_or_default()))
+    }
+}
+
+/// Runs `fut` (a stream's pull), and returns with its output the counts
+/// of the heavy replies it decoded ([`hold`]).
+pub(crate) fn captured<F: Future>(fut: F) -> Captured<F> {
+    Captured {
+        inner: CAPTURE.scope(RefCell::default(), fut),
+    }
 }
 
 thread_local! {
@@ -61,15 +133,13 @@ pub(crate) fn scope<F: Future>(
     deadline: Instant,
     fut: F,
 ) -> impl Future<Output = F::Output> {
-    let peer = Some(peer);
-    AMBIENT.scope(Ambient { peer, deadline }, fut)
+    AMBIENT.scope(Ambient::new(Some(peer), deadline), fut)
 }
 
 /// Runs `f` (a handler's first poll) serving a call of `peer`'s, with
 /// `deadline` inherited.
 pub(crate) fn sync_scope<R>(peer: Peer, deadline: Instant, f: impl FnOnce() -> R) -> R {
-    let peer = Some(peer);
-    AMBIENT.sync_scope(Ambient { peer, deadline }, f)
+    AMBIENT.sync_scope(Ambient::new(Some(peer), deadline), f)
 }
 
 /// Runs `fut` with `deadline` inherited and the peer of the call this task
@@ -78,8 +148,7 @@ pub(crate) fn deadline_scope_here<F: Future>(
     deadline: Instant,
     fut: F,
 ) -> impl Future<Output = F::Output> {
-    let peer = task_peer();
-    AMBIENT.scope(Ambient { peer, deadline }, fut)
+    AMBIENT.scope(Ambient::new(task_peer(), deadline), fut)
 }
 
 /// Runs `fut` (the body of a task spawned to carry a deadline over, which
@@ -88,13 +157,7 @@ pub(crate) fn deadline_scope<F: Future>(
     deadline: Instant,
     fut: F,
 ) -> impl Future<Output = F::Output> {
-    AMBIENT.scope(
-        Ambient {
-            peer: None,
-            deadline,
-        },
-        fut,
-    )
+    AMBIENT.scope(Ambient::new(None, deadline), fut)
 }
 
 /// Runs `f` on a blocking thread serving a call of `peer`'s, with

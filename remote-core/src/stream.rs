@@ -37,6 +37,7 @@ use futures_util::{FutureExt, StreamExt};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::__private::{Args, CallCx, CallFuture, Deferred, Failed};
+use crate::ambient::Kept;
 use crate::collections::page::page_bytes;
 use crate::schema::{InterfaceDef, Location, MethodDef, SchemaBuilder, Ty};
 use crate::{BoxFuture, Dispatch, Error, Handle, Interface, Remote, Wire};
@@ -298,10 +299,16 @@ impl<T: Wire> Interface for dyn StreamSource<T> {
 pub struct RemoteStream<T: Wire> {
     source: Remote<dyn StreamSource<T>>,
     buf: VecDeque<T>,
-    pending: Option<BoxFuture<'static, Result<Vec<T>, Error>>>,
+    /// What `buf`'s batch counts in the memory budget, if it came in a
+    /// heavy reply (`ambient::captured`): given back once it is taken.
+    held: Vec<Kept>,
+    pending: Option<Pull<T>>,
     done: bool,
     batch: u32,
 }
+
+/// A pull of the next batch, and what the batch counts in the budget.
+type Pull<T> = BoxFuture<'static, (Result<Vec<T>, Error>, Vec<Kept>)>;
 
 // Nothing in a RemoteStream is address-sensitive (the pending future is boxed).
 impl<T: Wire> Unpin for RemoteStream<T> {}
@@ -344,6 +351,7 @@ impl<T: Wire> RemoteStream<T> {
         RemoteStream {
             source,
             buf: VecDeque::new(),
+            held: Vec::new(),
             pending: None,
             done: false,
             batch: DEFAULT_BATCH,
@@ -378,22 +386,39 @@ impl<T: Wire> Stream for RemoteStream<T> {
         let this = self.get_mut();
         loop {
             if let Some(x) = this.buf.pop_front() {
+                if this.buf.is_empty() {
+                    // Its batch's last item: what the batch counted goes.
+                    this.held.clear();
+                }
                 return Poll::Ready(Some(Ok(x)));
             }
             if this.done {
                 return Poll::Ready(None);
             }
+            let n = this.batch;
             let fut = this.pending.get_or_insert_with(|| {
                 let src = this.source.clone();
-                let n = this.batch;
-                Box::pin(async move { src.next_batch(n).await })
+                Box::pin(crate::ambient::captured(
+                    async move { src.next_batch(n).await },
+                ))
             });
             match fut.as_mut().poll(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(r) => {
+                Poll::Ready((r, held)) => {
                     this.pending = None;
+                    this.held = held;
                     match r {
                         Ok(items) if items.is_empty() => this.done = true,
+                        // §5.1: a batch holds at most the items asked for.
+                        Ok(items) if items.len() > n as usize => {
+                            this.done = true;
+                            let got = items.len();
+                            drop(items);
+                            this.held.clear();
+                            return Poll::Ready(Some(Err(Error::Protocol(format!(
+                                "a stream's batch of {got} items, {n} asked for"
+                            )))));
+                        }
                         Ok(items) => this.buf.extend(items),
                         Err(e) => {
                             this.done = true;

@@ -63,6 +63,8 @@ pub(crate) struct Incoming {
     pub(crate) result: Result<Range<usize>, Box<RemoteError>>,
     pub(crate) refs: ImportRefs,
     pub(crate) owns: Vec<(ObjectId, Arc<dyn Dispatch>)>,
+    /// A heavy value's count in the memory budget (`heavy_reply.rs`).
+    pub(crate) heavy: Option<super::heavy_reply::Heavy>,
 }
 
 /// References resolved when a message arrived, held until it is decoded.

@@ -15,6 +15,7 @@ pub(crate) mod deadline;
 mod direct;
 mod expiry;
 mod guarded_write;
+mod heavy_reply;
 mod input;
 pub(crate) mod invalidate;
 mod io;

@@ -23,11 +23,13 @@ use serde::Serialize;
 
 use super::call::Prepared;
 use super::control::{Control, Incoming};
+use super::heavy_reply::{self, Charged};
 use super::replies::Key;
 use super::shared::Shared;
 use crate::cache::{CacheRole, Lookup, Ticket};
 use crate::interface::BoxFuture;
 use crate::proto::CallId;
+use crate::rt::time::Instant;
 use crate::{Error, Handle, RemoteErrorType, Wire};
 
 type Reply = Result<Incoming, Error>;
@@ -40,6 +42,8 @@ type Reply = Result<Incoming, Error>;
 pub(in crate::driver) struct Waiting {
     id: CallId,
     budget: Duration,
+    /// Until when a heavy reply may wait for room (`heavy_reply.rs`).
+    deadline: Instant,
     armed: bool,
     // No timer per call: the connection fails the call at its deadline
     // (`expiry.rs`). The reply arrives in this slot (`replies.rs`).
@@ -47,10 +51,11 @@ pub(in crate::driver) struct Waiting {
 }
 
 impl Waiting {
-    pub(in crate::driver) fn new((id, _deadline, budget, reply): Prepared) -> Self {
+    pub(in crate::driver) fn new((id, deadline, budget, reply): Prepared) -> Self {
         Waiting {
             id,
             budget,
+            deadline,
             armed: true,
             reply,
         }
@@ -126,6 +131,8 @@ pin_project! {
         role: Option<&'static CacheRole>,
         // Boxed: the uncached call's future stays one pointer larger.
         ticket: Option<Box<Ticket>>,
+        // A heavy reply waiting for room in the budget (`heavy_reply.rs`).
+        room: Option<BoxFuture<'static, Weighed>>,
         types: PhantomData<fn() -> (T, E)>,
     }
 
@@ -157,6 +164,7 @@ impl<H: Borrow<Handle>, A, T, E> CallFuture<H, A, T, E> {
             wait: None,
             role,
             ticket: None,
+            room: None,
             types: PhantomData,
         }
     }
@@ -193,21 +201,61 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
                 Err(e) => return Poll::Ready(Err(E::from_error(e))),
             }
         }
+        if let Some(room) = this.room.as_mut() {
+            let weighed = ready!(room.as_mut().poll(cx));
+            *this.room = None;
+            return Poll::Ready(finish_weighed(handle, weighed));
+        }
         let Some(wait) = this.wait.as_mut() else {
             // Only after `Ready`: polling a finished future is a caller bug.
             return Poll::Pending;
         };
+        let deadline = wait.deadline;
         let r = ready!(wait.poll(handle.shared(), cx));
         *this.wait = None;
         if let Some(role) = *this.role {
             handle.cache_after(role, this.ticket.take().map(|t| *t), r.as_ref().ok());
         }
-        Poll::Ready(match r {
-            Ok(inc) => handle.finish(inc),
-            Err(e) => Err(E::from_error(e)),
-        })
+        match r {
+            Ok(mut inc) => match inc.heavy.take() {
+                None => Poll::Ready(handle.finish(inc)),
+                Some(heavy) => {
+                    let shared = handle.shared().clone();
+                    let mut room: BoxFuture<'static, Weighed> = Box::pin(async move {
+                        let counted = heavy_reply::room(shared, heavy, deadline).await;
+                        (inc, counted)
+                    });
+                    // Polled at once: it may have room now.
+                    match room.as_mut().poll(cx) {
+                        Poll::Ready(weighed) => Poll::Ready(finish_weighed(handle, weighed)),
+                        Poll::Pending => {
+                            *this.room = Some(room);
+                            Poll::Pending
+                        }
+                    }
+                }
+            },
+            Err(e) => Poll::Ready(Err(E::from_error(e))),
+        }
     }
 }
+
+/// A heavy reply's value decoded once counted, its count kept while the
+/// value is held (`ambient::hold`); or the error if it found no room.
+fn finish_weighed<T: Wire, E: RemoteErrorType>(
+    handle: &Handle,
+    (inc, counted): Weighed,
+) -> Result<T, E> {
+    let charged = counted.map_err(E::from_error)?;
+    let value = handle.finish(inc);
+    if value.is_ok() {
+        crate::ambient::hold(Box::new(charged));
+    }
+    value
+}
+
+/// A heavy reply and, once it has room in the budget, its count.
+type Weighed = (Incoming, Result<Charged, Error>);
 
 impl Handle {
     /// Calls `method` with `args` (a tuple) and decodes the result.

@@ -99,6 +99,10 @@ pub enum Message<'a> {
         id: CallId,
         /// Byte range of the value.
         value: Range<usize>,
+        /// Items in the value's containers, each reference counting
+        /// `REF_ITEMS` more, as for a call's arguments: what its caller
+        /// holds decoded is weighed from it.
+        items: u32,
     },
     /// `[3, call_id, error]`.
     Error {
@@ -304,8 +308,12 @@ impl<'a> Message<'a> {
             }
             kind::RETURN => {
                 let id = CallId(r.u32()?);
+                let before = (r.items(), refs.len());
                 let value = r.skip_value(max_depth, refs)?;
-                Message::Return { id, value }
+                let found = (refs.len() - before.1).saturating_mul(REF_ITEMS);
+                let items = (r.items() - before.0).saturating_add(found);
+                let items = u32::try_from(items).unwrap_or(u32::MAX);
+                Message::Return { id, value, items }
             }
             kind::ERROR => {
                 let id = CallId(r.u32()?);

@@ -213,9 +213,11 @@ impl Shared {
             Event::Reply {
                 waiter,
                 result,
+                items,
                 refs,
                 owns,
             } => {
+                let heavy = super::heavy_reply::weigh(self, frame.len(), items);
                 // The frame itself, not a clone: nothing here reads it
                 // after (a reference count's two atomic operations less).
                 let _ = waiter.send(
@@ -225,6 +227,7 @@ impl Shared {
                         result,
                         refs,
                         owns,
+                        heavy,
                     }),
                 );
             }

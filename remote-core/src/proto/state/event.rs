@@ -61,6 +61,10 @@ pub enum Event<'a, O, W> {
         /// The value's byte range, or the error (boxed: errors are rare,
         /// and an event is moved several times on every reply).
         result: Result<std::ops::Range<usize>, Box<RemoteError>>,
+        /// Items in the value's containers, references counting more
+        /// (`Message::Return`'s), 0 for an error: what the value weighs
+        /// decoded.
+        items: u32,
         /// Imports referenced by the value: one hold per distinct object,
         /// sorted by id.
         refs: ImportRefs,

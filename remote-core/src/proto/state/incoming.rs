@@ -103,6 +103,7 @@ impl<O: Clone, W> State<O, W> {
     fn reply<'a>(
         &mut self,
         id: CallId,
+        items: u32,
         result: impl FnOnce() -> Result<std::ops::Range<usize>, Box<RemoteError>>,
     ) -> Result<Event<'a, O, W>, Violation> {
         let waiter = match self.outgoing.remove(&id) {
@@ -119,6 +120,7 @@ impl<O: Clone, W> State<O, W> {
                 Some(waiter) => Event::Reply {
                     waiter,
                     result: result(),
+                    items,
                     refs,
                     owns,
                 },
@@ -238,9 +240,9 @@ impl<O: Clone, W> State<O, W> {
                  negotiated pipeline feature"
                     .into(),
             )),
-            Message::Return { id, value } => self.reply(id, || Ok(value)),
+            Message::Return { id, value, items } => self.reply(id, items, || Ok(value)),
             Message::Error { id, error } => {
-                self.reply(id, || Err(Box::new(error.into_remote(frame))))
+                self.reply(id, 0, || Err(Box::new(error.into_remote(frame))))
             }
             Message::Release { id, count } => {
                 let obj = self

@@ -1,0 +1,160 @@
+//! What a *heavy* reply to one of our calls holds decoded counts in the
+//! memory budget, as a heavy call's arguments do (PROTOCOL.md §9).
+//!
+//! A reply is read like any frame (a large one reserving its length while
+//! it arrives), and was then decoded outside the budget: an item of one
+//! byte on the wire (an empty string) takes 24 bytes or more decoded. A
+//! red-team pass answered a server's callbacks, and its pulls of a
+//! `RemoteStream` a client passed in (the toolkit's upload), with 1 MiB
+//! frames of a million empty strings: one connection made the server hold
+//! 1 GB against a 16 MiB budget, 1.1 MB of it counted.
+//!
+//! Now a reply that weighs more than [`SMALL_FRAME`] (`share::args_weight`:
+//! its frame and `DECODED_ITEM` per item) is *heavy*. On delivery its
+//! frame is counted at once ([`weigh`]); its caller then waits, in its own
+//! task (never the reader's: replies keep flowing), until the rest of the
+//! weight has room in the budget, until its deadline at most ([`room`]),
+//! and decodes it only then. One heavier than the budget can ever hold
+//! fails at once with `limit_exceeded` naming `memory_budget`, undecoded.
+//! What is counted ([`Charged`]) stays counted while the value is held:
+//!
+//! - decoded in a method handler, until the handler ends (it holds the
+//!   value, as it holds its arguments: `ambient::hold`);
+//! - a batch of a `RemoteStream`, until its items have all been taken;
+//! - anywhere else (the application's own task), until it is decoded:
+//!   what the application keeps is its own memory.
+//!
+//! Light replies, the usual kind, are neither weighed twice nor counted.
+
+use std::sync::Arc;
+
+use super::budget::{Budget, Ticket, Turn, SMALL_FRAME};
+use super::share::args_weight;
+use super::shared::Shared;
+use crate::rt::time::Instant;
+use crate::Error;
+
+/// Bytes counted in a memory budget until dropped.
+#[derive(Debug)]
+pub(crate) struct Charged {
+    budget: Arc<Budget>,
+    n: usize,
+}
+
+impl Charged {
+    /// Counts `n` bytes in `budget`, whatever its room.
+    fn new(budget: &Arc<Budget>, n: usize) -> Self {
+        budget.charge(n);
+        Charged {
+            budget: budget.clone(),
+            n,
+        }
+    }
+}
+
+impl Drop for Charged {
+    fn drop(&mut self) {
+        self.budget.release(self.n);
+    }
+}
+
+/// A heavy reply on its way to its caller: its frame counted, and what it
+/// weighs decoded beyond the frame, to be counted before it is decoded.
+#[derive(Debug)]
+pub(crate) struct Heavy {
+    charged: Charged,
+    more: usize,
+}
+
+/// On a reply's delivery (the reader): `None` if it is light; otherwise
+/// its frame (`frame_len` bytes) counted from now on, and the rest of its
+/// weight to wait for ([`room`]).
+#[inline]
+pub(crate) fn weigh(shared: &Shared, frame_len: usize, items: u32) -> Option<Heavy> {
+    let weight = args_weight(frame_len, items);
+    if weight <= SMALL_FRAME {
+        return None;
+    }
+    weigh_heavy(shared, frame_len, weight)
+}
+
+#[cold]
+fn weigh_heavy(shared: &Shared, frame_len: usize, weight: usize) -> Option<Heavy> {
+    Some(Heavy {
+        charged: Charged::new(&shared.budget, frame_len),
+        more: weight - frame_len.min(weight),
+    })
+}
+
+/// The caller of a heavy reply waits until the rest of its weight fits in
+/// the budget, then holds the whole weight counted. If it does not fit
+/// now, it lines up with the heavy calls waiting for room
+/// ([`Budget::line_up`]), first come first served, holding its frame:
+/// the first in line gathers what is given back, so replies (or calls)
+/// that each hold part of the budget do not starve each other. Fails with
+/// `limit_exceeded` (`memory_budget`) if it never could fit (beside what
+/// the line holds), or if no room came by `deadline`: the reply is then
+/// dropped undecoded, and so is its count.
+pub(crate) async fn room(
+    shared: Arc<Shared>,
+    heavy: Heavy,
+    deadline: Instant,
+) -> Result<Charged, Error> {
+    let Heavy { mut charged, more } = heavy;
+    let budget = &shared.budget;
+    let weight = charged.n + more;
+    let refused = |why: &str| {
+        let limit = budget.limit();
+        let detail = format!(
+            "a reply weighing {weight} bytes decoded (its frame, and {} per item) {why}",
+            super::share::DECODED_ITEM
+        );
+        shared.meter.limit_hit("memory_budget", &detail);
+        Error::limit("memory_budget", limit as u64, detail)
+    };
+    if weight > budget.most_for_the_line() {
+        return Err(refused("could never fit in it"));
+    }
+    if !budget.try_charge(more) {
+        let mut line = InLine {
+            budget,
+            ticket: Some(budget.line_up(more, charged.n)),
+        };
+        let mut turn = Turn::Wait;
+        let wait = budget.wait_until(&shared.output_share.own, || {
+            turn = line
+                .ticket
+                .as_ref()
+                .map_or(Turn::Never, |t| budget.try_charge_first(t, more));
+            turn != Turn::Wait
+        });
+        let late = crate::rt::time::sleep_until(deadline);
+        tokio::select! {
+            biased;
+            () = wait => {}
+            () = late => return Err(refused("found no room in it before the call's deadline")),
+        }
+        // Out of the line either way (`try_charge_first`).
+        line.ticket = None;
+        if turn == Turn::Never {
+            return Err(refused("could never fit in it beside what waits in line"));
+        }
+    }
+    charged.n += more;
+    Ok(charged)
+}
+
+/// A heavy reply's place in the line for room: left if its wait ends
+/// otherwise (its deadline passed, or its caller gave up).
+struct InLine<'a> {
+    budget: &'a Budget,
+    ticket: Option<Ticket>,
+}
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            self.budget.leave(t);
+        }
+    }
+}
