@@ -2,11 +2,11 @@
 //! ([`Peer::current`]) and the deadline that calls made from it inherit
 //! ([`crate::remaining`]). One task-local holds both, so a handler's poll
 //! enters one scope, not two; a thread-local holds them on the blocking
-//! thread that runs a `CallCx::blocking` closure. The task-local also
-//! keeps what heavy replies decoded in a handler count in the memory
-//! budget until the handler ends ([`hold`]).
+//! thread that runs a `CallCx::blocking` closure. Another task-local,
+//! around a spawned handler, keeps what heavy replies decoded in it count
+//! in the memory budget until the handler ends ([`hold`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -20,23 +20,22 @@ struct Ambient {
     /// task spawned to carry a deadline over.
     peer: Option<Peer>,
     deadline: Instant,
-    /// The counts of heavy replies decoded here ([`hold`]), given back
-    /// when the scope ends.
-    held: RefCell<Vec<Kept>>,
 }
 
 impl Ambient {
     fn new(peer: Option<Peer>, deadline: Instant) -> Self {
-        Ambient {
-            peer,
-            deadline,
-            held: RefCell::default(),
-        }
+        Ambient { peer, deadline }
     }
 }
 
 tokio::task_local! {
     static AMBIENT: Ambient;
+    /// Around a spawned handler: the counts of the heavy replies decoded
+    /// in it ([`hold`]), chained, given back when it ends. (Apart from
+    /// `AMBIENT`, which a handler's first poll also sets and whose value
+    /// moves in and out of the task-local on every poll: a handler done
+    /// in its first poll, the usual kind, could not await a reply.)
+    static HELD: Cell<Option<Kept>>;
     /// Set around a pull of a stream's batch ([`captured`]).
     static CAPTURE: RefCell<Vec<Kept>>;
 }
@@ -53,18 +52,15 @@ pub(crate) type Kept = Box<dyn Send>;
 /// application's own task) it is dropped now.
 pub(crate) fn hold(charged: Kept) {
     let mut charged = Some(charged);
-    let mut put = |held: &RefCell<Vec<Kept>>| {
-        if let Some(c) = charged.take() {
-            held.borrow_mut().push(c);
-        }
-    };
-    if CAPTURE.try_with(&mut put).is_err() {
-        let _ = AMBIENT.try_with(|a| {
-            if a.peer.is_some() {
-                put(&a.held);
-            }
-        });
-    }
+    let _ = CAPTURE.try_with(|held| held.borrow_mut().extend(charged.take()));
+    let Some(charged) = charged else { return };
+    let _ = HELD.try_with(move |held| {
+        let kept: Kept = match held.take() {
+            None => charged,
+            Some(before) => Box::new((before, charged)),
+        };
+        held.set(Some(kept));
+    });
 }
 
 pin_project_lite::pin_project! {
@@ -133,7 +129,10 @@ pub(crate) fn scope<F: Future>(
     deadline: Instant,
     fut: F,
 ) -> impl Future<Output = F::Output> {
-    AMBIENT.scope(Ambient::new(Some(peer), deadline), fut)
+    HELD.scope(
+        Cell::new(None),
+        AMBIENT.scope(Ambient::new(Some(peer), deadline), fut),
+    )
 }
 
 /// Runs `f` (a handler's first poll) serving a call of `peer`'s, with

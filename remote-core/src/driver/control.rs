@@ -64,7 +64,9 @@ pub(crate) struct Incoming {
     pub(crate) refs: ImportRefs,
     pub(crate) owns: Vec<(ObjectId, Arc<dyn Dispatch>)>,
     /// A heavy value's count in the memory budget (`heavy_reply.rs`).
-    pub(crate) heavy: Option<super::heavy_reply::Heavy>,
+    /// (Boxed: replies are moved through the reply table, and heavy ones
+    /// are rare.)
+    pub(crate) heavy: Option<Box<super::heavy_reply::Heavy>>,
 }
 
 /// References resolved when a message arrived, held until it is decoded.

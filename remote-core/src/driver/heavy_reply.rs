@@ -29,6 +29,7 @@
 use std::sync::Arc;
 
 use super::budget::{Budget, Ticket, Turn, SMALL_FRAME};
+use super::control::Incoming;
 use super::share::args_weight;
 use super::shared::Shared;
 use crate::rt::time::Instant;
@@ -70,7 +71,7 @@ pub(crate) struct Heavy {
 /// its frame (`frame_len` bytes) counted from now on, and the rest of its
 /// weight to wait for ([`room`]).
 #[inline]
-pub(crate) fn weigh(shared: &Shared, frame_len: usize, items: u32) -> Option<Heavy> {
+pub(crate) fn weigh(shared: &Shared, frame_len: usize, items: u32) -> Option<Box<Heavy>> {
     let weight = args_weight(frame_len, items);
     if weight <= SMALL_FRAME {
         return None;
@@ -79,10 +80,33 @@ pub(crate) fn weigh(shared: &Shared, frame_len: usize, items: u32) -> Option<Hea
 }
 
 #[cold]
-fn weigh_heavy(shared: &Shared, frame_len: usize, weight: usize) -> Option<Heavy> {
-    Some(Heavy {
+fn weigh_heavy(shared: &Shared, frame_len: usize, weight: usize) -> Option<Box<Heavy>> {
+    Some(Box::new(Heavy {
         charged: Charged::new(&shared.budget, frame_len),
         more: weight - frame_len.min(weight),
+    }))
+}
+
+/// A heavy reply and, once it has room in the budget, its count.
+pub(crate) type Weighed = (Incoming, Result<Charged, Error>);
+
+/// The caller's wait for room for the heavy reply `inc` ([`room`]), from
+/// now until the call's timeout (`budget`) at most.
+#[cold]
+pub(crate) fn weighed(
+    shared: &Arc<Shared>,
+    mut inc: Incoming,
+    budget: std::time::Duration,
+) -> crate::BoxFuture<'static, Weighed> {
+    let shared = shared.clone();
+    let deadline = super::deadline::after(Instant::now(), budget);
+    Box::pin(async move {
+        let counted = match inc.heavy.take() {
+            Some(heavy) => room(shared, heavy, deadline).await,
+            // Light after all: nothing to count.
+            None => Ok(Charged::new(&shared.budget, 0)),
+        };
+        (inc, counted)
     })
 }
 
@@ -95,12 +119,8 @@ fn weigh_heavy(shared: &Shared, frame_len: usize, weight: usize) -> Option<Heavy
 /// `limit_exceeded` (`memory_budget`) if it never could fit (beside what
 /// the line holds), or if no room came by `deadline`: the reply is then
 /// dropped undecoded, and so is its count.
-pub(crate) async fn room(
-    shared: Arc<Shared>,
-    heavy: Heavy,
-    deadline: Instant,
-) -> Result<Charged, Error> {
-    let Heavy { mut charged, more } = heavy;
+async fn room(shared: Arc<Shared>, heavy: Box<Heavy>, deadline: Instant) -> Result<Charged, Error> {
+    let Heavy { mut charged, more } = *heavy;
     let budget = &shared.budget;
     let weight = charged.n + more;
     let refused = |why: &str| {

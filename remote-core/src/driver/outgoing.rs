@@ -23,13 +23,12 @@ use serde::Serialize;
 
 use super::call::Prepared;
 use super::control::{Control, Incoming};
-use super::heavy_reply::{self, Charged};
+use super::heavy_reply::{self, Weighed};
 use super::replies::Key;
 use super::shared::Shared;
 use crate::cache::{CacheRole, Lookup, Ticket};
 use crate::interface::BoxFuture;
 use crate::proto::CallId;
-use crate::rt::time::Instant;
 use crate::{Error, Handle, RemoteErrorType, Wire};
 
 type Reply = Result<Incoming, Error>;
@@ -42,8 +41,6 @@ type Reply = Result<Incoming, Error>;
 pub(in crate::driver) struct Waiting {
     id: CallId,
     budget: Duration,
-    /// Until when a heavy reply may wait for room (`heavy_reply.rs`).
-    deadline: Instant,
     armed: bool,
     // No timer per call: the connection fails the call at its deadline
     // (`expiry.rs`). The reply arrives in this slot (`replies.rs`).
@@ -51,11 +48,10 @@ pub(in crate::driver) struct Waiting {
 }
 
 impl Waiting {
-    pub(in crate::driver) fn new((id, deadline, budget, reply): Prepared) -> Self {
+    pub(in crate::driver) fn new((id, _deadline, budget, reply): Prepared) -> Self {
         Waiting {
             id,
             budget,
-            deadline,
             armed: true,
             reply,
         }
@@ -201,42 +197,31 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
                 Err(e) => return Poll::Ready(Err(E::from_error(e))),
             }
         }
-        if let Some(room) = this.room.as_mut() {
-            let weighed = ready!(room.as_mut().poll(cx));
-            *this.room = None;
-            return Poll::Ready(finish_weighed(handle, weighed));
+        if this.room.is_none() {
+            let Some(wait) = this.wait.as_mut() else {
+                // Only after `Ready`: polling a finished future is a caller bug.
+                return Poll::Pending;
+            };
+            let budget = wait.budget;
+            let r = ready!(wait.poll(handle.shared(), cx));
+            *this.wait = None;
+            if let Some(role) = *this.role {
+                handle.cache_after(role, this.ticket.take().map(|t| *t), r.as_ref().ok());
+            }
+            match r {
+                Ok(inc) if inc.heavy.is_none() => return Poll::Ready(handle.finish(inc)),
+                Ok(inc) => *this.room = Some(heavy_reply::weighed(handle.shared(), inc, budget)),
+                Err(e) => return Poll::Ready(Err(E::from_error(e))),
+            }
         }
-        let Some(wait) = this.wait.as_mut() else {
-            // Only after `Ready`: polling a finished future is a caller bug.
+        // A heavy reply, decoded once it has room (polled at once: it may
+        // have room now).
+        let Some(room) = this.room.as_mut() else {
             return Poll::Pending;
         };
-        let deadline = wait.deadline;
-        let r = ready!(wait.poll(handle.shared(), cx));
-        *this.wait = None;
-        if let Some(role) = *this.role {
-            handle.cache_after(role, this.ticket.take().map(|t| *t), r.as_ref().ok());
-        }
-        match r {
-            Ok(mut inc) => match inc.heavy.take() {
-                None => Poll::Ready(handle.finish(inc)),
-                Some(heavy) => {
-                    let shared = handle.shared().clone();
-                    let mut room: BoxFuture<'static, Weighed> = Box::pin(async move {
-                        let counted = heavy_reply::room(shared, heavy, deadline).await;
-                        (inc, counted)
-                    });
-                    // Polled at once: it may have room now.
-                    match room.as_mut().poll(cx) {
-                        Poll::Ready(weighed) => Poll::Ready(finish_weighed(handle, weighed)),
-                        Poll::Pending => {
-                            *this.room = Some(room);
-                            Poll::Pending
-                        }
-                    }
-                }
-            },
-            Err(e) => Poll::Ready(Err(E::from_error(e))),
-        }
+        let weighed = ready!(room.as_mut().poll(cx));
+        *this.room = None;
+        Poll::Ready(finish_weighed(handle, weighed))
     }
 }
 
@@ -253,9 +238,6 @@ fn finish_weighed<T: Wire, E: RemoteErrorType>(
     }
     value
 }
-
-/// A heavy reply and, once it has room in the budget, its count.
-type Weighed = (Incoming, Result<Charged, Error>);
 
 impl Handle {
     /// Calls `method` with `args` (a tuple) and decodes the result.
