@@ -173,9 +173,10 @@ impl Shared {
                 self.meter.call_started();
                 let held = Held { refs, owns };
                 // A kept-answer call: its answer stands in the state's
-                // table until the peer's finish (`pipeline.rs`).
+                // table until the peer's finish (`pipeline.rs`), counted
+                // in the budget meanwhile.
                 let keep = keep.then(|| {
-                    let answer = Answer::new();
+                    let answer = Answer::new(&self.budget);
                     let target: Arc<dyn Dispatch> = answer.clone();
                     self.core().keep_answer(id, target);
                     answer
