@@ -486,7 +486,7 @@ pub(crate) fn export<T: ?Sized + Interface>(obj: &Arc<T>) -> Result<(RefTag, Obj
     };
     if let Some(h) = T::handle(obj) {
         if Arc::ptr_eq(h.shared(), &conn) {
-            if h.target_id().0 == u32::MAX {
+            if h.target_id() == ObjectId::RESERVED {
                 return Err(Error::Encode {
                     what: "remote reference",
                     message: "a promise cannot be sent to the peer that will resolve it \

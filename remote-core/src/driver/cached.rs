@@ -9,6 +9,7 @@ use super::control::{Held, Incoming};
 use super::shared::Shared;
 use crate::cache::{CacheRole, CacheStats, ClientCache, Lookup, Ticket};
 use crate::interface::BoxFuture;
+use crate::proto::ObjectId;
 use crate::{codec, Connection, Error, Handle, RemoteErrorType, Wire};
 
 impl Shared {
@@ -119,7 +120,7 @@ impl Handle {
         }
         let ttl = std::time::Duration::from_millis(*ttl_ms);
         let shared = self.shared();
-        if shared.is_closed() || self.target_id().0 == u32::MAX {
+        if shared.is_closed() || self.target_id() == ObjectId::RESERVED {
             // Never answered from a cache of a closed connection, nor for
             // a promise whose object is not known yet.
             return None;

@@ -66,8 +66,8 @@ pub(crate) struct ClientPromise {
     /// by its bearer if the lock is free by then (see [`Self::hand_over`]).
     /// Never held across user code.
     handoff: Mutex<Option<Settled>>,
-    /// The import's id once resolved (`u32::MAX` before): read without the
-    /// lock, as encoding a value holding this promise may happen under
+    /// The import's id once resolved ([`ObjectId::RESERVED`] before, an id
+    /// a peer's reference never names): read without the lock, as encoding a value holding this promise may happen under
     /// another promise's lock.
     resolved: AtomicU32,
     /// Notified when the call settles.
@@ -82,16 +82,16 @@ impl ClientPromise {
             call: OnceLock::new(),
             state: Mutex::new(state),
             handoff: Mutex::new(None),
-            resolved: AtomicU32::new(u32::MAX),
+            resolved: AtomicU32::new(ObjectId::RESERVED.0),
             done,
         })
     }
 
     /// The import's id once the call returned an object.
     pub(crate) fn resolved_id(&self) -> Option<ObjectId> {
-        match self.resolved.load(Ordering::Acquire) {
-            u32::MAX => None,
-            id => Some(ObjectId(id)),
+        match ObjectId(self.resolved.load(Ordering::Acquire)) {
+            ObjectId::RESERVED => None,
+            id => Some(id),
         }
     }
 

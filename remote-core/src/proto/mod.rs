@@ -96,6 +96,14 @@ pub struct ObjectId(pub u32);
 impl ObjectId {
     /// The root object every connection starts with.
     pub const ROOT: ObjectId = ObjectId(0);
+
+    /// The highest id, which names no object (PROTOCOL.md §4): never
+    /// exported, and a reference (ext type 1) to it is a violation. This
+    /// side uses it in-band for "no object yet" (a promise proxy not yet
+    /// resolved has it as its id), so a peer that could hand out an
+    /// object with this id would make it one its holder can never send
+    /// back (found by a red-team pass).
+    pub const RESERVED: ObjectId = ObjectId(u32::MAX);
 }
 
 impl std::fmt::Display for ObjectId {

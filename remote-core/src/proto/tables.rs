@@ -62,7 +62,8 @@ impl<O> ExportEntry<O> {
 /// Objects this side has sent references to, indexed by [`ObjectId`].
 ///
 /// Ids are allocated lowest-free-first from 1; id 0 is the root, which is
-/// never counted or released.
+/// never counted or released, and [`ObjectId::RESERVED`] is never
+/// allocated.
 #[derive(Debug)]
 pub struct ExportTable<O> {
     root: Option<O>,
@@ -116,7 +117,9 @@ pub enum TableError {
 
 impl<O> ExportTable<O> {
     /// An empty table holding at most `max` objects besides the root, and
-    /// counting them in `pool`.
+    /// counting them in `pool`. Never more than the ids from 1 below
+    /// [`ObjectId::RESERVED`]: allocated lowest first, the ids of `n`
+    /// objects are at most `n`, so the reserved id is never reached.
     pub fn new(root: Option<O>, max: usize, pool: PoolShare) -> Self {
         ExportTable {
             root,
@@ -124,7 +127,7 @@ impl<O> ExportTable<O> {
             free: BinaryHeap::new(),
             index: IdMap::default(),
             len: 0,
-            max,
+            max: max.min(ObjectId::RESERVED.0 as usize - 1),
             pool,
         }
     }

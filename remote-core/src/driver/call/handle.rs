@@ -128,7 +128,7 @@ impl Handle {
     /// A handle for the object `promise`'s call will return.
     pub(crate) fn promised(shared: Arc<Shared>, promise: Arc<ClientPromise>) -> Self {
         Handle {
-            target: ObjectId(u32::MAX),
+            target: ObjectId::RESERVED,
             promise: Some(promise),
             ..Handle::root(shared)
         }
@@ -169,7 +169,8 @@ impl Handle {
     }
 
     /// The peer's id of the object (`u32::MAX` for a promise proxy whose
-    /// call has not returned yet, see [`Promise`](crate::Promise)).
+    /// call has not returned yet, see [`Promise`](crate::Promise): an id
+    /// that names no object, `ObjectId::RESERVED`).
     pub fn object_id(&self) -> u32 {
         self.target_id().0
     }

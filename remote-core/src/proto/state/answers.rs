@@ -13,7 +13,7 @@ use super::State;
 use crate::proto::{CallId, CallTarget, ObjectId};
 
 /// The object id logged for a call addressed to a promise (it has none).
-pub(super) const PROMISE_OBJECT: ObjectId = ObjectId(u32::MAX);
+pub(super) const PROMISE_OBJECT: ObjectId = ObjectId::RESERVED;
 
 impl<O: Clone, W> State<O, W> {
     /// Whether both peers listed the `pipeline` feature (kept-answer calls

@@ -109,6 +109,12 @@ impl<O: Clone, W> State<O, W> {
                     )));
                     continue;
                 }
+                if id == ObjectId::RESERVED {
+                    first_error.get_or_insert(RefError::Violation(Violation(format!(
+                        "a reference (ext type 1) to object {id}: that id names no object"
+                    ))));
+                    continue;
+                }
                 match self.imports.receive(id) {
                     Ok(r) => refs.push(r),
                     Err(e) => {

@@ -240,3 +240,21 @@ fn a_counted_reference_to_the_root_is_a_violation() {
     let err = s.handle_frame(&f).unwrap_err();
     assert!(err.0.contains("object 0"), "{err}");
 }
+
+#[test]
+fn a_counted_reference_to_the_reserved_id_is_a_violation() {
+    // In a call's arguments and in a reply alike (`take_refs`), after a
+    // good reference, which is still counted and released.
+    let (mut s, sink) = state();
+    let mut args = vec![0x92];
+    args.extend(ext_ref(EXT_SENDER_EXPORT, 3));
+    args.extend(ext_ref(EXT_SENDER_EXPORT, u32::MAX));
+    let f = call(1, 0, "m", &args);
+    let err = s.handle_frame(&f).unwrap_err();
+    assert_eq!(
+        err.0,
+        "a reference (ext type 1) to object 4294967295: that id names no object"
+    );
+    let released: Vec<_> = sink.0.lock().unwrap().iter().map(|r| (r.0, r.2)).collect();
+    assert_eq!(released, vec![(ObjectId(3), 1)]);
+}
