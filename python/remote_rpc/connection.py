@@ -362,6 +362,9 @@ class Connection:
             if code == wire.EXT_SENDER_EXPORT:
                 if oid == 0:
                     raise ValueError("a reference (ext type 1) to object 0: the root is never sent as a reference")
+                if oid == 0xFFFFFFFF:
+                    # PROTOCOL.md §4: the highest id names no object.
+                    raise ValueError(f"a reference (ext type 1) to object {oid}: that id names no object")
                 return self._receive(oid)
             if code == wire.EXT_RECEIVER_OWN:
                 entry = self._exports.get(oid)
