@@ -196,9 +196,9 @@ const OUTPUT: usize = 16 << 10;
 /// Leaves `ANSWERS` kept answers ending as `ends`, then finishes them
 /// (or closes their connections if `close`): what the budget counted for
 /// each, and what each finish gave back and freed of the heap (`None` if
-/// closed: a close frees more than the answers). Once the connections are closed, nothing is
-/// counted: each answer was given back exactly once (twice, and the
-/// count would wrap below zero).
+/// closed: a close frees more than the answers). Once the connections
+/// are closed, nothing is counted: each answer was given back exactly
+/// once (twice, and the count would wrap below zero).
 async fn held_per_answer(
     server: &ServerHandle,
     ends: Ends,
