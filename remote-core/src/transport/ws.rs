@@ -118,6 +118,10 @@ pub(crate) struct WsIo<S> {
     /// Whether `pending` held more than [`READ_BUFFER`] bytes since it was
     /// last replaced.
     pending_grew: bool,
+    /// The most `pending` held since it was last replaced: its buffer,
+    /// shared with the messages split off it, stays whole while any of it
+    /// is left (see [`recount`](Self::recount)).
+    pending_peak: usize,
     /// The bytes of the protocol frame under way (sent in fragments) not
     /// yet sent.
     sending: usize,
@@ -125,8 +129,11 @@ pub(crate) struct WsIo<S> {
     written: usize,
     /// Written bytes counted in the memory budget (a server connection,
     /// once open): those in `pending` and in tungstenite's write buffer,
-    /// until a flush has them in the socket (see [`count_out`](Self::count_out)).
+    /// until a flush has them in the socket (see [`recount`](Self::recount)).
     out_counted: usize,
+    /// Bytes handed to tungstenite since the last flush, WebSocket
+    /// headers included (some may be in the socket already).
+    handed: usize,
     /// A server stream's reads, bounded before the hello.
     meter: Option<Arc<Meter>>,
     /// The messages (data or control) tungstenite reported.
@@ -159,9 +166,11 @@ where
             read: Bytes::new(),
             pending: BytesMut::new(),
             pending_grew: false,
+            pending_peak: 0,
             sending: 0,
             written: 0,
             out_counted: 0,
+            handed: 0,
             meter,
             events: 0,
             pinged: false,
@@ -287,6 +296,7 @@ where
                 // measured 1 MiB per connection that had sent one frame).
                 self.pending = BytesMut::new();
                 self.pending_grew = false;
+                self.pending_peak = 0;
             }
             let first = self.sending == 0;
             let (n, rest) = if first {
@@ -331,6 +341,16 @@ where
             Pin::new(ws).start_send(message).map_err(io::Error::other)?;
             self.sending = rest;
             self.written = self.written.saturating_add(n);
+            // The WebSocket header tungstenite puts before it (a server's:
+            // unmasked).
+            let header = if n < 126 {
+                2
+            } else if n < 1 << 16 {
+                4
+            } else {
+                10
+            };
+            self.handed = self.handed.saturating_add(n + header);
             if self.written > WRITE_SHED {
                 if let Some(m) = &self.meter {
                     m.want_shed(true);
@@ -473,6 +493,9 @@ where
         let this = self.get_mut();
         let r = this.write(cx, buf);
         this.writer_waits = r.is_pending();
+        // What went on from `pending` to tungstenite: once per poll, not
+        // per message.
+        this.recount();
         r
     }
 
@@ -480,6 +503,7 @@ where
         let this = self.get_mut();
         let r = this.flush(cx);
         this.writer_waits = r.is_pending();
+        this.recount();
         if let Poll::Ready(Ok(())) = r {
             this.pinged = false;
             this.shed(cx, true)?;
@@ -520,7 +544,8 @@ where
             .min(PENDING_MAX.saturating_sub(this.pending.len()));
         this.pending.extend_from_slice(&buf[..n]);
         this.pending_grew |= this.pending.len() > READ_BUFFER;
-        this.count_out(n);
+        this.pending_peak = this.pending_peak.max(this.pending.len());
+        this.recount();
         if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
             return Poll::Ready(Err(e));
         }
@@ -536,24 +561,51 @@ where
         Poll::Ready(Ok(()))
     }
 
-    /// Counts `n` written bytes, taken out of the connection's queue (and
-    /// its count) into `pending`, in the memory budget until they are in
-    /// the socket. Uncounted, `pending` and tungstenite's write buffer
-    /// held about 260 KiB per connection that read nothing outside the
-    /// budget, unbounded in sum (200 such peers: +59.5 MiB, 1.9 MiB
-    /// counted, found by a red-team pass), and the budget never looked
-    /// short, so `pressure_stall_timeout` never closed them.
+    /// Counts in the memory budget what `pending` holds (its buffer
+    /// whole, once grown) and, until the next flush, what tungstenite's
+    /// write buffer may hold: what it was given since the last flush
+    /// (WebSocket headers included), at most [`WRITE_MAX`], and its
+    /// capacity beyond that, up to [`WRITE_TAKE`] more. That buffer grows
+    /// by doubling and keeps its capacity; a peer that reads nothing
+    /// keeps the flush (and `shed`) from ever coming.
     ///
-    /// The count never exceeds what the two can hold, `pending` and
-    /// [`WRITE_MAX`]: the writer flushes only once its queue is empty, so
-    /// under a steady stream of replies bytes long in the socket stayed
-    /// counted (one client's 16 concurrent 100 KiB reads counted 47.5 MB,
-    /// a red-team pass).
-    fn count_out(&mut self, n: usize) {
+    /// Uncounted, `pending` and tungstenite's write buffer held about
+    /// 260 KiB per connection that read nothing outside the budget,
+    /// unbounded in sum (200 such peers: +59.5 MiB, 1.9 MiB counted, found
+    /// by a red-team pass), and the budget never looked short, so
+    /// `pressure_stall_timeout` never closed them. Counted as the bytes
+    /// given since the last flush, a peer that flooded small calls and
+    /// read nothing left about 100 KiB per connection outside it: the
+    /// rest of `pending`'s buffer and the buffer's capacity
+    /// (`tests/flood_memory.rs`). The count never exceeds what a grown
+    /// `pending` held, [`WRITE_MAX`] and [`WRITE_TAKE`] (a steady stream
+    /// of replies once counted 47.5 MB for one client's 16 concurrent
+    /// 100 KiB reads, a red-team pass). Once flushed, tungstenite's
+    /// buffer is not counted (its capacity goes at the next `shed`):
+    /// counted until then, a large call behind a large reply waited for
+    /// room it held itself (`ws_message_budget.rs`).
+    fn recount(&mut self) {
+        let handed = self.handed.min(WRITE_MAX);
+        // A grown `pending` holds its buffer whole until replaced (once
+        // empty), however little is left of it: a peer that reads
+        // nothing left about 60 KiB per connection of it uncounted.
+        let pending = if self.pending_grew && !self.pending.is_empty() {
+            self.pending_peak
+        } else {
+            self.pending.len()
+        };
+        // Its capacity, less than twice the most it held: that is at most
+        // `WRITE_TAKE` and a message (it writes out past `WRITE_TAKE`, and
+        // takes nothing more while that waits), less than what it was
+        // given (which may be in the socket already).
+        let theirs = handed + handed.min(WRITE_TAKE);
+        let counted = pending + theirs;
+        if counted == self.out_counted {
+            return;
+        }
         let Some(budget) = self.meter.as_ref().and_then(|m| m.budget()) else {
             return;
         };
-        let counted = (self.out_counted + n).min(self.pending.len() + WRITE_MAX);
         if counted > self.out_counted {
             budget.charge(counted - self.out_counted);
         } else {
@@ -565,14 +617,8 @@ where
     /// tungstenite's write buffer is in the socket: only what `pending`
     /// still holds stays counted.
     fn flushed(&mut self) {
-        let keep = self.pending.len().min(self.out_counted);
-        let out = self.out_counted - keep;
-        if out > 0 {
-            if let Some(budget) = self.meter.as_ref().and_then(|m| m.budget()) {
-                budget.release(out);
-            }
-            self.out_counted = keep;
-        }
+        self.handed = 0;
+        self.recount();
     }
 
     fn shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

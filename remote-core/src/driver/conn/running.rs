@@ -28,6 +28,9 @@ pub(crate) struct Spawned {
     pub(crate) keep: Option<Arc<Answer>>,
 }
 
+/// Entries the table of handlers running keeps room for once empty.
+const SLACK_ENTRIES: usize = 32;
+
 impl Shared {
     /// Records a handler just spawned (on the reader task), unless its
     /// task already stopped; asks the reader to re-arm its timer if its
@@ -60,6 +63,12 @@ impl Shared {
             // left by a handler ending after it would stay for good.
             if running.remove(&seq).is_none() && !self.is_closed() {
                 running.insert(seq, None);
+            } else if running.is_empty() && running.capacity() > SLACK_ENTRIES {
+                // The room a burst of calls grew it to goes back once they
+                // are all done (once per burst, not per call): outside the
+                // memory budget, it stayed for the connection's life
+                // (`tests/flood_memory.rs`).
+                *running = Default::default();
             }
         }
         self.output_share.stopped(weight);

@@ -42,6 +42,9 @@ use crate::proto::{is_call, kind, kind_of, FrameError, Reader};
 /// DEFER_BYTES` (16 MiB at the defaults) come on top of it this way.
 pub(super) const DEFER_BYTES: usize = 16 << 10;
 
+/// Frames set aside a connection keeps room for once none is.
+const SLACK_FRAMES: usize = 16;
+
 /// Frames set aside, in order, and what they count in the budget.
 #[derive(Debug, Default)]
 pub(super) struct Deferred {
@@ -107,6 +110,11 @@ impl Input {
             return None;
         }
         let frame = self.deferred.frames.pop_front()?;
+        if self.deferred.frames.is_empty() && self.deferred.frames.capacity() > SLACK_FRAMES {
+            // Room for up to `max_calls_in_flight` frames, outside the
+            // budget: not kept once they have all gone on.
+            self.deferred.frames = VecDeque::new();
+        }
         let n = frame.len() + 4;
         self.deferred.bytes -= n;
         self.shared.budget.release(n);

@@ -66,7 +66,17 @@ impl Input {
     /// [`shed`](Self::shed) does), once the frame at its head is split off.
     pub(super) fn put_back_probe(&mut self) {
         if let Some(b) = self.probe.take() {
-            self.shed();
+            // Room for the byte too: shed to its content, the buffer
+            // doubled to take it, and the next wait for room read the
+            // peer's input into that room, and so on, every turn (the
+            // doubling `watch` avoids): a peer flooding small calls while
+            // the budget was exhausted had all it sent, 420 KB, held in
+            // 680 KB per connection outside the budget
+            // (`tests/flood_memory.rs`).
+            self.release_kept();
+            let rest = std::mem::take(&mut self.buf);
+            self.buf = BytesMut::with_capacity((rest.len() + 1).max(MIN_READ));
+            self.buf.extend_from_slice(&rest);
             self.buf.extend_from_slice(&[b]);
         }
     }

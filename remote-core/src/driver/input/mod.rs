@@ -41,6 +41,8 @@ pub(crate) const DRAIN_BYTES: usize = 32 << 20;
 /// [`MAX_READ`], so a busy connection takes many frames per `read`.
 pub(crate) const MIN_READ: usize = 512;
 const MAX_READ: usize = 16 << 10;
+/// The most an empty read buffer keeps while its read waits (see `next`).
+const IDLE_READ: usize = 4 << 10;
 /// The reader writes what handling frames queued when its read would wait,
 /// and before it reads on into a frame in progress (`direct.rs`); a peer
 /// whose frames never stop coming never makes it wait, so after this many
@@ -388,12 +390,26 @@ impl Input {
             let shared = &self.shared;
             let (unwaited, unflushed) = (&mut self.unwaited, &mut self.unflushed);
             let (r, buf) = (&mut self.r, &mut self.buf);
+            // A buffer grown for a burst is given back while the read
+            // waits, when it holds nothing (no frame in progress, no large
+            // buffer kept): outside the memory budget, it stayed for the
+            // connection's life once the peer stopped sending (a peer that
+            // had flooded small calls held 30 KB per connection this way,
+            // `tests/flood_memory.rs`). A chunk is made room for again at
+            // the next poll: once per turn, not per frame.
+            let (chunk, shed_idle) = (self.chunk, self.kept == 0);
             let read = std::future::poll_fn(|cx| {
+                if buf.capacity() == buf.len() {
+                    buf.reserve(chunk);
+                }
                 let r = tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut *r), cx, &mut *buf);
                 if r.is_pending() {
                     *unwaited = 0;
                     *unflushed = 0;
                     shared.reader_waits();
+                    if shed_idle && buf.is_empty() && buf.capacity() > IDLE_READ {
+                        *buf = BytesMut::new();
+                    }
                 }
                 r
             });

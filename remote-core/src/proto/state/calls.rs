@@ -5,6 +5,9 @@
 use super::{Phase, State};
 use crate::proto::{CallId, PeerIdMap};
 
+/// Incoming calls the table keeps room for once empty.
+const SLACK_CALLS: usize = 32;
+
 impl<O: Clone, W> State<O, W> {
     /// Incoming calls currently counted as running.
     pub fn calls_in_flight(&self) -> usize {
@@ -119,6 +122,13 @@ impl<O: Clone, W> State<O, W> {
         fn forget(incoming: &mut PeerIdMap<CallId, u64>, id: CallId, seq: u64) -> bool {
             if incoming.get(&id) == Some(&seq) {
                 incoming.remove(&id);
+                if incoming.is_empty() && incoming.capacity() > SLACK_CALLS {
+                    // The room a burst of calls grew it to goes back once
+                    // they are all answered (once per burst, not per
+                    // call): outside the memory budget, it stayed for the
+                    // connection's life (`tests/flood_memory.rs`).
+                    *incoming = PeerIdMap::default();
+                }
                 true
             } else {
                 false
