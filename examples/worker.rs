@@ -64,8 +64,10 @@ impl Counter for NamedCounter {
 /// The child: serves a `Worker` on stdin/stdout until the parent hangs up.
 pub async fn child() -> remote_core::Result<()> {
     let worker: Remote<dyn Worker> = Remote::new(Arc::new(Child));
-    let conn = ConnectionBuilder::new().serve(worker).stdio().await?;
+    // Said before the handshake: once it is done, the parent's calls may
+    // be served (on other threads) before this task goes on.
     eprintln!("worker: serving on stdio (pid {})", std::process::id());
+    let conn = ConnectionBuilder::new().serve(worker).stdio().await?;
     let why = conn.closed().await;
     eprintln!("worker: parent hung up ({why}), exiting");
     Ok(())
