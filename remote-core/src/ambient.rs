@@ -30,8 +30,8 @@ impl Ambient {
 
 tokio::task_local! {
     static AMBIENT: Ambient;
-    /// Around a spawned handler: the counts of the heavy replies decoded
-    /// in it ([`hold`]), chained, given back when it ends. (Apart from
+    /// Around a spawned handler: the count of the latest heavy reply
+    /// decoded in it ([`hold`]), given back when it ends. (Apart from
     /// `AMBIENT`, which a handler's first poll also sets and whose value
     /// moves in and out of the task-local on every poll: a handler done
     /// in its first poll, the usual kind, could not await a reply.)
@@ -48,19 +48,33 @@ pub(crate) type Kept = Box<dyn Send>;
 /// Keeps `charged`, the count of a heavy reply just decoded, for as long
 /// as what decoded it holds the value: around a stream's pull, for the
 /// pulling stream to keep with the batch ([`captured`]); in a method
-/// handler, until the handler ends, as its arguments are; elsewhere (the
-/// application's own task) it is dropped now.
+/// handler (its task, or a blocking handler's or closure's thread), until
+/// the handler ends or decodes its next heavy reply ([`let_go`]), as it
+/// holds its arguments; elsewhere (a task of the application's own, even
+/// one a handler spawned) it is dropped now.
+///
+/// A handler holds the count of its *latest* heavy reply only: kept for
+/// every one, an honest handler that asked a callback for 4.9 MB three
+/// times over, dropping each, held the whole 8 MiB budget and then waited
+/// for room only it could give (a red-team pass).
 pub(crate) fn hold(charged: Kept) {
     let mut charged = Some(charged);
     let _ = CAPTURE.try_with(|held| held.borrow_mut().extend(charged.take()));
-    let Some(charged) = charged else { return };
-    let _ = HELD.try_with(move |held| {
-        let kept: Kept = match held.take() {
-            None => charged,
-            Some(before) => Box::new((before, charged)),
-        };
-        held.set(Some(kept));
-    });
+    if charged.is_some() {
+        let _ = HELD.try_with(|held| drop(held.replace(charged.take())));
+    }
+    if charged.is_some() && BLOCKING.with(|b| b.borrow().is_some()) {
+        BLOCKING_HELD.with(|held| drop(held.replace(charged.take())));
+    }
+}
+
+/// Before a handler waits for room for a heavy reply: the count it holds
+/// of the one before ([`hold`]) goes.
+pub(crate) fn let_go() {
+    let _ = HELD.try_with(|held| drop(held.take()));
+    if BLOCKING.with(|b| b.borrow().is_some()) {
+        BLOCKING_HELD.with(|held| drop(held.take()));
+    }
 }
 
 pin_project_lite::pin_project! {
@@ -92,6 +106,8 @@ pub(crate) fn captured<F: Future>(fut: F) -> Captured<F> {
 
 thread_local! {
     static BLOCKING: RefCell<Option<(Peer, Instant)>> = const { RefCell::new(None) };
+    /// A blocking handler's or closure's [`HELD`].
+    static BLOCKING_HELD: Cell<Option<Kept>> = const { Cell::new(None) };
 }
 
 /// The deadline inherited by a call made now, if any.
@@ -162,14 +178,18 @@ pub(crate) fn deadline_scope<F: Future>(
 /// Runs `f` on a blocking thread serving a call of `peer`'s, with
 /// `deadline` inherited.
 pub(crate) fn blocking_scope<R>(peer: Peer, deadline: Instant, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<(Peer, Instant)>);
+    struct Restore(Option<(Peer, Instant)>, Option<Kept>);
     impl Drop for Restore {
         fn drop(&mut self) {
             let prev = self.0.take();
             BLOCKING.with(|b| *b.borrow_mut() = prev);
+            // What the closure held goes; its caller's (if nested) is back.
+            let held = BLOCKING_HELD.with(|h| h.replace(self.1.take()));
+            drop(held);
         }
     }
     let prev = BLOCKING.with(|b| b.borrow_mut().replace((peer, deadline)));
-    let _restore = Restore(prev);
+    let held = BLOCKING_HELD.with(Cell::take);
+    let _restore = Restore(prev, held);
     f()
 }

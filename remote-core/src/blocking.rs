@@ -134,11 +134,20 @@ where
         return Err(E::from_error(Error::BlockingInAsync));
     }
     // Boxed to one type, so the task spawned (and tokio's task code) is
-    // compiled once here rather than once per calling method.
+    // compiled once here rather than once per calling method. The count
+    // of a heavy reply it decodes comes back with it, to be held on this
+    // thread (a blocking handler's, say: `ambient::hold`).
     let fut: BoxFuture<'static, Box<dyn Any + Send>> =
-        Box::pin(async move { Box::new(fut.await) as Box<dyn Any + Send> });
-    match block_on_erased(rt, fut).map(|r| r.downcast::<Result<T, E>>()) {
-        Some(Ok(r)) => *r,
+        Box::pin(
+            async move { Box::new(crate::ambient::captured(fut).await) as Box<dyn Any + Send> },
+        );
+    type Out<T, E> = (Result<T, E>, Vec<crate::ambient::Kept>);
+    match block_on_erased(rt, fut).map(|r| r.downcast::<Out<T, E>>()) {
+        Some(Ok(out)) => {
+            let (r, kept) = *out;
+            kept.into_iter().for_each(crate::ambient::hold);
+            r
+        }
         _ => Err(E::from_error(Error::ConnectionLost(
             "the runtime driving the connection shut down".into(),
         ))),

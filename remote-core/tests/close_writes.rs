@@ -85,7 +85,12 @@ async fn nothing_is_written_after_the_goodbye() {
     while let Some(f) = bounded(frame(&mut s)).await {
         kinds.push(kind(&f));
     }
-    assert!(KEPT.lock().unwrap().is_none(), "the hook ran");
+    // The hook runs as the reader reports the close, which may come after
+    // the writer closed the socket on a loaded machine.
+    assert!(
+        raw::eventually(|| KEPT.lock().unwrap().is_none()).await,
+        "the hook ran"
+    );
     assert_eq!(
         kinds.last(),
         Some(&GOODBYE),

@@ -149,9 +149,13 @@ impl Handle {
                 let (Some(ticket), Some(inc)) = (ticket, inc) else {
                     return;
                 };
-                // Errors are not cached, nor results holding references.
+                // Errors are not cached, nor results holding references,
+                // nor heavy ones: a hit is decoded with nothing counted
+                // (`heavy_reply.rs`), and one cached reply of a million
+                // empty strings decoded 27 MB at each hit (a red-team
+                // pass).
                 if let Ok(range) = &inc.result {
-                    if inc.refs.is_empty() && inc.owns.is_empty() {
+                    if inc.refs.is_empty() && inc.owns.is_empty() && inc.heavy.is_none() {
                         self.shared()
                             .client_cache()
                             .store(ticket, &inc.frame[range.clone()]);

@@ -18,11 +18,17 @@
 //! fails at once with `limit_exceeded` naming `memory_budget`, undecoded.
 //! What is counted ([`Charged`]) stays counted while the value is held:
 //!
-//! - decoded in a method handler, until the handler ends (it holds the
-//!   value, as it holds its arguments: `ambient::hold`);
+//! - decoded in a method handler (its task, or a blocking handler's or
+//!   closure's thread), until the handler ends or waits for its next
+//!   heavy reply: a handler holds its latest one's count, as it holds its
+//!   arguments (`ambient::hold`; kept for every one, a handler that asked
+//!   a callback for 4.9 MB three times over held an 8 MiB budget whole);
 //! - a batch of a `RemoteStream`, until its items have all been taken;
-//! - anywhere else (the application's own task), until it is decoded:
-//!   what the application keeps is its own memory.
+//! - anywhere else (a task of the application's own, even one a handler
+//!   spawned), until it is decoded: what it keeps is its own memory.
+//!
+//! An error's data is weighed too (a typed error is decoded from it), and
+//! a heavy reply is never cached (a hit would be decoded uncounted).
 //!
 //! Light replies, the usual kind, are neither weighed twice nor counted.
 
@@ -101,6 +107,8 @@ pub(crate) fn weighed(
     let shared = shared.clone();
     let deadline = super::deadline::after(Instant::now(), budget);
     Box::pin(async move {
+        // The caller holds the latest heavy reply's count only.
+        crate::ambient::let_go();
         let counted = match inc.heavy.take() {
             Some(heavy) => room(shared, heavy, deadline).await,
             // Light after all: nothing to count.

@@ -233,9 +233,8 @@ fn finish_weighed<T: Wire, E: RemoteErrorType>(
 ) -> Result<T, E> {
     let charged = counted.map_err(E::from_error)?;
     let value = handle.finish(inc);
-    if value.is_ok() {
-        crate::ambient::hold(Box::new(charged));
-    }
+    // A typed error decoded from the reply's data is held as a value is.
+    crate::ambient::hold(Box::new(charged));
     value
 }
 

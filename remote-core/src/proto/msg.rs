@@ -118,6 +118,9 @@ pub enum Message<'a> {
         /// The error (boxed: errors are rare, and every message is moved
         /// on its way from the parser to the state machine).
         error: Box<WireError<'a>>,
+        /// Items in its application data (counted as a return value's
+        /// are): a typed error is decoded from it.
+        items: u32,
     },
     /// `[4, object_id, count]`.
     Release {
@@ -346,6 +349,7 @@ impl<'a> Message<'a> {
                 } else {
                     Some(bounded::take(r.str()?, &mut budget))
                 };
+                let items_before = r.items();
                 let data = if r.nil()? {
                     None
                 } else {
@@ -374,6 +378,7 @@ impl<'a> Message<'a> {
                         backtrace,
                         data,
                     }),
+                    items: u32::try_from(r.items() - items_before).unwrap_or(u32::MAX),
                 }
             }
             kind::RELEASE => {

@@ -41,8 +41,12 @@ pub(crate) const DRAIN_BYTES: usize = 32 << 20;
 /// [`MAX_READ`], so a busy connection takes many frames per `read`.
 pub(crate) const MIN_READ: usize = 512;
 const MAX_READ: usize = 16 << 10;
-/// The most an empty read buffer keeps while its read waits (see `next`).
-const IDLE_READ: usize = 4 << 10;
+/// The most an empty read buffer keeps while its read waits (see `next`):
+/// the largest chunk a read takes, so a buffer only a burst grew past it
+/// is given back (at 4 KiB, a caller of 4 KiB calls one at a time had its
+/// buffer freed and made again for every call: two allocations more per
+/// call, a red-team pass).
+const IDLE_READ: usize = MAX_READ;
 /// The reader writes what handling frames queued when its read would wait,
 /// and before it reads on into a frame in progress (`direct.rs`); a peer
 /// whose frames never stop coming never makes it wait, so after this many

@@ -241,8 +241,8 @@ impl<O: Clone, W> State<O, W> {
                     .into(),
             )),
             Message::Return { id, value, items } => self.reply(id, items, || Ok(value)),
-            Message::Error { id, error } => {
-                self.reply(id, 0, || Err(Box::new(error.into_remote(frame))))
+            Message::Error { id, error, items } => {
+                self.reply(id, items, || Err(Box::new(error.into_remote(frame))))
             }
             Message::Release { id, count } => {
                 let obj = self
