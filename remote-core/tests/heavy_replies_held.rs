@@ -245,7 +245,7 @@ fn a_blocking_handlers_reply_counts_while_held() {
     counting::measured(held_within_the_budget(64 << 20, "ask_sync", 2));
 }
 
-/// A heavy reply to a cached method is not cached: the next call (while
+/// A reply of many items to a cached method is not cached: the next call (while
 /// the first handler still holds the proxy the cache is keyed on) asks
 /// the peer again, where a hit would be decoded with nothing counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

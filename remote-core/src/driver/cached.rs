@@ -150,12 +150,14 @@ impl Handle {
                     return;
                 };
                 // Errors are not cached, nor results holding references,
-                // nor heavy ones: a hit is decoded with nothing counted
-                // (`heavy_reply.rs`), and one cached reply of a million
-                // empty strings decoded 27 MB at each hit (a red-team
-                // pass).
+                // nor those whose items weigh much more than their bytes:
+                // a hit is decoded with nothing counted but the cache's
+                // bytes (`heavy_reply.rs`), and one cached reply of a
+                // million empty strings decoded 27 MB at each hit (a
+                // red-team pass).
+                let amplifies = inc.heavy.as_ref().is_some_and(|h| h.amplifies());
                 if let Ok(range) = &inc.result {
-                    if inc.refs.is_empty() && inc.owns.is_empty() && inc.heavy.is_none() {
+                    if inc.refs.is_empty() && inc.owns.is_empty() && !amplifies {
                         self.shared()
                             .client_cache()
                             .store(ticket, &inc.frame[range.clone()]);

@@ -28,7 +28,8 @@
 //!   spawned), until it is decoded: what it keeps is its own memory.
 //!
 //! An error's data is weighed too (a typed error is decoded from it), and
-//! a heavy reply is never cached (a hit would be decoded uncounted).
+//! a reply whose items weigh much more than its bytes is never cached (a
+//! hit would be decoded with only the cache's bytes counted).
 //!
 //! Light replies, the usual kind, are neither weighed twice nor counted.
 
@@ -71,6 +72,15 @@ impl Drop for Charged {
 pub(crate) struct Heavy {
     charged: Charged,
     more: usize,
+}
+
+impl Heavy {
+    /// Whether its items count more than [`SMALL_FRAME`] beyond its frame:
+    /// decoded, it may take many times what its bytes do (a cache, which
+    /// counts the bytes, must not keep it).
+    pub(crate) fn amplifies(&self) -> bool {
+        self.more > SMALL_FRAME
+    }
 }
 
 /// On a reply's delivery (the reader): `None` if it is light; otherwise
