@@ -108,7 +108,7 @@ pub enum Message<'a> {
         /// Items in the value's containers, each reference counting
         /// `REF_ITEMS` more, as for a call's arguments: what its caller
         /// holds decoded is weighed from it. 0 in a frame of at most
-        /// [`UNWEIGHED_LEN`] bytes.
+        /// `UNWEIGHED_LEN` (1 KiB) bytes.
         items: u32,
     },
     /// `[3, call_id, error]`.
