@@ -65,6 +65,24 @@ pub struct Limits {
     /// connection's reserve of 64: one address cannot take every export
     /// the server allows. Unix-socket peers are not counted per peer.
     pub max_exports_per_peer: usize,
+    /// Answers of pipelined calls kept at once on all the connections of
+    /// one server together (default 4,096; PROTOCOL.md §3.10). A peer's
+    /// kept-answer call keeps its answer until the peer's finish, as long
+    /// as it likes, so what they hold (about 3 KiB each at most, a failed
+    /// call's error cut) is bounded by their count, not by
+    /// `memory_budget`, which paces reading and would be held shut by
+    /// them. Each connection may still keep its first 4, so a server
+    /// holds at most `max_kept_answers + 4 × max_connections` (about
+    /// 24 MiB at the defaults); on one connection they count in
+    /// `max_calls_in_flight` too. A kept-answer call past it is refused
+    /// with `limit_exceeded` naming this limit, and calls addressed to its
+    /// answer with `unknown_object`.
+    pub max_kept_answers: usize,
+    /// Answers kept at once on the connections of one server from one
+    /// peer address (default 1,024, a quarter of `max_kept_answers`),
+    /// keyed as `max_connections_per_peer` keys addresses, besides each
+    /// connection's first 4. Unix-socket peers are not counted per peer.
+    pub max_kept_answers_per_peer: usize,
     /// Distinct peer objects imported at once (default 10,000).
     pub max_imports: usize,
     /// Connections a server holds at once (default 1,024). Further ones are
@@ -234,6 +252,8 @@ impl Default for Limits {
             max_exports: 10_000,
             max_server_exports: 100_000,
             max_exports_per_peer: 25_000,
+            max_kept_answers: 4096,
+            max_kept_answers_per_peer: 1024,
             max_imports: 10_000,
             max_connections: 1024,
             max_connections_per_peer: 32,
@@ -296,6 +316,12 @@ mod tests {
             ("max_exports", l.max_exports, 10_000),
             ("max_server_exports", l.max_server_exports, 100_000),
             ("max_exports_per_peer", l.max_exports_per_peer, 25_000),
+            ("max_kept_answers", l.max_kept_answers, 4096),
+            (
+                "max_kept_answers_per_peer",
+                l.max_kept_answers_per_peer,
+                1024,
+            ),
             ("max_imports", l.max_imports, 10_000),
             ("max_connections", l.max_connections, 1024),
             ("max_connections_per_peer", l.max_connections_per_peer, 32),

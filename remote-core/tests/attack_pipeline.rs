@@ -444,6 +444,7 @@ async fn cycles_are_impossible_and_a_long_chain_resolves() {
     let live = Arc::new(AtomicIsize::new(0));
     let limits = Limits {
         max_calls_in_flight: 8192,
+        max_kept_answers_per_peer: 8192,
         ..Limits::default()
     };
     let server = serve(limits, &live).await;

@@ -12,12 +12,10 @@
 //! with the connection, like any handler.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
 
-use super::budget::Budget;
 use super::call::{Args, CallCx};
 use super::shared::{lock, Shared};
 use crate::interface::{CallFuture, Dispatch};
@@ -32,45 +30,30 @@ type Resolved = Result<Arc<dyn Dispatch>, Arc<RemoteError>>;
 /// [`Dispatch`] impl): calls to it wait for the answer, then run on its
 /// object, or fail with the kept call's own error. One allocation.
 ///
-/// What it holds counts in the memory budget for as long as it lives
-/// ([`KEPT_ANSWER`] from its creation, its kept error's bytes from when it
-/// is set), whatever the room, as a frame set aside does: a peer may leave
-/// `max_calls_in_flight` answers unfinished on each connection, and their
-/// errors, counted nowhere, added up to 17.6 MB for 64 connections and
-/// 282 MB at `max_connections` (a red-team pass). It lives until the
-/// peer's finish or the connection's close drops it from the state's
-/// table, and until whatever else holds it (the kept call's handler, calls
-/// waiting on it) stops, so the count is given back exactly once, when it
-/// is dropped, on every path.
+/// It lives until the peer's finish or the connection's close drops it
+/// from the state's table, and until whatever else holds it (the kept
+/// call's handler, calls waiting on it) stops. What it holds is bounded
+/// by its count, not by the memory budget: the state's table counts it in
+/// the server's pool of kept answers (`max_kept_answers`) from the call's
+/// arrival to the finish, and each holds about 3 KiB at most (an error
+/// cut by [`kept_error`]; `tests/kept_answers_bounded.rs` measures it).
+/// (It was counted in the memory budget, whatever the room, for as long
+/// as the peer liked: 48 idle connections filled a 16 MiB budget, and
+/// honest heavy calls then waited to their deadline, a red-team pass.)
 pub(crate) struct Answer {
     cell: Mutex<Option<Resolved>>,
     set: Notify,
     /// Itself, for the futures of calls that wait for it.
     me: Weak<Answer>,
-    /// Where it is counted, and how much ([`KEPT_ANSWER`], and the kept
-    /// error's [`kept_weight`] once set; only `set` adds to it, under the
-    /// cell's lock).
-    budget: Arc<Budget>,
-    counted: AtomicUsize,
 }
 
-/// What a kept answer counts in the budget besides its error: the
-/// [`Answer`] and its `Arc` header, its entry in the state's table
-/// (`CallId` and `Option<Arc<dyn Dispatch>>`, in a hash table up to half
-/// empty), and allocator slack: `tests/kept_answers_budget.rs` checks
-/// that a finish frees no more than was counted.
-pub(crate) const KEPT_ANSWER: usize = 200;
-
 impl Answer {
-    /// A kept answer, unset, counted in `budget` until dropped.
-    pub(crate) fn new(budget: &Arc<Budget>) -> Arc<Answer> {
-        budget.charge(KEPT_ANSWER);
+    /// A kept answer, unset.
+    pub(crate) fn new() -> Arc<Answer> {
         Arc::new_cyclic(|me| Answer {
             cell: Mutex::new(None),
             set: Notify::new(),
             me: me.clone(),
-            budget: budget.clone(),
-            counted: AtomicUsize::new(KEPT_ANSWER),
         })
     }
 
@@ -87,13 +70,6 @@ impl Answer {
             let mut cell = lock(&self.cell);
             if cell.is_some() {
                 return;
-            }
-            // An object is the application's, held by its export too (as
-            // SECURITY.md says); an error is this answer's own copy.
-            if let Err(e) = &r {
-                let weight = kept_weight(e);
-                self.budget.charge(weight);
-                self.counted.fetch_add(weight, Ordering::Relaxed);
             }
             *cell = Some(r);
         }
@@ -151,26 +127,6 @@ impl Answer {
             notified.await;
         }
     }
-}
-
-impl Drop for Answer {
-    fn drop(&mut self) {
-        self.budget.release(*self.counted.get_mut());
-    }
-}
-
-/// The bytes a kept error holds (counted with its answer): the error and
-/// its `Arc` header, and the capacity of each of its texts.
-fn kept_weight(e: &RemoteError) -> usize {
-    std::mem::size_of::<RemoteError>()
-        + 16
-        + e.kind.capacity()
-        + e.type_name.capacity()
-        + e.message.capacity()
-        + e.chain.capacity() * std::mem::size_of::<String>()
-        + e.chain.iter().map(String::capacity).sum::<usize>()
-        + e.backtrace.as_ref().map_or(0, String::capacity)
-        + e.data.as_ref().map_or(0, Vec::capacity)
 }
 
 /// The value of a return message (`[2, call_id, value]`), found without

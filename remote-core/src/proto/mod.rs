@@ -6,7 +6,7 @@
 //! the wire format.
 
 mod clock;
-mod export_pool;
+mod count_pool;
 mod frame;
 mod invalidate;
 mod msg;
@@ -25,7 +25,7 @@ mod invalidate_tests;
 mod tests;
 
 pub(crate) use clock::later;
-pub use export_pool::{ExportPool, PoolShare, RESERVED_EXPORTS};
+pub use count_pool::{CountPool, PoolShare, RESERVED_EXPORTS, RESERVED_KEPT_ANSWERS};
 pub use frame::{FrameCodec, FrameError};
 pub use invalidate::{
     ack as encode_invalidated, invalidate as encode_invalidate, FEATURE as FEATURE_INVALIDATE,

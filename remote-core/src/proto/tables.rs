@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 
-use super::export_pool::PoolShare;
+use super::count_pool::PoolShare;
 use super::{IdMap, ObjectId};
 
 /// Identity of an exported object: its allocation and its interface, so the

@@ -95,9 +95,15 @@ impl Server {
         // address, across its connections.
         conn.peer_misses = Some(Arc::default());
         // One count of the objects they export.
-        conn.export_pool = Some(crate::proto::ExportPool::new(
+        conn.export_pool = Some(crate::proto::CountPool::new(
             conn.limits.max_server_exports,
             conn.limits.max_exports_per_peer,
+        ));
+        // And of the answers they keep.
+        conn.kept_pool = Some(crate::proto::CountPool::with_reserve(
+            conn.limits.max_kept_answers,
+            conn.limits.max_kept_answers_per_peer,
+            crate::proto::RESERVED_KEPT_ANSWERS,
         ));
         // One cache of memoised replies too.
         let memo =

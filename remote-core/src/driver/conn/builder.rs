@@ -50,7 +50,11 @@ pub struct ConnectionBuilder {
     /// The count of exports shared with other connections (a server's,
     /// `max_server_exports` and `max_exports_per_peer`); a standalone
     /// connection has only `max_exports`.
-    pub(crate) export_pool: Option<Arc<crate::proto::ExportPool>>,
+    pub(crate) export_pool: Option<Arc<crate::proto::CountPool>>,
+    /// The count of kept answers shared with other connections (a
+    /// server's, `max_kept_answers` and `max_kept_answers_per_peer`); a
+    /// standalone connection has only `max_calls_in_flight`.
+    pub(crate) kept_pool: Option<Arc<crate::proto::CountPool>>,
     /// The memo cache shared with other connections (a server's); a
     /// standalone connection makes its own on first use.
     pub(crate) memo: Option<Arc<crate::memo::MemoCache>>,
@@ -205,6 +209,9 @@ impl ConnectionBuilder {
                 );
                 if let Some(pool) = &self.export_pool {
                     state.set_export_pool(pool.share(self.peer_addr));
+                }
+                if let Some(pool) = &self.kept_pool {
+                    state.set_kept_pool(pool.share(self.peer_addr));
                 }
                 state
             }),

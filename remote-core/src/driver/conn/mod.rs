@@ -174,9 +174,9 @@ impl Shared {
                 let held = Held { refs, owns };
                 // A kept-answer call: its answer stands in the state's
                 // table until the peer's finish (`pipeline.rs`), counted
-                // in the budget meanwhile.
+                // in the server's pool of kept answers meanwhile.
                 let keep = keep.then(|| {
-                    let answer = Answer::new(&self.budget);
+                    let answer = Answer::new();
                     let target: Arc<dyn Dispatch> = answer.clone();
                     self.core().keep_answer(id, target);
                     answer
@@ -203,11 +203,10 @@ impl Shared {
                     keep,
                 );
             }
-            Event::Reject { frame, kind } => {
+            Event::Reject { frame, kind, limit } => {
                 self.meter.call_started();
-                if kind == "limit_exceeded" {
-                    self.meter
-                        .limit_hit("max_calls_in_flight", "an incoming call was refused");
+                if let Some(limit) = limit {
+                    self.meter.limit_hit(limit, "an incoming call was refused");
                 }
                 self.send_error_reply(&frame, kind);
             }

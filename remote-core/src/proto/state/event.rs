@@ -53,6 +53,8 @@ pub enum Event<'a, O, W> {
         frame: Vec<u8>,
         /// Its error kind (`unknown_object`, `limit_exceeded`).
         kind: &'static str,
+        /// The [`Limits`](crate::Limits) field a `limit_exceeded` names.
+        limit: Option<&'static str>,
     },
     /// A reply for one of our calls.
     Reply {

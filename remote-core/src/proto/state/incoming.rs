@@ -43,6 +43,7 @@ impl<O: Clone, W> State<O, W> {
                 return Ok(Event::Reject {
                     frame: reject(id, "unknown_object", m, &self.limits),
                     kind: "unknown_object",
+                    limit: None,
                 })
             }
             Err(RefError::Violation(v)) => return Err(v),
@@ -56,6 +57,7 @@ impl<O: Clone, W> State<O, W> {
             return Ok(Event::Reject {
                 frame: reject(id, "limit_exceeded", msg, &self.limits),
                 kind: "limit_exceeded",
+                limit: Some("max_calls_in_flight"),
             });
         }
         let (obj, object) = match self.resolve_target(id, target) {
@@ -64,17 +66,20 @@ impl<O: Clone, W> State<O, W> {
                 return Ok(Event::Reject {
                     frame,
                     kind: "unknown_object",
+                    limit: None,
                 })
             }
         };
+        if keep {
+            if let Err(e) = self.answers.admit(id) {
+                return Ok(self.kept_refused(id, e));
+            }
+        }
         let cap = u32::try_from(self.limits.max_deadline.as_millis()).unwrap_or(u32::MAX);
         let seq = self.next_seq;
         self.next_seq += 1;
         // Counted (`admit`) by `handle_frame`, or by the driver once the
         // handler is found to run on past this frame.
-        if keep {
-            self.answers.insert(id, None);
-        }
         Ok(Event::Call {
             id,
             seq,

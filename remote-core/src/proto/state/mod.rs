@@ -30,7 +30,7 @@ mod refs;
 
 use std::sync::Arc;
 
-use super::export_pool::{ExportPool, PoolShare};
+use super::count_pool::{CountPool, PoolShare};
 use super::msg::{Hello, PROTOCOL_VERSION};
 use super::tables::{ExportTable, ImportTable, ReleaseSink};
 use super::{CallId, ObjectId};
@@ -87,7 +87,7 @@ pub struct State<O, W> {
     pipeline: bool,
     /// Answers kept for the peer's kept-answer calls until its finish
     /// (`answers.rs`); `None` until the driver sets the answer's object.
-    answers: super::PeerIdMap<CallId, Option<O>>,
+    answers: answers::KeptAnswers<O>,
 }
 
 impl<O: Clone, W> State<O, W> {
@@ -107,11 +107,7 @@ impl<O: Clone, W> State<O, W> {
     pub fn new(root: Option<O>, limits: Limits, sink: Arc<dyn ReleaseSink>) -> Self {
         State {
             phase: Phase::AwaitingHello,
-            exports: ExportTable::new(
-                root,
-                limits.max_exports,
-                ExportPool::unbounded().share(None),
-            ),
+            exports: ExportTable::new(root, limits.max_exports, CountPool::unbounded().share(None)),
             imports: ImportTable::new(sink, limits.max_imports),
             limits,
             outgoing: super::IdMap::default(),
@@ -124,7 +120,7 @@ impl<O: Clone, W> State<O, W> {
             keepalive: false,
             invalidate: false,
             pipeline: false,
-            answers: super::PeerIdMap::default(),
+            answers: answers::KeptAnswers::new(),
         }
     }
 
@@ -177,7 +173,7 @@ impl<O: Clone, W> State<O, W> {
         self.running = 0;
         let waiters = self.outgoing.drain().map(|(_, w)| w).collect();
         let mut objects = self.exports.drain();
-        objects.extend(self.answers.drain().filter_map(|(_, o)| o));
+        objects.extend(self.answers.drain());
         (waiters, objects)
     }
 }

@@ -165,7 +165,7 @@ mod props {
         /// release) only the queued ones.
         #[test]
         fn export_counts_match_a_model(ops in proptest::collection::vec((0usize..4, 0u8..4), 0..64)) {
-            let mut t: ExportTable<usize> = ExportTable::new(None, 100, crate::proto::ExportPool::unbounded().share(None));
+            let mut t: ExportTable<usize> = ExportTable::new(None, 100, crate::proto::CountPool::unbounded().share(None));
             // Per object: (sends, of which not queued yet).
             let mut model = [(0u32, 0u32); 4];
             let mut ids = [None; 4];

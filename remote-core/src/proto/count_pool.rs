@@ -1,18 +1,20 @@
-//! The objects every connection of one server exports, counted together
-//! (`Limits::max_server_exports`) and per peer address
-//! (`Limits::max_exports_per_peer`), so what peers can make a server hold
+//! Things every connection of one server holds for its peer, counted
+//! together and per peer address, so what peers can make a server hold
 //! for them is bounded server-wide and not only per connection, and one
-//! address cannot take all of it.
+//! address cannot take all of it. Two such pools: the objects exported
+//! (`Limits::max_server_exports`, `Limits::max_exports_per_peer`) and the
+//! kept answers of pipelined calls (`Limits::max_kept_answers`,
+//! `Limits::max_kept_answers_per_peer`).
 //!
-//! A connection may always hold [`RESERVED_EXPORTS`] objects, whatever the
-//! others hold: peers that fill the pool cannot stop a bystander from
-//! getting its first few references. So the pool holds at most
-//! `max_server_exports + connections × RESERVED_EXPORTS` objects: an export
-//! past `max_server_exports` is only made for a connection holding fewer
-//! than [`RESERVED_EXPORTS`], and each such export stays within that
-//! connection's reserve until it is released. The same holds per address.
-//! (A red-team pass filled a first form, with no count per address, from
-//! ten connections of one address in 0.6 s.)
+//! A connection may always hold its pool's reserve ([`RESERVED_EXPORTS`]
+//! exports, [`RESERVED_KEPT_ANSWERS`] kept answers), whatever the others
+//! hold: peers that fill the pool cannot stop a bystander from getting
+//! its first few. So a pool holds at most `max + connections × reserve`:
+//! a thing past `max` is only counted for a connection holding fewer than
+//! the reserve, and each such one stays within that connection's reserve
+//! until it is given back. The same holds per address. (A red-team pass
+//! filled a first form, with no count per address, from ten connections
+//! of one address in 0.6 s.)
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,6 +25,9 @@ use super::tables::TableError;
 
 /// Objects each connection may export even when the pool is full.
 pub const RESERVED_EXPORTS: usize = 64;
+
+/// Answers each connection may keep even when the pool is full.
+pub const RESERVED_KEPT_ANSWERS: usize = 4;
 
 /// A count of exports with a limit.
 #[derive(Debug)]
@@ -56,27 +61,37 @@ impl Count {
     }
 }
 
-/// The count of objects exported by the connections of one server.
+/// The count of one kind of thing held by the connections of one server.
 #[derive(Debug)]
-pub struct ExportPool {
+pub struct CountPool {
     all: Count,
     /// Each peer address's count, while a connection from it holds it.
     peers: Mutex<HashMap<IpAddr, Weak<Count>>>,
     per_peer_max: usize,
+    /// What each connection may hold whatever the others hold.
+    reserve: usize,
 }
 
-impl ExportPool {
+impl CountPool {
     /// A pool of `max` exports, `per_peer_max` of them for the connections
-    /// of one address (besides the connections' reserves).
+    /// of one address (besides the connections' reserves of
+    /// [`RESERVED_EXPORTS`]).
     pub fn new(max: usize, per_peer_max: usize) -> Arc<Self> {
-        Arc::new(ExportPool {
+        Self::with_reserve(max, per_peer_max, RESERVED_EXPORTS)
+    }
+
+    /// A pool of `max` things, `per_peer_max` of them for the connections
+    /// of one address, besides `reserve` each connection may hold.
+    pub fn with_reserve(max: usize, per_peer_max: usize, reserve: usize) -> Arc<Self> {
+        Arc::new(CountPool {
             all: Count::new(max),
             peers: Mutex::new(HashMap::new()),
             per_peer_max,
+            reserve,
         })
     }
 
-    /// No bound but `max_exports` (a standalone connection).
+    /// No bound (a standalone connection: its own limits bound it).
     pub fn unbounded() -> Arc<Self> {
         Self::new(usize::MAX, usize::MAX)
     }
@@ -92,26 +107,26 @@ impl ExportPool {
         }
     }
 
-    /// Exports counted now, on every connection.
+    /// Things counted now, on every connection.
     pub fn held(&self) -> usize {
         self.all.held.load(Relaxed)
     }
 }
 
-/// What one connection's export table counts in: its server's pool and
-/// its peer address's part of it.
+/// What one connection counts in: its server's pool and its peer
+/// address's part of it.
 #[derive(Debug)]
 pub struct PoolShare {
-    pool: Arc<ExportPool>,
+    pool: Arc<CountPool>,
     peer: Option<Arc<Count>>,
 }
 
 impl PoolShare {
-    /// Counts one more export for a connection already holding `own`, or
-    /// says which bound refuses it (nothing counted then).
+    /// Counts one more for a connection already holding `own`, or says
+    /// which bound refuses it (nothing counted then).
     pub fn take(&self, own: usize) -> Result<(), TableError> {
         let all = &self.pool.all;
-        if own < RESERVED_EXPORTS {
+        if own < self.pool.reserve {
             all.add();
             if let Some(p) = &self.peer {
                 p.add();
@@ -132,7 +147,7 @@ impl PoolShare {
         Ok(())
     }
 
-    /// Gives back `n` exports (released, or their connection closed).
+    /// Gives back `n` (released, or their connection closed).
     pub fn give(&self, n: usize) {
         if n > 0 {
             self.pool.all.sub(n);
@@ -149,7 +164,7 @@ mod tests {
 
     #[test]
     fn past_the_reserve_an_export_needs_room_in_the_pool() {
-        let pool = ExportPool::new(100, usize::MAX);
+        let pool = CountPool::new(100, usize::MAX);
         let (a, b) = (pool.share(None), pool.share(None));
         // A connection fills the pool.
         for own in 0..100 {
@@ -174,7 +189,7 @@ mod tests {
     #[test]
     fn one_address_gets_its_part_and_the_others_the_rest() {
         let ip = |n: u8| Some(IpAddr::from([10, 0, 0, n]));
-        let pool = ExportPool::new(100, 40);
+        let pool = CountPool::new(100, 40);
         // Two connections of one address share its 40 past their reserves.
         let (a1, a2) = (pool.share(ip(1)), pool.share(ip(1)));
         for own in 0..RESERVED_EXPORTS {

@@ -1,0 +1,383 @@
+//! What a server holds for kept answers (PROTOCOL.md §3.10) is bounded
+//! by their count, server-wide (`max_kept_answers`) and per peer address
+//! (`max_kept_answers_per_peer`), each connection keeping its first 4
+//! whatever the others hold, and by what each holds (about 3 KiB at most).
+//! A peer may leave `max_calls_in_flight` answers unfinished on each
+//! connection for as long as it likes: a red-team pass held 5–17.6 MB with
+//! 64 connections, counted nowhere; once they were counted in the memory
+//! budget instead, 48 idle connections filled a 16 MiB budget and an
+//! honest heavy call waited to its deadline.
+
+#[path = "support/counting.rs"]
+mod counting;
+#[path = "support/raw.rs"]
+mod raw;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use raw::{bounded, eventually, frame, kind, raw_with, CALL, ERROR, HELLO, RETURN};
+use remote_core::proto::RESERVED_KEPT_ANSWERS;
+use remote_core::proto::{
+    encode, encode_finish, encode_pipelined_call_head, CallId, CallTarget, ObjectId,
+    FEATURE_PIPELINE,
+};
+use remote_core::{remote, Error, Limits, Remote, Server, ServerHandle};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpSocket, TcpStream};
+
+#[remote]
+pub trait Num {
+    async fn num(&self, n: u32) -> Result<u32, Error>;
+    /// Calls the caller's listener back, passing its error on (the usual
+    /// shape of a method that notifies a listener the caller passes), then
+    /// hands out an object.
+    async fn relay(&self, cb: Remote<dyn Cb>) -> Result<Remote<dyn Num>, Error>;
+    /// A heavy call (about 4.8 MB of arguments decoded for 100,000 names).
+    async fn count(&self, names: Vec<String>) -> Result<u64, Error>;
+}
+
+#[remote]
+pub trait Cb {
+    async fn ping(&self) -> Result<(), Error>;
+}
+
+struct Impl;
+
+#[remote]
+impl Num for Impl {
+    async fn num(&self, n: u32) -> Result<u32, Error> {
+        Ok(n)
+    }
+    async fn relay(&self, cb: Remote<dyn Cb>) -> Result<Remote<dyn Num>, Error> {
+        cb.ping().await?;
+        Ok(Remote::new(Arc::new(Impl) as Arc<dyn Num>))
+    }
+    async fn count(&self, names: Vec<String>) -> Result<u64, Error> {
+        Ok(names.len() as u64)
+    }
+}
+
+/// How the kept-answer calls end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ends {
+    /// `num("xx..")`: `bad_arguments` at once, no handler runs.
+    BadArguments,
+    /// `relay`, its callback failing with texts longer than a kept answer
+    /// keeps of each, passed on by the handler.
+    CallbackError,
+    /// `relay`, its callback answering: the answer is an object.
+    Object,
+}
+
+/// Kept answers a connection may leave (`max_calls_in_flight`).
+const KEPT: u32 = 128;
+
+/// Kept-answer call `id`, ending as `ends` says.
+fn kept_call(id: u32, ends: Ends) -> Vec<u8> {
+    let mut b = encode::begin(4096);
+    let method = if ends == Ends::BadArguments {
+        "num"
+    } else {
+        "relay"
+    };
+    let target = CallTarget::Object(ObjectId(0));
+    encode_pipelined_call_head(&mut b, true, CallId(id), target, method, 600_000);
+    if ends == Ends::BadArguments {
+        b.extend_from_slice(&[0x91, 0xda, 0x08, 0x00]);
+        b.extend(std::iter::repeat_n(b'x', 2048));
+    } else {
+        // Our object 1, the callback.
+        b.extend_from_slice(&[0x91, 0xd6, 0x01, 0, 0, 0, 1]);
+    }
+    encode::finish(&mut b);
+    b
+}
+
+/// The reply to the server's callback `id`: `nil`, or an error whose
+/// texts are longer than what a kept answer keeps of each.
+fn callback_reply(id: u64, ends: Ends) -> Vec<u8> {
+    let mut p = vec![0x93, if ends == Ends::Object { 2 } else { 3 }, 0xce];
+    p.extend_from_slice(&(id as u32).to_be_bytes());
+    if ends == Ends::Object {
+        p.push(0xc0);
+    } else {
+        let text = |b: &mut Vec<u8>, n: usize, c: u8| {
+            b.push(0xda);
+            b.extend_from_slice(&(n as u16).to_be_bytes());
+            b.extend(std::iter::repeat_n(c, n));
+        };
+        p.push(0x96);
+        text(&mut p, 64, b'k');
+        text(&mut p, 2000, b't');
+        text(&mut p, 2000, b'm');
+        p.push(0x94);
+        for _ in 0..4 {
+            text(&mut p, 400, b'c');
+        }
+        p.extend_from_slice(&[0xc0, 0xc0]);
+    }
+    let mut f = (p.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(&p);
+    f
+}
+
+async fn server(limits: Limits) -> ServerHandle {
+    Server::builder()
+        .limits(limits)
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Num>))
+}
+
+/// Limits where one test address stands for many peers.
+fn many_peers() -> Limits {
+    Limits {
+        max_connections_per_peer: 1024,
+        ..Limits::default()
+    }
+}
+
+/// A connection from 127.0.0.`host` that negotiated `pipeline`.
+async fn from(host: u8, server: &ServerHandle) -> TcpStream {
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind(format!("127.0.0.{host}:0").parse().unwrap())
+        .unwrap();
+    let addr = raw::tcp_addr(server).parse().unwrap();
+    let mut s = sock.connect(addr).await.unwrap();
+    s.write_all(&raw::hello(vec![FEATURE_PIPELINE]))
+        .await
+        .unwrap();
+    assert_eq!(kind(&frame(&mut s).await.unwrap()), HELLO);
+    s
+}
+
+/// `n` connections from 127.0.0.1 that negotiated `pipeline`.
+async fn open(server: &ServerHandle, n: usize) -> Vec<TcpStream> {
+    let mut conns = Vec::new();
+    for _ in 0..n {
+        let mut s = raw_with(server, vec![FEATURE_PIPELINE]).await;
+        assert_eq!(kind(&frame(&mut s).await.unwrap()), HELLO);
+        conns.push(s);
+    }
+    conns
+}
+
+/// What the connections' kept-answer calls came to.
+#[derive(Debug, Default)]
+struct Kept {
+    /// Refused with `limit_exceeded` (their answers not kept).
+    refused: usize,
+    /// The last refusal's message.
+    message: String,
+}
+
+/// Each connection makes kept-answer calls `ids` ending as `ends`, one
+/// after another (so its output queue never holds more than one reply,
+/// and keeps its size), and reads their replies: their answers are set
+/// then (before the replies were queued), and left unfinished.
+async fn keep_answers(conns: &mut [TcpStream], ends: Ends, ids: std::ops::Range<u32>) -> Kept {
+    let mut kept = Kept::default();
+    for s in conns {
+        for id in ids.clone() {
+            s.write_all(&kept_call(id, ends)).await.unwrap();
+            loop {
+                let f = frame(s).await.expect("the connection stays open");
+                match kind(&f) {
+                    ERROR => {
+                        let (_, kind, message) = raw::error_of(&f).unwrap();
+                        if kind == "limit_exceeded" {
+                            kept.refused += 1;
+                            kept.message = message;
+                        } else {
+                            assert_ne!(ends, Ends::Object, "{kind}: {message}");
+                        }
+                        break;
+                    }
+                    RETURN => {
+                        assert_eq!(ends, Ends::Object);
+                        break;
+                    }
+                    CALL => s
+                        .write_all(&callback_reply(raw::id_of(&f), ends))
+                        .await
+                        .unwrap(),
+                    _ => {} // releases of our callback
+                }
+            }
+        }
+    }
+    kept
+}
+
+/// Each connection finishes kept-answer calls `ids`, then makes a plain
+/// call and reads its reply: the server read its finishes before it, and
+/// dropped their answers then (nothing else holds them: their calls
+/// ended).
+async fn finish(conns: &mut [TcpStream], ids: std::ops::Range<u32>) {
+    for s in conns {
+        let mut all: Vec<u8> = ids
+            .clone()
+            .flat_map(|id| encode_finish(CallId(id)))
+            .collect();
+        all.extend_from_slice(&raw::call(KEPT, 0, "num", 60_000, &[0x91, 0x07]));
+        s.write_all(&all).await.unwrap();
+        let reply = raw::next_of_kind(s, RETURN).await;
+        assert_eq!(raw::id_of(&reply), u64::from(KEPT));
+    }
+}
+
+/// The error kind a call addressed to kept answer `answer` gets.
+async fn call_on_answer(s: &mut TcpStream, answer: u32) -> String {
+    let mut b = encode::begin(64);
+    let target = CallTarget::Promise(CallId(answer));
+    encode_pipelined_call_head(&mut b, false, CallId(KEPT + 1), target, "num", 60_000);
+    b.extend_from_slice(&[0x91, 0x07]);
+    encode::finish(&mut b);
+    s.write_all(&b).await.unwrap();
+    raw::next_error(s).await.1
+}
+
+/// Past `max_kept_answers_per_peer` on one address's connections, and
+/// past `max_kept_answers` on the server's, a kept-answer call is refused
+/// with `limit_exceeded` naming the limit, and a call on its answer with
+/// `unknown_object`; a connection keeps its first 4 whatever the others
+/// hold; finishes and closes give their count back.
+#[tokio::test]
+async fn kept_answers_are_bounded_server_wide_and_per_address() {
+    bounded(async {
+        let server = server(Limits {
+            max_kept_answers: 24,
+            max_kept_answers_per_peer: 16,
+            ..Limits::default()
+        })
+        .await;
+        let ends = Ends::BadArguments;
+        // One address takes its part.
+        let mut a = [from(2, &server).await];
+        let kept = keep_answers(&mut a, ends, 0..20).await;
+        assert_eq!(kept.refused, 4, "{kept:?}");
+        assert!(
+            kept.message
+                .contains("max_kept_answers_per_peer = 16 answers already kept"),
+            "{kept:?}"
+        );
+        // A kept answer is kept (failed as its call did); a refused one
+        // is not.
+        assert_eq!(call_on_answer(&mut a[0], 15).await, "bad_arguments");
+        assert_eq!(call_on_answer(&mut a[0], 16).await, "unknown_object");
+        // Another takes the rest of the server's.
+        let mut b = [from(3, &server).await];
+        let kept = keep_answers(&mut b, ends, 0..10).await;
+        assert_eq!(kept.refused, 2, "{kept:?}");
+        assert!(
+            kept.message
+                .contains("max_kept_answers = 24 answers already kept on all connections"),
+            "{kept:?}"
+        );
+        // A third still keeps its reserve, and no more.
+        let mut c = [from(4, &server).await];
+        let kept = keep_answers(&mut c, ends, 0..6).await;
+        assert_eq!(kept.refused, 6 - RESERVED_KEPT_ANSWERS, "{kept:?}");
+        assert!(kept.message.contains("max_kept_answers = 24"), "{kept:?}");
+        // Finishes give room back: 12 kept now, 8 of them the second's.
+        finish(&mut a, 0..16).await;
+        let kept = keep_answers(&mut b, ends, 10..20).await;
+        assert_eq!(kept.refused, 2, "the second's address is at 16: {kept:?}");
+        // So does a close: 20 kept, 4 of them the third's.
+        drop(c);
+        assert!(eventually(|| server.connections() == 2).await);
+        let mut d = [from(5, &server).await];
+        let kept = keep_answers(&mut d, ends, 0..10).await;
+        assert_eq!(kept.refused, 2, "{kept:?}");
+        server.shutdown(Duration::from_secs(5)).await;
+    })
+    .await;
+}
+
+/// What a connection's output may count besides (its queue's capacity,
+/// and the writer's buffer while it writes).
+const OUTPUT: usize = 16 << 10;
+
+/// A kept answer holds about 3 KiB at most (a failed call's error cut)
+/// and nothing of the memory budget; a finish frees it.
+#[test]
+fn kept_answers_hold_little_and_nothing_of_the_budget() {
+    const CONNS: usize = 8;
+    const ANSWERS: usize = CONNS * KEPT as usize;
+    counting::measured(bounded(async {
+        let server = server(Limits {
+            max_kept_answers: ANSWERS,
+            max_kept_answers_per_peer: ANSWERS,
+            ..many_peers()
+        })
+        .await;
+        for ends in [Ends::BadArguments, Ends::CallbackError, Ends::Object] {
+            let mut conns = open(&server, CONNS).await;
+            let base = server.buffered_bytes();
+            let kept = keep_answers(&mut conns, ends, 0..KEPT).await;
+            assert_eq!(kept.refused, 0, "{kept:?}");
+            let (counted, heap) = (server.buffered_bytes(), counting::live());
+            assert!(
+                counted <= base + CONNS * OUTPUT,
+                "{ends:?}: {counted} B counted with {ANSWERS} answers kept, {base} before"
+            );
+            finish(&mut conns, 0..KEPT).await;
+            let freed = (heap - counting::live()) / ANSWERS as isize;
+            eprintln!("{ends:?}: a kept answer's finish freed {freed} B");
+            // The answer and its table entry (the object is the
+            // export's), and the error's copy: the callback's texts cut to
+            // 1 KiB and 256 B.
+            let least = match ends {
+                Ends::CallbackError => 2000,
+                Ends::BadArguments => 300,
+                Ends::Object => 50,
+            };
+            assert!(
+                (least..=3 << 10).contains(&freed),
+                "{ends:?}: {freed} B freed per kept answer"
+            );
+            conns.clear();
+            assert!(eventually(|| server.connections() == 0).await);
+            assert!(eventually(|| server.buffered_bytes() == 0).await);
+        }
+        server.shutdown(Duration::from_secs(5)).await;
+    }));
+}
+
+/// Idle connections keeping every answer they may, for as long as they
+/// like, leave the memory budget to others: an honest heavy call (4.8 MB
+/// of arguments in a 16 MiB budget) runs. (Counted in the budget, 48 such
+/// connections filled it, and the call waited to its deadline.)
+#[test]
+fn kept_answers_leave_the_budget_to_honest_heavy_calls() {
+    counting::measured(bounded(async {
+        let server = server(Limits {
+            memory_budget: 16 << 20,
+            ..many_peers()
+        })
+        .await;
+        let mut conns = open(&server, 48).await;
+        let kept = keep_answers(&mut conns, Ends::CallbackError, 0..KEPT).await;
+        assert!(
+            kept.message.contains("max_kept_answers_per_peer = 1024"),
+            "{kept:?}"
+        );
+        let client = remote_core::ConnectionBuilder::new()
+            .connect(server.local_addr())
+            .await
+            .unwrap();
+        let num = client.root::<dyn Num>();
+        assert_eq!(
+            num.count(vec![String::new(); 100_000]).await.unwrap(),
+            100_000
+        );
+        assert_eq!(num.num(5).await.unwrap(), 5);
+        drop((num, client));
+        conns.clear();
+        assert!(eventually(|| server.connections() == 0).await);
+        assert!(eventually(|| server.buffered_bytes() == 0).await);
+        server.shutdown(Duration::from_secs(5)).await;
+    }));
+}
