@@ -104,6 +104,50 @@ pub(crate) fn captured<F: Future>(fut: F) -> Captured<F> {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// [`for_blocking_thread`]'s future.
+    pub(crate) struct ForBlocking<F: Future> {
+        #[pin]
+        inner: tokio::task::futures::TaskLocalFuture<Cell<Option<Kept>>, Captured<F>>,
+    }
+}
+
+impl<F: Future> Future for ForBlocking<F> {
+    type Output = (F::Output, Vec<Kept>, Option<Kept>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut inner = self.project().inner;
+        let (out, kept) = ready!(inner.as_mut().poll(cx));
+        let held = inner.take_value().and_then(Cell::into_inner);
+        Poll::Ready((out, kept, held))
+    }
+}
+
+/// Runs `fut`, a call a blocking thread makes (in a task, while the
+/// thread waits): the count that thread holds ([`hold`]) goes with it,
+/// to be let go if it waits for room for a heavy reply ([`let_go`]), as a
+/// handler's task lets go of its own (kept on the thread, a blocking
+/// handler making heavy calls one after another waited for room only it
+/// held, until its deadline). Returns with its output the counts of the
+/// heavy replies it decoded, and the thread's count if not let go: give
+/// both to [`back_on_blocking_thread`]. Call it on the blocking thread.
+pub(crate) fn for_blocking_thread<F: Future>(fut: F) -> ForBlocking<F> {
+    let held = BLOCKING_HELD.with(Cell::take);
+    ForBlocking {
+        inner: HELD.scope(Cell::new(held), captured(fut)),
+    }
+}
+
+/// Back on the blocking thread after [`for_blocking_thread`]: its count,
+/// then the latest heavy reply's, held there.
+pub(crate) fn back_on_blocking_thread(held: Option<Kept>, kept: Vec<Kept>) {
+    // Only a thread in `blocking_scope` had one to give.
+    if held.is_some() {
+        BLOCKING_HELD.with(|h| drop(h.replace(held)));
+    }
+    kept.into_iter().for_each(hold);
+}
+
 thread_local! {
     static BLOCKING: RefCell<Option<(Peer, Instant)>> = const { RefCell::new(None) };
     /// A blocking handler's or closure's [`HELD`].

@@ -135,17 +135,20 @@ where
     }
     // Boxed to one type, so the task spawned (and tokio's task code) is
     // compiled once here rather than once per calling method. The count
-    // of a heavy reply it decodes comes back with it, to be held on this
-    // thread (a blocking handler's, say: `ambient::hold`).
+    // this thread holds (a blocking handler's: `ambient::hold`) goes with
+    // it, and comes back with that of a heavy reply it decodes.
+    let fut = crate::ambient::for_blocking_thread(fut);
     let fut: BoxFuture<'static, Box<dyn Any + Send>> =
-        Box::pin(
-            async move { Box::new(crate::ambient::captured(fut).await) as Box<dyn Any + Send> },
-        );
-    type Out<T, E> = (Result<T, E>, Vec<crate::ambient::Kept>);
+        Box::pin(async move { Box::new(fut.await) as Box<dyn Any + Send> });
+    type Out<T, E> = (
+        Result<T, E>,
+        Vec<crate::ambient::Kept>,
+        Option<crate::ambient::Kept>,
+    );
     match block_on_erased(rt, fut).map(|r| r.downcast::<Out<T, E>>()) {
         Some(Ok(out)) => {
-            let (r, kept) = *out;
-            kept.into_iter().for_each(crate::ambient::hold);
+            let (r, kept, held) = *out;
+            crate::ambient::back_on_blocking_thread(held, kept);
             r
         }
         _ => Err(E::from_error(Error::ConnectionLost(

@@ -48,8 +48,12 @@ pub trait Hub {
     async fn hold_err(&self, dir: Remote<dyn Failing>) -> Result<u64, Error>;
     /// A blocking method: asks `dir` and holds its names until let go.
     fn ask_sync(&self, dir: Remote<dyn SyncNames>) -> Result<u64, Error>;
+    /// A blocking `total`.
+    fn total_sync(&self, dir: Remote<dyn SyncNames>, rounds: u32) -> Result<u64, Error>;
     /// Asks `dir` for its (cached) names and holds them until let go.
     async fn ask_cached(&self, dir: Remote<dyn CachedNames>) -> Result<u64, Error>;
+    /// Asks `dir` for its names and holds them until let go.
+    async fn hold_names(&self, dir: Remote<dyn Names>) -> Result<u64, Error>;
 }
 
 #[remote]
@@ -113,7 +117,19 @@ impl Hub for HubImpl {
         }
         Ok(names.map_or(0, |n| n.len() as u64))
     }
+    fn total_sync(&self, dir: Remote<dyn SyncNames>, rounds: u32) -> Result<u64, Error> {
+        let mut n = 0;
+        for _ in 0..rounds {
+            n += dir.names()?.len() as u64;
+        }
+        Ok(n)
+    }
     async fn ask_cached(&self, dir: Remote<dyn CachedNames>) -> Result<u64, Error> {
+        let names = dir.names().await?;
+        self.held().await;
+        Ok(names.len() as u64)
+    }
+    async fn hold_names(&self, dir: Remote<dyn Names>) -> Result<u64, Error> {
         let names = dir.names().await?;
         self.held().await;
         Ok(names.len() as u64)
@@ -186,8 +202,17 @@ impl Names for Many {
     }
 }
 
+#[remote]
+impl SyncNames for Many {
+    fn names(&self) -> Result<Vec<String>, Error> {
+        Ok(vec![String::new(); self.0 as usize])
+    }
+}
+
 /// An honest handler asks an honest callback for 100,000 names (4.9 MB
-/// counted) three times in a row on an 8 MiB budget: each fits alone.
+/// counted) three times in a row on an 8 MiB budget: each fits alone. So
+/// does a blocking one (it held the count on its thread while its next
+/// call waited for room, until that call's deadline).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_holds_its_latest_heavy_reply_only() {
     let (server, _) = server(8 << 20).await;
@@ -198,6 +223,10 @@ async fn a_handler_holds_its_latest_heavy_reply_only() {
     let hub = client.root::<dyn Hub>();
     let dir: Remote<dyn Names> = Remote::new(Arc::new(Many(100_000)));
     assert_eq!(raw::bounded(hub.total(dir, 3)).await.unwrap(), 300_000);
+    let dir: Remote<dyn SyncNames> = Remote::new(Arc::new(Many(100_000)));
+    let sync = hub.clone();
+    let total = remote_core::blocking::spawn_blocking(move || sync.total_sync(dir, 3));
+    assert_eq!(raw::bounded(total).await.unwrap().unwrap(), 300_000);
     drop((hub, client));
     assert!(raw::eventually(|| server.buffered_bytes() == 0).await);
 }
@@ -270,4 +299,45 @@ async fn a_heavy_reply_is_not_cached() {
     }
     answers.sort();
     assert_eq!(answers[1], (2, 0x03), "{answers:?}");
+}
+
+/// A connection's 128 handlers each hold a reply of 1,000 empty strings
+/// (1 KiB on the wire, 24 KB decoded): each counts while held, and is
+/// given back once its handler ends. (Light then, weighing at most
+/// 64 KiB, and on the wire at most 1 KiB, so not weighed at all: about
+/// 4 MB per connection held uncounted, a red-team pass.)
+#[test]
+fn small_replies_of_many_items_held_by_handlers_count() {
+    counting::measured(async {
+        const CALLS: u32 = 128;
+        let (server, hub) = server(64 << 20).await;
+        let before = counting::live();
+        let mut s = raw_with(&server, vec![]).await;
+        assert_eq!(kind(&frame(&mut s).await.unwrap()), raw::HELLO);
+        let calls: Vec<u8> = (1..=CALLS)
+            .flat_map(|k| call_with_object("hold_names", k, 60_000))
+            .collect();
+        s.write_all(&calls).await.unwrap();
+        for _ in 0..CALLS {
+            let back = raw::bounded(raw::next_of_kind(&mut s, raw::CALL)).await;
+            let reply = empty_strings(2, raw::id_of(&back), 1000);
+            assert!(reply.len() <= 1024);
+            s.write_all(&reply).await.unwrap();
+        }
+        let all = raw::eventually(|| hub.holding.load(SeqCst) == CALLS as usize).await;
+        let (held, counted) = (counting::live() - before, server.buffered_bytes());
+        hub.go_on.store(true, SeqCst);
+        assert!(all, "{} handlers hold", hub.holding.load(SeqCst));
+        for _ in 0..CALLS {
+            raw::bounded(raw::next_of_kind(&mut s, raw::RETURN)).await;
+        }
+        drop(s);
+        assert!(raw::eventually(|| server.buffered_bytes() == 0).await);
+        // What they hold decoded (24 bytes a string), and the rest of the
+        // connection's, is counted: 48 bytes a string.
+        assert!(
+            counted as isize >= held,
+            "{held} bytes held by {CALLS} handlers, {counted} counted"
+        );
+    });
 }

@@ -23,12 +23,6 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// quarter of their memory (found by a red-team pass).
 pub(crate) const REF_ITEMS: usize = 4;
 
-/// A reply frame this short is not weighed (its `items` are 0): each item
-/// takes a byte at least (a reference, counting five, six), so its value
-/// counts at most 1 KiB and 48 bytes per byte decoded, under the 64 KiB
-/// over which a reply is heavy (`driver::heavy_reply`).
-pub(crate) const UNWEIGHED_LEN: usize = 1024;
-
 /// A handshake: `[0, "remote", min_version, max_version, [features], auth]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello<'a> {
@@ -107,8 +101,7 @@ pub enum Message<'a> {
         value: Range<usize>,
         /// Items in the value's containers, each reference counting
         /// `REF_ITEMS` more, as for a call's arguments: what its caller
-        /// holds decoded is weighed from it. 0 in a frame of at most
-        /// `UNWEIGHED_LEN` (1 KiB) bytes.
+        /// holds decoded is weighed from it.
         items: u32,
     },
     /// `[3, call_id, error]`.
@@ -320,14 +313,9 @@ impl<'a> Message<'a> {
                 let id = CallId(r.u32()?);
                 let before = (r.items(), refs.len());
                 let value = r.skip_value(max_depth, refs)?;
-                // A short frame's value is light whatever it holds.
-                let items = if frame.len() <= UNWEIGHED_LEN {
-                    0
-                } else {
-                    let found = (refs.len() - before.1).saturating_mul(REF_ITEMS);
-                    let items = (r.items() - before.0).saturating_add(found);
-                    u32::try_from(items).unwrap_or(u32::MAX)
-                };
+                let found = (refs.len() - before.1).saturating_mul(REF_ITEMS);
+                let items = (r.items() - before.0).saturating_add(found);
+                let items = u32::try_from(items).unwrap_or(u32::MAX);
                 Message::Return { id, value, items }
             }
             kind::ERROR => {
