@@ -22,12 +22,6 @@ struct Ambient {
     deadline: Instant,
 }
 
-impl Ambient {
-    fn new(peer: Option<Peer>, deadline: Instant) -> Self {
-        Ambient { peer, deadline }
-    }
-}
-
 tokio::task_local! {
     static AMBIENT: Ambient;
     /// Around a spawned handler: the count of the latest heavy reply
@@ -191,14 +185,26 @@ pub(crate) fn scope<F: Future>(
 ) -> impl Future<Output = F::Output> {
     HELD.scope(
         Cell::new(None),
-        AMBIENT.scope(Ambient::new(Some(peer), deadline), fut),
+        AMBIENT.scope(
+            Ambient {
+                peer: Some(peer),
+                deadline,
+            },
+            fut,
+        ),
     )
 }
 
 /// Runs `f` (a handler's first poll) serving a call of `peer`'s, with
 /// `deadline` inherited.
 pub(crate) fn sync_scope<R>(peer: Peer, deadline: Instant, f: impl FnOnce() -> R) -> R {
-    AMBIENT.sync_scope(Ambient::new(Some(peer), deadline), f)
+    AMBIENT.sync_scope(
+        Ambient {
+            peer: Some(peer),
+            deadline,
+        },
+        f,
+    )
 }
 
 /// Runs `fut` with `deadline` inherited and the peer of the call this task
@@ -207,7 +213,13 @@ pub(crate) fn deadline_scope_here<F: Future>(
     deadline: Instant,
     fut: F,
 ) -> impl Future<Output = F::Output> {
-    AMBIENT.scope(Ambient::new(task_peer(), deadline), fut)
+    AMBIENT.scope(
+        Ambient {
+            peer: task_peer(),
+            deadline,
+        },
+        fut,
+    )
 }
 
 /// Runs `fut` (the body of a task spawned to carry a deadline over, which
@@ -216,7 +228,13 @@ pub(crate) fn deadline_scope<F: Future>(
     deadline: Instant,
     fut: F,
 ) -> impl Future<Output = F::Output> {
-    AMBIENT.scope(Ambient::new(None, deadline), fut)
+    AMBIENT.scope(
+        Ambient {
+            peer: None,
+            deadline,
+        },
+        fut,
+    )
 }
 
 /// Runs `f` on a blocking thread serving a call of `peer`'s, with

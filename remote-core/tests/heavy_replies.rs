@@ -10,16 +10,16 @@
 mod counting;
 #[path = "support/raw.rs"]
 mod raw;
+#[path = "support/replies.rs"]
+mod replies;
 
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use raw::{frame, kind, raw_with};
-use remote_core::proto::{encode, CallId, ObjectId};
 use remote_core::stream::RemoteStream;
 use remote_core::{remote, Error, Limits, Remote, Server, ServerHandle};
+use replies::{called_back, empty_strings, strings};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 #[remote]
@@ -74,55 +74,6 @@ async fn server(budget: usize) -> (ServerHandle, Arc<Semaphore>) {
     (server, go_on)
 }
 
-/// `method(our object k)` as call `k`.
-fn call_with_object(method: &str, k: u32) -> Vec<u8> {
-    let mut b = encode::begin(64);
-    encode::call_head(&mut b, CallId(k), ObjectId(0), method, 60_000);
-    b.extend_from_slice(&[0x91, 0xd6, 0x01]);
-    b.extend_from_slice(&k.to_be_bytes());
-    encode::finish(&mut b);
-    b
-}
-
-/// A return to call `id` of `n` strings of `len` bytes.
-fn strings(id: u64, n: u32, len: usize) -> Vec<u8> {
-    let mut p = vec![0x93, 0x02, 0xce];
-    p.extend_from_slice(&(id as u32).to_be_bytes());
-    p.push(0xdd);
-    p.extend_from_slice(&n.to_be_bytes());
-    for _ in 0..n {
-        p.push(0xda);
-        p.extend_from_slice(&(len as u16).to_be_bytes());
-        p.resize(p.len() + len, b'x');
-    }
-    let mut f = (p.len() as u32).to_be_bytes().to_vec();
-    f.extend_from_slice(&p);
-    f
-}
-
-/// A return to call `id` of `n` empty strings (a byte each on the wire).
-fn empty_strings(id: u64, n: u32) -> Vec<u8> {
-    let mut p = vec![0x93, 0x02, 0xce];
-    p.extend_from_slice(&(id as u32).to_be_bytes());
-    p.push(0xdd);
-    p.extend_from_slice(&n.to_be_bytes());
-    p.resize(p.len() + n as usize, 0xa0);
-    let mut f = (p.len() as u32).to_be_bytes().to_vec();
-    f.extend_from_slice(&p);
-    f
-}
-
-/// A raw client of `server` that called `method(its object 1)` and was
-/// called back (`[1, id, 1, ..]`): the socket and the callback's id.
-async fn called_back(server: &ServerHandle, method: &str) -> (TcpStream, u64) {
-    let mut s = raw_with(server, vec![]).await;
-    assert_eq!(kind(&frame(&mut s).await.unwrap()), raw::HELLO);
-    s.write_all(&call_with_object(method, 1)).await.unwrap();
-    let back = raw::bounded(frame(&mut s)).await.unwrap();
-    assert_eq!(kind(&back), raw::CALL);
-    (s, raw::id_of(&back))
-}
-
 /// 8 connections each answer the server's pull of their upload with a
 /// million empty strings in 1 MiB: 49 MiB decoded, more than the 16 MiB
 /// budget can ever hold, so the pull fails undecoded and so does the
@@ -135,8 +86,8 @@ fn a_reply_that_could_never_fit_is_refused_undecoded() {
         let before = counting::live();
         let mut peers = Vec::new();
         for _ in 0..8 {
-            let (mut s, pull) = called_back(&server, "upload").await;
-            s.write_all(&empty_strings(pull, (1 << 20) - 16))
+            let (mut s, pull) = called_back(&server, "upload", 60_000).await;
+            s.write_all(&empty_strings(2, pull, (1 << 20) - 16))
                 .await
                 .unwrap();
             peers.push(s);
@@ -162,8 +113,10 @@ fn a_reply_that_could_never_fit_is_refused_undecoded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_reply_counts_while_its_handler_holds_it() {
     let (server, go_on) = server(64 << 20).await;
-    let (mut s, names) = called_back(&server, "ask").await;
-    s.write_all(&empty_strings(names, 100_000)).await.unwrap();
+    let (mut s, names) = called_back(&server, "ask", 60_000).await;
+    s.write_all(&empty_strings(2, names, 100_000))
+        .await
+        .unwrap();
     let weight = 100_000 * 49;
     assert!(
         raw::eventually(|| server.buffered_bytes() >= weight).await,
@@ -202,8 +155,8 @@ async fn a_long_upload_in_heavy_batches_completes_past_the_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_larger_than_asked_for_is_an_error() {
     let (server, _) = server(64 << 20).await;
-    let (mut s, pull) = called_back(&server, "upload").await;
-    s.write_all(&strings(pull, 33, 3)).await.unwrap();
+    let (mut s, pull) = called_back(&server, "upload", 60_000).await;
+    s.write_all(&strings(2, pull, 33, 3)).await.unwrap();
     let (id, kind, message) = raw::bounded(raw::next_error(&mut s)).await;
     assert_eq!((id, kind.as_str()), (1, "protocol"), "{message}");
     assert!(message.contains("33 items, 32 asked"), "{message}");
@@ -216,15 +169,15 @@ async fn a_batch_larger_than_asked_for_is_an_error() {
 async fn a_reply_waits_for_room_rather_than_failing() {
     let (server, go_on) = server(8 << 20).await;
     let weight = 100_000 * 49;
-    let (mut first, names) = called_back(&server, "ask").await;
+    let (mut first, names) = called_back(&server, "ask", 60_000).await;
     first
-        .write_all(&empty_strings(names, 100_000))
+        .write_all(&empty_strings(2, names, 100_000))
         .await
         .unwrap();
     assert!(raw::eventually(|| server.buffered_bytes() >= weight).await);
-    let (mut second, names) = called_back(&server, "ask").await;
+    let (mut second, names) = called_back(&server, "ask", 60_000).await;
     second
-        .write_all(&empty_strings(names, 100_000))
+        .write_all(&empty_strings(2, names, 100_000))
         .await
         .unwrap();
     // Its frame is counted while it waits; not its weight.

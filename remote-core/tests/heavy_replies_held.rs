@@ -12,16 +12,17 @@
 mod counting;
 #[path = "support/raw.rs"]
 mod raw;
+#[path = "support/replies.rs"]
+mod replies;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
 use raw::{frame, kind, raw_with};
-use remote_core::proto::{encode, CallId, ObjectId};
 use remote_core::{remote, ConnectionBuilder, Error, Limits, Remote, Server, ServerHandle};
+use replies::{call_with_object, called_back, empty_strings};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 /// An application error carrying names (on the wire, the array).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -151,48 +152,6 @@ async fn server(budget: usize) -> (ServerHandle, Arc<HubImpl>) {
     (server, hub)
 }
 
-/// `method(our object 1)` as call `k`, which may take `timeout_ms`.
-fn call_with_object(method: &str, k: u32, timeout_ms: u32) -> Vec<u8> {
-    let mut b = encode::begin(64);
-    encode::call_head(&mut b, CallId(k), ObjectId(0), method, timeout_ms);
-    b.extend_from_slice(&[0x91, 0xd6, 0x01, 0, 0, 0, 1]);
-    encode::finish(&mut b);
-    b
-}
-
-/// A frame of `kind` 2 (a return) or 3 (an error) to call `id`, whose
-/// value (or error data) is `n` empty strings.
-fn empty_strings(kind: u8, id: u64, n: u32) -> Vec<u8> {
-    let mut p = vec![0x93, kind, 0xce];
-    p.extend_from_slice(&(id as u32).to_be_bytes());
-    if kind == 3 {
-        p.push(0x96);
-        for s in ["application", "BigErr", "m"] {
-            p.push(0xa0 | s.len() as u8);
-            p.extend_from_slice(s.as_bytes());
-        }
-        p.extend_from_slice(&[0x90, 0xc0]); // no chain, no backtrace
-    }
-    p.push(0xdd);
-    p.extend_from_slice(&n.to_be_bytes());
-    p.resize(p.len() + n as usize, 0xa0);
-    let mut f = (p.len() as u32).to_be_bytes().to_vec();
-    f.extend_from_slice(&p);
-    f
-}
-
-/// A raw client of `server` that called `method(its object 1)` and was
-/// called back: the socket and the callback's id.
-async fn called_back(server: &ServerHandle, method: &str, timeout_ms: u32) -> (TcpStream, u64) {
-    let mut s = raw_with(server, vec![]).await;
-    assert_eq!(kind(&frame(&mut s).await.unwrap()), raw::HELLO);
-    s.write_all(&call_with_object(method, 1, timeout_ms))
-        .await
-        .unwrap();
-    let back = raw::bounded(raw::next_of_kind(&mut s, raw::CALL)).await;
-    (s, raw::id_of(&back))
-}
-
 struct Many(u32);
 
 #[remote]
@@ -283,7 +242,7 @@ async fn a_heavy_reply_is_not_cached() {
     let (mut s, id) = called_back(&server, "ask_cached", 60_000).await;
     s.write_all(&empty_strings(2, id, 100_000)).await.unwrap();
     assert!(raw::eventually(|| hub.holding.load(SeqCst) == 1).await);
-    s.write_all(&call_with_object("ask_cached", 2, 60_000))
+    s.write_all(&call_with_object("ask_cached", 2, 1, 60_000))
         .await
         .unwrap();
     let again = raw::bounded(raw::next_of_kind(&mut s, raw::CALL)).await;
@@ -315,7 +274,7 @@ fn small_replies_of_many_items_held_by_handlers_count() {
         let mut s = raw_with(&server, vec![]).await;
         assert_eq!(kind(&frame(&mut s).await.unwrap()), raw::HELLO);
         let calls: Vec<u8> = (1..=CALLS)
-            .flat_map(|k| call_with_object("hold_names", k, 60_000))
+            .flat_map(|k| call_with_object("hold_names", k, 1, 60_000))
             .collect();
         s.write_all(&calls).await.unwrap();
         for _ in 0..CALLS {

@@ -118,12 +118,14 @@ fn weigh_heavy(shared: &Shared, frame_len: usize, weight: usize) -> Option<Box<H
 /// A heavy reply and, once it has room in the budget, its count.
 pub(crate) type Weighed = (Incoming, Result<Charged, Error>);
 
-/// The caller's wait for room for the heavy reply `inc` ([`room`]), from
-/// now until the call's timeout (`budget`) at most.
+/// The caller's wait for room for the heavy reply `inc`, weighing
+/// `heavy` (taken out of it), from now until the call's timeout
+/// (`budget`) at most ([`room`]).
 #[cold]
 pub(crate) fn weighed(
     shared: &Arc<Shared>,
-    mut inc: Incoming,
+    inc: Incoming,
+    heavy: Box<Heavy>,
     budget: std::time::Duration,
 ) -> crate::BoxFuture<'static, Weighed> {
     let shared = shared.clone();
@@ -131,11 +133,7 @@ pub(crate) fn weighed(
     Box::pin(async move {
         // The caller holds the latest heavy reply's count only.
         crate::ambient::let_go();
-        let counted = match inc.heavy.take() {
-            Some(heavy) => room(shared, heavy, deadline).await,
-            // Light after all: nothing to count.
-            None => Ok(Charged::new(&shared.budget, 0)),
-        };
+        let counted = room(shared, heavy, deadline).await;
         (inc, counted)
     })
 }

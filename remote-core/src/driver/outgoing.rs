@@ -209,8 +209,13 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
                 handle.cache_after(role, this.ticket.take().map(|t| *t), r.as_ref().ok());
             }
             match r {
-                Ok(inc) if inc.heavy.is_none() => return Poll::Ready(handle.finish(inc)),
-                Ok(inc) => *this.room = Some(heavy_reply::weighed(handle.shared(), inc, budget)),
+                Ok(mut inc) => match inc.heavy.take() {
+                    None => return Poll::Ready(handle.finish(inc)),
+                    Some(heavy) => {
+                        let shared = handle.shared();
+                        *this.room = Some(heavy_reply::weighed(shared, inc, heavy, budget));
+                    }
+                },
                 Err(e) => return Poll::Ready(Err(E::from_error(e))),
             }
         }
