@@ -14,10 +14,14 @@ mod raw;
 mod replies;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::StreamExt;
+use remote_core::proto::{encode, CallId, ObjectId};
 use remote_core::stream::RemoteStream;
-use remote_core::{remote, Error, Limits, Remote, Server, ServerHandle};
+use remote_core::{
+    remote, with_timeout, ConnectionBuilder, Error, Limits, Remote, Server, ServerHandle,
+};
 use replies::{called_back, empty_strings, strings};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
@@ -29,6 +33,8 @@ pub trait Store {
     /// Asks the caller's directory for its names and holds them until the
     /// test lets it go on; how many.
     async fn ask(&self, dir: Remote<dyn Names>) -> Result<u64, Error>;
+    /// `ask` with arguments of some weight besides.
+    async fn padded_ask(&self, dir: Remote<dyn Names>, pad: String) -> Result<u64, Error>;
 }
 
 #[remote]
@@ -54,6 +60,19 @@ impl Store for Impl {
         let names = dir.names().await?;
         self.go_on.acquire().await.unwrap().forget();
         Ok(names.len() as u64)
+    }
+    async fn padded_ask(&self, dir: Remote<dyn Names>, _pad: String) -> Result<u64, Error> {
+        self.ask(dir).await
+    }
+}
+
+/// A directory of `0` names of one byte.
+struct Few(usize);
+
+#[remote]
+impl Names for Few {
+    async fn names(&self) -> Result<Vec<String>, Error> {
+        Ok(vec!["x".into(); self.0])
     }
 }
 
@@ -192,4 +211,59 @@ async fn a_reply_waits_for_room_rather_than_failing() {
         );
     }
     assert!(raw::eventually(|| server.buffered_bytes() < weight / 10).await);
+}
+
+/// `padded_ask(our object k, 60 KiB of padding)` as call `k`.
+fn padded_ask(k: u32) -> Vec<u8> {
+    const PAD: usize = 60 << 10;
+    let mut b = encode::begin(PAD + 64);
+    encode::call_head(&mut b, CallId(k), ObjectId(0), "padded_ask", 600_000);
+    b.extend_from_slice(&[0x92, 0xd6, 0x01]);
+    b.extend_from_slice(&k.to_be_bytes());
+    b.push(0xda);
+    b.extend_from_slice(&(PAD as u16).to_be_bytes());
+    b.resize(b.len() + PAD, b'p');
+    encode::finish(&mut b);
+    b
+}
+
+/// A reply weighing at most 64 KiB (1,000 short names: 50 KB counted,
+/// 2 KB on the wire) is counted whole at once and decoded, not made to
+/// wait for room while the budget is full: made to, an ordinary reply of
+/// 100 numbers waited to its deadline (a red-team pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_of_at_most_64_kib_never_waits_for_room() {
+    const BUDGET: usize = 4 << 20;
+    let (server, go_on) = server(BUDGET).await;
+    // Calls with 60 KiB of arguments whose callbacks are never answered
+    // fill the budget (7 × 16 of them offer 6.9 MB).
+    let mut hostile = Vec::new();
+    for c in 0..7u32 {
+        let mut s = raw::raw_with(&server, vec![]).await;
+        assert_eq!(raw::kind(&raw::frame(&mut s).await.unwrap()), raw::HELLO);
+        let calls: Vec<u8> = (1..=16).flat_map(|k| padded_ask(c * 16 + k)).collect();
+        s.write_all(&calls).await.unwrap();
+        hostile.push(s);
+    }
+    assert!(raw::eventually(|| server.buffered_bytes() >= BUDGET).await);
+    let client = ConnectionBuilder::new()
+        .connect(server.local_addr())
+        .await
+        .unwrap();
+    let store = client.root::<dyn Store>();
+    go_on.add_permits(1);
+    let dir: Remote<dyn Names> = Remote::new(Arc::new(Few(1000)));
+    let asked = with_timeout(Duration::from_secs(20), store.ask(dir)).await;
+    assert_eq!(
+        asked.unwrap(),
+        1000,
+        "{} B counted",
+        server.buffered_bytes()
+    );
+    drop((store, client, hostile));
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        server.shutdown(Duration::from_secs(1)),
+    )
+    .await;
 }

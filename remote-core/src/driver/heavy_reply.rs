@@ -11,11 +11,14 @@
 //!
 //! Now a reply that weighs more than [`HEAVY_REPLY`] (4 KiB;
 //! `share::args_weight`: its frame and `DECODED_ITEM` per item) is
-//! *heavy*. On delivery its
-//! frame is counted at once ([`weigh`]); its caller then waits, in its own
-//! task (never the reader's: replies keep flowing), until the rest of the
-//! weight has room in the budget, until its deadline at most ([`room`]),
-//! and decodes it only then. One heavier than the budget can ever hold
+//! *heavy*. One weighing at most [`SMALL_FRAME`] (64 KiB) is counted whole
+//! on delivery, whatever the room, as a light call's arguments are, and
+//! decoded at once (made to wait for room, an ordinary reply of 100
+//! numbers waited to its deadline while the budget was full, a red-team
+//! pass). A heavier one has its frame counted on delivery ([`weigh`]);
+//! its caller then waits, in its own task (never the reader's: replies
+//! keep flowing), until the rest of the weight has room in the budget,
+//! until its deadline at most ([`room`]), and decodes it only then. One heavier than the budget can ever hold
 //! fails at once with `limit_exceeded` naming `memory_budget`, undecoded.
 //! What is counted ([`Charged`]) stays counted while the value is held:
 //!
@@ -93,6 +96,17 @@ impl Heavy {
     pub(crate) fn amplifies(&self) -> bool {
         self.more > SMALL_FRAME
     }
+
+    /// Its count, if it is counted whole already (at most
+    /// [`SMALL_FRAME`]: decoded at once); `Err` with itself if its caller
+    /// must wait for room ([`weighed`]).
+    pub(crate) fn counted(self: Box<Self>) -> Result<Charged, Box<Self>> {
+        if self.more == 0 {
+            Ok(self.charged)
+        } else {
+            Err(self)
+        }
+    }
 }
 
 /// On a reply's delivery (the reader): `None` if it is light; otherwise
@@ -109,9 +123,15 @@ pub(crate) fn weigh(shared: &Shared, frame_len: usize, items: u32) -> Option<Box
 
 #[cold]
 fn weigh_heavy(shared: &Shared, frame_len: usize, weight: usize) -> Option<Box<Heavy>> {
+    // Counted whole at once if it may be whatever the room.
+    let now = if weight <= SMALL_FRAME {
+        weight
+    } else {
+        frame_len.min(weight)
+    };
     Some(Box::new(Heavy {
-        charged: Charged::new(&shared.budget, frame_len),
-        more: weight - frame_len.min(weight),
+        charged: Charged::new(&shared.budget, now),
+        more: weight - now,
     }))
 }
 

@@ -209,9 +209,13 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
                 handle.cache_after(role, this.ticket.take().map(|t| *t), r.as_ref().ok());
             }
             match r {
-                Ok(mut inc) => match inc.heavy.take() {
+                Ok(mut inc) => match inc.heavy.take().map(heavy_reply::Heavy::counted) {
                     None => return Poll::Ready(handle.finish(inc)),
-                    Some(heavy) => {
+                    // Counted whole already: decoded at once.
+                    Some(Ok(charged)) => {
+                        return Poll::Ready(finish_weighed(handle, (inc, Ok(charged))))
+                    }
+                    Some(Err(heavy)) => {
                         let shared = handle.shared();
                         *this.room = Some(heavy_reply::weighed(shared, inc, heavy, budget));
                     }
