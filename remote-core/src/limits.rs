@@ -65,23 +65,26 @@ pub struct Limits {
     /// connection's reserve of 64: one address cannot take every export
     /// the server allows. Unix-socket peers are not counted per peer.
     pub max_exports_per_peer: usize,
-    /// Answers of pipelined calls kept at once on all the connections of
-    /// one server together (default 4,096; PROTOCOL.md §3.10). A peer's
-    /// kept-answer call keeps its answer until the peer's finish, as long
-    /// as it likes, so what they hold (about 3 KiB each at most, a failed
-    /// call's error cut) is bounded by their count, not by
-    /// `memory_budget`, which paces reading and would be held shut by
-    /// them. Each connection may still keep its first 4, so a server
-    /// holds at most `max_kept_answers + 4 × max_connections` (about
-    /// 24 MiB at the defaults); on one connection they count in
-    /// `max_calls_in_flight` too. A kept-answer call past it is refused
-    /// with `limit_exceeded` naming this limit, and calls addressed to its
-    /// answer with `unknown_object`.
+    /// Answers of pipelined calls kept *in full* at once on all the
+    /// connections of one server together (default 4,096; PROTOCOL.md
+    /// §3.10). A peer's kept-answer call keeps its answer until the peer's
+    /// finish, as long as it likes, so what they hold is bounded by their
+    /// count, not by `memory_budget`, which paces reading and would be
+    /// held shut by them. In full, a failed call's error is copied (cut:
+    /// about 2.5 KB per answer at most); past this limit an answer is kept
+    /// *slim*, with only its error's kind (about 100 bytes), and calls on
+    /// it fail with that kind and a message saying the rest was not kept.
+    /// Each connection keeps its first 4 in full whatever the others hold.
+    /// So a server holds at most about `(max_kept_answers + 4 ×
+    /// max_connections) × 2.5 KB` in full (20 MB at the defaults) and
+    /// `max_connections × max_calls_in_flight × 100` bytes slim (13 MB).
+    /// Pipelining is never refused for it.
     pub max_kept_answers: usize,
-    /// Answers kept at once on the connections of one server from one
-    /// peer address (default 1,024, a quarter of `max_kept_answers`),
+    /// Answers kept in full at once on the connections of one server from
+    /// one peer address (default 1,024, a quarter of `max_kept_answers`),
     /// keyed as `max_connections_per_peer` keys addresses, besides each
-    /// connection's first 4. Unix-socket peers are not counted per peer.
+    /// connection's first 4; past it they are kept slim. Unix-socket peers
+    /// are not counted per peer.
     pub max_kept_answers_per_peer: usize,
     /// Distinct peer objects imported at once (default 10,000).
     pub max_imports: usize,

@@ -33,27 +33,32 @@ type Resolved = Result<Arc<dyn Dispatch>, Arc<RemoteError>>;
 /// It lives until the peer's finish or the connection's close drops it
 /// from the state's table, and until whatever else holds it (the kept
 /// call's handler, calls waiting on it) stops. What it holds is bounded
-/// by its count, not by the memory budget: the state's table counts it in
-/// the server's pool of kept answers (`max_kept_answers`) from the call's
-/// arrival to the finish, and each holds about 3 KiB at most (an error
-/// cut by [`kept_error`]; `tests/kept_answers_bounded.rs` measures it).
-/// (It was counted in the memory budget, whatever the room, for as long
-/// as the peer liked: 48 idle connections filled a 16 MiB budget, and
-/// honest heavy calls then waited to their deadline, a red-team pass.)
+/// by count, not by the memory budget (`proto/state/answers.rs`): kept
+/// *in full* while the server's pool of kept answers has room, a failed
+/// call's error is copied, cut by [`kept_error`] (about 2.5 KB in all);
+/// kept *slim* past it, only the error's kind is, in an error shared by
+/// every slim answer of that kind ([`slim_error`]; about 100 bytes in
+/// all). `tests/kept_answers_bounded.rs` measures both. (It was counted in
+/// the memory budget, whatever the room, for as long as the peer liked:
+/// 48 idle connections filled a 16 MiB budget, and honest heavy calls
+/// then waited to their deadline, a red-team pass.)
 pub(crate) struct Answer {
     cell: Mutex<Option<Resolved>>,
     set: Notify,
     /// Itself, for the futures of calls that wait for it.
     me: Weak<Answer>,
+    /// Kept in full (a failed call's error copied), or slim.
+    full: bool,
 }
 
 impl Answer {
-    /// A kept answer, unset.
-    pub(crate) fn new() -> Arc<Answer> {
+    /// A kept answer, unset, kept in `full` or slim.
+    pub(crate) fn new(full: bool) -> Arc<Answer> {
         Arc::new_cyclic(|me| Answer {
             cell: Mutex::new(None),
             set: Notify::new(),
             me: me.clone(),
+            full,
         })
     }
 
@@ -66,6 +71,10 @@ impl Answer {
     }
 
     fn set(&self, r: Resolved) {
+        let r = match r {
+            Err(e) if !self.full => Err(slim_error(&e.kind)),
+            r => r,
+        };
         {
             let mut cell = lock(&self.cell);
             if cell.is_some() {
@@ -170,6 +179,52 @@ fn kept_error(e: &RemoteError) -> RemoteError {
     );
     kept.chain = e.chain.iter().take(4).map(|c| cut(c, 256)).collect();
     kept
+}
+
+/// What a slim kept answer (`proto/state/answers.rs`) holds of its call's
+/// error: its kind, and a message saying the rest was not kept, in one
+/// error shared by every slim answer of that kind. A kind this runtime
+/// does not raise itself (one a peer chose, passed on by a handler) is
+/// kept as `application`: its own copy per answer held about 540 bytes,
+/// the peer choosing its length.
+fn slim_error(kind: &str) -> Arc<RemoteError> {
+    use std::sync::OnceLock;
+    const KINDS: [&str; 20] = [
+        "application",
+        "panic",
+        "unknown_object",
+        "not_a_capability",
+        "unknown_method",
+        "bad_arguments",
+        "unauthenticated",
+        "limit_exceeded",
+        "deadline_exceeded",
+        "cancelled",
+        "connection_lost",
+        "protocol",
+        "remote",
+        "encode",
+        "io",
+        "address",
+        "handshake",
+        "tls",
+        "blocking_in_async",
+        "wrong_interface",
+    ];
+    static SHARED: [OnceLock<Arc<RemoteError>>; KINDS.len()] =
+        [const { OnceLock::new() }; KINDS.len()];
+    let i = KINDS.iter().position(|k| *k == kind).unwrap_or(0);
+    SHARED[i]
+        .get_or_init(|| {
+            Arc::new(RemoteError::new(
+                KINDS[i],
+                "remote_core::Error",
+                "the kept call failed; its error was not kept, only its kind: the server \
+                 keeps at most max_kept_answers answers in full (PROTOCOL.md §3.10)"
+                    .to_owned(),
+            ))
+        })
+        .clone()
 }
 
 /// The error of a call answering with a value that is not one object.

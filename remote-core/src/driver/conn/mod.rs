@@ -176,9 +176,10 @@ impl Shared {
                 // table until the peer's finish (`pipeline.rs`), counted
                 // in the server's pool of kept answers meanwhile.
                 let keep = keep.then(|| {
-                    let answer = Answer::new();
+                    let mut core = self.core();
+                    let answer = Answer::new(core.answer_kept_in_full(id));
                     let target: Arc<dyn Dispatch> = answer.clone();
-                    self.core().keep_answer(id, target);
+                    core.keep_answer(id, target);
                     answer
                 });
                 let span = crate::trace::call_span(

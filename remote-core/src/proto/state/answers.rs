@@ -5,12 +5,18 @@
 //! supplies (it waits for the answer, then forwards to it).
 //!
 //! Every entry counts as a call in flight (`max_calls_in_flight`), so the
-//! table is bounded by the same limit as the calls themselves, and in its
-//! server's pool of kept answers (`max_kept_answers`,
-//! `max_kept_answers_per_peer`, `count_pool.rs`): entries live as long as
-//! the peer likes, so they are bounded server-wide by their count, not
-//! by the memory budget that paces reading (a red-team pass kept 6,144
-//! failed answers counted in it and locked honest heavy calls out).
+//! table is bounded by the same limit as the calls themselves. Entries
+//! live as long as the peer likes, so what they hold is bounded
+//! server-wide too: an answer is kept *in full* (a failed call's error
+//! copied, about 2.5 KB at most) while the server's pool of kept answers
+//! has room (`max_kept_answers`, `max_kept_answers_per_peer`, each
+//! connection keeping its first 4 in full whatever the others hold:
+//! `count_pool.rs`), and *slim* past it (the error's kind only, about
+//! 100 bytes with its table entry). Never refused for it: refused, four
+//! addresses that kept answers idle made 12 of an honest client's 16
+//! pipelined calls fail (a red-team pass); and counted in the memory
+//! budget instead, 48 idle connections of them filled it and locked
+//! honest heavy calls out (another).
 
 use std::ops::Deref;
 
@@ -18,16 +24,25 @@ use super::event::Event;
 use super::incoming::reject;
 use super::State;
 use crate::proto::count_pool::{CountPool, PoolShare};
-use crate::proto::tables::TableError;
 use crate::proto::{CallId, CallTarget, ObjectId};
 
-/// The kept answers of one connection, each counted in its pool from
-/// [`KeptAnswers::admit`] until removed, drained or dropped. Read
-/// through `Deref`; changed only here, so the count cannot drift.
+/// One kept answer: the object standing for it (`None` until the driver
+/// sets it), and whether it is kept in full (counted in the pool).
+#[derive(Debug)]
+pub(super) struct Slot<O> {
+    answer: Option<O>,
+    full: bool,
+}
+
+/// The kept answers of one connection, those kept in full counted in its
+/// pool from [`KeptAnswers::admit`] until removed, drained or dropped.
+/// Read through `Deref`; changed only here, so the count cannot drift.
 #[derive(Debug)]
 pub(super) struct KeptAnswers<O> {
-    map: crate::proto::PeerIdMap<CallId, Option<O>>,
+    map: crate::proto::PeerIdMap<CallId, Slot<O>>,
     pool: PoolShare,
+    /// Entries kept in full (counted in `pool`).
+    full: usize,
 }
 
 impl<O> KeptAnswers<O> {
@@ -36,6 +51,7 @@ impl<O> KeptAnswers<O> {
         KeptAnswers {
             map: Default::default(),
             pool: CountPool::unbounded().share(None),
+            full: 0,
         }
     }
 
@@ -45,36 +61,50 @@ impl<O> KeptAnswers<O> {
         self.pool = pool;
     }
 
-    /// Keeps an answer for call `id`, unset, if the pool has room.
-    pub(super) fn admit(&mut self, id: CallId) -> Result<(), TableError> {
-        self.pool.take(self.map.len())?;
-        self.map.insert(id, None);
-        Ok(())
+    /// Keeps an answer for call `id`, unset: in full if the pool has
+    /// room, slim otherwise.
+    pub(super) fn admit(&mut self, id: CallId) {
+        let full = self.pool.take(self.full).is_ok();
+        self.full += usize::from(full);
+        self.map.insert(id, Slot { answer: None, full });
+    }
+
+    /// Whether call `id`'s answer is kept in full.
+    pub(super) fn in_full(&self, id: CallId) -> bool {
+        self.map.get(&id).is_some_and(|s| s.full)
+    }
+
+    /// The object standing for call `id`'s answer, once set.
+    pub(super) fn answer(&self, id: CallId) -> Option<&O> {
+        self.map.get(&id)?.answer.as_ref()
     }
 
     /// Sets the object standing for call `id`'s answer.
     pub(super) fn set(&mut self, id: CallId, answer: O) {
         if let Some(slot) = self.map.get_mut(&id) {
-            *slot = Some(answer);
+            slot.answer = Some(answer);
         }
     }
 
     /// Drops call `id`'s answer: its object, if it was kept.
     pub(super) fn remove(&mut self, id: CallId) -> Option<O> {
         let removed = self.map.remove(&id)?;
-        self.pool.give(1);
-        removed
+        if removed.full {
+            self.full -= 1;
+            self.pool.give(1);
+        }
+        removed.answer
     }
 
     /// Drops every answer: their objects.
     pub(super) fn drain(&mut self) -> impl Iterator<Item = O> + '_ {
-        self.pool.give(self.map.len());
-        self.map.drain().filter_map(|(_, o)| o)
+        self.pool.give(std::mem::take(&mut self.full));
+        self.map.drain().filter_map(|(_, s)| s.answer)
     }
 }
 
 impl<O> Deref for KeptAnswers<O> {
-    type Target = crate::proto::PeerIdMap<CallId, Option<O>>;
+    type Target = crate::proto::PeerIdMap<CallId, Slot<O>>;
     fn deref(&self) -> &Self::Target {
         &self.map
     }
@@ -82,7 +112,7 @@ impl<O> Deref for KeptAnswers<O> {
 
 impl<O> Drop for KeptAnswers<O> {
     fn drop(&mut self) {
-        self.pool.give(self.map.len());
+        self.pool.give(self.full);
     }
 }
 
@@ -107,6 +137,13 @@ impl<O: Clone, W> State<O, W> {
         self.answers.set(id, answer);
     }
 
+    /// Whether kept-answer call `id`'s answer is kept in full (its error
+    /// copied, if it fails) or slim (its error's kind only): the server's
+    /// pool of kept answers was full when it came.
+    pub fn answer_kept_in_full(&self, id: CallId) -> bool {
+        self.answers.in_full(id)
+    }
+
     /// Counts this connection's kept answers in `pool` (its share of a
     /// server's pool); set before anything is kept.
     pub fn set_kept_pool(&mut self, pool: PoolShare) {
@@ -122,11 +159,7 @@ impl<O: Clone, W> State<O, W> {
     ) -> Result<(O, ObjectId), Vec<u8>> {
         let found = match target {
             CallTarget::Object(t) => self.exports.get_sent(t).cloned().map(|o| (o, t)),
-            CallTarget::Promise(c) => self
-                .answers
-                .get(&c)
-                .and_then(Option::clone)
-                .map(|o| (o, PROMISE_OBJECT)),
+            CallTarget::Promise(c) => self.answers.answer(c).cloned().map(|o| (o, PROMISE_OBJECT)),
         };
         // The message is made only for a refusal (not on the hot path).
         found.ok_or_else(|| {
@@ -139,33 +172,6 @@ impl<O: Clone, W> State<O, W> {
             };
             reject(id, "unknown_object", msg, &self.limits)
         })
-    }
-
-    /// The refusal of kept-answer call `id`, its pool full (`e`): its
-    /// answer is not kept, so calls on it are refused as unknown.
-    #[cold]
-    pub(super) fn kept_refused<'a>(&self, id: CallId, e: TableError) -> Event<'a, O, W> {
-        let (limit, max, whose) = match e {
-            TableError::PeerFull(max) => (
-                "max_kept_answers_per_peer",
-                max,
-                "the connections from this peer's address",
-            ),
-            _ => (
-                "max_kept_answers",
-                self.limits.max_kept_answers,
-                "all connections of this server",
-            ),
-        };
-        let msg = format!(
-            "limit exceeded: {limit} = {max} answers already kept on {whose} \
-             (kept-answer call {id} refused)"
-        );
-        Event::Reject {
-            frame: reject(id, "limit_exceeded", msg, &self.limits),
-            kind: "limit_exceeded",
-            limit: Some(limit),
-        }
     }
 
     /// The peer's finish of kept-answer call `id`: its answer is dropped

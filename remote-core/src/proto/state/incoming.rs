@@ -71,9 +71,7 @@ impl<O: Clone, W> State<O, W> {
             }
         };
         if keep {
-            if let Err(e) = self.answers.admit(id) {
-                return Ok(self.kept_refused(id, e));
-            }
+            self.answers.admit(id);
         }
         let cap = u32::try_from(self.limits.max_deadline.as_millis()).unwrap_or(u32::MAX);
         let seq = self.next_seq;
