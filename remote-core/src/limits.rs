@@ -209,13 +209,17 @@ pub struct Limits {
     /// Entries one connection's cache of `#[remote(cache(..))]` results
     /// holds (default 10,000); the least useful are evicted past it.
     pub cache_max_entries: usize,
-    /// Bytes (encoded arguments and results) one connection's cache holds
-    /// (default 8 MiB). Each entry also counts `cache_max_bytes /
-    /// cache_max_entries` of it, so both bounds hold at once.
+    /// Bytes (encoded arguments and results, and 320 per entry for what
+    /// the cache holds besides) one connection's cache holds (default
+    /// 8 MiB). Each entry also counts `cache_max_bytes / cache_max_entries`
+    /// of it, so both bounds hold at once.
     pub cache_max_bytes: usize,
-    /// Bytes (encoded arguments and results) the caches of all of a
-    /// server's connections hold together, where the server calls cached
-    /// methods on objects its clients pass it (default 32 MiB). A result
+    /// Bytes the caches of all of a server's connections hold together,
+    /// where the server calls cached methods on objects its clients pass
+    /// it (default 32 MiB): each entry's encoded arguments and result, and
+    /// 320 bytes for what the cache holds for it besides (counted as bytes
+    /// alone, entries of a few bytes held 5.7 MB per connection against
+    /// 30 KB counted, a red-team pass). A result
     /// that would take them past it is not cached (the call still goes to
     /// the peer); each connection's cache still keeps within
     /// `cache_max_bytes`. A standalone connection has only its own bound.

@@ -150,8 +150,11 @@ impl Epochs {
     }
 }
 
+/// What an entry counts against the cache's bounds: its key's and value's
+/// bytes, and what the map holds besides for each
+/// ([`ENTRY_OVERHEAD`](crate::cache::ENTRY_OVERHEAD)).
 fn size_of(k: &Key, v: &Entry) -> u64 {
-    (k.args.len() + k.caller.len() + v.value.len()) as u64
+    (k.args.len() + k.caller.len() + v.value.len() + crate::cache::ENTRY_OVERHEAD) as u64
 }
 
 /// One cache of memoised replies.
