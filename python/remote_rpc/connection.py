@@ -480,6 +480,9 @@ class Connection:
             return
         except (ConnectionError, OSError) as e:
             reason = f"read failed: {e}"
+        except Exception as e:  # noqa: BLE001 - never a reader dead and the connection open
+            self._goodbye(f"protocol violation: malformed message: {type(e).__name__}: {e}")
+            return
         self._shutdown(reason)
 
     def _on_frame(self, payload: bytes) -> None:

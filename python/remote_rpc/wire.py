@@ -98,4 +98,8 @@ def check_shape(msg: typing.Any) -> int:
         raise ValueError(f"unknown message kind {kind!r}")
     if len(msg) != FIELDS[kind]:
         raise ValueError(f"message kind {kind} has {FIELDS[kind]} fields, got {len(msg)}")
+    # A call id (and a released object id) is a u32 wherever it appears:
+    # a hostile peer's `[2, [1], nil]` raised TypeError past the reader.
+    if kind in (RETURN, ERROR, CANCEL, RELEASE) and not is_u32(msg[1]):
+        raise ValueError(f"message kind {kind}: {msg[1]!r} is not a u32 id")
     return kind

@@ -105,6 +105,22 @@ def test_malformed_message_is_a_violation():
     run(main())
 
 
+def test_a_reply_to_a_call_id_that_is_no_u32_is_a_violation():
+    """A return whose call id is an array raised TypeError in the reader,
+    which died and left the connection open: every call waited out its
+    deadline (a red-team pass). Now a goodbye, and the connection closes."""
+    async def main():
+        for bad in ([2, [1], None], [3, "7", None], [5, -1]):
+            raw, conn, server = await serve(Root())
+            raw.send(bad)
+            bye = await raw.recv()
+            assert bye[0] == 6 and "is not a u32 id" in bye[1], bye
+            await conn.closed()
+            server.close()
+
+    run(main())
+
+
 def test_call_errors_are_replies_not_disconnects():
     async def main():
         raw, conn, server = await serve(Root())
