@@ -37,6 +37,11 @@ class Limits:
         self.handshake_timeout = 10.0
         self.default_deadline = 10.0
         self.max_deadline = 600.0
+        # Bytes queued for the peer past which the connection stops reading
+        # until the peer has read enough, and how long it may read nothing
+        # meanwhile before it is closed.
+        self.max_write_queue = 16 << 20
+        self.write_stall_timeout = 30.0
         for k, v in overrides.items():
             if not hasattr(self, k):
                 raise TypeError(f"unknown limit {k!r}")

@@ -5,6 +5,7 @@ counted. No Rust needed (both ends on 127.0.0.1, port 0)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 import typing
 
@@ -100,6 +101,40 @@ def test_malformed_message_is_a_violation():
         bye = await raw.recv()
         assert bye[0] == 6 and bye[1].startswith("protocol violation: malformed message"), bye
         assert "unknown message kind 42" in bye[1]
+        server.close()
+
+    run(main())
+
+
+def test_a_peer_that_reads_nothing_is_not_read_past_max_write_queue():
+    """A peer flooding calls answered at once (unknown methods), reading
+    nothing: reading stops while more than ``max_write_queue`` is queued
+    for it (it grew without bound: 14 MB sent, 73 MB queued, a red-team
+    pass)."""
+    async def main():
+        limit = 64 << 10
+        conns: typing.List[remote_rpc.Connection] = []
+
+        async def accepted(reader, writer):
+            conns.append(await remote_rpc.Connection.open(
+                reader, writer, root=Root(), limits=remote_rpc.Limits(max_write_queue=limit)))
+
+        server = await asyncio.start_server(accepted, "127.0.0.1", 0)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(server.sockets[0].getsockname())
+        sock.setblocking(False)
+        reader, writer = await asyncio.open_connection(sock=sock)
+        raw = Raw(reader, writer)
+        raw.send([0, "remote", 1, 1, [], None])
+        assert (await raw.recv())[:2] == [0, "remote"]
+        # 3 MB of calls; their refusals, about 100 bytes each, 20 MB.
+        for i in range(1, 200_001):
+            raw.send([1, i, 0, "nope", 60000, []])
+        assert await eventually(lambda: _true(bool(conns) and conns[0].held_back > 0))
+        queued = conns[0]._writer.transport.get_write_buffer_size()
+        assert limit < queued <= limit + (64 << 10), queued
+        writer.transport.abort()
         server.close()
 
     run(main())
