@@ -105,9 +105,10 @@ impl Accepted {
                 } = *pending;
                 let require_alpn = ws_path.is_none();
                 let input = std::sync::Arc::new(tls_counted::Input::default());
+                let room = limits.max_handshake_frame_len + tls_counted::HANDSHAKE_IN_MORE;
                 let (s, sec) = super::tls_io::accept(
                     &acceptor,
-                    tls_counted::RawCount::new(tcp, input.clone()),
+                    tls_counted::RawCount::new(tcp, input.clone(), room),
                     &self.peer,
                     require_alpn,
                     deadline,
@@ -117,6 +118,7 @@ impl Accepted {
                 // What rustls holds of the output and the input counts in
                 // the budget.
                 let mut s = s;
+                s.get_mut().0.handshake_done();
                 s.get_mut().1.set_buffer_limit(Some(tls_counted::OUT_LIMIT));
                 let s = tls_counted::Counted::new(s, input);
                 let counts = s.opened();

@@ -59,15 +59,38 @@ pub(crate) struct Input {
     total: AtomicUsize,
 }
 
-/// The socket below rustls: counts what it gives rustls into [`Input`].
+/// What the TLS handshake may give rustls beyond `max_handshake_frame_len`
+/// (whose 4 KiB by default make it 24 KiB): a client's hello (under 2 KiB,
+/// under 8 KiB with post-quantum key shares and many extensions), a second
+/// one after a retry request, and a client certificate's chain. Past it the
+/// handshake fails: rustls joined a hello claiming 64 KiB, sent in
+/// fragments, outside the budget until `handshake_timeout` (61 KB per
+/// connection, a red-team pass).
+pub(crate) const HANDSHAKE_IN_MORE: usize = 20 << 10;
+
+/// The socket below rustls: counts what it gives rustls into [`Input`],
+/// and gives it at most `room` bytes until the handshake is done.
 pub(crate) struct RawCount<S> {
     inner: S,
     input: Arc<Input>,
+    room: usize,
 }
 
 impl<S> RawCount<S> {
-    pub(crate) fn new(inner: S, input: Arc<Input>) -> Self {
-        RawCount { inner, input }
+    /// A server's socket, which may give rustls `handshake_room` bytes
+    /// before [`handshake_done`](Self::handshake_done).
+    pub(crate) fn new(inner: S, input: Arc<Input>, handshake_room: usize) -> Self {
+        RawCount {
+            inner,
+            input,
+            room: handshake_room,
+        }
+    }
+
+    /// The handshake is done: no bound on what it gives rustls from now
+    /// on but the budget's (`Counted`).
+    pub(crate) fn handshake_done(&mut self) {
+        self.room = usize::MAX;
     }
 }
 
@@ -78,9 +101,28 @@ impl<S: AsyncRead + Unpin> AsyncRead for RawCount<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        let n = buf.filled().len() - before;
+        if this.room == 0 {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the client sent more than a TLS handshake may (max_handshake_frame_len \
+                 and 20 KiB) before it ended",
+            )));
+        }
+        let n = if buf.remaining() <= this.room {
+            let before = buf.filled().len();
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            buf.filled().len() - before
+        } else {
+            // During the handshake only: at most `room` bytes.
+            let mut part = ReadBuf::new(buf.initialize_unfilled_to(this.room));
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut part))?;
+            let n = part.filled().len();
+            buf.advance(n);
+            n
+        };
+        if this.room != usize::MAX {
+            this.room -= n;
+        }
         this.input.total.fetch_add(n, Relaxed);
         Poll::Ready(Ok(()))
     }
