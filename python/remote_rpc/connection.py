@@ -4,8 +4,10 @@ and import tables with counted releases, cancels, goodbyes."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import inspect
+import sys
 import time
 import typing
 import weakref
@@ -110,9 +112,16 @@ class Connection:
         self.peer = peer
         self._closed = asyncio.Event()
         self._close_reason: typing.Optional[str] = None
-        #: Times reading stopped for the peer to read what was queued for
+        #: Times the peer's calls waited for it to read what was queued for
         #: it (over ``Limits.max_write_queue``).
         self.held_back = 0
+        # The peer's calls held back meanwhile, in order, and the task that
+        # starts them once the peer has read enough (`_release_held`).
+        self._held_calls: typing.Deque[typing.Tuple[list, typing.List[int]]] = collections.deque()
+        self._release_task: typing.Optional[asyncio.Task] = None
+        # Bytes handed to the transport: less what it still queues, what the
+        # peer has taken (`_drained`).
+        self._written = 0
         # Exports: id -> [object, count]; the root (0) is never counted.
         self._exports: typing.Dict[int, typing.List[typing.Any]] = {}
         self._export_ids: typing.Dict[int, int] = {}
@@ -284,6 +293,9 @@ class Connection:
         for task in list(self._incoming.values()):
             task.cancel()
         self._incoming.clear()
+        self._held_calls.clear()
+        if self._release_task is not None:
+            self._release_task.cancel()
         self._exports.clear()
         self._export_ids.clear()
         self._imports.clear()
@@ -316,6 +328,7 @@ class Connection:
         finally:
             self._exported_now = []
         self._writer.write(data)
+        self._written += len(data)
 
     def _encode_ref(self, obj: typing.Any) -> typing.Any:
         """msgpack ``default``: proxies of this connection go back as type-2
@@ -473,8 +486,14 @@ class Connection:
                 self._on_frame(payload)
                 if self._closed.is_set():
                     return
-                if not await self._backpressure():
-                    return
+                if len(self._held_calls) >= self.limits.max_calls_in_flight:
+                    # As many calls held back as may run: read nothing more
+                    # until they start.
+                    task = self._release_task
+                    if task is not None:
+                        await asyncio.wait([task])
+                    if self._closed.is_set():
+                        return
         except wire.FrameTooLarge as e:
             self._goodbye(str(e))
             return
@@ -490,24 +509,77 @@ class Connection:
             return
         self._shutdown(reason)
 
-    async def _backpressure(self) -> bool:
-        """Over ``max_write_queue`` queued for the peer, reads nothing more
-        until it has read enough (never read, a peer flooding small calls
-        grew the queue without bound: 14 MB sent, 73 MB queued, a red-team
-        pass); closes it if it reads nothing for ``write_stall_timeout``.
-        False once closed."""
-        transport = self._writer.transport
+    def _queued(self) -> int:
+        """Bytes queued for the peer (0 where the transport does not say)."""
+        transport = getattr(self._writer, "transport", None)
         size = getattr(transport, "get_write_buffer_size", None)
-        if size is None or size() <= self.limits.max_write_queue:
-            return True
-        self.held_back += 1
+        return size() if size is not None else 0
+
+    def _unsent(self) -> int:
+        """Bytes the kernel still holds for the peer, where it says (Linux):
+        a peer reading slowly takes them first, before the transport's
+        queue moves."""
+        transport = getattr(self._writer, "transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
         try:
-            await asyncio.wait_for(self._writer.drain(), self.limits.write_stall_timeout)
-        except asyncio.TimeoutError:
-            self._shutdown(f"write_stall_timeout: the peer read nothing for "
-                           f"{self.limits.write_stall_timeout} s")
-            return False
-        return not self._closed.is_set()
+            import fcntl
+            import termios
+            out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+            return int.from_bytes(out, sys.byteorder)
+        except Exception:  # noqa: BLE001 - not a socket, or not said here
+            return 0
+
+    def _call_or_hold(self, msg: list, unknown_own: typing.List[int]) -> None:
+        """Starts the peer's call, unless more than ``max_write_queue`` is
+        queued for the peer (or calls wait already): then it waits, in order,
+        until the peer has read enough (`_release_held`). Only calls wait:
+        replies, releases and cancels are read on, so a peer waiting for our
+        reply to read never deadlocks with us. (Never held, a peer flooding
+        small calls and reading nothing grew the queue without bound: 14 MB
+        sent, 73 MB queued, a red-team pass.)"""
+        if not self._held_calls and self._queued() <= self.limits.max_write_queue:
+            self._on_call(msg, unknown_own)
+            return
+        self._held_calls.append((msg, unknown_own))
+        if self._release_task is None:
+            self._release_task = asyncio.ensure_future(self._release_held())
+
+    async def _release_held(self) -> None:
+        try:
+            while self._held_calls and not self._closed.is_set():
+                if self._queued() > self.limits.max_write_queue:
+                    if not await self._drained():
+                        return
+                    continue
+                msg, unknown_own = self._held_calls.popleft()
+                try:
+                    self._on_call(msg, unknown_own)
+                except ProtocolViolation as e:
+                    self._goodbye(f"protocol violation: {e}")
+                    return
+        finally:
+            self._release_task = None
+
+    async def _drained(self) -> bool:
+        """Waits for the peer to read what is queued for it; closes the
+        connection if it reads nothing at all for ``write_stall_timeout``
+        (a slow reader that keeps reading is waited for). False once closed."""
+        self.held_back += 1
+        taken = self._written - self._queued() - self._unsent()
+        while not self._closed.is_set():
+            try:
+                await asyncio.wait_for(self._writer.drain(), self.limits.write_stall_timeout)
+                return not self._closed.is_set()
+            except asyncio.TimeoutError:
+                now = self._written - self._queued() - self._unsent()
+                if now <= taken:
+                    self._shutdown(f"write_stall_timeout: the peer read nothing for "
+                                   f"{self.limits.write_stall_timeout} s")
+                    return False
+                taken = now
+            except Exception:  # noqa: BLE001 - the transport closed
+                return False
+        return False
 
     def _on_frame(self, payload: bytes) -> None:
         unknown_own: typing.List[int] = []
@@ -521,7 +593,7 @@ class Connection:
         if kind == wire.HELLO:
             raise ProtocolViolation("handshake sent twice")
         if kind == wire.CALL:
-            self._on_call(msg, unknown_own)
+            self._call_or_hold(msg, unknown_own)
         elif kind in (wire.RETURN, wire.ERROR):
             if unknown_own:
                 raise ProtocolViolation(f"reference to unknown object id {unknown_own[0]} of ours")
@@ -535,7 +607,13 @@ class Connection:
         elif kind == wire.CANCEL:
             cid = msg[1]
             task = self._incoming.pop(cid, None)
-            if task is not None:
+            held = [h for h in self._held_calls if h[0][1] == cid]
+            if held:
+                # Not started yet: answered as cancelled, never started.
+                self._held_calls.remove(held[0])
+                self._write_quietly([wire.ERROR, cid, wire.error_value(
+                    "cancelled", "remote_core::Error", f"call {cid} was cancelled by the caller")])
+            elif task is not None:
                 task.cancel()
                 self._write_quietly([wire.ERROR, cid, wire.error_value(
                     "cancelled", "remote_core::Error", f"call {cid} was cancelled by the caller")])

@@ -229,3 +229,41 @@ def test_an_imported_reference_is_released_with_every_receipt():
         server.close()
 
     run(main())
+
+
+class _Echo:
+    async def echo(self, data: bytes) -> int:
+        return len(data)
+
+    async def big(self, data: bytes) -> bytes:
+        return data
+
+
+def test_peers_over_max_write_queue_both_ways_do_not_deadlock():
+    """Two Python peers each make 40 calls of 900 KB of the other at once,
+    and one uploads 40 whose replies echo them: every call is answered.
+    (Reading nothing, replies included, while over ``max_write_queue``,
+    both waited for the other to read: 1 call of 40 got through, then
+    write_stall_timeout closed them, a red-team pass.)"""
+    async def main():
+        limits = remote_rpc.Limits(max_write_queue=16 << 20, write_stall_timeout=30.0)
+        conns: typing.List[remote_rpc.Connection] = []
+
+        async def accepted(reader, writer):
+            conns.append(await remote_rpc.Connection.open(reader, writer, root=_Echo(), limits=limits))
+
+        server = await asyncio.start_server(accepted, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        client = await remote_rpc.Connection.open(reader, writer, root=_Echo(), limits=limits)
+        assert await eventually(lambda: _true(bool(conns)))
+        data = b"x" * 900_000
+        both = [client.root().echo(data) for _ in range(40)]
+        both += [conns[0].root().echo(data) for _ in range(40)]
+        assert await asyncio.gather(*both) == [len(data)] * 80
+        echoed = await asyncio.gather(*[client.root().big(data) for _ in range(40)])
+        assert echoed == [data] * 40
+        await client.aclose()
+        server.close()
+
+    run(main())
