@@ -308,3 +308,51 @@ fn small_replies_of_many_items_held_by_handlers_count() {
         );
     });
 }
+
+/// Replies weighing up to 64 KiB are counted whatever the budget's room
+/// one per connection at a time only: 4 connections whose 128 handlers
+/// each get one (1,300 empty strings, 63 KB counted) while the budget is
+/// 1 MiB keep within it and that one each, besides the frames of those
+/// waiting for room. (Counted whatever the room, each, they pushed it to
+/// 31 times the budget: a red-team pass.)
+#[test]
+fn replies_counted_whatever_the_room_are_one_per_connection() {
+    counting::measured(async {
+        const CONNS: usize = 4;
+        const CALLS: u32 = 128;
+        const BUDGET: usize = 1 << 20;
+        let (server, hub) = server(BUDGET).await;
+        let mut socks = Vec::new();
+        for _ in 0..CONNS {
+            let mut s = raw_with(&server, vec![remote_core::proto::FEATURE_KEEPALIVE]).await;
+            assert_eq!(kind(&frame(&mut s).await.unwrap()), raw::HELLO);
+            let calls: Vec<u8> = (1..=CALLS)
+                .flat_map(|k| call_with_object("hold_names", k, 1, 600_000))
+                .collect();
+            s.write_all(&calls).await.unwrap();
+            let mut backs = Vec::new();
+            for _ in 0..CALLS {
+                let back = raw::bounded(raw::next_of_kind(&mut s, raw::CALL)).await;
+                backs.push(raw::id_of(&back));
+            }
+            socks.push((s, backs));
+        }
+        let frames = empty_strings(2, 1, 1300).len();
+        for (s, backs) in &mut socks {
+            let mut replies: Vec<u8> = backs
+                .iter()
+                .flat_map(|&id| empty_strings(2, id, 1300))
+                .collect();
+            // A ping behind them: its pong comes once they are all read.
+            replies.extend_from_slice(&remote_core::proto::encode_ping(7));
+            s.write_all(&replies).await.unwrap();
+            raw::bounded(raw::next_of_kind(s, raw::PONG)).await;
+        }
+        let counted = server.buffered_bytes();
+        hub.go_on.store(true, SeqCst);
+        let bound = BUDGET + CONNS * ((64 << 10) + CALLS as usize * frames) + (256 << 10);
+        assert!(counted <= bound, "{counted} B counted, bound {bound}");
+        drop(socks);
+        assert!(raw::eventually(|| server.buffered_bytes() == 0).await);
+    });
+}

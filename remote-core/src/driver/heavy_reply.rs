@@ -12,10 +12,13 @@
 //! Now a reply that weighs more than [`HEAVY_REPLY`] (4 KiB;
 //! `share::args_weight`: its frame and `DECODED_ITEM` per item) is
 //! *heavy*. One weighing at most [`SMALL_FRAME`] (64 KiB) is counted whole
-//! on delivery, whatever the room, as a light call's arguments are, and
-//! decoded at once (made to wait for room, an ordinary reply of 100
-//! numbers waited to its deadline while the budget was full, a red-team
-//! pass). A heavier one has its frame counted on delivery ([`weigh`]);
+//! on delivery and decoded at once if the budget has room for it, or
+//! whatever the room if no other such reply of its connection is held
+//! (made to wait for room, an ordinary reply of 100 numbers waited to its
+//! deadline while the budget was full; counted whatever the room, each,
+//! 128 held by a connection's handlers pushed the budget 8 MB over: two
+//! red-team passes). Otherwise, and if heavier, it has its frame counted
+//! on delivery ([`weigh`]);
 //! its caller then waits, in its own task (never the reader's: replies
 //! keep flowing), until the rest of the weight has room in the budget,
 //! until its deadline at most ([`room`]), and decodes it only then. One heavier than the budget can ever hold
@@ -42,6 +45,7 @@
 //! handlers of a connection each holding one held about 4 MB uncounted,
 //! a red-team pass.)
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::budget::{Budget, Ticket, Turn, SMALL_FRAME};
@@ -62,6 +66,9 @@ use crate::Error;
 pub(crate) struct Charged {
     budget: Arc<Budget>,
     n: usize,
+    /// Its connection's `over_room`, if counted whatever the room: clear
+    /// once dropped.
+    over: Option<Arc<AtomicBool>>,
 }
 
 impl Charged {
@@ -71,13 +78,39 @@ impl Charged {
         Charged {
             budget: budget.clone(),
             n,
+            over: None,
         }
+    }
+
+    /// Counts `n` bytes if `shared`'s budget has room, or whatever the
+    /// room if no other reply of its connection counted so is held.
+    fn at_once(shared: &Shared, n: usize) -> Option<Self> {
+        let budget = &shared.budget;
+        if budget.try_charge(n) {
+            return Some(Charged {
+                budget: budget.clone(),
+                n,
+                over: None,
+            });
+        }
+        let free = shared
+            .over_room
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        free.then(|| {
+            let mut charged = Charged::new(budget, n);
+            charged.over = Some(shared.over_room.clone());
+            charged
+        })
     }
 }
 
 impl Drop for Charged {
     fn drop(&mut self) {
         self.budget.release(self.n);
+        if let Some(over) = self.over.take() {
+            over.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -123,12 +156,13 @@ pub(crate) fn weigh(shared: &Shared, frame_len: usize, items: u32) -> Option<Box
 
 #[cold]
 fn weigh_heavy(shared: &Shared, frame_len: usize, weight: usize) -> Option<Box<Heavy>> {
-    // Counted whole at once if it may be whatever the room.
-    let now = if weight <= SMALL_FRAME {
-        weight
-    } else {
-        frame_len.min(weight)
-    };
+    // Counted whole at once if it may be.
+    if weight <= SMALL_FRAME {
+        if let Some(charged) = Charged::at_once(shared, weight) {
+            return Some(Box::new(Heavy { charged, more: 0 }));
+        }
+    }
+    let now = frame_len.min(weight);
     Some(Box::new(Heavy {
         charged: Charged::new(&shared.budget, now),
         more: weight - now,

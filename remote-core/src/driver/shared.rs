@@ -46,6 +46,9 @@ pub(crate) struct Shared {
     /// about to call again together, so none writes alone.
     pub(crate) batch_replies: AtomicUsize,
     pub(crate) burst: AtomicBool,
+    /// Set while a reply of this connection counted whatever the budget's
+    /// room is held (`heavy_reply.rs`): one at a time.
+    pub(crate) over_room: Arc<AtomicBool>,
     /// Set when `out` went from empty to not empty; the writer clears it.
     pub(crate) out_ready: AtomicBool,
     /// Set (under the `out` lock) when the writer has ended: nothing more

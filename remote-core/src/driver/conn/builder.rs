@@ -220,6 +220,7 @@ impl ConnectionBuilder {
             deferred: AtomicBool::new(false),
             batch_replies: AtomicUsize::new(0),
             burst: AtomicBool::new(false),
+            over_room: Arc::default(),
             out_ready: AtomicBool::new(false),
             writer_gone: AtomicBool::new(false),
             queued_in: AtomicUsize::new(0),
