@@ -332,10 +332,20 @@ impl ClientCache {
     /// writes (pushed here as invalidations) would grow this cache's memory
     /// and read cost with every write.
     fn drop_methods(&self, object: ObjectId, methods: &[&str]) {
-        let mut v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        for m in methods {
-            let n = v.tick();
-            v.of.entry(object.0).or_default().insert((*m).to_owned(), n);
+        let mut guard = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        let v = &mut *guard;
+        let clock = &mut v.clock;
+        // Only names looked up have entries (and a lookup in flight has
+        // made its record): others make none (a record each for names
+        // never looked up grew the root's by 65 bytes a name for the
+        // connection's life, a red-team pass).
+        if let Some(per_method) = v.of.get_mut(&object.0) {
+            for m in methods {
+                if let Some(n) = per_method.get_mut(*m) {
+                    *clock += 1;
+                    *n = *clock;
+                }
+            }
         }
     }
 
@@ -448,5 +458,27 @@ mod tests {
             Some(Lookup::Miss(_))
         ));
         assert_eq!(names(&c), 1);
+    }
+
+    /// Invalidating names never looked up makes no record (a record each
+    /// grew a root's bookkeeping for the connection's life).
+    #[test]
+    fn invalidating_names_never_looked_up_makes_no_record() {
+        let c = ClientCache::new(10, 1 << 12, None);
+        let names_: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
+        let names_: Vec<&str> = names_.iter().map(String::as_str).collect();
+        c.invalidate(ObjectId::ROOT, &names_);
+        assert_eq!(names(&c), 0);
+        let ttl = Duration::from_secs(60);
+        let Some(Lookup::Miss(t)) = c.lookup(ObjectId::ROOT, "m1", ttl, &()) else {
+            panic!("expected a miss");
+        };
+        c.store(t, &[0x01]);
+        c.invalidate(ObjectId::ROOT, &names_);
+        assert_eq!(names(&c), 1);
+        assert!(matches!(
+            c.lookup(ObjectId::ROOT, "m1", ttl, &()),
+            Some(Lookup::Miss(_))
+        ));
     }
 }
