@@ -35,6 +35,9 @@ pub struct Limits {
     /// too large fails with `limit_exceeded`, error text is cut to fit.
     pub max_frame_len: usize,
     /// Largest frame accepted before the handshake completes (default 4 KiB).
+    /// A `tls://` or `wss://` client may also send this and 20 KiB before
+    /// the TLS handshake ends (its hello and certificate chain): raise it
+    /// for client certificate chains over about 20 KiB.
     pub max_handshake_frame_len: usize,
     /// Deepest nesting of arrays and maps in a value (default 64). A value
     /// of ours nested deeper fails its own call (`limit_exceeded`) before
