@@ -18,11 +18,11 @@
 //! deadline while the budget was full; counted whatever the room, each,
 //! 128 held by a connection's handlers pushed the budget 8 MB over: two
 //! red-team passes). Otherwise, and if heavier, it has its frame counted
-//! on delivery ([`weigh`]);
-//! its caller then waits, in its own task (never the reader's: replies
-//! keep flowing), until the rest of the weight has room in the budget,
-//! until its deadline at most ([`room`]), and decodes it only then. One heavier than the budget can ever hold
-//! fails at once with `limit_exceeded` naming `memory_budget`, undecoded.
+//! on delivery ([`weigh`]); its caller then waits, in its own task (never
+//! the reader's: replies keep flowing), until the rest of the weight has
+//! room in the budget, until its deadline at most ([`room`]), and decodes
+//! it only then. One heavier than the budget can ever hold fails at once
+//! with `limit_exceeded` naming `memory_budget`, undecoded.
 //! What is counted ([`Charged`]) stays counted while the value is held:
 //!
 //! - decoded in a method handler (its task, or a blocking handler's or
@@ -49,17 +49,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::budget::{Budget, Ticket, Turn, SMALL_FRAME};
+use super::control::Incoming;
+use super::share::args_weight;
+use super::shared::Shared;
+use crate::rt::time::Instant;
+use crate::Error;
 
 /// A reply weighing more than this decoded is heavy: counted in the
 /// memory budget while it is held (module doc). Above what an ordinary
 /// small reply weighs (a 1 KiB byte string, say), so those cost nothing
 /// more.
 pub(crate) const HEAVY_REPLY: usize = 4 << 10;
-use super::control::Incoming;
-use super::share::args_weight;
-use super::shared::Shared;
-use crate::rt::time::Instant;
-use crate::Error;
 
 /// Bytes counted in a memory budget until dropped.
 #[derive(Debug)]
