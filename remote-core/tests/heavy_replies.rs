@@ -12,6 +12,8 @@ mod counting;
 mod raw;
 #[path = "support/replies.rs"]
 mod replies;
+#[path = "support/serving.rs"]
+mod serving;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +21,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use remote_core::proto::{encode, CallId, ObjectId};
 use remote_core::stream::RemoteStream;
-use remote_core::{
-    remote, with_timeout, ConnectionBuilder, Error, Limits, Remote, Server, ServerHandle,
-};
+use remote_core::{remote, with_timeout, ConnectionBuilder, Error, Limits, Remote, ServerHandle};
 use replies::{called_back, empty_strings, strings};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
@@ -81,15 +81,15 @@ async fn server(budget: usize) -> (ServerHandle, Arc<Semaphore>) {
     let store = Arc::new(Impl {
         go_on: go_on.clone(),
     });
-    let server = Server::builder()
-        .limits(Limits {
-            memory_budget: budget,
-            ..Limits::default()
-        })
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(move |_| Remote::new(store.clone() as Arc<dyn Store>));
+    let limits = Limits {
+        memory_budget: budget,
+        ..Limits::default()
+    };
+    let server = serving::tcp(
+        limits,
+        move |_| Remote::new(store.clone() as Arc<dyn Store>),
+    )
+    .await;
     (server, go_on)
 }
 

@@ -14,14 +14,15 @@ mod counting;
 mod raw;
 #[path = "support/replies.rs"]
 mod replies;
+#[path = "support/serving.rs"]
+mod serving;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use raw::{frame, kind, raw_with};
-use remote_core::{remote, ConnectionBuilder, Error, Limits, Remote, Server, ServerHandle};
-use replies::{call_with_object, called_back, empty_strings};
+use remote_core::{remote, ConnectionBuilder, Error, Limits, Remote, ServerHandle};
+use replies::{call_with_object, called_back, called_back_n, empty_strings};
 use tokio::io::AsyncWriteExt;
 
 /// An application error carrying names (on the wire, the array).
@@ -140,15 +141,11 @@ impl Hub for HubImpl {
 async fn server(budget: usize) -> (ServerHandle, Arc<HubImpl>) {
     let hub = Arc::new(HubImpl::default());
     let served = hub.clone();
-    let server = Server::builder()
-        .limits(Limits {
-            memory_budget: budget,
-            ..Limits::default()
-        })
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(move |_| Remote::new(served.clone() as Arc<dyn Hub>));
+    let limits = Limits {
+        memory_budget: budget,
+        ..Limits::default()
+    };
+    let server = serving::tcp(limits, move |_| Remote::new(served.clone() as Arc<dyn Hub>)).await;
     (server, hub)
 }
 
@@ -271,21 +268,11 @@ fn small_replies_of_many_items_held_by_handlers_count() {
         const CALLS: u32 = 128;
         let (server, hub) = server(64 << 20).await;
         let before = counting::live();
-        let mut s = raw_with(&server, vec![]).await;
-        assert_eq!(kind(&frame(&mut s).await.unwrap()), raw::HELLO);
-        let calls: Vec<u8> = (1..=CALLS)
-            .flat_map(|k| call_with_object("hold_names", k, 1, 60_000))
-            .collect();
-        s.write_all(&calls).await.unwrap();
         // Every handler calls back before any is answered: each lends
         // the room of one running handler while it waits (`share.rs`), so
         // all start; answered sooner, those holding their names fill the
         // connection's share and the rest wait for them to end.
-        let mut backs = Vec::new();
-        for _ in 0..CALLS {
-            let back = raw::bounded(raw::next_of_kind(&mut s, raw::CALL)).await;
-            backs.push(raw::id_of(&back));
-        }
+        let (mut s, backs) = called_back_n(&server, vec![], "hold_names", CALLS, 60_000).await;
         for id in backs {
             let reply = empty_strings(2, id, 1000);
             assert!(reply.len() <= 1024);
@@ -324,18 +311,9 @@ fn replies_counted_whatever_the_room_are_one_per_connection() {
         let (server, hub) = server(BUDGET).await;
         let mut socks = Vec::new();
         for _ in 0..CONNS {
-            let mut s = raw_with(&server, vec![remote_core::proto::FEATURE_KEEPALIVE]).await;
-            assert_eq!(kind(&frame(&mut s).await.unwrap()), raw::HELLO);
-            let calls: Vec<u8> = (1..=CALLS)
-                .flat_map(|k| call_with_object("hold_names", k, 1, 600_000))
-                .collect();
-            s.write_all(&calls).await.unwrap();
-            let mut backs = Vec::new();
-            for _ in 0..CALLS {
-                let back = raw::bounded(raw::next_of_kind(&mut s, raw::CALL)).await;
-                backs.push(raw::id_of(&back));
-            }
-            socks.push((s, backs));
+            let keepalive = vec![remote_core::proto::FEATURE_KEEPALIVE];
+            let held = called_back_n(&server, keepalive, "hold_names", CALLS, 600_000);
+            socks.push(held.await);
         }
         let frames = empty_strings(2, 1, 1300).len();
         for (s, backs) in &mut socks {

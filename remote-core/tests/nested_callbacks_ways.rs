@@ -8,14 +8,15 @@
 //! Lending only for the calls a handler's own task makes left all three
 //! waiting until their deadlines (found by a red-team pass).
 
+#[path = "support/serving.rs"]
+mod serving;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use remote_core::{
-    remote, Connection, ConnectionBuilder, Error, Interface, Limits, Remote, Server,
-};
+use remote_core::{remote, Connection, ConnectionBuilder, Error, Interface, Limits, Remote};
 
 /// A client of the server at `addr`, and its root in a cell for the
 /// client's callbacks to call. Its calls have a deadline short enough
@@ -94,15 +95,14 @@ impl Back for Caller {
 async fn nest(budget: usize, calls: usize, blocking: bool) {
     let root = Arc::new(Served::default());
     let served = root.clone();
-    let s = Server::builder()
-        .limits(Limits {
-            memory_budget: budget,
-            ..Limits::default()
-        })
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(move |_| Remote::new(served.clone() as Arc<dyn Front>));
+    let limits = Limits {
+        memory_budget: budget,
+        ..Limits::default()
+    };
+    let s = serving::tcp(limits, move |_| {
+        Remote::new(served.clone() as Arc<dyn Front>)
+    })
+    .await;
     let (c, cell) = client::<dyn Front>(s.local_addr()).await;
     let front = cell.get().unwrap().clone();
     let visits: Vec<_> = (0..calls)
@@ -191,11 +191,10 @@ impl Back2 for Hopper {
 async fn calls_chaining_through_two_connections_nest() {
     let root = Arc::new(RelayImpl::default());
     let relay_impl = root.clone();
-    let s = Server::builder()
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(move |_| Remote::new(Arc::new(relay_impl.clone()) as Arc<dyn Relay>));
+    let s = serving::tcp(Limits::default(), move |_| {
+        Remote::new(Arc::new(relay_impl.clone()) as Arc<dyn Relay>)
+    })
+    .await;
     let mut relays = Vec::new();
     let mut conns = Vec::new();
     for who in 0..2u32 {

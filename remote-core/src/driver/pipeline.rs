@@ -203,36 +203,21 @@ fn kept_error(e: &RemoteError) -> RemoteError {
 /// kept as `application`: its own copy per answer held about 540 bytes,
 /// the peer choosing its length.
 fn slim_error(kind: &str) -> Arc<RemoteError> {
+    use crate::stats::ERROR_KINDS;
     use std::sync::OnceLock;
-    const KINDS: [&str; 20] = [
-        "application",
-        "panic",
-        "unknown_object",
-        "not_a_capability",
-        "unknown_method",
-        "bad_arguments",
-        "unauthenticated",
-        "limit_exceeded",
-        "deadline_exceeded",
-        "cancelled",
-        "connection_lost",
-        "protocol",
-        "remote",
-        "encode",
-        "io",
-        "address",
-        "handshake",
-        "tls",
-        "blocking_in_async",
-        "wrong_interface",
-    ];
-    static SHARED: [OnceLock<Arc<RemoteError>>; KINDS.len()] =
-        [const { OnceLock::new() }; KINDS.len()];
-    let i = KINDS.iter().position(|k| *k == kind).unwrap_or(0);
+    /// Kinds the runtime raises that the counters count as `"other"`.
+    const MORE: [&str; 3] = ["not_a_capability", "remote", "wrong_interface"];
+    const N: usize = ERROR_KINDS.len() + MORE.len();
+    static SHARED: [OnceLock<Arc<RemoteError>>; N] = [const { OnceLock::new() }; N];
+    let mut kinds = ERROR_KINDS.iter().chain(MORE.iter());
+    // `ERROR_KINDS[0]` is `application`.
+    let (i, kind) = kinds
+        .position(|k| *k == kind)
+        .map_or((0, ERROR_KINDS[0]), |i| (i, kind));
     SHARED[i]
         .get_or_init(|| {
             Arc::new(RemoteError::new(
-                KINDS[i],
+                kind,
                 "remote_core::Error",
                 "the kept call failed; its error was not kept, only its kind: the server \
                  keeps at most max_kept_answers answers in full (PROTOCOL.md §3.10)"
@@ -347,5 +332,24 @@ impl Dispatch for Answer {
             Some(Ok(o)) => o.method_priority(method),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slim_error;
+
+    /// A slim answer keeps a kind the runtime raises as it is, and any
+    /// other as `application`, in one error shared per kind.
+    #[test]
+    fn slim_errors_keep_known_kinds_and_are_shared() {
+        for kind in ["bad_arguments", "application", "not_a_capability", "io"] {
+            let e = slim_error(kind);
+            assert_eq!(e.kind, kind);
+            assert!(std::sync::Arc::ptr_eq(&e, &slim_error(kind)));
+        }
+        let other = slim_error(&"k".repeat(64));
+        assert_eq!(other.kind, "application");
+        assert!(std::sync::Arc::ptr_eq(&other, &slim_error("application")));
     }
 }

@@ -59,11 +59,31 @@ pub fn empty_strings(kind: u8, id: u64, n: u32) -> Vec<u8> {
 /// may take `timeout_ms`, and was called back: the socket and the
 /// callback's id.
 pub async fn called_back(server: &ServerHandle, method: &str, timeout_ms: u32) -> (TcpStream, u64) {
-    let mut s = raw::raw_with(server, vec![]).await;
+    let (s, backs) = called_back_n(server, vec![], method, 1, timeout_ms).await;
+    (s, backs[0])
+}
+
+/// A raw client of `server`, its hello listing `features`, that made
+/// `calls` calls `method(its object 1)` at once (ids 1 to `calls`), each
+/// of which may take `timeout_ms`, and was called back by each before
+/// answering any: the socket and the callbacks' ids.
+pub async fn called_back_n(
+    server: &ServerHandle,
+    features: Vec<&str>,
+    method: &str,
+    calls: u32,
+    timeout_ms: u32,
+) -> (TcpStream, Vec<u64>) {
+    let mut s = raw::raw_with(server, features).await;
     assert_eq!(raw::kind(&raw::frame(&mut s).await.unwrap()), raw::HELLO);
-    s.write_all(&call_with_object(method, 1, 1, timeout_ms))
-        .await
-        .unwrap();
-    let back = raw::bounded(raw::next_of_kind(&mut s, raw::CALL)).await;
-    (s, raw::id_of(&back))
+    let all: Vec<u8> = (1..=calls)
+        .flat_map(|k| call_with_object(method, k, 1, timeout_ms))
+        .collect();
+    s.write_all(&all).await.unwrap();
+    let mut backs = Vec::new();
+    for _ in 0..calls {
+        let back = raw::bounded(raw::next_of_kind(&mut s, raw::CALL)).await;
+        backs.push(raw::id_of(&back));
+    }
+    (s, backs)
 }
