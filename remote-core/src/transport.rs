@@ -52,15 +52,19 @@
 
 use std::path::PathBuf;
 
-use crate::driver::io_types::{BoxRead, BoxWrite};
+use crate::driver::io_types::{BoxRead, BoxWrite, Plain};
 use crate::{Error, Limits};
 
 #[cfg(target_arch = "wasm32")]
 mod browser_ws;
 #[cfg(not(target_arch = "wasm32"))]
+mod keepalive;
+#[cfg(not(target_arch = "wasm32"))]
 mod listener;
 #[cfg(not(target_arch = "wasm32"))]
 mod progress;
+#[cfg(any(feature = "tls", feature = "websocket"))]
+mod split;
 #[cfg(feature = "tls")]
 pub mod tls;
 #[cfg(feature = "tls")]
@@ -238,10 +242,14 @@ pub(crate) struct Dialed {
 #[cfg(feature = "tls")]
 pub(crate) fn boxed<S>(s: S) -> (BoxRead, BoxWrite)
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    S: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + crate::driver::io_types::Socket
+        + Send
+        + Unpin
+        + 'static,
 {
-    let (r, w) = tokio::io::split(s);
-    (Box::new(r), Box::new(w))
+    split::split(s)
 }
 
 #[cfg(not(feature = "websocket"))]
@@ -348,7 +356,10 @@ pub(crate) async fn dial(addr: &str, limits: &Limits, tls: &ClientTls) -> Result
         #[cfg(not(target_arch = "wasm32"))]
         Address::Stdio => Ok(Dialed {
             peer: "stdio".into(),
-            ..plain(Box::new(tokio::io::stdin()), Box::new(tokio::io::stdout()))
+            ..plain(
+                Box::new(Plain(tokio::io::stdin())),
+                Box::new(tokio::io::stdout()),
+            )
         }),
     }
 }

@@ -50,9 +50,9 @@ mod users;
 pub(crate) mod io_types {
     #[cfg(feature = "websocket")]
     pub(crate) use super::budget::{OwnRoom, SMALL_FRAME};
-    pub(crate) use super::input::BoxRead;
     #[cfg(feature = "websocket")]
     pub(crate) use super::input::DRAIN_BYTES;
+    pub(crate) use super::input::{BoxRead, Dup, Plain, Socket, Watch};
     pub(crate) use super::io::BoxWrite;
     #[cfg(feature = "websocket")]
     pub(crate) use super::refusal::{is_refusal, refusal};

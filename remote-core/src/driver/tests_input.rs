@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
-use super::input::{Input, MIN_READ};
+use super::input::{Input, Plain, MIN_READ};
 use crate::{Connection, ConnectionBuilder};
 
 /// Counts the `read`s that returned data.
@@ -56,7 +56,7 @@ async fn counted_input() -> (
         inner: rx,
         reads: reads.clone(),
     };
-    let input = Input::new(Box::new(r), a.shared.arc().clone(), 1 << 20);
+    let input = Input::new(Box::new(Plain(r)), a.shared.arc().clone(), 1 << 20);
     ((a, b), tx, reads, input)
 }
 
@@ -112,7 +112,7 @@ async fn large_frames_are_read_into_the_same_kept_buffer() {
         .unwrap();
     let shared = a.shared.clone();
     let (mut tx, rx) = tokio::io::duplex(1 << 20);
-    let mut input = Input::new(Box::new(rx), shared.arc().clone(), 1 << 20);
+    let mut input = Input::new(Box::new(Plain(rx)), shared.arc().clone(), 1 << 20);
     const LEN: usize = 100 << 10;
     let base = shared.budget.used();
     let mut first = None;

@@ -26,7 +26,7 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
 
-use crate::driver::io_types::{BoxRead, BoxWrite};
+use crate::driver::io_types::{BoxRead, BoxWrite, Plain};
 use crate::{Error, Limits};
 
 /// Frames queued for the socket task before a write waits.
@@ -141,7 +141,7 @@ pub(crate) async fn dial(url: &str, limits: &Limits) -> Result<(BoxRead, BoxWrit
         pending: BytesMut::new(),
         max_msg,
     };
-    Ok((Box::new(reader), Box::new(writer)))
+    Ok((Box::new(Plain(reader)), Box::new(writer)))
 }
 
 /// The socket and its handlers, kept together: the handlers are unset

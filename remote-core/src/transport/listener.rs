@@ -257,6 +257,7 @@ impl Listener {
             Listener::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
                 s.set_nodelay(true)?;
+                super::keepalive::set(&s);
                 let shows = watch(&s);
                 let (r, w) = s.into_split();
                 Ok(ready(
@@ -281,6 +282,7 @@ impl Listener {
             Listener::Ws { tcp, path, limits } => {
                 let (s, peer) = tcp.accept().await?;
                 s.set_nodelay(true)?;
+                super::keepalive::set(&s);
                 let writes_show_reading = watch(&s);
                 let at = Instant::now();
                 let deadline = crate::driver::deadline::after(at, limits.handshake_timeout);
@@ -301,6 +303,7 @@ impl Listener {
             } => {
                 let (s, peer) = tcp.accept().await?;
                 s.set_nodelay(true)?;
+                super::keepalive::set(&s);
                 let peer = match ws_path {
                     None => format!("tls://{peer}"),
                     Some(path) => format!("wss://{peer}{path}"),

@@ -38,7 +38,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::driver::io_types::OnOpen;
+use crate::driver::io_types::{Dup, OnOpen, Socket};
 use crate::driver::Budget;
 
 /// The most rustls holds of the input, as its read buffer's capacity: a
@@ -255,6 +255,18 @@ impl<S> Counted<S> {
         if let Some(budget) = self.budget.get() {
             budget.release(std::mem::take(&mut self.counted));
         }
+    }
+}
+
+impl<S: Socket> Socket for Counted<S> {
+    fn dup_socket(&self) -> Option<io::Result<Dup>> {
+        self.inner.dup_socket()
+    }
+}
+
+impl<S: Socket> Socket for RawCount<S> {
+    fn dup_socket(&self) -> Option<io::Result<Dup>> {
+        self.inner.dup_socket()
     }
 }
 

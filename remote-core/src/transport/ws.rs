@@ -25,6 +25,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::ws_meter::Meter;
+use crate::driver::io_types::{Dup, Socket};
 use crate::Limits;
 
 /// The most a protocol frame sent as one WebSocket frame holds, and what
@@ -506,6 +507,19 @@ where
         match ready!(Pin::new(ws).poll_close(cx)) {
             Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Poll::Ready(Ok(())),
             Err(e) => Poll::Ready(Err(io::Error::other(e))),
+        }
+    }
+}
+
+impl<S> Socket for WsIo<S>
+where
+    S: tokio::io::AsyncRead + AsyncWrite + Socket + Unpin,
+{
+    fn dup_socket(&self) -> Option<io::Result<Dup>> {
+        match &self.phase {
+            Phase::Open(ws) => ws.get_ref().dup_socket(),
+            // Before the upgrade ends, the stream is in its future.
+            Phase::Accepting(_) | Phase::Failed => None,
         }
     }
 }

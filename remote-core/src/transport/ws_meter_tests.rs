@@ -7,10 +7,17 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
+use crate::driver::io_types::{Dup, Socket};
+
+impl Socket for tokio::io::DuplexStream {
+    fn dup_socket(&self) -> Option<std::io::Result<Dup>> {
+        None
+    }
+}
 
 /// Reads from `m` until it waits, fails or ends: the bytes read and
 /// how it stopped (`None`: it waits).
-async fn read_until_it_stops<S: AsyncRead + Unpin>(
+async fn read_until_it_stops<S: AsyncRead + Socket + Unpin>(
     m: &mut Metered<S>,
 ) -> (usize, Option<io::Result<()>>) {
     let mut total = 0;
@@ -88,7 +95,10 @@ fn request_and_header(opcode: u8, len: u64) -> Vec<u8> {
 
 /// `io` metered as a server's stream whose messages may be
 /// `max_message` bytes, read past its upgrade request ([`REQUEST`]).
-async fn upgraded<S: AsyncRead + Unpin>(io: S, max_message: usize) -> (Arc<Meter>, Metered<S>) {
+async fn upgraded<S: AsyncRead + Socket + Unpin>(
+    io: S,
+    max_message: usize,
+) -> (Arc<Meter>, Metered<S>) {
     let meter = Meter::new(100, max_message);
     let mut m = Metered::new(io, meter.clone());
     let mut request = [0u8; REQUEST.len()];

@@ -13,7 +13,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{Admit, Meter, READ_AHEAD};
-use crate::driver::io_types::{is_refusal, DRAIN_BYTES};
+use crate::driver::io_types::{is_refusal, Dup, Socket, Watch, DRAIN_BYTES};
 use crate::transport::ws_scan::Scan;
 
 /// A stream whose reads are counted in a [`Meter`] and bounded by it.
@@ -31,6 +31,9 @@ pub(crate) struct Metered<S> {
     room: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     /// What was dropped since a refusal ([`discard`]).
     discarded: usize,
+    /// The socket under `inner`, watched for a close while the stream is
+    /// held back (`driver/input/hang_up.rs`).
+    hang_up: Watch,
 }
 
 /// What [`discard`] drops in one poll before it lets other tasks run.
@@ -71,6 +74,7 @@ impl<S> Metered<S> {
             ahead: BytesMut::new(),
             room: None,
             discarded: 0,
+            hang_up: Watch::default(),
         }
     }
 
@@ -107,10 +111,12 @@ impl<S> Metered<S> {
     /// announced a large frame while the budget was full and closed kept
     /// its connection until an idle timeout (a red-team pass: 40 of them
     /// still open 30 s on, where over TCP the frame reader's wait watches
-    /// the socket).
+    /// the socket). Past that, the socket itself is watched for a close
+    /// (`driver/input/hang_up.rs`): a peer that sent more, whose handlers
+    /// held the room it waited for, went unnoticed until their deadlines.
     fn watch(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>
     where
-        S: AsyncRead + Unpin,
+        S: AsyncRead + Socket + Unpin,
     {
         while self.ahead.len() <= READ_AHEAD {
             let mut chunk = [0u8; 1024];
@@ -123,6 +129,9 @@ impl<S> Metered<S> {
             }
             self.meter.read.fetch_add(n, Ordering::AcqRel);
             self.ahead.extend_from_slice(part.filled());
+        }
+        if self.hang_up.poll_closed(&self.inner, cx).is_ready() {
+            return Poll::Ready(Ok(()));
         }
         Poll::Pending
     }
@@ -178,7 +187,13 @@ impl<S> Metered<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
+impl<S: Socket> Socket for Metered<S> {
+    fn dup_socket(&self) -> Option<io::Result<Dup>> {
+        self.inner.dup_socket()
+    }
+}
+
+impl<S: AsyncRead + Socket + Unpin> AsyncRead for Metered<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -198,6 +213,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
             return Poll::Ready(Ok(()));
         }
         let r = this.read_metered(cx, buf);
+        if r.is_ready() {
+            // Not held back (any more).
+            this.hang_up.done();
+        }
         if matches!(&r, Poll::Ready(Err(e)) if is_refusal(e)) {
             this.meter.refuse();
         }
@@ -205,7 +224,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> Metered<S> {
+impl<S: AsyncRead + Socket + Unpin> Metered<S> {
     /// Reads into `buf` what the meter admits.
     fn read_metered(
         &mut self,

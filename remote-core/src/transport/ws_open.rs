@@ -13,15 +13,14 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::ws::{config, Phase, WsIo};
 use super::ws_meter::{Meter, Metered};
-use crate::driver::io_types::{BoxRead, BoxWrite, Gathering, OnOpen};
+use crate::driver::io_types::{BoxRead, BoxWrite, Gathering, OnOpen, Socket};
 use crate::{Error, Limits};
 
 fn halves<S>(io: WsIo<S>) -> (BoxRead, BoxWrite)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Socket + Unpin + Send + 'static,
 {
-    let (r, w) = tokio::io::split(io);
-    (Box::new(r), Box::new(w))
+    super::split::split(io)
 }
 
 /// Runs a client's upgrade, bounded by `handshake_timeout` like the
@@ -33,7 +32,7 @@ async fn upgraded<S, R, E>(
     what: &str,
 ) -> Result<(BoxRead, BoxWrite), Error>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Socket + Unpin + Send + 'static,
     E: std::fmt::Display,
 {
     let (ws, _response) = tokio::time::timeout(limits.handshake_timeout, upgrade)
@@ -63,7 +62,7 @@ pub(crate) async fn dial_over<S>(
     limits: &Limits,
 ) -> Result<(BoxRead, BoxWrite), Error>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Socket + Unpin + Send + 'static,
 {
     let upgrade = tokio_tungstenite::client_async_with_config(url, stream, Some(config(limits)));
     upgraded(url, limits, upgrade, "websocket upgrade with").await
@@ -85,7 +84,7 @@ pub(crate) fn accept<S>(
     deadline: tokio::time::Instant,
 ) -> (BoxRead, BoxWrite, OnOpen)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Socket + Unpin + Send + 'static,
 {
     #[allow(clippy::result_large_err)] // tungstenite's callback signature
     let check = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {

@@ -149,7 +149,7 @@ impl ConnectionBuilder {
         R: tokio::io::AsyncRead + Send + Unpin + 'static,
         W: tokio::io::AsyncWrite + Send + Unpin + 'static,
     {
-        self.over_boxed(Box::new(reader), Box::new(writer), peer.to_owned())
+        self.over_boxed(Box::new(Plain(reader)), Box::new(writer), peer.to_owned())
             .await
     }
 

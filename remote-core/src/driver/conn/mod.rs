@@ -24,7 +24,7 @@ use super::budget::Budget;
 use super::call::{with_scratch_on, Args, CallCx, Handle, Inline, Reply};
 use super::control::{Control, CtlSink, Heard, Held, Incoming};
 use super::deadline::Arrival;
-use super::input::{BoxRead, Input};
+use super::input::{BoxRead, Input, Plain};
 use super::io::{write_loop, BoxWrite};
 use super::panics::{install_panic_hook, panic_error};
 use super::pipeline::{Answer, KeepGuard};

@@ -66,6 +66,9 @@ impl Input {
     /// [`shed`](Self::shed) does), once the frame at its head is split off.
     pub(super) fn put_back_probe(&mut self) {
         if let Some(b) = self.probe.take() {
+            // The socket is read again: no more watching it for a close
+            // (`hang_up.rs`, which starts only once the byte is taken).
+            self.hang_up.done();
             // Room for the byte too: shed to its content, the buffer
             // doubled to take it, and the next wait for room read the
             // peer's input into that room, and so on, every turn (the

@@ -16,14 +16,17 @@ use super::share::{ArgsCharge, LIGHT_LEN};
 use super::shared::Shared;
 use crate::proto::{is_call, ArgsWalk, FrameError};
 
+pub(crate) use hang_up::{Dup, Plain, Socket, Watch};
+
 mod defer;
+mod hang_up;
 mod keep;
 mod reserve;
 mod room;
 
 /// The reading half of a connection's byte stream, boxed so one connection
 /// type serves every transport.
-pub(crate) type BoxRead = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+pub(crate) type BoxRead = Box<dyn hang_up::ConnRead>;
 
 /// After closing a connection we say goodbye, shut our write side down and
 /// read (and discard) what the peer still sends for at most this long...
@@ -145,6 +148,9 @@ pub(crate) struct Input {
     probe: Option<u8>,
     /// Frames set aside behind a call waiting for room (`defer.rs`).
     deferred: defer::Deferred,
+    /// The socket under `r`, if any, watched for a close while the reader
+    /// waits for room (`hang_up.rs`).
+    hang_up: hang_up::Watch,
 }
 
 impl Input {
@@ -181,6 +187,7 @@ impl Input {
             arrival: Arrival::default(),
             probe: None,
             deferred: defer::Deferred::default(),
+            hang_up: hang_up::Watch::default(),
         }
     }
 
@@ -373,7 +380,8 @@ impl Input {
                 }
                 if let Some(b) = self.probe.take() {
                     // Read past a full buffer while the reservation waited:
-                    // the frame's next byte.
+                    // the frame's next byte. The socket is read again.
+                    self.hang_up.done();
                     self.buf.extend_from_slice(&[b]);
                     continue;
                 }

@@ -68,8 +68,15 @@ impl Input {
             let starving = shared.budget.starving();
             starving.set(true);
             let room = shared.budget.wait_until(&shared.output_share.own, fits);
-            let watch = room::watch(&mut self.r, &mut self.buf, &mut self.probe, &shared.meter);
+            let watch = room::watch(
+                &mut self.r,
+                &mut self.buf,
+                &mut self.probe,
+                &mut self.hang_up,
+                &shared.meter,
+            );
             let ended = room::first_of(room, None, watch).await;
+            self.hang_up.done();
             self.paused = false;
             self.reserving = false;
             if let room::Wait::Closed(end) = ended {

@@ -31,9 +31,8 @@ impl Input {
     /// reader, uncounted: found by a red-team pass), and then one byte
     /// more, kept aside ([`Input::probe`]), so that a peer that closes its
     /// connection is noticed and what the connection holds (its place in
-    /// line) is freed, rather than when the call starts. (A peer that
-    /// sends more than that and then closes is noticed when the call
-    /// starts.)
+    /// line) is freed, rather than when the call starts. Past that byte,
+    /// the socket itself is watched for a close (`hang_up.rs`).
     /// Cancel-safe: the place in line and what was read stay.
     pub(super) async fn wait_for_room(
         &mut self,
@@ -85,9 +84,16 @@ impl Input {
                 turn = Self::may_start(&shared, heavy, ticket);
                 turn != Turn::Wait || (out_of_line && Self::output_room(&shared))
             });
-            let watch = watch(&mut self.r, &mut self.buf, &mut self.probe, &shared.meter);
+            let watch = watch(
+                &mut self.r,
+                &mut self.buf,
+                &mut self.probe,
+                &mut self.hang_up,
+                &shared.meter,
+            );
             first_of(room, give_up, watch).await
         };
+        self.hang_up.done();
         match ended {
             Wait::Room => {}
             Wait::Closed(end) => return ControlFlow::Break(end),
@@ -282,12 +288,14 @@ pub(super) enum Wait {
 /// for it (a peer that sent more would otherwise make it double on every
 /// turn of the reader, uncounted: found by a red-team pass), then one
 /// byte more, kept aside in `probe` (put back behind the buffer's content
-/// once the wait ends; then nothing more is read until it does). Returns
-/// only when the peer closed (`None`) or a read failed.
+/// once the wait ends; then nothing more is read until it does, and the
+/// socket is watched for a close instead, `hang_up`). Returns only when
+/// the peer closed (`None`) or a read failed.
 pub(super) async fn watch(
     r: &mut BoxRead,
     buf: &mut BytesMut,
     probe: &mut Option<u8>,
+    hang_up: &mut super::hang_up::Watch,
     meter: &Meter,
 ) -> Option<Result<Bytes, FrameError>> {
     while buf.capacity() > buf.len() && probe.is_none() {
@@ -315,5 +323,7 @@ pub(super) async fn watch(
             Err(e) => return Some(Err(FrameError::Io(e))),
         }
     }
-    std::future::pending().await
+    let r = &mut *r;
+    std::future::poll_fn(move |cx| hang_up.poll_closed(&**r, cx)).await;
+    None
 }
