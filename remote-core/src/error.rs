@@ -211,11 +211,7 @@ impl Error {
     pub fn limit_name(&self) -> Option<&str> {
         match self {
             Error::LimitExceeded { limit, .. } => Some(limit),
-            Error::Remote(r) if r.kind == "limit_exceeded" => r
-                .message
-                .strip_prefix("limit exceeded: ")
-                .and_then(|m| m.split_once(" = "))
-                .map(|(name, _)| name),
+            Error::Remote(r) if r.kind == "limit_exceeded" => limit_in(&r.message),
             _ => None,
         }
     }
@@ -509,6 +505,15 @@ where
     fn describe(b: &mut SchemaBuilder) -> Ty {
         E::describe(b)
     }
+}
+
+/// The limit a `limit_exceeded` error's message names: `NAME` in
+/// `limit exceeded: NAME = VALUE (...)`.
+pub(crate) fn limit_in(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("limit exceeded: ")
+        .and_then(|m| m.split_once(" = "))
+        .map(|(name, _)| name)
 }
 
 #[cfg(test)]

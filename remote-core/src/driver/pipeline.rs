@@ -83,7 +83,7 @@ impl Answer {
     fn set(&self, r: Resolved) {
         let r = match r {
             r if self.full => Settled::Kept(r),
-            Err(e) => Settled::Kept(Err(slim_error(&e.kind))),
+            Err(e) => Settled::Kept(Err(slim_of(&e))),
             // Reached through its export only: released by the peer, it
             // goes (held, 8 connections' slim answers held 17 MB of
             // objects their peers had released, counted nowhere: a
@@ -227,6 +227,60 @@ fn slim_error(kind: &str) -> Arc<RemoteError> {
         .clone()
 }
 
+/// A slim answer's error for `e` ([`slim_error`]): a `limit_exceeded` one
+/// keeps the name of its limit too, so [`Error::limit_name`] still tells
+/// it (found by a red-team pass), in one error shared per limit
+/// ([`slim_limit`]).
+fn slim_of(e: &RemoteError) -> Arc<RemoteError> {
+    if e.kind == "limit_exceeded" {
+        if let Some(slim) = crate::error::limit_in(&e.message).and_then(slim_limit) {
+            return slim;
+        }
+    }
+    slim_error(&e.kind)
+}
+
+/// The slim error of a `limit_exceeded` naming limit `name`: one per name,
+/// for at most [`SLIM_LIMITS`] names in the process. A name must look like
+/// a [`Limits`](crate::Limits) field (lowercase letters, digits and `_`,
+/// 48 bytes at most): one a peer chose and a handler passed on may be
+/// anything. Past that, or for such a name, `None` (the kind's).
+fn slim_limit(name: &str) -> Option<Arc<RemoteError>> {
+    static SHARED: Mutex<Vec<Arc<RemoteError>>> = Mutex::new(Vec::new());
+    let looks_like_a_limit = !name.is_empty()
+        && name.len() <= 48
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !looks_like_a_limit {
+        return None;
+    }
+    let mut shared = lock(&SHARED);
+    let known = shared
+        .iter()
+        .find(|e| crate::error::limit_in(&e.message) == Some(name));
+    if let Some(e) = known {
+        return Some(e.clone());
+    }
+    if shared.len() >= SLIM_LIMITS {
+        return None;
+    }
+    let e = Arc::new(RemoteError::new(
+        "limit_exceeded",
+        "remote_core::Error",
+        format!(
+            "limit exceeded: {name} = ? (the kept call failed; its error was not kept, only \
+             its kind and limit: the server keeps at most max_kept_answers answers in full, \
+             PROTOCOL.md §3.10)"
+        ),
+    ));
+    shared.push(e.clone());
+    Some(e)
+}
+
+/// Limit names [`slim_limit`] keeps an error for.
+const SLIM_LIMITS: usize = 64;
+
 /// The error of a call on a slim kept answer whose object the peer
 /// released: one, shared.
 fn released() -> Arc<RemoteError> {
@@ -351,5 +405,32 @@ mod tests {
         let other = slim_error(&"k".repeat(64));
         assert_eq!(other.kind, "application");
         assert!(std::sync::Arc::ptr_eq(&other, &slim_error("application")));
+    }
+
+    /// A slim `limit_exceeded` keeps its limit's name, shared per name; a
+    /// name that does not look like a limit gets the kind's error.
+    #[test]
+    fn slim_limit_errors_keep_the_limit() {
+        use super::slim_of;
+        use crate::{Error, RemoteError};
+        let hit = |message: &str| {
+            RemoteError::new("limit_exceeded", "remote_core::Error", message.to_owned())
+        };
+        let full = hit("limit exceeded: max_frame_len = 1048576 (frame of 2000000 bytes)");
+        let slim = slim_of(&full);
+        assert!(!std::sync::Arc::ptr_eq(
+            &slim,
+            &super::slim_error("limit_exceeded")
+        ));
+        let e = Error::Remote(Box::new((*slim).clone()));
+        assert!(e.is_limit());
+        assert_eq!(e.limit_name(), Some("max_frame_len"));
+        assert!(std::sync::Arc::ptr_eq(&slim, &slim_of(&full)));
+        let odd = slim_of(&hit("limit exceeded: Not A Limit = 3"));
+        assert!(std::sync::Arc::ptr_eq(
+            &odd,
+            &super::slim_error("limit_exceeded")
+        ));
+        assert_eq!(Error::Remote(Box::new((*odd).clone())).limit_name(), None);
     }
 }
