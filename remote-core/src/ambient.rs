@@ -132,6 +132,40 @@ pub(crate) fn for_blocking_thread<F: Future>(fut: F) -> ForBlocking<F> {
     }
 }
 
+/// Work a handler hands to a blocking thread
+/// (`blocking::spawn_blocking`): the count it holds ([`hold`]) goes with
+/// it, to be held there ([`handed`]) and let go if a call made there waits
+/// for room for a heavy reply (held by the handler, which awaits the work,
+/// the call waited for room only the handler could give, until its
+/// deadline: a red-team pass). Call it in the handler (its task, or a
+/// blocking handler's thread).
+pub(crate) fn hand_off() -> Option<Kept> {
+    let held = HELD.try_with(Cell::take).ok().flatten();
+    if held.is_some() || BLOCKING.with(|b| b.borrow().is_none()) {
+        return held;
+    }
+    BLOCKING_HELD.with(Cell::take)
+}
+
+/// Runs `f` on a blocking thread, holding `held` ([`hand_off`]) as the
+/// thread's count for the calls `f` makes ([`for_blocking_thread`]);
+/// whatever of it is left goes when `f` returns.
+pub(crate) fn handed<R>(held: Option<Kept>, f: impl FnOnce() -> R) -> R {
+    if held.is_none() {
+        return f();
+    }
+    struct Restore(Option<Kept>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let held = BLOCKING_HELD.with(|h| h.replace(self.0.take()));
+            drop(held);
+        }
+    }
+    let prev = BLOCKING_HELD.with(|h| h.replace(held));
+    let _restore = Restore(prev);
+    f()
+}
+
 /// Back on the blocking thread after [`for_blocking_thread`]: its count,
 /// then the latest heavy reply's, held there.
 pub(crate) fn back_on_blocking_thread(held: Option<Kept>, kept: Vec<Kept>) {

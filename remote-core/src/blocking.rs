@@ -79,6 +79,14 @@ pub fn allow_blocking<R>(f: impl FnOnce() -> R) -> R {
 /// `tokio::task::spawn_blocking` with blocking remote calls allowed in `f`:
 /// the way to call a proxy's plain `fn` methods from async code.
 ///
+/// Called from a method handler, `f` takes over what the handler holds
+/// in the memory budget for its latest large reply, so that a call `f`
+/// makes may let it go while it waits for room, as the handler's own next
+/// call would (held by the handler, `f`'s call waited for room only the
+/// handler could give, until its deadline: a red-team pass). Work handed
+/// to `tokio::spawn` cannot take it over: a large reply asked for there
+/// may wait for room its handler holds.
+///
 /// Must be called inside a tokio runtime (it panics otherwise, like
 /// tokio's). See the [module docs](self) for an example with a proxy.
 ///
@@ -94,7 +102,8 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    tokio::task::spawn_blocking(move || allow_blocking(f))
+    let held = crate::ambient::hand_off();
+    tokio::task::spawn_blocking(move || crate::ambient::handed(held, || allow_blocking(f)))
 }
 
 /// Whether a blocking call here would be refused with

@@ -56,6 +56,13 @@ pub trait Hub {
     async fn ask_cached(&self, dir: Remote<dyn CachedNames>) -> Result<u64, Error>;
     /// Asks `dir` for its names and holds them until let go.
     async fn hold_names(&self, dir: Remote<dyn Names>) -> Result<u64, Error>;
+    /// Asks `dir` for its names, then `sync` from work handed to a
+    /// blocking thread; how many in all.
+    async fn then_handed(
+        &self,
+        dir: Remote<dyn Names>,
+        sync: Remote<dyn SyncNames>,
+    ) -> Result<u64, Error>;
 }
 
 #[remote]
@@ -136,6 +143,15 @@ impl Hub for HubImpl {
         self.held().await;
         Ok(names.len() as u64)
     }
+    async fn then_handed(
+        &self,
+        dir: Remote<dyn Names>,
+        sync: Remote<dyn SyncNames>,
+    ) -> Result<u64, Error> {
+        let n = dir.names().await?.len() as u64;
+        let handed = remote_core::blocking::spawn_blocking(move || sync.names());
+        Ok(n + handed.await.unwrap()?.len() as u64)
+    }
 }
 
 async fn server(budget: usize) -> (ServerHandle, Arc<HubImpl>) {
@@ -168,7 +184,8 @@ impl SyncNames for Many {
 /// An honest handler asks an honest callback for 100,000 names (4.9 MB
 /// counted) three times in a row on an 8 MiB budget: each fits alone. So
 /// does a blocking one (it held the count on its thread while its next
-/// call waited for room, until that call's deadline).
+/// call waited for room, until that call's deadline), and one whose next
+/// call is made by work it handed to `blocking::spawn_blocking`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_holds_its_latest_heavy_reply_only() {
     let (server, _) = server(8 << 20).await;
@@ -183,6 +200,12 @@ async fn a_handler_holds_its_latest_heavy_reply_only() {
     let sync = hub.clone();
     let total = remote_core::blocking::spawn_blocking(move || sync.total_sync(dir, 3));
     assert_eq!(raw::bounded(total).await.unwrap().unwrap(), 300_000);
+    // Its second call made by work it handed to a blocking thread (which
+    // waited for room the handler held, until its deadline).
+    let dir: Remote<dyn Names> = Remote::new(Arc::new(Many(100_000)));
+    let sync: Remote<dyn SyncNames> = Remote::new(Arc::new(Many(100_000)));
+    let handed = hub.then_handed(dir, sync);
+    assert_eq!(raw::bounded(handed).await.unwrap(), 200_000);
     drop((hub, client));
     assert!(raw::eventually(|| server.buffered_bytes() == 0).await);
 }
