@@ -83,6 +83,16 @@ pub trait Dispatch: Send + Sync + 'static {
         let _ = method;
         None
     }
+
+    /// The address of the object this dispatches to (what
+    /// [`Interface::from_dispatch`] returns points there), if it is one
+    /// object: a server finds the connections serving it as their root by
+    /// it, when it is written. `#[remote]` generates it; `None`, the
+    /// default, makes such a root looked at for every write.
+    #[doc(hidden)]
+    fn object_addr(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// The future of one incoming call.

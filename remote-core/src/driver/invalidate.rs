@@ -7,7 +7,9 @@
 //!
 //! What is held, and its bounds: a process-wide set of the open
 //! connections that negotiated the feature (one entry per connection,
-//! removed when it closes), and per connection three counters (last token
+//! removed when it closes) and an index of the objects they export and
+//! serve as their root ([`BY_KEY`]: an entry per export, bounded as
+//! exports are, removed with it), and per connection three counters (last token
 //! sent, last token acknowledged, timeouts missed), plus what is held back
 //! while its output queue has no room (`pushes.rs`: merged per object,
 //! counted in the budget). Acknowledgements are
@@ -28,7 +30,7 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 use super::pushes::Pushed;
 use super::shared::Shared;
 use crate::interface::Dispatch;
-use crate::proto::{encode_invalidated, ExportKey, ObjectId};
+use crate::proto::{encode_invalidated, ExportIndex, ExportKey, ObjectId};
 
 /// Process-wide counters of pushed invalidation ([`push_stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,6 +48,9 @@ pub struct PushStats {
     /// queue had no room (sent once it has, and waited for like any
     /// other).
     pub held_back: u64,
+    /// Connections looked at to find an object's holders: those that
+    /// hold it or serve a root of its interface, not every connection.
+    pub examined: u64,
 }
 
 static PUSHED: AtomicU64 = AtomicU64::new(0);
@@ -53,6 +58,7 @@ static ACKNOWLEDGED: AtomicU64 = AtomicU64::new(0);
 static LAGGED: AtomicU64 = AtomicU64::new(0);
 static NOT_WAITED: AtomicU64 = AtomicU64::new(0);
 static HELD_BACK: AtomicU64 = AtomicU64::new(0);
+static EXAMINED: AtomicU64 = AtomicU64::new(0);
 
 /// The counters of invalidations pushed by every connection of this
 /// process since it started.
@@ -63,6 +69,7 @@ pub fn push_stats() -> PushStats {
         lagged: LAGGED.load(Ordering::Relaxed),
         not_waited: NOT_WAITED.load(Ordering::Relaxed),
         held_back: HELD_BACK.load(Ordering::Relaxed),
+        examined: EXAMINED.load(Ordering::Relaxed),
     }
 }
 
@@ -72,6 +79,63 @@ static HOLDERS: LazyLock<Mutex<HashMap<usize, Weak<Shared>>>> =
 
 fn holders() -> std::sync::MutexGuard<'static, HashMap<usize, Weak<Shared>>> {
     HOLDERS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Of those connections, which export each object (by key; a superset of
+/// those whose peer was sent it), in [`SHARDS`] parts by key (every
+/// export and release of such a connection takes one), and which serve
+/// each object as their root (by its address; `None` for a root that does
+/// not tell it, `Dispatch::object_addr`): a write looks at these only.
+/// (Scanning every connection, a thousand idle ones added 47 µs to each
+/// write: a red-team pass.)
+/// (A connection or two per object, inline: an export then allocates
+/// nothing more, `tests/call_allocs.rs`.)
+type Conns = smallvec::SmallVec<[usize; 2]>;
+type Index<K> = Mutex<HashMap<K, Conns>>;
+
+const SHARDS: usize = 32;
+
+static BY_KEY: LazyLock<[Index<ExportKey>; SHARDS]> =
+    LazyLock::new(|| std::array::from_fn(|_| Index::default()));
+static ROOTS: LazyLock<Index<Option<usize>>> = LazyLock::new(Index::default);
+
+fn by_key(key: &ExportKey) -> std::sync::MutexGuard<'static, HashMap<ExportKey, Conns>> {
+    // Allocations are 16-byte aligned at least: the bits above spread.
+    let shard = &BY_KEY[(key.addr >> 4) % SHARDS];
+    shard.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn roots() -> std::sync::MutexGuard<'static, HashMap<Option<usize>, Conns>> {
+    ROOTS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn add_to<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Conns>, k: K, conn: usize) {
+    map.entry(k).or_default().push(conn);
+}
+
+fn remove_from<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Conns>, k: &K, conn: usize) {
+    if let Some(conns) = map.get_mut(k) {
+        if let Some(i) = conns.iter().position(|&c| c == conn) {
+            conns.swap_remove(i);
+        }
+        if conns.is_empty() {
+            map.remove(k);
+        }
+    }
+}
+
+/// A registered connection's export table's entry in the [`Index`].
+#[derive(Debug)]
+struct Holder(usize);
+
+impl ExportIndex for Holder {
+    fn added(&self, key: &ExportKey) {
+        add_to(&mut by_key(key), *key, self.0);
+    }
+
+    fn removed(&self, key: &ExportKey) {
+        remove_from(&mut by_key(key), key, self.0);
+    }
 }
 
 /// Adds a connection whose handshake completed, if both peers listed the
@@ -87,15 +151,28 @@ pub(crate) fn register(shared: &Arc<Shared>) {
     if !shared.core().invalidate_negotiated() {
         return;
     }
+    let conn = Arc::as_ptr(shared) as usize;
     let mut all = holders();
     if !shared.is_closed() {
-        all.insert(Arc::as_ptr(shared) as usize, Arc::downgrade(shared));
+        all.insert(conn, Arc::downgrade(shared));
+        let mut core = shared.core();
+        if let Some(root) = core.exports().get(ObjectId::ROOT) {
+            add_to(&mut roots(), root.object_addr(), conn);
+        }
+        core.set_export_holders(Some(Arc::new(Holder(conn))));
     }
 }
 
 /// Removes a closing connection.
 pub(crate) fn unregister(shared: &Shared) {
-    holders().remove(&(shared as *const Shared as usize));
+    let conn = shared as *const Shared as usize;
+    if holders().remove(&conn).is_some() {
+        let mut core = shared.core();
+        core.set_export_holders(None);
+        if let Some(root) = core.exports().get(ObjectId::ROOT) {
+            remove_from(&mut roots(), &root.object_addr(), conn);
+        }
+    }
     shared.drop_held_back();
 }
 
@@ -193,13 +270,26 @@ impl Shared {
 }
 
 /// The connections (other than `except`) holding the object `key` (or
-/// serving it as their root, `is_root`), with its id on each.
+/// serving it as their root, `is_root`), with its id on each: looked for
+/// among those the index names only ([`BY_KEY`], [`ROOTS`]).
 fn holders_of(
     key: &ExportKey,
     is_root: &dyn Fn(&Arc<dyn Dispatch>) -> bool,
     except: Option<&Shared>,
 ) -> Vec<(Arc<Shared>, ObjectId)> {
-    let all: Vec<Weak<Shared>> = holders().values().cloned().collect();
+    let mut conns: Vec<usize> = by_key(key).get(key).map_or_else(Vec::new, |c| c.to_vec());
+    {
+        let roots = roots();
+        let addrs = [Some(key.addr), None];
+        conns.extend(addrs.iter().filter_map(|a| roots.get(a)).flatten());
+    }
+    conns.sort_unstable();
+    conns.dedup();
+    let all: Vec<Weak<Shared>> = {
+        let all = holders();
+        conns.iter().filter_map(|c| all.get(c).cloned()).collect()
+    };
+    EXAMINED.fetch_add(all.len() as u64, Ordering::Relaxed);
     let mut found = Vec::new();
     for weak in all {
         let Some(shared) = weak.upgrade() else {

@@ -43,6 +43,7 @@ pub use pipeline::{
     FEATURE as FEATURE_PIPELINE,
 };
 pub use state::{Event, Phase, State, Violation};
+pub(crate) use tables::ExportIndex;
 pub use tables::{
     ExportKey, ExportTable, ImportInner, ImportRef, ImportRefs, ImportTable, ReleaseSink,
     TableError,

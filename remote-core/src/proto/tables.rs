@@ -74,6 +74,19 @@ pub struct ExportTable<O> {
     max: usize,
     /// Where exports are counted with other connections' (a server's).
     pool: PoolShare,
+    /// Told of each key this table starts and stops holding, if set.
+    holders: Option<Arc<dyn ExportIndex>>,
+}
+
+/// Told of each object an export table starts and stops holding, by key:
+/// an index of which tables hold an object, kept outside them
+/// (`driver/invalidate.rs`, so a write's invalidation looks only at the
+/// connections holding the object).
+pub(crate) trait ExportIndex: Send + Sync + fmt::Debug {
+    /// The table holds `key` now.
+    fn added(&self, key: &ExportKey);
+    /// The table no longer holds `key`.
+    fn removed(&self, key: &ExportKey);
 }
 
 /// Why an export or a release was refused.
@@ -129,7 +142,20 @@ impl<O> ExportTable<O> {
             len: 0,
             max: max.min(ObjectId::RESERVED.0 as usize - 1),
             pool,
+            holders: None,
         }
+    }
+
+    /// Tells `holders` of every key this table holds, now and from now on
+    /// (`None`: no longer, and it is told each is gone).
+    pub(crate) fn set_holders(&mut self, holders: Option<Arc<dyn ExportIndex>>) {
+        if let Some(old) = self.holders.take() {
+            self.index.keys().for_each(|k| old.removed(k));
+        }
+        if let Some(new) = &holders {
+            self.index.keys().for_each(|k| new.added(k));
+        }
+        self.holders = holders;
     }
 
     /// Counts this table's exports in `pool` from now on (set before
@@ -232,6 +258,9 @@ impl<O> ExportTable<O> {
             }
         };
         self.index.insert(key, id);
+        if let Some(holders) = &self.holders {
+            holders.added(&key);
+        }
         self.len += 1;
         Ok(id)
     }
@@ -291,6 +320,9 @@ impl<O> ExportTable<O> {
         let e = slot.take().expect("checked above");
         if let Some(key) = e.key {
             self.index.remove(&key);
+            if let Some(holders) = &self.holders {
+                holders.removed(&key);
+            }
         }
         self.free.push(Reverse(id.0));
         self.len -= 1;
@@ -304,6 +336,7 @@ impl<O> ExportTable<O> {
         let mut out: Vec<O> = self.slots.drain(..).flatten().map(|e| e.obj).collect();
         out.extend(self.root.take());
         self.free.clear();
+        self.set_holders(None);
         self.index.clear();
         self.pool.give(std::mem::take(&mut self.len));
         out
@@ -313,8 +346,10 @@ impl<O> ExportTable<O> {
 impl<O> Drop for ExportTable<O> {
     fn drop(&mut self) {
         // A table dropped without `drain` (its connection's state dropped
-        // whole) gives its exports back to the pool too.
+        // whole) gives its exports back to the pool too, and leaves the
+        // index.
         self.pool.give(self.len);
+        self.set_holders(None);
     }
 }
 

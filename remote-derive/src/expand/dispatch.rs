@@ -63,6 +63,10 @@ pub(crate) fn dispatch(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
                 #name
             }
             #[inline]
+            fn object_addr(&self) -> #p::Option<usize> {
+                #p::Some(#p::Arc::as_ptr(&self.0) as *const () as usize)
+            }
+            #[inline]
             fn as_any(&self) -> &dyn #p::Any {
                 self
             }

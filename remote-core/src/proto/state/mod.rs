@@ -103,6 +103,12 @@ impl<O: Clone, W> State<O, W> {
         self.exports.set_pool(pool);
     }
 
+    /// Tells `holders` of every object this connection exports, now and
+    /// from now on (`None`: no longer).
+    pub(crate) fn set_export_holders(&mut self, holders: Option<Arc<dyn super::ExportIndex>>) {
+        self.exports.set_holders(holders);
+    }
+
     /// A new connection serving `root` as object 0.
     pub fn new(root: Option<O>, limits: Limits, sink: Arc<dyn ReleaseSink>) -> Self {
         State {
