@@ -52,7 +52,7 @@ pub(crate) mod io_types {
     pub(crate) use super::budget::{OwnRoom, SMALL_FRAME};
     #[cfg(feature = "websocket")]
     pub(crate) use super::input::DRAIN_BYTES;
-    pub(crate) use super::input::{BoxRead, Dup, Plain, Socket, Watch};
+    pub(crate) use super::input::{BoxRead, Fd, Plain, Socket, Watch};
     pub(crate) use super::io::BoxWrite;
     #[cfg(feature = "websocket")]
     pub(crate) use super::refusal::{is_refusal, refusal};

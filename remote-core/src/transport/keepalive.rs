@@ -10,7 +10,12 @@
 //! kernel probes a connection silent for [`IDLE`], and fails it once
 //! [`RETRIES`] probes [`INTERVAL`] apart go unanswered: about 90 s after
 //! the peer fell silent, the socket reports the error, and the connection
-//! closes and frees what it held.
+//! closes and frees what it held. Only if nothing the server sent waits
+//! for the peer's acknowledgement, though: otherwise the kernel
+//! retransmits instead, and gives up after about 15 minutes at Linux's
+//! defaults (a red-team pass). `TCP_USER_TIMEOUT` would bound that too,
+//! but also how long a peer may keep its window shut, which
+//! `write_stall_timeout` decides, configurably.
 
 use std::time::Duration;
 
@@ -42,9 +47,8 @@ pub(crate) fn set(_socket: &tokio::net::TcpStream) {}
 mod tests {
     use super::super::listener::Listener;
     use super::super::ServerTls;
-    use crate::driver::io_types::Dup;
 
-    /// The socket under an accepted connection's reader (its duplicate)
+    /// The socket under an accepted connection's reader
     /// keeps alive as the module says.
     #[tokio::test]
     async fn a_servers_tcp_sockets_keep_alive() {
@@ -57,14 +61,18 @@ mod tests {
             .await
             .unwrap();
         let opened = l.accept().await.unwrap().open(far()).await.unwrap();
-        let Some(Ok(Dup::Tcp(s))) = opened.reader.dup_socket() else {
-            panic!("an accepted TCP connection's reader sits on its socket");
-        };
-        let s = socket2::SockRef::from(&s);
-        assert!(s.keepalive().unwrap());
-        assert_eq!(s.tcp_keepalive_time().unwrap(), super::IDLE);
-        assert_eq!(s.tcp_keepalive_interval().unwrap(), super::INTERVAL);
-        assert_eq!(s.tcp_keepalive_retries().unwrap(), super::RETRIES);
+        let mut seen = None;
+        opened.reader.with_socket(&mut |fd| {
+            let s = socket2::SockRef::from(&fd);
+            seen = Some((
+                s.keepalive().unwrap(),
+                s.tcp_keepalive_time().unwrap(),
+                s.tcp_keepalive_interval().unwrap(),
+                s.tcp_keepalive_retries().unwrap(),
+            ));
+        });
+        let seen = seen.expect("an accepted TCP connection's reader sits on its socket");
+        assert_eq!(seen, (true, super::IDLE, super::INTERVAL, super::RETRIES));
     }
 
     fn far() -> tokio::time::Instant {

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::driver::io_types::{BoxRead, BoxWrite, Dup, Socket};
+use crate::driver::io_types::{BoxRead, BoxWrite, Fd, Socket};
 
 /// Splits `s` into a reading and a writing half, each taking a lock on it
 /// for each poll (uncontended but for the moments both poll at once).
@@ -36,8 +36,8 @@ impl<S> Half<S> {
 }
 
 impl<S: Socket> Socket for Half<S> {
-    fn dup_socket(&self) -> Option<io::Result<Dup>> {
-        self.lock().dup_socket()
+    fn with_socket(&self, f: &mut dyn FnMut(Fd<'_>)) {
+        self.lock().with_socket(f)
     }
 }
 
@@ -83,25 +83,24 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Half<S> {
 
 #[cfg(feature = "tls")]
 impl<S: Socket> Socket for tokio_rustls::server::TlsStream<S> {
-    fn dup_socket(&self) -> Option<io::Result<Dup>> {
-        self.get_ref().0.dup_socket()
+    fn with_socket(&self, f: &mut dyn FnMut(Fd<'_>)) {
+        self.get_ref().0.with_socket(f)
     }
 }
 
 #[cfg(feature = "tls")]
 impl<S: Socket> Socket for tokio_rustls::client::TlsStream<S> {
-    fn dup_socket(&self) -> Option<io::Result<Dup>> {
-        self.get_ref().0.dup_socket()
+    fn with_socket(&self, f: &mut dyn FnMut(Fd<'_>)) {
+        self.get_ref().0.with_socket(f)
     }
 }
 
 #[cfg(all(feature = "websocket", not(target_arch = "wasm32")))]
 impl Socket for tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream> {
-    fn dup_socket(&self) -> Option<io::Result<Dup>> {
-        match self {
-            tokio_tungstenite::MaybeTlsStream::Plain(s) => s.dup_socket(),
-            #[allow(unreachable_patterns)] // other variants come with features
-            _ => None,
+    fn with_socket(&self, f: &mut dyn FnMut(Fd<'_>)) {
+        // Other variants come with features not enabled here.
+        if let tokio_tungstenite::MaybeTlsStream::Plain(s) = self {
+            s.with_socket(f);
         }
     }
 }

@@ -38,7 +38,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::driver::io_types::{Dup, OnOpen, Socket};
+use crate::driver::io_types::{Fd, OnOpen, Socket};
 use crate::driver::Budget;
 
 /// The most rustls holds of the input, as its read buffer's capacity: a
@@ -259,14 +259,14 @@ impl<S> Counted<S> {
 }
 
 impl<S: Socket> Socket for Counted<S> {
-    fn dup_socket(&self) -> Option<io::Result<Dup>> {
-        self.inner.dup_socket()
+    fn with_socket(&self, f: &mut dyn FnMut(Fd<'_>)) {
+        self.inner.with_socket(f)
     }
 }
 
 impl<S: Socket> Socket for RawCount<S> {
-    fn dup_socket(&self) -> Option<io::Result<Dup>> {
-        self.inner.dup_socket()
+    fn with_socket(&self, f: &mut dyn FnMut(Fd<'_>)) {
+        self.inner.with_socket(f)
     }
 }
 

@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::ws_meter::Meter;
-use crate::driver::io_types::{Dup, Socket};
+use crate::driver::io_types::{Fd, Socket};
 use crate::Limits;
 
 /// The most a protocol frame sent as one WebSocket frame holds, and what
@@ -515,11 +515,11 @@ impl<S> Socket for WsIo<S>
 where
     S: tokio::io::AsyncRead + AsyncWrite + Socket + Unpin,
 {
-    fn dup_socket(&self) -> Option<io::Result<Dup>> {
+    fn with_socket(&self, f: &mut dyn FnMut(Fd<'_>)) {
         match &self.phase {
-            Phase::Open(ws) => ws.get_ref().dup_socket(),
+            Phase::Open(ws) => ws.get_ref().with_socket(f),
             // Before the upgrade ends, the stream is in its future.
-            Phase::Accepting(_) | Phase::Failed => None,
+            Phase::Accepting(_) | Phase::Failed => {}
         }
     }
 }

@@ -7,12 +7,10 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
-use crate::driver::io_types::{Dup, Socket};
+use crate::driver::io_types::{Fd, Socket};
 
 impl Socket for tokio::io::DuplexStream {
-    fn dup_socket(&self) -> Option<std::io::Result<Dup>> {
-        None
-    }
+    fn with_socket(&self, _: &mut dyn FnMut(Fd<'_>)) {}
 }
 
 /// Reads from `m` until it waits, fails or ends: the bytes read and

@@ -13,11 +13,15 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{Admit, Meter, READ_AHEAD};
-use crate::driver::io_types::{is_refusal, Dup, Socket, Watch, DRAIN_BYTES};
+use crate::driver::io_types::{is_refusal, Fd, Socket, Watch, DRAIN_BYTES};
 use crate::transport::ws_scan::Scan;
 
 /// A stream whose reads are counted in a [`Meter`] and bounded by it.
 pub(crate) struct Metered<S> {
+    /// The socket under `inner`, watched for a close while the stream is
+    /// held back (`driver/input/hang_up.rs`). Before `inner`: dropped
+    /// first.
+    hang_up: Watch,
     inner: S,
     meter: Arc<Meter>,
     scan: Scan,
@@ -31,9 +35,6 @@ pub(crate) struct Metered<S> {
     room: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     /// What was dropped since a refusal ([`discard`]).
     discarded: usize,
-    /// The socket under `inner`, watched for a close while the stream is
-    /// held back (`driver/input/hang_up.rs`).
-    hang_up: Watch,
 }
 
 /// What [`discard`] drops in one poll before it lets other tasks run.
@@ -68,13 +69,13 @@ pub(crate) fn discard<S: AsyncRead + Unpin>(
 impl<S> Metered<S> {
     pub(crate) fn new(inner: S, meter: Arc<Meter>) -> Self {
         Metered {
+            hang_up: Watch::default(),
             inner,
             meter,
             scan: Scan::new(),
             ahead: BytesMut::new(),
             room: None,
             discarded: 0,
-            hang_up: Watch::default(),
         }
     }
 
@@ -188,8 +189,8 @@ impl<S> Metered<S> {
 }
 
 impl<S: Socket> Socket for Metered<S> {
-    fn dup_socket(&self) -> Option<io::Result<Dup>> {
-        self.inner.dup_socket()
+    fn with_socket(&self, f: &mut dyn FnMut(Fd<'_>)) {
+        self.inner.with_socket(f)
     }
 }
 

@@ -16,10 +16,13 @@
 //! data before it. The connection's own registration cannot be asked for
 //! it, as its readiness says readable while that data waits, and clearing
 //! it would leave the reader waiting for an edge that never comes. So
-//! while such a wait lasts, a duplicate of the socket's descriptor is
-//! registered on its own ([`Watch::poll_closed`]), and dropped when the
-//! wait ends: one descriptor more only for a connection waiting so. The
-//! reader reaches the socket through the stream it reads ([`Socket`]):
+//! while such a wait lasts the socket is also registered, for that
+//! readiness only, with one poller the process shares ([`Poller`], its
+//! own thread), and taken off when the wait ends. (A duplicate of the
+//! descriptor registered with tokio instead cost a descriptor per waiting
+//! connection: a peer made a server with 256 descriptors fail to accept
+//! after 133 connections, below its `max_connections`, a red-team pass.)
+//! The reader reaches the socket through the stream it reads ([`Socket`]):
 //! TCP and Unix sockets, and the TLS and WebSocket streams over them
 //! (split by `transport/split.rs`, whose halves still reach it). A close
 //! that has not arrived (queued behind the peer's unsent bytes) cannot be
@@ -31,23 +34,18 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// A duplicate of a socket's descriptor (none where there are no
-/// descriptors to watch).
+/// A socket, lent for a moment (nothing, where there are none to watch).
 #[cfg(unix)]
-pub(crate) enum Dup {
-    Tcp(std::net::TcpStream),
-    Unix(std::os::unix::net::UnixStream),
-}
-/// A duplicate of a socket's descriptor (none where there are no
-/// descriptors to watch).
+pub(crate) type Fd<'a> = std::os::fd::BorrowedFd<'a>;
+/// A socket, lent for a moment (nothing, where there are none to watch).
 #[cfg(not(unix))]
-pub(crate) enum Dup {}
+pub(crate) type Fd<'a> = std::marker::PhantomData<&'a ()>;
 
 /// A stream that may sit on a socket (module doc).
 pub(crate) trait Socket {
-    /// A duplicate of the socket this stream reads (`None` if it reads no
-    /// socket, or not yet one: a WebSocket before its upgrade).
-    fn dup_socket(&self) -> Option<io::Result<Dup>>;
+    /// Calls `f` with the socket this stream reads, if it reads one (not
+    /// yet, for a WebSocket before its upgrade).
+    fn with_socket(&self, f: &mut dyn FnMut(Fd<'_>));
 }
 
 /// What a connection reads: a byte stream, and the socket under it if any.
@@ -55,77 +53,27 @@ pub(crate) trait ConnRead: AsyncRead + Socket + Send + Unpin {}
 
 impl<T: AsyncRead + Socket + Send + Unpin> ConnRead for T {}
 
-/// A duplicate of `s`'s descriptor.
-#[cfg(unix)]
-fn dup<S: std::os::fd::AsFd>(
-    s: &S,
-    kind: fn(std::os::fd::OwnedFd) -> Dup,
-) -> Option<io::Result<Dup>> {
-    Some(s.as_fd().try_clone_to_owned().map(kind))
-}
-
 #[cfg(not(target_arch = "wasm32"))]
 impl Socket for tokio::net::TcpStream {
-    fn dup_socket(&self) -> Option<io::Result<Dup>> {
+    fn with_socket(&self, f: &mut dyn FnMut(Fd<'_>)) {
         #[cfg(unix)]
-        return dup(self, |fd| Dup::Tcp(fd.into()));
+        f(std::os::fd::AsFd::as_fd(self));
         #[cfg(not(unix))]
-        None
+        let _ = f;
     }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 impl Socket for tokio::net::tcp::OwnedReadHalf {
-    fn dup_socket(&self) -> Option<io::Result<Dup>> {
-        self.as_ref().dup_socket()
+    fn with_socket(&self, f: &mut dyn FnMut(Fd<'_>)) {
+        self.as_ref().with_socket(f);
     }
 }
 
 #[cfg(unix)]
 impl Socket for tokio::net::unix::OwnedReadHalf {
-    fn dup_socket(&self) -> Option<io::Result<Dup>> {
-        dup(self.as_ref(), |fd| Dup::Unix(fd.into()))
-    }
-}
-
-/// A duplicate registered on its own.
-#[cfg(unix)]
-enum Watched {
-    Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
-}
-
-#[cfg(unix)]
-impl Watched {
-    /// Registers `dup` (in non-blocking mode already: the mode belongs to
-    /// the socket, which the duplicate shares).
-    fn new(dup: Dup) -> io::Result<Self> {
-        match dup {
-            Dup::Tcp(s) => tokio::net::TcpStream::from_std(s).map(Watched::Tcp),
-            Dup::Unix(s) => tokio::net::UnixStream::from_std(s).map(Watched::Unix),
-        }
-    }
-
-    /// Waits until the peer closed or reset the connection. Closed
-    /// readiness is final: clearing the readable one leaves it set.
-    async fn closed(&self) -> io::Result<()> {
-        use tokio::io::Interest;
-        let more = || Err::<(), _>(io::ErrorKind::WouldBlock.into());
-        loop {
-            let ready = match self {
-                Watched::Tcp(s) => s.ready(Interest::READABLE).await?,
-                Watched::Unix(s) => s.ready(Interest::READABLE).await?,
-            };
-            if ready.is_read_closed() || ready.is_error() {
-                return Ok(());
-            }
-            // Only more bytes, not read here: wait for the next change of
-            // the socket's state.
-            let _ = match self {
-                Watched::Tcp(s) => s.try_io(Interest::READABLE, more),
-                Watched::Unix(s) => s.try_io(Interest::READABLE, more),
-            };
-        }
+    fn with_socket(&self, f: &mut dyn FnMut(Fd<'_>)) {
+        f(std::os::fd::AsFd::as_fd(self.as_ref()));
     }
 }
 
@@ -134,9 +82,7 @@ impl Watched {
 pub(crate) struct Plain<R>(pub(crate) R);
 
 impl<R> Socket for Plain<R> {
-    fn dup_socket(&self) -> Option<io::Result<Dup>> {
-        None
-    }
+    fn with_socket(&self, _: &mut dyn FnMut(Fd<'_>)) {}
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Plain<R> {
@@ -151,20 +97,21 @@ impl<R: AsyncRead + Unpin> AsyncRead for Plain<R> {
 }
 
 /// The socket under a reader, watched while the reader waits (module
-/// doc).
+/// doc). Declared before the reader it watches in what holds both, so it
+/// is dropped first: the socket is taken off the poller while it is
+/// still open.
 #[derive(Default)]
 pub(crate) struct Watch {
-    /// Its duplicate's wait for a close, while a wait lasts.
     #[cfg(unix)]
-    closing: Option<Pin<Box<dyn std::future::Future<Output = io::Result<()>> + Send>>>,
+    registered: Option<poller::Registered>,
     /// The reader is on no socket, or it could not be watched.
     blind: bool,
 }
 
 impl Watch {
     /// `Ready` once the peer has closed or reset the connection whose
-    /// reader sits on `s` (never, if it sits on no socket). A duplicate of
-    /// the socket is registered at the first poll, and kept until
+    /// reader sits on `s` (never, if it sits on no socket). The socket is
+    /// registered at the first poll, and taken off at
     /// [`done`](Self::done).
     pub(crate) fn poll_closed<S: Socket + ?Sized>(
         &mut self,
@@ -173,36 +120,22 @@ impl Watch {
     ) -> Poll<()> {
         #[cfg(unix)]
         {
-            if !self.blind && self.closing.is_none() {
-                let registered = match s.dup_socket() {
-                    None => Err(None),
-                    Some(dup) => dup.and_then(Watched::new).map_err(Some),
-                };
+            if !self.blind && self.registered.is_none() {
+                let mut registered = None;
+                s.with_socket(&mut |fd| registered = Some(poller::Registered::new(fd)));
                 match registered {
-                    Ok(watched) => {
-                        self.closing = Some(Box::pin(async move { watched.closed().await }));
-                    }
-                    Err(e) => {
-                        // Out of descriptors, say: the wait goes on as
-                        // without this watch, noticing a close when it
-                        // ends.
-                        if let Some(e) = e {
-                            tracing::debug!("cannot watch the socket for a close: {e}");
-                        }
+                    Some(Ok(r)) => self.registered = Some(r),
+                    Some(Err(e)) => {
+                        // The wait goes on as without this watch, noticing
+                        // a close when it ends.
+                        tracing::debug!("cannot watch the socket for a close: {e}");
                         self.blind = true;
                     }
+                    None => self.blind = true,
                 }
             }
-            if let Some(closing) = &mut self.closing {
-                match closing.as_mut().poll(cx) {
-                    Poll::Ready(Ok(())) => return Poll::Ready(()),
-                    Poll::Ready(Err(e)) => {
-                        tracing::debug!("cannot watch the socket for a close: {e}");
-                        self.closing = None;
-                        self.blind = true;
-                    }
-                    Poll::Pending => {}
-                }
+            if let Some(r) = &self.registered {
+                return r.poll_closed(cx);
             }
         }
         #[cfg(not(unix))]
@@ -210,12 +143,16 @@ impl Watch {
         Poll::Pending
     }
 
-    /// The wait is over: the duplicate is dropped.
+    /// The wait is over: the socket is taken off the poller.
     pub(crate) fn done(&mut self) {
         #[cfg(unix)]
         {
-            self.closing = None;
+            self.registered = None;
         }
         self.blind = false;
     }
 }
+
+#[cfg(unix)]
+#[path = "hang_up_poller.rs"]
+mod poller;

@@ -16,7 +16,7 @@ use super::share::{ArgsCharge, LIGHT_LEN};
 use super::shared::Shared;
 use crate::proto::{is_call, ArgsWalk, FrameError};
 
-pub(crate) use hang_up::{Dup, Plain, Socket, Watch};
+pub(crate) use hang_up::{Fd, Plain, Socket, Watch};
 
 mod defer;
 mod hang_up;
@@ -85,6 +85,9 @@ const LIGHT: usize = usize::MAX;
 /// Frames read from the peer, with the frame in progress counted in the
 /// memory budget.
 pub(crate) struct Input {
+    /// The socket under `r`, if any, watched for a close while the reader
+    /// waits for room (`hang_up.rs`). Before `r`: dropped first.
+    hang_up: hang_up::Watch,
     r: BoxRead,
     buf: BytesMut,
     max_len: usize,
@@ -148,9 +151,6 @@ pub(crate) struct Input {
     probe: Option<u8>,
     /// Frames set aside behind a call waiting for room (`defer.rs`).
     deferred: defer::Deferred,
-    /// The socket under `r`, if any, watched for a close while the reader
-    /// waits for room (`hang_up.rs`).
-    hang_up: hang_up::Watch,
 }
 
 impl Input {
@@ -161,6 +161,7 @@ impl Input {
             u32::MAX
         };
         Input {
+            hang_up: hang_up::Watch::default(),
             r,
             buf: BytesMut::with_capacity(MIN_READ),
             max_len,
@@ -187,7 +188,6 @@ impl Input {
             arrival: Arrival::default(),
             probe: None,
             deferred: defer::Deferred::default(),
-            hang_up: hang_up::Watch::default(),
         }
     }
 
