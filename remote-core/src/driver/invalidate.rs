@@ -30,7 +30,7 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 use super::pushes::Pushed;
 use super::shared::Shared;
 use crate::interface::Dispatch;
-use crate::proto::{encode_invalidated, ExportIndex, ExportKey, ObjectId};
+use crate::proto::{encode_invalidated, ExportIndex, ExportKey, IdMap, ObjectId};
 
 /// Process-wide counters of pushed invalidation ([`push_stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -91,7 +91,9 @@ fn holders() -> std::sync::MutexGuard<'static, HashMap<usize, Weak<Shared>>> {
 /// (A connection or two per object, inline: an export then allocates
 /// nothing more, `tests/call_allocs.rs`.)
 type Conns = smallvec::SmallVec<[usize; 2]>;
-type Index<K> = Mutex<HashMap<K, Conns>>;
+/// (Keyed by our own objects' addresses, never the peer's choice: the
+/// export table's fast hasher.)
+type Index<K> = Mutex<IdMap<K, Conns>>;
 
 const SHARDS: usize = 32;
 
@@ -99,21 +101,21 @@ static BY_KEY: LazyLock<[Index<ExportKey>; SHARDS]> =
     LazyLock::new(|| std::array::from_fn(|_| Index::default()));
 static ROOTS: LazyLock<Index<Option<usize>>> = LazyLock::new(Index::default);
 
-fn by_key(key: &ExportKey) -> std::sync::MutexGuard<'static, HashMap<ExportKey, Conns>> {
+fn by_key(key: &ExportKey) -> std::sync::MutexGuard<'static, IdMap<ExportKey, Conns>> {
     // Allocations are 16-byte aligned at least: the bits above spread.
     let shard = &BY_KEY[(key.addr >> 4) % SHARDS];
     shard.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn roots() -> std::sync::MutexGuard<'static, HashMap<Option<usize>, Conns>> {
+fn roots() -> std::sync::MutexGuard<'static, IdMap<Option<usize>, Conns>> {
     ROOTS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn add_to<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Conns>, k: K, conn: usize) {
+fn add_to<K: std::hash::Hash + Eq>(map: &mut IdMap<K, Conns>, k: K, conn: usize) {
     map.entry(k).or_default().push(conn);
 }
 
-fn remove_from<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Conns>, k: &K, conn: usize) {
+fn remove_from<K: std::hash::Hash + Eq>(map: &mut IdMap<K, Conns>, k: &K, conn: usize) {
     if let Some(conns) = map.get_mut(k) {
         if let Some(i) = conns.iter().position(|&c| c == conn) {
             conns.swap_remove(i);
