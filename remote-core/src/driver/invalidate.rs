@@ -49,7 +49,7 @@ pub struct PushStats {
     /// other).
     pub held_back: u64,
     /// Connections looked at to find an object's holders: those that
-    /// hold it or serve a root of its interface, not every connection.
+    /// export it or serve it as their root, not every connection.
     pub examined: u64,
 }
 
@@ -81,24 +81,28 @@ fn holders() -> std::sync::MutexGuard<'static, HashMap<usize, Weak<Shared>>> {
     HOLDERS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Of those connections, which export each object (by key; a superset of
-/// those whose peer was sent it), in [`SHARDS`] parts by key (every
-/// export and release of such a connection takes one), and which serve
-/// each object as their root (by its address; `None` for a root that does
-/// not tell it, `Dispatch::object_addr`): a write looks at these only.
-/// (Scanning every connection, a thousand idle ones added 47 µs to each
-/// write: a red-team pass.)
-/// (A connection or two per object, inline: an export then allocates
-/// nothing more, `tests/call_allocs.rs`.)
+/// The connections an index entry names: a connection or two per object,
+/// inline, so an export allocates nothing more (`tests/call_allocs.rs`).
 type Conns = smallvec::SmallVec<[usize; 2]>;
-/// (Keyed by our own objects' addresses, never the peer's choice: the
-/// export table's fast hasher.)
+
+/// Part of the index, keyed by our own objects' addresses (never the
+/// peer's choice: the export table's fast hasher).
 type Index<K> = Mutex<IdMap<K, Conns>>;
 
+/// Parts of [`BY_KEY`]: every export and release of a registered
+/// connection takes one.
 const SHARDS: usize = 32;
 
+/// Of the registered connections, which export each object (by key; a
+/// superset of those whose peer was sent it): with [`ROOTS`], what a write
+/// looks at. (Scanning every connection, a thousand idle ones added 47 µs
+/// to each write: a red-team pass.)
 static BY_KEY: LazyLock<[Index<ExportKey>; SHARDS]> =
     LazyLock::new(|| std::array::from_fn(|_| Index::default()));
+
+/// Which serve each object as their root, by its address (`None`: a root
+/// that does not tell it, `Dispatch::object_addr`, looked at for every
+/// write).
 static ROOTS: LazyLock<Index<Option<usize>>> = LazyLock::new(Index::default);
 
 fn by_key(key: &ExportKey) -> std::sync::MutexGuard<'static, IdMap<ExportKey, Conns>> {
@@ -126,7 +130,7 @@ fn remove_from<K: std::hash::Hash + Eq>(map: &mut IdMap<K, Conns>, k: &K, conn: 
     }
 }
 
-/// A registered connection's export table's entry in the [`Index`].
+/// A registered connection, as its export table tells [`BY_KEY`].
 #[derive(Debug)]
 struct Holder(usize);
 
