@@ -14,6 +14,8 @@
 //! socket, TLS and WebSocket.
 #![cfg(all(unix, feature = "tls", feature = "websocket"))]
 
+#[path = "support/asks_back.rs"]
+mod asks_back;
 #[path = "support/pki.rs"]
 mod pki;
 #[path = "support/raw.rs"]
@@ -21,36 +23,14 @@ mod raw;
 
 use std::sync::Arc;
 
+use asks_back::{ask, limits, Impl, Svc, BUDGET, CALLS, PAD};
 use raw::{bounded, eventually, kind, ws_binary, ws_frame, ws_upgrade, CALL, HELLO};
 use remote_core::proto::{encode, CallId, ObjectId};
-use remote_core::{remote, Error, Limits, Remote, Server, ServerHandle, TlsServerConfig};
+use remote_core::{Remote, Server, ServerHandle, TlsServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_rustls::rustls::pki_types::ServerName;
-
-const BUDGET: usize = 4 << 20;
-const PAD: usize = 60 << 10;
-const CALLS: u32 = 16;
-
-#[remote]
-pub trait Svc {
-    async fn ask(&self, cb: Remote<dyn Lister>, pad: String) -> Result<u32, Error>;
-}
-
-#[remote]
-pub trait Lister {
-    async fn list(&self) -> Result<Vec<u32>, Error>;
-}
-
-struct Impl;
-
-#[remote]
-impl Svc for Impl {
-    async fn ask(&self, cb: Remote<dyn Lister>, _pad: String) -> Result<u32, Error> {
-        Ok(cb.list().await?.len() as u32)
-    }
-}
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
@@ -62,26 +42,6 @@ enum Via {
     Unix,
     Tls,
     Ws,
-}
-
-/// A call of `ask` (callback: the caller's object 1) with `pad` bytes of
-/// string, deadline 600 s.
-fn ask(id: u32, pad: usize) -> Vec<u8> {
-    let mut b = encode::begin(pad + 64);
-    encode::call_head(&mut b, CallId(id), ObjectId(0), "ask", 600_000);
-    b.extend_from_slice(&[0x92, 0xd6, 0x01, 0, 0, 0, 1, 0xda]);
-    b.extend_from_slice(&(pad as u16).to_be_bytes());
-    b.resize(b.len() + pad, b'p');
-    encode::finish(&mut b);
-    b
-}
-
-fn limits() -> Limits {
-    Limits {
-        memory_budget: BUDGET,
-        max_connections_per_peer: 1024,
-        ..Limits::default()
-    }
 }
 
 async fn serve(via: Via, ca: &pki::Ca, dir: &std::path::Path) -> ServerHandle {

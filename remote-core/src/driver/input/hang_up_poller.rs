@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use futures_util::task::AtomicWaker;
 use mio::unix::SourceFd;
@@ -25,28 +26,73 @@ struct Poller {
     registry: mio::Registry,
     seen: Mutex<HashMap<usize, Arc<Seen>>>,
     next: AtomicUsize,
+    /// Its thread stopped: registrations would never be told of a close.
+    dead: AtomicBool,
 }
+
+/// The process's poller, if started, and when a start was last tried.
+struct Started {
+    poller: Option<Arc<Poller>>,
+    tried: Option<Instant>,
+}
+
+static STARTED: Mutex<Started> = Mutex::new(Started {
+    poller: None,
+    tried: None,
+});
+
+/// A poller that could not start (out of descriptors, say) is tried again
+/// at a later wait, at most this often. (Its failure kept for good, a
+/// peer that used up the descriptors before the first wait turned the
+/// watch off for the life of the process: a red-team pass.)
+const RETRY: Duration = Duration::from_secs(1);
 
 impl Poller {
     fn seen(&self) -> MutexGuard<'_, HashMap<usize, Arc<Seen>>> {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The process's poller, started on first use (`Err` if it could not
-    /// be: then no socket is watched).
-    fn get() -> io::Result<&'static Poller> {
-        static POLLER: OnceLock<Result<Poller, io::ErrorKind>> = OnceLock::new();
-        let poller = POLLER.get_or_init(|| Poller::start().map_err(|e| e.kind()));
-        poller.as_ref().map_err(|&kind| io::Error::from(kind))
+    /// The process's poller, started on first use, or again if it could
+    /// not start or its thread stopped (`Err` meanwhile: then the socket is
+    /// not watched).
+    fn get() -> io::Result<Arc<Poller>> {
+        let mut started = STARTED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(poller) = &started.poller {
+            if !poller.dead.load(Ordering::Acquire) {
+                return Ok(poller.clone());
+            }
+            started.poller = None;
+        }
+        if started.tried.is_some_and(|t| t.elapsed() < RETRY) {
+            return Err(io::Error::other(
+                "the hang-up poller could not start; tried again shortly",
+            ));
+        }
+        started.tried = Some(Instant::now());
+        match Poller::start() {
+            Ok(poller) => {
+                tracing::debug!("started the poller that watches waiting connections for a close");
+                started.poller = Some(poller.clone());
+                Ok(poller)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "cannot start the poller that watches waiting connections for a close: {e}"
+                );
+                Err(e)
+            }
+        }
     }
 
-    fn start() -> io::Result<Poller> {
+    fn start() -> io::Result<Arc<Poller>> {
         let mut poll = mio::Poll::new()?;
-        let poller = Poller {
+        let poller = Arc::new(Poller {
             registry: poll.registry().try_clone()?,
             seen: Mutex::default(),
             next: AtomicUsize::new(0),
-        };
+            dead: AtomicBool::new(false),
+        });
+        let shared = poller.clone();
         std::thread::Builder::new()
             .name("remote-hang-up".into())
             .spawn(move || {
@@ -56,16 +102,16 @@ impl Poller {
                         if e.kind() == io::ErrorKind::Interrupted {
                             continue;
                         }
-                        tracing::error!("the hang-up poller stopped: {e}");
+                        tracing::warn!("the poller that watches waiting connections stopped: {e}");
+                        shared.dead.store(true, Ordering::Release);
                         return;
                     }
-                    let Ok(poller) = Poller::get() else { return };
                     for event in &events {
                         // More bytes only: not read here.
                         if !(event.is_read_closed() || event.is_error()) {
                             continue;
                         }
-                        let seen = poller.seen().get(&event.token().0).cloned();
+                        let seen = shared.seen().get(&event.token().0).cloned();
                         if let Some(seen) = seen {
                             seen.closed.store(true, Ordering::Release);
                             seen.waker.wake();
@@ -79,6 +125,7 @@ impl Poller {
 
 /// A socket registered with the shared poller, taken off when dropped.
 pub(super) struct Registered {
+    poller: Arc<Poller>,
     fd: RawFd,
     token: usize,
     seen: Arc<Seen>,
@@ -104,7 +151,12 @@ impl Registered {
             poller.seen().remove(&token);
             return Err(e);
         }
-        Ok(Registered { fd, token, seen })
+        Ok(Registered {
+            poller,
+            fd,
+            token,
+            seen,
+        })
     }
 
     /// `Ready` once the peer closed or reset the connection.
@@ -122,10 +174,8 @@ impl Registered {
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        if let Ok(poller) = Poller::get() {
-            // Still open (see `new`): taken off this socket only.
-            let _ = poller.registry.deregister(&mut SourceFd(&self.fd));
-            poller.seen().remove(&self.token);
-        }
+        // Still open (see `new`): taken off this socket only.
+        let _ = self.poller.registry.deregister(&mut SourceFd(&self.fd));
+        self.poller.seen().remove(&self.token);
     }
 }
