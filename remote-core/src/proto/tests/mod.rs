@@ -9,6 +9,7 @@ use crate::Limits;
 
 mod calls;
 mod hostile;
+mod index;
 mod phases;
 mod reader_model;
 mod refs;
