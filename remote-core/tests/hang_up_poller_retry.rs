@@ -1,19 +1,21 @@
 //! The poller that watches waiting readers' sockets for a close
-//! (`driver/input/hang_up.rs`) starts again after it could not start.
+//! (`driver/input/hang_up.rs`) is started as a server starts serving, and
+//! a reader that could not have its socket watched tries again while it
+//! waits.
 //!
-//! The attack (a red-team pass): a peer uses up the server's descriptors
+//! The attacks (red-team passes): a peer uses up the server's descriptors
 //! (connections up to the limit) just as the first reader of the process
 //! waits for room, so the poller cannot start. Its failure was kept for
-//! the life of the process: from then on no waiting reader was watched,
-//! and every connection closed while its reader waited held its share of
-//! the budget until its calls' deadlines. Now a failed start is tried
-//! again at a later wait (at most once a second).
+//! the life of the process; then, retried by later waits, it still left
+//! unwatched every reader that had begun waiting while it was down. Those
+//! readers' peers fill the budget with calls whose handlers call them
+//! back, and reset: the budget stayed held until the calls' deadlines.
 //!
-//! This test uses up its own process's descriptors (its soft limit
-//! lowered first) while the first readers wait, checks that the start
-//! failed, frees them, and checks that a connection closed while its
-//! reader waits is noticed. Alone in its binary: it starves the whole
-//! process of descriptors for a moment.
+//! This test starves its own process of descriptors (its soft limit
+//! lowered first) as its server starts serving and again as the readers
+//! begin to wait, frees them, resets those readers' connections, and
+//! checks that the server notices. Alone in its binary: it starves the
+//! whole process for a moment.
 #![cfg(target_os = "linux")]
 
 #[path = "support/asks_back.rs"]
@@ -88,30 +90,47 @@ fn every_descriptor() -> Vec<std::fs::File> {
     }
 }
 
+/// Waits for `cond` as `eventually` does, but for 20 s: within the
+/// test's own bound, so that a failure says which step failed.
+async fn soon(cond: impl FnMut() -> bool) -> bool {
+    tokio::time::timeout(Duration::from_secs(20), eventually(cond))
+        .await
+        .unwrap_or(false)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_poller_starts_after_it_could_not() {
+async fn waits_begun_while_the_poller_could_not_start_are_watched_once_it_can() {
     let seen = Seen::default();
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(seen.clone()))
         .unwrap();
     lower_fd_limit(512);
     bounded(async {
+        // Out of descriptors but the listener's, the server starts
+        // serving: it tries to start the poller, and cannot.
+        let mut hog = every_descriptor();
+        hog.pop();
         let server = Server::builder()
             .limits(limits())
             .bind("tcp://127.0.0.1:0")
             .await
             .unwrap()
             .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Svc>));
+        assert!(seen.any("cannot start the poller"), "no start tried");
+        drop(hog);
+
         // More connections than fill the budget (`closed_while_waiting`
         // needs a few less), opened while there are descriptors.
         let mut conns = vec![];
         for _ in 0..24 {
-            conns.push(raw::opened(&server).await);
+            let s = raw::opened(&server).await;
+            // Closed, it sends a reset whatever it has not read.
+            s.set_zero_linger().unwrap();
+            conns.push(s);
         }
-        let mut late = conns.pop().unwrap();
-        assert!(eventually(|| server.connections() == conns.len() + 1).await);
+        assert!(soon(|| server.connections() == conns.len()).await);
 
-        // Out of descriptors, the first readers of the process wait for
-        // room: the poller cannot start.
+        // Out of descriptors again, readers begin to wait for room: the
+        // poller still cannot start.
         let hog = every_descriptor();
         let mut used = 0;
         while server.buffered_bytes() < BUDGET {
@@ -120,24 +139,25 @@ async fn the_poller_starts_after_it_could_not() {
             assert_eq!(kind(&raw::frame(s).await.expect("a callback")), CALL);
             used += 1;
         }
-        let failed = eventually(|| seen.any("cannot start the poller")).await;
-        assert!(failed, "the poller started with no descriptor free");
+        assert!(!seen.any("started the poller"), "started with no descriptor free");
         drop(hog);
 
-        // Past the time a failed start waits before it is tried again, a
-        // reader that waits for room starts the poller.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        late.set_zero_linger().unwrap();
-        late.write_all(&asks(1000)).await.unwrap();
-        let started = eventually(|| seen.any("started the poller")).await;
-        assert!(started, "the poller was not tried again");
-        // Closed while its reader waits: noticed.
-        drop::<TcpStream>(late);
-        let closed = eventually(|| server.connections() == conns.len()).await;
+        // Descriptors free, the waiting readers' connections reset: each
+        // reader tries again, the poller starts, and the resets are seen.
+        let waiting: Vec<TcpStream> = conns.drain(..used).collect();
+        drop(waiting);
+        let closed = soon(|| server.connections() == conns.len()).await;
+        let (c, b) = (server.connections(), server.buffered_bytes());
         assert!(
             closed,
-            "a connection closed while its reader waited is still open"
+            "{} of {used} connections reset while their readers waited still open, {b} B of the budget held",
+            c - conns.len()
         );
+        assert!(seen.any("started the poller"));
+        // (The idle connections' read buffers count too.)
+        drop(conns);
+        let freed = soon(|| server.buffered_bytes() == 0).await;
+        assert!(freed, "{} B of the budget held", server.buffered_bytes());
     })
     .await;
 }

@@ -94,7 +94,7 @@ pub use conn::{Connection, ConnectionBuilder};
 pub(crate) use control::Held;
 pub(crate) use deadline::{current_deadline, scope as deadline_scope};
 pub use deadline::{remaining, with_timeout};
-pub(crate) use input::Input;
+pub(crate) use input::{start_watching, Input};
 pub use promise::Promise;
 pub(crate) use sched::Sched;
 pub(crate) use shared::Shared;

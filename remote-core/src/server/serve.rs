@@ -87,6 +87,9 @@ impl Server {
         T: ?Sized + Interface,
         F: Fn(&Peer) -> Remote<T> + Send + Sync + 'static,
     {
+        // Readers that wait for room have their sockets watched for a
+        // close by a poller started now, while descriptors are free.
+        crate::driver::start_watching();
         // One memory budget for every connection of this server.
         let budget = Arc::new(crate::driver::Budget::new(self.conn.limits.memory_budget));
         let mut conn = self.conn;

@@ -28,6 +28,7 @@
 //! that has not arrived (queued behind the peer's unsent bytes) cannot be
 //! seen: `transport/keepalive.rs` bounds how long that lasts.
 
+use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -104,8 +105,17 @@ impl<R: AsyncRead + Unpin> AsyncRead for Plain<R> {
 pub(crate) struct Watch {
     #[cfg(unix)]
     registered: Option<poller::Registered>,
-    /// The reader is on no socket, or it could not be watched.
-    blind: bool,
+    /// The socket could not be registered (the poller could not start,
+    /// out of descriptors, say): tried again when this fires, for as long
+    /// as the wait lasts. (A wait that found the poller down went
+    /// unwatched to its end, however soon the poller came back: a peer
+    /// that used up the descriptors as its readers began to wait, then
+    /// reset, kept the budget held to its calls' deadlines: a red-team
+    /// pass.)
+    #[cfg(unix)]
+    retry: Option<Pin<Box<crate::rt::time::Sleep>>>,
+    /// The reader is on no socket: nothing to watch.
+    no_socket: bool,
 }
 
 impl Watch {
@@ -119,28 +129,47 @@ impl Watch {
         cx: &mut Context<'_>,
     ) -> Poll<()> {
         #[cfg(unix)]
-        {
-            if !self.blind && self.registered.is_none() {
-                let mut registered = None;
-                s.with_socket(&mut |fd| registered = Some(poller::Registered::new(fd)));
-                match registered {
-                    Some(Ok(r)) => self.registered = Some(r),
-                    Some(Err(e)) => {
-                        // The wait goes on as without this watch, noticing
-                        // a close when it ends.
-                        tracing::debug!("cannot watch the socket for a close: {e}");
-                        self.blind = true;
-                    }
-                    None => self.blind = true,
-                }
-            }
+        loop {
             if let Some(r) = &self.registered {
-                return r.poll_closed(cx);
+                // (Asked after the waker is registered: a poller stopping
+                // wakes every registration once it is marked stopped.)
+                if r.poll_closed(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+                if !r.poller_stopped() {
+                    return Poll::Pending;
+                }
+                // Its poller's thread is gone: registered again with the
+                // one that replaces it.
+                self.registered = None;
+            }
+            if self.no_socket {
+                return Poll::Pending;
+            }
+            if let Some(retry) = &mut self.retry {
+                if retry.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.retry = None;
+            }
+            let mut registered = None;
+            s.with_socket(&mut |fd| registered = Some(poller::Registered::new(fd)));
+            match registered {
+                Some(Ok(r)) => self.registered = Some(r),
+                Some(Err(e)) => {
+                    // Until then the wait goes on as without this watch,
+                    // noticing a close when it ends.
+                    tracing::debug!("cannot watch the socket for a close yet: {e}");
+                    self.retry = Some(Box::pin(crate::rt::time::sleep(poller::RETRY)));
+                }
+                None => self.no_socket = true,
             }
         }
         #[cfg(not(unix))]
-        let _ = (s, cx, &mut self.blind);
-        Poll::Pending
+        {
+            let _ = (s, cx, &mut self.no_socket);
+            Poll::Pending
+        }
     }
 
     /// The wait is over: the socket is taken off the poller.
@@ -148,9 +177,19 @@ impl Watch {
         #[cfg(unix)]
         {
             self.registered = None;
+            self.retry = None;
         }
-        self.blind = false;
+        self.no_socket = false;
     }
+}
+
+/// Starts the poller a process's waiting readers share, if it is not
+/// running: a server does as it starts serving, while descriptors are
+/// free, so that a peer cannot choose the moment of its first start (a
+/// start that fails is tried again later, `Watch`).
+pub(crate) fn start_watching() {
+    #[cfg(unix)]
+    poller::start();
 }
 
 #[cfg(unix)]

@@ -42,10 +42,17 @@ static STARTED: Mutex<Started> = Mutex::new(Started {
 });
 
 /// A poller that could not start (out of descriptors, say) is tried again
-/// at a later wait, at most this often. (Its failure kept for good, a
-/// peer that used up the descriptors before the first wait turned the
-/// watch off for the life of the process: a red-team pass.)
-const RETRY: Duration = Duration::from_secs(1);
+/// at most this often, by the waits that need it (each waiting reader
+/// tries again this long after its try failed). (Its failure kept for
+/// good, a peer that used up the descriptors before the first wait
+/// turned the watch off for the life of the process: a red-team pass.)
+pub(super) const RETRY: Duration = Duration::from_secs(1);
+
+/// Starts the process's poller if it is not running (module doc of
+/// `hang_up.rs`, `start_watching`).
+pub(super) fn start() {
+    let _ = Poller::get();
+}
 
 impl Poller {
     fn seen(&self) -> MutexGuard<'_, HashMap<usize, Arc<Seen>>> {
@@ -92,10 +99,11 @@ impl Poller {
             next: AtomicUsize::new(0),
             dead: AtomicBool::new(false),
         });
-        let shared = poller.clone();
+        let shared = Stopping(poller.clone());
         std::thread::Builder::new()
             .name("remote-hang-up".into())
             .spawn(move || {
+                let shared = &shared.0;
                 let mut events = Events::with_capacity(256);
                 loop {
                     if let Err(e) = poll.poll(&mut events, None) {
@@ -103,7 +111,6 @@ impl Poller {
                             continue;
                         }
                         tracing::warn!("the poller that watches waiting connections stopped: {e}");
-                        shared.dead.store(true, Ordering::Release);
                         return;
                     }
                     for event in &events {
@@ -120,6 +127,21 @@ impl Poller {
                 }
             })?;
         Ok(poller)
+    }
+}
+
+/// Held by the poller's thread: however it ends (an error, or a panic in
+/// a waker), the poller is marked stopped and every registration's task
+/// woken, to register again with the poller that replaces it.
+struct Stopping(Arc<Poller>);
+
+impl Drop for Stopping {
+    fn drop(&mut self) {
+        self.0.dead.store(true, Ordering::Release);
+        let seen: Vec<Arc<Seen>> = self.0.seen().values().cloned().collect();
+        for seen in seen {
+            seen.waker.wake();
+        }
     }
 }
 
@@ -157,6 +179,11 @@ impl Registered {
             token,
             seen,
         })
+    }
+
+    /// Its poller's thread has stopped: nothing will tell this of a close.
+    pub(super) fn poller_stopped(&self) -> bool {
+        self.poller.dead.load(Ordering::Acquire)
     }
 
     /// `Ready` once the peer closed or reset the connection.

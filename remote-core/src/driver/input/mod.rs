@@ -16,7 +16,7 @@ use super::share::{ArgsCharge, LIGHT_LEN};
 use super::shared::Shared;
 use crate::proto::{is_call, ArgsWalk, FrameError};
 
-pub(crate) use hang_up::{Fd, Plain, Socket, Watch};
+pub(crate) use hang_up::{start_watching, Fd, Plain, Socket, Watch};
 
 mod defer;
 mod hang_up;
