@@ -43,7 +43,16 @@ struct Seen(Arc<Mutex<Vec<String>>>);
 
 impl Seen {
     fn any(&self, part: &str) -> bool {
-        self.0.lock().unwrap().iter().any(|m| m.contains(part))
+        self.count(part) > 0
+    }
+
+    fn count(&self, part: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.contains(part))
+            .count()
     }
 }
 
@@ -109,6 +118,7 @@ async fn waits_begun_while_the_poller_could_not_start_are_watched_once_it_can() 
         // serving: it tries to start the poller, and cannot.
         let mut hog = every_descriptor();
         hog.pop();
+        let serving = std::time::Instant::now();
         let server = Server::builder()
             .limits(limits())
             .bind("tcp://127.0.0.1:0")
@@ -140,6 +150,12 @@ async fn waits_begun_while_the_poller_could_not_start_are_watched_once_it_can() 
             used += 1;
         }
         assert!(!seen.any("started the poller"), "started with no descriptor free");
+        // Each waiting reader tries again every second, but a start is
+        // tried at most once a second in all (each failure warns).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let tries = seen.count("cannot start the poller");
+        let most = serving.elapsed().as_secs() as usize + 2;
+        assert!(tries <= most, "{tries} tries to start in {:?}", serving.elapsed());
         drop(hog);
 
         // Descriptors free, the waiting readers' connections reset: each

@@ -17,8 +17,9 @@
 //! it, as its readiness says readable while that data waits, and clearing
 //! it would leave the reader waiting for an edge that never comes. So
 //! while such a wait lasts the socket is also registered, for that
-//! readiness only, with one poller the process shares ([`Poller`], its
-//! own thread), and taken off when the wait ends. (A duplicate of the
+//! readiness only, with one poller the process shares (`Poller`, its
+//! own thread, started as a server starts serving: [`start_watching`]),
+//! and taken off when the wait ends. (A duplicate of the
 //! descriptor registered with tokio instead cost a descriptor per waiting
 //! connection: a peer made a server with 256 descriptors fail to accept
 //! after 133 connections, below its `max_connections`, a red-team pass.)

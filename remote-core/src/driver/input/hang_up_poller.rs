@@ -21,6 +21,18 @@ struct Seen {
     waker: AtomicWaker,
 }
 
+impl Seen {
+    /// Wakes the registration's task. A waker that panics (not tokio's)
+    /// is kept from taking the poller's thread down with it, or, while
+    /// that thread unwinds (`Stopping`), from aborting the process.
+    fn wake(&self) {
+        let wake = std::panic::AssertUnwindSafe(|| self.waker.wake());
+        if std::panic::catch_unwind(wake).is_err() {
+            tracing::warn!("a waker panicked on the poller that watches waiting connections");
+        }
+    }
+}
+
 /// The shared poller: its registry, and what each token tells.
 struct Poller {
     registry: mio::Registry,
@@ -121,7 +133,7 @@ impl Poller {
                         let seen = shared.seen().get(&event.token().0).cloned();
                         if let Some(seen) = seen {
                             seen.closed.store(true, Ordering::Release);
-                            seen.waker.wake();
+                            seen.wake();
                         }
                     }
                 }
@@ -130,8 +142,8 @@ impl Poller {
     }
 }
 
-/// Held by the poller's thread: however it ends (an error, or a panic in
-/// a waker), the poller is marked stopped and every registration's task
+/// Held by the poller's thread: however it ends (an error, or a panic),
+/// the poller is marked stopped and every registration's task
 /// woken, to register again with the poller that replaces it.
 struct Stopping(Arc<Poller>);
 
@@ -140,7 +152,7 @@ impl Drop for Stopping {
         self.0.dead.store(true, Ordering::Release);
         let seen: Vec<Arc<Seen>> = self.0.seen().values().cloned().collect();
         for seen in seen {
-            seen.waker.wake();
+            seen.wake();
         }
     }
 }
