@@ -60,10 +60,15 @@ impl Connection {
         a: ConnectionBuilder,
         b: ConnectionBuilder,
     ) -> Result<(Connection, Connection), Error> {
-        let (x, y) = tokio::io::duplex(64 << 10);
-        let (xr, xw) = tokio::io::split(x);
-        let (yr, yw) = tokio::io::split(y);
-        let (ca, cb) = tokio::join!(a.over(xr, xw, "memory"), b.over(yr, yw, "memory"));
+        // One pipe per direction, so each side reads from one and writes
+        // to the other: its reading and writing halves share no lock (a
+        // `tokio::io::split` of one pipe puts both behind one, taken on
+        // every read, write and flush). Dropping or shutting down a
+        // side's writing half ends the other side's input, as a socket's
+        // does.
+        let (a_out, b_in) = tokio::io::duplex(64 << 10);
+        let (b_out, a_in) = tokio::io::duplex(64 << 10);
+        let (ca, cb) = tokio::join!(a.over(a_in, a_out, "memory"), b.over(b_in, b_out, "memory"));
         Ok((ca?, cb?))
     }
 
