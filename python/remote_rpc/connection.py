@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextvars
-import inspect
-import sys
 import time
 import typing
 import weakref
@@ -15,24 +12,10 @@ import weakref
 import msgpack
 
 from . import auth, wire
-from .errors import (
-    ConnectionLost,
-    DeadlineExceeded,
-    ProtocolViolation,
-    RemoteError,
-    error_value_of,
-)
+from .errors import ConnectionLost, DeadlineExceeded, ProtocolViolation, RemoteError
+from .serving import _DEADLINE, FRAME_LIMIT, _cancelled, _Held, _Serving
 
-#: Deadline (``time.monotonic()``) of the call being served in this task:
-#: calls made while serving it inherit what is left (PROTOCOL.md §8).
-_DEADLINE: contextvars.ContextVar[typing.Optional[float]] = contextvars.ContextVar(
-    "remote_rpc_deadline", default=None)
-
-#: ``max_frame_len`` of the connection whose call is served in this task: a
-#: stream's batch stays within half of it, so the reply fits in a frame.
-FRAME_LIMIT: contextvars.ContextVar[typing.Optional[int]] = contextvars.ContextVar(
-    "remote_rpc_frame_limit", default=None)
-
+__all__ = ["FRAME_LIMIT", "Connection", "Proxy"]
 
 class _Import:
     """One generation of an imported object: receipts counted since it was
@@ -100,7 +83,7 @@ class Proxy:
         return f"<remote_rpc.Proxy object {self._id} on {self._conn.peer}>"
 
 
-class Connection:
+class Connection(_Serving):
     """One connection. Use :func:`connect`, :func:`serve_stdio` or
     :meth:`Connection.open` (any asyncio stream pair)."""
 
@@ -115,10 +98,16 @@ class Connection:
         #: Times the peer's calls waited for it to read what was queued for
         #: it (over ``Limits.max_write_queue``).
         self.held_back = 0
-        # The peer's calls held back meanwhile, in order, and the task that
-        # starts them once the peer has read enough (`_release_held`).
-        self._held_calls: typing.Deque[typing.Tuple[list, typing.List[int]]] = collections.deque()
+        # The peer's calls held back meanwhile, in order, as their frames
+        # (decoded only when they start), their frames' bytes, and the task
+        # that starts them once the peer has read enough (`_release_held`).
+        self._held_calls: typing.Deque[_Held] = collections.deque()
+        self._held_bytes = 0
         self._release_task: typing.Optional[asyncio.Task] = None
+        # What the running calls' arguments count (`Limits.memory_budget`),
+        # and a wake-up for held calls when one ends.
+        self._running_weight = 0
+        self._room = asyncio.Event()
         # Bytes handed to the transport: less what it still queues, what the
         # peer has taken (`_drained`).
         self._written = 0
@@ -294,6 +283,8 @@ class Connection:
             task.cancel()
         self._incoming.clear()
         self._held_calls.clear()
+        self._held_bytes = 0
+        self._room.set()
         if self._release_task is not None:
             self._release_task.cancel()
         self._exports.clear()
@@ -367,11 +358,15 @@ class Connection:
 
     # ---- decoding: references in ----------------------------------------
 
-    def _decode(self, payload: bytes, unknown_own: typing.List[int]) -> typing.Any:
+    def _decode(self, payload: bytes, unknown_own: typing.List[int], refs: bool = True) -> typing.Any:
         """Decodes a frame, counting every type-1 reference in order and
-        resolving type-2 ones (unknown ids are collected in ``unknown_own``)."""
+        resolving type-2 ones (unknown ids are collected in ``unknown_own``).
+        Without ``refs`` (an error, §3.4), a reference is a violation, found
+        before anything is counted."""
 
         def hook(code: int, data: bytes) -> typing.Any:
+            if not refs and code in (wire.EXT_SENDER_EXPORT, wire.EXT_RECEIVER_OWN):
+                raise ProtocolViolation("a reference in an error (§3.4: its data never holds one)")
             if len(data) != 4:
                 raise ValueError(f"extension type {code} of {len(data)} bytes")
             oid = int.from_bytes(data, "big")
@@ -486,9 +481,13 @@ class Connection:
                 self._on_frame(payload)
                 if self._closed.is_set():
                     return
-                if len(self._held_calls) >= self.limits.max_calls_in_flight:
-                    # As many calls held back as may run: read nothing more
-                    # until they start.
+                if (len(self._held_calls) >= self.limits.max_calls_in_flight
+                        or self._held_bytes >= self.limits.memory_budget):
+                    # As many calls held back as may run, or their frames
+                    # as long as the memory budget: read nothing more until
+                    # they start. (Not at `max_write_queue`: peers whose
+                    # own calls to each other fill both queues would each
+                    # stop reading the other's.)
                     task = self._release_task
                     if task is not None:
                         await asyncio.wait([task])
@@ -509,91 +508,25 @@ class Connection:
             return
         self._shutdown(reason)
 
-    def _queued(self) -> int:
-        """Bytes queued for the peer (0 where the transport does not say)."""
-        transport = getattr(self._writer, "transport", None)
-        size = getattr(transport, "get_write_buffer_size", None)
-        return size() if size is not None else 0
-
-    def _unsent(self) -> int:
-        """Bytes the kernel still holds for the peer, where it says (Linux):
-        a peer reading slowly takes them first, before the transport's
-        queue moves."""
-        transport = getattr(self._writer, "transport", None)
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        try:
-            import fcntl
-            import termios
-            out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-            return int.from_bytes(out, sys.byteorder)
-        except Exception:  # noqa: BLE001 - not a socket, or not said here
-            return 0
-
-    def _call_or_hold(self, msg: list, unknown_own: typing.List[int]) -> None:
-        """Starts the peer's call, unless more than ``max_write_queue`` is
-        queued for the peer (or calls wait already): then it waits, in order,
-        until the peer has read enough (`_release_held`). Only calls wait:
-        replies, releases and cancels are read on, so a peer waiting for our
-        reply to read never deadlocks with us. (Never held, a peer flooding
-        small calls and reading nothing grew the queue without bound: 14 MB
-        sent, 73 MB queued, a red-team pass.)"""
-        if not self._held_calls and self._queued() <= self.limits.max_write_queue:
-            self._on_call(msg, unknown_own)
-            return
-        self._held_calls.append((msg, unknown_own))
-        if self._release_task is None:
-            self._release_task = asyncio.ensure_future(self._release_held())
-
-    async def _release_held(self) -> None:
-        try:
-            while self._held_calls and not self._closed.is_set():
-                if self._queued() > self.limits.max_write_queue:
-                    if not await self._drained():
-                        return
-                    continue
-                msg, unknown_own = self._held_calls.popleft()
-                try:
-                    self._on_call(msg, unknown_own)
-                except ProtocolViolation as e:
-                    self._goodbye(f"protocol violation: {e}")
-                    return
-        finally:
-            self._release_task = None
-
-    async def _drained(self) -> bool:
-        """Waits for the peer to read what is queued for it; closes the
-        connection if it reads nothing at all for ``write_stall_timeout``
-        (a slow reader that keeps reading is waited for). False once closed."""
-        self.held_back += 1
-        taken = self._written - self._queued() - self._unsent()
-        while not self._closed.is_set():
-            try:
-                await asyncio.wait_for(self._writer.drain(), self.limits.write_stall_timeout)
-                return not self._closed.is_set()
-            except asyncio.TimeoutError:
-                now = self._written - self._queued() - self._unsent()
-                if now <= taken:
-                    self._shutdown(f"write_stall_timeout: the peer read nothing for "
-                                   f"{self.limits.write_stall_timeout} s")
-                    return False
-                taken = now
-            except Exception:  # noqa: BLE001 - the transport closed
-                return False
-        return False
-
     def _on_frame(self, payload: bytes) -> None:
+        kind, second = wire.peek(payload)
+        if kind == wire.CALL:
+            self._call_or_hold(payload, second)
+            return
+        if (kind in (wire.RETURN, wire.ERROR) and wire.is_u32(second)
+                and second not in self._waiting and second not in self._cancelled):
+            # Before any reference in it is counted (§3.3): ignored, each
+            # would be released with a frame of ours, written whatever the
+            # peer reads (a red-team pass: 27 MB sent, 26 MB queued).
+            raise ProtocolViolation(f"reply to call {second}, which is neither waiting "
+                                    f"for a reply nor cancelled")
         unknown_own: typing.List[int] = []
-        try:
-            msg = self._decode(payload, unknown_own)
-            kind = wire.check_shape(msg)
-        except ProtocolViolation:
-            raise
-        except Exception as e:  # noqa: BLE001 - any malformed input
-            raise ProtocolViolation(f"malformed message: {e}") from None
+        msg = self._decode_checked(payload, unknown_own, refs=kind != wire.ERROR)
+        kind = wire.check_shape(msg)
         if kind == wire.HELLO:
             raise ProtocolViolation("handshake sent twice")
         if kind == wire.CALL:
-            self._call_or_hold(msg, unknown_own)
+            raise ProtocolViolation("malformed call")
         elif kind in (wire.RETURN, wire.ERROR):
             if unknown_own:
                 raise ProtocolViolation(f"reference to unknown object id {unknown_own[0]} of ours")
@@ -607,22 +540,41 @@ class Connection:
         elif kind == wire.CANCEL:
             cid = msg[1]
             task = self._incoming.pop(cid, None)
-            held = [h for h in self._held_calls if h[0][1] == cid]
-            if held:
-                # Not started yet: answered as cancelled, never started.
-                self._held_calls.remove(held[0])
-                self._write_quietly([wire.ERROR, cid, wire.error_value(
-                    "cancelled", "remote_core::Error", f"call {cid} was cancelled by the caller")])
+            held = next((h for h in self._held_calls if h.cid == cid and not h.cancelled), None)
+            if held is not None:
+                # Not started yet: never started, and answered as
+                # cancelled in its turn (`_release_held`).
+                held.cancelled = True
             elif task is not None:
                 task.cancel()
-                self._write_quietly([wire.ERROR, cid, wire.error_value(
-                    "cancelled", "remote_core::Error", f"call {cid} was cancelled by the caller")])
+                self._write_quietly(_cancelled(cid))
         elif kind == wire.GOODBYE:
             # The receiver of a goodbye closes without answering it (§3.7).
             self._shutdown(f"peer closed the connection: {msg[1]}")
 
+    def _decode_checked(self, payload: bytes, unknown_own: typing.List[int], refs: bool = True) -> list:
+        try:
+            msg = self._decode(payload, unknown_own, refs)
+            wire.check_shape(msg)
+        except ProtocolViolation:
+            raise
+        except Exception as e:  # noqa: BLE001 - any malformed input
+            raise ProtocolViolation(f"malformed message: {e}") from None
+        return msg
+
     def _on_reply(self, kind: int, msg: list) -> None:
         cid = msg[1]
+        if kind == wire.ERROR:
+            # Checked before the call is taken from the waiting ones, so a
+            # malformed error fails it with the connection's end at once
+            # (it waited out its deadline on a closed connection).
+            e = msg[2]
+            if not isinstance(e, list) or len(e) != 6:
+                raise ProtocolViolation("error value has 6 fields")
+            try:
+                error = RemoteError(e[0], e[1], e[2], e[3] or (), e[4], e[5])
+            except Exception as x:  # noqa: BLE001 - any malformed field
+                raise ProtocolViolation(f"malformed error value: {x}") from None
         fut = self._waiting.pop(cid, None)
         if fut is None:
             # The one reply to a call we cancelled: its id is free again.
@@ -632,82 +584,5 @@ class Connection:
             return
         if kind == wire.RETURN:
             fut.set_result(msg[2])
-            return
-        e = msg[2]
-        if not isinstance(e, list) or len(e) != 6:
-            raise ProtocolViolation("error value has 6 fields")
-        fut.set_exception(RemoteError(e[0], e[1], e[2], e[3] or (), e[4], e[5]))
-
-    # ---- serving -------------------------------------------------------------
-
-    def _on_call(self, msg: list, unknown_own: typing.List[int]) -> None:
-        _, cid, target, method, timeout_ms, args = msg
-        if not (wire.is_u32(cid) and wire.is_u32(target) and isinstance(method, str)
-                and wire.is_u32(timeout_ms) and isinstance(args, list)):
-            raise ProtocolViolation("malformed call")
-        if cid in self._incoming:
-            raise ProtocolViolation(f"call id {cid} is already in flight")
-
-        def reject(kind: str, text: str) -> None:
-            self._write_quietly([wire.ERROR, cid, wire.error_value(kind, "remote_core::Error", text)])
-
-        if unknown_own:
-            return reject("unknown_object", f"reference to unknown object id {unknown_own[0]} of ours")
-        if self._running >= self.limits.max_calls_in_flight:
-            return reject("limit_exceeded", f"limit exceeded: max_calls_in_flight = "
-                          f"{self.limits.max_calls_in_flight} (call {cid} refused)")
-        entry = self._exports.get(target)
-        if entry is None:
-            return reject("unknown_object", f"no object with id {target} on this connection")
-        budget = min(max(timeout_ms, 1) / 1000.0, self.limits.max_deadline)
-        self._running += 1
-        task = asyncio.ensure_future(self._serve(cid, entry[0], method, args, budget))
-        self._incoming[cid] = task
-
-    async def _serve(self, cid: int, obj: typing.Any, method: str, args: list, budget: float) -> None:
-        me = asyncio.current_task()
-        try:
-            _DEADLINE.set(time.monotonic() + budget)
-            FRAME_LIMIT.set(self.limits.max_frame_len)
-            try:
-                reply = [wire.RETURN, cid, await asyncio.wait_for(self._dispatch(obj, method, args), budget)]
-            except asyncio.TimeoutError:
-                reply = [wire.ERROR, cid, wire.error_value(
-                    "deadline_exceeded", "remote_core::Error",
-                    f"deadline of {int(budget * 1000)} ms passed; the call was stopped")]
-            except asyncio.CancelledError:
-                return
-            except BaseException as e:  # noqa: BLE001 - every failure is answered
-                reply = [wire.ERROR, cid, error_value_of(e)]
-            # Answered only if not cancelled meanwhile: one reply per call.
-            if self._incoming.get(cid) is me:
-                del self._incoming[cid]
-                try:
-                    self._write(reply)
-                except RemoteError as e:  # e.g. the reply is over max_frame_len
-                    self._write_quietly([wire.ERROR, cid, error_value_of(e)])
-                except ConnectionLost:
-                    pass
-                except Exception as e:  # noqa: BLE001 - a value that does not encode
-                    self._write_quietly([wire.ERROR, cid, wire.error_value(
-                        "encode", "remote_core::Error", f"cannot encode return value: {e}")])
-        finally:
-            self._running -= 1
-
-    async def _dispatch(self, obj: typing.Any, method: str, args: list) -> typing.Any:
-        from .typed import bound_method  # late: typed imports us
-
-        fn, convert_args, convert_result = bound_method(obj, method)
-        if fn is None:
-            raise RemoteError("unknown_method", "remote_core::Error",
-                              f"interface {type(obj).__name__} has no method {method!r}")
-        try:
-            inspect.signature(fn).bind(*args)
-            call_args = convert_args(args)
-        except (TypeError, ValueError, KeyError) as e:
-            raise RemoteError("bad_arguments", "remote_core::Error",
-                              f"cannot decode arguments: {e}") from None
-        result = fn(*call_args)
-        if inspect.isawaitable(result):
-            result = await result
-        return convert_result(result)
+        else:
+            fut.set_exception(error)

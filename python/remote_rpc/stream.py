@@ -10,6 +10,7 @@ import typing
 import msgpack
 
 from .connection import FRAME_LIMIT, Proxy
+from .errors import ProtocolViolation
 
 #: Items asked for per round trip by default (as the Rust runtime does).
 DEFAULT_BATCH = 32
@@ -27,7 +28,7 @@ class RemoteStream:
         self._source: typing.Optional[Proxy] = source
         self._decode = decode
         self._batch = max(1, min(MAX_BATCH, batch))
-        self._buf: typing.List[typing.Any] = []
+        self._buf: typing.Deque[typing.Any] = collections.deque()
 
     def __aiter__(self) -> "RemoteStream":
         return self
@@ -40,8 +41,13 @@ class RemoteStream:
             if not items:
                 self.release()
                 raise StopAsyncIteration
-            self._buf = list(items)
-        return self._decode(self._buf.pop(0))
+            if not isinstance(items, list) or len(items) > self._batch:
+                # PROTOCOL.md §5.1: more than asked for ends the stream.
+                self.release()
+                got = len(items) if isinstance(items, list) else type(items).__name__
+                raise ProtocolViolation(f"a stream's batch of {got} items, {self._batch} asked for")
+            self._buf = collections.deque(items)
+        return self._decode(self._buf.popleft())
 
     def release(self) -> None:
         """Gives the source back to the peer now."""

@@ -42,10 +42,66 @@ class Limits:
         # meanwhile before it is closed.
         self.max_write_queue = 16 << 20
         self.write_stall_timeout = 30.0
+        # What the arguments of the peer's running calls may take decoded,
+        # each counted at ``DECODED_PER_BYTE`` times its frame's length (a
+        # call waits, its frame held undecoded, until there is room; one
+        # call always runs); and the most bytes of call frames held back
+        # before reading stops.
+        self.memory_budget = 64 << 20
         for k, v in overrides.items():
             if not hasattr(self, k):
                 raise TypeError(f"unknown limit {k!r}")
             setattr(self, k, v)
+
+
+#: What one byte of a frame may take once decoded, at most: an empty map
+#: (one byte, ``0x80``) in an array becomes a ``dict`` (64 bytes) and the
+#: list's pointer to it (8).
+DECODED_PER_BYTE = 72
+
+
+def peek(payload: bytes) -> typing.Tuple[typing.Optional[int], typing.Optional[int]]:
+    """A message's kind and second field, where each is an integer (the
+    second is a call id for every kind that has one), read from the first
+    bytes alone: nothing else is decoded and no reference resolved. ``None``
+    for what is not an integer (the full decode then says why)."""
+    n, pos = _array_len(payload)
+    if n is None or n < 2:
+        return None, None
+    kind, pos = _int_at(payload, pos)
+    second, _ = _int_at(payload, pos) if kind is not None else (None, pos)
+    return kind, second
+
+
+def _array_len(b: bytes) -> typing.Tuple[typing.Optional[int], int]:
+    if b and 0x90 <= b[0] <= 0x9F:
+        return b[0] & 0x0F, 1
+    if len(b) >= 3 and b[0] == 0xDC:
+        return int.from_bytes(b[1:3], "big"), 3
+    if len(b) >= 5 and b[0] == 0xDD:
+        return int.from_bytes(b[1:5], "big"), 5
+    return None, 0
+
+
+#: msgpack's integer markers: (bytes that follow, signed).
+_INTS = {0xCC: (1, False), 0xCD: (2, False), 0xCE: (4, False), 0xCF: (8, False),
+         0xD0: (1, True), 0xD1: (2, True), 0xD2: (4, True), 0xD3: (8, True)}
+
+
+def _int_at(b: bytes, pos: int) -> typing.Tuple[typing.Optional[int], int]:
+    if pos >= len(b):
+        return None, pos
+    m = b[pos]
+    if m <= 0x7F:
+        return m, pos + 1
+    if m >= 0xE0:
+        return m - 0x100, pos + 1
+    if m in _INTS:
+        size, signed = _INTS[m]
+        if pos + 1 + size > len(b):
+            return None, pos
+        return int.from_bytes(b[pos + 1:pos + 1 + size], "big", signed=signed), pos + 1 + size
+    return None, pos
 
 
 class FrameTooLarge(Exception):

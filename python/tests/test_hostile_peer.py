@@ -1,0 +1,236 @@
+"""The Python runtime against a hostile peer (red-team pass 19): calls held
+back are held undecoded and bounded, cancels of held calls are paced, a
+reply to a call never made or an error carrying a reference is a
+violation, a malformed error fails its call at once, a stream's oversized
+batch ends it. Both ends on 127.0.0.1, port 0; the peer is hand-driven."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import tracemalloc
+import typing
+
+import msgpack
+
+import remote_rpc
+from conftest import eventually, run
+from remote_rpc.errors import ProtocolViolation
+from test_runtime import Raw, _true
+
+LIMIT = 64 << 10
+
+
+class Root:
+    def big(self, n: int) -> str:
+        return "x" * n
+
+    def count(self, xs: list) -> int:
+        return len(xs)
+
+    def add(self, a: int, b: int) -> int:
+        return a + b
+
+
+async def _stalled_peer(**limits: typing.Any) -> typing.Tuple[Raw, remote_rpc.Connection, typing.Any]:
+    """A Python server, and a raw peer (small receive buffer) that made it
+    queue more than ``max_write_queue`` for it and reads nothing."""
+    conns: typing.List[remote_rpc.Connection] = []
+
+    async def accepted(reader, writer):
+        conns.append(await remote_rpc.Connection.open(
+            reader, writer, root=Root(), limits=remote_rpc.Limits(max_write_queue=LIMIT, **limits)))
+
+    server = await asyncio.start_server(accepted, "127.0.0.1", 0)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(server.sockets[0].getsockname())
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    raw = Raw(reader, writer)
+    raw.send([0, "remote", 1, 1, [], None])
+    assert (await raw.recv())[:2] == [0, "remote"]
+    assert await eventually(lambda: _true(bool(conns)))
+    conn = conns[0]
+    for i in range(8):
+        raw.send([1, 1000 + i, 0, "big", 60_000, [900_000]])
+    assert await eventually(lambda: _true(conn._queued() > LIMIT)), conn._queued()
+    return raw, conn, server
+
+
+async def _replies(raw: Raw, ids: typing.Set[int]) -> typing.Dict[int, list]:
+    """Reads until every call in ``ids`` has its reply; fails on a second
+    reply to one."""
+    got: typing.Dict[int, list] = {}
+    while not ids <= got.keys():
+        m = await raw.recv()
+        assert m is not None, f"closed; replies to {sorted(ids - got.keys())[:5]} missing"
+        if m[0] in (2, 3):
+            assert m[1] not in got, f"two replies to call {m[1]}"
+            got[m[1]] = m
+    return got
+
+
+def test_calls_held_back_are_held_undecoded_and_bounded():
+    """Held decoded, a 1 MiB call of empty maps took 70 MB while held, and
+    128 of them could be (24 MB sent, 1.7 GB held). Now the frame is held
+    as it came, reading stops once held frames reach ``memory_budget``, and
+    each call is decoded and answered when the peer reads again (one at a
+    time: each weighs more than the budget)."""
+    async def main():
+        budget = 4 << 20
+        raw, conn, server = await _stalled_peer(memory_budget=budget)
+        n_maps = 256 << 10  # a 256 KiB frame; about 18 MB decoded
+        calls = 24
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            for i in range(calls):
+                raw.send([1, i, 0, "count", 60_000, [[{}] * n_maps]])
+            assert await eventually(lambda: _true(conn._held_bytes >= budget))
+            grown = tracemalloc.get_traced_memory()[0] - base
+        finally:
+            tracemalloc.stop()
+        # Reading stopped at the 16th frame (its bytes reach 4 MiB).
+        assert len(conn._held_calls) == 16, len(conn._held_calls)
+        assert grown < 12 << 20, f"{grown} bytes held for 16 frames of 256 KiB"
+        got = await _replies(raw, set(range(calls)) | set(range(1000, 1008)))
+        assert all(got[i] == [2, i, n_maps] for i in range(calls)), [got[i][:2] for i in range(calls)]
+        assert all(got[1000 + i][:2] == [2, 1000 + i] for i in range(8))
+        server.close()
+
+    run(main(), timeout=120)
+
+
+def test_cancels_of_held_calls_are_answered_in_their_turn():
+    """Answered at once, each cancel freed its call's place among the held
+    ones, so a peer flooding calls and their cancels while reading nothing
+    grew the queue without bound (307 MB in 60 s, a red-team pass). Now a
+    cancelled call keeps its place, reading stops at ``max_calls_in_flight``
+    held, and each call still gets exactly one reply, ``cancelled``."""
+    async def main():
+        raw, conn, server = await _stalled_peer()
+        queued = conn._queued()
+        pairs = 2000
+        ids = range(10_000, 10_000 + pairs)
+        for i in ids:
+            raw.send([1, i, 0, "add", 60_000, [i, 1]])
+            raw.send([5, i])
+        limit = conn.limits.max_calls_in_flight
+        assert await eventually(lambda: _true(len(conn._held_calls) >= limit))
+        # The last call held stopped the reading before its cancel.
+        held = [h.cid for h in conn._held_calls][:-1]
+        assert all(h.cancelled for h in list(conn._held_calls)[:-1])
+        assert conn._queued() - queued < 1024, (queued, conn._queued())
+        got = await _replies(raw, set(ids))
+        assert all(got[i][0] == 3 and got[i][2][0] == "cancelled" for i in held)
+        # Read once the peer reads again, a call may end before its cancel,
+        # or find `max_calls_in_flight` cancelled tasks not yet ended.
+        odd = [got[i] for i in ids if got[i] != [2, i, i + 1]
+               and got[i][2][0] not in ("cancelled", "limit_exceeded")]
+        assert not odd, odd[:3]
+        server.close()
+
+    run(main(), timeout=120)
+
+
+async def _python_calls_raw(answer: typing.Callable[[int], list]) -> typing.Tuple[BaseException, str]:
+    """A Python server calls its raw peer's root; the peer answers with
+    ``answer(call_id)``. Returns the call's exception and the close reason."""
+    from test_runtime import serve  # late: its Root differs from ours
+
+    raw, conn, server = await serve(Root())
+    call = asyncio.ensure_future(conn.root().call("hello", [], timeout=60))
+    msg = await raw.recv()
+    assert msg[0] == 1 and msg[3] == "hello", msg
+    raw.writer.write(_framed(answer(msg[1])))
+    try:
+        await call
+    except BaseException as e:  # noqa: BLE001 - the outcome under test
+        error = e
+    else:
+        raise AssertionError("the call succeeded")
+    reason = await asyncio.wait_for(conn.closed(), 30)
+    server.close()
+    return error, reason
+
+
+def _framed(message: list) -> bytes:
+    payload = msgpack.packb(message, use_bin_type=True)
+    return len(payload).to_bytes(4, "big") + payload
+
+
+def test_a_malformed_error_fails_its_call_at_once():
+    """The call was taken from the waiting ones before its error was
+    checked, so it waited out its deadline on a closed connection."""
+    async def main():
+        error, reason = await _python_calls_raw(lambda cid: [3, cid, [1, 2]])
+        assert isinstance(error, remote_rpc.ConnectionLost), repr(error)
+        assert "error value has 6 fields" in reason, reason
+
+    run(main())
+
+
+def test_a_reference_in_an_errors_data_is_a_violation():
+    async def main():
+        ref = msgpack.ExtType(1, (7).to_bytes(4, "big"))
+        error, reason = await _python_calls_raw(
+            lambda cid: [3, cid, ["application", "t", "m", [], None, {"x": ref}]])
+        assert isinstance(error, remote_rpc.ConnectionLost), repr(error)
+        assert "a reference in an error" in reason, reason
+
+    run(main())
+
+
+def test_a_reply_to_a_call_never_made_is_a_violation_before_its_references_count():
+    """Ignored, each of its references was released with a frame of ours
+    whatever the peer read (27 MB sent, 26 MB queued, a red-team pass)."""
+    async def main():
+        from test_runtime import serve
+
+        raw, conn, server = await serve(Root())
+        refs = [msgpack.ExtType(1, i.to_bytes(4, "big")) for i in range(1, 101)]
+        raw.send([2, 12345, refs])
+        bye = await raw.recv()
+        assert bye == [6, "protocol violation: reply to call 12345, which is neither waiting "
+                          "for a reply nor cancelled"], bye
+        assert await raw.recv() is None
+        server.close()
+
+    run(main())
+
+
+class _Source:
+    """A stream source handing out ``per_batch`` items whatever is asked."""
+
+    def __init__(self, items: int, per_batch: int) -> None:
+        self.left, self.per_batch, self.released = items, per_batch, False
+
+    async def call(self, method: str, args: list) -> list:
+        assert method == "next_batch"
+        n = min(self.left, self.per_batch)
+        self.left -= n
+        return list(range(n))
+
+    def release(self) -> None:
+        self.released = True
+
+
+def test_a_streams_batch_over_what_was_asked_ends_it():
+    async def main():
+        good = _Source(100, 32)
+        assert [x async for x in remote_rpc.RemoteStream(good, batch=32)] == \
+            list(range(32)) * 3 + list(range(4))
+        assert good.released
+        bad = _Source(1_000_000, 1_000_000)
+        stream = remote_rpc.RemoteStream(bad, batch=32)
+        try:
+            async for _ in stream:
+                raise AssertionError("an item of an oversized batch was handed out")
+        except ProtocolViolation as e:
+            assert str(e) == "a stream's batch of 1000000 items, 32 asked for", e
+        else:
+            raise AssertionError("the oversized batch was taken")
+        assert bad.released
+
+    run(main())
