@@ -8,6 +8,7 @@ import typing
 
 from . import wire
 from .connection import Connection
+from .errors import ConnectionLost
 
 
 async def connect(addr: str, *, root: typing.Any = None, limits: typing.Optional[wire.Limits] = None,
@@ -17,11 +18,18 @@ async def connect(addr: str, *, root: typing.Any = None, limits: typing.Optional
     (PROTOCOL.md §7.1)."""
     if addr.startswith("tcp://"):
         host, _, port = addr[len("tcp://"):].rpartition(":")
-        reader, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+        opening = asyncio.open_connection(host.strip("[]"), int(port))
     elif addr.startswith("unix://"):
-        reader, writer = await asyncio.open_unix_connection(addr[len("unix://"):])
+        opening = asyncio.open_unix_connection(addr[len("unix://"):])
     else:
         raise ValueError(f"bad address {addr!r}: use tcp://host:port or unix:///path")
+    # Bounded as the handshake is: a server that never accepts (its SYNs
+    # dropped) held the connect for the kernel's retries, about two minutes.
+    limit = (limits or wire.Limits()).handshake_timeout
+    try:
+        reader, writer = await asyncio.wait_for(opening, limit)
+    except asyncio.TimeoutError:
+        raise ConnectionLost(f"connecting to {addr} did not finish within handshake_timeout = {limit}s") from None
     return await Connection.open(reader, writer, root=root, limits=limits, credentials=credentials,
                                  peer=addr)
 

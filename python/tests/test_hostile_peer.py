@@ -234,3 +234,37 @@ def test_a_streams_batch_over_what_was_asked_ends_it():
         assert bad.released
 
     run(main())
+
+
+def test_a_connect_to_a_server_that_never_accepts_fails_at_the_handshake_timeout():
+    """Its SYNs dropped (the accept queue full), a connect waited for the
+    kernel's retries, about two minutes."""
+    async def main():
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        addr = listener.getsockname()
+        queued = []
+        while True:
+            s = socket.socket()
+            s.setblocking(False)
+            try:
+                await asyncio.wait_for(asyncio.get_running_loop().sock_connect(s, addr), 0.5)
+            except asyncio.TimeoutError:
+                s.close()
+                break
+            queued.append(s)
+            assert len(queued) < 64, "the accept queue never filled"
+        limits = remote_rpc.Limits(handshake_timeout=1.0)
+        try:
+            await remote_rpc.connect(f"tcp://127.0.0.1:{addr[1]}", limits=limits)
+        except remote_rpc.ConnectionLost as e:
+            assert str(e) == (f"connecting to tcp://127.0.0.1:{addr[1]} did not finish "
+                              f"within handshake_timeout = 1.0s"), e
+        else:
+            raise AssertionError("connected to a server that never accepts")
+        for s in queued:
+            s.close()
+        listener.close()
+
+    run(main())

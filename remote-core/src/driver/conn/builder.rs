@@ -88,8 +88,8 @@ pub struct ConnectionBuilder {
     /// Told when the connection is open, set by the transport that
     /// carried it (a WebSocket's read bound, `transport/ws_meter.rs`).
     pub(crate) on_open: Option<crate::driver::io_types::OnOpen>,
-    /// When a server accepted the connection's socket: the handshake's
-    /// `handshake_timeout` counts from here, so a TLS handshake, a
+    /// When a server accepted the connection's socket (or a client began
+    /// to connect): the handshake's `handshake_timeout` counts from here, so a TLS handshake, a
     /// WebSocket upgrade and the hello share one bound (found by a
     /// red-team pass: each had its own, and a `tls://` peer held its slot
     /// for twice the timeout before its hello).
@@ -136,8 +136,28 @@ impl ConnectionBuilder {
     /// Connects to an address: `tcp://host:port`, `tls://host:port`,
     /// `unix:///path`, `ws://host:port/path` or `wss://host:port/path`.
     /// The TLS ones need [`tls`](ConnectionBuilder::tls).
+    ///
+    /// The whole opening, from the transport's connect (TCP, then TLS or
+    /// the WebSocket upgrade) to the end of the handshake and
+    /// authentication, is bounded by one `handshake_timeout`: a server
+    /// that never accepts (its SYNs dropped, its accept queue full) fails
+    /// the connect with [`Error::Handshake`] then, not after the kernel's
+    /// own retries (about two minutes on Linux).
     pub async fn connect(mut self, addr: &str) -> Result<Connection, Error> {
-        let d = crate::transport::dial(addr, &self.limits, &self.tls).await?;
+        let started = Instant::now();
+        let limit = self.limits.handshake_timeout;
+        let deadline = crate::driver::deadline::after(started, limit);
+        let dial = crate::transport::dial(addr, &self.limits, &self.tls);
+        let d = crate::rt::time::timeout_at(deadline, dial)
+            .await
+            .map_err(|_| {
+                Error::Handshake(format!(
+                    "connecting to {addr} did not finish within handshake_timeout = {limit:?}"
+                ))
+            })??;
+        // The hello and authentication get what is left, not a fresh
+        // timeout (they had one each: twice the bound over TLS).
+        self.opened_at = Some(started);
         self.tls_identity = d.tls_identity;
         self.channel_binding = d.channel_binding;
         self.over_boxed(d.reader, d.writer, d.peer).await
