@@ -177,8 +177,11 @@ const KEPT_ERROR_FIELD: usize = 1024;
 /// and a peer whose callback failed with 900 KiB of `data`, the handler
 /// passing the error on, made each of its kept answers hold a copy,
 /// counted nowhere (420 MiB held by 4 connections, found by a red-team
-/// pass).
-fn kept_error(e: &RemoteError) -> RemoteError {
+/// pass). A caller whose promise failed before its calls on it were sent
+/// fails them with the same (`promise.rs`): with the whole error, `data`
+/// included, each such call made its own copy, 200 calls on a promise
+/// failed with 1 MB of `data` holding 200 MB (red-team pass 19).
+pub(super) fn kept_error(e: &RemoteError) -> RemoteError {
     // Cut at a character boundary and marked, as error texts are (§3.4);
     // no spare capacity (`format!`'s cut held up to twice its text, so a
     // kept answer about 4.3 KB instead of 2.3).

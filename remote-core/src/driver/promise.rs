@@ -136,7 +136,9 @@ impl ClientPromise {
                 drop(state);
                 h.prepare_with(keep, method, args, to)
             }
-            (Settled::Remote(e), _) => Err(Error::Remote(Box::new(e.clone()))),
+            // What the peer's kept answer would have failed the call
+            // with, had it been sent: no `data`, no backtrace, texts cut.
+            (Settled::Remote(e), _) => Err(Error::Remote(Box::new(super::pipeline::kept_error(e)))),
             (Settled::Local(e), _) => Err(e.clone()),
             (Settled::Pending, Some(&(call, _))) => {
                 via.prepare_to(keep, CallTarget::Promise(call), method, args, to)
