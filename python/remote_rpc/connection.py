@@ -173,6 +173,11 @@ class Connection(_Serving):
             conn._goodbye("handshake refused: expected a handshake (message kind 0) first")
             raise ConnectionLost("handshake failed: the peer did not send a hello")
         lo, hi = msg[2], msg[3]
+        if not (wire.is_u32(lo) and wire.is_u32(hi)):
+            # A bare TypeError escaped here, the socket left open (a
+            # red-team pass).
+            conn._goodbye("handshake refused: malformed message: the versions are not u32s")
+            raise ConnectionLost(f"handshake failed: versions {lo!r}..={hi!r} are not u32s")
         if min(hi, wire.PROTOCOL_VERSION) < max(lo, wire.PROTOCOL_VERSION):
             reason = (f"no common protocol version: peer speaks {lo}..={hi}, "
                       f"we speak {wire.PROTOCOL_VERSION}..={wire.PROTOCOL_VERSION}")

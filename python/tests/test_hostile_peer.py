@@ -268,3 +268,31 @@ def test_a_connect_to_a_server_that_never_accepts_fails_at_the_handshake_timeout
         listener.close()
 
     run(main())
+
+
+def test_a_hello_whose_versions_are_not_integers_is_refused_with_a_goodbye():
+    """A bare TypeError escaped ``connect``, the socket left open."""
+    async def main():
+        got: typing.List[list] = []
+
+        async def accepted(reader, writer):
+            raw = Raw(reader, writer)
+            raw.send([0, "remote", "1", None, [], None])
+            while (m := await raw.recv()) is not None:
+                got.append(m)
+            writer.close()
+
+        server = await asyncio.start_server(accepted, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            await remote_rpc.connect(f"tcp://127.0.0.1:{port}")
+        except remote_rpc.ConnectionLost as e:
+            assert "are not u32s" in str(e), e
+        else:
+            raise AssertionError("connected")
+        # The client's hello, then its goodbye, then the end of the stream.
+        assert await eventually(lambda: _true(len(got) == 2 and got[1][0] == 6))
+        assert got[1][1].startswith("handshake refused: malformed message"), got
+        server.close()
+
+    run(main())
