@@ -103,10 +103,14 @@ class Connection(_Serving):
         # that starts them once the peer has read enough (`_release_held`).
         self._held_calls: typing.Deque[_Held] = collections.deque()
         self._held_bytes = 0
+        self._held_ids: typing.Set[typing.Any] = set()
         self._release_task: typing.Optional[asyncio.Task] = None
         # What the running calls' arguments count (`Limits.memory_budget`),
         # and a wake-up for held calls when one ends.
         self._running_weight = 0
+        # Calls started past the budget on the room lent by calls of ours
+        # awaiting the peer (`_has_room`).
+        self._lent = 0
         self._room = asyncio.Event()
         # Bytes handed to the transport: less what it still queues, what the
         # peer has taken (`_drained`).
@@ -289,6 +293,7 @@ class Connection(_Serving):
         self._incoming.clear()
         self._held_calls.clear()
         self._held_bytes = 0
+        self._held_ids.clear()
         self._room.set()
         if self._release_task is not None:
             self._release_task.cancel()
@@ -537,25 +542,36 @@ class Connection(_Serving):
                 raise ProtocolViolation(f"reference to unknown object id {unknown_own[0]} of ours")
             self._on_reply(kind, msg)
         elif kind == wire.RELEASE:
-            _, oid, count = msg
-            entry = self._exports.get(oid) if wire.is_u32(oid) else None
-            if oid == 0 or entry is None or not wire.is_u32(count) or count == 0 or count > entry[1]:
-                raise ProtocolViolation(f"bad release of object {oid} (count {count})")
-            self._unexport(oid, count)
+            if self._held_calls:
+                # Behind the held calls, in order (`_Held`).
+                self._hold(_Held(payload, None, release=True))
+            else:
+                self._on_release(msg)
         elif kind == wire.CANCEL:
             cid = msg[1]
-            task = self._incoming.pop(cid, None)
-            held = next((h for h in self._held_calls if h.cid == cid and not h.cancelled), None)
+            held = None
+            if cid in self._held_ids:
+                held = next((h for h in self._held_calls
+                             if h.cid == cid and not h.release and not h.cancelled), None)
             if held is not None:
                 # Not started yet: never started, and answered as
                 # cancelled in its turn (`_release_held`).
                 held.cancelled = True
-            elif task is not None:
-                task.cancel()
-                self._write_quietly(_cancelled(cid))
+            else:
+                task = self._incoming.pop(cid, None)
+                if task is not None:
+                    task.cancel()
+                    self._write_quietly(_cancelled(cid))
         elif kind == wire.GOODBYE:
             # The receiver of a goodbye closes without answering it (§3.7).
             self._shutdown(f"peer closed the connection: {msg[1]}")
+
+    def _on_release(self, msg: list) -> None:
+        _, oid, count = msg
+        entry = self._exports.get(oid) if wire.is_u32(oid) else None
+        if oid == 0 or entry is None or not wire.is_u32(count) or count == 0 or count > entry[1]:
+            raise ProtocolViolation(f"bad release of object {oid} (count {count})")
+        self._unexport(oid, count)
 
     def _decode_checked(self, payload: bytes, unknown_own: typing.List[int], refs: bool = True) -> list:
         try:

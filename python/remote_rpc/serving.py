@@ -4,11 +4,14 @@ while the output or the memory budget has no room, then running each."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import inspect
 import sys
 import time
 import typing
+
+import msgpack
 
 from . import wire
 from .errors import ConnectionLost, ProtocolViolation, RemoteError, error_value_of
@@ -24,16 +27,21 @@ FRAME_LIMIT: contextvars.ContextVar[typing.Optional[int]] = contextvars.ContextV
     "remote_rpc_frame_limit", default=None)
 
 class _Held:
-    """A call of the peer's held back, undecoded: held decoded, a 1 MiB
-    frame of empty maps took 70 MB (a red-team pass: 24 MB sent, 1.7 GB
-    held)."""
+    """A call of the peer's held back, undecoded (held decoded, a 1 MiB
+    frame of empty maps took 70 MB: a red-team pass, 24 MB sent, 1.7 GB
+    held), or a release that came behind held calls: it waits its turn, so
+    it cannot free an object a call sent before it names (a red-team pass:
+    the id, given to the next export, had the held call run on another
+    object)."""
 
-    __slots__ = ("payload", "cid", "cancelled")
+    __slots__ = ("payload", "cid", "release", "cancelled", "arrived")
 
-    def __init__(self, payload: bytes, cid: typing.Optional[int]) -> None:
+    def __init__(self, payload: bytes, cid: typing.Optional[int], release: bool = False) -> None:
         self.payload = payload
         self.cid = cid
+        self.release = release
         self.cancelled = False
+        self.arrived = time.monotonic()
 
 
 class _Serving:
@@ -73,23 +81,62 @@ class _Serving:
         73 MB queued, a red-team pass.)"""
         if (not self._held_calls and self._queued() <= self.limits.max_write_queue
                 and self._has_room(len(payload))):
-            self._start(payload)
+            self._start(payload, time.monotonic())
             return
-        self._held_calls.append(_Held(payload, cid))
-        self._held_bytes += len(payload)
+        if wire.is_u32(cid) and (cid in self._incoming or cid in self._held_ids):
+            raise ProtocolViolation(f"call id {cid} is already in flight")
+        self._hold(_Held(payload, cid))
+        self._held_ids.add(cid)
+
+    def _hold(self, held: _Held) -> None:
+        self._held_calls.append(held)
+        self._held_bytes += len(held.payload)
         if self._release_task is None:
             self._release_task = asyncio.ensure_future(self._release_held())
 
     def _has_room(self, length: int) -> bool:
+        """Whether a call of a frame of ``length`` bytes may start: its
+        arguments' weight fits in ``memory_budget`` beside the running
+        calls', or none runs, or this side awaits more calls of the peer
+        than it started past the budget (each lends the room of one: the
+        call may be one a running handler awaits, nested through a
+        callback, which waited for that handler until its deadline, a
+        red-team pass)."""
         weight = length * wire.DECODED_PER_BYTE
-        return self._running_weight == 0 or self._running_weight + weight <= self.limits.memory_budget
+        return (self._running_weight == 0
+                or self._running_weight + weight <= self.limits.memory_budget
+                or self._lent < len(self._waiting))
 
-    def _start(self, payload: bytes) -> None:
+    def _start(self, payload: bytes, arrived: float) -> None:
         unknown_own: typing.List[int] = []
         msg = self._decode_checked(payload, unknown_own)
         if wire.check_shape(msg) != wire.CALL:
             raise ProtocolViolation("malformed call")
-        self._on_call(msg, unknown_own, len(payload) * wire.DECODED_PER_BYTE)
+        self._on_call(msg, unknown_own, len(payload) * wire.DECODED_PER_BYTE, arrived)
+
+    def _answer_cancelled(self, held: _Held) -> None:
+        """Answers a held call cancelled before it started, releasing the
+        references it carried (never counted, the objects a caller passed
+        in it stayed exported by the peer for the connection's life: a
+        red-team pass)."""
+        counts: typing.Dict[int, int] = collections.Counter()
+
+        def hook(code: int, data: bytes) -> None:
+            if code == wire.EXT_SENDER_EXPORT and len(data) == 4:
+                oid = int.from_bytes(data, "big")
+                if oid in (0, wire.U32_MAX):
+                    raise ProtocolViolation(f"a reference (ext type 1) to object {oid}")
+                counts[oid] += 1
+
+        try:
+            msgpack.unpackb(held.payload, raw=False, strict_map_key=False, ext_hook=hook)
+        except ProtocolViolation:
+            raise
+        except Exception as e:  # noqa: BLE001 - any malformed input
+            raise ProtocolViolation(f"malformed message: {e}") from None
+        for oid, count in counts.items():
+            self._write_quietly([wire.RELEASE, oid, count])
+        self._write_quietly(_cancelled(held.cid))
 
     async def _release_held(self) -> None:
         try:
@@ -99,21 +146,25 @@ class _Serving:
                         return
                     continue
                 held = self._held_calls[0]
-                if not held.cancelled and not self._has_room(len(held.payload)):
+                ready = held.release or held.cancelled or self._has_room(len(held.payload))
+                if not ready:
                     self._room.clear()
                     await self._room.wait()
                     continue
                 self._held_calls.popleft()
                 self._held_bytes -= len(held.payload)
+                self._held_ids.discard(held.cid)
                 try:
-                    if held.cancelled:
+                    if held.release:
+                        self._on_release(self._decode_checked(held.payload, []))
+                    elif held.cancelled:
                         # Answered in its turn: cancels of held calls paced
                         # as the calls are (answered at once, a peer
                         # flooding calls and their cancels and reading a
                         # trickle grew the queue to 307 MB, a red-team pass).
-                        self._write_quietly(_cancelled(held.cid))
+                        self._answer_cancelled(held)
                     else:
-                        self._start(held.payload)
+                        self._start(held.payload, held.arrived)
                 except ProtocolViolation as e:
                     self._goodbye(f"protocol violation: {e}")
                     return
@@ -143,7 +194,7 @@ class _Serving:
 
     # ---- serving -------------------------------------------------------------
 
-    def _on_call(self, msg: list, unknown_own: typing.List[int], weight: int) -> None:
+    def _on_call(self, msg: list, unknown_own: typing.List[int], weight: int, arrived: float) -> None:
         _, cid, target, method, timeout_ms, args = msg
         if not (wire.is_u32(cid) and wire.is_u32(target) and isinstance(method, str)
                 and wire.is_u32(timeout_ms) and isinstance(args, list)):
@@ -162,44 +213,55 @@ class _Serving:
         entry = self._exports.get(target)
         if entry is None:
             return reject("unknown_object", f"no object with id {target} on this connection")
+        # From the call's arrival, its time held back included (§8).
         budget = min(max(timeout_ms, 1) / 1000.0, self.limits.max_deadline)
+        budget -= time.monotonic() - arrived
+        if budget <= 0:
+            return reject("deadline_exceeded", f"the deadline of {timeout_ms} ms passed while the "
+                          f"call waited to start")
+        over = self._running_weight > 0 and self._running_weight + weight > self.limits.memory_budget
         self._running += 1
         self._running_weight += weight
-        task = asyncio.ensure_future(self._serve(cid, entry[0], method, args, budget, weight))
+        self._lent += over
+        task = asyncio.ensure_future(self._serve(cid, entry[0], method, args, budget))
         self._incoming[cid] = task
+        # Given back however the task ends, even cancelled before its first
+        # step (a cancel read with its call): its `finally` never ran, and
+        # 128 such pairs left every later call refused, a red-team pass.
+        task.add_done_callback(lambda _: self._served(weight, over))
 
-    async def _serve(self, cid: int, obj: typing.Any, method: str, args: list, budget: float,
-                     weight: int) -> None:
+    def _served(self, weight: int, over: bool) -> None:
+        self._running -= 1
+        self._running_weight -= weight
+        self._lent -= over
+        self._room.set()
+
+    async def _serve(self, cid: int, obj: typing.Any, method: str, args: list, budget: float) -> None:
         me = asyncio.current_task()
+        _DEADLINE.set(time.monotonic() + budget)
+        FRAME_LIMIT.set(self.limits.max_frame_len)
         try:
-            _DEADLINE.set(time.monotonic() + budget)
-            FRAME_LIMIT.set(self.limits.max_frame_len)
+            reply = [wire.RETURN, cid, await asyncio.wait_for(self._dispatch(obj, method, args), budget)]
+        except asyncio.TimeoutError:
+            reply = [wire.ERROR, cid, wire.error_value(
+                "deadline_exceeded", "remote_core::Error",
+                f"deadline of {int(budget * 1000)} ms passed; the call was stopped")]
+        except asyncio.CancelledError:
+            return
+        except BaseException as e:  # noqa: BLE001 - every failure is answered
+            reply = [wire.ERROR, cid, error_value_of(e)]
+        # Answered only if not cancelled meanwhile: one reply per call.
+        if self._incoming.get(cid) is me:
+            del self._incoming[cid]
             try:
-                reply = [wire.RETURN, cid, await asyncio.wait_for(self._dispatch(obj, method, args), budget)]
-            except asyncio.TimeoutError:
-                reply = [wire.ERROR, cid, wire.error_value(
-                    "deadline_exceeded", "remote_core::Error",
-                    f"deadline of {int(budget * 1000)} ms passed; the call was stopped")]
-            except asyncio.CancelledError:
-                return
-            except BaseException as e:  # noqa: BLE001 - every failure is answered
-                reply = [wire.ERROR, cid, error_value_of(e)]
-            # Answered only if not cancelled meanwhile: one reply per call.
-            if self._incoming.get(cid) is me:
-                del self._incoming[cid]
-                try:
-                    self._write(reply)
-                except RemoteError as e:  # e.g. the reply is over max_frame_len
-                    self._write_quietly([wire.ERROR, cid, error_value_of(e)])
-                except ConnectionLost:
-                    pass
-                except Exception as e:  # noqa: BLE001 - a value that does not encode
-                    self._write_quietly([wire.ERROR, cid, wire.error_value(
-                        "encode", "remote_core::Error", f"cannot encode return value: {e}")])
-        finally:
-            self._running -= 1
-            self._running_weight -= weight
-            self._room.set()
+                self._write(reply)
+            except RemoteError as e:  # e.g. the reply is over max_frame_len
+                self._write_quietly([wire.ERROR, cid, error_value_of(e)])
+            except ConnectionLost:
+                pass
+            except Exception as e:  # noqa: BLE001 - a value that does not encode
+                self._write_quietly([wire.ERROR, cid, wire.error_value(
+                    "encode", "remote_core::Error", f"cannot encode return value: {e}")])
 
     async def _dispatch(self, obj: typing.Any, method: str, args: list) -> typing.Any:
         from .typed import bound_method  # late: typed imports us

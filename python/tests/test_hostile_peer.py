@@ -296,3 +296,201 @@ def test_a_hello_whose_versions_are_not_integers_is_refused_with_a_goodbye():
         server.close()
 
     run(main())
+
+
+# ---- red-team pass 20: the fixes above, attacked ---------------------------
+
+
+class Busy:
+    """A root whose ``sleep`` keeps a heavy call running (its frame's
+    weight fills a small ``memory_budget``, so the calls behind it wait)."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.names: typing.List[str] = []
+
+    async def sleep(self, _blob: bytes, seconds: float) -> None:
+        self.started.set()
+        await asyncio.sleep(seconds)
+
+    def make(self, name: str) -> "Named":
+        return Named(name)
+
+    def add(self, a: int, b: int) -> int:
+        return a + b
+
+    async def process(self, blob: bytes, cb: typing.Any) -> int:
+        return await cb.call("more", [])
+
+    def store(self, blob: bytes) -> int:
+        return len(blob)
+
+
+class Named:
+    def __init__(self, name: str) -> None:
+        self.name_ = name
+
+    def name(self) -> str:
+        return self.name_
+
+
+async def _busy_server(root: Busy, seconds: float):
+    """A Python server with a 1 MiB budget, a raw peer, and a heavy call
+    (16 KiB frame: 2 MiB counted) running for ``seconds``: the peer's
+    next calls are held until it ends."""
+    from test_runtime import serve
+
+    raw, conn, server = await serve(root, remote_rpc.Limits(memory_budget=1 << 20))
+    raw.send([1, 900, 0, "sleep", 60_000, [b"x" * (16 << 10), seconds]])
+    await asyncio.wait_for(root.started.wait(), 30)
+    return raw, conn, server
+
+
+def test_a_cancel_read_with_its_call_gives_its_place_back():
+    """A task cancelled before its first step never ran its `finally`: its
+    place in ``max_calls_in_flight`` and its weight stayed taken, and after
+    128 such pairs every call was refused (red-team pass 20)."""
+    async def main():
+        from test_runtime import Root, serve
+
+        raw, conn, server = await serve(Root())
+        for i in range(300):
+            raw.writer.write(_framed([1, i, 0, "add", 60_000, [i, 1]]) + _framed([5, i]))
+        got = await _replies(raw, set(range(300)))
+        # Cancelled tasks end on the loop's next turn, so within one read a
+        # burst may find `max_calls_in_flight` taken.
+        odd = [m for i, m in got.items() if m != [2, i, i + 1]
+               and m[2][0] not in ("cancelled", "limit_exceeded")]
+        assert not odd, odd[:3]
+        assert await eventually(lambda: _true(conn._running == 0 and conn._running_weight == 0))
+        raw.send([1, 1000, 0, "add", 60_000, [40, 2]])
+        assert await raw.recv() == [2, 1000, 42]
+        server.close()
+
+    run(main())
+
+
+def test_a_release_behind_a_held_call_waits_for_it():
+    """Applied at once, a release freed the object a held call sent before
+    it named, and the id, given to the next export, had the call run on
+    another object (red-team pass 20)."""
+    async def main():
+        root = Busy()
+        from test_runtime import serve
+
+        raw, conn, server = await serve(root)
+        raw.send([1, 1, 0, "make", 60_000, ["A"]])
+        made = await raw.recv()
+        assert made[:2] == [2, 1] and made[2][0] == 1, made
+        oid = made[2][1]
+        raw.send([1, 900, 0, "sleep", 60_000, [b"x" * (16 << 10), 1.0]])
+        conn.limits.memory_budget = 1 << 20
+        await asyncio.wait_for(root.started.wait(), 30)
+        raw.send([1, 2, oid, "name", 60_000, []])  # held: no room
+        raw.send([4, oid, 1])                      # behind it
+        raw.send([1, 3, 0, "make", 60_000, ["B"]])
+        got = await _replies(raw, {2, 3, 900})
+        assert got[2] == [2, 2, "A"], got[2]
+        server.close()
+
+    run(main())
+
+
+def test_a_cancelled_held_call_releases_the_references_it_carried():
+    """Never decoded, the objects a caller passed in a call cancelled
+    while held stayed exported by the caller for the connection's life
+    (red-team pass 20)."""
+    async def main():
+        raw, conn, server = await _busy_server(Busy(), 1.0)
+        ref = msgpack.ExtType(1, (5).to_bytes(4, "big"))
+        raw.send([1, 7, 0, "add", 60_000, [ref, ref]])
+        raw.send([5, 7])
+        got: typing.List[list] = []
+        while not any(m[:2] == [3, 7] for m in got):
+            got.append(await raw.recv())
+        assert [4, 5, 2] in got, got
+        assert got.index([4, 5, 2]) < next(i for i, m in enumerate(got) if m[:2] == [3, 7])
+        assert next(m for m in got if m[:2] == [3, 7])[2][0] == "cancelled"
+        server.close()
+
+    run(main())
+
+
+def test_a_call_id_held_twice_is_a_violation():
+    """One running and one held with the same id, a cancel left the
+    running call unanswered (red-team pass 20)."""
+    async def main():
+        raw, conn, server = await _busy_server(Busy(), 5.0)
+        raw.send([1, 900, 0, "add", 60_000, [1, 2]])
+        bye = await raw.recv()
+        assert bye == [6, "protocol violation: call id 900 is already in flight"], bye
+        server.close()
+
+    run(main())
+
+
+def test_a_held_calls_deadline_counts_from_its_arrival():
+    async def main():
+        raw, conn, server = await _busy_server(Busy(), 1.0)
+        raw.send([1, 8, 0, "add", 300, [1, 2]])
+        got = await _replies(raw, {8, 900})
+        assert got[8][2][0] == "deadline_exceeded", got[8]
+        server.close()
+
+    run(main())
+
+
+def test_a_call_nested_under_a_heavy_call_is_lent_room():
+    """A handler's callback calling back in (the handler awaits it) was
+    held behind the handler by the budget until both deadlines passed
+    (red-team pass 20)."""
+    async def main():
+        root = Busy()
+
+        class Callback:
+            def __init__(self, server: typing.Any) -> None:
+                self.server = server
+
+            async def more(self) -> int:
+                return await self.server.call("store", [b"y" * 400_000])
+
+        conns: typing.List[remote_rpc.Connection] = []
+
+        async def accepted(reader, writer):
+            conns.append(await remote_rpc.Connection.open(reader, writer, root=root))
+
+        server = await asyncio.start_server(accepted, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = await remote_rpc.connect(f"tcp://127.0.0.1:{port}")
+        proxy = client.root()
+        assert await proxy.call("process", [b"x" * 600_000, Callback(proxy)], timeout=30) == 400_000
+        await client.aclose()
+        server.close()
+
+    run(main())
+
+
+def test_a_goodbye_whose_reason_is_no_string_is_refused():
+    """Nested 1,000 deep, its reason raised RecursionError out of
+    ``connect`` (red-team pass 20)."""
+    async def main():
+        async def accepted(reader, writer):
+            raw = Raw(reader, writer)
+            deep: typing.Any = "x"
+            for _ in range(1000):
+                deep = [deep]
+            raw.send([6, deep])
+            await raw.recv()
+            writer.close()
+
+        server = await asyncio.start_server(accepted, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            await remote_rpc.connect(f"tcp://127.0.0.1:{port}")
+        except remote_rpc.ConnectionLost as e:
+            assert "a goodbye's reason is a string, got list" in str(e), e
+        else:
+            raise AssertionError("connected")
+        server.close()
+
+    run(main())
