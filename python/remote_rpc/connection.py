@@ -108,9 +108,6 @@ class Connection(_Serving):
         # What the running calls' arguments count (`Limits.memory_budget`),
         # and a wake-up for held calls when one ends.
         self._running_weight = 0
-        # Calls started past the budget on the room lent by calls of ours
-        # awaiting the peer (`_has_room`).
-        self._lent = 0
         self._room = asyncio.Event()
         # Bytes handed to the transport: less what it still queues, what the
         # peer has taken (`_drained`).
@@ -223,6 +220,11 @@ class Connection(_Serving):
             except Exception:  # noqa: BLE001 - not a goodbye then
                 msg = None
             if isinstance(msg, list) and len(msg) == 2 and msg[0] == wire.GOODBYE:
+                if not isinstance(msg[1], str):
+                    # Not formatted: nested 1,000 deep it raised
+                    # RecursionError (red-team pass 21).
+                    self._goodbye("protocol violation: a goodbye's reason is a string")
+                    raise ConnectionLost("handshake failed: a goodbye's reason is not a string")
                 self._shutdown(f"peer refused the connection: {msg[1]}")
                 raise ConnectionLost(f"handshake failed: peer refused the connection: {msg[1]}")
             self._refuse(auth.NO_PROOF)

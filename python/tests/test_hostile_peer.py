@@ -440,31 +440,62 @@ def test_a_held_calls_deadline_counts_from_its_arrival():
     run(main())
 
 
-def test_a_call_nested_under_a_heavy_call_is_lent_room():
-    """A handler's callback calling back in (the handler awaits it) was
-    held behind the handler by the budget until both deadlines passed
-    (red-team pass 20)."""
+def test_calls_whose_handlers_await_the_peer_get_no_room_past_the_budget():
+    """Room lent to the calls of a peer this side awaits let a chain of
+    handlers, each awaiting a callback the peer never answered, hold 1.7
+    GB against a 64 MiB budget (red-team pass 21). Arguments are never
+    lent room: past the one call that always runs, the rest wait."""
+    async def main():
+        from test_runtime import serve
+
+        raw, conn, server = await serve(Busy(), remote_rpc.Limits(memory_budget=4 << 20))
+        cb = msgpack.ExtType(1, (1).to_bytes(4, "big"))
+        blob = b"x" * (40 << 10)  # 5 MiB counted: over the budget alone
+        raw.send([1, 0, 0, "process", 60_000, [blob, cb]])
+        first = await raw.recv()
+        assert first[0] == 1 and first[3] == "more", first  # the callback, never answered
+        # The next call comes while the handler awaits the peer.
+        raw.send([1, 1, 0, "process", 60_000, [blob, cb]])
+        assert await eventually(lambda: _true(len(conn._held_calls) == 1 or conn._running > 1))
+        assert (conn._running, len(conn._held_calls)) == (1, 1)
+        server.close()
+
+    run(main())
+
+
+def test_a_cancelled_held_calls_references_are_bounded_by_max_imports():
+    """Each distinct reference a held call cancelled carried cost a
+    release frame, in one turn of the loop: 174,752 of them in 5 s from
+    one frame (red-team pass 21). Past ``max_imports``, a violation, as
+    the call's decode would have refused it."""
     async def main():
         root = Busy()
+        from test_runtime import serve
 
-        class Callback:
-            def __init__(self, server: typing.Any) -> None:
-                self.server = server
+        raw, conn, server = await serve(root, remote_rpc.Limits(memory_budget=1 << 20, max_imports=10))
+        raw.send([1, 900, 0, "sleep", 60_000, [b"x" * (16 << 10), 5.0]])
+        await asyncio.wait_for(root.started.wait(), 30)
+        refs = [msgpack.ExtType(1, i.to_bytes(4, "big")) for i in range(1, 12)]
+        raw.send([1, 7, 0, "add", 60_000, [refs, 0]])
+        raw.send([5, 7])
+        bye = await raw.recv()
+        assert bye == [6, "protocol violation: limit exceeded: max_imports = 10"], bye
+        server.close()
 
-            async def more(self) -> int:
-                return await self.server.call("store", [b"y" * 400_000])
+    run(main())
 
-        conns: typing.List[remote_rpc.Connection] = []
 
-        async def accepted(reader, writer):
-            conns.append(await remote_rpc.Connection.open(reader, writer, root=root))
-
-        server = await asyncio.start_server(accepted, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        client = await remote_rpc.connect(f"tcp://127.0.0.1:{port}")
-        proxy = client.root()
-        assert await proxy.call("process", [b"x" * 600_000, Callback(proxy)], timeout=30) == 400_000
-        await client.aclose()
+def test_a_wait_for_output_room_does_not_count_against_a_held_calls_deadline():
+    """PROTOCOL.md §8: a call held back for output room has its deadline
+    counted from the end of that wait (it was answered
+    `deadline_exceeded` without running: red-team pass 21)."""
+    async def main():
+        raw, conn, server = await _stalled_peer()
+        raw.send([1, 5, 0, "add", 1000, [1, 2]])
+        assert await eventually(lambda: _true(any(h.cid == 5 for h in conn._held_calls)))
+        await asyncio.sleep(1.5)  # held, for output room, past the call's timeout
+        got = await _replies(raw, {5} | set(range(1000, 1008)))
+        assert got[5] == [2, 5, 3], got[5]
         server.close()
 
     run(main())
