@@ -16,7 +16,7 @@ import msgpack
 import remote_rpc
 from conftest import eventually, run
 from remote_rpc.errors import ProtocolViolation
-from test_runtime import Raw, _true
+from test_runtime import Raw, _true, slow_reader
 
 LIMIT = 64 << 10
 
@@ -42,14 +42,7 @@ async def _stalled_peer(**limits: typing.Any) -> typing.Tuple[Raw, remote_rpc.Co
             reader, writer, root=Root(), limits=remote_rpc.Limits(max_write_queue=LIMIT, **limits)))
 
     server = await asyncio.start_server(accepted, "127.0.0.1", 0)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(server.sockets[0].getsockname())
-    sock.setblocking(False)
-    reader, writer = await asyncio.open_connection(sock=sock)
-    raw = Raw(reader, writer)
-    raw.send([0, "remote", 1, 1, [], None])
-    assert (await raw.recv())[:2] == [0, "remote"]
+    raw = await slow_reader(server)
     assert await eventually(lambda: _true(bool(conns)))
     conn = conns[0]
     for i in range(8):
@@ -153,6 +146,16 @@ async def _python_calls_raw(answer: typing.Callable[[int], list]) -> typing.Tupl
     reason = await asyncio.wait_for(conn.closed(), 30)
     server.close()
     return error, reason
+
+
+async def _connect_fails(server: typing.Any) -> str:
+    """Connects to ``server``; the `ConnectionLost` it must fail with."""
+    port = server.sockets[0].getsockname()[1]
+    try:
+        await remote_rpc.connect(f"tcp://127.0.0.1:{port}")
+    except remote_rpc.ConnectionLost as e:
+        return str(e)
+    raise AssertionError("connected")
 
 
 def _framed(message: list) -> bytes:
@@ -283,13 +286,7 @@ def test_a_hello_whose_versions_are_not_integers_is_refused_with_a_goodbye():
             writer.close()
 
         server = await asyncio.start_server(accepted, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            await remote_rpc.connect(f"tcp://127.0.0.1:{port}")
-        except remote_rpc.ConnectionLost as e:
-            assert "are not u32s" in str(e), e
-        else:
-            raise AssertionError("connected")
+        assert "are not u32s" in await _connect_fails(server)
         # The client's hello, then its goodbye, then the end of the stream.
         assert await eventually(lambda: _true(len(got) == 2 and got[1][0] == 6))
         assert got[1][1].startswith("handshake refused: malformed message"), got
@@ -515,13 +512,7 @@ def test_a_goodbye_whose_reason_is_no_string_is_refused():
             writer.close()
 
         server = await asyncio.start_server(accepted, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            await remote_rpc.connect(f"tcp://127.0.0.1:{port}")
-        except remote_rpc.ConnectionLost as e:
-            assert "a goodbye's reason is a string, got list" in str(e), e
-        else:
-            raise AssertionError("connected")
+        assert "a goodbye's reason is a string, got list" in await _connect_fails(server)
         server.close()
 
     run(main())

@@ -77,6 +77,20 @@ async def serve(root: typing.Any, limits: typing.Optional[remote_rpc.Limits] = N
     return raw, conns[0], server
 
 
+async def slow_reader(server: typing.Any) -> Raw:
+    """A raw peer of ``server`` with a 4 KiB receive buffer, past its
+    handshake: what the server sends it soon stays queued."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(server.sockets[0].getsockname())
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    raw = Raw(reader, writer)
+    raw.send([0, "remote", 1, 1, [], None])
+    assert (await raw.recv())[:2] == [0, "remote"]
+    return raw
+
+
 async def _true(v: bool) -> bool:
     return v
 
@@ -120,14 +134,8 @@ def test_a_peer_that_reads_nothing_is_not_read_past_max_write_queue():
                 reader, writer, root=Root(), limits=remote_rpc.Limits(max_write_queue=limit)))
 
         server = await asyncio.start_server(accepted, "127.0.0.1", 0)
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(server.sockets[0].getsockname())
-        sock.setblocking(False)
-        reader, writer = await asyncio.open_connection(sock=sock)
-        raw = Raw(reader, writer)
-        raw.send([0, "remote", 1, 1, [], None])
-        assert (await raw.recv())[:2] == [0, "remote"]
+        raw = await slow_reader(server)
+        writer = raw.writer
         # 3 MB of calls; their refusals, about 100 bytes each, 20 MB.
         for i in range(1, 200_001):
             raw.send([1, i, 0, "nope", 60000, []])
