@@ -44,11 +44,14 @@ async fn a_connect_to_a_server_that_never_accepts_fails_at_the_handshake_timeout
     )
     .await
     .expect("connect still pending after 60 s with handshake_timeout = 1 s");
+    // "connecting to tcp://… did not finish within handshake_timeout = 1s";
+    // should a connect have got into the queue after all (the filling
+    // above stopped early on a slow machine), the hello's wait says "no
+    // handshake within …": the same bound either way.
     match r {
-        Err(Error::Handshake(why)) => assert_eq!(
-            why,
-            format!("connecting to tcp://{addr} did not finish within handshake_timeout = 1s")
-        ),
+        Err(Error::Handshake(why)) => {
+            assert!(why.ends_with("within handshake_timeout = 1s"), "{why}")
+        }
         Err(e) => panic!("connect failed otherwise: {e}"),
         Ok(_) => panic!("connected to a server that never accepts"),
     }

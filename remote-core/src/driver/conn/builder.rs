@@ -89,10 +89,10 @@ pub struct ConnectionBuilder {
     /// carried it (a WebSocket's read bound, `transport/ws_meter.rs`).
     pub(crate) on_open: Option<crate::driver::io_types::OnOpen>,
     /// When a server accepted the connection's socket (or a client began
-    /// to connect): the handshake's `handshake_timeout` counts from here, so a TLS handshake, a
-    /// WebSocket upgrade and the hello share one bound (found by a
-    /// red-team pass: each had its own, and a `tls://` peer held its slot
-    /// for twice the timeout before its hello).
+    /// to connect): the handshake's `handshake_timeout` counts from here,
+    /// so a TLS handshake, a WebSocket upgrade and the hello share one
+    /// bound (found by a red-team pass: each had its own, and a `tls://`
+    /// peer held its slot for twice the timeout before its hello).
     pub(crate) opened_at: Option<Instant>,
 }
 
