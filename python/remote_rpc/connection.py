@@ -17,6 +17,7 @@ from .serving import _DEADLINE, FRAME_LIMIT, _cancelled, _Held, _Serving
 
 __all__ = ["FRAME_LIMIT", "Connection", "Proxy"]
 
+
 class _Import:
     """One generation of an imported object: receipts counted since it was
     first received (or last released)."""
@@ -379,23 +380,14 @@ class Connection(_Serving):
         def hook(code: int, data: bytes) -> typing.Any:
             if not refs and code in (wire.EXT_SENDER_EXPORT, wire.EXT_RECEIVER_OWN):
                 raise ProtocolViolation("a reference in an error (§3.4: its data never holds one)")
-            if len(data) != 4:
-                raise ValueError(f"extension type {code} of {len(data)} bytes")
-            oid = int.from_bytes(data, "big")
+            oid = wire.reference(code, data)
             if code == wire.EXT_SENDER_EXPORT:
-                if oid == 0:
-                    raise ValueError("a reference (ext type 1) to object 0: the root is never sent as a reference")
-                if oid == 0xFFFFFFFF:
-                    # PROTOCOL.md §4: the highest id names no object.
-                    raise ValueError(f"a reference (ext type 1) to object {oid}: that id names no object")
                 return self._receive(oid)
-            if code == wire.EXT_RECEIVER_OWN:
-                entry = self._exports.get(oid)
-                if entry is None:
-                    unknown_own.append(oid)
-                    return None
-                return entry[0]
-            raise ValueError(f"extension type {code} is not allowed")
+            entry = self._exports.get(oid)
+            if entry is None:
+                unknown_own.append(oid)
+                return None
+            return entry[0]
 
         return msgpack.unpackb(payload, raw=False, strict_map_key=False, ext_hook=hook)
 
@@ -533,8 +525,7 @@ class Connection(_Serving):
             raise ProtocolViolation(f"reply to call {second}, which is neither waiting "
                                     f"for a reply nor cancelled")
         unknown_own: typing.List[int] = []
-        msg = self._decode_checked(payload, unknown_own, refs=kind != wire.ERROR)
-        kind = wire.check_shape(msg)
+        msg, kind = self._decode_checked(payload, unknown_own, refs=kind != wire.ERROR)
         if kind == wire.HELLO:
             raise ProtocolViolation("handshake sent twice")
         if kind == wire.CALL:
@@ -575,15 +566,17 @@ class Connection(_Serving):
             raise ProtocolViolation(f"bad release of object {oid} (count {count})")
         self._unexport(oid, count)
 
-    def _decode_checked(self, payload: bytes, unknown_own: typing.List[int], refs: bool = True) -> list:
+    def _decode_checked(self, payload: bytes, unknown_own: typing.List[int],
+                        refs: bool = True) -> typing.Tuple[list, int]:
+        """The decoded message (`_decode`) and its kind; anything malformed
+        is a violation."""
         try:
             msg = self._decode(payload, unknown_own, refs)
-            wire.check_shape(msg)
+            return msg, wire.check_shape(msg)
         except ProtocolViolation:
             raise
         except Exception as e:  # noqa: BLE001 - any malformed input
             raise ProtocolViolation(f"malformed message: {e}") from None
-        return msg
 
     def _on_reply(self, kind: int, msg: list) -> None:
         cid = msg[1]

@@ -26,6 +26,7 @@ _DEADLINE: contextvars.ContextVar[typing.Optional[float]] = contextvars.ContextV
 FRAME_LIMIT: contextvars.ContextVar[typing.Optional[int]] = contextvars.ContextVar(
     "remote_rpc_frame_limit", default=None)
 
+
 class _Held:
     """A call of the peer's held back, undecoded (held decoded, a 1 MiB
     frame of empty maps took 70 MB: a red-team pass, 24 MB sent, 1.7 GB
@@ -108,8 +109,8 @@ class _Serving:
 
     def _start(self, payload: bytes, arrived: float) -> None:
         unknown_own: typing.List[int] = []
-        msg = self._decode_checked(payload, unknown_own)
-        if wire.check_shape(msg) != wire.CALL:
+        msg, kind = self._decode_checked(payload, unknown_own)
+        if kind != wire.CALL:
             raise ProtocolViolation("malformed call")
         self._on_call(msg, unknown_own, len(payload) * wire.DECODED_PER_BYTE, arrived)
 
@@ -121,10 +122,8 @@ class _Serving:
         counts: typing.Dict[int, int] = collections.Counter()
 
         def hook(code: int, data: bytes) -> None:
-            if code == wire.EXT_SENDER_EXPORT and len(data) == 4:
-                oid = int.from_bytes(data, "big")
-                if oid in (0, wire.U32_MAX):
-                    raise ProtocolViolation(f"a reference (ext type 1) to object {oid}")
+            oid = wire.reference(code, data)  # checked as a started call's decode checks it
+            if code == wire.EXT_SENDER_EXPORT:
                 if oid not in counts and len(counts) >= self.limits.max_imports:
                     # As the call's decode would have refused it: a frame of
                     # 174,752 distinct references made as many releases in
@@ -166,7 +165,7 @@ class _Serving:
                 self._held_ids.discard(held.cid)
                 try:
                     if held.release:
-                        self._on_release(self._decode_checked(held.payload, []))
+                        self._on_release(self._decode_checked(held.payload, [])[0])
                     elif held.cancelled:
                         # Answered in its turn: cancels of held calls paced
                         # as the calls are (answered at once, a peer

@@ -151,6 +151,24 @@ def is_u32(v: typing.Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= U32_MAX
 
 
+def reference(code: int, data: bytes) -> int:
+    """The object id of a reference (msgpack extension ``code``, 1 or 2,
+    §2); ``ValueError`` for any other extension, a length other than 4, or
+    a type-1 reference to object 0 or ``U32_MAX``."""
+    if code not in (EXT_SENDER_EXPORT, EXT_RECEIVER_OWN):
+        raise ValueError(f"extension type {code} is not allowed")
+    if len(data) != 4:
+        raise ValueError(f"extension type {code} of {len(data)} bytes")
+    oid = int.from_bytes(data, "big")
+    if code == EXT_SENDER_EXPORT:
+        if oid == 0:
+            raise ValueError("a reference (ext type 1) to object 0: the root is never sent as a reference")
+        if oid == U32_MAX:
+            # PROTOCOL.md §4: the highest id names no object.
+            raise ValueError(f"a reference (ext type 1) to object {oid}: that id names no object")
+    return oid
+
+
 def check_shape(msg: typing.Any) -> int:
     """Checks a decoded message's kind and field count; returns the kind."""
     if not isinstance(msg, list) or not msg:
