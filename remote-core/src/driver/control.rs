@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::replies::Deliveries;
 use crate::interface::Dispatch;
 use crate::proto::{CallId, ImportRefs, ObjectId, ReleaseSink, State};
 use crate::{Error, RemoteError};
@@ -40,12 +41,7 @@ impl Waiter {
     pub(crate) fn send(self, shared: &super::Shared, r: Result<Incoming, Error>) -> bool {
         match self.reply {
             Answer::Slot(key) => {
-                // Its writer is the reader task (a deadline's sweep, a
-                // close from elsewhere may also count: a lost count only
-                // misleads `direct.rs`'s heuristic), so no atomic
-                // read-modify-write per reply.
-                let n = &shared.batch_replies;
-                n.store(n.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                count_reply(shared);
                 shared.replies.deliver(key, Some(r))
             }
             Answer::To(to) => {
@@ -54,6 +50,35 @@ impl Waiter {
             }
         }
     }
+
+    /// [`send`](Self::send) from the reader: a caller's reply joins the
+    /// reader's [`Deliveries`], handed over when it next waits (or now, if
+    /// they are full).
+    pub(crate) fn send_later(
+        self,
+        shared: &super::Shared,
+        r: Result<Incoming, Error>,
+        later: &mut Deliveries,
+    ) {
+        match self.reply {
+            Answer::Slot(key) => {
+                count_reply(shared);
+                if later.push(key, Some(r)) {
+                    shared.replies.deliver_all(later);
+                }
+            }
+            Answer::To(to) => to.on_reply(r),
+        }
+    }
+}
+
+/// Counts a reply towards `direct.rs`'s burst heuristic. Its writer is the
+/// reader task (a deadline's sweep, a close from elsewhere may also count:
+/// a lost count only misleads the heuristic), so no atomic
+/// read-modify-write per reply.
+fn count_reply(shared: &super::Shared) {
+    let n = &shared.batch_replies;
+    n.store(n.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 pub(crate) type Core = State<Arc<dyn Dispatch>, Waiter>;
 

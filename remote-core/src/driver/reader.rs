@@ -12,6 +12,7 @@ use crate::rt::time::{Instant, Sleep};
 
 use super::control::{Control, Core, Heard};
 use super::input::Input;
+use super::replies::Deliveries;
 use super::shared::Shared;
 use crate::fingerprint::RootInfo;
 use crate::proto::{encode, Event, FrameError, Keepalive, KeepaliveAction};
@@ -161,6 +162,9 @@ async fn read_until_closed(
     // frame, which it then gives back (`kept.rs`).
     let mut pressed = std::pin::pin!(shared.budget.pressed());
     let mut drain = true;
+    // Our callers' replies from the frames read since the reader last
+    // waited, handed over when it waits (`replies.rs`).
+    let mut later = Deliveries::default();
     let reason = loop {
         let mut keeps = input.kept() > 0 || shared.kept.has_spare();
         if keeps && shared.budget.short() {
@@ -191,6 +195,11 @@ async fn read_until_closed(
                 }
                 if let Poll::Ready(item) = next.as_mut().poll(cx) {
                     return Poll::Ready(Turn::Input(item));
+                }
+                // The input waits (what the frames queued is written):
+                // their callers get their replies.
+                if !later.is_empty() {
+                    shared.replies.deliver_all(&mut later);
                 }
                 if !timer_waits || timer.is_elapsed() {
                     let registers = crate::rt::poll_registers();
@@ -262,7 +271,7 @@ async fn read_until_closed(
                         // What this frame's handling queues leaves at the
                         // end of the read batch, written from here.
                         shared.defer_writes();
-                        let heard = shared.on_frame(frame, input.received());
+                        let heard = shared.on_frame(frame, input.received(), &mut later);
                         input.frame_done();
                         match heard {
                             Ok(Heard::Traffic) => traffic += 1,
@@ -390,6 +399,9 @@ async fn read_until_closed(
             }
         }
     };
+    // Replies read before the end are the callers' (before the close fails
+    // the calls still waiting).
+    shared.replies.deliver_all(&mut later);
     tracing::info!(name: "remote.connection.closed", reason = %reason, "connection closed");
     shared.disconnect(reason);
     // Late releases from proxies dropped during shutdown are discarded.

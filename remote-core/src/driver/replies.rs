@@ -8,7 +8,11 @@
 //! caller takes it ([`Replies::poll`]) or, dropped first, closes the slot
 //! ([`Replies::close`]). A key names one call only: a slot reused by a later
 //! call has a new generation, so a late delivery to a closed slot is
-//! dropped. The table's lock is a leaf: nothing else is locked and no
+//! dropped. The reader hands over the replies of a run of frames together
+//! ([`Deliveries`], [`Replies::deliver_all`]) when it next waits: one lock
+//! for the run, and on several workers the callers, woken together, make
+//! their next calls together, so that these leave in one write rather
+//! than a few each. The table's lock is a leaf: nothing else is locked and no
 //! value is dropped while it is held (a reply holds references whose
 //! destructors may make or drop calls). It grows to the most calls waiting
 //! at once (bounded by `max_outgoing_calls`) and is freed with the
@@ -67,6 +71,35 @@ enum State {
     Ready(Outcome),
 }
 
+/// Replies the reader took from a run of frames, waiting to be handed to
+/// their callers ([`Replies::deliver_all`]) when the reader next waits for
+/// input, or once [`Deliveries::FULL`] have gathered. Like the table, it
+/// keeps the room it grew to (at most `FULL` replies) for the connection's
+/// life.
+#[derive(Default)]
+pub(crate) struct Deliveries {
+    /// `None` once handed over; what is left after a hand-over is for
+    /// callers already gone, dropped outside the table's lock.
+    due: Vec<(Key, Option<Outcome>)>,
+    wakers: Vec<Waker>,
+}
+
+impl Deliveries {
+    /// Replies held at most before they are handed over: a long run of
+    /// frames does not keep its first callers waiting for its end.
+    pub(crate) const FULL: usize = 64;
+
+    /// Adds a reply; `true` if [`FULL`](Self::FULL) are now waiting.
+    pub(crate) fn push(&mut self, key: Key, outcome: Outcome) -> bool {
+        self.due.push((key, Some(outcome)));
+        self.due.len() >= Self::FULL
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.due.is_empty()
+    }
+}
+
 impl Replies {
     /// A slot for a new call, whose caller `waker` wakes.
     pub(crate) fn open(&self, waker: &Waker) -> Key {
@@ -116,6 +149,26 @@ impl Replies {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Hands over every reply in `d` under one lock, then wakes their
+    /// callers; replies whose callers are gone are dropped outside the lock.
+    pub(crate) fn deliver_all(&self, d: &mut Deliveries) {
+        {
+            let mut guard = lock(&self.0);
+            for (key, outcome) in &mut d.due {
+                if let Some(state @ State::Waiting(_)) = guard.slot(*key).map(|s| &mut s.state) {
+                    let outcome = outcome.take().unwrap_or(None);
+                    if let State::Waiting(w) = std::mem::replace(state, State::Ready(outcome)) {
+                        d.wakers.push(w);
+                    }
+                }
+            }
+        }
+        d.due.clear();
+        for w in d.wakers.drain(..) {
+            w.wake();
         }
     }
 
@@ -225,6 +278,47 @@ mod tests {
         assert_eq!(r.in_use(), 0);
         r.close(key);
         assert_eq!(r.in_use(), 0, "closing twice frees once");
+    }
+
+    #[test]
+    fn a_batch_wakes_each_waiting_caller_once_and_drops_the_rest() {
+        let r = Replies::default();
+        let (a, wa) = waker();
+        let (b, wb) = waker();
+        let (gone, wg) = waker();
+        let (ka, kb, kg) = (r.open(&wa), r.open(&wb), r.open(&wg));
+        r.close(kg);
+        let mut d = Deliveries::default();
+        assert!(!d.push(ka, lost()));
+        assert!(!d.push(kg, lost()));
+        assert!(!d.push(kb, None));
+        assert_eq!((a.get(), b.get()), (0, 0), "nothing is handed over before");
+        r.deliver_all(&mut d);
+        assert!(d.is_empty());
+        assert_eq!((a.get(), b.get(), gone.get()), (1, 1, 0));
+        let mut cx = Context::from_waker(&wa);
+        assert!(matches!(r.poll(ka, &mut cx), Poll::Ready(Some(Err(_)))));
+        assert!(matches!(r.poll(kb, &mut cx), Poll::Ready(None)));
+        assert_eq!(r.in_use(), 0, "the closed slot took nothing");
+        // A reply already handed over (e.g. by a deadline's sweep) stays.
+        let kc = r.open(&wa);
+        assert!(r.deliver(kc, None));
+        d.push(kc, lost());
+        r.deliver_all(&mut d);
+        assert!(matches!(r.poll(kc, &mut cx), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn a_batch_says_when_it_is_full() {
+        let r = Replies::default();
+        let (_c, w) = waker();
+        let mut d = Deliveries::default();
+        let full = (0..Deliveries::FULL).map(|_| d.push(r.open(&w), None));
+        assert_eq!(
+            full.filter(|f| *f).count(),
+            1,
+            "only the last push fills it"
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ use super::io::{write_loop, BoxWrite};
 use super::panics::{install_panic_hook, panic_error};
 use super::pipeline::{Answer, KeepGuard};
 use super::reader::{handshake, hello, read_loop};
+use super::replies::Deliveries;
 use super::sched::{ConnSched, Sched};
 use super::share::{ArgsCharge, OutputShare};
 use super::shared::{lock, try_lock, Shared};
@@ -143,6 +144,7 @@ impl Shared {
         self: &Arc<Self>,
         frame: Bytes,
         (arrival, charged, walk): (&mut Arrival, &mut ArgsCharge, Option<&ArgsWalk>),
+        later: &mut Deliveries,
     ) -> Result<Heard, Error> {
         // A call is admitted (counted, its id in use) only if its handler
         // runs on past this frame (`start_incoming`).
@@ -221,16 +223,14 @@ impl Shared {
                 let heavy = super::heavy_reply::weigh(self, frame.len(), items);
                 // The frame itself, not a clone: nothing here reads it
                 // after (a reference count's two atomic operations less).
-                let _ = waiter.send(
-                    self,
-                    Ok(Incoming {
-                        frame,
-                        result,
-                        refs,
-                        owns,
-                        heavy,
-                    }),
-                );
+                let reply = Incoming {
+                    frame,
+                    result,
+                    refs,
+                    owns,
+                    heavy,
+                };
+                waiter.send_later(self, Ok(reply), later);
             }
             // A panicking destructor must not end the reader.
             Event::Released(obj) => {
