@@ -78,9 +78,7 @@ enum State {
 /// life.
 #[derive(Default)]
 pub(crate) struct Deliveries {
-    /// `None` once handed over; what is left after a hand-over is for
-    /// callers already gone, dropped outside the table's lock.
-    due: Vec<(Key, Option<Outcome>)>,
+    due: Vec<(Key, Outcome)>,
     wakers: Vec<Waker>,
 }
 
@@ -91,7 +89,7 @@ impl Deliveries {
 
     /// Adds a reply; `true` if [`FULL`](Self::FULL) are now waiting.
     pub(crate) fn push(&mut self, key: Key, outcome: Outcome) -> bool {
-        self.due.push((key, Some(outcome)));
+        self.due.push((key, outcome));
         self.due.len() >= Self::FULL
     }
 
@@ -155,18 +153,30 @@ impl Replies {
     /// Hands over every reply in `d` under one lock, then wakes their
     /// callers; replies whose callers are gone are dropped outside the lock.
     pub(crate) fn deliver_all(&self, d: &mut Deliveries) {
+        // One reply (a lone call's): the single hand-over, without the
+        // batch's bookkeeping.
+        if d.due.len() == 1 {
+            if let Some((key, outcome)) = d.due.pop() {
+                self.deliver(key, outcome);
+            }
+            return;
+        }
+        // Outcomes whose callers are gone (rare: no allocation otherwise).
+        let mut late = Vec::new();
         {
             let mut guard = lock(&self.0);
-            for (key, outcome) in &mut d.due {
-                if let Some(state @ State::Waiting(_)) = guard.slot(*key).map(|s| &mut s.state) {
-                    let outcome = outcome.take().unwrap_or(None);
-                    if let State::Waiting(w) = std::mem::replace(state, State::Ready(outcome)) {
-                        d.wakers.push(w);
+            for (key, outcome) in d.due.drain(..) {
+                match guard.slot(key).map(|s| &mut s.state) {
+                    Some(state @ State::Waiting(_)) => {
+                        if let State::Waiting(w) = std::mem::replace(state, State::Ready(outcome)) {
+                            d.wakers.push(w);
+                        }
                     }
+                    _ => late.push(outcome),
                 }
             }
         }
-        d.due.clear();
+        drop(late);
         for w in d.wakers.drain(..) {
             w.wake();
         }
