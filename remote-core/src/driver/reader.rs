@@ -301,6 +301,7 @@ async fn read_until_closed(
                 // A large read buffer kept for the next large frame is not
                 // held across idle periods (`Input::keep`).
                 input.shed_if_idle();
+                later.shed();
                 shared.kept.shed(&shared.budget);
                 let now = Instant::now();
                 if deadlines_at.is_some_and(|d| d <= now) {

@@ -73,12 +73,14 @@ enum State {
 
 /// Replies the reader took from a run of frames, waiting to be handed to
 /// their callers ([`Replies::deliver_all`]) when the reader next waits for
-/// input, or once [`Deliveries::FULL`] have gathered. Like the table, it
-/// keeps the room it grew to (at most `FULL` replies) for the connection's
-/// life.
+/// input, or once [`Deliveries::FULL`] have gathered. A run's only reply
+/// (a lone call's) is held inline; the room a burst grew (at most `FULL`
+/// replies) is given back at the reader's next timer turn
+/// ([`shed`](Self::shed)), so an idle connection holds none.
 #[derive(Default)]
 pub(crate) struct Deliveries {
-    due: Vec<(Key, Outcome)>,
+    first: Option<(Key, Outcome)>,
+    more: Vec<(Key, Outcome)>,
     wakers: Vec<Waker>,
 }
 
@@ -89,12 +91,25 @@ impl Deliveries {
 
     /// Adds a reply; `true` if [`FULL`](Self::FULL) are now waiting.
     pub(crate) fn push(&mut self, key: Key, outcome: Outcome) -> bool {
-        self.due.push((key, outcome));
-        self.due.len() >= Self::FULL
+        if self.first.is_none() {
+            self.first = Some((key, outcome));
+            return Self::FULL == 1;
+        }
+        self.more.push((key, outcome));
+        self.more.len() + 1 >= Self::FULL
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.due.is_empty()
+        self.first.is_none()
+    }
+
+    /// Gives back the room a burst grew (nothing is waiting then: the
+    /// reader hands its replies over before it waits).
+    pub(crate) fn shed(&mut self) {
+        if self.is_empty() {
+            self.more = Vec::new();
+            self.wakers = Vec::new();
+        }
     }
 }
 
@@ -153,19 +168,20 @@ impl Replies {
     /// Hands over every reply in `d` under one lock, then wakes their
     /// callers; replies whose callers are gone are dropped outside the lock.
     pub(crate) fn deliver_all(&self, d: &mut Deliveries) {
-        // One reply (a lone call's): the single hand-over, without the
-        // batch's bookkeeping.
-        if d.due.len() == 1 {
-            if let Some((key, outcome)) = d.due.pop() {
-                self.deliver(key, outcome);
-            }
+        let Some(first) = d.first.take() else {
+            return;
+        };
+        // A lone reply: the single hand-over, without the batch's
+        // bookkeeping.
+        if d.more.is_empty() {
+            self.deliver(first.0, first.1);
             return;
         }
         // Outcomes whose callers are gone (rare: no allocation otherwise).
         let mut late = Vec::new();
         {
             let mut guard = lock(&self.0);
-            for (key, outcome) in d.due.drain(..) {
+            for (key, outcome) in std::iter::once(first).chain(d.more.drain(..)) {
                 match guard.slot(key).map(|s| &mut s.state) {
                     Some(state @ State::Waiting(_)) => {
                         if let State::Waiting(w) = std::mem::replace(state, State::Ready(outcome)) {
