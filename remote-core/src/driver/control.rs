@@ -63,7 +63,9 @@ impl Waiter {
         match self.reply {
             Answer::Slot(key) => {
                 count_reply(shared);
-                if later.push(key, Some(r)) {
+                if !later.batches() {
+                    shared.replies.deliver(key, Some(r));
+                } else if later.push(key, Some(r)) {
                     shared.replies.deliver_all(later);
                 }
             }

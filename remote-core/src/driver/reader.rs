@@ -163,8 +163,8 @@ async fn read_until_closed(
     let mut pressed = std::pin::pin!(shared.budget.pressed());
     let mut drain = true;
     // Our callers' replies from the frames read since the reader last
-    // waited, handed over when it waits (`replies.rs`).
-    let mut later = Deliveries::default();
+    // waited, handed over when it waits, on several workers (`replies.rs`).
+    let mut later = Deliveries::new(crate::rt::is_multi_thread(&shared.runtime));
     let reason = loop {
         let mut keeps = input.kept() > 0 || shared.kept.has_spare();
         if keeps && shared.budget.short() {

@@ -77,8 +77,15 @@ enum State {
 /// (a lone call's) is held inline; the room a burst grew (at most `FULL`
 /// replies) is given back at the reader's next timer turn
 /// ([`shed`](Self::shed)), so an idle connection holds none.
+///
+/// Only on a runtime with several workers: on one thread the callers run
+/// after the reader waits anyway, and the batch would only add moves of
+/// each outcome ([`Deliveries::new`]).
 #[derive(Default)]
 pub(crate) struct Deliveries {
+    /// Whether replies are batched at all (otherwise each is handed over
+    /// where it is read).
+    batch: bool,
     first: Option<(Key, Outcome)>,
     more: Vec<(Key, Outcome)>,
     wakers: Vec<Waker>,
@@ -88,6 +95,19 @@ impl Deliveries {
     /// Replies held at most before they are handed over: a long run of
     /// frames does not keep its first callers waiting for its end.
     pub(crate) const FULL: usize = 64;
+
+    /// Batches replies if `batch` (a runtime with several workers).
+    pub(crate) fn new(batch: bool) -> Self {
+        Deliveries {
+            batch,
+            ..Default::default()
+        }
+    }
+
+    /// Whether replies wait here (or are handed over at once).
+    pub(crate) fn batches(&self) -> bool {
+        self.batch
+    }
 
     /// Adds a reply; `true` if [`FULL`](Self::FULL) are now waiting.
     pub(crate) fn push(&mut self, key: Key, outcome: Outcome) -> bool {
@@ -314,7 +334,7 @@ mod tests {
         let (gone, wg) = waker();
         let (ka, kb, kg) = (r.open(&wa), r.open(&wb), r.open(&wg));
         r.close(kg);
-        let mut d = Deliveries::default();
+        let mut d = Deliveries::new(true);
         assert!(!d.push(ka, lost()));
         assert!(!d.push(kg, lost()));
         assert!(!d.push(kb, None));
@@ -338,7 +358,7 @@ mod tests {
     fn a_batch_says_when_it_is_full() {
         let r = Replies::default();
         let (_c, w) = waker();
-        let mut d = Deliveries::default();
+        let mut d = Deliveries::new(true);
         let full = (0..Deliveries::FULL).map(|_| d.push(r.open(&w), None));
         assert_eq!(
             full.filter(|f| *f).count(),
