@@ -66,7 +66,7 @@ impl Waiter {
                 if !later.batches() {
                     shared.replies.deliver(key, Some(r));
                 } else if later.push(key, Some(r)) {
-                    shared.replies.deliver_all(later);
+                    shared.replies.deliver_all(later, &shared.peer);
                 }
             }
             Answer::To(to) => to.on_reply(r),

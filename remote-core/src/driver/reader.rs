@@ -164,7 +164,10 @@ async fn read_until_closed(
     let mut drain = true;
     // Our callers' replies from the frames read since the reader last
     // waited, handed over when it waits, on several workers (`replies.rs`).
-    let mut later = Deliveries::new(crate::rt::is_multi_thread(&shared.runtime));
+    let mut later = HandOver {
+        shared: &shared,
+        d: Deliveries::new(crate::rt::is_multi_thread(&shared.runtime)),
+    };
     let reason = loop {
         let mut keeps = input.kept() > 0 || shared.kept.has_spare();
         if keeps && shared.budget.short() {
@@ -198,9 +201,7 @@ async fn read_until_closed(
                 }
                 // The input waits (what the frames queued is written):
                 // their callers get their replies.
-                if !later.is_empty() {
-                    shared.replies.deliver_all(&mut later);
-                }
+                later.hand_over();
                 if !timer_waits || timer.is_elapsed() {
                     let registers = crate::rt::poll_registers();
                     if timer.as_mut().poll(cx).is_ready() {
@@ -271,7 +272,12 @@ async fn read_until_closed(
                         // What this frame's handling queues leaves at the
                         // end of the read batch, written from here.
                         shared.defer_writes();
-                        let heard = shared.on_frame(frame, input.received(), &mut later);
+                        let heard = shared.on_frame(frame, input.received(), &mut later.d);
+                        // Not held behind a long run of other frames
+                        // either (a peer's calls to inline handlers).
+                        if frames % Deliveries::FULL as u64 == 0 {
+                            later.hand_over();
+                        }
                         input.frame_done();
                         match heard {
                             Ok(Heard::Traffic) => traffic += 1,
@@ -301,7 +307,7 @@ async fn read_until_closed(
                 // A large read buffer kept for the next large frame is not
                 // held across idle periods (`Input::keep`).
                 input.shed_if_idle();
-                later.shed();
+                later.d.shed();
                 shared.kept.shed(&shared.budget);
                 let now = Instant::now();
                 if deadlines_at.is_some_and(|d| d <= now) {
@@ -402,7 +408,8 @@ async fn read_until_closed(
     };
     // Replies read before the end are the callers' (before the close fails
     // the calls still waiting).
-    shared.replies.deliver_all(&mut later);
+    later.hand_over();
+    drop(later);
     tracing::info!(name: "remote.connection.closed", reason = %reason, "connection closed");
     shared.disconnect(reason);
     // Late releases from proxies dropped during shutdown are discarded.
@@ -474,5 +481,29 @@ impl Drop for DisconnectOnDrop {
         self.0.disconnect(Error::ConnectionLost(
             "the connection task ended unexpectedly".into(),
         ));
+    }
+}
+
+/// The reader's batch of replies (`replies.rs`), handed over however the
+/// reader ends, a panic too: their calls are out of the table that the
+/// connection's close fails, so only this can still answer their callers.
+struct HandOver<'a> {
+    shared: &'a Shared,
+    d: Deliveries,
+}
+
+impl HandOver<'_> {
+    fn hand_over(&mut self) {
+        if !self.d.is_empty() {
+            self.shared
+                .replies
+                .deliver_all(&mut self.d, &self.shared.peer);
+        }
+    }
+}
+
+impl Drop for HandOver<'_> {
+    fn drop(&mut self) {
+        self.hand_over();
     }
 }

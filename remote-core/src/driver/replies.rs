@@ -23,6 +23,7 @@ use std::task::{Context, Poll, Waker};
 
 use super::control::Incoming;
 use super::shared::lock;
+use super::teardown::{drop_caught, drop_each_caught};
 use crate::Error;
 
 /// A call's outcome: `None` if the connection dropped the call without one
@@ -133,6 +134,36 @@ impl Deliveries {
     }
 }
 
+/// What a reply whose caller is gone is called in a destructor's panic.
+const GONE: &str = "a reply whose caller is gone";
+
+/// Puts `outcome` in `key`'s slot if its caller waits there, returning its
+/// waker; otherwise gives the outcome back (the caller closed the slot, or
+/// it already has its outcome: the first one stays).
+fn put(t: &mut Table, key: Key, outcome: Outcome) -> Result<Waker, Outcome> {
+    match t.slot(key) {
+        Some(Slot {
+            state: state @ State::Waiting(_),
+            ..
+        }) => match std::mem::replace(state, State::Ready(outcome)) {
+            State::Waiting(waker) => Ok(waker),
+            // Just matched as waiting.
+            _ => Err(None),
+        },
+        _ => Err(outcome),
+    }
+}
+
+/// Wakes a caller; a waker that panics (a caller's own executor's) is
+/// logged, not passed on.
+fn wake_caught(waker: Waker, peer: &str) {
+    let woken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
+    if let Err(panic) = woken {
+        let msg = super::panics::panic_error(panic).message;
+        tracing::error!(name: "remote.waker_panicked", peer = %peer, "a caller's waker panicked: {msg}");
+    }
+}
+
 impl Replies {
     /// A slot for a new call, whose caller `waker` wakes.
     pub(crate) fn open(&self, waker: &Waker) -> Key {
@@ -164,57 +195,55 @@ impl Replies {
     /// Hands a call its outcome and wakes its caller. `false` (and the
     /// outcome dropped, outside the lock) if the caller is gone.
     pub(crate) fn deliver(&self, key: Key, outcome: Outcome) -> bool {
-        let (old, undelivered) = {
-            let mut guard = lock(&self.0);
-            match guard.slot(key).map(|s| &mut s.state) {
-                Some(state @ State::Waiting(_)) => {
-                    (std::mem::replace(state, State::Ready(outcome)), None)
-                }
-                // Closed by its caller, or already delivered (the first
-                // outcome stays).
-                _ => (State::Vacant, Some(outcome)),
-            }
-        };
-        drop(undelivered);
-        match old {
-            State::Waiting(waker) => {
+        let put = put(&mut lock(&self.0), key, outcome);
+        match put {
+            Ok(waker) => {
                 waker.wake();
                 true
             }
-            _ => false,
+            Err(undelivered) => {
+                drop(undelivered);
+                false
+            }
         }
     }
 
     /// Hands over every reply in `d` under one lock, then wakes their
-    /// callers; replies whose callers are gone are dropped outside the lock.
-    pub(crate) fn deliver_all(&self, d: &mut Deliveries) {
-        let Some(first) = d.first.take() else {
+    /// callers; replies whose callers are gone are dropped after, outside
+    /// the lock. Never unwinds (it also runs while the reader unwinds,
+    /// `reader.rs`): a panicking waker or destructor is caught and logged
+    /// for `peer`, and the other callers are still woken.
+    pub(crate) fn deliver_all(&self, d: &mut Deliveries, peer: &str) {
+        let Some((key, outcome)) = d.first.take() else {
             return;
         };
         // A lone reply: the single hand-over, without the batch's
         // bookkeeping.
         if d.more.is_empty() {
-            self.deliver(first.0, first.1);
+            let put = put(&mut lock(&self.0), key, outcome);
+            match put {
+                Ok(waker) => wake_caught(waker, peer),
+                Err(late) => drop_caught(peer, GONE, late),
+            }
             return;
         }
         // Outcomes whose callers are gone (rare: no allocation otherwise).
         let mut late = Vec::new();
         {
             let mut guard = lock(&self.0);
-            for (key, outcome) in std::iter::once(first).chain(d.more.drain(..)) {
-                match guard.slot(key).map(|s| &mut s.state) {
-                    Some(state @ State::Waiting(_)) => {
-                        if let State::Waiting(w) = std::mem::replace(state, State::Ready(outcome)) {
-                            d.wakers.push(w);
-                        }
-                    }
-                    _ => late.push(outcome),
+            let all = std::iter::once((key, outcome)).chain(d.more.drain(..));
+            for (key, outcome) in all {
+                match put(&mut guard, key, outcome) {
+                    Ok(waker) => d.wakers.push(waker),
+                    Err(outcome) => late.push(outcome),
                 }
             }
         }
-        drop(late);
-        for w in d.wakers.drain(..) {
-            w.wake();
+        for waker in d.wakers.drain(..) {
+            wake_caught(waker, peer);
+        }
+        if !late.is_empty() {
+            drop_each_caught(peer, GONE, late);
         }
     }
 
@@ -339,7 +368,7 @@ mod tests {
         assert!(!d.push(kg, lost()));
         assert!(!d.push(kb, None));
         assert_eq!((a.get(), b.get()), (0, 0), "nothing is handed over before");
-        r.deliver_all(&mut d);
+        r.deliver_all(&mut d, "test");
         assert!(d.is_empty());
         assert_eq!((a.get(), b.get(), gone.get()), (1, 1, 0));
         let mut cx = Context::from_waker(&wa);
@@ -350,7 +379,7 @@ mod tests {
         let kc = r.open(&wa);
         assert!(r.deliver(kc, None));
         d.push(kc, lost());
-        r.deliver_all(&mut d);
+        r.deliver_all(&mut d, "test");
         assert!(matches!(r.poll(kc, &mut cx), Poll::Ready(None)));
     }
 
@@ -365,6 +394,88 @@ mod tests {
             1,
             "only the last push fills it"
         );
+    }
+
+    /// One of our objects whose destructor panics.
+    struct Bomb;
+
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            panic!("a destructor that panics");
+        }
+    }
+
+    impl crate::interface::Dispatch for Bomb {
+        fn interface_name(&self) -> &'static str {
+            "Bomb"
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+        fn call(
+            &self,
+            _: &str,
+            _: crate::interface::Args<'_>,
+            _: crate::interface::CallCx,
+        ) -> Result<crate::interface::CallFuture, Error> {
+            Err(Error::Protocol("not called".into()))
+        }
+    }
+
+    /// A reply holding the last reference to a [`Bomb`].
+    fn carrying_bomb() -> Outcome {
+        Some(Ok(Incoming {
+            frame: bytes::Bytes::new(),
+            result: Ok(0..0),
+            refs: Default::default(),
+            owns: vec![(
+                crate::proto::ObjectId(1),
+                std::sync::Arc::new(Bomb) as std::sync::Arc<dyn crate::interface::Dispatch>,
+            )],
+            heavy: None,
+        }))
+    }
+
+    // Found by a red-team pass: the batch dropped a gone caller's reply
+    // before waking the others, and a panic there (or in a waker) left
+    // them waiting for good (their calls are out of the table the close
+    // fails). It runs while the reader unwinds too, so it must not unwind.
+    #[test]
+    fn a_panicking_destructor_or_waker_in_a_batch_still_wakes_the_others() {
+        let r = Replies::default();
+        let (gone, wg) = waker();
+        let (a, wa) = waker();
+        let (b, wb) = waker();
+        let bad = Waker::from(std::sync::Arc::new(PanicsOnWake));
+        let (kg, ka, kp, kb) = (r.open(&wg), r.open(&wa), r.open(&bad), r.open(&wb));
+        r.close(kg);
+        let mut d = Deliveries::new(true);
+        d.push(kg, carrying_bomb());
+        d.push(ka, None);
+        d.push(kp, None);
+        d.push(kb, None);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            r.deliver_all(&mut d, "test")
+        }));
+        assert!(unwound.is_ok(), "nothing unwinds out of the hand-over");
+        assert_eq!((gone.get(), a.get(), b.get()), (0, 1, 1));
+        // A lone reply whose caller is gone, with a panicking destructor.
+        let k = r.open(&wa);
+        r.close(k);
+        d.push(k, carrying_bomb());
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            r.deliver_all(&mut d, "test")
+        }));
+        assert!(unwound.is_ok());
+        assert!(d.is_empty());
+    }
+
+    struct PanicsOnWake;
+
+    impl std::task::Wake for PanicsOnWake {
+        fn wake(self: std::sync::Arc<Self>) {
+            panic!("a waker that panics");
+        }
     }
 
     #[test]
