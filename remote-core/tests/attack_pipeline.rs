@@ -498,3 +498,56 @@ async fn kept_answers_do_not_keep_an_idle_connection_open() {
     assert!(why.contains("no traffic for"), "{why}");
     assert!(eventually(|| live.load(SeqCst) == 0).await);
 }
+
+/// A finish that arrives before its kept call has answered (red-team pass
+/// 23): every call still gets exactly one reply, and once the calls end no
+/// slot of `max_calls_in_flight` and no kept answer's id stays taken.
+#[tokio::test]
+async fn a_finish_before_the_kept_answer_leaves_no_slot_taken() {
+    let live = Arc::new(AtomicIsize::new(0));
+    let limits = Limits {
+        max_calls_in_flight: 4,
+        ..Limits::default()
+    };
+    let server = serve(limits, &live).await;
+    let mut s = open(&server, true).await;
+    let mut out = Vec::new();
+    for id in 1..=4u32 {
+        out.extend(call_with(true, id, obj(0), "hang", 300, &[0x90]));
+        out.extend(call_with(
+            false,
+            100 + id,
+            promise(id),
+            "make",
+            300,
+            &[0x90],
+        ));
+        out.extend(encode_finish(CallId(id)));
+    }
+    s.write_all(&out).await.unwrap();
+    let mut answered = Vec::new();
+    for _ in 0..8 {
+        let f = frame(&mut s).await.expect("a reply");
+        let (id, k, msg) = raw::error_of(&f).expect("an error: no call can succeed");
+        assert!(
+            k == "deadline_exceeded" || k == "limit_exceeded",
+            "call {id}: {k}: {msg}"
+        );
+        answered.push(id);
+    }
+    answered.sort_unstable();
+    assert_eq!(answered, [1, 2, 3, 4, 101, 102, 103, 104]);
+    // The same ids kept again, all at once: every slot and id is free.
+    let mut again = Vec::new();
+    for id in 1..=4u32 {
+        again.extend(call(true, id, obj(0), "nop"));
+    }
+    s.write_all(&again).await.unwrap();
+    let mut returned = Vec::new();
+    for _ in 0..4 {
+        returned.push(next_return(&mut s).await.0);
+    }
+    returned.sort_unstable();
+    assert_eq!(returned, [1, 2, 3, 4]);
+    assert_eq!(live.load(SeqCst), 0, "nothing was made");
+}
