@@ -48,17 +48,23 @@ fn uint(v: u64) -> Vec<u8> {
     }
 }
 
-/// `calls` calls of `echo(i)` in flight; the hand-played server reads them
-/// all, answers them in reverse order in one write, then (if `close`)
-/// shuts its side. Every caller gets its own argument back.
-async fn answered_in_one_write(calls: u32, close: bool) {
-    let (conn, mut pr, mut pw) = pipe::raw_peer(
+/// A connection to a hand-played peer, the peer's hello read.
+async fn peer() -> (remote_core::Connection, pipe::PeerRead, pipe::PeerWrite) {
+    let (conn, mut pr, pw) = pipe::raw_peer(
         Remote::new(Arc::new(Local) as Arc<dyn Echo>),
         Limits::default(),
         vec![],
     )
     .await;
     let _hello = bounded(pipe::frame(&mut pr)).await.unwrap();
+    (conn, pr, pw)
+}
+
+/// `calls` calls of `echo(i)` in flight; the hand-played server reads them
+/// all, answers them in reverse order in one write, then (if `close`)
+/// shuts its side. Every caller gets its own argument back.
+async fn answered_in_one_write(calls: u32, close: bool) {
+    let (conn, mut pr, mut pw) = peer().await;
     let root = conn.root::<dyn Echo>();
     let callers: Vec<_> = (0..calls)
         .map(|i| {
@@ -147,13 +153,7 @@ fn reply_to(call: &[u8]) -> Vec<u8> {
 // the others get their answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_waker_does_not_strand_the_batch() {
-    let (conn, mut pr, mut pw) = pipe::raw_peer(
-        Remote::new(Arc::new(Local) as Arc<dyn Echo>),
-        Limits::default(),
-        vec![],
-    )
-    .await;
-    let _hello = bounded(pipe::frame(&mut pr)).await.unwrap();
+    let (conn, mut pr, mut pw) = peer().await;
     let root = conn.root::<dyn Echo>();
     let waker = Waker::from(Arc::new(PanicsOnWake));
     let mut a = Box::pin(root.echo(1));
