@@ -189,6 +189,7 @@ impl Input {
         // 16 KiB of pongs after each call set aside).
         let frame = Bytes::copy_from_slice(&self.buf[4..total]);
         self.buf.advance(total);
+        self.aside_back();
         self.head_walk = None;
         self.put_back_probe();
         self.deferred.frames.push_back(frame);

@@ -5,7 +5,9 @@
 
 use bytes::BytesMut;
 
-use super::{Input, MIN_READ};
+use bytes::Bytes;
+
+use super::{Input, MAX_READ, MIN_READ};
 use crate::driver::kept::may_keep;
 
 impl Input {
@@ -39,6 +41,7 @@ impl Input {
     /// idle connection does not hold a large buffer for long.
     pub(crate) fn shed(&mut self) {
         self.release_kept();
+        self.aside = None;
         // The allocation leaves with the frames split off it (and is freed
         // with them). Kept in the buffer (even as the spare room of a view
         // past the last frame), an idle connection would hold up to
@@ -46,6 +49,53 @@ impl Input {
         let rest = std::mem::take(&mut self.buf);
         self.buf = BytesMut::with_capacity(rest.len().max(MIN_READ));
         self.buf.extend_from_slice(&rest);
+    }
+
+    /// The rest of a medium frame of `total` bytes (over a read chunk, not
+    /// large: `SMALL_FRAME`) does not fit in the read buffer: the frame is
+    /// read into a buffer of exactly its size, which leaves with it whole
+    /// ([`own_frame`](Self::own_frame)), and the read buffer is set aside
+    /// meanwhile (dropped if it is larger than a chunk). Grown to take the
+    /// frame instead, the read buffer was copied into a new allocation,
+    /// shared with the frame split off it, and made again after: two
+    /// allocations and a reallocation more per frame (a caller of 36 KB
+    /// calls one at a time, BENCHMARKS.md §52).
+    pub(super) fn frame_buffer(&mut self, total: usize) {
+        let mut own = BytesMut::with_capacity(total);
+        own.extend_from_slice(&self.buf);
+        let mut old = std::mem::replace(&mut self.buf, own);
+        if self.aside.is_none() {
+            old.clear();
+            self.aside = Some(if old.capacity() <= MAX_READ {
+                old
+            } else {
+                BytesMut::new()
+            });
+        }
+    }
+
+    /// Splits the frame of `total` bytes off a medium frame's own buffer
+    /// ([`frame_buffer`](Self::frame_buffer)): the whole buffer when it
+    /// holds just the frame (no copy, no allocation), and the read buffer
+    /// set aside takes its place.
+    pub(super) fn own_frame(&mut self, total: usize) -> Bytes {
+        let aside = self.aside.take().unwrap_or_default();
+        if self.buf.len() == total {
+            std::mem::replace(&mut self.buf, aside).freeze()
+        } else {
+            self.buf.split_to(total).freeze()
+        }
+    }
+
+    /// A frame left a medium frame's own buffer other than by
+    /// [`own_frame`](Self::own_frame) (set aside whole, `defer.rs`): the
+    /// read buffer set aside comes back once the frame's buffer is empty.
+    pub(super) fn aside_back(&mut self) {
+        if let Some(aside) = self.aside.take() {
+            if self.buf.is_empty() {
+                self.buf = aside;
+            }
+        }
     }
 
     /// What the split of a frame off the buffer rarely has to do: the walk
@@ -77,6 +127,7 @@ impl Input {
             // 680 KB per connection outside the budget
             // (`tests/flood_memory.rs`).
             self.release_kept();
+            self.aside = None;
             let rest = std::mem::take(&mut self.buf);
             self.buf = BytesMut::with_capacity((rest.len() + 1).max(MIN_READ));
             self.buf.extend_from_slice(&rest);

@@ -90,6 +90,9 @@ pub(crate) struct Input {
     hang_up: hang_up::Watch,
     r: BoxRead,
     buf: BytesMut,
+    /// The read buffer, set aside while `buf` is a buffer of a medium
+    /// frame's own size (`keep.rs`, [`Input::frame_buffer`]).
+    aside: Option<BytesMut>,
     max_len: usize,
     shared: Arc<Shared>,
     /// Bytes of the frame in progress counted in the budget (its whole
@@ -164,6 +167,7 @@ impl Input {
             hang_up: hang_up::Watch::default(),
             r,
             buf: BytesMut::with_capacity(MIN_READ),
+            aside: None,
             max_len,
             shared,
             reserved: 0,
@@ -331,7 +335,11 @@ impl Input {
                     self.head_weight = 0;
                     // Split off with its prefix, which the view then
                     // skips: one move of the buffer's start, not two.
-                    let mut frame = self.buf.split_to(total).freeze();
+                    let mut frame = if self.aside.is_some() {
+                        self.own_frame(total)
+                    } else {
+                        self.buf.split_to(total).freeze()
+                    };
                     frame.advance(4);
                     if total > SMALL_FRAME {
                         // Kept in a run of large frames only: a single one
@@ -376,7 +384,12 @@ impl Input {
                 // so the frames behind it come in the same read.
                 let rest = total - self.buf.len();
                 if self.buf.capacity() - self.buf.len() < rest {
-                    self.buf.reserve(rest.max(self.chunk));
+                    if total > MAX_READ && total <= SMALL_FRAME {
+                        // Read into a buffer of its own (`keep.rs`).
+                        self.frame_buffer(total);
+                    } else {
+                        self.buf.reserve(rest.max(self.chunk));
+                    }
                 }
                 if let Some(b) = self.probe.take() {
                     // Read past a full buffer while the reservation waited:
@@ -488,6 +501,10 @@ impl Input {
     /// large read, less than half a chunk is left). A buffer left large
     /// by a burst is dropped when empty, once reads have become small.
     fn make_room(&mut self) -> usize {
+        if self.aside.is_some() && self.buf.capacity() > self.buf.len() {
+            // A medium frame's own buffer: room for exactly its rest.
+            return self.buf.capacity() - self.buf.len();
+        }
         if self.buf.is_empty()
             && self.kept == 0
             && self.buf.capacity() > 4 * self.chunk.max(self.reserved)
@@ -533,6 +550,7 @@ impl Input {
         self.unreserve();
         self.shed();
         self.buf = BytesMut::new();
+        self.aside = None;
         let mut scratch = vec![0u8; 4096];
         let r = &mut self.r;
         let _ = crate::rt::time::timeout(DRAIN_TIME, async {
