@@ -45,7 +45,9 @@ pub struct Limits {
     pub max_depth: usize,
     /// Incoming calls running at once on one connection (default 128).
     /// Calls beyond it are answered at once with a `limit_exceeded` error.
-    /// A cancelled call counts until its handler has really stopped.
+    /// A call stops counting when its handler's reply is sent (a handler
+    /// still stopping after its reply counts against twice this limit);
+    /// a cancelled call counts until its handler has really stopped.
     pub max_calls_in_flight: usize,
     /// Outgoing calls waiting for replies on one connection (default 1024).
     /// A cancelled call counts until the peer's reply to it arrives (every

@@ -94,8 +94,9 @@ impl CallCx {
         if let Some(first) = answer_inline(&self.shared, self.seq) {
             return first.then_some(false);
         }
+        let uncount = !self.shared.blocking.any_running();
         let mut core = self.shared.core();
-        if !core.answered(self.id, self.seq) {
+        if !core.replied(self.id, self.seq, uncount) {
             return None;
         }
         Some(core.calls_in_flight() <= 1 && core.calls_waiting() == 0)

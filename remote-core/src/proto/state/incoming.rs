@@ -48,8 +48,13 @@ impl<O: Clone, W> State<O, W> {
             }
             Err(RefError::Violation(v)) => return Err(v),
         };
-        // Kept answers count as calls in flight until finished.
-        if self.running + self.answers.len() >= self.limits.max_calls_in_flight {
+        // Kept answers count as calls in flight until finished; handlers
+        // past their own reply count against twice the limit only
+        // (`calls.rs`, `replied`).
+        let max = self.limits.max_calls_in_flight;
+        if self.running + self.answers.len() >= max
+            || self.handlers_held() + self.answers.len() >= max.saturating_mul(2)
+        {
             let msg = format!(
                 "limit exceeded: max_calls_in_flight = {} (call {id} refused)",
                 self.limits.max_calls_in_flight

@@ -77,6 +77,11 @@ pub struct State<O, W> {
     /// Handlers counted in flight (live, or cancelled/answered but not yet
     /// stopped).
     running: usize,
+    /// Handlers whose own reply is out but which have not stopped yet
+    /// (`calls.rs`, [`State::replied`]): not in `running`, as the peer
+    /// may send its next call on seeing the reply, but counted against
+    /// twice `max_calls_in_flight`.
+    replied: Vec<u64>,
     next_seq: u64,
     scratch: Vec<(bool, ObjectId)>,
     /// Both hellos listed the `keepalive` feature.
@@ -121,6 +126,7 @@ impl<O: Clone, W> State<O, W> {
             next_call: 0,
             incoming: super::PeerIdMap::default(),
             running: 0,
+            replied: Vec::new(),
             next_seq: 0,
             scratch: Vec::new(),
             keepalive: false,
@@ -177,6 +183,7 @@ impl<O: Clone, W> State<O, W> {
         self.incoming.clear();
         self.cancelled.clear();
         self.running = 0;
+        self.replied = Vec::new();
         let waiters = self.outgoing.drain().map(|(_, w)| w).collect();
         let mut objects = self.exports.drain();
         objects.extend(self.answers.drain());

@@ -249,3 +249,57 @@ fn a_call_admitted_answered_counts_with_its_id_free() {
     s.call_done(CallId(7), new);
     assert_eq!(s.calls_in_flight(), 0);
 }
+
+/// A handler's own reply frees its slot at once (the peer may call again
+/// on seeing it), while a handler past its reply still counts against twice
+/// the limit until it stops, and its stop frees nothing twice.
+#[test]
+fn a_handlers_own_reply_frees_its_slot_and_it_counts_against_twice_the_limit() {
+    let (mut s, _) = state_with(Limits {
+        max_calls_in_flight: 2,
+        ..Limits::default()
+    });
+    let seq = |e: Event<'_, &'static str, u32>| match e {
+        Event::Call { seq, .. } => seq,
+        other => panic!("a call event, not {other:?}"),
+    };
+    let a = seq(s.handle_frame(&call(1, 0, "m", &[0x90])).unwrap());
+    let b = seq(s.handle_frame(&call(2, 0, "m", &[0x90])).unwrap());
+    assert!(matches!(
+        s.handle_frame(&call(3, 0, "m", &[0x90])).unwrap(),
+        Event::Reject { .. }
+    ));
+    // Both reply; their handlers have not stopped yet.
+    assert!(s.replied(CallId(1), a, true));
+    assert!(s.replied(CallId(2), b, true));
+    assert!(!s.replied(CallId(2), b, true), "one reply per call");
+    assert_eq!(s.calls_in_flight(), 2, "their handlers still run");
+    // The peer's next two calls (ids reused) are taken...
+    let c = seq(s.handle_frame(&call(1, 0, "m", &[0x90])).unwrap());
+    let d = seq(s.handle_frame(&call(2, 0, "m", &[0x90])).unwrap());
+    // ...but no more than twice the limit with the handlers still stopping.
+    let msg = reject_kind(s.handle_frame(&call(3, 0, "m", &[0x90])).unwrap());
+    assert!(msg.contains("max_calls_in_flight = 2"), "{msg}");
+    // The old handlers stop: the new calls are untouched and still count.
+    s.call_done(CallId(1), a);
+    s.call_done(CallId(2), b);
+    assert_eq!(s.calls_in_flight(), 2);
+    assert!(matches!(
+        s.handle_frame(&call(3, 0, "m", &[0x90])).unwrap(),
+        Event::Reject { .. }
+    ));
+    // Without `uncount` (a blocking closure may run on) the call counts
+    // until its handler stops, as a cancelled one does.
+    assert!(s.replied(CallId(1), c, false));
+    assert!(matches!(
+        s.handle_frame(&call(3, 0, "m", &[0x90])).unwrap(),
+        Event::Reject { .. }
+    ));
+    s.call_done(CallId(1), c);
+    s.call_done(CallId(2), d);
+    assert_eq!(s.calls_in_flight(), 0);
+    assert!(matches!(
+        s.handle_frame(&call(3, 0, "m", &[0x90])).unwrap(),
+        Event::Call { .. }
+    ));
+}
