@@ -32,7 +32,14 @@ struct Inner {
     /// The connection's `Limits::max_frame_len`: what a reply to it may
     /// hold (collection pages stay within half of it).
     max_frame_len: usize,
+    /// Counts bytes held for the peer outside any call in its connection's
+    /// memory budget, if it has room ([`Peer::try_hold`]).
+    hold: Option<HoldFn>,
 }
+
+/// Counts `n` bytes in a memory budget if it has room, until the returned
+/// guard is dropped; `Err` with the budget's limit if not.
+pub(crate) type HoldFn = Arc<dyn Fn(usize) -> Result<Box<dyn Send>, usize> + Send + Sync>;
 
 impl fmt::Debug for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -52,6 +59,7 @@ impl Peer {
         tls: Option<TlsIdentity>,
         authenticated: Option<(String, Arc<dyn Any + Send + Sync>)>,
         max_frame_len: usize,
+        hold: Option<HoldFn>,
     ) -> Peer {
         let (user, identity) = match authenticated {
             Some((u, i)) => (Some(u), Some(i)),
@@ -65,7 +73,20 @@ impl Peer {
                 identity,
                 priority: AtomicU8::new(Priority::Normal as u8),
                 max_frame_len,
+                hold,
             }),
+        }
+    }
+
+    /// Counts `n` bytes held for this peer between its calls (a stream's
+    /// item kept for its next pull) in its connection's memory budget, if
+    /// that has room, until the guard returned is dropped (`Ok(None)`:
+    /// nothing to count in, a peer not of a connection). `Err` with the
+    /// budget's limit when it has no room.
+    pub(crate) fn try_hold(&self, n: usize) -> Result<Option<Box<dyn Send>>, usize> {
+        match &self.inner.hold {
+            Some(hold) => hold(n).map(Some),
+            None => Ok(None),
         }
     }
 

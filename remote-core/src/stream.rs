@@ -64,29 +64,59 @@ struct LocalSource<T> {
     inner: tokio::sync::Mutex<Pending<T>>,
 }
 
-/// A local source's stream, the item that did not fit in the last batch
+/// A local source's stream, what the last batch polled and could not carry
 /// (handed out first by the next one), and the largest item's encoded size
 /// so far.
 struct Pending<T> {
     stream: Pin<Box<dyn Stream<Item = T> + Send>>,
-    held: Option<T>,
+    held: Option<Held<T>>,
     largest: usize,
+}
+
+/// An item polled for a batch that could not carry it.
+enum Held<T> {
+    /// Too large to go beside the batch's items, not alone: it opens the
+    /// next batch, counted in the pulling connection's memory budget
+    /// meanwhile (the guard).
+    Item(T, Option<Box<dyn Send>>),
+    /// Dropped: too large for any reply, or no room in the budget to hold
+    /// it. The next pull fails with this.
+    Failed(Error),
+}
+
+/// What a stream batch's reply adds to its items' encoded sizes, at most
+/// (the reply's head, the array's): kept free below the frame limit.
+const BATCH_OVERHEAD: usize = 1 << 10;
+
+/// The encoded bytes of items a batch may carry: the calling peer's frame
+/// limit less [`BATCH_OVERHEAD`] (no bound outside a connection).
+fn frame_room() -> usize {
+    crate::Peer::current().map_or(usize::MAX, |p| {
+        p.max_frame_len().saturating_sub(BATCH_OVERHEAD)
+    })
 }
 
 impl<T: Wire> LocalSource<T> {
     /// Up to `max` next items within `bytes` of encoded items (at least
     /// one). Items ready now are taken while the largest item so far would
     /// still fit beside the batch, so a stream of items of one size is
-    /// never polled for one it cannot send; an item larger than every
-    /// earlier one that does not fit is held for the next batch. (A
-    /// red-team pass held one item of 300 KiB in each of 200 streams pulled
-    /// once, 59 MiB outside the budget, when the next item was always
-    /// polled.)
-    async fn batch(&self, max: u32, bytes: usize) -> Result<Vec<T>, Error> {
+    /// never polled for one it cannot send. An item polled that is larger
+    /// than every earlier one goes in the batch all the same if the reply
+    /// can carry it (`room`, the frame limit: `bytes` is at most half of
+    /// it, so it can unless the item is over `bytes` itself), and is held
+    /// for the next batch only if not, counted in the pulling connection's
+    /// memory budget; with no room there, or too large for any reply, it
+    /// is dropped and the next pull fails saying so. (Two red-team passes:
+    /// one item of 300 KiB held in each of 200 streams pulled once, 59 MiB
+    /// outside the budget, when the next item was always polled; then,
+    /// with items of two sizes, 368 MB held over one connection against a
+    /// 64 MiB budget.)
+    async fn batch(&self, max: u32, bytes: usize, room: usize) -> Result<Vec<T>, Error> {
         let max = max.clamp(1, MAX_BATCH) as usize;
         let mut p = self.inner.lock().await;
         let first = match p.held.take() {
-            Some(x) => x,
+            Some(Held::Item(x, _counted)) => x,
+            Some(Held::Failed(e)) => return Err(e),
             None => match p.stream.next().await {
                 None => return Ok(Vec::new()),
                 Some(x) => x,
@@ -108,8 +138,8 @@ impl<T: Wire> LocalSource<T> {
             };
             let len = measure(&x);
             largest(&mut p, len);
-            if used.saturating_add(len) > bytes {
-                p.held = Some(x);
+            if used.saturating_add(len) > room {
+                p.held = Some(hold(x, len, room));
                 break;
             }
             used += len;
@@ -119,10 +149,32 @@ impl<T: Wire> LocalSource<T> {
     }
 }
 
+/// An item of `len` encoded bytes polled for a batch that cannot carry it,
+/// kept for the next one ([`Held`]).
+fn hold<T>(item: T, len: usize, room: usize) -> Held<T> {
+    if len > room {
+        return Held::Failed(Error::limit(
+            "max_frame_len",
+            room.saturating_add(BATCH_OVERHEAD) as u64,
+            format!("a stream item encodes to {len} bytes, more than a reply may carry"),
+        ));
+    }
+    match crate::Peer::current().map_or(Ok(None), |p| p.try_hold(len)) {
+        Ok(counted) => Held::Item(item, counted),
+        Err(limit) => Held::Failed(Error::limit(
+            "memory_budget",
+            limit as u64,
+            format!(
+                "no room in the memory budget to hold a stream item of {len} bytes for the next batch; it was dropped"
+            ),
+        )),
+    }
+}
+
 impl<T: Wire> StreamSource<T> for LocalSource<T> {
     fn next_batch(&self, max: u32) -> BoxFuture<'_, Result<Vec<T>, Error>> {
         // Within what a reply to the pulling peer's connection may carry.
-        Box::pin(self.batch(max, page_bytes()))
+        Box::pin(self.batch(max, page_bytes(), frame_room()))
     }
 }
 
@@ -474,11 +526,17 @@ mod tests {
         }
     }
 
+    /// What a reply may carry beside a batch within `bytes` (half of a
+    /// frame, as `page_bytes` makes it).
+    fn room(bytes: usize) -> usize {
+        2 * bytes - BATCH_OVERHEAD
+    }
+
     /// Every batch `s` hands out, `bytes` at most each, until the end.
     async fn batches<T: Wire>(s: &LocalSource<T>, bytes: usize) -> Vec<Vec<T>> {
         let mut all = Vec::new();
         loop {
-            let batch = s.batch(MAX_BATCH, bytes).await.unwrap();
+            let batch = s.batch(MAX_BATCH, bytes, room(bytes)).await.unwrap();
             if batch.is_empty() {
                 return all;
             }
@@ -497,13 +555,29 @@ mod tests {
         assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
         assert_eq!(got.concat(), items, "every item, in order");
         assert!(s.next_batch(1).await.unwrap().is_empty(), "still ended");
-        // An item larger than every earlier one that does not fit opens
-        // the next batch.
+        // An item larger than every earlier one, polled, goes in the
+        // batch if the reply can carry it (it is not held: red-team pass
+        // 24)...
         let items = vec![kib(100, b'a'), kib(450, b'b'), kib(10, b'c')];
         let s = source(items.clone());
         let got = batches(&s, MAX_PAGE_BYTES).await;
+        assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
+        assert_eq!(got.concat(), items);
+        // ...and opens the next batch if it cannot (held, counted in the
+        // pulling connection's budget: `tests/stream_held.rs`)...
+        let items = vec![kib(100, b'a'), kib(950, b'b'), kib(10, b'c')];
+        let got = batches(&source(items.clone()), MAX_PAGE_BYTES).await;
         assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
         assert_eq!(got.concat(), items);
+        // ...and one too large for any reply is dropped, the next pull
+        // failing for it, and the stream goes on after it.
+        let items = vec![kib(1, b'a'), kib(1100, b'b'), kib(1, b'c')];
+        let s = source(items.clone());
+        let bytes = MAX_PAGE_BYTES;
+        assert_eq!(s.batch(8, bytes, room(bytes)).await.unwrap(), [&*items[0]]);
+        let e = s.batch(8, bytes, room(bytes)).await.unwrap_err();
+        assert_eq!(e.limit_name(), Some("max_frame_len"), "{e}");
+        assert_eq!(s.batch(8, bytes, room(bytes)).await.unwrap(), [&*items[2]]);
         // The bound is the caller's (half of its frame limit).
         let s = source(vec![kib(20, b'a'); 6]);
         let got = batches(&s, 64 << 10).await;

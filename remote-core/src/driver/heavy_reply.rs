@@ -45,7 +45,7 @@
 //! handlers of a connection each holding one held about 4 MB uncounted,
 //! a red-team pass.)
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::budget::{Budget, Ticket, Turn, SMALL_FRAME};
@@ -102,6 +102,51 @@ impl Charged {
             charged.over = Some(shared.over_room.clone());
             charged
         })
+    }
+}
+
+/// A [`Peer`](crate::Peer)'s way to count what is held for it between its
+/// calls in its connection's budget (`Peer::try_hold`): `n` bytes if the
+/// budget has room and what the connection holds so stays within an eighth
+/// of the budget (a connection's output share), so one connection cannot
+/// take all of it this way.
+pub(crate) fn hold_fn(budget: &Arc<Budget>) -> crate::peer::HoldFn {
+    let budget = budget.clone();
+    let held = Arc::new(AtomicUsize::new(0));
+    Arc::new(move |n| {
+        let most = budget.limit() / 8;
+        let took = held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+            (h.saturating_add(n) <= most).then_some(h + n)
+        });
+        if took.is_err() || !budget.try_charge(n) {
+            if took.is_ok() {
+                held.fetch_sub(n, Ordering::AcqRel);
+            }
+            return Err(budget.limit());
+        }
+        Ok(Box::new(HeldFor {
+            _charged: Charged {
+                budget: budget.clone(),
+                n,
+                over: None,
+            },
+            held: held.clone(),
+            n,
+        }) as Box<dyn Send>)
+    })
+}
+
+/// Bytes held for a peer between its calls ([`hold_fn`]): counted in the
+/// budget and in its connection's count until dropped.
+struct HeldFor {
+    _charged: Charged,
+    held: Arc<AtomicUsize>,
+    n: usize,
+}
+
+impl Drop for HeldFor {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.n, Ordering::AcqRel);
     }
 }
 

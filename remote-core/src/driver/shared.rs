@@ -182,10 +182,16 @@ impl Shared {
 
     /// Who the peer is (its address only, before the handshake completed).
     pub(crate) fn peer_info(&self) -> Peer {
-        self.info
-            .get()
-            .cloned()
-            .unwrap_or_else(|| Peer::new(self.peer.clone(), None, None, self.limits.max_frame_len))
+        self.info.get().cloned().unwrap_or_else(|| {
+            let hold = super::heavy_reply::hold_fn(&self.budget);
+            Peer::new(
+                self.peer.clone(),
+                None,
+                None,
+                self.limits.max_frame_len,
+                Some(hold),
+            )
+        })
     }
 
     /// The peer's address, as the transport gave it.

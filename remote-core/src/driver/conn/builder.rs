@@ -332,6 +332,7 @@ impl ConnectionBuilder {
             shared.tls_identity.clone(),
             proven,
             shared.limits.max_frame_len,
+            Some(crate::driver::heavy_reply::hold_fn(&shared.budget)),
         );
         if let Some(user) = info.user() {
             span.record("user", user);
