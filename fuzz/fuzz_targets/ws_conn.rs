@@ -1,0 +1,82 @@
+//! A served `#[remote]` object behind a `ws://` server, fed the fuzzer's
+//! bytes as a client's raw TCP stream: after a valid upgrade request if
+//! the first byte's bit 0 is set, then a hello in a binary WebSocket frame
+//! if its bit 1 is; with bit 2 the rest is cut at 0xfe bytes into masked
+//! binary frames (so the fuzzer reaches the protocol too), else sent as it
+//! is (WebSocket frames of its own). Never panics; the server closes the
+//! connection once the client's stream ends, and then holds no
+//! connection, export, object or byte of its memory budget.
+#![no_main]
+
+#[path = "common/server.rs"]
+mod common;
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use remote_core::ServerHandle;
+
+fn server() -> &'static ServerHandle {
+    static S: OnceLock<ServerHandle> = OnceLock::new();
+    S.get_or_init(|| common::runtime().block_on(common::serve("ws://127.0.0.1:0/")))
+}
+
+/// A masked binary frame (mask key `0x5a` bytes) carrying `payload`.
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x82];
+    match payload.len() {
+        n @ 0..=125 => f.push(0x80 | n as u8),
+        n @ 126..=0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&[0x5a; 4]);
+    f.extend(payload.iter().map(|b| b ^ 0x5a));
+    f
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, data)) = data.split_first() else {
+        return;
+    };
+    let server = server();
+    let authority = server
+        .local_addr()
+        .strip_prefix("ws://")
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let mut input = Vec::new();
+    if mode & 1 == 1 {
+        input.extend_from_slice(
+            format!(
+                "GET / HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                 Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        if mode & 2 == 2 {
+            input.extend(frame(&common::hello(vec![])));
+        }
+    }
+    if mode & 4 == 4 {
+        for part in data.split(|b| *b == 0xfe) {
+            input.extend(frame(part));
+        }
+    } else {
+        input.extend_from_slice(data);
+    }
+    common::runtime().block_on(async {
+        let s = tokio::net::TcpStream::connect(&authority)
+            .await
+            .expect("connect");
+        common::play(s, &input).await;
+        common::settled(server).await;
+    });
+});
