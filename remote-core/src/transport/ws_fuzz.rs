@@ -73,6 +73,8 @@ struct Model {
     hello: bool,
     /// What the length prefix of the message under way says.
     said: Option<usize>,
+    /// Messages delivered.
+    delivered: usize,
 }
 
 /// How the model ended.
@@ -174,6 +176,7 @@ impl Model {
             meter.delivered(whole);
             meter.drained();
             self.hello = true;
+            self.delivered += 1;
         }
     }
 
@@ -212,6 +215,7 @@ pub(crate) fn ws_scan(data: &[u8]) {
         message: None,
         hello: false,
         said: None,
+        delivered: 0,
     };
     let mut lifted = false;
     let waker = futures_util::task::noop_waker();
@@ -256,6 +260,14 @@ pub(crate) fn ws_scan(data: &[u8]) {
             }
         }
         check(&m, &meter, &budget, lifted, cap, limit);
+    }
+    if std::env::var_os("REMOTE_FUZZ_VERBOSE").is_some() {
+        eprintln!(
+            "{} messages delivered, opened: {lifted}, refused: {}, budget used at the end: {}",
+            model.delivered,
+            meter.refused.load(Ordering::Acquire),
+            budget.used()
+        );
     }
     drop(m);
     drop(meter);
