@@ -1,7 +1,9 @@
 //! A served `#[remote]` object behind a `ws://` server, fed the fuzzer's
-//! bytes as a client's raw TCP stream: after a valid upgrade request if
-//! the first byte's bit 0 is set, then a hello in a binary WebSocket frame
-//! if its bit 1 is; with bit 2 the rest is cut at 0xfe bytes into masked
+//! bytes as a client's raw TCP stream: after a valid upgrade request and
+//! its response (a client waits for it, RFC 6455 §4.1: tungstenite
+//! refuses bytes right behind the request) if the first byte's bit 0 is
+//! set, then a hello in a binary WebSocket frame if its bit 1 is (the rest
+//! is sent right behind it); with bit 2 the rest is cut at 0xfe bytes into masked
 //! binary frames (so the fuzzer reaches the protocol too), else sent as it
 //! is (WebSocket frames of its own). Never panics; the server closes the
 //! connection once the client's stream ends, and then holds no
@@ -15,6 +17,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use remote_core::ServerHandle;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn server() -> &'static ServerHandle {
     static S: OnceLock<ServerHandle> = OnceLock::new();
@@ -40,6 +43,19 @@ fn frame(payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// Reads the head of the upgrade response (a byte at a time: nothing of
+/// what follows is taken), or up to the end of the stream.
+async fn response(s: &mut tokio::net::TcpStream) {
+    let mut head = Vec::new();
+    let mut b = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b).await {
+            Ok(1) => head.push(b[0]),
+            _ => return,
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, data)) = data.split_first() else {
         return;
@@ -51,9 +67,10 @@ fuzz_target!(|data: &[u8]| {
         .unwrap()
         .trim_end_matches('/')
         .to_owned();
+    let mut upgrade = Vec::new();
     let mut input = Vec::new();
     if mode & 1 == 1 {
-        input.extend_from_slice(
+        upgrade.extend_from_slice(
             format!(
                 "GET / HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\n\
                  Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
@@ -73,9 +90,15 @@ fuzz_target!(|data: &[u8]| {
         input.extend_from_slice(data);
     }
     common::runtime().block_on(async {
-        let s = tokio::net::TcpStream::connect(&authority)
+        let mut s = tokio::net::TcpStream::connect(&authority)
             .await
             .expect("connect");
+        if !upgrade.is_empty() {
+            s.write_all(&upgrade).await.expect("the upgrade request");
+            tokio::time::timeout(common::BOUND, response(&mut s))
+                .await
+                .expect("the upgrade is answered");
+        }
         common::play(s, &input).await;
         common::settled(server).await;
     });
