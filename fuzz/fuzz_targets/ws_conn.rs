@@ -1,13 +1,13 @@
 //! A served `#[remote]` object behind a `ws://` server, fed the fuzzer's
-//! bytes as a client's raw TCP stream: after a valid upgrade request and
-//! its response (a client waits for it, RFC 6455 §4.1: tungstenite
-//! refuses bytes right behind the request) if the first byte's bit 0 is
-//! set, then a hello in a binary WebSocket frame if its bit 1 is (the rest
-//! is sent right behind it); with bit 2 the rest is cut at 0xfe bytes into masked
-//! binary frames (so the fuzzer reaches the protocol too), else sent as it
-//! is (WebSocket frames of its own). Never panics; the server closes the
-//! connection once the client's stream ends, and then holds no
-//! connection, export, object or byte of its memory budget.
+//! bytes as a client's raw TCP stream. The input's first byte: with bit 0
+//! a valid upgrade request goes first, and its response is awaited (a
+//! client waits for it, RFC 6455 §4.1: tungstenite refuses bytes right
+//! behind the request); with bit 1 a hello in a binary WebSocket frame
+//! follows, the rest right behind it; with bit 2 the rest is cut at 0xfe
+//! bytes into masked binary frames (so the fuzzer reaches the protocol
+//! too), else sent as it is (WebSocket frames of its own). Never panics;
+//! the server closes the connection once the client's stream ends, and
+//! then holds no connection, export, object or byte of its memory budget.
 #![no_main]
 
 #[path = "common/server.rs"]
