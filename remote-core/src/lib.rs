@@ -223,6 +223,19 @@ pub use remote_derive::Wire;
 /// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Entry points of the fuzz targets in `fuzz/` for layers that are not
+/// otherwise reachable. Not a public API: may change in any release.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// Drives a server's WebSocket input scan and meter with a peer's
+    /// bytes in arbitrary reads (`fuzz/fuzz_targets/ws_scan.rs`); panics
+    /// if they hold more than their bounds or keep part of the budget.
+    #[cfg(feature = "websocket")]
+    pub fn ws_scan(data: &[u8]) {
+        crate::transport::fuzz_ws_scan(data)
+    }
+}
+
 /// Items used by code that `#[remote]` and `#[derive(Wire)]` generate. Not a
 /// public API: may change in any release.
 #[doc(hidden)]

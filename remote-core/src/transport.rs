@@ -80,6 +80,8 @@ mod ws_meter;
 mod ws_open;
 #[cfg(feature = "websocket")]
 mod ws_scan;
+#[cfg(feature = "websocket")]
+pub(crate) use ws_meter::fuzz_ws_scan;
 
 #[cfg(feature = "tls")]
 pub use tls::{TlsClientConfig, TlsServerConfig, ALPN};

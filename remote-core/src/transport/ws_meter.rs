@@ -41,6 +41,7 @@ use crate::driver::Budget;
 
 #[path = "ws_metered.rs"]
 mod metered;
+pub(crate) use metered::fuzz::ws_scan as fuzz_ws_scan;
 pub(crate) use metered::{discard, Metered};
 
 /// A WebSocket frame header: 2 bytes, 8 of extended length, 4 of mask.

@@ -40,6 +40,9 @@ pub(crate) struct Metered<S> {
 /// What [`discard`] drops in one poll before it lets other tasks run.
 const DISCARD_PER_POLL: usize = 64 << 10;
 
+#[path = "ws_fuzz.rs"]
+pub(crate) mod fuzz;
+
 /// Reads what `inner` gives and drops it, counting it in `dropped`:
 /// `Pending` until it ends, or [`DRAIN_BYTES`] were dropped (then `Ok`, the
 /// end of the stream, as the close of a TCP connection reads no more),

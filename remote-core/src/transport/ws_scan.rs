@@ -130,6 +130,15 @@ impl Scan {
         }
     }
 
+    /// The bytes of the upgrade request kept so far (the fuzz target's
+    /// bound check).
+    pub(crate) fn request_len(&self) -> usize {
+        match &self.at {
+            At::Request(r) => r.len(),
+            _ => 0,
+        }
+    }
+
     /// `frame` was fed whole: whether the feed stops here.
     fn ended(&mut self, frame: Head) -> bool {
         if frame.is_control() {
