@@ -262,6 +262,21 @@ async fn no_call_is_served_before_authentication_completes() {
         reason.contains("bearer tokens are no longer accepted"),
         "{reason}"
     );
+    // Credentials whose user name is not UTF-8: the refusal says what a
+    // hello's credentials must be (red-team pass 24 found it spoke of
+    // bearer tokens only).
+    let mut slot = vec![0x02];
+    slot.extend_from_slice(&[9u8; 32]);
+    slot.extend_from_slice(&[0xff, 0xfe]);
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&[hello(Some(&slot)), add_call()].concat())
+        .await
+        .unwrap();
+    let reason = goodbye(&mut s).await.unwrap();
+    assert!(
+        reason.contains("user name of at most 255 bytes of UTF-8"),
+        "{reason}"
+    );
     assert_eq!(stats.calls.load(Ordering::SeqCst), 0, "no call was served");
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::rt::time::Instant;
 use bytes::Bytes;
 
-use super::proto::{self, HelloAuth, Role, Transcript, NONCE_LEN};
+use super::proto::{self, HelloAuth, Role, Transcript, MAX_USER_LEN, NONCE_LEN};
 use super::{Side, REFUSED};
 use crate::driver::{Input, Shared};
 use crate::proto::{FrameError, Message};
@@ -101,11 +101,13 @@ pub(crate) async fn run(
                     ))
                 }
                 HelloAuth::Malformed => {
-                    return Err(refuse(
-                        shared,
+                    let why = format!(
                         "authentication failed: malformed credentials in the hello \
-                         (bearer tokens are no longer accepted)",
-                    ))
+                         (expected a tag byte, a {NONCE_LEN}-byte nonce and a user name of \
+                         at most {MAX_USER_LEN} bytes of UTF-8; bearer tokens are no longer \
+                         accepted)"
+                    );
+                    return Err(refuse(shared, &why));
                 }
             };
             // An unknown user gets a proof under a random key: the same
