@@ -67,7 +67,18 @@ async fn websocket_violations_get_a_goodbye_naming_them_and_hold_nothing() {
             f[0] = 0x81;
             f
         };
-        let cases: [(&str, Vec<Vec<u8>>, &str); 5] = [
+        let bad_close = {
+            // A close whose reason is not UTF-8 (code 1000).
+            let mut f = raw::ws_binary(&[0x03, 0xe8, 0xff, 0xfe]);
+            f[0] = 0x88;
+            f
+        };
+        let cases: [(&str, Vec<Vec<u8>>, &str); 6] = [
+            (
+                "a close reason not in UTF-8",
+                vec![bad_close],
+                "text that is not UTF-8",
+            ),
             ("text", vec![text], "a text websocket message"),
             (
                 "two frames in one message",

@@ -130,6 +130,13 @@ where
                 Some(Err(WsError::Protocol(e))) => {
                     return Poll::Ready(Err(refusal(format!("protocol violation: websocket: {e}"))))
                 }
+                // Text that is not UTF-8 (a text fragment, a close
+                // reason) is against the protocol too (RFC 6455 §8.1).
+                Some(Err(WsError::Utf8(e))) => {
+                    return Poll::Ready(Err(refusal(format!(
+                        "protocol violation: websocket: text that is not UTF-8 ({e})"
+                    ))))
+                }
                 Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
             }
         }
