@@ -38,7 +38,7 @@ struct Inner {
 }
 
 /// Counts `n` bytes in a memory budget if it has room, until the returned
-/// guard is dropped; `Err` with the budget's limit if not.
+/// guard is dropped; `Err` with the bound it would pass if not.
 pub(crate) type HoldFn = Arc<dyn Fn(usize) -> Result<Box<dyn Send>, usize> + Send + Sync>;
 
 impl fmt::Debug for Peer {
@@ -82,7 +82,7 @@ impl Peer {
     /// item kept for its next pull) in its connection's memory budget, if
     /// that has room, until the guard returned is dropped (`Ok(None)`:
     /// nothing to count in, a peer not of a connection). `Err` with the
-    /// budget's limit when it has no room.
+    /// bound it would pass when there is no room.
     pub(crate) fn try_hold(&self, n: usize) -> Result<Option<Box<dyn Send>>, usize> {
         match &self.inner.hold {
             Some(hold) => hold(n).map(Some),

@@ -4,7 +4,7 @@
 //! `max_exports_per_peer`).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, Weak};
 
 /// The value of address `key` in `map`, made with `make` if no connection
@@ -24,4 +24,22 @@ pub(crate) fn shared<T>(
     let v = Arc::new(make());
     map.insert(key, Arc::downgrade(&v));
     v
+}
+
+/// The key a peer's connections are counted under: the IP address of a TCP
+/// peer (its /64 prefix for IPv6, where one host often holds a whole /64),
+/// not its port, over TCP, TLS or WebSocket (`ws://` and `wss://`). `None`
+/// (not counted per peer) for other transports.
+pub(crate) fn peer_key(peer: &str) -> Option<IpAddr> {
+    let rest = ["tcp://", "tls://", "ws://", "wss://"]
+        .iter()
+        .find_map(|scheme| peer.strip_prefix(scheme))?;
+    let addr: SocketAddr = rest.split('/').next()?.parse().ok()?;
+    Some(match addr.ip().to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    })
 }

@@ -75,12 +75,13 @@ struct Pending<T> {
 
 /// An item polled for a batch that could not carry it.
 enum Held<T> {
-    /// Too large to go beside the batch's items, not alone: it opens the
-    /// next batch, counted in the pulling connection's memory budget
-    /// meanwhile (the guard).
+    /// It opens the next batch, counted meanwhile in the pulling
+    /// connection's memory budget (the guard; `None` outside a
+    /// connection).
     Item(T, Option<Box<dyn Send>>),
-    /// Dropped: too large for any reply, or no room in the budget to hold
-    /// it. The next pull fails with this.
+    /// It could not be held (no room for it, or too large for any reply):
+    /// dropped, and every pull from here on fails with this (a consumer
+    /// must not take the items after it for the rest of the stream).
     Failed(Error),
 }
 
@@ -88,8 +89,8 @@ enum Held<T> {
 /// (the reply's head, the array's): kept free below the frame limit.
 const BATCH_OVERHEAD: usize = 1 << 10;
 
-/// The encoded bytes of items a batch may carry: the calling peer's frame
-/// limit less [`BATCH_OVERHEAD`] (no bound outside a connection).
+/// The most a reply may carry of encoded items: the serving connection's
+/// frame limit less [`BATCH_OVERHEAD`] (no bound outside a connection).
 fn frame_room() -> usize {
     crate::Peer::current().map_or(usize::MAX, |p| {
         p.max_frame_len().saturating_sub(BATCH_OVERHEAD)
@@ -100,23 +101,27 @@ impl<T: Wire> LocalSource<T> {
     /// Up to `max` next items within `bytes` of encoded items (at least
     /// one). Items ready now are taken while the largest item so far would
     /// still fit beside the batch, so a stream of items of one size is
-    /// never polled for one it cannot send. An item polled that is larger
-    /// than every earlier one goes in the batch all the same if the reply
-    /// can carry it (`room`, the frame limit: `bytes` is at most half of
-    /// it, so it can unless the item is over `bytes` itself), and is held
-    /// for the next batch only if not, counted in the pulling connection's
-    /// memory budget; with no room there, or too large for any reply, it
-    /// is dropped and the next pull fails saying so. (Two red-team passes:
-    /// one item of 300 KiB held in each of 200 streams pulled once, 59 MiB
-    /// outside the budget, when the next item was always polled; then,
-    /// with items of two sizes, 368 MB held over one connection against a
-    /// 64 MiB budget.)
+    /// never polled for one it cannot send; an item larger than every
+    /// earlier one that does not fit is held for the next batch, counted at
+    /// its decoded weight in the pulling connection's memory budget, with
+    /// what every connection of the server holds so at most an eighth of
+    /// it; one that cannot be held so, or is too large for any reply
+    /// (`room`), ends the stream with an error. (Red-team passes: one item
+    /// of 300 KiB held in each of 200 streams pulled once, 59 MiB outside
+    /// the budget, when the next item was always polled; with items of two
+    /// sizes, uncounted, 368 MB held over one connection against a 64 MiB
+    /// budget; counted per connection, at their encoded size, nine
+    /// connections held the whole budget, and items of small numbers eight
+    /// times it.)
     async fn batch(&self, max: u32, bytes: usize, room: usize) -> Result<Vec<T>, Error> {
         let max = max.clamp(1, MAX_BATCH) as usize;
         let mut p = self.inner.lock().await;
         let first = match p.held.take() {
             Some(Held::Item(x, _counted)) => x,
-            Some(Held::Failed(e)) => return Err(e),
+            Some(Held::Failed(e)) => {
+                p.held = Some(Held::Failed(e.clone()));
+                return Err(e);
+            }
             None => match p.stream.next().await {
                 None => return Ok(Vec::new()),
                 Some(x) => x,
@@ -138,7 +143,7 @@ impl<T: Wire> LocalSource<T> {
             };
             let len = measure(&x);
             largest(&mut p, len);
-            if used.saturating_add(len) > room {
+            if used.saturating_add(len) > bytes {
                 p.held = Some(hold(x, len, room));
                 break;
             }
@@ -151,7 +156,7 @@ impl<T: Wire> LocalSource<T> {
 
 /// An item of `len` encoded bytes polled for a batch that cannot carry it,
 /// kept for the next one ([`Held`]).
-fn hold<T>(item: T, len: usize, room: usize) -> Held<T> {
+fn hold<T: Wire>(item: T, len: usize, room: usize) -> Held<T> {
     if len > room {
         return Held::Failed(Error::limit(
             "max_frame_len",
@@ -159,13 +164,18 @@ fn hold<T>(item: T, len: usize, room: usize) -> Held<T> {
             format!("a stream item encodes to {len} bytes, more than a reply may carry"),
         ));
     }
-    match crate::Peer::current().map_or(Ok(None), |p| p.try_hold(len)) {
+    // Weighed as arguments are (its bytes, and 48 per item of its arrays
+    // and maps): a `Vec` of small numbers holds eight times its bytes.
+    let weight = crate::codec::held_weight(&item).unwrap_or(len).max(len);
+    match crate::Peer::current().map_or(Ok(None), |p| p.try_hold(weight)) {
         Ok(counted) => Held::Item(item, counted),
-        Err(limit) => Held::Failed(Error::limit(
+        Err(most) => Held::Failed(Error::limit(
             "memory_budget",
-            limit as u64,
+            most as u64,
             format!(
-                "no room in the memory budget to hold a stream item of {len} bytes for the next batch; it was dropped"
+                "a stream item weighing {weight} bytes could not be held for the next batch \
+                 (stream items held between pulls may take an eighth of the memory budget); \
+                 it was dropped and the stream ends here"
             ),
         )),
     }
@@ -555,29 +565,24 @@ mod tests {
         assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
         assert_eq!(got.concat(), items, "every item, in order");
         assert!(s.next_batch(1).await.unwrap().is_empty(), "still ended");
-        // An item larger than every earlier one, polled, goes in the
-        // batch if the reply can carry it (it is not held: red-team pass
-        // 24)...
+        // An item larger than every earlier one that does not fit opens
+        // the next batch (held meanwhile, counted in the pulling
+        // connection's budget: `tests/stream_held.rs`)...
         let items = vec![kib(100, b'a'), kib(450, b'b'), kib(10, b'c')];
         let s = source(items.clone());
         let got = batches(&s, MAX_PAGE_BYTES).await;
-        assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
-        assert_eq!(got.concat(), items);
-        // ...and opens the next batch if it cannot (held, counted in the
-        // pulling connection's budget: `tests/stream_held.rs`)...
-        let items = vec![kib(100, b'a'), kib(950, b'b'), kib(10, b'c')];
-        let got = batches(&source(items.clone()), MAX_PAGE_BYTES).await;
         assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
         assert_eq!(got.concat(), items);
-        // ...and one too large for any reply is dropped, the next pull
-        // failing for it, and the stream goes on after it.
+        // ...and one too large for any reply is dropped, and the stream
+        // ends with the error (every later pull fails so).
         let items = vec![kib(1, b'a'), kib(1100, b'b'), kib(1, b'c')];
         let s = source(items.clone());
         let bytes = MAX_PAGE_BYTES;
         assert_eq!(s.batch(8, bytes, room(bytes)).await.unwrap(), [&*items[0]]);
-        let e = s.batch(8, bytes, room(bytes)).await.unwrap_err();
-        assert_eq!(e.limit_name(), Some("max_frame_len"), "{e}");
-        assert_eq!(s.batch(8, bytes, room(bytes)).await.unwrap(), [&*items[2]]);
+        for _ in 0..2 {
+            let e = s.batch(8, bytes, room(bytes)).await.unwrap_err();
+            assert_eq!(e.limit_name(), Some("max_frame_len"), "{e}");
+        }
         // The bound is the caller's (half of its frame limit).
         let s = source(vec![kib(20, b'a'); 6]);
         let got = batches(&s, 64 << 10).await;

@@ -106,47 +106,76 @@ impl Charged {
 }
 
 /// A [`Peer`](crate::Peer)'s way to count what is held for it between its
-/// calls in its connection's budget (`Peer::try_hold`): `n` bytes if the
-/// budget has room and what the connection holds so stays within an eighth
-/// of the budget (a connection's output share), so one connection cannot
-/// take all of it this way.
-pub(crate) fn hold_fn(budget: &Arc<Budget>) -> crate::peer::HoldFn {
+/// calls (a stream's item kept for its next pull, `Peer::try_hold`): `n`
+/// bytes, counted in its connection's budget if that has room, what is held
+/// so for every connection counting in it stays within an eighth of it
+/// (`Budget::held_items`), and what the connections of `peer`'s address
+/// hold so within a quarter of that. `Err` with the bound it would pass
+/// otherwise. (Counted per connection only, nine connections of one
+/// address held the whole budget for as long as they kept their streams:
+/// red-team pass 25.)
+pub(crate) fn hold_fn(budget: &Arc<Budget>, peer: &str) -> crate::peer::HoldFn {
     let budget = budget.clone();
-    let held = Arc::new(AtomicUsize::new(0));
+    let mine = crate::per_peer::peer_key(peer)
+        .map(|key| crate::per_peer::shared(&budget.held_by_peer, key, Default::default));
     Arc::new(move |n| {
         let most = budget.limit() / 8;
-        let took = held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
-            (h.saturating_add(n) <= most).then_some(h + n)
-        });
-        if took.is_err() || !budget.try_charge(n) {
-            if took.is_ok() {
-                held.fetch_sub(n, Ordering::AcqRel);
+        let counts = [
+            Some((&budget.held_items, most)),
+            mine.as_deref().map(|m| (m, most / 4)),
+        ];
+        for (i, &(count, max)) in counts.iter().flatten().enumerate() {
+            if !take(count, n, max) {
+                counts.iter().flatten().take(i).for_each(|(c, _)| {
+                    c.fetch_sub(n, Ordering::AcqRel);
+                });
+                return Err(max);
             }
-            return Err(budget.limit());
+        }
+        if !budget.try_charge(n) {
+            counts.iter().flatten().for_each(|(c, _)| {
+                c.fetch_sub(n, Ordering::AcqRel);
+            });
+            return Err(most);
         }
         Ok(Box::new(HeldFor {
-            _charged: Charged {
+            charged: Charged {
                 budget: budget.clone(),
                 n,
                 over: None,
             },
-            held: held.clone(),
-            n,
+            mine: mine.clone(),
         }) as Box<dyn Send>)
     })
 }
 
+/// Counts `n` more in `count` if that stays within `max`.
+fn take(count: &AtomicUsize, n: usize, max: usize) -> bool {
+    count
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+            (h.saturating_add(n) <= max).then_some(h + n)
+        })
+        .is_ok()
+}
+
 /// Bytes held for a peer between its calls ([`hold_fn`]): counted in the
-/// budget and in its connection's count until dropped.
+/// budget, its pool of held items and its address's share of that until
+/// dropped.
 struct HeldFor {
-    _charged: Charged,
-    held: Arc<AtomicUsize>,
-    n: usize,
+    charged: Charged,
+    mine: Option<Arc<AtomicUsize>>,
 }
 
 impl Drop for HeldFor {
     fn drop(&mut self) {
-        self.held.fetch_sub(self.n, Ordering::AcqRel);
+        let n = self.charged.n;
+        self.charged
+            .budget
+            .held_items
+            .fetch_sub(n, Ordering::AcqRel);
+        if let Some(mine) = &self.mine {
+            mine.fetch_sub(n, Ordering::AcqRel);
+        }
     }
 }
 

@@ -183,7 +183,7 @@ impl Shared {
     /// Who the peer is (its address only, before the handshake completed).
     pub(crate) fn peer_info(&self) -> Peer {
         self.info.get().cloned().unwrap_or_else(|| {
-            let hold = super::heavy_reply::hold_fn(&self.budget);
+            let hold = super::heavy_reply::hold_fn(&self.budget, &self.peer);
             Peer::new(
                 self.peer.clone(),
                 None,

@@ -2,28 +2,12 @@
 //! (`max_connections_per_peer`).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 pub(super) type PeerCounts = HashMap<IpAddr, usize>;
 
-/// The key a peer's connections are counted under: the IP address of a TCP
-/// peer (its /64 prefix for IPv6, where one host often holds a whole /64),
-/// not its port, over TCP, TLS or WebSocket (`ws://` and `wss://`). `None`
-/// (not counted per peer) for other transports.
-pub(super) fn peer_key(peer: &str) -> Option<IpAddr> {
-    let rest = ["tcp://", "tls://", "ws://", "wss://"]
-        .iter()
-        .find_map(|scheme| peer.strip_prefix(scheme))?;
-    let addr: SocketAddr = rest.split('/').next()?.parse().ok()?;
-    Some(match addr.ip().to_canonical() {
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(Ipv6Addr::from(bits))
-        }
-        v4 => v4,
-    })
-}
+pub(super) use crate::per_peer::peer_key;
 
 /// One open connection counted for its peer address; uncounted on drop.
 pub(super) struct PeerSlot {

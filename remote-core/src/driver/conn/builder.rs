@@ -332,7 +332,10 @@ impl ConnectionBuilder {
             shared.tls_identity.clone(),
             proven,
             shared.limits.max_frame_len,
-            Some(crate::driver::heavy_reply::hold_fn(&shared.budget)),
+            Some(crate::driver::heavy_reply::hold_fn(
+                &shared.budget,
+                &shared.peer,
+            )),
         );
         if let Some(user) = info.user() {
             span.record("user", user);
