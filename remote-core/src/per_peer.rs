@@ -1,7 +1,8 @@
 //! One value per peer address, shared by that address's connections and
 //! forgotten with the last of them (the blocking slots of
 //! `max_blocking_calls_per_peer`, the export count of
-//! `max_exports_per_peer`).
+//! `max_exports_per_peer`, the stream items held for the address's next
+//! pulls), and the key an address is known by ([`peer_key`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};

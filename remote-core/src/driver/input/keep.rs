@@ -3,9 +3,7 @@
 //! counted in the memory budget, and given up when frames become small or
 //! the connection idles.
 
-use bytes::BytesMut;
-
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::{Input, MAX_READ, MIN_READ};
 use crate::driver::kept::may_keep;
