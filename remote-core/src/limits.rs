@@ -166,11 +166,11 @@ pub struct Limits {
     /// Elsewhere (Unix sockets, systems without the option) and on a
     /// standalone connection, whose budget is its own, it never applies.
     /// Zero closes such a peer at once while the budget is short. The same
-    /// holds for a peer that sent a large frame's length prefix (its room
-    /// is then reserved in the budget) and less than 32 KiB of the rest in
-    /// this long, over TCP, TLS or a Unix socket (a WebSocket message is
-    /// gathered whole by the transport before the reader sees it, and is
-    /// not paced: see SECURITY.md).
+    /// holds for a peer that sent the length prefix of a frame over 16 KiB
+    /// (its room is then reserved in the budget) and then less than 32 KiB
+    /// of the rest (or not all of it, if less is left) in this long, and
+    /// over WebSocket for the data of a message in fragments counting more
+    /// than 16 KiB (PROTOCOL.md §9).
     pub pressure_stall_timeout: Duration,
     /// Bytes of queued output, buffered input (partly received frames,
     /// reserved when their length prefix is read) and the arguments of

@@ -371,3 +371,47 @@ async fn a_frames_rest_is_paced_from_when_the_budget_turns_short() {
     })
     .await;
 }
+
+/// Medium frames (over a read chunk, up to 64 KiB) keep the pace too: a
+/// connection holding nothing else always reads one, even with the budget
+/// used up, so peers that send most of one and then its rest a byte at a
+/// time overfill the budget; while an honest client's large call waits for
+/// room, they are closed at `pressure_stall_timeout` and the call gets it.
+/// (A red-team pass: 64 such peers of two addresses held a 4 MiB budget
+/// for 29 s, as only frames over 64 KiB kept a pace.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_trickle_medium_frames_give_their_room_back() {
+    use tokio::io::AsyncWriteExt;
+    raw::bounded(async {
+        let map = SharedMap::<u32, String>::new();
+        let (server, reasons) = serve(
+            map.clone(),
+            Limits {
+                memory_budget: 2 << 20,
+                idle_timeout: Duration::from_secs(600),
+                unauthenticated_idle_timeout: Duration::from_secs(600),
+                ..announced()
+            },
+        )
+        .await;
+        let addr = raw::tcp_addr(&server);
+        // 40 peers (two addresses, within `max_connections_per_peer`),
+        // each 1 KiB into a frame of 60 KiB: 2.4 MiB reserved, over the
+        // budget of 2 MiB (and so paced from when it is used up, while the
+        // last of them still open).
+        let mut trickling = Vec::new();
+        for i in 0..40 {
+            let mut s = raw::silent_from(2 + i % 2, &addr).await;
+            s.write_all(&(60u32 << 10).to_be_bytes()).await.unwrap();
+            s.write_all(&[0xc0; 1 << 10]).await.unwrap();
+            trickling.push(s);
+        }
+        // A byte every 200 ms each; nothing else ends them for ten minutes.
+        let trickle = trickle(trickling, 1);
+        noted::honest_large_insert(&server, &map, Duration::from_secs(40)).await;
+        assert!(closed_for(&reasons, "pressure_stall_timeout") > 0);
+        trickle.abort();
+        server.shutdown(Duration::from_secs(5)).await;
+    })
+    .await;
+}

@@ -22,21 +22,30 @@ use remote_core::ServerHandle;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-/// A `ws://` server of a map on a 16 MiB budget, a peer judged by its pace
-/// after a second, noting why each connection closed; nothing else ends a
-/// connection for ten minutes.
-async fn serve(map: Arc<SharedMap<u32, String>>) -> (ServerHandle, Reasons) {
-    noted::serve(map, noted::judged(16 << 20), "ws://127.0.0.1:0/").await
+/// A `ws://` server of a map on a budget of `budget` bytes, a peer judged
+/// by its pace after a second, noting why each connection closed; nothing
+/// else ends a connection for ten minutes.
+async fn serve(map: Arc<SharedMap<u32, String>>, budget: usize) -> (ServerHandle, Reasons) {
+    noted::serve(map, noted::judged(budget), "ws://127.0.0.1:0/").await
 }
 
 /// Eight open WebSocket connections, each having sent the first fragment
 /// of a message holding a frame of 1 MiB less 64 (its length prefix and 4
-/// bytes): counted twice, together they fill the budget.
+/// bytes): counted twice, together they fill a budget of 16 MiB.
 async fn squat(server: &ServerHandle) -> Vec<BufReader<TcpStream>> {
+    let peers = squat_with(server, 8, (1 << 20) - 64).await;
+    assert!(raw::eventually(|| server.buffered_bytes() > (15 << 20)).await);
+    peers
+}
+
+/// `n` open WebSocket connections, each having sent the first fragment of
+/// a message holding a frame of `len` bytes (its length prefix and 4
+/// bytes).
+async fn squat_with(server: &ServerHandle, n: usize, len: u32) -> Vec<BufReader<TcpStream>> {
     let mut peers = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..n {
         let mut s = raw::ws_opened(server).await;
-        let mut first = ((1u32 << 20) - 64).to_be_bytes().to_vec();
+        let mut first = len.to_be_bytes().to_vec();
         first.extend_from_slice(&[0xc0; 4]);
         s.get_mut()
             .write_all(&raw::ws_fragment(true, false, &first))
@@ -44,7 +53,6 @@ async fn squat(server: &ServerHandle) -> Vec<BufReader<TcpStream>> {
             .unwrap();
         peers.push(s);
     }
-    assert!(raw::eventually(|| server.buffered_bytes() > (15 << 20)).await);
     peers
 }
 
@@ -69,7 +77,7 @@ fn trickle(mut peers: Vec<BufReader<TcpStream>>, n: usize) -> tokio::task::JoinH
 async fn peers_that_send_a_messages_first_fragment_and_a_trickle_give_their_room_back() {
     raw::bounded(async {
         let map = SharedMap::<u32, String>::new();
-        let (server, reasons) = serve(map.clone()).await;
+        let (server, reasons) = serve(map.clone(), 16 << 20).await;
         let trickle = trickle(squat(&server).await, 1);
         noted::honest_large_insert(&server, &map, Duration::from_secs(40)).await;
         assert!(closed_for(&reasons, "pressure_stall_timeout") > 0);
@@ -85,12 +93,34 @@ async fn peers_that_send_a_messages_first_fragment_and_a_trickle_give_their_room
 async fn peers_sending_a_messages_rest_at_pace_are_not_closed() {
     raw::bounded(async {
         let map = SharedMap::<u32, String>::new();
-        let (server, reasons) = serve(map.clone()).await;
+        let (server, reasons) = serve(map.clone(), 16 << 20).await;
         let trickle = trickle(squat(&server).await, 16 << 10);
         // Four judges of each peer's pace.
         tokio::time::sleep(Duration::from_secs(4)).await;
         assert_eq!(closed_for(&reasons, "pressure_stall_timeout"), 0);
         assert!(server.buffered_bytes() > (15 << 20), "the budget had room");
+        trickle.abort();
+        server.shutdown(Duration::from_secs(5)).await;
+    })
+    .await;
+}
+
+/// Medium messages keep the pace too: 40 peers each send the first
+/// fragment of a message of 30 KiB (counted twice, under 64 KiB, so
+/// counted even with the budget used up) and then a byte at a time; with
+/// them over a budget of 2 MiB, they are closed (from when the budget is
+/// used up, so some already while the others open), and an honest
+/// client's large call gets their room. (Only messages counting
+/// more than 64 KiB kept a pace before, and such peers held the budget
+/// until their idle timeout: a red-team pass, over TCP.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_trickle_medium_messages_give_their_room_back() {
+    raw::bounded(async {
+        let map = SharedMap::<u32, String>::new();
+        let (server, reasons) = serve(map.clone(), 2 << 20).await;
+        let trickle = trickle(squat_with(&server, 40, 30 << 10).await, 1);
+        noted::honest_large_insert(&server, &map, Duration::from_secs(40)).await;
+        assert!(closed_for(&reasons, "pressure_stall_timeout") > 0);
         trickle.abort();
         server.shutdown(Duration::from_secs(5)).await;
     })

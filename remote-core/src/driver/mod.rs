@@ -56,6 +56,8 @@ pub(crate) mod io_types {
     pub(crate) use super::io::BoxWrite;
     #[cfg(feature = "websocket")]
     pub(crate) use super::refusal::{is_refusal, refusal};
+    #[cfg(feature = "websocket")]
+    pub(crate) use super::stall::PACED_OVER;
     /// Told by the driver when the connection is open (handshake and
     /// authentication done), with the memory budget it counts against and
     /// the reader's credit (`Shared::read_credit`): a transport that
@@ -76,7 +78,7 @@ pub(crate) mod io_types {
     /// counting it in the budget as it comes: the reader holds its rest to
     /// the pace of a large frame's (`stall.rs`).
     pub(crate) trait Gathering: Send + Sync {
-        /// If part of a message counting more than `SMALL_FRAME` in the
+        /// If part of a message counting more than `stall::PACED_OVER` in the
         /// budget is held: that count, and the bytes of data read so far
         /// on the connection (a count that only grows).
         fn partial(&self) -> Option<(usize, usize)>;

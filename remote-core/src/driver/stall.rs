@@ -23,9 +23,9 @@
 //! so closing it for its own budget would free nothing for anybody else:
 //! it is left to `write_stall_timeout`.
 //!
-//! The reader holds the other side to the same limit: the rest of a large
-//! frame whose room is reserved must keep coming while the budget is short
-//! ([`body_stalls`]).
+//! The reader holds the other side to the same limit: the rest of a frame
+//! over [`PACED_OVER`] whose room is reserved must keep coming while the
+//! budget is short ([`body_stalls`]).
 
 use std::time::Duration;
 
@@ -105,15 +105,26 @@ async fn stalls(shared: &Shared) -> Stall {
     }
 }
 
-/// Bytes of a large frame's rest that must come per
+/// A frame in progress counting more than this in the budget keeps a pace
+/// ([`BodyPace`]): a read chunk (16 KiB). Only large frames (over
+/// `SMALL_FRAME`) kept one before, and a medium frame is counted even while
+/// the budget is exhausted (a connection holding nothing else always reads
+/// a frame up to `SMALL_FRAME`): 64 peers of two addresses that sent all but
+/// the last 20 bytes of a 64 KiB call, then a byte every 2 s, held a 4 MiB
+/// budget for 29 s (a red-team pass). Below this, what frames in progress
+/// hold is at most `max_connections × 16 KiB` (16 MiB at the defaults, a
+/// quarter of the default budget).
+pub(crate) const PACED_OVER: usize = 16 << 10;
+
+/// Bytes of a paced frame's rest that must come per
 /// `pressure_stall_timeout` while the budget is short ([`BodyPace`]): as
 /// much as a reading peer takes to complete a pending write.
 pub(crate) const BODY_PACE: usize = 32 << 10;
 
 /// The pace of the rest of a frame whose room is reserved in the budget
-/// (a frame over `SMALL_FRAME`): while the server's budget is short, at
-/// least [`BODY_PACE`] bytes of it must come per `pressure_stall_timeout`,
-/// or the reader closes the connection. Peers that sent only a large
+/// (a frame over [`PACED_OVER`]): while the server's budget is short, at
+/// least [`BODY_PACE`] bytes of it (or all of it, if less is left) must
+/// come per `pressure_stall_timeout`, or the reader closes the connection. Peers that sent only a large
 /// frame's length prefix held its room for as long as their idle timeout
 /// (30 s before authentication): 64 of them, four bytes each, kept a
 /// server's budget full and every honest call that needed room waiting
@@ -192,8 +203,8 @@ pub(crate) async fn paced<T>(
 /// `read`'s output, the read of a connection whose transport gathers a
 /// message whole before the reader sees any of it (`g`: a WebSocket
 /// message in fragments, `transport/ws_meter.rs`): while it holds part of
-/// a message counting more than `SMALL_FRAME`, the data of its rest keeps
-/// the pace of a large frame's rest ([`BodyPace`]), or this ends with that
+/// a message counting more than [`PACED_OVER`], the data of its rest keeps
+/// the pace of a frame's rest ([`BodyPace`]), or this ends with that
 /// count. The transport starts to hold such a message within a poll of
 /// `read`, so it is looked for after each. (Not paced, a first fragment
 /// of 8 bytes held twice a 1 MiB message's length in the budget until the

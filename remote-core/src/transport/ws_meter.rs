@@ -36,7 +36,7 @@ use std::sync::{Arc, OnceLock};
 use futures_util::task::AtomicWaker;
 
 use super::ws_scan::Head;
-use crate::driver::io_types::{refusal, Gathering, OwnRoom, SMALL_FRAME};
+use crate::driver::io_types::{refusal, Gathering, OwnRoom, PACED_OVER, SMALL_FRAME};
 use crate::driver::Budget;
 
 #[path = "ws_metered.rs"]
@@ -542,7 +542,7 @@ impl Gathering for Meter {
         // A message's frames after its first need no room (counted whole
         // on it): a message held is never one waiting for the server.
         let held = self.held();
-        (held > SMALL_FRAME).then(|| (held, self.data_read()))
+        (held > PACED_OVER).then(|| (held, self.data_read()))
     }
 
     fn waits_for_room(&self) -> bool {

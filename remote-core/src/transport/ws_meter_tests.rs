@@ -357,15 +357,15 @@ async fn fragments_outside_their_length_prefix_are_refused_from_the_header() {
 }
 
 /// The reader's pace asks about a message held (`stall::gathered`) once
-/// it counts more than `SMALL_FRAME`.
+/// it counts more than `PACED_OVER` (a read chunk, under `SMALL_FRAME`).
 #[test]
-fn a_message_held_is_paced_past_a_small_frame() {
+fn a_message_held_is_paced_past_a_read_chunk() {
     let meter = Meter::new(4096, 1 << 20);
     meter.lift(&Arc::new(Budget::new(4 << 20)), &Arc::default());
-    meter.announced.store(SMALL_FRAME, Ordering::Release);
-    assert_eq!(meter.partial(), None, "a small frame's worth");
-    meter.announced.store(SMALL_FRAME + 1, Ordering::Release);
+    meter.announced.store(PACED_OVER, Ordering::Release);
+    assert_eq!(meter.partial(), None, "a read chunk's worth");
+    meter.announced.store(PACED_OVER + 1, Ordering::Release);
     meter.read.store(100, Ordering::Release);
     meter.unheld.store(30, Ordering::Release);
-    assert_eq!(meter.partial(), Some((SMALL_FRAME + 1, 70)));
+    assert_eq!(meter.partial(), Some((PACED_OVER + 1, 70)));
 }

@@ -98,7 +98,7 @@ pub(crate) struct Input {
     /// Bytes of the frame in progress counted in the budget (its whole
     /// length, reserved when its prefix was read).
     reserved: usize,
-    /// The pace of its rest, once over `SMALL_FRAME` (`stall.rs`).
+    /// The pace of its rest, once over `stall::PACED_OVER` (`stall.rs`).
     pace: super::stall::BodyPace,
     /// Waiting for room (output drained or budget space), not for the peer.
     paused: bool,
@@ -408,9 +408,9 @@ impl Input {
                 self.unwaited = 0;
                 self.write_queued();
             }
-            // The rest of a large frame, its room held, keeps a pace
-            // (`stall.rs`).
-            let pace = (self.reserved > SMALL_FRAME && self.deferred.is_empty())
+            // The rest of a frame over a chunk, its room held, keeps a
+            // pace (`stall.rs`).
+            let pace = (self.reserved > super::stall::PACED_OVER && self.deferred.is_empty())
                 .then(|| self.pace.window(self.buf.len()));
             let shared = &self.shared;
             let (unwaited, unflushed) = (&mut self.unwaited, &mut self.unflushed);
