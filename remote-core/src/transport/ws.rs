@@ -146,6 +146,11 @@ pub(crate) struct WsIo<S> {
     writer_waits: bool,
     /// Whether the stream ended or is being shut down.
     done: bool,
+    /// Whether the peer's Close was read: tungstenite has queued the Close
+    /// in answer and refuses data from then on (RFC 6455 §5.5.1: no data
+    /// frame follows a Close), so what is written is dropped and flushes
+    /// send the answer (see [`poll_drain`](Self::poll_drain)).
+    closed_by_peer: bool,
     /// Whether a message was refused (see [`discard`](Self::discard)),
     /// and what was dropped since.
     refused: bool,
@@ -176,6 +181,7 @@ where
             pinged: false,
             writer_waits: false,
             done: false,
+            closed_by_peer: false,
             refused: false,
             discarded: 0,
         }
@@ -288,7 +294,20 @@ where
     /// [`WRITE_TAKE`] bytes (prefix included) as one binary message once
     /// it is all here, a larger one as a message in fragments of
     /// [`WRITE_TAKE`] bytes, each as soon as it is here.
+    ///
+    /// Once the peer's Close was read, what is written is dropped: replies
+    /// to its last calls cannot follow the Close answer tungstenite has
+    /// queued. (Sent, tungstenite refused the first of them and the
+    /// writer's error ended the connection before the answer went out, so
+    /// a peer that closed after calls got no Close back: red-team pass 24.)
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.closed_by_peer {
+            self.pending = BytesMut::new();
+            self.pending_grew = false;
+            self.pending_peak = 0;
+            self.sending = 0;
+            return Poll::Ready(Ok(()));
+        }
         loop {
             if self.pending.is_empty() && self.pending_grew {
                 // Not kept for the connection's life: an empty slice of a
@@ -434,8 +453,15 @@ where
     fn flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self;
         ready!(this.poll_drain(cx))?;
+        let peer_closed = this.closed_by_peer;
         let ws = ready!(this.poll_open(cx, Half::Write))?;
-        ready!(Pin::new(ws).poll_flush(cx)).map_err(io::Error::other)?;
+        match ready!(Pin::new(ws).poll_flush(cx)) {
+            Ok(()) => {}
+            // The Close in answer to the peer's is out: tungstenite ends
+            // the stream there (a server's side).
+            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) if peer_closed => {}
+            Err(e) => return Poll::Ready(Err(io::Error::other(e))),
+        }
         this.flushed();
         Poll::Ready(Ok(()))
     }

@@ -85,8 +85,13 @@ where
                 this.events += 1;
             }
             match next {
-                None | Some(Ok(Message::Close(_))) => {
+                None => {
                     this.done = true;
+                    return Poll::Ready(Ok(()));
+                }
+                Some(Ok(Message::Close(_))) => {
+                    this.done = true;
+                    this.closed_by_peer = true;
                     return Poll::Ready(Ok(()));
                 }
                 Some(Ok(Message::Binary(b))) => {
