@@ -57,12 +57,9 @@ pub(crate) struct Budget {
     pressure: Notify,
     /// Bytes of stream items held between pulls for the peers of every
     /// connection counting in this budget (`heavy_reply::hold_fn`): also
-    /// counted in `used`, and at most an eighth of the limit.
-    pub(crate) held_items: AtomicUsize,
-    /// ...and what each peer address's connections hold so (at most a
-    /// quarter of that eighth).
-    pub(crate) held_by_peer:
-        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, std::sync::Weak<AtomicUsize>>>,
+    /// counted in `used`; at most an eighth of the limit, and a quarter of
+    /// that for the connections of one peer address.
+    pub(crate) held: std::sync::Arc<crate::proto::CountPool>,
 }
 
 /// Heavy calls waiting for room, and what their connections hold in the
@@ -113,8 +110,7 @@ impl Budget {
             line: Mutex::new(Line::default()),
             held_back: AtomicUsize::new(0),
             pressure: Notify::new(),
-            held_items: AtomicUsize::new(0),
-            held_by_peer: Default::default(),
+            held: crate::proto::CountPool::with_reserve(limit / 8, limit / 32, 0),
         }
     }
 

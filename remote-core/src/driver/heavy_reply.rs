@@ -45,7 +45,7 @@
 //! handlers of a connection each holding one held about 4 MB uncounted,
 //! a red-team pass.)
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::budget::{Budget, Ticket, Turn, SMALL_FRAME};
@@ -107,36 +107,25 @@ impl Charged {
 
 /// A [`Peer`](crate::Peer)'s way to count what is held for it between its
 /// calls (a stream's item kept for its next pull, `Peer::try_hold`): `n`
-/// bytes, counted in its connection's budget if that has room, what is held
-/// so for every connection counting in it stays within an eighth of it
-/// (`Budget::held_items`), and what the connections of `peer`'s address
-/// hold so within a quarter of that. `Err` with the bound it would pass
-/// otherwise. (Counted per connection only, nine connections of one
-/// address held the whole budget for as long as they kept their streams:
-/// red-team pass 25.)
+/// bytes, counted in its connection's budget if that has room, within the
+/// budget's pool of held items (`Budget::held`: an eighth of it, for every
+/// connection counting in it) and its part for `peer`'s address (a quarter
+/// of that). `Err` with the bound it would pass otherwise. (Counted per
+/// connection only, nine connections of one address held the whole budget
+/// for as long as they kept their streams: red-team pass 25.)
 pub(crate) fn hold_fn(budget: &Arc<Budget>, peer: &str) -> crate::peer::HoldFn {
     let budget = budget.clone();
-    let mine = crate::per_peer::peer_key(peer)
-        .map(|key| crate::per_peer::shared(&budget.held_by_peer, key, Default::default));
+    let share = Arc::new(budget.held.share(crate::per_peer::peer_key(peer)));
     Arc::new(move |n| {
-        let most = budget.limit() / 8;
-        let counts = [
-            Some((&budget.held_items, most)),
-            mine.as_deref().map(|m| (m, most / 4)),
-        ];
-        for (i, &(count, max)) in counts.iter().flatten().enumerate() {
-            if !take(count, n, max) {
-                counts.iter().flatten().take(i).for_each(|(c, _)| {
-                    c.fetch_sub(n, Ordering::AcqRel);
-                });
-                return Err(max);
+        share.take_n(0, n).map_err(|e| match e {
+            crate::proto::TableError::PeerFull(max) | crate::proto::TableError::PoolFull(max) => {
+                max
             }
-        }
+            _ => budget.limit() / 8,
+        })?;
         if !budget.try_charge(n) {
-            counts.iter().flatten().for_each(|(c, _)| {
-                c.fetch_sub(n, Ordering::AcqRel);
-            });
-            return Err(most);
+            share.give(n);
+            return Err(budget.limit() / 8);
         }
         Ok(Box::new(HeldFor {
             charged: Charged {
@@ -144,38 +133,21 @@ pub(crate) fn hold_fn(budget: &Arc<Budget>, peer: &str) -> crate::peer::HoldFn {
                 n,
                 over: None,
             },
-            mine: mine.clone(),
+            share: share.clone(),
         }) as Box<dyn Send>)
     })
 }
 
-/// Counts `n` more in `count` if that stays within `max`.
-fn take(count: &AtomicUsize, n: usize, max: usize) -> bool {
-    count
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
-            (h.saturating_add(n) <= max).then_some(h + n)
-        })
-        .is_ok()
-}
-
 /// Bytes held for a peer between its calls ([`hold_fn`]): counted in the
-/// budget, its pool of held items and its address's share of that until
-/// dropped.
+/// budget and its pool of held items until dropped.
 struct HeldFor {
     charged: Charged,
-    mine: Option<Arc<AtomicUsize>>,
+    share: Arc<crate::proto::PoolShare>,
 }
 
 impl Drop for HeldFor {
     fn drop(&mut self) {
-        let n = self.charged.n;
-        self.charged
-            .budget
-            .held_items
-            .fetch_sub(n, Ordering::AcqRel);
-        if let Some(mine) = &self.mine {
-            mine.fetch_sub(n, Ordering::AcqRel);
-        }
+        self.share.give(self.charged.n);
     }
 }
 

@@ -4,7 +4,9 @@
 //! address cannot take all of it. Two such pools: the objects exported
 //! (`Limits::max_server_exports`, `Limits::max_exports_per_peer`) and the
 //! kept answers of pipelined calls (`Limits::max_kept_answers`,
-//! `Limits::max_kept_answers_per_peer`).
+//! `Limits::max_kept_answers_per_peer`); and, counting bytes with no
+//! reserve, the stream items held between pulls (`Budget::held`: an
+//! eighth of the memory budget, a quarter of that per address).
 //!
 //! A connection may always hold its pool's reserve ([`RESERVED_EXPORTS`]
 //! exports, [`RESERVED_KEPT_ANSWERS`] kept answers), whatever the others
@@ -29,7 +31,7 @@ pub const RESERVED_EXPORTS: usize = 64;
 /// Answers each connection may keep even when the pool is full.
 pub const RESERVED_KEPT_ANSWERS: usize = 4;
 
-/// A count of exports with a limit.
+/// A count of things (or bytes) with a limit.
 #[derive(Debug)]
 struct Count {
     held: AtomicUsize,
@@ -44,15 +46,17 @@ impl Count {
         }
     }
 
-    /// Counts one more, whatever the limit.
-    fn add(&self) {
-        self.held.fetch_add(1, Relaxed);
+    /// Counts `n` more, whatever the limit.
+    fn add(&self, n: usize) {
+        self.held.fetch_add(n, Relaxed);
     }
 
-    /// Counts one more if under the limit.
-    fn try_add(&self) -> bool {
+    /// Counts `n` more if that stays within the limit.
+    fn try_add(&self, n: usize) -> bool {
         self.held
-            .fetch_update(Relaxed, Relaxed, |h| (h < self.max).then_some(h + 1))
+            .fetch_update(Relaxed, Relaxed, |h| {
+                (h.saturating_add(n) <= self.max).then_some(h + n)
+            })
             .is_ok()
     }
 
@@ -125,22 +129,29 @@ impl PoolShare {
     /// Counts one more for a connection already holding `own`, or says
     /// which bound refuses it (nothing counted then).
     pub fn take(&self, own: usize) -> Result<(), TableError> {
+        self.take_n(own, 1)
+    }
+
+    /// Counts `n` more for a connection already holding `own` (past its
+    /// reserve, all of them must fit), or says which bound refuses them
+    /// (nothing counted then).
+    pub fn take_n(&self, own: usize, n: usize) -> Result<(), TableError> {
         let all = &self.pool.all;
         if own < self.pool.reserve {
-            all.add();
+            all.add(n);
             if let Some(p) = &self.peer {
-                p.add();
+                p.add(n);
             }
             return Ok(());
         }
         if let Some(p) = &self.peer {
-            if !p.try_add() {
+            if !p.try_add(n) {
                 return Err(TableError::PeerFull(p.max));
             }
         }
-        if !all.try_add() {
+        if !all.try_add(n) {
             if let Some(p) = &self.peer {
-                p.sub(1);
+                p.sub(n);
             }
             return Err(TableError::PoolFull(all.max));
         }
@@ -184,6 +195,27 @@ mod tests {
         a.give(1);
         b.take(RESERVED_EXPORTS).unwrap();
         assert_eq!(pool.held(), 100);
+    }
+
+    #[test]
+    fn bytes_with_no_reserve_are_taken_whole_or_not_at_all() {
+        let ip = |n: u8| Some(IpAddr::from([10, 0, 0, n]));
+        let pool = CountPool::with_reserve(1000, 400, 0);
+        let (a, b) = (pool.share(ip(1)), pool.share(ip(2)));
+        a.take_n(0, 300).unwrap();
+        // Past the address's part: refused whole, nothing counted.
+        assert_eq!(a.take_n(0, 101), Err(TableError::PeerFull(400)));
+        assert_eq!(pool.held(), 300);
+        a.take_n(0, 100).unwrap();
+        b.take_n(0, 400).unwrap();
+        // Past the pool: refused whole, the address's count unchanged.
+        let c = pool.share(ip(3));
+        assert_eq!(c.take_n(0, 201), Err(TableError::PoolFull(1000)));
+        c.take_n(0, 200).unwrap();
+        assert_eq!(pool.held(), 1000);
+        c.give(200);
+        assert_eq!(c.peer.as_ref().unwrap().held.load(Relaxed), 0);
+        assert_eq!(pool.held(), 800);
     }
 
     #[test]
