@@ -166,11 +166,11 @@ pub struct Limits {
     /// Elsewhere (Unix sockets, systems without the option) and on a
     /// standalone connection, whose budget is its own, it never applies.
     /// Zero closes such a peer at once while the budget is short. The same
-    /// holds for a peer that sent the length prefix of a frame over 16 KiB
-    /// (its room is then reserved in the budget) and then less than 32 KiB
-    /// of the rest (or not all of it, if less is left) in this long, and
-    /// over WebSocket for the data of a message in fragments counting more
-    /// than 16 KiB (PROTOCOL.md §9).
+    /// holds for a peer that sent the length prefix of a frame (its room is
+    /// then reserved in the budget) and then less than 32 KiB of the rest
+    /// (or not all of it, if less is left) in this long, and for what the
+    /// WebSocket or TLS layer holds of a peer's input before it is
+    /// delivered (PROTOCOL.md §9).
     pub pressure_stall_timeout: Duration,
     /// Bytes of queued output, buffered input (partly received frames,
     /// reserved when their length prefix is read) and the arguments of

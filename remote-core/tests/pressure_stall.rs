@@ -372,15 +372,18 @@ async fn a_frames_rest_is_paced_from_when_the_budget_turns_short() {
     .await;
 }
 
-/// Medium frames (over a read chunk, up to 64 KiB) keep the pace too: a
-/// connection holding nothing else always reads one, even with the budget
-/// used up, so peers that send most of one and then its rest a byte at a
-/// time overfill the budget; while an honest client's large call waits for
-/// room, they are closed at `pressure_stall_timeout` and the call gets it.
-/// (A red-team pass: 64 such peers of two addresses held a 4 MiB budget
-/// for 29 s, as only frames over 64 KiB kept a pace.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn peers_that_trickle_medium_frames_give_their_room_back() {
+/// Frames up to 64 KiB keep the pace too: a connection holding nothing
+/// else always reads one, even with the budget used up, so `peers` peers
+/// (of `peers / 30 + 1` addresses, within `max_connections_per_peer`) that
+/// send 1 KiB of a frame of `total` bytes and then its rest a byte at a
+/// time overfill a budget of 2 MiB; while an honest client's large call
+/// waits for room, they are closed at `pressure_stall_timeout` (from when
+/// the budget is used up, so some already while the others open) and the
+/// call gets their room. (Red-team passes: 64 such peers of two addresses
+/// held a 4 MiB budget for 29 s, as only frames over 64 KiB kept a pace;
+/// then 140 peers with frames of 16 KiB held a 2 MiB budget until their
+/// idle timeout, as only frames over 16 KiB did.)
+async fn trickled_frames_give_their_room_back(total: u32, peers: usize) {
     use tokio::io::AsyncWriteExt;
     raw::bounded(async {
         let map = SharedMap::<u32, String>::new();
@@ -394,15 +397,12 @@ async fn peers_that_trickle_medium_frames_give_their_room_back() {
             },
         )
         .await;
+        assert!(peers * total as usize > 2 << 20, "they overfill the budget");
         let addr = raw::tcp_addr(&server);
-        // 40 peers (two addresses, within `max_connections_per_peer`),
-        // each 1 KiB into a frame of 60 KiB: 2.4 MiB reserved, over the
-        // budget of 2 MiB (and so paced from when it is used up, while the
-        // last of them still open).
         let mut trickling = Vec::new();
-        for i in 0..40 {
-            let mut s = raw::silent_from(2 + i % 2, &addr).await;
-            s.write_all(&(60u32 << 10).to_be_bytes()).await.unwrap();
+        for i in 0..peers {
+            let mut s = raw::silent_from(2 + (i / 30) as u8, &addr).await;
+            s.write_all(&(total - 4).to_be_bytes()).await.unwrap();
             s.write_all(&[0xc0; 1 << 10]).await.unwrap();
             trickling.push(s);
         }
@@ -414,4 +414,14 @@ async fn peers_that_trickle_medium_frames_give_their_room_back() {
         server.shutdown(Duration::from_secs(5)).await;
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_trickle_medium_frames_give_their_room_back() {
+    trickled_frames_give_their_room_back(60 << 10, 40).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_trickle_small_frames_give_their_room_back() {
+    trickled_frames_give_their_room_back(16 << 10, 140).await;
 }

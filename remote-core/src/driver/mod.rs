@@ -56,8 +56,6 @@ pub(crate) mod io_types {
     pub(crate) use super::io::BoxWrite;
     #[cfg(feature = "websocket")]
     pub(crate) use super::refusal::{is_refusal, refusal};
-    #[cfg(feature = "websocket")]
-    pub(crate) use super::stall::PACED_OVER;
     /// Told by the driver when the connection is open (handshake and
     /// authentication done), with the memory budget it counts against and
     /// the reader's credit (`Shared::read_credit`): a transport that
@@ -73,21 +71,54 @@ pub(crate) mod io_types {
             + Sync,
     >;
 
-    /// A transport that gathers a message whole before the reader sees
-    /// any of it (a WebSocket message in fragments, `transport/ws_meter.rs`),
-    /// counting it in the budget as it comes: the reader holds its rest to
-    /// the pace of a large frame's (`stall.rs`).
+    /// A transport that gathers input before the reader sees any of it (a
+    /// WebSocket message in fragments, `transport/ws_meter.rs`; a TLS
+    /// record or handshake message, `transport/tls_counted.rs`), counting
+    /// it in the budget as it comes: the reader holds its rest to the pace
+    /// of a frame's (`stall.rs`).
     pub(crate) trait Gathering: Send + Sync {
-        /// If part of a message counting more than `stall::PACED_OVER` in the
-        /// budget is held: that count, and the bytes of data read so far
-        /// on the connection (a count that only grows).
-        fn partial(&self) -> Option<(usize, usize)>;
+        /// What it holds now, counted in the budget (0: nothing).
+        fn held(&self) -> usize;
+
+        /// The bytes of data read so far on the connection (a count that
+        /// only grows), by which the pace is judged.
+        fn progress(&self) -> usize;
+
+        /// If anything is held: that count, and the progress.
+        fn partial(&self) -> Option<(usize, usize)> {
+            let held = self.held();
+            (held > 0).then(|| (held, self.progress()))
+        }
 
         /// Whether a message's first frame waits for room in the budget
         /// (nothing of its message counted yet): held back by the server,
         /// as a frame waiting for its reservation is over TCP, so the
         /// idle check treats the connection as paused, not idle.
         fn waits_for_room(&self) -> bool;
+    }
+
+    /// Two transports that gather, one over the other (WebSocket over
+    /// TLS): what both hold, judged by the outer one's data (the inner
+    /// one's bytes include the outer one's control frames).
+    #[cfg(all(feature = "websocket", feature = "tls"))]
+    pub(crate) struct Layered {
+        pub(crate) outer: std::sync::Arc<dyn Gathering>,
+        pub(crate) inner: std::sync::Arc<dyn Gathering>,
+    }
+
+    #[cfg(all(feature = "websocket", feature = "tls"))]
+    impl Gathering for Layered {
+        fn held(&self) -> usize {
+            self.outer.held().saturating_add(self.inner.held())
+        }
+
+        fn progress(&self) -> usize {
+            self.outer.progress()
+        }
+
+        fn waits_for_room(&self) -> bool {
+            self.outer.waits_for_room() || self.inner.waits_for_room()
+        }
     }
 }
 

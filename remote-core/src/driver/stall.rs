@@ -23,9 +23,19 @@
 //! so closing it for its own budget would free nothing for anybody else:
 //! it is left to `write_stall_timeout`.
 //!
-//! The reader holds the other side to the same limit: the rest of a frame
-//! over [`PACED_OVER`] whose room is reserved must keep coming while the
-//! budget is short ([`body_stalls`]).
+//! The reader holds the other side to the same limit: the rest of any
+//! frame whose room is reserved must keep coming while the budget is short
+//! ([`body_stalls`]), and so must what a transport holds of the input
+//! before the reader sees it (a WebSocket message in fragments, a TLS
+//! record or handshake message: [`gathered`]). Only frames over
+//! `SMALL_FRAME` kept a pace at first, but a connection holding nothing
+//! else always reads a frame up to `SMALL_FRAME` even with the budget used
+//! up: 64 peers of two addresses that sent all but the last 20 bytes of a
+//! 64 KiB call, then a byte every 2 s, held a 4 MiB budget for 29 s; paced
+//! from 16 KiB, 140 peers each 8 KiB into a frame of 16 KiB held a 2 MiB
+//! budget until their idle timeout, and 40 TLS peers each having rustls
+//! join a 64 KiB handshake message held a 4 MiB one (red-team passes 25
+//! and 26).
 
 use std::time::Duration;
 
@@ -105,24 +115,13 @@ async fn stalls(shared: &Shared) -> Stall {
     }
 }
 
-/// A frame in progress counting more than this in the budget keeps a pace
-/// ([`BodyPace`]): a read chunk (16 KiB). Only large frames (over
-/// `SMALL_FRAME`) kept one before, and a medium frame is counted even while
-/// the budget is exhausted (a connection holding nothing else always reads
-/// a frame up to `SMALL_FRAME`): 64 peers of two addresses that sent all but
-/// the last 20 bytes of a 64 KiB call, then a byte every 2 s, held a 4 MiB
-/// budget for 29 s (a red-team pass). Below this, what frames in progress
-/// hold is at most `max_connections × 16 KiB` (16 MiB at the defaults, a
-/// quarter of the default budget).
-pub(crate) const PACED_OVER: usize = 16 << 10;
-
 /// Bytes of a paced frame's rest that must come per
 /// `pressure_stall_timeout` while the budget is short ([`BodyPace`]): as
 /// much as a reading peer takes to complete a pending write.
 pub(crate) const BODY_PACE: usize = 32 << 10;
 
-/// The pace of the rest of a frame whose room is reserved in the budget
-/// (a frame over [`PACED_OVER`]): while the server's budget is short, at
+/// The pace of the rest of a frame whose room is reserved in the budget:
+/// while the server's budget is short, at
 /// least [`BODY_PACE`] bytes of it (or all of it, if less is left) must
 /// come per `pressure_stall_timeout`, or the reader closes the connection. Peers that sent only a large
 /// frame's length prefix held its room for as long as their idle timeout
@@ -203,7 +202,7 @@ pub(crate) async fn paced<T>(
 /// `read`'s output, the read of a connection whose transport gathers a
 /// message whole before the reader sees any of it (`g`: a WebSocket
 /// message in fragments, `transport/ws_meter.rs`): while it holds part of
-/// a message counting more than [`PACED_OVER`], the data of its rest keeps
+/// a message (or record) counted in the budget, the data of its rest keeps
 /// the pace of a frame's rest ([`BodyPace`]), or this ends with that
 /// count. The transport starts to hold such a message within a poll of
 /// `read`, so it is looked for after each. (Not paced, a first fragment

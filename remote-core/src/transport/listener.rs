@@ -131,8 +131,17 @@ impl Accepted {
                     Some(path) => {
                         let (r, w, ws) = ws_open::accept(s, path, &limits, deadline);
                         let both: OnOpen = std::sync::Arc::new(move |budget, credit| {
-                            counts(budget, credit);
-                            ws(budget, credit)
+                            let tls = counts(budget, credit);
+                            match (ws(budget, credit), tls) {
+                                (Some(ws), Some(tls)) => {
+                                    Some(std::sync::Arc::new(crate::driver::io_types::Layered {
+                                        outer: ws,
+                                        inner: tls,
+                                    })
+                                        as std::sync::Arc<dyn crate::driver::io_types::Gathering>)
+                                }
+                                (ws, tls) => ws.or(tls),
+                            }
                         });
                         (r, w, both)
                     }

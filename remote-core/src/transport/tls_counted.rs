@@ -25,9 +25,11 @@
 //! not cut off: an earlier bound on what rustls may be given between data
 //! cut honest clients off too (many small records in one read count more
 //! overhead than one record's; padding looks like held bytes: a third
-//! pass), so they are held to the budget, as a TCP peer's partial frame
-//! is, until their idle timeout. rustls's read buffer doubles as it
-//! fills, so what it holds counts twice, and a read's worth more.
+//! pass), so they are held to the budget as a TCP peer's partial frame
+//! is: counted, and to a pace while the budget is short (at least 32 KiB
+//! more from the socket per `pressure_stall_timeout`, [`Input`]'s
+//! `Gathering`). rustls's read buffer doubles as it fills, so what it
+//! holds counts twice, and a read's worth more.
 
 use std::io;
 use std::pin::Pin;
@@ -38,7 +40,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::driver::io_types::{Fd, OnOpen, Socket};
+use crate::driver::io_types::{Fd, Gathering, OnOpen, Socket};
 use crate::driver::Budget;
 
 /// The most rustls holds of the input, as its read buffer's capacity: a
@@ -57,6 +59,42 @@ const RECORD_OVERHEAD: usize = 5 + 1 + 16;
 #[derive(Debug, Default)]
 pub(crate) struct Input {
     total: AtomicUsize,
+    /// What [`Counted`] counts in the budget of what rustls holds: the
+    /// reader holds its rest to a pace, as a frame's (`driver/stall.rs`).
+    held: AtomicUsize,
+}
+
+/// What the count of rustls's input may stay at for an honest peer that
+/// sends nothing more: the count is an estimate (a read's records are
+/// taken to add one record's overhead; a read of many small records adds
+/// more, which then looks held), and rustls reads 4 KiB at a time, so
+/// what a read handing data on leaves counted is under 4 KiB, counted as
+/// at most 12 KiB (twice, and a read's worth).
+const IDLE_HELD_MAX: usize = 16 << 10;
+
+/// What rustls holds of the input keeps a pace while the budget is short,
+/// once its count is more than an idle honest peer's can be
+/// ([`IDLE_HELD_MAX`]): at least 32 KiB more must come from the socket per
+/// `pressure_stall_timeout`, or the reader closes the connection. (Counted
+/// even with the budget used up and paced by nothing, 40 peers having
+/// rustls join a 64 KiB handshake message held a 4 MiB budget, and 520 a
+/// default one, until their idle timeout: red-team pass 26.) Below that,
+/// a peer holds at most [`IDLE_HELD_MAX`] counted, unpaced.
+impl Gathering for Input {
+    fn held(&self) -> usize {
+        match self.held.load(Relaxed) {
+            held if held > IDLE_HELD_MAX => held,
+            _ => 0,
+        }
+    }
+
+    fn progress(&self) -> usize {
+        self.total.load(Relaxed)
+    }
+
+    fn waits_for_room(&self) -> bool {
+        false
+    }
 }
 
 /// What the TLS handshake may give rustls beyond `max_handshake_frame_len`
@@ -202,12 +240,14 @@ impl<S> Counted<S> {
     }
 
     /// What the driver calls when the connection opens: from then on the
-    /// output counts in its budget.
+    /// output and what rustls holds of the input count in its budget, and
+    /// the reader holds the latter to a pace ([`Input`]).
     pub(crate) fn opened(&self) -> OnOpen {
         let slot = self.budget.clone();
+        let input = self.input.clone();
         Arc::new(move |budget, _credit| {
             let _ = slot.set(budget.clone());
-            None
+            Some(input.clone() as Arc<dyn Gathering>)
         })
     }
 
@@ -237,6 +277,7 @@ impl<S> Counted<S> {
                 budget.release(self.in_counted - held);
             }
             self.in_counted = held;
+            self.input.held.store(held, Relaxed);
         }
     }
 
@@ -393,5 +434,29 @@ mod tests {
         assert_eq!(budget.used(), 1000);
         drop(c);
         assert_eq!(budget.used(), 0, "given back when the connection goes");
+    }
+
+    #[test]
+    fn what_rustls_holds_is_paced_past_what_an_idle_peer_leaves() {
+        let budget = Arc::new(Budget::new(1 << 30));
+        let input = Arc::new(Input::default());
+        let mut c = Counted::new(Socket { flushes: true }, input.clone());
+        let gathering = (c.opened())(&budget, &Arc::new(AtomicUsize::new(0))).unwrap();
+        // A read handing on a call from a record padded by 3,000 bytes:
+        // what it leaves counted (about 10 KB) is not judged.
+        input.total.fetch_add(3_100, Relaxed);
+        c.read(78, 3_100);
+        assert!(budget.used() > 8_000);
+        assert_eq!(gathering.partial(), None);
+        // 20 KB given with nothing handed on (a handshake message being
+        // joined): judged, by what came from the socket.
+        input.total.fetch_add(20_000, Relaxed);
+        c.read(0, 20_000);
+        let held = budget.used();
+        assert!(held > IDLE_HELD_MAX);
+        assert_eq!(gathering.partial(), Some((held, input.total.load(Relaxed))));
+        // Data handed on: nothing held any more.
+        c.read(16_000, 16_100);
+        assert_eq!(gathering.partial(), None);
     }
 }

@@ -36,7 +36,7 @@ use std::sync::{Arc, OnceLock};
 use futures_util::task::AtomicWaker;
 
 use super::ws_scan::Head;
-use crate::driver::io_types::{refusal, Gathering, OwnRoom, PACED_OVER, SMALL_FRAME};
+use crate::driver::io_types::{refusal, Gathering, OwnRoom, SMALL_FRAME};
 use crate::driver::Budget;
 
 #[path = "ws_metered.rs"]
@@ -538,11 +538,14 @@ impl Meter {
 }
 
 impl Gathering for Meter {
-    fn partial(&self) -> Option<(usize, usize)> {
-        // A message's frames after its first need no room (counted whole
-        // on it): a message held is never one waiting for the server.
-        let held = self.held();
-        (held > PACED_OVER).then(|| (held, self.data_read()))
+    // A message's frames after its first need no room (counted whole on
+    // it): a message held is never one waiting for the server.
+    fn held(&self) -> usize {
+        Meter::held(self)
+    }
+
+    fn progress(&self) -> usize {
+        self.data_read()
     }
 
     fn waits_for_room(&self) -> bool {

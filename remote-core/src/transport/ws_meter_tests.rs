@@ -356,16 +356,16 @@ async fn fragments_outside_their_length_prefix_are_refused_from_the_header() {
     assert_eq!(n, whole.len() - REQUEST.len());
 }
 
-/// The reader's pace asks about a message held (`stall::gathered`) once
-/// it counts more than `PACED_OVER` (a read chunk, under `SMALL_FRAME`).
+/// The reader's pace asks about a message held (`stall::gathered`) as
+/// soon as it counts anything: what it counts, and the data read less the
+/// headers of frames not held.
 #[test]
-fn a_message_held_is_paced_past_a_read_chunk() {
+fn a_message_held_is_paced() {
     let meter = Meter::new(4096, 1 << 20);
     meter.lift(&Arc::new(Budget::new(4 << 20)), &Arc::default());
-    meter.announced.store(PACED_OVER, Ordering::Release);
-    assert_eq!(meter.partial(), None, "a read chunk's worth");
-    meter.announced.store(PACED_OVER + 1, Ordering::Release);
+    assert_eq!(meter.partial(), None, "nothing held");
+    meter.announced.store(SMALL_FRAME + 1, Ordering::Release);
     meter.read.store(100, Ordering::Release);
     meter.unheld.store(30, Ordering::Release);
-    assert_eq!(meter.partial(), Some((PACED_OVER + 1, 70)));
+    assert_eq!(meter.partial(), Some((SMALL_FRAME + 1, 70)));
 }

@@ -98,7 +98,7 @@ pub(crate) struct Input {
     /// Bytes of the frame in progress counted in the budget (its whole
     /// length, reserved when its prefix was read).
     reserved: usize,
-    /// The pace of its rest, once over `stall::PACED_OVER` (`stall.rs`).
+    /// The pace of its rest (`stall.rs`).
     pace: super::stall::BodyPace,
     /// Waiting for room (output drained or budget space), not for the peer.
     paused: bool,
@@ -408,9 +408,10 @@ impl Input {
                 self.unwaited = 0;
                 self.write_queued();
             }
-            // The rest of a frame over a chunk, its room held, keeps a
-            // pace (`stall.rs`).
-            let pace = (self.reserved > super::stall::PACED_OVER && self.deferred.is_empty())
+            // The rest of a frame, its room held, keeps a pace on a
+            // server (`stall.rs`), whether or not calls are set aside
+            // (red-team pass 26: a call set aside exempted the frame).
+            let pace = (self.reserved > 0 && self.shared.server_side)
                 .then(|| self.pace.window(self.buf.len()));
             let shared = &self.shared;
             let (unwaited, unflushed) = (&mut self.unwaited, &mut self.unflushed);
@@ -438,29 +439,27 @@ impl Input {
                 }
                 r
             });
-            let read = if let Some(since) = pace {
-                match super::stall::paced(shared, since, read).await {
-                    Ok(r) => r,
-                    Err(w) if self.pace.judge(w, self.buf.len()) => continue,
-                    Err(_) => {
-                        let e = super::stall::body_stalled(shared, self.reserved);
-                        return Some(Err(FrameError::Io(e)));
+            // The read, held to its pace (a frame's rest, or what the
+            // transport gathers: a large message keeps a pace too).
+            let gathering = shared.gathering.get();
+            let pace_kept = &mut self.pace;
+            let read = async move {
+                if let Some(since) = pace {
+                    match super::stall::paced(shared, since, read).await {
+                        Ok(r) => Paced::Read(r),
+                        Err(w) => Paced::Window(w),
                     }
-                }
-            } else if self.deferred.is_empty() {
-                match shared.gathering.get() {
-                    // A large message the transport gathers keeps a pace too.
-                    Some(g) => {
-                        match super::stall::gathered(shared, &**g, &mut self.pace, read).await {
-                            Ok(r) => r,
-                            Err(held) => {
-                                let e = super::stall::body_stalled(shared, held);
-                                return Some(Err(FrameError::Io(e)));
-                            }
-                        }
+                } else if let Some(g) = gathering {
+                    match super::stall::gathered(shared, &**g, pace_kept, read).await {
+                        Ok(r) => Paced::Read(r),
+                        Err(held) => Paced::Held(held),
                     }
-                    None => read.await,
+                } else {
+                    Paced::Read(read.await)
                 }
+            };
+            let read = if self.deferred.is_empty() {
+                read.await
             } else {
                 // A call set aside waits for room meanwhile: held back by
                 // our budgets, not by the peer.
@@ -471,6 +470,18 @@ impl Input {
                 match room::either(room, read).await {
                     None => continue,
                     Some(read) => read,
+                }
+            };
+            let read = match read {
+                Paced::Read(r) => r,
+                Paced::Window(w) if self.pace.judge(w, self.buf.len()) => continue,
+                Paced::Window(_) => {
+                    let e = super::stall::body_stalled(&self.shared, self.reserved);
+                    return Some(Err(FrameError::Io(e)));
+                }
+                Paced::Held(held) => {
+                    let e = super::stall::body_stalled(&self.shared, held);
+                    return Some(Err(FrameError::Io(e)));
                 }
             };
             match read {
@@ -576,4 +587,13 @@ impl Drop for Input {
             .release(std::mem::take(&mut self.charged).bytes);
         self.release_kept();
     }
+}
+
+/// How a read held to a pace ended (`Input::next`).
+enum Paced<T> {
+    Read(T),
+    /// The pace window of the frame in progress passed.
+    Window(super::stall::Window),
+    /// What the transport held, counting this much, did not keep the pace.
+    Held(usize),
 }
