@@ -184,6 +184,15 @@ pub(crate) enum Window {
     Restart,
 }
 
+/// How a read held to a pace ended (`Input::next`).
+pub(crate) enum Paced<T> {
+    Read(T),
+    /// The pace window of the frame in progress passed.
+    Window(Window),
+    /// What the transport held, counting this much, did not keep the pace.
+    Held(usize),
+}
+
 /// `read`'s output, or what ended the [`BodyPace`] window begun `since`
 /// first ([`body_stalls`]). Biased to the read: bytes already there are
 /// never judged late.

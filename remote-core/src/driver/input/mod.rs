@@ -439,49 +439,56 @@ impl Input {
                 }
                 r
             });
-            // The read, held to its pace (a frame's rest, or what the
-            // transport gathers: a large message keeps a pace too).
             let gathering = shared.gathering.get();
-            let pace_kept = &mut self.pace;
-            let read = async move {
-                if let Some(since) = pace {
-                    match super::stall::paced(shared, since, read).await {
-                        Ok(r) => Paced::Read(r),
-                        Err(w) => Paced::Window(w),
-                    }
-                } else if let Some(g) = gathering {
-                    match super::stall::gathered(shared, &**g, pace_kept, read).await {
-                        Ok(r) => Paced::Read(r),
-                        Err(held) => Paced::Held(held),
-                    }
-                } else {
-                    Paced::Read(read.await)
-                }
-            };
-            let read = if self.deferred.is_empty() {
+            let read = if pace.is_none() && gathering.is_none() && self.deferred.is_empty() {
+                // The usual turn: nothing held to a pace, nothing waiting.
                 read.await
             } else {
-                // A call set aside waits for room meanwhile: held back by
-                // our budgets, not by the peer.
-                self.paused = true;
-                let room = shared
-                    .budget
-                    .wait_until(&shared.output_share.own, || Self::output_room(shared));
-                match room::either(room, read).await {
-                    None => continue,
-                    Some(read) => read,
-                }
-            };
-            let read = match read {
-                Paced::Read(r) => r,
-                Paced::Window(w) if self.pace.judge(w, self.buf.len()) => continue,
-                Paced::Window(_) => {
-                    let e = super::stall::body_stalled(&self.shared, self.reserved);
-                    return Some(Err(FrameError::Io(e)));
-                }
-                Paced::Held(held) => {
-                    let e = super::stall::body_stalled(&self.shared, held);
-                    return Some(Err(FrameError::Io(e)));
+                // The read, held to its pace (a frame's rest, or what the
+                // transport gathers: a large message keeps a pace too).
+                let pace_kept = &mut self.pace;
+                let read = async move {
+                    if let Some(since) = pace {
+                        match super::stall::paced(shared, since, read).await {
+                            Ok(r) => super::stall::Paced::Read(r),
+                            Err(w) => super::stall::Paced::Window(w),
+                        }
+                    } else if let Some(g) = gathering {
+                        match super::stall::gathered(shared, &**g, pace_kept, read).await {
+                            Ok(r) => super::stall::Paced::Read(r),
+                            Err(held) => super::stall::Paced::Held(held),
+                        }
+                    } else {
+                        super::stall::Paced::Read(read.await)
+                    }
+                };
+                let read = if self.deferred.is_empty() {
+                    read.await
+                } else {
+                    // A call set aside waits for room meanwhile: held back
+                    // by our budgets, not by the peer.
+                    self.paused = true;
+                    let room = shared
+                        .budget
+                        .wait_until(&shared.output_share.own, || Self::output_room(shared));
+                    match room::either(room, read).await {
+                        None => continue,
+                        Some(read) => read,
+                    }
+                };
+                match read {
+                    super::stall::Paced::Read(r) => r,
+                    super::stall::Paced::Window(w) if self.pace.judge(w, self.buf.len()) => {
+                        continue
+                    }
+                    super::stall::Paced::Window(_) => {
+                        let e = super::stall::body_stalled(&self.shared, self.reserved);
+                        return Some(Err(FrameError::Io(e)));
+                    }
+                    super::stall::Paced::Held(held) => {
+                        let e = super::stall::body_stalled(&self.shared, held);
+                        return Some(Err(FrameError::Io(e)));
+                    }
                 }
             };
             match read {
@@ -587,13 +594,4 @@ impl Drop for Input {
             .release(std::mem::take(&mut self.charged).bytes);
         self.release_kept();
     }
-}
-
-/// How a read held to a pace ended (`Input::next`).
-enum Paced<T> {
-    Read(T),
-    /// The pace window of the frame in progress passed.
-    Window(super::stall::Window),
-    /// What the transport held, counting this much, did not keep the pace.
-    Held(usize),
 }
