@@ -26,7 +26,7 @@ use std::sync::Arc;
 use counting::{live, measured};
 use pki::Ca;
 use remote_core::collections::SharedMap;
-use remote_core::{Limits, Server, ServerHandle, TlsServerConfig};
+use remote_core::{Limits, ServerHandle, TlsServerConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -105,21 +105,7 @@ async fn tls_server(ca: &Ca, map: Arc<SharedMap<u32, String>>) -> (ServerHandle,
     let issued = ca.server();
     let tls =
         TlsServerConfig::from_pem(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes()).unwrap();
-    let reasons = noted::Reasons::default();
-    let r = reasons.clone();
-    let server = Server::builder()
-        .limits(limits())
-        .on_event(move |e| {
-            if let remote_core::ServerEvent::Closed { reason, .. } = e {
-                r.lock().unwrap().push(reason);
-            }
-        })
-        .tls(tls)
-        .bind("tls://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(move |_| map.remote());
-    (server, reasons)
+    noted::serve_tls(map, limits(), tls).await
 }
 
 /// What `attack` makes rustls hold (and the TCP reader count), at least.

@@ -290,9 +290,27 @@ async fn body_stalls(shared: &Shared, since: Instant) -> Window {
 /// in time ([`body_stalls`]): sends a goodbye naming the limit and returns
 /// the reader's error.
 pub(crate) fn body_stalled(shared: &Shared, total: usize) -> std::io::Error {
+    stalled_input(
+        shared,
+        &format!("the rest of a frame counting {total} bytes in the budget, its room reserved,"),
+    )
+}
+
+/// What a transport holds of the input, counting `held` bytes in the
+/// budget, was not followed by more in time ([`gathered`]): as
+/// [`body_stalled`]. (It spoke of a frame's rest, though no frame was in
+/// progress: red-team pass 27.)
+pub(crate) fn held_stalled(shared: &Shared, held: usize) -> std::io::Error {
+    stalled_input(
+        shared,
+        &format!("the rest of input the transport holds (a message or record not yet delivered), counting {held} bytes in the budget,"),
+    )
+}
+
+fn stalled_input(shared: &Shared, what: &str) -> std::io::Error {
     let limit = shared.limits.pressure_stall_timeout;
     let msg = format!(
-        "limit exceeded: pressure_stall_timeout = {limit:?} (the rest of a frame counting {total} bytes in the budget, its room reserved, did not come while the server's memory budget was short)"
+        "limit exceeded: pressure_stall_timeout = {limit:?} ({what} did not come while the server's memory budget was short)"
     );
     crate::trace::limit_hit("pressure_stall_timeout", &msg);
     let _ = shared.send_goodbye(&msg);

@@ -33,9 +33,29 @@ pub async fn serve(
     limits: Limits,
     addr: &str,
 ) -> (ServerHandle, Reasons) {
+    serve_on(Server::builder(), map, limits, addr).await
+}
+
+/// A `tls://` server of `map` with `limits` and `tls`, on 127.0.0.1,
+/// noting why each connection closed.
+#[cfg(feature = "tls")]
+pub async fn serve_tls(
+    map: Arc<SharedMap<u32, String>>,
+    limits: Limits,
+    tls: remote_core::TlsServerConfig,
+) -> (ServerHandle, Reasons) {
+    serve_on(Server::builder().tls(tls), map, limits, "tls://127.0.0.1:0").await
+}
+
+async fn serve_on(
+    builder: remote_core::ServerBuilder,
+    map: Arc<SharedMap<u32, String>>,
+    limits: Limits,
+    addr: &str,
+) -> (ServerHandle, Reasons) {
     let reasons = Reasons::default();
     let r = reasons.clone();
-    let server = Server::builder()
+    let server = builder
         .limits(limits)
         .on_event(move |e| {
             if let ServerEvent::Closed { reason, .. } = e {

@@ -486,7 +486,7 @@ impl Input {
                         return Some(Err(FrameError::Io(e)));
                     }
                     super::stall::Paced::Held(held) => {
-                        let e = super::stall::body_stalled(&self.shared, held);
+                        let e = super::stall::held_stalled(&self.shared, held);
                         return Some(Err(FrameError::Io(e)));
                     }
                 }

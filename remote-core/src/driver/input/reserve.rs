@@ -74,6 +74,7 @@ impl Input {
                 &mut self.probe,
                 &mut self.hang_up,
                 &shared.meter,
+                shared.gathering.get().is_some(),
             );
             let ended = room::first_of(room, None, watch).await;
             self.hang_up.done();
