@@ -121,9 +121,9 @@ async fn stalls(shared: &Shared) -> Stall {
 pub(crate) const BODY_PACE: usize = 32 << 10;
 
 /// The pace of the rest of a frame whose room is reserved in the budget:
-/// while the server's budget is short, at
-/// least [`BODY_PACE`] bytes of it (or all of it, if less is left) must
-/// come per `pressure_stall_timeout`, or the reader closes the connection. Peers that sent only a large
+/// while the server's budget is short, at least [`BODY_PACE`] bytes of it
+/// (or all of it, if less is left) must come per `pressure_stall_timeout`,
+/// or the reader closes the connection. Peers that sent only a large
 /// frame's length prefix held its room for as long as their idle timeout
 /// (30 s before authentication): 64 of them, four bytes each, kept a
 /// server's budget full and every honest call that needed room waiting
