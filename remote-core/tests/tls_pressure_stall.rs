@@ -30,7 +30,25 @@ use tokio::net::TcpStream;
 /// A peer past the TLS handshake and the hello that sends 63 KiB of a key
 /// update claiming 0xffff bytes, in valid records, and nothing more.
 async fn joiner(authority: &str, ca: &Ca) -> TcpStream {
+    joining(authority, ca, None).await
+}
+
+/// A peer past the handshake and the hello that sends the length prefix
+/// of a frame of `len` bytes (whose room it then waits for) and then 63
+/// KiB of a key update claiming 0xffff bytes.
+async fn reserve_then_join(authority: &str, ca: &Ca, len: u32) -> TcpStream {
+    joining(authority, ca, Some(len)).await
+}
+
+/// A peer past the hello that sends the length prefix of a frame of
+/// `prefix` bytes, if any, then 63 KiB of a key update claiming 0xffff
+/// bytes, in valid records, and nothing more.
+async fn joining(authority: &str, ca: &Ca, prefix: Option<u32>) -> TcpStream {
     let (mut tcp, mut sealer) = sealed::past_hellos(authority, ca).await;
+    if let Some(len) = prefix {
+        let r = sealer.record(sealed::DATA, &len.to_be_bytes(), 0);
+        tcp.write_all(&r).await.unwrap();
+    }
     let mut msg = vec![24u8, 0x00, 0xff, 0xff];
     msg.resize(63 << 10, 0);
     for chunk in msg.chunks(16 << 10) {
@@ -40,20 +58,25 @@ async fn joiner(authority: &str, ca: &Ca) -> TcpStream {
     tcp
 }
 
-/// A peer past the handshake and the hello that sends the length prefix
-/// of a frame of `len` bytes (whose room it then waits for) and then 63
-/// KiB of a key update claiming 0xffff bytes.
-async fn reserve_then_join(authority: &str, ca: &Ca, len: u32) -> TcpStream {
-    let (mut tcp, mut sealer) = sealed::past_hellos(authority, ca).await;
-    let prefix = sealer.record(sealed::DATA, &len.to_be_bytes(), 0);
-    tcp.write_all(&prefix).await.unwrap();
-    let mut msg = vec![24u8, 0x00, 0xff, 0xff];
-    msg.resize(63 << 10, 0);
-    for chunk in msg.chunks(16 << 10) {
-        let r = sealer.record(sealed::HANDSHAKE, chunk, 0);
-        tcp.write_all(&r).await.unwrap();
-    }
-    tcp
+/// An honest `tls://` client of `server` whose calls may wait 40 s
+/// inserts a 900 KiB value: a call that needs room in the budget.
+async fn honest_large_insert(server: &ServerHandle, ca: &Ca) {
+    let port = authority(server).rsplit(':').next().unwrap().to_owned();
+    let honest = ConnectionBuilder::new()
+        .tls(
+            TlsClientConfig::new()
+                .with_root_pem(ca.pem().as_bytes())
+                .unwrap(),
+        )
+        .limits(Limits {
+            default_deadline: Duration::from_secs(40),
+            ..Limits::default()
+        })
+        .connect(&format!("tls://localhost:{port}"))
+        .await
+        .unwrap();
+    let root = honest.root::<dyn RemoteMap<u32, String>>();
+    root.insert(1, "w".repeat(900 << 10)).await.unwrap();
 }
 
 /// A `tls://` server of `map` on a 4 MiB budget, judging paces after a
@@ -82,22 +105,7 @@ async fn tls_peers_whose_input_rustls_holds_give_their_room_back() {
         for _ in 0..40 {
             peers.push(joiner(&authority, &ca).await);
         }
-        let port = authority.rsplit(':').next().unwrap();
-        let honest = ConnectionBuilder::new()
-            .tls(
-                TlsClientConfig::new()
-                    .with_root_pem(ca.pem().as_bytes())
-                    .unwrap(),
-            )
-            .limits(Limits {
-                default_deadline: Duration::from_secs(40),
-                ..Limits::default()
-            })
-            .connect(&format!("tls://localhost:{port}"))
-            .await
-            .unwrap();
-        let root = honest.root::<dyn RemoteMap<u32, String>>();
-        root.insert(1, "w".repeat(900 << 10)).await.unwrap();
+        honest_large_insert(&server, &ca).await;
         assert!(noted::closed_for(&reasons, "pressure_stall_timeout") > 0);
         drop(peers);
         server.shutdown(Duration::from_secs(5)).await;
@@ -160,22 +168,7 @@ async fn tls_peers_joining_while_their_frame_waits_hold_nothing() {
         for _ in 0..40 {
             peers.push(reserve_then_join(&authority, &ca, 1 << 20).await);
         }
-        let port = authority.rsplit(':').next().unwrap();
-        let honest = ConnectionBuilder::new()
-            .tls(
-                TlsClientConfig::new()
-                    .with_root_pem(ca.pem().as_bytes())
-                    .unwrap(),
-            )
-            .limits(Limits {
-                default_deadline: Duration::from_secs(40),
-                ..Limits::default()
-            })
-            .connect(&format!("tls://localhost:{port}"))
-            .await
-            .unwrap();
-        let root = honest.root::<dyn RemoteMap<u32, String>>();
-        root.insert(1, "w".repeat(900 << 10)).await.unwrap();
+        honest_large_insert(&server, &ca).await;
         drop(peers);
         server.shutdown(Duration::from_secs(5)).await;
     })
