@@ -380,13 +380,22 @@ impl Input {
                     }
                 }
                 // Room for the rest of the frame (its announced, bounded,
-                // reserved size) and, for a small one, a chunk beyond it,
-                // so the frames behind it come in the same read.
+                // reserved size) and a chunk beyond it: for a small frame,
+                // so the frames behind it come in the same read; for a
+                // large one, so that the next frame of about its size fits
+                // in its allocation once it is kept (`keep.rs`). Without
+                // it, a large frame a few bytes longer than the last (its
+                // call id one byte longer) filled the kept allocation and
+                // was copied whole into a larger one, every frame (a
+                // 1 MiB echo copied 1 MiB more per call, BENCHMARKS.md
+                // §56).
                 let rest = total - self.buf.len();
                 if self.buf.capacity() - self.buf.len() < rest {
                     if total > MAX_READ && total <= SMALL_FRAME {
                         // Read into a buffer of its own (`keep.rs`).
                         self.frame_buffer(total);
+                    } else if total > SMALL_FRAME {
+                        self.buf.reserve(rest + self.chunk);
                     } else {
                         self.buf.reserve(rest.max(self.chunk));
                     }
@@ -522,6 +531,14 @@ impl Input {
         if self.aside.is_some() && self.buf.capacity() > self.buf.len() {
             // A medium frame's own buffer: room for exactly its rest.
             return self.buf.capacity() - self.buf.len();
+        }
+        if self.kept > 0 && self.buf.is_empty() {
+            // The kept allocation, from its start, once the last large
+            // frame is dropped: the next large frame is read whole into
+            // it rather than its head into what was left past the last
+            // one (which then moved, to make room for the rest). While
+            // that frame lives, nothing changes.
+            let _ = self.buf.try_reclaim(self.kept);
         }
         if self.buf.is_empty()
             && self.kept == 0
