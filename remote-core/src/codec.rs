@@ -20,11 +20,13 @@ mod capped;
 mod check;
 mod conn_cx;
 mod ref_wire;
+mod shared_bytes;
 
 use capped::Capped;
 use check::{check_carried, check_depth};
 
 pub(crate) use ref_wire::{deserialize_ref, serialize_ref, RefTag};
+pub(crate) use shared_bytes::{decode_bytes, lending, Top, WireSlot};
 
 /// What [`export`] counted, or the error it failed with, during the
 /// innermost [`encode_into`] on this thread.
@@ -362,6 +364,19 @@ pub(crate) fn decode_plain<T: DeserializeOwned>(
         what,
         message: "no value decoded".into(),
     })
+}
+
+/// [`decode_plain`] into `slot` (`Some` after `Ok`).
+pub(crate) fn decode_plain_into(
+    bytes: &[u8],
+    what: &'static str,
+    slot: &mut dyn DecodeSlot,
+) -> Result<(), Error> {
+    decode_nothing_held(
+        &mut rmp_serde::Deserializer::from_read_ref(bytes),
+        what,
+        slot,
+    )
 }
 
 /// Decodes into `slot` from a message that holds no reference.

@@ -354,6 +354,6 @@ pub mod __private {
 
     /// [`Args::decode`] for generated dispatchers.
     pub fn decode_args<A: Wire>(args: Args<'_>) -> Result<A, Error> {
-        args.decode()
+        args.decode_wire()
     }
 }

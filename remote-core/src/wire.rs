@@ -13,10 +13,12 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-use serde::de::{DeserializeOwned, Error as _};
+use serde::de::{self, DeserializeOwned, Error as _, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::schema::{SchemaBuilder, Ty};
@@ -57,6 +59,16 @@ pub trait Wire: Serialize + DeserializeOwned + Send + 'static {
             name: std::any::type_name::<Self>().to_owned(),
         }
     }
+
+    /// Decodes a value at the top of a message (an argument, or a return
+    /// value): as `Deserialize` does, but a large `Bytes` may share the
+    /// frame's memory there instead of being copied (`bytes::Bytes` and
+    /// tuples override it). Not for implementing by hand.
+    #[doc(hidden)]
+    #[inline]
+    fn decode_top<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::deserialize(d)
+    }
 }
 
 // Every impl here is `#[diagnostic::do_not_recommend]`: an error for a type
@@ -90,8 +102,19 @@ prim! {
     f64 => Ty::Float { bits: 64 };
     char => Ty::Char;
     String => Ty::String { max_len: None };
-    bytes::Bytes => Ty::Bytes { max_len: None };
     std::time::Duration => Ty::Tuple(vec![Ty::Int { bits: 64, signed: false }, Ty::Int { bits: 32, signed: false }]);
+}
+
+#[diagnostic::do_not_recommend]
+impl Wire for bytes::Bytes {
+    fn describe(_: &mut SchemaBuilder) -> Ty {
+        Ty::Bytes { max_len: None }
+    }
+
+    #[inline]
+    fn decode_top<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::codec::decode_bytes(d)
+    }
 }
 
 #[diagnostic::do_not_recommend]
@@ -198,6 +221,32 @@ macro_rules! tuples {
         impl<$($t: Wire),+> Wire for ($($t,)+) {
             fn describe(b: &mut SchemaBuilder) -> Ty {
                 Ty::Tuple(vec![$($t::describe(b)),+])
+            }
+
+            // As serde's tuples decode, each element through its own
+            // `decode_top` (a call's arguments are a tuple).
+            #[inline]
+            fn decode_top<'de, De: Deserializer<'de>>(d: De) -> Result<Self, De::Error> {
+                struct V<$($t),+>(PhantomData<($($t,)+)>);
+                impl<'de, $($t: Wire),+> Visitor<'de> for V<$($t),+> {
+                    type Value = ($($t,)+);
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        write!(f, "a tuple of size {}", [$(stringify!($t)),+].len())
+                    }
+                    #[inline]
+                    #[allow(unused_assignments)]
+                    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+                        let mut i = 0;
+                        Ok(($({
+                            let v = seq
+                                .next_element_seed(crate::codec::Top::<$t>::default())?
+                                .ok_or_else(|| de::Error::invalid_length(i, &self))?;
+                            i += 1;
+                            v
+                        },)+))
+                    }
+                }
+                d.deserialize_tuple([$(stringify!($t)),+].len(), V(PhantomData))
             }
         }
     )*};

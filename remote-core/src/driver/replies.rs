@@ -426,6 +426,7 @@ mod tests {
     fn carrying_bomb() -> Outcome {
         Some(Ok(Incoming {
             frame: bytes::Bytes::new(),
+            shareable: false,
             result: Ok(0..0),
             refs: Default::default(),
             owns: vec![(

@@ -138,6 +138,39 @@ async fn slightly_longer_large_frames_are_read_into_the_same_kept_buffer() {
     large_run(3).await;
 }
 
+/// A frame may lend its memory to a large `Bytes` value decoded from it
+/// (`codec/shared_bytes.rs`) only if it is over a read chunk and its
+/// allocation is at most twice its length: not a frame read into the far
+/// larger buffer kept for a run of large frames, nor a small one sharing
+/// the read buffer with others.
+#[tokio::test]
+async fn only_a_frame_in_an_allocation_near_its_size_may_lend_it() {
+    let (_conns, _shared, mut tx, mut input, _) = large_run(0).await;
+    assert!(input.kept() > 100 << 10);
+    // 40 KiB, read into the kept buffer of over 100 KiB: not lent.
+    let f = frame(7, 40 << 10);
+    tx.write_all(&f).await.unwrap();
+    let got = input.next(false).await.unwrap().unwrap();
+    assert_eq!(&got[..], &f[4..]);
+    assert!(
+        !input.received().shareable,
+        "a frame in a buffer over twice its size lends it"
+    );
+    input.frame_done();
+    drop(got);
+    // Small frames: never.
+    for i in 0..4 {
+        tx.write_all(&frame(i, 100)).await.unwrap();
+        let got = input.next(false).await.unwrap().unwrap();
+        assert_eq!(&got[..], &frame(i, 100)[4..]);
+        assert!(
+            !input.received().shareable,
+            "a small frame lends its memory"
+        );
+        input.frame_done();
+    }
+}
+
 /// Feeds five large frames, each `step` bytes longer than the last, one
 /// at a time (each dropped before the next), checking that from the
 /// second on each is read into the same kept buffer, counted in the
@@ -169,6 +202,11 @@ async fn large_run(
         let writer = async { tx.write_all(&f).await.unwrap() };
         let (_, got) = tokio::join!(writer, input.next(false));
         let got = got.unwrap().unwrap();
+        // In an allocation of about its size: it may lend it.
+        assert!(
+            input.received().shareable,
+            "frame {i} may not lend its memory"
+        );
         input.frame_done();
         assert_eq!(&got[..], &f[4..], "frame {i}");
         if i == 0 {

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::codec;
 use crate::driver::control::Held;
 use crate::driver::shared::Shared;
-use crate::Error;
+use crate::{Error, Wire};
 
 /// The encoded arguments of an incoming call.
 ///
@@ -27,6 +27,9 @@ pub struct Args<'a> {
     frame: FrameBytes<'a>,
     range: Range<usize>,
     held: Held,
+    /// The frame as `Bytes`, if a large `Bytes` argument may share its
+    /// memory (`codec/shared_bytes.rs`).
+    lender: Option<&'a Bytes>,
 }
 
 /// The arguments' frame: lent by the frame being handled, or a copy of
@@ -76,7 +79,16 @@ impl<'a> Args<'a> {
             frame: FrameBytes::Lent(frame),
             range,
             held,
+            lender: None,
         }
+    }
+
+    /// A large `Bytes` argument may share the memory of `frame` (the one
+    /// these arguments were made from, as `Bytes`), if given: the reader
+    /// says whether (`Input::received`).
+    pub(crate) fn lending(mut self, frame: Option<&'a Bytes>) -> Self {
+        self.lender = frame;
+        self
     }
 
     /// The arguments in an allocation of their own, for a call that waits
@@ -93,6 +105,7 @@ impl<'a> Args<'a> {
             frame: FrameBytes::Own(frame),
             range,
             held: self.held,
+            lender: None,
         }
     }
 
@@ -104,6 +117,26 @@ impl<'a> Args<'a> {
             Some(shared) => codec::decode_from(shared, bytes, self.held, "arguments"),
             None => codec::decode_plain(bytes, "arguments"),
         }
+    }
+
+    /// [`decode`](Self::decode) for generated dispatchers: a large `Bytes`
+    /// argument shares the frame's memory where the reader allows it
+    /// (`codec/shared_bytes.rs`; a copy of its own arguments, detached,
+    /// always does).
+    pub(crate) fn decode_wire<A: Wire>(self) -> Result<A, Error> {
+        let bytes = &self.frame[self.range.clone()];
+        let bytes: &[u8] = if bytes == [0x90] { &[0xc0] } else { bytes };
+        let lender = match &self.frame {
+            FrameBytes::Lent(_) => self.lender,
+            FrameBytes::Own(own) => Some(own),
+        };
+        let mut slot = codec::WireSlot::<A>::default();
+        let (shared, held) = (&self.shared, self.held);
+        codec::lending(lender, || match shared {
+            Some(shared) => codec::decode_into(shared, bytes, held, "arguments", &mut slot),
+            None => codec::decode_plain_into(bytes, "arguments", &mut slot),
+        })?;
+        slot.take("arguments")
     }
 }
 

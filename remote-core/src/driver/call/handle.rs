@@ -353,9 +353,9 @@ impl Handle {
         &self,
         inc: Incoming,
     ) -> Result<T, E> {
-        let mut slot = None::<T>;
+        let mut slot = codec::WireSlot::<T>::default();
         match self.finish_into(inc, &mut slot) {
-            Finished::Decoded => slot.ok_or_else(|| {
+            Finished::Decoded => slot.into_inner().ok_or_else(|| {
                 E::from_error(Error::Decode {
                     what: "return value",
                     message: "no value decoded".into(),
@@ -375,13 +375,12 @@ impl Handle {
         };
         match inc.result {
             Ok(range) => {
-                match codec::decode_into(
-                    &self.shared,
-                    &inc.frame[range],
-                    held,
-                    "return value",
-                    slot,
-                ) {
+                // A large `Bytes` value may share the frame's memory.
+                let lender = inc.shareable.then_some(&inc.frame);
+                let decoded = codec::lending(lender, || {
+                    codec::decode_into(&self.shared, &inc.frame[range], held, "return value", slot)
+                });
+                match decoded {
                     Ok(()) => Finished::Decoded,
                     Err(e) => Finished::Failed(e),
                 }

@@ -23,8 +23,7 @@ use super::blocking_pool::{ConnBlocking, ServerBlocking};
 use super::budget::Budget;
 use super::call::{with_scratch_on, Args, CallCx, Handle, Inline, Reply};
 use super::control::{Control, CtlSink, Heard, Held, Incoming};
-use super::deadline::Arrival;
-use super::input::{BoxRead, Input, Plain};
+use super::input::{BoxRead, Input, Plain, Received};
 use super::io::{write_loop, BoxWrite};
 use super::panics::{install_panic_hook, panic_error};
 use super::pipeline::{Answer, KeepGuard};
@@ -38,7 +37,7 @@ use super::users::UserRef;
 use crate::auth::{exchange, Side};
 use crate::interface::{Dispatch, Interface};
 use crate::peer::Peer;
-use crate::proto::{encode, ArgsWalk, CallId, Event, ObjectId, ReleaseSink, State};
+use crate::proto::{encode, CallId, Event, ObjectId, ReleaseSink, State};
 use crate::stats::Meter;
 use crate::transport::{ClientTls, TlsIdentity};
 use crate::{Error, Limits, Remote, RemoteError};
@@ -143,9 +142,15 @@ impl Shared {
     pub(super) fn on_frame(
         self: &Arc<Self>,
         frame: Bytes,
-        (arrival, charged, walk): (&mut Arrival, &mut ArgsCharge, Option<&ArgsWalk>),
+        received: Received<'_>,
         later: &mut Deliveries,
     ) -> Result<Heard, Error> {
+        let Received {
+            arrival,
+            charged,
+            walk,
+            shareable,
+        } = received;
         // A call is admitted (counted, its id in use) only if its handler
         // runs on past this frame (`start_incoming`).
         let event = self.core().handle_frame_walked(&frame, walk);
@@ -199,7 +204,7 @@ impl Shared {
                     target,
                     method,
                     timeout_ms,
-                    &frame,
+                    (&frame, shareable),
                     (args, items, charged),
                     held,
                     span,
@@ -225,6 +230,7 @@ impl Shared {
                 // after (a reference count's two atomic operations less).
                 let reply = Incoming {
                     frame,
+                    shareable,
                     result,
                     refs,
                     owns,
@@ -290,7 +296,7 @@ impl Shared {
         target: Arc<dyn Dispatch>,
         method: &str,
         timeout_ms: u32,
-        frame: &[u8],
+        (frame, shareable): (&Bytes, bool),
         (args, items, charged): (Range<usize>, u32, &mut ArgsCharge),
         held: Held,
         span: tracing::Span,
@@ -320,7 +326,7 @@ impl Shared {
         }
         // What the arguments count against the share if the handler runs on.
         let weight = super::share::args_weight(frame.len(), items);
-        let args = Args::new(self, frame, args, held);
+        let args = Args::new(self, frame, args, held).lending(shareable.then_some(frame));
         let cx = CallCx::new(self.clone(), id, seq, deadline).keeping(keep.clone());
         // However the call ends without a reply of its own, its kept
         // answer (if any) is set, so calls waiting on it end too.

@@ -82,6 +82,16 @@ const MID_FLUSHES_PER_READ: u8 = 3;
 /// `Input::head_weight` of a frame that is not a heavy call.
 const LIGHT: usize = usize::MAX;
 
+/// What the reader knows of the frame [`Input::next`] returned
+/// ([`Input::received`]).
+pub(crate) struct Received<'a> {
+    pub(crate) arrival: &'a mut Arrival,
+    pub(crate) charged: &'a mut ArgsCharge,
+    pub(crate) walk: Option<&'a ArgsWalk>,
+    /// Whether a large `Bytes` value decoded from it may share its memory.
+    pub(crate) shareable: bool,
+}
+
 /// Frames read from the peer, with the frame in progress counted in the
 /// memory budget.
 pub(crate) struct Input {
@@ -106,6 +116,10 @@ pub(crate) struct Input {
     reserving: bool,
     /// Bytes to make room for when the buffer is full (see [`MIN_READ`]).
     chunk: usize,
+    /// Whether the frame last returned may lend its memory to a large
+    /// `Bytes` value decoded from it (`codec/shared_bytes.rs`): a frame
+    /// over a read chunk, in an allocation at most twice its length.
+    shareable: bool,
     /// Bytes counted in the budget for a large read buffer kept, after its
     /// frame, for the next large frame (0: none kept). See [`Input::keep`].
     kept: usize,
@@ -171,6 +185,7 @@ impl Input {
             max_len,
             shared,
             reserved: 0,
+            shareable: false,
             pace: Default::default(),
             paused: false,
             reserving: false,
@@ -199,17 +214,23 @@ impl Input {
     /// when it arrived (that of the read that completed it, or of the end
     /// of a wait for room), the bytes counted in the budget for its
     /// arguments if it is a heavy call, which a handler that runs on takes
-    /// (leaving 0), and the walk of its arguments if the reader walked
-    /// them (a long call's, to weigh them).
+    /// (leaving 0), the walk of its arguments if the reader walked
+    /// them (a long call's, to weigh them), and whether it may lend its
+    /// memory.
     #[inline]
-    pub(crate) fn received(&mut self) -> (&mut Arrival, &mut ArgsCharge, Option<&ArgsWalk>) {
+    pub(crate) fn received(&mut self) -> Received<'_> {
         // A frame set aside has a count of its own (`defer.rs`).
         let charged = if self.deferred.popped {
             &mut self.deferred.charged
         } else {
             &mut self.charged
         };
-        (&mut self.arrival, charged, self.walk.as_ref())
+        Received {
+            arrival: &mut self.arrival,
+            charged,
+            walk: self.walk.as_ref(),
+            shareable: self.shareable,
+        }
     }
 
     /// Changes the frame limit (it is small during the handshake).
@@ -262,6 +283,7 @@ impl Input {
     /// The next frame (`None` at end of stream). With `backpressure`, a call
     /// waits while this connection's output is over its budgets. Cancel-safe.
     pub(crate) async fn next(&mut self, backpressure: bool) -> Option<Result<Bytes, FrameError>> {
+        self.shareable = false;
         loop {
             self.paused = false;
             self.reserving = false;
@@ -333,6 +355,10 @@ impl Input {
                     }
                     self.unflushed = self.unflushed.saturating_add(1);
                     self.head_weight = 0;
+                    // What the frame's allocation holds from its start:
+                    // a frame in one at most twice its length may lend
+                    // it to a large `Bytes` value decoded from it.
+                    self.shareable = total > MAX_READ && self.buf.capacity() <= 2 * total;
                     // Split off with its prefix, which the view then
                     // skips: one move of the buffer's start, not two.
                     let mut frame = if self.aside.is_some() {
