@@ -8,8 +8,9 @@
 //! value, of type `bytes::Bytes`) is a slice of the frame, when:
 //!
 //! - the reader allows it for the frame (`Input::received`): a frame over
-//!   a read chunk (16 KiB), in an allocation at most twice its length, so
-//!   not one sharing a read buffer with other frames, nor a large buffer
+//!   a read chunk (16 KiB), at the start of an allocation the reader made
+//!   and at most twice its length (`driver/input/alloc.rs`), so not one
+//!   read behind other frames in the same buffer, nor into a large buffer
 //!   kept from a longer frame;
 //! - the value is at least half the frame.
 //!

@@ -87,9 +87,6 @@ pub(crate) type Core = State<Arc<dyn Dispatch>, Waiter>;
 /// A reply to one of our calls, still encoded.
 pub(crate) struct Incoming {
     pub(crate) frame: Bytes,
-    /// Whether a large `Bytes` value decoded from it may share its memory
-    /// (`codec/shared_bytes.rs`).
-    pub(crate) shareable: bool,
     pub(crate) result: Result<Range<usize>, Box<RemoteError>>,
     pub(crate) refs: ImportRefs,
     pub(crate) owns: Vec<(ObjectId, Arc<dyn Dispatch>)>,

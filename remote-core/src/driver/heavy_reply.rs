@@ -166,6 +166,11 @@ impl Drop for Charged {
 pub(crate) struct Heavy {
     charged: Charged,
     more: usize,
+    /// Whether a large `Bytes` value decoded from it may share its frame
+    /// (`codec/shared_bytes.rs`): only a frame over 16 KiB may, so only a
+    /// heavy reply, and the flag waits here rather than making every
+    /// reply (`Incoming`, moved through the reply table) larger.
+    pub(crate) shareable: bool,
 }
 
 impl Heavy {
@@ -192,31 +197,47 @@ impl Heavy {
 /// its frame (`frame_len` bytes) counted from now on, and the rest of its
 /// weight to wait for ([`room`]).
 #[inline]
-pub(crate) fn weigh(shared: &Shared, frame_len: usize, items: u32) -> Option<Box<Heavy>> {
+pub(crate) fn weigh(
+    shared: &Shared,
+    frame_len: usize,
+    items: u32,
+    shareable: bool,
+) -> Option<Box<Heavy>> {
     let weight = args_weight(frame_len, items);
     if weight <= HEAVY_REPLY {
         return None;
     }
-    weigh_heavy(shared, frame_len, weight)
+    weigh_heavy(shared, frame_len, weight, shareable)
 }
 
 #[cold]
-fn weigh_heavy(shared: &Shared, frame_len: usize, weight: usize) -> Option<Box<Heavy>> {
+fn weigh_heavy(
+    shared: &Shared,
+    frame_len: usize,
+    weight: usize,
+    shareable: bool,
+) -> Option<Box<Heavy>> {
     // Counted whole at once if it may be.
     if weight <= SMALL_FRAME {
         if let Some(charged) = Charged::at_once(shared, weight) {
-            return Some(Box::new(Heavy { charged, more: 0 }));
+            return Some(Box::new(Heavy {
+                charged,
+                more: 0,
+                shareable,
+            }));
         }
     }
     let now = frame_len.min(weight);
     Some(Box::new(Heavy {
         charged: Charged::new(&shared.budget, now),
         more: weight - now,
+        shareable,
     }))
 }
 
 /// A heavy reply and, once it has room in the budget, its count.
-pub(crate) type Weighed = (Incoming, Result<Charged, Error>);
+/// (And whether a large `Bytes` value may share its frame, [`Heavy`].)
+pub(crate) type Weighed = (Incoming, Result<Charged, Error>, bool);
 
 /// The caller's wait for room for the heavy reply `inc`, weighing
 /// `heavy` (taken out of it), from now until the call's timeout
@@ -233,8 +254,9 @@ pub(crate) fn weighed(
     Box::pin(async move {
         // The caller holds the latest heavy reply's count only.
         crate::ambient::let_go();
+        let shareable = heavy.shareable;
         let counted = room(shared, heavy, deadline).await;
-        (inc, counted)
+        (inc, counted, shareable)
     })
 }
 
@@ -248,7 +270,9 @@ pub(crate) fn weighed(
 /// the line holds), or if no room came by `deadline`: the reply is then
 /// dropped undecoded, and so is its count.
 async fn room(shared: Arc<Shared>, heavy: Box<Heavy>, deadline: Instant) -> Result<Charged, Error> {
-    let Heavy { mut charged, more } = *heavy;
+    let Heavy {
+        mut charged, more, ..
+    } = *heavy;
     let budget = &shared.budget;
     let weight = charged.n + more;
     let refused = |why: &str| {

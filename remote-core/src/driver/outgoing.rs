@@ -209,13 +209,14 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
                 handle.cache_after(role, this.ticket.take().map(|t| *t), r.as_ref().ok());
             }
             match r {
-                Ok(mut inc) => match inc.heavy.take().map(heavy_reply::Heavy::counted) {
-                    None => return Poll::Ready(handle.finish(inc)),
+                Ok(mut inc) => match inc.heavy.take().map(|h| (h.shareable, h.counted())) {
+                    // Light: never from a frame that may lend its memory.
+                    None => return Poll::Ready(handle.finish(inc, false)),
                     // Counted whole already: decoded at once.
-                    Some(Ok(charged)) => {
-                        return Poll::Ready(finish_weighed(handle, (inc, Ok(charged))))
+                    Some((shareable, Ok(charged))) => {
+                        return Poll::Ready(finish_weighed(handle, (inc, Ok(charged), shareable)))
                     }
-                    Some(Err(heavy)) => {
+                    Some((_, Err(heavy))) => {
                         let shared = handle.shared();
                         *this.room = Some(heavy_reply::weighed(shared, inc, heavy, budget));
                     }
@@ -238,10 +239,10 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
 /// value is held (`ambient::hold`); or the error if it found no room.
 fn finish_weighed<T: Wire, E: RemoteErrorType>(
     handle: &Handle,
-    (inc, counted): Weighed,
+    (inc, counted, shareable): Weighed,
 ) -> Result<T, E> {
     let charged = counted.map_err(E::from_error)?;
-    let value = handle.finish(inc);
+    let value = handle.finish(inc, shareable);
     // A typed error decoded from the reply's data is held as a value is.
     crate::ambient::hold(Box::new(charged));
     value

@@ -426,7 +426,6 @@ mod tests {
     fn carrying_bomb() -> Outcome {
         Some(Ok(Incoming {
             frame: bytes::Bytes::new(),
-            shareable: false,
             result: Ok(0..0),
             refs: Default::default(),
             owns: vec![(

@@ -27,15 +27,14 @@ pub struct Args<'a> {
     frame: FrameBytes<'a>,
     range: Range<usize>,
     held: Held,
-    /// The frame as `Bytes`, if a large `Bytes` argument may share its
-    /// memory (`codec/shared_bytes.rs`).
-    lender: Option<&'a Bytes>,
 }
 
-/// The arguments' frame: lent by the frame being handled, or a copy of
-/// their own bytes ([`Args::detach`]).
+/// The arguments' frame: lent by the frame being handled (as `Bytes` if a
+/// large `Bytes` argument may share its memory, `codec/shared_bytes.rs`),
+/// or a copy of their own bytes ([`Args::detach`]).
 enum FrameBytes<'a> {
     Lent(&'a [u8]),
+    Lending(&'a Bytes),
     Own(Bytes),
 }
 
@@ -46,6 +45,7 @@ impl std::ops::Deref for FrameBytes<'_> {
     fn deref(&self) -> &[u8] {
         match self {
             FrameBytes::Lent(b) => b,
+            FrameBytes::Lending(b) => b,
             FrameBytes::Own(b) => b,
         }
     }
@@ -79,16 +79,20 @@ impl<'a> Args<'a> {
             frame: FrameBytes::Lent(frame),
             range,
             held,
-            lender: None,
         }
     }
 
-    /// A large `Bytes` argument may share the memory of `frame` (the one
-    /// these arguments were made from, as `Bytes`), if given: the reader
-    /// says whether (`Input::received`).
-    pub(crate) fn lending(mut self, frame: Option<&'a Bytes>) -> Self {
-        self.lender = frame;
-        self
+    /// [`new`](Self::new), with a frame a large `Bytes` argument may share
+    /// (the reader says which, `Input::received`).
+    pub(crate) fn lending(
+        shared: &Arc<Shared>,
+        frame: &'a Bytes,
+        range: Range<usize>,
+        held: Held,
+    ) -> Self {
+        let mut args = Args::new(shared, frame, range, held);
+        args.frame = FrameBytes::Lending(frame);
+        args
     }
 
     /// The arguments in an allocation of their own, for a call that waits
@@ -105,7 +109,6 @@ impl<'a> Args<'a> {
             frame: FrameBytes::Own(frame),
             range,
             held: self.held,
-            lender: None,
         }
     }
 
@@ -127,7 +130,8 @@ impl<'a> Args<'a> {
         let bytes = &self.frame[self.range.clone()];
         let bytes: &[u8] = if bytes == [0x90] { &[0xc0] } else { bytes };
         let lender = match &self.frame {
-            FrameBytes::Lent(_) => self.lender,
+            FrameBytes::Lent(_) => None,
+            FrameBytes::Lending(b) => Some(*b),
             FrameBytes::Own(own) => Some(own),
         };
         let mut slot = codec::WireSlot::<A>::default();

@@ -349,12 +349,15 @@ impl Handle {
         Ok((id, deadline, budget, token))
     }
 
+    /// Decodes the reply `inc`: a large `Bytes` value shares its frame if
+    /// `shareable` (the reader said so, `heavy_reply::Heavy`).
     pub(in crate::driver) fn finish<T: Wire, E: RemoteErrorType>(
         &self,
         inc: Incoming,
+        shareable: bool,
     ) -> Result<T, E> {
         let mut slot = codec::WireSlot::<T>::default();
-        match self.finish_into(inc, &mut slot) {
+        match self.finish_into(inc, shareable, &mut slot) {
             Finished::Decoded => slot.into_inner().ok_or_else(|| {
                 E::from_error(Error::Decode {
                     what: "return value",
@@ -368,7 +371,12 @@ impl Handle {
 
     /// The type-independent part of [`finish`](Handle::finish): decodes a
     /// return value into `slot`, or says which error the call ended with.
-    fn finish_into(&self, inc: Incoming, slot: &mut dyn codec::DecodeSlot) -> Finished {
+    fn finish_into(
+        &self,
+        inc: Incoming,
+        shareable: bool,
+        slot: &mut dyn codec::DecodeSlot,
+    ) -> Finished {
         let held = Held {
             refs: inc.refs,
             owns: inc.owns,
@@ -376,7 +384,7 @@ impl Handle {
         match inc.result {
             Ok(range) => {
                 // A large `Bytes` value may share the frame's memory.
-                let lender = inc.shareable.then_some(&inc.frame);
+                let lender = shareable.then_some(&inc.frame);
                 let decoded = codec::lending(lender, || {
                     codec::decode_into(&self.shared, &inc.frame[range], held, "return value", slot)
                 });

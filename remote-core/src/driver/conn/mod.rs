@@ -225,12 +225,11 @@ impl Shared {
                 refs,
                 owns,
             } => {
-                let heavy = super::heavy_reply::weigh(self, frame.len(), items);
+                let heavy = super::heavy_reply::weigh(self, frame.len(), items, shareable);
                 // The frame itself, not a clone: nothing here reads it
                 // after (a reference count's two atomic operations less).
                 let reply = Incoming {
                     frame,
-                    shareable,
                     result,
                     refs,
                     owns,
@@ -326,7 +325,11 @@ impl Shared {
         }
         // What the arguments count against the share if the handler runs on.
         let weight = super::share::args_weight(frame.len(), items);
-        let args = Args::new(self, frame, args, held).lending(shareable.then_some(frame));
+        let args = if shareable {
+            Args::lending(self, frame, args, held)
+        } else {
+            Args::new(self, frame, args, held)
+        };
         let cx = CallCx::new(self.clone(), id, seq, deadline).keeping(keep.clone());
         // However the call ends without a reply of its own, its kept
         // answer (if any) is set, so calls waiting on it end too.

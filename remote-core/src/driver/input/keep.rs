@@ -44,9 +44,10 @@ impl Input {
         // with them). Kept in the buffer (even as the spare room of a view
         // past the last frame), an idle connection would hold up to
         // `max_frame_len` outside the budget.
-        let rest = std::mem::take(&mut self.buf);
-        self.buf = BytesMut::with_capacity(rest.len().max(MIN_READ));
-        self.buf.extend_from_slice(&rest);
+        let rest = self.set_unknown(BytesMut::new());
+        let mut buf = BytesMut::with_capacity(rest.len().max(MIN_READ));
+        buf.extend_from_slice(&rest);
+        self.set_fresh(buf);
     }
 
     /// The rest of a medium frame of `total` bytes (over a read chunk, not
@@ -61,7 +62,8 @@ impl Input {
     pub(super) fn frame_buffer(&mut self, total: usize) {
         let mut own = BytesMut::with_capacity(total);
         own.extend_from_slice(&self.buf);
-        let mut old = std::mem::replace(&mut self.buf, own);
+        let mut old = self.set_unknown(BytesMut::new());
+        self.set_fresh(own);
         if self.aside.is_none() {
             old.clear();
             self.aside = Some(if old.capacity() <= MAX_READ {
@@ -79,7 +81,7 @@ impl Input {
     pub(super) fn own_frame(&mut self, total: usize) -> Bytes {
         let aside = self.aside.take().unwrap_or_default();
         if self.buf.len() == total {
-            std::mem::replace(&mut self.buf, aside).freeze()
+            self.set_unknown(aside).freeze()
         } else {
             self.buf.split_to(total).freeze()
         }
@@ -91,7 +93,7 @@ impl Input {
     pub(super) fn aside_back(&mut self) {
         if let Some(aside) = self.aside.take() {
             if self.buf.is_empty() {
-                self.buf = aside;
+                self.set_unknown(aside);
             }
         }
     }
@@ -126,10 +128,11 @@ impl Input {
             // (`tests/flood_memory.rs`).
             self.release_kept();
             self.aside = None;
-            let rest = std::mem::take(&mut self.buf);
-            self.buf = BytesMut::with_capacity((rest.len() + 1).max(MIN_READ));
-            self.buf.extend_from_slice(&rest);
-            self.buf.extend_from_slice(&[b]);
+            let rest = self.set_unknown(BytesMut::new());
+            let mut buf = BytesMut::with_capacity((rest.len() + 1).max(MIN_READ));
+            buf.extend_from_slice(&rest);
+            buf.extend_from_slice(&[b]);
+            self.set_fresh(buf);
         }
     }
 

@@ -18,6 +18,7 @@ use crate::proto::{is_call, ArgsWalk, FrameError};
 
 pub(crate) use hang_up::{start_watching, Fd, Plain, Socket, Watch};
 
+mod alloc;
 mod defer;
 mod hang_up;
 mod keep;
@@ -120,6 +121,9 @@ pub(crate) struct Input {
     /// `Bytes` value decoded from it (`codec/shared_bytes.rs`): a frame
     /// over a read chunk, in an allocation at most twice its length.
     shareable: bool,
+    /// Where the allocation `buf` is in starts, if the reader made it and
+    /// it still is (0: not known). See `alloc.rs`.
+    base: usize,
     /// Bytes counted in the budget for a large read buffer kept, after its
     /// frame, for the next large frame (0: none kept). See [`Input::keep`].
     kept: usize,
@@ -186,6 +190,7 @@ impl Input {
             shared,
             reserved: 0,
             shareable: false,
+            base: 0,
             pace: Default::default(),
             paused: false,
             reserving: false,
@@ -355,10 +360,12 @@ impl Input {
                     }
                     self.unflushed = self.unflushed.saturating_add(1);
                     self.head_weight = 0;
-                    // What the frame's allocation holds from its start:
-                    // a frame in one at most twice its length may lend
-                    // it to a large `Bytes` value decoded from it.
-                    self.shareable = total > MAX_READ && self.buf.capacity() <= 2 * total;
+                    // A frame at the start of an allocation the reader
+                    // made, at most twice its length, may lend it to a
+                    // large `Bytes` value decoded from it (`alloc.rs`).
+                    let at_base = self.at_base();
+                    self.shareable =
+                        at_base && total > MAX_READ && self.buf.capacity() <= 2 * total;
                     // Split off with its prefix, which the view then
                     // skips: one move of the buffer's start, not two.
                     let mut frame = if self.aside.is_some() {
@@ -370,8 +377,9 @@ impl Input {
                     if total > SMALL_FRAME {
                         // Kept in a run of large frames only: a single one
                         // leaves with its allocation, so a connection idle
-                        // after it holds nothing.
-                        if self.since_large < SHED_AFTER {
+                        // after it holds nothing. And only one that started
+                        // its allocation: the whole of it is then counted.
+                        if self.since_large < SHED_AFTER && at_base {
                             self.keep(total);
                         } else {
                             self.shed();
@@ -421,9 +429,9 @@ impl Input {
                         // Read into a buffer of its own (`keep.rs`).
                         self.frame_buffer(total);
                     } else if total > SMALL_FRAME {
-                        self.buf.reserve(rest + self.chunk);
+                        self.large_room(rest + self.chunk);
                     } else {
-                        self.buf.reserve(rest.max(self.chunk));
+                        self.reserve_tracked(rest.max(self.chunk));
                     }
                 }
                 if let Some(b) = self.probe.take() {
@@ -450,7 +458,7 @@ impl Input {
                 .then(|| self.pace.window(self.buf.len()));
             let shared = &self.shared;
             let (unwaited, unflushed) = (&mut self.unwaited, &mut self.unflushed);
-            let (r, buf) = (&mut self.r, &mut self.buf);
+            let (r, buf, base) = (&mut self.r, &mut self.buf, &mut self.base);
             // A buffer grown for a burst is given back while the read
             // waits, when it holds nothing (no frame in progress, no large
             // buffer kept): outside the memory budget, it stayed for the
@@ -461,7 +469,7 @@ impl Input {
             let (chunk, shed_idle) = (self.chunk, self.kept == 0);
             let read = std::future::poll_fn(|cx| {
                 if buf.capacity() == buf.len() {
-                    buf.reserve(chunk);
+                    alloc::reserve_tracked(buf, base, chunk);
                 }
                 let r = tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut *r), cx, &mut *buf);
                 if r.is_pending() {
@@ -470,6 +478,7 @@ impl Input {
                     shared.reader_waits();
                     if shed_idle && buf.is_empty() && buf.capacity() > IDLE_READ {
                         *buf = BytesMut::new();
+                        *base = 0;
                     }
                 }
                 r
@@ -564,13 +573,13 @@ impl Input {
             // it rather than its head into what was left past the last
             // one (which then moved, to make room for the rest). While
             // that frame lives, nothing changes.
-            let _ = self.buf.try_reclaim(self.kept);
+            self.reclaim_tracked(self.kept);
         }
         if self.buf.is_empty()
             && self.kept == 0
             && self.buf.capacity() > 4 * self.chunk.max(self.reserved)
         {
-            self.buf = BytesMut::new();
+            self.set_unknown(BytesMut::new());
         }
         // After a large read (a burst), a read into a sliver of room (what
         // that read left past its frames) would take only part of what is
@@ -588,7 +597,7 @@ impl Input {
             1
         };
         if self.buf.capacity() - self.buf.len() < low {
-            self.buf.reserve(self.chunk);
+            self.reserve_tracked(self.chunk);
         }
         self.buf.capacity() - self.buf.len()
     }
@@ -610,7 +619,7 @@ impl Input {
         self.leave_line();
         self.unreserve();
         self.shed();
-        self.buf = BytesMut::new();
+        self.set_unknown(BytesMut::new());
         self.aside = None;
         let mut scratch = vec![0u8; 4096];
         let r = &mut self.r;
