@@ -1,4 +1,5 @@
-//! Where the read buffer's allocation starts, when the reader knows it.
+//! The read buffer's room, and where its allocation starts when the
+//! reader knows it.
 //!
 //! `BytesMut::capacity` counts from the buffer's current start, not from
 //! its allocation's: a frame read behind others in the same allocation
@@ -15,9 +16,63 @@
 
 use bytes::BytesMut;
 
-use super::Input;
+use super::{Input, MAX_READ, MIN_READ};
 
 impl Input {
+    /// Makes room to read into, returning how much there is: what is left
+    /// of the buffer, or room for a new chunk once it is full (or, after a
+    /// large read, less than half a chunk is left). A buffer left large
+    /// by a burst is dropped when empty, once reads have become small.
+    pub(super) fn make_room(&mut self) -> usize {
+        if self.aside.is_some() && self.buf.capacity() > self.buf.len() {
+            // A medium frame's own buffer: room for exactly its rest.
+            return self.buf.capacity() - self.buf.len();
+        }
+        if self.kept > 0 && self.buf.is_empty() {
+            // The kept allocation, from its start, once the last large
+            // frame is dropped: the next large frame is read whole into
+            // it rather than its head into what was left past the last
+            // one (which then moved, to make room for the rest). While
+            // that frame lives, nothing changes.
+            self.reclaim_tracked(self.kept);
+        }
+        if self.buf.is_empty()
+            && self.kept == 0
+            && self.buf.capacity() > 4 * self.chunk.max(self.reserved)
+        {
+            self.set_unknown(BytesMut::new());
+        }
+        // After a large read (a burst), a read into a sliver of room (what
+        // that read left past its frames) would take only part of what is
+        // waiting and need another: a chunk is made room for first. After
+        // small reads the buffer is used up first, as the frames read last
+        // may still be alive (replies not yet taken by their callers) and
+        // making room would then take a new allocation. Only while what
+        // the buffer holds is less than a chunk: a large frame in progress
+        // has room for exactly its rest (reserved above), and growing the
+        // buffer that holds it would copy the frame and double its
+        // allocation (tests/attack_read_buffer.rs).
+        let low = if self.last_read >= self.chunk / 2 && self.buf.len() < self.chunk {
+            self.chunk / 2
+        } else {
+            1
+        };
+        if self.buf.capacity() - self.buf.len() < low {
+            self.reserve_tracked(self.chunk);
+        }
+        self.buf.capacity() - self.buf.len()
+    }
+
+    /// Sizes the next chunk after a read of `n` bytes into `spare`: a read
+    /// that filled a chunk-sized space means more was waiting.
+    pub(super) fn adapt(&mut self, n: usize, spare: usize) {
+        if n == spare && n >= self.chunk / 2 {
+            self.chunk = (self.chunk * 2).min(MAX_READ);
+        } else if n < spare && n < self.chunk / 8 {
+            self.chunk = (self.chunk / 2).max(MIN_READ);
+        }
+    }
+
     /// `buf` becomes the read buffer: a new allocation, its bytes at its
     /// start.
     pub(super) fn set_fresh(&mut self, buf: BytesMut) {
