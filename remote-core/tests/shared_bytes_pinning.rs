@@ -21,7 +21,7 @@ mod raw;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use remote_core::{remote, ConnectionBuilder, Error, Limits, Remote, Server};
+use remote_core::{remote, ConnectionBuilder, Error, Limits, Remote, Server, ServerHandle};
 
 #[remote]
 trait Store {
@@ -45,6 +45,25 @@ impl Store for Kv {
     }
 }
 
+/// A runtime of two workers.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A server on loopback whose root stores what `put` is given in `store`.
+async fn kv_server(limits: Limits, store: Arc<Mutex<Vec<Bytes>>>) -> ServerHandle {
+    Server::builder()
+        .limits(limits)
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(move |_| Remote::new(Arc::new(Kv(store.clone())) as Arc<dyn Store>))
+}
+
 /// Runs `rounds` rounds of: a large frame (`big`), then pipelined a large
 /// frame of `big - gap` and a `put` of `value` bytes; on `conns`
 /// connections one after another. Returns the values stored, everything
@@ -59,18 +78,9 @@ fn run(
 ) -> Vec<Bytes> {
     let store = Arc::new(Mutex::new(Vec::new()));
     let s = store.clone();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async move {
-        let server = Server::builder()
-            .limits(Limits::default())
-            .bind("tcp://127.0.0.1:0")
-            .await
-            .unwrap()
-            .serve(move |_| Remote::new(Arc::new(Kv(s.clone())) as Arc<dyn Store>));
+        let server = kv_server(Limits::default(), s).await;
         for c in 0..conns {
             let conn = ConnectionBuilder::new()
                 .connect(server.local_addr())
@@ -148,23 +158,14 @@ fn run_raw(
     use tokio::io::AsyncWriteExt;
     let store = Arc::new(Mutex::new(Vec::new()));
     let s = store.clone();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let mut limits = Limits::default();
     let fl = FRAME_LIMIT.load(std::sync::atomic::Ordering::Relaxed);
     if fl > 0 {
         limits.max_frame_len = fl;
     }
     rt.block_on(async move {
-        let server = Server::builder()
-            .limits(limits)
-            .bind("tcp://127.0.0.1:0")
-            .await
-            .unwrap()
-            .serve(move |_| Remote::new(Arc::new(Kv(s.clone())) as Arc<dyn Store>));
+        let server = kv_server(limits, s).await;
         let mut tasks = Vec::new();
         for _ in 0..conns {
             let mut sock = raw::opened(&server).await;
@@ -255,16 +256,24 @@ fn measure_raw(
     measure_with(run_raw, conns, rounds, big, gap, value, key)
 }
 
+/// Asserts that the stored values keep at most four times their length
+/// alive (`measure`'s figures).
+fn at_most_four_times((live, stored): (isize, usize), what: &str) {
+    assert!(
+        live <= 4 * stored as isize,
+        "{what} keep {live} bytes alive (more than 4x {stored})"
+    );
+}
+
 /// The claim (SECURITY.md, shared_bytes.rs): "a value kept by the
 /// application keeps at most four times its own length alive".
 #[test]
 fn a_stored_value_behind_a_large_frame_pins_the_kept_buffer() {
     // 1 MB frames (max_frame_len is 1 MiB by default); the frame stored
     // is 45 KB, read ~60 KB before the kept buffer's end.
-    let (live, stored) = measure(1, 8, 1_000_000, 60_000, 45_000, 8);
-    assert!(
-        live <= 4 * stored as isize,
-        "8 values of 45,000 bytes keep {live} bytes alive (> 4x {stored})"
+    at_most_four_times(
+        measure(1, 8, 1_000_000, 60_000, 45_000, 8),
+        "8 values of 45,000 bytes",
     );
 }
 
@@ -272,10 +281,9 @@ fn a_stored_value_behind_a_large_frame_pins_the_kept_buffer() {
 /// read chunk (16 KiB).
 #[test]
 fn a_small_shared_value_pins_the_kept_buffer() {
-    let (live, stored) = measure(1, 8, 1_000_000, 16_000, 8_400, 8_300);
-    assert!(
-        live <= 4 * stored as isize,
-        "8 values of 9,000 bytes keep {live} bytes alive (> 4x {stored})"
+    at_most_four_times(
+        measure(1, 8, 1_000_000, 16_000, 8_400, 8_300),
+        "8 values of 8,400 bytes",
     );
 }
 
@@ -283,10 +291,9 @@ fn a_small_shared_value_pins_the_kept_buffer() {
 /// kept buffer. Four connections at once.
 #[test]
 fn raw_peer_pins_a_kept_buffer_per_stored_value() {
-    let (live, stored) = measure_raw(4, 8, 1_000_000, 60_000, 45_000, 8);
-    assert!(
-        live <= 4 * stored as isize,
-        "32 values of 45,000 bytes keep {live} bytes alive (> 4x {stored})"
+    at_most_four_times(
+        measure_raw(4, 8, 1_000_000, 60_000, 45_000, 8),
+        "32 values of 45,000 bytes",
     );
 }
 
@@ -295,10 +302,9 @@ fn raw_peer_pins_a_kept_buffer_per_stored_value() {
 #[test]
 fn raw_peer_small_values_pin_kept_buffers() {
     for gap in [4_000, 8_000, 12_000, 16_000, 18_000] {
-        let (live, stored) = measure_raw(1, 8, 1_000_000, gap, 8_400, 8_300);
-        assert!(
-            live <= 4 * stored as isize,
-            "gap {gap}: 8 values of 8,400 bytes keep {live} bytes alive (> 4x {stored})"
+        at_most_four_times(
+            measure_raw(1, 8, 1_000_000, gap, 8_400, 8_300),
+            &format!("gap {gap}"),
         );
     }
 }
@@ -314,18 +320,9 @@ fn kept_buffer_grown_past_a_prefix_is_undercounted() {
     let _serial = counting::serial();
     let store = Arc::new(Mutex::new(Vec::new()));
     let s = store.clone();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async move {
-        let server = Server::builder()
-            .limits(Limits::default())
-            .bind("tcp://127.0.0.1:0")
-            .await
-            .unwrap()
-            .serve(move |_| Remote::new(Arc::new(Kv(s.clone())) as Arc<dyn Store>));
+        let server = kv_server(Limits::default(), s).await;
         let mut sock = raw::opened(&server).await;
         let mut id = 1;
         // Warm up the client side's buffers.
@@ -381,18 +378,9 @@ fn odd_argument_arrays_are_errors_not_panics() {
     let _serial = counting::serial();
     let store = Arc::new(Mutex::new(Vec::new()));
     let s = store.clone();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async move {
-        let server = Server::builder()
-            .limits(Limits::default())
-            .bind("tcp://127.0.0.1:0")
-            .await
-            .unwrap()
-            .serve(move |_| Remote::new(Arc::new(Kv(s.clone())) as Arc<dyn Store>));
+        let server = kv_server(Limits::default(), s).await;
         let mut sock = raw::opened(&server).await;
         let big = 40_000;
         // What, the arguments, and the reply's kind and error kind.
@@ -458,10 +446,7 @@ fn odd_argument_arrays_are_errors_not_panics() {
 #[test]
 fn raw_peer_small_values_pin_large_kept_buffers_with_a_larger_frame_limit() {
     FRAME_LIMIT.store(8 << 20, std::sync::atomic::Ordering::Relaxed);
-    let (live, stored) = measure_raw(1, 4, 8_000_000, 16_000, 8_400, 8_300);
+    let kept = measure_raw(1, 4, 8_000_000, 16_000, 8_400, 8_300);
     FRAME_LIMIT.store(0, std::sync::atomic::Ordering::Relaxed);
-    assert!(
-        live <= 4 * stored as isize,
-        "4 values of 8,400 bytes keep {live} bytes alive (> 4x {stored})"
-    );
+    at_most_four_times(kept, "4 values of 8,400 bytes");
 }

@@ -149,7 +149,7 @@ impl Shared {
             arrival,
             charged,
             walk,
-            shareable,
+            lends,
         } = received;
         // A call is admitted (counted, its id in use) only if its handler
         // runs on past this frame (`start_incoming`).
@@ -204,7 +204,7 @@ impl Shared {
                     target,
                     method,
                     timeout_ms,
-                    (&frame, shareable),
+                    (&frame, lends),
                     (args, items, charged),
                     held,
                     span,
@@ -225,7 +225,10 @@ impl Shared {
                 refs,
                 owns,
             } => {
-                let heavy = super::heavy_reply::weigh(self, frame.len(), items, shareable);
+                // A reply that may lend its frame's allocation weighs all
+                // of it: a value shared from it holds it (red-team pass 29).
+                let len = frame.len().max(lends);
+                let heavy = super::heavy_reply::weigh(self, len, items, lends > 0);
                 // The frame itself, not a clone: nothing here reads it
                 // after (a reference count's two atomic operations less).
                 let reply = Incoming {
@@ -295,7 +298,7 @@ impl Shared {
         target: Arc<dyn Dispatch>,
         method: &str,
         timeout_ms: u32,
-        (frame, shareable): (&Bytes, bool),
+        (frame, lends): (&Bytes, usize),
         (args, items, charged): (Range<usize>, u32, &mut ArgsCharge),
         held: Held,
         span: tracing::Span,
@@ -324,8 +327,12 @@ impl Shared {
             return;
         }
         // What the arguments count against the share if the handler runs on.
-        let weight = super::share::args_weight(frame.len(), items);
-        let args = if shareable {
+        // A frame that may lend its allocation to a `Bytes` argument weighs
+        // all of it: a handler holding the argument holds it (red-team
+        // pass 29: counted at the frame's length, handlers held twice what
+        // the budget counted, 1.93x a whole budget).
+        let weight = super::share::args_weight(frame.len().max(lends), items);
+        let args = if lends > 0 {
             Args::lending(self, frame, args, held)
         } else {
             Args::new(self, frame, args, held)

@@ -89,8 +89,10 @@ pub(crate) struct Received<'a> {
     pub(crate) arrival: &'a mut Arrival,
     pub(crate) charged: &'a mut ArgsCharge,
     pub(crate) walk: Option<&'a ArgsWalk>,
-    /// Whether a large `Bytes` value decoded from it may share its memory.
-    pub(crate) shareable: bool,
+    /// The bytes of its allocation (from its start, where the frame is) if
+    /// a large `Bytes` value decoded from it may share its memory, else 0:
+    /// a handler holding that value holds all of it, and is counted so.
+    pub(crate) lends: usize,
 }
 
 /// Frames read from the peer, with the frame in progress counted in the
@@ -117,10 +119,10 @@ pub(crate) struct Input {
     reserving: bool,
     /// Bytes to make room for when the buffer is full (see [`MIN_READ`]).
     chunk: usize,
-    /// Whether the frame last returned may lend its memory to a large
-    /// `Bytes` value decoded from it (`codec/shared_bytes.rs`): a frame
-    /// over a read chunk, in an allocation at most twice its length.
-    shareable: bool,
+    /// [`Received::lends`] of the frame last returned
+    /// (`codec/shared_bytes.rs`): a frame over a read chunk, at the start
+    /// of an allocation the reader made, at most twice its length.
+    lends: usize,
     /// Where the allocation `buf` is in starts, if the reader made it and
     /// it still is (0: not known). See `alloc.rs`.
     base: usize,
@@ -189,7 +191,7 @@ impl Input {
             max_len,
             shared,
             reserved: 0,
-            shareable: false,
+            lends: 0,
             base: 0,
             pace: Default::default(),
             paused: false,
@@ -234,7 +236,7 @@ impl Input {
             arrival: &mut self.arrival,
             charged,
             walk: self.walk.as_ref(),
-            shareable: self.shareable,
+            lends: self.lends,
         }
     }
 
@@ -288,7 +290,7 @@ impl Input {
     /// The next frame (`None` at end of stream). With `backpressure`, a call
     /// waits while this connection's output is over its budgets. Cancel-safe.
     pub(crate) async fn next(&mut self, backpressure: bool) -> Option<Result<Bytes, FrameError>> {
-        self.shareable = false;
+        self.lends = 0;
         loop {
             self.paused = false;
             self.reserving = false;
@@ -364,8 +366,10 @@ impl Input {
                     // made, at most twice its length, may lend it to a
                     // large `Bytes` value decoded from it (`alloc.rs`).
                     let at_base = self.at_base();
-                    self.shareable =
-                        at_base && total > MAX_READ && self.buf.capacity() <= 2 * total;
+                    let whole = self.buf.capacity();
+                    if at_base && total > MAX_READ && whole <= 2 * total {
+                        self.lends = whole;
+                    }
                     // Split off with its prefix, which the view then
                     // skips: one move of the buffer's start, not two.
                     let mut frame = if self.aside.is_some() {
