@@ -14,7 +14,9 @@
 //!   kept from a longer frame;
 //! - the value is at least half the frame.
 //!
-//! A value kept by the application thus keeps at most four times its own
+//! While a handler runs, its call counts in the memory budget at the whole
+//! allocation's size (`Input::received`'s `lends`), a reply likewise. A
+//! value kept by the application thus keeps at most four times its own
 //! length alive, and usually its length and a read chunk: a handler that
 //! stores a 10-byte value out of a 1 MiB frame stores 10 bytes. Anything
 //! else (a `Bytes` inside a struct, a small one, a frame the reader does
