@@ -222,8 +222,8 @@ impl Input {
     /// of a wait for room), the bytes counted in the budget for its
     /// arguments if it is a heavy call, which a handler that runs on takes
     /// (leaving 0), the walk of its arguments if the reader walked
-    /// them (a long call's, to weigh them), and whether it may lend its
-    /// memory.
+    /// them (a long call's, to weigh them), and how much of an allocation
+    /// it may lend a `Bytes` value decoded from it.
     #[inline]
     pub(crate) fn received(&mut self) -> Received<'_> {
         // A frame set aside has a count of its own (`defer.rs`).
