@@ -77,7 +77,7 @@ async fn read_in_all(conn: &remote_core::Connection, n: u64) {
 #[test]
 fn a_large_frame_whose_last_bytes_come_late_is_read_without_growing_the_buffer() {
     let _serial = counting::serial();
-    runtime().block_on(large_frame_with_a_late_tail());
+    counting::runtime().block_on(large_frame_with_a_late_tail());
 }
 
 async fn large_frame_with_a_late_tail() {
@@ -132,7 +132,7 @@ async fn large_frame_with_a_late_tail() {
 #[test]
 fn a_reply_goes_out_while_the_peer_holds_back_the_rest_of_a_frame() {
     let _serial = counting::serial();
-    runtime().block_on(reply_while_a_frame_is_held_back());
+    counting::runtime().block_on(reply_while_a_frame_is_held_back());
 }
 
 async fn reply_while_a_frame_is_held_back() {
@@ -171,12 +171,4 @@ fn call(id: u32, method: &str) -> Vec<u8> {
     f.push(0x90);
     remote_core::proto::encode::finish(&mut f);
     f
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }

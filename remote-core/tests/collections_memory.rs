@@ -19,14 +19,6 @@ use remote_core::collections::{
 use remote_core::{Connection, ConnectionBuilder, Limits, Remote, Server};
 use stats_alloc::Region;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Polls `cond` for at most 60 s; whether it held.
 async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     let end = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -44,7 +36,7 @@ const MIB: isize = 1 << 20;
 #[test]
 fn many_iterators_over_a_large_list_do_not_copy_it() {
     let _serial = counting::serial();
-    runtime().block_on(async {
+    counting::runtime().block_on(async {
         let log = SharedVec::<String>::new();
         for i in 0..4000 {
             log.push(format!("{i:>1000}")).await.unwrap();
@@ -122,7 +114,7 @@ fn a_push_does_not_copy_the_item_for_each_subscriber() {
 #[test]
 fn repeated_subscriptions_hold_no_memory_and_leave_with_their_connection() {
     let _serial = counting::serial();
-    runtime().block_on(async {
+    counting::runtime().block_on(async {
         let log = SharedVec::<u32>::new();
         let served = log.clone();
         let server = remote_core::Server::bind("tcp://127.0.0.1:0")
@@ -188,7 +180,7 @@ fn repeated_subscriptions_hold_no_memory_and_leave_with_their_connection() {
 #[test]
 fn a_map_forgets_changes_its_subscribers_have_delivered() {
     let _serial = counting::serial();
-    runtime().block_on(async {
+    counting::runtime().block_on(async {
         let map = SharedMap::<u32, String>::new();
         let delivered = Arc::new(AtomicUsize::new(0));
         let d = delivered.clone();
@@ -232,7 +224,7 @@ impl<V: remote_core::Wire + Clone + Sync> MapListener<u32, V> for Gated {
 #[test]
 fn a_slow_subscriber_holds_a_bounded_log_and_is_dropped() {
     let _serial = counting::serial();
-    runtime().block_on(async {
+    counting::runtime().block_on(async {
         let map = SharedMap::<u32, String>::new();
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         map.remote()
@@ -276,7 +268,7 @@ fn a_slow_subscriber_holds_a_bounded_log_and_is_dropped() {
 #[test]
 fn notifications_wait_for_room_in_the_memory_budget() {
     let _serial = counting::serial();
-    runtime().block_on(raw::bounded(async {
+    counting::runtime().block_on(raw::bounded(async {
         let map = SharedMap::<u32, String>::new();
         let m = map.clone();
         const BUDGET: usize = 16 << 20;
@@ -324,7 +316,7 @@ fn notifications_wait_for_room_in_the_memory_budget() {
 #[test]
 fn the_change_log_weighs_changes_as_they_are_held() {
     let _serial = counting::serial();
-    runtime().block_on(async {
+    counting::runtime().block_on(async {
         let map = SharedMap::<u32, Vec<String>>::new();
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         map.remote()
@@ -365,7 +357,7 @@ impl MapListener<u32, String> for Counts {
 #[test]
 fn notifications_past_a_small_budget_all_arrive() {
     let _serial = counting::serial();
-    runtime().block_on(raw::bounded(async {
+    counting::runtime().block_on(raw::bounded(async {
         let map = SharedMap::<u32, String>::new();
         let m = map.clone();
         let server = Server::builder()
@@ -424,7 +416,7 @@ impl remote_core::Wire for Counted {}
 #[test]
 fn a_pushed_item_is_weighed_once_for_all_its_subscribers() {
     let _serial = counting::serial();
-    runtime().block_on(async {
+    counting::runtime().block_on(async {
         let list = SharedVec::<Counted>::new();
         let (_server, client) = Connection::pair(
             ConnectionBuilder::new().serve(list.remote()),

@@ -48,14 +48,6 @@ fn quiesce(rt: &tokio::runtime::Runtime, tasks: usize) {
     );
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Calls per connection, and how many are in flight at once.
 const CALLS: usize = 2000;
 const CONCURRENT: usize = 100;
@@ -99,7 +91,7 @@ const BOUND: isize = 4 << 10;
 #[test]
 fn connection_pairs_closed_on_a_live_runtime_give_their_memory_back() {
     let _serial = counting::serial();
-    let rt = runtime();
+    let rt = counting::runtime();
     // Warm up: the runtime's own caches and each thread's capped scratch
     // buffers reach their size here, once per process, not per connection.
     for _ in 0..2 {
@@ -133,7 +125,7 @@ fn a_dropped_runtime_leaves_nothing_of_its_connections() {
     // connections closed (its worker threads end, freeing their
     // thread-locals, possibly just after `drop` returns).
     let round = || {
-        let rt = runtime();
+        let rt = counting::runtime();
         rt.block_on(pair_round());
         quiesce(&rt, 0);
         drop(rt);
@@ -153,7 +145,7 @@ fn a_dropped_runtime_leaves_nothing_of_its_connections() {
 #[test]
 fn a_server_returns_to_its_baseline_after_busy_clients_leave() {
     let _serial = counting::serial();
-    let rt = runtime();
+    let rt = counting::runtime();
     let v = rt.block_on(async {
         let v = SharedVec::<u64>::new();
         v.push(1).await.unwrap();

@@ -64,13 +64,7 @@ fn run(conns: usize, value: usize, budget: usize) -> (isize, isize) {
 /// As `run`, then `extra` more peers each send one `hold` of 500,000
 /// bytes (no kept buffer: counted about right), filling the budget.
 fn run_with(conns: usize, value: usize, budget: usize, extra: usize) -> (isize, isize) {
-    let _serial = counting::serial();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
+    counting::measured(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let limits = Limits {
             memory_budget: budget,

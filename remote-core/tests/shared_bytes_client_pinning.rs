@@ -34,11 +34,7 @@ fn ret(id: u64, n: usize) -> Vec<u8> {
 }
 
 fn run(rounds: usize, big: usize, gap: usize, small: usize) -> Vec<Bytes> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = counting::runtime();
     let kept = rt.block_on(async move {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();

@@ -45,15 +45,6 @@ impl Store for Kv {
     }
 }
 
-/// A runtime of two workers.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// A server on loopback whose root stores what `put` is given in `store`.
 async fn kv_server(limits: Limits, store: Arc<Mutex<Vec<Bytes>>>) -> ServerHandle {
     Server::builder()
@@ -78,7 +69,7 @@ fn run(
 ) -> Vec<Bytes> {
     let store = Arc::new(Mutex::new(Vec::new()));
     let s = store.clone();
-    let rt = runtime();
+    let rt = counting::runtime();
     rt.block_on(async move {
         let server = kv_server(Limits::default(), s).await;
         for c in 0..conns {
@@ -143,11 +134,10 @@ pub fn put_frame(id: u32, key: usize, n: usize) -> Vec<u8> {
     raw::call(id, 0, "put", 60_000, &a)
 }
 
-/// As `run`, by a hand-played peer: F1 and F2 in one write. `conns`
-/// connections at once.
-static FRAME_LIMIT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
+/// As `run`, by a hand-played peer against a server with `limits`: the
+/// large frame and the `put` in one write. `conns` connections at once.
 fn run_raw(
+    limits: Limits,
     conns: usize,
     rounds: usize,
     big: usize,
@@ -158,12 +148,7 @@ fn run_raw(
     use tokio::io::AsyncWriteExt;
     let store = Arc::new(Mutex::new(Vec::new()));
     let s = store.clone();
-    let rt = runtime();
-    let mut limits = Limits::default();
-    let fl = FRAME_LIMIT.load(std::sync::atomic::Ordering::Relaxed);
-    if fl > 0 {
-        limits.max_frame_len = fl;
-    }
+    let rt = counting::runtime();
     rt.block_on(async move {
         let server = kv_server(limits, s).await;
         let mut tasks = Vec::new();
@@ -205,26 +190,19 @@ fn run_raw(
     Arc::try_unwrap(store).unwrap().into_inner().unwrap()
 }
 
-fn measure_with(
-    runner: fn(usize, usize, usize, usize, usize, usize) -> Vec<Bytes>,
-    conns: usize,
-    rounds: usize,
-    big: usize,
-    gap: usize,
-    value: usize,
-    key: usize,
-) -> (isize, usize) {
+/// What the values `runner` stores keep alive (less the `Vec` holding
+/// them), and their length.
+fn measure_with(runner: impl FnOnce() -> Vec<Bytes>) -> (isize, usize) {
     let _serial = counting::serial();
     // Warm up lazily made globals.
     drop(run(1, 1, 200 << 10, 60 << 10, 20 << 10, 4));
     let before = counting::live();
-    let kept = runner(conns, rounds, big, gap, value, key);
+    let kept = runner();
     let live = counting::live() - before;
     let stored: usize = kept.iter().map(|b| b.len()).sum();
     let vec_overhead = kept.capacity() * std::mem::size_of::<Bytes>();
     eprintln!(
-        "conns {conns} rounds {rounds} big {big} gap {gap} value {value}: \
-         {} values, {stored} bytes stored, {live} bytes live ({} of them the Vec), {:.1}x",
+        "{} values, {stored} bytes stored, {live} bytes live ({} of them the Vec), {:.1}x",
         kept.len(),
         vec_overhead,
         (live as f64 - vec_overhead as f64) / stored as f64
@@ -242,7 +220,7 @@ fn measure(
     value: usize,
     key: usize,
 ) -> (isize, usize) {
-    measure_with(run, conns, rounds, big, gap, value, key)
+    measure_with(|| run(conns, rounds, big, gap, value, key))
 }
 
 fn measure_raw(
@@ -253,7 +231,7 @@ fn measure_raw(
     value: usize,
     key: usize,
 ) -> (isize, usize) {
-    measure_with(run_raw, conns, rounds, big, gap, value, key)
+    measure_with(|| run_raw(Limits::default(), conns, rounds, big, gap, value, key))
 }
 
 /// Asserts that the stored values keep at most four times their length
@@ -320,7 +298,7 @@ fn kept_buffer_grown_past_a_prefix_is_undercounted() {
     let _serial = counting::serial();
     let store = Arc::new(Mutex::new(Vec::new()));
     let s = store.clone();
-    let rt = runtime();
+    let rt = counting::runtime();
     rt.block_on(async move {
         let server = kv_server(Limits::default(), s).await;
         let mut sock = raw::opened(&server).await;
@@ -378,7 +356,7 @@ fn odd_argument_arrays_are_errors_not_panics() {
     let _serial = counting::serial();
     let store = Arc::new(Mutex::new(Vec::new()));
     let s = store.clone();
-    let rt = runtime();
+    let rt = counting::runtime();
     rt.block_on(async move {
         let server = kv_server(Limits::default(), s).await;
         let mut sock = raw::opened(&server).await;
@@ -445,8 +423,10 @@ fn odd_argument_arrays_are_errors_not_panics() {
 /// 8 MB kept buffer.
 #[test]
 fn raw_peer_small_values_pin_large_kept_buffers_with_a_larger_frame_limit() {
-    FRAME_LIMIT.store(8 << 20, std::sync::atomic::Ordering::Relaxed);
-    let kept = measure_raw(1, 4, 8_000_000, 16_000, 8_400, 8_300);
-    FRAME_LIMIT.store(0, std::sync::atomic::Ordering::Relaxed);
+    let limits = Limits {
+        max_frame_len: 8 << 20,
+        ..Limits::default()
+    };
+    let kept = measure_with(|| run_raw(limits, 1, 4, 8_000_000, 16_000, 8_400, 8_300));
     at_most_four_times(kept, "4 values of 8,400 bytes");
 }

@@ -29,14 +29,19 @@ pub fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs `f` on a runtime of its own (two workers, as the machines of CI
-/// have), holding [`serial`]: one measuring test of a binary at a time.
-pub fn measured<F: std::future::Future>(f: F) -> F::Output {
-    let _serial = serial();
+/// A runtime of two workers, as the machines of CI have, made and dropped
+/// inside a measurement so that what it holds is not counted after it.
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap()
-        .block_on(f)
+}
+
+/// Runs `f` on a [`runtime`] of its own, holding [`serial`]: one measuring
+/// test of a binary at a time.
+pub fn measured<F: std::future::Future>(f: F) -> F::Output {
+    let _serial = serial();
+    runtime().block_on(f)
 }
