@@ -300,7 +300,9 @@ impl<T: DeserializeOwned> DecodeSlot for Option<T> {
     }
 }
 
-/// Deserializes `bytes` with `conn` and the message's pre-registered imports.
+/// Deserializes `bytes` with `conn` and the message's pre-registered
+/// imports ([`decode_into`] with a slot of its own).
+#[cfg(test)]
 pub(crate) fn decode_from<T: DeserializeOwned>(
     conn: &Arc<Shared>,
     bytes: &[u8],
@@ -309,13 +311,20 @@ pub(crate) fn decode_from<T: DeserializeOwned>(
 ) -> Result<T, Error> {
     let mut slot = None;
     decode_into(conn, bytes, held, what, &mut slot)?;
+    decoded(slot, what)
+}
+
+/// The value a decode put in its slot, or the error if it put none.
+#[inline]
+pub(crate) fn decoded<T>(slot: Option<T>, what: &'static str) -> Result<T, Error> {
     slot.ok_or_else(|| Error::Decode {
         what,
         message: "no value decoded".into(),
     })
 }
 
-/// [`decode_from`] into `slot` (`Some` after `Ok`).
+/// Deserializes `bytes` into `slot` (`Some` after `Ok`) with `conn` and
+/// the message's pre-registered imports.
 pub(crate) fn decode_into(
     conn: &Arc<Shared>,
     bytes: &[u8],
@@ -347,26 +356,8 @@ pub(crate) fn decode_into(
         .map_err(|e| decode_error(what, &e))
 }
 
-/// [`decode_from`] for a message that holds no reference (nothing to
+/// [`decode_into`] for a message that holds no reference (nothing to
 /// look up, so no connection needed): a reference in `bytes` is refused.
-#[inline]
-pub(crate) fn decode_plain<T: DeserializeOwned>(
-    bytes: &[u8],
-    what: &'static str,
-) -> Result<T, Error> {
-    let mut slot = None;
-    decode_nothing_held(
-        &mut rmp_serde::Deserializer::from_read_ref(bytes),
-        what,
-        &mut slot,
-    )?;
-    slot.ok_or_else(|| Error::Decode {
-        what,
-        message: "no value decoded".into(),
-    })
-}
-
-/// [`decode_plain`] into `slot` (`Some` after `Ok`).
 pub(crate) fn decode_plain_into(
     bytes: &[u8],
     what: &'static str,

@@ -137,15 +137,7 @@ impl<T> Default for WireSlot<T> {
 impl<T> WireSlot<T> {
     /// The decoded value (an error if none was).
     pub(crate) fn take(self, what: &'static str) -> Result<T, Error> {
-        self.0.ok_or_else(|| Error::Decode {
-            what,
-            message: "no value decoded".into(),
-        })
-    }
-
-    /// The decoded value, if any.
-    pub(crate) fn into_inner(self) -> Option<T> {
-        self.0
+        super::decoded(self.0, what)
     }
 }
 

@@ -10,7 +10,7 @@ use super::shared::Shared;
 use crate::cache::{CacheRole, CacheStats, ClientCache, Lookup, Ticket};
 use crate::interface::BoxFuture;
 use crate::proto::ObjectId;
-use crate::{codec, Connection, Error, Handle, RemoteErrorType, Wire};
+use crate::{codec, Connection, Handle, RemoteErrorType, Wire};
 
 impl Shared {
     fn client_cache(&self) -> &ClientCache {
@@ -178,12 +178,7 @@ impl Handle {
             &mut slot,
         )
         .map_err(E::from_error)?;
-        slot.ok_or_else(|| {
-            E::from_error(Error::Decode {
-                what: "cached return value",
-                message: "no value decoded".into(),
-            })
-        })
+        codec::decoded(slot, "cached return value").map_err(E::from_error)
     }
 }
 

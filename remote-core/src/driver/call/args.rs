@@ -114,12 +114,9 @@ impl<'a> Args<'a> {
 
     /// Decodes the arguments as a tuple (`()` for none).
     pub fn decode<A: DeserializeOwned>(self) -> Result<A, Error> {
-        let bytes = &self.frame[self.range.clone()];
-        let bytes: &[u8] = if bytes == [0x90] { &[0xc0] } else { bytes };
-        match &self.shared {
-            Some(shared) => codec::decode_from(shared, bytes, self.held, "arguments"),
-            None => codec::decode_plain(bytes, "arguments"),
-        }
+        let mut slot = None;
+        self.decode_into(&mut slot, false)?;
+        codec::decoded(slot, "arguments")
     }
 
     /// [`decode`](Self::decode) for generated dispatchers: a large `Bytes`
@@ -127,20 +124,27 @@ impl<'a> Args<'a> {
     /// (`codec/shared_bytes.rs`; a copy of its own arguments, detached,
     /// always does).
     pub(crate) fn decode_wire<A: Wire>(self) -> Result<A, Error> {
+        let mut slot = codec::WireSlot::<A>::default();
+        self.decode_into(&mut slot, true)?;
+        slot.take("arguments")
+    }
+
+    /// Decodes the arguments into `slot`, lending their frame to a large
+    /// `Bytes` argument if `lend` and the frame may lend.
+    fn decode_into(self, slot: &mut dyn codec::DecodeSlot, lend: bool) -> Result<(), Error> {
         let bytes = &self.frame[self.range.clone()];
         let bytes: &[u8] = if bytes == [0x90] { &[0xc0] } else { bytes };
         let lender = match &self.frame {
+            _ if !lend => None,
             FrameBytes::Lent(_) => None,
             FrameBytes::Lending(b) => Some(*b),
             FrameBytes::Own(own) => Some(own),
         };
-        let mut slot = codec::WireSlot::<A>::default();
         let (shared, held) = (&self.shared, self.held);
         codec::lending(lender, || match shared {
-            Some(shared) => codec::decode_into(shared, bytes, held, "arguments", &mut slot),
-            None => codec::decode_plain_into(bytes, "arguments", &mut slot),
-        })?;
-        slot.take("arguments")
+            Some(shared) => codec::decode_into(shared, bytes, held, "arguments", slot),
+            None => codec::decode_plain_into(bytes, "arguments", slot),
+        })
     }
 }
 

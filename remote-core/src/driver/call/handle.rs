@@ -358,12 +358,7 @@ impl Handle {
     ) -> Result<T, E> {
         let mut slot = codec::WireSlot::<T>::default();
         match self.finish_into(inc, shareable, &mut slot) {
-            Finished::Decoded => slot.into_inner().ok_or_else(|| {
-                E::from_error(Error::Decode {
-                    what: "return value",
-                    message: "no value decoded".into(),
-                })
-            }),
+            Finished::Decoded => slot.take("return value").map_err(E::from_error),
             Finished::Failed(e) => Err(E::from_error(e)),
             Finished::Remote(remote) => Err(E::from_remote(*remote)),
         }
