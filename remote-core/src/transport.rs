@@ -79,6 +79,8 @@ mod ws_meter;
 #[cfg(feature = "websocket")]
 mod ws_open;
 #[cfg(feature = "websocket")]
+mod ws_rescue;
+#[cfg(feature = "websocket")]
 mod ws_scan;
 #[cfg(feature = "websocket")]
 pub(crate) use ws_meter::fuzz_ws_scan;

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::WebSocketStream;
 
 use super::ws::{config, Phase, WsIo};
 use super::ws_meter::{Meter, Metered};
+use super::ws_rescue::{self, Rescue, Slot};
 use crate::driver::io_types::{BoxRead, BoxWrite, Gathering, OnOpen, Socket};
 use crate::{Error, Limits};
 
@@ -91,8 +93,18 @@ where
         if req.uri().path() == path {
             Ok(resp)
         } else {
-            let mut e = ErrorResponse::new(Some(format!("no websocket endpoint at {}", req.uri())));
+            let body = format!("no websocket endpoint at {}\n", req.uri());
+            let mut e = ErrorResponse::new(None);
             *e.status_mut() = StatusCode::NOT_FOUND;
+            // Framed like the answers of `ws_rescue.rs`.
+            let headers = e.headers_mut();
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+            *e.body_mut() = Some(body);
             Err(e)
         }
     };
@@ -100,19 +112,27 @@ where
         limits.max_handshake_frame_len,
         limits.max_frame_len.saturating_add(4),
     );
-    let stream = Metered::new(stream, meter.clone());
+    // A request tungstenite refuses without an answer gets one here
+    // (`ws_rescue.rs`).
+    let slot: Slot<S> = Arc::default();
+    let stream = Metered::new(Rescue::new(stream, slot.clone()), meter.clone());
     let upgrade =
         tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config(limits)));
     let limit = limits.handshake_timeout;
     let fut = async move {
-        tokio::time::timeout_at(deadline, upgrade)
-            .await
-            .unwrap_or_else(|_| {
-                Err(WsError::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("the upgrade did not finish within handshake_timeout = {limit:?}"),
-                )))
-            })
+        match tokio::time::timeout_at(deadline, upgrade).await {
+            Ok(Ok(ws)) => Ok(ws),
+            Ok(Err(e)) => {
+                if let Some(answer) = ws_rescue::answer(&e) {
+                    ws_rescue::write_answer(&slot, &answer).await;
+                }
+                Err(e)
+            }
+            Err(_) => Err(WsError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the upgrade did not finish within handshake_timeout = {limit:?}"),
+            ))),
+        }
     };
     let lift = meter.clone();
     let (r, w) = halves(WsIo::new(
