@@ -143,7 +143,9 @@ pub(crate) async fn write_answer<S: AsyncRead + AsyncWrite + Unpin>(slot: &Slot<
         let _ = tokio::time::timeout(ANSWER_TIME, async {
             s.write_all(answer.as_bytes()).await?;
             s.shutdown().await?;
-            let mut chunk = [0u8; 4096];
+            // On the heap: in the future, it would grow every accepting
+            // connection's boxed upgrade by its size.
+            let mut chunk = vec![0u8; 4096];
             let mut dropped = 0;
             while dropped < DRAIN_MAX {
                 match s.read(&mut chunk).await? {
