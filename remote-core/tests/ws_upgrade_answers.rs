@@ -8,8 +8,9 @@
 mod raw;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use remote_core::{remote, Connection, Error, Remote, Server, ServerHandle};
+use remote_core::{remote, Connection, Error, Limits, Remote, Server, ServerHandle};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -127,6 +128,45 @@ async fn an_upgrade_request_too_large_is_answered_431() {
         "{body}"
     );
     assert!(body.contains("16384 bytes"), "{body}");
+}
+
+/// An answer and the drain after it end at the handshake deadline, where
+/// the connection's slot is given back (red-team pass 30: a peer that made
+/// its request fail just before the deadline and went on sending held its
+/// socket up to 1 s past it, about twice `max_connections` sockets).
+#[tokio::test]
+async fn an_answer_ends_at_the_handshake_deadline() {
+    const LIMIT: Duration = Duration::from_secs(1);
+    let server = Server::builder()
+        .limits(Limits {
+            handshake_timeout: LIMIT,
+            ..Limits::default()
+        })
+        .bind("ws://127.0.0.1:0/e")
+        .await
+        .unwrap()
+        .serve(|_| Remote::new(Arc::new(E) as Arc<dyn Echo>));
+    let began = tokio::time::Instant::now();
+    let mut s = TcpStream::connect(authority(&server)).await.unwrap();
+    s.write_all(b"GET /e HTTP/1.1\r\nHost: h\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep_until(began + LIMIT * 9 / 10).await;
+    // A header name that is no token: the request fails, and is answered.
+    s.write_all(b"\x01: x\r\n\r\n").await.unwrap();
+    // Go on sending, reading nothing, until the server has closed the
+    // socket (a write then fails, after the reset the one before drew).
+    let closed = raw::bounded(async {
+        while s.write_all(b"x").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        began.elapsed()
+    })
+    .await;
+    assert!(
+        closed < LIMIT * 8 / 5,
+        "the socket closed {closed:?} after the accept, past the handshake deadline"
+    );
 }
 
 #[cfg(feature = "tls")]

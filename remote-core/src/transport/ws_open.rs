@@ -8,7 +8,9 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use tokio_tungstenite::tungstenite::http::header::{
+    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,
+};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::WebSocketStream;
 
@@ -104,6 +106,9 @@ where
                 HeaderValue::from_static("text/plain; charset=utf-8"),
             );
             headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+            // The body quotes the request's URI: never read as anything
+            // but text.
+            headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
             *e.body_mut() = Some(body);
             Err(e)
         }
@@ -124,7 +129,7 @@ where
             Ok(Ok(ws)) => Ok(ws),
             Ok(Err(e)) => {
                 if let Some(answer) = ws_rescue::answer(&e) {
-                    ws_rescue::write_answer(&slot, &answer).await;
+                    ws_rescue::write_answer(&slot, &answer, deadline).await;
                 }
                 Err(e)
             }

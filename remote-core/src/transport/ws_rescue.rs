@@ -18,6 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::Error as WsError;
 
 use crate::driver::io_types::{is_refusal, Fd, Socket};
@@ -25,9 +26,10 @@ use crate::driver::io_types::{is_refusal, Fd, Socket};
 /// Where a [`Rescue`] leaves its stream when dropped unanswered.
 pub(crate) type Slot<S> = Arc<Mutex<Option<S>>>;
 
-/// How long the answer may take to write: a fresh socket's send buffer
-/// takes its few hundred bytes at once, so only a peer that reads nothing
-/// and has filled the buffer meanwhile waits this out.
+/// The most the answer and the drain after it may take (less if the
+/// handshake deadline comes first): a fresh socket's send buffer takes
+/// its few hundred bytes at once, so only a peer that reads nothing and
+/// has filled the buffer meanwhile, or goes on sending, waits this out.
 const ANSWER_TIME: Duration = Duration::from_secs(1);
 
 /// An accepted stream that, dropped before anything was written to it,
@@ -124,7 +126,7 @@ pub(crate) fn answer(e: &WsError) -> Option<String> {
     let body = format!("websocket upgrade refused: {why}\n");
     Some(format!(
         "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n\
-         Content-Length: {}\r\n\r\n{body}",
+         X-Content-Type-Options: nosniff\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     ))
 }
@@ -136,11 +138,20 @@ const DRAIN_MAX: usize = 64 << 10;
 
 /// Writes `answer` to the stream left in `slot`, if any, shuts its
 /// writing side, and reads what the peer still sends until it closes,
-/// within [`ANSWER_TIME`] and [`DRAIN_MAX`] bytes.
-pub(crate) async fn write_answer<S: AsyncRead + AsyncWrite + Unpin>(slot: &Slot<S>, answer: &str) {
+/// within [`ANSWER_TIME`] and [`DRAIN_MAX`] bytes, and never past
+/// `deadline` (the connection's handshake deadline: its slot is given
+/// back then, and an answer running on held its socket open up to 1 s
+/// longer, about twice `max_connections` sockets for a peer that made its
+/// request fail just before it, red-team pass 30).
+pub(crate) async fn write_answer<S: AsyncRead + AsyncWrite + Unpin>(
+    slot: &Slot<S>,
+    answer: &str,
+    deadline: Instant,
+) {
     let stream = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(mut s) = stream {
-        let _ = tokio::time::timeout(ANSWER_TIME, async {
+        let end = deadline.min(Instant::now() + ANSWER_TIME);
+        let _ = tokio::time::timeout_at(end, async {
             s.write_all(answer.as_bytes()).await?;
             s.shutdown().await?;
             // On the heap: in the future, it would grow every accepting
