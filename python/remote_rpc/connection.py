@@ -482,21 +482,25 @@ class Connection(_Serving):
                 payload = await wire.read_frame(self._reader, self.limits.max_frame_len, "max_frame_len")
                 if payload is None:
                     break
-                self._on_frame(payload)
-                if self._closed.is_set():
-                    return
-                if (len(self._held_calls) >= self.limits.max_calls_in_flight
-                        or self._held_bytes >= self.limits.memory_budget):
+                if self._held_full() and self._would_hold(payload):
                     # As many calls held back as may run, or their frames
-                    # as long as the memory budget: read nothing more until
-                    # they start. (Not at `max_write_queue`: peers whose
-                    # own calls to each other fill both queues would each
-                    # stop reading the other's.)
+                    # as long as the memory budget: this frame, which would
+                    # be held too, waits here, and nothing more is read,
+                    # until they have started. (Not at `max_write_queue`:
+                    # peers whose own calls to each other fill both queues
+                    # would each stop reading the other's.) Replies and
+                    # cancels are read on until such a frame comes: a
+                    # running handler awaiting its callback's reply got it
+                    # only at its deadline, as reading stopped as soon as
+                    # the held calls were full.
                     task = self._release_task
                     if task is not None:
                         await asyncio.wait([task])
                     if self._closed.is_set():
                         return
+                self._on_frame(payload)
+                if self._closed.is_set():
+                    return
         except wire.FrameTooLarge as e:
             self._goodbye(str(e))
             return
@@ -511,6 +515,18 @@ class Connection(_Serving):
             self._goodbye(f"protocol violation: malformed message: {type(e).__name__}: {e}")
             return
         self._shutdown(reason)
+
+    def _held_full(self) -> bool:
+        """Whether as many calls are held back as may run, or their frames
+        are as long as ``memory_budget``."""
+        return (len(self._held_calls) >= self.limits.max_calls_in_flight
+                or self._held_bytes >= self.limits.memory_budget)
+
+    def _would_hold(self, payload: bytes) -> bool:
+        """Whether ``payload`` would join the held calls: a call (held, as
+        calls are held already), or a release (held behind them)."""
+        kind, _ = wire.peek(payload)
+        return kind in (wire.CALL, wire.RELEASE)
 
     def _on_frame(self, payload: bytes) -> None:
         kind, second = wire.peek(payload)

@@ -460,6 +460,42 @@ def test_calls_whose_handlers_await_the_peer_get_no_room_past_the_budget():
     run(main())
 
 
+def test_a_handler_awaiting_its_callback_gets_the_reply_while_held_calls_are_full():
+    """Reading stopped as soon as ``max_calls_in_flight`` calls were held,
+    so a running handler awaiting its callback's reply (which the held
+    calls waited for) got it only at its deadline (red-team pass 20, F3).
+    Now replies are read on; only a frame that would be held waits."""
+    async def main():
+        from test_runtime import serve
+
+        limit = 4
+        raw, conn, server = await serve(
+            Busy(), remote_rpc.Limits(memory_budget=4 << 20, max_calls_in_flight=limit))
+        cb = msgpack.ExtType(1, (1).to_bytes(4, "big"))
+        blob = b"x" * (40 << 10)  # 5 MiB counted: the calls behind it are held
+        raw.send([1, 0, 0, "process", 60_000, [blob, cb]])
+        callback = await raw.recv()
+        assert callback[0] == 1 and callback[3] == "more", callback
+        for i in range(1, limit + 1):
+            raw.send([1, i, 0, "add", 60_000, [i, 1]])
+        assert await eventually(lambda: _true(len(conn._held_calls) == limit))
+        # The callback's reply, read though the held calls are full, then
+        # one call more, which waits unheld until they have started.
+        raw.send([2, callback[1], 7])
+        raw.send([1, limit + 1, 0, "add", 60_000, [limit + 1, 1]])
+        got = await _replies(raw, set(range(limit + 2)))
+        assert got[0] == [2, 0, 7], got[0]
+        assert all(got[i] == [2, i, i + 1] for i in range(1, limit + 1)), got
+        # The last one came while the held calls may still run: served, or
+        # refused at `max_calls_in_flight`, as any call then.
+        last = got[limit + 1]
+        assert last == [2, limit + 1, limit + 2] or last[2][0] == "limit_exceeded", last
+        server.close()
+
+    # Well under the calls' 60 s deadline: before, call 0 was answered at it.
+    run(main(), timeout=30)
+
+
 def test_a_cancelled_held_calls_references_are_bounded_by_max_imports():
     """Each distinct reference a held call cancelled carried cost a
     release frame, in one turn of the loop: 174,752 of them in 5 s from
