@@ -494,6 +494,8 @@ class Connection(_Serving):
                     # connections' calls waited about 360 ms each (a
                     # red-team pass).
                     await asyncio.sleep(0)
+                    if self._closed.is_set():
+                        return
                 if self._held_full() and self._would_hold(payload):
                     # As many calls held back as may run, or their frames
                     # as long as the memory budget: this frame, which would
