@@ -13,11 +13,13 @@
 mod counting;
 #[path = "support/raw.rs"]
 mod raw;
+#[path = "support/serving.rs"]
+mod serving;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use remote_core::{remote, Error, Limits, Remote, Server};
+use remote_core::{remote, Error, Limits, Remote};
 use tokio::io::AsyncWriteExt;
 
 #[remote]
@@ -70,12 +72,10 @@ fn run_with(conns: usize, value: usize, budget: usize, extra: usize) -> (isize, 
             memory_budget: budget,
             ..Limits::default()
         };
-        let server = Server::builder()
-            .limits(limits)
-            .bind("tcp://127.0.0.1:0")
-            .await
-            .unwrap()
-            .serve(move |_| Remote::new(Arc::new(H(rx.clone())) as Arc<dyn Hold>));
+        let server = serving::tcp(limits, move |_| {
+            Remote::new(Arc::new(H(rx.clone())) as Arc<dyn Hold>)
+        })
+        .await;
         let mut socks = Vec::new();
         for _ in 0..conns {
             socks.push(raw::opened(&server).await);

@@ -17,11 +17,15 @@
 mod counting;
 #[path = "support/raw.rs"]
 mod raw;
+#[path = "support/serving.rs"]
+mod serving;
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use remote_core::{remote, ConnectionBuilder, Error, Limits, Remote, Server, ServerHandle};
+use remote_core::{remote, ConnectionBuilder, Error, Limits, Remote, ServerHandle};
+use tokio::io::{AsyncRead, AsyncWriteExt};
 
 #[remote]
 trait Store {
@@ -47,12 +51,35 @@ impl Store for Kv {
 
 /// A server on loopback whose root stores what `put` is given in `store`.
 async fn kv_server(limits: Limits, store: Arc<Mutex<Vec<Bytes>>>) -> ServerHandle {
-    Server::builder()
-        .limits(limits)
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(move |_| Remote::new(Arc::new(Kv(store.clone())) as Arc<dyn Store>))
+    serving::tcp(limits, move |_| {
+        Remote::new(Arc::new(Kv(store.clone())) as Arc<dyn Store>)
+    })
+    .await
+}
+
+/// Runs `body` with a [`kv_server`] of `limits`, on the memory tests'
+/// runtime; returns the values stored, once the runtime and everything in
+/// it (the server, its connections) is gone.
+fn with_kv_server<F: Future<Output = ()>>(
+    limits: Limits,
+    body: impl FnOnce(ServerHandle) -> F,
+) -> Vec<Bytes> {
+    let store = Arc::new(Mutex::new(Vec::new()));
+    let rt = counting::runtime();
+    rt.block_on(async {
+        let server = kv_server(limits, store.clone()).await;
+        body(server).await;
+    });
+    drop(rt);
+    Arc::try_unwrap(store).unwrap().into_inner().unwrap()
+}
+
+/// Reads `n` replies from `sock`, each a return.
+async fn returned(sock: &mut (impl AsyncRead + Unpin), n: usize) {
+    for _ in 0..n {
+        let f = raw::frame(sock).await.unwrap();
+        assert_eq!(raw::kind(&f), raw::RETURN, "{:?}", raw::error_of(&f));
+    }
 }
 
 /// Runs `rounds` rounds of: a large frame (`big`), then pipelined a large
@@ -67,11 +94,7 @@ fn run(
     value: usize,
     key: usize,
 ) -> Vec<Bytes> {
-    let store = Arc::new(Mutex::new(Vec::new()));
-    let s = store.clone();
-    let rt = counting::runtime();
-    rt.block_on(async move {
-        let server = kv_server(Limits::default(), s).await;
+    with_kv_server(Limits::default(), |server| async move {
         for c in 0..conns {
             let conn = ConnectionBuilder::new()
                 .connect(server.local_addr())
@@ -92,10 +115,7 @@ fn run(
             }
             conn.close();
         }
-        drop(server);
-    });
-    drop(rt);
-    Arc::try_unwrap(store).unwrap().into_inner().unwrap()
+    })
 }
 
 /// msgpack of a str of `n` '0's.
@@ -145,12 +165,7 @@ fn run_raw(
     value: usize,
     key: usize,
 ) -> Vec<Bytes> {
-    use tokio::io::AsyncWriteExt;
-    let store = Arc::new(Mutex::new(Vec::new()));
-    let s = store.clone();
-    let rt = counting::runtime();
-    rt.block_on(async move {
-        let server = kv_server(limits, s).await;
+    with_kv_server(limits, |server| async move {
         let mut tasks = Vec::new();
         for _ in 0..conns {
             let mut sock = raw::opened(&server).await;
@@ -160,17 +175,13 @@ fn run_raw(
                     for _ in 0..2 {
                         sock.write_all(&sink_frame(id, big)).await.unwrap();
                         id += 1;
-                        let f = raw::frame(&mut sock).await.unwrap();
-                        assert_eq!(raw::kind(&f), raw::RETURN, "{:?}", raw::error_of(&f));
+                        returned(&mut sock, 1).await;
                     }
                     let mut both = sink_frame(id, big - gap);
                     both.extend_from_slice(&put_frame(id + 1, key, value));
                     id += 2;
                     sock.write_all(&both).await.unwrap();
-                    for _ in 0..2 {
-                        let f = raw::frame(&mut sock).await.unwrap();
-                        assert_eq!(raw::kind(&f), raw::RETURN, "{:?}", raw::error_of(&f));
-                    }
+                    returned(&mut sock, 2).await;
                 }
                 sock
             }));
@@ -184,10 +195,7 @@ fn run_raw(
             server.buffered_bytes()
         );
         drop(socks);
-        drop(server);
-    });
-    drop(rt);
-    Arc::try_unwrap(store).unwrap().into_inner().unwrap()
+    })
 }
 
 /// What the values `runner` stores keep alive (less the `Vec` holding
@@ -294,13 +302,8 @@ fn raw_peer_small_values_pin_kept_buffers() {
 /// start of its allocation has it kept, counted whole.
 #[test]
 fn kept_buffer_grown_past_a_prefix_is_undercounted() {
-    use tokio::io::AsyncWriteExt;
     let _serial = counting::serial();
-    let store = Arc::new(Mutex::new(Vec::new()));
-    let s = store.clone();
-    let rt = counting::runtime();
-    rt.block_on(async move {
-        let server = kv_server(Limits::default(), s).await;
+    with_kv_server(Limits::default(), |server| async move {
         let mut sock = raw::opened(&server).await;
         let mut id = 1;
         // Warm up the client side's buffers.
@@ -329,10 +332,7 @@ fn kept_buffer_grown_past_a_prefix_is_undercounted() {
         w.extend_from_slice(&sink_frame(id, 1_040_000));
         sock.write_all(&w).await.unwrap();
         drop(w);
-        for _ in 0..61 {
-            let f = raw::frame(&mut sock).await.unwrap();
-            assert_eq!(raw::kind(&f), raw::RETURN, "{:?}", raw::error_of(&f));
-        }
+        returned(&mut sock, 61).await;
         let live = counting::live() - before;
         let counted = server.buffered_bytes() - counted0;
         eprintln!("after the grown frame: live +{live} counted {counted}");
@@ -341,7 +341,6 @@ fn kept_buffer_grown_past_a_prefix_is_undercounted() {
             "the kept buffer holds {live} bytes, {counted} counted"
         );
         drop(sock);
-        drop(server);
     });
 }
 
@@ -352,13 +351,8 @@ fn kept_buffer_grown_past_a_prefix_is_undercounted() {
 /// panic.
 #[test]
 fn odd_argument_arrays_are_errors_not_panics() {
-    use tokio::io::AsyncWriteExt;
     let _serial = counting::serial();
-    let store = Arc::new(Mutex::new(Vec::new()));
-    let s = store.clone();
-    let rt = counting::runtime();
-    rt.block_on(async move {
-        let server = kv_server(Limits::default(), s).await;
+    let store = with_kv_server(Limits::default(), |server| async move {
         let mut sock = raw::opened(&server).await;
         let big = 40_000;
         // What, the arguments, and the reply's kind and error kind.
@@ -412,10 +406,9 @@ fn odd_argument_arrays_are_errors_not_panics() {
             }
         }
         drop(sock);
-        drop(server);
     });
     // The str, the bin16 and the array of u8, each whole.
-    let stored: Vec<usize> = store.lock().unwrap().iter().map(|v| v.len()).collect();
+    let stored: Vec<usize> = store.iter().map(|v| v.len()).collect();
     assert_eq!(stored, [40_000, 0xffff, 20_000]);
 }
 
