@@ -34,7 +34,7 @@ impl Input {
             // it rather than its head into what was left past the last
             // one (which then moved, to make room for the rest). While
             // that frame lives, nothing changes.
-            self.reclaim_tracked(self.kept);
+            let _ = self.reclaim_tracked(self.kept);
         }
         if self.buf.is_empty()
             && self.kept == 0
@@ -98,12 +98,8 @@ impl Input {
     /// whose last frame is gone); otherwise in a new allocation the frame
     /// starts.
     pub(super) fn large_room(&mut self, room: usize) {
-        let before = self.buf.as_ptr() as usize;
-        if self.buf.try_reclaim(room) {
-            moved(&mut self.base, before, &self.buf);
-            if self.at_base() {
-                return;
-            }
+        if self.reclaim_tracked(room) && self.at_base() {
+            return;
         }
         let mut own = BytesMut::with_capacity(self.buf.len() + room);
         own.extend_from_slice(&self.buf);
@@ -116,10 +112,11 @@ impl Input {
     }
 
     /// `self.buf.try_reclaim(additional)`, keeping track of the allocation.
-    pub(super) fn reclaim_tracked(&mut self, additional: usize) {
+    pub(super) fn reclaim_tracked(&mut self, additional: usize) -> bool {
         let before = self.buf.as_ptr() as usize;
-        let _ = self.buf.try_reclaim(additional);
+        let reclaimed = self.buf.try_reclaim(additional);
         moved(&mut self.base, before, &self.buf);
+        reclaimed
     }
 }
 

@@ -38,6 +38,11 @@ impl Input {
     /// the kept bytes back. Also called by the reader's idle check, so an
     /// idle connection does not hold a large buffer for long.
     pub(crate) fn shed(&mut self) {
+        self.shed_with(&[]);
+    }
+
+    /// [`shed`](Self::shed), with `more` read after what was left.
+    fn shed_with(&mut self, more: &[u8]) {
         self.release_kept();
         self.aside = None;
         // The allocation leaves with the frames split off it (and is freed
@@ -45,8 +50,9 @@ impl Input {
         // past the last frame), an idle connection would hold up to
         // `max_frame_len` outside the budget.
         let rest = self.set_unknown(BytesMut::new());
-        let mut buf = BytesMut::with_capacity(rest.len().max(MIN_READ));
+        let mut buf = BytesMut::with_capacity((rest.len() + more.len()).max(MIN_READ));
         buf.extend_from_slice(&rest);
+        buf.extend_from_slice(more);
         self.set_fresh(buf);
     }
 
@@ -126,13 +132,7 @@ impl Input {
             // the budget was exhausted had all it sent, 420 KB, held in
             // 680 KB per connection outside the budget
             // (`tests/flood_memory.rs`).
-            self.release_kept();
-            self.aside = None;
-            let rest = self.set_unknown(BytesMut::new());
-            let mut buf = BytesMut::with_capacity((rest.len() + 1).max(MIN_READ));
-            buf.extend_from_slice(&rest);
-            buf.extend_from_slice(&[b]);
-            self.set_fresh(buf);
+            self.shed_with(&[b]);
         }
     }
 
