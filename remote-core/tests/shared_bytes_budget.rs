@@ -16,6 +16,7 @@ mod raw;
 #[path = "support/serving.rs"]
 mod serving;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -30,11 +31,13 @@ trait Hold {
     async fn sink(&self, value: Bytes) -> Result<u32, Error>;
 }
 
-struct H(tokio::sync::watch::Receiver<bool>);
+/// The gate, and how many `hold`s have started.
+struct H(tokio::sync::watch::Receiver<bool>, Arc<AtomicUsize>);
 
 #[remote]
 impl Hold for H {
     async fn hold(&self, value: Bytes) -> Result<u32, Error> {
+        self.1.fetch_add(1, Ordering::SeqCst);
         let mut rx = self.0.clone();
         let _ = rx.wait_for(|open| *open).await;
         Ok(value.len() as u32)
@@ -68,12 +71,14 @@ fn run(conns: usize, value: usize, budget: usize) -> (isize, isize) {
 fn run_with(conns: usize, value: usize, budget: usize, extra: usize) -> (isize, isize) {
     counting::measured(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let started = Arc::new(AtomicUsize::new(0));
+        let holds = started.clone();
         let limits = Limits {
             memory_budget: budget,
             ..Limits::default()
         };
         let server = serving::tcp(limits, move |_| {
-            Remote::new(Arc::new(H(rx.clone())) as Arc<dyn Hold>)
+            Remote::new(Arc::new(H(rx.clone(), holds.clone())) as Arc<dyn Hold>)
         })
         .await;
         let mut socks = Vec::new();
@@ -85,7 +90,6 @@ fn run_with(conns: usize, value: usize, budget: usize, extra: usize) -> (isize, 
             s.write_all(&frame(1, "sink", 10)).await.unwrap();
             raw::frame(s).await.unwrap();
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let before = counting::live();
         let used0 = server.buffered_bytes() as isize;
         for s in socks.iter_mut() {
@@ -98,7 +102,8 @@ fn run_with(conns: usize, value: usize, budget: usize, extra: usize) -> (isize, 
             }
             s.write_all(&frame(id, "hold", value)).await.unwrap();
             id += 1;
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            // The sinks behind it are read after it: their replies mean
+            // the hold was read and counted.
             for _ in 0..70 {
                 s.write_all(&frame(id, "sink", 10)).await.unwrap();
                 id += 1;
@@ -113,9 +118,20 @@ fn run_with(conns: usize, value: usize, budget: usize, extra: usize) -> (isize, 
                 .await
                 .unwrap();
             more.push(s);
-            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Every hold has started, or the budget is too full for one more
+        // (the rest wait, read no further than the budget lets them).
+        let all = conns + extra;
+        let settled = || {
+            let n = started.load(Ordering::SeqCst);
+            n >= conns && (n == all || server.buffered_bytes() + 500_000 > budget)
+        };
+        assert!(
+            raw::eventually(settled).await,
+            "{} of {all} holds started, the budget counts {}",
+            started.load(Ordering::SeqCst),
+            server.buffered_bytes()
+        );
         if extra > 0 {
             eprintln!(
                 "budget {budget}: {} calls waiting for memory, used {}",
