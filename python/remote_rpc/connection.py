@@ -113,6 +113,9 @@ class Connection(_Serving):
         # and a wake-up for held calls when one ends.
         self._running_weight = 0
         self._room = asyncio.Event()
+        # The size the running calls' replies are estimated at: the largest
+        # recent one, 0 until the first (`_replies_fit`).
+        self._estimate = 0
         # Bytes handed to the transport: less what it still queues, what the
         # peer has taken (`_drained`).
         self._written = 0
@@ -316,9 +319,9 @@ class Connection(_Serving):
 
     # ---- encoding: references out ---------------------------------------
 
-    def _write(self, message: list) -> None:
-        """Encodes and queues one message. References in it are exported;
-        if it cannot be sent they are given back (§4)."""
+    def _write(self, message: list) -> int:
+        """Encodes and queues one message; its frame's length. References in
+        it are exported; if it cannot be sent they are given back (§4)."""
         if self._closed.is_set():
             raise ConnectionLost(self._close_reason or "connection closed")
         self._exported_now = []
@@ -336,6 +339,7 @@ class Connection(_Serving):
             self._exported_now = []
         self._writer.write(data)
         self._written += len(data)
+        return len(data)
 
     def _encode_ref(self, obj: typing.Any) -> typing.Any:
         """msgpack ``default``: proxies of this connection go back as type-2
@@ -529,18 +533,6 @@ class Connection(_Serving):
             self._goodbye(f"protocol violation: malformed message: {type(e).__name__}: {e}")
             return
         self._shutdown(reason)
-
-    def _held_full(self) -> bool:
-        """Whether as many calls are held back as may run, or their frames
-        are as long as ``memory_budget``."""
-        return (len(self._held_calls) >= self.limits.max_calls_in_flight
-                or self._held_bytes >= self.limits.memory_budget)
-
-    def _would_hold(self, payload: bytes) -> bool:
-        """Whether ``payload`` would join the held calls: a call (held, as
-        calls are held already), or a release (held behind them)."""
-        kind, _ = wire.peek(payload)
-        return kind in (wire.CALL, wire.RELEASE)
 
     def _on_frame(self, payload: bytes) -> None:
         kind, second = wire.peek(payload)

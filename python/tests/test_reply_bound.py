@@ -1,0 +1,114 @@
+"""The Python runtime's bound on the replies of running calls (red-team
+pass 19's known gap): a call starts only while the running calls'
+estimated replies fit in ``max_write_queue``. Both ends on 127.0.0.1,
+port 0; the peer is hand-driven."""
+
+from __future__ import annotations
+
+import asyncio
+import typing
+
+import msgpack
+
+import remote_rpc
+from conftest import eventually, run
+from test_hostile_peer import Busy, _replies
+from test_runtime import _true, serve, slow_reader
+
+
+
+class _Gate:
+    """A root whose ``wait`` runs until the gate opens, and whose ``big``
+    returns ``n`` bytes once it opens."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+
+    async def wait(self) -> int:
+        await self.open.wait()
+        return 1
+
+    async def big(self, n: int) -> bytes:
+        await self.open.wait()
+        return b"x" * n
+
+
+def test_running_calls_replies_are_bounded_by_the_write_queue():
+    """Started whenever the output had room, every call a peer that reads
+    nothing had in flight returned a full frame at once, queueing
+    ``max_calls_in_flight × max_frame_len`` (130 MB from 2.7 KB of calls,
+    red-team pass 19). Now a call starts only while the running calls'
+    replies, estimated at ``max_frame_len`` until the first, fit in
+    ``max_write_queue``: the rest wait, and each gets its reply once the
+    peer reads."""
+    async def main():
+        queue = 2 << 20
+        root = _Gate()
+        conns: typing.List[remote_rpc.Connection] = []
+
+        async def accepted(reader, writer):
+            conns.append(await remote_rpc.Connection.open(
+                reader, writer, root=root, limits=remote_rpc.Limits(max_write_queue=queue)))
+
+        server = await asyncio.start_server(accepted, "127.0.0.1", 0)
+        raw = await slow_reader(server)  # reads nothing until the end
+        assert await eventually(lambda: _true(bool(conns)))
+        conn = conns[0]
+        calls = 40
+        for i in range(calls):
+            raw.send([1, i, 0, "big", 60_000, [900_000]])
+        assert await eventually(lambda: _true(conn._running + len(conn._held_calls) == calls))
+        # Two fit before the first reply tells more (1 MiB estimated each).
+        assert conn._running == 2, conn._running
+        root.open.set()
+        assert await eventually(lambda: _true(conn._running == 0 and conn._queued() > 0))
+        assert conn._queued() <= queue + (1 << 20), conn._queued()
+        # The kernel's buffers take a few replies; the rest wait.
+        assert len(conn._held_calls) >= calls // 2, len(conn._held_calls)
+        got = await _replies(raw, set(range(calls)))
+        assert all(len(got[i][2]) == 900_000 for i in range(calls))
+        server.close()
+
+    run(main(), timeout=120)
+
+
+def test_calls_with_small_replies_run_side_by_side():
+    """The estimate follows the replies: once they are small, as many calls
+    run at once as ``max_calls_in_flight`` lets (a busy honest client is
+    not held to two calls at a time)."""
+    async def main():
+        root = _Gate()
+        raw, conn, server = await serve(root, remote_rpc.Limits(max_write_queue=2 << 20))
+        raw.send([1, 0, 0, "wait", 60_000, []])
+        root.open.set()
+        assert (await _replies(raw, {0}))[0] == [2, 0, 1]
+        root.open.clear()
+        for i in range(1, 65):
+            raw.send([1, i, 0, "wait", 60_000, []])
+        assert await eventually(lambda: _true(conn._running == 64)), (conn._running, len(conn._held_calls))
+        root.open.set()
+        got = await _replies(raw, set(range(1, 65)))
+        assert all(got[i] == [2, i, 1] for i in range(1, 65))
+        server.close()
+
+    run(main())
+
+
+def test_a_call_nested_under_a_handler_awaiting_the_peer_starts():
+    """A handler that awaits its callback lends its reply's room: the
+    peer's call made before it answers the callback starts, though the
+    handler's estimated reply alone fills ``max_write_queue`` (counted,
+    the two waited for each other until their deadlines)."""
+    async def main():
+        raw, conn, server = await serve(Busy(), remote_rpc.Limits(max_write_queue=1 << 20))
+        cb = msgpack.ExtType(1, (1).to_bytes(4, "big"))
+        raw.send([1, 0, 0, "process", 60_000, [b"", cb]])
+        callback = await raw.recv()
+        assert callback[0] == 1 and callback[3] == "more", callback
+        raw.send([1, 1, 0, "add", 60_000, [1, 2]])
+        assert (await _replies(raw, {1}))[1] == [2, 1, 3]
+        raw.send([2, callback[1], 7])
+        assert (await _replies(raw, {0}))[0] == [2, 0, 7]
+        server.close()
+
+    run(main(), timeout=30)
