@@ -34,17 +34,61 @@ async def connect(addr: str, *, root: typing.Any = None, limits: typing.Optional
                                  peer=addr)
 
 
-class _PipeWriter:
-    """A minimal writer over a pipe transport (stdout)."""
+class _PipeFlow(asyncio.BaseProtocol):
+    """The write pipe's flow control: whether its transport asked us to
+    pause (its buffer over the high-water mark), and who waits for it to
+    resume."""
 
-    def __init__(self, transport: asyncio.WriteTransport) -> None:
-        self._t = transport
+    def __init__(self) -> None:
+        self._paused = False
+        self._lost = False
+        self._waiters: typing.List[asyncio.Future] = []
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake()
+
+    def connection_lost(self, exc: typing.Optional[BaseException]) -> None:
+        self._lost = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def drained(self) -> None:
+        if self._paused and not self._lost:
+            w = asyncio.get_running_loop().create_future()
+            self._waiters.append(w)
+            await w
+        if self._lost:
+            raise ConnectionResetError("the pipe closed")
+
+
+class _PipeWriter:
+    """A writer over a pipe transport (stdout): its ``transport`` tells what
+    it queues, and ``drain`` waits for the peer to read, so the peer's calls
+    are held back when it reads nothing (PROTOCOL.md §9), as over sockets
+    (without them, nothing was held back over stdio: red-team pass 20,
+    F10)."""
+
+    def __init__(self, transport: asyncio.WriteTransport, flow: _PipeFlow) -> None:
+        self.transport = transport
+        self._flow = flow
 
     def write(self, data: bytes) -> None:
-        self._t.write(data)
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        await self._flow.drained()
 
     def close(self) -> None:
-        self._t.close()
+        self.transport.close()
 
     async def wait_closed(self) -> None:
         return None
@@ -53,8 +97,14 @@ class _PipeWriter:
 async def serve_stdio(root: typing.Any, *, limits: typing.Optional[wire.Limits] = None) -> Connection:
     """Serves ``root`` on this process's stdin/stdout (the child side of
     Rust's ``ConnectionBuilder::spawn_child``). Log to stderr only."""
+    return await _serve_pipes(root, sys.stdin.buffer, sys.stdout.buffer, limits)
+
+
+async def _serve_pipes(root: typing.Any, rfile: typing.Any, wfile: typing.Any,
+                       limits: typing.Optional[wire.Limits], peer: str = "stdio") -> Connection:
+    """Serves ``root`` on a pair of pipes (file objects)."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=2 ** 16)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
-    transport, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, sys.stdout.buffer)
-    return await Connection.open(reader, _PipeWriter(transport), root=root, limits=limits, peer="stdio")
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), rfile)
+    transport, flow = await loop.connect_write_pipe(_PipeFlow, wfile)
+    return await Connection.open(reader, _PipeWriter(transport, flow), root=root, limits=limits, peer=peer)

@@ -6,6 +6,7 @@ port 0; the peer is hand-driven."""
 from __future__ import annotations
 
 import asyncio
+import os
 import typing
 
 import msgpack
@@ -13,7 +14,8 @@ import msgpack
 import remote_rpc
 from conftest import eventually, run
 from test_hostile_peer import Busy, _replies
-from test_runtime import _true, serve, slow_reader
+from remote_rpc.transport import _serve_pipes
+from test_runtime import Raw, _true, serve, slow_reader
 
 
 
@@ -30,6 +32,9 @@ class _Gate:
 
     async def big(self, n: int) -> bytes:
         await self.open.wait()
+        return b"x" * n
+
+    def now(self, n: int) -> bytes:
         return b"x" * n
 
 
@@ -112,3 +117,47 @@ def test_a_call_nested_under_a_handler_awaiting_the_peer_starts():
         server.close()
 
     run(main(), timeout=30)
+
+
+class _PipeOut:
+    """Writes to a pipe (the served side's stdin), blocking: small frames."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, data: bytes) -> None:
+        while data:
+            data = data[os.write(self.fd, data):]
+
+
+def test_calls_over_pipes_are_held_back_when_the_peer_reads_nothing():
+    """Over stdio (pipes) the output queue's size was not known, so nothing
+    was held back: a peer that read nothing had every call run and its
+    reply queued (red-team pass 20, F10). Now the pipe's transport tells
+    what it queues, and the calls wait as over a socket."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        reader = asyncio.StreamReader(limit=1 << 16)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                     os.fdopen(out_r, "rb", buffering=0))
+        raw = Raw(reader, _PipeOut(in_w))
+        raw.send([0, "remote", 1, 1, [], None])
+        queue = 1 << 20
+        conn = await _serve_pipes(_Gate(), os.fdopen(in_r, "rb", buffering=0),
+                                  os.fdopen(out_w, "wb", buffering=0),
+                                  remote_rpc.Limits(max_write_queue=queue), "pipe")
+        assert (await raw.recv())[:2] == [0, "remote"]
+        calls = 40
+        for i in range(calls):
+            raw.send([1, i, 0, "now", 60_000, [900_000]])  # we read nothing now
+        assert await eventually(lambda: _true(
+            conn._running == 0 and (len(conn._held_calls) > 0 or conn._queued() > calls // 2 * 900_000)))
+        assert conn._queued() <= queue + (1 << 20), conn._queued()
+        got = await _replies(raw, set(range(calls)))
+        assert all(len(got[i][2]) == 900_000 for i in range(calls))
+        conn.close()
+        os.close(in_w)
+
+    run(main(), timeout=120)
