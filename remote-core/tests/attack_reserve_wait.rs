@@ -74,10 +74,27 @@ async fn blocked(idle: Duration) -> (ServerHandle, TcpStream) {
     (server, s)
 }
 
-/// Sends the first 6 bytes of call 2, `add(2, 3)`; returns its frame.
-async fn add_2_head(s: &mut TcpStream) -> Vec<u8> {
+/// Bytes `server` has read from its peers so far.
+fn read_in(server: &ServerHandle) -> u64 {
+    server.stats().calls.bytes_in
+}
+
+/// Waits (at most 60 s) until `server` has read `n` bytes in all.
+async fn read_in_all(server: &ServerHandle, n: u64) {
+    assert!(
+        raw::eventually(|| read_in(server) >= n).await,
+        "the server read {} bytes in all, not {n}",
+        read_in(server)
+    );
+}
+
+/// Sends the first 6 bytes of call 2, `add(2, 3)`, and waits until the
+/// server has read them (its reservation then waits); returns the frame.
+async fn add_2_head(server: &ServerHandle, s: &mut TcpStream) -> Vec<u8> {
     let add = raw::call(2, 0, "add", 600_000, &[0x92, 0x02, 0x03]);
+    let before = read_in(server);
     s.write_all(&add[..6]).await.unwrap();
+    read_in_all(server, before + 6).await;
     add
 }
 
@@ -93,14 +110,14 @@ async fn big_reply_then_add_2(s: &mut TcpStream) {
 async fn a_frame_completed_and_overrun_while_its_reservation_waits_is_read_whole() {
     let (server, mut s) = blocked(Duration::from_secs(300)).await;
     // A small call's head only: its reservation waits.
-    let add = add_2_head(&mut s).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let add = add_2_head(&server, &mut s).await;
     // Its rest and a whole second call behind it, read by the watch into
     // the buffer's spare room.
     let mut rest = add[6..].to_vec();
     rest.extend(raw::call(3, 0, "add", 600_000, &[0x92, 0x04, 0x05]));
+    let before = read_in(&server);
     s.write_all(&rest).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    read_in_all(&server, before + rest.len() as u64).await;
     // Reading the big reply gives the budget room back.
     big_reply_then_add_2(&mut s).await;
     let f = raw::bounded(raw::frame(&mut s)).await.expect("add 3");
@@ -115,12 +132,11 @@ async fn a_frame_completed_and_overrun_while_its_reservation_waits_is_read_whole
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_is_not_closed_for_a_budget_wait_it_no_longer_has() {
-    let (_server, mut s) = blocked(Duration::from_secs(1)).await;
+    let (server, mut s) = blocked(Duration::from_secs(1)).await;
     // A small call's head: its reservation waits; then exactly its rest,
     // which the watch reads, completing the frame while the reservation
     // still waits (or the reader's timer interrupted it).
-    let add = add_2_head(&mut s).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let add = add_2_head(&server, &mut s).await;
     s.write_all(&add[6..]).await.unwrap();
     // The client reads nothing for 3.5 s (its writer's stall limit is
     // 30 s): merely slow, it is not closed.
