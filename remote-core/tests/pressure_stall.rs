@@ -300,6 +300,8 @@ async fn a_pressure_stall_timeout_too_long_for_the_clock_means_never() {
             },
         )
         .await;
+        let read_in = || server.stats().calls.bytes_in;
+        let before = read_in();
         let mut s = raw::opened(&server).await;
         // `insert(1, "w" × 200 KiB)`, a frame over 64 KiB, in two parts.
         let len = 200u32 << 10;
@@ -309,7 +311,10 @@ async fn a_pressure_stall_timeout_too_long_for_the_clock_means_never() {
         let frame = raw::call(1, 0, "insert", 60_000, &args);
         let (head, rest) = frame.split_at(100 << 10);
         s.write_all(head).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The rest is sent once the server has read the hello and the
+        // head: the frame is read in parts, its rest paced.
+        let head_read = before + (raw::hello(vec![]).len() + head.len()) as u64;
+        assert!(raw::eventually(|| read_in() >= head_read).await);
         s.write_all(rest).await.unwrap();
         let f = raw::next_of_kind(&mut s, raw::RETURN).await;
         assert_eq!(raw::id_of(&f), 1);
