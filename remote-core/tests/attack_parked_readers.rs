@@ -111,6 +111,8 @@ async fn a_frame_read_while_waiting_for_room_arrives_whole() {
     let mut args = vec![0x91, 0xc6];
     args.extend_from_slice(&(900u32 << 10).to_be_bytes());
     args.resize(args.len() + (900 << 10), 7);
+    let read_in = || server.stats().calls.bytes_in;
+    let before = read_in();
     let mut s = raw::opened(&server).await;
     let mut both = raw::call(1, 0, "add", 600_000, &args);
     both.extend(raw::call(2, 0, "add", 600_000, &[0x92, 0x02, 0x03]));
@@ -118,8 +120,12 @@ async fn a_frame_read_while_waiting_for_room_arrives_whole() {
         s.write_all(&both).await.unwrap();
         s
     });
-    // It waits for room (its 900 KiB do not fit) until the holders go.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // It waits for room (its 900 KiB do not fit) until the holders go:
+    // once the server has read our hello and past the frame's length
+    // prefix, the reader has its length and waits for room for it (with
+    // a margin for a byte of each holder's frame read late).
+    let waiting = before + raw::hello(vec![]).len() as u64 + 4 + 8;
+    assert!(raw::eventually(|| read_in() >= waiting).await);
     drop(holders);
     let mut s = sent.await.unwrap();
     let (id, kind, message) = raw::bounded(raw::next_error(&mut s)).await;
