@@ -85,8 +85,10 @@ async fn run() {
     // exported object is dropped.
     root.keep(Counter::remote(1, stats.clone())).await.unwrap();
     let r2 = root.clone();
+    let sent = conn.stats().bytes_out;
     let pending = tokio::spawn(async move { r2.sleep(10_000).await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Killed once the call is written to the child.
+    assert!(eventually(60, || conn.stats().bytes_out > sent).await);
     child.kill().await.unwrap();
     let r = pending.await.unwrap();
     assert!(matches!(&r, Err(Error::ConnectionLost(_))), "{r:?}");
