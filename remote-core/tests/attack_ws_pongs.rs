@@ -10,7 +10,6 @@
 mod raw;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use remote_core::{remote, Error, Limits, Remote, Server};
@@ -56,6 +55,7 @@ async fn pongs_a_peer_did_not_read_do_not_fail_its_next_reply() {
     for _ in 0..384 {
         raw::bounded(s.get_mut().write_all(&batch)).await.unwrap();
     }
+    let wrote = server.stats().calls.bytes_out;
     let call = raw::call(1, 0, "mark", 60_000, &[0x90]);
     raw::bounded(s.get_mut().write_all(&raw::ws_binary(&call)))
         .await
@@ -64,7 +64,14 @@ async fn pongs_a_peer_did_not_read_do_not_fail_its_next_reply() {
     // handler has run, and the reply follows it at once. (Reading sooner
     // would only let the test pass without the fix; it cannot fail it.)
     raw::bounded(called.notified()).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The reply's 1,000 bytes were written (to the WebSocket layer,
+    // counted out), or its write failed and ended the connection.
+    assert!(
+        raw::eventually(|| {
+            server.stats().calls.bytes_out >= wrote + 1000 || server.connections() == 0
+        })
+        .await
+    );
     // Reading again: the pongs, then the reply.
     let mut pongs = 0;
     loop {
