@@ -79,13 +79,14 @@ async fn uncounted(server: ServerHandle, ca: Option<&Ca>) -> isize {
     // its socket, what the transport holds of the output at its fullest.
     let answered = CONNS as u64 * u64::from(CALLS);
     assert!(raw::eventually(|| server.stats().calls.calls_finished >= answered).await);
+    // No event says so: three quiet samples in a row (one could be a
+    // writer starved on a loaded machine, measuring the output short).
     let mut out = server.stats().calls.bytes_out;
-    loop {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut quiet = 0;
+    while quiet < 3 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let now = server.stats().calls.bytes_out;
-        if now == out {
-            break;
-        }
+        quiet = if now == out { quiet + 1 } else { 0 };
         out = now;
     }
     let per = (live() - server.buffered_bytes() as isize - before) / CONNS as isize;
