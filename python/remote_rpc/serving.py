@@ -178,7 +178,12 @@ class _Serving:
                 counts[oid] += 1
 
         try:
-            msgpack.unpackb(held.payload, raw=False, strict_map_key=False, ext_hook=hook)
+            # Walked for its references only: each array and map dropped as
+            # soon as it is read, so the walk holds at most the largest
+            # one's slots (decoded whole, one 1 MiB frame of empty maps
+            # took 76 MB; now 9 MB: red-team pass 20, G5).
+            msgpack.unpackb(held.payload, raw=False, strict_map_key=False, ext_hook=hook,
+                            list_hook=_dropped, object_pairs_hook=_dropped)
         except ProtocolViolation:
             raise
         except Exception as e:  # noqa: BLE001 - any malformed input
@@ -333,6 +338,10 @@ class _Serving:
         if inspect.isawaitable(result):
             result = await result
         return convert_result(result)
+
+
+def _dropped(_: typing.Any) -> None:
+    return None
 
 
 def _cancelled(cid: typing.Any) -> list:
