@@ -460,6 +460,10 @@ class Connection(_Serving):
         except BaseException:
             del self._waiting[cid]
             raise
+        # A call awaiting the peer lends a running call's room: the held
+        # calls look again (one of them may be the peer's call nested under
+        # ours, which this call's reply waits for).
+        self._room.set()
         try:
             return await asyncio.wait_for(asyncio.shield(fut), budget)
         except asyncio.TimeoutError:

@@ -31,6 +31,10 @@ FRAME_LIMIT: contextvars.ContextVar[typing.Optional[int]] = contextvars.ContextV
 #: Rust runtime's share (PROTOCOL.md §9).
 _MIN_ESTIMATE = 4 << 10
 
+#: How often held calls waiting for their replies' room look again while
+#: output is queued (seconds): the transport does not say when it drains.
+_DRAIN_LOOK = 0.005
+
 
 class _Held:
     """A call of the peer's held back, undecoded (held decoded, a 1 MiB
@@ -209,8 +213,21 @@ class _Serving:
                 ready = (held.release or held.cancelled
                          or (self._has_room(len(held.payload)) and self._replies_fit()))
                 if not ready:
+                    # Room comes when a running call ends or one of ours
+                    # starts awaiting the peer (`_room`), or as the peer
+                    # reads what is queued: no event says so, so while
+                    # anything is queued we look again every few
+                    # milliseconds (waiting for `_room` alone, calls held
+                    # for their replies' room waited for a long call to end
+                    # with the queue empty: red-team pass 32).
                     self._room.clear()
-                    await self._room.wait()
+                    if self._queued() > 0:
+                        try:
+                            await asyncio.wait_for(self._room.wait(), _DRAIN_LOOK)
+                        except asyncio.TimeoutError:
+                            pass
+                    else:
+                        await self._room.wait()
                     continue
                 self._held_calls.popleft()
                 self._held_bytes -= len(held.payload)

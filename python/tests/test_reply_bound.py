@@ -161,3 +161,72 @@ def test_calls_over_pipes_are_held_back_when_the_peer_reads_nothing():
         os.close(in_w)
 
     run(main(), timeout=120)
+
+
+def test_held_calls_start_as_the_peer_reads_while_a_long_call_runs():
+    """Calls held for their replies' room looked again only when a running
+    call ended: with one long call running and the peer reading all that
+    was queued, they waited for it to end (red-team pass 32: 29 of 300
+    downloads beside a long poll). Now they start as the output drains."""
+    async def main():
+        root = _Gate()
+        conns: typing.List[remote_rpc.Connection] = []
+
+        async def accepted(reader, writer):
+            conns.append(await remote_rpc.Connection.open(
+                reader, writer, root=root, limits=remote_rpc.Limits(max_write_queue=4 << 20)))
+
+        server = await asyncio.start_server(accepted, "127.0.0.1", 0)
+        raw = await slow_reader(server)
+        assert await eventually(lambda: _true(bool(conns)))
+        raw.send([1, 0, 0, "wait", 60_000, []])  # runs until the end
+        calls = range(1, 41)
+        for i in calls:
+            raw.send([1, i, 0, "now", 60_000, [900_000]])
+        got = await asyncio.wait_for(_replies(raw, set(calls)), 30)
+        assert all(len(got[i][2]) == 900_000 for i in calls)
+        assert conns[0]._running == 1  # the long call still runs
+        root.open.set()
+        assert (await _replies(raw, {0}))[0] == [2, 0, 1]
+        server.close()
+
+    run(main(), timeout=60)
+
+
+def test_calls_nested_under_held_calls_start_once_the_handlers_await_the_peer():
+    """17 pipelined calls whose handlers call the peer back, whose
+    callbacks call us before they answer: 16 start (a 16 MiB queue, 1 MiB
+    per reply until the first), the 17th is held, and the nested calls
+    behind it. The handlers awaiting the peer lend their room, but the
+    held call looked again only when a call ended, and none could: all
+    waited until their deadlines (red-team pass 32). Now a call of ours
+    awaiting the peer wakes the held calls."""
+    async def main():
+        raw, conn, server = await serve(Busy())
+        cb = msgpack.ExtType(1, (1).to_bytes(4, "big"))
+        n = 17
+        for i in range(n):
+            raw.send([1, i, 0, "process", 60_000, [b"", cb]])
+        nested: typing.Dict[int, int] = {}  # our add's id -> the callback's id
+        done: typing.Dict[int, list] = {}
+
+        async def serve_peer() -> None:
+            next_id = 1000
+            while len(done) < n:
+                m = await raw.recv()
+                assert m is not None, f"closed; {sorted(done)} answered"
+                if m[0] == 1 and m[3] == "more":
+                    nested[next_id] = m[1]
+                    raw.send([1, next_id, 0, "add", 60_000, [1, 2]])
+                    next_id += 1
+                elif m[0] == 2 and m[1] in nested:
+                    assert m[2] == 3, m
+                    raw.send([2, nested.pop(m[1]), 7])
+                elif m[0] in (2, 3):
+                    done[m[1]] = m
+
+        await asyncio.wait_for(serve_peer(), 30)
+        assert all(done[i] == [2, i, 7] for i in range(n)), done
+        server.close()
+
+    run(main(), timeout=60)
