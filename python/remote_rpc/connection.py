@@ -574,8 +574,12 @@ class Connection(_Serving):
                              if h.cid == cid and not h.release and not h.cancelled), None)
             if held is not None:
                 # Not started yet: never started, and answered as
-                # cancelled in its turn (`_release_held`).
+                # cancelled in its turn (`_release_held`), which may be now
+                # (waiting for room, the held calls look again: a cancel
+                # behind long calls was answered when they ended, red-team
+                # pass 33).
                 held.cancelled = True
+                self._room.set()
             else:
                 task = self._incoming.pop(cid, None)
                 if task is not None:

@@ -155,13 +155,16 @@ def test_deadline_cancels_the_call_and_the_callback_it_was_serving(probe_server,
         conn = await remote_rpc.connect(probe_server.addr)
         probe = conn.root()
         greeter = SlowGreeter()
+        # A deadline the callback starts well within on a loaded machine
+        # (at 0.5 s it sometimes passed first, and nothing was called back).
+        call = asyncio.ensure_future(probe.call("greet_via", [greeter, "slow"], timeout=3))
+        await asyncio.wait_for(state["started"].wait(), 30)
         try:
-            await probe.call("greet_via", [greeter, "slow"], timeout=0.5)
+            await call
         except remote_rpc.DeadlineExceeded:
             pass
         else:
             raise AssertionError("the call outlived its deadline")
-        assert state["started"].is_set()
         # Our cancel stopped the server's handler, which cancelled its call
         # to our greeter: the cancel cascades back to us.
         await asyncio.wait_for(state["cancelled"].wait(), 30)

@@ -230,3 +230,45 @@ def test_calls_nested_under_held_calls_start_once_the_handlers_await_the_peer():
         server.close()
 
     run(main(), timeout=60)
+
+
+def test_a_cancel_of_a_held_call_is_answered_while_long_calls_run():
+    """Marked cancelled, a held call was answered only when the held calls
+    looked again, as a running call ended: behind 16 long polls, when
+    they ended (red-team pass 33). Now its cancel has them look at once."""
+    async def main():
+        root = _Gate()
+        raw, conn, server = await serve(root)
+        for i in range(16):  # 1 MiB each until the first reply: 16 MiB
+            raw.send([1, i, 0, "wait", 60_000, []])
+        raw.send([1, 100, 0, "now", 60_000, [10]])
+        assert await eventually(lambda: _true(any(h.cid == 100 for h in conn._held_calls)))
+        raw.send([5, 100])
+        got = await asyncio.wait_for(_replies(raw, {100}), 10)
+        assert got[100][:2] == [3, 100] and got[100][2][0] == "cancelled", got[100]
+        assert conn._running == 16
+        root.open.set()
+        await _replies(raw, set(range(16)))
+        server.close()
+
+    run(main(), timeout=60)
+
+
+def test_a_wait_for_the_replies_room_does_not_count_against_a_held_calls_deadline():
+    """PROTOCOL.md §8: a held call's deadline counts from its arrival less
+    its waits for output room. The wait for its reply's room counted, and
+    such calls ran with part of their time, or none (red-team pass 33)."""
+    async def main():
+        root = _Gate()
+        raw, conn, server = await serve(root, remote_rpc.Limits(max_write_queue=2 << 20))
+        for i in range(2):  # 1 MiB each until the first reply: 2 MiB
+            raw.send([1, i, 0, "wait", 60_000, []])
+        raw.send([1, 3, 0, "now", 1000, [10]])
+        assert await eventually(lambda: _true(any(h.cid == 3 for h in conn._held_calls)))
+        await asyncio.sleep(1.5)  # held for its reply's room, past its timeout
+        root.open.set()
+        got = await _replies(raw, {0, 1, 3})
+        assert got[3] == [2, 3, b"x" * 10], got[3][:3]
+        server.close()
+
+    run(main(), timeout=60)
