@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import time
 import typing
 import weakref
 
 import msgpack
 
 from . import auth, wire
-from .errors import ConnectionLost, DeadlineExceeded, ProtocolViolation, RemoteError
-from .serving import _DEADLINE, FRAME_LIMIT, _cancelled, _Held, _Serving
+from .errors import ConnectionLost, ProtocolViolation, RemoteError
+from .calling import _Calling
+from .serving import FRAME_LIMIT, _cancelled, _Held, _Serving
 
 __all__ = ["FRAME_LIMIT", "Connection", "Proxy"]
 
@@ -87,7 +87,7 @@ class Proxy:
         return f"<remote_rpc.Proxy object {self._id} on {self._conn.peer}>"
 
 
-class Connection(_Serving):
+class Connection(_Calling, _Serving):
     """One connection. Use :func:`connect`, :func:`serve_stdio` or
     :meth:`Connection.open` (any asyncio stream pair)."""
 
@@ -128,6 +128,9 @@ class Connection(_Serving):
         # Our calls: id -> future; ids cancelled and waiting for their reply.
         self._next_call = 0
         self._waiting: typing.Dict[int, asyncio.Future] = {}
+        # How many of them were made while serving the peer's calls: each
+        # lends a running call's room (`_replies_fit`).
+        self._lending = 0
         self._cancelled: typing.Set[int] = set()
         # Incoming calls: id -> task (live: not yet answered nor cancelled).
         self._incoming: typing.Dict[int, asyncio.Task] = {}
@@ -429,60 +432,6 @@ class Connection(_Serving):
             self._write(message)
         except Exception:  # noqa: BLE001 - closed meanwhile
             pass
-
-    # ---- calls out ---------------------------------------------------------
-
-    async def _call(self, target: int, method: str, args: list,
-                    timeout: typing.Optional[float]) -> typing.Any:
-        if self._closed.is_set():
-            raise ConnectionLost(self._close_reason or "connection closed")
-        now = time.monotonic()
-        deadline = now + (timeout if timeout is not None else self.limits.default_deadline)
-        inherited = _DEADLINE.get()
-        if inherited is not None:
-            deadline = min(deadline, inherited)
-        budget = deadline - now
-        if budget <= 0:
-            raise DeadlineExceeded("the inherited deadline has passed")
-        if len(self._waiting) + len(self._cancelled) >= self.limits.max_outgoing_calls:
-            raise RemoteError("limit_exceeded", "remote_core::Error",
-                              f"limit exceeded: max_outgoing_calls = {self.limits.max_outgoing_calls}")
-        while True:
-            cid = self._next_call
-            self._next_call = (self._next_call + 1) & wire.U32_MAX
-            if cid not in self._waiting and cid not in self._cancelled:
-                break
-        fut = self._loop.create_future()
-        self._waiting[cid] = fut
-        timeout_ms = max(1, min(wire.U32_MAX, int(budget * 1000)))
-        try:
-            self._write([wire.CALL, cid, target, method, timeout_ms, args])
-        except BaseException:
-            del self._waiting[cid]
-            raise
-        # A call awaiting the peer lends a running call's room: the held
-        # calls look again (one of them may be the peer's call nested under
-        # ours, which this call's reply waits for).
-        self._room.set()
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), budget)
-        except asyncio.TimeoutError:
-            self._cancel(cid)
-            raise DeadlineExceeded(f"deadline exceeded after {budget:.3f}s calling {method}") from None
-        except asyncio.CancelledError:
-            self._cancel(cid)
-            raise
-
-    def _cancel(self, cid: int) -> None:
-        """Cancels our call ``cid``: its id stays reserved until the peer's
-        one reply to it arrives (§3.6)."""
-        fut = self._waiting.pop(cid, None)
-        if fut is None or self._closed.is_set():
-            return
-        if not fut.done():
-            fut.cancel()
-        self._cancelled.add(cid)
-        self._write_quietly([wire.CANCEL, cid])
 
     # ---- reading -----------------------------------------------------------
 

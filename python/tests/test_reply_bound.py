@@ -272,3 +272,59 @@ def test_a_wait_for_the_replies_room_does_not_count_against_a_held_calls_deadlin
         server.close()
 
     run(main(), timeout=60)
+
+
+def test_calls_the_application_makes_of_its_own_lend_no_room():
+    """Every call of ours awaiting the peer lent a running call's room, so
+    a peer that left calls the application makes of its own accord (a
+    subscriber's notifications) unanswered had all its calls start (125 MB
+    queued against 16 MiB, red-team pass 32). Only calls made in serving
+    the peer's calls lend now."""
+    async def main():
+        root = _Gate()
+        raw, conn, server = await serve(root, remote_rpc.Limits(max_write_queue=4 << 20))
+        pushes = [asyncio.ensure_future(conn.root().call("notify", [], timeout=30)) for _ in range(40)]
+        assert await eventually(lambda: _true(len(conn._waiting) == 40))
+        for i in range(40):
+            raw.send([1, i, 0, "big", 60_000, [900_000]])
+        assert await eventually(lambda: _true(conn._running + len(conn._held_calls) == 40))
+        # 1 MiB each until the first reply: 4 in a 4 MiB queue.
+        assert conn._running == 4, conn._running
+        root.open.set()
+        got = await _replies(raw, set(range(40)))
+        assert all(len(got[i][2]) == 900_000 for i in range(40))
+        for p in pushes:
+            p.cancel()
+        server.close()
+
+    run(main(), timeout=60)
+
+
+class _Spawner:
+    async def process(self, cb: typing.Any) -> int:
+        # The call back made from a task the handler starts and joins.
+        return await asyncio.ensure_future(cb.call("more", []))
+
+    def add(self, a: int, b: int) -> int:
+        return a + b
+
+
+def test_a_call_back_from_a_task_the_handler_started_lends_its_room():
+    """A handler that calls the peer back from a task it starts still
+    lends its room: the peer's call nested under that call back starts,
+    though the handler's estimated reply alone fills ``max_write_queue``
+    (in the Rust runtime, lending only for a handler's own task made such
+    calls wait until their deadlines: PROTOCOL.md §9)."""
+    async def main():
+        raw, conn, server = await serve(_Spawner(), remote_rpc.Limits(max_write_queue=1 << 20))
+        cb = msgpack.ExtType(1, (1).to_bytes(4, "big"))
+        raw.send([1, 0, 0, "process", 60_000, [cb]])
+        callback = await raw.recv()
+        assert callback[0] == 1 and callback[3] == "more", callback
+        raw.send([1, 1, 0, "add", 60_000, [1, 2]])
+        assert (await asyncio.wait_for(_replies(raw, {1}), 10))[1] == [2, 1, 3]
+        raw.send([2, callback[1], 7])
+        assert (await _replies(raw, {0}))[0] == [2, 0, 7]
+        server.close()
+
+    run(main(), timeout=30)
