@@ -43,18 +43,16 @@ class _Calling:
         except BaseException:
             del self._waiting[cid]
             raise
-        # A call made while serving one of the peer's calls (in its task,
-        # or a task it started) lends a running call's room while it awaits
-        # the peer: the held calls look again (one of them may be the
-        # peer's call nested under ours, which this call's reply waits
-        # for). Calls the application makes of its own accord lend nothing
-        # (lent too, a subscriber that left our notifications unanswered
-        # had all its calls start: 125 MB queued against 16 MiB, red-team
-        # pass 32).
-        lends = inherited is not None
-        if lends:
-            self._lending += 1
-            self._room.set()
+        # A call awaiting the peer lends a running call's room, whoever made
+        # it: the held calls look again (one of them may be the peer's call
+        # nested under ours, which this call's reply waits for). Lending
+        # only for calls made in serving the peer's calls (a handler's task
+        # or a task it started) was tried and withdrawn: a call back made
+        # from a thread or a worker task, and a client's own calls whose
+        # callbacks wait for each other, then waited until their deadlines
+        # (red-team pass 34), as in the Rust runtime (PROTOCOL.md §9).
+        self._lending += 1
+        self._room.set()
         try:
             return await asyncio.wait_for(asyncio.shield(fut), budget)
         except asyncio.TimeoutError:
@@ -64,8 +62,7 @@ class _Calling:
             self._cancel(cid)
             raise
         finally:
-            if lends:
-                self._lending -= 1
+            self._lending -= 1
 
     def _cancel(self, cid: int) -> None:
         """Cancels our call ``cid``: its id stays reserved until the peer's

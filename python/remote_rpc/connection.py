@@ -128,8 +128,8 @@ class Connection(_Calling, _Serving):
         # Our calls: id -> future; ids cancelled and waiting for their reply.
         self._next_call = 0
         self._waiting: typing.Dict[int, asyncio.Future] = {}
-        # How many of them were made while serving the peer's calls: each
-        # lends a running call's room (`_replies_fit`).
+        # How many of them await their replies: each lends a running call's
+        # room (`_replies_fit`).
         self._lending = 0
         self._cancelled: typing.Set[int] = set()
         # Incoming calls: id -> task (live: not yet answered nor cancelled).

@@ -140,10 +140,9 @@ class _Serving:
         had every call it could make in flight return a full frame at once:
         ``max_calls_in_flight × max_frame_len`` queued, 130 MB from 2.7 KB
         of calls (red-team pass 19). As in the Rust runtime (PROTOCOL.md
-        §9), the calls running while one of ours made in serving the peer
-        awaits its reply lend that room (a handler whose callback calls us
-        back waits for a call that needs room it holds), and a reply larger
-        than the estimate
+        §9), the calls running while one of ours awaits the peer's reply
+        lend that room (a handler whose callback calls us back waits for a
+        call that needs room it holds), and a reply larger than the estimate
         is what the bound misses (python/README.md, known gaps)."""
         running = self._running
         if running == 0:

@@ -37,6 +37,9 @@ class _Gate:
     def now(self, n: int) -> bytes:
         return b"x" * n
 
+    def release(self) -> None:
+        self.open.set()
+
 
 def test_running_calls_replies_are_bounded_by_the_write_queue():
     """Started whenever the output had room, every call a peer that reads
@@ -274,26 +277,23 @@ def test_a_wait_for_the_replies_room_does_not_count_against_a_held_calls_deadlin
     run(main(), timeout=60)
 
 
-def test_calls_the_application_makes_of_its_own_lend_no_room():
-    """Every call of ours awaiting the peer lent a running call's room, so
-    a peer that left calls the application makes of its own accord (a
-    subscriber's notifications) unanswered had all its calls start (125 MB
-    queued against 16 MiB, red-team pass 32). Only calls made in serving
-    the peer's calls lend now."""
+def test_our_own_calls_awaiting_the_peer_lend_room_to_its_calls():
+    """A client's own calls awaiting the server lend room to the server's
+    calls back: 16 callbacks waiting for a 17th, which the server makes
+    while our 16 calls await it, all run (lending only for calls made in
+    serving the peer's calls, the 17th waited behind the 16 for their
+    deadlines: red-team pass 34)."""
     async def main():
         root = _Gate()
-        raw, conn, server = await serve(root, remote_rpc.Limits(max_write_queue=4 << 20))
-        pushes = [asyncio.ensure_future(conn.root().call("notify", [], timeout=30)) for _ in range(40)]
-        assert await eventually(lambda: _true(len(conn._waiting) == 40))
-        for i in range(40):
-            raw.send([1, i, 0, "big", 60_000, [900_000]])
-        assert await eventually(lambda: _true(conn._running + len(conn._held_calls) == 40))
-        # 1 MiB each until the first reply: 4 in a 4 MiB queue.
-        assert conn._running == 4, conn._running
-        root.open.set()
-        got = await _replies(raw, set(range(40)))
-        assert all(len(got[i][2]) == 900_000 for i in range(40))
-        for p in pushes:
+        raw, conn, server = await serve(root)
+        ours = [asyncio.ensure_future(conn.root().call("greet_via", [i], timeout=30)) for i in range(16)]
+        assert await eventually(lambda: _true(len(conn._waiting) == 16))
+        for i in range(16):  # 1 MiB each until the first reply: 16 MiB
+            raw.send([1, i, 0, "wait", 60_000, []])
+        raw.send([1, 16, 0, "release", 60_000, []])  # opens the gate
+        got = await asyncio.wait_for(_replies(raw, set(range(17))), 10)
+        assert all(got[i] == [2, i, 1] for i in range(16)), got
+        for p in ours:
             p.cancel()
         server.close()
 
