@@ -1,5 +1,5 @@
 """Our calls to the peer (PROTOCOL.md §3.1, §3.6, §8): their ids, deadlines
-and cancels, and the room a call made in serving the peer lends (§9)."""
+and cancels, and the room each lends while it awaits the peer (§9)."""
 
 from __future__ import annotations
 
