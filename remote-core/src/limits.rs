@@ -94,7 +94,9 @@ pub struct Limits {
     /// Distinct peer objects imported at once (default 10,000).
     pub max_imports: usize,
     /// Connections a server holds at once (default 1,024). Further ones are
-    /// sent a goodbye naming the limit and closed.
+    /// sent a goodbye naming the limit and closed. A closed connection
+    /// counts until its socket is gone: its close reads what the peer
+    /// still sends and writes the goodbye for up to 5 s each.
     pub max_connections: usize,
     /// Connections a server holds at once from one peer address (default
     /// 32): TCP, TLS and WebSocket peers are keyed by IP address (IPv6 by

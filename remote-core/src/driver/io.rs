@@ -179,6 +179,7 @@ impl Drop for DropWriter {
         let w = std::mem::replace(&mut lock(&self.0.pen).w, Box::new(tokio::io::sink()));
         // Outside the lock: a transport's destructor may do anything.
         drop(w);
+        self.0.io_tasks.one_ended();
     }
 }
 

@@ -414,8 +414,12 @@ async fn read_until_closed(
     shared.disconnect(reason);
     // Late releases from proxies dropped during shutdown are discarded.
     ctl.close();
+    // The reading half goes (drained or not) before the task counts as
+    // ended (`_teardown`).
     if drain {
         input.drain().await;
+    } else {
+        drop(input);
     }
 }
 
@@ -481,6 +485,7 @@ impl Drop for DisconnectOnDrop {
         self.0.disconnect(Error::ConnectionLost(
             "the connection task ended unexpectedly".into(),
         ));
+        self.0.io_tasks.one_ended();
     }
 }
 

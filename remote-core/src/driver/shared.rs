@@ -84,6 +84,9 @@ pub(crate) struct Shared {
     pub(crate) ctl: super::ctl_queue::CtlTx,
     pub(crate) limits: Limits,
     pub(super) closed: CancellationToken,
+    /// The reader and writer tasks, counted down as they end
+    /// (`teardown.rs`): a server keeps the connection's slot until both did.
+    pub(super) io_tasks: super::teardown::IoTasks,
     pub(super) close_reason: Mutex<Option<Error>>,
     /// Spawned handlers by sequence number (ids may be reused by the
     /// peer); `None` marks one that stopped before it was recorded.

@@ -69,7 +69,9 @@ impl ServerHandle {
         &self.inner.addr
     }
 
-    /// Connections currently open.
+    /// Connections currently held: open ones, and closed ones whose close
+    /// still drains the peer's input or writes the goodbye (at most 5 s
+    /// after the close; they count in `max_connections` until then).
     pub fn connections(&self) -> usize {
         self.inner.active.load(Ordering::Acquire)
     }

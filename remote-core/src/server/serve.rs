@@ -305,6 +305,10 @@ async fn accept_loop(
                         .unwrap_or_else(|p| p.into_inner())
                         .remove(&id);
                     emit(ServerEvent::Closed { addr, reason });
+                    // The slot is the socket's, not only the open
+                    // connection's: it is kept while the close drains the
+                    // peer's input and writes the goodbye (`teardown.rs`).
+                    c.io_ended().await;
                 }
             }
             // Uncounted for its address before the server's count goes down.

@@ -259,6 +259,7 @@ impl ConnectionBuilder {
             ctl: ctl_tx,
             limits: limits.clone(),
             closed: CancellationToken::new(),
+            io_tasks: crate::driver::teardown::IoTasks::new(),
             close_reason: Mutex::new(None),
             running: Mutex::new(crate::proto::IdMap::default()),
             runtime: crate::rt::current_runtime(),
