@@ -21,6 +21,7 @@ mod check;
 mod conn_cx;
 mod ref_wire;
 mod shared_bytes;
+pub(crate) mod weigh;
 
 use capped::Capped;
 use check::{check_carried, check_depth};
@@ -295,7 +296,11 @@ pub(crate) trait DecodeSlot {
 
 impl<T: DeserializeOwned> DecodeSlot for Option<T> {
     fn decode_from(&mut self, de: &mut De<'_>) -> Result<(), rmp_serde::decode::Error> {
-        *self = Some(T::deserialize(de)?);
+        *self = Some(if weigh::active() {
+            T::deserialize(weigh::weighing(de))?
+        } else {
+            T::deserialize(de)?
+        });
         Ok(())
     }
 }

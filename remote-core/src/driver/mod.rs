@@ -32,7 +32,7 @@ mod replies;
 mod room;
 mod sched;
 mod share;
-pub(crate) use share::args_weight;
+pub(crate) use share::{args_weight, DECODED_ITEM};
 mod shared;
 mod stall;
 mod teardown;

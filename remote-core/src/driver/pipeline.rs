@@ -366,17 +366,40 @@ impl Dispatch for Answer {
                 let method = method.to_owned();
                 // Held until the answer is set: only its own bytes.
                 let args = args.detach();
+                // Decoded when the answer is set, weighed as now.
+                let weigh = crate::codec::weigh::current();
                 Ok(Box::pin(async move {
                     let reply = cx.duplicate();
                     match answer.wait().await {
-                        Ok(o) => match o.call(&method, args, cx) {
-                            Ok(fut) => fut.await,
-                            Err(e) => reply.reply_remote(&super::conn::dispatch_error(
-                                &e,
-                                o.interface_name(),
-                                &method,
-                            )),
-                        },
+                        Ok(o) => {
+                            let (called, taken) = match &weigh {
+                                Some(conn) => {
+                                    crate::codec::weigh::weighed(conn, || o.call(&method, args, cx))
+                                }
+                                None => (o.call(&method, args, cx), Default::default()),
+                            };
+                            // Dropped after the handler (declared before it).
+                            let _taken = weigh
+                                .map(|conn| crate::codec::weigh::TakenGuard(conn, taken.bytes));
+                            match called {
+                                Ok(fut) => fut.await,
+                                Err(e) if taken.refused => {
+                                    reply.reply_remote(&crate::RemoteError::new(
+                                        "limit_exceeded",
+                                        "remote_core::Error",
+                                        format!(
+                                            "the arguments of {} decode larger than counted: {e}",
+                                            crate::bounded::quote(&method)
+                                        ),
+                                    ))
+                                }
+                                Err(e) => reply.reply_remote(&super::conn::dispatch_error(
+                                    &e,
+                                    o.interface_name(),
+                                    &method,
+                                )),
+                            }
+                        }
                         Err(e) => reply.reply_remote(&e),
                     }
                 }))

@@ -66,9 +66,10 @@ use crate::Limits;
 /// a `Vec`, up to twice that while a `Vec` grows (serde preallocates a
 /// bounded number of elements, then doubles). Counted at the frame's
 /// length only, 8 calls of 1 MiB of empty strings to a handler that
-/// awaits held 257 MiB (found by a red-team pass). A type whose items are
-/// larger still (an `Option` of a large array, say) is counted short:
-/// box such fields (PROTOCOL.md §9). A reference counts as five items
+/// awaits held 257 MiB (found by a red-team pass). What a type whose
+/// items are larger still (an `Option` of a large array, say) takes
+/// beyond this comes from the budget as it decodes (`codec/weigh.rs`).
+/// A reference counts as five items
 /// (`proto::msg::REF_ITEMS`).
 ///
 /// [`Reader::items`]: crate::proto::Reader::items

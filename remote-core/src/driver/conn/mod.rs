@@ -341,13 +341,34 @@ impl Shared {
         // However the call ends without a reply of its own, its kept
         // answer (if any) is set, so calls waiting on it end too.
         let keep = KeepGuard(keep, id);
-        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            target.call(method, args, cx)
-        }));
+        // The arguments decode weighed by their types: what an element
+        // takes beyond the `DECODED_ITEM` its item counted comes from the
+        // budget, given back when the handler stops (`codec/weigh.rs`).
+        let dispatch = || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                target.call(method, args, cx)
+            }))
+        };
+        let (started, taken) = if items > crate::codec::weigh::UNWEIGHED_ITEMS {
+            crate::codec::weigh::weighed(self, dispatch)
+        } else {
+            (dispatch(), Default::default())
+        };
+        // Given back when the handler stops, however it does.
+        let taken_back = TakenBack(&self.budget, taken.bytes);
         let mut fut = match started {
             Ok(Ok(fut)) => fut,
             Ok(Err(e)) => {
-                let err = dispatch_error(&e, target.interface_name(), method);
+                let err = if taken.refused {
+                    let msg = format!(
+                        "the arguments of {} decode larger than counted: {e}",
+                        crate::bounded::quote(method),
+                    );
+                    self.meter.limit_hit("memory_budget", &msg);
+                    RemoteError::new("limit_exceeded", "remote_core::Error", msg)
+                } else {
+                    dispatch_error(&e, target.interface_name(), method)
+                };
                 keep.fail(&err);
                 self.send_error_reply(&encode::error(id, &err, &self.limits), &err.kind);
                 return;
@@ -424,6 +445,8 @@ impl Shared {
                 let charged = std::mem::take(&mut charged.bytes);
                 let held = weight.max(charged);
                 self.budget.charge(held - charged);
+                // What the decode took goes back with the rest.
+                let held = held + taken_back.keep();
                 let guarded = (
                     fut,
                     keep,
@@ -518,6 +541,26 @@ impl Shared {
             "an object exported to a closed connection",
             objects,
         );
+    }
+}
+
+/// What a dispatch's decode took from the budget (`codec/weigh.rs`),
+/// given back on drop unless a spawned handler keeps it.
+struct TakenBack<'a>(&'a crate::driver::Budget, usize);
+
+impl TakenBack<'_> {
+    /// The bytes, now the spawned handler's to give back.
+    fn keep(mut self) -> usize {
+        std::mem::take(&mut self.1)
+    }
+}
+
+impl Drop for TakenBack<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.1 > 0 {
+            self.0.release(self.1);
+        }
     }
 }
 
