@@ -3,7 +3,8 @@
 //! for up to 5 s; the slot was given back at the close, so a peer that made
 //! each connection close at once (a frame over `max_frame_len`) and then
 //! kept the socket open had 2,000 sockets held on a server of 32 slots
-//! (red-team pass 35).
+//! (red-team pass 35). `attack_failed_handshake_slots.rs`: the same for a
+//! connection whose handshake fails.
 
 #[path = "support/add.rs"]
 mod add;

@@ -17,8 +17,10 @@
 //! is on a constant. A decode the budget has no room for
 //! stops with an error, before it allocates more. Inline values (tuples,
 //! structs, arrays, options) are inside their parent's size already.
-//! Contents behind a `Box` are not weighed (each holds bytes of the frame:
-//! box large types that are small on the wire).
+//! Known gaps (SECURITY.md): what a `Box` points to is not weighed (a
+//! `nil` in a `Box<Option<[u64; 32]>>` allocates the whole value), nor a
+//! type serde builds from its own buffer (untagged and internally tagged
+//! enums, flattened fields: the buffer is weighed, not the type).
 
 use std::cell::Cell;
 use std::fmt;
@@ -33,13 +35,11 @@ use crate::driver::{Shared, DECODED_ITEM};
 /// Taken from the budget at least this much at a time.
 const CHUNK: usize = 16 << 10;
 
-/// Arguments of at most this many items (`Reader::items`: elements of
-/// arrays and maps, arguments included) are not weighed: they can take at
-/// most this many times twice an element's size beyond their count, the
-/// order of what the handler's own future holds uncounted (its arguments
-/// inline), and a trivial call is spared the scope (about 150
-/// instructions, 1.4 % of it).
-pub(crate) const UNWEIGHED_ITEMS: u32 = 16;
+/// What a call's decode takes from the budget whether or not it has room,
+/// as the reader always reads a frame this long: a call of a few large
+/// elements is not refused because a heavy call waits in line for room
+/// (red-team pass 36).
+const ALWAYS: usize = crate::driver::SMALL_FRAME;
 
 scoped_tls::scoped_thread_local! {
     /// The connection of the dispatch running on this thread, whose budget
@@ -137,8 +137,19 @@ fn add<E: serde::de::Error>(n: usize) -> Result<(), E> {
     if need == 0 {
         return Ok(());
     }
-    let need = need.max(CHUNK);
-    let (charged, limit) = CONN.with(|c| (c.budget.try_charge(need), c.budget.limit()));
+    let taken = STATE.with(|(_, granted, _)| granted.get());
+    let (need, charged, limit) = CONN.with(|c| {
+        if taken + need <= ALWAYS {
+            // Within the first frame's worth: taken as needed, whatever
+            // the room.
+            let need = need.max(CHUNK).min(ALWAYS - taken);
+            c.budget.charge(need);
+            (need, true, 0)
+        } else {
+            let need = need.max(CHUNK);
+            (need, c.budget.try_charge(need), c.budget.limit())
+        }
+    });
     STATE.with(|(free, granted, refused)| {
         if charged {
             granted.set(granted.get() + need);

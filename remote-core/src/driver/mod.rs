@@ -4,7 +4,7 @@
 
 mod blocking_pool;
 mod budget;
-pub(crate) use budget::Budget;
+pub(crate) use budget::{Budget, SMALL_FRAME};
 pub(crate) use pushes::PeerMisses;
 mod cached;
 pub(crate) mod call;
@@ -35,7 +35,7 @@ mod share;
 pub(crate) use share::{args_weight, DECODED_ITEM};
 mod shared;
 mod stall;
-mod teardown;
+pub(crate) mod teardown;
 #[cfg(test)]
 mod tests_expiry;
 #[cfg(test)]

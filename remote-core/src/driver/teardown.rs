@@ -1,6 +1,8 @@
 //! Dropping user objects without letting their destructors take the
 //! connection down.
 
+use std::sync::Arc;
+
 use super::panics::panic_error;
 
 /// Drops `value` (something holding user objects: a released export, a
@@ -23,8 +25,8 @@ pub(crate) fn drop_each_caught<T>(peer: &str, what: &str, values: Vec<T>) {
 }
 
 /// A connection's two I/O tasks, its reader and its writer, counted down
-/// as each ends. [`IoTasks::ended`] resolves once both have, their halves
-/// of the byte stream dropped. A closed connection's reader may still
+/// as each ends: what it holds ([`IoHold`]) is dropped once both have,
+/// their halves of the byte stream dropped. A closed connection's reader may still
 /// drain the peer's input and its writer finish the goodbye, each for up
 /// to `DRAIN_TIME`. A server keeps the connection's `max_connections` slot
 /// until then: it gave the slot back at the close, and a peer that made
@@ -33,27 +35,32 @@ pub(crate) fn drop_each_caught<T>(peer: &str, what: &str, values: Vec<T>) {
 /// (red-team pass 35).
 pub(crate) struct IoTasks {
     left: std::sync::atomic::AtomicU8,
-    ended: tokio_util::sync::CancellationToken,
+    /// Dropped once both tasks ended: a server's slot for the connection
+    /// (`server/serve.rs`), given back so however the connection ends,
+    /// its handshake failed included (red-team pass 36: a WebSocket
+    /// peer whose goodbye waited behind unread pongs held its socket for
+    /// the writer's 5 s with its slot given back).
+    hold: std::sync::Mutex<Option<IoHold>>,
 }
 
+/// What a connection holds until its I/O tasks end ([`IoTasks`]).
+pub(crate) type IoHold = Arc<dyn std::any::Any + Send + Sync>;
+
 impl IoTasks {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(hold: Option<IoHold>) -> Self {
         IoTasks {
             left: std::sync::atomic::AtomicU8::new(2),
-            ended: tokio_util::sync::CancellationToken::new(),
+            hold: std::sync::Mutex::new(hold),
         }
     }
 
     /// One of the two tasks ended (called once by each, from its guard's
-    /// drop, after its half of the stream is dropped).
+    /// drop, after its half of the stream is dropped; for a reader never
+    /// spawned, by the set-up that failed).
     pub(crate) fn one_ended(&self) {
         if self.left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
-            self.ended.cancel();
+            let hold = self.hold.lock().unwrap_or_else(|p| p.into_inner()).take();
+            drop(hold);
         }
-    }
-
-    /// Resolves once both tasks ended.
-    pub(crate) async fn ended(&self) {
-        self.ended.cancelled().await;
     }
 }

@@ -245,7 +245,17 @@ async fn accept_loop(
         };
         inner.active.fetch_add(1, Ordering::AcqRel);
         inner.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        // The slot is the socket's, not only the open connection's: given
+        // back once the connection's reader and writer tasks have ended
+        // (after the close drains the peer's input and writes the goodbye,
+        // `driver/teardown.rs`), or here if the connection never got that
+        // far.
+        let slot = Arc::new(Slot {
+            inner: inner.clone(),
+            peer: Mutex::new(peer_slot),
+        });
         let mut builder = conn.clone();
+        builder.io_hold = Some(slot);
         builder.peer_addr = key;
         builder.writes_show_reading = accepted.writes_show_reading;
         builder.peer_blocking = key
@@ -305,16 +315,25 @@ async fn accept_loop(
                         .unwrap_or_else(|p| p.into_inner())
                         .remove(&id);
                     emit(ServerEvent::Closed { addr, reason });
-                    // The slot is the socket's, not only the open
-                    // connection's: it is kept while the close drains the
-                    // peer's input and writes the goodbye (`teardown.rs`).
-                    c.io_ended().await;
                 }
             }
-            // Uncounted for its address before the server's count goes down.
-            drop(peer_slot);
-            inner2.active.fetch_sub(1, Ordering::AcqRel);
-            inner2.idle.notify_waiters();
         });
+    }
+}
+
+/// A connection's place in `max_connections` and, for its address, in
+/// `max_connections_per_peer`: given back when dropped, by the last of
+/// the accept task and the connection's I/O tasks (`IoTasks`).
+struct Slot {
+    inner: Arc<Inner>,
+    peer: Mutex<Option<PeerSlot>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // Uncounted for its address before the server's count goes down.
+        drop(self.peer.lock().unwrap_or_else(|p| p.into_inner()).take());
+        self.inner.active.fetch_sub(1, Ordering::AcqRel);
+        self.inner.idle.notify_waiters();
     }
 }

@@ -65,6 +65,9 @@ pub struct ConnectionBuilder {
     /// Whether a pending write tells that the peer reads nothing (a
     /// server's TCP connections, `transport/progress.rs`).
     pub(crate) writes_show_reading: bool,
+    /// Held until the connection's reader and writer tasks ended (a
+    /// server's slot, `driver/teardown.rs`).
+    pub(crate) io_hold: Option<crate::driver::teardown::IoHold>,
     /// Accepted by a server.
     pub(crate) server_side: bool,
     /// TLS settings for `tls://` and `wss://` addresses.
@@ -259,7 +262,7 @@ impl ConnectionBuilder {
             ctl: ctl_tx,
             limits: limits.clone(),
             closed: CancellationToken::new(),
-            io_tasks: crate::driver::teardown::IoTasks::new(),
+            io_tasks: crate::driver::teardown::IoTasks::new(self.io_hold.clone()),
             close_reason: Mutex::new(None),
             running: Mutex::new(crate::proto::IdMap::default()),
             runtime: crate::rt::current_runtime(),
@@ -391,6 +394,8 @@ impl Drop for CloseOnDrop {
     fn drop(&mut self) {
         if let Some(shared) = self.0.take() {
             shared.close(Error::ConnectionLost("connection set-up abandoned".into()));
+            // The reader never runs: only the writer is left to end.
+            shared.io_tasks.one_ended();
         }
     }
 }

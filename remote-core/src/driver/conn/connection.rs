@@ -190,13 +190,6 @@ impl Connection {
         self.shared.lost()
     }
 
-    /// Resolves once the connection's reader and writer tasks both ended,
-    /// the byte stream dropped: after [`closed`](Self::closed), once the
-    /// close's drain and goodbye are done (at most `DRAIN_TIME` each).
-    pub(crate) async fn io_ended(&self) {
-        self.shared.io_tasks.ended().await;
-    }
-
     /// A description of the peer (address or transport).
     pub fn peer(&self) -> &str {
         &self.shared.peer

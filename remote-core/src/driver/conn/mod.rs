@@ -332,6 +332,7 @@ impl Shared {
         // pass 29: counted at the frame's length, handlers held twice what
         // the budget counted, 1.93x a whole budget).
         let weight = super::share::args_weight(frame.len().max(lends), items);
+        let args_start = args.start;
         let args = if lends > 0 {
             Args::lending(self, frame, args, held)
         } else {
@@ -349,10 +350,16 @@ impl Shared {
                 target.call(method, args, cx)
             }))
         };
-        let (started, taken) = if items > crate::codec::weigh::UNWEIGHED_ITEMS {
-            crate::codec::weigh::weighed(self, dispatch)
-        } else {
+        // Arguments with no array or map inside their own array (their
+        // items are its elements) hold no collection: nothing to weigh,
+        // and a trivial call is spared the scope.
+        let flat = frame
+            .get(args_start)
+            .is_some_and(|&b| b & 0xf0 == 0x90 && u32::from(b & 0x0f) == items);
+        let (started, taken) = if flat {
             (dispatch(), Default::default())
+        } else {
+            crate::codec::weigh::weighed(self, dispatch)
         };
         // Given back when the handler stops, however it does.
         let taken_back = TakenBack(&self.budget, taken.bytes);
