@@ -30,7 +30,7 @@ use serde::de::{
     DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
 };
 
-use crate::driver::{Shared, DECODED_ITEM};
+use crate::driver::{Budget, Shared, DECODED_ITEM};
 
 /// Taken from the budget at least this much at a time.
 const CHUNK: usize = 16 << 10;
@@ -102,14 +102,37 @@ pub(crate) fn current() -> Option<Arc<Shared>> {
     CONN.is_set().then(|| CONN.with(Arc::clone))
 }
 
-/// Bytes a weighed decode took from `conn`'s budget, given back on drop
-/// (with the arguments, which the holder drops first).
-pub(crate) struct TakenGuard(pub(crate) Arc<Shared>, pub(crate) usize);
+/// Bytes a weighed decode took from a budget ([`Taken::bytes`]), given
+/// back on drop unless a spawned handler keeps them.
+pub(crate) struct TakenBack<'a>(pub(crate) &'a Budget, pub(crate) usize);
 
-impl Drop for TakenGuard {
-    fn drop(&mut self) {
-        self.0.budget.release(self.1);
+impl TakenBack<'_> {
+    /// The bytes, now the keeper's to give back.
+    pub(crate) fn keep(mut self) -> usize {
+        std::mem::take(&mut self.1)
     }
+}
+
+impl Drop for TakenBack<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.1 > 0 {
+            self.0.release(self.1);
+        }
+    }
+}
+
+/// The error for a call whose decode the budget had no room for
+/// ([`Taken::refused`]); `e` is the decode's error.
+pub(crate) fn refusal(method: &str, e: &crate::Error) -> crate::RemoteError {
+    crate::RemoteError::new(
+        "limit_exceeded",
+        "remote_core::Error",
+        format!(
+            "the arguments of {} decode larger than counted: {e}",
+            crate::bounded::quote(method)
+        ),
+    )
 }
 
 /// Whether decodes on this thread are weighed (a dispatch runs).

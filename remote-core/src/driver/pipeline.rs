@@ -379,19 +379,13 @@ impl Dispatch for Answer {
                                 None => (o.call(&method, args, cx), Default::default()),
                             };
                             // Dropped after the handler (declared before it).
-                            let _taken = weigh
-                                .map(|conn| crate::codec::weigh::TakenGuard(conn, taken.bytes));
+                            let _taken = weigh.as_ref().map(|conn| {
+                                crate::codec::weigh::TakenBack(&conn.budget, taken.bytes)
+                            });
                             match called {
                                 Ok(fut) => fut.await,
                                 Err(e) if taken.refused => {
-                                    reply.reply_remote(&crate::RemoteError::new(
-                                        "limit_exceeded",
-                                        "remote_core::Error",
-                                        format!(
-                                            "the arguments of {} decode larger than counted: {e}",
-                                            crate::bounded::quote(&method)
-                                        ),
-                                    ))
+                                    reply.reply_remote(&crate::codec::weigh::refusal(&method, &e))
                                 }
                                 Err(e) => reply.reply_remote(&super::conn::dispatch_error(
                                     &e,

@@ -6,6 +6,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::codec::weigh::TakenBack;
 use crate::rt::time::Instant;
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -367,12 +368,9 @@ impl Shared {
             Ok(Ok(fut)) => fut,
             Ok(Err(e)) => {
                 let err = if taken.refused {
-                    let msg = format!(
-                        "the arguments of {} decode larger than counted: {e}",
-                        crate::bounded::quote(method),
-                    );
-                    self.meter.limit_hit("memory_budget", &msg);
-                    RemoteError::new("limit_exceeded", "remote_core::Error", msg)
+                    let err = crate::codec::weigh::refusal(method, &e);
+                    self.meter.limit_hit("memory_budget", &err.message);
+                    err
                 } else {
                     dispatch_error(&e, target.interface_name(), method)
                 };
@@ -548,26 +546,6 @@ impl Shared {
             "an object exported to a closed connection",
             objects,
         );
-    }
-}
-
-/// What a dispatch's decode took from the budget (`codec/weigh.rs`),
-/// given back on drop unless a spawned handler keeps it.
-struct TakenBack<'a>(&'a crate::driver::Budget, usize);
-
-impl TakenBack<'_> {
-    /// The bytes, now the spawned handler's to give back.
-    fn keep(mut self) -> usize {
-        std::mem::take(&mut self.1)
-    }
-}
-
-impl Drop for TakenBack<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        if self.1 > 0 {
-            self.0.release(self.1);
-        }
     }
 }
 
