@@ -297,7 +297,7 @@ pub(crate) trait DecodeSlot {
 impl<T: DeserializeOwned> DecodeSlot for Option<T> {
     fn decode_from(&mut self, de: &mut De<'_>) -> Result<(), rmp_serde::decode::Error> {
         *self = Some(if weigh::active() {
-            T::deserialize(weigh::weighing(de))?
+            T::deserialize(weigh::weighing::<T, _>(de))?
         } else {
             T::deserialize(de)?
         });

@@ -503,7 +503,7 @@ where
         E::from(e)
     }
     fn describe(b: &mut SchemaBuilder) -> Ty {
-        E::describe(b)
+        b.ty::<E>()
     }
 }
 

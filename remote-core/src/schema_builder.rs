@@ -27,6 +27,9 @@ pub struct SchemaBuilder {
     type_sites: BTreeMap<String, Site>,
     /// The same for interfaces.
     interface_sites: BTreeMap<String, Site>,
+    /// Set when sizing ([`largest`](Self::largest)): the largest type
+    /// described so far, interfaces not followed.
+    sizing: Option<usize>,
 }
 
 /// What described a key: its identity (`None` for a definition that
@@ -61,7 +64,24 @@ impl SchemaBuilder {
 
     /// Describes `T` (and everything it refers to).
     pub fn ty<T: Wire>(&mut self) -> Ty {
+        if let Some(largest) = &mut self.sizing {
+            *largest = (*largest).max(std::mem::size_of::<T>());
+        }
         T::describe(self)
+    }
+
+    /// The size of the largest type a value of `T` may hold, itself
+    /// included: every type its description reaches through `ty`, but not
+    /// the methods of the capabilities it holds (a capability decodes as a
+    /// reference). For weighing what serde builds from its own buffer
+    /// (`codec/weigh.rs`).
+    pub(crate) fn largest<T: Wire>() -> usize {
+        let mut b = SchemaBuilder {
+            sizing: Some(0),
+            ..SchemaBuilder::default()
+        };
+        b.ty::<T>();
+        b.sizing.unwrap_or(0)
     }
 
     /// Defines a named type once; returns `Ty::Named` for it. `id` is the
@@ -190,6 +210,9 @@ impl SchemaBuilder {
         site: Site,
         f: impl FnOnce(&mut Self) -> InterfaceDef,
     ) -> Ty {
+        if self.sizing.is_some() {
+            return Ty::Capability { interface: path };
+        }
         if Self::seen(
             &mut self.interface_sites,
             &mut self.schema.conflicts,

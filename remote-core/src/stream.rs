@@ -515,7 +515,7 @@ impl<T: Wire> Wire for RemoteStream<T> {
             _ => None,
         };
         Ty::Stream {
-            item: Box::new(T::describe(b)),
+            item: Box::new(b.ty::<T>()),
             source,
         }
     }

@@ -121,7 +121,7 @@ impl Wire for bytes::Bytes {
 impl<T: Wire> Wire for Vec<T> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Seq {
-            elem: Box::new(T::describe(b)),
+            elem: Box::new(b.ty::<T>()),
             max_len: None,
         }
     }
@@ -130,7 +130,7 @@ impl<T: Wire> Wire for Vec<T> {
 impl<T: Wire> Wire for VecDeque<T> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Seq {
-            elem: Box::new(T::describe(b)),
+            elem: Box::new(b.ty::<T>()),
             max_len: None,
         }
     }
@@ -139,7 +139,7 @@ impl<T: Wire> Wire for VecDeque<T> {
 impl<T: Wire + Ord> Wire for BTreeSet<T> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Seq {
-            elem: Box::new(T::describe(b)),
+            elem: Box::new(b.ty::<T>()),
             max_len: None,
         }
     }
@@ -148,7 +148,7 @@ impl<T: Wire + Ord> Wire for BTreeSet<T> {
 impl<T: Wire + Eq + Hash, S: BuildHasher + Default + Send + 'static> Wire for HashSet<T, S> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Seq {
-            elem: Box::new(T::describe(b)),
+            elem: Box::new(b.ty::<T>()),
             max_len: None,
         }
     }
@@ -157,8 +157,8 @@ impl<T: Wire + Eq + Hash, S: BuildHasher + Default + Send + 'static> Wire for Ha
 impl<K: Wire + Ord, V: Wire> Wire for BTreeMap<K, V> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Map {
-            key: Box::new(K::describe(b)),
-            value: Box::new(V::describe(b)),
+            key: Box::new(b.ty::<K>()),
+            value: Box::new(b.ty::<V>()),
             max_len: None,
         }
     }
@@ -169,8 +169,8 @@ impl<K: Wire + Eq + Hash, V: Wire, S: BuildHasher + Default + Send + 'static> Wi
 {
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Map {
-            key: Box::new(K::describe(b)),
-            value: Box::new(V::describe(b)),
+            key: Box::new(b.ty::<K>()),
+            value: Box::new(b.ty::<V>()),
             max_len: None,
         }
     }
@@ -178,28 +178,28 @@ impl<K: Wire + Eq + Hash, V: Wire, S: BuildHasher + Default + Send + 'static> Wi
 #[diagnostic::do_not_recommend]
 impl<T: Wire> Wire for Option<T> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
-        Ty::Option(Box::new(T::describe(b)))
+        Ty::Option(Box::new(b.ty::<T>()))
     }
 }
 #[diagnostic::do_not_recommend]
 impl<T: Wire, E: Wire> Wire for Result<T, E> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Result {
-            ok: Box::new(T::describe(b)),
-            err: Box::new(E::describe(b)),
+            ok: Box::new(b.ty::<T>()),
+            err: Box::new(b.ty::<E>()),
         }
     }
 }
 #[diagnostic::do_not_recommend]
 impl<T: Wire> Wire for Box<T> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
-        T::describe(b)
+        b.ty::<T>()
     }
 }
 #[diagnostic::do_not_recommend]
 impl<T: Wire + Sync> Wire for Arc<T> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
-        T::describe(b)
+        b.ty::<T>()
     }
 }
 
@@ -208,7 +208,7 @@ macro_rules! arrays {
         #[diagnostic::do_not_recommend]
         impl<T: Wire> Wire for [T; $n] {
             fn describe(b: &mut SchemaBuilder) -> Ty {
-                Ty::Array { elem: Box::new(T::describe(b)), len: $n }
+                Ty::Array { elem: Box::new(b.ty::<T>()), len: $n }
             }
         }
     )*};
@@ -220,7 +220,7 @@ macro_rules! tuples {
         #[diagnostic::do_not_recommend]
         impl<$($t: Wire),+> Wire for ($($t,)+) {
             fn describe(b: &mut SchemaBuilder) -> Ty {
-                Ty::Tuple(vec![$($t::describe(b)),+])
+                Ty::Tuple(vec![$(b.ty::<$t>()),+])
             }
 
             // As serde's tuples decode, each element through its own
@@ -411,7 +411,7 @@ impl<'de, T: Deserialize<'de> + HasLen, const N: usize> Deserialize<'de> for Bou
 #[diagnostic::do_not_recommend]
 impl<T: Wire + HasLen, const N: usize> Wire for Bounded<T, N> {
     fn describe(b: &mut SchemaBuilder) -> Ty {
-        T::bounded_ty(T::describe(b), N as u64)
+        T::bounded_ty(b.ty::<T>(), N as u64)
     }
 }
 

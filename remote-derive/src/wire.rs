@@ -102,7 +102,7 @@ pub(crate) fn derive(input: DeriveInput) -> TokenStream {
     let asserts = wire_asserts(&input.data, &p);
     let field_fns = wire_field::helpers(&input, &wire_bounded(&input.generics, &p), &p);
     let shadow = shadow(&input, &p);
-    let serde_impls = serde_impls(&input, &p);
+    let serde_impls = serde_impls(&input, buffered(&input), &p);
     let ident = &input.ident;
     let name = ident.to_string();
     let secret = type_args.secret;
@@ -325,9 +325,28 @@ fn wire_bounded(generics: &syn::Generics, p: &TokenStream) -> syn::Generics {
     g
 }
 
+/// Whether serde decodes the type through its own buffer (`Content`): an
+/// untagged or internally (or adjacently) tagged enum, an untagged
+/// variant, a flattened field. The server weighs what serde builds from the
+/// buffer by the type's largest type while such a type decodes
+/// (`Buffered` in `remote-core`'s `codec/weigh.rs`).
+fn buffered(input: &DeriveInput) -> bool {
+    let variants: Vec<&syn::Variant> = match &input.data {
+        syn::Data::Enum(e) => e.variants.iter().collect(),
+        _ => Vec::new(),
+    };
+    serde_names(&input.attrs, &["untagged", "tag"])
+        || variants
+            .iter()
+            .any(|v| serde_names(&v.attrs, &["untagged"]))
+        || wire_field::all_fields(&input.data)
+            .iter()
+            .any(|f| serde_names(&f.attrs, &["flatten"]))
+}
+
 /// `Serialize` and `Deserialize` for the real type, delegating to the
-/// shadow's generated functions.
-fn serde_impls(input: &DeriveInput, p: &TokenStream) -> TokenStream {
+/// shadow's generated functions; `buffered`: see [`buffered`].
+fn serde_impls(input: &DeriveInput, buffered: bool, p: &TokenStream) -> TokenStream {
     let ident = &input.ident;
     let shadow = shadow_ident(ident);
     // Type parameters are bounded by `Wire` alone: it implies both serde
@@ -338,6 +357,7 @@ fn serde_impls(input: &DeriveInput, p: &TokenStream) -> TokenStream {
     de_g.params.insert(0, syn::parse_quote!('de));
     let (ser_impl, ty_g, ser_where) = ser_g.split_for_impl();
     let (de_impl, _, de_where) = de_g.split_for_impl();
+    let weigh = buffered.then(|| quote!(let _weighing = #p::Buffered::of::<Self>();));
     quote! {
         impl #ser_impl #p::serde::Serialize for #ident #ty_g #ser_where {
             fn serialize<__S>(&self, serializer: __S) -> #p::Result<__S::Ok, __S::Error>
@@ -352,6 +372,7 @@ fn serde_impls(input: &DeriveInput, p: &TokenStream) -> TokenStream {
             where
                 __D: #p::serde::Deserializer<'de>,
             {
+                #weigh
                 #shadow::deserialize(deserializer)
             }
         }

@@ -17,20 +17,35 @@
 //! is on a constant. A decode the budget has no room for
 //! stops with an error, before it allocates more. Inline values (tuples,
 //! structs, arrays, options) are inside their parent's size already.
-//! Known gaps (SECURITY.md): what a `Box` points to is not weighed (a
-//! `nil` in a `Box<Option<[u64; 32]>>` allocates the whole value), nor a
-//! type serde builds from its own buffer (untagged and internally tagged
-//! enums, flattened fields: the buffer is weighed, not the type).
+//!
+//! Two things are not decoded through the wrapper's collections (red-team
+//! pass 36), and are weighed otherwise:
+//! - A box. Each deserializer knows the size of the place its value goes
+//!   to (its seed's type); a value asked of it that is larger is put in a
+//!   box (`Box<T>`, `Arc<T>`), and weighs its size. A `nil` in a
+//!   `Box<Option<[u64; 32]>>` allocates 264 bytes.
+//! - What serde builds from its own buffer (`Content`: untagged and
+//!   internally tagged enums, flattened fields): the types built from the
+//!   buffer are not decoded here at all. Each node of the buffer weighs
+//!   twice the size of the largest type the value decoded may hold (an
+//!   element and a box of it); `#[derive(Wire)]` says which type that is
+//!   ([`Buffered`]), or else the whole call's type does.
 
-use std::cell::Cell;
+use std::any::TypeId;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::mem::size_of;
+use std::sync::{Arc, OnceLock};
 
 use serde::de::{
     DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
 };
+use serde::Deserialize;
 
 use crate::driver::{Budget, Shared, DECODED_ITEM};
+use crate::schema::SchemaBuilder;
+use crate::Wire;
 
 /// Taken from the budget at least this much at a time.
 const CHUNK: usize = 16 << 10;
@@ -47,12 +62,30 @@ scoped_tls::scoped_thread_local! {
     static CONN: Arc<Shared>
 }
 
+/// The running dispatch's weighing, on its thread.
+struct State {
+    /// What its decode may still take without asking the budget (the rest
+    /// of a chunk taken).
+    free: Cell<usize>,
+    /// What it took from the budget.
+    granted: Cell<usize>,
+    /// Whether it was refused room.
+    refused: Cell<bool>,
+    /// The size of the largest type that what serde builds from its own
+    /// buffer may hold ([`largest_of`] of the type being decoded), if
+    /// known; see [`Buffered`].
+    largest: Cell<Option<fn() -> usize>>,
+}
+
 thread_local! {
-    /// What the running dispatch's decode may still take without asking
-    /// the budget (the rest of a chunk taken), what it took from it, and
-    /// whether it was refused room.
-    static STATE: (Cell<usize>, Cell<usize>, Cell<bool>) =
-        const { (Cell::new(0), Cell::new(0), Cell::new(false)) };
+    static STATE: State = const {
+        State {
+            free: Cell::new(0),
+            granted: Cell::new(0),
+            refused: Cell::new(false),
+            largest: Cell::new(None),
+        }
+    };
 }
 
 /// What a weighed dispatch took from the budget.
@@ -75,10 +108,11 @@ pub(crate) fn weighed<R>(conn: &Arc<Shared>, f: impl FnOnce() -> R) -> (R, Taken
     struct Reset<'a>(&'a Arc<Shared>);
     impl Drop for Reset<'_> {
         fn drop(&mut self) {
-            let granted = STATE.with(|(free, granted, refused)| {
-                free.set(0);
-                refused.set(false);
-                granted.replace(0)
+            let granted = STATE.with(|s| {
+                s.free.set(0);
+                s.refused.set(false);
+                s.largest.set(None);
+                s.granted.replace(0)
             });
             if granted > 0 {
                 self.0.budget.release(granted);
@@ -87,9 +121,9 @@ pub(crate) fn weighed<R>(conn: &Arc<Shared>, f: impl FnOnce() -> R) -> (R, Taken
     }
     let reset = Reset(conn);
     let out = CONN.set(conn, f);
-    let taken = STATE.with(|(_, granted, refused)| Taken {
-        bytes: granted.replace(0),
-        refused: refused.get(),
+    let taken = STATE.with(|s| Taken {
+        bytes: s.granted.replace(0),
+        refused: s.refused.get(),
     });
     drop(reset);
     (out, taken)
@@ -141,17 +175,120 @@ pub(crate) fn active() -> bool {
     CONN.is_set()
 }
 
-/// `de`, weighing what its collections' elements take.
-pub(crate) fn weighing<'de, D: Deserializer<'de>>(de: D) -> Weighed<D> {
-    Weighed { de, heap: false }
+/// `de`, weighing what its collections' elements take, as it decodes a
+/// `T` (held inline by its caller).
+pub(crate) fn weighing<'de, T, D: Deserializer<'de>>(de: D) -> Weighed<D> {
+    wrap(de, false, size_of::<T>())
+}
+
+/// [`weighing`] for a `Wire` type, whose [`largest_of`] bounds what serde
+/// builds from its own buffer within it, where no inner type says better.
+pub(crate) fn weighing_wire<'de, T: Wire, D: Deserializer<'de>>(de: D) -> Weighed<D> {
+    STATE.with(|s| s.largest.set(Some(largest_of::<T>)));
+    weighing::<T, D>(de)
+}
+
+/// The size of the largest type a `T` may hold (itself included; not
+/// through the capabilities it holds), computed once per type and thread.
+fn largest_of<T: Wire>() -> usize {
+    thread_local! {
+        static SIZES: RefCell<HashMap<TypeId, usize>> = RefCell::new(HashMap::new());
+    }
+    let id = TypeId::of::<T>();
+    if let Some(n) = SIZES.with(|m| m.borrow().get(&id).copied()) {
+        return n;
+    }
+    // Described with the map not borrowed: describing runs user code.
+    let n = SchemaBuilder::largest::<T>();
+    SIZES.with(|m| m.borrow_mut().insert(id, n));
+    n
+}
+
+/// While a `#[derive(Wire)]` type that serde decodes through its own
+/// buffer decodes (an untagged or internally tagged enum, a struct with a
+/// flattened field: `#[derive(Wire)]` knows them by their attributes),
+/// what serde builds from the buffer is weighed by that type's largest
+/// type, not by the whole call's. Hidden API, for the derive.
+#[must_use]
+#[derive(Debug)]
+pub struct Buffered(Option<Option<fn() -> usize>>);
+
+impl Buffered {
+    /// Starts decoding a `T` (`#[derive(Wire)]` calls it).
+    #[inline]
+    pub fn of<T: Wire>() -> Buffered {
+        if !active() {
+            return Buffered(None);
+        }
+        Buffered(Some(
+            STATE.with(|s| s.largest.replace(Some(largest_of::<T>))),
+        ))
+    }
+}
+
+impl Drop for Buffered {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(outer) = self.0 {
+            STATE.with(|s| s.largest.set(outer));
+        }
+    }
+}
+
+/// The name `std::any::type_name` gives serde's buffer type (`Content`,
+/// private to serde): found once, by decoding an untagged enum from a
+/// deserializer that records the type its `deserialize_any` is asked for.
+fn buffer_type_name() -> &'static str {
+    static NAME: OnceLock<&'static str> = OnceLock::new();
+    NAME.get_or_init(|| {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Probe {
+            #[allow(dead_code)]
+            Unit(()),
+        }
+        struct Recorder<'a>(&'a Cell<&'static str>);
+        impl<'de> Deserializer<'de> for Recorder<'_> {
+            type Error = serde::de::value::Error;
+            fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+                self.0.set(std::any::type_name::<V::Value>());
+                v.visit_unit()
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+                bytes byte_buf option unit unit_struct newtype_struct seq tuple
+                tuple_struct map struct enum identifier ignored_any
+            }
+        }
+        let name = Cell::new("");
+        let _ = Probe::deserialize(Recorder(&name));
+        name.get()
+    })
+}
+
+/// Whether `T` is serde's buffer type.
+#[inline]
+fn is_buffer<T>() -> bool {
+    std::any::type_name::<T>() == buffer_type_name()
+}
+
+/// What a node of serde's buffer is weighed at, for what serde may build
+/// from it beside the node itself: an element of a collection, and a box,
+/// each of the largest type the value decoded may hold. A decode that
+/// does not say (a hand-written dispatcher's) is taken to hold types of
+/// at most `FALLBACK_LARGEST` bytes.
+fn buffered_node() -> usize {
+    const FALLBACK_LARGEST: usize = 1024;
+    let largest = STATE.with(|s| s.largest.get());
+    2 * largest.map_or(FALLBACK_LARGEST, |f| f())
 }
 
 /// Counts `n` bytes more of the running dispatch's arguments.
 fn add<E: serde::de::Error>(n: usize) -> Result<(), E> {
-    let need = STATE.with(|(free, _, _)| {
-        let f = free.get();
+    let need = STATE.with(|s| {
+        let f = s.free.get();
         if n <= f {
-            free.set(f - n);
+            s.free.set(f - n);
             0
         } else {
             n - f
@@ -160,7 +297,7 @@ fn add<E: serde::de::Error>(n: usize) -> Result<(), E> {
     if need == 0 {
         return Ok(());
     }
-    let taken = STATE.with(|(_, granted, _)| granted.get());
+    let taken = STATE.with(|s| s.granted.get());
     let (need, charged, limit) = CONN.with(|c| {
         if taken + need <= ALWAYS {
             // Within the first frame's worth: taken as needed, whatever
@@ -173,13 +310,13 @@ fn add<E: serde::de::Error>(n: usize) -> Result<(), E> {
             (need, c.budget.try_charge(need), c.budget.limit())
         }
     });
-    STATE.with(|(free, granted, refused)| {
+    STATE.with(|s| {
         if charged {
-            granted.set(granted.get() + need);
-            free.set(free.get() + need - n);
+            s.granted.set(s.granted.get() + need);
+            s.free.set(s.free.get() + need - n);
             Ok(())
         } else {
-            refused.set(true);
+            s.refused.set(true);
             Err(E::custom(format_args!(
                 "the arguments decode to more than their frame was counted at, and \
                  memory_budget = {limit} has no room for {need} bytes more"
@@ -189,20 +326,42 @@ fn add<E: serde::de::Error>(n: usize) -> Result<(), E> {
 }
 
 /// A deserializer, visitor or access whose collections' elements are
-/// weighed; `heap`: it is a collection's (its elements weigh).
+/// weighed; `heap`: it is a collection's (its elements weigh); `room`: a
+/// deserializer's, the size of the place its value goes to (a larger
+/// value asked of it is put in a box).
 pub(crate) struct Weighed<X> {
     de: X,
     heap: bool,
+    room: usize,
 }
 
-fn wrap<Y>(de: Y, heap: bool) -> Weighed<Y> {
-    Weighed { de, heap }
+fn wrap<Y>(de: Y, heap: bool, room: usize) -> Weighed<Y> {
+    Weighed { de, heap, room }
+}
+
+impl<D> Weighed<D> {
+    /// Weighs a `T` about to be decoded: one larger than the place it goes
+    /// to is boxed (`Box<T>`, `Arc<T>`: the place holds a pointer), and the
+    /// box is taken from the budget (red-team pass 36: a `nil` as a
+    /// `Box<Option<[u64; 32]>>` allocated 264 bytes that nothing counted).
+    /// Boxes of up to `DECODED_ITEM` bytes are within what their item was
+    /// counted at.
+    #[inline]
+    fn boxed<T, E: serde::de::Error>(&self) -> Result<(), E> {
+        let size = size_of::<T>();
+        if size > DECODED_ITEM && size > self.room {
+            add::<E>(size)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 macro_rules! forward {
     ($($method:ident($($arg:ident: $ty:ty),*) => $heap:expr;)*) => {$(
         fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, Self::Error> {
-            self.de.$method($($arg,)* wrap(visitor, $heap))
+            self.boxed::<V::Value, D::Error>()?;
+            self.de.$method($($arg,)* wrap(visitor, $heap, 0))
         }
     )*};
 }
@@ -210,8 +369,18 @@ macro_rules! forward {
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for Weighed<D> {
     type Error = D::Error;
 
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        if is_buffer::<V::Value>() {
+            // A node of serde's buffer: what is built from it later is
+            // not decoded here.
+            add::<D::Error>(buffered_node())?;
+        } else {
+            self.boxed::<V::Value, D::Error>()?;
+        }
+        self.de.deserialize_any(wrap(visitor, true, 0))
+    }
+
     forward! {
-        deserialize_any() => true;
         deserialize_bool() => false;
         deserialize_i8() => false;
         deserialize_i16() => false;
@@ -290,35 +459,38 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Weighed<V> {
         visit_unit();
     }
 
+    // What an option or a newtype holds is inside it.
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        self.de.visit_some(wrap(d, false))
+        self.de.visit_some(wrap(d, false, size_of::<V::Value>()))
     }
 
     fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        self.de.visit_newtype_struct(wrap(d, false))
+        self.de
+            .visit_newtype_struct(wrap(d, false, size_of::<V::Value>()))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        self.de.visit_seq(wrap(seq, self.heap))
+        self.de.visit_seq(wrap(seq, self.heap, 0))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        self.de.visit_map(wrap(map, self.heap))
+        self.de.visit_map(wrap(map, self.heap, 0))
     }
 
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
-        self.de.visit_enum(wrap(data, false))
+        self.de.visit_enum(wrap(data, false, 0))
     }
 }
 
-/// A seed whose value is decoded with the weighing deserializer.
+/// A seed whose value is decoded with the weighing deserializer, into a
+/// place of its own type's size.
 struct Seed<S>(S);
 
 impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<S> {
     type Value = S::Value;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
-        self.0.deserialize(wrap(d, false))
+        self.0.deserialize(wrap(d, false, size_of::<S::Value>()))
     }
 }
 
@@ -388,7 +560,7 @@ impl<'de, A: EnumAccess<'de>> EnumAccess<'de> for Weighed<A> {
         seed: S,
     ) -> Result<(S::Value, Self::Variant), A::Error> {
         let (value, variant) = self.de.variant_seed(Seed(seed))?;
-        Ok((value, wrap(variant, false)))
+        Ok((value, wrap(variant, false, 0)))
     }
 }
 
@@ -404,7 +576,7 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Weighed<A> {
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
-        self.de.tuple_variant(len, wrap(visitor, false))
+        self.de.tuple_variant(len, wrap(visitor, false, 0))
     }
 
     fn struct_variant<V: Visitor<'de>>(
@@ -412,6 +584,6 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Weighed<A> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, A::Error> {
-        self.de.struct_variant(fields, wrap(visitor, false))
+        self.de.struct_variant(fields, wrap(visitor, false, 0))
     }
 }
