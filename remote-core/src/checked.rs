@@ -139,6 +139,8 @@ pub trait FieldWire<T> {
     fn deserialize<'de, D: Deserializer<'de>>(&self, d: D) -> Result<T, D::Error>;
     /// `b.ty::<T>()`.
     fn describe(&self, b: &mut SchemaBuilder) -> Ty;
+    /// `T` counted when sizing, for a field described as opaque.
+    fn sized(&self, b: &mut SchemaBuilder);
 }
 
 impl<T: Wire> FieldWire<T> for &FieldProbe<T> {
@@ -154,6 +156,10 @@ impl<T: Wire> FieldWire<T> for &FieldProbe<T> {
     fn describe(&self, b: &mut SchemaBuilder) -> Ty {
         b.ty::<T>()
     }
+    #[inline]
+    fn sized(&self, b: &mut SchemaBuilder) {
+        b.sized::<T>()
+    }
 }
 
 /// Selected when the field's type is not `Wire`, that is only in a crate
@@ -165,6 +171,8 @@ pub trait FieldNotWire<T> {
     fn deserialize<'de, D: Deserializer<'de>>(&self, d: D) -> Result<T, D::Error>;
     /// Never compiled into a program (see [`FieldNotWire`]).
     fn describe(&self, b: &mut SchemaBuilder) -> Ty;
+    /// Never compiled into a program (see [`FieldNotWire`]).
+    fn sized(&self, b: &mut SchemaBuilder);
 }
 
 impl<T> FieldNotWire<T> for FieldProbe<T> {
@@ -175,6 +183,9 @@ impl<T> FieldNotWire<T> for FieldProbe<T> {
         unchecked::<T>()
     }
     fn describe(&self, _: &mut SchemaBuilder) -> Ty {
+        unchecked::<T>()
+    }
+    fn sized(&self, _: &mut SchemaBuilder) {
         unchecked::<T>()
     }
 }

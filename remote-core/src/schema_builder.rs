@@ -27,8 +27,8 @@ pub struct SchemaBuilder {
     type_sites: BTreeMap<String, Site>,
     /// The same for interfaces.
     interface_sites: BTreeMap<String, Site>,
-    /// Set when sizing ([`largest`](Self::largest)): the largest type
-    /// described so far, interfaces not followed.
+    /// Set when sizing ([`densest`](Self::densest)): the most bytes per
+    /// item of the types described so far; interfaces are not followed.
     sizing: Option<usize>,
 }
 
@@ -64,24 +64,85 @@ impl SchemaBuilder {
 
     /// Describes `T` (and everything it refers to).
     pub fn ty<T: Wire>(&mut self) -> Ty {
-        if let Some(largest) = &mut self.sizing {
-            *largest = (*largest).max(std::mem::size_of::<T>());
+        let ty = T::describe(self);
+        if let Some(densest) = self.sizing {
+            let nodes = self.min_nodes(&ty, &mut Vec::new()).max(1);
+            self.sizing = Some(densest.max(std::mem::size_of::<T>().div_ceil(nodes)));
         }
-        T::describe(self)
+        ty
     }
 
-    /// The size of the largest type a value of `T` may hold, itself
-    /// included: every type its description reaches through `ty`, but not
-    /// the methods of the capabilities it holds (a capability decodes as a
-    /// reference). For weighing what serde builds from its own buffer
-    /// (`codec/weigh.rs`).
-    pub(crate) fn largest<T: Wire>() -> usize {
+    /// Describes `T` only when sizing: for a field that other code than
+    /// its type's encodes (`#[serde(with = "..")]`), described as opaque,
+    /// whose type still counts in [`densest`](Self::densest).
+    pub(crate) fn sized<T: Wire>(&mut self) {
+        if self.sizing.is_some() {
+            self.ty::<T>();
+        }
+    }
+
+    /// The most bytes per msgpack item a type that a value of `T` may
+    /// hold takes: over every type its description reaches through `ty`
+    /// (itself included, but not the methods of the capabilities it holds:
+    /// a capability decodes as a reference), its size over the fewest
+    /// items a value of it is decoded from. For weighing what serde builds
+    /// from its own buffer (`codec/weigh.rs`): each item of the buffer
+    /// becomes at most an element or a box of some such type, spread over
+    /// that type's items.
+    pub(crate) fn densest<T: Wire>() -> usize {
         let mut b = SchemaBuilder {
             sizing: Some(0),
             ..SchemaBuilder::default()
         };
         b.ty::<T>();
         b.sizing.unwrap_or(0)
+    }
+
+    /// The fewest msgpack items a value of `ty` is decoded from (a lower
+    /// bound): a struct's required fields' (no header counted: a newtype
+    /// and a flattened struct have none), an enum's fewest variant's (no
+    /// tag counted), an array's elements' and header; one for the rest.
+    /// `visiting`: the named types being counted (a type met again counts
+    /// one).
+    fn min_nodes(&self, ty: &Ty, visiting: &mut Vec<String>) -> usize {
+        let fields = |b: &Self, fields: &[super::FieldDef], visiting: &mut Vec<String>| {
+            fields
+                .iter()
+                .filter(|f| !f.default)
+                .fold(0usize, |n, f| {
+                    n.saturating_add(b.min_nodes(&f.ty, visiting))
+                })
+                .max(1)
+        };
+        match ty {
+            Ty::Array { elem, len } => usize::try_from(*len)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(self.min_nodes(elem, visiting))
+                .saturating_add(1),
+            Ty::Tuple(items) => items
+                .iter()
+                .fold(1usize, |n, t| n.saturating_add(self.min_nodes(t, visiting))),
+            Ty::Named { path } => {
+                let Some(def) = self.schema.types.get(path) else {
+                    return 1;
+                };
+                if visiting.contains(path) {
+                    return 1;
+                }
+                visiting.push(path.clone());
+                let n = match &def.kind {
+                    super::TypeKind::Struct { fields: f } => fields(self, f, visiting),
+                    super::TypeKind::Enum { variants } => variants
+                        .iter()
+                        .map(|v| fields(self, &v.fields, visiting))
+                        .min()
+                        .unwrap_or(1),
+                };
+                visiting.pop();
+                n
+            }
+            _ => 1,
+        }
     }
 
     /// Defines a named type once; returns `Ty::Named` for it. `id` is the

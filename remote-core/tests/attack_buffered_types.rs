@@ -47,6 +47,50 @@ pub struct Flat {
     pub inner: Inner,
 }
 
+/// A JSON-like value, as a server author would write it.
+#[derive(Debug, remote_core::Wire)]
+#[serde(untagged)]
+pub enum Json {
+    Null(()),
+    Num(i64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(std::collections::BTreeMap<String, Json>),
+}
+
+/// Untagged struct variants, the more specific first (as serde advises):
+/// each level tries `Group` (decoding all its children) before `Layer`.
+#[derive(Debug, remote_core::Wire)]
+#[serde(untagged)]
+pub enum Shape {
+    Group { children: Vec<Shape>, name: String },
+    Layer { children: Vec<Shape> },
+}
+
+fn heavy_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Heavy>, D::Error> {
+    <Vec<Heavy> as serde::Deserialize>::deserialize(d)
+}
+
+/// A field that other code decodes (described as opaque in the schema).
+#[derive(Debug, remote_core::Wire)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    Many {
+        #[serde(deserialize_with = "heavy_list")]
+        v: Vec<Heavy>,
+    },
+    Name(String),
+}
+
+/// A spreadsheet-like cell with a rarely used, boxed, large variant.
+#[derive(Debug, Clone, remote_core::Wire)]
+#[serde(untagged)]
+pub enum Cell {
+    Int(i64),
+    Text(String),
+    Matrix(Box<[[f64; 16]; 16]>),
+}
+
 /// An ordinary untagged identifier.
 #[derive(Debug, Clone, remote_core::Wire)]
 #[serde(untagged)]
@@ -68,6 +112,10 @@ pub trait Holder {
     async fn hold_untagged(&self, v: Untagged) -> Result<u32, Error>;
     async fn hold_tagged(&self, v: Tagged) -> Result<u32, Error>;
     async fn hold_flat(&self, v: Flat) -> Result<u32, Error>;
+    async fn hold_opaque(&self, v: OneOrMany) -> Result<u32, Error>;
+    async fn json(&self, v: Json) -> Result<u32, Error>;
+    async fn shape(&self, v: Shape) -> Result<u32, Error>;
+    async fn cells(&self, v: Vec<Cell>) -> Result<u32, Error>;
     async fn ordinary(
         &self,
         ids: Vec<Id>,
@@ -101,6 +149,29 @@ impl Holder for Impl {
     async fn hold_flat(&self, v: Flat) -> Result<u32, Error> {
         self.0.pass().await;
         Ok(v.inner.v.len() as u32 + v.id)
+    }
+    async fn hold_opaque(&self, v: OneOrMany) -> Result<u32, Error> {
+        self.0.pass().await;
+        Ok(match v {
+            OneOrMany::Many { v } => v.len() as u32,
+            OneOrMany::Name(_) => 0,
+        })
+    }
+    async fn json(&self, v: Json) -> Result<u32, Error> {
+        fn leaves(v: &Json) -> u32 {
+            match v {
+                Json::Arr(v) => v.iter().map(leaves).sum(),
+                Json::Obj(m) => m.values().map(leaves).sum(),
+                _ => 1,
+            }
+        }
+        Ok(leaves(&v))
+    }
+    async fn shape(&self, _: Shape) -> Result<u32, Error> {
+        Ok(1)
+    }
+    async fn cells(&self, v: Vec<Cell>) -> Result<u32, Error> {
+        Ok(v.len() as u32)
     }
     async fn ordinary(
         &self,
@@ -222,6 +293,80 @@ async fn a_flattened_field_is_weighed_so() {
     weighed("hold_flat", &head, 2 * HEAVY).await;
 }
 
+/// A field that other code decodes still counts by its type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_decoded_by_other_code_is_weighed_by_its_type() {
+    // {"v": [...]}
+    weighed("hold_opaque", &[0x91, 0x81, 0xa1, b'v'], 2 * HEAVY).await;
+}
+
+/// The arguments of `json`: `depth` one-element arrays around `n` ones.
+fn nested(depth: usize, n: usize) -> Vec<u8> {
+    let mut args = vec![0x91; depth + 1];
+    args.push(0xdd);
+    args.extend_from_slice(&(n as u32).to_be_bytes());
+    args.resize(args.len() + n, 0x01);
+    args
+}
+
+/// serde copies a nested untagged value's part of its buffer to decode
+/// it, and each level holds its copy while the levels below decode: one
+/// call of 100 KB nested 60 deep took 191 MiB against a 16 MiB budget
+/// (red-team pass 37). Now each node weighs a copy per level it is nested
+/// in, and that call is refused; the same values nested 3 deep pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_untagged_values_weigh_the_copies_serde_makes() {
+    let gate = Arc::new(Gate::default());
+    let server = server(&gate).await;
+    let mut s = raw::opened(&server).await;
+    s.write_all(&raw::call(1, 0, "json", 600_000, &nested(60, 100_000)))
+        .await
+        .unwrap();
+    let (id, kind, message) = raw::next_error(&mut s).await;
+    assert_eq!((id, kind.as_str()), (1, "limit_exceeded"), "{message}");
+    assert!(message.contains("memory_budget"), "{message}");
+    s.write_all(&raw::call(2, 0, "json", 600_000, &nested(3, 10_000)))
+        .await
+        .unwrap();
+    let r = raw::frame(&mut s).await.unwrap();
+    assert_eq!(raw::kind(&r), raw::RETURN, "{:?}", raw::error_of(&r));
+    assert!(raw::eventually(|| server.buffered_bytes() < 1 << 20).await);
+}
+
+/// serde tries an untagged enum's variants in turn: nested, the tries
+/// multiply (each level of `Shape` decodes its children twice). A
+/// 273-byte call 22 deep took 4.8 s of a server thread, and `max_depth`
+/// allows 30 (red-team pass 37). Now the decodes of such types are capped
+/// per node of the buffer, and a call past the cap is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_untagged_retries_are_capped() {
+    let gate = Arc::new(Gate::default());
+    let server = server(&gate).await;
+    let mut s = raw::opened(&server).await;
+    let shape = |depth: usize| {
+        let mut args = vec![0x91];
+        for i in 0..=depth {
+            args.extend_from_slice(&[0x81, 0xa8]);
+            args.extend_from_slice(b"children");
+            args.push(if i < depth { 0x91 } else { 0x90 });
+        }
+        args
+    };
+    // 2^30 tries uncapped: the reply would not come within the test's wait.
+    s.write_all(&raw::call(1, 0, "shape", 600_000, &shape(30)))
+        .await
+        .unwrap();
+    let (id, kind, message) = raw::next_error(&mut s).await;
+    assert_eq!((id, kind.as_str()), (1, "limit_exceeded"), "{message}");
+    assert!(message.contains("untagged"), "{message}");
+    // A few levels are within the cap.
+    s.write_all(&raw::call(2, 0, "shape", 600_000, &shape(4)))
+        .await
+        .unwrap();
+    let r = raw::frame(&mut s).await.unwrap();
+    assert_eq!(raw::kind(&r), raw::RETURN, "{:?}", raw::error_of(&r));
+}
+
 /// Ordinary calls of such types are weighed by their own types, not by
 /// the largest type of the call: 50,000 untagged identifiers beside a
 /// 4 KiB boxed argument, and 50,000 small variants of an enum with a boxed
@@ -246,6 +391,15 @@ async fn ordinary_untagged_and_boxed_types_fit() {
         })
         .collect();
     let want_ids: u64 = (0..50_000u64).filter(|i| i % 2 == 0).sum::<u64>() + 25_000 * 2;
+    // A large boxed variant spreads over the many items it decodes from:
+    // small cells are not weighed as matrices (each was weighed 4 KiB, and
+    // 20,000 integers were refused on the default budget: pass 37).
+    let cells = vec![Cell::Int(3); 20_000];
+    assert_eq!(
+        raw::bounded(holder.cells(cells)).await.unwrap(),
+        20_000,
+        "small cells"
+    );
     let mut msgs = vec![Msg::Small(1); 50_000];
     msgs.push(Msg::Big(Box::new([[2; 32]; 2])));
     let got = raw::bounded(holder.ordinary(ids, msgs, Some(Box::new([[7; 32]; 16]))))

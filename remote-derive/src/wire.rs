@@ -173,6 +173,13 @@ fn field_defs(
                         None => format!(".{name} (#[serde({how})])"),
                     };
                     quote! {
+                        {
+                        // Its type still counts in what the server weighs
+                        // serde's buffer at (`SchemaBuilder::densest`).
+                        {
+                            use #p::{FieldNotWire as _, FieldWire as _};
+                            (&&#p::FieldProbe::<#ty>::NEW).sized(b);
+                        }
                         #p::Ty::Opaque {
                             name: {
                                 let mut name = #p::ToString::to_string(
@@ -181,6 +188,7 @@ fn field_defs(
                                 name.push_str(#suffix);
                                 name
                             },
+                        }
                         }
                     }
                 }
@@ -357,7 +365,7 @@ fn serde_impls(input: &DeriveInput, buffered: bool, p: &TokenStream) -> TokenStr
     de_g.params.insert(0, syn::parse_quote!('de));
     let (ser_impl, ty_g, ser_where) = ser_g.split_for_impl();
     let (de_impl, _, de_where) = de_g.split_for_impl();
-    let weigh = buffered.then(|| quote!(let _weighing = #p::Buffered::of::<Self>();));
+    let weigh = buffered.then(|| quote!(let _weighing = #p::Buffered::of::<Self, __D::Error>()?;));
     quote! {
         impl #ser_impl #p::serde::Serialize for #ident #ty_g #ser_where {
             fn serialize<__S>(&self, serializer: __S) -> #p::Result<__S::Ok, __S::Error>

@@ -27,9 +27,14 @@
 //! - What serde builds from its own buffer (`Content`: untagged and
 //!   internally tagged enums, flattened fields): the types built from the
 //!   buffer are not decoded here at all. Each node of the buffer weighs
-//!   twice the size of the largest type the value decoded may hold (an
-//!   element and a box of it); `#[derive(Wire)]` says which type that is
-//!   ([`Buffered`]), or else the whole call's type does.
+//!   twice the most bytes per item of the types the value decoded may hold
+//!   (an element, or a box, spread over the fewest items it decodes from:
+//!   [`SchemaBuilder::densest`]), plus a copy of itself per buffer it is
+//!   nested in (serde copies a nested untagged value's buffer).
+//!   `#[derive(Wire)]` says which type is decoded ([`Buffered`]), or else
+//!   the whole call's type does. serde tries an untagged enum's variants
+//!   in turn; the tries of nested such types multiply, and are capped per
+//!   node of the buffer.
 
 use std::any::TypeId;
 use std::cell::{Cell, RefCell};
@@ -71,10 +76,19 @@ struct State {
     granted: Cell<usize>,
     /// Whether it was refused room.
     refused: Cell<bool>,
-    /// The size of the largest type that what serde builds from its own
-    /// buffer may hold ([`largest_of`] of the type being decoded), if
-    /// known; see [`Buffered`].
-    largest: Cell<Option<fn() -> usize>>,
+    /// Whether it was stopped for decoding buffered types too many times.
+    retried: Cell<bool>,
+    /// The most bytes per item what serde builds from its own buffer may
+    /// take ([`densest_of`] of the type being decoded), if known; see
+    /// [`Buffered`].
+    densest: Cell<Option<fn() -> usize>>,
+    /// Nodes of serde's buffer decoded here, and how deep in buffers the
+    /// decode is.
+    nodes: Cell<usize>,
+    depth: Cell<usize>,
+    /// Decodes of `#[derive(Wire)]` types that serde decodes through its
+    /// buffer ([`Buffered::of`]): one per attempt of a variant.
+    attempts: Cell<usize>,
 }
 
 thread_local! {
@@ -83,7 +97,11 @@ thread_local! {
             free: Cell::new(0),
             granted: Cell::new(0),
             refused: Cell::new(false),
-            largest: Cell::new(None),
+            retried: Cell::new(false),
+            densest: Cell::new(None),
+            nodes: Cell::new(0),
+            depth: Cell::new(0),
+            attempts: Cell::new(0),
         }
     };
 }
@@ -94,8 +112,10 @@ pub(crate) struct Taken {
     /// Bytes counted in the budget, to be given back when the arguments
     /// are dropped (with the handler).
     pub(crate) bytes: usize,
-    /// Whether a decode was stopped because the budget had no room.
+    /// Whether a decode was stopped because the budget had no room, or
+    /// (`retried`) it retried buffered types too many times.
     pub(crate) refused: bool,
+    pub(crate) retried: bool,
 }
 
 /// Runs `f` (a dispatch, which decodes its call's arguments) with the
@@ -111,7 +131,11 @@ pub(crate) fn weighed<R>(conn: &Arc<Shared>, f: impl FnOnce() -> R) -> (R, Taken
             let granted = STATE.with(|s| {
                 s.free.set(0);
                 s.refused.set(false);
-                s.largest.set(None);
+                s.retried.set(false);
+                s.densest.set(None);
+                s.nodes.set(0);
+                s.depth.set(0);
+                s.attempts.set(0);
                 s.granted.replace(0)
             });
             if granted > 0 {
@@ -123,7 +147,8 @@ pub(crate) fn weighed<R>(conn: &Arc<Shared>, f: impl FnOnce() -> R) -> (R, Taken
     let out = CONN.set(conn, f);
     let taken = STATE.with(|s| Taken {
         bytes: s.granted.replace(0),
-        refused: s.refused.get(),
+        refused: s.refused.get() || s.retried.get(),
+        retried: s.retried.get(),
     });
     drop(reset);
     (out, taken)
@@ -156,17 +181,29 @@ impl Drop for TakenBack<'_> {
     }
 }
 
-/// The error for a call whose decode the budget had no room for
-/// ([`Taken::refused`]); `e` is the decode's error.
-pub(crate) fn refusal(method: &str, e: &crate::Error) -> crate::RemoteError {
-    crate::RemoteError::new(
-        "limit_exceeded",
-        "remote_core::Error",
+/// The error for a call whose decode was stopped ([`Taken::refused`]);
+/// `e` is the decode's error.
+pub(crate) fn refusal(method: &str, e: &crate::Error, taken: &Taken) -> crate::RemoteError {
+    let method = crate::bounded::quote(method);
+    let message = if taken.retried {
         format!(
-            "the arguments of {} decode larger than counted: {e}",
-            crate::bounded::quote(method)
-        ),
-    )
+            "the arguments of {method} were decoded as untagged or internally tagged types \
+             more than {ATTEMPTS_PER_NODE} times per item of their buffer (serde tries each \
+             variant in turn, and nested such types multiply the tries)"
+        )
+    } else {
+        format!("the arguments of {method} decode larger than counted: {e}")
+    };
+    crate::RemoteError::new("limit_exceeded", "remote_core::Error", message)
+}
+
+/// The limit a refusal names, for the meter.
+pub(crate) fn refusal_limit(taken: &Taken) -> &'static str {
+    if taken.retried {
+        "buffered_decode_attempts"
+    } else {
+        "memory_budget"
+    }
 }
 
 /// Whether decodes on this thread are weighed (a dispatch runs).
@@ -181,16 +218,16 @@ pub(crate) fn weighing<'de, T, D: Deserializer<'de>>(de: D) -> Weighed<D> {
     wrap(de, false, size_of::<T>())
 }
 
-/// [`weighing`] for a `Wire` type, whose [`largest_of`] bounds what serde
+/// [`weighing`] for a `Wire` type, whose [`densest_of`] bounds what serde
 /// builds from its own buffer within it, where no inner type says better.
 pub(crate) fn weighing_wire<'de, T: Wire, D: Deserializer<'de>>(de: D) -> Weighed<D> {
-    STATE.with(|s| s.largest.set(Some(largest_of::<T>)));
+    STATE.with(|s| s.densest.set(Some(densest_of::<T>)));
     weighing::<T, D>(de)
 }
 
-/// The size of the largest type a `T` may hold (itself included; not
-/// through the capabilities it holds), computed once per type and thread.
-fn largest_of<T: Wire>() -> usize {
+/// The most bytes per item of the types a `T` may hold
+/// ([`SchemaBuilder::densest`]), computed once per type and thread.
+fn densest_of<T: Wire>() -> usize {
     thread_local! {
         static SIZES: RefCell<HashMap<TypeId, usize>> = RefCell::new(HashMap::new());
     }
@@ -199,30 +236,53 @@ fn largest_of<T: Wire>() -> usize {
         return n;
     }
     // Described with the map not borrowed: describing runs user code.
-    let n = SchemaBuilder::largest::<T>();
+    let n = SchemaBuilder::densest::<T>();
     SIZES.with(|m| m.borrow_mut().insert(id, n));
     n
 }
 
+/// Decodes of buffered types a call may make per node of serde's buffer
+/// it decoded (plus [`ATTEMPTS_FREE`]). serde tries an untagged enum's
+/// variants in turn, each decoding what it holds: nested, the tries
+/// multiply (red-team pass 37: a 273-byte call of 22 nested untagged
+/// values took 4.8 s of a thread, each level twice the one below).
+const ATTEMPTS_PER_NODE: usize = 16;
+const ATTEMPTS_FREE: usize = 1024;
+
 /// While a `#[derive(Wire)]` type that serde decodes through its own
 /// buffer decodes (an untagged or internally tagged enum, a struct with a
 /// flattened field: `#[derive(Wire)]` knows them by their attributes),
-/// what serde builds from the buffer is weighed by that type's largest
-/// type, not by the whole call's. Hidden API, for the derive.
+/// what serde builds from the buffer is weighed by that type's densest
+/// type, not by the whole call's; and each such decode is counted against
+/// [`ATTEMPTS_PER_NODE`]. Hidden API, for the derive.
 #[must_use]
 #[derive(Debug)]
 pub struct Buffered(Option<Option<fn() -> usize>>);
 
 impl Buffered {
-    /// Starts decoding a `T` (`#[derive(Wire)]` calls it).
+    /// Starts decoding a `T` (`#[derive(Wire)]` calls it); an error if the
+    /// call has tried too many times already.
     #[inline]
-    pub fn of<T: Wire>() -> Buffered {
+    pub fn of<T: Wire, E: serde::de::Error>() -> Result<Buffered, E> {
         if !active() {
-            return Buffered(None);
+            return Ok(Buffered(None));
         }
-        Buffered(Some(
-            STATE.with(|s| s.largest.replace(Some(largest_of::<T>))),
-        ))
+        STATE.with(|s| {
+            let attempts = s.attempts.get() + 1;
+            s.attempts.set(attempts);
+            let allowed = s
+                .nodes
+                .get()
+                .saturating_mul(ATTEMPTS_PER_NODE)
+                .saturating_add(ATTEMPTS_FREE);
+            if attempts > allowed {
+                // Every try from here fails at once; the dispatch answers
+                // `limit_exceeded`.
+                s.retried.set(true);
+                return Err(E::custom("too many tries of buffered types"));
+            }
+            Ok(Buffered(Some(s.densest.replace(Some(densest_of::<T>)))))
+        })
     }
 }
 
@@ -230,7 +290,7 @@ impl Drop for Buffered {
     #[inline]
     fn drop(&mut self) {
         if let Some(outer) = self.0 {
-            STATE.with(|s| s.largest.set(outer));
+            STATE.with(|s| s.densest.set(outer));
         }
     }
 }
@@ -272,15 +332,22 @@ fn is_buffer<T>() -> bool {
     std::any::type_name::<T>() == buffer_type_name()
 }
 
-/// What a node of serde's buffer is weighed at, for what serde may build
-/// from it beside the node itself: an element of a collection, and a box,
-/// each of the largest type the value decoded may hold. A decode that
-/// does not say (a hand-written dispatcher's) is taken to hold types of
-/// at most `FALLBACK_LARGEST` bytes.
-fn buffered_node() -> usize {
-    const FALLBACK_LARGEST: usize = 1024;
-    let largest = STATE.with(|s| s.largest.get());
-    2 * largest.map_or(FALLBACK_LARGEST, |f| f())
+/// What a node of serde's buffer is weighed at, beside the node itself:
+/// what serde may build from it (twice the most bytes per item of the
+/// types the value decoded may hold: an element, with its collection's
+/// growth, or a box), and a copy of the node for each buffer it is nested
+/// in (`nested`: serde copies a nested untagged value's part of the
+/// buffer to decode it, and each level holds its copy while the levels
+/// below decode; red-team pass 37: 100 KB nested 60 deep took 191 MiB).
+/// A decode that does not say (a hand-written dispatcher's) is taken to
+/// hold types of `FALLBACK_DENSEST` bytes per item.
+fn buffered_node(node: usize) -> usize {
+    const FALLBACK_DENSEST: usize = 1024;
+    STATE.with(|s| {
+        s.nodes.set(s.nodes.get() + 1);
+        let densest = s.densest.get().map_or(FALLBACK_DENSEST, |f| f());
+        (2 * densest).saturating_add(node.saturating_mul(s.depth.get()))
+    })
 }
 
 /// Counts `n` bytes more of the running dispatch's arguments.
@@ -370,14 +437,17 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Weighed<D> {
     type Error = D::Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        if is_buffer::<V::Value>() {
-            // A node of serde's buffer: what is built from it later is
-            // not decoded here.
-            add::<D::Error>(buffered_node())?;
-        } else {
+        if !is_buffer::<V::Value>() {
             self.boxed::<V::Value, D::Error>()?;
+            return self.de.deserialize_any(wrap(visitor, true, 0));
         }
-        self.de.deserialize_any(wrap(visitor, true, 0))
+        // A node of serde's buffer: what is built from it later is not
+        // decoded here.
+        add::<D::Error>(buffered_node(size_of::<V::Value>()))?;
+        STATE.with(|s| s.depth.set(s.depth.get() + 1));
+        let r = self.de.deserialize_any(wrap(visitor, true, 0));
+        STATE.with(|s| s.depth.set(s.depth.get() - 1));
+        r
     }
 
     forward! {

@@ -384,9 +384,9 @@ impl Dispatch for Answer {
                             });
                             match called {
                                 Ok(fut) => fut.await,
-                                Err(e) if taken.refused => {
-                                    reply.reply_remote(&crate::codec::weigh::refusal(&method, &e))
-                                }
+                                Err(e) if taken.refused => reply.reply_remote(
+                                    &crate::codec::weigh::refusal(&method, &e, &taken),
+                                ),
                                 Err(e) => reply.reply_remote(&super::conn::dispatch_error(
                                     &e,
                                     o.interface_name(),

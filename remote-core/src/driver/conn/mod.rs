@@ -368,8 +368,9 @@ impl Shared {
             Ok(Ok(fut)) => fut,
             Ok(Err(e)) => {
                 let err = if taken.refused {
-                    let err = crate::codec::weigh::refusal(method, &e);
-                    self.meter.limit_hit("memory_budget", &err.message);
+                    let err = crate::codec::weigh::refusal(method, &e, &taken);
+                    self.meter
+                        .limit_hit(crate::codec::weigh::refusal_limit(&taken), &err.message);
                     err
                 } else {
                     dispatch_error(&e, target.interface_name(), method)
