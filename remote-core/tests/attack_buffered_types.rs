@@ -91,6 +91,39 @@ pub enum Cell {
     Matrix(Box<[[f64; 16]; 16]>),
 }
 
+/// A patch of optional fields, which `#[derive(Wire)]` lets be left out:
+/// `{}` decodes to the whole struct.
+#[derive(Debug, Default, remote_core::Wire)]
+pub struct Patch {
+    pub a: Option<String>,
+    pub b: Option<String>,
+    pub c: Option<String>,
+    pub d: Option<String>,
+    pub e: Option<String>,
+    pub f: Option<String>,
+    pub g: Option<String>,
+    pub h: Option<String>,
+}
+
+#[derive(Debug, remote_core::Wire)]
+#[serde(untagged)]
+pub enum Edits {
+    Many(Vec<Patch>),
+    Name(String),
+}
+
+/// GeoJSON's geometry: internally tagged, nothing buffered inside.
+#[derive(Debug, Clone, remote_core::Wire)]
+#[serde(tag = "type")]
+pub enum Geometry {
+    Point {
+        coordinates: Vec<i64>,
+    },
+    MultiPolygon {
+        coordinates: Vec<Vec<Vec<Vec<i64>>>>,
+    },
+}
+
 /// An ordinary untagged identifier.
 #[derive(Debug, Clone, remote_core::Wire)]
 #[serde(untagged)]
@@ -116,6 +149,8 @@ pub trait Holder {
     async fn json(&self, v: Json) -> Result<u32, Error>;
     async fn shape(&self, v: Shape) -> Result<u32, Error>;
     async fn cells(&self, v: Vec<Cell>) -> Result<u32, Error>;
+    async fn edit(&self, v: Edits) -> Result<u32, Error>;
+    async fn geo(&self, v: Geometry) -> Result<u32, Error>;
     async fn ordinary(
         &self,
         ids: Vec<Id>,
@@ -173,6 +208,24 @@ impl Holder for Impl {
     async fn cells(&self, v: Vec<Cell>) -> Result<u32, Error> {
         Ok(v.len() as u32)
     }
+    async fn edit(&self, v: Edits) -> Result<u32, Error> {
+        self.0.pass().await;
+        Ok(match v {
+            Edits::Many(v) => v.len() as u32,
+            Edits::Name(_) => 0,
+        })
+    }
+    async fn geo(&self, v: Geometry) -> Result<u32, Error> {
+        Ok(match v {
+            Geometry::Point { coordinates } => coordinates.len() as u32,
+            Geometry::MultiPolygon { coordinates } => coordinates
+                .iter()
+                .flatten()
+                .flatten()
+                .map(|p| p.len() as u32)
+                .sum(),
+        })
+    }
     async fn ordinary(
         &self,
         ids: Vec<Id>,
@@ -213,15 +266,15 @@ async fn server(gate: &Arc<Gate>) -> ServerHandle {
 }
 
 /// A call of `method` on the root whose arguments are `head` then one
-/// array of `n` nils (the argument array and what leads to the list are
-/// in `head`).
-async fn send(s: &mut TcpStream, method: &str, head: &[u8], n: usize) {
+/// array of `n` one-byte items `item` (the argument array and what leads
+/// to the list are in `head`).
+async fn send_items(s: &mut TcpStream, method: &str, head: &[u8], n: usize, item: u8) {
     let mut f = encode::begin(n + head.len() + 64);
     encode::call_head(&mut f, CallId(1), ObjectId(0), method, 600_000);
     f.extend_from_slice(head);
     f.push(0xdd);
     f.extend_from_slice(&(n as u32).to_be_bytes());
-    f.resize(f.len() + n, 0xc0);
+    f.resize(f.len() + n, item);
     encode::finish(&mut f);
     s.write_all(&f).await.unwrap();
 }
@@ -230,11 +283,16 @@ async fn send(s: &mut TcpStream, method: &str, head: &[u8], n: usize) {
 /// each while its handler holds it, and one of 160,000 nils (more than
 /// the budget at that weight) is refused before its handler runs.
 async fn weighed(method: &str, head: &[u8], per_nil: usize) {
+    weighed_items(method, head, per_nil, 0xc0).await
+}
+
+/// [`weighed`] with one-byte items `item`.
+async fn weighed_items(method: &str, head: &[u8], per_nil: usize, item: u8) {
     let gate = Arc::new(Gate::default());
     let server = server(&gate).await;
     let mut s = raw::opened(&server).await;
     let n = 10_000;
-    send(&mut s, method, head, n).await;
+    send_items(&mut s, method, head, n, item).await;
     assert!(raw::eventually(|| gate.running.load(SeqCst) == 1).await);
     assert!(
         server.buffered_bytes() >= n * per_nil,
@@ -251,7 +309,7 @@ async fn weighed(method: &str, head: &[u8], per_nil: usize) {
     );
     assert!(raw::eventually(|| server.buffered_bytes() < n * per_nil / 4).await);
 
-    send(&mut s, method, head, 160_000).await;
+    send_items(&mut s, method, head, 160_000, item).await;
     let r = raw::frame(&mut s).await.unwrap();
     let (id, kind, message) = raw::error_of(&r).expect("an error reply");
     assert_eq!(
@@ -298,6 +356,15 @@ async fn a_flattened_field_is_weighed_so() {
 async fn a_field_decoded_by_other_code_is_weighed_by_its_type() {
     // {"v": [...]}
     weighed("hold_opaque", &[0x91, 0x81, 0xa1, b'v'], 2 * HEAVY).await;
+}
+
+/// A struct of optional fields decodes whole from one empty map: through
+/// serde's buffer, 400,000 `{}` as 768-byte structs held 512 MiB against a
+/// 64 MiB budget that counted 61 MiB (red-team pass 38).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optional_fields_are_weighed_as_left_out() {
+    let patch = std::mem::size_of::<Patch>();
+    weighed_items("edit", &[0x91], 2 * patch, 0x80).await;
 }
 
 /// The arguments of `json`: `depth` one-element arrays around `n` ones.
@@ -352,6 +419,26 @@ async fn nested_untagged_retries_are_capped() {
         }
         args
     };
+    // A payload at the bottom, copied by every try, within the cap on
+    // tries: 17 deep and 32,000 items took 100 s (red-team pass 38).
+    let mut bulk = shape(17);
+    // The last level, {"children": []}, becomes {"children": [], "x": [...]}.
+    let last = bulk.len() - 11;
+    bulk[last] = 0x82;
+    bulk.truncate(bulk.len() - 1);
+    bulk.extend_from_slice(&[0x90, 0xa1, b'x', 0xdd]);
+    bulk.extend_from_slice(&32_000u32.to_be_bytes());
+    bulk.resize(bulk.len() + 32_000, 0x01);
+    s.write_all(&raw::call(3, 0, "shape", 600_000, &bulk))
+        .await
+        .unwrap();
+    let (id, kind, message) = raw::next_error(&mut s).await;
+    assert_eq!((id, kind.as_str()), (3, "limit_exceeded"), "{message}");
+    // Stopped by the copies' weight or their count, whichever comes first.
+    assert!(
+        message.contains("copied") || message.contains("memory_budget"),
+        "{message}"
+    );
     // 2^30 tries uncapped: the reply would not come within the test's wait.
     s.write_all(&raw::call(1, 0, "shape", 600_000, &shape(30)))
         .await
@@ -400,6 +487,13 @@ async fn ordinary_untagged_and_boxed_types_fit() {
         20_000,
         "small cells"
     );
+    // Internally tagged data with nothing buffered inside is not weighed
+    // as copied per level (30,000 points were refused, pass 38).
+    let ring: Vec<Vec<i64>> = vec![vec![1, 2]; 3_000];
+    let geo = Geometry::MultiPolygon {
+        coordinates: vec![vec![ring]; 10],
+    };
+    assert_eq!(raw::bounded(holder.geo(geo)).await.unwrap(), 60_000);
     let mut msgs = vec![Msg::Small(1); 50_000];
     msgs.push(Msg::Big(Box::new([[2; 32]; 2])));
     let got = raw::bounded(holder.ordinary(ids, msgs, Some(Box::new([[7; 32]; 16]))))

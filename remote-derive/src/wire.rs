@@ -365,7 +365,20 @@ fn serde_impls(input: &DeriveInput, buffered: bool, p: &TokenStream) -> TokenStr
     de_g.params.insert(0, syn::parse_quote!('de));
     let (ser_impl, ty_g, ser_where) = ser_g.split_for_impl();
     let (de_impl, _, de_where) = de_g.split_for_impl();
-    let weigh = buffered.then(|| quote!(let _weighing = #p::Buffered::of::<Self, __D::Error>()?;));
+    // A buffered type nested in another decodes from serde's buffer, which
+    // it copies: through `counting`, the copy is weighed.
+    let body = if buffered {
+        quote! {
+            let weighing = #p::Buffered::of::<Self, __D::Error>()?;
+            if weighing.nested() {
+                #shadow::deserialize(#p::Buffered::counting(deserializer))
+            } else {
+                #shadow::deserialize(deserializer)
+            }
+        }
+    } else {
+        quote!(#shadow::deserialize(deserializer))
+    };
     quote! {
         impl #ser_impl #p::serde::Serialize for #ident #ty_g #ser_where {
             fn serialize<__S>(&self, serializer: __S) -> #p::Result<__S::Ok, __S::Error>
@@ -380,8 +393,7 @@ fn serde_impls(input: &DeriveInput, buffered: bool, p: &TokenStream) -> TokenStr
             where
                 __D: #p::serde::Deserializer<'de>,
             {
-                #weigh
-                #shadow::deserialize(deserializer)
+                #body
             }
         }
     }
