@@ -29,7 +29,20 @@ pub struct SchemaBuilder {
     interface_sites: BTreeMap<String, Site>,
     /// Set when sizing ([`densest`](Self::densest)): the most bytes per
     /// item of the types described so far; interfaces are not followed.
-    sizing: Option<usize>,
+    sizing: Option<Sizing>,
+}
+
+/// What [`SchemaBuilder::densest`] finds.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Sizing {
+    /// The most bytes per item of the types described.
+    pub(crate) densest: usize,
+    /// Whether more than one of them is (or one recurs as) a type that
+    /// serde decodes through its own buffer: such a type may be nested in
+    /// another, which copies its buffer to decode it.
+    pub(crate) nested: bool,
+    /// Such types described so far ([`SchemaBuilder::buffered`]).
+    pub(crate) buffered: usize,
 }
 
 /// What described a key: its identity (`None` for a definition that
@@ -65,9 +78,10 @@ impl SchemaBuilder {
     /// Describes `T` (and everything it refers to).
     pub fn ty<T: Wire>(&mut self) -> Ty {
         let ty = T::describe(self);
-        if let Some(densest) = self.sizing {
+        if let Some(sizing) = self.sizing {
             let nodes = self.min_nodes(&ty, &mut Vec::new()).max(1);
-            self.sizing = Some(densest.max(std::mem::size_of::<T>().div_ceil(nodes)));
+            let densest = sizing.densest.max(std::mem::size_of::<T>().div_ceil(nodes));
+            self.sizing = Some(Sizing { densest, ..sizing });
         }
         ty
     }
@@ -89,13 +103,28 @@ impl SchemaBuilder {
     /// from its own buffer (`codec/weigh.rs`): each item of the buffer
     /// becomes at most an element or a box of some such type, spread over
     /// that type's items.
-    pub(crate) fn densest<T: Wire>() -> usize {
+    pub(crate) fn densest<T: Wire>() -> Sizing {
         let mut b = SchemaBuilder {
-            sizing: Some(0),
+            sizing: Some(Sizing::default()),
             ..SchemaBuilder::default()
         };
         b.ty::<T>();
-        b.sizing.unwrap_or(0)
+        let sizing = b.sizing.unwrap_or_default();
+        Sizing {
+            nested: sizing.buffered > 1,
+            ..sizing
+        }
+    }
+
+    /// Called by the description of a type that serde decodes through its
+    /// own buffer (`#[derive(Wire)]` of an untagged or internally tagged
+    /// enum, or a struct with a flattened field), each time it is
+    /// described (a recursive one again where it recurs). Not public API.
+    #[doc(hidden)]
+    pub fn buffered(&mut self) {
+        if let Some(sizing) = &mut self.sizing {
+            sizing.buffered += 1;
+        }
     }
 
     /// The fewest msgpack items a value of `ty` is decoded from (a lower

@@ -102,7 +102,10 @@ pub(crate) fn derive(input: DeriveInput) -> TokenStream {
     let asserts = wire_asserts(&input.data, &p);
     let field_fns = wire_field::helpers(&input, &wire_bounded(&input.generics, &p), &p);
     let shadow = shadow(&input, &p);
-    let serde_impls = serde_impls(&input, buffered(&input), &p);
+    let buffered = buffered(&input);
+    let serde_impls = serde_impls(&input, buffered, &p);
+    // The server copies a buffered type's buffer where one nests in another.
+    let mark = buffered.then(|| quote!(b.buffered();));
     let ident = &input.ident;
     let name = ident.to_string();
     let secret = type_args.secret;
@@ -122,6 +125,7 @@ pub(crate) fn derive(input: DeriveInput) -> TokenStream {
 
             impl #impl_g #p::Wire for #ident #ty_g #where_clause {
                 fn describe(b: &mut #p::SchemaBuilder) -> #p::Ty {
+                    #mark
                     let path = #p::ToString::to_string(::core::any::type_name::<Self>());
                     let at = #location;
                     b.define_type_at(::core::clone::Clone::clone(&path), ::core::any::TypeId::of::<Self>(), &at, |b| #p::TypeDef {
@@ -365,20 +369,7 @@ fn serde_impls(input: &DeriveInput, buffered: bool, p: &TokenStream) -> TokenStr
     de_g.params.insert(0, syn::parse_quote!('de));
     let (ser_impl, ty_g, ser_where) = ser_g.split_for_impl();
     let (de_impl, _, de_where) = de_g.split_for_impl();
-    // A buffered type nested in another decodes from serde's buffer, which
-    // it copies: through `counting`, the copy is weighed.
-    let body = if buffered {
-        quote! {
-            let weighing = #p::Buffered::of::<Self, __D::Error>()?;
-            if weighing.nested() {
-                #shadow::deserialize(#p::Buffered::counting(deserializer))
-            } else {
-                #shadow::deserialize(deserializer)
-            }
-        }
-    } else {
-        quote!(#shadow::deserialize(deserializer))
-    };
+    let weigh = buffered.then(|| quote!(let __weighing = #p::Buffered::of::<Self, __D::Error>()?;));
     quote! {
         impl #ser_impl #p::serde::Serialize for #ident #ty_g #ser_where {
             fn serialize<__S>(&self, serializer: __S) -> #p::Result<__S::Ok, __S::Error>
@@ -393,7 +384,8 @@ fn serde_impls(input: &DeriveInput, buffered: bool, p: &TokenStream) -> TokenStr
             where
                 __D: #p::serde::Deserializer<'de>,
             {
-                #body
+                #weigh
+                #shadow::deserialize(deserializer)
             }
         }
     }

@@ -29,13 +29,13 @@
 //!   buffer are not decoded here at all. Each node of the buffer weighs
 //!   twice the most bytes per item of the types the value decoded may hold
 //!   (an element, or a box, spread over the fewest items it decodes from:
-//!   [`SchemaBuilder::densest`]). A buffered type nested in another is
-//!   decoded from the buffer, which serde copies: that copy is weighed
-//!   node by node ([`Buffered::counting`]).
+//!   [`SchemaBuilder::densest`]), plus, where such types may nest in one
+//!   another, a copy of itself per buffer it is nested in (serde copies a
+//!   nested untagged value's buffer).
 //!   `#[derive(Wire)]` says which type is decoded ([`Buffered`]), or else
 //!   the whole call's type does. serde tries an untagged enum's variants
-//!   in turn; the tries of nested such types multiply, and they and the
-//!   copies are capped per node of the buffer.
+//!   in turn; the tries of nested such types multiply, and are capped per
+//!   node of the buffer.
 
 use std::any::TypeId;
 use std::cell::{Cell, RefCell};
@@ -50,7 +50,7 @@ use serde::de::{
 use serde::Deserialize;
 
 use crate::driver::{Budget, Shared, DECODED_ITEM};
-use crate::schema::SchemaBuilder;
+use crate::schema::{SchemaBuilder, Sizing};
 use crate::Wire;
 
 /// Taken from the budget at least this much at a time.
@@ -69,7 +69,7 @@ scoped_tls::scoped_thread_local! {
 }
 
 /// [`densest_of`] of the type being decoded, if known.
-type Densest = Option<fn() -> usize>;
+type Densest = Option<fn() -> Sizing>;
 
 /// The running dispatch's weighing, on its thread.
 struct State {
@@ -86,14 +86,10 @@ struct State {
     /// take ([`densest_of`] of the type being decoded), if known; see
     /// [`Buffered`].
     densest: Cell<Densest>,
-    /// Nodes of serde's buffer decoded here.
+    /// Nodes of serde's buffer decoded here, and how deep in buffers the
+    /// decode is.
     nodes: Cell<usize>,
-    /// [`Buffered`] scopes open; whether the innermost is nested in
-    /// another (decoding from serde's buffer, which it copies); and the
-    /// nodes copied so.
-    live: Cell<usize>,
-    copying: Cell<bool>,
-    copied: Cell<usize>,
+    depth: Cell<usize>,
     /// Decodes of `#[derive(Wire)]` types that serde decodes through its
     /// buffer ([`Buffered::of`]): one per attempt of a variant.
     attempts: Cell<usize>,
@@ -108,9 +104,7 @@ thread_local! {
             retried: Cell::new(false),
             densest: Cell::new(None),
             nodes: Cell::new(0),
-            live: Cell::new(0),
-            copying: Cell::new(false),
-            copied: Cell::new(0),
+            depth: Cell::new(0),
             attempts: Cell::new(0),
         }
     };
@@ -144,9 +138,7 @@ pub(crate) fn weighed<R>(conn: &Arc<Shared>, f: impl FnOnce() -> R) -> (R, Taken
                 s.retried.set(false);
                 s.densest.set(None);
                 s.nodes.set(0);
-                s.live.set(0);
-                s.copying.set(false);
-                s.copied.set(0);
+                s.depth.set(0);
                 s.attempts.set(0);
                 s.granted.replace(0)
             });
@@ -194,20 +186,22 @@ impl Drop for TakenBack<'_> {
 }
 
 /// The error for a call whose decode was stopped ([`Taken::refused`]);
-/// `e` is the decode's error.
-pub(crate) fn refusal(method: &str, e: &crate::Error, taken: &Taken) -> crate::RemoteError {
+/// `e` is the decode's error, if it failed (serde's untagged enums try
+/// another variant after an error, which may decode: the call is refused
+/// all the same, not run with that variant).
+pub(crate) fn refusal(method: &str, e: Option<&crate::Error>, taken: &Taken) -> crate::RemoteError {
     let method = crate::bounded::quote(method);
+    let why = e.map_or_else(String::new, |e| format!(": {e}"));
     let message = if taken.retried {
         format!(
             "the arguments of {method} were decoded as untagged or internally tagged types \
-             more than {ATTEMPTS_PER_NODE} times, or copied more than {COPIES_PER_NODE} \
-             times, per item of their buffer (serde tries each variant in turn, copying \
-             the buffer for nested such types, and nested such types multiply the tries)"
+             more than {ATTEMPTS_PER_NODE} times per item of their buffer (serde tries each \
+             variant in turn, and nested such types multiply the tries){why}"
         )
     } else {
         format!(
             "the arguments of {method} decode to more than they were counted at, and the \
-             memory_budget has no room for it: {e}"
+             memory_budget has no room for it{why}"
         )
     };
     crate::RemoteError::new("limit_exceeded", "remote_core::Error", message)
@@ -241,11 +235,12 @@ pub(crate) fn weighing_wire<'de, T: Wire, D: Deserializer<'de>>(de: D) -> Weighe
     weighing::<T, D>(de)
 }
 
-/// The most bytes per item of the types a `T` may hold
-/// ([`SchemaBuilder::densest`]), computed once per type and thread.
-fn densest_of<T: Wire>() -> usize {
+/// The most bytes per item of the types a `T` may hold, and whether
+/// buffered types may nest in it ([`SchemaBuilder::densest`]), computed
+/// once per type and thread.
+fn densest_of<T: Wire>() -> Sizing {
     thread_local! {
-        static SIZES: RefCell<HashMap<TypeId, usize>> = RefCell::new(HashMap::new());
+        static SIZES: RefCell<HashMap<TypeId, Sizing>> = RefCell::new(HashMap::new());
     }
     let id = TypeId::of::<T>();
     if let Some(n) = SIZES.with(|m| m.borrow().get(&id).copied()) {
@@ -265,32 +260,15 @@ fn densest_of<T: Wire>() -> usize {
 const ATTEMPTS_PER_NODE: usize = 16;
 const ATTEMPTS_FREE: usize = 1024;
 
-/// Nodes a call's nested buffered decodes may copy per node of serde's
-/// buffer it decoded (plus [`COPIES_FREE`]): each try of a buffered type
-/// nested in another copies its part of the buffer, so the tries above
-/// bound the work only if the copies are few (red-team pass 38: tries
-/// within their cap, each copying 32,000 nodes, took 100 s from 32 KB).
-/// A value nested in `n` buffered values is copied `n` times when it
-/// decodes; `max_depth` keeps `n` under 64 by default.
-const COPIES_PER_NODE: usize = 64;
-const COPIES_FREE: usize = 64 << 10;
-
 /// While a `#[derive(Wire)]` type that serde decodes through its own
 /// buffer decodes (an untagged or internally tagged enum, a struct with a
 /// flattened field: `#[derive(Wire)]` knows them by their attributes),
 /// what serde builds from the buffer is weighed by that type's densest
-/// type, not by the whole call's; each such decode is counted against
-/// [`ATTEMPTS_PER_NODE`]; and one nested in another decodes from serde's
-/// buffer, which it copies: decoded through [`Buffered::counting`], the
-/// copy is weighed node by node, and counted against [`COPIES_PER_NODE`].
-/// Hidden API, for the derive.
+/// type, not by the whole call's; and each such decode is counted against
+/// [`ATTEMPTS_PER_NODE`]. Hidden API, for the derive.
 #[must_use]
 #[derive(Debug)]
-pub struct Buffered {
-    /// The enclosing scope's densest type and copying, to restore.
-    outer: Option<(Densest, bool)>,
-    nested: bool,
-}
+pub struct Buffered(Option<Densest>);
 
 impl Buffered {
     /// Starts decoding a `T` (`#[derive(Wire)]` calls it); an error if the
@@ -298,10 +276,7 @@ impl Buffered {
     #[inline]
     pub fn of<T: Wire, E: serde::de::Error>() -> Result<Buffered, E> {
         if !active() {
-            return Ok(Buffered {
-                outer: None,
-                nested: false,
-            });
+            return Ok(Buffered(None));
         }
         STATE.with(|s| {
             let attempts = s.attempts.get() + 1;
@@ -317,42 +292,16 @@ impl Buffered {
                 s.retried.set(true);
                 return Err(E::custom("too many tries of buffered types"));
             }
-            let nested = s.live.get() > 0;
-            s.live.set(s.live.get() + 1);
-            let copying = s.copying.replace(nested);
-            let densest = s.densest.replace(Some(densest_of::<T>));
-            Ok(Buffered {
-                outer: Some((densest, copying)),
-                nested,
-            })
+            Ok(Buffered(Some(s.densest.replace(Some(densest_of::<T>)))))
         })
-    }
-
-    /// Whether this decode is nested in another buffered type's: its
-    /// deserializer is serde's buffer, to decode through
-    /// [`counting`](Self::counting).
-    #[inline]
-    pub fn nested(&self) -> bool {
-        self.nested
-    }
-
-    /// `de` (serde's buffer, in a nested decode), with the copy serde
-    /// makes of it weighed and counted.
-    pub fn counting<'de, D: Deserializer<'de>>(de: D) -> impl Deserializer<'de, Error = D::Error> {
-        // No place is too small: nothing decoded here is boxed.
-        wrap(de, false, usize::MAX)
     }
 }
 
 impl Drop for Buffered {
     #[inline]
     fn drop(&mut self) {
-        if let Some((densest, copying)) = self.outer {
-            STATE.with(|s| {
-                s.live.set(s.live.get() - 1);
-                s.copying.set(copying);
-                s.densest.set(densest);
-            });
+        if let Some(outer) = self.0 {
+            STATE.with(|s| s.densest.set(outer));
         }
     }
 }
@@ -397,31 +346,28 @@ fn is_buffer<T>() -> bool {
 /// What a node of serde's buffer is weighed at, beside the node itself:
 /// what serde may build from it (twice the most bytes per item of the
 /// types the value decoded may hold: an element, with its collection's
-/// growth, or a box). In a nested decode, the node is a copy serde makes
-/// (red-team pass 37: 100 KB nested 60 deep took 191 MiB), and weighs its
-/// own size (`node`); an error once the call copied too many. A decode
-/// that does not say (a hand-written dispatcher's) is taken to hold types
-/// of `FALLBACK_DENSEST` bytes per item.
-fn buffered_node<E: serde::de::Error>(node: usize) -> Result<usize, E> {
+/// growth, or a box), and a copy of the node for each buffer it is nested
+/// in, when buffered types may nest in the type decoded (serde copies a
+/// nested untagged value's part of the buffer to decode it, and each level
+/// holds its copy while the levels below decode; red-team pass 37: 100 KB
+/// nested 60 deep took 191 MiB; pass 38: charged where nothing nests,
+/// GeoJSON geometries were refused at 8 times what they took).
+/// A decode that does not say (a hand-written dispatcher's) is taken to
+/// hold types of `FALLBACK_DENSEST` bytes per item.
+fn buffered_node(node: usize) -> usize {
     const FALLBACK_DENSEST: usize = 1024;
     STATE.with(|s| {
-        if !s.copying.get() {
-            s.nodes.set(s.nodes.get() + 1);
-            let densest = s.densest.get().map_or(FALLBACK_DENSEST, |f| f());
-            return Ok(2 * densest);
-        }
-        let copied = s.copied.get() + 1;
-        s.copied.set(copied);
-        let allowed = s
-            .nodes
-            .get()
-            .saturating_mul(COPIES_PER_NODE)
-            .saturating_add(COPIES_FREE);
-        if copied > allowed {
-            s.retried.set(true);
-            return Err(E::custom("too many copies of serde's buffer"));
-        }
-        Ok(node)
+        s.nodes.set(s.nodes.get() + 1);
+        let sizing = s.densest.get().map_or(
+            Sizing {
+                densest: FALLBACK_DENSEST,
+                nested: true,
+                ..Sizing::default()
+            },
+            |f| f(),
+        );
+        let copies = if sizing.nested { s.depth.get() } else { 0 };
+        (2 * sizing.densest).saturating_add(node.saturating_mul(copies))
     })
 }
 
@@ -518,8 +464,11 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Weighed<D> {
         }
         // A node of serde's buffer: what is built from it later is not
         // decoded here.
-        add::<D::Error>(buffered_node::<D::Error>(size_of::<V::Value>())?)?;
-        self.de.deserialize_any(wrap(visitor, true, 0))
+        add::<D::Error>(buffered_node(size_of::<V::Value>()))?;
+        STATE.with(|s| s.depth.set(s.depth.get() + 1));
+        let r = self.de.deserialize_any(wrap(visitor, true, 0));
+        STATE.with(|s| s.depth.set(s.depth.get() - 1));
+        r
     }
 
     forward! {

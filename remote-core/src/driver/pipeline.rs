@@ -383,14 +383,17 @@ impl Dispatch for Answer {
                                 crate::codec::weigh::TakenBack(&conn.budget, taken.bytes)
                             });
                             match called {
-                                Ok(fut) => fut.await,
-                                Err(e) if taken.refused => reply.reply_remote(
-                                    &crate::codec::weigh::refusal(&method, &e, &taken),
+                                Ok(fut) if !taken.refused => fut.await,
+                                Err(e) if !taken.refused => reply.reply_remote(
+                                    &super::conn::dispatch_error(&e, o.interface_name(), &method),
                                 ),
-                                Err(e) => reply.reply_remote(&super::conn::dispatch_error(
-                                    &e,
-                                    o.interface_name(),
+                                // Refused by the weighing, even where serde
+                                // went on to decode (an untagged enum's next
+                                // variant).
+                                r => reply.reply_remote(&crate::codec::weigh::refusal(
                                     &method,
+                                    r.as_ref().err(),
+                                    &taken,
                                 )),
                             }
                         }

@@ -365,16 +365,19 @@ impl Shared {
         // Given back when the handler stops, however it does.
         let taken_back = TakenBack(&self.budget, taken.bytes);
         let mut fut = match started {
-            Ok(Ok(fut)) => fut,
-            Ok(Err(e)) => {
-                let err = if taken.refused {
-                    let err = crate::codec::weigh::refusal(method, &e, &taken);
-                    self.meter
-                        .limit_hit(crate::codec::weigh::refusal_limit(&taken), &err.message);
-                    err
-                } else {
-                    dispatch_error(&e, target.interface_name(), method)
-                };
+            Ok(Ok(fut)) if !taken.refused => fut,
+            Ok(Err(e)) if !taken.refused => {
+                let err = dispatch_error(&e, target.interface_name(), method);
+                keep.fail(&err);
+                self.send_error_reply(&encode::error(id, &err, &self.limits), &err.kind);
+                return;
+            }
+            // Refused by the weighing, even where serde went on to decode
+            // (an untagged enum's next variant).
+            Ok(r) => {
+                let err = crate::codec::weigh::refusal(method, r.as_ref().err(), &taken);
+                self.meter
+                    .limit_hit(crate::codec::weigh::refusal_limit(&taken), &err.message);
                 keep.fail(&err);
                 self.send_error_reply(&encode::error(id, &err, &self.limits), &err.kind);
                 return;
