@@ -265,7 +265,7 @@ const ATTEMPTS_FREE: usize = 1024;
 /// flattened field: `#[derive(Wire)]` knows them by their attributes),
 /// what serde builds from the buffer is weighed by that type's densest
 /// type, not by the whole call's; and each such decode is counted against
-/// [`ATTEMPTS_PER_NODE`]. Hidden API, for the derive.
+/// `ATTEMPTS_PER_NODE`. Hidden API, for the derive.
 #[must_use]
 #[derive(Debug)]
 pub struct Buffered(Option<Densest>);
