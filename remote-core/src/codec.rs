@@ -22,6 +22,7 @@ mod conn_cx;
 mod ref_wire;
 mod shared_bytes;
 pub(crate) mod weigh;
+mod work;
 
 use capped::Capped;
 use check::{check_carried, check_depth};

@@ -282,10 +282,14 @@ impl Holder for Impl {
 const BUDGET: usize = 16 << 20;
 
 async fn server(gate: &Arc<Gate>) -> ServerHandle {
+    server_with(gate, BUDGET).await
+}
+
+async fn server_with(gate: &Arc<Gate>, memory_budget: usize) -> ServerHandle {
     let g = gate.clone();
     Server::builder()
         .limits(Limits {
-            memory_budget: BUDGET,
+            memory_budget,
             ..Limits::default()
         })
         .bind("tcp://127.0.0.1:0")
@@ -457,6 +461,49 @@ async fn nested_untagged_retries_are_capped() {
     assert!(message.contains("untagged"), "{message}");
     // A few levels are within the cap.
     s.write_all(&raw::call(2, 0, "shape", 600_000, &shape(4)))
+        .await
+        .unwrap();
+    let r = raw::frame(&mut s).await.unwrap();
+    assert_eq!(raw::kind(&r), raw::RETURN, "{:?}", raw::error_of(&r));
+}
+
+/// Within the cap on tries, each try of a nested untagged value copies
+/// its part of serde's buffer: a 32 KB call of `Shape`s 17 deep with
+/// 32,000 items at the bottom took 100 s of a server thread (red-team pass
+/// 38: 2^17 tries, each copying the 32,000 items). Now the CPU time the
+/// nested tries of a call take is bounded, and that call is refused in a
+/// fraction of a second of CPU; other calls on the connection still run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_untagged_copies_are_bounded_in_cpu_time() {
+    let gate = Arc::new(Gate::default());
+    // The copies' memory within the budget (each level's copy is charged).
+    let server = server_with(&gate, 256 << 20).await;
+    let mut s = raw::opened(&server).await;
+    let depth = 17;
+    let n = 32_000usize;
+    let mut args = vec![0x91];
+    for i in 0..=depth {
+        args.extend_from_slice(&[0x81, 0xa8]);
+        args.extend_from_slice(b"children");
+        if i < depth {
+            args.push(0x91);
+        } else {
+            args.push(0xdd);
+            args.extend_from_slice(&(n as u32).to_be_bytes());
+            args.resize(args.len() + n, 0x01);
+        }
+    }
+    s.write_all(&raw::call(1, 0, "shape", 600_000, &args))
+        .await
+        .unwrap();
+    let (id, kind, message) = raw::next_error(&mut s).await;
+    assert_eq!((id, kind.as_str()), (1, "limit_exceeded"), "{message}");
+    assert!(message.contains("CPU time"), "{message}");
+    // The next call is decoded afresh.
+    let shape = [
+        0x91, 0x81, 0xa8, b'c', b'h', b'i', b'l', b'd', b'r', b'e', b'n', 0x90,
+    ];
+    s.write_all(&raw::call(2, 0, "shape", 600_000, &shape))
         .await
         .unwrap();
     let r = raw::frame(&mut s).await.unwrap();

@@ -1,0 +1,157 @@
+//! The CPU time a call's decode may spend on serde's copies of its own
+//! buffer.
+//!
+//! serde decodes an untagged or internally tagged value nested in another
+//! from a copy of its part of the buffer, and copies it again for each
+//! variant it tries. Tries of nested such types multiply, and are capped
+//! per node of the buffer (`ATTEMPTS_PER_NODE` in `weigh.rs`); but each
+//! try may copy a large part of the buffer: a 32 KB call 17 deep, with its
+//! bulk at the bottom, took 100 s of a server thread within that cap
+//! (red-team pass 38). The copies are made by serde's private
+//! deserializer, out of sight; what is known is that each copies at most
+//! the call's whole buffer.
+//!
+//! So the work a call's nested tries may have done is bounded by the sum,
+//! over those tries, of the nodes of the buffer so far. Once that passes
+//! [`CHECK_EVERY`] nodes (a few milliseconds of copying), the thread's CPU
+//! time is read, and again at each [`CHECK_EVERY`] nodes more; a decode
+//! that has spent more than [`BASE`] plus [`PER_NODE`] per node of its
+//! buffer since the first reading is stopped, and the call is answered
+//! `limit_exceeded`. Ordinary decodes never read the clock: a value of
+//! nested untagged types makes one try per nested value, of a few nodes.
+//! The bound is on the thread's own CPU time, not the wall clock, so a
+//! loaded machine does not make an ordinary decode look slow.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+/// Nodes of potential copying between readings of the clock.
+pub(super) const CHECK_EVERY: u64 = 1 << 20;
+
+/// The CPU time any decode may spend on copies...
+pub(super) const BASE: Duration = Duration::from_millis(200);
+
+/// ...plus this per node of its buffer (about ten times what an ordinary
+/// decode through serde's buffer takes per node in a release build).
+pub(super) const PER_NODE: Duration = Duration::from_micros(1);
+
+/// The running dispatch's potential copying, on its thread.
+struct Work {
+    /// Nodes the nested tries so far may have copied.
+    copies: Cell<u64>,
+    /// When the clock is read next, in `copies`.
+    next: Cell<u64>,
+    /// The thread's CPU time at the first reading.
+    since: Cell<Option<Duration>>,
+}
+
+thread_local! {
+    static WORK: Work = const {
+        Work {
+            copies: Cell::new(0),
+            next: Cell::new(CHECK_EVERY),
+            since: Cell::new(None),
+        }
+    };
+}
+
+/// A try of a buffered type nested in another, with `nodes` nodes in the
+/// call's buffers so far (at most what it copies): `false` once the
+/// decode has spent more CPU time than `BASE` plus `PER_NODE` per node.
+pub(super) fn nested_try(nodes: usize) -> bool {
+    WORK.with(|w| {
+        let copies = w.copies.get().saturating_add(nodes as u64);
+        w.copies.set(copies);
+        if copies < w.next.get() {
+            return true;
+        }
+        w.next.set(copies.saturating_add(CHECK_EVERY));
+        let now = thread_cpu();
+        let Some(since) = w.since.get() else {
+            w.since.set(Some(now));
+            return true;
+        };
+        let allowed =
+            BASE.saturating_add(PER_NODE.saturating_mul(nodes.try_into().unwrap_or(u32::MAX)));
+        now.saturating_sub(since) <= allowed
+    })
+}
+
+/// Forgets the running dispatch's copying (it ended).
+pub(super) fn reset() {
+    WORK.with(|w| {
+        w.copies.set(0);
+        w.next.set(CHECK_EVERY);
+        w.since.set(None);
+    });
+}
+
+/// The CPU time this thread has run.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "freebsd"
+))]
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Elsewhere, the wall clock since a fixed point of the process: an upper
+/// bound of the thread's CPU time.
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "freebsd"
+)))]
+fn thread_cpu() -> Duration {
+    static START: std::sync::OnceLock<crate::rt::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(crate::rt::time::Instant::now).elapsed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_is_read_only_past_a_buffers_worth_of_copies() {
+        reset();
+        // Small buffers, many tries: no reading, whatever the time.
+        for _ in 0..1000 {
+            assert!(nested_try(100));
+        }
+        WORK.with(|w| assert_eq!(w.since.get(), None));
+        // Past CHECK_EVERY: the first reading.
+        WORK.with(|w| w.copies.set(CHECK_EVERY));
+        assert!(nested_try(1));
+        let first = WORK.with(|w| w.since.get()).expect("a first reading");
+        // Within the allowance for a one-node buffer, the next reading
+        // lets the decode go on; past it, it stops the decode.
+        WORK.with(|w| w.copies.set(w.next.get()));
+        assert!(nested_try(1));
+        while thread_cpu().saturating_sub(first) <= BASE + PER_NODE {
+            std::hint::black_box(0u64.wrapping_add(1));
+        }
+        WORK.with(|w| w.copies.set(w.next.get()));
+        assert!(!nested_try(1));
+        reset();
+        assert!(nested_try(1));
+        WORK.with(|w| assert_eq!((w.copies.get(), w.since.get()), (1, None)));
+    }
+
+    #[test]
+    fn the_thread_cpu_clock_moves_with_work() {
+        let a = thread_cpu();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        let b = thread_cpu();
+        assert!(b > a, "{a:?} then {b:?} after work ({x})");
+    }
+}
