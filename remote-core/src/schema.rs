@@ -254,8 +254,9 @@ pub struct FieldDef {
     /// Marked `#[wire(secret)]`.
     #[serde(default)]
     pub secret: bool,
-    /// Has `#[serde(default)]` (on the field or its container): a receiver
-    /// fills it in when the sender leaves it out.
+    /// Has `#[serde(default)]` (on the field or its container) or
+    /// `#[serde(skip_deserializing)]`: a receiver fills it in when the
+    /// sender leaves it out.
     #[serde(default, skip_serializing_if = "is_false")]
     pub default: bool,
     /// Where the field is declared, where known.

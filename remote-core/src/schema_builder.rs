@@ -37,12 +37,6 @@ pub struct SchemaBuilder {
 pub(crate) struct Sizing {
     /// The most bytes per item of the types described.
     pub(crate) densest: usize,
-    /// Whether more than one of them is (or one recurs as) a type that
-    /// serde decodes through its own buffer: such a type may be nested in
-    /// another, which copies its buffer to decode it.
-    pub(crate) nested: bool,
-    /// Such types described so far ([`SchemaBuilder::buffered`]).
-    pub(crate) buffered: usize,
 }
 
 /// What described a key: its identity (`None` for a definition that
@@ -81,7 +75,7 @@ impl SchemaBuilder {
         if let Some(sizing) = self.sizing {
             let nodes = self.min_nodes(&ty, &mut Vec::new()).max(1);
             let densest = sizing.densest.max(std::mem::size_of::<T>().div_ceil(nodes));
-            self.sizing = Some(Sizing { densest, ..sizing });
+            self.sizing = Some(Sizing { densest });
         }
         ty
     }
@@ -109,22 +103,7 @@ impl SchemaBuilder {
             ..SchemaBuilder::default()
         };
         b.ty::<T>();
-        let sizing = b.sizing.unwrap_or_default();
-        Sizing {
-            nested: sizing.buffered > 1,
-            ..sizing
-        }
-    }
-
-    /// Called by the description of a type that serde decodes through its
-    /// own buffer (`#[derive(Wire)]` of an untagged or internally tagged
-    /// enum, or a struct with a flattened field), each time it is
-    /// described (a recursive one again where it recurs). Not public API.
-    #[doc(hidden)]
-    pub fn buffered(&mut self) {
-        if let Some(sizing) = &mut self.sizing {
-            sizing.buffered += 1;
-        }
+        b.sizing.unwrap_or_default()
     }
 
     /// The fewest msgpack items a value of `ty` is decoded from (a lower

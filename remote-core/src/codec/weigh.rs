@@ -29,14 +29,14 @@
 //!   buffer are not decoded here at all. Each node of the buffer weighs
 //!   twice the most bytes per item of the types the value decoded may hold
 //!   (an element, or a box, spread over the fewest items it decodes from:
-//!   [`SchemaBuilder::densest`]), plus, where such types may nest in one
-//!   another, a copy of itself per buffer it is nested in (serde copies a
-//!   nested untagged value's buffer).
-//!   `#[derive(Wire)]` says which type is decoded ([`Buffered`]), or else
-//!   the whole call's type does. serde tries an untagged enum's variants
-//!   in turn; the tries of nested such types multiply, and are capped per
-//!   node of the buffer. Each nested try copies up to the whole buffer:
-//!   the CPU time they take is bounded too (`work.rs`).
+//!   [`SchemaBuilder::densest`]). `#[derive(Wire)]` says which type is
+//!   decoded ([`Buffered`]), or else the whole call's type does. A
+//!   buffered type nested in another decodes from a copy of its part of
+//!   the buffer, held while it decodes: it weighs the whole buffer (the
+//!   copy is out of sight), as long as it decodes. serde tries an untagged
+//!   enum's variants in turn; the tries of nested such types multiply, and
+//!   are capped per node of the buffer, their nesting is capped, and the
+//!   CPU time their copies take is bounded (`work.rs`).
 
 use std::any::TypeId;
 use std::cell::{Cell, RefCell};
@@ -81,12 +81,8 @@ struct State {
     free: Cell<usize>,
     /// What it took from the budget.
     granted: Cell<usize>,
-    /// Whether it was refused room.
-    refused: Cell<bool>,
-    /// Whether it was stopped for decoding buffered types too many times,
-    /// or (`slow`) for the CPU time their nested tries took (`work.rs`).
-    retried: Cell<bool>,
-    slow: Cell<bool>,
+    /// Why its decode was stopped, if it was.
+    stop: Cell<Option<Stop>>,
     /// The most bytes per item what serde builds from its own buffer may
     /// take ([`densest_of`] of the type being decoded), if known; see
     /// [`Buffered`].
@@ -95,11 +91,34 @@ struct State {
     /// decode is.
     nodes: Cell<usize>,
     depth: Cell<usize>,
+    /// `nodes` as the outermost buffered decode under way began, and the
+    /// size of a node.
+    top: Cell<usize>,
+    node_size: Cell<usize>,
     /// Decodes of `#[derive(Wire)]` types that serde decodes through its
     /// buffer ([`Buffered::of`]): one per attempt of a variant.
     attempts: Cell<usize>,
-    /// Such decodes under way (more than one: nested, from serde's copy).
+    /// Such decodes under way, weighed or not (each guard gives its own
+    /// back): past the first, each is nested in another and decodes from
+    /// a copy of its part of the buffer.
     open: Cell<usize>,
+    /// The bytes of those copies, at most (each at most the buffer), and
+    /// the most they came to, taken from the budget.
+    copies: Cell<usize>,
+    copies_peak: Cell<usize>,
+}
+
+/// Why a weighed decode was stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// The budget had no room for what it decodes to.
+    Budget,
+    /// It tried buffered types more than `ATTEMPTS_PER_NODE` times a node.
+    Tries,
+    /// Its buffered decodes nested more than `MAX_NESTED` deep.
+    Nesting,
+    /// Their nested tries took too much CPU time (`work.rs`).
+    Time,
 }
 
 thread_local! {
@@ -107,14 +126,16 @@ thread_local! {
         State {
             free: Cell::new(0),
             granted: Cell::new(0),
-            refused: Cell::new(false),
-            retried: Cell::new(false),
-            slow: Cell::new(false),
+            stop: Cell::new(None),
             densest: Cell::new(None),
             nodes: Cell::new(0),
             depth: Cell::new(0),
+            top: Cell::new(0),
+            node_size: Cell::new(0),
             attempts: Cell::new(0),
             open: Cell::new(0),
+            copies: Cell::new(0),
+            copies_peak: Cell::new(0),
         }
     };
 }
@@ -125,12 +146,9 @@ pub(crate) struct Taken {
     /// Bytes counted in the budget, to be given back when the arguments
     /// are dropped (with the handler).
     pub(crate) bytes: usize,
-    /// Whether a decode was stopped because the budget had no room, or
-    /// (`retried`) it retried buffered types too many times, or (`slow`)
-    /// their nested tries took too much CPU time.
+    /// Whether the decode was stopped (the call is refused), and why.
     pub(crate) refused: bool,
-    pub(crate) retried: bool,
-    pub(crate) slow: bool,
+    pub(crate) stop: Option<Stop>,
 }
 
 /// Runs `f` (a dispatch, which decodes its call's arguments) with the
@@ -145,14 +163,15 @@ pub(crate) fn weighed<R>(conn: &Arc<Shared>, f: impl FnOnce() -> R) -> (R, Taken
         fn drop(&mut self) {
             let granted = STATE.with(|s| {
                 s.free.set(0);
-                s.refused.set(false);
-                s.retried.set(false);
-                s.slow.set(false);
+                s.stop.set(None);
                 s.densest.set(None);
                 s.nodes.set(0);
                 s.depth.set(0);
+                s.top.set(0);
+                s.node_size.set(0);
                 s.attempts.set(0);
-                s.open.set(0);
+                s.copies.set(0);
+                s.copies_peak.set(0);
                 super::work::reset();
                 s.granted.replace(0)
             });
@@ -165,9 +184,8 @@ pub(crate) fn weighed<R>(conn: &Arc<Shared>, f: impl FnOnce() -> R) -> (R, Taken
     let out = CONN.set(conn, f);
     let taken = STATE.with(|s| Taken {
         bytes: s.granted.replace(0),
-        refused: s.refused.get() || s.retried.get() || s.slow.get(),
-        retried: s.retried.get(),
-        slow: s.slow.get(),
+        refused: s.stop.get().is_some(),
+        stop: s.stop.get(),
     });
     drop(reset);
     (out, taken)
@@ -207,37 +225,39 @@ impl Drop for TakenBack<'_> {
 pub(crate) fn refusal(method: &str, e: Option<&crate::Error>, taken: &Taken) -> crate::RemoteError {
     let method = crate::bounded::quote(method);
     let why = e.map_or_else(String::new, |e| format!(": {e}"));
-    let message = if taken.slow {
-        format!(
+    let message = match taken.stop {
+        Some(Stop::Time) => format!(
             "the arguments of {method} were decoded as nested untagged or internally tagged \
              types whose tries took more than {} ms of CPU time, plus {} ns per item of their \
              buffer (serde copies a nested such value for each variant it tries){why}",
             super::work::BASE.as_millis(),
             super::work::PER_NODE.as_nanos(),
-        )
-    } else if taken.retried {
-        format!(
+        ),
+        Some(Stop::Tries) => format!(
             "the arguments of {method} were decoded as untagged or internally tagged types \
              more than {ATTEMPTS_PER_NODE} times per item of their buffer (serde tries each \
              variant in turn, and nested such types multiply the tries){why}"
-        )
-    } else {
-        format!(
+        ),
+        Some(Stop::Nesting) => format!(
+            "the arguments of {method} were decoded as untagged or internally tagged types \
+             nested more than {MAX_NESTED} deep in one another (a type that decodes itself \
+             from its own buffer, as a left-recursive untagged enum does, never ends){why}"
+        ),
+        Some(Stop::Budget) | None => format!(
             "the arguments of {method} decode to more than they were counted at, and the \
              memory_budget has no room for it{why}"
-        )
+        ),
     };
     crate::RemoteError::new("limit_exceeded", "remote_core::Error", message)
 }
 
 /// The limit a refusal names, for the meter.
 pub(crate) fn refusal_limit(taken: &Taken) -> &'static str {
-    if taken.slow {
-        "buffered_decode_time"
-    } else if taken.retried {
-        "buffered_decode_attempts"
-    } else {
-        "memory_budget"
+    match taken.stop {
+        Some(Stop::Time) => "buffered_decode_time",
+        Some(Stop::Tries) => "buffered_decode_attempts",
+        Some(Stop::Nesting) => "buffered_decode_nesting",
+        Some(Stop::Budget) | None => "memory_budget",
     }
 }
 
@@ -285,25 +305,58 @@ fn densest_of<T: Wire>() -> Sizing {
 const ATTEMPTS_PER_NODE: usize = 16;
 const ATTEMPTS_FREE: usize = 1024;
 
+/// Buffered decodes a call may have under way nested in one another.
+/// Nested decodes never end for a type that decodes itself from its own
+/// buffer (a left-recursive untagged enum, `Paren(Box<Self>)`): plain
+/// serde overflows the thread's stack, which aborts the process (red-team
+/// pass 39). Data nested `max_depth` (64) deep, each level a recursive
+/// untagged value, takes 64.
+pub(crate) const MAX_NESTED: usize = 128;
+
 /// While a `#[derive(Wire)]` type that serde decodes through its own
 /// buffer decodes (an untagged or internally tagged enum, a struct with a
 /// flattened field: `#[derive(Wire)]` knows them by their attributes),
 /// what serde builds from the buffer is weighed by that type's densest
-/// type, not by the whole call's; and each such decode is counted against
-/// `ATTEMPTS_PER_NODE`. Hidden API, for the derive.
+/// type, not by the whole call's; each such decode is counted against
+/// `ATTEMPTS_PER_NODE`; and one nested in another, which serde decodes
+/// from a copy of its part of the buffer, holds that copy until it ends:
+/// the copy is weighed at the buffer's size (at most; it is out of sight),
+/// its nesting is capped at `MAX_NESTED`, and its CPU time bounded
+/// (`work.rs`). Hidden API, for the derive.
 #[must_use]
 #[derive(Debug)]
-pub struct Buffered(Option<Densest>);
+pub struct Buffered(Option<(Densest, usize)>);
+
+/// The error for a decode nested past `MAX_NESTED`.
+fn too_deep<E: serde::de::Error>() -> E {
+    E::custom(format_args!(
+        "untagged or internally tagged types nested more than {MAX_NESTED} deep"
+    ))
+}
 
 impl Buffered {
     /// Starts decoding a `T` (`#[derive(Wire)]` calls it); an error if the
-    /// call has tried too many times already.
+    /// call has tried too many times already, or its decode was stopped.
     #[inline]
     pub fn of<T: Wire, E: serde::de::Error>() -> Result<Buffered, E> {
+        // Nesting is capped whether or not the decode is weighed (a call's
+        // flat arguments, a reply): it would overflow the stack.
         if !active() {
-            return Ok(Buffered(None));
+            return STATE.with(|s| {
+                let open = s.open.get();
+                if open >= MAX_NESTED {
+                    return Err(too_deep());
+                }
+                s.open.set(open + 1);
+                Ok(Buffered(None))
+            });
         }
         STATE.with(|s| {
+            // Every try after a stop fails at once; the dispatch answers
+            // `limit_exceeded`.
+            if s.stop.get().is_some() {
+                return Err(E::custom("the decode was stopped"));
+            }
             let attempts = s.attempts.get() + 1;
             s.attempts.set(attempts);
             let allowed = s
@@ -311,20 +364,47 @@ impl Buffered {
                 .get()
                 .saturating_mul(ATTEMPTS_PER_NODE)
                 .saturating_add(ATTEMPTS_FREE);
-            if attempts > allowed {
-                // Every try from here fails at once; the dispatch answers
-                // `limit_exceeded`.
-                s.retried.set(true);
-                return Err(E::custom("too many tries of buffered types"));
-            }
+            let open = s.open.get();
             // Nested: serde decodes it from a copy of its part of the
             // buffer, at most the whole buffer.
-            if s.slow.get() || (s.open.get() > 0 && !super::work::nested_try(s.nodes.get())) {
-                s.slow.set(true);
-                return Err(E::custom("tries of buffered types took too long"));
+            let nodes = if open == 0 {
+                // What it reads into serde's buffers (one, or one per
+                // field of a flattened or internally tagged one) is what
+                // the decodes nested in it copy from.
+                s.top.set(s.nodes.get());
+                0
+            } else {
+                s.nodes.get().saturating_sub(s.top.get())
+            };
+            let stop = if attempts > allowed {
+                Some(Stop::Tries)
+            } else if open == 0 {
+                None
+            } else if open >= MAX_NESTED {
+                Some(Stop::Nesting)
+            } else if !super::work::nested_try(nodes, s.nodes.get()) {
+                Some(Stop::Time)
+            } else {
+                None
+            };
+            if let Some(stop) = stop {
+                s.stop.set(Some(stop));
+                return Err(match stop {
+                    Stop::Nesting => too_deep(),
+                    _ => E::custom("the decode of buffered types was stopped"),
+                });
             }
-            s.open.set(s.open.get() + 1);
-            Ok(Buffered(Some(s.densest.replace(Some(densest_of::<T>)))))
+            let copy = nodes.saturating_mul(s.node_size.get());
+            // The copies under way, taken from the budget as their most.
+            let copies = s.copies.get() + copy;
+            if copies > s.copies_peak.get() {
+                add::<E>(copies - s.copies_peak.get())?;
+                s.copies_peak.set(copies);
+            }
+            s.copies.set(copies);
+            s.open.set(open + 1);
+            let outer = s.densest.replace(Some(densest_of::<T>));
+            Ok(Buffered(Some((outer, copy))))
         })
     }
 }
@@ -332,12 +412,13 @@ impl Buffered {
 impl Drop for Buffered {
     #[inline]
     fn drop(&mut self) {
-        if let Some(outer) = self.0 {
-            STATE.with(|s| {
+        STATE.with(|s| {
+            s.open.set(s.open.get().saturating_sub(1));
+            if let Some((outer, copy)) = self.0 {
                 s.densest.set(outer);
-                s.open.set(s.open.get().saturating_sub(1));
-            });
-        }
+                s.copies.set(s.copies.get().saturating_sub(copy));
+            }
+        });
     }
 }
 
@@ -379,30 +460,19 @@ fn is_buffer<T>() -> bool {
 }
 
 /// What a node of serde's buffer is weighed at, beside the node itself:
-/// what serde may build from it (twice the most bytes per item of the
-/// types the value decoded may hold: an element, with its collection's
-/// growth, or a box), and a copy of the node for each buffer it is nested
-/// in, when buffered types may nest in the type decoded (serde copies a
-/// nested untagged value's part of the buffer to decode it, and each level
-/// holds its copy while the levels below decode; red-team pass 37: 100 KB
-/// nested 60 deep took 191 MiB; pass 38: charged where nothing nests,
-/// GeoJSON geometries were refused at 8 times what they took).
-/// A decode that does not say (a hand-written dispatcher's) is taken to
-/// hold types of `FALLBACK_DENSEST` bytes per item.
+/// what serde may build from it, twice the most bytes per item of the
+/// types the value decoded may hold (an element, with its collection's
+/// growth, or a box). A decode that does not say (a hand-written
+/// dispatcher's) is taken to hold types of `FALLBACK_DENSEST` bytes per
+/// item. The copies serde makes of the buffer are weighed as they are
+/// made ([`Buffered`]).
 fn buffered_node(node: usize) -> usize {
     const FALLBACK_DENSEST: usize = 1024;
     STATE.with(|s| {
+        s.node_size.set(node);
         s.nodes.set(s.nodes.get() + 1);
-        let sizing = s.densest.get().map_or(
-            Sizing {
-                densest: FALLBACK_DENSEST,
-                nested: true,
-                ..Sizing::default()
-            },
-            |f| f(),
-        );
-        let copies = if sizing.nested { s.depth.get() } else { 0 };
-        (2 * sizing.densest).saturating_add(node.saturating_mul(copies))
+        let densest = s.densest.get().map_or(FALLBACK_DENSEST, |f| f().densest);
+        2 * densest
     })
 }
 
@@ -439,7 +509,7 @@ fn add<E: serde::de::Error>(n: usize) -> Result<(), E> {
             s.free.set(s.free.get() + need - n);
             Ok(())
         } else {
-            s.refused.set(true);
+            s.stop.set(Some(Stop::Budget));
             Err(E::custom(format_args!(
                 "the arguments decode to more than their frame was counted at, and \
                  memory_budget = {limit} has no room for {need} bytes more"

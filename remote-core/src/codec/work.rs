@@ -55,12 +55,13 @@ thread_local! {
     };
 }
 
-/// A try of a buffered type nested in another, with `nodes` nodes in the
-/// call's buffers so far (at most what it copies): `false` once the
-/// decode has spent more CPU time than `BASE` plus `PER_NODE` per node.
-pub(super) fn nested_try(nodes: usize) -> bool {
+/// A try of a buffered type nested in another, from a buffer of `copied`
+/// nodes (at most what it copies), with `nodes` nodes in all the call's
+/// buffers so far: `false` once the decode has spent more CPU time than
+/// `BASE` plus `PER_NODE` per node.
+pub(super) fn nested_try(copied: usize, nodes: usize) -> bool {
     WORK.with(|w| {
-        let copies = w.copies.get().saturating_add(nodes as u64);
+        let copies = w.copies.get().saturating_add(copied as u64);
         w.copies.set(copies);
         if copies < w.next.get() {
             return true;
@@ -123,24 +124,24 @@ mod tests {
         reset();
         // Small buffers, many tries: no reading, whatever the time.
         for _ in 0..1000 {
-            assert!(nested_try(100));
+            assert!(nested_try(100, 100));
         }
         WORK.with(|w| assert_eq!(w.since.get(), None));
         // Past CHECK_EVERY: the first reading.
         WORK.with(|w| w.copies.set(CHECK_EVERY));
-        assert!(nested_try(1));
+        assert!(nested_try(1, 1));
         let first = WORK.with(|w| w.since.get()).expect("a first reading");
         // Within the allowance for a one-node buffer, the next reading
         // lets the decode go on; past it, it stops the decode.
         WORK.with(|w| w.copies.set(w.next.get()));
-        assert!(nested_try(1));
+        assert!(nested_try(1, 1));
         while thread_cpu().saturating_sub(first) <= BASE + PER_NODE {
             std::hint::black_box(0u64.wrapping_add(1));
         }
         WORK.with(|w| w.copies.set(w.next.get()));
-        assert!(!nested_try(1));
+        assert!(!nested_try(1, 1));
         reset();
-        assert!(nested_try(1));
+        assert!(nested_try(1, 1));
         WORK.with(|w| assert_eq!((w.copies.get(), w.since.get()), (1, None)));
     }
 
