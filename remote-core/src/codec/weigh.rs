@@ -165,14 +165,17 @@ pub(crate) fn weighed<R>(conn: &Arc<Shared>, f: impl FnOnce() -> R) -> (R, Taken
                 s.free.set(0);
                 s.stop.set(None);
                 s.densest.set(None);
-                s.nodes.set(0);
-                s.depth.set(0);
-                s.top.set(0);
-                s.node_size.set(0);
-                s.attempts.set(0);
-                s.copies.set(0);
-                s.copies_peak.set(0);
-                super::work::reset();
+                // Only a decode that met serde's buffer (a node read, or a
+                // buffered type tried) set the rest: most calls do not.
+                if s.nodes.get() > 0 || s.attempts.get() > 0 {
+                    s.nodes.set(0);
+                    s.depth.set(0);
+                    s.top.set(0);
+                    s.attempts.set(0);
+                    s.copies.set(0);
+                    s.copies_peak.set(0);
+                    super::work::reset();
+                }
                 s.granted.replace(0)
             });
             if granted > 0 {
