@@ -111,8 +111,8 @@ fn thread_cpu() -> Duration {
     target_os = "freebsd"
 )))]
 fn thread_cpu() -> Duration {
-    static START: std::sync::OnceLock<crate::rt::time::Instant> = std::sync::OnceLock::new();
-    START.get_or_init(crate::rt::time::Instant::now).elapsed()
+    static START: std::sync::OnceLock<web_time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(web_time::Instant::now).elapsed()
 }
 
 #[cfg(test)]
