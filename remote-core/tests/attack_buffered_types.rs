@@ -191,6 +191,23 @@ pub enum Left {
     Paren(Box<Left>),
 }
 
+/// A grammar with two recursive untagged variants: each level tries both.
+#[derive(Debug, remote_core::Wire)]
+#[serde(untagged)]
+pub enum Grammar {
+    Lit(i64),
+    Paren(Box<Grammar>),
+    Neg(Box<Grammar>),
+}
+
+/// An internally tagged event, its variants mostly units.
+#[derive(Debug, Clone, remote_core::Wire)]
+#[serde(tag = "type")]
+pub enum Event {
+    Start,
+    Stop { code: u32 },
+}
+
 /// An ordinary untagged identifier.
 #[derive(Debug, Clone, remote_core::Wire)]
 #[serde(untagged)]
@@ -222,6 +239,8 @@ pub trait Holder {
     async fn chain(&self, v: C1) -> Result<u32, Error>;
     async fn short_chain(&self, v: C6) -> Result<u32, Error>;
     async fn left(&self, v: Left) -> Result<u32, Error>;
+    async fn grammar(&self, v: Grammar) -> Result<u32, Error>;
+    async fn events(&self, v: Vec<Event>) -> Result<u32, Error>;
     async fn left_weighed(&self, v: Left, pad: Vec<u8>) -> Result<u32, Error>;
     async fn tree(&self, n: Node, e: Expr) -> Result<i64, Error>;
     async fn ordinary(
@@ -315,6 +334,12 @@ impl Holder for Impl {
     }
     async fn left(&self, _: Left) -> Result<u32, Error> {
         Ok(1)
+    }
+    async fn grammar(&self, _: Grammar) -> Result<u32, Error> {
+        Ok(1)
+    }
+    async fn events(&self, v: Vec<Event>) -> Result<u32, Error> {
+        Ok(v.iter().filter(|e| matches!(e, Event::Start)).count() as u32)
     }
     async fn left_weighed(&self, _: Left, _: Vec<u8>) -> Result<u32, Error> {
         Ok(1)
@@ -670,6 +695,59 @@ async fn a_left_recursive_untagged_type_is_refused_not_overflowed() {
     assert_eq!(raw::kind(&r), raw::RETURN, "{:?}", raw::error_of(&r));
 }
 
+/// A call whose arguments are not weighed (flat) caps only the nesting of
+/// buffered decodes: failing only at the cap, each of 128 levels of a
+/// grammar with two recursive variants tried the other, 2^128 tries from a
+/// 3-byte call (red-team pass 40). Past the cap, every buffered decode of
+/// the value fails at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unweighed_arguments_past_the_nesting_cap_fail_at_once() {
+    let gate = Arc::new(Gate::default());
+    let server = server(&gate).await;
+    let mut s = raw::opened(&server).await;
+    s.write_all(&raw::call(1, 0, "grammar", 600_000, &[0x91, 0xa1, b'x']))
+        .await
+        .unwrap();
+    let (id, kind, message) = raw::next_error(&mut s).await;
+    assert_eq!((id, kind.as_str()), (1, "bad_arguments"), "{message}");
+    s.write_all(&raw::call(2, 0, "grammar", 600_000, &[0x91, 0x07]))
+        .await
+        .unwrap();
+    let r = raw::frame(&mut s).await.unwrap();
+    assert_eq!(raw::kind(&r), raw::RETURN, "{:?}", raw::error_of(&r));
+}
+
+/// A try's cost is not bounded by nodes: each failed try formats serde's
+/// error, which quotes a string whole. A 1 MB string under 12 levels of
+/// `Shape`, the buffer about 200 nodes, took 122 s of a thread within the
+/// cap on tries, the clock never read (red-team pass 40). Now the clock
+/// is read from the first nested try, at doubling tries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_string_under_nested_untagged_values_is_bounded_in_cpu_time() {
+    let gate = Arc::new(Gate::default());
+    let server = server(&gate).await;
+    let mut s = raw::opened(&server).await;
+    let n = 1_000_000usize;
+    // [{"pad": [160 ones], "children": [{"children": ... "1111..."}]}]
+    let mut args = vec![0x91, 0x82, 0xa3, b'p', b'a', b'd', 0xdc, 0x00, 160];
+    args.resize(args.len() + 160, 0x01);
+    args.push(0xa8);
+    args.extend_from_slice(b"children");
+    for _ in 0..12 {
+        args.extend_from_slice(&[0x91, 0x81, 0xa8]);
+        args.extend_from_slice(b"children");
+    }
+    args.push(0xdb);
+    args.extend_from_slice(&(n as u32).to_be_bytes());
+    args.resize(args.len() + n, 0x01);
+    s.write_all(&raw::call(1, 0, "shape", 600_000, &args))
+        .await
+        .unwrap();
+    let (id, kind, message) = raw::next_error(&mut s).await;
+    assert_eq!((id, kind.as_str()), (1, "limit_exceeded"), "{message}");
+    assert!(message.contains("CPU time"), "{message}");
+}
+
 /// Ordinary calls of such types are weighed by their own types, not by
 /// the largest type of the call: 50,000 untagged identifiers beside a
 /// 4 KiB boxed argument, and 50,000 small variants of an enum with a boxed
@@ -730,6 +808,31 @@ async fn ordinary_untagged_and_boxed_types_fit() {
     };
     let sum = Expr::Add(Box::new(Expr::Num(2)), Box::new(Expr::Num(40)));
     assert_eq!(raw::bounded(holder.tree(tree, sum)).await.unwrap(), 5042);
+    // Buffered values decoded from the wire, not from serde's buffer, are
+    // not tries: 10,000 unit variants of an internally tagged enum, an
+    // adjacently tagged tree of 2,047 nodes, a flattened tree of 1,101
+    // (each refused past 1,024, red-team pass 40).
+    let events = vec![Event::Start; 10_000];
+    assert_eq!(raw::bounded(holder.events(events)).await.unwrap(), 10_000);
+    fn balanced(depth: u32) -> Expr {
+        if depth == 0 {
+            Expr::Num(1)
+        } else {
+            Expr::Add(Box::new(balanced(depth - 1)), Box::new(balanced(depth - 1)))
+        }
+    }
+    let leaf = Node {
+        children: vec![],
+        extra: Default::default(),
+    };
+    let wide = Node {
+        children: vec![leaf; 1_100],
+        extra: Default::default(),
+    };
+    assert_eq!(
+        raw::bounded(holder.tree(wide, balanced(10))).await.unwrap(),
+        1_101 * 1000 + 1024
+    );
     let mut msgs = vec![Msg::Small(1); 50_000];
     msgs.push(Msg::Big(Box::new([[2; 32]; 2])));
     let got = raw::bounded(holder.ordinary(ids, msgs, Some(Box::new([[7; 32]; 16]))))

@@ -370,7 +370,7 @@ fn serde_impls(input: &DeriveInput, buffered: bool, p: &TokenStream) -> TokenStr
     de_g.params.insert(0, syn::parse_quote!('de));
     let (ser_impl, ty_g, ser_where) = ser_g.split_for_impl();
     let (de_impl, _, de_where) = de_g.split_for_impl();
-    let weigh = buffered.then(|| quote!(let __weighing = #p::Buffered::of::<Self, __D::Error>()?;));
+    let weigh = buffered.then(|| quote!(let __weighing = #p::Buffered::of::<Self, __D>()?;));
     quote! {
         impl #ser_impl #p::serde::Serialize for #ident #ty_g #ser_where {
             fn serialize<__S>(&self, serializer: __S) -> #p::Result<__S::Ok, __S::Error>

@@ -91,17 +91,20 @@ struct State {
     /// decode is.
     nodes: Cell<usize>,
     depth: Cell<usize>,
-    /// `nodes` as the outermost buffered decode under way began, and the
+    /// `nodes` as the innermost buffered decode from the wire under way
+    /// began (the buffers decodes from serde's buffer copy from), and the
     /// size of a node.
     top: Cell<usize>,
     node_size: Cell<usize>,
     /// Decodes of `#[derive(Wire)]` types that serde decodes through its
-    /// buffer ([`Buffered::of`]): one per attempt of a variant.
+    /// buffer ([`Buffered::of`]) from its buffer: the tries of nested
+    /// values.
     attempts: Cell<usize>,
     /// Such decodes under way, weighed or not (each guard gives its own
-    /// back): past the first, each is nested in another and decodes from
-    /// a copy of its part of the buffer.
+    /// back); and, not weighed, whether one was nested too deep (all fail
+    /// until the outermost ends).
     open: Cell<usize>,
+    too_deep: Cell<bool>,
     /// The bytes of those copies, at most (each at most the buffer), and
     /// the most they came to, taken from the budget.
     copies: Cell<usize>,
@@ -134,6 +137,7 @@ thread_local! {
             node_size: Cell::new(0),
             attempts: Cell::new(0),
             open: Cell::new(0),
+            too_deep: Cell::new(false),
             copies: Cell::new(0),
             copies_peak: Cell::new(0),
         }
@@ -320,15 +324,28 @@ pub(crate) const MAX_NESTED: usize = 128;
 /// buffer decodes (an untagged or internally tagged enum, a struct with a
 /// flattened field: `#[derive(Wire)]` knows them by their attributes),
 /// what serde builds from the buffer is weighed by that type's densest
-/// type, not by the whole call's; each such decode is counted against
-/// `ATTEMPTS_PER_NODE`; and one nested in another, which serde decodes
-/// from a copy of its part of the buffer, holds that copy until it ends:
-/// the copy is weighed at the buffer's size (at most; it is out of sight),
-/// its nesting is capped at `MAX_NESTED`, and its CPU time bounded
-/// (`work.rs`). Hidden API, for the derive.
+/// type, not by the whole call's. One that serde decodes from its buffer
+/// (nested in another, a try that may be one of many) decodes from a copy
+/// of its part of the buffer and holds it until it ends: the copy is
+/// weighed at the size of the buffer it copies from (at most; it is out
+/// of sight), such tries are counted against `ATTEMPTS_PER_NODE`, and
+/// their CPU time bounded (`work.rs`). One decoded from the wire (through
+/// the weighing wrapper) is no try: it reads new items. Their nesting is
+/// capped at `MAX_NESTED`. Hidden API, for the derive.
 #[must_use]
 #[derive(Debug)]
-pub struct Buffered(Option<(Densest, usize)>);
+pub struct Buffered(Option<Saved>);
+
+/// What a weighed [`Buffered`] gives back as it ends.
+#[derive(Debug, Clone, Copy)]
+struct Saved {
+    /// The densest type of the decode around it.
+    densest: Densest,
+    /// The bytes its copy was weighed at.
+    copy: usize,
+    /// Where the buffers the decodes nested in it copy from began.
+    top: usize,
+}
 
 /// The error for a decode nested past `MAX_NESTED`.
 fn too_deep<E: serde::de::Error>() -> E {
@@ -337,89 +354,124 @@ fn too_deep<E: serde::de::Error>() -> E {
     ))
 }
 
+/// Whether `D` is the weighing deserializer, which decodes from the wire
+/// (else `D` is serde's, over its buffer).
+fn from_wire<D>() -> bool {
+    static PREFIX: OnceLock<&'static str> = OnceLock::new();
+    let prefix = PREFIX.get_or_init(|| {
+        let name = std::any::type_name::<Weighed<()>>();
+        name.strip_suffix("()>").unwrap_or(name)
+    });
+    std::any::type_name::<D>().starts_with(prefix)
+}
+
 impl Buffered {
-    /// Starts decoding a `T` (`#[derive(Wire)]` calls it); an error if the
-    /// call has tried too many times already, or its decode was stopped.
+    /// Starts decoding a `T` from `D` (`#[derive(Wire)]` calls it); an
+    /// error if the call has tried too many times already, or its decode
+    /// was stopped.
     #[inline]
-    pub fn of<T: Wire, E: serde::de::Error>() -> Result<Buffered, E> {
-        // Nesting is capped whether or not the decode is weighed (a call's
-        // flat arguments, a reply): it would overflow the stack.
+    pub fn of<'de, T: Wire, D: Deserializer<'de>>() -> Result<Buffered, D::Error> {
         if !active() {
-            return STATE.with(|s| {
-                let open = s.open.get();
-                if open >= MAX_NESTED {
-                    return Err(too_deep());
-                }
-                s.open.set(open + 1);
-                Ok(Buffered(None))
-            });
+            return unweighed();
         }
+        // From serde's buffer (a copy of its part of it), not the wire: a
+        // try that may be one of many, of a value decoded already.
+        let from_buffer = !from_wire::<D>();
         STATE.with(|s| {
             // Every try after a stop fails at once; the dispatch answers
             // `limit_exceeded`.
             if s.stop.get().is_some() {
-                return Err(E::custom("the decode was stopped"));
+                return Err(<D::Error as serde::de::Error>::custom(
+                    "the decode was stopped",
+                ));
             }
-            let attempts = s.attempts.get() + 1;
-            s.attempts.set(attempts);
-            let allowed = s
-                .nodes
-                .get()
-                .saturating_mul(ATTEMPTS_PER_NODE)
-                .saturating_add(ATTEMPTS_FREE);
             let open = s.open.get();
-            // Nested: serde decodes it from a copy of its part of the
-            // buffer, at most the whole buffer.
-            let nodes = if open == 0 {
-                // What it reads into serde's buffers (one, or one per
-                // field of a flattened or internally tagged one) is what
-                // the decodes nested in it copy from.
-                s.top.set(s.nodes.get());
-                0
-            } else {
+            let nodes = if from_buffer {
                 s.nodes.get().saturating_sub(s.top.get())
-            };
-            let stop = if attempts > allowed {
-                Some(Stop::Tries)
-            } else if open == 0 {
-                None
-            } else if open >= MAX_NESTED {
-                Some(Stop::Nesting)
-            } else if !super::work::nested_try(nodes, s.nodes.get()) {
-                Some(Stop::Time)
             } else {
+                0
+            };
+            let stop = if open >= MAX_NESTED {
+                Some(Stop::Nesting)
+            } else if !from_buffer {
                 None
+            } else {
+                let attempts = s.attempts.get() + 1;
+                s.attempts.set(attempts);
+                let allowed = s
+                    .nodes
+                    .get()
+                    .saturating_mul(ATTEMPTS_PER_NODE)
+                    .saturating_add(ATTEMPTS_FREE);
+                if attempts > allowed {
+                    Some(Stop::Tries)
+                } else if !super::work::nested_try(nodes, s.nodes.get()) {
+                    Some(Stop::Time)
+                } else {
+                    None
+                }
             };
             if let Some(stop) = stop {
                 s.stop.set(Some(stop));
                 return Err(match stop {
                     Stop::Nesting => too_deep(),
-                    _ => E::custom("the decode of buffered types was stopped"),
+                    _ => <D::Error as serde::de::Error>::custom(
+                        "the decode of buffered types was stopped",
+                    ),
                 });
             }
             let copy = nodes.saturating_mul(s.node_size.get());
             // The copies under way, taken from the budget as their most.
             let copies = s.copies.get() + copy;
             if copies > s.copies_peak.get() {
-                add::<E>(copies - s.copies_peak.get())?;
+                add::<D::Error>(copies - s.copies_peak.get())?;
                 s.copies_peak.set(copies);
             }
             s.copies.set(copies);
             s.open.set(open + 1);
-            let outer = s.densest.replace(Some(densest_of::<T>));
-            Ok(Buffered(Some((outer, copy))))
+            let top = s.top.get();
+            if !from_buffer {
+                // What it reads into serde's buffers (one, or one per
+                // field of a flattened or internally tagged one) is what
+                // the decodes nested in it copy from.
+                s.top.set(s.nodes.get());
+            }
+            let densest = s.densest.replace(Some(densest_of::<T>));
+            Ok(Buffered(Some(Saved { densest, copy, top })))
         })
     }
+}
+
+/// [`Buffered::of`] where the decode is not weighed (a call's flat
+/// arguments, a reply): only the nesting is capped, as it would overflow
+/// the stack; past the cap, every buffered decode fails at once until the
+/// outermost ends (red-team pass 40: failing only there, each of 128
+/// levels tried its other variants, 2^128 tries from a 3-byte call).
+fn unweighed<E: serde::de::Error>() -> Result<Buffered, E> {
+    STATE.with(|s| {
+        let open = s.open.get();
+        if s.too_deep.get() || open >= MAX_NESTED {
+            s.too_deep.set(true);
+            return Err(too_deep());
+        }
+        s.open.set(open + 1);
+        Ok(Buffered(None))
+    })
 }
 
 impl Drop for Buffered {
     #[inline]
     fn drop(&mut self) {
         STATE.with(|s| {
-            s.open.set(s.open.get().saturating_sub(1));
-            if let Some((outer, copy)) = self.0 {
-                s.densest.set(outer);
-                s.copies.set(s.copies.get().saturating_sub(copy));
+            let open = s.open.get().saturating_sub(1);
+            s.open.set(open);
+            if open == 0 {
+                s.too_deep.set(false);
+            }
+            if let Some(saved) = self.0 {
+                s.densest.set(saved.densest);
+                s.copies.set(s.copies.get().saturating_sub(saved.copy));
+                s.top.set(saved.top);
             }
         });
     }

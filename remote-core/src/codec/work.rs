@@ -11,22 +11,30 @@
 //! deserializer, out of sight; what is known is that each copies at most
 //! the call's whole buffer.
 //!
-//! So the work a call's nested tries may have done is bounded by the sum,
-//! over those tries, of the nodes of the buffer so far. Once that passes
-//! [`CHECK_EVERY`] nodes (a few milliseconds of copying), the thread's CPU
-//! time is read, and again at each [`CHECK_EVERY`] nodes more; a decode
-//! that has spent more than [`BASE`] plus [`PER_NODE`] per node of its
-//! buffer since the first reading is stopped, and the call is answered
-//! `limit_exceeded`. Ordinary decodes never read the clock: a value of
-//! nested untagged types makes one try per nested value, of a few nodes.
-//! The bound is on the thread's own CPU time, not the wall clock, so a
-//! loaded machine does not make an ordinary decode look slow.
+//! Nor is a try's cost bounded by nodes: a failed try formats serde's
+//! error, which quotes a string whole (6 bytes per byte escaped), and a
+//! 1 MB string under 12 nested levels took 122 s within that cap, the
+//! buffer 200 nodes (red-team pass 40).
+//!
+//! So the thread's CPU time is read at a call's first nested try, at the
+//! 2nd, 4th, ... up to every [`TRIES_EVERY`] tries, and whenever the tries
+//! may have copied [`CHECK_EVERY`] nodes more (each counted at the whole
+//! buffer); a decode that has spent more than [`BASE`] plus [`PER_NODE`]
+//! per node of its buffers since the first reading is stopped, and the
+//! call is answered `limit_exceeded`. Checked at doubling tries, an
+//! expensive try is caught at once; past 64, a run of tries each under a
+//! 64th of the allowance overshoots it by at most the allowance. The bound
+//! is on the thread's own CPU time, not the wall clock, so a loaded
+//! machine does not make an ordinary decode look slow.
 
 use std::cell::Cell;
 use std::time::Duration;
 
-/// Nodes of potential copying between readings of the clock.
+/// Nodes of potential copying between readings of the clock...
 pub(super) const CHECK_EVERY: u64 = 1 << 20;
+
+/// ...and tries, once past this many.
+pub(super) const TRIES_EVERY: u64 = 64;
 
 /// The CPU time any decode may spend on copies...
 pub(super) const BASE: Duration = Duration::from_millis(200);
@@ -37,9 +45,11 @@ pub(super) const PER_NODE: Duration = Duration::from_micros(1);
 
 /// The running dispatch's potential copying, on its thread.
 struct Work {
-    /// Nodes the nested tries so far may have copied.
+    /// Nested tries so far, and nodes they may have copied.
+    tries: Cell<u64>,
     copies: Cell<u64>,
-    /// When the clock is read next, in `copies`.
+    /// When the clock is read next, in `tries` or `copies`.
+    next_try: Cell<u64>,
     next: Cell<u64>,
     /// The thread's CPU time at the first reading.
     since: Cell<Option<Duration>>,
@@ -48,7 +58,9 @@ struct Work {
 thread_local! {
     static WORK: Work = const {
         Work {
+            tries: Cell::new(0),
             copies: Cell::new(0),
+            next_try: Cell::new(1),
             next: Cell::new(CHECK_EVERY),
             since: Cell::new(None),
         }
@@ -61,11 +73,18 @@ thread_local! {
 /// `BASE` plus `PER_NODE` per node.
 pub(super) fn nested_try(copied: usize, nodes: usize) -> bool {
     WORK.with(|w| {
+        let tries = w.tries.get() + 1;
+        w.tries.set(tries);
         let copies = w.copies.get().saturating_add(copied as u64);
         w.copies.set(copies);
-        if copies < w.next.get() {
+        if tries < w.next_try.get() && copies < w.next.get() {
             return true;
         }
+        w.next_try.set(if tries < TRIES_EVERY {
+            tries * 2
+        } else {
+            tries + TRIES_EVERY
+        });
         w.next.set(copies.saturating_add(CHECK_EVERY));
         let now = thread_cpu();
         let Some(since) = w.since.get() else {
@@ -81,7 +100,9 @@ pub(super) fn nested_try(copied: usize, nodes: usize) -> bool {
 /// Forgets the running dispatch's copying (it ended).
 pub(super) fn reset() {
     WORK.with(|w| {
+        w.tries.set(0);
         w.copies.set(0);
+        w.next_try.set(1);
         w.next.set(CHECK_EVERY);
         w.since.set(None);
     });
@@ -120,21 +141,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_clock_is_read_only_past_a_buffers_worth_of_copies() {
+    fn the_clock_is_read_at_doubling_tries_and_past_a_buffers_worth_of_copies() {
         reset();
-        // Small buffers, many tries: no reading, whatever the time.
-        for _ in 0..1000 {
-            assert!(nested_try(100, 100));
-        }
-        WORK.with(|w| assert_eq!(w.since.get(), None));
-        // Past CHECK_EVERY: the first reading.
-        WORK.with(|w| w.copies.set(CHECK_EVERY));
+        // The first try starts the clock; then tries 2, 4, 8, ... 64, and
+        // every 64 tries after.
         assert!(nested_try(1, 1));
         let first = WORK.with(|w| w.since.get()).expect("a first reading");
-        // Within the allowance for a one-node buffer, the next reading
-        // lets the decode go on; past it, it stops the decode.
-        WORK.with(|w| w.copies.set(w.next.get()));
-        assert!(nested_try(1, 1));
+        let mut readings = vec![];
+        for t in 2..=256u64 {
+            let before = WORK.with(|w| w.next_try.get());
+            assert!(nested_try(1, 1));
+            if before == t {
+                readings.push(t);
+            }
+        }
+        assert_eq!(readings, [2, 4, 8, 16, 32, 64, 128, 192, 256]);
+        // A try that may have copied a buffer's worth reads it too.
+        let next = WORK.with(|w| w.next_try.get());
+        assert!(next > 258);
+        assert!(nested_try(CHECK_EVERY as usize, 1));
+        assert_eq!(WORK.with(|w| w.next_try.get()), 257 + TRIES_EVERY);
+        // Past the allowance for a one-node buffer, the next reading stops
+        // the decode.
         while thread_cpu().saturating_sub(first) <= BASE + PER_NODE {
             std::hint::black_box(0u64.wrapping_add(1));
         }
@@ -142,7 +170,7 @@ mod tests {
         assert!(!nested_try(1, 1));
         reset();
         assert!(nested_try(1, 1));
-        WORK.with(|w| assert_eq!((w.copies.get(), w.since.get()), (1, None)));
+        WORK.with(|w| assert_eq!((w.tries.get(), w.copies.get()), (1, 1)));
     }
 
     #[test]
