@@ -28,7 +28,6 @@ use serde::{Deserialize, Serialize};
 #[path = "schema_builder.rs"]
 mod builder;
 pub use builder::SchemaBuilder;
-pub(crate) use builder::Sizing;
 
 /// Version of the schema format produced by [`collect`].
 pub const SCHEMA_VERSION: u32 = 1;

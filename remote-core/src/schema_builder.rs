@@ -29,14 +29,7 @@ pub struct SchemaBuilder {
     interface_sites: BTreeMap<String, Site>,
     /// Set when sizing ([`densest`](Self::densest)): the most bytes per
     /// item of the types described so far; interfaces are not followed.
-    sizing: Option<Sizing>,
-}
-
-/// What [`SchemaBuilder::densest`] finds.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Sizing {
-    /// The most bytes per item of the types described.
-    pub(crate) densest: usize,
+    sizing: Option<usize>,
 }
 
 /// What described a key: its identity (`None` for a definition that
@@ -72,10 +65,9 @@ impl SchemaBuilder {
     /// Describes `T` (and everything it refers to).
     pub fn ty<T: Wire>(&mut self) -> Ty {
         let ty = T::describe(self);
-        if let Some(sizing) = self.sizing {
+        if let Some(densest) = self.sizing {
             let nodes = self.min_nodes(&ty, &mut Vec::new()).max(1);
-            let densest = sizing.densest.max(std::mem::size_of::<T>().div_ceil(nodes));
-            self.sizing = Some(Sizing { densest });
+            self.sizing = Some(densest.max(std::mem::size_of::<T>().div_ceil(nodes)));
         }
         ty
     }
@@ -97,13 +89,13 @@ impl SchemaBuilder {
     /// from its own buffer (`codec/weigh.rs`): each item of the buffer
     /// becomes at most an element or a box of some such type, spread over
     /// that type's items.
-    pub(crate) fn densest<T: Wire>() -> Sizing {
+    pub(crate) fn densest<T: Wire>() -> usize {
         let mut b = SchemaBuilder {
-            sizing: Some(Sizing::default()),
+            sizing: Some(0),
             ..SchemaBuilder::default()
         };
         b.ty::<T>();
-        b.sizing.unwrap_or_default()
+        b.sizing.unwrap_or(0)
     }
 
     /// The fewest msgpack items a value of `ty` is decoded from (a lower

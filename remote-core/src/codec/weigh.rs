@@ -48,7 +48,7 @@ use serde::de::{Deserializer, Visitor};
 use serde::Deserialize;
 
 use crate::driver::{Budget, Shared};
-use crate::schema::{SchemaBuilder, Sizing};
+use crate::schema::SchemaBuilder;
 use crate::Wire;
 
 /// Taken from the budget at least this much at a time.
@@ -72,7 +72,7 @@ scoped_tls::scoped_thread_local! {
 }
 
 /// [`densest_of`] of the type being decoded, if known.
-type Densest = Option<fn() -> Sizing>;
+type Densest = Option<fn() -> usize>;
 
 /// The running dispatch's weighing, on its thread.
 struct State {
@@ -150,9 +150,15 @@ pub(crate) struct Taken {
     /// Bytes counted in the budget, to be given back when the arguments
     /// are dropped (with the handler).
     pub(crate) bytes: usize,
-    /// Whether the decode was stopped (the call is refused), and why.
-    pub(crate) refused: bool,
+    /// Why the decode was stopped (the call is refused), if it was.
     pub(crate) stop: Option<Stop>,
+}
+
+impl Taken {
+    /// Whether the decode was stopped: the call is refused.
+    pub(crate) fn refused(&self) -> bool {
+        self.stop.is_some()
+    }
 }
 
 /// Runs `f` (a dispatch, which decodes its call's arguments) with the
@@ -191,7 +197,6 @@ pub(crate) fn weighed<R>(conn: &Arc<Shared>, f: impl FnOnce() -> R) -> (R, Taken
     let out = CONN.set(conn, f);
     let taken = STATE.with(|s| Taken {
         bytes: s.granted.replace(0),
-        refused: s.stop.get().is_some(),
         stop: s.stop.get(),
     });
     drop(reset);
@@ -225,7 +230,7 @@ impl Drop for TakenBack<'_> {
     }
 }
 
-/// The error for a call whose decode was stopped ([`Taken::refused`]);
+/// The error for a call whose decode was stopped ([`Taken::stop`]);
 /// `e` is the decode's error, if it failed (serde's untagged enums try
 /// another variant after an error, which may decode: the call is refused
 /// all the same, not run with that variant).
@@ -287,12 +292,11 @@ pub(crate) fn weighing_wire<'de, T: Wire, D: Deserializer<'de>>(de: D) -> Weighe
     weighing::<T, D>(de)
 }
 
-/// The most bytes per item of the types a `T` may hold, and whether
-/// buffered types may nest in it ([`SchemaBuilder::densest`]), computed
-/// once per type and thread.
-fn densest_of<T: Wire>() -> Sizing {
+/// The most bytes per item of the types a `T` may hold
+/// ([`SchemaBuilder::densest`]), computed once per type and thread.
+fn densest_of<T: Wire>() -> usize {
     thread_local! {
-        static SIZES: RefCell<HashMap<TypeId, Sizing>> = RefCell::new(HashMap::new());
+        static SIZES: RefCell<HashMap<TypeId, usize>> = RefCell::new(HashMap::new());
     }
     let id = TypeId::of::<T>();
     if let Some(n) = SIZES.with(|m| m.borrow().get(&id).copied()) {
@@ -526,7 +530,7 @@ fn buffered_node(node: usize) -> usize {
     STATE.with(|s| {
         s.node_size.set(node);
         s.nodes.set(s.nodes.get() + 1);
-        let densest = s.densest.get().map_or(FALLBACK_DENSEST, |f| f().densest);
+        let densest = s.densest.get().map_or(FALLBACK_DENSEST, |f| f());
         2 * densest
     })
 }

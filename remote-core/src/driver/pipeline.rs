@@ -383,8 +383,8 @@ impl Dispatch for Answer {
                                 crate::codec::weigh::TakenBack(&conn.budget, taken.bytes)
                             });
                             match called {
-                                Ok(fut) if !taken.refused => fut.await,
-                                Err(e) if !taken.refused => reply.reply_remote(
+                                Ok(fut) if !taken.refused() => fut.await,
+                                Err(e) if !taken.refused() => reply.reply_remote(
                                     &super::conn::dispatch_error(&e, o.interface_name(), &method),
                                 ),
                                 // Refused by the weighing, even where serde

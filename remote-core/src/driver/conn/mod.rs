@@ -365,8 +365,8 @@ impl Shared {
         // Given back when the handler stops, however it does.
         let taken_back = TakenBack(&self.budget, taken.bytes);
         let mut fut = match started {
-            Ok(Ok(fut)) if !taken.refused => fut,
-            Ok(Err(e)) if !taken.refused => {
+            Ok(Ok(fut)) if !taken.refused() => fut,
+            Ok(Err(e)) if !taken.refused() => {
                 let err = dispatch_error(&e, target.interface_name(), method);
                 keep.fail(&err);
                 self.send_error_reply(&encode::error(id, &err, &self.limits), &err.kind);
