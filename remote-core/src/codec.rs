@@ -21,6 +21,7 @@ mod check;
 mod conn_cx;
 mod ref_wire;
 mod shared_bytes;
+pub(crate) mod stack;
 pub(crate) mod weigh;
 mod work;
 

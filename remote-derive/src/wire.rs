@@ -358,7 +358,10 @@ fn buffered(input: &DeriveInput) -> bool {
 }
 
 /// `Serialize` and `Deserialize` for the real type, delegating to the
-/// shadow's generated functions; `buffered`: see [`buffered`].
+/// shadow's generated functions; `buffered`: see [`buffered`]. Both run
+/// with a level's worth of stack left at least (`with_stack`,
+/// `codec/stack.rs` in `remote-core`): a recursive value's every level is
+/// a named type.
 fn serde_impls(input: &DeriveInput, buffered: bool, p: &TokenStream) -> TokenStream {
     let ident = &input.ident;
     let shadow = shadow_ident(ident);
@@ -377,7 +380,7 @@ fn serde_impls(input: &DeriveInput, buffered: bool, p: &TokenStream) -> TokenStr
             where
                 __S: #p::serde::Serializer,
             {
-                #shadow::serialize(self, serializer)
+                #p::with_stack::<Self, _>(move || #shadow::serialize(self, serializer))
             }
         }
         impl #de_impl #p::serde::Deserialize<'de> for #ident #ty_g #de_where {
@@ -385,8 +388,10 @@ fn serde_impls(input: &DeriveInput, buffered: bool, p: &TokenStream) -> TokenStr
             where
                 __D: #p::serde::Deserializer<'de>,
             {
-                #weigh
-                #shadow::deserialize(deserializer)
+                #p::with_stack::<Self, _>(move || {
+                    #weigh
+                    #shadow::deserialize(deserializer)
+                })
             }
         }
     }

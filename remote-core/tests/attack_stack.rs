@@ -1,0 +1,185 @@
+//! Values whose every level holds much inline: `max_depth` counts levels,
+//! not stack, and a recursive untagged type with a 16 KiB inline variant
+//! overflowed a 2 MiB tokio worker stack at 30 levels, which aborts the
+//! process (red-team pass 40). Each `#[derive(Wire)]` type now decodes
+//! and encodes a level with a level's worth of stack left at least,
+//! going on on a new stack segment if the thread's has not that much: on
+//! the server and on the client, such values decode, and the process
+//! goes on.
+
+#[path = "support/raw.rs"]
+mod raw;
+
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+
+use remote_core::{
+    remote, Connection, ConnectionBuilder, Error, Limits, Remote, Server, ServerHandle,
+};
+
+/// 8 KiB inline.
+type Pad = [[u64; 32]; 32];
+
+/// A recursive untagged type with a large inline variant: serde keeps
+/// several of its values on the stack at each level.
+#[derive(Debug, remote_core::Wire)]
+#[serde(untagged)]
+#[allow(clippy::large_enum_variant)] // the point of the test
+pub enum Deep {
+    Big { a: Pad, b: Pad },
+    List(Vec<Deep>),
+}
+
+/// A recursive struct.
+#[derive(Debug, remote_core::Wire)]
+pub struct Chain {
+    pub a: Pad,
+    pub b: Pad,
+    pub next: Option<Box<Chain>>,
+}
+
+/// Left-recursive, with a large variant: serde decodes `Paren` from its
+/// own buffer without end, each level's frames holding several values of
+/// the enum; a 3-byte call of flat arguments (not weighed) nests until
+/// something stops it.
+#[derive(Debug, remote_core::Wire)]
+#[serde(untagged)]
+#[allow(clippy::large_enum_variant)]
+pub enum LeftBig {
+    Lit(i64),
+    Big { a: Pad, b: Pad },
+    Paren(Box<LeftBig>),
+}
+
+#[remote]
+pub trait Nest {
+    async fn left(&self, v: LeftBig) -> Result<u32, Error>;
+    async fn deep(&self, v: Deep) -> Result<u32, Error>;
+    async fn chain(&self, v: Chain) -> Result<u32, Error>;
+    async fn chain_of(&self, levels: u32) -> Result<Chain, Error>;
+}
+
+struct Impl;
+
+#[remote]
+impl Nest for Impl {
+    async fn left(&self, _: LeftBig) -> Result<u32, Error> {
+        Ok(1)
+    }
+    async fn deep(&self, v: Deep) -> Result<u32, Error> {
+        let mut levels = 0;
+        let mut at = &v;
+        while let Deep::List(l) = at {
+            levels += 1;
+            match l.first() {
+                Some(next) => at = next,
+                None => break,
+            }
+        }
+        Ok(levels)
+    }
+    async fn chain(&self, v: Chain) -> Result<u32, Error> {
+        Ok(length(&v))
+    }
+    async fn chain_of(&self, levels: u32) -> Result<Chain, Error> {
+        Ok(chain(levels))
+    }
+}
+
+fn length(mut c: &Chain) -> u32 {
+    let mut n = 1;
+    while let Some(next) = &c.next {
+        n += 1;
+        c = next;
+    }
+    n
+}
+
+fn deep(levels: u32) -> Deep {
+    (1..levels).fold(Deep::List(Vec::new()), |v, _| Deep::List(vec![v]))
+}
+
+fn chain(levels: u32) -> Chain {
+    let link = |next| Chain {
+        a: [[7; 32]; 32],
+        b: [[7; 32]; 32],
+        next,
+    };
+    (1..levels).fold(link(None), |c, _| link(Some(Box::new(c))))
+}
+
+/// A server whose budget has room for the copies serde makes of a deep
+/// untagged value's buffer (each level weighs a copy): the stack, not
+/// the budget, is what such a value runs out of here.
+async fn server() -> ServerHandle {
+    Server::builder()
+        .limits(Limits {
+            memory_budget: 1 << 30,
+            ..Limits::default()
+        })
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Nest>))
+}
+
+async fn client(server: &ServerHandle) -> Connection {
+    ConnectionBuilder::new()
+        .connect(server.local_addr())
+        .await
+        .unwrap()
+}
+
+/// 60 levels of 16 KiB inline (near `max_depth`) decode and encode on
+/// tokio's 2 MiB worker stacks: serde took about 350 KiB a level of a
+/// debug build's stack, and overflowed, aborting the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_untagged_value_decodes_on_more_stack_not_overflowed() {
+    let server = server().await;
+    let conn = client(&server).await;
+    let api = conn.root::<dyn Nest>();
+    // Weighed (a list among the arguments).
+    assert_eq!(api.deep(deep(60)).await.unwrap(), 60);
+    assert_eq!(api.deep(deep(3)).await.unwrap(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_struct_decodes_on_more_stack() {
+    let server = server().await;
+    let conn = client(&server).await;
+    let api = conn.root::<dyn Nest>();
+    assert_eq!(api.chain(chain(60)).await.unwrap(), 60);
+    assert_eq!(api.chain(chain(3)).await.unwrap(), 3);
+}
+
+/// Wherever a value is encoded or decoded: a server encoding a deep reply,
+/// and the client decoding it, both on 2 MiB stacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_reply_is_encoded_and_decoded_on_more_stack() {
+    let server = server().await;
+    let conn = client(&server).await;
+    let api = conn.root::<dyn Nest>();
+    let reply = api.chain_of(60).await.unwrap();
+    assert_eq!(length(&reply), 60);
+    assert_eq!(reply.a[31][31], 7);
+}
+
+/// Flat arguments are not weighed, and a left-recursive type nests until
+/// the cap on buffered decodes (128): with a large variant, the stack ran
+/// out first, from a 3-byte call. Now the cap is met, on more stack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_left_recursive_type_with_a_large_variant_meets_the_nesting_cap() {
+    let server = server().await;
+    let mut s = raw::opened(&server).await;
+    // ["x"]
+    let call = raw::call(1, 0, "left", 600_000, &[0x91, 0xa1, b'x']);
+    s.write_all(&call).await.unwrap();
+    let (id, kind, message) = raw::next_error(&mut s).await;
+    assert_eq!((id, kind.as_str()), (1, "bad_arguments"), "{message}");
+    // [7]
+    let call = raw::call(2, 0, "left", 600_000, &[0x91, 0x07]);
+    s.write_all(&call).await.unwrap();
+    let r = raw::frame(&mut s).await.unwrap();
+    assert_eq!(raw::kind(&r), raw::RETURN, "{:?}", raw::error_of(&r));
+}
