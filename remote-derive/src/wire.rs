@@ -359,7 +359,7 @@ fn buffered(input: &DeriveInput) -> bool {
 
 /// `Serialize` and `Deserialize` for the real type, delegating to the
 /// shadow's generated functions; `buffered`: see [`buffered`]. Both run
-/// with a level's worth of stack left at least (`with_stack`,
+/// with a level's worth of stack left at least (`decode_on_stack`,
 /// `codec/stack.rs` in `remote-core`): a recursive value's every level is
 /// a named type.
 fn serde_impls(input: &DeriveInput, buffered: bool, p: &TokenStream) -> TokenStream {
@@ -380,7 +380,7 @@ fn serde_impls(input: &DeriveInput, buffered: bool, p: &TokenStream) -> TokenStr
             where
                 __S: #p::serde::Serializer,
             {
-                #p::with_stack::<Self, _>(move || #shadow::serialize(self, serializer))
+                #p::encode_on_stack::<Self, _, _>(move || #shadow::serialize(self, serializer))
             }
         }
         impl #de_impl #p::serde::Deserialize<'de> for #ident #ty_g #de_where {
@@ -388,7 +388,7 @@ fn serde_impls(input: &DeriveInput, buffered: bool, p: &TokenStream) -> TokenStr
             where
                 __D: #p::serde::Deserializer<'de>,
             {
-                #p::with_stack::<Self, _>(move || {
+                #p::decode_on_stack::<Self, _, _>(move || {
                     #weigh
                     #shadow::deserialize(deserializer)
                 })
