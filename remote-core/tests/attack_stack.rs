@@ -52,8 +52,18 @@ pub enum LeftBig {
     Paren(Box<LeftBig>),
 }
 
+/// A small untagged type: serde buffers the whole value (`Content`)
+/// before it tries a variant, recursing once per level of the data.
+#[derive(Debug, remote_core::Wire)]
+#[serde(untagged)]
+pub enum Small {
+    Num(i64),
+    Text(String),
+}
+
 #[remote]
 pub trait Nest {
+    async fn small(&self, v: Small, pad: Vec<u8>) -> Result<u32, Error>;
     async fn left(&self, v: LeftBig) -> Result<u32, Error>;
     async fn deep(&self, v: Deep) -> Result<u32, Error>;
     async fn chain(&self, v: Chain) -> Result<u32, Error>;
@@ -64,6 +74,9 @@ struct Impl;
 
 #[remote]
 impl Nest for Impl {
+    async fn small(&self, _: Small, _: Vec<u8>) -> Result<u32, Error> {
+        Ok(2)
+    }
     async fn left(&self, _: LeftBig) -> Result<u32, Error> {
         Ok(1)
     }
@@ -113,9 +126,14 @@ fn chain(levels: u32) -> Chain {
 /// untagged value's buffer (each level weighs a copy): the stack, not
 /// the budget, is what such a value runs out of here.
 async fn server() -> ServerHandle {
+    server_with(Limits::default().max_depth).await
+}
+
+async fn server_with(max_depth: usize) -> ServerHandle {
     Server::builder()
         .limits(Limits {
             memory_budget: 1 << 30,
+            max_depth,
             ..Limits::default()
         })
         .bind("tcp://127.0.0.1:0")
@@ -179,6 +197,31 @@ async fn a_left_recursive_type_with_a_large_variant_meets_the_nesting_cap() {
     assert_eq!((id, kind.as_str()), (1, "bad_arguments"), "{message}");
     // [7]
     let call = raw::call(2, 0, "left", 600_000, &[0x91, 0x07]);
+    s.write_all(&call).await.unwrap();
+    let r = raw::frame(&mut s).await.unwrap();
+    assert_eq!(raw::kind(&r), raw::RETURN, "{:?}", raw::error_of(&r));
+}
+
+/// Recursion driven by the data, through no derived type: serde buffers
+/// an untagged value whole, a level of its frames per level of the data.
+/// With `max_depth` raised to 1,000 (rmp-serde's own cap is 1,024), 900
+/// levels ran a debug build's 2 MiB worker stack out. The weighing
+/// deserializer, through which a call's nested arguments decode, runs
+/// each level with a level's worth of stack left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_nested_deep_in_serdes_buffer_decodes_on_more_stack() {
+    let server = server_with(1000).await;
+    let mut s = raw::opened(&server).await;
+    // [[[...[7]...]], []]: 900 levels under the first argument.
+    let mut args = vec![0x92];
+    args.extend(std::iter::repeat_n(0x91, 900));
+    args.extend_from_slice(&[0x07, 0x90]);
+    let call = raw::call(1, 0, "small", 600_000, &args);
+    s.write_all(&call).await.unwrap();
+    let (id, kind, message) = raw::next_error(&mut s).await;
+    assert_eq!((id, kind.as_str()), (1, "bad_arguments"), "{message}");
+    // [7, []]
+    let call = raw::call(2, 0, "small", 600_000, &[0x92, 0x07, 0x90]);
     s.write_all(&call).await.unwrap();
     let r = raw::frame(&mut s).await.unwrap();
     assert_eq!(raw::kind(&r), raw::RETURN, "{:?}", raw::error_of(&r));

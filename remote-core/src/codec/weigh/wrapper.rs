@@ -10,6 +10,7 @@ use serde::de::{
     DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
 };
 
+use super::super::stack::decode_on_stack;
 use super::{add, buffered_node, is_buffer, STATE};
 use crate::driver::DECODED_ITEM;
 
@@ -54,19 +55,38 @@ macro_rules! forward {
     )*};
 }
 
+/// [`forward!`] for what may nest (arrays, maps, structs, enums, what
+/// serde skips or wraps): each level runs with a level's worth of stack
+/// left (`stack.rs`), where no derived type's decode checks it (serde's
+/// buffer of an untagged value, an unknown field skipped, a `with` field).
+macro_rules! forward_nesting {
+    ($($method:ident($($arg:ident: $ty:ty),*) => $heap:expr;)*) => {$(
+        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, Self::Error> {
+            self.boxed::<V::Value, D::Error>()?;
+            decode_on_stack::<V::Value, _, _>(move || {
+                self.de.$method($($arg,)* wrap(visitor, $heap, 0))
+            })
+        }
+    )*};
+}
+
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for Weighed<D> {
     type Error = D::Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
         if !is_buffer::<V::Value>() {
             self.boxed::<V::Value, D::Error>()?;
-            return self.de.deserialize_any(wrap(visitor, true, 0));
+            return decode_on_stack::<V::Value, _, _>(move || {
+                self.de.deserialize_any(wrap(visitor, true, 0))
+            });
         }
         // A node of serde's buffer: what is built from it later is not
         // decoded here.
         add::<D::Error>(buffered_node(size_of::<V::Value>()))?;
         STATE.with(|s| s.depth.set(s.depth.get() + 1));
-        let r = self.de.deserialize_any(wrap(visitor, true, 0));
+        let r = decode_on_stack::<V::Value, _, _>(move || {
+            self.de.deserialize_any(wrap(visitor, true, 0))
+        });
         STATE.with(|s| s.depth.set(s.depth.get() - 1));
         r
     }
@@ -90,9 +110,13 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Weighed<D> {
         deserialize_string() => false;
         deserialize_bytes() => false;
         deserialize_byte_buf() => false;
-        deserialize_option() => false;
         deserialize_unit() => false;
         deserialize_unit_struct(name: &'static str) => false;
+        deserialize_identifier() => false;
+    }
+
+    forward_nesting! {
+        deserialize_option() => false;
         deserialize_newtype_struct(name: &'static str) => false;
         deserialize_seq() => true;
         deserialize_tuple(len: usize) => false;
@@ -100,7 +124,6 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Weighed<D> {
         deserialize_map() => true;
         deserialize_struct(name: &'static str, fields: &'static [&'static str]) => false;
         deserialize_enum(name: &'static str, variants: &'static [&'static str]) => false;
-        deserialize_identifier() => false;
         deserialize_ignored_any() => false;
     }
 
