@@ -182,12 +182,11 @@ pub(crate) fn encode_into(
     let cap = start.saturating_add(max).saturating_add(1);
     let (r, over, exported, error) = conn_cx::enter(conn, || {
         let mut scope = EncodeScope::enter();
-        let _session = stack::Session::start();
         // Structs as maps keyed by field name: self-describing for clients
         // in other languages, and tolerant of added optional fields.
         let mut ser: Ser<'_> =
             rmp_serde::Serializer::new(Capped::new(&mut *buf, cap)).with_struct_map();
-        let r = value.encode(&mut ser);
+        let r = stack::Session::run(|_| value.encode(&mut ser));
         let over = ser.get_ref().over;
         let (exported, error) = scope.finish();
         (r, over, exported, error)
@@ -299,13 +298,14 @@ pub(crate) trait DecodeSlot {
 
 impl<T: DeserializeOwned> DecodeSlot for Option<T> {
     fn decode_from(&mut self, de: &mut De<'_>) -> Result<(), rmp_serde::decode::Error> {
-        let session = stack::Session::start();
-        *self = Some(if weigh::active() {
-            T::deserialize(weigh::weighing::<T, _>(de))?
-        } else {
-            T::deserialize(de)?
-        });
-        session.refused()
+        stack::Session::run(|session| {
+            *self = Some(if weigh::active() {
+                T::deserialize(weigh::weighing::<T, _>(de))?
+            } else {
+                T::deserialize(de)?
+            });
+            session.refused()
+        })
     }
 }
 
@@ -392,8 +392,7 @@ fn decode_nothing_held(
 /// Encodes a value that may not contain references.
 pub(crate) fn encode_detached<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
     let _suspended = conn_cx::suspend();
-    let _session = stack::Session::start();
-    rmp_serde::to_vec_named(value).map_err(|e| Error::Encode {
+    stack::Session::run(|_| rmp_serde::to_vec_named(value)).map_err(|e| Error::Encode {
         what: "value",
         message: e.to_string(),
     })
@@ -403,11 +402,10 @@ pub(crate) fn encode_detached<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8
 /// a reference fails here, as there is no connection to export it on.
 pub(crate) fn encode_detached_dyn(value: &dyn Encode) -> Result<Vec<u8>, Error> {
     let _suspended = conn_cx::suspend();
-    let _session = stack::Session::start();
     let mut buf = Vec::new();
     let mut ser: Ser<'_> =
         rmp_serde::Serializer::new(Capped::new(&mut buf, usize::MAX)).with_struct_map();
-    value.encode(&mut ser).map_err(|e| Error::Encode {
+    stack::Session::run(|_| value.encode(&mut ser)).map_err(|e| Error::Encode {
         what: "cache key",
         message: e.to_string(),
     })?;
@@ -417,10 +415,10 @@ pub(crate) fn encode_detached_dyn(value: &dyn Encode) -> Result<Vec<u8>, Error> 
 /// Decodes a value that may not contain references.
 pub(crate) fn decode_detached<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let _restore = RestoreDecoding(DECODING.with(|d| d.replace(Decoding::Outside)));
-    let session = stack::Session::start();
-    rmp_serde::from_slice(bytes)
-        .and_then(|v| session.refused().map(|()| v))
-        .map_err(|e| decode_error("value", &e))
+    stack::Session::run(|session| {
+        rmp_serde::from_slice(bytes).and_then(|v| session.refused().map(|()| v))
+    })
+    .map_err(|e| decode_error("value", &e))
 }
 
 /// Longest decode error message kept: serde quotes the offending value

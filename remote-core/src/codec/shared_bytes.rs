@@ -143,13 +143,14 @@ impl<T> WireSlot<T> {
 
 impl<T: Wire> DecodeSlot for WireSlot<T> {
     fn decode_from(&mut self, de: &mut De<'_>) -> Result<(), rmp_serde::decode::Error> {
-        let session = super::stack::Session::start();
-        self.0 = Some(if super::weigh::active() {
-            T::decode_top(super::weigh::weighing_wire::<T, _>(de))?
-        } else {
-            T::decode_top(de)?
-        });
-        session.refused()
+        super::stack::Session::run(|session| {
+            self.0 = Some(if super::weigh::active() {
+                T::decode_top(super::weigh::weighing_wire::<T, _>(de))?
+            } else {
+                T::decode_top(de)?
+            });
+            session.refused()
+        })
     }
 }
 

@@ -23,8 +23,10 @@
 //! [`MAX_SEGMENTS`] in all, and fails past that.
 //!
 //! The room left is what [`stacker`] finds: the thread's stack as the OS
-//! reports it. On wasm32 it is not known, and values decode on the
-//! thread's own stack.
+//! reports it. Where the OS does not report it to `stacker` (Android,
+//! iOS, ...), a whole value's encode or decode runs on a segment of its
+//! own ([`UNKNOWN_STACK`], an `mmap` a value), whose end is known. On
+//! wasm32 nothing is known, and values decode on the thread's own stack.
 
 use std::cell::Cell;
 use std::fmt;
@@ -54,38 +56,60 @@ fn level<T>() -> usize {
 /// worth of levels.
 pub(crate) const MAX_SEGMENTS: u32 = 256;
 
-/// This thread's sessions under way, and the new segments they took.
+/// The stack a whole value's encode or decode runs on where the OS does
+/// not report the thread's stack to `stacker` (Android, iOS, ...): a
+/// segment whose end is known, so that its levels are checked too.
+const UNKNOWN_STACK: usize = 8 << 20;
+
+/// This thread's sessions under way, the new segments they took, and
+/// whether the thread's stack is known (`KNOWN`, `UNKNOWN`, or not yet
+/// asked).
 struct Segments {
     sessions: Cell<u32>,
     taken: Cell<u32>,
+    stack: Cell<u8>,
 }
+
+const KNOWN: u8 = 1;
+const UNKNOWN: u8 = 2;
 
 thread_local! {
     static SEGMENTS: Segments = const {
         Segments {
             sessions: Cell::new(0),
             taken: Cell::new(0),
+            stack: Cell::new(0),
         }
     };
 }
 
-/// One decode or encode of a whole value (a call's arguments, a reply, a
+/// One encode or decode of a whole value (a call's arguments, a reply, a
 /// stored value), for [`MAX_SEGMENTS`]: the count starts at zero, unless
 /// the session is nested in another (a value decoded by hand-written code
 /// while another is), which it counts in.
 pub(crate) struct Session(std::marker::PhantomData<*const ()>);
 
 impl Session {
+    /// Runs `f` as a session. The outermost runs on a segment of
+    /// [`UNKNOWN_STACK`] where the thread's stack is not known.
     #[inline]
-    pub(crate) fn start() -> Session {
-        SEGMENTS.with(|s| {
+    pub(crate) fn run<R>(f: impl FnOnce(&Session) -> R) -> R {
+        let outermost = SEGMENTS.with(|s| {
             let n = s.sessions.get();
             if n == 0 {
                 s.taken.set(0);
             }
             s.sessions.set(n + 1);
+            n == 0 && s.stack.get() != KNOWN
         });
-        Session(std::marker::PhantomData)
+        let session = Session(std::marker::PhantomData);
+        #[cfg(not(target_arch = "wasm32"))]
+        if outermost && !stack_known() {
+            return stacker::grow(UNKNOWN_STACK, move || f(&session));
+        }
+        #[cfg(target_arch = "wasm32")]
+        let _ = outermost;
+        f(&session)
     }
 
     /// The error, if this session was refused a segment: serde's untagged
@@ -105,6 +129,30 @@ impl Drop for Session {
     fn drop(&mut self) {
         SEGMENTS.with(|s| s.sessions.set(s.sessions.get() - 1));
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Makes the thread's stack unknown, as on Android.
+    static FORCE_UNKNOWN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether `stacker` knows this thread's stack: asked once per thread,
+/// outside any session (so outside its segments).
+#[cfg(not(target_arch = "wasm32"))]
+#[cold]
+fn stack_known() -> bool {
+    SEGMENTS.with(|s| match s.stack.get() {
+        KNOWN => true,
+        UNKNOWN => false,
+        _ => {
+            let known = stacker::remaining_stack().is_some();
+            #[cfg(test)]
+            let known = known && !FORCE_UNKNOWN.with(Cell::get);
+            s.stack.set(if known { KNOWN } else { UNKNOWN });
+            known
+        }
+    })
 }
 
 /// Runs `f`, the decode or encode of one level of a `T`, with a level's
@@ -194,10 +242,9 @@ mod tests {
             std::hint::black_box(&pad);
             deepest
         }
-        let _session = Session::start();
         let levels = std::thread::Builder::new()
             .stack_size(256 << 10)
-            .spawn(|| down(0))
+            .spawn(|| Session::run(|_| down(0)))
             .unwrap()
             .join()
             .unwrap();
@@ -224,10 +271,11 @@ mod tests {
             let mut counts = Vec::new();
             at_the_edge(&mut || {
                 for _ in 0..2 {
-                    let _session = Session::start();
-                    let grown = (0..1000)
-                        .filter(|_| on_stack::<u64, _>(|| ()).is_some())
-                        .count();
+                    let grown = Session::run(|_| {
+                        (0..1000)
+                            .filter(|_| on_stack::<u64, _>(|| ()).is_some())
+                            .count()
+                    });
                     counts.push(grown);
                 }
                 let unsessioned = (0..1000)
@@ -286,5 +334,29 @@ mod tests {
         assert!(long.contains("stack segments"), "{long}");
         assert_eq!(short, Ok(100));
         assert_eq!(by_hand, Ok(1000));
+    }
+
+    /// Where the thread's stack is not known, a whole value runs on a
+    /// segment of `UNKNOWN_STACK`, whose end is known; elsewhere on the
+    /// thread's own stack.
+    #[test]
+    fn a_session_runs_on_a_known_stack() {
+        let left = |unknown: bool| {
+            std::thread::Builder::new()
+                .stack_size(256 << 10)
+                .spawn(move || {
+                    FORCE_UNKNOWN.with(|f| f.set(unknown));
+                    Session::run(|_| stacker::remaining_stack().unwrap())
+                })
+                .unwrap()
+                .join()
+                .unwrap()
+        };
+        // The thread's own: 256 KiB asked for, or a larger one glibc kept
+        // from an ended thread (2 MiB, a test thread's).
+        let own = left(false);
+        assert!(own < UNKNOWN_STACK / 2, "{own}");
+        let segment = left(true);
+        assert!(segment > UNKNOWN_STACK - (64 << 10), "{segment}");
     }
 }
