@@ -61,8 +61,28 @@ pub enum Small {
     Text(String),
 }
 
+/// An untagged enum of many large variants: serde tries each in turn,
+/// and a debug build keeps every try's results in the one frame, so a
+/// level takes the stack of all the variants, not the largest (red-team
+/// pass 41: 32 variants of 8 KiB overflowed at depth 0, 2 bytes).
+macro_rules! many {
+    ($($v:ident)*) => {
+        #[derive(Debug, remote_core::Wire)]
+        #[serde(untagged)]
+        #[allow(clippy::large_enum_variant)]
+        pub enum Many {
+            $($v(Pad),)*
+            List(Vec<Many>),
+        }
+    };
+}
+
+many!(V0 V1 V2 V3 V4 V5 V6 V7 V8 V9 V10 V11 V12 V13 V14 V15 V16 V17 V18 V19 V20 V21 V22 V23 V24
+    V25 V26 V27 V28 V29 V30 V31);
+
 #[remote]
 pub trait Nest {
+    async fn many(&self, v: Many) -> Result<u32, Error>;
     async fn small(&self, v: Small, pad: Vec<u8>) -> Result<u32, Error>;
     async fn left(&self, v: LeftBig) -> Result<u32, Error>;
     async fn deep(&self, v: Deep) -> Result<u32, Error>;
@@ -74,6 +94,9 @@ struct Impl;
 
 #[remote]
 impl Nest for Impl {
+    async fn many(&self, _: Many) -> Result<u32, Error> {
+        Ok(3)
+    }
     async fn small(&self, _: Small, _: Vec<u8>) -> Result<u32, Error> {
         Ok(2)
     }
@@ -225,4 +248,27 @@ async fn data_nested_deep_in_serdes_buffer_decodes_on_more_stack() {
     s.write_all(&call).await.unwrap();
     let r = raw::frame(&mut s).await.unwrap();
     assert_eq!(raw::kind(&r), raw::RETURN, "{:?}", raw::error_of(&r));
+}
+
+/// Each level of an untagged enum of many large variants takes the stack
+/// of all its variants' tries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untagged_enum_of_many_large_variants_decodes_on_more_stack() {
+    let server = server().await;
+    let mut s = raw::opened(&server).await;
+    for (id, depth) in [0, 1, 5, 60].into_iter().enumerate() {
+        // [[[...[]...]]]: lists `depth` deep in the one argument.
+        let mut args = vec![0x91];
+        args.extend(std::iter::repeat_n(0x91, depth));
+        args.push(0x90);
+        let call = raw::call(id as u32 + 1, 0, "many", 600_000, &args);
+        s.write_all(&call).await.unwrap();
+        let r = raw::frame(&mut s).await.unwrap();
+        assert_eq!(
+            raw::kind(&r),
+            raw::RETURN,
+            "depth {depth}: {:?}",
+            raw::error_of(&r)
+        );
+    }
 }

@@ -374,6 +374,20 @@ fn serde_impls(input: &DeriveInput, buffered: bool, p: &TokenStream) -> TokenStr
     let (ser_impl, ty_g, ser_where) = ser_g.split_for_impl();
     let (de_impl, _, de_where) = de_g.split_for_impl();
     let weigh = buffered.then(|| quote!(let __weighing = #p::Buffered::of::<Self, __D>()?;));
+    // serde decodes a buffered enum by trying each variant in turn, and a
+    // debug build keeps each try's results in the one frame: a level's
+    // stack grows with all the variants' fields, not the largest (red-team
+    // pass 41: 32 untagged variants of 8 KiB overflowed 2 MiB at depth 0).
+    let tried: Vec<&syn::Type> = if buffered {
+        wire_field::all_fields(&input.data)
+            .iter()
+            .filter(|f| !f.attrs.iter().any(|a| a.path().is_ident("cfg")))
+            .map(|f| &f.ty)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let tried = quote!(0usize #(+ ::core::mem::size_of::<#tried>())*);
     quote! {
         impl #ser_impl #p::serde::Serialize for #ident #ty_g #ser_where {
             fn serialize<__S>(&self, serializer: __S) -> #p::Result<__S::Ok, __S::Error>
@@ -388,7 +402,7 @@ fn serde_impls(input: &DeriveInput, buffered: bool, p: &TokenStream) -> TokenStr
             where
                 __D: #p::serde::Deserializer<'de>,
             {
-                #p::decode_on_stack::<Self, _, _>(move || {
+                #p::decode_on_stack::<Self, _, _>(#tried, move || {
                     #weigh
                     #shadow::deserialize(deserializer)
                 })

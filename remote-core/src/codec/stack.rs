@@ -23,9 +23,10 @@
 //! [`MAX_SEGMENTS`] in all, and fails past that.
 //!
 //! The room left is what [`stacker`] finds: the thread's stack as the OS
-//! reports it. Where the OS does not report it to `stacker` (Android,
-//! iOS, ...), a whole value's encode or decode runs on a segment of its
-//! own ([`UNKNOWN_STACK`], an `mmap` a value), whose end is known. On
+//! reports it. A whole value's encode or decode starting with less than
+//! [`SESSION_ROOM`] left runs on a segment of its own ([`SESSION_STACK`],
+//! an `mmap` a value), and so does every one where the OS does not report
+//! the stack to `stacker` (Android, iOS, ...): there its end is known. On
 //! wasm32 nothing is known, and values decode on the thread's own stack.
 
 use std::cell::Cell;
@@ -40,45 +41,57 @@ const LEVEL_BASE: usize = 256 << 10;
 /// wrapper's frames, each holding the value or a `Result` of it).
 const LEVEL_COPIES: usize = 32;
 
+/// ...and in the fields a buffered enum's tries decode, all its variants'
+/// (a debug build keeps each try's results in the one frame: 32 untagged
+/// variants of 8 KiB overflowed a 2 MiB stack at depth 0, red-team pass
+/// 41).
+const TRIED_COPIES: usize = 8;
+
 /// The least a new segment holds.
 const SEGMENT: usize = 1 << 20;
 
-/// The stack a level of `T` is taken to need.
-fn level<T>() -> usize {
-    LEVEL_BASE.saturating_add(LEVEL_COPIES.saturating_mul(size_of::<T>()))
+/// The stack a level of `T` is taken to need, its tries decoding `tried`
+/// bytes of fields.
+fn level<T>(tried: usize) -> usize {
+    LEVEL_BASE
+        .saturating_add(LEVEL_COPIES.saturating_mul(size_of::<T>()))
+        .saturating_add(TRIED_COPIES.saturating_mul(tried))
 }
 
 /// New segments one decode or encode may take ([`Session`]). Siblings
-/// each take their own: a wide list of small values just past where the
-/// stack runs short takes one a value, a few microseconds each (`mmap`,
-/// `mprotect`, `munmap`), 5 s of a thread for a 1 MiB frame of one-byte
-/// values if nothing stopped it. A deep value takes one per segment's
-/// worth of levels.
-pub(crate) const MAX_SEGMENTS: u32 = 256;
+/// each take their own: a list of values just past where the stack runs
+/// short takes one a value, each an `mmap`, an `mprotect`, a `munmap` and
+/// the faults of the pages its frames touch (red-team pass 41: 256 empty
+/// lists of a 16 KiB untagged type there, a 261-byte call, took 23 ms of
+/// a debug build's thread, against 2.8 ms before). A deep value takes one
+/// per segment's worth of levels (at least three).
+pub(crate) const MAX_SEGMENTS: u32 = 64;
 
-/// The stack a whole value's encode or decode runs on where the OS does
-/// not report the thread's stack to `stacker` (Android, iOS, ...): a
-/// segment whose end is known, so that its levels are checked too.
-const UNKNOWN_STACK: usize = 8 << 20;
+/// The stack a whole value's encode or decode needs left as it starts, or
+/// it runs on a segment of [`SESSION_STACK`]: on a thread with a small
+/// stack, every value of a list would otherwise be short of a level's
+/// worth, and each take a segment of its own.
+const SESSION_ROOM: usize = 1 << 20;
 
-/// This thread's sessions under way, the new segments they took, and
-/// whether the thread's stack is known (`KNOWN`, `UNKNOWN`, or not yet
-/// asked).
+/// The segment a whole value's encode or decode runs on where less than
+/// [`SESSION_ROOM`] is left, or where the OS does not report the thread's
+/// stack to `stacker` (Android, iOS, ...): its end is known.
+const SESSION_STACK: usize = 8 << 20;
+
+/// This thread's sessions under way, the new segments they took, and the
+/// end of its stack (0: not asked yet; `usize::MAX`: not known).
 struct Segments {
     sessions: Cell<u32>,
     taken: Cell<u32>,
-    stack: Cell<u8>,
+    end: Cell<usize>,
 }
-
-const KNOWN: u8 = 1;
-const UNKNOWN: u8 = 2;
 
 thread_local! {
     static SEGMENTS: Segments = const {
         Segments {
             sessions: Cell::new(0),
             taken: Cell::new(0),
-            stack: Cell::new(0),
+            end: Cell::new(0),
         }
     };
 }
@@ -91,24 +104,34 @@ pub(crate) struct Session(std::marker::PhantomData<*const ()>);
 
 impl Session {
     /// Runs `f` as a session. The outermost runs on a segment of
-    /// [`UNKNOWN_STACK`] where the thread's stack is not known.
+    /// [`SESSION_STACK`] where less than [`SESSION_ROOM`] of the thread's
+    /// stack is left, or how much is not known.
     #[inline]
     pub(crate) fn run<R>(f: impl FnOnce(&Session) -> R) -> R {
-        let outermost = SEGMENTS.with(|s| {
+        // Where the stack is now: a local's address (the stack grows down
+        // on every target this runs on).
+        let here = std::hint::black_box(0u8);
+        let here = std::ptr::addr_of!(here) as usize;
+        let short = SEGMENTS.with(|s| {
             let n = s.sessions.get();
-            if n == 0 {
-                s.taken.set(0);
-            }
             s.sessions.set(n + 1);
-            n == 0 && s.stack.get() != KNOWN
+            if n > 0 {
+                return false;
+            }
+            s.taken.set(0);
+            let end = match s.end.get() {
+                0 => stack_end(here),
+                end => end,
+            };
+            here.saturating_sub(end) < SESSION_ROOM
         });
         let session = Session(std::marker::PhantomData);
         #[cfg(not(target_arch = "wasm32"))]
-        if outermost && !stack_known() {
-            return stacker::grow(UNKNOWN_STACK, move || f(&session));
+        if short {
+            return grown_session(move || f(&session));
         }
         #[cfg(target_arch = "wasm32")]
-        let _ = outermost;
+        let _ = short;
         f(&session)
     }
 
@@ -131,28 +154,33 @@ impl Drop for Session {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
+#[cold]
+fn grown_session<R>(f: impl FnOnce() -> R) -> R {
+    stacker::grow(SESSION_STACK, f)
+}
+
 #[cfg(test)]
 thread_local! {
     /// Makes the thread's stack unknown, as on Android.
     static FORCE_UNKNOWN: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Whether `stacker` knows this thread's stack: asked once per thread,
-/// outside any session (so outside its segments).
-#[cfg(not(target_arch = "wasm32"))]
+/// The end of this thread's stack, `here` being a local's address: asked
+/// of `stacker` once per thread, outside any session (so outside its
+/// segments); `usize::MAX` if not known (on wasm32, taken as known and
+/// far: nothing can be done there).
 #[cold]
-fn stack_known() -> bool {
-    SEGMENTS.with(|s| match s.stack.get() {
-        KNOWN => true,
-        UNKNOWN => false,
-        _ => {
-            let known = stacker::remaining_stack().is_some();
-            #[cfg(test)]
-            let known = known && !FORCE_UNKNOWN.with(Cell::get);
-            s.stack.set(if known { KNOWN } else { UNKNOWN });
-            known
-        }
-    })
+fn stack_end(here: usize) -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    let left = stacker::remaining_stack();
+    #[cfg(target_arch = "wasm32")]
+    let left = Some(here);
+    #[cfg(test)]
+    let left = left.filter(|_| !FORCE_UNKNOWN.with(Cell::get));
+    let end = left.map_or(usize::MAX, |left| here.saturating_sub(left).max(1));
+    SEGMENTS.with(|s| s.end.set(end));
+    end
 }
 
 /// Runs `f`, the decode or encode of one level of a `T`, with a level's
@@ -161,10 +189,10 @@ fn stack_known() -> bool {
 /// [`MAX_SEGMENTS`] already.
 #[inline]
 #[cfg_attr(target_arch = "wasm32", allow(clippy::extra_unused_type_parameters))]
-fn on_stack<T, R>(f: impl FnOnce() -> R) -> Option<R> {
+fn on_stack<T, R>(tried: usize, f: impl FnOnce() -> R) -> Option<R> {
     #[cfg(not(target_arch = "wasm32"))]
     {
-        let level = level::<T>();
+        let level = level::<T>(tried);
         match stacker::remaining_stack() {
             Some(left) if left < level => grown(level, f),
             // Enough, or not known (then nothing can be done).
@@ -172,7 +200,10 @@ fn on_stack<T, R>(f: impl FnOnce() -> R) -> Option<R> {
         }
     }
     #[cfg(target_arch = "wasm32")]
-    Some(f())
+    {
+        let _ = tried;
+        Some(f())
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -208,12 +239,15 @@ impl fmt::Display for TooManySegments {
 }
 
 /// Decodes one level of a `T` by `f` with a level's worth of stack left
-/// (see the module's doc). Hidden API, for the derive.
+/// (see the module's doc); `tried`: the bytes of the fields of all its
+/// variants if serde tries them in turn (a buffered enum), else 0. Hidden
+/// API, for the derive.
 #[inline]
 pub fn decode_on_stack<T, R, E: serde::de::Error>(
+    tried: usize,
     f: impl FnOnce() -> Result<R, E>,
 ) -> Result<R, E> {
-    on_stack::<T, _>(f).unwrap_or_else(|| Err(E::custom(TooManySegments)))
+    on_stack::<T, _>(tried, f).unwrap_or_else(|| Err(E::custom(TooManySegments)))
 }
 
 /// Encodes one level of a `T` by `f` with a level's worth of stack left.
@@ -222,7 +256,7 @@ pub fn decode_on_stack<T, R, E: serde::de::Error>(
 pub fn encode_on_stack<T, R, E: serde::ser::Error>(
     f: impl FnOnce() -> Result<R, E>,
 ) -> Result<R, E> {
-    on_stack::<T, _>(f).unwrap_or_else(|| Err(E::custom(TooManySegments)))
+    on_stack::<T, _>(0, f).unwrap_or_else(|| Err(E::custom(TooManySegments)))
 }
 
 #[cfg(test)]
@@ -230,7 +264,8 @@ mod tests {
     use super::*;
 
     /// Recursion 10,000 levels deep, each through `on_stack` with a 4 KiB
-    /// frame (40 MiB in all), runs on a thread of 256 KiB.
+    /// frame (40 MiB in all), runs on a thread of 256 KiB (by hand: no
+    /// session, so no cap on segments).
     #[test]
     fn recursion_on_stack_goes_past_the_threads_stack() {
         fn down(level: usize) -> usize {
@@ -238,13 +273,13 @@ mod tests {
             if level == 10_000 {
                 return level;
             }
-            let deepest = on_stack::<[u8; 4096], _>(|| down(level + 1)).unwrap();
+            let deepest = on_stack::<[u8; 4096], _>(0, || down(level + 1)).unwrap();
             std::hint::black_box(&pad);
             deepest
         }
         let levels = std::thread::Builder::new()
             .stack_size(256 << 10)
-            .spawn(|| Session::run(|_| down(0)))
+            .spawn(|| down(0))
             .unwrap()
             .join()
             .unwrap();
@@ -254,7 +289,7 @@ mod tests {
     /// Calls `f` with less than a level of a `u64` left on the stack.
     fn at_the_edge(f: &mut dyn FnMut()) {
         let pad = std::hint::black_box([0u8; 4096]);
-        if stacker::remaining_stack().unwrap() < level::<u64>() {
+        if stacker::remaining_stack().unwrap() < level::<u64>(0) {
             f();
         } else {
             at_the_edge(f);
@@ -263,30 +298,34 @@ mod tests {
     }
 
     /// Siblings at the edge each take a segment: a session takes at most
-    /// `MAX_SEGMENTS`, the next starts again, and a value decoded by hand
-    /// (no session) is not counted.
+    /// `MAX_SEGMENTS` (and is refused past that), the next starts again,
+    /// and a value decoded by hand (no session) is not counted.
     #[test]
     fn a_session_takes_at_most_max_segments() {
+        fn siblings() -> usize {
+            (0..1000)
+                .filter(|_| on_stack::<u64, _>(0, || ()).is_some())
+                .count()
+        }
         let run = || {
             let mut counts = Vec::new();
-            at_the_edge(&mut || {
-                for _ in 0..2 {
-                    let grown = Session::run(|_| {
-                        (0..1000)
-                            .filter(|_| on_stack::<u64, _>(|| ()).is_some())
-                            .count()
-                    });
-                    counts.push(grown);
-                }
-                let unsessioned = (0..1000)
-                    .filter(|_| on_stack::<u64, _>(|| ()).is_some())
-                    .count();
-                counts.push(unsessioned);
-            });
+            for _ in 0..2 {
+                // Begun with room; the edge reached inside.
+                let (grown, refused) = Session::run(|session| {
+                    let mut grown = 0;
+                    at_the_edge(&mut || grown = siblings());
+                    (grown, session.refused::<serde::de::value::Error>().is_err())
+                });
+                assert!(refused);
+                counts.push(grown);
+            }
+            let mut unsessioned = 0;
+            at_the_edge(&mut || unsessioned = siblings());
+            counts.push(unsessioned);
             counts
         };
         let counts = std::thread::Builder::new()
-            .stack_size(1 << 20)
+            .stack_size(4 << 20)
             .spawn(run)
             .unwrap()
             .join()
@@ -295,55 +334,48 @@ mod tests {
         assert_eq!(counts, [max, max, 1000]);
     }
 
-    /// A derived type.
-    #[derive(Debug, crate::Wire)]
-    struct Small(u8);
+    /// Records, as it is encoded or decoded, the sessions under way.
+    #[derive(Debug)]
+    struct Probe(u32);
 
-    /// A peer's value is decoded in a session: a list of small values at
-    /// the edge fails past `MAX_SEGMENTS`, where a shorter one decodes,
-    /// and so does the long one decoded by hand.
-    #[test]
-    fn a_decode_is_a_session() {
-        fn list(n: usize) -> Vec<u8> {
-            let mut v = vec![0xdc];
-            v.extend_from_slice(&(n as u16).to_be_bytes());
-            v.resize(v.len() + n, 0x07);
-            v
-        }
-        let run = || {
-            let mut out = None;
-            at_the_edge(&mut || {
-                let long = crate::codec::decode_detached::<Vec<Small>>(&list(1000));
-                let short = crate::codec::decode_detached::<Vec<Small>>(&list(100));
-                let by_hand = rmp_serde::from_slice::<Vec<Small>>(&list(1000));
-                out = Some((
-                    long.map(|v| v.len()).map_err(|e| e.to_string()),
-                    short.map(|v| v.len()).map_err(|e| e.to_string()),
-                    by_hand.map(|v| v.len()).map_err(|e| e.to_string()),
-                ));
-            });
-            out.unwrap()
-        };
-        let (long, short, by_hand) = std::thread::Builder::new()
-            .stack_size(1 << 20)
-            .spawn(run)
-            .unwrap()
-            .join()
-            .unwrap();
-        let long = long.unwrap_err();
-        assert!(long.contains("stack segments"), "{long}");
-        assert_eq!(short, Ok(100));
-        assert_eq!(by_hand, Ok(1000));
+    fn sessions() -> u32 {
+        SEGMENTS.with(|s| s.sessions.get())
     }
 
-    /// Where the thread's stack is not known, a whole value runs on a
-    /// segment of `UNKNOWN_STACK`, whose end is known; elsewhere on the
-    /// thread's own stack.
+    impl serde::Serialize for Probe {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_u32(sessions())
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for Probe {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            u32::deserialize(d)?;
+            Ok(Probe(sessions()))
+        }
+    }
+
+    /// A whole value encoded or decoded by this crate is a session; one by
+    /// hand is not.
+    #[test]
+    fn encodes_and_decodes_are_sessions() {
+        let bytes = crate::codec::encode_detached(&Probe(0)).unwrap();
+        assert_eq!(bytes, [1]);
+        let probe: Probe = crate::codec::decode_detached(&[7]).unwrap();
+        assert_eq!(probe.0, 1);
+        let by_hand: Probe = rmp_serde::from_slice(&[7]).unwrap();
+        assert_eq!(by_hand.0, 0);
+        assert_eq!(sessions(), 0);
+    }
+
+    /// Where the thread's stack is not known, or short (256 KiB), a whole
+    /// value runs on a segment of `SESSION_STACK`, whose end is known;
+    /// elsewhere on the thread's own stack.
     #[test]
     fn a_session_runs_on_a_known_stack() {
-        let left = |unknown: bool| {
+        let left = |unknown: bool, stack: usize| {
             std::thread::Builder::new()
-                .stack_size(256 << 10)
+                .stack_size(stack)
                 .spawn(move || {
                     FORCE_UNKNOWN.with(|f| f.set(unknown));
                     Session::run(|_| stacker::remaining_stack().unwrap())
@@ -352,11 +384,14 @@ mod tests {
                 .join()
                 .unwrap()
         };
-        // The thread's own: 256 KiB asked for, or a larger one glibc kept
-        // from an ended thread (2 MiB, a test thread's).
-        let own = left(false);
-        assert!(own < UNKNOWN_STACK / 2, "{own}");
-        let segment = left(true);
-        assert!(segment > UNKNOWN_STACK - (64 << 10), "{segment}");
+        let segment = SESSION_STACK - (64 << 10);
+        // The thread's own: 4 MiB asked for (or a larger one glibc kept
+        // from an ended thread).
+        let own = left(false, 4 << 20);
+        assert!((SESSION_ROOM..segment).contains(&own), "{own}");
+        let unknown = left(true, 4 << 20);
+        assert!(unknown > segment, "{unknown}");
+        let short = left(false, 256 << 10);
+        assert!(short > segment, "{short}");
     }
 }
