@@ -80,8 +80,27 @@ macro_rules! many {
 many!(V0 V1 V2 V3 V4 V5 V6 V7 V8 V9 V10 V11 V12 V13 V14 V15 V16 V17 V18 V19 V20 V21 V22 V23 V24
     V25 V26 V27 V28 V29 V30 V31);
 
+/// An externally tagged enum of many large newtype variants: a debug
+/// build's `visit_enum` keeps every variant's result in its one frame
+/// (red-team pass 42: 64 variants of 8 KiB, a 7-byte call).
+macro_rules! many_tagged {
+    ($($v:ident)*) => {
+        #[derive(Debug, remote_core::Wire)]
+        #[allow(clippy::large_enum_variant)]
+        pub enum Tagged {
+            $($v(Pad),)*
+            List(Vec<Tagged>),
+        }
+    };
+}
+
+many_tagged!(A0 A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14 A15 A16 A17 A18 A19 A20 A21 A22
+    A23 A24 A25 A26 A27 A28 A29 A30 A31 B0 B1 B2 B3 B4 B5 B6 B7 B8 B9 B10 B11 B12 B13 B14 B15 B16
+    B17 B18 B19 B20 B21 B22 B23 B24 B25 B26 B27 B28 B29 B30 B31);
+
 #[remote]
 pub trait Nest {
+    async fn tagged(&self, v: Tagged) -> Result<u32, Error>;
     async fn many(&self, v: Many) -> Result<u32, Error>;
     async fn small(&self, v: Small, pad: Vec<u8>) -> Result<u32, Error>;
     async fn left(&self, v: LeftBig) -> Result<u32, Error>;
@@ -94,6 +113,9 @@ struct Impl;
 
 #[remote]
 impl Nest for Impl {
+    async fn tagged(&self, _: Tagged) -> Result<u32, Error> {
+        Ok(4)
+    }
     async fn many(&self, _: Many) -> Result<u32, Error> {
         Ok(3)
     }
@@ -262,6 +284,40 @@ async fn an_untagged_enum_of_many_large_variants_decodes_on_more_stack() {
         args.extend(std::iter::repeat_n(0x91, depth));
         args.push(0x90);
         let call = raw::call(id as u32 + 1, 0, "many", 600_000, &args);
+        s.write_all(&call).await.unwrap();
+        let r = raw::frame(&mut s).await.unwrap();
+        assert_eq!(
+            raw::kind(&r),
+            raw::RETURN,
+            "depth {depth}: {:?}",
+            raw::error_of(&r)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_externally_tagged_enum_of_many_large_variants_decodes_on_more_stack() {
+    let server = server().await;
+    let mut s = raw::opened(&server).await;
+    // [{"A0": nil}]: not a `Pad`, refused; it aborted before.
+    let call = raw::call(
+        1,
+        0,
+        "tagged",
+        600_000,
+        &[0x91, 0x81, 0xa2, b'A', b'0', 0xc0],
+    );
+    s.write_all(&call).await.unwrap();
+    let (id, kind, message) = raw::next_error(&mut s).await;
+    assert_eq!((id, kind.as_str()), (1, "bad_arguments"), "{message}");
+    // [{"List": [{"List": [...[]...]}]}], `depth` lists deep.
+    for (id, depth) in [(2, 1), (3, 20)] {
+        let mut args = vec![0x91];
+        for _ in 0..depth {
+            args.extend_from_slice(&[0x81, 0xa4, b'L', b'i', b's', b't', 0x91]);
+        }
+        args.extend_from_slice(&[0x81, 0xa4, b'L', b'i', b's', b't', 0x90]);
+        let call = raw::call(id, 0, "tagged", 600_000, &args);
         s.write_all(&call).await.unwrap();
         let r = raw::frame(&mut s).await.unwrap();
         assert_eq!(

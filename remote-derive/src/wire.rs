@@ -378,7 +378,9 @@ fn serde_impls(input: &DeriveInput, buffered: bool, p: &TokenStream) -> TokenStr
     // debug build keeps each try's results in the one frame: a level's
     // stack grows with all the variants' fields, not the largest (red-team
     // pass 41: 32 untagged variants of 8 KiB overflowed 2 MiB at depth 0).
-    let tried: Vec<&syn::Type> = if buffered {
+    // So does its `visit_enum` for an externally tagged enum's newtype
+    // variants (pass 42: 64 variants of 8 KiB, a 7-byte call).
+    let tried: Vec<&syn::Type> = if buffered || matches!(input.data, Data::Enum(_)) {
         wire_field::all_fields(&input.data)
             .iter()
             .filter(|f| !f.attrs.iter().any(|a| a.path().is_ident("cfg")))

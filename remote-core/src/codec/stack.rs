@@ -41,10 +41,11 @@ const LEVEL_BASE: usize = 256 << 10;
 /// wrapper's frames, each holding the value or a `Result` of it).
 const LEVEL_COPIES: usize = 32;
 
-/// ...and in the fields a buffered enum's tries decode, all its variants'
-/// (a debug build keeps each try's results in the one frame: 32 untagged
-/// variants of 8 KiB overflowed a 2 MiB stack at depth 0, red-team pass
-/// 41).
+/// ...and in the fields of all an enum's variants (a debug build keeps
+/// each variant's results in the one frame, each try's for a buffered
+/// enum: 32 untagged variants of 8 KiB overflowed a 2 MiB stack at depth
+/// 0, red-team pass 41; 64 externally tagged newtype variants too, pass
+/// 42).
 const TRIED_COPIES: usize = 8;
 
 /// The least a new segment holds.
@@ -240,8 +241,7 @@ impl fmt::Display for TooManySegments {
 
 /// Decodes one level of a `T` by `f` with a level's worth of stack left
 /// (see the module's doc); `tried`: the bytes of the fields of all its
-/// variants if serde tries them in turn (a buffered enum), else 0. Hidden
-/// API, for the derive.
+/// variants for an enum, else 0. Hidden API, for the derive.
 #[inline]
 pub fn decode_on_stack<T, R, E: serde::de::Error>(
     tried: usize,
