@@ -460,30 +460,6 @@ async fn weighed_items(method: &str, head: &[u8], per_nil: usize, item: u8) {
     assert!(raw::eventually(|| server.buffered_bytes() < 1 << 20).await);
 }
 
-/// Sends call `id` of `method` with `args`, and expects it refused with
-/// `kind`, the message naming `needle`.
-async fn refused(s: &mut TcpStream, id: u64, method: &str, args: &[u8], kind: &str, needle: &str) {
-    let call = raw::call(id as u32, 0, method, 600_000, args);
-    s.write_all(&call).await.unwrap();
-    let (got, k, message) = raw::next_error(s).await;
-    assert_eq!((got, k.as_str()), (id, kind), "{method}: {message}");
-    assert!(message.contains(needle), "{method}: {message}");
-}
-
-/// Sends call `id` of `method` with `args`, and expects it answered.
-async fn answered(s: &mut TcpStream, id: u64, method: &str, args: &[u8]) {
-    s.write_all(&raw::call(id as u32, 0, method, 600_000, args))
-        .await
-        .unwrap();
-    let r = raw::frame(s).await.unwrap();
-    assert_eq!(
-        raw::kind(&r),
-        raw::RETURN,
-        "{method}: {:?}",
-        raw::error_of(&r)
-    );
-}
-
 const HEAVY: usize = std::mem::size_of::<Heavy>();
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -547,7 +523,7 @@ async fn nested_untagged_values_weigh_the_copies_serde_makes() {
     let gate = Arc::new(Gate::default());
     let server = server(&gate).await;
     let mut s = raw::opened(&server).await;
-    refused(
+    raw::refused(
         &mut s,
         1,
         "json",
@@ -556,7 +532,7 @@ async fn nested_untagged_values_weigh_the_copies_serde_makes() {
         "memory_budget",
     )
     .await;
-    answered(&mut s, 2, "json", &nested(3, 10_000)).await;
+    raw::answered(&mut s, 2, "json", &nested(3, 10_000)).await;
     assert!(raw::eventually(|| server.buffered_bytes() < 1 << 20).await);
 }
 
@@ -580,9 +556,9 @@ async fn nested_untagged_retries_are_capped() {
         args
     };
     // 2^30 tries uncapped: the reply would not come within the test's wait.
-    refused(&mut s, 1, "shape", &shape(30), "limit_exceeded", "untagged").await;
+    raw::refused(&mut s, 1, "shape", &shape(30), "limit_exceeded", "untagged").await;
     // A few levels are within the cap.
-    answered(&mut s, 2, "shape", &shape(4)).await;
+    raw::answered(&mut s, 2, "shape", &shape(4)).await;
 }
 
 /// Within the cap on tries, each try of a nested untagged value copies
@@ -611,12 +587,12 @@ async fn nested_untagged_copies_are_bounded_in_cpu_time() {
             args.resize(args.len() + n, 0x01);
         }
     }
-    refused(&mut s, 1, "shape", &args, "limit_exceeded", "CPU time").await;
+    raw::refused(&mut s, 1, "shape", &args, "limit_exceeded", "CPU time").await;
     // The next call is decoded afresh.
     let shape = [
         0x91, 0x81, 0xa8, b'c', b'h', b'i', b'l', b'd', b'r', b'e', b'n', 0x90,
     ];
-    answered(&mut s, 2, "shape", &shape).await;
+    raw::answered(&mut s, 2, "shape", &shape).await;
 }
 
 /// A field serde never decodes (`skip_deserializing`) is absent from what
@@ -648,7 +624,7 @@ async fn a_chain_of_untagged_newtypes_weighs_its_copies() {
     let gate = Arc::new(Gate::default());
     let server = server(&gate).await;
     let mut s = raw::opened(&server).await;
-    refused(
+    raw::refused(
         &mut s,
         1,
         "chain",
@@ -657,7 +633,7 @@ async fn a_chain_of_untagged_newtypes_weighs_its_copies() {
         "memory_budget",
     )
     .await;
-    answered(&mut s, 2, "short_chain", &ones(10_000)).await;
+    raw::answered(&mut s, 2, "short_chain", &ones(10_000)).await;
     assert!(raw::eventually(|| server.buffered_bytes() < 1 << 20).await);
 }
 
@@ -674,7 +650,7 @@ async fn a_left_recursive_untagged_type_is_refused_not_overflowed() {
     let mut s = raw::opened(&server).await;
     // ["x", [1]]: weighed (an array of items among the arguments).
     let args = [0x92, 0xa1, b'x', 0x91, 0x01];
-    refused(
+    raw::refused(
         &mut s,
         1,
         "left_weighed",
@@ -684,10 +660,10 @@ async fn a_left_recursive_untagged_type_is_refused_not_overflowed() {
     )
     .await;
     // ["x"]: flat, not weighed.
-    refused(&mut s, 2, "left", &[0x91, 0xa1, b'x'], "bad_arguments", "").await;
-    answered(&mut s, 3, "left", &[0x91, 0x07]).await;
+    raw::refused(&mut s, 2, "left", &[0x91, 0xa1, b'x'], "bad_arguments", "").await;
+    raw::answered(&mut s, 3, "left", &[0x91, 0x07]).await;
     let args = [0x92, 0x07, 0x91, 0x01];
-    answered(&mut s, 4, "left_weighed", &args).await;
+    raw::answered(&mut s, 4, "left_weighed", &args).await;
 }
 
 /// A call whose arguments are not weighed (flat) caps only the nesting of
@@ -700,7 +676,7 @@ async fn unweighed_arguments_past_the_nesting_cap_fail_at_once() {
     let gate = Arc::new(Gate::default());
     let server = server(&gate).await;
     let mut s = raw::opened(&server).await;
-    refused(
+    raw::refused(
         &mut s,
         1,
         "grammar",
@@ -709,7 +685,7 @@ async fn unweighed_arguments_past_the_nesting_cap_fail_at_once() {
         "",
     )
     .await;
-    answered(&mut s, 2, "grammar", &[0x91, 0x07]).await;
+    raw::answered(&mut s, 2, "grammar", &[0x91, 0x07]).await;
 }
 
 /// A try's cost is not bounded by nodes: each failed try formats serde's
@@ -735,7 +711,7 @@ async fn a_long_string_under_nested_untagged_values_is_bounded_in_cpu_time() {
     args.push(0xdb);
     args.extend_from_slice(&(n as u32).to_be_bytes());
     args.resize(args.len() + n, 0x01);
-    refused(&mut s, 1, "shape", &args, "limit_exceeded", "CPU time").await;
+    raw::refused(&mut s, 1, "shape", &args, "limit_exceeded", "CPU time").await;
 }
 
 /// Ordinary calls of such types are weighed by their own types, not by

@@ -12,8 +12,6 @@ mod raw;
 
 use std::sync::Arc;
 
-use tokio::io::AsyncWriteExt;
-
 use remote_core::{
     remote, Connection, ConnectionBuilder, Error, Limits, Remote, Server, ServerHandle,
 };
@@ -236,15 +234,9 @@ async fn a_left_recursive_type_with_a_large_variant_meets_the_nesting_cap() {
     let server = server().await;
     let mut s = raw::opened(&server).await;
     // ["x"]
-    let call = raw::call(1, 0, "left", 600_000, &[0x91, 0xa1, b'x']);
-    s.write_all(&call).await.unwrap();
-    let (id, kind, message) = raw::next_error(&mut s).await;
-    assert_eq!((id, kind.as_str()), (1, "bad_arguments"), "{message}");
+    raw::refused(&mut s, 1, "left", &[0x91, 0xa1, b'x'], "bad_arguments", "").await;
     // [7]
-    let call = raw::call(2, 0, "left", 600_000, &[0x91, 0x07]);
-    s.write_all(&call).await.unwrap();
-    let r = raw::frame(&mut s).await.unwrap();
-    assert_eq!(raw::kind(&r), raw::RETURN, "{:?}", raw::error_of(&r));
+    raw::answered(&mut s, 2, "left", &[0x91, 0x07]).await;
 }
 
 /// Recursion driven by the data, through no derived type: serde buffers
@@ -261,15 +253,9 @@ async fn data_nested_deep_in_serdes_buffer_decodes_on_more_stack() {
     let mut args = vec![0x92];
     args.extend(std::iter::repeat_n(0x91, 900));
     args.extend_from_slice(&[0x07, 0x90]);
-    let call = raw::call(1, 0, "small", 600_000, &args);
-    s.write_all(&call).await.unwrap();
-    let (id, kind, message) = raw::next_error(&mut s).await;
-    assert_eq!((id, kind.as_str()), (1, "bad_arguments"), "{message}");
+    raw::refused(&mut s, 1, "small", &args, "bad_arguments", "").await;
     // [7, []]
-    let call = raw::call(2, 0, "small", 600_000, &[0x92, 0x07, 0x90]);
-    s.write_all(&call).await.unwrap();
-    let r = raw::frame(&mut s).await.unwrap();
-    assert_eq!(raw::kind(&r), raw::RETURN, "{:?}", raw::error_of(&r));
+    raw::answered(&mut s, 2, "small", &[0x92, 0x07, 0x90]).await;
 }
 
 /// Each level of an untagged enum of many large variants takes the stack
@@ -278,20 +264,13 @@ async fn data_nested_deep_in_serdes_buffer_decodes_on_more_stack() {
 async fn an_untagged_enum_of_many_large_variants_decodes_on_more_stack() {
     let server = server().await;
     let mut s = raw::opened(&server).await;
-    for (id, depth) in [0, 1, 5, 60].into_iter().enumerate() {
-        // [[[...[]...]]]: lists `depth` deep in the one argument.
+    // Call `depth` + 1: [[[...[]...]]], lists `depth` deep in the one
+    // argument.
+    for depth in [0, 1, 5, 60] {
         let mut args = vec![0x91];
         args.extend(std::iter::repeat_n(0x91, depth));
         args.push(0x90);
-        let call = raw::call(id as u32 + 1, 0, "many", 600_000, &args);
-        s.write_all(&call).await.unwrap();
-        let r = raw::frame(&mut s).await.unwrap();
-        assert_eq!(
-            raw::kind(&r),
-            raw::RETURN,
-            "depth {depth}: {:?}",
-            raw::error_of(&r)
-        );
+        raw::answered(&mut s, depth as u64 + 1, "many", &args).await;
     }
 }
 
@@ -300,31 +279,16 @@ async fn an_externally_tagged_enum_of_many_large_variants_decodes_on_more_stack(
     let server = server().await;
     let mut s = raw::opened(&server).await;
     // [{"A0": nil}]: not a `Pad`, refused; it aborted before.
-    let call = raw::call(
-        1,
-        0,
-        "tagged",
-        600_000,
-        &[0x91, 0x81, 0xa2, b'A', b'0', 0xc0],
-    );
-    s.write_all(&call).await.unwrap();
-    let (id, kind, message) = raw::next_error(&mut s).await;
-    assert_eq!((id, kind.as_str()), (1, "bad_arguments"), "{message}");
-    // [{"List": [{"List": [...[]...]}]}], `depth` lists deep.
-    for (id, depth) in [(2, 1), (3, 20)] {
+    let args = [0x91, 0x81, 0xa2, b'A', b'0', 0xc0];
+    raw::refused(&mut s, 1, "tagged", &args, "bad_arguments", "").await;
+    // Call `depth` + 1: [{"List": [{"List": [...[]...]}]}], `depth` lists
+    // deep.
+    for depth in [1, 20] {
         let mut args = vec![0x91];
         for _ in 0..depth {
             args.extend_from_slice(&[0x81, 0xa4, b'L', b'i', b's', b't', 0x91]);
         }
         args.extend_from_slice(&[0x81, 0xa4, b'L', b'i', b's', b't', 0x90]);
-        let call = raw::call(id, 0, "tagged", 600_000, &args);
-        s.write_all(&call).await.unwrap();
-        let r = raw::frame(&mut s).await.unwrap();
-        assert_eq!(
-            raw::kind(&r),
-            raw::RETURN,
-            "depth {depth}: {:?}",
-            raw::error_of(&r)
-        );
+        raw::answered(&mut s, depth + 1, "tagged", &args).await;
     }
 }

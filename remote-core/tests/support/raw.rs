@@ -308,6 +308,39 @@ pub async fn next_error<R: AsyncRead + Unpin>(s: &mut R) -> (u64, String, String
     }
 }
 
+/// Sends call `id` of `method` on the root with `args`, and expects it
+/// refused with `kind`, the message naming `needle`.
+pub async fn refused<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    id: u64,
+    method: &str,
+    args: &[u8],
+    kind: &str,
+    needle: &str,
+) {
+    s.write_all(&call(id as u32, 0, method, 600_000, args))
+        .await
+        .unwrap();
+    let (got, k, message) = next_error(s).await;
+    assert_eq!((got, k.as_str()), (id, kind), "{method}: {message}");
+    assert!(message.contains(needle), "{method}: {message}");
+}
+
+/// Sends call `id` of `method` on the root with `args`, and expects it
+/// answered.
+pub async fn answered<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    id: u64,
+    method: &str,
+    args: &[u8],
+) {
+    s.write_all(&call(id as u32, 0, method, 600_000, args))
+        .await
+        .unwrap();
+    let r = frame(s).await.unwrap();
+    assert_eq!(kind(&r), RETURN, "{method}: {:?}", error_of(&r));
+}
+
 /// Reads WebSocket messages until one carries a goodbye (its reason) or
 /// the stream closes (`None`).
 pub async fn ws_goodbye<R: AsyncRead + Unpin>(s: &mut R) -> Option<String> {
