@@ -19,6 +19,7 @@ use crate::Error;
 mod capped;
 mod check;
 mod conn_cx;
+pub(crate) mod dispatch_stack;
 mod ref_wire;
 mod shared_bytes;
 pub(crate) mod stack;

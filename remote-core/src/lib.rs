@@ -245,7 +245,10 @@ pub mod __private {
     pub use crate::checked::{
         Checked, FieldNotWire, FieldProbe, FieldWire, Probe, ViaChecked, ViaUnchecked,
     };
-    pub use crate::codec::stack::{decode_on_stack, encode_on_stack};
+    pub use crate::codec::dispatch_stack::{dispatch_on_stack, future_on_stack};
+    pub use crate::codec::stack::{
+        decode_on_stack, encode_on_stack, HeldOther, HeldProbe, HeldWire,
+    };
     pub use crate::codec::weigh::Buffered;
     pub use crate::deferred::{Deferred, Failed};
     pub use crate::describe::{

@@ -69,6 +69,31 @@ pub trait Wire: Serialize + DeserializeOwned + Send + 'static {
     fn decode_top<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Self::deserialize(d)
     }
+
+    /// The most bytes of stack a decode of this type holds values in at
+    /// once, at least (its own size), looking through boxes, arrays,
+    /// tuples and containers' elements: serde's `Box<T>` decode keeps the
+    /// `T` on its own frame before boxing it, its array and tuple decodes
+    /// each element and then the whole (red-team pass 42: a `Box` of eight
+    /// 64 KiB structs overflowed a 2 MiB stack in a debug build). A
+    /// `#[derive(Wire)]` type counts only its own size here (its fields
+    /// are counted by its own decode's check, `codec/stack.rs`, which is
+    /// also what keeps a recursive type's constant from naming itself).
+    /// Not for implementing by hand.
+    #[doc(hidden)]
+    const INLINE: usize = std::mem::size_of::<Self>();
+}
+
+/// `size_of::<T>()` plus the `INLINE` of each of `parts` (what a decode of
+/// `T` holds besides itself while its parts decode).
+const fn inline_of<T>(parts: &[usize]) -> usize {
+    let mut sum = std::mem::size_of::<T>();
+    let mut i = 0;
+    while i < parts.len() {
+        sum = sum.saturating_add(parts[i]);
+        i += 1;
+    }
+    sum
 }
 
 // Every impl here is `#[diagnostic::do_not_recommend]`: an error for a type
@@ -119,6 +144,7 @@ impl Wire for bytes::Bytes {
 
 #[diagnostic::do_not_recommend]
 impl<T: Wire> Wire for Vec<T> {
+    const INLINE: usize = inline_of::<Self>(&[T::INLINE]);
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Seq {
             elem: Box::new(b.ty::<T>()),
@@ -128,6 +154,7 @@ impl<T: Wire> Wire for Vec<T> {
 }
 #[diagnostic::do_not_recommend]
 impl<T: Wire> Wire for VecDeque<T> {
+    const INLINE: usize = inline_of::<Self>(&[T::INLINE]);
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Seq {
             elem: Box::new(b.ty::<T>()),
@@ -137,6 +164,7 @@ impl<T: Wire> Wire for VecDeque<T> {
 }
 #[diagnostic::do_not_recommend]
 impl<T: Wire + Ord> Wire for BTreeSet<T> {
+    const INLINE: usize = inline_of::<Self>(&[T::INLINE]);
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Seq {
             elem: Box::new(b.ty::<T>()),
@@ -146,6 +174,7 @@ impl<T: Wire + Ord> Wire for BTreeSet<T> {
 }
 #[diagnostic::do_not_recommend]
 impl<T: Wire + Eq + Hash, S: BuildHasher + Default + Send + 'static> Wire for HashSet<T, S> {
+    const INLINE: usize = inline_of::<Self>(&[T::INLINE]);
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Seq {
             elem: Box::new(b.ty::<T>()),
@@ -155,6 +184,7 @@ impl<T: Wire + Eq + Hash, S: BuildHasher + Default + Send + 'static> Wire for Ha
 }
 #[diagnostic::do_not_recommend]
 impl<K: Wire + Ord, V: Wire> Wire for BTreeMap<K, V> {
+    const INLINE: usize = inline_of::<Self>(&[K::INLINE, V::INLINE]);
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Map {
             key: Box::new(b.ty::<K>()),
@@ -167,6 +197,7 @@ impl<K: Wire + Ord, V: Wire> Wire for BTreeMap<K, V> {
 impl<K: Wire + Eq + Hash, V: Wire, S: BuildHasher + Default + Send + 'static> Wire
     for HashMap<K, V, S>
 {
+    const INLINE: usize = inline_of::<Self>(&[K::INLINE, V::INLINE]);
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Map {
             key: Box::new(b.ty::<K>()),
@@ -177,12 +208,14 @@ impl<K: Wire + Eq + Hash, V: Wire, S: BuildHasher + Default + Send + 'static> Wi
 }
 #[diagnostic::do_not_recommend]
 impl<T: Wire> Wire for Option<T> {
+    const INLINE: usize = inline_of::<Self>(&[T::INLINE]);
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Option(Box::new(b.ty::<T>()))
     }
 }
 #[diagnostic::do_not_recommend]
 impl<T: Wire, E: Wire> Wire for Result<T, E> {
+    const INLINE: usize = inline_of::<Self>(&[T::INLINE, E::INLINE]);
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Result {
             ok: Box::new(b.ty::<T>()),
@@ -192,12 +225,14 @@ impl<T: Wire, E: Wire> Wire for Result<T, E> {
 }
 #[diagnostic::do_not_recommend]
 impl<T: Wire> Wire for Box<T> {
+    const INLINE: usize = inline_of::<Self>(&[T::INLINE]);
     fn describe(b: &mut SchemaBuilder) -> Ty {
         b.ty::<T>()
     }
 }
 #[diagnostic::do_not_recommend]
 impl<T: Wire + Sync> Wire for Arc<T> {
+    const INLINE: usize = inline_of::<Self>(&[T::INLINE]);
     fn describe(b: &mut SchemaBuilder) -> Ty {
         b.ty::<T>()
     }
@@ -207,6 +242,7 @@ macro_rules! arrays {
     ($($n:literal)*) => {$(
         #[diagnostic::do_not_recommend]
         impl<T: Wire> Wire for [T; $n] {
+            const INLINE: usize = inline_of::<Self>(&[T::INLINE]);
             fn describe(b: &mut SchemaBuilder) -> Ty {
                 Ty::Array { elem: Box::new(b.ty::<T>()), len: $n }
             }
@@ -219,6 +255,7 @@ macro_rules! tuples {
     ($(($($t:ident)+))*) => {$(
         #[diagnostic::do_not_recommend]
         impl<$($t: Wire),+> Wire for ($($t,)+) {
+            const INLINE: usize = inline_of::<Self>(&[$($t::INLINE),+]);
             fn describe(b: &mut SchemaBuilder) -> Ty {
                 Ty::Tuple(vec![$(b.ty::<$t>()),+])
             }
@@ -410,6 +447,7 @@ impl<'de, T: Deserialize<'de> + HasLen, const N: usize> Deserialize<'de> for Bou
 
 #[diagnostic::do_not_recommend]
 impl<T: Wire + HasLen, const N: usize> Wire for Bounded<T, N> {
+    const INLINE: usize = inline_of::<Self>(&[T::INLINE]);
     fn describe(b: &mut SchemaBuilder) -> Ty {
         T::bounded_ty(b.ty::<T>(), N as u64)
     }
@@ -426,6 +464,36 @@ mod tests {
         assert!(err.to_string().contains("exceeds the bound of 3"), "{err}");
         let ok = rmp_serde::from_slice::<Bounded<String, 6>>(&long).unwrap();
         assert_eq!(ok.as_str(), "abcdef");
+    }
+
+    #[test]
+    fn inline_looks_through_boxes_arrays_tuples_and_elements() {
+        use std::mem::size_of;
+        /// 8 KiB.
+        type A = [[u64; 32]; 32];
+        const K: usize = size_of::<A>();
+        assert_eq!(<u64 as Wire>::INLINE, 8);
+        assert_eq!(
+            <A as Wire>::INLINE,
+            K + 256 + 8,
+            "the array, a row, a number"
+        );
+        // Checked as the test builds (the values are constants).
+        const {
+            assert!(<Box<u8> as Wire>::INLINE < 64);
+            assert!(<Box<A> as Wire>::INLINE >= K);
+            assert!(<Box<Box<A>> as Wire>::INLINE >= K);
+            assert!(<Option<Box<A>> as Wire>::INLINE >= K);
+            assert!(<Result<u8, Box<A>> as Wire>::INLINE >= K);
+            assert!(<Arc<A> as Wire>::INLINE >= K);
+            assert!(<Vec<Box<A>> as Wire>::INLINE >= K);
+            assert!(<HashMap<String, Box<A>> as Wire>::INLINE >= K);
+            assert!(<BTreeMap<u8, Option<Box<A>>> as Wire>::INLINE >= K);
+            assert!(<(u8, Box<A>, Box<A>) as Wire>::INLINE >= 2 * K);
+            assert!(<Box<[Box<A>; 4]> as Wire>::INLINE >= K + 32);
+            assert!(<Box<[A; 4]> as Wire>::INLINE >= 5 * K);
+            assert!(<Bounded<Vec<Box<A>>, 3> as Wire>::INLINE >= K);
+        }
     }
 
     #[test]

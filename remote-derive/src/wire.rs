@@ -390,6 +390,16 @@ fn serde_impls(input: &DeriveInput, buffered: bool, p: &TokenStream) -> TokenStr
         Vec::new()
     };
     let tried = quote!(0usize #(+ ::core::mem::size_of::<#tried>())*);
+    // What the fields hold on the stack beyond their size as they decode
+    // (a `Box<[T; 16]>`'s array, red-team pass 42): `Wire::INLINE` where
+    // the field's type is `Wire`, through a probe (a skipped field need
+    // not be).
+    let held: Vec<&syn::Type> = wire_field::all_fields(&input.data)
+        .iter()
+        .filter(|f| !f.attrs.iter().any(|a| a.path().is_ident("cfg")))
+        .map(|f| &f.ty)
+        .collect();
+    let held = quote!(0usize #(+ (&&#p::HeldProbe::<#held>::NEW).held_beyond())*);
     quote! {
         impl #ser_impl #p::serde::Serialize for #ident #ty_g #ser_where {
             fn serialize<__S>(&self, serializer: __S) -> #p::Result<__S::Ok, __S::Error>
@@ -404,7 +414,8 @@ fn serde_impls(input: &DeriveInput, buffered: bool, p: &TokenStream) -> TokenStr
             where
                 __D: #p::serde::Deserializer<'de>,
             {
-                #p::decode_on_stack::<Self, _, _>(#tried, move || {
+                use #p::{HeldOther as _, HeldWire as _};
+                #p::decode_on_stack::<Self, _, _>(#tried, #held, move || {
                     #weigh
                     #shadow::deserialize(deserializer)
                 })

@@ -34,7 +34,7 @@ use std::fmt;
 use std::mem::size_of;
 
 /// The stack a level of any type is taken to need, beyond its size...
-const LEVEL_BASE: usize = 256 << 10;
+pub(super) const LEVEL_BASE: usize = 256 << 10;
 
 /// ...and in copies of its value: a struct of 16 KiB took 350 KiB a level
 /// in a debug build (serde's visitor, its fields' results, the weighing
@@ -48,15 +48,22 @@ const LEVEL_COPIES: usize = 32;
 /// 42).
 const TRIED_COPIES: usize = 8;
 
+/// ...and in copies of what its fields hold beyond their own size
+/// ([`Wire::INLINE`](crate::Wire::INLINE): a `Box<[T; 16]>` field's
+/// decode keeps the array on its own frame, then boxes it; a debug build
+/// keeps each element's result and the whole array, red-team pass 42).
+const HELD_COPIES: usize = 16;
+
 /// The least a new segment holds.
 const SEGMENT: usize = 1 << 20;
 
 /// The stack a level of `T` is taken to need, its tries decoding `tried`
-/// bytes of fields.
-fn level<T>(tried: usize) -> usize {
+/// bytes of fields, its fields holding `held` bytes beyond their size.
+fn level<T>(tried: usize, held: usize) -> usize {
     LEVEL_BASE
         .saturating_add(LEVEL_COPIES.saturating_mul(size_of::<T>()))
         .saturating_add(TRIED_COPIES.saturating_mul(tried))
+        .saturating_add(HELD_COPIES.saturating_mul(held))
 }
 
 /// New segments one decode or encode may take ([`Session`]). Siblings
@@ -68,10 +75,12 @@ fn level<T>(tried: usize) -> usize {
 /// per segment's worth of levels (at least three).
 pub(crate) const MAX_SEGMENTS: u32 = 64;
 
-/// The stack a whole value's encode or decode needs left as it starts, or
-/// it runs on a segment of [`SESSION_STACK`]: on a thread with a small
-/// stack, every value of a list would otherwise be short of a level's
-/// worth, and each take a segment of its own.
+/// The stack a whole value's encode or decode needs left as it starts
+/// (besides [`HELD_COPIES`] of what its type holds inline,
+/// [`Session::run_holding`]), or it runs on a segment of
+/// [`SESSION_STACK`] at least: on a thread with a small stack, every
+/// value of a list would otherwise be short of a level's worth, and each
+/// take a segment of its own.
 const SESSION_ROOM: usize = 1 << 20;
 
 /// The segment a whole value's encode or decode runs on where less than
@@ -109,10 +118,19 @@ impl Session {
     /// stack is left, or how much is not known.
     #[inline]
     pub(crate) fn run<R>(f: impl FnOnce(&Session) -> R) -> R {
+        Self::run_holding(0, f)
+    }
+
+    /// [`run`](Self::run) for the decode of a value whose type holds
+    /// `inline` bytes on the stack at once ([`Wire::INLINE`](crate::Wire::INLINE)),
+    /// which the room it starts with (or its segment) counts besides.
+    #[inline]
+    pub(crate) fn run_holding<R>(inline: usize, f: impl FnOnce(&Session) -> R) -> R {
         // Where the stack is now: a local's address (the stack grows down
         // on every target this runs on).
         let here = std::hint::black_box(0u8);
         let here = std::ptr::addr_of!(here) as usize;
+        let room = SESSION_ROOM.saturating_add(HELD_COPIES.saturating_mul(inline));
         let short = SEGMENTS.with(|s| {
             let n = s.sessions.get();
             s.sessions.set(n + 1);
@@ -124,12 +142,12 @@ impl Session {
                 0 => stack_end(here),
                 end => end,
             };
-            here.saturating_sub(end) < SESSION_ROOM
+            here.saturating_sub(end) < room
         });
         let session = Session(std::marker::PhantomData);
         #[cfg(not(target_arch = "wasm32"))]
         if short {
-            return grown_session(move || f(&session));
+            return grown_session(room, move || f(&session));
         }
         #[cfg(target_arch = "wasm32")]
         let _ = short;
@@ -157,8 +175,8 @@ impl Drop for Session {
 
 #[cfg(not(target_arch = "wasm32"))]
 #[cold]
-fn grown_session<R>(f: impl FnOnce() -> R) -> R {
-    stacker::grow(SESSION_STACK, f)
+fn grown_session<R>(room: usize, f: impl FnOnce() -> R) -> R {
+    stacker::grow(SESSION_STACK.max(room.saturating_mul(2)), f)
 }
 
 #[cfg(test)]
@@ -190,10 +208,10 @@ fn stack_end(here: usize) -> usize {
 /// [`MAX_SEGMENTS`] already.
 #[inline]
 #[cfg_attr(target_arch = "wasm32", allow(clippy::extra_unused_type_parameters))]
-fn on_stack<T, R>(tried: usize, f: impl FnOnce() -> R) -> Option<R> {
+fn on_stack<T, R>(tried: usize, held: usize, f: impl FnOnce() -> R) -> Option<R> {
     #[cfg(not(target_arch = "wasm32"))]
     {
-        let level = level::<T>(tried);
+        let level = level::<T>(tried, held);
         match stacker::remaining_stack() {
             Some(left) if left < level => grown(level, f),
             // Enough, or not known (then nothing can be done).
@@ -202,7 +220,7 @@ fn on_stack<T, R>(tried: usize, f: impl FnOnce() -> R) -> Option<R> {
     }
     #[cfg(target_arch = "wasm32")]
     {
-        let _ = tried;
+        let _ = (tried, held);
         Some(f())
     }
 }
@@ -226,6 +244,25 @@ fn grown<R>(level: usize, f: impl FnOnce() -> R) -> Option<R> {
     Some(stacker::grow(SEGMENT.max(level.saturating_mul(4)), f))
 }
 
+/// Runs `f` with `need` bytes of the thread's stack left at least: on a
+/// new segment (not counted in any session) if it has not that much, or
+/// how much is not known.
+#[inline]
+pub(super) fn with_room<R>(need: usize, f: impl FnOnce() -> R) -> R {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        match stacker::remaining_stack() {
+            Some(left) if left >= need => f(),
+            _ => stacker::grow(SEGMENT.max(need.saturating_mul(2)), f),
+        }
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = need;
+        f()
+    }
+}
+
 /// The error of a value that took more than [`MAX_SEGMENTS`] new segments.
 struct TooManySegments;
 
@@ -241,13 +278,15 @@ impl fmt::Display for TooManySegments {
 
 /// Decodes one level of a `T` by `f` with a level's worth of stack left
 /// (see the module's doc); `tried`: the bytes of the fields of all its
-/// variants for an enum, else 0. Hidden API, for the derive.
+/// variants for an enum, else 0; `held`: what its fields hold beyond
+/// their size ([`HeldProbe`]). Hidden API, for the derive.
 #[inline]
 pub fn decode_on_stack<T, R, E: serde::de::Error>(
     tried: usize,
+    held: usize,
     f: impl FnOnce() -> Result<R, E>,
 ) -> Result<R, E> {
-    on_stack::<T, _>(tried, f).unwrap_or_else(|| Err(E::custom(TooManySegments)))
+    on_stack::<T, _>(tried, held, f).unwrap_or_else(|| Err(E::custom(TooManySegments)))
 }
 
 /// Encodes one level of a `T` by `f` with a level's worth of stack left.
@@ -256,7 +295,49 @@ pub fn decode_on_stack<T, R, E: serde::de::Error>(
 pub fn encode_on_stack<T, R, E: serde::ser::Error>(
     f: impl FnOnce() -> Result<R, E>,
 ) -> Result<R, E> {
-    on_stack::<T, _>(0, f).unwrap_or_else(|| Err(E::custom(TooManySegments)))
+    on_stack::<T, _>(0, 0, f).unwrap_or_else(|| Err(E::custom(TooManySegments)))
+}
+
+/// The receiver that selects [`HeldWire`] or [`HeldOther`] for a field of
+/// type `T` of a `#[derive(Wire)]` type: what the field holds on the
+/// stack beyond its size as it decodes. Hidden API, for the derive.
+pub struct HeldProbe<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> fmt::Debug for HeldProbe<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HeldProbe")
+    }
+}
+
+impl<T> HeldProbe<T> {
+    /// The probe (a zero-sized value).
+    pub const NEW: Self = HeldProbe(std::marker::PhantomData);
+}
+
+/// Selected for a field whose type is `Wire`.
+pub trait HeldWire {
+    /// `T::INLINE` beyond `size_of::<T>()`.
+    fn held_beyond(&self) -> usize;
+}
+
+impl<T: crate::Wire> HeldWire for &HeldProbe<T> {
+    #[inline]
+    fn held_beyond(&self) -> usize {
+        T::INLINE.saturating_sub(size_of::<T>())
+    }
+}
+
+/// Selected for a field whose type is not `Wire` (a skipped field).
+pub trait HeldOther {
+    /// Nothing.
+    fn held_beyond(&self) -> usize;
+}
+
+impl<T> HeldOther for HeldProbe<T> {
+    #[inline]
+    fn held_beyond(&self) -> usize {
+        0
+    }
 }
 
 #[cfg(test)]
@@ -273,7 +354,7 @@ mod tests {
             if level == 10_000 {
                 return level;
             }
-            let deepest = on_stack::<[u8; 4096], _>(0, || down(level + 1)).unwrap();
+            let deepest = on_stack::<[u8; 4096], _>(0, 0, || down(level + 1)).unwrap();
             std::hint::black_box(&pad);
             deepest
         }
@@ -289,7 +370,7 @@ mod tests {
     /// Calls `f` with less than a level of a `u64` left on the stack.
     fn at_the_edge(f: &mut dyn FnMut()) {
         let pad = std::hint::black_box([0u8; 4096]);
-        if stacker::remaining_stack().unwrap() < level::<u64>(0) {
+        if stacker::remaining_stack().unwrap() < level::<u64>(0, 0) {
             f();
         } else {
             at_the_edge(f);
@@ -304,7 +385,7 @@ mod tests {
     fn a_session_takes_at_most_max_segments() {
         fn siblings() -> usize {
             (0..1000)
-                .filter(|_| on_stack::<u64, _>(0, || ()).is_some())
+                .filter(|_| on_stack::<u64, _>(0, 0, || ()).is_some())
                 .count()
         }
         let run = || {

@@ -327,18 +327,19 @@ pub async fn refused<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Sends call `id` of `method` on the root with `args`, and expects it
-/// answered.
+/// answered: the return frame.
 pub async fn answered<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     id: u64,
     method: &str,
     args: &[u8],
-) {
+) -> Vec<u8> {
     s.write_all(&call(id as u32, 0, method, 600_000, args))
         .await
         .unwrap();
     let r = frame(s).await.unwrap();
     assert_eq!(kind(&r), RETURN, "{method}: {:?}", error_of(&r));
+    r
 }
 
 /// Reads WebSocket messages until one carries a goodbye (its reason) or

@@ -17,7 +17,15 @@ pub(crate) fn dispatch(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     let d = dispatch_ident(ident);
     let (impl_g, ty_g, where_clause) = t.item.generics.split_for_impl();
     let (dyn_ty, _) = dyn_and_path(t);
-    let arms = t.methods.iter().map(|m| dispatch_arm(t, m, p));
+    // Each method runs in a function of its own: one frame holding every
+    // method's arguments overflowed a debug build's stack on any call of
+    // an interface with large inline arguments (red-team pass 41).
+    let (arms, fns): (Vec<TokenStream>, Vec<TokenStream>) = t
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(i, m)| dispatch_arm(t, m, i, p))
+        .unzip();
     let guard = guarded_where(t, p);
     let describe = describe_body(t, p);
     let client = &t.client;
@@ -55,6 +63,10 @@ pub(crate) fn dispatch(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
             fn deferred(target: #p::Deferred<#dyn_ty>) -> #p::Arc<#dyn_ty> {
                 #p::Arc::new(#deferred(target))
             }
+        }
+
+        impl #impl_g #d #ty_g #guard {
+            #(#fns)*
         }
 
         impl #impl_g #p::Dispatch for #d #ty_g #guard {
@@ -112,14 +124,25 @@ fn method_priority(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     }
 }
 
-fn dispatch_arm(t: &RemoteTrait, m: &Method, p: &TokenStream) -> TokenStream {
+/// A method's match arm in `Dispatch::call`, and the function it calls,
+/// which decodes the arguments and makes the handler's future (with room
+/// for arguments large inline: `codec/dispatch_stack.rs` in
+/// `remote-core`).
+fn dispatch_arm(
+    t: &RemoteTrait,
+    m: &Method,
+    index: usize,
+    p: &TokenStream,
+) -> (TokenStream, TokenStream) {
     let (dyn_ty, trait_path) = dyn_and_path(t);
     let wire = &m.wire_name;
     let ident = &m.ident;
+    let call_fn = format_ident!("__remote_call_{}", index);
     let vars: Vec<Ident> = (0..m.args.len())
         .map(|i| format_ident!("__a{}", i))
         .collect();
-    let tys = m.args.iter().map(|a| &a.ty);
+    let tys: Vec<&syn::Type> = m.args.iter().map(|a| &a.ty).collect();
+    let args_ty = quote!((#(#tys,)*));
     let auth = if m.requires_auth {
         quote!(__cx.require_auth(#wire)?;)
     } else {
@@ -132,22 +155,19 @@ fn dispatch_arm(t: &RemoteTrait, m: &Method, p: &TokenStream) -> TokenStream {
         quote!(#p::blocking(&__cx, move || #call).await)
     };
     let (lookup, invalidate, reply) = crate::cache::dispatch_hooks(m, p, &dyn_ty);
-    if m.is_async && lookup.is_empty() && invalidate.is_empty() {
+    let body = if m.is_async && lookup.is_empty() && invalidate.is_empty() {
         // One box, made by the object (`serve.rs`), not one around another.
         let serve = super::serve::dispatch_call(m, &dyn_ty, &trait_path, &vars);
-        return quote! {
-            #wire => {
-                #auth
-                let (#(#vars,)*): (#(#tys,)*) = #p::decode_args(__args)?;
-                #p::Ok(#serve)
-            }
-        };
-    }
-    quote! {
-        #wire => {
+        quote! {
+            #auth
+            let (#(#vars,)*): #args_ty = #p::decode_args(__args)?;
+            #p::Ok(#serve)
+        }
+    } else {
+        quote! {
             #auth
             #lookup
-            let (#(#vars,)*): (#(#tys,)*) = #p::decode_args(__args)?;
+            let (#(#vars,)*): #args_ty = #p::decode_args(__args)?;
             let __obj = ::core::clone::Clone::clone(&self.0);
             let __fut: #p::CallFuture = #p::Box::pin(async move {
                 let __r = #run;
@@ -156,7 +176,24 @@ fn dispatch_arm(t: &RemoteTrait, m: &Method, p: &TokenStream) -> TokenStream {
             });
             #p::Ok(__fut)
         }
-    }
+    };
+    let arm = quote!(#wire => self.#call_fn(__args, __cx),);
+    let f = quote! {
+        // Inlined into `call` where the optimizer sees fit: it keeps
+        // disjoint frames' slots apart only in an unoptimized build.
+        #[inline]
+        fn #call_fn(
+            &self,
+            __args: #p::Args<'_>,
+            __cx: #p::CallCx,
+        ) -> #p::Result<#p::CallFuture, #p::Error> {
+            #p::dispatch_on_stack::<#args_ty, _>(move || {
+                let __fut: #p::Result<#p::CallFuture, #p::Error> = (move || { #body })();
+                __fut.map(#p::future_on_stack::<#args_ty>)
+            })
+        }
+    };
+    (arm, f)
 }
 
 /// `impl Interface for dyn Chat`.

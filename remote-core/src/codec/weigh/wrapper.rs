@@ -63,7 +63,7 @@ macro_rules! forward_nesting {
     ($($method:ident($($arg:ident: $ty:ty),*) => $heap:expr;)*) => {$(
         fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, Self::Error> {
             self.boxed::<V::Value, D::Error>()?;
-            decode_on_stack::<V::Value, _, _>(0, move || {
+            decode_on_stack::<V::Value, _, _>(0, 0, move || {
                 self.de.$method($($arg,)* wrap(visitor, $heap, 0))
             })
         }
@@ -76,7 +76,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Weighed<D> {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
         if !is_buffer::<V::Value>() {
             self.boxed::<V::Value, D::Error>()?;
-            return decode_on_stack::<V::Value, _, _>(0, move || {
+            return decode_on_stack::<V::Value, _, _>(0, 0, move || {
                 self.de.deserialize_any(wrap(visitor, true, 0))
             });
         }
@@ -84,7 +84,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Weighed<D> {
         // decoded here.
         add::<D::Error>(buffered_node(size_of::<V::Value>()))?;
         STATE.with(|s| s.depth.set(s.depth.get() + 1));
-        let r = decode_on_stack::<V::Value, _, _>(0, move || {
+        let r = decode_on_stack::<V::Value, _, _>(0, 0, move || {
             self.de.deserialize_any(wrap(visitor, true, 0))
         });
         STATE.with(|s| s.depth.set(s.depth.get() - 1));
