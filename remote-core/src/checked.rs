@@ -150,7 +150,7 @@ impl<T: Wire> FieldWire<T> for &FieldProbe<T> {
     }
     #[inline]
     fn deserialize<'de, D: Deserializer<'de>>(&self, d: D) -> Result<T, D::Error> {
-        T::deserialize(d)
+        crate::codec::stack::decode_field::<T, D>(d)
     }
     #[inline]
     fn describe(&self, b: &mut SchemaBuilder) -> Ty {

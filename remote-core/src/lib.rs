@@ -245,7 +245,7 @@ pub mod __private {
     pub use crate::checked::{
         Checked, FieldNotWire, FieldProbe, FieldWire, Probe, ViaChecked, ViaUnchecked,
     };
-    pub use crate::codec::dispatch_stack::{dispatch_on_stack, future_on_stack};
+    pub use crate::codec::dispatch_stack::{blocking_on_stack, dispatch_on_stack, future_on_stack};
     pub use crate::codec::stack::{
         decode_on_stack, encode_on_stack, HeldOther, HeldProbe, HeldWire,
     };

@@ -31,6 +31,14 @@ pub struct Holder {
 
 type Eight = (B64, B64, B64, B64, B64, B64, B64, B64);
 
+/// An enum whose variants hold much behind boxes, one holding nothing.
+#[derive(Debug, remote_core::Wire)]
+pub enum Ev {
+    Many(Vec<Box<[B64; 8]>>),
+    One(Box<B64>),
+    Nothing,
+}
+
 /// 256 KiB inline.
 #[derive(Debug, Clone, Copy, remote_core::Wire)]
 pub struct B256 {
@@ -45,6 +53,8 @@ pub trait Wide {
     async fn three(&self, v: [B64; 3]) -> Result<u64, Error>;
     async fn four(&self, v: (B256, u8)) -> Result<u64, Error>;
     async fn five(&self, v: [B64; 16]) -> Result<u64, Error>;
+    async fn yielding(&self, v: [B64; 16]) -> Result<u64, Error>;
+    fn blocking(&self, v: [B64; 16]) -> Result<u64, Error>;
     async fn small(&self, x: u64) -> Result<u64, Error>;
 }
 
@@ -67,6 +77,13 @@ impl Wide for WideImpl {
     async fn five(&self, v: [B64; 16]) -> Result<u64, Error> {
         Ok(v.iter().map(mark).sum())
     }
+    async fn yielding(&self, v: [B64; 16]) -> Result<u64, Error> {
+        tokio::task::yield_now().await;
+        Ok(v.iter().map(mark).sum::<u64>() + 1)
+    }
+    fn blocking(&self, v: [B64; 16]) -> Result<u64, Error> {
+        Ok(v.iter().map(mark).sum::<u64>() + 2)
+    }
     async fn small(&self, x: u64) -> Result<u64, Error> {
         Ok(x + 1)
     }
@@ -79,6 +96,8 @@ pub trait Inline {
     async fn list(&self, l: Vec<Option<Box<[B64; 8]>>>) -> Result<u64, Error>;
     async fn holder(&self, h: Holder) -> Result<u64, Error>;
     async fn reply(&self, mark: u64) -> Result<Box<[B64; 16]>, Error>;
+    async fn events(&self, e: Vec<Ev>) -> Result<u64, Error>;
+    async fn flat(&self, v: Vec<B64>) -> Result<u64, Error>;
 }
 
 struct Impl;
@@ -102,6 +121,18 @@ impl Inline for Impl {
             at = h.next.as_deref();
         }
         Ok(sum)
+    }
+    async fn events(&self, e: Vec<Ev>) -> Result<u64, Error> {
+        Ok(e.iter()
+            .map(|e| match e {
+                Ev::Many(l) => l.iter().map(|b| mark(&b[0])).sum(),
+                Ev::One(b) => mark(b),
+                Ev::Nothing => 1,
+            })
+            .sum())
+    }
+    async fn flat(&self, v: Vec<B64>) -> Result<u64, Error> {
+        Ok(v.iter().map(mark).sum())
     }
     async fn reply(&self, m: u64) -> Result<Box<[B64; 16]>, Error> {
         let mut v = vec![b64(0); 16];
@@ -245,12 +276,46 @@ async fn an_interface_with_large_inline_arguments_serves_each_call() {
         value(raw::answered(&mut s, 13, "five", &five).await),
         Some(6)
     );
+    // Polled again after a wait: every poll's frame holds the arguments
+    // in a debug build (red-team pass 43).
+    let yielding = raw::answered(&mut s, 17, "yielding", &five).await;
+    assert_eq!(value(yielding), Some(7));
+    // A blocking method's body, on the blocking pool's 2 MiB thread.
+    let blocking = raw::answered(&mut s, 19, "blocking", &five).await;
+    assert_eq!(value(blocking), Some(8));
     for (id, method, args) in [
         (7, "two", &[0x92, 0xc0, 0xc0][..]),
         (9, "three", &[0x91, 0xc0]),
         (11, "one", &[0x91, 0xc0]),
         (15, "five", &[0x91, 0xc0]),
+        (21, "yielding", &[0x91, 0xc0]),
+        (23, "blocking", &[0x91, 0xc0]),
     ] {
         raw::refused(&mut s, id, method, args, "bad_arguments", "").await;
     }
+}
+
+/// What a variant holds behind its boxes is made room for as that field
+/// decodes, not at each value of the enum: a list of 100 values of the
+/// variant holding nothing took a segment each, and past 64 was refused
+/// (red-team pass 43). Such variants among them decode too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enums_boxed_variants_cost_only_where_they_decode() {
+    let (_server, conn) = connected().await;
+    let api = conn.root::<dyn Inline>();
+    let mut e: Vec<Ev> = (0..100).map(|_| Ev::Nothing).collect();
+    e.push(Ev::Many(vec![boxed::<8>(|_| b64(10)); 2]));
+    e.push(Ev::One(Box::new(b64(1000))));
+    assert_eq!(api.events(e).await.unwrap(), 100 + 20 + 1000);
+}
+
+/// An encode's level holds references, not copies: a list of 100 values
+/// of a 64 KiB struct is sent from a 2 MiB thread (each value took a
+/// segment, and past 64 the list could not be sent, red-team pass 43).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_of_large_values_is_encoded_on_a_small_stack() {
+    let (_server, conn) = connected().await;
+    let api = conn.root::<dyn Inline>();
+    let v: Vec<B64> = (0..100).map(|_| b64(3)).collect();
+    assert_eq!(api.flat(v).await.unwrap(), 300);
 }

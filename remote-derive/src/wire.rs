@@ -390,23 +390,32 @@ fn serde_impls(input: &DeriveInput, buffered: bool, p: &TokenStream) -> TokenStr
         Vec::new()
     };
     let tried = quote!(0usize #(+ ::core::mem::size_of::<#tried>())*);
-    // What the fields hold on the stack beyond their size as they decode
-    // (a `Box<[T; 16]>`'s array, red-team pass 42): `Wire::INLINE` where
-    // the field's type is `Wire`, through a probe (a skipped field need
-    // not be).
+    // What a field holds on the stack beyond its size as it decodes (a
+    // `Box<[T; 16]>`'s array, red-team pass 42): a field routed through
+    // the probe gets room for it as it decodes (`decode_field`); the
+    // others (a type parameter, a box or list of one, a field serde
+    // decodes its own way) at this level, through a probe (a skipped
+    // field need not be `Wire`). Fields decode one after another: the
+    // most of them, not their sum.
+    let params: Vec<&syn::Ident> = input.generics.type_params().map(|t| &t.ident).collect();
     let held: Vec<&syn::Type> = wire_field::all_fields(&input.data)
         .iter()
         .filter(|f| !f.attrs.iter().any(|a| a.path().is_ident("cfg")))
+        .filter(|f| !wire_field::routed(f, &params))
         .map(|f| &f.ty)
         .collect();
-    let held = quote!(0usize #(+ (&&#p::HeldProbe::<#held>::NEW).held_beyond())*);
+    let held = quote!({
+        let __held = 0usize;
+        #(let __held = ::core::cmp::Ord::max(__held, (&&#p::HeldProbe::<#held>::NEW).held_beyond());)*
+        __held
+    });
     quote! {
         impl #ser_impl #p::serde::Serialize for #ident #ty_g #ser_where {
             fn serialize<__S>(&self, serializer: __S) -> #p::Result<__S::Ok, __S::Error>
             where
                 __S: #p::serde::Serializer,
             {
-                #p::encode_on_stack::<Self, _, _>(move || #shadow::serialize(self, serializer))
+                #p::encode_on_stack(move || #shadow::serialize(self, serializer))
             }
         }
         impl #de_impl #p::serde::Deserialize<'de> for #ident #ty_g #de_where {

@@ -94,7 +94,7 @@ fn always_wire(ty: &syn::Type, params: &[&syn::Ident]) -> bool {
 /// Whether the field goes through the probe: not when its type is
 /// [`always_wire`] (serde's code for it cannot fail), nor when the user's
 /// serde attributes already say how it is encoded or skip one direction.
-fn routed(f: &Field, params: &[&syn::Ident]) -> bool {
+pub(crate) fn routed(f: &Field, params: &[&syn::Ident]) -> bool {
     !always_wire(&f.ty, params)
         && !serde_names(
             &f.attrs,

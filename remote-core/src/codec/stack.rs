@@ -94,6 +94,12 @@ struct Segments {
     sessions: Cell<u32>,
     taken: Cell<u32>,
     end: Cell<usize>,
+    /// Segments of ours this thread runs on now, one in another: `end` is
+    /// the thread's own stack's, neither asked nor used on a segment
+    /// (red-team pass 43: a thread's first session, run on the
+    /// dispatcher's segment, cached that segment's end for good, and the
+    /// thread's own stack then looked endless).
+    ours: Cell<u32>,
 }
 
 thread_local! {
@@ -102,8 +108,27 @@ thread_local! {
             sessions: Cell::new(0),
             taken: Cell::new(0),
             end: Cell::new(0),
+            ours: Cell::new(0),
         }
     };
+}
+
+/// Runs `f` on a new segment of `size` bytes, counted in
+/// [`Segments::ours`] while it runs.
+#[cfg(not(target_arch = "wasm32"))]
+fn on_segment<R>(size: usize, f: impl FnOnce() -> R) -> R {
+    /// Counts the segment out when `f` returns or unwinds.
+    struct Ours;
+    impl Drop for Ours {
+        fn drop(&mut self) {
+            SEGMENTS.with(|s| s.ours.set(s.ours.get() - 1));
+        }
+    }
+    stacker::grow(size, move || {
+        SEGMENTS.with(|s| s.ours.set(s.ours.get() + 1));
+        let _ours = Ours;
+        f()
+    })
 }
 
 /// One encode or decode of a whole value (a call's arguments, a reply, a
@@ -138,6 +163,10 @@ impl Session {
                 return false;
             }
             s.taken.set(0);
+            if s.ours.get() > 0 {
+                // On a segment of ours: what `stacker` knows of it.
+                return left_here().is_none_or(|left| left < room);
+            }
             let end = match s.end.get() {
                 0 => stack_end(here),
                 end => end,
@@ -151,7 +180,7 @@ impl Session {
         }
         #[cfg(target_arch = "wasm32")]
         let _ = short;
-        f(&session)
+        in_own_frame(move || f(&session))
     }
 
     /// The error, if this session was refused a segment: serde's untagged
@@ -176,7 +205,19 @@ impl Drop for Session {
 #[cfg(not(target_arch = "wasm32"))]
 #[cold]
 fn grown_session<R>(room: usize, f: impl FnOnce() -> R) -> R {
-    stacker::grow(SESSION_STACK.max(room.saturating_mul(2)), f)
+    on_segment(SESSION_STACK.max(room.saturating_mul(2)), f)
+}
+
+/// The stack left, as `stacker` knows it (`None` on wasm32 or where the
+/// OS does not say).
+fn left_here() -> Option<usize> {
+    #[cfg(not(target_arch = "wasm32"))]
+    let left = stacker::remaining_stack();
+    #[cfg(target_arch = "wasm32")]
+    let left = None;
+    #[cfg(test)]
+    let left = left.filter(|_| !FORCE_UNKNOWN.with(Cell::get));
+    left
 }
 
 #[cfg(test)]
@@ -186,8 +227,8 @@ thread_local! {
 }
 
 /// The end of this thread's stack, `here` being a local's address: asked
-/// of `stacker` once per thread, outside any session (so outside its
-/// segments); `usize::MAX` if not known (on wasm32, taken as known and
+/// of `stacker` once per thread, on the thread's own stack (outside any
+/// segment of ours, [`Segments::ours`]); `usize::MAX` if not known (on wasm32, taken as known and
 /// far: nothing can be done there).
 #[cold]
 fn stack_end(here: usize) -> usize {
@@ -215,7 +256,7 @@ fn on_stack<T, R>(tried: usize, held: usize, f: impl FnOnce() -> R) -> Option<R>
         match stacker::remaining_stack() {
             Some(left) if left < level => grown(level, f),
             // Enough, or not known (then nothing can be done).
-            _ => Some(f()),
+            _ => Some(in_own_frame(f)),
         }
     }
     #[cfg(target_arch = "wasm32")]
@@ -241,7 +282,7 @@ fn grown<R>(level: usize, f: impl FnOnce() -> R) -> Option<R> {
     if !room {
         return None;
     }
-    Some(stacker::grow(SEGMENT.max(level.saturating_mul(4)), f))
+    Some(on_segment(SEGMENT.max(level.saturating_mul(4)), f))
 }
 
 /// Runs `f` with `need` bytes of the thread's stack left at least: on a
@@ -252,8 +293,8 @@ pub(super) fn with_room<R>(need: usize, f: impl FnOnce() -> R) -> R {
     #[cfg(not(target_arch = "wasm32"))]
     {
         match stacker::remaining_stack() {
-            Some(left) if left >= need => f(),
-            _ => stacker::grow(SEGMENT.max(need.saturating_mul(2)), f),
+            Some(left) if left >= need => in_own_frame(f),
+            _ => on_segment(SEGMENT.max(need.saturating_mul(2)), f),
         }
     }
     #[cfg(target_arch = "wasm32")]
@@ -261,6 +302,17 @@ pub(super) fn with_room<R>(need: usize, f: impl FnOnce() -> R) -> R {
         let _ = need;
         f()
     }
+}
+
+/// Runs `f` in a frame of its own, never inlined into its caller: the
+/// stack `f`'s code takes is then taken as `f` runs, after its caller
+/// has looked at the stack left, not as the caller is entered (an
+/// optimized build moves an inlined function's stack slots into its
+/// caller's frame: a release build's dispatcher overflowed on a call of
+/// 1 MiB of arguments before its check, red-team pass 43's rerun).
+#[inline(never)]
+fn in_own_frame<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }
 
 /// The error of a value that took more than [`MAX_SEGMENTS`] new segments.
@@ -289,13 +341,32 @@ pub fn decode_on_stack<T, R, E: serde::de::Error>(
     on_stack::<T, _>(tried, held, f).unwrap_or_else(|| Err(E::custom(TooManySegments)))
 }
 
-/// Encodes one level of a `T` by `f` with a level's worth of stack left.
-/// Hidden API, for the derive.
+/// Encodes one level of a value by `f` with a level's worth of stack
+/// left. Hidden API, for the derive.
 #[inline]
-pub fn encode_on_stack<T, R, E: serde::ser::Error>(
-    f: impl FnOnce() -> Result<R, E>,
-) -> Result<R, E> {
-    on_stack::<T, _>(0, 0, f).unwrap_or_else(|| Err(E::custom(TooManySegments)))
+pub fn encode_on_stack<R, E: serde::ser::Error>(f: impl FnOnce() -> Result<R, E>) -> Result<R, E> {
+    // A level of an encode holds references to the value, not copies of
+    // it: the base alone (red-team pass 43: with a decode's 32 copies of
+    // a 64 KiB struct, each value of a list of 100 took a segment on a
+    // 2 MiB thread, and the list could not be sent).
+    on_stack::<(), _>(0, 0, f).unwrap_or_else(|| Err(E::custom(TooManySegments)))
+}
+
+/// Decodes a field of a `#[derive(Wire)]` type (one routed through the
+/// derive's probe, `FieldWire`): a type that holds more on the stack
+/// than its size as it decodes ([`Wire::INLINE`](crate::Wire::INLINE): a
+/// `Box<[T; 16]>`) does so with room for [`HELD_COPIES`] of that, here
+/// rather than at the level of the type holding it, so that an enum's
+/// other variants and a struct's other fields do not pay for it (red-team
+/// pass 43: a list of a data-less variant took a segment per value).
+#[inline]
+pub(crate) fn decode_field<'de, T: crate::Wire, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<T, D::Error> {
+    match T::INLINE.saturating_sub(size_of::<T>()) {
+        0 => T::deserialize(d),
+        held => decode_on_stack::<(), _, _>(0, held, move || T::deserialize(d)),
+    }
 }
 
 /// The receiver that selects [`HeldWire`] or [`HeldOther`] for a field of
@@ -474,5 +545,30 @@ mod tests {
         assert!(unknown > segment, "{unknown}");
         let short = left(false, 256 << 10);
         assert!(short > segment, "{short}");
+    }
+
+    /// A thread's first session, run on a segment of ours (the
+    /// dispatcher's room), does not take that segment's end for the
+    /// thread's: a later session on the thread's own stack, short of
+    /// room, still goes to a segment (red-team pass 43).
+    #[test]
+    fn a_session_on_a_segment_leaves_the_threads_stack_end_alone() {
+        let room = 6 << 20;
+        let (inside, after) = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let inside = with_room(16 << 20, || {
+                    Session::run(|_| stacker::remaining_stack().unwrap())
+                });
+                let after = Session::run_holding(room / HELD_COPIES, |_| {
+                    stacker::remaining_stack().unwrap()
+                });
+                (inside, after)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(inside > 8 << 20, "on the segment: {inside}");
+        assert!(after > room, "a short session goes to a segment: {after}");
     }
 }

@@ -149,10 +149,17 @@ fn dispatch_arm(
         quote!()
     };
     let call = quote!(<#dyn_ty as #trait_path>::#ident(&*__obj, #(#vars),*));
-    let run = if m.is_async {
-        quote!(#call.await)
+    // A blocking method's arguments go to the pool's thread boxed, and
+    // its body runs there with room for them (`blocking_on_stack`).
+    let (boxed, run) = if m.is_async {
+        (quote!(), quote!(#call.await))
     } else {
-        quote!(#p::blocking(&__cx, move || #call).await)
+        (
+            quote!(let __boxed = #p::Box::new((#(#vars,)*));),
+            quote!(#p::blocking(&__cx, move || {
+                #p::blocking_on_stack::<#args_ty, _>(__boxed, move |(#(#vars,)*)| #call)
+            }).await),
+        )
     };
     let (lookup, invalidate, reply) = crate::cache::dispatch_hooks(m, p, &dyn_ty);
     let body = if m.is_async && lookup.is_empty() && invalidate.is_empty() {
@@ -168,6 +175,7 @@ fn dispatch_arm(
             #auth
             #lookup
             let (#(#vars,)*): #args_ty = #p::decode_args(__args)?;
+            #boxed
             let __obj = ::core::clone::Clone::clone(&self.0);
             let __fut: #p::CallFuture = #p::Box::pin(async move {
                 let __r = #run;
@@ -179,8 +187,8 @@ fn dispatch_arm(
     };
     let arm = quote!(#wire => self.#call_fn(__args, __cx),);
     let f = quote! {
-        // Inlined into `call` where the optimizer sees fit: it keeps
-        // disjoint frames' slots apart only in an unoptimized build.
+        // An optimized build may inline it into `call`: it lets the arms'
+        // slots share the frame; an unoptimized build inlines nothing.
         #[inline]
         fn #call_fn(
             &self,
