@@ -164,8 +164,7 @@ impl Session {
             }
             s.taken.set(0);
             if s.ours.get() > 0 {
-                // On a segment of ours: what `stacker` knows of it.
-                return left_here().is_none_or(|left| left < room);
+                return short_on_segment(room);
             }
             let end = match s.end.get() {
                 0 => stack_end(here),
@@ -180,6 +179,12 @@ impl Session {
         }
         #[cfg(target_arch = "wasm32")]
         let _ = short;
+        // A value small inline decodes here: its slots, moved into this
+        // frame, are small (its derived types' levels have their own
+        // frames); a large one in a frame of its own, after the check.
+        if inline < OWN_FRAME_FROM {
+            return f(&session);
+        }
         in_own_frame(move || f(&session))
     }
 
@@ -206,6 +211,13 @@ impl Drop for Session {
 #[cold]
 fn grown_session<R>(room: usize, f: impl FnOnce() -> R) -> R {
     on_segment(SESSION_STACK.max(room.saturating_mul(2)), f)
+}
+
+/// Whether less than `room` is left on the segment of ours this thread
+/// runs on: what `stacker` knows of it.
+#[cold]
+fn short_on_segment(room: usize) -> bool {
+    left_here().is_none_or(|left| left < room)
 }
 
 /// The stack left, as `stacker` knows it (`None` on wasm32 or where the
@@ -303,6 +315,10 @@ pub(super) fn with_room<R>(need: usize, f: impl FnOnce() -> R) -> R {
         f()
     }
 }
+
+/// What a whole value's type holds inline from which its decode runs in
+/// a frame of its own ([`in_own_frame`]).
+const OWN_FRAME_FROM: usize = 16 << 10;
 
 /// Runs `f` in a frame of its own, never inlined into its caller: the
 /// stack `f`'s code takes is then taken as `f` runs, after its caller
