@@ -159,8 +159,10 @@ fn boxed<const N: usize>(f: impl Fn(usize) -> B64) -> Box<[B64; N]> {
     v.into_boxed_slice().try_into().expect("N values")
 }
 
-/// A server of `Wide`, and a raw connection to it.
-async fn wide_server() -> remote_core::ServerHandle {
+/// A server of `root` whose budget has room for these values.
+async fn server_of<T: ?Sized + remote_core::Interface>(
+    root: impl Fn() -> Remote<T> + Send + Sync + 'static,
+) -> remote_core::ServerHandle {
     Server::builder()
         .limits(Limits {
             memory_budget: 1 << 30,
@@ -169,19 +171,17 @@ async fn wide_server() -> remote_core::ServerHandle {
         .bind("tcp://127.0.0.1:0")
         .await
         .unwrap()
-        .serve(|_| Remote::new(Arc::new(WideImpl) as Arc<dyn Wide>))
+        .serve(move |_| root())
 }
 
+/// A server of `Wide`.
+async fn wide_server() -> remote_core::ServerHandle {
+    server_of(|| Remote::new(Arc::new(WideImpl) as Arc<dyn Wide>)).await
+}
+
+/// A server of `Inline`, and a connection to it.
 async fn connected() -> (remote_core::ServerHandle, Connection) {
-    let server = Server::builder()
-        .limits(Limits {
-            memory_budget: 1 << 30,
-            ..Limits::default()
-        })
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .serve(|_| Remote::new(Arc::new(Impl) as Arc<dyn Inline>));
+    let server = server_of(|| Remote::new(Arc::new(Impl) as Arc<dyn Inline>)).await;
     let conn = ConnectionBuilder::new()
         .connect(server.local_addr())
         .await
