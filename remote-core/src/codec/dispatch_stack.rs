@@ -4,17 +4,18 @@
 //! keeps the arguments on several frames: the decode's slot and result,
 //! the tuple taken apart, the handler's future made on the stack and
 //! moved into its box, the method's own future made in the first poll
-//! (whose frame is as large on every poll). An
-//! interface with 256 KiB of inline arguments overflowed a 2 MiB tokio
-//! worker stack on any call (red-team pass 41), which aborts the process.
+//! (whose frame is as large on every poll). An interface with 256 KiB of
+//! inline arguments overflowed a 2 MiB tokio worker stack on any call
+//! (red-team pass 41), which aborts the process.
+//!
 //! The `#[remote]` dispatcher runs each method in a function of its own
 //! (so a call's frames hold its own method's arguments, not every
-//! method's), and a method whose arguments hold [`BIG`] bytes or more
-//! inline (`Wire::INLINE`) makes its future with room for [`COPIES`] of
-//! them, as does each poll of its handler,
-//! and a blocking method's body on the blocking pool's thread: on a new
-//! stack segment if the thread has not that much left. Methods with
-//! smaller arguments pay nothing: the test is on constants.
+//! method's). A method whose arguments hold [`BIG`] bytes or more inline
+//! (`Wire::INLINE`) makes its handler's future, and polls it every time,
+//! with room for [`COPIES`] of them, and a blocking method's body runs on
+//! the blocking pool's thread with that room: on a new stack segment if
+//! the thread has not that much left. Methods with smaller arguments pay
+//! nothing: the test is on constants.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -240,8 +240,8 @@ thread_local! {
 
 /// The end of this thread's stack, `here` being a local's address: asked
 /// of `stacker` once per thread, on the thread's own stack (outside any
-/// segment of ours, [`Segments::ours`]); `usize::MAX` if not known (on wasm32, taken as known and
-/// far: nothing can be done there).
+/// segment of ours, [`Segments::ours`]); `usize::MAX` if not known (on
+/// wasm32, taken as known and far: nothing can be done there).
 #[cold]
 fn stack_end(here: usize) -> usize {
     #[cfg(not(target_arch = "wasm32"))]
