@@ -98,6 +98,28 @@ pub trait Inline {
     async fn reply(&self, mark: u64) -> Result<Box<[B64; 16]>, Error>;
     async fn events(&self, e: Vec<Ev>) -> Result<u64, Error>;
     async fn flat(&self, v: Vec<B64>) -> Result<u64, Error>;
+    async fn fails(&self, mark: u64) -> Result<u64, Failure>;
+}
+
+/// An application error holding 1 MiB inline behind a box.
+#[derive(Debug, remote_core::Wire)]
+pub enum Failure {
+    Detail(Box<[B64; 16]>),
+    Toolkit(Error),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("failed")
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Toolkit(e)
+    }
 }
 
 struct Impl;
@@ -133,6 +155,9 @@ impl Inline for Impl {
     }
     async fn flat(&self, v: Vec<B64>) -> Result<u64, Error> {
         Ok(v.iter().map(mark).sum())
+    }
+    async fn fails(&self, m: u64) -> Result<u64, Failure> {
+        Err(Failure::Detail(boxed::<16>(|i| b64(m + i as u64))))
     }
     async fn reply(&self, m: u64) -> Result<Box<[B64; 16]>, Error> {
         let mut v = vec![b64(0); 16];
@@ -233,6 +258,18 @@ async fn a_boxed_array_reply_decodes_on_the_client() {
     let r = api.reply(42).await.unwrap();
     assert_eq!(mark(&r[15]), 42);
     assert_eq!(mark(&r[0]), 0);
+}
+
+/// An application error holding 1 MiB inline behind a box, rebuilt from
+/// the reply's error data on the client's worker stack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_holding_much_inline_decodes_on_the_client() {
+    let (_server, conn) = connected().await;
+    let api = conn.root::<dyn Inline>();
+    match api.fails(5).await {
+        Err(Failure::Detail(d)) => assert_eq!((mark(&d[0]), mark(&d[15])), (5, 20)),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// The encoded arguments of `one` (marked 9), `four` (7) and `five` (6),

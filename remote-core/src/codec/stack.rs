@@ -244,12 +244,11 @@ thread_local! {
 /// wasm32, taken as known and far: nothing can be done there).
 #[cold]
 fn stack_end(here: usize) -> usize {
-    #[cfg(not(target_arch = "wasm32"))]
-    let left = stacker::remaining_stack();
-    #[cfg(target_arch = "wasm32")]
-    let left = Some(here);
-    #[cfg(test)]
-    let left = left.filter(|_| !FORCE_UNKNOWN.with(Cell::get));
+    let left = if cfg!(target_arch = "wasm32") {
+        Some(here)
+    } else {
+        left_here()
+    };
     let end = left.map_or(usize::MAX, |left| here.saturating_sub(left).max(1));
     SEGMENTS.with(|s| s.end.set(end));
     end
