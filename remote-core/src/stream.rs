@@ -247,6 +247,9 @@ impl<T: Wire> Dispatch for SourceDispatch<T> {
 }
 
 impl<T: Wire> Interface for dyn StreamSource<T> {
+    // `next` is never cached: a write to a stream pushes nothing.
+    const CACHED: bool = false;
+
     fn name() -> &'static str {
         "StreamSource"
     }

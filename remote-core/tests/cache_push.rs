@@ -221,6 +221,61 @@ async fn a_peer_without_the_feature_gets_no_push_and_its_connection_still_works(
     assert_eq!(after.not_waited, before.not_waited);
 }
 
+/// An interface with no cached method: no peer caches anything of it.
+#[remote]
+pub trait Plain {
+    /// Always 7.
+    async fn seven(&self) -> Result<u32, Error>;
+}
+
+struct Seven;
+
+#[remote]
+impl Plain for Seven {
+    async fn seven(&self) -> Result<u32, Error> {
+        Ok(7)
+    }
+}
+
+/// Hands out one object of each interface.
+#[remote]
+pub trait Hub {
+    async fn plain(&self) -> Result<Remote<dyn Plain>, Error>;
+    async fn kv(&self) -> Result<Remote<dyn Kv>, Error>;
+}
+
+struct Objects(Arc<dyn Plain>, Arc<dyn Kv>);
+
+#[remote]
+impl Hub for Objects {
+    async fn plain(&self) -> Result<Remote<dyn Plain>, Error> {
+        Ok(Remote::new(self.0.clone()))
+    }
+    async fn kv(&self) -> Result<Remote<dyn Kv>, Error> {
+        Ok(Remote::new(self.1.clone()))
+    }
+}
+
+#[tokio::test]
+async fn objects_whose_interface_has_no_cached_method_are_not_indexed_for_pushes() {
+    use remote_core::Interface;
+    assert!(!<dyn Plain as Interface>::CACHED);
+    assert!(<dyn Kv as Interface>::CACHED);
+    let (plain, kv): (Arc<dyn Plain>, Arc<dyn Kv>) = (Arc::new(Seven), Arc::new(Mem::default()));
+    let hub: Arc<dyn Hub> = Arc::new(Objects(plain.clone(), kv.clone()));
+    let (c, _s) = serving::in_memory(Remote::new(hub), patient()).await;
+    let hub = c.root::<dyn Hub>();
+    let (held_plain, held_kv) = (hub.plain().await.unwrap(), hub.kv().await.unwrap());
+    assert_eq!(held_plain.seven().await.unwrap(), 7);
+    // The peer holds both; only the one it may cache from is pushed to
+    // (each export of it took the index's shard lock: a cost per call).
+    let report = remote_core::cache::invalidate(&kv, &["get"]).await;
+    assert_eq!((report.notified, report.unacknowledged), (1, 0));
+    let report = remote_core::cache::invalidate(&plain, &["seven"]).await;
+    assert_eq!((report.notified, report.unacknowledged), (0, 0));
+    drop((held_plain, held_kv));
+}
+
 #[tokio::test]
 async fn invalidating_one_session_leaves_another_sessions_entries() {
     let root: Arc<dyn Kv> = Arc::new(Mem::default());

@@ -465,7 +465,7 @@ impl Shared {
             interface: TypeId::of::<T>(),
         };
         self.core()
-            .export(key, || T::into_dispatch(obj.clone()))
+            .export(key, T::CACHED, || T::into_dispatch(obj.clone()))
             .map_err(|e| match e {
                 TableError::PoolFull(max) => {
                     Error::limit("max_server_exports", max as u64, e.to_string())

@@ -41,6 +41,9 @@ impl std::hash::Hash for ExportKey {
 struct ExportEntry<O> {
     obj: O,
     key: Option<ExportKey>,
+    /// Whether `holders` is told of it: a peer may cache what its
+    /// interface's methods return, so a write pushes it invalidations.
+    pushed: bool,
     count: u32,
     /// Of `count`, the sends counted by messages not queued yet: the peer
     /// was not sent them, so it may not use them (call, name or release
@@ -150,12 +153,21 @@ impl<O> ExportTable<O> {
     /// (`None`: no longer, and it is told each is gone).
     pub(crate) fn set_holders(&mut self, holders: Option<Arc<dyn ExportIndex>>) {
         if let Some(old) = self.holders.take() {
-            self.index.keys().for_each(|k| old.removed(k));
+            self.pushed_keys().for_each(|k| old.removed(k));
         }
         if let Some(new) = &holders {
-            self.index.keys().for_each(|k| new.added(k));
+            self.pushed_keys().for_each(|k| new.added(k));
         }
         self.holders = holders;
+    }
+
+    /// The keys held whose entries the holders' index is told of.
+    fn pushed_keys(&self) -> impl Iterator<Item = &ExportKey> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|e| e.pushed)
+            .filter_map(|e| e.key.as_ref())
     }
 
     /// Counts this table's exports in `pool` from now on (set before
@@ -221,10 +233,13 @@ impl<O> ExportTable<O> {
     }
 
     /// Records one send of the object with identity `key`, creating its
-    /// entry with `make` if it is not exported yet.
+    /// entry with `make` if it is not exported yet; `pushed`: the holders'
+    /// index is told of it (its interface has cached methods, so writes
+    /// push their invalidations to the peer).
     pub fn export(
         &mut self,
         key: ExportKey,
+        pushed: bool,
         make: impl FnOnce() -> O,
     ) -> Result<ObjectId, TableError> {
         if let Some(&id) = self.index.get(&key) {
@@ -244,6 +259,7 @@ impl<O> ExportTable<O> {
         let entry = ExportEntry {
             obj,
             key: Some(key),
+            pushed,
             count: 1,
             unsent: 1,
         };
@@ -258,7 +274,7 @@ impl<O> ExportTable<O> {
             }
         };
         self.index.insert(key, id);
-        if let Some(holders) = &self.holders {
+        if let Some(holders) = self.holders.as_ref().filter(|_| pushed) {
             holders.added(&key);
         }
         self.len += 1;
@@ -320,7 +336,7 @@ impl<O> ExportTable<O> {
         let e = slot.take().expect("checked above");
         if let Some(key) = e.key {
             self.index.remove(&key);
-            if let Some(holders) = &self.holders {
+            if let Some(holders) = self.holders.as_ref().filter(|_| e.pushed) {
                 holders.removed(&key);
             }
         }
@@ -333,10 +349,11 @@ impl<O> ExportTable<O> {
     /// Empties the table (connection lost), returning every object so the
     /// caller drops them after releasing its locks.
     pub fn drain(&mut self) -> Vec<O> {
+        // The index is told first, while the entries say which it holds.
+        self.set_holders(None);
         let mut out: Vec<O> = self.slots.drain(..).flatten().map(|e| e.obj).collect();
         out.extend(self.root.take());
         self.free.clear();
-        self.set_holders(None);
         self.index.clear();
         self.pool.give(std::mem::take(&mut self.len));
         out

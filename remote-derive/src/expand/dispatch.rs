@@ -212,6 +212,10 @@ pub(crate) fn interface(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     let client = &t.client;
     let (impl_g, ty_g, where_clause) = t.item.generics.split_for_impl();
     let (dyn_ty, trait_path) = dyn_and_path(t);
+    let cached = t
+        .methods
+        .iter()
+        .any(|m| matches!(m.cache, Some(crate::cache::CacheOpt::Cached { .. })));
     // Not guarded (see `guarded_where`): proving `Remote<dyn Chat>: Wire`
     // needs this impl, so a guard naming such a type would be a cycle. The
     // casts go through the guarded `Checked` impl when it holds.
@@ -253,6 +257,7 @@ pub(crate) fn interface(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
             fn describe(b: &mut #p::SchemaBuilder) -> #p::Ty {
                 <#d #ty_g>::describe(b)
             }
+            const CACHED: ::core::primitive::bool = #cached;
         }
     }
 }

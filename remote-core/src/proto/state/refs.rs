@@ -42,13 +42,15 @@ impl<O: Clone, W> State<O, W> {
         &self.imports
     }
 
-    /// Records one send of an object.
+    /// Records one send of an object (`pushed`: see
+    /// [`ExportTable::export`]).
     pub fn export(
         &mut self,
         key: ExportKey,
+        pushed: bool,
         make: impl FnOnce() -> O,
     ) -> Result<ObjectId, TableError> {
-        self.exports.export(key, make)
+        self.exports.export(key, pushed, make)
     }
 
     /// Takes back one send of `id` that never left (its message was not

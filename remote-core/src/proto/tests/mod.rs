@@ -72,7 +72,7 @@ pub(super) fn payload(frame: Vec<u8>) -> Vec<u8> {
 /// Exports `make()` as `key(n)` in a message that is then queued (the
 /// driver marks its send sent just before), so the peer may use it.
 fn export_sent(s: &mut S, n: usize, make: impl FnOnce() -> &'static str) -> ObjectId {
-    let id = s.export(key(n), make).unwrap();
+    let id = s.export(key(n), true, make).unwrap();
     s.export_sent(id);
     id
 }

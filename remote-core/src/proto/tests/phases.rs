@@ -70,7 +70,7 @@ fn goodbye_closes() {
 fn close_returns_waiters_and_objects() {
     let (mut s, _) = state();
     s.start_call(11).unwrap();
-    s.export(key(1), || "a").unwrap();
+    s.export(key(1), true, || "a").unwrap();
     let (waiters, objects) = s.close();
     assert_eq!(waiters, vec![11]);
     let mut objects = objects;

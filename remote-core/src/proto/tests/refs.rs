@@ -34,7 +34,7 @@ fn export_counts_sends_and_release_frees_at_zero() {
 #[test]
 fn sends_not_yet_queued_are_not_the_peers() {
     let (mut s, _) = state();
-    let id = s.export(key(1), || "new").unwrap();
+    let id = s.export(key(1), true, || "new").unwrap();
     let msg = reject_kind(s.handle_frame(&call(1, id.0, "m", &[0x90])).unwrap());
     assert!(msg.contains(&format!("no object with id {id}")), "{msg}");
     let mut args = vec![0x91];
@@ -52,7 +52,7 @@ fn sends_not_yet_queued_are_not_the_peers() {
     // Sent once, then counted again by a message still being encoded: the
     // first send is the peer's, the second not yet.
     let id = export_sent(&mut s, 2, || "old");
-    assert_eq!(s.export(key(2), || unreachable!()).unwrap(), id);
+    assert_eq!(s.export(key(2), true, || unreachable!()).unwrap(), id);
     assert!(matches!(
         s.handle_frame(&call(3, id.0, "m", &[0x90])).unwrap(),
         Event::Call { .. }
@@ -92,8 +92,8 @@ fn export_limit_is_enforced() {
         max_exports: 1,
         ..Limits::default()
     });
-    s.export(key(1), || "a").unwrap();
-    let err = s.export(key(2), || "b").unwrap_err();
+    s.export(key(1), true, || "a").unwrap();
+    let err = s.export(key(2), true, || "b").unwrap_err();
     assert!(err.to_string().contains("max_exports = 1"), "{err}");
 }
 

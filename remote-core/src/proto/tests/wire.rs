@@ -173,7 +173,7 @@ mod props {
                 let (count, unsent) = &mut model[obj];
                 match (op, ids[obj]) {
                     (0, _) => {
-                        let id = t.export(key(obj), || obj).unwrap();
+                        let id = t.export(key(obj), true, || obj).unwrap();
                         ids[obj] = Some(id);
                         *count += 1;
                         *unsent += 1;
