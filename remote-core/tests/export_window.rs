@@ -29,6 +29,8 @@ pub trait Svc {
     async fn gated(&self) -> Result<Gated, Error>;
     /// A fresh object, sent.
     async fn fresh(&self) -> Result<Remote<dyn Svc>, Error>;
+    /// Cached: so a peer holding the object is pushed its invalidations.
+    #[remote(cache(ttl = "1h"))]
     async fn whoami(&self) -> Result<String, Error>;
     /// A reply holding a fresh object, whose `Serialize` panics after the
     /// reference.

@@ -69,6 +69,12 @@ async fn write_until_closed(_drop_writer: DropWriter, shared: Arc<Shared>) {
                 out.writer_waits = true;
                 continue;
             }
+            // Woken for frames a direct writer has written since (with
+            // the flush: it leaves `pending` otherwise), e.g. a release
+            // queued just before a call: nothing to write or flush.
+            if out.buf.is_empty() && !out.pending && !shared.is_closed() {
+                continue;
+            }
             out.writing = true;
         }
         // What a direct write left unwritten goes first: it was queued
