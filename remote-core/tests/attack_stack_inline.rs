@@ -99,6 +99,8 @@ pub trait Inline {
     async fn events(&self, e: Vec<Ev>) -> Result<u64, Error>;
     async fn flat(&self, v: Vec<B64>) -> Result<u64, Error>;
     async fn fails(&self, mark: u64) -> Result<u64, Failure>;
+    async fn boxes(&self, v: Vec<Box<[B64; 2]>>) -> Result<u64, Error>;
+    async fn boxes_back(&self, n: u64) -> Result<Vec<Box<[B64; 2]>>, Error>;
 }
 
 /// An application error holding 1 MiB inline behind a box.
@@ -155,6 +157,12 @@ impl Inline for Impl {
     }
     async fn flat(&self, v: Vec<B64>) -> Result<u64, Error> {
         Ok(v.iter().map(mark).sum())
+    }
+    async fn boxes(&self, v: Vec<Box<[B64; 2]>>) -> Result<u64, Error> {
+        Ok(v.iter().map(|b| mark(&b[1])).sum())
+    }
+    async fn boxes_back(&self, n: u64) -> Result<Vec<Box<[B64; 2]>>, Error> {
+        Ok((0..n).map(|m| boxed::<2>(|i| b64(m + i as u64))).collect())
     }
     async fn fails(&self, m: u64) -> Result<u64, Failure> {
         Err(Failure::Detail(boxed::<16>(|i| b64(m + i as u64))))
@@ -355,4 +363,23 @@ async fn a_list_of_large_values_is_encoded_on_a_small_stack() {
     let api = conn.root::<dyn Inline>();
     let v: Vec<B64> = (0..100).map(|_| b64(3)).collect();
     assert_eq!(api.flat(v).await.unwrap(), 300);
+}
+
+/// A list of boxed arrays of a derived type: each `B64` inside needs a
+/// level (32 copies of its size) under the list's and the box's frames.
+/// The arguments' session had room for the copies only, so each took a
+/// segment, and 80 of them were refused past the 64 a value may take
+/// (red-team pass 44, in a debug build).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_of_boxed_derived_values_has_room_for_each_ones_level() {
+    let (_server, conn) = connected().await;
+    let api = conn.root::<dyn Inline>();
+    let v: Vec<Box<[B64; 2]>> = (0..40).map(|_| boxed::<2>(|i| b64(i as u64))).collect();
+    assert_eq!(api.boxes(v).await.unwrap(), 40);
+    // And as a reply, on the client's worker.
+    let back = api.boxes_back(40).await.unwrap();
+    assert_eq!(
+        back.iter().map(|b| mark(&b[1])).sum::<u64>(),
+        (1..=40).sum()
+    );
 }

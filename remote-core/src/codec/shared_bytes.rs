@@ -143,7 +143,8 @@ impl<T> WireSlot<T> {
 
 impl<T: Wire> DecodeSlot for WireSlot<T> {
     fn decode_from(&mut self, de: &mut De<'_>) -> Result<(), rmp_serde::decode::Error> {
-        super::stack::Session::run_holding(T::INLINE, |session| {
+        let beyond = super::stack::held_beyond::<T>();
+        super::stack::Session::run_holding(T::INLINE, beyond, |session| {
             self.0 = Some(if super::weigh::active() {
                 T::decode_top(super::weigh::weighing_wire::<T, _>(de))?
             } else {

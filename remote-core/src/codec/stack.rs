@@ -39,7 +39,7 @@ pub(super) const LEVEL_BASE: usize = 256 << 10;
 /// ...and in copies of its value: a struct of 16 KiB took 350 KiB a level
 /// in a debug build (serde's visitor, its fields' results, the weighing
 /// wrapper's frames, each holding the value or a `Result` of it).
-const LEVEL_COPIES: usize = 32;
+pub(super) const LEVEL_COPIES: usize = 32;
 
 /// ...and in the fields of all an enum's variants (a debug build keeps
 /// each variant's results in the one frame, each try's for a buffered
@@ -82,6 +82,30 @@ pub(crate) const MAX_SEGMENTS: u32 = 64;
 /// value of a list would otherwise be short of a level's worth, and each
 /// take a segment of its own.
 const SESSION_ROOM: usize = 1 << 20;
+
+/// What a value of `T` holds on the stack beyond its own size as it
+/// decodes: what boxes and containers in it hold, where many values of a
+/// derived type may lie, one after another.
+pub(crate) const fn held_beyond<T: crate::Wire>() -> usize {
+    T::INLINE.saturating_sub(size_of::<T>())
+}
+
+/// The room a whole value's decode starts with: [`SESSION_ROOM`], or a
+/// level of a derived type as large as what it holds beyond its own size
+/// if that is more (the values of a list of boxed arrays of such a type
+/// each need a level under the list's frames: with less, each took a
+/// segment, and 40 boxes of two 64 KiB structs were refused), besides
+/// [`HELD_COPIES`] of what it holds inline.
+#[inline]
+pub(crate) const fn session_room(inline: usize, beyond: usize) -> usize {
+    let level = LEVEL_BASE.saturating_add(LEVEL_COPIES.saturating_mul(beyond));
+    let base = if level > SESSION_ROOM {
+        level
+    } else {
+        SESSION_ROOM
+    };
+    base.saturating_add(HELD_COPIES.saturating_mul(inline))
+}
 
 /// The segment a whole value's encode or decode runs on where less than
 /// [`SESSION_ROOM`] is left, or where the OS does not report the thread's
@@ -143,19 +167,21 @@ impl Session {
     /// stack is left, or how much is not known.
     #[inline]
     pub(crate) fn run<R>(f: impl FnOnce(&Session) -> R) -> R {
-        Self::run_holding(0, f)
+        Self::run_holding(0, 0, f)
     }
 
     /// [`run`](Self::run) for the decode of a value whose type holds
     /// `inline` bytes on the stack at once ([`Wire::INLINE`](crate::Wire::INLINE)),
-    /// which the room it starts with (or its segment) counts besides.
+    /// `beyond` of them beyond its own size ([`held_beyond`]), which the
+    /// room it starts with (or its segment) counts besides
+    /// ([`session_room`]).
     #[inline]
-    pub(crate) fn run_holding<R>(inline: usize, f: impl FnOnce(&Session) -> R) -> R {
+    pub(crate) fn run_holding<R>(inline: usize, beyond: usize, f: impl FnOnce(&Session) -> R) -> R {
         // Where the stack is now: a local's address (the stack grows down
         // on every target this runs on).
         let here = std::hint::black_box(0u8);
         let here = std::ptr::addr_of!(here) as usize;
-        let room = SESSION_ROOM.saturating_add(HELD_COPIES.saturating_mul(inline));
+        let room = session_room(inline, beyond);
         let short = SEGMENTS.with(|s| {
             let n = s.sessions.get();
             s.sessions.set(n + 1);
@@ -409,7 +435,7 @@ pub trait HeldWire {
 impl<T: crate::Wire> HeldWire for &HeldProbe<T> {
     #[inline]
     fn held_beyond(&self) -> usize {
-        T::INLINE.saturating_sub(size_of::<T>())
+        held_beyond::<T>()
     }
 }
 
@@ -575,7 +601,7 @@ mod tests {
                 let inside = with_room(16 << 20, || {
                     Session::run(|_| stacker::remaining_stack().unwrap())
                 });
-                let after = Session::run_holding(room / HELD_COPIES, |_| {
+                let after = Session::run_holding(room / HELD_COPIES, 0, |_| {
                     stacker::remaining_stack().unwrap()
                 });
                 (inside, after)
