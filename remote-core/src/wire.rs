@@ -82,6 +82,30 @@ pub trait Wire: Serialize + DeserializeOwned + Send + 'static {
     /// Not for implementing by hand.
     #[doc(hidden)]
     const INLINE: usize = std::mem::size_of::<Self>();
+
+    /// The largest [`INLINE`](Wire::INLINE) of the elements of a list,
+    /// set, map or array in this type (0 if none), looking through boxes,
+    /// options, results and tuples: values that decode one after another,
+    /// where each value of a derived type needs a level of the stack as
+    /// large as its type, under the list's frames (`codec/stack.rs`: with
+    /// room for the list's copies only, each took a new segment, and 40
+    /// boxes of two 64 KiB structs were refused, red-team pass 44). Not for
+    /// implementing by hand.
+    #[doc(hidden)]
+    const LISTED: usize = 0;
+}
+
+/// The largest of `parts`.
+const fn most(parts: &[usize]) -> usize {
+    let mut most = 0;
+    let mut i = 0;
+    while i < parts.len() {
+        if parts[i] > most {
+            most = parts[i];
+        }
+        i += 1;
+    }
+    most
 }
 
 /// `size_of::<T>()` plus the `INLINE` of each of `parts` (what a decode of
@@ -145,6 +169,7 @@ impl Wire for bytes::Bytes {
 #[diagnostic::do_not_recommend]
 impl<T: Wire> Wire for Vec<T> {
     const INLINE: usize = inline_of::<Self>(&[T::INLINE]);
+    const LISTED: usize = T::INLINE;
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Seq {
             elem: Box::new(b.ty::<T>()),
@@ -155,6 +180,7 @@ impl<T: Wire> Wire for Vec<T> {
 #[diagnostic::do_not_recommend]
 impl<T: Wire> Wire for VecDeque<T> {
     const INLINE: usize = inline_of::<Self>(&[T::INLINE]);
+    const LISTED: usize = T::INLINE;
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Seq {
             elem: Box::new(b.ty::<T>()),
@@ -165,6 +191,7 @@ impl<T: Wire> Wire for VecDeque<T> {
 #[diagnostic::do_not_recommend]
 impl<T: Wire + Ord> Wire for BTreeSet<T> {
     const INLINE: usize = inline_of::<Self>(&[T::INLINE]);
+    const LISTED: usize = T::INLINE;
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Seq {
             elem: Box::new(b.ty::<T>()),
@@ -175,6 +202,7 @@ impl<T: Wire + Ord> Wire for BTreeSet<T> {
 #[diagnostic::do_not_recommend]
 impl<T: Wire + Eq + Hash, S: BuildHasher + Default + Send + 'static> Wire for HashSet<T, S> {
     const INLINE: usize = inline_of::<Self>(&[T::INLINE]);
+    const LISTED: usize = T::INLINE;
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Seq {
             elem: Box::new(b.ty::<T>()),
@@ -185,6 +213,7 @@ impl<T: Wire + Eq + Hash, S: BuildHasher + Default + Send + 'static> Wire for Ha
 #[diagnostic::do_not_recommend]
 impl<K: Wire + Ord, V: Wire> Wire for BTreeMap<K, V> {
     const INLINE: usize = inline_of::<Self>(&[K::INLINE, V::INLINE]);
+    const LISTED: usize = most(&[K::INLINE, V::INLINE]);
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Map {
             key: Box::new(b.ty::<K>()),
@@ -198,6 +227,7 @@ impl<K: Wire + Eq + Hash, V: Wire, S: BuildHasher + Default + Send + 'static> Wi
     for HashMap<K, V, S>
 {
     const INLINE: usize = inline_of::<Self>(&[K::INLINE, V::INLINE]);
+    const LISTED: usize = most(&[K::INLINE, V::INLINE]);
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Map {
             key: Box::new(b.ty::<K>()),
@@ -209,6 +239,7 @@ impl<K: Wire + Eq + Hash, V: Wire, S: BuildHasher + Default + Send + 'static> Wi
 #[diagnostic::do_not_recommend]
 impl<T: Wire> Wire for Option<T> {
     const INLINE: usize = inline_of::<Self>(&[T::INLINE]);
+    const LISTED: usize = T::LISTED;
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Option(Box::new(b.ty::<T>()))
     }
@@ -216,6 +247,7 @@ impl<T: Wire> Wire for Option<T> {
 #[diagnostic::do_not_recommend]
 impl<T: Wire, E: Wire> Wire for Result<T, E> {
     const INLINE: usize = inline_of::<Self>(&[T::INLINE, E::INLINE]);
+    const LISTED: usize = most(&[T::LISTED, E::LISTED]);
     fn describe(b: &mut SchemaBuilder) -> Ty {
         Ty::Result {
             ok: Box::new(b.ty::<T>()),
@@ -226,6 +258,7 @@ impl<T: Wire, E: Wire> Wire for Result<T, E> {
 #[diagnostic::do_not_recommend]
 impl<T: Wire> Wire for Box<T> {
     const INLINE: usize = inline_of::<Self>(&[T::INLINE]);
+    const LISTED: usize = T::LISTED;
     fn describe(b: &mut SchemaBuilder) -> Ty {
         b.ty::<T>()
     }
@@ -233,6 +266,7 @@ impl<T: Wire> Wire for Box<T> {
 #[diagnostic::do_not_recommend]
 impl<T: Wire + Sync> Wire for Arc<T> {
     const INLINE: usize = inline_of::<Self>(&[T::INLINE]);
+    const LISTED: usize = T::LISTED;
     fn describe(b: &mut SchemaBuilder) -> Ty {
         b.ty::<T>()
     }
@@ -243,6 +277,7 @@ macro_rules! arrays {
         #[diagnostic::do_not_recommend]
         impl<T: Wire> Wire for [T; $n] {
             const INLINE: usize = inline_of::<Self>(&[T::INLINE]);
+            const LISTED: usize = T::INLINE;
             fn describe(b: &mut SchemaBuilder) -> Ty {
                 Ty::Array { elem: Box::new(b.ty::<T>()), len: $n }
             }
@@ -256,6 +291,7 @@ macro_rules! tuples {
         #[diagnostic::do_not_recommend]
         impl<$($t: Wire),+> Wire for ($($t,)+) {
             const INLINE: usize = inline_of::<Self>(&[$($t::INLINE),+]);
+            const LISTED: usize = most(&[$($t::LISTED),+]);
             fn describe(b: &mut SchemaBuilder) -> Ty {
                 Ty::Tuple(vec![$(b.ty::<$t>()),+])
             }
@@ -448,6 +484,7 @@ impl<'de, T: Deserialize<'de> + HasLen, const N: usize> Deserialize<'de> for Bou
 #[diagnostic::do_not_recommend]
 impl<T: Wire + HasLen, const N: usize> Wire for Bounded<T, N> {
     const INLINE: usize = inline_of::<Self>(&[T::INLINE]);
+    const LISTED: usize = T::LISTED;
     fn describe(b: &mut SchemaBuilder) -> Ty {
         T::bounded_ty(b.ty::<T>(), N as u64)
     }
@@ -493,6 +530,36 @@ mod tests {
             assert!(<Box<[Box<A>; 4]> as Wire>::INLINE >= K + 32);
             assert!(<Box<[A; 4]> as Wire>::INLINE >= 5 * K);
             assert!(<Bounded<Vec<Box<A>>, 3> as Wire>::INLINE >= K);
+        }
+    }
+
+    /// `LISTED`: the largest element of a list, set, map or array inside,
+    /// through boxes, options, results and tuples; a single value is not
+    /// listed.
+    #[test]
+    fn listed_names_the_largest_element_of_a_list_inside() {
+        /// 8 KiB, whose rows (256 bytes) are listed.
+        type A = [[u64; 32]; 32];
+        const K: usize = std::mem::size_of::<A>();
+        const {
+            assert!(<u64 as Wire>::LISTED == 0);
+            assert!(<String as Wire>::LISTED == 0);
+            assert!(<Vec<u8> as Wire>::LISTED == 1);
+            // One value, boxed or not: only its rows are listed.
+            assert!(<A as Wire>::LISTED < 512);
+            assert!(<Option<Box<A>> as Wire>::LISTED < 512);
+            assert!(<(u8, Box<A>) as Wire>::LISTED < 512);
+            // Lists of them.
+            assert!(<Vec<A> as Wire>::LISTED >= K);
+            assert!(<Vec<Box<A>> as Wire>::LISTED >= K);
+            assert!(<Option<Vec<Box<A>>> as Wire>::LISTED >= K);
+            assert!(<Result<u8, Box<Vec<A>>> as Wire>::LISTED >= K);
+            assert!(<(u8, Arc<Vec<A>>) as Wire>::LISTED >= K);
+            assert!(<BTreeMap<u8, A> as Wire>::LISTED >= K);
+            assert!(<HashSet<Box<A>> as Wire>::LISTED >= K);
+            assert!(<Box<[A; 2]> as Wire>::LISTED >= K);
+            assert!(<Bounded<Vec<A>, 3> as Wire>::LISTED >= K);
+            assert!(<Vec<Vec<A>> as Wire>::LISTED >= K + 24);
         }
     }
 

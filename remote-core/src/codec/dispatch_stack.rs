@@ -21,7 +21,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use super::stack::{held_beyond, with_room, LEVEL_BASE, LEVEL_COPIES};
+use super::stack::{with_room, LEVEL_BASE};
 use crate::interface::{CallFuture, Reply};
 use crate::Wire;
 
@@ -31,17 +31,10 @@ const BIG: usize = 16 << 10;
 /// Copies of the arguments a debug build's frames hold at once.
 const COPIES: usize = 16;
 
-/// The room a call with arguments `A` needs, if they are large: besides
-/// their copies, a level of a derived type as large as what they hold
-/// beyond their size (their session's room then fits the segment: see
-/// [`session_room`](super::stack::session_room)).
+/// The room a call with arguments `A` needs, if they are large.
 #[inline]
 fn need<A: Wire>() -> Option<usize> {
-    (A::INLINE >= BIG).then(|| {
-        LEVEL_BASE
-            .saturating_add(COPIES.saturating_mul(A::INLINE))
-            .saturating_add(LEVEL_COPIES.saturating_mul(held_beyond::<A>()))
-    })
+    (A::INLINE >= BIG).then(|| LEVEL_BASE.saturating_add(COPIES.saturating_mul(A::INLINE)))
 }
 
 /// Runs `f` (a call's decode and the making of its handler's future) with

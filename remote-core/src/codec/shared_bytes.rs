@@ -143,8 +143,7 @@ impl<T> WireSlot<T> {
 
 impl<T: Wire> DecodeSlot for WireSlot<T> {
     fn decode_from(&mut self, de: &mut De<'_>) -> Result<(), rmp_serde::decode::Error> {
-        let beyond = super::stack::held_beyond::<T>();
-        super::stack::Session::run_holding(T::INLINE, beyond, |session| {
+        super::stack::Session::run_holding(T::INLINE, T::LISTED, |session| {
             self.0 = Some(if super::weigh::active() {
                 T::decode_top(super::weigh::weighing_wire::<T, _>(de))?
             } else {

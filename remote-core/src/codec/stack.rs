@@ -39,7 +39,7 @@ pub(super) const LEVEL_BASE: usize = 256 << 10;
 /// ...and in copies of its value: a struct of 16 KiB took 350 KiB a level
 /// in a debug build (serde's visitor, its fields' results, the weighing
 /// wrapper's frames, each holding the value or a `Result` of it).
-pub(super) const LEVEL_COPIES: usize = 32;
+const LEVEL_COPIES: usize = 32;
 
 /// ...and in the fields of all an enum's variants (a debug build keeps
 /// each variant's results in the one frame, each try's for a buffered
@@ -83,22 +83,17 @@ pub(crate) const MAX_SEGMENTS: u32 = 64;
 /// take a segment of its own.
 const SESSION_ROOM: usize = 1 << 20;
 
-/// What a value of `T` holds on the stack beyond its own size as it
-/// decodes: what boxes and containers in it hold, where many values of a
-/// derived type may lie, one after another.
-pub(crate) const fn held_beyond<T: crate::Wire>() -> usize {
-    T::INLINE.saturating_sub(size_of::<T>())
-}
-
 /// The room a whole value's decode starts with: [`SESSION_ROOM`], or a
-/// level of a derived type as large as what it holds beyond its own size
-/// if that is more (the values of a list of boxed arrays of such a type
-/// each need a level under the list's frames: with less, each took a
+/// level of a derived type as large as the elements of the lists in it
+/// ([`Wire::LISTED`](crate::Wire::LISTED)) if that is more (each of them
+/// needs a level under the list's frames: with less, each took a
 /// segment, and 40 boxes of two 64 KiB structs were refused), besides
-/// [`HELD_COPIES`] of what it holds inline.
+/// [`HELD_COPIES`] of what it holds inline. A single value (a boxed
+/// one, an option) takes its level's segment itself, if need be, when
+/// it is there: a `nil` takes none.
 #[inline]
-pub(crate) const fn session_room(inline: usize, beyond: usize) -> usize {
-    let level = LEVEL_BASE.saturating_add(LEVEL_COPIES.saturating_mul(beyond));
+pub(crate) const fn session_room(inline: usize, listed: usize) -> usize {
+    let level = LEVEL_BASE.saturating_add(LEVEL_COPIES.saturating_mul(listed));
     let base = if level > SESSION_ROOM {
         level
     } else {
@@ -172,16 +167,16 @@ impl Session {
 
     /// [`run`](Self::run) for the decode of a value whose type holds
     /// `inline` bytes on the stack at once ([`Wire::INLINE`](crate::Wire::INLINE)),
-    /// `beyond` of them beyond its own size ([`held_beyond`]), which the
-    /// room it starts with (or its segment) counts besides
+    /// with lists of values of up to `listed` bytes ([`Wire::LISTED`](crate::Wire::LISTED)),
+    /// which the room it starts with (or its segment) counts besides
     /// ([`session_room`]).
     #[inline]
-    pub(crate) fn run_holding<R>(inline: usize, beyond: usize, f: impl FnOnce(&Session) -> R) -> R {
+    pub(crate) fn run_holding<R>(inline: usize, listed: usize, f: impl FnOnce(&Session) -> R) -> R {
         // Where the stack is now: a local's address (the stack grows down
         // on every target this runs on).
         let here = std::hint::black_box(0u8);
         let here = std::ptr::addr_of!(here) as usize;
-        let room = session_room(inline, beyond);
+        let room = session_room(inline, listed);
         let short = SEGMENTS.with(|s| {
             let n = s.sessions.get();
             s.sessions.set(n + 1);
@@ -435,7 +430,7 @@ pub trait HeldWire {
 impl<T: crate::Wire> HeldWire for &HeldProbe<T> {
     #[inline]
     fn held_beyond(&self) -> usize {
-        held_beyond::<T>()
+        T::INLINE.saturating_sub(size_of::<T>())
     }
 }
 
