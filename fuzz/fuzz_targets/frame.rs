@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let mut s: State<u8, u32> = State::new(Some(0), limits, Arc::new(Sink));
     let hello = encode::hello(&State::<u8, u32>::hello(None));
     let _ = s.handle_frame(&hello[4..]);
-    let _ = s.export(remote_core::proto::ExportKey { addr: 1, interface: std::any::TypeId::of::<u8>() }, || 1);
+    let _ = s.export(remote_core::proto::ExportKey { addr: 1, interface: std::any::TypeId::of::<u8>() }, true, || 1);
     let _ = s.start_call(7);
     // Split the input into frames at 0xff 0xfe markers. Each call is
     // handled as the driver does (`handle_frame_unadmitted`), by the first

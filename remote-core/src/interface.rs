@@ -57,11 +57,13 @@ pub trait Interface: Send + Sync + 'static {
     fn handle(this: &Self) -> Option<&Handle>;
     /// Defines this interface in a schema and returns its `Ty::Capability`.
     fn describe(b: &mut SchemaBuilder) -> Ty;
-    /// Whether a peer may cache what this interface's methods return
-    /// (`#[remote(cache(..))]` on one of them): then each connection an
-    /// object of it is exported on is indexed, so that a write pushes its
-    /// invalidation there (CACHING.md). `#[remote]` says; an interface
-    /// implemented by hand is taken to have some.
+    /// Whether a peer may cache what this interface's methods return:
+    /// `#[remote(cache(..))]`, `invalidates(..)` or `memoize(..)` on one of
+    /// them (the last two: a peer's version of the trait may cache what
+    /// ours memoizes). Then each connection an object of it is exported on
+    /// is indexed, so that a write pushes its invalidation there
+    /// (CACHING.md). `#[remote]` says; an interface implemented by hand is
+    /// taken to have some.
     #[doc(hidden)]
     const CACHED: bool = true;
 }

@@ -215,7 +215,7 @@ pub(crate) fn interface(t: &RemoteTrait, p: &TokenStream) -> TokenStream {
     let cached = t
         .methods
         .iter()
-        .any(|m| matches!(m.cache, Some(crate::cache::CacheOpt::Cached { .. })));
+        .any(|m| m.cache.is_some() || m.memoize.is_some());
     // Not guarded (see `guarded_where`): proving `Remote<dyn Chat>: Wire`
     // needs this impl, so a guard naming such a type would be a cycle. The
     // casts go through the guarded `Checked` impl when it holds.
