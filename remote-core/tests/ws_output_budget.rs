@@ -96,9 +96,13 @@ async fn a_busy_clients_output_counts_no_more_than_the_websocket_layer_holds() {
     stop.store(true, Relaxed);
     sampler.await.unwrap();
     let most = most.load(Relaxed);
-    // 32 replies queued at most (3.2 MB), the WebSocket layer's 320 KiB,
-    // and the calls' frames.
-    assert!(most < 8 << 20, "{most} bytes counted at most");
+    // 32 replies queued at most (3.2 MB), counted by capacity in the
+    // queue and again in the batch being written (each grown by a quarter
+    // past what it holds), the WebSocket layer's 320 KiB, and the calls'
+    // frames: 6 MB on average, 9.2 MB at most in some 250 runs on a
+    // loaded machine (the bound was 8 MiB, and failed one run in the
+    // suite). Counted until a flush alone, the bytes piled up to 47.5 MB.
+    assert!(most < 12 << 20, "{most} bytes counted at most");
     drop(root);
     conn.close();
     assert!(
