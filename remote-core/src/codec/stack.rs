@@ -54,6 +54,12 @@ const TRIED_COPIES: usize = 8;
 /// keeps each element's result and the whole array, red-team pass 42).
 const HELD_COPIES: usize = 16;
 
+/// What a `T` holds on the stack beyond its own size as it decodes: its
+/// [`Wire::INLINE`](crate::Wire::INLINE) less its size.
+const fn held_beyond<T: crate::Wire>() -> usize {
+    T::INLINE.saturating_sub(size_of::<T>())
+}
+
 /// The least a new segment holds.
 const SEGMENT: usize = 1 << 20;
 
@@ -399,7 +405,7 @@ pub fn encode_on_stack<R, E: serde::ser::Error>(f: impl FnOnce() -> Result<R, E>
 pub(crate) fn decode_field<'de, T: crate::Wire, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<T, D::Error> {
-    match T::INLINE.saturating_sub(size_of::<T>()) {
+    match held_beyond::<T>() {
         0 => T::deserialize(d),
         held => decode_on_stack::<(), _, _>(0, held, move || T::deserialize(d)),
     }
@@ -430,7 +436,7 @@ pub trait HeldWire {
 impl<T: crate::Wire> HeldWire for &HeldProbe<T> {
     #[inline]
     fn held_beyond(&self) -> usize {
-        T::INLINE.saturating_sub(size_of::<T>())
+        held_beyond::<T>()
     }
 }
 
