@@ -279,6 +279,9 @@ async fn an_object_of_a_reply_refused_after_its_encode_began_is_never_the_peers(
             .unwrap();
         let who = reply_to(&mut r, 14).await.unwrap();
         assert!(who.ends_with(b"secret"), "{who:?}");
+        // The raw peer goes first: the server's close then finds it gone
+        // at once instead of waiting out the grace for its goodbye.
+        drop((r, w));
         server.shutdown(std::time::Duration::from_secs(5)).await;
     })
     .await;
@@ -314,6 +317,9 @@ async fn a_reply_whose_serialize_panics_is_answered_and_gives_its_objects_back()
             .unwrap();
         let sent = reply_to(&mut r, 30).await.unwrap();
         assert!(sent.ends_with(&[0xd6, 1, 0, 0, 0, 1]), "{sent:?}");
+        // The raw peer goes first: the server's close then finds it gone
+        // at once instead of waiting out the grace for its goodbye.
+        drop((r, w));
         server.shutdown(std::time::Duration::from_secs(5)).await;
     })
     .await;
@@ -347,6 +353,9 @@ async fn an_invalidation_does_not_name_an_object_whose_message_is_not_queued() {
         let sent = root.last.lock().unwrap().upgrade().expect("sent");
         let report = remote_core::cache::invalidate(&sent, &["whoami"]).await;
         assert_eq!(report.notified, 1, "{report:?}");
+        // The raw peer goes first: the server's close then finds it gone
+        // at once instead of waiting out the grace for its goodbye.
+        drop((r, w));
         server.shutdown(std::time::Duration::from_secs(5)).await;
     })
     .await;
