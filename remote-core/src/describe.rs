@@ -129,8 +129,24 @@ pub fn remote_error_ty(_: &mut SchemaBuilder) -> Ty {
     Ty::RemoteError
 }
 
-/// The error type's describer of a `Result<T, E>` written through an alias
-/// (`Result<T>`): `E` is found by inference.
+/// The error type's describer of a method's `Result<T, E>`, `E` found by
+/// inference (the type may be written through an alias: `Result<T>`).
 pub fn error_of<T, E: RemoteErrorType>(_: PhantomData<Result<T, E>>) -> DescribeFn {
     E::describe
 }
+
+/// Implemented by `Result<T, E>` for the `T` and `E` a method's signature
+/// writes: not by a `Result` alias that wraps them, whose values the
+/// schema and the policy check would not see.
+#[diagnostic::on_unimplemented(
+    message = "the return type `{Self}` is not a `Result` of the `{T}` and `{E}` written",
+    label = "an alias that wraps what the method returns",
+    note = "`#[remote]` describes the types a signature writes (for the schema and the policy check): a `Result` alias may fix the error type, but must not wrap the value or the error; write the type that crosses, e.g. `Result<(T, Extra), E>`"
+)]
+pub trait ResultOf<T, E> {}
+
+impl<T, E> ResultOf<T, E> for Result<T, E> {}
+
+/// Checks that a method's return type `R` is `Result<T, E>`, `T` and `E`
+/// as its signature writes them ([`ResultOf`]).
+pub fn returns_written<R: ResultOf<T, E>, T, E>() {}

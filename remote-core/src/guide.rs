@@ -100,7 +100,9 @@
 //!   holds it, so `&mut self` and `self` are refused (use a `Mutex` inside).
 //! - The return type is `Result<T, E>` (or an alias named `Result`, such as
 //!   [`remote_core::Result<T>`](crate::Result)), so a lost connection is an
-//!   ordinary error. `E` is [`Error`](crate::Error), or your own
+//!   ordinary error. An alias may fix `E` but not wrap `T` or `E` (as
+//!   `Result<(T, Extra)>` would): the schema and the policy check describe
+//!   the types the signature writes, so such an alias is refused. `E` is [`Error`](crate::Error), or your own
 //!   `Wire + std::error::Error + From<remote_core::Error>` type (see below).
 //! - Arguments and `T` are [`Wire`](crate::Wire): owned values (`String`,
 //!   not `&str`), no `impl Trait`, no generic methods, at most 12 arguments.

@@ -252,8 +252,8 @@ pub mod __private {
     pub use crate::codec::weigh::Buffered;
     pub use crate::deferred::{Deferred, Failed};
     pub use crate::describe::{
-        describe_interface, error_of, remote_error_ty, unit_ty, DescribeFn, InterfaceDesc,
-        MethodDesc, SourceDesc,
+        describe_interface, error_of, remote_error_ty, returns_written, unit_ty, DescribeFn,
+        InterfaceDesc, MethodDesc, SourceDesc,
     };
     pub use crate::driver::call::IntoReply;
     pub use crate::driver::invalidate::invalidated;

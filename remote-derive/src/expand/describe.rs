@@ -68,15 +68,23 @@ fn method_desc(m: &Method, p: &TokenStream) -> TokenStream {
         quote!((#n, #f as #p::DescribeFn))
     });
     let (returns, error) = match &m.ret {
+        // The types as written are what is described, so the whole return
+        // type must be a `Result` of them: an alias that wraps the value
+        // (`type Result<T> = std::result::Result<(T, SessionKey), Error>`)
+        // sent the key with every reply while the schema said `T`, and the
+        // policy check passed (a review). Such an alias is refused here.
         Some(r) => {
-            let ok = &r.ok;
+            let (ok, full) = (&r.ok, &r.full);
             let err = match &r.err {
-                Some(e) => quote_spanned!(e.span()=> #p::describe_error::<#e>),
+                Some(e) => quote_spanned!(e.span()=> {
+                    #p::returns_written::<#full, #ok, #e>();
+                    #p::describe_error::<#e>
+                }),
                 // `Result<T>` alias: let inference find `E`.
-                None => {
-                    let full = &r.full;
-                    quote!(#p::error_of(::core::marker::PhantomData::<#full>))
-                }
+                None => quote_spanned!(ok.span()=> {
+                    #p::returns_written::<#full, #ok, _>();
+                    #p::error_of(::core::marker::PhantomData::<#full>)
+                }),
             };
             (quote_spanned!(ok.span()=> #p::describe_wire::<#ok>), err)
         }
