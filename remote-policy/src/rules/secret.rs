@@ -129,6 +129,10 @@ pub(super) fn secrets(
         let mut f = finding(Rule::SecretFlowsOut, site, path, at, message);
         f.definition = location;
         out.push(f);
-        false
+        // On inside it, as `crate::secrets` goes: a secret may hold another
+        // (stopping here, an `[[allow]]` of the inner one `via` another
+        // method covered it where it crossed inside the outer one: review
+        // pass 46).
+        true
     });
 }
