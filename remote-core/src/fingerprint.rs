@@ -246,7 +246,7 @@ impl Walk<'_> {
             },
             Ty::Stream { item, .. } => format!("stream<{}>", self.ty(item)),
             Ty::RemoteError => "error".into(),
-            Ty::Opaque { name } => format!("opaque<{name}>"),
+            Ty::Opaque { name, .. } => format!("opaque<{name}>"),
             // A kind added later: its debug form (stable within a release).
             #[allow(unreachable_patterns)]
             other => format!("{other:?}"),

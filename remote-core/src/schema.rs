@@ -124,10 +124,18 @@ pub enum Ty {
     },
     /// The toolkit's own error type (`remote_core::Error`).
     RemoteError,
-    /// A type implementing `Wire` by hand without describing itself.
+    /// A type implementing `Wire` by hand without describing itself, or a
+    /// field that code of its own encodes (`#[serde(with = "..")]`).
     Opaque {
-        /// Rust type name.
+        /// Rust type name (for a field: its owner's, then the field's).
         name: String,
+        /// For a field encoded by code of its own: the field's declared
+        /// type. What crosses is made from a value of it, so a secret it
+        /// holds crosses too (the shape on the wire is the code's own).
+        /// Absent for a hand-written `Wire`, and in schemas written before
+        /// it was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        declared: Option<Box<Ty>>,
     },
 }
 

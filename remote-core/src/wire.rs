@@ -57,6 +57,7 @@ pub trait Wire: Serialize + DeserializeOwned + Send + 'static {
         let _ = b;
         Ty::Opaque {
             name: std::any::type_name::<Self>().to_owned(),
+            declared: None,
         }
     }
 

@@ -189,6 +189,14 @@ fn field_defs(
                                 name.push_str(#suffix);
                                 name
                             },
+                            // What crosses is made from it: a secret it
+                            // holds crosses too (review pass 46: a secret
+                            // type's field encoded as hex was described
+                            // by its name alone, and passed the check).
+                            declared: ::core::option::Option::Some(#p::Box::new({
+                                use #p::{FieldNotWire as _, FieldWire as _};
+                                (&&#p::FieldProbe::<#ty>::NEW).describe(b)
+                            })),
                         }
                         }
                     }

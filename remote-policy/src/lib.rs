@@ -218,7 +218,7 @@ fn keys(schema: &Schema) -> Keys {
             tys.extend([&m.returns, &m.error]);
             for ty in tys {
                 walk.walk(ty, &mut |e, _| {
-                    if let Event::Ty(Ty::Opaque { name }) = e {
+                    if let Event::Ty(Ty::Opaque { name, .. }) = e {
                         types.insert(name.clone());
                     }
                     true

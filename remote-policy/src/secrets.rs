@@ -53,7 +53,14 @@ fn direct<'s>(
                 out.push((steps, Reach::Named(i)));
             }
         }
-        Ty::Opaque { name } => out.push((path.clone(), Reach::Opaque(name))),
+        Ty::Opaque { name, declared } => {
+            out.push((path.clone(), Reach::Opaque(name)));
+            // A field encoded by its own code is made from its declared
+            // type: what that holds crosses.
+            if let Some(d) = declared {
+                direct(d, index, path, out);
+            }
+        }
         Ty::Seq { elem, .. } | Ty::Array { elem, .. } => inside(Step::Element, elem, path, out),
         Ty::Map { key, value, .. } => {
             inside(Step::Key, key, path, out);

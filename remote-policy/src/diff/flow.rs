@@ -163,7 +163,7 @@ impl<'a> Flow<'a> {
                 }
                 self.named(sp, rp)
             }
-            (Opaque { name: sn }, Opaque { name: rn }) if sn == rn => None,
+            (Opaque { name: sn, .. }, Opaque { name: rn, .. }) if sn == rn => None,
             _ if s == r => None,
             _ => Some(format!(
                 "{} is encoded differently from {}",

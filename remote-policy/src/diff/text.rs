@@ -40,7 +40,7 @@ pub fn ty_text(ty: &Ty) -> String {
         Ty::Capability { interface } => format!("Remote<dyn {}>", short_name(interface)),
         Ty::Stream { item, .. } => format!("Stream<{}>", ty_text(item)),
         Ty::RemoteError => "remote_core::Error".to_owned(),
-        Ty::Opaque { name } => name.clone(),
+        Ty::Opaque { name, .. } => name.clone(),
         other => format!("{other:?}"),
     }
 }

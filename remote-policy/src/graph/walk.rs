@@ -148,6 +148,9 @@ pub struct TypeWalk<'s> {
     /// Named types being walked (the depth-first stack), to see recursion.
     open: HashSet<&'s str>,
     seen: HashSet<&'s str>,
+    /// Whether to walk the declared type of a field encoded by its own
+    /// code ([`declared`](Self::declared)).
+    declared: bool,
 }
 
 /// The callback of a [`TypeWalk`].
@@ -162,7 +165,17 @@ impl<'s> TypeWalk<'s> {
             path: Vec::new(),
             open: HashSet::new(),
             seen: HashSet::new(),
+            declared: false,
         }
+    }
+
+    /// Also walks the declared type of each field encoded by its own code
+    /// (`#[serde(with = "..")]`): what its value holds crosses, in a shape
+    /// of that code's. For the rules about what values hold (secrets), not
+    /// their shape.
+    pub fn declared(mut self) -> Self {
+        self.declared = true;
+        self
     }
 
     /// Walks `ty`.
@@ -183,7 +196,17 @@ impl<'s> TypeWalk<'s> {
             | Ty::Float { .. }
             | Ty::Char
             | Ty::RemoteError
-            | Ty::Opaque { .. } => {}
+            | Ty::Opaque { declared: None, .. } => {}
+            // Not its shape on the wire (the field's own code makes that),
+            // but what that is made from: only a walk for what values hold
+            // looks inside.
+            Ty::Opaque {
+                declared: Some(d), ..
+            } => {
+                if self.declared {
+                    self.walk(d, f);
+                }
+            }
             Ty::Seq { elem, .. } | Ty::Array { elem, .. } => self.inside(Step::Element, elem, f),
             Ty::Map { key, value, .. } => {
                 self.inside(Step::Key, key, f);

@@ -59,7 +59,12 @@ pub(crate) fn leaky_types<'s>(schema: &'s Schema, policy: &Policy) -> BTreeSet<&
 fn mentions<'s>(ty: &'s Ty, f: &mut impl FnMut(&'s str, bool)) {
     match ty {
         Ty::Named { path } => f(path, false),
-        Ty::Opaque { name } => f(name, true),
+        Ty::Opaque { name, declared } => {
+            f(name, true);
+            if let Some(d) = declared {
+                mentions(d, f);
+            }
+        }
         Ty::Seq { elem, .. } | Ty::Array { elem, .. } => mentions(elem, f),
         Ty::Map { key, value, .. } => {
             mentions(key, f);
@@ -85,7 +90,8 @@ pub(super) fn secrets(
 ) {
     let listed_type = |k: &str| policy.secrets.types.iter().any(|p| matches(p, k));
     let listed_field = |k: &str| policy.secrets.fields.iter().any(|p| matches(p, k));
-    TypeWalk::new(schema).walk(site.ty, &mut |event, path| {
+    let mut walk = TypeWalk::new(schema).declared();
+    walk.walk(site.ty, &mut |event, path| {
         let (at, why, what, location) = match event {
             Event::Named(def) if def.secret || listed_type(&def.path) => (
                 def.path.clone(),
@@ -114,7 +120,7 @@ pub(super) fn secrets(
                 (key, why, "secret field", known(&owner.location))
             }
             Event::Named(def) => return leaky.contains(def.path.as_str()),
-            Event::Ty(Ty::Opaque { name }) if listed_type(name) => (
+            Event::Ty(Ty::Opaque { name, .. }) if listed_type(name) => (
                 name.clone(),
                 "listed in [secrets] types",
                 "secret type",

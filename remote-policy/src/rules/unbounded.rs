@@ -69,7 +69,7 @@ pub(super) fn unbounded<'s>(
             // what it accepts (its chain entries and total text, see
             // `remote_core::Limits`), so it is bounded input.
             Event::Ty(Ty::RemoteError) => return true,
-            Event::Ty(Ty::Opaque { name }) => {
+            Event::Ty(Ty::Opaque { name, .. }) => {
                 if bounded(name) {
                     return false;
                 }

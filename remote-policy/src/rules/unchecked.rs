@@ -16,7 +16,7 @@ pub(super) fn unchecked<'s>(
 ) {
     walk.walk(site.ty, &mut |event, path| {
         let (at, message) = match event {
-            Event::Ty(Ty::Opaque { name }) => (
+            Event::Ty(Ty::Opaque { name, .. }) => (
                 name.clone(),
                 match name.split_once(" (#[serde(") {
                     // A field `#[derive(Wire)]` describes as opaque.

@@ -129,6 +129,7 @@ fn opaque_and_missing_types_are_unchecked() {
                     vec![],
                     Ty::Opaque {
                         name: "vendor::Blob".into(),
+                        declared: None,
                     },
                 ),
                 method("lost", vec![("x", option(named("app::Lost")))], Ty::Unit),

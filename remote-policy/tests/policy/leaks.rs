@@ -304,6 +304,7 @@ fn through_types_and_fields_listed_in_the_policy() {
                     vec![],
                     Ty::Opaque {
                         name: "vendor::ApiKey".into(),
+                        declared: None,
                     },
                 ),
             ],

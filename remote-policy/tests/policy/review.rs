@@ -455,6 +455,7 @@ fn an_opaque_argument_is_unbounded_input_and_a_callbacks_remote_error_is_bounded
                             "blob",
                             Ty::Opaque {
                                 name: "vendor::Blob".into(),
+                                declared: None,
                             },
                         )],
                         Ty::Unit,

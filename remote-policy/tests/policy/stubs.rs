@@ -49,6 +49,7 @@ fn rich_schema() -> remote_core::schema::Schema {
                         },
                         Ty::Opaque {
                             name: "vendor::Blob".into(),
+                            declared: None,
                         },
                         Ty::Tuple(vec![]),
                     ]),
