@@ -255,6 +255,12 @@ impl Meter {
         add_one_writer(&self.own.bytes_in, n as u64);
     }
 
+    /// The bytes read from the transport so far (a count that only grows):
+    /// read by the connection's reader, the counter's one writer.
+    pub(crate) fn bytes_in(&self) -> u64 {
+        self.own.bytes_in.load(Relaxed)
+    }
+
     /// `n` bytes were written to the transport (by the write token's
     /// holder, the counter's one writer: the token passes under a lock).
     pub(crate) fn wrote(&self, n: usize) {

@@ -148,6 +148,9 @@ async fn read_until_closed(
     // Frames of any kind (liveness) and frames other than keepalive
     // (traffic, for the idle timeout), with their values at the last checks.
     let (mut frames, mut frames_at_ka) = (0u64, 0u64);
+    // Bytes read (and gathered by the transport) at the last keepalive
+    // check.
+    let mut bytes_at_ka = shared.meter.bytes_in();
     let (mut traffic, mut traffic_at_check) = (0u64, 0u64);
     // An unauthenticated server connection's references keep it open only
     // while it has traffic within `idle_timeout` (PROTOCOL.md §9): one free
@@ -318,12 +321,29 @@ async fn read_until_closed(
                     .as_mut()
                     .filter(|k| Instant::from_std(k.deadline()) <= now)
                 {
+                    let gathering = shared.gathering.get();
                     // A connection we stopped reading may have answered unseen.
-                    let heard = frames != frames_at_ka
-                        || input.is_paused()
-                        || shared.gathering.get().is_some_and(|g| g.waits_for_room());
-                    frames_at_ka = frames;
+                    let paused = input.is_paused() || gathering.is_some_and(|g| g.waits_for_room());
+                    // Bytes of a frame still coming prove the peer alive as
+                    // a whole frame does: a frame that took longer than
+                    // `keepalive_interval + keepalive_timeout` to cross cut
+                    // its connection (red-team pass 46: 1 MB at 9 KB/s).
+                    let bytes =
+                        shared.meter.bytes_in() + gathering.map_or(0, |g| g.progress() as u64);
+                    let heard = frames != frames_at_ka || bytes != bytes_at_ka || paused;
+                    (frames_at_ka, bytes_at_ka) = (frames, bytes);
+                    // The peer cannot answer a ping of ours now, or we do
+                    // not read its answer: it hears from us instead, so its
+                    // own keepalive does not give up on us (pass 46: a
+                    // client whose call waited for room in our budget, or
+                    // that sent a frame slowly, declared us lost).
+                    let reassure = paused
+                        || input.has_partial_frame()
+                        || gathering.is_some_and(|g| g.held() > 0);
                     match k.on_timer(now.into_std(), heard) {
+                        KeepaliveAction::Wait if reassure => {
+                            let _ = shared.send(&k.reassurance());
+                        }
                         KeepaliveAction::Wait => {}
                         KeepaliveAction::Ping(frame) => {
                             let _ = shared.send(&frame);

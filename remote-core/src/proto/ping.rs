@@ -94,6 +94,17 @@ impl Keepalive {
         }
     }
 
+    /// A ping that expects no answer, sent so that the peer hears from us
+    /// while it cannot answer a ping, or we cannot read its answer: it is
+    /// in the middle of sending us a frame (a pong cannot go inside its
+    /// frame), or we do not read it for a while (our memory budget). Its
+    /// keepalive then finds us alive; an answer is a late one, ignored.
+    pub fn reassurance(&mut self) -> Vec<u8> {
+        let token = self.next_token;
+        self.next_token = self.next_token.wrapping_add(1);
+        ping(token)
+    }
+
     /// The timer fired at `now`; `heard` says whether any frame arrived
     /// from the peer since the previous call (or since [`new`]).
     ///
