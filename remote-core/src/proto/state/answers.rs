@@ -27,11 +27,14 @@ use crate::proto::count_pool::{CountPool, PoolShare};
 use crate::proto::{CallId, CallTarget, ObjectId};
 
 /// One kept answer: the object standing for it (`None` until the driver
-/// sets it), and whether it is kept in full (counted in the pool).
+/// sets it), whether it is kept in full (counted in the pool), and its
+/// call's sequence number, with whether that call counts as running.
 #[derive(Debug)]
 pub(super) struct Slot<O> {
     answer: Option<O>,
     full: bool,
+    seq: u64,
+    running: bool,
 }
 
 /// The kept answers of one connection, those kept in full counted in its
@@ -43,6 +46,10 @@ pub(super) struct KeptAnswers<O> {
     pool: PoolShare,
     /// Entries kept in full (counted in `pool`).
     full: usize,
+    /// Entries whose own call counts as running (`State::admit`): such a
+    /// call counts in `max_calls_in_flight` once, not as a call and an
+    /// answer ([`settled`](Self::settled)).
+    running: usize,
 }
 
 impl<O> KeptAnswers<O> {
@@ -52,6 +59,7 @@ impl<O> KeptAnswers<O> {
             map: Default::default(),
             pool: CountPool::unbounded().share(None),
             full: 0,
+            running: 0,
         }
     }
 
@@ -61,12 +69,44 @@ impl<O> KeptAnswers<O> {
         self.pool = pool;
     }
 
-    /// Keeps an answer for call `id`, unset: in full if the pool has
-    /// room, slim otherwise.
-    pub(super) fn admit(&mut self, id: CallId) {
+    /// Keeps an answer for call `id` (sequence number `seq`), unset: in
+    /// full if the pool has room, slim otherwise.
+    pub(super) fn admit(&mut self, id: CallId, seq: u64) {
         let full = self.pool.take(self.full).is_ok();
         self.full += usize::from(full);
-        self.map.insert(id, Slot { answer: None, full });
+        let slot = Slot {
+            answer: None,
+            full,
+            seq,
+            running: false,
+        };
+        self.map.insert(id, slot);
+    }
+
+    /// Call `id` (`seq`) counts as running from now on: if it is the call
+    /// of the answer kept under `id`, that answer does not count besides.
+    pub(super) fn started(&mut self, id: CallId, seq: u64) {
+        if let Some(slot) = self.map.get_mut(&id).filter(|s| s.seq == seq && !s.running) {
+            slot.running = true;
+            self.running += 1;
+        }
+    }
+
+    /// Call `id` (`seq`) no longer counts as running (answered): its
+    /// answer, if kept, counts from now on.
+    pub(super) fn stopped(&mut self, id: CallId, seq: u64) {
+        if let Some(slot) = self.map.get_mut(&id).filter(|s| s.seq == seq && s.running) {
+            slot.running = false;
+            self.running -= 1;
+        }
+    }
+
+    /// The answers that count in `max_calls_in_flight` besides the calls
+    /// running: those whose call is not running (a kept-answer call was
+    /// counted twice while it ran, and an honest client pipelining 80
+    /// calls was refused 16 at a limit of 128: red-team pass 46).
+    pub(super) fn settled(&self) -> usize {
+        self.map.len() - self.running
     }
 
     /// Whether call `id`'s answer is kept in full.
@@ -89,6 +129,9 @@ impl<O> KeptAnswers<O> {
     /// Drops call `id`'s answer: its object, if it was kept.
     pub(super) fn remove(&mut self, id: CallId) -> Option<O> {
         let removed = self.map.remove(&id)?;
+        if removed.running {
+            self.running -= 1;
+        }
         if removed.full {
             self.full -= 1;
             self.pool.give(1);
@@ -99,6 +142,7 @@ impl<O> KeptAnswers<O> {
     /// Drops every answer: their objects.
     pub(super) fn drain(&mut self) -> impl Iterator<Item = O> + '_ {
         self.pool.give(std::mem::take(&mut self.full));
+        self.running = 0;
         self.map.drain().filter_map(|(_, s)| s.answer)
     }
 }

@@ -136,7 +136,11 @@ impl<O: Clone, W> State<O, W> {
                 false
             }
         }
-        forget(&mut self.incoming, id, seq)
+        let forgot = forget(&mut self.incoming, id, seq);
+        if forgot && !self.answers.is_empty() {
+            self.answers.stopped(id, seq);
+        }
+        forgot
     }
 
     /// Counts call `id` (sequence number `seq`, from its `Call` event of
@@ -145,6 +149,9 @@ impl<O: Clone, W> State<O, W> {
     pub fn admit(&mut self, id: CallId, seq: u64) {
         self.incoming.insert(id, seq);
         self.running += 1;
+        if !self.answers.is_empty() {
+            self.answers.started(id, seq);
+        }
     }
 
     /// Counts a call whose reply is already queued as running until

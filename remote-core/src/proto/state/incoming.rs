@@ -52,8 +52,8 @@ impl<O: Clone, W> State<O, W> {
         // past their own reply count against twice the limit only
         // (`calls.rs`, `replied`).
         let max = self.limits.max_calls_in_flight;
-        if self.running + self.answers.len() >= max
-            || self.handlers_held() + self.answers.len() >= max.saturating_mul(2)
+        let answers = self.answers.settled();
+        if self.running + answers >= max || self.handlers_held() + answers >= max.saturating_mul(2)
         {
             let msg = format!(
                 "limit exceeded: max_calls_in_flight = {} (call {id} refused)",
@@ -75,12 +75,12 @@ impl<O: Clone, W> State<O, W> {
                 })
             }
         };
-        if keep {
-            self.answers.admit(id);
-        }
         let cap = u32::try_from(self.limits.max_deadline.as_millis()).unwrap_or(u32::MAX);
         let seq = self.next_seq;
         self.next_seq += 1;
+        if keep {
+            self.answers.admit(id, seq);
+        }
         // Counted (`admit`) by `handle_frame`, or by the driver once the
         // handler is found to run on past this frame.
         Ok(Event::Call {
