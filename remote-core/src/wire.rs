@@ -152,7 +152,36 @@ prim! {
     f64 => Ty::Float { bits: 64 };
     char => Ty::Char;
     String => Ty::String { max_len: None };
-    std::time::Duration => Ty::Tuple(vec![Ty::Int { bits: 64, signed: false }, Ty::Int { bits: 32, signed: false }]);
+}
+
+/// serde's own form: the struct `{secs: u64, nanos: u32}`, a map on the
+/// wire as every struct is (it was described as a tuple, which is not what
+/// crosses: a review).
+#[diagnostic::do_not_recommend]
+impl Wire for std::time::Duration {
+    fn describe(b: &mut SchemaBuilder) -> Ty {
+        use crate::schema::{FieldDef, Location, TypeDef, TypeKind};
+        const PATH: &str = "std::time::Duration";
+        let field = |name: &str, bits| FieldDef {
+            name: name.to_owned(),
+            ty: Ty::Int {
+                bits,
+                signed: false,
+            },
+            secret: false,
+            default: false,
+            location: None,
+        };
+        b.define_type(PATH.to_owned(), |_| TypeDef {
+            path: PATH.to_owned(),
+            name: "Duration".to_owned(),
+            kind: TypeKind::Struct {
+                fields: vec![field("secs", 64), field("nanos", 32)],
+            },
+            secret: false,
+            location: Location::default(),
+        })
+    }
 }
 
 #[diagnostic::do_not_recommend]
@@ -578,5 +607,31 @@ mod tests {
                 max_len: Some(4)
             }
         );
+    }
+
+    /// A `Duration` is described as what crosses: a struct of `secs` and
+    /// `nanos`, which the codec writes as a map of those keys.
+    #[test]
+    fn a_duration_is_described_as_the_map_that_crosses() {
+        use crate::schema::TypeKind;
+        let mut b = SchemaBuilder::new();
+        let ty = b.ty::<std::time::Duration>();
+        let schema = b.finish();
+        let Ty::Named { path } = ty else {
+            panic!("{ty:?}")
+        };
+        let TypeKind::Struct { fields } = &schema.types[&path].kind else {
+            panic!("{:?}", schema.types[&path])
+        };
+        let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["secs", "nanos"]);
+        let bytes = crate::codec::encode_detached(&std::time::Duration::new(3, 4)).unwrap();
+        // fixmap of 2: "secs" 3, "nanos" 4.
+        let mut want = vec![0x82, 0xa4];
+        want.extend(b"secs");
+        want.extend([3, 0xa5]);
+        want.extend(b"nanos");
+        want.push(4);
+        assert_eq!(bytes, want);
     }
 }
