@@ -98,9 +98,42 @@ pub(crate) fn physical(loc: &Location) -> Value {
         region["startColumn"] = json!(loc.column);
     }
     json!({
-        "artifactLocation": { "uri": loc.file.replace('\\', "/"), "uriBaseId": "%SRCROOT%" },
+        "artifactLocation": artifact(&loc.file),
         "region": region,
     })
+}
+
+/// A SARIF `artifactLocation` for `file!()`'s text: a URI reference
+/// (RFC 3986), percent-encoded, relative to the source root, or a `file:`
+/// URI for an absolute path (a dependency's `file!()` from cargo's
+/// registry): written verbatim, `src/api v2/#gen.rs` was not a URI, its
+/// `#` starting a fragment (a review).
+fn artifact(file: &str) -> Value {
+    let path = file.replace('\\', "/");
+    let windows_drive =
+        path.as_bytes().get(1) == Some(&b':') && path.as_bytes()[0].is_ascii_alphabetic();
+    if path.starts_with('/') || windows_drive {
+        let root = if windows_drive { "/" } else { "" };
+        json!({ "uri": format!("file://{root}{}", encode_path(&path)) })
+    } else {
+        json!({ "uri": encode_path(&path), "uriBaseId": "%SRCROOT%" })
+    }
+}
+
+/// Percent-encodes what a URI path may not hold as is: all but RFC 3986's
+/// unreserved characters, `/`, and the sub-delimiters and `:` `@` a path
+/// segment allows (UTF-8 bytes one by one).
+fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        let keep = b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b);
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn location(loc: Option<&Location>, message: Option<String>) -> Value {

@@ -233,3 +233,28 @@ fn streamed_values_are_worded_by_direction() {
         "{messages:?}"
     );
 }
+
+/// SARIF locations are URIs: a relative path percent-encoded under the
+/// source root, an absolute one (a dependency's `file!()`) a `file:` URI
+/// without it (they were the `file!()` text verbatim: a review).
+#[test]
+fn sarif_locations_are_uris() {
+    use remote_policy::check;
+    let mut m = method("me", vec![], named("app::User"));
+    m.location = at("src/api v2/#gen.rs", 3);
+    let mut user = strukt("app::User", vec![secret_field("token", string())]);
+    user.location = at("/home/u/.cargo/registry/src/dep-0.1.0/src/lib é.rs", 9);
+    let s = schema_with(vec![iface("app::Api", vec![m])], vec![user]);
+    let report = check(&s, &remote_policy::Policy::default()).unwrap();
+    let v: Value = serde_json::from_str(&sarif::render(&report, &s)).unwrap();
+    let r = &v["runs"][0]["results"][0];
+    let at = &r["locations"][0]["physicalLocation"]["artifactLocation"];
+    assert_eq!(at["uri"], "src/api%20v2/%23gen.rs");
+    assert_eq!(at["uriBaseId"], "%SRCROOT%");
+    let related = &r["relatedLocations"][0]["physicalLocation"]["artifactLocation"];
+    assert_eq!(
+        related["uri"],
+        "file:///home/u/.cargo/registry/src/dep-0.1.0/src/lib%20%C3%A9.rs"
+    );
+    assert!(related.get("uriBaseId").is_none(), "{related}");
+}

@@ -196,3 +196,45 @@ fn stubs_are_deterministic_and_mark_secrets() {
     );
     assert!(a.contains("Never = typing.NoReturn\n"), "{a}");
 }
+
+/// Names that start with two underscores are not mangled by Python inside
+/// the generated classes: an interface `__Hidden` made the module fail to
+/// import (`NameError: _HiddenClient__Hidden`, a review).
+#[test]
+fn names_with_two_leading_underscores_import() {
+    let schema = schema_with(
+        vec![iface(
+            "app::__Hidden",
+            vec![method(
+                "get",
+                vec![("__arg", u64_ty())],
+                named("app::__Inner"),
+            )],
+        )],
+        vec![strukt("app::__Inner", vec![field("__x", u64_ty())])],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let py = python::generate(&schema);
+    std::fs::write(dir.path().join("hidden_stubs.py"), &py).unwrap();
+    let probe = r#"
+import sys, typing
+sys.path.insert(0, sys.argv[1])
+import hidden_stubs as m
+hidden = m.INTERFACES["app::__Hidden"]
+typing.get_type_hints(hidden.get)
+inner = m.TYPES["app::__Inner"]
+assert inner.__wire_fields__ == ("__x",), inner.__wire_fields__
+print("OK")
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(probe)
+        .arg(dir.path())
+        .output()
+        .expect("python3 (CI has it)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{stderr}\n--- generated module ---\n{py}"
+    );
+}

@@ -120,7 +120,10 @@ pub(super) fn ident(name: &str) -> String {
             }
         })
         .collect();
-    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
+    // Python mangles a name that starts with two underscores inside a
+    // class body (`__Hidden` in `class __HiddenClient` became
+    // `_HiddenClient__Hidden`, and the module failed to import: a review).
+    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) || s.starts_with("__") {
         s.insert(0, 'f');
     }
     if KEYWORDS.contains(&s.as_str()) || s == "self" {
@@ -142,5 +145,7 @@ mod tests {
         assert_eq!(ident("0"), "f0");
         assert_eq!(ident("r#type"), "type_");
         assert_eq!(ident("self"), "self_");
+        assert_eq!(ident("__Hidden"), "f__Hidden");
+        assert_eq!(ident("_private"), "_private");
     }
 }
