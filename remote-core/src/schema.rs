@@ -415,11 +415,32 @@ macro_rules! register_interface {
 /// ```
 pub fn collect() -> Schema {
     let mut b = SchemaBuilder::new();
+    collect_into(&mut b);
+    b.finish()
+}
+
+/// [`collect`] into a builder of yours, which may describe more: a key
+/// described again by another type is then a [`Conflict`] of the one
+/// schema.
+///
+/// ```
+/// use remote_core::collections::RemoteList;
+/// use remote_core::schema::{self, SchemaBuilder};
+/// use remote_core::Remote;
+///
+/// let mut b = SchemaBuilder::new();
+/// schema::collect_into(&mut b);
+/// b.ty::<Remote<dyn RemoteList<String>>>();
+/// let s = b.finish();
+/// assert!(s.interfaces.keys().any(|k| k.contains("RemoteList")));
+/// assert!(s.conflicts.is_empty());
+/// ```
+pub fn collect_into(b: &mut SchemaBuilder) {
     for entry in inventory::iter::<InterfaceEntry> {
-        (entry.describe)(&mut b);
+        (entry.describe)(b);
     }
     for entry in inventory::iter::<ImplEntry> {
-        let interface = match (entry.interface)(&mut b) {
+        let interface = match (entry.interface)(b) {
             Ty::Capability { interface } => interface,
             other => format!("{other:?}"),
         };
@@ -433,7 +454,6 @@ pub fn collect() -> Schema {
             },
         });
     }
-    b.finish()
 }
 
 /// A short name from a Rust type path (`app::chat::Chat<u8>` → `Chat<u8>`).

@@ -86,22 +86,14 @@ use report::{RootSurface, Surface, SurfaceInterface};
 /// assert!(schema.interfaces.keys().any(|k| k.contains("RemoteList")));
 /// ```
 pub fn collect_with(describe: impl FnOnce(&mut remote_core::schema::SchemaBuilder)) -> Schema {
-    let mut schema = remote_core::schema::collect();
+    // One builder: a key that `describe` gives another type than the
+    // program's registrations do is a conflict, which `check` refuses
+    // (merged from two builders, the first definition won and the
+    // conflict was lost: a secret `Token` passed as a plain one, a review).
     let mut b = remote_core::schema::SchemaBuilder::new();
+    remote_core::schema::collect_into(&mut b);
     describe(&mut b);
-    let extra = b.finish();
-    for (k, v) in extra.interfaces {
-        schema.interfaces.entry(k).or_insert(v);
-    }
-    for (k, v) in extra.types {
-        schema.types.entry(k).or_insert(v);
-    }
-    for i in extra.impls {
-        if !schema.impls.contains(&i) {
-            schema.impls.push(i);
-        }
-    }
-    schema
+    b.finish()
 }
 
 /// Checks a schema against a policy.

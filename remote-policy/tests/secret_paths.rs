@@ -172,3 +172,50 @@ fn a_secret_in_a_field_encoded_by_its_own_code_still_fails_the_check() {
     assert!(places.iter().any(|p| p.contains("wallet")), "{places:#?}");
     assert!(places.iter().any(|p| p.contains("me")), "{places:#?}");
 }
+
+/// Two types under one key (two blocks of one function: `type_name` gives
+/// them one path; two versions of one crate do in real life), one
+/// registered by `#[remote]`, the other described by `collect_with`'s
+/// closure.
+pub mod twin {
+    use remote_core::collections::RemoteList;
+    use remote_core::schema::SchemaBuilder;
+    use remote_core::{remote, Error, Remote, Wire};
+
+    pub fn blocks(b: &mut SchemaBuilder) {
+        {
+            #[derive(Debug, Clone, Wire)]
+            pub struct Token {
+                pub id: u64,
+            }
+            #[remote]
+            pub trait Public {
+                async fn token(&self) -> Result<Token, Error>;
+            }
+        }
+        {
+            #[derive(Debug, Clone, Wire)]
+            #[wire(secret)]
+            pub struct Token {
+                pub key: u64,
+            }
+            b.ty::<Remote<dyn RemoteList<Token>>>();
+        }
+    }
+}
+
+/// `collect_with` describes into the builder the program's registrations
+/// went into, so the second `Token` is a conflict and the check refuses to
+/// run (merged from two schemas, the first definition won: the secret one
+/// passed as plain).
+#[test]
+fn collect_with_keeps_a_conflict_with_the_registered_types() {
+    let merged = remote_policy::collect_with(twin::blocks);
+    assert!(
+        merged.conflicts.iter().any(|c| c.key.ends_with("Token")),
+        "{:?}",
+        merged.conflicts
+    );
+    let policy = Policy::from_toml("roots = [\"*RemoteList<*Token>\"]").unwrap();
+    assert!(check(&merged, &policy).is_err());
+}
