@@ -51,8 +51,13 @@ pub(crate) fn trait_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) -> 
         items.push(ii);
     }
     item.items = items;
-    let register = if item.generics.params.is_empty() {
-        let (_, trait_path, _) = item.trait_.as_ref().expect("checked by the caller");
+    // A generic impl of an interface that does not name the impl's
+    // parameters (`impl<S> Keys for KeyServer<S>`) is registered too: the
+    // policy lint's default roots are the registered impls' interfaces,
+    // and such an interface went unchecked (a review). One whose trait
+    // takes them (`impl<T> Store<T> for Mem<T>`) names no one interface.
+    let (_, trait_path, _) = item.trait_.as_ref().expect("checked by the caller");
+    let register = if !names_any(trait_path, &item.generics) {
         register_impl(&item.self_ty, trait_path, p)
     } else {
         quote!()
@@ -90,6 +95,27 @@ pub(crate) fn trait_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) -> 
 /// implemented for `ChatRoom` by calling the inherent methods, with
 /// `ChatRoomClient` as its proxy. The block is registered as an
 /// implementation of `ChatRoomRemote` (an `ImplEntry`).
+/// Whether `path` names any type or const parameter of `generics`.
+fn names_any(path: &syn::Path, generics: &syn::Generics) -> bool {
+    fn walk(tokens: TokenStream, params: &[&syn::Ident]) -> bool {
+        tokens.into_iter().any(|t| match t {
+            proc_macro2::TokenTree::Ident(i) => params.iter().any(|p| **p == i),
+            proc_macro2::TokenTree::Group(g) => walk(g.stream(), params),
+            _ => false,
+        })
+    }
+    let params: Vec<&syn::Ident> = generics
+        .params
+        .iter()
+        .filter_map(|g| match g {
+            syn::GenericParam::Type(t) => Some(&t.ident),
+            syn::GenericParam::Const(c) => Some(&c.ident),
+            syn::GenericParam::Lifetime(_) => None,
+        })
+        .collect();
+    !params.is_empty() && walk(quote!(#path), &params)
+}
+
 /// Registers `self_ty` as an implementation of interface `interface` (an
 /// `ImplEntry`, read by the policy lint for its default roots).
 fn register_impl(self_ty: &Type, interface: &impl quote::ToTokens, p: &TokenStream) -> TokenStream {
