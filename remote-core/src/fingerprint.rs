@@ -354,6 +354,7 @@ mod tests {
                 },
                 secret: false,
                 location: Location::default(),
+                serde: vec![],
             },
         );
         s

@@ -233,6 +233,13 @@ pub struct TypeDef {
     pub secret: bool,
     /// Where it is declared.
     pub location: Location,
+    /// serde's container attributes that change how it crosses, as
+    /// written: `transparent`, `untagged`, `tag = "t"`, `content = "c"`,
+    /// `rename_all = ".."`, and `deny_unknown_fields` (empty: serde's
+    /// default form, a map of fields, a variant by name). Absent in
+    /// schemas written before it was recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub serde: Vec<String>,
 }
 
 /// Shape of a [`TypeDef`].

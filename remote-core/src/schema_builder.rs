@@ -168,6 +168,7 @@ impl SchemaBuilder {
     ///         kind: TypeKind::Struct { fields: vec![] },
     ///         secret,
     ///         location: at.clone(),
+    ///         serde: vec![],
     ///     })
     /// };
     /// let mut b = SchemaBuilder::new();

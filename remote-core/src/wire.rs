@@ -180,6 +180,7 @@ impl Wire for std::time::Duration {
             },
             secret: false,
             location: Location::default(),
+            serde: Vec::new(),
         })
     }
 }

@@ -107,6 +107,7 @@ pub(crate) fn derive(input: DeriveInput) -> TokenStream {
     let ident = &input.ident;
     let name = ident.to_string();
     let secret = type_args.secret;
+    let serde_attrs = wire_field::serde_container(&input.attrs);
     let generics = wire_bounded(&input.generics, &p);
     let (impl_g, ty_g, where_clause) = generics.split_for_impl();
     let span = ident.span();
@@ -131,6 +132,7 @@ pub(crate) fn derive(input: DeriveInput) -> TokenStream {
                         kind: #kind,
                         secret: #secret,
                         location: ::core::clone::Clone::clone(&at),
+                        serde: <[_]>::into_vec(#p::Box::new([#(#p::ToString::to_string(#serde_attrs)),*])),
                     })
                 }
             }

@@ -43,6 +43,48 @@ pub(crate) fn serde_ident(attrs: &[Attribute], idents: &[&str]) -> Option<syn::I
         .find_map(|list| find(list.tokens.clone(), idents))
 }
 
+/// serde's container attributes in `attrs` that change how a value
+/// crosses, as written (`tag = "t"`), for the schema: what a diff of two
+/// versions compares (adding `#[serde(tag = "t")]` changed the encoding,
+/// and the schemas were the same: a review).
+pub(crate) fn serde_container(attrs: &[Attribute]) -> Vec<String> {
+    const FLAGS: &[&str] = &["transparent", "untagged", "deny_unknown_fields"];
+    const VALUES: &[&str] = &["tag", "content", "rename_all"];
+    let mut out = Vec::new();
+    for a in attrs.iter().filter(|a| a.path().is_ident("serde")) {
+        // What serde itself refuses is its error, not ours.
+        let _ = a.parse_nested_meta(|meta| {
+            let name = meta.path.get_ident().map(ToString::to_string);
+            let name = name.unwrap_or_default();
+            if meta.input.peek(syn::Token![=]) {
+                let value = meta.value()?;
+                match value.parse::<syn::LitStr>() {
+                    Ok(lit) if VALUES.contains(&name.as_str()) => {
+                        out.push(format!("{name} = {:?}", lit.value()));
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        let _: syn::Expr = value.parse()?;
+                    }
+                }
+            } else if meta.input.peek(syn::token::Paren) {
+                // `rename_all(serialize = "..", deserialize = "..")`.
+                let inner;
+                syn::parenthesized!(inner in meta.input);
+                let tokens: TokenStream = inner.parse()?;
+                if VALUES.contains(&name.as_str()) {
+                    out.push(format!("{name}({tokens})"));
+                }
+            } else if FLAGS.contains(&name.as_str()) {
+                out.push(name);
+            }
+            Ok(())
+        });
+    }
+    out.sort();
+    out
+}
+
 /// Whether serde skips this field entirely (`#[serde(skip)]`), so it need
 /// not be `Wire`.
 pub(crate) fn serde_skipped(attrs: &[Attribute]) -> bool {

@@ -89,6 +89,7 @@ pub fn strukt(path: &str, fields: Vec<FieldDef>) -> TypeDef {
         kind: TypeKind::Struct { fields },
         secret: false,
         location: at("fixtures.rs", 10),
+        serde: Vec::new(),
     }
 }
 
@@ -108,6 +109,7 @@ pub fn enumeration(path: &str, variants: Vec<(&str, Vec<FieldDef>)>) -> TypeDef 
         },
         secret: false,
         location: at("fixtures.rs", 20),
+        serde: Vec::new(),
     }
 }
 

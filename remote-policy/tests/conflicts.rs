@@ -140,6 +140,7 @@ pub mod by_hand {
                         kind: TypeKind::Struct { fields: vec![] },
                         secret: false,
                         location: Default::default(),
+                        serde: Vec::new(),
                     })
                 }
             }

@@ -4,6 +4,8 @@
 //! was. (A `Result` alias that wraps the value, the review's first finding,
 //! no longer compiles: `tests/ui/result_alias_wrapping.rs`.)
 
+#![allow(unreachable_pub)] // types declared in function blocks (`twin`)
+
 use remote_policy::{check, Policy, Report, Rule};
 
 /// A `secret-flows-out` finding about `ty` that no `[[allow]]` covers.

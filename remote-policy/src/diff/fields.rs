@@ -6,7 +6,7 @@
 use remote_core::schema::{FieldDef, Location, TypeDef, TypeKind};
 
 use super::compare::{both_ways, only_bounds, Cx};
-use super::flow::{shape, Flow, Shape};
+use super::flow::{serde_text, shape, Flow, Shape};
 use super::{is_option, ty_text, ChangeKind};
 use crate::graph::field_key;
 
@@ -24,6 +24,22 @@ impl Cx<'_> {
                 "the mark is for remote-policy check; the encoding does not change".to_owned(),
                 loc,
             );
+        }
+        let (of, nf) = (serde_text(ot), serde_text(nt));
+        if of != nf {
+            // A review: `#[serde(transparent)]`, `tag` and `untagged` added
+            // to a type were no change at all in the schemas.
+            let effect = self.roles.type_effect(key, true, true);
+            self.push(
+                ChangeKind::ShapeChanged,
+                effect,
+                key,
+                &of,
+                &nf,
+                "its serde attributes changed how it is encoded".to_owned(),
+                loc,
+            );
+            return;
         }
         match (&ot.kind, &nt.kind) {
             (TypeKind::Struct { fields: of }, TypeKind::Struct { fields: nf }) => {

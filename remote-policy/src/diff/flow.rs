@@ -193,6 +193,9 @@ impl<'a> Flow<'a> {
 
     /// Why a value of type `sd` is refused as `rd`.
     pub(crate) fn typedef(&mut self, sd: &TypeDef, rd: &TypeDef) -> Option<String> {
+        if let Some(why) = serde_form(sd, rd) {
+            return Some(why);
+        }
         match (&sd.kind, &rd.kind) {
             (TypeKind::Struct { fields: sf }, TypeKind::Struct { fields: rf }) => {
                 self.fields(sf, rf)
@@ -308,6 +311,32 @@ impl<'a> Flow<'a> {
         }
         None
     }
+}
+
+/// The serde attributes that change how a type crosses (`TypeDef::serde`),
+/// `deny_unknown_fields` aside (a receiver's rule about fields, which the
+/// fields' comparison covers), written as `#[serde(..)]`.
+pub(crate) fn serde_text(d: &TypeDef) -> String {
+    let form: Vec<&str> = d
+        .serde
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "deny_unknown_fields")
+        .collect();
+    if form.is_empty() {
+        "serde's default form".to_owned()
+    } else {
+        format!("#[serde({})]", form.join(", "))
+    }
+}
+
+/// Why a value of `sd` is refused as `rd` for their serde attributes: any
+/// difference in them changes the encoding (`transparent` drops the
+/// struct, `tag` moves the variant's name inside, `untagged` drops it,
+/// `rename_all` renames every field or variant).
+fn serde_form(sd: &TypeDef, rd: &TypeDef) -> Option<String> {
+    let (s, r) = (serde_text(sd), serde_text(rd));
+    (s != r).then(|| format!("serde encodes it differently ({s} against {r})"))
 }
 
 /// How serde encodes a struct's or variant's fields.
