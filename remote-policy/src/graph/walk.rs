@@ -195,18 +195,14 @@ impl<'s> TypeWalk<'s> {
             | Ty::Int { .. }
             | Ty::Float { .. }
             | Ty::Char
-            | Ty::RemoteError
-            | Ty::Opaque { declared: None, .. } => {}
+            | Ty::RemoteError => {}
             // Not its shape on the wire (the field's own code makes that),
             // but what that is made from: only a walk for what values hold
             // looks inside.
             Ty::Opaque {
                 declared: Some(d), ..
-            } => {
-                if self.declared {
-                    self.walk(d, f);
-                }
-            }
+            } if self.declared => self.walk(d, f),
+            Ty::Opaque { .. } => {}
             Ty::Seq { elem, .. } | Ty::Array { elem, .. } => self.inside(Step::Element, elem, f),
             Ty::Map { key, value, .. } => {
                 self.inside(Step::Key, key, f);
