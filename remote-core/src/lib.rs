@@ -253,7 +253,7 @@ pub mod __private {
     pub use crate::deferred::{Deferred, Failed};
     pub use crate::describe::{
         describe_interface, error_of, remote_error_ty, returns_written, unit_ty, DescribeFn,
-        InterfaceDesc, MethodDesc, SourceDesc,
+        InterfaceDesc, MethodDesc, ResultOf, SourceDesc,
     };
     pub use crate::driver::call::IntoReply;
     pub use crate::driver::invalidate::invalidated;
