@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use raw::{frame, hello, kind, tcp_addr, GOODBYE, RETURN};
 use remote_core::proto::FEATURE_KEEPALIVE;
-use remote_core::{remote, ConnectionBuilder, Error, Limits, Remote, Server, ServerHandle};
+use remote_core::{
+    remote, Connection, ConnectionBuilder, Error, Limits, Remote, Server, ServerHandle,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -95,6 +97,20 @@ async fn slow_proxy(to: String, rate: usize, up: bool) -> String {
     addr
 }
 
+/// A server and the toolkit's client connected to it through a link that
+/// passes 50 KB/s one way (client to server if `up`).
+async fn through_slow_link(up: bool) -> (ServerHandle, Connection, Remote<dyn Sizes>) {
+    let server = serve(quick_keepalive()).await;
+    let proxy = slow_proxy(tcp_addr(&server), 50_000, up).await;
+    let conn = ConnectionBuilder::new()
+        .limits(quick_keepalive())
+        .connect(&format!("tcp://{proxy}"))
+        .await
+        .unwrap();
+    let root = conn.root();
+    (server, conn, root)
+}
+
 /// A raw peer sending one call of 128 KiB steadily, 4 KiB at a time: the
 /// server answers it (it said goodbye, "the peer did not answer a
 /// keepalive ping", the call's bytes still coming), and pings the peer
@@ -137,14 +153,7 @@ async fn a_call_arriving_slowly_is_answered_and_its_sender_hears_pings() {
 /// ping waited behind its own frame, gave the server up too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_on_a_slow_uplink_keeps_its_connection() {
-    let server = serve(quick_keepalive()).await;
-    let proxy = slow_proxy(tcp_addr(&server), 50_000, true).await;
-    let conn = ConnectionBuilder::new()
-        .limits(quick_keepalive())
-        .connect(&format!("tcp://{proxy}"))
-        .await
-        .unwrap();
-    let root: Remote<dyn Sizes> = conn.root();
+    let (_server, _conn, root) = through_slow_link(true).await;
     assert_eq!(root.size(vec![1; 10]).await.unwrap(), 10);
     assert_eq!(root.size(vec![1; LEN]).await.unwrap(), LEN as u64);
     assert_eq!(root.size(vec![1; 10]).await.unwrap(), 10);
@@ -154,14 +163,7 @@ async fn a_client_on_a_slow_uplink_keeps_its_connection() {
 /// client (it declared the server lost while the reply came).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_on_a_slow_downlink_keeps_its_connection() {
-    let server = serve(quick_keepalive()).await;
-    let proxy = slow_proxy(tcp_addr(&server), 50_000, false).await;
-    let conn = ConnectionBuilder::new()
-        .limits(quick_keepalive())
-        .connect(&format!("tcp://{proxy}"))
-        .await
-        .unwrap();
-    let root: Remote<dyn Sizes> = conn.root();
+    let (_server, _conn, root) = through_slow_link(false).await;
     assert_eq!(root.blob(10).await.unwrap().len(), 10);
     assert_eq!(root.blob(LEN as u32).await.unwrap().len(), LEN);
     assert_eq!(root.blob(10).await.unwrap().len(), 10);

@@ -130,3 +130,41 @@ async fn pairs_of_a_call_and_a_call_on_its_promise_under_the_limit_are_never_ref
     }
     assert!(all);
 }
+
+/// A kept-answer call the peer cancels leaves its answer kept until the
+/// peer's finish, and that answer counts: a peer that cancels each of its
+/// pipelined calls and never finishes them is refused at the limit (the
+/// cancel left the answer marked as its running call's, and 200 answers
+/// were kept at a limit of 4: a review of the change above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_pipelined_calls_keep_counting_until_finished() {
+    use remote_core::proto::{
+        encode, encode_pipelined_call_head, CallId, CallTarget, ObjectId, FEATURE_PIPELINE,
+    };
+    use tokio::io::AsyncWriteExt;
+    let s = serve().await;
+    let mut peer = raw::raw_with(&s.server, vec![FEATURE_PIPELINE]).await;
+    assert_eq!(raw::kind(&raw::frame(&mut peer).await.unwrap()), raw::HELLO);
+    let (mut cancelled, mut refused) = (0, 0);
+    for id in 1..=3 * LIMIT as u32 {
+        let mut b = encode::begin(32);
+        let target = CallTarget::Object(ObjectId(0));
+        encode_pipelined_call_head(&mut b, true, CallId(id), target, "make", 600_000);
+        b.push(0x90);
+        encode::finish(&mut b);
+        b.extend(encode::cancel(CallId(id)));
+        peer.write_all(&b).await.unwrap();
+        let f = raw::frame(&mut peer).await.unwrap();
+        let (_, kind, _) = raw::error_of(&f).expect("an error reply");
+        match kind.as_str() {
+            "cancelled" => cancelled += 1,
+            "limit_exceeded" => refused += 1,
+            other => panic!("{other}"),
+        }
+    }
+    assert!(
+        cancelled <= LIMIT,
+        "{cancelled} answers kept at a limit of {LIMIT}"
+    );
+    assert_eq!(cancelled + refused, 3 * LIMIT);
+}

@@ -261,6 +261,12 @@ impl<O: Clone, W> State<O, W> {
             }
             Message::Cancel { id } => {
                 if let Some(seq) = self.incoming.remove(&id) {
+                    // Its kept answer, if any, counts from now on: left
+                    // marked as its running call's, a cancelled kept call
+                    // counted nowhere once its handler stopped, and a peer
+                    // that cancelled each kept 200 answers at a limit of 4
+                    // (a review).
+                    self.answers.stopped(id, seq);
                     let reply = reject(
                         id,
                         "cancelled",
