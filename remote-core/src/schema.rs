@@ -29,8 +29,12 @@ use serde::{Deserialize, Serialize};
 mod builder;
 pub use builder::SchemaBuilder;
 
-/// Version of the schema format produced by [`collect`].
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the schema format produced by [`collect`]. Version 2 added
+/// a type's serde attributes ([`TypeDef::serde`]), a field's declared type
+/// ([`Ty::Opaque`]), and describes `std::time::Duration` as the struct that
+/// crosses (version 1: a tuple); a version-1 schema still reads, and
+/// `remote-policy diff` does not compare what it lacks.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The structure of a type crossing the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -49,7 +49,7 @@ pub(crate) fn serde_ident(attrs: &[Attribute], idents: &[&str]) -> Option<syn::I
 /// and the schemas were the same: a review).
 pub(crate) fn serde_container(attrs: &[Attribute]) -> Vec<String> {
     const FLAGS: &[&str] = &["transparent", "untagged", "deny_unknown_fields"];
-    const VALUES: &[&str] = &["tag", "content", "rename_all"];
+    const VALUES: &[&str] = &["tag", "content", "rename_all", "rename_all_fields"];
     let mut out = Vec::new();
     for a in attrs.iter().filter(|a| a.path().is_ident("serde")) {
         // What serde itself refuses is its error, not ours.

@@ -7,7 +7,10 @@
 //! let json = export::to_json(&schema);
 //! assert!(json.contains("\"format\": \"remote-schema\""));
 //! assert_eq!(export::from_json(&json).unwrap(), schema);
-//! assert!(export::from_json(&json.replace("\"version\": 1", "\"version\": 9")).is_err());
+//! let version = format!("\"version\": {}", remote_core::schema::SCHEMA_VERSION);
+//! assert!(export::from_json(&json.replace(&version, "\"version\": 9")).is_err());
+//! // A schema of version 1 still reads (`diff` leaves out what it lacks).
+//! assert_eq!(export::from_json(&json.replace(&version, "\"version\": 1")).unwrap().version, 1);
 //! ```
 
 use std::path::Path;
@@ -31,7 +34,9 @@ pub fn from_json(text: &str) -> Result<Schema, Error> {
         version: u32,
     }
     let header: Header = serde_json::from_str(text).map_err(Error::SchemaSyntax)?;
-    if header.format != "remote-schema" || header.version != SCHEMA_VERSION {
+    // Version 1 lacks what version 2 added, which `diff` then leaves out
+    // (`diff::flow`): a baseline saved before still compares.
+    if header.format != "remote-schema" || !(1..=SCHEMA_VERSION).contains(&header.version) {
         return Err(Error::SchemaVersion {
             format: header.format,
             version: header.version,

@@ -160,3 +160,61 @@ async fn an_old_client_breaks_against_the_new_server() {
     let e = old.age().await.unwrap_err();
     assert!(kind(&e).contains("invalid type: map"), "{}", kind(&e));
 }
+
+/// A baseline of schema version 1, which recorded no serde attributes and
+/// described a `Duration` as a tuple, still compares with a schema of
+/// today: what it lacks is left out, with a warning, not reported as a
+/// breaking change (a review: every type with `rename_all` was).
+#[test]
+fn a_version_1_baseline_compares_without_false_changes() {
+    use remote_core::schema::Ty;
+    use remote_policy::testing::*;
+    let u = |bits| Ty::Int {
+        bits,
+        signed: false,
+    };
+    let msg = || strukt("app::Msg", vec![field("body", string())]);
+    let mut new_msg = msg();
+    new_msg.serde = vec!["rename_all = \"camelCase\"".to_owned()];
+    let duration = strukt(
+        "std::time::Duration",
+        vec![field("secs", u(64)), field("nanos", u(32))],
+    );
+    let new = schema_with(
+        vec![iface(
+            "app::Api",
+            vec![
+                method("get", vec![], named("app::Msg")),
+                method("age", vec![], named("std::time::Duration")),
+            ],
+        )],
+        vec![new_msg, duration],
+    );
+    let mut old = schema_with(
+        vec![iface(
+            "app::Api",
+            vec![
+                method("get", vec![], named("app::Msg")),
+                method("age", vec![], Ty::Tuple(vec![u(64), u(32)])),
+            ],
+        )],
+        vec![msg()],
+    );
+    old.version = 1;
+    let policy = Policy::from_toml("roots = [\"app::Api\"]").unwrap();
+    let d = diff(&old, &new, &policy).unwrap();
+    assert!(!d.failed(), "{:#?}", d.changes);
+    assert!(
+        d.warnings.iter().any(|w| w.contains("version 1")),
+        "{:?}",
+        d.warnings
+    );
+    // Between two schemas of today, the same attribute is a change.
+    let mut today = old.clone();
+    today.version = remote_core::schema::SCHEMA_VERSION;
+    let d = diff(&today, &new, &policy).unwrap();
+    assert!(d
+        .changes
+        .iter()
+        .any(|c| c.kind == ChangeKind::ShapeChanged && c.at == "app::Msg"));
+}

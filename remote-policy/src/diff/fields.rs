@@ -6,7 +6,7 @@
 use remote_core::schema::{FieldDef, Location, TypeDef, TypeKind};
 
 use super::compare::{both_ways, only_bounds, Cx};
-use super::flow::{serde_text, shape, Flow, Shape};
+use super::flow::{legacy, serde_text, shape, Flow, Shape};
 use super::{is_option, ty_text, ChangeKind};
 use crate::graph::field_key;
 
@@ -26,7 +26,7 @@ impl Cx<'_> {
             );
         }
         let (of, nf) = (serde_text(ot), serde_text(nt));
-        if of != nf {
+        if of != nf && !legacy(self.old, self.new) {
             // A review: `#[serde(transparent)]`, `tag` and `untagged` added
             // to a type were no change at all in the schemas.
             let effect = self.roles.type_effect(key, true, true);

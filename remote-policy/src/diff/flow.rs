@@ -60,6 +60,9 @@ impl<'a> Flow<'a> {
     /// Why some value of `s` (sender) is refused as `r` (receiver), or `None`.
     pub(crate) fn check(&mut self, s: &Ty, r: &Ty) -> Option<String> {
         use Ty::*;
+        if legacy(self.from, self.to) && (v1_duration(s, r) || v1_duration(r, s)) {
+            return None;
+        }
         match (s, r) {
             (Unit, Unit) | (Bool, Bool) | (Char, Char) | (RemoteError, RemoteError) => None,
             (Char, String { max_len: None }) => None,
@@ -193,7 +196,7 @@ impl<'a> Flow<'a> {
 
     /// Why a value of type `sd` is refused as `rd`.
     pub(crate) fn typedef(&mut self, sd: &TypeDef, rd: &TypeDef) -> Option<String> {
-        if let Some(why) = serde_form(sd, rd) {
+        if let Some(why) = serde_form(sd, rd).filter(|_| !legacy(self.from, self.to)) {
             return Some(why);
         }
         match (&sd.kind, &rd.kind) {
@@ -311,6 +314,20 @@ impl<'a> Flow<'a> {
         }
         None
     }
+}
+
+/// Whether either schema is of version 1, which recorded no serde
+/// attributes and described a `Duration` as a tuple.
+pub(crate) fn legacy(a: &Schema, b: &Schema) -> bool {
+    a.version < 2 || b.version < 2
+}
+
+/// `a` a version-1 `Duration` (the tuple of a `u64` and a `u32`) and `b`
+/// the struct version 2 describes it as: the same on the wire.
+fn v1_duration(a: &Ty, b: &Ty) -> bool {
+    let u = |ty: &Ty, bits| matches!(ty, Ty::Int { bits: b, signed: false } if *b == bits);
+    matches!(b, Ty::Named { path } if path == "std::time::Duration")
+        && matches!(a, Ty::Tuple(items) if items.len() == 2 && u(&items[0], 64) && u(&items[1], 32))
 }
 
 /// The serde attributes that change how a type crosses (`TypeDef::serde`),

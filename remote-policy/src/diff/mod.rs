@@ -260,6 +260,14 @@ pub fn diff(old: &Schema, new: &Schema, policy: &Policy) -> Result<DiffReport, E
     let roles = Roles::of(&old, &old_roots)?.union(Roles::of(&new, &new_roots)?);
     let mut changes = compare::compare(&old, &new, &roles);
     let mut warnings = Vec::new();
+    if flow::legacy(&old, &new) {
+        warnings.push(format!(
+            "a schema of version 1 is compared: serde's container attributes and the \
+             declared types of fields encoded by their own code were not recorded then, \
+             and are not compared (export it again with this version, {})",
+            remote_core::schema::SCHEMA_VERSION
+        ));
+    }
     allow(policy, &mut changes, &mut warnings);
     changes.sort_by(|a, b| (&a.at, a.kind, &a.old).cmp(&(&b.at, b.kind, &b.old)));
     changes.dedup();
@@ -342,7 +350,10 @@ fn diff_roots(
 /// ```
 pub fn reachable(schema: &Schema, roots: &[String]) -> Result<Schema, Error> {
     let graph = Graph::build(schema, roots)?;
-    let mut out = Schema::default();
+    let mut out = Schema {
+        version: schema.version,
+        ..Schema::default()
+    };
     for reach in &graph.roots {
         for node in &reach.nodes {
             if let Some(i) = schema.interfaces.get(&node.interface) {

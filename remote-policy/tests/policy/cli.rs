@@ -159,13 +159,13 @@ fn usage_errors_exit_with_two() {
     assert!(err.contains("unknown variant `sometimes`"), "{err}");
 
     std::fs::write(
-        dir.path().join("v2.json"),
-        r#"{"format":"remote-schema","version":2}"#,
+        dir.path().join("v3.json"),
+        r#"{"format":"remote-schema","version":3}"#,
     )
     .unwrap();
-    let out = remote_policy(&["--schema", "v2.json"], dir.path());
+    let out = remote_policy(&["--schema", "v3.json"], dir.path());
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("unsupported schema: format `remote-schema` version 2"));
+    assert!(text(&out.stderr).contains("unsupported schema: format `remote-schema` version 3"));
 }
 
 #[test]

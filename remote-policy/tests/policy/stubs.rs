@@ -118,7 +118,7 @@ const PROBE: &str = r#"
 import dataclasses, importlib, inspect, sys, typing
 sys.path.insert(0, sys.argv[1])
 m = importlib.import_module("app_stubs")
-assert m.SCHEMA_FORMAT == "remote-schema" and m.SCHEMA_VERSION == 1
+assert m.SCHEMA_FORMAT == "remote-schema" and m.SCHEMA_VERSION == 2
 names = {id(v): k for k, v in vars(m).items()}
 resolved = 0
 for key, obj in m.TYPES.items():
