@@ -89,12 +89,6 @@ pub(crate) fn trait_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) -> 
     quote!(#item #marker #register)
 }
 
-/// `#[remote] impl ChatRoom { ... }`: the `pub` methods with a `&self`
-/// receiver (except `#[remote(skip)]` ones) become the trait `ChatRoomRemote`,
-/// (private helpers stay local: exposing is opt-in by visibility),
-/// implemented for `ChatRoom` by calling the inherent methods, with
-/// `ChatRoomClient` as its proxy. The block is registered as an
-/// implementation of `ChatRoomRemote` (an `ImplEntry`).
 /// Whether `path` names any type or const parameter of `generics`.
 fn names_any(path: &syn::Path, generics: &syn::Generics) -> bool {
     fn walk(tokens: TokenStream, params: &[&syn::Ident]) -> bool {
@@ -132,6 +126,12 @@ fn register_impl(self_ty: &Type, interface: &impl quote::ToTokens, p: &TokenStre
     }
 }
 
+/// `#[remote] impl ChatRoom { ... }`: the `pub` methods with a `&self`
+/// receiver (except `#[remote(skip)]` ones) become the trait `ChatRoomRemote`,
+/// (private helpers stay local: exposing is opt-in by visibility),
+/// implemented for `ChatRoom` by calling the inherent methods, with
+/// `ChatRoomClient` as its proxy. The block is registered as an
+/// implementation of `ChatRoomRemote` (an `ImplEntry`).
 pub(crate) fn inherent_impl(cx: &mut Ctxt, mut item: ItemImpl, p: &TokenStream) -> TokenStream {
     let type_ident = match &*item.self_ty {
         Type::Path(tp) if tp.qself.is_none() => tp.path.segments.last().map(|s| s.ident.clone()),
