@@ -317,13 +317,20 @@ async fn read_until_closed(
                     super::expiry::sweep(&shared);
                     deadlines_at = shared.expiry.armed();
                 }
+                // Held back by our own budgets: the peer is not to blame,
+                // by keepalive or by the idle check. (Over WebSocket a
+                // first frame's header may wait for room in the transport,
+                // as a frame's reservation does here.)
+                let gathering = shared.gathering.get();
+                let waits = gathering.is_some_and(|g| g.waits_for_room());
+                let paused = input.is_paused() || waits;
                 if let Some(k) = keepalive
                     .as_mut()
                     .filter(|k| Instant::from_std(k.deadline()) <= now)
                 {
-                    let gathering = shared.gathering.get();
-                    // A connection we stopped reading may have answered unseen.
-                    let paused = input.is_paused() || gathering.is_some_and(|g| g.waits_for_room());
+                    // A connection we stopped reading (`paused`) may have
+                    // answered unseen.
+                    //
                     // Bytes of a frame still coming prove the peer alive as
                     // a whole frame does: a frame that took longer than
                     // `keepalive_interval + keepalive_timeout` to cross cut
@@ -363,11 +370,6 @@ async fn read_until_closed(
                 }
                 let progressed = traffic != traffic_at_check;
                 traffic_at_check = traffic;
-                // Held back by our own budgets: the peer is not to blame.
-                // (Over WebSocket a first frame's header may wait for room
-                // in the transport, as a frame's reservation does here.)
-                let waits = shared.gathering.get().is_some_and(|g| g.waits_for_room());
-                let paused = input.is_paused() || waits;
                 let stalled_frame = !progressed && !paused && input.has_partial_frame();
                 if progressed {
                     quiet_since = now;

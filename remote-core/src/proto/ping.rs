@@ -100,9 +100,14 @@ impl Keepalive {
     /// frame), or we do not read it for a while (our memory budget). Its
     /// keepalive then finds us alive; an answer is a late one, ignored.
     pub fn reassurance(&mut self) -> Vec<u8> {
+        ping(self.fresh_token())
+    }
+
+    /// A token no ping of ours had lately.
+    fn fresh_token(&mut self) -> u32 {
         let token = self.next_token;
-        self.next_token = self.next_token.wrapping_add(1);
-        ping(token)
+        self.next_token = token.wrapping_add(1);
+        token
     }
 
     /// The timer fired at `now`; `heard` says whether any frame arrived
@@ -126,8 +131,7 @@ impl Keepalive {
                 KeepaliveAction::Wait
             }
             None => {
-                let token = self.next_token;
-                self.next_token = self.next_token.wrapping_add(1);
+                let token = self.fresh_token();
                 self.outstanding = Some((token, now));
                 self.deadline = later(now, self.timeout);
                 KeepaliveAction::Ping(ping(token))
