@@ -6,7 +6,7 @@
 use remote_core::schema::{FieldDef, Location, TypeDef, TypeKind};
 
 use super::compare::{both_ways, only_bounds, Cx};
-use super::flow::{legacy, serde_text, shape, Flow, Shape};
+use super::flow::{serde_forms, shape, Flow, Shape};
 use super::{is_option, ty_text, ChangeKind};
 use crate::graph::field_key;
 
@@ -25,8 +25,7 @@ impl Cx<'_> {
                 loc,
             );
         }
-        let (of, nf) = (serde_text(ot), serde_text(nt));
-        if of != nf && !legacy(self.old, self.new) {
+        if let Some((of, nf)) = serde_forms((self.old, self.new), ot, nt) {
             // A review: `#[serde(transparent)]`, `tag` and `untagged` added
             // to a type were no change at all in the schemas.
             let effect = self.roles.type_effect(key, true, true);

@@ -196,8 +196,8 @@ impl<'a> Flow<'a> {
 
     /// Why a value of type `sd` is refused as `rd`.
     pub(crate) fn typedef(&mut self, sd: &TypeDef, rd: &TypeDef) -> Option<String> {
-        if let Some(why) = serde_form(sd, rd).filter(|_| !legacy(self.from, self.to)) {
-            return Some(why);
+        if let Some((s, r)) = serde_forms((self.from, self.to), sd, rd) {
+            return Some(format!("serde encodes it differently ({s} against {r})"));
         }
         match (&sd.kind, &rd.kind) {
             (TypeKind::Struct { fields: sf }, TypeKind::Struct { fields: rf }) => {
@@ -330,30 +330,33 @@ fn v1_duration(a: &Ty, b: &Ty) -> bool {
         && matches!(a, Ty::Tuple(items) if items.len() == 2 && u(&items[0], 64) && u(&items[1], 32))
 }
 
-/// The serde attributes that change how a type crosses (`TypeDef::serde`),
-/// `deny_unknown_fields` aside (a receiver's rule about fields, which the
-/// fields' comparison covers), written as `#[serde(..)]`.
-pub(crate) fn serde_text(d: &TypeDef) -> String {
-    let form: Vec<&str> = d
-        .serde
-        .iter()
-        .map(String::as_str)
-        .filter(|a| *a != "deny_unknown_fields")
-        .collect();
-    if form.is_empty() {
-        "serde's default form".to_owned()
-    } else {
-        format!("#[serde({})]", form.join(", "))
-    }
-}
-
-/// Why a value of `sd` is refused as `rd` for their serde attributes: any
-/// difference in them changes the encoding (`transparent` drops the
-/// struct, `tag` moves the variant's name inside, `untagged` drops it,
-/// `rename_all` renames every field or variant).
-fn serde_form(sd: &TypeDef, rd: &TypeDef) -> Option<String> {
-    let (s, r) = (serde_text(sd), serde_text(rd));
-    (s != r).then(|| format!("serde encodes it differently ({s} against {r})"))
+/// How serde encodes `a` and `b` (their serde attributes that change how
+/// a type crosses, `TypeDef::serde`, as `#[serde(..)]`), if the two differ
+/// and both schemas record them (version 2): any difference changes the
+/// encoding (`transparent` drops the struct, `tag` moves the variant's
+/// name inside, `untagged` drops it, `rename_all` renames every field or
+/// variant). `deny_unknown_fields` is left out: a receiver's rule about
+/// fields, which the fields' comparison covers.
+pub(crate) fn serde_forms(
+    (sa, sb): (&Schema, &Schema),
+    a: &TypeDef,
+    b: &TypeDef,
+) -> Option<(String, String)> {
+    let text = |d: &TypeDef| {
+        let form: Vec<&str> = d
+            .serde
+            .iter()
+            .map(String::as_str)
+            .filter(|a| *a != "deny_unknown_fields")
+            .collect();
+        if form.is_empty() {
+            "serde's default form".to_owned()
+        } else {
+            format!("#[serde({})]", form.join(", "))
+        }
+    };
+    let (ta, tb) = (text(a), text(b));
+    (ta != tb && !legacy(sa, sb)).then_some((ta, tb))
 }
 
 /// How serde encodes a struct's or variant's fields.
