@@ -10,6 +10,7 @@
 mod raw;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use remote_core::{remote, Error, Limits, Remote, Server};
@@ -37,8 +38,17 @@ impl Mark for Impl {
 async fn pongs_a_peer_did_not_read_do_not_fail_its_next_reply() {
     let called = Arc::new(Notify::new());
     let handler = called.clone();
+    // The peer reads nothing while it writes 50 MB of pings: on a loaded
+    // machine that takes longer than the default `write_stall_timeout`
+    // (30 s), which would close it for the stall it is (a run of the
+    // suite beside two builds took 35 s). What is tried here is the
+    // pongs' room, not that bound.
+    let limits = Limits {
+        write_stall_timeout: Duration::from_secs(600),
+        ..Limits::default()
+    };
     let server = Server::builder()
-        .limits(Limits::default())
+        .limits(limits)
         .bind("ws://127.0.0.1:0/")
         .await
         .unwrap()
