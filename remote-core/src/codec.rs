@@ -417,7 +417,15 @@ pub(crate) fn encode_detached_dyn(value: &dyn Encode) -> Result<Vec<u8>, Error> 
 pub(crate) fn decode_detached<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let _restore = RestoreDecoding(DECODING.with(|d| d.replace(Decoding::Outside)));
     stack::Session::run(|session| {
-        rmp_serde::from_slice(bytes).and_then(|v| session.refused().map(|()| v))
+        let mut de: De<'_> = rmp_serde::Deserializer::from_read_ref(bytes);
+        // A typed error decoded from a reply's data is weighed as its value
+        // would be (`driver::heavy_reply::decoded`).
+        let v = if weigh::active() {
+            T::deserialize(weigh::weighing::<T, _>(&mut de))?
+        } else {
+            T::deserialize(&mut de)?
+        };
+        session.refused().map(|()| v)
     })
     .map_err(|e| decode_error("value", &e))
 }

@@ -235,32 +235,53 @@ impl Drop for TakenBack<'_> {
 /// another variant after an error, which may decode: the call is refused
 /// all the same, not run with that variant).
 pub(crate) fn refusal(method: &str, e: Option<&crate::Error>, taken: &Taken) -> crate::RemoteError {
-    let method = crate::bounded::quote(method);
+    let what = format!("the arguments of {}", crate::bounded::quote(method));
+    crate::RemoteError::new(
+        "limit_exceeded",
+        "remote_core::Error",
+        refusal_text(&what, e, taken),
+    )
+}
+
+/// What a refusal says: `what` (the arguments of a call, a reply to one)
+/// decoded past the bound [`Taken::stop`] names.
+pub(crate) fn refusal_text(what: &str, e: Option<&crate::Error>, taken: &Taken) -> String {
     let why = e.map_or_else(String::new, |e| format!(": {e}"));
-    let message = match taken.stop {
+    match taken.stop {
         Some(Stop::Time) => format!(
-            "the arguments of {method} were decoded as nested untagged or internally tagged \
-             types whose tries took more than {} ms of CPU time, plus {} ns per item of their \
-             buffer (serde copies a nested such value for each variant it tries){why}",
+            "decoding {what}, nested untagged or internally tagged types took more than {} ms \
+             of CPU time in their tries, plus {} ns per item of their buffer (serde copies a \
+             nested such value for each variant it tries){why}",
             super::work::BASE.as_millis(),
             super::work::PER_NODE.as_nanos(),
         ),
         Some(Stop::Tries) => format!(
-            "the arguments of {method} were decoded as untagged or internally tagged types \
-             more than {ATTEMPTS_PER_NODE} times per item of their buffer (serde tries each \
-             variant in turn, and nested such types multiply the tries){why}"
+            "decoding {what}, untagged or internally tagged types were tried more than \
+             {ATTEMPTS_PER_NODE} times per item of their buffer (serde tries each variant in \
+             turn, and nested such types multiply the tries){why}"
         ),
         Some(Stop::Nesting) => format!(
-            "the arguments of {method} were decoded as untagged or internally tagged types \
-             nested more than {MAX_NESTED} deep in one another (a type that decodes itself \
-             from its own buffer, as a left-recursive untagged enum does, never ends){why}"
+            "decoding {what}, untagged or internally tagged types nested more than \
+             {MAX_NESTED} deep in one another (a type that decodes itself from its own \
+             buffer, as a left-recursive untagged enum does, never ends){why}"
         ),
         Some(Stop::Budget) | None => format!(
-            "the arguments of {method} decode to more than they were counted at, and the \
-             memory_budget has no room for it{why}"
+            "decoding {what} came to more than it was counted at, and the memory_budget has \
+             no room for it{why}"
         ),
-    };
-    crate::RemoteError::new("limit_exceeded", "remote_core::Error", message)
+    }
+}
+
+/// The value of the limit a refusal names ([`refusal_limit`]), for an
+/// [`Error::LimitExceeded`](crate::Error::LimitExceeded): `budget` is the
+/// memory budget's.
+pub(crate) fn refusal_value(taken: &Taken, budget: usize) -> u64 {
+    match taken.stop {
+        Some(Stop::Time) => super::work::BASE.as_millis() as u64,
+        Some(Stop::Tries) => ATTEMPTS_PER_NODE as u64,
+        Some(Stop::Nesting) => MAX_NESTED as u64,
+        Some(Stop::Budget) | None => budget as u64,
+    }
 }
 
 /// The limit a refusal names, for the meter.

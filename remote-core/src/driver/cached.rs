@@ -167,18 +167,34 @@ impl Handle {
         }
     }
 
-    /// Decodes a result served from the cache.
-    pub(super) fn finish_cached<T: Wire, E: RemoteErrorType>(&self, bytes: &[u8]) -> Result<T, E> {
-        let mut slot = None::<T>;
-        codec::decode_into(
-            self.shared(),
-            bytes,
-            Held::default(),
-            "cached return value",
-            &mut slot,
-        )
-        .map_err(E::from_error)?;
-        codec::decoded(slot, "cached return value").map_err(E::from_error)
+    /// Decodes a result of `method` served from the cache, weighed by its
+    /// types if it may hold a collection (`heavy_reply::decoded`; only the
+    /// cache's bytes are counted otherwise), and holds that count while
+    /// the value is held (`ambient::hold`).
+    pub(super) fn finish_cached<T: Wire, E: RemoteErrorType>(
+        &self,
+        method: &str,
+        bytes: &[u8],
+    ) -> Result<T, E> {
+        let weigh = super::heavy_reply::may_hold_collections(bytes);
+        let decode = || {
+            let mut slot = None::<T>;
+            codec::decode_into(
+                self.shared(),
+                bytes,
+                Held::default(),
+                "cached return value",
+                &mut slot,
+            )
+            .map_err(E::from_error)?;
+            codec::decoded(slot, "cached return value").map_err(E::from_error)
+        };
+        let (value, held) = super::heavy_reply::decoded(self.shared(), method, weigh, decode)
+            .map_err(E::from_error)?;
+        if let Some(held) = held {
+            crate::ambient::hold(Box::new(held));
+        }
+        value
     }
 }
 

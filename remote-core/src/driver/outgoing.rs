@@ -177,7 +177,9 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
         if let Some(args) = this.args.take() {
             if let Some(role) = *this.role {
                 match handle.cache_lookup(this.method, role, &args) {
-                    Some(Lookup::Hit(v)) => return Poll::Ready(handle.finish_cached(&v)),
+                    Some(Lookup::Hit(v)) => {
+                        return Poll::Ready(handle.finish_cached(this.method, &v))
+                    }
                     Some(Lookup::Miss(t)) => *this.ticket = Some(Box::new(t)),
                     None => {}
                 }
@@ -211,10 +213,19 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
             match r {
                 Ok(mut inc) => match inc.heavy.take().map(|h| (h.shareable, h.counted())) {
                     // Light: never from a frame that may lend its memory.
-                    None => return Poll::Ready(handle.finish(inc, false)),
+                    None => {
+                        let (value, held) = handle.finish(this.method, inc, false);
+                        // Counted only where its types decode to more
+                        // than its items were counted at.
+                        if let Some(held) = held {
+                            crate::ambient::hold(Box::new(held));
+                        }
+                        return Poll::Ready(value);
+                    }
                     // Counted whole already: decoded at once.
                     Some((shareable, Ok(charged))) => {
-                        return Poll::Ready(finish_weighed(handle, (inc, Ok(charged), shareable)))
+                        let weighed = (inc, Ok(charged), shareable);
+                        return Poll::Ready(finish_weighed(handle, this.method, weighed));
                     }
                     Some((_, Err(heavy))) => {
                         let shared = handle.shared();
@@ -231,18 +242,23 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
         };
         let weighed = ready!(room.as_mut().poll(cx));
         *this.room = None;
-        Poll::Ready(finish_weighed(handle, weighed))
+        Poll::Ready(finish_weighed(handle, this.method, weighed))
     }
 }
 
-/// A heavy reply's value decoded once counted, its count kept while the
-/// value is held (`ambient::hold`); or the error if it found no room.
+/// A heavy reply's value decoded once counted, its count (with what its
+/// types took beyond it) kept while the value is held (`ambient::hold`);
+/// or the error if it found no room.
 fn finish_weighed<T: Wire, E: RemoteErrorType>(
     handle: &Handle,
+    method: &str,
     (inc, counted, shareable): Weighed,
 ) -> Result<T, E> {
-    let charged = counted.map_err(E::from_error)?;
-    let value = handle.finish(inc, shareable);
+    let mut charged = counted.map_err(E::from_error)?;
+    let (value, more) = handle.finish(method, inc, shareable);
+    if let Some(more) = more {
+        charged.absorb(more);
+    }
     // A typed error decoded from the reply's data is held as a value is.
     crate::ambient::hold(Box::new(charged));
     value

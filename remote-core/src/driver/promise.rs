@@ -509,11 +509,18 @@ impl<T: ?Sized + Interface, E: RemoteErrorType> Promise<T, E> {
             return Ok(self.remote.clone());
         };
         inner.wait().await;
-        inner.with_state(|s| match s {
+        // (Boxed: the error path only.)
+        let settled = inner.with_state(|s| match s {
             Settled::Ready(h) => Ok(Remote::new(T::proxy(h.clone()))),
-            Settled::Remote(e) => Err(E::from_remote(e.clone())),
-            Settled::Local(e) => Err(E::from_error(e.clone())),
-            Settled::Pending => Err(E::from_error(inner.shared.lost())),
+            Settled::Remote(e) => Err(Box::new(Ok(e.clone()))),
+            Settled::Local(e) => Err(Box::new(Err(e.clone()))),
+            Settled::Pending => Err(Box::new(Err(inner.shared.lost()))),
+        });
+        // A typed error is decoded from the peer's data outside the
+        // state's lock, weighed as a reply's is.
+        settled.map_err(|e| match *e {
+            Ok(remote) => super::heavy_reply::typed_error(&inner.shared, remote),
+            Err(local) => E::from_error(local),
         })
     }
 

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::scratch::with_scratch_on;
 use crate::codec;
 use crate::driver::control::{Answer, Control, Held, Incoming, Waiter};
+use crate::driver::heavy_reply::{self, Charged};
 use crate::driver::promise::ClientPromise;
 use crate::driver::replies::Key;
 use crate::driver::shared::Shared;
@@ -349,18 +350,33 @@ impl Handle {
         Ok((id, deadline, budget, token))
     }
 
-    /// Decodes the reply `inc`: a large `Bytes` value shares its frame if
-    /// `shareable` (the reader said so, `heavy_reply::Heavy`).
+    /// Decodes the reply `inc` to a call of `method`: a large `Bytes`
+    /// value shares its frame if `shareable` (the reader said so,
+    /// `heavy_reply::Heavy`). Its value, or a typed error decoded from its
+    /// data, is weighed by its types if it may hold a collection
+    /// (`heavy_reply::decoded`): with it, what that took from the memory
+    /// budget, to hold while the value is held.
     pub(in crate::driver) fn finish<T: Wire, E: RemoteErrorType>(
         &self,
+        method: &str,
         inc: Incoming,
         shareable: bool,
-    ) -> Result<T, E> {
-        let mut slot = codec::WireSlot::<T>::default();
-        match self.finish_into(inc, shareable, &mut slot) {
-            Finished::Decoded => slot.take("return value").map_err(E::from_error),
-            Finished::Failed(e) => Err(E::from_error(e)),
-            Finished::Remote(remote) => Err(E::from_remote(*remote)),
+    ) -> (Result<T, E>, Option<Charged>) {
+        let weigh = match &inc.result {
+            Ok(value) => heavy_reply::may_hold_collections(&inc.frame[value.start..]),
+            Err(e) => e.data.is_some(),
+        };
+        let decode = || {
+            let mut slot = codec::WireSlot::<T>::default();
+            match self.finish_into(inc, shareable, &mut slot) {
+                Finished::Decoded => slot.take("return value").map_err(E::from_error),
+                Finished::Failed(e) => Err(E::from_error(e)),
+                Finished::Remote(remote) => Err(E::from_remote(*remote)),
+            }
+        };
+        match heavy_reply::decoded(&self.shared, method, weigh, decode) {
+            Ok((value, held)) => (value, held),
+            Err(e) => (Err(E::from_error(e)), None),
         }
     }
 
