@@ -10,7 +10,7 @@
 //! removed when it closes) and an index of the objects they export and
 //! serve as their root ([`BY_KEY`]: an entry per export, bounded as
 //! exports are, removed with it), and per connection three counters (last token
-//! sent, last token acknowledged, timeouts missed), plus what is held back
+//! sent, last token acknowledged, lateness charged), plus what is held back
 //! while its output queue has no room (`pushes.rs`: merged per object,
 //! counted in the budget). Acknowledgements are
 //! cumulative, so a peer that never acknowledges makes the server hold
@@ -18,10 +18,23 @@
 //! at most the timeout, and a connection that missed it is "lagging" and
 //! not waited for again until it acknowledges that token (its frames
 //! still go out; a peer that stops reading them is closed by
-//! `write_stall_timeout`). After
+//! `write_stall_timeout`).
+//!
+//! Lateness is budgeted, not only misses: an acknowledgement within an
+//! eighth of the timeout (`Shared::prompt_ack`, 250 ms by default) is
+//! prompt and costs the peer nothing; whatever a wait takes beyond that is
+//! charged to the connection (a timeout: the timeout less that eighth).
+//! Once a connection was charged
 //! [`Limits::invalidation_max_missed_acks`](crate::Limits::invalidation_max_missed_acks)
-//! missed timeouts a connection is never waited for again, so one peer
-//! holds writes up by at most that many timeouts in total.
+//! timeouts' worth it is never waited for again, and a wait stops once it
+//! uses up what is left, so one peer holds writes up by at most that many
+//! timeouts in total beyond a prompt acknowledgement each, however it
+//! times its acknowledgements: one that acknowledged each push just before
+//! the timeout (never missing one) held every write up by the full timeout
+//! for as long as it stayed connected (a red-team pass). A peer honestly
+//! slower than the prompt part is charged only what it takes beyond it,
+//! and once its allowance is used up is lagging, as one that missed the
+//! timeouts would be.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,9 +52,14 @@ pub struct PushStats {
     pub pushed: u64,
     /// Waits that ended with the peer's acknowledgement (or its close).
     pub acknowledged: u64,
-    /// Waits that hit `invalidation_ack_timeout`: the reply went without
-    /// the acknowledgement, and the connection became lagging.
+    /// Waits that hit `invalidation_ack_timeout` (or the end of the
+    /// holder's allowance for lateness): the reply went without the
+    /// acknowledgement, and the connection became lagging.
     pub lagged: u64,
+    /// Waits that ended with the acknowledgement, but after the prompt
+    /// part of the timeout (an eighth of it): what they took beyond it
+    /// was charged to the holder (counted in `acknowledged` too).
+    pub late: u64,
     /// Pushes to a lagging connection, sent without waiting.
     pub not_waited: u64,
     /// Pushes held back, merged per object, because the holder's output
@@ -56,6 +74,7 @@ pub struct PushStats {
 static PUSHED: AtomicU64 = AtomicU64::new(0);
 static ACKNOWLEDGED: AtomicU64 = AtomicU64::new(0);
 static LAGGED: AtomicU64 = AtomicU64::new(0);
+static LATE: AtomicU64 = AtomicU64::new(0);
 static NOT_WAITED: AtomicU64 = AtomicU64::new(0);
 static HELD_BACK: AtomicU64 = AtomicU64::new(0);
 static EXAMINED: AtomicU64 = AtomicU64::new(0);
@@ -67,6 +86,7 @@ pub fn push_stats() -> PushStats {
         pushed: PUSHED.load(Ordering::Relaxed),
         acknowledged: ACKNOWLEDGED.load(Ordering::Relaxed),
         lagged: LAGGED.load(Ordering::Relaxed),
+        late: LATE.load(Ordering::Relaxed),
         not_waited: NOT_WAITED.load(Ordering::Relaxed),
         held_back: HELD_BACK.load(Ordering::Relaxed),
         examined: EXAMINED.load(Ordering::Relaxed),
@@ -226,8 +246,11 @@ impl Shared {
     }
 
     /// Waits until the peer acknowledged the push (for one held back:
-    /// once sent) or closed, for at most its `invalidation_ack_timeout`;
-    /// a timeout makes it lagging. Whether it acknowledged (or closed).
+    /// once sent) or closed, for at most its `invalidation_ack_timeout`
+    /// and what is left of its allowance for lateness; a wait past the
+    /// prompt part of the timeout is charged to it ([`Shared::charge_late`]),
+    /// and one that stops without the acknowledgement makes it lagging.
+    /// Whether it acknowledged (or closed).
     async fn await_ack(self: Arc<Self>, pushed: Pushed) -> bool {
         let mut acked = self.pushes.acked.subscribe();
         let mut flushed = self.pushes.flushed.subscribe();
@@ -247,11 +270,32 @@ impl Shared {
                 _ = self.closed_token().cancelled() => {}
             }
         };
-        if crate::rt::time::timeout(self.limits.invalidation_ack_timeout, done)
+        tokio::pin!(done);
+        // The common case, a prompt acknowledgement, costs one timer, as
+        // a single wait for the whole timeout would.
+        let start = crate::rt::time::Instant::now();
+        let prompt = self.prompt_ack();
+        if crate::rt::time::timeout_at(start + prompt, done.as_mut())
             .await
             .is_ok()
         {
             ACKNOWLEDGED.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        // Late: every moment from here on is charged to the peer, so
+        // the wait stops at the timeout or once the peer's allowance is
+        // used up, whichever comes first.
+        let rest = self.limits.invalidation_ack_timeout.saturating_sub(prompt);
+        let limit = prompt + self.late_left().min(rest);
+        let answered = crate::rt::time::timeout_at(start + limit, done.as_mut())
+            .await
+            .is_ok();
+        let waited = crate::rt::time::Instant::now().saturating_duration_since(start);
+        let late = waited.min(limit).saturating_sub(prompt);
+        if answered {
+            ACKNOWLEDGED.fetch_add(1, Ordering::Relaxed);
+            LATE.fetch_add(1, Ordering::Relaxed);
+            self.charge_late(late);
             return true;
         }
         // Lagging until it acknowledges the push: the token that carried
@@ -265,10 +309,12 @@ impl Shared {
             },
         };
         LAGGED.fetch_add(1, Ordering::Relaxed);
-        self.missed_ack(token);
+        // At least a nanosecond: with a zero timeout, each miss still counts.
+        self.missed_ack(token, late.max(std::time::Duration::from_nanos(1)));
         tracing::debug!(
             peer = %self.peer(),
-            "no acknowledgement of invalidation {token} within invalidation_ack_timeout = {:?}",
+            "no acknowledgement of invalidation {token} within {limit:?} \
+             (invalidation_ack_timeout = {:?})",
             self.limits.invalidation_ack_timeout
         );
         self.is_closed()

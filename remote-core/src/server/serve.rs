@@ -94,8 +94,8 @@ impl Server {
         let budget = Arc::new(crate::driver::Budget::new(self.conn.limits.memory_budget));
         let mut conn = self.conn;
         conn.budget = Some(budget.clone());
-        // One count of missed invalidation acknowledgements per peer
-        // address, across its connections.
+        // One count of late (or missed) invalidation acknowledgements per
+        // peer address, across its connections.
         conn.peer_misses = Some(Arc::default());
         // One count of the objects they export.
         conn.export_pool = Some(crate::proto::CountPool::new(
