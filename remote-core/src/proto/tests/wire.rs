@@ -257,6 +257,49 @@ fn protocol_md_worked_example() {
     assert_eq!(hex(&super::encode_invalidated(5)), "00000003 92 0b 05");
 }
 
+/// The promise-pipelining bytes of PROTOCOL.md §3.10, byte for byte (a
+/// clean-room client found the return's array header printed as `92`).
+#[test]
+fn protocol_md_pipelining_example() {
+    let pipe = |keep, id, target, method, args: &[u8]| {
+        let mut b = encode::begin(32);
+        super::super::pipeline::call_head(&mut b, keep, CallId(id), target, method, 10_000);
+        b.extend_from_slice(args);
+        encode::finish(&mut b);
+        hex(&b)
+    };
+    assert_eq!(
+        pipe(
+            true,
+            5,
+            CallTarget::Object(ObjectId(0)),
+            "open",
+            &[0x91, 0xa1, b'x']
+        ),
+        "0000000f 96 0c 05 00 a4 6f 70 65 6e cd 27 10 91 a1 78"
+    );
+    assert_eq!(
+        pipe(false, 6, CallTarget::Promise(CallId(5)), "read", &[0x90]),
+        "0000000e 96 01 06 91 05 a4 72 65 61 64 cd 27 10 90"
+    );
+    let mut ret = encode::begin(16);
+    encode::return_head(&mut ret, CallId(5));
+    ret.extend_from_slice(&[0xd6, 0x01, 0, 0, 0, 3]);
+    encode::finish(&mut ret);
+    assert_eq!(hex(&ret), "00000009 93 02 05 d6 01 00 00 00 03");
+    assert!(
+        matches!(
+            Message::parse(&ret[4..], &Limits::default(), &mut Vec::new()),
+            Ok(Message::Return { id: CallId(5), .. })
+        ),
+        "the reply parses"
+    );
+    assert_eq!(
+        hex(&super::super::pipeline::finish(CallId(5))),
+        "00000003 92 0d 05"
+    );
+}
+
 fn hex(frame: &[u8]) -> String {
     let mut s: String = frame[..4].iter().map(|b| format!("{b:02x}")).collect();
     for b in &frame[4..] {
