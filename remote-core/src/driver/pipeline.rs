@@ -7,9 +7,11 @@
 //! its `Ok` value refers to, or its error) just before the reply is
 //! queued, so a pipelined call arriving after the caller saw the reply
 //! finds it set. A pipelined call arriving earlier runs as an ordinary
-//! incoming call whose handler first waits for the answer: it counts in
-//! `max_calls_in_flight`, ends at its deadline or cancel, and is aborted
-//! with the connection, like any handler.
+//! incoming call whose handler first waits for the answer ([`Waiter`]): it
+//! counts in `max_calls_in_flight`, ends at its deadline or cancel, and is
+//! aborted with the connection, like any handler. Setting the answer binds
+//! each such call to its object, so a slim answer's object, released by
+//! the caller on the reply, still serves the calls that waited for it.
 
 use std::any::Any;
 use std::sync::{Arc, Mutex, Weak};
@@ -25,10 +27,30 @@ use crate::{Error, RemoteError};
 type Resolved = Result<Arc<dyn Dispatch>, Arc<RemoteError>>;
 
 /// What a set answer holds: kept in full, its object or its error; slim,
-/// its object only while the peer holds it (its error's kind, shared).
+/// its object only while the peer holds it (its error's kind, shared),
+/// and for the calls that were waiting for it when it was set, until each
+/// has taken it (the second field: `None` if none waited, or once all did).
 enum Settled {
     Kept(Resolved),
-    Slim(Weak<dyn Dispatch>),
+    Slim(Weak<dyn Dispatch>, Option<Arc<dyn Dispatch>>),
+}
+
+impl Settled {
+    /// What a call arriving now runs on, or fails with.
+    fn resolved(&self) -> Resolved {
+        match self {
+            Settled::Kept(r) => r.clone(),
+            Settled::Slim(weak, _) => weak.upgrade().ok_or_else(released),
+        }
+    }
+}
+
+/// An answer's state, under its lock.
+struct Cell {
+    settled: Option<Settled>,
+    /// Calls that wait for the answer and have not taken it yet
+    /// ([`Waiter`]): bounded by the calls in flight.
+    waiting: usize,
 }
 
 /// The answer of one kept-answer call: unset while the call runs, then
@@ -45,12 +67,13 @@ enum Settled {
 /// call's error is copied, cut by [`kept_error`] (about 2.5 KB in all);
 /// kept *slim* past it, only the error's kind is, in an error shared by
 /// every slim answer of that kind ([`slim_error`]; about 100 bytes in
-/// all). `tests/kept_answers_bounded.rs` measures both. (It was counted in
+/// all), and its object only through its export and for the calls that
+/// waited for it ([`Waiter`]). `tests/kept_answers_bounded.rs` measures both. (It was counted in
 /// the memory budget, whatever the room, for as long as the peer liked:
 /// 48 idle connections filled a 16 MiB budget, and honest heavy calls
 /// then waited to their deadline, a red-team pass.)
 pub(crate) struct Answer {
-    cell: Mutex<Option<Settled>>,
+    cell: Mutex<Cell>,
     set: Notify,
     /// Itself, for the futures of calls that wait for it.
     me: Weak<Answer>,
@@ -62,7 +85,10 @@ impl Answer {
     /// A kept answer, unset, kept in `full` or slim.
     pub(crate) fn new(full: bool) -> Arc<Answer> {
         Arc::new_cyclic(|me| Answer {
-            cell: Mutex::new(None),
+            cell: Mutex::new(Cell {
+                settled: None,
+                waiting: 0,
+            }),
             set: Notify::new(),
             me: me.clone(),
             full,
@@ -70,33 +96,44 @@ impl Answer {
     }
 
     fn get(&self) -> Option<Resolved> {
-        match lock(&self.cell).as_ref()? {
-            Settled::Kept(r) => Some(r.clone()),
-            Settled::Slim(weak) => Some(weak.upgrade().ok_or_else(released)),
-        }
+        lock(&self.cell).settled.as_ref().map(Settled::resolved)
     }
 
     fn is_set(&self) -> bool {
-        lock(&self.cell).is_some()
+        lock(&self.cell).settled.is_some()
     }
 
     fn set(&self, r: Resolved) {
-        let r = match r {
+        let mut settled = match r {
             r if self.full => Settled::Kept(r),
             Err(e) => Settled::Kept(Err(slim_of(&e))),
             // Reached through its export only: released by the peer, it
             // goes (held, 8 connections' slim answers held 17 MB of
             // objects their peers had released, counted nowhere: a
-            // red-team pass).
-            Ok(o) => Settled::Slim(Arc::downgrade(&o)),
+            // red-team pass). Except for the calls waiting for it now:
+            // each is bound to it here, before the reply is queued, so
+            // before the reader can see the caller's release; they had
+            // to wait for a turn after this, and the release, read
+            // meanwhile, dropped the object first: up to a quarter of
+            // the calls an honest caller sent before the reply failed
+            // with `unknown_object` (red-team pass 47). Held for them
+            // until each has taken it (or stopped), no longer.
+            Ok(o) => Settled::Slim(Arc::downgrade(&o), Some(o)),
         };
-        {
+        // Dropped after the lock (the object's last reference, maybe).
+        let unused = {
             let mut cell = lock(&self.cell);
-            if cell.is_some() {
+            if cell.settled.is_some() {
                 return;
             }
-            *cell = Some(r);
-        }
+            let unused = match &mut settled {
+                Settled::Slim(_, bound) if cell.waiting == 0 => bound.take(),
+                _ => None,
+            };
+            cell.settled = Some(settled);
+            unused
+        };
+        drop(unused);
         self.set.notify_waiters();
     }
 
@@ -140,15 +177,77 @@ impl Answer {
             self.set(Err(Arc::new(kept_error(e))));
         }
     }
+}
 
-    async fn wait(&self) -> Resolved {
+/// A call waiting for its answer: counted in the answer's `waiting` from
+/// before the answer is set until it takes the answer or is dropped (its
+/// deadline, a cancel, the connection's close), so a slim answer is set
+/// bound to its object for it, and lets go of the object as soon as
+/// every call that waited has taken it or stopped.
+struct Waiter {
+    answer: Arc<Answer>,
+    counted: bool,
+}
+
+impl Waiter {
+    /// A waiter on `answer`, or what it resolves to if it was set.
+    fn new(answer: Arc<Answer>) -> Result<Waiter, Resolved> {
+        let mut cell = lock(&answer.cell);
+        if let Some(settled) = &cell.settled {
+            return Err(settled.resolved());
+        }
+        cell.waiting += 1;
+        drop(cell);
+        Ok(Waiter {
+            answer,
+            counted: true,
+        })
+    }
+
+    async fn wait(&mut self) -> Resolved {
+        let Waiter { answer, counted } = self;
         loop {
             // Registered before the check, so a `set` in between wakes it.
-            let notified = self.set.notified();
-            if let Some(r) = self.get() {
+            let notified = answer.set.notified();
+            if let Some(r) = Self::take(answer, counted) {
                 return r;
             }
             notified.await;
+        }
+    }
+
+    /// The answer once set: a slim one's object as it was when it was set
+    /// (held for this call since), whatever the peer released meanwhile.
+    fn take(answer: &Answer, counted: &mut bool) -> Option<Resolved> {
+        let mut cell = lock(&answer.cell);
+        let r = match cell.settled.as_ref()? {
+            Settled::Slim(_, Some(o)) => Ok(o.clone()),
+            settled => settled.resolved(),
+        };
+        *counted = false;
+        let unbound = Self::leave(&mut cell);
+        drop(cell);
+        drop(unbound);
+        Some(r)
+    }
+
+    /// One call fewer waits: the object held for the waiting calls, for
+    /// dropping once the lock is released, when it was the last.
+    fn leave(cell: &mut Cell) -> Option<Arc<dyn Dispatch>> {
+        cell.waiting -= 1;
+        match &mut cell.settled {
+            Some(Settled::Slim(_, bound)) if cell.waiting == 0 => bound.take(),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if self.counted {
+            let unbound = Self::leave(&mut lock(&self.answer.cell));
+            // After the lock: it may be the object's last reference.
+            drop(unbound);
         }
     }
 }
@@ -353,54 +452,25 @@ impl Dispatch for Answer {
     }
 
     fn call(&self, method: &str, args: Args<'_>, cx: CallCx) -> Result<CallFuture, Error> {
-        match self.get() {
-            Some(Ok(o)) => o.call(method, args, cx),
-            // The kept call's own error, as it was (PROTOCOL.md §3.10).
-            Some(Err(e)) => Err(Error::Remote(Box::new((*e).clone()))),
+        let resolved = match self.get() {
+            Some(r) => r,
             None => {
                 // `self` is alive (it is being called), so is its `Arc`.
                 let answer = self
                     .me
                     .upgrade()
                     .ok_or_else(|| Error::ConnectionLost("closed".into()))?;
-                let method = method.to_owned();
-                // Held until the answer is set: only its own bytes.
-                let args = args.detach();
-                // Decoded when the answer is set, weighed as now.
-                let weigh = crate::codec::weigh::current();
-                Ok(Box::pin(async move {
-                    let reply = cx.duplicate();
-                    match answer.wait().await {
-                        Ok(o) => {
-                            let (called, taken) = match &weigh {
-                                Some(conn) => {
-                                    crate::codec::weigh::weighed(conn, || o.call(&method, args, cx))
-                                }
-                                None => (o.call(&method, args, cx), Default::default()),
-                            };
-                            // Dropped after the handler (declared before it).
-                            let _taken = weigh.as_ref().map(|conn| {
-                                crate::codec::weigh::TakenBack(&conn.budget, taken.bytes)
-                            });
-                            match called {
-                                Ok(fut) if !taken.refused() => fut.await,
-                                Err(e) if !taken.refused() => reply.reply_remote(
-                                    &super::conn::dispatch_error(&e, o.interface_name(), &method),
-                                ),
-                                // Refused by the weighing, even where serde
-                                // went on to decode (an untagged enum's next
-                                // variant).
-                                r => reply.reply_remote(&crate::codec::weigh::refusal(
-                                    &method,
-                                    r.as_ref().err(),
-                                    &taken,
-                                )),
-                            }
-                        }
-                        Err(e) => reply.reply_remote(&e),
-                    }
-                }))
+                match Waiter::new(answer) {
+                    Ok(waiter) => return Ok(waiting(waiter, method, args, cx)),
+                    // Set meanwhile.
+                    Err(r) => r,
+                }
             }
+        };
+        match resolved {
+            Ok(o) => o.call(method, args, cx),
+            // The kept call's own error, as it was (PROTOCOL.md §3.10).
+            Err(e) => Err(Error::Remote(Box::new((*e).clone()))),
         }
     }
 
@@ -410,6 +480,47 @@ impl Dispatch for Answer {
             _ => None,
         }
     }
+}
+
+/// A call on an answer not set yet: it waits for the answer (as
+/// `waiter`), then runs on its object, or fails with its error.
+fn waiting(mut waiter: Waiter, method: &str, args: Args<'_>, cx: CallCx) -> CallFuture {
+    let method = method.to_owned();
+    // Held until the answer is set: only its own bytes.
+    let args = args.detach();
+    // Decoded when the answer is set, weighed as now.
+    let weigh = crate::codec::weigh::current();
+    Box::pin(async move {
+        let reply = cx.duplicate();
+        match waiter.wait().await {
+            Ok(o) => {
+                let (called, taken) = match &weigh {
+                    Some(conn) => crate::codec::weigh::weighed(conn, || o.call(&method, args, cx)),
+                    None => (o.call(&method, args, cx), Default::default()),
+                };
+                // Dropped after the handler (declared before it).
+                let _taken = weigh
+                    .as_ref()
+                    .map(|conn| crate::codec::weigh::TakenBack(&conn.budget, taken.bytes));
+                match called {
+                    Ok(fut) if !taken.refused() => fut.await,
+                    Err(e) if !taken.refused() => reply.reply_remote(&super::conn::dispatch_error(
+                        &e,
+                        o.interface_name(),
+                        &method,
+                    )),
+                    // Refused by the weighing, even where serde went on
+                    // to decode (an untagged enum's next variant).
+                    r => reply.reply_remote(&crate::codec::weigh::refusal(
+                        &method,
+                        r.as_ref().err(),
+                        &taken,
+                    )),
+                }
+            }
+            Err(e) => reply.reply_remote(&e),
+        }
+    })
 }
 
 #[cfg(test)]
