@@ -6,6 +6,7 @@ mod blocking_pool;
 mod budget;
 pub(crate) use budget::{Budget, SMALL_FRAME};
 pub(crate) use pushes::PeerMisses;
+mod answer_errors;
 mod cached;
 pub(crate) mod call;
 mod conn;

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
 
+use super::answer_errors::{ended, kept_error, not_a_capability, released, slim_of};
 use super::call::{Args, CallCx};
 use super::shared::{lock, Shared};
 use crate::interface::{CallFuture, Dispatch};
@@ -66,7 +67,7 @@ struct Cell {
 /// *in full* while the server's pool of kept answers has room, a failed
 /// call's error is copied, cut by [`kept_error`] (about 2.5 KB in all);
 /// kept *slim* past it, only the error's kind is, in an error shared by
-/// every slim answer of that kind ([`slim_error`]; about 100 bytes in
+/// every slim answer of that kind ([`slim_error`](super::answer_errors::slim_error); about 100 bytes in
 /// all), and its object only through its export and for the calls that
 /// waited for it ([`Waiter`]). `tests/kept_answers_bounded.rs` measures both. (It was counted in
 /// the memory budget, whatever the room, for as long as the peer liked:
@@ -263,157 +264,6 @@ fn return_value(payload: &[u8]) -> Option<&[u8]> {
     Some(&payload[2 + r.pos()..])
 }
 
-/// The most of each text field of a failed call's error its kept answer
-/// holds (PROTOCOL.md §3.10).
-const KEPT_ERROR_FIELD: usize = 1024;
-
-/// What a kept answer holds of its call's error `e`, and so what calls on
-/// the answer fail with: the kind, the type and the message (each cut to
-/// [`KEPT_ERROR_FIELD`] bytes) and the first four causes (cut to 256
-/// bytes each); no backtrace, and no `data` (error replies to calls on an
-/// answer never carried it). So a kept answer holds about 3 KiB at most,
-/// whatever the error: it held the whole error until the peer's finish,
-/// and a peer whose callback failed with 900 KiB of `data`, the handler
-/// passing the error on, made each of its kept answers hold a copy,
-/// counted nowhere (420 MiB held by 4 connections, found by a red-team
-/// pass). A caller whose promise failed before its calls on it were sent
-/// fails them with the same (`promise.rs`): with the whole error, `data`
-/// included, each such call made its own copy, 200 calls on a promise
-/// failed with 1 MB of `data` holding 200 MB (red-team pass 19).
-pub(super) fn kept_error(e: &RemoteError) -> RemoteError {
-    // Cut at a character boundary and marked, as error texts are (§3.4);
-    // no spare capacity (`format!`'s cut held up to twice its text, so a
-    // kept answer about 4.3 KB instead of 2.3).
-    let cut = |s: &str, max: usize| {
-        let mut s = crate::bounded::truncate(s, max).into_owned();
-        s.shrink_to_fit();
-        s
-    };
-    let mut kept = RemoteError::new(
-        &cut(&e.kind, 64),
-        &cut(&e.type_name, 256),
-        cut(&e.message, KEPT_ERROR_FIELD),
-    );
-    kept.chain = e.chain.iter().take(4).map(|c| cut(c, 256)).collect();
-    kept
-}
-
-/// What a slim kept answer (`proto/state/answers.rs`) holds of its call's
-/// error: its kind, and a message saying the rest was not kept, in one
-/// error shared by every slim answer of that kind. A kind this runtime
-/// does not raise itself (one a peer chose, passed on by a handler) is
-/// kept as `application`: its own copy per answer held about 540 bytes,
-/// the peer choosing its length.
-fn slim_error(kind: &str) -> Arc<RemoteError> {
-    use crate::stats::ERROR_KINDS;
-    use std::sync::OnceLock;
-    /// Kinds the runtime raises that the counters count as `"other"`.
-    const MORE: [&str; 3] = ["not_a_capability", "remote", "wrong_interface"];
-    const N: usize = ERROR_KINDS.len() + MORE.len();
-    static SHARED: [OnceLock<Arc<RemoteError>>; N] = [const { OnceLock::new() }; N];
-    let mut kinds = ERROR_KINDS.iter().chain(MORE.iter());
-    // `ERROR_KINDS[0]` is `application`.
-    let (i, kind) = kinds
-        .position(|k| *k == kind)
-        .map_or((0, ERROR_KINDS[0]), |i| (i, kind));
-    SHARED[i]
-        .get_or_init(|| {
-            Arc::new(RemoteError::new(
-                kind,
-                "remote_core::Error",
-                "the kept call failed; its error was not kept, only its kind: the server \
-                 keeps at most max_kept_answers answers in full (PROTOCOL.md §3.10)"
-                    .to_owned(),
-            ))
-        })
-        .clone()
-}
-
-/// A slim answer's error for `e` ([`slim_error`]): a `limit_exceeded` one
-/// keeps the name of its limit too, so [`Error::limit_name`] still tells
-/// it (found by a red-team pass), in one error shared per limit
-/// ([`slim_limit`]).
-fn slim_of(e: &RemoteError) -> Arc<RemoteError> {
-    if e.kind == "limit_exceeded" {
-        if let Some(slim) = crate::error::limit_in(&e.message).and_then(slim_limit) {
-            return slim;
-        }
-    }
-    slim_error(&e.kind)
-}
-
-/// The slim error of a `limit_exceeded` naming limit `name`: one per name,
-/// for at most [`SLIM_LIMITS`] names in the process. A name must look like
-/// a [`Limits`](crate::Limits) field (lowercase letters, digits and `_`,
-/// 48 bytes at most): one a peer chose and a handler passed on may be
-/// anything. Past that, or for such a name, `None` (the kind's).
-fn slim_limit(name: &str) -> Option<Arc<RemoteError>> {
-    static SHARED: Mutex<Vec<Arc<RemoteError>>> = Mutex::new(Vec::new());
-    let looks_like_a_limit = !name.is_empty()
-        && name.len() <= 48
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if !looks_like_a_limit {
-        return None;
-    }
-    let mut shared = lock(&SHARED);
-    let known = shared
-        .iter()
-        .find(|e| crate::error::limit_in(&e.message) == Some(name));
-    if let Some(e) = known {
-        return Some(e.clone());
-    }
-    if shared.len() >= SLIM_LIMITS {
-        return None;
-    }
-    let e = Arc::new(RemoteError::new(
-        "limit_exceeded",
-        "remote_core::Error",
-        format!(
-            "limit exceeded: {name} = ? (the kept call failed; its error was not kept, only \
-             its kind and limit: the server keeps at most max_kept_answers answers in full, \
-             PROTOCOL.md §3.10)"
-        ),
-    ));
-    shared.push(e.clone());
-    Some(e)
-}
-
-/// Limit names [`slim_limit`] keeps an error for.
-const SLIM_LIMITS: usize = 64;
-
-/// The error of a call on a slim kept answer whose object the peer
-/// released: one, shared.
-fn released() -> Arc<RemoteError> {
-    static RELEASED: std::sync::OnceLock<Arc<RemoteError>> = std::sync::OnceLock::new();
-    RELEASED
-        .get_or_init(|| {
-            Arc::new(RemoteError::new(
-                "unknown_object",
-                "remote_core::Error",
-                "the kept answer's object was released by the caller: past max_kept_answers \
-                 an answer does not keep its object alive (PROTOCOL.md §3.10)"
-                    .to_owned(),
-            ))
-        })
-        .clone()
-}
-
-/// The error of a call answering with a value that is not one object.
-fn not_a_capability(message: String) -> RemoteError {
-    RemoteError::new("not_a_capability", "remote_core::Error", message)
-}
-
-/// The answer of a kept-answer call that ended without a reply of its own.
-fn ended(id: CallId) -> RemoteError {
-    RemoteError::new(
-        "cancelled",
-        "remote_core::Error",
-        format!("call {id} ended without an answer (it was cancelled or stopped)"),
-    )
-}
-
 /// Held by a kept-answer call's handler: however it ends (an abort by a
 /// cancel or the connection's close included), its answer is set, so the
 /// pipelined calls waiting on it end too.
@@ -521,50 +371,4 @@ fn waiting(mut waiter: Waiter, method: &str, args: Args<'_>, cx: CallCx) -> Call
             Err(e) => reply.reply_remote(&e),
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::slim_error;
-
-    /// A slim answer keeps a kind the runtime raises as it is, and any
-    /// other as `application`, in one error shared per kind.
-    #[test]
-    fn slim_errors_keep_known_kinds_and_are_shared() {
-        for kind in ["bad_arguments", "application", "not_a_capability", "io"] {
-            let e = slim_error(kind);
-            assert_eq!(e.kind, kind);
-            assert!(std::sync::Arc::ptr_eq(&e, &slim_error(kind)));
-        }
-        let other = slim_error(&"k".repeat(64));
-        assert_eq!(other.kind, "application");
-        assert!(std::sync::Arc::ptr_eq(&other, &slim_error("application")));
-    }
-
-    /// A slim `limit_exceeded` keeps its limit's name, shared per name; a
-    /// name that does not look like a limit gets the kind's error.
-    #[test]
-    fn slim_limit_errors_keep_the_limit() {
-        use super::slim_of;
-        use crate::{Error, RemoteError};
-        let hit = |message: &str| {
-            RemoteError::new("limit_exceeded", "remote_core::Error", message.to_owned())
-        };
-        let full = hit("limit exceeded: max_frame_len = 1048576 (frame of 2000000 bytes)");
-        let slim = slim_of(&full);
-        assert!(!std::sync::Arc::ptr_eq(
-            &slim,
-            &super::slim_error("limit_exceeded")
-        ));
-        let e = Error::Remote(Box::new((*slim).clone()));
-        assert!(e.is_limit());
-        assert_eq!(e.limit_name(), Some("max_frame_len"));
-        assert!(std::sync::Arc::ptr_eq(&slim, &slim_of(&full)));
-        let odd = slim_of(&hit("limit exceeded: Not A Limit = 3"));
-        assert!(std::sync::Arc::ptr_eq(
-            &odd,
-            &super::slim_error("limit_exceeded")
-        ));
-        assert_eq!(Error::Remote(Box::new((*odd).clone())).limit_name(), None);
-    }
 }

@@ -138,7 +138,9 @@ impl ClientPromise {
             }
             // What the peer's kept answer would have failed the call
             // with, had it been sent: no `data`, no backtrace, texts cut.
-            (Settled::Remote(e), _) => Err(Error::Remote(Box::new(super::pipeline::kept_error(e)))),
+            (Settled::Remote(e), _) => {
+                Err(Error::Remote(Box::new(super::answer_errors::kept_error(e))))
+            }
             (Settled::Local(e), _) => Err(e.clone()),
             (Settled::Pending, Some(&(call, _))) => {
                 via.prepare_to(keep, CallTarget::Promise(call), method, args, to)
