@@ -54,8 +54,10 @@ use crate::Wire;
 /// Taken from the budget at least this much at a time.
 const CHUNK: usize = 16 << 10;
 
+mod refusal;
 mod wrapper;
 
+pub(crate) use refusal::{refusal, refusal_limit, refusal_text, refusal_value};
 use wrapper::wrap;
 pub(crate) use wrapper::Weighed;
 
@@ -77,8 +79,14 @@ type Densest = Option<fn() -> usize>;
 /// The running dispatch's weighing, on its thread.
 struct State {
     /// What its decode may still take without asking the budget (the rest
-    /// of a chunk taken).
+    /// of a chunk taken, or what its caller counted for it already).
     free: Cell<usize>,
+    /// What its decode takes whatever the budget's room ([`ALWAYS`] for a
+    /// call's arguments; nothing for a reply, [`weighed_reply`]).
+    floor: Cell<usize>,
+    /// What the decode would have held where the budget had no room for
+    /// more ([`Taken::wanted`]).
+    short: Cell<usize>,
     /// What it took from the budget.
     granted: Cell<usize>,
     /// Why its decode was stopped, if it was.
@@ -128,6 +136,8 @@ thread_local! {
     static STATE: State = const {
         State {
             free: Cell::new(0),
+            floor: Cell::new(ALWAYS),
+            short: Cell::new(0),
             granted: Cell::new(0),
             stop: Cell::new(None),
             densest: Cell::new(None),
@@ -152,6 +162,11 @@ pub(crate) struct Taken {
     pub(crate) bytes: usize,
     /// Why the decode was stopped (the call is refused), if it was.
     pub(crate) stop: Option<Stop>,
+    /// For a decode stopped for the budget's room: what it would have
+    /// held beyond its items' count at that point, at least (what it had
+    /// taken, and what it asked for), so what to wait for before trying
+    /// again ([`weighed_reply`]).
+    pub(crate) wanted: usize,
 }
 
 impl Taken {
@@ -173,6 +188,8 @@ pub(crate) fn weighed<R>(conn: &Arc<Shared>, f: impl FnOnce() -> R) -> (R, Taken
         fn drop(&mut self) {
             let granted = STATE.with(|s| {
                 s.free.set(0);
+                s.floor.set(ALWAYS);
+                s.short.set(0);
                 s.stop.set(None);
                 s.densest.set(None);
                 // Only a decode that met serde's buffer (a node read, or a
@@ -198,8 +215,33 @@ pub(crate) fn weighed<R>(conn: &Arc<Shared>, f: impl FnOnce() -> R) -> (R, Taken
     let taken = STATE.with(|s| Taken {
         bytes: s.granted.replace(0),
         stop: s.stop.get(),
+        wanted: s.short.get(),
     });
     drop(reset);
+    (out, taken)
+}
+
+/// [`weighed`] for the decode of a reply to one of this side's calls
+/// (`driver::heavy_reply::decoded`): nothing is taken whatever the room
+/// (a reply goes to a caller that runs already, so a full budget would
+/// not stop the next: 128 handlers of a connection each took 64 KiB over
+/// a budget, a review of the weighing of replies), and the first
+/// `prepaid` bytes it takes were counted by its caller already (after it
+/// waited for room for them: [`Taken::wanted`] of a try before).
+pub(crate) fn weighed_reply<R>(
+    conn: &Arc<Shared>,
+    prepaid: usize,
+    f: impl FnOnce() -> R,
+) -> (R, Taken) {
+    STATE.with(|s| {
+        s.floor.set(0);
+        s.free.set(prepaid);
+    });
+    let (out, mut taken) = weighed(conn, f);
+    if taken.stop == Some(Stop::Budget) {
+        // It had used what was counted for it before asking for more.
+        taken.wanted = taken.wanted.saturating_add(prepaid);
+    }
     (out, taken)
 }
 
@@ -227,70 +269,6 @@ impl Drop for TakenBack<'_> {
         if self.1 > 0 {
             self.0.release(self.1);
         }
-    }
-}
-
-/// The error for a call whose decode was stopped ([`Taken::stop`]);
-/// `e` is the decode's error, if it failed (serde's untagged enums try
-/// another variant after an error, which may decode: the call is refused
-/// all the same, not run with that variant).
-pub(crate) fn refusal(method: &str, e: Option<&crate::Error>, taken: &Taken) -> crate::RemoteError {
-    let what = format!("the arguments of {}", crate::bounded::quote(method));
-    crate::RemoteError::new(
-        "limit_exceeded",
-        "remote_core::Error",
-        refusal_text(&what, e, taken),
-    )
-}
-
-/// What a refusal says: `what` (the arguments of a call, a reply to one)
-/// decoded past the bound [`Taken::stop`] names.
-pub(crate) fn refusal_text(what: &str, e: Option<&crate::Error>, taken: &Taken) -> String {
-    let why = e.map_or_else(String::new, |e| format!(": {e}"));
-    match taken.stop {
-        Some(Stop::Time) => format!(
-            "decoding {what}, nested untagged or internally tagged types took more than {} ms \
-             of CPU time in their tries, plus {} ns per item of their buffer (serde copies a \
-             nested such value for each variant it tries){why}",
-            super::work::BASE.as_millis(),
-            super::work::PER_NODE.as_nanos(),
-        ),
-        Some(Stop::Tries) => format!(
-            "decoding {what}, untagged or internally tagged types were tried more than \
-             {ATTEMPTS_PER_NODE} times per item of their buffer (serde tries each variant in \
-             turn, and nested such types multiply the tries){why}"
-        ),
-        Some(Stop::Nesting) => format!(
-            "decoding {what}, untagged or internally tagged types nested more than \
-             {MAX_NESTED} deep in one another (a type that decodes itself from its own \
-             buffer, as a left-recursive untagged enum does, never ends){why}"
-        ),
-        Some(Stop::Budget) | None => format!(
-            "decoding {what} came to more than it was counted at, and the memory_budget has \
-             no room for it{why}"
-        ),
-    }
-}
-
-/// The value of the limit a refusal names ([`refusal_limit`]), for an
-/// [`Error::LimitExceeded`](crate::Error::LimitExceeded): `budget` is the
-/// memory budget's.
-pub(crate) fn refusal_value(taken: &Taken, budget: usize) -> u64 {
-    match taken.stop {
-        Some(Stop::Time) => super::work::BASE.as_millis() as u64,
-        Some(Stop::Tries) => ATTEMPTS_PER_NODE as u64,
-        Some(Stop::Nesting) => MAX_NESTED as u64,
-        Some(Stop::Budget) | None => budget as u64,
-    }
-}
-
-/// The limit a refusal names, for the meter.
-pub(crate) fn refusal_limit(taken: &Taken) -> &'static str {
-    match taken.stop {
-        Some(Stop::Time) => "buffered_decode_time",
-        Some(Stop::Tries) => "buffered_decode_attempts",
-        Some(Stop::Nesting) => "buffered_decode_nesting",
-        Some(Stop::Budget) | None => "memory_budget",
     }
 }
 
@@ -570,12 +548,12 @@ fn add<E: serde::de::Error>(n: usize) -> Result<(), E> {
     if need == 0 {
         return Ok(());
     }
-    let taken = STATE.with(|s| s.granted.get());
+    let (taken, floor) = STATE.with(|s| (s.granted.get(), s.floor.get()));
     let (need, charged, limit) = CONN.with(|c| {
-        if taken + need <= ALWAYS {
+        if taken + need <= floor {
             // Within the first frame's worth: taken as needed, whatever
             // the room.
-            let need = need.max(CHUNK).min(ALWAYS - taken);
+            let need = need.max(CHUNK).min(floor - taken);
             c.budget.charge(need);
             (need, true, 0)
         } else {
@@ -590,6 +568,7 @@ fn add<E: serde::de::Error>(n: usize) -> Result<(), E> {
             Ok(())
         } else {
             s.stop.set(Some(Stop::Budget));
+            s.short.set(taken.saturating_add(need));
             Err(E::custom(format_args!(
                 "the arguments decode to more than their frame was counted at, and \
                  memory_budget = {limit} has no room for {need} bytes more"

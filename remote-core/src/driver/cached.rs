@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use super::control::{Held, Incoming};
+use super::heavy_reply::Decoded;
 use super::shared::Shared;
 use crate::cache::{CacheRole, CacheStats, ClientCache, Lookup, Ticket};
 use crate::interface::BoxFuture;
@@ -189,12 +190,22 @@ impl Handle {
             .map_err(E::from_error)?;
             codec::decoded(slot, "cached return value").map_err(E::from_error)
         };
-        let (value, held) = super::heavy_reply::decoded(self.shared(), method, weigh, decode)
-            .map_err(E::from_error)?;
-        if let Some(held) = held {
-            crate::ambient::hold(Box::new(held));
+        // Not decoded again where the budget is short: a cached value
+        // is one whose items weigh about what they were counted at.
+        match super::heavy_reply::decoded(self.shared(), method, (weigh, 0, false), decode) {
+            Decoded::Done(value, held) => {
+                if let Some(held) = held {
+                    crate::ambient::hold(Box::new(held));
+                }
+                value
+            }
+            Decoded::Refused(e) => Err(E::from_error(e)),
+            Decoded::Short(wanted) => Err(E::from_error(super::heavy_reply::short(
+                self.shared(),
+                method,
+                wanted,
+            ))),
         }
-        value
     }
 }
 

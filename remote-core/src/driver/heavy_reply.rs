@@ -45,8 +45,11 @@
 //! weighing deserializer, and what that takes is held with the reply's
 //! count (counted at `DECODED_ITEM` an item, 4 handlers each holding a
 //! reply of 200,000 `nil`s as `Option<[u64; 32]>` held 268 MB against a
-//! 64 MiB budget, red-team pass 47). A decode the budget has no room for
-//! fails the call with `limit_exceeded`.
+//! 64 MiB budget, red-team pass 47). Nothing of it is taken whatever the
+//! room. A decode the budget has no room for stops; a reply holding no
+//! reference then waits for room, holding only its frame, and is decoded
+//! again ([`retried`]); other replies fail their call with
+//! `limit_exceeded`.
 //!
 //! Light replies, the usual kind, are neither weighed twice nor counted:
 //! a handler holds at most [`HEAVY_REPLY`] of each uncounted. (The bound
@@ -130,6 +133,14 @@ impl Charged {
     pub(crate) fn absorb(&mut self, mut other: Charged) {
         self.n += std::mem::take(&mut other.n);
     }
+
+    /// Gives back all but `n` of its count.
+    fn keep_only(&mut self, n: usize) {
+        if self.n > n {
+            self.budget.release(self.n - n);
+            self.n = n;
+        }
+    }
 }
 
 /// Whether a reply's value, `value` (its encoding), may hold a collection,
@@ -146,42 +157,64 @@ pub(crate) fn may_hold_collections(value: &[u8]) -> bool {
         .is_some_and(|&b| matches!(b, 0x80..=0x9f | 0xdc..=0xdf))
 }
 
+/// How a weighed decode of a reply ended ([`decoded`]).
+pub(crate) enum Decoded<R> {
+    /// Decoded: its output, and what its types took from the budget, to
+    /// hold for as long as the value is held.
+    Done(R, Option<Charged>),
+    /// Stopped: `limit_exceeded`.
+    Refused(Error),
+    /// Stopped for the budget's room, where its caller may decode it
+    /// again: it would hold at least this much beyond its items' count.
+    Short(usize),
+}
+
 /// Runs `decode` (a reply's, or a cached reply's, to a call of `method`)
 /// with what it decodes weighed by its types against `shared`'s budget,
 /// if `weigh` (and no decode around it is weighed already), as a call's
 /// arguments are (`codec/weigh.rs`): an element that takes more decoded
 /// than the `DECODED_ITEM` its item was counted at takes the rest from the
-/// budget. Returns `decode`'s output and that count, to be held for as
-/// long as the value is; or `limit_exceeded` if the decode was stopped
-/// (the budget has no room for it, or serde's buffered types went past
-/// their bounds), with the value dropped.
+/// budget, the first `prepaid` bytes of it counted by the caller already.
+/// Nothing is taken whatever the room ([`weighed_reply`]). A decode the
+/// budget has no room for is [`Decoded::Short`] if the caller may `retry`
+/// it (after waiting for room: [`retried`]), else refused with
+/// `limit_exceeded`, as one stopped by serde's buffered types' bounds is;
+/// the value is dropped as soon as the decode stops.
 ///
 /// Counted at their frame and `DECODED_ITEM` per item, the replies to a
 /// server's callbacks held several times its budget: 4 handlers each
 /// holding a reply of 200,000 `nil`s as `Option<[u64; 32]>`, 800 KB sent,
-/// held 268 MB against 39 MB counted (red-team pass 47).
+/// held 268 MB against 39 MB counted (red-team pass 47). Refused at once
+/// where the budget had no room, honest replies that each fitted refused
+/// one another (a review: 15 of 20 calls of 6 MB each, 4 at a time on a
+/// 16 MiB budget).
+///
+/// [`weighed_reply`]: crate::codec::weigh::weighed_reply
 pub(crate) fn decoded<R>(
     shared: &Arc<Shared>,
     method: &str,
-    weigh: bool,
+    (weigh, prepaid, retry): (bool, usize, bool),
     decode: impl FnOnce() -> R,
-) -> Result<(R, Option<Charged>), Error> {
+) -> Decoded<R> {
     if !weigh || crate::codec::weigh::active() {
-        return Ok((decode(), None));
+        return Decoded::Done(decode(), None);
     }
-    let (out, taken) = crate::codec::weigh::weighed(shared, decode);
+    let (out, taken) = crate::codec::weigh::weighed_reply(shared, prepaid, decode);
     if taken.refused() {
         drop(out);
         shared.budget.release(taken.bytes);
+        if retry && taken.stop == Some(crate::codec::weigh::Stop::Budget) {
+            return Decoded::Short(taken.wanted);
+        }
         let limit = crate::codec::weigh::refusal_limit(&taken);
         let what = format!("the reply to {}", crate::bounded::quote(method));
         let text = crate::codec::weigh::refusal_text(&what, None, &taken);
         shared.meter.limit_hit(limit, &text);
         let value = crate::codec::weigh::refusal_value(&taken, shared.budget.limit());
-        return Err(Error::limit(limit, value, text));
+        return Decoded::Refused(Error::limit(limit, value, text));
     }
     let held = (taken.bytes > 0).then(|| Charged::taken(&shared.budget, taken.bytes));
-    Ok((out, held))
+    Decoded::Done(out, held)
 }
 
 /// The typed error `E` of a pipelined call's failure, `remote`, decoded
@@ -192,15 +225,31 @@ pub(crate) fn typed_error<E: crate::RemoteErrorType>(
     remote: crate::RemoteError,
 ) -> E {
     let weigh = remote.data.is_some();
-    match decoded(shared, "a pipelined call", weigh, || E::from_remote(remote)) {
-        Ok((e, held)) => {
+    let how = (weigh, 0, false);
+    match decoded(shared, "a pipelined call", how, || E::from_remote(remote)) {
+        Decoded::Done(e, held) => {
             if let Some(held) = held {
                 crate::ambient::hold(Box::new(held));
             }
             e
         }
-        Err(refused) => E::from_error(refused),
+        Decoded::Refused(refused) => E::from_error(refused),
+        // Only where retried (not here).
+        Decoded::Short(wanted) => E::from_error(short(shared, "a pipelined call", wanted)),
     }
+}
+
+/// The error of a reply to `method` whose decode found the budget short
+/// and is not tried again: it would have held `wanted` beyond its items'
+/// count.
+pub(crate) fn short(shared: &Shared, method: &str, wanted: usize) -> Error {
+    let detail = format!(
+        "the reply to {} decodes to at least {wanted} bytes more than its items count, and \
+         the memory_budget has no room for it",
+        crate::bounded::quote(method)
+    );
+    shared.meter.limit_hit("memory_budget", &detail);
+    Error::limit("memory_budget", shared.budget.limit() as u64, detail)
 }
 
 /// A [`Peer`](crate::Peer)'s way to count what is held for it between its
@@ -333,9 +382,21 @@ fn weigh_heavy(
     }))
 }
 
-/// A heavy reply and, once it has room in the budget, its count.
-/// (And whether a large `Bytes` value may share its frame, [`Heavy`].)
-pub(crate) type Weighed = (Incoming, Result<Charged, Error>, bool);
+/// A heavy reply once it has room in the budget (or the error if none
+/// came), with what its decode is to know.
+pub(crate) struct Weighed {
+    pub(crate) inc: Incoming,
+    /// Its count (its frame and items, and what a try before found its
+    /// types take: `prepaid`).
+    pub(crate) counted: Result<Charged, Error>,
+    /// Whether a large `Bytes` value may share its frame ([`Heavy`]).
+    pub(crate) shareable: bool,
+    /// What of `counted` its decode may take without asking the budget
+    /// (room waited for after a try found none, [`retried`]).
+    pub(crate) prepaid: usize,
+    /// The call's deadline: waits for room end there.
+    pub(crate) deadline: Instant,
+}
 
 /// The caller's wait for room for the heavy reply `inc`, weighing
 /// `heavy` (taken out of it), from now until the call's timeout
@@ -347,14 +408,69 @@ pub(crate) fn weighed(
     heavy: Box<Heavy>,
     budget: std::time::Duration,
 ) -> crate::BoxFuture<'static, Weighed> {
-    let shared = shared.clone();
     let deadline = super::deadline::after(Instant::now(), budget);
+    wait_for(shared.clone(), inc, heavy, 0, deadline)
+}
+
+/// The caller's wait for room for the reply `inc` whose decode found the
+/// budget short ([`Decoded::Short`]): it would hold at least `wanted`
+/// beyond its items' count, of which `prepaid` was counted already (in
+/// `counted`, with its frame and items if heavy). It waits for room for
+/// twice what it had (so a reply short again and again waits a few times
+/// only), at least `wanted` and otherwise no more than could ever fit,
+/// until `deadline` at most, then decodes again.
+#[cold]
+pub(crate) fn retried(
+    shared: &Arc<Shared>,
+    inc: Incoming,
+    counted: Option<Charged>,
+    (prepaid, wanted): (usize, usize),
+    shareable: bool,
+    deadline: Instant,
+) -> crate::BoxFuture<'static, Weighed> {
+    let mut charged = counted.unwrap_or_else(|| Charged::new(&shared.budget, 0));
+    let items = charged.n.saturating_sub(prepaid);
+    // Twice what it had, but no more than could ever fit beside its items'
+    // count (`room` refuses what wants more than that).
+    let most = shared.budget.most_for_the_line().saturating_sub(items);
+    let next = prepaid
+        .saturating_mul(2)
+        .max(SMALL_FRAME)
+        .min(most)
+        .max(wanted);
+    // While it waits it holds its frame, not what its items and types
+    // were counted at (nothing is decoded): counted whole, the replies
+    // waiting in line held room none of them could use, and each found it
+    // could never fit beside them.
+    let frame = inc.frame.len().min(items);
+    charged.keep_only(frame);
+    let heavy = Box::new(Heavy {
+        charged,
+        more: (items - frame).saturating_add(next),
+        shareable,
+    });
+    wait_for(shared.clone(), inc, heavy, next, deadline)
+}
+
+fn wait_for(
+    shared: Arc<Shared>,
+    inc: Incoming,
+    heavy: Box<Heavy>,
+    prepaid: usize,
+    deadline: Instant,
+) -> crate::BoxFuture<'static, Weighed> {
     Box::pin(async move {
         // The caller holds the latest heavy reply's count only.
         crate::ambient::let_go();
         let shareable = heavy.shareable;
         let counted = room(shared, heavy, deadline).await;
-        (inc, counted, shareable)
+        Weighed {
+            inc,
+            counted,
+            shareable,
+            prepaid,
+            deadline,
+        }
     })
 }
 

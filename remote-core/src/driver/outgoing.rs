@@ -21,14 +21,16 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use serde::Serialize;
 
-use super::call::Prepared;
+use super::call::{Finish, Prepared};
 use super::control::{Control, Incoming};
+use super::deadline;
 use super::heavy_reply::{self, Weighed};
 use super::replies::Key;
 use super::shared::Shared;
 use crate::cache::{CacheRole, Lookup, Ticket};
 use crate::interface::BoxFuture;
 use crate::proto::CallId;
+use crate::rt::time::Instant;
 use crate::{Error, Handle, RemoteErrorType, Wire};
 
 type Reply = Result<Incoming, Error>;
@@ -213,19 +215,39 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
             match r {
                 Ok(mut inc) => match inc.heavy.take().map(|h| (h.shareable, h.counted())) {
                     // Light: never from a frame that may lend its memory.
-                    None => {
-                        let (value, held) = handle.finish(this.method, inc, false);
-                        // Counted only where its types decode to more
-                        // than its items were counted at.
-                        if let Some(held) = held {
-                            crate::ambient::hold(Box::new(held));
+                    None => match handle.finish(this.method, inc, false, 0) {
+                        Finish::Done(value, held) => {
+                            // Counted only where its types decode to more
+                            // than its items were counted at.
+                            if let Some(held) = held {
+                                crate::ambient::hold(Box::new(held));
+                            }
+                            return Poll::Ready(value);
                         }
-                        return Poll::Ready(value);
-                    }
+                        // Its types found the budget short: decoded again
+                        // once there is room.
+                        Finish::Short(inc, wanted) => {
+                            let deadline = deadline::after(Instant::now(), budget);
+                            let shared = handle.shared();
+                            let short = (0, wanted);
+                            *this.room = Some(heavy_reply::retried(
+                                shared, inc, None, short, false, deadline,
+                            ));
+                        }
+                    },
                     // Counted whole already: decoded at once.
                     Some((shareable, Ok(charged))) => {
-                        let weighed = (inc, Ok(charged), shareable);
-                        return Poll::Ready(finish_weighed(handle, this.method, weighed));
+                        let weighed = Weighed {
+                            inc,
+                            counted: Ok(charged),
+                            shareable,
+                            prepaid: 0,
+                            deadline: deadline::after(Instant::now(), budget),
+                        };
+                        match finish_weighed(handle, this.method, weighed) {
+                            Step::Ready(value) => return Poll::Ready(value),
+                            Step::Wait(room) => *this.room = Some(room),
+                        }
                     }
                     Some((_, Err(heavy))) => {
                         let shared = handle.shared();
@@ -235,33 +257,69 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
                 Err(e) => return Poll::Ready(Err(E::from_error(e))),
             }
         }
-        // A heavy reply, decoded once it has room (polled at once: it may
-        // have room now).
-        let Some(room) = this.room.as_mut() else {
-            return Poll::Pending;
-        };
-        let weighed = ready!(room.as_mut().poll(cx));
-        *this.room = None;
-        Poll::Ready(finish_weighed(handle, this.method, weighed))
+        // A reply waiting for room, decoded once it has it (polled at
+        // once: it may have room now), and again if its types found the
+        // budget short.
+        loop {
+            let Some(room) = this.room.as_mut() else {
+                return Poll::Pending;
+            };
+            let weighed = ready!(room.as_mut().poll(cx));
+            *this.room = None;
+            match finish_weighed(handle, this.method, weighed) {
+                Step::Ready(value) => return Poll::Ready(value),
+                Step::Wait(room) => *this.room = Some(room),
+            }
+        }
     }
 }
 
-/// A heavy reply's value decoded once counted, its count (with what its
-/// types took beyond it) kept while the value is held (`ambient::hold`);
-/// or the error if it found no room.
+/// What [`finish_weighed`] came to.
+enum Step<T, E> {
+    Ready(Result<T, E>),
+    /// Its types found the budget short: wait for room, and decode again.
+    Wait(BoxFuture<'static, Weighed>),
+}
+
+/// A reply's value decoded once counted, its count (with what its types
+/// took beyond it) kept while the value is held (`ambient::hold`); the
+/// error if it found no room; or, if its types found the budget short,
+/// the wait for room to decode it again.
 fn finish_weighed<T: Wire, E: RemoteErrorType>(
     handle: &Handle,
     method: &str,
-    (inc, counted, shareable): Weighed,
-) -> Result<T, E> {
-    let mut charged = counted.map_err(E::from_error)?;
-    let (value, more) = handle.finish(method, inc, shareable);
-    if let Some(more) = more {
-        charged.absorb(more);
+    weighed: Weighed,
+) -> Step<T, E> {
+    let Weighed {
+        inc,
+        counted,
+        shareable,
+        prepaid,
+        deadline,
+    } = weighed;
+    let mut charged = match counted {
+        Ok(charged) => charged,
+        Err(e) => return Step::Ready(Err(E::from_error(e))),
+    };
+    match handle.finish(method, inc, shareable, prepaid) {
+        Finish::Done(value, more) => {
+            if let Some(more) = more {
+                charged.absorb(more);
+            }
+            // A typed error decoded from the reply's data is held as a
+            // value is.
+            crate::ambient::hold(Box::new(charged));
+            Step::Ready(value)
+        }
+        Finish::Short(inc, wanted) => Step::Wait(heavy_reply::retried(
+            handle.shared(),
+            inc,
+            Some(charged),
+            (prepaid, wanted),
+            shareable,
+            deadline,
+        )),
     }
-    // A typed error decoded from the reply's data is held as a value is.
-    crate::ambient::hold(Box::new(charged));
-    value
 }
 
 impl Handle {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::scratch::with_scratch_on;
 use crate::codec;
 use crate::driver::control::{Answer, Control, Held, Incoming, Waiter};
-use crate::driver::heavy_reply::{self, Charged};
+use crate::driver::heavy_reply::{self, Charged, Decoded};
 use crate::driver::promise::ClientPromise;
 use crate::driver::replies::Key;
 use crate::driver::shared::Shared;
@@ -354,29 +354,66 @@ impl Handle {
     /// value shares its frame if `shareable` (the reader said so,
     /// `heavy_reply::Heavy`). Its value, or a typed error decoded from its
     /// data, is weighed by its types if it may hold a collection
-    /// (`heavy_reply::decoded`): with it, what that took from the memory
-    /// budget, to hold while the value is held.
+    /// (`heavy_reply::decoded`), the first `prepaid` bytes counted by the
+    /// caller already: with it, what that took from the memory budget, to
+    /// hold while the value is held. A value holding no reference whose
+    /// decode found the budget short comes back to be decoded again once
+    /// there is room ([`Finish::Short`]).
     pub(in crate::driver) fn finish<T: Wire, E: RemoteErrorType>(
         &self,
         method: &str,
         inc: Incoming,
         shareable: bool,
-    ) -> (Result<T, E>, Option<Charged>) {
+        prepaid: usize,
+    ) -> Finish<T, E> {
         let weigh = match &inc.result {
             Ok(value) => heavy_reply::may_hold_collections(&inc.frame[value.start..]),
             Err(e) => e.data.is_some(),
         };
-        let decode = || {
-            let mut slot = codec::WireSlot::<T>::default();
-            match self.finish_into(inc, shareable, &mut slot) {
-                Finished::Decoded => slot.take("return value").map_err(E::from_error),
-                Finished::Failed(e) => Err(E::from_error(e)),
-                Finished::Remote(remote) => Err(E::from_remote(*remote)),
+        // Decoded again if need be: nothing in it is taken by a decode.
+        let retry = weigh && inc.result.is_ok() && inc.refs.is_empty() && inc.owns.is_empty();
+        if retry {
+            let copy = Incoming {
+                frame: inc.frame.clone(),
+                result: inc.result.clone(),
+                refs: Default::default(),
+                owns: Vec::new(),
+                heavy: None,
+            };
+            let how = (true, prepaid, true);
+            return match heavy_reply::decoded(&self.shared, method, how, || {
+                self.decode_reply(copy, shareable)
+            }) {
+                Decoded::Done(value, held) => Finish::Done(value, held),
+                Decoded::Short(wanted) => Finish::Short(inc, wanted),
+                Decoded::Refused(e) => Finish::Done(Err(E::from_error(e)), None),
+            };
+        }
+        let how = (weigh, prepaid, false);
+        match heavy_reply::decoded(&self.shared, method, how, || {
+            self.decode_reply(inc, shareable)
+        }) {
+            Decoded::Done(value, held) => Finish::Done(value, held),
+            Decoded::Refused(e) => Finish::Done(Err(E::from_error(e)), None),
+            // Only where retried (not here).
+            Decoded::Short(wanted) => {
+                let e = heavy_reply::short(&self.shared, method, wanted);
+                Finish::Done(Err(E::from_error(e)), None)
             }
-        };
-        match heavy_reply::decoded(&self.shared, method, weigh, decode) {
-            Ok((value, held)) => (value, held),
-            Err(e) => (Err(E::from_error(e)), None),
+        }
+    }
+
+    /// The value of the reply `inc`, or its error.
+    fn decode_reply<T: Wire, E: RemoteErrorType>(
+        &self,
+        inc: Incoming,
+        shareable: bool,
+    ) -> Result<T, E> {
+        let mut slot = codec::WireSlot::<T>::default();
+        match self.finish_into(inc, shareable, &mut slot) {
+            Finished::Decoded => slot.take("return value").map_err(E::from_error),
+            Finished::Failed(e) => Err(E::from_error(e)),
+            Finished::Remote(remote) => Err(E::from_remote(*remote)),
         }
     }
 
@@ -411,6 +448,17 @@ impl Handle {
             Err(remote) => Finished::Remote(remote),
         }
     }
+}
+
+/// A reply decoded by [`Handle::finish`].
+pub(in crate::driver) enum Finish<T, E> {
+    /// Its value or error, and what its types took from the budget (to
+    /// hold while the value is held).
+    Done(Result<T, E>, Option<Charged>),
+    /// Its decode found the budget short: it would hold at least this
+    /// much beyond its items' count. Decode it again once there is room
+    /// (`heavy_reply::retried`).
+    Short(Incoming, usize),
 }
 
 /// How a call's reply was handled by [`Handle::finish_into`].
