@@ -415,10 +415,9 @@ pub(crate) fn weighed(
 /// The caller's wait for room for the reply `inc` whose decode found the
 /// budget short ([`Decoded::Short`]): it would hold at least `wanted`
 /// beyond its items' count, of which `prepaid` was counted already (in
-/// `counted`, with its frame and items if heavy). It waits for room for
-/// twice what it had (so a reply short again and again waits a few times
-/// only), at least `wanted` and otherwise no more than could ever fit,
-/// until `deadline` at most, then decodes again.
+/// `counted`, with its frame and items if heavy). It waits for room for a
+/// quarter more than `wanted` (no more than could ever fit), until
+/// `deadline` at most, then decodes again.
 #[cold]
 pub(crate) fn retried(
     shared: &Arc<Shared>,
@@ -430,11 +429,15 @@ pub(crate) fn retried(
 ) -> crate::BoxFuture<'static, Weighed> {
     let mut charged = counted.unwrap_or_else(|| Charged::new(&shared.budget, 0));
     let items = charged.n.saturating_sub(prepaid);
-    // Twice what it had, but no more than could ever fit beside its items'
-    // count (`room` refuses what wants more than that).
+    // A quarter more than it would have held where it stopped (more than
+    // what it had, so a reply short again and again waits a few times
+    // only), but no more than could ever fit beside its items' count
+    // (`room` refuses what wants more than that). Twice what it had was
+    // too much: a reply that had nearly all it needed asked for room it
+    // could not have beside the replies waiting in line.
     let most = shared.budget.most_for_the_line().saturating_sub(items);
-    let next = prepaid
-        .saturating_mul(2)
+    let next = wanted
+        .saturating_add(wanted / 4)
         .max(SMALL_FRAME)
         .min(most)
         .max(wanted);
