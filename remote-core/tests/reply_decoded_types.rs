@@ -73,6 +73,8 @@ pub trait Hub {
     async fn hold_opt(&self, dir: Remote<dyn Rows>) -> Result<u64, Error>;
     /// Asks `dir` for its contacts and holds them until let go.
     async fn hold_contacts(&self, dir: Remote<dyn Rows>) -> Result<u64, Error>;
+    /// Asks `dir` for its typed error and, refused it, waits until let go.
+    async fn wait_after_refusal(&self, dir: Remote<dyn Rows>) -> Result<u64, Error>;
 }
 
 /// What the client serves (the server calls it back); what a hostile
@@ -116,6 +118,16 @@ impl Hub for HubImpl {
     }
     async fn hold_contacts(&self, dir: Remote<dyn Rows>) -> Result<u64, Error> {
         self.held(dir.contacts().await).await
+    }
+    async fn wait_after_refusal(&self, dir: Remote<dyn Rows>) -> Result<u64, Error> {
+        let refused = matches!(dir.typed().await, Err(RowsErr::Call(_)));
+        if refused {
+            self.refused.fetch_add(1, SeqCst);
+        }
+        while !self.go_on.load(SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(u64::from(refused))
     }
 }
 
@@ -233,6 +245,27 @@ fn callback_replies_the_budget_has_no_room_for_are_refused() {
     let seen = counting::measured(attack("hold_opt", 0xc0, 200_000));
     assert_eq!(seen.refused, 4);
     assert!(seen.held < 16 << 20, "{} bytes held", seen.held);
+}
+
+#[test]
+fn a_refused_reply_leaves_nothing_counted_for_its_handler() {
+    counting::measured(async {
+        let (server, hub) = server().await;
+        let (mut s, backs) = called_back_n(&server, vec![], "wait_after_refusal", 1, 60_000).await;
+        // An error whose data holds 200,000 `nil`s: 9.8 MB by its frame
+        // and items, 105 MB decoded (an error's decode is not tried again).
+        s.write_all(&reply_of(3, backs[0], 200_000, 0xc0))
+            .await
+            .unwrap();
+        assert!(raw::eventually(|| hub.refused.load(SeqCst) == 1).await);
+        // The handler runs on, holding nothing of the reply: its count
+        // went with it (it stayed, 9.8 MB, until the handler's end).
+        let counted = server.buffered_bytes();
+        hub.go_on.store(true, SeqCst);
+        assert!(counted < 1 << 20, "{counted} bytes counted");
+        let f = raw::bounded(raw::next_of_kind(&mut s, raw::RETURN)).await;
+        assert_eq!(raw::kind(&f), raw::RETURN);
+    });
 }
 
 /// What a client serves: nothing here calls it.

@@ -224,6 +224,7 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
                             }
                             return Poll::Ready(value);
                         }
+                        Finish::Refused(e) => return Poll::Ready(Err(e)),
                         // Its types found the budget short: decoded again
                         // once there is room.
                         Finish::Short(inc, wanted) => {
@@ -311,6 +312,9 @@ fn finish_weighed<T: Wire, E: RemoteErrorType>(
             crate::ambient::hold(Box::new(charged));
             Step::Ready(value)
         }
+        // Nothing held: its count goes (kept, it stayed counted until the
+        // handler's next heavy reply, a review).
+        Finish::Refused(e) => Step::Ready(Err(e)),
         Finish::Short(inc, wanted) => Step::Wait(heavy_reply::retried(
             handle.shared(),
             inc,

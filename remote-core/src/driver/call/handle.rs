@@ -386,7 +386,7 @@ impl Handle {
             }) {
                 Decoded::Done(value, held) => Finish::Done(value, held),
                 Decoded::Short(wanted) => Finish::Short(inc, wanted),
-                Decoded::Refused(e) => Finish::Done(Err(E::from_error(e)), None),
+                Decoded::Refused(e) => Finish::Refused(E::from_error(e)),
             };
         }
         let how = (weigh, prepaid, false);
@@ -394,11 +394,11 @@ impl Handle {
             self.decode_reply(inc, shareable)
         }) {
             Decoded::Done(value, held) => Finish::Done(value, held),
-            Decoded::Refused(e) => Finish::Done(Err(E::from_error(e)), None),
+            Decoded::Refused(e) => Finish::Refused(E::from_error(e)),
             // Only where retried (not here).
             Decoded::Short(wanted) => {
                 let e = heavy_reply::short(&self.shared, method, wanted);
-                Finish::Done(Err(E::from_error(e)), None)
+                Finish::Refused(E::from_error(e))
             }
         }
     }
@@ -459,6 +459,8 @@ pub(in crate::driver) enum Finish<T, E> {
     /// much beyond its items' count. Decode it again once there is room
     /// (`heavy_reply::retried`).
     Short(Incoming, usize),
+    /// Its decode was stopped: nothing of it is held.
+    Refused(E),
 }
 
 /// How a call's reply was handled by [`Handle::finish_into`].
