@@ -302,8 +302,11 @@ async fn a_prompt_holder_is_waited_for_even_when_its_pushes_are_held_back() {
 /// fresh connection starts with a clean count of its own, so (found by a
 /// red-team pass) every write waited the full `invalidation_ack_timeout`
 /// for it. Misses now count per peer address across a server's
-/// connections: after `invalidation_max_missed_acks` of them the address
-/// is not waited for on any connection (it still gets every push).
+/// connections: after `invalidation_max_missed_acks` of them (the last
+/// one cut short by what is left of the address's allowance) the address
+/// is not waited for on any connection (it still gets every push) until
+/// its allowance refilled a timeout's worth (an eighth of the time: 1.4 s
+/// here, longer than this test's writes take).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_that_reconnects_before_each_write_is_waited_for_a_bounded_number_of_times() {
     const WRITES: usize = 6;
@@ -315,8 +318,9 @@ async fn a_holder_that_reconnects_before_each_write_is_waited_for_a_bounded_numb
         ..Limits::default()
     };
     let server = serve_doc(&root, limits, "tcp://127.0.0.1:0").await;
-    let mut waited = 0;
+    let mut waited = Vec::new();
     let mut holder = None;
+    let started = std::time::Instant::now();
     for _ in 0..WRITES {
         // A fresh connection, open (a call answered), that never
         // acknowledges; the last one closed first.
@@ -328,10 +332,15 @@ async fn a_holder_that_reconnects_before_each_write_is_waited_for_a_bounded_numb
         let report = remote_core::cache::invalidate(&root, &["text"]).await;
         assert_eq!(report.notified, 1, "the fresh connection holds the root");
         assert_eq!(report.unacknowledged, 1);
-        waited += report.timed_out;
+        waited.push(report.timed_out);
     }
-    assert_eq!(
-        waited, MAX_MISSED as usize,
-        "writes waited for the reconnecting holder {waited} times"
+    // Two waits of the whole timeout, and one for what refilled while
+    // they went on (an eighth of it); one more for each 1.4 s the test
+    // took (none, unless the machine is very slow).
+    let refills = (started.elapsed().as_millis() / 1400) as usize;
+    let total: usize = waited.iter().sum();
+    assert!(
+        total >= MAX_MISSED as usize && total <= MAX_MISSED as usize + 1 + refills,
+        "writes waited for the reconnecting holder: {waited:?}"
     );
 }

@@ -9,37 +9,44 @@
 //! connections that negotiated the feature (one entry per connection,
 //! removed when it closes) and an index of the objects they export and
 //! serve as their root ([`BY_KEY`]: an entry per export, bounded as
-//! exports are, removed with it), and per connection three counters (last token
-//! sent, last token acknowledged, lateness charged), plus what is held back
-//! while its output queue has no room (`pushes.rs`: merged per object,
-//! counted in the budget). Acknowledgements are
-//! cumulative, so a peer that never acknowledges makes the server hold
+//! exports are, removed with it), and per connection two counters (last
+//! token sent, last token acknowledged) and a bucket of lateness, plus
+//! what is held back while its output queue has no room (`pushes.rs`:
+//! merged per object, counted in the budget); per server, a bucket per
+//! peer address not full (`lateness.rs`: at most 4,096), and per write
+//! one reservation per peer address among its holders. Acknowledgements
+//! are cumulative, so a peer that never acknowledges makes the server hold
 //! nothing per invalidation: a waiting writer holds a watch receiver for
 //! at most the timeout, and a connection that missed it is "lagging" and
 //! not waited for again until it acknowledges that token (its frames
 //! still go out; a peer that stops reading them is closed by
 //! `write_stall_timeout`).
 //!
-//! Lateness is budgeted, not only misses: an acknowledgement within an
-//! eighth of the timeout (`Shared::prompt_ack`, 250 ms by default) is
-//! prompt and costs the peer nothing; whatever a wait takes beyond that is
-//! charged to the connection (a timeout: the timeout less that eighth).
-//! Once a connection was charged
-//! [`Limits::invalidation_max_missed_acks`](crate::Limits::invalidation_max_missed_acks)
-//! timeouts' worth it is never waited for again, and a wait stops once it
-//! uses up what is left, so one peer holds writes up by at most that many
-//! timeouts in total beyond a prompt acknowledgement each, however it
-//! times its acknowledgements: one that acknowledged each push just before
-//! the timeout (never missing one) held every write up by the full timeout
-//! for as long as it stayed connected (a red-team pass). A peer honestly
-//! slower than the prompt part is charged only what it takes beyond it,
-//! and once its allowance is used up is lagging, as one that missed the
-//! timeouts would be.
+//! Lateness is budgeted, not only misses (`lateness.rs`): an
+//! acknowledgement within an eighth of the timeout (250 ms by default) is
+//! prompt and costs the peer nothing; a wait that goes on past that
+//! reserves the rest of the timeout (or what is left, if less) from the
+//! connection's allowance and its peer address's, stops at the end of
+//! what it reserved, and gives back what it did not use. The allowances
+//! hold [`Limits::invalidation_max_missed_acks`](crate::Limits::invalidation_max_missed_acks)
+//! timeouts' worth (less the prompt part) and refill at an eighth of wall
+//! time; one that a wait found short is drained, and writes do not wait
+//! for the peer until it refilled one timeout's worth. So over any span
+//! of time T one holder (one address) holds writes up, summed over all of
+//! them and however many run at once, by at most the allowance plus T/8
+//! beyond a prompt acknowledgement each, however it times its
+//! acknowledgements: one that acknowledged each push just before the
+//! timeout (never missing one) held every write up by the full timeout
+//! for as long as it stayed connected (a red-team pass). An honest peer
+//! slower than the prompt part is waited for while its lateness averages
+//! under T/8, and after a burst beyond that is lagging until it refilled
+//! (never for good).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
+use super::lateness::AddrWait;
 use super::pushes::Pushed;
 use super::shared::Shared;
 use crate::interface::Dispatch;
@@ -52,13 +59,15 @@ pub struct PushStats {
     pub pushed: u64,
     /// Waits that ended with the peer's acknowledgement (or its close).
     pub acknowledged: u64,
-    /// Waits that hit `invalidation_ack_timeout` (or the end of the
-    /// holder's allowance for lateness): the reply went without the
-    /// acknowledgement, and the connection became lagging.
+    /// Waits that hit `invalidation_ack_timeout` (or the end of what they
+    /// could reserve from the holder's allowance for lateness): the reply
+    /// went without the acknowledgement, and the connection became
+    /// lagging.
     pub lagged: u64,
     /// Waits that ended with the acknowledgement, but after the prompt
     /// part of the timeout (an eighth of it): what they took beyond it
-    /// was charged to the holder (counted in `acknowledged` too).
+    /// was paid from the holder's allowance (counted in `acknowledged`
+    /// too).
     pub late: u64,
     /// Pushes to a lagging connection, sent without waiting.
     pub not_waited: u64,
@@ -246,12 +255,13 @@ impl Shared {
     }
 
     /// Waits until the peer acknowledged the push (for one held back:
-    /// once sent) or closed, for at most its `invalidation_ack_timeout`
-    /// and what is left of its allowance for lateness; a wait past the
-    /// prompt part of the timeout is charged to it ([`Shared::charge_late`]),
-    /// and one that stops without the acknowledgement makes it lagging.
-    /// Whether it acknowledged (or closed).
-    async fn await_ack(self: Arc<Self>, pushed: Pushed) -> bool {
+    /// once sent) or closed, for at most its `invalidation_ack_timeout`;
+    /// past the prompt part of the timeout, for at most what it reserved
+    /// from its connection's and its peer address's allowance (`addr`:
+    /// this write's waits behind that address; `lateness.rs`), and one
+    /// that stops without the acknowledgement makes it lagging. Whether
+    /// it acknowledged (or closed).
+    async fn await_ack(self: Arc<Self>, pushed: Pushed, addr: Option<&AddrWait>) -> bool {
         let mut acked = self.pushes.acked.subscribe();
         let mut flushed = self.pushes.flushed.subscribe();
         let wait = async {
@@ -282,20 +292,19 @@ impl Shared {
             ACKNOWLEDGED.fetch_add(1, Ordering::Relaxed);
             return true;
         }
-        // Late: every moment from here on is charged to the peer, so
-        // the wait stops at the timeout or once the peer's allowance is
-        // used up, whichever comes first.
-        let rest = self.limits.invalidation_ack_timeout.saturating_sub(prompt);
-        let limit = prompt + self.late_left().min(rest);
+        // Late: every moment from here on is paid from the allowance, so
+        // the wait reserves the rest of the timeout, or what is left if
+        // less, and stops at its end; what it does not use is given back
+        // when `late` is dropped (here, or if the write is).
+        let late = self.go_late(addr, start + prompt);
+        let limit = prompt + late.limit;
         let answered = crate::rt::time::timeout_at(start + limit, done.as_mut())
             .await
             .is_ok();
-        let waited = crate::rt::time::Instant::now().saturating_duration_since(start);
-        let late = waited.min(limit).saturating_sub(prompt);
+        drop(late);
         if answered {
             ACKNOWLEDGED.fetch_add(1, Ordering::Relaxed);
             LATE.fetch_add(1, Ordering::Relaxed);
-            self.charge_late(late);
             return true;
         }
         // Lagging until it acknowledges the push: the token that carried
@@ -309,8 +318,7 @@ impl Shared {
             },
         };
         LAGGED.fetch_add(1, Ordering::Relaxed);
-        // At least a nanosecond: with a zero timeout, each miss still counts.
-        self.missed_ack(token, late.max(std::time::Duration::from_nanos(1)));
+        self.missed_ack(token);
         tracing::debug!(
             peer = %self.peer(),
             "no acknowledgement of invalidation {token} within {limit:?} \
@@ -400,7 +408,12 @@ pub(crate) async fn push(
     if methods.is_empty() {
         return report;
     }
-    let mut waits = Vec::new();
+    // The holders to wait for, and this write's waits per peer address
+    // (one reservation each, `lateness.rs`): those of one address are
+    // charged the largest lateness among them, not its sum.
+    let mut targets = Vec::new();
+    let mut addrs: Vec<AddrWait> = Vec::new();
+    let mut addr_of: HashMap<(usize, std::net::IpAddr), usize> = HashMap::new();
     for (shared, id) in holders_of(&key, is_root, except) {
         let lagging = shared.push_lagging();
         let Some(pushed) = shared.push_invalidation(id, methods) else {
@@ -414,10 +427,19 @@ pub(crate) async fn push(
         if lagging {
             NOT_WAITED.fetch_add(1, Ordering::Relaxed);
             report.unacknowledged += 1;
-        } else {
-            waits.push(shared.clone().await_ack(pushed));
+            continue;
         }
+        let addr = AddrWait::key_of(&shared).map(|k| {
+            *addr_of.entry(k).or_insert_with(|| {
+                addrs.extend(AddrWait::of(&shared));
+                addrs.len() - 1
+            })
+        });
+        targets.push((shared, pushed, addr));
     }
+    let waits = targets
+        .into_iter()
+        .map(|(shared, pushed, addr)| shared.await_ack(pushed, addr.map(|i| &addrs[i])));
     let acked = futures_util::future::join_all(waits).await;
     report.timed_out = acked.iter().filter(|&&a| !a).count();
     report.unacknowledged += report.timed_out;

@@ -5,7 +5,7 @@
 mod blocking_pool;
 mod budget;
 pub(crate) use budget::{Budget, SMALL_FRAME};
-pub(crate) use pushes::PeerMisses;
+pub(crate) use lateness::PeerMisses;
 mod answer_errors;
 mod cached;
 pub(crate) mod call;
@@ -21,6 +21,7 @@ mod input;
 pub(crate) mod invalidate;
 mod io;
 mod kept;
+mod lateness;
 pub(crate) mod memoized;
 mod outgoing;
 mod panics;

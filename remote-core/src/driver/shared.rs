@@ -121,10 +121,10 @@ pub(crate) struct Shared {
     pub(crate) span: tracing::Span,
     /// Invalidations pushed to the peer and its acknowledgements.
     pub(crate) pushes: super::pushes::Pushes,
-    /// The server's count of missed acknowledgements per peer address,
-    /// and this peer's address (a server's TCP, TLS and WebSocket
-    /// connections).
-    pub(crate) peer_misses: Option<(Arc<super::pushes::PeerMisses>, std::net::IpAddr)>,
+    /// The server's buckets of late acknowledgements per peer address
+    /// (`lateness.rs`), and this peer's address (a server's TCP, TLS and
+    /// WebSocket connections).
+    pub(crate) peer_misses: Option<(Arc<super::lateness::PeerMisses>, std::net::IpAddr)>,
     /// Memoised replies: the server's cache, or this connection's own.
     pub(crate) memo: OnceLock<Arc<crate::memo::MemoCache>>,
     /// The deadline timer of our calls (run by the reader task).

@@ -1,0 +1,372 @@
+//! How late a holder of a shared object may acknowledge pushed
+//! invalidations (PROTOCOL.md §3.9) before writes stop waiting for it: an
+//! allowance per connection and per peer address that refills with time.
+//!
+//! An acknowledgement within an eighth of `invalidation_ack_timeout`
+//! ([`Shared::prompt_ack`], 250 ms by default) is prompt and costs
+//! nothing. What a wait takes beyond that is *lateness*, paid from two
+//! token buckets: the connection's, and its peer address's (a server's
+//! TCP, TLS and WebSocket connections; a Unix socket's or a child's
+//! stdio peer is on this host, and has the connection's only). Each holds
+//! up to `invalidation_max_missed_acks` missed timeouts' worth (the
+//! timeout less its prompt part each: 5.25 s at the defaults) and refills
+//! at an eighth of wall time ([`REFILL_DIV`]: 125 ms a second, so it is
+//! full again 42 s after it was emptied).
+//!
+//! - A wait that goes late *reserves* the rest of the timeout, or what is
+//!   left in the bucket if less, when its late phase starts, stops at the
+//!   end of what it reserved, and gives back what it did not use when it
+//!   ends (or is dropped). So waits under way at once (concurrent writes)
+//!   cannot together use more than the bucket holds: summed over every
+//!   write, one holder adds at most a full bucket plus an eighth of the
+//!   time elapsed beyond a prompt acknowledgement each (red-team review
+//!   rv57: charged only at their end, 20 concurrent writes each waited
+//!   1.99 s for a just-in-time holder).
+//! - A peer address's bucket is charged once per write: the holders of
+//!   one write behind one address (a NAT, a proxy, an app server's pool)
+//!   share one reservation, and pay the largest lateness among them, not
+//!   its sum (review rv57: 20 honest holders acknowledging in 300 ms used
+//!   it up in 6 writes, and were never waited for again).
+//! - A wait that wanted more than was left *drains* the bucket: writes do
+//!   not wait for the connection (for any connection of the address) until
+//!   it refilled one missed timeout's worth (14 s at the defaults), then
+//!   wait again. Nothing is lagging for good: an honest holder is waited
+//!   for on every write while its lateness averages under an eighth of
+//!   wall time, and is lagging for a while after a burst beyond it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::shared::{lock, Shared};
+use crate::rt::time::Instant;
+
+/// A bucket refills at `1 / REFILL_DIV` of wall time.
+pub(super) const REFILL_DIV: u32 = 8;
+/// Peer addresses whose buckets are kept (those not full).
+const MAX_PEERS: usize = 4096;
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The size of the buckets, from the connection's limits.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Allowance {
+    /// What a full bucket holds, in nanoseconds (0: writes never wait).
+    cap: u64,
+    /// What a drained bucket must hold again before writes wait again:
+    /// one missed timeout's worth (at most `cap`).
+    resume: u64,
+}
+
+/// One token bucket of lateness, kept as what was used of it (0: full).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Bucket {
+    /// Nanoseconds used (reserved and not given back), as of `at`.
+    used: u64,
+    at: Option<Instant>,
+    /// A wait wanted more than was left: lagging until `resume` is back.
+    drained: bool,
+}
+
+impl Bucket {
+    /// Brings the bucket to `now`: an eighth of the time since refilled.
+    fn refill(&mut self, a: Allowance, now: Instant) {
+        match self.at {
+            Some(at) if at >= now => {}
+            Some(at) => {
+                let back = nanos(now - at) / u64::from(REFILL_DIV);
+                self.used = self.used.saturating_sub(back);
+                self.at = Some(now);
+            }
+            None => self.at = Some(now),
+        }
+        self.used = self.used.min(a.cap);
+        if self.drained && a.cap - self.used >= a.resume {
+            self.drained = false;
+        }
+    }
+
+    /// Whether writes send without waiting for the holder.
+    fn lagging(&mut self, a: Allowance, now: Instant) -> bool {
+        self.refill(a, now);
+        a.cap == 0 || self.drained
+    }
+
+    /// Reserves up to `want` nanoseconds; what it got.
+    fn reserve(&mut self, a: Allowance, now: Instant, want: u64) -> u64 {
+        self.refill(a, now);
+        let got = want.min(a.cap - self.used);
+        self.used += got;
+        if got < want {
+            self.drained = true;
+        }
+        got
+    }
+
+    /// Gives back `unused` nanoseconds of a reservation.
+    fn refund(&mut self, a: Allowance, now: Instant, unused: u64) {
+        self.refill(a, now);
+        self.used = self.used.saturating_sub(unused);
+        self.refill(a, now);
+    }
+
+    /// Full, and not drained: the same as no bucket at all.
+    fn is_full(&self) -> bool {
+        self.used == 0 && !self.drained
+    }
+}
+
+/// A server's buckets per peer address, over all of its connections from
+/// it (module doc): a connection starts with a full bucket of its own, so
+/// without these a peer that reconnected before each write (a fresh
+/// holder each time, never acknowledging, or acknowledging just in time)
+/// held every write up by the full `invalidation_ack_timeout` (red-team
+/// passes). Only buckets not full are kept, at most [`MAX_PEERS`] (when
+/// more are needed, the one with the least used goes).
+#[derive(Default)]
+pub(crate) struct PeerMisses(Mutex<HashMap<IpAddr, Bucket>>);
+
+impl PeerMisses {
+    fn lagging(&self, peer: IpAddr, a: Allowance, now: Instant) -> bool {
+        let mut map = lock(&self.0);
+        match map.get_mut(&peer) {
+            Some(b) => b.lagging(a, now),
+            None => a.cap == 0,
+        }
+    }
+
+    fn reserve(&self, peer: IpAddr, a: Allowance, now: Instant, want: u64) -> u64 {
+        let mut map = lock(&self.0);
+        if map.len() >= MAX_PEERS && !map.contains_key(&peer) {
+            map.retain(|_, b| {
+                b.refill(a, now);
+                !b.is_full()
+            });
+            if map.len() >= MAX_PEERS {
+                let least = map.iter().min_by_key(|(_, b)| b.used).map(|(k, _)| *k);
+                if let Some(k) = least {
+                    map.remove(&k);
+                }
+            }
+        }
+        map.entry(peer).or_default().reserve(a, now, want)
+    }
+
+    fn refund(&self, peer: IpAddr, a: Allowance, now: Instant, unused: u64) {
+        let mut map = lock(&self.0);
+        if let Some(b) = map.get_mut(&peer) {
+            b.refund(a, now, unused);
+            if b.is_full() {
+                map.remove(&peer);
+            }
+        }
+    }
+}
+
+/// One write's waits for the holders behind one peer address (of one
+/// server): they share one reservation from the address's bucket, made by
+/// the first of them to go late, and it is charged the largest lateness
+/// among them (the rest is given back when the write's waits are over,
+/// or dropped).
+pub(super) struct AddrWait {
+    misses: Arc<PeerMisses>,
+    addr: IpAddr,
+    allowance: Allowance,
+    /// What was reserved (once one went late), and the most one used.
+    st: Mutex<(Option<u64>, u64)>,
+}
+
+impl AddrWait {
+    /// For `shared`'s peer address, if it has one.
+    pub(super) fn of(shared: &Shared) -> Option<Self> {
+        let (misses, addr) = shared.peer_misses.as_ref()?;
+        Some(AddrWait {
+            misses: misses.clone(),
+            addr: *addr,
+            allowance: shared.allowance(),
+            st: Mutex::new((None, 0)),
+        })
+    }
+
+    /// Which server's buckets, and which address, `shared` is charged to.
+    pub(super) fn key_of(shared: &Shared) -> Option<(usize, IpAddr)> {
+        let (misses, addr) = shared.peer_misses.as_ref()?;
+        Some((Arc::as_ptr(misses) as usize, *addr))
+    }
+
+    fn reserve(&self, want: u64) -> u64 {
+        let mut st = lock(&self.st);
+        *st.0.get_or_insert_with(|| {
+            self.misses
+                .reserve(self.addr, self.allowance, Instant::now(), want)
+        })
+    }
+
+    fn used(&self, late: u64) {
+        let mut st = lock(&self.st);
+        st.1 = st.1.max(late);
+    }
+}
+
+impl Drop for AddrWait {
+    fn drop(&mut self) {
+        let (reserved, used) = *lock(&self.st);
+        if let Some(r) = reserved {
+            let unused = r - used.min(r);
+            self.misses
+                .refund(self.addr, self.allowance, Instant::now(), unused);
+        }
+    }
+}
+
+/// The late phase of one wait: what it reserved, given back (what it did
+/// not use) when it is dropped.
+pub(super) struct LateWait<'a> {
+    shared: &'a Shared,
+    addr: Option<&'a AddrWait>,
+    from: Instant,
+    conn: u64,
+    /// How long the late phase may last.
+    pub(super) limit: Duration,
+}
+
+impl Drop for LateWait<'_> {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        let used = nanos(now.saturating_duration_since(self.from).min(self.limit));
+        let a = self.shared.allowance();
+        let unused = self.conn - used.min(self.conn);
+        lock(&self.shared.pushes.late).refund(a, now, unused);
+        if let Some(addr) = self.addr {
+            addr.used(used);
+        }
+    }
+}
+
+impl Shared {
+    /// The buckets' size: `invalidation_max_missed_acks` missed timeouts'
+    /// worth, and one of them to resume.
+    pub(super) fn allowance(&self) -> Allowance {
+        let miss = self.miss_cost();
+        let cap = miss.saturating_mul(u64::from(self.limits.invalidation_max_missed_acks));
+        Allowance {
+            cap,
+            resume: miss.min(cap),
+        }
+    }
+
+    /// How soon an acknowledgement is prompt, and costs the peer nothing:
+    /// an eighth of `invalidation_ack_timeout` (250 ms by default), more
+    /// than an honest peer's round trip takes. Writes still wait up to the
+    /// whole timeout; what a wait takes beyond this is paid from the
+    /// peer's allowance (module doc).
+    pub(super) fn prompt_ack(&self) -> Duration {
+        self.limits.invalidation_ack_timeout / 8
+    }
+
+    /// What one missed timeout takes from the allowance, in nanoseconds:
+    /// the timeout less its prompt part (at least 1).
+    fn miss_cost(&self) -> u64 {
+        let t = self.limits.invalidation_ack_timeout;
+        nanos(t.saturating_sub(self.prompt_ack())).max(1)
+    }
+
+    /// Whether writes send to this peer without waiting: it has not
+    /// acknowledged a push it missed the timeout for, or its connection's
+    /// or its peer address's bucket is drained (module doc).
+    pub(super) fn push_lagging(&self) -> bool {
+        let now = Instant::now();
+        let a = self.allowance();
+        self.pushes.acked() < self.pushes.lag_until()
+            || lock(&self.pushes.late).lagging(a, now)
+            || self
+                .peer_misses
+                .as_ref()
+                .is_some_and(|(misses, addr)| misses.lagging(*addr, a, now))
+    }
+
+    /// A wait went late, at `from`: reserves the rest of the timeout from
+    /// the connection's bucket, and (if the connection reserved anything)
+    /// from its address's for this write (`addr`), as much of it as they
+    /// hold; given back, what is not used, when the result is dropped.
+    pub(super) fn go_late<'a>(&'a self, addr: Option<&'a AddrWait>, from: Instant) -> LateWait<'a> {
+        let rest = self
+            .limits
+            .invalidation_ack_timeout
+            .saturating_sub(self.prompt_ack());
+        let want = nanos(rest);
+        let conn = lock(&self.pushes.late).reserve(self.allowance(), from, want);
+        let got = match addr {
+            Some(addr) if conn > 0 => addr.reserve(want).min(conn),
+            _ => conn,
+        };
+        LateWait {
+            shared: self,
+            addr,
+            from,
+            conn,
+            limit: Duration::from_nanos(got),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: Allowance = Allowance {
+        cap: 3_000,
+        resume: 1_000,
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bucket_refills_at_an_eighth_of_wall_time_and_resumes_at_one_miss() {
+        let mut b = Bucket::default();
+        let t0 = Instant::now();
+        assert_eq!(b.reserve(A, t0, 1_000), 1_000);
+        assert_eq!(b.reserve(A, t0, 1_000), 1_000);
+        assert!(!b.lagging(A, t0));
+        // What a wait did not use is given back.
+        b.refund(A, t0, 400);
+        assert_eq!(b.reserve(A, t0, 2_000), 1_400, "what was left");
+        assert!(b.lagging(A, t0), "drained");
+        // 800 ns later, 100 are back: still lagging until 1,000 are.
+        let t1 = t0 + Duration::from_nanos(800);
+        assert!(b.lagging(A, t1));
+        assert_eq!(
+            b.reserve(A, t1, 1_000),
+            100,
+            "a wait under way gets what is back"
+        );
+        let t2 = t1 + Duration::from_nanos(8_000);
+        assert!(!b.lagging(A, t2), "one miss's worth back");
+        b.refill(A, t2 + Duration::from_secs(1));
+        assert!(b.is_full());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn addresses_are_bounded_and_forgotten_once_full() {
+        let misses = PeerMisses::default();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let now = Instant::now();
+        assert_eq!(misses.reserve(a, A, now, 2_000), 2_000);
+        assert_eq!(misses.reserve(a, A, now, 2_000), 1_000);
+        assert!(misses.lagging(a, A, now));
+        assert!(!misses.lagging("10.0.0.2".parse().unwrap(), A, now));
+        // A flood of addresses keeps at most MAX_PEERS; the one with the
+        // least used goes, not the drained one.
+        for i in 0..MAX_PEERS as u32 {
+            misses.reserve(IpAddr::from((i + 1).to_be_bytes()), A, now, 1);
+        }
+        assert_eq!(lock(&misses.0).len(), MAX_PEERS);
+        assert!(misses.lagging(a, A, now), "kept");
+        // Refilled: forgotten when next looked at for room, or refunded.
+        let later = now + Duration::from_micros(24);
+        assert!(!misses.lagging(a, A, later));
+        misses.refund(a, A, later, 0);
+        assert!(!lock(&misses.0).contains_key(&a));
+    }
+}
