@@ -238,17 +238,21 @@ pub struct Limits {
     /// it is counted as lagging and not waited for again until it catches
     /// up (see CACHING.md).
     pub invalidation_ack_timeout: Duration,
-    /// How many `invalidation_ack_timeout`s one connection may miss, or
-    /// their worth of late acknowledgements, before writes stop waiting
-    /// for it for good (default 3): invalidations are still sent to it.
-    /// An acknowledgement within an eighth of the timeout is prompt and
-    /// free; what a wait takes beyond that is charged (a missed timeout:
-    /// the timeout less the eighth), so a peer that acknowledges each one
-    /// late, just after the timeout or just before it, holds writes up by
-    /// at most this many timeouts in total beyond an eighth of one per
-    /// write (0: writes never wait). A server charges them per peer
-    /// address too, across its TCP, TLS and WebSocket connections, for 10
-    /// minutes: a peer that reconnects starts with no clean count.
+    /// How many `invalidation_ack_timeout`s' worth (less an eighth each)
+    /// of late acknowledgements one connection's allowance holds (default
+    /// 3: 5.25 s). An acknowledgement within an eighth of the timeout is
+    /// prompt and free; a wait past that reserves the rest of the timeout
+    /// (or what is left) from the allowance and gives back what it did
+    /// not use. The allowance refills at an eighth of wall time; once a
+    /// wait found it short, writes do not wait for the connection (it
+    /// still gets every invalidation) until one timeout's worth is back.
+    /// So a peer that acknowledges each one late, just after the timeout
+    /// or just before it, holds writes up over a span T by at most this
+    /// many timeouts plus T/8 in total beyond an eighth of one per write
+    /// (0: writes never wait). A server keeps one per peer address too,
+    /// across its TCP, TLS and WebSocket connections, charged once per
+    /// write: a peer that reconnects starts with no fresh allowance, and
+    /// peers behind one NAT share one.
     pub invalidation_max_missed_acks: u32,
     /// Entries a server's cache of `#[remote(memoize(..))]` replies holds
     /// (default 10,000), shared by its connections.

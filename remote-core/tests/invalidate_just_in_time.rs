@@ -3,12 +3,13 @@
 //!
 //! An acknowledgement within an eighth of `invalidation_ack_timeout` is
 //! prompt and costs the holder nothing; whatever a write waits beyond
-//! that is charged to the holder (a timeout: the timeout less that
-//! eighth), and once it was charged `invalidation_max_missed_acks`
-//! timeouts' worth writes never wait for it again (it still gets every
-//! push). So one holder holds writes up by at most that many timeouts in
-//! total beyond a prompt acknowledgement each, however it times its
-//! acknowledgements. Before (red-team pass 47) only timeouts counted: a
+//! that is paid from the holder's allowance (`src/driver/lateness.rs`:
+//! `invalidation_max_missed_acks` timeouts' worth, less the eighth each,
+//! refilling at an eighth of wall time), and once a wait found it short
+//! writes do not wait for the holder (it still gets every push) until a
+//! timeout's worth is back. So one holder holds writes up over a span T
+//! by at most that many timeouts plus T/8 in total beyond a prompt
+//! acknowledgement each, however it times its acknowledgements. Before (red-team pass 47) only timeouts counted: a
 //! holder acknowledging each push 10 ms *before* the timeout never missed
 //! one and held every write up by 1.99 s for as long as it stayed
 //! connected (10 writes: 19.9 s; over TCP each honest chat post took
