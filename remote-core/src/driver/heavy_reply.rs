@@ -318,6 +318,9 @@ pub(crate) struct Heavy {
     /// heavy reply, and the flag waits here rather than making every
     /// reply (`Incoming`, moved through the reply table) larger.
     pub(crate) shareable: bool,
+    /// Whether it waits for room in the heavy calls' line ([`room`]): a
+    /// reply decoded again does not ([`retried`]).
+    in_line: bool,
 }
 
 impl Heavy {
@@ -371,6 +374,7 @@ fn weigh_heavy(
                 charged,
                 more: 0,
                 shareable,
+                in_line: true,
             }));
         }
     }
@@ -379,6 +383,7 @@ fn weigh_heavy(
         charged: Charged::new(&shared.budget, now),
         more: weight - now,
         shareable,
+        in_line: true,
     }))
 }
 
@@ -399,16 +404,15 @@ pub(crate) struct Weighed {
 }
 
 /// The caller's wait for room for the heavy reply `inc`, weighing
-/// `heavy` (taken out of it), from now until the call's timeout
-/// (`budget`) at most ([`room`]).
+/// `heavy` (taken out of it), until the call's `deadline` at most
+/// ([`room`]).
 #[cold]
 pub(crate) fn weighed(
     shared: &Arc<Shared>,
     inc: Incoming,
     heavy: Box<Heavy>,
-    budget: std::time::Duration,
+    deadline: Instant,
 ) -> crate::BoxFuture<'static, Weighed> {
-    let deadline = super::deadline::after(Instant::now(), budget);
     wait_for(shared.clone(), inc, heavy, 0, deadline)
 }
 
@@ -451,6 +455,7 @@ pub(crate) fn retried(
         charged,
         more: (items - frame).saturating_add(next),
         shareable,
+        in_line: false,
     });
     wait_for(shared.clone(), inc, heavy, next, deadline)
 }
@@ -488,7 +493,10 @@ fn wait_for(
 /// dropped undecoded, and so is its count.
 async fn room(shared: Arc<Shared>, heavy: Box<Heavy>, deadline: Instant) -> Result<Charged, Error> {
     let Heavy {
-        mut charged, more, ..
+        mut charged,
+        more,
+        in_line,
+        ..
     } = *heavy;
     let budget = &shared.budget;
     let weight = charged.n + more;
@@ -505,32 +513,64 @@ async fn room(shared: Arc<Shared>, heavy: Box<Heavy>, deadline: Instant) -> Resu
         return Err(refused("could never fit in it"));
     }
     if !budget.try_charge(more) {
-        let mut line = InLine {
-            budget,
-            ticket: Some(budget.line_up(more, charged.n)),
-        };
-        let mut turn = Turn::Wait;
-        let wait = budget.wait_until(&shared.output_share.own, || {
-            turn = line
-                .ticket
-                .as_ref()
-                .map_or(Turn::Never, |t| budget.try_charge_first(t, more));
-            turn != Turn::Wait
-        });
-        let late = crate::rt::time::sleep_until(deadline);
-        tokio::select! {
-            biased;
-            () = wait => {}
-            () = late => return Err(refused("found no room in it before the call's deadline")),
-        }
-        // Out of the line either way (`try_charge_first`).
-        line.ticket = None;
-        if turn == Turn::Never {
-            return Err(refused("could never fit in it beside what waits in line"));
+        if in_line {
+            line_up(&shared, more, charged.n, deadline)
+                .await
+                .map_err(&refused)?;
+        } else {
+            // A reply decoded again waits outside the line, taking room
+            // as it comes, after the heavy calls in line: first in line, it
+            // held back every byte given back, for room that beside what
+            // its own caller holds (a handler's arguments) it might never
+            // have, and every heavy call waited behind it to its deadline
+            // (a review).
+            let wait = budget.wait_until(&shared.output_share.own, || budget.try_charge(more));
+            let late = crate::rt::time::sleep_until(deadline);
+            tokio::select! {
+                biased;
+                () = wait => {}
+                () = late => return Err(refused("found no room in it before the call's deadline")),
+            }
         }
     }
     charged.n += more;
     Ok(charged)
+}
+
+/// [`room`]'s wait in the heavy calls' line for `more` bytes, holding
+/// `held`: `Err` with why it never had them (its deadline passed, or it
+/// could never fit beside what waits in line).
+async fn line_up(
+    shared: &Shared,
+    more: usize,
+    held: usize,
+    deadline: Instant,
+) -> Result<(), &'static str> {
+    let budget = &shared.budget;
+    let mut line = InLine {
+        budget,
+        ticket: Some(budget.line_up(more, held)),
+    };
+    let mut turn = Turn::Wait;
+    let wait = budget.wait_until(&shared.output_share.own, || {
+        turn = line
+            .ticket
+            .as_ref()
+            .map_or(Turn::Never, |t| budget.try_charge_first(t, more));
+        turn != Turn::Wait
+    });
+    let late = crate::rt::time::sleep_until(deadline);
+    tokio::select! {
+        biased;
+        () = wait => {}
+        () = late => return Err("found no room in it before the call's deadline"),
+    }
+    // Out of the line either way (`try_charge_first`).
+    line.ticket = None;
+    if turn == Turn::Never {
+        return Err("could never fit in it beside what waits in line");
+    }
+    Ok(())
 }
 
 /// A heavy reply's place in the line for room: left if its wait ends

@@ -23,7 +23,6 @@ use serde::Serialize;
 
 use super::call::{Finish, Prepared};
 use super::control::{Control, Incoming};
-use super::deadline;
 use super::heavy_reply::{self, Weighed};
 use super::replies::Key;
 use super::shared::Shared;
@@ -43,6 +42,10 @@ type Reply = Result<Incoming, Error>;
 pub(in crate::driver) struct Waiting {
     id: CallId,
     budget: Duration,
+    /// When the call times out: a reply waiting for room in the budget
+    /// waits until then at most (from the reply's arrival, a call whose
+    /// reply came late waited about twice its timeout, a review).
+    deadline: Instant,
     armed: bool,
     // No timer per call: the connection fails the call at its deadline
     // (`expiry.rs`). The reply arrives in this slot (`replies.rs`).
@@ -50,10 +53,11 @@ pub(in crate::driver) struct Waiting {
 }
 
 impl Waiting {
-    pub(in crate::driver) fn new((id, _deadline, budget, reply): Prepared) -> Self {
+    pub(in crate::driver) fn new((id, deadline, budget, reply): Prepared) -> Self {
         Waiting {
             id,
             budget,
+            deadline,
             armed: true,
             reply,
         }
@@ -206,7 +210,7 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
                 // Only after `Ready`: polling a finished future is a caller bug.
                 return Poll::Pending;
             };
-            let budget = wait.budget;
+            let deadline = wait.deadline;
             let r = ready!(wait.poll(handle.shared(), cx));
             *this.wait = None;
             if let Some(role) = *this.role {
@@ -228,7 +232,6 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
                         // Its types found the budget short: decoded again
                         // once there is room.
                         Finish::Short(inc, wanted) => {
-                            let deadline = deadline::after(Instant::now(), budget);
                             let shared = handle.shared();
                             let short = (0, wanted);
                             *this.room = Some(heavy_reply::retried(
@@ -243,7 +246,7 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
                             counted: Ok(charged),
                             shareable,
                             prepaid: 0,
-                            deadline: deadline::after(Instant::now(), budget),
+                            deadline,
                         };
                         match finish_weighed(handle, this.method, weighed) {
                             Step::Ready(value) => return Poll::Ready(value),
@@ -252,7 +255,7 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
                     }
                     Some((_, Err(heavy))) => {
                         let shared = handle.shared();
-                        *this.room = Some(heavy_reply::weighed(shared, inc, heavy, budget));
+                        *this.room = Some(heavy_reply::weighed(shared, inc, heavy, deadline));
                     }
                 },
                 Err(e) => return Poll::Ready(Err(E::from_error(e))),
