@@ -42,10 +42,6 @@ type Reply = Result<Incoming, Error>;
 pub(in crate::driver) struct Waiting {
     id: CallId,
     budget: Duration,
-    /// When the call times out: a reply waiting for room in the budget
-    /// waits until then at most (from the reply's arrival, a call whose
-    /// reply came late waited about twice its timeout, a review).
-    deadline: Instant,
     armed: bool,
     // No timer per call: the connection fails the call at its deadline
     // (`expiry.rs`). The reply arrives in this slot (`replies.rs`).
@@ -53,11 +49,10 @@ pub(in crate::driver) struct Waiting {
 }
 
 impl Waiting {
-    pub(in crate::driver) fn new((id, deadline, budget, reply): Prepared) -> Self {
+    pub(in crate::driver) fn new((id, _deadline, budget, reply): Prepared) -> Self {
         Waiting {
             id,
             budget,
-            deadline,
             armed: true,
             reply,
         }
@@ -210,7 +205,17 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
                 // Only after `Ready`: polling a finished future is a caller bug.
                 return Poll::Pending;
             };
-            let deadline = wait.deadline;
+            // Where a reply waits for room: until the call's deadline,
+            // the caller's own where it has one (a handler's, or
+            // `with_timeout`'s); else its timeout from now. (Kept in
+            // `Waiting`, it made every call's future larger, for a rare
+            // path: a timeout counted afresh from the reply, a callback
+            // bounded by 2 s ran to 3.8 s, a review.)
+            let budget = wait.budget;
+            let deadline = || {
+                super::deadline::current_deadline()
+                    .unwrap_or_else(|| super::deadline::after(Instant::now(), budget))
+            };
             let r = ready!(wait.poll(handle.shared(), cx));
             *this.wait = None;
             if let Some(role) = *this.role {
@@ -235,7 +240,12 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
                             let shared = handle.shared();
                             let short = (0, wanted);
                             *this.room = Some(heavy_reply::retried(
-                                shared, inc, None, short, false, deadline,
+                                shared,
+                                inc,
+                                None,
+                                short,
+                                false,
+                                deadline(),
                             ));
                         }
                     },
@@ -246,7 +256,7 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
                             counted: Ok(charged),
                             shareable,
                             prepaid: 0,
-                            deadline,
+                            deadline: deadline(),
                         };
                         match finish_weighed(handle, this.method, weighed) {
                             Step::Ready(value) => return Poll::Ready(value),
@@ -255,7 +265,7 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
                     }
                     Some((_, Err(heavy))) => {
                         let shared = handle.shared();
-                        *this.room = Some(heavy_reply::weighed(shared, inc, heavy, deadline));
+                        *this.room = Some(heavy_reply::weighed(shared, inc, heavy, deadline()));
                     }
                 },
                 Err(e) => return Poll::Ready(Err(E::from_error(e))),
