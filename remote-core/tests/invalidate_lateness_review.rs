@@ -18,6 +18,8 @@
 //!    once per write (the largest lateness among its holders), and every
 //!    allowance refills at an eighth of the time.
 
+#[path = "support/late_holder.rs"]
+mod late_holder;
 #[path = "support/pipe.rs"]
 mod pipe;
 #[path = "support/raw.rs"]
@@ -26,44 +28,11 @@ mod raw;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipe::{frame, head, raw_peer};
+use late_holder::{holder, Doc, Page};
+use pipe::head;
 use remote_core::proto::encode_invalidated;
-use remote_core::{remote, Error, Limits, Remote};
+use remote_core::{Limits, Remote};
 use tokio::io::{AsyncRead, AsyncWriteExt};
-
-#[remote]
-pub trait Doc {
-    #[remote(cache(ttl = "1h"))]
-    async fn text(&self) -> Result<String, Error>;
-}
-
-struct Page;
-
-#[remote]
-impl Doc for Page {
-    async fn text(&self) -> Result<String, Error> {
-        Ok("hello".into())
-    }
-}
-
-async fn holder(root: &Arc<dyn Doc>, limits: Limits, delay: Duration) -> remote_core::Connection {
-    let (server_end, mut pr, pw) =
-        raw_peer(Remote::new(root.clone()), limits, vec!["invalidate"]).await;
-    assert_eq!(head(&frame(&mut pr).await.unwrap()).0, 0, "hello");
-    let pw = Arc::new(tokio::sync::Mutex::new(pw));
-    tokio::spawn(async move {
-        while let Some(f) = frame(&mut pr).await {
-            if let (10, Some(token)) = head(&f) {
-                let pw = pw.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = pw.lock().await.write_all(&encode_invalidated(token)).await;
-                });
-            }
-        }
-    });
-    server_end
-}
 
 /// An unbounded timeout: writes wait, and do not panic.
 #[tokio::test]

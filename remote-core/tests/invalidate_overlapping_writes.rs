@@ -12,6 +12,8 @@
 //! fault. Now a late wait reserves a slice (the prompt part) at a time,
 //! and reservations of other waits under way never drain an allowance.
 
+#[path = "support/late_holder.rs"]
+mod late_holder;
 #[path = "support/pipe.rs"]
 mod pipe;
 #[path = "support/raw.rs"]
@@ -20,44 +22,11 @@ mod raw;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipe::{frame, head, raw_peer};
+use late_holder::{holder, Doc, Page};
+use pipe::head;
 use remote_core::proto::encode_invalidated;
-use remote_core::{remote, Error, Limits, Remote};
+use remote_core::{Limits, Remote};
 use tokio::io::{AsyncRead, AsyncWriteExt};
-
-#[remote]
-pub trait Doc {
-    #[remote(cache(ttl = "1h"))]
-    async fn text(&self) -> Result<String, Error>;
-}
-
-struct Page;
-
-#[remote]
-impl Doc for Page {
-    async fn text(&self) -> Result<String, Error> {
-        Ok("hello".into())
-    }
-}
-
-async fn holder(root: &Arc<dyn Doc>, limits: Limits, delay: Duration) -> remote_core::Connection {
-    let (server_end, mut pr, pw) =
-        raw_peer(Remote::new(root.clone()), limits, vec!["invalidate"]).await;
-    assert_eq!(head(&frame(&mut pr).await.unwrap()).0, 0, "hello");
-    let pw = Arc::new(tokio::sync::Mutex::new(pw));
-    tokio::spawn(async move {
-        while let Some(f) = frame(&mut pr).await {
-            if let (10, Some(token)) = head(&f) {
-                let pw = pw.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = pw.lock().await.write_all(&encode_invalidated(token)).await;
-                });
-            }
-        }
-    });
-    server_end
-}
 
 #[tokio::test(start_paused = true)]
 async fn overlapping_writes_still_wait_for_an_honest_slightly_late_holder() {
