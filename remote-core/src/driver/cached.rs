@@ -6,7 +6,6 @@
 use serde::Serialize;
 
 use super::control::{Held, Incoming};
-use super::heavy_reply::Decoded;
 use super::shared::Shared;
 use crate::cache::{CacheRole, CacheStats, ClientCache, Lookup, Ticket};
 use crate::interface::BoxFuture;
@@ -192,19 +191,12 @@ impl Handle {
         };
         // Not decoded again where the budget is short: a cached value
         // is one whose items weigh about what they were counted at.
-        match super::heavy_reply::decoded(self.shared(), method, (weigh, 0, false), decode) {
-            Decoded::Done(value, held) => {
-                if let Some(held) = held {
-                    crate::ambient::hold(Box::new(held));
-                }
+        match super::heavy_reply::decoded_once(self.shared(), method, weigh, decode) {
+            Ok((value, held)) => {
+                super::heavy_reply::hold(held);
                 value
             }
-            Decoded::Refused(e) => Err(E::from_error(e)),
-            Decoded::Short(wanted) => Err(E::from_error(super::heavy_reply::short(
-                self.shared(),
-                method,
-                wanted,
-            ))),
+            Err(e) => Err(E::from_error(e)),
         }
     }
 }

@@ -116,9 +116,7 @@ impl Charged {
             charged
         })
     }
-}
 
-impl Charged {
     /// Bytes already counted in `budget` (by a weighed decode), held from
     /// now on.
     fn taken(budget: &Arc<Budget>, n: usize) -> Self {
@@ -157,29 +155,29 @@ pub(crate) fn may_hold_collections(value: &[u8]) -> bool {
         .is_some_and(|&b| matches!(b, 0x80..=0x9f | 0xdc..=0xdf))
 }
 
-/// How a weighed decode of a reply ended ([`decoded`]).
+/// How a weighed decode of a reply that may be decoded again ended
+/// ([`decoded`]).
 pub(crate) enum Decoded<R> {
     /// Decoded: its output, and what its types took from the budget, to
     /// hold for as long as the value is held.
     Done(R, Option<Charged>),
     /// Stopped: `limit_exceeded`.
     Refused(Error),
-    /// Stopped for the budget's room, where its caller may decode it
-    /// again: it would hold at least this much beyond its items' count.
+    /// Stopped for the budget's room: it would hold at least this much
+    /// beyond its items' count. Decode it again once there is room
+    /// ([`retried`]).
     Short(usize),
 }
 
-/// Runs `decode` (a reply's, or a cached reply's, to a call of `method`)
-/// with what it decodes weighed by its types against `shared`'s budget,
-/// if `weigh` (and no decode around it is weighed already), as a call's
-/// arguments are (`codec/weigh.rs`): an element that takes more decoded
-/// than the `DECODED_ITEM` its item was counted at takes the rest from the
-/// budget, the first `prepaid` bytes of it counted by the caller already.
-/// Nothing is taken whatever the room ([`weighed_reply`]). A decode the
-/// budget has no room for is [`Decoded::Short`] if the caller may `retry`
-/// it (after waiting for room: [`retried`]), else refused with
-/// `limit_exceeded`, as one stopped by serde's buffered types' bounds is;
-/// the value is dropped as soon as the decode stops.
+/// Runs `decode` (a reply's to a call of `method`, holding no reference)
+/// with what it decodes weighed by its types against `shared`'s budget, as
+/// a call's arguments are (`codec/weigh.rs`): an element that takes more
+/// decoded than the `DECODED_ITEM` its item was counted at takes the rest
+/// from the budget, the first `prepaid` bytes of it counted by the caller
+/// already. Nothing is taken whatever the room ([`weighed_reply`]). A
+/// decode the budget has no room for is [`Decoded::Short`]; one stopped by
+/// serde's buffered types' bounds is refused with `limit_exceeded`; the
+/// value is dropped as soon as the decode stops.
 ///
 /// Counted at their frame and `DECODED_ITEM` per item, the replies to a
 /// server's callbacks held several times its budget: 4 handlers each
@@ -193,63 +191,87 @@ pub(crate) enum Decoded<R> {
 pub(crate) fn decoded<R>(
     shared: &Arc<Shared>,
     method: &str,
-    (weigh, prepaid, retry): (bool, usize, bool),
+    prepaid: usize,
     decode: impl FnOnce() -> R,
 ) -> Decoded<R> {
-    if !weigh || crate::codec::weigh::active() {
-        return Decoded::Done(decode(), None);
+    match weighed_decode(shared, prepaid, decode) {
+        Ok((out, held)) => Decoded::Done(out, held),
+        Err(taken) if taken.stop == Some(crate::codec::weigh::Stop::Budget) => {
+            Decoded::Short(taken.wanted)
+        }
+        Err(taken) => Decoded::Refused(refusal(shared, method, &taken)),
+    }
+}
+
+/// [`decoded`] for a decode that is not tried again (a reply holding
+/// references, a typed error's data, a cached hit), if `weigh`: one the
+/// budget has no room for is refused too.
+pub(crate) fn decoded_once<R>(
+    shared: &Arc<Shared>,
+    method: &str,
+    weigh: bool,
+    decode: impl FnOnce() -> R,
+) -> Result<(R, Option<Charged>), Error> {
+    if !weigh {
+        return Ok((decode(), None));
+    }
+    weighed_decode(shared, 0, decode).map_err(|taken| refusal(shared, method, &taken))
+}
+
+/// The weighed run of `decode` ([`decoded`]): its output and count, or,
+/// stopped, what the weighing saw (what it took is given back, and the
+/// output dropped). Not weighed where a decode around it is already.
+fn weighed_decode<R>(
+    shared: &Arc<Shared>,
+    prepaid: usize,
+    decode: impl FnOnce() -> R,
+) -> Result<(R, Option<Charged>), crate::codec::weigh::Taken> {
+    if crate::codec::weigh::active() {
+        return Ok((decode(), None));
     }
     let (out, taken) = crate::codec::weigh::weighed_reply(shared, prepaid, decode);
     if taken.refused() {
         drop(out);
         shared.budget.release(taken.bytes);
-        if retry && taken.stop == Some(crate::codec::weigh::Stop::Budget) {
-            return Decoded::Short(taken.wanted);
-        }
-        let limit = crate::codec::weigh::refusal_limit(&taken);
-        let what = format!("the reply to {}", crate::bounded::quote(method));
-        let text = crate::codec::weigh::refusal_text(&what, None, &taken);
-        shared.meter.limit_hit(limit, &text);
-        let value = crate::codec::weigh::refusal_value(&taken, shared.budget.limit());
-        return Decoded::Refused(Error::limit(limit, value, text));
+        return Err(taken);
     }
     let held = (taken.bytes > 0).then(|| Charged::taken(&shared.budget, taken.bytes));
-    Decoded::Done(out, held)
+    Ok((out, held))
+}
+
+/// The `limit_exceeded` of a reply to `method` whose decode was stopped.
+fn refusal(shared: &Shared, method: &str, taken: &crate::codec::weigh::Taken) -> Error {
+    let limit = crate::codec::weigh::refusal_limit(taken);
+    let what = format!("the reply to {}", crate::bounded::quote(method));
+    let text = crate::codec::weigh::refusal_text(&what, None, taken);
+    shared.meter.limit_hit(limit, &text);
+    let value = crate::codec::weigh::refusal_value(taken, shared.budget.limit());
+    Error::limit(limit, value, text)
+}
+
+/// Holds `held`, the count of a value just decoded, for as long as what
+/// decoded it holds the value (`ambient::hold`).
+pub(crate) fn hold(held: Option<Charged>) {
+    if let Some(held) = held {
+        crate::ambient::hold(Box::new(held));
+    }
 }
 
 /// The typed error `E` of a pipelined call's failure, `remote`, decoded
-/// from its data weighed ([`decoded`]) and its count held as a reply's
-/// is; `limit_exceeded` if its decode was stopped.
+/// from its data weighed ([`decoded_once`]) and its count held as a
+/// reply's is; `limit_exceeded` if its decode was stopped.
 pub(crate) fn typed_error<E: crate::RemoteErrorType>(
     shared: &Arc<Shared>,
     remote: crate::RemoteError,
 ) -> E {
     let weigh = remote.data.is_some();
-    let how = (weigh, 0, false);
-    match decoded(shared, "a pipelined call", how, || E::from_remote(remote)) {
-        Decoded::Done(e, held) => {
-            if let Some(held) = held {
-                crate::ambient::hold(Box::new(held));
-            }
+    match decoded_once(shared, "a pipelined call", weigh, || E::from_remote(remote)) {
+        Ok((e, held)) => {
+            hold(held);
             e
         }
-        Decoded::Refused(refused) => E::from_error(refused),
-        // Only where retried (not here).
-        Decoded::Short(wanted) => E::from_error(short(shared, "a pipelined call", wanted)),
+        Err(refused) => E::from_error(refused),
     }
-}
-
-/// The error of a reply to `method` whose decode found the budget short
-/// and is not tried again: it would have held `wanted` beyond its items'
-/// count.
-pub(crate) fn short(shared: &Shared, method: &str, wanted: usize) -> Error {
-    let detail = format!(
-        "the reply to {} decodes to at least {wanted} bytes more than its items count, and \
-         the memory_budget has no room for it",
-        crate::bounded::quote(method)
-    );
-    shared.meter.limit_hit("memory_budget", &detail);
-    Error::limit("memory_budget", shared.budget.limit() as u64, detail)
 }
 
 /// A [`Peer`](crate::Peer)'s way to count what is held for it between its

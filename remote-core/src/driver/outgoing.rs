@@ -228,9 +228,7 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
                         Finish::Done(value, held) => {
                             // Counted only where its types decode to more
                             // than its items were counted at.
-                            if let Some(held) = held {
-                                crate::ambient::hold(Box::new(held));
-                            }
+                            heavy_reply::hold(held);
                             return Poll::Ready(value);
                         }
                         Finish::Refused(e) => return Poll::Ready(Err(e)),

@@ -380,8 +380,7 @@ impl Handle {
                 owns: Vec::new(),
                 heavy: None,
             };
-            let how = (true, prepaid, true);
-            return match heavy_reply::decoded(&self.shared, method, how, || {
+            return match heavy_reply::decoded(&self.shared, method, prepaid, || {
                 self.decode_reply(copy, shareable)
             }) {
                 Decoded::Done(value, held) => Finish::Done(value, held),
@@ -389,17 +388,13 @@ impl Handle {
                 Decoded::Refused(e) => Finish::Refused(E::from_error(e)),
             };
         }
-        let how = (weigh, prepaid, false);
-        match heavy_reply::decoded(&self.shared, method, how, || {
+        // (Only a reply decoded again has anything prepaid: one that may
+        // be, the above.)
+        match heavy_reply::decoded_once(&self.shared, method, weigh, || {
             self.decode_reply(inc, shareable)
         }) {
-            Decoded::Done(value, held) => Finish::Done(value, held),
-            Decoded::Refused(e) => Finish::Refused(E::from_error(e)),
-            // Only where retried (not here).
-            Decoded::Short(wanted) => {
-                let e = heavy_reply::short(&self.shared, method, wanted);
-                Finish::Refused(E::from_error(e))
-            }
+            Ok((value, held)) => Finish::Done(value, held),
+            Err(e) => Finish::Refused(E::from_error(e)),
         }
     }
 
