@@ -6,6 +6,8 @@
 use serde::Serialize;
 
 use super::control::{Held, Incoming};
+use super::heavy_reply::{self, Charged, Decoded, HEAVY_REPLY};
+use super::share::{args_weight, DECODED_ITEM};
 use super::shared::Shared;
 use crate::cache::{CacheRole, CacheStats, ClientCache, Lookup, Ticket};
 use crate::interface::BoxFuture;
@@ -167,20 +169,28 @@ impl Handle {
         }
     }
 
-    /// Decodes a result of `method` served from the cache, weighed by its
-    /// types if it may hold a collection (`heavy_reply::decoded`; only the
-    /// cache's bytes are counted otherwise), and holds that count while
-    /// the value is held (`ambient::hold`).
+    /// Decodes a result of `method` served from the cache, counted as a
+    /// reply's value is while the value is held (`ambient::hold`): its
+    /// bytes and `DECODED_ITEM` per item if that weighs more than a light
+    /// reply may ([`hit_count`]), and what its types take beyond that
+    /// (weighed if it may hold a collection: `heavy_reply::decoded`).
+    /// `None` if the budget has no room for it: the call goes to the peer
+    /// instead, and its reply waits for room as any does.
+    ///
+    /// (Counted at nothing but the cache's bytes, once, a hit decoded in
+    /// each of 100 handlers that held it on held 36 MB against a 16 MiB
+    /// budget: a review.)
     pub(super) fn finish_cached<T: Wire, E: RemoteErrorType>(
         &self,
         method: &str,
         bytes: &[u8],
-    ) -> Result<T, E> {
-        let weigh = super::heavy_reply::may_hold_collections(bytes);
+    ) -> Option<Result<T, E>> {
+        let shared = self.shared();
+        let mut counted = hit_count(shared, bytes)?;
         let decode = || {
             let mut slot = None::<T>;
             codec::decode_into(
-                self.shared(),
+                shared,
                 bytes,
                 Held::default(),
                 "cached return value",
@@ -189,16 +199,50 @@ impl Handle {
             .map_err(E::from_error)?;
             codec::decoded(slot, "cached return value").map_err(E::from_error)
         };
-        // Not decoded again where the budget is short: a cached value
-        // is one whose items weigh about what they were counted at.
-        match super::heavy_reply::decoded_once(self.shared(), method, weigh, decode) {
-            Ok((value, held)) => {
-                super::heavy_reply::hold(held);
-                value
+        if !heavy_reply::may_hold_collections(bytes) {
+            let value = decode();
+            heavy_reply::hold(counted);
+            return Some(value);
+        }
+        match heavy_reply::decoded(shared, method, 0, decode) {
+            Decoded::Done(value, held) => {
+                counted = match (counted, held) {
+                    (Some(mut c), Some(h)) => {
+                        c.absorb(h);
+                        Some(c)
+                    }
+                    (c, h) => c.or(h),
+                };
+                heavy_reply::hold(counted);
+                Some(value)
             }
-            Err(e) => Err(E::from_error(e)),
+            Decoded::Refused(e) => Some(Err(E::from_error(e))),
+            Decoded::Short(_) => None,
         }
     }
+}
+
+/// What a cached hit's value, `bytes`, counts in the budget while held,
+/// as a reply's frame does (`share::args_weight`: its bytes and
+/// `DECODED_ITEM` per item; nothing if at most `HEAVY_REPLY`, a light
+/// reply's bound); `None` if the budget has no room for it.
+fn hit_count(shared: &Shared, bytes: &[u8]) -> Option<Option<Charged>> {
+    // Each item takes a byte at least: a short value is light whatever
+    // it holds, and is not walked.
+    if bytes.len().saturating_mul(1 + DECODED_ITEM) <= HEAVY_REPLY {
+        return Some(None);
+    }
+    let mut reader = crate::proto::Reader::new(bytes);
+    // Checked when it arrived; a walk that fails counts it at its most.
+    let items = match reader.skip_value(shared.limits.max_depth, &mut Vec::new()) {
+        Ok(_) => reader.items(),
+        Err(_) => bytes.len(),
+    };
+    let weight = args_weight(bytes.len(), u32::try_from(items).unwrap_or(u32::MAX));
+    if weight <= HEAVY_REPLY {
+        return Some(None);
+    }
+    Charged::if_room(&shared.budget, weight).map(Some)
 }
 
 impl Connection {

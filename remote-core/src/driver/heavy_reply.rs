@@ -25,8 +25,9 @@
 //! with `limit_exceeded` naming `memory_budget`, undecoded.
 //! What is counted ([`Charged`]) stays counted while the value is held:
 //!
-//! - decoded in a method handler (its task, or a blocking handler's or
-//!   closure's thread), until the handler ends or waits for its next
+//! - decoded in a method handler (its first poll, then its task; or a
+//!   blocking handler's or closure's thread), until the handler ends or
+//!   waits for its next
 //!   heavy reply: a handler holds its latest one's count, as it holds its
 //!   arguments (`ambient::hold`; kept for every one, a handler that asked
 //!   a callback for 4.9 MB three times over held an 8 MiB budget whole);
@@ -115,6 +116,11 @@ impl Charged {
             charged.over = Some(shared.over_room.clone());
             charged
         })
+    }
+
+    /// `n` bytes counted in `budget` if it has room for them.
+    pub(crate) fn if_room(budget: &Arc<Budget>, n: usize) -> Option<Self> {
+        budget.try_charge(n).then(|| Charged::taken(budget, n))
     }
 
     /// Bytes already counted in `budget` (by a weighed decode), held from

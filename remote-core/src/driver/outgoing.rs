@@ -178,8 +178,11 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
         if let Some(args) = this.args.take() {
             if let Some(role) = *this.role {
                 match handle.cache_lookup(this.method, role, &args) {
+                    // A hit the budget has no room for goes to the peer.
                     Some(Lookup::Hit(v)) => {
-                        return Poll::Ready(handle.finish_cached(this.method, &v))
+                        if let Some(r) = handle.finish_cached(this.method, &v) {
+                            return Poll::Ready(r);
+                        }
                     }
                     Some(Lookup::Miss(t)) => *this.ticket = Some(Box::new(t)),
                     None => {}

@@ -399,6 +399,9 @@ impl Shared {
         // may reply and then panic or wait, and the call still gets one
         // reply only.
         let answered = std::cell::Cell::new(false);
+        // What a heavy reply decoded there holds (a cached hit), held by
+        // its task if it runs on.
+        let mut first_held = None;
         let first = match turn {
             Some(_) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let _inline = Inline::enter(self, seq, &answered);
@@ -406,7 +409,10 @@ impl Shared {
                 let first_poll = || (&mut fut).now_or_never();
                 // Moved in: most handlers finish here, and one that runs on
                 // takes the peer again (below).
-                crate::ambient::sync_scope(self.peer_info(), deadline, first_poll)
+                let (out, held) =
+                    crate::ambient::sync_scope(self.peer_info(), deadline, first_poll);
+                first_held = held;
+                out
             })),
             None => Ok(None),
         };
@@ -472,7 +478,7 @@ impl Shared {
                 let work = async move {
                     let (fut, keep, _done) = guarded;
                     let run = std::panic::AssertUnwindSafe(fut).catch_unwind();
-                    let res = crate::ambient::scope(peer, deadline, run).await;
+                    let res = crate::ambient::scope(peer, deadline, first_held, run).await;
                     let e = match res {
                         Ok(Reply { .. }) => return, // queued by `CallCx::reply`
                         Err(panic) => panic_error(panic),
