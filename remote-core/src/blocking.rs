@@ -79,13 +79,13 @@ pub fn allow_blocking<R>(f: impl FnOnce() -> R) -> R {
 /// `tokio::task::spawn_blocking` with blocking remote calls allowed in `f`:
 /// the way to call a proxy's plain `fn` methods from async code.
 ///
-/// Called from a method handler, `f` takes over what the handler holds
-/// in the memory budget for its latest large reply, so that a call `f`
-/// makes may let it go while it waits for room, as the handler's own next
-/// call would (held by the handler, `f`'s call waited for room only the
-/// handler could give, until its deadline: a red-team pass). Work handed
-/// to `tokio::spawn` cannot take it over: a large reply asked for there
-/// may wait for room its handler holds.
+/// Called from a method handler, `f` shares what the handler holds in the
+/// memory budget for the large replies it decoded, so that a call `f`
+/// makes may let them go, as the handler's own next call would (held by
+/// the handler, `f`'s call waited for room only the handler could give,
+/// until its deadline: a red-team pass); what `f` leaves stays the
+/// handler's. Work handed to `tokio::spawn` does not share it: a large
+/// reply asked for there may wait for room its handler holds.
 ///
 /// Must be called inside a tokio runtime (it panics otherwise, like
 /// tokio's). See the [module docs](self) for an example with a proxy.
@@ -102,8 +102,8 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    let held = crate::ambient::hand_off();
-    tokio::task::spawn_blocking(move || crate::ambient::handed(held, || allow_blocking(f)))
+    let held = crate::held::hand_off();
+    tokio::task::spawn_blocking(move || crate::held::handed(held, || allow_blocking(f)))
 }
 
 /// Whether a blocking call here would be refused with
@@ -143,21 +143,17 @@ where
         return Err(E::from_error(Error::BlockingInAsync));
     }
     // Boxed to one type, so the task spawned (and tokio's task code) is
-    // compiled once here rather than once per calling method. The count
-    // this thread holds (a blocking handler's: `ambient::hold`) goes with
-    // it, and comes back with that of a heavy reply it decodes.
-    let fut = crate::ambient::for_blocking_thread(fut);
+    // compiled once here rather than once per calling method. What this
+    // thread holds (a blocking handler's: `held.rs`) is shared with it,
+    // and the counts of a stream's batches it decodes come back.
+    let fut = crate::held::for_blocking_thread(fut);
     let fut: BoxFuture<'static, Box<dyn Any + Send>> =
         Box::pin(async move { Box::new(fut.await) as Box<dyn Any + Send> });
-    type Out<T, E> = (
-        Result<T, E>,
-        Vec<crate::ambient::Kept>,
-        Option<crate::ambient::Kept>,
-    );
+    type Out<T, E> = (Result<T, E>, Vec<crate::held::Kept>);
     match block_on_erased(rt, fut).map(|r| r.downcast::<Out<T, E>>()) {
         Some(Ok(out)) => {
-            let (r, kept, held) = *out;
-            crate::ambient::back_on_blocking_thread(held, kept);
+            let (r, kept) = *out;
+            crate::held::back_on_blocking_thread(kept);
             r
         }
         _ => Err(E::from_error(Error::ConnectionLost(

@@ -85,6 +85,7 @@ mod erased;
 mod error;
 mod fingerprint;
 pub mod guide;
+mod held;
 mod interface;
 pub mod limits;
 mod marker;

@@ -37,8 +37,8 @@ use futures_util::{FutureExt, StreamExt};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::__private::{Args, CallCx, CallFuture, Deferred, Failed};
-use crate::ambient::Kept;
 use crate::collections::page::page_bytes;
+use crate::held::Kept;
 use crate::schema::{InterfaceDef, Location, MethodDef, SchemaBuilder, Ty};
 use crate::{BoxFuture, Dispatch, Error, Handle, Interface, Remote, Wire};
 
@@ -365,7 +365,7 @@ pub struct RemoteStream<T: Wire> {
     source: Remote<dyn StreamSource<T>>,
     buf: VecDeque<T>,
     /// What `buf`'s batch counts in the memory budget, if it came in a
-    /// heavy reply (`ambient::captured`): given back once it is taken.
+    /// heavy reply (`held::captured`): given back once it is taken.
     held: Vec<Kept>,
     pending: Option<Pull<T>>,
     done: bool,
@@ -463,7 +463,7 @@ impl<T: Wire> Stream for RemoteStream<T> {
             let n = this.batch;
             let fut = this.pending.get_or_insert_with(|| {
                 let src = this.source.clone();
-                Box::pin(crate::ambient::captured(
+                Box::pin(crate::held::captured(
                     async move { src.next_batch(n).await },
                 ))
             });

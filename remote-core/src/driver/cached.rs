@@ -170,7 +170,7 @@ impl Handle {
     }
 
     /// Decodes a result of `method` served from the cache, counted as a
-    /// reply's value is while the value is held (`ambient::hold`): its
+    /// reply's value is while the value is held (`held::hold`): its
     /// bytes and `DECODED_ITEM` per item if that weighs more than a light
     /// reply may ([`hit_count`]), and what its types take beyond that
     /// (weighed if it may hold a collection: `heavy_reply::decoded`).
@@ -201,7 +201,7 @@ impl Handle {
         };
         if !heavy_reply::may_hold_collections(bytes) {
             let value = decode();
-            heavy_reply::hold(counted);
+            heavy_reply::hold(counted, None);
             return Some(value);
         }
         match heavy_reply::decoded(shared, method, 0, decode) {
@@ -213,7 +213,7 @@ impl Handle {
                     }
                     (c, h) => c.or(h),
                 };
-                heavy_reply::hold(counted);
+                heavy_reply::hold(counted, None);
                 Some(value)
             }
             Decoded::Refused(e) => Some(Err(E::from_error(e))),

@@ -27,10 +27,9 @@
 //!
 //! - decoded in a method handler (its first poll, then its task; or a
 //!   blocking handler's or closure's thread), until the handler ends or
-//!   waits for its next
-//!   heavy reply: a handler holds its latest one's count, as it holds its
-//!   arguments (`ambient::hold`; kept for every one, a handler that asked
-//!   a callback for 4.9 MB three times over held an 8 MiB budget whole);
+//!   moves on: a reply to a call it started after this one was decoded
+//!   lets it go (`held.rs`; kept for every one, a handler that asked a
+//!   callback for 4.9 MB three times over held an 8 MiB budget whole);
 //! - a batch of a `RemoteStream`, until its items have all been taken;
 //! - anywhere else (a task of the application's own, even one a handler
 //!   spawned), until it is decoded: what it keeps is its own memory.
@@ -255,11 +254,12 @@ fn refusal(shared: &Shared, method: &str, taken: &crate::codec::weigh::Taken) ->
     Error::limit(limit, value, text)
 }
 
-/// Holds `held`, the count of a value just decoded, for as long as what
-/// decoded it holds the value (`ambient::hold`).
-pub(crate) fn hold(held: Option<Charged>) {
+/// Holds `held`, the count of a value just decoded (a reply to a call
+/// started at `since`, or `None`: `held::hold`), for as long as what
+/// decoded it may hold the value.
+pub(crate) fn hold(held: Option<Charged>, since: Option<u32>) {
     if let Some(held) = held {
-        crate::ambient::hold(Box::new(held));
+        crate::held::hold(Box::new(held), since);
     }
 }
 
@@ -273,7 +273,7 @@ pub(crate) fn typed_error<E: crate::RemoteErrorType>(
     let weigh = remote.data.is_some();
     match decoded_once(shared, "a pipelined call", weigh, || E::from_remote(remote)) {
         Ok((e, held)) => {
-            hold(held);
+            hold(held, None);
             e
         }
         Err(refused) => E::from_error(refused),
@@ -429,6 +429,8 @@ pub(crate) struct Weighed {
     pub(crate) prepaid: usize,
     /// The call's deadline: waits for room end there.
     pub(crate) deadline: Instant,
+    /// Where the call started among decodes (`held::since_now`).
+    pub(crate) since: u32,
 }
 
 /// The caller's wait for room for the heavy reply `inc`, weighing
@@ -439,9 +441,9 @@ pub(crate) fn weighed(
     shared: &Arc<Shared>,
     inc: Incoming,
     heavy: Box<Heavy>,
-    deadline: Instant,
+    (deadline, since): (Instant, u32),
 ) -> crate::BoxFuture<'static, Weighed> {
-    wait_for(shared.clone(), inc, heavy, 0, deadline)
+    wait_for(shared.clone(), inc, heavy, 0, (deadline, since))
 }
 
 /// The caller's wait for room for the reply `inc` whose decode found the
@@ -457,7 +459,7 @@ pub(crate) fn retried(
     counted: Option<Charged>,
     (prepaid, wanted): (usize, usize),
     shareable: bool,
-    deadline: Instant,
+    (deadline, since): (Instant, u32),
 ) -> crate::BoxFuture<'static, Weighed> {
     let mut charged = counted.unwrap_or_else(|| Charged::new(&shared.budget, 0));
     let items = charged.n.saturating_sub(prepaid);
@@ -485,7 +487,7 @@ pub(crate) fn retried(
         shareable,
         in_line: false,
     });
-    wait_for(shared.clone(), inc, heavy, next, deadline)
+    wait_for(shared.clone(), inc, heavy, next, (deadline, since))
 }
 
 fn wait_for(
@@ -493,11 +495,11 @@ fn wait_for(
     inc: Incoming,
     heavy: Box<Heavy>,
     prepaid: usize,
-    deadline: Instant,
+    (deadline, since): (Instant, u32),
 ) -> crate::BoxFuture<'static, Weighed> {
     Box::pin(async move {
-        // The caller holds the latest heavy reply's count only.
-        crate::ambient::let_go();
+        // The caller lets go of the replies it moved on from.
+        crate::held::let_go(since);
         let shareable = heavy.shareable;
         let counted = room(shared, heavy, deadline).await;
         Weighed {
@@ -506,6 +508,7 @@ fn wait_for(
             shareable,
             prepaid,
             deadline,
+            since,
         }
     })
 }

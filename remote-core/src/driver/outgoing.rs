@@ -41,6 +41,9 @@ type Reply = Result<Incoming, Error>;
 /// [`cancel`]: Waiting::cancel
 pub(in crate::driver) struct Waiting {
     id: CallId,
+    /// Where the call started among the decodes of held replies
+    /// (`held::since_now`): its reply lets go of a handler's earlier ones.
+    since: u32,
     budget: Duration,
     armed: bool,
     // No timer per call: the connection fails the call at its deadline
@@ -52,6 +55,7 @@ impl Waiting {
     pub(in crate::driver) fn new((id, _deadline, budget, reply): Prepared) -> Self {
         Waiting {
             id,
+            since: crate::held::since_now(),
             budget,
             armed: true,
             reply,
@@ -214,10 +218,11 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
             // `Waiting`, it made every call's future larger, for a rare
             // path: a timeout counted afresh from the reply, a callback
             // bounded by 2 s ran to 3.8 s, a review.)
-            let budget = wait.budget;
+            let (budget, since) = (wait.budget, wait.since);
             let deadline = || {
-                super::deadline::current_deadline()
-                    .unwrap_or_else(|| super::deadline::after(Instant::now(), budget))
+                let deadline = super::deadline::current_deadline()
+                    .unwrap_or_else(|| super::deadline::after(Instant::now(), budget));
+                (deadline, since)
             };
             let r = ready!(wait.poll(handle.shared(), cx));
             *this.wait = None;
@@ -231,7 +236,7 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
                         Finish::Done(value, held) => {
                             // Counted only where its types decode to more
                             // than its items were counted at.
-                            heavy_reply::hold(held);
+                            heavy_reply::hold(held, Some(since));
                             return Poll::Ready(value);
                         }
                         Finish::Refused(e) => return Poll::Ready(Err(e)),
@@ -252,12 +257,14 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
                     },
                     // Counted whole already: decoded at once.
                     Some((shareable, Ok(charged))) => {
+                        let (deadline, since) = deadline();
                         let weighed = Weighed {
                             inc,
                             counted: Ok(charged),
                             shareable,
                             prepaid: 0,
-                            deadline: deadline(),
+                            deadline,
+                            since,
                         };
                         match finish_weighed(handle, this.method, weighed) {
                             Step::Ready(value) => return Poll::Ready(value),
@@ -297,7 +304,7 @@ enum Step<T, E> {
 }
 
 /// A reply's value decoded once counted, its count (with what its types
-/// took beyond it) kept while the value is held (`ambient::hold`); the
+/// took beyond it) kept while the value may be held (`held::hold`); the
 /// error if it found no room; or, if its types found the budget short,
 /// the wait for room to decode it again.
 fn finish_weighed<T: Wire, E: RemoteErrorType>(
@@ -311,6 +318,7 @@ fn finish_weighed<T: Wire, E: RemoteErrorType>(
         shareable,
         prepaid,
         deadline,
+        since,
     } = weighed;
     let mut charged = match counted {
         Ok(charged) => charged,
@@ -323,7 +331,7 @@ fn finish_weighed<T: Wire, E: RemoteErrorType>(
             }
             // A typed error decoded from the reply's data is held as a
             // value is.
-            crate::ambient::hold(Box::new(charged));
+            crate::held::hold(Box::new(charged), Some(since));
             Step::Ready(value)
         }
         // Nothing held: its count goes (kept, it stayed counted until the
@@ -335,7 +343,7 @@ fn finish_weighed<T: Wire, E: RemoteErrorType>(
             Some(charged),
             (prepaid, wanted),
             shareable,
-            deadline,
+            (deadline, since),
         )),
     }
 }

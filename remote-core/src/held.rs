@@ -1,0 +1,272 @@
+//! Where the counts of heavy replies in the memory budget
+//! (`driver::heavy_reply`) are kept while the values they decoded may be
+//! held: by the method handler that made the calls (its first poll, its
+//! task, a blocking handler's or closure's thread), by a stream's pull
+//! for the batch it fills, and nowhere else.
+//!
+//! A handler holds the counts of the replies it decoded until it ends, or
+//! until it moves on: a reply to a call it *started* after an earlier
+//! reply was decoded lets that earlier one go, when it is decoded or
+//! waits for room ([`let_go`]). So a handler that asks for large values
+//! one after another, dropping each, holds one at a time (kept for every
+//! one, an honest handler that asked a callback for 4.9 MB three times
+//! over held the whole 8 MiB budget and then waited for room only it
+//! could give: a red-team pass), while one that awaits several calls
+//! together (`join!`, `select!`, a `FuturesUnordered`) holds every reply
+//! they return (its latest one only, a handler joining 16 callbacks held
+//! 134 MB against a 16 MiB budget that counted 9.8 MB: red-team pass 48).
+//! A call's start is a number drawn from one counter of decodes
+//! ([`since_now`]), so telling the two apart costs a call one load.
+//!
+//! Work a handler hands to a blocking thread (`blocking::spawn_blocking`)
+//! shares its holding: a call made there lets the handler's earlier
+//! replies go as the handler's own would, and what is left stays the
+//! handler's when the work ends (taken over and dropped there, a reply
+//! the handler still held counted nothing: red-team pass 48).
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+
+/// What is kept alive for as long as a decoded value is held: the count
+/// of a heavy reply in the memory budget (`driver::heavy_reply`), given
+/// back when dropped.
+pub(crate) type Kept = Box<dyn Send>;
+
+/// A handler's counts, each with the decode it came from ([`since_now`]);
+/// shared with work it hands to a blocking thread.
+pub(crate) type Holding = Arc<Mutex<Vec<(u32, Kept)>>>;
+
+/// Decodes of replies held so far, in the whole process: a call started
+/// at `n` (its [`since_now`]) was started after the decodes numbered
+/// below `n`, and before the others.
+static DECODES: AtomicU32 = AtomicU32::new(0);
+
+/// Where a call started now stands among decodes ([`hold`], [`let_go`]).
+#[inline]
+pub(crate) fn since_now() -> u32 {
+    DECODES.load(Ordering::Relaxed)
+}
+
+/// Whether decode `seq` came before a call started at `since` (the
+/// counter wraps: compared within 2³¹ decodes of each other).
+fn before(seq: u32, since: u32) -> bool {
+    (since.wrapping_sub(seq) as i32) > 0
+}
+
+tokio::task_local! {
+    /// Around a spawned handler (and a call a blocking thread makes, run
+    /// in a task): its holding, made when first needed. It starts with
+    /// what its first poll held ([`first_poll`]).
+    static HELD: Cell<Option<Holding>>;
+    /// Set around a pull of a stream's batch ([`captured`]).
+    static CAPTURE: RefCell<Vec<Kept>>;
+}
+
+thread_local! {
+    /// In a handler's first poll, run by the reader ([`first_poll`]): its
+    /// holding (`Some(None)`: none yet). `None` anywhere else.
+    static FIRST_HELD: RefCell<Option<Option<Holding>>> = const { RefCell::new(None) };
+    /// A blocking handler's or closure's holding, on its thread.
+    static BLOCKING_HELD: RefCell<Option<Holding>> = const { RefCell::new(None) };
+}
+
+/// The slot `slot` holds, made if `make` and there is none.
+fn made(slot: &mut Option<Holding>, make: bool) -> Option<Holding> {
+    if slot.is_none() && make {
+        *slot = Some(Holding::default());
+    }
+    slot.clone()
+}
+
+/// The holding of the handler running here (its first poll, its task, or
+/// a blocking thread serving it), made if `make`; `None` elsewhere.
+fn holding(make: bool) -> Option<Holding> {
+    let first = FIRST_HELD.with(|c| c.borrow_mut().as_mut().map(|s| made(s, make)));
+    if let Some(h) = first {
+        return h;
+    }
+    if let Ok(h) = HELD.try_with(|c| {
+        let mut slot = c.take();
+        let h = made(&mut slot, make);
+        c.set(slot);
+        h
+    }) {
+        return h;
+    }
+    if crate::ambient::on_blocking_thread() || BLOCKING_HELD.with(|c| c.borrow().is_some()) {
+        return BLOCKING_HELD.with(|c| made(&mut c.borrow_mut(), make));
+    }
+    None
+}
+
+fn lock(h: &Holding) -> std::sync::MutexGuard<'_, Vec<(u32, Kept)>> {
+    h.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Lets go of the counts in `h` decoded before `since`.
+fn forget_before(h: &Holding, since: u32) {
+    let gone: Vec<(u32, Kept)> = {
+        let mut held = lock(h);
+        let (gone, kept) = std::mem::take(&mut *held)
+            .into_iter()
+            .partition(|(seq, _)| before(*seq, since));
+        *held = kept;
+        gone
+    };
+    // Given back outside the lock.
+    drop(gone);
+}
+
+/// Keeps `charged`, the count of a heavy reply just decoded (to a call
+/// started at `since`, or `None` for a value that lets nothing go: a
+/// cached hit, a pipelined call's typed error), for as long as what
+/// decoded it may hold the value: around a stream's pull, for the pulling
+/// stream to keep with the batch ([`captured`]); in a method handler,
+/// until it ends or moves on (the module's docs); elsewhere (a task of
+/// the application's own, even one a handler spawned) it is dropped now.
+pub(crate) fn hold(charged: Kept, since: Option<u32>) {
+    let mut charged = Some(charged);
+    let _ = CAPTURE.try_with(|held| held.borrow_mut().extend(charged.take()));
+    let Some(charged) = charged else { return };
+    let Some(h) = holding(true) else { return };
+    if let Some(since) = since {
+        forget_before(&h, since);
+    }
+    let seq = DECODES.fetch_add(1, Ordering::Relaxed);
+    lock(&h).push((seq, charged));
+}
+
+/// Before a reply to a call started at `since` waits for room: the
+/// handler lets go of the replies decoded before that call started.
+pub(crate) fn let_go(since: u32) {
+    if let Some(h) = holding(false) {
+        forget_before(&h, since);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`captured`]'s future.
+    pub(crate) struct Captured<F: Future> {
+        #[pin]
+        inner: tokio::task::futures::TaskLocalFuture<RefCell<Vec<Kept>>, F>,
+    }
+}
+
+impl<F: Future> Future for Captured<F> {
+    type Output = (F::Output, Vec<Kept>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut inner = self.project().inner;
+        let out = ready!(inner.as_mut().poll(cx));
+        let held = inner.take_value().map(RefCell::into_inner);
+        Poll::Ready((out, held.unwrap_or_default()))
+    }
+}
+
+/// Runs `fut` (a stream's pull), and returns with its output the counts
+/// of the heavy replies it decoded ([`hold`]).
+pub(crate) fn captured<F: Future>(fut: F) -> Captured<F> {
+    Captured {
+        inner: CAPTURE.scope(RefCell::default(), fut),
+    }
+}
+
+/// Runs `fut` (a handler's later polls, in its task) holding `held`,
+/// what its first poll held ([`first_poll`]).
+pub(crate) fn in_task<F: Future>(
+    held: Option<Holding>,
+    fut: F,
+) -> tokio::task::futures::TaskLocalFuture<Cell<Option<Holding>>, F> {
+    HELD.scope(Cell::new(held), fut)
+}
+
+/// Runs `f`, a handler's first poll, and returns with its output what it
+/// holds, for its task to hold on ([`in_task`]) if it runs on. (Given
+/// back at once, a cached hit decoded there and held by the handler
+/// while it waited on counted nothing: a review, 100 handlers held 103 MB
+/// against a 16 MiB budget.)
+pub(crate) fn first_poll<R>(f: impl FnOnce() -> R) -> (R, Option<Holding>) {
+    /// Puts back what was there before, also on a panic (dropping what
+    /// the poll held).
+    struct Restore(Option<Option<Holding>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let held = FIRST_HELD.with(|c| c.replace(self.0.take()));
+            drop(held);
+        }
+    }
+    let _restore = Restore(FIRST_HELD.with(|c| c.replace(Some(None))));
+    let out = f();
+    let held = FIRST_HELD.with(|c| c.replace(Some(None))).flatten();
+    (out, held)
+}
+
+/// Work a handler hands to a blocking thread
+/// (`blocking::spawn_blocking`) shares its holding ([`handed`]): a call
+/// made there may let its earlier replies go while it waits for room
+/// (held by the handler, which awaits the work, the call waited for room
+/// only the handler could give, until its deadline: a red-team pass).
+/// Call it in the handler (its task, or a blocking handler's thread).
+pub(crate) fn hand_off() -> Option<Holding> {
+    holding(true)
+}
+
+/// Runs `f` on a blocking thread sharing `held`, a handler's holding
+/// ([`hand_off`]), as the thread's for the calls `f` makes
+/// ([`for_blocking_thread`]).
+pub(crate) fn handed<R>(held: Option<Holding>, f: impl FnOnce() -> R) -> R {
+    if held.is_none() {
+        return f();
+    }
+    let _restore = on_thread(held);
+    f()
+}
+
+/// Sets the blocking thread's holding to `held` until the guard drops,
+/// then puts back the one before (nested: a blocking handler's closure).
+pub(crate) fn on_thread(held: Option<Holding>) -> impl Drop {
+    struct Restore(Option<Holding>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let held = BLOCKING_HELD.with(|c| c.replace(self.0.take()));
+            drop(held);
+        }
+    }
+    Restore(BLOCKING_HELD.with(|c| c.replace(held)))
+}
+
+/// Runs `fut`, a call a blocking thread makes (in a task, while the
+/// thread waits), with the thread's holding, if it serves a handler: what
+/// the call decodes is held there, and it lets go of what it moved on
+/// from as a handler's task does (kept apart on the thread, a blocking
+/// handler making heavy calls one after another waited for room only it
+/// held, until its deadline). Returns with its output the counts of the
+/// stream batches it decoded: give them to [`back_on_blocking_thread`].
+/// Call it on the blocking thread.
+pub(crate) fn for_blocking_thread<F: Future>(
+    fut: F,
+) -> tokio::task::futures::TaskLocalFuture<Cell<Option<Holding>>, Captured<F>> {
+    let held =
+        if crate::ambient::on_blocking_thread() || BLOCKING_HELD.with(|c| c.borrow().is_some()) {
+            BLOCKING_HELD.with(|c| made(&mut c.borrow_mut(), true))
+        } else {
+            None
+        };
+    HELD.scope(Cell::new(held), captured(fut))
+}
+
+/// Back on the blocking thread after [`for_blocking_thread`]: the counts
+/// of what it decoded, held there.
+pub(crate) fn back_on_blocking_thread(kept: Vec<Kept>) {
+    for k in kept {
+        hold(k, None);
+    }
+}
+
+#[cfg(test)]
+#[path = "held_tests.rs"]
+mod tests;
