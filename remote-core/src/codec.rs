@@ -464,10 +464,15 @@ pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, Err
 
 /// What `value` weighs held decoded, as the memory budget weighs a call's
 /// arguments: its encoded bytes and `DECODED_ITEM` per item of its arrays
-/// and maps (an empty string is one byte on the wire and 24 in a `Vec`).
-/// Counted by its encoded bytes alone, a map's change log of values full
-/// of empty strings held 24 times its bound (found by a red-team pass).
-pub(crate) fn held_weight<T: Serialize + ?Sized>(value: &T) -> Result<usize, Error> {
+/// and maps (an empty string is one byte on the wire and 24 in a `Vec`),
+/// and what its types take beyond that, found by decoding a copy through
+/// the weighing deserializer (`weigh::measured`). Counted by its encoded
+/// bytes alone, a map's change log of values full of empty strings held
+/// 24 times its bound (a red-team pass); by its items alone, one of
+/// values of `nil`s as `Option<[u64; 32]>` held 84 MB against its 16 MiB
+/// (red-team pass 48). A value holding references (not decoded outside a
+/// connection) counts its bytes and items only.
+pub(crate) fn held_weight<T: Serialize + DeserializeOwned>(value: &T) -> Result<usize, Error> {
     let mut buf = Vec::new();
     measure_into(value, &mut buf)?;
     let mut r = crate::proto::Reader::new(&buf);
@@ -477,7 +482,15 @@ pub(crate) fn held_weight<T: Serialize + ?Sized>(value: &T) -> Result<usize, Err
             message: m.to_string(),
         })?;
     let items = u32::try_from(r.items()).unwrap_or(u32::MAX);
-    Ok(crate::driver::args_weight(buf.len(), items))
+    let base = crate::driver::args_weight(buf.len(), items);
+    let more = weigh::measured(|| {
+        let _restore = RestoreDecoding(DECODING.with(|d| d.replace(Decoding::Outside)));
+        stack::Session::run(|_| {
+            let mut de: De<'_> = rmp_serde::Deserializer::from_read_ref(&buf);
+            T::deserialize(weigh::weighing::<T, _>(&mut de)).map(drop)
+        })
+    });
+    Ok(base.saturating_add(more.map_or(0, |(_, more)| more)))
 }
 
 /// Encodes `value` onto `w` as [`encode_into`] would, without a connection:

@@ -164,8 +164,9 @@ fn hold<T: Wire>(item: T, len: usize, room: usize) -> Held<T> {
             format!("a stream item encodes to {len} bytes, more than a reply may carry"),
         ));
     }
-    // Weighed as arguments are (its bytes, and 48 per item of its arrays
-    // and maps): a `Vec` of small numbers holds eight times its bytes.
+    // Weighed as arguments are (its bytes, 48 per item of its arrays and
+    // maps, and what its types take beyond that): a `Vec` of small numbers
+    // holds eight times its bytes.
     let weight = crate::codec::held_weight(&item).unwrap_or(len).max(len);
     match crate::Peer::current().map_or(Ok(None), |p| p.try_hold(weight)) {
         Ok(counted) => Held::Item(item, counted),

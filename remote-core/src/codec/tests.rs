@@ -277,3 +277,21 @@ fn value_encodings_are_as_documented() {
         }
     );
 }
+
+/// A value held outside a connection (a shared collection's change, a
+/// stream's item) weighs what its types take decoded, not only its bytes
+/// and 48 per item: a `nil` as an `Option<[u64; 32]>` takes 264 bytes in
+/// a `Vec` (red-team pass 48: a map's change log held 84 MB against its
+/// 16 MiB so). Small items weigh as before; the weighing is left at rest.
+#[test]
+fn held_weight_counts_what_a_values_types_take() {
+    let nils: Vec<Option<[u64; 32]>> = vec![None; 1000];
+    let weight = super::held_weight(&nils).unwrap();
+    assert!(weight >= 1000 * 264, "{weight}");
+    let small: Vec<u8> = vec![1; 1000];
+    let base = crate::driver::args_weight(1003, 1000);
+    assert_eq!(super::held_weight(&small).unwrap(), base);
+    assert!(!super::weigh::active());
+    // Weighed again, the same.
+    assert_eq!(super::held_weight(&nils).unwrap(), weight);
+}

@@ -186,25 +186,7 @@ pub(crate) fn weighed<R>(conn: &Arc<Shared>, f: impl FnOnce() -> R) -> (R, Taken
     struct Reset<'a>(&'a Arc<Shared>);
     impl Drop for Reset<'_> {
         fn drop(&mut self) {
-            let granted = STATE.with(|s| {
-                s.free.set(0);
-                s.floor.set(ALWAYS);
-                s.short.set(0);
-                s.stop.set(None);
-                s.densest.set(None);
-                // Only a decode that met serde's buffer (a node read, or a
-                // buffered type tried) set the rest: most calls do not.
-                if s.nodes.get() > 0 || s.attempts.get() > 0 {
-                    s.nodes.set(0);
-                    s.depth.set(0);
-                    s.top.set(0);
-                    s.attempts.set(0);
-                    s.copies.set(0);
-                    s.copies_peak.set(0);
-                    super::work::reset();
-                }
-                s.granted.replace(0)
-            });
+            let granted = reset_state();
             if granted > 0 {
                 self.0.budget.release(granted);
             }
@@ -219,6 +201,59 @@ pub(crate) fn weighed<R>(conn: &Arc<Shared>, f: impl FnOnce() -> R) -> (R, Taken
     });
     drop(reset);
     (out, taken)
+}
+
+/// Puts the weighing's state back at rest; returns what it had taken.
+fn reset_state() -> usize {
+    STATE.with(|s| {
+        s.free.set(0);
+        s.floor.set(ALWAYS);
+        s.short.set(0);
+        s.stop.set(None);
+        s.densest.set(None);
+        // Only a decode that met serde's buffer (a node read, or a
+        // buffered type tried) set the rest: most calls do not.
+        if s.nodes.get() > 0 || s.attempts.get() > 0 {
+            s.nodes.set(0);
+            s.depth.set(0);
+            s.top.set(0);
+            s.attempts.set(0);
+            s.copies.set(0);
+            s.copies_peak.set(0);
+            super::work::reset();
+        }
+        s.granted.replace(0)
+    })
+}
+
+thread_local! {
+    /// Set while [`measured`] runs: what a decode takes is counted, and
+    /// taken from no budget.
+    static MEASURING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f`, a decode through [`weighing`] of a value this side holds
+/// (`codec::held_weight`: a shared collection's change, a stream's item),
+/// and returns with its result what the value's collections' elements
+/// weigh beyond the `DECODED_ITEM` each item was counted at, as a call's
+/// arguments are weighed, counted against no budget. `None` inside a
+/// weighed decode (never nested).
+pub(crate) fn measured<R>(f: impl FnOnce() -> R) -> Option<(R, usize)> {
+    if active() || MEASURING.with(Cell::get) {
+        return None;
+    }
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            MEASURING.with(|m| m.set(false));
+            reset_state();
+        }
+    }
+    MEASURING.with(|m| m.set(true));
+    STATE.with(|s| s.floor.set(0));
+    let _reset = Reset;
+    let out = f();
+    Some((out, STATE.with(|s| s.granted.get())))
 }
 
 /// [`weighed`] for the decode of a reply to one of this side's calls
@@ -546,6 +581,10 @@ fn add<E: serde::de::Error>(n: usize) -> Result<(), E> {
         }
     });
     if need == 0 {
+        return Ok(());
+    }
+    if MEASURING.with(Cell::get) {
+        STATE.with(|s| s.granted.set(s.granted.get().saturating_add(need)));
         return Ok(());
     }
     let (taken, floor) = STATE.with(|s| (s.granted.get(), s.floor.get()));
