@@ -147,17 +147,25 @@ impl<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> SharedMap<K, V> {
     }
 
     fn change(&self, key: K, value: Option<V>) -> Option<V> {
-        // Weighed before the lock (user code: `Serialize`), if anybody
+        // Weighed outside the lock (user code: `Serialize`), if anybody
         // subscribed; a value that cannot be encoded fails its delivery
-        // anyway. A change made as the first subscriber attaches is logged
-        // at no weight: one change.
-        let weight = (self.inner.subscribers.len() > 0).then(|| {
+        // anyway.
+        let weigh = || {
             let change = (key.clone(), value.clone());
             let weight = crate::codec::held_weight(&change).unwrap_or(0);
             (change, weight)
-        });
+        };
+        let mut weight = (self.inner.subscribers.len() > 0).then(weigh);
         let (old, head) = {
             let mut s = self.inner.write();
+            if weight.is_none() && !s.readers.is_empty() {
+                // A subscriber attached since: weighed now, the lock taken
+                // again (logged at no weight, a change made as each of many
+                // subscribers attached went uncounted).
+                drop(s);
+                weight = Some(weigh());
+                s = self.inner.write();
+            }
             if s.readers.is_empty() {
                 s.base = s.head() + 1;
                 s.log.clear();
