@@ -67,11 +67,58 @@ tokio::task_local! {
 }
 
 thread_local! {
-    /// In a handler's first poll, run by the reader ([`first_poll`]): its
-    /// holding (`Some(None)`: none yet). `None` anywhere else.
-    static FIRST_HELD: RefCell<Option<Option<Holding>>> = const { RefCell::new(None) };
+    /// How many handlers' first polls, run by a reader ([`first_poll`]),
+    /// are under way on this thread (nested, the innermost is polled).
+    /// Apart from [`FIRST_HELD`] so that a first poll that holds nothing,
+    /// the usual kind, touches nothing with a destructor.
+    static FIRST_DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// The holdings of those first polls that have one, by depth.
+    static FIRST_HELD: RefCell<Vec<(u32, Holding)>> = const { RefCell::new(Vec::new()) };
+    /// Whether [`FIRST_HELD`] has any.
+    static FIRST_ANY: Cell<bool> = const { Cell::new(false) };
     /// A blocking handler's or closure's holding, on its thread.
     static BLOCKING_HELD: RefCell<Option<Holding>> = const { RefCell::new(None) };
+}
+
+/// The holding of the innermost first poll under way at `depth`, made if
+/// `make`.
+fn first_holding(depth: u32, make: bool) -> Option<Holding> {
+    FIRST_HELD.with(|c| {
+        let mut all = c.borrow_mut();
+        if let Some((_, h)) = all.last().filter(|(d, _)| *d == depth) {
+            return Some(h.clone());
+        }
+        if !make {
+            return None;
+        }
+        let h = Holding::default();
+        all.push((depth, h.clone()));
+        FIRST_ANY.with(|a| a.set(true));
+        Some(h)
+    })
+}
+
+/// At the end of the first poll at `depth`: its holding, if it has one.
+#[inline]
+fn first_done(depth: u32) -> Option<Holding> {
+    FIRST_DEPTH.with(|d| d.set(depth - 1));
+    if !FIRST_ANY.with(Cell::get) {
+        return None;
+    }
+    first_held_done(depth)
+}
+
+#[cold]
+fn first_held_done(depth: u32) -> Option<Holding> {
+    FIRST_HELD.with(|c| {
+        let mut all = c.borrow_mut();
+        let h = match all.last() {
+            Some((d, _)) if *d == depth => all.pop().map(|(_, h)| h),
+            _ => None,
+        };
+        FIRST_ANY.with(|a| a.set(!all.is_empty()));
+        h
+    })
 }
 
 /// The slot `slot` holds, made if `make` and there is none.
@@ -85,9 +132,9 @@ fn made(slot: &mut Option<Holding>, make: bool) -> Option<Holding> {
 /// The holding of the handler running here (its first poll, its task, or
 /// a blocking thread serving it), made if `make`; `None` elsewhere.
 fn holding(make: bool) -> Option<Holding> {
-    let first = FIRST_HELD.with(|c| c.borrow_mut().as_mut().map(|s| made(s, make)));
-    if let Some(h) = first {
-        return h;
+    let depth = FIRST_DEPTH.with(Cell::get);
+    if depth > 0 {
+        return first_holding(depth, make);
     }
     if let Ok(h) = HELD.try_with(|c| {
         let mut slot = c.take();
@@ -189,20 +236,24 @@ pub(crate) fn in_task<F: Future>(
 /// back at once, a cached hit decoded there and held by the handler
 /// while it waited on counted nothing: a review, 100 handlers held 103 MB
 /// against a 16 MiB budget.)
+#[inline]
 pub(crate) fn first_poll<R>(f: impl FnOnce() -> R) -> (R, Option<Holding>) {
-    /// Puts back what was there before, also on a panic (dropping what
-    /// the poll held).
-    struct Restore(Option<Option<Holding>>);
-    impl Drop for Restore {
+    /// Ends the first poll, also on a panic (dropping what it held).
+    struct Done(u32);
+    impl Drop for Done {
         fn drop(&mut self) {
-            let held = FIRST_HELD.with(|c| c.replace(self.0.take()));
-            drop(held);
+            drop(first_done(self.0));
         }
     }
-    let _restore = Restore(FIRST_HELD.with(|c| c.replace(Some(None))));
+    let depth = FIRST_DEPTH.with(|d| {
+        let depth = d.get() + 1;
+        d.set(depth);
+        depth
+    });
+    let done = Done(depth);
     let out = f();
-    let held = FIRST_HELD.with(|c| c.replace(Some(None))).flatten();
-    (out, held)
+    std::mem::forget(done);
+    (out, first_done(depth))
 }
 
 /// Work a handler hands to a blocking thread

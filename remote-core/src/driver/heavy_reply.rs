@@ -257,10 +257,16 @@ fn refusal(shared: &Shared, method: &str, taken: &crate::codec::weigh::Taken) ->
 /// Holds `held`, the count of a value just decoded (a reply to a call
 /// started at `since`, or `None`: `held::hold`), for as long as what
 /// decoded it may hold the value.
+#[inline]
 pub(crate) fn hold(held: Option<Charged>, since: Option<u32>) {
     if let Some(held) = held {
-        crate::held::hold(Box::new(held), since);
+        hold_counted(held, since);
     }
+}
+
+#[cold]
+fn hold_counted(held: Charged, since: Option<u32>) {
+    crate::held::hold(Box::new(held), since);
 }
 
 /// The typed error `E` of a pipelined call's failure, `remote`, decoded

@@ -44,7 +44,9 @@ pub(in crate::driver) struct Waiting {
     /// Where the call started among the decodes of held replies
     /// (`held::since_now`): its reply lets go of a handler's earlier ones.
     since: u32,
-    budget: Duration,
+    /// The call's timeout, in nanoseconds (a `Duration` made `Waiting`
+    /// larger, and every call's future with it).
+    budget_ns: u64,
     armed: bool,
     // No timer per call: the connection fails the call at its deadline
     // (`expiry.rs`). The reply arrives in this slot (`replies.rs`).
@@ -52,21 +54,29 @@ pub(in crate::driver) struct Waiting {
 }
 
 impl Waiting {
+    #[inline]
     pub(in crate::driver) fn new((id, _deadline, budget, reply): Prepared) -> Self {
         Waiting {
             id,
             since: crate::held::since_now(),
-            budget,
+            budget_ns: budget
+                .as_secs()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(u64::from(budget.subsec_nanos())),
             armed: true,
             reply,
         }
+    }
+
+    fn budget(&self) -> Duration {
+        Duration::from_nanos(self.budget_ns)
     }
 
     /// The call's outcome, once there; `shared` is its connection.
     fn poll(&mut self, shared: &Shared, cx: &mut Context<'_>) -> Poll<Reply> {
         let r = match ready!(shared.replies.poll(self.reply, cx)) {
             // Already forgotten and cancelled by the connection's timer.
-            Some(Err(Error::DeadlineExceeded(_))) => Err(Error::DeadlineExceeded(self.budget)),
+            Some(Err(Error::DeadlineExceeded(_))) => Err(Error::DeadlineExceeded(self.budget())),
             None => Err(shared.lost()),
             Some(r) => r,
         };
@@ -218,7 +228,7 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
             // `Waiting`, it made every call's future larger, for a rare
             // path: a timeout counted afresh from the reply, a callback
             // bounded by 2 s ran to 3.8 s, a review.)
-            let (budget, since) = (wait.budget, wait.since);
+            let (budget, since) = (wait.budget(), wait.since);
             let deadline = || {
                 let deadline = super::deadline::current_deadline()
                     .unwrap_or_else(|| super::deadline::after(Instant::now(), budget));
