@@ -293,14 +293,27 @@ impl Shared {
             return true;
         }
         // Late: every moment from here on is paid from the allowance, so
-        // the wait reserves the rest of the timeout, or what is left if
-        // less, and stops at its end; what it does not use is given back
-        // when `late` is dropped (here, or if the write is).
-        let late = self.go_late(addr, start + prompt);
+        // the wait reserves a slice of it (the prompt part) at a time, up
+        // to the rest of the timeout, and stops when a reservation comes
+        // up short (at most 8 of them at the defaults); what it does not
+        // use is given back when `late` is dropped (here, or if the write
+        // is). Reserving the whole rest up front, a few overlapping writes
+        // held an honest holder's allowance while they used a sliver of
+        // it, and the next one did not wait for it (review of a5f3e43).
+        let mut late = self.go_late(addr, start + prompt);
+        let answered = loop {
+            let until = start + (prompt + late.limit);
+            if crate::rt::time::timeout_at(until, done.as_mut())
+                .await
+                .is_ok()
+            {
+                break true;
+            }
+            if !late.extend() {
+                break false;
+            }
+        };
         let limit = prompt + late.limit;
-        let answered = crate::rt::time::timeout_at(start + limit, done.as_mut())
-            .await
-            .is_ok();
         drop(late);
         if answered {
             ACKNOWLEDGED.fetch_add(1, Ordering::Relaxed);
