@@ -13,26 +13,44 @@
 //! at an eighth of wall time ([`REFILL_DIV`]: 125 ms a second, so it is
 //! full again 42 s after it was emptied).
 //!
-//! - A wait that goes late *reserves* the rest of the timeout, or what is
-//!   left in the bucket if less, when its late phase starts, stops at the
-//!   end of what it reserved, and gives back what it did not use when it
-//!   ends (or is dropped). So waits under way at once (concurrent writes)
-//!   cannot together use more than the bucket holds: summed over every
-//!   write, one holder adds at most a full bucket plus an eighth of the
-//!   time elapsed beyond a prompt acknowledgement each (red-team review
-//!   rv57: charged only at their end, 20 concurrent writes each waited
-//!   1.99 s for a just-in-time holder).
+//! - A wait that goes late *reserves* its lateness a slice at a time
+//!   (the prompt part of the timeout, up to the rest of the timeout in
+//!   all), each when it reached the end of the one before, or what is
+//!   left in the bucket if less; a reservation that comes up short is its
+//!   last (it waits to the end of what it got, and stops), so a late
+//!   phase reserves at most `1 + rest / slice` times (8 at the defaults).
+//!   What it did not use is given back when it ends (or is dropped). So
+//!   waits under way at once (concurrent writes) cannot together use more
+//!   than the bucket holds: summed over every write, one holder adds at
+//!   most a full bucket plus an eighth of the time elapsed beyond a prompt
+//!   acknowledgement each (red-team review rv57: charged only at their
+//!   end, 20 concurrent writes each waited 1.99 s for a just-in-time
+//!   holder). And a few overlapping waits hold a slice each, not the whole
+//!   rest of the timeout each (review of a5f3e43: three reservations of
+//!   1.75 s held the bucket of a holder acknowledging in 300 ms while
+//!   using 150 ms of it, and the next writes did not wait for it;
+//!   `tests/invalidate_overlapping_writes.rs`). In e3a18df any
+//!   reservation that got something let a wait go on: one past its end
+//!   got what refilled since the last (an eighth of a few microseconds),
+//!   and looped, millions of times, until the call's deadline (64
+//!   concurrent chat posts, `examples/tests/chat_pages.rs`).
 //! - A peer address's bucket is charged once per write: the holders of
 //!   one write behind one address (a NAT, a proxy, an app server's pool)
-//!   share one reservation, and pay the largest lateness among them, not
-//!   its sum (review rv57: 20 honest holders acknowledging in 300 ms used
-//!   it up in 6 writes, and were never waited for again).
-//! - A wait that wanted more than was left *drains* the bucket: writes do
+//!   share one reservation, grown as far as the latest of them needs, and
+//!   pay the largest lateness among them, not its sum (review rv57: 20
+//!   honest holders acknowledging in 300 ms used it up in 6 writes, and
+//!   were never waited for again).
+//! - A wait that may yet want more than is left *drains* the bucket (with
+//!   less than the rest of its timeout left when it reserves): writes do
 //!   not wait for the connection (for any connection of the address) until
 //!   it refilled one missed timeout's worth (14 s at the defaults), then
-//!   wait again. Nothing is lagging for good: an honest holder is waited
-//!   for on every write while its lateness averages under an eighth of
-//!   wall time, and is lagging for a while after a burst beyond it.
+//!   wait again. What other waits under way hold (used or not) counts as
+//!   left, not as used: their reservations never drain it. A wait that
+//!   finds the bucket short only because of them stops at what it got, its
+//!   holder lagging until it acknowledges that push, as after a missed
+//!   timeout. Nothing is lagging for good: an honest holder is waited for
+//!   on every write while its lateness averages under an eighth of wall
+//!   time, and is lagging for a while after a burst beyond it.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -278,11 +296,8 @@ impl LateWait<'_> {
     /// the address's. Whether the limit grew: `false` once the timeout is
     /// reached, or once a reservation came up short (it still grew by
     /// what that one got, if anything). So a late phase reserves at most
-    /// `1 + rest / slice` times (8 at the defaults), and never waits
-    /// again on what refilled meanwhile: reserving that (an eighth of
-    /// the time since the last reservation, to a wait past its limit
-    /// whose next deadline was past already) spun millions of times and
-    /// held 64 concurrent chat posts up past their deadlines (e3a18df).
+    /// `1 + rest / slice` times (8 at the defaults), never again and again
+    /// what refilled since its last reservation (module doc: e3a18df).
     pub(super) fn extend(&mut self) -> bool {
         let rest = self.shared.late_part();
         let have = nanos(self.limit);
