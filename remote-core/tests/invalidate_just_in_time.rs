@@ -165,10 +165,11 @@ async fn a_slow_holder_is_lagging_once_its_allowance_is_used_and_still_gets_ever
     let (server_end, mut tokens) = holder_acknowledging_after(&root, TIMEOUT / 2).await;
     const WRITES: usize = 12;
     let done = writes(&root, WRITES).await;
-    // 750 ms paid per write, 125 ms refilled over each: six reserve the
-    // rest of the timeout (1.75 s) and give back what they did not use;
-    // the seventh finds less left, still has its acknowledgement in time,
-    // and drains the allowance.
+    // 750 ms paid per write, 125 ms refilled over each: six find the rest
+    // of the timeout (1.75 s) left, reserve a slice of it at a time as
+    // they go and give back what they did not use; the seventh finds less
+    // than the rest left, still has its acknowledgement in time, and
+    // drains the allowance.
     let waits = done.iter().filter(|d| waited(&d.0)).count();
     assert_eq!(waits, 7, "{done:?}");
     for (report, took) in &done[..6] {

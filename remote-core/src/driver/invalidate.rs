@@ -25,19 +25,21 @@
 //! Lateness is budgeted, not only misses (`lateness.rs`): an
 //! acknowledgement within an eighth of the timeout (250 ms by default) is
 //! prompt and costs the peer nothing; a wait that goes on past that
-//! reserves the rest of the timeout (or what is left, if less) from the
-//! connection's allowance and its peer address's, stops at the end of
-//! what it reserved, and gives back what it did not use. The allowances
-//! hold [`Limits::invalidation_max_missed_acks`](crate::Limits::invalidation_max_missed_acks)
+//! reserves from the connection's allowance and its peer address's a
+//! slice (the prompt part) at a time, up to the rest of the timeout,
+//! stops at the end of a reservation that came up short, and gives back
+//! what it did not use. The allowances hold
+//! [`Limits::invalidation_max_missed_acks`](crate::Limits::invalidation_max_missed_acks)
 //! timeouts' worth (less the prompt part) and refill at an eighth of wall
-//! time; one that a wait found short is drained, and writes do not wait
-//! for the peer until it refilled one timeout's worth. So over any span
-//! of time T one holder (one address) holds writes up, summed over all of
-//! them and however many run at once, by at most the allowance plus T/8
-//! beyond a prompt acknowledgement each, however it times its
-//! acknowledgements: one that acknowledged each push just before the
-//! timeout (never missing one) held every write up by the full timeout
-//! for as long as it stayed connected (a red-team pass). An honest peer
+//! time; one that a wait found short of the rest of its timeout (what
+//! other waits under way hold counted as left) is drained, and writes do
+//! not wait for the peer until it refilled one timeout's worth. So over
+//! any span of time T one holder (one address) holds writes up, summed
+//! over all of them and however many run at once, by at most the
+//! allowance plus T/8 beyond a prompt acknowledgement each, however it
+//! times its acknowledgements: one that acknowledged each push just
+//! before the timeout (never missing one) held every write up by the full
+//! timeout for as long as it stayed connected (a red-team pass). An honest peer
 //! slower than the prompt part is waited for while its lateness averages
 //! under T/8, and after a burst beyond that is lagging until it refilled
 //! (never for good).
@@ -293,14 +295,27 @@ impl Shared {
             return true;
         }
         // Late: every moment from here on is paid from the allowance, so
-        // the wait reserves the rest of the timeout, or what is left if
-        // less, and stops at its end; what it does not use is given back
-        // when `late` is dropped (here, or if the write is).
-        let late = self.go_late(addr, start + prompt);
+        // the wait reserves a slice of it (the prompt part) at a time, up
+        // to the rest of the timeout, and stops when a reservation comes
+        // up short (at most 8 of them at the defaults); what it does not
+        // use is given back when `late` is dropped (here, or if the write
+        // is). Reserving the whole rest up front, a few overlapping writes
+        // held an honest holder's allowance while they used a sliver of
+        // it, and the next one did not wait for it (review of a5f3e43).
+        let mut late = self.go_late(addr, start + prompt);
+        let answered = loop {
+            let until = start + (prompt + late.limit);
+            if crate::rt::time::timeout_at(until, done.as_mut())
+                .await
+                .is_ok()
+            {
+                break true;
+            }
+            if !late.extend() {
+                break false;
+            }
+        };
         let limit = prompt + late.limit;
-        let answered = crate::rt::time::timeout_at(start + limit, done.as_mut())
-            .await
-            .is_ok();
         drop(late);
         if answered {
             ACKNOWLEDGED.fetch_add(1, Ordering::Relaxed);

@@ -13,26 +13,44 @@
 //! at an eighth of wall time ([`REFILL_DIV`]: 125 ms a second, so it is
 //! full again 42 s after it was emptied).
 //!
-//! - A wait that goes late *reserves* the rest of the timeout, or what is
-//!   left in the bucket if less, when its late phase starts, stops at the
-//!   end of what it reserved, and gives back what it did not use when it
-//!   ends (or is dropped). So waits under way at once (concurrent writes)
-//!   cannot together use more than the bucket holds: summed over every
-//!   write, one holder adds at most a full bucket plus an eighth of the
-//!   time elapsed beyond a prompt acknowledgement each (red-team review
-//!   rv57: charged only at their end, 20 concurrent writes each waited
-//!   1.99 s for a just-in-time holder).
+//! - A wait that goes late *reserves* its lateness a slice at a time
+//!   (the prompt part of the timeout, up to the rest of the timeout in
+//!   all), each when it reached the end of the one before, or what is
+//!   left in the bucket if less; a reservation that comes up short is its
+//!   last (it waits to the end of what it got, and stops), so a late
+//!   phase reserves at most `1 + rest / slice` times (8 at the defaults).
+//!   What it did not use is given back when it ends (or is dropped). So
+//!   waits under way at once (concurrent writes) cannot together use more
+//!   than the bucket holds: summed over every write, one holder adds at
+//!   most a full bucket plus an eighth of the time elapsed beyond a prompt
+//!   acknowledgement each (red-team review rv57: charged only at their
+//!   end, 20 concurrent writes each waited 1.99 s for a just-in-time
+//!   holder). And a few overlapping waits hold a slice each, not the whole
+//!   rest of the timeout each (review of a5f3e43: three reservations of
+//!   1.75 s held the bucket of a holder acknowledging in 300 ms while
+//!   using 150 ms of it, and the next writes did not wait for it;
+//!   `tests/invalidate_overlapping_writes.rs`). In e3a18df any
+//!   reservation that got something let a wait go on: one past its end
+//!   got what refilled since the last (an eighth of a few microseconds),
+//!   and looped, millions of times, until the call's deadline (64
+//!   concurrent chat posts, `examples/tests/chat_pages.rs`).
 //! - A peer address's bucket is charged once per write: the holders of
 //!   one write behind one address (a NAT, a proxy, an app server's pool)
-//!   share one reservation, and pay the largest lateness among them, not
-//!   its sum (review rv57: 20 honest holders acknowledging in 300 ms used
-//!   it up in 6 writes, and were never waited for again).
-//! - A wait that wanted more than was left *drains* the bucket: writes do
+//!   share one reservation, grown as far as the latest of them needs, and
+//!   pay the largest lateness among them, not its sum (review rv57: 20
+//!   honest holders acknowledging in 300 ms used it up in 6 writes, and
+//!   were never waited for again).
+//! - A wait that may yet want more than is left *drains* the bucket (with
+//!   less than the rest of its timeout left when it reserves): writes do
 //!   not wait for the connection (for any connection of the address) until
 //!   it refilled one missed timeout's worth (14 s at the defaults), then
-//!   wait again. Nothing is lagging for good: an honest holder is waited
-//!   for on every write while its lateness averages under an eighth of
-//!   wall time, and is lagging for a while after a burst beyond it.
+//!   wait again. What other waits under way hold (used or not) counts as
+//!   left, not as used: their reservations never drain it. A wait that
+//!   finds the bucket short only because of them stops at what it got, its
+//!   holder lagging until it acknowledges that push, as after a missed
+//!   timeout. Nothing is lagging for good: an honest holder is waited for
+//!   on every write while its lateness averages under an eighth of wall
+//!   time, and is lagging for a while after a burst beyond it.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -66,6 +84,9 @@ pub(super) struct Allowance {
 pub(super) struct Bucket {
     /// Nanoseconds used (reserved and not given back), as of `at`.
     used: u64,
+    /// Of `used`, what waits under way hold (reserved, used or not, and
+    /// not settled yet): what may yet come back.
+    held: u64,
     at: Option<Instant>,
     /// A wait wanted more than was left: lagging until `resume` is back.
     drained: bool,
@@ -95,27 +116,38 @@ impl Bucket {
         a.cap == 0 || self.drained
     }
 
-    /// Reserves up to `want` nanoseconds; what it got.
-    fn reserve(&mut self, a: Allowance, now: Instant, want: u64) -> u64 {
+    /// Reserves up to `want` nanoseconds for a wait that holds `mine`
+    /// already and may yet need `need` more (`want` or more: the rest of
+    /// its timeout); what it got. Drains the bucket if what is left is
+    /// less than `need` with what other waits under way hold counted as
+    /// left: lateness used, not reservations outstanding (a few waits for
+    /// a holder only slightly late hold a slice each and use a sliver of
+    /// it: a review of a5f3e43).
+    fn reserve(&mut self, a: Allowance, now: Instant, want: u64, need: u64, mine: u64) -> u64 {
         self.refill(a, now);
-        let got = want.min(a.cap - self.used);
-        self.used += got;
-        if got < want {
+        let left = a.cap - self.used;
+        let got = want.min(left);
+        let others = self.held.saturating_sub(mine);
+        if left.saturating_add(others) < need {
             self.drained = true;
         }
+        self.used += got;
+        self.held += got;
         got
     }
 
-    /// Gives back `unused` nanoseconds of a reservation.
-    fn refund(&mut self, a: Allowance, now: Instant, unused: u64) {
+    /// Settles a wait's reservations (`reserved` in all): gives back the
+    /// `unused` part of them.
+    fn settle(&mut self, a: Allowance, now: Instant, reserved: u64, unused: u64) {
         self.refill(a, now);
+        self.held = self.held.saturating_sub(reserved);
         self.used = self.used.saturating_sub(unused);
         self.refill(a, now);
     }
 
-    /// Full, and not drained: the same as no bucket at all.
+    /// Full, not drained, and nothing held: the same as no bucket at all.
     fn is_full(&self) -> bool {
-        self.used == 0 && !self.drained
+        self.used == 0 && self.held == 0 && !self.drained
     }
 }
 
@@ -138,7 +170,15 @@ impl PeerMisses {
         }
     }
 
-    fn reserve(&self, peer: IpAddr, a: Allowance, now: Instant, want: u64) -> u64 {
+    fn reserve(
+        &self,
+        peer: IpAddr,
+        a: Allowance,
+        now: Instant,
+        want: u64,
+        need: u64,
+        mine: u64,
+    ) -> u64 {
         let mut map = lock(&self.0);
         if map.len() >= MAX_PEERS && !map.contains_key(&peer) {
             map.retain(|_, b| {
@@ -152,13 +192,15 @@ impl PeerMisses {
                 }
             }
         }
-        map.entry(peer).or_default().reserve(a, now, want)
+        map.entry(peer)
+            .or_default()
+            .reserve(a, now, want, need, mine)
     }
 
-    fn refund(&self, peer: IpAddr, a: Allowance, now: Instant, unused: u64) {
+    fn settle(&self, peer: IpAddr, a: Allowance, now: Instant, reserved: u64, unused: u64) {
         let mut map = lock(&self.0);
         if let Some(b) = map.get_mut(&peer) {
-            b.refund(a, now, unused);
+            b.settle(a, now, reserved, unused);
             if b.is_full() {
                 map.remove(&peer);
             }
@@ -167,15 +209,16 @@ impl PeerMisses {
 }
 
 /// One write's waits for the holders behind one peer address (of one
-/// server): they share one reservation from the address's bucket, made by
-/// the first of them to go late, and it is charged the largest lateness
-/// among them (the rest is given back when the write's waits are over,
-/// or dropped).
+/// server): they share one reservation from the address's bucket, grown
+/// a slice at a time as far as the latest of them needs, and it is
+/// charged the largest lateness among them (the rest is given back when
+/// the write's waits are over, or dropped).
 pub(super) struct AddrWait {
     misses: Arc<PeerMisses>,
     addr: IpAddr,
     allowance: Allowance,
-    /// What was reserved (once one went late), and the most one used.
+    /// What was reserved in all (once one went late), and the most one
+    /// used.
     st: Mutex<(Option<u64>, u64)>,
 }
 
@@ -197,12 +240,21 @@ impl AddrWait {
         Some((Arc::as_ptr(misses) as usize, *addr))
     }
 
-    fn reserve(&self, want: u64) -> u64 {
+    /// Grows the write's reservation to `to` nanoseconds (of `rest`, the
+    /// late part of the timeout), as far as the address's bucket allows;
+    /// what it holds now.
+    fn extend(&self, to: u64, rest: u64) -> u64 {
         let mut st = lock(&self.st);
-        *st.0.get_or_insert_with(|| {
-            self.misses
-                .reserve(self.addr, self.allowance, Instant::now(), want)
-        })
+        let had = st.0.unwrap_or(0);
+        if st.0.is_some() && had >= to {
+            return had;
+        }
+        let (want, need) = (to - had.min(to), rest - had.min(rest));
+        let now = Instant::now();
+        let got = self
+            .misses
+            .reserve(self.addr, self.allowance, now, want, need, had);
+        *st.0.insert(had + got)
     }
 
     fn used(&self, late: u64) {
@@ -217,20 +269,64 @@ impl Drop for AddrWait {
         if let Some(r) = reserved {
             let unused = r - used.min(r);
             self.misses
-                .refund(self.addr, self.allowance, Instant::now(), unused);
+                .settle(self.addr, self.allowance, Instant::now(), r, unused);
         }
     }
 }
 
-/// The late phase of one wait: what it reserved, given back (what it did
-/// not use) when it is dropped.
+/// The late phase of one wait: what it reserved so far, a slice at a
+/// time ([`LateWait::extend`]), given back (what it did not use) when it
+/// is dropped.
 pub(super) struct LateWait<'a> {
     shared: &'a Shared,
     addr: Option<&'a AddrWait>,
     from: Instant,
+    /// Reserved from the connection's bucket, in all.
     conn: u64,
-    /// How long the late phase may last.
+    /// How long the late phase may last, so far.
     pub(super) limit: Duration,
+    /// A reservation came up short: the limit grows no more.
+    last: bool,
+}
+
+impl LateWait<'_> {
+    /// The late phase reached its limit without the acknowledgement:
+    /// reserves the next slice (the prompt part of the timeout, or what
+    /// is left of the timeout if less) from the connection's bucket and
+    /// the address's. Whether the limit grew: `false` once the timeout is
+    /// reached, or once a reservation came up short (it still grew by
+    /// what that one got, if anything). So a late phase reserves at most
+    /// `1 + rest / slice` times (8 at the defaults), never again and again
+    /// what refilled since its last reservation (module doc: e3a18df).
+    pub(super) fn extend(&mut self) -> bool {
+        let rest = self.shared.late_part();
+        let have = nanos(self.limit);
+        if self.last || have >= rest {
+            return false;
+        }
+        let slice = nanos(self.shared.prompt_ack()).max(1);
+        let to = have.saturating_add(slice).min(rest);
+        if self.conn < to {
+            let a = self.shared.allowance();
+            let (want, need) = (to - self.conn, rest - self.conn.min(rest));
+            let mut bucket = lock(&self.shared.pushes.late);
+            self.conn += bucket.reserve(a, Instant::now(), want, need, self.conn);
+        }
+        let mut got = self.conn.min(to);
+        if let Some(addr) = self.addr {
+            if got > have {
+                got = got.min(addr.extend(got, rest));
+            }
+        }
+        if got < to {
+            self.last = true;
+        }
+        if got <= have {
+            return false;
+        }
+        self.limit = Duration::from_nanos(got);
+        true
+    }
 }
 
 impl Drop for LateWait<'_> {
@@ -239,7 +335,7 @@ impl Drop for LateWait<'_> {
         let used = nanos(now.saturating_duration_since(self.from).min(self.limit));
         let a = self.shared.allowance();
         let unused = self.conn - used.min(self.conn);
-        lock(&self.shared.pushes.late).refund(a, now, unused);
+        lock(&self.shared.pushes.late).settle(a, now, self.conn, unused);
         if let Some(addr) = self.addr {
             addr.used(used);
         }
@@ -270,8 +366,14 @@ impl Shared {
     /// What one missed timeout takes from the allowance, in nanoseconds:
     /// the timeout less its prompt part (at least 1).
     fn miss_cost(&self) -> u64 {
+        self.late_part().max(1)
+    }
+
+    /// The late part of the timeout (after the prompt part), in
+    /// nanoseconds: the longest a late phase lasts.
+    fn late_part(&self) -> u64 {
         let t = self.limits.invalidation_ack_timeout;
-        nanos(t.saturating_sub(self.prompt_ack())).max(1)
+        nanos(t.saturating_sub(self.prompt_ack()))
     }
 
     /// Whether writes send to this peer without waiting: it has not
@@ -288,28 +390,23 @@ impl Shared {
                 .is_some_and(|(misses, addr)| misses.lagging(*addr, a, now))
     }
 
-    /// A wait went late, at `from`: reserves the rest of the timeout from
-    /// the connection's bucket, and (if the connection reserved anything)
-    /// from its address's for this write (`addr`), as much of it as they
-    /// hold; given back, what is not used, when the result is dropped.
+    /// A wait went late, at `from`: reserves its first slice (the prompt
+    /// part of the timeout) from the connection's bucket, and (if the
+    /// connection reserved anything) from its address's for this write
+    /// (`addr`), as much of it as they hold; more with
+    /// [`LateWait::extend`]; given back, what is not used, when the
+    /// result is dropped.
     pub(super) fn go_late<'a>(&'a self, addr: Option<&'a AddrWait>, from: Instant) -> LateWait<'a> {
-        let rest = self
-            .limits
-            .invalidation_ack_timeout
-            .saturating_sub(self.prompt_ack());
-        let want = nanos(rest);
-        let conn = lock(&self.pushes.late).reserve(self.allowance(), from, want);
-        let got = match addr {
-            Some(addr) if conn > 0 => addr.reserve(want).min(conn),
-            _ => conn,
-        };
-        LateWait {
+        let mut late = LateWait {
             shared: self,
             addr,
             from,
-            conn,
-            limit: Duration::from_nanos(got),
-        }
+            conn: 0,
+            limit: Duration::ZERO,
+            last: false,
+        };
+        late.extend();
+        late
     }
 }
 
@@ -326,25 +423,54 @@ mod tests {
     async fn a_bucket_refills_at_an_eighth_of_wall_time_and_resumes_at_one_miss() {
         let mut b = Bucket::default();
         let t0 = Instant::now();
-        assert_eq!(b.reserve(A, t0, 1_000), 1_000);
-        assert_eq!(b.reserve(A, t0, 1_000), 1_000);
+        assert_eq!(b.reserve(A, t0, 1_000, 1_000, 0), 1_000);
+        assert_eq!(b.reserve(A, t0, 1_000, 1_000, 0), 1_000);
         assert!(!b.lagging(A, t0));
         // What a wait did not use is given back.
-        b.refund(A, t0, 400);
-        assert_eq!(b.reserve(A, t0, 2_000), 1_400, "what was left");
+        b.settle(A, t0, 1_000, 400);
+        b.settle(A, t0, 1_000, 0);
+        assert_eq!(b.reserve(A, t0, 2_000, 2_000, 0), 1_400, "what was left");
         assert!(b.lagging(A, t0), "drained");
         // 800 ns later, 100 are back: still lagging until 1,000 are.
         let t1 = t0 + Duration::from_nanos(800);
         assert!(b.lagging(A, t1));
         assert_eq!(
-            b.reserve(A, t1, 1_000),
+            b.reserve(A, t1, 1_000, 1_000, 1_400),
             100,
             "a wait under way gets what is back"
         );
         let t2 = t1 + Duration::from_nanos(8_000);
         assert!(!b.lagging(A, t2), "one miss's worth back");
+        b.settle(A, t2, 1_500, 0);
         b.refill(A, t2 + Duration::from_secs(1));
         assert!(b.is_full());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reservations_of_waits_under_way_do_not_drain_a_bucket() {
+        let mut b = Bucket::default();
+        let t0 = Instant::now();
+        // Three waits under way hold it all (a slice each), using little.
+        for _ in 0..3 {
+            assert_eq!(b.reserve(A, t0, 1_000, 2_000, 0), 1_000);
+        }
+        assert_eq!(b.reserve(A, t0, 1_000, 2_000, 0), 0, "none for a fourth");
+        assert!(!b.lagging(A, t0), "only held: not drained");
+        // One that holds a slice and may need more than is left with the
+        // others' holdings counted as left drains it.
+        assert_eq!(b.reserve(A, t0, 1_000, 2_500, 1_000), 0);
+        assert!(b.lagging(A, t0), "its own holding is not left");
+        b.drained = false;
+        // The waits end, having used a tenth of what they held.
+        for _ in 0..3 {
+            b.settle(A, t0, 1_000, 900);
+        }
+        assert!(!b.lagging(A, t0));
+        assert_eq!(b.reserve(A, t0, 1_000, 2_000, 0), 1_000, "given back");
+        // Used up: drained.
+        b.settle(A, t0, 1_000, 0);
+        assert_eq!(b.reserve(A, t0, 1_000, 2_000, 0), 1_000);
+        assert!(b.lagging(A, t0), "1,700 left, 2,000 wanted");
     }
 
     #[tokio::test(start_paused = true)]
@@ -352,21 +478,22 @@ mod tests {
         let misses = PeerMisses::default();
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let now = Instant::now();
-        assert_eq!(misses.reserve(a, A, now, 2_000), 2_000);
-        assert_eq!(misses.reserve(a, A, now, 2_000), 1_000);
+        assert_eq!(misses.reserve(a, A, now, 2_000, 2_000, 0), 2_000);
+        misses.settle(a, A, now, 2_000, 0);
+        assert_eq!(misses.reserve(a, A, now, 2_000, 2_000, 0), 1_000);
         assert!(misses.lagging(a, A, now));
         assert!(!misses.lagging("10.0.0.2".parse().unwrap(), A, now));
         // A flood of addresses keeps at most MAX_PEERS; the one with the
         // least used goes, not the drained one.
         for i in 0..MAX_PEERS as u32 {
-            misses.reserve(IpAddr::from((i + 1).to_be_bytes()), A, now, 1);
+            misses.reserve(IpAddr::from((i + 1).to_be_bytes()), A, now, 1, 1, 0);
         }
         assert_eq!(lock(&misses.0).len(), MAX_PEERS);
         assert!(misses.lagging(a, A, now), "kept");
-        // Refilled: forgotten when next looked at for room, or refunded.
+        // Refilled: forgotten when next looked at for room, or settled.
         let later = now + Duration::from_micros(24);
         assert!(!misses.lagging(a, A, later));
-        misses.refund(a, A, later, 0);
+        misses.settle(a, A, later, 1_000, 0);
         assert!(!lock(&misses.0).contains_key(&a));
     }
 }
