@@ -146,6 +146,6 @@ pub(crate) fn blocking_scope<R>(peer: Peer, deadline: Instant, f: impl FnOnce() 
     let _restore = Restore(prev);
     // What the closure held goes at its end; its caller's (if nested) is
     // back.
-    let _held = crate::held::on_thread(None);
+    let _held = crate::held::on_thread(None, true);
     f()
 }

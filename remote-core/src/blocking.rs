@@ -144,18 +144,12 @@ where
     }
     // Boxed to one type, so the task spawned (and tokio's task code) is
     // compiled once here rather than once per calling method. What this
-    // thread holds (a blocking handler's: `held.rs`) is shared with it,
-    // and the counts of a stream's batches it decodes come back.
+    // thread holds (a blocking handler's: `held.rs`) is shared with it.
     let fut = crate::held::for_blocking_thread(fut);
     let fut: BoxFuture<'static, Box<dyn Any + Send>> =
         Box::pin(async move { Box::new(fut.await) as Box<dyn Any + Send> });
-    type Out<T, E> = (Result<T, E>, Vec<crate::held::Kept>);
-    match block_on_erased(rt, fut).map(|r| r.downcast::<Out<T, E>>()) {
-        Some(Ok(out)) => {
-            let (r, kept) = *out;
-            crate::held::back_on_blocking_thread(kept);
-            r
-        }
+    match block_on_erased(rt, fut).map(|r| r.downcast::<Result<T, E>>()) {
+        Some(Ok(r)) => *r,
         _ => Err(E::from_error(Error::ConnectionLost(
             "the runtime driving the connection shut down".into(),
         ))),

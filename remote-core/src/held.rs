@@ -16,7 +16,19 @@
 //! they return (its latest one only, a handler joining 16 callbacks held
 //! 134 MB against a 16 MiB budget that counted 9.8 MB: red-team pass 48).
 //! A call's start is a number drawn from one counter of decodes
-//! ([`since_now`]), so telling the two apart costs a call one load.
+//! ([`since_now`]), so telling the two apart costs a call one load. A
+//! cached hit, or a pipelined call's typed error, starts and ends where
+//! it is decoded.
+//!
+//! The runtime cannot see which values a handler still holds, so the rule
+//! errs both ways, and says so (SECURITY.md):
+//! - replies to calls awaited together count while the handler may hold
+//!   them, even if it dropped them: a heavy reply that cannot fit in the
+//!   budget beside them ([`own_bytes`]) fails at once with
+//!   `limit_exceeded` (it waited for room only its own handler held, to
+//!   its deadline: a review);
+//! - branches of one handler that each start a call after another's
+//!   reply was decoded let go of each other's replies.
 //!
 //! Work a handler hands to a blocking thread (`blocking::spawn_blocking`)
 //! shares its holding: a call made there lets the handler's earlier
@@ -27,7 +39,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
@@ -36,25 +48,28 @@ use std::task::{ready, Context, Poll};
 /// back when dropped.
 pub(crate) type Kept = Box<dyn Send>;
 
-/// A handler's counts, each with the decode it came from ([`since_now`]);
-/// shared with work it hands to a blocking thread.
-pub(crate) type Holding = Arc<Mutex<Vec<(u32, Kept)>>>;
+/// One count a handler holds.
+pub(crate) struct Count {
+    /// The decode it came from ([`since_now`]).
+    seq: u64,
+    /// Its bytes in the budget.
+    n: usize,
+    /// Given back when dropped.
+    _kept: Kept,
+}
+
+/// A handler's counts; shared with work it hands to a blocking thread.
+pub(crate) type Holding = Arc<Mutex<Vec<Count>>>;
 
 /// Decodes of replies held so far, in the whole process: a call started
 /// at `n` (its [`since_now`]) was started after the decodes numbered
-/// below `n`, and before the others.
-static DECODES: AtomicU32 = AtomicU32::new(0);
+/// below `n`, and before the others. (64 bits: never wraps.)
+static DECODES: AtomicU64 = AtomicU64::new(0);
 
 /// Where a call started now stands among decodes ([`hold`], [`let_go`]).
 #[inline]
-pub(crate) fn since_now() -> u32 {
+pub(crate) fn since_now() -> u64 {
     DECODES.load(Ordering::Relaxed)
-}
-
-/// Whether decode `seq` came before a call started at `since` (the
-/// counter wraps: compared within 2³¹ decodes of each other).
-fn before(seq: u32, since: u32) -> bool {
-    (since.wrapping_sub(seq) as i32) > 0
 }
 
 tokio::task_local! {
@@ -150,17 +165,17 @@ fn holding(make: bool) -> Option<Holding> {
     None
 }
 
-fn lock(h: &Holding) -> std::sync::MutexGuard<'_, Vec<(u32, Kept)>> {
+fn lock(h: &Holding) -> std::sync::MutexGuard<'_, Vec<Count>> {
     h.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Lets go of the counts in `h` decoded before `since`.
-fn forget_before(h: &Holding, since: u32) {
-    let gone: Vec<(u32, Kept)> = {
+fn forget_before(h: &Holding, since: u64) {
+    let gone: Vec<Count> = {
         let mut held = lock(h);
         let (gone, kept) = std::mem::take(&mut *held)
             .into_iter()
-            .partition(|(seq, _)| before(*seq, since));
+            .partition(|c| c.seq < since);
         *held = kept;
         gone
     };
@@ -168,28 +183,47 @@ fn forget_before(h: &Holding, since: u32) {
     drop(gone);
 }
 
-/// Keeps `charged`, the count of a heavy reply just decoded (to a call
-/// started at `since`, or `None` for a value that lets nothing go: a
-/// cached hit, a pipelined call's typed error), for as long as what
+/// A handler has ended (its task, its first poll, a blocking handler's
+/// closure): what it held goes, also where work it handed to a blocking
+/// thread and did not wait for still shares it (kept, 4.9 MB stayed
+/// counted after such a handler returned, until the work ended: a
+/// review).
+pub(crate) fn ended(h: Option<Holding>) {
+    if let Some(h) = h {
+        let gone = std::mem::take(&mut *lock(&h));
+        drop(gone);
+    }
+}
+
+/// The bytes the handler running here holds of its replies.
+pub(crate) fn own_bytes() -> usize {
+    holding(false).map_or(0, |h| lock(&h).iter().map(|c| c.n).sum())
+}
+
+/// Keeps `charged`, `n` bytes counted for a reply just decoded (to a
+/// call started at `since`; a cached hit or a pipelined call's typed
+/// error starts and ends where it is decoded), for as long as what
 /// decoded it may hold the value: around a stream's pull, for the pulling
 /// stream to keep with the batch ([`captured`]); in a method handler,
 /// until it ends or moves on (the module's docs); elsewhere (a task of
 /// the application's own, even one a handler spawned) it is dropped now.
-pub(crate) fn hold(charged: Kept, since: Option<u32>) {
+pub(crate) fn hold(charged: Kept, n: usize, since: u64) {
     let mut charged = Some(charged);
     let _ = CAPTURE.try_with(|held| held.borrow_mut().extend(charged.take()));
-    let Some(charged) = charged else { return };
+    let Some(kept) = charged else { return };
     let Some(h) = holding(true) else { return };
-    if let Some(since) = since {
-        forget_before(&h, since);
-    }
+    forget_before(&h, since);
     let seq = DECODES.fetch_add(1, Ordering::Relaxed);
-    lock(&h).push((seq, charged));
+    lock(&h).push(Count {
+        seq,
+        n,
+        _kept: kept,
+    });
 }
 
 /// Before a reply to a call started at `since` waits for room: the
 /// handler lets go of the replies decoded before that call started.
-pub(crate) fn let_go(since: u32) {
+pub(crate) fn let_go(since: u64) {
     if let Some(h) = holding(false) {
         forget_before(&h, since);
     }
@@ -222,13 +256,35 @@ pub(crate) fn captured<F: Future>(fut: F) -> Captured<F> {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// [`in_task`]'s future.
+    pub(crate) struct InTask<F: Future> {
+        #[pin]
+        inner: tokio::task::futures::TaskLocalFuture<Cell<Option<Holding>>, F>,
+    }
+
+    impl<F: Future> PinnedDrop for InTask<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // The handler ended (or was stopped): its holding goes.
+            ended(this.project().inner.take_value().and_then(Cell::into_inner));
+        }
+    }
+}
+
+impl<F: Future> Future for InTask<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
 /// Runs `fut` (a handler's later polls, in its task) holding `held`,
-/// what its first poll held ([`first_poll`]).
-pub(crate) fn in_task<F: Future>(
-    held: Option<Holding>,
-    fut: F,
-) -> tokio::task::futures::TaskLocalFuture<Cell<Option<Holding>>, F> {
-    HELD.scope(Cell::new(held), fut)
+/// what its first poll held ([`first_poll`]), until it ends.
+pub(crate) fn in_task<F: Future>(held: Option<Holding>, fut: F) -> InTask<F> {
+    InTask {
+        inner: HELD.scope(Cell::new(held), fut),
+    }
 }
 
 /// Runs `f`, a handler's first poll, and returns with its output what it
@@ -242,7 +298,7 @@ pub(crate) fn first_poll<R>(f: impl FnOnce() -> R) -> (R, Option<Holding>) {
     struct Done(u32);
     impl Drop for Done {
         fn drop(&mut self) {
-            drop(first_done(self.0));
+            ended(first_done(self.0));
         }
     }
     let depth = FIRST_DEPTH.with(|d| {
@@ -273,21 +329,25 @@ pub(crate) fn handed<R>(held: Option<Holding>, f: impl FnOnce() -> R) -> R {
     if held.is_none() {
         return f();
     }
-    let _restore = on_thread(held);
+    let _restore = on_thread(held, false);
     f()
 }
 
 /// Sets the blocking thread's holding to `held` until the guard drops,
-/// then puts back the one before (nested: a blocking handler's closure).
-pub(crate) fn on_thread(held: Option<Holding>) -> impl Drop {
-    struct Restore(Option<Holding>);
+/// then puts back the one before (nested: a blocking handler's closure);
+/// if `owner` (a blocking handler's or closure's own), what it holds then
+/// goes ([`ended`]).
+pub(crate) fn on_thread(held: Option<Holding>, owner: bool) -> impl Drop {
+    struct Restore(Option<Holding>, bool);
     impl Drop for Restore {
         fn drop(&mut self) {
             let held = BLOCKING_HELD.with(|c| c.replace(self.0.take()));
-            drop(held);
+            if self.1 {
+                ended(held);
+            }
         }
     }
-    Restore(BLOCKING_HELD.with(|c| c.replace(held)))
+    Restore(BLOCKING_HELD.with(|c| c.replace(held)), owner)
 }
 
 /// Runs `fut`, a call a blocking thread makes (in a task, while the
@@ -295,27 +355,20 @@ pub(crate) fn on_thread(held: Option<Holding>) -> impl Drop {
 /// the call decodes is held there, and it lets go of what it moved on
 /// from as a handler's task does (kept apart on the thread, a blocking
 /// handler making heavy calls one after another waited for room only it
-/// held, until its deadline). Returns with its output the counts of the
-/// stream batches it decoded: give them to [`back_on_blocking_thread`].
-/// Call it on the blocking thread.
+/// held, until its deadline; and handed back to the thread with nothing
+/// let go, 300 calls of 49 KB replies each, dropped, held 14.7 MB counted:
+/// a review). A stream's pull keeps its batch's counts itself
+/// ([`captured`]). Call it on the blocking thread.
 pub(crate) fn for_blocking_thread<F: Future>(
     fut: F,
-) -> tokio::task::futures::TaskLocalFuture<Cell<Option<Holding>>, Captured<F>> {
+) -> tokio::task::futures::TaskLocalFuture<Cell<Option<Holding>>, F> {
     let held =
         if crate::ambient::on_blocking_thread() || BLOCKING_HELD.with(|c| c.borrow().is_some()) {
             BLOCKING_HELD.with(|c| made(&mut c.borrow_mut(), true))
         } else {
             None
         };
-    HELD.scope(Cell::new(held), captured(fut))
-}
-
-/// Back on the blocking thread after [`for_blocking_thread`]: the counts
-/// of what it decoded, held there.
-pub(crate) fn back_on_blocking_thread(kept: Vec<Kept>) {
-    for k in kept {
-        hold(k, None);
-    }
+    HELD.scope(Cell::new(held), fut)
 }
 
 #[cfg(test)]

@@ -186,6 +186,10 @@ impl Handle {
         bytes: &[u8],
     ) -> Option<Result<T, E>> {
         let shared = self.shared();
+        // A hit starts and ends here: it lets go of what the caller
+        // decoded before (held with nothing let go, hits read in a loop
+        // piled up until the budget was full: a review).
+        let since = crate::held::since_now();
         let mut counted = hit_count(shared, bytes)?;
         let decode = || {
             let mut slot = None::<T>;
@@ -201,7 +205,7 @@ impl Handle {
         };
         if !heavy_reply::may_hold_collections(bytes) {
             let value = decode();
-            heavy_reply::hold(counted, None);
+            heavy_reply::hold(counted, since);
             return Some(value);
         }
         match heavy_reply::decoded(shared, method, 0, decode) {
@@ -213,7 +217,7 @@ impl Handle {
                     }
                     (c, h) => c.or(h),
                 };
-                heavy_reply::hold(counted, None);
+                heavy_reply::hold(counted, since);
                 Some(value)
             }
             Decoded::Refused(e) => Some(Err(E::from_error(e))),

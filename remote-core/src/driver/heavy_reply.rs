@@ -255,18 +255,19 @@ fn refusal(shared: &Shared, method: &str, taken: &crate::codec::weigh::Taken) ->
 }
 
 /// Holds `held`, the count of a value just decoded (a reply to a call
-/// started at `since`, or `None`: `held::hold`), for as long as what
-/// decoded it may hold the value.
+/// started at `since`: `held::hold`), for as long as what decoded it may
+/// hold the value.
 #[inline]
-pub(crate) fn hold(held: Option<Charged>, since: Option<u32>) {
+pub(crate) fn hold(held: Option<Charged>, since: u64) {
     if let Some(held) = held {
         hold_counted(held, since);
     }
 }
 
 #[cold]
-fn hold_counted(held: Charged, since: Option<u32>) {
-    crate::held::hold(Box::new(held), since);
+fn hold_counted(held: Charged, since: u64) {
+    let n = held.n;
+    crate::held::hold(Box::new(held), n, since);
 }
 
 /// The typed error `E` of a pipelined call's failure, `remote`, decoded
@@ -277,9 +278,10 @@ pub(crate) fn typed_error<E: crate::RemoteErrorType>(
     remote: crate::RemoteError,
 ) -> E {
     let weigh = remote.data.is_some();
+    let since = crate::held::since_now();
     match decoded_once(shared, "a pipelined call", weigh, || E::from_remote(remote)) {
         Ok((e, held)) => {
-            hold(held, None);
+            hold(held, since);
             e
         }
         Err(refused) => E::from_error(refused),
@@ -436,7 +438,7 @@ pub(crate) struct Weighed {
     /// The call's deadline: waits for room end there.
     pub(crate) deadline: Instant,
     /// Where the call started among decodes (`held::since_now`).
-    pub(crate) since: u32,
+    pub(crate) since: u64,
 }
 
 /// The caller's wait for room for the heavy reply `inc`, weighing
@@ -447,7 +449,7 @@ pub(crate) fn weighed(
     shared: &Arc<Shared>,
     inc: Incoming,
     heavy: Box<Heavy>,
-    (deadline, since): (Instant, u32),
+    (deadline, since): (Instant, u64),
 ) -> crate::BoxFuture<'static, Weighed> {
     wait_for(shared.clone(), inc, heavy, 0, (deadline, since))
 }
@@ -465,7 +467,7 @@ pub(crate) fn retried(
     counted: Option<Charged>,
     (prepaid, wanted): (usize, usize),
     shareable: bool,
-    (deadline, since): (Instant, u32),
+    (deadline, since): (Instant, u64),
 ) -> crate::BoxFuture<'static, Weighed> {
     let mut charged = counted.unwrap_or_else(|| Charged::new(&shared.budget, 0));
     let items = charged.n.saturating_sub(prepaid);
@@ -501,7 +503,7 @@ fn wait_for(
     inc: Incoming,
     heavy: Box<Heavy>,
     prepaid: usize,
-    (deadline, since): (Instant, u32),
+    (deadline, since): (Instant, u64),
 ) -> crate::BoxFuture<'static, Weighed> {
     Box::pin(async move {
         // The caller lets go of the replies it moved on from.
@@ -548,6 +550,16 @@ async fn room(shared: Arc<Shared>, heavy: Box<Heavy>, deadline: Instant) -> Resu
     };
     if weight > budget.most_for_the_line() {
         return Err(refused("could never fit in it"));
+    }
+    // Nor beside what its caller holds of replies to calls it awaits
+    // with this one (`held.rs`), which it would wait for to its deadline:
+    // refused now.
+    let own = crate::held::own_bytes();
+    if own > 0 && weight.saturating_add(own) > budget.most_for_the_line() {
+        return Err(refused(&format!(
+            "could never fit in it beside the {own} bytes its caller holds of replies to \
+             calls awaited with it"
+        )));
     }
     if !budget.try_charge(more) {
         if in_line {

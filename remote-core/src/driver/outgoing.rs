@@ -43,7 +43,7 @@ pub(in crate::driver) struct Waiting {
     id: CallId,
     /// Where the call started among the decodes of held replies
     /// (`held::since_now`): its reply lets go of a handler's earlier ones.
-    since: u32,
+    since: u64,
     /// The call's timeout, in nanoseconds (a `Duration` made `Waiting`
     /// larger, and every call's future with it).
     budget_ns: u64,
@@ -246,7 +246,7 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
                         Finish::Done(value, held) => {
                             // Counted only where its types decode to more
                             // than its items were counted at.
-                            heavy_reply::hold(held, Some(since));
+                            heavy_reply::hold(held, since);
                             return Poll::Ready(value);
                         }
                         Finish::Refused(e) => return Poll::Ready(Err(e)),
@@ -341,7 +341,7 @@ fn finish_weighed<T: Wire, E: RemoteErrorType>(
             }
             // A typed error decoded from the reply's data is held as a
             // value is.
-            crate::held::hold(Box::new(charged), Some(since));
+            heavy_reply::hold(Some(charged), since);
             Step::Ready(value)
         }
         // Nothing held: its count goes (kept, it stayed counted until the

@@ -421,10 +421,12 @@ impl Shared {
             Ok(Some(Reply { .. })) => {
                 // `CallCx::reply` already queued the reply frame.
                 drop_caught(&self.peer, "a finished handler", fut);
+                crate::held::ended(first_held.take());
                 self.inline_stopped(id, seq);
             }
             Err(panic) => {
                 drop_caught(&self.peer, "a panicked handler", fut);
+                crate::held::ended(first_held.take());
                 self.inline_stopped(id, seq);
                 if !answered.get() {
                     let err = panic_error(panic);
