@@ -151,6 +151,9 @@ struct Key {
 #[derive(Debug, Clone)]
 struct Entry {
     value: Bytes,
+    /// What the reply it came from weighed in the memory budget, if it
+    /// was heavy (0 if light): what a hit counts while held.
+    weight: usize,
     expires: Instant,
 }
 
@@ -223,8 +226,9 @@ pub(crate) struct Ticket {
 /// What a cached method's call does.
 #[derive(Debug)]
 pub(crate) enum Lookup {
-    /// Answered: the encoded result.
-    Hit(Bytes),
+    /// Answered: the encoded result, and its reply's weight if heavy
+    /// (what a hit counts while held: `driver/cached.rs`).
+    Hit(Bytes, usize),
     /// Go to the peer, then store the reply.
     Miss(Ticket),
 }
@@ -287,7 +291,7 @@ impl ClientCache {
         if let Some(e) = self.map.get(&key) {
             if Instant::now() < e.expires {
                 self.hits.fetch_add(1, Ordering::Relaxed);
-                return Some(Lookup::Hit(e.value));
+                return Some(Lookup::Hit(e.value, e.weight));
             }
             self.map.invalidate(&key);
         }
@@ -295,13 +299,14 @@ impl ClientCache {
         Some(Lookup::Miss(Ticket { key, ttl }))
     }
 
-    /// Stores the encoded result of a successful reply (the caller checks
-    /// that it holds no reference).
-    pub(crate) fn store(&self, ticket: Ticket, value: &[u8]) {
+    /// Stores the encoded result of a successful reply weighing `weight`
+    /// if heavy (the caller checks that it holds no reference).
+    pub(crate) fn store(&self, ticket: Ticket, value: &[u8], weight: usize) {
         // Copied: a slice would keep the whole received frame alive.
         let value = Bytes::copy_from_slice(value);
         let entry = Entry {
             value,
+            weight,
             expires: Instant::now() + ticket.ttl,
         };
         // A replaced entry reaches the listener (as `Replaced`), which
@@ -417,7 +422,7 @@ mod tests {
         let Some(Lookup::Miss(t)) = c.lookup(ObjectId(1), "get", ttl, &("k",)) else {
             panic!("expected a miss");
         };
-        c.store(t, &[0x01]);
+        c.store(t, &[0x01], 0);
         assert_eq!(names(&c), 1);
         let junk: Vec<String> = (0..1000).map(|i| format!("m{i}")).collect();
         let junk: Vec<&str> = junk.iter().map(String::as_str).collect();
@@ -426,7 +431,7 @@ mod tests {
         assert_eq!(names(&c), 1);
         assert!(matches!(
             c.lookup(ObjectId(1), "get", ttl, &("k",)),
-            Some(Lookup::Hit(_))
+            Some(Lookup::Hit(..))
         ));
         c.invalidate_known(ObjectId(1), &["get"]);
         assert!(matches!(
@@ -452,7 +457,7 @@ mod tests {
         let Some(Lookup::Miss(_)) = c.lookup(ObjectId(1), "get", ttl, &("k",)) else {
             panic!("expected a miss");
         };
-        c.store(late, &[0x01]);
+        c.store(late, &[0x01], 0);
         assert!(matches!(
             c.lookup(ObjectId(1), "get", ttl, &("k",)),
             Some(Lookup::Miss(_))
@@ -473,7 +478,7 @@ mod tests {
         let Some(Lookup::Miss(t)) = c.lookup(ObjectId::ROOT, "m1", ttl, &()) else {
             panic!("expected a miss");
         };
-        c.store(t, &[0x01]);
+        c.store(t, &[0x01], 0);
         c.invalidate(ObjectId::ROOT, &names_);
         assert_eq!(names(&c), 1);
         assert!(matches!(

@@ -6,8 +6,7 @@
 use serde::Serialize;
 
 use super::control::{Held, Incoming};
-use super::heavy_reply::{self, Charged, Decoded, HEAVY_REPLY};
-use super::share::{args_weight, DECODED_ITEM};
+use super::heavy_reply::{self, Charged, Decoded};
 use super::shared::Shared;
 use crate::cache::{CacheRole, CacheStats, ClientCache, Lookup, Ticket};
 use crate::interface::BoxFuture;
@@ -158,39 +157,47 @@ impl Handle {
                 // million empty strings decoded 27 MB at each hit (a
                 // red-team pass).
                 let amplifies = inc.heavy.as_ref().is_some_and(|h| h.amplifies());
+                // What a hit counts while held: the reply's weight.
+                let weight = inc.heavy.as_ref().map_or(0, |h| h.weight());
                 if let Ok(range) = &inc.result {
                     if inc.refs.is_empty() && inc.owns.is_empty() && !amplifies {
-                        self.shared()
-                            .client_cache()
-                            .store(ticket, &inc.frame[range.clone()]);
+                        self.shared().client_cache().store(
+                            ticket,
+                            &inc.frame[range.clone()],
+                            weight,
+                        );
                     }
                 }
             }
         }
     }
 
-    /// Decodes a result of `method` served from the cache, counted as a
-    /// reply's value is while the value is held (`held::hold`): its
-    /// bytes and `DECODED_ITEM` per item if that weighs more than a light
-    /// reply may ([`hit_count`]), and what its types take beyond that
-    /// (weighed if it may hold a collection: `heavy_reply::decoded`).
-    /// `None` if the budget has no room for it: the call goes to the peer
-    /// instead, and its reply waits for room as any does.
+    /// Decodes a result of `method` served from the cache, counted as its
+    /// reply was while the value is held (`held::hold`): its `weight` if
+    /// the reply was heavy (its bytes and `DECODED_ITEM` per item), and
+    /// what its types take beyond that (weighed if it may hold a
+    /// collection: `heavy_reply::decoded`). `None` if the budget has no
+    /// room for it: the call goes to the peer instead, and its reply
+    /// waits for room as any does.
     ///
     /// (Counted at nothing but the cache's bytes, once, a hit decoded in
-    /// each of 100 handlers that held it on held 36 MB against a 16 MiB
+    /// each of 100 handlers that held it on held 103 MB against a 16 MiB
     /// budget: a review.)
     pub(super) fn finish_cached<T: Wire, E: RemoteErrorType>(
         &self,
         method: &str,
         bytes: &[u8],
+        weight: usize,
     ) -> Option<Result<T, E>> {
         let shared = self.shared();
         // A hit starts and ends here: it lets go of what the caller
         // decoded before (held with nothing let go, hits read in a loop
         // piled up until the budget was full: a review).
         let since = crate::held::since_now();
-        let mut counted = hit_count(shared, bytes)?;
+        let mut counted = match weight {
+            0 => None,
+            n => Some(Charged::if_room(&shared.budget, n)?),
+        };
         let decode = || {
             let mut slot = None::<T>;
             codec::decode_into(
@@ -224,29 +231,6 @@ impl Handle {
             Decoded::Short(_) => None,
         }
     }
-}
-
-/// What a cached hit's value, `bytes`, counts in the budget while held,
-/// as a reply's frame does (`share::args_weight`: its bytes and
-/// `DECODED_ITEM` per item; nothing if at most `HEAVY_REPLY`, a light
-/// reply's bound); `None` if the budget has no room for it.
-fn hit_count(shared: &Shared, bytes: &[u8]) -> Option<Option<Charged>> {
-    // Each item takes a byte at least: a short value is light whatever
-    // it holds, and is not walked.
-    if bytes.len().saturating_mul(1 + DECODED_ITEM) <= HEAVY_REPLY {
-        return Some(None);
-    }
-    let mut reader = crate::proto::Reader::new(bytes);
-    // Checked when it arrived; a walk that fails counts it at its most.
-    let items = match reader.skip_value(shared.limits.max_depth, &mut Vec::new()) {
-        Ok(_) => reader.items(),
-        Err(_) => bytes.len(),
-    };
-    let weight = args_weight(bytes.len(), u32::try_from(items).unwrap_or(u32::MAX));
-    if weight <= HEAVY_REPLY {
-        return Some(None);
-    }
-    Charged::if_room(&shared.budget, weight).map(Some)
 }
 
 impl Connection {

@@ -367,6 +367,11 @@ impl Heavy {
         self.more > SMALL_FRAME
     }
 
+    /// What it weighs in all: its frame and items (`share::args_weight`).
+    pub(crate) fn weight(&self) -> usize {
+        self.charged.n.saturating_add(self.more)
+    }
+
     /// Its count, if it is counted whole already (at most
     /// [`SMALL_FRAME`]: decoded at once); `Err` with itself if its caller
     /// must wait for room ([`weighed`]).

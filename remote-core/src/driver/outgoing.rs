@@ -193,8 +193,8 @@ impl<H: Borrow<Handle>, A: Serialize, T: Wire, E: RemoteErrorType> Future
             if let Some(role) = *this.role {
                 match handle.cache_lookup(this.method, role, &args) {
                     // A hit the budget has no room for goes to the peer.
-                    Some(Lookup::Hit(v)) => {
-                        if let Some(r) = handle.finish_cached(this.method, &v) {
+                    Some(Lookup::Hit(v, weight)) => {
+                        if let Some(r) = handle.finish_cached(this.method, &v, weight) {
                             return Poll::Ready(r);
                         }
                     }
