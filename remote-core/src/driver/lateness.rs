@@ -64,6 +64,11 @@ use crate::rt::time::Instant;
 pub(super) const REFILL_DIV: u32 = 8;
 /// Peer addresses whose buckets are kept (those not full).
 const MAX_PEERS: usize = 4096;
+/// A late phase reserves its lateness in at most this many slices of the
+/// late part of the timeout (a 64th of the timeout each, 31.25 ms at the
+/// defaults), so it holds at most one small slice more than it used
+/// (module doc: the review of 0bf23a4).
+pub(super) const SLICES: u64 = 56;
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
@@ -132,7 +137,7 @@ impl Bucket {
             self.drained = true;
         }
         self.used += got;
-        self.held += got;
+        self.held = self.held.saturating_add(got);
         got
     }
 
@@ -291,20 +296,22 @@ pub(super) struct LateWait<'a> {
 
 impl LateWait<'_> {
     /// The late phase reached its limit without the acknowledgement:
-    /// reserves the next slice (the prompt part of the timeout, or what
-    /// is left of the timeout if less) from the connection's bucket and
-    /// the address's. Whether the limit grew: `false` once the timeout is
-    /// reached, or once a reservation came up short (it still grew by
-    /// what that one got, if anything). So a late phase reserves at most
-    /// `1 + rest / slice` times (8 at the defaults), never again and again
-    /// what refilled since its last reservation (module doc: e3a18df).
+    /// reserves the next slice (a [`SLICES`]th of the late part of the
+    /// timeout, rounded up: a 64th of the timeout, 31.25 ms at the
+    /// defaults; or what is left of the timeout if less) from the
+    /// connection's bucket and the address's. Whether the limit grew:
+    /// `false` once the timeout is reached, or once a reservation came up
+    /// short (it still grew by what that one got, if anything). So a late
+    /// phase reserves at most [`SLICES`] times (56; each arms one timer),
+    /// never again and again what refilled since its last reservation
+    /// (module doc: e3a18df).
     pub(super) fn extend(&mut self) -> bool {
         let rest = self.shared.late_part();
         let have = nanos(self.limit);
         if self.last || have >= rest {
             return false;
         }
-        let slice = nanos(self.shared.prompt_ack()).max(1);
+        let slice = rest.div_ceil(SLICES).max(1);
         let to = have.saturating_add(slice).min(rest);
         if self.conn < to {
             let a = self.shared.allowance();
