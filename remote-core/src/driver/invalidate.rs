@@ -26,9 +26,10 @@
 //! acknowledgement within an eighth of the timeout (250 ms by default) is
 //! prompt and costs the peer nothing; a wait that goes on past that
 //! reserves from the connection's allowance and its peer address's a
-//! slice (the prompt part) at a time, up to the rest of the timeout,
-//! stops at the end of a reservation that came up short, and gives back
-//! what it did not use. The allowances hold
+//! slice (a 64th of the timeout, 31.25 ms by default) at a time, up to
+//! the rest of the timeout (at most 56 slices), stops at the end of a
+//! reservation that came up short, and gives back what it did not use.
+//! The allowances hold
 //! [`Limits::invalidation_max_missed_acks`](crate::Limits::invalidation_max_missed_acks)
 //! timeouts' worth (less the prompt part) and refill at an eighth of wall
 //! time; one that a wait found short of the rest of its timeout (what
