@@ -84,6 +84,12 @@ const MAX_PEERS: usize = 4096;
 /// (module doc: the review of 0bf23a4).
 pub(super) const SLICES: u64 = 56;
 
+/// The slice a late phase of `rest` nanoseconds reserves at a time: so
+/// it reaches `rest` in at most [`SLICES`] reservations.
+fn slice_of(rest: u64) -> u64 {
+    rest.div_ceil(SLICES).max(1)
+}
+
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -325,8 +331,7 @@ impl LateWait<'_> {
         if self.last || have >= rest {
             return false;
         }
-        let slice = rest.div_ceil(SLICES).max(1);
-        let to = have.saturating_add(slice).min(rest);
+        let to = have.saturating_add(slice_of(rest)).min(rest);
         if self.conn < to {
             let a = self.shared.allowance();
             let (want, need) = (to - self.conn, rest - self.conn.min(rest));
@@ -492,6 +497,20 @@ mod tests {
         b.settle(A, t0, 1_000, 0);
         assert_eq!(b.reserve(A, t0, 1_000, 2_000, 0), 1_000);
         assert!(b.lagging(A, t0), "1,700 left, 2,000 wanted");
+    }
+
+    #[test]
+    fn a_late_phase_reserves_at_most_56_slices() {
+        // 31.25 ms at the defaults (2 s timeout: 1.75 s late part).
+        assert_eq!(slice_of(1_750_000_000), 31_250_000);
+        for rest in [1, 2, 55, 56, 57, 111, 113, 7_875, 1_750_000_001, u64::MAX] {
+            let (mut have, mut n) = (0u64, 0u64);
+            while have < rest {
+                have = have.saturating_add(slice_of(rest)).min(rest);
+                n += 1;
+            }
+            assert!(n <= SLICES, "{rest} ns: {n} slices");
+        }
     }
 
     #[tokio::test(start_paused = true)]
