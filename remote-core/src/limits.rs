@@ -241,13 +241,13 @@ pub struct Limits {
     /// How many `invalidation_ack_timeout`s' worth (less an eighth each)
     /// of late acknowledgements one connection's allowance holds (default
     /// 3: 5.25 s). An acknowledgement within an eighth of the timeout is
-    /// prompt and free; a wait past that reserves from the allowance an
-    /// eighth of the timeout at a time (up to the rest of the timeout, or
-    /// what is left) and gives back what it did not use. The allowance
-    /// refills at an eighth of wall time; once a wait found it short of
-    /// the rest of its timeout (what other waits under way hold counted
-    /// as left), writes do not wait for the connection (it still gets
-    /// every invalidation) until one timeout's worth is back.
+    /// prompt and free; a wait past that reserves from the allowance a
+    /// 64th of the timeout at a time (31.25 ms; up to the rest of the
+    /// timeout, or what is left) and gives back what it did not use. The
+    /// allowance refills at an eighth of wall time; once a wait found it
+    /// short of the rest of its timeout (what other waits under way hold
+    /// counted as left), writes do not wait for the connection (it still
+    /// gets every invalidation) until one timeout's worth is back.
     /// So a peer that acknowledges each one late, just after the timeout
     /// or just before it, holds writes up over a span T by at most this
     /// many timeouts plus T/8 in total beyond an eighth of one per write

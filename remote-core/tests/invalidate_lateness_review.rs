@@ -92,9 +92,11 @@ async fn concurrent_writes_are_held_up_a_bounded_total() {
     );
     // The documented bound: MAX_MISSED timeouts' worth, and what refilled
     // (an eighth of the time the writes took, under 3 s), beyond a prompt
-    // acknowledgement (an eighth of the timeout) each. Here: three waits
-    // of 1.99 s, five cut short by the little that refilled, the rest not
-    // waited for (about 7.3 s).
+    // acknowledgement (an eighth of the timeout) each. Here, reserving
+    // 31.25 ms slices: the first 15 share the allowance until it runs out
+    // and stop together (314 to 961 ms each), the next 4 get a sliver,
+    // the last is not waited for (about 10.1 s; 9.6 s with slices of
+    // 250 ms).
     let elapsed = tokio::time::Instant::now() - t0;
     let bound = WRITES as u32 * (TIMEOUT / 8) + MAX_MISSED * (TIMEOUT - TIMEOUT / 8) + elapsed / 8;
     assert!(waited_long <= MAX_MISSED as usize, "{took:?}");

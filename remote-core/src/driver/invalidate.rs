@@ -26,9 +26,10 @@
 //! acknowledgement within an eighth of the timeout (250 ms by default) is
 //! prompt and costs the peer nothing; a wait that goes on past that
 //! reserves from the connection's allowance and its peer address's a
-//! slice (the prompt part) at a time, up to the rest of the timeout,
-//! stops at the end of a reservation that came up short, and gives back
-//! what it did not use. The allowances hold
+//! slice (a 64th of the timeout, 31.25 ms by default) at a time, up to
+//! the rest of the timeout (at most 56 slices), stops at the end of a
+//! reservation that came up short, and gives back what it did not use.
+//! The allowances hold
 //! [`Limits::invalidation_max_missed_acks`](crate::Limits::invalidation_max_missed_acks)
 //! timeouts' worth (less the prompt part) and refill at an eighth of wall
 //! time; one that a wait found short of the rest of its timeout (what
@@ -295,13 +296,15 @@ impl Shared {
             return true;
         }
         // Late: every moment from here on is paid from the allowance, so
-        // the wait reserves a slice of it (the prompt part) at a time, up
-        // to the rest of the timeout, and stops when a reservation comes
-        // up short (at most 8 of them at the defaults); what it does not
-        // use is given back when `late` is dropped (here, or if the write
-        // is). Reserving the whole rest up front, a few overlapping writes
-        // held an honest holder's allowance while they used a sliver of
-        // it, and the next one did not wait for it (review of a5f3e43).
+        // the wait reserves a slice of it (a 64th of the timeout) at a
+        // time, up to the rest of the timeout, and stops when a
+        // reservation comes up short (at most 56 of them, and as many
+        // timers); what it does not use is given back when `late` is
+        // dropped (here, or if the write is). Reserving the whole rest up
+        // front, a few overlapping writes held an honest holder's
+        // allowance while they used a sliver of it, and the next one did
+        // not wait for it (review of a5f3e43); reserving the prompt part
+        // at a time, bursts of them did (review of 0bf23a4).
         let mut late = self.go_late(addr, start + prompt);
         let answered = loop {
             let until = start + (prompt + late.limit);

@@ -14,22 +14,31 @@
 //! full again 42 s after it was emptied).
 //!
 //! - A wait that goes late *reserves* its lateness a slice at a time
-//!   (the prompt part of the timeout, up to the rest of the timeout in
-//!   all), each when it reached the end of the one before, or what is
+//!   (1/[`SLICES`] of the rest of the timeout, rounded up: a 64th of
+//!   the timeout, 31.25 ms at the defaults; up to the rest of the timeout
+//!   in all), each when it reached the end of the one before, or what is
 //!   left in the bucket if less; a reservation that comes up short is its
 //!   last (it waits to the end of what it got, and stops), so a late
-//!   phase reserves at most `1 + rest / slice` times (8 at the defaults).
+//!   phase reserves at most 56 times, and arms as many timers (one every
+//!   31.25 ms; 7 when a slice was the prompt part, 250 ms).
 //!   What it did not use is given back when it ends (or is dropped). So
 //!   waits under way at once (concurrent writes) cannot together use more
 //!   than the bucket holds: summed over every write, one holder adds at
 //!   most a full bucket plus an eighth of the time elapsed beyond a prompt
 //!   acknowledgement each (red-team review rv57: charged only at their
 //!   end, 20 concurrent writes each waited 1.99 s for a just-in-time
-//!   holder). And a few overlapping waits hold a slice each, not the whole
+//!   holder). And overlapping waits hold a slice each, not the whole
 //!   rest of the timeout each (review of a5f3e43: three reservations of
 //!   1.75 s held the bucket of a holder acknowledging in 300 ms while
 //!   using 150 ms of it, and the next writes did not wait for it;
-//!   `tests/invalidate_overlapping_writes.rs`). In e3a18df any
+//!   `tests/invalidate_overlapping_writes.rs`), and a slice is small:
+//!   each holds at most 31.25 ms more than it used, and 168 can hold one
+//!   at once (review of 0bf23a4, `tests/invalidate_bursts.rs`: with slices
+//!   of 250 ms, 21 could, so of 30 writes at once to a holder
+//!   acknowledging in 300 ms the last 9 went unacknowledged, and waits
+//!   advancing together each held up to 250 ms more than they used, so of
+//!   13 at once to one acknowledging in 600 ms, 4.55 s of lateness in
+//!   all, only 8 were acknowledged). In e3a18df any
 //!   reservation that got something let a wait go on: one past its end
 //!   got what refilled since the last (an eighth of a few microseconds),
 //!   and looped, millions of times, until the call's deadline (64
@@ -48,9 +57,14 @@
 //!   left, not as used: their reservations never drain it. A wait that
 //!   finds the bucket short only because of them stops at what it got, its
 //!   holder lagging until it acknowledges that push, as after a missed
-//!   timeout. Nothing is lagging for good: an honest holder is waited for
-//!   on every write while its lateness averages under an eighth of wall
-//!   time, and is lagging for a while after a burst beyond it.
+//!   timeout: so a burst finds it short if its waits' lateness, each
+//!   rounded up to a slice, adds up to more than is left (and at most
+//!   168 of them are late at once). It does not wait for them to give
+//!   back: waits advancing together get their acknowledgements together,
+//!   after the short one has stopped. Nothing is lagging for good: an
+//!   honest holder is waited for on every write while its lateness
+//!   averages under an eighth of wall time, and is lagging for a while
+//!   after a burst beyond it.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -64,6 +78,17 @@ use crate::rt::time::Instant;
 pub(super) const REFILL_DIV: u32 = 8;
 /// Peer addresses whose buckets are kept (those not full).
 const MAX_PEERS: usize = 4096;
+/// A late phase reserves its lateness in at most this many slices of the
+/// late part of the timeout (a 64th of the timeout each, 31.25 ms at the
+/// defaults), so it holds at most one small slice more than it used
+/// (module doc: the review of 0bf23a4).
+pub(super) const SLICES: u64 = 56;
+
+/// The slice a late phase of `rest` nanoseconds reserves at a time: so
+/// it reaches `rest` in at most [`SLICES`] reservations.
+fn slice_of(rest: u64) -> u64 {
+    rest.div_ceil(SLICES).max(1)
+}
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
@@ -132,7 +157,7 @@ impl Bucket {
             self.drained = true;
         }
         self.used += got;
-        self.held += got;
+        self.held = self.held.saturating_add(got);
         got
     }
 
@@ -291,21 +316,22 @@ pub(super) struct LateWait<'a> {
 
 impl LateWait<'_> {
     /// The late phase reached its limit without the acknowledgement:
-    /// reserves the next slice (the prompt part of the timeout, or what
-    /// is left of the timeout if less) from the connection's bucket and
-    /// the address's. Whether the limit grew: `false` once the timeout is
-    /// reached, or once a reservation came up short (it still grew by
-    /// what that one got, if anything). So a late phase reserves at most
-    /// `1 + rest / slice` times (8 at the defaults), never again and again
-    /// what refilled since its last reservation (module doc: e3a18df).
+    /// reserves the next slice (1/[`SLICES`] of the late part of the
+    /// timeout, rounded up: a 64th of the timeout, 31.25 ms at the
+    /// defaults; or what is left of the timeout if less) from the
+    /// connection's bucket and the address's. Whether the limit grew:
+    /// `false` once the timeout is reached, or once a reservation came up
+    /// short (it still grew by what that one got, if anything). So a late
+    /// phase reserves at most [`SLICES`] times (56; each arms one timer),
+    /// never again and again what refilled since its last reservation
+    /// (module doc: e3a18df).
     pub(super) fn extend(&mut self) -> bool {
         let rest = self.shared.late_part();
         let have = nanos(self.limit);
         if self.last || have >= rest {
             return false;
         }
-        let slice = nanos(self.shared.prompt_ack()).max(1);
-        let to = have.saturating_add(slice).min(rest);
+        let to = have.saturating_add(slice_of(rest)).min(rest);
         if self.conn < to {
             let a = self.shared.allowance();
             let (want, need) = (to - self.conn, rest - self.conn.min(rest));
@@ -471,6 +497,20 @@ mod tests {
         b.settle(A, t0, 1_000, 0);
         assert_eq!(b.reserve(A, t0, 1_000, 2_000, 0), 1_000);
         assert!(b.lagging(A, t0), "1,700 left, 2,000 wanted");
+    }
+
+    #[test]
+    fn a_late_phase_reserves_at_most_56_slices() {
+        // 31.25 ms at the defaults (2 s timeout: 1.75 s late part).
+        assert_eq!(slice_of(1_750_000_000), 31_250_000);
+        for rest in [1, 2, 55, 56, 57, 111, 113, 7_875, 1_750_000_001, u64::MAX] {
+            let (mut have, mut n) = (0u64, 0u64);
+            while have < rest {
+                have = have.saturating_add(slice_of(rest)).min(rest);
+                n += 1;
+            }
+            assert!(n <= SLICES, "{rest} ns: {n} slices");
+        }
     }
 
     #[tokio::test(start_paused = true)]
