@@ -472,7 +472,7 @@ pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, Err
 /// values of `nil`s as `Option<[u64; 32]>` held 84 MB against its 16 MiB
 /// (red-team pass 48). A value holding references (not decoded outside a
 /// connection) counts its bytes and items only.
-pub(crate) fn held_weight<T: Serialize + DeserializeOwned>(value: &T) -> Result<usize, Error> {
+pub(crate) fn held_weight<T: crate::Wire>(value: &T) -> Result<usize, Error> {
     let mut buf = Vec::new();
     measure_into(value, &mut buf)?;
     let mut r = crate::proto::Reader::new(&buf);
@@ -487,7 +487,7 @@ pub(crate) fn held_weight<T: Serialize + DeserializeOwned>(value: &T) -> Result<
         let _restore = RestoreDecoding(DECODING.with(|d| d.replace(Decoding::Outside)));
         stack::Session::run(|_| {
             let mut de: De<'_> = rmp_serde::Deserializer::from_read_ref(&buf);
-            T::deserialize(weigh::weighing::<T, _>(&mut de)).map(drop)
+            T::deserialize(weigh::weighing_wire::<T, _>(&mut de)).map(drop)
         })
     });
     Ok(base.saturating_add(more.map_or(0, |(_, more)| more)))

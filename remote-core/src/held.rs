@@ -52,8 +52,11 @@ pub(crate) type Kept = Box<dyn Send>;
 pub(crate) struct Count {
     /// The decode it came from ([`since_now`]).
     seq: u64,
-    /// Its bytes in the budget.
+    /// Its bytes in the budget, and which budget (its address: a
+    /// handler may hold replies counted in another connection's, a
+    /// client's it made calls on).
     n: usize,
+    budget: usize,
     /// Given back when dropped.
     _kept: Kept,
 }
@@ -195,19 +198,28 @@ pub(crate) fn ended(h: Option<Holding>) {
     }
 }
 
-/// The bytes the handler running here holds of its replies.
-pub(crate) fn own_bytes() -> usize {
-    holding(false).map_or(0, |h| lock(&h).iter().map(|c| c.n).sum())
+/// The bytes the handler running here holds of its replies in `budget`
+/// (its address; summed over every budget, a count in a client
+/// connection's refused a reply in the server's, a review).
+pub(crate) fn own_bytes(budget: usize) -> usize {
+    holding(false).map_or(0, |h| {
+        lock(&h)
+            .iter()
+            .filter(|c| c.budget == budget)
+            .map(|c| c.n)
+            .sum()
+    })
 }
 
-/// Keeps `charged`, `n` bytes counted for a reply just decoded (to a
-/// call started at `since`; a cached hit or a pipelined call's typed
+/// Keeps `charged`, `n` bytes counted in `budget` (its address) for a
+/// reply just decoded (to a call started at `since`; a cached hit or a
+/// pipelined call's typed
 /// error starts and ends where it is decoded), for as long as what
 /// decoded it may hold the value: around a stream's pull, for the pulling
 /// stream to keep with the batch ([`captured`]); in a method handler,
 /// until it ends or moves on (the module's docs); elsewhere (a task of
 /// the application's own, even one a handler spawned) it is dropped now.
-pub(crate) fn hold(charged: Kept, n: usize, since: u64) {
+pub(crate) fn hold(charged: Kept, (n, budget): (usize, usize), since: u64) {
     let mut charged = Some(charged);
     let _ = CAPTURE.try_with(|held| held.borrow_mut().extend(charged.take()));
     let Some(kept) = charged else { return };
@@ -217,6 +229,7 @@ pub(crate) fn hold(charged: Kept, n: usize, since: u64) {
     lock(&h).push(Count {
         seq,
         n,
+        budget,
         _kept: kept,
     });
 }

@@ -23,20 +23,20 @@ fn back(n: &Arc<AtomicUsize>) -> usize {
 #[test]
 fn a_first_poll_holds_what_it_decoded_for_its_task() {
     let n = Arc::new(AtomicUsize::new(0));
-    hold(count(&n), 10, since_now());
+    hold(count(&n), (10, 1), since_now());
     assert_eq!(back(&n), 1, "held outside a handler");
-    assert_eq!(own_bytes(), 0);
+    assert_eq!(own_bytes(1), 0);
     let ((), held) = first_poll(|| {
-        hold(count(&n), 10, since_now());
+        hold(count(&n), (10, 1), since_now());
         assert_eq!(back(&n), 1);
-        assert_eq!(own_bytes(), 10);
+        assert_eq!(own_bytes(1), 10);
     });
     assert!(held.is_some());
     assert_eq!(back(&n), 1);
     drop(held);
     assert_eq!(back(&n), 2);
     // Out of the first poll again: given back at once.
-    hold(count(&n), 10, since_now());
+    hold(count(&n), (10, 1), since_now());
     assert_eq!(back(&n), 3);
 }
 
@@ -51,20 +51,20 @@ fn calls_awaited_together_hold_every_reply_and_a_later_call_lets_them_go() {
         // Three calls started together, answered one after another.
         let started = [since_now(), since_now(), since_now()];
         for since in started {
-            hold(count(&n), 100, since);
+            hold(count(&n), (100, 1), since);
         }
         assert_eq!(back(&n), 0, "replies awaited together are all held");
-        assert_eq!(own_bytes(), 300);
+        assert_eq!(own_bytes(1), 300);
         // A call started now, after them: waiting for room, it lets them
         // go.
         let next = since_now();
         let_go(next);
         assert_eq!(back(&n), 3);
-        hold(count(&n), 100, next);
+        hold(count(&n), (100, 1), next);
         // Another call, one after another: its reply replaces it.
-        hold(count(&n), 100, since_now());
+        hold(count(&n), (100, 1), since_now());
         assert_eq!(back(&n), 4);
-        assert_eq!(own_bytes(), 100);
+        assert_eq!(own_bytes(1), 100);
     });
     drop(held);
     assert_eq!(back(&n), 5);
@@ -80,14 +80,14 @@ fn calls_awaited_together_hold_every_reply_and_a_later_call_lets_them_go() {
 fn work_handed_to_a_blocking_thread_shares_the_handlers_holding() {
     let n = Arc::new(AtomicUsize::new(0));
     let (shared, held) = first_poll(|| {
-        hold(count(&n), 1, since_now());
+        hold(count(&n), (1, 1), since_now());
         hand_off()
     });
     let held = held.expect("the first poll held a count");
     handed(shared.clone(), || ());
     assert_eq!(back(&n), 0, "the work made no call");
     let since = since_now();
-    handed(shared.clone(), || hold(count(&n), 1, since));
+    handed(shared.clone(), || hold(count(&n), (1, 1), since));
     assert_eq!(back(&n), 1, "the work's call moved on");
     assert_eq!(held.lock().unwrap().len(), 1);
     // The handler ends while `shared` (detached work) lives on.
@@ -103,12 +103,12 @@ fn a_panicking_first_poll_gives_back_what_it_held() {
     let n = Arc::new(AtomicUsize::new(0));
     let panicked = std::panic::catch_unwind(|| {
         first_poll(|| {
-            hold(count(&n), 1, since_now());
+            hold(count(&n), (1, 1), since_now());
             panic!("in the first poll");
         })
     });
     assert!(panicked.is_err());
     assert_eq!(back(&n), 1);
-    hold(count(&n), 1, since_now());
+    hold(count(&n), (1, 1), since_now());
     assert_eq!(back(&n), 2, "still in a first poll");
 }

@@ -54,9 +54,12 @@ use crate::Wire;
 /// Taken from the budget at least this much at a time.
 const CHUNK: usize = 16 << 10;
 
+mod measure;
 mod refusal;
 mod wrapper;
 
+pub(crate) use measure::measured;
+use measure::measuring;
 pub(crate) use refusal::{refusal, refusal_limit, refusal_text, refusal_value};
 use wrapper::wrap;
 pub(crate) use wrapper::Weighed;
@@ -226,36 +229,6 @@ fn reset_state() -> usize {
     })
 }
 
-thread_local! {
-    /// Set while [`measured`] runs: what a decode takes is counted, and
-    /// taken from no budget.
-    static MEASURING: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Runs `f`, a decode through [`weighing`] of a value this side holds
-/// (`codec::held_weight`: a shared collection's change, a stream's item),
-/// and returns with its result what the value's collections' elements
-/// weigh beyond the `DECODED_ITEM` each item was counted at, as a call's
-/// arguments are weighed, counted against no budget. `None` inside a
-/// weighed decode (never nested).
-pub(crate) fn measured<R>(f: impl FnOnce() -> R) -> Option<(R, usize)> {
-    if active() || MEASURING.with(Cell::get) {
-        return None;
-    }
-    struct Reset;
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            MEASURING.with(|m| m.set(false));
-            reset_state();
-        }
-    }
-    MEASURING.with(|m| m.set(true));
-    STATE.with(|s| s.floor.set(0));
-    let _reset = Reset;
-    let out = f();
-    Some((out, STATE.with(|s| s.granted.get())))
-}
-
 /// [`weighed`] for the decode of a reply to one of this side's calls
 /// (`driver::heavy_reply::decoded`): nothing is taken whatever the room
 /// (a reply goes to a caller that runs already, so a full budget would
@@ -409,7 +382,7 @@ impl Buffered {
     /// was stopped.
     #[inline]
     pub fn of<'de, T: Wire, D: Deserializer<'de>>() -> Result<Buffered, D::Error> {
-        if !active() {
+        if !active() && !measuring() {
             return unweighed();
         }
         // From serde's buffer (a copy of its part of it), not the wire: a
@@ -546,6 +519,10 @@ fn buffer_type_name() -> &'static str {
     })
 }
 
+/// The most bytes per item a decode that does not say is taken to hold
+/// ([`buffered_node`]).
+const FALLBACK_DENSEST: usize = 1024;
+
 /// Whether `T` is serde's buffer type.
 #[inline]
 fn is_buffer<T>() -> bool {
@@ -560,7 +537,6 @@ fn is_buffer<T>() -> bool {
 /// item. The copies serde makes of the buffer are weighed as they are
 /// made ([`Buffered`]).
 fn buffered_node(node: usize) -> usize {
-    const FALLBACK_DENSEST: usize = 1024;
     STATE.with(|s| {
         s.node_size.set(node);
         s.nodes.set(s.nodes.get() + 1);
@@ -583,7 +559,7 @@ fn add<E: serde::de::Error>(n: usize) -> Result<(), E> {
     if need == 0 {
         return Ok(());
     }
-    if MEASURING.with(Cell::get) {
+    if measuring() {
         STATE.with(|s| s.granted.set(s.granted.get().saturating_add(need)));
         return Ok(());
     }

@@ -147,7 +147,8 @@ impl<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> SharedMap<K, V> {
     }
 
     fn change(&self, key: K, value: Option<V>) -> Option<V> {
-        // Weighed outside the lock (user code: `Serialize`), if anybody
+        // Weighed outside the lock (user code: `Serialize`, and
+        // `Deserialize` of the copy `codec::held_weight` decodes), if anybody
         // subscribed; a value that cannot be encoded fails its delivery
         // anyway.
         let weigh = || {

@@ -49,9 +49,10 @@ struct List<T> {
 
 impl<T> List<T> {
     fn items(&self) -> RwLockReadGuard<'_, Vec<T>> {
-        // No user code but an item's `Clone` (a copy read out) and
-        // `Serialize` (its weight, `Feed::weight`) runs under this lock,
-        // and a Vec is never left half pushed.
+        // No user code but an item's `Clone` (a copy read out), and its
+        // `Serialize` and `Deserialize` (its weight, `Feed::weight`:
+        // `codec::held_weight` encodes it and decodes the copy) runs under
+        // this lock, and a Vec is never left half pushed.
         self.items.read().unwrap_or_else(|p| p.into_inner())
     }
 

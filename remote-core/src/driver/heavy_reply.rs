@@ -266,8 +266,8 @@ pub(crate) fn hold(held: Option<Charged>, since: u64) {
 
 #[cold]
 fn hold_counted(held: Charged, since: u64) {
-    let n = held.n;
-    crate::held::hold(Box::new(held), n, since);
+    let counted = (held.n, Arc::as_ptr(&held.budget) as usize);
+    crate::held::hold(Box::new(held), counted, since);
 }
 
 /// The typed error `E` of a pipelined call's failure, `remote`, decoded
@@ -559,7 +559,7 @@ async fn room(shared: Arc<Shared>, heavy: Box<Heavy>, deadline: Instant) -> Resu
     // Nor beside what its caller holds of replies to calls it awaits
     // with this one (`held.rs`), which it would wait for to its deadline:
     // refused now.
-    let own = crate::held::own_bytes();
+    let own = crate::held::own_bytes(Arc::as_ptr(budget) as usize);
     if own > 0 && weight.saturating_add(own) > budget.most_for_the_line() {
         return Err(refused(&format!(
             "could never fit in it beside the {own} bytes its caller holds of replies to \
