@@ -22,12 +22,9 @@ mod raw;
 use std::sync::Arc;
 use std::time::Duration;
 
-use late_holder::{holder, Doc, Page};
-use pipe::head;
+use late_holder::{holder, tcp_holders, Doc, Page};
 use remote_core::cache::InvalidationReport;
-use remote_core::proto::encode_invalidated;
 use remote_core::{Limits, Remote};
-use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::time::Instant;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -321,48 +318,6 @@ async fn connection_loss_mid_wait_ends_the_waits() {
 
 // ---- per address (TCP, real time) ----
 
-type Delay = Arc<dyn Fn(u64) -> Duration + Send + Sync>;
-
-fn acknowledge_after<R, W>(mut r: R, w: W, delay: Delay) -> tokio::task::JoinHandle<()>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let w = Arc::new(tokio::sync::Mutex::new(w));
-    tokio::spawn(async move {
-        while let Some(f) = raw::frame(&mut r).await {
-            if raw::kind(&f) == 10 {
-                let token = head(&f).1.unwrap();
-                let w = w.clone();
-                let delay = delay(token);
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = w.lock().await.write_all(&encode_invalidated(token)).await;
-                });
-            }
-        }
-    })
-}
-
-async fn tcp_holders(
-    server: &remote_core::ServerHandle,
-    n: usize,
-    delay: Duration,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut ackers = Vec::new();
-    for _ in 0..n {
-        let mut s = raw::connect(server).await;
-        s.write_all(&raw::hello(vec!["invalidate"])).await.unwrap();
-        s.write_all(&raw::call(1, 0, "text", 60_000, &[0x90]))
-            .await
-            .unwrap();
-        raw::next_of_kind(&mut s, raw::RETURN).await;
-        let (r, w) = s.into_split();
-        ackers.push(acknowledge_after(r, w, Arc::new(move |_| delay)));
-    }
-    ackers
-}
-
 /// Many connections from one address, each holding the root, each
 /// acknowledging just in time; bursts of 30 concurrent writes. Each
 /// connection's own allowance is fresh; the address's bounds the total.
@@ -377,7 +332,10 @@ async fn many_just_in_time_holders_behind_one_address_are_bounded() {
         .await
         .unwrap()
         .serve(move |_| Remote::new(served.clone()));
-    let ackers = tcp_holders(&server, HOLDERS, TIMEOUT - Duration::from_millis(20)).await;
+    let ackers = tcp_holders(&server, HOLDERS, "text", |_, _| {
+        TIMEOUT - Duration::from_millis(20)
+    })
+    .await;
     let t0 = Instant::now();
     let mut all = Vec::new();
     for b in 0..3 {
@@ -413,7 +371,7 @@ async fn honest_holders_behind_one_address_30_overlapping_writes() {
         .await
         .unwrap()
         .serve(move |_| Remote::new(served.clone()));
-    let ackers = tcp_holders(&server, HOLDERS, Duration::from_millis(300)).await;
+    let ackers = tcp_holders(&server, HOLDERS, "text", |_, _| Duration::from_millis(300)).await;
     let (done, took) = writes(&root, 30, Duration::from_millis(10)).await;
     for a in ackers {
         a.abort();

@@ -19,6 +19,8 @@
 //! `attack_invalidate.rs` does): a wait takes exactly what the holder's
 //! timing makes it, one that is skipped takes no time.
 
+#[path = "support/late_holder.rs"]
+mod late_holder;
 #[path = "support/pipe.rs"]
 mod pipe;
 #[path = "support/raw.rs"]
@@ -27,11 +29,12 @@ mod raw;
 use std::sync::Arc;
 use std::time::Duration;
 
+use late_holder::acknowledge_after;
 use pipe::{frame, head, raw_peer};
 use remote_core::cache::InvalidationReport;
 use remote_core::proto::encode_invalidated;
 use remote_core::{remote, Error, Limits, Remote, Server};
-use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 #[remote]
 pub trait Doc {
@@ -204,27 +207,6 @@ async fn open_holder(s: &mut tokio::net::TcpStream) {
     raw::next_of_kind(s, raw::RETURN).await;
 }
 
-/// Acknowledges each push read from `r` `delay` after it arrives, on `w`.
-fn acknowledge_after<R, W>(mut r: R, w: W, delay: Duration) -> tokio::task::JoinHandle<()>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let w = Arc::new(tokio::sync::Mutex::new(w));
-    tokio::spawn(async move {
-        while let Some(f) = raw::frame(&mut r).await {
-            if raw::kind(&f) == 10 {
-                let token = head(&f).1.unwrap();
-                let w = w.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = w.lock().await.write_all(&encode_invalidated(token)).await;
-                });
-            }
-        }
-    })
-}
-
 /// The same on a chat-like server over TCP (the shape of the chat example:
 /// one `SharedVec` served as every connection's root), default limits: one
 /// hostile connection that acknowledges each pushed invalidation 1.9 s
@@ -247,7 +229,7 @@ async fn one_slow_acknowledger_holds_chat_posts_up_a_bounded_total() {
     let mut s = raw::connect(&server).await;
     open_holder(&mut s).await;
     let (r, w) = s.into_split();
-    let acker = acknowledge_after(r, w, Duration::from_millis(1900));
+    let acker = acknowledge_after(r, w, Arc::new(|_| Duration::from_millis(1900)));
 
     let honest = Connection::connect(server.local_addr()).await.unwrap();
     let chat = honest.root::<dyn RemoteList<String>>();
@@ -313,7 +295,11 @@ async fn a_just_in_time_holder_that_reconnects_before_each_write_is_waited_for_a
         raw::next_of_kind(&mut s, raw::RETURN).await;
         let (r, w) = s.into_split();
         // Each wait is charged at least 180 ms less the prompt 25 ms.
-        holder = Some(acknowledge_after(r, w, Duration::from_millis(180)));
+        holder = Some(acknowledge_after(
+            r,
+            w,
+            Arc::new(|_| Duration::from_millis(180)),
+        ));
         let report = remote_core::cache::invalidate(&root, &["text"]).await;
         assert_eq!(report.notified, 1, "the fresh connection holds the root");
         reports.push(report);

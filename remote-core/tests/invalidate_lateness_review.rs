@@ -28,11 +28,8 @@ mod raw;
 use std::sync::Arc;
 use std::time::Duration;
 
-use late_holder::{holder, Doc, Page};
-use pipe::head;
-use remote_core::proto::encode_invalidated;
+use late_holder::{holder, tcp_holders, Doc, Page};
 use remote_core::{Limits, Remote};
-use tokio::io::{AsyncRead, AsyncWriteExt};
 
 /// An unbounded timeout: writes wait, and do not panic.
 #[tokio::test]
@@ -125,7 +122,7 @@ async fn honest_holders_behind_one_address_are_waited_for() {
         .await
         .unwrap()
         .serve(move |_| Remote::new(served.clone()));
-    let ackers = tcp_holders(&server, HOLDERS, |_, _| Duration::from_millis(300)).await;
+    let ackers = tcp_holders(&server, HOLDERS, "text", |_, _| Duration::from_millis(300)).await;
     let mut reports = Vec::new();
     for _ in 0..WRITES {
         let report = remote_core::cache::invalidate(&root, &["text"]).await;
@@ -140,53 +137,6 @@ async fn honest_holders_behind_one_address_are_waited_for() {
         reports.iter().all(|r| r.0 == 0),
         "writes stopped waiting for honest holders acknowledging in 300 ms: {reports:?}"
     );
-}
-
-/// How long after a push arrives it is acknowledged, by its token.
-type Delay = Arc<dyn Fn(u64) -> Duration + Send + Sync>;
-
-/// Acknowledges each push read from `r` `delay` after it arrives, on `w`.
-fn acknowledge_after<R, W>(mut r: R, w: W, delay: Delay) -> tokio::task::JoinHandle<()>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let w = Arc::new(tokio::sync::Mutex::new(w));
-    tokio::spawn(async move {
-        while let Some(f) = raw::frame(&mut r).await {
-            if raw::kind(&f) == 10 {
-                let token = head(&f).1.unwrap();
-                let w = w.clone();
-                let delay = delay(token);
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = w.lock().await.write_all(&encode_invalidated(token)).await;
-                });
-            }
-        }
-    })
-}
-
-/// Opens `n` raw TCP holders of the server's root; the `i`th acknowledges
-/// each push `delay(i, token)` after it arrives.
-async fn tcp_holders(
-    server: &remote_core::ServerHandle,
-    n: usize,
-    delay: impl Fn(usize, u64) -> Duration + Clone + Send + Sync + 'static,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut ackers = Vec::new();
-    for i in 0..n {
-        let mut s = raw::connect(server).await;
-        s.write_all(&raw::hello(vec!["invalidate"])).await.unwrap();
-        s.write_all(&raw::call(1, 0, "text", 60_000, &[0x90]))
-            .await
-            .unwrap();
-        raw::next_of_kind(&mut s, raw::RETURN).await;
-        let (r, w) = s.into_split();
-        let delay = delay.clone();
-        ackers.push(acknowledge_after(r, w, Arc::new(move |t| delay(i, t))));
-    }
-    ackers
 }
 
 /// The other side of charging an address once per write: hostile holders
@@ -213,7 +163,7 @@ async fn holders_behind_one_address_taking_turns_to_be_late_are_bounded_as_one()
         .unwrap()
         .serve(move |_| Remote::new(served.clone()));
     // Holder `i` is late for the writes whose token is `i` modulo 5.
-    let ackers = tcp_holders(&server, HOLDERS, |i, token| {
+    let ackers = tcp_holders(&server, HOLDERS, "text", |i, token| {
         if token as usize % HOLDERS == i {
             Duration::from_millis(180)
         } else {

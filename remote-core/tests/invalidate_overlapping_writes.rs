@@ -23,12 +23,9 @@ mod raw;
 use std::sync::Arc;
 use std::time::Duration;
 
-use late_holder::{holder, Doc, Page};
-use pipe::head;
+use late_holder::{holder, tcp_holders, Doc, Page};
 use remote_core::cache::InvalidationReport;
-use remote_core::proto::encode_invalidated;
 use remote_core::{Limits, Remote};
-use tokio::io::{AsyncRead, AsyncWriteExt};
 
 /// How late the honest holders acknowledge each push.
 const ACK: Duration = Duration::from_millis(300);
@@ -84,27 +81,6 @@ async fn overlapping_writes_still_wait_for_an_honest_slightly_late_holder() {
     assert_eq!((next.notified, next.unacknowledged), (1, 0), "{next:?}");
 }
 
-/// Acknowledges each push read from `r` [`ACK`] after it arrives, on `w`.
-fn acknowledge_late<R, W>(mut r: R, w: W) -> tokio::task::JoinHandle<()>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let w = Arc::new(tokio::sync::Mutex::new(w));
-    tokio::spawn(async move {
-        while let Some(f) = raw::frame(&mut r).await {
-            if raw::kind(&f) == 10 {
-                let token = head(&f).1.unwrap();
-                let w = w.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(ACK).await;
-                    let _ = w.lock().await.write_all(&encode_invalidated(token)).await;
-                });
-            }
-        }
-    })
-}
-
 /// The same for the allowance of a peer address: four honest TCP holders
 /// behind one address, each of its own document, and the overlapping
 /// writes to each in turn (two per connection: no connection's own
@@ -122,17 +98,7 @@ async fn overlapping_writes_still_wait_for_honest_holders_behind_one_address() {
         .await
         .unwrap()
         .serve(move |_| Remote::new(next.lock().unwrap().next().unwrap()));
-    let mut ackers = Vec::new();
-    for _ in 0..HOLDERS {
-        let mut s = raw::connect(&server).await;
-        s.write_all(&raw::hello(vec!["invalidate"])).await.unwrap();
-        s.write_all(&raw::call(1, 0, "text", 60_000, &[0x90]))
-            .await
-            .unwrap();
-        raw::next_of_kind(&mut s, raw::RETURN).await;
-        let (r, w) = s.into_split();
-        ackers.push(acknowledge_late(r, w));
-    }
+    let ackers = tcp_holders(&server, HOLDERS, "text", |_, _| ACK).await;
     let reports = overlapping_writes(&docs).await;
     for a in ackers {
         a.abort();

@@ -53,3 +53,55 @@ pub async fn holder(
     });
     server_end
 }
+
+/// How long after a push arrives it is acknowledged, by its token.
+pub type Delay = Arc<dyn Fn(u64) -> Duration + Send + Sync>;
+
+/// Acknowledges each push read from `r` `delay(token)` after it arrives,
+/// on `w`. (Needs `raw` beside `pipe`.)
+pub fn acknowledge_after<R, W>(mut r: R, w: W, delay: Delay) -> tokio::task::JoinHandle<()>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let w = Arc::new(tokio::sync::Mutex::new(w));
+    tokio::spawn(async move {
+        while let Some(f) = super::raw::frame(&mut r).await {
+            if super::raw::kind(&f) == 10 {
+                let token = head(&f).1.unwrap();
+                let w = w.clone();
+                let delay = delay(token);
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = w.lock().await.write_all(&encode_invalidated(token)).await;
+                });
+            }
+        }
+    })
+}
+
+/// Opens `n` raw TCP holders of `server`'s root, each after one call of
+/// its cached `method`; the `i`th acknowledges each push `delay(i, token)`
+/// after it arrives.
+pub async fn tcp_holders(
+    server: &remote_core::ServerHandle,
+    n: usize,
+    method: &str,
+    delay: impl Fn(usize, u64) -> Duration + Clone + Send + Sync + 'static,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut ackers = Vec::new();
+    for i in 0..n {
+        let mut s = super::raw::connect(server).await;
+        s.write_all(&super::raw::hello(vec!["invalidate"]))
+            .await
+            .unwrap();
+        s.write_all(&super::raw::call(1, 0, method, 60_000, &[0x90]))
+            .await
+            .unwrap();
+        super::raw::next_of_kind(&mut s, super::raw::RETURN).await;
+        let (r, w) = s.into_split();
+        let delay = delay.clone();
+        ackers.push(acknowledge_after(r, w, Arc::new(move |t| delay(i, t))));
+    }
+    ackers
+}
