@@ -41,18 +41,21 @@ pub struct SharedVec<T> {
 struct List<T> {
     items: RwLock<Vec<T>>,
     subscribers: Subscribers<dyn ListListener<T>>,
-    /// The last item weighed for a notification (`Feed::weight`): its
-    /// index and weight. Subscribers keeping up all weigh the newest item,
-    /// and weighing encodes it: once, not once per subscriber.
-    weighed: std::sync::Mutex<Option<(u64, usize)>>,
+    /// The weights of the items weighed for a notification
+    /// (`Feed::weight`), by index, plus one (0: not weighed yet). Each
+    /// item is weighed once, wherever its subscribers stand: weighing
+    /// encodes it and decodes the copy (`codec::held_weight`), and with the
+    /// last one kept only, subscribers at different places weighed 320
+    /// items 2,695 times, a bystander's call waiting on the worker (red-team
+    /// pass 49).
+    weights: std::sync::Mutex<Vec<usize>>,
 }
 
 impl<T> List<T> {
     fn items(&self) -> RwLockReadGuard<'_, Vec<T>> {
-        // No user code but an item's `Clone` (a copy read out), and its
-        // `Serialize` and `Deserialize` (its weight, `Feed::weight`:
-        // `codec::held_weight` encodes it and decodes the copy) runs under
-        // this lock, and a Vec is never left half pushed.
+        // No user code but an item's `Clone` (a copy read out) runs under
+        // this lock (an item is weighed out of it: `Feed::weight`), and a
+        // Vec is never left half pushed.
         self.items.read().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -71,7 +74,7 @@ impl<T: Wire + Clone + Sync> SharedVec<T> {
             inner: Arc::new(List {
                 items: RwLock::new(Vec::new()),
                 subscribers: Subscribers::new(0),
-                weighed: std::sync::Mutex::new(None),
+                weights: std::sync::Mutex::new(Vec::new()),
             }),
         })
     }
@@ -123,21 +126,26 @@ impl<T: Wire + Clone + Sync> Feed for List<T> {
     }
     fn detach(&self, _: &Arc<AtomicU64>) {}
     fn weight(&self, at: u64) -> Next<usize> {
-        let mut weighed = self.weighed.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((i, weight)) = *weighed {
-            if i == at {
-                return Next::Ready(weight);
-            }
+        let weights = || self.weights.lock().unwrap_or_else(|p| p.into_inner());
+        let Ok(i) = usize::try_from(at) else {
+            return Next::NotYet;
+        };
+        if let Some(&w) = weights().get(i).filter(|&&w| w > 0) {
+            return Next::Ready(w - 1);
         }
-        match self.item(at, crate::codec::held_weight) {
-            Some(weight) => {
-                // An item that cannot be encoded fails its delivery anyway.
-                let weight = weight.unwrap_or(0);
-                *weighed = Some((at, weight));
-                Next::Ready(weight)
-            }
-            None => Next::NotYet,
+        // Copied out and weighed outside the list's lock: pushes do not
+        // wait behind a weighing.
+        let Some(item) = self.item(at, T::clone) else {
+            return Next::NotYet;
+        };
+        // An item that cannot be encoded fails its delivery anyway.
+        let weight = crate::codec::held_weight(&item).unwrap_or(0);
+        let mut all = weights();
+        if all.len() <= i {
+            all.resize(i + 1, 0);
         }
+        all[i] = weight.saturating_add(1);
+        Next::Ready(weight.min(usize::MAX - 1))
     }
     fn read(&self, at: u64) -> Next<(u64, T)> {
         // The list keeps every item: a reader is never too far behind.
