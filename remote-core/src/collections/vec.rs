@@ -47,7 +47,7 @@ struct List<T> {
     /// encodes it and decodes the copy (`codec::held_weight`), and with the
     /// last one kept only, subscribers at different places weighed 320
     /// items 2,695 times, a bystander's call waiting on the worker (red-team
-    /// pass 49).
+    /// pass 49). Lock order: `weights`, then `items`.
     weights: std::sync::Mutex<Vec<usize>>,
 }
 
@@ -126,21 +126,22 @@ impl<T: Wire + Clone + Sync> Feed for List<T> {
     }
     fn detach(&self, _: &Arc<AtomicU64>) {}
     fn weight(&self, at: u64) -> Next<usize> {
-        let weights = || self.weights.lock().unwrap_or_else(|p| p.into_inner());
         let Ok(i) = usize::try_from(at) else {
             return Next::NotYet;
         };
-        if let Some(&w) = weights().get(i).filter(|&&w| w > 0) {
+        // Weighed under the weights' lock, not the list's: pushes and
+        // reads go on, and subscribers reaching the same item together wait
+        // for the one weighing instead of each doing it (two racing
+        // subscribers weighed an item twice).
+        let mut all = self.weights.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(&w) = all.get(i).filter(|&&w| w > 0) {
             return Next::Ready(w - 1);
         }
-        // Copied out and weighed outside the list's lock: pushes do not
-        // wait behind a weighing.
         let Some(item) = self.item(at, T::clone) else {
             return Next::NotYet;
         };
         // An item that cannot be encoded fails its delivery anyway.
         let weight = crate::codec::held_weight(&item).unwrap_or(0);
-        let mut all = weights();
         if all.len() <= i {
             all.resize(i + 1, 0);
         }
