@@ -111,6 +111,12 @@ pub(crate) enum Control {
         generation: u64,
         count: u32,
     },
+    /// Receipts of a live import given back early
+    /// ([`ReleaseSink::give_back`]).
+    GiveBack {
+        id: ObjectId,
+        count: u32,
+    },
     Cancel {
         id: CallId,
         sent: bool,
@@ -164,5 +170,11 @@ impl ReleaseSink for CtlSink {
             generation,
             count,
         });
+    }
+
+    fn give_back(&self, id: ObjectId, count: u32) {
+        // The import table is in the connection's state, whose lock the
+        // caller holds: the reader sends the frame.
+        let _ = self.ctl.send(Control::GiveBack { id, count });
     }
 }

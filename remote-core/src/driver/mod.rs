@@ -41,6 +41,8 @@ pub(crate) mod teardown;
 #[cfg(test)]
 mod tests_expiry;
 #[cfg(test)]
+mod tests_give_back;
+#[cfg(test)]
 mod tests_input;
 #[cfg(test)]
 mod tests_memory;

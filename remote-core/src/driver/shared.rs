@@ -473,6 +473,12 @@ impl Shared {
                 TableError::PeerFull(max) => {
                     Error::limit("max_exports_per_peer", max as u64, e.to_string())
                 }
+                // 2^32 sends the peer never released (ours give receipts
+                // back long before: `proto::GIVE_BACK_AT`).
+                TableError::Overflow(_) => Error::Encode {
+                    what: "reference",
+                    message: e.to_string(),
+                },
                 _ => Error::limit("max_exports", self.limits.max_exports as u64, e.to_string()),
             })
     }

@@ -46,7 +46,7 @@ pub use state::{Event, Phase, State, Violation};
 pub(crate) use tables::ExportIndex;
 pub use tables::{
     ExportKey, ExportTable, ImportInner, ImportRef, ImportRefs, ImportTable, ReleaseSink,
-    TableError,
+    TableError, GIVE_BACK_AT,
 };
 pub use value::{walk, FoundRef, Malformed, Reader, TOO_DEEP};
 pub(crate) use walk::ArgsWalk;

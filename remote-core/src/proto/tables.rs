@@ -4,7 +4,10 @@
 //! The exporter counts how many times it sent each reference; the importer
 //! counts how many times it received it, and releases with that count when
 //! its last proxy is gone. A release that crosses a new send on the wire
-//! leaves the count above zero, so a live reference is never freed.
+//! leaves the count above zero, so a live reference is never freed. An
+//! import received [`GIVE_BACK_AT`] times gives all its receipts but one
+//! back while it lives, so neither side's count ever overflows, however
+//! long a proxy is held.
 
 use std::any::TypeId;
 use std::cmp::Reverse;
@@ -380,7 +383,23 @@ impl<O> Drop for ExportTable<O> {
 pub trait ReleaseSink: Send + Sync + 'static {
     /// The import `(id, generation)` is gone after `count` receipts.
     fn release(&self, id: ObjectId, generation: u64, count: u32);
+
+    /// `count` receipts of the live import `id` are given back early (it
+    /// was received [`GIVE_BACK_AT`] times): the peer is to be sent
+    /// `Release(id, count)`, and the import stays, holding one receipt.
+    /// Called from the import table (inside the connection's state):
+    /// implementations queue the frame and return.
+    fn give_back(&self, id: ObjectId, count: u32);
 }
+
+/// Receipts of one import after which all but one are given back while it
+/// lives ([`ReleaseSink::give_back`]): a proxy held for days while the
+/// peer keeps sending the same reference (a call that returns one shared
+/// object) would otherwise overflow the exporter's `u32` count of sends
+/// after 2^32 of them, and the calls returning it would fail. Half of
+/// `u32::MAX`, so that sends crossing a give-back on the wire cannot
+/// overflow the exporter's count either.
+pub const GIVE_BACK_AT: u32 = 1 << 31;
 
 /// One imported reference, shared by every proxy for it.
 pub struct ImportInner {
@@ -435,6 +454,8 @@ pub struct ImportTable {
     next_generation: u64,
     sink: Arc<dyn ReleaseSink>,
     max: usize,
+    /// [`GIVE_BACK_AT`], lower in tests.
+    give_back_at: u32,
 }
 
 impl fmt::Debug for ImportTable {
@@ -454,7 +475,15 @@ impl ImportTable {
             next_generation: 0,
             sink,
             max,
+            give_back_at: GIVE_BACK_AT,
         }
+    }
+
+    /// Gives receipts back after `n` (at least 2) instead of
+    /// [`GIVE_BACK_AT`]: tests reach it without 2^31 messages.
+    #[doc(hidden)]
+    pub fn give_back_at(&mut self, n: u32) {
+        self.give_back_at = n.clamp(2, GIVE_BACK_AT);
     }
 
     /// Number of live imports.
@@ -473,7 +502,13 @@ impl ImportTable {
         let entry = self.map.entry(id);
         if let Entry::Occupied(e) = &entry {
             if let Some(strong) = e.get().1.upgrade() {
-                strong.count.fetch_add(1, Ordering::AcqRel);
+                // Only this table (under `&mut`) and the last hold's drop
+                // change the count: nothing runs between these.
+                let n = strong.count.fetch_add(1, Ordering::AcqRel) + 1;
+                if n >= self.give_back_at {
+                    strong.count.fetch_sub(n - 1, Ordering::AcqRel);
+                    self.sink.give_back(id, n - 1);
+                }
                 return Ok(strong);
             }
         }

@@ -54,6 +54,15 @@ impl Shared {
                 let open = self.core().import_forget(id, generation);
                 self.released(id, open, count);
             }
+            Control::GiveBack { id, count } => {
+                // The import stays, and so do its cached replies.
+                if self.core().phase() != crate::proto::Phase::Closed {
+                    with_scratch_on(self, |buf| {
+                        encode::release_in(buf, id, count);
+                        let _ = self.send(buf);
+                    });
+                }
+            }
             Control::Cancel { id, sent } => {
                 if self.core().cancel_call(id, sent) {
                     let _ = self.send(&encode::cancel(id));

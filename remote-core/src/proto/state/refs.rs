@@ -66,6 +66,14 @@ impl<O: Clone, W> State<O, W> {
         self.exports.sent(id);
     }
 
+    /// Imports give their receipts back after `n` instead of
+    /// [`GIVE_BACK_AT`](crate::proto::GIVE_BACK_AT): tests reach
+    /// it without 2^31 messages.
+    #[doc(hidden)]
+    pub fn give_back_at(&mut self, n: u32) {
+        self.imports.give_back_at(n);
+    }
+
     /// Handles a queued release of an import; returns the release frame.
     pub fn import_released(
         &mut self,

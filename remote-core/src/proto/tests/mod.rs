@@ -15,13 +15,21 @@ mod reader_model;
 mod refs;
 mod wire;
 
-/// Collects releases queued by dropped imports.
+/// Collects releases queued by dropped imports, and receipts given back
+/// by live ones.
 #[derive(Default)]
-pub(super) struct Sink(Mutex<Vec<(ObjectId, u64, u32)>>);
+pub(super) struct Sink(
+    Mutex<Vec<(ObjectId, u64, u32)>>,
+    pub(super) Mutex<Vec<(ObjectId, u32)>>,
+);
 
 impl ReleaseSink for Sink {
     fn release(&self, id: ObjectId, generation: u64, count: u32) {
         self.0.lock().unwrap().push((id, generation, count));
+    }
+
+    fn give_back(&self, id: ObjectId, count: u32) {
+        self.1.lock().unwrap().push((id, count));
     }
 }
 

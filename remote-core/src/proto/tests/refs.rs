@@ -176,6 +176,35 @@ fn receipts_of_a_live_import_add_to_one_count() {
     assert_eq!(sink.0.lock().unwrap().as_slice(), &[(ObjectId(5), 1, 2)]);
 }
 
+/// An import received again and again while held gives all its receipts
+/// but one back each time it reaches the mark, so no count overflows, and
+/// the receipts given back and released add up to those received.
+#[test]
+fn a_held_import_gives_its_receipts_back_before_they_overflow() {
+    let (mut s, sink) = state();
+    s.give_back_at(4);
+    let mut args = vec![0x91];
+    args.extend(ext_ref(EXT_SENDER_EXPORT, 5));
+    let mut held = Vec::new();
+    for i in 1..=10u32 {
+        match s.handle_frame(&call(i, 0, "m", &args)).unwrap() {
+            Event::Call { refs, .. } => held.extend(refs),
+            other => panic!("{other:?}"),
+        }
+        assert!(held[0].count() < 4, "receipt {i}: {}", held[0].count());
+    }
+    // Received 10 times: 3 given back at the 4th, 3 at the 7th, 3 at the
+    // 10th; one kept.
+    assert_eq!(
+        sink.1.lock().unwrap().as_slice(),
+        &[(ObjectId(5), 3), (ObjectId(5), 3), (ObjectId(5), 3)]
+    );
+    assert_eq!(held[0].count(), 1);
+    assert_eq!(s.imports().len(), 1, "the import stays");
+    drop(held);
+    assert_eq!(sink.0.lock().unwrap().as_slice(), &[(ObjectId(5), 1, 1)]);
+}
+
 #[test]
 fn own_object_handed_back_is_checked_against_our_exports() {
     let (mut s, _) = state();
