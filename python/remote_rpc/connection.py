@@ -20,6 +20,10 @@ __all__ = ["FRAME_LIMIT", "Connection", "Proxy"]
 # Frames the reader handles before it lets other tasks run (`_read_loop`).
 _FRAMES_PER_TURN = 64
 
+# Receipts of a held import after which all but one are given back
+# (PROTOCOL.md section 4; tests lower it).
+_GIVE_BACK_AT = 1 << 31
+
 
 class _Import:
     """One generation of an imported object: receipts counted since it was
@@ -410,6 +414,12 @@ class Connection(_Calling, _Serving):
             imp = _Import(oid)
             self._imports[oid] = imp
         imp.count += 1
+        if imp.count >= _GIVE_BACK_AT and not self._closed.is_set():
+            # Held while received again and again: all receipts but one
+            # go back now, so the peer's u32 count of sends never
+            # overflows (PROTOCOL.md section 4). The import stays.
+            self._write_quietly([wire.RELEASE, oid, imp.count - 1])
+            imp.count = 1
         if proxy is None:
             proxy = Proxy(self, oid, imp)
             imp.proxy = weakref.ref(proxy)

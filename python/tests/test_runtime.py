@@ -239,6 +239,36 @@ def test_an_imported_reference_is_released_with_every_receipt():
     run(main())
 
 
+def test_a_held_import_gives_its_receipts_back_and_stays(monkeypatch):
+    from remote_rpc import connection
+
+    monkeypatch.setattr(connection, "_GIVE_BACK_AT", 3)
+
+    async def main():
+        root = Root()
+        raw, conn, server = await serve(root)
+        ref = msgpack.ExtType(1, (7).to_bytes(4, "big"))
+        messages = []
+        for i in range(1, 8):
+            raw.send([1, i, 0, "keep", 1000, [ref]])
+        # 7 receipts while held: 2 given back at the 3rd, 2 at the 5th,
+        # 2 at the 7th, and the replies to the 7 calls.
+        while len([m for m in messages if m[0] == 2]) < 7:
+            messages.append(await raw.recv())
+        releases = [m for m in messages if m[0] == 4]
+        while len(releases) < 3:
+            m = await raw.recv()
+            assert m[0] == 4, m
+            releases.append(m)
+        assert releases == [[4, 7, 2]] * 3
+        assert conn.imported_objects() == 1, "the import stays"
+        root.kept.clear()
+        assert await raw.recv() == [4, 7, 1], "the receipt kept, released at the end"
+        server.close()
+
+    run(main())
+
+
 class _Echo:
     async def echo(self, data: bytes) -> int:
         return len(data)
