@@ -118,8 +118,14 @@ async fn a_write_by_one_client_empties_another_clients_entry_before_it_returns()
     handle.shutdown(Duration::from_secs(5)).await;
 }
 
+/// Held by the tests that compare `push_stats()` (process-wide counters)
+/// before and after their writes: run beside another, a test counted its
+/// writes too.
+static PUSH_STATS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn a_peer_that_never_acknowledges_delays_a_write_by_at_most_the_bound() {
+    let _stats = PUSH_STATS.lock().await;
     let mem = Arc::new(Mem::default());
     let root: Arc<dyn Kv> = mem.clone();
     let bound = Duration::from_millis(200);
@@ -191,6 +197,7 @@ async fn an_acknowledgement_of_an_invalidation_never_sent_is_a_protocol_violatio
 
 #[tokio::test]
 async fn a_peer_without_the_feature_gets_no_push_and_its_connection_still_works() {
+    let _stats = PUSH_STATS.lock().await;
     let mem = Arc::new(Mem::default());
     let root: Arc<dyn Kv> = mem.clone();
     let (writer, _wc, _ws) = client(&root, Limits::default()).await;

@@ -199,7 +199,9 @@ async fn a_promise_dropped_in_flight_lets_the_connection_close_when_its_call_exp
         api.open_pipelined(false)
     })
     .await;
-    assert!(eventually(|| server.calls_in_flight() == 1).await);
+    // Received (a count that only grows: the call may have expired by the
+    // time this looks, on a loaded machine).
+    assert!(eventually(|| server.stats().calls_started >= 1).await);
     drop(p);
     drop(api);
     drop(client);

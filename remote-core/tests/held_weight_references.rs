@@ -37,15 +37,18 @@ pub struct Item {
     pub data: Option<[[u64; 32]; 4]>,
 }
 
-/// Stalls on its first change (a subscriber that fell behind), then
-/// counts.
-struct Stalled(Arc<AtomicUsize>);
+/// Stalls on its first change until the test opens its gate (a
+/// subscriber that fell behind), counting the changes it enters.
+struct Stalled {
+    entered: Arc<AtomicUsize>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
 
 #[remote]
 impl MapListener<u32, Vec<Item>> for Stalled {
     async fn changed(&self, _key: u32, _value: Option<Vec<Item>>) -> Result<(), Error> {
-        if self.0.fetch_add(1, SeqCst) == 0 {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+        if self.entered.fetch_add(1, SeqCst) == 0 {
+            let _ = self.gate.acquire().await;
         }
         Ok(())
     }
@@ -53,15 +56,28 @@ impl MapListener<u32, Vec<Item>> for Stalled {
 
 const CHANGES: usize = 3;
 
-/// Delivered changes, and subscribers left, after `CHANGES` changes made
-/// while the subscriber stalls on the first.
+/// Waits (at most 60 s) until `f` holds.
+async fn eventually(f: impl Fn() -> bool) -> bool {
+    let end = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !f() && tokio::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    f()
+}
+
+/// Changes the subscriber entered, and subscribers left, after `CHANGES`
+/// changes made while it stalls on the first: once it is dropped, or has
+/// been told of every change.
 async fn lagging(with_ref: bool) -> (usize, usize) {
     let map = SharedMap::<u32, Vec<Item>>::new();
     let (client, _server) = serving::in_memory(map.remote(), Limits::default()).await;
     let remote = client.root::<dyn RemoteMap<u32, Vec<Item>>>();
-    let got = Arc::new(AtomicUsize::new(0));
-    let listener: Remote<dyn MapListener<u32, Vec<Item>>> =
-        Remote::new(Arc::new(Stalled(got.clone())));
+    let entered = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let listener: Remote<dyn MapListener<u32, Vec<Item>>> = Remote::new(Arc::new(Stalled {
+        entered: entered.clone(),
+        gate: gate.clone(),
+    }));
     remote.subscribe(listener).await.unwrap();
     let r: Remote<dyn Ping> = Remote::new(Arc::new(Pong));
     for k in 0..CHANGES as u32 {
@@ -79,11 +95,17 @@ async fn lagging(with_ref: bool) -> (usize, usize) {
         remote.insert(k, v).await.unwrap();
         if k == 0 {
             // The subscriber takes the first and stalls on it.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(eventually(|| entered.load(SeqCst) == 1).await);
         }
     }
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    (got.load(SeqCst), map.subscribers())
+    gate.add_permits(1);
+    // Dropped at its next read if the log let go of what it had not
+    // delivered; told of every change if not.
+    assert!(
+        eventually(|| map.subscribers() == 0 || entered.load(SeqCst) == CHANGES).await,
+        "neither dropped nor told of every change"
+    );
+    (entered.load(SeqCst), map.subscribers())
 }
 
 /// Control: weighed whole (~11.6 MB each), the log keeps one change

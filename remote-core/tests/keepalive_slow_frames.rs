@@ -38,12 +38,13 @@ impl Sizes for Impl {
     }
 }
 
-/// Keepalive checks every 300 ms, a ping unanswered for 300 ms loses the
-/// peer: a frame of 128 KiB at 50 KB/s (2.6 s) takes many of them.
+/// Keepalive checks every 300 ms, a ping unanswered for 1 s loses the
+/// peer: a frame of 128 KiB at 50 KB/s (2.6 s) takes many of them. (With
+/// 300 ms, a side stalled that long on a loaded machine lost its peer.)
 fn quick_keepalive() -> Limits {
     Limits {
         keepalive_interval: Some(Duration::from_millis(300)),
-        keepalive_timeout: Duration::from_millis(300),
+        keepalive_timeout: Duration::from_secs(1),
         ..Limits::default()
     }
 }
