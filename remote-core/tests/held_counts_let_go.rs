@@ -132,11 +132,18 @@ impl Hub for HubImpl {
     async fn then_detached(&self, dir: Remote<dyn Names>) -> Result<u64, Error> {
         let n = dir.names().await?.len() as u64;
         drop(remote_core::blocking::spawn_blocking(|| {
-            std::thread::sleep(Duration::from_secs(3))
+            // Until the test has looked (at most a minute).
+            let end = Instant::now() + Duration::from_secs(60);
+            while !DETACHED_GO_ON.load(SeqCst) && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }));
         Ok(n)
     }
 }
+
+/// Lets `then_detached`'s job end.
+static DETACHED_GO_ON: AtomicBool = AtomicBool::new(false);
 
 async fn server(budget: usize) -> (ServerHandle, Arc<HubImpl>) {
     let hub = Arc::new(HubImpl::default());
@@ -188,15 +195,21 @@ const ROUNDS: u32 = 5;
 /// Runs `call` (a handler asking `ROUNDS` times for 4.9 MB and then
 /// waiting, holding nothing), and returns what the server counts while it
 /// waits.
-async fn counted_while_waiting<F>(call: impl FnOnce(Remote<dyn Hub>) -> F) -> usize
+async fn counted_while_waiting<F>(below: usize, call: impl FnOnce(Remote<dyn Hub>) -> F) -> usize
 where
     F: std::future::Future<Output = Result<u64, Error>> + Send + 'static,
 {
-    counted_while_waiting_for(ROUNDS as u64 * NAMES as u64, call).await
+    counted_while_waiting_for(ROUNDS as u64 * NAMES as u64, below, call).await
 }
 
-/// [`counted_while_waiting`] for a handler getting `total` names in all.
-async fn counted_while_waiting_for<F>(total: u64, call: impl FnOnce(Remote<dyn Hub>) -> F) -> usize
+/// [`counted_while_waiting`] for a handler getting `total` names in all:
+/// what is counted once it is below `below` (what was let go is given
+/// back by then), or after 60 s.
+async fn counted_while_waiting_for<F>(
+    total: u64,
+    below: usize,
+    call: impl FnOnce(Remote<dyn Hub>) -> F,
+) -> usize
 where
     F: std::future::Future<Output = Result<u64, Error>> + Send + 'static,
 {
@@ -207,8 +220,7 @@ where
         .unwrap();
     let task = tokio::spawn(call(client.root::<dyn Hub>()));
     assert!(raw::eventually(|| hub.holding.load(SeqCst) == 1).await);
-    // Whatever was let go is given back by now.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    raw::eventually(|| server.buffered_bytes() < below).await;
     let counted = server.buffered_bytes();
     hub.go_on.store(true, SeqCst);
     assert_eq!(raw::bounded(task).await.unwrap().unwrap(), total);
@@ -226,10 +238,14 @@ const SMALL_ROUNDS: u32 = 300;
 /// holds one reply's count at most while it waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_async_handler_moving_on_from_small_heavy_replies_holds_one_count() {
-    let counted = counted_while_waiting_for(SMALL_ROUNDS as u64 * SMALL as u64, |hub| async move {
-        let dir: Remote<dyn Names> = Remote::new(Arc::new(Many(SMALL, AtomicUsize::new(0))));
-        hub.rounds(dir, SMALL_ROUNDS).await
-    })
+    let counted = counted_while_waiting_for(
+        SMALL_ROUNDS as u64 * SMALL as u64,
+        4 * SMALL_ONE,
+        |hub| async move {
+            let dir: Remote<dyn Names> = Remote::new(Arc::new(Many(SMALL, AtomicUsize::new(0))));
+            hub.rounds(dir, SMALL_ROUNDS).await
+        },
+    )
     .await;
     assert!(counted < 4 * SMALL_ONE, "{counted} bytes counted");
 }
@@ -241,12 +257,17 @@ async fn an_async_handler_moving_on_from_small_heavy_replies_holds_one_count() {
 /// go: every reply stays counted for a handler holding nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocking_handler_moving_on_from_small_heavy_replies_holds_one_count() {
-    let counted = counted_while_waiting_for(SMALL_ROUNDS as u64 * SMALL as u64, |hub| async move {
-        let dir: Remote<dyn SyncNames> = Remote::new(Arc::new(Many(SMALL, AtomicUsize::new(0))));
-        remote_core::blocking::spawn_blocking(move || hub.rounds_sync(dir, SMALL_ROUNDS))
-            .await
-            .unwrap()
-    })
+    let counted = counted_while_waiting_for(
+        SMALL_ROUNDS as u64 * SMALL as u64,
+        4 * SMALL_ONE,
+        |hub| async move {
+            let dir: Remote<dyn SyncNames> =
+                Remote::new(Arc::new(Many(SMALL, AtomicUsize::new(0))));
+            remote_core::blocking::spawn_blocking(move || hub.rounds_sync(dir, SMALL_ROUNDS))
+                .await
+                .unwrap()
+        },
+    )
     .await;
     assert!(
         counted < 4 * SMALL_ONE,
@@ -257,10 +278,15 @@ async fn a_blocking_handler_moving_on_from_small_heavy_replies_holds_one_count()
 /// The same calls made by work handed to `blocking::spawn_blocking`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_handed_to_a_blocking_thread_moving_on_from_small_heavy_replies_holds_one_count() {
-    let counted = counted_while_waiting_for(SMALL_ROUNDS as u64 * SMALL as u64, |hub| async move {
-        let dir: Remote<dyn SyncNames> = Remote::new(Arc::new(Many(SMALL, AtomicUsize::new(0))));
-        hub.rounds_handed(dir, SMALL_ROUNDS).await
-    })
+    let counted = counted_while_waiting_for(
+        SMALL_ROUNDS as u64 * SMALL as u64,
+        4 * SMALL_ONE,
+        |hub| async move {
+            let dir: Remote<dyn SyncNames> =
+                Remote::new(Arc::new(Many(SMALL, AtomicUsize::new(0))));
+            hub.rounds_handed(dir, SMALL_ROUNDS).await
+        },
+    )
     .await;
     assert!(
         counted < 4 * SMALL_ONE,
@@ -272,7 +298,7 @@ async fn work_handed_to_a_blocking_thread_moving_on_from_small_heavy_replies_hol
 /// holds one reply's count at most while it waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_async_handler_moving_on_holds_one_count() {
-    let counted = counted_while_waiting(|hub| async move {
+    let counted = counted_while_waiting(2 * ONE, |hub| async move {
         let dir: Remote<dyn Names> = Remote::new(Arc::new(Many(NAMES, AtomicUsize::new(0))));
         hub.rounds(dir, ROUNDS).await
     })
@@ -286,7 +312,7 @@ async fn an_async_handler_moving_on_holds_one_count() {
 /// Compare the replies counted whole on arrival, below.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocking_handler_moving_on_holds_one_count() {
-    let counted = counted_while_waiting(|hub| async move {
+    let counted = counted_while_waiting(2 * ONE, |hub| async move {
         let dir: Remote<dyn SyncNames> = Remote::new(Arc::new(Many(NAMES, AtomicUsize::new(0))));
         remote_core::blocking::spawn_blocking(move || hub.rounds_sync(dir, ROUNDS))
             .await
@@ -303,7 +329,7 @@ async fn a_blocking_handler_moving_on_holds_one_count() {
 /// `blocking::spawn_blocking`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_handed_to_a_blocking_thread_moving_on_holds_one_count() {
-    let counted = counted_while_waiting(|hub| async move {
+    let counted = counted_while_waiting(2 * ONE, |hub| async move {
         let dir: Remote<dyn SyncNames> = Remote::new(Arc::new(Many(NAMES, AtomicUsize::new(0))));
         hub.rounds_handed(dir, ROUNDS).await
     })
@@ -351,8 +377,8 @@ async fn cached_hits_read_in_a_loop_hold_one_count() {
 }
 
 /// A handler that dropped its 4.9 MB reply and returned, leaving a slow
-/// job on a blocking thread: its count stays in the budget until the job
-/// ends (3 s), not until the handler does.
+/// job on a blocking thread: its count leaves the budget when the handler
+/// returns, not when the job ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_detached_blocking_job_does_not_keep_its_handlers_counts() {
     let (server, _) = server(32 << 20).await;
@@ -366,14 +392,14 @@ async fn a_detached_blocking_job_does_not_keep_its_handlers_counts() {
         raw::bounded(hub.then_detached(dir)).await.unwrap(),
         NAMES as u64
     );
-    let start = Instant::now();
-    while server.buffered_bytes() > ONE / 2 && start.elapsed() < Duration::from_secs(1) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // The job runs on until the test says so: counted until then, the
+    // count never goes.
+    raw::eventually(|| server.buffered_bytes() < ONE / 2).await;
     let counted = server.buffered_bytes();
+    DETACHED_GO_ON.store(true, SeqCst);
     assert!(
         counted < ONE / 2,
-        "{counted} bytes still counted 1 s after the handler returned"
+        "{counted} bytes still counted while the handler's detached job runs, after it returned"
     );
 }
 

@@ -199,7 +199,11 @@ async fn quick_calls_made_while_a_closure_runs_do_not_keep_counting() {
     for _ in 0..20 {
         assert_eq!(probe.ping().await.unwrap(), 7);
     }
-    assert_eq!(server.calls_in_flight(), 1, "only the blocking call counts");
+    // The last ping's handler may still be stopping just after its reply.
+    assert!(
+        eventually(|| server.calls_in_flight() == 1).await,
+        "only the blocking call counts"
+    );
     open_gate_and_finish(&stats, gated).await;
     assert!(eventually(|| server.calls_in_flight() == 0).await);
 }
