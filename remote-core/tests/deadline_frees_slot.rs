@@ -11,6 +11,9 @@
 //! only calls that count past their answer; a deadline is neither.
 //! (`conn/running.rs`, `expire_handlers`: the call is `answered` but not
 //! uncounted as a handler's own reply is (`replied`), then `abort`ed.)
+//!
+//! Fixed: the `deadline_exceeded` answer uncounts the call as a handler's
+//! own reply does.
 
 #[path = "support/raw.rs"]
 mod raw;
@@ -65,7 +68,11 @@ async fn a_call_after_a_deadline_exceeded_reply_is_never_refused() {
             s.write_all(&slow).await.unwrap();
             let f = raw::frame(&mut s).await.expect("a reply");
             let (got, kind, msg) = raw::error_of(&f).expect("an error");
-            assert_eq!((got, kind.as_str()), (u64::from(id), "deadline_exceeded"), "{msg}");
+            assert_eq!(
+                (got, kind.as_str()),
+                (u64::from(id), "deadline_exceeded"),
+                "{msg}"
+            );
             id += 1;
             // Its reply is in: the next call is the only one unanswered.
             s.write_all(&raw::call(id, 0, "nap", 60_000, &[0x91, 0x00]))

@@ -20,6 +20,10 @@
 //!
 //! The safe behaviour asserted: a connection whose exports were all
 //! released holds about what an idle connection holds.
+//!
+//! Fixed: a table keeps (and counts in its export pool) the slots up to
+//! its highest live id only, and gives the rest of its room back
+//! (`ExportTable::trim`).
 
 #[path = "support/counting.rs"]
 mod counting;
