@@ -257,8 +257,6 @@ impl<O> ExportTable<O> {
             return Err(TableError::Full(self.max));
         }
         let obj = make();
-        // Counted once made: nothing after this can fail (but allocation).
-        self.pool.take(self.len)?;
         let entry = ExportEntry {
             obj,
             key: Some(key),
@@ -266,14 +264,22 @@ impl<O> ExportTable<O> {
             count: 1,
             unsent: 1,
         };
-        let id = match self.free.pop() {
-            Some(Reverse(id)) => {
-                self.slots[id as usize - 1] = Some(entry);
-                ObjectId(id)
-            }
-            None => {
-                self.slots.push(Some(entry));
-                ObjectId(self.slots.len() as u32)
+        let id = loop {
+            match self.free.pop() {
+                // Past the slots kept (`trim`): gone with them.
+                Some(Reverse(id)) if id as usize > self.slots.len() => {}
+                Some(Reverse(id)) => {
+                    self.slots[id as usize - 1] = Some(entry);
+                    break ObjectId(id);
+                }
+                None => {
+                    // A slot is counted while the table has it, live or
+                    // not: counted once made, nothing after this can fail
+                    // (but allocation).
+                    self.pool.take(self.slots.len())?;
+                    self.slots.push(Some(entry));
+                    break ObjectId(self.slots.len() as u32);
+                }
             }
         };
         self.index.insert(key, id);
@@ -345,8 +351,43 @@ impl<O> ExportTable<O> {
         }
         self.free.push(Reverse(id.0));
         self.len -= 1;
-        self.pool.give(1);
+        self.trim();
         Ok(Some(e.obj))
+    }
+
+    /// Gives back the room of freed entries: the slots after the highest
+    /// live id (and their ids among the free ones), and the index's and
+    /// the lists' spare capacity once they are mostly empty. The table
+    /// keeps (and counts in its pool) the slots up to its highest live id
+    /// only: a connection that once had 10,000 objects exported, all
+    /// released, held 1.7 MB counted nowhere (red-team pass 50).
+    fn trim(&mut self) {
+        let had = self.slots.len();
+        while matches!(self.slots.last(), Some(None)) {
+            self.slots.pop();
+        }
+        let kept = self.slots.len();
+        if self.index.capacity() > 4 * self.len + 64 {
+            self.index.shrink_to(2 * self.len);
+        }
+        if kept == had {
+            return;
+        }
+        self.pool.give(had - kept);
+        // Holes below the highest live id stay free; the ids above it are
+        // dropped once they are most of the free list (popped lowest
+        // first, they would otherwise stay).
+        if self.free.len() > 2 * (kept - self.len) + 16 {
+            self.free.retain(|&Reverse(id)| id as usize <= kept);
+        }
+        // Shrunk to twice what is left once four times over: growing and
+        // shrinking again stay amortized.
+        if self.slots.capacity() > 4 * kept + 16 {
+            self.slots.shrink_to(2 * kept);
+        }
+        if self.free.capacity() > 4 * self.free.len() + 16 {
+            self.free.shrink_to(2 * self.free.len());
+        }
     }
 
     /// Empties the table (connection lost), returning every object so the
@@ -354,11 +395,12 @@ impl<O> ExportTable<O> {
     pub fn drain(&mut self) -> Vec<O> {
         // The index is told first, while the entries say which it holds.
         self.set_holders(None);
+        self.pool.give(self.slots.len());
         let mut out: Vec<O> = self.slots.drain(..).flatten().map(|e| e.obj).collect();
         out.extend(self.root.take());
         self.free.clear();
         self.index.clear();
-        self.pool.give(std::mem::take(&mut self.len));
+        self.len = 0;
         out
     }
 }
@@ -368,7 +410,7 @@ impl<O> Drop for ExportTable<O> {
         // A table dropped without `drain` (its connection's state dropped
         // whole) gives its exports back to the pool too, and leaves the
         // index.
-        self.pool.give(self.len);
+        self.pool.give(self.slots.len());
         self.set_holders(None);
     }
 }

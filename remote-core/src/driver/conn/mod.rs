@@ -500,9 +500,10 @@ impl Shared {
                     // answered the call. The kept answer is set with the
                     // call's answer (as `expire_handlers` does), so it
                     // agrees with the one reply the peer gets.
+                    let uncount = !shared.blocking.any_running();
                     let answered = {
                         let mut core = shared.core();
-                        let answered = core.answered(id, seq);
+                        let answered = core.replied(id, seq, uncount);
                         if answered {
                             keep.fail(&e);
                         }

@@ -111,9 +111,15 @@ impl Shared {
             // same lock: a handler already replying (it answered first)
             // sets it from its reply, so calls pipelined on it see what
             // the peer sees, never this error beside the handler's reply.
+            // Uncounted from `max_calls_in_flight` now, as a handler's own
+            // reply is (`CallCx::answer`): the peer may send its next call
+            // once it sees this, before the aborted task is dropped (a
+            // client at a limit of 1 was refused 2-7% of such calls:
+            // red-team pass 50).
+            let uncount = !self.blocking.any_running();
             let answered = {
                 let mut core = self.core();
-                let answered = core.answered(id, seq);
+                let answered = core.replied(id, seq, uncount);
                 if let (true, Some(answer)) = (answered, keep) {
                     answer.fail(&e);
                 }

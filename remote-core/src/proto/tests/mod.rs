@@ -13,6 +13,7 @@ mod index;
 mod phases;
 mod reader_model;
 mod refs;
+mod trim;
 mod wire;
 
 /// Collects releases queued by dropped imports, and receipts given back
