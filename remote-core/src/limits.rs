@@ -62,7 +62,10 @@ pub struct Limits {
     /// reserve the others cannot use up), so a server holds at most
     /// `max_server_exports + 64 × max_connections`. A reply that would
     /// export past it fails with `limit_exceeded` naming this limit, as
-    /// one past `max_exports` does.
+    /// one past `max_exports` does. An id a connection freed below one
+    /// it still exports keeps its table's slot until reused (ids are
+    /// reused lowest first), and counts a quarter of an export here and
+    /// in `max_exports_per_peer` meanwhile.
     pub max_server_exports: usize,
     /// Objects exported at once on the connections of one server from one
     /// peer address (default 25,000, a quarter of `max_server_exports`),

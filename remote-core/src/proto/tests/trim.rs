@@ -1,7 +1,8 @@
-//! An export table gives back the room of what was released: it keeps,
-//! and counts in its pool, the slots up to its highest live id only (a
-//! connection that once had 10,000 objects exported, all released, held
-//! 1.7 MB counted nowhere: red-team pass 50).
+//! An export table gives back the room of what was released: it keeps the
+//! slots up to its highest live id only (a connection that once had 10,000
+//! objects exported, all released, held 1.7 MB counted nowhere: red-team
+//! pass 50), and counts in its pool each live entry one and each hole
+//! below the highest live id a quarter, rounded up.
 
 use super::*;
 
@@ -53,10 +54,10 @@ fn the_slots_up_to_the_highest_live_id_stay_counted() {
         t.release(id, 1).unwrap();
     }
     assert_eq!(t.len(), 1);
-    assert_eq!(pool.held(), 100, "holes below a live id are counted");
-    // Holes are filled lowest first, counting nothing more.
+    assert_eq!(pool.held(), 1 + 25, "99 holes below a live id count 25");
+    // Holes are filled lowest first.
     assert_eq!(export(&mut t, 201, 202), [ObjectId(1), ObjectId(2)]);
-    assert_eq!(pool.held(), 100);
+    assert_eq!(pool.held(), 3 + 25, "97 holes count 25 still");
     t.release(ObjectId(100), 1).unwrap();
     assert_eq!(pool.held(), 2, "trimmed to the highest live id");
     // The ids above it, still among the free ones, are not handed out
@@ -73,7 +74,7 @@ fn the_lowest_live_id_kept_leaves_the_rest_free() {
     let ids = export(&mut t, 1, 300);
     for &id in ids[1..].iter().rev() {
         t.release(id, 1).unwrap();
-        assert_eq!(pool.held(), id.0 as usize - 1);
+        assert_eq!(pool.held(), id.0 as usize - 1, "trimmed from the top");
     }
     assert_eq!(pool.held(), 1);
     for &id in ids[1..].iter() {
@@ -89,7 +90,28 @@ fn a_dropped_table_gives_its_slots_back() {
     let (mut t, pool) = table();
     let ids = export(&mut t, 1, 50);
     t.release(ids[10], 1).unwrap();
-    assert_eq!(pool.held(), 50);
+    assert_eq!(pool.held(), 49 + 1, "a hole counts a quarter, rounded up");
     drop(t);
     assert_eq!(pool.held(), 0);
+}
+
+/// Holes count a quarter of an export each, and every export, release and
+/// reuse keeps the count at exactly that.
+#[test]
+fn the_count_follows_live_entries_and_holes() {
+    let (mut t, pool) = table();
+    let ids = export(&mut t, 1, 40);
+    // Every other one released, from the bottom: the top stays live.
+    for &id in ids.iter().step_by(2) {
+        t.release(id, 1).unwrap();
+    }
+    assert_eq!(t.len(), 20);
+    assert_eq!(pool.held(), 20 + 5);
+    // Filling holes counts one each, less a quarter.
+    export(&mut t, 100, 103);
+    assert_eq!(pool.held(), 24 + 4);
+    export(&mut t, 104, 119);
+    assert_eq!(pool.held(), 40, "no hole left");
+    export(&mut t, 120, 120);
+    assert_eq!(pool.held(), 41, "a new slot counts one");
 }

@@ -12,9 +12,11 @@
 //! `Server::stats().exports` says 2 meanwhile, and the refusal says
 //! "2000 objects already exported".
 //!
-//! Asserted (fails today): with two objects live for an address, a third
+//! Asserted: with two objects live for an address, a third
 //! connection of that address gets 200 objects under a per-address limit
 //! of 2,000.
+//!
+//! Fixed: a hole counts a quarter of an export (`proto/tables.rs`, `units`).
 
 #[path = "support/raw.rs"]
 mod raw;
