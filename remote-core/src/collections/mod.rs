@@ -33,7 +33,10 @@
 //! [`Limits::max_subscriptions_per_connection`](crate::Limits) subscriptions
 //! per collection (local listeners are not counted). A subscription ends
 //! when its listener returns an error or fails (its connection lost, a
-//! deadline), as soon as its connection closes, or, for a
+//! deadline: a proxy listener's notification is given up once its
+//! connection answered no notification for `default_deadline`, or at
+//! `max_deadline`, so listeners slow to answer only slow their connection
+//! down), as soon as its connection closes, or, for a
 //! [`SharedMap`], when it falls more than [`SUBSCRIBER_QUEUE`] changes
 //! or [`SUBSCRIBER_QUEUE_BYTES`] of changes behind.
 //!

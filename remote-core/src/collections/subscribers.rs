@@ -12,7 +12,10 @@
 //! [`Limits::max_subscriptions_per_connection`](crate::Limits). A
 //! subscription ends when its listener fails a call, when the listener's
 //! connection closes (at once, not at the next change), when it fell too
-//! far behind a feed that forgets old changes, or with the collection.
+//! far behind a feed that forgets old changes, or with the collection. A
+//! proxy listener's call fails at `max_deadline`, or once its connection
+//! answered no notification for `default_deadline` (`answered`): a
+//! notification may wait at the peer, unstarted, behind the others.
 //!
 //! A proxy listener's notification waits, before its change is copied,
 //! for room in its connection's output and in the memory budget
@@ -246,19 +249,33 @@ async fn follow<F: Feed>(
         drop(feed);
         match next {
             Next::Ready(event) => {
-                let mut delivery = F::deliver(&listener, event);
+                let mut delivery: BoxFuture<'static, Result<(), Error>> = match &conn {
+                    // A proxy's call may wait at the peer, unstarted, for
+                    // as long as its listeners hold the room there: its
+                    // deadline is the longest, and `answered` gives up on
+                    // it sooner only while its connection answers nothing.
+                    Some(conn) => Box::pin(crate::with_timeout(
+                        conn.limits.max_deadline,
+                        F::deliver(&listener, event),
+                    )),
+                    None => F::deliver(&listener, event),
+                };
                 // Its frame is queued on the first poll, and counts itself
                 // from then on: the room reserved for it is given back.
                 let first =
                     std::future::poll_fn(|cx| std::task::Poll::Ready(delivery.as_mut().poll(cx)))
                         .await;
                 drop(reserved);
-                let delivered = match first {
-                    std::task::Poll::Ready(r) => r,
-                    std::task::Poll::Pending => delivery.await,
+                let delivered = match (first, &conn) {
+                    (std::task::Poll::Ready(r), _) => r,
+                    (std::task::Poll::Pending, Some(conn)) => answered(conn, delivery).await,
+                    (std::task::Poll::Pending, None) => delivery.await,
                 };
                 if delivered.is_err() {
                     return; // gone or failing: unsubscribe
+                }
+                if let Some(conn) = &conn {
+                    conn.notifications_answered.fetch_add(1, Ordering::Release);
                 }
                 leave.cursor.store(at + 1, Ordering::Relaxed);
             }
@@ -273,6 +290,44 @@ async fn follow<F: Feed>(
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Waits for a proxy listener's answer to a notification (`delivery`, sent
+/// with the longest deadline, `max_deadline`), giving up with
+/// `deadline_exceeded` once `default_deadline` passed with no notification
+/// answered on its connection (by any listener of any collection).
+///
+/// A peer may hold a call back, unstarted, while its running handlers hold
+/// its room (PROTOCOL.md §9: before its first reply, 8 at the defaults),
+/// and its time then counts from the end of that wait there; but the
+/// caller's deadline runs from the sending. With `default_deadline` as the
+/// notification's own deadline, 16 listeners of one connection each
+/// answering in 6 s lost the 7 subscriptions whose first notifications
+/// waited behind the others (each answered 12 s after it was sent). A
+/// connection whose listeners answer, however slowly, is only slowed down;
+/// one that answers nothing for `default_deadline` (silent, or whose
+/// listeners all hang) loses its subscriptions as before.
+async fn answered(
+    conn: &crate::driver::Shared,
+    mut delivery: BoxFuture<'static, Result<(), Error>>,
+) -> Result<(), Error> {
+    use crate::rt::time::{sleep_until, Instant};
+    let patience = conn.limits.default_deadline;
+    let mut seen = conn.notifications_answered.load(Ordering::Acquire);
+    loop {
+        let until = crate::driver::deadline::after(Instant::now(), patience);
+        tokio::select! {
+            biased;
+            delivered = &mut delivery => return delivered,
+            () = sleep_until(until) => {
+                let now = conn.notifications_answered.load(Ordering::Acquire);
+                if now == seen {
+                    return Err(Error::DeadlineExceeded(patience));
+                }
+                seen = now;
             }
         }
     }

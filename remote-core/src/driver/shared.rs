@@ -138,6 +138,10 @@ pub(crate) struct Shared {
     /// Whether this side serves a root (then it never closes for lack
     /// of users, `users.rs`).
     pub(crate) serves_root: bool,
+    /// Shared collections' notifications the peer's listeners answered on
+    /// this connection: the progress a notification waiting for its own
+    /// answer looks for (`collections/subscribers.rs`).
+    pub(crate) notifications_answered: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Shared {

@@ -259,6 +259,7 @@ impl ConnectionBuilder {
             is_closed: AtomicBool::new(false),
             users: std::sync::atomic::AtomicUsize::new(0),
             serves_root: has_root,
+            notifications_answered: std::sync::atomic::AtomicU64::new(0),
             ctl: ctl_tx,
             limits: limits.clone(),
             closed: CancellationToken::new(),
