@@ -307,9 +307,9 @@ impl<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> SharedMap<K, V> {
         let mut waiter = None;
         let mut gone = Vec::new();
         let (old, head) = loop {
+            // Made before the log is looked at: `notify_waiters` wakes it
+            // from now on, polled or not (and it costs no lock until then).
             let progress = self.inner.progress.notified();
-            tokio::pin!(progress);
-            progress.as_mut().enable();
             let wake = {
                 let mut s = self.inner.write();
                 if weight.is_none() && !s.readers.is_empty() {
