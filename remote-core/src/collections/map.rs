@@ -1,14 +1,20 @@
 //! [`SharedMap`]: a map served as a [`RemoteMap`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
+use std::net::IpAddr;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use super::page::{self, MAX_PAGE};
-use super::subscribers::{self, Feed, Next, Subscribers};
+use super::subscribers::{self, Cursor, Feed, Next, Subscribers};
 use super::{MapListener, RemoteMap, SUBSCRIBER_QUEUE, SUBSCRIBER_QUEUE_BYTES};
+use crate::driver::ReaderLateness;
+use crate::rt::time::Instant;
 use crate::{remote, BoxFuture, Error, Remote, Wire};
 
 /// A local map served as a [`RemoteMap`].
@@ -17,8 +23,15 @@ use crate::{remote, BoxFuture, Error, Remote, Wire};
 /// recorded once, whatever the number of subscribers, and only while
 /// someone is subscribed. The log forgets changes every subscriber has
 /// delivered, and keeps at most [`SUBSCRIBER_QUEUE`] of them, of at most
-/// [`SUBSCRIBER_QUEUE_BYTES`] in all: a subscriber that falls further
-/// behind is dropped.
+/// [`SUBSCRIBER_QUEUE_BYTES`] in all. A write ([`RemoteMap::insert`],
+/// [`RemoteMap::remove`]) that would push it past either waits for the
+/// slowest subscribers to deliver (backpressure: writers are slowed to
+/// their subscribers' pace, and an honest subscriber is not dropped for
+/// another client's burst of writes), for as long as their lateness
+/// allowance lasts, or until one delivered nothing for its patience; then
+/// that subscriber is dropped and the write goes on (module doc of
+/// [`collections`](super), Subscriptions). A waiting write holds no lock,
+/// and its call's deadline still applies.
 ///
 /// ```
 /// use remote_core::collections::{on_change, RemoteMap, SharedMap};
@@ -48,6 +61,9 @@ pub struct SharedMap<K, V> {
 struct Map<K, V> {
     state: RwLock<State<K, V>>,
     subscribers: Subscribers<dyn MapListener<K, V>>,
+    /// Signalled when a subscriber delivered a change, or left: writers
+    /// waiting for room in the log look again.
+    progress: Notify,
 }
 
 struct State<K, V> {
@@ -58,8 +74,32 @@ struct State<K, V> {
     /// The sizes in `log`, summed.
     log_bytes: usize,
     base: u64,
-    /// Each subscriber's next change to deliver.
-    readers: Vec<Arc<AtomicU64>>,
+    /// Each subscriber's place, and what its lag costs it.
+    readers: Vec<Reader>,
+    /// Writers waiting for room in the log.
+    waiting: usize,
+    /// While writers wait: when each peer address (`ReaderLateness::addr`)
+    /// was charged up to, so that its subscribers waited for at once are
+    /// charged once.
+    addr_charged: HashMap<(usize, IpAddr), Instant>,
+}
+
+/// A subscriber, as its map's writers see it.
+struct Reader {
+    cursor: Arc<Cursor>,
+    /// Pays for the time writers wait for it (`driver/reader_lateness.rs`).
+    lateness: ReaderLateness,
+    /// Writers have been waiting for it, at the log's oldest change.
+    stall: Option<Stall>,
+}
+
+/// Writers waiting, since `since`, for a reader at position `at`; charged
+/// to it up to `charged`.
+#[derive(Clone, Copy)]
+struct Stall {
+    at: u64,
+    since: Instant,
+    charged: Instant,
 }
 
 /// Changes between two trims of what every subscriber already delivered.
@@ -75,7 +115,7 @@ impl<K, V> State<K, V> {
         let oldest_needed = self
             .readers
             .iter()
-            .map(|r| r.load(Ordering::Relaxed))
+            .map(|r| r.cursor.at.load(Ordering::Relaxed))
             .min()
             .unwrap_or(self.head());
         while self.base < oldest_needed && !self.log.is_empty() {
@@ -90,6 +130,106 @@ impl<K, V> State<K, V> {
             self.base += 1;
         }
     }
+
+    /// Whether a change of `size` fits in the log.
+    fn fits(&self, size: usize) -> bool {
+        self.log.len() < SUBSCRIBER_QUEUE
+            && (self.log.is_empty() || self.log_bytes + size <= SUBSCRIBER_QUEUE_BYTES)
+    }
+
+    /// Room for a change of `size` in the log: `Ok` once there is (or
+    /// nobody reads it), with the readers given up on (to drop outside
+    /// the lock); or when to look again (at the latest: also when a reader
+    /// advances). Charges the readers at the oldest change, which the
+    /// writers wait for, the time since they were last charged; gives up
+    /// on one whose allowance is spent, or that delivered nothing for its
+    /// patience (module doc of `driver/reader_lateness.rs`).
+    fn room(&mut self, size: usize, gone: &mut Vec<Reader>) -> Result<(), Instant> {
+        loop {
+            self.trim();
+            if self.readers.is_empty() || self.fits(size) {
+                return Ok(());
+            }
+            let (base, now) = (self.base, Instant::now());
+            let (mut wake, before) = (None::<Instant>, gone.len());
+            let mut i = 0;
+            while i < self.readers.len() {
+                let r = &mut self.readers[i];
+                let addrs = &mut self.addr_charged;
+                let at = r.cursor.at.load(Ordering::Relaxed);
+                if let Some(st) = r.stall.filter(|st| st.at != at || at != base) {
+                    // Moved on: charged up to now, and waited for afresh
+                    // if at the oldest change again.
+                    r.stall = None;
+                    let _ = charge(r, addrs, st.charged, now);
+                }
+                let give_up = at == base && {
+                    let mut st = r.stall.unwrap_or(Stall {
+                        at,
+                        since: now,
+                        charged: now,
+                    });
+                    let left = charge(r, addrs, st.charged, now);
+                    st.charged = now;
+                    r.stall = Some(st);
+                    let until = st.since + r.lateness.patience();
+                    match left {
+                        Some(left) if now < until => {
+                            let at = until.min(now + left);
+                            wake = Some(wake.map_or(at, |w| w.min(at)));
+                            false
+                        }
+                        _ => true,
+                    }
+                };
+                if give_up {
+                    let r = self.readers.swap_remove(i);
+                    r.cursor.dropped.cancel();
+                    gone.push(r);
+                } else {
+                    i += 1;
+                }
+            }
+            if gone.len() == before {
+                return Err(wake.unwrap_or(now));
+            }
+            // Those given up on no longer hold the log: look again.
+        }
+    }
+
+    /// A writer stopped waiting: with none left, no reader is waited for.
+    fn unwait(&mut self) {
+        self.waiting -= 1;
+        if self.waiting == 0 {
+            for r in &mut self.readers {
+                r.stall = None;
+            }
+            self.addr_charged.clear();
+        }
+    }
+}
+
+/// Charges `r` the time writers waited for it, `from` (when it was last
+/// charged) to `now`; its peer address only what it was not charged for
+/// that time already (`addrs`). What is left of its allowance (`None`:
+/// spent).
+fn charge(
+    r: &Reader,
+    addrs: &mut HashMap<(usize, IpAddr), Instant>,
+    from: Instant,
+    now: Instant,
+) -> Option<Duration> {
+    let addr_from = match r.lateness.addr() {
+        Some(key) => {
+            let was = addrs.insert(key, now);
+            was.map_or(from, |t| t.max(from))
+        }
+        None => from,
+    };
+    r.lateness.charge(
+        now.saturating_duration_since(from),
+        now.saturating_duration_since(addr_from),
+    )
 }
 
 impl<K, V> Map<K, V> {
@@ -125,8 +265,11 @@ impl<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> SharedMap<K, V> {
                     log_bytes: 0,
                     base: 0,
                     readers: Vec::new(),
+                    waiting: 0,
+                    addr_charged: HashMap::new(),
                 }),
                 subscribers: Subscribers::new(0),
+                progress: Notify::new(),
             }),
         })
     }
@@ -146,54 +289,112 @@ impl<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> SharedMap<K, V> {
         self.inner.subscribers.len()
     }
 
-    fn change(&self, key: K, value: Option<V>) -> Option<V> {
+    /// Applies a change, once its log has room for it (module doc of
+    /// `driver/reader_lateness.rs`: how long a writer waits for a
+    /// subscriber that lags).
+    async fn change(&self, key: K, value: Option<V>) -> Option<V> {
         // Weighed outside the lock (user code: `Serialize`, and
         // `Deserialize` of the copy `codec::held_weight` decodes), if anybody
         // subscribed; a value that cannot be encoded fails its delivery
         // anyway.
-        let weigh = || {
+        let weigh = |key: &K, value: &Option<V>| {
             let change = (key.clone(), value.clone());
             let weight = crate::codec::held_weight(&change).unwrap_or(0);
             (change, weight)
         };
-        let mut weight = (self.inner.subscribers.len() > 0).then(weigh);
-        let (old, head) = {
-            let mut s = self.inner.write();
-            if weight.is_none() && !s.readers.is_empty() {
+        let mut weight = (self.inner.subscribers.len() > 0).then(|| weigh(&key, &value));
+        let mut change = Some((key, value));
+        let mut waiter = None;
+        let mut gone = Vec::new();
+        let (old, head) = loop {
+            // Made before the log is looked at: `notify_waiters` wakes it
+            // from now on, polled or not (and it costs no lock until then).
+            let progress = self.inner.progress.notified();
+            let wake = {
+                let mut s = self.inner.write();
+                if weight.is_none() && !s.readers.is_empty() {
+                    None
+                } else {
+                    let size = weight.as_ref().map_or(0, |w| w.1);
+                    match s.room(size, &mut gone) {
+                        Ok(()) => {
+                            let (key, value) = change.take().expect("applied once");
+                            let old = self.apply(&mut s, weight.take(), key, value);
+                            break (old, s.head());
+                        }
+                        Err(wake) => {
+                            if waiter.is_none() {
+                                s.waiting += 1;
+                                waiter = Some(Waiter(&self.inner));
+                            }
+                            Some(wake)
+                        }
+                    }
+                }
+            };
+            drop(std::mem::take(&mut gone));
+            let Some(wake) = wake else {
                 // A subscriber attached since: weighed now, the lock taken
                 // again (logged at no weight, a change made as each of many
                 // subscribers attached went uncounted).
-                drop(s);
-                weight = Some(weigh());
-                s = self.inner.write();
-            }
-            if s.readers.is_empty() {
-                s.base = s.head() + 1;
-                s.log.clear();
-                s.log_bytes = 0;
-            } else {
-                let (change, size) = weight.unwrap_or_else(|| ((key.clone(), value.clone()), 0));
-                s.log.push_back((change, size));
-                s.log_bytes += size;
-                // Their laggards are dropped on their next reads.
-                while s.log.len() > SUBSCRIBER_QUEUE
-                    || (s.log_bytes > SUBSCRIBER_QUEUE_BYTES && s.log.len() > 1)
-                {
-                    s.pop();
+                if let Some((key, value)) = &change {
+                    weight = Some(weigh(key, value));
                 }
-                if s.head() % TRIM_EVERY == 0 {
-                    s.trim();
-                }
-            }
-            let old = match value {
-                Some(v) => s.entries.insert(key, v),
-                None => s.entries.remove(&key),
+                continue;
             };
-            (old, s.head())
+            tokio::select! {
+                () = progress => {}
+                () = crate::rt::time::sleep_until(wake) => {}
+            }
         };
+        drop(waiter);
+        drop(gone);
         // Outside the lock: subscribers read the change from the log.
         self.inner.subscribers.advance(head);
         old
+    }
+
+    /// Logs (if anybody reads the log) and applies a change.
+    fn apply(
+        &self,
+        s: &mut State<K, V>,
+        weight: Option<((K, Option<V>), usize)>,
+        key: K,
+        value: Option<V>,
+    ) -> Option<V> {
+        if s.readers.is_empty() {
+            s.base = s.head() + 1;
+            s.log.clear();
+            s.log_bytes = 0;
+        } else {
+            let (change, size) = weight.unwrap_or_else(|| ((key.clone(), value.clone()), 0));
+            s.log.push_back((change, size));
+            s.log_bytes += size;
+            // Not past the bounds once there was room (`State::room`); a
+            // reader past them would be dropped on its next read.
+            while s.log.len() > SUBSCRIBER_QUEUE
+                || (s.log_bytes > SUBSCRIBER_QUEUE_BYTES && s.log.len() > 1)
+            {
+                s.pop();
+            }
+            if s.head() % TRIM_EVERY == 0 {
+                s.trim();
+            }
+        }
+        match value {
+            Some(v) => s.entries.insert(key, v),
+            None => s.entries.remove(&key),
+        }
+    }
+}
+
+/// A writer waiting for room in the log, counted until dropped (when
+/// done, or with its call).
+struct Waiter<'a, K, V>(&'a Map<K, V>);
+
+impl<K, V> Drop for Waiter<'_, K, V> {
+    fn drop(&mut self) {
+        self.0.write().unwait();
     }
 }
 
@@ -211,15 +412,30 @@ impl<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> Feed for Map<K, V> {
     fn subscribers(&self) -> &Subscribers<Self::Listener> {
         &self.subscribers
     }
-    fn attach(&self, cursor: &Arc<AtomicU64>) -> u64 {
+    fn attach(&self, cursor: &Arc<Cursor>, conn: Option<&Arc<crate::driver::Shared>>) -> u64 {
+        let reader = Reader {
+            cursor: cursor.clone(),
+            lateness: ReaderLateness::new(conn.cloned()),
+            stall: None,
+        };
         let mut s = self.write();
-        s.readers.push(cursor.clone());
+        s.readers.push(reader);
         s.head()
     }
-    fn detach(&self, cursor: &Arc<AtomicU64>) {
+    fn detach(&self, cursor: &Arc<Cursor>) {
         let mut s = self.write();
-        s.readers.retain(|r| !Arc::ptr_eq(r, cursor));
+        let at = s
+            .readers
+            .iter()
+            .position(|r| Arc::ptr_eq(&r.cursor, cursor));
+        let gone = at.map(|i| s.readers.swap_remove(i));
         s.trim();
+        drop(s);
+        drop(gone);
+        self.progress.notify_waiters();
+    }
+    fn advanced(&self) {
+        self.progress.notify_waiters();
     }
     fn weight(&self, at: u64) -> Next<usize> {
         self.logged(at, |(_, weight)| *weight)
@@ -239,13 +455,13 @@ impl<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> Feed for Map<K, V> {
 #[remote]
 impl<K: Wire + Ord + Clone + Sync, V: Wire + Clone + Sync> RemoteMap<K, V> for SharedMap<K, V> {
     async fn insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
-        Ok(self.change(key, Some(value)))
+        Ok(self.change(key, Some(value)).await)
     }
     async fn get(&self, key: K) -> Result<Option<V>, Error> {
         Ok(self.inner.read().entries.get(&key).cloned())
     }
     async fn remove(&self, key: K) -> Result<Option<V>, Error> {
-        Ok(self.change(key, None))
+        Ok(self.change(key, None).await)
     }
     async fn len(&self) -> Result<u64, Error> {
         Ok(self.inner.read().entries.len() as u64)

@@ -37,8 +37,29 @@
 //! connection answered no notification for `default_deadline`, or at
 //! `max_deadline`, so listeners slow to answer only slow their connection
 //! down), as soon as its connection closes, or, for a
-//! [`SharedMap`], when it falls more than [`SUBSCRIBER_QUEUE`] changes
-//! or [`SUBSCRIBER_QUEUE_BYTES`] of changes behind.
+//! [`SharedMap`], when it lags behind its writers for longer than its
+//! allowance.
+//!
+//! A [`SharedMap`]'s change log holds at most [`SUBSCRIBER_QUEUE`] changes
+//! and [`SUBSCRIBER_QUEUE_BYTES`] of them. A write that would push it past
+//! either first waits (asynchronously, within its call's deadline) for
+//! the slowest subscribers to deliver: a busy writer is slowed down to
+//! its subscribers' pace, and an honest subscriber keeps its subscription
+//! through another client's burst of writes (red-team pass 50: with
+//! writers never slowed, 2,000 inserts with 100 in flight ended another
+//! client's subscription). The time writers wait for a subscriber is
+//! charged, once however many wait, to its lateness allowance: its
+//! connection's and peer address's, the buckets a late acknowledgement of
+//! pushed invalidations is paid from (`invalidation_max_missed_acks`
+//! timeouts' worth, 5.25 s at the defaults, refilling at an eighth of wall
+//! time); a local listener has a bucket of its own of the default size.
+//! Once it is spent, or the subscriber delivered nothing for its
+//! connection's `invalidation_ack_timeout` (2 s; a local listener's: 2 s),
+//! writers give up on it: it is dropped (a notification in flight
+//! abandoned) and the writes go on. So a subscriber, however it times its
+//! answers, holds writers up by at most its allowance plus an eighth of
+//! the time; one that cannot keep up with a sustained stream of writes
+//! for longer than that is dropped, as before.
 //!
 //! # Pages
 //!
@@ -64,12 +85,15 @@ pub use page::{MAX_PAGE, MAX_PAGE_BYTES};
 pub use vec::SharedVec;
 
 /// Most changes a [`SharedMap`] keeps for a subscriber that has not
-/// delivered them yet; one that falls further behind is dropped.
+/// delivered them yet: a write past it waits for the slowest subscriber,
+/// for as long as its allowance lasts (module doc, Subscriptions), then
+/// drops it.
 pub const SUBSCRIBER_QUEUE: usize = 1024;
 
 /// Most bytes of changes a [`SharedMap`] keeps for subscribers that have
-/// not delivered them yet (one change larger than this is kept alone); a
-/// subscriber that falls further behind is dropped. A change weighs its
+/// not delivered them yet (one change larger than this is kept alone): a
+/// write past it waits for the slowest subscriber, for as long as its
+/// allowance lasts (module doc, Subscriptions), then drops it. A change weighs its
 /// key and value as the memory budget weighs a call's arguments: their
 /// encoded bytes and 48 bytes per item of their arrays and maps (an empty
 /// string is a byte on the wire, 24 in memory), and what their types take

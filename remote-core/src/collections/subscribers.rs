@@ -17,6 +17,12 @@
 //! answered no notification for `default_deadline` (`answered`): a
 //! notification may wait at the peer, unstarted, behind the others.
 //!
+//! A map's log is bounded: a write past its bounds waits for room
+//! (`map.rs`, `State::room`), woken as cursors advance ([`Feed::advanced`])
+//! or readers leave, for as long as the slowest readers' lateness
+//! allowance lasts (`driver/reader_lateness.rs`); then the feed gives up
+//! on them (`Cursor::dropped`).
+//!
 //! A proxy listener's notification waits, before its change is copied,
 //! for room in its connection's output and in the memory budget
 //! (`driver/room.rs`): a subscriber that reads nothing holds up only its
@@ -42,6 +48,17 @@ pub(super) enum Next<E> {
     Lagged,
 }
 
+/// A subscriber's place in a feed.
+#[derive(Default)]
+pub(super) struct Cursor {
+    /// The next change to deliver.
+    pub(super) at: AtomicU64,
+    /// Cancelled when the feed gives up on the subscriber (it held its
+    /// writers up for as long as it may): its task ends at once, a
+    /// notification in flight abandoned.
+    pub(super) dropped: CancellationToken,
+}
+
 /// A collection's ordered change feed, read by subscriber tasks.
 pub(super) trait Feed: Send + Sync + Sized + 'static {
     /// What subscribes.
@@ -50,11 +67,14 @@ pub(super) trait Feed: Send + Sync + Sized + 'static {
     type Event: Send + 'static;
     /// The collection's subscribers.
     fn subscribers(&self) -> &Subscribers<Self::Listener>;
-    /// Registers a reader's cursor; returns the feed's head (where the
-    /// reader starts: it sees every change from now on).
-    fn attach(&self, cursor: &Arc<AtomicU64>) -> u64;
+    /// Registers a reader's cursor (its listener a proxy on `conn`, or
+    /// local); returns the feed's head (where the reader starts: it sees
+    /// every change from now on).
+    fn attach(&self, cursor: &Arc<Cursor>, conn: Option<&Arc<crate::driver::Shared>>) -> u64;
     /// Forgets a reader's cursor.
-    fn detach(&self, cursor: &Arc<AtomicU64>);
+    fn detach(&self, cursor: &Arc<Cursor>);
+    /// A reader's cursor moved on (writers waiting for room may go on).
+    fn advanced(&self) {}
     /// The change at position `at`.
     fn read(&self, at: u64) -> Next<Self::Event>;
     /// What the change at position `at` weighs held (`codec::held_weight`),
@@ -176,11 +196,13 @@ pub(super) fn subscribe<F: Feed>(
         }
         *reg.per_conn.entry(id.conn).or_default() += 1;
     }
-    let cursor = Arc::new(AtomicU64::new(0));
-    cursor.store(feed.attach(&cursor), Ordering::Relaxed);
+    let cursor = Arc::new(Cursor::default());
+    let conn = handle.map(|h| h.shared().clone());
+    cursor
+        .at
+        .store(feed.attach(&cursor, conn.as_ref()), Ordering::Relaxed);
     reg.listeners.insert(id, listener.clone());
     drop(reg);
-    let conn = handle.map(|h| h.shared().clone());
     let leave = Leave {
         feed: Arc::downgrade(feed),
         id,
@@ -194,7 +216,7 @@ pub(super) fn subscribe<F: Feed>(
 struct Leave<F: Feed> {
     feed: Weak<F>,
     id: Identity,
-    cursor: Arc<AtomicU64>,
+    cursor: Arc<Cursor>,
 }
 
 impl<F: Feed> Drop for Leave<F> {
@@ -209,17 +231,25 @@ impl<F: Feed> Drop for Leave<F> {
 /// One subscriber: delivers every change from its cursor on, in order.
 /// `conn` is the connection of a proxy listener: each change waits for
 /// room in its output before it is taken from the feed
-/// (`driver/room.rs`), and the subscription ends when it closes.
+/// (`driver/room.rs`), and the subscription ends when it closes. It also
+/// ends, a notification in flight abandoned, when the feed gives up on it
+/// (`Cursor::dropped`).
 async fn follow<F: Feed>(
     leave: Leave<F>,
     listener: Remote<F::Listener>,
     mut head: watch::Receiver<u64>,
     conn: Option<Arc<crate::driver::Shared>>,
 ) {
-    let closed = closed_future(conn.as_ref().map(|c| c.closed_token().clone()));
+    let closed = closed_future(
+        conn.as_ref().map(|c| c.closed_token().clone()),
+        leave.cursor.dropped.clone(),
+    );
     tokio::pin!(closed);
     loop {
-        let at = leave.cursor.load(Ordering::Relaxed);
+        if leave.cursor.dropped.is_cancelled() {
+            return;
+        }
+        let at = leave.cursor.at.load(Ordering::Relaxed);
         // A proxy's notification first waits for room in its connection's
         // output and reserves the change's weight in the budget, before the
         // change is copied (`driver/room.rs`).
@@ -268,8 +298,19 @@ async fn follow<F: Feed>(
                 drop(reserved);
                 let delivered = match (first, &conn) {
                     (std::task::Poll::Ready(r), _) => r,
-                    (std::task::Poll::Pending, Some(conn)) => answered(conn, delivery).await,
-                    (std::task::Poll::Pending, None) => delivery.await,
+                    (std::task::Poll::Pending, conn) => {
+                        let waited = async {
+                            match conn {
+                                Some(conn) => answered(conn, delivery).await,
+                                None => delivery.await,
+                            }
+                        };
+                        tokio::select! {
+                            biased;
+                            () = &mut closed => return,
+                            delivered = waited => delivered,
+                        }
+                    }
                 };
                 if delivered.is_err() {
                     return; // gone or failing: unsubscribe
@@ -277,7 +318,10 @@ async fn follow<F: Feed>(
                 if let Some(conn) = &conn {
                     conn.notifications_answered.fetch_add(1, Ordering::Release);
                 }
-                leave.cursor.store(at + 1, Ordering::Relaxed);
+                leave.cursor.at.store(at + 1, Ordering::Relaxed);
+                if let Some(feed) = leave.feed.upgrade() {
+                    feed.advanced();
+                }
             }
             Next::Lagged => return,
             Next::NotYet => {
@@ -333,10 +377,17 @@ async fn answered(
     }
 }
 
-/// Resolves when the listener's connection closes (never for a local one).
-async fn closed_future(closed: Option<CancellationToken>) {
-    match closed {
-        Some(t) => t.cancelled_owned().await,
-        None => std::future::pending().await,
+/// Resolves when the listener's connection closes (never for a local
+/// one), or the feed gives up on the subscriber (`dropped`).
+async fn closed_future(closed: Option<CancellationToken>, dropped: CancellationToken) {
+    let closed = async {
+        match closed {
+            Some(t) => t.cancelled_owned().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = closed => {}
+        () = dropped.cancelled_owned() => {}
     }
 }

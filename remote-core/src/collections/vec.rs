@@ -1,7 +1,6 @@
 //! [`SharedVec`]: an append-only list served as a [`RemoteList`].
 
 use std::fmt;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use super::page::{self, MAX_PAGE};
@@ -121,10 +120,10 @@ impl<T: Wire + Clone + Sync> Feed for List<T> {
     fn subscribers(&self) -> &Subscribers<Self::Listener> {
         &self.subscribers
     }
-    fn attach(&self, _: &Arc<AtomicU64>) -> u64 {
+    fn attach(&self, _: &Arc<subscribers::Cursor>, _: Option<&Arc<crate::driver::Shared>>) -> u64 {
         self.items().len() as u64
     }
-    fn detach(&self, _: &Arc<AtomicU64>) {}
+    fn detach(&self, _: &Arc<subscribers::Cursor>) {}
     fn weight(&self, at: u64) -> Next<usize> {
         let Ok(i) = usize::try_from(at) else {
             return Next::NotYet;

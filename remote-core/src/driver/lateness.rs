@@ -90,7 +90,7 @@ fn slice_of(rest: u64) -> u64 {
     rest.div_ceil(SLICES).max(1)
 }
 
-fn nanos(d: Duration) -> u64 {
+pub(super) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -102,6 +102,21 @@ pub(super) struct Allowance {
     /// What a drained bucket must hold again before writes wait again:
     /// one missed timeout's worth (at most `cap`).
     resume: u64,
+}
+
+impl Allowance {
+    /// From `limits`: `invalidation_max_missed_acks` missed timeouts'
+    /// worth (the timeout less its prompt eighth each), one of them to
+    /// resume.
+    pub(super) fn of(limits: &crate::Limits) -> Self {
+        let t = limits.invalidation_ack_timeout;
+        let miss = nanos(t.saturating_sub(t / 8)).max(1);
+        let cap = miss.saturating_mul(u64::from(limits.invalidation_max_missed_acks));
+        Allowance {
+            cap,
+            resume: miss.min(cap),
+        }
+    }
 }
 
 /// One token bucket of lateness, kept as what was used of it (0: full).
@@ -170,6 +185,24 @@ impl Bucket {
         self.refill(a, now);
     }
 
+    /// Charges `late` nanoseconds outright: the time writers waited for a
+    /// lagging reader of a shared collection (`reader_lateness.rs`).
+    /// What is left after, or `None` once drained (a charge that finds it
+    /// drained, or empties it, drains it).
+    pub(super) fn charge(&mut self, a: Allowance, now: Instant, late: u64) -> Option<u64> {
+        if self.lagging(a, now) {
+            return None;
+        }
+        let got = self.reserve(a, now, late, late, 0);
+        self.settle(a, now, got, 0);
+        let left = a.cap - self.used.min(a.cap);
+        if self.drained || left == 0 {
+            self.drained = true;
+            return None;
+        }
+        Some(left)
+    }
+
     /// Full, not drained, and nothing held: the same as no bucket at all.
     fn is_full(&self) -> bool {
         self.used == 0 && self.held == 0 && !self.drained
@@ -230,6 +263,30 @@ impl PeerMisses {
                 map.remove(&peer);
             }
         }
+    }
+}
+
+impl PeerMisses {
+    /// [`Bucket::charge`], to `peer`'s bucket.
+    pub(super) fn charge(
+        &self,
+        peer: IpAddr,
+        a: Allowance,
+        now: Instant,
+        late: u64,
+    ) -> Option<u64> {
+        if self.lagging(peer, a, now) {
+            return None;
+        }
+        // Through `reserve`: it keeps at most MAX_PEERS buckets.
+        self.reserve(peer, a, now, 0, 0, 0);
+        let mut map = lock(&self.0);
+        let b = map.entry(peer).or_default();
+        let left = b.charge(a, now, late);
+        if b.is_full() {
+            map.remove(&peer);
+        }
+        left
     }
 }
 
@@ -372,12 +429,7 @@ impl Shared {
     /// The buckets' size: `invalidation_max_missed_acks` missed timeouts'
     /// worth, and one of them to resume.
     pub(super) fn allowance(&self) -> Allowance {
-        let miss = self.miss_cost();
-        let cap = miss.saturating_mul(u64::from(self.limits.invalidation_max_missed_acks));
-        Allowance {
-            cap,
-            resume: miss.min(cap),
-        }
+        Allowance::of(&self.limits)
     }
 
     /// How soon an acknowledgement is prompt, and costs the peer nothing:
@@ -387,12 +439,6 @@ impl Shared {
     /// peer's allowance (module doc).
     pub(super) fn prompt_ack(&self) -> Duration {
         self.limits.invalidation_ack_timeout / 8
-    }
-
-    /// What one missed timeout takes from the allowance, in nanoseconds:
-    /// the timeout less its prompt part (at least 1).
-    fn miss_cost(&self) -> u64 {
-        self.late_part().max(1)
     }
 
     /// The late part of the timeout (after the prompt part), in

@@ -249,9 +249,12 @@ async fn a_map_subscriber_too_far_behind_is_dropped_and_others_are_not() {
         assert_eq!(recv(&mut rx).await, k);
     }
     stalled.gate.add_permits(n as usize);
-    // Its first change was in flight; the next it needs is forgotten.
+    // Writers waited for it (for a local listener's patience, delivering
+    // nothing) once the log was full, then gave up on it: its first change,
+    // in flight, was abandoned (or, opened just then, delivered), and the
+    // next it needs is forgotten.
     assert!(eventually(|| map.subscribers() == 1).await);
-    assert_eq!(stalled.seen.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert!(stalled.seen.load(std::sync::atomic::Ordering::Relaxed) <= 1);
     map.remote().insert(0, 1).await.unwrap();
     assert_eq!(recv(&mut rx).await, 0);
 }
