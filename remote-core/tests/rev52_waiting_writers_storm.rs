@@ -57,14 +57,14 @@ async fn run(fast: usize, writers: usize, delay_ms: u64) {
         .unwrap()
         .serve(move |_| served.remote());
     let addr = server.local_addr();
-    let subs = Connection::connect(addr.clone()).await.unwrap();
+    let subs = Connection::connect(addr).await.unwrap();
     for _ in 0..fast {
         subs.root::<dyn RemoteMap<u32, u32>>()
             .subscribe(on_change(|_: u32, _: Option<u32>| {}))
             .await
             .unwrap();
     }
-    let lag_conn = Connection::connect(addr.clone()).await.unwrap();
+    let lag_conn = Connection::connect(addr).await.unwrap();
     let laggard = Arc::new(Laggard {
         delay: Duration::from_millis(delay_ms),
         seen: AtomicU32::new(0),
@@ -76,11 +76,11 @@ async fn run(fast: usize, writers: usize, delay_ms: u64) {
         ))
         .await
         .unwrap();
-    let by = Connection::connect(addr.clone()).await.unwrap();
+    let by = Connection::connect(addr).await.unwrap();
     let by = by.root::<dyn RemoteMap<u32, u32>>();
     let mut conns = Vec::new();
     for _ in 0..8 {
-        conns.push(Connection::connect(addr.clone()).await.unwrap());
+        conns.push(Connection::connect(addr).await.unwrap());
     }
     // Fill the log, one write at a time.
     let fill = conns[0].root::<dyn RemoteMap<u32, u32>>();
