@@ -257,7 +257,12 @@ pub struct Limits {
     /// (0: writes never wait). A server keeps one per peer address too,
     /// across its TCP, TLS and WebSocket connections, charged once per
     /// write: a peer that reconnects starts with no fresh allowance, and
-    /// peers behind one NAT share one.
+    /// peers behind one NAT share one. The same allowance, and the same
+    /// timeout as a subscriber's patience, pay for the time writes to a
+    /// [`SharedMap`](crate::collections::SharedMap) wait for a lagging
+    /// subscriber (its module doc): with 0, those writes never wait either,
+    /// and a subscriber that falls behind the change log's bounds is
+    /// dropped.
     pub invalidation_max_missed_acks: u32,
     /// Entries a server's cache of `#[remote(memoize(..))]` replies holds
     /// (default 10,000), shared by its connections.

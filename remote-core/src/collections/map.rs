@@ -148,6 +148,11 @@ impl<K, V> State<K, V> {
         loop {
             self.trim();
             if self.readers.is_empty() || self.fits(size) {
+                // Room came: what writers waited for it until now is paid
+                // (a lone writer finding room at its wake-up, then leaving,
+                // paid nothing: a subscriber answering just in time held it
+                // up forever, a review).
+                self.settle(Instant::now());
                 return Ok(());
             }
             let (base, now) = (self.base, Instant::now());
@@ -197,10 +202,31 @@ impl<K, V> State<K, V> {
         }
     }
 
+    /// Charges each reader writers wait or waited for the time since it
+    /// was last charged, up to `now`, and forgets the stalls of those that
+    /// moved on.
+    fn settle(&mut self, now: Instant) {
+        let State {
+            readers,
+            addr_charged,
+            base,
+            ..
+        } = self;
+        for r in readers.iter_mut() {
+            let Some(mut st) = r.stall else { continue };
+            let _ = charge(r, addr_charged, st.charged, now);
+            st.charged = now;
+            let at = r.cursor.at.load(Ordering::Relaxed);
+            r.stall = (st.at == at && at == *base).then_some(st);
+        }
+    }
+
     /// A writer stopped waiting: with none left, no reader is waited for.
     fn unwait(&mut self) {
         self.waiting -= 1;
         if self.waiting == 0 {
+            // A write cancelled while waiting pays too.
+            self.settle(Instant::now());
             for r in &mut self.readers {
                 r.stall = None;
             }

@@ -27,7 +27,8 @@
 //! Each subscriber is notified of every change, in order, one call at a
 //! time, by a task of its own that reads the collection's changes from a
 //! cursor: a writer's cost does not grow with the number of subscribers,
-//! and one slow subscriber holds up nobody. Subscribing a listener that is
+//! and a slow subscriber holds up no other subscriber (writers, within
+//! its allowance: below). Subscribing a listener that is
 //! already subscribed is a no-op (it is notified once per change). One
 //! connection's listeners hold at most
 //! [`Limits::max_subscriptions_per_connection`](crate::Limits) subscriptions
@@ -60,6 +61,15 @@
 //! answers, holds writers up by at most its allowance plus an eighth of
 //! the time; one that cannot keep up with a sustained stream of writes
 //! for longer than that is dropped, as before.
+//!
+//! Known limits (a review): subscribers behind one peer address share its
+//! allowance, so while another subscriber (or a late invalidation holder)
+//! of that address has drained it, a subscriber of that address that
+//! falls behind is dropped at the first wait, as all were before writers
+//! waited; a listener that writes to the map it listens to, from its own
+//! notification, while the log is full waits for itself: writers wait its
+//! patience (2 s), then it is dropped; and with
+//! `invalidation_max_missed_acks = 0` writers never wait.
 //!
 //! # Pages
 //!

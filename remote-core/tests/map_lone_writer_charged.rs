@@ -24,6 +24,9 @@
 //! dropped within 60 writes past the full log (measured today: not
 //! dropped, 60 writes each waiting ~250 ms, 15 s in all, and it would go
 //! on forever).
+//!
+//! Fixed: room found at a wake-up, and a writer leaving, charge what was
+//! waited until then (`State::settle`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
