@@ -156,27 +156,23 @@ impl<K, V> State<K, V> {
                 return Ok(());
             }
             let (base, now) = (self.base, Instant::now());
+            // Every reader waited for is charged up to now; one that moved
+            // on is waited for afresh if at the oldest change again.
+            self.settle(now);
             let (mut wake, before) = (None::<Instant>, gone.len());
             let mut i = 0;
             while i < self.readers.len() {
                 let r = &mut self.readers[i];
                 let addrs = &mut self.addr_charged;
                 let at = r.cursor.at.load(Ordering::Relaxed);
-                if let Some(st) = r.stall.filter(|st| st.at != at || at != base) {
-                    // Moved on: charged up to now, and waited for afresh
-                    // if at the oldest change again.
-                    r.stall = None;
-                    let _ = charge(r, addrs, st.charged, now);
-                }
                 let give_up = at == base && {
-                    let mut st = r.stall.unwrap_or(Stall {
+                    let st = *r.stall.get_or_insert(Stall {
                         at,
                         since: now,
                         charged: now,
                     });
+                    // Charged up to now already: what is left.
                     let left = charge(r, addrs, st.charged, now);
-                    st.charged = now;
-                    r.stall = Some(st);
                     let until = st.since + r.lateness.patience();
                     match left {
                         Some(left) if now < until => {

@@ -56,12 +56,8 @@ impl Shared {
             }
             Control::GiveBack { id, count } => {
                 // The import stays, and so do its cached replies.
-                if self.core().phase() != crate::proto::Phase::Closed {
-                    with_scratch_on(self, |buf| {
-                        encode::release_in(buf, id, count);
-                        let _ = self.send(buf);
-                    });
-                }
+                let open = self.core().phase() != crate::proto::Phase::Closed;
+                self.send_release(id, open, count);
             }
             Control::Cancel { id, sent } => {
                 if self.core().cancel_call(id, sent) {
@@ -114,6 +110,12 @@ impl Shared {
         if let Some(cache) = self.cache.get() {
             cache.forget_object(id);
         }
+        self.send_release(id, open, count);
+    }
+
+    /// Queues a release frame of `count` receipts of `id` if the
+    /// connection is `open`, encoded in the reused scratch buffer.
+    fn send_release(&self, id: ObjectId, open: bool, count: u32) {
         if open {
             with_scratch_on(self, |buf| {
                 encode::release_in(buf, id, count);
